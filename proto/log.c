@@ -1,0 +1,117 @@
+/* log.c - stderr/syslog logging with levels; errno preserved across calls. */
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+static const char *log_name = "ihala";
+static int log_foreground = 1;
+static enum log_level log_level = LOG_LEVEL_INFO;
+
+void
+log_init(const char *name, int foreground)
+{
+	log_name = name;
+	log_foreground = foreground;
+	if (!foreground) {
+		openlog(name, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	}
+}
+
+void
+log_setlevel(enum log_level level)
+{
+	log_level = level;
+}
+
+enum log_level
+log_getlevel(void)
+{
+	return log_level;
+}
+
+int
+log_parselevel(const char *s)
+{
+	static const char *names[] = { "error", "warn", "info", "debug" };
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		if (strcmp(s, names[i]) == 0) {
+			return i;
+		}
+	}
+	return -1;
+}
+
+static void
+vlog(enum log_level level, const char *prefix, const char *suffix, const char *fmt, va_list ap)
+{
+	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+	char msg[2048];
+
+	if (level > log_level) {
+		return;
+	}
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (log_foreground) {
+		struct timespec ts;
+		struct tm tm;
+		char when[32];
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+		fprintf(stderr, "%s.%03ldZ %s: %s%s%s%s\n", when, ts.tv_nsec / 1000000, log_name,
+			prefix, msg, suffix != NULL ? ": " : "", suffix != NULL ? suffix : "");
+		fflush(stderr);
+	} else {
+		syslog(prio[level], "%s%s%s%s", prefix, msg, suffix != NULL ? ": " : "",
+		       suffix != NULL ? suffix : "");
+	}
+}
+
+#define LOGFN(fn, level, prefix, witherrno)                                 \
+	void fn(const char *fmt, ...)                                       \
+	{                                                                   \
+		int saved = errno;                                          \
+		va_list ap;                                                 \
+                                                                            \
+		va_start(ap, fmt);                                          \
+		vlog(level, prefix, witherrno ? strerror(saved) : NULL, fmt, ap); \
+		va_end(ap);                                                 \
+		errno = saved;                                              \
+	}
+
+LOGFN(log_warn, LOG_LEVEL_WARN, "", 1)
+LOGFN(log_warnx, LOG_LEVEL_WARN, "", 0)
+LOGFN(log_info, LOG_LEVEL_INFO, "", 0)
+LOGFN(log_debug, LOG_LEVEL_DEBUG, "", 0)
+LOGFN(log_security, LOG_LEVEL_WARN, "security: ", 0)
+
+void
+fatal(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(LOG_LEVEL_ERROR, "fatal: ", strerror(saved), fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(LOG_LEVEL_ERROR, "fatal: ", NULL, fmt, ap);
+	va_end(ap);
+	exit(1);
+}

@@ -1,0 +1,38 @@
+/* log.h - small logging API (after OpenBSD relayd's log.c): stderr or syslog. */
+#ifndef IHALA_LOG_H
+#define IHALA_LOG_H
+
+#include <stdarg.h>
+
+enum log_level {
+	LOG_LEVEL_ERROR = 0,
+	LOG_LEVEL_WARN = 1,
+	LOG_LEVEL_INFO = 2,
+	LOG_LEVEL_DEBUG = 3,
+};
+
+/*
+ * log_init: foreground != 0 logs to stderr, otherwise to syslog under
+ * `name` (the pointer is kept: pass a string with static storage).
+ * May be called again to switch. Before any call, logs go to stderr at
+ * LOG_LEVEL_INFO under the name "ihala".
+ */
+void log_init(const char *name, int foreground);
+void log_setlevel(enum log_level level);
+enum log_level log_getlevel(void);
+/* Parse "error", "warn", "info", "debug"; returns -1 when unknown. */
+int log_parselevel(const char *s);
+
+/* All of these preserve errno. log_warn and fatal append strerror(errno). */
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A security event (refused certificate, refused message): marked
+ * "security:" so operators can grep and alert on it. Logged at warn. */
+void log_security(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Start-up failures and broken invariants only; never for peer input. */
+void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#endif
