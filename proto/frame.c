@@ -1,0 +1,579 @@
+/* frame.c - frame codec, strict protobuf decoding, UTF-8 checks and the stream splitter. */
+#include "frame.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+/* No message in ihala.proto nests deeper than this; a guard for the walker. */
+#define PB_MAX_DEPTH 32
+
+/* ---------------------------------------------------------------------------
+ * UTF-8
+ */
+
+int
+pb_utf8_valid(const uint8_t *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		uint8_t c = s[i];
+		uint8_t lo = 0x80, hi = 0xbf;
+		size_t need, k;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			need = 1;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			need = 2;
+			if (c == 0xe0) {
+				lo = 0xa0; /* overlong below U+0800 */
+			} else if (c == 0xed) {
+				hi = 0x9f; /* surrogates U+D800..U+DFFF */
+			}
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			need = 3;
+			if (c == 0xf0) {
+				lo = 0x90; /* overlong below U+10000 */
+			} else if (c == 0xf4) {
+				hi = 0x8f; /* above U+10FFFF */
+			}
+		} else {
+			/* continuation byte first, C0/C1 overlong, F5..FF */
+			return 0;
+		}
+		if (len - i <= need) {
+			return 0;
+		}
+		/* Only the first continuation byte has the narrowed range. */
+		if (s[i + 1] < lo || s[i + 1] > hi) {
+			return 0;
+		}
+		for (k = 2; k <= need; k++) {
+			if (s[i + k] < 0x80 || s[i + k] > 0xbf) {
+				return 0;
+			}
+		}
+		i += need + 1;
+	}
+	return 1;
+}
+
+/* ---------------------------------------------------------------------------
+ * Generic walk over a decoded message through its descriptor
+ */
+
+enum pb_check {
+	PB_CHECK_UTF8,
+	PB_CHECK_ENUMS,
+	PB_CHECK_UNKNOWN,
+};
+
+static int walk(const ProtobufCMessage *m, enum pb_check what, unsigned depth);
+
+/* Check one present value of field f stored at p (a char *, an int or a
+ * ProtobufCMessage * slot). */
+static int
+check_value(const ProtobufCFieldDescriptor *f, const void *p, enum pb_check what, unsigned depth)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_STRING: {
+		const char *s;
+
+		if (what != PB_CHECK_UTF8) {
+			return 0;
+		}
+		memcpy(&s, p, sizeof(s));
+		if (s != NULL && !pb_utf8_valid((const uint8_t *)s, strlen(s))) {
+			return IHALA_EUTF8;
+		}
+		return 0;
+	}
+	case PROTOBUF_C_TYPE_ENUM: {
+		int v;
+
+		if (what != PB_CHECK_ENUMS) {
+			return 0;
+		}
+		memcpy(&v, p, sizeof(v));
+		if (protobuf_c_enum_descriptor_get_value(f->descriptor, v) == NULL) {
+			return IHALA_ESCHEMA;
+		}
+		return 0;
+	}
+	case PROTOBUF_C_TYPE_MESSAGE: {
+		const ProtobufCMessage *sub;
+
+		memcpy(&sub, p, sizeof(sub));
+		return sub != NULL ? walk(sub, what, depth + 1) : 0;
+	}
+	default:
+		return 0;
+	}
+}
+
+/* Size of one element of a repeated field as protobuf-c stores it. */
+static size_t
+elem_size(const ProtobufCFieldDescriptor *f)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_STRING:
+		return sizeof(char *);
+	case PROTOBUF_C_TYPE_MESSAGE:
+		return sizeof(ProtobufCMessage *);
+	case PROTOBUF_C_TYPE_ENUM:
+		return sizeof(int);
+	default:
+		return 0; /* not walked */
+	}
+}
+
+static int
+walk(const ProtobufCMessage *m, enum pb_check what, unsigned depth)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	const char *base = (const char *)m;
+	unsigned i;
+	int rc;
+
+	if (depth > PB_MAX_DEPTH) {
+		return IHALA_EBADFRAME;
+	}
+	if (what == PB_CHECK_UNKNOWN && m->n_unknown_fields != 0) {
+		return IHALA_EBADFRAME;
+	}
+	for (i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const void *p = base + f->offset;
+
+		if (elem_size(f) == 0) {
+			continue;
+		}
+		if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+			uint32_t which;
+
+			memcpy(&which, base + f->quantifier_offset, sizeof(which));
+			if (which != f->id) {
+				continue;
+			}
+			rc = check_value(f, p, what, depth);
+		} else if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n, k;
+			const char *arr;
+
+			memcpy(&n, base + f->quantifier_offset, sizeof(n));
+			memcpy(&arr, p, sizeof(arr));
+			rc = 0;
+			for (k = 0; k < n && arr != NULL && rc == 0; k++) {
+				rc = check_value(f, arr + k * elem_size(f), what, depth);
+			}
+		} else if (f->label == PROTOBUF_C_LABEL_OPTIONAL &&
+			   f->type == PROTOBUF_C_TYPE_ENUM) {
+			protobuf_c_boolean has;
+
+			memcpy(&has, base + f->quantifier_offset, sizeof(has));
+			rc = has ? check_value(f, p, what, depth) : 0;
+		} else {
+			rc = check_value(f, p, what, depth);
+		}
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int
+pb_check_utf8(const ProtobufCMessage *m)
+{
+	if (m == NULL) {
+		return IHALA_EINVAL;
+	}
+	return walk(m, PB_CHECK_UTF8, 0);
+}
+
+int
+pb_check_enums(const ProtobufCMessage *m)
+{
+	if (m == NULL) {
+		return IHALA_EINVAL;
+	}
+	return walk(m, PB_CHECK_ENUMS, 0);
+}
+
+/* ---------------------------------------------------------------------------
+ * Strict decoding
+ */
+
+/* An allocator that tells out-of-memory apart from malformed input, which
+ * protobuf_c_message_unpack() reports the same way (NULL). */
+static void *
+pb_alloc(void *data, size_t size)
+{
+	void *p = malloc(size != 0 ? size : 1);
+
+	if (p == NULL && data != NULL) {
+		*(int *)data = 1;
+	}
+	return p;
+}
+
+static void
+pb_dealloc(void *data, void *p)
+{
+	(void)data;
+	free(p);
+}
+
+static ProtobufCAllocator pb_free_allocator = { pb_alloc, pb_dealloc, NULL };
+
+static int
+unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+       ProtobufCMessage **out)
+{
+	int oom = 0;
+	ProtobufCAllocator a = { pb_alloc, pb_dealloc, &oom };
+	ProtobufCMessage *m;
+
+	if (desc == NULL || out == NULL || (buf == NULL && len != 0)) {
+		return IHALA_EINVAL;
+	}
+	m = protobuf_c_message_unpack(desc, &a, len, buf != NULL ? buf : (const uint8_t *)"");
+	if (m == NULL) {
+		return oom ? IHALA_ENOMEM : IHALA_EBADFRAME;
+	}
+	*out = m;
+	return 0;
+}
+
+/* Everything but the parse itself: no unknown fields, canonical size, UTF-8. */
+static int
+check_strict(const ProtobufCMessage *m, size_t len)
+{
+	int rc;
+
+	if ((rc = walk(m, PB_CHECK_UNKNOWN, 0)) != 0) {
+		return rc;
+	}
+	if (protobuf_c_message_get_packed_size(m) != len) {
+		return IHALA_EBADFRAME;
+	}
+	return walk(m, PB_CHECK_UTF8, 0);
+}
+
+void
+pb_free(ProtobufCMessage *m)
+{
+	if (m != NULL) {
+		protobuf_c_message_free_unpacked(m, &pb_free_allocator);
+	}
+}
+
+int
+pb_decode_strict(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+		 ProtobufCMessage **out)
+{
+	ProtobufCMessage *m = NULL;
+	int rc;
+
+	if ((rc = unpack(desc, buf, len, &m)) != 0) {
+		return rc;
+	}
+	if ((rc = check_strict(m, len)) != 0) {
+		goto fail;
+	}
+	*out = m;
+	return 0;
+fail:
+	pb_free(m);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * Frames, envelopes, log entries
+ */
+
+int
+frame_encode(const Ihala__V1__Frame *f, uint8_t **out, size_t *outlen)
+{
+	const ProtobufCFieldDescriptor *fd;
+	const ProtobufCMessage *member;
+	uint8_t *buf;
+	size_t n;
+
+	if (f == NULL || out == NULL || outlen == NULL) {
+		return IHALA_EINVAL;
+	}
+	fd = protobuf_c_message_descriptor_get_field(&ihala__v1__frame__descriptor,
+						     (unsigned)f->kind_case);
+	if (f->kind_case == IHALA__V1__FRAME__KIND__NOT_SET || fd == NULL) {
+		return IHALA_EINVAL;
+	}
+	memcpy(&member, (const char *)f + fd->offset, sizeof(member));
+	if (member == NULL) {
+		return IHALA_EINVAL;
+	}
+	n = protobuf_c_message_get_packed_size(&f->base);
+	if (n > FRAME_MAX_LIMIT) {
+		return IHALA_EFRAMESIZE;
+	}
+	if ((buf = malloc(FRAME_PREFIX_LEN + n)) == NULL) {
+		return IHALA_ENOMEM;
+	}
+	buf[0] = (uint8_t)(n >> 24);
+	buf[1] = (uint8_t)(n >> 16);
+	buf[2] = (uint8_t)(n >> 8);
+	buf[3] = (uint8_t)n;
+	if (protobuf_c_message_pack(&f->base, buf + FRAME_PREFIX_LEN) != n) {
+		free(buf);
+		return IHALA_EINTERNAL;
+	}
+	*out = buf;
+	*outlen = FRAME_PREFIX_LEN + n;
+	return 0;
+}
+
+int
+frame_decode(const uint8_t *buf, size_t len, size_t max_frame, Ihala__V1__Frame **out)
+{
+	ProtobufCMessage *m = NULL;
+	Ihala__V1__Frame *f;
+	int rc;
+
+	if (out == NULL || max_frame == 0 || max_frame > FRAME_MAX_LIMIT) {
+		return IHALA_EINVAL;
+	}
+	if (len > max_frame) {
+		return IHALA_EFRAMESIZE;
+	}
+	if ((rc = unpack(&ihala__v1__frame__descriptor, buf, len, &m)) != 0) {
+		return rc;
+	}
+	f = (Ihala__V1__Frame *)m;
+	/* A kind from a later version arrives as an unknown field: say so
+	 * rather than "bad frame". */
+	if (f->kind_case == IHALA__V1__FRAME__KIND__NOT_SET) {
+		rc = IHALA_EUNKNOWNFRAME;
+		goto fail;
+	}
+	if ((rc = check_strict(m, len)) != 0) {
+		goto fail;
+	}
+	*out = f;
+	return 0;
+fail:
+	pb_free(m);
+	return rc;
+}
+
+void
+frame_free(Ihala__V1__Frame *f)
+{
+	pb_free(f != NULL ? &f->base : NULL);
+}
+
+int
+envelope_decode(const uint8_t *buf, size_t len, Ihala__V1__Envelope **out)
+{
+	ProtobufCMessage *m = NULL;
+	Ihala__V1__Envelope *e;
+	int rc;
+
+	if (out == NULL) {
+		return IHALA_EINVAL;
+	}
+	if ((rc = pb_decode_strict(&ihala__v1__envelope__descriptor, buf, len, &m)) != 0) {
+		return rc;
+	}
+	e = (Ihala__V1__Envelope *)m;
+	if (e->kind_case == IHALA__V1__ENVELOPE__KIND__NOT_SET) {
+		rc = IHALA_ESCHEMA;
+		goto fail;
+	}
+	if ((rc = walk(m, PB_CHECK_ENUMS, 0)) != 0) {
+		goto fail;
+	}
+	*out = e;
+	return 0;
+fail:
+	pb_free(m);
+	return rc;
+}
+
+void
+envelope_free(Ihala__V1__Envelope *e)
+{
+	pb_free(e != NULL ? &e->base : NULL);
+}
+
+int
+logentry_decode(const uint8_t *buf, size_t len, Ihala__V1__LogEntry **out)
+{
+	ProtobufCMessage *m = NULL;
+	int rc;
+
+	if (out == NULL) {
+		return IHALA_EINVAL;
+	}
+	if ((rc = pb_decode_strict(&ihala__v1__log_entry__descriptor, buf, len, &m)) != 0) {
+		return rc;
+	}
+	*out = (Ihala__V1__LogEntry *)m;
+	return 0;
+}
+
+void
+logentry_free(Ihala__V1__LogEntry *e)
+{
+	pb_free(e != NULL ? &e->base : NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * framebuf
+ */
+
+struct framebuf {
+	uint8_t *buf;
+	size_t cap;       /* bytes allocated at buf */
+	size_t start;     /* first byte not yet returned by framebuf_next */
+	size_t end;       /* end of the buffered bytes */
+	size_t scan;      /* offset of the next length prefix not yet checked */
+	size_t max_frame; /* largest body accepted */
+	size_t limit;     /* most bytes ever buffered */
+	int err;          /* sticky error, 0 while usable */
+};
+
+static uint32_t
+get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+struct framebuf *
+framebuf_init(size_t max_frame)
+{
+	struct framebuf *fb;
+
+	if (max_frame == 0 || max_frame > FRAME_MAX_LIMIT) {
+		return NULL;
+	}
+	if ((fb = calloc(1, sizeof(*fb))) == NULL) {
+		return NULL;
+	}
+	fb->max_frame = max_frame;
+	fb->limit = 2 * (FRAME_PREFIX_LEN + max_frame);
+	return fb;
+}
+
+size_t
+framebuf_space(const struct framebuf *fb)
+{
+	if (fb == NULL || fb->err != 0) {
+		return 0;
+	}
+	return fb->limit - (fb->end - fb->start);
+}
+
+size_t
+framebuf_pending(const struct framebuf *fb)
+{
+	return fb != NULL ? fb->end - fb->start : 0;
+}
+
+int
+framebuf_push(struct framebuf *fb, const uint8_t *bytes, size_t len)
+{
+	size_t newend;
+
+	if (fb == NULL || (bytes == NULL && len != 0)) {
+		return IHALA_EINVAL;
+	}
+	if (fb->err != 0) {
+		return fb->err;
+	}
+	if (len == 0) {
+		return 0;
+	}
+	if (len > framebuf_space(fb)) {
+		return IHALA_EAGAIN;
+	}
+	if (fb->start > 0) {
+		memmove(fb->buf, fb->buf + fb->start, fb->end - fb->start);
+		fb->end -= fb->start;
+		fb->scan -= fb->start;
+		fb->start = 0;
+	}
+	if (fb->end + len > fb->cap) {
+		size_t ncap = fb->cap != 0 ? fb->cap : 4096;
+		uint8_t *nbuf;
+
+		while (ncap < fb->end + len) {
+			ncap *= 2;
+		}
+		if (ncap > fb->limit) {
+			ncap = fb->limit;
+		}
+		if ((nbuf = realloc(fb->buf, ncap)) == NULL) {
+			return IHALA_ENOMEM;
+		}
+		fb->buf = nbuf;
+		fb->cap = ncap;
+	}
+	/* Copied into spare room, but counted as buffered only once every
+	 * length prefix it completes has been checked. */
+	memcpy(fb->buf + fb->end, bytes, len);
+	newend = fb->end + len;
+	while (fb->scan + FRAME_PREFIX_LEN <= newend) {
+		uint32_t n = get_be32(fb->buf + fb->scan);
+
+		if (n > fb->max_frame) {
+			fb->err = IHALA_EFRAMESIZE;
+			return fb->err;
+		}
+		fb->scan += FRAME_PREFIX_LEN + n;
+	}
+	fb->end = newend;
+	return 0;
+}
+
+int
+framebuf_next(struct framebuf *fb, const uint8_t **body, size_t *len)
+{
+	uint32_t n;
+
+	if (fb == NULL || body == NULL || len == NULL) {
+		return IHALA_EINVAL;
+	}
+	if (fb->err != 0) {
+		return fb->err;
+	}
+	if (fb->end - fb->start < FRAME_PREFIX_LEN) {
+		return 0;
+	}
+	n = get_be32(fb->buf + fb->start);
+	if (fb->end - fb->start - FRAME_PREFIX_LEN < n) {
+		return 0;
+	}
+	*body = fb->buf + fb->start + FRAME_PREFIX_LEN;
+	*len = n;
+	fb->start += FRAME_PREFIX_LEN + n;
+	if (fb->start == fb->end) {
+		/* Nothing left: the next push starts at the front, no move. */
+		fb->start = fb->end = fb->scan = 0;
+	}
+	return 1;
+}
+
+void
+framebuf_release(struct framebuf *fb)
+{
+	if (fb != NULL) {
+		free(fb->buf);
+		free(fb);
+	}
+}
