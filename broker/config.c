@@ -1,0 +1,816 @@
+/* config.c - the broker's option table, loading broker.conf and cross-checking it. */
+#include "config.h"
+
+#include <ctype.h>
+#include <pwd.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+
+#define KB (1024ULL)
+#define MB (1024ULL * KB)
+#define GB (1024ULL * MB)
+#define TB (1024ULL * GB)
+#define SEC (1000ULL)
+#define MIN (60ULL * SEC)
+#define HOUR (60ULL * MIN)
+#define DAY (24ULL * HOUR)
+
+#define B(f) offsetof(struct broker_config, f)
+#define A(f) offsetof(struct agency_config, f)
+
+static const struct conf_choice log_levels[] = {
+    {"error", LOG_LEVEL_ERROR},
+    {"warn", LOG_LEVEL_WARN},
+    {"info", LOG_LEVEL_INFO},
+    {"debug", LOG_LEVEL_DEBUG},
+    {NULL, 0},
+};
+
+static const struct conf_choice roles[] = {
+    {"dma", AGENCY_ROLE_DMA},
+    {"ministry", AGENCY_ROLE_MINISTRY},
+    {"ngo", AGENCY_ROLE_NGO},
+    {"auditor", AGENCY_ROLE_AUDITOR},
+    {NULL, 0},
+};
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} kinds[] = {
+    {"referral", AGENCY_SEND_REFERRAL},
+    {"status", AGENCY_SEND_STATUS},
+    {"outcome", AGENCY_SEND_OUTCOME},
+    {"note", AGENCY_SEND_NOTE},
+};
+#define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
+
+/* ---- validators ---------------------------------------------------------- */
+
+static int
+valid_agency_id(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > AGENCY_ID_MAX) {
+		return 0;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static int
+v_user(void *field, char *why, size_t len)
+{
+	const char *u = *(char **)field;
+
+	if (getpwnam(u) == NULL) {
+		snprintf(why, len, "no such user on this system");
+		return -1;
+	}
+	return 0;
+}
+
+/* C2SP signed-note origin / key name: printable ASCII, no spaces, no '+'. */
+static int
+v_origin(void *field, char *why, size_t len)
+{
+	const char *s = *(char **)field;
+	size_t n = strlen(s), i;
+
+	if (n > 255) {
+		snprintf(why, len, "at most 255 characters");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (s[i] <= ' ' || s[i] > '~' || s[i] == '+') {
+			snprintf(why, len, "printable ASCII without spaces or '+' only");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+v_hostname(void *field, char *why, size_t len)
+{
+	const char *s = *(char **)field;
+	size_t n = strlen(s), i;
+
+	for (i = 0; i < n; i++) {
+		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '-') {
+			snprintf(why, len, "a DNS name or an IP address is expected");
+			return -1;
+		}
+	}
+	if (n > 253) {
+		snprintf(why, len, "at most 253 characters");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+v_cn(void *field, char *why, size_t len)
+{
+	if (strlen(*(char **)field) > 64) {
+		snprintf(why, len, "a certificate CN has at most 64 characters");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9') {
+		return c - '0';
+	}
+	c = tolower(c);
+	if (c >= 'a' && c <= 'f') {
+		return c - 'a' + 10;
+	}
+	return -1;
+}
+
+/* 64 hex digits, or 32 pairs separated by ':'; rewritten as 64 lowercase hex. */
+static int
+v_fingerprint(void *field, char *why, size_t len)
+{
+	char *s = *(char **)field;
+	size_t n = strlen(s), i, o = 0;
+	int colons = strchr(s, ':') != NULL;
+
+	if ((!colons && n != 64) || (colons && n != 95)) {
+		snprintf(why, len,
+		         "expected a SHA-256 as 64 hex digits, with or without ':' "
+		         "between bytes");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (colons && i % 3 == 2) {
+			if (s[i] != ':') {
+				snprintf(why, len, "expected ':' between every two hex digits");
+				return -1;
+			}
+			continue;
+		}
+		if (hexval((unsigned char)s[i]) < 0) {
+			snprintf(why, len, "'%c' is not a hex digit", s[i]);
+			return -1;
+		}
+		s[o++] = (char)tolower((unsigned char)s[i]);
+	}
+	s[o] = '\0';
+	return 0;
+}
+
+/* Splits a list on commas and blanks; calls fn per token (copied, NUL-ended). */
+static int
+each_token(const char *s, int (*fn)(const char *tok, void *arg), void *arg)
+{
+	char tok[128];
+
+	while (*s != '\0') {
+		size_t n = 0;
+
+		while (*s == ',' || *s == ' ' || *s == '\t') {
+			s++;
+		}
+		while (s[n] != '\0' && s[n] != ',' && s[n] != ' ' && s[n] != '\t') {
+			n++;
+		}
+		if (n == 0) {
+			break;
+		}
+		if (n >= sizeof(tok)) {
+			n = sizeof(tok) - 1;
+		}
+		memcpy(tok, s, n);
+		tok[n] = '\0';
+		if (fn(tok, arg) != 0) {
+			return -1;
+		}
+		s += n;
+		while (*s != '\0' && *s != ',' && *s != ' ' && *s != '\t') {
+			s++;
+		}
+	}
+	return 0;
+}
+
+struct kinds_acc {
+	unsigned bits;
+	int none, count;
+	char *why;
+	size_t len;
+};
+
+static int
+kind_token(const char *tok, void *arg)
+{
+	struct kinds_acc *k = arg;
+	size_t i;
+
+	k->count++;
+	if (strcmp(tok, "none") == 0) {
+		k->none = 1;
+		return 0;
+	}
+	for (i = 0; i < NKINDS; i++) {
+		if (strcmp(tok, kinds[i].name) == 0) {
+			k->bits |= kinds[i].bit;
+			return 0;
+		}
+	}
+	snprintf(k->why, k->len,
+	         "unknown message kind '%s' (expected referral, status, outcome, note or none)",
+	         tok);
+	return -1;
+}
+
+static int
+parse_kinds(const char *s, unsigned *bits, char *why, size_t len)
+{
+	struct kinds_acc k = {0, 0, 0, why, len};
+
+	if (each_token(s, kind_token, &k) != 0) {
+		return -1;
+	}
+	if (k.count == 0) {
+		snprintf(why, len, "empty list");
+		return -1;
+	}
+	if (k.none && k.count > 1) {
+		snprintf(why, len, "'none' cannot be combined with message kinds");
+		return -1;
+	}
+	*bits = k.bits;
+	return 0;
+}
+
+static int
+v_may_send(void *field, char *why, size_t len)
+{
+	unsigned bits;
+
+	return parse_kinds(*(char **)field, &bits, why, len);
+}
+
+struct ids_acc {
+	int star, count;
+	char *why;
+	size_t len;
+};
+
+static int
+id_token(const char *tok, void *arg)
+{
+	struct ids_acc *a = arg;
+
+	a->count++;
+	if (strcmp(tok, "*") == 0) {
+		a->star = 1;
+		return 0;
+	}
+	if (!valid_agency_id(tok, strlen(tok))) {
+		snprintf(a->why, a->len, "'%s' is not an agency id ([a-z0-9_-], 1..%d characters)",
+		         tok, AGENCY_ID_MAX);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+v_may_send_to(void *field, char *why, size_t len)
+{
+	struct ids_acc a = {0, 0, why, len};
+
+	if (each_token(*(char **)field, id_token, &a) != 0) {
+		return -1;
+	}
+	if (a.count == 0) {
+		snprintf(why, len, "empty list");
+		return -1;
+	}
+	if (a.star && a.count > 1) {
+		snprintf(why, len, "'*' cannot be combined with agency ids");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the table ------------------------------------------------------------ */
+
+static const struct conf_option options[] = {
+    /* section, name, type, flags, default, min, max, choices, validator, offset, help */
+    {"broker", "listen", CONF_ENDPOINT, 0, "tcp://127.0.0.1:7450", 0, 0, NULL, NULL,
+     B(broker.listen), "ZeroMQ ROUTER endpoint the broker binds"},
+    {"broker", "data_dir", CONF_PATH_DIR, CONF_CREATE, "/var/lib/ihala", 0, 0, NULL, NULL,
+     B(broker.data_dir), "LMDB directory (created at start-up when missing)"},
+    {"broker", "map_size", CONF_SIZE, 0, "1G", 1 * MB, 1 * TB, NULL, NULL, B(broker.map_size),
+     "initial LMDB map size"},
+    {"broker", "map_size_max", CONF_SIZE, 0, "1T", 1 * MB, 1 * TB, NULL, NULL,
+     B(broker.map_size_max), "largest map size auto_grow may reach"},
+    {"broker", "auto_grow", CONF_BOOL, 0, "yes", 0, 0, NULL, NULL, B(broker.auto_grow),
+     "grow the LMDB map when it is full"},
+    {"broker", "log_level", CONF_ENUM, 0, "info", 0, 0, log_levels, NULL, B(broker.log_level),
+     "error, warn, info or debug"},
+    {"broker", "log_origin", CONF_STRING, 0, "ihala.local/log", 0, 0, NULL, v_origin,
+     B(broker.log_origin), "origin line of signed checkpoints"},
+    {"broker", "user", CONF_STRING, 0, NULL, 0, 0, NULL, v_user, B(broker.user),
+     "user to drop privileges to after start-up"},
+    {"broker", "metrics_listen", CONF_ENDPOINT, 0, NULL, 0, 0, NULL, NULL, B(broker.metrics_listen),
+     "Prometheus text metrics endpoint (off when unset)"},
+
+    {"tls", "ca_file", CONF_PATH_FILE, CONF_REQUIRED, NULL, 0, 0, NULL, NULL, B(tls.ca_file),
+     "federation CA certificate (PEM)"},
+    {"tls", "crl_file", CONF_PATH_FILE, 0, NULL, 0, 0, NULL, NULL, B(tls.crl_file),
+     "certificate revocation list (PEM), reloaded on SIGHUP"},
+    {"tls", "cert_file", CONF_PATH_FILE, CONF_REQUIRED, NULL, 0, 0, NULL, NULL, B(tls.cert_file),
+     "broker certificate (PEM)"},
+    {"tls", "key_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_SECRET, NULL, 0, 0, NULL, NULL,
+     B(tls.key_file), "broker private key (PEM, mode 0600)"},
+    {"tls", "server_name", CONF_STRING, 0, NULL, 0, 0, NULL, v_hostname, B(tls.server_name),
+     "name in the broker certificate clients verify (documentation)"},
+
+    {"limits", "max_frame", CONF_SIZE, 0, "1M", 4 * KB, 16 * MB, NULL, NULL, B(limits.max_frame),
+     "largest frame either side may send"},
+    {"limits", "max_sessions", CONF_UINT, 0, "1024", 1, 100000, NULL, NULL, B(limits.max_sessions),
+     "sessions at once"},
+    {"limits", "max_preauth_sessions", CONF_UINT, 0, "64", 1, 100000, NULL, NULL,
+     B(limits.max_preauth_sessions), "sessions still in the TLS handshake at once"},
+    {"limits", "handshake_timeout", CONF_DURATION, 0, "10s", 100, 5 * MIN, NULL, NULL,
+     B(limits.handshake_timeout_ms), "time allowed to complete the handshake"},
+    {"limits", "queue_limit", CONF_UINT, 0, "100000", 1, 100000000, NULL, NULL,
+     B(limits.queue_limit), "undelivered entries per agency before QUEUE_FULL"},
+    {"limits", "credit_window", CONF_UINT, 0, "64", 1, 65536, NULL, NULL, B(limits.credit_window),
+     "deliveries sent before waiting for acks"},
+    {"limits", "max_inflight", CONF_UINT, 0, "256", 1, 65536, NULL, NULL, B(limits.max_inflight),
+     "submissions a client may have without receipt"},
+    {"limits", "out_cap", CONF_SIZE, 0, "4M", 64 * KB, 1 * GB, NULL, NULL, B(limits.out_cap),
+     "TLS output buffered per session before back-pressure"},
+    {"limits", "idle_timeout", CONF_DURATION, 0, "0", 0, 30 * DAY, NULL, NULL,
+     B(limits.idle_timeout_ms), "close sessions idle this long (0: never)"},
+
+    {"commit", "max_batch", CONF_UINT, 0, "1024", 1, 65536, NULL, NULL, B(commit.max_batch),
+     "submissions per group commit"},
+    {"commit", "max_delay", CONF_DURATION, 0, "2ms", 0, 1 * SEC, NULL, NULL, B(commit.max_delay_ms),
+     "longest wait to fill a group commit"},
+
+    {"checkpoint", "key_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_SECRET, NULL, 0, 0, NULL, NULL,
+     B(checkpoint.key_file), "Ed25519 checkpoint signing key (PEM, mode 0600)"},
+    {"checkpoint", "every_entries", CONF_UINT, 0, "1000", 1, 10000000, NULL, NULL,
+     B(checkpoint.every_entries), "sign a checkpoint after this many entries"},
+    {"checkpoint", "every_seconds", CONF_DURATION, 0, "10s", 1 * SEC, 1 * DAY, NULL, NULL,
+     B(checkpoint.every_ms), "... or after this much time"},
+
+    {"deadlines", "emergency", CONF_DURATION, 0, "24h", 1 * MIN, 365 * DAY, NULL, NULL,
+     B(deadlines.emergency_ms), "response deadline of emergency referrals"},
+    {"deadlines", "urgent", CONF_DURATION, 0, "72h", 1 * MIN, 365 * DAY, NULL, NULL,
+     B(deadlines.urgent_ms), "response deadline of urgent referrals"},
+    {"deadlines", "normal", CONF_DURATION, 0, "14d", 1 * MIN, 365 * DAY, NULL, NULL,
+     B(deadlines.normal_ms), "response deadline of normal referrals"},
+
+    {"agency.*", "role", CONF_ENUM, CONF_REQUIRED, NULL, 0, 0, roles, NULL, A(role),
+     "dma, ministry, ngo or auditor"},
+    {"agency.*", "cn", CONF_STRING, 0, NULL, 0, 0, NULL, v_cn, A(cn),
+     "certificate CN (default: the agency id)"},
+    {"agency.*", "fingerprint", CONF_STRING, 0, NULL, 0, 0, NULL, v_fingerprint, A(fingerprint),
+     "pinned SHA-256 of the agency certificate"},
+    {"agency.*", "name", CONF_STRING, 0, NULL, 0, 0, NULL, NULL, A(name),
+     "display name (UTF-8; default: the agency id)"},
+    {"agency.*", "may_send", CONF_STRING, 0, NULL, 0, 0, NULL, v_may_send, A(may_send_text),
+     "message kinds it may send (default: its role's)"},
+    {"agency.*", "may_send_to", CONF_STRING, 0, NULL, 0, 0, NULL, v_may_send_to,
+     A(may_send_to_text), "agencies it may address, or * (the default)"},
+};
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+const struct conf_option *
+broker_config_options(size_t *n)
+{
+	*n = NOPTIONS;
+	return options;
+}
+
+const char *
+broker_config_role_name(int role)
+{
+	const struct conf_choice *c;
+
+	for (c = roles; c->name != NULL; c++) {
+		if (c->value == role) {
+			return c->name;
+		}
+	}
+	return "unknown";
+}
+
+unsigned
+broker_config_role_sends(int role)
+{
+	switch (role) {
+	case AGENCY_ROLE_DMA:
+		/* refers, cancels (a status), annotates; outcomes come from providers */
+		return AGENCY_SEND_REFERRAL | AGENCY_SEND_STATUS | AGENCY_SEND_NOTE;
+	case AGENCY_ROLE_MINISTRY:
+	case AGENCY_ROLE_NGO:
+		return AGENCY_SEND_REFERRAL | AGENCY_SEND_STATUS | AGENCY_SEND_OUTCOME |
+		       AGENCY_SEND_NOTE;
+	default:
+		return 0; /* auditors are read-only */
+	}
+}
+
+/* ---- loading ---------------------------------------------------------------- */
+
+struct loadctx {
+	struct agency_config **tmp; /* one allocation each while parsing: bases must not move */
+	size_t n, cap;
+};
+
+static void *
+open_agency(void *user, const char *section, const char *suffix, char *why, size_t len)
+{
+	struct loadctx *ctx = user;
+	struct agency_config *a;
+
+	(void)section;
+	if (!valid_agency_id(suffix, strlen(suffix))) {
+		snprintf(why, len, "an agency id is 1..%d characters of a-z, 0-9, '_' and '-'",
+		         AGENCY_ID_MAX);
+		return NULL;
+	}
+	if (ctx->n >= BROKER_MAX_AGENCIES) {
+		snprintf(why, len, "too many agencies (at most %d)", BROKER_MAX_AGENCIES);
+		return NULL;
+	}
+	if (ctx->n == ctx->cap) {
+		size_t cap = ctx->cap ? ctx->cap * 2 : 16;
+		struct agency_config **v = realloc(ctx->tmp, cap * sizeof(*v));
+
+		if (v == NULL) {
+			snprintf(why, len, "out of memory");
+			return NULL;
+		}
+		ctx->tmp = v;
+		ctx->cap = cap;
+	}
+	a = calloc(1, sizeof(*a));
+	if (a == NULL || (a->id = strdup(suffix)) == NULL) {
+		free(a);
+		snprintf(why, len, "out of memory");
+		return NULL;
+	}
+	ctx->tmp[ctx->n++] = a;
+	return a;
+}
+
+static void
+agency_release(struct agency_config *a)
+{
+	size_t i;
+
+	conf_release(options, NOPTIONS, "agency.*", a);
+	for (i = 0; i < a->may_send_to_count; i++) {
+		free(a->may_send_to[i]);
+	}
+	free(a->may_send_to);
+	free(a->id);
+}
+
+void
+broker_config_free(struct broker_config *cfg)
+{
+	size_t i;
+
+	if (cfg == NULL) {
+		return;
+	}
+	conf_release(options, NOPTIONS, NULL, cfg);
+	for (i = 0; i < cfg->nagencies; i++) {
+		agency_release(&cfg->agencies[i]);
+	}
+	free(cfg->agencies);
+	free(cfg->path);
+	free(cfg->dir);
+	free(cfg);
+}
+
+const struct agency_config *
+broker_config_find_agency(const struct broker_config *cfg, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nagencies; i++) {
+		if (strcmp(cfg->agencies[i].id, id) == 0) {
+			return &cfg->agencies[i];
+		}
+	}
+	return NULL;
+}
+
+const struct agency_config *
+broker_config_find_cn(const struct broker_config *cfg, const char *cn)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nagencies; i++) {
+		if (cfg->agencies[i].cn != NULL && strcmp(cfg->agencies[i].cn, cn) == 0) {
+			return &cfg->agencies[i];
+		}
+	}
+	return NULL;
+}
+
+struct to_acc {
+	const struct broker_config *cfg;
+	struct agency_config *a;
+	struct conf_errors *errs;
+	const struct conf_file *cf;
+	int line;
+	int nomem;
+};
+
+static int
+to_token(const char *tok, void *arg)
+{
+	struct to_acc *t = arg;
+	struct agency_config *a = t->a;
+	char hint[64] = "";
+	unsigned best = 3;
+	size_t i;
+	char **v;
+
+	if (strcmp(tok, "*") == 0) {
+		a->may_send_to_any = 1;
+		return 0;
+	}
+	if (broker_config_find_agency(t->cfg, tok) == NULL) {
+		for (i = 0; i < t->cfg->nagencies; i++) {
+			unsigned d = conf_distance(tok, t->cfg->agencies[i].id);
+
+			if (d < best && d <= (strlen(tok) <= 3 ? 1u : 2u)) {
+				best = d;
+				snprintf(hint, sizeof(hint), " (did you mean '%s'?)",
+				         t->cfg->agencies[i].id);
+			}
+		}
+		conf_report(t->errs, t->cf, t->line,
+		            "unknown agency '%s' in 'may_send_to' of [agency.%s]%s", tok, a->id,
+		            hint);
+		return 0; /* go on: report every unknown id */
+	}
+	for (i = 0; i < a->may_send_to_count; i++) {
+		if (strcmp(a->may_send_to[i], tok) == 0) {
+			return 0;
+		}
+	}
+	v = realloc(a->may_send_to, (a->may_send_to_count + 1) * sizeof(*v));
+	if (v == NULL) {
+		t->nomem = 1;
+		return -1;
+	}
+	a->may_send_to = v;
+	if ((v[a->may_send_to_count] = strdup(tok)) == NULL) {
+		t->nomem = 1;
+		return -1;
+	}
+	a->may_send_to_count++;
+	return 0;
+}
+
+/* Defaults that depend on other values, and checks across options and agencies. */
+static int
+finish_agencies(struct broker_config *cfg, const struct conf_file *cf, struct conf_errors *errs)
+{
+	char sec[16 + AGENCY_ID_MAX];
+	size_t i, j;
+
+	if (cfg->nagencies == 0) {
+		conf_report(errs, cf, 0, "no agency configured (add an [agency.ID] section)");
+		return 0;
+	}
+	for (i = 0; i < cfg->nagencies; i++) {
+		struct agency_config *a = &cfg->agencies[i];
+
+		snprintf(sec, sizeof(sec), "agency.%s", a->id);
+		a->line = conf_line(cf, sec, NULL);
+		if (a->cn == NULL && (a->cn = strdup(a->id)) == NULL) {
+			return IHALA_ENOMEM;
+		}
+		if (a->name == NULL && (a->name = strdup(a->id)) == NULL) {
+			return IHALA_ENOMEM;
+		}
+		if (a->fingerprint != NULL && strlen(a->fingerprint) == 64) {
+			for (j = 0; j < 32; j++) {
+				a->fingerprint_bin[j] =
+				    (unsigned char)(hexval((unsigned char)a->fingerprint[2 * j])
+				                        << 4 |
+				                    hexval(
+				                        (unsigned char)a->fingerprint[2 * j + 1]));
+			}
+		}
+		if (a->may_send_text != NULL) {
+			char why[160];
+
+			a->may_send_set = 1;
+			if (parse_kinds(a->may_send_text, &a->may_send, why, sizeof(why)) != 0) {
+				a->may_send = 0; /* already reported by the validator */
+			}
+		} else {
+			a->may_send = broker_config_role_sends(a->role);
+		}
+		if (a->role == AGENCY_ROLE_AUDITOR && a->may_send != 0) {
+			conf_report(errs, cf, conf_line(cf, sec, "may_send"),
+			            "agency '%s' is an auditor and may not send messages (remove "
+			            "'may_send' or set it to none)",
+			            a->id);
+		}
+		if (a->role == AGENCY_ROLE_AUDITOR && a->may_send_to_text != NULL) {
+			conf_report(errs, cf, conf_line(cf, sec, "may_send_to"),
+			            "agency '%s' is an auditor and may not send messages (remove "
+			            "'may_send_to')",
+			            a->id);
+		}
+		for (j = 0; j < i; j++) {
+			const struct agency_config *b = &cfg->agencies[j];
+
+			if (strcmp(a->cn, b->cn) == 0) {
+				conf_report(
+				    errs, cf, conf_line(cf, sec, "cn"),
+				    "agency '%s' has the certificate name '%s' of agency '%s' "
+				    "(each agency needs its own)",
+				    a->id, a->cn, b->id);
+			}
+			if (a->fingerprint != NULL && b->fingerprint != NULL &&
+			    strcmp(a->fingerprint, b->fingerprint) == 0) {
+				conf_report(errs, cf, conf_line(cf, sec, "fingerprint"),
+				            "agency '%s' pins the same certificate fingerprint as "
+				            "agency '%s'",
+				            a->id, b->id);
+			}
+		}
+	}
+	/* may_send_to names agencies: checked once all are known. */
+	for (i = 0; i < cfg->nagencies; i++) {
+		struct agency_config *a = &cfg->agencies[i];
+		struct to_acc t = {cfg, a, errs, cf, 0, 0};
+
+		snprintf(sec, sizeof(sec), "agency.%s", a->id);
+		if (a->may_send_to_text == NULL) {
+			a->may_send_to_any = a->role != AGENCY_ROLE_AUDITOR;
+			continue;
+		}
+		t.line = conf_line(cf, sec, "may_send_to");
+		if (each_token(a->may_send_to_text, to_token, &t) != 0 && t.nomem) {
+			return IHALA_ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static void
+cross_checks(const struct broker_config *cfg, const struct conf_file *cf, struct conf_errors *errs)
+{
+	char a[32], b[32];
+
+	if (cfg->broker.map_size != 0 && cfg->broker.map_size_max != 0 &&
+	    cfg->broker.map_size_max < cfg->broker.map_size) {
+		conf_report(errs, cf, conf_line(cf, "broker", "map_size_max"),
+		            "'map_size_max' (%s) is smaller than 'map_size' (%s)",
+		            conf_format_size(cfg->broker.map_size_max, a, sizeof(a)),
+		            conf_format_size(cfg->broker.map_size, b, sizeof(b)));
+	}
+	if (cfg->broker.listen != NULL && cfg->broker.metrics_listen != NULL &&
+	    strcmp(cfg->broker.listen, cfg->broker.metrics_listen) == 0) {
+		conf_report(errs, cf, conf_line(cf, "broker", "metrics_listen"),
+		            "'metrics_listen' is the same endpoint as 'listen'");
+	}
+	if (cfg->limits.max_sessions != 0 && cfg->limits.max_preauth_sessions != 0 &&
+	    cfg->limits.max_preauth_sessions > cfg->limits.max_sessions) {
+		conf_report(errs, cf, conf_line(cf, "limits", "max_preauth_sessions"),
+		            "'max_preauth_sessions' (%llu) is larger than 'max_sessions' (%llu)",
+		            (unsigned long long)cfg->limits.max_preauth_sessions,
+		            (unsigned long long)cfg->limits.max_sessions);
+	}
+	if (cfg->limits.out_cap != 0 && cfg->limits.max_frame != 0 &&
+	    cfg->limits.out_cap < cfg->limits.max_frame) {
+		conf_report(errs, cf, conf_line(cf, "limits", "out_cap"),
+		            "'out_cap' (%s) is smaller than 'max_frame' (%s): a frame could never "
+		            "be sent",
+		            conf_format_size(cfg->limits.out_cap, a, sizeof(a)),
+		            conf_format_size(cfg->limits.max_frame, b, sizeof(b)));
+	}
+	if (cfg->deadlines.emergency_ms != 0 && cfg->deadlines.urgent_ms != 0 &&
+	    cfg->deadlines.emergency_ms > cfg->deadlines.urgent_ms) {
+		conf_report(errs, cf, conf_line(cf, "deadlines", "emergency"),
+		            "the 'emergency' deadline (%s) is longer than the 'urgent' one (%s)",
+		            conf_format_duration(cfg->deadlines.emergency_ms, a, sizeof(a)),
+		            conf_format_duration(cfg->deadlines.urgent_ms, b, sizeof(b)));
+	}
+	if (cfg->deadlines.urgent_ms != 0 && cfg->deadlines.normal_ms != 0 &&
+	    cfg->deadlines.urgent_ms > cfg->deadlines.normal_ms) {
+		conf_report(errs, cf, conf_line(cf, "deadlines", "urgent"),
+		            "the 'urgent' deadline (%s) is longer than the 'normal' one (%s)",
+		            conf_format_duration(cfg->deadlines.urgent_ms, a, sizeof(a)),
+		            conf_format_duration(cfg->deadlines.normal_ms, b, sizeof(b)));
+	}
+	if (cfg->tls.key_file != NULL && cfg->checkpoint.key_file != NULL &&
+	    strcmp(cfg->tls.key_file, cfg->checkpoint.key_file) == 0) {
+		conf_report(errs, cf, conf_line(cf, "checkpoint", "key_file"),
+		            "the checkpoint key must not be the TLS key '%s'", cfg->tls.key_file);
+	}
+}
+
+int
+broker_config_load(const char *path, struct broker_config **out, struct conf_errors *errs)
+{
+	struct broker_config *cfg;
+	struct conf_file *cf = NULL;
+	struct loadctx ctx = {NULL, 0, 0};
+	struct conf_spec spec;
+	size_t before = conf_errors_count(errs), i;
+	int rc, nomem_reported = 0;
+
+	*out = NULL;
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL) {
+		rc = IHALA_ENOMEM;
+		goto fail;
+	}
+	memset(&spec, 0, sizeof(spec));
+	spec.options = options;
+	spec.noptions = NOPTIONS;
+	spec.base = cfg;
+	spec.open_section = open_agency;
+	spec.user = &ctx;
+
+	rc = conf_parse(path, &spec, &cf, errs);
+	nomem_reported = rc == IHALA_ENOMEM;
+	/* The agencies move into one array now that the parser is done with them. */
+	if (ctx.n > 0) {
+		cfg->agencies = calloc(ctx.n, sizeof(*cfg->agencies));
+		if (cfg->agencies == NULL) {
+			for (i = 0; i < ctx.n; i++) {
+				agency_release(ctx.tmp[i]);
+				free(ctx.tmp[i]);
+			}
+			ctx.n = 0;
+			rc = IHALA_ENOMEM;
+			goto fail;
+		}
+		for (i = 0; i < ctx.n; i++) {
+			cfg->agencies[i] = *ctx.tmp[i];
+			free(ctx.tmp[i]);
+		}
+		cfg->nagencies = ctx.n;
+		ctx.n = 0;
+	}
+	if (rc == IHALA_ENOMEM || cf == NULL) {
+		/* not readable: nothing more to check */
+		rc = rc == IHALA_ENOMEM ? rc : IHALA_ECONFIG;
+		goto fail;
+	}
+	if ((cfg->dir = strdup(conf_dir(cf))) == NULL ||
+	    (cfg->path = strdup(conf_abspath(cf))) == NULL) {
+		rc = IHALA_ENOMEM;
+		goto fail;
+	}
+	rc = finish_agencies(cfg, cf, errs);
+	if (rc != 0) {
+		goto fail;
+	}
+	cross_checks(cfg, cf, errs);
+	if (conf_errors_count(errs) != before) {
+		rc = IHALA_ECONFIG;
+		goto fail;
+	}
+	conf_file_free(cf);
+	free(ctx.tmp);
+	*out = cfg;
+	return 0;
+
+fail:
+	for (i = 0; i < ctx.n; i++) {
+		agency_release(ctx.tmp[i]);
+		free(ctx.tmp[i]);
+	}
+	free(ctx.tmp);
+	conf_file_free(cf);
+	broker_config_free(cfg);
+	if (rc == IHALA_ENOMEM && !nomem_reported) {
+		conf_errors_add(errs, path, 0, "out of memory");
+	}
+	return rc != 0 ? rc : IHALA_ECONFIG;
+}

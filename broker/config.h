@@ -1,0 +1,132 @@
+/* config.h - the broker's configuration: struct broker_config, loaded from broker.conf. */
+#ifndef IHALA_BROKER_CONFIG_H
+#define IHALA_BROKER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+
+/* Roles; the numbers equal proto Role (ROLE_DMA = 1 ...). */
+enum agency_role {
+	AGENCY_ROLE_DMA = 1,
+	AGENCY_ROLE_MINISTRY = 2,
+	AGENCY_ROLE_NGO = 3,
+	AGENCY_ROLE_AUDITOR = 4,
+};
+
+/* Message kinds an agency may send (agency_config.may_send bits). */
+#define AGENCY_SEND_REFERRAL 0x01u
+#define AGENCY_SEND_STATUS 0x02u
+#define AGENCY_SEND_OUTCOME 0x04u
+#define AGENCY_SEND_NOTE 0x08u
+
+#define AGENCY_ID_MAX 32 /* [a-z0-9_-]{1,32} */
+#define BROKER_MAX_AGENCIES 1024
+
+/* One [agency.ID] section. Every string is owned by the broker_config. */
+struct agency_config {
+	char *id;          /* the ID of [agency.ID] */
+	int role;          /* enum agency_role */
+	char *cn;          /* certificate CN (or SAN URI ihala:agency:CN); defaults to id */
+	char *fingerprint; /* pinned SHA-256 of the certificate (DER): 64 lowercase
+	                      hex digits; NULL when not pinned */
+	unsigned char fingerprint_bin[32]; /* the same, binary; all zero when not pinned */
+	char *name;                        /* display name (UTF-8); defaults to id */
+	unsigned may_send;                 /* AGENCY_SEND_* bits: the override, else the role's */
+	int may_send_set;                  /* 1 when the config overrides the role default */
+	int may_send_to_any;               /* 1: may address any agency ("*", the default) */
+	char **may_send_to;                /* else: these agency ids (all configured) */
+	size_t may_send_to_count;
+	int line; /* line of the section header, for messages */
+	/* raw option text, as read (kept for reload diagnostics) */
+	char *may_send_text;
+	char *may_send_to_text;
+};
+
+/*
+ * The whole file. Durations are in milliseconds (fields named *_ms), sizes in
+ * bytes. Strings are owned by the struct and live until broker_config_free();
+ * optional ones are NULL when not set. Paths are absolute (relative ones in
+ * the file are resolved against the file's directory).
+ */
+struct broker_config {
+	char *path; /* the config file's absolute path (for reloads after a chdir) */
+	char *dir;  /* its absolute directory */
+
+	struct {
+		char *listen;          /* tcp://HOST:PORT, default tcp://127.0.0.1:7450 */
+		char *data_dir;        /* LMDB directory; may not exist yet (its parent does) */
+		uint64_t map_size;     /* initial LMDB map size, default 1G */
+		uint64_t map_size_max; /* auto_grow stops here, default 1T (>= map_size) */
+		int auto_grow;         /* grow the map when full, default yes */
+		int log_level;         /* enum log_level, default info */
+		char *log_origin;      /* checkpoint origin line, default "ihala.local/log" */
+		char *user;            /* user to drop privileges to; NULL: keep */
+		char *metrics_listen;  /* tcp://HOST:PORT for Prometheus text; NULL: off */
+	} broker;
+
+	struct {
+		char *ca_file;     /* federation CA (PEM), required */
+		char *crl_file;    /* CRL (PEM); NULL: no revocation list */
+		char *cert_file;   /* broker certificate (PEM), required */
+		char *key_file;    /* broker private key (PEM, mode 0600), required */
+		char *server_name; /* the name clients verify (documentation only); may be NULL */
+	} tls;
+
+	struct {
+		uint64_t max_frame;            /* bytes, default 1M (4K..16M) */
+		uint64_t max_sessions;         /* default 1024 */
+		uint64_t max_preauth_sessions; /* default 64 (<= max_sessions) */
+		uint64_t handshake_timeout_ms; /* default 10s */
+		uint64_t queue_limit;          /* undelivered entries per agency, default 100000 */
+		uint64_t credit_window;   /* Deliver frames in flight per session, default 64 */
+		uint64_t max_inflight;    /* Submit frames in flight per session, default 256 */
+		uint64_t out_cap;         /* TLS output bytes buffered per session, default 4M */
+		uint64_t idle_timeout_ms; /* 0: never (the default) */
+	} limits;
+
+	struct {
+		uint64_t max_batch;    /* submissions per commit, default 1024 */
+		uint64_t max_delay_ms; /* longest wait to fill a batch, default 2ms */
+	} commit;
+
+	struct {
+		char *key_file;         /* Ed25519 private key (PEM, mode 0600), required */
+		uint64_t every_entries; /* sign after this many entries, default 1000 */
+		uint64_t every_ms;      /* ... or this much time (option every_seconds), 10s */
+	} checkpoint;
+
+	struct {
+		uint64_t emergency_ms; /* default 24h */
+		uint64_t urgent_ms;    /* default 72h */
+		uint64_t normal_ms;    /* default 14d */
+	} deadlines;
+
+	struct agency_config *agencies; /* in file order */
+	size_t nagencies;
+};
+
+/*
+ * broker_config_load: reads and checks `path`. On success returns 0 and
+ * *out holds a new config (free with broker_config_free). On failure *out is
+ * NULL, every problem found was appended to `errs` as FILE:LINE: message
+ * (print them with conf_errors_print), and it returns IHALA_ECONFIG (or
+ * IHALA_ENOMEM).
+ */
+int broker_config_load(const char *path, struct broker_config **out, struct conf_errors *errs);
+void broker_config_free(struct broker_config *cfg);
+
+/* The agency with that id / certificate CN, or NULL. Valid while cfg lives. */
+const struct agency_config *broker_config_find_agency(const struct broker_config *cfg,
+                                                      const char *id);
+const struct agency_config *broker_config_find_cn(const struct broker_config *cfg, const char *cn);
+/* "dma", "ministry", "ngo", "auditor"; "unknown" otherwise. Static storage. */
+const char *broker_config_role_name(int role);
+/* The message kinds a role may send by default (AGENCY_SEND_* bits). */
+unsigned broker_config_role_sends(int role);
+
+/* The option table, for documentation and tests. */
+const struct conf_option *broker_config_options(size_t *n);
+
+#endif

@@ -1,0 +1,124 @@
+/* main.c - ihala-broker: command line, configuration check, start-up. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <string.h>
+
+#include "config.h"
+#include "server.h"
+#include "error.h"
+#include "log.h"
+
+#ifndef IHALA_VERSION
+#define IHALA_VERSION "0.1.0"
+#endif
+
+#define DEFAULT_CONFIG "/etc/ihala/broker.conf"
+
+/* Exit codes (documented in --help). */
+#define EXIT_OK 0
+#define EXIT_REFUSED 1
+#define EXIT_USAGE 2
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	        "usage: ihala-broker [-dn] [-c FILE]\n"
+	        "\n"
+	        "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+	        "  -n, --check         check the configuration, print 'configuration OK', exit\n"
+	        "  -d, --foreground    stay in the foreground and log to stderr\n"
+	        "  -h, --help          this help\n"
+	        "      --version       print the version\n"
+	        "\n"
+	        "Exit codes: 0 ok, 1 configuration refused or start-up failed, 2 usage.\n"
+	        "Configuration errors are printed as FILE:LINE: message.\n");
+}
+
+/*
+ * Loads and checks the configuration. On success returns it (caller frees);
+ * otherwise prints every error on stderr as FILE:LINE: message and returns NULL.
+ */
+static struct broker_config *
+load_config(const char *path)
+{
+	struct conf_errors errs;
+	struct broker_config *cfg = NULL;
+
+	conf_errors_init(&errs);
+	if (broker_config_load(path, &cfg, &errs) != 0) {
+		conf_errors_print(&errs, stderr);
+		if (conf_errors_count(&errs) == 0) {
+			fprintf(stderr, "%s:0: configuration refused\n", path);
+		}
+		cfg = NULL;
+	}
+	conf_errors_release(&errs);
+	return cfg;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'n'},
+	    {"foreground", no_argument, NULL, 'd'},   {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+	};
+	const char *path = DEFAULT_CONFIG;
+	struct broker_config *cfg;
+	int ch, check = 0, foreground = 0;
+
+	while ((ch = getopt_long(argc, argv, "c:dhn", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'd':
+			foreground = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		case 'n':
+			check = 1;
+			break;
+		case 'V':
+			printf("ihala-broker %s\n", IHALA_VERSION);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "ihala-broker: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+
+	log_init("ihala-broker", 1);
+	cfg = load_config(path);
+	if (cfg == NULL) {
+		return EXIT_REFUSED;
+	}
+	if (check) {
+		printf("configuration OK\n");
+		broker_config_free(cfg);
+		return EXIT_OK;
+	}
+	if (!foreground) {
+		/* Detach and log to syslog; the store is opened after the fork (LMDB caveat). */
+		if (daemon(0, 0) != 0) {
+			fprintf(stderr, "ihala-broker: cannot daemonize: %s\n", strerror(errno));
+			broker_config_free(cfg);
+			return EXIT_REFUSED;
+		}
+		log_init("ihala-broker", 0);
+	}
+	/* server_run takes cfg over. */
+	return server_run(cfg) == 0 ? EXIT_OK : EXIT_REFUSED;
+}

@@ -1,0 +1,49 @@
+/* clientconf.h - a node's client.conf ([client] section): where the broker is, which identity. */
+#ifndef IHALA_CLIENTCONF_H
+#define IHALA_CLIENTCONF_H
+
+#include <stdint.h>
+
+#include "conf.h"
+
+/*
+ * Strings are owned by the struct until clientconf_free(); optional ones are
+ * NULL when not set. Paths are absolute (relative ones in the file are
+ * resolved against the file's directory).
+ */
+struct client_config {
+	char *path;          /* the config file's absolute path */
+	char *dir;           /* its absolute directory */
+	char *broker;        /* tcp://HOST:PORT, default tcp://127.0.0.1:7450 */
+	char *server_name;   /* name the broker certificate must carry, default localhost */
+	char *ca_file;       /* federation CA (PEM), required */
+	char *cert_file;     /* this agency's certificate (PEM), required */
+	char *key_file;      /* its private key (PEM, mode 0600), required */
+	char *data_dir;      /* local outbox/inbox LMDB directory, required; may not exist yet
+	                        (its parent does) */
+	char *agency;        /* own agency id, informational (the broker decides); may be NULL */
+	uint64_t timeout_ms; /* connect / request timeout, default 10s */
+	int log_level;       /* enum log_level, default warn */
+};
+
+/*
+ * The config file to use: `option` (from --config) when not NULL, else the
+ * IHALA_CONFIG environment variable when set and not empty, else NULL (the
+ * caller says "use --config FILE or set IHALA_CONFIG"). The result points
+ * into `option` or the environment.
+ */
+const char *clientconf_locate(const char *option);
+
+/*
+ * clientconf_load: reads and checks `path`. On success returns 0 and *out
+ * holds a new config (free with clientconf_free). On failure *out is NULL,
+ * every problem was appended to `errs` ("FILE:LINE: message"), and it
+ * returns IHALA_ECONFIG (or IHALA_ENOMEM).
+ */
+int clientconf_load(const char *path, struct client_config **out, struct conf_errors *errs);
+void clientconf_free(struct client_config *cfg);
+
+/* The option table, for documentation and tests. */
+const struct conf_option *clientconf_options(size_t *n);
+
+#endif

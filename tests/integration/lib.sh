@@ -1,0 +1,173 @@
+# tests/integration/lib.sh - shared helpers for integration tests (sourced, not run).
+#
+# Gives: TAP output (plan, ok, check, skip), a private temp dir, free loopback ports, broker and
+# client configs over the run's dev PKI ($IHALA_PKI), starting/stopping real ihala-broker
+# processes, and cleanup of every process started, whatever happens.
+set -u
+
+: "${IHALA_BUILD:?run through tests/run}"
+: "${IHALA_PKI:?run through tests/run}"
+: "${IHALA_ROOT:?run through tests/run}"
+
+T=$(mktemp -d /tmp/ihala-it.XXXXXX)
+_tap_n=0
+_tap_failed=0
+_pids=()
+
+cleanup() {
+	local p
+	for p in "${_pids[@]}"; do
+		kill -9 "$p" 2>/dev/null
+	done
+	wait 2>/dev/null
+	if [ "$_tap_failed" -eq 0 ] && [ -z "${KEEP_TMP:-}" ]; then
+		rm -rf "$T"
+	else
+		echo "# kept $T"
+	fi
+}
+trap cleanup EXIT
+
+plan() { echo "1..$1"; }
+ok() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - $*"; }
+not_ok() {
+	_tap_n=$((_tap_n + 1))
+	_tap_failed=$((_tap_failed + 1))
+	echo "not ok $_tap_n - $*"
+}
+diag() { echo "# $*"; }
+# check DESCRIPTION COMMAND...: one test case, passes when COMMAND succeeds.
+check() {
+	local d=$1
+	shift
+	if "$@"; then ok "$d"; else not_ok "$d"; fi
+}
+# Print a file's contents as TAP comments (for failures).
+show() { sed 's/^/#   /' "$@" 2>/dev/null | tail -n 30; }
+
+# A TCP port on 127.0.0.1 nothing listens on now.
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 40000))
+		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+			echo "$p"
+			return
+		fi
+	done
+}
+
+# write_broker_conf DIR PORT [extra ini text]: a broker config using the dev PKI.
+write_broker_conf() {
+	local d=$1 port=$2 extra=${3:-}
+	mkdir -p "$d/data"
+	cat >"$d/broker.conf" <<CONF
+[broker]
+listen = tcp://127.0.0.1:$port
+data_dir = $d/data
+log_level = debug
+log_origin = ihala.test/log
+
+[tls]
+ca_file = $IHALA_PKI/ca.pem
+crl_file = $IHALA_PKI/ca.crl
+cert_file = $IHALA_PKI/broker.pem
+key_file = $IHALA_PKI/broker.key
+
+[checkpoint]
+key_file = $IHALA_PKI/checkpoint.key
+every_entries = 10
+every_seconds = 1s
+
+[agency.dma]
+role = dma
+name = دائرة شؤون الألغام
+
+[agency.moh]
+role = ministry
+name = وزارة الصحة
+
+[agency.molsa]
+role = ministry
+name = وزارة العمل والشؤون الاجتماعية
+
+[agency.hi]
+role = ngo
+name = Handicap International
+
+[agency.auditor]
+role = auditor
+
+[agency.revoked]
+role = ngo
+
+[agency.expired]
+role = ngo
+$extra
+CONF
+}
+
+# write_client_conf DIR AGENCY PORT [CERTNAME]: a client config for AGENCY.
+write_client_conf() {
+	local d=$1 agency=$2 port=$3 cert=${4:-$2}
+	mkdir -p "$d/$agency"
+	cat >"$d/$agency/client.conf" <<CONF
+[client]
+broker = tcp://127.0.0.1:$port
+server_name = localhost
+ca_file = $IHALA_PKI/ca.pem
+cert_file = $IHALA_PKI/$cert.pem
+key_file = $IHALA_PKI/$cert.key
+data_dir = $d/$agency/data
+agency = $agency
+timeout = 5s
+CONF
+	echo "$d/$agency/client.conf"
+}
+
+# start_broker DIR: runs ihala-broker in the foreground on DIR/broker.conf, logging to
+# DIR/broker.log, and waits until it listens. Sets BROKER_PID.
+start_broker() {
+	local d=$1 i before
+	before=$(grep -c 'listening on' "$d/broker.log" 2>/dev/null)
+	"$IHALA_BUILD/ihala-broker" -d -c "$d/broker.conf" >>"$d/broker.log" 2>&1 &
+	BROKER_PID=$!
+	_pids+=("$BROKER_PID")
+	for i in $(seq 1 200); do
+		if [ "$(grep -c 'listening on' "$d/broker.log" 2>/dev/null)" -gt "${before:-0}" ]; then
+			return 0
+		fi
+		kill -0 "$BROKER_PID" 2>/dev/null || { show "$d/broker.log"; return 1; }
+		sleep 0.05
+	done
+	show "$d/broker.log"
+	return 1
+}
+
+stop_broker() {
+	kill -TERM "$BROKER_PID" 2>/dev/null
+	wait "$BROKER_PID" 2>/dev/null
+}
+
+kill_broker() {
+	kill -9 "$BROKER_PID" 2>/dev/null
+	wait "$BROKER_PID" 2>/dev/null
+}
+
+# bg CMD...: start a background process that cleanup will kill; sets LAST_PID.
+bg() {
+	"$@" &
+	LAST_PID=$!
+	_pids+=("$LAST_PID")
+}
+
+# wait_for SECONDS COMMAND...: poll until COMMAND succeeds.
+wait_for() {
+	local limit=$1 i
+	shift
+	for i in $(seq 1 $((limit * 20))); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	return 1
+}
