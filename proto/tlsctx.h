@@ -1,0 +1,99 @@
+/* tlsctx.h - OpenSSL contexts for ihala's mutual TLS 1.3, and certificate identity checks. */
+#ifndef IHALA_TLSCTX_H
+#define IHALA_TLSCTX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+/* The one ALPN protocol both ends must agree on. */
+#define TLSCTX_ALPN "ihala/1"
+
+/* Longest agency id, without the terminating NUL; ids are [a-z0-9_-]{1,32}. */
+#define TLS_AGENCY_MAX 32
+/* Size of a certificate fingerprint (SHA-256 over the DER encoding). */
+#define TLS_FP_LEN 32
+
+/*
+ * The files a context is built from. The strings are borrowed for the duration
+ * of the call only. ca_file: PEM trust anchors (the federation CA). crl_file:
+ * PEM CRL(s) of that CA; required for the server, optional (NULL) for the
+ * client. cert_file: our PEM certificate, optionally followed by intermediates.
+ * key_file: our PEM private key, unencrypted, and not readable by group or
+ * others.
+ */
+struct tls_files {
+	const char *ca_file;
+	const char *crl_file;
+	const char *cert_file;
+	const char *key_file;
+};
+
+/*
+ * Build a fresh SSL_CTX. Both: TLS 1.3 only, no session tickets, no session
+ * cache, ALPN TLSCTX_ALPN, CRL checking of the peer's certificate when a CRL
+ * is loaded. Server: requires a client certificate (SSL_VERIFY_PEER |
+ * SSL_VERIFY_FAIL_IF_NO_PEER_CERT) and refuses a ClientHello that does not
+ * offer TLSCTX_ALPN. Client: verifies the server (the name to check is given
+ * per connection, see channel_new()).
+ *
+ * On success returns 0 and *out is a new SSL_CTX owned by the caller (release
+ * with SSL_CTX_free(); every SSL made from it holds its own reference, so the
+ * broker may free the old context after a reload while old sessions live on).
+ * On failure returns IHALA_EKEYPERM (key readable by group/others),
+ * IHALA_ECONFIG (a file missing or unusable, key not matching the
+ * certificate, CRL expired), IHALA_ENOMEM or IHALA_ETLS, leaves *out
+ * untouched, and writes a sentence for people into err (may be NULL), e.g.
+ * "cannot load certificate '/etc/ihala/moh.pem': no start line".
+ */
+int tlsctx_server_new(const struct tls_files *f, SSL_CTX **out, char *err, size_t errlen);
+int tlsctx_client_new(const struct tls_files *f, SSL_CTX **out, char *err, size_t errlen);
+
+/*
+ * Re-verify a certificate, as the server verifies a client certificate at
+ * handshake, against ctx's current trust store (CA and CRL, at the current
+ * time). The broker calls it on SIGHUP with the freshly built context for
+ * every live session: cert = channel_peer_cert(), chain =
+ * SSL_get_peer_cert_chain(channel_ssl()) (may be NULL). All borrowed.
+ * Returns 0 when still valid, IHALA_EREVOKED when the certificate is revoked,
+ * IHALA_ECERT for any other verification failure (unknown CA, expired ...),
+ * IHALA_ENOMEM; err (may be NULL) gets the reason ("certificate revoked").
+ */
+int tlsctx_verify_cert(SSL_CTX *ctx, X509 *cert, STACK_OF(X509) * chain, char *err, size_t errlen);
+
+/*
+ * The agency id a certificate names, and its fingerprint. The id is taken
+ * from a SAN URI "ihala:agency:<id>" when the certificate has one, else from
+ * the subject CN. Refused (IHALA_ECERT): no such name, two different ihala
+ * URIs, several CNs, embedded NUL, empty, longer than TLS_AGENCY_MAX, or any
+ * character outside [a-z0-9_-]. Whether the id is a configured agency is the
+ * caller's business.
+ * agency: caller's buffer of len >= TLS_AGENCY_MAX + 1 bytes (IHALA_EINVAL
+ * otherwise), NUL-terminated on success. fp: caller's TLS_FP_LEN bytes or
+ * NULL, SHA-256 of the certificate's DER. cert is borrowed.
+ */
+int tls_cert_identity(X509 *cert, char *agency, size_t len, uint8_t fp[TLS_FP_LEN]);
+
+/*
+ * tls_cert_identity() of the verified peer certificate of an established
+ * session. IHALA_ENOTAUTH when there is no peer certificate, IHALA_ECERT when
+ * its verification did not succeed. ssl is borrowed.
+ */
+int tls_peer_identity(SSL *ssl, char *agency, size_t len, uint8_t fp[TLS_FP_LEN]);
+
+/*
+ * Why our own callbacks refused a handshake on this SSL (e.g. "client did not
+ * offer ALPN 'ihala/1'"), or NULL. Static storage; ssl is borrowed.
+ */
+const char *tlsctx_refusal(const SSL *ssl);
+
+/*
+ * Empty this thread's OpenSSL error queue into buf as text for people:
+ * reasons (with their detail, if any) separated by "; ". buf gets "" when the
+ * queue is empty; it is always NUL-terminated when len > 0.
+ */
+void tlsctx_errors(char *buf, size_t len);
+
+#endif
