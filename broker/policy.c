@@ -1,0 +1,435 @@
+/* policy.c - access control and the referral state machine of DESIGN §7, as pure functions. */
+#include "policy.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+
+#define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
+
+unsigned
+policy_role_default(Ihala__V1__Role role)
+{
+	switch (role) {
+	case IHALA__V1__ROLE__ROLE_DMA:
+		return POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_NOTE;
+	case IHALA__V1__ROLE__ROLE_MINISTRY:
+	case IHALA__V1__ROLE__ROLE_NGO:
+		return POLICY_KIND_ALL;
+	default:
+		return 0;
+	}
+}
+
+int
+policy_is_terminal(Ihala__V1__TaskStatus s)
+{
+	return s == S(REJECTED) || s == S(COMPLETED) || s == S(FAILED) || s == S(CANCELLED);
+}
+
+const char *
+policy_status_name(Ihala__V1__TaskStatus s)
+{
+	static const char *names[] = { "unspecified", "requested", "received", "accepted",
+				       "rejected", "in-progress", "on-hold", "completed",
+				       "failed", "cancelled", "overdue" };
+
+	if ((unsigned)s < sizeof(names) / sizeof(names[0])) {
+		return names[s];
+	}
+	return "unknown";
+}
+
+int
+policy_transition(enum policy_party who, Ihala__V1__TaskStatus from, Ihala__V1__TaskStatus to,
+		  int has_outcome)
+{
+	int from_ok;
+
+	switch (to) {
+	case S(RECEIVED):
+		if (who != POLICY_PARTY_BROKER) {
+			return IHALA_EFORBIDDEN;
+		}
+		from_ok = from == S(REQUESTED);
+		break;
+	case S(ACCEPTED):
+	case S(REJECTED):
+		if (who != POLICY_PARTY_RECIPIENT) {
+			return IHALA_EFORBIDDEN;
+		}
+		from_ok = from == S(REQUESTED) || from == S(RECEIVED);
+		break;
+	case S(IN_PROGRESS):
+	case S(ON_HOLD):
+		if (who != POLICY_PARTY_RECIPIENT) {
+			return IHALA_EFORBIDDEN;
+		}
+		from_ok = from == S(ACCEPTED) || from == S(IN_PROGRESS) || from == S(ON_HOLD);
+		break;
+	case S(COMPLETED):
+	case S(FAILED):
+		if (who != POLICY_PARTY_RECIPIENT) {
+			return IHALA_EFORBIDDEN;
+		}
+		from_ok = from == S(ACCEPTED) || from == S(IN_PROGRESS) || from == S(ON_HOLD);
+		if (from_ok && !has_outcome) {
+			return IHALA_EOUTCOME;
+		}
+		break;
+	case S(CANCELLED):
+		if (who != POLICY_PARTY_REFERRER) {
+			return IHALA_EFORBIDDEN;
+		}
+		from_ok = from != S(UNSPECIFIED) && !policy_is_terminal(from) && from != S(OVERDUE);
+		break;
+	default:
+		/* requested is only ever set by a new Referral; overdue only by the broker's clock */
+		return IHALA_EFORBIDDEN;
+	}
+	return from_ok ? 0 : IHALA_ETRANSITION;
+}
+
+static int
+refuse(struct policy_decision *out, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int
+refuse(struct policy_decision *out, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	out->err = err;
+	va_start(ap, fmt);
+	vsnprintf(out->text, sizeof(out->text), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+/* Printable ASCII without spaces, 1..64 bytes: referral, case and message ids. */
+static int
+valid_id(const char *s)
+{
+	size_t n = strlen(s);
+	size_t i;
+
+	if (n == 0 || n > 64) {
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
+		if (s[i] <= ' ' || s[i] > '~') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+const char *
+policy_referral_id(const Ihala__V1__Envelope *env)
+{
+	switch (env->kind_case) {
+	case IHALA__V1__ENVELOPE__KIND_REFERRAL:
+		return env->referral->referral_id;
+	case IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE:
+		return env->status_update->referral_id;
+	case IHALA__V1__ENVELOPE__KIND_OUTCOME:
+		return env->outcome->referral_id;
+	case IHALA__V1__ENVELOPE__KIND_NOTE:
+		return env->note->referral_id;
+	default:
+		return NULL;
+	}
+}
+
+static enum policy_party
+party_of(const char *agency, const Ihala__V1__ReferralState *st)
+{
+	if (strcmp(agency, st->referrer) == 0) {
+		return POLICY_PARTY_REFERRER;
+	}
+	if (strcmp(agency, st->recipient) == 0) {
+		return POLICY_PARTY_RECIPIENT;
+	}
+	return POLICY_PARTY_NONE;
+}
+
+int
+policy_may_read(const char *agency, Ihala__V1__Role role, const Ihala__V1__ReferralState *st)
+{
+	if (role == IHALA__V1__ROLE__ROLE_AUDITOR || party_of(agency, st) != POLICY_PARTY_NONE) {
+		return 0;
+	}
+	return IHALA_ENOTPARTY;
+}
+
+static int
+may_send_to(const struct policy_agency *a, const char *to)
+{
+	size_t i;
+
+	if (a->may_send_to == NULL) {
+		return 1;
+	}
+	for (i = 0; i < a->n_may_send_to; i++) {
+		if (strcmp(a->may_send_to[i], "*") == 0 || strcmp(a->may_send_to[i], to) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static const char *
+kind_name(enum policy_kind k)
+{
+	switch (k) {
+	case POLICY_KIND_REFERRAL:
+		return "referral";
+	case POLICY_KIND_STATUS:
+		return "status update";
+	case POLICY_KIND_OUTCOME:
+		return "outcome";
+	default:
+		return "note";
+	}
+}
+
+static int
+check_outcome(const Ihala__V1__Outcome *o, const char *rid, struct policy_decision *out)
+{
+	if (o->referral_id[0] != '\0' && strcmp(o->referral_id, rid) != 0) {
+		return refuse(out, IHALA_ESCHEMA,
+			      "outcome names referral '%s' but the update is for '%s'",
+			      o->referral_id, rid);
+	}
+	if (!o->success && o->n_not_successful_reasons == 0) {
+		return refuse(out, IHALA_ESCHEMA,
+			      "an unsuccessful outcome needs at least one not_successful_reasons code");
+	}
+	return 0;
+}
+
+static int
+check_referral(const struct policy_view *v, const struct policy_agency *me,
+	       const Ihala__V1__Envelope *env, const Ihala__V1__ReferralState *cur,
+	       const Ihala__V1__ReferralState *parent, struct policy_decision *out)
+{
+	const Ihala__V1__Referral *r = env->referral;
+	const struct policy_agency *to;
+	const char *dest = env->to[0] != '\0' ? env->to : r->receiving_agency;
+	size_t i;
+	int covered = 0;
+
+	if (!valid_id(r->referral_id)) {
+		return refuse(out, IHALA_ESCHEMA,
+			      "referral_id must be 1..64 printable ASCII characters without spaces");
+	}
+	if (dest[0] == '\0') {
+		return refuse(out, IHALA_ESCHEMA, "a referral needs a recipient ('to')");
+	}
+	if (r->receiving_agency[0] != '\0' && strcmp(r->receiving_agency, dest) != 0) {
+		return refuse(out, IHALA_ESCHEMA,
+			      "receiving_agency '%s' differs from the envelope's 'to' '%s'",
+			      r->receiving_agency, dest);
+	}
+	if (r->referring_agency[0] != '\0' && strcmp(r->referring_agency, me->id) != 0) {
+		return refuse(out, IHALA_EFROM,
+			      "referring_agency '%s' is not the authenticated agency '%s'",
+			      r->referring_agency, me->id);
+	}
+	to = v->find(v->ctx, dest);
+	if (to == NULL) {
+		return refuse(out, IHALA_ERECIPIENT, "recipient '%s' is not a configured agency", dest);
+	}
+	if (strcmp(dest, me->id) == 0) {
+		return refuse(out, IHALA_EFORBIDDEN, "an agency cannot refer to itself");
+	}
+	if (to->role == IHALA__V1__ROLE__ROLE_AUDITOR) {
+		return refuse(out, IHALA_EFORBIDDEN, "'%s' is an auditor and receives no referrals",
+			      dest);
+	}
+	if (r->priority == IHALA__V1__PRIORITY__PRIORITY_UNSPECIFIED) {
+		return refuse(out, IHALA_ESCHEMA, "a referral needs a priority (emergency, urgent, normal)");
+	}
+	if (r->n_services == 0) {
+		return refuse(out, IHALA_ESCHEMA, "a referral needs at least one requested service");
+	}
+	if (r->survivor == NULL || !valid_id(r->survivor->case_id)) {
+		return refuse(out, IHALA_ESCHEMA,
+			      "a referral needs survivor.case_id (1..64 printable ASCII)");
+	}
+	if (r->consent == NULL || !r->consent->given) {
+		return refuse(out, IHALA_ECONSENT, "referral '%s' has no recorded consent",
+			      r->referral_id);
+	}
+	for (i = 0; i < r->consent->n_agencies; i++) {
+		if (strcmp(r->consent->agencies[i], dest) == 0) {
+			covered = 1;
+		}
+	}
+	if (!covered) {
+		return refuse(out, IHALA_ECONSENT,
+			      "the survivor's consent does not cover the receiving agency '%s'", dest);
+	}
+	if (cur != NULL) {
+		return refuse(out, IHALA_EREFEXISTS, "referral '%s' already exists", r->referral_id);
+	}
+	if (r->parent_referral_id[0] != '\0') {
+		if (parent == NULL) {
+			return refuse(out, IHALA_ENOREFERRAL, "parent referral '%s' does not exist",
+				      r->parent_referral_id);
+		}
+		if (strcmp(parent->recipient, me->id) != 0) {
+			return refuse(out, IHALA_EPARENT,
+				      "only the recipient of parent referral '%s' may refer it onward",
+				      r->parent_referral_id);
+		}
+		if (parent->status != S(ACCEPTED) && parent->status != S(IN_PROGRESS)) {
+			return refuse(out, IHALA_EPARENT,
+				      "parent referral '%s' is %s; onward referral needs it accepted or "
+				      "in progress",
+				      r->parent_referral_id, policy_status_name(parent->status));
+		}
+	} else if (!me->may_open_cases) {
+		/* By default only DMA opens new cases; the others refer onward. */
+		return refuse(out, IHALA_EFORBIDDEN,
+			      "a %s may only refer onward: set parent_referral_id",
+			      me->role == IHALA__V1__ROLE__ROLE_NGO ? "NGO" : "ministry");
+	}
+	snprintf(out->recipient, sizeof(out->recipient), "%s", dest);
+	out->new_status = S(REQUESTED);
+	return 0;
+}
+
+int
+policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__Envelope *env,
+	     const Ihala__V1__ReferralState *cur, const Ihala__V1__ReferralState *parent,
+	     struct policy_decision *out)
+{
+	const struct policy_agency *me = v->find(v->ctx, sender);
+	const char *rid;
+	enum policy_party who;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	if (me == NULL) {
+		return refuse(out, IHALA_EUNKNOWNAGENCY, "agency '%s' is not configured", sender);
+	}
+	if (me->role == IHALA__V1__ROLE__ROLE_AUDITOR) {
+		return refuse(out, IHALA_EREADONLY, "auditor '%s' may read but not submit", sender);
+	}
+	if (!valid_id(env->message_id)) {
+		return refuse(out, IHALA_ESCHEMA,
+			      "message_id must be 1..64 printable ASCII characters without spaces");
+	}
+	if (env->from[0] != '\0' && strcmp(env->from, sender) != 0) {
+		return refuse(out, IHALA_EFROM,
+			      "envelope 'from' is '%s' but the certificate says '%s'", env->from,
+			      sender);
+	}
+	switch (env->kind_case) {
+	case IHALA__V1__ENVELOPE__KIND_REFERRAL:
+		out->kind = POLICY_KIND_REFERRAL;
+		break;
+	case IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE:
+		out->kind = POLICY_KIND_STATUS;
+		break;
+	case IHALA__V1__ENVELOPE__KIND_OUTCOME:
+		out->kind = POLICY_KIND_OUTCOME;
+		break;
+	case IHALA__V1__ENVELOPE__KIND_NOTE:
+		out->kind = POLICY_KIND_NOTE;
+		break;
+	default:
+		return refuse(out, IHALA_ESCHEMA,
+			      "envelope carries no referral, status_update, outcome or note");
+	}
+	if ((me->may_send & out->kind) == 0) {
+		return refuse(out, IHALA_EFORBIDDEN, "agency '%s' may not send a %s", sender,
+			      kind_name(out->kind));
+	}
+	if (out->kind == POLICY_KIND_REFERRAL) {
+		err = check_referral(v, me, env, cur, parent, out);
+		if (err == 0 && !may_send_to(me, out->recipient)) {
+			return refuse(out, IHALA_EFORBIDDEN, "agency '%s' may not send to '%s'",
+				      sender, out->recipient);
+		}
+		return err;
+	}
+
+	rid = policy_referral_id(env);
+	if (!valid_id(rid)) {
+		return refuse(out, IHALA_ESCHEMA,
+			      "referral_id must be 1..64 printable ASCII characters without spaces");
+	}
+	if (cur == NULL) {
+		return refuse(out, IHALA_ENOREFERRAL, "referral '%s' does not exist", rid);
+	}
+	who = party_of(sender, cur);
+	if (who == POLICY_PARTY_NONE) {
+		return refuse(out, IHALA_ENOTPARTY, "agency '%s' is not a party to referral '%s'",
+			      sender, rid);
+	}
+	snprintf(out->recipient, sizeof(out->recipient), "%s",
+		 who == POLICY_PARTY_REFERRER ? cur->recipient : cur->referrer);
+	if (env->to[0] != '\0' && strcmp(env->to, out->recipient) != 0) {
+		return refuse(out, IHALA_ESCHEMA,
+			      "envelope 'to' is '%s' but the other party of referral '%s' is '%s'",
+			      env->to, rid, out->recipient);
+	}
+	if (!may_send_to(me, out->recipient)) {
+		return refuse(out, IHALA_EFORBIDDEN, "agency '%s' may not send to '%s'", sender,
+			      out->recipient);
+	}
+
+	switch (out->kind) {
+	case POLICY_KIND_STATUS: {
+		const Ihala__V1__StatusUpdate *u = env->status_update;
+
+		err = policy_transition(who, cur->status, u->status, u->outcome != NULL);
+		if (err == IHALA_EOUTCOME) {
+			return refuse(out, err, "status %s needs an outcome",
+				      policy_status_name(u->status));
+		}
+		if (err == IHALA_EFORBIDDEN) {
+			return refuse(out, IHALA_ETRANSITION, "the %s may not set status %s",
+				      who == POLICY_PARTY_REFERRER ? "referrer" : "recipient",
+				      policy_status_name(u->status));
+		}
+		if (err != 0) {
+			return refuse(out, err, "referral '%s' is %s; it cannot become %s", rid,
+				      policy_status_name(cur->status),
+				      policy_status_name(u->status));
+		}
+		if ((u->status == S(REJECTED) || u->status == S(CANCELLED)) &&
+		    u->reason_code == IHALA__V1__REASON_CODE__REASON_CODE_UNSPECIFIED) {
+			return refuse(out, IHALA_ESCHEMA, "status %s needs a reason_code",
+				      policy_status_name(u->status));
+		}
+		if (u->outcome != NULL && u->status != S(COMPLETED) && u->status != S(FAILED)) {
+			return refuse(out, IHALA_ESCHEMA,
+				      "an outcome goes only with status completed or failed");
+		}
+		if (u->outcome != NULL && check_outcome(u->outcome, rid, out) != 0) {
+			return out->err;
+		}
+		out->new_status = u->status;
+		return 0;
+	}
+	case POLICY_KIND_OUTCOME:
+		if (who != POLICY_PARTY_RECIPIENT) {
+			return refuse(out, IHALA_EFORBIDDEN,
+				      "only the recipient of referral '%s' reports its outcome", rid);
+		}
+		if (cur->status == S(REQUESTED) || cur->status == S(RECEIVED) ||
+		    cur->status == S(REJECTED) || cur->status == S(CANCELLED)) {
+			return refuse(out, IHALA_ETRANSITION,
+				      "referral '%s' is %s; an outcome needs it accepted first", rid,
+				      policy_status_name(cur->status));
+		}
+		return check_outcome(env->outcome, rid, out);
+	default: /* note: either party, any state */
+		return 0;
+	}
+}

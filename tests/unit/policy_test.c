@@ -1,0 +1,1623 @@
+/* policy_test.c - unit tests of broker/policy: every cell of the DESIGN §7 table, ACL and rules. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "error.h"
+#include "ihala.pb-c.h"
+#include "policy.h"
+
+#define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
+#define ROLE(x) IHALA__V1__ROLE__ROLE_##x
+#define NSTATUS 11
+
+/*
+ * The expected transition table, written from DESIGN §7 by hand (one row per row of §7), and
+ * never computed by the code under test. `setter` is the only party that may set the status
+ * (SETTER_NOBODY: nobody through policy_transition: unspecified is not a status, requested
+ * comes only with a new Referral, overdue only from the broker's clock).
+ */
+#define SETTER_NOBODY (-1)
+#define F(x) (1u << S(x))
+#define NON_TERMINAL (F(REQUESTED) | F(RECEIVED) | F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD))
+
+struct rule {
+	Ihala__V1__TaskStatus to;
+	int setter;
+	unsigned from; /* bit (1 << status) for every status it may come from */
+	int needs_outcome;
+};
+
+static const struct rule rules[NSTATUS] = {
+	{ S(UNSPECIFIED), SETTER_NOBODY, 0, 0 },
+	{ S(REQUESTED), SETTER_NOBODY, 0, 0 },
+	{ S(RECEIVED), POLICY_PARTY_BROKER, F(REQUESTED), 0 },
+	{ S(ACCEPTED), POLICY_PARTY_RECIPIENT, F(REQUESTED) | F(RECEIVED), 0 },
+	{ S(REJECTED), POLICY_PARTY_RECIPIENT, F(REQUESTED) | F(RECEIVED), 0 },
+	{ S(IN_PROGRESS), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 0 },
+	{ S(ON_HOLD), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 0 },
+	{ S(COMPLETED), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 1 },
+	{ S(FAILED), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 1 },
+	{ S(CANCELLED), POLICY_PARTY_REFERRER, NON_TERMINAL, 0 },
+	{ S(OVERDUE), SETTER_NOBODY, 0, 0 },
+};
+
+/* Names written here rather than taken from the module, so a wrong name cannot hide. */
+static const char *const status_names[NSTATUS] = {
+	"unspecified", "requested", "received",	 "accepted",  "rejected", "in-progress",
+	"on-hold",     "completed", "failed",	 "cancelled", "overdue",
+};
+
+static const char *
+party_name(enum policy_party p)
+{
+	switch (p) {
+	case POLICY_PARTY_REFERRER:
+		return "referrer";
+	case POLICY_PARTY_RECIPIENT:
+		return "recipient";
+	case POLICY_PARTY_BROKER:
+		return "broker";
+	default:
+		return "none";
+	}
+}
+
+static const char *
+err_name(int err)
+{
+	switch (err) {
+	case IHALA_EFORBIDDEN:
+		return "FORBIDDEN";
+	case IHALA_ETRANSITION:
+		return "INVALID_TRANSITION";
+	case IHALA_EOUTCOME:
+		return "OUTCOME_REQUIRED";
+	default:
+		return "?";
+	}
+}
+
+/* One cell of the table: its own cmocka test. */
+struct cell {
+	enum policy_party who;
+	Ihala__V1__TaskStatus from;
+	Ihala__V1__TaskStatus to;
+	int has_outcome;
+	int expected;
+	char name[112];
+};
+
+static int
+expected_of(enum policy_party who, Ihala__V1__TaskStatus from, Ihala__V1__TaskStatus to,
+	    int has_outcome)
+{
+	const struct rule *r = &rules[to];
+
+	if (r->setter == SETTER_NOBODY || (int)who != r->setter) {
+		return IHALA_EFORBIDDEN;
+	}
+	if ((r->from & (1u << from)) == 0) {
+		return IHALA_ETRANSITION;
+	}
+	if (r->needs_outcome && !has_outcome) {
+		return IHALA_EOUTCOME;
+	}
+	return 0;
+}
+
+static void
+test_cell(void **state)
+{
+	const struct cell *c = *state;
+
+	assert_int_equal(policy_transition(c->who, c->from, c->to, c->has_outcome), c->expected);
+}
+
+/* Cancel by the referrer through policy_check, from one status (the cell's `from`). */
+static void test_cancel_from(void **state);
+
+/* ------------------------------------------------------------------------------------------ */
+/* A fake agency table.                                                                        */
+
+#define KIND_DMA (POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_NOTE)
+#define KIND_ANSWER (POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_OUTCOME | POLICY_KIND_NOTE)
+
+enum { A_DMA, A_MOH, A_MOLSA, A_HI, A_AUDITOR, N_AGENCIES };
+
+static const struct policy_agency base_agencies[N_AGENCIES] = {
+	[A_DMA] = { "dma", ROLE(DMA), KIND_DMA, NULL, 0, 1 },
+	[A_MOH] = { "moh", ROLE(MINISTRY), KIND_ANSWER, NULL, 0, 0 },
+	[A_MOLSA] = { "molsa", ROLE(MINISTRY), KIND_ANSWER, NULL, 0, 0 },
+	[A_HI] = { "hi", ROLE(NGO), KIND_ANSWER, NULL, 0, 0 },
+	[A_AUDITOR] = { "auditor", ROLE(AUDITOR), 0, NULL, 0, 0 },
+};
+
+/* A table a test may change; the view points into it. */
+struct world {
+	struct policy_agency agencies[N_AGENCIES];
+	struct policy_view view;
+};
+
+static const struct policy_agency *
+fake_find(void *ctx, const char *id)
+{
+	const struct world *w = ctx;
+	size_t i;
+
+	for (i = 0; i < N_AGENCIES; i++) {
+		if (strcmp(w->agencies[i].id, id) == 0) {
+			return &w->agencies[i];
+		}
+	}
+	return NULL;
+}
+
+static void
+world_init(struct world *w)
+{
+	memcpy(w->agencies, base_agencies, sizeof(w->agencies));
+	w->view.find = fake_find;
+	w->view.ctx = w;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Envelopes built in memory; every pointer points into the struct msg itself or at literals.   */
+
+struct msg {
+	Ihala__V1__Envelope env;
+	Ihala__V1__Referral ref;
+	Ihala__V1__Survivor surv;
+	Ihala__V1__Consent consent;
+	char *consent_agencies[4];
+	Ihala__V1__ServiceCode services[1];
+	Ihala__V1__StatusUpdate su;
+	Ihala__V1__Outcome outcome;
+	Ihala__V1__ReasonCode reasons[1];
+	Ihala__V1__Note note;
+};
+
+static void
+msg_init(struct msg *m)
+{
+	memset(m, 0, sizeof(*m));
+	ihala__v1__envelope__init(&m->env);
+	m->env.message_id = "msg-0001";
+}
+
+/* A complete, valid referral `rid` from `referrer` to `recipient`, consent covering it. */
+static void
+msg_referral(struct msg *m, const char *referrer, const char *recipient, const char *rid)
+{
+	msg_init(m);
+	ihala__v1__referral__init(&m->ref);
+	ihala__v1__survivor__init(&m->surv);
+	ihala__v1__consent__init(&m->consent);
+	m->env.to = (char *)recipient;
+	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	m->env.referral = &m->ref;
+	m->ref.referral_id = (char *)rid;
+	m->ref.referring_agency = (char *)referrer;
+	m->ref.receiving_agency = (char *)recipient;
+	m->ref.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+	m->services[0] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
+	m->ref.n_services = 1;
+	m->ref.services = m->services;
+	m->surv.case_id = "IQ-NIN-000123";
+	m->ref.survivor = &m->surv;
+	m->consent.given = 1;
+	m->consent.given_by = IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
+	m->consent.date = "2025-03-01";
+	m->consent_agencies[0] = (char *)recipient;
+	m->consent.n_agencies = 1;
+	m->consent.agencies = m->consent_agencies;
+	m->ref.consent = &m->consent;
+}
+
+/* A successful outcome of `rid` (not attached to anything yet). */
+static void
+outcome_init(struct msg *m, const char *rid, int success)
+{
+	ihala__v1__outcome__init(&m->outcome);
+	m->outcome.referral_id = (char *)rid;
+	m->outcome.service_implemented = 1;
+	m->outcome.date = "2025-04-02";
+	m->outcome.success = success;
+	if (!success) {
+		m->reasons[0] = IHALA__V1__REASON_CODE__REASON_CODE_CLIENT_DID_NOT_ATTEND;
+		m->outcome.n_not_successful_reasons = 1;
+		m->outcome.not_successful_reasons = m->reasons;
+	}
+}
+
+static void
+msg_status(struct msg *m, const char *rid, Ihala__V1__TaskStatus status,
+	   Ihala__V1__ReasonCode reason, int with_outcome)
+{
+	msg_init(m);
+	ihala__v1__status_update__init(&m->su);
+	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+	m->env.status_update = &m->su;
+	m->su.referral_id = (char *)rid;
+	m->su.status = status;
+	m->su.reason_code = reason;
+	if (with_outcome) {
+		outcome_init(m, rid, status != S(FAILED));
+		m->su.outcome = &m->outcome;
+	}
+}
+
+static void
+msg_outcome(struct msg *m, const char *rid, int success)
+{
+	msg_init(m);
+	outcome_init(m, rid, success);
+	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_OUTCOME;
+	m->env.outcome = &m->outcome;
+}
+
+static void
+msg_note(struct msg *m, const char *rid)
+{
+	msg_init(m);
+	ihala__v1__note__init(&m->note);
+	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_NOTE;
+	m->env.note = &m->note;
+	m->note.referral_id = (char *)rid;
+	m->note.text = "survivor asks to be called after 4 pm";
+}
+
+static void
+state_init(Ihala__V1__ReferralState *st, const char *rid, const char *referrer,
+	   const char *recipient, Ihala__V1__TaskStatus status)
+{
+	ihala__v1__referral_state__init(st);
+	st->referral_id = (char *)rid;
+	st->referrer = (char *)referrer;
+	st->recipient = (char *)recipient;
+	st->status = status;
+	st->priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+}
+
+/* Assert a refusal with code `want`, mirrored in d.err, with a sentence for people. */
+#define assert_refused(got, d, want)                                                               \
+	do {                                                                                       \
+		int got_ = (got);                                                                  \
+		assert_int_equal(got_, (want));                                                    \
+		assert_int_equal((d).err, (want));                                                 \
+		assert_true((d).text[0] != '\0');                                                  \
+	} while (0)
+
+#define assert_allowed(got, d)                                                                     \
+	do {                                                                                       \
+		int got_ = (got);                                                                  \
+		if (got_ != 0) {                                                                   \
+			fail_msg("refused (%d): %s", got_, (d).text);                              \
+		}                                                                                  \
+		assert_int_equal((d).err, 0);                                                      \
+	} while (0)
+
+/* A referral r-1 from dma to moh in status `status`. */
+#define CUR(st, status) state_init(&(st), "r-1", "dma", "moh", (status))
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sender and envelope checks                                                                  */
+
+static void
+test_unknown_sender(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "ghost", "moh", "r-1");
+	assert_refused(policy_check(&w.view, "ghost", &m.env, NULL, NULL, &d), d,
+		       IHALA_EUNKNOWNAGENCY);
+}
+
+static void
+test_auditor_referral_readonly(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "auditor", "moh", "r-1");
+	assert_refused(policy_check(&w.view, "auditor", &m.env, NULL, NULL, &d), d,
+		       IHALA_EREADONLY);
+}
+
+static void
+test_auditor_status_readonly(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(REQUESTED));
+	msg_status(&m, "r-1", S(CANCELLED), IHALA__V1__REASON_CODE__REASON_CODE_OTHER, 0);
+	assert_refused(policy_check(&w.view, "auditor", &m.env, &cur, NULL, &d), d,
+		       IHALA_EREADONLY);
+}
+
+static void
+test_auditor_outcome_readonly(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(ACCEPTED));
+	msg_outcome(&m, "r-1", 1);
+	assert_refused(policy_check(&w.view, "auditor", &m.env, &cur, NULL, &d), d,
+		       IHALA_EREADONLY);
+}
+
+static void
+test_auditor_note_readonly(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(ACCEPTED));
+	msg_note(&m, "r-1");
+	assert_refused(policy_check(&w.view, "auditor", &m.env, &cur, NULL, &d), d,
+		       IHALA_EREADONLY);
+}
+
+static void
+test_from_spoofed(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.env.from = "molsa";
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_EFROM);
+}
+
+static void
+test_from_matching_ok(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.env.from = "dma";
+	assert_allowed(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d);
+}
+
+static void
+test_referring_agency_spoofed(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.ref.referring_agency = "molsa";
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_EFROM);
+}
+
+static void
+test_message_id_empty(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.env.message_id = "";
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_message_id_65_chars(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	char id[66];
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	memset(id, 'a', 65);
+	id[65] = '\0';
+	m.env.message_id = id;
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_message_id_64_chars_ok(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	char id[65];
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	memset(id, 'a', 64);
+	id[64] = '\0';
+	m.env.message_id = id;
+	assert_allowed(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d);
+}
+
+static void
+test_message_id_with_space(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.env.message_id = "msg 0001";
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_envelope_no_kind(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_init(&m);
+	m.env.to = "moh";
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* New referrals                                                                               */
+
+static void
+test_referral_ok(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	assert_allowed(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d);
+	assert_int_equal(d.kind, POLICY_KIND_REFERRAL);
+	assert_string_equal(d.recipient, "moh");
+	assert_int_equal(d.new_status, S(REQUESTED));
+}
+
+static void
+test_referral_no_consent(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.ref.consent = NULL;
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ECONSENT);
+}
+
+static void
+test_referral_consent_not_given(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.consent.given = 0;
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ECONSENT);
+}
+
+static void
+test_referral_consent_not_covering_recipient(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.consent_agencies[0] = "molsa";
+	m.consent_agencies[1] = "hi";
+	m.consent.n_agencies = 2;
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ECONSENT);
+}
+
+static void
+test_referral_unknown_recipient(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "mod", "r-1");
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ERECIPIENT);
+}
+
+static void
+test_referral_to_itself(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "dma", "r-1");
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_EFORBIDDEN);
+}
+
+static void
+test_referral_to_auditor(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "auditor", "r-1");
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_EFORBIDDEN);
+}
+
+static void
+test_referral_to_differs_from_receiving_agency(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.ref.receiving_agency = "molsa";
+	m.consent_agencies[1] = "molsa";
+	m.consent.n_agencies = 2;
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_referral_no_priority(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.ref.priority = IHALA__V1__PRIORITY__PRIORITY_UNSPECIFIED;
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_referral_no_services(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.ref.n_services = 0;
+	m.ref.services = NULL;
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_referral_no_case_id(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.surv.case_id = "";
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_referral_no_survivor(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.ref.survivor = NULL;
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_referral_exists(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(REQUESTED));
+	msg_referral(&m, "dma", "moh", "r-1");
+	assert_refused(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d, IHALA_EREFEXISTS);
+}
+
+static void
+test_ministry_new_case_forbidden(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "moh", "hi", "r-2");
+	assert_refused(policy_check(&w.view, "moh", &m.env, NULL, NULL, &d), d, IHALA_EFORBIDDEN);
+}
+
+static void
+test_ministry_new_case_allowed_when_configured(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	w.agencies[A_MOH].may_open_cases = 1;
+	msg_referral(&m, "moh", "hi", "r-2");
+	assert_allowed(policy_check(&w.view, "moh", &m.env, NULL, NULL, &d), d);
+	assert_string_equal(d.recipient, "hi");
+	assert_int_equal(d.new_status, S(REQUESTED));
+}
+
+/* moh refers r-2 onward to hi; its parent r-1 (dma -> moh) is in `parent_status`. */
+static int
+onward(const char *sender, Ihala__V1__TaskStatus parent_status, int parent_exists,
+       struct policy_decision *d)
+{
+	struct world w;
+	struct msg m;
+	Ihala__V1__ReferralState parent;
+
+	world_init(&w);
+	CUR(parent, parent_status);
+	msg_referral(&m, sender, "hi", "r-2");
+	m.ref.parent_referral_id = "r-1";
+	return policy_check(&w.view, sender, &m.env, NULL, parent_exists ? &parent : NULL, d);
+}
+
+static void
+test_onward_parent_accepted_ok(void **state)
+{
+	struct policy_decision d;
+
+	(void)state;
+	assert_allowed(onward("moh", S(ACCEPTED), 1, &d), d);
+	assert_string_equal(d.recipient, "hi");
+	assert_int_equal(d.new_status, S(REQUESTED));
+}
+
+static void
+test_onward_parent_in_progress_ok(void **state)
+{
+	struct policy_decision d;
+
+	(void)state;
+	assert_allowed(onward("moh", S(IN_PROGRESS), 1, &d), d);
+	assert_string_equal(d.recipient, "hi");
+	assert_int_equal(d.new_status, S(REQUESTED));
+}
+
+static void
+test_onward_parent_requested_refused(void **state)
+{
+	struct policy_decision d;
+
+	(void)state;
+	assert_refused(onward("moh", S(REQUESTED), 1, &d), d, IHALA_EPARENT);
+}
+
+static void
+test_onward_parent_completed_refused(void **state)
+{
+	struct policy_decision d;
+
+	(void)state;
+	assert_refused(onward("moh", S(COMPLETED), 1, &d), d, IHALA_EPARENT);
+}
+
+static void
+test_onward_not_parent_recipient(void **state)
+{
+	struct policy_decision d;
+
+	(void)state;
+	assert_refused(onward("molsa", S(ACCEPTED), 1, &d), d, IHALA_EPARENT);
+}
+
+static void
+test_onward_by_parent_referrer(void **state)
+{
+	struct policy_decision d;
+
+	(void)state;
+	assert_refused(onward("dma", S(ACCEPTED), 1, &d), d, IHALA_EPARENT);
+}
+
+static void
+test_onward_parent_missing(void **state)
+{
+	struct policy_decision d;
+
+	(void)state;
+	assert_refused(onward("moh", S(ACCEPTED), 0, &d), d, IHALA_ENOREFERRAL);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status updates                                                                              */
+
+static void
+test_status_missing_referral(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_status(&m, "r-1", S(ACCEPTED), 0, 0);
+	assert_refused(policy_check(&w.view, "moh", &m.env, NULL, NULL, &d), d, IHALA_ENOREFERRAL);
+}
+
+static void
+test_status_bad_referral_id(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(REQUESTED));
+	msg_status(&m, "", S(ACCEPTED), 0, 0);
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_status_ngo_not_party(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(IN_PROGRESS));
+	msg_status(&m, "r-1", S(COMPLETED), 0, 1);
+	assert_refused(policy_check(&w.view, "hi", &m.env, &cur, NULL, &d), d, IHALA_ENOTPARTY);
+}
+
+static void
+test_status_dma_accepts_own(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(REQUESTED));
+	msg_status(&m, "r-1", S(ACCEPTED), 0, 0);
+	assert_refused(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d, IHALA_ETRANSITION);
+}
+
+static void
+test_status_recipient_accepts(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(REQUESTED));
+	msg_status(&m, "r-1", S(ACCEPTED), 0, 0);
+	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
+	assert_int_equal(d.kind, POLICY_KIND_STATUS);
+	assert_string_equal(d.recipient, "dma");
+	assert_int_equal(d.new_status, S(ACCEPTED));
+}
+
+static void
+test_status_completed_without_outcome(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(IN_PROGRESS));
+	msg_status(&m, "r-1", S(COMPLETED), 0, 0);
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_EOUTCOME);
+}
+
+static void
+test_status_completed_with_outcome(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(IN_PROGRESS));
+	msg_status(&m, "r-1", S(COMPLETED), 0, 1);
+	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
+	assert_string_equal(d.recipient, "dma");
+	assert_int_equal(d.new_status, S(COMPLETED));
+}
+
+static void
+test_status_failed_with_outcome(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(ACCEPTED));
+	msg_status(&m, "r-1", S(FAILED), IHALA__V1__REASON_CODE__REASON_CODE_CLIENT_UNREACHABLE, 1);
+	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
+	assert_int_equal(d.new_status, S(FAILED));
+}
+
+static void
+test_status_outcome_with_other_status(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(ACCEPTED));
+	msg_status(&m, "r-1", S(IN_PROGRESS), 0, 1);
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_outcome_naming_other_referral(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(IN_PROGRESS));
+	msg_status(&m, "r-1", S(COMPLETED), 0, 1);
+	m.outcome.referral_id = "r-9";
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_status_rejected_without_reason(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(RECEIVED));
+	msg_status(&m, "r-1", S(REJECTED), IHALA__V1__REASON_CODE__REASON_CODE_UNSPECIFIED, 0);
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_status_rejected_with_reason(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(RECEIVED));
+	msg_status(&m, "r-1", S(REJECTED), IHALA__V1__REASON_CODE__REASON_CODE_OUT_OF_AREA, 0);
+	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
+	assert_int_equal(d.new_status, S(REJECTED));
+	assert_string_equal(d.recipient, "dma");
+}
+
+static void
+test_status_cancel_without_reason(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(REQUESTED));
+	msg_status(&m, "r-1", S(CANCELLED), IHALA__V1__REASON_CODE__REASON_CODE_UNSPECIFIED, 0);
+	assert_refused(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_status_recipient_cancels(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(ACCEPTED));
+	msg_status(&m, "r-1", S(CANCELLED), IHALA__V1__REASON_CODE__REASON_CODE_OTHER, 0);
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ETRANSITION);
+}
+
+static void
+test_status_wrong_to(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(REQUESTED));
+	msg_status(&m, "r-1", S(ACCEPTED), 0, 0);
+	m.env.to = "molsa";
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_status_right_to_ok(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(REQUESTED));
+	msg_status(&m, "r-1", S(ACCEPTED), 0, 0);
+	m.env.to = "dma";
+	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
+}
+
+/* The cell's `from` is the current status; dma cancels with a reason. */
+static void
+test_cancel_from(void **state)
+{
+	const struct cell *c = *state;
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+	int err;
+
+	world_init(&w);
+	CUR(cur, c->from);
+	msg_status(&m, "r-1", S(CANCELLED), IHALA__V1__REASON_CODE__REASON_CODE_ENTERED_IN_ERROR,
+		   0);
+	err = policy_check(&w.view, "dma", &m.env, &cur, NULL, &d);
+	if (c->expected == 0) {
+		assert_allowed(err, d);
+		assert_string_equal(d.recipient, "moh");
+		assert_int_equal(d.new_status, S(CANCELLED));
+	} else {
+		assert_refused(err, d, c->expected);
+	}
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Outcomes and notes                                                                          */
+
+static void
+test_outcome_ok(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(COMPLETED));
+	msg_outcome(&m, "r-1", 1);
+	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
+	assert_int_equal(d.kind, POLICY_KIND_OUTCOME);
+	assert_string_equal(d.recipient, "dma");
+	assert_int_equal(d.new_status, S(UNSPECIFIED));
+}
+
+static void
+test_outcome_before_acceptance_requested(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(REQUESTED));
+	msg_outcome(&m, "r-1", 1);
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ETRANSITION);
+}
+
+static void
+test_outcome_before_acceptance_received(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(RECEIVED));
+	msg_outcome(&m, "r-1", 1);
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ETRANSITION);
+}
+
+static void
+test_outcome_by_referrer_dma(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(IN_PROGRESS));
+	msg_outcome(&m, "r-1", 1);
+	assert_refused(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d, IHALA_EFORBIDDEN);
+}
+
+/* A referrer whose mask allows outcomes (moh, onward to hi): the party rule refuses it. */
+static void
+test_outcome_by_referrer_ministry(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	state_init(&cur, "r-2", "moh", "hi", S(IN_PROGRESS));
+	msg_outcome(&m, "r-2", 1);
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_EFORBIDDEN);
+}
+
+static void
+test_outcome_unsuccessful_without_reasons(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(IN_PROGRESS));
+	msg_outcome(&m, "r-1", 0);
+	m.outcome.n_not_successful_reasons = 0;
+	m.outcome.not_successful_reasons = NULL;
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
+}
+
+static void
+test_outcome_unsuccessful_with_reason(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(IN_PROGRESS));
+	msg_outcome(&m, "r-1", 0);
+	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
+}
+
+static void
+test_note_from_referrer(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(ACCEPTED));
+	msg_note(&m, "r-1");
+	assert_allowed(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d);
+	assert_int_equal(d.kind, POLICY_KIND_NOTE);
+	assert_string_equal(d.recipient, "moh");
+	assert_int_equal(d.new_status, S(UNSPECIFIED));
+}
+
+static void
+test_note_from_recipient(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(ACCEPTED));
+	msg_note(&m, "r-1");
+	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
+	assert_int_equal(d.kind, POLICY_KIND_NOTE);
+	assert_string_equal(d.recipient, "dma");
+	assert_int_equal(d.new_status, S(UNSPECIFIED));
+}
+
+static void
+test_note_from_third_party(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(ACCEPTED));
+	msg_note(&m, "r-1");
+	assert_refused(policy_check(&w.view, "molsa", &m.env, &cur, NULL, &d), d, IHALA_ENOTPARTY);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Per-agency overrides                                                                        */
+
+static void
+test_may_send_without_note(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	w.agencies[A_DMA].may_send = POLICY_KIND_REFERRAL | POLICY_KIND_STATUS;
+	CUR(cur, S(ACCEPTED));
+	msg_note(&m, "r-1");
+	assert_refused(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d, IHALA_EFORBIDDEN);
+}
+
+static const char *const only_moh[] = { "moh" };
+static const char *const only_hi[] = { "hi" };
+
+static void
+test_may_send_to_refuses_other_recipient(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	w.agencies[A_DMA].may_send_to = only_moh;
+	w.agencies[A_DMA].n_may_send_to = 1;
+	msg_referral(&m, "dma", "molsa", "r-1");
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_EFORBIDDEN);
+}
+
+static void
+test_may_send_to_allows_listed_recipient(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	w.agencies[A_DMA].may_send_to = only_moh;
+	w.agencies[A_DMA].n_may_send_to = 1;
+	msg_referral(&m, "dma", "moh", "r-1");
+	assert_allowed(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d);
+}
+
+static void
+test_may_send_to_refuses_note_to_other(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	w.agencies[A_MOH].may_send_to = only_hi;
+	w.agencies[A_MOH].n_may_send_to = 1;
+	CUR(cur, S(ACCEPTED));
+	msg_note(&m, "r-1");
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_EFORBIDDEN);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reading and role defaults                                                                   */
+
+static void
+test_may_read_referrer(void **state)
+{
+	Ihala__V1__ReferralState st;
+
+	(void)state;
+	CUR(st, S(ACCEPTED));
+	assert_int_equal(policy_may_read("dma", ROLE(DMA), &st), 0);
+}
+
+static void
+test_may_read_recipient(void **state)
+{
+	Ihala__V1__ReferralState st;
+
+	(void)state;
+	CUR(st, S(ACCEPTED));
+	assert_int_equal(policy_may_read("moh", ROLE(MINISTRY), &st), 0);
+}
+
+static void
+test_may_read_auditor(void **state)
+{
+	Ihala__V1__ReferralState st;
+
+	(void)state;
+	CUR(st, S(ACCEPTED));
+	assert_int_equal(policy_may_read("auditor", ROLE(AUDITOR), &st), 0);
+}
+
+static void
+test_may_read_other_ministry(void **state)
+{
+	Ihala__V1__ReferralState st;
+
+	(void)state;
+	CUR(st, S(ACCEPTED));
+	assert_int_equal(policy_may_read("molsa", ROLE(MINISTRY), &st), IHALA_ENOTPARTY);
+}
+
+static void
+test_may_read_other_ngo(void **state)
+{
+	Ihala__V1__ReferralState st;
+
+	(void)state;
+	CUR(st, S(ACCEPTED));
+	assert_int_equal(policy_may_read("hi", ROLE(NGO), &st), IHALA_ENOTPARTY);
+}
+
+static void
+test_may_read_other_dma(void **state)
+{
+	Ihala__V1__ReferralState st;
+
+	(void)state;
+	state_init(&st, "r-2", "moh", "hi", S(ACCEPTED));
+	assert_int_equal(policy_may_read("dma", ROLE(DMA), &st), IHALA_ENOTPARTY);
+}
+
+static void
+test_role_default_dma(void **state)
+{
+	(void)state;
+	assert_int_equal(policy_role_default(ROLE(DMA)),
+			 POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_NOTE);
+}
+
+static void
+test_role_default_ministry(void **state)
+{
+	(void)state;
+	assert_int_equal(policy_role_default(ROLE(MINISTRY)), KIND_ANSWER);
+}
+
+static void
+test_role_default_ngo(void **state)
+{
+	(void)state;
+	assert_int_equal(policy_role_default(ROLE(NGO)), KIND_ANSWER);
+}
+
+static void
+test_role_default_auditor(void **state)
+{
+	(void)state;
+	assert_int_equal(policy_role_default(ROLE(AUDITOR)), 0);
+}
+
+static void
+test_role_default_unspecified(void **state)
+{
+	(void)state;
+	assert_int_equal(policy_role_default(ROLE(UNSPECIFIED)), 0);
+}
+
+static void
+test_is_terminal(void **state)
+{
+	int s;
+
+	(void)state;
+	for (s = 0; s < NSTATUS; s++) {
+		int want = s == S(REJECTED) || s == S(COMPLETED) || s == S(FAILED) ||
+			   s == S(CANCELLED);
+
+		assert_int_equal(policy_is_terminal((Ihala__V1__TaskStatus)s), want);
+	}
+}
+
+static void
+test_status_names(void **state)
+{
+	int s;
+
+	(void)state;
+	for (s = 0; s < NSTATUS; s++) {
+		assert_string_equal(policy_status_name((Ihala__V1__TaskStatus)s), status_names[s]);
+	}
+	assert_string_equal(policy_status_name((Ihala__V1__TaskStatus)99), "unknown");
+}
+
+static const struct CMUnitTest fixed_tests[] = {
+	cmocka_unit_test(test_unknown_sender),
+	cmocka_unit_test(test_auditor_referral_readonly),
+	cmocka_unit_test(test_auditor_status_readonly),
+	cmocka_unit_test(test_auditor_outcome_readonly),
+	cmocka_unit_test(test_auditor_note_readonly),
+	cmocka_unit_test(test_from_spoofed),
+	cmocka_unit_test(test_from_matching_ok),
+	cmocka_unit_test(test_referring_agency_spoofed),
+	cmocka_unit_test(test_message_id_empty),
+	cmocka_unit_test(test_message_id_65_chars),
+	cmocka_unit_test(test_message_id_64_chars_ok),
+	cmocka_unit_test(test_message_id_with_space),
+	cmocka_unit_test(test_envelope_no_kind),
+	cmocka_unit_test(test_referral_ok),
+	cmocka_unit_test(test_referral_no_consent),
+	cmocka_unit_test(test_referral_consent_not_given),
+	cmocka_unit_test(test_referral_consent_not_covering_recipient),
+	cmocka_unit_test(test_referral_unknown_recipient),
+	cmocka_unit_test(test_referral_to_itself),
+	cmocka_unit_test(test_referral_to_auditor),
+	cmocka_unit_test(test_referral_to_differs_from_receiving_agency),
+	cmocka_unit_test(test_referral_no_priority),
+	cmocka_unit_test(test_referral_no_services),
+	cmocka_unit_test(test_referral_no_case_id),
+	cmocka_unit_test(test_referral_no_survivor),
+	cmocka_unit_test(test_referral_exists),
+	cmocka_unit_test(test_ministry_new_case_forbidden),
+	cmocka_unit_test(test_ministry_new_case_allowed_when_configured),
+	cmocka_unit_test(test_onward_parent_accepted_ok),
+	cmocka_unit_test(test_onward_parent_in_progress_ok),
+	cmocka_unit_test(test_onward_parent_requested_refused),
+	cmocka_unit_test(test_onward_parent_completed_refused),
+	cmocka_unit_test(test_onward_not_parent_recipient),
+	cmocka_unit_test(test_onward_by_parent_referrer),
+	cmocka_unit_test(test_onward_parent_missing),
+	cmocka_unit_test(test_status_missing_referral),
+	cmocka_unit_test(test_status_bad_referral_id),
+	cmocka_unit_test(test_status_ngo_not_party),
+	cmocka_unit_test(test_status_dma_accepts_own),
+	cmocka_unit_test(test_status_recipient_accepts),
+	cmocka_unit_test(test_status_completed_without_outcome),
+	cmocka_unit_test(test_status_completed_with_outcome),
+	cmocka_unit_test(test_status_failed_with_outcome),
+	cmocka_unit_test(test_status_outcome_with_other_status),
+	cmocka_unit_test(test_outcome_naming_other_referral),
+	cmocka_unit_test(test_status_rejected_without_reason),
+	cmocka_unit_test(test_status_rejected_with_reason),
+	cmocka_unit_test(test_status_cancel_without_reason),
+	cmocka_unit_test(test_status_recipient_cancels),
+	cmocka_unit_test(test_status_wrong_to),
+	cmocka_unit_test(test_status_right_to_ok),
+	cmocka_unit_test(test_outcome_ok),
+	cmocka_unit_test(test_outcome_before_acceptance_requested),
+	cmocka_unit_test(test_outcome_before_acceptance_received),
+	cmocka_unit_test(test_outcome_by_referrer_dma),
+	cmocka_unit_test(test_outcome_by_referrer_ministry),
+	cmocka_unit_test(test_outcome_unsuccessful_without_reasons),
+	cmocka_unit_test(test_outcome_unsuccessful_with_reason),
+	cmocka_unit_test(test_note_from_referrer),
+	cmocka_unit_test(test_note_from_recipient),
+	cmocka_unit_test(test_note_from_third_party),
+	cmocka_unit_test(test_may_send_without_note),
+	cmocka_unit_test(test_may_send_to_refuses_other_recipient),
+	cmocka_unit_test(test_may_send_to_allows_listed_recipient),
+	cmocka_unit_test(test_may_send_to_refuses_note_to_other),
+	cmocka_unit_test(test_may_read_referrer),
+	cmocka_unit_test(test_may_read_recipient),
+	cmocka_unit_test(test_may_read_auditor),
+	cmocka_unit_test(test_may_read_other_ministry),
+	cmocka_unit_test(test_may_read_other_ngo),
+	cmocka_unit_test(test_may_read_other_dma),
+	cmocka_unit_test(test_role_default_dma),
+	cmocka_unit_test(test_role_default_ministry),
+	cmocka_unit_test(test_role_default_ngo),
+	cmocka_unit_test(test_role_default_auditor),
+	cmocka_unit_test(test_role_default_unspecified),
+	cmocka_unit_test(test_is_terminal),
+	cmocka_unit_test(test_status_names),
+};
+
+#define N_FIXED (sizeof(fixed_tests) / sizeof(fixed_tests[0]))
+#define N_WHO 4
+/* Per (who, from): 9 targets once, completed and failed twice (with and without outcome). */
+#define N_CELLS (N_WHO * NSTATUS * (NSTATUS + 2))
+#define N_CANCEL 9
+
+static void
+cell_name(struct cell *c)
+{
+	const char *suffix = "";
+
+	if (c->to == S(COMPLETED) || c->to == S(FAILED)) {
+		suffix = c->has_outcome ? " with outcome" : " without outcome";
+	}
+	if (c->expected == 0) {
+		snprintf(c->name, sizeof(c->name), "%s: %s -> %s%s allowed", party_name(c->who),
+			 status_names[c->from], status_names[c->to], suffix);
+	} else {
+		snprintf(c->name, sizeof(c->name), "%s: %s -> %s%s refused (%s)",
+			 party_name(c->who), status_names[c->from], status_names[c->to], suffix,
+			 err_name(c->expected));
+	}
+}
+
+int
+main(void)
+{
+	static const enum policy_party whos[N_WHO] = { POLICY_PARTY_REFERRER,
+						       POLICY_PARTY_RECIPIENT, POLICY_PARTY_BROKER,
+						       POLICY_PARTY_NONE };
+	static const Ihala__V1__TaskStatus cancel_from[N_CANCEL] = {
+		S(REQUESTED), S(RECEIVED),  S(ACCEPTED), S(IN_PROGRESS), S(ON_HOLD),
+		S(REJECTED),  S(COMPLETED), S(FAILED),	 S(CANCELLED),
+	};
+	struct cell *cells;
+	size_t n = 0, w, f, t, i;
+	int o, rc;
+
+	cells = calloc(N_CELLS + N_CANCEL, sizeof(*cells));
+	if (cells == NULL) {
+		fprintf(stderr, "policy_test: out of memory\n");
+		return 1;
+	}
+	for (w = 0; w < N_WHO; w++) {
+		for (f = 0; f < NSTATUS; f++) {
+			for (t = 0; t < NSTATUS; t++) {
+				int both = t == S(COMPLETED) || t == S(FAILED);
+
+				for (o = both ? 1 : 0; o >= 0; o--) {
+					struct cell *c = &cells[n++];
+
+					c->who = whos[w];
+					c->from = (Ihala__V1__TaskStatus)f;
+					c->to = (Ihala__V1__TaskStatus)t;
+					c->has_outcome = o;
+					c->expected = expected_of(c->who, c->from, c->to, o);
+					cell_name(c);
+				}
+			}
+		}
+	}
+	for (t = 0; t < NSTATUS; t++) {
+		if (rules[t].to != (Ihala__V1__TaskStatus)t) {
+			n = 0; /* a row out of place would test the wrong cells */
+		}
+	}
+	if (n != N_CELLS) {
+		fprintf(stderr, "policy_test: the expected table is malformed\n");
+		free(cells);
+		return 1;
+	}
+	for (i = 0; i < N_CANCEL; i++) {
+		struct cell *c = &cells[n++];
+		int terminal = i >= 5;
+
+		c->who = POLICY_PARTY_REFERRER;
+		c->from = cancel_from[i];
+		c->to = S(CANCELLED);
+		c->expected = terminal ? IHALA_ETRANSITION : 0;
+		snprintf(c->name, sizeof(c->name), "cancel by referrer from %s %s",
+			 status_names[c->from], terminal ? "refused (INVALID_TRANSITION)" : "allowed");
+	}
+
+	{
+		struct CMUnitTest policy_tests[N_CELLS + N_CANCEL + N_FIXED];
+
+		for (i = 0; i < N_CELLS + N_CANCEL; i++) {
+			policy_tests[i].name = cells[i].name;
+			policy_tests[i].test_func = i < N_CELLS ? test_cell : test_cancel_from;
+			policy_tests[i].setup_func = NULL;
+			policy_tests[i].teardown_func = NULL;
+			policy_tests[i].initial_state = &cells[i];
+		}
+		memcpy(&policy_tests[N_CELLS + N_CANCEL], fixed_tests, sizeof(fixed_tests));
+		rc = cmocka_run_group_tests(policy_tests, NULL, NULL);
+	}
+	free(cells);
+	return rc;
+}
