@@ -1,0 +1,777 @@
+/* writer.c - the single writer thread: policy against current state, log append, group commit. */
+#include "writer.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zmq.h>
+
+#include "checkpoint.h"
+#include "error.h"
+#include "frame.h"
+#include "log.h"
+#include "store.h"
+
+#define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
+#define DEADLINE_PREFIX "deadline:"
+
+struct writer {
+	struct writer_params p;
+	pthread_t thread;
+	void *sock;
+	uint64_t last_ckpt_size;
+	uint64_t last_ckpt_ms;
+};
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct wreq *
+wreq_new(enum wreq_type type)
+{
+	struct wreq *r = calloc(1, sizeof(*r));
+
+	if (r != NULL) {
+		r->type = type;
+	}
+	return r;
+}
+
+void
+wreq_free(struct wreq *r)
+{
+	if (r == NULL) {
+		return;
+	}
+	free(r->env_bytes);
+	envelope_free(r->env);
+	free(r);
+}
+
+/* ---- Merkle nodes in the store ---- */
+
+static int
+tree_get_r(void *ctx, unsigned level, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
+{
+	return store_tree_get(ctx, level, index, out);
+}
+
+static int
+tree_get_w(void *ctx, unsigned level, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
+{
+	return store_tree_get(store_wread(ctx), level, index, out);
+}
+
+static int
+tree_put_w(void *ctx, unsigned level, uint64_t index, const uint8_t hash[MERKLE_HASH_LEN])
+{
+	return store_tree_put(ctx, level, index, hash);
+}
+
+const struct merkle_store_ops writer_tree_rops = { tree_get_r, NULL };
+static const struct merkle_store_ops tree_wops = { tree_get_w, tree_put_w };
+
+/* ---- referral state ---- */
+
+static int
+state_load(struct store_rtxn *r, const char *rid, Ihala__V1__ReferralState **out)
+{
+	const void *p;
+	size_t len;
+	int err;
+
+	*out = NULL;
+	if (rid == NULL || rid[0] == '\0') {
+		return IHALA_ENOTFOUND;
+	}
+	err = store_referral_get(r, rid, &p, &len);
+	if (err != 0) {
+		return err;
+	}
+	*out = ihala__v1__referral_state__unpack(NULL, len, p);
+	if (*out == NULL) {
+		log_warnx("referral '%s': stored state does not decode", rid);
+		return IHALA_ESTORE;
+	}
+	return 0;
+}
+
+static int
+state_save(struct store_wtxn *w, const Ihala__V1__ReferralState *st)
+{
+	size_t len = ihala__v1__referral_state__get_packed_size(st);
+	uint8_t *buf = malloc(len ? len : 1);
+	int err;
+
+	if (buf == NULL) {
+		return IHALA_ENOMEM;
+	}
+	ihala__v1__referral_state__pack(st, buf);
+	err = store_referral_put(w, st->referral_id, buf, len);
+	free(buf);
+	return err;
+}
+
+/* Append one history item to a decoded state (the state keeps ownership). */
+static int
+state_add_history(Ihala__V1__ReferralState *st, uint64_t seq, uint64_t t, const char *agency,
+		  Ihala__V1__TaskStatus status, const char *what)
+{
+	Ihala__V1__HistoryItem **h;
+	Ihala__V1__HistoryItem *it;
+
+	h = realloc(st->history, (st->n_history + 1) * sizeof(*h));
+	if (h == NULL) {
+		return IHALA_ENOMEM;
+	}
+	st->history = h;
+	it = malloc(sizeof(*it));
+	if (it == NULL) {
+		return IHALA_ENOMEM;
+	}
+	ihala__v1__history_item__init(it);
+	it->seq = seq;
+	it->time_ms = t;
+	it->agency = strdup(agency);
+	it->status = status;
+	it->what = strdup(what);
+	st->history[st->n_history++] = it;
+	if (it->agency == NULL || it->what == NULL) {
+		return IHALA_ENOMEM;
+	}
+	return 0;
+}
+
+/* Free a state made by state_load or state_new (both malloc every field). */
+static void
+state_free(Ihala__V1__ReferralState *st)
+{
+	if (st != NULL) {
+		protobuf_c_message_free_unpacked(&st->base, NULL);
+	}
+}
+
+static Ihala__V1__ReferralState *
+state_new(const Ihala__V1__Referral *r, const char *referrer, const char *recipient,
+	  uint64_t deadline)
+{
+	Ihala__V1__ReferralState *st = malloc(sizeof(*st));
+
+	if (st == NULL) {
+		return NULL;
+	}
+	ihala__v1__referral_state__init(st);
+	st->referral_id = strdup(r->referral_id);
+	st->parent_referral_id = strdup(r->parent_referral_id);
+	st->referrer = strdup(referrer);
+	st->recipient = strdup(recipient);
+	st->status = S(REQUESTED);
+	st->priority = r->priority;
+	st->deadline_ms = deadline;
+	if (st->referral_id == NULL || st->parent_referral_id == NULL || st->referrer == NULL ||
+	    st->recipient == NULL) {
+		state_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+/* ---- deadlines: meta keys "deadline:<20-digit ms>:<referral id>" ---- */
+
+static void
+deadline_key(char *buf, size_t len, uint64_t when, const char *rid)
+{
+	snprintf(buf, len, DEADLINE_PREFIX "%020llu:%s", (unsigned long long)when, rid);
+}
+
+/* ---- log entries ---- */
+
+static int
+log_entry(struct writer *wr, struct store_wtxn *w, const Ihala__V1__LogEntry *e_in,
+	  uint64_t *seq_out, uint8_t leaf[MERKLE_HASH_LEN])
+{
+	Ihala__V1__LogEntry e = *e_in;
+	uint64_t last, seq;
+	size_t len;
+	uint8_t *buf;
+	int err;
+
+	(void)wr;
+	err = store_log_last(store_wread(w), &last);
+	if (err != 0) {
+		return err;
+	}
+	e.seq = last + 1;
+	len = ihala__v1__log_entry__get_packed_size(&e);
+	buf = malloc(len);
+	if (buf == NULL) {
+		return IHALA_ENOMEM;
+	}
+	ihala__v1__log_entry__pack(&e, buf);
+	err = store_log_append(w, buf, len, &seq);
+	if (err == 0 && seq != e.seq) {
+		log_warnx("store assigned seq %llu where %llu was expected",
+			  (unsigned long long)seq, (unsigned long long)e.seq);
+		err = IHALA_EINTERNAL;
+	}
+	if (err == 0) {
+		err = merkle_leaf_hash(buf, len, leaf);
+	}
+	if (err == 0) {
+		err = merkle_append(&tree_wops, w, seq - 1, leaf);
+	}
+	free(buf);
+	if (err == 0) {
+		*seq_out = seq;
+	}
+	return err;
+}
+
+static void
+add_notify(struct wreq *r, const char *agency)
+{
+	int i;
+
+	for (i = 0; i < r->n_notify; i++) {
+		if (strcmp(r->notify[i], agency) == 0) {
+			return;
+		}
+	}
+	if (r->n_notify < WREQ_MAX_NOTIFY) {
+		snprintf(r->notify[r->n_notify++], sizeof(r->notify[0]), "%s", agency);
+	}
+}
+
+static void
+refuse(struct wreq *r, int err, const char *text)
+{
+	r->err = err;
+	r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
+	snprintf(r->text, sizeof(r->text), "%s", text != NULL ? text : ihala_strerror(err));
+}
+
+/* A submission inside its own savepoint `w`. Returns an LMDB-level error (the savepoint is
+ * then aborted by the caller); policy refusals are results, returned as 0 with r->err set. */
+static int
+apply_submit(struct writer *wr, struct store_wtxn *w, struct wreq *r)
+{
+	struct writer_policy *pol = wr->p.policy;
+	struct store_rtxn *rv = store_wread(w);
+	Ihala__V1__ReferralState *cur = NULL, *parent = NULL;
+	struct policy_decision d;
+	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
+	const char *rid;
+	uint64_t seq, orig;
+	size_t queued;
+	int err;
+
+	/* Idempotency: the same sender and message id is answered with the original seq. */
+	err = store_msgid_get(rv, r->agency, r->env->message_id, &orig);
+	if (err == 0) {
+		const void *data;
+		size_t len;
+		Ihala__V1__LogEntry *old = NULL;
+
+		err = store_log_get(rv, orig, &data, &len);
+		if (err == 0) {
+			err = logentry_decode(data, len, &old);
+		}
+		if (err != 0) {
+			return err;
+		}
+		if (old->envelope.len != r->env_len ||
+		    memcmp(old->envelope.data, r->env_bytes, r->env_len) != 0) {
+			logentry_free(old);
+			refuse(r, IHALA_EMSGID, NULL);
+			snprintf(r->text, sizeof(r->text),
+				 "message id '%s' was already used for different content (seq %llu)",
+				 r->env->message_id, (unsigned long long)orig);
+			return 0;
+		}
+		logentry_free(old);
+		r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE;
+		r->seq = orig;
+		return store_tree_get(rv, 0, orig - 1, r->leaf);
+	}
+	if (err != IHALA_ENOTFOUND) {
+		return err;
+	}
+
+	rid = policy_referral_id(r->env);
+	err = state_load(rv, rid, &cur);
+	if (err != 0 && err != IHALA_ENOTFOUND) {
+		return err;
+	}
+	if (r->env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL &&
+	    r->env->referral->parent_referral_id[0] != '\0') {
+		err = state_load(rv, r->env->referral->parent_referral_id, &parent);
+		if (err != 0 && err != IHALA_ENOTFOUND) {
+			state_free(cur);
+			return err;
+		}
+	}
+	if (policy_check(&pol->view, r->agency, r->env, cur, parent, &d) != 0) {
+		refuse(r, d.err, d.text);
+		err = 0;
+		goto out;
+	}
+	err = store_queue_count(rv, d.recipient, &queued);
+	if (err != 0 && err != IHALA_ENOTFOUND) {
+		goto out;
+	}
+	if (err == 0 && queued >= pol->queue_limit) {
+		refuse(r, IHALA_EQUEUEFULL, NULL);
+		snprintf(r->text, sizeof(r->text),
+			 "queue of '%s' is full (%zu undelivered entries); retry later", d.recipient,
+			 queued);
+		err = 0;
+		goto out;
+	}
+
+	e.broker_time_ms = r->now_ms;
+	e.sender = r->agency;
+	e.recipient = d.recipient;
+	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
+	e.envelope.data = r->env_bytes;
+	e.envelope.len = r->env_len;
+	err = log_entry(wr, w, &e, &seq, r->leaf);
+	if (err == 0) {
+		err = store_msgid_put(w, r->agency, r->env->message_id, seq);
+	}
+	if (err == 0) {
+		err = store_queue_put(w, d.recipient, seq);
+	}
+	if (err != 0) {
+		goto out;
+	}
+
+	if (d.kind == POLICY_KIND_REFERRAL) {
+		const Ihala__V1__Referral *ref = r->env->referral;
+		unsigned pr = (unsigned)ref->priority < 4 ? (unsigned)ref->priority : 3;
+		uint64_t deadline = r->now_ms + pol->deadline_ms[pr];
+		char key[128];
+
+		cur = state_new(ref, r->agency, d.recipient, deadline);
+		if (cur == NULL) {
+			err = IHALA_ENOMEM;
+			goto out;
+		}
+		deadline_key(key, sizeof(key), deadline, ref->referral_id);
+		err = store_meta_put(w, key, "", 0);
+		if (err == 0) {
+			err = state_add_history(cur, seq, r->now_ms, r->agency, S(REQUESTED), "referral");
+		}
+	} else {
+		const char *what = d.kind == POLICY_KIND_STATUS	 ? "status"
+				   : d.kind == POLICY_KIND_OUTCOME ? "outcome"
+								   : "note";
+
+		if (d.new_status != S(UNSPECIFIED)) {
+			cur->status = d.new_status;
+		}
+		err = state_add_history(cur, seq, r->now_ms, r->agency, cur->status, what);
+	}
+	if (err == 0) {
+		err = state_save(w, cur);
+	}
+	if (err == 0) {
+		r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED;
+		r->seq = seq;
+		add_notify(r, d.recipient);
+	}
+out:
+	state_free(cur);
+	state_free(parent);
+	return err;
+}
+
+/* Broker-made status (received, overdue) of a referral, logged and queued for the referrer. */
+static int
+broker_status(struct writer *wr, struct store_wtxn *w, Ihala__V1__ReferralState *st,
+	      Ihala__V1__TaskStatus status, uint64_t ref_seq, uint64_t t, const char *text,
+	      struct wreq *r)
+{
+	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
+	Ihala__V1__BrokerEvent ev = IHALA__V1__BROKER_EVENT__INIT;
+	uint8_t leaf[MERKLE_HASH_LEN];
+	uint64_t seq;
+	int err;
+
+	ev.referral_id = st->referral_id;
+	ev.status = status;
+	ev.ref_seq = ref_seq;
+	ev.text = (char *)text;
+	e.broker_time_ms = t;
+	e.sender = "";
+	e.recipient = st->referrer;
+	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS;
+	e.event = &ev;
+	err = log_entry(wr, w, &e, &seq, leaf);
+	if (err == 0) {
+		err = store_queue_put(w, st->referrer, seq);
+	}
+	if (err == 0) {
+		if (status == S(OVERDUE)) {
+			st->overdue = 1;
+		} else {
+			st->status = status;
+		}
+		err = state_add_history(st, seq, t, "", status, text);
+	}
+	if (err == 0) {
+		err = state_save(w, st);
+	}
+	if (err == 0 && r != NULL) {
+		add_notify(r, st->referrer);
+	}
+	return err;
+}
+
+static int
+apply_ack(struct writer *wr, struct store_wtxn *w, struct wreq *r)
+{
+	struct store_rtxn *rv = store_wread(w);
+	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
+	Ihala__V1__BrokerEvent ev = IHALA__V1__BROKER_EVENT__INIT;
+	Ihala__V1__LogEntry *orig = NULL;
+	Ihala__V1__Envelope *env = NULL;
+	Ihala__V1__ReferralState *st = NULL;
+	const void *data;
+	size_t len;
+	uint64_t seq;
+	int err;
+
+	err = store_queue_del(w, r->agency, r->ack_seq);
+	if (err == IHALA_ENOTFOUND) {
+		return 0; /* a repeated ack: already logged */
+	}
+	if (err != 0) {
+		return err;
+	}
+	err = store_log_get(rv, r->ack_seq, &data, &len);
+	if (err == 0) {
+		err = logentry_decode(data, len, &orig);
+	}
+	if (err != 0) {
+		return err;
+	}
+	ev.ref_seq = r->ack_seq;
+	ev.text = "delivered";
+	if (orig->kind == IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
+	    envelope_decode(orig->envelope.data, orig->envelope.len, &env) == 0) {
+		ev.referral_id = (char *)policy_referral_id(env);
+	}
+	e.broker_time_ms = r->now_ms;
+	e.sender = r->agency;
+	e.recipient = "";
+	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_DELIVERY;
+	e.event = &ev;
+	err = log_entry(wr, w, &e, &seq, r->leaf);
+	if (err != 0) {
+		goto out;
+	}
+	/* The recipient took a new referral: the broker marks it received (DESIGN §7). */
+	if (env != NULL && env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL) {
+		err = state_load(rv, env->referral->referral_id, &st);
+		if (err == 0 && st->status == S(REQUESTED) &&
+		    strcmp(st->recipient, r->agency) == 0 &&
+		    policy_transition(POLICY_PARTY_BROKER, st->status, S(RECEIVED), 0) == 0) {
+			err = broker_status(wr, w, st, S(RECEIVED), r->ack_seq, r->now_ms, "received",
+					    r);
+		} else if (err == IHALA_ENOTFOUND) {
+			err = 0;
+		}
+	}
+out:
+	state_free(st);
+	envelope_free(env);
+	logentry_free(orig);
+	return err;
+}
+
+/* Overdue: referrals still requested or received past their deadline. */
+static int
+apply_tick(struct writer *wr, struct store_wtxn *w, struct wreq *r)
+{
+	struct store_rtxn *rv = store_wread(w);
+	int err = 0;
+	int guard;
+
+	/* Deadlines are meta keys ordered by time: look at the first few that are due. */
+	for (guard = 0; guard < 256; guard++) {
+		char key[128];
+		const char *rid;
+		Ihala__V1__ReferralState *st = NULL;
+		uint64_t when;
+
+		err = store_meta_first(rv, DEADLINE_PREFIX, key, sizeof(key));
+		if (err == IHALA_ENOTFOUND) {
+			return 0;
+		}
+		if (err != 0) {
+			return err;
+		}
+		when = strtoull(key + strlen(DEADLINE_PREFIX), NULL, 10);
+		if (when > r->now_ms) {
+			return 0;
+		}
+		rid = key + strlen(DEADLINE_PREFIX) + 21;
+		err = store_meta_del(w, key);
+		if (err == 0) {
+			err = state_load(rv, rid, &st);
+		}
+		if (err == IHALA_ENOTFOUND) {
+			err = 0;
+			continue;
+		}
+		if (err == 0 && (st->status == S(REQUESTED) || st->status == S(RECEIVED)) &&
+		    !st->overdue) {
+			log_info("referral '%s' to '%s' is overdue (no answer by its deadline)", rid,
+				 st->recipient);
+			err = broker_status(wr, w, st, S(OVERDUE), 0, r->now_ms, "overdue", r);
+		}
+		state_free(st);
+		if (err != 0) {
+			return err;
+		}
+	}
+	return err;
+}
+
+static int
+apply(struct writer *wr, struct store_wtxn *batch, struct wreq *r)
+{
+	struct store_wtxn *sub;
+	int err;
+
+	err = store_wsub_begin(batch, &sub);
+	if (err != 0) {
+		return err;
+	}
+	switch (r->type) {
+	case WREQ_SUBMIT:
+		err = apply_submit(wr, sub, r);
+		break;
+	case WREQ_ACK:
+		err = apply_ack(wr, sub, r);
+		break;
+	case WREQ_TICK:
+		err = apply_tick(wr, sub, r);
+		break;
+	default:
+		err = 0;
+		break;
+	}
+	if (err != 0 || r->err != 0) {
+		store_wsub_abort(sub);
+		if (err != 0) {
+			refuse(r, err, NULL);
+			r->n_notify = 0;
+			if (err == IHALA_ESTOREFULL) {
+				snprintf(r->text, sizeof(r->text),
+					 "broker store is full; submissions are refused until an "
+					 "operator grows map_size");
+			}
+		}
+		return err;
+	}
+	return store_wsub_commit(sub);
+}
+
+static void
+maybe_checkpoint(struct writer *wr, uint64_t t, int force)
+{
+	struct store_wtxn *w = NULL;
+	uint8_t root[MERKLE_HASH_LEN];
+	uint64_t size;
+	char *text = NULL;
+	int err;
+
+	if (wr->p.signer == NULL) {
+		return;
+	}
+	err = store_wbegin(wr->p.store, &w);
+	if (err != 0) {
+		return;
+	}
+	err = store_log_last(store_wread(w), &size);
+	if (err != 0 || size == wr->last_ckpt_size ||
+	    (!force && size - wr->last_ckpt_size < wr->p.ckpt_every_entries &&
+	     t - wr->last_ckpt_ms < wr->p.ckpt_every_ms)) {
+		store_wabort(w);
+		return;
+	}
+	/* Everything up to `size` is committed: the checkpoint never runs ahead of the disk. */
+	err = merkle_root(&tree_wops, w, size, root);
+	if (err == 0) {
+		err = checkpoint_sign(wr->p.signer, wr->p.origin, size, root, &text);
+	}
+	if (err == 0) {
+		err = store_checkpoint_put(w, size, text);
+	}
+	if (err == 0) {
+		err = store_wcommit(w);
+		w = NULL;
+	}
+	store_wabort(w);
+	free(text);
+	if (err == 0) {
+		wr->last_ckpt_size = size;
+		wr->last_ckpt_ms = t;
+		log_debug("checkpoint signed at tree size %llu", (unsigned long long)size);
+	} else {
+		log_warnx("cannot sign a checkpoint at tree size %llu: %s", (unsigned long long)size,
+			  ihala_strerror(err));
+	}
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct writer *wr = arg;
+	struct wreq **batch;
+	size_t cap = wr->p.max_batch > 0 ? wr->p.max_batch : 1;
+	int stop = 0;
+
+	batch = calloc(cap, sizeof(*batch));
+	if (batch == NULL) {
+		fatalx("writer: out of memory");
+	}
+	while (!stop) {
+		struct store_wtxn *w = NULL;
+		struct wreq *r;
+		size_t n = 0, i;
+		int err, rc, need_commit = 0, tick = 0;
+
+		/* Block for the first request, then take whatever else is waiting: everything that
+		 * arrived during the previous commit shares this one (group commit). */
+		rc = zmq_recv(wr->sock, &r, sizeof(r), 0);
+		while (rc == sizeof(r)) {
+			batch[n++] = r;
+			if (n == cap || r->type == WREQ_STOP || r->type == WREQ_POLICY) {
+				break;
+			}
+			rc = zmq_recv(wr->sock, &r, sizeof(r), ZMQ_DONTWAIT);
+		}
+		if (n == 0) {
+			continue;
+		}
+		err = store_wbegin(wr->p.store, &w);
+		for (i = 0; i < n; i++) {
+			r = batch[i];
+			switch (r->type) {
+			case WREQ_STOP:
+				stop = 1;
+				break;
+			case WREQ_POLICY: {
+				void *old = wr->p.policy;
+
+				wr->p.policy = r->policy;
+				r->policy = old;
+				break;
+			}
+			default:
+				if (r->type == WREQ_TICK) {
+					tick = 1;
+				}
+				if (err != 0) {
+					refuse(r, err, NULL);
+					break;
+				}
+				/* Fatal LMDB errors poison the batch; refusals and a full map do not. */
+				rc = apply(wr, w, r);
+				if (rc != 0 && rc != IHALA_ESTOREFULL) {
+					err = rc;
+				}
+				need_commit = 1;
+				break;
+			}
+		}
+		if (w != NULL) {
+			if (need_commit && err == 0) {
+				err = store_wcommit(w);
+			} else {
+				store_wabort(w);
+			}
+			if (err != 0) {
+				log_warnx("writer: commit failed: %s", ihala_strerror(err));
+				for (i = 0; i < n; i++) {
+					if (batch[i]->type == WREQ_SUBMIT || batch[i]->type == WREQ_ACK) {
+						refuse(batch[i], err, NULL);
+						batch[i]->n_notify = 0;
+					}
+				}
+			}
+		}
+		/* Only now, with the batch on disk, do the answers go back. */
+		for (i = 0; i < n; i++) {
+			r = batch[i];
+			zmq_send(wr->sock, &r, sizeof(r), 0);
+		}
+		if (need_commit && !stop) {
+			maybe_checkpoint(wr, now_ms(), 0);
+		}
+		(void)tick;
+	}
+	maybe_checkpoint(wr, now_ms(), 1);
+	free(batch);
+	zmq_close(wr->sock);
+	return NULL;
+}
+
+int
+writer_start(const struct writer_params *params, struct writer **out)
+{
+	struct writer *wr = calloc(1, sizeof(*wr));
+	struct store_rtxn *r = NULL;
+	int linger = 0;
+
+	if (wr == NULL) {
+		return IHALA_ENOMEM;
+	}
+	wr->p = *params;
+	wr->last_ckpt_ms = now_ms();
+	if (store_rbegin(wr->p.store, &r) == 0) {
+		char *text = NULL;
+
+		if (store_checkpoint_latest(r, &wr->last_ckpt_size, &text) != 0) {
+			wr->last_ckpt_size = 0;
+		}
+		free(text);
+		store_rend(r);
+	}
+	wr->sock = zmq_socket(wr->p.zctx, ZMQ_PAIR);
+	if (wr->sock == NULL || zmq_setsockopt(wr->sock, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
+	    zmq_connect(wr->sock, wr->p.endpoint) != 0) {
+		log_warnx("writer: cannot connect to %s: %s", wr->p.endpoint, zmq_strerror(zmq_errno()));
+		if (wr->sock != NULL) {
+			zmq_close(wr->sock);
+		}
+		free(wr);
+		return IHALA_EZMQ;
+	}
+	if (pthread_create(&wr->thread, NULL, writer_main, wr) != 0) {
+		zmq_close(wr->sock);
+		free(wr);
+		return IHALA_EINTERNAL;
+	}
+	*out = wr;
+	return 0;
+}
+
+void
+writer_join(struct writer *w)
+{
+	if (w != NULL) {
+		pthread_join(w->thread, NULL);
+		free(w);
+	}
+}

@@ -1,0 +1,927 @@
+/* client.c - libihala: one TLS session to the broker over a ZeroMQ DEALER, outbox and inbox. */
+#include "ihala.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+#include <zmq.h>
+
+#include "channel.h"
+#include "frame.h"
+#include "localstore.h"
+#include "log.h"
+#include "tlsctx.h"
+
+#define WIRE_CHUNK (64 * 1024)
+#define OUT_CAP (4u * 1024 * 1024)
+#define MAX_PENDING 4096
+
+enum sess_state {
+	SESS_NONE,	  /* no TLS session */
+	SESS_HANDSHAKING, /* ClientHello sent, waiting for Welcome */
+	SESS_OPEN,	  /* Welcome received */
+};
+
+struct ihala_client {
+	const struct client_config *cfg;
+	struct localstore *ls;
+	SSL_CTX *ssl;
+	void *zctx;
+	void *sock;
+	void *mon;
+	int connected; /* ZeroMQ has a TCP connection */
+	struct channel *ch;
+	enum sess_state state;
+	int refused;		/* the broker refused this session: code */
+	Ihala__V1__Frame *welcome;
+	uint8_t *wire;
+	size_t wire_len;
+	uint64_t next_request;
+	char errmsg[512];
+	char *msgids[16];	/* message ids generated for callers' envelopes */
+	size_t n_msgids;
+
+	/* the receipt a caller waits for */
+	const char *want_msgid;
+	int got_receipt;
+	struct ihala_receipt receipt;
+
+	/* the answer a caller waits for, by request id */
+	uint64_t want_request;
+	Ihala__V1__Frame *response;
+
+	/* replay streaming */
+	ihala_entry_cb replay_cb;
+	void *replay_arg;
+	int replay_stop;
+	int replay_done;
+
+	/* deliveries received and stored, not yet handed to the application */
+	uint64_t pending[MAX_PENDING];
+	size_t n_pending;
+	uint64_t inbox_cursor; /* inbox scan position for deliveries of earlier runs */
+	int inbox_scanned;
+};
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int
+fail(struct ihala_client *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int
+fail(struct ihala_client *c, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+const char *
+ihala_errmsg(const struct ihala_client *c)
+{
+	return c->errmsg;
+}
+
+void
+ihala_new_message_id(char *buf, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t r[16];
+	size_t i;
+
+	if (RAND_bytes(r, sizeof(r)) != 1) {
+		/* Not reached on a working system; still never reuse an id. */
+		for (i = 0; i < sizeof(r); i++) {
+			r[i] = (uint8_t)(random() & 0xff);
+		}
+	}
+	for (i = 0; i < sizeof(r) && 2 * i + 2 < len; i++) {
+		buf[2 * i] = hex[r[i] >> 4];
+		buf[2 * i + 1] = hex[r[i] & 15];
+	}
+	buf[len > 2 * i ? 2 * i : len - 1] = '\0';
+}
+
+int
+ihala_open(const struct client_config *cfg, struct ihala_client **out)
+{
+	struct ihala_client *c = calloc(1, sizeof(*c));
+	struct tls_files tf;
+	char err[512];
+	int rc;
+
+	if (c == NULL) {
+		return IHALA_ENOMEM;
+	}
+	c->cfg = cfg;
+	tf.ca_file = cfg->ca_file;
+	tf.crl_file = NULL;
+	tf.cert_file = cfg->cert_file;
+	tf.key_file = cfg->key_file;
+	rc = tlsctx_client_new(&tf, &c->ssl, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "ihala: %s\n", err);
+		free(c);
+		return rc;
+	}
+	rc = localstore_open(cfg->data_dir, &c->ls);
+	if (rc != 0) {
+		SSL_CTX_free(c->ssl);
+		free(c);
+		return rc;
+	}
+	c->zctx = zmq_ctx_new();
+	if (c->zctx == NULL) {
+		localstore_close(c->ls);
+		SSL_CTX_free(c->ssl);
+		free(c);
+		return IHALA_EZMQ;
+	}
+	RAND_bytes((uint8_t *)&c->next_request, sizeof(c->next_request));
+	c->next_request = (c->next_request >> 16) + 1;
+	*out = c;
+	return 0;
+}
+
+static void
+session_drop(struct ihala_client *c)
+{
+	channel_free(c->ch);
+	c->ch = NULL;
+	c->state = SESS_NONE;
+	c->wire_len = 0;
+	c->n_pending = 0; /* they stay in the inbox; the broker sends them again too */
+	c->inbox_scanned = 0;
+	c->inbox_cursor = 0;
+	frame_free(c->welcome);
+	c->welcome = NULL;
+}
+
+static void
+socket_close(struct ihala_client *c)
+{
+	session_drop(c);
+	if (c->mon != NULL) {
+		zmq_close(c->mon);
+		c->mon = NULL;
+	}
+	if (c->sock != NULL) {
+		zmq_socket_monitor(c->sock, NULL, 0);
+		zmq_close(c->sock);
+		c->sock = NULL;
+	}
+	c->connected = 0;
+}
+
+void
+ihala_close(struct ihala_client *c)
+{
+	size_t i;
+
+	if (c == NULL) {
+		return;
+	}
+	if (c->ch != NULL && c->state == SESS_OPEN && c->connected) {
+		uint8_t buf[4096];
+		size_t n = 0;
+
+		channel_close(c->ch);
+		if (channel_take_out(c->ch, buf + 1, sizeof(buf) - 1, &n) == 0 && n > 0) {
+			buf[0] = CHANNEL_MSG_TLS;
+			zmq_send(c->sock, buf, n + 1, ZMQ_DONTWAIT);
+		}
+	}
+	socket_close(c);
+	frame_free(c->response);
+	for (i = 0; i < c->n_msgids; i++) {
+		free(c->msgids[i]);
+	}
+	zmq_ctx_term(c->zctx);
+	localstore_close(c->ls);
+	SSL_CTX_free(c->ssl);
+	free(c->wire);
+	free(c);
+}
+
+static int
+socket_open(struct ihala_client *c)
+{
+	static unsigned monitor_seq;
+	char ep[64];
+	int one = 1, zero = 0, ivl = 2000, ttl = 6000, tmo = 6000, rivl = 100, rmax = 2000;
+	int64_t maxmsg = (int64_t)FRAME_MAX_LIMIT + 64 * 1024;
+
+	c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
+	if (c->sock == NULL) {
+		return fail(c, IHALA_EZMQ, "cannot create a ZeroMQ socket: %s",
+			    zmq_strerror(zmq_errno()));
+	}
+	/* Never ZMQ_ROUTING_ID: each connection is a fresh routing id and a fresh TLS session. */
+	zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof(one));
+	zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero));
+	zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof(ivl));
+	zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TTL, &ttl, sizeof(ttl));
+	zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof(tmo));
+	zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL, &rivl, sizeof(rivl));
+	zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL_MAX, &rmax, sizeof(rmax));
+	zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+	snprintf(ep, sizeof(ep), "inproc://ihala-mon-%p-%u", (void *)c, monitor_seq++);
+	if (zmq_socket_monitor(c->sock, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0) {
+		return fail(c, IHALA_EZMQ, "cannot monitor the socket: %s", zmq_strerror(zmq_errno()));
+	}
+	c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
+	if (c->mon == NULL || zmq_connect(c->mon, ep) != 0) {
+		return fail(c, IHALA_EZMQ, "cannot monitor the socket: %s", zmq_strerror(zmq_errno()));
+	}
+	if (zmq_connect(c->sock, c->cfg->broker) != 0) {
+		return fail(c, IHALA_EINVAL, "cannot connect to '%s': %s", c->cfg->broker,
+			    zmq_strerror(zmq_errno()));
+	}
+	return 0;
+}
+
+/* Send what the channel has for the wire; keep what ZeroMQ cannot take now. */
+static void
+flush_wire(struct ihala_client *c)
+{
+	while (c->ch != NULL && c->connected) {
+		if (c->wire_len == 0) {
+			if (channel_pending_out(c->ch) == 0) {
+				return;
+			}
+			if (c->wire == NULL && (c->wire = malloc(WIRE_CHUNK + 1)) == NULL) {
+				return;
+			}
+			c->wire[0] = CHANNEL_MSG_TLS;
+			channel_take_out(c->ch, c->wire + 1, WIRE_CHUNK, &c->wire_len);
+			c->wire_len++;
+		}
+		if (zmq_send(c->sock, c->wire, c->wire_len, ZMQ_DONTWAIT) < 0) {
+			return;
+		}
+		c->wire_len = 0;
+	}
+}
+
+static int
+session_start(struct ihala_client *c)
+{
+	int err;
+
+	session_drop(c);
+	err = channel_new(c->ssl, 0, c->cfg->server_name, FRAME_MAX_LIMIT, OUT_CAP, &c->ch);
+	if (err != 0) {
+		return fail(c, err, "cannot start TLS: %s", ihala_strerror(err));
+	}
+	c->state = SESS_HANDSHAKING;
+	c->refused = 0;
+	flush_wire(c);
+	return 0;
+}
+
+static int
+send_frame(struct ihala_client *c, const Ihala__V1__Frame *f)
+{
+	uint8_t *buf;
+	size_t len;
+	int err;
+
+	if (c->state != SESS_OPEN) {
+		return IHALA_ECLOSED;
+	}
+	err = frame_encode(f, &buf, &len);
+	if (err != 0) {
+		return err;
+	}
+	err = channel_write_frame(c->ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
+	if (err == IHALA_EAGAIN) {
+		flush_wire(c);
+		err = channel_write_frame(c->ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
+	}
+	free(buf);
+	flush_wire(c);
+	return err;
+}
+
+static int
+outbox_send_cb(void *arg, const char *message_id, const void *env, size_t len)
+{
+	struct ihala_client *c = arg;
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Submit s = IHALA__V1__SUBMIT__INIT;
+
+	(void)message_id;
+	s.envelope.data = (uint8_t *)env;
+	s.envelope.len = len;
+	f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
+	f.submit = &s;
+	return send_frame(c, &f) == 0 ? 0 : 1;
+}
+
+static void
+on_receipt(struct ihala_client *c, const Ihala__V1__Receipt *r)
+{
+	if (r->message_id[0] != '\0') {
+		localstore_outbox_del(c->ls, r->message_id);
+	}
+	if (c->want_msgid != NULL &&
+	    (strcmp(c->want_msgid, r->message_id) == 0 || r->message_id[0] == '\0')) {
+		struct ihala_receipt *rc = &c->receipt;
+
+		memset(rc, 0, sizeof(*rc));
+		rc->status = r->status;
+		rc->seq = r->seq;
+		if (r->leaf_hash.len == MERKLE_HASH_LEN) {
+			memcpy(rc->leaf_hash, r->leaf_hash.data, MERKLE_HASH_LEN);
+		}
+		rc->error = -r->error_code;
+		snprintf(rc->message_id, sizeof(rc->message_id), "%s", c->want_msgid);
+		snprintf(rc->text, sizeof(rc->text), "%s", r->error_message);
+		c->got_receipt = 1;
+	}
+}
+
+static void
+on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d)
+{
+	enum localstore_inbox_state prev;
+	size_t i;
+
+	if (d->seq == 0 || localstore_inbox_put(c->ls, d->seq, d->entry.data, d->entry.len, &prev) != 0) {
+		return; /* not stored, so not acked: it comes again */
+	}
+	if (prev == LOCALSTORE_DONE) {
+		/* Taken by the application before (our ack was lost): ack again, show nothing. */
+		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+		Ihala__V1__DeliveryAck a = IHALA__V1__DELIVERY_ACK__INIT;
+
+		a.seq = d->seq;
+		f.kind_case = IHALA__V1__FRAME__KIND_DELIVERY_ACK;
+		f.delivery_ack = &a;
+		send_frame(c, &f);
+		return;
+	}
+	for (i = 0; i < c->n_pending; i++) {
+		if (c->pending[i] == d->seq) {
+			return;
+		}
+	}
+	if (c->n_pending < MAX_PENDING) {
+		c->pending[c->n_pending++] = d->seq;
+	}
+}
+
+static void
+on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
+{
+	switch (f->kind_case) {
+	case IHALA__V1__FRAME__KIND_WELCOME:
+		frame_free(c->welcome);
+		c->welcome = f;
+		c->state = SESS_OPEN;
+		/* Everything not yet receipted goes again, with its message id: logged once. */
+		localstore_outbox_iter(c->ls, outbox_send_cb, c);
+		return;
+	case IHALA__V1__FRAME__KIND_RECEIPT:
+		on_receipt(c, f->receipt);
+		break;
+	case IHALA__V1__FRAME__KIND_DELIVER:
+		on_deliver(c, f->deliver);
+		break;
+	case IHALA__V1__FRAME__KIND_LOG_ENTRIES:
+		if (c->replay_cb != NULL && f->log_entries->request_id == c->want_request) {
+			size_t i;
+
+			for (i = 0; i < f->log_entries->n_records && !c->replay_stop; i++) {
+				const Ihala__V1__LogRecord *r = f->log_entries->records[i];
+
+				if (c->replay_cb(c->replay_arg, r->seq, r->entry.data, r->entry.len) != 0) {
+					c->replay_stop = 1;
+				}
+			}
+			if (f->log_entries->done) {
+				c->replay_done = 1;
+			}
+		}
+		break;
+	case IHALA__V1__FRAME__KIND_ERROR:
+		if (f->error->request_id == 0) {
+			/* A session error: the broker refused us or ends the session. */
+			c->refused = -(int)f->error->code;
+			fail(c, c->refused, "broker: %s: %s", ihala_errname(c->refused),
+			     f->error->message);
+			break;
+		}
+		/* an answer to a request */
+		__attribute__((fallthrough));
+	case IHALA__V1__FRAME__KIND_REFERRAL_STATE:
+	case IHALA__V1__FRAME__KIND_INCLUSION_PROOF:
+	case IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF:
+	case IHALA__V1__FRAME__KIND_CHECKPOINT:
+		if (c->want_request != 0 && c->response == NULL) {
+			c->response = f;
+			return;
+		}
+		break;
+	default:
+		break;
+	}
+	frame_free(f);
+}
+
+/* Wait up to timeout_ms for network events and handle them. */
+static int
+pump(struct ihala_client *c, long timeout_ms)
+{
+	zmq_pollitem_t items[2];
+	int n, rc;
+
+	if (c->sock == NULL && (rc = socket_open(c)) != 0) {
+		return rc;
+	}
+	items[0].socket = c->sock;
+	items[0].events = ZMQ_POLLIN;
+	items[1].socket = c->mon;
+	items[1].events = ZMQ_POLLIN;
+	if (c->wire_len > 0 && timeout_ms > 5) {
+		timeout_ms = 5;
+	}
+	n = zmq_poll(items, 2, timeout_ms);
+	if (n < 0) {
+		return zmq_errno() == EINTR ? IHALA_EAGAIN : IHALA_EZMQ;
+	}
+	if (items[1].revents & ZMQ_POLLIN) {
+		zmq_msg_t ev, addr;
+		uint16_t event;
+
+		zmq_msg_init(&ev);
+		zmq_msg_init(&addr);
+		if (zmq_msg_recv(&ev, c->mon, 0) >= 6 && zmq_msg_recv(&addr, c->mon, 0) >= 0) {
+			memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+			if (event == ZMQ_EVENT_CONNECTED) {
+				c->connected = 1;
+				/* A new TCP connection is a new routing id: a new TLS session. */
+				session_start(c);
+			} else if (event == ZMQ_EVENT_DISCONNECTED) {
+				c->connected = 0;
+				session_drop(c);
+			}
+		}
+		zmq_msg_close(&ev);
+		zmq_msg_close(&addr);
+	}
+	while (items[0].revents & ZMQ_POLLIN) {
+		zmq_msg_t m;
+		const uint8_t *p;
+		size_t len;
+
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&m);
+			break;
+		}
+		p = zmq_msg_data(&m);
+		len = zmq_msg_size(&m);
+		if (len >= 1 && p[0] == CHANNEL_MSG_RESET) {
+			/* The broker has no session for this connection (it restarted). */
+			session_start(c);
+		} else if (len >= 1 && p[0] == CHANNEL_MSG_TLS && c->ch != NULL) {
+			const uint8_t *body;
+			size_t blen;
+			int err = channel_feed(c->ch, p + 1, len - 1);
+
+			flush_wire(c);
+			while (c->ch != NULL && channel_next_frame(c->ch, &body, &blen) == 1) {
+				Ihala__V1__Frame *f = NULL;
+
+				if (frame_decode(body, blen, FRAME_MAX_LIMIT, &f) == 0) {
+					on_frame(c, f);
+				}
+			}
+			if (err != 0 && c->ch != NULL) {
+				if (c->refused == 0) {
+					c->refused = err;
+					fail(c, err, "TLS: %s", channel_error_text(c->ch));
+				}
+				c->state = SESS_NONE;
+			} else if (c->ch != NULL && channel_state(c->ch) == CHANNEL_CLOSED) {
+				c->state = SESS_NONE;
+				if (c->refused == 0) {
+					c->refused = IHALA_ECLOSED;
+					fail(c, IHALA_ECLOSED, "the broker closed the session");
+				}
+			}
+		}
+		zmq_msg_close(&m);
+		{
+			int ev = 0;
+			size_t evlen = sizeof(ev);
+
+			if (zmq_getsockopt(c->sock, ZMQ_EVENTS, &ev, &evlen) != 0 ||
+			    !(ev & ZMQ_POLLIN)) {
+				break;
+			}
+		}
+	}
+	flush_wire(c);
+	return 0;
+}
+
+/* Make sure a session is open, waiting until the deadline. */
+static int
+ensure_open(struct ihala_client *c, uint64_t deadline)
+{
+	int rc;
+
+	if (c->state == SESS_OPEN) {
+		return 0;
+	}
+	if (c->refused != 0 && c->state == SESS_NONE && c->connected) {
+		/* Refused before: try a fresh connection once more. */
+		socket_close(c);
+	}
+	c->refused = 0;
+	while (c->state != SESS_OPEN) {
+		uint64_t t = now_ms();
+
+		if (c->refused != 0) {
+			return c->refused;
+		}
+		if (t >= deadline) {
+			if (!c->connected) {
+				return fail(c, IHALA_EUNREACHABLE,
+					    "cannot reach the broker at %s (is it running?)",
+					    c->cfg->broker);
+			}
+			return fail(c, IHALA_EUNREACHABLE,
+				    "the broker at %s did not complete the session in time",
+				    c->cfg->broker);
+		}
+		rc = pump(c, (long)(deadline - t));
+		if (rc != 0 && rc != IHALA_EAGAIN) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static uint64_t
+deadline_of(const struct ihala_client *c, int timeout_ms)
+{
+	return now_ms() + (uint64_t)(timeout_ms >= 0 ? timeout_ms : (int)c->cfg->timeout_ms);
+}
+
+int
+ihala_connect(struct ihala_client *c, int timeout_ms)
+{
+	c->errmsg[0] = '\0';
+	return ensure_open(c, deadline_of(c, timeout_ms));
+}
+
+const Ihala__V1__Welcome *
+ihala_welcome(const struct ihala_client *c)
+{
+	return c->state == SESS_OPEN && c->welcome != NULL ? c->welcome->welcome : NULL;
+}
+
+int
+ihala_outbox_count(struct ihala_client *c, size_t *n)
+{
+	return localstore_outbox_count(c->ls, n);
+}
+
+int
+ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
+	     struct ihala_receipt *rc)
+{
+	uint64_t deadline = deadline_of(c, timeout_ms);
+	uint8_t *buf;
+	size_t len;
+	int err;
+
+	memset(rc, 0, sizeof(*rc));
+	c->errmsg[0] = '\0';
+	if (env->message_id == NULL || env->message_id[0] == '\0') {
+		char *id = malloc(33);
+
+		if (id == NULL || c->n_msgids == sizeof(c->msgids) / sizeof(c->msgids[0])) {
+			free(id);
+			return IHALA_ENOMEM;
+		}
+		ihala_new_message_id(id, 33);
+		c->msgids[c->n_msgids++] = id;
+		env->message_id = id;
+	}
+	snprintf(rc->message_id, sizeof(rc->message_id), "%s", env->message_id);
+	len = ihala__v1__envelope__get_packed_size(env);
+	buf = malloc(len ? len : 1);
+	if (buf == NULL) {
+		return IHALA_ENOMEM;
+	}
+	ihala__v1__envelope__pack(env, buf);
+	/* On disk before it leaves this machine. */
+	err = localstore_outbox_put(c->ls, env->message_id, buf, len);
+	if (err != 0) {
+		free(buf);
+		return fail(c, err, "cannot store the message in the outbox: %s",
+			    ihala_strerror(err));
+	}
+	c->want_msgid = env->message_id;
+	c->got_receipt = 0;
+	if (c->state == SESS_OPEN) {
+		outbox_send_cb(c, env->message_id, buf, len);
+	}
+	free(buf);
+	/* Opening the session sends the whole outbox, this message included. */
+	err = ensure_open(c, deadline);
+	while (err == 0 && !c->got_receipt) {
+		uint64_t t = now_ms();
+
+		if (t >= deadline) {
+			err = fail(c, IHALA_ETIMEDOUT, "no receipt from the broker in time");
+			break;
+		}
+		err = pump(c, (long)(deadline - t));
+		if (err == IHALA_EAGAIN) {
+			err = 0;
+		}
+		if (err == 0 && c->state != SESS_OPEN) {
+			err = ensure_open(c, deadline);
+		}
+	}
+	c->want_msgid = NULL;
+	if (err != 0) {
+		return err;
+	}
+	*rc = c->receipt;
+	if (rc->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+		return fail(c, rc->error != 0 ? rc->error : IHALA_EINTERNAL, "%s", rc->text);
+	}
+	return 0;
+}
+
+int
+ihala_flush_outbox(struct ihala_client *c, int timeout_ms, size_t *left)
+{
+	uint64_t deadline = deadline_of(c, timeout_ms);
+	size_t n = 0;
+	int err;
+
+	err = ensure_open(c, deadline);
+	while (err == 0) {
+		err = localstore_outbox_count(c->ls, &n);
+		if (err != 0 || n == 0 || now_ms() >= deadline) {
+			break;
+		}
+		err = pump(c, (long)(deadline - now_ms()));
+		if (err == IHALA_EAGAIN) {
+			err = 0;
+		}
+		if (err == 0 && c->state != SESS_OPEN) {
+			err = ensure_open(c, deadline);
+		}
+	}
+	localstore_outbox_count(c->ls, &n);
+	if (left != NULL) {
+		*left = n;
+	}
+	if (err == 0 && n > 0) {
+		err = fail(c, IHALA_ETIMEDOUT, "%zu message(s) still wait for their receipts", n);
+	}
+	return err;
+}
+
+void
+ihala_delivery_release(struct ihala_delivery *d)
+{
+	if (d == NULL) {
+		return;
+	}
+	envelope_free(d->envelope);
+	logentry_free(d->log);
+	free(d->entry);
+	memset(d, 0, sizeof(*d));
+}
+
+static int
+delivery_fill(struct ihala_delivery *d, uint64_t seq, void *entry, size_t len)
+{
+	int err;
+
+	memset(d, 0, sizeof(*d));
+	d->seq = seq;
+	d->entry = entry;
+	d->entry_len = len;
+	err = logentry_decode(entry, len, &d->log);
+	if (err != 0) {
+		ihala_delivery_release(d);
+		return err;
+	}
+	if (d->log->kind == IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
+	    envelope_decode(d->log->envelope.data, d->log->envelope.len, &d->envelope) != 0) {
+		d->envelope = NULL;
+	}
+	return 0;
+}
+
+int
+ihala_next_delivery(struct ihala_client *c, int timeout_ms, struct ihala_delivery *d)
+{
+	uint64_t deadline = deadline_of(c, timeout_ms);
+	int err;
+
+	c->errmsg[0] = '\0';
+	err = ensure_open(c, deadline);
+	while (err == 0) {
+		uint64_t seq;
+		void *entry;
+		size_t len;
+
+		/* Deliveries stored by this or an earlier run and not taken yet, in seq order. */
+		if (localstore_inbox_next_pending(c->ls, 0, &seq, &entry, &len) == 0) {
+			size_t i;
+
+			for (i = 0; i < c->n_pending; i++) {
+				if (c->pending[i] == seq) {
+					c->pending[i] = c->pending[--c->n_pending];
+					break;
+				}
+			}
+			return delivery_fill(d, seq, entry, len);
+		}
+		if (now_ms() >= deadline) {
+			return fail(c, IHALA_ETIMEDOUT, "no delivery");
+		}
+		err = pump(c, (long)(deadline - now_ms()));
+		if (err == IHALA_EAGAIN) {
+			err = 0;
+		}
+		if (err == 0 && c->state != SESS_OPEN) {
+			err = ensure_open(c, deadline);
+		}
+	}
+	return err;
+}
+
+int
+ihala_ack(struct ihala_client *c, uint64_t seq)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__DeliveryAck a = IHALA__V1__DELIVERY_ACK__INIT;
+	int err;
+
+	/* Recorded first: if the ack is lost, the repeat is dropped and acked again. */
+	err = localstore_inbox_done(c->ls, seq);
+	if (err != 0) {
+		return fail(c, err, "cannot record delivery %llu: %s", (unsigned long long)seq,
+			    ihala_strerror(err));
+	}
+	a.seq = seq;
+	f.kind_case = IHALA__V1__FRAME__KIND_DELIVERY_ACK;
+	f.delivery_ack = &a;
+	send_frame(c, &f);
+	pump(c, 0);
+	return 0;
+}
+
+/* Send a request frame and wait for the answer with the same request id. */
+static int
+request(struct ihala_client *c, Ihala__V1__Frame *f, uint64_t req, int timeout_ms,
+	Ihala__V1__Frame **out)
+{
+	uint64_t deadline = deadline_of(c, timeout_ms);
+	int err;
+
+	c->errmsg[0] = '\0';
+	err = ensure_open(c, deadline);
+	if (err != 0) {
+		return err;
+	}
+	frame_free(c->response);
+	c->response = NULL;
+	c->want_request = req;
+	err = send_frame(c, f);
+	while (err == 0 && c->response == NULL && !c->replay_done && !c->replay_stop) {
+		if (now_ms() >= deadline) {
+			if (c->replay_cb != NULL) {
+				break; /* a replay ends when the broker goes quiet */
+			}
+			err = fail(c, IHALA_ETIMEDOUT, "no answer from the broker in time");
+			break;
+		}
+		err = pump(c, (long)(deadline - now_ms()));
+		if (err == IHALA_EAGAIN) {
+			err = 0;
+		}
+		if (err == 0 && c->state != SESS_OPEN) {
+			err = c->refused != 0 ? c->refused
+					      : fail(c, IHALA_ECLOSED, "session lost during the request");
+		}
+	}
+	c->want_request = 0;
+	if (err != 0) {
+		return err;
+	}
+	if (c->response != NULL && c->response->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+		int code = -(int)c->response->error->code;
+
+		fail(c, code, "%s", c->response->error->message);
+		frame_free(c->response);
+		c->response = NULL;
+		return code;
+	}
+	*out = c->response;
+	c->response = NULL;
+	return 0;
+}
+
+int
+ihala_query(struct ihala_client *c, const char *referral_id, int timeout_ms,
+	    Ihala__V1__ReferralState **out)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Query q = IHALA__V1__QUERY__INIT;
+	Ihala__V1__Frame *ans = NULL;
+	int err;
+
+	q.request_id = c->next_request++;
+	q.referral_id = (char *)referral_id;
+	f.kind_case = IHALA__V1__FRAME__KIND_QUERY;
+	f.query = &q;
+	err = request(c, &f, q.request_id, timeout_ms, &ans);
+	if (err != 0) {
+		return err;
+	}
+	if (ans == NULL || ans->kind_case != IHALA__V1__FRAME__KIND_REFERRAL_STATE) {
+		frame_free(ans);
+		return fail(c, IHALA_EPROTOCOL, "unexpected answer to a query");
+	}
+	*out = ans->referral_state;
+	ans->referral_state = NULL;
+	ans->kind_case = IHALA__V1__FRAME__KIND__NOT_SET;
+	frame_free(ans);
+	return 0;
+}
+
+void
+ihala_state_free(Ihala__V1__ReferralState *st)
+{
+	if (st != NULL) {
+		ihala__v1__referral_state__free_unpacked(st, NULL);
+	}
+}
+
+int
+ihala_replay(struct ihala_client *c, uint64_t from, uint64_t to, int follow, ihala_entry_cb cb,
+	     void *arg, int timeout_ms)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__ReplayRequest q = IHALA__V1__REPLAY_REQUEST__INIT;
+	Ihala__V1__Frame *ans = NULL;
+	int err;
+
+	q.request_id = c->next_request++;
+	q.from_seq = from;
+	q.to_seq = to;
+	q.follow = follow;
+	f.kind_case = IHALA__V1__FRAME__KIND_REPLAY_REQUEST;
+	f.replay_request = &q;
+	c->replay_cb = cb;
+	c->replay_arg = arg;
+	c->replay_stop = 0;
+	c->replay_done = 0;
+	err = request(c, &f, q.request_id, follow ? 1 << 30 : timeout_ms, &ans);
+	c->replay_cb = NULL;
+	frame_free(ans);
+	if (err == 0 && !c->replay_done && !c->replay_stop && !follow) {
+		err = fail(c, IHALA_ETIMEDOUT, "the replay did not finish in time");
+	}
+	return err;
+}
+
+int
+ihala_prove(struct ihala_client *c, uint64_t seq, const char *message_id,
+	    const char *verifier_key, int timeout_ms, struct ihala_proof *p)
+{
+	(void)seq;
+	(void)message_id;
+	(void)verifier_key;
+	(void)timeout_ms;
+	memset(p, 0, sizeof(*p));
+	return fail(c, IHALA_EINVAL, "proofs are not available in this version of libihala");
+}

@@ -1,0 +1,137 @@
+/* ihala.h - libihala: the client library every agency node links (connect, submit, receive). */
+#ifndef IHALA_CLIENT_H
+#define IHALA_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clientconf.h"
+#include "error.h"
+#include "ihala.pb-c.h"
+#include "merkle.h"
+
+/*
+ * Threading: an ihala_client is used by one thread at a time (it owns a ZeroMQ socket and a
+ * TLS session, neither of which is thread-safe). Several clients may live in one process,
+ * but not on the same data_dir (the local store is locked per directory).
+ *
+ * Errors: every call returns 0 or a negative code from error.h; ihala_errmsg() then has a
+ * sentence for people with the detail (the broker's refusal, the TLS reason, ...).
+ *
+ * Durability: ihala_submit writes the envelope to the local outbox (LMDB, synced) before it
+ * sends it; it leaves the outbox only when the broker's receipt (sent after the broker's own
+ * synced commit) arrives. Re-sends reuse the message id, so the broker logs it once.
+ * Deliveries are written to the local inbox before the application sees them; a seq the
+ * application already took (ihala_ack) is acked again and never shown twice.
+ */
+
+struct ihala_client;
+
+/* Open the node: reads nothing from the network yet. `cfg` is borrowed for the client's
+ * life. *out is released with ihala_close. */
+int ihala_open(const struct client_config *cfg, struct ihala_client **out);
+
+/* Close the session (close_notify), the socket and the local store. NULL is fine. */
+void ihala_close(struct ihala_client *c);
+
+/* The last error's sentence; "" when none. Owned by the client, valid until the next call. */
+const char *ihala_errmsg(const struct ihala_client *c);
+
+/*
+ * Connect and authenticate: TLS 1.3 handshake, then wait for the broker's Welcome. Returns
+ * 0 once it came; IHALA_EUNREACHABLE when the broker does not answer within timeout_ms;
+ * IHALA_EHANDSHAKE when TLS failed (ihala_errmsg says why, e.g. "tlsv1 alert unknown ca");
+ * or the broker's refusal code (IHALA_EUNKNOWNAGENCY, IHALA_EFINGERPRINT, ...). Calls made
+ * later reconnect by themselves when the session is lost.
+ */
+int ihala_connect(struct ihala_client *c, int timeout_ms);
+
+/* The Welcome of the current session, or NULL. Owned by the client. */
+const Ihala__V1__Welcome *ihala_welcome(const struct ihala_client *c);
+
+struct ihala_receipt {
+	Ihala__V1__ReceiptStatus status;
+	uint64_t seq;
+	uint8_t leaf_hash[MERKLE_HASH_LEN];
+	int error;	/* for REFUSED: the negative code */
+	char message_id[65];
+	char text[256]; /* for REFUSED: the broker's sentence */
+};
+
+/*
+ * Submit one envelope. An empty env->message_id is replaced by a new random one (the
+ * envelope is modified; the string it points to is then owned by the client until
+ * ihala_close). Stored in the outbox, sent, and the receipt awaited up to timeout_ms.
+ * Returns 0 for ACCEPTED and DUPLICATE (rc->status says which), the refusal code for
+ * REFUSED (rc->text says why; the envelope left the outbox: fix it and submit again), or
+ * IHALA_EUNREACHABLE / IHALA_ETIMEDOUT when no receipt came: the envelope stays in the
+ * outbox and goes out with the next ihala_flush_outbox or submit.
+ */
+int ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
+		 struct ihala_receipt *rc);
+
+/* Send everything waiting in the outbox and wait (up to timeout_ms) for the receipts.
+ * *left (may be NULL) gets how many are still waiting. */
+int ihala_flush_outbox(struct ihala_client *c, int timeout_ms, size_t *left);
+
+/* Number of envelopes waiting in the outbox. */
+int ihala_outbox_count(struct ihala_client *c, size_t *n);
+
+struct ihala_delivery {
+	uint64_t seq;
+	uint8_t *entry; /* the encoded LogEntry as logged (malloc'd, owned by the delivery) */
+	size_t entry_len;
+	Ihala__V1__LogEntry *log;	/* decoded entry (owned by the delivery) */
+	Ihala__V1__Envelope *envelope;	/* decoded envelope for SUBMISSION entries, else NULL */
+};
+
+/*
+ * The next delivery not yet taken by the application: first what the local inbox holds
+ * (from an earlier run), then what the broker sends, waiting up to timeout_ms
+ * (IHALA_ETIMEDOUT when none came). Release it with ihala_delivery_release. The broker
+ * hears nothing until ihala_ack.
+ */
+int ihala_next_delivery(struct ihala_client *c, int timeout_ms, struct ihala_delivery *d);
+void ihala_delivery_release(struct ihala_delivery *d);
+
+/* The application has taken `seq`: recorded durably, then acknowledged to the broker. */
+int ihala_ack(struct ihala_client *c, uint64_t seq);
+
+/* State and history of a referral this agency is party to. *out: ihala_state_free. */
+int ihala_query(struct ihala_client *c, const char *referral_id, int timeout_ms,
+		Ihala__V1__ReferralState **out);
+void ihala_state_free(Ihala__V1__ReferralState *st);
+
+/*
+ * Auditors: stream the log from `from` to `to` (0: the end). cb is called per entry in seq
+ * order (entry bytes valid during the call) and returns 0 to go on, non-zero to stop. With
+ * `follow` it goes on with new entries until cb stops it or the session ends.
+ */
+typedef int (*ihala_entry_cb)(void *arg, uint64_t seq, const uint8_t *entry, size_t len);
+int ihala_replay(struct ihala_client *c, uint64_t from, uint64_t to, int follow, ihala_entry_cb cb,
+		 void *arg, int timeout_ms);
+
+struct ihala_proof {
+	uint64_t seq;
+	uint64_t tree_size;
+	uint8_t leaf_hash[MERKLE_HASH_LEN];
+	uint8_t root[MERKLE_HASH_LEN];
+	size_t path_len;
+	char *checkpoint; /* the signed checkpoint it was verified against (malloc'd) */
+};
+
+/*
+ * Fetch an inclusion proof for `seq` (or, when seq is 0, for this agency's submission
+ * `message_id`) against the broker's latest signed checkpoint, and verify it here: the
+ * checkpoint's signature (with the broker's key from `verifier_key`, a C2SP verifier key
+ * string or a PEM public key path), its consistency with the last checkpoint this node
+ * kept, and the audit path. 0 when everything verifies; IHALA_EPROOF, IHALA_ESIGNATURE,
+ * IHALA_EINCONSISTENT otherwise. p->checkpoint: free().
+ */
+int ihala_prove(struct ihala_client *c, uint64_t seq, const char *message_id,
+		const char *verifier_key, int timeout_ms, struct ihala_proof *p);
+
+/* Generate a fresh random message id (32 hex digits) into buf (>= 33 bytes). */
+void ihala_new_message_id(char *buf, size_t len);
+
+#endif

@@ -1,0 +1,144 @@
+/* localstore.h - a client node's durable local store (LMDB): outbox, inbox, last checkpoint. */
+#ifndef IHALA_LOCALSTORE_H
+#define IHALA_LOCALSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * One LMDB environment in the node's data_dir (DESIGN.md §9). Messages are
+ * opaque bytes here; libihala encodes them.
+ *
+ * Durability: every function that writes is one synchronous LMDB commit of
+ * its own; when it returns 0 the change is on disk. The store never uses
+ * MDB_NOSYNC, MDB_NOMETASYNC or MDB_WRITEMAP. A function that fails leaves
+ * the store as it was.
+ *
+ * Processes: one process at a time per data dir. localstore_open takes an
+ * exclusive flock on DIR/ihala-client.lock (close-on-exec) and refuses a
+ * second opener, in this process or another, with IHALA_EIO. Never use a
+ * store after fork(): open it in the child (a child that only execs is fine).
+ *
+ * Threads: every function runs its own short LMDB transaction, none spans
+ * a call (localstore_outbox_iter ends its transaction before each callback),
+ * so calls from several threads are safe; writes are serialized. Only
+ * localstore_close must not run concurrently with anything else.
+ *
+ * Errors: 0 or a negative code from error.h. IHALA_EINVAL for bad arguments,
+ * IHALA_ENOTFOUND as documented, IHALA_ESTOREFULL when the map is full
+ * (MDB_MAP_FULL), IHALA_ETOOLARGE for a value past LMDB's 4 GiB limit,
+ * IHALA_ENOMEM, IHALA_EVERSION for a data dir of another format, IHALA_EIO
+ * for directory and lock failures, IHALA_ESTORE for any other LMDB failure or
+ * damaged record (logged with log_warnx, naming mdb_strerror when LMDB said).
+ */
+
+struct localstore;
+
+/* The on-disk format this code reads and writes (meta "format_version"). */
+#define LOCALSTORE_FORMAT_VERSION 1
+/* Size of the LMDB map: the store's size limit. */
+#define LOCALSTORE_MAPSIZE ((size_t)256 << 20)
+/* Message ids: 1 .. 64 printable ASCII characters without spaces (as the
+ * broker requires of Envelope.message_id). */
+#define LOCALSTORE_MAX_MSGID 64
+/* Largest checkpoint note stored. */
+#define LOCALSTORE_MAX_CHECKPOINT (16 * 1024)
+
+/* ---- environment ---- */
+
+/*
+ * Open the store in `dir`, creating the directory and its missing parents
+ * (mode 0700) and a new store when there is none. A new store gets meta
+ * "format_version" = "1"; a store of any other version, or an LMDB
+ * environment that is not an ihala client store, is refused with
+ * IHALA_EVERSION and left untouched. A data dir held by another opener:
+ * IHALA_EIO. `dir` is copied. On success *out is the caller's, to be
+ * released with localstore_close; on failure *out is NULL.
+ */
+int localstore_open(const char *dir, struct localstore **out);
+
+/* Close the store and release the lock. NULL is accepted. */
+void localstore_close(struct localstore *ls);
+
+/* ---- outbox: message_id -> encoded Envelope, kept until its receipt arrives ---- */
+
+/*
+ * Queue `env` (len bytes, 1 .. 4 GiB - 66) under `message_id` (a
+ * NUL-terminated id, see LOCALSTORE_MAX_MSGID). Both are copied. If the id
+ * is already queued: 0 when the bytes are the same (nothing changes, the
+ * entry keeps its place), IHALA_EMSGID when they differ.
+ */
+int localstore_outbox_put(struct localstore *ls, const char *message_id, const void *env,
+			  size_t len);
+
+/* Remove the entry of `message_id`; IHALA_ENOTFOUND if it is not queued. */
+int localstore_outbox_del(struct localstore *ls, const char *message_id);
+
+/*
+ * Call cb for each queued entry, oldest put first, until cb returns
+ * non-zero; that value is then returned (0 when cb always returned 0 or
+ * the outbox is empty). `message_id` (NUL-terminated) and `env` point to
+ * copies owned by localstore_outbox_iter, valid only during that callback.
+ * No transaction is open during a callback: cb may call any localstore
+ * function, including localstore_outbox_del of its own entry. Entries put
+ * after the iteration began are not visited; entries deleted before they
+ * are reached are skipped.
+ */
+typedef int (*localstore_outbox_cb)(void *arg, const char *message_id, const void *env, size_t len);
+int localstore_outbox_iter(struct localstore *ls, localstore_outbox_cb cb, void *arg);
+
+/* *n = the number of queued entries. */
+int localstore_outbox_count(struct localstore *ls, size_t *n);
+
+/* ---- inbox: deliveries by broker seq ---- */
+
+/*
+ * absent -> PENDING (stored, not yet processed by the application) -> DONE
+ * (processed; the broker may or may not have our ack). The bytes of a DONE
+ * entry are dropped; its seq is remembered for good, so a redelivery is
+ * recognized.
+ */
+enum localstore_inbox_state {
+	LOCALSTORE_ABSENT = 0,
+	LOCALSTORE_PENDING = 1,
+	LOCALSTORE_DONE = 2,
+};
+
+/*
+ * Store `entry` (len bytes, 1 .. 4 GiB - 1, copied) for `seq` (>= 1) as
+ * PENDING when the seq is absent. *prev (may be NULL) gets the state
+ * before the call; when it is PENDING or DONE nothing changed. A PENDING
+ * seq offered with different bytes is refused with IHALA_EINCONSISTENT
+ * (logged as a security event: a log entry never changes), *prev PENDING.
+ * DONE entries have no bytes left to compare.
+ */
+int localstore_inbox_put(struct localstore *ls, uint64_t seq, const void *entry, size_t len,
+			 enum localstore_inbox_state *prev);
+
+/* Mark `seq` DONE and drop its bytes. Idempotent (DONE already: 0, no
+ * write); IHALA_ENOTFOUND for a seq never put. */
+int localstore_inbox_done(struct localstore *ls, uint64_t seq);
+
+/* *st = the state of `seq` (>= 1); an unknown seq is LOCALSTORE_ABSENT (0). */
+int localstore_inbox_state(struct localstore *ls, uint64_t seq, enum localstore_inbox_state *st);
+
+/*
+ * The PENDING entry with the smallest seq > `after` (0: from the start):
+ * 0 with *seq, and in *entry / *len a malloc'd copy of its bytes that the
+ * caller frees with free(); IHALA_ENOTFOUND when there is none (outputs
+ * untouched).
+ */
+int localstore_inbox_next_pending(struct localstore *ls, uint64_t after, uint64_t *seq,
+				  void **entry, size_t *len);
+
+/* ---- the last verified checkpoint this node saw (signed-note text) ---- */
+
+/* Replace it with `text` (NUL-terminated, 1 .. LOCALSTORE_MAX_CHECKPOINT
+ * bytes, copied; longer: IHALA_ETOOLARGE). */
+int localstore_checkpoint_put(struct localstore *ls, const char *text);
+
+/* *text = a NUL-terminated malloc'd copy the caller frees with free();
+ * IHALA_ENOTFOUND if none was ever put. */
+int localstore_checkpoint_get(struct localstore *ls, char **text);
+
+#endif
