@@ -1,0 +1,120 @@
+/* cli.h - what the ihala tool's subcommands share: context, exit codes, output helpers. */
+#ifndef IHALA_CLI_H
+#define IHALA_CLI_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "clientconf.h"
+#include "ihala.h"
+
+/*
+ * Exit codes of the ihala tool (also printed by `ihala --help`):
+ *   0  ok
+ *   1  refused by the broker (policy or validation); stderr says
+ *      "ihala: refused: CODE_NAME: sentence"
+ *   2  usage error or bad input (bad JSON, unknown field, wrong type)
+ *   3  broker unreachable or timed out (a submission then waits in the outbox)
+ *   4  local error (store, configuration, TLS set-up, certificate)
+ *   5  verification failure (audit)
+ */
+enum cli_exit {
+	CLI_OK = 0,
+	CLI_REFUSED = 1,
+	CLI_USAGE = 2,
+	CLI_UNREACHABLE = 3,
+	CLI_LOCAL = 4,
+	CLI_VERIFY = 5,
+};
+
+/*
+ * One run of the tool. config_opt points into argv. cfg and client are owned by the struct
+ * and released by cli_release(). timeout_ms is the --timeout value, or 0 when not given
+ * (the config's timeout then applies: see cli_timeout()).
+ */
+struct cli {
+	const char *config_opt;
+	uint64_t timeout_ms;
+	int quiet;
+	struct client_config *cfg;
+	struct ihala_client *client;
+};
+
+/* Load the configuration (every FILE:LINE: error printed) and open the node's client.
+ * Returns CLI_OK or the exit code to use (the reason was printed). */
+int cli_open(struct cli *cli);
+
+/* cli_open, then connect and wait for the broker's Welcome. Returns CLI_OK or the exit code
+ * to use; with the code in *err (may be NULL) so a caller can go on when the broker is
+ * merely unreachable (then the message is printed only when report != 0). */
+int cli_connect(struct cli *cli, int report, int *err);
+
+/* Close the client and free the configuration; the struct may be reused. */
+void cli_release(struct cli *cli);
+
+/* Timeout for network calls: --timeout, else the config's, in milliseconds. */
+int cli_timeout(const struct cli *cli);
+
+/* The exit code for a library error code (0 gives CLI_OK). */
+int cli_exit_code(int err);
+
+/* 1 when err means the broker did not answer (unreachable, timeout, session lost). */
+int cli_is_transport(int err);
+
+/* "ihala: " + message on stderr, newline added. Always printed. */
+void cli_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Same, but only without -q. */
+void cli_info(const struct cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "ihala: WHAT: sentence" for a library error, with the client's detail when it has one.
+ * Returns the exit code for err. */
+int cli_fail(const struct cli *cli, const char *what, int err);
+
+/* Write j (borrowed) as one compact UTF-8 line (no \u escapes) on stdout and flush.
+ * Returns 0, or -1 when stdout failed (reported on stderr). */
+int cli_print_json(json_t *j);
+
+/* Report a getopt_long failure of subcommand `cmd` (ch is ':' or '?', optstring started with
+ * ':') and point to --help. */
+void cli_bad_option(const char *cmd, int ch, char **argv);
+
+/* Strict parsers for option values; return 0 or -1 (nothing printed). */
+int cli_parse_u64(const char *s, uint64_t *out);
+/* "500ms", "10s", "2m", "1h"; a bare number is seconds. */
+int cli_parse_duration(const char *s, uint64_t *ms);
+
+/* Read a whole file ("-": standard input) of at most max bytes into a malloc'd buffer
+ * (NUL-terminated; *len excludes the NUL). Returns 0 or -1 with errno set (EFBIG when too
+ * large). The caller frees *buf. */
+int cli_read_file(const char *path, size_t max, char **buf, size_t *len);
+
+/* 1 when s is a valid identifier: 1..64 printable ASCII characters, no space. */
+int cli_valid_id(const char *s);
+
+/* Subcommands: argv[0] is the subcommand's name; each returns an exit code. */
+int cmd_refer(struct cli *cli, int argc, char **argv);
+int cmd_accept(struct cli *cli, int argc, char **argv);
+int cmd_decline(struct cli *cli, int argc, char **argv);
+int cmd_progress(struct cli *cli, int argc, char **argv);
+int cmd_outcome(struct cli *cli, int argc, char **argv);
+int cmd_cancel(struct cli *cli, int argc, char **argv);
+int cmd_note(struct cli *cli, int argc, char **argv);
+int cmd_outbox(struct cli *cli, int argc, char **argv);
+int cmd_inbox(struct cli *cli, int argc, char **argv);
+int cmd_status(struct cli *cli, int argc, char **argv);
+int cmd_audit(struct cli *cli, int argc, char **argv);
+
+/*
+ * Signals. cli_catch_signals() installs SIGINT/SIGTERM handlers that set cli_stop (without
+ * SA_RESTART); a second signal exits at once. When cli_exit_on_signal is set, a signal that
+ * comes while cli_busy is 0 exits with status 0 at once (for waits the library does not
+ * let a signal end); while cli_busy is 1 (a line is being written) it only sets cli_stop.
+ */
+extern volatile sig_atomic_t cli_stop;
+extern volatile sig_atomic_t cli_busy;
+extern volatile sig_atomic_t cli_exit_on_signal;
+void cli_catch_signals(void);
+
+#endif

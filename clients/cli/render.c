@@ -1,0 +1,186 @@
+/* render.c - JSON views of log entries, deliveries and receipts for the ihala tool. */
+#include "render.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+#include "frame.h"
+#include "pbjson.h"
+
+/* Decode envelope bytes into a JSON object; 0 or a negative code. */
+static int
+envelope_json(const uint8_t *buf, size_t len, json_t **out)
+{
+	Ihala__V1__Envelope *env = NULL;
+	int err;
+
+	*out = NULL;
+	if ((err = envelope_decode(buf, len, &env)) != 0) {
+		return err;
+	}
+	err = pbjson_to_json(&env->base, 0, out);
+	envelope_free(env);
+	return err;
+}
+
+static int
+set_new(json_t *obj, const char *key, json_t *v)
+{
+	if (v == NULL || json_object_set_new(obj, key, v) != 0) {
+		return IHALA_ENOMEM;
+	}
+	return 0;
+}
+
+int
+render_logentry(const Ihala__V1__LogEntry *e, json_t **out)
+{
+	json_t *j = NULL, *ej = NULL;
+	int err;
+
+	*out = NULL;
+	if (e == NULL) {
+		return IHALA_EINVAL;
+	}
+	if ((err = pbjson_to_json(&e->base, 0, &j)) != 0) {
+		return err;
+	}
+	if (e->envelope.len > 0) {
+		err = envelope_json(e->envelope.data, e->envelope.len, &ej);
+		if (err == 0) {
+			err = set_new(j, "envelope", ej);
+		} else if (err != IHALA_ENOMEM) {
+			/* keep pbjson's base64 and say why it is not shown decoded */
+			err = set_new(j, "envelopeError", json_string(ihala_errname(err)));
+		}
+		if (err != 0) {
+			json_decref(j);
+			return err;
+		}
+	}
+	*out = j;
+	return 0;
+}
+
+int
+render_entry_bytes(const uint8_t *buf, size_t len, json_t **out)
+{
+	Ihala__V1__LogEntry *e = NULL;
+	int err;
+
+	*out = NULL;
+	if ((err = logentry_decode(buf, len, &e)) != 0) {
+		return err;
+	}
+	err = render_logentry(e, out);
+	logentry_free(e);
+	return err;
+}
+
+int
+render_delivery(const struct ihala_delivery *d, json_t **out)
+{
+	const Ihala__V1__LogEntry *e = d->log;
+	Ihala__V1__LogEntry *owned = NULL;
+	json_t *j = NULL, *body = NULL;
+	char kind[64];
+	int err;
+
+	*out = NULL;
+	if (e == NULL) {
+		if (d->entry == NULL) {
+			return IHALA_EINVAL;
+		}
+		if ((err = logentry_decode(d->entry, d->entry_len, &owned)) != 0) {
+			return err;
+		}
+		e = owned;
+	}
+	if (pbjson_enum_to_name(&ihala__v1__entry_kind__descriptor, e->kind, kind, sizeof(kind)) !=
+	    0) {
+		snprintf(kind, sizeof(kind), "%d", (int)e->kind);
+	}
+	if ((j = json_object()) == NULL) {
+		err = IHALA_ENOMEM;
+		goto fail;
+	}
+	if ((err = set_new(j, "seq", json_integer((json_int_t)d->seq))) != 0 ||
+	    (err = set_new(j, "kind", json_string(kind))) != 0 ||
+	    (err = set_new(j, "from", json_string(e->sender))) != 0 ||
+	    (err = set_new(j, "to", json_string(e->recipient))) != 0 ||
+	    (err = set_new(j, "time", json_integer((json_int_t)e->broker_time_ms))) != 0) {
+		/* json_string refuses invalid UTF-8; frame decoding already checked it */
+		goto fail;
+	}
+	if (d->envelope != NULL) {
+		if ((err = pbjson_to_json(&d->envelope->base, 0, &body)) != 0) {
+			goto fail;
+		}
+		err = set_new(j, "envelope", body);
+	} else if (e->envelope.len > 0) {
+		if ((err = envelope_json(e->envelope.data, e->envelope.len, &body)) != 0) {
+			goto fail;
+		}
+		err = set_new(j, "envelope", body);
+	} else if (e->event != NULL) {
+		if ((err = pbjson_to_json(&e->event->base, 0, &body)) != 0) {
+			goto fail;
+		}
+		err = set_new(j, "event", body);
+	}
+	if (err != 0) {
+		goto fail;
+	}
+	logentry_free(owned);
+	*out = j;
+	return 0;
+fail:
+	json_decref(j);
+	logentry_free(owned);
+	return err;
+}
+
+int
+render_receipt(const struct ihala_receipt *rc, json_t **out)
+{
+	static const char hex[] = "0123456789abcdef";
+	char leaf[2 * MERKLE_HASH_LEN + 1];
+	const char *status;
+	json_t *j;
+	size_t i;
+	int err;
+
+	*out = NULL;
+	for (i = 0; i < MERKLE_HASH_LEN; i++) {
+		leaf[2 * i] = hex[rc->leaf_hash[i] >> 4];
+		leaf[2 * i + 1] = hex[rc->leaf_hash[i] & 0xf];
+	}
+	leaf[sizeof(leaf) - 1] = '\0';
+	switch (rc->status) {
+	case IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED:
+		status = "accepted";
+		break;
+	case IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE:
+		status = "duplicate";
+		break;
+	case IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED:
+		status = "refused";
+		break;
+	default:
+		status = "unspecified";
+		break;
+	}
+	if ((j = json_object()) == NULL) {
+		return IHALA_ENOMEM;
+	}
+	if ((err = set_new(j, "messageId", json_string(rc->message_id))) != 0 ||
+	    (err = set_new(j, "seq", json_integer((json_int_t)rc->seq))) != 0 ||
+	    (err = set_new(j, "leafHash", json_string(leaf))) != 0 ||
+	    (err = set_new(j, "status", json_string(status))) != 0) {
+		json_decref(j);
+		return err;
+	}
+	*out = j;
+	return 0;
+}

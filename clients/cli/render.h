@@ -1,0 +1,43 @@
+/* render.h - log entries, deliveries and receipts as JSON (inbox, audit replay and export). */
+#ifndef IHALA_RENDER_H
+#define IHALA_RENDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "ihala.h"
+#include "ihala.pb-c.h"
+
+/*
+ * Every function returns 0 and a new JSON object in *out, owned by the caller (json_decref),
+ * or a negative code from error.h (IHALA_ENOMEM, IHALA_EUTF8, IHALA_EBADFRAME, ...) with
+ * *out NULL. Inputs are only read. Field names and enum values follow pbjson (camelCase,
+ * "in-progress"); strings stay UTF-8.
+ */
+
+/*
+ * A LogEntry as pbjson writes it, except that the envelope bytes of a SUBMISSION are decoded
+ * (envelope_decode, strict) and shown as "envelope": {...}. Bytes that do not decode stay
+ * base64 and an "envelopeError": "CODE_NAME" key says why, so an auditor sees them as they
+ * are.
+ */
+int render_logentry(const Ihala__V1__LogEntry *e, json_t **out);
+
+/* The same from the encoded entry (LogRecord.entry, Deliver.entry). Entry bytes that do not
+ * decode give IHALA_EBADFRAME (or IHALA_EUTF8). */
+int render_entry_bytes(const uint8_t *buf, size_t len, json_t **out);
+
+/*
+ * One inbox line: {"seq", "kind", "from", "to", "time", and "envelope": {...} for a
+ * submission or "event": {...} for a broker-made entry}. "kind" is the EntryKind as pbjson
+ * names it ("submission", "broker-status", ...); "from"/"to" are the entry's sender and
+ * recipient; "time" is the broker time in ms.
+ */
+int render_delivery(const struct ihala_delivery *d, json_t **out);
+
+/* {"messageId", "seq", "leafHash" (hex), "status" ("accepted" or "duplicate")}. */
+int render_receipt(const struct ihala_receipt *rc, json_t **out);
+
+#endif

@@ -1,0 +1,709 @@
+/* submit.c - the submitting subcommands: refer, accept, decline, progress, outcome, cancel,
+ * note; and outbox. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "error.h"
+#include "frame.h"
+#include "pbjson.h"
+#include "render.h"
+
+/* Options a submitting subcommand may take; each command allows a subset. */
+enum {
+	O_TO = 1 << 0,
+	O_FILE = 1 << 1,
+	O_MSGID = 1 << 2,
+	O_NOTE = 1 << 3,
+	O_REASON = 1 << 4,
+	O_TEXT = 1 << 5,
+	O_STATUS = 1 << 6,
+	O_BSTATUS = 1 << 7,
+};
+
+struct opt_row {
+	unsigned bit;
+	struct option opt;
+};
+
+static const struct opt_row opt_rows[] = {
+    {O_TO, {"to", required_argument, NULL, 't'}},
+    {O_FILE, {"file", required_argument, NULL, 'f'}},
+    {O_MSGID, {"message-id", required_argument, NULL, 'm'}},
+    {O_NOTE, {"note", required_argument, NULL, 'n'}},
+    {O_REASON, {"reason", required_argument, NULL, 'r'}},
+    {O_TEXT, {"text", required_argument, NULL, 'x'}},
+    {O_STATUS, {"status", required_argument, NULL, 's'}},
+    {O_BSTATUS, {"business-status", required_argument, NULL, 'b'}},
+};
+#define NROWS (sizeof(opt_rows) / sizeof(opt_rows[0]))
+
+struct sub_args {
+	const char *referral_id;
+	const char *to;
+	const char *file;
+	const char *message_id;
+	const char *note;
+	const char *reason;
+	const char *text;
+	const char *status;
+	const char *business_status;
+};
+
+struct sub_cmd {
+	const char *name;
+	unsigned opts;
+	int needs_id; /* takes REFERRAL_ID */
+	const char *usage;
+};
+
+#define COMMON_HELP                                                                                \
+	"      --message-id ID  idempotency key (1..64 printable ASCII; default: a random one).\n" \
+	"                       Re-running with the same id and content is answered "              \
+	"'duplicate'.\n"                                                                           \
+	"  -h, --help           this help\n"                                                       \
+	"\n"                                                                                       \
+	"Prints the broker's receipt as JSON on stdout:\n"                                         \
+	"  "                                                                                       \
+	"{\"messageId\":..,\"seq\":..,\"leafHash\":\"<hex>\",\"status\":\"accepted\"|"             \
+	"\"duplicate\"}\n"                                                                         \
+	"Exit: 0 ok, 1 refused, 2 usage or bad input, 3 broker unreachable (the message waits\n"   \
+	"in the outbox and goes with the next run), 4 local error.\n"
+
+static const struct sub_cmd cmd_refer_def = {
+    "refer",
+    O_TO | O_FILE | O_MSGID,
+    0,
+    "usage: ihala refer --to AGENCY --file REFERRAL.json [--message-id ID]\n"
+    "\n"
+    "Submit a new referral. The file holds one Referral as JSON (field names in camelCase or\n"
+    "snake_case, enums by short name: \"urgent\", \"physical-rehabilitation\"); '-' reads\n"
+    "standard input. The broker checks it (consent must cover the recipient, ...).\n"
+    "\n"
+    "  -t, --to AGENCY      receiving agency (may be left out when the file sets\n"
+    "                       receivingAgency)\n"
+    "  -f, --file FILE      the referral (JSON)\n" COMMON_HELP,
+};
+
+static const struct sub_cmd cmd_accept_def = {
+    "accept",
+    O_NOTE | O_MSGID,
+    1,
+    "usage: ihala accept REFERRAL_ID [--note TEXT] [--message-id ID]\n"
+    "\n"
+    "Accept a referral this agency received (status accepted).\n"
+    "\n"
+    "  -n, --note TEXT      a note for the referrer\n" COMMON_HELP,
+};
+
+static const struct sub_cmd cmd_decline_def = {
+    "decline",
+    O_REASON | O_TEXT | O_MSGID,
+    1,
+    "usage: ihala decline REFERRAL_ID --reason CODE [--text TEXT] [--message-id ID]\n"
+    "\n"
+    "Decline a referral this agency received (status rejected).\n"
+    "\n"
+    "  -r, --reason CODE    why (required, see below)\n"
+    "  -x, --text TEXT      the reason in words\n" COMMON_HELP,
+};
+
+static const struct sub_cmd cmd_progress_def = {
+    "progress",
+    O_STATUS | O_BSTATUS | O_NOTE | O_REASON | O_TEXT | O_MSGID,
+    1,
+    "usage: ihala progress REFERRAL_ID [--status in-progress|on-hold]\n"
+    "                      [--business-status TEXT] [--note TEXT] [--reason CODE] [--text TEXT]\n"
+    "\n"
+    "Report progress on an accepted referral.\n"
+    "\n"
+    "  -s, --status STATUS  in-progress (default) or on-hold\n"
+    "  -b, --business-status TEXT  domain detail (\"appointment scheduled\", \"device fitted\")\n"
+    "  -n, --note TEXT      a note for the referrer\n"
+    "  -r, --reason CODE    why, for on-hold (see below)\n"
+    "  -x, --text TEXT      the reason in words\n" COMMON_HELP,
+};
+
+static const struct sub_cmd cmd_outcome_def = {
+    "outcome",
+    O_FILE | O_STATUS | O_NOTE | O_MSGID,
+    1,
+    "usage: ihala outcome REFERRAL_ID --file OUTCOME.json [--status completed|failed]\n"
+    "                     [--note TEXT] [--message-id ID]\n"
+    "\n"
+    "Close a referral with the service outcome (status completed or failed). The file holds\n"
+    "one Outcome as JSON; '-' reads standard input.\n"
+    "\n"
+    "  -f, --file FILE      the outcome (JSON)\n"
+    "  -s, --status STATUS  completed (default) or failed\n"
+    "  -n, --note TEXT      a note for the referrer\n" COMMON_HELP,
+};
+
+static const struct sub_cmd cmd_cancel_def = {
+    "cancel",
+    O_REASON | O_TEXT | O_MSGID,
+    1,
+    "usage: ihala cancel REFERRAL_ID --reason CODE [--text TEXT] [--message-id ID]\n"
+    "\n"
+    "Withdraw a referral this agency made (status cancelled).\n"
+    "\n"
+    "  -r, --reason CODE    why (required, see below)\n"
+    "  -x, --text TEXT      the reason in words\n" COMMON_HELP,
+};
+
+static const struct sub_cmd cmd_note_def = {
+    "note",
+    O_TEXT | O_MSGID,
+    1,
+    "usage: ihala note REFERRAL_ID --text TEXT [--message-id ID]\n"
+    "\n"
+    "Attach a free note to a referral; it goes to the other party.\n"
+    "\n"
+    "  -x, --text TEXT      the note (required)\n" COMMON_HELP,
+};
+
+static void
+sub_usage(const struct sub_cmd *cmd, FILE *fp)
+{
+	const ProtobufCEnumDescriptor *ed = &ihala__v1__reason_code__descriptor;
+	char name[64];
+	size_t i, col;
+	int first;
+
+	fputs(cmd->usage, fp);
+	if (!(cmd->opts & O_REASON)) {
+		return;
+	}
+	/* from the schema, so the list cannot drift from what the broker knows */
+	fputs("\nCODE is a reason code:", fp);
+	col = 22;
+	for (i = 0, first = 1; i < ed->n_values; i++) {
+		if (ed->values[i].value == 0 ||
+		    pbjson_enum_to_name(ed, ed->values[i].value, name, sizeof(name)) != 0) {
+			continue;
+		}
+		if (!first) {
+			fputc(',', fp);
+		}
+		first = 0;
+		if (col + strlen(name) + 2 > 88) {
+			fputs("\n ", fp);
+			col = 1;
+		}
+		fprintf(fp, " %s", name);
+		col += strlen(name) + 2;
+	}
+	fputs("\n('_' works as well as '-', in any case.)\n", fp);
+}
+
+/* Parse argv for `cmd`. Returns -1 to go on, else the exit code (help printed, or usage). */
+static int
+sub_parse(const struct sub_cmd *cmd, int argc, char **argv, struct sub_args *a)
+{
+	struct option longopts[NROWS + 2];
+	char shortopts[3 * NROWS + 3];
+	size_t n = 0, s = 0, i;
+	int ch;
+
+	memset(a, 0, sizeof(*a));
+	shortopts[s++] = ':'; /* a missing value returns ':' */
+	for (i = 0; i < NROWS; i++) {
+		if (cmd->opts & opt_rows[i].bit) {
+			longopts[n++] = opt_rows[i].opt;
+			shortopts[s++] = (char)opt_rows[i].opt.val;
+			shortopts[s++] = ':';
+		}
+	}
+	longopts[n++] = (struct option){"help", no_argument, NULL, 'h'};
+	longopts[n] = (struct option){NULL, 0, NULL, 0};
+	shortopts[s++] = 'h';
+	shortopts[s] = '\0';
+
+	optind = 0;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		switch (ch) {
+		case 't':
+			a->to = optarg;
+			break;
+		case 'f':
+			a->file = optarg;
+			break;
+		case 'm':
+			a->message_id = optarg;
+			break;
+		case 'n':
+			a->note = optarg;
+			break;
+		case 'r':
+			a->reason = optarg;
+			break;
+		case 'x':
+			a->text = optarg;
+			break;
+		case 's':
+			a->status = optarg;
+			break;
+		case 'b':
+			a->business_status = optarg;
+			break;
+		case 'h':
+			sub_usage(cmd, stdout);
+			return CLI_OK;
+		default:
+			cli_bad_option(cmd->name, ch, argv);
+			return CLI_USAGE;
+		}
+	}
+	if (cmd->needs_id) {
+		if (optind >= argc) {
+			cli_warnx("%s: REFERRAL_ID is missing", cmd->name);
+			fprintf(stderr, "Try 'ihala %s --help'.\n", cmd->name);
+			return CLI_USAGE;
+		}
+		a->referral_id = argv[optind++];
+		if (!cli_valid_id(a->referral_id)) {
+			cli_warnx(
+			    "%s: invalid referral id '%s' (1..64 printable ASCII characters, no "
+			    "spaces)",
+			    cmd->name, a->referral_id);
+			return CLI_USAGE;
+		}
+	}
+	if (optind < argc) {
+		cli_warnx("%s: unexpected argument '%s'", cmd->name, argv[optind]);
+		fprintf(stderr, "Try 'ihala %s --help'.\n", cmd->name);
+		return CLI_USAGE;
+	}
+	if (a->message_id != NULL && !cli_valid_id(a->message_id)) {
+		cli_warnx(
+		    "%s: invalid message id '%s' (1..64 printable ASCII characters, no spaces)",
+		    cmd->name, a->message_id);
+		return CLI_USAGE;
+	}
+	/* free text goes on the wire as protobuf strings: UTF-8 only */
+	{
+		const char *texts[] = {a->note, a->text, a->business_status};
+		const char *names[] = {"--note", "--text", "--business-status"};
+
+		for (i = 0; i < 3; i++) {
+			if (texts[i] != NULL &&
+			    !pb_utf8_valid((const uint8_t *)texts[i], strlen(texts[i]))) {
+				cli_warnx("%s: %s is not valid UTF-8", cmd->name, names[i]);
+				return CLI_USAGE;
+			}
+		}
+	}
+	return -1;
+}
+
+/* Map an enum option value with pbjson's rules; prints the choices when it is not one. */
+static int
+parse_enum(const char *cmd, const char *opt, const ProtobufCEnumDescriptor *ed, const char *s,
+           const int *allowed, size_t nallowed, int *out)
+{
+	char name[64];
+	size_t i;
+	int v;
+
+	if (pbjson_enum_from_name(ed, s, &v) == 0 && v != 0) {
+		if (allowed == NULL) {
+			*out = v;
+			return 0;
+		}
+		for (i = 0; i < nallowed; i++) {
+			if (allowed[i] == v) {
+				*out = v;
+				return 0;
+			}
+		}
+	}
+	fflush(stdout);
+	fprintf(stderr, "ihala: %s: invalid %s '%s' (one of:", cmd, opt, s);
+	for (i = 0; i < (allowed != NULL ? nallowed : ed->n_values); i++) {
+		int val = allowed != NULL ? allowed[i] : ed->values[i].value;
+
+		if (val != 0 && pbjson_enum_to_name(ed, val, name, sizeof(name)) == 0) {
+			fprintf(stderr, " %s", name);
+		}
+	}
+	fprintf(stderr, ")\n");
+	return -1;
+}
+
+static int
+parse_reason(const char *cmd, const char *s, Ihala__V1__ReasonCode *out)
+{
+	int v;
+
+	if (parse_enum(cmd, "reason", &ihala__v1__reason_code__descriptor, s, NULL, 0, &v) != 0) {
+		return -1;
+	}
+	*out = (Ihala__V1__ReasonCode)v;
+	return 0;
+}
+
+/* Read FILE and build a message of type d; prints pbjson's message (naming the field). */
+static int
+load_json(const char *cmd, const char *path, const ProtobufCMessageDescriptor *d,
+          ProtobufCMessage **out)
+{
+	char err[512];
+	char *text = NULL;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	if (cli_read_file(path, PBJSON_MAX_INPUT, &text, &len) != 0) {
+		int e = errno;
+
+		cli_warnx("%s: cannot read '%s': %s", cmd, path,
+		          e == EFBIG ? "file too large" : strerror(e));
+		/* a wrong name or an oversized file is bad input; anything else is local */
+		return e == ENOENT || e == EFBIG || e == EISDIR ? CLI_USAGE : CLI_LOCAL;
+	}
+	rc = pbjson_from_string(d, text, len, out, err, sizeof(err));
+	free(text);
+	if (rc != 0) {
+		cli_warnx("%s: %s", strcmp(path, "-") == 0 ? "stdin" : path, err);
+		return rc == IHALA_ENOMEM ? CLI_LOCAL : CLI_USAGE;
+	}
+	return CLI_OK;
+}
+
+static uint64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Connect, submit `env` and print the receipt. When the broker cannot be reached the
+ * envelope is still written to the outbox (submit with no wait) and goes with the next run.
+ */
+static int
+submit(struct cli *cli, const char *cmd, Ihala__V1__Envelope *env)
+{
+	struct ihala_receipt rcpt;
+	json_t *j = NULL;
+	size_t waiting = 0;
+	int rc, err = 0, timeout;
+
+	rc = cli_connect(cli, 0, &err);
+	if (rc != CLI_OK && rc != CLI_UNREACHABLE) {
+		return rc;
+	}
+	/* unreachable: put it in the outbox without waiting again */
+	timeout = rc == CLI_OK ? cli_timeout(cli) : 0;
+	memset(&rcpt, 0, sizeof(rcpt));
+	err = ihala_submit(cli->client, env, timeout, &rcpt);
+	if (err == 0) {
+		if ((err = render_receipt(&rcpt, &j)) != 0) {
+			return cli_fail(cli, cmd, err);
+		}
+		rc = cli_print_json(j) == 0 ? CLI_OK : CLI_LOCAL;
+		json_decref(j);
+		return rc;
+	}
+	if (rcpt.status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+		cli_warnx("refused: %s: %s", ihala_errname(err),
+		          rcpt.text[0] != '\0' ? rcpt.text : ihala_strerror(err));
+		return CLI_REFUSED;
+	}
+	if (cli_is_transport(err)) {
+		if (ihala_outbox_count(cli->client, &waiting) == 0 && waiting > 0) {
+			cli_warnx(
+			    "broker unreachable; message %s is kept in the outbox and will be "
+			    "sent on the next run",
+			    env->message_id);
+		} else {
+			cli_warnx("broker unreachable; message %s was not sent: %s",
+			          env->message_id, ihala_errmsg(cli->client));
+		}
+		return CLI_UNREACHABLE;
+	}
+	return cli_fail(cli, cmd, err);
+}
+
+/* The envelope skeleton every submitting command starts from. */
+static void
+envelope_prepare(Ihala__V1__Envelope *env, const struct sub_args *a, char *idbuf, size_t idlen)
+{
+	ihala__v1__envelope__init(env);
+	if (a->message_id != NULL) {
+		/* A re-run with the same id must send the same bytes (else MESSAGE_ID_CONFLICT):
+		 * no client time then. */
+		snprintf(idbuf, idlen, "%s", a->message_id);
+	} else {
+		ihala_new_message_id(idbuf, idlen);
+		env->client_time_ms = wall_ms();
+	}
+	env->message_id = idbuf;
+}
+
+int
+cmd_refer(struct cli *cli, int argc, char **argv)
+{
+	Ihala__V1__Envelope env;
+	Ihala__V1__Referral *ref = NULL;
+	ProtobufCMessage *m = NULL;
+	struct sub_args a;
+	char id[65];
+	int rc;
+
+	if ((rc = sub_parse(&cmd_refer_def, argc, argv, &a)) >= 0) {
+		return rc;
+	}
+	if (a.file == NULL) {
+		cli_warnx("refer: --file REFERRAL.json is required");
+		fprintf(stderr, "Try 'ihala refer --help'.\n");
+		return CLI_USAGE;
+	}
+	if (a.to != NULL && !cli_valid_id(a.to)) {
+		cli_warnx("refer: invalid agency id '%s'", a.to);
+		return CLI_USAGE;
+	}
+	if ((rc = load_json("refer", a.file, &ihala__v1__referral__descriptor, &m)) != CLI_OK) {
+		return rc;
+	}
+	ref = (Ihala__V1__Referral *)m;
+	if (a.to == NULL && ref->receiving_agency[0] == '\0') {
+		cli_warnx("refer: --to AGENCY is required (the referral names no receivingAgency)");
+		rc = CLI_USAGE;
+		goto out;
+	}
+	envelope_prepare(&env, &a, id, sizeof(id));
+	/* referring_agency, consent and the rest are left as given: the broker checks them */
+	env.to = (char *)(a.to != NULL ? a.to : ref->receiving_agency);
+	env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	env.referral = ref;
+	rc = submit(cli, "refer", &env);
+out:
+	protobuf_c_message_free_unpacked(m, NULL);
+	return rc;
+}
+
+/* accept, decline, progress, cancel: one StatusUpdate without an outcome. */
+static int
+status_command(struct cli *cli, const struct sub_cmd *def, int argc, char **argv)
+{
+	static const int progress_ok[] = {IHALA__V1__TASK_STATUS__TASK_STATUS_IN_PROGRESS,
+	                                  IHALA__V1__TASK_STATUS__TASK_STATUS_ON_HOLD};
+	Ihala__V1__Envelope env;
+	Ihala__V1__StatusUpdate su = IHALA__V1__STATUS_UPDATE__INIT;
+	struct sub_args a;
+	char id[65];
+	int rc, v;
+
+	if ((rc = sub_parse(def, argc, argv, &a)) >= 0) {
+		return rc;
+	}
+	su.referral_id = (char *)a.referral_id;
+	if (strcmp(def->name, "accept") == 0) {
+		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED;
+	} else if (strcmp(def->name, "decline") == 0) {
+		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_REJECTED;
+	} else if (strcmp(def->name, "cancel") == 0) {
+		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_CANCELLED;
+	} else {
+		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_IN_PROGRESS;
+		if (a.status != NULL) {
+			if (parse_enum(def->name, "status", &ihala__v1__task_status__descriptor,
+			               a.status, progress_ok, 2, &v) != 0) {
+				return CLI_USAGE;
+			}
+			su.status = (Ihala__V1__TaskStatus)v;
+		}
+	}
+	if ((def->opts & O_REASON) && a.reason == NULL && strcmp(def->name, "progress") != 0) {
+		cli_warnx("%s: --reason CODE is required", def->name);
+		fprintf(stderr, "Try 'ihala %s --help'.\n", def->name);
+		return CLI_USAGE;
+	}
+	if (a.reason != NULL && parse_reason(def->name, a.reason, &su.reason_code) != 0) {
+		return CLI_USAGE;
+	}
+	if (a.text != NULL) {
+		su.reason = (char *)a.text;
+	}
+	if (a.note != NULL) {
+		su.note = (char *)a.note;
+	}
+	if (a.business_status != NULL) {
+		su.business_status = (char *)a.business_status;
+	}
+	envelope_prepare(&env, &a, id, sizeof(id));
+	env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+	env.status_update = &su;
+	return submit(cli, def->name, &env);
+}
+
+int
+cmd_accept(struct cli *cli, int argc, char **argv)
+{
+	return status_command(cli, &cmd_accept_def, argc, argv);
+}
+
+int
+cmd_decline(struct cli *cli, int argc, char **argv)
+{
+	return status_command(cli, &cmd_decline_def, argc, argv);
+}
+
+int
+cmd_progress(struct cli *cli, int argc, char **argv)
+{
+	return status_command(cli, &cmd_progress_def, argc, argv);
+}
+
+int
+cmd_cancel(struct cli *cli, int argc, char **argv)
+{
+	return status_command(cli, &cmd_cancel_def, argc, argv);
+}
+
+int
+cmd_outcome(struct cli *cli, int argc, char **argv)
+{
+	static const int outcome_ok[] = {IHALA__V1__TASK_STATUS__TASK_STATUS_COMPLETED,
+	                                 IHALA__V1__TASK_STATUS__TASK_STATUS_FAILED};
+	Ihala__V1__Envelope env;
+	Ihala__V1__StatusUpdate su = IHALA__V1__STATUS_UPDATE__INIT;
+	ProtobufCMessage *m = NULL;
+	struct sub_args a;
+	char id[65];
+	int rc, v;
+
+	if ((rc = sub_parse(&cmd_outcome_def, argc, argv, &a)) >= 0) {
+		return rc;
+	}
+	if (a.file == NULL) {
+		cli_warnx("outcome: --file OUTCOME.json is required");
+		fprintf(stderr, "Try 'ihala outcome --help'.\n");
+		return CLI_USAGE;
+	}
+	su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_COMPLETED;
+	if (a.status != NULL) {
+		if (parse_enum("outcome", "status", &ihala__v1__task_status__descriptor, a.status,
+		               outcome_ok, 2, &v) != 0) {
+			return CLI_USAGE;
+		}
+		su.status = (Ihala__V1__TaskStatus)v;
+	}
+	if ((rc = load_json("outcome", a.file, &ihala__v1__outcome__descriptor, &m)) != CLI_OK) {
+		return rc;
+	}
+	su.referral_id = (char *)a.referral_id;
+	su.outcome = (Ihala__V1__Outcome *)m;
+	if (a.note != NULL) {
+		su.note = (char *)a.note;
+	}
+	envelope_prepare(&env, &a, id, sizeof(id));
+	env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+	env.status_update = &su;
+	rc = submit(cli, "outcome", &env);
+	protobuf_c_message_free_unpacked(m, NULL);
+	return rc;
+}
+
+int
+cmd_note(struct cli *cli, int argc, char **argv)
+{
+	Ihala__V1__Envelope env;
+	Ihala__V1__Note note = IHALA__V1__NOTE__INIT;
+	struct sub_args a;
+	char id[65];
+	int rc;
+
+	if ((rc = sub_parse(&cmd_note_def, argc, argv, &a)) >= 0) {
+		return rc;
+	}
+	if (a.text == NULL || a.text[0] == '\0') {
+		cli_warnx("note: --text TEXT is required");
+		fprintf(stderr, "Try 'ihala note --help'.\n");
+		return CLI_USAGE;
+	}
+	note.referral_id = (char *)a.referral_id;
+	note.text = (char *)a.text;
+	envelope_prepare(&env, &a, id, sizeof(id));
+	env.kind_case = IHALA__V1__ENVELOPE__KIND_NOTE;
+	env.note = &note;
+	return submit(cli, "note", &env);
+}
+
+static const char outbox_usage[] =
+    "usage: ihala outbox\n"
+    "\n"
+    "Say how many messages wait in this node's outbox (submitted while the broker was\n"
+    "unreachable, or without a receipt yet) and try to send them now.\n"
+    "Prints {\"waiting\":N,\"sent\":N,\"left\":N} on stdout.\n"
+    "\n"
+    "  -h, --help           this help\n"
+    "\n"
+    "Exit: 0 outbox empty at the end, 3 broker unreachable or messages still waiting,\n"
+    "4 local error.\n";
+
+int
+cmd_outbox(struct cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	size_t before = 0, left = 0;
+	json_t *j;
+	int ch, rc, err;
+
+	optind = 0;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		if (ch == 'h') {
+			fputs(outbox_usage, stdout);
+			return CLI_OK;
+		}
+		cli_bad_option("outbox", ch, argv);
+		return CLI_USAGE;
+	}
+	if (optind < argc) {
+		cli_warnx("outbox: unexpected argument '%s'", argv[optind]);
+		return CLI_USAGE;
+	}
+	if ((rc = cli_open(cli)) != CLI_OK) {
+		return rc;
+	}
+	if ((err = ihala_outbox_count(cli->client, &before)) != 0) {
+		return cli_fail(cli, "outbox", err);
+	}
+	cli_info(cli, "%zu message(s) wait in the outbox", before);
+	left = before;
+	err = 0;
+	if (before > 0) {
+		err = ihala_flush_outbox(cli->client, cli_timeout(cli), &left);
+		if (err != 0 && ihala_outbox_count(cli->client, &left) != 0) {
+			left = before;
+		}
+	}
+	j = json_pack("{s:I,s:I,s:I}", "waiting", (json_int_t)before, "sent",
+	              (json_int_t)(before - left), "left", (json_int_t)left);
+	if (j == NULL || cli_print_json(j) != 0) {
+		json_decref(j);
+		return CLI_LOCAL;
+	}
+	json_decref(j);
+	if (err != 0) {
+		if (cli_is_transport(err)) {
+			cli_warnx("broker unreachable; %zu message(s) stay in the outbox: %s", left,
+			          ihala_errmsg(cli->client));
+			return CLI_UNREACHABLE;
+		}
+		return cli_fail(cli, "outbox", err);
+	}
+	return CLI_OK;
+}

@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# cli.sh - the ihala tool against a real broker: each subcommand's success, refusals, exit codes.
+: "${IHALA_ROOT:?run through tests/run}"
+# shellcheck source=tests/integration/lib.sh
+. "$IHALA_ROOT/tests/integration/lib.sh"
+
+IHALA=$IHALA_BUILD/ihala
+EX=$IHALA_ROOT/config/examples
+ARABIC_NAME='نور الهدى خلف حسن'
+KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
+
+plan 100
+
+# run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
+run() {
+	local name=$1 conf=$2
+	shift 2
+	OUT=$T/$name.out ERR=$T/$name.err
+	"$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
+	RC=$?
+}
+
+# expect CODE: the last run exited CODE (shows its output when not).
+expect() {
+	if [ "$RC" -eq "$1" ]; then
+		return 0
+	fi
+	diag "exit $RC, wanted $1"
+	show "$ERR"
+	show "$OUT"
+	return 1
+}
+# err_has TEXT / out_has TEXT: fixed string in the last run's stderr / stdout.
+err_has() { grep -qF -- "$1" "$ERR" || { diag "stderr lacks: $1"; show "$ERR"; return 1; }; }
+out_has() { grep -qF -- "$1" "$OUT" || { diag "stdout lacks: $1"; show "$OUT"; return 1; }; }
+out_lacks() { ! grep -qF -- "$1" "$OUT" || { diag "stdout has: $1"; show "$OUT"; return 1; }; }
+# exit_and_err CODE TEXT: both at once, one test.
+exit_and_err() { expect "$1" && err_has "$2"; }
+exit_and_out() { expect "$1" && out_has "$2"; }
+# The seq of the receipt the last run printed.
+seq_of() { grep -oE '"seq":[0-9]+' "${1:-$OUT}" | head -n1 | cut -d: -f2; }
+# Lines of stdout.
+lines() { grep -c . "$OUT"; }
+
+# mkref FILE ID [CONSENT-JSON]: a small valid referral (consent for moh and hi by default).
+mkref() {
+	local consent=${3-'{"given":true,"givenBy":"survivor","date":"2024-04-02","agencies":["moh","hi"]}'}
+	cat >"$1" <<JSON
+{"referralId":"$2","priority":"normal","services":["prosthetics-orthotics"],
+ "survivor":{"caseId":"IQ-NIN-$2","name":"$ARABIC_NAME","birthYear":1996},
+ "consent":$consent}
+JSON
+}
+
+# --- no broker needed -------------------------------------------------------------------
+port=$(free_port)
+write_broker_conf "$T/b" "$port"
+DMA=$(write_client_conf "$T" dma "$port")
+MOH=$(write_client_conf "$T" moh "$port")
+HI=$(write_client_conf "$T" hi "$port")
+AUD=$(write_client_conf "$T" auditor "$port")
+unset IHALA_CONFIG
+
+"$IHALA" --help >"$T/help.out" 2>&1
+RC=$?
+check "ihala --help: exit 0, lists the exit codes" \
+	eval '[ $RC -eq 0 ] && grep -q "^Exit codes:" "$T/help.out" && grep -q "5  verification" "$T/help.out"'
+for sub in refer accept decline progress outcome cancel note inbox status outbox audit "audit replay"; do
+	# shellcheck disable=SC2086
+	"$IHALA" $sub --help >"$T/help.out" 2>"$T/help.err"
+	RC=$?
+	check "ihala $sub --help: exit 0, usage on stdout" \
+		eval '[ $RC -eq 0 ] && head -n1 "$T/help.out" | grep -q "^usage: ihala $sub" && [ ! -s "$T/help.err" ]'
+done
+"$IHALA" help decline >"$T/help.out" 2>&1
+check "ihala help decline: lists the reason codes" grep -q 'not-eligible, no-capacity' "$T/help.out"
+
+"$IHALA" frobnicate >"$T/o" 2>"$T/e"
+RC=$?
+check "unknown command: exit 2, named" eval '[ $RC -eq 2 ] && grep -qF "unknown command '"'frobnicate'"'" "$T/e"'
+"$IHALA" --config "$DMA" accept >"$T/o" 2>"$T/e"
+RC=$?
+check "accept without REFERRAL_ID: exit 2" eval '[ $RC -eq 2 ] && grep -q "REFERRAL_ID is missing" "$T/e"'
+"$IHALA" --config "$DMA" accept r1 --bogus >"$T/o" 2>"$T/e"
+RC=$?
+check "unknown subcommand option: exit 2, named" eval '[ $RC -eq 2 ] && grep -qF "unknown option '"'--bogus'"'" "$T/e"'
+"$IHALA" --timeout soon status r1 >"$T/o" 2>"$T/e"
+RC=$?
+check "bad --timeout: exit 2" eval '[ $RC -eq 2 ] && grep -qF "invalid --timeout '"'soon'"'" "$T/e"'
+"$IHALA" status r1 >"$T/o" 2>"$T/e"
+RC=$?
+check "no config: exit 2, says --config or IHALA_CONFIG" \
+	eval '[ $RC -eq 2 ] && grep -q "use --config FILE or set IHALA_CONFIG" "$T/e"'
+printf '[client]\nbrokr = tcp://127.0.0.1:1\n' >"$T/bad.conf"
+"$IHALA" --config "$T/bad.conf" status r1 >"$T/o" 2>"$T/e"
+RC=$?
+check "bad config: exit 4, every FILE:LINE: error" \
+	eval '[ $RC -eq 4 ] && grep -q "^$T/bad.conf:2: unknown option '"'brokr'"'" "$T/e" && grep -q "^$T/bad.conf:[0-9]*: .*ca_file" "$T/e"'
+IHALA_CONFIG=$T/bad.conf "$IHALA" status r1 >"$T/o" 2>"$T/e"
+RC=$?
+check "IHALA_CONFIG is used when --config is absent" eval '[ $RC -eq 4 ] && grep -q "^$T/bad.conf:2:" "$T/e"'
+
+# Bad input is refused before anything is sent (no broker runs yet).
+echo '{"referralId": "x",' >"$T/badjson.json"
+run badjson "$DMA" refer --to moh --file "$T/badjson.json"
+check "refer: bad JSON: exit 2, says where" exit_and_err 2 "line 2"
+sed 's/"survivor"/"survivr"/' "$EX/referral.json" >"$T/unknown.json"
+run unknown "$DMA" refer --to moh --file "$T/unknown.json"
+check "refer: unknown field: exit 2, names it" exit_and_err 2 "survivr"
+sed 's/"birthYear": 1996/"birthYear": "nineteen"/' "$EX/referral.json" >"$T/type.json"
+run type "$DMA" refer --to moh --file "$T/type.json"
+check "refer: wrong type: exit 2, names the field" exit_and_err 2 "referral.survivor.birthYear"
+sed 's/"priority": "urgent"/"priority": "whenever"/' "$EX/referral.json" >"$T/enum.json"
+run enum "$DMA" refer --to moh --file "$T/enum.json"
+check "refer: unknown enum value: exit 2, names the field" exit_and_err 2 "referral.priority"
+run nofile "$DMA" refer --to moh --file "$T/does-not-exist.json"
+check "refer: missing file: exit 2, names it" exit_and_err 2 "does-not-exist.json"
+run nofileopt "$DMA" refer --to moh
+check "refer without --file: exit 2" exit_and_err 2 "--file"
+run badid "$DMA" refer --to moh --file "$EX/referral.json" --message-id 'has space'
+check "refer: invalid --message-id: exit 2" exit_and_err 2 "invalid message id"
+run badreason "$MOH" decline r1 --reason too-busy
+check "decline: unknown reason: exit 2, lists the codes" exit_and_err 2 "invalid reason 'too-busy' (one of: not-eligible no-capacity"
+run noreason "$MOH" decline r1
+check "decline without --reason: exit 2" exit_and_err 2 "--reason CODE is required"
+run badstatus "$MOH" progress r1 --status completed
+check "progress --status completed: exit 2 (only in-progress, on-hold)" \
+	exit_and_err 2 "invalid status 'completed' (one of: in-progress on-hold)"
+run notext "$MOH" note r1
+check "note without --text: exit 2" exit_and_err 2 "--text TEXT is required"
+run auditlater "$AUD" audit verify
+check "audit verify: exit 2, not available yet" exit_and_err 2 "audit verify: not available yet"
+
+# --- unreachable broker: the submission waits in the outbox ---------------------------
+R0=early-$$
+mkref "$T/r0.json" "$R0"
+run unreach "$DMA" --timeout 1s refer --to moh --file "$T/r0.json" --message-id "msg-$R0"
+check "refer, broker down: exit 3, kept in the outbox" \
+	exit_and_err 3 "ihala: broker unreachable; message msg-$R0 is kept in the outbox and will be sent on the next run"
+check "refer, broker down: nothing on stdout" [ ! -s "$OUT" ]
+run outbox-down "$DMA" --timeout 1s outbox
+check "outbox, broker down: exit 3, one waiting" exit_and_out 3 '"waiting":1'
+
+check "broker starts" start_broker "$T/b"
+
+run outbox-up "$DMA" outbox
+check "outbox after the broker started: exit 0, sent" exit_and_out 0 '{"waiting":1,"sent":1,"left":0}'
+run outbox-again "$DMA" outbox
+check "outbox then empty" exit_and_out 0 '"waiting":0'
+
+# --- refer --------------------------------------------------------------------------------
+R1=ref1-$$
+sed "s/3f1c9a52-7b4e-4d0a-9c61-2a8e5d7f0b13/$R1/" "$EX/referral.json" >"$T/r1.json"
+sed "s/3f1c9a52-7b4e-4d0a-9c61-2a8e5d7f0b13/$R1/" "$EX/outcome.json" >"$T/o1.json"
+run refer1 "$DMA" refer --to moh --file "$T/r1.json" --message-id "msg-$R1"
+check "refer: exit 0, receipt with seq, accepted" \
+	eval 'expect 0 && out_has "\"messageId\":\"msg-$R1\"" && out_has "\"status\":\"accepted\"" && [ -n "$(seq_of)" ] && [ "$(seq_of)" -gt 0 ]'
+check "refer: leafHash is 64 hex digits" grep -qE '"leafHash":"[0-9a-f]{64}"' "$OUT"
+seq1=$(seq_of)
+run refer1dup "$DMA" refer --to moh --file "$T/r1.json" --message-id "msg-$R1"
+check "refer again with the same message id: duplicate, same seq" \
+	eval 'expect 0 && out_has "\"status\":\"duplicate\"" && [ "$(seq_of)" = "$seq1" ]'
+run refer1exists "$DMA" refer --to moh --file "$T/r1.json"
+check "refer the same referral id with a new message id: exit 1, REFERRAL_EXISTS" \
+	exit_and_err 1 "ihala: refused: REFERRAL_EXISTS: "
+
+mkref "$T/noconsent.json" "nc-$$" 'null'
+run noconsent "$DMA" refer --to moh --file "$T/noconsent.json"
+check "refer without consent: exit 1, CONSENT_MISSING" exit_and_err 1 "ihala: refused: CONSENT_MISSING: "
+mkref "$T/notcovered.json" "ncov-$$"
+run notcovered "$DMA" refer --to molsa --file "$T/notcovered.json"
+check "refer to an agency the consent does not cover: exit 1, CONSENT_MISSING, names it" \
+	eval 'exit_and_err 1 "ihala: refused: CONSENT_MISSING: " && err_has "molsa"'
+run unknownto "$DMA" refer --to nobody --file "$T/notcovered.json"
+check "refer to an unknown agency: exit 1, UNKNOWN_RECIPIENT" exit_and_err 1 "refused: UNKNOWN_RECIPIENT: "
+
+# --- inbox ---------------------------------------------------------------------------------
+run inbox1 "$MOH" inbox
+check "inbox as moh: exit 0" expect 0
+check "inbox as moh: the early referral (sent from the outbox) and the new one" \
+	eval 'out_has "\"referralId\":\"$R0\"" && out_has "\"referralId\":\"$R1\""'
+check "inbox line: seq, kind, from, to, time" \
+	grep -qE "^\\{\"seq\":$seq1,\"kind\":\"submission\",\"from\":\"dma\",\"to\":\"moh\",\"time\":[0-9]+,\"envelope\":\\{" "$OUT"
+check "inbox: the Arabic name intact (not escaped)" eval 'out_has "\"name\":\"$ARABIC_NAME\"" && out_lacks "\\u"'
+check "inbox: one JSON object per line" eval '[ "$(lines)" -eq 2 ] && ! grep -qv "^{.*}$" "$OUT"'
+run inbox1b "$MOH" inbox
+check "second inbox run as moh: nothing" eval 'expect 0 && [ ! -s "$OUT" ]'
+
+# --- accept, and the status change reaches the referrer ---------------------------------------
+run accept1 "$MOH" accept "$R1" --note "سيتم الاتصال بالناجية"
+check "accept by moh: exit 0, receipt" eval 'expect 0 && out_has "\"status\":\"accepted\"" && [ -n "$(seq_of)" ]'
+run accept-dma "$DMA" accept "$R1"
+check "accept by dma (the referrer): exit 1, INVALID_TRANSITION" \
+	exit_and_err 1 "ihala: refused: INVALID_TRANSITION: "
+run accept-again "$MOH" accept "$R1"
+check "accept twice: exit 1, INVALID_TRANSITION" exit_and_err 1 "refused: INVALID_TRANSITION: "
+run inbox-dma "$DMA" inbox
+check "dma inbox: the broker's 'received' event" \
+	eval 'expect 0 && grep "\"kind\":\"broker-status\"" "$OUT" | grep -q "\"referralId\":\"$R1\".*\"status\":\"received\""'
+check "dma inbox: moh's accept with the Arabic note" \
+	eval 'grep "\"from\":\"moh\"" "$OUT" | grep "\"referralId\":\"$R1\"" | grep "\"status\":\"accepted\"" | grep -qF "سيتم الاتصال بالناجية"'
+
+# --- status ----------------------------------------------------------------------------------
+run status1 "$DMA" status "$R1"
+check "status as dma: exit 0, accepted, referrer and recipient" \
+	eval 'expect 0 && out_has "\"status\":\"accepted\"" && out_has "\"referrer\":\"dma\"" && out_has "\"recipient\":\"moh\""'
+check "status: the history has requested, received and accepted" \
+	eval 'out_has "\"status\":\"requested\"" && out_has "\"status\":\"received\"" && [ "$(grep -o "\"seq\":" "$OUT" | wc -l)" -ge 3 ]'
+check "status: no request id in the output" out_lacks "requestId"
+run status-moh "$MOH" status "$R1"
+check "status as moh (the recipient): exit 0" exit_and_out 0 "\"referralId\":\"$R1\""
+run status-hi "$HI" status "$R1"
+check "status as hi (not a party): exit 1, NOT_PARTY" exit_and_err 1 "ihala: refused: NOT_PARTY: "
+run status-none "$DMA" status "no-such-$$"
+check "status of an unknown referral: exit 1, UNKNOWN_REFERRAL" exit_and_err 1 "refused: UNKNOWN_REFERRAL: "
+
+# --- identities the broker does not accept: a local set-up problem ------------------------------
+STRANGER=$(write_client_conf "$T" stranger "$port")
+run stranger "$STRANGER" status "$R1"
+check "certificate naming no configured agency: exit 4, says why" \
+	eval 'exit_and_err 4 "cannot connect to tcp://127.0.0.1:$port: " && [ ! -s "$OUT" ]'
+FOREIGN=$(write_client_conf "$T" foreign "$port")
+run foreign "$FOREIGN" status "$R1"
+check "certificate from a foreign CA: exit 4" exit_and_err 4 "cannot connect to tcp://127.0.0.1:$port: "
+
+# --- progress, note, outcome -------------------------------------------------------------------
+run progress1 "$MOH" progress "$R1" --status on-hold --business-status "waiting for a socket" --reason no-capacity
+check "progress on-hold by moh: exit 0" expect 0
+run progress2 "$MOH" progress "$R1" --business-status "appointment scheduled"
+check "progress (in-progress by default): exit 0" expect 0
+run note1 "$MOH" note "$R1" --text "$KURDISH_NOTE"
+check "note by moh: exit 0" expect 0
+run note-hi "$HI" note "$R1" --text "hello"
+check "note by hi (not a party): exit 1, NOT_PARTY" exit_and_err 1 "refused: NOT_PARTY: "
+run outcome-noo "$MOH" outcome "$R1" --file "$T/type.json"
+check "outcome with a referral file: exit 2, names the unknown field" exit_and_err 2 "outcome."
+run outcome1 "$MOH" outcome "$R1" --file "$T/o1.json"
+check "outcome by moh (completed): exit 0" expect 0
+run status1b "$DMA" status "$R1"
+check "status after the outcome: completed, on-hold and in-progress in the history" \
+	eval 'expect 0 && grep -q "^{\"referralId\":\"$R1\".*\"status\":\"completed\"" "$OUT" && out_has "\"status\":\"on-hold\"" && out_has "\"status\":\"in-progress\""'
+run inbox-dma2 "$DMA" inbox
+check "dma inbox: the Kurdish note intact, the outcome with its services" \
+	eval 'expect 0 && out_has "$KURDISH_NOTE" && out_has "\"servicesDelivered\":[\"physical-rehabilitation\",\"prosthetics-orthotics\"]" && out_has "\"businessStatus\":\"waiting for a socket\""'
+run cancel-late "$DMA" cancel "$R1" --reason entered-in-error
+check "cancel a completed referral: exit 1, INVALID_TRANSITION" exit_and_err 1 "refused: INVALID_TRANSITION: "
+
+# --- decline ------------------------------------------------------------------------------------
+R2=ref2-$$
+mkref "$T/r2.json" "$R2"
+run refer2 "$DMA" refer --to moh --file "$T/r2.json"
+check "refer a second referral: exit 0" expect 0
+run decline2 "$MOH" decline "$R2" --reason NO_CAPACITY --text "قائمة الانتظار ممتلئة"
+check "decline with a reason (NO_CAPACITY spelling): exit 0" expect 0
+run status2 "$DMA" status "$R2"
+check "status after decline: rejected" exit_and_out 0 "\"status\":\"rejected\""
+run inbox-dma3 "$DMA" inbox
+check "dma inbox: the decline with reasonCode no-capacity and the text" \
+	eval 'expect 0 && grep "\"referralId\":\"$R2\"" "$OUT" | grep "\"reasonCode\":\"no-capacity\"" | grep -qF "قائمة الانتظار ممتلئة"'
+
+# --- cancel ---------------------------------------------------------------------------------------
+R3=ref3-$$
+mkref "$T/r3.json" "$R3"
+run refer3 "$DMA" refer --to moh --file "$T/r3.json"
+check "refer a third referral: exit 0" expect 0
+run cancel-moh "$MOH" cancel "$R3" --reason client-relocated
+check "cancel by the recipient: exit 1, INVALID_TRANSITION" exit_and_err 1 "refused: INVALID_TRANSITION: "
+run cancel3 "$DMA" cancel "$R3" --reason client_relocated --text "moved to Erbil"
+check "cancel by the referrer: exit 0" expect 0
+run status3 "$MOH" status "$R3"
+check "status after cancel: cancelled" exit_and_out 0 "\"status\":\"cancelled\""
+
+# --- inbox --exec -----------------------------------------------------------------------------
+R4=ref4-$$
+mkref "$T/r4.json" "$R4"
+run refer4 "$DMA" refer --to hi --file "$T/r4.json"
+check "refer to hi: exit 0" expect 0
+seq4=$(seq_of)
+run exec-fail "$HI" inbox --exec 'cat >/dev/null; exit 3'
+check "inbox --exec failing: exit 1, not acknowledged" \
+	exit_and_err 1 "failed (exit status 3) for delivery $seq4; not acknowledged"
+run exec-ok "$HI" inbox --exec "cat >\"$T/exec.json\"; echo \"\$IHALA_SEQ\" >\"$T/exec.seq\""
+check "inbox --exec again: the same delivery comes again, exit 0" \
+	eval 'expect 0 && grep -q "\"referralId\":\"$R4\"" "$T/exec.json"'
+check "inbox --exec: IHALA_SEQ is the delivery's seq" eval '[ -n "$seq4" ] && [ "$(cat "$T/exec.seq")" = "$seq4" ]'
+check "inbox --exec: the JSON line ends with a newline, Arabic intact" \
+	eval '[ "$(tail -c1 "$T/exec.json" | od -An -c | tr -d " ")" = "\\n" ] && grep -qF "$ARABIC_NAME" "$T/exec.json"'
+run exec-after "$HI" inbox
+check "inbox after the successful --exec: nothing left" eval 'expect 0 && [ ! -s "$OUT" ]'
+
+# --count, and --watch ending on SIGTERM
+for i in 5 6 7; do
+	mkref "$T/r$i.json" "ref$i-$$"
+	run "refer$i" "$DMA" refer --to hi --file "$T/r$i.json"
+done
+run count1 "$HI" inbox --count 2
+check "inbox --count 2: two deliveries" eval 'expect 0 && [ "$(lines)" -eq 2 ] && out_has "ref5-$$" && out_has "ref6-$$"'
+"$IHALA" --config "$HI" inbox --watch >"$T/watch.out" 2>"$T/watch.err" &
+wpid=$!
+_pids+=("$wpid")
+wait_for 10 grep -q "ref7-$$" "$T/watch.out"
+kill -TERM "$wpid"
+wait "$wpid"
+RC=$?
+check "inbox --watch: shows the rest, exits 0 on SIGTERM" eval '[ $RC -eq 0 ] && grep -q "ref7-$$" "$T/watch.out" && ! grep -q "ref5-$$" "$T/watch.out"'
+
+# --- audit replay -----------------------------------------------------------------------------
+run replay "$AUD" audit replay
+check "audit replay as auditor: exit 0, one line per entry from seq 1" \
+	eval 'expect 0 && head -n1 "$OUT" | grep -q "^{\"seq\":1,\"entry\":{" && [ "$(lines)" -ge 10 ]'
+check "audit replay: the referral's envelope decoded, Arabic intact" \
+	eval 'grep "^{\"seq\":$seq1," "$OUT" | grep -q "\"envelope\":{\"messageId\":\"msg-$R1\",\"to\":\"moh\".*\"name\":\"$ARABIC_NAME\""'
+run replay-range "$AUD" audit replay --from "$seq1" --to "$seq1"
+check "audit replay --from N --to N: exactly that entry" \
+	eval 'expect 0 && [ "$(lines)" -eq 1 ] && grep -q "^{\"seq\":$seq1,\"entry\":{\"seq\":$seq1," "$OUT"'
+run replay-dma "$DMA" audit replay
+check "audit replay as dma: exit 1, FORBIDDEN" exit_and_err 1 "refused: FORBIDDEN: "
+run replay-bad "$AUD" audit replay --from 5 --to 2
+check "audit replay --to before --from: exit 2" exit_and_err 2 "is before --from"
+
+"$IHALA" --config "$AUD" audit replay --from "$seq4" --follow >"$T/follow.out" 2>"$T/follow.err" &
+fpid=$!
+_pids+=("$fpid")
+wait_for 10 grep -q "^{\"seq\":$seq4," "$T/follow.out"
+run follow-note "$DMA" note "ref5-$$" --text "follow me"
+wait_for 10 grep -q "follow me" "$T/follow.out"
+kill -TERM "$fpid"
+wait "$fpid"
+RC=$?
+check "audit replay --follow: old and new entries, exit 0 on SIGTERM" \
+	eval '[ $RC -eq 0 ] && grep -q "^{\"seq\":$seq4," "$T/follow.out" && grep -q "follow me" "$T/follow.out"'
+
+run quiet "$DMA" -q outbox
+check "-q: outbox prints its JSON but nothing on stderr" eval 'exit_and_out 0 "\"waiting\":0" && [ ! -s "$ERR" ]'
+run notquiet "$DMA" outbox
+check "without -q: outbox says how many wait on stderr" exit_and_err 0 "0 message(s) wait in the outbox"
+
+# --- the broker goes away mid-life --------------------------------------------------------------
+stop_broker
+run status-down "$DMA" --timeout 1s status "$R1"
+check "status, broker down: exit 3" exit_and_err 3 "cannot connect to tcp://127.0.0.1:$port"
+run inbox-down "$DMA" --timeout 1s inbox
+check "inbox, broker down: exit 3" expect 3
