@@ -32,6 +32,8 @@
 #define TICK_MS 1000
 #define SHUTDOWN_FLUSH_MS 3000
 #define MAX_WINDOW 1024
+/* Bytes a LogEntry and a Deliver frame add around an envelope (seq, time, agency ids, tags). */
+#define ENTRY_OVERHEAD 512
 
 struct session;
 
@@ -615,26 +617,34 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub
 	char text[256];
 	int err;
 
-	if (sv->stopping) {
+	/* Decode first, so that every refusal names the message it refuses. */
+	err = envelope_decode(sub->envelope.data, sub->envelope.len, &env);
+	snprintf(text, sizeof(text), "envelope: %s", ihala_strerror(err));
+	if (err == 0 && sub->envelope.len + ENTRY_OVERHEAD > sv->cfg->limits.max_frame) {
+		/* Logged entries travel in Deliver frames: leave room for the wrapping. */
+		err = IHALA_ETOOLARGE;
+		snprintf(text, sizeof(text), "envelope of %zu bytes is over the limit of %llu bytes",
+			 sub->envelope.len,
+			 (unsigned long long)(sv->cfg->limits.max_frame - ENTRY_OVERHEAD));
+	} else if (err == 0 && sv->stopping) {
 		err = IHALA_ESHUTDOWN;
 		snprintf(text, sizeof(text), "%s", ihala_strerror(err));
-	} else if (s->inflight_submits >= sv->cfg->limits.max_inflight) {
+	} else if (err == 0 && s->inflight_submits >= sv->cfg->limits.max_inflight) {
 		err = IHALA_EOVERLOAD;
 		snprintf(text, sizeof(text), "more than %llu submissions without receipts",
 			 (unsigned long long)sv->cfg->limits.max_inflight);
-	} else {
-		err = envelope_decode(sub->envelope.data, sub->envelope.len, &env);
-		snprintf(text, sizeof(text), "envelope: %s", ihala_strerror(err));
 	}
 	if (err != 0) {
-		log_security("agency '%s': submission refused: %s", s->agency, text);
-		rc.message_id = "";
+		log_security("agency '%s': submission '%s' refused: %s", s->agency,
+			     env != NULL ? env->message_id : "", text);
+		rc.message_id = env != NULL ? env->message_id : "";
 		rc.status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
 		rc.error_code = -err;
 		rc.error_message = text;
 		f.kind_case = IHALA__V1__FRAME__KIND_RECEIPT;
 		f.receipt = &rc;
 		session_send(sv, s, &f);
+		envelope_free(env);
 		return;
 	}
 	r = wreq_new(WREQ_SUBMIT);
@@ -675,7 +685,7 @@ handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
 		err = st == NULL ? IHALA_ESTORE : 0;
 	}
 	store_rend(r);
-	/* Not a party and unknown look the same from outside: no probing of referral ids. */
+	/* A referral the caller is not party to is refused (and logged as a security event). */
 	if (err == 0 && policy_may_read(s->agency, (Ihala__V1__Role)s->role, st) != 0) {
 		log_security("agency '%s' asked for referral '%s' it is not a party to", s->agency,
 			     q->referral_id);
@@ -914,7 +924,7 @@ handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest
 	}
 	if (seq == 0 && q->consistency_from == 0) {
 		snprintf(msg, sizeof(msg), "a proof request needs a seq, a message id or consistency_from");
-		err = IHALA_EINVAL;
+		err = IHALA_ESCHEMA;
 		goto fail;
 	}
 	store_rend(r);
@@ -1479,6 +1489,7 @@ server_run(struct broker_config *cfg)
 	wp.origin = cfg->broker.log_origin;
 	wp.ckpt_every_entries = cfg->checkpoint.every_entries;
 	wp.ckpt_every_ms = cfg->checkpoint.every_ms;
+	wp.auto_grow = cfg->broker.auto_grow;
 	err = writer_start(&wp, &sv.writer);
 	if (err != 0) {
 		goto out;

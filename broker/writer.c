@@ -23,7 +23,35 @@ struct writer {
 	void *sock;
 	uint64_t last_ckpt_size;
 	uint64_t last_ckpt_ms;
+	int nearly_full; /* submissions are refused; acks, ticks and reads go on */
 };
+
+/* Share of the map kept for acks, broker events and checkpoints once submissions stop. */
+#define STORE_RESERVE_DIV 10
+
+/* Decide, once per batch, whether the map has room for new submissions. */
+static void
+check_room(struct writer *wr)
+{
+	struct store_stats st;
+	int was = wr->nearly_full;
+
+	if (store_stat(wr->p.store, &st) != 0) {
+		return;
+	}
+	wr->nearly_full = st.used_bytes > st.map_size - st.map_size / STORE_RESERVE_DIV;
+	if (wr->nearly_full && wr->p.auto_grow && store_grow_auto(wr->p.store) == 0) {
+		log_info("store map grown (was %zu bytes, %zu in use)", st.map_size, st.used_bytes);
+		wr->nearly_full = 0;
+	}
+	if (wr->nearly_full && !was) {
+		log_warnx("store is nearly full (%zu of %zu bytes): submissions are refused until "
+			  "map_size is grown; deliveries, queries and replays go on",
+			  st.used_bytes, st.map_size);
+	} else if (!wr->nearly_full && was) {
+		log_info("store has room again: submissions are accepted");
+	}
+}
 
 static uint64_t
 now_ms(void)
@@ -558,6 +586,10 @@ apply(struct writer *wr, struct store_wtxn *batch, struct wreq *r)
 	}
 	switch (r->type) {
 	case WREQ_SUBMIT:
+		if (wr->nearly_full) {
+			err = IHALA_ESTOREFULL;
+			break;
+		}
 		err = apply_submit(wr, sub, r);
 		break;
 	case WREQ_ACK:
@@ -664,6 +696,7 @@ writer_main(void *arg)
 		if (n == 0) {
 			continue;
 		}
+		check_room(wr);
 		err = store_wbegin(wr->p.store, &w);
 		for (i = 0; i < n; i++) {
 			r = batch[i];

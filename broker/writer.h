@@ -77,6 +77,7 @@ struct writer_params {
 	const char *origin;
 	uint64_t ckpt_every_entries;
 	uint64_t ckpt_every_ms;
+	int auto_grow; /* grow the map instead of refusing when it is nearly full */
 };
 
 struct writer;

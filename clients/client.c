@@ -135,7 +135,7 @@ ihala_open(const struct client_config *cfg, struct ihala_client **out)
 	tf.key_file = cfg->key_file;
 	rc = tlsctx_client_new(&tf, &c->ssl, err, sizeof(err));
 	if (rc != 0) {
-		fprintf(stderr, "ihala: %s\n", err);
+		log_warnx("%s", err);
 		free(c);
 		return rc;
 	}
@@ -205,6 +205,12 @@ ihala_close(struct ihala_client *c)
 			buf[0] = CHANNEL_MSG_TLS;
 			zmq_send(c->sock, buf, n + 1, ZMQ_DONTWAIT);
 		}
+	}
+	if (c->sock != NULL) {
+		/* Let the last acks and the close_notify leave before the socket goes. */
+		int linger = 1000;
+
+		zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
 	}
 	socket_close(c);
 	frame_free(c->response);
@@ -423,8 +429,7 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 		if (f->error->request_id == 0) {
 			/* A session error: the broker refused us or ends the session. */
 			c->refused = -(int)f->error->code;
-			fail(c, c->refused, "broker: %s: %s", ihala_errname(c->refused),
-			     f->error->message);
+			fail(c, c->refused, "broker refused the session: %s", f->error->message);
 			break;
 		}
 		/* an answer to a request */

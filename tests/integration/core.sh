@@ -3,7 +3,7 @@
 # restart, exactly-once after a lost receipt, kill -9 during a stream, queue limit, real LMDB.
 . "$(dirname "$0")/lib.sh"
 LG=$IHALA_BUILD/tests/tools/loadgen
-plan 13
+plan 20
 
 port=$(free_port)
 write_broker_conf "$T" "$port" "
@@ -55,3 +55,35 @@ check "other traffic continues (moh still accepts)" $LG submit "$dma" moh 2 E "$
 # 5. Real LMDB files, readable by the stock tools.
 check "mdb_stat reads the store" mdb_stat -a "$T/data"
 check "mdb_dump dumps the log" mdb_dump -s log "$T/data" -f "$T/log.dump"
+
+# 6. SIGTERM: stops accepting, finishes the commit in flight, sends its receipts, exits 0.
+bg $LG submit "$dma" hi 25 G "$T/g.receipts"
+lgpid=$LAST_PID
+sleep 0.3
+kill -TERM "$BROKER_PID"
+wait "$BROKER_PID"
+rc=$?
+check "SIGTERM during a stream: the broker exits 0" test "$rc" -eq 0
+check "... and says it stopped cleanly" grep -q "stopped cleanly" "$T/broker.log"
+start_broker "$T"
+wait "$lgpid"
+check "the sender gets all 25 receipts across the shutdown" test "$(wc -l <"$T/g.receipts")" -eq 25
+check "each of them is in the log exactly once" $LG check "$T/data" "$T/g.receipts" dma
+stop_broker
+
+# 7. Store full: a 1 MiB map without growth. Submissions are refused with a clear error;
+#    deliveries and queries go on; nothing receipted is lost.
+F=$T/full
+port2=$(free_port)
+write_broker_conf "$F" "$port2"
+sed -i 's/^\[broker\]$/[broker]\nmap_size = 1M\nauto_grow = no/' "$F/broker.conf"
+dma2=$(write_client_conf "$F" dma "$port2")
+moh2=$(write_client_conf "$F" moh "$port2")
+start_broker "$F"
+$LG submit "$dma2" moh 3000 F "$F/f.receipts" >/dev/null 2>"$F/f.err"
+n=$(wc -l <"$F/f.receipts")
+diag "store full after $n receipted submissions"
+check "a full store refuses submissions with STORE_FULL's sentence" grep -q "store is full" "$F/f.err"
+$LG drain "$moh2" 0 1500 "$F/moh.out" >/dev/null
+check "deliveries go on: moh receives all $n receipted referrals" test "$(grep -vc ' -$' "$F/moh.out")" -eq "$n"
+check "queries go on: status of the first referral answers" "$IHALA_BUILD/ihala" --config "$dma2" status F-R0
