@@ -16,7 +16,7 @@ PROTOC_C ?= protoc-c
 DEB_PKGS = gcc make pkg-config libc6-dev openssl \
 	libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
 	liblmdb-dev lmdb-utils libssl-dev libcmocka-dev \
-	libinih-dev libjansson-dev libmicrohttpd-dev
+	libinih-dev libjansson-dev libmicrohttpd-dev iproute2 procps
 
 PKG_LIBS = libzmq libprotobuf-c lmdb openssl inih jansson libmicrohttpd
 
@@ -52,6 +52,9 @@ TOOL_BIN = $(patsubst tests/tools/%.c,$(B)/tests/tools/%,$(TOOL_SRC))
 BENCH_BIN = $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
 BINS = $(B)/ihala-broker $(B)/ihala $(B)/libihala.a
+
+# Keep intermediate objects (no rebuild of test objects on every run).
+.SECONDARY:
 
 .PHONY: all deps test check sanitize demo bench bench-smoke clean fuzz tests
 .DEFAULT_GOAL := all
