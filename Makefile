@@ -4,8 +4,12 @@
 #   make deps       install the Debian packages the project needs (when missing)
 #   make test       deps + build + the whole suite; last line "N passed, N failed"
 #   make sanitize   the same suite built with ASan + UBSan into build-san/
+#   make fuzz       libFuzzer targets (clang) into build-fuzz/, FUZZ_SECONDS (30) each
+#   make valgrind   the integration tests with the broker under valgrind
+#   make crash-full the crash tests with CRASH_CYCLES=20 (the suite runs 5)
 #   make demo       deps + build + a real referral lifecycle on loopback
 #   make bench      deps + build + the benchmark (not part of the tests)
+#   make install    programs, man pages, examples, systemd unit (PREFIX=/usr/local DESTDIR=)
 #   make clean
 
 B ?= build
@@ -16,7 +20,7 @@ PROTOC_C ?= protoc-c
 DEB_PKGS = gcc make pkg-config libc6-dev openssl \
 	libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
 	liblmdb-dev lmdb-utils libssl-dev libcmocka-dev \
-	libinih-dev libjansson-dev libmicrohttpd-dev iproute2 procps
+	libinih-dev libjansson-dev libmicrohttpd-dev iproute2 procps man-db
 
 PKG_LIBS = libzmq libprotobuf-c lmdb openssl inih jansson libmicrohttpd
 
@@ -25,6 +29,11 @@ HARDEN = -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 OPT ?= -O2 -g
 ifdef SAN
 SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+endif
+# FUZZ=1 (set by `make fuzz`, with CC=clang): the project instrumented for libFuzzer.
+ifdef FUZZ
+SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
 endif
 CFLAGS_ALL = -std=gnu11 $(OPT) $(WARN) $(HARDEN) $(SANFLAGS) -MMD -MP \
 	-Iproto -Ibroker -Iclients -I$(B)/gen \
@@ -49,19 +58,26 @@ LIB_OBJ = $(call obj,$(PROTO_SRC) $(CLIENT_SRC)) $(B)/obj/gen/ihala.pb-c.o
 BROKER_OBJ = $(call obj,$(BROKER_SRC))
 UNIT_BIN = $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 TOOL_BIN = $(patsubst tests/tools/%.c,$(B)/tests/tools/%,$(TOOL_SRC))
+# tests/fuzz/fuzz_NAME.c: a libFuzzer binary under FUZZ=1, else a replayer of the corpus
+FUZZ_BIN = $(patsubst tests/fuzz/%.c,$(B)/tests/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 BENCH_BIN = $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
+# The peers' clients need librabbitmq/libmosquitto: only `make bench` builds them (after
+# bench-deps); the rest of bench/ needs nothing more than the project and is built by `all`.
+BENCH_PEERS = $(B)/bench/rabbitmq_load $(B)/bench/mosquitto_load
+BENCH_CORE = $(filter-out $(BENCH_PEERS),$(BENCH_BIN))
+BENCH_PKGS = rabbitmq-server librabbitmq-dev mosquitto libmosquitto-dev gnuplot-nox linux-perf
 
 BINS = $(B)/ihala-broker $(B)/ihala $(B)/libihala.a
 
 # Keep intermediate objects (no rebuild of test objects on every run).
 .SECONDARY:
 
-.PHONY: all deps test check sanitize demo bench bench-smoke clean fuzz tests
+.PHONY: all deps test check sanitize demo bench bench-smoke bench-deps clean fuzz tests install
 .DEFAULT_GOAL := all
 
 all: $(BINS) tests
 
-tests: $(UNIT_BIN) $(TOOL_BIN)
+tests: $(UNIT_BIN) $(TOOL_BIN) $(BENCH_CORE) $(FUZZ_BIN)
 
 # Idempotent: installs only what is missing, says what it installs.
 deps:
@@ -99,8 +115,11 @@ $(B)/libbroker.a: $(BROKER_OBJ)
 $(B)/ihala-broker: $(B)/obj/broker/main.o $(B)/libbroker.a $(B)/libihala.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
-$(B)/ihala: $(call obj,$(CLI_SRC)) $(B)/libihala.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+# libbroker.a for its read-only store reader (auditors verify copies of the broker store);
+# libihala's audit.o needs it and it needs libihala: a group.
+$(B)/ihala: $(call obj,$(CLI_SRC)) $(B)/libihala.a $(B)/libbroker.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $(filter %.o,$^) -Wl,--start-group $(filter %.a,$^) \
+		-Wl,--end-group $(LIBS)
 
 $(B)/tests/unit/%: $(B)/obj/tests/unit/%.o $(B)/libbroker.a $(B)/libihala.a
 	@mkdir -p $(dir $@)
@@ -114,6 +133,24 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(B)/libbroker.a $(B)/libihala.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(BENCH_LIBS)
 
+# Evaluated only when these targets are built.
+$(B)/bench/rabbitmq_load: BENCH_LIBS = $(shell pkg-config --libs librabbitmq)
+$(B)/bench/mosquitto_load: BENCH_LIBS = $(shell pkg-config --libs libmosquitto)
+$(B)/obj/bench/rabbitmq_load.o: CFLAGS_ALL += $(shell pkg-config --cflags librabbitmq)
+$(B)/obj/bench/mosquitto_load.o: CFLAGS_ALL += $(shell pkg-config --cflags libmosquitto)
+
+bench-deps:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
+
+# The benchmark: ihala beside RabbitMQ and Mosquitto, ceilings, backlog, audit (~10-15 min).
+bench: deps bench-deps
+	@$(MAKE) --no-print-directory all $(BENCH_PEERS)
+	bench/run.sh --build $(B)
+
+# A few seconds: ihala and the ceilings with tiny counts (also run by the suite).
+bench-smoke: all
+	bench/run.sh --smoke --build $(B)
+
 # The suite: unit tests, then integration tests against real processes.
 check: all
 	@tests/run $(B)
@@ -124,7 +161,92 @@ test: deps
 sanitize: deps
 	@$(MAKE) --no-print-directory B=build-san SAN=1 OPT="-O1 -g" check
 
+# A real referral lifecycle on loopback, told step by step (config/demo.sh).
+demo: deps
+	@$(MAKE) --no-print-directory $(BINS)
+	@config/demo.sh $(B)
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: programs, man pages, examples, systemd unit.
+PREFIX ?= /usr/local
+BINDIR = $(PREFIX)/bin
+SBINDIR = $(PREFIX)/sbin
+MANDIR = $(PREFIX)/share/man
+DOCDIR = $(PREFIX)/share/doc/ihala
+UNITDIR = $(PREFIX)/lib/systemd/system
+INSTALL ?= install
+
+install: $(B)/ihala-broker $(B)/ihala
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)/examples \
+		$(DESTDIR)$(UNITDIR)
+	$(INSTALL) -m 755 $(B)/ihala-broker $(DESTDIR)$(SBINDIR)/ihala-broker
+	$(INSTALL) -m 755 $(B)/ihala $(DESTDIR)$(BINDIR)/ihala
+	$(INSTALL) -m 644 docs/ihala.1 $(DESTDIR)$(MANDIR)/man1/ihala.1
+	$(INSTALL) -m 644 docs/ihala.conf.5 $(DESTDIR)$(MANDIR)/man5/ihala.conf.5
+	$(INSTALL) -m 644 docs/ihala-broker.8 $(DESTDIR)$(MANDIR)/man8/ihala-broker.8
+	$(INSTALL) -m 644 config/broker.conf.example config/client.conf.example \
+		$(wildcard config/examples/*) $(DESTDIR)$(DOCDIR)/examples/
+	sed 's|/usr/sbin/ihala-broker|$(SBINDIR)/ihala-broker|g' config/ihala-broker.service \
+		>$(DESTDIR)$(UNITDIR)/ihala-broker.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/ihala-broker.service
+
+# Fuzzing: clang + libFuzzer (Debian 12: libFuzzer ships in libclang-rt-14-dev).
+FUZZ_SECONDS ?= 30
+FUZZ_PKGS = clang libclang-rt-14-dev
+.PHONY: fuzz-deps fuzz-build fuzz-seeds valgrind crash-full
+
+ifdef FUZZ
+$(B)/tests/fuzz/fuzz_%: $(B)/obj/tests/fuzz/fuzz_%.o $(B)/libbroker.a $(B)/libihala.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+else
+$(B)/tests/fuzz/fuzz_%: $(B)/obj/tests/fuzz/fuzz_%.o $(B)/obj/tests/fuzz/replay.o \
+		$(B)/libbroker.a $(B)/libihala.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+endif
+
+$(B)/tests/fuzz/mkseeds: $(B)/obj/tests/fuzz/mkseeds.o $(B)/libbroker.a $(B)/libihala.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+fuzz-deps:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(FUZZ_PKGS)"
+
+fuzz-build: $(FUZZ_BIN)
+
+# Each target for FUZZ_SECONDS on its seeds (tests/fuzz/corpus/NAME) and regression inputs;
+# new inputs go to build-fuzz/corpus/NAME, crashes to build-fuzz/crashes/NAME/.
+fuzz: deps fuzz-deps
+	@$(MAKE) --no-print-directory B=build-fuzz CC=clang FUZZ=1 OPT="-O1 -g" fuzz-build
+	@tests/fuzz/run build-fuzz $(FUZZ_SECONDS)
+
+# Regenerate the committed seed corpora (deterministic).
+fuzz-seeds: $(B)/tests/fuzz/mkseeds
+	$(B)/tests/fuzz/mkseeds tests/fuzz/corpus .
+
+# The integration tests with every broker under valgrind; logs in $(B)/valgrind/.
+VALGRIND = valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+valgrind: deps
+	@$(MAKE) --no-print-directory deps DEB_PKGS=valgrind
+	@$(MAKE) --no-print-directory all
+	@rm -rf $(B)/valgrind && mkdir -p $(B)/valgrind
+	@IHALA_BROKER_WRAPPER="$(VALGRIND) --log-file=$(abspath $(B))/valgrind/broker.%p.log" \
+		IHALA_START_TIMEOUT=60 TEST_TIMEOUT=1800 \
+		TESTS="$(patsubst tests/integration/%.sh,%,$(wildcard tests/integration/*.sh))" \
+		tests/run $(B); rc=$$?; \
+	bad=$$(grep -lE 'ERROR SUMMARY: [1-9]|^==[0-9]+== (Invalid|Conditional|Use of uninit|Syscall param|Mismatched|Source and dest)' \
+		$(B)/valgrind/*.log 2>/dev/null); \
+	echo "valgrind: $$(ls $(B)/valgrind | wc -l) broker runs, $$(echo $$bad | wc -w) with errors"; \
+	for f in $$bad; do echo "  $$f"; grep -m 8 -E '^==[0-9]+== [A-Z]' $$f | sed 's/^/    /'; done; \
+	[ -z "$$bad" ] && exit $$rc; exit 1
+
+# The crash tests with many more broker kills than the suite's 5.
+crash-full: all
+	@CRASH_CYCLES=$${CRASH_CYCLES:-20} CLIENT_CRASH_CYCLES=$${CLIENT_CRASH_CYCLES:-20} \
+		TESTS="crash client_crash" tests/run $(B)
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

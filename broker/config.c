@@ -615,11 +615,15 @@ finish_agencies(struct broker_config *cfg, const struct conf_file *cf, struct co
 		}
 		if (a->fingerprint != NULL && strlen(a->fingerprint) == 64) {
 			for (j = 0; j < 32; j++) {
-				a->fingerprint_bin[j] =
-				    (unsigned char)(hexval((unsigned char)a->fingerprint[2 * j])
-				                        << 4 |
-				                    hexval(
-				                        (unsigned char)a->fingerprint[2 * j + 1]));
+				int hi = hexval((unsigned char)a->fingerprint[2 * j]);
+				int lo = hexval((unsigned char)a->fingerprint[2 * j + 1]);
+
+				if (hi < 0 || lo < 0) {
+					/* not hex: the validator reported it */
+					memset(a->fingerprint_bin, 0, sizeof(a->fingerprint_bin));
+					break;
+				}
+				a->fingerprint_bin[j] = (unsigned char)(hi << 4 | lo);
 			}
 		}
 		if (a->may_send_text != NULL) {

@@ -20,7 +20,9 @@
 #include "frame.h"
 #include "log.h"
 #include "merkle.h"
+#include "metrics.h"
 #include "policy.h"
+#include "priv.h"
 #include "store.h"
 #include "tlsctx.h"
 #include "writer.h"
@@ -32,6 +34,8 @@
 #define TICK_MS 1000
 #define SHUTDOWN_FLUSH_MS 3000
 #define MAX_WINDOW 1024
+/* A deliverer silent this long with deliveries unacked is probed (see timers()). */
+#define PROBE_MS 1000
 /* Bytes a LogEntry and a Deliver frame add around an envelope (seq, time, agency ids, tags). */
 #define ENTRY_OVERHEAD 512
 
@@ -61,6 +65,7 @@ struct session {
 	uint8_t fp[TLS_FP_LEN];
 	uint64_t created_ms;
 	uint64_t last_ms;
+	uint64_t probe_ms; /* when it was last probed */
 	size_t inflight_submits;
 	struct agency_rt *art;
 
@@ -103,6 +108,7 @@ struct server {
 	int tick_outstanding;
 	uint64_t last_tick_ms;
 	int replay_followers;
+	uint64_t last_sweep_ms; /* see sessions_sweep() */
 };
 
 static uint64_t
@@ -366,6 +372,7 @@ session_free(struct server *sv, struct session *s)
 	if (!s->authed) {
 		sv->n_preauth--;
 	}
+	metrics_session_closed(s->authed ? s->agency : NULL);
 	if (s->replaying && s->replay_follow) {
 		sv->replay_followers--;
 	}
@@ -486,6 +493,7 @@ agency_pump(struct server *sv, struct agency_rt *a)
 		}
 		a->inflight[a->n_inflight++] = d.seq;
 		a->next_seq = d.seq + 1;
+		metrics_inc_deliveries();
 	}
 	store_rend(r);
 }
@@ -506,6 +514,7 @@ handle_ack(struct server *sv, struct session *s, uint64_t seq)
 			}
 		}
 	}
+	metrics_inc_acks();
 	r = wreq_new(WREQ_ACK);
 	if (r == NULL) {
 		return;
@@ -598,6 +607,7 @@ session_authenticate(struct server *sv, struct session *s)
 	s->role = ac->role;
 	s->authed = 1;
 	sv->n_preauth--;
+	metrics_session_opened(s->agency);
 	s->art = agency_rt_get(sv, s->agency);
 	if (s->art != NULL) {
 		s->art->dirty = 1;
@@ -617,6 +627,7 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub
 	char text[256];
 	int err;
 
+	metrics_inc_submissions();
 	/* Decode first, so that every refusal names the message it refuses. */
 	err = envelope_decode(sub->envelope.data, sub->envelope.len, &env);
 	snprintf(text, sizeof(text), "envelope: %s", ihala_strerror(err));
@@ -637,6 +648,7 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub
 	if (err != 0) {
 		log_security("agency '%s': submission '%s' refused: %s", s->agency,
 			     env != NULL ? env->message_id : "", text);
+		metrics_inc_receipt(IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, err);
 		rc.message_id = env != NULL ? env->message_id : "";
 		rc.status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
 		rc.error_code = -err;
@@ -1018,6 +1030,34 @@ session_input(struct server *sv, struct session *s, const uint8_t *tls, size_t l
 	}
 }
 
+/*
+ * At max_sessions. Sessions of peers that vanished without close_notify (killed, cut off)
+ * still count, and nothing else finds them out while nothing is sent to them: without this
+ * a flood of clients that connect and vanish locks everyone out for good. Probe every
+ * authenticated session, at most once a second; a probe to a routing id that is gone fails
+ * (ROUTER_MANDATORY).
+ */
+static void
+sessions_sweep(struct server *sv)
+{
+	uint64_t t = now_ms();
+	struct session *s;
+
+	if (t - sv->last_sweep_ms < 1000) {
+		return;
+	}
+	sv->last_sweep_ms = t;
+	for (s = sv->sessions; s != NULL; s = s->next) {
+		if (s->authed && !s->dead &&
+		    wire_send(sv, s, CHANNEL_MSG_PROBE, NULL, 0) == IHALA_ECLOSED) {
+			log_debug("session %llu (%s): peer gone", (unsigned long long)s->id,
+				  s->agency);
+			s->dead = 1;
+		}
+	}
+	sessions_reap(sv);
+}
+
 static void
 router_input(struct server *sv)
 {
@@ -1065,6 +1105,9 @@ router_input(struct server *sv)
 			wire_send(sv, &tmp, CHANNEL_MSG_RESET, NULL, 0);
 			zmq_msg_close(&m);
 			return;
+		}
+		if (!sv->stopping && sv->n_sessions >= sv->cfg->limits.max_sessions) {
+			sessions_sweep(sv);
 		}
 		if (sv->stopping || sv->n_preauth >= sv->cfg->limits.max_preauth_sessions ||
 		    sv->n_sessions >= sv->cfg->limits.max_sessions) {
@@ -1115,6 +1158,7 @@ writer_input(struct server *sv)
 		}
 		switch (r->type) {
 		case WREQ_SUBMIT:
+			metrics_inc_receipt((int)r->status, r->err);
 			s = session_by_id(sv, r->session_id);
 			if (s != NULL) {
 				Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
@@ -1136,6 +1180,12 @@ writer_input(struct server *sv)
 				}
 				if (r->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED) {
 					log_debug("agency '%s': message '%s' logged at seq %llu",
+						  r->agency, r->env->message_id,
+						  (unsigned long long)r->seq);
+				} else if (r->status ==
+					   IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE) {
+					log_debug("agency '%s': message '%s' again: a duplicate of "
+						  "seq %llu",
 						  r->agency, r->env->message_id,
 						  (unsigned long long)r->seq);
 				}
@@ -1195,6 +1245,20 @@ timers(struct server *sv)
 			log_info("session %llu (%s): idle; closed", (unsigned long long)s->id,
 				 s->agency);
 			session_end(sv, s, 0, NULL);
+		} else if (s->wire_len == 0 && t - s->last_ms > PROBE_MS &&
+			   t - s->probe_ms > PROBE_MS) {
+			/* A killed client vanishes without a word: ZeroMQ drops its connection
+			 * but tells us nothing, and a quiet session is never sent anything that
+			 * could fail. Its slot would stay taken (max_sessions) and, for a
+			 * deliverer with its credit window full, its deliveries would wait for it
+			 * for ever instead of going to the agency's next session. A probe to a
+			 * routing id that is gone fails (ROUTER_MANDATORY). */
+			s->probe_ms = t;
+			if (wire_send(sv, s, CHANNEL_MSG_PROBE, NULL, 0) == IHALA_ECLOSED) {
+				log_debug("session %llu (%s): peer gone", (unsigned long long)s->id,
+					  s->authed ? s->agency : "unauthenticated");
+				s->dead = 1;
+			}
 		}
 	}
 	if (!sv->tick_outstanding && !sv->stopping && t - sv->last_tick_ms >= TICK_MS) {
@@ -1227,6 +1291,46 @@ make_ssl(const struct broker_config *cfg, SSL_CTX **out)
 	return rc;
 }
 
+/* A refused reload's FILE:LINE: errors, through the log: stderr under -d, syslog otherwise
+ * (a daemon's stderr is /dev/null). */
+static void
+log_conf_errors(const struct conf_errors *errs)
+{
+	size_t i;
+
+	for (i = 0; i < errs->n; i++) {
+		log_warnx("%s:%d: %s", errs->v[i].file, errs->v[i].line, errs->v[i].msg);
+	}
+	if (errs->dropped > 0) {
+		log_warnx("%s:0: %zu more errors not shown", errs->n > 0 ? errs->v[0].file : "config",
+			  errs->dropped);
+	}
+}
+
+/* Options a reload cannot apply: say so instead of pretending. */
+static void
+log_restart_only(const struct broker_config *old, const struct broker_config *cfg)
+{
+	static const char *names[] = { "listen",	 "data_dir",	       "user",
+				       "metrics_listen", "log_origin", "checkpoint key_file" };
+	const char *was[] = { old->broker.listen,	  old->broker.data_dir,
+			      old->broker.user,		  old->broker.metrics_listen,
+			      old->broker.log_origin,	  old->checkpoint.key_file };
+	const char *now[] = { cfg->broker.listen,	  cfg->broker.data_dir,
+			      cfg->broker.user,		  cfg->broker.metrics_listen,
+			      cfg->broker.log_origin,	  cfg->checkpoint.key_file };
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if ((was[i] == NULL) != (now[i] == NULL) ||
+		    (was[i] != NULL && strcmp(was[i], now[i]) != 0)) {
+			log_warnx("reload: '%s' changed; the new value takes effect at the next "
+				  "start",
+				  names[i]);
+		}
+	}
+}
+
 static void
 reload(struct server *sv)
 {
@@ -1240,7 +1344,7 @@ reload(struct server *sv)
 	log_info("SIGHUP: reloading %s", sv->cfg->path);
 	conf_errors_init(&errs);
 	if (broker_config_load(sv->cfg->path, &cfg, &errs) != 0) {
-		conf_errors_print(&errs, stderr);
+		log_conf_errors(&errs);
 		conf_errors_release(&errs);
 		log_warnx("reload refused: the configuration in force is unchanged");
 		return;
@@ -1258,8 +1362,10 @@ reload(struct server *sv)
 	sv->policy = pol; /* the writer's from now on; the old one comes back to be freed */
 	SSL_CTX_free(sv->ssl);
 	sv->ssl = ssl;
+	log_restart_only(sv->cfg, cfg);
 	broker_config_free(sv->cfg);
 	sv->cfg = cfg;
+	metrics_set_agencies(cfg);
 	log_setlevel((enum log_level)cfg->broker.log_level);
 
 	/* Live sessions are judged again: revoked certificates and removed agencies go. */
@@ -1275,17 +1381,17 @@ reload(struct server *sv)
 					 SSL_get_peer_cert_chain(channel_ssl(s->ch)), why,
 					 sizeof(why));
 		if (err != 0) {
-			log_security("reload: closing session of '%s': certificate now fails: %s",
-				     s->agency, why);
+			log_security("reload: closing session %llu of '%s': certificate now fails: %s",
+				     (unsigned long long)s->id, s->agency, why);
 			session_end(sv, s, err == IHALA_EREVOKED ? IHALA_EREVOKED : IHALA_ECERT, why);
 			continue;
 		}
 		ac = broker_config_find_agency(cfg, s->agency);
 		if (ac == NULL || (ac->fingerprint != NULL &&
 				   CRYPTO_memcmp(ac->fingerprint_bin, s->fp, TLS_FP_LEN) != 0)) {
-			log_security("reload: closing session of '%s': agency no longer configured "
-				     "for this certificate",
-				     s->agency);
+			log_security("reload: closing session %llu of '%s': agency no longer "
+				     "configured for this certificate",
+				     (unsigned long long)s->id, s->agency);
 			session_end(sv, s, IHALA_EUNKNOWNAGENCY, NULL);
 			continue;
 		}
@@ -1309,7 +1415,9 @@ signals_input(struct server *sv)
 				 si.ssi_signo);
 			sv->stopping = 1;
 			sv->stop_ms = now_ms();
-			zmq_unbind(sv->router, sv->cfg->broker.listen);
+			/* No zmq_unbind() here: it also drops every connection accepted on the
+			 * endpoint, and with them the receipts of the commit in flight and the
+			 * sessions' last words. New handshakes are refused while stopping. */
 			if (r != NULL) {
 				zmq_send(sv->wpair, &r, sizeof(r), 0);
 			}
@@ -1339,6 +1447,10 @@ open_sockets(struct server *sv)
 	zmq_setsockopt(sv->router, ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof(tmo));
 	zmq_setsockopt(sv->router, ZMQ_HANDSHAKE_IVL, &hs, sizeof(hs));
 	zmq_setsockopt(sv->wpair, ZMQ_LINGER, &zero, sizeof(zero));
+	/* No high-water mark to the writer: both sides send blocking, so a full pipe each way
+	 * would deadlock them. What is in flight is bounded by sessions * max_inflight. */
+	zmq_setsockopt(sv->wpair, ZMQ_SNDHWM, &zero, sizeof(zero));
+	zmq_setsockopt(sv->wpair, ZMQ_RCVHWM, &zero, sizeof(zero));
 	if (zmq_bind(sv->wpair, WRITER_ENDPOINT) != 0) {
 		return IHALA_EZMQ;
 	}
@@ -1418,6 +1530,14 @@ serve(struct server *sv)
 				pending |= s->wire_len > 0 || channel_pending_out(s->ch) > 0;
 			}
 			if (!pending || now_ms() - sv->stop_ms > SHUTDOWN_FLUSH_MS) {
+				/* Every receipt is out: end the sessions (PROTOCOL.md §3), and give
+				 * ZeroMQ a bounded time to deliver that at close. */
+				int linger = SHUTDOWN_FLUSH_MS;
+
+				for (s = sv->sessions; s != NULL; s = s->next) {
+					session_end(sv, s, s->authed ? IHALA_ESHUTDOWN : 0, NULL);
+				}
+				zmq_setsockopt(sv->router, ZMQ_LINGER, &linger, sizeof(linger));
 				return;
 			}
 		}
@@ -1479,6 +1599,16 @@ server_run(struct broker_config *cfg)
 	if (err != 0) {
 		goto out;
 	}
+	metrics_set_agencies(cfg);
+	err = metrics_start(cfg->broker.metrics_listen, sv.store);
+	if (err != 0) {
+		goto out;
+	}
+	/* Store, keys and sockets are open: root is no longer needed. */
+	err = priv_drop(cfg->broker.user);
+	if (err != 0) {
+		goto out;
+	}
 	memset(&wp, 0, sizeof(wp));
 	wp.store = sv.store;
 	wp.zctx = sv.zctx;
@@ -1523,6 +1653,7 @@ out:
 	if (sv.zctx != NULL) {
 		zmq_ctx_term(sv.zctx);
 	}
+	metrics_stop(); /* its thread reads the store */
 	store_close(sv.store);
 	checkpoint_signer_free(sv.signer);
 	SSL_CTX_free(sv.ssl);

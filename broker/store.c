@@ -1853,6 +1853,50 @@ store_checkpoint_latest(struct store_rtxn *r, uint64_t *size, char **text)
 	return 0;
 }
 
+int
+store_checkpoint_iter(struct store_rtxn *r, uint64_t from_size, store_checkpoint_cb cb, void *arg)
+{
+	uint8_t kbuf[SEQ_LEN];
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc, err;
+
+	if ((err = rcheck(r)) < 0) {
+		return err;
+	}
+	if (cb == NULL) {
+		return IHALA_EINVAL;
+	}
+	if ((rc = mdb_cursor_open(r->txn, r->s->checkpoint, &cur)) != 0) {
+		return store_err(r->s, rc, "opening a checkpoint cursor");
+	}
+	be64enc(kbuf, from_size);
+	k.mv_data = kbuf;
+	k.mv_size = sizeof(kbuf);
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	err = 0;
+	while (rc == 0) {
+		if (k.mv_size != SEQ_LEN) {
+			log_warnx("store %s: damaged checkpoint key", r->s->dir);
+			err = IHALA_ESTORE;
+			break;
+		}
+		err = cb(arg, be64dec(k.mv_data), v.mv_data, v.mv_size);
+		if (err != 0) {
+			break;
+		}
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (err != 0) {
+		return err < 0 ? err : 0;
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		return store_err(r->s, rc, "iterating the checkpoints");
+	}
+	return 0;
+}
+
 /* ---- meta ---- */
 
 static int

@@ -249,6 +249,17 @@ int store_checkpoint_put(struct store_wtxn *w, uint64_t size, const char *text);
 int store_checkpoint_get(struct store_rtxn *r, uint64_t size, char **text);
 int store_checkpoint_latest(struct store_rtxn *r, uint64_t *size, char **text);
 
+/*
+ * Call cb(arg, size, text, len) for each stored checkpoint of size >=
+ * from_size, in size order (auditors verify them all). `text` points into
+ * the map (not NUL-terminated), valid only during the call. cb returns as
+ * for store_queue_iter: 0 go on, > 0 stop (then 0 is returned), < 0 stop
+ * and return that value.
+ */
+typedef int (*store_checkpoint_cb)(void *arg, uint64_t size, const char *text, size_t len);
+int store_checkpoint_iter(struct store_rtxn *r, uint64_t from_size, store_checkpoint_cb cb,
+			  void *arg);
+
 /* ---- meta: string key -> bytes ---- */
 
 /* Keys "format_version", "created" and "qcount:*" belong to the store and

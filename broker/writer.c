@@ -12,6 +12,7 @@
 #include "error.h"
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 #define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
@@ -24,6 +25,7 @@ struct writer {
 	uint64_t last_ckpt_size;
 	uint64_t last_ckpt_ms;
 	int nearly_full; /* submissions are refused; acks, ticks and reads go on */
+	char origin[256]; /* a copy: the main thread frees its config on reload */
 };
 
 /* Share of the map kept for acks, broker events and checkpoints once submissions stop. */
@@ -496,6 +498,8 @@ apply_ack(struct writer *wr, struct store_wtxn *w, struct wreq *r)
 	if (orig->kind == IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
 	    envelope_decode(orig->envelope.data, orig->envelope.len, &env) == 0) {
 		ev.referral_id = (char *)policy_referral_id(env);
+	} else if (orig->event != NULL) {
+		ev.referral_id = orig->event->referral_id; /* a broker event (received, overdue) */
 	}
 	e.broker_time_ms = r->now_ms;
 	e.sender = r->agency;
@@ -564,6 +568,7 @@ apply_tick(struct writer *wr, struct store_wtxn *w, struct wreq *r)
 		    !st->overdue) {
 			log_info("referral '%s' to '%s' is overdue (no answer by its deadline)", rid,
 				 st->recipient);
+			metrics_inc_overdue();
 			err = broker_status(wr, w, st, S(OVERDUE), 0, r->now_ms, "overdue", r);
 		}
 		state_free(st);
@@ -658,6 +663,7 @@ maybe_checkpoint(struct writer *wr, uint64_t t, int force)
 	if (err == 0) {
 		wr->last_ckpt_size = size;
 		wr->last_ckpt_ms = t;
+		metrics_observe_checkpoint(size, t);
 		log_debug("checkpoint signed at tree size %llu", (unsigned long long)size);
 	} else {
 		log_warnx("cannot sign a checkpoint at tree size %llu: %s", (unsigned long long)size,
@@ -672,6 +678,7 @@ writer_main(void *arg)
 	struct wreq **batch;
 	size_t cap = wr->p.max_batch > 0 ? wr->p.max_batch : 1;
 	int stop = 0;
+	uint64_t n_batches = 0, n_reqs = 0, n_submits = 0; /* for the summary at shutdown */
 
 	batch = calloc(cap, sizeof(*batch));
 	if (batch == NULL) {
@@ -695,6 +702,9 @@ writer_main(void *arg)
 		}
 		if (n == 0) {
 			continue;
+		}
+		for (n_batches++, n_reqs += n, i = 0; i < n; i++) {
+			n_submits += batch[i]->type == WREQ_SUBMIT;
 		}
 		check_room(wr);
 		err = store_wbegin(wr->p.store, &w);
@@ -730,12 +740,16 @@ writer_main(void *arg)
 		}
 		if (w != NULL) {
 			if (need_commit && err == 0) {
+				uint64_t t0 = metrics_now_ns();
+
 				err = store_wcommit(w);
+				metrics_observe_commit(n, metrics_now_ns() - t0);
 			} else {
 				store_wabort(w);
 			}
 			if (err != 0) {
-				log_warnx("writer: commit failed: %s", ihala_strerror(err));
+				log_warnx("writer: commit of a batch of %zu requests failed: %s", n,
+					  ihala_strerror(err));
 				for (i = 0; i < n; i++) {
 					if (batch[i]->type == WREQ_SUBMIT || batch[i]->type == WREQ_ACK) {
 						refuse(batch[i], err, NULL);
@@ -755,6 +769,9 @@ writer_main(void *arg)
 		(void)tick;
 	}
 	maybe_checkpoint(wr, now_ms(), 1);
+	log_info("writer: %llu batches, %.1f requests and %.1f submissions per batch",
+		 (unsigned long long)n_batches, n_batches ? (double)n_reqs / (double)n_batches : 0.0,
+		 n_batches ? (double)n_submits / (double)n_batches : 0.0);
 	free(batch);
 	zmq_close(wr->sock);
 	return NULL;
@@ -771,6 +788,8 @@ writer_start(const struct writer_params *params, struct writer **out)
 		return IHALA_ENOMEM;
 	}
 	wr->p = *params;
+	snprintf(wr->origin, sizeof(wr->origin), "%s", params->origin != NULL ? params->origin : "");
+	wr->p.origin = wr->origin;
 	wr->last_ckpt_ms = now_ms();
 	if (store_rbegin(wr->p.store, &r) == 0) {
 		char *text = NULL;
@@ -782,7 +801,10 @@ writer_start(const struct writer_params *params, struct writer **out)
 		store_rend(r);
 	}
 	wr->sock = zmq_socket(wr->p.zctx, ZMQ_PAIR);
+	/* Unbounded pipe both ways, as the main thread's end (see server.c open_sockets). */
 	if (wr->sock == NULL || zmq_setsockopt(wr->sock, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
+	    zmq_setsockopt(wr->sock, ZMQ_SNDHWM, &linger, sizeof(linger)) != 0 ||
+	    zmq_setsockopt(wr->sock, ZMQ_RCVHWM, &linger, sizeof(linger)) != 0 ||
 	    zmq_connect(wr->sock, wr->p.endpoint) != 0) {
 		log_warnx("writer: cannot connect to %s: %s", wr->p.endpoint, zmq_strerror(zmq_errno()));
 		if (wr->sock != NULL) {

@@ -74,7 +74,7 @@ struct writer_params {
 	struct writer_policy *policy;
 	size_t max_batch;
 	struct checkpoint_signer *signer; /* NULL: no checkpoints */
-	const char *origin;
+	const char *origin;	  /* copied by writer_start (up to 255 bytes) */
 	uint64_t ckpt_every_entries;
 	uint64_t ckpt_every_ms;
 	int auto_grow; /* grow the map instead of refusing when it is nearly full */

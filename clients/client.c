@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 #include <zmq.h>
 
 #include "channel.h"
+#include "checkpoint.h"
 #include "frame.h"
 #include "localstore.h"
 #include "log.h"
@@ -20,11 +22,13 @@
 #define WIRE_CHUNK (64 * 1024)
 #define OUT_CAP (4u * 1024 * 1024)
 #define MAX_PENDING 4096
+#define MAX_HELD 256 /* deliveries held while the Welcome's checkpoint is checked */
 
 enum sess_state {
 	SESS_NONE,	  /* no TLS session */
 	SESS_HANDSHAKING, /* ClientHello sent, waiting for Welcome */
-	SESS_OPEN,	  /* Welcome received */
+	SESS_VERIFYING,	  /* Welcome received, its checkpoint awaits a consistency proof */
+	SESS_OPEN,	  /* Welcome received (and its checkpoint checked) */
 };
 
 struct ihala_client {
@@ -49,6 +53,7 @@ struct ihala_client {
 	/* the receipt a caller waits for */
 	const char *want_msgid;
 	int got_receipt;
+	int busy; /* a transient refusal came (SHUTTING_DOWN, OVERLOADED): send again later */
 	struct ihala_receipt receipt;
 
 	/* the answer a caller waits for, by request id */
@@ -66,6 +71,17 @@ struct ihala_client {
 	size_t n_pending;
 	uint64_t inbox_cursor; /* inbox scan position for deliveries of earlier runs */
 	int inbox_scanned;
+
+	/* checkpoints (cfg->checkpoint_key): see "checkpoints" below */
+	struct checkpoint_verifier *ver; /* cached verifier, for ver_key under its name */
+	char *ver_key;
+	int ckpt_bad;		/* the broker's log contradicts a kept checkpoint: refuse all */
+	char ckpt_msg[512];	/* why, repeated by every later call */
+	uint64_t gate_request;	/* request id of the Welcome check's consistency proof */
+	char *gate_text;	/* the Welcome's checkpoint, kept once the proof verifies */
+	struct checkpoint gate_old, gate_new;
+	Ihala__V1__Frame *held[MAX_HELD]; /* Deliver frames that came during SESS_VERIFYING */
+	size_t n_held;
 };
 
 static uint64_t
@@ -170,6 +186,12 @@ session_drop(struct ihala_client *c)
 	c->inbox_cursor = 0;
 	frame_free(c->welcome);
 	c->welcome = NULL;
+	c->gate_request = 0;
+	free(c->gate_text);
+	c->gate_text = NULL;
+	while (c->n_held > 0) {
+		frame_free(c->held[--c->n_held]);
+	}
 }
 
 static void
@@ -218,6 +240,8 @@ ihala_close(struct ihala_client *c)
 		free(c->msgids[i]);
 	}
 	zmq_ctx_term(c->zctx);
+	checkpoint_verifier_free(c->ver);
+	free(c->ver_key);
 	localstore_close(c->ls);
 	SSL_CTX_free(c->ssl);
 	free(c->wire);
@@ -339,9 +363,22 @@ outbox_send_cb(void *arg, const char *message_id, const void *env, size_t len)
 	return send_frame(c, &f) == 0 ? 0 : 1;
 }
 
+/* Refusals that say "not now" rather than "not this": the message stays in the outbox. */
+static int
+transient(const Ihala__V1__Receipt *r)
+{
+	return r->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED &&
+	       (-r->error_code == IHALA_ESHUTDOWN || -r->error_code == IHALA_EOVERLOAD);
+}
+
 static void
 on_receipt(struct ihala_client *c, const Ihala__V1__Receipt *r)
 {
+	if (transient(r)) {
+		c->busy = 1;
+		fail(c, -r->error_code, "broker busy: %s", r->error_message);
+		return;
+	}
 	if (r->message_id[0] != '\0') {
 		localstore_outbox_del(c->ls, r->message_id);
 	}
@@ -392,6 +429,297 @@ on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d)
 	}
 }
 
+/* ---- checkpoints: verified with a key, kept, and checked for consistency ---- */
+
+/*
+ * With a checkpoint key (cfg->checkpoint_key, or the key given to ihala_prove) the node
+ * keeps the last signed checkpoint it verified in its local store. Every later one it sees
+ * (in a Welcome, with a proof) must extend it: the same origin, a size not smaller, and a
+ * consistency proof from the kept size to the new one that verifies between the two signed
+ * roots. Anything else means the broker's log was rewritten or forked since: the node then
+ * refuses to go on (ckpt_bad, for the client's life). Without a key nothing is checked.
+ */
+
+enum ckpt_rel {
+	CKPT_FIRST, /* nothing kept yet */
+	CKPT_SAME,  /* the kept one (same size and root) */
+	CKPT_NEWER, /* larger: a consistency proof decides */
+};
+
+/* The origin (first line) of a note not verified yet: the name of a PEM key's verifier. */
+static int
+note_origin(const char *text, char *out, size_t outlen)
+{
+	const char *nl = strchr(text, '\n');
+	size_t n;
+
+	if (nl == NULL || (n = (size_t)(nl - text)) == 0 || n >= outlen) {
+		return IHALA_EINVAL;
+	}
+	memcpy(out, text, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/*
+ * Verify the signed checkpoint `text` with `key`: the path of the broker's Ed25519 public
+ * key (PEM; the verifier is named after the note's origin line, as the broker names its key
+ * after its origin) or a C2SP verifier key "name+id+key". *ck on success.
+ */
+static int
+ckpt_verify(struct ihala_client *c, const char *key, const char *text, struct checkpoint *ck)
+{
+	char origin[CHECKPOINT_NAME_MAX + 1];
+	int is_file = access(key, F_OK) == 0;
+	int err;
+
+	if (note_origin(text, origin, sizeof(origin)) != 0) {
+		return fail(c, IHALA_ESIGNATURE, "the broker's checkpoint is not a signed checkpoint");
+	}
+	if (c->ver == NULL || strcmp(c->ver_key, key) != 0 ||
+	    (is_file && strcmp(checkpoint_verifier_name(c->ver), origin) != 0)) {
+		struct checkpoint_verifier *v = NULL;
+		char *k = strdup(key);
+
+		if (k == NULL) {
+			return IHALA_ENOMEM;
+		}
+		err = is_file ? checkpoint_verifier_load(key, origin, &v)
+			      : checkpoint_verifier_parse(key, &v);
+		if (err != 0) {
+			free(k);
+			return fail(c, err == IHALA_ENOMEM ? err : IHALA_ECONFIG,
+				    "cannot use checkpoint key '%s': %s (the broker's Ed25519 public "
+				    "key in PEM, or a C2SP verifier key)",
+				    key, ihala_strerror(err));
+		}
+		checkpoint_verifier_free(c->ver);
+		free(c->ver_key);
+		c->ver = v;
+		c->ver_key = k;
+	}
+	err = checkpoint_open(c->ver, NULL, text, strlen(text), ck);
+	if (err == IHALA_ENOMEM || err == IHALA_EINTERNAL) {
+		return fail(c, err, "cannot verify a checkpoint: %s", ihala_strerror(err));
+	}
+	if (err != 0) {
+		return fail(c, IHALA_ESIGNATURE,
+			    "the checkpoint of log '%s' does not verify with checkpoint key '%s': %s",
+			    origin, key, ihala_strerror(err));
+	}
+	return 0;
+}
+
+/* The broker's log contradicts the kept checkpoint of size `size`: say so, loudly, for good. */
+static int
+ckpt_inconsistent(struct ihala_client *c, uint64_t size, const char *detail)
+{
+	c->ckpt_bad = 1;
+	snprintf(c->ckpt_msg, sizeof(c->ckpt_msg),
+		 "the broker's log is inconsistent with checkpoint of size %llu this node saw: "
+		 "forked or rewritten history (%.200s)",
+		 (unsigned long long)size, detail);
+	log_security("%s", c->ckpt_msg);
+	return fail(c, IHALA_EINCONSISTENT, "%s", c->ckpt_msg);
+}
+
+/*
+ * Compare a verified checkpoint `nw` (NULL: the broker has none) with the one this node
+ * kept (verified again, into *old). *rel says how they relate; IHALA_EINCONSISTENT when
+ * `nw` cannot extend it.
+ */
+static int
+ckpt_compare(struct ihala_client *c, const char *key, const struct checkpoint *nw,
+	     struct checkpoint *old, enum ckpt_rel *rel)
+{
+	char detail[CHECKPOINT_NAME_MAX * 2 + 64];
+	char *text = NULL;
+	int err;
+
+	memset(old, 0, sizeof(*old));
+	*rel = CKPT_FIRST;
+	err = localstore_checkpoint_get(c->ls, &text);
+	if (err == IHALA_ENOTFOUND) {
+		return 0;
+	}
+	if (err != 0) {
+		return fail(c, err, "cannot read the checkpoint this node kept: %s",
+			    ihala_strerror(err));
+	}
+	err = ckpt_verify(c, key, text, old);
+	free(text);
+	if (err != 0) {
+		return fail(c, err,
+			    "the checkpoint this node kept does not verify with checkpoint key '%s' "
+			    "(was the key changed?)",
+			    key);
+	}
+	if (nw == NULL) {
+		return ckpt_inconsistent(c, old->size, "the broker has no signed checkpoint");
+	}
+	if (strcmp(old->origin, nw->origin) != 0) {
+		snprintf(detail, sizeof(detail), "the broker now signs log '%s', not '%s'",
+			 nw->origin, old->origin);
+		return ckpt_inconsistent(c, old->size, detail);
+	}
+	if (nw->size < old->size) {
+		snprintf(detail, sizeof(detail), "the broker's checkpoint has size %llu",
+			 (unsigned long long)nw->size);
+		return ckpt_inconsistent(c, old->size, detail);
+	}
+	if (nw->size == old->size) {
+		if (memcmp(nw->root, old->root, CHECKPOINT_HASH_LEN) != 0) {
+			return ckpt_inconsistent(c, old->size,
+						 "the broker signed another root for that size");
+		}
+		*rel = CKPT_SAME;
+		return 0;
+	}
+	*rel = CKPT_NEWER;
+	return 0;
+}
+
+/* Check the broker's consistency proof from the kept checkpoint `old` to the newer `nw`. */
+static int
+ckpt_check_proof(struct ihala_client *c, const struct checkpoint *old, const struct checkpoint *nw,
+		 const Ihala__V1__ConsistencyProof *cp)
+{
+	uint8_t path[MERKLE_MAX_PATH][MERKLE_HASH_LEN];
+	char detail[128];
+	size_t i;
+	int err;
+
+	snprintf(detail, sizeof(detail),
+		 "no valid consistency proof from it to the broker's checkpoint of size %llu",
+		 (unsigned long long)nw->size);
+	if (cp->size1 != old->size || cp->size2 != nw->size || cp->n_path > MERKLE_MAX_PATH) {
+		return ckpt_inconsistent(c, old->size, detail);
+	}
+	for (i = 0; i < cp->n_path; i++) {
+		if (cp->path[i].len != MERKLE_HASH_LEN) {
+			return ckpt_inconsistent(c, old->size, detail);
+		}
+		memcpy(path[i], cp->path[i].data, MERKLE_HASH_LEN);
+	}
+	err = merkle_verify_consistency(old->size, nw->size, old->root, nw->root,
+					(const uint8_t(*)[MERKLE_HASH_LEN])path, cp->n_path);
+	if (err == IHALA_EPROOF) {
+		return ckpt_inconsistent(c, old->size, detail);
+	}
+	if (err != 0) {
+		return fail(c, err, "cannot check a consistency proof: %s", ihala_strerror(err));
+	}
+	return 0;
+}
+
+static int
+ckpt_keep(struct ihala_client *c, const char *text)
+{
+	int err = localstore_checkpoint_put(c->ls, text);
+
+	if (err != 0) {
+		return fail(c, err, "cannot keep the broker's checkpoint: %s", ihala_strerror(err));
+	}
+	return 0;
+}
+
+/*
+ * A Welcome came (state OPEN) and a checkpoint key is configured: check its checkpoint
+ * before anything goes out. 0: the session may go on now. 1: not yet (state VERIFYING, a
+ * consistency proof was asked for; gate_answer decides) or not at all (state NONE,
+ * c->refused says why).
+ */
+static int
+gate_welcome(struct ihala_client *c)
+{
+	const char *key = c->cfg->checkpoint_key;
+	const char *text = c->welcome->welcome->checkpoint;
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__ProofRequest q = IHALA__V1__PROOF_REQUEST__INIT;
+	struct checkpoint nw, old;
+	enum ckpt_rel rel = CKPT_FIRST;
+	int err;
+
+	if (text == NULL || text[0] == '\0') {
+		err = ckpt_compare(c, key, NULL, &old, &rel);
+	} else if ((err = ckpt_verify(c, key, text, &nw)) == 0) {
+		err = ckpt_compare(c, key, &nw, &old, &rel);
+		if (err == 0 && rel == CKPT_FIRST) {
+			err = ckpt_keep(c, text);
+		}
+	}
+	if (err == 0 && rel == CKPT_NEWER) {
+		q.request_id = c->next_request++;
+		q.tree_size = nw.size;
+		q.consistency_from = old.size;
+		f.kind_case = IHALA__V1__FRAME__KIND_PROOF_REQUEST;
+		f.proof_request = &q;
+		if ((c->gate_text = strdup(text)) == NULL) {
+			err = IHALA_ENOMEM;
+		} else if ((err = send_frame(c, &f)) == 0) {
+			c->gate_request = q.request_id;
+			c->gate_old = old;
+			c->gate_new = nw;
+			c->state = SESS_VERIFYING;
+			return 1;
+		}
+		fail(c, err, "cannot ask the broker for a consistency proof: %s",
+		     ihala_strerror(err));
+	}
+	if (err != 0) {
+		c->state = SESS_NONE;
+		c->refused = err;
+		return 1;
+	}
+	return 0;
+}
+
+/* The answer to gate_welcome's proof request: open the session, or refuse it. */
+static void
+gate_answer(struct ihala_client *c, const Ihala__V1__Frame *f)
+{
+	int err;
+
+	c->gate_request = 0;
+	if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+		err = f->error->code != 0 ? -(int)f->error->code : IHALA_EPROTOCOL;
+		fail(c, err,
+		     "the broker cannot prove that its log extends the checkpoint of size %llu this "
+		     "node saw: %s",
+		     (unsigned long long)c->gate_old.size, f->error->message);
+	} else {
+		err = ckpt_check_proof(c, &c->gate_old, &c->gate_new, f->consistency_proof);
+		if (err == 0) {
+			err = ckpt_keep(c, c->gate_text);
+		}
+	}
+	free(c->gate_text);
+	c->gate_text = NULL;
+	if (err != 0) {
+		c->state = SESS_NONE;
+		c->refused = err;
+		while (c->n_held > 0) {
+			frame_free(c->held[--c->n_held]);
+		}
+		return;
+	}
+	if (c->state == SESS_VERIFYING) {
+		size_t i;
+
+		c->state = SESS_OPEN;
+		log_debug("the broker's checkpoint of size %llu extends the one of size %llu this "
+			  "node kept (%zu deliveries held meanwhile)",
+			  (unsigned long long)c->gate_new.size, (unsigned long long)c->gate_old.size,
+			  c->n_held);
+		for (i = 0; i < c->n_held; i++) {
+			on_deliver(c, c->held[i]->deliver);
+			frame_free(c->held[i]);
+		}
+		c->n_held = 0;
+		localstore_outbox_iter(c->ls, outbox_send_cb, c);
+	}
+}
+
 static void
 on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 {
@@ -400,6 +728,10 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 		frame_free(c->welcome);
 		c->welcome = f;
 		c->state = SESS_OPEN;
+		/* With a checkpoint key, nothing goes out before the broker's log is checked. */
+		if (c->cfg->checkpoint_key != NULL && gate_welcome(c) != 0) {
+			return;
+		}
 		/* Everything not yet receipted goes again, with its message id: logged once. */
 		localstore_outbox_iter(c->ls, outbox_send_cb, c);
 		return;
@@ -407,7 +739,14 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 		on_receipt(c, f->receipt);
 		break;
 	case IHALA__V1__FRAME__KIND_DELIVER:
-		on_deliver(c, f->deliver);
+		/* Nothing from a broker whose log is not checked yet reaches the inbox. */
+		if (c->state == SESS_VERIFYING && c->n_held < MAX_HELD) {
+			c->held[c->n_held++] = f;
+			return;
+		}
+		if (c->state == SESS_OPEN) {
+			on_deliver(c, f->deliver);
+		}
 		break;
 	case IHALA__V1__FRAME__KIND_LOG_ENTRIES:
 		if (c->replay_cb != NULL && f->log_entries->request_id == c->want_request) {
@@ -426,6 +765,10 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 		}
 		break;
 	case IHALA__V1__FRAME__KIND_ERROR:
+		if (c->gate_request != 0 && f->error->request_id == c->gate_request) {
+			gate_answer(c, f);
+			break;
+		}
 		if (f->error->request_id == 0) {
 			/* A session error: the broker refused us or ends the session. */
 			c->refused = -(int)f->error->code;
@@ -434,9 +777,14 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 		}
 		/* an answer to a request */
 		__attribute__((fallthrough));
+	case IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF:
+		if (c->gate_request != 0 && f->consistency_proof->request_id == c->gate_request) {
+			gate_answer(c, f);
+			break;
+		}
+		__attribute__((fallthrough));
 	case IHALA__V1__FRAME__KIND_REFERRAL_STATE:
 	case IHALA__V1__FRAME__KIND_INCLUSION_PROOF:
-	case IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF:
 	case IHALA__V1__FRAME__KIND_CHECKPOINT:
 		if (c->want_request != 0 && c->response == NULL) {
 			c->response = f;
@@ -553,6 +901,11 @@ ensure_open(struct ihala_client *c, uint64_t deadline)
 {
 	int rc;
 
+	if (c->ckpt_bad) {
+		/* A rewritten or forked log: this node talks to that broker no more. */
+		socket_close(c);
+		return fail(c, IHALA_EINCONSISTENT, "%s", c->ckpt_msg);
+	}
 	if (c->state == SESS_OPEN) {
 		return 0;
 	}
@@ -654,12 +1007,23 @@ ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
 	free(buf);
 	/* Opening the session sends the whole outbox, this message included. */
 	err = ensure_open(c, deadline);
+	c->busy = 0;
 	while (err == 0 && !c->got_receipt) {
 		uint64_t t = now_ms();
 
 		if (t >= deadline) {
-			err = fail(c, IHALA_ETIMEDOUT, "no receipt from the broker in time");
+			err = fail(c, IHALA_ETIMEDOUT, "no receipt from the broker in time%s",
+				   c->busy ? " (it was busy); the message stays in the outbox" : "");
 			break;
+		}
+		if (c->busy && c->state == SESS_OPEN) {
+			/* Back off a little, then offer everything waiting again. */
+			c->busy = 0;
+			pump(c, 200);
+			if (c->state == SESS_OPEN) {
+				localstore_outbox_iter(c->ls, outbox_send_cb, c);
+			}
+			continue;
 		}
 		err = pump(c, (long)(deadline - t));
 		if (err == IHALA_EAGAIN) {
@@ -923,10 +1287,114 @@ int
 ihala_prove(struct ihala_client *c, uint64_t seq, const char *message_id,
 	    const char *verifier_key, int timeout_ms, struct ihala_proof *p)
 {
-	(void)seq;
-	(void)message_id;
-	(void)verifier_key;
-	(void)timeout_ms;
+	const char *key = verifier_key != NULL ? verifier_key : c->cfg->checkpoint_key;
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__ProofRequest q = IHALA__V1__PROOF_REQUEST__INIT;
+	Ihala__V1__Frame *ans = NULL, *cans = NULL;
+	const Ihala__V1__InclusionProof *ip;
+	uint8_t path[MERKLE_MAX_PATH][MERKLE_HASH_LEN];
+	struct checkpoint ck, old;
+	enum ckpt_rel rel;
+	size_t i;
+	int err;
+
 	memset(p, 0, sizeof(*p));
-	return fail(c, IHALA_EINVAL, "proofs are not available in this version of libihala");
+	c->errmsg[0] = '\0';
+	if (key == NULL) {
+		return fail(c, IHALA_ECONFIG,
+			    "no key to verify the broker's checkpoint with: set checkpoint_key in the "
+			    "client config to the broker's checkpoint public key (PEM)");
+	}
+	if (seq == 0 && (message_id == NULL || message_id[0] == '\0')) {
+		return fail(c, IHALA_EINVAL, "a seq or a message id is needed");
+	}
+	q.request_id = c->next_request++;
+	if (seq != 0) {
+		q.target_case = IHALA__V1__PROOF_REQUEST__TARGET_SEQ;
+		q.seq = seq;
+	} else {
+		q.target_case = IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID;
+		q.message_id = (char *)message_id;
+	}
+	f.kind_case = IHALA__V1__FRAME__KIND_PROOF_REQUEST;
+	f.proof_request = &q;
+	if ((err = request(c, &f, q.request_id, timeout_ms, &ans)) != 0) {
+		return err;
+	}
+	if (ans == NULL || ans->kind_case != IHALA__V1__FRAME__KIND_INCLUSION_PROOF) {
+		err = fail(c, IHALA_EPROTOCOL, "unexpected answer to a proof request");
+		goto out;
+	}
+	ip = ans->inclusion_proof;
+	if (ip->seq == 0 || (seq != 0 && ip->seq != seq) || ip->leaf_index != ip->seq - 1 ||
+	    ip->leaf_hash.len != MERKLE_HASH_LEN || ip->n_path > MERKLE_MAX_PATH) {
+		err = fail(c, IHALA_EPROOF, "the broker's inclusion proof is malformed");
+		goto out;
+	}
+	for (i = 0; i < ip->n_path; i++) {
+		if (ip->path[i].len != MERKLE_HASH_LEN) {
+			err = fail(c, IHALA_EPROOF, "the broker's inclusion proof is malformed");
+			goto out;
+		}
+		memcpy(path[i], ip->path[i].data, MERKLE_HASH_LEN);
+	}
+	/* (size, root) only from the signed checkpoint, never from the proof's own fields. */
+	if ((err = ckpt_verify(c, key, ip->checkpoint, &ck)) != 0) {
+		goto out;
+	}
+	if (ck.size != ip->tree_size) {
+		err = fail(c, IHALA_EPROOF,
+			   "the proof is for tree size %llu but its checkpoint is of size %llu",
+			   (unsigned long long)ip->tree_size, (unsigned long long)ck.size);
+		goto out;
+	}
+	if ((err = ckpt_compare(c, key, &ck, &old, &rel)) != 0) {
+		goto out;
+	}
+	if (rel == CKPT_NEWER) {
+		Ihala__V1__Frame cf = IHALA__V1__FRAME__INIT;
+		Ihala__V1__ProofRequest cq = IHALA__V1__PROOF_REQUEST__INIT;
+
+		cq.request_id = c->next_request++;
+		cq.tree_size = ck.size;
+		cq.consistency_from = old.size;
+		cf.kind_case = IHALA__V1__FRAME__KIND_PROOF_REQUEST;
+		cf.proof_request = &cq;
+		err = request(c, &cf, cq.request_id, timeout_ms, &cans);
+		if (err == 0 && (cans == NULL ||
+				 cans->kind_case != IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF)) {
+			err = fail(c, IHALA_EPROTOCOL, "unexpected answer to a consistency request");
+		}
+		if (err == 0) {
+			err = ckpt_check_proof(c, &old, &ck, cans->consistency_proof);
+		}
+	}
+	if (err == 0 && rel != CKPT_SAME) {
+		err = ckpt_keep(c, ip->checkpoint);
+	}
+	if (err != 0) {
+		goto out;
+	}
+	err = merkle_verify_inclusion(ip->leaf_index, ck.size, ip->leaf_hash.data,
+				      (const uint8_t(*)[MERKLE_HASH_LEN])path, ip->n_path, ck.root);
+	if (err != 0) {
+		err = fail(c, err,
+			   "the inclusion proof of seq %llu does not verify against the signed "
+			   "checkpoint of size %llu",
+			   (unsigned long long)ip->seq, (unsigned long long)ck.size);
+		goto out;
+	}
+	if ((p->checkpoint = strdup(ip->checkpoint)) == NULL) {
+		err = IHALA_ENOMEM;
+		goto out;
+	}
+	p->seq = ip->seq;
+	p->tree_size = ck.size;
+	memcpy(p->leaf_hash, ip->leaf_hash.data, MERKLE_HASH_LEN);
+	memcpy(p->root, ck.root, MERKLE_HASH_LEN);
+	p->path_len = ip->n_path;
+out:
+	frame_free(ans);
+	frame_free(cans);
+	return err;
 }

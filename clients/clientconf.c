@@ -75,6 +75,8 @@ static const struct conf_option options[] = {
      "own agency id (informational)"},
     {"client", "timeout", CONF_DURATION, 0, "10s", 100, 3600000, NULL, NULL, C(timeout_ms),
      "connect and request timeout"},
+    {"client", "checkpoint_key", CONF_PATH_FILE, 0, NULL, 0, 0, NULL, NULL, C(checkpoint_key),
+     "the broker's checkpoint public key (PEM): verify checkpoints, detect a rewritten log"},
     {"client", "log_level", CONF_ENUM, 0, "warn", 0, 0, log_levels, NULL, C(log_level),
      "error, warn, info or debug"},
 };

@@ -23,6 +23,8 @@ struct client_config {
 	                        (its parent does) */
 	char *agency;        /* own agency id, informational (the broker decides); may be NULL */
 	uint64_t timeout_ms; /* connect / request timeout, default 10s */
+	char *checkpoint_key; /* the broker's Ed25519 checkpoint public key (PEM); NULL: checkpoints
+	                         are not verified nor checked for consistency */
 	int log_level;       /* enum log_level, default warn */
 };
 

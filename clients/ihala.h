@@ -43,6 +43,13 @@ const char *ihala_errmsg(const struct ihala_client *c);
  * IHALA_EHANDSHAKE when TLS failed (ihala_errmsg says why, e.g. "tlsv1 alert unknown ca");
  * or the broker's refusal code (IHALA_EUNKNOWNAGENCY, IHALA_EFINGERPRINT, ...). Calls made
  * later reconnect by themselves when the session is lost.
+ *
+ * With cfg->checkpoint_key set, every session's Welcome checkpoint is verified and must
+ * extend the last checkpoint this node kept (consistency proof) before anything is sent;
+ * the node then keeps it. IHALA_ESIGNATURE when it does not verify; IHALA_EINCONSISTENT
+ * when the broker's log contradicts the kept checkpoint (rewritten or forked history): this
+ * and every later call of this client then fail with IHALA_EINCONSISTENT. Without a key,
+ * checkpoints are not checked.
  */
 int ihala_connect(struct ihala_client *c, int timeout_ms);
 
@@ -123,10 +130,12 @@ struct ihala_proof {
 /*
  * Fetch an inclusion proof for `seq` (or, when seq is 0, for this agency's submission
  * `message_id`) against the broker's latest signed checkpoint, and verify it here: the
- * checkpoint's signature (with the broker's key from `verifier_key`, a C2SP verifier key
- * string or a PEM public key path), its consistency with the last checkpoint this node
- * kept, and the audit path. 0 when everything verifies; IHALA_EPROOF, IHALA_ESIGNATURE,
- * IHALA_EINCONSISTENT otherwise. p->checkpoint: free().
+ * checkpoint's signature (with the broker's key from `verifier_key`, a PEM public key path
+ * or a C2SP verifier key string; NULL: cfg->checkpoint_key; neither: IHALA_ECONFIG), its
+ * consistency with the last checkpoint this node kept (which it then replaces), and the
+ * audit path. 0 when everything verifies; IHALA_EPROOF, IHALA_ESIGNATURE,
+ * IHALA_EINCONSISTENT otherwise; IHALA_ENOTFOUND when the broker has no such entry or no
+ * checkpoint covers it yet. p->checkpoint: free().
  */
 int ihala_prove(struct ihala_client *c, uint64_t seq, const char *message_id,
 		const char *verifier_key, int timeout_ms, struct ihala_proof *p);

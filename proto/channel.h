@@ -32,6 +32,9 @@
 
 #define CHANNEL_MSG_TLS 0x01
 #define CHANNEL_MSG_RESET 0x02
+/* Broker to client, empty: "are you still there?" (a send fails when the connection is gone);
+ * the client ignores it. */
+#define CHANNEL_MSG_PROBE 0x03
 
 /* Upper bound accepted for max_frame. */
 #define CHANNEL_MAX_FRAME_LIMIT (1u << 30)

@@ -105,6 +105,7 @@ int cmd_outbox(struct cli *cli, int argc, char **argv);
 int cmd_inbox(struct cli *cli, int argc, char **argv);
 int cmd_status(struct cli *cli, int argc, char **argv);
 int cmd_audit(struct cli *cli, int argc, char **argv);
+int cmd_prove(struct cli *cli, int argc, char **argv);
 
 /*
  * Signals. cli_catch_signals() installs SIGINT/SIGTERM handlers that set cli_stop (without

@@ -36,7 +36,8 @@ static const struct command commands[] = {
     {"inbox", cmd_inbox, "take deliveries: print them or run a command on each"},
     {"status", cmd_status, "state and history of one referral"},
     {"outbox", cmd_outbox, "count and send the messages waiting in the outbox"},
-    {"audit", cmd_audit, "auditors: replay the log (verify, prove, export, stats later)"},
+    {"prove", cmd_prove, "verify that an entry is in the broker's signed log (SEQ|MESSAGE_ID)"},
+    {"audit", cmd_audit, "auditors: replay, verify, prove, export, stats"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -129,7 +129,7 @@ check "progress --status completed: exit 2 (only in-progress, on-hold)" \
 run notext "$MOH" note r1
 check "note without --text: exit 2" exit_and_err 2 "--text TEXT is required"
 run auditlater "$AUD" audit verify
-check "audit verify: exit 2, not available yet" exit_and_err 2 "audit verify: not available yet"
+check "audit verify without a checkpoint key: exit 2, says which" exit_and_err 2 "audit verify: a key is needed"
 
 # --- unreachable broker: the submission waits in the outbox ---------------------------
 R0=early-$$

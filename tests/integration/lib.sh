@@ -130,10 +130,11 @@ CONF
 start_broker() {
 	local d=$1 i before
 	before=$(grep -c 'listening on' "$d/broker.log" 2>/dev/null)
-	"$IHALA_BUILD/ihala-broker" -d -c "$d/broker.conf" >>"$d/broker.log" 2>&1 &
+	# IHALA_BROKER_WRAPPER: a command the broker runs under (make valgrind), unquoted on purpose
+	${IHALA_BROKER_WRAPPER:-} "$IHALA_BUILD/ihala-broker" -d -c "$d/broker.conf" >>"$d/broker.log" 2>&1 &
 	BROKER_PID=$!
 	_pids+=("$BROKER_PID")
-	for i in $(seq 1 200); do
+	for i in $(seq 1 $((${IHALA_START_TIMEOUT:-10} * 20))); do
 		if [ "$(grep -c 'listening on' "$d/broker.log" 2>/dev/null)" -gt "${before:-0}" ]; then
 			return 0
 		fi

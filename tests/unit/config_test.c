@@ -1042,7 +1042,7 @@ test_helpers(void **state)
 		assert_true(strlen(o[i].help) > 0);
 	}
 	o = clientconf_options(&n);
-	assert_int_equal(n, 9);
+	assert_int_equal(n, 10);
 }
 
 /* ---- client.conf ---- */

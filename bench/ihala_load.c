@@ -1,0 +1,905 @@
+/* ihala_load.c - benchmark load on the wire protocol: pipelined senders, acking recipients. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zmq.h>
+
+#include "channel.h"
+#include "error.h"
+#include "frame.h"
+#include "ihala.pb-c.h"
+#include "log.h"
+#include "tlsctx.h"
+
+/*
+ * libihala's ihala_submit waits for each receipt; a broker benchmark needs many submissions in
+ * flight. This tool speaks the wire protocol (docs/PROTOCOL.md) directly: a ZeroMQ DEALER per
+ * session, each message one type byte and TLS bytes; inside TLS a 4-byte length and a Frame.
+ *
+ *   ihala_load send -b EP -P PKI -a AGENCY -t TO[,TO...] -n COUNT [-r RATE] [-s BYTES]
+ *                   [-p PREFIX] [-L LATFILE] [-T SECONDS]
+ *	Submit COUNT referrals round-robin to the TO agencies, up to Welcome.limits.max_inflight
+ *	without a receipt, at RATE per second (0: as fast as receipts allow). Every Deliver the
+ *	sender gets (the broker's "received" statuses) is acked. LATFILE gets one submit->receipt
+ *	latency in microseconds per line.
+ *   ihala_load recv -b EP -P PKI -a AGENCY [-a AGENCY...] -n COUNT [-L LATFILE] [-R READYFILE]
+ *                   [-I IDLE_MS] [-T SECONDS]
+ *	One session per agency; ack every Deliver at once (no local store: the bench measures the
+ *	broker). Stops after COUNT deliveries in all, or IDLE_MS without one after the first.
+ *	LATFILE gets one submit->delivery latency per line (from the submit time the sender wrote
+ *	into the message id); READYFILE is created when every session has its Welcome.
+ *   ihala_load stats LATFILE...
+ *	Merge latency files: count, p50, p99, max in microseconds.
+ *
+ * Results go to stdout as KEY=VALUE lines; times are CLOCK_MONOTONIC microseconds, the same
+ * clock in every process of the machine.
+ *
+ * Message ids are PREFIX-N-T: N the message number, T its submit time.
+ */
+
+#define WIRE_CHUNK (64 * 1024)
+#define OUT_CAP (4u * 1024 * 1024)
+#define MAX_CONNS 8
+#define MAX_TO 8
+
+struct conn {
+	char agency[64];
+	void *sock;
+	struct channel *ch;
+	int welcomed;
+	uint32_t max_inflight;
+	uint8_t *wire; /* one ZeroMQ message refused with EAGAIN: type byte + TLS */
+	size_t wire_len;
+	uint64_t t_open_us;
+};
+
+struct lat {
+	uint32_t *v;
+	size_t n, cap;
+};
+
+static volatile sig_atomic_t stop_flag;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+static uint64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void
+lat_add(struct lat *l, uint64_t us)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 65536;
+		uint32_t *v = realloc(l->v, cap * sizeof(*v));
+
+		if (v == NULL) {
+			return;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+static int
+lat_write(const struct lat *l, const char *path)
+{
+	FILE *f;
+	size_t i;
+
+	if (path == NULL) {
+		return 0;
+	}
+	f = fopen(path, "w");
+	if (f == NULL) {
+		perror(path);
+		return -1;
+	}
+	for (i = 0; i < l->n; i++) {
+		fprintf(f, "%" PRIu32 "\n", l->v[i]);
+	}
+	return fclose(f);
+}
+
+/* ---- the session: ZeroMQ + TLS channel ---- */
+
+static SSL_CTX *
+client_ctx(const char *pki, const char *agency)
+{
+	char ca[512], cert[512], key[512], err[512];
+	struct tls_files tf;
+	SSL_CTX *ctx = NULL;
+
+	snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
+	snprintf(cert, sizeof(cert), "%s/%s.pem", pki, agency);
+	snprintf(key, sizeof(key), "%s/%s.key", pki, agency);
+	tf.ca_file = ca;
+	tf.crl_file = NULL;
+	tf.cert_file = cert;
+	tf.key_file = key;
+	if (tlsctx_client_new(&tf, &ctx, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ihala_load: %s\n", err);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* Push the channel's output into ZeroMQ; keep what it cannot take now. */
+static void
+conn_flush(struct conn *c)
+{
+	for (;;) {
+		if (c->wire_len == 0) {
+			size_t n = 0;
+
+			if (channel_pending_out(c->ch) == 0) {
+				return;
+			}
+			c->wire[0] = CHANNEL_MSG_TLS;
+			channel_take_out(c->ch, c->wire + 1, WIRE_CHUNK, &n);
+			c->wire_len = n + 1;
+		}
+		if (zmq_send(c->sock, c->wire, c->wire_len, ZMQ_DONTWAIT) < 0) {
+			return;
+		}
+		c->wire_len = 0;
+	}
+}
+
+static int
+conn_open(void *zctx, SSL_CTX *ctx, const char *ep, const char *agency, struct conn *c)
+{
+	int zero = 0, hwm = 100000;
+
+	memset(c, 0, sizeof(*c));
+	snprintf(c->agency, sizeof(c->agency), "%s", agency);
+	c->wire = malloc(WIRE_CHUNK + 1);
+	c->sock = zmq_socket(zctx, ZMQ_DEALER);
+	if (c->wire == NULL || c->sock == NULL) {
+		return IHALA_ENOMEM;
+	}
+	zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero));
+	zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(c->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+	if (zmq_connect(c->sock, ep) != 0) {
+		fprintf(stderr, "ihala_load: connect %s: %s\n", ep, zmq_strerror(zmq_errno()));
+		return IHALA_EZMQ;
+	}
+	/* No ZMQ_IMMEDIATE: the ClientHello waits in ZeroMQ until the TCP connection is up. */
+	if (channel_new(ctx, 0, "localhost", FRAME_MAX_LIMIT, OUT_CAP, &c->ch) != 0) {
+		return IHALA_ETLS;
+	}
+	conn_flush(c);
+	return 0;
+}
+
+static void
+conn_close(struct conn *c)
+{
+	int linger = 200;
+
+	if (c->ch != NULL) {
+		channel_close(c->ch);
+		conn_flush(c);
+		channel_free(c->ch);
+	}
+	if (c->sock != NULL) {
+		zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
+		zmq_close(c->sock);
+	}
+	free(c->wire);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Pack and send one frame; IHALA_EAGAIN when the channel's output is full. */
+static int
+conn_send(struct conn *c, const Ihala__V1__Frame *f)
+{
+	static uint8_t *buf;
+	static size_t cap;
+	size_t len = ihala__v1__frame__get_packed_size(f);
+	int err;
+
+	if (len > cap) {
+		uint8_t *b = realloc(buf, len);
+
+		if (b == NULL) {
+			return IHALA_ENOMEM;
+		}
+		buf = b;
+		cap = len;
+	}
+	ihala__v1__frame__pack(f, buf);
+	err = channel_write_frame(c->ch, buf, len);
+	if (err == IHALA_EAGAIN) {
+		conn_flush(c);
+		err = channel_write_frame(c->ch, buf, len);
+	}
+	return err;
+}
+
+static int
+conn_ack(struct conn *c, uint64_t seq)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__DeliveryAck a = IHALA__V1__DELIVERY_ACK__INIT;
+
+	a.seq = seq;
+	f.kind_case = IHALA__V1__FRAME__KIND_DELIVERY_ACK;
+	f.delivery_ack = &a;
+	return conn_send(c, &f);
+}
+
+typedef void (*frame_fn)(void *arg, struct conn *c, const Ihala__V1__Frame *f);
+
+/* Take every ZeroMQ message waiting on the socket; hand each frame to fn. Returns 0, or an
+ * error when the session failed (after printing why). */
+static int
+conn_input(struct conn *c, frame_fn fn, void *arg)
+{
+	for (;;) {
+		zmq_msg_t m;
+		const uint8_t *p, *body;
+		size_t len, blen;
+		int err, rc;
+
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&m);
+			return 0;
+		}
+		p = zmq_msg_data(&m);
+		len = zmq_msg_size(&m);
+		if (len < 1 || p[0] != CHANNEL_MSG_TLS) {
+			fprintf(stderr, "ihala_load: %s: the broker reset the session\n",
+			        c->agency);
+			zmq_msg_close(&m);
+			return IHALA_ERESET;
+		}
+		err = channel_feed(c->ch, p + 1, len - 1);
+		zmq_msg_close(&m);
+		while ((rc = channel_next_frame(c->ch, &body, &blen)) == 1) {
+			Ihala__V1__Frame *f = ihala__v1__frame__unpack(NULL, blen, body);
+
+			if (f == NULL) {
+				fprintf(stderr, "ihala_load: %s: undecodable frame\n", c->agency);
+				return IHALA_EBADFRAME;
+			}
+			if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
+				c->welcomed = 1;
+				c->t_open_us = mono_us();
+				c->max_inflight = f->welcome->limits != NULL
+				                      ? f->welcome->limits->max_inflight
+				                      : 1;
+			} else if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+				fprintf(stderr, "ihala_load: %s: broker error %d: %s\n", c->agency,
+				        -(int)f->error->code, f->error->message);
+				if (f->error->request_id == 0) {
+					ihala__v1__frame__free_unpacked(f, NULL);
+					return IHALA_ECLOSED;
+				}
+			} else {
+				fn(arg, c, f);
+			}
+			ihala__v1__frame__free_unpacked(f, NULL);
+		}
+		if (err == 0 && rc < 0) {
+			err = rc;
+		}
+		conn_flush(c);
+		if (err != 0 || channel_state(c->ch) == CHANNEL_CLOSED) {
+			fprintf(stderr, "ihala_load: %s: session ended: %s\n", c->agency,
+			        err != 0 ? channel_error_text(c->ch) : "closed by the broker");
+			return err != 0 ? err : IHALA_ECLOSED;
+		}
+	}
+}
+
+/* ---- the referral ---- */
+
+static const char *const NAMES[] = {"نور الهدى خلف حسن", "Layla Ahmed Saleh", "ئاراس کەریم"};
+static const char *const GOVS[] = {"Ninewa", "Anbar", "Salah al-Din", "Duhok", "Basra"};
+
+struct refmsg {
+	char msgid[64], rid[64], caseid[64];
+	char *agencies[MAX_TO];
+	char *notes;
+	Ihala__V1__ServiceCode svc[3];
+	Ihala__V1__DataCategory data[8];
+	Ihala__V1__Amputation amp[1];
+	char *codes[2];
+	Ihala__V1__WashingtonGroup wg;
+	Ihala__V1__Injury inj;
+	Ihala__V1__Survivor sur;
+	Ihala__V1__Consent con;
+	Ihala__V1__Contact off;
+	Ihala__V1__Referral ref;
+	Ihala__V1__Envelope env;
+};
+
+/* A referral like config/examples/referral.json; notes are padded so the encoded envelope is
+ * about `size` bytes. */
+static void
+ref_init(struct refmsg *m, char *const *to, size_t nto, size_t size)
+{
+	static const char filler[] = "الناجية تحتاج إلى وسيلة نقل إلى مركز الأطراف الصناعية. ";
+	size_t i, len, want, flen = strlen(filler);
+
+	memset(m, 0, sizeof(*m));
+	ihala__v1__washington_group__init(&m->wg);
+	ihala__v1__injury__init(&m->inj);
+	ihala__v1__survivor__init(&m->sur);
+	ihala__v1__consent__init(&m->con);
+	ihala__v1__contact__init(&m->off);
+	ihala__v1__referral__init(&m->ref);
+	ihala__v1__envelope__init(&m->env);
+	m->wg.seeing = IHALA__V1__DIFFICULTY__DIFFICULTY_NONE;
+	m->wg.hearing = IHALA__V1__DIFFICULTY__DIFFICULTY_SOME;
+	m->wg.walking = IHALA__V1__DIFFICULTY__DIFFICULTY_A_LOT;
+	m->wg.cognition = IHALA__V1__DIFFICULTY__DIFFICULTY_NONE;
+	m->wg.self_care = IHALA__V1__DIFFICULTY__DIFFICULTY_SOME;
+	m->wg.communication = IHALA__V1__DIFFICULTY__DIFFICULTY_NONE;
+	m->codes[0] = "injury.lower_limb";
+	m->codes[1] = "dysfunction.hearing.right";
+	m->amp[0] = IHALA__V1__AMPUTATION__AMPUTATION_LEG_RIGHT_BELOW_KNEE;
+	m->inj.incident_date = "2024-03-11";
+	m->inj.device_type = IHALA__V1__DEVICE_TYPE__DEVICE_TYPE_LANDMINE_AP;
+	m->inj.n_injury_codes = 2;
+	m->inj.injury_codes = m->codes;
+	m->inj.n_amputations = 1;
+	m->inj.amputations = m->amp;
+	m->sur.case_id = m->caseid;
+	m->sur.sex = IHALA__V1__SEX__SEX_FEMALE;
+	m->sur.birth_year = 1996;
+	m->sur.district = "Sinjar";
+	m->sur.displacement = IHALA__V1__DISPLACEMENT__DISPLACEMENT_RETURNEE;
+	m->sur.functioning = &m->wg;
+	m->sur.injury = &m->inj;
+	for (i = 0; i < nto && i < MAX_TO; i++) {
+		m->agencies[i] = to[i];
+	}
+	for (i = 0; i < 8; i++) {
+		m->data[i] = (Ihala__V1__DataCategory)(i + 1);
+	}
+	m->con.given = 1;
+	m->con.given_by = IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
+	m->con.date = "2024-04-02";
+	m->con.recorded_by = "DMA-VA-0231";
+	m->con.n_agencies = nto < MAX_TO ? nto : MAX_TO;
+	m->con.agencies = m->agencies;
+	m->con.n_data_covered = 8;
+	m->con.data_covered = m->data;
+	m->off.name = "Layla Hassan";
+	m->off.organisation =
+	    "DMA Victim Assistance Department, Mosul regional office, case officer";
+	m->off.phone = "+964 770 000 0417";
+	m->off.email = "va-referrals@dma.example";
+	m->svc[0] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
+	m->svc[1] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
+	m->svc[2] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PSYCHOSOCIAL_SUPPORT;
+	m->ref.referral_id = m->rid;
+	m->ref.referring_agency = "dma";
+	m->ref.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+	m->ref.n_services = 3;
+	m->ref.services = m->svc;
+	m->ref.reason = "Landmine survivor with a right below-knee amputation since March 2024; "
+	                "needs a prosthesis, gait training and psychosocial support.";
+	m->ref.survivor = &m->sur;
+	m->ref.consent = &m->con;
+	m->ref.referring_officer = &m->off;
+	m->ref.created_time_ms = 1712044800000ull;
+	m->env.message_id = m->msgid;
+	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	m->env.referral = &m->ref;
+	m->env.client_time_ms = 1712044800000ull;
+
+	/* Typical ids, to measure; then pad the notes up to `size`. */
+	snprintf(m->msgid, sizeof(m->msgid), "bench-s1-1000000-10000000000");
+	snprintf(m->rid, sizeof(m->rid), "bench-s1-R1000000");
+	snprintf(m->caseid, sizeof(m->caseid), "IQ-NIN-2024-1000000");
+	m->sur.name = (char *)NAMES[0];
+	m->sur.governorate = (char *)GOVS[0];
+	m->env.to = to[0];
+	m->ref.receiving_agency = to[0];
+	m->ref.notes = "";
+	len = ihala__v1__envelope__get_packed_size(&m->env);
+	want = size > len + 3 ? size - len - 3 : 0;
+	m->notes = calloc(want + flen + 1, 1);
+	if (m->notes == NULL) {
+		return;
+	}
+	for (i = 0; i + flen <= want; i += flen) {
+		memcpy(m->notes + i, filler, flen);
+	}
+	while (i < want) { /* ASCII to finish, so no UTF-8 sequence is cut */
+		m->notes[i++] = '.';
+	}
+	m->ref.notes = m->notes;
+}
+
+static void
+ref_set(struct refmsg *m, const char *prefix, uint64_t n, uint64_t t_us, char *to)
+{
+	snprintf(m->msgid, sizeof(m->msgid), "%s-%" PRIu64 "-%" PRIu64, prefix, n, t_us);
+	snprintf(m->rid, sizeof(m->rid), "%s-R%" PRIu64, prefix, n);
+	snprintf(m->caseid, sizeof(m->caseid), "IQ-%s-%" PRIu64, prefix, n);
+	m->sur.name = (char *)NAMES[n % 3];
+	m->sur.governorate = (char *)GOVS[n % 5];
+	m->env.to = to;
+	m->ref.receiving_agency = to;
+}
+
+/* The submit time written into a message id PREFIX-N-T; 0 when it has none. */
+static uint64_t
+msgid_time(const char *id)
+{
+	const char *p = strrchr(id, '-');
+
+	return p != NULL ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* ---- common options ---- */
+
+struct opts {
+	const char *ep, *pki, *prefix, *latfile, *readyfile;
+	char *agency[MAX_CONNS];
+	size_t n_agency;
+	char *to[MAX_TO];
+	size_t n_to;
+	uint64_t count;
+	double rate;
+	size_t size;
+	long idle_ms;
+	long timeout_s;
+};
+
+static int
+parse_opts(int argc, char **argv, struct opts *o)
+{
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	o->prefix = "bench";
+	o->size = 1024;
+	o->idle_ms = 5000;
+	o->timeout_s = 600;
+	while ((ch = getopt(argc, argv, "b:P:a:t:n:r:s:p:L:R:I:T:")) != -1) {
+		switch (ch) {
+		case 'b':
+			o->ep = optarg;
+			break;
+		case 'P':
+			o->pki = optarg;
+			break;
+		case 'a':
+			if (o->n_agency == MAX_CONNS) {
+				return -1;
+			}
+			o->agency[o->n_agency++] = optarg;
+			break;
+		case 't': {
+			char *save = NULL, *tok;
+
+			for (tok = strtok_r(optarg, ",", &save); tok != NULL && o->n_to < MAX_TO;
+			     tok = strtok_r(NULL, ",", &save)) {
+				o->to[o->n_to++] = tok;
+			}
+			break;
+		}
+		case 'n':
+			o->count = strtoull(optarg, NULL, 10);
+			break;
+		case 'r':
+			o->rate = strtod(optarg, NULL);
+			break;
+		case 's':
+			o->size = strtoul(optarg, NULL, 10);
+			break;
+		case 'p':
+			o->prefix = optarg;
+			break;
+		case 'L':
+			o->latfile = optarg;
+			break;
+		case 'R':
+			o->readyfile = optarg;
+			break;
+		case 'I':
+			o->idle_ms = strtol(optarg, NULL, 10);
+			break;
+		case 'T':
+			o->timeout_s = strtol(optarg, NULL, 10);
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (o->ep == NULL || o->pki == NULL || o->n_agency == 0 || o->count == 0) {
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- send ---- */
+
+struct sender {
+	uint64_t receipted, refused, acked;
+	uint64_t inflight;
+	uint64_t t_last_us;
+	struct lat lat;
+	int acks_failed;
+};
+
+static void
+sender_frame(void *arg, struct conn *c, const Ihala__V1__Frame *f)
+{
+	struct sender *s = arg;
+	uint64_t now = mono_us();
+
+	if (f->kind_case == IHALA__V1__FRAME__KIND_RECEIPT) {
+		const Ihala__V1__Receipt *r = f->receipt;
+		uint64_t t = msgid_time(r->message_id);
+
+		s->inflight--;
+		s->t_last_us = now;
+		if (r->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+			if (s->refused++ < 3) {
+				fprintf(stderr, "ihala_load: '%s' refused: %s\n", r->message_id,
+				        r->error_message);
+			}
+			return;
+		}
+		s->receipted++;
+		if (t != 0 && now >= t) {
+			lat_add(&s->lat, now - t);
+		}
+	} else if (f->kind_case == IHALA__V1__FRAME__KIND_DELIVER) {
+		if (conn_ack(c, f->deliver->seq) == 0) {
+			s->acked++;
+		} else {
+			s->acks_failed++;
+		}
+	}
+}
+
+static int
+cmd_send(struct opts *o)
+{
+	struct sender s;
+	struct refmsg m;
+	struct conn c;
+	SSL_CTX *ctx;
+	void *zctx;
+	uint8_t *env = NULL;
+	size_t envcap = 0, envlen = 0;
+	uint64_t next = 0, t0 = 0, t_end, last_us = 0;
+	int err = 0;
+
+	if (o->n_to == 0) {
+		fprintf(stderr, "ihala_load: send needs -t TO\n");
+		return 2;
+	}
+	memset(&s, 0, sizeof(s));
+	ctx = client_ctx(o->pki, o->agency[0]);
+	zctx = zmq_ctx_new();
+	if (ctx == NULL || zctx == NULL || conn_open(zctx, ctx, o->ep, o->agency[0], &c) != 0) {
+		return 2;
+	}
+	ref_init(&m, o->to, o->n_to, o->size);
+	t_end = mono_us() + (uint64_t)o->timeout_s * 1000000;
+	while (!stop_flag && s.receipted + s.refused < o->count) {
+		zmq_pollitem_t it;
+		uint64_t now = mono_us();
+		long timeout = 100;
+
+		if (now > t_end) {
+			fprintf(stderr,
+			        "ihala_load: send: timed out with %" PRIu64 " of %" PRIu64
+			        " receipted\n",
+			        s.receipted, o->count);
+			err = IHALA_ETIMEDOUT;
+			break;
+		}
+		if (c.welcomed && t0 == 0) {
+			t0 = now;
+		}
+		while (c.welcomed && next < o->count && s.inflight < c.max_inflight) {
+			Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+			Ihala__V1__Submit sub = IHALA__V1__SUBMIT__INIT;
+
+			if (o->rate > 0) {
+				uint64_t due = t0 + (uint64_t)((double)next * 1e6 / o->rate);
+
+				if (due > now) {
+					uint64_t wait = due - now;
+
+					timeout = (long)((wait + 999) / 1000);
+					break;
+				}
+			}
+			now = mono_us();
+			ref_set(&m, o->prefix, next, now, o->to[next % o->n_to]);
+			envlen = ihala__v1__envelope__get_packed_size(&m.env);
+			if (envlen > envcap) {
+				free(env);
+				envcap = envlen * 2;
+				env = malloc(envcap);
+				if (env == NULL) {
+					return 2;
+				}
+			}
+			ihala__v1__envelope__pack(&m.env, env);
+			sub.envelope.data = env;
+			sub.envelope.len = envlen;
+			f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
+			f.submit = &sub;
+			if (conn_send(&c, &f) != 0) {
+				timeout = 1;
+				break;
+			}
+			last_us = now;
+			next++;
+			s.inflight++;
+		}
+		conn_flush(&c);
+		if (c.wire_len > 0) {
+			timeout = 1;
+		}
+		it.socket = c.sock;
+		it.events = ZMQ_POLLIN;
+		if (zmq_poll(&it, 1, timeout) < 0 && zmq_errno() != EINTR) {
+			err = IHALA_EZMQ;
+			break;
+		}
+		err = conn_input(&c, sender_frame, &s);
+		if (err != 0) {
+			break;
+		}
+	}
+	printf("sent=%" PRIu64 "\nreceipted=%" PRIu64 "\nrefused=%" PRIu64 "\nacked=%" PRIu64
+	       "\nenvelope_bytes=%zu\nt_first_us=%" PRIu64 "\nt_last_send_us=%" PRIu64
+	       "\nt_last_us=%" PRIu64 "\nmax_inflight=%" PRIu32 "\n",
+	       next, s.receipted, s.refused, s.acked, envlen, t0, last_us, s.t_last_us,
+	       c.max_inflight);
+	lat_write(&s.lat, o->latfile);
+	conn_close(&c);
+	zmq_ctx_term(zctx);
+	SSL_CTX_free(ctx);
+	free(env);
+	free(m.notes);
+	return err == 0 && s.refused == 0 ? 0 : 1;
+}
+
+/* ---- recv ---- */
+
+struct receiver {
+	uint64_t delivered, other;
+	uint64_t t_first_us, t_last_us;
+	struct lat lat;
+	int want_lat;
+	int ack_failed;
+};
+
+static void
+receiver_frame(void *arg, struct conn *c, const Ihala__V1__Frame *f)
+{
+	struct receiver *r = arg;
+	Ihala__V1__LogEntry *e;
+	uint64_t now = mono_us();
+
+	if (f->kind_case != IHALA__V1__FRAME__KIND_DELIVER) {
+		return;
+	}
+	if (conn_ack(c, f->deliver->seq) != 0) {
+		r->ack_failed++;
+	}
+	if (r->t_first_us == 0) {
+		r->t_first_us = now;
+	}
+	r->t_last_us = now;
+	e = ihala__v1__log_entry__unpack(NULL, f->deliver->entry.len, f->deliver->entry.data);
+	if (e == NULL || e->kind != IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION) {
+		r->other++;
+	} else {
+		r->delivered++;
+		if (r->want_lat) {
+			Ihala__V1__Envelope *env =
+			    ihala__v1__envelope__unpack(NULL, e->envelope.len, e->envelope.data);
+			uint64_t t = env != NULL ? msgid_time(env->message_id) : 0;
+
+			if (t != 0 && now >= t) {
+				lat_add(&r->lat, now - t);
+			}
+			if (env != NULL) {
+				ihala__v1__envelope__free_unpacked(env, NULL);
+			}
+		}
+	}
+	if (e != NULL) {
+		ihala__v1__log_entry__free_unpacked(e, NULL);
+	}
+}
+
+static int
+cmd_recv(struct opts *o)
+{
+	struct conn c[MAX_CONNS];
+	SSL_CTX *ctx[MAX_CONNS];
+	zmq_pollitem_t it[MAX_CONNS];
+	struct receiver r;
+	void *zctx = zmq_ctx_new();
+	uint64_t t_end, t_open = 0;
+	size_t i, n = o->n_agency;
+	int err = 0, ready = 0;
+
+	memset(&r, 0, sizeof(r));
+	r.want_lat = o->latfile != NULL;
+	for (i = 0; i < n; i++) {
+		ctx[i] = client_ctx(o->pki, o->agency[i]);
+		if (ctx[i] == NULL || zctx == NULL ||
+		    conn_open(zctx, ctx[i], o->ep, o->agency[i], &c[i]) != 0) {
+			return 2;
+		}
+	}
+	t_end = mono_us() + (uint64_t)o->timeout_s * 1000000;
+	while (!stop_flag && r.delivered < o->count) {
+		uint64_t now = mono_us();
+		long timeout = 100;
+		int all = 1;
+
+		if (now > t_end) {
+			fprintf(stderr,
+			        "ihala_load: recv: timed out with %" PRIu64 " of %" PRIu64
+			        " delivered\n",
+			        r.delivered, o->count);
+			err = IHALA_ETIMEDOUT;
+			break;
+		}
+		if (r.t_last_us != 0 && now - r.t_last_us > (uint64_t)o->idle_ms * 1000) {
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			all &= c[i].welcomed;
+			conn_flush(&c[i]);
+			if (c[i].wire_len > 0) {
+				timeout = 1;
+			}
+			it[i].socket = c[i].sock;
+			it[i].events = ZMQ_POLLIN;
+		}
+		if (all && !ready) {
+			ready = 1;
+			t_open = now;
+			if (o->readyfile != NULL) {
+				FILE *f = fopen(o->readyfile, "w");
+
+				if (f != NULL) {
+					fclose(f);
+				}
+			}
+		}
+		if (zmq_poll(it, (int)n, timeout) < 0 && zmq_errno() != EINTR) {
+			err = IHALA_EZMQ;
+			break;
+		}
+		for (i = 0; i < n && err == 0; i++) {
+			if (it[i].revents & ZMQ_POLLIN) {
+				err = conn_input(&c[i], receiver_frame, &r);
+			}
+		}
+		if (err != 0) {
+			break;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		conn_flush(&c[i]);
+	}
+	printf("delivered=%" PRIu64 "\nother=%" PRIu64 "\nt_open_us=%" PRIu64
+	       "\nt_first_us=%" PRIu64 "\nt_last_us=%" PRIu64 "\n",
+	       r.delivered, r.other, t_open, r.t_first_us, r.t_last_us);
+	lat_write(&r.lat, o->latfile);
+	for (i = 0; i < n; i++) {
+		conn_close(&c[i]);
+		SSL_CTX_free(ctx[i]);
+	}
+	zmq_ctx_term(zctx);
+	return err == 0 ? 0 : 1;
+}
+
+/* ---- stats ---- */
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+cmd_stats(int argc, char **argv)
+{
+	struct lat l = {0};
+	double sum = 0;
+	int i;
+
+	for (i = 0; i < argc; i++) {
+		FILE *f = fopen(argv[i], "r");
+		unsigned long v;
+
+		if (f == NULL) {
+			perror(argv[i]);
+			return 2;
+		}
+		while (fscanf(f, "%lu", &v) == 1) {
+			lat_add(&l, v);
+			sum += (double)v;
+		}
+		fclose(f);
+	}
+	if (l.n == 0) {
+		printf("count=0\n");
+		return 1;
+	}
+	qsort(l.v, l.n, sizeof(l.v[0]), cmp_u32);
+	printf("count=%zu\np50_us=%" PRIu32 "\np99_us=%" PRIu32 "\nmax_us=%" PRIu32
+	       "\nmean_us=%.0f\n",
+	       l.n, l.v[(l.n - 1) / 2], l.v[(size_t)((double)(l.n - 1) * 0.99)], l.v[l.n - 1],
+	       sum / (double)l.n);
+	free(l.v);
+	return 0;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	        "usage: ihala_load send -b EP -P PKI -a AGENCY -t TO[,TO..] -n COUNT [-r RATE] "
+	        "[-s BYTES] [-p PREFIX] [-L LATFILE] [-T SECONDS]\n"
+	        "       ihala_load recv -b EP -P PKI -a AGENCY [-a AGENCY..] -n COUNT [-L LATFILE] "
+	        "[-R READYFILE] [-I IDLE_MS] [-T SECONDS]\n"
+	        "       ihala_load stats LATFILE...\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o;
+
+	log_setlevel(LOG_LEVEL_WARN);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	if (argc >= 2 && strcmp(argv[1], "stats") == 0) {
+		return cmd_stats(argc - 2, argv + 2);
+	}
+	if (argc < 2 || parse_opts(argc - 1, argv + 1, &o) != 0) {
+		usage();
+		return 2;
+	}
+	if (strcmp(argv[1], "send") == 0) {
+		return cmd_send(&o);
+	}
+	if (strcmp(argv[1], "recv") == 0) {
+		return cmd_recv(&o);
+	}
+	usage();
+	return 2;
+}

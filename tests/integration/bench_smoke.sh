@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# bench_smoke.sh - the benchmark harness in smoke mode (tiny counts, ihala and ceilings only),
+# so it never rots: it runs, cleans up after itself, and its JSON carries every key.
+. "$(dirname "$0")/lib.sh"
+plan 8
+
+out=$T/out
+"$IHALA_ROOT/bench/run.sh" --smoke --build "$IHALA_BUILD" --out "$out" >"$T/run.out" 2>"$T/run.err"
+rc=$?
+if [ $rc -eq 0 ]; then ok "bench/run.sh --smoke finishes"; else not_ok "bench/run.sh --smoke finishes (exit $rc)"; show "$T/run.err"; fi
+json=$out/latest.json
+
+# key_is KEY REGEX: the key is present once, with a value matching REGEX.
+key_is() { [ "$(grep -cE "^  \"$1\": ($2),?\$" "$json")" -eq 1 ]; }
+NUM='[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?'
+missing=""
+for k in ihala_msgs_per_s rabbitmq_msgs_per_s mosquitto_msgs_per_s lmdb_ceiling_msgs_per_s \
+	ihala_vs_rabbitmq ihala_vs_mosquitto ihala_vs_lmdb_ceiling p99_delivery_ms_at_1k \
+	rss_mib_1m_backlog drain_msgs_per_s verify_entries_per_s ihala_vs_zmq_ceiling; do
+	key_is "$k" "$NUM|null" || missing="$missing $k"
+done
+if [ -z "$missing" ]; then ok "latest.json has every required key"; else not_ok "latest.json lacks:$missing"; show "$json"; fi
+
+bad=""
+for k in ihala_msgs_per_s lmdb_ceiling_msgs_per_s zmq_ceiling_msgs_per_s tls_ceiling_frames_per_s \
+	ihala_vs_lmdb_ceiling p99_delivery_ms_at_1k rss_mib_1m_backlog drain_msgs_per_s \
+	verify_entries_per_s; do
+	key_is "$k" "$NUM" || bad="$bad $k"
+done
+if [ -z "$bad" ]; then ok "ihala and ceiling figures are numbers"; else not_ok "not measured:$bad"; show "$json"; fi
+check "smoke mode runs no peers (their figures are null)" key_is rabbitmq_msgs_per_s null
+# 4 pipelined senders keep over 1 000 requests in flight to the writer (a full inproc pipe each
+# way once froze the broker).
+check "every referral receipted and delivered, with 1 and with 4 pipelined senders" \
+	test "$(grep -cE '^  "ihala(1|4)_(receipted|delivered)": 2400,$' "$json")" -eq 4
+check "the table names the targets" grep -q 'p99 submit->delivery at 1k/s' "$out/latest.txt"
+
+tmp=$(sed -n 's/^bench: temp dir //p' "$T/run.err")
+if [ -n "$tmp" ] && [ ! -e "$tmp" ] && ! pgrep -f "$tmp" >/dev/null; then
+	ok "no process and no temp dir left behind"
+else
+	not_ok "no process and no temp dir left behind ($tmp)"
+fi
+"$IHALA_ROOT/bench/run.sh" --smok >/dev/null 2>"$T/usage.err"
+rc=$?
+check "an unknown option is refused with exit 2" test $rc -eq 2

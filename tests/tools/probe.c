@@ -1,0 +1,1637 @@
+/* probe.c - raw test client: drives the broker's TLS-over-ZeroMQ channel by hand, hostile or not. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <zmq.h>
+
+#include "channel.h"
+#include "error.h"
+#include "frame.h"
+#include "tlsctx.h"
+
+/*
+ * Usage: probe [options] MODE [ARGS...]; `probe --help` lists the modes.
+ *
+ * Exit codes: 0 the mode ran and printed its result on stdout (the caller
+ * judges the text), 1 refused (welcome-like modes) or the expected event
+ * did not happen, 2 usage, 3 no answer in time, 4 local failure.
+ *
+ * Everything it prints on stdout is one result per line, stable for grep.
+ */
+
+#define EXIT_OK 0
+#define EXIT_REFUSED 1
+#define EXIT_USAGE 2
+#define EXIT_TIMEOUT 3
+#define EXIT_LOCAL 4
+
+/* The probe accepts anything the broker may send and may write large frames. */
+#define PROBE_MAX_FRAME FRAME_MAX_LIMIT
+/* One ZeroMQ message per TLS chunk taken out of the channel. */
+#define WIRE_CHUNK (64 * 1024)
+#define LINGER_MS 500
+/* How long to look for the close that follows a session Error. */
+#define CLOSE_WAIT_MS 1500
+#define LIVENESS_REQ_ID 4242
+
+struct opts {
+	const char *endpoint;
+	const char *ca;
+	const char *cert;
+	const char *key;
+	const char *server_name;
+	int no_cert;
+	int tls12;
+	int close_after;
+	long timeout_ms;
+	/* make-envelope */
+	const char *from;
+	const char *to;
+	const char *message_id;
+	const char *referral_id;
+	int bad_utf8;
+};
+
+/* One DEALER connection and the TLS session on it. */
+struct conn {
+	void *sock;
+	void *mon; /* PAIR on the socket monitor, or NULL */
+	struct channel *ch;
+};
+
+enum ev {
+	EV_FRAME,      /* *f holds a decoded frame (frame_free it) */
+	EV_CLOSED,     /* close_notify from the broker */
+	EV_FAILED,     /* channel failed: channel_error_text() */
+	EV_RESET,      /* CHANNEL_MSG_RESET arrived */
+	EV_DISCONNECT, /* the socket monitor saw the TCP connection go */
+	EV_TIMEOUT,
+	EV_LOCAL, /* our own failure, already printed on stderr */
+};
+
+static void *zctx;
+static SSL_CTX *sslctx;
+static struct opts opt;
+static int mon_seq;
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static long
+left_ms(uint64_t deadline)
+{
+	uint64_t t = now_ms();
+
+	return t >= deadline ? 0 : (long)(deadline - t);
+}
+
+/* ---- TLS context ---- */
+
+static int
+ctx_by_hand(SSL_CTX **out)
+{
+	static const unsigned char alpn[] = "\x07" TLSCTX_ALPN;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (ctx == NULL) {
+		return IHALA_ENOMEM;
+	}
+	if (opt.tls12) {
+		SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+		SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+	} else {
+		SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	}
+	if (SSL_CTX_load_verify_file(ctx, opt.ca) != 1) {
+		fprintf(stderr, "probe: cannot load CA '%s'\n", opt.ca);
+		goto fail;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0) {
+		goto fail;
+	}
+	if (!opt.no_cert) {
+		if (SSL_CTX_use_certificate_chain_file(ctx, opt.cert) != 1 ||
+		    SSL_CTX_use_PrivateKey_file(ctx, opt.key, SSL_FILETYPE_PEM) != 1) {
+			fprintf(stderr, "probe: cannot load '%s' / '%s'\n", opt.cert, opt.key);
+			goto fail;
+		}
+	}
+	*out = ctx;
+	return 0;
+fail:
+	SSL_CTX_free(ctx);
+	return IHALA_ECONFIG;
+}
+
+static int
+make_ctx(void)
+{
+	struct tls_files tf;
+	char err[512];
+	int rc;
+
+	if (opt.ca == NULL || (!opt.no_cert && (opt.cert == NULL || opt.key == NULL))) {
+		fprintf(stderr, "probe: --ca and --cert/--key (or --no-cert) are required\n");
+		return IHALA_EINVAL;
+	}
+	if (opt.no_cert || opt.tls12) {
+		return ctx_by_hand(&sslctx);
+	}
+	memset(&tf, 0, sizeof(tf));
+	tf.ca_file = opt.ca;
+	tf.cert_file = opt.cert;
+	tf.key_file = opt.key;
+	rc = tlsctx_client_new(&tf, &sslctx, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "probe: %s\n", err);
+	}
+	return rc;
+}
+
+/* ---- connection ---- */
+
+static int
+conn_open(struct conn *c, int monitor)
+{
+	int one = 1, linger = LINGER_MS, tmo = (int)opt.timeout_ms;
+	char addr[64];
+
+	memset(c, 0, sizeof(*c));
+	c->sock = zmq_socket(zctx, ZMQ_DEALER);
+	if (c->sock == NULL) {
+		return IHALA_EZMQ;
+	}
+	zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof(one));
+	zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &tmo, sizeof(tmo));
+	if (monitor) {
+		snprintf(addr, sizeof(addr), "inproc://probe-mon-%d", ++mon_seq);
+		if (zmq_socket_monitor(c->sock, addr, ZMQ_EVENT_DISCONNECTED) != 0 ||
+		    (c->mon = zmq_socket(zctx, ZMQ_PAIR)) == NULL || zmq_connect(c->mon, addr) != 0) {
+			fprintf(stderr, "probe: socket monitor: %s\n", zmq_strerror(zmq_errno()));
+			return IHALA_EZMQ;
+		}
+	}
+	if (zmq_connect(c->sock, opt.endpoint) != 0) {
+		fprintf(stderr, "probe: connect %s: %s\n", opt.endpoint, zmq_strerror(zmq_errno()));
+		return IHALA_EZMQ;
+	}
+	return 0;
+}
+
+static void
+conn_close(struct conn *c)
+{
+	int zero = 0;
+
+	channel_free(c->ch);
+	c->ch = NULL;
+	if (c->mon != NULL) {
+		zmq_setsockopt(c->mon, ZMQ_LINGER, &zero, sizeof(zero));
+		zmq_close(c->mon);
+		c->mon = NULL;
+	}
+	if (c->sock != NULL) {
+		zmq_close(c->sock);
+		c->sock = NULL;
+	}
+}
+
+/* One ZeroMQ message: type byte + payload. Blocks up to --timeout until connected. */
+static int
+conn_send(struct conn *c, uint8_t type, const uint8_t *data, size_t len)
+{
+	zmq_msg_t m;
+
+	if (zmq_msg_init_size(&m, len + 1) != 0) {
+		return IHALA_ENOMEM;
+	}
+	((uint8_t *)zmq_msg_data(&m))[0] = type;
+	if (len > 0) {
+		memcpy((uint8_t *)zmq_msg_data(&m) + 1, data, len);
+	}
+	if (zmq_msg_send(&m, c->sock, 0) < 0) {
+		zmq_msg_close(&m);
+		return zmq_errno() == EAGAIN ? IHALA_ETIMEDOUT : IHALA_EZMQ;
+	}
+	return 0;
+}
+
+/* Send every pending TLS byte of the channel. */
+static int
+conn_flush(struct conn *c)
+{
+	static uint8_t buf[WIRE_CHUNK];
+	size_t n;
+	int rc;
+
+	while (channel_pending_out(c->ch) > 0) {
+		channel_take_out(c->ch, buf, sizeof(buf), &n);
+		if (n == 0) {
+			break;
+		}
+		rc = conn_send(c, CHANNEL_MSG_TLS, buf, n);
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* Fresh TLS session on the connection; its ClientHello is sent unless hold_hello. */
+static int
+conn_start_tls(struct conn *c, int hold_hello)
+{
+	int rc;
+
+	channel_free(c->ch);
+	c->ch = NULL;
+	rc = channel_new(sslctx, 0, opt.server_name, PROBE_MAX_FRAME,
+			 channel_wire_size(PROBE_MAX_FRAME), &c->ch);
+	if (rc != 0) {
+		fprintf(stderr, "probe: channel_new: %s\n", ihala_strerror(rc));
+		return rc;
+	}
+	return hold_hello ? 0 : conn_flush(c);
+}
+
+/* Drain the monitor; 1 when it reported a disconnect. */
+static int
+mon_disconnected(struct conn *c)
+{
+	int seen = 0;
+
+	for (;;) {
+		zmq_msg_t a, b;
+		uint16_t event = 0;
+
+		zmq_msg_init(&a);
+		if (zmq_msg_recv(&a, c->mon, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&a);
+			return seen;
+		}
+		if (zmq_msg_size(&a) >= sizeof(event)) {
+			memcpy(&event, zmq_msg_data(&a), sizeof(event));
+		}
+		zmq_msg_close(&a);
+		zmq_msg_init(&b);
+		zmq_msg_recv(&b, c->mon, 0); /* the endpoint part */
+		zmq_msg_close(&b);
+		seen |= event == ZMQ_EVENT_DISCONNECTED;
+	}
+}
+
+/*
+ * Receive one ZeroMQ message before the deadline. Returns 1 with *type and the
+ * payload copied into buf (*len, cut at cap), 0 on timeout, -1 when the
+ * monitor reported a disconnect, -2 on a ZeroMQ failure.
+ */
+static int
+conn_recv(struct conn *c, uint64_t deadline, uint8_t *type, uint8_t *buf, size_t cap, size_t *len)
+{
+	zmq_pollitem_t it[2];
+	zmq_msg_t m;
+	size_t n;
+
+	for (;;) {
+		it[0].socket = c->sock;
+		it[0].events = ZMQ_POLLIN;
+		it[1].socket = c->mon;
+		it[1].events = ZMQ_POLLIN;
+		if (zmq_poll(it, c->mon != NULL ? 2 : 1, left_ms(deadline)) < 0) {
+			if (zmq_errno() == EINTR) {
+				continue;
+			}
+			return -2;
+		}
+		if (c->mon != NULL && (it[1].revents & ZMQ_POLLIN) && mon_disconnected(c)) {
+			return -1;
+		}
+		if (it[0].revents & ZMQ_POLLIN) {
+			zmq_msg_init(&m);
+			if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
+				zmq_msg_close(&m);
+				continue;
+			}
+			n = zmq_msg_size(&m);
+			if (n == 0) {
+				zmq_msg_close(&m);
+				continue;
+			}
+			*type = ((uint8_t *)zmq_msg_data(&m))[0];
+			n--;
+			*len = n < cap ? n : cap;
+			memcpy(buf, (uint8_t *)zmq_msg_data(&m) + 1, *len);
+			zmq_msg_close(&m);
+			return 1;
+		}
+		if (left_ms(deadline) == 0) {
+			return 0;
+		}
+	}
+}
+
+/* The next thing that happens on the session, before the deadline. */
+static enum ev
+conn_next(struct conn *c, uint64_t deadline, Ihala__V1__Frame **f)
+{
+	static uint8_t buf[WIRE_CHUNK + 1024];
+	const uint8_t *body;
+	size_t blen, n;
+	uint8_t type;
+	int rc;
+
+	for (;;) {
+		rc = channel_next_frame(c->ch, &body, &blen);
+		if (rc == 1) {
+			rc = frame_decode(body, blen, PROBE_MAX_FRAME, f);
+			if (rc != 0) {
+				fprintf(stderr, "probe: broker sent an undecodable frame: %s\n",
+					ihala_strerror(rc));
+				return EV_LOCAL;
+			}
+			return EV_FRAME;
+		}
+		if (rc < 0 || channel_state(c->ch) == CHANNEL_FAILED) {
+			return EV_FAILED;
+		}
+		if (channel_state(c->ch) == CHANNEL_CLOSED) {
+			return EV_CLOSED;
+		}
+		rc = conn_recv(c, deadline, &type, buf, sizeof(buf), &n);
+		if (rc == 0) {
+			return EV_TIMEOUT;
+		}
+		if (rc == -1) {
+			return EV_DISCONNECT;
+		}
+		if (rc < 0) {
+			fprintf(stderr, "probe: zmq: %s\n", zmq_strerror(zmq_errno()));
+			return EV_LOCAL;
+		}
+		if (type == CHANNEL_MSG_RESET) {
+			return EV_RESET;
+		}
+		if (type != CHANNEL_MSG_TLS) {
+			continue;
+		}
+		channel_feed(c->ch, buf, n);
+		if (conn_flush(c) != 0) {
+			fprintf(stderr, "probe: cannot send to the broker\n");
+			return EV_LOCAL;
+		}
+	}
+}
+
+/* Encode f and write it into the session; flush. */
+static int
+conn_write(struct conn *c, const Ihala__V1__Frame *f)
+{
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	rc = frame_encode(f, &buf, &len);
+	if (rc != 0) {
+		return rc;
+	}
+	rc = channel_write_frame(c->ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
+	free(buf);
+	return rc != 0 ? rc : conn_flush(c);
+}
+
+static int
+send_checkpoint_request(struct conn *c, uint64_t id)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__CheckpointRequest q = IHALA__V1__CHECKPOINT_REQUEST__INIT;
+
+	q.request_id = id;
+	f.kind_case = IHALA__V1__FRAME__KIND_CHECKPOINT_REQUEST;
+	f.checkpoint_request = &q;
+	return conn_write(c, &f);
+}
+
+/* Polite end: close_notify, then the socket. */
+static void
+conn_bye(struct conn *c)
+{
+	if (c->ch != NULL && channel_state(c->ch) == CHANNEL_OPEN) {
+		channel_close(c->ch);
+		conn_flush(c);
+	}
+	conn_close(c);
+}
+
+/* ---- printing ---- */
+
+static const char *
+role_name(Ihala__V1__Role r)
+{
+	switch (r) {
+	case IHALA__V1__ROLE__ROLE_DMA:
+		return "dma";
+	case IHALA__V1__ROLE__ROLE_MINISTRY:
+		return "ministry";
+	case IHALA__V1__ROLE__ROLE_NGO:
+		return "ngo";
+	case IHALA__V1__ROLE__ROLE_AUDITOR:
+		return "auditor";
+	default:
+		return "unspecified";
+	}
+}
+
+static const char *
+code_name(int wire)
+{
+	return ihala_errname(-wire);
+}
+
+static void
+print_receipt(const Ihala__V1__Receipt *r)
+{
+	switch (r->status) {
+	case IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED:
+		printf("receipt ACCEPTED seq %llu\n", (unsigned long long)r->seq);
+		break;
+	case IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE:
+		printf("receipt DUPLICATE seq %llu\n", (unsigned long long)r->seq);
+		break;
+	case IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED:
+		printf("receipt REFUSED %s: %s\n", code_name(r->error_code), r->error_message);
+		break;
+	default:
+		printf("receipt status %d\n", (int)r->status);
+		break;
+	}
+}
+
+/* One line for any frame the broker sent. */
+static void
+print_frame(const char *prefix, const Ihala__V1__Frame *f)
+{
+	switch (f->kind_case) {
+	case IHALA__V1__FRAME__KIND_ERROR:
+		printf("%serror %s: %s\n", prefix, code_name((int)f->error->code), f->error->message);
+		break;
+	case IHALA__V1__FRAME__KIND_RECEIPT:
+		fputs(prefix, stdout);
+		print_receipt(f->receipt);
+		break;
+	default:
+		printf("%sframe %d\n", prefix, (int)f->kind_case);
+		break;
+	}
+}
+
+/* ---- the session opening, shared by most modes ---- */
+
+/*
+ * Handshake and wait for Welcome. On success returns EXIT_OK and, when
+ * `print`, prints "welcome AGENCY ROLE". Otherwise prints "refused: WHY"
+ * (EXIT_REFUSED) or "timeout" (EXIT_TIMEOUT).
+ */
+static int
+open_session(struct conn *c, uint64_t deadline, int print)
+{
+	Ihala__V1__Frame *f = NULL;
+	int rc;
+
+	rc = conn_start_tls(c, 0);
+	if (rc == IHALA_ETIMEDOUT) {
+		printf("timeout\n");
+		return EXIT_TIMEOUT;
+	}
+	if (rc != 0) {
+		return EXIT_LOCAL;
+	}
+	for (;;) {
+		switch (conn_next(c, deadline, &f)) {
+		case EV_FRAME:
+			if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
+				if (print) {
+					printf("welcome %s %s\n", f->welcome->agency_id,
+					       role_name(f->welcome->role));
+				}
+				frame_free(f);
+				return EXIT_OK;
+			}
+			if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+				printf("refused: %s: %s\n", code_name((int)f->error->code),
+				       f->error->message);
+			} else {
+				print_frame("refused: before Welcome: ", f);
+			}
+			frame_free(f);
+			return EXIT_REFUSED;
+		case EV_FAILED:
+			printf("refused: %s\n", channel_error_text(c->ch));
+			return EXIT_REFUSED;
+		case EV_CLOSED:
+			printf("refused: closed by the broker without a reason\n");
+			return EXIT_REFUSED;
+		case EV_RESET:
+			printf("refused: reset by the broker\n");
+			return EXIT_REFUSED;
+		case EV_DISCONNECT:
+			printf("refused: connection dropped by the broker\n");
+			return EXIT_REFUSED;
+		case EV_TIMEOUT:
+			printf("timeout\n");
+			return EXIT_TIMEOUT;
+		case EV_LOCAL:
+			return EXIT_LOCAL;
+		}
+	}
+}
+
+/*
+ * What comes back after a hostile frame: the first frame (or "no answer"),
+ * then "closed" or "open" depending on whether the broker ended the session.
+ */
+static int
+report_answer(struct conn *c, uint64_t deadline)
+{
+	Ihala__V1__Frame *f = NULL;
+	enum ev e;
+	int terminal = 0;
+
+	/* Deliveries and unsolicited checkpoints are not answers. */
+	while ((e = conn_next(c, deadline, &f)) == EV_FRAME &&
+	       (f->kind_case == IHALA__V1__FRAME__KIND_DELIVER ||
+		(f->kind_case == IHALA__V1__FRAME__KIND_CHECKPOINT && f->checkpoint->request_id == 0))) {
+		frame_free(f);
+	}
+	switch (e) {
+	case EV_FRAME:
+		print_frame("", f);
+		frame_free(f);
+		break;
+	case EV_TIMEOUT:
+		printf("no answer\n");
+		break;
+	case EV_LOCAL:
+		return EXIT_LOCAL;
+	default:
+		printf("no answer\n");
+		terminal = 1;
+		break;
+	}
+	if (!terminal) {
+		for (;;) {
+			e = conn_next(c, now_ms() + CLOSE_WAIT_MS, &f);
+			if (e != EV_FRAME) {
+				break;
+			}
+			frame_free(f); /* e.g. a Deliver: keep looking for the close */
+		}
+	}
+	switch (e) {
+	case EV_CLOSED:
+	case EV_FAILED:
+	case EV_RESET:
+	case EV_DISCONNECT:
+		printf("closed\n");
+		break;
+	default:
+		printf("open\n");
+		break;
+	}
+	fflush(stdout);
+	return EXIT_OK;
+}
+
+/* ---- hex ---- */
+
+static int
+hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9') {
+		return ch - '0';
+	}
+	if (ch >= 'a' && ch <= 'f') {
+		return ch - 'a' + 10;
+	}
+	if (ch >= 'A' && ch <= 'F') {
+		return ch - 'A' + 10;
+	}
+	return -1;
+}
+
+/* Hex digits, with optional spaces or ':' between bytes, into a malloc'd buffer. */
+static int
+parse_hex(const char *s, uint8_t **out, size_t *len)
+{
+	uint8_t *b = malloc(strlen(s) / 2 + 1);
+	size_t n = 0;
+	int hi, lo;
+
+	if (b == NULL) {
+		return IHALA_ENOMEM;
+	}
+	while (*s != '\0') {
+		if (*s == ' ' || *s == ':') {
+			s++;
+			continue;
+		}
+		hi = hexval((unsigned char)s[0]);
+		lo = s[1] != '\0' ? hexval((unsigned char)s[1]) : -1;
+		if (hi < 0 || lo < 0) {
+			free(b);
+			return IHALA_EINVAL;
+		}
+		b[n++] = (uint8_t)(hi << 4 | lo);
+		s += 2;
+	}
+	*out = b;
+	*len = n;
+	return 0;
+}
+
+static int
+parse_long(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+		fprintf(stderr, "probe: '%s' is not a number in %ld..%ld\n", s, min, max);
+		return IHALA_EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+/* ---- modes ---- */
+
+static int
+mode_welcome(void)
+{
+	struct conn c;
+	int rc;
+
+	if (conn_open(&c, 1) != 0) {
+		return EXIT_LOCAL;
+	}
+	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 1);
+	conn_bye(&c);
+	return rc;
+}
+
+/* Stay connected; say how the session ended, or that it still answers. */
+static int
+mode_hold(long secs)
+{
+	uint64_t deadline;
+	Ihala__V1__Frame *f = NULL;
+	struct conn c;
+	int rc;
+
+	if (conn_open(&c, 1) != 0) {
+		return EXIT_LOCAL;
+	}
+	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 1);
+	fflush(stdout);
+	if (rc != EXIT_OK) {
+		conn_close(&c);
+		return rc;
+	}
+	deadline = now_ms() + (uint64_t)secs * 1000;
+	for (;;) {
+		enum ev e = conn_next(&c, deadline, &f);
+
+		if (e == EV_FRAME) {
+			if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR && f->error->request_id == 0) {
+				printf("closed: %s: %s\n", code_name((int)f->error->code),
+				       f->error->message);
+				frame_free(f);
+				break;
+			}
+			if (f->kind_case == IHALA__V1__FRAME__KIND_DELIVER) {
+				printf("deliver %llu\n", (unsigned long long)f->deliver->seq);
+			}
+			frame_free(f);
+			continue;
+		}
+		if (e == EV_TIMEOUT) {
+			/* Still open as far as we know: prove it with a request. */
+			if (send_checkpoint_request(&c, LIVENESS_REQ_ID) != 0) {
+				printf("closed: cannot write\n");
+				break;
+			}
+			deadline = now_ms() + (uint64_t)opt.timeout_ms;
+			while ((e = conn_next(&c, deadline, &f)) == EV_FRAME) {
+				uint64_t id = f->kind_case == IHALA__V1__FRAME__KIND_CHECKPOINT
+						      ? f->checkpoint->request_id
+					      : f->kind_case == IHALA__V1__FRAME__KIND_ERROR
+						      ? f->error->request_id
+						      : 0;
+
+				frame_free(f);
+				if (id == LIVENESS_REQ_ID) {
+					break;
+				}
+			}
+			printf(e == EV_FRAME ? "open: answered\n" : "open: no answer\n");
+			break;
+		}
+		if (e == EV_CLOSED) {
+			printf("closed: close_notify\n");
+		} else if (e == EV_FAILED) {
+			printf("closed: %s\n", channel_error_text(c.ch));
+		} else if (e == EV_RESET) {
+			printf("closed: reset\n");
+		} else if (e == EV_DISCONNECT) {
+			printf("closed: disconnected\n");
+		}
+		break;
+	}
+	conn_bye(&c);
+	return EXIT_OK;
+}
+
+/*
+ * Stay connected across a broker restart, as a real client must: keep asking
+ * for the checkpoint; on RESET or the broker's close start a new TLS session
+ * and wait for Welcome again; done when a request is answered after that.
+ * Disconnects seen by the monitor are only noted: the stale TLS bytes must
+ * reach the new broker, which answers them with RESET.
+ */
+static int
+mode_reconnect(long secs)
+{
+	uint64_t deadline, sent_at = 0, req = 0, next_id = 1;
+	Ihala__V1__Frame *f = NULL;
+	struct conn c;
+	int rc, again = 0, lost;
+
+	if (conn_open(&c, 1) != 0) {
+		return EXIT_LOCAL;
+	}
+	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 1);
+	fflush(stdout);
+	if (rc != EXIT_OK) {
+		conn_close(&c);
+		return rc;
+	}
+	deadline = now_ms() + (uint64_t)secs * 1000;
+	while (left_ms(deadline) > 0) {
+		enum ev e;
+
+		if (req == 0 || now_ms() - sent_at > 1000) {
+			req = next_id++;
+			sent_at = now_ms();
+			if (send_checkpoint_request(&c, req) != 0) {
+				printf("write failed\n");
+			}
+		}
+		e = conn_next(&c, now_ms() + 200 < deadline ? now_ms() + 200 : deadline, &f);
+		lost = 0;
+		switch (e) {
+		case EV_FRAME: {
+			uint64_t id = 0;
+
+			if (f->kind_case == IHALA__V1__FRAME__KIND_CHECKPOINT) {
+				id = f->checkpoint->request_id;
+			} else if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+				id = f->error->request_id;
+				if (id == 0) {
+					printf("closed: %s\n", code_name((int)f->error->code));
+				}
+			}
+			frame_free(f);
+			if (id != 0 && id == req) {
+				req = 0;
+				if (again) {
+					printf("answered after reconnect\n");
+					conn_bye(&c);
+					return EXIT_OK;
+				}
+			}
+			break;
+		}
+		case EV_RESET:
+			printf("reset\n");
+			lost = 1;
+			break;
+		case EV_CLOSED:
+			printf("closed: close_notify\n");
+			lost = 1;
+			break;
+		case EV_FAILED:
+			printf("closed: %s\n", channel_error_text(c.ch));
+			lost = 1;
+			break;
+		case EV_DISCONNECT:
+			printf("disconnected\n");
+			break;
+		case EV_LOCAL:
+			conn_close(&c);
+			return EXIT_LOCAL;
+		default:
+			break;
+		}
+		fflush(stdout);
+		while (lost && left_ms(deadline) > 0) {
+			/* A handshake may get lost in a dying connection: retry on a fresh one. */
+			rc = open_session(&c, now_ms() + 3000 < deadline ? now_ms() + 3000 : deadline,
+					  0);
+			if (rc == EXIT_OK) {
+				printf("welcome again\n");
+				fflush(stdout);
+				again = 1;
+				lost = 0;
+				req = 0;
+				break;
+			}
+			conn_close(&c);
+			if (conn_open(&c, 1) != 0) {
+				return EXIT_LOCAL;
+			}
+		}
+	}
+	printf("not reconnected\n");
+	conn_close(&c);
+	return EXIT_REFUSED;
+}
+
+static void
+random_not_tls(uint8_t *b, size_t n)
+{
+	RAND_bytes(b, (int)n);
+	b[0] = 0x17; /* never 0x16: this must not pass for a ClientHello */
+}
+
+/* Random bytes from a fresh connection: the broker must answer RESET. */
+static int
+mode_garbage(void)
+{
+	uint8_t junk[512], buf[64], type;
+	struct conn c;
+	size_t n;
+	int rc;
+
+	random_not_tls(junk, sizeof(junk));
+	if (conn_open(&c, 0) != 0) {
+		return EXIT_LOCAL;
+	}
+	if (conn_send(&c, CHANNEL_MSG_TLS, junk, sizeof(junk)) != 0) {
+		printf("timeout\n");
+		conn_close(&c);
+		return EXIT_TIMEOUT;
+	}
+	rc = conn_recv(&c, now_ms() + (uint64_t)opt.timeout_ms, &type, buf, sizeof(buf), &n);
+	conn_close(&c);
+	if (rc == 1 && type == CHANNEL_MSG_RESET) {
+		printf("reset\n");
+		return EXIT_OK;
+	}
+	if (rc == 1) {
+		printf("unexpected message type %u\n", type);
+		return EXIT_REFUSED;
+	}
+	printf("timeout\n");
+	return EXIT_TIMEOUT;
+}
+
+/* Send one junk byte on each connection; count the RESETs within wait_ms. */
+static size_t
+count_resets(struct conn *cs, size_t n, long wait_ms)
+{
+	zmq_pollitem_t *it = calloc(n, sizeof(*it));
+	uint8_t *seen = calloc(n, 1);
+	uint64_t deadline;
+	uint8_t junk = 0x17, buf[64], type;
+	size_t i, resets = 0, len;
+
+	if (it == NULL || seen == NULL) {
+		free(it);
+		free(seen);
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
+		conn_send(&cs[i], CHANNEL_MSG_TLS, &junk, 1);
+	}
+	deadline = now_ms() + (uint64_t)wait_ms;
+	while (resets < n && left_ms(deadline) > 0) {
+		for (i = 0; i < n; i++) {
+			it[i].socket = cs[i].sock;
+			it[i].events = ZMQ_POLLIN;
+		}
+		if (zmq_poll(it, (int)n, left_ms(deadline)) <= 0) {
+			continue;
+		}
+		for (i = 0; i < n; i++) {
+			if ((it[i].revents & ZMQ_POLLIN) &&
+			    conn_recv(&cs[i], now_ms(), &type, buf, sizeof(buf), &len) == 1 &&
+			    type == CHANNEL_MSG_RESET && !seen[i]) {
+				seen[i] = 1;
+				resets++;
+			}
+		}
+	}
+	free(it);
+	free(seen);
+	return resets;
+}
+
+/*
+ * N connections each send a real ClientHello and nothing more, for SECONDS.
+ * Then one more byte on each: a connection whose session the broker dropped
+ * gets RESET.
+ */
+static int
+mode_halfopen(long n, long secs)
+{
+	struct conn *cs = calloc((size_t)n, sizeof(*cs));
+	zmq_pollitem_t *it = calloc((size_t)n, sizeof(*it));
+	uint8_t *answered = calloc((size_t)n, 1);
+	uint8_t buf[WIRE_CHUNK], type;
+	size_t i, na = 0, len, resets;
+	uint64_t deadline;
+	int rc = EXIT_LOCAL;
+
+	if (cs == NULL || it == NULL || answered == NULL) {
+		goto out;
+	}
+	for (i = 0; i < (size_t)n; i++) {
+		if (conn_open(&cs[i], 0) != 0 || conn_start_tls(&cs[i], 0) != 0) {
+			fprintf(stderr, "probe: half-open connection %zu failed\n", i);
+			goto out;
+		}
+	}
+	printf("sent %ld\n", n);
+	fflush(stdout);
+	deadline = now_ms() + (uint64_t)secs * 1000;
+	while (left_ms(deadline) > 0) {
+		for (i = 0; i < (size_t)n; i++) {
+			it[i].socket = cs[i].sock;
+			it[i].events = ZMQ_POLLIN;
+		}
+		if (zmq_poll(it, (int)n, left_ms(deadline)) <= 0) {
+			continue;
+		}
+		for (i = 0; i < (size_t)n; i++) {
+			if ((it[i].revents & ZMQ_POLLIN) &&
+			    conn_recv(&cs[i], now_ms(), &type, buf, sizeof(buf), &len) == 1 &&
+			    !answered[i]) {
+				answered[i] = 1;
+				na++;
+			}
+		}
+	}
+	resets = count_resets(cs, (size_t)n, 3000);
+	printf("halfopen %ld: %zu answered, %zu reset\n", n, na, resets);
+	rc = EXIT_OK;
+out:
+	for (i = 0; cs != NULL && i < (size_t)n; i++) {
+		conn_close(&cs[i]);
+	}
+	free(cs);
+	free(it);
+	free(answered);
+	return rc;
+}
+
+/* Take the whole ClientHello out of a fresh channel, without sending it. */
+static int
+take_hello(struct conn *c, uint8_t *buf, size_t cap, size_t *len)
+{
+	if (conn_start_tls(c, 1) != 0) {
+		return IHALA_ETLS;
+	}
+	channel_take_out(c->ch, buf, cap, len);
+	return *len >= 16 ? 0 : IHALA_ETLS;
+}
+
+/* The first half of a ClientHello, then silence; then one byte to see if it was dropped. */
+static int
+mode_halfhandshake(void)
+{
+	uint8_t hello[WIRE_CHUNK], buf[WIRE_CHUNK], type;
+	size_t hlen, half, len;
+	struct conn c;
+	int rc, answered;
+
+	if (conn_open(&c, 0) != 0 || take_hello(&c, hello, sizeof(hello), &hlen) != 0) {
+		return EXIT_LOCAL;
+	}
+	half = hlen / 2;
+	if (conn_send(&c, CHANNEL_MSG_TLS, hello, half) != 0) {
+		printf("timeout\n");
+		conn_close(&c);
+		return EXIT_TIMEOUT;
+	}
+	rc = conn_recv(&c, now_ms() + (uint64_t)opt.timeout_ms, &type, buf, sizeof(buf), &len);
+	answered = rc == 1;
+	conn_send(&c, CHANNEL_MSG_TLS, hello + half, 1);
+	rc = conn_recv(&c, now_ms() + 2000, &type, buf, sizeof(buf), &len);
+	printf("halfhandshake: %s, %s\n", answered ? "answered" : "silent",
+	       rc == 1 && type == CHANNEL_MSG_RESET ? "dropped" : "pending");
+	conn_close(&c);
+	return EXIT_OK;
+}
+
+/* A ClientHello one byte per second, until the broker drops it (RESET) or --timeout. */
+static int
+mode_slowloris(void)
+{
+	uint8_t hello[WIRE_CHUNK], buf[WIRE_CHUNK], type;
+	size_t hlen, off, len;
+	uint64_t start, deadline;
+	struct conn c;
+	int rc;
+
+	if (conn_open(&c, 0) != 0 || take_hello(&c, hello, sizeof(hello), &hlen) != 0) {
+		return EXIT_LOCAL;
+	}
+	start = now_ms();
+	deadline = start + (uint64_t)opt.timeout_ms;
+	/* 9 bytes: the least the broker takes for the start of a ClientHello. */
+	off = 9;
+	if (conn_send(&c, CHANNEL_MSG_TLS, hello, off) != 0) {
+		printf("timeout\n");
+		conn_close(&c);
+		return EXIT_TIMEOUT;
+	}
+	while (left_ms(deadline) > 0) {
+		rc = conn_recv(&c, now_ms() + 1000 < deadline ? now_ms() + 1000 : deadline, &type, buf,
+			       sizeof(buf), &len);
+		if (rc == 1 && type == CHANNEL_MSG_RESET) {
+			printf("dropped after %.1f s\n", (double)(now_ms() - start) / 1000.0);
+			conn_close(&c);
+			return EXIT_OK;
+		}
+		if (rc == 0 && off < hlen) {
+			conn_send(&c, CHANNEL_MSG_TLS, hello + off, 1);
+			off++;
+		}
+	}
+	printf("not dropped after %.1f s (%zu of %zu bytes sent)\n",
+	       (double)(now_ms() - start) / 1000.0, off, hlen);
+	conn_close(&c);
+	return EXIT_REFUSED;
+}
+
+/* One ZeroMQ message of SIZE bytes from a fresh connection. */
+static int
+mode_bigmsg(long size)
+{
+	uint8_t *junk = malloc((size_t)size), buf[64], type;
+	struct conn c;
+	size_t len;
+	int rc;
+
+	if (junk == NULL || conn_open(&c, 1) != 0) {
+		free(junk);
+		return EXIT_LOCAL;
+	}
+	random_not_tls(junk, (size_t)size);
+	rc = conn_send(&c, CHANNEL_MSG_TLS, junk, (size_t)size);
+	free(junk);
+	if (rc != 0) {
+		printf("timeout\n");
+		conn_close(&c);
+		return EXIT_TIMEOUT;
+	}
+	rc = conn_recv(&c, now_ms() + (uint64_t)opt.timeout_ms, &type, buf, sizeof(buf), &len);
+	if (rc == -1) {
+		printf("disconnected\n");
+	} else if (rc == 1 && type == CHANNEL_MSG_RESET) {
+		printf("reset\n");
+	} else if (rc == 1) {
+		printf("answered\n");
+	} else {
+		printf("timeout\n");
+	}
+	conn_close(&c);
+	return EXIT_OK;
+}
+
+/* N complete handshakes at once; count Welcomes. Connections end without close_notify. */
+static int
+mode_flood(long n)
+{
+	struct conn *cs = calloc((size_t)n, sizeof(*cs));
+	zmq_pollitem_t *it = calloc((size_t)n, sizeof(*it));
+	uint8_t *done = calloc((size_t)n, 1);
+	static uint8_t buf[WIRE_CHUNK];
+	size_t i, welcomed = 0, refused = 0, len;
+	uint64_t deadline;
+	uint8_t type;
+	int rc = EXIT_LOCAL;
+
+	if (cs == NULL || it == NULL || done == NULL) {
+		goto out;
+	}
+	for (i = 0; i < (size_t)n; i++) {
+		if (conn_open(&cs[i], 0) != 0 || conn_start_tls(&cs[i], 0) != 0) {
+			fprintf(stderr, "probe: flood connection %zu failed\n", i);
+			goto out;
+		}
+	}
+	deadline = now_ms() + (uint64_t)opt.timeout_ms;
+	while (welcomed + refused < (size_t)n && left_ms(deadline) > 0) {
+		for (i = 0; i < (size_t)n; i++) {
+			it[i].socket = cs[i].sock;
+			it[i].events = done[i] ? 0 : ZMQ_POLLIN;
+		}
+		if (zmq_poll(it, (int)n, left_ms(deadline)) <= 0) {
+			continue;
+		}
+		for (i = 0; i < (size_t)n; i++) {
+			const uint8_t *body;
+			size_t blen;
+			Ihala__V1__Frame *f = NULL;
+
+			if (done[i] || !(it[i].revents & ZMQ_POLLIN) ||
+			    conn_recv(&cs[i], now_ms(), &type, buf, sizeof(buf), &len) != 1) {
+				continue;
+			}
+			if (type == CHANNEL_MSG_RESET) {
+				done[i] = 1;
+				refused++;
+				continue;
+			}
+			channel_feed(cs[i].ch, buf, len);
+			conn_flush(&cs[i]);
+			if (channel_next_frame(cs[i].ch, &body, &blen) == 1 &&
+			    frame_decode(body, blen, PROBE_MAX_FRAME, &f) == 0) {
+				done[i] = 1;
+				if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
+					welcomed++;
+				} else {
+					refused++;
+				}
+				frame_free(f);
+			} else if (channel_state(cs[i].ch) == CHANNEL_FAILED ||
+				   channel_state(cs[i].ch) == CHANNEL_CLOSED) {
+				done[i] = 1;
+				refused++;
+			}
+		}
+	}
+	printf("flood %ld: %zu welcome, %zu refused, %zu no answer\n", n, welcomed, refused,
+	       (size_t)n - welcomed - refused);
+	rc = EXIT_OK;
+out:
+	for (i = 0; cs != NULL && i < (size_t)n; i++) {
+		conn_close(&cs[i]);
+	}
+	free(cs);
+	free(it);
+	free(done);
+	return rc;
+}
+
+/* After Welcome, one frame whose body is exactly `body` (any bytes). */
+static int
+mode_send_hex(const char *hex)
+{
+	struct conn c;
+	uint8_t *body;
+	size_t len;
+	int rc;
+
+	if (parse_hex(hex, &body, &len) != 0) {
+		fprintf(stderr, "probe: bad hex '%s'\n", hex);
+		return EXIT_USAGE;
+	}
+	if (conn_open(&c, 1) != 0) {
+		free(body);
+		return EXIT_LOCAL;
+	}
+	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 0);
+	if (rc == EXIT_OK) {
+		rc = channel_write_frame(c.ch, body, len) == 0 && conn_flush(&c) == 0
+			     ? report_answer(&c, now_ms() + (uint64_t)opt.timeout_ms)
+			     : EXIT_LOCAL;
+	}
+	free(body);
+	conn_bye(&c);
+	return rc;
+}
+
+/*
+ * After Welcome, a length prefix of our choosing and then `hex`, written
+ * straight into TLS. TEST ONLY: this does I/O on channel_ssl(), which
+ * channel.h forbids, to fake framing that channel_write_frame() never
+ * produces; channel_take_out() then drains what SSL wrote into the memory BIO.
+ */
+static int
+mode_send_raw_prefix(long prefix, const char *hex)
+{
+	struct conn c;
+	uint8_t *data, *plain;
+	size_t len, n;
+	int rc;
+
+	if (parse_hex(hex, &data, &len) != 0) {
+		fprintf(stderr, "probe: bad hex '%s'\n", hex);
+		return EXIT_USAGE;
+	}
+	plain = malloc(len + FRAME_PREFIX_LEN);
+	if (plain == NULL || conn_open(&c, 1) != 0) {
+		free(data);
+		free(plain);
+		return EXIT_LOCAL;
+	}
+	plain[0] = (uint8_t)((uint32_t)prefix >> 24);
+	plain[1] = (uint8_t)((uint32_t)prefix >> 16);
+	plain[2] = (uint8_t)((uint32_t)prefix >> 8);
+	plain[3] = (uint8_t)prefix;
+	if (len > 0) {
+		memcpy(plain + FRAME_PREFIX_LEN, data, len);
+	}
+	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 0);
+	if (rc == EXIT_OK) {
+		ERR_clear_error();
+		if (SSL_write_ex(channel_ssl(c.ch), plain, len + FRAME_PREFIX_LEN, &n) != 1 ||
+		    n != len + FRAME_PREFIX_LEN) {
+			fprintf(stderr, "probe: SSL_write failed\n");
+			rc = EXIT_LOCAL;
+		} else {
+			if (opt.close_after) {
+				channel_close(c.ch);
+			}
+			rc = conn_flush(&c) == 0 ? EXIT_OK : EXIT_LOCAL;
+		}
+		if (rc == EXIT_OK && opt.close_after) {
+			printf("sent and closed\n");
+		} else if (rc == EXIT_OK) {
+			rc = report_answer(&c, now_ms() + (uint64_t)opt.timeout_ms);
+		}
+	}
+	free(data);
+	free(plain);
+	conn_bye(&c);
+	return rc;
+}
+
+static int
+read_file(const char *path, uint8_t **out, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	uint8_t *b = NULL, *nb;
+	size_t cap = 0, n = 0, r;
+
+	if (fp == NULL) {
+		fprintf(stderr, "probe: cannot open '%s': %s\n", path, strerror(errno));
+		return IHALA_EIO;
+	}
+	for (;;) {
+		if (n == cap) {
+			cap = cap == 0 ? 4096 : cap * 2;
+			nb = realloc(b, cap);
+			if (nb == NULL) {
+				free(b);
+				fclose(fp);
+				return IHALA_ENOMEM;
+			}
+			b = nb;
+		}
+		r = fread(b + n, 1, cap - n, fp);
+		if (r == 0) {
+			break;
+		}
+		n += r;
+	}
+	fclose(fp);
+	*out = b;
+	*len = n;
+	return 0;
+}
+
+/* After Welcome, a Submit of FILE's bytes as the envelope; print the Receipt. */
+static int
+mode_submit_file(const char *path)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Submit s = IHALA__V1__SUBMIT__INIT;
+	Ihala__V1__Frame *in = NULL;
+	struct conn c;
+	uint8_t *env;
+	size_t len;
+	int rc;
+
+	if (read_file(path, &env, &len) != 0) {
+		return EXIT_LOCAL;
+	}
+	if (conn_open(&c, 1) != 0) {
+		free(env);
+		return EXIT_LOCAL;
+	}
+	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 0);
+	if (rc == EXIT_OK) {
+		s.envelope.data = env;
+		s.envelope.len = len;
+		f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
+		f.submit = &s;
+		if (conn_write(&c, &f) != 0) {
+			rc = EXIT_LOCAL;
+		}
+	}
+	while (rc == EXIT_OK) {
+		enum ev e = conn_next(&c, now_ms() + (uint64_t)opt.timeout_ms, &in);
+
+		if (e == EV_FRAME && in->kind_case != IHALA__V1__FRAME__KIND_RECEIPT &&
+		    in->kind_case != IHALA__V1__FRAME__KIND_ERROR) {
+			frame_free(in);
+			continue;
+		}
+		if (e == EV_FRAME) {
+			print_frame("", in);
+			frame_free(in);
+		} else if (e == EV_TIMEOUT) {
+			printf("timeout\n");
+			rc = EXIT_TIMEOUT;
+		} else {
+			printf("closed without a receipt\n");
+			rc = EXIT_REFUSED;
+		}
+		break;
+	}
+	free(env);
+	conn_bye(&c);
+	return rc;
+}
+
+/* An encoded referral Envelope carrying MARKER, on stdout. No network. */
+static int
+mode_make_envelope(const char *marker)
+{
+	Ihala__V1__Envelope e = IHALA__V1__ENVELOPE__INIT;
+	Ihala__V1__Referral r = IHALA__V1__REFERRAL__INIT;
+	Ihala__V1__Survivor sv = IHALA__V1__SURVIVOR__INIT;
+	Ihala__V1__Consent cs = IHALA__V1__CONSENT__INIT;
+	Ihala__V1__ServiceCode services[1] = { IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION };
+	Ihala__V1__DataCategory data[1] = { IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS };
+	char msgid[80], refid[80], reason[256];
+	char *agencies[1];
+	uint8_t *buf;
+	size_t len;
+
+	snprintf(msgid, sizeof(msgid), "%s", opt.message_id != NULL ? opt.message_id : "probe-msg-1");
+	snprintf(refid, sizeof(refid), "%s", opt.referral_id != NULL ? opt.referral_id : "probe-ref-1");
+	snprintf(reason, sizeof(reason), "needs rehabilitation %s%s", marker,
+		 opt.bad_utf8 ? " \xc3\x28" : "");
+	agencies[0] = (char *)opt.to;
+	e.message_id = msgid;
+	e.to = (char *)opt.to;
+	if (opt.from != NULL) {
+		e.from = (char *)opt.from;
+	}
+	e.client_time_ms = 1714567890123ull;
+	e.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	e.referral = &r;
+	r.referral_id = refid;
+	r.priority = IHALA__V1__PRIORITY__PRIORITY_NORMAL;
+	r.n_services = 1;
+	r.services = services;
+	r.reason = reason;
+	r.notes = (char *)marker;
+	r.survivor = &sv;
+	r.consent = &cs;
+	sv.case_id = "case-probe-1";
+	cs.given = 1;
+	cs.given_by = IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
+	cs.date = "2024-05-01";
+	cs.recorded_by = "probe";
+	cs.n_agencies = 1;
+	cs.agencies = agencies;
+	cs.n_data_covered = 1;
+	cs.data_covered = data;
+	len = ihala__v1__envelope__get_packed_size(&e);
+	buf = malloc(len);
+	if (buf == NULL) {
+		return EXIT_LOCAL;
+	}
+	ihala__v1__envelope__pack(&e, buf);
+	if (fwrite(buf, 1, len, stdout) != len || fflush(stdout) != 0) {
+		free(buf);
+		return EXIT_LOCAL;
+	}
+	free(buf);
+	return EXIT_OK;
+}
+
+/* ---- command line ---- */
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+		"usage: probe [options] MODE [ARGS]\n"
+		"\n"
+		"options:\n"
+		"  --endpoint E        broker endpoint (tcp://127.0.0.1:PORT)\n"
+		"  --ca F              federation CA (PEM)\n"
+		"  --cert F --key F    client certificate and key\n"
+		"  --no-cert           present no client certificate\n"
+		"  --tls12             offer TLS 1.2 only\n"
+		"  --server-name N     name the broker certificate must match (localhost)\n"
+		"  --timeout MS        how long to wait for an answer (5000)\n"
+		"  --close             send-raw-prefix: send close_notify right after the bytes\n"
+		"  --from A --to A --message-id M --referral-id R --bad-utf8   make-envelope\n"
+		"\n"
+		"modes:\n"
+		"  welcome                  'welcome AGENCY ROLE' or 'refused: WHY' (1) or 'timeout' (3)\n"
+		"  hold SECONDS             welcome, then 'closed: WHY' or 'open: answered'\n"
+		"  reconnect SECONDS        survive a broker restart: 'answered after reconnect'\n"
+		"  garbage                  random bytes from a fresh connection: 'reset'\n"
+		"  halfopen N SECONDS       N ClientHellos held open: 'halfopen N: A answered, R reset'\n"
+		"  halfhandshake            half a ClientHello: 'halfhandshake: silent|answered, dropped|pending'\n"
+		"  slowloris                a ClientHello byte by byte: 'dropped after S s'\n"
+		"  bigmsg SIZE              one ZeroMQ message of SIZE bytes: 'disconnected', 'reset', 'timeout'\n"
+		"  flood N                  N handshakes at once: 'flood N: W welcome, R refused, T no answer'\n"
+		"  send-hex HEX             one frame body: 'error CODE: text' | 'receipt ...' | 'no answer',\n"
+		"                           then 'closed' or 'open'\n"
+		"  send-raw-prefix LEN HEX  prefix LEN then HEX straight into TLS (test only); as send-hex\n"
+		"  submit-file FILE         Submit FILE as the envelope: 'receipt STATUS ...'\n"
+		"  make-envelope MARKER     encoded referral envelope carrying MARKER on stdout\n"
+		"\n"
+		"exit: 0 ran (judge the output), 1 refused, 2 usage, 3 timeout, 4 local failure\n");
+}
+
+static int
+run_mode(int argc, char **argv)
+{
+	const char *m = argv[0];
+	long a = 0, b = 0;
+
+	if (strcmp(m, "make-envelope") == 0 && argc == 2) {
+		if (opt.to == NULL) {
+			opt.to = "moh";
+		}
+		return mode_make_envelope(argv[1]);
+	}
+	if (opt.endpoint == NULL) {
+		fprintf(stderr, "probe: --endpoint is required\n");
+		return EXIT_USAGE;
+	}
+	if (strcmp(m, "garbage") == 0 && argc == 1) {
+		return mode_garbage();
+	}
+	if (strcmp(m, "bigmsg") == 0 && argc == 2) {
+		if (parse_long(argv[1], 1, 256L << 20, &a) != 0) {
+			return EXIT_USAGE;
+		}
+		return mode_bigmsg(a);
+	}
+	if (make_ctx() != 0) {
+		return EXIT_LOCAL;
+	}
+	if (strcmp(m, "welcome") == 0 && argc == 1) {
+		return mode_welcome();
+	}
+	if ((strcmp(m, "hold") == 0 || strcmp(m, "reconnect") == 0) && argc == 2) {
+		if (parse_long(argv[1], 0, 3600, &a) != 0) {
+			return EXIT_USAGE;
+		}
+		return m[0] == 'h' ? mode_hold(a) : mode_reconnect(a);
+	}
+	if (strcmp(m, "halfopen") == 0 && argc == 3) {
+		if (parse_long(argv[1], 1, 5000, &a) != 0 || parse_long(argv[2], 0, 3600, &b) != 0) {
+			return EXIT_USAGE;
+		}
+		return mode_halfopen(a, b);
+	}
+	if (strcmp(m, "halfhandshake") == 0 && argc == 1) {
+		return mode_halfhandshake();
+	}
+	if (strcmp(m, "slowloris") == 0 && argc == 1) {
+		return mode_slowloris();
+	}
+	if (strcmp(m, "flood") == 0 && argc == 2) {
+		if (parse_long(argv[1], 1, 5000, &a) != 0) {
+			return EXIT_USAGE;
+		}
+		return mode_flood(a);
+	}
+	if (strcmp(m, "send-hex") == 0 && argc == 2) {
+		return mode_send_hex(argv[1]);
+	}
+	if (strcmp(m, "send-raw-prefix") == 0 && argc == 3) {
+		if (parse_long(argv[1], 0, 0xffffffffL, &a) != 0) {
+			return EXIT_USAGE;
+		}
+		return mode_send_raw_prefix(a, argv[2]);
+	}
+	if (strcmp(m, "submit-file") == 0 && argc == 2) {
+		return mode_submit_file(argv[1]);
+	}
+	usage(stderr);
+	return EXIT_USAGE;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "endpoint", required_argument, NULL, 'e' },
+		{ "ca", required_argument, NULL, 'a' },
+		{ "cert", required_argument, NULL, 'c' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "server-name", required_argument, NULL, 's' },
+		{ "no-cert", no_argument, NULL, 'N' },
+		{ "tls12", no_argument, NULL, '2' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "close", no_argument, NULL, 'C' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "to", required_argument, NULL, 'T' },
+		{ "message-id", required_argument, NULL, 'm' },
+		{ "referral-id", required_argument, NULL, 'r' },
+		{ "bad-utf8", no_argument, NULL, 'U' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch, rc;
+
+	opt.server_name = "localhost";
+	opt.timeout_ms = 5000;
+	while ((ch = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+		switch (ch) {
+		case 'e':
+			opt.endpoint = optarg;
+			break;
+		case 'a':
+			opt.ca = optarg;
+			break;
+		case 'c':
+			opt.cert = optarg;
+			break;
+		case 'k':
+			opt.key = optarg;
+			break;
+		case 's':
+			opt.server_name = optarg;
+			break;
+		case 'N':
+			opt.no_cert = 1;
+			break;
+		case '2':
+			opt.tls12 = 1;
+			break;
+		case 't':
+			if (parse_long(optarg, 1, 3600000, &opt.timeout_ms) != 0) {
+				return EXIT_USAGE;
+			}
+			break;
+		case 'C':
+			opt.close_after = 1;
+			break;
+		case 'f':
+			opt.from = optarg;
+			break;
+		case 'T':
+			opt.to = optarg;
+			break;
+		case 'm':
+			opt.message_id = optarg;
+			break;
+		case 'r':
+			opt.referral_id = optarg;
+			break;
+		case 'U':
+			opt.bad_utf8 = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	zctx = zmq_ctx_new();
+	if (zctx == NULL) {
+		return EXIT_LOCAL;
+	}
+	rc = run_mode(argc - optind, argv + optind);
+	SSL_CTX_free(sslctx);
+	zmq_ctx_term(zctx);
+	return rc;
+}
