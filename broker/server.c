@@ -1031,11 +1031,27 @@ session_input(struct server *sv, struct session *s, const uint8_t *tls, size_t l
 }
 
 /*
- * At max_sessions. Sessions of peers that vanished without close_notify (killed, cut off)
- * still count, and nothing else finds them out while nothing is sent to them: without this
- * a flood of clients that connect and vanish locks everyone out for good. Probe every
- * authenticated session, at most once a second; a probe to a routing id that is gone fails
- * (ROUTER_MANDATORY).
+ * Is the peer still there? A killed client vanishes without a word: ZeroMQ drops its
+ * connection but tells us nothing, and a quiet session is never sent anything that could
+ * fail. Its slot would stay taken (max_sessions) and, for a deliverer with its credit window
+ * full, its deliveries would wait for it for ever instead of going to the agency's next
+ * session. A PROBE to a routing id that is gone fails (ROUTER_MANDATORY).
+ */
+static void
+session_probe(struct server *sv, struct session *s, uint64_t t)
+{
+	s->probe_ms = t;
+	if (wire_send(sv, s, CHANNEL_MSG_PROBE, NULL, 0) == IHALA_ECLOSED) {
+		log_debug("session %llu (%s): peer gone", (unsigned long long)s->id,
+			  s->authed ? s->agency : "unauthenticated");
+		s->dead = 1;
+	}
+}
+
+/*
+ * At max_sessions: probe every authenticated session now (at most once a second) rather than
+ * wait for timers() to reach the quiet ones, so that a flood of clients that connect and
+ * vanish cannot lock the others out.
  */
 static void
 sessions_sweep(struct server *sv)
@@ -1048,11 +1064,8 @@ sessions_sweep(struct server *sv)
 	}
 	sv->last_sweep_ms = t;
 	for (s = sv->sessions; s != NULL; s = s->next) {
-		if (s->authed && !s->dead &&
-		    wire_send(sv, s, CHANNEL_MSG_PROBE, NULL, 0) == IHALA_ECLOSED) {
-			log_debug("session %llu (%s): peer gone", (unsigned long long)s->id,
-				  s->agency);
-			s->dead = 1;
+		if (s->authed && !s->dead) {
+			session_probe(sv, s, t);
 		}
 	}
 	sessions_reap(sv);
@@ -1247,18 +1260,7 @@ timers(struct server *sv)
 			session_end(sv, s, 0, NULL);
 		} else if (s->wire_len == 0 && t - s->last_ms > PROBE_MS &&
 			   t - s->probe_ms > PROBE_MS) {
-			/* A killed client vanishes without a word: ZeroMQ drops its connection
-			 * but tells us nothing, and a quiet session is never sent anything that
-			 * could fail. Its slot would stay taken (max_sessions) and, for a
-			 * deliverer with its credit window full, its deliveries would wait for it
-			 * for ever instead of going to the agency's next session. A probe to a
-			 * routing id that is gone fails (ROUTER_MANDATORY). */
-			s->probe_ms = t;
-			if (wire_send(sv, s, CHANNEL_MSG_PROBE, NULL, 0) == IHALA_ECLOSED) {
-				log_debug("session %llu (%s): peer gone", (unsigned long long)s->id,
-					  s->authed ? s->agency : "unauthenticated");
-				s->dead = 1;
-			}
+			session_probe(sv, s, t);
 		}
 	}
 	if (!sv->tick_outstanding && !sv->stopping && t - sv->last_tick_ms >= TICK_MS) {

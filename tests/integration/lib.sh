@@ -45,12 +45,13 @@ check() {
 # Print a file's contents as TAP comments (for failures).
 show() { sed 's/^/#   /' "$@" 2>/dev/null | tail -n 30; }
 
-# A TCP port on 127.0.0.1 nothing listens on now.
+# A TCP port on 127.0.0.1 that nothing uses now, in any state, taken below the kernel's range
+# of ephemeral ports (32768-60999) so that no outgoing connection can grab it meanwhile.
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 40000))
-		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+		p=$((10000 + RANDOM % 22000))
+		if ! ss -Hatn "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
 			echo "$p"
 			return
 		fi
@@ -60,7 +61,7 @@ free_port() {
 # write_broker_conf DIR PORT [extra ini text]: a broker config using the dev PKI.
 write_broker_conf() {
 	local d=$1 port=$2 extra=${3:-}
-	mkdir -p "$d/data"
+	mkdir -p -m 700 "$d/data"
 	cat >"$d/broker.conf" <<CONF
 [broker]
 listen = tcp://127.0.0.1:$port

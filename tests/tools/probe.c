@@ -1,4 +1,4 @@
-/* probe.c - raw test client: drives the broker's TLS-over-ZeroMQ channel by hand, hostile or not. */
+/* probe.c - raw test client: drives the broker's TLS-over-ZeroMQ channel by hand, even hostile. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -51,6 +51,7 @@ struct opts {
 	int no_cert;
 	int tls12;
 	int close_after;
+	int no_immediate;
 	long timeout_ms;
 	/* make-envelope */
 	const char *from;
@@ -176,13 +177,16 @@ conn_open(struct conn *c, int monitor)
 	if (c->sock == NULL) {
 		return IHALA_EZMQ;
 	}
-	zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof(one));
+	if (!opt.no_immediate) {
+		zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof(one));
+	}
 	zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
 	zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &tmo, sizeof(tmo));
 	if (monitor) {
 		snprintf(addr, sizeof(addr), "inproc://probe-mon-%d", ++mon_seq);
 		if (zmq_socket_monitor(c->sock, addr, ZMQ_EVENT_DISCONNECTED) != 0 ||
-		    (c->mon = zmq_socket(zctx, ZMQ_PAIR)) == NULL || zmq_connect(c->mon, addr) != 0) {
+		    (c->mon = zmq_socket(zctx, ZMQ_PAIR)) == NULL ||
+		    zmq_connect(c->mon, addr) != 0) {
 			fprintf(stderr, "probe: socket monitor: %s\n", zmq_strerror(zmq_errno()));
 			return IHALA_EZMQ;
 		}
@@ -262,7 +266,7 @@ conn_start_tls(struct conn *c, int hold_hello)
 	channel_free(c->ch);
 	c->ch = NULL;
 	rc = channel_new(sslctx, 0, opt.server_name, PROBE_MAX_FRAME,
-			 channel_wire_size(PROBE_MAX_FRAME), &c->ch);
+	                 channel_wire_size(PROBE_MAX_FRAME), &c->ch);
 	if (rc != 0) {
 		fprintf(stderr, "probe: channel_new: %s\n", ihala_strerror(rc));
 		return rc;
@@ -297,8 +301,8 @@ mon_disconnected(struct conn *c)
 }
 
 /*
- * Receive one ZeroMQ message before the deadline. Returns 1 with *type and the
- * payload copied into buf (*len, cut at cap), 0 on timeout, -1 when the
+ * Receive one ZeroMQ message before the deadline, skipping CHANNEL_MSG_PROBE. Returns 1 with *type
+ * and the payload copied into buf (*len; -2 when it is longer than cap), 0 on timeout, -1 when the
  * monitor reported a disconnect, -2 on a ZeroMQ failure.
  */
 static int
@@ -334,8 +338,19 @@ conn_recv(struct conn *c, uint64_t deadline, uint8_t *type, uint8_t *buf, size_t
 				continue;
 			}
 			*type = ((uint8_t *)zmq_msg_data(&m))[0];
+			if (*type == CHANNEL_MSG_PROBE) {
+				/* "Still there?": the send itself told the broker; ignore it. */
+				zmq_msg_close(&m);
+				continue;
+			}
 			n--;
-			*len = n < cap ? n : cap;
+			if (n > cap) {
+				fprintf(stderr, "probe: a message of %zu bytes, more than %zu\n", n,
+				        cap);
+				zmq_msg_close(&m);
+				return -2;
+			}
+			*len = n;
 			memcpy(buf, (uint8_t *)zmq_msg_data(&m) + 1, *len);
 			zmq_msg_close(&m);
 			return 1;
@@ -350,7 +365,7 @@ conn_recv(struct conn *c, uint64_t deadline, uint8_t *type, uint8_t *buf, size_t
 static enum ev
 conn_next(struct conn *c, uint64_t deadline, Ihala__V1__Frame **f)
 {
-	static uint8_t buf[WIRE_CHUNK + 1024];
+	static uint8_t buf[4 * WIRE_CHUNK];
 	const uint8_t *body;
 	size_t blen, n;
 	uint8_t type;
@@ -362,7 +377,7 @@ conn_next(struct conn *c, uint64_t deadline, Ihala__V1__Frame **f)
 			rc = frame_decode(body, blen, PROBE_MAX_FRAME, f);
 			if (rc != 0) {
 				fprintf(stderr, "probe: broker sent an undecodable frame: %s\n",
-					ihala_strerror(rc));
+				        ihala_strerror(rc));
 				return EV_LOCAL;
 			}
 			return EV_FRAME;
@@ -488,7 +503,8 @@ print_frame(const char *prefix, const Ihala__V1__Frame *f)
 {
 	switch (f->kind_case) {
 	case IHALA__V1__FRAME__KIND_ERROR:
-		printf("%serror %s: %s\n", prefix, code_name((int)f->error->code), f->error->message);
+		printf("%serror %s: %s\n", prefix, code_name((int)f->error->code),
+		       f->error->message);
 		break;
 	case IHALA__V1__FRAME__KIND_RECEIPT:
 		fputs(prefix, stdout);
@@ -575,7 +591,8 @@ report_answer(struct conn *c, uint64_t deadline)
 	/* Deliveries and unsolicited checkpoints are not answers. */
 	while ((e = conn_next(c, deadline, &f)) == EV_FRAME &&
 	       (f->kind_case == IHALA__V1__FRAME__KIND_DELIVER ||
-		(f->kind_case == IHALA__V1__FRAME__KIND_CHECKPOINT && f->checkpoint->request_id == 0))) {
+	        (f->kind_case == IHALA__V1__FRAME__KIND_CHECKPOINT &&
+	         f->checkpoint->request_id == 0))) {
 		frame_free(f);
 	}
 	switch (e) {
@@ -719,7 +736,8 @@ mode_hold(long secs)
 		enum ev e = conn_next(&c, deadline, &f);
 
 		if (e == EV_FRAME) {
-			if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR && f->error->request_id == 0) {
+			if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR &&
+			    f->error->request_id == 0) {
 				printf("closed: %s: %s\n", code_name((int)f->error->code),
 				       f->error->message);
 				frame_free(f);
@@ -740,10 +758,10 @@ mode_hold(long secs)
 			deadline = now_ms() + (uint64_t)opt.timeout_ms;
 			while ((e = conn_next(&c, deadline, &f)) == EV_FRAME) {
 				uint64_t id = f->kind_case == IHALA__V1__FRAME__KIND_CHECKPOINT
-						      ? f->checkpoint->request_id
-					      : f->kind_case == IHALA__V1__FRAME__KIND_ERROR
-						      ? f->error->request_id
-						      : 0;
+				                  ? f->checkpoint->request_id
+				              : f->kind_case == IHALA__V1__FRAME__KIND_ERROR
+				                  ? f->error->request_id
+				                  : 0;
 
 				frame_free(f);
 				if (id == LIVENESS_REQ_ID) {
@@ -852,8 +870,8 @@ mode_reconnect(long secs)
 		fflush(stdout);
 		while (lost && left_ms(deadline) > 0) {
 			/* A handshake may get lost in a dying connection: retry on a fresh one. */
-			rc = open_session(&c, now_ms() + 3000 < deadline ? now_ms() + 3000 : deadline,
-					  0);
+			rc = open_session(
+			    &c, now_ms() + 3000 < deadline ? now_ms() + 3000 : deadline, 0);
 			if (rc == EXIT_OK) {
 				printf("welcome again\n");
 				fflush(stdout);
@@ -1042,6 +1060,7 @@ mode_halfhandshake(void)
 	}
 	rc = conn_recv(&c, now_ms() + (uint64_t)opt.timeout_ms, &type, buf, sizeof(buf), &len);
 	answered = rc == 1;
+
 	conn_send(&c, CHANNEL_MSG_TLS, hello + half, 1);
 	rc = conn_recv(&c, now_ms() + 2000, &type, buf, sizeof(buf), &len);
 	printf("halfhandshake: %s, %s\n", answered ? "answered" : "silent",
@@ -1073,8 +1092,8 @@ mode_slowloris(void)
 		return EXIT_TIMEOUT;
 	}
 	while (left_ms(deadline) > 0) {
-		rc = conn_recv(&c, now_ms() + 1000 < deadline ? now_ms() + 1000 : deadline, &type, buf,
-			       sizeof(buf), &len);
+		rc = conn_recv(&c, now_ms() + 1000 < deadline ? now_ms() + 1000 : deadline, &type,
+		               buf, sizeof(buf), &len);
 		if (rc == 1 && type == CHANNEL_MSG_RESET) {
 			printf("dropped after %.1f s\n", (double)(now_ms() - start) / 1000.0);
 			conn_close(&c);
@@ -1183,7 +1202,7 @@ mode_flood(long n)
 				}
 				frame_free(f);
 			} else if (channel_state(cs[i].ch) == CHANNEL_FAILED ||
-				   channel_state(cs[i].ch) == CHANNEL_CLOSED) {
+			           channel_state(cs[i].ch) == CHANNEL_CLOSED) {
 				done[i] = 1;
 				refused++;
 			}
@@ -1222,8 +1241,8 @@ mode_send_hex(const char *hex)
 	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 0);
 	if (rc == EXIT_OK) {
 		rc = channel_write_frame(c.ch, body, len) == 0 && conn_flush(&c) == 0
-			     ? report_answer(&c, now_ms() + (uint64_t)opt.timeout_ms)
-			     : EXIT_LOCAL;
+		         ? report_answer(&c, now_ms() + (uint64_t)opt.timeout_ms)
+		         : EXIT_LOCAL;
 	}
 	free(body);
 	conn_bye(&c);
@@ -1382,17 +1401,20 @@ mode_make_envelope(const char *marker)
 	Ihala__V1__Referral r = IHALA__V1__REFERRAL__INIT;
 	Ihala__V1__Survivor sv = IHALA__V1__SURVIVOR__INIT;
 	Ihala__V1__Consent cs = IHALA__V1__CONSENT__INIT;
-	Ihala__V1__ServiceCode services[1] = { IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION };
-	Ihala__V1__DataCategory data[1] = { IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS };
+	Ihala__V1__ServiceCode services[1] = {
+	    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION};
+	Ihala__V1__DataCategory data[1] = {IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
 	char msgid[80], refid[80], reason[256];
 	char *agencies[1];
 	uint8_t *buf;
 	size_t len;
 
-	snprintf(msgid, sizeof(msgid), "%s", opt.message_id != NULL ? opt.message_id : "probe-msg-1");
-	snprintf(refid, sizeof(refid), "%s", opt.referral_id != NULL ? opt.referral_id : "probe-ref-1");
+	snprintf(msgid, sizeof(msgid), "%s",
+	         opt.message_id != NULL ? opt.message_id : "probe-msg-1");
+	snprintf(refid, sizeof(refid), "%s",
+	         opt.referral_id != NULL ? opt.referral_id : "probe-ref-1");
 	snprintf(reason, sizeof(reason), "needs rehabilitation %s%s", marker,
-		 opt.bad_utf8 ? " \xc3\x28" : "");
+	         opt.bad_utf8 ? " \xc3\x28" : "");
 	agencies[0] = (char *)opt.to;
 	e.message_id = msgid;
 	e.to = (char *)opt.to;
@@ -1438,37 +1460,47 @@ mode_make_envelope(const char *marker)
 static void
 usage(FILE *fp)
 {
-	fprintf(fp,
-		"usage: probe [options] MODE [ARGS]\n"
-		"\n"
-		"options:\n"
-		"  --endpoint E        broker endpoint (tcp://127.0.0.1:PORT)\n"
-		"  --ca F              federation CA (PEM)\n"
-		"  --cert F --key F    client certificate and key\n"
-		"  --no-cert           present no client certificate\n"
-		"  --tls12             offer TLS 1.2 only\n"
-		"  --server-name N     name the broker certificate must match (localhost)\n"
-		"  --timeout MS        how long to wait for an answer (5000)\n"
-		"  --close             send-raw-prefix: send close_notify right after the bytes\n"
-		"  --from A --to A --message-id M --referral-id R --bad-utf8   make-envelope\n"
-		"\n"
-		"modes:\n"
-		"  welcome                  'welcome AGENCY ROLE' or 'refused: WHY' (1) or 'timeout' (3)\n"
-		"  hold SECONDS             welcome, then 'closed: WHY' or 'open: answered'\n"
-		"  reconnect SECONDS        survive a broker restart: 'answered after reconnect'\n"
-		"  garbage                  random bytes from a fresh connection: 'reset'\n"
-		"  halfopen N SECONDS       N ClientHellos held open: 'halfopen N: A answered, R reset'\n"
-		"  halfhandshake            half a ClientHello: 'halfhandshake: silent|answered, dropped|pending'\n"
-		"  slowloris                a ClientHello byte by byte: 'dropped after S s'\n"
-		"  bigmsg SIZE              one ZeroMQ message of SIZE bytes: 'disconnected', 'reset', 'timeout'\n"
-		"  flood N                  N handshakes at once: 'flood N: W welcome, R refused, T no answer'\n"
-		"  send-hex HEX             one frame body: 'error CODE: text' | 'receipt ...' | 'no answer',\n"
-		"                           then 'closed' or 'open'\n"
-		"  send-raw-prefix LEN HEX  prefix LEN then HEX straight into TLS (test only); as send-hex\n"
-		"  submit-file FILE         Submit FILE as the envelope: 'receipt STATUS ...'\n"
-		"  make-envelope MARKER     encoded referral envelope carrying MARKER on stdout\n"
-		"\n"
-		"exit: 0 ran (judge the output), 1 refused, 2 usage, 3 timeout, 4 local failure\n");
+	fprintf(
+	    fp,
+	    "usage: probe [options] MODE [ARGS]\n"
+	    "\n"
+	    "options:\n"
+	    "  --endpoint E        broker endpoint (tcp://127.0.0.1:PORT)\n"
+	    "  --ca F              federation CA (PEM)\n"
+	    "  --cert F --key F    client certificate and key\n"
+	    "  --no-cert           present no client certificate\n"
+	    "  --tls12             offer TLS 1.2 only\n"
+	    "  --server-name N     name the broker certificate must match (localhost)\n"
+	    "  --timeout MS        how long to wait for an answer (5000)\n"
+	    "  --close             send-raw-prefix: send close_notify right after the bytes\n"
+	    "  --no-immediate      no ZMQ_IMMEDIATE: messages that arrived before a disconnect\n"
+	    "                      stay readable (with it, ZeroMQ drops them on reconnect)\n"
+	    "  --from A --to A --message-id M --referral-id R --bad-utf8   make-envelope\n"
+	    "\n"
+	    "modes:\n"
+	    "  welcome                  'welcome AGENCY ROLE' or 'refused: WHY' (1) or 'timeout' "
+	    "(3)\n"
+	    "  hold SECONDS             welcome, then 'closed: WHY' or 'open: answered'\n"
+	    "  reconnect SECONDS        survive a broker restart: 'answered after reconnect'\n"
+	    "  garbage                  random bytes from a fresh connection: 'reset'\n"
+	    "  halfopen N SECONDS       N ClientHellos held open: 'halfopen N: A answered, R "
+	    "reset'\n"
+	    "  halfhandshake            half a ClientHello: 'halfhandshake: silent|answered, "
+	    "dropped|pending'\n"
+	    "  slowloris                a ClientHello byte by byte: 'dropped after S s'\n"
+	    "  bigmsg SIZE              one ZeroMQ message of SIZE bytes: 'disconnected', 'reset', "
+	    "'timeout'\n"
+	    "  flood N                  N handshakes at once: 'flood N: W welcome, R refused, T no "
+	    "answer'\n"
+	    "  send-hex HEX             one frame body: 'error CODE: text' | 'receipt ...' | 'no "
+	    "answer',\n"
+	    "                           then 'closed' or 'open'\n"
+	    "  send-raw-prefix LEN HEX  prefix LEN then HEX straight into TLS (test only); as "
+	    "send-hex\n"
+	    "  submit-file FILE         Submit FILE as the envelope: 'receipt STATUS ...'\n"
+	    "  make-envelope MARKER     encoded referral envelope carrying MARKER on stdout\n"
+	    "\n"
+	    "exit: 0 ran (judge the output), 1 refused, 2 usage, 3 timeout, 4 local failure\n");
 }
 
 static int
@@ -1509,7 +1541,8 @@ run_mode(int argc, char **argv)
 		return m[0] == 'h' ? mode_hold(a) : mode_reconnect(a);
 	}
 	if (strcmp(m, "halfopen") == 0 && argc == 3) {
-		if (parse_long(argv[1], 1, 5000, &a) != 0 || parse_long(argv[2], 0, 3600, &b) != 0) {
+		if (parse_long(argv[1], 1, 5000, &a) != 0 ||
+		    parse_long(argv[2], 0, 3600, &b) != 0) {
 			return EXIT_USAGE;
 		}
 		return mode_halfopen(a, b);
@@ -1546,22 +1579,23 @@ int
 main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
-		{ "endpoint", required_argument, NULL, 'e' },
-		{ "ca", required_argument, NULL, 'a' },
-		{ "cert", required_argument, NULL, 'c' },
-		{ "key", required_argument, NULL, 'k' },
-		{ "server-name", required_argument, NULL, 's' },
-		{ "no-cert", no_argument, NULL, 'N' },
-		{ "tls12", no_argument, NULL, '2' },
-		{ "timeout", required_argument, NULL, 't' },
-		{ "close", no_argument, NULL, 'C' },
-		{ "from", required_argument, NULL, 'f' },
-		{ "to", required_argument, NULL, 'T' },
-		{ "message-id", required_argument, NULL, 'm' },
-		{ "referral-id", required_argument, NULL, 'r' },
-		{ "bad-utf8", no_argument, NULL, 'U' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"endpoint", required_argument, NULL, 'e'},
+	    {"ca", required_argument, NULL, 'a'},
+	    {"cert", required_argument, NULL, 'c'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"server-name", required_argument, NULL, 's'},
+	    {"no-cert", no_argument, NULL, 'N'},
+	    {"tls12", no_argument, NULL, '2'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"close", no_argument, NULL, 'C'},
+	    {"no-immediate", no_argument, NULL, 'I'},
+	    {"from", required_argument, NULL, 'f'},
+	    {"to", required_argument, NULL, 'T'},
+	    {"message-id", required_argument, NULL, 'm'},
+	    {"referral-id", required_argument, NULL, 'r'},
+	    {"bad-utf8", no_argument, NULL, 'U'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int ch, rc;
 
@@ -1597,6 +1631,9 @@ main(int argc, char **argv)
 			break;
 		case 'C':
 			opt.close_after = 1;
+			break;
+		case 'I':
+			opt.no_immediate = 1;
 			break;
 		case 'f':
 			opt.from = optarg;
