@@ -267,6 +267,10 @@ conn_input(struct conn *c, frame_fn fn, void *arg)
 		}
 		p = zmq_msg_data(&m);
 		len = zmq_msg_size(&m);
+		if (len == 1 && p[0] == CHANNEL_MSG_PROBE) {
+			zmq_msg_close(&m); /* the broker checks we are still there */
+			continue;
+		}
 		if (len < 1 || p[0] != CHANNEL_MSG_TLS) {
 			fprintf(stderr, "ihala_load: %s: the broker reset the session\n",
 			        c->agency);
@@ -679,6 +683,7 @@ cmd_send(struct opts *o)
 	       next, s.receipted, s.refused, s.acked, envlen, t0, last_us, s.t_last_us,
 	       c.max_inflight);
 	lat_write(&s.lat, o->latfile);
+	free(s.lat.v);
 	conn_close(&c);
 	zmq_ctx_term(zctx);
 	SSL_CTX_free(ctx);
@@ -815,6 +820,7 @@ cmd_recv(struct opts *o)
 	       "\nt_first_us=%" PRIu64 "\nt_last_us=%" PRIu64 "\n",
 	       r.delivered, r.other, t_open, r.t_first_us, r.t_last_us);
 	lat_write(&r.lat, o->latfile);
+	free(r.lat.v);
 	for (i = 0; i < n; i++) {
 		conn_close(&c[i]);
 		SSL_CTX_free(ctx[i]);

@@ -34,6 +34,7 @@
 #define TICK_MS 1000
 #define SHUTDOWN_FLUSH_MS 3000
 #define MAX_WINDOW 1024
+#define MAX_ACKS_PENDING 1024 /* per agency: acks queued for the writer (~600 bytes each) */
 /* A deliverer silent this long with deliveries unacked is probed (see timers()). */
 #define PROBE_MS 1000
 /* Bytes a LogEntry and a Deliver frame add around an envelope (seq, time, agency ids, tags). */
@@ -48,6 +49,7 @@ struct agency_rt {
 	uint64_t next_seq;	/* next queue position to look at */
 	uint64_t inflight[MAX_WINDOW];
 	size_t n_inflight;
+	size_t acks_pending;	/* acks handed to the writer and not logged yet */
 	int dirty;		/* new entries may be queued */
 	struct agency_rt *next;
 };
@@ -454,7 +456,9 @@ agency_pump(struct server *sv, struct agency_rt *a)
 			return;
 		}
 	}
-	if (a->n_inflight >= window || s->wire_len > 0) {
+	/* Acks free credit at once, but each is a request for the writer: a recipient faster
+	 * than the writer would queue them without bound (memory). Pause at MAX_ACKS_PENDING. */
+	if (a->n_inflight >= window || s->wire_len > 0 || a->acks_pending >= MAX_ACKS_PENDING) {
 		return;
 	}
 	if (store_rbegin(sv->store, &r) != 0) {
@@ -462,6 +466,9 @@ agency_pump(struct server *sv, struct agency_rt *a)
 	}
 	c.n = 0;
 	c.max = window - a->n_inflight;
+	if (c.max > MAX_ACKS_PENDING - a->acks_pending) {
+		c.max = MAX_ACKS_PENDING - a->acks_pending;
+	}
 	if (store_queue_iter(r, a->id, a->next_seq, collect_cb, &c) != 0) {
 		c.n = 0;
 	}
@@ -523,7 +530,9 @@ handle_ack(struct server *sv, struct session *s, uint64_t seq)
 	snprintf(r->agency, sizeof(r->agency), "%s", s->agency);
 	r->ack_seq = seq;
 	r->now_ms = now_ms();
-	zmq_send(sv->wpair, &r, sizeof(r), 0);
+	if (zmq_send(sv->wpair, &r, sizeof(r), 0) == sizeof(r) && a != NULL) {
+		a->acks_pending++;
+	}
 }
 
 /* ---- requests ---- */
@@ -1207,6 +1216,13 @@ writer_input(struct server *sv)
 				if (!s->dead) {
 					session_send(sv, s, &f);
 				}
+			}
+			break;
+		case WREQ_ACK:
+			a = agency_rt_get(sv, r->agency);
+			if (a != NULL && a->acks_pending > 0) {
+				a->acks_pending--;
+				a->dirty = 1;
 			}
 			break;
 		case WREQ_TICK:

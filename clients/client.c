@@ -775,17 +775,17 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 			fail(c, c->refused, "broker refused the session: %s", f->error->message);
 			break;
 		}
-		/* an answer to a request */
-		__attribute__((fallthrough));
+		goto answer; /* an Error answering a request */
 	case IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF:
 		if (c->gate_request != 0 && f->consistency_proof->request_id == c->gate_request) {
 			gate_answer(c, f);
 			break;
 		}
-		__attribute__((fallthrough));
+		goto answer;
 	case IHALA__V1__FRAME__KIND_REFERRAL_STATE:
 	case IHALA__V1__FRAME__KIND_INCLUSION_PROOF:
 	case IHALA__V1__FRAME__KIND_CHECKPOINT:
+	answer:
 		if (c->want_request != 0 && c->response == NULL) {
 			c->response = f;
 			return;

@@ -1165,8 +1165,16 @@ pbjson_from_string(const ProtobufCMessageDescriptor *d, const char *text, size_t
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
 		if (err != NULL && errlen > 0) {
+			char *c;
+
 			snprintf(err, errlen, "line %d, column %d: %s", jerr.line, jerr.column,
 			         jerr.text);
+			/* jansson quotes the input near the error: keep the message one line */
+			for (c = err; *c != '\0'; c++) {
+				if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+					*c = '?';
+				}
+			}
 		}
 		return IHALA_EJSON;
 	}

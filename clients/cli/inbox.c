@@ -34,6 +34,9 @@ static const char inbox_usage[] =
     "  -h, --help           this help\n"
     "\n"
     "Without --watch it stops after about one second without a new delivery.\n"
+    "CMD runs at least once per delivery: if this process is killed after CMD succeeded\n"
+    "and before the acknowledgement was recorded, the same delivery runs again. Make CMD\n"
+    "idempotent by keying on IHALA_SEQ, and act only on a complete input line.\n"
     "Exit: 0 ok, 1 CMD failed (nothing more was taken), 2 usage, 3 broker unreachable,\n"
     "4 local error.\n";
 

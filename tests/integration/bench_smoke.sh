@@ -2,7 +2,7 @@
 # bench_smoke.sh - the benchmark harness in smoke mode (tiny counts, ihala and ceilings only),
 # so it never rots: it runs, cleans up after itself, and its JSON carries every key.
 . "$(dirname "$0")/lib.sh"
-plan 8
+plan 10
 
 out=$T/out
 "$IHALA_ROOT/bench/run.sh" --smoke --build "$IHALA_BUILD" --out "$out" >"$T/run.out" 2>"$T/run.err"
@@ -40,6 +40,52 @@ if [ -n "$tmp" ] && [ ! -e "$tmp" ] && ! pgrep -f "$tmp" >/dev/null; then
 	ok "no process and no temp dir left behind"
 else
 	not_ok "no process and no temp dir left behind ($tmp)"
+fi
+# Regression: 20 000 submissions in flight at once (max_inflight raised) reach the writer in one
+# burst; its answers used to fill the inproc pipe back while the main thread blocked sending
+# more, and the broker froze for good with a handful of receipts.
+port=$(free_port)
+write_broker_conf "$T/dl" "$port" "
+[limits]
+max_inflight = 20000"
+if start_broker "$T/dl"; then
+	"$IHALA_BUILD/bench/ihala_load" send -b "tcp://127.0.0.1:$port" -P "$IHALA_PKI" -a dma -t moh \
+		-n 20000 -T 30 >"$T/dl.out" 2>"$T/dl.err"
+	check "20 000 submissions in flight at once all get their receipts" \
+		grep -qx 'receipted=20000' "$T/dl.out"
+	stop_broker
+else
+	not_ok "20 000 submissions in flight at once all get their receipts (no broker)"
+fi
+# Regression: an acker faster than the writer. Acks free delivery credit at once; the broker
+# used to queue them for the writer without bound (memory grew by some 600 bytes per ack and
+# the queue in the store lagged by thousands). Right after the recipient took its last
+# delivery, at most MAX_ACKS_PENDING (1024) + credit_window (64) may still wait.
+port=$(free_port)
+mport=$(free_port)
+write_broker_conf "$T/ack" "$port" "
+[limits]
+queue_limit = 100000"
+sed -i "s|^\[broker\]\$|[broker]\nmetrics_listen = tcp://127.0.0.1:$mport|" "$T/ack/broker.conf"
+sed -i 's/^log_level = debug$/log_level = info/' "$T/ack/broker.conf"
+depth=
+if start_broker "$T/ack"; then
+	L=$IHALA_BUILD/bench/ihala_load
+	$L send -b "tcp://127.0.0.1:$port" -P "$IHALA_PKI" -a dma -t moh -n 20000 -p ack -T 60 \
+		>"$T/ack.send" 2>&1
+	$L recv -b "tcp://127.0.0.1:$port" -P "$IHALA_PKI" -a moh -n 20000 -T 60 >"$T/ack.recv" 2>&1
+	if exec 3<>"/dev/tcp/127.0.0.1/$mport"; then
+		printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
+		depth=$(sed -n 's/^ihala_queue_depth{agency="moh"} \([0-9]*\).*/\1/p' <&3)
+		exec 3<&-
+	fi
+	stop_broker
+fi
+if grep -qx 'delivered=20000' "$T/ack.recv" 2>/dev/null && [ -n "$depth" ] && [ "$depth" -le 1088 ]; then
+	ok "a fast acker: acks waiting for the writer stay bounded ($depth <= 1088)"
+else
+	not_ok "a fast acker: acks waiting for the writer stay bounded (got '${depth}')"
+	show "$T/ack.recv" "$T/ack/broker.log"
 fi
 "$IHALA_ROOT/bench/run.sh" --smok >/dev/null 2>"$T/usage.err"
 rc=$?

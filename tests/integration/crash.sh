@@ -13,7 +13,7 @@ LG=$IHALA_BUILD/tests/tools/loadgen
 IHALA=$IHALA_BUILD/ihala
 cycles=${CRASH_CYCLES:-5}
 senders=(A:moh B:molsa C:hi)
-plan $((2 + 3 * ${#senders[@]} + 2))
+plan $((3 + 3 * ${#senders[@]} + 2))
 
 port=$(free_port)
 write_broker_conf "$T" "$port"
@@ -24,18 +24,38 @@ ok "broker starts"
 # The recipients' application: one line "seq messageId" per delivery it is handed.
 cat >"$T/app.sh" <<'APP'
 #!/bin/sh
-# app.sh FILE: what a recipient does with a delivery (the JSON line on stdin)
-m=$(sed -n 's/.*"messageId":"\([^"]*\)".*/\1/p')
+# app.sh FILE: what a recipient does with a delivery (the JSON line on stdin, whole)
+IFS= read -r line || exit 1
+m=$(printf '%s\n' "$line" | sed -n 's/.*"messageId":"\([^"]*\)".*/\1/p')
 echo "$IHALA_SEQ ${m:--}" >>"$1"
 APP
-inbox_pids=()
+# Each recipient node runs its inbox under a supervisor that starts it again when it could
+# not reach the broker (exit 3: it started while the broker was down); any other exit ends it.
+# The inbox's pid is in $T/inbox.AGENCY.pid, for the end and for the cleanup.
+trap 'for f in "$T"/*.pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done; cleanup' EXIT
+supervise_inbox() {
+	local a=$1 cfg=$2 rc
+	while [ ! -e "$T/stop.inbox" ]; do
+		"$IHALA" -c "$cfg" inbox --watch --exec "sh $T/app.sh $T/applied.$a" \
+			>>"$T/inbox.$a.out" 2>>"$T/inbox.$a.err" &
+		echo $! >"$T/inbox.$a.pid"
+		wait $!
+		rc=$?
+		[ -e "$T/stop.inbox" ] && break
+		if [ $rc -ne 3 ]; then
+			echo "inbox exit $rc" >>"$T/inbox.$a.exit"
+			break
+		fi
+		echo "restart" >>"$T/inbox.$a.restarts"
+		sleep 0.2
+	done
+}
 for s in "${senders[@]}"; do
 	a=${s#*:}
 	cfg=$(write_client_conf "$T" "$a" "$port")
 	: >"$T/applied.$a"
-	bg "$IHALA" -c "$cfg" inbox --watch --exec "sh $T/app.sh $T/applied.$a" \
-		>"$T/inbox.$a.out" 2>"$T/inbox.$a.err"
-	inbox_pids+=("$LAST_PID")
+	supervise_inbox "$a" "$cfg" &
+	_pids+=("$!")
 done
 
 # The senders: one dma node each (a node's store is locked: one process per data dir), each
@@ -132,8 +152,13 @@ for s in "${senders[@]}"; do
 		show "$T/inbox.$a.err"
 	fi
 done
-for p in "${inbox_pids[@]}"; do
-	kill -TERM "$p" 2>/dev/null
+touch "$T/stop.inbox"
+inbox_restarts=$(cat "$T"/inbox.*.restarts 2>/dev/null | wc -l)
+check "no inbox ended but by our SIGTERM ($inbox_restarts restarted after an unreachable start)" \
+	test ! -e "$T/inbox.moh.exit" -a ! -e "$T/inbox.molsa.exit" -a ! -e "$T/inbox.hi.exit"
+for s in "${senders[@]}"; do
+	a=${s#*:}
+	kill -TERM "$(cat "$T/inbox.$a.pid")" 2>/dev/null
 done
 
 # The log as a whole: entries, and the offline verifier where it exists.

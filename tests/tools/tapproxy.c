@@ -1,4 +1,4 @@
-/* tapproxy.c - loopback TCP relay for tests: copies bytes both ways and appends them all to a capture file. */
+/* tapproxy.c - loopback TCP relay for tests: relays both ways, appends every byte to a capture. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -151,7 +151,7 @@ main(int argc, char **argv)
 	lfd = tcp_listen(lport);
 	if (lfd < 0) {
 		fprintf(stderr, "tapproxy: cannot listen on 127.0.0.1:%d: %s\n", lport,
-			strerror(errno));
+		        strerror(errno));
 		return 1;
 	}
 	for (i = 0; i < MAX_PAIRS; i++) {
