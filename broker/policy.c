@@ -195,9 +195,28 @@ kind_name(enum policy_kind k)
 	}
 }
 
+/* Bounds of repeated fields: generous for real use, far below what a frame could carry. */
+#define MAX_SERVICES 32
+#define MAX_AGENCIES 64
+#define MAX_CODES 64
+
+static int
+too_many(struct policy_decision *out, const char *field, size_t n, size_t max)
+{
+	return refuse(out, IHALA_ETOOLARGE, "%s has %zu items (at most %zu)", field, n, max);
+}
+
 static int
 check_outcome(const Ihala__V1__Outcome *o, const char *rid, struct policy_decision *out)
 {
+	if (o->n_services_delivered > MAX_SERVICES) {
+		return too_many(out, "outcome.services_delivered", o->n_services_delivered,
+				MAX_SERVICES);
+	}
+	if (o->n_not_successful_reasons > MAX_CODES) {
+		return too_many(out, "outcome.not_successful_reasons", o->n_not_successful_reasons,
+				MAX_CODES);
+	}
 	if (o->referral_id[0] != '\0' && strcmp(o->referral_id, rid) != 0) {
 		return refuse(out, IHALA_ESCHEMA,
 			      "outcome names referral '%s' but the update is for '%s'",
@@ -254,6 +273,23 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 	}
 	if (r->n_services == 0) {
 		return refuse(out, IHALA_ESCHEMA, "a referral needs at least one requested service");
+	}
+	if (r->n_services > MAX_SERVICES) {
+		return too_many(out, "referral.services", r->n_services, MAX_SERVICES);
+	}
+	if (r->consent != NULL && r->consent->n_agencies > MAX_AGENCIES) {
+		return too_many(out, "referral.consent.agencies", r->consent->n_agencies, MAX_AGENCIES);
+	}
+	if (r->consent != NULL && r->consent->n_data_covered > MAX_CODES) {
+		return too_many(out, "referral.consent.data_covered", r->consent->n_data_covered,
+				MAX_CODES);
+	}
+	if (r->survivor != NULL && r->survivor->injury != NULL &&
+	    (r->survivor->injury->n_injury_codes > MAX_CODES ||
+	     r->survivor->injury->n_amputations > MAX_CODES)) {
+		return too_many(out, "referral.survivor.injury codes",
+				r->survivor->injury->n_injury_codes + r->survivor->injury->n_amputations,
+				MAX_CODES);
 	}
 	if (r->survivor == NULL || !valid_id(r->survivor->case_id)) {
 		return refuse(out, IHALA_ESCHEMA,

@@ -3,7 +3,7 @@
 # restart, exactly-once after a lost receipt, kill -9 during a stream, queue limit, real LMDB.
 . "$(dirname "$0")/lib.sh"
 LG=$IHALA_BUILD/tests/tools/loadgen
-plan 20
+plan 22
 
 port=$(free_port)
 write_broker_conf "$T" "$port" "
@@ -35,6 +35,15 @@ $LG submit "$dma" moh 1 B "$T/b1.receipts" >/dev/null
 $LG submit "$dma" moh 1 B "$T/b2.receipts" >/dev/null
 check "a re-sent message id gets the original seq" cmp -s "$T/b1.receipts" "$T/b2.receipts"
 check "... and is in the log once" $LG check "$T/data" "$T/b1.receipts" dma
+
+# 2b. Another agency's message id: dedup is per sender, so moh reusing DMA's id "A-0" is moh's
+#     own new message; it neither gets DMA's receipt nor touches DMA's entry.
+printf '{"messageId":"A-0","note":{"referralId":"A-R0","text":"ملاحظة من وزارة الصحة"}}' >"$T/steal.json"
+out=$("$IHALA_BUILD/tests/tools/envsubmit" "$moh" "$T/steal.json" 2>/dev/null)
+dmaseq=$(awk '$1 == "A-0" {print $2}' "$T/a.receipts")
+check "another agency's message id is logged as that agency's own (seq ${out#accepted } != $dmaseq)" \
+	test "$out" != "accepted $dmaseq" -a "${out%% *}" = accepted
+check "... and DMA's message A-0 is still in the log exactly once" $LG check "$T/data" "$T/a.receipts" dma
 
 # 3. kill -9 of the broker during a stream of submissions.
 bg $LG submit "$dma" molsa 25 C "$T/c.receipts"

@@ -9,7 +9,7 @@ MAX_FRAME=65536
 # ZMQ_MAXMSGSIZE of the broker: max_frame + 64 KiB (PROTOCOL.md §2).
 MAX_MSG=$((MAX_FRAME + 65536))
 
-plan 46
+plan 49
 
 for b in "$IHALA_BUILD/ihala-broker" "$PROBE"; do
 	if [ ! -x "$b" ]; then
@@ -238,6 +238,26 @@ out=$(probe_as molsa --timeout 15000 flood 300 2>&1)
 check "second flood: the sessions of the vanished first flood were reclaimed (all 300 served)" \
 	out_is "$out" 'flood 300: 300 welcome, 0 refused, 0 no answer'
 check "after two floods of vanished peers: moh gets a Welcome within 10 s" within 10 alive
+
+# --- huge repeated fields: 10 000 requested services in one referral ------------------------------
+dmaconf=$(write_client_conf "$D" dma "$PORT")
+{
+	printf '{"messageId":"huge-1","to":"moh","referral":{"referralId":"huge-ref-1",'
+	printf '"priority":"normal","survivor":{"caseId":"C-huge"},'
+	printf '"consent":{"given":true,"agencies":["moh"]},"services":['
+	for i in $(seq 1 9999); do printf '"legal",'; done
+	printf '"legal"]}}'
+} >"$T/huge.json"
+out=$("$IHALA_BUILD/tests/tools/envsubmit" "$dmaconf" "$T/huge.json" 2>/dev/null)
+check "10 000 repeated services: Receipt REFUSED TOO_LARGE naming the field" \
+	out_is "$out" 'refused TOO_LARGE: referral.services has 10000 items \(at most 32\)'
+check "huge repeated fields: moh still gets a Welcome" alive
+
+# Memory stays bounded through all of the above (floods, oversize frames, slow peers).
+rss=$(awk '/^VmRSS/ {print int($2 / 1024)}' "/proc/$BROKER_PID/status")
+diag "broker VmRSS after the hostile cases: ${rss:-?} MiB"
+check "the broker's resident memory stays bounded (${rss:-?} MiB < 200 MiB)" \
+	[ "${rss:-999}" -lt 200 ]
 
 # --- the broker and its store after all of it ---------------------------------------------------
 check "the broker process is still alive" kill -0 "$BROKER_PID"

@@ -650,6 +650,41 @@ test_referral_no_services(void **state)
 	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
 }
 
+/* Repeated fields are bounded: a huge list is refused TOO_LARGE, naming the field; the bound
+ * itself is accepted. */
+static void
+test_referral_huge_repeated(void **state)
+{
+	static Ihala__V1__ServiceCode many[10000];
+	static char *agencies[65];
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 10000; i++) {
+		many[i] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_LEGAL;
+	}
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.ref.n_services = 10000;
+	m.ref.services = many;
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ETOOLARGE);
+	assert_non_null(strstr(d.text, "referral.services"));
+	m.ref.n_services = 32;
+	assert_int_equal(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), 0);
+
+	msg_referral(&m, "dma", "moh", "r-1");
+	for (i = 0; i < 65; i++) {
+		agencies[i] = "moh";
+	}
+	m.ref.consent->n_agencies = 65;
+	m.ref.consent->agencies = agencies;
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ETOOLARGE);
+	assert_non_null(strstr(d.text, "consent.agencies"));
+}
+
 static void
 test_referral_no_case_id(void **state)
 {
@@ -1443,6 +1478,7 @@ test_status_names(void **state)
 
 static const struct CMUnitTest fixed_tests[] = {
 	cmocka_unit_test(test_unknown_sender),
+	cmocka_unit_test(test_referral_huge_repeated),
 	cmocka_unit_test(test_auditor_referral_readonly),
 	cmocka_unit_test(test_auditor_status_readonly),
 	cmocka_unit_test(test_auditor_outcome_readonly),
