@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "datadir.h"
 #include "error.h"
 #include "log.h"
 
@@ -483,63 +484,6 @@ fail:
 	return err;
 }
 
-static int
-prepare_dir(const char *dir, int rdonly)
-{
-	struct stat sb;
-
-	if (!rdonly && mkdir(dir, 0700) == 0) {
-		return 0;
-	}
-	if (!rdonly && errno != EEXIST) {
-		log_warn("store: cannot create directory '%s'", dir);
-		return IHALA_EIO;
-	}
-	if (stat(dir, &sb) != 0) {
-		log_warn("store: cannot use directory '%s'", dir);
-		return IHALA_EIO;
-	}
-	if (!S_ISDIR(sb.st_mode)) {
-		log_warnx("store: '%s' is not a directory", dir);
-		return IHALA_EIO;
-	}
-	if (!rdonly && (sb.st_mode & 077) != 0) {
-		log_warnx("store: directory '%s' is accessible by group or others (mode %03o); "
-			  "chmod 700 it: it holds survivors' data",
-			  dir, (unsigned)(sb.st_mode & 0777));
-	}
-	return 0;
-}
-
-static int
-take_lock(struct store *s)
-{
-	char path[PATH_MAX];
-	int n;
-
-	n = snprintf(path, sizeof(path), "%s/%s", s->dir, STORE_LOCKFILE);
-	if (n < 0 || (size_t)n >= sizeof(path)) {
-		log_warnx("store: directory path '%s' is too long", s->dir);
-		return IHALA_EINVAL;
-	}
-	s->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (s->lockfd < 0) {
-		log_warn("store: cannot open lock file '%s'", path);
-		return IHALA_EIO;
-	}
-	if (flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {
-		if (errno == EWOULDBLOCK) {
-			log_warnx("store %s is in use by another broker (lock '%s' is held); "
-				  "stop it first",
-				  s->dir, path);
-			return IHALA_ESTORE;
-		}
-		log_warn("store: cannot lock '%s'", path);
-		return IHALA_EIO;
-	}
-	return 0;
-}
-
 /* No data file yet (or an empty one): the store is being created. */
 static int
 is_fresh(const char *dir)
@@ -589,10 +533,19 @@ store_open(const char *dir, size_t mapsize, unsigned flags, struct store **out)
 	pthread_cond_init(&s->cv, &ca);
 	pthread_condattr_destroy(&ca);
 
-	if ((err = prepare_dir(dir, rdonly)) < 0) {
+	if ((err = datadir_prepare("store", dir, rdonly ? DATADIR_RDONLY : DATADIR_CREATE)) < 0) {
 		goto fail;
 	}
-	if (!rdonly && (err = take_lock(s)) < 0) {
+	if (!rdonly) {
+		err = datadir_lock("store", s->dir, STORE_LOCKFILE, &s->lockfd);
+		if (err == IHALA_EAGAIN) {
+			log_warnx("store %s is in use by another broker (lock '%s' is held); stop it "
+				  "first",
+				  s->dir, STORE_LOCKFILE);
+			err = IHALA_ESTORE;
+		}
+	}
+	if (err < 0) {
 		goto fail;
 	}
 	if (mapsize == 0) {
@@ -788,7 +741,7 @@ store_backup(struct store *s, const char *dir)
 	if (s == NULL || dir == NULL || forked(s)) {
 		return IHALA_EINVAL;
 	}
-	if ((err = prepare_dir(dir, 0)) < 0) {
+	if ((err = datadir_prepare("store backup", dir, DATADIR_CREATE)) < 0) {
 		return err;
 	}
 	n = snprintf(path, sizeof(path), "%s/data.mdb", dir);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "datadir.h"
 #include "error.h"
 #include "log.h"
 
@@ -184,72 +185,6 @@ wcommit(struct localstore *ls, MDB_txn *txn, const char *what)
 /* ---- open / close ---- */
 
 /* mkdir -p with mode 0700 for every directory created. */
-static int
-make_dirs(const char *dir)
-{
-	char path[PATH_MAX];
-	struct stat sb;
-	size_t n = strlen(dir), i;
-
-	if (n >= sizeof(path)) {
-		log_warnx("local store: data dir path '%s' is too long", dir);
-		return IHALA_EINVAL;
-	}
-	memcpy(path, dir, n + 1);
-	for (i = 1; i <= n; i++) {
-		if (path[i] != '/' && path[i] != '\0') {
-			continue;
-		}
-		path[i] = '\0';
-		if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-			log_warn("local store: cannot create directory '%s'", path);
-			return IHALA_EIO;
-		}
-		path[i] = dir[i];
-	}
-	if (stat(dir, &sb) != 0) {
-		log_warn("local store: cannot use data dir '%s'", dir);
-		return IHALA_EIO;
-	}
-	if (!S_ISDIR(sb.st_mode)) {
-		log_warnx("local store: data dir '%s' is not a directory", dir);
-		return IHALA_EIO;
-	}
-	if ((sb.st_mode & 077) != 0) {
-		log_warnx("local store: data dir '%s' is open to group or others (mode %03o); "
-			  "chmod 700 it: it holds survivors' data",
-			  dir, (unsigned)(sb.st_mode & 0777));
-	}
-	return 0;
-}
-
-static int
-take_lock(struct localstore *ls)
-{
-	char path[PATH_MAX];
-	int n;
-
-	n = snprintf(path, sizeof(path), "%s/%s", ls->dir, LS_LOCKFILE);
-	if (n < 0 || (size_t)n >= sizeof(path)) {
-		log_warnx("local store: data dir path '%s' is too long", ls->dir);
-		return IHALA_EINVAL;
-	}
-	ls->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (ls->lockfd < 0) {
-		log_warn("local store: cannot open lock file '%s'", path);
-		return IHALA_EIO;
-	}
-	if (flock(ls->lockfd, LOCK_EX | LOCK_NB) != 0) {
-		if (errno == EWOULDBLOCK) {
-			log_warnx("data dir %s is in use by another ihala process", ls->dir);
-			return IHALA_EIO;
-		}
-		log_warn("local store: cannot lock '%s'", path);
-		return IHALA_EIO;
-	}
-	return 0;
-}
-
 /* Print an unknown meta value safely: printable ASCII, bounded. */
 static void
 printable(const MDB_val *v, char *buf, size_t size)
@@ -438,7 +373,15 @@ localstore_open(const char *dir, struct localstore **out)
 		err = IHALA_ENOMEM;
 		goto fail;
 	}
-	if ((err = make_dirs(dir)) < 0 || (err = take_lock(ls)) < 0) {
+	err = datadir_prepare("local store", dir, DATADIR_PARENTS);
+	if (err == 0) {
+		err = datadir_lock("local store", ls->dir, LS_LOCKFILE, &ls->lockfd);
+		if (err == IHALA_EAGAIN) {
+			log_warnx("data dir %s is in use by another ihala process", ls->dir);
+			err = IHALA_EIO;
+		}
+	}
+	if (err < 0) {
 		goto fail;
 	}
 	if ((rc = mdb_env_create(&ls->env)) != 0) {

@@ -1,0 +1,90 @@
+/* datadir.c - create, check and lock a store's private directory (broker and client stores). */
+#include "datadir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+
+int
+datadir_prepare(const char *what, const char *dir, enum datadir_mode mode)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	size_t n = strlen(dir), i;
+
+	if (n == 0 || n >= sizeof(path)) {
+		log_warnx("%s: directory path '%s' is empty or too long", what, dir);
+		return IHALA_EINVAL;
+	}
+	if (mode == DATADIR_CREATE && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		log_warn("%s: cannot create directory '%s'", what, dir);
+		return IHALA_EIO;
+	}
+	if (mode == DATADIR_PARENTS) {
+		/* mkdir -p, 0700 at every level it creates */
+		memcpy(path, dir, n + 1);
+		for (i = 1; i <= n; i++) {
+			if (path[i] != '/' && path[i] != '\0') {
+				continue;
+			}
+			path[i] = '\0';
+			if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+				log_warn("%s: cannot create directory '%s'", what, path);
+				return IHALA_EIO;
+			}
+			path[i] = dir[i];
+		}
+	}
+	if (stat(dir, &sb) != 0) {
+		log_warn("%s: cannot use directory '%s'", what, dir);
+		return IHALA_EIO;
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		log_warnx("%s: '%s' is not a directory", what, dir);
+		return IHALA_EIO;
+	}
+	if (mode != DATADIR_RDONLY && (sb.st_mode & 077) != 0) {
+		log_warnx("%s: directory '%s' is open to group or others (mode %03o); chmod 700 it: "
+			  "it holds survivors' data",
+			  what, dir, (unsigned)(sb.st_mode & 0777));
+	}
+	return 0;
+}
+
+int
+datadir_lock(const char *what, const char *dir, const char *name, int *fd)
+{
+	char path[PATH_MAX];
+	int n;
+
+	*fd = -1;
+	n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		log_warnx("%s: directory path '%s' is too long", what, dir);
+		return IHALA_EINVAL;
+	}
+	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (*fd < 0) {
+		log_warn("%s: cannot open lock file '%s'", what, path);
+		return IHALA_EIO;
+	}
+	if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+		int busy = errno == EWOULDBLOCK;
+
+		if (!busy) {
+			log_warn("%s: cannot lock '%s'", what, path);
+		}
+		close(*fd);
+		*fd = -1;
+		return busy ? IHALA_EAGAIN : IHALA_EIO;
+	}
+	return 0;
+}
