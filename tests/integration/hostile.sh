@@ -253,11 +253,16 @@ check "10 000 repeated services: Receipt REFUSED TOO_LARGE naming the field" \
 	out_is "$out" 'refused TOO_LARGE: referral.services has 10000 items \(at most 32\)'
 check "huge repeated fields: moh still gets a Welcome" alive
 
-# Memory stays bounded through all of the above (floods, oversize frames, slow peers).
+# Memory stays bounded through all of the above (floods, oversize frames, slow peers). Under
+# AddressSanitizer (make sanitize) its shadow memory and 256 MiB quarantine come on top.
 rss=$(awk '/^VmRSS/ {print int($2 / 1024)}' "/proc/$BROKER_PID/status")
-diag "broker VmRSS after the hostile cases: ${rss:-?} MiB"
-check "the broker's resident memory stays bounded (${rss:-?} MiB < 200 MiB)" \
-	[ "${rss:-999}" -lt 200 ]
+rss_max=200
+if ldd "$IHALA_BUILD/ihala-broker" 2>/dev/null | grep -q libasan; then
+	rss_max=700
+fi
+diag "broker VmRSS after the hostile cases: ${rss:-?} MiB (bound $rss_max MiB)"
+check "the broker's resident memory stays bounded (${rss:-?} MiB < $rss_max MiB)" \
+	[ "${rss:-9999}" -lt "$rss_max" ]
 
 # --- the broker and its store after all of it ---------------------------------------------------
 check "the broker process is still alive" kill -0 "$BROKER_PID"
