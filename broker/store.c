@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "datadir.h"
+#include "endian.h"
 #include "error.h"
 #include "log.h"
 
@@ -87,29 +88,6 @@ struct store_log_iter {
 };
 
 /* ---- small helpers ---- */
-
-static void
-be64enc(uint8_t *p, uint64_t v)
-{
-	int i;
-
-	for (i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t
-be64dec(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 8; i++) {
-		v = (v << 8) | p[i];
-	}
-	return v;
-}
 
 static size_t
 round_page(const struct store *s, size_t n)
@@ -1565,8 +1543,13 @@ store_queue_iter(struct store_rtxn *r, const char *agency, uint64_t from_seq, st
 
 /* ---- referral ---- */
 
-int
-store_referral_put(struct store_wtxn *w, const char *referral_id, const void *state, size_t len)
+static int meta_reserved(const struct store *s, const char *key);
+
+/* Put / get of a value under a string key (referral ids, meta keys), with the store's checks;
+ * `reserved`: refuse the keys the store keeps for itself. */
+static int
+str_put(struct store_wtxn *w, MDB_dbi dbi, const char *key, const void *val, size_t len,
+	int reserved, const char *what)
 {
 	MDB_val k, v;
 	size_t n;
@@ -1575,27 +1558,31 @@ store_referral_put(struct store_wtxn *w, const char *referral_id, const void *st
 	if ((err = wcheck(w)) < 0) {
 		return err;
 	}
-	if ((err = id_len(w->r.s, referral_id, 0, &n)) < 0) {
+	if ((err = id_len(w->r.s, key, 0, &n)) < 0) {
 		return err;
 	}
-	if (state == NULL && len != 0) {
+	if (reserved && meta_reserved(w->r.s, key)) {
+		return IHALA_EINVAL;
+	}
+	if (val == NULL && len != 0) {
 		return IHALA_EINVAL;
 	}
 	if (len > STORE_MAX_VALUE) {
 		return IHALA_ETOOLARGE;
 	}
-	k.mv_data = (void *)referral_id;
+	k.mv_data = (void *)key;
 	k.mv_size = n;
-	v.mv_data = (void *)state;
+	v.mv_data = (void *)val;
 	v.mv_size = len;
-	if ((rc = mdb_put(w->r.txn, w->r.s->referral, &k, &v, 0)) != 0) {
-		return wfail(w, rc, "storing a referral");
+	if ((rc = mdb_put(w->r.txn, dbi, &k, &v, 0)) != 0) {
+		return wfail(w, rc, what);
 	}
 	return 0;
 }
 
-int
-store_referral_get(struct store_rtxn *r, const char *referral_id, const void **state, size_t *len)
+static int
+str_get(struct store_rtxn *r, MDB_dbi dbi, const char *key, const void **val, size_t *len,
+	const char *what)
 {
 	MDB_val k, v;
 	size_t n;
@@ -1604,20 +1591,34 @@ store_referral_get(struct store_rtxn *r, const char *referral_id, const void **s
 	if ((err = rcheck(r)) < 0) {
 		return err;
 	}
-	if (state == NULL || len == NULL) {
+	if (val == NULL || len == NULL) {
 		return IHALA_EINVAL;
 	}
-	if ((err = id_len(r->s, referral_id, 0, &n)) < 0) {
+	if ((err = id_len(r->s, key, 0, &n)) < 0) {
 		return err;
 	}
-	k.mv_data = (void *)referral_id;
+	k.mv_data = (void *)key;
 	k.mv_size = n;
-	if ((rc = mdb_get(r->txn, r->s->referral, &k, &v)) != 0) {
-		return store_err(r->s, rc, "reading a referral");
+	if ((rc = mdb_get(r->txn, dbi, &k, &v)) != 0) {
+		return store_err(r->s, rc, what);
 	}
-	*state = v.mv_data;
+	*val = v.mv_data;
 	*len = v.mv_size;
 	return 0;
+}
+
+int
+store_referral_put(struct store_wtxn *w, const char *referral_id, const void *state, size_t len)
+{
+	return str_put(w, w != NULL ? w->r.s->referral : 0, referral_id, state, len, 0,
+		       "storing a referral");
+}
+
+int
+store_referral_get(struct store_rtxn *r, const char *referral_id, const void **state, size_t *len)
+{
+	return str_get(r, r != NULL ? r->s->referral : 0, referral_id, state, len,
+		       "reading a referral");
 }
 
 /* ---- tree ---- */
@@ -1866,59 +1867,13 @@ meta_reserved(const struct store *s, const char *key)
 int
 store_meta_put(struct store_wtxn *w, const char *key, const void *val, size_t len)
 {
-	MDB_val k, v;
-	size_t n;
-	int rc, err;
-
-	if ((err = wcheck(w)) < 0) {
-		return err;
-	}
-	if ((err = id_len(w->r.s, key, 0, &n)) < 0) {
-		return err;
-	}
-	if (meta_reserved(w->r.s, key)) {
-		return IHALA_EINVAL;
-	}
-	if (val == NULL && len != 0) {
-		return IHALA_EINVAL;
-	}
-	if (len > STORE_MAX_VALUE) {
-		return IHALA_ETOOLARGE;
-	}
-	k.mv_data = (void *)key;
-	k.mv_size = n;
-	v.mv_data = (void *)val;
-	v.mv_size = len;
-	if ((rc = mdb_put(w->r.txn, w->r.s->meta, &k, &v, 0)) != 0) {
-		return wfail(w, rc, "storing a meta value");
-	}
-	return 0;
+	return str_put(w, w != NULL ? w->r.s->meta : 0, key, val, len, 1, "storing a meta value");
 }
 
 int
 store_meta_get(struct store_rtxn *r, const char *key, const void **val, size_t *len)
 {
-	MDB_val k, v;
-	size_t n;
-	int rc, err;
-
-	if ((err = rcheck(r)) < 0) {
-		return err;
-	}
-	if (val == NULL || len == NULL) {
-		return IHALA_EINVAL;
-	}
-	if ((err = id_len(r->s, key, 0, &n)) < 0) {
-		return err;
-	}
-	k.mv_data = (void *)key;
-	k.mv_size = n;
-	if ((rc = mdb_get(r->txn, r->s->meta, &k, &v)) != 0) {
-		return store_err(r->s, rc, "reading a meta value");
-	}
-	*val = v.mv_data;
-	*len = v.mv_size;
-	return 0;
+	return str_get(r, r != NULL ? r->s->meta : 0, key, val, len, "reading a meta value");
 }
 
 int

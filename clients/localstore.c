@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "datadir.h"
+#include "endian.h"
 #include "error.h"
 #include "log.h"
 
@@ -55,29 +56,6 @@ struct localstore {
 };
 
 /* ---- small helpers ---- */
-
-static void
-be64enc(uint8_t *p, uint64_t v)
-{
-	int i;
-
-	for (i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t
-be64dec(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 8; i++) {
-		v = (v << 8) | p[i];
-	}
-	return v;
-}
 
 static void
 mkval(MDB_val *v, const void *data, size_t len)

@@ -1,6 +1,7 @@
 /* channel.c - a TLS 1.3 session over OpenSSL memory BIOs, framing messages by length. */
 #include "channel.h"
 
+#include "endian.h"
 #include "error.h"
 #include "tlsctx.h"
 
@@ -212,12 +213,6 @@ drive_handshake(struct channel *ch)
 	}
 }
 
-static uint32_t
-get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
 /* Advance in_scan over whole frames; refuse a too long one from its header. */
 static int
 scan_frames(struct channel *ch)
@@ -225,7 +220,7 @@ scan_frames(struct channel *ch)
 	uint32_t flen;
 
 	while (ch->in_len - ch->in_scan >= FRAME_HDR) {
-		flen = get_be32(ch->in + ch->in_scan);
+		flen = be32dec(ch->in + ch->in_scan);
 		if (flen > ch->max_frame) {
 			fail(ch, IHALA_EFRAMESIZE, 0,
 			     "peer sent a frame of %lu bytes, more than the maximum of %zu",
@@ -469,7 +464,7 @@ channel_next_frame(struct channel *ch, const uint8_t **body, size_t *len)
 	if (ch->in_off == ch->in_scan) {
 		return 0;
 	}
-	flen = get_be32(ch->in + ch->in_off);
+	flen = be32dec(ch->in + ch->in_off);
 	*body = ch->in + ch->in_off + FRAME_HDR;
 	*len = flen;
 	ch->in_off += FRAME_HDR + flen;
@@ -543,10 +538,7 @@ channel_write_frame(struct channel *ch, const uint8_t *body, size_t len)
 	}
 	/* Header and the start of the body in one record, not a 4-byte record of its own. */
 	head = len < sizeof(first) - FRAME_HDR ? len : sizeof(first) - FRAME_HDR;
-	first[0] = (uint8_t)(len >> 24);
-	first[1] = (uint8_t)(len >> 16);
-	first[2] = (uint8_t)(len >> 8);
-	first[3] = (uint8_t)len;
+	be32enc(first, (uint32_t)len);
 	if (head > 0) {
 		memcpy(first + FRAME_HDR, body, head);
 	}

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "endian.h"
 #include "error.h"
 
 /* No message in ihala.proto nests deeper than this; a guard for the walker. */
@@ -325,10 +326,7 @@ frame_encode(const Ihala__V1__Frame *f, uint8_t **out, size_t *outlen)
 	if ((buf = malloc(FRAME_PREFIX_LEN + n)) == NULL) {
 		return IHALA_ENOMEM;
 	}
-	buf[0] = (uint8_t)(n >> 24);
-	buf[1] = (uint8_t)(n >> 16);
-	buf[2] = (uint8_t)(n >> 8);
-	buf[3] = (uint8_t)n;
+	be32enc(buf, (uint32_t)n);
 	if (protobuf_c_message_pack(&f->base, buf + FRAME_PREFIX_LEN) != n) {
 		free(buf);
 		return IHALA_EINTERNAL;
@@ -448,12 +446,6 @@ struct framebuf {
 	int err;          /* sticky error, 0 while usable */
 };
 
-static uint32_t
-get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
 struct framebuf *
 framebuf_init(size_t max_frame)
 {
@@ -529,7 +521,7 @@ framebuf_push(struct framebuf *fb, const uint8_t *bytes, size_t len)
 	memcpy(fb->buf + fb->end, bytes, len);
 	newend = fb->end + len;
 	while (fb->scan + FRAME_PREFIX_LEN <= newend) {
-		uint32_t n = get_be32(fb->buf + fb->scan);
+		uint32_t n = be32dec(fb->buf + fb->scan);
 
 		if (n > fb->max_frame) {
 			fb->err = IHALA_EFRAMESIZE;
@@ -555,7 +547,7 @@ framebuf_next(struct framebuf *fb, const uint8_t **body, size_t *len)
 	if (fb->end - fb->start < FRAME_PREFIX_LEN) {
 		return 0;
 	}
-	n = get_be32(fb->buf + fb->start);
+	n = be32dec(fb->buf + fb->start);
 	if (fb->end - fb->start - FRAME_PREFIX_LEN < n) {
 		return 0;
 	}
