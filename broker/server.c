@@ -327,7 +327,9 @@ session_send(struct server *sv, struct session *s, const Ihala__V1__Frame *f)
 		err = channel_write_frame(s->ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
 	}
 	free(buf);
-	session_flush(sv, s);
+	/* No flush here: serve() flushes every session once per turn of its loop, so the frames
+	 * of one turn (a batch of receipts, a window of deliveries) share TLS records and
+	 * ZeroMQ messages. */
 	return err;
 }
 
@@ -1537,6 +1539,12 @@ serve(struct server *sv)
 		for (a = sv->agencies; a != NULL; a = a->next) {
 			if (a->dirty) {
 				agency_pump(sv, a);
+			}
+		}
+		/* What this turn wrote (receipts, deliveries, replies) leaves now. */
+		for (s = sv->sessions; s != NULL; s = s->next) {
+			if (s->wire_len == 0 && channel_pending_out(s->ch) > 0) {
+				session_flush(sv, s);
 			}
 		}
 		timers(sv);

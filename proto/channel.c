@@ -33,6 +33,11 @@ struct channel {
 	size_t max_frame;
 	size_t out_cap;
 	size_t in_limit; /* undelivered plaintext at which decryption pauses */
+	/* Frames written but not yet sealed: many small frames share one TLS record (and one
+	 * ZeroMQ message) instead of paying a record each. Sealed when full, and before any
+	 * output is taken, the channel closes or its SSL is handed out. */
+	uint8_t *out_plain; /* RECORD_MAX bytes once the first frame is written */
+	size_t out_plain_len;
 	/* Decrypted bytes: [in_off, in_scan) whole frames, [in_scan, in_len) partial. */
 	uint8_t *in;
 	size_t in_cap, in_len, in_off, in_scan;
@@ -415,6 +420,7 @@ channel_free(struct channel *ch)
 	}
 	SSL_free(ch->ssl); /* frees both BIOs */
 	free(ch->in);
+	free(ch->out_plain);
 	free(ch);
 }
 
@@ -509,11 +515,56 @@ write_all(struct channel *ch, const uint8_t *p, size_t len)
 	return 0;
 }
 
+/* Encrypt the staged frames into one record (nothing when none are staged). */
+static int
+seal(struct channel *ch)
+{
+	size_t n = ch->out_plain_len;
+
+	if (n == 0) {
+		return 0;
+	}
+	ch->out_plain_len = 0;
+	if (ch->state != CHANNEL_OPEN) {
+		return 0; /* a failed channel sends nothing more but its alert */
+	}
+	return write_all(ch, ch->out_plain, n);
+}
+
+/* Append plaintext to the staged record, sealing each time it fills. */
+static int
+stage(struct channel *ch, const uint8_t *p, size_t len)
+{
+	int rc;
+
+	while (len > 0) {
+		size_t room = RECORD_MAX - ch->out_plain_len, k;
+
+		if (ch->out_plain_len == 0 && len >= RECORD_MAX) {
+			/* Whole records of a large body go to TLS without the copy. */
+			k = len - len % RECORD_MAX;
+			if ((rc = write_all(ch, p, k)) != 0) {
+				return rc;
+			}
+		} else {
+			k = len < room ? len : room;
+			memcpy(ch->out_plain + ch->out_plain_len, p, k);
+			ch->out_plain_len += k;
+			if (ch->out_plain_len == RECORD_MAX && (rc = seal(ch)) != 0) {
+				return rc;
+			}
+		}
+		p += k;
+		len -= k;
+	}
+	return 0;
+}
+
 int
 channel_write_frame(struct channel *ch, const uint8_t *body, size_t len)
 {
-	uint8_t first[RECORD_MAX];
-	size_t head, pending;
+	uint8_t hdr[FRAME_HDR];
+	size_t pending;
 	int rc;
 
 	if (ch == NULL || (body == NULL && len > 0)) {
@@ -536,15 +587,13 @@ channel_write_frame(struct channel *ch, const uint8_t *body, size_t len)
 	if (pending > 0 && pending + channel_wire_size(len) > ch->out_cap) {
 		return IHALA_EAGAIN;
 	}
-	/* Header and the start of the body in one record, not a 4-byte record of its own. */
-	head = len < sizeof(first) - FRAME_HDR ? len : sizeof(first) - FRAME_HDR;
-	be32enc(first, (uint32_t)len);
-	if (head > 0) {
-		memcpy(first + FRAME_HDR, body, head);
+	if (ch->out_plain == NULL && (ch->out_plain = malloc(RECORD_MAX)) == NULL) {
+		return IHALA_ENOMEM;
 	}
-	rc = write_all(ch, first, FRAME_HDR + head);
-	if (rc == 0 && len > head) {
-		rc = write_all(ch, body + head, len - head);
+	be32enc(hdr, (uint32_t)len);
+	rc = stage(ch, hdr, FRAME_HDR);
+	if (rc == 0 && len > 0) {
+		rc = stage(ch, body, len);
 	}
 	return rc;
 }
@@ -555,7 +604,8 @@ channel_pending_out(const struct channel *ch)
 	if (ch == NULL) {
 		return 0;
 	}
-	return BIO_ctrl_pending(ch->wbio);
+	return BIO_ctrl_pending(ch->wbio) +
+	       (ch->out_plain_len > 0 ? ch->out_plain_len + RECORD_OVERHEAD : 0);
 }
 
 int
@@ -570,6 +620,7 @@ channel_take_out(struct channel *ch, uint8_t *buf, size_t cap, size_t *n)
 	if (cap == 0) {
 		return 0;
 	}
+	(void)seal(ch); /* a failure fails the channel; its alert is in the output */
 	chunk = cap > (size_t)INT_MAX ? INT_MAX : (int)cap;
 	r = BIO_read(ch->wbio, buf, chunk);
 	if (r > 0) {
@@ -637,6 +688,7 @@ channel_close(struct channel *ch)
 		return 0;
 	}
 	if (ch->state == CHANNEL_OPEN) {
+		(void)seal(ch); /* frames written before the close go before close_notify */
 		ERR_clear_error();
 		SSL_shutdown(ch->ssl);
 		ERR_clear_error();
