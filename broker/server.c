@@ -34,7 +34,7 @@
 #define TICK_MS 1000
 #define SHUTDOWN_FLUSH_MS 3000
 #define MAX_WINDOW 1024
-#define MAX_ACKS_PENDING 1024 /* per agency: acks queued for the writer (~600 bytes each) */
+#define MAX_ACKS_PENDING 1024 /* per agency: acks handed to the writer and not logged yet */
 /* A deliverer silent this long with deliveries unacked is probed (see timers()). */
 #define PROBE_MS 1000
 /* Bytes a LogEntry and a Deliver frame add around an envelope (seq, time, agency ids, tags). */
@@ -56,6 +56,7 @@ struct agency_rt {
 
 struct session {
 	uint64_t id; /* unique for the broker's life, routes writer answers */
+	struct wreq *acks; /* acks received this turn, not yet handed to the writer */
 	uint8_t rid[256];
 	size_t rid_len;
 	struct channel *ch;
@@ -363,9 +364,12 @@ session_end(struct server *sv, struct session *s, int code, const char *text)
 	s->dead = 1;
 }
 
+static void acks_send(struct server *sv, struct session *s);
+
 static void
 session_free(struct server *sv, struct session *s)
 {
+	acks_send(sv, s); /* acks that came before the end still count */
 	if (s->art != NULL && s->art->deliverer == s) {
 		/* What was sent and not acked goes again to the agency's next session. */
 		s->art->deliverer = NULL;
@@ -507,11 +511,31 @@ agency_pump(struct server *sv, struct agency_rt *a)
 	store_rend(r);
 }
 
+/* Hand the session's gathered acks to the writer (one request for all of them). */
+static void
+acks_send(struct server *sv, struct session *s)
+{
+	struct wreq *r = s->acks;
+	struct agency_rt *a = s->art;
+
+	if (r == NULL) {
+		return;
+	}
+	s->acks = NULL;
+	r->now_ms = now_ms();
+	if (zmq_send(sv->wpair, &r, sizeof(r), 0) != sizeof(r)) {
+		wreq_free(r);
+		return;
+	}
+	if (a != NULL) {
+		a->acks_pending += r->n_acks;
+	}
+}
+
 static void
 handle_ack(struct server *sv, struct session *s, uint64_t seq)
 {
 	struct agency_rt *a = s->art;
-	struct wreq *r;
 	size_t i;
 
 	if (a != NULL && a->deliverer == s) {
@@ -524,16 +548,16 @@ handle_ack(struct server *sv, struct session *s, uint64_t seq)
 		}
 	}
 	metrics_inc_acks();
-	r = wreq_new(WREQ_ACK);
-	if (r == NULL) {
-		return;
+	if (s->acks == NULL) {
+		if ((s->acks = wreq_new(WREQ_ACK)) == NULL) {
+			return;
+		}
+		s->acks->session_id = s->id;
+		snprintf(s->acks->agency, sizeof(s->acks->agency), "%s", s->agency);
 	}
-	r->session_id = s->id;
-	snprintf(r->agency, sizeof(r->agency), "%s", s->agency);
-	r->ack_seq = seq;
-	r->now_ms = now_ms();
-	if (zmq_send(sv->wpair, &r, sizeof(r), 0) == sizeof(r) && a != NULL) {
-		a->acks_pending++;
+	s->acks->acks[s->acks->n_acks++] = seq;
+	if (s->acks->n_acks == WREQ_MAX_ACKS) {
+		acks_send(sv, s);
 	}
 }
 
@@ -1180,6 +1204,9 @@ writer_input(struct server *sv)
 				a->dirty = 1;
 			}
 		}
+		for (a = r->notify_all ? sv->agencies : NULL; a != NULL; a = a->next) {
+			a->dirty = 1;
+		}
 		switch (r->type) {
 		case WREQ_SUBMIT:
 			metrics_inc_receipt((int)r->status, r->err);
@@ -1222,8 +1249,9 @@ writer_input(struct server *sv)
 			break;
 		case WREQ_ACK:
 			a = agency_rt_get(sv, r->agency);
-			if (a != NULL && a->acks_pending > 0) {
-				a->acks_pending--;
+			if (a != NULL) {
+				a->acks_pending -= r->n_acks < a->acks_pending ? r->n_acks
+									: a->acks_pending;
 				a->dirty = 1;
 			}
 			break;
@@ -1243,7 +1271,7 @@ writer_input(struct server *sv)
 		default:
 			break;
 		}
-		if (r->n_notify > 0 && sv->replay_followers > 0) {
+		if ((r->n_notify > 0 || r->notify_all) && sv->replay_followers > 0) {
 			for (s = sv->sessions; s != NULL; s = s->next) {
 				if (s->replaying && s->replay_follow) {
 					replay_pump(sv, s);
@@ -1526,6 +1554,9 @@ serve(struct server *sv)
 					break;
 				}
 				router_input(sv);
+			}
+			for (s = sv->sessions; s != NULL; s = s->next) {
+				acks_send(sv, s);
 			}
 		}
 		for (s = sv->sessions; s != NULL; s = s->next) {

@@ -70,13 +70,31 @@ struct store_rtxn {
 	struct store_log_iter *iters; /* open iterators, closed at txn end */
 };
 
+/*
+ * Queue counters of a top batch, kept here and written to meta once, at commit: every
+ * queued and every acked entry moves one, and a get and a put in meta each time were a
+ * tenth of the writer's work. Sub-batches do not use it (see store_wsub_begin).
+ */
+#define QC_SLOTS 32
+#define QC_KEY_MAX 128
+struct qc_slot {
+	char key[QC_KEY_MAX];
+	size_t len;
+	uint64_t n;
+	int dirty;
+};
+
 struct store_wtxn {
 	struct store_rtxn r; /* read view; r.txn is this (sub-)batch's txn */
 	struct store_wtxn *parent;
 	struct store_wtxn *child;
 	uint64_t next_seq;
 	int failed; /* sticky error code once an LMDB write failed */
+	struct qc_slot qc[QC_SLOTS];
+	size_t n_qc;
 };
+
+static int qc_flush(struct store_wtxn *w);
 
 struct store_log_iter {
 	struct store_rtxn *r; /* NULL once its transaction ended */
@@ -922,6 +940,10 @@ store_wcommit(struct store_wtxn *w)
 		wabort_tree(w);
 		return err;
 	}
+	if ((err = qc_flush(w)) < 0) {
+		wabort_tree(w);
+		return err;
+	}
 	rc = mdb_txn_commit(w->r.txn); /* frees the txn, also on failure */
 	s->wtxn = NULL;
 	free(w);
@@ -952,6 +974,10 @@ store_wsub_begin(struct store_wtxn *parent, struct store_wtxn **out)
 	}
 	*out = NULL;
 	if ((err = wcheck(parent)) < 0) {
+		return err;
+	}
+	/* The sub-batch reads and moves counters in its transaction: give it the parent's. */
+	if ((err = qc_flush(parent)) < 0) {
 		return err;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
@@ -1071,6 +1097,12 @@ store_rend(struct store_rtxn *r)
 }
 
 /* ---- log ---- */
+
+uint64_t
+store_log_next(struct store_wtxn *w)
+{
+	return w != NULL ? w->next_seq : 0;
+}
 
 int
 store_log_append(struct store_wtxn *w, const void *entry, size_t len, uint64_t *seq_out)
@@ -1355,8 +1387,28 @@ store_msgid_get(struct store_rtxn *r, const char *sender, const char *msgid, uin
 
 /* ---- queue ---- */
 
+/* The counter cache of `w` when it may be used: a top batch with no sub-batch open. */
+static struct store_wtxn *
+qc_owner(struct store_wtxn *w)
+{
+	return w != NULL && w->parent == NULL && w->child == NULL ? w : NULL;
+}
+
+static struct qc_slot *
+qc_find(struct store_wtxn *w, const MDB_val *ck)
+{
+	size_t i;
+
+	for (i = 0; i < w->n_qc; i++) {
+		if (w->qc[i].len == ck->mv_size && memcmp(w->qc[i].key, ck->mv_data, ck->mv_size) == 0) {
+			return &w->qc[i];
+		}
+	}
+	return NULL;
+}
+
 static int
-qcount_read(struct store_rtxn *r, const MDB_val *ck, uint64_t *n)
+qcount_read_db(struct store_rtxn *r, const MDB_val *ck, uint64_t *n)
 {
 	MDB_val v;
 	int rc;
@@ -1373,7 +1425,7 @@ qcount_read(struct store_rtxn *r, const MDB_val *ck, uint64_t *n)
 }
 
 static int
-qcount_write(struct store_wtxn *w, const MDB_val *ck, uint64_t n)
+qcount_write_db(struct store_wtxn *w, const MDB_val *ck, uint64_t n)
 {
 	char buf[24];
 	MDB_val v;
@@ -1392,8 +1444,66 @@ qcount_write(struct store_wtxn *w, const MDB_val *ck, uint64_t n)
 	return rc != 0 ? wfail(w, rc, "updating a queue counter") : 0;
 }
 
+/* Write the batch's changed counters into its transaction and forget them all. */
+static int
+qc_flush(struct store_wtxn *w)
+{
+	MDB_val ck;
+	size_t i;
+	int err = 0;
+
+	for (i = 0; i < w->n_qc && err == 0; i++) {
+		if (w->qc[i].dirty) {
+			ck.mv_data = w->qc[i].key;
+			ck.mv_size = w->qc[i].len;
+			err = qcount_write_db(w, &ck, w->qc[i].n);
+		}
+	}
+	w->n_qc = 0;
+	return err;
+}
+
+static int
+qcount_read(struct store_rtxn *r, const MDB_val *ck, uint64_t *n)
+{
+	struct store_wtxn *w = qc_owner(r->w);
+	struct qc_slot *q;
+	int err;
+
+	if (w != NULL && (q = qc_find(w, ck)) != NULL) {
+		*n = q->n;
+		return 0;
+	}
+	if ((err = qcount_read_db(r, ck, n)) < 0) {
+		return err;
+	}
+	if (w != NULL && w->n_qc < QC_SLOTS && ck->mv_size <= QC_KEY_MAX) {
+		q = &w->qc[w->n_qc++];
+		memcpy(q->key, ck->mv_data, ck->mv_size);
+		q->len = ck->mv_size;
+		q->n = *n;
+		q->dirty = 0;
+	}
+	return 0;
+}
+
+/* After a qcount_read of the same key in the same batch. */
+static int
+qcount_write(struct store_wtxn *w, const MDB_val *ck, uint64_t n)
+{
+	struct qc_slot *q = qc_owner(w) != NULL ? qc_find(w, ck) : NULL;
+
+	if (q == NULL) {
+		return qcount_write_db(w, ck, n);
+	}
+	q->n = n;
+	q->dirty = 1;
+	return 0;
+}
+
 int
-store_queue_put(struct store_wtxn *w, const char *agency, uint64_t seq)
+store_queue_put_tagged(struct store_wtxn *w, const char *agency, uint64_t seq, const void *tag,
+		       size_t tag_len)
 {
 	uint8_t kbuf[1024];
 	char cbuf[1024];
@@ -1404,8 +1514,9 @@ store_queue_put(struct store_wtxn *w, const char *agency, uint64_t seq)
 	if ((err = wcheck(w)) < 0) {
 		return err;
 	}
-	if (w->r.s->maxkey > sizeof(kbuf)) {
-		return IHALA_EINTERNAL;
+	if (w->r.s->maxkey > sizeof(kbuf) || tag_len > STORE_QUEUE_TAG_MAX ||
+	    (tag == NULL && tag_len > 0)) {
+		return IHALA_EINVAL;
 	}
 	if ((err = queue_key(w->r.s, agency, seq, kbuf, &k)) < 0 ||
 	    (err = qcount_key(w->r.s, agency, cbuf, &ck)) < 0) {
@@ -1417,8 +1528,8 @@ store_queue_put(struct store_wtxn *w, const char *agency, uint64_t seq)
 	if ((err = qcount_read(&w->r, &ck, &n)) < 0) {
 		return err;
 	}
-	v.mv_data = NULL;
-	v.mv_size = 0;
+	v.mv_data = (void *)tag;
+	v.mv_size = tag_len;
 	rc = mdb_put(w->r.txn, w->r.s->queue, &k, &v, MDB_NOOVERWRITE);
 	if (rc == MDB_KEYEXIST) {
 		log_warnx("store %s: seq %llu already queued for '%s' (a bug)", w->r.s->dir,
@@ -1432,20 +1543,29 @@ store_queue_put(struct store_wtxn *w, const char *agency, uint64_t seq)
 }
 
 int
-store_queue_del(struct store_wtxn *w, const char *agency, uint64_t seq)
+store_queue_put(struct store_wtxn *w, const char *agency, uint64_t seq)
+{
+	return store_queue_put_tagged(w, agency, seq, NULL, 0);
+}
+
+int
+store_queue_take(struct store_wtxn *w, const char *agency, uint64_t seq, void *tag, size_t tag_cap,
+		 size_t *tag_len)
 {
 	uint8_t kbuf[1024];
 	char cbuf[1024];
 	uint64_t n;
-	MDB_val k, ck;
+	MDB_cursor *cur;
+	MDB_val k, ck, v;
 	int rc, err;
 
 	if ((err = wcheck(w)) < 0) {
 		return err;
 	}
-	if (w->r.s->maxkey > sizeof(kbuf)) {
-		return IHALA_EINTERNAL;
+	if (w->r.s->maxkey > sizeof(kbuf) || tag_len == NULL || (tag == NULL && tag_cap > 0)) {
+		return IHALA_EINVAL;
 	}
+	*tag_len = 0;
 	if ((err = queue_key(w->r.s, agency, seq, kbuf, &k)) < 0 ||
 	    (err = qcount_key(w->r.s, agency, cbuf, &ck)) < 0) {
 		return err;
@@ -1453,7 +1573,18 @@ store_queue_del(struct store_wtxn *w, const char *agency, uint64_t seq)
 	if ((err = qcount_read(&w->r, &ck, &n)) < 0) {
 		return err;
 	}
-	rc = mdb_del(w->r.txn, w->r.s->queue, &k, NULL);
+	if ((rc = mdb_cursor_open(w->r.txn, w->r.s->queue, &cur)) != 0) {
+		return wfail(w, rc, "opening a queue cursor");
+	}
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+	if (rc == 0) {
+		if (v.mv_size <= tag_cap) {
+			memcpy(tag, v.mv_data, v.mv_size);
+			*tag_len = v.mv_size;
+		}
+		rc = mdb_cursor_del(cur, 0);
+	}
+	mdb_cursor_close(cur);
 	if (rc == MDB_NOTFOUND) {
 		return IHALA_ENOTFOUND;
 	}
@@ -1467,6 +1598,14 @@ store_queue_del(struct store_wtxn *w, const char *agency, uint64_t seq)
 		return IHALA_ESTORE;
 	}
 	return qcount_write(w, &ck, n - 1);
+}
+
+int
+store_queue_del(struct store_wtxn *w, const char *agency, uint64_t seq)
+{
+	size_t len;
+
+	return store_queue_take(w, agency, seq, NULL, 0, &len);
 }
 
 int

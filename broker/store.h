@@ -172,6 +172,8 @@ void store_rend(struct store_rtxn *r);
 
 /* Append an entry (1 .. 4 GiB - 1 bytes); *seq_out (may be NULL) gets its
  * seq, which is the last seq + 1 (seqs start at 1). */
+/* The seq the next store_log_append in this batch will assign. */
+uint64_t store_log_next(struct store_wtxn *w);
 int store_log_append(struct store_wtxn *w, const void *entry, size_t len, uint64_t *seq_out);
 int store_log_get(struct store_rtxn *r, uint64_t seq, const void **data, size_t *len);
 /* *seq = the last seq, 0 when the log is empty. */
@@ -202,6 +204,19 @@ int store_msgid_get(struct store_rtxn *r, const char *sender, const char *msgid,
 int store_queue_put(struct store_wtxn *w, const char *agency, uint64_t seq);
 /* Remove it; IHALA_ENOTFOUND if it was not queued. */
 int store_queue_del(struct store_wtxn *w, const char *agency, uint64_t seq);
+
+/* Longest tag a queued seq may carry. */
+#define STORE_QUEUE_TAG_MAX 256
+/*
+ * The same with a tag: up to STORE_QUEUE_TAG_MAX bytes the caller keeps with
+ * the queued seq (the broker: what the entry is about, so that its ack needs
+ * no decoding of the entry), given back by store_queue_take. A seq queued
+ * without a tag (store_queue_put) is taken with *tag_len 0.
+ */
+int store_queue_put_tagged(struct store_wtxn *w, const char *agency, uint64_t seq,
+			   const void *tag, size_t tag_len);
+int store_queue_take(struct store_wtxn *w, const char *agency, uint64_t seq, void *tag,
+		     size_t tag_cap, size_t *tag_len);
 /* Number of seqs queued for `agency` (one key lookup). */
 int store_queue_count(struct store_rtxn *r, const char *agency, size_t *n);
 

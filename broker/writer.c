@@ -25,6 +25,8 @@ struct writer {
 	uint64_t last_ckpt_size;
 	uint64_t last_ckpt_ms;
 	int nearly_full; /* submissions are refused; acks, ticks and reads go on */
+	uint8_t *buf;	 /* encoding buffer for entries and states, grown as needed */
+	size_t buf_cap;
 	char origin[256]; /* a copy: the main thread frees its config on reload */
 };
 
@@ -134,20 +136,19 @@ state_load(struct store_rtxn *r, const char *rid, Ihala__V1__ReferralState **out
 	return 0;
 }
 
+static uint8_t *wbuf(struct writer *wr, size_t len);
+
 static int
-state_save(struct store_wtxn *w, const Ihala__V1__ReferralState *st)
+state_save(struct writer *wr, struct store_wtxn *w, const Ihala__V1__ReferralState *st)
 {
 	size_t len = ihala__v1__referral_state__get_packed_size(st);
-	uint8_t *buf = malloc(len ? len : 1);
-	int err;
+	uint8_t *buf = wbuf(wr, len ? len : 1);
 
 	if (buf == NULL) {
 		return IHALA_ENOMEM;
 	}
 	ihala__v1__referral_state__pack(st, buf);
-	err = store_referral_put(w, st->referral_id, buf, len);
-	free(buf);
-	return err;
+	return store_referral_put(w, st->referral_id, buf, len);
 }
 
 /* Append one history item to a decoded state (the state keeps ownership). */
@@ -224,25 +225,36 @@ deadline_key(char *buf, size_t len, uint64_t when, const char *rid)
 
 /* ---- log entries ---- */
 
+/* The writer's encoding buffer, at least len bytes (NULL when out of memory). */
+static uint8_t *
+wbuf(struct writer *wr, size_t len)
+{
+	if (len > wr->buf_cap) {
+		size_t cap = len < 4096 ? 4096 : len + len / 2;
+		uint8_t *b = realloc(wr->buf, cap);
+
+		if (b == NULL) {
+			return NULL;
+		}
+		wr->buf = b;
+		wr->buf_cap = cap;
+	}
+	return wr->buf;
+}
+
 static int
 log_entry(struct writer *wr, struct store_wtxn *w, const Ihala__V1__LogEntry *e_in,
 	  uint64_t *seq_out, uint8_t leaf[MERKLE_HASH_LEN])
 {
 	Ihala__V1__LogEntry e = *e_in;
-	uint64_t last, seq;
+	uint64_t seq;
 	size_t len;
 	uint8_t *buf;
 	int err;
 
-	(void)wr;
-	err = store_log_last(store_wread(w), &last);
-	if (err != 0) {
-		return err;
-	}
-	e.seq = last + 1;
+	e.seq = store_log_next(w);
 	len = ihala__v1__log_entry__get_packed_size(&e);
-	buf = malloc(len);
-	if (buf == NULL) {
+	if ((buf = wbuf(wr, len)) == NULL) {
 		return IHALA_ENOMEM;
 	}
 	ihala__v1__log_entry__pack(&e, buf);
@@ -258,11 +270,30 @@ log_entry(struct writer *wr, struct store_wtxn *w, const Ihala__V1__LogEntry *e_
 	if (err == 0) {
 		err = merkle_append(&tree_wops, w, seq - 1, leaf);
 	}
-	free(buf);
 	if (err == 0) {
 		*seq_out = seq;
 	}
 	return err;
+}
+
+/* What a queued seq is about, kept with it (store_queue_put_tagged) so that its ack needs no
+ * decoding: a kind letter and the referral id. */
+#define TAG_REFERRAL 'R' /* the submission of a new referral: its ack marks it received */
+#define TAG_UPDATE 'S'	 /* any other submission */
+#define TAG_EVENT 'E'	 /* a broker event (received, overdue) */
+
+static int
+queue_put(struct store_wtxn *w, const char *agency, uint64_t seq, char kind, const char *rid)
+{
+	char tag[STORE_QUEUE_TAG_MAX];
+	size_t n = rid != NULL ? strlen(rid) : 0;
+
+	if (n + 1 > sizeof(tag)) {
+		return store_queue_put(w, agency, seq); /* untagged: the ack decodes the entry */
+	}
+	tag[0] = kind;
+	memcpy(tag + 1, rid, n);
+	return store_queue_put_tagged(w, agency, seq, tag, n + 1);
 }
 
 static void
@@ -277,6 +308,8 @@ add_notify(struct wreq *r, const char *agency)
 	}
 	if (r->n_notify < WREQ_MAX_NOTIFY) {
 		snprintf(r->notify[r->n_notify++], sizeof(r->notify[0]), "%s", agency);
+	} else {
+		r->notify_all = 1;
 	}
 }
 
@@ -377,7 +410,8 @@ apply_submit(struct writer *wr, struct store_wtxn *w, struct wreq *r)
 		err = store_msgid_put(w, r->agency, r->env->message_id, seq);
 	}
 	if (err == 0) {
-		err = store_queue_put(w, d.recipient, seq);
+		err = queue_put(w, d.recipient, seq,
+				d.kind == POLICY_KIND_REFERRAL ? TAG_REFERRAL : TAG_UPDATE, rid);
 	}
 	if (err != 0) {
 		goto out;
@@ -410,7 +444,7 @@ apply_submit(struct writer *wr, struct store_wtxn *w, struct wreq *r)
 		err = state_add_history(cur, seq, r->now_ms, r->agency, cur->status, what);
 	}
 	if (err == 0) {
-		err = state_save(w, cur);
+		err = state_save(wr, w, cur);
 	}
 	if (err == 0) {
 		r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED;
@@ -446,7 +480,7 @@ broker_status(struct writer *wr, struct store_wtxn *w, Ihala__V1__ReferralState 
 	e.event = &ev;
 	err = log_entry(wr, w, &e, &seq, leaf);
 	if (err == 0) {
-		err = store_queue_put(w, st->referrer, seq);
+		err = queue_put(w, st->referrer, seq, TAG_EVENT, st->referral_id);
 	}
 	if (err == 0) {
 		if (status == S(OVERDUE)) {
@@ -457,7 +491,7 @@ broker_status(struct writer *wr, struct store_wtxn *w, Ihala__V1__ReferralState 
 		err = state_add_history(st, seq, t, "", status, text);
 	}
 	if (err == 0) {
-		err = state_save(w, st);
+		err = state_save(wr, w, st);
 	}
 	if (err == 0 && r != NULL) {
 		add_notify(r, st->referrer);
@@ -465,45 +499,76 @@ broker_status(struct writer *wr, struct store_wtxn *w, Ihala__V1__ReferralState 
 	return err;
 }
 
+/* What an untagged queued seq is about (a store written before tags): decode its entry. */
 static int
-apply_ack(struct writer *wr, struct store_wtxn *w, struct wreq *r)
+ack_about_entry(struct store_rtxn *rv, uint64_t seq, char *tag, size_t cap, size_t *tag_len)
+{
+	Ihala__V1__LogEntry *orig;
+	Ihala__V1__Envelope *env = NULL;
+	const char *rid = NULL;
+	const void *data;
+	size_t len;
+	char kind = TAG_EVENT;
+	int err;
+
+	*tag_len = 0;
+	err = store_log_get(rv, seq, &data, &len);
+	if (err != 0) {
+		return err;
+	}
+	/* Our own entry, and its envelope, were decoded strictly when logged: a plain decode is
+	 * enough here. */
+	orig = ihala__v1__log_entry__unpack(NULL, len, data);
+	if (orig == NULL) {
+		return IHALA_ESTORE;
+	}
+	if (orig->kind == IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
+	    (env = ihala__v1__envelope__unpack(NULL, orig->envelope.len, orig->envelope.data)) !=
+		NULL) {
+		rid = policy_referral_id(env);
+		kind = env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL ? TAG_REFERRAL : TAG_UPDATE;
+	} else if (orig->event != NULL) {
+		rid = orig->event->referral_id; /* a broker event (received, overdue) */
+	}
+	if (rid != NULL && strlen(rid) + 1 <= cap) {
+		tag[0] = kind;
+		memcpy(tag + 1, rid, strlen(rid));
+		*tag_len = strlen(rid) + 1;
+	}
+	if (env != NULL) {
+		ihala__v1__envelope__free_unpacked(env, NULL);
+	}
+	ihala__v1__log_entry__free_unpacked(orig, NULL);
+	return 0;
+}
+
+static int
+apply_ack_one(struct writer *wr, struct store_wtxn *w, struct wreq *r, uint64_t ack_seq)
 {
 	struct store_rtxn *rv = store_wread(w);
 	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
 	Ihala__V1__BrokerEvent ev = IHALA__V1__BROKER_EVENT__INIT;
-	Ihala__V1__LogEntry *orig = NULL;
-	Ihala__V1__Envelope *env = NULL;
 	Ihala__V1__ReferralState *st = NULL;
-	const void *data;
-	size_t len;
+	char tag[STORE_QUEUE_TAG_MAX + 1];
+	size_t tag_len;
 	uint64_t seq;
 	int err;
 
-	err = store_queue_del(w, r->agency, r->ack_seq);
+	err = store_queue_take(w, r->agency, ack_seq, tag, STORE_QUEUE_TAG_MAX, &tag_len);
 	if (err == IHALA_ENOTFOUND) {
 		return 0; /* a repeated ack: already logged */
 	}
-	if (err != 0) {
-		return err;
-	}
-	err = store_log_get(rv, r->ack_seq, &data, &len);
-	if (err == 0) {
-		/* Our own entry, and its envelope, were decoded strictly when logged: a plain
-		 * decode is enough here (the strict checks were a fifth of the ack's cost). */
-		orig = ihala__v1__log_entry__unpack(NULL, len, data);
-		err = orig == NULL ? IHALA_ESTORE : 0;
+	if (err == 0 && tag_len == 0) {
+		err = ack_about_entry(rv, ack_seq, tag, STORE_QUEUE_TAG_MAX, &tag_len);
 	}
 	if (err != 0) {
 		return err;
 	}
-	ev.ref_seq = r->ack_seq;
+	tag[tag_len] = '\0';
+	ev.ref_seq = ack_seq;
 	ev.text = "delivered";
-	if (orig->kind == IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
-	    (env = ihala__v1__envelope__unpack(NULL, orig->envelope.len, orig->envelope.data)) !=
-		NULL) {
-		ev.referral_id = (char *)policy_referral_id(env);
-	} else if (orig->event != NULL) {
-		ev.referral_id = orig->event->referral_id; /* a broker event (received, overdue) */
+	if (tag_len > 0) {
+		ev.referral_id = tag + 1;
 	}
 	e.broker_time_ms = r->now_ms;
 	e.sender = r->agency;
@@ -512,26 +577,33 @@ apply_ack(struct writer *wr, struct store_wtxn *w, struct wreq *r)
 	e.event = &ev;
 	err = log_entry(wr, w, &e, &seq, r->leaf);
 	if (err != 0) {
-		goto out;
+		return err;
 	}
 	/* The recipient took a new referral: the broker marks it received (DESIGN §7). */
-	if (env != NULL && env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL) {
-		err = state_load(rv, env->referral->referral_id, &st);
+	if (tag_len > 0 && tag[0] == TAG_REFERRAL) {
+		err = state_load(rv, tag + 1, &st);
 		if (err == 0 && st->status == S(REQUESTED) &&
 		    strcmp(st->recipient, r->agency) == 0 &&
 		    policy_transition(POLICY_PARTY_BROKER, st->status, S(RECEIVED), 0) == 0) {
-			err = broker_status(wr, w, st, S(RECEIVED), r->ack_seq, r->now_ms, "received",
+			err = broker_status(wr, w, st, S(RECEIVED), ack_seq, r->now_ms, "received",
 					    r);
 		} else if (err == IHALA_ENOTFOUND) {
 			err = 0;
 		}
+		state_free(st);
 	}
-out:
-	state_free(st);
-	if (env != NULL) {
-		ihala__v1__envelope__free_unpacked(env, NULL);
+	return err;
+}
+
+static int
+apply_ack(struct writer *wr, struct store_wtxn *w, struct wreq *r)
+{
+	size_t i;
+	int err = 0;
+
+	for (i = 0; i < r->n_acks && err == 0; i++) {
+		err = apply_ack_one(wr, w, r, r->acks[i]);
 	}
-	ihala__v1__log_entry__free_unpacked(orig, NULL);
 	return err;
 }
 
@@ -585,8 +657,34 @@ apply_tick(struct writer *wr, struct store_wtxn *w, struct wreq *r)
 	return err;
 }
 
+/* One request against the batch `w`. Refusals (policy, a nearly full map) are decided before
+ * anything is written and come back as 0 with r->err set; any other return is an LMDB-level
+ * error, after which `w` may hold part of the request. */
 static int
-apply(struct writer *wr, struct store_wtxn *batch, struct wreq *r)
+apply_one(struct writer *wr, struct store_wtxn *w, struct wreq *r)
+{
+	switch (r->type) {
+	case WREQ_SUBMIT:
+		if (wr->nearly_full) {
+			refuse(r, IHALA_ESTOREFULL,
+			       "broker store is full; submissions are refused until an operator "
+			       "grows map_size");
+			return 0;
+		}
+		return apply_submit(wr, w, r);
+	case WREQ_ACK:
+		return apply_ack(wr, w, r);
+	case WREQ_TICK:
+		return apply_tick(wr, w, r);
+	default:
+		return 0;
+	}
+}
+
+/* The same inside its own savepoint: an LMDB error (a full map, say) costs only this request,
+ * which is refused with it; the batch goes on. */
+static int
+apply_saved(struct writer *wr, struct store_wtxn *batch, struct wreq *r)
 {
 	struct store_wtxn *sub;
 	int err;
@@ -595,29 +693,13 @@ apply(struct writer *wr, struct store_wtxn *batch, struct wreq *r)
 	if (err != 0) {
 		return err;
 	}
-	switch (r->type) {
-	case WREQ_SUBMIT:
-		if (wr->nearly_full) {
-			err = IHALA_ESTOREFULL;
-			break;
-		}
-		err = apply_submit(wr, sub, r);
-		break;
-	case WREQ_ACK:
-		err = apply_ack(wr, sub, r);
-		break;
-	case WREQ_TICK:
-		err = apply_tick(wr, sub, r);
-		break;
-	default:
-		err = 0;
-		break;
-	}
+	err = apply_one(wr, sub, r);
 	if (err != 0 || r->err != 0) {
 		store_wsub_abort(sub);
 		if (err != 0) {
 			refuse(r, err, NULL);
 			r->n_notify = 0;
+			r->notify_all = 0;
 			if (err == IHALA_ESTOREFULL) {
 				snprintf(r->text, sizeof(r->text),
 					 "broker store is full; submissions are refused until an "
@@ -629,51 +711,167 @@ apply(struct writer *wr, struct store_wtxn *batch, struct wreq *r)
 	return store_wsub_commit(sub);
 }
 
+/*
+ * Is a checkpoint due (every N entries or T ms)? If so, sign one of the tree as it stands at
+ * the start of batch `w`, which is everything already committed with sync, and put it into
+ * `w`: it reaches the disk with the batch, without a commit of its own, and still never
+ * covers an entry that was not on disk when it was signed. *size gets the tree size signed
+ * (0 when none is due or signing failed; the next batch tries again).
+ */
 static void
-maybe_checkpoint(struct writer *wr, uint64_t t, int force)
+checkpoint_into(struct writer *wr, struct store_wtxn *w, uint64_t t, int force, uint64_t *size)
 {
-	struct store_wtxn *w = NULL;
 	uint8_t root[MERKLE_HASH_LEN];
-	uint64_t size;
+	uint64_t n = store_log_next(w) - 1;
 	char *text = NULL;
 	int err;
 
-	if (wr->p.signer == NULL) {
-		return;
-	}
-	err = store_wbegin(wr->p.store, &w);
-	if (err != 0) {
-		return;
-	}
-	err = store_log_last(store_wread(w), &size);
-	if (err != 0 || size == wr->last_ckpt_size ||
-	    (!force && size - wr->last_ckpt_size < wr->p.ckpt_every_entries &&
+	*size = 0;
+	if (wr->p.signer == NULL || n == 0 || n == wr->last_ckpt_size ||
+	    (!force && n - wr->last_ckpt_size < wr->p.ckpt_every_entries &&
 	     t - wr->last_ckpt_ms < wr->p.ckpt_every_ms)) {
+		return;
+	}
+	err = merkle_root(&tree_wops, w, n, root);
+	if (err == 0) {
+		err = checkpoint_sign(wr->p.signer, wr->p.origin, n, root, &text);
+	}
+	if (err == 0) {
+		err = store_checkpoint_put(w, n, text);
+	}
+	free(text);
+	if (err != 0) {
+		log_warnx("cannot sign a checkpoint at tree size %llu: %s", (unsigned long long)n,
+			  ihala_strerror(err));
+		return;
+	}
+	*size = n;
+}
+
+/* The checkpoint put by checkpoint_into is on disk now. */
+static void
+checkpoint_done(struct writer *wr, uint64_t size, uint64_t t)
+{
+	if (size == 0) {
+		return;
+	}
+	wr->last_ckpt_size = size;
+	wr->last_ckpt_ms = t;
+	metrics_observe_checkpoint(size, t);
+	log_debug("checkpoint signed at tree size %llu", (unsigned long long)size);
+}
+
+static void
+result_reset(struct wreq *r)
+{
+	r->err = 0;
+	r->text[0] = '\0';
+	r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_UNSPECIFIED;
+	r->seq = 0;
+	memset(r->leaf, 0, sizeof(r->leaf));
+	r->n_notify = 0;
+	r->notify_all = 0;
+}
+
+/*
+ * Apply a batch in one write transaction and commit it (synced). First without savepoints:
+ * a savepoint is an LMDB nested transaction, whose begin and merge cost more than the
+ * request itself. If a request meets an LMDB error, the transaction is dropped and the batch
+ * done again with a savepoint per request, so that only the failing requests are refused.
+ * STOP and POLICY requests are not applied here. Returns 0 or the error that refused every
+ * request of the batch (a failed begin or commit).
+ */
+static int
+apply_batch(struct writer *wr, struct wreq **batch, size_t n)
+{
+	struct store_wtxn *w = NULL;
+	size_t i, n_work = 0;
+	int careful, err = 0, rc;
+
+	for (i = 0; i < n; i++) {
+		n_work += batch[i]->type != WREQ_STOP && batch[i]->type != WREQ_POLICY;
+	}
+	if (n_work == 0) {
+		return 0;
+	}
+	for (careful = 0; careful < 2; careful++) {
+		uint64_t t = now_ms(), ckpt = 0;
+
+		err = store_wbegin(wr->p.store, &w);
+		if (err == 0 && !careful) {
+			checkpoint_into(wr, w, t, 0, &ckpt);
+		} else if (err == 0) {
+			struct store_wtxn *sub;
+
+			/* A checkpoint that does not fit must not cost the batch. */
+			if (store_wsub_begin(w, &sub) == 0) {
+				checkpoint_into(wr, sub, t, 0, &ckpt);
+				if (ckpt == 0 || store_wsub_commit(sub) != 0) {
+					if (ckpt == 0) {
+						store_wsub_abort(sub);
+					}
+					ckpt = 0;
+				}
+			}
+		}
+		for (i = 0; i < n && err == 0; i++) {
+			struct wreq *r = batch[i];
+
+			if (r->type == WREQ_STOP || r->type == WREQ_POLICY) {
+				continue;
+			}
+			result_reset(r);
+			if (!careful) {
+				err = apply_one(wr, w, r);
+				continue;
+			}
+			/* Fatal LMDB errors poison the batch; refusals and a full map do not. */
+			rc = apply_saved(wr, w, r);
+			if (rc != 0 && rc != IHALA_ESTOREFULL) {
+				err = rc;
+			}
+		}
+		if (err == 0) {
+			uint64_t t0 = metrics_now_ns();
+
+			err = store_wcommit(w); /* frees w, also on failure */
+			metrics_observe_commit(n_work, metrics_now_ns() - t0);
+			if (err == 0) {
+				checkpoint_done(wr, ckpt, t);
+				return 0;
+			}
+		} else {
+			store_wabort(w);
+		}
+		w = NULL;
+		if (!careful) {
+			log_debug("writer: batch of %zu requests met '%s'; applying it again request "
+				  "by request",
+				  n, ihala_strerror(err));
+		}
+	}
+	return err;
+}
+
+/* A checkpoint in a transaction of its own (at shutdown: nothing follows to carry it). */
+static void
+checkpoint_now(struct writer *wr, uint64_t t)
+{
+	struct store_wtxn *w = NULL;
+	uint64_t size = 0;
+
+	if (wr->p.signer == NULL || store_wbegin(wr->p.store, &w) != 0) {
+		return;
+	}
+	checkpoint_into(wr, w, t, 1, &size);
+	if (size == 0) {
 		store_wabort(w);
 		return;
 	}
-	/* Everything up to `size` is committed: the checkpoint never runs ahead of the disk. */
-	err = merkle_root(&tree_wops, w, size, root);
-	if (err == 0) {
-		err = checkpoint_sign(wr->p.signer, wr->p.origin, size, root, &text);
-	}
-	if (err == 0) {
-		err = store_checkpoint_put(w, size, text);
-	}
-	if (err == 0) {
-		err = store_wcommit(w);
-		w = NULL;
-	}
-	store_wabort(w);
-	free(text);
-	if (err == 0) {
-		wr->last_ckpt_size = size;
-		wr->last_ckpt_ms = t;
-		metrics_observe_checkpoint(size, t);
-		log_debug("checkpoint signed at tree size %llu", (unsigned long long)size);
+	if (store_wcommit(w) == 0) {
+		checkpoint_done(wr, size, t);
 	} else {
-		log_warnx("cannot sign a checkpoint at tree size %llu: %s", (unsigned long long)size,
-			  ihala_strerror(err));
+		log_warnx("cannot store the checkpoint at tree size %llu", (unsigned long long)size);
 	}
 }
 
@@ -691,10 +889,9 @@ writer_main(void *arg)
 		fatalx("writer: out of memory");
 	}
 	while (!stop) {
-		struct store_wtxn *w = NULL;
 		struct wreq *r;
 		size_t n = 0, i;
-		int err, rc, need_commit = 0, tick = 0;
+		int err, rc;
 
 		/* Block for the first request, then take whatever else is waiting: everything that
 		 * arrived during the previous commit shares this one (group commit). */
@@ -713,68 +910,35 @@ writer_main(void *arg)
 			n_submits += batch[i]->type == WREQ_SUBMIT;
 		}
 		check_room(wr);
-		err = store_wbegin(wr->p.store, &w);
-		for (i = 0; i < n; i++) {
-			r = batch[i];
-			switch (r->type) {
-			case WREQ_STOP:
-				stop = 1;
-				break;
-			case WREQ_POLICY: {
-				void *old = wr->p.policy;
-
-				wr->p.policy = r->policy;
-				r->policy = old;
-				break;
-			}
-			default:
-				if (r->type == WREQ_TICK) {
-					tick = 1;
+		err = apply_batch(wr, batch, n);
+		if (err != 0) {
+			log_warnx("writer: commit of a batch of %zu requests failed: %s", n,
+				  ihala_strerror(err));
+			for (i = 0; i < n; i++) {
+				if (batch[i]->type == WREQ_SUBMIT || batch[i]->type == WREQ_ACK) {
+					refuse(batch[i], err, NULL);
+					batch[i]->n_notify = 0;
+					batch[i]->notify_all = 0;
 				}
-				if (err != 0) {
-					refuse(r, err, NULL);
-					break;
-				}
-				/* Fatal LMDB errors poison the batch; refusals and a full map do not. */
-				rc = apply(wr, w, r);
-				if (rc != 0 && rc != IHALA_ESTOREFULL) {
-					err = rc;
-				}
-				need_commit = 1;
-				break;
 			}
 		}
-		if (w != NULL) {
-			if (need_commit && err == 0) {
-				uint64_t t0 = metrics_now_ns();
+		/* STOP and POLICY end a batch: the requests before them ran under the old table. */
+		r = batch[n - 1];
+		if (r->type == WREQ_STOP) {
+			stop = 1;
+		} else if (r->type == WREQ_POLICY) {
+			void *old = wr->p.policy;
 
-				err = store_wcommit(w);
-				metrics_observe_commit(n, metrics_now_ns() - t0);
-			} else {
-				store_wabort(w);
-			}
-			if (err != 0) {
-				log_warnx("writer: commit of a batch of %zu requests failed: %s", n,
-					  ihala_strerror(err));
-				for (i = 0; i < n; i++) {
-					if (batch[i]->type == WREQ_SUBMIT || batch[i]->type == WREQ_ACK) {
-						refuse(batch[i], err, NULL);
-						batch[i]->n_notify = 0;
-					}
-				}
-			}
+			wr->p.policy = r->policy;
+			r->policy = old;
 		}
 		/* Only now, with the batch on disk, do the answers go back. */
 		for (i = 0; i < n; i++) {
 			r = batch[i];
 			zmq_send(wr->sock, &r, sizeof(r), 0);
 		}
-		if (need_commit && !stop) {
-			maybe_checkpoint(wr, now_ms(), 0);
-		}
-		(void)tick;
 	}
-	maybe_checkpoint(wr, now_ms(), 1);
+	checkpoint_now(wr, now_ms());
 	log_info("writer: %llu batches, %.1f requests and %.1f submissions per batch",
 		 (unsigned long long)n_batches, n_batches ? (double)n_reqs / (double)n_batches : 0.0,
 		 n_batches ? (double)n_submits / (double)n_batches : 0.0);
@@ -833,6 +997,7 @@ writer_join(struct writer *w)
 {
 	if (w != NULL) {
 		pthread_join(w->thread, NULL);
+		free(w->buf);
 		free(w);
 	}
 }

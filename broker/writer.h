@@ -15,8 +15,11 @@ struct checkpoint_signer;
 /*
  * The main thread sends `struct wreq *` pointers over an inproc PAIR socket; the writer
  * takes everything that is waiting (up to max_batch), applies it in one LMDB write
- * transaction (each request in its own savepoint, so one refusal or a full map costs only
- * that request), commits with sync, and only then sends every request back with its result.
+ * transaction, commits with sync, and only then sends every request back with its result.
+ * Refusals are decided before a request writes anything; if a request meets an LMDB error
+ * (a full map, say), the batch is done again with each request in its own savepoint, so
+ * that only that request is refused. A due checkpoint of what is already on disk is signed
+ * into the batch (it never covers an entry not yet synced, and costs no commit of its own).
  * Ownership of a request passes with the pointer: the writer owns it between receive and
  * send-back, the main thread otherwise.
  */
@@ -29,7 +32,9 @@ enum wreq_type {
 	WREQ_STOP,	 /* finish and exit the thread (sent back before it exits) */
 };
 
-#define WREQ_MAX_NOTIFY 2
+#define WREQ_MAX_NOTIFY 4
+/* Acks of one session that arrived together travel as one request. */
+#define WREQ_MAX_ACKS 64
 
 struct wreq {
 	enum wreq_type type;
@@ -42,8 +47,9 @@ struct wreq {
 	size_t env_len;
 	Ihala__V1__Envelope *env;
 
-	/* WREQ_ACK */
-	uint64_t ack_seq;
+	/* WREQ_ACK: the seqs acked, in the order they came */
+	uint64_t acks[WREQ_MAX_ACKS];
+	size_t n_acks;
 
 	/* WREQ_POLICY: in, the new table; out, the old one (main frees it) */
 	void *policy;
@@ -56,6 +62,7 @@ struct wreq {
 	uint8_t leaf[MERKLE_HASH_LEN];
 	char notify[WREQ_MAX_NOTIFY][64]; /* agencies that have new queued entries */
 	int n_notify;
+	int notify_all; /* more agencies than notify[] holds: look at every agency */
 };
 
 /* What the writer needs; every pointer borrowed for the thread's life (policy swapped by
