@@ -23,9 +23,9 @@
  * session, each message one type byte and TLS bytes; inside TLS a 4-byte length and a Frame.
  *
  *   ihala_load send -b EP -P PKI -a AGENCY -t TO[,TO...] -n COUNT [-r RATE] [-s BYTES]
- *                   [-p PREFIX] [-L LATFILE] [-T SECONDS]
+ *                   [-p PREFIX] [-L LATFILE] [-T SECONDS] [-W WINDOW]
  *	Submit COUNT referrals round-robin to the TO agencies, up to Welcome.limits.max_inflight
- *	without a receipt, at RATE per second (0: as fast as receipts allow). Every Deliver the
+ *	(or WINDOW, to test the broker's OVERLOADED refusal) without a receipt, at RATE per second (0: as fast as receipts allow). Every Deliver the
  *	sender gets (the broker's "received" statuses) is acked. LATFILE gets one submit->receipt
  *	latency in microseconds per line.
  *   ihala_load recv -b EP -P PKI -a AGENCY [-a AGENCY...] -n COUNT [-L LATFILE] [-R READYFILE]
@@ -472,6 +472,7 @@ struct opts {
 	size_t size;
 	long idle_ms;
 	long timeout_s;
+	uint32_t window; /* -W: submissions in flight, overriding the broker's max_inflight */
 };
 
 static int
@@ -484,7 +485,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 	o->size = 1024;
 	o->idle_ms = 5000;
 	o->timeout_s = 600;
-	while ((ch = getopt(argc, argv, "b:P:a:t:n:r:s:p:L:R:I:T:")) != -1) {
+	while ((ch = getopt(argc, argv, "b:P:a:t:n:r:s:p:L:R:I:T:W:")) != -1) {
 		switch (ch) {
 		case 'b':
 			o->ep = optarg;
@@ -530,6 +531,9 @@ parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'T':
 			o->timeout_s = strtol(optarg, NULL, 10);
+			break;
+		case 'W':
+			o->window = (uint32_t)strtoul(optarg, NULL, 10);
 			break;
 		default:
 			return -1;
@@ -624,7 +628,8 @@ cmd_send(struct opts *o)
 		if (c.welcomed && t0 == 0) {
 			t0 = now;
 		}
-		while (c.welcomed && next < o->count && s.inflight < c.max_inflight) {
+		while (c.welcomed && next < o->count &&
+		       s.inflight < (o->window > 0 ? o->window : c.max_inflight)) {
 			Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
 			Ihala__V1__Submit sub = IHALA__V1__SUBMIT__INIT;
 

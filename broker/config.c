@@ -356,7 +356,7 @@ static const struct conf_option options[] = {
      B(limits.queue_limit), "undelivered entries per agency before QUEUE_FULL"},
     {"limits", "credit_window", CONF_UINT, 0, "64", 1, 65536, NULL, NULL, B(limits.credit_window),
      "deliveries sent before waiting for acks"},
-    {"limits", "max_inflight", CONF_UINT, 0, "256", 1, 65536, NULL, NULL, B(limits.max_inflight),
+    {"limits", "max_inflight", CONF_UINT, 0, "1024", 1, 65536, NULL, NULL, B(limits.max_inflight),
      "submissions a client may have without receipt"},
     {"limits", "out_cap", CONF_SIZE, 0, "4M", 64 * KB, 1 * GB, NULL, NULL, B(limits.out_cap),
      "TLS output buffered per session before back-pressure"},

@@ -2,7 +2,7 @@
 # bench_smoke.sh - the benchmark harness in smoke mode (tiny counts, ihala and ceilings only),
 # so it never rots: it runs, cleans up after itself, and its JSON carries every key.
 . "$(dirname "$0")/lib.sh"
-plan 10
+plan 12
 
 out=$T/out
 "$IHALA_ROOT/bench/run.sh" --smoke --build "$IHALA_BUILD" --out "$out" >"$T/run.out" 2>"$T/run.err"
@@ -86,6 +86,31 @@ if grep -qx 'delivered=20000' "$T/ack.recv" 2>/dev/null && [ -n "$depth" ] && [ 
 else
 	not_ok "a fast acker: acks waiting for the writer stay bounded (got '${depth}')"
 	show "$T/ack.recv" "$T/ack/broker.log"
+fi
+# OVERLOADED: a sender with more submissions in flight than max_inflight has the excess
+# refused, the limit named; nothing it was told is lost, and the broker keeps serving.
+L=$IHALA_BUILD/bench/ihala_load
+port=$(free_port)
+write_broker_conf "$T/ov" "$port" "
+[limits]
+max_inflight = 8"
+if start_broker "$T/ov"; then
+	$L send -b "tcp://127.0.0.1:$port" -P "$IHALA_PKI" -a dma -t moh -n 2000 -W 500 -p ov -T 60 \
+		>"$T/ov.out" 2>"$T/ov.err"
+	refused=$(sed -n 's/^refused=//p' "$T/ov.out")
+	receipted=$(sed -n 's/^receipted=//p' "$T/ov.out")
+	diag "max_inflight 8, 500 sent at once: ${receipted:-?} receipted, ${refused:-?} refused"
+	check "past max_inflight the excess is refused with OVERLOADED's sentence, the rest receipted" \
+		eval '[ "${refused:-0}" -gt 0 ] && [ $((${refused:-0} + ${receipted:-0})) -eq 2000 ] &&
+			grep -q "more than 8 submissions without receipts" "$T/ov.err"'
+	$L send -b "tcp://127.0.0.1:$port" -P "$IHALA_PKI" -a dma -t moh -n 100 -p ov2 -T 60 \
+		>"$T/ov2.out" 2>"$T/ov2.err"
+	check "after it the broker serves a sender within the limit: every receipt" \
+		grep -qx 'receipted=100' "$T/ov2.out"
+	stop_broker
+else
+	not_ok "past max_inflight the excess is refused (no broker)"
+	not_ok "after it the broker serves a sender within the limit (no broker)"
 fi
 "$IHALA_ROOT/bench/run.sh" --smok >/dev/null 2>"$T/usage.err"
 rc=$?

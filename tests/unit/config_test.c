@@ -213,7 +213,7 @@ test_good_defaults(void **state)
 	assert_int_equal(cfg->limits.handshake_timeout_ms, 10000);
 	assert_int_equal(cfg->limits.queue_limit, 100000);
 	assert_int_equal(cfg->limits.credit_window, 64);
-	assert_int_equal(cfg->limits.max_inflight, 256);
+	assert_int_equal(cfg->limits.max_inflight, 1024);
 	assert_int_equal(cfg->limits.out_cap, 4 << 20);
 	assert_int_equal(cfg->limits.idle_timeout_ms, 0);
 	assert_int_equal(cfg->commit.max_batch, 1024);
