@@ -282,6 +282,10 @@ e2e ihala1 1 "$COUNT" 0
 e2e_rates ihala1 1
 lat_stats ihala1_receipt "$T"/ihala1.rlat1
 lat_stats ihala1_delivery "$T/ihala1.dlat"
+# Log entries the run wrote (submissions, deliveries, 'received' events and their deliveries).
+entries=$(mdb_stat -s log "$T/ihala1/data" 2>/dev/null | awk '$1 == "Entries:" { print $2 }')
+put ihala1_log_entries "${entries:-null}"
+put log_entries_per_referral "$(calc "${entries:-null} / $COUNT")"
 read -r reqs subs <<<"$(writer_batch ihala1)"
 put batch_requests "${reqs:-null}"
 put batch_submissions "${subs:-null}"
@@ -535,6 +539,9 @@ put ihala_4_senders_msgs_per_s "$(get ihala4_msgs_per_s)"
 put ihala_vs_rabbitmq "$(ratio "$(get ihala1_msgs_per_s)" "$(get rabbitmq_msgs_per_s)")"
 put ihala_vs_mosquitto "$(ratio "$(get ihala1_msgs_per_s)" "$(get mosquitto_msgs_per_s)")"
 put ihala_vs_lmdb_ceiling "$(ratio "$(get ihala1_msgs_per_s)" "$(get lmdb_ceiling_msgs_per_s)")"
+# Informative: the log appends ihala makes per second (several per referral) beside the same ceiling.
+put ihala_log_appends_per_s "$(calc "$(get ihala1_msgs_per_s) * $(get log_entries_per_referral)")"
+put ihala_appends_vs_lmdb_ceiling "$(ratio "$(get ihala_log_appends_per_s)" "$(get lmdb_ceiling_msgs_per_s)")"
 put ihala_vs_zmq_ceiling "$(ratio "$(get ihala1_msgs_per_s)" "$(get zmq_ceiling_msgs_per_s)")"
 put ihala_vs_tls_ceiling "$(ratio "$(get ihala1_msgs_per_s)" "$(get tls_ceiling_frames_per_s)")"
 put p99_delivery_ms_at_1k "$(get lat1000_delivery_p99_ms)"
@@ -597,6 +604,8 @@ target() { # target VALUE OP LIMIT
 	echo "audit verify: $(g verify_entries) entries at $(g verify_entries_per_s)/s" \
 		"($([ "$(g verify_tool)" = 1 ] && echo "ihala audit verify --db" || echo "leaf hashing + merkle_range, bench/audit_rate"))"
 	echo "group commit (1 sender): $(g batch_requests) requests, $(g batch_submissions) submissions per batch"
+	echo "log (1 sender): $(g log_entries_per_referral) entries per referral, $(g ihala_log_appends_per_s) appends/s," \
+		"$(g ihala_appends_vs_lmdb_ceiling) of the LMDB ceiling (each append also hashes and stores tree nodes)"
 	echo
 	printf '%-34s %10s %10s  %s\n' "target" "value" "goal" ""
 	printf '%-34s %10s %10s  %s\n' "ihala / RabbitMQ" "$(g ihala_vs_rabbitmq)" ">= 4" "$(target "$(g ihala_vs_rabbitmq)" ">=" 4)"

@@ -18,6 +18,14 @@
 #define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
 #define DEADLINE_PREFIX "deadline:"
 
+#define FRONTIER_LEVELS 64
+
+struct frontier {
+	uint64_t valid; /* bit per level */
+	uint64_t index[FRONTIER_LEVELS];
+	uint8_t hash[FRONTIER_LEVELS][MERKLE_HASH_LEN];
+};
+
 struct writer {
 	struct writer_params p;
 	pthread_t thread;
@@ -25,6 +33,7 @@ struct writer {
 	uint64_t last_ckpt_size;
 	uint64_t last_ckpt_ms;
 	int nearly_full; /* submissions are refused; acks, ticks and reads go on */
+	struct frontier frontier;
 	uint8_t *buf;	 /* encoding buffer for entries and states, grown as needed */
 	size_t buf_cap;
 	char origin[256]; /* a copy: the main thread frees its config on reload */
@@ -96,16 +105,51 @@ tree_get_r(void *ctx, unsigned level, uint64_t index, uint8_t out[MERKLE_HASH_LE
 	return store_tree_get(ctx, level, index, out);
 }
 
+/*
+ * The writer's view of the tree: a batch, and the last node put at each level. Appends are
+ * in order, so the left sibling an append needs is always the last node put at its level:
+ * it comes from here, not from a store lookup. Nodes put in a transaction or savepoint that
+ * is then aborted are gone from the store, so every abort forgets the cache (frontier_forget).
+ */
+struct tree_w {
+	struct frontier *f;
+	struct store_wtxn *w;
+};
+
 static int
 tree_get_w(void *ctx, unsigned level, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
 {
-	return store_tree_get(store_wread(ctx), level, index, out);
+	struct tree_w *t = ctx;
+
+	if (level < FRONTIER_LEVELS && (t->f->valid >> level & 1) && t->f->index[level] == index) {
+		memcpy(out, t->f->hash[level], MERKLE_HASH_LEN);
+		return 0;
+	}
+	return store_tree_get(store_wread(t->w), level, index, out);
 }
 
 static int
 tree_put_w(void *ctx, unsigned level, uint64_t index, const uint8_t hash[MERKLE_HASH_LEN])
 {
-	return store_tree_put(ctx, level, index, hash);
+	struct tree_w *t = ctx;
+	int err = store_tree_put(t->w, level, index, hash);
+
+	if (level < FRONTIER_LEVELS) {
+		if (err == 0) {
+			t->f->index[level] = index;
+			memcpy(t->f->hash[level], hash, MERKLE_HASH_LEN);
+			t->f->valid |= (uint64_t)1 << level;
+		} else {
+			t->f->valid &= ~((uint64_t)1 << level);
+		}
+	}
+	return err;
+}
+
+static void
+frontier_forget(struct frontier *f)
+{
+	f->valid = 0;
 }
 
 const struct merkle_store_ops writer_tree_rops = { tree_get_r, NULL };
@@ -268,7 +312,9 @@ log_entry(struct writer *wr, struct store_wtxn *w, const Ihala__V1__LogEntry *e_
 		err = merkle_leaf_hash(buf, len, leaf);
 	}
 	if (err == 0) {
-		err = merkle_append(&tree_wops, w, seq - 1, leaf);
+		struct tree_w t = { &wr->frontier, w };
+
+		err = merkle_append(&tree_wops, &t, seq - 1, leaf);
 	}
 	if (err == 0) {
 		*seq_out = seq;
@@ -696,6 +742,7 @@ apply_saved(struct writer *wr, struct store_wtxn *batch, struct wreq *r)
 	err = apply_one(wr, sub, r);
 	if (err != 0 || r->err != 0) {
 		store_wsub_abort(sub);
+		frontier_forget(&wr->frontier);
 		if (err != 0) {
 			refuse(r, err, NULL);
 			r->n_notify = 0;
@@ -721,6 +768,7 @@ apply_saved(struct writer *wr, struct store_wtxn *batch, struct wreq *r)
 static void
 checkpoint_into(struct writer *wr, struct store_wtxn *w, uint64_t t, int force, uint64_t *size)
 {
+	struct tree_w tw = { &wr->frontier, w };
 	uint8_t root[MERKLE_HASH_LEN];
 	uint64_t n = store_log_next(w) - 1;
 	char *text = NULL;
@@ -732,7 +780,7 @@ checkpoint_into(struct writer *wr, struct store_wtxn *w, uint64_t t, int force, 
 	     t - wr->last_ckpt_ms < wr->p.ckpt_every_ms)) {
 		return;
 	}
-	err = merkle_root(&tree_wops, w, n, root);
+	err = merkle_root(&tree_wops, &tw, n, root);
 	if (err == 0) {
 		err = checkpoint_sign(wr->p.signer, wr->p.origin, n, root, &text);
 	}
@@ -843,6 +891,7 @@ apply_batch(struct writer *wr, struct wreq **batch, size_t n)
 		} else {
 			store_wabort(w);
 		}
+		frontier_forget(&wr->frontier);
 		w = NULL;
 		if (!careful) {
 			log_debug("writer: batch of %zu requests met '%s'; applying it again request "
