@@ -1578,7 +1578,7 @@ store_queue_take(struct store_wtxn *w, const char *agency, uint64_t seq, void *t
 	}
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
 	if (rc == 0) {
-		if (v.mv_size <= tag_cap) {
+		if (v.mv_size > 0 && v.mv_size <= tag_cap) {
 			memcpy(tag, v.mv_data, v.mv_size);
 			*tag_len = v.mv_size;
 		}

@@ -338,7 +338,9 @@ queue_put(struct store_wtxn *w, const char *agency, uint64_t seq, char kind, con
 		return store_queue_put(w, agency, seq); /* untagged: the ack decodes the entry */
 	}
 	tag[0] = kind;
-	memcpy(tag + 1, rid, n);
+	if (n > 0) {
+		memcpy(tag + 1, rid, n);
+	}
 	return store_queue_put_tagged(w, agency, seq, tag, n + 1);
 }
 
@@ -507,7 +509,7 @@ out:
 static int
 broker_status(struct writer *wr, struct store_wtxn *w, Ihala__V1__ReferralState *st,
 	      Ihala__V1__TaskStatus status, uint64_t ref_seq, uint64_t t, const char *text,
-	      struct wreq *r)
+	      const char *sender, struct wreq *r)
 {
 	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
 	Ihala__V1__BrokerEvent ev = IHALA__V1__BROKER_EVENT__INIT;
@@ -520,7 +522,7 @@ broker_status(struct writer *wr, struct store_wtxn *w, Ihala__V1__ReferralState 
 	ev.ref_seq = ref_seq;
 	ev.text = (char *)text;
 	e.broker_time_ms = t;
-	e.sender = "";
+	e.sender = (char *)sender;
 	e.recipient = st->referrer;
 	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS;
 	e.event = &ev;
@@ -611,6 +613,24 @@ apply_ack_one(struct writer *wr, struct store_wtxn *w, struct wreq *r, uint64_t 
 		return err;
 	}
 	tag[tag_len] = '\0';
+	/* The recipient took a new referral: the broker marks it received (DESIGN §7). One
+	 * entry, from the acking agency to the referrer, records both the delivery and the
+	 * new status (PROTOCOL.md §7.3). */
+	if (tag_len > 0 && tag[0] == TAG_REFERRAL) {
+		err = state_load(rv, tag + 1, &st);
+		if (err == 0 && st->status == S(REQUESTED) &&
+		    strcmp(st->recipient, r->agency) == 0 &&
+		    policy_transition(POLICY_PARTY_BROKER, st->status, S(RECEIVED), 0) == 0) {
+			err = broker_status(wr, w, st, S(RECEIVED), ack_seq, r->now_ms, "received",
+					    r->agency, r);
+			state_free(st);
+			return err;
+		}
+		state_free(st);
+		if (err != 0 && err != IHALA_ENOTFOUND) {
+			return err;
+		}
+	}
 	ev.ref_seq = ack_seq;
 	ev.text = "delivered";
 	if (tag_len > 0) {
@@ -621,24 +641,7 @@ apply_ack_one(struct writer *wr, struct store_wtxn *w, struct wreq *r, uint64_t 
 	e.recipient = "";
 	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_DELIVERY;
 	e.event = &ev;
-	err = log_entry(wr, w, &e, &seq, r->leaf);
-	if (err != 0) {
-		return err;
-	}
-	/* The recipient took a new referral: the broker marks it received (DESIGN §7). */
-	if (tag_len > 0 && tag[0] == TAG_REFERRAL) {
-		err = state_load(rv, tag + 1, &st);
-		if (err == 0 && st->status == S(REQUESTED) &&
-		    strcmp(st->recipient, r->agency) == 0 &&
-		    policy_transition(POLICY_PARTY_BROKER, st->status, S(RECEIVED), 0) == 0) {
-			err = broker_status(wr, w, st, S(RECEIVED), ack_seq, r->now_ms, "received",
-					    r);
-		} else if (err == IHALA_ENOTFOUND) {
-			err = 0;
-		}
-		state_free(st);
-	}
-	return err;
+	return log_entry(wr, w, &e, &seq, r->leaf);
 }
 
 static int
@@ -693,7 +696,7 @@ apply_tick(struct writer *wr, struct store_wtxn *w, struct wreq *r)
 			log_info("referral '%s' to '%s' is overdue (no answer by its deadline)", rid,
 				 st->recipient);
 			metrics_inc_overdue();
-			err = broker_status(wr, w, st, S(OVERDUE), 0, r->now_ms, "overdue", r);
+			err = broker_status(wr, w, st, S(OVERDUE), 0, r->now_ms, "overdue", "", r);
 		}
 		state_free(st);
 		if (err != 0) {
