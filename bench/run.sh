@@ -3,9 +3,9 @@
 #
 #   bench/run.sh [--smoke] [--build DIR] [--out DIR]
 #
-# Full run (`make bench`, about 5-10 minutes): ihala end to end (1 and 4 senders at full speed,
+# Full run (`make bench`, about 2-5 minutes): ihala end to end (1 and 4 senders at full speed,
 # latency at 1 000, 5 000 and 20 000 msg/s offered), RabbitMQ and Mosquitto doing the same
-# work, the ceilings (raw ZeroMQ, raw LMDB synced appends, the TLS channel alone), a backlog
+# work (the three compared throughputs as the median of BENCH_TRIALS runs, default 3), the ceilings (raw ZeroMQ, raw LMDB synced appends, the TLS channel alone), a backlog
 # of 1 000 000 referrals for an offline agency (broker RSS, drain rate) and `ihala audit
 # verify --db` over the resulting store. Writes OUT/latest.json, OUT/latest.txt (the table)
 # and OUT/latest.png (gnuplot); OUT defaults to bench/results.
@@ -15,7 +15,7 @@
 # Every process it starts is a child it stops itself (broker, RabbitMQ node and its epmd on a
 # private port, Mosquitto), each with its own temp dir; nothing listens beyond 127.0.0.1.
 # Environment: BENCH_COUNT (messages per throughput run, default 100000), BENCH_BACKLOG
-# (default 1000000), KEEP_TMP=1 keeps the temp dir.
+# (default 1000000), BENCH_TRIALS (default 3; 1 in smoke mode), KEEP_TMP=1 keeps the temp dir.
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
 	--smoke) SMOKE=1 ;;
 	--build) B=$(cd "$2" && pwd) || exit 2; shift ;;
 	--out) OUT=$2; shift ;;
-	-h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,18p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -277,16 +277,35 @@ busy0=$(stat_busy)
 put cores "$(nproc)"
 t_start=$(date +%s)
 
-say "ihala end to end, 1 sender, $COUNT referrals at full speed"
-e2e ihala1 1 "$COUNT" 0
-e2e_rates ihala1 1
-lat_stats ihala1_receipt "$T"/ihala1.rlat1
-lat_stats ihala1_delivery "$T/ihala1.dlat"
+# The three throughputs the targets compare (ihala 1 sender, RabbitMQ, Mosquitto) are each
+# measured TRIALS times and the median kept (a 2-core machine varies by 10-20 % run to run).
+TRIALS=${BENCH_TRIALS:-3}
+[ $SMOKE = 1 ] && TRIALS=1
+put trials "$TRIALS"
+# median VALUE...: the middle value (the lower middle of an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "null") }'; }
+
+trial_list=""
+for t in $(seq 1 "$TRIALS"); do
+	say "ihala end to end, 1 sender, $COUNT referrals at full speed (trial $t of $TRIALS)"
+	e2e "ihala1_t$t" 1 "$COUNT" 0
+	e2e_rates "ihala1_t$t" 1
+	put "ihala1_trial${t}_msgs_per_s" "$(get "ihala1_t${t}_msgs_per_s")"
+	trial_list="$trial_list $(get "ihala1_t${t}_msgs_per_s"):ihala1_t$t"
+done
+# The median trial stands for the 1-sender run: its rates, latencies, batches and log.
+I1=$(for x in $trial_list; do echo "${x%%:*} ${x#*:}"; done | sort -g |
+	awk '{ v[NR] = $2 } END { print v[int((NR + 1) / 2)] }')
+for k in receipted delivered receipted_per_s delivered_per_s msgs_per_s; do
+	put "ihala1_$k" "$(get "${I1}_$k")"
+done
+lat_stats ihala1_receipt "$T/$I1.rlat1"
+lat_stats ihala1_delivery "$T/$I1.dlat"
 # Log entries the run wrote (submissions, deliveries, 'received' events and their deliveries).
-entries=$(mdb_stat -s log "$T/ihala1/data" 2>/dev/null | awk '$1 == "Entries:" { print $2 }')
+entries=$(mdb_stat -s log "$T/$I1/data" 2>/dev/null | awk '$1 == "Entries:" { print $2 }')
 put ihala1_log_entries "${entries:-null}"
 put log_entries_per_referral "$(calc "${entries:-null} / $COUNT")"
-read -r reqs subs <<<"$(writer_batch ihala1)"
+read -r reqs subs <<<"$(writer_batch "$I1")"
 put batch_requests "${reqs:-null}"
 put batch_submissions "${subs:-null}"
 
@@ -354,13 +373,18 @@ CONF
 			>/dev/null 2>&1 && break
 		sleep 0.5
 	done
-	say "RabbitMQ: $COUNT persistent messages, confirms, manual acks"
-	if "$B/bench/rabbitmq_load" "$port" "$PKI" "$COUNT" "$ENV_BYTES" "$INFLIGHT" >"$d/load.out" \
-		2>"$d/load.err"; then
-		put rabbitmq_msgs_per_s "$(kv "$d/load.out" msgs_per_s)"
-	else
-		say "RabbitMQ run failed: $(cat "$d/load.err")"
-	fi
+	local t vals=()
+	for t in $(seq 1 "$TRIALS"); do
+		say "RabbitMQ: $COUNT persistent messages, confirms, manual acks (trial $t of $TRIALS)"
+		if "$B/bench/rabbitmq_load" "$port" "$PKI" "$COUNT" "$ENV_BYTES" "$INFLIGHT" \
+			>"$d/load$t.out" 2>"$d/load$t.err"; then
+			vals+=("$(kv "$d/load$t.out" msgs_per_s)")
+			put "rabbitmq_trial${t}_msgs_per_s" "${vals[-1]}"
+		else
+			say "RabbitMQ run failed: $(cat "$d/load$t.err")"
+		fi
+	done
+	[ ${#vals[@]} -gt 0 ] && put rabbitmq_msgs_per_s "$(median "${vals[@]}")"
 	rmq_stop
 }
 
@@ -394,13 +418,18 @@ CONF
 	mpid=$!
 	PIDS+=("$mpid")
 	sleep 0.5
-	say "Mosquitto: $COUNT QoS 1 messages, persistent subscriber"
-	if "$B/bench/mosquitto_load" "$port" "$PKI" "$COUNT" "$ENV_BYTES" "$INFLIGHT" >"$d/load.out" \
-		2>"$d/load.err"; then
-		put mosquitto_msgs_per_s "$(kv "$d/load.out" msgs_per_s)"
-	else
-		say "Mosquitto run failed: $(cat "$d/load.err" "$d/mosquitto.log")"
-	fi
+	local t vals=()
+	for t in $(seq 1 "$TRIALS"); do
+		say "Mosquitto: $COUNT QoS 1 messages, persistent subscriber (trial $t of $TRIALS)"
+		if "$B/bench/mosquitto_load" "$port" "$PKI" "$COUNT" "$ENV_BYTES" "$INFLIGHT" \
+			>"$d/load$t.out" 2>"$d/load$t.err"; then
+			vals+=("$(kv "$d/load$t.out" msgs_per_s)")
+			put "mosquitto_trial${t}_msgs_per_s" "${vals[-1]}"
+		else
+			say "Mosquitto run failed: $(cat "$d/load$t.err" "$d/mosquitto.log")"
+		fi
+	done
+	[ ${#vals[@]} -gt 0 ] && put mosquitto_msgs_per_s "$(median "${vals[@]}")"
 	kill -TERM "$mpid" 2>/dev/null
 	wait "$mpid" 2>/dev/null
 }
@@ -567,6 +596,14 @@ done
 } >"$OUT/latest.json"
 
 g() { get "$1"; }
+# trials NAME: the trial figures of NAME, rounded, "/"-separated.
+trials() {
+	local t out=""
+	for t in $(seq 1 "$TRIALS"); do
+		out="$out${out:+ / }$(awk -v v="$(get "$1_trial${t}_msgs_per_s")" 'BEGIN { if (v == "null") print v; else printf "%.0f", v }')"
+	done
+	echo "$out"
+}
 target() { # target VALUE OP LIMIT
 	case "$1" in null) echo "n/a" ;; *) awk -v v="$1" -v l="$3" -v op="$2" \
 		'BEGIN { ok = op == ">=" ? v >= l : v <= l; print ok ? "met" : "MISSED" }' ;;
@@ -578,11 +615,14 @@ target() { # target VALUE OP LIMIT
 	echo
 	printf '%-46s %12s\n' "throughput (durable, end to end)" "msgs/s"
 	printf '%-46s %12s\n' "ihala, 1 sender -> 3 recipients" "$(g ihala1_msgs_per_s)"
+	printf '%-46s %12s\n' "   trials (median above)" "$(trials ihala1)"
 	printf '%-46s %12s\n' "   receipted/s, delivered/s" "$(g ihala1_receipted_per_s) / $(g ihala1_delivered_per_s)"
 	printf '%-46s %12s\n' "ihala, 4 senders -> 3 recipients" "$(g ihala4_msgs_per_s)"
 	printf '%-46s %12s\n' "   receipted/s, delivered/s" "$(g ihala4_receipted_per_s) / $(g ihala4_delivered_per_s)"
 	printf '%-46s %12s\n' "RabbitMQ (durable, persistent, confirms)" "$(g rabbitmq_msgs_per_s)"
+	printf '%-46s %12s\n' "   trials (median above)" "$(trials rabbitmq)"
 	printf '%-46s %12s\n' "Mosquitto (QoS 1, persistence on)" "$(g mosquitto_msgs_per_s)"
+	printf '%-46s %12s\n' "   trials (median above)" "$(trials mosquitto)"
 	printf '%-46s %12s\n' "ceiling: LMDB synced append, batch $(g lmdb_ceiling_batch)" "$(g lmdb_ceiling_msgs_per_s)"
 	printf '%-46s %12s\n' "ceiling: ZeroMQ DEALER->ROUTER stream" "$(g zmq_ceiling_msgs_per_s)"
 	printf '%-46s %12s\n' "ceiling: ZeroMQ, window $(g max_inflight) with acks" "$(g zmq_windowed_msgs_per_s)"
