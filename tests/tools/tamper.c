@@ -22,6 +22,9 @@
  *	Raw LMDB edits of the `log` database (native-endian uint64 keys, MDB_INTEGERKEY) of a
  *	store COPY in DIR, behind the store's back: the tree and checkpoints stay as they were,
  *	as an attacker with write access to the file would leave them.
+ * tamper untag DIR
+ *	Empty the value of every queued seq in the store in DIR, as a broker from before queue
+ *	tags (kind + referral id kept with each queued seq) left them.
  * tamper synth DIR COUNT KEY ORIGIN EVERY
  *	Write a new store in DIR holding COUNT entries in the broker's format (cycles of a
  *	referral, its delivery, the broker's "received", an acceptance and a completion with
@@ -33,7 +36,7 @@
 static int
 usage(void)
 {
-	fprintf(stderr, "usage: tamper flip|delete DIR SEQ | swap DIR SEQ1 SEQ2 |\n"
+	fprintf(stderr, "usage: tamper flip|delete DIR SEQ | swap DIR SEQ1 SEQ2 | untag DIR |\n"
 	                "       synth DIR COUNT KEY ORIGIN EVERY\n");
 	return 2;
 }
@@ -117,6 +120,84 @@ out:
 	mdb_env_close(env);
 	free(ca);
 	free(cb);
+	return rc == 0 ? 0 : 1;
+}
+
+/* Every queued seq in the store's `queue` database loses its tag (its value). The keys are
+ * collected first and rewritten after: a cursor put that changes a value's size in the middle
+ * of a walk garbles the walk. */
+static int
+untag(const char *dir)
+{
+	MDB_env *env = NULL;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_dbi dbi;
+	MDB_val k, v, empty = { 0, NULL };
+	uint8_t **keys = NULL;
+	size_t *lens = NULL, n = 0, cap = 0, i;
+	int rc;
+
+	if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, 16)) != 0 ||
+	    (rc = mdb_env_open(env, dir, 0, 0600)) != 0 ||
+	    (rc = mdb_txn_begin(env, NULL, 0, &txn)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "queue", 0, &dbi)) != 0 ||
+	    (rc = mdb_cursor_open(txn, dbi, &cur)) != 0) {
+		goto out;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (v.mv_size == 0) {
+			continue;
+		}
+		if (n == cap) {
+			size_t c = cap ? cap * 2 : 64;
+			uint8_t **nk = realloc(keys, c * sizeof(*nk));
+			size_t *nl = nk != NULL ? realloc(lens, c * sizeof(*nl)) : NULL;
+
+			if (nk != NULL) {
+				keys = nk;
+			}
+			if (nl == NULL) {
+				rc = ENOMEM;
+				break;
+			}
+			lens = nl;
+			cap = c;
+		}
+		if ((keys[n] = malloc(k.mv_size)) == NULL) {
+			rc = ENOMEM;
+			break;
+		}
+		memcpy(keys[n], k.mv_data, k.mv_size);
+		lens[n++] = k.mv_size;
+	}
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND) {
+		rc = 0;
+		for (i = 0; i < n && rc == 0; i++) {
+			k.mv_data = keys[i];
+			k.mv_size = lens[i];
+			rc = mdb_put(txn, dbi, &k, &empty, 0);
+		}
+		if (rc == 0) {
+			rc = mdb_txn_commit(txn);
+			txn = NULL;
+		}
+	}
+out:
+	if (rc != 0) {
+		fprintf(stderr, "tamper: untag %s: %s\n", dir, mdb_strerror(rc));
+	} else {
+		printf("# untag: %zu queued seqs lost their tag\n", n);
+	}
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	for (i = 0; i < n; i++) {
+		free(keys[i]);
+	}
+	free(keys);
+	free(lens);
 	return rc == 0 ? 0 : 1;
 }
 
@@ -320,6 +401,9 @@ main(int argc, char **argv)
 	if (argc == 5 && strcmp(argv[1], "swap") == 0 && parse_u64(argv[3], &a) == 0 &&
 	    parse_u64(argv[4], &b) == 0) {
 		return raw_edit(argv[1], argv[2], a, b);
+	}
+	if (argc == 3 && strcmp(argv[1], "untag") == 0) {
+		return untag(argv[2]);
 	}
 	if (argc == 7 && strcmp(argv[1], "synth") == 0 && parse_u64(argv[3], &a) == 0 &&
 	    parse_u64(argv[6], &every) == 0 && every > 0) {
