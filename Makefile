@@ -142,7 +142,7 @@ $(B)/obj/bench/mosquitto_load.o: CFLAGS_ALL += $(shell pkg-config --cflags libmo
 bench-deps:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
 
-# The benchmark: ihala beside RabbitMQ and Mosquitto, ceilings, backlog, audit (~10-15 min).
+# The benchmark: ihala beside RabbitMQ and Mosquitto, ceilings, backlog, audit (~2-5 min).
 bench: deps bench-deps
 	@$(MAKE) --no-print-directory all $(BENCH_PEERS)
 	bench/run.sh --build $(B)
