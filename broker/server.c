@@ -522,6 +522,12 @@ acks_send(struct server *sv, struct session *s)
 		return;
 	}
 	s->acks = NULL;
+	if (sv->stopping) {
+		/* The writer has its STOP: these acks would never be logged. Their entries stay
+		 * queued and are delivered again after the restart (at least once). */
+		wreq_free(r);
+		return;
+	}
 	r->now_ms = now_ms();
 	if (zmq_send(sv->wpair, &r, sizeof(r), 0) != sizeof(r)) {
 		wreq_free(r);
@@ -1458,9 +1464,13 @@ signals_input(struct server *sv)
 			reload(sv);
 		} else if (!sv->stopping) {
 			struct wreq *r = wreq_new(WREQ_STOP);
+			struct session *s;
 
 			log_info("signal %u: stopping (finishing the commit in flight)",
 				 si.ssi_signo);
+			for (s = sv->sessions; s != NULL; s = s->next) {
+				acks_send(sv, s); /* acks already taken are logged before the stop */
+			}
 			sv->stopping = 1;
 			sv->stop_ms = now_ms();
 			/* No zmq_unbind() here: it also drops every connection accepted on the
