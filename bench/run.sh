@@ -332,6 +332,23 @@ ENV_BYTES=$(get envelope_bytes)
 
 # ---- peers ----
 
+# peer_trials NAME LABEL DIR LOADER PORT: TRIALS runs of a peer's load client (bench/LOADER),
+# each figure kept as NAME_trialT_msgs_per_s and the median as NAME_msgs_per_s.
+peer_trials() {
+	local name=$1 label=$2 d=$3 load=$4 port=$5 t vals=()
+	for t in $(seq 1 "$TRIALS"); do
+		say "$label (trial $t of $TRIALS)"
+		if "$B/bench/$load" "$port" "$PKI" "$COUNT" "$ENV_BYTES" "$INFLIGHT" \
+			>"$d/load$t.out" 2>"$d/load$t.err"; then
+			vals+=("$(kv "$d/load$t.out" msgs_per_s)")
+			put "${name}_trial${t}_msgs_per_s" "${vals[-1]}"
+		else
+			say "$label: run failed: $(cat "$d/load$t.err" "$d"/*.log 2>/dev/null)"
+		fi
+	done
+	[ ${#vals[@]} -gt 0 ] && put "${name}_msgs_per_s" "$(median "${vals[@]}")"
+}
+
 run_rabbitmq() {
 	local d=$T/rabbitmq port dist i
 	if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || [ ! -x "$B/bench/rabbitmq_load" ]; then
@@ -373,18 +390,8 @@ CONF
 			>/dev/null 2>&1 && break
 		sleep 0.5
 	done
-	local t vals=()
-	for t in $(seq 1 "$TRIALS"); do
-		say "RabbitMQ: $COUNT persistent messages, confirms, manual acks (trial $t of $TRIALS)"
-		if "$B/bench/rabbitmq_load" "$port" "$PKI" "$COUNT" "$ENV_BYTES" "$INFLIGHT" \
-			>"$d/load$t.out" 2>"$d/load$t.err"; then
-			vals+=("$(kv "$d/load$t.out" msgs_per_s)")
-			put "rabbitmq_trial${t}_msgs_per_s" "${vals[-1]}"
-		else
-			say "RabbitMQ run failed: $(cat "$d/load$t.err")"
-		fi
-	done
-	[ ${#vals[@]} -gt 0 ] && put rabbitmq_msgs_per_s "$(median "${vals[@]}")"
+	peer_trials rabbitmq "RabbitMQ: $COUNT persistent messages, confirms, manual acks" "$d" \
+		rabbitmq_load "$port"
 	rmq_stop
 }
 
@@ -418,18 +425,8 @@ CONF
 	mpid=$!
 	PIDS+=("$mpid")
 	sleep 0.5
-	local t vals=()
-	for t in $(seq 1 "$TRIALS"); do
-		say "Mosquitto: $COUNT QoS 1 messages, persistent subscriber (trial $t of $TRIALS)"
-		if "$B/bench/mosquitto_load" "$port" "$PKI" "$COUNT" "$ENV_BYTES" "$INFLIGHT" \
-			>"$d/load$t.out" 2>"$d/load$t.err"; then
-			vals+=("$(kv "$d/load$t.out" msgs_per_s)")
-			put "mosquitto_trial${t}_msgs_per_s" "${vals[-1]}"
-		else
-			say "Mosquitto run failed: $(cat "$d/load$t.err" "$d/mosquitto.log")"
-		fi
-	done
-	[ ${#vals[@]} -gt 0 ] && put mosquitto_msgs_per_s "$(median "${vals[@]}")"
+	peer_trials mosquitto "Mosquitto: $COUNT QoS 1 messages, persistent subscriber" "$d" \
+		mosquitto_load "$port"
 	kill -TERM "$mpid" 2>/dev/null
 	wait "$mpid" 2>/dev/null
 }
