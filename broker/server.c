@@ -1570,9 +1570,6 @@ serve(struct server *sv)
 			}
 		}
 		for (s = sv->sessions; s != NULL; s = s->next) {
-			if (s->wire_len > 0 || channel_pending_out(s->ch) > 0) {
-				session_flush(sv, s);
-			}
 			if (s->replaying && s->wire_len == 0 && !s->dead) {
 				replay_pump(sv, s);
 			}
@@ -1582,9 +1579,10 @@ serve(struct server *sv)
 				agency_pump(sv, a);
 			}
 		}
-		/* What this turn wrote (receipts, deliveries, replies) leaves now. */
+		/* What this turn wrote (receipts, deliveries, replies) leaves now, together; bytes
+		 * ZeroMQ refused earlier (EAGAIN) are retried first. */
 		for (s = sv->sessions; s != NULL; s = s->next) {
-			if (s->wire_len == 0 && channel_pending_out(s->ch) > 0) {
+			if (s->wire_len > 0 || channel_pending_out(s->ch) > 0) {
 				session_flush(sv, s);
 			}
 		}

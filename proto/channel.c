@@ -34,8 +34,8 @@ struct channel {
 	size_t out_cap;
 	size_t in_limit; /* undelivered plaintext at which decryption pauses */
 	/* Frames written but not yet sealed: many small frames share one TLS record (and one
-	 * ZeroMQ message) instead of paying a record each. Sealed when full, and before any
-	 * output is taken, the channel closes or its SSL is handed out. */
+	 * ZeroMQ message) instead of paying a record each. Sealed when full, before any output
+	 * is taken and before close_notify. */
 	uint8_t *out_plain; /* RECORD_MAX bytes once the first frame is written */
 	size_t out_plain_len;
 	/* Decrypted bytes: [in_off, in_scan) whole frames, [in_scan, in_len) partial. */
