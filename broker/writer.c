@@ -180,7 +180,22 @@ state_load(struct store_rtxn *r, const char *rid, Ihala__V1__ReferralState **out
 	return 0;
 }
 
-static uint8_t *wbuf(struct writer *wr, size_t len);
+/* The writer's encoding buffer, at least len bytes (NULL when out of memory). */
+static uint8_t *
+wbuf(struct writer *wr, size_t len)
+{
+	if (len > wr->buf_cap) {
+		size_t cap = len < 4096 ? 4096 : len + len / 2;
+		uint8_t *b = realloc(wr->buf, cap);
+
+		if (b == NULL) {
+			return NULL;
+		}
+		wr->buf = b;
+		wr->buf_cap = cap;
+	}
+	return wr->buf;
+}
 
 static int
 state_save(struct writer *wr, struct store_wtxn *w, const Ihala__V1__ReferralState *st)
@@ -268,23 +283,6 @@ deadline_key(char *buf, size_t len, uint64_t when, const char *rid)
 }
 
 /* ---- log entries ---- */
-
-/* The writer's encoding buffer, at least len bytes (NULL when out of memory). */
-static uint8_t *
-wbuf(struct writer *wr, size_t len)
-{
-	if (len > wr->buf_cap) {
-		size_t cap = len < 4096 ? 4096 : len + len / 2;
-		uint8_t *b = realloc(wr->buf, cap);
-
-		if (b == NULL) {
-			return NULL;
-		}
-		wr->buf = b;
-		wr->buf_cap = cap;
-	}
-	return wr->buf;
-}
 
 static int
 log_entry(struct writer *wr, struct store_wtxn *w, const Ihala__V1__LogEntry *e_in,
@@ -579,9 +577,11 @@ ack_about_entry(struct store_rtxn *rv, uint64_t seq, char *tag, size_t cap, size
 		rid = orig->event->referral_id; /* a broker event (received, overdue) */
 	}
 	if (rid != NULL && strlen(rid) + 1 <= cap) {
+		size_t n = strlen(rid);
+
 		tag[0] = kind;
-		memcpy(tag + 1, rid, strlen(rid));
-		*tag_len = strlen(rid) + 1;
+		memcpy(tag + 1, rid, n);
+		*tag_len = n + 1;
 	}
 	if (env != NULL) {
 		ihala__v1__envelope__free_unpacked(env, NULL);
@@ -857,10 +857,9 @@ apply_batch(struct writer *wr, struct wreq **batch, size_t n)
 			/* A checkpoint that does not fit must not cost the batch. */
 			if (store_wsub_begin(w, &sub) == 0) {
 				checkpoint_into(wr, sub, t, 0, &ckpt);
-				if (ckpt == 0 || store_wsub_commit(sub) != 0) {
-					if (ckpt == 0) {
-						store_wsub_abort(sub);
-					}
+				if (ckpt == 0) {
+					store_wsub_abort(sub);
+				} else if (store_wsub_commit(sub) != 0) {
 					ckpt = 0;
 				}
 			}

@@ -738,6 +738,41 @@ test_byte_by_byte(void **state)
 }
 
 /* Many frames at once: decryption pauses at max_frame + 16 KiB and resumes as they are taken. */
+/* Small frames written together share TLS records: 100 frames of 10 bytes leave as one
+ * record (1 400 bytes of plaintext), not 100 records of 22 bytes' overhead each. */
+static void
+test_small_frames_share_records(void **state)
+{
+	SSL_CTX *sctx = server_ctx(), *cctx = client_ctx("moh");
+	static uint8_t buf[65536];
+	uint8_t data[10];
+	struct pair p;
+	size_t n, total = 0;
+	int i;
+
+	(void)state;
+	pair_open(&p, cctx, sctx, MAXF, BIG_OUT, 65536);
+	for (i = 0; i < 100; i++) {
+		fill(data, sizeof(data), (uint32_t)i);
+		assert_int_equal(channel_write_frame(p.c, data, sizeof(data)), 0);
+	}
+	assert_true(channel_pending_out(p.c) >= 100 * (4 + sizeof(data)));
+	do {
+		assert_int_equal(channel_take_out(p.c, buf, sizeof(buf), &n), 0);
+		assert_int_equal(channel_feed(p.s, buf, n), 0);
+		total += n;
+	} while (n > 0);
+	assert_true(total <= 100 * (4 + sizeof(data)) + 32);
+	for (i = 0; i < 100; i++) {
+		fill(data, sizeof(data), (uint32_t)i);
+		expect_frame(p.s, data, sizeof(data));
+	}
+	expect_no_frame(p.s);
+	pair_free(&p);
+	SSL_CTX_free(cctx);
+	SSL_CTX_free(sctx);
+}
+
 static void
 test_many_frames_throttled(void **state)
 {
@@ -1497,6 +1532,7 @@ main(void)
 	    cmocka_unit_test(test_frames_both_ways),
 	    cmocka_unit_test(test_large_frames),
 	    cmocka_unit_test(test_byte_by_byte),
+	    cmocka_unit_test(test_small_frames_share_records),
 	    cmocka_unit_test(test_many_frames_throttled),
 	    cmocka_unit_test(test_frame_too_large),
 	    cmocka_unit_test(test_foreign_ca_refused),
