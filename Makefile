@@ -61,11 +61,12 @@ TOOL_BIN = $(patsubst tests/tools/%.c,$(B)/tests/tools/%,$(TOOL_SRC))
 # tests/fuzz/fuzz_NAME.c: a libFuzzer binary under FUZZ=1, else a replayer of the corpus
 FUZZ_BIN = $(patsubst tests/fuzz/%.c,$(B)/tests/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 BENCH_BIN = $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
-# The peers' clients need librabbitmq/libmosquitto: only `make bench` builds them (after
+# The peers' clients need librabbitmq/libmosquitto/libnats: only `make bench` builds them (after
 # bench-deps); the rest of bench/ needs nothing more than the project and is built by `all`.
-BENCH_PEERS = $(B)/bench/rabbitmq_load $(B)/bench/mosquitto_load
+BENCH_PEERS = $(B)/bench/rabbitmq_load $(B)/bench/mosquitto_load $(B)/bench/nats_load
 BENCH_CORE = $(filter-out $(BENCH_PEERS),$(BENCH_BIN))
-BENCH_PKGS = rabbitmq-server librabbitmq-dev mosquitto libmosquitto-dev gnuplot-nox linux-perf
+BENCH_PKGS = rabbitmq-server librabbitmq-dev mosquitto libmosquitto-dev nats-server libnats-dev \
+	gnuplot-nox linux-perf
 
 BINS = $(B)/ihala-broker $(B)/ihala $(B)/libihala.a
 
@@ -138,6 +139,8 @@ $(B)/bench/rabbitmq_load: BENCH_LIBS = $(shell pkg-config --libs librabbitmq)
 $(B)/bench/mosquitto_load: BENCH_LIBS = $(shell pkg-config --libs libmosquitto)
 $(B)/obj/bench/rabbitmq_load.o: CFLAGS_ALL += $(shell pkg-config --cflags librabbitmq)
 $(B)/obj/bench/mosquitto_load.o: CFLAGS_ALL += $(shell pkg-config --cflags libmosquitto)
+$(B)/bench/nats_load: BENCH_LIBS = $(shell pkg-config --libs libnats)
+$(B)/obj/bench/nats_load.o: CFLAGS_ALL += $(shell pkg-config --cflags libnats)
 
 bench-deps:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
