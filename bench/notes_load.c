@@ -1,0 +1,487 @@
+/* notes_load.c - benchmark load: many notes on one referral, entries/s as its history grows. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zmq.h>
+
+#include "channel.h"
+#include "error.h"
+#include "frame.h"
+#include "ihala.pb-c.h"
+#include "log.h"
+#include "tlsctx.h"
+
+/*
+ *   notes_load -b EP -P PKI -a AGENCY -t TO -n COUNT [-k CHUNK] [-W WINDOW] [-s BYTES]
+ *              [-p PREFIX] [-T SECONDS]
+ *
+ * One referral from AGENCY to TO, then COUNT notes (Envelope.note, BYTES of text each,
+ * default 256) on that same referral, pipelined: up to WINDOW without a receipt (default
+ * CHUNK / 10, at most Welcome.limits.max_inflight), as fast as receipts allow. The window is
+ * well under a chunk so that one group commit (its receipts come at once) cannot fill a
+ * chunk by itself. Every Deliver the sender gets is acked. A referral's history grows
+ * by one entry per note: if one entry's cost grows with that history, the later notes go
+ * slower, and this shows it: the receipt rate for each CHUNK (default 1 000) of notes.
+ * Speaks the wire protocol directly, as bench/ihala_load does (libihala's ihala_submit waits
+ * for each receipt and syncs its own outbox, which would measure the client).
+ *
+ * Results on stdout as KEY=VALUE lines: notes (receipted), refused, chunk, window,
+ * first_per_s and last_per_s (the first and the last CHUNK notes, each from the receipt that
+ * closed the chunk before it, or from the first note sent), chunks_per_s (every chunk,
+ * comma-separated), t_first_us, t_last_us (CLOCK_MONOTONIC).
+ */
+
+#define WIRE_CHUNK (64 * 1024)
+#define OUT_CAP (4u * 1024 * 1024)
+
+struct conn {
+	void *sock;
+	struct channel *ch;
+	int welcomed;
+	uint32_t max_inflight;
+	uint8_t *wire; /* one ZeroMQ message refused with EAGAIN: type byte + TLS */
+	size_t wire_len;
+};
+
+struct run {
+	uint64_t receipted, refused, inflight, acked;
+	int ref_done;      /* the referral's receipt came (1) or it was refused (-1) */
+	uint64_t *t_chunk; /* receipt time closing each chunk */
+	uint64_t chunk, n_chunks;
+	uint64_t t_last_us;
+};
+
+static uint64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void
+conn_flush(struct conn *c)
+{
+	for (;;) {
+		if (c->wire_len == 0) {
+			size_t n = 0;
+
+			if (channel_pending_out(c->ch) == 0) {
+				return;
+			}
+			c->wire[0] = CHANNEL_MSG_TLS;
+			channel_take_out(c->ch, c->wire + 1, WIRE_CHUNK, &n);
+			c->wire_len = n + 1;
+		}
+		if (zmq_send(c->sock, c->wire, c->wire_len, ZMQ_DONTWAIT) < 0) {
+			return;
+		}
+		c->wire_len = 0;
+	}
+}
+
+static int
+conn_open(void *zctx, SSL_CTX *ctx, const char *ep, struct conn *c)
+{
+	int zero = 0, hwm = 100000;
+
+	memset(c, 0, sizeof(*c));
+	c->wire = malloc(WIRE_CHUNK + 1);
+	c->sock = zmq_socket(zctx, ZMQ_DEALER);
+	if (c->wire == NULL || c->sock == NULL) {
+		return IHALA_ENOMEM;
+	}
+	zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero));
+	zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(c->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+	if (zmq_connect(c->sock, ep) != 0) {
+		fprintf(stderr, "notes_load: connect %s: %s\n", ep, zmq_strerror(zmq_errno()));
+		return IHALA_EZMQ;
+	}
+	if (channel_new(ctx, 0, "localhost", FRAME_MAX_LIMIT, OUT_CAP, &c->ch) != 0) {
+		return IHALA_ETLS;
+	}
+	conn_flush(c);
+	return 0;
+}
+
+static void
+conn_close(struct conn *c)
+{
+	int linger = 200;
+
+	if (c->ch != NULL) {
+		channel_close(c->ch);
+		conn_flush(c);
+		channel_free(c->ch);
+	}
+	if (c->sock != NULL) {
+		zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
+		zmq_close(c->sock);
+	}
+	free(c->wire);
+}
+
+/* Pack and send one frame; IHALA_EAGAIN when the channel's output is full. */
+static int
+conn_send(struct conn *c, const Ihala__V1__Frame *f)
+{
+	uint8_t buf[8192];
+	size_t len = ihala__v1__frame__get_packed_size(f);
+	int err;
+
+	if (len > sizeof(buf)) {
+		return IHALA_EINVAL;
+	}
+	ihala__v1__frame__pack(f, buf);
+	err = channel_write_frame(c->ch, buf, len);
+	if (err == IHALA_EAGAIN) {
+		conn_flush(c);
+		err = channel_write_frame(c->ch, buf, len);
+	}
+	return err;
+}
+
+static int
+submit(struct conn *c, const Ihala__V1__Envelope *env)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Submit sub = IHALA__V1__SUBMIT__INIT;
+	uint8_t buf[4096];
+	size_t len = ihala__v1__envelope__get_packed_size(env);
+
+	if (len > sizeof(buf)) {
+		return IHALA_EINVAL;
+	}
+	ihala__v1__envelope__pack(env, buf);
+	sub.envelope.data = buf;
+	sub.envelope.len = len;
+	f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
+	f.submit = &sub;
+	return conn_send(c, &f);
+}
+
+static void
+on_frame(struct run *r, struct conn *c, const Ihala__V1__Frame *f)
+{
+	uint64_t now = mono_us();
+
+	if (f->kind_case == IHALA__V1__FRAME__KIND_RECEIPT) {
+		const Ihala__V1__Receipt *rc = f->receipt;
+		int refused = rc->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
+
+		if (refused && r->refused++ < 3) {
+			fprintf(stderr, "notes_load: '%s' refused: %s\n", rc->message_id,
+			        rc->error_message);
+		}
+		if (r->ref_done == 0) {
+			r->ref_done = refused ? -1 : 1;
+			return;
+		}
+		r->inflight--;
+		r->t_last_us = now;
+		if (!refused && ++r->receipted % r->chunk == 0 &&
+		    r->receipted / r->chunk <= r->n_chunks) {
+			r->t_chunk[r->receipted / r->chunk] = now;
+		}
+	} else if (f->kind_case == IHALA__V1__FRAME__KIND_DELIVER) {
+		Ihala__V1__Frame a = IHALA__V1__FRAME__INIT;
+		Ihala__V1__DeliveryAck ack = IHALA__V1__DELIVERY_ACK__INIT;
+
+		ack.seq = f->deliver->seq;
+		a.kind_case = IHALA__V1__FRAME__KIND_DELIVERY_ACK;
+		a.delivery_ack = &ack;
+		if (conn_send(c, &a) == 0) {
+			r->acked++;
+		}
+	}
+}
+
+/* Take every ZeroMQ message waiting; hand each frame to on_frame. 0, or an error (printed). */
+static int
+conn_input(struct conn *c, struct run *r)
+{
+	for (;;) {
+		zmq_msg_t m;
+		const uint8_t *p, *body;
+		size_t len, blen;
+		int err, rc;
+
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&m);
+			return 0;
+		}
+		p = zmq_msg_data(&m);
+		len = zmq_msg_size(&m);
+		if (len == 1 && p[0] == CHANNEL_MSG_PROBE) {
+			zmq_msg_close(&m);
+			continue;
+		}
+		if (len < 1 || p[0] != CHANNEL_MSG_TLS) {
+			fprintf(stderr, "notes_load: the broker reset the session\n");
+			zmq_msg_close(&m);
+			return IHALA_ERESET;
+		}
+		err = channel_feed(c->ch, p + 1, len - 1);
+		zmq_msg_close(&m);
+		while ((rc = channel_next_frame(c->ch, &body, &blen)) == 1) {
+			Ihala__V1__Frame *f = ihala__v1__frame__unpack(NULL, blen, body);
+
+			if (f == NULL) {
+				fprintf(stderr, "notes_load: undecodable frame\n");
+				return IHALA_EBADFRAME;
+			}
+			if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
+				c->welcomed = 1;
+				c->max_inflight = f->welcome->limits != NULL
+				                      ? f->welcome->limits->max_inflight
+				                      : 1;
+			} else if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+				fprintf(stderr, "notes_load: broker error %d: %s\n",
+				        -(int)f->error->code, f->error->message);
+				if (f->error->request_id == 0) {
+					ihala__v1__frame__free_unpacked(f, NULL);
+					return IHALA_ECLOSED;
+				}
+			} else {
+				on_frame(r, c, f);
+			}
+			ihala__v1__frame__free_unpacked(f, NULL);
+		}
+		if (err == 0 && rc < 0) {
+			err = rc;
+		}
+		conn_flush(c);
+		if (err != 0 || channel_state(c->ch) == CHANNEL_CLOSED) {
+			fprintf(stderr, "notes_load: session ended: %s\n",
+			        err != 0 ? channel_error_text(c->ch) : "closed by the broker");
+			return err != 0 ? err : IHALA_ECLOSED;
+		}
+	}
+}
+
+/* Poll once (up to timeout_ms) and take what came. */
+static int
+pump(struct conn *c, struct run *r, long timeout_ms)
+{
+	zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
+
+	conn_flush(c);
+	if (c->wire_len > 0) {
+		timeout_ms = 1;
+	}
+	if (zmq_poll(&it, 1, timeout_ms) < 0 && zmq_errno() != EINTR) {
+		return IHALA_EZMQ;
+	}
+	return conn_input(c, r);
+}
+
+static SSL_CTX *
+client_ctx(const char *pki, const char *agency)
+{
+	char ca[512], cert[512], key[512], err[512];
+	struct tls_files tf;
+	SSL_CTX *ctx = NULL;
+
+	snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
+	snprintf(cert, sizeof(cert), "%s/%s.pem", pki, agency);
+	snprintf(key, sizeof(key), "%s/%s.key", pki, agency);
+	tf.ca_file = ca;
+	tf.crl_file = NULL;
+	tf.cert_file = cert;
+	tf.key_file = key;
+	if (tlsctx_client_new(&tf, &ctx, err, sizeof(err)) != 0) {
+		fprintf(stderr, "notes_load: %s\n", err);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* Notes per second over chunk i (1-based): from the end of chunk i-1 to the end of chunk i. */
+static double
+chunk_rate(const struct run *r, uint64_t i)
+{
+	uint64_t a = r->t_chunk[i - 1], b = r->t_chunk[i];
+
+	return b > a ? (double)r->chunk * 1e6 / (double)(b - a) : 0;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: notes_load -b EP -P PKI -a AGENCY -t TO -n COUNT [-k CHUNK] "
+	                "[-W WINDOW] [-s BYTES] [-p PREFIX] [-T SECONDS]\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *ep = NULL, *pki = NULL, *agency = NULL, *prefix = "notes";
+	char *to = NULL;
+	uint64_t count = 0, sent = 0, t_end, i;
+	size_t bytes = 256;
+	long timeout_s = 600;
+	Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT;
+	Ihala__V1__Referral ref = IHALA__V1__REFERRAL__INIT;
+	Ihala__V1__Survivor sur = IHALA__V1__SURVIVOR__INIT;
+	Ihala__V1__Consent con = IHALA__V1__CONSENT__INIT;
+	Ihala__V1__Note note = IHALA__V1__NOTE__INIT;
+	Ihala__V1__ServiceCode svc = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
+	char msgid[80], rid[64], caseid[64], *text;
+	uint32_t window = 0;
+	struct run r;
+	struct conn c;
+	SSL_CTX *ctx;
+	void *zctx;
+	int ch, err = 0;
+
+	memset(&r, 0, sizeof(r));
+	r.chunk = 1000;
+	log_setlevel(LOG_LEVEL_WARN);
+	while ((ch = getopt(argc, argv, "b:P:a:t:n:k:W:s:p:T:")) != -1) {
+		switch (ch) {
+		case 'b':
+			ep = optarg;
+			break;
+		case 'P':
+			pki = optarg;
+			break;
+		case 'a':
+			agency = optarg;
+			break;
+		case 't':
+			to = optarg;
+			break;
+		case 'n':
+			count = strtoull(optarg, NULL, 10);
+			break;
+		case 'k':
+			r.chunk = strtoull(optarg, NULL, 10);
+			break;
+		case 'W':
+			window = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 's':
+			bytes = strtoul(optarg, NULL, 10);
+			break;
+		case 'p':
+			prefix = optarg;
+			break;
+		case 'T':
+			timeout_s = strtol(optarg, NULL, 10);
+			break;
+		default:
+			usage();
+			return 2;
+		}
+	}
+	if (ep == NULL || pki == NULL || agency == NULL || to == NULL || count == 0 ||
+	    r.chunk == 0 || bytes > 2048) {
+		usage();
+		return 2;
+	}
+	r.n_chunks = count / r.chunk;
+	r.t_chunk = calloc(r.n_chunks + 1, sizeof(*r.t_chunk));
+	text = malloc(bytes + 1);
+	if (r.t_chunk == NULL || text == NULL) {
+		return 2;
+	}
+	memset(text, 'n', bytes);
+	text[bytes] = '\0';
+	ctx = client_ctx(pki, agency);
+	zctx = zmq_ctx_new();
+	if (ctx == NULL || zctx == NULL || conn_open(zctx, ctx, ep, &c) != 0) {
+		return 2;
+	}
+	t_end = mono_us() + (uint64_t)timeout_s * 1000000;
+
+	/* The referral. */
+	snprintf(msgid, sizeof(msgid), "%s-referral", prefix);
+	snprintf(rid, sizeof(rid), "%s-R1", prefix);
+	snprintf(caseid, sizeof(caseid), "IQ-%s-1", prefix);
+	sur.case_id = caseid;
+	con.given = 1;
+	con.n_agencies = 1;
+	con.agencies = &to;
+	ref.referral_id = rid;
+	ref.receiving_agency = to;
+	ref.priority = IHALA__V1__PRIORITY__PRIORITY_NORMAL;
+	ref.n_services = 1;
+	ref.services = &svc;
+	ref.survivor = &sur;
+	ref.consent = &con;
+	ref.reason = "notes benchmark";
+	env.message_id = msgid;
+	env.to = to;
+	env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	env.referral = &ref;
+	while (err == 0 && !c.welcomed && mono_us() < t_end) {
+		err = pump(&c, &r, 100);
+	}
+	if (err == 0 && c.welcomed) {
+		err = submit(&c, &env);
+	}
+	while (err == 0 && r.ref_done == 0 && mono_us() < t_end) {
+		err = pump(&c, &r, 100);
+	}
+	if (err != 0 || r.ref_done != 1) {
+		fprintf(stderr, "notes_load: the referral was not accepted\n");
+		return 1;
+	}
+
+	/* The notes, pipelined. */
+	note.referral_id = rid;
+	note.text = text;
+	env.to = NULL;
+	env.kind_case = IHALA__V1__ENVELOPE__KIND_NOTE;
+	env.note = &note;
+	r.refused = 0;
+	if (window == 0) {
+		window = r.chunk >= 10 ? (uint32_t)(r.chunk / 10) : 1;
+	}
+	if (window > c.max_inflight) {
+		window = c.max_inflight;
+	}
+	r.t_chunk[0] = mono_us();
+	while (err == 0 && r.receipted + r.refused < count) {
+		if (mono_us() > t_end) {
+			fprintf(stderr, "notes_load: timed out with %" PRIu64 " of %" PRIu64 "\n",
+			        r.receipted, count);
+			err = IHALA_ETIMEDOUT;
+			break;
+		}
+		while (sent < count && r.inflight < window) {
+			snprintf(msgid, sizeof(msgid), "%s-%" PRIu64, prefix, sent);
+			if (submit(&c, &env) != 0) {
+				break;
+			}
+			sent++;
+			r.inflight++;
+		}
+		err = pump(&c, &r, 100);
+	}
+	printf("notes=%" PRIu64 "\nrefused=%" PRIu64 "\nchunk=%" PRIu64 "\nwindow=%" PRIu32 "\n",
+	       r.receipted, r.refused, r.chunk, window);
+	if (r.n_chunks > 0 && r.t_chunk[r.n_chunks] != 0) {
+		printf("first_per_s=%.0f\nlast_per_s=%.0f\nchunks_per_s=", chunk_rate(&r, 1),
+		       chunk_rate(&r, r.n_chunks));
+		for (i = 1; i <= r.n_chunks; i++) {
+			printf("%s%.0f", i > 1 ? "," : "", chunk_rate(&r, i));
+		}
+		printf("\n");
+	}
+	printf("t_first_us=%" PRIu64 "\nt_last_us=%" PRIu64 "\n", r.t_chunk[0], r.t_last_us);
+	conn_close(&c);
+	zmq_ctx_term(zctx);
+	SSL_CTX_free(ctx);
+	free(r.t_chunk);
+	free(text);
+	return err == 0 && r.refused == 0 && r.receipted == count ? 0 : 1;
+}
