@@ -2,7 +2,7 @@
 # bench_smoke.sh - the benchmark harness in smoke mode (tiny counts, ihala and ceilings only),
 # so it never rots: it runs, cleans up after itself, and its JSON carries every key.
 . "$(dirname "$0")/lib.sh"
-plan 12
+plan 15
 
 out=$T/out
 "$IHALA_ROOT/bench/run.sh" --smoke --build "$IHALA_BUILD" --out "$out" >"$T/run.out" 2>"$T/run.err"
@@ -14,9 +14,11 @@ json=$out/latest.json
 key_is() { [ "$(grep -cE "^  \"$1\": ($2),?\$" "$json")" -eq 1 ]; }
 NUM='[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?'
 missing=""
-for k in ihala_msgs_per_s rabbitmq_msgs_per_s mosquitto_msgs_per_s lmdb_ceiling_msgs_per_s \
-	ihala_vs_rabbitmq ihala_vs_mosquitto ihala_vs_lmdb_ceiling p99_delivery_ms_at_1k \
-	rss_mib_1m_backlog drain_msgs_per_s verify_entries_per_s ihala_vs_zmq_ceiling; do
+for k in ihala_msgs_per_s rabbitmq_msgs_per_s mosquitto_msgs_per_s nats_msgs_per_s \
+	lmdb_ceiling_msgs_per_s ihala_vs_rabbitmq ihala_vs_mosquitto ihala_vs_nats \
+	ihala_vs_lmdb_ceiling p99_delivery_ms_at_1k rss_mib_1m_backlog drain_msgs_per_s \
+	verify_entries_per_s ihala_vs_zmq_ceiling broker_cpu_us_per_referral ihala1_idle_pct \
+	nats_idle_pct notes_first_per_s notes_last_per_s; do
 	key_is "$k" "$NUM|null" || missing="$missing $k"
 done
 if [ -z "$missing" ]; then ok "latest.json has every required key"; else not_ok "latest.json lacks:$missing"; show "$json"; fi
@@ -24,11 +26,30 @@ if [ -z "$missing" ]; then ok "latest.json has every required key"; else not_ok 
 bad=""
 for k in ihala_msgs_per_s lmdb_ceiling_msgs_per_s zmq_ceiling_msgs_per_s tls_ceiling_frames_per_s \
 	ihala_vs_lmdb_ceiling p99_delivery_ms_at_1k rss_mib_1m_backlog drain_msgs_per_s \
-	verify_entries_per_s; do
+	verify_entries_per_s broker_cpu_us_per_referral ihala1_idle_pct ihala4_idle_pct lat1000_idle_pct \
+	ceilings_idle_pct backlog_idle_pct drain_idle_pct notes_idle_pct notes_first_per_s \
+	notes_last_per_s; do
 	key_is "$k" "$NUM" || bad="$bad $k"
 done
 if [ -z "$bad" ]; then ok "ihala and ceiling figures are numbers"; else not_ok "not measured:$bad"; show "$json"; fi
-check "smoke mode runs no peers (their figures are null)" key_is rabbitmq_msgs_per_s null
+check "smoke mode runs no peers (their figures are null)" \
+	eval 'key_is rabbitmq_msgs_per_s null && key_is nats_msgs_per_s null && key_is ihala_vs_nats null'
+check "smoke mode says it runs no peers" grep -q 'smoke mode: the peers .* are not run' "$T/run.err"
+# The broker's CPU is split by thread (its first one labelled main, ZeroMQ's by their names)
+# and the parts add up to the total.
+jval() { sed -n "s/^  \"$1\": \(.*\),\$/\1/p" "$json"; }
+thread_split_adds_up() {
+	local total obj
+	total=$(jval broker_cpu_us_per_referral)
+	obj=$(jval broker_cpu_us_per_referral_by_thread)
+	case "$obj" in *'"main":'*) ;; *) return 1 ;; esac
+	echo "$obj" | tr -d '{}' | tr ',' '\n' | awk -F: -v t="$total" \
+		'{ s += $2 } END { d = t - s; exit !(t > 0 && NR >= 2 && d < 0.05 && d > -0.05) }'
+}
+check "broker CPU per referral, split by thread, adds up" thread_split_adds_up
+diag "broker CPU per referral: $(jval broker_cpu_us_per_referral) us, $(jval broker_cpu_us_per_referral_by_thread)"
+check "400 notes on one referral, all receipted, a rate for the first and last 100" \
+	eval 'key_is notes_count 400 && key_is notes_chunk 100 && grep -q "^one referral, 400 notes: " "$out/latest.txt"'
 # 4 pipelined senders keep over 1 000 requests in flight to the writer (a full inproc pipe each
 # way once froze the broker).
 check "every referral receipted and delivered, with 1 and with 4 pipelined senders" \
