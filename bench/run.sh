@@ -129,16 +129,34 @@ cpu_busy_pct() {
 
 # The machine's idle share during one figure: idle_begin NAME before the measured run,
 # idle_end NAME after it puts NAME_idle_pct (idle + iowait over all of /proc/stat's cpu time,
-# both cores). A throughput run of ours keeps the cores busy itself: a share near 0 says the
-# run was CPU-bound, not that it was disturbed; compare it with the same figure's other runs.
+# both cores) and NAME_other_pct (the share of that time other work was running: busy time
+# less the CPU of this script's own process tree). A throughput run keeps the cores busy
+# itself, so idle near 0 is normal; other work well above 0 marks a disturbed figure.
 cpu_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
-idle_begin() { cpu_jiffies >"$T/$1.jiffies"; }
+# own_jiffies: CPU time (clock ticks) of this script and every process under it, the
+# exited ones included (a reaped child's time is in its parent's cutime and cstime).
+own_jiffies() {
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v root=$$ '
+		{ pid = $1; sub(/.*\) /, ""); pp[pid] = $2; t[pid] = $12 + $13 + $14 + $15 }
+		END {
+			for (p in pp) {
+				q = p
+				for (h = 0; h < 64 && q != root && q > 1; h++) q = pp[q]
+				if (q == root) n += t[p]
+			}
+			print n + 0
+		}'
+}
+idle_begin() { echo "$(cpu_jiffies) $(own_jiffies)" >"$T/$1.jiffies"; }
 idle_end() {
-	local b0 i0 b1 i1
-	read -r b0 i0 <"$T/$1.jiffies"
+	local b0 i0 o0 b1 i1 o1
+	read -r b0 i0 o0 <"$T/$1.jiffies"
 	read -r b1 i1 < <(cpu_jiffies)
+	o1=$(own_jiffies)
 	put "${1}_idle_pct" "$(awk -v b=$((b1 - b0)) -v i=$((i1 - i0)) \
 		'BEGIN { printf "%.0f\n", (b + i > 0 ? 100 * i / (b + i) : 0) }')"
+	put "${1}_other_pct" "$(awk -v b=$((b1 - b0)) -v i=$((i1 - i0)) -v o=$((o1 - o0)) \
+		'BEGIN { x = b - o; if (x < 0) x = 0; printf "%.0f\n", (b + i > 0 ? 100 * x / (b + i) : 0) }')"
 }
 
 # task_cpu PID: one line per thread of PID, "TID COMM TICKS": its comm (characters other than
@@ -270,7 +288,8 @@ recv_start() {
 
 # e2e NAME SENDERS COUNT_PER_SENDER RATE: one end-to-end run on a fresh broker.
 # Leaves $T/NAME.send*.out, .recv.out and latency files; echoes nothing. Puts the machine's
-# idle share over the run (NAME_idle_pct) and the broker's CPU per referral (NAME_broker_cpu_*).
+# idle and other-work shares over the run (NAME_idle_pct, NAME_other_pct) and the broker's CPU
+# per referral (NAME_broker_cpu_*).
 e2e() {
 	local name=$1 senders=$2 count=$3 rate=$4 s spids=()
 	broker_start "$name"
@@ -359,12 +378,13 @@ for t in $(seq 1 "$TRIALS"); do
 	e2e_rates "ihala1_t$t" 1
 	put "ihala1_trial${t}_msgs_per_s" "$(get "ihala1_t${t}_msgs_per_s")"
 	put "ihala1_trial${t}_idle_pct" "$(get "ihala1_t${t}_idle_pct")"
+	put "ihala1_trial${t}_other_pct" "$(get "ihala1_t${t}_other_pct")"
 	trial_list="$trial_list $(get "ihala1_t${t}_msgs_per_s"):ihala1_t$t"
 done
 # The median trial stands for the 1-sender run: its rates, latencies, batches and log.
 I1=$(for x in $trial_list; do echo "${x%%:*} ${x#*:}"; done | sort -g |
 	awk '{ v[NR] = $2 } END { print v[int((NR + 1) / 2)] }')
-for k in receipted delivered receipted_per_s delivered_per_s msgs_per_s idle_pct \
+for k in receipted delivered receipted_per_s delivered_per_s msgs_per_s idle_pct other_pct \
 	broker_cpu_us_per_referral broker_cpu_by_thread; do
 	put "ihala1_$k" "$(get "${I1}_$k")"
 done
@@ -436,7 +456,8 @@ ENV_BYTES=$(get envelope_bytes)
 
 # peer_trials NAME LABEL DIR LOADER PORT: TRIALS runs of a peer's load client (bench/LOADER),
 # each figure kept as NAME_trialT_msgs_per_s (the machine's idle share during it as
-# NAME_trialT_idle_pct) and the median as NAME_msgs_per_s (its trial's idle share NAME_idle_pct).
+# NAME_trialT_idle_pct and _other_pct) and the median as NAME_msgs_per_s (its trial's shares as
+# NAME_idle_pct and NAME_other_pct).
 peer_trials() {
 	local name=$1 label=$2 d=$3 load=$4 port=$5 t mt vals=() pairs=()
 	for t in $(seq 1 "$TRIALS"); do
@@ -456,6 +477,7 @@ peer_trials() {
 	put "${name}_msgs_per_s" "$(median "${vals[@]}")"
 	mt=$(printf '%s\n' "${pairs[@]}" | sort -g | awk '{ v[NR] = $2 } END { print v[int((NR + 1) / 2)] }')
 	put "${name}_idle_pct" "$(get "${name}_trial${mt}_idle_pct")"
+	put "${name}_other_pct" "$(get "${name}_trial${mt}_other_pct")"
 }
 
 run_rabbitmq() {
@@ -758,8 +780,8 @@ KEYS="ihala_msgs_per_s ihala_4_senders_msgs_per_s rabbitmq_msgs_per_s mosquitto_
 nats_msgs_per_s lmdb_ceiling_msgs_per_s zmq_ceiling_msgs_per_s ihala_vs_rabbitmq
 ihala_vs_mosquitto ihala_vs_nats ihala_vs_lmdb_ceiling ihala_vs_zmq_ceiling p99_delivery_ms_at_1k
 rss_mib_1m_backlog drain_msgs_per_s verify_entries_per_s broker_cpu_us_per_referral
-broker_cpu_us_per_referral_by_thread ihala1_idle_pct rabbitmq_idle_pct mosquitto_idle_pct
-nats_idle_pct notes_first_per_s notes_last_per_s notes_last_vs_first"
+broker_cpu_us_per_referral_by_thread ihala1_idle_pct ihala1_other_pct rabbitmq_idle_pct
+rabbitmq_other_pct mosquitto_idle_pct mosquitto_other_pct nats_idle_pct nats_other_pct notes_first_per_s notes_last_per_s notes_last_vs_first"
 for k in $KEYS; do
 	grep -q "^$k " "$RES" || put "$k" null
 done
@@ -776,12 +798,20 @@ done
 } >"$OUT/latest.json"
 
 g() { get "$1"; }
-# trials NAME [KEY]: the trial figures of NAME (KEY msgs_per_s, or idle_pct), rounded,
-# "/"-separated.
+# trials NAME: the trial figures of NAME, rounded, "/"-separated.
 trials() {
 	local t out=""
 	for t in $(seq 1 "$TRIALS"); do
-		out="$out${out:+ / }$(awk -v v="$(get "$1_trial${t}_${2:-msgs_per_s}")" 'BEGIN { if (v == "null") print v; else printf "%.0f", v }')"
+		out="$out${out:+ / }$(awk -v v="$(get "$1_trial${t}_msgs_per_s")" 'BEGIN { if (v == "null") print v; else printf "%.0f", v }')"
+	done
+	echo "$out"
+}
+# io NAME: "IDLE/OTHER" shares (%) of the machine during figure NAME; trials_io NAME: per trial.
+io() { echo "$(g "$1_idle_pct")/$(g "$1_other_pct")"; }
+trials_io() {
+	local t out=""
+	for t in $(seq 1 "$TRIALS"); do
+		out="$out${out:+ }$(io "$1_trial$t")"
 	done
 	echo "$out"
 }
@@ -790,32 +820,33 @@ target() { # target VALUE OP LIMIT
 		'BEGIN { ok = op == ">=" ? v >= l : v <= l; print ok ? "met" : "MISSED" }' ;;
 	esac
 }
-row() { printf '%-46s %12s %8s\n' "$@"; }
+row() { printf '%-46s %12s %12s\n' "$@"; }
 {
 	echo "ihala benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(nproc) cores  ~$(g envelope_bytes)-byte referrals$([ $SMOKE = 1 ] && echo '  (smoke: tiny counts; peers not run)')"
 	echo "other work on the machine during the run: $(g other_work_cpu_pct)% of its CPU (busy $(g machine_busy_pct_before)% before, $(g machine_busy_pct_after)% after); it lowers every figure"
-	echo "idle %: the machine's idle share during that figure's run (both cores; our own run keeps them busy, so ~0 is normal for a CPU-bound run)"
+	echo "idle/other %: the machine's idle share during that figure's run, and the share other work"
+	echo "   (not this benchmark's processes) took; a CPU-bound run leaves ~0 idle: other work marks a disturbed figure"
 	echo
-	row "throughput (durable, end to end)" "msgs/s" "idle %"
-	row "ihala, 1 sender -> 3 recipients" "$(g ihala1_msgs_per_s)" "$(g ihala1_idle_pct)"
+	row "throughput (durable, end to end)" "msgs/s" "idle/other %"
+	row "ihala, 1 sender -> 3 recipients" "$(g ihala1_msgs_per_s)" "$(io ihala1)"
 	row "   trials (median above)" "$(trials ihala1)" ""
-	row "   their idle %" "$(trials ihala1 idle_pct)" ""
+	row "   their idle/other %" "$(trials_io ihala1)" ""
 	row "   receipted/s, delivered/s" "$(g ihala1_receipted_per_s) / $(g ihala1_delivered_per_s)" ""
-	row "ihala, 4 senders -> 3 recipients" "$(g ihala4_msgs_per_s)" "$(g ihala4_idle_pct)"
+	row "ihala, 4 senders -> 3 recipients" "$(g ihala4_msgs_per_s)" "$(io ihala4)"
 	row "   receipted/s, delivered/s" "$(g ihala4_receipted_per_s) / $(g ihala4_delivered_per_s)" ""
-	row "RabbitMQ (durable, persistent, confirms)" "$(g rabbitmq_msgs_per_s)" "$(g rabbitmq_idle_pct)"
+	row "RabbitMQ (durable, persistent, confirms)" "$(g rabbitmq_msgs_per_s)" "$(io rabbitmq)"
 	row "   trials (median above)" "$(trials rabbitmq)" ""
-	row "   their idle %" "$(trials rabbitmq idle_pct)" ""
-	row "Mosquitto (QoS 1, persistence on)" "$(g mosquitto_msgs_per_s)" "$(g mosquitto_idle_pct)"
+	row "   their idle/other %" "$(trials_io rabbitmq)" ""
+	row "Mosquitto (QoS 1, persistence on)" "$(g mosquitto_msgs_per_s)" "$(io mosquitto)"
 	row "   trials (median above)" "$(trials mosquitto)" ""
-	row "   their idle %" "$(trials mosquitto idle_pct)" ""
-	row "NATS JetStream (file, 1 sender -> 3 acking)" "$(g nats_msgs_per_s)" "$(g nats_idle_pct)"
+	row "   their idle/other %" "$(trials_io mosquitto)" ""
+	row "NATS JetStream (file, 1 sender -> 3 acking)" "$(g nats_msgs_per_s)" "$(io nats)"
 	row "   trials (median above)" "$(trials nats)" ""
-	row "   their idle %" "$(trials nats idle_pct)" ""
-	row "ceiling: LMDB synced append, batch $(g lmdb_ceiling_batch)" "$(g lmdb_ceiling_msgs_per_s)" "$(g ceilings_idle_pct)"
-	row "ceiling: ZeroMQ DEALER->ROUTER stream" "$(g zmq_ceiling_msgs_per_s)" "$(g ceilings_idle_pct)"
-	row "ceiling: ZeroMQ, window $(g max_inflight) with acks" "$(g zmq_windowed_msgs_per_s)" "$(g ceilings_idle_pct)"
-	row "ceiling: TLS channel alone (frames/s)" "$(g tls_ceiling_frames_per_s)" "$(g ceilings_idle_pct)"
+	row "   their idle/other %" "$(trials_io nats)" ""
+	row "ceiling: LMDB synced append, batch $(g lmdb_ceiling_batch)" "$(g lmdb_ceiling_msgs_per_s)" "$(io ceilings)"
+	row "ceiling: ZeroMQ DEALER->ROUTER stream" "$(g zmq_ceiling_msgs_per_s)" "$(io ceilings)"
+	row "ceiling: ZeroMQ, window $(g max_inflight) with acks" "$(g zmq_windowed_msgs_per_s)" "$(io ceilings)"
+	row "ceiling: TLS channel alone (frames/s)" "$(g tls_ceiling_frames_per_s)" "$(io ceilings)"
 	if [ "$(g nats_tls_sessions)" != null ]; then
 		echo "$NATS_NOSYNC." | fmt -w 100
 		echo "NATS sessions on TLS 1.3 (server log): $(g nats_tls13_sessions) of $(g nats_tls_sessions)"
@@ -825,13 +856,13 @@ row() { printf '%-46s %12s %8s\n' "$@"; }
 	echo "   by thread (us): $(g broker_cpu_us_per_referral_by_thread | sed 's/[{}"]//g; s/,/, /g; s/:/ /g')"
 	echo "   (the broker does not name its threads: main = its first thread, writer = the other one it starts)"
 	echo "one referral, $(g notes_count) notes: $(g notes_first_per_s) entries/s for the first $(g notes_chunk)," \
-		"$(g notes_last_per_s) for the last $(g notes_chunk) (last/first $(g notes_last_vs_first); idle $(g notes_idle_pct)%)"
+		"$(g notes_last_per_s) for the last $(g notes_chunk) (last/first $(g notes_last_vs_first); idle/other $(io notes)%)"
 	echo "   every $(g notes_chunk): $(g notes_chunks_per_s | tr -d '[]' | sed 's/,/ /g')"
 	echo
-	printf '%-22s %12s %12s %12s %12s %8s\n' "latency (ms)" "achieved/s" "p50" "p99" "max" "idle %"
+	printf '%-22s %12s %12s %12s %12s %12s\n' "latency (ms)" "achieved/s" "p50" "p99" "max" "idle/other %"
 	for r in $RATES; do
-		printf '%-22s %12s %12s %12s %12s %8s\n' "$r/s submit->receipt" "$(g lat${r}_achieved_per_s)" \
-			"$(g lat${r}_receipt_p50_ms)" "$(g lat${r}_receipt_p99_ms)" "$(g lat${r}_receipt_max_ms)" "$(g lat${r}_idle_pct)"
+		printf '%-22s %12s %12s %12s %12s %12s\n' "$r/s submit->receipt" "$(g lat${r}_achieved_per_s)" \
+			"$(g lat${r}_receipt_p50_ms)" "$(g lat${r}_receipt_p99_ms)" "$(g lat${r}_receipt_max_ms)" "$(io lat$r)"
 		printf '%-22s %12s %12s %12s %12s\n' "$r/s submit->delivery" "" \
 			"$(g lat${r}_delivery_p50_ms)" "$(g lat${r}_delivery_p99_ms)" "$(g lat${r}_delivery_max_ms)"
 	done
@@ -839,7 +870,7 @@ row() { printf '%-46s %12s %8s\n' "$@"; }
 	echo "backlog: $(g backlog_count) queued in $(g backlog_submit_s) s ($(g backlog_submit_per_s)/s);" \
 		"RSS $(g rss_mib_1m_backlog) MiB (anon $(g rss_anon_mib_1m_backlog), file $(g rss_file_mib_1m_backlog)," \
 		"VmHWM $(g rss_hwm_mib_1m_backlog)); store $(g store_mib_1m_backlog) MiB; drain $(g drain_msgs_per_s)/s"
-	echo "   idle while queueing $(g backlog_idle_pct)%, while draining $(g drain_idle_pct)%"
+	echo "   idle/other while queueing $(io backlog)%, while draining $(io drain)%"
 	echo "   RSS peaks while submitting and draining: VmRSS $(g rss_peak_mib_backlog), anon $(g rss_anon_peak_mib_backlog)," \
 		"file $(g rss_file_peak_mib_backlog) MiB (file: pages of the LMDB map, reclaimable)"
 	echo "audit verify: $(g verify_entries) entries at $(g verify_entries_per_s)/s" \

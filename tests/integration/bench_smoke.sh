@@ -27,7 +27,8 @@ bad=""
 for k in ihala_msgs_per_s lmdb_ceiling_msgs_per_s zmq_ceiling_msgs_per_s tls_ceiling_frames_per_s \
 	ihala_vs_lmdb_ceiling p99_delivery_ms_at_1k rss_mib_1m_backlog drain_msgs_per_s \
 	verify_entries_per_s broker_cpu_us_per_referral ihala1_idle_pct ihala4_idle_pct lat1000_idle_pct \
-	ceilings_idle_pct backlog_idle_pct drain_idle_pct notes_idle_pct notes_first_per_s \
+	ceilings_idle_pct backlog_idle_pct drain_idle_pct notes_idle_pct ihala1_other_pct \
+	notes_other_pct notes_first_per_s \
 	notes_last_per_s; do
 	key_is "$k" "$NUM" || bad="$bad $k"
 done
