@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "id.h"
 #include "log.h"
 
 #define KB (1024ULL)
@@ -52,24 +53,6 @@ static const struct {
 /* ---- validators ---------------------------------------------------------- */
 
 static int
-valid_agency_id(const char *s, size_t len)
-{
-	size_t i;
-
-	if (len == 0 || len > AGENCY_ID_MAX) {
-		return 0;
-	}
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
-			return 0;
-		}
-	}
-	return 1;
-}
-
-static int
 v_user(void *field, char *why, size_t len)
 {
 	const char *u = *(char **)field;
@@ -97,25 +80,6 @@ v_origin(void *field, char *why, size_t len)
 			snprintf(why, len, "printable ASCII without spaces or '+' only");
 			return -1;
 		}
-	}
-	return 0;
-}
-
-static int
-v_hostname(void *field, char *why, size_t len)
-{
-	const char *s = *(char **)field;
-	size_t n = strlen(s), i;
-
-	for (i = 0; i < n; i++) {
-		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '-') {
-			snprintf(why, len, "a DNS name or an IP address is expected");
-			return -1;
-		}
-	}
-	if (n > 253) {
-		snprintf(why, len, "at most 253 characters");
-		return -1;
 	}
 	return 0;
 }
@@ -283,9 +247,9 @@ id_token(const char *tok, void *arg)
 		a->star = 1;
 		return 0;
 	}
-	if (!valid_agency_id(tok, strlen(tok))) {
+	if (!id_agency_valid(tok, strlen(tok))) {
 		snprintf(a->why, a->len, "'%s' is not an agency id ([a-z0-9_-], 1..%d characters)",
-		         tok, AGENCY_ID_MAX);
+		         tok, ID_AGENCY_MAX);
 		return -1;
 	}
 	return 0;
@@ -341,7 +305,7 @@ static const struct conf_option options[] = {
      "broker certificate (PEM)"},
     {"tls", "key_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_SECRET, NULL, 0, 0, NULL, NULL,
      B(tls.key_file), "broker private key (PEM, mode 0600)"},
-    {"tls", "server_name", CONF_STRING, 0, NULL, 0, 0, NULL, v_hostname, B(tls.server_name),
+    {"tls", "server_name", CONF_STRING, 0, NULL, 0, 0, NULL, conf_valid_hostname, B(tls.server_name),
      "name in the broker certificate clients verify (documentation)"},
 
     {"limits", "max_frame", CONF_SIZE, 0, "1M", 4 * KB, 16 * MB, NULL, NULL, B(limits.max_frame),
@@ -447,9 +411,8 @@ open_agency(void *user, const char *section, const char *suffix, char *why, size
 	struct agency_config *a;
 
 	(void)section;
-	if (!valid_agency_id(suffix, strlen(suffix))) {
-		snprintf(why, len, "an agency id is 1..%d characters of a-z, 0-9, '_' and '-'",
-		         AGENCY_ID_MAX);
+	if (!id_agency_valid(suffix, strlen(suffix))) {
+		snprintf(why, len, "an agency id is " ID_AGENCY_RULE);
 		return NULL;
 	}
 	if (ctx->n >= BROKER_MAX_AGENCIES) {
@@ -595,7 +558,7 @@ to_token(const char *tok, void *arg)
 static int
 finish_agencies(struct broker_config *cfg, const struct conf_file *cf, struct conf_errors *errs)
 {
-	char sec[16 + AGENCY_ID_MAX];
+	char sec[16 + ID_AGENCY_MAX];
 	size_t i, j;
 
 	if (cfg->nagencies == 0) {

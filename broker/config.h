@@ -21,7 +21,6 @@ enum agency_role {
 #define AGENCY_SEND_OUTCOME 0x04u
 #define AGENCY_SEND_NOTE 0x08u
 
-#define AGENCY_ID_MAX 32 /* [a-z0-9_-]{1,32} */
 #define BROKER_MAX_AGENCIES 1024
 
 /* One [agency.ID] section. Every string is owned by the broker_config. */

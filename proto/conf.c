@@ -16,6 +16,7 @@
 #include <ini.h>
 
 #include "error.h"
+#include "id.h"
 
 /* Bounds on what one file may hold; far above any real config. */
 #define CONF_MAX_SECTIONS 4096
@@ -269,6 +270,37 @@ conf_format_duration(uint64_t ms, char *buf, size_t len)
 	}
 	snprintf(buf, len, "%" PRIu64 "ms", ms);
 	return buf;
+}
+
+int
+conf_valid_hostname(void *field, char *why, size_t whylen)
+{
+	const char *s = *(char **)field;
+	size_t n = strlen(s), i;
+
+	for (i = 0; i < n; i++) {
+		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '-') {
+			snprintf(why, whylen, "a DNS name or an IP address is expected");
+			return -1;
+		}
+	}
+	if (n > 253) {
+		snprintf(why, whylen, "at most 253 characters");
+		return -1;
+	}
+	return 0;
+}
+
+int
+conf_valid_agency_id(void *field, char *why, size_t whylen)
+{
+	const char *s = *(char **)field;
+
+	if (!id_agency_valid(s, strlen(s))) {
+		snprintf(why, whylen, "an agency id is " ID_AGENCY_RULE);
+		return -1;
+	}
+	return 0;
 }
 
 /* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */

@@ -159,6 +159,13 @@ void conf_release(const struct conf_option *options, size_t noptions, const char
  */
 const char *conf_format_size(uint64_t bytes, char *buf, size_t len);
 const char *conf_format_duration(uint64_t ms, char *buf, size_t len);
+/*
+ * Validators more than one table uses (see conf_validator): a DNS name or an IP
+ * address of at most 253 characters; an agency id (id.h).
+ */
+int conf_valid_hostname(void *field, char *why, size_t whylen);
+int conf_valid_agency_id(void *field, char *why, size_t whylen);
+
 /* Edit distance (optimal string alignment) between two short strings,
  * capped at 100. */
 unsigned conf_distance(const char *a, const char *b);

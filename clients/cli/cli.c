@@ -388,19 +388,3 @@ fail:
 	errno = saved;
 	return -1;
 }
-
-int
-cli_valid_id(const char *s)
-{
-	size_t n = strlen(s), i;
-
-	if (n == 0 || n > 64) {
-		return 0;
-	}
-	for (i = 0; i < n; i++) {
-		if (s[i] <= ' ' || s[i] > '~') {
-			return 0;
-		}
-	}
-	return 1;
-}

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "clientconf.h"
+#include "id.h"
 #include "ihala.h"
 
 /*
@@ -89,9 +90,6 @@ int cli_parse_duration(const char *s, uint64_t *ms);
  * (NUL-terminated; *len excludes the NUL). Returns 0 or -1 with errno set (EFBIG when too
  * large). The caller frees *buf. */
 int cli_read_file(const char *path, size_t max, char **buf, size_t *len);
-
-/* 1 when s is a valid identifier: 1..64 printable ASCII characters, no space. */
-int cli_valid_id(const char *s);
 
 /* Subcommands: argv[0] is the subcommand's name; each returns an exit code. */
 int cmd_refer(struct cli *cli, int argc, char **argv);
