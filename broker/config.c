@@ -10,6 +10,7 @@
 #include "error.h"
 #include "id.h"
 #include "log.h"
+#include "suggest.h"
 
 #define KB (1024ULL)
 #define MB (1024ULL * KB)
@@ -512,7 +513,7 @@ to_token(const char *tok, void *arg)
 	struct to_acc *t = arg;
 	struct agency_config *a = t->a;
 	char hint[64] = "";
-	unsigned best = 3;
+	unsigned best = SUGGEST_FAR;
 	size_t i;
 	char **v;
 
@@ -522,10 +523,7 @@ to_token(const char *tok, void *arg)
 	}
 	if (broker_config_find_agency(t->cfg, tok) == NULL) {
 		for (i = 0; i < t->cfg->nagencies; i++) {
-			unsigned d = conf_distance(tok, t->cfg->agencies[i].id);
-
-			if (d < best && d <= (strlen(tok) <= 3 ? 1u : 2u)) {
-				best = d;
+			if (suggest_near(tok, t->cfg->agencies[i].id, &best)) {
 				snprintf(hint, sizeof(hint), " (did you mean '%s'?)",
 				         t->cfg->agencies[i].id);
 			}

@@ -166,8 +166,5 @@ const char *conf_format_duration(uint64_t ms, char *buf, size_t len);
 int conf_valid_hostname(void *field, char *why, size_t whylen);
 int conf_valid_agency_id(void *field, char *why, size_t whylen);
 
-/* Edit distance (optimal string alignment) between two short strings,
- * capped at 100. */
-unsigned conf_distance(const char *a, const char *b);
 
 #endif

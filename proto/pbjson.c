@@ -15,6 +15,7 @@
 #include "base64.h"
 #include "error.h"
 #include "ihala.pb-c.h"
+#include "suggest.h"
 
 #define PATH_CAP 1024
 #define KEY_SHOW 64           /* bytes of a key or string value quoted in errors */
@@ -269,49 +270,21 @@ find_field(const ProtobufCMessageDescriptor *d, const char *key)
 	return NULL;
 }
 
-/* Levenshtein distance, or SIZE_MAX when either string is too long to bother. */
-static size_t
-edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b), i, j;
-	size_t row[KEY_SHOW + 1], prev[KEY_SHOW + 1];
-
-	if (la > KEY_SHOW || lb > KEY_SHOW) {
-		return SIZE_MAX;
-	}
-	for (j = 0; j <= lb; j++) {
-		prev[j] = j;
-	}
-	for (i = 1; i <= la; i++) {
-		row[0] = i;
-		for (j = 1; j <= lb; j++) {
-			size_t del = prev[j] + 1, ins = row[j - 1] + 1;
-			size_t sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) !=
-			                            tolower((unsigned char)b[j - 1]));
-
-			row[j] = del < ins ? del : ins;
-			row[j] = sub < row[j] ? sub : row[j];
-		}
-		memcpy(prev, row, (lb + 1) * sizeof(row[0]));
-	}
-	return prev[lb];
-}
-
 /* The JSON name of the field closest to key, when one is close enough. */
 static int
 suggest_field(const ProtobufCMessageDescriptor *d, const char *key, char *buf, size_t buflen)
 {
-	size_t best = SIZE_MAX, len = strlen(key), allowed;
-	unsigned i;
+	size_t len = strlen(key);
+	unsigned best = SUGGEST_FAR, allowed, i;
 	char jn[NAME_CAP];
 
 	allowed = len <= 4 ? 1 : len <= 8 ? 2 : 3;
 	for (i = 0; i < d->n_fields; i++) {
-		size_t e1, e2;
+		unsigned e1, e2;
 
 		json_name(d->fields[i].name, jn, sizeof(jn));
-		e1 = edit_distance(key, jn);
-		e2 = edit_distance(key, d->fields[i].name);
+		e1 = suggest_distance(key, jn);
+		e2 = suggest_distance(key, d->fields[i].name);
 		if (e2 < e1) {
 			e1 = e2;
 		}

@@ -1025,10 +1025,6 @@ test_helpers(void **state)
 	const struct conf_option *o = broker_config_options(&n);
 
 	(void)state;
-	assert_int_equal(conf_distance("listn", "listen"), 1);
-	assert_int_equal(conf_distance("lsiten", "listen"), 1); /* transposition */
-	assert_int_equal(conf_distance("LISTEN", "listen"), 0);
-	assert_int_equal(conf_distance("", "abc"), 3);
 	assert_string_equal(conf_format_size(4096, buf, sizeof(buf)), "4K");
 	assert_string_equal(conf_format_size(1ULL << 40, buf, sizeof(buf)), "1T");
 	assert_string_equal(conf_format_size(1000, buf, sizeof(buf)), "1000");
