@@ -15,6 +15,7 @@
 
 #include "channel.h"
 #include "checkpoint.h"
+#include "clock.h"
 #include "config.h"
 #include "error.h"
 #include "frame.h"
@@ -117,10 +118,7 @@ struct server {
 static uint64_t
 now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return clock_wall_ms();
 }
 
 /* ---- the writer's view of the agencies (copied, so reloads never race the writer) ---- */
