@@ -24,14 +24,6 @@
 #define B(f) offsetof(struct broker_config, f)
 #define A(f) offsetof(struct agency_config, f)
 
-static const struct conf_choice log_levels[] = {
-    {"error", LOG_LEVEL_ERROR},
-    {"warn", LOG_LEVEL_WARN},
-    {"info", LOG_LEVEL_INFO},
-    {"debug", LOG_LEVEL_DEBUG},
-    {NULL, 0},
-};
-
 static const struct conf_choice roles[] = {
     {"dma", AGENCY_ROLE_DMA},
     {"ministry", AGENCY_ROLE_MINISTRY},
@@ -289,7 +281,7 @@ static const struct conf_option options[] = {
      B(broker.map_size_max), "largest map size auto_grow may reach"},
     {"broker", "auto_grow", CONF_BOOL, 0, "yes", 0, 0, NULL, NULL, B(broker.auto_grow),
      "grow the LMDB map when it is full"},
-    {"broker", "log_level", CONF_ENUM, 0, "info", 0, 0, log_levels, NULL, B(broker.log_level),
+    {"broker", "log_level", CONF_ENUM, 0, "info", 0, 0, log_level_names, NULL, B(broker.log_level),
      "error, warn, info or debug"},
     {"broker", "log_origin", CONF_STRING, 0, "ihala.local/log", 0, 0, NULL, v_origin,
      B(broker.log_origin), "origin line of signed checkpoints"},
@@ -306,8 +298,8 @@ static const struct conf_option options[] = {
      "broker certificate (PEM)"},
     {"tls", "key_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_SECRET, NULL, 0, 0, NULL, NULL,
      B(tls.key_file), "broker private key (PEM, mode 0600)"},
-    {"tls", "server_name", CONF_STRING, 0, NULL, 0, 0, NULL, conf_valid_hostname, B(tls.server_name),
-     "name in the broker certificate clients verify (documentation)"},
+    {"tls", "server_name", CONF_STRING, 0, NULL, 0, 0, NULL, conf_valid_hostname,
+     B(tls.server_name), "name in the broker certificate clients verify (documentation)"},
 
     {"limits", "max_frame", CONF_SIZE, 0, "1M", 4 * KB, 16 * MB, NULL, NULL, B(limits.max_frame),
      "largest frame either side may send"},

@@ -10,19 +10,11 @@
 
 #define C(f) offsetof(struct client_config, f)
 
-static const struct conf_choice log_levels[] = {
-    {"error", LOG_LEVEL_ERROR},
-    {"warn", LOG_LEVEL_WARN},
-    {"info", LOG_LEVEL_INFO},
-    {"debug", LOG_LEVEL_DEBUG},
-    {NULL, 0},
-};
-
 static const struct conf_option options[] = {
     {"client", "broker", CONF_ENDPOINT, 0, "tcp://127.0.0.1:7450", 0, 0, NULL, NULL, C(broker),
      "broker endpoint"},
-    {"client", "server_name", CONF_STRING, 0, "localhost", 0, 0, NULL, conf_valid_hostname, C(server_name),
-     "name the broker certificate must carry"},
+    {"client", "server_name", CONF_STRING, 0, "localhost", 0, 0, NULL, conf_valid_hostname,
+     C(server_name), "name the broker certificate must carry"},
     {"client", "ca_file", CONF_PATH_FILE, CONF_REQUIRED, NULL, 0, 0, NULL, NULL, C(ca_file),
      "federation CA certificate (PEM)"},
     {"client", "cert_file", CONF_PATH_FILE, CONF_REQUIRED, NULL, 0, 0, NULL, NULL, C(cert_file),
@@ -37,7 +29,7 @@ static const struct conf_option options[] = {
      "connect and request timeout"},
     {"client", "checkpoint_key", CONF_PATH_FILE, 0, NULL, 0, 0, NULL, NULL, C(checkpoint_key),
      "the broker's checkpoint public key (PEM): verify checkpoints, detect a rewritten log"},
-    {"client", "log_level", CONF_ENUM, 0, "warn", 0, 0, log_levels, NULL, C(log_level),
+    {"client", "log_level", CONF_ENUM, 0, "warn", 0, 0, log_level_names, NULL, C(log_level),
      "error, warn, info or debug"},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))

@@ -680,9 +680,8 @@ parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* 0 parsed, -1 malformed, -2 unit missing, 1 out of range (of uint64) */
-static int
-parse_duration(const char *s, uint64_t *out)
+int
+conf_parse_duration(const char *s, uint64_t *out)
 {
 	static const struct {
 		const char *unit;
@@ -987,7 +986,7 @@ set_value(struct parser *p, void *base, const struct conf_option *o, const char 
 		*(uint64_t *)field = v;
 		break;
 	case CONF_DURATION:
-		r = parse_duration(text, &v);
+		r = conf_parse_duration(text, &v);
 		if (r == -2) {
 			perr(p, line, "duration '%s' for '%s' has no unit (add ms, s, m, h or d)",
 			     text, o->name);
@@ -1101,7 +1100,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 	}
 	if (i == p->spec->noptions) {
 		for (i = 0; i < p->spec->noptions; i++) {
-			if (strcmp(o[i].section, r->pattern) == 0 && suggest_near(name, o[i].name, &best)) {
+			if (strcmp(o[i].section, r->pattern) == 0 &&
+			    suggest_near(name, o[i].name, &best)) {
 				snprintf(hint, sizeof(hint), " (did you mean '%s'?)", o[i].name);
 			}
 		}

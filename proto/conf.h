@@ -160,11 +160,17 @@ void conf_release(const struct conf_option *options, size_t noptions, const char
 const char *conf_format_size(uint64_t bytes, char *buf, size_t len);
 const char *conf_format_duration(uint64_t ms, char *buf, size_t len);
 /*
+ * The one duration syntax, of config files and command lines: digits and a unit, ms, s, m,
+ * h or d ("0" alone is 0). *ms is set on success only. Returns 0, -1 when malformed, -2
+ * when the unit is missing, 1 when the value does not fit in 64 bits (of milliseconds).
+ * conf_format_duration's output parses back to the same value.
+ */
+int conf_parse_duration(const char *s, uint64_t *ms);
+/*
  * Validators more than one table uses (see conf_validator): a DNS name or an IP
  * address of at most 253 characters; an agency id (id.h).
  */
 int conf_valid_hostname(void *field, char *why, size_t whylen);
 int conf_valid_agency_id(void *field, char *why, size_t whylen);
-
 
 #endif

@@ -83,8 +83,6 @@ void cli_bad_option(const char *cmd, int ch, char **argv);
 
 /* Strict parsers for option values; return 0 or -1 (nothing printed). */
 int cli_parse_u64(const char *s, uint64_t *out);
-/* "500ms", "10s", "2m", "1h"; a bare number is seconds. */
-int cli_parse_duration(const char *s, uint64_t *ms);
 
 /* Read a whole file ("-": standard input) of at most max bytes into a malloc'd buffer
  * (NUL-terminated; *len excludes the NUL). Returns 0 or -1 with errno set (EFBIG when too

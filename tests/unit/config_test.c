@@ -1041,6 +1041,68 @@ test_helpers(void **state)
 	assert_int_equal(n, 10);
 }
 
+/* One duration syntax for files and command lines: what is formatted parses back. */
+static void
+test_duration_round_trip(void **state)
+{
+	static const uint64_t ms[] = {0,
+	                              1,
+	                              2,
+	                              999,
+	                              1000,
+	                              1500,
+	                              59999,
+	                              60000,
+	                              90000,
+	                              3600000,
+	                              5400000,
+	                              86400000,
+	                              14ULL * 86400000,
+	                              86400001,
+	                              (1ULL << 40) + 1,
+	                              UINT64_MAX / 86400000 * 86400000,
+	                              UINT64_MAX};
+	char buf[32];
+	uint64_t v;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+		v = 12345;
+		conf_format_duration(ms[i], buf, sizeof(buf));
+		assert_int_equal(conf_parse_duration(buf, &v), 0);
+		assert_true(v == ms[i]);
+	}
+	assert_int_equal(conf_parse_duration("10s", &v), 0);
+	assert_int_equal(v, 10000);
+	assert_int_equal(conf_parse_duration("2ms", &v), 0);
+	assert_int_equal(v, 2);
+	assert_int_equal(conf_parse_duration("3m", &v), 0);
+	assert_int_equal(v, 180000);
+	assert_int_equal(conf_parse_duration("2h", &v), 0);
+	assert_int_equal(v, 7200000);
+	assert_int_equal(conf_parse_duration("14d", &v), 0);
+	assert_true(v == 14ULL * 86400000);
+	assert_int_equal(conf_parse_duration("0", &v), 0);
+	assert_int_equal(v, 0);
+	/* a bare number has no unit, whether in a file or after --timeout */
+	v = 7;
+	assert_int_equal(conf_parse_duration("5", &v), -2);
+	assert_int_equal(v, 7);
+	assert_int_equal(conf_parse_duration("5x", &v), -1);
+	assert_int_equal(conf_parse_duration("5 s", &v), -1);
+	assert_int_equal(conf_parse_duration("5S", &v), -1);
+	assert_int_equal(conf_parse_duration("s", &v), -1);
+	assert_int_equal(conf_parse_duration("-1s", &v), -1);
+	assert_int_equal(conf_parse_duration("", &v), -1);
+	assert_int_equal(conf_parse_duration("18446744073709551615ms", &v), 0);
+	assert_true(v == UINT64_MAX);
+	v = 7;
+	assert_int_equal(conf_parse_duration("18446744073709551615s", &v), 1);
+	assert_int_equal(conf_parse_duration("99999999999999999999ms", &v), 1);
+	assert_int_equal(v, 7);
+}
+
 /* ---- client.conf ---- */
 
 static int
@@ -1190,6 +1252,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_error_cap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_user, setup, teardown),
 	    cmocka_unit_test(test_helpers),
+	    cmocka_unit_test(test_duration_round_trip),
 	    cmocka_unit_test_setup_teardown(test_client_conf, setup, teardown),
 	};
 
