@@ -36,10 +36,10 @@ static const struct {
 	const char *name;
 	unsigned bit;
 } kinds[] = {
-    {"referral", AGENCY_SEND_REFERRAL},
-    {"status", AGENCY_SEND_STATUS},
-    {"outcome", AGENCY_SEND_OUTCOME},
-    {"note", AGENCY_SEND_NOTE},
+    {"referral", POLICY_KIND_REFERRAL},
+    {"status", POLICY_KIND_STATUS},
+    {"outcome", POLICY_KIND_OUTCOME},
+    {"note", POLICY_KIND_NOTE},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
@@ -377,17 +377,7 @@ broker_config_role_name(int role)
 unsigned
 broker_config_role_sends(int role)
 {
-	switch (role) {
-	case AGENCY_ROLE_DMA:
-		/* refers, cancels (a status), annotates; outcomes come from providers */
-		return AGENCY_SEND_REFERRAL | AGENCY_SEND_STATUS | AGENCY_SEND_NOTE;
-	case AGENCY_ROLE_MINISTRY:
-	case AGENCY_ROLE_NGO:
-		return AGENCY_SEND_REFERRAL | AGENCY_SEND_STATUS | AGENCY_SEND_OUTCOME |
-		       AGENCY_SEND_NOTE;
-	default:
-		return 0; /* auditors are read-only */
-	}
+	return policy_role_default((Ihala__V1__Role)role);
 }
 
 /* ---- loading ---------------------------------------------------------------- */

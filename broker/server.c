@@ -187,10 +187,9 @@ table_new(const struct broker_config *cfg)
 
 		pa->id = strdup(ac->id);
 		pa->role = (Ihala__V1__Role)ac->role;
-		/* AGENCY_SEND_* and POLICY_KIND_* share their bit values. */
 		pa->may_send = ac->may_send;
 		pa->may_open_cases = ac->role == AGENCY_ROLE_DMA ||
-				     (ac->may_send_set && (ac->may_send & AGENCY_SEND_REFERRAL));
+				     (ac->may_send_set && (ac->may_send & POLICY_KIND_REFERRAL));
 		if (!ac->may_send_to_any) {
 			const char **to = calloc(ac->may_send_to_count + 1, sizeof(*to));
 

@@ -242,9 +242,9 @@ test_good_defaults(void **state)
 	assert_int_equal(moh->line, 11);
 	assert_int_equal(dma->may_send_set, 0);
 	assert_int_equal(dma->may_send,
-	                 AGENCY_SEND_REFERRAL | AGENCY_SEND_STATUS | AGENCY_SEND_NOTE);
-	assert_int_equal(moh->may_send, AGENCY_SEND_REFERRAL | AGENCY_SEND_STATUS |
-	                                    AGENCY_SEND_OUTCOME | AGENCY_SEND_NOTE);
+	                 POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_NOTE);
+	assert_int_equal(moh->may_send, POLICY_KIND_REFERRAL | POLICY_KIND_STATUS |
+	                                    POLICY_KIND_OUTCOME | POLICY_KIND_NOTE);
 	assert_int_equal(moh->may_send_to_any, 1);
 	assert_int_equal(moh->may_send_to_count, 0);
 	assert_string_equal(broker_config_role_name(AGENCY_ROLE_NGO), "ngo");
@@ -332,7 +332,7 @@ test_good_values(void **state)
 	assert_int_equal(a->fingerprint_bin[0], 0xab);
 	assert_int_equal(a->fingerprint_bin[31], 0x89);
 	assert_int_equal(a->may_send_set, 1);
-	assert_int_equal(a->may_send, AGENCY_SEND_STATUS | AGENCY_SEND_OUTCOME);
+	assert_int_equal(a->may_send, POLICY_KIND_STATUS | POLICY_KIND_OUTCOME);
 	assert_int_equal(a->may_send_to_any, 0);
 	assert_int_equal(a->may_send_to_count, 2);
 	assert_string_equal(a->may_send_to[0], "dma");
