@@ -81,8 +81,7 @@ struct broker_config {
 	} limits;
 
 	struct {
-		uint64_t max_batch;    /* submissions per commit, default 1024 */
-		uint64_t max_delay_ms; /* longest wait to fill a batch, default 2ms */
+		uint64_t max_batch; /* submissions per commit, default 1024 */
 	} commit;
 
 	struct {
@@ -122,5 +121,13 @@ unsigned broker_config_role_sends(int role);
 
 /* The option table, for documentation and tests. */
 const struct conf_option *broker_config_options(size_t *n);
+
+/*
+ * On a reload: logs a warning naming each option read at start-up only (a row without
+ * CONF_RELOAD) whose value differs between the configuration in force `old` and the new
+ * one `cfg`, as "reload: 'SECTION.NAME' changed; ...". Returns how many it named.
+ */
+size_t broker_config_warn_restart_only(const struct broker_config *old,
+                                       const struct broker_config *cfg);
 
 #endif

@@ -1362,24 +1362,7 @@ log_conf_errors(const struct conf_errors *errs)
 static void
 log_restart_only(const struct broker_config *old, const struct broker_config *cfg)
 {
-	static const char *names[] = { "listen",	 "data_dir",	       "user",
-				       "metrics_listen", "log_origin", "checkpoint key_file" };
-	const char *was[] = { old->broker.listen,	  old->broker.data_dir,
-			      old->broker.user,		  old->broker.metrics_listen,
-			      old->broker.log_origin,	  old->checkpoint.key_file };
-	const char *now[] = { cfg->broker.listen,	  cfg->broker.data_dir,
-			      cfg->broker.user,		  cfg->broker.metrics_listen,
-			      cfg->broker.log_origin,	  cfg->checkpoint.key_file };
-	size_t i;
-
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if ((was[i] == NULL) != (now[i] == NULL) ||
-		    (was[i] != NULL && strcmp(was[i], now[i]) != 0)) {
-			log_warnx("reload: '%s' changed; the new value takes effect at the next "
-				  "start",
-				  names[i]);
-		}
-	}
+	broker_config_warn_restart_only(old, cfg);
 }
 
 static void

@@ -1329,6 +1329,32 @@ conf_abspath(const struct conf_file *cf)
 	return cf->abspath;
 }
 
+int
+conf_equal(const struct conf_option *o, const void *a, const void *b)
+{
+	const char *fa = (const char *)a + o->offset, *fb = (const char *)b + o->offset;
+
+	switch (o->type) {
+	case CONF_STRING:
+	case CONF_PATH_FILE:
+	case CONF_PATH_DIR:
+	case CONF_ENDPOINT: {
+		const char *sa = *(char *const *)(const void *)fa;
+		const char *sb = *(char *const *)(const void *)fb;
+
+		return sa == NULL || sb == NULL ? sa == sb : strcmp(sa, sb) == 0;
+	}
+	case CONF_UINT:
+	case CONF_SIZE:
+	case CONF_DURATION:
+		return *(const uint64_t *)(const void *)fa == *(const uint64_t *)(const void *)fb;
+	case CONF_BOOL:
+	case CONF_ENUM:
+		return *(const int *)(const void *)fa == *(const int *)(const void *)fb;
+	}
+	return 0;
+}
+
 void
 conf_release(const struct conf_option *options, size_t noptions, const char *section, void *base)
 {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
@@ -217,7 +218,6 @@ test_good_defaults(void **state)
 	assert_int_equal(cfg->limits.out_cap, 4 << 20);
 	assert_int_equal(cfg->limits.idle_timeout_ms, 0);
 	assert_int_equal(cfg->commit.max_batch, 1024);
-	assert_int_equal(cfg->commit.max_delay_ms, 2);
 	assert_int_equal(cfg->checkpoint.every_entries, 1000);
 	assert_int_equal(cfg->checkpoint.every_ms, 10000);
 	assert_int_equal(cfg->deadlines.emergency_ms, 24ULL * 3600 * 1000);
@@ -293,7 +293,7 @@ test_good_values(void **state)
 	                          "idle_timeout = 2d\n"
 	                          "max_sessions: 100000\n"
 	                          "[commit]\n"
-	                          "max_delay = 0\n"
+	                          "max_batch = 16\n"
 	                          "[deadlines]\n"
 	                          "emergency = 90m\n");
 
@@ -316,7 +316,7 @@ test_good_values(void **state)
 	assert_int_equal(cfg->limits.out_cap, 2 << 20);
 	assert_int_equal(cfg->limits.idle_timeout_ms, 2ULL * 86400 * 1000);
 	assert_int_equal(cfg->limits.max_sessions, 100000);
-	assert_int_equal(cfg->commit.max_delay_ms, 0);
+	assert_int_equal(cfg->commit.max_batch, 16);
 	assert_int_equal(cfg->deadlines.emergency_ms, 90ULL * 60 * 1000);
 
 	assert_int_equal(cfg->nagencies, 5);
@@ -953,7 +953,7 @@ test_several_errors(void **state)
 	                               "max_frame = 1K\n"   /* 14 */
 	                               "credit_windw = 4\n" /* 15 */
 	                               "[commit]\n"         /* 16 */
-	                               "max_delay = 5s\n"   /* 17 */
+	                               "max_batch = 0\n"    /* 17 */
 	                               "[agency.hi]\n"      /* 18 */
 	                               "role = nga\n");     /* 19 */
 	const char *p14, *p15, *p17, *p19;
@@ -963,7 +963,7 @@ test_several_errors(void **state)
 	p14 = strstr(f->out, ":14: value 1K for 'max_frame' is out of range (4K..16M)");
 	p15 = strstr(f->out, ":15: unknown option 'credit_windw' in [limits] (did you mean "
 	                     "'credit_window'?)");
-	p17 = strstr(f->out, ":17: value 5s for 'max_delay' is out of range (0..1s)");
+	p17 = strstr(f->out, ":17: value 0 for 'max_batch' is out of range (1..65536)");
 	p19 = strstr(f->out, ":19: invalid value 'nga' for 'role'");
 	assert_non_null(p14);
 	assert_non_null(p15);
@@ -1039,6 +1039,131 @@ test_helpers(void **state)
 	}
 	o = clientconf_options(&n);
 	assert_int_equal(n, 10);
+}
+
+/* ---- reload ---- */
+
+/* Calls broker_config_warn_restart_only with stderr (where the log goes) caught in *out. */
+static size_t
+restart_warnings(struct fixture *f, const struct broker_config *old,
+                 const struct broker_config *cfg, char **out)
+{
+	char path[PATH_MAX];
+	size_t n, len = 0;
+	int saved, fd;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/stderr.txt", f->dir);
+	fflush(stderr);
+	saved = dup(2);
+	fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	assert_true(saved >= 0 && fd >= 0);
+	assert_int_equal(dup2(fd, 2), 2);
+	close(fd);
+	n = broker_config_warn_restart_only(old, cfg);
+	fflush(stderr);
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	*out = calloc(1, 8192);
+	assert_non_null(*out);
+	len = fread(*out, 1, 8191, fp);
+	(*out)[len] = '\0';
+	fclose(fp);
+	return n;
+}
+
+/* Restart-only options changed on a reload are named; what a reload applies is not. */
+static void
+test_reload_restart_only(void **state)
+{
+	struct fixture *f = *state;
+	struct broker_config *old = NULL, *cfg = NULL;
+	static const char changed[] = "[broker]\n"
+	                              "data_dir = data\n"
+	                              "map_size = 2G\n"
+	                              "log_level = debug\n"
+	                              "[tls]\n"
+	                              "ca_file = pki/ca.pem\n"
+	                              "crl_file = pki/ca.crl\n"
+	                              "cert_file = pki/broker.pem\n"
+	                              "key_file = pki/broker.key\n"
+	                              "[limits]\n"
+	                              "queue_limit = 5\n"
+	                              "[commit]\n"
+	                              "max_batch = 16\n"
+	                              "[checkpoint]\n"
+	                              "key_file = pki/checkpoint.key\n"
+	                              "every_entries = 10\n"
+	                              "every_seconds = 5s\n"
+	                              "[deadlines]\n"
+	                              "normal = 20d\n"
+	                              "[agency.dma]\n"
+	                              "role = dma\n"
+	                              "[agency.moh]\n"
+	                              "role = ngo\n";
+	static const char *const named[] = {"'broker.map_size'", "'commit.max_batch'",
+	                                    "'checkpoint.every_entries'",
+	                                    "'checkpoint.every_seconds'"};
+	static const char *const not_named[] = {"log_level", "crl_file", "queue_limit", "normal",
+	                                        "role", "data_dir", "key_file"};
+	char *out = NULL;
+	size_t i;
+
+	log_init("config_test", 1);
+	assert_int_equal(load(f, base_conf, &old), 0);
+	assert_int_equal(load(f, changed, &cfg), 0);
+	assert_int_equal(restart_warnings(f, old, old, &out), 0);
+	assert_string_equal(out, "");
+	free(out);
+	assert_int_equal(restart_warnings(f, old, cfg, &out), 4);
+	for (i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+		if (strstr(out, named[i]) == NULL) {
+			fail_msg("reload warnings do not name %s:\n%s", named[i], out);
+		}
+	}
+	for (i = 0; i < sizeof(not_named) / sizeof(not_named[0]); i++) {
+		if (strstr(out, not_named[i]) != NULL) {
+			fail_msg("reload warnings name %s:\n%s", not_named[i], out);
+		}
+	}
+	assert_non_null(strstr(out, "reload: 'broker.map_size' changed; the new value takes "
+	                            "effect at the next start"));
+	free(out);
+	broker_config_free(old);
+	broker_config_free(cfg);
+}
+
+/* The rows' reload flags say what the server does with a new value on SIGHUP. */
+static void
+test_reload_flags(void **state)
+{
+	static const char *const restart_only[] = {
+	    "broker.listen",       "broker.data_dir",          "broker.map_size",
+	    "broker.map_size_max", "broker.auto_grow",         "broker.log_origin",
+	    "broker.user",         "broker.metrics_listen",    "limits.max_frame",
+	    "commit.max_batch",    "checkpoint.key_file",      "checkpoint.every_entries",
+	    "checkpoint.every_seconds"};
+	const struct conf_option *o;
+	size_t n, i, j;
+	char name[128];
+
+	(void)state;
+	o = broker_config_options(&n);
+	for (i = 0; i < n; i++) {
+		int restart = 0;
+
+		snprintf(name, sizeof(name), "%s.%s", o[i].section, o[i].name);
+		for (j = 0; j < sizeof(restart_only) / sizeof(restart_only[0]); j++) {
+			restart |= strcmp(name, restart_only[j]) == 0;
+		}
+		if (restart == ((o[i].flags & CONF_RELOAD) != 0)) {
+			fail_msg("'%s' is %s", name,
+			         restart ? "read at start-up only but flagged CONF_RELOAD"
+			                 : "applied by a reload but not flagged CONF_RELOAD");
+		}
+	}
 }
 
 /* One duration syntax for files and command lines: what is formatted parses back. */
@@ -1253,6 +1378,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_user, setup, teardown),
 	    cmocka_unit_test(test_helpers),
 	    cmocka_unit_test(test_duration_round_trip),
+	    cmocka_unit_test_setup_teardown(test_reload_restart_only, setup, teardown),
+	    cmocka_unit_test(test_reload_flags),
 	    cmocka_unit_test_setup_teardown(test_client_conf, setup, teardown),
 	};
 
