@@ -1041,6 +1041,153 @@ test_helpers(void **state)
 	assert_int_equal(n, 10);
 }
 
+/* ---- the manual page ---- */
+
+#define DOC_MAX 128
+
+/* Drops troff font changes and escapes ("\fB", "\-", "\&") from s, in place. */
+static void
+troff_plain(char *s)
+{
+	char *o = s;
+
+	while (*s != '\0') {
+		if (s[0] == '\\' && s[1] == 'f' && s[2] != '\0') {
+			s += 3;
+		} else if (s[0] == '\\' && s[1] == '&') {
+			s += 2;
+		} else if (s[0] == '\\' && s[1] == '-') {
+			*o++ = '-';
+			s += 2;
+		} else {
+			*o++ = *s++;
+		}
+	}
+	*o = '\0';
+}
+
+/*
+ * The options docs/ihala.conf.5 documents, as "SECTION.NAME": the tags of the .TP items
+ * under BROKER.CONF's ".SS [SECTION]" headings ([agency.ID] is agency.*) and under
+ * CLIENT.CONF (section client). A tag names one or more options, separated by commas,
+ * each maybe followed by its default in parentheses.
+ */
+static size_t
+manpage_options(char names[][96], size_t max)
+{
+	const char *root = getenv("IHALA_ROOT");
+	char path[PATH_MAX], line[512], section[64] = "";
+	size_t n = 0;
+	int part = 0, tag = 0; /* part: 0 elsewhere, 1 BROKER.CONF, 2 CLIENT.CONF */
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/docs/ihala.conf.5", root != NULL ? root : ".");
+	fp = fopen(path, "r");
+	if (fp == NULL) {
+		fail_msg("cannot open %s (set IHALA_ROOT to the source tree)", path);
+	}
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if (strncmp(line, ".SH ", 4) == 0) {
+			part = strcmp(line + 4, "BROKER.CONF") == 0   ? 1
+			       : strcmp(line + 4, "CLIENT.CONF") == 0 ? 2
+			                                               : 0;
+			snprintf(section, sizeof(section), "%s", part == 2 ? "client" : "");
+			tag = 0;
+		} else if (part == 1 && strncmp(line, ".SS [", 5) == 0) {
+			size_t len;
+
+			troff_plain(line);
+			len = strcspn(line + 5, "]");
+			assert_true(len < sizeof(section));
+			memcpy(section, line + 5, len);
+			section[len] = '\0';
+			if (len > 3 && strcmp(section + len - 3, ".ID") == 0) {
+				strcpy(section + len - 2, "*");
+			}
+		} else if (strcmp(line, ".TP") == 0) {
+			tag = part != 0;
+		} else if (tag) {
+			char *p, *tok, *save = NULL;
+			int depth = 0;
+
+			tag = 0;
+			if (strncmp(line, ".B ", 3) != 0) {
+				continue; /* not an option item */
+			}
+			troff_plain(line);
+			/* the defaults in parentheses go; what remains is a list of names */
+			for (p = line + 3; *p != '\0'; p++) {
+				depth += *p == '(';
+				if (depth > 0) {
+					depth -= *p == ')';
+					*p = ' ';
+				}
+			}
+			for (tok = strtok_r(line + 3, ",", &save); tok != NULL;
+			     tok = strtok_r(NULL, ",", &save)) {
+				char name[64];
+
+				if (sscanf(tok, " %63s", name) != 1) {
+					continue;
+				}
+				assert_true(n < max);
+				snprintf(names[n++], 96, "%s.%s", section, name);
+			}
+		}
+	}
+	fclose(fp);
+	return n;
+}
+
+static int
+listed(char names[][96], size_t n, const char *want)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(names[i], want) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* ihala.conf(5) documents every option of both tables, and no other. */
+static void
+test_manpage_matches_tables(void **state)
+{
+	static char doc[DOC_MAX][96], table[DOC_MAX][96];
+	const struct conf_option *o;
+	size_t ndoc, ntable = 0, n, i, bad = 0;
+
+	(void)state;
+	ndoc = manpage_options(doc, DOC_MAX);
+	assert_true(ndoc > 0);
+	o = broker_config_options(&n);
+	for (i = 0; i < n; i++) {
+		snprintf(table[ntable++], 96, "%s.%s", o[i].section, o[i].name);
+	}
+	o = clientconf_options(&n);
+	for (i = 0; i < n; i++) {
+		snprintf(table[ntable++], 96, "%s.%s", o[i].section, o[i].name);
+	}
+	for (i = 0; i < ntable; i++) {
+		if (!listed(doc, ndoc, table[i])) {
+			print_error("option '%s' is in the table but not in docs/ihala.conf.5\n",
+			            table[i]);
+			bad++;
+		}
+	}
+	for (i = 0; i < ndoc; i++) {
+		if (!listed(table, ntable, doc[i])) {
+			print_error("docs/ihala.conf.5 documents '%s', which no table has\n", doc[i]);
+			bad++;
+		}
+	}
+	assert_int_equal(bad, 0);
+}
+
 /* ---- reload ---- */
 
 /* Calls broker_config_warn_restart_only with stderr (where the log goes) caught in *out. */
@@ -1380,6 +1527,7 @@ main(void)
 	    cmocka_unit_test(test_duration_round_trip),
 	    cmocka_unit_test_setup_teardown(test_reload_restart_only, setup, teardown),
 	    cmocka_unit_test(test_reload_flags),
+	    cmocka_unit_test(test_manpage_matches_tables),
 	    cmocka_unit_test_setup_teardown(test_client_conf, setup, teardown),
 	};
 
