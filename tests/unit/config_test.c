@@ -1140,6 +1140,44 @@ manpage_options(char names[][96], size_t max)
 	return n;
 }
 
+/*
+ * The options docs/ihala.conf.5 lists as read at start-up only: the SECTION.NAME words
+ * of the .B/.BR lines after "read at start-up only", up to the next heading or paragraph.
+ */
+static size_t
+manpage_restart_only(char names[][96], size_t max)
+{
+	const char *root = getenv("IHALA_ROOT");
+	char path[PATH_MAX], line[512];
+	size_t n = 0;
+	int on = 0;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/docs/ihala.conf.5", root != NULL ? root : ".");
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		char word[96];
+
+		line[strcspn(line, "\n")] = '\0';
+		if (strstr(line, "read at start-up only") != NULL) {
+			on = 1;
+		} else if (on && (strncmp(line, ".SH", 3) == 0 || strncmp(line, ".SS", 3) == 0 ||
+		                  strncmp(line, ".PP", 3) == 0)) {
+			on = 0;
+		} else if (on && (strncmp(line, ".B ", 3) == 0 || strncmp(line, ".BR ", 4) == 0)) {
+			troff_plain(line);
+			if (sscanf(strchr(line, ' '), " %95[a-z_.*]", word) == 1 &&
+			    strchr(word, '.') != NULL) {
+				assert_true(n < max);
+				snprintf(names[n++], 96, "%s", word);
+			}
+		}
+	}
+	fclose(fp);
+	return n;
+}
+
 static int
 listed(char names[][96], size_t n, const char *want)
 {
@@ -1182,6 +1220,31 @@ test_manpage_matches_tables(void **state)
 	for (i = 0; i < ndoc; i++) {
 		if (!listed(table, ntable, doc[i])) {
 			print_error("docs/ihala.conf.5 documents '%s', which no table has\n", doc[i]);
+			bad++;
+		}
+	}
+	/* the list of the options read at start-up only is the rows without CONF_RELOAD */
+	ndoc = manpage_restart_only(doc, DOC_MAX);
+	assert_true(ndoc > 0);
+	o = broker_config_options(&n);
+	for (ntable = 0, i = 0; i < n; i++) {
+		if (!(o[i].flags & CONF_RELOAD)) {
+			snprintf(table[ntable++], 96, "%s.%s", o[i].section, o[i].name);
+		}
+	}
+	for (i = 0; i < ntable; i++) {
+		if (!listed(doc, ndoc, table[i])) {
+			print_error("'%s' is read at start-up only but docs/ihala.conf.5 does not "
+			            "list it so\n",
+			            table[i]);
+			bad++;
+		}
+	}
+	for (i = 0; i < ndoc; i++) {
+		if (!listed(table, ntable, doc[i])) {
+			print_error("docs/ihala.conf.5 lists '%s' as read at start-up only, but a "
+			            "reload applies it\n",
+			            doc[i]);
 			bad++;
 		}
 	}
