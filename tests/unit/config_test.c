@@ -1091,7 +1091,7 @@ manpage_options(char names[][96], size_t max)
 		if (strncmp(line, ".SH ", 4) == 0) {
 			part = strcmp(line + 4, "BROKER.CONF") == 0   ? 1
 			       : strcmp(line + 4, "CLIENT.CONF") == 0 ? 2
-			                                               : 0;
+			                                              : 0;
 			snprintf(section, sizeof(section), "%s", part == 2 ? "client" : "");
 			tag = 0;
 		} else if (part == 1 && strncmp(line, ".SS [", 5) == 0) {
@@ -1219,7 +1219,8 @@ test_manpage_matches_tables(void **state)
 	}
 	for (i = 0; i < ndoc; i++) {
 		if (!listed(table, ntable, doc[i])) {
-			print_error("docs/ihala.conf.5 documents '%s', which no table has\n", doc[i]);
+			print_error("docs/ihala.conf.5 documents '%s', which no table has\n",
+			            doc[i]);
 			bad++;
 		}
 	}
@@ -1317,7 +1318,7 @@ test_reload_restart_only(void **state)
 	                                    "'checkpoint.every_entries'",
 	                                    "'checkpoint.every_seconds'"};
 	static const char *const not_named[] = {"log_level", "crl_file", "queue_limit", "normal",
-	                                        "role", "data_dir", "key_file"};
+	                                        "role",      "data_dir", "key_file"};
 	char *out = NULL;
 	size_t i;
 
@@ -1349,12 +1350,19 @@ test_reload_restart_only(void **state)
 static void
 test_reload_flags(void **state)
 {
-	static const char *const restart_only[] = {
-	    "broker.listen",       "broker.data_dir",          "broker.map_size",
-	    "broker.map_size_max", "broker.auto_grow",         "broker.log_origin",
-	    "broker.user",         "broker.metrics_listen",    "limits.max_frame",
-	    "commit.max_batch",    "checkpoint.key_file",      "checkpoint.every_entries",
-	    "checkpoint.every_seconds"};
+	static const char *const restart_only[] = {"broker.listen",
+	                                           "broker.data_dir",
+	                                           "broker.map_size",
+	                                           "broker.map_size_max",
+	                                           "broker.auto_grow",
+	                                           "broker.log_origin",
+	                                           "broker.user",
+	                                           "broker.metrics_listen",
+	                                           "limits.max_frame",
+	                                           "commit.max_batch",
+	                                           "checkpoint.key_file",
+	                                           "checkpoint.every_entries",
+	                                           "checkpoint.every_seconds"};
 	const struct conf_option *o;
 	size_t n, i, j;
 	char name[128];
