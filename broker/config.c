@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "error.h"
+#include "id.h"
 #include "log.h"
+#include "suggest.h"
 
 #define KB (1024ULL)
 #define MB (1024ULL * KB)
@@ -22,14 +24,6 @@
 #define B(f) offsetof(struct broker_config, f)
 #define A(f) offsetof(struct agency_config, f)
 
-static const struct conf_choice log_levels[] = {
-    {"error", LOG_LEVEL_ERROR},
-    {"warn", LOG_LEVEL_WARN},
-    {"info", LOG_LEVEL_INFO},
-    {"debug", LOG_LEVEL_DEBUG},
-    {NULL, 0},
-};
-
 static const struct conf_choice roles[] = {
     {"dma", AGENCY_ROLE_DMA},
     {"ministry", AGENCY_ROLE_MINISTRY},
@@ -42,32 +36,14 @@ static const struct {
 	const char *name;
 	unsigned bit;
 } kinds[] = {
-    {"referral", AGENCY_SEND_REFERRAL},
-    {"status", AGENCY_SEND_STATUS},
-    {"outcome", AGENCY_SEND_OUTCOME},
-    {"note", AGENCY_SEND_NOTE},
+    {"referral", POLICY_KIND_REFERRAL},
+    {"status", POLICY_KIND_STATUS},
+    {"outcome", POLICY_KIND_OUTCOME},
+    {"note", POLICY_KIND_NOTE},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
 /* ---- validators ---------------------------------------------------------- */
-
-static int
-valid_agency_id(const char *s, size_t len)
-{
-	size_t i;
-
-	if (len == 0 || len > AGENCY_ID_MAX) {
-		return 0;
-	}
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
-			return 0;
-		}
-	}
-	return 1;
-}
 
 static int
 v_user(void *field, char *why, size_t len)
@@ -97,25 +73,6 @@ v_origin(void *field, char *why, size_t len)
 			snprintf(why, len, "printable ASCII without spaces or '+' only");
 			return -1;
 		}
-	}
-	return 0;
-}
-
-static int
-v_hostname(void *field, char *why, size_t len)
-{
-	const char *s = *(char **)field;
-	size_t n = strlen(s), i;
-
-	for (i = 0; i < n; i++) {
-		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '-') {
-			snprintf(why, len, "a DNS name or an IP address is expected");
-			return -1;
-		}
-	}
-	if (n > 253) {
-		snprintf(why, len, "at most 253 characters");
-		return -1;
 	}
 	return 0;
 }
@@ -283,9 +240,9 @@ id_token(const char *tok, void *arg)
 		a->star = 1;
 		return 0;
 	}
-	if (!valid_agency_id(tok, strlen(tok))) {
+	if (!id_agency_valid(tok, strlen(tok))) {
 		snprintf(a->why, a->len, "'%s' is not an agency id ([a-z0-9_-], 1..%d characters)",
-		         tok, AGENCY_ID_MAX);
+		         tok, ID_AGENCY_MAX);
 		return -1;
 	}
 	return 0;
@@ -324,8 +281,8 @@ static const struct conf_option options[] = {
      B(broker.map_size_max), "largest map size auto_grow may reach"},
     {"broker", "auto_grow", CONF_BOOL, 0, "yes", 0, 0, NULL, NULL, B(broker.auto_grow),
      "grow the LMDB map when it is full"},
-    {"broker", "log_level", CONF_ENUM, 0, "info", 0, 0, log_levels, NULL, B(broker.log_level),
-     "error, warn, info or debug"},
+    {"broker", "log_level", CONF_ENUM, CONF_RELOAD, "info", 0, 0, log_level_names, NULL,
+     B(broker.log_level), "error, warn, info or debug"},
     {"broker", "log_origin", CONF_STRING, 0, "ihala.local/log", 0, 0, NULL, v_origin,
      B(broker.log_origin), "origin line of signed checkpoints"},
     {"broker", "user", CONF_STRING, 0, NULL, 0, 0, NULL, v_user, B(broker.user),
@@ -333,40 +290,38 @@ static const struct conf_option options[] = {
     {"broker", "metrics_listen", CONF_ENDPOINT, 0, NULL, 0, 0, NULL, NULL, B(broker.metrics_listen),
      "Prometheus text metrics endpoint (off when unset)"},
 
-    {"tls", "ca_file", CONF_PATH_FILE, CONF_REQUIRED, NULL, 0, 0, NULL, NULL, B(tls.ca_file),
-     "federation CA certificate (PEM)"},
-    {"tls", "crl_file", CONF_PATH_FILE, 0, NULL, 0, 0, NULL, NULL, B(tls.crl_file),
+    {"tls", "ca_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_RELOAD, NULL, 0, 0, NULL, NULL,
+     B(tls.ca_file), "federation CA certificate (PEM)"},
+    {"tls", "crl_file", CONF_PATH_FILE, CONF_RELOAD, NULL, 0, 0, NULL, NULL, B(tls.crl_file),
      "certificate revocation list (PEM), reloaded on SIGHUP"},
-    {"tls", "cert_file", CONF_PATH_FILE, CONF_REQUIRED, NULL, 0, 0, NULL, NULL, B(tls.cert_file),
-     "broker certificate (PEM)"},
-    {"tls", "key_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_SECRET, NULL, 0, 0, NULL, NULL,
-     B(tls.key_file), "broker private key (PEM, mode 0600)"},
-    {"tls", "server_name", CONF_STRING, 0, NULL, 0, 0, NULL, v_hostname, B(tls.server_name),
-     "name in the broker certificate clients verify (documentation)"},
+    {"tls", "cert_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_RELOAD, NULL, 0, 0, NULL, NULL,
+     B(tls.cert_file), "broker certificate (PEM)"},
+    {"tls", "key_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_SECRET | CONF_RELOAD, NULL, 0, 0, NULL,
+     NULL, B(tls.key_file), "broker private key (PEM, mode 0600)"},
+    {"tls", "server_name", CONF_STRING, CONF_RELOAD, NULL, 0, 0, NULL, conf_valid_hostname,
+     B(tls.server_name), "name in the broker certificate clients verify (documentation)"},
 
     {"limits", "max_frame", CONF_SIZE, 0, "1M", 4 * KB, 16 * MB, NULL, NULL, B(limits.max_frame),
      "largest frame either side may send"},
-    {"limits", "max_sessions", CONF_UINT, 0, "1024", 1, 100000, NULL, NULL, B(limits.max_sessions),
-     "sessions at once"},
-    {"limits", "max_preauth_sessions", CONF_UINT, 0, "64", 1, 100000, NULL, NULL,
+    {"limits", "max_sessions", CONF_UINT, CONF_RELOAD, "1024", 1, 100000, NULL, NULL,
+     B(limits.max_sessions), "sessions at once"},
+    {"limits", "max_preauth_sessions", CONF_UINT, CONF_RELOAD, "64", 1, 100000, NULL, NULL,
      B(limits.max_preauth_sessions), "sessions still in the TLS handshake at once"},
-    {"limits", "handshake_timeout", CONF_DURATION, 0, "10s", 100, 5 * MIN, NULL, NULL,
+    {"limits", "handshake_timeout", CONF_DURATION, CONF_RELOAD, "10s", 100, 5 * MIN, NULL, NULL,
      B(limits.handshake_timeout_ms), "time allowed to complete the handshake"},
-    {"limits", "queue_limit", CONF_UINT, 0, "100000", 1, 100000000, NULL, NULL,
+    {"limits", "queue_limit", CONF_UINT, CONF_RELOAD, "100000", 1, 100000000, NULL, NULL,
      B(limits.queue_limit), "undelivered entries per agency before QUEUE_FULL"},
-    {"limits", "credit_window", CONF_UINT, 0, "64", 1, 65536, NULL, NULL, B(limits.credit_window),
-     "deliveries sent before waiting for acks"},
-    {"limits", "max_inflight", CONF_UINT, 0, "1024", 1, 65536, NULL, NULL, B(limits.max_inflight),
-     "submissions a client may have without receipt"},
-    {"limits", "out_cap", CONF_SIZE, 0, "4M", 64 * KB, 1 * GB, NULL, NULL, B(limits.out_cap),
-     "TLS output buffered per session before back-pressure"},
-    {"limits", "idle_timeout", CONF_DURATION, 0, "0", 0, 30 * DAY, NULL, NULL,
+    {"limits", "credit_window", CONF_UINT, CONF_RELOAD, "64", 1, 65536, NULL, NULL,
+     B(limits.credit_window), "deliveries sent before waiting for acks"},
+    {"limits", "max_inflight", CONF_UINT, CONF_RELOAD, "1024", 1, 65536, NULL, NULL,
+     B(limits.max_inflight), "submissions a client may have without receipt"},
+    {"limits", "out_cap", CONF_SIZE, CONF_RELOAD, "4M", 64 * KB, 1 * GB, NULL, NULL,
+     B(limits.out_cap), "TLS output buffered per session before back-pressure"},
+    {"limits", "idle_timeout", CONF_DURATION, CONF_RELOAD, "0", 0, 30 * DAY, NULL, NULL,
      B(limits.idle_timeout_ms), "close sessions idle this long (0: never)"},
 
     {"commit", "max_batch", CONF_UINT, 0, "1024", 1, 65536, NULL, NULL, B(commit.max_batch),
      "submissions per group commit"},
-    {"commit", "max_delay", CONF_DURATION, 0, "2ms", 0, 1 * SEC, NULL, NULL, B(commit.max_delay_ms),
-     "longest wait to fill a group commit"},
 
     {"checkpoint", "key_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_SECRET, NULL, 0, 0, NULL, NULL,
      B(checkpoint.key_file), "Ed25519 checkpoint signing key (PEM, mode 0600)"},
@@ -375,24 +330,24 @@ static const struct conf_option options[] = {
     {"checkpoint", "every_seconds", CONF_DURATION, 0, "10s", 1 * SEC, 1 * DAY, NULL, NULL,
      B(checkpoint.every_ms), "... or after this much time"},
 
-    {"deadlines", "emergency", CONF_DURATION, 0, "24h", 1 * MIN, 365 * DAY, NULL, NULL,
+    {"deadlines", "emergency", CONF_DURATION, CONF_RELOAD, "24h", 1 * MIN, 365 * DAY, NULL, NULL,
      B(deadlines.emergency_ms), "response deadline of emergency referrals"},
-    {"deadlines", "urgent", CONF_DURATION, 0, "72h", 1 * MIN, 365 * DAY, NULL, NULL,
+    {"deadlines", "urgent", CONF_DURATION, CONF_RELOAD, "72h", 1 * MIN, 365 * DAY, NULL, NULL,
      B(deadlines.urgent_ms), "response deadline of urgent referrals"},
-    {"deadlines", "normal", CONF_DURATION, 0, "14d", 1 * MIN, 365 * DAY, NULL, NULL,
+    {"deadlines", "normal", CONF_DURATION, CONF_RELOAD, "14d", 1 * MIN, 365 * DAY, NULL, NULL,
      B(deadlines.normal_ms), "response deadline of normal referrals"},
 
-    {"agency.*", "role", CONF_ENUM, CONF_REQUIRED, NULL, 0, 0, roles, NULL, A(role),
+    {"agency.*", "role", CONF_ENUM, CONF_REQUIRED | CONF_RELOAD, NULL, 0, 0, roles, NULL, A(role),
      "dma, ministry, ngo or auditor"},
-    {"agency.*", "cn", CONF_STRING, 0, NULL, 0, 0, NULL, v_cn, A(cn),
+    {"agency.*", "cn", CONF_STRING, CONF_RELOAD, NULL, 0, 0, NULL, v_cn, A(cn),
      "certificate CN (default: the agency id)"},
-    {"agency.*", "fingerprint", CONF_STRING, 0, NULL, 0, 0, NULL, v_fingerprint, A(fingerprint),
-     "pinned SHA-256 of the agency certificate"},
-    {"agency.*", "name", CONF_STRING, 0, NULL, 0, 0, NULL, NULL, A(name),
+    {"agency.*", "fingerprint", CONF_STRING, CONF_RELOAD, NULL, 0, 0, NULL, v_fingerprint,
+     A(fingerprint), "pinned SHA-256 of the agency certificate"},
+    {"agency.*", "name", CONF_STRING, CONF_RELOAD, NULL, 0, 0, NULL, NULL, A(name),
      "display name (UTF-8; default: the agency id)"},
-    {"agency.*", "may_send", CONF_STRING, 0, NULL, 0, 0, NULL, v_may_send, A(may_send_text),
-     "message kinds it may send (default: its role's)"},
-    {"agency.*", "may_send_to", CONF_STRING, 0, NULL, 0, 0, NULL, v_may_send_to,
+    {"agency.*", "may_send", CONF_STRING, CONF_RELOAD, NULL, 0, 0, NULL, v_may_send,
+     A(may_send_text), "message kinds it may send (default: its role's)"},
+    {"agency.*", "may_send_to", CONF_STRING, CONF_RELOAD, NULL, 0, 0, NULL, v_may_send_to,
      A(may_send_to_text), "agencies it may address, or * (the default)"},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -402,6 +357,26 @@ broker_config_options(size_t *n)
 {
 	*n = NOPTIONS;
 	return options;
+}
+
+size_t
+broker_config_warn_restart_only(const struct broker_config *old, const struct broker_config *cfg)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < NOPTIONS; i++) {
+		const struct conf_option *o = &options[i];
+
+		/* [agency.*] rows are all CONF_RELOAD (config_test checks it) */
+		if ((o->flags & CONF_RELOAD) || strchr(o->section, '*') != NULL ||
+		    conf_equal(o, old, cfg)) {
+			continue;
+		}
+		log_warnx("reload: '%s.%s' changed; the new value takes effect at the next start",
+		          o->section, o->name);
+		n++;
+	}
+	return n;
 }
 
 const char *
@@ -420,17 +395,7 @@ broker_config_role_name(int role)
 unsigned
 broker_config_role_sends(int role)
 {
-	switch (role) {
-	case AGENCY_ROLE_DMA:
-		/* refers, cancels (a status), annotates; outcomes come from providers */
-		return AGENCY_SEND_REFERRAL | AGENCY_SEND_STATUS | AGENCY_SEND_NOTE;
-	case AGENCY_ROLE_MINISTRY:
-	case AGENCY_ROLE_NGO:
-		return AGENCY_SEND_REFERRAL | AGENCY_SEND_STATUS | AGENCY_SEND_OUTCOME |
-		       AGENCY_SEND_NOTE;
-	default:
-		return 0; /* auditors are read-only */
-	}
+	return policy_role_default((Ihala__V1__Role)role);
 }
 
 /* ---- loading ---------------------------------------------------------------- */
@@ -447,9 +412,8 @@ open_agency(void *user, const char *section, const char *suffix, char *why, size
 	struct agency_config *a;
 
 	(void)section;
-	if (!valid_agency_id(suffix, strlen(suffix))) {
-		snprintf(why, len, "an agency id is 1..%d characters of a-z, 0-9, '_' and '-'",
-		         AGENCY_ID_MAX);
+	if (!id_agency_valid(suffix, strlen(suffix))) {
+		snprintf(why, len, "an agency id is " ID_AGENCY_RULE);
 		return NULL;
 	}
 	if (ctx->n >= BROKER_MAX_AGENCIES) {
@@ -549,7 +513,7 @@ to_token(const char *tok, void *arg)
 	struct to_acc *t = arg;
 	struct agency_config *a = t->a;
 	char hint[64] = "";
-	unsigned best = 3;
+	unsigned best = SUGGEST_FAR;
 	size_t i;
 	char **v;
 
@@ -559,10 +523,7 @@ to_token(const char *tok, void *arg)
 	}
 	if (broker_config_find_agency(t->cfg, tok) == NULL) {
 		for (i = 0; i < t->cfg->nagencies; i++) {
-			unsigned d = conf_distance(tok, t->cfg->agencies[i].id);
-
-			if (d < best && d <= (strlen(tok) <= 3 ? 1u : 2u)) {
-				best = d;
+			if (suggest_near(tok, t->cfg->agencies[i].id, &best)) {
 				snprintf(hint, sizeof(hint), " (did you mean '%s'?)",
 				         t->cfg->agencies[i].id);
 			}
@@ -595,7 +556,7 @@ to_token(const char *tok, void *arg)
 static int
 finish_agencies(struct broker_config *cfg, const struct conf_file *cf, struct conf_errors *errs)
 {
-	char sec[16 + AGENCY_ID_MAX];
+	char sec[16 + ID_AGENCY_MAX];
 	size_t i, j;
 
 	if (cfg->nagencies == 0) {

@@ -6,22 +6,16 @@
 #include <stdint.h>
 
 #include "conf.h"
+#include "policy.h"
 
-/* Roles; the numbers equal proto Role (ROLE_DMA = 1 ...). */
+/* Roles: proto Role's values, under the names the config uses. */
 enum agency_role {
-	AGENCY_ROLE_DMA = 1,
-	AGENCY_ROLE_MINISTRY = 2,
-	AGENCY_ROLE_NGO = 3,
-	AGENCY_ROLE_AUDITOR = 4,
+	AGENCY_ROLE_DMA = IHALA__V1__ROLE__ROLE_DMA,
+	AGENCY_ROLE_MINISTRY = IHALA__V1__ROLE__ROLE_MINISTRY,
+	AGENCY_ROLE_NGO = IHALA__V1__ROLE__ROLE_NGO,
+	AGENCY_ROLE_AUDITOR = IHALA__V1__ROLE__ROLE_AUDITOR,
 };
 
-/* Message kinds an agency may send (agency_config.may_send bits). */
-#define AGENCY_SEND_REFERRAL 0x01u
-#define AGENCY_SEND_STATUS 0x02u
-#define AGENCY_SEND_OUTCOME 0x04u
-#define AGENCY_SEND_NOTE 0x08u
-
-#define AGENCY_ID_MAX 32 /* [a-z0-9_-]{1,32} */
 #define BROKER_MAX_AGENCIES 1024
 
 /* One [agency.ID] section. Every string is owned by the broker_config. */
@@ -33,7 +27,7 @@ struct agency_config {
 	                      hex digits; NULL when not pinned */
 	unsigned char fingerprint_bin[32]; /* the same, binary; all zero when not pinned */
 	char *name;                        /* display name (UTF-8); defaults to id */
-	unsigned may_send;                 /* AGENCY_SEND_* bits: the override, else the role's */
+	unsigned may_send;                 /* POLICY_KIND_* bits: the override, else the role's */
 	int may_send_set;                  /* 1 when the config overrides the role default */
 	int may_send_to_any;               /* 1: may address any agency ("*", the default) */
 	char **may_send_to;                /* else: these agency ids (all configured) */
@@ -87,8 +81,7 @@ struct broker_config {
 	} limits;
 
 	struct {
-		uint64_t max_batch;    /* submissions per commit, default 1024 */
-		uint64_t max_delay_ms; /* longest wait to fill a batch, default 2ms */
+		uint64_t max_batch; /* submissions per commit, default 1024 */
 	} commit;
 
 	struct {
@@ -123,10 +116,18 @@ const struct agency_config *broker_config_find_agency(const struct broker_config
 const struct agency_config *broker_config_find_cn(const struct broker_config *cfg, const char *cn);
 /* "dma", "ministry", "ngo", "auditor"; "unknown" otherwise. Static storage. */
 const char *broker_config_role_name(int role);
-/* The message kinds a role may send by default (AGENCY_SEND_* bits). */
+/* The message kinds a role may send by default (POLICY_KIND_* bits): policy_role_default. */
 unsigned broker_config_role_sends(int role);
 
 /* The option table, for documentation and tests. */
 const struct conf_option *broker_config_options(size_t *n);
+
+/*
+ * On a reload: logs a warning naming each option read at start-up only (a row without
+ * CONF_RELOAD) whose value differs between the configuration in force `old` and the new
+ * one `cfg`, as "reload: 'SECTION.NAME' changed; ...". Returns how many it named.
+ */
+size_t broker_config_warn_restart_only(const struct broker_config *old,
+                                       const struct broker_config *cfg);
 
 #endif

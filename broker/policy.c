@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "id.h"
 
 #define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
 
@@ -106,24 +107,6 @@ refuse(struct policy_decision *out, int err, const char *fmt, ...)
 	vsnprintf(out->text, sizeof(out->text), fmt, ap);
 	va_end(ap);
 	return err;
-}
-
-/* Printable ASCII without spaces, 1..64 bytes: referral, case and message ids. */
-static int
-valid_id(const char *s)
-{
-	size_t n = strlen(s);
-	size_t i;
-
-	if (n == 0 || n > 64) {
-		return 0;
-	}
-	for (i = 0; i < n; i++) {
-		if (s[i] <= ' ' || s[i] > '~') {
-			return 0;
-		}
-	}
-	return 1;
 }
 
 const char *
@@ -240,7 +223,7 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 	size_t i;
 	int covered = 0;
 
-	if (!valid_id(r->referral_id)) {
+	if (!id_valid(r->referral_id)) {
 		return refuse(out, IHALA_ESCHEMA,
 			      "referral_id must be 1..64 printable ASCII characters without spaces");
 	}
@@ -291,7 +274,7 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 				r->survivor->injury->n_injury_codes + r->survivor->injury->n_amputations,
 				MAX_CODES);
 	}
-	if (r->survivor == NULL || !valid_id(r->survivor->case_id)) {
+	if (r->survivor == NULL || !id_valid(r->survivor->case_id)) {
 		return refuse(out, IHALA_ESCHEMA,
 			      "a referral needs survivor.case_id (1..64 printable ASCII)");
 	}
@@ -355,7 +338,7 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 	if (me->role == IHALA__V1__ROLE__ROLE_AUDITOR) {
 		return refuse(out, IHALA_EREADONLY, "auditor '%s' may read but not submit", sender);
 	}
-	if (!valid_id(env->message_id)) {
+	if (!id_valid(env->message_id)) {
 		return refuse(out, IHALA_ESCHEMA,
 			      "message_id must be 1..64 printable ASCII characters without spaces");
 	}
@@ -395,7 +378,7 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 	}
 
 	rid = policy_referral_id(env);
-	if (!valid_id(rid)) {
+	if (!id_valid(rid)) {
 		return refuse(out, IHALA_ESCHEMA,
 			      "referral_id must be 1..64 printable ASCII characters without spaces");
 	}

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "id.h"
 #include "ihala.pb-c.h"
 
 /* Message kinds, as bits of an agency's may_send mask. */
@@ -62,7 +63,7 @@ struct policy_decision {
 	int err;			/* 0 allowed, or a negative IHALA_E* code */
 	char text[256];			/* for a refusal: the sentence, with detail */
 	enum policy_kind kind;
-	char recipient[64];		/* agency the entry is delivered to */
+	char recipient[ID_AGENCY_MAX + 1]; /* agency the entry is delivered to */
 	Ihala__V1__TaskStatus new_status; /* status after, or UNSPECIFIED when unchanged */
 };
 

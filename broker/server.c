@@ -15,6 +15,7 @@
 
 #include "channel.h"
 #include "checkpoint.h"
+#include "clock.h"
 #include "config.h"
 #include "error.h"
 #include "frame.h"
@@ -117,10 +118,7 @@ struct server {
 static uint64_t
 now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return clock_wall_ms();
 }
 
 /* ---- the writer's view of the agencies (copied, so reloads never race the writer) ---- */
@@ -189,10 +187,9 @@ table_new(const struct broker_config *cfg)
 
 		pa->id = strdup(ac->id);
 		pa->role = (Ihala__V1__Role)ac->role;
-		/* AGENCY_SEND_* and POLICY_KIND_* share their bit values. */
 		pa->may_send = ac->may_send;
 		pa->may_open_cases = ac->role == AGENCY_ROLE_DMA ||
-				     (ac->may_send_set && (ac->may_send & AGENCY_SEND_REFERRAL));
+				     (ac->may_send_set && (ac->may_send & POLICY_KIND_REFERRAL));
 		if (!ac->may_send_to_any) {
 			const char **to = calloc(ac->may_send_to_count + 1, sizeof(*to));
 
@@ -1365,24 +1362,7 @@ log_conf_errors(const struct conf_errors *errs)
 static void
 log_restart_only(const struct broker_config *old, const struct broker_config *cfg)
 {
-	static const char *names[] = { "listen",	 "data_dir",	       "user",
-				       "metrics_listen", "log_origin", "checkpoint key_file" };
-	const char *was[] = { old->broker.listen,	  old->broker.data_dir,
-			      old->broker.user,		  old->broker.metrics_listen,
-			      old->broker.log_origin,	  old->checkpoint.key_file };
-	const char *now[] = { cfg->broker.listen,	  cfg->broker.data_dir,
-			      cfg->broker.user,		  cfg->broker.metrics_listen,
-			      cfg->broker.log_origin,	  cfg->checkpoint.key_file };
-	size_t i;
-
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if ((was[i] == NULL) != (now[i] == NULL) ||
-		    (was[i] != NULL && strcmp(was[i], now[i]) != 0)) {
-			log_warnx("reload: '%s' changed; the new value takes effect at the next "
-				  "start",
-				  names[i]);
-		}
-	}
+	broker_config_warn_restart_only(old, cfg);
 }
 
 static void

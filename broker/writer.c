@@ -9,6 +9,7 @@
 #include <zmq.h>
 
 #include "checkpoint.h"
+#include "clock.h"
 #include "error.h"
 #include "frame.h"
 #include "log.h"
@@ -69,10 +70,7 @@ check_room(struct writer *wr)
 static uint64_t
 now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return clock_wall_ms();
 }
 
 struct wreq *

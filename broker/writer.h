@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "id.h"
 #include "ihala.pb-c.h"
 #include "merkle.h"
 #include "policy.h"
@@ -39,7 +40,7 @@ enum wreq_type {
 struct wreq {
 	enum wreq_type type;
 	uint64_t session_id; /* the main thread's session, to route the answer */
-	char agency[64];     /* the authenticated sender or acker */
+	char agency[ID_AGENCY_MAX + 1]; /* the authenticated sender or acker */
 	uint64_t now_ms;
 
 	/* WREQ_SUBMIT: the envelope bytes as received (owned by the request) and decoded */
@@ -60,7 +61,7 @@ struct wreq {
 	Ihala__V1__ReceiptStatus status;
 	uint64_t seq;		     /* seq logged (or the original for DUPLICATE) */
 	uint8_t leaf[MERKLE_HASH_LEN];
-	char notify[WREQ_MAX_NOTIFY][64]; /* agencies that have new queued entries */
+	char notify[WREQ_MAX_NOTIFY][ID_AGENCY_MAX + 1]; /* agencies that have new queued entries */
 	int n_notify;
 	int notify_all; /* more agencies than notify[] holds: look at every agency */
 };

@@ -14,6 +14,7 @@
 
 #include "channel.h"
 #include "checkpoint.h"
+#include "clock.h"
 #include "frame.h"
 #include "localstore.h"
 #include "log.h"
@@ -87,10 +88,7 @@ struct ihala_client {
 static uint64_t
 now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return clock_mono_ms();
 }
 
 static int

@@ -1,7 +1,6 @@
 /* clientconf.c - the client's option table and loading client.conf. */
 #include "clientconf.h"
 
-#include <ctype.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,58 +10,11 @@
 
 #define C(f) offsetof(struct client_config, f)
 
-static const struct conf_choice log_levels[] = {
-    {"error", LOG_LEVEL_ERROR},
-    {"warn", LOG_LEVEL_WARN},
-    {"info", LOG_LEVEL_INFO},
-    {"debug", LOG_LEVEL_DEBUG},
-    {NULL, 0},
-};
-
-static int
-v_hostname(void *field, char *why, size_t len)
-{
-	const char *s = *(char **)field;
-	size_t n = strlen(s), i;
-
-	for (i = 0; i < n; i++) {
-		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '-') {
-			snprintf(why, len, "a DNS name or an IP address is expected");
-			return -1;
-		}
-	}
-	if (n > 253) {
-		snprintf(why, len, "at most 253 characters");
-		return -1;
-	}
-	return 0;
-}
-
-static int
-v_agency(void *field, char *why, size_t len)
-{
-	const char *s = *(char **)field;
-	size_t n = strlen(s), i;
-
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
-			break;
-		}
-	}
-	if (n == 0 || n > 32 || i != n) {
-		snprintf(why, len, "an agency id is 1..32 characters of a-z, 0-9, '_' and '-'");
-		return -1;
-	}
-	return 0;
-}
-
 static const struct conf_option options[] = {
     {"client", "broker", CONF_ENDPOINT, 0, "tcp://127.0.0.1:7450", 0, 0, NULL, NULL, C(broker),
      "broker endpoint"},
-    {"client", "server_name", CONF_STRING, 0, "localhost", 0, 0, NULL, v_hostname, C(server_name),
-     "name the broker certificate must carry"},
+    {"client", "server_name", CONF_STRING, 0, "localhost", 0, 0, NULL, conf_valid_hostname,
+     C(server_name), "name the broker certificate must carry"},
     {"client", "ca_file", CONF_PATH_FILE, CONF_REQUIRED, NULL, 0, 0, NULL, NULL, C(ca_file),
      "federation CA certificate (PEM)"},
     {"client", "cert_file", CONF_PATH_FILE, CONF_REQUIRED, NULL, 0, 0, NULL, NULL, C(cert_file),
@@ -71,13 +23,13 @@ static const struct conf_option options[] = {
      C(key_file), "this agency's private key (PEM, mode 0600)"},
     {"client", "data_dir", CONF_PATH_DIR, CONF_REQUIRED | CONF_CREATE, NULL, 0, 0, NULL, NULL,
      C(data_dir), "local outbox and inbox (created when missing)"},
-    {"client", "agency", CONF_STRING, 0, NULL, 0, 0, NULL, v_agency, C(agency),
+    {"client", "agency", CONF_STRING, 0, NULL, 0, 0, NULL, conf_valid_agency_id, C(agency),
      "own agency id (informational)"},
     {"client", "timeout", CONF_DURATION, 0, "10s", 100, 3600000, NULL, NULL, C(timeout_ms),
      "connect and request timeout"},
     {"client", "checkpoint_key", CONF_PATH_FILE, 0, NULL, 0, 0, NULL, NULL, C(checkpoint_key),
      "the broker's checkpoint public key (PEM): verify checkpoints, detect a rewritten log"},
-    {"client", "log_level", CONF_ENUM, 0, "warn", 0, 0, log_levels, NULL, C(log_level),
+    {"client", "log_level", CONF_ENUM, 0, "warn", 0, 0, log_level_names, NULL, C(log_level),
      "error, warn, info or debug"},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))

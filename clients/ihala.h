@@ -7,6 +7,7 @@
 
 #include "clientconf.h"
 #include "error.h"
+#include "id.h"
 #include "ihala.pb-c.h"
 #include "merkle.h"
 
@@ -61,7 +62,7 @@ struct ihala_receipt {
 	uint64_t seq;
 	uint8_t leaf_hash[MERKLE_HASH_LEN];
 	int error;	/* for REFUSED: the negative code */
-	char message_id[65];
+	char message_id[ID_MAX + 1];
 	char text[256]; /* for REFUSED: the broker's sentence */
 };
 

@@ -14,6 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include "base64.h"
 #include "error.h"
 #include "log.h"
 
@@ -101,80 +102,6 @@ static int
 name_ok(const char *s, size_t len)
 {
 	return origin_ok(s, len) && memchr(s, ' ', len) == NULL && memchr(s, '+', len) == NULL;
-}
-
-/* ---- base64 (standard alphabet, padded) ---- */
-
-#define B64_LEN(n) (((n) + 2) / 3 * 4)
-
-/* Writes B64_LEN(n) characters and a NUL. */
-static void
-b64_encode(const uint8_t *in, size_t n, char *out)
-{
-	EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-}
-
-static int
-b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z') {
-		return c - 'A';
-	}
-	if (c >= 'a' && c <= 'z') {
-		return c - 'a' + 26;
-	}
-	if (c >= '0' && c <= '9') {
-		return c - '0' + 52;
-	}
-	return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/*
- * Check that `len` characters are the one canonical encoding of some bytes
- * and give their count. EVP_DecodeBlock alone is too lenient for signed
- * text: it skips blanks, ignores the bits a canonical encoder leaves zero
- * before the padding, and counts padding as data.
- */
-static int
-b64_check(const char *in, size_t len, size_t *n)
-{
-	size_t i, pad = 0;
-
-	if (len == 0 || len % 4 != 0) {
-		return IHALA_EINVAL;
-	}
-	while (pad < 2 && in[len - 1 - pad] == '=') {
-		pad++;
-	}
-	for (i = 0; i < len - pad; i++) {
-		if (b64_value(in[i]) < 0) {
-			return IHALA_EINVAL;
-		}
-	}
-	if ((pad == 1 && (b64_value(in[len - 2]) & 0x03) != 0) ||
-	    (pad == 2 && (b64_value(in[len - 3]) & 0x0f) != 0)) {
-		return IHALA_EINVAL;
-	}
-	*n = len / 4 * 3 - pad;
-	return 0;
-}
-
-/* Decode canonical base64 of at most `cap` (<= 96) bytes. */
-static int
-b64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *n)
-{
-	uint8_t tmp[96];
-	int err;
-
-	if ((err = b64_check(in, len, n)) != 0) {
-		return err;
-	}
-	if (*n > cap || len / 4 * 3 > sizeof(tmp) ||
-	    EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)len) != (int)(len / 4 * 3)) {
-		return IHALA_EINVAL;
-	}
-	memcpy(out, tmp, *n);
-	return 0;
 }
 
 /* ---- keys ---- */
@@ -433,7 +360,7 @@ checkpoint_verifier_parse(const char *vkey, struct checkpoint_verifier **out)
 		id[i] = (uint8_t)(hi << 4 | lo);
 	}
 	b64 = p2 + 1;
-	if ((err = b64_decode(b64, strlen(b64), raw, sizeof(raw), &n)) != 0) {
+	if ((err = base64_decode(b64, strlen(b64), raw, sizeof(raw), &n)) != 0) {
 		return err;
 	}
 	if (n != 1 + ED25519_PUB_LEN || raw[0] != ALG_ED25519) {
@@ -473,7 +400,7 @@ checkpoint_verifier_string(const struct checkpoint_verifier *v, char **out)
 
 	raw[0] = ALG_ED25519;
 	memcpy(raw + 1, v->k.pub, ED25519_PUB_LEN);
-	b64_encode(raw, sizeof(raw), b64);
+	base64_encode(raw, sizeof(raw), b64);
 	len = strlen(v->k.name) + 1 + 2 * KEYID_LEN + 1 + strlen(b64) + 1;
 	if ((s = malloc(len)) == NULL) {
 		return IHALA_ENOMEM;
@@ -505,7 +432,7 @@ checkpoint_note_sign(const struct checkpoint_signer *s, const char *body, size_t
                      char **text_out)
 {
 	uint8_t blob[KEYID_LEN + ED25519_SIG_LEN];
-	char b64[B64_LEN(sizeof(blob)) + 1];
+	char b64[BASE64_LEN(sizeof(blob)) + 1];
 	size_t siglen = ED25519_SIG_LEN, namelen = strlen(s->k.name), total;
 	EVP_MD_CTX *ctx = NULL;
 	char *text, *p;
@@ -515,7 +442,7 @@ checkpoint_note_sign(const struct checkpoint_signer *s, const char *body, size_t
 	if (!body_ok(body, len)) {
 		return IHALA_EINVAL;
 	}
-	total = len + 1 + SIG_PREFIX_LEN + namelen + 1 + B64_LEN(sizeof(blob)) + 1;
+	total = len + 1 + SIG_PREFIX_LEN + namelen + 1 + BASE64_LEN(sizeof(blob)) + 1;
 	if (total > CHECKPOINT_TEXT_MAX) {
 		return IHALA_ETOOLARGE;
 	}
@@ -529,7 +456,7 @@ checkpoint_note_sign(const struct checkpoint_signer *s, const char *body, size_t
 		goto fail;
 	}
 	memcpy(blob, s->k.id, KEYID_LEN);
-	b64_encode(blob, sizeof(blob), b64);
+	base64_encode(blob, sizeof(blob), b64);
 	if ((text = malloc(total + 1)) == NULL) {
 		err = IHALA_ENOMEM;
 		goto fail;
@@ -543,8 +470,8 @@ checkpoint_note_sign(const struct checkpoint_signer *s, const char *body, size_t
 	memcpy(p, s->k.name, namelen);
 	p += namelen;
 	*p++ = ' ';
-	memcpy(p, b64, B64_LEN(sizeof(blob)));
-	p += B64_LEN(sizeof(blob));
+	memcpy(p, b64, BASE64_LEN(sizeof(blob)));
+	p += BASE64_LEN(sizeof(blob));
 	*p++ = '\n';
 	*p = '\0';
 	*text_out = text;
@@ -566,7 +493,7 @@ checkpoint_sign(const struct checkpoint_signer *s, const char *origin, uint64_t 
 	if (origin == NULL || !origin_ok(origin, strlen(origin))) {
 		return IHALA_EINVAL;
 	}
-	b64_encode(root, CHECKPOINT_HASH_LEN, b64);
+	base64_encode(root, CHECKPOINT_HASH_LEN, b64);
 	n = snprintf(body, sizeof(body), "%s\n%" PRIu64 "\n%s\n", origin, size, b64);
 	if (n < 0 || (size_t)n >= sizeof(body)) {
 		return IHALA_EINTERNAL;
@@ -601,7 +528,7 @@ sig_line(const struct checkpoint_verifier *v, const char *line, size_t len, cons
 	namelen = (size_t)(sp - line);
 	b64 = sp + 1;
 	b64len = len - namelen - 1;
-	if (!name_ok(line, namelen) || b64_check(b64, b64len, &n) != 0 || n <= KEYID_LEN) {
+	if (!name_ok(line, namelen) || base64_check(b64, b64len, &n) != 0 || n <= KEYID_LEN) {
 		return IHALA_EINVAL;
 	}
 	if (namelen != strlen(v->k.name) || memcmp(line, v->k.name, namelen) != 0) {
@@ -613,7 +540,7 @@ sig_line(const struct checkpoint_verifier *v, const char *line, size_t len, cons
 		return 0;
 	}
 	*known = 1;
-	if (n != sizeof(blob) || b64_decode(b64, b64len, blob, sizeof(blob), &n) != 0) {
+	if (n != sizeof(blob) || base64_decode(b64, b64len, blob, sizeof(blob), &n) != 0) {
 		return IHALA_ESIGNATURE;
 	}
 	if ((ctx = EVP_MD_CTX_new()) == NULL) {
@@ -739,7 +666,7 @@ checkpoint_open(const struct checkpoint_verifier *v, const char *origin, const c
 		return err;
 	}
 	if (linelen[2] != B64_HASH_LEN ||
-	    b64_decode(line[2], linelen[2], c.root, sizeof(c.root), &rootlen) != 0 ||
+	    base64_decode(line[2], linelen[2], c.root, sizeof(c.root), &rootlen) != 0 ||
 	    rootlen != CHECKPOINT_HASH_LEN) {
 		return IHALA_EINVAL;
 	}

@@ -16,6 +16,8 @@
 #include <ini.h>
 
 #include "error.h"
+#include "id.h"
+#include "suggest.h"
 
 /* Bounds on what one file may hold; far above any real config. */
 #define CONF_MAX_SECTIONS 4096
@@ -177,59 +179,6 @@ conf_report(struct conf_errors *errs, const struct conf_file *cf, int line, cons
 
 /* ---- small helpers ---------------------------------------------------- */
 
-unsigned
-conf_distance(const char *a, const char *b)
-{
-	unsigned d[65][65];
-	size_t la = strlen(a), lb = strlen(b), i, j;
-
-	if (la > 64 || lb > 64) {
-		return 100;
-	}
-	for (i = 0; i <= la; i++) {
-		d[i][0] = (unsigned)i;
-	}
-	for (j = 0; j <= lb; j++) {
-		d[0][j] = (unsigned)j;
-	}
-	for (i = 1; i <= la; i++) {
-		for (j = 1; j <= lb; j++) {
-			unsigned cost =
-			    tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
-			unsigned v = d[i - 1][j] + 1;
-
-			if (d[i][j - 1] + 1 < v) {
-				v = d[i][j - 1] + 1;
-			}
-			if (d[i - 1][j - 1] + cost < v) {
-				v = d[i - 1][j - 1] + cost;
-			}
-			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-			    d[i - 2][j - 2] + 1 < v) {
-				v = d[i - 2][j - 2] + 1;
-			}
-			d[i][j] = v;
-		}
-	}
-	return d[la][lb] > 100 ? 100 : d[la][lb];
-}
-
-/* Whether `cand` is close enough to the mistyped `typed` to suggest it. */
-static int
-near(const char *typed, const char *cand, unsigned *best)
-{
-	size_t len = strlen(typed);
-	unsigned limit = len <= 3 ? 1 : 2;
-	unsigned d = conf_distance(typed, cand);
-
-	/* d is 0 for a name that differs only in case */
-	if (d <= limit && d < *best && strcmp(typed, cand) != 0) {
-		*best = d;
-		return 1;
-	}
-	return 0;
-}
-
 const char *
 conf_format_size(uint64_t bytes, char *buf, size_t len)
 {
@@ -269,6 +218,37 @@ conf_format_duration(uint64_t ms, char *buf, size_t len)
 	}
 	snprintf(buf, len, "%" PRIu64 "ms", ms);
 	return buf;
+}
+
+int
+conf_valid_hostname(void *field, char *why, size_t whylen)
+{
+	const char *s = *(char **)field;
+	size_t n = strlen(s), i;
+
+	for (i = 0; i < n; i++) {
+		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '-') {
+			snprintf(why, whylen, "a DNS name or an IP address is expected");
+			return -1;
+		}
+	}
+	if (n > 253) {
+		snprintf(why, whylen, "at most 253 characters");
+		return -1;
+	}
+	return 0;
+}
+
+int
+conf_valid_agency_id(void *field, char *why, size_t whylen)
+{
+	const char *s = *(char **)field;
+
+	if (!id_agency_valid(s, strlen(s))) {
+		snprintf(why, whylen, "an agency id is " ID_AGENCY_RULE);
+		return -1;
+	}
+	return 0;
 }
 
 /* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
@@ -395,13 +375,13 @@ unknown_section(struct parser *p, const char *name)
 {
 	const struct conf_option *o = p->spec->options;
 	char hint[CONF_MAX_SECTION_NAME * 2 + 32] = "";
-	unsigned best = 100;
+	unsigned best = SUGGEST_FAR;
 	const char *dot = strchr(name, '.');
 	size_t i;
 
 	for (i = 0; i < p->spec->noptions; i++) {
 		if (!is_wild(o[i].section)) {
-			if (near(name, o[i].section, &best)) {
+			if (suggest_near(name, o[i].section, &best)) {
 				snprintf(hint, sizeof(hint), " (did you mean [%s]?)", o[i].section);
 			}
 		} else if (dot != NULL) {
@@ -416,7 +396,7 @@ unknown_section(struct parser *p, const char *name)
 			prefix[pl] = '\0';
 			memcpy(typed, name, tl);
 			typed[tl] = '\0';
-			if (near(typed, prefix, &best)) {
+			if (suggest_near(typed, prefix, &best)) {
 				snprintf(hint, sizeof(hint), " (did you mean [%s%s]?)", prefix,
 				         dot);
 			}
@@ -700,9 +680,8 @@ parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* 0 parsed, -1 malformed, -2 unit missing, 1 out of range (of uint64) */
-static int
-parse_duration(const char *s, uint64_t *out)
+int
+conf_parse_duration(const char *s, uint64_t *out)
 {
 	static const struct {
 		const char *unit;
@@ -1007,7 +986,7 @@ set_value(struct parser *p, void *base, const struct conf_option *o, const char 
 		*(uint64_t *)field = v;
 		break;
 	case CONF_DURATION:
-		r = parse_duration(text, &v);
+		r = conf_parse_duration(text, &v);
 		if (r == -2) {
 			perr(p, line, "duration '%s' for '%s' has no unit (add ms, s, m, h or d)",
 			     text, o->name);
@@ -1098,7 +1077,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 	const struct conf_option *o = p->spec->options;
 	struct section_rec *r;
 	char hint[128] = "";
-	unsigned best = 100;
+	unsigned best = SUGGEST_FAR;
 	size_t i;
 
 	(void)section; /* libinih never sees headers: the reader tracks sections */
@@ -1121,7 +1100,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 	}
 	if (i == p->spec->noptions) {
 		for (i = 0; i < p->spec->noptions; i++) {
-			if (strcmp(o[i].section, r->pattern) == 0 && near(name, o[i].name, &best)) {
+			if (strcmp(o[i].section, r->pattern) == 0 &&
+			    suggest_near(name, o[i].name, &best)) {
 				snprintf(hint, sizeof(hint), " (did you mean '%s'?)", o[i].name);
 			}
 		}
@@ -1347,6 +1327,32 @@ const char *
 conf_abspath(const struct conf_file *cf)
 {
 	return cf->abspath;
+}
+
+int
+conf_equal(const struct conf_option *o, const void *a, const void *b)
+{
+	const char *fa = (const char *)a + o->offset, *fb = (const char *)b + o->offset;
+
+	switch (o->type) {
+	case CONF_STRING:
+	case CONF_PATH_FILE:
+	case CONF_PATH_DIR:
+	case CONF_ENDPOINT: {
+		const char *sa = *(char *const *)(const void *)fa;
+		const char *sb = *(char *const *)(const void *)fb;
+
+		return sa == NULL || sb == NULL ? sa == sb : strcmp(sa, sb) == 0;
+	}
+	case CONF_UINT:
+	case CONF_SIZE:
+	case CONF_DURATION:
+		return *(const uint64_t *)(const void *)fa == *(const uint64_t *)(const void *)fb;
+	case CONF_BOOL:
+	case CONF_ENUM:
+		return *(const int *)(const void *)fa == *(const int *)(const void *)fb;
+	}
+	return 0;
 }
 
 void

@@ -43,8 +43,10 @@ enum conf_type {
 /* Row flags. */
 #define CONF_REQUIRED 0x01 /* an error when the option is absent */
 #define CONF_SECRET 0x02   /* PATH_FILE holding a private key: refused when mode & 077 */
-#define CONF_CREATE                                                                                \
-	0x04 /* PATH_DIR the program may create: a missing dir whose parent exists is fine */
+/* PATH_DIR the program may create: a missing dir whose parent exists is fine */
+#define CONF_CREATE 0x04
+/* A reload (SIGHUP) applies a new value; a row without it is read at start-up only. */
+#define CONF_RELOAD 0x08
 
 struct conf_choice {
 	const char *name;
@@ -64,9 +66,9 @@ struct conf_option {
 	const char *section; /* "broker", or "agency.*": every section "agency.X" */
 	const char *name;
 	enum conf_type type;
-	unsigned flags;                    /* CONF_REQUIRED | CONF_SECRET | CONF_CREATE */
-	const char *def;                   /* default, written as in a file; NULL: none */
-	uint64_t min, max;                 /* UINT, SIZE (bytes), DURATION (ms) bounds */
+	unsigned flags;    /* CONF_REQUIRED | CONF_SECRET | CONF_CREATE | CONF_RELOAD */
+	const char *def;   /* default, written as in a file; NULL: none */
+	uint64_t min, max; /* UINT, SIZE (bytes), DURATION (ms) bounds */
 	const struct conf_choice *choices; /* ENUM: terminated by a {NULL, 0} row */
 	conf_validator validate;           /* NULL: none */
 	size_t offset;                     /* of the member in the section's struct */
@@ -154,13 +156,29 @@ void conf_release(const struct conf_option *options, size_t noptions, const char
                   void *base);
 
 /*
+ * conf_equal: 1 when row `o` holds the same value in the structs `a` and `b` (two parses
+ * of one table; strings compared by content, two NULLs equal), else 0.
+ */
+int conf_equal(const struct conf_option *o, const void *a, const void *b);
+
+/*
  * Helpers for validators and cross-checks. conf_format_size/duration write
  * the shortest exact form ("1M", "90s", "2ms") into buf.
  */
 const char *conf_format_size(uint64_t bytes, char *buf, size_t len);
 const char *conf_format_duration(uint64_t ms, char *buf, size_t len);
-/* Edit distance (optimal string alignment) between two short strings,
- * capped at 100. */
-unsigned conf_distance(const char *a, const char *b);
+/*
+ * The one duration syntax, of config files and command lines: digits and a unit, ms, s, m,
+ * h or d ("0" alone is 0). *ms is set on success only. Returns 0, -1 when malformed, -2
+ * when the unit is missing, 1 when the value does not fit in 64 bits (of milliseconds).
+ * conf_format_duration's output parses back to the same value.
+ */
+int conf_parse_duration(const char *s, uint64_t *ms);
+/*
+ * Validators more than one table uses (see conf_validator): a DNS name or an IP
+ * address of at most 253 characters; an agency id (id.h).
+ */
+int conf_valid_hostname(void *field, char *why, size_t whylen);
+int conf_valid_agency_id(void *field, char *why, size_t whylen);
 
 #endif

@@ -34,15 +34,22 @@ log_getlevel(void)
 	return log_level;
 }
 
+const struct conf_choice log_level_names[] = {
+    {"error", LOG_LEVEL_ERROR},
+    {"warn", LOG_LEVEL_WARN},
+    {"info", LOG_LEVEL_INFO},
+    {"debug", LOG_LEVEL_DEBUG},
+    {NULL, 0},
+};
+
 int
 log_parselevel(const char *s)
 {
-	static const char *names[] = { "error", "warn", "info", "debug" };
-	int i;
+	const struct conf_choice *c;
 
-	for (i = 0; i < 4; i++) {
-		if (strcmp(s, names[i]) == 0) {
-			return i;
+	for (c = log_level_names; c->name != NULL; c++) {
+		if (strcmp(s, c->name) == 0) {
+			return c->value;
 		}
 	}
 	return -1;

@@ -4,6 +4,8 @@
 
 #include <stdarg.h>
 
+#include "conf.h"
+
 enum log_level {
 	LOG_LEVEL_ERROR = 0,
 	LOG_LEVEL_WARN = 1,
@@ -20,7 +22,10 @@ enum log_level {
 void log_init(const char *name, int foreground);
 void log_setlevel(enum log_level level);
 enum log_level log_getlevel(void);
-/* Parse "error", "warn", "info", "debug"; returns -1 when unknown. */
+/* The level names "error", "warn", "info", "debug" and their enum log_level values, as
+ * the choices of a config ENUM row (ended by {NULL, 0}). */
+extern const struct conf_choice log_level_names[];
+/* The level of a name of log_level_names; -1 when unknown. */
 int log_parselevel(const char *s);
 
 /* All of these preserve errno. log_warn and fatal append strerror(errno). */

@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "error.h"
 #include "ihala.pb-c.h"
+#include "suggest.h"
 
 #define PATH_CAP 1024
 #define KEY_SHOW 64           /* bytes of a key or string value quoted in errors */
@@ -268,49 +270,21 @@ find_field(const ProtobufCMessageDescriptor *d, const char *key)
 	return NULL;
 }
 
-/* Levenshtein distance, or SIZE_MAX when either string is too long to bother. */
-static size_t
-edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b), i, j;
-	size_t row[KEY_SHOW + 1], prev[KEY_SHOW + 1];
-
-	if (la > KEY_SHOW || lb > KEY_SHOW) {
-		return SIZE_MAX;
-	}
-	for (j = 0; j <= lb; j++) {
-		prev[j] = j;
-	}
-	for (i = 1; i <= la; i++) {
-		row[0] = i;
-		for (j = 1; j <= lb; j++) {
-			size_t del = prev[j] + 1, ins = row[j - 1] + 1;
-			size_t sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) !=
-			                            tolower((unsigned char)b[j - 1]));
-
-			row[j] = del < ins ? del : ins;
-			row[j] = sub < row[j] ? sub : row[j];
-		}
-		memcpy(prev, row, (lb + 1) * sizeof(row[0]));
-	}
-	return prev[lb];
-}
-
 /* The JSON name of the field closest to key, when one is close enough. */
 static int
 suggest_field(const ProtobufCMessageDescriptor *d, const char *key, char *buf, size_t buflen)
 {
-	size_t best = SIZE_MAX, len = strlen(key), allowed;
-	unsigned i;
+	size_t len = strlen(key);
+	unsigned best = SUGGEST_FAR, allowed, i;
 	char jn[NAME_CAP];
 
 	allowed = len <= 4 ? 1 : len <= 8 ? 2 : 3;
 	for (i = 0; i < d->n_fields; i++) {
-		size_t e1, e2;
+		unsigned e1, e2;
 
 		json_name(d->fields[i].name, jn, sizeof(jn));
-		e1 = edit_distance(key, jn);
-		e2 = edit_distance(key, d->fields[i].name);
+		e1 = suggest_distance(key, jn);
+		e2 = suggest_distance(key, d->fields[i].name);
 		if (e2 < e1) {
 			e1 = e2;
 		}
@@ -485,110 +459,18 @@ pbjson_enum_from_name(const ProtobufCEnumDescriptor *ed, const char *name, int *
 
 /* ---- base64 ---- */
 
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int
-b64_value(unsigned char ch)
-{
-	if (ch >= 'A' && ch <= 'Z') {
-		return ch - 'A';
-	}
-	if (ch >= 'a' && ch <= 'z') {
-		return ch - 'a' + 26;
-	}
-	if (ch >= '0' && ch <= '9') {
-		return ch - '0' + 52;
-	}
-	if (ch == '+' || ch == '-') {
-		return 62;
-	}
-	if (ch == '/' || ch == '_') {
-		return 63;
-	}
-	return -1;
-}
-
-/* Decodes standard or URL-safe base64, padded or not. Returns 0, -1 when
- * the text is not base64, IHALA_ENOMEM. *out is malloc'd (NULL when empty). */
-static int
-b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen)
-{
-	size_t end = n, i, o = 0;
-	uint32_t acc = 0;
-	int bits = 0;
-	uint8_t *buf;
-
-	*out = NULL;
-	*outlen = 0;
-	if (n > 0 && n % 4 == 0 && s[n - 1] == '=') {
-		end--;
-		if (s[n - 2] == '=') {
-			end--;
-		}
-	}
-	if (end % 4 == 1) {
-		return -1;
-	}
-	if (end == 0) {
-		return 0;
-	}
-	buf = malloc(end / 4 * 3 + 3);
-	if (buf == NULL) {
-		return IHALA_ENOMEM;
-	}
-	for (i = 0; i < end; i++) {
-		int v = b64_value((unsigned char)s[i]);
-
-		if (v < 0) {
-			free(buf);
-			return -1;
-		}
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			buf[o++] = (uint8_t)(acc >> bits);
-		}
-	}
-	*out = buf;
-	*outlen = o;
-	return 0;
-}
-
 /* Standard base64 with padding as a new JSON string. */
 static json_t *
 b64_json(const uint8_t *p, size_t n)
 {
-	size_t i, o = 0, cap;
 	char *buf;
 	json_t *j;
 
-	if (n > (SIZE_MAX - 1) / 4 * 3 - 3) {
+	if (n > BASE64_MAX_IN || (buf = malloc(BASE64_LEN(n) + 1)) == NULL) {
 		return NULL;
 	}
-	cap = (n + 2) / 3 * 4 + 1;
-	buf = malloc(cap);
-	if (buf == NULL) {
-		return NULL;
-	}
-	for (i = 0; i + 2 < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-
-		buf[o++] = b64_chars[(v >> 18) & 63];
-		buf[o++] = b64_chars[(v >> 12) & 63];
-		buf[o++] = b64_chars[(v >> 6) & 63];
-		buf[o++] = b64_chars[v & 63];
-	}
-	if (i < n) {
-		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
-
-		buf[o++] = b64_chars[(v >> 18) & 63];
-		buf[o++] = b64_chars[(v >> 12) & 63];
-		buf[o++] = i + 1 < n ? b64_chars[(v >> 6) & 63] : '=';
-		buf[o++] = '=';
-	}
-	buf[o] = '\0';
-	j = json_stringn(buf, o);
+	base64_encode(p, n, buf);
+	j = json_stringn(buf, BASE64_LEN(n));
 	free(buf);
 	return j;
 }
@@ -834,7 +716,7 @@ get_bytes(struct ctx *c, const ProtobufCMessageDescriptor *d, const ProtobufCFie
 		return fail(c, IHALA_ETOOLARGE, "bytes value is too long (at most %d bytes)",
 		            PBJSON_MAX_BYTES);
 	}
-	rc = b64_decode(json_string_value(v), n, &data, &len);
+	rc = base64_decode_lenient(json_string_value(v), n, &data, &len);
 	if (rc == IHALA_ENOMEM) {
 		return fail(c, rc, "out of memory");
 	}

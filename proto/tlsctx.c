@@ -456,23 +456,6 @@ out:
 	return rc;
 }
 
-static int
-valid_id(const unsigned char *s, size_t n)
-{
-	size_t i;
-
-	if (n == 0 || n > TLS_AGENCY_MAX) {
-		return 0;
-	}
-	for (i = 0; i < n; i++) {
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
-		      s[i] == '-')) {
-			return 0; /* this also refuses embedded NULs */
-		}
-	}
-	return 1;
-}
-
 /*
  * 1 and the id in agency when the SAN holds exactly one ihala agency id,
  * 0 when it holds none, IHALA_ECERT when it is malformed or ambiguous.
@@ -505,7 +488,7 @@ san_identity(X509 *cert, char *agency)
 		}
 		p += plen;
 		idlen -= plen;
-		if (!valid_id(p, idlen)) {
+		if (!id_agency_valid((const char *)p, idlen)) {
 			rc = IHALA_ECERT;
 			goto out;
 		}
@@ -545,7 +528,7 @@ cn_identity(X509 *cert, char *agency)
 		ERR_clear_error();
 		return IHALA_ECERT;
 	}
-	if (!valid_id(utf8, (size_t)n)) {
+	if (!id_agency_valid((const char *)utf8, (size_t)n)) {
 		OPENSSL_free(utf8);
 		return IHALA_ECERT;
 	}

@@ -8,11 +8,14 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "id.h"
+
 /* The one ALPN protocol both ends must agree on. */
 #define TLSCTX_ALPN "ihala/1"
 
 /* Longest agency id, without the terminating NUL; ids are [a-z0-9_-]{1,32}. */
-#define TLS_AGENCY_MAX 32
+/* An agency id (id.h): the buffer for tls_*_identity is TLS_AGENCY_MAX + 1 bytes. */
+#define TLS_AGENCY_MAX ID_AGENCY_MAX
 /* Size of a certificate fingerprint (SHA-256 over the DER encoding). */
 #define TLS_FP_LEN 32
 

@@ -292,37 +292,6 @@ cli_parse_u64(const char *s, uint64_t *out)
 }
 
 int
-cli_parse_duration(const char *s, uint64_t *ms)
-{
-	static const struct {
-		const char *unit;
-		uint64_t mul;
-	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"", 1000}};
-	unsigned long long v;
-	char *end;
-	size_t i;
-
-	if (s == NULL || *s < '0' || *s > '9') {
-		return -1;
-	}
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0) {
-		return -1;
-	}
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(end, units[i].unit) == 0) {
-			if (v > UINT64_MAX / units[i].mul) {
-				return -1;
-			}
-			*ms = v * units[i].mul;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-int
 cli_read_file(const char *path, size_t max, char **bufp, size_t *lenp)
 {
 	FILE *fp;
@@ -387,20 +356,4 @@ fail:
 	}
 	errno = saved;
 	return -1;
-}
-
-int
-cli_valid_id(const char *s)
-{
-	size_t n = strlen(s), i;
-
-	if (n == 0 || n > 64) {
-		return 0;
-	}
-	for (i = 0; i < n; i++) {
-		if (s[i] <= ' ' || s[i] > '~') {
-			return 0;
-		}
-	}
-	return 1;
 }

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "clientconf.h"
+#include "id.h"
 #include "ihala.h"
 
 /*
@@ -82,16 +83,11 @@ void cli_bad_option(const char *cmd, int ch, char **argv);
 
 /* Strict parsers for option values; return 0 or -1 (nothing printed). */
 int cli_parse_u64(const char *s, uint64_t *out);
-/* "500ms", "10s", "2m", "1h"; a bare number is seconds. */
-int cli_parse_duration(const char *s, uint64_t *ms);
 
 /* Read a whole file ("-": standard input) of at most max bytes into a malloc'd buffer
  * (NUL-terminated; *len excludes the NUL). Returns 0 or -1 with errno set (EFBIG when too
  * large). The caller frees *buf. */
 int cli_read_file(const char *path, size_t max, char **buf, size_t *len);
-
-/* 1 when s is a valid identifier: 1..64 printable ASCII characters, no space. */
-int cli_valid_id(const char *s);
 
 /* Subcommands: argv[0] is the subcommand's name; each returns an exit code. */
 int cmd_refer(struct cli *cli, int argc, char **argv);

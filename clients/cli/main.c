@@ -115,7 +115,7 @@ main(int argc, char **argv)
 			cli.config_opt = optarg;
 			break;
 		case 't':
-			if (cli_parse_duration(optarg, &cli.timeout_ms) != 0 ||
+			if (conf_parse_duration(optarg, &cli.timeout_ms) != 0 ||
 			    cli.timeout_ms < 1 || cli.timeout_ms > 3600000) {
 				cli_warnx(
 				    "invalid --timeout '%s' (a duration from 1ms to 1h: 500ms, "

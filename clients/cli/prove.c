@@ -113,7 +113,7 @@ cmd_prove(struct cli *cli, int argc, char **argv)
 		cli_warnx("prove: unexpected argument '%s'", argv[optind]);
 		return CLI_USAGE;
 	}
-	if (msgid != NULL && !cli_valid_id(msgid)) {
+	if (msgid != NULL && !id_valid(msgid)) {
 		cli_warnx("prove: invalid message id '%s' (1..64 printable ASCII characters, no "
 		          "space)",
 		          msgid);

@@ -53,7 +53,7 @@ cmd_status(struct cli *cli, int argc, char **argv)
 		cli_warnx("status: unexpected argument '%s'", argv[optind]);
 		return CLI_USAGE;
 	}
-	if (!cli_valid_id(rid)) {
+	if (!id_valid(rid)) {
 		cli_warnx("status: invalid referral id '%s' (1..64 printable ASCII characters, no "
 		          "spaces)",
 		          rid);

@@ -266,7 +266,7 @@ sub_parse(const struct sub_cmd *cmd, int argc, char **argv, struct sub_args *a)
 			return CLI_USAGE;
 		}
 		a->referral_id = argv[optind++];
-		if (!cli_valid_id(a->referral_id)) {
+		if (!id_valid(a->referral_id)) {
 			cli_warnx(
 			    "%s: invalid referral id '%s' (1..64 printable ASCII characters, no "
 			    "spaces)",
@@ -279,7 +279,7 @@ sub_parse(const struct sub_cmd *cmd, int argc, char **argv, struct sub_args *a)
 		fprintf(stderr, "Try 'ihala %s --help'.\n", cmd->name);
 		return CLI_USAGE;
 	}
-	if (a->message_id != NULL && !cli_valid_id(a->message_id)) {
+	if (a->message_id != NULL && !id_valid(a->message_id)) {
 		cli_warnx(
 		    "%s: invalid message id '%s' (1..64 printable ASCII characters, no spaces)",
 		    cmd->name, a->message_id);
@@ -455,7 +455,7 @@ cmd_refer(struct cli *cli, int argc, char **argv)
 	Ihala__V1__Referral *ref = NULL;
 	ProtobufCMessage *m = NULL;
 	struct sub_args a;
-	char id[65];
+	char id[ID_MAX + 1];
 	int rc;
 
 	if ((rc = sub_parse(&cmd_refer_def, argc, argv, &a)) >= 0) {
@@ -466,7 +466,7 @@ cmd_refer(struct cli *cli, int argc, char **argv)
 		fprintf(stderr, "Try 'ihala refer --help'.\n");
 		return CLI_USAGE;
 	}
-	if (a.to != NULL && !cli_valid_id(a.to)) {
+	if (a.to != NULL && !id_agency_valid(a.to, strlen(a.to))) {
 		cli_warnx("refer: invalid agency id '%s'", a.to);
 		return CLI_USAGE;
 	}
@@ -499,7 +499,7 @@ status_command(struct cli *cli, const struct sub_cmd *def, int argc, char **argv
 	Ihala__V1__Envelope env;
 	Ihala__V1__StatusUpdate su = IHALA__V1__STATUS_UPDATE__INIT;
 	struct sub_args a;
-	char id[65];
+	char id[ID_MAX + 1];
 	int rc, v;
 
 	if ((rc = sub_parse(def, argc, argv, &a)) >= 0) {
@@ -578,7 +578,7 @@ cmd_outcome(struct cli *cli, int argc, char **argv)
 	Ihala__V1__StatusUpdate su = IHALA__V1__STATUS_UPDATE__INIT;
 	ProtobufCMessage *m = NULL;
 	struct sub_args a;
-	char id[65];
+	char id[ID_MAX + 1];
 	int rc, v;
 
 	if ((rc = sub_parse(&cmd_outcome_def, argc, argv, &a)) >= 0) {
@@ -619,7 +619,7 @@ cmd_note(struct cli *cli, int argc, char **argv)
 	Ihala__V1__Envelope env;
 	Ihala__V1__Note note = IHALA__V1__NOTE__INIT;
 	struct sub_args a;
-	char id[65];
+	char id[ID_MAX + 1];
 	int rc;
 
 	if ((rc = sub_parse(&cmd_note_def, argc, argv, &a)) >= 0) {

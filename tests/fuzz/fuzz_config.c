@@ -10,6 +10,7 @@
 #include "config.h"
 #include "error.h"
 #include "fuzz.h"
+#include "id.h"
 #include "log.h"
 
 /*
@@ -102,7 +103,7 @@ check_config(const struct broker_config *cfg)
 		const struct agency_config *a = &cfg->agencies[i];
 		size_t n = strlen(a->id);
 
-		FUZZ_ASSERT(n >= 1 && n <= AGENCY_ID_MAX);
+		FUZZ_ASSERT(n >= 1 && n <= ID_AGENCY_MAX);
 		FUZZ_ASSERT(strspn(a->id, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n);
 		FUZZ_ASSERT(a->role >= AGENCY_ROLE_DMA && a->role <= AGENCY_ROLE_AUDITOR);
 		FUZZ_ASSERT(broker_config_find_agency(cfg, a->id) == a);

@@ -589,7 +589,7 @@ configs(void)
 	    "[limits]\nmax_frame = 64K\nmax_sessions = 100\nmax_preauth_sessions = 10\n"
 	    "handshake_timeout = 5s\nqueue_limit = 30\ncredit_window = 8\nmax_inflight = 16\n"
 	    "out_cap = 1M\nidle_timeout = 10m\n\n"
-	    "[commit]\nmax_batch = 64\nmax_delay = 2ms\n\n"
+	    "[commit]\nmax_batch = 64\n\n"
 	    "[checkpoint]\nkey_file = pki/checkpoint.key\nevery_entries = 10\nevery_seconds = "
 	    "1s\n\n"
 	    "[deadlines]\nemergency = 24h\nurgent = 3d\nnormal = 14d\n\n"

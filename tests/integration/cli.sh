@@ -87,6 +87,11 @@ check "unknown subcommand option: exit 2, named" eval '[ $RC -eq 2 ] && grep -qF
 "$IHALA" --timeout soon status r1 >"$T/o" 2>"$T/e"
 RC=$?
 check "bad --timeout: exit 2" eval '[ $RC -eq 2 ] && grep -qF "invalid --timeout '"'soon'"'" "$T/e"'
+# the duration syntax of the config files: a unit is required
+"$IHALA" --timeout 5 status r1 >"$T/o" 2>"$T/e"
+RC=$?
+check "--timeout without a unit: exit 2, as in a config file" \
+	eval '[ $RC -eq 2 ] && grep -qF "invalid --timeout '"'5'"'" "$T/e"'
 "$IHALA" status r1 >"$T/o" 2>"$T/e"
 RC=$?
 check "no config: exit 2, says --config or IHALA_CONFIG" \

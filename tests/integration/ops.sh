@@ -6,7 +6,7 @@
 LG=$IHALA_BUILD/tests/tools/loadgen
 PROBE=$IHALA_BUILD/tests/tools/probe
 BROKER=$IHALA_BUILD/ihala-broker
-plan 59
+plan 62
 
 port=$(free_port)
 mport=$(free_port)
@@ -150,6 +150,19 @@ kill -HUP "$BROKER_PID"
 reloaded() { [ "$(grep -c 'reload done' "$LOG")" -gt "$before" ]; }
 wait_for 5 reloaded
 check "a good file reloads again and hi is welcome back" welcome_as hi
+
+# --- reload: an option read at start-up only is named, not silently ignored -------------------
+sed -i -e "/^\[broker\]/a map_size = 2G" -e "s/^every_entries = .*/every_entries = 20/" \
+	"$T/broker.conf"
+before=$(grep -c 'reload done' "$LOG")
+kill -HUP "$BROKER_PID"
+wait_for 5 reloaded
+check "a reload that changes map_size warns that it takes effect at the next start" \
+	grep -q "reload: 'broker.map_size' changed; the new value takes effect at the next start" "$LOG"
+check "... and names checkpoint.every_entries too" \
+	grep -q "reload: 'checkpoint.every_entries' changed" "$LOG"
+check "... and nothing else" eval '[ "$(grep -c "reload: '"'"'" "$LOG")" -eq 2 ]'
+cp "$T/broker.conf.good" "$T/broker.conf"
 
 # --- backup under load, then restore -------------------------------------------------------
 N_LOAD=2000

@@ -83,7 +83,7 @@ main(int argc, char **argv)
 	env = (Ihala__V1__Envelope *)m;
 	if (env->message_id == NULL || env->message_id[0] == '\0') {
 		/* ours, not the client's: the message is freed with free_unpacked below */
-		char id[65];
+		char id[ID_MAX + 1];
 
 		ihala_new_message_id(id, sizeof(id));
 		if (env->message_id != NULL && env->message_id != protobuf_c_empty_string) {

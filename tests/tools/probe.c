@@ -13,6 +13,7 @@
 #include <zmq.h>
 
 #include "channel.h"
+#include "clock.h"
 #include "error.h"
 #include "frame.h"
 #include "tlsctx.h"
@@ -86,10 +87,7 @@ static int mon_seq;
 static uint64_t
 now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return clock_mono_ms();
 }
 
 static long

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
@@ -217,7 +218,6 @@ test_good_defaults(void **state)
 	assert_int_equal(cfg->limits.out_cap, 4 << 20);
 	assert_int_equal(cfg->limits.idle_timeout_ms, 0);
 	assert_int_equal(cfg->commit.max_batch, 1024);
-	assert_int_equal(cfg->commit.max_delay_ms, 2);
 	assert_int_equal(cfg->checkpoint.every_entries, 1000);
 	assert_int_equal(cfg->checkpoint.every_ms, 10000);
 	assert_int_equal(cfg->deadlines.emergency_ms, 24ULL * 3600 * 1000);
@@ -242,9 +242,9 @@ test_good_defaults(void **state)
 	assert_int_equal(moh->line, 11);
 	assert_int_equal(dma->may_send_set, 0);
 	assert_int_equal(dma->may_send,
-	                 AGENCY_SEND_REFERRAL | AGENCY_SEND_STATUS | AGENCY_SEND_NOTE);
-	assert_int_equal(moh->may_send, AGENCY_SEND_REFERRAL | AGENCY_SEND_STATUS |
-	                                    AGENCY_SEND_OUTCOME | AGENCY_SEND_NOTE);
+	                 POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_NOTE);
+	assert_int_equal(moh->may_send, POLICY_KIND_REFERRAL | POLICY_KIND_STATUS |
+	                                    POLICY_KIND_OUTCOME | POLICY_KIND_NOTE);
 	assert_int_equal(moh->may_send_to_any, 1);
 	assert_int_equal(moh->may_send_to_count, 0);
 	assert_string_equal(broker_config_role_name(AGENCY_ROLE_NGO), "ngo");
@@ -293,7 +293,7 @@ test_good_values(void **state)
 	                          "idle_timeout = 2d\n"
 	                          "max_sessions: 100000\n"
 	                          "[commit]\n"
-	                          "max_delay = 0\n"
+	                          "max_batch = 16\n"
 	                          "[deadlines]\n"
 	                          "emergency = 90m\n");
 
@@ -316,7 +316,7 @@ test_good_values(void **state)
 	assert_int_equal(cfg->limits.out_cap, 2 << 20);
 	assert_int_equal(cfg->limits.idle_timeout_ms, 2ULL * 86400 * 1000);
 	assert_int_equal(cfg->limits.max_sessions, 100000);
-	assert_int_equal(cfg->commit.max_delay_ms, 0);
+	assert_int_equal(cfg->commit.max_batch, 16);
 	assert_int_equal(cfg->deadlines.emergency_ms, 90ULL * 60 * 1000);
 
 	assert_int_equal(cfg->nagencies, 5);
@@ -332,7 +332,7 @@ test_good_values(void **state)
 	assert_int_equal(a->fingerprint_bin[0], 0xab);
 	assert_int_equal(a->fingerprint_bin[31], 0x89);
 	assert_int_equal(a->may_send_set, 1);
-	assert_int_equal(a->may_send, AGENCY_SEND_STATUS | AGENCY_SEND_OUTCOME);
+	assert_int_equal(a->may_send, POLICY_KIND_STATUS | POLICY_KIND_OUTCOME);
 	assert_int_equal(a->may_send_to_any, 0);
 	assert_int_equal(a->may_send_to_count, 2);
 	assert_string_equal(a->may_send_to[0], "dma");
@@ -953,7 +953,7 @@ test_several_errors(void **state)
 	                               "max_frame = 1K\n"   /* 14 */
 	                               "credit_windw = 4\n" /* 15 */
 	                               "[commit]\n"         /* 16 */
-	                               "max_delay = 5s\n"   /* 17 */
+	                               "max_batch = 0\n"    /* 17 */
 	                               "[agency.hi]\n"      /* 18 */
 	                               "role = nga\n");     /* 19 */
 	const char *p14, *p15, *p17, *p19;
@@ -963,7 +963,7 @@ test_several_errors(void **state)
 	p14 = strstr(f->out, ":14: value 1K for 'max_frame' is out of range (4K..16M)");
 	p15 = strstr(f->out, ":15: unknown option 'credit_windw' in [limits] (did you mean "
 	                     "'credit_window'?)");
-	p17 = strstr(f->out, ":17: value 5s for 'max_delay' is out of range (0..1s)");
+	p17 = strstr(f->out, ":17: value 0 for 'max_batch' is out of range (1..65536)");
 	p19 = strstr(f->out, ":19: invalid value 'nga' for 'role'");
 	assert_non_null(p14);
 	assert_non_null(p15);
@@ -1025,10 +1025,6 @@ test_helpers(void **state)
 	const struct conf_option *o = broker_config_options(&n);
 
 	(void)state;
-	assert_int_equal(conf_distance("listn", "listen"), 1);
-	assert_int_equal(conf_distance("lsiten", "listen"), 1); /* transposition */
-	assert_int_equal(conf_distance("LISTEN", "listen"), 0);
-	assert_int_equal(conf_distance("", "abc"), 3);
 	assert_string_equal(conf_format_size(4096, buf, sizeof(buf)), "4K");
 	assert_string_equal(conf_format_size(1ULL << 40, buf, sizeof(buf)), "1T");
 	assert_string_equal(conf_format_size(1000, buf, sizeof(buf)), "1000");
@@ -1043,6 +1039,411 @@ test_helpers(void **state)
 	}
 	o = clientconf_options(&n);
 	assert_int_equal(n, 10);
+}
+
+/* ---- the manual page ---- */
+
+#define DOC_MAX 128
+
+/* Drops troff font changes and escapes ("\fB", "\-", "\&") from s, in place. */
+static void
+troff_plain(char *s)
+{
+	char *o = s;
+
+	while (*s != '\0') {
+		if (s[0] == '\\' && s[1] == 'f' && s[2] != '\0') {
+			s += 3;
+		} else if (s[0] == '\\' && s[1] == '&') {
+			s += 2;
+		} else if (s[0] == '\\' && s[1] == '-') {
+			*o++ = '-';
+			s += 2;
+		} else {
+			*o++ = *s++;
+		}
+	}
+	*o = '\0';
+}
+
+/*
+ * The options docs/ihala.conf.5 documents, as "SECTION.NAME": the tags of the .TP items
+ * under BROKER.CONF's ".SS [SECTION]" headings ([agency.ID] is agency.*) and under
+ * CLIENT.CONF (section client). A tag names one or more options, separated by commas,
+ * each maybe followed by its default in parentheses.
+ */
+static size_t
+manpage_options(char names[][96], size_t max)
+{
+	const char *root = getenv("IHALA_ROOT");
+	char path[PATH_MAX], line[512], section[64] = "";
+	size_t n = 0;
+	int part = 0, tag = 0; /* part: 0 elsewhere, 1 BROKER.CONF, 2 CLIENT.CONF */
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/docs/ihala.conf.5", root != NULL ? root : ".");
+	fp = fopen(path, "r");
+	if (fp == NULL) {
+		fail_msg("cannot open %s (set IHALA_ROOT to the source tree)", path);
+	}
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if (strncmp(line, ".SH ", 4) == 0) {
+			part = strcmp(line + 4, "BROKER.CONF") == 0   ? 1
+			       : strcmp(line + 4, "CLIENT.CONF") == 0 ? 2
+			                                              : 0;
+			snprintf(section, sizeof(section), "%s", part == 2 ? "client" : "");
+			tag = 0;
+		} else if (part == 1 && strncmp(line, ".SS [", 5) == 0) {
+			size_t len;
+
+			troff_plain(line);
+			len = strcspn(line + 5, "]");
+			assert_true(len < sizeof(section));
+			memcpy(section, line + 5, len);
+			section[len] = '\0';
+			if (len > 3 && strcmp(section + len - 3, ".ID") == 0) {
+				strcpy(section + len - 2, "*");
+			}
+		} else if (strcmp(line, ".TP") == 0) {
+			tag = part != 0;
+		} else if (tag) {
+			char *p, *tok, *save = NULL;
+			int depth = 0;
+
+			tag = 0;
+			if (strncmp(line, ".B ", 3) != 0) {
+				continue; /* not an option item */
+			}
+			troff_plain(line);
+			/* the defaults in parentheses go; what remains is a list of names */
+			for (p = line + 3; *p != '\0'; p++) {
+				depth += *p == '(';
+				if (depth > 0) {
+					depth -= *p == ')';
+					*p = ' ';
+				}
+			}
+			for (tok = strtok_r(line + 3, ",", &save); tok != NULL;
+			     tok = strtok_r(NULL, ",", &save)) {
+				char name[64];
+
+				if (sscanf(tok, " %63s", name) != 1) {
+					continue;
+				}
+				assert_true(n < max);
+				snprintf(names[n++], 96, "%s.%s", section, name);
+			}
+		}
+	}
+	fclose(fp);
+	return n;
+}
+
+/*
+ * The options docs/ihala.conf.5 lists as read at start-up only: the SECTION.NAME words
+ * of the .B/.BR lines after "read at start-up only", up to the next heading or paragraph.
+ */
+static size_t
+manpage_restart_only(char names[][96], size_t max)
+{
+	const char *root = getenv("IHALA_ROOT");
+	char path[PATH_MAX], line[512];
+	size_t n = 0;
+	int on = 0;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/docs/ihala.conf.5", root != NULL ? root : ".");
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		char word[96];
+
+		line[strcspn(line, "\n")] = '\0';
+		if (strstr(line, "read at start-up only") != NULL) {
+			on = 1;
+		} else if (on && (strncmp(line, ".SH", 3) == 0 || strncmp(line, ".SS", 3) == 0 ||
+		                  strncmp(line, ".PP", 3) == 0)) {
+			on = 0;
+		} else if (on && (strncmp(line, ".B ", 3) == 0 || strncmp(line, ".BR ", 4) == 0)) {
+			troff_plain(line);
+			if (sscanf(strchr(line, ' '), " %95[a-z_.*]", word) == 1 &&
+			    strchr(word, '.') != NULL) {
+				assert_true(n < max);
+				snprintf(names[n++], 96, "%s", word);
+			}
+		}
+	}
+	fclose(fp);
+	return n;
+}
+
+static int
+listed(char names[][96], size_t n, const char *want)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(names[i], want) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* ihala.conf(5) documents every option of both tables, and no other. */
+static void
+test_manpage_matches_tables(void **state)
+{
+	static char doc[DOC_MAX][96], table[DOC_MAX][96];
+	const struct conf_option *o;
+	size_t ndoc, ntable = 0, n, i, bad = 0;
+
+	(void)state;
+	ndoc = manpage_options(doc, DOC_MAX);
+	assert_true(ndoc > 0);
+	o = broker_config_options(&n);
+	for (i = 0; i < n; i++) {
+		snprintf(table[ntable++], 96, "%s.%s", o[i].section, o[i].name);
+	}
+	o = clientconf_options(&n);
+	for (i = 0; i < n; i++) {
+		snprintf(table[ntable++], 96, "%s.%s", o[i].section, o[i].name);
+	}
+	for (i = 0; i < ntable; i++) {
+		if (!listed(doc, ndoc, table[i])) {
+			print_error("option '%s' is in the table but not in docs/ihala.conf.5\n",
+			            table[i]);
+			bad++;
+		}
+	}
+	for (i = 0; i < ndoc; i++) {
+		if (!listed(table, ntable, doc[i])) {
+			print_error("docs/ihala.conf.5 documents '%s', which no table has\n",
+			            doc[i]);
+			bad++;
+		}
+	}
+	/* the list of the options read at start-up only is the rows without CONF_RELOAD */
+	ndoc = manpage_restart_only(doc, DOC_MAX);
+	assert_true(ndoc > 0);
+	o = broker_config_options(&n);
+	for (ntable = 0, i = 0; i < n; i++) {
+		if (!(o[i].flags & CONF_RELOAD)) {
+			snprintf(table[ntable++], 96, "%s.%s", o[i].section, o[i].name);
+		}
+	}
+	for (i = 0; i < ntable; i++) {
+		if (!listed(doc, ndoc, table[i])) {
+			print_error("'%s' is read at start-up only but docs/ihala.conf.5 does not "
+			            "list it so\n",
+			            table[i]);
+			bad++;
+		}
+	}
+	for (i = 0; i < ndoc; i++) {
+		if (!listed(table, ntable, doc[i])) {
+			print_error("docs/ihala.conf.5 lists '%s' as read at start-up only, but a "
+			            "reload applies it\n",
+			            doc[i]);
+			bad++;
+		}
+	}
+	assert_int_equal(bad, 0);
+}
+
+/* ---- reload ---- */
+
+/* Calls broker_config_warn_restart_only with stderr (where the log goes) caught in *out. */
+static size_t
+restart_warnings(struct fixture *f, const struct broker_config *old,
+                 const struct broker_config *cfg, char **out)
+{
+	char path[PATH_MAX];
+	size_t n, len = 0;
+	int saved, fd;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/stderr.txt", f->dir);
+	fflush(stderr);
+	saved = dup(2);
+	fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	assert_true(saved >= 0 && fd >= 0);
+	assert_int_equal(dup2(fd, 2), 2);
+	close(fd);
+	n = broker_config_warn_restart_only(old, cfg);
+	fflush(stderr);
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	*out = calloc(1, 8192);
+	assert_non_null(*out);
+	len = fread(*out, 1, 8191, fp);
+	(*out)[len] = '\0';
+	fclose(fp);
+	return n;
+}
+
+/* Restart-only options changed on a reload are named; what a reload applies is not. */
+static void
+test_reload_restart_only(void **state)
+{
+	struct fixture *f = *state;
+	struct broker_config *old = NULL, *cfg = NULL;
+	static const char changed[] = "[broker]\n"
+	                              "data_dir = data\n"
+	                              "map_size = 2G\n"
+	                              "log_level = debug\n"
+	                              "[tls]\n"
+	                              "ca_file = pki/ca.pem\n"
+	                              "crl_file = pki/ca.crl\n"
+	                              "cert_file = pki/broker.pem\n"
+	                              "key_file = pki/broker.key\n"
+	                              "[limits]\n"
+	                              "queue_limit = 5\n"
+	                              "[commit]\n"
+	                              "max_batch = 16\n"
+	                              "[checkpoint]\n"
+	                              "key_file = pki/checkpoint.key\n"
+	                              "every_entries = 10\n"
+	                              "every_seconds = 5s\n"
+	                              "[deadlines]\n"
+	                              "normal = 20d\n"
+	                              "[agency.dma]\n"
+	                              "role = dma\n"
+	                              "[agency.moh]\n"
+	                              "role = ngo\n";
+	static const char *const named[] = {"'broker.map_size'", "'commit.max_batch'",
+	                                    "'checkpoint.every_entries'",
+	                                    "'checkpoint.every_seconds'"};
+	static const char *const not_named[] = {"log_level", "crl_file", "queue_limit", "normal",
+	                                        "role",      "data_dir", "key_file"};
+	char *out = NULL;
+	size_t i;
+
+	log_init("config_test", 1);
+	assert_int_equal(load(f, base_conf, &old), 0);
+	assert_int_equal(load(f, changed, &cfg), 0);
+	assert_int_equal(restart_warnings(f, old, old, &out), 0);
+	assert_string_equal(out, "");
+	free(out);
+	assert_int_equal(restart_warnings(f, old, cfg, &out), 4);
+	for (i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+		if (strstr(out, named[i]) == NULL) {
+			fail_msg("reload warnings do not name %s:\n%s", named[i], out);
+		}
+	}
+	for (i = 0; i < sizeof(not_named) / sizeof(not_named[0]); i++) {
+		if (strstr(out, not_named[i]) != NULL) {
+			fail_msg("reload warnings name %s:\n%s", not_named[i], out);
+		}
+	}
+	assert_non_null(strstr(out, "reload: 'broker.map_size' changed; the new value takes "
+	                            "effect at the next start"));
+	free(out);
+	broker_config_free(old);
+	broker_config_free(cfg);
+}
+
+/* The rows' reload flags say what the server does with a new value on SIGHUP. */
+static void
+test_reload_flags(void **state)
+{
+	static const char *const restart_only[] = {"broker.listen",
+	                                           "broker.data_dir",
+	                                           "broker.map_size",
+	                                           "broker.map_size_max",
+	                                           "broker.auto_grow",
+	                                           "broker.log_origin",
+	                                           "broker.user",
+	                                           "broker.metrics_listen",
+	                                           "limits.max_frame",
+	                                           "commit.max_batch",
+	                                           "checkpoint.key_file",
+	                                           "checkpoint.every_entries",
+	                                           "checkpoint.every_seconds"};
+	const struct conf_option *o;
+	size_t n, i, j;
+	char name[128];
+
+	(void)state;
+	o = broker_config_options(&n);
+	for (i = 0; i < n; i++) {
+		int restart = 0;
+
+		snprintf(name, sizeof(name), "%s.%s", o[i].section, o[i].name);
+		for (j = 0; j < sizeof(restart_only) / sizeof(restart_only[0]); j++) {
+			restart |= strcmp(name, restart_only[j]) == 0;
+		}
+		if (restart == ((o[i].flags & CONF_RELOAD) != 0)) {
+			fail_msg("'%s' is %s", name,
+			         restart ? "read at start-up only but flagged CONF_RELOAD"
+			                 : "applied by a reload but not flagged CONF_RELOAD");
+		}
+	}
+}
+
+/* One duration syntax for files and command lines: what is formatted parses back. */
+static void
+test_duration_round_trip(void **state)
+{
+	static const uint64_t ms[] = {0,
+	                              1,
+	                              2,
+	                              999,
+	                              1000,
+	                              1500,
+	                              59999,
+	                              60000,
+	                              90000,
+	                              3600000,
+	                              5400000,
+	                              86400000,
+	                              14ULL * 86400000,
+	                              86400001,
+	                              (1ULL << 40) + 1,
+	                              UINT64_MAX / 86400000 * 86400000,
+	                              UINT64_MAX};
+	char buf[32];
+	uint64_t v;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+		v = 12345;
+		conf_format_duration(ms[i], buf, sizeof(buf));
+		assert_int_equal(conf_parse_duration(buf, &v), 0);
+		assert_true(v == ms[i]);
+	}
+	assert_int_equal(conf_parse_duration("10s", &v), 0);
+	assert_int_equal(v, 10000);
+	assert_int_equal(conf_parse_duration("2ms", &v), 0);
+	assert_int_equal(v, 2);
+	assert_int_equal(conf_parse_duration("3m", &v), 0);
+	assert_int_equal(v, 180000);
+	assert_int_equal(conf_parse_duration("2h", &v), 0);
+	assert_int_equal(v, 7200000);
+	assert_int_equal(conf_parse_duration("14d", &v), 0);
+	assert_true(v == 14ULL * 86400000);
+	assert_int_equal(conf_parse_duration("0", &v), 0);
+	assert_int_equal(v, 0);
+	/* a bare number has no unit, whether in a file or after --timeout */
+	v = 7;
+	assert_int_equal(conf_parse_duration("5", &v), -2);
+	assert_int_equal(v, 7);
+	assert_int_equal(conf_parse_duration("5x", &v), -1);
+	assert_int_equal(conf_parse_duration("5 s", &v), -1);
+	assert_int_equal(conf_parse_duration("5S", &v), -1);
+	assert_int_equal(conf_parse_duration("s", &v), -1);
+	assert_int_equal(conf_parse_duration("-1s", &v), -1);
+	assert_int_equal(conf_parse_duration("", &v), -1);
+	assert_int_equal(conf_parse_duration("18446744073709551615ms", &v), 0);
+	assert_true(v == UINT64_MAX);
+	v = 7;
+	assert_int_equal(conf_parse_duration("18446744073709551615s", &v), 1);
+	assert_int_equal(conf_parse_duration("99999999999999999999ms", &v), 1);
+	assert_int_equal(v, 7);
 }
 
 /* ---- client.conf ---- */
@@ -1194,6 +1595,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_error_cap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_user, setup, teardown),
 	    cmocka_unit_test(test_helpers),
+	    cmocka_unit_test(test_duration_round_trip),
+	    cmocka_unit_test_setup_teardown(test_reload_restart_only, setup, teardown),
+	    cmocka_unit_test(test_reload_flags),
+	    cmocka_unit_test(test_manpage_matches_tables),
 	    cmocka_unit_test_setup_teardown(test_client_conf, setup, teardown),
 	};
 

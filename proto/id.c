@@ -1,0 +1,38 @@
+/* id.c - the one check of each id format (see id.h). */
+#include "id.h"
+
+#include <string.h>
+
+int
+id_agency_valid(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > ID_AGENCY_MAX) {
+		return 0;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+int
+id_valid(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n > ID_MAX) {
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
+		if (s[i] <= ' ' || s[i] > '~') {
+			return 0;
+		}
+	}
+	return 1;
+}
