@@ -926,7 +926,7 @@ handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest
 		}
 		err = store_tree_get(r, 0, seq - 1, leaf);
 		if (err == 0) {
-			err = merkle_inclusion_proof(&writer_tree_rops, r, seq - 1, size, path,
+			err = merkle_inclusion_proof(&ledger_tree_rops, r, seq - 1, size, path,
 						     &pathlen);
 		}
 		if (err != 0) {
@@ -954,7 +954,7 @@ handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest
 		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
 		Ihala__V1__ConsistencyProof cp = IHALA__V1__CONSISTENCY_PROOF__INIT;
 
-		err = merkle_consistency_proof(&writer_tree_rops, r, q->consistency_from, size, path,
+		err = merkle_consistency_proof(&ledger_tree_rops, r, q->consistency_from, size, path,
 					       &pathlen);
 		if (err != 0) {
 			snprintf(msg, sizeof(msg), "no consistency proof from size %llu to %llu",
