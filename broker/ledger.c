@@ -30,7 +30,7 @@ struct ledger {
 	uint64_t last_ckpt_ms;
 	int nearly_full; /* submissions are refused; acks, ticks and reads go on */
 	struct frontier frontier;
-	uint8_t *buf;	 /* encoding buffer for entries and states, grown as needed */
+	uint8_t *buf; /* encoding buffer for entries and states, grown as needed */
 	size_t buf_cap;
 	char origin[256]; /* a copy: the main thread frees its config on reload */
 };
@@ -54,8 +54,8 @@ ledger_check_room(struct ledger *lg)
 	}
 	if (lg->nearly_full && !was) {
 		log_warnx("store is nearly full (%zu of %zu bytes): submissions are refused until "
-			  "map_size is grown; deliveries, queries and replays go on",
-			  st.used_bytes, st.map_size);
+		          "map_size is grown; deliveries, queries and replays go on",
+		          st.used_bytes, st.map_size);
 	} else if (!lg->nearly_full && was) {
 		log_info("store has room again: submissions are accepted");
 	}
@@ -147,8 +147,8 @@ frontier_forget(struct frontier *f)
 	f->valid = 0;
 }
 
-const struct merkle_store_ops ledger_tree_rops = { tree_get_r, NULL };
-static const struct merkle_store_ops tree_wops = { tree_get_w, tree_put_w };
+const struct merkle_store_ops ledger_tree_rops = {tree_get_r, NULL};
+static const struct merkle_store_ops tree_wops = {tree_get_w, tree_put_w};
 
 /* ---- referral state ---- */
 
@@ -208,7 +208,7 @@ state_save(struct ledger *lg, struct store_wtxn *w, const Ihala__V1__ReferralSta
 /* Append one history item to a decoded state (the state keeps ownership). */
 static int
 state_add_history(Ihala__V1__ReferralState *st, uint64_t seq, uint64_t t, const char *agency,
-		  Ihala__V1__TaskStatus status, const char *what)
+                  Ihala__V1__TaskStatus status, const char *what)
 {
 	Ihala__V1__HistoryItem **h;
 	Ihala__V1__HistoryItem *it;
@@ -246,7 +246,7 @@ state_free(Ihala__V1__ReferralState *st)
 
 static Ihala__V1__ReferralState *
 state_new(const Ihala__V1__Referral *r, const char *referrer, const char *recipient,
-	  uint64_t deadline)
+          uint64_t deadline)
 {
 	Ihala__V1__ReferralState *st = malloc(sizeof(*st));
 
@@ -281,7 +281,7 @@ deadline_key(char *buf, size_t len, uint64_t when, const char *rid)
 
 static int
 log_entry(struct ledger *lg, struct store_wtxn *w, const Ihala__V1__LogEntry *e_in,
-	  uint64_t *seq_out, uint8_t leaf[MERKLE_HASH_LEN])
+          uint64_t *seq_out, uint8_t leaf[MERKLE_HASH_LEN])
 {
 	Ihala__V1__LogEntry e = *e_in;
 	uint64_t seq;
@@ -298,14 +298,14 @@ log_entry(struct ledger *lg, struct store_wtxn *w, const Ihala__V1__LogEntry *e_
 	err = store_log_append(w, buf, len, &seq);
 	if (err == 0 && seq != e.seq) {
 		log_warnx("store assigned seq %llu where %llu was expected",
-			  (unsigned long long)seq, (unsigned long long)e.seq);
+		          (unsigned long long)seq, (unsigned long long)e.seq);
 		err = IHALA_EINTERNAL;
 	}
 	if (err == 0) {
 		err = merkle_leaf_hash(buf, len, leaf);
 	}
 	if (err == 0) {
-		struct tree_w t = { &lg->frontier, w };
+		struct tree_w t = {&lg->frontier, w};
 
 		err = merkle_append(&tree_wops, &t, seq - 1, leaf);
 	}
@@ -318,8 +318,8 @@ log_entry(struct ledger *lg, struct store_wtxn *w, const Ihala__V1__LogEntry *e_
 /* What a queued seq is about, kept with it (store_queue_put_tagged) so that its ack needs no
  * decoding: a kind letter and the referral id. */
 #define TAG_REFERRAL 'R' /* the submission of a new referral: its ack marks it received */
-#define TAG_UPDATE 'S'	 /* any other submission */
-#define TAG_EVENT 'E'	 /* a broker event (received, overdue) */
+#define TAG_UPDATE 'S'   /* any other submission */
+#define TAG_EVENT 'E'    /* a broker event (received, overdue) */
 
 static int
 queue_put(struct store_wtxn *w, const char *agency, uint64_t seq, char kind, const char *rid)
@@ -395,9 +395,10 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		    memcmp(old->envelope.data, r->env_bytes, r->env_len) != 0) {
 			logentry_free(old);
 			refuse(r, IHALA_EMSGID, NULL);
-			snprintf(r->text, sizeof(r->text),
-				 "message id '%s' was already used for different content (seq %llu)",
-				 r->env->message_id, (unsigned long long)orig);
+			snprintf(
+			    r->text, sizeof(r->text),
+			    "message id '%s' was already used for different content (seq %llu)",
+			    r->env->message_id, (unsigned long long)orig);
 			return 0;
 		}
 		logentry_free(old);
@@ -434,8 +435,8 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	if (err == 0 && queued >= pol->queue_limit) {
 		refuse(r, IHALA_EQUEUEFULL, NULL);
 		snprintf(r->text, sizeof(r->text),
-			 "queue of '%s' is full (%zu undelivered entries); retry later", d.recipient,
-			 queued);
+		         "queue of '%s' is full (%zu undelivered entries); retry later",
+		         d.recipient, queued);
 		err = 0;
 		goto out;
 	}
@@ -452,7 +453,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	}
 	if (err == 0) {
 		err = queue_put(w, d.recipient, seq,
-				d.kind == POLICY_KIND_REFERRAL ? TAG_REFERRAL : TAG_UPDATE, rid);
+		                d.kind == POLICY_KIND_REFERRAL ? TAG_REFERRAL : TAG_UPDATE, rid);
 	}
 	if (err != 0) {
 		goto out;
@@ -472,12 +473,13 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		deadline_key(key, sizeof(key), deadline, ref->referral_id);
 		err = store_meta_put(w, key, "", 0);
 		if (err == 0) {
-			err = state_add_history(cur, seq, r->now_ms, r->agency, S(REQUESTED), "referral");
+			err = state_add_history(cur, seq, r->now_ms, r->agency, S(REQUESTED),
+			                        "referral");
 		}
 	} else {
-		const char *what = d.kind == POLICY_KIND_STATUS	 ? "status"
-				   : d.kind == POLICY_KIND_OUTCOME ? "outcome"
-								   : "note";
+		const char *what = d.kind == POLICY_KIND_STATUS    ? "status"
+		                   : d.kind == POLICY_KIND_OUTCOME ? "outcome"
+		                                                   : "note";
 
 		if (d.new_status != S(UNSPECIFIED)) {
 			cur->status = d.new_status;
@@ -501,8 +503,8 @@ out:
 /* Broker-made status (received, overdue) of a referral, logged and queued for the referrer. */
 static int
 broker_status(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState *st,
-	      Ihala__V1__TaskStatus status, uint64_t ref_seq, uint64_t t, const char *text,
-	      const char *sender, struct wreq *r)
+              Ihala__V1__TaskStatus status, uint64_t ref_seq, uint64_t t, const char *text,
+              const char *sender, struct wreq *r)
 {
 	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
 	Ihala__V1__BrokerEvent ev = IHALA__V1__BROKER_EVENT__INIT;
@@ -565,9 +567,10 @@ ack_about_entry(struct store_rtxn *rv, uint64_t seq, char *tag, size_t cap, size
 	}
 	if (orig->kind == IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
 	    (env = ihala__v1__envelope__unpack(NULL, orig->envelope.len, orig->envelope.data)) !=
-		NULL) {
+	        NULL) {
 		rid = policy_referral_id(env);
-		kind = env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL ? TAG_REFERRAL : TAG_UPDATE;
+		kind = env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL ? TAG_REFERRAL
+		                                                            : TAG_UPDATE;
 	} else if (orig->event != NULL) {
 		rid = orig->event->referral_id; /* a broker event (received, overdue) */
 	}
@@ -617,7 +620,7 @@ apply_ack_one(struct ledger *lg, struct store_wtxn *w, struct wreq *r, uint64_t 
 		    strcmp(st->recipient, r->agency) == 0 &&
 		    policy_transition(POLICY_PARTY_BROKER, st->status, S(RECEIVED), 0) == 0) {
 			err = broker_status(lg, w, st, S(RECEIVED), ack_seq, r->now_ms, "received",
-					    r->agency, r);
+			                    r->agency, r);
 			state_free(st);
 			return err;
 		}
@@ -688,8 +691,8 @@ apply_tick(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		}
 		if (err == 0 && (st->status == S(REQUESTED) || st->status == S(RECEIVED)) &&
 		    !st->overdue) {
-			log_info("referral '%s' to '%s' is overdue (no answer by its deadline)", rid,
-				 st->recipient);
+			log_info("referral '%s' to '%s' is overdue (no answer by its deadline)",
+			         rid, st->recipient);
 			metrics_inc_overdue();
 			err = broker_status(lg, w, st, S(OVERDUE), 0, r->now_ms, "overdue", "", r);
 		}
@@ -747,8 +750,8 @@ apply_saved(struct ledger *lg, struct store_wtxn *batch, struct wreq *r)
 			r->notify_all = 0;
 			if (err == IHALA_ESTOREFULL) {
 				snprintf(r->text, sizeof(r->text),
-					 "broker store is full; submissions are refused until an "
-					 "operator grows map_size");
+				         "broker store is full; submissions are refused until an "
+				         "operator grows map_size");
 			}
 		}
 		return err;
@@ -766,7 +769,7 @@ apply_saved(struct ledger *lg, struct store_wtxn *batch, struct wreq *r)
 static void
 checkpoint_into(struct ledger *lg, struct store_wtxn *w, uint64_t t, int force, uint64_t *size)
 {
-	struct tree_w tw = { &lg->frontier, w };
+	struct tree_w tw = {&lg->frontier, w};
 	uint8_t root[MERKLE_HASH_LEN];
 	uint64_t n = store_log_next(w) - 1;
 	char *text = NULL;
@@ -788,7 +791,7 @@ checkpoint_into(struct ledger *lg, struct store_wtxn *w, uint64_t t, int force, 
 	free(text);
 	if (err != 0) {
 		log_warnx("cannot sign a checkpoint at tree size %llu: %s", (unsigned long long)n,
-			  ihala_strerror(err));
+		          ihala_strerror(err));
 		return;
 	}
 	*size = n;
@@ -891,9 +894,10 @@ apply_batch_txn(struct ledger *lg, struct wreq **batch, size_t n)
 		frontier_forget(&lg->frontier);
 		w = NULL;
 		if (!careful) {
-			log_debug("writer: batch of %zu requests met '%s'; applying it again request "
-				  "by request",
-				  n, ihala_strerror(err));
+			log_debug(
+			    "writer: batch of %zu requests met '%s'; applying it again request "
+			    "by request",
+			    n, ihala_strerror(err));
 		}
 	}
 	return err;
@@ -917,7 +921,8 @@ ledger_checkpoint_now(struct ledger *lg, uint64_t t)
 	if (store_wcommit(w) == 0) {
 		checkpoint_done(lg, size, t);
 	} else {
-		log_warnx("cannot store the checkpoint at tree size %llu", (unsigned long long)size);
+		log_warnx("cannot store the checkpoint at tree size %llu",
+		          (unsigned long long)size);
 	}
 }
 
@@ -958,7 +963,8 @@ ledger_new(const struct ledger_params *params, struct ledger **out)
 		return IHALA_ENOMEM;
 	}
 	lg->p = *params;
-	snprintf(lg->origin, sizeof(lg->origin), "%s", params->origin != NULL ? params->origin : "");
+	snprintf(lg->origin, sizeof(lg->origin), "%s",
+	         params->origin != NULL ? params->origin : "");
 	lg->p.origin = lg->origin;
 	lg->last_ckpt_ms = now_ms();
 	if (store_rbegin(lg->p.store, &r) == 0) {

@@ -23,10 +23,10 @@ struct checkpoint_signer;
 
 enum wreq_type {
 	WREQ_SUBMIT = 1, /* log an envelope: result is the Receipt */
-	WREQ_ACK,	 /* a recipient acked a delivery: log it, drop it from the queue */
-	WREQ_TICK,	 /* clock tick: overdue referrals, checkpoint by time */
-	WREQ_POLICY,	 /* swap the agency table (reload); the old one comes back in `policy` */
-	WREQ_STOP,	 /* finish and exit the thread (sent back before it exits) */
+	WREQ_ACK,        /* a recipient acked a delivery: log it, drop it from the queue */
+	WREQ_TICK,       /* clock tick: overdue referrals, checkpoint by time */
+	WREQ_POLICY,     /* swap the agency table (reload); the old one comes back in `policy` */
+	WREQ_STOP,       /* finish and exit the thread (sent back before it exits) */
 };
 
 #define WREQ_MAX_NOTIFY 4
@@ -52,7 +52,7 @@ struct wreq {
 	void *policy;
 
 	/* results */
-	int err;	/* 0, or the refusal */
+	int err;        /* 0, or the refusal */
 	char text[256]; /* refusal sentence */
 	Ihala__V1__ReceiptStatus status;
 	uint64_t seq; /* seq logged (or the original for DUPLICATE) */
@@ -66,8 +66,8 @@ struct wreq {
 struct writer_policy {
 	struct policy_view view;
 	void (*release)(struct writer_policy *p); /* frees the table; called by main */
-	size_t queue_limit;			  /* per recipient agency */
-	uint64_t deadline_ms[4];		  /* indexed by Priority */
+	size_t queue_limit;                       /* per recipient agency */
+	uint64_t deadline_ms[4];                  /* indexed by Priority */
 };
 
 /* What the ledger needs; every pointer borrowed for the ledger's life (policy swapped by

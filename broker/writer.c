@@ -66,7 +66,7 @@ writer_main(void *arg)
 		err = ledger_apply_batch(wr->ledger, batch, n);
 		if (err != 0) {
 			log_warnx("writer: commit of a batch of %zu requests failed: %s", n,
-				  ihala_strerror(err));
+			          ihala_strerror(err));
 		}
 		/* STOP and POLICY end a batch: the requests before them ran under the old table. */
 		r = batch[n - 1];
@@ -82,7 +82,7 @@ writer_main(void *arg)
 			r = batch[i];
 			if (zmq_send(wr->sock, &r, sizeof(r), 0) != sizeof(r)) {
 				log_warnx("writer: cannot hand an answer back: %s",
-					  zmq_strerror(zmq_errno()));
+				          zmq_strerror(zmq_errno()));
 				stop |= r->type == WREQ_STOP;
 				wreq_free(r);
 			}
@@ -90,8 +90,9 @@ writer_main(void *arg)
 	}
 	ledger_checkpoint_now(wr->ledger, now_ms());
 	log_info("writer: %llu batches, %.1f requests and %.1f submissions per batch",
-		 (unsigned long long)n_batches, n_batches ? (double)n_reqs / (double)n_batches : 0.0,
-		 n_batches ? (double)n_submits / (double)n_batches : 0.0);
+	         (unsigned long long)n_batches,
+	         n_batches ? (double)n_reqs / (double)n_batches : 0.0,
+	         n_batches ? (double)n_submits / (double)n_batches : 0.0);
 	free(batch);
 	zmq_close(wr->sock);
 	return NULL;
@@ -124,11 +125,13 @@ writer_start(const struct writer_params *params, struct writer **out)
 	}
 	wr->sock = zmq_socket(wr->p.zctx, ZMQ_PAIR);
 	/* Unbounded pipe both ways, as the main thread's end (see server.c open_sockets). */
-	if (wr->sock == NULL || zmq_setsockopt(wr->sock, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
+	if (wr->sock == NULL ||
+	    zmq_setsockopt(wr->sock, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
 	    zmq_setsockopt(wr->sock, ZMQ_SNDHWM, &linger, sizeof(linger)) != 0 ||
 	    zmq_setsockopt(wr->sock, ZMQ_RCVHWM, &linger, sizeof(linger)) != 0 ||
 	    zmq_connect(wr->sock, wr->p.endpoint) != 0) {
-		log_warnx("writer: cannot connect to %s: %s", wr->p.endpoint, zmq_strerror(zmq_errno()));
+		log_warnx("writer: cannot connect to %s: %s", wr->p.endpoint,
+		          zmq_strerror(zmq_errno()));
 		if (wr->sock != NULL) {
 			zmq_close(wr->sock);
 		}

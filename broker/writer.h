@@ -22,12 +22,12 @@ struct checkpoint_signer;
  * WREQ_POLICY). */
 struct writer_params {
 	struct store *store;
-	void *zctx;		  /* ZeroMQ context shared with the main thread */
-	const char *endpoint;	  /* inproc endpoint the main thread bound (PAIR) */
+	void *zctx;           /* ZeroMQ context shared with the main thread */
+	const char *endpoint; /* inproc endpoint the main thread bound (PAIR) */
 	struct writer_policy *policy;
 	size_t max_batch;
 	struct checkpoint_signer *signer; /* NULL: no checkpoints */
-	const char *origin;	  /* copied by writer_start (up to 255 bytes) */
+	const char *origin;               /* copied by writer_start (up to 255 bytes) */
 	uint64_t ckpt_every_entries;
 	uint64_t ckpt_every_ms;
 	int auto_grow; /* grow the map instead of refusing when it is nearly full */
