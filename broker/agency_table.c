@@ -69,21 +69,32 @@ agency_table_new(const struct broker_config *cfg)
 		const struct agency_config *ac = &cfg->agencies[i];
 		struct policy_agency *pa = &t->a[t->n++];
 
-		pa->id = strdup(ac->id);
+		if ((pa->id = strdup(ac->id)) == NULL) {
+			goto fail;
+		}
 		pa->role = (Ihala__V1__Role)ac->role;
 		/* AGENCY_SEND_* and POLICY_KIND_* share their bit values. */
 		pa->may_send = ac->may_send;
 		pa->may_open_cases = ac->role == AGENCY_ROLE_DMA ||
 		                     (ac->may_send_set && (ac->may_send & AGENCY_SEND_REFERRAL));
+		/* A list that cannot be copied must not become "any agency" (NULL). */
 		if (!ac->may_send_to_any) {
 			const char **to = calloc(ac->may_send_to_count + 1, sizeof(*to));
 
+			if (to == NULL) {
+				goto fail;
+			}
 			pa->may_send_to = to;
 			pa->n_may_send_to = ac->may_send_to_count;
-			for (j = 0; to != NULL && j < ac->may_send_to_count; j++) {
-				to[j] = strdup(ac->may_send_to[j]);
+			for (j = 0; j < ac->may_send_to_count; j++) {
+				if ((to[j] = strdup(ac->may_send_to[j])) == NULL) {
+					goto fail;
+				}
 			}
 		}
 	}
 	return &t->wp;
+fail:
+	table_release(&t->wp);
+	return NULL;
 }

@@ -157,8 +157,8 @@ acks_send(struct server *sv, struct session *s)
 		return;
 	}
 	r->now_ms = now_ms();
-	if (zmq_send(sv->wpair, &r, sizeof(r), 0) != sizeof(r)) {
-		wreq_free(r);
+	if (server_to_writer(sv, r) != 0) {
+		wreq_free(r); /* their entries stay queued and are delivered again */
 		return;
 	}
 	if (a != NULL) {
@@ -184,6 +184,10 @@ handle_ack(struct server *sv, struct session *s, uint64_t seq)
 	metrics_inc_acks();
 	if (s->acks == NULL) {
 		if ((s->acks = wreq_new(WREQ_ACK)) == NULL) {
+			/* Not logged: the entry stays queued, and is delivered again to the
+			 * agency's next session (at least once). */
+			log_warnx("agency '%s': ack of seq %llu dropped: out of memory", s->agency,
+			          (unsigned long long)seq);
 			return;
 		}
 		s->acks->session_id = s->id;
@@ -193,6 +197,15 @@ handle_ack(struct server *sv, struct session *s, uint64_t seq)
 	if (s->acks->n_acks == WREQ_MAX_ACKS) {
 		acks_send(sv, s);
 	}
+}
+
+void
+replay_stop(struct server *sv, struct session *s)
+{
+	if (s->replaying && s->replay_follow) {
+		sv->replay_followers--;
+	}
+	s->replaying = 0;
 }
 
 void
@@ -213,15 +226,17 @@ replay_pump(struct server *sv, struct session *s)
 		int err;
 
 		if (store_rbegin(sv->store, &r) != 0) {
-			return;
+			return; /* tried again at the loop's next turn */
 		}
-		store_log_last(r, &last);
+		err = store_log_last(r, &last);
 		if (s->replay_to != 0 && last > s->replay_to) {
 			last = s->replay_to;
 		}
-		if (s->replay_next <= last && store_log_iter_begin(r, s->replay_next, &it) == 0) {
+		if (err == 0 && s->replay_next <= last &&
+		    (err = store_log_iter_begin(r, s->replay_next, &it)) == 0) {
 			while (n < REPLAY_BATCH && bytes < sv->cfg->limits.max_frame / 2 &&
-			       store_log_iter_next(it, &seq, &data, &len) == 0 && seq <= last) {
+			       (err = store_log_iter_next(it, &seq, &data, &len)) == 0 &&
+			       seq <= last) {
 				ihala__v1__log_record__init(&recs[n]);
 				recs[n].seq = seq;
 				recs[n].entry.data = (uint8_t *)data;
@@ -231,6 +246,16 @@ replay_pump(struct server *sv, struct session *s)
 				n++;
 			}
 			store_log_iter_end(it);
+			if (err == IHALA_ENOTFOUND) {
+				err = 0; /* the end of the log */
+			}
+		}
+		if (err != 0) {
+			/* Never a "done" for a replay the store could not read to its end. */
+			store_rend(r);
+			replay_stop(sv, s);
+			send_error(sv, s, err, s->replay_req, "cannot read the log for the replay");
+			return;
 		}
 		le.request_id = s->replay_req;
 		le.n_records = n;
@@ -248,14 +273,14 @@ replay_pump(struct server *sv, struct session *s)
 			return;
 		}
 		if (err != 0) {
-			s->replaying = 0;
+			replay_stop(sv, s);
 			return;
 		}
 		if (n > 0) {
 			s->replay_next = recs[n - 1].seq + 1;
 		}
 		if (le.done) {
-			s->replaying = 0;
+			replay_stop(sv, s);
 		}
 	}
 }

@@ -17,5 +17,7 @@ void handle_ack(struct server *sv, struct session *s, uint64_t seq);
 void acks_send(struct server *sv, struct session *s);
 /* Send an auditor's replay onwards while its output allows (follow: as commits come). */
 void replay_pump(struct server *sv, struct session *s);
+/* End the session's replay, if any (no frame sent). */
+void replay_stop(struct server *sv, struct session *s);
 
 #endif

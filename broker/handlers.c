@@ -108,19 +108,42 @@ session_authenticate(struct server *sv, struct session *s)
 	sv->n_preauth--;
 	metrics_session_opened(s->agency);
 	s->art = agency_rt_get(sv, s->agency);
-	if (s->art != NULL) {
-		s->art->dirty = 1;
+	if (s->art == NULL) {
+		/* Without it nothing would ever be delivered to this session. */
+		log_warnx("session %llu (%s): out of memory; closing", (unsigned long long)s->id,
+		          s->agency);
+		session_end(sv, s, IHALA_ENOMEM, NULL);
+		return;
 	}
+	s->art->dirty = 1;
 	log_info("session %llu: agency '%s' (%s) authenticated", (unsigned long long)s->id,
 	         s->agency, broker_config_role_name(s->role));
 	send_welcome(sv, s);
 }
 
+/* Answer a submission the broker will not log with a REFUSED receipt naming it. */
 static void
-handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub)
+submit_refuse(struct server *sv, struct session *s, const Ihala__V1__Envelope *env, int err,
+              const char *text)
 {
 	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
 	Ihala__V1__Receipt rc = IHALA__V1__RECEIPT__INIT;
+
+	log_security("agency '%s': submission '%s' refused: %s", s->agency,
+	             env != NULL ? env->message_id : "", text);
+	metrics_inc_receipt(IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, err);
+	rc.message_id = env != NULL ? env->message_id : "";
+	rc.status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
+	rc.error_code = -err;
+	rc.error_message = (char *)text;
+	f.kind_case = IHALA__V1__FRAME__KIND_RECEIPT;
+	f.receipt = &rc;
+	session_send(sv, s, &f);
+}
+
+static void
+handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub)
+{
 	Ihala__V1__Envelope *env = NULL;
 	struct wreq *r;
 	char text[256];
@@ -145,24 +168,16 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub
 		         (unsigned long long)sv->cfg->limits.max_inflight);
 	}
 	if (err != 0) {
-		log_security("agency '%s': submission '%s' refused: %s", s->agency,
-		             env != NULL ? env->message_id : "", text);
-		metrics_inc_receipt(IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, err);
-		rc.message_id = env != NULL ? env->message_id : "";
-		rc.status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
-		rc.error_code = -err;
-		rc.error_message = text;
-		f.kind_case = IHALA__V1__FRAME__KIND_RECEIPT;
-		f.receipt = &rc;
-		session_send(sv, s, &f);
+		submit_refuse(sv, s, env, err, text);
 		envelope_free(env);
 		return;
 	}
 	r = wreq_new(WREQ_SUBMIT);
 	if (r == NULL || (r->env_bytes = malloc(sub->envelope.len + 1)) == NULL) {
 		wreq_free(r);
+		submit_refuse(sv, s, env, IHALA_EOVERLOAD,
+		              "the broker is short of memory; retry later");
 		envelope_free(env);
-		send_error(sv, s, IHALA_ENOMEM, 0, NULL);
 		return;
 	}
 	memcpy(r->env_bytes, sub->envelope.data, sub->envelope.len);
@@ -171,8 +186,14 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub
 	r->session_id = s->id;
 	snprintf(r->agency, sizeof(r->agency), "%s", s->agency);
 	r->now_ms = now_ms();
+	if (server_to_writer(sv, r) != 0) {
+		/* Not the writer's: answered here, and not counted as waiting for a receipt. */
+		submit_refuse(sv, s, env, IHALA_EOVERLOAD,
+		              "the broker cannot take the message now; retry later");
+		wreq_free(r);
+		return;
+	}
 	s->inflight_submits++;
-	zmq_send(sv->wpair, &r, sizeof(r), 0);
 }
 
 static void
@@ -230,9 +251,7 @@ handle_replay(struct server *sv, struct session *s, const Ihala__V1__ReplayReque
 		           "only auditors may replay the log");
 		return;
 	}
-	if (s->replaying && s->replay_follow) {
-		sv->replay_followers--;
-	}
+	replay_stop(sv, s);
 	s->replaying = 1;
 	s->replay_req = q->request_id;
 	s->replay_next = q->from_seq == 0 ? 1 : q->from_seq;

@@ -245,9 +245,12 @@ timers(struct server *sv)
 
 		if (r != NULL) {
 			r->now_ms = t;
-			sv->tick_outstanding = 1;
 			sv->last_tick_ms = t;
-			zmq_send(sv->wpair, &r, sizeof(r), 0);
+			if (server_to_writer(sv, r) == 0) {
+				sv->tick_outstanding = 1;
+			} else {
+				wreq_free(r); /* the next tick comes in TICK_MS */
+			}
 		}
 	}
 }
@@ -329,15 +332,16 @@ reload(struct server *sv)
 		return;
 	}
 	conf_errors_release(&errs);
+	pol = NULL;
+	r = NULL;
 	if (make_ssl(cfg, &ssl) != 0 || (pol = agency_table_new(cfg)) == NULL ||
 	    (r = wreq_new(WREQ_POLICY)) == NULL) {
-		log_warnx("reload refused: the configuration in force is unchanged");
-		SSL_CTX_free(ssl);
-		broker_config_free(cfg);
-		return;
+		goto refused;
 	}
 	r->policy = pol;
-	zmq_send(sv->wpair, &r, sizeof(r), 0);
+	if (server_to_writer(sv, r) != 0) {
+		goto refused;
+	}
 	sv->policy = pol; /* the writer's from now on; the old one comes back to be freed */
 	SSL_CTX_free(sv->ssl);
 	sv->ssl = ssl;
@@ -379,6 +383,15 @@ reload(struct server *sv)
 		s->role = ac->role;
 	}
 	log_info("reload done: %zu agencies", cfg->nagencies);
+	return;
+refused:
+	log_warnx("reload refused: the configuration in force is unchanged");
+	wreq_free(r);
+	if (pol != NULL) {
+		pol->release(pol);
+	}
+	SSL_CTX_free(ssl);
+	broker_config_free(cfg);
 }
 
 static void
@@ -395,23 +408,39 @@ signals_input(struct server *sv)
 
 			log_info("signal %u: stopping (finishing the commit in flight)",
 			         si.ssi_signo);
+			/* Acks already taken are logged before the stop. */
 			for (s = sv->sessions; s != NULL; s = s->next) {
-				acks_send(sv,
-				          s); /* acks already taken are logged before the stop */
+				acks_send(sv, s);
 			}
-			sv->stopping = 1;
-			sv->stop_ms = now_ms();
 			/* No zmq_unbind() here: it also drops every connection accepted on the
 			 * endpoint, and with them the receipts of the commit in flight and the
 			 * sessions' last words. New handshakes are refused while stopping. */
-			if (r != NULL) {
-				zmq_send(sv->wpair, &r, sizeof(r), 0);
+			if (r == NULL || server_to_writer(sv, r) != 0) {
+				log_warnx("signal %u: cannot stop the writer; still serving (send "
+				          "the signal again)",
+				          si.ssi_signo);
+				wreq_free(r);
+				continue;
 			}
+			sv->stopping = 1;
+			sv->stop_ms = now_ms();
 		}
 	}
 }
 
 /* ---- start-up and loop ---- */
+
+int
+server_to_writer(struct server *sv, struct wreq *r)
+{
+	/* The pipe has no high-water mark: a blocking send fails only when ZeroMQ cannot
+	 * queue the message at all (out of memory, the context ending). */
+	if (zmq_send(sv->wpair, &r, sizeof(r), 0) != sizeof(r)) {
+		log_warnx("cannot hand a request to the writer: %s", zmq_strerror(zmq_errno()));
+		return IHALA_EZMQ;
+	}
+	return 0;
+}
 
 static int
 open_sockets(struct server *sv)

@@ -99,6 +99,10 @@ struct server {
 	uint64_t last_sweep_ms; /* see sessions_sweep() */
 };
 
+/* Hand request `r` to the writer thread, which owns it from then on. IHALA_EZMQ when the
+ * pipe refused it (logged): `r` is still the caller's. */
+int server_to_writer(struct server *sv, struct wreq *r);
+
 static inline uint64_t
 now_ms(void)
 {

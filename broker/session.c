@@ -49,15 +49,20 @@ wire_send(struct server *sv, struct session *s, uint8_t type, const uint8_t *dat
 {
 	zmq_msg_t m;
 
-	if (zmq_send(sv->router, s->rid, s->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-		return zmq_errno() == EAGAIN ? IHALA_EAGAIN : IHALA_ECLOSED;
-	}
+	/* The body first: a routing id sent without its body would glue the next message to
+	 * it. */
 	if (zmq_msg_init_size(&m, len + 1) != 0) {
 		return IHALA_ENOMEM;
 	}
 	((uint8_t *)zmq_msg_data(&m))[0] = type;
 	if (len > 0) {
 		memcpy((uint8_t *)zmq_msg_data(&m) + 1, data, len);
+	}
+	if (zmq_send(sv->router, s->rid, s->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+		int e = zmq_errno();
+
+		zmq_msg_close(&m);
+		return e == EAGAIN ? IHALA_EAGAIN : IHALA_ECLOSED;
 	}
 	if (zmq_msg_send(&m, sv->router, ZMQ_DONTWAIT) < 0) {
 		zmq_msg_close(&m);
