@@ -11,6 +11,7 @@
 #include "frame.h"
 #include "log.h"
 #include "metrics.h"
+#include "refstate.h"
 #include "store.h"
 
 #define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
@@ -152,29 +153,6 @@ static const struct merkle_store_ops tree_wops = {tree_get_w, tree_put_w};
 
 /* ---- referral state ---- */
 
-static int
-state_load(struct store_rtxn *r, const char *rid, Ihala__V1__ReferralState **out)
-{
-	const void *p;
-	size_t len;
-	int err;
-
-	*out = NULL;
-	if (rid == NULL || rid[0] == '\0') {
-		return IHALA_ENOTFOUND;
-	}
-	err = store_referral_get(r, rid, &p, &len);
-	if (err != 0) {
-		return err;
-	}
-	*out = ihala__v1__referral_state__unpack(NULL, len, p);
-	if (*out == NULL) {
-		log_warnx("referral '%s': stored state does not decode", rid);
-		return IHALA_ESTORE;
-	}
-	return 0;
-}
-
 /* The writer's encoding buffer, at least len bytes (NULL when out of memory). */
 static uint8_t *
 wbuf(struct ledger *lg, size_t len)
@@ -203,70 +181,6 @@ state_save(struct ledger *lg, struct store_wtxn *w, const Ihala__V1__ReferralSta
 	}
 	ihala__v1__referral_state__pack(st, buf);
 	return store_referral_put(w, st->referral_id, buf, len);
-}
-
-/* Append one history item to a decoded state (the state keeps ownership). */
-static int
-state_add_history(Ihala__V1__ReferralState *st, uint64_t seq, uint64_t t, const char *agency,
-                  Ihala__V1__TaskStatus status, const char *what)
-{
-	Ihala__V1__HistoryItem **h;
-	Ihala__V1__HistoryItem *it;
-
-	h = realloc(st->history, (st->n_history + 1) * sizeof(*h));
-	if (h == NULL) {
-		return IHALA_ENOMEM;
-	}
-	st->history = h;
-	it = malloc(sizeof(*it));
-	if (it == NULL) {
-		return IHALA_ENOMEM;
-	}
-	ihala__v1__history_item__init(it);
-	it->seq = seq;
-	it->time_ms = t;
-	it->agency = strdup(agency);
-	it->status = status;
-	it->what = strdup(what);
-	st->history[st->n_history++] = it;
-	if (it->agency == NULL || it->what == NULL) {
-		return IHALA_ENOMEM;
-	}
-	return 0;
-}
-
-/* Free a state made by state_load or state_new (both malloc every field). */
-static void
-state_free(Ihala__V1__ReferralState *st)
-{
-	if (st != NULL) {
-		protobuf_c_message_free_unpacked(&st->base, NULL);
-	}
-}
-
-static Ihala__V1__ReferralState *
-state_new(const Ihala__V1__Referral *r, const char *referrer, const char *recipient,
-          uint64_t deadline)
-{
-	Ihala__V1__ReferralState *st = malloc(sizeof(*st));
-
-	if (st == NULL) {
-		return NULL;
-	}
-	ihala__v1__referral_state__init(st);
-	st->referral_id = strdup(r->referral_id);
-	st->parent_referral_id = strdup(r->parent_referral_id);
-	st->referrer = strdup(referrer);
-	st->recipient = strdup(recipient);
-	st->status = S(REQUESTED);
-	st->priority = r->priority;
-	st->deadline_ms = deadline;
-	if (st->referral_id == NULL || st->parent_referral_id == NULL || st->referrer == NULL ||
-	    st->recipient == NULL) {
-		state_free(st);
-		return NULL;
-	}
-	return st;
 }
 
 /* ---- deadlines: meta keys "deadline:<20-digit ms>:<referral id>" ---- */
@@ -411,15 +325,15 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	}
 
 	rid = policy_referral_id(r->env);
-	err = state_load(rv, rid, &cur);
+	err = refstate_load(rv, rid, &cur);
 	if (err != 0 && err != IHALA_ENOTFOUND) {
 		return err;
 	}
 	if (r->env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL &&
 	    r->env->referral->parent_referral_id[0] != '\0') {
-		err = state_load(rv, r->env->referral->parent_referral_id, &parent);
+		err = refstate_load(rv, r->env->referral->parent_referral_id, &parent);
 		if (err != 0 && err != IHALA_ENOTFOUND) {
-			state_free(cur);
+			refstate_free(cur);
 			return err;
 		}
 	}
@@ -465,7 +379,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		uint64_t deadline = r->now_ms + pol->deadline_ms[pr];
 		char key[128];
 
-		cur = state_new(ref, r->agency, d.recipient, deadline);
+		cur = refstate_new(ref, r->agency, d.recipient, deadline);
 		if (cur == NULL) {
 			err = IHALA_ENOMEM;
 			goto out;
@@ -473,8 +387,8 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		deadline_key(key, sizeof(key), deadline, ref->referral_id);
 		err = store_meta_put(w, key, "", 0);
 		if (err == 0) {
-			err = state_add_history(cur, seq, r->now_ms, r->agency, S(REQUESTED),
-			                        "referral");
+			err = refstate_add_history(cur, seq, r->now_ms, r->agency, S(REQUESTED),
+			                           "referral");
 		}
 	} else {
 		const char *what = d.kind == POLICY_KIND_STATUS    ? "status"
@@ -484,7 +398,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		if (d.new_status != S(UNSPECIFIED)) {
 			cur->status = d.new_status;
 		}
-		err = state_add_history(cur, seq, r->now_ms, r->agency, cur->status, what);
+		err = refstate_add_history(cur, seq, r->now_ms, r->agency, cur->status, what);
 	}
 	if (err == 0) {
 		err = state_save(lg, w, cur);
@@ -495,8 +409,8 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		add_notify(r, d.recipient);
 	}
 out:
-	state_free(cur);
-	state_free(parent);
+	refstate_free(cur);
+	refstate_free(parent);
 	return err;
 }
 
@@ -531,7 +445,7 @@ broker_status(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState 
 		} else {
 			st->status = status;
 		}
-		err = state_add_history(st, seq, t, "", status, text);
+		err = refstate_add_history(st, seq, t, "", status, text);
 	}
 	if (err == 0) {
 		err = state_save(lg, w, st);
@@ -615,16 +529,16 @@ apply_ack_one(struct ledger *lg, struct store_wtxn *w, struct wreq *r, uint64_t 
 	 * entry, from the acking agency to the referrer, records both the delivery and the
 	 * new status (PROTOCOL.md §7.3). */
 	if (tag_len > 0 && tag[0] == TAG_REFERRAL) {
-		err = state_load(rv, tag + 1, &st);
+		err = refstate_load(rv, tag + 1, &st);
 		if (err == 0 && st->status == S(REQUESTED) &&
 		    strcmp(st->recipient, r->agency) == 0 &&
 		    policy_transition(POLICY_PARTY_BROKER, st->status, S(RECEIVED), 0) == 0) {
 			err = broker_status(lg, w, st, S(RECEIVED), ack_seq, r->now_ms, "received",
 			                    r->agency, r);
-			state_free(st);
+			refstate_free(st);
 			return err;
 		}
-		state_free(st);
+		refstate_free(st);
 		if (err != 0 && err != IHALA_ENOTFOUND) {
 			return err;
 		}
@@ -683,7 +597,7 @@ apply_tick(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		rid = key + strlen(DEADLINE_PREFIX) + 21;
 		err = store_meta_del(w, key);
 		if (err == 0) {
-			err = state_load(rv, rid, &st);
+			err = refstate_load(rv, rid, &st);
 		}
 		if (err == IHALA_ENOTFOUND) {
 			err = 0;
@@ -696,7 +610,7 @@ apply_tick(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 			metrics_inc_overdue();
 			err = broker_status(lg, w, st, S(OVERDUE), 0, r->now_ms, "overdue", "", r);
 		}
-		state_free(st);
+		refstate_free(st);
 		if (err != 0) {
 			return err;
 		}
