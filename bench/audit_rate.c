@@ -8,7 +8,7 @@
 #include "error.h"
 #include "merkle.h"
 #include "store.h"
-#include "writer.h"
+#include "ledger.h"
 
 /*
  *   audit_rate DATA_DIR
@@ -69,7 +69,7 @@ main(int argc, char **argv)
 	store_log_iter_end(it);
 	err = merkle_range_root(&mr, root);
 	if (err == 0 && n > 0) {
-		err = merkle_root(&writer_tree_rops, r, n, want);
+		err = merkle_root(&ledger_tree_rops, r, n, want);
 	}
 	t1 = now_s();
 	if (err != 0 || (n > 0 && memcmp(root, want, MERKLE_HASH_LEN) != 0)) {

@@ -1,4 +1,4 @@
-/* server.c - the broker's event loop: TLS sessions over a ZeroMQ ROUTER, dispatch, delivery. */
+/* server.c - the broker's event loop: ROUTER, writer and signal input, timers, reload, start-up. */
 #include "server.h"
 
 #include <errno.h>
@@ -7,1107 +7,35 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <zmq.h>
 
+#include "agency_table.h"
 #include "channel.h"
 #include "checkpoint.h"
 #include "clock.h"
 #include "config.h"
+#include "deliver.h"
 #include "error.h"
-#include "frame.h"
+#include "handlers.h"
 #include "log.h"
-#include "merkle.h"
 #include "metrics.h"
-#include "policy.h"
 #include "priv.h"
+#include "server_int.h"
+#include "session.h"
 #include "store.h"
 #include "tlsctx.h"
 #include "writer.h"
 
-#define BROKER_VERSION "ihala-broker 0.1.0"
 #define WRITER_ENDPOINT "inproc://ihala-writer"
-#define WIRE_CHUNK (64 * 1024)
-#define REPLAY_BATCH 256
 #define TICK_MS 1000
 #define SHUTDOWN_FLUSH_MS 3000
-#define MAX_WINDOW 1024
-#define MAX_ACKS_PENDING 1024 /* per agency: acks handed to the writer and not logged yet */
 /* A deliverer silent this long with deliveries unacked is probed (see timers()). */
 #define PROBE_MS 1000
-/* Bytes a LogEntry and a Deliver frame add around an envelope (seq, time, agency ids, tags). */
-#define ENTRY_OVERHEAD 512
 
-struct session;
-
-/* Delivery state of one agency: entries go to one of its sessions at a time. */
-struct agency_rt {
-	char id[TLS_AGENCY_MAX + 1];
-	struct session *deliverer;
-	uint64_t next_seq;	/* next queue position to look at */
-	uint64_t inflight[MAX_WINDOW];
-	size_t n_inflight;
-	size_t acks_pending;	/* acks handed to the writer and not logged yet */
-	int dirty;		/* new entries may be queued */
-	struct agency_rt *next;
-};
-
-struct session {
-	uint64_t id; /* unique for the broker's life, routes writer answers */
-	struct wreq *acks; /* acks received this turn, not yet handed to the writer */
-	uint8_t rid[256];
-	size_t rid_len;
-	struct channel *ch;
-	int authed;
-	int dead;     /* peer gone or closed: free at the end of the iteration */
-	int closing;  /* flush what is pending, then free */
-	char agency[TLS_AGENCY_MAX + 1];
-	int role;
-	uint8_t fp[TLS_FP_LEN];
-	uint64_t created_ms;
-	uint64_t last_ms;
-	uint64_t probe_ms; /* when it was last probed */
-	size_t inflight_submits;
-	struct agency_rt *art;
-
-	/* TLS bytes taken from the channel but refused by ZeroMQ (EAGAIN): sent first. */
-	uint8_t *wire;
-	size_t wire_len;
-
-	/* replay (auditors) */
-	int replaying;
-	int replay_follow;
-	uint64_t replay_req;
-	uint64_t replay_next;
-	uint64_t replay_to;
-
-	struct session *next;
-};
-
-struct server {
-	struct broker_config *cfg;
-	SSL_CTX *ssl;
-	struct store *store;
-	struct checkpoint_signer *signer;
-	void *zctx;
-	void *router;
-	void *wpair;
-	struct writer *writer;
-	struct writer_policy *policy;
-	int sigfd;
-
-	struct session *sessions;
-	size_t n_sessions;
-	size_t n_preauth;
-	uint64_t next_session_id;
-	struct agency_rt *agencies;
-	uint8_t *wirebuf;
-
-	int stopping;	    /* SIGTERM seen */
-	int writer_stopped; /* WREQ_STOP came back */
-	uint64_t stop_ms;
-	int tick_outstanding;
-	uint64_t last_tick_ms;
-	int replay_followers;
-	uint64_t last_sweep_ms; /* see sessions_sweep() */
-};
-
-static uint64_t
-now_ms(void)
-{
-	return clock_wall_ms();
-}
-
-/* ---- the writer's view of the agencies (copied, so reloads never race the writer) ---- */
-
-struct policy_table {
-	struct writer_policy wp;
-	struct policy_agency *a;
-	size_t n;
-};
-
-static const struct policy_agency *
-table_find(void *ctx, const char *id)
-{
-	struct policy_table *t = ctx;
-	size_t i;
-
-	for (i = 0; i < t->n; i++) {
-		if (strcmp(t->a[i].id, id) == 0) {
-			return &t->a[i];
-		}
-	}
-	return NULL;
-}
-
-static void
-table_release(struct writer_policy *wp)
-{
-	struct policy_table *t = (struct policy_table *)wp;
-	size_t i, j;
-
-	if (t == NULL) {
-		return;
-	}
-	for (i = 0; i < t->n; i++) {
-		free((char *)t->a[i].id);
-		for (j = 0; j < t->a[i].n_may_send_to; j++) {
-			free((char *)t->a[i].may_send_to[j]);
-		}
-		free((char **)t->a[i].may_send_to);
-	}
-	free(t->a);
-	free(t);
-}
-
-static struct writer_policy *
-table_new(const struct broker_config *cfg)
-{
-	struct policy_table *t = calloc(1, sizeof(*t));
-	size_t i, j;
-
-	if (t == NULL || (t->a = calloc(cfg->nagencies + 1, sizeof(*t->a))) == NULL) {
-		free(t);
-		return NULL;
-	}
-	t->wp.view.find = table_find;
-	t->wp.view.ctx = t;
-	t->wp.release = table_release;
-	t->wp.queue_limit = cfg->limits.queue_limit;
-	t->wp.deadline_ms[IHALA__V1__PRIORITY__PRIORITY_EMERGENCY] = cfg->deadlines.emergency_ms;
-	t->wp.deadline_ms[IHALA__V1__PRIORITY__PRIORITY_URGENT] = cfg->deadlines.urgent_ms;
-	t->wp.deadline_ms[IHALA__V1__PRIORITY__PRIORITY_NORMAL] = cfg->deadlines.normal_ms;
-	t->wp.deadline_ms[0] = cfg->deadlines.normal_ms;
-	for (i = 0; i < cfg->nagencies; i++) {
-		const struct agency_config *ac = &cfg->agencies[i];
-		struct policy_agency *pa = &t->a[t->n++];
-
-		pa->id = strdup(ac->id);
-		pa->role = (Ihala__V1__Role)ac->role;
-		pa->may_send = ac->may_send;
-		pa->may_open_cases = ac->role == AGENCY_ROLE_DMA ||
-				     (ac->may_send_set && (ac->may_send & POLICY_KIND_REFERRAL));
-		if (!ac->may_send_to_any) {
-			const char **to = calloc(ac->may_send_to_count + 1, sizeof(*to));
-
-			pa->may_send_to = to;
-			pa->n_may_send_to = ac->may_send_to_count;
-			for (j = 0; to != NULL && j < ac->may_send_to_count; j++) {
-				to[j] = strdup(ac->may_send_to[j]);
-			}
-		}
-	}
-	return &t->wp;
-}
-
-/* ---- sessions ---- */
-
-static struct agency_rt *
-agency_rt_get(struct server *sv, const char *id)
-{
-	struct agency_rt *a;
-
-	for (a = sv->agencies; a != NULL; a = a->next) {
-		if (strcmp(a->id, id) == 0) {
-			return a;
-		}
-	}
-	a = calloc(1, sizeof(*a));
-	if (a == NULL) {
-		return NULL;
-	}
-	snprintf(a->id, sizeof(a->id), "%s", id);
-	a->next = sv->agencies;
-	sv->agencies = a;
-	return a;
-}
-
-static struct session *
-session_by_rid(struct server *sv, const uint8_t *rid, size_t len)
-{
-	struct session *s;
-
-	for (s = sv->sessions; s != NULL; s = s->next) {
-		if (s->rid_len == len && memcmp(s->rid, rid, len) == 0 && !s->dead) {
-			return s;
-		}
-	}
-	return NULL;
-}
-
-static struct session *
-session_by_id(struct server *sv, uint64_t id)
-{
-	struct session *s;
-
-	for (s = sv->sessions; s != NULL; s = s->next) {
-		if (s->id == id) {
-			return s;
-		}
-	}
-	return NULL;
-}
-
-/* Send raw bytes as one ZeroMQ message of `type` to the session's routing id. */
-static int
-wire_send(struct server *sv, struct session *s, uint8_t type, const uint8_t *data, size_t len)
-{
-	zmq_msg_t m;
-
-	if (zmq_send(sv->router, s->rid, s->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-		return zmq_errno() == EAGAIN ? IHALA_EAGAIN : IHALA_ECLOSED;
-	}
-	if (zmq_msg_init_size(&m, len + 1) != 0) {
-		return IHALA_ENOMEM;
-	}
-	((uint8_t *)zmq_msg_data(&m))[0] = type;
-	if (len > 0) {
-		memcpy((uint8_t *)zmq_msg_data(&m) + 1, data, len);
-	}
-	if (zmq_msg_send(&m, sv->router, ZMQ_DONTWAIT) < 0) {
-		zmq_msg_close(&m);
-		return IHALA_ECLOSED;
-	}
-	return 0;
-}
-
-/* Push the channel's TLS output to ZeroMQ; keep what ZeroMQ cannot take now. */
-static void
-session_flush(struct server *sv, struct session *s)
-{
-	int err;
-
-	while (!s->dead) {
-		if (s->wire_len == 0) {
-			if (channel_pending_out(s->ch) == 0) {
-				return;
-			}
-			if (s->wire == NULL && (s->wire = malloc(WIRE_CHUNK)) == NULL) {
-				return;
-			}
-			channel_take_out(s->ch, s->wire, WIRE_CHUNK, &s->wire_len);
-		}
-		err = wire_send(sv, s, CHANNEL_MSG_TLS, s->wire, s->wire_len);
-		if (err == IHALA_EAGAIN) {
-			return; /* the peer is slow: its bytes wait here, bounded by out_cap */
-		}
-		if (err != 0) {
-			log_debug("session %llu (%s): peer gone", (unsigned long long)s->id,
-				  s->authed ? s->agency : "unauthenticated");
-			s->dead = 1;
-			return;
-		}
-		s->wire_len = 0;
-	}
-}
-
-/* Encode and send one frame. IHALA_EAGAIN when the session's output is full. */
-static int
-session_send(struct server *sv, struct session *s, const Ihala__V1__Frame *f)
-{
-	uint8_t *buf;
-	size_t len;
-	int err;
-
-	if (s->dead) {
-		return IHALA_ECLOSED;
-	}
-	err = frame_encode(f, &buf, &len);
-	if (err != 0) {
-		return err;
-	}
-	err = channel_write_frame(s->ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
-	if (err == IHALA_EAGAIN) {
-		session_flush(sv, s);
-		err = channel_write_frame(s->ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
-	}
-	free(buf);
-	/* No flush here: serve() flushes every session once per turn of its loop, so the frames
-	 * of one turn (a batch of receipts, a window of deliveries) share TLS records and
-	 * ZeroMQ messages. */
-	return err;
-}
-
-static void
-send_error(struct server *sv, struct session *s, int code, uint64_t request_id, const char *text)
-{
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Error e = IHALA__V1__ERROR__INIT;
-
-	e.code = (Ihala__V1__ErrorCode)(-code);
-	e.message = (char *)(text != NULL ? text : ihala_strerror(code));
-	e.request_id = request_id;
-	f.kind_case = IHALA__V1__FRAME__KIND_ERROR;
-	f.error = &e;
-	session_send(sv, s, &f);
-}
-
-/* End a session: optional last Error, close_notify, flush; freed after this iteration. */
-static void
-session_end(struct server *sv, struct session *s, int code, const char *text)
-{
-	if (s->dead || s->closing) {
-		return;
-	}
-	if (code != 0 && channel_state(s->ch) == CHANNEL_OPEN) {
-		send_error(sv, s, code, 0, text);
-	}
-	channel_close(s->ch);
-	session_flush(sv, s);
-	s->closing = 1;
-	s->dead = 1;
-}
-
-static void acks_send(struct server *sv, struct session *s);
-
-static void
-session_free(struct server *sv, struct session *s)
-{
-	acks_send(sv, s); /* acks that came before the end still count */
-	if (s->art != NULL && s->art->deliverer == s) {
-		/* What was sent and not acked goes again to the agency's next session. */
-		s->art->deliverer = NULL;
-		s->art->next_seq = 0;
-		s->art->n_inflight = 0;
-		s->art->dirty = 1;
-	}
-	if (!s->authed) {
-		sv->n_preauth--;
-	}
-	metrics_session_closed(s->authed ? s->agency : NULL);
-	if (s->replaying && s->replay_follow) {
-		sv->replay_followers--;
-	}
-	sv->n_sessions--;
-	channel_free(s->ch);
-	free(s->wire);
-	free(s);
-}
-
-static void
-sessions_reap(struct server *sv)
-{
-	struct session **pp = &sv->sessions;
-
-	while (*pp != NULL) {
-		struct session *s = *pp;
-
-		if (s->dead) {
-			*pp = s->next;
-			/* Another session of the same agency takes over its deliveries. */
-			session_free(sv, s);
-		} else {
-			pp = &s->next;
-		}
-	}
-}
-
-/* ---- delivery ---- */
-
-struct collect {
-	uint64_t seqs[MAX_WINDOW];
-	size_t n;
-	size_t max;
-};
-
-static int
-collect_cb(void *arg, uint64_t seq)
-{
-	struct collect *c = arg;
-
-	c->seqs[c->n++] = seq;
-	return c->n >= c->max ? 1 : 0;
-}
-
-static void
-agency_pick_deliverer(struct server *sv, struct agency_rt *a)
-{
-	struct session *s;
-
-	if (a->deliverer != NULL) {
-		return;
-	}
-	for (s = sv->sessions; s != NULL; s = s->next) {
-		if (s->authed && !s->dead && s->art == a && s->role != AGENCY_ROLE_AUDITOR) {
-			a->deliverer = s;
-			a->next_seq = 0;
-			a->n_inflight = 0;
-			return;
-		}
-	}
-}
-
-/* Send queued entries to the agency's session while the credit window and output allow. */
-static void
-agency_pump(struct server *sv, struct agency_rt *a)
-{
-	size_t window = sv->cfg->limits.credit_window;
-	struct store_rtxn *r = NULL;
-	struct collect c;
-	struct session *s;
-	size_t i;
-
-	a->dirty = 0;
-	agency_pick_deliverer(sv, a);
-	s = a->deliverer;
-	if (s == NULL || s->dead || window > MAX_WINDOW) {
-		window = window > MAX_WINDOW ? MAX_WINDOW : window;
-		if (s == NULL || s->dead) {
-			return;
-		}
-	}
-	/* Acks free credit at once, but each is a request for the writer: a recipient faster
-	 * than the writer would queue them without bound (memory). Pause at MAX_ACKS_PENDING. */
-	if (a->n_inflight >= window || s->wire_len > 0 || a->acks_pending >= MAX_ACKS_PENDING) {
-		return;
-	}
-	if (store_rbegin(sv->store, &r) != 0) {
-		return;
-	}
-	c.n = 0;
-	c.max = window - a->n_inflight;
-	if (c.max > MAX_ACKS_PENDING - a->acks_pending) {
-		c.max = MAX_ACKS_PENDING - a->acks_pending;
-	}
-	if (store_queue_iter(r, a->id, a->next_seq, collect_cb, &c) != 0) {
-		c.n = 0;
-	}
-	for (i = 0; i < c.n; i++) {
-		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-		Ihala__V1__Deliver d = IHALA__V1__DELIVER__INIT;
-		const void *data;
-		size_t len;
-		int err;
-
-		if (store_log_get(r, c.seqs[i], &data, &len) != 0) {
-			log_warnx("queue of '%s' names seq %llu, which is not in the log", a->id,
-				  (unsigned long long)c.seqs[i]);
-			a->next_seq = c.seqs[i] + 1;
-			continue;
-		}
-		d.seq = c.seqs[i];
-		d.entry.data = (uint8_t *)data;
-		d.entry.len = len;
-		f.kind_case = IHALA__V1__FRAME__KIND_DELIVER;
-		f.deliver = &d;
-		err = session_send(sv, s, &f);
-		if (err == IHALA_EAGAIN) {
-			a->dirty = 1; /* back-pressure: resume when the output drains */
-			break;
-		}
-		if (err != 0) {
-			break;
-		}
-		a->inflight[a->n_inflight++] = d.seq;
-		a->next_seq = d.seq + 1;
-		metrics_inc_deliveries();
-	}
-	store_rend(r);
-}
-
-/* Hand the session's gathered acks to the writer (one request for all of them). */
-static void
-acks_send(struct server *sv, struct session *s)
-{
-	struct wreq *r = s->acks;
-	struct agency_rt *a = s->art;
-
-	if (r == NULL) {
-		return;
-	}
-	s->acks = NULL;
-	if (sv->stopping) {
-		/* The writer has its STOP: these acks would never be logged. Their entries stay
-		 * queued and are delivered again after the restart (at least once). */
-		wreq_free(r);
-		return;
-	}
-	r->now_ms = now_ms();
-	if (zmq_send(sv->wpair, &r, sizeof(r), 0) != sizeof(r)) {
-		wreq_free(r);
-		return;
-	}
-	if (a != NULL) {
-		a->acks_pending += r->n_acks;
-	}
-}
-
-static void
-handle_ack(struct server *sv, struct session *s, uint64_t seq)
-{
-	struct agency_rt *a = s->art;
-	size_t i;
-
-	if (a != NULL && a->deliverer == s) {
-		for (i = 0; i < a->n_inflight; i++) {
-			if (a->inflight[i] == seq) {
-				a->inflight[i] = a->inflight[--a->n_inflight];
-				a->dirty = 1;
-				break;
-			}
-		}
-	}
-	metrics_inc_acks();
-	if (s->acks == NULL) {
-		if ((s->acks = wreq_new(WREQ_ACK)) == NULL) {
-			return;
-		}
-		s->acks->session_id = s->id;
-		snprintf(s->acks->agency, sizeof(s->acks->agency), "%s", s->agency);
-	}
-	s->acks->acks[s->acks->n_acks++] = seq;
-	if (s->acks->n_acks == WREQ_MAX_ACKS) {
-		acks_send(sv, s);
-	}
-}
-
-/* ---- requests ---- */
-
-static char *
-latest_checkpoint(struct server *sv, uint64_t *size)
-{
-	struct store_rtxn *r;
-	char *text = NULL;
-	uint64_t sz = 0;
-
-	if (store_rbegin(sv->store, &r) != 0) {
-		return NULL;
-	}
-	if (store_checkpoint_latest(r, &sz, &text) != 0) {
-		text = NULL;
-		sz = 0;
-	}
-	store_rend(r);
-	if (size != NULL) {
-		*size = sz;
-	}
-	return text;
-}
-
-static void
-send_welcome(struct server *sv, struct session *s)
-{
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Welcome w = IHALA__V1__WELCOME__INIT;
-	Ihala__V1__Limits l = IHALA__V1__LIMITS__INIT;
-	char *ckpt = latest_checkpoint(sv, NULL);
-
-	w.agency_id = s->agency;
-	w.role = (Ihala__V1__Role)s->role;
-	w.broker_time_ms = now_ms();
-	l.max_frame_bytes = (uint32_t)sv->cfg->limits.max_frame;
-	l.credit_window = (uint32_t)sv->cfg->limits.credit_window;
-	l.max_inflight = (uint32_t)sv->cfg->limits.max_inflight;
-	w.limits = &l;
-	w.checkpoint = ckpt != NULL ? ckpt : "";
-	w.broker_version = BROKER_VERSION;
-	w.protocol_version = 1;
-	f.kind_case = IHALA__V1__FRAME__KIND_WELCOME;
-	f.welcome = &w;
-	session_send(sv, s, &f);
-	free(ckpt);
-}
-
-/* The handshake finished: who is it, and may it be here? */
-static void
-session_authenticate(struct server *sv, struct session *s)
-{
-	const struct agency_config *ac;
-	char id[TLS_AGENCY_MAX + 1];
-	char text[256];
-	int err;
-
-	err = tls_peer_identity(channel_ssl(s->ch), id, sizeof(id), s->fp);
-	if (err != 0) {
-		log_security("session %llu: refused: certificate names no valid agency id (%s)",
-			     (unsigned long long)s->id, ihala_strerror(err));
-		session_end(sv, s, IHALA_EUNKNOWNAGENCY, NULL);
-		return;
-	}
-	ac = broker_config_find_cn(sv->cfg, id);
-	if (ac == NULL) {
-		snprintf(text, sizeof(text), "certificate name '%s' is not a configured agency", id);
-		log_security("session %llu: refused: %s", (unsigned long long)s->id, text);
-		session_end(sv, s, IHALA_EUNKNOWNAGENCY, text);
-		return;
-	}
-	if (ac->fingerprint != NULL && CRYPTO_memcmp(ac->fingerprint_bin, s->fp, TLS_FP_LEN) != 0) {
-		snprintf(text, sizeof(text),
-			 "certificate of '%s' does not match the agency's pinned fingerprint", ac->id);
-		log_security("session %llu: refused: %s", (unsigned long long)s->id, text);
-		session_end(sv, s, IHALA_EFINGERPRINT, text);
-		return;
-	}
-	snprintf(s->agency, sizeof(s->agency), "%s", ac->id);
-	s->role = ac->role;
-	s->authed = 1;
-	sv->n_preauth--;
-	metrics_session_opened(s->agency);
-	s->art = agency_rt_get(sv, s->agency);
-	if (s->art != NULL) {
-		s->art->dirty = 1;
-	}
-	log_info("session %llu: agency '%s' (%s) authenticated", (unsigned long long)s->id,
-		 s->agency, broker_config_role_name(s->role));
-	send_welcome(sv, s);
-}
-
-static void
-handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub)
-{
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Receipt rc = IHALA__V1__RECEIPT__INIT;
-	Ihala__V1__Envelope *env = NULL;
-	struct wreq *r;
-	char text[256];
-	int err;
-
-	metrics_inc_submissions();
-	/* Decode first, so that every refusal names the message it refuses. */
-	err = envelope_decode(sub->envelope.data, sub->envelope.len, &env);
-	snprintf(text, sizeof(text), "envelope: %s", ihala_strerror(err));
-	if (err == 0 && sub->envelope.len + ENTRY_OVERHEAD > sv->cfg->limits.max_frame) {
-		/* Logged entries travel in Deliver frames: leave room for the wrapping. */
-		err = IHALA_ETOOLARGE;
-		snprintf(text, sizeof(text), "envelope of %zu bytes is over the limit of %llu bytes",
-			 sub->envelope.len,
-			 (unsigned long long)(sv->cfg->limits.max_frame - ENTRY_OVERHEAD));
-	} else if (err == 0 && sv->stopping) {
-		err = IHALA_ESHUTDOWN;
-		snprintf(text, sizeof(text), "%s", ihala_strerror(err));
-	} else if (err == 0 && s->inflight_submits >= sv->cfg->limits.max_inflight) {
-		err = IHALA_EOVERLOAD;
-		snprintf(text, sizeof(text), "more than %llu submissions without receipts",
-			 (unsigned long long)sv->cfg->limits.max_inflight);
-	}
-	if (err != 0) {
-		log_security("agency '%s': submission '%s' refused: %s", s->agency,
-			     env != NULL ? env->message_id : "", text);
-		metrics_inc_receipt(IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, err);
-		rc.message_id = env != NULL ? env->message_id : "";
-		rc.status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
-		rc.error_code = -err;
-		rc.error_message = text;
-		f.kind_case = IHALA__V1__FRAME__KIND_RECEIPT;
-		f.receipt = &rc;
-		session_send(sv, s, &f);
-		envelope_free(env);
-		return;
-	}
-	r = wreq_new(WREQ_SUBMIT);
-	if (r == NULL || (r->env_bytes = malloc(sub->envelope.len + 1)) == NULL) {
-		wreq_free(r);
-		envelope_free(env);
-		send_error(sv, s, IHALA_ENOMEM, 0, NULL);
-		return;
-	}
-	memcpy(r->env_bytes, sub->envelope.data, sub->envelope.len);
-	r->env_len = sub->envelope.len;
-	r->env = env;
-	r->session_id = s->id;
-	snprintf(r->agency, sizeof(r->agency), "%s", s->agency);
-	r->now_ms = now_ms();
-	s->inflight_submits++;
-	zmq_send(sv->wpair, &r, sizeof(r), 0);
-}
-
-static void
-handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
-{
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__ReferralState *st = NULL;
-	struct store_rtxn *r;
-	const void *data;
-	size_t len;
-	int err;
-
-	err = store_rbegin(sv->store, &r);
-	if (err != 0) {
-		send_error(sv, s, err, q->request_id, NULL);
-		return;
-	}
-	err = store_referral_get(r, q->referral_id, &data, &len);
-	if (err == 0) {
-		st = ihala__v1__referral_state__unpack(NULL, len, data);
-		err = st == NULL ? IHALA_ESTORE : 0;
-	}
-	store_rend(r);
-	/* A referral the caller is not party to is refused (and logged as a security event). */
-	if (err == 0 && policy_may_read(s->agency, (Ihala__V1__Role)s->role, st) != 0) {
-		log_security("agency '%s' asked for referral '%s' it is not a party to", s->agency,
-			     q->referral_id);
-		err = IHALA_ENOTPARTY;
-	}
-	if (err != 0) {
-		char text[256];
-
-		snprintf(text, sizeof(text), "referral '%s': %s", q->referral_id,
-			 err == IHALA_ENOTFOUND ? ihala_strerror(IHALA_ENOREFERRAL)
-						: ihala_strerror(err));
-		send_error(sv, s, err == IHALA_ENOTFOUND ? IHALA_ENOREFERRAL : err, q->request_id,
-			   text);
-	} else {
-		st->request_id = q->request_id;
-		f.kind_case = IHALA__V1__FRAME__KIND_REFERRAL_STATE;
-		f.referral_state = st;
-		session_send(sv, s, &f);
-	}
-	if (st != NULL) {
-		ihala__v1__referral_state__free_unpacked(st, NULL);
-	}
-}
-
-static void
-replay_pump(struct server *sv, struct session *s)
-{
-	struct store_rtxn *r = NULL;
-	struct store_log_iter *it = NULL;
-	Ihala__V1__LogRecord recs[REPLAY_BATCH];
-	Ihala__V1__LogRecord *ptrs[REPLAY_BATCH];
-
-	while (s->replaying && !s->dead && s->wire_len == 0) {
-		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-		Ihala__V1__LogEntries le = IHALA__V1__LOG_ENTRIES__INIT;
-		size_t n = 0, bytes = 0;
-		uint64_t seq, last = 0;
-		const void *data;
-		size_t len;
-		int err;
-
-		if (store_rbegin(sv->store, &r) != 0) {
-			return;
-		}
-		store_log_last(r, &last);
-		if (s->replay_to != 0 && last > s->replay_to) {
-			last = s->replay_to;
-		}
-		if (s->replay_next <= last && store_log_iter_begin(r, s->replay_next, &it) == 0) {
-			while (n < REPLAY_BATCH && bytes < sv->cfg->limits.max_frame / 2 &&
-			       store_log_iter_next(it, &seq, &data, &len) == 0 && seq <= last) {
-				ihala__v1__log_record__init(&recs[n]);
-				recs[n].seq = seq;
-				recs[n].entry.data = (uint8_t *)data;
-				recs[n].entry.len = len;
-				ptrs[n] = &recs[n];
-				bytes += len + 16;
-				n++;
-			}
-			store_log_iter_end(it);
-		}
-		le.request_id = s->replay_req;
-		le.n_records = n;
-		le.records = ptrs;
-		le.done = !s->replay_follow && (n == 0 || recs[n - 1].seq >= last);
-		if (n == 0 && !le.done) {
-			store_rend(r);
-			return; /* following: wait for new commits */
-		}
-		f.kind_case = IHALA__V1__FRAME__KIND_LOG_ENTRIES;
-		f.log_entries = &le;
-		err = session_send(sv, s, &f);
-		store_rend(r);
-		if (err == IHALA_EAGAIN) {
-			return;
-		}
-		if (err != 0) {
-			s->replaying = 0;
-			return;
-		}
-		if (n > 0) {
-			s->replay_next = recs[n - 1].seq + 1;
-		}
-		if (le.done) {
-			s->replaying = 0;
-		}
-	}
-}
-
-static void
-handle_replay(struct server *sv, struct session *s, const Ihala__V1__ReplayRequest *q)
-{
-	if (s->role != AGENCY_ROLE_AUDITOR) {
-		log_security("agency '%s' asked to replay the log; only auditors may", s->agency);
-		send_error(sv, s, IHALA_EFORBIDDEN, q->request_id, "only auditors may replay the log");
-		return;
-	}
-	if (s->replaying && s->replay_follow) {
-		sv->replay_followers--;
-	}
-	s->replaying = 1;
-	s->replay_req = q->request_id;
-	s->replay_next = q->from_seq == 0 ? 1 : q->from_seq;
-	s->replay_to = q->to_seq;
-	s->replay_follow = q->follow;
-	if (s->replay_follow) {
-		sv->replay_followers++;
-	}
-	replay_pump(sv, s);
-}
-
-static int
-send_checkpoint(struct server *sv, struct session *s, uint64_t request_id)
-{
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__CheckpointNote cn = IHALA__V1__CHECKPOINT_NOTE__INIT;
-	char *text = latest_checkpoint(sv, NULL);
-
-	if (text == NULL) {
-		send_error(sv, s, IHALA_ENOTFOUND, request_id, "no checkpoint has been signed yet");
-		return 0;
-	}
-	cn.request_id = request_id;
-	cn.text = text;
-	f.kind_case = IHALA__V1__FRAME__KIND_CHECKPOINT;
-	f.checkpoint = &cn;
-	session_send(sv, s, &f);
-	free(text);
-	return 0;
-}
-
-static void
-handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest *q)
-{
-	uint8_t path[MERKLE_MAX_PATH][MERKLE_HASH_LEN];
-	uint8_t *pp[MERKLE_MAX_PATH];
-	uint8_t leaf[MERKLE_HASH_LEN];
-	ProtobufCBinaryData bd[MERKLE_MAX_PATH];
-	struct store_rtxn *r = NULL;
-	char *text = NULL;
-	char msg[256];
-	uint64_t size = 0, seq = 0;
-	size_t pathlen, i;
-	int err;
-
-	(void)pp;
-	err = store_rbegin(sv->store, &r);
-	if (err != 0) {
-		send_error(sv, s, err, q->request_id, NULL);
-		return;
-	}
-	if (q->tree_size != 0) {
-		size = q->tree_size;
-		err = store_checkpoint_get(r, size, &text);
-	} else {
-		err = store_checkpoint_latest(r, &size, &text);
-	}
-	if (err != 0) {
-		snprintf(msg, sizeof(msg), "no signed checkpoint%s yet; retry in a few seconds",
-			 q->tree_size != 0 ? " of that tree size" : "");
-		err = IHALA_ENOTFOUND;
-		goto fail;
-	}
-	if (q->target_case == IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID) {
-		err = store_msgid_get(r, s->agency, q->message_id, &seq);
-		if (err != 0) {
-			snprintf(msg, sizeof(msg), "no submission of '%s' has message id '%s'",
-				 s->agency, q->message_id);
-			goto fail;
-		}
-	} else if (q->target_case == IHALA__V1__PROOF_REQUEST__TARGET_SEQ) {
-		seq = q->seq;
-	}
-	if (seq != 0) {
-		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-		Ihala__V1__InclusionProof ip = IHALA__V1__INCLUSION_PROOF__INIT;
-
-		if (seq > size) {
-			snprintf(msg, sizeof(msg),
-				 "seq %llu is not covered by the checkpoint of size %llu yet; retry "
-				 "in a few seconds",
-				 (unsigned long long)seq, (unsigned long long)size);
-			err = IHALA_ENOTFOUND;
-			goto fail;
-		}
-		err = store_tree_get(r, 0, seq - 1, leaf);
-		if (err == 0) {
-			err = merkle_inclusion_proof(&writer_tree_rops, r, seq - 1, size, path,
-						     &pathlen);
-		}
-		if (err != 0) {
-			snprintf(msg, sizeof(msg), "cannot build the proof: %s", ihala_strerror(err));
-			goto fail;
-		}
-		for (i = 0; i < pathlen; i++) {
-			bd[i].data = path[i];
-			bd[i].len = MERKLE_HASH_LEN;
-		}
-		ip.request_id = q->request_id;
-		ip.seq = seq;
-		ip.leaf_index = seq - 1;
-		ip.tree_size = size;
-		ip.leaf_hash.data = leaf;
-		ip.leaf_hash.len = MERKLE_HASH_LEN;
-		ip.n_path = pathlen;
-		ip.path = bd;
-		ip.checkpoint = text;
-		f.kind_case = IHALA__V1__FRAME__KIND_INCLUSION_PROOF;
-		f.inclusion_proof = &ip;
-		session_send(sv, s, &f);
-	}
-	if (q->consistency_from != 0) {
-		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-		Ihala__V1__ConsistencyProof cp = IHALA__V1__CONSISTENCY_PROOF__INIT;
-
-		err = merkle_consistency_proof(&writer_tree_rops, r, q->consistency_from, size, path,
-					       &pathlen);
-		if (err != 0) {
-			snprintf(msg, sizeof(msg), "no consistency proof from size %llu to %llu",
-				 (unsigned long long)q->consistency_from, (unsigned long long)size);
-			goto fail;
-		}
-		for (i = 0; i < pathlen; i++) {
-			bd[i].data = path[i];
-			bd[i].len = MERKLE_HASH_LEN;
-		}
-		cp.request_id = q->request_id;
-		cp.size1 = q->consistency_from;
-		cp.size2 = size;
-		cp.n_path = pathlen;
-		cp.path = bd;
-		cp.checkpoint = text;
-		f.kind_case = IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF;
-		f.consistency_proof = &cp;
-		session_send(sv, s, &f);
-	}
-	if (seq == 0 && q->consistency_from == 0) {
-		snprintf(msg, sizeof(msg), "a proof request needs a seq, a message id or consistency_from");
-		err = IHALA_ESCHEMA;
-		goto fail;
-	}
-	store_rend(r);
-	free(text);
-	return;
-fail:
-	store_rend(r);
-	free(text);
-	send_error(sv, s, err, q->request_id, msg);
-}
-
-static void
-session_frame(struct server *sv, struct session *s, const uint8_t *body, size_t len)
-{
-	Ihala__V1__Frame *f = NULL;
-	int err;
-
-	err = frame_decode(body, len, sv->cfg->limits.max_frame, &f);
-	if (err != 0) {
-		char text[128];
-
-		snprintf(text, sizeof(text), "frame of %zu bytes: %s", len, ihala_strerror(err));
-		log_security("session %llu (%s): %s; closing", (unsigned long long)s->id, s->agency,
-			     text);
-		session_end(sv, s, err, text);
-		return;
-	}
-	switch (f->kind_case) {
-	case IHALA__V1__FRAME__KIND_SUBMIT:
-		handle_submit(sv, s, f->submit);
-		break;
-	case IHALA__V1__FRAME__KIND_DELIVERY_ACK:
-		handle_ack(sv, s, f->delivery_ack->seq);
-		break;
-	case IHALA__V1__FRAME__KIND_QUERY:
-		handle_query(sv, s, f->query);
-		break;
-	case IHALA__V1__FRAME__KIND_REPLAY_REQUEST:
-		handle_replay(sv, s, f->replay_request);
-		break;
-	case IHALA__V1__FRAME__KIND_PROOF_REQUEST:
-		handle_proof(sv, s, f->proof_request);
-		break;
-	case IHALA__V1__FRAME__KIND_CHECKPOINT_REQUEST:
-		send_checkpoint(sv, s, f->checkpoint_request->request_id);
-		break;
-	default:
-		log_security("session %llu (%s): a client may not send frame type %d; closing",
-			     (unsigned long long)s->id, s->agency, (int)f->kind_case);
-		session_end(sv, s, IHALA_EPROTOCOL, "a client may not send this frame type");
-		break;
-	}
-	frame_free(f);
-}
-
-/* TLS bytes arrived for a session. */
-static void
-session_input(struct server *sv, struct session *s, const uint8_t *tls, size_t len)
-{
-	const uint8_t *body;
-	size_t blen;
-	int err, rc;
-
-	s->last_ms = now_ms();
-	err = channel_feed(s->ch, tls, len);
-	session_flush(sv, s);
-	if (err == IHALA_EHANDSHAKE || (err != 0 && !s->authed)) {
-		log_security("session %llu: TLS handshake refused: %s", (unsigned long long)s->id,
-			     channel_error_text(s->ch));
-		s->dead = 1;
-		return;
-	}
-	if (!s->authed && channel_state(s->ch) == CHANNEL_OPEN) {
-		session_authenticate(sv, s);
-	}
-	while (s->authed && !s->dead && (rc = channel_next_frame(s->ch, &body, &blen)) == 1) {
-		session_frame(sv, s, body, blen);
-	}
-	if (err == IHALA_EFRAMESIZE && !s->dead) {
-		log_security("session %llu (%s): frame larger than %llu bytes; closing",
-			     (unsigned long long)s->id, s->agency,
-			     (unsigned long long)sv->cfg->limits.max_frame);
-		session_end(sv, s, IHALA_EFRAMESIZE, NULL);
-	} else if (err != 0 && !s->dead) {
-		log_warnx("session %llu (%s): %s", (unsigned long long)s->id, s->agency,
-			  channel_error_text(s->ch));
-		s->dead = 1;
-	} else if (channel_state(s->ch) == CHANNEL_CLOSED && !s->dead) {
-		log_debug("session %llu (%s): closed by peer", (unsigned long long)s->id, s->agency);
-		s->dead = 1;
-	}
-}
-
-/*
- * Is the peer still there? A killed client vanishes without a word: ZeroMQ drops its
- * connection but tells us nothing, and a quiet session is never sent anything that could
- * fail. Its slot would stay taken (max_sessions) and, for a deliverer with its credit window
- * full, its deliveries would wait for it for ever instead of going to the agency's next
- * session. A PROBE to a routing id that is gone fails (ROUTER_MANDATORY).
- */
-static void
-session_probe(struct server *sv, struct session *s, uint64_t t)
-{
-	s->probe_ms = t;
-	if (wire_send(sv, s, CHANNEL_MSG_PROBE, NULL, 0) == IHALA_ECLOSED) {
-		log_debug("session %llu (%s): peer gone", (unsigned long long)s->id,
-			  s->authed ? s->agency : "unauthenticated");
-		s->dead = 1;
-	}
-}
-
-/*
- * At max_sessions: probe every authenticated session now (at most once a second) rather than
- * wait for timers() to reach the quiet ones, so that a flood of clients that connect and
- * vanish cannot lock the others out.
- */
-static void
-sessions_sweep(struct server *sv)
-{
-	uint64_t t = now_ms();
-	struct session *s;
-
-	if (t - sv->last_sweep_ms < 1000) {
-		return;
-	}
-	sv->last_sweep_ms = t;
-	for (s = sv->sessions; s != NULL; s = s->next) {
-		if (s->authed && !s->dead) {
-			session_probe(sv, s, t);
-		}
-	}
-	sessions_reap(sv);
-}
+/* ---- input from clients ---- */
 
 static void
 router_input(struct server *sv)
@@ -1163,16 +91,16 @@ router_input(struct server *sv)
 		if (sv->stopping || sv->n_preauth >= sv->cfg->limits.max_preauth_sessions ||
 		    sv->n_sessions >= sv->cfg->limits.max_sessions) {
 			log_security("handshake refused: %zu sessions, %zu unauthenticated (limits "
-				     "%llu, %llu)",
-				     sv->n_sessions, sv->n_preauth,
-				     (unsigned long long)sv->cfg->limits.max_sessions,
-				     (unsigned long long)sv->cfg->limits.max_preauth_sessions);
+			             "%llu, %llu)",
+			             sv->n_sessions, sv->n_preauth,
+			             (unsigned long long)sv->cfg->limits.max_sessions,
+			             (unsigned long long)sv->cfg->limits.max_preauth_sessions);
 			zmq_msg_close(&m);
 			return;
 		}
 		s = calloc(1, sizeof(*s));
 		if (s == NULL || channel_new(sv->ssl, 1, NULL, sv->cfg->limits.max_frame,
-					     sv->cfg->limits.out_cap, &s->ch) != 0) {
+		                             sv->cfg->limits.out_cap, &s->ch) != 0) {
 			free(s);
 			zmq_msg_close(&m);
 			return;
@@ -1180,7 +108,7 @@ router_input(struct server *sv)
 		memcpy(s->rid, rid, (size_t)ridlen);
 		s->rid_len = (size_t)ridlen;
 		s->id = ++sv->next_session_id;
-		s->created_ms = s->last_ms = now_ms();
+		s->created_ms = s->last_ms = clock_wall_ms();
 		s->next = sv->sessions;
 		sv->sessions = s;
 		sv->n_sessions++;
@@ -1229,19 +157,20 @@ writer_input(struct server *sv)
 					rc.error_code = -r->err;
 					rc.error_message = r->text;
 					log_security("agency '%s': message '%s' refused: %s (%s)",
-						     r->agency, r->env->message_id, r->text,
-						     ihala_errname(r->err));
+					             r->agency, r->env->message_id, r->text,
+					             ihala_errname(r->err));
 				}
-				if (r->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED) {
+				if (r->status ==
+				    IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED) {
 					log_debug("agency '%s': message '%s' logged at seq %llu",
-						  r->agency, r->env->message_id,
-						  (unsigned long long)r->seq);
+					          r->agency, r->env->message_id,
+					          (unsigned long long)r->seq);
 				} else if (r->status ==
-					   IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE) {
+				           IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE) {
 					log_debug("agency '%s': message '%s' again: a duplicate of "
-						  "seq %llu",
-						  r->agency, r->env->message_id,
-						  (unsigned long long)r->seq);
+					          "seq %llu",
+					          r->agency, r->env->message_id,
+					          (unsigned long long)r->seq);
 				}
 				f.kind_case = IHALA__V1__FRAME__KIND_RECEIPT;
 				f.receipt = &rc;
@@ -1253,8 +182,8 @@ writer_input(struct server *sv)
 		case WREQ_ACK:
 			a = agency_rt_get(sv, r->agency);
 			if (a != NULL) {
-				a->acks_pending -= r->n_acks < a->acks_pending ? r->n_acks
-									: a->acks_pending;
+				a->acks_pending -=
+				    r->n_acks < a->acks_pending ? r->n_acks : a->acks_pending;
 				a->dirty = 1;
 			}
 			break;
@@ -1290,7 +219,7 @@ writer_input(struct server *sv)
 static void
 timers(struct server *sv)
 {
-	uint64_t t = now_ms();
+	uint64_t t = clock_wall_ms();
 	struct session *s;
 
 	for (s = sv->sessions; s != NULL; s = s->next) {
@@ -1299,16 +228,16 @@ timers(struct server *sv)
 		}
 		if (!s->authed && t - s->created_ms > sv->cfg->limits.handshake_timeout_ms) {
 			log_security("session %llu: no complete handshake within %llu ms; dropped",
-				     (unsigned long long)s->id,
-				     (unsigned long long)sv->cfg->limits.handshake_timeout_ms);
+			             (unsigned long long)s->id,
+			             (unsigned long long)sv->cfg->limits.handshake_timeout_ms);
 			s->dead = 1;
 		} else if (s->authed && sv->cfg->limits.idle_timeout_ms != 0 &&
-			   t - s->last_ms > sv->cfg->limits.idle_timeout_ms) {
+		           t - s->last_ms > sv->cfg->limits.idle_timeout_ms) {
 			log_info("session %llu (%s): idle; closed", (unsigned long long)s->id,
-				 s->agency);
+			         s->agency);
 			session_end(sv, s, 0, NULL);
 		} else if (s->wire_len == 0 && t - s->last_ms > PROBE_MS &&
-			   t - s->probe_ms > PROBE_MS) {
+		           t - s->probe_ms > PROBE_MS) {
 			session_probe(sv, s, t);
 		}
 	}
@@ -1317,9 +246,12 @@ timers(struct server *sv)
 
 		if (r != NULL) {
 			r->now_ms = t;
-			sv->tick_outstanding = 1;
 			sv->last_tick_ms = t;
-			zmq_send(sv->wpair, &r, sizeof(r), 0);
+			if (server_to_writer(sv, r) == 0) {
+				sv->tick_outstanding = 1;
+			} else {
+				wreq_free(r); /* the next tick comes in TICK_MS */
+			}
 		}
 	}
 }
@@ -1353,8 +285,8 @@ log_conf_errors(const struct conf_errors *errs)
 		log_warnx("%s:%d: %s", errs->v[i].file, errs->v[i].line, errs->v[i].msg);
 	}
 	if (errs->dropped > 0) {
-		log_warnx("%s:0: %zu more errors not shown", errs->n > 0 ? errs->v[0].file : "config",
-			  errs->dropped);
+		log_warnx("%s:0: %zu more errors not shown",
+		          errs->n > 0 ? errs->v[0].file : "config", errs->dropped);
 	}
 }
 
@@ -1384,15 +316,16 @@ reload(struct server *sv)
 		return;
 	}
 	conf_errors_release(&errs);
-	if (make_ssl(cfg, &ssl) != 0 || (pol = table_new(cfg)) == NULL ||
+	pol = NULL;
+	r = NULL;
+	if (make_ssl(cfg, &ssl) != 0 || (pol = agency_table_new(cfg)) == NULL ||
 	    (r = wreq_new(WREQ_POLICY)) == NULL) {
-		log_warnx("reload refused: the configuration in force is unchanged");
-		SSL_CTX_free(ssl);
-		broker_config_free(cfg);
-		return;
+		goto refused;
 	}
 	r->policy = pol;
-	zmq_send(sv->wpair, &r, sizeof(r), 0);
+	if (server_to_writer(sv, r) != 0) {
+		goto refused;
+	}
 	sv->policy = pol; /* the writer's from now on; the old one comes back to be freed */
 	SSL_CTX_free(sv->ssl);
 	sv->ssl = ssl;
@@ -1412,26 +345,37 @@ reload(struct server *sv)
 			continue;
 		}
 		err = tlsctx_verify_cert(ssl, channel_peer_cert(s->ch),
-					 SSL_get_peer_cert_chain(channel_ssl(s->ch)), why,
-					 sizeof(why));
+		                         SSL_get_peer_cert_chain(channel_ssl(s->ch)), why,
+		                         sizeof(why));
 		if (err != 0) {
-			log_security("reload: closing session %llu of '%s': certificate now fails: %s",
-				     (unsigned long long)s->id, s->agency, why);
-			session_end(sv, s, err == IHALA_EREVOKED ? IHALA_EREVOKED : IHALA_ECERT, why);
+			log_security(
+			    "reload: closing session %llu of '%s': certificate now fails: %s",
+			    (unsigned long long)s->id, s->agency, why);
+			session_end(sv, s, err == IHALA_EREVOKED ? IHALA_EREVOKED : IHALA_ECERT,
+			            why);
 			continue;
 		}
 		ac = broker_config_find_agency(cfg, s->agency);
 		if (ac == NULL || (ac->fingerprint != NULL &&
-				   CRYPTO_memcmp(ac->fingerprint_bin, s->fp, TLS_FP_LEN) != 0)) {
+		                   CRYPTO_memcmp(ac->fingerprint_bin, s->fp, TLS_FP_LEN) != 0)) {
 			log_security("reload: closing session %llu of '%s': agency no longer "
-				     "configured for this certificate",
-				     (unsigned long long)s->id, s->agency);
+			             "configured for this certificate",
+			             (unsigned long long)s->id, s->agency);
 			session_end(sv, s, IHALA_EUNKNOWNAGENCY, NULL);
 			continue;
 		}
 		s->role = ac->role;
 	}
 	log_info("reload done: %zu agencies", cfg->nagencies);
+	return;
+refused:
+	log_warnx("reload refused: the configuration in force is unchanged");
+	wreq_free(r);
+	if (pol != NULL) {
+		pol->release(pol);
+	}
+	SSL_CTX_free(ssl);
+	broker_config_free(cfg);
 }
 
 static void
@@ -1447,23 +391,40 @@ signals_input(struct server *sv)
 			struct session *s;
 
 			log_info("signal %u: stopping (finishing the commit in flight)",
-				 si.ssi_signo);
+			         si.ssi_signo);
+			/* Acks already taken are logged before the stop. */
 			for (s = sv->sessions; s != NULL; s = s->next) {
-				acks_send(sv, s); /* acks already taken are logged before the stop */
+				acks_send(sv, s);
 			}
-			sv->stopping = 1;
-			sv->stop_ms = now_ms();
 			/* No zmq_unbind() here: it also drops every connection accepted on the
 			 * endpoint, and with them the receipts of the commit in flight and the
 			 * sessions' last words. New handshakes are refused while stopping. */
-			if (r != NULL) {
-				zmq_send(sv->wpair, &r, sizeof(r), 0);
+			if (r == NULL || server_to_writer(sv, r) != 0) {
+				log_warnx("signal %u: cannot stop the writer; still serving (send "
+				          "the signal again)",
+				          si.ssi_signo);
+				wreq_free(r);
+				continue;
 			}
+			sv->stopping = 1;
+			sv->stop_ms = clock_wall_ms();
 		}
 	}
 }
 
 /* ---- start-up and loop ---- */
+
+int
+server_to_writer(struct server *sv, struct wreq *r)
+{
+	/* The pipe has no high-water mark: a blocking send fails only when ZeroMQ cannot
+	 * queue the message at all (out of memory, the context ending). */
+	if (zmq_send(sv->wpair, &r, sizeof(r), 0) != sizeof(r)) {
+		log_warnx("cannot hand a request to the writer: %s", zmq_strerror(zmq_errno()));
+		return IHALA_EZMQ;
+	}
+	return 0;
+}
 
 static int
 open_sockets(struct server *sv)
@@ -1494,7 +455,7 @@ open_sockets(struct server *sv)
 	}
 	if (zmq_bind(sv->router, sv->cfg->broker.listen) != 0) {
 		log_warnx("cannot listen on %s: %s", sv->cfg->broker.listen,
-			  zmq_strerror(zmq_errno()));
+		          zmq_strerror(zmq_errno()));
 		return IHALA_EZMQ;
 	}
 	return 0;
@@ -1574,7 +535,7 @@ serve(struct server *sv)
 			for (s = sv->sessions; s != NULL; s = s->next) {
 				pending |= s->wire_len > 0 || channel_pending_out(s->ch) > 0;
 			}
-			if (!pending || now_ms() - sv->stop_ms > SHUTDOWN_FLUSH_MS) {
+			if (!pending || clock_wall_ms() - sv->stop_ms > SHUTDOWN_FLUSH_MS) {
 				/* Every receipt is out: end the sessions (PROTOCOL.md §3), and give
 				 * ZeroMQ a bounded time to deliver that at close. */
 				int linger = SHUTDOWN_FLUSH_MS;
@@ -1622,7 +583,7 @@ server_run(struct broker_config *cfg)
 	err = checkpoint_key_load(cfg->checkpoint.key_file, cfg->broker.log_origin, &sv.signer);
 	if (err != 0) {
 		log_warnx("cannot load checkpoint key '%s': %s", cfg->checkpoint.key_file,
-			  ihala_strerror(err));
+		          ihala_strerror(err));
 		goto out;
 	}
 	if (cfg->broker.auto_grow) {
@@ -1634,7 +595,7 @@ server_run(struct broker_config *cfg)
 		goto out;
 	}
 	store_set_max_mapsize(sv.store, cfg->broker.map_size_max);
-	sv.policy = table_new(cfg);
+	sv.policy = agency_table_new(cfg);
 	sv.zctx = zmq_ctx_new();
 	if (sv.policy == NULL || sv.zctx == NULL) {
 		err = IHALA_ENOMEM;
@@ -1670,7 +631,7 @@ server_run(struct broker_config *cfg)
 		goto out;
 	}
 	log_info("listening on %s (store %s, %zu agencies)", cfg->broker.listen,
-		 cfg->broker.data_dir, cfg->nagencies);
+	         cfg->broker.data_dir, cfg->nagencies);
 	serve(&sv);
 	writer_join(sv.writer);
 	sv.writer = NULL;

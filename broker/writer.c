@@ -1,928 +1,25 @@
-/* writer.c - the single writer thread: policy against current state, log append, group commit. */
+/* writer.c - the single writer thread: takes requests off a PAIR socket, group-commits them. */
+#include "clock.h"
 #include "writer.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <zmq.h>
 
-#include "checkpoint.h"
-#include "clock.h"
 #include "error.h"
-#include "frame.h"
 #include "log.h"
-#include "metrics.h"
-#include "store.h"
-
-#define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
-#define DEADLINE_PREFIX "deadline:"
-
-#define FRONTIER_LEVELS 64
-
-struct frontier {
-	uint64_t valid; /* bit per level */
-	uint64_t index[FRONTIER_LEVELS];
-	uint8_t hash[FRONTIER_LEVELS][MERKLE_HASH_LEN];
-};
 
 struct writer {
 	struct writer_params p;
 	pthread_t thread;
 	void *sock;
-	uint64_t last_ckpt_size;
-	uint64_t last_ckpt_ms;
-	int nearly_full; /* submissions are refused; acks, ticks and reads go on */
-	struct frontier frontier;
-	uint8_t *buf;	 /* encoding buffer for entries and states, grown as needed */
-	size_t buf_cap;
-	char origin[256]; /* a copy: the main thread frees its config on reload */
+	struct ledger *ledger;
 };
 
-/* Share of the map kept for acks, broker events and checkpoints once submissions stop. */
-#define STORE_RESERVE_DIV 10
-
-/* Decide, once per batch, whether the map has room for new submissions. */
-static void
-check_room(struct writer *wr)
-{
-	struct store_stats st;
-	int was = wr->nearly_full;
-
-	if (store_stat(wr->p.store, &st) != 0) {
-		return;
-	}
-	wr->nearly_full = st.used_bytes > st.map_size - st.map_size / STORE_RESERVE_DIV;
-	if (wr->nearly_full && wr->p.auto_grow && store_grow_auto(wr->p.store) == 0) {
-		log_info("store map grown (was %zu bytes, %zu in use)", st.map_size, st.used_bytes);
-		wr->nearly_full = 0;
-	}
-	if (wr->nearly_full && !was) {
-		log_warnx("store is nearly full (%zu of %zu bytes): submissions are refused until "
-			  "map_size is grown; deliveries, queries and replays go on",
-			  st.used_bytes, st.map_size);
-	} else if (!wr->nearly_full && was) {
-		log_info("store has room again: submissions are accepted");
-	}
-}
-
-static uint64_t
-now_ms(void)
-{
-	return clock_wall_ms();
-}
-
-struct wreq *
-wreq_new(enum wreq_type type)
-{
-	struct wreq *r = calloc(1, sizeof(*r));
-
-	if (r != NULL) {
-		r->type = type;
-	}
-	return r;
-}
-
-void
-wreq_free(struct wreq *r)
-{
-	if (r == NULL) {
-		return;
-	}
-	free(r->env_bytes);
-	envelope_free(r->env);
-	free(r);
-}
-
-/* ---- Merkle nodes in the store ---- */
-
-static int
-tree_get_r(void *ctx, unsigned level, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
-{
-	return store_tree_get(ctx, level, index, out);
-}
-
-/*
- * The writer's view of the tree: a batch, and the last node put at each level. Appends are
- * in order, so the left sibling an append needs is always the last node put at its level:
- * it comes from here, not from a store lookup. Nodes put in a transaction or savepoint that
- * is then aborted are gone from the store, so every abort forgets the cache (frontier_forget).
- */
-struct tree_w {
-	struct frontier *f;
-	struct store_wtxn *w;
-};
-
-static int
-tree_get_w(void *ctx, unsigned level, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
-{
-	struct tree_w *t = ctx;
-
-	if (level < FRONTIER_LEVELS && (t->f->valid >> level & 1) && t->f->index[level] == index) {
-		memcpy(out, t->f->hash[level], MERKLE_HASH_LEN);
-		return 0;
-	}
-	return store_tree_get(store_wread(t->w), level, index, out);
-}
-
-static int
-tree_put_w(void *ctx, unsigned level, uint64_t index, const uint8_t hash[MERKLE_HASH_LEN])
-{
-	struct tree_w *t = ctx;
-	int err = store_tree_put(t->w, level, index, hash);
-
-	if (level < FRONTIER_LEVELS) {
-		if (err == 0) {
-			t->f->index[level] = index;
-			memcpy(t->f->hash[level], hash, MERKLE_HASH_LEN);
-			t->f->valid |= (uint64_t)1 << level;
-		} else {
-			t->f->valid &= ~((uint64_t)1 << level);
-		}
-	}
-	return err;
-}
-
-static void
-frontier_forget(struct frontier *f)
-{
-	f->valid = 0;
-}
-
-const struct merkle_store_ops writer_tree_rops = { tree_get_r, NULL };
-static const struct merkle_store_ops tree_wops = { tree_get_w, tree_put_w };
-
-/* ---- referral state ---- */
-
-static int
-state_load(struct store_rtxn *r, const char *rid, Ihala__V1__ReferralState **out)
-{
-	const void *p;
-	size_t len;
-	int err;
-
-	*out = NULL;
-	if (rid == NULL || rid[0] == '\0') {
-		return IHALA_ENOTFOUND;
-	}
-	err = store_referral_get(r, rid, &p, &len);
-	if (err != 0) {
-		return err;
-	}
-	*out = ihala__v1__referral_state__unpack(NULL, len, p);
-	if (*out == NULL) {
-		log_warnx("referral '%s': stored state does not decode", rid);
-		return IHALA_ESTORE;
-	}
-	return 0;
-}
-
-/* The writer's encoding buffer, at least len bytes (NULL when out of memory). */
-static uint8_t *
-wbuf(struct writer *wr, size_t len)
-{
-	if (len > wr->buf_cap) {
-		size_t cap = len < 4096 ? 4096 : len + len / 2;
-		uint8_t *b = realloc(wr->buf, cap);
-
-		if (b == NULL) {
-			return NULL;
-		}
-		wr->buf = b;
-		wr->buf_cap = cap;
-	}
-	return wr->buf;
-}
-
-static int
-state_save(struct writer *wr, struct store_wtxn *w, const Ihala__V1__ReferralState *st)
-{
-	size_t len = ihala__v1__referral_state__get_packed_size(st);
-	uint8_t *buf = wbuf(wr, len ? len : 1);
-
-	if (buf == NULL) {
-		return IHALA_ENOMEM;
-	}
-	ihala__v1__referral_state__pack(st, buf);
-	return store_referral_put(w, st->referral_id, buf, len);
-}
-
-/* Append one history item to a decoded state (the state keeps ownership). */
-static int
-state_add_history(Ihala__V1__ReferralState *st, uint64_t seq, uint64_t t, const char *agency,
-		  Ihala__V1__TaskStatus status, const char *what)
-{
-	Ihala__V1__HistoryItem **h;
-	Ihala__V1__HistoryItem *it;
-
-	h = realloc(st->history, (st->n_history + 1) * sizeof(*h));
-	if (h == NULL) {
-		return IHALA_ENOMEM;
-	}
-	st->history = h;
-	it = malloc(sizeof(*it));
-	if (it == NULL) {
-		return IHALA_ENOMEM;
-	}
-	ihala__v1__history_item__init(it);
-	it->seq = seq;
-	it->time_ms = t;
-	it->agency = strdup(agency);
-	it->status = status;
-	it->what = strdup(what);
-	st->history[st->n_history++] = it;
-	if (it->agency == NULL || it->what == NULL) {
-		return IHALA_ENOMEM;
-	}
-	return 0;
-}
-
-/* Free a state made by state_load or state_new (both malloc every field). */
-static void
-state_free(Ihala__V1__ReferralState *st)
-{
-	if (st != NULL) {
-		protobuf_c_message_free_unpacked(&st->base, NULL);
-	}
-}
-
-static Ihala__V1__ReferralState *
-state_new(const Ihala__V1__Referral *r, const char *referrer, const char *recipient,
-	  uint64_t deadline)
-{
-	Ihala__V1__ReferralState *st = malloc(sizeof(*st));
-
-	if (st == NULL) {
-		return NULL;
-	}
-	ihala__v1__referral_state__init(st);
-	st->referral_id = strdup(r->referral_id);
-	st->parent_referral_id = strdup(r->parent_referral_id);
-	st->referrer = strdup(referrer);
-	st->recipient = strdup(recipient);
-	st->status = S(REQUESTED);
-	st->priority = r->priority;
-	st->deadline_ms = deadline;
-	if (st->referral_id == NULL || st->parent_referral_id == NULL || st->referrer == NULL ||
-	    st->recipient == NULL) {
-		state_free(st);
-		return NULL;
-	}
-	return st;
-}
-
-/* ---- deadlines: meta keys "deadline:<20-digit ms>:<referral id>" ---- */
-
-static void
-deadline_key(char *buf, size_t len, uint64_t when, const char *rid)
-{
-	snprintf(buf, len, DEADLINE_PREFIX "%020llu:%s", (unsigned long long)when, rid);
-}
-
-/* ---- log entries ---- */
-
-static int
-log_entry(struct writer *wr, struct store_wtxn *w, const Ihala__V1__LogEntry *e_in,
-	  uint64_t *seq_out, uint8_t leaf[MERKLE_HASH_LEN])
-{
-	Ihala__V1__LogEntry e = *e_in;
-	uint64_t seq;
-	size_t len;
-	uint8_t *buf;
-	int err;
-
-	e.seq = store_log_next(w);
-	len = ihala__v1__log_entry__get_packed_size(&e);
-	if ((buf = wbuf(wr, len)) == NULL) {
-		return IHALA_ENOMEM;
-	}
-	ihala__v1__log_entry__pack(&e, buf);
-	err = store_log_append(w, buf, len, &seq);
-	if (err == 0 && seq != e.seq) {
-		log_warnx("store assigned seq %llu where %llu was expected",
-			  (unsigned long long)seq, (unsigned long long)e.seq);
-		err = IHALA_EINTERNAL;
-	}
-	if (err == 0) {
-		err = merkle_leaf_hash(buf, len, leaf);
-	}
-	if (err == 0) {
-		struct tree_w t = { &wr->frontier, w };
-
-		err = merkle_append(&tree_wops, &t, seq - 1, leaf);
-	}
-	if (err == 0) {
-		*seq_out = seq;
-	}
-	return err;
-}
-
-/* What a queued seq is about, kept with it (store_queue_put_tagged) so that its ack needs no
- * decoding: a kind letter and the referral id. */
-#define TAG_REFERRAL 'R' /* the submission of a new referral: its ack marks it received */
-#define TAG_UPDATE 'S'	 /* any other submission */
-#define TAG_EVENT 'E'	 /* a broker event (received, overdue) */
-
-static int
-queue_put(struct store_wtxn *w, const char *agency, uint64_t seq, char kind, const char *rid)
-{
-	char tag[STORE_QUEUE_TAG_MAX];
-	size_t n = rid != NULL ? strlen(rid) : 0;
-
-	if (n + 1 > sizeof(tag)) {
-		return store_queue_put(w, agency, seq); /* untagged: the ack decodes the entry */
-	}
-	tag[0] = kind;
-	if (n > 0) {
-		memcpy(tag + 1, rid, n);
-	}
-	return store_queue_put_tagged(w, agency, seq, tag, n + 1);
-}
-
-static void
-add_notify(struct wreq *r, const char *agency)
-{
-	int i;
-
-	for (i = 0; i < r->n_notify; i++) {
-		if (strcmp(r->notify[i], agency) == 0) {
-			return;
-		}
-	}
-	if (r->n_notify < WREQ_MAX_NOTIFY) {
-		snprintf(r->notify[r->n_notify++], sizeof(r->notify[0]), "%s", agency);
-	} else {
-		r->notify_all = 1;
-	}
-}
-
-static void
-refuse(struct wreq *r, int err, const char *text)
-{
-	r->err = err;
-	r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
-	snprintf(r->text, sizeof(r->text), "%s", text != NULL ? text : ihala_strerror(err));
-}
-
-/* A submission inside its own savepoint `w`. Returns an LMDB-level error (the savepoint is
- * then aborted by the caller); policy refusals are results, returned as 0 with r->err set. */
-static int
-apply_submit(struct writer *wr, struct store_wtxn *w, struct wreq *r)
-{
-	struct writer_policy *pol = wr->p.policy;
-	struct store_rtxn *rv = store_wread(w);
-	Ihala__V1__ReferralState *cur = NULL, *parent = NULL;
-	struct policy_decision d;
-	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
-	const char *rid;
-	uint64_t seq, orig;
-	size_t queued;
-	int err;
-
-	/* Idempotency: the same sender and message id is answered with the original seq. */
-	err = store_msgid_get(rv, r->agency, r->env->message_id, &orig);
-	if (err == 0) {
-		const void *data;
-		size_t len;
-		Ihala__V1__LogEntry *old = NULL;
-
-		err = store_log_get(rv, orig, &data, &len);
-		if (err == 0) {
-			err = logentry_decode(data, len, &old);
-		}
-		if (err != 0) {
-			return err;
-		}
-		if (old->envelope.len != r->env_len ||
-		    memcmp(old->envelope.data, r->env_bytes, r->env_len) != 0) {
-			logentry_free(old);
-			refuse(r, IHALA_EMSGID, NULL);
-			snprintf(r->text, sizeof(r->text),
-				 "message id '%s' was already used for different content (seq %llu)",
-				 r->env->message_id, (unsigned long long)orig);
-			return 0;
-		}
-		logentry_free(old);
-		r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE;
-		r->seq = orig;
-		return store_tree_get(rv, 0, orig - 1, r->leaf);
-	}
-	if (err != IHALA_ENOTFOUND) {
-		return err;
-	}
-
-	rid = policy_referral_id(r->env);
-	err = state_load(rv, rid, &cur);
-	if (err != 0 && err != IHALA_ENOTFOUND) {
-		return err;
-	}
-	if (r->env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL &&
-	    r->env->referral->parent_referral_id[0] != '\0') {
-		err = state_load(rv, r->env->referral->parent_referral_id, &parent);
-		if (err != 0 && err != IHALA_ENOTFOUND) {
-			state_free(cur);
-			return err;
-		}
-	}
-	if (policy_check(&pol->view, r->agency, r->env, cur, parent, &d) != 0) {
-		refuse(r, d.err, d.text);
-		err = 0;
-		goto out;
-	}
-	err = store_queue_count(rv, d.recipient, &queued);
-	if (err != 0 && err != IHALA_ENOTFOUND) {
-		goto out;
-	}
-	if (err == 0 && queued >= pol->queue_limit) {
-		refuse(r, IHALA_EQUEUEFULL, NULL);
-		snprintf(r->text, sizeof(r->text),
-			 "queue of '%s' is full (%zu undelivered entries); retry later", d.recipient,
-			 queued);
-		err = 0;
-		goto out;
-	}
-
-	e.broker_time_ms = r->now_ms;
-	e.sender = r->agency;
-	e.recipient = d.recipient;
-	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
-	e.envelope.data = r->env_bytes;
-	e.envelope.len = r->env_len;
-	err = log_entry(wr, w, &e, &seq, r->leaf);
-	if (err == 0) {
-		err = store_msgid_put(w, r->agency, r->env->message_id, seq);
-	}
-	if (err == 0) {
-		err = queue_put(w, d.recipient, seq,
-				d.kind == POLICY_KIND_REFERRAL ? TAG_REFERRAL : TAG_UPDATE, rid);
-	}
-	if (err != 0) {
-		goto out;
-	}
-
-	if (d.kind == POLICY_KIND_REFERRAL) {
-		const Ihala__V1__Referral *ref = r->env->referral;
-		unsigned pr = (unsigned)ref->priority < 4 ? (unsigned)ref->priority : 3;
-		uint64_t deadline = r->now_ms + pol->deadline_ms[pr];
-		char key[128];
-
-		cur = state_new(ref, r->agency, d.recipient, deadline);
-		if (cur == NULL) {
-			err = IHALA_ENOMEM;
-			goto out;
-		}
-		deadline_key(key, sizeof(key), deadline, ref->referral_id);
-		err = store_meta_put(w, key, "", 0);
-		if (err == 0) {
-			err = state_add_history(cur, seq, r->now_ms, r->agency, S(REQUESTED), "referral");
-		}
-	} else {
-		const char *what = d.kind == POLICY_KIND_STATUS	 ? "status"
-				   : d.kind == POLICY_KIND_OUTCOME ? "outcome"
-								   : "note";
-
-		if (d.new_status != S(UNSPECIFIED)) {
-			cur->status = d.new_status;
-		}
-		err = state_add_history(cur, seq, r->now_ms, r->agency, cur->status, what);
-	}
-	if (err == 0) {
-		err = state_save(wr, w, cur);
-	}
-	if (err == 0) {
-		r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED;
-		r->seq = seq;
-		add_notify(r, d.recipient);
-	}
-out:
-	state_free(cur);
-	state_free(parent);
-	return err;
-}
-
-/* Broker-made status (received, overdue) of a referral, logged and queued for the referrer. */
-static int
-broker_status(struct writer *wr, struct store_wtxn *w, Ihala__V1__ReferralState *st,
-	      Ihala__V1__TaskStatus status, uint64_t ref_seq, uint64_t t, const char *text,
-	      const char *sender, struct wreq *r)
-{
-	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
-	Ihala__V1__BrokerEvent ev = IHALA__V1__BROKER_EVENT__INIT;
-	uint8_t leaf[MERKLE_HASH_LEN];
-	uint64_t seq;
-	int err;
-
-	ev.referral_id = st->referral_id;
-	ev.status = status;
-	ev.ref_seq = ref_seq;
-	ev.text = (char *)text;
-	e.broker_time_ms = t;
-	e.sender = (char *)sender;
-	e.recipient = st->referrer;
-	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS;
-	e.event = &ev;
-	err = log_entry(wr, w, &e, &seq, leaf);
-	if (err == 0) {
-		err = queue_put(w, st->referrer, seq, TAG_EVENT, st->referral_id);
-	}
-	if (err == 0) {
-		if (status == S(OVERDUE)) {
-			st->overdue = 1;
-		} else {
-			st->status = status;
-		}
-		err = state_add_history(st, seq, t, "", status, text);
-	}
-	if (err == 0) {
-		err = state_save(wr, w, st);
-	}
-	if (err == 0 && r != NULL) {
-		add_notify(r, st->referrer);
-	}
-	return err;
-}
-
-/* What an untagged queued seq is about (a store written before tags): decode its entry. */
-static int
-ack_about_entry(struct store_rtxn *rv, uint64_t seq, char *tag, size_t cap, size_t *tag_len)
-{
-	Ihala__V1__LogEntry *orig;
-	Ihala__V1__Envelope *env = NULL;
-	const char *rid = NULL;
-	const void *data;
-	size_t len;
-	char kind = TAG_EVENT;
-	int err;
-
-	*tag_len = 0;
-	err = store_log_get(rv, seq, &data, &len);
-	if (err != 0) {
-		return err;
-	}
-	/* Our own entry, and its envelope, were decoded strictly when logged: a plain decode is
-	 * enough here. */
-	orig = ihala__v1__log_entry__unpack(NULL, len, data);
-	if (orig == NULL) {
-		return IHALA_ESTORE;
-	}
-	if (orig->kind == IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
-	    (env = ihala__v1__envelope__unpack(NULL, orig->envelope.len, orig->envelope.data)) !=
-		NULL) {
-		rid = policy_referral_id(env);
-		kind = env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL ? TAG_REFERRAL : TAG_UPDATE;
-	} else if (orig->event != NULL) {
-		rid = orig->event->referral_id; /* a broker event (received, overdue) */
-	}
-	if (rid != NULL && strlen(rid) + 1 <= cap) {
-		size_t n = strlen(rid);
-
-		tag[0] = kind;
-		memcpy(tag + 1, rid, n);
-		*tag_len = n + 1;
-	}
-	if (env != NULL) {
-		ihala__v1__envelope__free_unpacked(env, NULL);
-	}
-	ihala__v1__log_entry__free_unpacked(orig, NULL);
-	return 0;
-}
-
-static int
-apply_ack_one(struct writer *wr, struct store_wtxn *w, struct wreq *r, uint64_t ack_seq)
-{
-	struct store_rtxn *rv = store_wread(w);
-	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
-	Ihala__V1__BrokerEvent ev = IHALA__V1__BROKER_EVENT__INIT;
-	Ihala__V1__ReferralState *st = NULL;
-	char tag[STORE_QUEUE_TAG_MAX + 1];
-	size_t tag_len;
-	uint64_t seq;
-	int err;
-
-	err = store_queue_take(w, r->agency, ack_seq, tag, STORE_QUEUE_TAG_MAX, &tag_len);
-	if (err == IHALA_ENOTFOUND) {
-		return 0; /* a repeated ack: already logged */
-	}
-	if (err == 0 && tag_len == 0) {
-		err = ack_about_entry(rv, ack_seq, tag, STORE_QUEUE_TAG_MAX, &tag_len);
-	}
-	if (err != 0) {
-		return err;
-	}
-	tag[tag_len] = '\0';
-	/* The recipient took a new referral: the broker marks it received (DESIGN §7). One
-	 * entry, from the acking agency to the referrer, records both the delivery and the
-	 * new status (PROTOCOL.md §7.3). */
-	if (tag_len > 0 && tag[0] == TAG_REFERRAL) {
-		err = state_load(rv, tag + 1, &st);
-		if (err == 0 && st->status == S(REQUESTED) &&
-		    strcmp(st->recipient, r->agency) == 0 &&
-		    policy_transition(POLICY_PARTY_BROKER, st->status, S(RECEIVED), 0) == 0) {
-			err = broker_status(wr, w, st, S(RECEIVED), ack_seq, r->now_ms, "received",
-					    r->agency, r);
-			state_free(st);
-			return err;
-		}
-		state_free(st);
-		if (err != 0 && err != IHALA_ENOTFOUND) {
-			return err;
-		}
-	}
-	ev.ref_seq = ack_seq;
-	ev.text = "delivered";
-	if (tag_len > 0) {
-		ev.referral_id = tag + 1;
-	}
-	e.broker_time_ms = r->now_ms;
-	e.sender = r->agency;
-	e.recipient = "";
-	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_DELIVERY;
-	e.event = &ev;
-	return log_entry(wr, w, &e, &seq, r->leaf);
-}
-
-static int
-apply_ack(struct writer *wr, struct store_wtxn *w, struct wreq *r)
-{
-	size_t i;
-	int err = 0;
-
-	for (i = 0; i < r->n_acks && err == 0; i++) {
-		err = apply_ack_one(wr, w, r, r->acks[i]);
-	}
-	return err;
-}
-
-/* Overdue: referrals still requested or received past their deadline. */
-static int
-apply_tick(struct writer *wr, struct store_wtxn *w, struct wreq *r)
-{
-	struct store_rtxn *rv = store_wread(w);
-	int err = 0;
-	int guard;
-
-	/* Deadlines are meta keys ordered by time: look at the first few that are due. */
-	for (guard = 0; guard < 256; guard++) {
-		char key[128];
-		const char *rid;
-		Ihala__V1__ReferralState *st = NULL;
-		uint64_t when;
-
-		err = store_meta_first(rv, DEADLINE_PREFIX, key, sizeof(key));
-		if (err == IHALA_ENOTFOUND) {
-			return 0;
-		}
-		if (err != 0) {
-			return err;
-		}
-		when = strtoull(key + strlen(DEADLINE_PREFIX), NULL, 10);
-		if (when > r->now_ms) {
-			return 0;
-		}
-		rid = key + strlen(DEADLINE_PREFIX) + 21;
-		err = store_meta_del(w, key);
-		if (err == 0) {
-			err = state_load(rv, rid, &st);
-		}
-		if (err == IHALA_ENOTFOUND) {
-			err = 0;
-			continue;
-		}
-		if (err == 0 && (st->status == S(REQUESTED) || st->status == S(RECEIVED)) &&
-		    !st->overdue) {
-			log_info("referral '%s' to '%s' is overdue (no answer by its deadline)", rid,
-				 st->recipient);
-			metrics_inc_overdue();
-			err = broker_status(wr, w, st, S(OVERDUE), 0, r->now_ms, "overdue", "", r);
-		}
-		state_free(st);
-		if (err != 0) {
-			return err;
-		}
-	}
-	return err;
-}
-
-/* One request against the batch `w`. Refusals (policy, a nearly full map) are decided before
- * anything is written and come back as 0 with r->err set; any other return is an LMDB-level
- * error, after which `w` may hold part of the request. */
-static int
-apply_one(struct writer *wr, struct store_wtxn *w, struct wreq *r)
-{
-	switch (r->type) {
-	case WREQ_SUBMIT:
-		if (wr->nearly_full) {
-			refuse(r, IHALA_ESTOREFULL,
-			       "broker store is full; submissions are refused until an operator "
-			       "grows map_size");
-			return 0;
-		}
-		return apply_submit(wr, w, r);
-	case WREQ_ACK:
-		return apply_ack(wr, w, r);
-	case WREQ_TICK:
-		return apply_tick(wr, w, r);
-	default:
-		return 0;
-	}
-}
-
-/* The same inside its own savepoint: an LMDB error (a full map, say) costs only this request,
- * which is refused with it; the batch goes on. */
-static int
-apply_saved(struct writer *wr, struct store_wtxn *batch, struct wreq *r)
-{
-	struct store_wtxn *sub;
-	int err;
-
-	err = store_wsub_begin(batch, &sub);
-	if (err != 0) {
-		return err;
-	}
-	err = apply_one(wr, sub, r);
-	if (err != 0 || r->err != 0) {
-		store_wsub_abort(sub);
-		frontier_forget(&wr->frontier);
-		if (err != 0) {
-			refuse(r, err, NULL);
-			r->n_notify = 0;
-			r->notify_all = 0;
-			if (err == IHALA_ESTOREFULL) {
-				snprintf(r->text, sizeof(r->text),
-					 "broker store is full; submissions are refused until an "
-					 "operator grows map_size");
-			}
-		}
-		return err;
-	}
-	return store_wsub_commit(sub);
-}
-
-/*
- * Is a checkpoint due (every N entries or T ms)? If so, sign one of the tree as it stands at
- * the start of batch `w`, which is everything already committed with sync, and put it into
- * `w`: it reaches the disk with the batch, without a commit of its own, and still never
- * covers an entry that was not on disk when it was signed. *size gets the tree size signed
- * (0 when none is due or signing failed; the next batch tries again).
- */
-static void
-checkpoint_into(struct writer *wr, struct store_wtxn *w, uint64_t t, int force, uint64_t *size)
-{
-	struct tree_w tw = { &wr->frontier, w };
-	uint8_t root[MERKLE_HASH_LEN];
-	uint64_t n = store_log_next(w) - 1;
-	char *text = NULL;
-	int err;
-
-	*size = 0;
-	if (wr->p.signer == NULL || n == 0 || n == wr->last_ckpt_size ||
-	    (!force && n - wr->last_ckpt_size < wr->p.ckpt_every_entries &&
-	     t - wr->last_ckpt_ms < wr->p.ckpt_every_ms)) {
-		return;
-	}
-	err = merkle_root(&tree_wops, &tw, n, root);
-	if (err == 0) {
-		err = checkpoint_sign(wr->p.signer, wr->p.origin, n, root, &text);
-	}
-	if (err == 0) {
-		err = store_checkpoint_put(w, n, text);
-	}
-	free(text);
-	if (err != 0) {
-		log_warnx("cannot sign a checkpoint at tree size %llu: %s", (unsigned long long)n,
-			  ihala_strerror(err));
-		return;
-	}
-	*size = n;
-}
-
-/* The checkpoint put by checkpoint_into is on disk now. */
-static void
-checkpoint_done(struct writer *wr, uint64_t size, uint64_t t)
-{
-	if (size == 0) {
-		return;
-	}
-	wr->last_ckpt_size = size;
-	wr->last_ckpt_ms = t;
-	metrics_observe_checkpoint(size, t);
-	log_debug("checkpoint signed at tree size %llu", (unsigned long long)size);
-}
-
-static void
-result_reset(struct wreq *r)
-{
-	r->err = 0;
-	r->text[0] = '\0';
-	r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_UNSPECIFIED;
-	r->seq = 0;
-	memset(r->leaf, 0, sizeof(r->leaf));
-	r->n_notify = 0;
-	r->notify_all = 0;
-}
-
-/*
- * Apply a batch in one write transaction and commit it (synced). First without savepoints:
- * a savepoint is an LMDB nested transaction, whose begin and merge cost more than the
- * request itself. If a request meets an LMDB error, the transaction is dropped and the batch
- * done again with a savepoint per request, so that only the failing requests are refused.
- * STOP and POLICY requests are not applied here. Returns 0 or the error that refused every
- * request of the batch (a failed begin or commit).
- */
-static int
-apply_batch(struct writer *wr, struct wreq **batch, size_t n)
-{
-	struct store_wtxn *w = NULL;
-	size_t i, n_work = 0;
-	int careful, err = 0, rc;
-
-	for (i = 0; i < n; i++) {
-		n_work += batch[i]->type != WREQ_STOP && batch[i]->type != WREQ_POLICY;
-	}
-	if (n_work == 0) {
-		return 0;
-	}
-	for (careful = 0; careful < 2; careful++) {
-		uint64_t t = now_ms(), ckpt = 0;
-
-		err = store_wbegin(wr->p.store, &w);
-		if (err == 0 && !careful) {
-			checkpoint_into(wr, w, t, 0, &ckpt);
-		} else if (err == 0) {
-			struct store_wtxn *sub;
-
-			/* A checkpoint that does not fit must not cost the batch. */
-			if (store_wsub_begin(w, &sub) == 0) {
-				checkpoint_into(wr, sub, t, 0, &ckpt);
-				if (ckpt == 0) {
-					store_wsub_abort(sub);
-				} else if (store_wsub_commit(sub) != 0) {
-					ckpt = 0;
-				}
-			}
-		}
-		for (i = 0; i < n && err == 0; i++) {
-			struct wreq *r = batch[i];
-
-			if (r->type == WREQ_STOP || r->type == WREQ_POLICY) {
-				continue;
-			}
-			result_reset(r);
-			if (!careful) {
-				err = apply_one(wr, w, r);
-				continue;
-			}
-			/* Fatal LMDB errors poison the batch; refusals and a full map do not. */
-			rc = apply_saved(wr, w, r);
-			if (rc != 0 && rc != IHALA_ESTOREFULL) {
-				err = rc;
-			}
-		}
-		if (err == 0) {
-			uint64_t t0 = metrics_now_ns();
-
-			err = store_wcommit(w); /* frees w, also on failure */
-			metrics_observe_commit(n_work, metrics_now_ns() - t0);
-			if (err == 0) {
-				checkpoint_done(wr, ckpt, t);
-				return 0;
-			}
-		} else {
-			store_wabort(w);
-		}
-		frontier_forget(&wr->frontier);
-		w = NULL;
-		if (!careful) {
-			log_debug("writer: batch of %zu requests met '%s'; applying it again request "
-				  "by request",
-				  n, ihala_strerror(err));
-		}
-	}
-	return err;
-}
-
-/* A checkpoint in a transaction of its own (at shutdown: nothing follows to carry it). */
-static void
-checkpoint_now(struct writer *wr, uint64_t t)
-{
-	struct store_wtxn *w = NULL;
-	uint64_t size = 0;
-
-	if (wr->p.signer == NULL || store_wbegin(wr->p.store, &w) != 0) {
-		return;
-	}
-	checkpoint_into(wr, w, t, 1, &size);
-	if (size == 0) {
-		store_wabort(w);
-		return;
-	}
-	if (store_wcommit(w) == 0) {
-		checkpoint_done(wr, size, t);
-	} else {
-		log_warnx("cannot store the checkpoint at tree size %llu", (unsigned long long)size);
-	}
-}
 
 static void *
 writer_main(void *arg)
@@ -958,39 +55,37 @@ writer_main(void *arg)
 		for (n_batches++, n_reqs += n, i = 0; i < n; i++) {
 			n_submits += batch[i]->type == WREQ_SUBMIT;
 		}
-		check_room(wr);
-		err = apply_batch(wr, batch, n);
+		ledger_check_room(wr->ledger);
+		err = ledger_apply_batch(wr->ledger, batch, n);
 		if (err != 0) {
 			log_warnx("writer: commit of a batch of %zu requests failed: %s", n,
-				  ihala_strerror(err));
-			for (i = 0; i < n; i++) {
-				if (batch[i]->type == WREQ_SUBMIT || batch[i]->type == WREQ_ACK) {
-					refuse(batch[i], err, NULL);
-					batch[i]->n_notify = 0;
-					batch[i]->notify_all = 0;
-				}
-			}
+			          ihala_strerror(err));
 		}
 		/* STOP and POLICY end a batch: the requests before them ran under the old table. */
 		r = batch[n - 1];
 		if (r->type == WREQ_STOP) {
 			stop = 1;
 		} else if (r->type == WREQ_POLICY) {
-			void *old = wr->p.policy;
-
-			wr->p.policy = r->policy;
-			r->policy = old;
+			r->policy = ledger_swap_policy(wr->ledger, r->policy);
 		}
-		/* Only now, with the batch on disk, do the answers go back. */
+		/* Only now, with the batch on disk, do the answers go back. The pipe has no
+		 * high-water mark: a send fails only when the context is ending, and then nobody
+		 * waits for the answer any more. */
 		for (i = 0; i < n; i++) {
 			r = batch[i];
-			zmq_send(wr->sock, &r, sizeof(r), 0);
+			if (zmq_send(wr->sock, &r, sizeof(r), 0) != sizeof(r)) {
+				log_warnx("writer: cannot hand an answer back: %s",
+				          zmq_strerror(zmq_errno()));
+				stop |= r->type == WREQ_STOP;
+				wreq_free(r);
+			}
 		}
 	}
-	checkpoint_now(wr, now_ms());
+	ledger_checkpoint_now(wr->ledger, clock_wall_ms());
 	log_info("writer: %llu batches, %.1f requests and %.1f submissions per batch",
-		 (unsigned long long)n_batches, n_batches ? (double)n_reqs / (double)n_batches : 0.0,
-		 n_batches ? (double)n_submits / (double)n_batches : 0.0);
+	         (unsigned long long)n_batches,
+	         n_batches ? (double)n_reqs / (double)n_batches : 0.0,
+	         n_batches ? (double)n_submits / (double)n_batches : 0.0);
 	free(batch);
 	zmq_close(wr->sock);
 	return NULL;
@@ -1000,40 +95,46 @@ int
 writer_start(const struct writer_params *params, struct writer **out)
 {
 	struct writer *wr = calloc(1, sizeof(*wr));
-	struct store_rtxn *r = NULL;
-	int linger = 0;
+	struct ledger_params lp;
+	int linger = 0, err;
 
 	if (wr == NULL) {
 		return IHALA_ENOMEM;
 	}
 	wr->p = *params;
-	snprintf(wr->origin, sizeof(wr->origin), "%s", params->origin != NULL ? params->origin : "");
-	wr->p.origin = wr->origin;
-	wr->last_ckpt_ms = now_ms();
-	if (store_rbegin(wr->p.store, &r) == 0) {
-		char *text = NULL;
-
-		if (store_checkpoint_latest(r, &wr->last_ckpt_size, &text) != 0) {
-			wr->last_ckpt_size = 0;
-		}
-		free(text);
-		store_rend(r);
+	wr->p.origin = NULL; /* the ledger keeps its copy */
+	memset(&lp, 0, sizeof(lp));
+	lp.store = params->store;
+	lp.policy = params->policy;
+	lp.signer = params->signer;
+	lp.origin = params->origin;
+	lp.ckpt_every_entries = params->ckpt_every_entries;
+	lp.ckpt_every_ms = params->ckpt_every_ms;
+	lp.auto_grow = params->auto_grow;
+	err = ledger_new(&lp, &wr->ledger);
+	if (err != 0) {
+		free(wr);
+		return err;
 	}
 	wr->sock = zmq_socket(wr->p.zctx, ZMQ_PAIR);
 	/* Unbounded pipe both ways, as the main thread's end (see server.c open_sockets). */
-	if (wr->sock == NULL || zmq_setsockopt(wr->sock, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
+	if (wr->sock == NULL ||
+	    zmq_setsockopt(wr->sock, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
 	    zmq_setsockopt(wr->sock, ZMQ_SNDHWM, &linger, sizeof(linger)) != 0 ||
 	    zmq_setsockopt(wr->sock, ZMQ_RCVHWM, &linger, sizeof(linger)) != 0 ||
 	    zmq_connect(wr->sock, wr->p.endpoint) != 0) {
-		log_warnx("writer: cannot connect to %s: %s", wr->p.endpoint, zmq_strerror(zmq_errno()));
+		log_warnx("writer: cannot connect to %s: %s", wr->p.endpoint,
+		          zmq_strerror(zmq_errno()));
 		if (wr->sock != NULL) {
 			zmq_close(wr->sock);
 		}
+		ledger_free(wr->ledger);
 		free(wr);
 		return IHALA_EZMQ;
 	}
 	if (pthread_create(&wr->thread, NULL, writer_main, wr) != 0) {
 		zmq_close(wr->sock);
+		ledger_free(wr->ledger);
 		free(wr);
 		return IHALA_EINTERNAL;
 	}
@@ -1046,7 +147,7 @@ writer_join(struct writer *w)
 {
 	if (w != NULL) {
 		pthread_join(w->thread, NULL);
-		free(w->buf);
+		ledger_free(w->ledger);
 		free(w);
 	}
 }

@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,9 @@
 
 static const char *log_name = "ihala";
 static int log_foreground = 1;
-static enum log_level log_level = LOG_LEVEL_INFO;
+/* Set by the main thread (a reload), read by every thread: an atomic, relaxed (a message
+ * logged or not around the change is all that depends on it). */
+static atomic_int log_level = LOG_LEVEL_INFO;
 
 void
 log_init(const char *name, int foreground)
@@ -25,13 +28,13 @@ log_init(const char *name, int foreground)
 void
 log_setlevel(enum log_level level)
 {
-	log_level = level;
+	atomic_store_explicit(&log_level, (int)level, memory_order_relaxed);
 }
 
 enum log_level
 log_getlevel(void)
 {
-	return log_level;
+	return (enum log_level)atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 const struct conf_choice log_level_names[] = {
@@ -61,7 +64,7 @@ vlog(enum log_level level, const char *prefix, const char *suffix, const char *f
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 	char msg[2048];
 
-	if (level > log_level) {
+	if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed)) {
 		return;
 	}
 	vsnprintf(msg, sizeof(msg), fmt, ap);

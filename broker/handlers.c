@@ -1,0 +1,490 @@
+/* handlers.c - the broker's requests: handshake end, submit, query, replay, proof, checkpoint. */
+#include "handlers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <zmq.h>
+
+#include "channel.h"
+#include "clock.h"
+#include "config.h"
+#include "deliver.h"
+#include "error.h"
+#include "frame.h"
+#include "ledger.h"
+#include "log.h"
+#include "merkle.h"
+#include "metrics.h"
+#include "policy.h"
+#include "session.h"
+#include "store.h"
+
+#define BROKER_VERSION "ihala-broker 0.1.0"
+/* Bytes a LogEntry and a Deliver frame add around an envelope (seq, time, agency ids, tags). */
+#define ENTRY_OVERHEAD 512
+
+static char *
+latest_checkpoint(struct server *sv, uint64_t *size)
+{
+	struct store_rtxn *r;
+	char *text = NULL;
+	uint64_t sz = 0;
+
+	if (store_rbegin(sv->store, &r) != 0) {
+		return NULL;
+	}
+	if (store_checkpoint_latest(r, &sz, &text) != 0) {
+		text = NULL;
+		sz = 0;
+	}
+	store_rend(r);
+	if (size != NULL) {
+		*size = sz;
+	}
+	return text;
+}
+
+static void
+send_welcome(struct server *sv, struct session *s)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Welcome w = IHALA__V1__WELCOME__INIT;
+	Ihala__V1__Limits l = IHALA__V1__LIMITS__INIT;
+	char *ckpt = latest_checkpoint(sv, NULL);
+
+	w.agency_id = s->agency;
+	w.role = (Ihala__V1__Role)s->role;
+	w.broker_time_ms = clock_wall_ms();
+	l.max_frame_bytes = (uint32_t)sv->cfg->limits.max_frame;
+	l.credit_window = (uint32_t)sv->cfg->limits.credit_window;
+	l.max_inflight = (uint32_t)sv->cfg->limits.max_inflight;
+	w.limits = &l;
+	w.checkpoint = ckpt != NULL ? ckpt : "";
+	w.broker_version = BROKER_VERSION;
+	w.protocol_version = 1;
+	f.kind_case = IHALA__V1__FRAME__KIND_WELCOME;
+	f.welcome = &w;
+	session_send(sv, s, &f);
+	free(ckpt);
+}
+
+/* The handshake finished: who is it, and may it be here? */
+static void
+session_authenticate(struct server *sv, struct session *s)
+{
+	const struct agency_config *ac;
+	char id[TLS_AGENCY_MAX + 1];
+	char text[256];
+	int err;
+
+	err = tls_peer_identity(channel_ssl(s->ch), id, sizeof(id), s->fp);
+	if (err != 0) {
+		log_security("session %llu: refused: certificate names no valid agency id (%s)",
+		             (unsigned long long)s->id, ihala_strerror(err));
+		session_end(sv, s, IHALA_EUNKNOWNAGENCY, NULL);
+		return;
+	}
+	ac = broker_config_find_cn(sv->cfg, id);
+	if (ac == NULL) {
+		snprintf(text, sizeof(text), "certificate name '%s' is not a configured agency",
+		         id);
+		log_security("session %llu: refused: %s", (unsigned long long)s->id, text);
+		session_end(sv, s, IHALA_EUNKNOWNAGENCY, text);
+		return;
+	}
+	if (ac->fingerprint != NULL && CRYPTO_memcmp(ac->fingerprint_bin, s->fp, TLS_FP_LEN) != 0) {
+		snprintf(text, sizeof(text),
+		         "certificate of '%s' does not match the agency's pinned fingerprint",
+		         ac->id);
+		log_security("session %llu: refused: %s", (unsigned long long)s->id, text);
+		session_end(sv, s, IHALA_EFINGERPRINT, text);
+		return;
+	}
+	snprintf(s->agency, sizeof(s->agency), "%s", ac->id);
+	s->role = ac->role;
+	s->authed = 1;
+	sv->n_preauth--;
+	metrics_session_opened(s->agency);
+	s->art = agency_rt_get(sv, s->agency);
+	if (s->art == NULL) {
+		/* Without it nothing would ever be delivered to this session. */
+		log_warnx("session %llu (%s): out of memory; closing", (unsigned long long)s->id,
+		          s->agency);
+		session_end(sv, s, IHALA_ENOMEM, NULL);
+		return;
+	}
+	s->art->dirty = 1;
+	log_info("session %llu: agency '%s' (%s) authenticated", (unsigned long long)s->id,
+	         s->agency, broker_config_role_name(s->role));
+	send_welcome(sv, s);
+}
+
+/* Answer a submission the broker will not log with a REFUSED receipt naming it. */
+static void
+submit_refuse(struct server *sv, struct session *s, const Ihala__V1__Envelope *env, int err,
+              const char *text)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Receipt rc = IHALA__V1__RECEIPT__INIT;
+
+	log_security("agency '%s': submission '%s' refused: %s", s->agency,
+	             env != NULL ? env->message_id : "", text);
+	metrics_inc_receipt(IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, err);
+	rc.message_id = env != NULL ? env->message_id : "";
+	rc.status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
+	rc.error_code = -err;
+	rc.error_message = (char *)text;
+	f.kind_case = IHALA__V1__FRAME__KIND_RECEIPT;
+	f.receipt = &rc;
+	session_send(sv, s, &f);
+}
+
+static void
+handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub)
+{
+	Ihala__V1__Envelope *env = NULL;
+	struct wreq *r;
+	char text[256];
+	int err;
+
+	metrics_inc_submissions();
+	/* Decode first, so that every refusal names the message it refuses. */
+	err = envelope_decode(sub->envelope.data, sub->envelope.len, &env);
+	snprintf(text, sizeof(text), "envelope: %s", ihala_strerror(err));
+	if (err == 0 && sub->envelope.len + ENTRY_OVERHEAD > sv->cfg->limits.max_frame) {
+		/* Logged entries travel in Deliver frames: leave room for the wrapping. */
+		err = IHALA_ETOOLARGE;
+		snprintf(text, sizeof(text),
+		         "envelope of %zu bytes is over the limit of %llu bytes", sub->envelope.len,
+		         (unsigned long long)(sv->cfg->limits.max_frame - ENTRY_OVERHEAD));
+	} else if (err == 0 && sv->stopping) {
+		err = IHALA_ESHUTDOWN;
+		snprintf(text, sizeof(text), "%s", ihala_strerror(err));
+	} else if (err == 0 && s->inflight_submits >= sv->cfg->limits.max_inflight) {
+		err = IHALA_EOVERLOAD;
+		snprintf(text, sizeof(text), "more than %llu submissions without receipts",
+		         (unsigned long long)sv->cfg->limits.max_inflight);
+	}
+	if (err != 0) {
+		submit_refuse(sv, s, env, err, text);
+		envelope_free(env);
+		return;
+	}
+	r = wreq_new(WREQ_SUBMIT);
+	if (r == NULL || (r->env_bytes = malloc(sub->envelope.len + 1)) == NULL) {
+		wreq_free(r);
+		submit_refuse(sv, s, env, IHALA_EOVERLOAD,
+		              "the broker is short of memory; retry later");
+		envelope_free(env);
+		return;
+	}
+	memcpy(r->env_bytes, sub->envelope.data, sub->envelope.len);
+	r->env_len = sub->envelope.len;
+	r->env = env;
+	r->session_id = s->id;
+	snprintf(r->agency, sizeof(r->agency), "%s", s->agency);
+	r->now_ms = clock_wall_ms();
+	if (server_to_writer(sv, r) != 0) {
+		/* Not the writer's: answered here, and not counted as waiting for a receipt. */
+		submit_refuse(sv, s, env, IHALA_EOVERLOAD,
+		              "the broker cannot take the message now; retry later");
+		wreq_free(r);
+		return;
+	}
+	s->inflight_submits++;
+}
+
+static void
+handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__ReferralState *st = NULL;
+	struct store_rtxn *r;
+	const void *data;
+	size_t len;
+	int err;
+
+	err = store_rbegin(sv->store, &r);
+	if (err != 0) {
+		send_error(sv, s, err, q->request_id, NULL);
+		return;
+	}
+	err = store_referral_get(r, q->referral_id, &data, &len);
+	if (err == 0) {
+		st = ihala__v1__referral_state__unpack(NULL, len, data);
+		err = st == NULL ? IHALA_ESTORE : 0;
+	}
+	store_rend(r);
+	/* A referral the caller is not party to is refused (and logged as a security event). */
+	if (err == 0 && policy_may_read(s->agency, (Ihala__V1__Role)s->role, st) != 0) {
+		log_security("agency '%s' asked for referral '%s' it is not a party to", s->agency,
+		             q->referral_id);
+		err = IHALA_ENOTPARTY;
+	}
+	if (err != 0) {
+		char text[256];
+
+		snprintf(text, sizeof(text), "referral '%s': %s", q->referral_id,
+		         err == IHALA_ENOTFOUND ? ihala_strerror(IHALA_ENOREFERRAL)
+		                                : ihala_strerror(err));
+		send_error(sv, s, err == IHALA_ENOTFOUND ? IHALA_ENOREFERRAL : err, q->request_id,
+		           text);
+	} else {
+		st->request_id = q->request_id;
+		f.kind_case = IHALA__V1__FRAME__KIND_REFERRAL_STATE;
+		f.referral_state = st;
+		session_send(sv, s, &f);
+	}
+	if (st != NULL) {
+		ihala__v1__referral_state__free_unpacked(st, NULL);
+	}
+}
+
+static void
+handle_replay(struct server *sv, struct session *s, const Ihala__V1__ReplayRequest *q)
+{
+	if (s->role != AGENCY_ROLE_AUDITOR) {
+		log_security("agency '%s' asked to replay the log; only auditors may", s->agency);
+		send_error(sv, s, IHALA_EFORBIDDEN, q->request_id,
+		           "only auditors may replay the log");
+		return;
+	}
+	replay_stop(sv, s);
+	s->replaying = 1;
+	s->replay_req = q->request_id;
+	s->replay_next = q->from_seq == 0 ? 1 : q->from_seq;
+	s->replay_to = q->to_seq;
+	s->replay_follow = q->follow;
+	if (s->replay_follow) {
+		sv->replay_followers++;
+	}
+	replay_pump(sv, s);
+}
+
+static int
+send_checkpoint(struct server *sv, struct session *s, uint64_t request_id)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__CheckpointNote cn = IHALA__V1__CHECKPOINT_NOTE__INIT;
+	char *text = latest_checkpoint(sv, NULL);
+
+	if (text == NULL) {
+		send_error(sv, s, IHALA_ENOTFOUND, request_id, "no checkpoint has been signed yet");
+		return 0;
+	}
+	cn.request_id = request_id;
+	cn.text = text;
+	f.kind_case = IHALA__V1__FRAME__KIND_CHECKPOINT;
+	f.checkpoint = &cn;
+	session_send(sv, s, &f);
+	free(text);
+	return 0;
+}
+
+static void
+handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest *q)
+{
+	uint8_t path[MERKLE_MAX_PATH][MERKLE_HASH_LEN];
+	uint8_t *pp[MERKLE_MAX_PATH];
+	uint8_t leaf[MERKLE_HASH_LEN];
+	ProtobufCBinaryData bd[MERKLE_MAX_PATH];
+	struct store_rtxn *r = NULL;
+	char *text = NULL;
+	char msg[256];
+	uint64_t size = 0, seq = 0;
+	size_t pathlen, i;
+	int err;
+
+	(void)pp;
+	err = store_rbegin(sv->store, &r);
+	if (err != 0) {
+		send_error(sv, s, err, q->request_id, NULL);
+		return;
+	}
+	if (q->tree_size != 0) {
+		size = q->tree_size;
+		err = store_checkpoint_get(r, size, &text);
+	} else {
+		err = store_checkpoint_latest(r, &size, &text);
+	}
+	if (err != 0) {
+		snprintf(msg, sizeof(msg), "no signed checkpoint%s yet; retry in a few seconds",
+		         q->tree_size != 0 ? " of that tree size" : "");
+		err = IHALA_ENOTFOUND;
+		goto fail;
+	}
+	if (q->target_case == IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID) {
+		err = store_msgid_get(r, s->agency, q->message_id, &seq);
+		if (err != 0) {
+			snprintf(msg, sizeof(msg), "no submission of '%s' has message id '%s'",
+			         s->agency, q->message_id);
+			goto fail;
+		}
+	} else if (q->target_case == IHALA__V1__PROOF_REQUEST__TARGET_SEQ) {
+		seq = q->seq;
+	}
+	if (seq != 0) {
+		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+		Ihala__V1__InclusionProof ip = IHALA__V1__INCLUSION_PROOF__INIT;
+
+		if (seq > size) {
+			snprintf(
+			    msg, sizeof(msg),
+			    "seq %llu is not covered by the checkpoint of size %llu yet; retry "
+			    "in a few seconds",
+			    (unsigned long long)seq, (unsigned long long)size);
+			err = IHALA_ENOTFOUND;
+			goto fail;
+		}
+		err = store_tree_get(r, 0, seq - 1, leaf);
+		if (err == 0) {
+			err = merkle_inclusion_proof(&ledger_tree_rops, r, seq - 1, size, path,
+			                             &pathlen);
+		}
+		if (err != 0) {
+			snprintf(msg, sizeof(msg), "cannot build the proof: %s",
+			         ihala_strerror(err));
+			goto fail;
+		}
+		for (i = 0; i < pathlen; i++) {
+			bd[i].data = path[i];
+			bd[i].len = MERKLE_HASH_LEN;
+		}
+		ip.request_id = q->request_id;
+		ip.seq = seq;
+		ip.leaf_index = seq - 1;
+		ip.tree_size = size;
+		ip.leaf_hash.data = leaf;
+		ip.leaf_hash.len = MERKLE_HASH_LEN;
+		ip.n_path = pathlen;
+		ip.path = bd;
+		ip.checkpoint = text;
+		f.kind_case = IHALA__V1__FRAME__KIND_INCLUSION_PROOF;
+		f.inclusion_proof = &ip;
+		session_send(sv, s, &f);
+	}
+	if (q->consistency_from != 0) {
+		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+		Ihala__V1__ConsistencyProof cp = IHALA__V1__CONSISTENCY_PROOF__INIT;
+
+		err = merkle_consistency_proof(&ledger_tree_rops, r, q->consistency_from, size,
+		                               path, &pathlen);
+		if (err != 0) {
+			snprintf(msg, sizeof(msg), "no consistency proof from size %llu to %llu",
+			         (unsigned long long)q->consistency_from, (unsigned long long)size);
+			goto fail;
+		}
+		for (i = 0; i < pathlen; i++) {
+			bd[i].data = path[i];
+			bd[i].len = MERKLE_HASH_LEN;
+		}
+		cp.request_id = q->request_id;
+		cp.size1 = q->consistency_from;
+		cp.size2 = size;
+		cp.n_path = pathlen;
+		cp.path = bd;
+		cp.checkpoint = text;
+		f.kind_case = IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF;
+		f.consistency_proof = &cp;
+		session_send(sv, s, &f);
+	}
+	if (seq == 0 && q->consistency_from == 0) {
+		snprintf(msg, sizeof(msg),
+		         "a proof request needs a seq, a message id or consistency_from");
+		err = IHALA_ESCHEMA;
+		goto fail;
+	}
+	store_rend(r);
+	free(text);
+	return;
+fail:
+	store_rend(r);
+	free(text);
+	send_error(sv, s, err, q->request_id, msg);
+}
+
+static void
+session_frame(struct server *sv, struct session *s, const uint8_t *body, size_t len)
+{
+	Ihala__V1__Frame *f = NULL;
+	int err;
+
+	err = frame_decode(body, len, sv->cfg->limits.max_frame, &f);
+	if (err != 0) {
+		char text[128];
+
+		snprintf(text, sizeof(text), "frame of %zu bytes: %s", len, ihala_strerror(err));
+		log_security("session %llu (%s): %s; closing", (unsigned long long)s->id, s->agency,
+		             text);
+		session_end(sv, s, err, text);
+		return;
+	}
+	switch (f->kind_case) {
+	case IHALA__V1__FRAME__KIND_SUBMIT:
+		handle_submit(sv, s, f->submit);
+		break;
+	case IHALA__V1__FRAME__KIND_DELIVERY_ACK:
+		handle_ack(sv, s, f->delivery_ack->seq);
+		break;
+	case IHALA__V1__FRAME__KIND_QUERY:
+		handle_query(sv, s, f->query);
+		break;
+	case IHALA__V1__FRAME__KIND_REPLAY_REQUEST:
+		handle_replay(sv, s, f->replay_request);
+		break;
+	case IHALA__V1__FRAME__KIND_PROOF_REQUEST:
+		handle_proof(sv, s, f->proof_request);
+		break;
+	case IHALA__V1__FRAME__KIND_CHECKPOINT_REQUEST:
+		send_checkpoint(sv, s, f->checkpoint_request->request_id);
+		break;
+	default:
+		log_security("session %llu (%s): a client may not send frame type %d; closing",
+		             (unsigned long long)s->id, s->agency, (int)f->kind_case);
+		session_end(sv, s, IHALA_EPROTOCOL, "a client may not send this frame type");
+		break;
+	}
+	frame_free(f);
+}
+
+/* TLS bytes arrived for a session. */
+void
+session_input(struct server *sv, struct session *s, const uint8_t *tls, size_t len)
+{
+	const uint8_t *body;
+	size_t blen;
+	int err, rc;
+
+	s->last_ms = clock_wall_ms();
+	err = channel_feed(s->ch, tls, len);
+	session_flush(sv, s);
+	if (err == IHALA_EHANDSHAKE || (err != 0 && !s->authed)) {
+		log_security("session %llu: TLS handshake refused: %s", (unsigned long long)s->id,
+		             channel_error_text(s->ch));
+		s->dead = 1;
+		return;
+	}
+	if (!s->authed && channel_state(s->ch) == CHANNEL_OPEN) {
+		session_authenticate(sv, s);
+	}
+	while (s->authed && !s->dead && (rc = channel_next_frame(s->ch, &body, &blen)) == 1) {
+		session_frame(sv, s, body, blen);
+	}
+	if (err == IHALA_EFRAMESIZE && !s->dead) {
+		log_security("session %llu (%s): frame larger than %llu bytes; closing",
+		             (unsigned long long)s->id, s->agency,
+		             (unsigned long long)sv->cfg->limits.max_frame);
+		session_end(sv, s, IHALA_EFRAMESIZE, NULL);
+	} else if (err != 0 && !s->dead) {
+		log_warnx("session %llu (%s): %s", (unsigned long long)s->id, s->agency,
+		          channel_error_text(s->ch));
+		s->dead = 1;
+	} else if (channel_state(s->ch) == CHANNEL_CLOSED && !s->dead) {
+		log_debug("session %llu (%s): closed by peer", (unsigned long long)s->id,
+		          s->agency);
+		s->dead = 1;
+	}
+}

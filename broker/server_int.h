@@ -1,0 +1,108 @@
+/* server_int.h - the broker loop's shared state: server, sessions, agencies (private to broker). */
+#ifndef IHALA_SERVER_INT_H
+#define IHALA_SERVER_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/ssl.h>
+
+#include "clock.h"
+#include "tlsctx.h"
+
+/*
+ * One thread (the main one) owns everything here: server.c's loop, and the session,
+ * delivery and request modules it calls. The writer thread sees none of it; it gets
+ * `struct wreq` pointers over the PAIR socket (writer.h).
+ */
+
+#define MAX_WINDOW 1024 /* largest credit window of a deliverer */
+
+struct session;
+struct broker_config;
+struct store;
+struct checkpoint_signer;
+struct writer;
+struct writer_policy;
+struct wreq;
+struct channel;
+
+/* Delivery state of one agency: entries go to one of its sessions at a time. */
+struct agency_rt {
+	char id[TLS_AGENCY_MAX + 1];
+	struct session *deliverer;
+	uint64_t next_seq; /* next queue position to look at */
+	uint64_t inflight[MAX_WINDOW];
+	size_t n_inflight;
+	size_t acks_pending; /* acks handed to the writer and not logged yet */
+	int dirty;           /* new entries may be queued */
+	struct agency_rt *next;
+};
+
+struct session {
+	uint64_t id;       /* unique for the broker's life, routes writer answers */
+	struct wreq *acks; /* acks received this turn, not yet handed to the writer */
+	uint8_t rid[256];
+	size_t rid_len;
+	struct channel *ch;
+	int authed;
+	int dead;    /* peer gone or closed: free at the end of the iteration */
+	int closing; /* flush what is pending, then free */
+	char agency[TLS_AGENCY_MAX + 1];
+	int role;
+	uint8_t fp[TLS_FP_LEN];
+	uint64_t created_ms;
+	uint64_t last_ms;
+	uint64_t probe_ms; /* when it was last probed */
+	size_t inflight_submits;
+	struct agency_rt *art;
+
+	/* TLS bytes taken from the channel but refused by ZeroMQ (EAGAIN): sent first. */
+	uint8_t *wire;
+	size_t wire_len;
+
+	/* replay (auditors) */
+	int replaying;
+	int replay_follow;
+	uint64_t replay_req;
+	uint64_t replay_next;
+	uint64_t replay_to;
+
+	struct session *next;
+};
+
+struct server {
+	struct broker_config *cfg;
+	SSL_CTX *ssl;
+	struct store *store;
+	struct checkpoint_signer *signer;
+	void *zctx;
+	void *router;
+	void *wpair;
+	struct writer *writer;
+	struct writer_policy *policy;
+	int sigfd;
+
+	struct session *sessions;
+	size_t n_sessions;
+	size_t n_preauth;
+	uint64_t next_session_id;
+	struct agency_rt *agencies;
+	uint8_t *wirebuf;
+
+	int stopping;       /* SIGTERM seen */
+	int writer_stopped; /* WREQ_STOP came back */
+	uint64_t stop_ms;
+	int tick_outstanding;
+	uint64_t last_tick_ms;
+	int replay_followers;
+	uint64_t last_sweep_ms; /* see sessions_sweep() */
+};
+
+/* Hand request `r` to the writer thread, which owns it from then on. IHALA_EZMQ when the
+ * pipe refused it (logged): `r` is still the caller's. */
+int server_to_writer(struct server *sv, struct wreq *r);
+
+
+#endif

@@ -1,0 +1,653 @@
+/* ledger_test.c - unit tests of broker/ledger.c against a real LMDB store in a temporary dir. */
+#define _GNU_SOURCE /* nftw */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "checkpoint.h"
+#include "error.h"
+#include "frame.h"
+#include "ihala.pb-c.h"
+#include "ledger.h"
+#include "log.h"
+#include "store.h"
+
+#define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
+#define ROLE(x) IHALA__V1__ROLE__ROLE_##x
+#define RS(x) IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_##x
+#define T0 1700000000000ull /* the tests' clock */
+#define URGENT_MS 60000ull  /* deadline of an urgent referral in these tests */
+
+/* ------------------------------------------------------------------------------------------ */
+/* The agency table: a dma that refers, a ministry that answers.                               */
+
+static const struct policy_agency agencies[] = {
+    {"dma", ROLE(DMA), POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_NOTE, NULL, 0, 1},
+    {"moh", ROLE(MINISTRY), POLICY_KIND_ALL, NULL, 0, 0},
+};
+
+static const struct policy_agency *
+fake_find(void *ctx, const char *id)
+{
+	size_t i;
+
+	(void)ctx;
+	for (i = 0; i < sizeof(agencies) / sizeof(agencies[0]); i++) {
+		if (strcmp(agencies[i].id, id) == 0) {
+			return &agencies[i];
+		}
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* A fresh store and ledger per test.                                                          */
+
+struct fx {
+	char dir[64];
+	struct store *store;
+	struct writer_policy pol;
+	struct checkpoint_signer *signer;
+	struct ledger *lg;
+};
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* Open a store of `mapsize` bytes (0: default) and a ledger over it, queue limit `qlimit`. */
+static struct fx *
+fx_open(size_t mapsize, size_t qlimit, int with_signer)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	struct ledger_params lp;
+
+	assert_non_null(fx);
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/ledger_test.XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	assert_int_equal(store_open(fx->dir, mapsize, 0, &fx->store), 0);
+	fx->pol.view.find = fake_find;
+	fx->pol.queue_limit = qlimit;
+	fx->pol.deadline_ms[0] = 3 * URGENT_MS;
+	fx->pol.deadline_ms[IHALA__V1__PRIORITY__PRIORITY_EMERGENCY] = URGENT_MS / 2;
+	fx->pol.deadline_ms[IHALA__V1__PRIORITY__PRIORITY_URGENT] = URGENT_MS;
+	fx->pol.deadline_ms[IHALA__V1__PRIORITY__PRIORITY_NORMAL] = 3 * URGENT_MS;
+	if (with_signer) {
+		EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+
+		assert_non_null(pkey);
+		assert_int_equal(checkpoint_signer_from_pkey(pkey, "ledger.test/log", &fx->signer),
+		                 0);
+		EVP_PKEY_free(pkey);
+	}
+	memset(&lp, 0, sizeof(lp));
+	lp.store = fx->store;
+	lp.policy = &fx->pol;
+	lp.signer = fx->signer;
+	lp.origin = "ledger.test/log";
+	lp.ckpt_every_entries = 1;              /* due at every batch that follows new entries */
+	lp.ckpt_every_ms = 24ull * 3600 * 1000; /* never by time within a test */
+	assert_int_equal(ledger_new(&lp, &fx->lg), 0);
+	return fx;
+}
+
+static void
+fx_close(struct fx *fx)
+{
+	ledger_free(fx->lg);
+	store_close(fx->store);
+	checkpoint_signer_free(fx->signer);
+	assert_int_equal(nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+	free(fx);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Envelopes and requests.                                                                     */
+
+struct msg {
+	Ihala__V1__Envelope env;
+	Ihala__V1__Referral ref;
+	Ihala__V1__Survivor surv;
+	Ihala__V1__Consent consent;
+	char *consent_agencies[1];
+	Ihala__V1__ServiceCode services[1];
+	Ihala__V1__StatusUpdate su;
+};
+
+/* A complete, valid urgent referral `rid` from dma to moh, message id `mid`. */
+static void
+msg_referral(struct msg *m, const char *mid, const char *rid)
+{
+	memset(m, 0, sizeof(*m));
+	ihala__v1__envelope__init(&m->env);
+	ihala__v1__referral__init(&m->ref);
+	ihala__v1__survivor__init(&m->surv);
+	ihala__v1__consent__init(&m->consent);
+	m->env.message_id = (char *)mid;
+	m->env.to = "moh";
+	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	m->env.referral = &m->ref;
+	m->ref.referral_id = (char *)rid;
+	m->ref.referring_agency = "dma";
+	m->ref.receiving_agency = "moh";
+	m->ref.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+	m->services[0] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
+	m->ref.n_services = 1;
+	m->ref.services = m->services;
+	m->surv.case_id = "IQ-NIN-000123";
+	m->ref.survivor = &m->surv;
+	m->consent.given = 1;
+	m->consent.given_by = IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
+	m->consent.date = "2025-03-01";
+	m->consent_agencies[0] = "moh";
+	m->consent.n_agencies = 1;
+	m->consent.agencies = m->consent_agencies;
+	m->ref.consent = &m->consent;
+}
+
+/* moh's status `status` of referral `rid`, message id `mid`. */
+static void
+msg_status(struct msg *m, const char *mid, const char *rid, Ihala__V1__TaskStatus status)
+{
+	memset(m, 0, sizeof(*m));
+	ihala__v1__envelope__init(&m->env);
+	ihala__v1__status_update__init(&m->su);
+	m->env.message_id = (char *)mid;
+	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+	m->env.status_update = &m->su;
+	m->su.referral_id = (char *)rid;
+	m->su.status = status;
+}
+
+/* A submission of `m` by `agency` at time `t`, bytes and decoded envelope as the server
+ * makes them. */
+static struct wreq *
+submit_req(const char *agency, const struct msg *m, uint64_t t)
+{
+	struct wreq *r = wreq_new(WREQ_SUBMIT);
+	size_t len = ihala__v1__envelope__get_packed_size(&m->env);
+
+	assert_non_null(r);
+	r->env_bytes = malloc(len + 1);
+	assert_non_null(r->env_bytes);
+	ihala__v1__envelope__pack(&m->env, r->env_bytes);
+	r->env_len = len;
+	assert_int_equal(envelope_decode(r->env_bytes, len, &r->env), 0);
+	snprintf(r->agency, sizeof(r->agency), "%s", agency);
+	r->now_ms = t;
+	return r;
+}
+
+static struct wreq *
+tick_req(uint64_t t)
+{
+	struct wreq *r = wreq_new(WREQ_TICK);
+
+	assert_non_null(r);
+	r->now_ms = t;
+	return r;
+}
+
+/* Apply one request as a batch of its own; the ledger's return must be 0. */
+static void
+apply1(struct fx *fx, struct wreq *r)
+{
+	assert_int_equal(ledger_apply_batch(fx->lg, &r, 1), 0);
+}
+
+/* Submit `m` by `agency` alone in a batch; the request is returned for its results. */
+static struct wreq *
+submit1(struct fx *fx, const char *agency, const struct msg *m, uint64_t t)
+{
+	struct wreq *r = submit_req(agency, m, t);
+
+	apply1(fx, r);
+	return r;
+}
+
+static uint64_t
+log_last(struct fx *fx)
+{
+	struct store_rtxn *r;
+	uint64_t last = 0;
+
+	assert_int_equal(store_rbegin(fx->store, &r), 0);
+	assert_int_equal(store_log_last(r, &last), 0);
+	store_rend(r);
+	return last;
+}
+
+static size_t
+queued(struct fx *fx, const char *agency)
+{
+	struct store_rtxn *r;
+	size_t n = 0;
+	int err;
+
+	assert_int_equal(store_rbegin(fx->store, &r), 0);
+	err = store_queue_count(r, agency, &n);
+	store_rend(r);
+	if (err == IHALA_ENOTFOUND) {
+		return 0;
+	}
+	assert_int_equal(err, 0);
+	return n;
+}
+
+/* The stored state of `rid` (caller frees with ihala__v1__referral_state__free_unpacked). */
+static Ihala__V1__ReferralState *
+state_of(struct fx *fx, const char *rid)
+{
+	struct store_rtxn *r;
+	Ihala__V1__ReferralState *st;
+	const void *data;
+	size_t len;
+
+	assert_int_equal(store_rbegin(fx->store, &r), 0);
+	assert_int_equal(store_referral_get(r, rid, &data, &len), 0);
+	st = ihala__v1__referral_state__unpack(NULL, len, data);
+	store_rend(r);
+	assert_non_null(st);
+	return st;
+}
+
+/* Size of the latest stored checkpoint, 0 when there is none. */
+static uint64_t
+checkpoint_size(struct fx *fx)
+{
+	struct store_rtxn *r;
+	uint64_t size = 0;
+	char *text = NULL;
+
+	assert_int_equal(store_rbegin(fx->store, &r), 0);
+	if (store_checkpoint_latest(r, &size, &text) != 0) {
+		size = 0;
+	}
+	store_rend(r);
+	free(text);
+	return size;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tests.                                                                                      */
+
+/* A new referral is logged, queued for its recipient, and has a state. */
+static void
+test_submit_accepted(void **state)
+{
+	struct fx *fx = fx_open(0, 100, 0);
+	Ihala__V1__ReferralState *st;
+	struct msg m;
+	struct wreq *r;
+
+	(void)state;
+	msg_referral(&m, "m-1", "R-1");
+	r = submit1(fx, "dma", &m, T0);
+	assert_int_equal(r->err, 0);
+	assert_int_equal(r->status, RS(ACCEPTED));
+	assert_int_equal(r->seq, 1);
+	assert_int_equal(r->n_notify, 1);
+	assert_string_equal(r->notify[0], "moh");
+	assert_int_equal(log_last(fx), 1);
+	assert_int_equal(queued(fx, "moh"), 1);
+	st = state_of(fx, "R-1");
+	assert_int_equal(st->status, S(REQUESTED));
+	assert_string_equal(st->referrer, "dma");
+	assert_string_equal(st->recipient, "moh");
+	assert_int_equal(st->deadline_ms, T0 + URGENT_MS);
+	ihala__v1__referral_state__free_unpacked(st, NULL);
+	wreq_free(r);
+	fx_close(fx);
+}
+
+/* The same message again (same sender, id and bytes): DUPLICATE with the original seq and
+ * leaf, nothing logged or queued a second time. */
+static void
+test_duplicate(void **state)
+{
+	struct fx *fx = fx_open(0, 100, 0);
+	struct wreq *first, *again, *other;
+	struct msg m, m2;
+
+	(void)state;
+	msg_referral(&m, "m-1", "R-1");
+	first = submit1(fx, "dma", &m, T0);
+	assert_int_equal(first->status, RS(ACCEPTED));
+	msg_referral(&m2, "m-2", "R-2");
+	other = submit1(fx, "dma", &m2, T0 + 1);
+	assert_int_equal(other->seq, 2);
+
+	again = submit1(fx, "dma", &m, T0 + 2);
+	assert_int_equal(again->err, 0);
+	assert_int_equal(again->status, RS(DUPLICATE));
+	assert_int_equal(again->seq, first->seq);
+	assert_memory_equal(again->leaf, first->leaf, MERKLE_HASH_LEN);
+	assert_int_equal(again->n_notify, 0);
+	assert_int_equal(log_last(fx), 2);
+	assert_int_equal(queued(fx, "moh"), 2);
+	wreq_free(first);
+	wreq_free(other);
+	wreq_free(again);
+	fx_close(fx);
+}
+
+/* The same message id with different content: MESSAGE_ID_CONFLICT, not DUPLICATE (a sender
+ * told DUPLICATE deletes its message from the outbox, and the new content would be lost). */
+static void
+test_msgid_conflict(void **state)
+{
+	struct fx *fx = fx_open(0, 100, 0);
+	struct wreq *first, *clash;
+	struct msg m, m2;
+
+	(void)state;
+	msg_referral(&m, "m-1", "R-1");
+	first = submit1(fx, "dma", &m, T0);
+	assert_int_equal(first->status, RS(ACCEPTED));
+	msg_referral(&m2, "m-1", "R-2"); /* same id, another referral */
+	clash = submit1(fx, "dma", &m2, T0 + 1);
+	assert_int_equal(clash->err, IHALA_EMSGID);
+	assert_int_equal(clash->status, RS(REFUSED));
+	assert_non_null(strstr(clash->text, "m-1"));
+	assert_int_equal(log_last(fx), 1);
+	assert_int_equal(queued(fx, "moh"), 1);
+	wreq_free(first);
+	wreq_free(clash);
+
+	/* The same id from another sender is another message. */
+	msg_status(&m2, "m-1", "R-1", S(ACCEPTED));
+	clash = submit1(fx, "moh", &m2, T0 + 2);
+	assert_int_equal(clash->err, 0);
+	assert_int_equal(clash->status, RS(ACCEPTED));
+	wreq_free(clash);
+	fx_close(fx);
+}
+
+/* A queue limit of N: N entries are accepted, the next one is refused with QUEUE_FULL; an
+ * ack makes room again. */
+static void
+test_queue_full(void **state)
+{
+	enum { LIMIT = 3 };
+	struct fx *fx = fx_open(0, LIMIT, 0);
+	struct wreq *r;
+	struct msg m;
+	char mid[16], rid[16];
+	int i;
+
+	(void)state;
+	for (i = 0; i < LIMIT; i++) {
+		snprintf(mid, sizeof(mid), "m-%d", i);
+		snprintf(rid, sizeof(rid), "R-%d", i);
+		msg_referral(&m, mid, rid);
+		r = submit1(fx, "dma", &m, T0 + (uint64_t)i);
+		assert_int_equal(r->err, 0);
+		assert_int_equal(r->status, RS(ACCEPTED));
+		wreq_free(r);
+	}
+	assert_int_equal(queued(fx, "moh"), LIMIT);
+	msg_referral(&m, "m-full", "R-full");
+	r = submit1(fx, "dma", &m, T0 + 10);
+	assert_int_equal(r->err, IHALA_EQUEUEFULL);
+	assert_int_equal(r->status, RS(REFUSED));
+	assert_int_equal(r->n_notify, 0);
+	wreq_free(r);
+	assert_int_equal(log_last(fx), LIMIT);
+	assert_int_equal(queued(fx, "moh"), LIMIT);
+
+	/* moh takes one: room for one more. */
+	r = wreq_new(WREQ_ACK);
+	assert_non_null(r);
+	snprintf(r->agency, sizeof(r->agency), "moh");
+	r->acks[r->n_acks++] = 1;
+	r->now_ms = T0 + 20;
+	apply1(fx, r);
+	assert_int_equal(r->err, 0);
+	wreq_free(r);
+	assert_int_equal(queued(fx, "moh"), LIMIT - 1);
+	r = submit1(fx, "dma", &m, T0 + 30);
+	assert_int_equal(r->status, RS(ACCEPTED));
+	wreq_free(r);
+	fx_close(fx);
+}
+
+/* An ack of a new referral logs its delivery and marks it received; a repeated ack logs
+ * nothing. */
+static void
+test_ack_received(void **state)
+{
+	struct fx *fx = fx_open(0, 100, 0);
+	Ihala__V1__ReferralState *st;
+	struct wreq *r;
+	struct msg m;
+	int i;
+
+	(void)state;
+	msg_referral(&m, "m-1", "R-1");
+	r = submit1(fx, "dma", &m, T0);
+	wreq_free(r);
+	for (i = 0; i < 2; i++) {
+		r = wreq_new(WREQ_ACK);
+		assert_non_null(r);
+		snprintf(r->agency, sizeof(r->agency), "moh");
+		r->acks[r->n_acks++] = 1;
+		r->now_ms = T0 + 5;
+		apply1(fx, r);
+		assert_int_equal(r->err, 0);
+		wreq_free(r);
+		/* the broker's "received" entry, queued for the referrer */
+		assert_int_equal(log_last(fx), 2);
+		assert_int_equal(queued(fx, "moh"), 0);
+		assert_int_equal(queued(fx, "dma"), 1);
+	}
+	st = state_of(fx, "R-1");
+	assert_int_equal(st->status, S(RECEIVED));
+	ihala__v1__referral_state__free_unpacked(st, NULL);
+	fx_close(fx);
+}
+
+/*
+ * A batch whose middle request meets an LMDB error (here a map too small for its envelope):
+ * the batch is done again request by request in savepoints, so only that request is refused
+ * (STORE_FULL) and the others of the batch are logged.
+ */
+static void
+test_savepoint_retry(void **state)
+{
+	struct fx *fx = fx_open(256 * 1024, 100, 0);
+	struct wreq *batch[3];
+	struct msg m;
+	char *big;
+	size_t i;
+
+	(void)state;
+	msg_referral(&m, "m-a", "R-a");
+	batch[0] = submit_req("dma", &m, T0);
+	big = malloc(1024 * 1024);
+	assert_non_null(big);
+	memset(big, 'x', 1024 * 1024 - 1);
+	big[1024 * 1024 - 1] = '\0';
+	msg_referral(&m, "m-big", "R-big");
+	m.ref.notes = big;
+	batch[1] = submit_req("dma", &m, T0);
+	free(big);
+	msg_referral(&m, "m-c", "R-c");
+	batch[2] = submit_req("dma", &m, T0);
+
+	assert_int_equal(ledger_apply_batch(fx->lg, batch, 3), 0);
+	assert_int_equal(batch[0]->err, 0);
+	assert_int_equal(batch[0]->status, RS(ACCEPTED));
+	assert_int_equal(batch[0]->seq, 1);
+	assert_int_equal(batch[1]->err, IHALA_ESTOREFULL);
+	assert_int_equal(batch[1]->status, RS(REFUSED));
+	assert_int_equal(batch[1]->n_notify, 0);
+	assert_int_equal(batch[2]->err, 0);
+	assert_int_equal(batch[2]->status, RS(ACCEPTED));
+	assert_int_equal(batch[2]->seq, 2);
+	for (i = 0; i < 3; i++) {
+		wreq_free(batch[i]);
+	}
+	assert_int_equal(log_last(fx), 2);
+	assert_int_equal(queued(fx, "moh"), 2);
+
+	/* The tree is whole after the aborted savepoint: the next entry still goes in. */
+	msg_referral(&m, "m-d", "R-d");
+	batch[0] = submit1(fx, "dma", &m, T0 + 1);
+	assert_int_equal(batch[0]->status, RS(ACCEPTED));
+	assert_int_equal(batch[0]->seq, 3);
+	wreq_free(batch[0]);
+	fx_close(fx);
+}
+
+/* A tick past a referral's deadline marks it overdue once (an entry queued for the referrer);
+ * a referral answered in time, or a tick before the deadline, marks nothing. */
+static void
+test_overdue(void **state)
+{
+	struct fx *fx = fx_open(0, 100, 0);
+	Ihala__V1__ReferralState *st;
+	struct wreq *r;
+	struct msg m;
+
+	(void)state;
+	msg_referral(&m, "m-1", "R-late");
+	wreq_free(submit1(fx, "dma", &m, T0));
+	msg_referral(&m, "m-2", "R-answered");
+	wreq_free(submit1(fx, "dma", &m, T0));
+	msg_status(&m, "s-1", "R-answered", S(ACCEPTED));
+	r = submit1(fx, "moh", &m, T0 + 10);
+	assert_int_equal(r->status, RS(ACCEPTED));
+	wreq_free(r);
+	assert_int_equal(log_last(fx), 3);
+
+	r = tick_req(T0 + URGENT_MS - 1); /* a millisecond early */
+	apply1(fx, r);
+	assert_int_equal(r->n_notify, 0);
+	wreq_free(r);
+	assert_int_equal(log_last(fx), 3);
+
+	r = tick_req(T0 + URGENT_MS);
+	apply1(fx, r);
+	assert_int_equal(r->err, 0);
+	assert_int_equal(r->n_notify, 1);
+	assert_string_equal(r->notify[0], "dma");
+	wreq_free(r);
+	assert_int_equal(log_last(fx), 4);      /* one overdue event, for R-late only */
+	assert_int_equal(queued(fx, "dma"), 2); /* moh's status and the overdue event */
+	st = state_of(fx, "R-late");
+	assert_int_equal(st->overdue, 1);
+	assert_int_equal(st->status, S(REQUESTED));
+	assert_int_equal(st->history[st->n_history - 1]->status, S(OVERDUE));
+	ihala__v1__referral_state__free_unpacked(st, NULL);
+	st = state_of(fx, "R-answered");
+	assert_int_equal(st->overdue, 0);
+	ihala__v1__referral_state__free_unpacked(st, NULL);
+
+	r = tick_req(T0 + 2 * URGENT_MS); /* once only */
+	apply1(fx, r);
+	wreq_free(r);
+	assert_int_equal(log_last(fx), 4);
+	fx_close(fx);
+}
+
+/* A checkpoint signed into a batch covers what was on disk when the batch began, never the
+ * batch's own entries (not synced when it is signed). */
+static void
+test_checkpoint_not_ahead(void **state)
+{
+	struct fx *fx = fx_open(0, 100, 1);
+	struct wreq *batch[3];
+	struct msg m;
+	char mid[16], rid[16];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		snprintf(mid, sizeof(mid), "m-%zu", i);
+		snprintf(rid, sizeof(rid), "R-%zu", i);
+		msg_referral(&m, mid, rid);
+		batch[i] = submit_req("dma", &m, T0);
+	}
+	assert_int_equal(ledger_apply_batch(fx->lg, batch, 3), 0);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(batch[i]->status, RS(ACCEPTED));
+		wreq_free(batch[i]);
+	}
+	assert_int_equal(log_last(fx), 3);
+	assert_int_equal(checkpoint_size(fx), 0); /* nothing was on disk when it began */
+
+	msg_referral(&m, "m-3", "R-3");
+	wreq_free(submit1(fx, "dma", &m, T0 + 1));
+	assert_int_equal(log_last(fx), 4);
+	assert_int_equal(checkpoint_size(fx), 3);
+
+	/* A tick with nothing new to log still carries the due checkpoint of size 4. */
+	batch[0] = tick_req(T0 + 2);
+	apply1(fx, batch[0]);
+	wreq_free(batch[0]);
+	assert_int_equal(log_last(fx), 4);
+	assert_int_equal(checkpoint_size(fx), 4);
+
+	/* At shutdown: everything on disk, in a transaction of its own. */
+	msg_referral(&m, "m-4", "R-4");
+	wreq_free(submit1(fx, "dma", &m, T0 + 3));
+	assert_int_equal(checkpoint_size(fx), 4);
+	ledger_checkpoint_now(fx->lg, T0 + 4);
+	assert_int_equal(checkpoint_size(fx), 5);
+	fx_close(fx);
+}
+
+/* A swapped table judges the next submissions; the old one comes back to the caller. */
+static void
+test_policy_swap(void **state)
+{
+	struct fx *fx = fx_open(0, 100, 0);
+	struct writer_policy strict = fx->pol, *old;
+	struct wreq *r;
+	struct msg m;
+
+	(void)state;
+	strict.queue_limit = 0;
+	old = ledger_swap_policy(fx->lg, &strict);
+	assert_ptr_equal(old, &fx->pol);
+	msg_referral(&m, "m-1", "R-1");
+	r = submit1(fx, "dma", &m, T0);
+	assert_int_equal(r->err, IHALA_EQUEUEFULL);
+	wreq_free(r);
+	assert_ptr_equal(ledger_swap_policy(fx->lg, old), &strict);
+	r = submit1(fx, "dma", &m, T0);
+	assert_int_equal(r->status, RS(ACCEPTED));
+	wreq_free(r);
+	fx_close(fx);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_submit_accepted), cmocka_unit_test(test_duplicate),
+	    cmocka_unit_test(test_msgid_conflict),  cmocka_unit_test(test_queue_full),
+	    cmocka_unit_test(test_ack_received),    cmocka_unit_test(test_savepoint_retry),
+	    cmocka_unit_test(test_overdue),         cmocka_unit_test(test_checkpoint_not_ahead),
+	    cmocka_unit_test(test_policy_swap),
+	};
+
+	log_setlevel(LOG_LEVEL_ERROR); /* refusals below warn on purpose */
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
