@@ -2,15 +2,11 @@
 #include "store.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 

@@ -1,17 +1,9 @@
 /* localstore.c - a client node's durable local store over LMDB: outbox, inbox, last checkpoint. */
 #include "localstore.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <lmdb.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "dbenv.h"
 #include "endian.h"
