@@ -60,8 +60,8 @@ enum store_flags {
 	/* After a write failed with IHALA_ESTOREFULL, the next store_wbegin
 	 * doubles the map size (up to the maximum) before it begins. */
 	STORE_AUTO_GROW = 0x1,
-	/* Open read-only (e.g. an auditor reading a backup): no lock file,
-	 * no writes, the store must already exist. */
+	/* Open read-only (tests and tools; auditors and backups use
+	 * proto/logdb.h): no lock file, no writes, the store must exist. */
 	STORE_RDONLY = 0x2,
 };
 

@@ -66,8 +66,9 @@ struct logdb_txn {
 struct logdb;
 
 /* Open the store in `dir` read-only (no lock, nothing written; it must exist). *out is the
- * caller's, released with logdb_close. IHALA_EIO for an unusable directory,
- * IHALA_EVERSION for another format, IHALA_ENOTFOUND for an empty one. */
+ * caller's, released with logdb_close. IHALA_EIO for an unusable directory, IHALA_ESTORE
+ * for one without a store (no data.mdb, or LMDB data without the broker's databases),
+ * IHALA_EVERSION for another format, IHALA_ENOTFOUND for an LMDB file with nothing in it. */
 int logdb_open(const char *dir, struct logdb **out);
 void logdb_close(struct logdb *db);
 
