@@ -142,6 +142,15 @@ test_open_refusals(void **state)
 	assert_int_equal(logdb_open(tpath("nostore"), &db), IHALA_ESTORE);
 	assert_int_equal(access(tpath("nostore/data.mdb"), F_OK), -1);
 
+	/* an LMDB environment with nothing in it */
+	assert_int_equal(mkdir(tpath("emptyenv"), 0700), 0);
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_open(env, tpath("emptyenv"), 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	assert_int_equal(logdb_open(tpath("emptyenv"), &db), IHALA_ENOTFOUND);
+
 	/* a client's local store is not a broker store */
 	assert_int_equal(localstore_open(tpath("client"), &ls), 0);
 	localstore_close(ls);
