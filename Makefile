@@ -2,7 +2,8 @@
 #
 #   make            build everything into build/
 #   make deps       install the Debian packages the project needs (when missing)
-#   make test       deps + build + the whole suite; last line "N passed, N failed"
+#   make test       deps + build + check-layers + the whole suite; last line "N passed, N failed"
+#   make check-layers  fail on an include or a link across a forbidden layer edge
 #   make sanitize   the same suite built with ASan + UBSan into build-san/
 #   make fuzz       libFuzzer targets (clang) into build-fuzz/, FUZZ_SECONDS (30) each
 #   make valgrind   the integration tests with the broker under valgrind
@@ -35,9 +36,22 @@ ifdef FUZZ
 SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 endif
-CFLAGS_ALL = -std=gnu11 $(OPT) $(WARN) $(HARDEN) $(SANFLAGS) -MMD -MP \
-	-Iproto -Ibroker -Iclients -I$(B)/gen \
+# Layers: proto/ (the protocol, formats, shared plumbing) under broker/ and clients/, which
+# never see each other. Each folder is compiled with only its own and its lower layers'
+# include paths (LAYER_INC below), so a header included across a forbidden edge does not
+# compile; `make check-layers` also checks the sources and the libraries' symbols.
+CFLAGS_BASE = -std=gnu11 $(OPT) $(WARN) $(HARDEN) $(SANFLAGS) -MMD -MP \
 	$(shell pkg-config --cflags $(PKG_LIBS) 2>/dev/null) $(CFLAGS)
+INC_PROTO = -Iproto -I$(B)/gen
+INC_BROKER = $(INC_PROTO) -Ibroker
+INC_CLIENTS = $(INC_PROTO) -Iclients
+# Tests, tools, benchmarks and fuzzers sit above every layer.
+INC_ALL = $(INC_PROTO) -Ibroker -Iclients
+LAYER_INC = $(INC_ALL)
+$(B)/obj/proto/%.o $(B)/obj/gen/%.o: LAYER_INC = $(INC_PROTO)
+$(B)/obj/broker/%.o: LAYER_INC = $(INC_BROKER)
+$(B)/obj/clients/%.o: LAYER_INC = $(INC_CLIENTS)
+CFLAGS_ALL = $(CFLAGS_BASE) $(LAYER_INC)
 LDFLAGS_ALL = -pie -Wl,-z,relro -Wl,-z,now $(SANFLAGS) $(LDFLAGS)
 LIBS = $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null) -lpthread -lm
 TEST_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -54,8 +68,14 @@ TOOL_SRC = $(wildcard tests/tools/*.c)
 BENCH_SRC = $(wildcard bench/*.c)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
-LIB_OBJ = $(call obj,$(PROTO_SRC) $(CLIENT_SRC)) $(B)/obj/gen/ihala.pb-c.o
+PROTO_OBJ = $(call obj,$(PROTO_SRC)) $(B)/obj/gen/ihala.pb-c.o
+LIB_OBJ = $(call obj,$(CLIENT_SRC))
 BROKER_OBJ = $(call obj,$(BROKER_SRC))
+# The libraries, each on the ones after it (static link order).
+PROTO_LIB = $(B)/libihala-proto.a
+BROKER_LIBS = $(B)/libihala-broker.a $(PROTO_LIB)
+CLIENT_LIBS = $(B)/libihala.a $(PROTO_LIB)
+ALL_LIBS = $(B)/libihala-broker.a $(B)/libihala.a $(PROTO_LIB)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 TOOL_BIN = $(patsubst tests/tools/%.c,$(B)/tests/tools/%,$(TOOL_SRC))
 # tests/fuzz/fuzz_NAME.c: a libFuzzer binary under FUZZ=1, else a replayer of the corpus
@@ -68,12 +88,13 @@ BENCH_CORE = $(filter-out $(BENCH_PEERS),$(BENCH_BIN))
 BENCH_PKGS = rabbitmq-server librabbitmq-dev mosquitto libmosquitto-dev nats-server libnats-dev \
 	gnuplot-nox linux-perf
 
-BINS = $(B)/ihala-broker $(B)/ihala $(B)/libihala.a
+BINS = $(B)/ihala-broker $(B)/ihala $(B)/libihala.a $(PROTO_LIB) $(B)/libihala-broker.a
 
 # Keep intermediate objects (no rebuild of test objects on every run).
 .SECONDARY:
 
-.PHONY: all deps test check sanitize demo bench bench-smoke bench-deps clean fuzz tests install
+.PHONY: all deps test check check-layers sanitize demo bench bench-smoke bench-deps clean fuzz \
+	tests install
 .DEFAULT_GOAL := all
 
 all: $(BINS) tests
@@ -105,32 +126,35 @@ $(B)/obj/%.o: %.c | $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
+$(PROTO_LIB): $(PROTO_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libihala-broker.a: $(BROKER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# The client library: clients/ but the command line; link it with libihala-proto.a.
 $(B)/libihala.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(B)/libbroker.a: $(BROKER_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
-
-$(B)/ihala-broker: $(B)/obj/broker/main.o $(B)/libbroker.a $(B)/libihala.a
+$(B)/ihala-broker: $(B)/obj/broker/main.o $(BROKER_LIBS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
-# libbroker.a for its read-only store reader (auditors verify copies of the broker store);
-# libihala's audit.o needs it and it needs libihala: a group.
-$(B)/ihala: $(call obj,$(CLI_SRC)) $(B)/libihala.a $(B)/libbroker.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $(filter %.o,$^) -Wl,--start-group $(filter %.a,$^) \
-		-Wl,--end-group $(LIBS)
+# The command line is a client: it never links the broker (audit reads stores with logdb).
+$(B)/ihala: $(call obj,$(CLI_SRC)) $(CLIENT_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
-$(B)/tests/unit/%: $(B)/obj/tests/unit/%.o $(B)/libbroker.a $(B)/libihala.a
+$(B)/tests/unit/%: $(B)/obj/tests/unit/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(TEST_LIBS)
 
-$(B)/tests/tools/%: $(B)/obj/tests/tools/%.o $(B)/libbroker.a $(B)/libihala.a
+$(B)/tests/tools/%: $(B)/obj/tests/tools/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
-$(B)/bench/%: $(B)/obj/bench/%.o $(B)/libbroker.a $(B)/libihala.a
+$(B)/bench/%: $(B)/obj/bench/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(BENCH_LIBS)
 
@@ -154,9 +178,14 @@ bench: deps bench-deps
 bench-smoke: all
 	bench/run.sh --smoke --build $(B)
 
-# The suite: unit tests, then integration tests against real processes.
-check: all
+# The suite: the layer check, unit tests, then integration tests against real processes.
+check: all check-layers
 	@tests/run $(B)
+
+# Fails on a forbidden include (proto/ of broker/ or clients/ headers, broker/ <-> clients/)
+# or link (a library or build/ihala defining or needing another layer's symbols).
+check-layers: $(BINS)
+	@tests/check-layers $(B)
 
 test: deps
 	@$(MAKE) --no-print-directory check
@@ -199,17 +228,17 @@ FUZZ_PKGS = clang libclang-rt-14-dev
 .PHONY: fuzz-deps fuzz-build fuzz-seeds valgrind crash-full
 
 ifdef FUZZ
-$(B)/tests/fuzz/fuzz_%: $(B)/obj/tests/fuzz/fuzz_%.o $(B)/libbroker.a $(B)/libihala.a
+$(B)/tests/fuzz/fuzz_%: $(B)/obj/tests/fuzz/fuzz_%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(LIBS)
 else
 $(B)/tests/fuzz/fuzz_%: $(B)/obj/tests/fuzz/fuzz_%.o $(B)/obj/tests/fuzz/replay.o \
-		$(B)/libbroker.a $(B)/libihala.a
+		$(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 endif
 
-$(B)/tests/fuzz/mkseeds: $(B)/obj/tests/fuzz/mkseeds.o $(B)/libbroker.a $(B)/libihala.a
+$(B)/tests/fuzz/mkseeds: $(B)/obj/tests/fuzz/mkseeds.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 

@@ -10,7 +10,7 @@
 #include "server.h"
 #include "error.h"
 #include "log.h"
-#include "store.h"
+#include "logdb.h"
 
 #ifndef IHALA_VERSION
 #define IHALA_VERSION "0.1.0"
@@ -69,30 +69,32 @@ load_config(const char *path)
 static int
 backup(const struct broker_config *cfg, const char *dir)
 {
-	struct store *s = NULL;
-	struct store_stats st;
+	struct logdb *s = NULL;
+	struct logdb_txn t;
+	struct logdb_stats st;
 	char copy[4096];
 	int err;
 
-	err = store_open(cfg->broker.data_dir, cfg->broker.map_size, STORE_RDONLY, &s);
+	err = logdb_open(cfg->broker.data_dir, &s);
 	if (err != 0) {
 		fprintf(stderr, "ihala-broker: cannot open the store '%s' read-only: %s\n",
 		        cfg->broker.data_dir, ihala_strerror(err));
 		return EXIT_REFUSED;
 	}
-	err = store_backup(s, dir);
-	store_close(s);
+	err = logdb_backup(s, dir);
+	logdb_close(s);
 	s = NULL;
 	if (err != 0) {
 		fprintf(stderr, "ihala-broker: backup of '%s' into '%s' failed: %s\n",
 		        cfg->broker.data_dir, dir, ihala_strerror(err));
 		return EXIT_REFUSED;
 	}
-	err = store_open(dir, 0, STORE_RDONLY, &s);
-	if (err == 0) {
-		err = store_stat(s, &st);
+	err = logdb_open(dir, &s);
+	if (err == 0 && (err = logdb_begin(s, &t)) == 0) {
+		err = logdb_stat(&t, &st);
+		logdb_end(&t);
 	}
-	store_close(s);
+	logdb_close(s);
 	if (err != 0) {
 		fprintf(stderr, "ihala-broker: the backup in '%s' does not read back: %s\n", dir,
 		        ihala_strerror(err));

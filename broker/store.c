@@ -2,58 +2,36 @@
 #include "store.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "datadir.h"
+#include "dbenv.h"
 #include "endian.h"
 #include "error.h"
 #include "log.h"
+#include "logdb.h"
 
-/* MDB_INTEGERKEY keys are unsigned int or size_t: the uint64 log seq needs
- * size_t to be 64 bits. */
-_Static_assert(sizeof(size_t) == sizeof(uint64_t), "the store needs a 64-bit size_t");
+/* The format (database names, keys, values) is proto/logdb.h's; this file writes it. */
 
-#define STORE_MAXDBS 16
-#define STORE_MAXREADERS 126
 #define STORE_LOCKFILE "ihala.lock"
-#define QCOUNT_PREFIX "qcount:"
-#define META_VERSION "format_version"
-#define META_CREATED "created"
-/* LMDB's value size field is 32 bits. */
-#define STORE_MAX_VALUE ((size_t)UINT32_MAX)
-#define TREE_KEY_LEN 9
-#define SEQ_LEN 8
 
 struct store {
-	MDB_env *env;
-	MDB_dbi log;
-	MDB_dbi tree;
-	MDB_dbi msgid;
-	MDB_dbi queue;
-	MDB_dbi referral;
-	MDB_dbi checkpoint;
-	MDB_dbi meta;
-	char *dir;
+	/* env, dir, maxkey, lock; db.map_full: a write hit MDB_MAP_FULL since the last
+	 * growth (writer thread) */
+	struct dbenv db;
+	struct logdb_dbis dbi;
 	unsigned flags;
 	size_t max_mapsize;
 	size_t page_size;
-	size_t maxkey;
 	pid_t pid;
-	int lockfd;
 
 	/* Writer thread only. */
 	struct store_wtxn *wtxn; /* the open top batch */
-	int map_full;		 /* a write hit MDB_MAP_FULL since the last growth */
 	int cap_warned;
 
 	/* Read transactions in flight, so store_grow can wait them out. */
@@ -65,7 +43,7 @@ struct store {
 
 struct store_rtxn {
 	struct store *s;
-	MDB_txn *txn;
+	struct logdb_txn lt;	     /* lt.txn: this transaction */
 	struct store_wtxn *w;	     /* set on the read view of a batch */
 	struct store_log_iter *iters; /* open iterators, closed at txn end */
 };
@@ -85,7 +63,7 @@ struct qc_slot {
 };
 
 struct store_wtxn {
-	struct store_rtxn r; /* read view; r.txn is this (sub-)batch's txn */
+	struct store_rtxn r; /* read view; r.lt.txn is this (sub-)batch's txn */
 	struct store_wtxn *parent;
 	struct store_wtxn *child;
 	uint64_t next_seq;
@@ -98,9 +76,7 @@ static int qc_flush(struct store_wtxn *w);
 
 struct store_log_iter {
 	struct store_rtxn *r; /* NULL once its transaction ended */
-	MDB_cursor *cur;
-	uint64_t from;
-	int started;
+	struct logdb_log_iter li;
 	struct store_log_iter *next;
 	struct store_log_iter **pprev;
 };
@@ -116,38 +92,11 @@ round_page(const struct store *s, size_t n)
 	return (n + s->page_size - 1) / s->page_size * s->page_size;
 }
 
-/*
- * Map an LMDB return code to the project's codes. MDB_NOTFOUND is an
- * ordinary answer and not logged; everything else is.
- */
+/* LMDB's code as the project's (dbenv_err: logged, map_full noted). */
 static int
 store_err(struct store *s, int rc, const char *what)
 {
-	switch (rc) {
-	case MDB_SUCCESS:
-		return 0;
-	case MDB_NOTFOUND:
-		return IHALA_ENOTFOUND;
-	case MDB_MAP_FULL:
-		s->map_full = 1;
-		log_warnx("store %s: %s: the store is full (MDB_MAP_FULL); it must be grown",
-			  s->dir, what);
-		return IHALA_ESTOREFULL;
-	case MDB_TXN_FULL:
-		log_warnx("store %s: %s: batch too large (%s); commit it and retry", s->dir, what,
-			  mdb_strerror(rc));
-		return IHALA_EAGAIN;
-	case ENOMEM:
-		log_warnx("store %s: %s: %s", s->dir, what, mdb_strerror(rc));
-		return IHALA_ENOMEM;
-	case MDB_MAP_RESIZED:
-		log_warnx("store %s: %s: %s (another process grew the store; restart the broker)",
-			  s->dir, what, mdb_strerror(rc));
-		return IHALA_ESTORE;
-	default:
-		log_warnx("store %s: %s: %s", s->dir, what, mdb_strerror(rc));
-		return IHALA_ESTORE;
-	}
+	return dbenv_err(&s->db, rc, what);
 }
 
 /* A write failure other than "not found" makes the batch unusable (LMDB
@@ -171,7 +120,8 @@ wcheck(struct store_wtxn *w)
 		return IHALA_EINVAL;
 	}
 	if (w->child != NULL) {
-		log_warnx("store %s: batch used while its sub-batch is open (a bug)", w->r.s->dir);
+		log_warnx("store %s: batch used while its sub-batch is open (a bug)",
+			  w->r.s->db.dir);
 		return IHALA_EINVAL;
 	}
 	if (w->failed != 0) {
@@ -183,7 +133,7 @@ wcheck(struct store_wtxn *w)
 static int
 rcheck(struct store_rtxn *r)
 {
-	if (r == NULL || r->txn == NULL) {
+	if (r == NULL || r->lt.txn == NULL) {
 		return IHALA_EINVAL;
 	}
 	if (r->w != NULL) {
@@ -203,7 +153,7 @@ id_len(const struct store *s, const char *id, size_t room, size_t *len)
 		return IHALA_EINVAL;
 	}
 	n = strlen(id);
-	if (n > s->maxkey || room > s->maxkey - n) {
+	if (n > s->db.maxkey || room > s->db.maxkey - n) {
 		return IHALA_ETOOLARGE;
 	}
 	*len = n;
@@ -217,27 +167,27 @@ queue_key(const struct store *s, const char *agency, uint64_t seq, uint8_t *buf,
 	size_t n;
 	int rc;
 
-	if ((rc = id_len(s, agency, 1 + SEQ_LEN, &n)) < 0) {
+	if ((rc = id_len(s, agency, 1 + LOGDB_SEQ_LEN, &n)) < 0) {
 		return rc;
 	}
 	memcpy(buf, agency, n);
 	buf[n] = '\0';
 	be64enc(buf + n + 1, seq);
 	key->mv_data = buf;
-	key->mv_size = n + 1 + SEQ_LEN;
+	key->mv_size = n + 1 + LOGDB_SEQ_LEN;
 	return 0;
 }
 
 static int
 qcount_key(const struct store *s, const char *agency, char *buf, MDB_val *key)
 {
-	size_t n, p = strlen(QCOUNT_PREFIX);
+	size_t n, p = strlen(LOGDB_QCOUNT_PREFIX);
 	int rc;
 
 	if ((rc = id_len(s, agency, p, &n)) < 0) {
 		return rc;
 	}
-	memcpy(buf, QCOUNT_PREFIX, p);
+	memcpy(buf, LOGDB_QCOUNT_PREFIX, p);
 	memcpy(buf + p, agency, n);
 	key->mv_data = buf;
 	key->mv_size = p + n;
@@ -267,7 +217,7 @@ parse_count(struct store *s, const MDB_val *v, uint64_t *out)
 	*out = n;
 	return 0;
 bad:
-	log_warnx("store %s: damaged queue counter in meta (not a decimal number)", s->dir);
+	log_warnx("store %s: damaged queue counter in meta (not a decimal number)", s->db.dir);
 	return IHALA_ESTORE;
 }
 
@@ -300,92 +250,13 @@ forked(struct store *s)
 {
 	if (getpid() != s->pid) {
 		log_warnx("store %s: used after fork() (LMDB forbids it; open it in the child)",
-			  s->dir);
+			  s->db.dir);
 		return 1;
 	}
 	return 0;
 }
 
 /* ---- open / close ---- */
-
-/* Print an unknown version safely: printable ASCII, at most 32 bytes. */
-static void
-printable(const MDB_val *v, char *buf, size_t size)
-{
-	const unsigned char *p = v->mv_data;
-	size_t i, n = v->mv_size < size - 1 ? v->mv_size : size - 1;
-
-	for (i = 0; i < n; i++) {
-		buf[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
-	}
-	buf[n] = '\0';
-}
-
-static int
-open_dbis(struct store *s, MDB_txn *txn, unsigned create)
-{
-	static const struct {
-		const char *name;
-		size_t off;
-		unsigned flags;
-	} dbs[] = {
-		{ "log", offsetof(struct store, log), MDB_INTEGERKEY },
-		{ "tree", offsetof(struct store, tree), 0 },
-		{ "msgid", offsetof(struct store, msgid), 0 },
-		{ "queue", offsetof(struct store, queue), 0 },
-		{ "referral", offsetof(struct store, referral), 0 },
-		{ "checkpoint", offsetof(struct store, checkpoint), 0 },
-	};
-	size_t i;
-	int rc;
-
-	for (i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
-		MDB_dbi *dbi = (MDB_dbi *)((char *)s + dbs[i].off);
-
-		rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | create, dbi);
-		if (rc == MDB_NOTFOUND) {
-			log_warnx("store %s: database '%s' is missing; the store is damaged",
-				  s->dir, dbs[i].name);
-			return IHALA_ESTORE;
-		}
-		if (rc != 0) {
-			return store_err(s, rc, dbs[i].name);
-		}
-	}
-	return 0;
-}
-
-/* Create the format records of a new store inside `txn`. */
-static int
-init_meta(struct store *s, MDB_txn *txn)
-{
-	char created[32], version[16];
-	struct tm tm;
-	time_t now = time(NULL);
-	MDB_val k, v;
-	int rc;
-
-	snprintf(version, sizeof(version), "%d", STORE_FORMAT_VERSION);
-	gmtime_r(&now, &tm);
-	strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
-
-	k.mv_data = META_VERSION;
-	k.mv_size = strlen(META_VERSION);
-	v.mv_data = version;
-	v.mv_size = strlen(version);
-	if ((rc = mdb_put(txn, s->meta, &k, &v, MDB_NOOVERWRITE)) != 0) {
-		return store_err(s, rc, "writing the format version");
-	}
-	k.mv_data = META_CREATED;
-	k.mv_size = strlen(META_CREATED);
-	v.mv_data = created;
-	v.mv_size = strlen(created);
-	if ((rc = mdb_put(txn, s->meta, &k, &v, MDB_NOOVERWRITE)) != 0) {
-		return store_err(s, rc, "writing the creation time");
-	}
-	log_info("store %s: created, format version %d", s->dir, STORE_FORMAT_VERSION);
-	return 0;
-}
 
 /*
  * Open the named databases, creating them and the format records in an
@@ -395,104 +266,19 @@ init_meta(struct store *s, MDB_txn *txn)
 static int
 open_layout(struct store *s)
 {
-	char want[16], got[40];
 	int rdonly = (s->flags & STORE_RDONLY) != 0;
 	MDB_txn *txn = NULL;
-	MDB_val k, v;
-	MDB_stat st;
-	int rc, err, fresh = 0;
+	int err, fresh;
 
-	if ((rc = mdb_txn_begin(s->env, NULL, rdonly ? MDB_RDONLY : 0, &txn)) != 0) {
-		return store_err(s, rc, "beginning the opening transaction");
+	if ((err = dbenv_begin(&s->db, NULL, rdonly ? MDB_RDONLY : 0, &txn)) < 0) {
+		return err;
 	}
-	rc = mdb_dbi_open(txn, "meta", 0, &s->meta);
-	if (rc == MDB_NOTFOUND) {
-		MDB_dbi main;
-
-		if ((rc = mdb_dbi_open(txn, NULL, 0, &main)) != 0 ||
-		    (rc = mdb_stat(txn, main, &st)) != 0) {
-			err = store_err(s, rc, "reading the main database");
-			goto fail;
-		}
-		if (st.ms_entries != 0) {
-			log_warnx("store %s has no format version; it is not an ihala store "
-				  "(give the broker an empty or an ihala data directory)",
-				  s->dir);
-			err = IHALA_EVERSION;
-			goto fail;
-		}
-		if (rdonly) {
-			log_warnx("store %s is empty; a read-only open needs an existing store",
-				  s->dir);
-			err = IHALA_ENOTFOUND;
-			goto fail;
-		}
-		if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0) {
-			err = store_err(s, rc, "creating database 'meta'");
-			goto fail;
-		}
-		fresh = 1;
-	} else if (rc != 0) {
-		err = store_err(s, rc, "opening database 'meta'");
-		goto fail;
+	if ((err = logdb_layout(&s->db, txn, !rdonly, &s->dbi, &fresh)) < 0 ||
+	    (fresh && (err = logdb_format_init(&s->db, txn, &s->dbi)) < 0)) {
+		mdb_txn_abort(txn);
+		return err;
 	}
-
-	if (!fresh) {
-		snprintf(want, sizeof(want), "%d", STORE_FORMAT_VERSION);
-		k.mv_data = META_VERSION;
-		k.mv_size = strlen(META_VERSION);
-		rc = mdb_get(txn, s->meta, &k, &v);
-		if (rc == MDB_NOTFOUND) {
-			log_warnx("store %s has no format version, this broker reads version %s; "
-				  "it is damaged or not an ihala store",
-				  s->dir, want);
-			err = IHALA_EVERSION;
-			goto fail;
-		}
-		if (rc != 0) {
-			err = store_err(s, rc, "reading the format version");
-			goto fail;
-		}
-		if (v.mv_size != strlen(want) || memcmp(v.mv_data, want, v.mv_size) != 0) {
-			printable(&v, got, sizeof(got));
-			log_warnx("store %s has format version %s, this broker reads version %s; "
-				  "run the broker release that wrote it, or migrate the store",
-				  s->dir, got, want);
-			err = IHALA_EVERSION;
-			goto fail;
-		}
-	}
-
-	if ((err = open_dbis(s, txn, rdonly ? 0 : MDB_CREATE)) < 0) {
-		goto fail;
-	}
-	if (fresh && (err = init_meta(s, txn)) < 0) {
-		goto fail;
-	}
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		txn = NULL;
-		err = store_err(s, rc, "committing the opening transaction");
-		goto fail;
-	}
-	return 0;
-fail:
-	mdb_txn_abort(txn);
-	return err;
-}
-
-/* No data file yet (or an empty one): the store is being created. */
-static int
-is_fresh(const char *dir)
-{
-	char path[PATH_MAX];
-	struct stat sb;
-	int n;
-
-	n = snprintf(path, sizeof(path), "%s/data.mdb", dir);
-	if (n < 0 || (size_t)n >= sizeof(path)) {
-		return 0;
-	}
-	return stat(path, &sb) != 0 || sb.st_size == 0;
+	return dbenv_commit(&s->db, txn, "committing the opening transaction");
 }
 
 static size_t cur_mapsize(struct store *s);
@@ -500,10 +286,18 @@ static size_t cur_mapsize(struct store *s);
 int
 store_open(const char *dir, size_t mapsize, unsigned flags, struct store **out)
 {
+	struct dbenv_opts o = {
+		.lockfile = STORE_LOCKFILE,
+		.flags = MDB_NOTLS,
+		.maxdbs = LOGDB_MAXDBS,
+		.maxreaders = LOGDB_MAXREADERS,
+		.full_hint = "it must be grown",
+		.mode = DATADIR_CREATE,
+	};
 	pthread_condattr_t ca;
 	struct store *s = NULL;
 	int rdonly = (flags & STORE_RDONLY) != 0;
-	int rc, err, dead, fresh;
+	int rc, err, fresh;
 	long pg;
 
 	if (out == NULL || dir == NULL || dir[0] == '\0' ||
@@ -514,80 +308,47 @@ store_open(const char *dir, size_t mapsize, unsigned flags, struct store **out)
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		return IHALA_ENOMEM;
 	}
-	s->lockfd = -1;
 	s->flags = flags;
 	s->pid = getpid();
 	pg = sysconf(_SC_PAGESIZE);
 	s->page_size = pg > 0 ? (size_t)pg : 4096;
-	if ((s->dir = strdup(dir)) == NULL) {
-		free(s);
-		return IHALA_ENOMEM;
-	}
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->cv, &ca);
 	pthread_condattr_destroy(&ca);
 
-	if ((err = datadir_prepare("store", dir, rdonly ? DATADIR_RDONLY : DATADIR_CREATE)) < 0) {
-		goto fail;
-	}
-	if (!rdonly) {
-		err = datadir_lock("store", s->dir, STORE_LOCKFILE, &s->lockfd);
-		if (err == IHALA_EAGAIN) {
-			log_warnx("store %s is in use by another broker (lock '%s' is held); stop it "
-				  "first",
-				  s->dir, STORE_LOCKFILE);
-			err = IHALA_ESTORE;
-		}
-	}
-	if (err < 0) {
-		goto fail;
-	}
 	if (mapsize == 0) {
 		mapsize = STORE_DEFAULT_MAPSIZE;
 	}
 	mapsize = round_page(s, mapsize);
 	s->max_mapsize = mapsize > STORE_DEFAULT_MAX_MAPSIZE ? mapsize : STORE_DEFAULT_MAX_MAPSIZE;
-
-	if ((rc = mdb_env_create(&s->env)) != 0) {
-		err = store_err(s, rc, "creating the environment");
-		goto fail;
-	}
-	if ((rc = mdb_env_set_maxdbs(s->env, STORE_MAXDBS)) != 0 ||
-	    (rc = mdb_env_set_maxreaders(s->env, STORE_MAXREADERS)) != 0) {
-		err = store_err(s, rc, "configuring the environment");
-		goto fail;
+	if (rdonly) {
+		o.mode = DATADIR_RDONLY;
+		o.lockfile = NULL;
+		o.flags |= MDB_RDONLY;
 	}
 	/* A size set before mdb_env_open overrides the one the store
 	 * recorded (LMDB only keeps it above the used pages), which would
 	 * undo an earlier store_grow: set it up front for a new store only. */
-	if ((fresh = is_fresh(dir)) && (rc = mdb_env_set_mapsize(s->env, mapsize)) != 0) {
-		err = store_err(s, rc, "setting the map size");
-		goto fail;
+	if ((fresh = dbenv_fresh(dir))) {
+		o.mapsize = mapsize;
 	}
-	/* Never MDB_NOSYNC / MDB_NOMETASYNC / MDB_WRITEMAP: a commit must be
-	 * on disk before a receipt or a checkpoint signature depends on it. */
-	rc = mdb_env_open(s->env, dir, MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0600);
-	if (rc != 0) {
-		err = store_err(s, rc, "opening the environment");
+	err = dbenv_open(&s->db, "store", dir, &o);
+	if (err == IHALA_EAGAIN) {
+		log_warnx("store %s is in use by another broker (lock '%s' is held); stop it first",
+			  dir, STORE_LOCKFILE);
+		err = IHALA_ESTORE;
+	}
+	if (err < 0) {
 		goto fail;
 	}
 	/* An existing store: adopt its size, grow it if asked for more
 	 * (no transaction is open yet, as mdb_env_set_mapsize needs). */
 	if (!fresh && !rdonly && cur_mapsize(s) < mapsize &&
-	    (rc = mdb_env_set_mapsize(s->env, mapsize)) != 0) {
+	    (rc = mdb_env_set_mapsize(s->db.env, mapsize)) != 0) {
 		err = store_err(s, rc, "setting the map size");
 		goto fail;
-	}
-	s->maxkey = (size_t)mdb_env_get_maxkeysize(s->env);
-	/* Reader slots left by a broker that crashed would pin old pages. */
-	if ((rc = mdb_reader_check(s->env, &dead)) != 0) {
-		err = store_err(s, rc, "clearing stale readers");
-		goto fail;
-	}
-	if (dead > 0) {
-		log_info("store %s: cleared %d stale reader slot(s)", dir, dead);
 	}
 	if ((err = open_layout(s)) < 0) {
 		goto fail;
@@ -607,22 +368,16 @@ store_close(struct store *s)
 		return;
 	}
 	if (s->wtxn != NULL) {
-		log_warnx("store %s: closed with a write batch open; aborting it", s->dir);
+		log_warnx("store %s: closed with a write batch open; aborting it", s->db.dir);
 		store_wabort(s->wtxn);
 	}
 	if (s->readers != 0) {
-		log_warnx("store %s: closed with %u read transaction(s) open (a bug)", s->dir,
+		log_warnx("store %s: closed with %u read transaction(s) open (a bug)", s->db.dir,
 			  s->readers);
 	}
-	if (s->env != NULL) {
-		mdb_env_close(s->env);
-	}
-	if (s->lockfd >= 0) {
-		close(s->lockfd); /* releases the flock */
-	}
+	dbenv_close(&s->db);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
-	free(s->dir);
 	free(s);
 }
 
@@ -637,7 +392,7 @@ cur_mapsize(struct store *s)
 {
 	MDB_envinfo info;
 
-	if (mdb_env_info(s->env, &info) != 0) {
+	if (mdb_env_info(s->db.env, &info) != 0) {
 		return 0;
 	}
 	return info.me_mapsize;
@@ -657,7 +412,7 @@ store_grow(struct store *s, size_t new_mapsize)
 		return IHALA_EINVAL;
 	}
 	if (s->wtxn != NULL) {
-		log_warnx("store %s: cannot grow while a write batch is open (a bug)", s->dir);
+		log_warnx("store %s: cannot grow while a write batch is open (a bug)", s->db.dir);
 		return IHALA_EINVAL;
 	}
 	new_mapsize = round_page(s, new_mapsize);
@@ -683,19 +438,19 @@ store_grow(struct store *s, size_t new_mapsize)
 	while (s->readers > 0) {
 		if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == ETIMEDOUT &&
 		    s->readers > 0) {
-			log_warnx("store %s: cannot grow: %u read transaction(s) stay open", s->dir,
-				  s->readers);
+			log_warnx("store %s: cannot grow: %u read transaction(s) stay open",
+				  s->db.dir, s->readers);
 			err = IHALA_EAGAIN;
 			goto out;
 		}
 	}
-	if ((rc = mdb_env_set_mapsize(s->env, new_mapsize)) != 0) {
+	if ((rc = mdb_env_set_mapsize(s->db.env, new_mapsize)) != 0) {
 		err = store_err(s, rc, "growing the map");
 		goto out;
 	}
-	s->map_full = 0;
+	s->db.map_full = 0;
 	s->cap_warned = 0;
-	log_info("store %s: map size grown from %zu to %zu bytes", s->dir, cur, new_mapsize);
+	log_info("store %s: map size grown from %zu to %zu bytes", s->db.dir, cur, new_mapsize);
 out:
 	s->resizing = 0;
 	pthread_cond_broadcast(&s->cv);
@@ -720,7 +475,7 @@ store_grow_auto(struct store *s)
 		if (!s->cap_warned) {
 			log_warnx("store %s is full at its maximum size of %zu bytes; raise the "
 				  "store's maximum size or free disk space and restart",
-				  s->dir, cur);
+				  s->db.dir, cur);
 			s->cap_warned = 1;
 		}
 		return IHALA_ESTOREFULL;
@@ -731,68 +486,23 @@ store_grow_auto(struct store *s)
 int
 store_backup(struct store *s, const char *dir)
 {
-	char path[PATH_MAX];
-	int fd = -1, dfd = -1, rc, err = 0, n;
+	int err;
 
 	if (s == NULL || dir == NULL || forked(s)) {
 		return IHALA_EINVAL;
 	}
-	if ((err = datadir_prepare("store backup", dir, DATADIR_CREATE)) < 0) {
-		return err;
-	}
-	n = snprintf(path, sizeof(path), "%s/data.mdb", dir);
-	if (n < 0 || (size_t)n >= sizeof(path)) {
-		log_warnx("store: backup path '%s' is too long", dir);
-		return IHALA_EINVAL;
-	}
-	/* Our own open, not mdb_env_copy2's: the copy holds survivors' data
-	 * and must not be created with the umask's looser mode. */
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		log_warn("store: cannot create backup '%s'", path);
-		return IHALA_EIO;
-	}
 	reader_enter(s); /* the copy runs a read txn: keep store_grow out */
-	rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
+	err = dbenv_backup(&s->db, dir);
 	reader_leave(s);
-	if (rc != 0) {
-		err = store_err(s, rc, "copying to the backup");
-		goto fail;
-	}
-	if (fsync(fd) != 0) {
-		log_warn("store: cannot flush backup '%s'", path);
-		err = IHALA_EIO;
-		goto fail;
-	}
-	if (close(fd) != 0) {
-		fd = -1;
-		log_warn("store: cannot close backup '%s'", path);
-		err = IHALA_EIO;
-		goto fail;
-	}
-	fd = -1;
-	/* Make the new directory entry durable too. */
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	log_info("store %s: backed up to '%s'", s->dir, path);
-	return 0;
-fail:
-	if (fd >= 0) {
-		close(fd);
-	}
-	unlink(path);
 	return err;
 }
 
 int
 store_stat(struct store *s, struct store_stats *st)
 {
+	struct logdb_stats ls;
 	struct store_rtxn *r;
-	MDB_envinfo info;
-	MDB_stat ms;
-	int rc, err;
+	int err;
 
 	if (s == NULL || st == NULL) {
 		return IHALA_EINVAL;
@@ -801,22 +511,27 @@ store_stat(struct store *s, struct store_stats *st)
 	if ((err = store_rbegin(s, &r)) < 0) {
 		return err;
 	}
-	if ((rc = mdb_env_info(s->env, &info)) != 0 || (rc = mdb_stat(r->txn, s->log, &ms)) != 0) {
-		err = store_err(s, rc, "reading statistics");
-		goto out;
+	if ((err = logdb_stat(&r->lt, &ls)) == 0) {
+		st->entries = ls.entries;
+		st->last_seq = ls.last_seq;
+		st->map_size = ls.map_size;
+		st->max_mapsize = s->max_mapsize;
+		st->page_size = ls.page_size;
+		st->used_bytes = ls.used_bytes;
 	}
-	st->entries = ms.ms_entries;
-	st->map_size = info.me_mapsize;
-	st->max_mapsize = s->max_mapsize;
-	st->page_size = ms.ms_psize;
-	st->used_bytes = (info.me_last_pgno + 1) * (size_t)ms.ms_psize;
-	err = store_log_last(r, &st->last_seq);
-out:
 	store_rend(r);
 	return err;
 }
 
 /* ---- iterators bound to a transaction ---- */
+
+/* Point the read view's format reader at the store (its txn is set when begun). */
+static void
+rtxn_bind(struct store_rtxn *r, struct store *s)
+{
+	r->lt.env = &s->db;
+	r->lt.dbs = &s->dbi;
+}
 
 static void
 iters_detach(struct store_rtxn *r)
@@ -825,9 +540,8 @@ iters_detach(struct store_rtxn *r)
 
 	while ((it = r->iters) != NULL) {
 		log_warnx("store %s: log iterator still open at the end of its transaction (a bug)",
-			  r->s->dir);
-		mdb_cursor_close(it->cur);
-		it->cur = NULL;
+			  r->s->db.dir);
+		logdb_log_iter_end(&it->li);
 		it->r = NULL;
 		r->iters = it->next;
 		if (it->next != NULL) {
@@ -867,14 +581,14 @@ store_wbegin(struct store *s, struct store_wtxn **out)
 	}
 	*out = NULL;
 	if ((s->flags & STORE_RDONLY) != 0) {
-		log_warnx("store %s: opened read-only; cannot write", s->dir);
+		log_warnx("store %s: opened read-only; cannot write", s->db.dir);
 		return IHALA_EINVAL;
 	}
 	if (s->wtxn != NULL) {
-		log_warnx("store %s: a write batch is already open (a bug)", s->dir);
+		log_warnx("store %s: a write batch is already open (a bug)", s->db.dir);
 		return IHALA_EINVAL;
 	}
-	if (s->map_full && (s->flags & STORE_AUTO_GROW) != 0) {
+	if (s->db.map_full && (s->flags & STORE_AUTO_GROW) != 0) {
 		/* Failure to grow is not fatal: smaller writes may still fit. */
 		(void)store_grow_auto(s);
 	}
@@ -883,12 +597,13 @@ store_wbegin(struct store *s, struct store_wtxn **out)
 	}
 	w->r.s = s;
 	w->r.w = w;
-	if ((rc = mdb_txn_begin(s->env, NULL, 0, &w->r.txn)) != 0) {
+	rtxn_bind(&w->r, s);
+	if ((rc = mdb_txn_begin(s->db.env, NULL, 0, &w->r.lt.txn)) != 0) {
 		free(w);
 		return store_err(s, rc, "beginning a write batch");
 	}
 	if ((err = load_next_seq(w)) < 0) {
-		mdb_txn_abort(w->r.txn);
+		mdb_txn_abort(w->r.lt.txn);
 		free(w);
 		return err;
 	}
@@ -905,7 +620,7 @@ wabort_tree(struct store_wtxn *w)
 		wabort_tree(w->child);
 	}
 	iters_detach(&w->r);
-	mdb_txn_abort(w->r.txn);
+	mdb_txn_abort(w->r.lt.txn);
 	if (w->parent != NULL) {
 		w->parent->child = NULL;
 	} else {
@@ -925,13 +640,13 @@ store_wcommit(struct store_wtxn *w)
 	}
 	s = w->r.s;
 	if (w->parent != NULL) {
-		log_warnx("store %s: store_wcommit on a sub-batch (a bug)", s->dir);
+		log_warnx("store %s: store_wcommit on a sub-batch (a bug)", s->db.dir);
 		return IHALA_EINVAL;
 	}
 	if (w->child != NULL || w->r.iters != NULL) {
 		log_warnx("store %s: batch committed with a sub-batch or iterator open (a bug); "
 			  "aborted",
-			  s->dir);
+			  s->db.dir);
 		wabort_tree(w);
 		return IHALA_EINTERNAL;
 	}
@@ -944,7 +659,7 @@ store_wcommit(struct store_wtxn *w)
 		wabort_tree(w);
 		return err;
 	}
-	rc = mdb_txn_commit(w->r.txn); /* frees the txn, also on failure */
+	rc = mdb_txn_commit(w->r.lt.txn); /* frees the txn, also on failure */
 	s->wtxn = NULL;
 	free(w);
 	return store_err(s, rc, "committing a write batch");
@@ -958,7 +673,7 @@ store_wabort(struct store_wtxn *w)
 	}
 	if (w->parent != NULL) {
 		log_warnx("store %s: store_wabort on a sub-batch (a bug); aborting just it",
-			  w->r.s->dir);
+			  w->r.s->db.dir);
 	}
 	wabort_tree(w);
 }
@@ -985,9 +700,10 @@ store_wsub_begin(struct store_wtxn *parent, struct store_wtxn **out)
 	}
 	c->r.s = parent->r.s;
 	c->r.w = c;
+	rtxn_bind(&c->r, parent->r.s);
 	c->parent = parent;
 	c->next_seq = parent->next_seq;
-	if ((rc = mdb_txn_begin(parent->r.s->env, parent->r.txn, 0, &c->r.txn)) != 0) {
+	if ((rc = mdb_txn_begin(parent->r.s->db.env, parent->r.lt.txn, 0, &c->r.lt.txn)) != 0) {
 		free(c);
 		return store_err(parent->r.s, rc, "beginning a sub-batch");
 	}
@@ -1009,7 +725,7 @@ store_wsub_commit(struct store_wtxn *c)
 	if (c->child != NULL || c->r.iters != NULL) {
 		log_warnx("store %s: sub-batch committed with a sub-batch or iterator open "
 			  "(a bug); aborted",
-			  c->r.s->dir);
+			  c->r.s->db.dir);
 		wabort_tree(c);
 		return IHALA_EINTERNAL;
 	}
@@ -1018,7 +734,7 @@ store_wsub_commit(struct store_wtxn *c)
 		wabort_tree(c);
 		return err;
 	}
-	rc = mdb_txn_commit(c->r.txn);
+	rc = mdb_txn_commit(c->r.lt.txn);
 	p->child = NULL;
 	if (rc != 0) {
 		/* The child is gone; the parent may be damaged by a failed merge. */
@@ -1039,7 +755,7 @@ store_wsub_abort(struct store_wtxn *c)
 	}
 	if (c->parent == NULL) {
 		log_warnx("store %s: store_wsub_abort on a top batch (a bug); aborting it",
-			  c->r.s->dir);
+			  c->r.s->db.dir);
 	}
 	wabort_tree(c);
 }
@@ -1066,8 +782,9 @@ store_rbegin(struct store *s, struct store_rtxn **out)
 		return IHALA_ENOMEM;
 	}
 	r->s = s;
+	rtxn_bind(r, s);
 	reader_enter(s);
-	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn)) != 0) {
+	if ((rc = mdb_txn_begin(s->db.env, NULL, MDB_RDONLY, &r->lt.txn)) != 0) {
 		reader_leave(s);
 		free(r);
 		return store_err(s, rc, "beginning a read transaction");
@@ -1087,11 +804,11 @@ store_rend(struct store_rtxn *r)
 	s = r->s;
 	if (r->w != NULL) {
 		log_warnx("store %s: store_rend on the read view of a batch (a bug); ignored",
-			  s->dir);
+			  s->db.dir);
 		return;
 	}
 	iters_detach(r);
-	mdb_txn_abort(r->txn);
+	mdb_txn_abort(r->lt.txn);
 	free(r);
 	reader_leave(s);
 }
@@ -1117,7 +834,7 @@ store_log_append(struct store_wtxn *w, const void *entry, size_t len, uint64_t *
 	if (entry == NULL || len == 0) {
 		return IHALA_EINVAL;
 	}
-	if (len > STORE_MAX_VALUE) {
+	if (len > DBENV_MAX_VALUE) {
 		return IHALA_ETOOLARGE;
 	}
 	if (w->next_seq == 0) { /* wrapped past UINT64_MAX */
@@ -1130,9 +847,9 @@ store_log_append(struct store_wtxn *w, const void *entry, size_t len, uint64_t *
 	v.mv_size = len;
 	/* MDB_APPEND also guards the invariant: a seq at or below the last
 	 * one fails with MDB_KEYEXIST instead of overwriting history. */
-	if ((rc = mdb_put(w->r.txn, w->r.s->log, &k, &v, MDB_APPEND)) != 0) {
+	if ((rc = mdb_put(w->r.lt.txn, w->r.s->dbi.log, &k, &v, MDB_APPEND)) != 0) {
 		if (rc == MDB_KEYEXIST) {
-			log_warnx("store %s: seq %llu already in the log (a bug)", w->r.s->dir,
+			log_warnx("store %s: seq %llu already in the log (a bug)", w->r.s->db.dir,
 				  (unsigned long long)w->next_seq);
 			if (w->failed == 0) {
 				w->failed = IHALA_EINTERNAL;
@@ -1151,69 +868,30 @@ store_log_append(struct store_wtxn *w, const void *entry, size_t len, uint64_t *
 int
 store_log_get(struct store_rtxn *r, uint64_t seq, const void **data, size_t *len)
 {
-	MDB_val k, v;
-	size_t key = (size_t)seq;
-	int rc, err;
+	int err;
 
 	if ((err = rcheck(r)) < 0) {
 		return err;
 	}
-	if (data == NULL || len == NULL) {
-		return IHALA_EINVAL;
-	}
-	if (seq == 0) {
-		return IHALA_ENOTFOUND;
-	}
-	k.mv_data = &key;
-	k.mv_size = sizeof(key);
-	if ((rc = mdb_get(r->txn, r->s->log, &k, &v)) != 0) {
-		return store_err(r->s, rc, "reading the log");
-	}
-	*data = v.mv_data;
-	*len = v.mv_size;
-	return 0;
+	return logdb_log_get(&r->lt, seq, data, len);
 }
 
 int
 store_log_last(struct store_rtxn *r, uint64_t *seq)
 {
-	MDB_cursor *cur;
-	MDB_val k, v;
-	size_t key;
-	int rc, err;
+	int err;
 
 	if ((err = rcheck(r)) < 0) {
 		return err;
 	}
-	if (seq == NULL) {
-		return IHALA_EINVAL;
-	}
-	if ((rc = mdb_cursor_open(r->txn, r->s->log, &cur)) != 0) {
-		return store_err(r->s, rc, "opening a log cursor");
-	}
-	rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-	mdb_cursor_close(cur);
-	if (rc == MDB_NOTFOUND) {
-		*seq = 0;
-		return 0;
-	}
-	if (rc != 0) {
-		return store_err(r->s, rc, "reading the last log entry");
-	}
-	if (k.mv_size != sizeof(key)) {
-		log_warnx("store %s: damaged log key", r->s->dir);
-		return IHALA_ESTORE;
-	}
-	memcpy(&key, k.mv_data, sizeof(key));
-	*seq = key;
-	return 0;
+	return logdb_log_last(&r->lt, seq);
 }
 
 int
 store_log_iter_begin(struct store_rtxn *r, uint64_t from_seq, struct store_log_iter **out)
 {
 	struct store_log_iter *it;
-	int rc, err;
+	int err;
 
 	if (out == NULL) {
 		return IHALA_EINVAL;
@@ -1225,12 +903,11 @@ store_log_iter_begin(struct store_rtxn *r, uint64_t from_seq, struct store_log_i
 	if ((it = calloc(1, sizeof(*it))) == NULL) {
 		return IHALA_ENOMEM;
 	}
-	if ((rc = mdb_cursor_open(r->txn, r->s->log, &it->cur)) != 0) {
+	if ((err = logdb_log_iter_begin(&r->lt, from_seq, &it->li)) < 0) {
 		free(it);
-		return store_err(r->s, rc, "opening a log cursor");
+		return err;
 	}
 	it->r = r;
-	it->from = from_seq == 0 ? 1 : from_seq;
 	it->next = r->iters;
 	if (it->next != NULL) {
 		it->next->pprev = &it->next;
@@ -1244,9 +921,7 @@ store_log_iter_begin(struct store_rtxn *r, uint64_t from_seq, struct store_log_i
 int
 store_log_iter_next(struct store_log_iter *it, uint64_t *seq, const void **data, size_t *len)
 {
-	MDB_val k, v;
-	size_t key;
-	int rc, err;
+	int err;
 
 	if (it == NULL || it->r == NULL || seq == NULL || data == NULL || len == NULL) {
 		return IHALA_EINVAL;
@@ -1254,27 +929,7 @@ store_log_iter_next(struct store_log_iter *it, uint64_t *seq, const void **data,
 	if ((err = rcheck(it->r)) < 0) {
 		return err;
 	}
-	if (!it->started) {
-		key = (size_t)it->from;
-		k.mv_data = &key;
-		k.mv_size = sizeof(key);
-		rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
-		it->started = 1;
-	} else {
-		rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT);
-	}
-	if (rc != 0) {
-		return store_err(it->r->s, rc, "iterating the log");
-	}
-	if (k.mv_size != sizeof(key)) {
-		log_warnx("store %s: damaged log key", it->r->s->dir);
-		return IHALA_ESTORE;
-	}
-	memcpy(&key, k.mv_data, sizeof(key));
-	*seq = key;
-	*data = v.mv_data;
-	*len = v.mv_size;
-	return 0;
+	return logdb_log_iter_next(&it->li, seq, data, len);
 }
 
 void
@@ -1284,7 +939,7 @@ store_log_iter_end(struct store_log_iter *it)
 		return;
 	}
 	if (it->r != NULL) {
-		mdb_cursor_close(it->cur);
+		logdb_log_iter_end(&it->li);
 		*it->pprev = it->next;
 		if (it->next != NULL) {
 			it->next->pprev = it->pprev;
@@ -1318,8 +973,8 @@ msgid_key(const struct store *s, const char *sender, const char *msgid, uint8_t 
 static int
 read_seq_value(struct store *s, const MDB_val *v, uint64_t *seq)
 {
-	if (v->mv_size != SEQ_LEN) {
-		log_warnx("store %s: damaged message id record", s->dir);
+	if (v->mv_size != LOGDB_SEQ_LEN) {
+		log_warnx("store %s: damaged message id record", s->db.dir);
 		return IHALA_ESTORE;
 	}
 	*seq = be64dec(v->mv_data);
@@ -1329,7 +984,7 @@ read_seq_value(struct store *s, const MDB_val *v, uint64_t *seq)
 int
 store_msgid_put(struct store_wtxn *w, const char *sender, const char *msgid, uint64_t seq)
 {
-	uint8_t kbuf[1024], vbuf[SEQ_LEN];
+	uint8_t kbuf[1024], vbuf[LOGDB_SEQ_LEN];
 	uint64_t old;
 	MDB_val k, v;
 	int rc, err;
@@ -1337,7 +992,7 @@ store_msgid_put(struct store_wtxn *w, const char *sender, const char *msgid, uin
 	if ((err = wcheck(w)) < 0) {
 		return err;
 	}
-	if (w->r.s->maxkey > sizeof(kbuf)) {
+	if (w->r.s->db.maxkey > sizeof(kbuf)) {
 		return IHALA_EINTERNAL;
 	}
 	if ((err = msgid_key(w->r.s, sender, msgid, kbuf, &k)) < 0) {
@@ -1349,7 +1004,7 @@ store_msgid_put(struct store_wtxn *w, const char *sender, const char *msgid, uin
 	be64enc(vbuf, seq);
 	v.mv_data = vbuf;
 	v.mv_size = sizeof(vbuf);
-	rc = mdb_put(w->r.txn, w->r.s->msgid, &k, &v, MDB_NOOVERWRITE);
+	rc = mdb_put(w->r.lt.txn, w->r.s->dbi.msgid, &k, &v, MDB_NOOVERWRITE);
 	if (rc == MDB_KEYEXIST) {
 		/* v now holds the stored value. */
 		if ((err = read_seq_value(w->r.s, &v, &old)) < 0) {
@@ -1373,13 +1028,13 @@ store_msgid_get(struct store_rtxn *r, const char *sender, const char *msgid, uin
 	if ((err = rcheck(r)) < 0) {
 		return err;
 	}
-	if (seq == NULL || r->s->maxkey > sizeof(kbuf)) {
+	if (seq == NULL || r->s->db.maxkey > sizeof(kbuf)) {
 		return IHALA_EINVAL;
 	}
 	if ((err = msgid_key(r->s, sender, msgid, kbuf, &k)) < 0) {
 		return err;
 	}
-	if ((rc = mdb_get(r->txn, r->s->msgid, &k, &v)) != 0) {
+	if ((rc = mdb_get(r->lt.txn, r->s->dbi.msgid, &k, &v)) != 0) {
 		return store_err(r->s, rc, "reading a message id");
 	}
 	return read_seq_value(r->s, &v, seq);
@@ -1413,7 +1068,7 @@ qcount_read_db(struct store_rtxn *r, const MDB_val *ck, uint64_t *n)
 	MDB_val v;
 	int rc;
 
-	rc = mdb_get(r->txn, r->s->meta, (MDB_val *)ck, &v);
+	rc = mdb_get(r->lt.txn, r->s->dbi.meta, (MDB_val *)ck, &v);
 	if (rc == MDB_NOTFOUND) {
 		*n = 0;
 		return 0;
@@ -1432,14 +1087,14 @@ qcount_write_db(struct store_wtxn *w, const MDB_val *ck, uint64_t n)
 	int rc;
 
 	if (n == 0) {
-		rc = mdb_del(w->r.txn, w->r.s->meta, (MDB_val *)ck, NULL);
+		rc = mdb_del(w->r.lt.txn, w->r.s->dbi.meta, (MDB_val *)ck, NULL);
 		if (rc == MDB_NOTFOUND) {
 			rc = 0;
 		}
 	} else {
 		v.mv_size = (size_t)snprintf(buf, sizeof(buf), "%llu", (unsigned long long)n);
 		v.mv_data = buf;
-		rc = mdb_put(w->r.txn, w->r.s->meta, (MDB_val *)ck, &v, 0);
+		rc = mdb_put(w->r.lt.txn, w->r.s->dbi.meta, (MDB_val *)ck, &v, 0);
 	}
 	return rc != 0 ? wfail(w, rc, "updating a queue counter") : 0;
 }
@@ -1514,7 +1169,7 @@ store_queue_put_tagged(struct store_wtxn *w, const char *agency, uint64_t seq, c
 	if ((err = wcheck(w)) < 0) {
 		return err;
 	}
-	if (w->r.s->maxkey > sizeof(kbuf) || tag_len > STORE_QUEUE_TAG_MAX ||
+	if (w->r.s->db.maxkey > sizeof(kbuf) || tag_len > STORE_QUEUE_TAG_MAX ||
 	    (tag == NULL && tag_len > 0)) {
 		return IHALA_EINVAL;
 	}
@@ -1530,9 +1185,9 @@ store_queue_put_tagged(struct store_wtxn *w, const char *agency, uint64_t seq, c
 	}
 	v.mv_data = (void *)tag;
 	v.mv_size = tag_len;
-	rc = mdb_put(w->r.txn, w->r.s->queue, &k, &v, MDB_NOOVERWRITE);
+	rc = mdb_put(w->r.lt.txn, w->r.s->dbi.queue, &k, &v, MDB_NOOVERWRITE);
 	if (rc == MDB_KEYEXIST) {
-		log_warnx("store %s: seq %llu already queued for '%s' (a bug)", w->r.s->dir,
+		log_warnx("store %s: seq %llu already queued for '%s' (a bug)", w->r.s->db.dir,
 			  (unsigned long long)seq, agency);
 		return IHALA_EINVAL;
 	}
@@ -1562,7 +1217,7 @@ store_queue_take(struct store_wtxn *w, const char *agency, uint64_t seq, void *t
 	if ((err = wcheck(w)) < 0) {
 		return err;
 	}
-	if (w->r.s->maxkey > sizeof(kbuf) || tag_len == NULL || (tag == NULL && tag_cap > 0)) {
+	if (w->r.s->db.maxkey > sizeof(kbuf) || tag_len == NULL || (tag == NULL && tag_cap > 0)) {
 		return IHALA_EINVAL;
 	}
 	*tag_len = 0;
@@ -1573,7 +1228,7 @@ store_queue_take(struct store_wtxn *w, const char *agency, uint64_t seq, void *t
 	if ((err = qcount_read(&w->r, &ck, &n)) < 0) {
 		return err;
 	}
-	if ((rc = mdb_cursor_open(w->r.txn, w->r.s->queue, &cur)) != 0) {
+	if ((rc = mdb_cursor_open(w->r.lt.txn, w->r.s->dbi.queue, &cur)) != 0) {
 		return wfail(w, rc, "opening a queue cursor");
 	}
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
@@ -1593,7 +1248,7 @@ store_queue_take(struct store_wtxn *w, const char *agency, uint64_t seq, void *t
 	}
 	if (n == 0) {
 		log_warnx("store %s: queue counter of '%s' was 0 with a seq queued; store damaged",
-			  w->r.s->dir, agency);
+			  w->r.s->db.dir, agency);
 		w->failed = IHALA_ESTORE;
 		return IHALA_ESTORE;
 	}
@@ -1619,12 +1274,12 @@ store_queue_count(struct store_rtxn *r, const char *agency, size_t *n)
 	if ((err = rcheck(r)) < 0) {
 		return err;
 	}
-	if (n == NULL || r->s->maxkey > sizeof(cbuf)) {
+	if (n == NULL || r->s->db.maxkey > sizeof(cbuf)) {
 		return IHALA_EINVAL;
 	}
 	/* The counter key allows a longer agency than the queue key does:
 	 * check against the queue key so both agree on what is valid. */
-	if ((err = id_len(r->s, agency, 1 + SEQ_LEN, &(size_t){ 0 })) < 0 ||
+	if ((err = id_len(r->s, agency, 1 + LOGDB_SEQ_LEN, &(size_t){ 0 })) < 0 ||
 	    (err = qcount_key(r->s, agency, cbuf, &ck)) < 0) {
 		return err;
 	}
@@ -1648,20 +1303,20 @@ store_queue_iter(struct store_rtxn *r, const char *agency, uint64_t from_seq, st
 	if ((err = rcheck(r)) < 0) {
 		return err;
 	}
-	if (cb == NULL || r->s->maxkey > sizeof(kbuf)) {
+	if (cb == NULL || r->s->db.maxkey > sizeof(kbuf)) {
 		return IHALA_EINVAL;
 	}
 	if ((err = queue_key(r->s, agency, from_seq, kbuf, &k)) < 0) {
 		return err;
 	}
-	alen = k.mv_size - SEQ_LEN; /* agency + NUL: the prefix of this queue */
-	if ((rc = mdb_cursor_open(r->txn, r->s->queue, &cur)) != 0) {
+	alen = k.mv_size - LOGDB_SEQ_LEN; /* agency + NUL: the prefix of this queue */
+	if ((rc = mdb_cursor_open(r->lt.txn, r->s->dbi.queue, &cur)) != 0) {
 		return store_err(r->s, rc, "opening a queue cursor");
 	}
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	err = 0;
 	while (rc == 0) {
-		if (k.mv_size != alen + SEQ_LEN || memcmp(k.mv_data, kbuf, alen) != 0) {
+		if (k.mv_size != alen + LOGDB_SEQ_LEN || memcmp(k.mv_data, kbuf, alen) != 0) {
 			break; /* past this agency's keys */
 		}
 		err = cb(arg, be64dec((const uint8_t *)k.mv_data + alen));
@@ -1690,42 +1345,28 @@ static int
 str_put(struct store_wtxn *w, MDB_dbi dbi, const char *key, const void *val, size_t len,
 	int reserved, const char *what)
 {
-	MDB_val k, v;
-	size_t n;
-	int rc, err;
+	int err;
 
 	if ((err = wcheck(w)) < 0) {
 		return err;
 	}
-	if ((err = id_len(w->r.s, key, 0, &n)) < 0) {
-		return err;
-	}
-	if (reserved && meta_reserved(w->r.s, key)) {
+	if (reserved && key != NULL && meta_reserved(w->r.s, key)) {
 		return IHALA_EINVAL;
 	}
-	if (val == NULL && len != 0) {
-		return IHALA_EINVAL;
+	err = dbenv_put(&w->r.s->db, w->r.lt.txn, dbi, key, val, len, 0, what);
+	/* dbenv_put's own argument refusals leave the batch usable; LMDB's failures do not. */
+	if (err < 0 && err != IHALA_EINVAL && err != IHALA_ETOOLARGE && w->failed == 0) {
+		w->failed = err;
 	}
-	if (len > STORE_MAX_VALUE) {
-		return IHALA_ETOOLARGE;
-	}
-	k.mv_data = (void *)key;
-	k.mv_size = n;
-	v.mv_data = (void *)val;
-	v.mv_size = len;
-	if ((rc = mdb_put(w->r.txn, dbi, &k, &v, 0)) != 0) {
-		return wfail(w, rc, what);
-	}
-	return 0;
+	return err;
 }
 
 static int
 str_get(struct store_rtxn *r, MDB_dbi dbi, const char *key, const void **val, size_t *len,
 	const char *what)
 {
-	MDB_val k, v;
-	size_t n;
-	int rc, err;
+	MDB_val v;
+	int err;
 
 	if ((err = rcheck(r)) < 0) {
 		return err;
@@ -1733,13 +1374,8 @@ str_get(struct store_rtxn *r, MDB_dbi dbi, const char *key, const void **val, si
 	if (val == NULL || len == NULL) {
 		return IHALA_EINVAL;
 	}
-	if ((err = id_len(r->s, key, 0, &n)) < 0) {
+	if ((err = dbenv_get(&r->s->db, r->lt.txn, dbi, key, &v, what)) < 0) {
 		return err;
-	}
-	k.mv_data = (void *)key;
-	k.mv_size = n;
-	if ((rc = mdb_get(r->txn, dbi, &k, &v)) != 0) {
-		return store_err(r->s, rc, what);
 	}
 	*val = v.mv_data;
 	*len = v.mv_size;
@@ -1749,56 +1385,43 @@ str_get(struct store_rtxn *r, MDB_dbi dbi, const char *key, const void **val, si
 int
 store_referral_put(struct store_wtxn *w, const char *referral_id, const void *state, size_t len)
 {
-	return str_put(w, w != NULL ? w->r.s->referral : 0, referral_id, state, len, 0,
+	return str_put(w, w != NULL ? w->r.s->dbi.referral : 0, referral_id, state, len, 0,
 		       "storing a referral");
 }
 
 int
 store_referral_get(struct store_rtxn *r, const char *referral_id, const void **state, size_t *len)
 {
-	return str_get(r, r != NULL ? r->s->referral : 0, referral_id, state, len,
+	return str_get(r, r != NULL ? r->s->dbi.referral : 0, referral_id, state, len,
 		       "reading a referral");
 }
 
 /* ---- tree ---- */
 
-static int
-tree_key(unsigned level, uint64_t index, uint8_t *buf, MDB_val *k)
-{
-	if (level > 63) {
-		return IHALA_EINVAL;
-	}
-	buf[0] = (uint8_t)level;
-	be64enc(buf + 1, index);
-	k->mv_data = buf;
-	k->mv_size = TREE_KEY_LEN;
-	return 0;
-}
-
 int
 store_tree_put(struct store_wtxn *w, unsigned level, uint64_t index,
 	       const uint8_t hash[STORE_HASH_LEN])
 {
-	uint8_t kbuf[TREE_KEY_LEN];
+	uint8_t kbuf[LOGDB_TREE_KEY_LEN];
 	MDB_val k, v;
 	int rc, err;
 
 	if ((err = wcheck(w)) < 0) {
 		return err;
 	}
-	if (hash == NULL || (err = tree_key(level, index, kbuf, &k)) < 0) {
+	if (hash == NULL || (err = logdb_tree_key(level, index, kbuf, &k)) < 0) {
 		return IHALA_EINVAL;
 	}
 	v.mv_data = (void *)hash;
 	v.mv_size = STORE_HASH_LEN;
-	rc = mdb_put(w->r.txn, w->r.s->tree, &k, &v, MDB_NOOVERWRITE);
+	rc = mdb_put(w->r.lt.txn, w->r.s->dbi.tree, &k, &v, MDB_NOOVERWRITE);
 	if (rc == MDB_KEYEXIST) {
 		if (v.mv_size == STORE_HASH_LEN && memcmp(v.mv_data, hash, STORE_HASH_LEN) == 0) {
 			return 0;
 		}
 		log_warnx("store %s: tree node (level %u, index %llu) already stored with another "
 			  "hash; refusing to rewrite it",
-			  w->r.s->dir, level, (unsigned long long)index);
+			  w->r.s->db.dir, level, (unsigned long long)index);
 		return IHALA_EINCONSISTENT;
 	}
 	if (rc != 0) {
@@ -1810,48 +1433,20 @@ store_tree_put(struct store_wtxn *w, unsigned level, uint64_t index,
 int
 store_tree_get(struct store_rtxn *r, unsigned level, uint64_t index, uint8_t hash[STORE_HASH_LEN])
 {
-	uint8_t kbuf[TREE_KEY_LEN];
-	MDB_val k, v;
-	int rc, err;
+	int err;
 
 	if ((err = rcheck(r)) < 0) {
 		return err;
 	}
-	if (hash == NULL || (err = tree_key(level, index, kbuf, &k)) < 0) {
-		return IHALA_EINVAL;
-	}
-	if ((rc = mdb_get(r->txn, r->s->tree, &k, &v)) != 0) {
-		return store_err(r->s, rc, "reading a tree node");
-	}
-	if (v.mv_size != STORE_HASH_LEN) {
-		log_warnx("store %s: damaged tree node (level %u, index %llu)", r->s->dir, level,
-			  (unsigned long long)index);
-		return IHALA_ESTORE;
-	}
-	memcpy(hash, v.mv_data, STORE_HASH_LEN);
-	return 0;
+	return logdb_tree_get(&r->lt, level, index, hash);
 }
 
 /* ---- checkpoint ---- */
 
-static int
-copy_text(const MDB_val *v, char **text)
-{
-	char *t;
-
-	if ((t = malloc(v->mv_size + 1)) == NULL) {
-		return IHALA_ENOMEM;
-	}
-	memcpy(t, v->mv_data, v->mv_size);
-	t[v->mv_size] = '\0';
-	*text = t;
-	return 0;
-}
-
 int
 store_checkpoint_put(struct store_wtxn *w, uint64_t size, const char *text)
 {
-	uint8_t kbuf[SEQ_LEN];
+	uint8_t kbuf[LOGDB_SEQ_LEN];
 	MDB_val k, v;
 	size_t n;
 	int rc, err;
@@ -1862,12 +1457,12 @@ store_checkpoint_put(struct store_wtxn *w, uint64_t size, const char *text)
 	if (text == NULL || (n = strlen(text)) == 0) {
 		return IHALA_EINVAL;
 	}
-	if (n > STORE_MAX_CHECKPOINT) {
+	if (n > CHECKPOINT_TEXT_MAX) {
 		return IHALA_ETOOLARGE;
 	}
 	if (size >= w->next_seq) {
 		log_warnx("store %s: checkpoint of size %llu is ahead of the log (last seq %llu)",
-			  w->r.s->dir, (unsigned long long)size,
+			  w->r.s->db.dir, (unsigned long long)size,
 			  (unsigned long long)(w->next_seq - 1));
 		return IHALA_EINVAL;
 	}
@@ -1876,14 +1471,14 @@ store_checkpoint_put(struct store_wtxn *w, uint64_t size, const char *text)
 	k.mv_size = sizeof(kbuf);
 	v.mv_data = (void *)text;
 	v.mv_size = n;
-	rc = mdb_put(w->r.txn, w->r.s->checkpoint, &k, &v, MDB_NOOVERWRITE);
+	rc = mdb_put(w->r.lt.txn, w->r.s->dbi.checkpoint, &k, &v, MDB_NOOVERWRITE);
 	if (rc == MDB_KEYEXIST) {
 		if (v.mv_size == n && memcmp(v.mv_data, text, n) == 0) {
 			return 0;
 		}
 		log_warnx("store %s: a different checkpoint of size %llu is already stored; "
 			  "refusing to replace it",
-			  w->r.s->dir, (unsigned long long)size);
+			  w->r.s->db.dir, (unsigned long long)size);
 		return IHALA_EINCONSISTENT;
 	}
 	if (rc != 0) {
@@ -1895,99 +1490,34 @@ store_checkpoint_put(struct store_wtxn *w, uint64_t size, const char *text)
 int
 store_checkpoint_get(struct store_rtxn *r, uint64_t size, char **text)
 {
-	uint8_t kbuf[SEQ_LEN];
-	MDB_val k, v;
-	int rc, err;
+	int err;
 
 	if ((err = rcheck(r)) < 0) {
 		return err;
 	}
-	if (text == NULL) {
-		return IHALA_EINVAL;
-	}
-	be64enc(kbuf, size);
-	k.mv_data = kbuf;
-	k.mv_size = sizeof(kbuf);
-	if ((rc = mdb_get(r->txn, r->s->checkpoint, &k, &v)) != 0) {
-		return store_err(r->s, rc, "reading a checkpoint");
-	}
-	return copy_text(&v, text);
+	return logdb_checkpoint_get(&r->lt, size, text);
 }
 
 int
 store_checkpoint_latest(struct store_rtxn *r, uint64_t *size, char **text)
 {
-	MDB_cursor *cur;
-	MDB_val k, v;
-	int rc, err;
+	int err;
 
 	if ((err = rcheck(r)) < 0) {
 		return err;
 	}
-	if (size == NULL || text == NULL) {
-		return IHALA_EINVAL;
-	}
-	if ((rc = mdb_cursor_open(r->txn, r->s->checkpoint, &cur)) != 0) {
-		return store_err(r->s, rc, "opening a checkpoint cursor");
-	}
-	rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-	mdb_cursor_close(cur);
-	if (rc != 0) {
-		return store_err(r->s, rc, "reading the latest checkpoint");
-	}
-	if (k.mv_size != SEQ_LEN) {
-		log_warnx("store %s: damaged checkpoint key", r->s->dir);
-		return IHALA_ESTORE;
-	}
-	if ((err = copy_text(&v, text)) < 0) {
-		return err;
-	}
-	*size = be64dec(k.mv_data);
-	return 0;
+	return logdb_checkpoint_latest(&r->lt, size, text);
 }
 
 int
 store_checkpoint_iter(struct store_rtxn *r, uint64_t from_size, store_checkpoint_cb cb, void *arg)
 {
-	uint8_t kbuf[SEQ_LEN];
-	MDB_cursor *cur = NULL;
-	MDB_val k, v;
-	int rc, err;
+	int err;
 
 	if ((err = rcheck(r)) < 0) {
 		return err;
 	}
-	if (cb == NULL) {
-		return IHALA_EINVAL;
-	}
-	if ((rc = mdb_cursor_open(r->txn, r->s->checkpoint, &cur)) != 0) {
-		return store_err(r->s, rc, "opening a checkpoint cursor");
-	}
-	be64enc(kbuf, from_size);
-	k.mv_data = kbuf;
-	k.mv_size = sizeof(kbuf);
-	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	err = 0;
-	while (rc == 0) {
-		if (k.mv_size != SEQ_LEN) {
-			log_warnx("store %s: damaged checkpoint key", r->s->dir);
-			err = IHALA_ESTORE;
-			break;
-		}
-		err = cb(arg, be64dec(k.mv_data), v.mv_data, v.mv_size);
-		if (err != 0) {
-			break;
-		}
-		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-	}
-	mdb_cursor_close(cur);
-	if (err != 0) {
-		return err < 0 ? err : 0;
-	}
-	if (rc != 0 && rc != MDB_NOTFOUND) {
-		return store_err(r->s, rc, "iterating the checkpoints");
-	}
-	return 0;
+	return logdb_checkpoint_iter(&r->lt, from_size, cb, arg);
 }
 
 /* ---- meta ---- */
@@ -1995,9 +1525,9 @@ store_checkpoint_iter(struct store_rtxn *r, uint64_t from_size, store_checkpoint
 static int
 meta_reserved(const struct store *s, const char *key)
 {
-	if (strcmp(key, META_VERSION) == 0 || strcmp(key, META_CREATED) == 0 ||
-	    strncmp(key, QCOUNT_PREFIX, strlen(QCOUNT_PREFIX)) == 0) {
-		log_warnx("store %s: meta key '%s' belongs to the store (a bug)", s->dir, key);
+	if (strcmp(key, DBENV_META_VERSION) == 0 || strcmp(key, DBENV_META_CREATED) == 0 ||
+	    strncmp(key, LOGDB_QCOUNT_PREFIX, strlen(LOGDB_QCOUNT_PREFIX)) == 0) {
+		log_warnx("store %s: meta key '%s' belongs to the store (a bug)", s->db.dir, key);
 		return 1;
 	}
 	return 0;
@@ -2006,13 +1536,14 @@ meta_reserved(const struct store *s, const char *key)
 int
 store_meta_put(struct store_wtxn *w, const char *key, const void *val, size_t len)
 {
-	return str_put(w, w != NULL ? w->r.s->meta : 0, key, val, len, 1, "storing a meta value");
+	return str_put(w, w != NULL ? w->r.s->dbi.meta : 0, key, val, len, 1,
+		       "storing a meta value");
 }
 
 int
 store_meta_get(struct store_rtxn *r, const char *key, const void **val, size_t *len)
 {
-	return str_get(r, r != NULL ? r->s->meta : 0, key, val, len, "reading a meta value");
+	return str_get(r, r != NULL ? r->s->dbi.meta : 0, key, val, len, "reading a meta value");
 }
 
 int
@@ -2033,7 +1564,7 @@ store_meta_del(struct store_wtxn *w, const char *key)
 	}
 	k.mv_data = (void *)key;
 	k.mv_size = n;
-	rc = mdb_del(w->r.txn, w->r.s->meta, &k, NULL);
+	rc = mdb_del(w->r.lt.txn, w->r.s->dbi.meta, &k, NULL);
 	if (rc == MDB_NOTFOUND) {
 		return IHALA_ENOTFOUND;
 	}
@@ -2060,7 +1591,7 @@ store_meta_first(struct store_rtxn *r, const char *prefix, char *key, size_t siz
 	if ((err = id_len(r->s, prefix, 0, &n)) < 0) {
 		return err;
 	}
-	if ((rc = mdb_cursor_open(r->txn, r->s->meta, &cur)) != 0) {
+	if ((rc = mdb_cursor_open(r->lt.txn, r->s->dbi.meta, &cur)) != 0) {
 		return store_err(r->s, rc, "opening a meta cursor");
 	}
 	k.mv_data = (void *)prefix;

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "logdb.h"
+
 /*
  * One LMDB environment in one directory, holding the named databases of
  * DESIGN.md §8. Entries, referral states and meta values are opaque bytes
@@ -32,9 +34,9 @@
  * value past LMDB's limits; IHALA_EINVAL for misuse; IHALA_ESTORE for any
  * other LMDB failure (logged with mdb_strerror).
  *
- * The log is keyed by native-endian uint64 (MDB_INTEGERKEY), so data.mdb is
- * not portable between byte orders: export, do not ship, the file. All other
- * integers in keys and values are big-endian.
+ * The on-disk format (database names, keys and values) is proto/logdb.h's,
+ * which also reads it read-only for auditors and backups; this module is the
+ * only writer.
  */
 
 struct store;
@@ -43,7 +45,7 @@ struct store_rtxn;
 struct store_log_iter;
 
 /* The on-disk format this code reads and writes (meta "format_version"). */
-#define STORE_FORMAT_VERSION 1
+#define STORE_FORMAT_VERSION LOGDB_FORMAT_VERSION
 
 /* Map size used when store_open is given 0. */
 #define STORE_DEFAULT_MAPSIZE ((size_t)1 << 30)
@@ -52,16 +54,14 @@ struct store_log_iter;
 /* How long store_grow waits for open read transactions to end. */
 #define STORE_GROW_WAIT_MS 5000
 /* Size of a Merkle tree node hash. */
-#define STORE_HASH_LEN 32
-/* Largest signed checkpoint note stored. */
-#define STORE_MAX_CHECKPOINT (16 * 1024)
+#define STORE_HASH_LEN LOGDB_HASH_LEN
 
 enum store_flags {
 	/* After a write failed with IHALA_ESTOREFULL, the next store_wbegin
 	 * doubles the map size (up to the maximum) before it begins. */
 	STORE_AUTO_GROW = 0x1,
-	/* Open read-only (e.g. an auditor reading a backup): no lock file,
-	 * no writes, the store must already exist. */
+	/* Open read-only (tests and tools; auditors and backups use
+	 * proto/logdb.h): no lock file, no writes, the store must exist. */
 	STORE_RDONLY = 0x2,
 };
 
@@ -254,7 +254,7 @@ int store_tree_get(struct store_rtxn *r, unsigned level, uint64_t index,
 
 /*
  * Store the signed checkpoint of tree size `size` (<= the last seq in the
- * batch, so never ahead of the log; text 1 .. STORE_MAX_CHECKPOINT bytes).
+ * batch, so never ahead of the log; text 1 .. CHECKPOINT_TEXT_MAX bytes).
  * A checkpoint is never replaced: a different text for a stored size is
  * refused with IHALA_EINCONSISTENT (the same text: 0).
  */
@@ -271,7 +271,7 @@ int store_checkpoint_latest(struct store_rtxn *r, uint64_t *size, char **text);
  * for store_queue_iter: 0 go on, > 0 stop (then 0 is returned), < 0 stop
  * and return that value.
  */
-typedef int (*store_checkpoint_cb)(void *arg, uint64_t size, const char *text, size_t len);
+typedef logdb_checkpoint_cb store_checkpoint_cb;
 int store_checkpoint_iter(struct store_rtxn *r, uint64_t from_size, store_checkpoint_cb cb,
 			  void *arg);
 

@@ -11,7 +11,7 @@
 #include "frame.h"
 #include "log.h"
 #include "pbjson.h"
-#include "store.h"
+#include "logdb.h"
 
 #define TS(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
 #define KIND(x) IHALA__V1__ENTRY_KIND__ENTRY_KIND_##x
@@ -185,13 +185,7 @@ audit_verifier_load(const char *key, const char *name, struct checkpoint_verifie
 	return IHALA_EIO;
 }
 
-static int
-store_tree_get_cb(void *ctx, unsigned level, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
-{
-	return store_tree_get(ctx, level, index, out);
-}
-
-static const struct merkle_store_ops stored_tree = {store_tree_get_cb, NULL};
+static const struct merkle_store_ops stored_tree = {logdb_tree_node, NULL};
 
 struct sizes {
 	uint64_t *v;
@@ -220,7 +214,7 @@ collect_size(void *arg, uint64_t size, const char *text, size_t len)
 }
 
 struct vctx {
-	struct store_rtxn *r;
+	struct logdb_txn *r;
 	const char *key;
 	const char *origin; /* expected, or NULL */
 	struct checkpoint_verifier *ver;
@@ -253,7 +247,7 @@ check_checkpoint(struct vctx *v, uint64_t size, const uint8_t root[MERKLE_HASH_L
 	size_t n;
 	int err;
 
-	if ((err = store_checkpoint_get(v->r, size, &text)) != 0) {
+	if ((err = logdb_checkpoint_get(v->r, size, &text)) != 0) {
 		return err;
 	}
 	/* The broker's key is named after its origin: take the name from the note's first
@@ -324,9 +318,9 @@ int
 audit_verify_store(const char *dir, const char *key, const char *origin,
                    struct audit_verify_result *res)
 {
-	struct store *s = NULL;
-	struct store_rtxn *r = NULL;
-	struct store_log_iter *it = NULL;
+	struct logdb *db = NULL;
+	struct logdb_txn r = {NULL, NULL, NULL};
+	struct logdb_log_iter it = {NULL, NULL, 0, 0};
 	struct audit_chain *a = NULL;
 	struct sizes sz = {NULL, 0, 0};
 	struct vctx v;
@@ -346,15 +340,15 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 		return IHALA_ENOMEM;
 	}
 	audit_chain_init(a);
-	if ((err = store_open(dir, 0, STORE_RDONLY, &s)) != 0 || (err = store_rbegin(s, &r)) != 0) {
+	if ((err = logdb_open(dir, &db)) != 0 || (err = logdb_begin(db, &r)) != 0) {
 		goto out;
 	}
-	v.r = r;
+	v.r = &r;
 	v.key = key;
 	v.origin = origin;
 	v.res = res;
-	if ((err = store_checkpoint_iter(r, 0, collect_size, &sz)) != 0 ||
-	    (err = store_log_iter_begin(r, 1, &it)) != 0) {
+	if ((err = logdb_checkpoint_iter(&r, 0, collect_size, &sz)) != 0 ||
+	    (err = logdb_log_iter_begin(&r, 1, &it)) != 0) {
 		goto out;
 	}
 	for (;;) {
@@ -367,7 +361,7 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 			}
 			k++;
 		}
-		err = store_log_iter_next(it, &seq, &data, &len);
+		err = logdb_log_iter_next(&it, &seq, &data, &len);
 		if (err == IHALA_ENOTFOUND) {
 			err = 0;
 			break;
@@ -381,7 +375,7 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 			}
 			goto out;
 		}
-		err = store_tree_get(r, 0, seq - 1, stored);
+		err = logdb_tree_get(&r, 0, seq - 1, stored);
 		if (err == IHALA_ENOTFOUND) {
 			err = res_problem(res, "seq %llu: no leaf hash stored for it",
 			                  (unsigned long long)seq);
@@ -408,7 +402,7 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 		    (unsigned long long)res->entries);
 		goto out;
 	}
-	err = store_tree_get(r, 0, res->entries, stored);
+	err = logdb_tree_get(&r, 0, res->entries, stored);
 	if (err == 0) {
 		err = res_problem(res, "seq %llu missing: the tree has its leaf (log ends at %llu)",
 		                  (unsigned long long)(res->entries + 1),
@@ -421,9 +415,9 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 	err = merkle_range_root(&a->range, res->root);
 out:
 	res->seconds = now_s() - t0;
-	store_log_iter_end(it);
-	store_rend(r);
-	store_close(s);
+	logdb_log_iter_end(&it);
+	logdb_end(&r);
+	logdb_close(db);
 	checkpoint_verifier_free(v.ver);
 	free(sz.v);
 	free(a);
@@ -433,19 +427,19 @@ out:
 int
 audit_store_walk(const char *dir, ihala_entry_cb cb, void *arg)
 {
-	struct store *s = NULL;
-	struct store_rtxn *r = NULL;
-	struct store_log_iter *it = NULL;
+	struct logdb *db = NULL;
+	struct logdb_txn r = {NULL, NULL, NULL};
+	struct logdb_log_iter it = {NULL, NULL, 0, 0};
 	const void *data;
 	size_t len;
 	uint64_t seq;
 	int err;
 
-	if ((err = store_open(dir, 0, STORE_RDONLY, &s)) != 0 || (err = store_rbegin(s, &r)) != 0 ||
-	    (err = store_log_iter_begin(r, 1, &it)) != 0) {
+	if ((err = logdb_open(dir, &db)) != 0 || (err = logdb_begin(db, &r)) != 0 ||
+	    (err = logdb_log_iter_begin(&r, 1, &it)) != 0) {
 		goto out;
 	}
-	while ((err = store_log_iter_next(it, &seq, &data, &len)) == 0) {
+	while ((err = logdb_log_iter_next(&it, &seq, &data, &len)) == 0) {
 		if (cb(arg, seq, data, len) != 0) {
 			break;
 		}
@@ -454,9 +448,9 @@ audit_store_walk(const char *dir, ihala_entry_cb cb, void *arg)
 		err = 0;
 	}
 out:
-	store_log_iter_end(it);
-	store_rend(r);
-	store_close(s);
+	logdb_log_iter_end(&it);
+	logdb_end(&r);
+	logdb_close(db);
 	return err;
 }
 

@@ -15,10 +15,10 @@
 /*
  * Everything here reads log entries exactly as the broker stored them (LogEntry bytes, the
  * Merkle leaf data) and takes them either from a copy of the broker's store (made with
- * `mdb_copy` or store_backup, opened read-only: never the live store's directory while the
- * broker writes) or from a replay through the broker (ihala_replay). Errors: 0 or a
- * negative code from error.h; content problems of the log are IHALA_ETAMPER with a
- * sentence naming the first bad seq or checkpoint.
+ * `mdb_copy` or `ihala-broker --backup`, read with proto/logdb.h: never the live store's
+ * directory while the broker writes) or from a replay through the broker (ihala_replay).
+ * Errors: 0 or a negative code from error.h; content problems of the log are IHALA_ETAMPER
+ * with a sentence naming the first bad seq or checkpoint.
  */
 
 /* Longest problem sentence, NUL included. */

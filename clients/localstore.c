@@ -1,19 +1,11 @@
 /* localstore.c - a client node's durable local store over LMDB: outbox, inbox, last checkpoint. */
 #include "localstore.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <lmdb.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "datadir.h"
+#include "dbenv.h"
 #include "endian.h"
 #include "error.h"
 #include "log.h"
@@ -33,26 +25,25 @@
 
 #define LS_MAXDBS 8
 #define LS_LOCKFILE "ihala-client.lock"
-#define LS_KIND "client"
-#define META_VERSION "format_version"
-#define META_KIND "kind"
-#define META_CREATED "created"
 #define META_OUTBOX_NEXT "outbox_next"
 #define META_CHECKPOINT "checkpoint"
 #define U64_LEN 8
-/* LMDB stores a value's size in 32 bits. */
-#define LS_MAX_VALUE ((size_t)UINT32_MAX)
-#define LS_MAX_ENVELOPE (LS_MAX_VALUE - 1 - LOCALSTORE_MAX_MSGID)
+#define LS_MAX_ENVELOPE (DBENV_MAX_VALUE - 1 - LOCALSTORE_MAX_MSGID)
+
+static const struct dbenv_format ls_format = {
+	LOCALSTORE_FORMAT_VERSION,
+	"client",
+	"ihala client store",
+	"give the client an empty or its own data dir",
+};
 
 struct localstore {
-	MDB_env *env;
+	struct dbenv db; /* env, dir, lock */
 	MDB_dbi meta;
 	MDB_dbi outbox;
 	MDB_dbi outbox_id;
 	MDB_dbi inbox;
 	MDB_dbi inbox_done;
-	char *dir;
-	int lockfd;
 };
 
 /* ---- small helpers ---- */
@@ -64,37 +55,17 @@ mkval(MDB_val *v, const void *data, size_t len)
 	v->mv_size = len;
 }
 
-/*
- * Map an LMDB return code to the project's codes. MDB_NOTFOUND is an
- * ordinary answer and not logged; everything else is.
- */
+/* LMDB's code as the project's (dbenv_err: logged). */
 static int
-ls_err(const struct localstore *ls, int rc, const char *what)
+ls_err(struct localstore *ls, int rc, const char *what)
 {
-	switch (rc) {
-	case MDB_SUCCESS:
-		return 0;
-	case MDB_NOTFOUND:
-		return IHALA_ENOTFOUND;
-	case MDB_MAP_FULL:
-		log_warnx("local store %s: %s: %s; the store is full (deliver the outbox or "
-			  "move the data dir to a fresh one)",
-			  ls->dir, what, mdb_strerror(rc));
-		return IHALA_ESTOREFULL;
-	case ENOMEM:
-		log_warnx("local store %s: %s: %s", ls->dir, what, mdb_strerror(rc));
-		return IHALA_ENOMEM;
-	default:
-		log_warnx("local store %s: %s: %s", ls->dir, what, mdb_strerror(rc));
-		return IHALA_ESTORE;
-	}
+	return dbenv_err(&ls->db, rc, what);
 }
 
 static int
-damaged(const struct localstore *ls, const char *what)
+damaged(struct localstore *ls, const char *what)
 {
-	log_warnx("local store %s: damaged %s; restore the data dir from a backup", ls->dir, what);
-	return IHALA_ESTORE;
+	return dbenv_damaged(&ls->db, what);
 }
 
 /* A message id: 1 .. LOCALSTORE_MAX_MSGID bytes of printable ASCII without
@@ -126,25 +97,13 @@ msgid_len(const char *id, size_t *len)
 static int
 rbegin(struct localstore *ls, MDB_txn **txn)
 {
-	int rc;
-
-	if ((rc = mdb_txn_begin(ls->env, NULL, MDB_RDONLY, txn)) != 0) {
-		*txn = NULL;
-		return ls_err(ls, rc, "beginning a read transaction");
-	}
-	return 0;
+	return dbenv_begin(&ls->db, NULL, MDB_RDONLY, txn);
 }
 
 static int
 wbegin(struct localstore *ls, MDB_txn **txn)
 {
-	int rc;
-
-	if ((rc = mdb_txn_begin(ls->env, NULL, 0, txn)) != 0) {
-		*txn = NULL;
-		return ls_err(ls, rc, "beginning a write transaction");
-	}
-	return 0;
+	return dbenv_begin(&ls->db, NULL, 0, txn);
 }
 
 /* Commit synchronously (the environment has no NOSYNC flag). The handle is
@@ -152,98 +111,10 @@ wbegin(struct localstore *ls, MDB_txn **txn)
 static int
 wcommit(struct localstore *ls, MDB_txn *txn, const char *what)
 {
-	int rc;
-
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		return ls_err(ls, rc, what);
-	}
-	return 0;
+	return dbenv_commit(&ls->db, txn, what);
 }
 
 /* ---- open / close ---- */
-
-/* mkdir -p with mode 0700 for every directory created. */
-/* Print an unknown meta value safely: printable ASCII, bounded. */
-static void
-printable(const MDB_val *v, char *buf, size_t size)
-{
-	const unsigned char *p = v->mv_data;
-	size_t i, n = v->mv_size < size - 1 ? v->mv_size : size - 1;
-
-	for (i = 0; i < n; i++) {
-		buf[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
-	}
-	buf[n] = '\0';
-}
-
-static int
-meta_put_str(struct localstore *ls, MDB_txn *txn, const char *key, const char *val)
-{
-	MDB_val k, v;
-	int rc;
-
-	mkval(&k, key, strlen(key));
-	mkval(&v, val, strlen(val));
-	if ((rc = mdb_put(txn, ls->meta, &k, &v, 0)) != 0) {
-		return ls_err(ls, rc, "writing the format records");
-	}
-	return 0;
-}
-
-static int
-init_meta(struct localstore *ls, MDB_txn *txn)
-{
-	char created[32], version[16];
-	time_t now = time(NULL);
-	struct tm tm;
-	int err;
-
-	snprintf(version, sizeof(version), "%d", LOCALSTORE_FORMAT_VERSION);
-	gmtime_r(&now, &tm);
-	strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	if ((err = meta_put_str(ls, txn, META_VERSION, version)) < 0 ||
-	    (err = meta_put_str(ls, txn, META_KIND, LS_KIND)) < 0 ||
-	    (err = meta_put_str(ls, txn, META_CREATED, created)) < 0) {
-		return err;
-	}
-	log_info("local store %s: created, format version %d", ls->dir, LOCALSTORE_FORMAT_VERSION);
-	return 0;
-}
-
-/* Refuse a store whose meta `key` is not `want` (nothing is written). */
-static int
-check_meta(struct localstore *ls, MDB_txn *txn, const char *key, const char *want)
-{
-	char got[40];
-	MDB_val k, v;
-	int rc;
-
-	mkval(&k, key, strlen(key));
-	rc = mdb_get(txn, ls->meta, &k, &v);
-	if (rc == MDB_NOTFOUND) {
-		log_warnx("local store %s has no '%s' record; it is damaged or not an ihala "
-			  "client store (give the client an empty or its own data dir)",
-			  ls->dir, key);
-		return IHALA_EVERSION;
-	}
-	if (rc != 0) {
-		return ls_err(ls, rc, "reading the format records");
-	}
-	if (v.mv_size != strlen(want) || memcmp(v.mv_data, want, v.mv_size) != 0) {
-		printable(&v, got, sizeof(got));
-		if (strcmp(key, META_VERSION) == 0) {
-			log_warnx("local store %s has format version %s, this ihala reads version "
-				  "%s; run the release that wrote it, or migrate the store",
-				  ls->dir, got, want);
-		} else {
-			log_warnx("local store %s is of kind '%s', not '%s'; it is not an ihala "
-				  "client store (give the client its own data dir)",
-				  ls->dir, got, want);
-		}
-		return IHALA_EVERSION;
-	}
-	return 0;
-}
 
 /*
  * Open the named databases, creating them and the format records in an
@@ -252,89 +123,44 @@ check_meta(struct localstore *ls, MDB_txn *txn, const char *key, const char *wan
 static int
 open_layout(struct localstore *ls)
 {
-	static const struct {
-		const char *name;
-		size_t off;
-	} dbs[] = {
-		{ "outbox", offsetof(struct localstore, outbox) },
-		{ "outbox_id", offsetof(struct localstore, outbox_id) },
-		{ "inbox", offsetof(struct localstore, inbox) },
-		{ "inbox_done", offsetof(struct localstore, inbox_done) },
+	const struct dbenv_db dbs[] = {
+		{ "outbox", 0, &ls->outbox },
+		{ "outbox_id", 0, &ls->outbox_id },
+		{ "inbox", 0, &ls->inbox },
+		{ "inbox_done", 0, &ls->inbox_done },
 	};
-	char want[16];
 	MDB_txn *txn = NULL;
-	MDB_dbi main;
-	MDB_stat st;
-	size_t i;
-	int rc, err, fresh = 0;
+	int err, fresh;
 
 	if ((err = wbegin(ls, &txn)) < 0) {
 		return err;
 	}
-	rc = mdb_dbi_open(txn, "meta", 0, &ls->meta);
-	if (rc == MDB_NOTFOUND) {
-		if ((rc = mdb_dbi_open(txn, NULL, 0, &main)) != 0 ||
-		    (rc = mdb_stat(txn, main, &st)) != 0) {
-			err = ls_err(ls, rc, "reading the main database");
-			goto fail;
-		}
-		if (st.ms_entries != 0) {
-			log_warnx("local store %s has no format version; it is not an ihala client "
-				  "store (give the client an empty or its own data dir)",
-				  ls->dir);
-			err = IHALA_EVERSION;
-			goto fail;
-		}
-		if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &ls->meta)) != 0) {
-			err = ls_err(ls, rc, "creating database 'meta'");
-			goto fail;
-		}
-		fresh = 1;
-	} else if (rc != 0) {
-		err = ls_err(ls, rc, "opening database 'meta'");
-		goto fail;
+	if ((err = dbenv_format_open(&ls->db, txn, &ls_format, 1, &ls->meta, &fresh)) < 0 ||
+	    (err = dbenv_dbis_open(&ls->db, txn, dbs, sizeof(dbs) / sizeof(dbs[0]),
+				   fresh ? MDB_CREATE : 0)) < 0 ||
+	    (fresh && (err = dbenv_format_init(&ls->db, txn, ls->meta, &ls_format)) < 0)) {
+		mdb_txn_abort(txn);
+		return err;
 	}
-	if (!fresh) {
-		snprintf(want, sizeof(want), "%d", LOCALSTORE_FORMAT_VERSION);
-		if ((err = check_meta(ls, txn, META_VERSION, want)) < 0 ||
-		    (err = check_meta(ls, txn, META_KIND, LS_KIND)) < 0) {
-			goto fail;
-		}
-	}
-	for (i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
-		MDB_dbi *dbi = (MDB_dbi *)((char *)ls + dbs[i].off);
-
-		rc = mdb_dbi_open(txn, dbs[i].name, fresh ? MDB_CREATE : 0, dbi);
-		if (rc == MDB_NOTFOUND) {
-			log_warnx("local store %s: database '%s' is missing; the store is damaged",
-				  ls->dir, dbs[i].name);
-			err = IHALA_ESTORE;
-			goto fail;
-		}
-		if (rc != 0) {
-			err = ls_err(ls, rc, dbs[i].name);
-			goto fail;
-		}
-	}
-	if (fresh && (err = init_meta(ls, txn)) < 0) {
-		goto fail;
-	}
-	err = wcommit(ls, txn, "committing the opening transaction");
-	txn = NULL;
-	if (err < 0) {
-		goto fail;
-	}
-	return 0;
-fail:
-	mdb_txn_abort(txn);
-	return err;
+	return wcommit(ls, txn, "committing the opening transaction");
 }
 
 int
 localstore_open(const char *dir, struct localstore **out)
 {
+	/* Never MDB_NOSYNC / MDB_NOMETASYNC / MDB_WRITEMAP: a message is acked or counted as
+	 * queued only once it is on disk. MDB_NOTLS lets several threads each run their short
+	 * read transactions. */
+	const struct dbenv_opts o = {
+		.mode = DATADIR_PARENTS,
+		.lockfile = LS_LOCKFILE,
+		.flags = MDB_NOTLS,
+		.maxdbs = LS_MAXDBS,
+		.mapsize = LOCALSTORE_MAPSIZE,
+		.full_hint = "deliver the outbox or move the data dir to a fresh one",
+	};
 	struct localstore *ls;
-	int rc, err, dead;
+	int err;
 
 	if (out == NULL) {
 		return IHALA_EINVAL;
@@ -346,54 +172,21 @@ localstore_open(const char *dir, struct localstore **out)
 	if ((ls = calloc(1, sizeof(*ls))) == NULL) {
 		return IHALA_ENOMEM;
 	}
-	ls->lockfd = -1;
-	if ((ls->dir = strdup(dir)) == NULL) {
-		err = IHALA_ENOMEM;
-		goto fail;
-	}
-	err = datadir_prepare("local store", dir, DATADIR_PARENTS);
-	if (err == 0) {
-		err = datadir_lock("local store", ls->dir, LS_LOCKFILE, &ls->lockfd);
-		if (err == IHALA_EAGAIN) {
-			log_warnx("data dir %s is in use by another ihala process", ls->dir);
-			err = IHALA_EIO;
-		}
+	err = dbenv_open(&ls->db, "local store", dir, &o);
+	if (err == IHALA_EAGAIN) {
+		log_warnx("data dir %s is in use by another ihala process", dir);
+		err = IHALA_EIO;
 	}
 	if (err < 0) {
-		goto fail;
-	}
-	if ((rc = mdb_env_create(&ls->env)) != 0) {
-		err = ls_err(ls, rc, "creating the environment");
-		goto fail;
-	}
-	if ((rc = mdb_env_set_maxdbs(ls->env, LS_MAXDBS)) != 0 ||
-	    (rc = mdb_env_set_mapsize(ls->env, LOCALSTORE_MAPSIZE)) != 0) {
-		err = ls_err(ls, rc, "configuring the environment");
-		goto fail;
-	}
-	/* Never MDB_NOSYNC / MDB_NOMETASYNC / MDB_WRITEMAP: a message is
-	 * acked or counted as queued only once it is on disk. MDB_NOTLS lets
-	 * several threads each run their short read transactions. */
-	if ((rc = mdb_env_open(ls->env, dir, MDB_NOTLS, 0600)) != 0) {
-		err = ls_err(ls, rc, "opening the environment");
-		goto fail;
-	}
-	/* Reader slots left by a process that crashed would pin old pages. */
-	if ((rc = mdb_reader_check(ls->env, &dead)) != 0) {
-		err = ls_err(ls, rc, "clearing stale readers");
-		goto fail;
-	}
-	if (dead > 0) {
-		log_info("local store %s: cleared %d stale reader slot(s)", dir, dead);
+		free(ls);
+		return err;
 	}
 	if ((err = open_layout(ls)) < 0) {
-		goto fail;
+		localstore_close(ls);
+		return err;
 	}
 	*out = ls;
 	return 0;
-fail:
-	localstore_close(ls);
-	return err;
 }
 
 void
@@ -402,13 +195,7 @@ localstore_close(struct localstore *ls)
 	if (ls == NULL) {
 		return;
 	}
-	if (ls->env != NULL) {
-		mdb_env_close(ls->env);
-	}
-	if (ls->lockfd >= 0) {
-		close(ls->lockfd); /* releases the flock */
-	}
-	free(ls->dir);
+	dbenv_close(&ls->db);
 	free(ls);
 }
 
@@ -416,7 +203,7 @@ localstore_close(struct localstore *ls)
 
 /* Split an outbox record into its id (copied, NUL-terminated) and envelope. */
 static int
-outbox_decode(const struct localstore *ls, const MDB_val *v, char id[LOCALSTORE_MAX_MSGID + 1],
+outbox_decode(struct localstore *ls, const MDB_val *v, char id[LOCALSTORE_MAX_MSGID + 1],
 	      const void **env, size_t *len)
 {
 	const uint8_t *p = v->mv_data;
@@ -481,7 +268,7 @@ outbox_same(struct localstore *ls, MDB_txn *txn, uint64_t counter, const char *i
 	}
 	if (oldlen != len || memcmp(old, env, len) != 0) {
 		log_warnx("local store %s: message id '%s' is already queued with other content",
-			  ls->dir, id);
+			  ls->db.dir, id);
 		return IHALA_EMSGID;
 	}
 	return 0;
@@ -593,7 +380,7 @@ localstore_outbox_del(struct localstore *ls, const char *message_id)
 		 * id does not stay stuck. */
 		log_warnx("local store %s: message id '%s' was indexed without its outbox record "
 			  "(store damaged); removing the index entry",
-			  ls->dir, message_id);
+			  ls->db.dir, message_id);
 	} else if (rc != 0) {
 		err = ls_err(ls, rc, "removing a queued message");
 		goto fail;
@@ -785,7 +572,7 @@ localstore_inbox_put(struct localstore *ls, uint64_t seq, const void *entry, siz
 	if (ls == NULL || seq == 0 || entry == NULL || len == 0) {
 		return IHALA_EINVAL;
 	}
-	if (len > LS_MAX_VALUE) {
+	if (len > DBENV_MAX_VALUE) {
 		return IHALA_ETOOLARGE;
 	}
 	if ((err = wbegin(ls, &txn)) < 0) {
@@ -802,7 +589,7 @@ localstore_inbox_put(struct localstore *ls, uint64_t seq, const void *entry, siz
 	if (st == LOCALSTORE_PENDING && (v.mv_size != len || memcmp(v.mv_data, entry, len) != 0)) {
 		log_security("local store %s: delivery of seq %llu differs from the one stored "
 			     "earlier; a log entry must never change (keeping the first)",
-			     ls->dir, (unsigned long long)seq);
+			     ls->db.dir, (unsigned long long)seq);
 		err = IHALA_EINCONSISTENT;
 		goto fail;
 	}
@@ -939,24 +726,22 @@ int
 localstore_checkpoint_put(struct localstore *ls, const char *text)
 {
 	MDB_txn *txn = NULL;
-	MDB_val k, v;
 	size_t n;
-	int rc, err;
+	int err;
 
 	if (ls == NULL || text == NULL || text[0] == '\0') {
 		return IHALA_EINVAL;
 	}
-	if ((n = strnlen(text, LOCALSTORE_MAX_CHECKPOINT + 1)) > LOCALSTORE_MAX_CHECKPOINT) {
+	if ((n = strnlen(text, CHECKPOINT_TEXT_MAX + 1)) > CHECKPOINT_TEXT_MAX) {
 		return IHALA_ETOOLARGE;
 	}
 	if ((err = wbegin(ls, &txn)) < 0) {
 		return err;
 	}
-	mkval(&k, META_CHECKPOINT, strlen(META_CHECKPOINT));
-	mkval(&v, text, n);
-	if ((rc = mdb_put(txn, ls->meta, &k, &v, 0)) != 0) {
+	if ((err = dbenv_put(&ls->db, txn, ls->meta, META_CHECKPOINT, text, n, 0,
+			     "storing the checkpoint")) < 0) {
 		mdb_txn_abort(txn);
-		return ls_err(ls, rc, "storing the checkpoint");
+		return err;
 	}
 	return wcommit(ls, txn, "committing the checkpoint");
 }
@@ -965,9 +750,8 @@ int
 localstore_checkpoint_get(struct localstore *ls, char **text)
 {
 	MDB_txn *txn;
-	MDB_val k, v;
-	char *t;
-	int rc, err;
+	MDB_val v;
+	int err;
 
 	if (ls == NULL || text == NULL) {
 		return IHALA_EINVAL;
@@ -975,18 +759,11 @@ localstore_checkpoint_get(struct localstore *ls, char **text)
 	if ((err = rbegin(ls, &txn)) < 0) {
 		return err;
 	}
-	mkval(&k, META_CHECKPOINT, strlen(META_CHECKPOINT));
-	rc = mdb_get(txn, ls->meta, &k, &v);
-	if (rc != 0) {
-		err = ls_err(ls, rc, "reading the checkpoint");
-	} else if (v.mv_size == 0 || memchr(v.mv_data, '\0', v.mv_size) != NULL) {
+	err = dbenv_get(&ls->db, txn, ls->meta, META_CHECKPOINT, &v, "reading the checkpoint");
+	if (err == 0 && (v.mv_size == 0 || memchr(v.mv_data, '\0', v.mv_size) != NULL)) {
 		err = damaged(ls, "checkpoint");
-	} else if ((t = malloc(v.mv_size + 1)) == NULL) {
-		err = IHALA_ENOMEM;
-	} else {
-		memcpy(t, v.mv_data, v.mv_size);
-		t[v.mv_size] = '\0';
-		*text = t;
+	} else if (err == 0) {
+		err = dbenv_copy_text(&v, text);
 	}
 	mdb_txn_abort(txn);
 	return err;

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint.h"
+
 /*
  * One LMDB environment in the node's data_dir (DESIGN.md §9). Messages are
  * opaque bytes here; libihala encodes them.
@@ -26,7 +28,8 @@
  *
  * Errors: 0 or a negative code from error.h. IHALA_EINVAL for bad arguments,
  * IHALA_ENOTFOUND as documented, IHALA_ESTOREFULL when the map is full
- * (MDB_MAP_FULL), IHALA_ETOOLARGE for a value past LMDB's 4 GiB limit,
+ * (MDB_MAP_FULL), IHALA_EAGAIN when one transaction is too large for LMDB
+ * (MDB_TXN_FULL), IHALA_ETOOLARGE for a value past LMDB's 4 GiB limit,
  * IHALA_ENOMEM, IHALA_EVERSION for a data dir of another format, IHALA_EIO
  * for directory and lock failures, IHALA_ESTORE for any other LMDB failure or
  * damaged record (logged with log_warnx, naming mdb_strerror when LMDB said).
@@ -41,8 +44,6 @@ struct localstore;
 /* Message ids: 1 .. 64 printable ASCII characters without spaces (as the
  * broker requires of Envelope.message_id). */
 #define LOCALSTORE_MAX_MSGID 64
-/* Largest checkpoint note stored. */
-#define LOCALSTORE_MAX_CHECKPOINT (16 * 1024)
 
 /* ---- environment ---- */
 
@@ -133,7 +134,7 @@ int localstore_inbox_next_pending(struct localstore *ls, uint64_t after, uint64_
 
 /* ---- the last verified checkpoint this node saw (signed-note text) ---- */
 
-/* Replace it with `text` (NUL-terminated, 1 .. LOCALSTORE_MAX_CHECKPOINT
+/* Replace it with `text` (NUL-terminated, 1 .. CHECKPOINT_TEXT_MAX
  * bytes, copied; longer: IHALA_ETOOLARGE). */
 int localstore_checkpoint_put(struct localstore *ls, const char *text);
 

@@ -10,8 +10,9 @@
 #define CHECKPOINT_HASH_LEN 32
 /* Longest origin line and longest key name, in bytes. */
 #define CHECKPOINT_NAME_MAX 255
-/* Longest note checkpoint_open and checkpoint_note_open accept. */
-#define CHECKPOINT_TEXT_MAX (64 * 1024)
+/* Longest note checkpoint_open and checkpoint_note_open accept, and the longest the broker's
+ * store (proto/logdb.h) and a node's local store keep: the one limit of a checkpoint's size. */
+#define CHECKPOINT_TEXT_MAX (16 * 1024)
 
 /*
  * A signed checkpoint is the C2SP signed note

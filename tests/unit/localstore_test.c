@@ -525,12 +525,12 @@ test_checkpoint(void **state)
 	free(text);
 
 	/* Size limits: the largest fits, one more byte does not. */
-	big = malloc(LOCALSTORE_MAX_CHECKPOINT + 2);
+	big = malloc(CHECKPOINT_TEXT_MAX + 2);
 	assert_non_null(big);
-	memset(big, 'c', LOCALSTORE_MAX_CHECKPOINT + 1);
-	big[LOCALSTORE_MAX_CHECKPOINT + 1] = '\0';
+	memset(big, 'c', CHECKPOINT_TEXT_MAX + 1);
+	big[CHECKPOINT_TEXT_MAX + 1] = '\0';
 	assert_int_equal(localstore_checkpoint_put(ls, big), IHALA_ETOOLARGE);
-	big[LOCALSTORE_MAX_CHECKPOINT] = '\0';
+	big[CHECKPOINT_TEXT_MAX] = '\0';
 	assert_int_equal(localstore_checkpoint_put(ls, big), 0);
 	assert_int_equal(localstore_checkpoint_get(ls, &text), 0);
 	assert_string_equal(text, big);

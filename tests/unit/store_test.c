@@ -890,7 +890,7 @@ test_checkpoint(void **state)
 	struct store_wtxn *w;
 	uint64_t size;
 	char *text;
-	char big[STORE_MAX_CHECKPOINT + 2];
+	char big[CHECKPOINT_TEXT_MAX + 2];
 
 	(void)state;
 	assert_int_equal(store_rbegin(s, &r), 0);
