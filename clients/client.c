@@ -18,8 +18,8 @@
 #include "localstore.h"
 #include "log.h"
 #include "tlsctx.h"
+#include "wire.h"
 
-#define WIRE_CHUNK (64 * 1024)
 #define OUT_CAP (4u * 1024 * 1024)
 #define MAX_PENDING 4096
 #define MAX_HELD 256 /* deliveries held while the Welcome's checkpoint is checked */
@@ -36,15 +36,11 @@ struct ihala_client {
 	struct localstore *ls;
 	SSL_CTX *ssl;
 	void *zctx;
-	void *sock;
-	void *mon;
-	int connected; /* ZeroMQ has a TCP connection */
-	struct channel *ch;
+	struct wire *w; /* the socket and the TLS session on it; NULL until first needed */
 	enum sess_state state;
 	int refused;		/* the broker refused this session: code */
+	uint64_t frames_dropped; /* frames from the broker that did not decode */
 	Ihala__V1__Frame *welcome;
-	uint8_t *wire;
-	size_t wire_len;
 	uint64_t next_request;
 	char errmsg[512];
 	char *msgids[16];	/* message ids generated for callers' envelopes */
@@ -174,13 +170,20 @@ ihala_open(const struct client_config *cfg, struct ihala_client **out)
 	return 0;
 }
 
+/* ZeroMQ has a TCP connection. */
+static int
+connected(const struct ihala_client *c)
+{
+	return c->w != NULL && wire_connected(c->w);
+}
+
 static void
 session_drop(struct ihala_client *c)
 {
-	channel_free(c->ch);
-	c->ch = NULL;
+	if (c->w != NULL) {
+		wire_drop(c->w);
+	}
 	c->state = SESS_NONE;
-	c->wire_len = 0;
 	c->n_pending = 0; /* they stay in the inbox; the broker sends them again too */
 	c->inbox_scanned = 0;
 	c->inbox_cursor = 0;
@@ -198,16 +201,8 @@ static void
 socket_close(struct ihala_client *c)
 {
 	session_drop(c);
-	if (c->mon != NULL) {
-		zmq_close(c->mon);
-		c->mon = NULL;
-	}
-	if (c->sock != NULL) {
-		zmq_socket_monitor(c->sock, NULL, 0);
-		zmq_close(c->sock);
-		c->sock = NULL;
-	}
-	c->connected = 0;
+	wire_free(c->w, -1);
+	c->w = NULL;
 }
 
 void
@@ -218,23 +213,13 @@ ihala_close(struct ihala_client *c)
 	if (c == NULL) {
 		return;
 	}
-	if (c->ch != NULL && c->state == SESS_OPEN && c->connected) {
-		uint8_t buf[4096];
-		size_t n = 0;
-
-		channel_close(c->ch);
-		if (channel_take_out(c->ch, buf + 1, sizeof(buf) - 1, &n) == 0 && n > 0) {
-			buf[0] = CHANNEL_MSG_TLS;
-			zmq_send(c->sock, buf, n + 1, ZMQ_DONTWAIT);
-		}
+	if (c->state == SESS_OPEN && connected(c)) {
+		wire_close(c->w);
 	}
-	if (c->sock != NULL) {
-		/* Let the last acks and the close_notify leave before the socket goes. */
-		int linger = 1000;
-
-		zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
-	}
-	socket_close(c);
+	/* Let the last acks and the close_notify leave before the socket goes. */
+	session_drop(c);
+	wire_free(c->w, 1000);
+	c->w = NULL;
 	frame_free(c->response);
 	for (i = 0; i < c->n_msgids; i++) {
 		free(c->msgids[i]);
@@ -244,67 +229,38 @@ ihala_close(struct ihala_client *c)
 	free(c->ver_key);
 	localstore_close(c->ls);
 	SSL_CTX_free(c->ssl);
-	free(c->wire);
 	free(c);
 }
 
 static int
 socket_open(struct ihala_client *c)
 {
-	static unsigned monitor_seq;
-	char ep[64];
-	int one = 1, zero = 0, ivl = 2000, ttl = 6000, tmo = 6000, rivl = 100, rmax = 2000;
-	int64_t maxmsg = (int64_t)FRAME_MAX_LIMIT + 64 * 1024;
+	struct wire_opts o;
+	char err[256];
+	int rc;
 
-	c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
-	if (c->sock == NULL) {
-		return fail(c, IHALA_EZMQ, "cannot create a ZeroMQ socket: %s",
-			    zmq_strerror(zmq_errno()));
-	}
-	/* Never ZMQ_ROUTING_ID: each connection is a fresh routing id and a fresh TLS session. */
-	zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof(one));
-	zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero));
-	zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof(ivl));
-	zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TTL, &ttl, sizeof(ttl));
-	zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof(tmo));
-	zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL, &rivl, sizeof(rivl));
-	zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL_MAX, &rmax, sizeof(rmax));
-	zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
-	snprintf(ep, sizeof(ep), "inproc://ihala-mon-%p-%u", (void *)c, monitor_seq++);
-	if (zmq_socket_monitor(c->sock, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0) {
-		return fail(c, IHALA_EZMQ, "cannot monitor the socket: %s", zmq_strerror(zmq_errno()));
-	}
-	c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
-	if (c->mon == NULL || zmq_connect(c->mon, ep) != 0) {
-		return fail(c, IHALA_EZMQ, "cannot monitor the socket: %s", zmq_strerror(zmq_errno()));
-	}
-	if (zmq_connect(c->sock, c->cfg->broker) != 0) {
-		return fail(c, IHALA_EINVAL, "cannot connect to '%s': %s", c->cfg->broker,
-			    zmq_strerror(zmq_errno()));
+	memset(&o, 0, sizeof(o));
+	o.endpoint = c->cfg->broker;
+	o.ssl = c->ssl;
+	o.server_name = c->cfg->server_name;
+	o.max_frame = FRAME_MAX_LIMIT;
+	o.out_cap = OUT_CAP;
+	o.immediate = 1;
+	o.send_timeout_ms = -1;
+	o.keepalive = 1;
+	o.monitor = 1;
+	if ((rc = wire_open(c->zctx, &o, &c->w, err, sizeof(err))) != 0) {
+		return fail(c, rc, "%s", err);
 	}
 	return 0;
 }
 
-/* Send what the channel has for the wire; keep what ZeroMQ cannot take now. */
+/* Send what the session has for the wire; what ZeroMQ cannot take now waits in the wire. */
 static void
 flush_wire(struct ihala_client *c)
 {
-	while (c->ch != NULL && c->connected) {
-		if (c->wire_len == 0) {
-			if (channel_pending_out(c->ch) == 0) {
-				return;
-			}
-			if (c->wire == NULL && (c->wire = malloc(WIRE_CHUNK + 1)) == NULL) {
-				return;
-			}
-			c->wire[0] = CHANNEL_MSG_TLS;
-			channel_take_out(c->ch, c->wire + 1, WIRE_CHUNK, &c->wire_len);
-			c->wire_len++;
-		}
-		if (zmq_send(c->sock, c->wire, c->wire_len, ZMQ_DONTWAIT) < 0) {
-			return;
-		}
-		c->wire_len = 0;
+	if (connected(c)) {
+		wire_flush(c->w);
 	}
 }
 
@@ -314,7 +270,7 @@ session_start(struct ihala_client *c)
 	int err;
 
 	session_drop(c);
-	err = channel_new(c->ssl, 0, c->cfg->server_name, FRAME_MAX_LIMIT, OUT_CAP, &c->ch);
+	err = wire_start(c->w, 1);
 	if (err != 0) {
 		return fail(c, err, "cannot start TLS: %s", ihala_strerror(err));
 	}
@@ -327,23 +283,12 @@ session_start(struct ihala_client *c)
 static int
 send_frame(struct ihala_client *c, const Ihala__V1__Frame *f)
 {
-	uint8_t *buf;
-	size_t len;
 	int err;
 
 	if (c->state != SESS_OPEN) {
 		return IHALA_ECLOSED;
 	}
-	err = frame_encode(f, &buf, &len);
-	if (err != 0) {
-		return err;
-	}
-	err = channel_write_frame(c->ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
-	if (err == IHALA_EAGAIN) {
-		flush_wire(c);
-		err = channel_write_frame(c->ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
-	}
-	free(buf);
+	err = wire_send_frame(c->w, f);
 	flush_wire(c);
 	return err;
 }
@@ -797,98 +742,73 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 	frame_free(f);
 }
 
+/* A frame body from the broker. One that does not decode is logged and counted, not used. */
+static void
+on_body(struct ihala_client *c, const uint8_t *body, size_t len)
+{
+	Ihala__V1__Frame *f = NULL;
+	int err = frame_decode(body, len, FRAME_MAX_LIMIT, &f);
+
+	if (err != 0) {
+		c->frames_dropped++;
+		log_warnx("dropped a frame of %zu bytes from the broker at %s that does not decode: %s "
+			  "(%llu so far)",
+			  len, c->cfg->broker, ihala_strerror(err),
+			  (unsigned long long)c->frames_dropped);
+		return;
+	}
+	on_frame(c, f);
+}
+
+uint64_t
+ihala_frames_dropped(const struct ihala_client *c)
+{
+	return c->frames_dropped;
+}
+
 /* Wait up to timeout_ms for network events and handle them. */
 static int
 pump(struct ihala_client *c, long timeout_ms)
 {
-	zmq_pollitem_t items[2];
-	int n, rc;
+	struct wire_event ev;
+	int rc;
 
-	if (c->sock == NULL && (rc = socket_open(c)) != 0) {
+	if (c->w == NULL && (rc = socket_open(c)) != 0) {
 		return rc;
 	}
-	items[0].socket = c->sock;
-	items[0].events = ZMQ_POLLIN;
-	items[1].socket = c->mon;
-	items[1].events = ZMQ_POLLIN;
-	if (c->wire_len > 0 && timeout_ms > 5) {
-		timeout_ms = 5;
+	if ((rc = wire_wait(c->w, timeout_ms)) < 0) {
+		return rc;
 	}
-	n = zmq_poll(items, 2, timeout_ms);
-	if (n < 0) {
-		return zmq_errno() == EINTR ? IHALA_EAGAIN : IHALA_EZMQ;
-	}
-	if (items[1].revents & ZMQ_POLLIN) {
-		zmq_msg_t ev, addr;
-		uint16_t event;
-
-		zmq_msg_init(&ev);
-		zmq_msg_init(&addr);
-		if (zmq_msg_recv(&ev, c->mon, 0) >= 6 && zmq_msg_recv(&addr, c->mon, 0) >= 0) {
-			memcpy(&event, zmq_msg_data(&ev), sizeof(event));
-			if (event == ZMQ_EVENT_CONNECTED) {
-				c->connected = 1;
-				/* A new TCP connection is a new routing id: a new TLS session. */
-				session_start(c);
-			} else if (event == ZMQ_EVENT_DISCONNECTED) {
-				c->connected = 0;
-				session_drop(c);
-			}
-		}
-		zmq_msg_close(&ev);
-		zmq_msg_close(&addr);
-	}
-	while (items[0].revents & ZMQ_POLLIN) {
-		zmq_msg_t m;
-		const uint8_t *p;
-		size_t len;
-
-		zmq_msg_init(&m);
-		if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(&m);
-			break;
-		}
-		p = zmq_msg_data(&m);
-		len = zmq_msg_size(&m);
-		if (len >= 1 && p[0] == CHANNEL_MSG_RESET) {
-			/* The broker has no session for this connection (it restarted). */
+	while (wire_next(c->w, &ev) == 0 && ev.kind != WIRE_NONE) {
+		switch (ev.kind) {
+		case WIRE_CONNECTED:
+		case WIRE_RESET:
+			/* A new TCP connection is a new routing id, and a RESET says the broker has
+			 * no session for this one (it restarted): a new TLS session either way. */
 			session_start(c);
-		} else if (len >= 1 && p[0] == CHANNEL_MSG_TLS && c->ch != NULL) {
-			const uint8_t *body;
-			size_t blen;
-			int err = channel_feed(c->ch, p + 1, len - 1);
-
-			flush_wire(c);
-			while (c->ch != NULL && channel_next_frame(c->ch, &body, &blen) == 1) {
-				Ihala__V1__Frame *f = NULL;
-
-				if (frame_decode(body, blen, FRAME_MAX_LIMIT, &f) == 0) {
-					on_frame(c, f);
-				}
+			break;
+		case WIRE_DISCONNECTED:
+			session_drop(c);
+			break;
+		case WIRE_FRAME:
+			on_body(c, ev.data, ev.len);
+			break;
+		case WIRE_FAILED:
+			if (c->refused == 0) {
+				c->refused = ev.err;
+				fail(c, ev.err, "TLS: %s", channel_error_text(wire_channel(c->w)));
 			}
-			if (err != 0 && c->ch != NULL) {
-				if (c->refused == 0) {
-					c->refused = err;
-					fail(c, err, "TLS: %s", channel_error_text(c->ch));
-				}
-				c->state = SESS_NONE;
-			} else if (c->ch != NULL && channel_state(c->ch) == CHANNEL_CLOSED) {
-				c->state = SESS_NONE;
-				if (c->refused == 0) {
-					c->refused = IHALA_ECLOSED;
-					fail(c, IHALA_ECLOSED, "the broker closed the session");
-				}
+			c->state = SESS_NONE;
+			break;
+		case WIRE_CLOSED:
+			c->state = SESS_NONE;
+			if (c->refused == 0) {
+				c->refused = IHALA_ECLOSED;
+				fail(c, IHALA_ECLOSED, "the broker closed the session");
 			}
-		}
-		zmq_msg_close(&m);
-		{
-			int ev = 0;
-			size_t evlen = sizeof(ev);
-
-			if (zmq_getsockopt(c->sock, ZMQ_EVENTS, &ev, &evlen) != 0 ||
-			    !(ev & ZMQ_POLLIN)) {
-				break;
-			}
+			break;
+		default:
+			break;
 		}
 	}
 	flush_wire(c);
@@ -909,7 +829,7 @@ ensure_open(struct ihala_client *c, uint64_t deadline)
 	if (c->state == SESS_OPEN) {
 		return 0;
 	}
-	if (c->refused != 0 && c->state == SESS_NONE && c->connected) {
+	if (c->refused != 0 && c->state == SESS_NONE && connected(c)) {
 		/* Refused before: try a fresh connection once more. */
 		socket_close(c);
 	}
@@ -921,7 +841,7 @@ ensure_open(struct ihala_client *c, uint64_t deadline)
 			return c->refused;
 		}
 		if (t >= deadline) {
-			if (!c->connected) {
+			if (!connected(c)) {
 				return fail(c, IHALA_EUNREACHABLE,
 					    "cannot reach the broker at %s (is it running?)",
 					    c->cfg->broker);
