@@ -26,10 +26,10 @@
  *   ihala_load send -b EP -P PKI -a AGENCY -t TO[,TO...] -n COUNT [-r RATE] [-s BYTES]
  *                   [-p PREFIX] [-L LATFILE] [-T SECONDS] [-W WINDOW]
  *	Submit COUNT referrals round-robin to the TO agencies, up to Welcome.limits.max_inflight
- *	(or WINDOW, to test the broker's OVERLOADED refusal) without a receipt, at RATE per second (0: as fast as receipts allow). Every Deliver the
- *	sender gets (the broker's "received" statuses) is acked. LATFILE gets one submit->receipt
- *	latency in microseconds per line.
- *   ihala_load recv -b EP -P PKI -a AGENCY [-a AGENCY...] -n COUNT [-L LATFILE] [-R READYFILE]
+ *	(or WINDOW, to test the broker's OVERLOADED refusal) without a receipt, at RATE per second
+ *(0: as fast as receipts allow). Every Deliver the sender gets (the broker's "received" statuses)
+ *is acked. LATFILE gets one submit->receipt latency in microseconds per line. ihala_load recv -b EP
+ *-P PKI -a AGENCY [-a AGENCY...] -n COUNT [-L LATFILE] [-R READYFILE]
  *                   [-I IDLE_MS] [-T SECONDS]
  *	One session per agency; ack every Deliver at once (no local store: the bench measures the
  *	broker). Stops after COUNT deliveries in all, or IDLE_MS without one after the first.

@@ -173,7 +173,7 @@ walk(const ProtobufCMessage *m, enum pb_check what, unsigned depth)
 				rc = check_value(f, arr + k * elem_size(f), what, depth);
 			}
 		} else if (f->label == PROTOBUF_C_LABEL_OPTIONAL &&
-			   f->type == PROTOBUF_C_TYPE_ENUM) {
+		           f->type == PROTOBUF_C_TYPE_ENUM) {
 			protobuf_c_boolean has;
 
 			memcpy(&has, base + f->quantifier_offset, sizeof(has));
@@ -230,14 +230,14 @@ pb_dealloc(void *data, void *p)
 	free(p);
 }
 
-static ProtobufCAllocator pb_free_allocator = { pb_alloc, pb_dealloc, NULL };
+static ProtobufCAllocator pb_free_allocator = {pb_alloc, pb_dealloc, NULL};
 
 static int
 unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
        ProtobufCMessage **out)
 {
 	int oom = 0;
-	ProtobufCAllocator a = { pb_alloc, pb_dealloc, &oom };
+	ProtobufCAllocator a = {pb_alloc, pb_dealloc, &oom};
 	ProtobufCMessage *m;
 
 	if (desc == NULL || out == NULL || (buf == NULL && len != 0)) {
@@ -276,7 +276,7 @@ pb_free(ProtobufCMessage *m)
 
 int
 pb_decode_strict(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
-		 ProtobufCMessage **out)
+                 ProtobufCMessage **out)
 {
 	ProtobufCMessage *m = NULL;
 	int rc;
@@ -310,7 +310,7 @@ frame_encode(const Ihala__V1__Frame *f, uint8_t **out, size_t *outlen)
 		return IHALA_EINVAL;
 	}
 	fd = protobuf_c_message_descriptor_get_field(&ihala__v1__frame__descriptor,
-						     (unsigned)f->kind_case);
+	                                             (unsigned)f->kind_case);
 	if (f->kind_case == IHALA__V1__FRAME__KIND__NOT_SET || fd == NULL) {
 		return IHALA_EINVAL;
 	}

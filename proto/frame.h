@@ -87,7 +87,7 @@ void logentry_free(Ihala__V1__LogEntry *e);
  * caller bounds `len`.
  */
 int pb_decode_strict(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
-		     ProtobufCMessage **out);
+                     ProtobufCMessage **out);
 void pb_free(ProtobufCMessage *m);
 
 /*
