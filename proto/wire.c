@@ -437,6 +437,12 @@ wire_next(struct wire *w, struct wire_event *ev)
 				return 0;
 			}
 		}
+		/* The answers to what came (handshake, and what the caller wrote for the frames
+		 * it took) leave together, before the next message is taken. */
+		rc = wire_flush(w);
+		if (rc != 0 && rc != IHALA_EAGAIN) {
+			return rc;
+		}
 		if ((rc = wire_next_raw(w, ev)) != 0 || ev->kind != WIRE_RAW) {
 			return rc;
 		}
@@ -450,10 +456,6 @@ wire_next(struct wire *w, struct wire_event *ev)
 		rc = channel_feed(w->ch, ev->data, ev->len);
 		if (rc != 0 && w->feed_err == 0) {
 			w->feed_err = rc;
-		}
-		rc = wire_flush(w);
-		if (rc != 0 && rc != IHALA_EAGAIN) {
-			return rc;
 		}
 	}
 }

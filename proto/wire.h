@@ -132,8 +132,10 @@ int wire_wait(struct wire *w, long timeout_ms);
 
 /*
  * The next event, without waiting: the session's frames in order, then its failure or
- * close, then what the next message brings (TLS bytes are fed to the session and its
- * answers flushed, as far as ZeroMQ takes them). WIRE_NONE when nothing more is there now.
+ * close, then what the next message brings (TLS bytes are fed to the session). Before a
+ * message is taken, the session's output is flushed (as far as ZeroMQ takes it): the
+ * handshake's answers and what the caller wrote for the frames it took leave together.
+ * WIRE_NONE when nothing more is there now.
  * Returns 0 with *ev filled, or a local error (IHALA_EZMQ; with blocking sends, the flush's
  * IHALA_ETIMEDOUT).
  */
