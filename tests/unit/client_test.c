@@ -226,6 +226,43 @@ client_pump(struct ihala_client *c)
 	}
 }
 
+/* The broker's Deliver of an ADMIN entry with this seq. */
+static void
+fake_deliver(uint64_t seq)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Deliver dl = IHALA__V1__DELIVER__INIT;
+	Ihala__V1__LogEntry le = IHALA__V1__LOG_ENTRY__INIT;
+	uint8_t entry[256];
+
+	le.seq = seq;
+	le.sender = "moh";
+	le.recipient = "dma";
+	le.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_ADMIN;
+	dl.seq = seq;
+	dl.entry.len = ihala__v1__log_entry__pack(&le, entry);
+	dl.entry.data = entry;
+	f.kind_case = IHALA__V1__FRAME__KIND_DELIVER;
+	f.deliver = &dl;
+	fake_write(&f);
+}
+
+/* Make sure the client has handled everything the broker sent so far: a Deliver sent last
+ * comes out after all of it (frames are handled in order). */
+static void
+sync_client(struct ihala_client *c)
+{
+	static uint64_t seq = 1000;
+	struct ihala_delivery d;
+
+	seq++;
+	fake_deliver(seq);
+	assert_int_equal(ihala_next_delivery(c, 5000, &d), 0);
+	assert_int_equal(d.seq, seq);
+	ihala_delivery_release(&d);
+	assert_int_equal(ihala_ack(c, seq), 0);
+}
+
 /* Step both sides until the client has its session (within 5 s). */
 static void
 connect_both(struct ihala_client *c)
@@ -383,7 +420,7 @@ test_submit_receipt(void **state)
 	wait_submits(c, 1);
 	assert_string_equal(fb.submits[0], "m-accept");
 	fake_receipt("m-accept", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
-	client_pump(c);
+	sync_client(c);
 	assert_int_equal(outbox(c), 0);
 }
 
@@ -404,7 +441,7 @@ test_transient_refusals_keep_outbox(void **state)
 	for (i = 0; i < 2; i++) {
 		fake_receipt("m-busy", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED,
 		             transient[i]);
-		client_pump(c);
+		sync_client(c);
 		assert_int_equal(outbox(c), 1);
 	}
 	/* A busy answer while ihala_submit waits: it offers the whole outbox again (the broker
@@ -417,7 +454,7 @@ test_transient_refusals_keep_outbox(void **state)
 	assert_int_equal(outbox(c), 2);
 	fake_receipt("m-busy", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
 	fake_receipt("m-busy-2", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, IHALA_ESCHEMA);
-	client_pump(c);
+	sync_client(c);
 	assert_int_equal(outbox(c), 0);
 }
 
@@ -436,13 +473,13 @@ test_undecodable_frames_counted(void **state)
 	}
 	assert_int_equal(channel_write_frame(fb.ch, junk[0], 0), 0); /* empty: no kind */
 	fake_flush();
-	client_pump(c);
+	sync_client(c);
 	assert_int_equal(ihala_frames_dropped(c), 3);
 	/* still the same session, still working */
 	assert_int_equal(ihala_submit(c, envelope("m-after"), STEP_MS, &rc), IHALA_ETIMEDOUT);
 	wait_submits(c, 1);
 	fake_receipt("m-after", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
-	client_pump(c);
+	sync_client(c);
 	assert_int_equal(outbox(c), 0);
 	assert_int_equal(fb.handshakes, 1);
 }
@@ -452,24 +489,11 @@ static void
 test_deliver_ack(void **state)
 {
 	struct ihala_client *c = *state;
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Deliver dl = IHALA__V1__DELIVER__INIT;
-	Ihala__V1__LogEntry le = IHALA__V1__LOG_ENTRY__INIT;
 	struct ihala_delivery d;
 	uint64_t deadline = now_ms() + 5000;
-	uint8_t entry[256];
 
-	le.seq = 5;
-	le.sender = "moh";
-	le.recipient = "dma";
-	le.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_ADMIN;
-	dl.seq = 5;
-	dl.entry.len = ihala__v1__log_entry__pack(&le, entry);
-	dl.entry.data = entry;
-	f.kind_case = IHALA__V1__FRAME__KIND_DELIVER;
-	f.deliver = &dl;
-	fake_write(&f);
-	assert_int_equal(ihala_next_delivery(c, 2000, &d), 0);
+	fake_deliver(5);
+	assert_int_equal(ihala_next_delivery(c, 5000, &d), 0);
 	assert_int_equal(d.seq, 5);
 	assert_int_equal(d.log->seq, 5);
 	assert_string_equal(d.log->sender, "moh");
@@ -488,6 +512,7 @@ static void
 test_reset_rehandshake(void **state)
 {
 	struct ihala_client *c = *state;
+	uint64_t deadline = now_ms() + 5000;
 	struct ihala_receipt rc;
 
 	assert_int_equal(ihala_submit(c, envelope("m-reset"), STEP_MS, &rc), IHALA_ETIMEDOUT);
@@ -495,14 +520,17 @@ test_reset_rehandshake(void **state)
 	channel_free(fb.ch);
 	fb.ch = NULL;
 	fake_send(CHANNEL_MSG_RESET, NULL, 0);
-	client_pump(c);
+	while (fb.handshakes < 2 && now_ms() < deadline) {
+		client_pump(c);
+		fake_step();
+	}
 	connect_both(c);
 	assert_int_equal(fb.handshakes, 2);
 	/* the Welcome of the new session sends what still waits for a receipt */
 	wait_submits(c, 2);
 	assert_string_equal(fb.submits[1], "m-reset");
 	fake_receipt("m-reset", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE, 0);
-	client_pump(c);
+	sync_client(c);
 	assert_int_equal(outbox(c), 0);
 }
 
