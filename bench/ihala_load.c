@@ -16,6 +16,7 @@
 #include "ihala.pb-c.h"
 #include "log.h"
 #include "tlsctx.h"
+#include "wire.h"
 
 /*
  * libihala's ihala_submit waits for each receipt; a broker benchmark needs many submissions in
@@ -25,10 +26,10 @@
  *   ihala_load send -b EP -P PKI -a AGENCY -t TO[,TO...] -n COUNT [-r RATE] [-s BYTES]
  *                   [-p PREFIX] [-L LATFILE] [-T SECONDS] [-W WINDOW]
  *	Submit COUNT referrals round-robin to the TO agencies, up to Welcome.limits.max_inflight
- *	(or WINDOW, to test the broker's OVERLOADED refusal) without a receipt, at RATE per second (0: as fast as receipts allow). Every Deliver the
- *	sender gets (the broker's "received" statuses) is acked. LATFILE gets one submit->receipt
- *	latency in microseconds per line.
- *   ihala_load recv -b EP -P PKI -a AGENCY [-a AGENCY...] -n COUNT [-L LATFILE] [-R READYFILE]
+ *	(or WINDOW, to test the broker's OVERLOADED refusal) without a receipt, at RATE per second
+ *(0: as fast as receipts allow). Every Deliver the sender gets (the broker's "received" statuses)
+ *is acked. LATFILE gets one submit->receipt latency in microseconds per line. ihala_load recv -b EP
+ *-P PKI -a AGENCY [-a AGENCY...] -n COUNT [-L LATFILE] [-R READYFILE]
  *                   [-I IDLE_MS] [-T SECONDS]
  *	One session per agency; ack every Deliver at once (no local store: the bench measures the
  *	broker). Stops after COUNT deliveries in all, or IDLE_MS without one after the first.
@@ -43,19 +44,15 @@
  * Message ids are PREFIX-N-T: N the message number, T its submit time.
  */
 
-#define WIRE_CHUNK (64 * 1024)
 #define OUT_CAP (4u * 1024 * 1024)
 #define MAX_CONNS 8
 #define MAX_TO 8
 
 struct conn {
 	char agency[64];
-	void *sock;
-	struct channel *ch;
+	struct wire *w;
 	int welcomed;
 	uint32_t max_inflight;
-	uint8_t *wire; /* one ZeroMQ message refused with EAGAIN: type byte + TLS */
-	size_t wire_len;
 	uint64_t t_open_us;
 };
 
@@ -141,98 +138,45 @@ client_ctx(const char *pki, const char *agency)
 	return ctx;
 }
 
-/* Push the channel's output into ZeroMQ; keep what it cannot take now. */
-static void
-conn_flush(struct conn *c)
-{
-	for (;;) {
-		if (c->wire_len == 0) {
-			size_t n = 0;
-
-			if (channel_pending_out(c->ch) == 0) {
-				return;
-			}
-			c->wire[0] = CHANNEL_MSG_TLS;
-			channel_take_out(c->ch, c->wire + 1, WIRE_CHUNK, &n);
-			c->wire_len = n + 1;
-		}
-		if (zmq_send(c->sock, c->wire, c->wire_len, ZMQ_DONTWAIT) < 0) {
-			return;
-		}
-		c->wire_len = 0;
-	}
-}
-
 static int
 conn_open(void *zctx, SSL_CTX *ctx, const char *ep, const char *agency, struct conn *c)
 {
-	int zero = 0, hwm = 100000;
+	struct wire_opts o;
+	char err[256];
 
 	memset(c, 0, sizeof(*c));
 	snprintf(c->agency, sizeof(c->agency), "%s", agency);
-	c->wire = malloc(WIRE_CHUNK + 1);
-	c->sock = zmq_socket(zctx, ZMQ_DEALER);
-	if (c->wire == NULL || c->sock == NULL) {
-		return IHALA_ENOMEM;
-	}
-	zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero));
-	zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
-	zmq_setsockopt(c->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
-	if (zmq_connect(c->sock, ep) != 0) {
-		fprintf(stderr, "ihala_load: connect %s: %s\n", ep, zmq_strerror(zmq_errno()));
+	memset(&o, 0, sizeof(o));
+	o.endpoint = ep;
+	o.ssl = ctx;
+	o.server_name = "localhost";
+	o.max_frame = FRAME_MAX_LIMIT;
+	o.out_cap = OUT_CAP;
+	o.send_timeout_ms = -1;
+	o.hwm = 100000;
+	/* No ZMQ_IMMEDIATE: the ClientHello waits in ZeroMQ until the TCP connection is up. */
+	if (wire_open(zctx, &o, &c->w, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ihala_load: %s\n", err);
 		return IHALA_EZMQ;
 	}
-	/* No ZMQ_IMMEDIATE: the ClientHello waits in ZeroMQ until the TCP connection is up. */
-	if (channel_new(ctx, 0, "localhost", FRAME_MAX_LIMIT, OUT_CAP, &c->ch) != 0) {
-		return IHALA_ETLS;
-	}
-	conn_flush(c);
-	return 0;
+	return wire_start(c->w, 0) != 0 ? IHALA_ETLS : 0;
 }
 
 static void
 conn_close(struct conn *c)
 {
-	int linger = 200;
-
-	if (c->ch != NULL) {
-		channel_close(c->ch);
-		conn_flush(c);
-		channel_free(c->ch);
+	if (c->w != NULL) {
+		wire_close(c->w);
+		wire_free(c->w, 200);
 	}
-	if (c->sock != NULL) {
-		zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
-		zmq_close(c->sock);
-	}
-	free(c->wire);
 	memset(c, 0, sizeof(*c));
 }
 
-/* Pack and send one frame; IHALA_EAGAIN when the channel's output is full. */
+/* Pack and write one frame (not flushed); IHALA_EAGAIN when the channel's output is full. */
 static int
 conn_send(struct conn *c, const Ihala__V1__Frame *f)
 {
-	static uint8_t *buf;
-	static size_t cap;
-	size_t len = ihala__v1__frame__get_packed_size(f);
-	int err;
-
-	if (len > cap) {
-		uint8_t *b = realloc(buf, len);
-
-		if (b == NULL) {
-			return IHALA_ENOMEM;
-		}
-		buf = b;
-		cap = len;
-	}
-	ihala__v1__frame__pack(f, buf);
-	err = channel_write_frame(c->ch, buf, len);
-	if (err == IHALA_EAGAIN) {
-		conn_flush(c);
-		err = channel_write_frame(c->ch, buf, len);
-	}
-	return err;
+	return wire_send_frame(c->w, f);
 }
 
 static int
@@ -254,66 +198,51 @@ typedef void (*frame_fn)(void *arg, struct conn *c, const Ihala__V1__Frame *f);
 static int
 conn_input(struct conn *c, frame_fn fn, void *arg)
 {
-	for (;;) {
-		zmq_msg_t m;
-		const uint8_t *p, *body;
-		size_t len, blen;
-		int err, rc;
+	struct wire_event ev;
+	int err;
 
-		zmq_msg_init(&m);
-		if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(&m);
-			return 0;
-		}
-		p = zmq_msg_data(&m);
-		len = zmq_msg_size(&m);
-		if (len == 1 && p[0] == CHANNEL_MSG_PROBE) {
-			zmq_msg_close(&m); /* the broker checks we are still there */
-			continue;
-		}
-		if (len < 1 || p[0] != CHANNEL_MSG_TLS) {
+	while ((err = wire_next(c->w, &ev)) == 0 && ev.kind != WIRE_NONE) {
+		Ihala__V1__Frame *f;
+
+		switch (ev.kind) {
+		case WIRE_FRAME:
+			break;
+		case WIRE_RESET:
 			fprintf(stderr, "ihala_load: %s: the broker reset the session\n",
 			        c->agency);
-			zmq_msg_close(&m);
 			return IHALA_ERESET;
-		}
-		err = channel_feed(c->ch, p + 1, len - 1);
-		zmq_msg_close(&m);
-		while ((rc = channel_next_frame(c->ch, &body, &blen)) == 1) {
-			Ihala__V1__Frame *f = ihala__v1__frame__unpack(NULL, blen, body);
-
-			if (f == NULL) {
-				fprintf(stderr, "ihala_load: %s: undecodable frame\n", c->agency);
-				return IHALA_EBADFRAME;
-			}
-			if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
-				c->welcomed = 1;
-				c->t_open_us = mono_us();
-				c->max_inflight = f->welcome->limits != NULL
-				                      ? f->welcome->limits->max_inflight
-				                      : 1;
-			} else if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
-				fprintf(stderr, "ihala_load: %s: broker error %d: %s\n", c->agency,
-				        -(int)f->error->code, f->error->message);
-				if (f->error->request_id == 0) {
-					ihala__v1__frame__free_unpacked(f, NULL);
-					return IHALA_ECLOSED;
-				}
-			} else {
-				fn(arg, c, f);
-			}
-			ihala__v1__frame__free_unpacked(f, NULL);
-		}
-		if (err == 0 && rc < 0) {
-			err = rc;
-		}
-		conn_flush(c);
-		if (err != 0 || channel_state(c->ch) == CHANNEL_CLOSED) {
+		case WIRE_FAILED:
+		case WIRE_CLOSED:
 			fprintf(stderr, "ihala_load: %s: session ended: %s\n", c->agency,
-			        err != 0 ? channel_error_text(c->ch) : "closed by the broker");
-			return err != 0 ? err : IHALA_ECLOSED;
+			        ev.kind == WIRE_FAILED ? channel_error_text(wire_channel(c->w))
+			                               : "closed by the broker");
+			return ev.kind == WIRE_FAILED ? ev.err : IHALA_ECLOSED;
+		default:
+			continue;
 		}
+		f = ihala__v1__frame__unpack(NULL, ev.len, ev.data);
+		if (f == NULL) {
+			fprintf(stderr, "ihala_load: %s: undecodable frame\n", c->agency);
+			return IHALA_EBADFRAME;
+		}
+		if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
+			c->welcomed = 1;
+			c->t_open_us = mono_us();
+			c->max_inflight =
+			    f->welcome->limits != NULL ? f->welcome->limits->max_inflight : 1;
+		} else if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+			fprintf(stderr, "ihala_load: %s: broker error %d: %s\n", c->agency,
+			        -(int)f->error->code, f->error->message);
+			if (f->error->request_id == 0) {
+				ihala__v1__frame__free_unpacked(f, NULL);
+				return IHALA_ECLOSED;
+			}
+		} else {
+			fn(arg, c, f);
+		}
+		ihala__v1__frame__free_unpacked(f, NULL);
 	}
+	return err;
 }
 
 /* ---- the referral ---- */
@@ -613,7 +542,6 @@ cmd_send(struct opts *o)
 	ref_init(&m, o->to, o->n_to, o->size);
 	t_end = mono_us() + (uint64_t)o->timeout_s * 1000000;
 	while (!stop_flag && s.receipted + s.refused < o->count) {
-		zmq_pollitem_t it;
 		uint64_t now = mono_us();
 		long timeout = 100;
 
@@ -667,13 +595,8 @@ cmd_send(struct opts *o)
 			next++;
 			s.inflight++;
 		}
-		conn_flush(&c);
-		if (c.wire_len > 0) {
-			timeout = 1;
-		}
-		it.socket = c.sock;
-		it.events = ZMQ_POLLIN;
-		if (zmq_poll(&it, 1, timeout) < 0 && zmq_errno() != EINTR) {
+		wire_flush(c.w);
+		if (wire_wait(c.w, timeout) < 0) {
 			err = IHALA_EZMQ;
 			break;
 		}
@@ -787,11 +710,11 @@ cmd_recv(struct opts *o)
 		}
 		for (i = 0; i < n; i++) {
 			all &= c[i].welcomed;
-			conn_flush(&c[i]);
-			if (c[i].wire_len > 0) {
+			wire_flush(c[i].w);
+			if (wire_held(c[i].w)) {
 				timeout = 1;
 			}
-			it[i].socket = c[i].sock;
+			it[i].socket = wire_socket(c[i].w);
 			it[i].events = ZMQ_POLLIN;
 		}
 		if (all && !ready) {
@@ -819,7 +742,7 @@ cmd_recv(struct opts *o)
 		}
 	}
 	for (i = 0; i < n; i++) {
-		conn_flush(&c[i]);
+		wire_flush(c[i].w);
 	}
 	printf("delivered=%" PRIu64 "\nother=%" PRIu64 "\nt_open_us=%" PRIu64
 	       "\nt_first_us=%" PRIu64 "\nt_last_us=%" PRIu64 "\n",

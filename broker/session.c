@@ -117,10 +117,10 @@ session_send(struct server *sv, struct session *s, const Ihala__V1__Frame *f)
 	if (err != 0) {
 		return err;
 	}
-	err = channel_write_frame(s->ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
+	err = channel_write_frame(s->ch, buf, len);
 	if (err == IHALA_EAGAIN) {
 		session_flush(sv, s);
-		err = channel_write_frame(s->ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
+		err = channel_write_frame(s->ch, buf, len);
 	}
 	free(buf);
 	/* No flush here: serve() flushes every session once per turn of its loop, so the frames

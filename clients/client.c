@@ -1,13 +1,11 @@
 /* client.c - libihala: one TLS session to the broker over a ZeroMQ DEALER, outbox and inbox. */
-#include "ihala.h"
+#include "client.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <openssl/rand.h>
 #include <zmq.h>
@@ -19,71 +17,9 @@
 #include "localstore.h"
 #include "log.h"
 #include "tlsctx.h"
+#include "wire.h"
 
-#define WIRE_CHUNK (64 * 1024)
 #define OUT_CAP (4u * 1024 * 1024)
-#define MAX_PENDING 4096
-#define MAX_HELD 256 /* deliveries held while the Welcome's checkpoint is checked */
-
-enum sess_state {
-	SESS_NONE,	  /* no TLS session */
-	SESS_HANDSHAKING, /* ClientHello sent, waiting for Welcome */
-	SESS_VERIFYING,	  /* Welcome received, its checkpoint awaits a consistency proof */
-	SESS_OPEN,	  /* Welcome received (and its checkpoint checked) */
-};
-
-struct ihala_client {
-	const struct client_config *cfg;
-	struct localstore *ls;
-	SSL_CTX *ssl;
-	void *zctx;
-	void *sock;
-	void *mon;
-	int connected; /* ZeroMQ has a TCP connection */
-	struct channel *ch;
-	enum sess_state state;
-	int refused;		/* the broker refused this session: code */
-	Ihala__V1__Frame *welcome;
-	uint8_t *wire;
-	size_t wire_len;
-	uint64_t next_request;
-	char errmsg[512];
-	char *msgids[16];	/* message ids generated for callers' envelopes */
-	size_t n_msgids;
-
-	/* the receipt a caller waits for */
-	const char *want_msgid;
-	int got_receipt;
-	int busy; /* a transient refusal came (SHUTTING_DOWN, OVERLOADED): send again later */
-	struct ihala_receipt receipt;
-
-	/* the answer a caller waits for, by request id */
-	uint64_t want_request;
-	Ihala__V1__Frame *response;
-
-	/* replay streaming */
-	ihala_entry_cb replay_cb;
-	void *replay_arg;
-	int replay_stop;
-	int replay_done;
-
-	/* deliveries received and stored, not yet handed to the application */
-	uint64_t pending[MAX_PENDING];
-	size_t n_pending;
-	uint64_t inbox_cursor; /* inbox scan position for deliveries of earlier runs */
-	int inbox_scanned;
-
-	/* checkpoints (cfg->checkpoint_key): see "checkpoints" below */
-	struct checkpoint_verifier *ver; /* cached verifier, for ver_key under its name */
-	char *ver_key;
-	int ckpt_bad;		/* the broker's log contradicts a kept checkpoint: refuse all */
-	char ckpt_msg[512];	/* why, repeated by every later call */
-	uint64_t gate_request;	/* request id of the Welcome check's consistency proof */
-	char *gate_text;	/* the Welcome's checkpoint, kept once the proof verifies */
-	struct checkpoint gate_old, gate_new;
-	Ihala__V1__Frame *held[MAX_HELD]; /* Deliver frames that came during SESS_VERIFYING */
-	size_t n_held;
-};
 
 static uint64_t
 now_ms(void)
@@ -91,11 +27,8 @@ now_ms(void)
 	return clock_mono_ms();
 }
 
-static int
-fail(struct ihala_client *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int
-fail(struct ihala_client *c, int err, const char *fmt, ...)
+int
+client_fail(struct ihala_client *c, int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -172,13 +105,20 @@ ihala_open(const struct client_config *cfg, struct ihala_client **out)
 	return 0;
 }
 
+/* ZeroMQ has a TCP connection. */
+static int
+connected(const struct ihala_client *c)
+{
+	return c->w != NULL && wire_connected(c->w);
+}
+
 static void
 session_drop(struct ihala_client *c)
 {
-	channel_free(c->ch);
-	c->ch = NULL;
+	if (c->w != NULL) {
+		wire_drop(c->w);
+	}
 	c->state = SESS_NONE;
-	c->wire_len = 0;
 	c->n_pending = 0; /* they stay in the inbox; the broker sends them again too */
 	c->inbox_scanned = 0;
 	c->inbox_cursor = 0;
@@ -196,16 +136,8 @@ static void
 socket_close(struct ihala_client *c)
 {
 	session_drop(c);
-	if (c->mon != NULL) {
-		zmq_close(c->mon);
-		c->mon = NULL;
-	}
-	if (c->sock != NULL) {
-		zmq_socket_monitor(c->sock, NULL, 0);
-		zmq_close(c->sock);
-		c->sock = NULL;
-	}
-	c->connected = 0;
+	wire_free(c->w, -1);
+	c->w = NULL;
 }
 
 void
@@ -216,93 +148,53 @@ ihala_close(struct ihala_client *c)
 	if (c == NULL) {
 		return;
 	}
-	if (c->ch != NULL && c->state == SESS_OPEN && c->connected) {
-		uint8_t buf[4096];
-		size_t n = 0;
-
-		channel_close(c->ch);
-		if (channel_take_out(c->ch, buf + 1, sizeof(buf) - 1, &n) == 0 && n > 0) {
-			buf[0] = CHANNEL_MSG_TLS;
-			zmq_send(c->sock, buf, n + 1, ZMQ_DONTWAIT);
-		}
+	if (c->state == SESS_OPEN && connected(c)) {
+		wire_close(c->w);
 	}
-	if (c->sock != NULL) {
-		/* Let the last acks and the close_notify leave before the socket goes. */
-		int linger = 1000;
-
-		zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
-	}
-	socket_close(c);
+	/* Let the last acks and the close_notify leave before the socket goes. */
+	session_drop(c);
+	wire_free(c->w, 1000);
+	c->w = NULL;
 	frame_free(c->response);
 	for (i = 0; i < c->n_msgids; i++) {
 		free(c->msgids[i]);
 	}
 	zmq_ctx_term(c->zctx);
-	checkpoint_verifier_free(c->ver);
-	free(c->ver_key);
+	ckpt_release(c);
 	localstore_close(c->ls);
 	SSL_CTX_free(c->ssl);
-	free(c->wire);
 	free(c);
 }
 
 static int
 socket_open(struct ihala_client *c)
 {
-	static unsigned monitor_seq;
-	char ep[64];
-	int one = 1, zero = 0, ivl = 2000, ttl = 6000, tmo = 6000, rivl = 100, rmax = 2000;
-	int64_t maxmsg = (int64_t)FRAME_MAX_LIMIT + 64 * 1024;
+	struct wire_opts o;
+	char err[256];
+	int rc;
 
-	c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
-	if (c->sock == NULL) {
-		return fail(c, IHALA_EZMQ, "cannot create a ZeroMQ socket: %s",
-			    zmq_strerror(zmq_errno()));
-	}
-	/* Never ZMQ_ROUTING_ID: each connection is a fresh routing id and a fresh TLS session. */
-	zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof(one));
-	zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero));
-	zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof(ivl));
-	zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TTL, &ttl, sizeof(ttl));
-	zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof(tmo));
-	zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL, &rivl, sizeof(rivl));
-	zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL_MAX, &rmax, sizeof(rmax));
-	zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
-	snprintf(ep, sizeof(ep), "inproc://ihala-mon-%p-%u", (void *)c, monitor_seq++);
-	if (zmq_socket_monitor(c->sock, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0) {
-		return fail(c, IHALA_EZMQ, "cannot monitor the socket: %s", zmq_strerror(zmq_errno()));
-	}
-	c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
-	if (c->mon == NULL || zmq_connect(c->mon, ep) != 0) {
-		return fail(c, IHALA_EZMQ, "cannot monitor the socket: %s", zmq_strerror(zmq_errno()));
-	}
-	if (zmq_connect(c->sock, c->cfg->broker) != 0) {
-		return fail(c, IHALA_EINVAL, "cannot connect to '%s': %s", c->cfg->broker,
-			    zmq_strerror(zmq_errno()));
+	memset(&o, 0, sizeof(o));
+	o.endpoint = c->cfg->broker;
+	o.ssl = c->ssl;
+	o.server_name = c->cfg->server_name;
+	o.max_frame = FRAME_MAX_LIMIT;
+	o.out_cap = OUT_CAP;
+	o.immediate = 1;
+	o.send_timeout_ms = -1;
+	o.keepalive = 1;
+	o.monitor = 1;
+	if ((rc = wire_open(c->zctx, &o, &c->w, err, sizeof(err))) != 0) {
+		return client_fail(c, rc, "%s", err);
 	}
 	return 0;
 }
 
-/* Send what the channel has for the wire; keep what ZeroMQ cannot take now. */
+/* Send what the session has for the wire; what ZeroMQ cannot take now waits in the wire. */
 static void
 flush_wire(struct ihala_client *c)
 {
-	while (c->ch != NULL && c->connected) {
-		if (c->wire_len == 0) {
-			if (channel_pending_out(c->ch) == 0) {
-				return;
-			}
-			if (c->wire == NULL && (c->wire = malloc(WIRE_CHUNK + 1)) == NULL) {
-				return;
-			}
-			c->wire[0] = CHANNEL_MSG_TLS;
-			channel_take_out(c->ch, c->wire + 1, WIRE_CHUNK, &c->wire_len);
-			c->wire_len++;
-		}
-		if (zmq_send(c->sock, c->wire, c->wire_len, ZMQ_DONTWAIT) < 0) {
-			return;
-		}
-		c->wire_len = 0;
+	if (connected(c)) {
+		wire_flush(c->w);
 	}
 }
 
@@ -312,9 +204,9 @@ session_start(struct ihala_client *c)
 	int err;
 
 	session_drop(c);
-	err = channel_new(c->ssl, 0, c->cfg->server_name, FRAME_MAX_LIMIT, OUT_CAP, &c->ch);
+	err = wire_start(c->w, 1);
 	if (err != 0) {
-		return fail(c, err, "cannot start TLS: %s", ihala_strerror(err));
+		return client_fail(c, err, "cannot start TLS: %s", ihala_strerror(err));
 	}
 	c->state = SESS_HANDSHAKING;
 	c->refused = 0;
@@ -322,26 +214,15 @@ session_start(struct ihala_client *c)
 	return 0;
 }
 
-static int
-send_frame(struct ihala_client *c, const Ihala__V1__Frame *f)
+int
+client_send_frame(struct ihala_client *c, const Ihala__V1__Frame *f)
 {
-	uint8_t *buf;
-	size_t len;
 	int err;
 
 	if (c->state != SESS_OPEN) {
 		return IHALA_ECLOSED;
 	}
-	err = frame_encode(f, &buf, &len);
-	if (err != 0) {
-		return err;
-	}
-	err = channel_write_frame(c->ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
-	if (err == IHALA_EAGAIN) {
-		flush_wire(c);
-		err = channel_write_frame(c->ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
-	}
-	free(buf);
+	err = wire_send_frame(c->w, f);
 	flush_wire(c);
 	return err;
 }
@@ -358,7 +239,13 @@ outbox_send_cb(void *arg, const char *message_id, const void *env, size_t len)
 	s.envelope.len = len;
 	f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
 	f.submit = &s;
-	return send_frame(c, &f) == 0 ? 0 : 1;
+	return client_send_frame(c, &f) == 0 ? 0 : 1;
+}
+
+void
+client_resend_outbox(struct ihala_client *c)
+{
+	localstore_outbox_iter(c->ls, outbox_send_cb, c);
 }
 
 /* Refusals that say "not now" rather than "not this": the message stays in the outbox. */
@@ -374,7 +261,7 @@ on_receipt(struct ihala_client *c, const Ihala__V1__Receipt *r)
 {
 	if (transient(r)) {
 		c->busy = 1;
-		fail(c, -r->error_code, "broker busy: %s", r->error_message);
+		client_fail(c, -r->error_code, "broker busy: %s", r->error_message);
 		return;
 	}
 	if (r->message_id[0] != '\0') {
@@ -397,13 +284,14 @@ on_receipt(struct ihala_client *c, const Ihala__V1__Receipt *r)
 	}
 }
 
-static void
-on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d)
+void
+client_on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d)
 {
 	enum localstore_inbox_state prev;
 	size_t i;
 
-	if (d->seq == 0 || localstore_inbox_put(c->ls, d->seq, d->entry.data, d->entry.len, &prev) != 0) {
+	if (d->seq == 0 ||
+	    localstore_inbox_put(c->ls, d->seq, d->entry.data, d->entry.len, &prev) != 0) {
 		return; /* not stored, so not acked: it comes again */
 	}
 	if (prev == LOCALSTORE_DONE) {
@@ -414,7 +302,7 @@ on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d)
 		a.seq = d->seq;
 		f.kind_case = IHALA__V1__FRAME__KIND_DELIVERY_ACK;
 		f.delivery_ack = &a;
-		send_frame(c, &f);
+		client_send_frame(c, &f);
 		return;
 	}
 	for (i = 0; i < c->n_pending; i++) {
@@ -427,297 +315,6 @@ on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d)
 	}
 }
 
-/* ---- checkpoints: verified with a key, kept, and checked for consistency ---- */
-
-/*
- * With a checkpoint key (cfg->checkpoint_key, or the key given to ihala_prove) the node
- * keeps the last signed checkpoint it verified in its local store. Every later one it sees
- * (in a Welcome, with a proof) must extend it: the same origin, a size not smaller, and a
- * consistency proof from the kept size to the new one that verifies between the two signed
- * roots. Anything else means the broker's log was rewritten or forked since: the node then
- * refuses to go on (ckpt_bad, for the client's life). Without a key nothing is checked.
- */
-
-enum ckpt_rel {
-	CKPT_FIRST, /* nothing kept yet */
-	CKPT_SAME,  /* the kept one (same size and root) */
-	CKPT_NEWER, /* larger: a consistency proof decides */
-};
-
-/* The origin (first line) of a note not verified yet: the name of a PEM key's verifier. */
-static int
-note_origin(const char *text, char *out, size_t outlen)
-{
-	const char *nl = strchr(text, '\n');
-	size_t n;
-
-	if (nl == NULL || (n = (size_t)(nl - text)) == 0 || n >= outlen) {
-		return IHALA_EINVAL;
-	}
-	memcpy(out, text, n);
-	out[n] = '\0';
-	return 0;
-}
-
-/*
- * Verify the signed checkpoint `text` with `key`: the path of the broker's Ed25519 public
- * key (PEM; the verifier is named after the note's origin line, as the broker names its key
- * after its origin) or a C2SP verifier key "name+id+key". *ck on success.
- */
-static int
-ckpt_verify(struct ihala_client *c, const char *key, const char *text, struct checkpoint *ck)
-{
-	char origin[CHECKPOINT_NAME_MAX + 1];
-	int is_file = access(key, F_OK) == 0;
-	int err;
-
-	if (note_origin(text, origin, sizeof(origin)) != 0) {
-		return fail(c, IHALA_ESIGNATURE, "the broker's checkpoint is not a signed checkpoint");
-	}
-	if (c->ver == NULL || strcmp(c->ver_key, key) != 0 ||
-	    (is_file && strcmp(checkpoint_verifier_name(c->ver), origin) != 0)) {
-		struct checkpoint_verifier *v = NULL;
-		char *k = strdup(key);
-
-		if (k == NULL) {
-			return IHALA_ENOMEM;
-		}
-		err = is_file ? checkpoint_verifier_load(key, origin, &v)
-			      : checkpoint_verifier_parse(key, &v);
-		if (err != 0) {
-			free(k);
-			return fail(c, err == IHALA_ENOMEM ? err : IHALA_ECONFIG,
-				    "cannot use checkpoint key '%s': %s (the broker's Ed25519 public "
-				    "key in PEM, or a C2SP verifier key)",
-				    key, ihala_strerror(err));
-		}
-		checkpoint_verifier_free(c->ver);
-		free(c->ver_key);
-		c->ver = v;
-		c->ver_key = k;
-	}
-	err = checkpoint_open(c->ver, NULL, text, strlen(text), ck);
-	if (err == IHALA_ENOMEM || err == IHALA_EINTERNAL) {
-		return fail(c, err, "cannot verify a checkpoint: %s", ihala_strerror(err));
-	}
-	if (err != 0) {
-		return fail(c, IHALA_ESIGNATURE,
-			    "the checkpoint of log '%s' does not verify with checkpoint key '%s': %s",
-			    origin, key, ihala_strerror(err));
-	}
-	return 0;
-}
-
-/* The broker's log contradicts the kept checkpoint of size `size`: say so, loudly, for good. */
-static int
-ckpt_inconsistent(struct ihala_client *c, uint64_t size, const char *detail)
-{
-	c->ckpt_bad = 1;
-	snprintf(c->ckpt_msg, sizeof(c->ckpt_msg),
-		 "the broker's log is inconsistent with checkpoint of size %llu this node saw: "
-		 "forked or rewritten history (%.200s)",
-		 (unsigned long long)size, detail);
-	log_security("%s", c->ckpt_msg);
-	return fail(c, IHALA_EINCONSISTENT, "%s", c->ckpt_msg);
-}
-
-/*
- * Compare a verified checkpoint `nw` (NULL: the broker has none) with the one this node
- * kept (verified again, into *old). *rel says how they relate; IHALA_EINCONSISTENT when
- * `nw` cannot extend it.
- */
-static int
-ckpt_compare(struct ihala_client *c, const char *key, const struct checkpoint *nw,
-	     struct checkpoint *old, enum ckpt_rel *rel)
-{
-	char detail[CHECKPOINT_NAME_MAX * 2 + 64];
-	char *text = NULL;
-	int err;
-
-	memset(old, 0, sizeof(*old));
-	*rel = CKPT_FIRST;
-	err = localstore_checkpoint_get(c->ls, &text);
-	if (err == IHALA_ENOTFOUND) {
-		return 0;
-	}
-	if (err != 0) {
-		return fail(c, err, "cannot read the checkpoint this node kept: %s",
-			    ihala_strerror(err));
-	}
-	err = ckpt_verify(c, key, text, old);
-	free(text);
-	if (err != 0) {
-		return fail(c, err,
-			    "the checkpoint this node kept does not verify with checkpoint key '%s' "
-			    "(was the key changed?)",
-			    key);
-	}
-	if (nw == NULL) {
-		return ckpt_inconsistent(c, old->size, "the broker has no signed checkpoint");
-	}
-	if (strcmp(old->origin, nw->origin) != 0) {
-		snprintf(detail, sizeof(detail), "the broker now signs log '%s', not '%s'",
-			 nw->origin, old->origin);
-		return ckpt_inconsistent(c, old->size, detail);
-	}
-	if (nw->size < old->size) {
-		snprintf(detail, sizeof(detail), "the broker's checkpoint has size %llu",
-			 (unsigned long long)nw->size);
-		return ckpt_inconsistent(c, old->size, detail);
-	}
-	if (nw->size == old->size) {
-		if (memcmp(nw->root, old->root, CHECKPOINT_HASH_LEN) != 0) {
-			return ckpt_inconsistent(c, old->size,
-						 "the broker signed another root for that size");
-		}
-		*rel = CKPT_SAME;
-		return 0;
-	}
-	*rel = CKPT_NEWER;
-	return 0;
-}
-
-/* Check the broker's consistency proof from the kept checkpoint `old` to the newer `nw`. */
-static int
-ckpt_check_proof(struct ihala_client *c, const struct checkpoint *old, const struct checkpoint *nw,
-		 const Ihala__V1__ConsistencyProof *cp)
-{
-	uint8_t path[MERKLE_MAX_PATH][MERKLE_HASH_LEN];
-	char detail[128];
-	size_t i;
-	int err;
-
-	snprintf(detail, sizeof(detail),
-		 "no valid consistency proof from it to the broker's checkpoint of size %llu",
-		 (unsigned long long)nw->size);
-	if (cp->size1 != old->size || cp->size2 != nw->size || cp->n_path > MERKLE_MAX_PATH) {
-		return ckpt_inconsistent(c, old->size, detail);
-	}
-	for (i = 0; i < cp->n_path; i++) {
-		if (cp->path[i].len != MERKLE_HASH_LEN) {
-			return ckpt_inconsistent(c, old->size, detail);
-		}
-		memcpy(path[i], cp->path[i].data, MERKLE_HASH_LEN);
-	}
-	err = merkle_verify_consistency(old->size, nw->size, old->root, nw->root,
-					(const uint8_t(*)[MERKLE_HASH_LEN])path, cp->n_path);
-	if (err == IHALA_EPROOF) {
-		return ckpt_inconsistent(c, old->size, detail);
-	}
-	if (err != 0) {
-		return fail(c, err, "cannot check a consistency proof: %s", ihala_strerror(err));
-	}
-	return 0;
-}
-
-static int
-ckpt_keep(struct ihala_client *c, const char *text)
-{
-	int err = localstore_checkpoint_put(c->ls, text);
-
-	if (err != 0) {
-		return fail(c, err, "cannot keep the broker's checkpoint: %s", ihala_strerror(err));
-	}
-	return 0;
-}
-
-/*
- * A Welcome came (state OPEN) and a checkpoint key is configured: check its checkpoint
- * before anything goes out. 0: the session may go on now. 1: not yet (state VERIFYING, a
- * consistency proof was asked for; gate_answer decides) or not at all (state NONE,
- * c->refused says why).
- */
-static int
-gate_welcome(struct ihala_client *c)
-{
-	const char *key = c->cfg->checkpoint_key;
-	const char *text = c->welcome->welcome->checkpoint;
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__ProofRequest q = IHALA__V1__PROOF_REQUEST__INIT;
-	struct checkpoint nw, old;
-	enum ckpt_rel rel = CKPT_FIRST;
-	int err;
-
-	if (text == NULL || text[0] == '\0') {
-		err = ckpt_compare(c, key, NULL, &old, &rel);
-	} else if ((err = ckpt_verify(c, key, text, &nw)) == 0) {
-		err = ckpt_compare(c, key, &nw, &old, &rel);
-		if (err == 0 && rel == CKPT_FIRST) {
-			err = ckpt_keep(c, text);
-		}
-	}
-	if (err == 0 && rel == CKPT_NEWER) {
-		q.request_id = c->next_request++;
-		q.tree_size = nw.size;
-		q.consistency_from = old.size;
-		f.kind_case = IHALA__V1__FRAME__KIND_PROOF_REQUEST;
-		f.proof_request = &q;
-		if ((c->gate_text = strdup(text)) == NULL) {
-			err = IHALA_ENOMEM;
-		} else if ((err = send_frame(c, &f)) == 0) {
-			c->gate_request = q.request_id;
-			c->gate_old = old;
-			c->gate_new = nw;
-			c->state = SESS_VERIFYING;
-			return 1;
-		}
-		fail(c, err, "cannot ask the broker for a consistency proof: %s",
-		     ihala_strerror(err));
-	}
-	if (err != 0) {
-		c->state = SESS_NONE;
-		c->refused = err;
-		return 1;
-	}
-	return 0;
-}
-
-/* The answer to gate_welcome's proof request: open the session, or refuse it. */
-static void
-gate_answer(struct ihala_client *c, const Ihala__V1__Frame *f)
-{
-	int err;
-
-	c->gate_request = 0;
-	if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
-		err = f->error->code != 0 ? -(int)f->error->code : IHALA_EPROTOCOL;
-		fail(c, err,
-		     "the broker cannot prove that its log extends the checkpoint of size %llu this "
-		     "node saw: %s",
-		     (unsigned long long)c->gate_old.size, f->error->message);
-	} else {
-		err = ckpt_check_proof(c, &c->gate_old, &c->gate_new, f->consistency_proof);
-		if (err == 0) {
-			err = ckpt_keep(c, c->gate_text);
-		}
-	}
-	free(c->gate_text);
-	c->gate_text = NULL;
-	if (err != 0) {
-		c->state = SESS_NONE;
-		c->refused = err;
-		while (c->n_held > 0) {
-			frame_free(c->held[--c->n_held]);
-		}
-		return;
-	}
-	if (c->state == SESS_VERIFYING) {
-		size_t i;
-
-		c->state = SESS_OPEN;
-		log_debug("the broker's checkpoint of size %llu extends the one of size %llu this "
-			  "node kept (%zu deliveries held meanwhile)",
-			  (unsigned long long)c->gate_new.size, (unsigned long long)c->gate_old.size,
-			  c->n_held);
-		for (i = 0; i < c->n_held; i++) {
-			on_deliver(c, c->held[i]->deliver);
-			frame_free(c->held[i]);
-		}
-		c->n_held = 0;
-		localstore_outbox_iter(c->ls, outbox_send_cb, c);
-	}
-}
-
 static void
 on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 {
@@ -727,11 +324,11 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 		c->welcome = f;
 		c->state = SESS_OPEN;
 		/* With a checkpoint key, nothing goes out before the broker's log is checked. */
-		if (c->cfg->checkpoint_key != NULL && gate_welcome(c) != 0) {
+		if (c->cfg->checkpoint_key != NULL && ckpt_gate_welcome(c) != 0) {
 			return;
 		}
 		/* Everything not yet receipted goes again, with its message id: logged once. */
-		localstore_outbox_iter(c->ls, outbox_send_cb, c);
+		client_resend_outbox(c);
 		return;
 	case IHALA__V1__FRAME__KIND_RECEIPT:
 		on_receipt(c, f->receipt);
@@ -743,7 +340,7 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 			return;
 		}
 		if (c->state == SESS_OPEN) {
-			on_deliver(c, f->deliver);
+			client_on_deliver(c, f->deliver);
 		}
 		break;
 	case IHALA__V1__FRAME__KIND_LOG_ENTRIES:
@@ -753,7 +350,8 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 			for (i = 0; i < f->log_entries->n_records && !c->replay_stop; i++) {
 				const Ihala__V1__LogRecord *r = f->log_entries->records[i];
 
-				if (c->replay_cb(c->replay_arg, r->seq, r->entry.data, r->entry.len) != 0) {
+				if (c->replay_cb(c->replay_arg, r->seq, r->entry.data,
+				                 r->entry.len) != 0) {
 					c->replay_stop = 1;
 				}
 			}
@@ -764,19 +362,20 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 		break;
 	case IHALA__V1__FRAME__KIND_ERROR:
 		if (c->gate_request != 0 && f->error->request_id == c->gate_request) {
-			gate_answer(c, f);
+			ckpt_gate_answer(c, f);
 			break;
 		}
 		if (f->error->request_id == 0) {
 			/* A session error: the broker refused us or ends the session. */
 			c->refused = -(int)f->error->code;
-			fail(c, c->refused, "broker refused the session: %s", f->error->message);
+			client_fail(c, c->refused, "broker refused the session: %s",
+			            f->error->message);
 			break;
 		}
 		goto answer; /* an Error answering a request */
 	case IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF:
 		if (c->gate_request != 0 && f->consistency_proof->request_id == c->gate_request) {
-			gate_answer(c, f);
+			ckpt_gate_answer(c, f);
 			break;
 		}
 		goto answer;
@@ -795,98 +394,75 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 	frame_free(f);
 }
 
+/* A frame body from the broker. One that does not decode is logged and counted, not used. */
+static void
+on_body(struct ihala_client *c, const uint8_t *body, size_t len)
+{
+	Ihala__V1__Frame *f = NULL;
+	int err = frame_decode(body, len, FRAME_MAX_LIMIT, &f);
+
+	if (err != 0) {
+		c->frames_dropped++;
+		log_warnx(
+		    "dropped a frame of %zu bytes from the broker at %s that does not decode: %s "
+		    "(%llu so far)",
+		    len, c->cfg->broker, ihala_strerror(err),
+		    (unsigned long long)c->frames_dropped);
+		return;
+	}
+	on_frame(c, f);
+}
+
+uint64_t
+ihala_frames_dropped(const struct ihala_client *c)
+{
+	return c->frames_dropped;
+}
+
 /* Wait up to timeout_ms for network events and handle them. */
 static int
 pump(struct ihala_client *c, long timeout_ms)
 {
-	zmq_pollitem_t items[2];
-	int n, rc;
+	struct wire_event ev;
+	int rc;
 
-	if (c->sock == NULL && (rc = socket_open(c)) != 0) {
+	if (c->w == NULL && (rc = socket_open(c)) != 0) {
 		return rc;
 	}
-	items[0].socket = c->sock;
-	items[0].events = ZMQ_POLLIN;
-	items[1].socket = c->mon;
-	items[1].events = ZMQ_POLLIN;
-	if (c->wire_len > 0 && timeout_ms > 5) {
-		timeout_ms = 5;
+	if ((rc = wire_wait(c->w, timeout_ms)) < 0) {
+		return rc;
 	}
-	n = zmq_poll(items, 2, timeout_ms);
-	if (n < 0) {
-		return zmq_errno() == EINTR ? IHALA_EAGAIN : IHALA_EZMQ;
-	}
-	if (items[1].revents & ZMQ_POLLIN) {
-		zmq_msg_t ev, addr;
-		uint16_t event;
-
-		zmq_msg_init(&ev);
-		zmq_msg_init(&addr);
-		if (zmq_msg_recv(&ev, c->mon, 0) >= 6 && zmq_msg_recv(&addr, c->mon, 0) >= 0) {
-			memcpy(&event, zmq_msg_data(&ev), sizeof(event));
-			if (event == ZMQ_EVENT_CONNECTED) {
-				c->connected = 1;
-				/* A new TCP connection is a new routing id: a new TLS session. */
-				session_start(c);
-			} else if (event == ZMQ_EVENT_DISCONNECTED) {
-				c->connected = 0;
-				session_drop(c);
-			}
-		}
-		zmq_msg_close(&ev);
-		zmq_msg_close(&addr);
-	}
-	while (items[0].revents & ZMQ_POLLIN) {
-		zmq_msg_t m;
-		const uint8_t *p;
-		size_t len;
-
-		zmq_msg_init(&m);
-		if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(&m);
-			break;
-		}
-		p = zmq_msg_data(&m);
-		len = zmq_msg_size(&m);
-		if (len >= 1 && p[0] == CHANNEL_MSG_RESET) {
-			/* The broker has no session for this connection (it restarted). */
+	while (wire_next(c->w, &ev) == 0 && ev.kind != WIRE_NONE) {
+		switch (ev.kind) {
+		case WIRE_CONNECTED:
+		case WIRE_RESET:
+			/* A new TCP connection is a new routing id, and a RESET says the broker has
+			 * no session for this one (it restarted): a new TLS session either way. */
 			session_start(c);
-		} else if (len >= 1 && p[0] == CHANNEL_MSG_TLS && c->ch != NULL) {
-			const uint8_t *body;
-			size_t blen;
-			int err = channel_feed(c->ch, p + 1, len - 1);
-
-			flush_wire(c);
-			while (c->ch != NULL && channel_next_frame(c->ch, &body, &blen) == 1) {
-				Ihala__V1__Frame *f = NULL;
-
-				if (frame_decode(body, blen, FRAME_MAX_LIMIT, &f) == 0) {
-					on_frame(c, f);
-				}
+			break;
+		case WIRE_DISCONNECTED:
+			session_drop(c);
+			break;
+		case WIRE_FRAME:
+			on_body(c, ev.data, ev.len);
+			break;
+		case WIRE_FAILED:
+			if (c->refused == 0) {
+				c->refused = ev.err;
+				client_fail(c, ev.err, "TLS: %s",
+				            channel_error_text(wire_channel(c->w)));
 			}
-			if (err != 0 && c->ch != NULL) {
-				if (c->refused == 0) {
-					c->refused = err;
-					fail(c, err, "TLS: %s", channel_error_text(c->ch));
-				}
-				c->state = SESS_NONE;
-			} else if (c->ch != NULL && channel_state(c->ch) == CHANNEL_CLOSED) {
-				c->state = SESS_NONE;
-				if (c->refused == 0) {
-					c->refused = IHALA_ECLOSED;
-					fail(c, IHALA_ECLOSED, "the broker closed the session");
-				}
+			c->state = SESS_NONE;
+			break;
+		case WIRE_CLOSED:
+			c->state = SESS_NONE;
+			if (c->refused == 0) {
+				c->refused = IHALA_ECLOSED;
+				client_fail(c, IHALA_ECLOSED, "the broker closed the session");
 			}
-		}
-		zmq_msg_close(&m);
-		{
-			int ev = 0;
-			size_t evlen = sizeof(ev);
-
-			if (zmq_getsockopt(c->sock, ZMQ_EVENTS, &ev, &evlen) != 0 ||
-			    !(ev & ZMQ_POLLIN)) {
-				break;
-			}
+			break;
+		default:
+			break;
 		}
 	}
 	flush_wire(c);
@@ -902,12 +478,12 @@ ensure_open(struct ihala_client *c, uint64_t deadline)
 	if (c->ckpt_bad) {
 		/* A rewritten or forked log: this node talks to that broker no more. */
 		socket_close(c);
-		return fail(c, IHALA_EINCONSISTENT, "%s", c->ckpt_msg);
+		return client_fail(c, IHALA_EINCONSISTENT, "%s", c->ckpt_msg);
 	}
 	if (c->state == SESS_OPEN) {
 		return 0;
 	}
-	if (c->refused != 0 && c->state == SESS_NONE && c->connected) {
+	if (c->refused != 0 && c->state == SESS_NONE && connected(c)) {
 		/* Refused before: try a fresh connection once more. */
 		socket_close(c);
 	}
@@ -919,14 +495,14 @@ ensure_open(struct ihala_client *c, uint64_t deadline)
 			return c->refused;
 		}
 		if (t >= deadline) {
-			if (!c->connected) {
-				return fail(c, IHALA_EUNREACHABLE,
-					    "cannot reach the broker at %s (is it running?)",
-					    c->cfg->broker);
+			if (!connected(c)) {
+				return client_fail(c, IHALA_EUNREACHABLE,
+				                   "cannot reach the broker at %s (is it running?)",
+				                   c->cfg->broker);
 			}
-			return fail(c, IHALA_EUNREACHABLE,
-				    "the broker at %s did not complete the session in time",
-				    c->cfg->broker);
+			return client_fail(c, IHALA_EUNREACHABLE,
+			                   "the broker at %s did not complete the session in time",
+			                   c->cfg->broker);
 		}
 		rc = pump(c, (long)(deadline - t));
 		if (rc != 0 && rc != IHALA_EAGAIN) {
@@ -963,7 +539,7 @@ ihala_outbox_count(struct ihala_client *c, size_t *n)
 
 int
 ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
-	     struct ihala_receipt *rc)
+             struct ihala_receipt *rc)
 {
 	uint64_t deadline = deadline_of(c, timeout_ms);
 	uint8_t *buf;
@@ -994,8 +570,8 @@ ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
 	err = localstore_outbox_put(c->ls, env->message_id, buf, len);
 	if (err != 0) {
 		free(buf);
-		return fail(c, err, "cannot store the message in the outbox: %s",
-			    ihala_strerror(err));
+		return client_fail(c, err, "cannot store the message in the outbox: %s",
+		                   ihala_strerror(err));
 	}
 	c->want_msgid = env->message_id;
 	c->got_receipt = 0;
@@ -1010,8 +586,9 @@ ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
 		uint64_t t = now_ms();
 
 		if (t >= deadline) {
-			err = fail(c, IHALA_ETIMEDOUT, "no receipt from the broker in time%s",
-				   c->busy ? " (it was busy); the message stays in the outbox" : "");
+			err = client_fail(
+			    c, IHALA_ETIMEDOUT, "no receipt from the broker in time%s",
+			    c->busy ? " (it was busy); the message stays in the outbox" : "");
 			break;
 		}
 		if (c->busy && c->state == SESS_OPEN) {
@@ -1019,7 +596,7 @@ ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
 			c->busy = 0;
 			pump(c, 200);
 			if (c->state == SESS_OPEN) {
-				localstore_outbox_iter(c->ls, outbox_send_cb, c);
+				client_resend_outbox(c);
 			}
 			continue;
 		}
@@ -1037,7 +614,7 @@ ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
 	}
 	*rc = c->receipt;
 	if (rc->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
-		return fail(c, rc->error != 0 ? rc->error : IHALA_EINTERNAL, "%s", rc->text);
+		return client_fail(c, rc->error != 0 ? rc->error : IHALA_EINTERNAL, "%s", rc->text);
 	}
 	return 0;
 }
@@ -1068,7 +645,8 @@ ihala_flush_outbox(struct ihala_client *c, int timeout_ms, size_t *left)
 		*left = n;
 	}
 	if (err == 0 && n > 0) {
-		err = fail(c, IHALA_ETIMEDOUT, "%zu message(s) still wait for their receipts", n);
+		err = client_fail(c, IHALA_ETIMEDOUT,
+		                  "%zu message(s) still wait for their receipts", n);
 	}
 	return err;
 }
@@ -1132,7 +710,7 @@ ihala_next_delivery(struct ihala_client *c, int timeout_ms, struct ihala_deliver
 			return delivery_fill(d, seq, entry, len);
 		}
 		if (now_ms() >= deadline) {
-			return fail(c, IHALA_ETIMEDOUT, "no delivery");
+			return client_fail(c, IHALA_ETIMEDOUT, "no delivery");
 		}
 		err = pump(c, (long)(deadline - now_ms()));
 		if (err == IHALA_EAGAIN) {
@@ -1155,21 +733,21 @@ ihala_ack(struct ihala_client *c, uint64_t seq)
 	/* Recorded first: if the ack is lost, the repeat is dropped and acked again. */
 	err = localstore_inbox_done(c->ls, seq);
 	if (err != 0) {
-		return fail(c, err, "cannot record delivery %llu: %s", (unsigned long long)seq,
-			    ihala_strerror(err));
+		return client_fail(c, err, "cannot record delivery %llu: %s",
+		                   (unsigned long long)seq, ihala_strerror(err));
 	}
 	a.seq = seq;
 	f.kind_case = IHALA__V1__FRAME__KIND_DELIVERY_ACK;
 	f.delivery_ack = &a;
-	send_frame(c, &f);
+	client_send_frame(c, &f);
 	pump(c, 0);
 	return 0;
 }
 
 /* Send a request frame and wait for the answer with the same request id. */
-static int
-request(struct ihala_client *c, Ihala__V1__Frame *f, uint64_t req, int timeout_ms,
-	Ihala__V1__Frame **out)
+int
+client_request(struct ihala_client *c, Ihala__V1__Frame *f, uint64_t req, int timeout_ms,
+               Ihala__V1__Frame **out)
 {
 	uint64_t deadline = deadline_of(c, timeout_ms);
 	int err;
@@ -1182,13 +760,13 @@ request(struct ihala_client *c, Ihala__V1__Frame *f, uint64_t req, int timeout_m
 	frame_free(c->response);
 	c->response = NULL;
 	c->want_request = req;
-	err = send_frame(c, f);
+	err = client_send_frame(c, f);
 	while (err == 0 && c->response == NULL && !c->replay_done && !c->replay_stop) {
 		if (now_ms() >= deadline) {
 			if (c->replay_cb != NULL) {
 				break; /* a replay ends when the broker goes quiet */
 			}
-			err = fail(c, IHALA_ETIMEDOUT, "no answer from the broker in time");
+			err = client_fail(c, IHALA_ETIMEDOUT, "no answer from the broker in time");
 			break;
 		}
 		err = pump(c, (long)(deadline - now_ms()));
@@ -1197,7 +775,8 @@ request(struct ihala_client *c, Ihala__V1__Frame *f, uint64_t req, int timeout_m
 		}
 		if (err == 0 && c->state != SESS_OPEN) {
 			err = c->refused != 0 ? c->refused
-					      : fail(c, IHALA_ECLOSED, "session lost during the request");
+			                      : client_fail(c, IHALA_ECLOSED,
+			                                    "session lost during the request");
 		}
 	}
 	c->want_request = 0;
@@ -1207,7 +786,7 @@ request(struct ihala_client *c, Ihala__V1__Frame *f, uint64_t req, int timeout_m
 	if (c->response != NULL && c->response->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
 		int code = -(int)c->response->error->code;
 
-		fail(c, code, "%s", c->response->error->message);
+		client_fail(c, code, "%s", c->response->error->message);
 		frame_free(c->response);
 		c->response = NULL;
 		return code;
@@ -1219,7 +798,7 @@ request(struct ihala_client *c, Ihala__V1__Frame *f, uint64_t req, int timeout_m
 
 int
 ihala_query(struct ihala_client *c, const char *referral_id, int timeout_ms,
-	    Ihala__V1__ReferralState **out)
+            Ihala__V1__ReferralState **out)
 {
 	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
 	Ihala__V1__Query q = IHALA__V1__QUERY__INIT;
@@ -1230,13 +809,13 @@ ihala_query(struct ihala_client *c, const char *referral_id, int timeout_ms,
 	q.referral_id = (char *)referral_id;
 	f.kind_case = IHALA__V1__FRAME__KIND_QUERY;
 	f.query = &q;
-	err = request(c, &f, q.request_id, timeout_ms, &ans);
+	err = client_request(c, &f, q.request_id, timeout_ms, &ans);
 	if (err != 0) {
 		return err;
 	}
 	if (ans == NULL || ans->kind_case != IHALA__V1__FRAME__KIND_REFERRAL_STATE) {
 		frame_free(ans);
-		return fail(c, IHALA_EPROTOCOL, "unexpected answer to a query");
+		return client_fail(c, IHALA_EPROTOCOL, "unexpected answer to a query");
 	}
 	*out = ans->referral_state;
 	ans->referral_state = NULL;
@@ -1255,7 +834,7 @@ ihala_state_free(Ihala__V1__ReferralState *st)
 
 int
 ihala_replay(struct ihala_client *c, uint64_t from, uint64_t to, int follow, ihala_entry_cb cb,
-	     void *arg, int timeout_ms)
+             void *arg, int timeout_ms)
 {
 	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
 	Ihala__V1__ReplayRequest q = IHALA__V1__REPLAY_REQUEST__INIT;
@@ -1272,127 +851,11 @@ ihala_replay(struct ihala_client *c, uint64_t from, uint64_t to, int follow, iha
 	c->replay_arg = arg;
 	c->replay_stop = 0;
 	c->replay_done = 0;
-	err = request(c, &f, q.request_id, follow ? 1 << 30 : timeout_ms, &ans);
+	err = client_request(c, &f, q.request_id, follow ? 1 << 30 : timeout_ms, &ans);
 	c->replay_cb = NULL;
 	frame_free(ans);
 	if (err == 0 && !c->replay_done && !c->replay_stop && !follow) {
-		err = fail(c, IHALA_ETIMEDOUT, "the replay did not finish in time");
+		err = client_fail(c, IHALA_ETIMEDOUT, "the replay did not finish in time");
 	}
-	return err;
-}
-
-int
-ihala_prove(struct ihala_client *c, uint64_t seq, const char *message_id,
-	    const char *verifier_key, int timeout_ms, struct ihala_proof *p)
-{
-	const char *key = verifier_key != NULL ? verifier_key : c->cfg->checkpoint_key;
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__ProofRequest q = IHALA__V1__PROOF_REQUEST__INIT;
-	Ihala__V1__Frame *ans = NULL, *cans = NULL;
-	const Ihala__V1__InclusionProof *ip;
-	uint8_t path[MERKLE_MAX_PATH][MERKLE_HASH_LEN];
-	struct checkpoint ck, old;
-	enum ckpt_rel rel;
-	size_t i;
-	int err;
-
-	memset(p, 0, sizeof(*p));
-	c->errmsg[0] = '\0';
-	if (key == NULL) {
-		return fail(c, IHALA_ECONFIG,
-			    "no key to verify the broker's checkpoint with: set checkpoint_key in the "
-			    "client config to the broker's checkpoint public key (PEM)");
-	}
-	if (seq == 0 && (message_id == NULL || message_id[0] == '\0')) {
-		return fail(c, IHALA_EINVAL, "a seq or a message id is needed");
-	}
-	q.request_id = c->next_request++;
-	if (seq != 0) {
-		q.target_case = IHALA__V1__PROOF_REQUEST__TARGET_SEQ;
-		q.seq = seq;
-	} else {
-		q.target_case = IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID;
-		q.message_id = (char *)message_id;
-	}
-	f.kind_case = IHALA__V1__FRAME__KIND_PROOF_REQUEST;
-	f.proof_request = &q;
-	if ((err = request(c, &f, q.request_id, timeout_ms, &ans)) != 0) {
-		return err;
-	}
-	if (ans == NULL || ans->kind_case != IHALA__V1__FRAME__KIND_INCLUSION_PROOF) {
-		err = fail(c, IHALA_EPROTOCOL, "unexpected answer to a proof request");
-		goto out;
-	}
-	ip = ans->inclusion_proof;
-	if (ip->seq == 0 || (seq != 0 && ip->seq != seq) || ip->leaf_index != ip->seq - 1 ||
-	    ip->leaf_hash.len != MERKLE_HASH_LEN || ip->n_path > MERKLE_MAX_PATH) {
-		err = fail(c, IHALA_EPROOF, "the broker's inclusion proof is malformed");
-		goto out;
-	}
-	for (i = 0; i < ip->n_path; i++) {
-		if (ip->path[i].len != MERKLE_HASH_LEN) {
-			err = fail(c, IHALA_EPROOF, "the broker's inclusion proof is malformed");
-			goto out;
-		}
-		memcpy(path[i], ip->path[i].data, MERKLE_HASH_LEN);
-	}
-	/* (size, root) only from the signed checkpoint, never from the proof's own fields. */
-	if ((err = ckpt_verify(c, key, ip->checkpoint, &ck)) != 0) {
-		goto out;
-	}
-	if (ck.size != ip->tree_size) {
-		err = fail(c, IHALA_EPROOF,
-			   "the proof is for tree size %llu but its checkpoint is of size %llu",
-			   (unsigned long long)ip->tree_size, (unsigned long long)ck.size);
-		goto out;
-	}
-	if ((err = ckpt_compare(c, key, &ck, &old, &rel)) != 0) {
-		goto out;
-	}
-	if (rel == CKPT_NEWER) {
-		Ihala__V1__Frame cf = IHALA__V1__FRAME__INIT;
-		Ihala__V1__ProofRequest cq = IHALA__V1__PROOF_REQUEST__INIT;
-
-		cq.request_id = c->next_request++;
-		cq.tree_size = ck.size;
-		cq.consistency_from = old.size;
-		cf.kind_case = IHALA__V1__FRAME__KIND_PROOF_REQUEST;
-		cf.proof_request = &cq;
-		err = request(c, &cf, cq.request_id, timeout_ms, &cans);
-		if (err == 0 && (cans == NULL ||
-				 cans->kind_case != IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF)) {
-			err = fail(c, IHALA_EPROTOCOL, "unexpected answer to a consistency request");
-		}
-		if (err == 0) {
-			err = ckpt_check_proof(c, &old, &ck, cans->consistency_proof);
-		}
-	}
-	if (err == 0 && rel != CKPT_SAME) {
-		err = ckpt_keep(c, ip->checkpoint);
-	}
-	if (err != 0) {
-		goto out;
-	}
-	err = merkle_verify_inclusion(ip->leaf_index, ck.size, ip->leaf_hash.data,
-				      (const uint8_t(*)[MERKLE_HASH_LEN])path, ip->n_path, ck.root);
-	if (err != 0) {
-		err = fail(c, err,
-			   "the inclusion proof of seq %llu does not verify against the signed "
-			   "checkpoint of size %llu",
-			   (unsigned long long)ip->seq, (unsigned long long)ck.size);
-		goto out;
-	}
-	if ((p->checkpoint = strdup(ip->checkpoint)) == NULL) {
-		err = IHALA_ENOMEM;
-		goto out;
-	}
-	p->seq = ip->seq;
-	p->tree_size = ck.size;
-	memcpy(p->leaf_hash, ip->leaf_hash.data, MERKLE_HASH_LEN);
-	memcpy(p->root, ck.root, MERKLE_HASH_LEN);
-	p->path_len = ip->n_path;
-out:
-	frame_free(ans);
-	frame_free(cans);
 	return err;
 }

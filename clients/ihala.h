@@ -54,6 +54,9 @@ const char *ihala_errmsg(const struct ihala_client *c);
  */
 int ihala_connect(struct ihala_client *c, int timeout_ms);
 
+/* Frames from the broker that did not decode (each is logged as a warning and dropped). */
+uint64_t ihala_frames_dropped(const struct ihala_client *c);
+
 /* The Welcome of the current session, or NULL. Owned by the client. */
 const Ihala__V1__Welcome *ihala_welcome(const struct ihala_client *c);
 

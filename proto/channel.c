@@ -18,7 +18,6 @@
 #define RECORD_MAX 16384
 /* TLS 1.3 record overhead: 5 header + 1 inner type + 16 AEAD tag, rounded up. */
 #define RECORD_OVERHEAD 32
-#define FRAME_HDR 4
 
 struct channel {
 	SSL *ssl;
@@ -224,7 +223,7 @@ scan_frames(struct channel *ch)
 {
 	uint32_t flen;
 
-	while (ch->in_len - ch->in_scan >= FRAME_HDR) {
+	while (ch->in_len - ch->in_scan >= CHANNEL_FRAME_PREFIX) {
 		flen = be32dec(ch->in + ch->in_scan);
 		if (flen > ch->max_frame) {
 			fail(ch, IHALA_EFRAMESIZE, 0,
@@ -232,10 +231,10 @@ scan_frames(struct channel *ch)
 			     (unsigned long)flen, ch->max_frame);
 			return ch->err;
 		}
-		if (ch->in_len - ch->in_scan - FRAME_HDR < flen) {
+		if (ch->in_len - ch->in_scan - CHANNEL_FRAME_PREFIX < flen) {
 			break;
 		}
-		ch->in_scan += FRAME_HDR + flen;
+		ch->in_scan += CHANNEL_FRAME_PREFIX + flen;
 	}
 	return 0;
 }
@@ -260,7 +259,7 @@ in_reserve(struct channel *ch, size_t need)
 		}
 	}
 	want = ch->in_len + need;
-	ncap = ch->in_cap > 0 ? ch->in_cap : RECORD_MAX + FRAME_HDR;
+	ncap = ch->in_cap > 0 ? ch->in_cap : RECORD_MAX + CHANNEL_FRAME_PREFIX;
 	while (ncap < want) {
 		ncap = ncap > ch->in_limit / 2 ? ch->in_limit : ncap * 2;
 	}
@@ -358,7 +357,7 @@ channel_new(SSL_CTX *ctx, int is_server, const char *server_name, size_t max_fra
 	ch->state = CHANNEL_HANDSHAKING;
 	ch->max_frame = max_frame;
 	ch->out_cap = out_cap;
-	ch->in_limit = FRAME_HDR + max_frame + RECORD_MAX;
+	ch->in_limit = CHANNEL_FRAME_PREFIX + max_frame + RECORD_MAX;
 
 	ERR_clear_error();
 	ch->ssl = SSL_new(ctx);
@@ -471,9 +470,9 @@ channel_next_frame(struct channel *ch, const uint8_t **body, size_t *len)
 		return 0;
 	}
 	flen = be32dec(ch->in + ch->in_off);
-	*body = ch->in + ch->in_off + FRAME_HDR;
+	*body = ch->in + ch->in_off + CHANNEL_FRAME_PREFIX;
 	*len = flen;
-	ch->in_off += FRAME_HDR + flen;
+	ch->in_off += CHANNEL_FRAME_PREFIX + flen;
 	if (ch->in_off == ch->in_len) {
 		/* Empty: start over at the front; the body stays where it is. */
 		ch->in_off = ch->in_scan = ch->in_len = 0;
@@ -489,7 +488,7 @@ channel_wire_size(size_t len)
 	if (len > SIZE_MAX / 2) {
 		return SIZE_MAX;
 	}
-	n = len + FRAME_HDR;
+	n = len + CHANNEL_FRAME_PREFIX;
 	/* One record for the header and the start of the body, then full ones. */
 	records = n / RECORD_MAX + 2;
 	return n + records * RECORD_OVERHEAD;
@@ -563,7 +562,7 @@ stage(struct channel *ch, const uint8_t *p, size_t len)
 int
 channel_write_frame(struct channel *ch, const uint8_t *body, size_t len)
 {
-	uint8_t hdr[FRAME_HDR];
+	uint8_t hdr[CHANNEL_FRAME_PREFIX];
 	size_t pending;
 	int rc;
 
@@ -591,7 +590,7 @@ channel_write_frame(struct channel *ch, const uint8_t *body, size_t len)
 		return IHALA_ENOMEM;
 	}
 	be32enc(hdr, (uint32_t)len);
-	rc = stage(ch, hdr, FRAME_HDR);
+	rc = stage(ch, hdr, CHANNEL_FRAME_PREFIX);
 	if (rc == 0 && len > 0) {
 		rc = stage(ch, body, len);
 	}

@@ -36,6 +36,10 @@
  * the client ignores it. */
 #define CHANNEL_MSG_PROBE 0x03
 
+/* Bytes of the big-endian length before every frame inside TLS: the channel alone adds and
+ * strips it (frame_encode gives the body only). */
+#define CHANNEL_FRAME_PREFIX 4
+
 /* Upper bound accepted for max_frame. */
 #define CHANNEL_MAX_FRAME_LIMIT (1u << 30)
 

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "endian.h"
 #include "error.h"
 
 /* No message in ihala.proto nests deeper than this; a guard for the walker. */
@@ -174,7 +173,7 @@ walk(const ProtobufCMessage *m, enum pb_check what, unsigned depth)
 				rc = check_value(f, arr + k * elem_size(f), what, depth);
 			}
 		} else if (f->label == PROTOBUF_C_LABEL_OPTIONAL &&
-			   f->type == PROTOBUF_C_TYPE_ENUM) {
+		           f->type == PROTOBUF_C_TYPE_ENUM) {
 			protobuf_c_boolean has;
 
 			memcpy(&has, base + f->quantifier_offset, sizeof(has));
@@ -231,14 +230,14 @@ pb_dealloc(void *data, void *p)
 	free(p);
 }
 
-static ProtobufCAllocator pb_free_allocator = { pb_alloc, pb_dealloc, NULL };
+static ProtobufCAllocator pb_free_allocator = {pb_alloc, pb_dealloc, NULL};
 
 static int
 unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
        ProtobufCMessage **out)
 {
 	int oom = 0;
-	ProtobufCAllocator a = { pb_alloc, pb_dealloc, &oom };
+	ProtobufCAllocator a = {pb_alloc, pb_dealloc, &oom};
 	ProtobufCMessage *m;
 
 	if (desc == NULL || out == NULL || (buf == NULL && len != 0)) {
@@ -277,7 +276,7 @@ pb_free(ProtobufCMessage *m)
 
 int
 pb_decode_strict(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
-		 ProtobufCMessage **out)
+                 ProtobufCMessage **out)
 {
 	ProtobufCMessage *m = NULL;
 	int rc;
@@ -311,7 +310,7 @@ frame_encode(const Ihala__V1__Frame *f, uint8_t **out, size_t *outlen)
 		return IHALA_EINVAL;
 	}
 	fd = protobuf_c_message_descriptor_get_field(&ihala__v1__frame__descriptor,
-						     (unsigned)f->kind_case);
+	                                             (unsigned)f->kind_case);
 	if (f->kind_case == IHALA__V1__FRAME__KIND__NOT_SET || fd == NULL) {
 		return IHALA_EINVAL;
 	}
@@ -323,16 +322,15 @@ frame_encode(const Ihala__V1__Frame *f, uint8_t **out, size_t *outlen)
 	if (n > FRAME_MAX_LIMIT) {
 		return IHALA_EFRAMESIZE;
 	}
-	if ((buf = malloc(FRAME_PREFIX_LEN + n)) == NULL) {
+	if ((buf = malloc(n > 0 ? n : 1)) == NULL) {
 		return IHALA_ENOMEM;
 	}
-	be32enc(buf, (uint32_t)n);
-	if (protobuf_c_message_pack(&f->base, buf + FRAME_PREFIX_LEN) != n) {
+	if (protobuf_c_message_pack(&f->base, buf) != n) {
 		free(buf);
 		return IHALA_EINTERNAL;
 	}
 	*out = buf;
-	*outlen = FRAME_PREFIX_LEN + n;
+	*outlen = n;
 	return 0;
 }
 
@@ -429,143 +427,4 @@ void
 logentry_free(Ihala__V1__LogEntry *e)
 {
 	pb_free(e != NULL ? &e->base : NULL);
-}
-
-/* ---------------------------------------------------------------------------
- * framebuf
- */
-
-struct framebuf {
-	uint8_t *buf;
-	size_t cap;       /* bytes allocated at buf */
-	size_t start;     /* first byte not yet returned by framebuf_next */
-	size_t end;       /* end of the buffered bytes */
-	size_t scan;      /* offset of the next length prefix not yet checked */
-	size_t max_frame; /* largest body accepted */
-	size_t limit;     /* most bytes ever buffered */
-	int err;          /* sticky error, 0 while usable */
-};
-
-struct framebuf *
-framebuf_init(size_t max_frame)
-{
-	struct framebuf *fb;
-
-	if (max_frame == 0 || max_frame > FRAME_MAX_LIMIT) {
-		return NULL;
-	}
-	if ((fb = calloc(1, sizeof(*fb))) == NULL) {
-		return NULL;
-	}
-	fb->max_frame = max_frame;
-	fb->limit = 2 * (FRAME_PREFIX_LEN + max_frame);
-	return fb;
-}
-
-size_t
-framebuf_space(const struct framebuf *fb)
-{
-	if (fb == NULL || fb->err != 0) {
-		return 0;
-	}
-	return fb->limit - (fb->end - fb->start);
-}
-
-size_t
-framebuf_pending(const struct framebuf *fb)
-{
-	return fb != NULL ? fb->end - fb->start : 0;
-}
-
-int
-framebuf_push(struct framebuf *fb, const uint8_t *bytes, size_t len)
-{
-	size_t newend;
-
-	if (fb == NULL || (bytes == NULL && len != 0)) {
-		return IHALA_EINVAL;
-	}
-	if (fb->err != 0) {
-		return fb->err;
-	}
-	if (len == 0) {
-		return 0;
-	}
-	if (len > framebuf_space(fb)) {
-		return IHALA_EAGAIN;
-	}
-	if (fb->start > 0) {
-		memmove(fb->buf, fb->buf + fb->start, fb->end - fb->start);
-		fb->end -= fb->start;
-		fb->scan -= fb->start;
-		fb->start = 0;
-	}
-	if (fb->end + len > fb->cap) {
-		size_t ncap = fb->cap != 0 ? fb->cap : 4096;
-		uint8_t *nbuf;
-
-		while (ncap < fb->end + len) {
-			ncap *= 2;
-		}
-		if (ncap > fb->limit) {
-			ncap = fb->limit;
-		}
-		if ((nbuf = realloc(fb->buf, ncap)) == NULL) {
-			return IHALA_ENOMEM;
-		}
-		fb->buf = nbuf;
-		fb->cap = ncap;
-	}
-	/* Copied into spare room, but counted as buffered only once every
-	 * length prefix it completes has been checked. */
-	memcpy(fb->buf + fb->end, bytes, len);
-	newend = fb->end + len;
-	while (fb->scan + FRAME_PREFIX_LEN <= newend) {
-		uint32_t n = be32dec(fb->buf + fb->scan);
-
-		if (n > fb->max_frame) {
-			fb->err = IHALA_EFRAMESIZE;
-			return fb->err;
-		}
-		fb->scan += FRAME_PREFIX_LEN + n;
-	}
-	fb->end = newend;
-	return 0;
-}
-
-int
-framebuf_next(struct framebuf *fb, const uint8_t **body, size_t *len)
-{
-	uint32_t n;
-
-	if (fb == NULL || body == NULL || len == NULL) {
-		return IHALA_EINVAL;
-	}
-	if (fb->err != 0) {
-		return fb->err;
-	}
-	if (fb->end - fb->start < FRAME_PREFIX_LEN) {
-		return 0;
-	}
-	n = be32dec(fb->buf + fb->start);
-	if (fb->end - fb->start - FRAME_PREFIX_LEN < n) {
-		return 0;
-	}
-	*body = fb->buf + fb->start + FRAME_PREFIX_LEN;
-	*len = n;
-	fb->start += FRAME_PREFIX_LEN + n;
-	if (fb->start == fb->end) {
-		/* Nothing left: the next push starts at the front, no move. */
-		fb->start = fb->end = fb->scan = 0;
-	}
-	return 1;
-}
-
-void
-framebuf_release(struct framebuf *fb)
-{
-	if (fb != NULL) {
-		free(fb->buf);
-		free(fb);
-	}
 }

@@ -12,6 +12,8 @@
 /*
  * On the wire (inside TLS) every frame is a 4-byte big-endian length N
  * followed by N bytes: one encoded ihala.v1.Frame (docs/PROTOCOL.md §3).
+ * The length prefix is the channel's (channel_write_frame adds it,
+ * channel_next_frame strips it): everything here is about the N bytes.
  *
  * Decoding is strict, because the broker logs what it accepts and any other
  * implementation must be able to re-read it the same way:
@@ -27,8 +29,6 @@
  * - every string is valid UTF-8 (else IHALA_EUTF8).
  */
 
-/* Bytes of the length prefix. */
-#define FRAME_PREFIX_LEN 4
 /* Frame body size a peer may use before it knows the session's limits
  * (Welcome.limits.max_frame_bytes), and the default of that limit. */
 #define FRAME_MAX_DEFAULT (1024u * 1024u)
@@ -36,13 +36,12 @@
 #define FRAME_MAX_LIMIT (64u * 1024u * 1024u)
 
 /*
- * Encode `f` with its length prefix into a malloc'd buffer. On success
- * *out (owned by the caller, free() it) holds *outlen bytes:
- * FRAME_PREFIX_LEN + body. Returns IHALA_EINVAL when no kind is set (or the
- * kind's message is NULL), IHALA_EFRAMESIZE when the body exceeds
- * FRAME_MAX_LIMIT, IHALA_ENOMEM. The caller compares the body size
- * (*outlen - FRAME_PREFIX_LEN) against the peer's limit before sending.
- * `f` is only read.
+ * Encode `f` into a malloc'd buffer: the frame body, without a length
+ * prefix, ready for channel_write_frame(). On success *out (owned by the
+ * caller, free() it) holds *outlen bytes. Returns IHALA_EINVAL when no kind
+ * is set (or the kind's message is NULL), IHALA_EFRAMESIZE when the body
+ * exceeds FRAME_MAX_LIMIT, IHALA_ENOMEM. The caller compares *outlen against
+ * the peer's limit before sending. `f` is only read.
  */
 int frame_encode(const Ihala__V1__Frame *f, uint8_t **out, size_t *outlen);
 
@@ -88,7 +87,7 @@ void logentry_free(Ihala__V1__LogEntry *e);
  * caller bounds `len`.
  */
 int pb_decode_strict(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
-		     ProtobufCMessage **out);
+                     ProtobufCMessage **out);
 void pb_free(ProtobufCMessage *m);
 
 /*
@@ -111,48 +110,5 @@ int pb_check_enums(const ProtobufCMessage *m);
  * valid UTF-8; C-string callers never see them.
  */
 int pb_utf8_valid(const uint8_t *s, size_t len);
-
-/*
- * framebuf: splits the decrypted TLS byte stream into frame bodies.
- *
- * Push every chunk of plaintext, then call framebuf_next() until it returns
- * 0 before pushing more. The announced length of every frame is checked as
- * soon as its 4-byte prefix has arrived, before its body is buffered, so a
- * peer cannot make the buffer grow beyond 2 * (FRAME_PREFIX_LEN + max_frame).
- * After an error the framebuf is dead: every later call returns that error.
- */
-struct framebuf;
-
-/* New, empty splitter for bodies of at most max_frame bytes
- * (1..FRAME_MAX_LIMIT). NULL when out of memory or max_frame is out of range.
- * Release it with framebuf_release(). */
-struct framebuf *framebuf_init(size_t max_frame);
-
-/*
- * Append len bytes (copied; `bytes` is only read). Returns 0,
- * IHALA_EFRAMESIZE when a frame announces more than max_frame bytes (the
- * stream is then unusable: end the session), IHALA_EAGAIN when len is more
- * than framebuf_space() (nothing was appended: drain with framebuf_next()
- * and push again), IHALA_ENOMEM. Invalidates bodies from framebuf_next().
- */
-int framebuf_push(struct framebuf *fb, const uint8_t *bytes, size_t len);
-
-/* How many bytes framebuf_push() accepts now (at least
- * FRAME_PREFIX_LEN + max_frame once every complete frame has been taken). */
-size_t framebuf_space(const struct framebuf *fb);
-
-/*
- * Take the next complete frame body: returns 1 and sets *body and *len (the
- * bytes belong to fb and stay valid until the next framebuf_push() or
- * framebuf_release()), 0 when more bytes are needed, or the sticky error of
- * an earlier push. A body may be empty (len 0): frame_decode refuses it.
- */
-int framebuf_next(struct framebuf *fb, const uint8_t **body, size_t *len);
-
-/* Bytes buffered and not yet returned by framebuf_next(). */
-size_t framebuf_pending(const struct framebuf *fb);
-
-/* Free the splitter and everything it holds; NULL is allowed. */
-void framebuf_release(struct framebuf *fb);
 
 #endif

@@ -20,8 +20,8 @@
 
 /*
  * mkseeds OUTDIR ROOT
- *	Writes OUTDIR/NAME/SEED for each fuzz target NAME: valid frames of every kind (and
- *	streams of them), envelopes of every kind with the control bytes that make the policy
+ *	Writes OUTDIR/NAME/SEED for each fuzz target NAME: valid frames of every kind,
+ *	envelopes of every kind with the control bytes that make the policy
  *	allow them, the JSON examples of ROOT/config/examples, the broker config example and
  *	the test config, real checkpoints and notes of the fuzz test key, and inclusion and
  *	consistency proof vectors of real trees. Deterministic: running it again writes the
@@ -314,24 +314,16 @@ envelopes(void)
 /* ---- frames ---- */
 
 static void
-frame_seed(const char *name, const Ihala__V1__Frame *f, uint8_t **stream, size_t *slen)
+frame_seed(const char *name, const Ihala__V1__Frame *f)
 {
-	uint8_t *b, ctl = 0x02; /* max_frame 4096, small chunks */
+	uint8_t *b, ctl = 0x02; /* the control byte fuzz_frame skips */
 	size_t len;
-	uint8_t *ns;
 
 	if (frame_encode(f, &b, &len) != 0) {
 		fprintf(stderr, "mkseeds: frame %s does not encode\n", name);
 		exit(1);
 	}
-	/* body alone (decoded by frame_decode; as a stream it is one odd frame) */
-	put2("frame", name, &ctl, 1, b + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
-	if ((ns = realloc(*stream, *slen + len)) == NULL) {
-		die("stream");
-	}
-	memcpy(ns + *slen, b, len);
-	*stream = ns;
-	*slen += len;
+	put2("frame", name, &ctl, 1, b, len);
 	free(b);
 }
 
@@ -361,8 +353,8 @@ frames(const char *checkpoint_text)
 	Ihala__V1__BrokerEvent bev = IHALA__V1__BROKER_EVENT__INIT;
 	Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT;
 	struct referral_parts rp;
-	uint8_t hash[32], *envb, *leb, *evb, *stream = NULL, ctl;
-	size_t envlen, lelen, evlen, slen = 0;
+	uint8_t hash[32], *envb, *leb, *evb;
+	size_t envlen, lelen, evlen;
 	ProtobufCBinaryData path[3];
 	int i;
 
@@ -413,34 +405,34 @@ frames(const char *checkpoint_text)
 	w.broker_version = "ihala-broker 0.1.0";
 	w.protocol_version = 1;
 	FRAME(WELCOME, welcome, &w);
-	frame_seed("welcome", &f, &stream, &slen);
+	frame_seed("welcome", &f);
 	sub.envelope.data = envb;
 	sub.envelope.len = envlen;
 	FRAME(SUBMIT, submit, &sub);
-	frame_seed("submit", &f, &stream, &slen);
+	frame_seed("submit", &f);
 	rc.message_id = "m-0001";
 	rc.seq = 7;
 	rc.leaf_hash.data = hash;
 	rc.leaf_hash.len = sizeof(hash);
 	rc.status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED;
 	FRAME(RECEIPT, receipt, &rc);
-	frame_seed("receipt", &f, &stream, &slen);
+	frame_seed("receipt", &f);
 	dl.seq = 7;
 	dl.entry.data = leb;
 	dl.entry.len = lelen;
 	FRAME(DELIVER, deliver, &dl);
-	frame_seed("deliver", &f, &stream, &slen);
+	frame_seed("deliver", &f);
 	dl.seq = 8;
 	dl.entry.data = evb;
 	dl.entry.len = evlen;
-	frame_seed("deliver-event", &f, &stream, &slen);
+	frame_seed("deliver-event", &f);
 	ack.seq = 7;
 	FRAME(DELIVERY_ACK, delivery_ack, &ack);
-	frame_seed("delivery-ack", &f, &stream, &slen);
+	frame_seed("delivery-ack", &f);
 	q.request_id = 1;
 	q.referral_id = "R-0001";
 	FRAME(QUERY, query, &q);
-	frame_seed("query", &f, &stream, &slen);
+	frame_seed("query", &f);
 	st.request_id = 1;
 	st.referral_id = "R-0001";
 	st.referrer = "dma";
@@ -456,12 +448,12 @@ frames(const char *checkpoint_text)
 	st.n_history = 1;
 	st.history = &hip;
 	FRAME(REFERRAL_STATE, referral_state, &st);
-	frame_seed("referral-state", &f, &stream, &slen);
+	frame_seed("referral-state", &f);
 	rr.request_id = 2;
 	rr.from_seq = 1;
 	rr.follow = 1;
 	FRAME(REPLAY_REQUEST, replay_request, &rr);
-	frame_seed("replay-request", &f, &stream, &slen);
+	frame_seed("replay-request", &f);
 	les.request_id = 2;
 	rec.seq = 7;
 	rec.entry.data = leb;
@@ -470,14 +462,14 @@ frames(const char *checkpoint_text)
 	les.records = &recp;
 	les.done = 1;
 	FRAME(LOG_ENTRIES, log_entries, &les);
-	frame_seed("log-entries", &f, &stream, &slen);
+	frame_seed("log-entries", &f);
 	pr.request_id = 3;
 	pr.target_case = IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID;
 	pr.message_id = "m-0001";
 	pr.tree_size = 10;
 	pr.consistency_from = 4;
 	FRAME(PROOF_REQUEST, proof_request, &pr);
-	frame_seed("proof-request", &f, &stream, &slen);
+	frame_seed("proof-request", &f);
 	ip.request_id = 3;
 	ip.seq = 7;
 	ip.leaf_index = 6;
@@ -488,7 +480,7 @@ frames(const char *checkpoint_text)
 	ip.path = path;
 	ip.checkpoint = (char *)checkpoint_text;
 	FRAME(INCLUSION_PROOF, inclusion_proof, &ip);
-	frame_seed("inclusion-proof", &f, &stream, &slen);
+	frame_seed("inclusion-proof", &f);
 	cp.request_id = 3;
 	cp.size1 = 4;
 	cp.size2 = 10;
@@ -496,34 +488,21 @@ frames(const char *checkpoint_text)
 	cp.path = path;
 	cp.checkpoint = (char *)checkpoint_text;
 	FRAME(CONSISTENCY_PROOF, consistency_proof, &cp);
-	frame_seed("consistency-proof", &f, &stream, &slen);
+	frame_seed("consistency-proof", &f);
 	cr.request_id = 4;
 	FRAME(CHECKPOINT_REQUEST, checkpoint_request, &cr);
-	frame_seed("checkpoint-request", &f, &stream, &slen);
+	frame_seed("checkpoint-request", &f);
 	cn.request_id = 4;
 	cn.text = (char *)checkpoint_text;
 	FRAME(CHECKPOINT, checkpoint, &cn);
-	frame_seed("checkpoint", &f, &stream, &slen);
+	frame_seed("checkpoint", &f);
 	er.code = IHALA__V1__ERROR_CODE__ERROR_CODE_INVALID_TRANSITION;
 	er.message = "referral 'R-0001' is completed; it cannot become in-progress";
 	er.request_id = 1;
 	FRAME(ERROR, error, &er);
-	frame_seed("error", &f, &stream, &slen);
+	frame_seed("error", &f);
 #undef FRAME
 
-	/* the whole conversation as one stream, pushed in small and in large chunks */
-	ctl = 0x06; /* max 4096, chunks of 2.. bytes */
-	put2("frame", "stream-small-chunks", &ctl, 1, stream, slen);
-	ctl = 0xfe; /* max 4096, chunks of 64.. bytes */
-	put2("frame", "stream-large-chunks", &ctl, 1, stream, slen);
-	ctl = 0x00; /* max 16: the Welcome's prefix is over it */
-	put2("frame", "stream-oversize", &ctl, 1, stream, slen);
-	{
-		static const uint8_t empty[] = {0x02, 0, 0, 0, 0, 0, 0, 0, 2, 0x2a, 0x00};
-
-		put("frame", "stream-empty-frames", empty, sizeof(empty));
-	}
-	free(stream);
 	free(envb);
 	free(leb);
 	free(evb);

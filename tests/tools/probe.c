@@ -17,6 +17,7 @@
 #include "error.h"
 #include "frame.h"
 #include "tlsctx.h"
+#include "wire.h"
 
 /*
  * Usage: probe [options] MODE [ARGS...]; `probe --help` lists the modes.
@@ -36,7 +37,7 @@
 
 /* The probe accepts anything the broker may send and may write large frames. */
 #define PROBE_MAX_FRAME FRAME_MAX_LIMIT
-/* One ZeroMQ message per TLS chunk taken out of the channel. */
+/* Room for one ZeroMQ message's payload. */
 #define WIRE_CHUNK (64 * 1024)
 #define LINGER_MS 500
 /* How long to look for the close that follows a session Error. */
@@ -64,9 +65,7 @@ struct opts {
 
 /* One DEALER connection and the TLS session on it. */
 struct conn {
-	void *sock;
-	void *mon; /* PAIR on the socket monitor, or NULL */
-	struct channel *ch;
+	struct wire *w;
 };
 
 enum ev {
@@ -82,7 +81,6 @@ enum ev {
 static void *zctx;
 static SSL_CTX *sslctx;
 static struct opts opt;
-static int mon_seq;
 
 static uint64_t
 now_ms(void)
@@ -164,197 +162,108 @@ make_ctx(void)
 
 /* ---- connection ---- */
 
+/* A DEALER to the broker; monitor: see the TCP connection go (EV_DISCONNECT). Sends block up
+ * to --timeout until connected. */
 static int
 conn_open(struct conn *c, int monitor)
 {
-	int one = 1, linger = LINGER_MS, tmo = (int)opt.timeout_ms;
-	char addr[64];
+	struct wire_opts o;
+	char err[256];
+	int rc;
 
 	memset(c, 0, sizeof(*c));
-	c->sock = zmq_socket(zctx, ZMQ_DEALER);
-	if (c->sock == NULL) {
-		return IHALA_EZMQ;
+	memset(&o, 0, sizeof(o));
+	o.endpoint = opt.endpoint;
+	o.ssl = sslctx;
+	o.server_name = opt.server_name;
+	o.max_frame = PROBE_MAX_FRAME;
+	o.out_cap = channel_wire_size(PROBE_MAX_FRAME);
+	o.immediate = !opt.no_immediate;
+	o.linger_ms = LINGER_MS;
+	o.send_timeout_ms = (int)opt.timeout_ms;
+	o.monitor = monitor;
+	rc = wire_open(zctx, &o, &c->w, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "probe: %s\n", err);
 	}
-	if (!opt.no_immediate) {
-		zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof(one));
-	}
-	zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
-	zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &tmo, sizeof(tmo));
-	if (monitor) {
-		snprintf(addr, sizeof(addr), "inproc://probe-mon-%d", ++mon_seq);
-		if (zmq_socket_monitor(c->sock, addr, ZMQ_EVENT_DISCONNECTED) != 0 ||
-		    (c->mon = zmq_socket(zctx, ZMQ_PAIR)) == NULL ||
-		    zmq_connect(c->mon, addr) != 0) {
-			fprintf(stderr, "probe: socket monitor: %s\n", zmq_strerror(zmq_errno()));
-			return IHALA_EZMQ;
-		}
-	}
-	if (zmq_connect(c->sock, opt.endpoint) != 0) {
-		fprintf(stderr, "probe: connect %s: %s\n", opt.endpoint, zmq_strerror(zmq_errno()));
-		return IHALA_EZMQ;
-	}
-	return 0;
+	return rc;
 }
 
 static void
 conn_close(struct conn *c)
 {
-	int zero = 0;
+	wire_free(c->w, -1);
+	c->w = NULL;
+}
 
-	channel_free(c->ch);
-	c->ch = NULL;
-	if (c->mon != NULL) {
-		zmq_setsockopt(c->mon, ZMQ_LINGER, &zero, sizeof(zero));
-		zmq_close(c->mon);
-		c->mon = NULL;
-	}
-	if (c->sock != NULL) {
-		zmq_close(c->sock);
-		c->sock = NULL;
-	}
+static struct channel *
+conn_channel(const struct conn *c)
+{
+	return wire_channel(c->w);
 }
 
 /* One ZeroMQ message: type byte + payload. Blocks up to --timeout until connected. */
 static int
 conn_send(struct conn *c, uint8_t type, const uint8_t *data, size_t len)
 {
-	zmq_msg_t m;
-
-	if (zmq_msg_init_size(&m, len + 1) != 0) {
-		return IHALA_ENOMEM;
-	}
-	((uint8_t *)zmq_msg_data(&m))[0] = type;
-	if (len > 0) {
-		memcpy((uint8_t *)zmq_msg_data(&m) + 1, data, len);
-	}
-	if (zmq_msg_send(&m, c->sock, 0) < 0) {
-		zmq_msg_close(&m);
-		return zmq_errno() == EAGAIN ? IHALA_ETIMEDOUT : IHALA_EZMQ;
-	}
-	return 0;
+	return wire_send_raw(c->w, type, data, len);
 }
 
 /* Send every pending TLS byte of the channel. */
 static int
 conn_flush(struct conn *c)
 {
-	static uint8_t buf[WIRE_CHUNK];
-	size_t n;
-	int rc;
-
-	while (channel_pending_out(c->ch) > 0) {
-		channel_take_out(c->ch, buf, sizeof(buf), &n);
-		if (n == 0) {
-			break;
-		}
-		rc = conn_send(c, CHANNEL_MSG_TLS, buf, n);
-		if (rc != 0) {
-			return rc;
-		}
-	}
-	return 0;
+	return wire_flush(c->w);
 }
 
 /* Fresh TLS session on the connection; its ClientHello is sent unless hold_hello. */
 static int
 conn_start_tls(struct conn *c, int hold_hello)
 {
-	int rc;
+	int rc = wire_start(c->w, hold_hello);
 
-	channel_free(c->ch);
-	c->ch = NULL;
-	rc = channel_new(sslctx, 0, opt.server_name, PROBE_MAX_FRAME,
-	                 channel_wire_size(PROBE_MAX_FRAME), &c->ch);
-	if (rc != 0) {
-		fprintf(stderr, "probe: channel_new: %s\n", ihala_strerror(rc));
-		return rc;
+	if (rc != 0 && rc != IHALA_ETIMEDOUT) {
+		fprintf(stderr, "probe: cannot start TLS: %s\n", ihala_strerror(rc));
 	}
-	return hold_hello ? 0 : conn_flush(c);
-}
-
-/* Drain the monitor; 1 when it reported a disconnect. */
-static int
-mon_disconnected(struct conn *c)
-{
-	int seen = 0;
-
-	for (;;) {
-		zmq_msg_t a, b;
-		uint16_t event = 0;
-
-		zmq_msg_init(&a);
-		if (zmq_msg_recv(&a, c->mon, ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(&a);
-			return seen;
-		}
-		if (zmq_msg_size(&a) >= sizeof(event)) {
-			memcpy(&event, zmq_msg_data(&a), sizeof(event));
-		}
-		zmq_msg_close(&a);
-		zmq_msg_init(&b);
-		zmq_msg_recv(&b, c->mon, 0); /* the endpoint part */
-		zmq_msg_close(&b);
-		seen |= event == ZMQ_EVENT_DISCONNECTED;
-	}
+	return rc;
 }
 
 /*
- * Receive one ZeroMQ message before the deadline, skipping CHANNEL_MSG_PROBE. Returns 1 with *type
- * and the payload copied into buf (*len; -2 when it is longer than cap), 0 on timeout, -1 when the
- * monitor reported a disconnect, -2 on a ZeroMQ failure.
+ * Receive one ZeroMQ message before the deadline, as it came (CHANNEL_MSG_PROBE skipped).
+ * Returns 1 with *type and the payload copied into buf (*len; -2 when it is longer than
+ * cap), 0 on timeout, -1 when the monitor reported a disconnect, -2 on a ZeroMQ failure.
  */
 static int
 conn_recv(struct conn *c, uint64_t deadline, uint8_t *type, uint8_t *buf, size_t cap, size_t *len)
 {
-	zmq_pollitem_t it[2];
-	zmq_msg_t m;
-	size_t n;
+	struct wire_event ev;
 
 	for (;;) {
-		it[0].socket = c->sock;
-		it[0].events = ZMQ_POLLIN;
-		it[1].socket = c->mon;
-		it[1].events = ZMQ_POLLIN;
-		if (zmq_poll(it, c->mon != NULL ? 2 : 1, left_ms(deadline)) < 0) {
-			if (zmq_errno() == EINTR) {
-				continue;
-			}
+		if (wire_next_raw(c->w, &ev) != 0) {
 			return -2;
 		}
-		if (c->mon != NULL && (it[1].revents & ZMQ_POLLIN) && mon_disconnected(c)) {
+		if (ev.kind == WIRE_DISCONNECTED) {
 			return -1;
 		}
-		if (it[0].revents & ZMQ_POLLIN) {
-			zmq_msg_init(&m);
-			if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
-				zmq_msg_close(&m);
-				continue;
-			}
-			n = zmq_msg_size(&m);
-			if (n == 0) {
-				zmq_msg_close(&m);
-				continue;
-			}
-			*type = ((uint8_t *)zmq_msg_data(&m))[0];
-			if (*type == CHANNEL_MSG_PROBE) {
-				/* "Still there?": the send itself told the broker; ignore it. */
-				zmq_msg_close(&m);
-				continue;
-			}
-			n--;
-			if (n > cap) {
-				fprintf(stderr, "probe: a message of %zu bytes, more than %zu\n", n,
-				        cap);
-				zmq_msg_close(&m);
+		if (ev.kind == WIRE_RAW) {
+			if (ev.len > cap) {
+				fprintf(stderr, "probe: a message of %zu bytes, more than %zu\n",
+				        ev.len, cap);
 				return -2;
 			}
-			*len = n;
-			memcpy(buf, (uint8_t *)zmq_msg_data(&m) + 1, *len);
-			zmq_msg_close(&m);
+			*type = ev.type;
+			*len = ev.len;
+			memcpy(buf, ev.data, ev.len);
 			return 1;
+		}
+		if (ev.kind != WIRE_NONE) {
+			continue;
 		}
 		if (left_ms(deadline) == 0) {
 			return 0;
+		}
+		if (wire_wait(c->w, left_ms(deadline)) < 0) {
+			return -2;
 		}
 	}
 }
@@ -363,50 +272,44 @@ conn_recv(struct conn *c, uint64_t deadline, uint8_t *type, uint8_t *buf, size_t
 static enum ev
 conn_next(struct conn *c, uint64_t deadline, Ihala__V1__Frame **f)
 {
-	static uint8_t buf[4 * WIRE_CHUNK];
-	const uint8_t *body;
-	size_t blen, n;
-	uint8_t type;
+	struct wire_event ev;
 	int rc;
 
 	for (;;) {
-		rc = channel_next_frame(c->ch, &body, &blen);
-		if (rc == 1) {
-			rc = frame_decode(body, blen, PROBE_MAX_FRAME, f);
+		rc = wire_next(c->w, &ev);
+		if (rc != 0) {
+			fprintf(stderr, "probe: cannot talk to the broker: %s\n",
+			        rc == IHALA_EZMQ ? zmq_strerror(zmq_errno()) : ihala_strerror(rc));
+			return EV_LOCAL;
+		}
+		switch (ev.kind) {
+		case WIRE_FRAME:
+			rc = frame_decode(ev.data, ev.len, PROBE_MAX_FRAME, f);
 			if (rc != 0) {
 				fprintf(stderr, "probe: broker sent an undecodable frame: %s\n",
 				        ihala_strerror(rc));
 				return EV_LOCAL;
 			}
 			return EV_FRAME;
-		}
-		if (rc < 0 || channel_state(c->ch) == CHANNEL_FAILED) {
+		case WIRE_FAILED:
 			return EV_FAILED;
-		}
-		if (channel_state(c->ch) == CHANNEL_CLOSED) {
+		case WIRE_CLOSED:
 			return EV_CLOSED;
-		}
-		rc = conn_recv(c, deadline, &type, buf, sizeof(buf), &n);
-		if (rc == 0) {
-			return EV_TIMEOUT;
-		}
-		if (rc == -1) {
-			return EV_DISCONNECT;
-		}
-		if (rc < 0) {
-			fprintf(stderr, "probe: zmq: %s\n", zmq_strerror(zmq_errno()));
-			return EV_LOCAL;
-		}
-		if (type == CHANNEL_MSG_RESET) {
+		case WIRE_RESET:
 			return EV_RESET;
-		}
-		if (type != CHANNEL_MSG_TLS) {
-			continue;
-		}
-		channel_feed(c->ch, buf, n);
-		if (conn_flush(c) != 0) {
-			fprintf(stderr, "probe: cannot send to the broker\n");
-			return EV_LOCAL;
+		case WIRE_DISCONNECTED:
+			return EV_DISCONNECT;
+		case WIRE_NONE:
+			if (left_ms(deadline) == 0) {
+				return EV_TIMEOUT;
+			}
+			if (wire_wait(c->w, left_ms(deadline)) < 0) {
+				fprintf(stderr, "probe: zmq: %s\n", zmq_strerror(zmq_errno()));
+				return EV_LOCAL;
+			}
+			break;
+		default:
+			break;
 		}
 	}
 }
@@ -415,16 +318,8 @@ conn_next(struct conn *c, uint64_t deadline, Ihala__V1__Frame **f)
 static int
 conn_write(struct conn *c, const Ihala__V1__Frame *f)
 {
-	uint8_t *buf;
-	size_t len;
-	int rc;
+	int rc = wire_send_frame(c->w, f);
 
-	rc = frame_encode(f, &buf, &len);
-	if (rc != 0) {
-		return rc;
-	}
-	rc = channel_write_frame(c->ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
-	free(buf);
 	return rc != 0 ? rc : conn_flush(c);
 }
 
@@ -444,10 +339,7 @@ send_checkpoint_request(struct conn *c, uint64_t id)
 static void
 conn_bye(struct conn *c)
 {
-	if (c->ch != NULL && channel_state(c->ch) == CHANNEL_OPEN) {
-		channel_close(c->ch);
-		conn_flush(c);
-	}
+	wire_close(c->w);
 	conn_close(c);
 }
 
@@ -555,7 +447,7 @@ open_session(struct conn *c, uint64_t deadline, int print)
 			frame_free(f);
 			return EXIT_REFUSED;
 		case EV_FAILED:
-			printf("refused: %s\n", channel_error_text(c->ch));
+			printf("refused: %s\n", channel_error_text(conn_channel(c)));
 			return EXIT_REFUSED;
 		case EV_CLOSED:
 			printf("refused: closed by the broker without a reason\n");
@@ -772,7 +664,7 @@ mode_hold(long secs)
 		if (e == EV_CLOSED) {
 			printf("closed: close_notify\n");
 		} else if (e == EV_FAILED) {
-			printf("closed: %s\n", channel_error_text(c.ch));
+			printf("closed: %s\n", channel_error_text(conn_channel(&c)));
 		} else if (e == EV_RESET) {
 			printf("closed: reset\n");
 		} else if (e == EV_DISCONNECT) {
@@ -853,7 +745,7 @@ mode_reconnect(long secs)
 			lost = 1;
 			break;
 		case EV_FAILED:
-			printf("closed: %s\n", channel_error_text(c.ch));
+			printf("closed: %s\n", channel_error_text(conn_channel(&c)));
 			lost = 1;
 			break;
 		case EV_DISCONNECT:
@@ -949,7 +841,7 @@ count_resets(struct conn *cs, size_t n, long wait_ms)
 	deadline = now_ms() + (uint64_t)wait_ms;
 	while (resets < n && left_ms(deadline) > 0) {
 		for (i = 0; i < n; i++) {
-			it[i].socket = cs[i].sock;
+			it[i].socket = wire_socket(cs[i].w);
 			it[i].events = ZMQ_POLLIN;
 		}
 		if (zmq_poll(it, (int)n, left_ms(deadline)) <= 0) {
@@ -999,7 +891,7 @@ mode_halfopen(long n, long secs)
 	deadline = now_ms() + (uint64_t)secs * 1000;
 	while (left_ms(deadline) > 0) {
 		for (i = 0; i < (size_t)n; i++) {
-			it[i].socket = cs[i].sock;
+			it[i].socket = wire_socket(cs[i].w);
 			it[i].events = ZMQ_POLLIN;
 		}
 		if (zmq_poll(it, (int)n, left_ms(deadline)) <= 0) {
@@ -1034,7 +926,7 @@ take_hello(struct conn *c, uint8_t *buf, size_t cap, size_t *len)
 	if (conn_start_tls(c, 1) != 0) {
 		return IHALA_ETLS;
 	}
-	channel_take_out(c->ch, buf, cap, len);
+	channel_take_out(conn_channel(c), buf, cap, len);
 	return *len >= 16 ? 0 : IHALA_ETLS;
 }
 
@@ -1150,10 +1042,8 @@ mode_flood(long n)
 	struct conn *cs = calloc((size_t)n, sizeof(*cs));
 	zmq_pollitem_t *it = calloc((size_t)n, sizeof(*it));
 	uint8_t *done = calloc((size_t)n, 1);
-	static uint8_t buf[WIRE_CHUNK];
-	size_t i, welcomed = 0, refused = 0, len;
+	size_t i, welcomed = 0, refused = 0;
 	uint64_t deadline;
-	uint8_t type;
 	int rc = EXIT_LOCAL;
 
 	if (cs == NULL || it == NULL || done == NULL) {
@@ -1168,41 +1058,33 @@ mode_flood(long n)
 	deadline = now_ms() + (uint64_t)opt.timeout_ms;
 	while (welcomed + refused < (size_t)n && left_ms(deadline) > 0) {
 		for (i = 0; i < (size_t)n; i++) {
-			it[i].socket = cs[i].sock;
+			it[i].socket = wire_socket(cs[i].w);
 			it[i].events = done[i] ? 0 : ZMQ_POLLIN;
 		}
 		if (zmq_poll(it, (int)n, left_ms(deadline)) <= 0) {
 			continue;
 		}
 		for (i = 0; i < (size_t)n; i++) {
-			const uint8_t *body;
-			size_t blen;
-			Ihala__V1__Frame *f = NULL;
+			struct wire_event ev;
 
-			if (done[i] || !(it[i].revents & ZMQ_POLLIN) ||
-			    conn_recv(&cs[i], now_ms(), &type, buf, sizeof(buf), &len) != 1) {
-				continue;
-			}
-			if (type == CHANNEL_MSG_RESET) {
-				done[i] = 1;
-				refused++;
-				continue;
-			}
-			channel_feed(cs[i].ch, buf, len);
-			conn_flush(&cs[i]);
-			if (channel_next_frame(cs[i].ch, &body, &blen) == 1 &&
-			    frame_decode(body, blen, PROBE_MAX_FRAME, &f) == 0) {
-				done[i] = 1;
-				if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
-					welcomed++;
-				} else {
+			while (!done[i] && (it[i].revents & ZMQ_POLLIN) &&
+			       wire_next(cs[i].w, &ev) == 0 && ev.kind != WIRE_NONE) {
+				Ihala__V1__Frame *f = NULL;
+
+				if (ev.kind == WIRE_FRAME &&
+				    frame_decode(ev.data, ev.len, PROBE_MAX_FRAME, &f) == 0) {
+					done[i] = 1;
+					if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
+						welcomed++;
+					} else {
+						refused++;
+					}
+					frame_free(f);
+				} else if (ev.kind == WIRE_RESET || ev.kind == WIRE_FAILED ||
+				           ev.kind == WIRE_CLOSED) {
+					done[i] = 1;
 					refused++;
 				}
-				frame_free(f);
-			} else if (channel_state(cs[i].ch) == CHANNEL_FAILED ||
-			           channel_state(cs[i].ch) == CHANNEL_CLOSED) {
-				done[i] = 1;
-				refused++;
 			}
 		}
 	}
@@ -1238,7 +1120,7 @@ mode_send_hex(const char *hex)
 	}
 	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 0);
 	if (rc == EXIT_OK) {
-		rc = channel_write_frame(c.ch, body, len) == 0 && conn_flush(&c) == 0
+		rc = wire_send_body(c.w, body, len) == 0 && conn_flush(&c) == 0
 		         ? report_answer(&c, now_ms() + (uint64_t)opt.timeout_ms)
 		         : EXIT_LOCAL;
 	}
@@ -1265,7 +1147,7 @@ mode_send_raw_prefix(long prefix, const char *hex)
 		fprintf(stderr, "probe: bad hex '%s'\n", hex);
 		return EXIT_USAGE;
 	}
-	plain = malloc(len + FRAME_PREFIX_LEN);
+	plain = malloc(len + CHANNEL_FRAME_PREFIX);
 	if (plain == NULL || conn_open(&c, 1) != 0) {
 		free(data);
 		free(plain);
@@ -1276,18 +1158,19 @@ mode_send_raw_prefix(long prefix, const char *hex)
 	plain[2] = (uint8_t)((uint32_t)prefix >> 8);
 	plain[3] = (uint8_t)prefix;
 	if (len > 0) {
-		memcpy(plain + FRAME_PREFIX_LEN, data, len);
+		memcpy(plain + CHANNEL_FRAME_PREFIX, data, len);
 	}
 	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 0);
 	if (rc == EXIT_OK) {
 		ERR_clear_error();
-		if (SSL_write_ex(channel_ssl(c.ch), plain, len + FRAME_PREFIX_LEN, &n) != 1 ||
-		    n != len + FRAME_PREFIX_LEN) {
+		if (SSL_write_ex(channel_ssl(conn_channel(&c)), plain, len + CHANNEL_FRAME_PREFIX,
+		                 &n) != 1 ||
+		    n != len + CHANNEL_FRAME_PREFIX) {
 			fprintf(stderr, "probe: SSL_write failed\n");
 			rc = EXIT_LOCAL;
 		} else {
 			if (opt.close_after) {
-				channel_close(c.ch);
+				channel_close(conn_channel(&c));
 			}
 			rc = conn_flush(&c) == 0 ? EXIT_OK : EXIT_LOCAL;
 		}

@@ -737,6 +737,109 @@ test_byte_by_byte(void **state)
 	SSL_CTX_free(sctx);
 }
 
+/* Write plaintext into the client's TLS session by hand, in records of `rec` bytes, as a peer
+ * that frames by itself may (channel.h forbids I/O on channel_ssl(): test only). After each
+ * record, *seen gets the plaintext bytes the server has received so far. */
+static void
+raw_record(struct pair *p, const uint8_t *plain, size_t len)
+{
+	size_t n = 0;
+
+	assert_int_equal(SSL_write_ex(channel_ssl(p->c), plain, len, &n), 1);
+	assert_int_equal(n, len);
+	move_bytes(p->c, p->s, 65536, &p->serr);
+}
+
+/* The splitter of the length-prefixed stream (the only one: frame.c has none) takes frames
+ * cut anywhere by the peer's records: each comes out once, whole, and as soon as its last
+ * byte is in; an empty body comes out as such. */
+static void
+test_split_anywhere(void **state)
+{
+	SSL_CTX *sctx = server_ctx(), *cctx = client_ctx("moh");
+	static const size_t sizes[] = {300, 0, 2, 64};
+	uint8_t plain[4 * 4 + 300 + 0 + 2 + 64], body[300];
+	size_t ends[4], off = 0, rec, pos, i;
+	struct pair p;
+
+	(void)state;
+	for (i = 0; i < 4; i++) {
+		plain[off] = 0;
+		plain[off + 1] = (uint8_t)(sizes[i] >> 16);
+		plain[off + 2] = (uint8_t)(sizes[i] >> 8);
+		plain[off + 3] = (uint8_t)sizes[i];
+		fill(plain + off + 4, sizes[i], (uint32_t)i);
+		off += 4 + sizes[i];
+		ends[i] = off;
+	}
+	assert_int_equal(off, sizeof(plain));
+	pair_open(&p, cctx, sctx, MAXF, BIG_OUT, 65536);
+	for (rec = 1; rec <= sizeof(plain); rec++) {
+		size_t got = 0;
+
+		for (pos = 0; pos < sizeof(plain); pos += rec) {
+			size_t n = sizeof(plain) - pos < rec ? sizeof(plain) - pos : rec;
+			const uint8_t *b;
+			size_t blen;
+
+			raw_record(&p, plain + pos, n);
+			assert_int_equal(p.serr, 0);
+			while (channel_next_frame(p.s, &b, &blen) == 1) {
+				assert_true(got < 4);
+				assert_true(ends[got] <= pos + n);
+				fill(body, sizes[got], (uint32_t)got);
+				assert_int_equal(blen, sizes[got]);
+				if (blen > 0) {
+					assert_memory_equal(b, body, blen);
+				}
+				got++;
+			}
+			/* A frame whose last byte is in is never held back. */
+			assert_true(got == 4 || ends[got] > pos + n);
+		}
+		assert_int_equal(got, 4);
+	}
+	pair_free(&p);
+	SSL_CTX_free(cctx);
+	SSL_CTX_free(sctx);
+}
+
+/* A length over max_frame is refused from its prefix alone, also split across records and
+ * right after a good frame of exactly max_frame in the same record; the good one stays. */
+static void
+test_split_refusals(void **state)
+{
+	SSL_CTX *sctx = server_ctx(), *cctx = client_ctx("moh");
+	static const uint8_t big[] = {0x00, 0x00, 0x00, 0x41}; /* 65 > 64 */
+	uint8_t two[4 + 64 + 4], body[64];
+	const uint8_t *b;
+	size_t blen;
+	struct pair p;
+
+	(void)state;
+	pair_open(&p, cctx, sctx, 64, BIG_OUT, 65536);
+	raw_record(&p, big, 3);
+	assert_int_equal(p.serr, 0);
+	raw_record(&p, big + 3, 1);
+	assert_int_equal(p.serr, IHALA_EFRAMESIZE);
+	assert_int_equal(channel_state(p.s), CHANNEL_OPEN);
+	assert_int_equal(channel_next_frame(p.s, &b, &blen), 0);
+	pair_free(&p);
+
+	fill(body, sizeof(body), 5);
+	memcpy(two, "\x00\x00\x00\x40", 4);
+	memcpy(two + 4, body, 64);
+	memcpy(two + 68, big, 4);
+	pair_open(&p, cctx, sctx, 64, BIG_OUT, 65536);
+	raw_record(&p, two, sizeof(two));
+	assert_int_equal(p.serr, IHALA_EFRAMESIZE);
+	expect_frame(p.s, body, 64);
+	expect_no_frame(p.s);
+	pair_free(&p);
+	SSL_CTX_free(cctx);
+	SSL_CTX_free(sctx);
+}
+
 /* Many frames at once: decryption pauses at max_frame + 16 KiB and resumes as they are taken. */
 /* Small frames written together share TLS records: 100 frames of 10 bytes leave as one
  * record (1 400 bytes of plaintext), not 100 records of 22 bytes' overhead each. */
@@ -1532,6 +1635,8 @@ main(void)
 	    cmocka_unit_test(test_frames_both_ways),
 	    cmocka_unit_test(test_large_frames),
 	    cmocka_unit_test(test_byte_by_byte),
+	    cmocka_unit_test(test_split_anywhere),
+	    cmocka_unit_test(test_split_refusals),
 	    cmocka_unit_test(test_small_frames_share_records),
 	    cmocka_unit_test(test_many_frames_throttled),
 	    cmocka_unit_test(test_frame_too_large),

@@ -26,14 +26,8 @@ static const char checkpoint_text[] = "ihala.example/log\n"
 				      "\n"
 				      "\xe2\x80\x94 ihala.example/log AAAAAQ==\n";
 
-static uint32_t
-be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-/* Encode, check the prefix, decode, check the kind and that re-encoding the
- * decoded frame gives the very same bytes. Returns the decoded frame. */
+/* Encode, decode, check the kind and that re-encoding the decoded frame
+ * gives the very same bytes. Returns the decoded frame. */
 static Ihala__V1__Frame *
 roundtrip(const Ihala__V1__Frame *f)
 {
@@ -42,11 +36,9 @@ roundtrip(const Ihala__V1__Frame *f)
 	Ihala__V1__Frame *d = NULL;
 
 	assert_int_equal(frame_encode(f, &buf, &len), 0);
-	assert_true(len >= FRAME_PREFIX_LEN);
-	assert_int_equal(be32(buf), len - FRAME_PREFIX_LEN);
-	assert_int_equal(frame_decode(buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN,
-				      FRAME_MAX_DEFAULT, &d),
-			 0);
+	/* The body only: the channel owns the length prefix. */
+	assert_int_equal(len, protobuf_c_message_get_packed_size(&f->base));
+	assert_int_equal(frame_decode(buf, len, FRAME_MAX_DEFAULT, &d), 0);
 	assert_non_null(d);
 	assert_int_equal(d->kind_case, f->kind_case);
 	assert_int_equal(frame_encode(d, &again, &alen), 0);
@@ -70,20 +62,14 @@ pack(const ProtobufCMessage *m, size_t *len)
 	return buf;
 }
 
-/* Encode a frame body (no prefix). */
+/* Encode a frame body. */
 static uint8_t *
 frame_body(const Ihala__V1__Frame *f, size_t *len)
 {
-	uint8_t *buf, *body;
-	size_t n;
+	uint8_t *buf;
 
-	assert_int_equal(frame_encode(f, &buf, &n), 0);
-	*len = n - FRAME_PREFIX_LEN;
-	body = malloc(*len != 0 ? *len : 1);
-	assert_non_null(body);
-	memcpy(body, buf + FRAME_PREFIX_LEN, *len);
-	free(buf);
-	return body;
+	assert_int_equal(frame_encode(f, &buf, len), 0);
+	return buf;
 }
 
 /* ---------------------------------------------------------------------------
@@ -914,8 +900,8 @@ test_garbage(void **state)
 
 			accepted++;
 			assert_int_equal(frame_encode(d, &again, &alen), 0);
-			assert_int_equal(alen - FRAME_PREFIX_LEN, n);
-			assert_memory_equal(again + FRAME_PREFIX_LEN, buf, n);
+			assert_int_equal(alen, n);
+			assert_memory_equal(again, buf, n);
 			free(again);
 			frame_free(d);
 			d = NULL;
@@ -1110,223 +1096,6 @@ test_frame_enums_and_utf8(void **state)
 }
 
 /* ---------------------------------------------------------------------------
- * framebuf
- */
-
-struct stream {
-	uint8_t *bytes;
-	size_t len;
-	size_t nframes;
-	size_t off[8];  /* body offset of each frame in bytes */
-	size_t blen[8]; /* body length */
-};
-
-static void
-stream_add(struct stream *s, const Ihala__V1__Frame *f)
-{
-	uint8_t *buf;
-	size_t n;
-
-	assert_int_equal(frame_encode(f, &buf, &n), 0);
-	s->bytes = realloc(s->bytes, s->len + n);
-	assert_non_null(s->bytes);
-	memcpy(s->bytes + s->len, buf, n);
-	s->off[s->nframes] = s->len + FRAME_PREFIX_LEN;
-	s->blen[s->nframes] = n - FRAME_PREFIX_LEN;
-	s->nframes++;
-	s->len += n;
-	free(buf);
-}
-
-/* Three frames of different kinds and sizes, one of them empty-bodied. */
-static void
-stream_make(struct stream *s)
-{
-	struct referral_fixture r;
-	Ihala__V1__Frame f1 = IHALA__V1__FRAME__INIT, f2 = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Frame f3 = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Submit sub = IHALA__V1__SUBMIT__INIT;
-	Ihala__V1__DeliveryAck ack = IHALA__V1__DELIVERY_ACK__INIT;
-	Ihala__V1__CheckpointRequest cr = IHALA__V1__CHECKPOINT_REQUEST__INIT;
-	uint8_t *env;
-	size_t envlen;
-
-	memset(s, 0, sizeof(*s));
-	referral_fixture_init(&r);
-	env = pack(&r.env.base, &envlen);
-	sub.envelope.data = env;
-	sub.envelope.len = envlen;
-	f1.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
-	f1.submit = &sub;
-	ack.seq = 300;
-	f2.kind_case = IHALA__V1__FRAME__KIND_DELIVERY_ACK;
-	f2.delivery_ack = &ack;
-	f3.kind_case = IHALA__V1__FRAME__KIND_CHECKPOINT_REQUEST;
-	f3.checkpoint_request = &cr;
-	stream_add(s, &f1);
-	stream_add(s, &f2);
-	stream_add(s, &f3);
-	free(env);
-}
-
-/* Push the stream in chunks of `chunk` bytes, draining after each push;
- * check every frame comes out once, whole, and not before its last byte. */
-static void
-stream_feed(const struct stream *s, size_t chunk)
-{
-	struct framebuf *fb = framebuf_init(FRAME_MAX_DEFAULT);
-	size_t pos = 0, got = 0;
-
-	assert_non_null(fb);
-	while (pos < s->len) {
-		size_t n = s->len - pos < chunk ? s->len - pos : chunk;
-		const uint8_t *body;
-		size_t blen;
-		int rc;
-
-		assert_int_equal(framebuf_push(fb, s->bytes + pos, n), 0);
-		pos += n;
-		while ((rc = framebuf_next(fb, &body, &blen)) == 1) {
-			Ihala__V1__Frame *d = NULL;
-
-			assert_true(got < s->nframes);
-			assert_true(s->off[got] + s->blen[got] <= pos);
-			assert_int_equal(blen, s->blen[got]);
-			assert_memory_equal(body, s->bytes + s->off[got], blen);
-			assert_int_equal(frame_decode(body, blen, FRAME_MAX_DEFAULT, &d), 0);
-			frame_free(d);
-			got++;
-		}
-		assert_int_equal(rc, 0);
-		/* A frame whose last byte has arrived is never held back. */
-		assert_true(got == s->nframes || s->off[got] + s->blen[got] > pos);
-	}
-	assert_int_equal(got, s->nframes);
-	assert_int_equal(framebuf_pending(fb), 0);
-	framebuf_release(fb);
-}
-
-static void
-test_framebuf_chunks(void **state)
-{
-	struct stream s;
-	size_t chunk;
-
-	(void)state;
-	stream_make(&s);
-	assert_int_equal(s.blen[2], 2); /* CheckpointRequest{}: tag + zero length */
-	stream_feed(&s, 1);
-	stream_feed(&s, s.len); /* all frames in one push */
-	for (chunk = 2; chunk < s.len; chunk++) {
-		stream_feed(&s, chunk);
-	}
-	free(s.bytes);
-}
-
-static void
-test_framebuf_refusals(void **state)
-{
-	static const uint8_t big[] = { 0x00, 0x00, 0x00, 0x41 };     /* 65 > 64 */
-	static const uint8_t huge[] = { 0xff, 0xff, 0xff, 0xff };
-	static const uint8_t edge[] = { 0x00, 0x00, 0x00, 0x40 };    /* exactly 64 */
-	static const uint8_t zero[] = { 0x00, 0x00, 0x00, 0x00 };
-	uint8_t body[64];
-	struct framebuf *fb;
-	const uint8_t *p;
-	size_t n, space;
-
-	(void)state;
-	assert_null(framebuf_init(0));
-	assert_null(framebuf_init(FRAME_MAX_LIMIT + 1));
-
-	/* The length is judged from the prefix alone, before any body byte. */
-	fb = framebuf_init(64);
-	assert_non_null(fb);
-	assert_int_equal(framebuf_push(fb, big, 3), 0);
-	assert_int_equal(framebuf_push(fb, big + 3, 1), IHALA_EFRAMESIZE);
-	assert_int_equal(framebuf_next(fb, &p, &n), IHALA_EFRAMESIZE);
-	assert_int_equal(framebuf_push(fb, zero, 4), IHALA_EFRAMESIZE);
-	assert_int_equal(framebuf_space(fb), 0);
-	framebuf_release(fb);
-
-	fb = framebuf_init(FRAME_MAX_DEFAULT);
-	assert_int_equal(framebuf_push(fb, huge, sizeof(huge)), IHALA_EFRAMESIZE);
-	framebuf_release(fb);
-
-	/* A bad prefix after a good frame in the same push. */
-	fb = framebuf_init(64);
-	memset(body, 'x', sizeof(body));
-	{
-		uint8_t two[4 + 64 + 4];
-
-		memcpy(two, edge, 4);
-		memcpy(two + 4, body, 64);
-		memcpy(two + 68, big, 4);
-		assert_int_equal(framebuf_push(fb, two, sizeof(two)), IHALA_EFRAMESIZE);
-	}
-	framebuf_release(fb);
-
-	/* Exactly max_frame passes; an empty body is yielded as such. */
-	fb = framebuf_init(64);
-	assert_int_equal(framebuf_push(fb, edge, 4), 0);
-	assert_int_equal(framebuf_next(fb, &p, &n), 0);
-	assert_int_equal(framebuf_push(fb, body, 64), 0);
-	assert_int_equal(framebuf_push(fb, zero, 4), 0);
-	assert_int_equal(framebuf_next(fb, &p, &n), 1);
-	assert_int_equal(n, 64);
-	assert_memory_equal(p, body, 64);
-	assert_int_equal(framebuf_next(fb, &p, &n), 1);
-	assert_int_equal(n, 0);
-	assert_int_equal(framebuf_next(fb, &p, &n), 0);
-
-	/* The buffer is capped: beyond framebuf_space nothing is taken. */
-	space = framebuf_space(fb);
-	assert_int_equal(space, 2 * (4 + 64));
-	{
-		uint8_t lots[2 * (4 + 64) + 1];
-		size_t i;
-
-		/* Valid zero-length frames, so only the cap can refuse. */
-		memset(lots, 0, sizeof(lots));
-		assert_int_equal(framebuf_push(fb, lots, sizeof(lots)), IHALA_EAGAIN);
-		assert_int_equal(framebuf_pending(fb), 0);
-		assert_int_equal(framebuf_push(fb, lots, 136), 0);
-		assert_int_equal(framebuf_space(fb), 0);
-		assert_int_equal(framebuf_push(fb, lots, 1), IHALA_EAGAIN);
-		for (i = 0; i < 136 / 4; i++) {
-			assert_int_equal(framebuf_next(fb, &p, &n), 1);
-			assert_int_equal(n, 0);
-		}
-		assert_int_equal(framebuf_next(fb, &p, &n), 0);
-		assert_int_equal(framebuf_space(fb), space);
-	}
-	/* Once drained, a new prefix is still judged. */
-	assert_int_equal(framebuf_push(fb, big, sizeof(big)), IHALA_EFRAMESIZE);
-	framebuf_release(fb);
-
-	/* Also when a partial frame stays behind and gets moved to the front. */
-	fb = framebuf_init(64);
-	{
-		uint8_t mix[4 + 2 + 2];
-
-		memcpy(mix, edge, 4);
-		mix[0] = 0;
-		mix[3] = 2; /* a 2-byte body */
-		mix[4] = 'a';
-		mix[5] = 'b';
-		mix[6] = 0; /* the first half of the next prefix */
-		mix[7] = 0;
-		assert_int_equal(framebuf_push(fb, mix, sizeof(mix)), 0);
-		assert_int_equal(framebuf_next(fb, &p, &n), 1);
-		assert_int_equal(n, 2);
-		assert_int_equal(framebuf_next(fb, &p, &n), 0);
-		assert_int_equal(framebuf_push(fb, big + 2, 2), IHALA_EFRAMESIZE);
-	}
-	framebuf_release(fb);
-	framebuf_release(NULL);
-}
-
-/* ---------------------------------------------------------------------------
  * UTF-8
  */
 
@@ -1448,8 +1217,6 @@ main(void)
 		cmocka_unit_test(test_trailing_and_noncanonical),
 		cmocka_unit_test(test_envelope_refusals),
 		cmocka_unit_test(test_frame_enums_and_utf8),
-		cmocka_unit_test(test_framebuf_chunks),
-		cmocka_unit_test(test_framebuf_refusals),
 		cmocka_unit_test(test_utf8_valid),
 		cmocka_unit_test(test_utf8_invalid),
 		cmocka_unit_test(test_check_utf8_walk),

@@ -287,7 +287,7 @@ submit(struct rig *g, const char *mid)
 	f.submit = &sub;
 	assert_int_equal(frame_encode(&f, &fb, &flen), 0);
 	assert_int_equal(
-	    channel_write_frame(g->cch, fb + FRAME_PREFIX_LEN, flen - FRAME_PREFIX_LEN), 0);
+	    channel_write_frame(g->cch, fb, flen), 0);
 	free(fb);
 	free(eb);
 }

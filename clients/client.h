@@ -1,0 +1,104 @@
+/* client.h - libihala's insides: the client's state, shared by client.c and client_ckpt.c. */
+#ifndef IHALA_CLIENT_INT_H
+#define IHALA_CLIENT_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "checkpoint.h"
+#include "ihala.h"
+#include "localstore.h"
+
+#define MAX_PENDING 4096
+#define MAX_HELD 256 /* deliveries held while the Welcome's checkpoint is checked */
+
+enum sess_state {
+	SESS_NONE,        /* no TLS session */
+	SESS_HANDSHAKING, /* ClientHello sent, waiting for Welcome */
+	SESS_VERIFYING,   /* Welcome received, its checkpoint awaits a consistency proof */
+	SESS_OPEN,        /* Welcome received (and its checkpoint checked) */
+};
+
+struct ihala_client {
+	const struct client_config *cfg;
+	struct localstore *ls;
+	SSL_CTX *ssl;
+	void *zctx;
+	struct wire *w; /* the socket and the TLS session on it; NULL until first needed */
+	enum sess_state state;
+	int refused;             /* the broker refused this session: code */
+	uint64_t frames_dropped; /* frames from the broker that did not decode */
+	Ihala__V1__Frame *welcome;
+	uint64_t next_request;
+	char errmsg[512];
+	char *msgids[16]; /* message ids generated for callers' envelopes */
+	size_t n_msgids;
+
+	/* the receipt a caller waits for */
+	const char *want_msgid;
+	int got_receipt;
+	int busy; /* a transient refusal came (SHUTTING_DOWN, OVERLOADED): send again later */
+	struct ihala_receipt receipt;
+
+	/* the answer a caller waits for, by request id */
+	uint64_t want_request;
+	Ihala__V1__Frame *response;
+
+	/* replay streaming */
+	ihala_entry_cb replay_cb;
+	void *replay_arg;
+	int replay_stop;
+	int replay_done;
+
+	/* deliveries received and stored, not yet handed to the application */
+	uint64_t pending[MAX_PENDING];
+	size_t n_pending;
+	uint64_t inbox_cursor; /* inbox scan position for deliveries of earlier runs */
+	int inbox_scanned;
+
+	/* checkpoints (cfg->checkpoint_key): see "checkpoints" below */
+	struct checkpoint_verifier *ver; /* cached verifier, for ver_key under its name */
+	char *ver_key;
+	int ckpt_bad;          /* the broker's log contradicts a kept checkpoint: refuse all */
+	char ckpt_msg[512];    /* why, repeated by every later call */
+	uint64_t gate_request; /* request id of the Welcome check's consistency proof */
+	char *gate_text;       /* the Welcome's checkpoint, kept once the proof verifies */
+	struct checkpoint gate_old, gate_new;
+	Ihala__V1__Frame *held[MAX_HELD]; /* Deliver frames that came during SESS_VERIFYING */
+	size_t n_held;
+};
+
+/* The last error's sentence (ihala_errmsg) from fmt; returns err. */
+int client_fail(struct ihala_client *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Send one frame in the open session and flush (IHALA_ECLOSED when it is not open). */
+int client_send_frame(struct ihala_client *c, const Ihala__V1__Frame *f);
+
+/* Send a request frame and wait for the answer with request id req (*out: frame_free). */
+int client_request(struct ihala_client *c, Ihala__V1__Frame *f, uint64_t req, int timeout_ms,
+                   Ihala__V1__Frame **out);
+
+/* A Deliver from the broker: into the local inbox (acked again when taken before). */
+void client_on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d);
+
+/* Offer everything in the outbox to the broker again, with its message ids. */
+void client_resend_outbox(struct ihala_client *c);
+
+/*
+ * client_ckpt.c. A Welcome came (state OPEN) and a checkpoint key is configured: check its
+ * checkpoint before anything goes out. 0: the session may go on now. 1: not yet (state
+ * VERIFYING, a consistency proof was asked for; ckpt_gate_answer decides) or not at all
+ * (state NONE, c->refused says why).
+ */
+int ckpt_gate_welcome(struct ihala_client *c);
+
+/* The answer (ConsistencyProof or Error) to ckpt_gate_welcome's request. */
+void ckpt_gate_answer(struct ihala_client *c, const Ihala__V1__Frame *f);
+
+/* Free the cached checkpoint verifier. */
+void ckpt_release(struct ihala_client *c);
+
+#endif

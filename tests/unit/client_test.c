@@ -1,0 +1,551 @@
+/* client_test.c - libihala's session pump against a broker played by the test (ROUTER + channel).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zmq.h>
+
+#include "channel.h"
+#include "error.h"
+#include "frame.h"
+#include "ihala.h"
+#include "log.h"
+#include "testpki.h"
+#include "tlsctx.h"
+
+/*
+ * The broker here is a ZeroMQ ROUTER on loopback TCP with one server channel per routing
+ * id, stepped by the test between the client's calls (no threads): real sockets, real TLS,
+ * nothing mocked. It answers the handshake with a Welcome and otherwise does only what a
+ * test tells it, so each test can send what a real broker seldom does.
+ */
+
+#define STEP_MS 20
+#define MAX_SUBMITS 16
+
+struct fake {
+	void *zctx, *router;
+	SSL_CTX *ssl;
+	char endpoint[128];
+	uint8_t rid[256]; /* the routing id of the session */
+	size_t rid_len;
+	struct channel *ch;
+	int welcomed;
+	int handshakes;                /* ClientHellos that started a session */
+	char submits[MAX_SUBMITS][65]; /* message ids of the Submits received */
+	size_t n_submits;
+	uint64_t acked; /* last DeliveryAck seq */
+};
+
+static char pki[512];
+static char datadir[600];
+static struct client_config cfg;
+static struct fake fb;
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+fake_send(uint8_t type, const uint8_t *p, size_t len)
+{
+	uint8_t buf[64 * 1024 + 1];
+
+	assert_true(len < sizeof(buf));
+	buf[0] = type;
+	if (len > 0) {
+		memcpy(buf + 1, p, len);
+	}
+	assert_int_equal(zmq_send(fb.router, fb.rid, fb.rid_len, ZMQ_SNDMORE), (int)fb.rid_len);
+	assert_int_equal(zmq_send(fb.router, buf, len + 1, 0), (int)len + 1);
+}
+
+static void
+fake_flush(void)
+{
+	uint8_t buf[64 * 1024];
+	size_t n;
+
+	while (fb.ch != NULL && channel_pending_out(fb.ch) > 0) {
+		assert_int_equal(channel_take_out(fb.ch, buf, sizeof(buf), &n), 0);
+		fake_send(CHANNEL_MSG_TLS, buf, n);
+	}
+}
+
+static void
+fake_write(const Ihala__V1__Frame *f)
+{
+	uint8_t *buf;
+	size_t len;
+
+	assert_int_equal(frame_encode(f, &buf, &len), 0);
+	assert_int_equal(channel_write_frame(fb.ch, buf, len), 0);
+	free(buf);
+	fake_flush();
+}
+
+static void
+fake_welcome(void)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Welcome w = IHALA__V1__WELCOME__INIT;
+	Ihala__V1__Limits l = IHALA__V1__LIMITS__INIT;
+
+	w.agency_id = "dma";
+	w.role = IHALA__V1__ROLE__ROLE_DMA;
+	w.protocol_version = 1;
+	l.max_frame_bytes = FRAME_MAX_DEFAULT;
+	l.credit_window = 64;
+	l.max_inflight = 64;
+	w.limits = &l;
+	f.kind_case = IHALA__V1__FRAME__KIND_WELCOME;
+	f.welcome = &w;
+	fake_write(&f);
+	fb.welcomed = 1;
+}
+
+static void
+fake_frame(const uint8_t *body, size_t len)
+{
+	Ihala__V1__Frame *f = NULL;
+
+	assert_int_equal(frame_decode(body, len, FRAME_MAX_DEFAULT, &f), 0);
+	if (f->kind_case == IHALA__V1__FRAME__KIND_SUBMIT && fb.n_submits < MAX_SUBMITS) {
+		Ihala__V1__Envelope *e = NULL;
+
+		assert_int_equal(
+		    envelope_decode(f->submit->envelope.data, f->submit->envelope.len, &e), 0);
+		snprintf(fb.submits[fb.n_submits++], sizeof(fb.submits[0]), "%s", e->message_id);
+		envelope_free(e);
+	} else if (f->kind_case == IHALA__V1__FRAME__KIND_DELIVERY_ACK) {
+		fb.acked = f->delivery_ack->seq;
+	}
+	frame_free(f);
+}
+
+/* Take what the client sent, answer the handshake, Welcome once it is done. */
+static void
+fake_step(void)
+{
+	zmq_msg_t rid, m;
+
+	for (;;) {
+		const uint8_t *p, *body;
+		size_t len, blen;
+
+		zmq_msg_init(&rid);
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&rid, fb.router, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&rid);
+			zmq_msg_close(&m);
+			return;
+		}
+		assert_true(zmq_msg_recv(&m, fb.router, 0) >= 0);
+		assert_true(zmq_msg_size(&rid) <= sizeof(fb.rid));
+		p = zmq_msg_data(&m);
+		len = zmq_msg_size(&m);
+		assert_true(len >= 1);
+		assert_int_equal(p[0], CHANNEL_MSG_TLS);
+		if (channel_is_client_hello(p + 1, len - 1)) {
+			fb.rid_len = zmq_msg_size(&rid);
+			memcpy(fb.rid, zmq_msg_data(&rid), fb.rid_len);
+			channel_free(fb.ch);
+			assert_int_equal(
+			    channel_new(fb.ssl, 1, NULL, FRAME_MAX_DEFAULT, 1u << 22, &fb.ch), 0);
+			fb.welcomed = 0;
+			fb.handshakes++;
+		}
+		if (fb.ch == NULL || zmq_msg_size(&rid) != fb.rid_len ||
+		    memcmp(zmq_msg_data(&rid), fb.rid, fb.rid_len) != 0) {
+			/* the close_notify of an earlier test's client, or a dropped session */
+			zmq_msg_close(&rid);
+			zmq_msg_close(&m);
+			continue;
+		}
+		assert_int_equal(channel_feed(fb.ch, p + 1, len - 1), 0);
+		while (channel_next_frame(fb.ch, &body, &blen) == 1) {
+			fake_frame(body, blen);
+		}
+		fake_flush();
+		if (!fb.welcomed && channel_state(fb.ch) == CHANNEL_OPEN) {
+			fake_welcome();
+		}
+		zmq_msg_close(&rid);
+		zmq_msg_close(&m);
+	}
+}
+
+static void
+fake_receipt(const char *msgid, Ihala__V1__ReceiptStatus status, int err)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Receipt r = IHALA__V1__RECEIPT__INIT;
+
+	r.message_id = (char *)msgid;
+	r.status = status;
+	r.error_code = -err;
+	r.error_message = err != 0 ? (char *)ihala_strerror(err) : "";
+	if (status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED) {
+		static uint8_t leaf[32];
+
+		r.seq = 7;
+		r.leaf_hash.data = leaf;
+		r.leaf_hash.len = sizeof(leaf);
+	}
+	f.kind_case = IHALA__V1__FRAME__KIND_RECEIPT;
+	f.receipt = &r;
+	fake_write(&f);
+}
+
+/* Let the client take what the broker sent: a call that pumps for STEP_MS and needs nothing
+ * (IHALA_EUNREACHABLE: its session is not open again yet). */
+static void
+client_pump(struct ihala_client *c)
+{
+	struct ihala_delivery d;
+	int rc = ihala_next_delivery(c, STEP_MS, &d);
+
+	if (rc == 0) {
+		ihala_delivery_release(&d);
+	}
+	if (rc != 0 && rc != IHALA_ETIMEDOUT && rc != IHALA_EUNREACHABLE) {
+		fail_msg("client: %s: %s", ihala_strerror(rc), ihala_errmsg(c));
+	}
+}
+
+/* The broker's Deliver of an ADMIN entry with this seq. */
+static void
+fake_deliver(uint64_t seq)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Deliver dl = IHALA__V1__DELIVER__INIT;
+	Ihala__V1__LogEntry le = IHALA__V1__LOG_ENTRY__INIT;
+	uint8_t entry[256];
+
+	le.seq = seq;
+	le.sender = "moh";
+	le.recipient = "dma";
+	le.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_ADMIN;
+	dl.seq = seq;
+	dl.entry.len = ihala__v1__log_entry__pack(&le, entry);
+	dl.entry.data = entry;
+	f.kind_case = IHALA__V1__FRAME__KIND_DELIVER;
+	f.deliver = &dl;
+	fake_write(&f);
+}
+
+/* Make sure the client has handled everything the broker sent so far: a Deliver sent last
+ * comes out after all of it (frames are handled in order). */
+static void
+sync_client(struct ihala_client *c)
+{
+	static uint64_t seq = 1000;
+	struct ihala_delivery d;
+
+	seq++;
+	fake_deliver(seq);
+	assert_int_equal(ihala_next_delivery(c, 5000, &d), 0);
+	assert_int_equal(d.seq, seq);
+	ihala_delivery_release(&d);
+	assert_int_equal(ihala_ack(c, seq), 0);
+}
+
+/* Step both sides until the client has its session (within 5 s). */
+static void
+connect_both(struct ihala_client *c)
+{
+	uint64_t deadline = now_ms() + 5000;
+	int rc;
+
+	do {
+		fake_step();
+		rc = ihala_connect(c, STEP_MS);
+	} while (rc != 0 && now_ms() < deadline);
+	assert_int_equal(rc, 0);
+	assert_non_null(ihala_welcome(c));
+	assert_string_equal(ihala_welcome(c)->agency_id, "dma");
+}
+
+/* Step both sides until the broker has `n` Submits (within 5 s). */
+static void
+wait_submits(struct ihala_client *c, size_t n)
+{
+	uint64_t deadline = now_ms() + 5000;
+
+	while (fb.n_submits < n && now_ms() < deadline) {
+		client_pump(c);
+		fake_step();
+	}
+	assert_int_equal(fb.n_submits, n);
+}
+
+static size_t
+outbox(struct ihala_client *c)
+{
+	size_t n = 99;
+
+	assert_int_equal(ihala_outbox_count(c, &n), 0);
+	return n;
+}
+
+static int
+setup(void **state)
+{
+	struct tls_files tf;
+	char err[512];
+	size_t len = sizeof(fb.endpoint);
+	static char ca[600], cert[600], key[600];
+
+	(void)state;
+	log_setlevel(LOG_LEVEL_ERROR);
+	if (testpki_make("client_test", pki, sizeof(pki)) != 0) {
+		return -1;
+	}
+	snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
+	snprintf(cert, sizeof(cert), "%s/dma.pem", pki);
+	snprintf(key, sizeof(key), "%s/dma.key", pki);
+	tf.ca_file = ca;
+	tf.crl_file = testpki_path(pki, "ca.crl");
+	tf.cert_file = testpki_path(pki, "broker.pem");
+	tf.key_file = testpki_path(pki, "broker.key");
+	if (tlsctx_server_new(&tf, &fb.ssl, err, sizeof(err)) != 0) {
+		fprintf(stderr, "client_test: %s\n", err);
+		return -1;
+	}
+	fb.zctx = zmq_ctx_new();
+	fb.router = zmq_socket(fb.zctx, ZMQ_ROUTER);
+	if (fb.router == NULL || zmq_bind(fb.router, "tcp://127.0.0.1:*") != 0 ||
+	    zmq_getsockopt(fb.router, ZMQ_LAST_ENDPOINT, fb.endpoint, &len) != 0) {
+		return -1;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.broker = fb.endpoint;
+	cfg.server_name = "localhost";
+	cfg.ca_file = ca;
+	cfg.cert_file = cert;
+	cfg.key_file = key;
+	cfg.timeout_ms = 5000;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	int zero = 0;
+
+	(void)state;
+	channel_free(fb.ch);
+	zmq_setsockopt(fb.router, ZMQ_LINGER, &zero, sizeof(zero));
+	zmq_close(fb.router);
+	zmq_ctx_term(fb.zctx);
+	SSL_CTX_free(fb.ssl);
+	testpki_remove(pki);
+	return 0;
+}
+
+/* Each test: a fresh client on a fresh data dir, connected to the fake broker. */
+static int
+client_setup(void **state)
+{
+	struct ihala_client *c = NULL;
+
+	channel_free(fb.ch);
+	fb.ch = NULL;
+	fb.welcomed = 0;
+	fb.handshakes = 0;
+	fb.n_submits = 0;
+	fb.acked = 0;
+	snprintf(datadir, sizeof(datadir), "%s/data.XXXXXX", pki);
+	if (mkdtemp(datadir) == NULL) {
+		return -1;
+	}
+	cfg.data_dir = datadir;
+	if (ihala_open(&cfg, &c) != 0) {
+		return -1;
+	}
+	connect_both(c);
+	*state = c;
+	return 0;
+}
+
+static int
+client_teardown(void **state)
+{
+	ihala_close(*state);
+	return 0;
+}
+
+static Ihala__V1__Envelope *
+envelope(const char *msgid)
+{
+	static Ihala__V1__Envelope e;
+	static Ihala__V1__Note n;
+	static char id[65];
+
+	ihala__v1__envelope__init(&e);
+	ihala__v1__note__init(&n);
+	snprintf(id, sizeof(id), "%s", msgid);
+	e.message_id = id;
+	e.to = "moh";
+	n.referral_id = "R-1";
+	n.text = "a note";
+	e.kind_case = IHALA__V1__ENVELOPE__KIND_NOTE;
+	e.note = &n;
+	return &e;
+}
+
+/* The pump both ways: a submit goes out, its receipt comes back and empties the outbox. */
+static void
+test_submit_receipt(void **state)
+{
+	struct ihala_client *c = *state;
+	struct ihala_receipt rc;
+
+	assert_int_equal(fb.handshakes, 1);
+	assert_int_equal(ihala_submit(c, envelope("m-accept"), STEP_MS, &rc), IHALA_ETIMEDOUT);
+	assert_int_equal(outbox(c), 1);
+	wait_submits(c, 1);
+	assert_string_equal(fb.submits[0], "m-accept");
+	fake_receipt("m-accept", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+	sync_client(c);
+	assert_int_equal(outbox(c), 0);
+}
+
+/*
+ * SHUTTING_DOWN and OVERLOADED say "not now": the envelope stays in the outbox and goes
+ * again, and a later ACCEPTED takes it out. A final refusal takes it out at once.
+ */
+static void
+test_transient_refusals_keep_outbox(void **state)
+{
+	static const int transient[] = {IHALA_EOVERLOAD, IHALA_ESHUTDOWN};
+	struct ihala_client *c = *state;
+	struct ihala_receipt rc;
+	size_t i;
+
+	assert_int_equal(ihala_submit(c, envelope("m-busy"), STEP_MS, &rc), IHALA_ETIMEDOUT);
+	wait_submits(c, 1);
+	for (i = 0; i < 2; i++) {
+		fake_receipt("m-busy", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED,
+		             transient[i]);
+		sync_client(c);
+		assert_int_equal(outbox(c), 1);
+	}
+	/* A busy answer while ihala_submit waits: it offers the whole outbox again (the broker
+	 * sees m-busy-2, then m-busy and m-busy-2 once more). */
+	fake_receipt("m-busy-2", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED,
+	             IHALA_EOVERLOAD);
+	assert_int_equal(ihala_submit(c, envelope("m-busy-2"), 600, &rc), IHALA_ETIMEDOUT);
+	wait_submits(c, 4);
+	assert_string_equal(fb.submits[1], "m-busy-2");
+	assert_int_equal(outbox(c), 2);
+	fake_receipt("m-busy", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+	fake_receipt("m-busy-2", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, IHALA_ESCHEMA);
+	sync_client(c);
+	assert_int_equal(outbox(c), 0);
+}
+
+/* A frame that does not decode is dropped, counted, and the session goes on. */
+static void
+test_undecodable_frames_counted(void **state)
+{
+	static const uint8_t junk[][4] = {{0xff, 0xff, 0xff, 0xff}, {0x0a, 0x05, 'a', 'b'}};
+	struct ihala_client *c = *state;
+	struct ihala_receipt rc;
+	size_t i;
+
+	assert_int_equal(ihala_frames_dropped(c), 0);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(channel_write_frame(fb.ch, junk[i], sizeof(junk[i])), 0);
+	}
+	assert_int_equal(channel_write_frame(fb.ch, junk[0], 0), 0); /* empty: no kind */
+	fake_flush();
+	sync_client(c);
+	assert_int_equal(ihala_frames_dropped(c), 3);
+	/* still the same session, still working */
+	assert_int_equal(ihala_submit(c, envelope("m-after"), STEP_MS, &rc), IHALA_ETIMEDOUT);
+	wait_submits(c, 1);
+	fake_receipt("m-after", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+	sync_client(c);
+	assert_int_equal(outbox(c), 0);
+	assert_int_equal(fb.handshakes, 1);
+}
+
+/* A Deliver is stored and handed over; the ack goes back with its seq. */
+static void
+test_deliver_ack(void **state)
+{
+	struct ihala_client *c = *state;
+	struct ihala_delivery d;
+	uint64_t deadline = now_ms() + 5000;
+
+	fake_deliver(5);
+	assert_int_equal(ihala_next_delivery(c, 5000, &d), 0);
+	assert_int_equal(d.seq, 5);
+	assert_int_equal(d.log->seq, 5);
+	assert_string_equal(d.log->sender, "moh");
+	ihala_delivery_release(&d);
+	assert_int_equal(ihala_ack(c, 5), 0);
+	while (fb.acked != 5 && now_ms() < deadline) {
+		fake_step();
+		client_pump(c);
+	}
+	assert_int_equal(fb.acked, 5);
+}
+
+/* RESET (the broker lost the session) makes the client start a new TLS session on the same
+ * connection and send its outbox again. */
+static void
+test_reset_rehandshake(void **state)
+{
+	struct ihala_client *c = *state;
+	uint64_t deadline = now_ms() + 5000;
+	struct ihala_receipt rc;
+
+	assert_int_equal(ihala_submit(c, envelope("m-reset"), STEP_MS, &rc), IHALA_ETIMEDOUT);
+	wait_submits(c, 1);
+	channel_free(fb.ch);
+	fb.ch = NULL;
+	fake_send(CHANNEL_MSG_RESET, NULL, 0);
+	while (fb.handshakes < 2 && now_ms() < deadline) {
+		client_pump(c);
+		fake_step();
+	}
+	connect_both(c);
+	assert_int_equal(fb.handshakes, 2);
+	/* the Welcome of the new session sends what still waits for a receipt */
+	wait_submits(c, 2);
+	assert_string_equal(fb.submits[1], "m-reset");
+	fake_receipt("m-reset", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE, 0);
+	sync_client(c);
+	assert_int_equal(outbox(c), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_submit_receipt, client_setup, client_teardown),
+	    cmocka_unit_test_setup_teardown(test_transient_refusals_keep_outbox, client_setup,
+	                                    client_teardown),
+	    cmocka_unit_test_setup_teardown(test_undecodable_frames_counted, client_setup,
+	                                    client_teardown),
+	    cmocka_unit_test_setup_teardown(test_deliver_ack, client_setup, client_teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_rehandshake, client_setup, client_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
