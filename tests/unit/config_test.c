@@ -1132,7 +1132,7 @@ manpage_options(char names[][96], size_t max)
 					continue;
 				}
 				assert_true(n < max);
-				snprintf(names[n++], 96, "%s.%s", section, name);
+				assert_true((size_t)snprintf(names[n++], 96, "%s.%s", section, name) < 96);
 			}
 		}
 	}
