@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "audit.h"
+#include "clock.h"
 #include "error.h"
 #include "logdb.h"
 #include "merkle.h"
@@ -26,10 +26,7 @@ static const struct merkle_store_ops stored_tree = {logdb_tree_node, NULL};
 static double
 now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)clock_mono_ns() / 1e9;
 }
 
 static int

@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <zmq.h>
 
 #include "channel.h"
+#include "clock.h"
 #include "error.h"
 #include "frame.h"
 #include "ihala.pb-c.h"
@@ -56,10 +56,7 @@ struct run {
 static uint64_t
 mono_us(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	return clock_mono_ns() / 1000;
 }
 
 static int
