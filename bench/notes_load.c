@@ -1,20 +1,20 @@
 /* notes_load.c - benchmark load: many notes on one referral, entries/s as its history grows. */
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <zmq.h>
 
 #include "channel.h"
+#include "clock.h"
 #include "error.h"
 #include "frame.h"
 #include "ihala.pb-c.h"
 #include "log.h"
 #include "tlsctx.h"
+#include "wire.h"
 
 /*
  *   notes_load -b EP -P PKI -a AGENCY -t TO -n COUNT [-k CHUNK] [-W WINDOW] [-s BYTES]
@@ -27,8 +27,9 @@
  * chunk by itself. Every Deliver the sender gets is acked. A referral's history grows
  * by one entry per note: if one entry's cost grows with that history, the later notes go
  * slower, and this shows it: the receipt rate for each CHUNK (default 1 000) of notes.
- * Speaks the wire protocol directly, as bench/ihala_load does (libihala's ihala_submit waits
- * for each receipt and syncs its own outbox, which would measure the client).
+ * Speaks the wire protocol directly (proto/wire.h), as bench/ihala_load does (libihala's
+ * ihala_submit waits for each receipt and syncs its own outbox, which would measure the
+ * client).
  *
  * Results on stdout as KEY=VALUE lines: notes (receipted), refused, chunk, window,
  * first_per_s and last_per_s (the first and the last CHUNK notes, each from the receipt that
@@ -36,16 +37,12 @@
  * comma-separated), t_first_us, t_last_us (CLOCK_MONOTONIC).
  */
 
-#define WIRE_CHUNK (64 * 1024)
 #define OUT_CAP (4u * 1024 * 1024)
 
 struct conn {
-	void *sock;
-	struct channel *ch;
+	struct wire *w;
 	int welcomed;
 	uint32_t max_inflight;
-	uint8_t *wire; /* one ZeroMQ message refused with EAGAIN: type byte + TLS */
-	size_t wire_len;
 };
 
 struct run {
@@ -59,93 +56,46 @@ struct run {
 static uint64_t
 mono_us(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static void
-conn_flush(struct conn *c)
-{
-	for (;;) {
-		if (c->wire_len == 0) {
-			size_t n = 0;
-
-			if (channel_pending_out(c->ch) == 0) {
-				return;
-			}
-			c->wire[0] = CHANNEL_MSG_TLS;
-			channel_take_out(c->ch, c->wire + 1, WIRE_CHUNK, &n);
-			c->wire_len = n + 1;
-		}
-		if (zmq_send(c->sock, c->wire, c->wire_len, ZMQ_DONTWAIT) < 0) {
-			return;
-		}
-		c->wire_len = 0;
-	}
+	return clock_mono_ns() / 1000;
 }
 
 static int
 conn_open(void *zctx, SSL_CTX *ctx, const char *ep, struct conn *c)
 {
-	int zero = 0, hwm = 100000;
+	struct wire_opts o;
+	char err[256];
 
 	memset(c, 0, sizeof(*c));
-	c->wire = malloc(WIRE_CHUNK + 1);
-	c->sock = zmq_socket(zctx, ZMQ_DEALER);
-	if (c->wire == NULL || c->sock == NULL) {
-		return IHALA_ENOMEM;
-	}
-	zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero));
-	zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
-	zmq_setsockopt(c->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
-	if (zmq_connect(c->sock, ep) != 0) {
-		fprintf(stderr, "notes_load: connect %s: %s\n", ep, zmq_strerror(zmq_errno()));
+	memset(&o, 0, sizeof(o));
+	o.endpoint = ep;
+	o.ssl = ctx;
+	o.server_name = "localhost";
+	o.max_frame = FRAME_MAX_LIMIT;
+	o.out_cap = OUT_CAP;
+	o.send_timeout_ms = -1;
+	o.hwm = 100000;
+	if (wire_open(zctx, &o, &c->w, err, sizeof(err)) != 0) {
+		fprintf(stderr, "notes_load: %s\n", err);
 		return IHALA_EZMQ;
 	}
-	if (channel_new(ctx, 0, "localhost", FRAME_MAX_LIMIT, OUT_CAP, &c->ch) != 0) {
-		return IHALA_ETLS;
-	}
-	conn_flush(c);
-	return 0;
+	return wire_start(c->w, 0) != 0 ? IHALA_ETLS : 0;
 }
 
 static void
 conn_close(struct conn *c)
 {
-	int linger = 200;
-
-	if (c->ch != NULL) {
-		channel_close(c->ch);
-		conn_flush(c);
-		channel_free(c->ch);
+	if (c->w != NULL) {
+		wire_close(c->w);
+		wire_free(c->w, 200);
 	}
-	if (c->sock != NULL) {
-		zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
-		zmq_close(c->sock);
-	}
-	free(c->wire);
+	memset(c, 0, sizeof(*c));
 }
 
-/* Pack and send one frame; IHALA_EAGAIN when the channel's output is full. */
+/* Pack and write one frame (not flushed); IHALA_EAGAIN when the channel's output is full. */
 static int
 conn_send(struct conn *c, const Ihala__V1__Frame *f)
 {
-	uint8_t buf[8192];
-	size_t len = ihala__v1__frame__get_packed_size(f);
-	int err;
-
-	if (len > sizeof(buf)) {
-		return IHALA_EINVAL;
-	}
-	ihala__v1__frame__pack(f, buf);
-	err = channel_write_frame(c->ch, buf, len);
-	if (err == IHALA_EAGAIN) {
-		conn_flush(c);
-		err = channel_write_frame(c->ch, buf, len);
-	}
-	return err;
+	return wire_send_frame(c->w, f);
 }
 
 static int
@@ -203,81 +153,61 @@ on_frame(struct run *r, struct conn *c, const Ihala__V1__Frame *f)
 	}
 }
 
-/* Take every ZeroMQ message waiting; hand each frame to on_frame. 0, or an error (printed). */
+/* Take every message waiting; hand each frame to on_frame. 0, or an error (printed). */
 static int
 conn_input(struct conn *c, struct run *r)
 {
-	for (;;) {
-		zmq_msg_t m;
-		const uint8_t *p, *body;
-		size_t len, blen;
-		int err, rc;
+	struct wire_event ev;
+	int err;
 
-		zmq_msg_init(&m);
-		if (zmq_msg_recv(&m, c->sock, ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(&m);
-			return 0;
-		}
-		p = zmq_msg_data(&m);
-		len = zmq_msg_size(&m);
-		if (len == 1 && p[0] == CHANNEL_MSG_PROBE) {
-			zmq_msg_close(&m);
+	while ((err = wire_next(c->w, &ev)) == 0 && ev.kind != WIRE_NONE) {
+		Ihala__V1__Frame *f;
+
+		switch (ev.kind) {
+		case WIRE_FRAME:
+			break;
+		case WIRE_RESET:
+			fprintf(stderr, "notes_load: the broker reset the session\n");
+			return IHALA_ERESET;
+		case WIRE_FAILED:
+		case WIRE_CLOSED:
+			fprintf(stderr, "notes_load: session ended: %s\n",
+			        ev.kind == WIRE_FAILED ? channel_error_text(wire_channel(c->w))
+			                               : "closed by the broker");
+			return ev.kind == WIRE_FAILED ? ev.err : IHALA_ECLOSED;
+		default:
 			continue;
 		}
-		if (len < 1 || p[0] != CHANNEL_MSG_TLS) {
-			fprintf(stderr, "notes_load: the broker reset the session\n");
-			zmq_msg_close(&m);
-			return IHALA_ERESET;
+		f = ihala__v1__frame__unpack(NULL, ev.len, ev.data);
+		if (f == NULL) {
+			fprintf(stderr, "notes_load: undecodable frame\n");
+			return IHALA_EBADFRAME;
 		}
-		err = channel_feed(c->ch, p + 1, len - 1);
-		zmq_msg_close(&m);
-		while ((rc = channel_next_frame(c->ch, &body, &blen)) == 1) {
-			Ihala__V1__Frame *f = ihala__v1__frame__unpack(NULL, blen, body);
-
-			if (f == NULL) {
-				fprintf(stderr, "notes_load: undecodable frame\n");
-				return IHALA_EBADFRAME;
+		if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
+			c->welcomed = 1;
+			c->max_inflight =
+			    f->welcome->limits != NULL ? f->welcome->limits->max_inflight : 1;
+		} else if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+			fprintf(stderr, "notes_load: broker error %d: %s\n", -(int)f->error->code,
+			        f->error->message);
+			if (f->error->request_id == 0) {
+				ihala__v1__frame__free_unpacked(f, NULL);
+				return IHALA_ECLOSED;
 			}
-			if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
-				c->welcomed = 1;
-				c->max_inflight = f->welcome->limits != NULL
-				                      ? f->welcome->limits->max_inflight
-				                      : 1;
-			} else if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
-				fprintf(stderr, "notes_load: broker error %d: %s\n",
-				        -(int)f->error->code, f->error->message);
-				if (f->error->request_id == 0) {
-					ihala__v1__frame__free_unpacked(f, NULL);
-					return IHALA_ECLOSED;
-				}
-			} else {
-				on_frame(r, c, f);
-			}
-			ihala__v1__frame__free_unpacked(f, NULL);
+		} else {
+			on_frame(r, c, f);
 		}
-		if (err == 0 && rc < 0) {
-			err = rc;
-		}
-		conn_flush(c);
-		if (err != 0 || channel_state(c->ch) == CHANNEL_CLOSED) {
-			fprintf(stderr, "notes_load: session ended: %s\n",
-			        err != 0 ? channel_error_text(c->ch) : "closed by the broker");
-			return err != 0 ? err : IHALA_ECLOSED;
-		}
+		ihala__v1__frame__free_unpacked(f, NULL);
 	}
+	return err;
 }
 
-/* Poll once (up to timeout_ms) and take what came. */
+/* Flush, wait once (up to timeout_ms) and take what came. */
 static int
 pump(struct conn *c, struct run *r, long timeout_ms)
 {
-	zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-
-	conn_flush(c);
-	if (c->wire_len > 0) {
-		timeout_ms = 1;
-	}
-	if (zmq_poll(&it, 1, timeout_ms) < 0 && zmq_errno() != EINTR) {
+	wire_flush(c->w);
+	if (wire_wait(c->w, timeout_ms) < 0) {
 		return IHALA_EZMQ;
 	}
 	return conn_input(c, r);

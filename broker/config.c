@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "hex.h"
 #include "id.h"
 #include "log.h"
 #include "suggest.h"
@@ -87,19 +88,6 @@ v_cn(void *field, char *why, size_t len)
 	return 0;
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9') {
-		return c - '0';
-	}
-	c = tolower(c);
-	if (c >= 'a' && c <= 'f') {
-		return c - 'a' + 10;
-	}
-	return -1;
-}
-
 /* 64 hex digits, or 32 pairs separated by ':'; rewritten as 64 lowercase hex. */
 static int
 v_fingerprint(void *field, char *why, size_t len)
@@ -122,7 +110,7 @@ v_fingerprint(void *field, char *why, size_t len)
 			}
 			continue;
 		}
-		if (hexval((unsigned char)s[i]) < 0) {
+		if (hex_digit((unsigned char)s[i]) < 0) {
 			snprintf(why, len, "'%c' is not a hex digit", s[i]);
 			return -1;
 		}
@@ -576,8 +564,8 @@ finish_agencies(struct broker_config *cfg, const struct conf_file *cf, struct co
 		}
 		if (a->fingerprint != NULL && strlen(a->fingerprint) == 64) {
 			for (j = 0; j < 32; j++) {
-				int hi = hexval((unsigned char)a->fingerprint[2 * j]);
-				int lo = hexval((unsigned char)a->fingerprint[2 * j + 1]);
+				int hi = hex_digit((unsigned char)a->fingerprint[2 * j]);
+				int lo = hex_digit((unsigned char)a->fingerprint[2 * j + 1]);
 
 				if (hi < 0 || lo < 0) {
 					/* not hex: the validator reported it */

@@ -787,10 +787,10 @@ apply_batch_txn(struct ledger *lg, struct wreq **batch, size_t n)
 			}
 		}
 		if (err == 0) {
-			uint64_t t0 = metrics_now_ns();
+			uint64_t t0 = clock_mono_ns();
 
 			err = store_wcommit(w); /* frees w, also on failure */
-			metrics_observe_commit(n_work, metrics_now_ns() - t0);
+			metrics_observe_commit(n_work, clock_mono_ns() - t0);
 			if (err == 0) {
 				checkpoint_done(lg, ckpt, t);
 				return 0;

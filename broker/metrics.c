@@ -14,6 +14,7 @@
 
 #include <microhttpd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "error.h"
 #include "ihala.pb-c.h"
@@ -94,24 +95,6 @@ static struct {
 
 #define INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
-
-static uint64_t
-wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-uint64_t
-metrics_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- agencies (written by the main thread only) ---- */
 
@@ -463,7 +446,7 @@ metrics_render(char **out, size_t *len)
 	render_hist(&b, &M.commit);
 	ck = LOAD(M.ckpt_ms);
 	if (ck != 0) {
-		uint64_t now = wall_ms();
+		uint64_t now = clock_wall_ms();
 
 		head(&b, "ihala_checkpoint_age_seconds", "gauge",
 		     "Seconds since this process last signed a checkpoint.");
@@ -629,7 +612,7 @@ metrics_start(const char *endpoint, struct store *store)
 		flags |= MHD_USE_IPv6;
 	}
 	M.store = store;
-	M.start_s = wall_ms() / 1000;
+	M.start_s = clock_wall_ms() / 1000;
 	/* The logger first, so that MHD never writes to stderr itself. */
 	M.daemon = MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,

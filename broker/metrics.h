@@ -76,9 +76,6 @@ void metrics_inc_overdue(void);
 void metrics_observe_commit(size_t batch, uint64_t ns);
 /* A checkpoint of tree size `size` was signed at `when_ms` (Unix ms). */
 void metrics_observe_checkpoint(uint64_t size, uint64_t when_ms);
-/* A monotonic clock in nanoseconds, for timing. */
-uint64_t metrics_now_ns(void);
-
 /* ---- for tests ---- */
 
 /* The text a scrape returns now: *out is malloc'd (caller frees), *len its length.

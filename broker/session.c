@@ -15,6 +15,7 @@
 #include "frame.h"
 #include "log.h"
 #include "metrics.h"
+#include "wire.h"
 
 #define WIRE_CHUNK (64 * 1024)
 
@@ -52,12 +53,8 @@ wire_send(struct server *sv, struct session *s, uint8_t type, const uint8_t *dat
 
 	/* The body first: a routing id sent without its body would glue the next message to
 	 * it. */
-	if (zmq_msg_init_size(&m, len + 1) != 0) {
+	if (wire_msg_init(&m, type, data, len) != 0) {
 		return IHALA_ENOMEM;
-	}
-	((uint8_t *)zmq_msg_data(&m))[0] = type;
-	if (len > 0) {
-		memcpy((uint8_t *)zmq_msg_data(&m) + 1, data, len);
 	}
 	if (zmq_send(sv->router, s->rid, s->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
 		int e = zmq_errno();

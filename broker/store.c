@@ -11,75 +11,12 @@
 #include <unistd.h>
 
 #include "dbenv.h"
-#include "endian.h"
 #include "error.h"
 #include "log.h"
 #include "logdb.h"
+#include "store_int.h"
 
-/* The format (database names, keys, values) is proto/logdb.h's; this file writes it. */
-
-#define STORE_LOCKFILE "ihala.lock"
-
-struct store {
-	/* env, dir, maxkey, lock; db.map_full: a write hit MDB_MAP_FULL since the last
-	 * growth (writer thread) */
-	struct dbenv db;
-	struct logdb_dbis dbi;
-	unsigned flags;
-	size_t max_mapsize;
-	size_t page_size;
-	pid_t pid;
-
-	/* Writer thread only. */
-	struct store_wtxn *wtxn; /* the open top batch */
-	int cap_warned;
-
-	/* Read transactions in flight, so store_grow can wait them out. */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	unsigned readers;
-	int resizing;
-};
-
-struct store_rtxn {
-	struct store *s;
-	struct logdb_txn lt;	     /* lt.txn: this transaction */
-	struct store_wtxn *w;	     /* set on the read view of a batch */
-	struct store_log_iter *iters; /* open iterators, closed at txn end */
-};
-
-/*
- * Queue counters of a top batch, kept here and written to meta once, at commit: every
- * queued and every acked entry moves one, and a get and a put in meta each time were a
- * tenth of the writer's work. Sub-batches do not use it (see store_wsub_begin).
- */
-#define QC_SLOTS 32
-#define QC_KEY_MAX 128
-struct qc_slot {
-	char key[QC_KEY_MAX];
-	size_t len;
-	uint64_t n;
-	int dirty;
-};
-
-struct store_wtxn {
-	struct store_rtxn r; /* read view; r.lt.txn is this (sub-)batch's txn */
-	struct store_wtxn *parent;
-	struct store_wtxn *child;
-	uint64_t next_seq;
-	int failed; /* sticky error code once an LMDB write failed */
-	struct qc_slot qc[QC_SLOTS];
-	size_t n_qc;
-};
-
-static int qc_flush(struct store_wtxn *w);
-
-struct store_log_iter {
-	struct store_rtxn *r; /* NULL once its transaction ended */
-	struct logdb_log_iter li;
-	struct store_log_iter *next;
-	struct store_log_iter **pprev;
-};
+/* The records are written by store_log.c (audit record) and store_state.c (delivery state). */
 
 /* ---- small helpers ---- */
 
@@ -90,135 +27,6 @@ round_page(const struct store *s, size_t n)
 		return SIZE_MAX - SIZE_MAX % s->page_size;
 	}
 	return (n + s->page_size - 1) / s->page_size * s->page_size;
-}
-
-/* LMDB's code as the project's (dbenv_err: logged, map_full noted). */
-static int
-store_err(struct store *s, int rc, const char *what)
-{
-	return dbenv_err(&s->db, rc, what);
-}
-
-/* A write failure other than "not found" makes the batch unusable (LMDB
- * marks its txn as failed too); remember the first code for wcommit. */
-static int
-wfail(struct store_wtxn *w, int rc, const char *what)
-{
-	int err = store_err(w->r.s, rc, what);
-
-	if (rc != MDB_NOTFOUND && w->failed == 0) {
-		w->failed = err;
-	}
-	return err;
-}
-
-/* A batch handle is usable when it is not failed and has no open child. */
-static int
-wcheck(struct store_wtxn *w)
-{
-	if (w == NULL) {
-		return IHALA_EINVAL;
-	}
-	if (w->child != NULL) {
-		log_warnx("store %s: batch used while its sub-batch is open (a bug)",
-			  w->r.s->db.dir);
-		return IHALA_EINVAL;
-	}
-	if (w->failed != 0) {
-		return w->failed;
-	}
-	return 0;
-}
-
-static int
-rcheck(struct store_rtxn *r)
-{
-	if (r == NULL || r->lt.txn == NULL) {
-		return IHALA_EINVAL;
-	}
-	if (r->w != NULL) {
-		return wcheck(r->w);
-	}
-	return 0;
-}
-
-/* Check an id used in keys: non-empty and short enough for `room` more
- * key bytes. Returns its length or a negative code. */
-static int
-id_len(const struct store *s, const char *id, size_t room, size_t *len)
-{
-	size_t n;
-
-	if (id == NULL || id[0] == '\0') {
-		return IHALA_EINVAL;
-	}
-	n = strlen(id);
-	if (n > s->db.maxkey || room > s->db.maxkey - n) {
-		return IHALA_ETOOLARGE;
-	}
-	*len = n;
-	return 0;
-}
-
-/* Key "agency\0" + big-endian seq; buf must hold maxkey bytes. */
-static int
-queue_key(const struct store *s, const char *agency, uint64_t seq, uint8_t *buf, MDB_val *key)
-{
-	size_t n;
-	int rc;
-
-	if ((rc = id_len(s, agency, 1 + LOGDB_SEQ_LEN, &n)) < 0) {
-		return rc;
-	}
-	memcpy(buf, agency, n);
-	buf[n] = '\0';
-	be64enc(buf + n + 1, seq);
-	key->mv_data = buf;
-	key->mv_size = n + 1 + LOGDB_SEQ_LEN;
-	return 0;
-}
-
-static int
-qcount_key(const struct store *s, const char *agency, char *buf, MDB_val *key)
-{
-	size_t n, p = strlen(LOGDB_QCOUNT_PREFIX);
-	int rc;
-
-	if ((rc = id_len(s, agency, p, &n)) < 0) {
-		return rc;
-	}
-	memcpy(buf, LOGDB_QCOUNT_PREFIX, p);
-	memcpy(buf + p, agency, n);
-	key->mv_data = buf;
-	key->mv_size = p + n;
-	return 0;
-}
-
-/* Counters in meta are decimal text, readable with mdb_dump. */
-static int
-parse_count(struct store *s, const MDB_val *v, uint64_t *out)
-{
-	const unsigned char *p = v->mv_data;
-	uint64_t n = 0;
-	size_t i;
-
-	if (v->mv_size == 0 || v->mv_size > 20) {
-		goto bad;
-	}
-	for (i = 0; i < v->mv_size; i++) {
-		if (p[i] < '0' || p[i] > '9') {
-			goto bad;
-		}
-		if (n > (UINT64_MAX - (p[i] - '0')) / 10) {
-			goto bad;
-		}
-		n = n * 10 + (p[i] - '0');
-	}
-	*out = n;
-	return 0;
-bad:
-	log_warnx("store %s: damaged queue counter in meta (not a decimal number)", s->db.dir);
-	return IHALA_ESTORE;
 }
 
 /* ---- reader accounting (for store_grow) ---- */
@@ -250,7 +58,7 @@ forked(struct store *s)
 {
 	if (getpid() != s->pid) {
 		log_warnx("store %s: used after fork() (LMDB forbids it; open it in the child)",
-			  s->db.dir);
+		          s->db.dir);
 		return 1;
 	}
 	return 0;
@@ -287,12 +95,12 @@ int
 store_open(const char *dir, size_t mapsize, unsigned flags, struct store **out)
 {
 	struct dbenv_opts o = {
-		.lockfile = STORE_LOCKFILE,
-		.flags = MDB_NOTLS,
-		.maxdbs = LOGDB_MAXDBS,
-		.maxreaders = LOGDB_MAXREADERS,
-		.full_hint = "it must be grown",
-		.mode = DATADIR_CREATE,
+	    .lockfile = STORE_LOCKFILE,
+	    .flags = MDB_NOTLS,
+	    .maxdbs = LOGDB_MAXDBS,
+	    .maxreaders = LOGDB_MAXREADERS,
+	    .full_hint = "it must be grown",
+	    .mode = DATADIR_CREATE,
 	};
 	pthread_condattr_t ca;
 	struct store *s = NULL;
@@ -337,7 +145,7 @@ store_open(const char *dir, size_t mapsize, unsigned flags, struct store **out)
 	err = dbenv_open(&s->db, "store", dir, &o);
 	if (err == IHALA_EAGAIN) {
 		log_warnx("store %s is in use by another broker (lock '%s' is held); stop it first",
-			  dir, STORE_LOCKFILE);
+		          dir, STORE_LOCKFILE);
 		err = IHALA_ESTORE;
 	}
 	if (err < 0) {
@@ -373,7 +181,7 @@ store_close(struct store *s)
 	}
 	if (s->readers != 0) {
 		log_warnx("store %s: closed with %u read transaction(s) open (a bug)", s->db.dir,
-			  s->readers);
+		          s->readers);
 	}
 	dbenv_close(&s->db);
 	pthread_cond_destroy(&s->cv);
@@ -439,7 +247,7 @@ store_grow(struct store *s, size_t new_mapsize)
 		if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == ETIMEDOUT &&
 		    s->readers > 0) {
 			log_warnx("store %s: cannot grow: %u read transaction(s) stay open",
-				  s->db.dir, s->readers);
+			          s->db.dir, s->readers);
 			err = IHALA_EAGAIN;
 			goto out;
 		}
@@ -474,8 +282,8 @@ store_grow_auto(struct store *s)
 	if (next <= cur) {
 		if (!s->cap_warned) {
 			log_warnx("store %s is full at its maximum size of %zu bytes; raise the "
-				  "store's maximum size or free disk space and restart",
-				  s->db.dir, cur);
+			          "store's maximum size or free disk space and restart",
+			          s->db.dir, cur);
 			s->cap_warned = 1;
 		}
 		return IHALA_ESTOREFULL;
@@ -540,7 +348,7 @@ iters_detach(struct store_rtxn *r)
 
 	while ((it = r->iters) != NULL) {
 		log_warnx("store %s: log iterator still open at the end of its transaction (a bug)",
-			  r->s->db.dir);
+		          r->s->db.dir);
 		logdb_log_iter_end(&it->li);
 		it->r = NULL;
 		r->iters = it->next;
@@ -645,8 +453,8 @@ store_wcommit(struct store_wtxn *w)
 	}
 	if (w->child != NULL || w->r.iters != NULL) {
 		log_warnx("store %s: batch committed with a sub-batch or iterator open (a bug); "
-			  "aborted",
-			  s->db.dir);
+		          "aborted",
+		          s->db.dir);
 		wabort_tree(w);
 		return IHALA_EINTERNAL;
 	}
@@ -655,7 +463,7 @@ store_wcommit(struct store_wtxn *w)
 		wabort_tree(w);
 		return err;
 	}
-	if ((err = qc_flush(w)) < 0) {
+	if ((err = store_qc_flush(w)) < 0) {
 		wabort_tree(w);
 		return err;
 	}
@@ -673,7 +481,7 @@ store_wabort(struct store_wtxn *w)
 	}
 	if (w->parent != NULL) {
 		log_warnx("store %s: store_wabort on a sub-batch (a bug); aborting just it",
-			  w->r.s->db.dir);
+		          w->r.s->db.dir);
 	}
 	wabort_tree(w);
 }
@@ -692,7 +500,7 @@ store_wsub_begin(struct store_wtxn *parent, struct store_wtxn **out)
 		return err;
 	}
 	/* The sub-batch reads and moves counters in its transaction: give it the parent's. */
-	if ((err = qc_flush(parent)) < 0) {
+	if ((err = store_qc_flush(parent)) < 0) {
 		return err;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
@@ -724,8 +532,8 @@ store_wsub_commit(struct store_wtxn *c)
 	p = c->parent;
 	if (c->child != NULL || c->r.iters != NULL) {
 		log_warnx("store %s: sub-batch committed with a sub-batch or iterator open "
-			  "(a bug); aborted",
-			  c->r.s->db.dir);
+		          "(a bug); aborted",
+		          c->r.s->db.dir);
 		wabort_tree(c);
 		return IHALA_EINTERNAL;
 	}
@@ -755,7 +563,7 @@ store_wsub_abort(struct store_wtxn *c)
 	}
 	if (c->parent == NULL) {
 		log_warnx("store %s: store_wsub_abort on a top batch (a bug); aborting it",
-			  c->r.s->db.dir);
+		          c->r.s->db.dir);
 	}
 	wabort_tree(c);
 }
@@ -804,810 +612,11 @@ store_rend(struct store_rtxn *r)
 	s = r->s;
 	if (r->w != NULL) {
 		log_warnx("store %s: store_rend on the read view of a batch (a bug); ignored",
-			  s->db.dir);
+		          s->db.dir);
 		return;
 	}
 	iters_detach(r);
 	mdb_txn_abort(r->lt.txn);
 	free(r);
 	reader_leave(s);
-}
-
-/* ---- log ---- */
-
-uint64_t
-store_log_next(struct store_wtxn *w)
-{
-	return w != NULL ? w->next_seq : 0;
-}
-
-int
-store_log_append(struct store_wtxn *w, const void *entry, size_t len, uint64_t *seq_out)
-{
-	MDB_val k, v;
-	size_t key;
-	int rc, err;
-
-	if ((err = wcheck(w)) < 0) {
-		return err;
-	}
-	if (entry == NULL || len == 0) {
-		return IHALA_EINVAL;
-	}
-	if (len > DBENV_MAX_VALUE) {
-		return IHALA_ETOOLARGE;
-	}
-	if (w->next_seq == 0) { /* wrapped past UINT64_MAX */
-		return IHALA_ESTOREFULL;
-	}
-	key = (size_t)w->next_seq;
-	k.mv_data = &key;
-	k.mv_size = sizeof(key);
-	v.mv_data = (void *)entry;
-	v.mv_size = len;
-	/* MDB_APPEND also guards the invariant: a seq at or below the last
-	 * one fails with MDB_KEYEXIST instead of overwriting history. */
-	if ((rc = mdb_put(w->r.lt.txn, w->r.s->dbi.log, &k, &v, MDB_APPEND)) != 0) {
-		if (rc == MDB_KEYEXIST) {
-			log_warnx("store %s: seq %llu already in the log (a bug)", w->r.s->db.dir,
-				  (unsigned long long)w->next_seq);
-			if (w->failed == 0) {
-				w->failed = IHALA_EINTERNAL;
-			}
-			return IHALA_EINTERNAL;
-		}
-		return wfail(w, rc, "appending to the log");
-	}
-	if (seq_out != NULL) {
-		*seq_out = w->next_seq;
-	}
-	w->next_seq++;
-	return 0;
-}
-
-int
-store_log_get(struct store_rtxn *r, uint64_t seq, const void **data, size_t *len)
-{
-	int err;
-
-	if ((err = rcheck(r)) < 0) {
-		return err;
-	}
-	return logdb_log_get(&r->lt, seq, data, len);
-}
-
-int
-store_log_last(struct store_rtxn *r, uint64_t *seq)
-{
-	int err;
-
-	if ((err = rcheck(r)) < 0) {
-		return err;
-	}
-	return logdb_log_last(&r->lt, seq);
-}
-
-int
-store_log_iter_begin(struct store_rtxn *r, uint64_t from_seq, struct store_log_iter **out)
-{
-	struct store_log_iter *it;
-	int err;
-
-	if (out == NULL) {
-		return IHALA_EINVAL;
-	}
-	*out = NULL;
-	if ((err = rcheck(r)) < 0) {
-		return err;
-	}
-	if ((it = calloc(1, sizeof(*it))) == NULL) {
-		return IHALA_ENOMEM;
-	}
-	if ((err = logdb_log_iter_begin(&r->lt, from_seq, &it->li)) < 0) {
-		free(it);
-		return err;
-	}
-	it->r = r;
-	it->next = r->iters;
-	if (it->next != NULL) {
-		it->next->pprev = &it->next;
-	}
-	it->pprev = &r->iters;
-	r->iters = it;
-	*out = it;
-	return 0;
-}
-
-int
-store_log_iter_next(struct store_log_iter *it, uint64_t *seq, const void **data, size_t *len)
-{
-	int err;
-
-	if (it == NULL || it->r == NULL || seq == NULL || data == NULL || len == NULL) {
-		return IHALA_EINVAL;
-	}
-	if ((err = rcheck(it->r)) < 0) {
-		return err;
-	}
-	return logdb_log_iter_next(&it->li, seq, data, len);
-}
-
-void
-store_log_iter_end(struct store_log_iter *it)
-{
-	if (it == NULL) {
-		return;
-	}
-	if (it->r != NULL) {
-		logdb_log_iter_end(&it->li);
-		*it->pprev = it->next;
-		if (it->next != NULL) {
-			it->next->pprev = it->pprev;
-		}
-	}
-	free(it);
-}
-
-/* ---- msgid ---- */
-
-static int
-msgid_key(const struct store *s, const char *sender, const char *msgid, uint8_t *buf, MDB_val *k)
-{
-	size_t sn, mn;
-	int rc;
-
-	if ((rc = id_len(s, sender, 2, &sn)) < 0) {
-		return rc;
-	}
-	if ((rc = id_len(s, msgid, sn + 1, &mn)) < 0) {
-		return rc;
-	}
-	memcpy(buf, sender, sn);
-	buf[sn] = '\0';
-	memcpy(buf + sn + 1, msgid, mn);
-	k->mv_data = buf;
-	k->mv_size = sn + 1 + mn;
-	return 0;
-}
-
-static int
-read_seq_value(struct store *s, const MDB_val *v, uint64_t *seq)
-{
-	if (v->mv_size != LOGDB_SEQ_LEN) {
-		log_warnx("store %s: damaged message id record", s->db.dir);
-		return IHALA_ESTORE;
-	}
-	*seq = be64dec(v->mv_data);
-	return 0;
-}
-
-int
-store_msgid_put(struct store_wtxn *w, const char *sender, const char *msgid, uint64_t seq)
-{
-	uint8_t kbuf[1024], vbuf[LOGDB_SEQ_LEN];
-	uint64_t old;
-	MDB_val k, v;
-	int rc, err;
-
-	if ((err = wcheck(w)) < 0) {
-		return err;
-	}
-	if (w->r.s->db.maxkey > sizeof(kbuf)) {
-		return IHALA_EINTERNAL;
-	}
-	if ((err = msgid_key(w->r.s, sender, msgid, kbuf, &k)) < 0) {
-		return err;
-	}
-	if (seq == 0 || seq >= w->next_seq) {
-		return IHALA_EINVAL;
-	}
-	be64enc(vbuf, seq);
-	v.mv_data = vbuf;
-	v.mv_size = sizeof(vbuf);
-	rc = mdb_put(w->r.lt.txn, w->r.s->dbi.msgid, &k, &v, MDB_NOOVERWRITE);
-	if (rc == MDB_KEYEXIST) {
-		/* v now holds the stored value. */
-		if ((err = read_seq_value(w->r.s, &v, &old)) < 0) {
-			return err;
-		}
-		return old == seq ? 0 : IHALA_EMSGID;
-	}
-	if (rc != 0) {
-		return wfail(w, rc, "recording a message id");
-	}
-	return 0;
-}
-
-int
-store_msgid_get(struct store_rtxn *r, const char *sender, const char *msgid, uint64_t *seq)
-{
-	uint8_t kbuf[1024];
-	MDB_val k, v;
-	int rc, err;
-
-	if ((err = rcheck(r)) < 0) {
-		return err;
-	}
-	if (seq == NULL || r->s->db.maxkey > sizeof(kbuf)) {
-		return IHALA_EINVAL;
-	}
-	if ((err = msgid_key(r->s, sender, msgid, kbuf, &k)) < 0) {
-		return err;
-	}
-	if ((rc = mdb_get(r->lt.txn, r->s->dbi.msgid, &k, &v)) != 0) {
-		return store_err(r->s, rc, "reading a message id");
-	}
-	return read_seq_value(r->s, &v, seq);
-}
-
-/* ---- queue ---- */
-
-/* The counter cache of `w` when it may be used: a top batch with no sub-batch open. */
-static struct store_wtxn *
-qc_owner(struct store_wtxn *w)
-{
-	return w != NULL && w->parent == NULL && w->child == NULL ? w : NULL;
-}
-
-static struct qc_slot *
-qc_find(struct store_wtxn *w, const MDB_val *ck)
-{
-	size_t i;
-
-	for (i = 0; i < w->n_qc; i++) {
-		if (w->qc[i].len == ck->mv_size && memcmp(w->qc[i].key, ck->mv_data, ck->mv_size) == 0) {
-			return &w->qc[i];
-		}
-	}
-	return NULL;
-}
-
-static int
-qcount_read_db(struct store_rtxn *r, const MDB_val *ck, uint64_t *n)
-{
-	MDB_val v;
-	int rc;
-
-	rc = mdb_get(r->lt.txn, r->s->dbi.meta, (MDB_val *)ck, &v);
-	if (rc == MDB_NOTFOUND) {
-		*n = 0;
-		return 0;
-	}
-	if (rc != 0) {
-		return store_err(r->s, rc, "reading a queue counter");
-	}
-	return parse_count(r->s, &v, n);
-}
-
-static int
-qcount_write_db(struct store_wtxn *w, const MDB_val *ck, uint64_t n)
-{
-	char buf[24];
-	MDB_val v;
-	int rc;
-
-	if (n == 0) {
-		rc = mdb_del(w->r.lt.txn, w->r.s->dbi.meta, (MDB_val *)ck, NULL);
-		if (rc == MDB_NOTFOUND) {
-			rc = 0;
-		}
-	} else {
-		v.mv_size = (size_t)snprintf(buf, sizeof(buf), "%llu", (unsigned long long)n);
-		v.mv_data = buf;
-		rc = mdb_put(w->r.lt.txn, w->r.s->dbi.meta, (MDB_val *)ck, &v, 0);
-	}
-	return rc != 0 ? wfail(w, rc, "updating a queue counter") : 0;
-}
-
-/* Write the batch's changed counters into its transaction and forget them all. */
-static int
-qc_flush(struct store_wtxn *w)
-{
-	MDB_val ck;
-	size_t i;
-	int err = 0;
-
-	for (i = 0; i < w->n_qc && err == 0; i++) {
-		if (w->qc[i].dirty) {
-			ck.mv_data = w->qc[i].key;
-			ck.mv_size = w->qc[i].len;
-			err = qcount_write_db(w, &ck, w->qc[i].n);
-		}
-	}
-	w->n_qc = 0;
-	return err;
-}
-
-static int
-qcount_read(struct store_rtxn *r, const MDB_val *ck, uint64_t *n)
-{
-	struct store_wtxn *w = qc_owner(r->w);
-	struct qc_slot *q;
-	int err;
-
-	if (w != NULL && (q = qc_find(w, ck)) != NULL) {
-		*n = q->n;
-		return 0;
-	}
-	if ((err = qcount_read_db(r, ck, n)) < 0) {
-		return err;
-	}
-	if (w != NULL && w->n_qc < QC_SLOTS && ck->mv_size <= QC_KEY_MAX) {
-		q = &w->qc[w->n_qc++];
-		memcpy(q->key, ck->mv_data, ck->mv_size);
-		q->len = ck->mv_size;
-		q->n = *n;
-		q->dirty = 0;
-	}
-	return 0;
-}
-
-/* After a qcount_read of the same key in the same batch. */
-static int
-qcount_write(struct store_wtxn *w, const MDB_val *ck, uint64_t n)
-{
-	struct qc_slot *q = qc_owner(w) != NULL ? qc_find(w, ck) : NULL;
-
-	if (q == NULL) {
-		return qcount_write_db(w, ck, n);
-	}
-	q->n = n;
-	q->dirty = 1;
-	return 0;
-}
-
-int
-store_queue_put_tagged(struct store_wtxn *w, const char *agency, uint64_t seq, const void *tag,
-		       size_t tag_len)
-{
-	uint8_t kbuf[1024];
-	char cbuf[1024];
-	uint64_t n;
-	MDB_val k, ck, v;
-	int rc, err;
-
-	if ((err = wcheck(w)) < 0) {
-		return err;
-	}
-	if (w->r.s->db.maxkey > sizeof(kbuf) || tag_len > STORE_QUEUE_TAG_MAX ||
-	    (tag == NULL && tag_len > 0)) {
-		return IHALA_EINVAL;
-	}
-	if ((err = queue_key(w->r.s, agency, seq, kbuf, &k)) < 0 ||
-	    (err = qcount_key(w->r.s, agency, cbuf, &ck)) < 0) {
-		return err;
-	}
-	if (seq == 0 || seq >= w->next_seq) {
-		return IHALA_EINVAL;
-	}
-	if ((err = qcount_read(&w->r, &ck, &n)) < 0) {
-		return err;
-	}
-	v.mv_data = (void *)tag;
-	v.mv_size = tag_len;
-	rc = mdb_put(w->r.lt.txn, w->r.s->dbi.queue, &k, &v, MDB_NOOVERWRITE);
-	if (rc == MDB_KEYEXIST) {
-		log_warnx("store %s: seq %llu already queued for '%s' (a bug)", w->r.s->db.dir,
-			  (unsigned long long)seq, agency);
-		return IHALA_EINVAL;
-	}
-	if (rc != 0) {
-		return wfail(w, rc, "queueing");
-	}
-	return qcount_write(w, &ck, n + 1);
-}
-
-int
-store_queue_put(struct store_wtxn *w, const char *agency, uint64_t seq)
-{
-	return store_queue_put_tagged(w, agency, seq, NULL, 0);
-}
-
-int
-store_queue_take(struct store_wtxn *w, const char *agency, uint64_t seq, void *tag, size_t tag_cap,
-		 size_t *tag_len)
-{
-	uint8_t kbuf[1024];
-	char cbuf[1024];
-	uint64_t n;
-	MDB_cursor *cur;
-	MDB_val k, ck, v;
-	int rc, err;
-
-	if ((err = wcheck(w)) < 0) {
-		return err;
-	}
-	if (w->r.s->db.maxkey > sizeof(kbuf) || tag_len == NULL || (tag == NULL && tag_cap > 0)) {
-		return IHALA_EINVAL;
-	}
-	*tag_len = 0;
-	if ((err = queue_key(w->r.s, agency, seq, kbuf, &k)) < 0 ||
-	    (err = qcount_key(w->r.s, agency, cbuf, &ck)) < 0) {
-		return err;
-	}
-	if ((err = qcount_read(&w->r, &ck, &n)) < 0) {
-		return err;
-	}
-	if ((rc = mdb_cursor_open(w->r.lt.txn, w->r.s->dbi.queue, &cur)) != 0) {
-		return wfail(w, rc, "opening a queue cursor");
-	}
-	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
-	if (rc == 0) {
-		if (v.mv_size > 0 && v.mv_size <= tag_cap) {
-			memcpy(tag, v.mv_data, v.mv_size);
-			*tag_len = v.mv_size;
-		}
-		rc = mdb_cursor_del(cur, 0);
-	}
-	mdb_cursor_close(cur);
-	if (rc == MDB_NOTFOUND) {
-		return IHALA_ENOTFOUND;
-	}
-	if (rc != 0) {
-		return wfail(w, rc, "removing from a queue");
-	}
-	if (n == 0) {
-		log_warnx("store %s: queue counter of '%s' was 0 with a seq queued; store damaged",
-			  w->r.s->db.dir, agency);
-		w->failed = IHALA_ESTORE;
-		return IHALA_ESTORE;
-	}
-	return qcount_write(w, &ck, n - 1);
-}
-
-int
-store_queue_del(struct store_wtxn *w, const char *agency, uint64_t seq)
-{
-	size_t len;
-
-	return store_queue_take(w, agency, seq, NULL, 0, &len);
-}
-
-int
-store_queue_count(struct store_rtxn *r, const char *agency, size_t *n)
-{
-	char cbuf[1024];
-	uint64_t c;
-	MDB_val ck;
-	int err;
-
-	if ((err = rcheck(r)) < 0) {
-		return err;
-	}
-	if (n == NULL || r->s->db.maxkey > sizeof(cbuf)) {
-		return IHALA_EINVAL;
-	}
-	/* The counter key allows a longer agency than the queue key does:
-	 * check against the queue key so both agree on what is valid. */
-	if ((err = id_len(r->s, agency, 1 + LOGDB_SEQ_LEN, &(size_t){ 0 })) < 0 ||
-	    (err = qcount_key(r->s, agency, cbuf, &ck)) < 0) {
-		return err;
-	}
-	if ((err = qcount_read(r, &ck, &c)) < 0) {
-		return err;
-	}
-	*n = (size_t)c;
-	return 0;
-}
-
-int
-store_queue_iter(struct store_rtxn *r, const char *agency, uint64_t from_seq, store_queue_cb cb,
-		 void *arg)
-{
-	uint8_t kbuf[1024];
-	MDB_cursor *cur = NULL;
-	MDB_val k, v;
-	size_t alen;
-	int rc, err;
-
-	if ((err = rcheck(r)) < 0) {
-		return err;
-	}
-	if (cb == NULL || r->s->db.maxkey > sizeof(kbuf)) {
-		return IHALA_EINVAL;
-	}
-	if ((err = queue_key(r->s, agency, from_seq, kbuf, &k)) < 0) {
-		return err;
-	}
-	alen = k.mv_size - LOGDB_SEQ_LEN; /* agency + NUL: the prefix of this queue */
-	if ((rc = mdb_cursor_open(r->lt.txn, r->s->dbi.queue, &cur)) != 0) {
-		return store_err(r->s, rc, "opening a queue cursor");
-	}
-	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	err = 0;
-	while (rc == 0) {
-		if (k.mv_size != alen + LOGDB_SEQ_LEN || memcmp(k.mv_data, kbuf, alen) != 0) {
-			break; /* past this agency's keys */
-		}
-		err = cb(arg, be64dec((const uint8_t *)k.mv_data + alen));
-		if (err != 0) {
-			break;
-		}
-		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-	}
-	mdb_cursor_close(cur);
-	if (err != 0) {
-		return err < 0 ? err : 0;
-	}
-	if (rc != 0 && rc != MDB_NOTFOUND) {
-		return store_err(r->s, rc, "iterating a queue");
-	}
-	return 0;
-}
-
-/* ---- referral ---- */
-
-static int meta_reserved(const struct store *s, const char *key);
-
-/* Put / get of a value under a string key (referral ids, meta keys), with the store's checks;
- * `reserved`: refuse the keys the store keeps for itself. */
-static int
-str_put(struct store_wtxn *w, MDB_dbi dbi, const char *key, const void *val, size_t len,
-	int reserved, const char *what)
-{
-	int err;
-
-	if ((err = wcheck(w)) < 0) {
-		return err;
-	}
-	if (reserved && key != NULL && meta_reserved(w->r.s, key)) {
-		return IHALA_EINVAL;
-	}
-	err = dbenv_put(&w->r.s->db, w->r.lt.txn, dbi, key, val, len, 0, what);
-	/* dbenv_put's own argument refusals leave the batch usable; LMDB's failures do not. */
-	if (err < 0 && err != IHALA_EINVAL && err != IHALA_ETOOLARGE && w->failed == 0) {
-		w->failed = err;
-	}
-	return err;
-}
-
-static int
-str_get(struct store_rtxn *r, MDB_dbi dbi, const char *key, const void **val, size_t *len,
-	const char *what)
-{
-	MDB_val v;
-	int err;
-
-	if ((err = rcheck(r)) < 0) {
-		return err;
-	}
-	if (val == NULL || len == NULL) {
-		return IHALA_EINVAL;
-	}
-	if ((err = dbenv_get(&r->s->db, r->lt.txn, dbi, key, &v, what)) < 0) {
-		return err;
-	}
-	*val = v.mv_data;
-	*len = v.mv_size;
-	return 0;
-}
-
-int
-store_referral_put(struct store_wtxn *w, const char *referral_id, const void *state, size_t len)
-{
-	return str_put(w, w != NULL ? w->r.s->dbi.referral : 0, referral_id, state, len, 0,
-		       "storing a referral");
-}
-
-int
-store_referral_get(struct store_rtxn *r, const char *referral_id, const void **state, size_t *len)
-{
-	return str_get(r, r != NULL ? r->s->dbi.referral : 0, referral_id, state, len,
-		       "reading a referral");
-}
-
-/* ---- tree ---- */
-
-int
-store_tree_put(struct store_wtxn *w, unsigned level, uint64_t index,
-	       const uint8_t hash[STORE_HASH_LEN])
-{
-	uint8_t kbuf[LOGDB_TREE_KEY_LEN];
-	MDB_val k, v;
-	int rc, err;
-
-	if ((err = wcheck(w)) < 0) {
-		return err;
-	}
-	if (hash == NULL || (err = logdb_tree_key(level, index, kbuf, &k)) < 0) {
-		return IHALA_EINVAL;
-	}
-	v.mv_data = (void *)hash;
-	v.mv_size = STORE_HASH_LEN;
-	rc = mdb_put(w->r.lt.txn, w->r.s->dbi.tree, &k, &v, MDB_NOOVERWRITE);
-	if (rc == MDB_KEYEXIST) {
-		if (v.mv_size == STORE_HASH_LEN && memcmp(v.mv_data, hash, STORE_HASH_LEN) == 0) {
-			return 0;
-		}
-		log_warnx("store %s: tree node (level %u, index %llu) already stored with another "
-			  "hash; refusing to rewrite it",
-			  w->r.s->db.dir, level, (unsigned long long)index);
-		return IHALA_EINCONSISTENT;
-	}
-	if (rc != 0) {
-		return wfail(w, rc, "storing a tree node");
-	}
-	return 0;
-}
-
-int
-store_tree_get(struct store_rtxn *r, unsigned level, uint64_t index, uint8_t hash[STORE_HASH_LEN])
-{
-	int err;
-
-	if ((err = rcheck(r)) < 0) {
-		return err;
-	}
-	return logdb_tree_get(&r->lt, level, index, hash);
-}
-
-/* ---- checkpoint ---- */
-
-int
-store_checkpoint_put(struct store_wtxn *w, uint64_t size, const char *text)
-{
-	uint8_t kbuf[LOGDB_SEQ_LEN];
-	MDB_val k, v;
-	size_t n;
-	int rc, err;
-
-	if ((err = wcheck(w)) < 0) {
-		return err;
-	}
-	if (text == NULL || (n = strlen(text)) == 0) {
-		return IHALA_EINVAL;
-	}
-	if (n > CHECKPOINT_TEXT_MAX) {
-		return IHALA_ETOOLARGE;
-	}
-	if (size >= w->next_seq) {
-		log_warnx("store %s: checkpoint of size %llu is ahead of the log (last seq %llu)",
-			  w->r.s->db.dir, (unsigned long long)size,
-			  (unsigned long long)(w->next_seq - 1));
-		return IHALA_EINVAL;
-	}
-	be64enc(kbuf, size);
-	k.mv_data = kbuf;
-	k.mv_size = sizeof(kbuf);
-	v.mv_data = (void *)text;
-	v.mv_size = n;
-	rc = mdb_put(w->r.lt.txn, w->r.s->dbi.checkpoint, &k, &v, MDB_NOOVERWRITE);
-	if (rc == MDB_KEYEXIST) {
-		if (v.mv_size == n && memcmp(v.mv_data, text, n) == 0) {
-			return 0;
-		}
-		log_warnx("store %s: a different checkpoint of size %llu is already stored; "
-			  "refusing to replace it",
-			  w->r.s->db.dir, (unsigned long long)size);
-		return IHALA_EINCONSISTENT;
-	}
-	if (rc != 0) {
-		return wfail(w, rc, "storing a checkpoint");
-	}
-	return 0;
-}
-
-int
-store_checkpoint_get(struct store_rtxn *r, uint64_t size, char **text)
-{
-	int err;
-
-	if ((err = rcheck(r)) < 0) {
-		return err;
-	}
-	return logdb_checkpoint_get(&r->lt, size, text);
-}
-
-int
-store_checkpoint_latest(struct store_rtxn *r, uint64_t *size, char **text)
-{
-	int err;
-
-	if ((err = rcheck(r)) < 0) {
-		return err;
-	}
-	return logdb_checkpoint_latest(&r->lt, size, text);
-}
-
-int
-store_checkpoint_iter(struct store_rtxn *r, uint64_t from_size, store_checkpoint_cb cb, void *arg)
-{
-	int err;
-
-	if ((err = rcheck(r)) < 0) {
-		return err;
-	}
-	return logdb_checkpoint_iter(&r->lt, from_size, cb, arg);
-}
-
-/* ---- meta ---- */
-
-static int
-meta_reserved(const struct store *s, const char *key)
-{
-	if (strcmp(key, DBENV_META_VERSION) == 0 || strcmp(key, DBENV_META_CREATED) == 0 ||
-	    strncmp(key, LOGDB_QCOUNT_PREFIX, strlen(LOGDB_QCOUNT_PREFIX)) == 0) {
-		log_warnx("store %s: meta key '%s' belongs to the store (a bug)", s->db.dir, key);
-		return 1;
-	}
-	return 0;
-}
-
-int
-store_meta_put(struct store_wtxn *w, const char *key, const void *val, size_t len)
-{
-	return str_put(w, w != NULL ? w->r.s->dbi.meta : 0, key, val, len, 1,
-		       "storing a meta value");
-}
-
-int
-store_meta_get(struct store_rtxn *r, const char *key, const void **val, size_t *len)
-{
-	return str_get(r, r != NULL ? r->s->dbi.meta : 0, key, val, len, "reading a meta value");
-}
-
-int
-store_meta_del(struct store_wtxn *w, const char *key)
-{
-	MDB_val k;
-	size_t n;
-	int rc, err;
-
-	if ((err = wcheck(w)) < 0) {
-		return err;
-	}
-	if ((err = id_len(w->r.s, key, 0, &n)) < 0) {
-		return err;
-	}
-	if (meta_reserved(w->r.s, key)) {
-		return IHALA_EINVAL;
-	}
-	k.mv_data = (void *)key;
-	k.mv_size = n;
-	rc = mdb_del(w->r.lt.txn, w->r.s->dbi.meta, &k, NULL);
-	if (rc == MDB_NOTFOUND) {
-		return IHALA_ENOTFOUND;
-	}
-	if (rc != 0) {
-		return wfail(w, rc, "deleting a meta value");
-	}
-	return 0;
-}
-
-int
-store_meta_first(struct store_rtxn *r, const char *prefix, char *key, size_t size)
-{
-	MDB_cursor *cur;
-	MDB_val k, v;
-	size_t n;
-	int rc, err;
-
-	if ((err = rcheck(r)) < 0) {
-		return err;
-	}
-	if (key == NULL || size == 0) {
-		return IHALA_EINVAL;
-	}
-	if ((err = id_len(r->s, prefix, 0, &n)) < 0) {
-		return err;
-	}
-	if ((rc = mdb_cursor_open(r->lt.txn, r->s->dbi.meta, &cur)) != 0) {
-		return store_err(r->s, rc, "opening a meta cursor");
-	}
-	k.mv_data = (void *)prefix;
-	k.mv_size = n;
-	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	mdb_cursor_close(cur); /* k still points into the map until txn end */
-	if (rc != 0) {
-		return store_err(r->s, rc, "searching meta");
-	}
-	if (k.mv_size < n || memcmp(k.mv_data, prefix, n) != 0) {
-		return IHALA_ENOTFOUND;
-	}
-	if (k.mv_size >= size || memchr(k.mv_data, '\0', k.mv_size) != NULL) {
-		return IHALA_ETOOLARGE;
-	}
-	memcpy(key, k.mv_data, k.mv_size);
-	key[k.mv_size] = '\0';
-	return 0;
 }

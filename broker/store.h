@@ -37,6 +37,10 @@
  * The on-disk format (database names, keys and values) is proto/logdb.h's,
  * which also reads it read-only for auditors and backups; this module is the
  * only writer.
+ *
+ * Who owns what: store.c the environment, batches and read transactions; store_log.c the
+ * audit record (log, message ids, tree, checkpoints); store_state.c the delivery state
+ * (queues, referral states, meta).
  */
 
 struct store;

@@ -10,7 +10,11 @@
 
 #include "checkpoint.h"
 #include "ihala.h"
+
 #include "merkle.h"
+
+/* audit.c owns verification (chain checks, store copies, walks); audit_report.c owns
+ * reading entries (CSV rows, statistics). */
 
 /*
  * Everything here reads log entries exactly as the broker stored them (LogEntry bytes, the

@@ -16,7 +16,9 @@
 
 #include "base64.h"
 #include "error.h"
+#include "hex.h"
 #include "log.h"
+#include "pemkey.h"
 
 #define ED25519_PUB_LEN 32
 #define ED25519_SIG_LEN 64
@@ -179,17 +181,6 @@ checkpoint_signer_free(struct checkpoint_signer *s)
 	}
 }
 
-/* Never prompt for a pass phrase: an encrypted key simply fails to load. */
-static int
-no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return 0;
-}
-
 int
 checkpoint_key_load(const char *pem_path, const char *name, struct checkpoint_signer **out)
 {
@@ -232,7 +223,7 @@ checkpoint_key_load(const char *pem_path, const char *name, struct checkpoint_si
 		goto fail;
 	}
 	fd = -1;
-	pkey = PEM_read_PrivateKey(fp, NULL, no_passphrase, NULL);
+	pkey = PEM_read_PrivateKey(fp, NULL, pem_no_passphrase, NULL);
 	if (pkey == NULL || !EVP_PKEY_is_a(pkey, "ED25519")) {
 		ERR_clear_error();
 		log_warnx("checkpoint key '%s' is not an unencrypted Ed25519 private key in PEM "
@@ -302,7 +293,7 @@ checkpoint_verifier_load(const char *pem_path, const char *name, struct checkpoi
 		log_warn("checkpoint public key '%s'", pem_path);
 		return IHALA_EIO;
 	}
-	pkey = PEM_read_PUBKEY(fp, NULL, no_passphrase, NULL);
+	pkey = PEM_read_PUBKEY(fp, NULL, pem_no_passphrase, NULL);
 	fclose(fp);
 	if (pkey == NULL || !EVP_PKEY_is_a(pkey, "ED25519")) {
 		ERR_clear_error();
@@ -314,21 +305,6 @@ checkpoint_verifier_load(const char *pem_path, const char *name, struct checkpoi
 	err = verifier_new(pkey, name, out);
 	EVP_PKEY_free(pkey);
 	return err;
-}
-
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return c - '0';
-	}
-	if (c >= 'a' && c <= 'f') {
-		return c - 'a' + 10;
-	}
-	if (c >= 'A' && c <= 'F') {
-		return c - 'A' + 10;
-	}
-	return -1;
 }
 
 int
@@ -352,7 +328,7 @@ checkpoint_verifier_parse(const char *vkey, struct checkpoint_verifier **out)
 	memcpy(name, vkey, n);
 	name[n] = '\0';
 	for (i = 0; i < KEYID_LEN; i++) {
-		int hi = hexval(p1[1 + 2 * i]), lo = hexval(p1[2 + 2 * i]);
+		int hi = hex_digit(p1[1 + 2 * i]), lo = hex_digit(p1[2 + 2 * i]);
 
 		if (hi < 0 || lo < 0) {
 			return IHALA_EINVAL;

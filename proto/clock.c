@@ -1,4 +1,4 @@
-/* clock.c - millisecond clocks (see clock.h). */
+/* clock.c - the clocks (see clock.h). */
 #include "clock.h"
 
 #include <time.h>
@@ -22,4 +22,13 @@ uint64_t
 clock_mono_ms(void)
 {
 	return ms_of(CLOCK_MONOTONIC);
+}
+
+uint64_t
+clock_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }

@@ -1,5 +1,4 @@
-/* clock.h - the time in milliseconds: the wall clock for what is recorded, a steady one for waits.
- */
+/* clock.h - the clocks: the wall clock for what is recorded, a steady one for waits and timing. */
 #ifndef IHALA_CLOCK_H
 #define IHALA_CLOCK_H
 
@@ -10,5 +9,7 @@
 uint64_t clock_wall_ms(void);
 /* Milliseconds of CLOCK_MONOTONIC: timeouts and waits that must not jump with the clock. */
 uint64_t clock_mono_ms(void);
+/* Nanoseconds of CLOCK_MONOTONIC: timing what takes less than a millisecond. */
+uint64_t clock_mono_ns(void);
 
 #endif

@@ -1,4 +1,4 @@
-/* conf.c - table-driven INI config parser over libinih, collecting FILE:LINE errors. */
+/* conf.c - one idea: the table-driven INI config parser (over libinih), with FILE:LINE errors. */
 #define _GNU_SOURCE /* asprintf, vasprintf */
 #include "conf.h"
 

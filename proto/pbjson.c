@@ -1,4 +1,4 @@
-/* pbjson.c - generic JSON <-> protobuf mapping driven by protobuf-c descriptors. */
+/* pbjson.c - one idea: the JSON <-> protobuf mapping driven by protobuf-c descriptors. */
 #include "pbjson.h"
 
 #include <ctype.h>

@@ -2,6 +2,7 @@
 #include "tlsctx.h"
 
 #include "error.h"
+#include "pemkey.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -131,17 +132,6 @@ check_readable(const char *what, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-/* Never prompt on a terminal for a passphrase: encrypted keys are refused. */
-static int
-no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return -1;
-}
-
 /*
  * Open the key, check its mode on the open descriptor (no race with a
  * chmod between check and use), then parse it.
@@ -186,7 +176,7 @@ load_key(SSL_CTX *ctx, const char *path, const char *cert_path, char *err, size_
 	}
 	fd = -1;
 	ERR_clear_error();
-	pkey = PEM_read_PrivateKey(fp, NULL, no_passphrase, NULL);
+	pkey = PEM_read_PrivateKey(fp, NULL, pem_no_passphrase, NULL);
 	if (pkey == NULL) {
 		rc = load_failed(err, errlen, "private key", path, IHALA_ECONFIG);
 		goto fail;

@@ -193,16 +193,25 @@ wire_flush(struct wire *w)
 }
 
 int
+wire_msg_init(zmq_msg_t *m, uint8_t type, const uint8_t *data, size_t len)
+{
+	if (zmq_msg_init_size(m, len + 1) != 0) {
+		return IHALA_ENOMEM;
+	}
+	((uint8_t *)zmq_msg_data(m))[0] = type;
+	if (len > 0) {
+		memcpy((uint8_t *)zmq_msg_data(m) + 1, data, len);
+	}
+	return 0;
+}
+
+int
 wire_send_raw(struct wire *w, uint8_t type, const uint8_t *data, size_t len)
 {
 	zmq_msg_t m;
 
-	if (zmq_msg_init_size(&m, len + 1) != 0) {
+	if (wire_msg_init(&m, type, data, len) != 0) {
 		return IHALA_ENOMEM;
-	}
-	((uint8_t *)zmq_msg_data(&m))[0] = type;
-	if (len > 0) {
-		memcpy((uint8_t *)zmq_msg_data(&m) + 1, data, len);
 	}
 	if (zmq_msg_send(&m, w->sock, w->blocking ? 0 : ZMQ_DONTWAIT) < 0) {
 		int e = zmq_errno();

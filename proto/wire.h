@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include <openssl/ssl.h>
+#include <zmq.h>
 
 #include "channel.h"
 #include "ihala.pb-c.h"
@@ -119,6 +120,10 @@ int wire_send_body(struct wire *w, const uint8_t *body, size_t len);
  * IHALA_ETIMEDOUT or IHALA_EZMQ (blocking sends).
  */
 int wire_flush(struct wire *w);
+
+/* One ZeroMQ message of the protocol (either side, the broker's ROUTER too): the type byte
+ * and a copy of the payload. 0, or IHALA_ENOMEM (then m is not initialised). */
+int wire_msg_init(zmq_msg_t *m, uint8_t type, const uint8_t *data, size_t len);
 
 /* One message of our choosing: type byte and payload (borrowed), not through the session.
  * Same sending rules and returns as wire_flush. */

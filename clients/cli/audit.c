@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "conf.h"
 #include "error.h"
+#include "hex.h"
 #include "log.h"
 #include "render.h"
 
@@ -257,19 +258,6 @@ pick_key(struct cli *cli, const char *cmd, const char *key)
 	return NULL;
 }
 
-static void
-hex32(const uint8_t *b, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < MERKLE_HASH_LEN; i++) {
-		out[2 * i] = digits[b[i] >> 4];
-		out[2 * i + 1] = digits[b[i] & 15];
-	}
-	out[2 * MERKLE_HASH_LEN] = '\0';
-}
-
 /* getopt for the three commands: --db, --key, --origin, --format as `allowed` says. */
 struct audit_opts {
 	const char *db, *key, *origin, *format;
@@ -344,7 +332,7 @@ verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 		          ihala_strerror(err));
 		return CLI_LOCAL;
 	}
-	hex32(res.root, root);
+	hex_encode(res.root, MERKLE_HASH_LEN, root);
 	printf("verified %llu entries, root %s\n", (unsigned long long)res.entries, root);
 	if (res.checkpoints == 0) {
 		printf("no signed checkpoint in the store: signatures not checked\n");
@@ -464,7 +452,7 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 	} else if (merkle_range_root(&ov->chain.range, r) != 0) {
 		rc = CLI_LOCAL;
 	} else {
-		hex32(r, root);
+		hex_encode(r, MERKLE_HASH_LEN, root);
 		printf("verified %llu entries, root %s\n",
 		       (unsigned long long)merkle_range_size(&ov->chain.range), root);
 		printf("verified the broker's latest checkpoint of '%s' (size %llu): signature "

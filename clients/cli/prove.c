@@ -6,7 +6,9 @@
 #include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "error.h"
+#include "hex.h"
 
 static const char prove_usage[] =
     "usage: ihala prove [OPTIONS] SEQ|MESSAGE_ID\n"
@@ -32,28 +34,6 @@ static const char prove_usage[] =
     "2 usage, 3 broker unreachable, 4 local error (no checkpoint key configured),\n"
     "5 verification failed (bad signature, bad proof, or a log inconsistent with the\n"
     "checkpoint this node kept).\n";
-
-static void
-hex(const uint8_t *b, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = digits[b[i] >> 4];
-		out[2 * i + 1] = digits[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 int
 cmd_prove(struct cli *cli, int argc, char **argv)
@@ -122,10 +102,10 @@ cmd_prove(struct cli *cli, int argc, char **argv)
 	if ((rc = cli_connect(cli, 1, NULL)) != CLI_OK) {
 		return rc;
 	}
-	deadline = mono_ms() + (uint64_t)cli_timeout(cli);
+	deadline = clock_mono_ms() + (uint64_t)cli_timeout(cli);
 	for (;;) {
 		err = ihala_prove(cli->client, seq, msgid, key, cli_timeout(cli), &p);
-		if (!(wait && err == IHALA_ENOTFOUND && mono_ms() + 300 < deadline)) {
+		if (!(wait && err == IHALA_ENOTFOUND && clock_mono_ms() + 300 < deadline)) {
 			break;
 		}
 		nanosleep(&(struct timespec){0, 300 * 1000000L}, NULL);
@@ -133,8 +113,8 @@ cmd_prove(struct cli *cli, int argc, char **argv)
 	if (err != 0) {
 		return cli_fail(cli, "prove", err);
 	}
-	hex(p.leaf_hash, MERKLE_HASH_LEN, leaf);
-	hex(p.root, MERKLE_HASH_LEN, root);
+	hex_encode(p.leaf_hash, MERKLE_HASH_LEN, leaf);
+	hex_encode(p.root, MERKLE_HASH_LEN, root);
 	j = json_pack("{s:I,s:I,s:s,s:s,s:b}", "seq", (json_int_t)p.seq, "treeSize",
 	              (json_int_t)p.tree_size, "leafHash", leaf, "root", root, "verified", 1);
 	free(p.checkpoint);

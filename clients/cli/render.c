@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "frame.h"
+#include "hex.h"
 #include "pbjson.h"
 
 /* Decode envelope bytes into a JSON object; 0 or a negative code. */
@@ -144,19 +145,13 @@ fail:
 int
 render_receipt(const struct ihala_receipt *rc, json_t **out)
 {
-	static const char hex[] = "0123456789abcdef";
 	char leaf[2 * MERKLE_HASH_LEN + 1];
 	const char *status;
 	json_t *j;
-	size_t i;
 	int err;
 
 	*out = NULL;
-	for (i = 0; i < MERKLE_HASH_LEN; i++) {
-		leaf[2 * i] = hex[rc->leaf_hash[i] >> 4];
-		leaf[2 * i + 1] = hex[rc->leaf_hash[i] & 0xf];
-	}
-	leaf[sizeof(leaf) - 1] = '\0';
+	hex_encode(rc->leaf_hash, MERKLE_HASH_LEN, leaf);
 	switch (rc->status) {
 	case IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED:
 		status = "accepted";

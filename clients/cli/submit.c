@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "error.h"
 #include "frame.h"
 #include "pbjson.h"
@@ -375,15 +375,6 @@ load_json(const char *cmd, const char *path, const ProtobufCMessageDescriptor *d
 	return CLI_OK;
 }
 
-static uint64_t
-wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /*
  * Connect, submit `env` and print the receipt. When the broker cannot be reached the
  * envelope is still written to the outbox (submit with no wait) and goes with the next run.
@@ -443,7 +434,7 @@ envelope_prepare(Ihala__V1__Envelope *env, const struct sub_args *a, char *idbuf
 		snprintf(idbuf, idlen, "%s", a->message_id);
 	} else {
 		ihala_new_message_id(idbuf, idlen);
-		env->client_time_ms = wall_ms();
+		env->client_time_ms = clock_wall_ms();
 	}
 	env->message_id = idbuf;
 }
