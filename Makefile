@@ -21,6 +21,8 @@ DEB_PKGS = gcc make pkg-config libc6-dev openssl \
 	libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
 	liblmdb-dev lmdb-utils libssl-dev libcmocka-dev \
 	libinih-dev libjansson-dev libmicrohttpd-dev iproute2 procps man-db
+# Power-cut tests: tests/tools/lazyfs/ (a FUSE file system that forgets unsynced writes).
+DEB_PKGS += fuse3 libfuse3-dev
 
 PKG_LIBS = libzmq libprotobuf-c lmdb openssl inih jansson libmicrohttpd
 
@@ -248,5 +250,13 @@ crash-full: all
 
 clean:
 	rm -rf build build-san build-fuzz
+
+# lazyfs: the test file system for power cuts (libfuse3 only, none of the project's libraries).
+LAZYFS = $(B)/tests/tools/lazyfs
+tests: $(LAZYFS)
+$(LAZYFS): tests/tools/lazyfs/lazyfs.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(OPT) $(WARN) $(HARDEN) $(SANFLAGS) $(shell pkg-config --cflags fuse3) \
+		$(CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(shell pkg-config --libs fuse3)
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
