@@ -573,6 +573,11 @@ store_open(const char *dir, size_t mapsize, unsigned flags, struct store **out)
 		err = store_err(s, rc, "opening the environment");
 		goto fail;
 	}
+	/* LMDB created data.mdb but syncs no directory: make its name durable before any
+	 * commit counts on it (a power cut would otherwise lose the whole log). */
+	if (fresh && !rdonly && (err = datadir_sync("store", dir)) < 0) {
+		goto fail;
+	}
 	/* An existing store: adopt its size, grow it if asked for more
 	 * (no transaction is open yet, as mdb_env_set_mapsize needs). */
 	if (!fresh && !rdonly && cur_mapsize(s) < mapsize &&

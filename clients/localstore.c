@@ -378,6 +378,11 @@ localstore_open(const char *dir, struct localstore **out)
 		err = ls_err(ls, rc, "opening the environment");
 		goto fail;
 	}
+	/* LMDB syncs no directory: data.mdb's name (and the directories made above) must be
+	 * durable before an acked message counts on them. */
+	if ((err = datadir_sync("local store", dir)) < 0) {
+		goto fail;
+	}
 	/* Reader slots left by a process that crashed would pin old pages. */
 	if ((rc = mdb_reader_check(ls->env, &dead)) != 0) {
 		err = ls_err(ls, rc, "clearing stale readers");
