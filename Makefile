@@ -6,7 +6,7 @@
 #   make sanitize   the same suite built with ASan + UBSan into build-san/
 #   make fuzz       libFuzzer targets (clang) into build-fuzz/, FUZZ_SECONDS (30) each
 #   make valgrind   the integration tests with the broker under valgrind
-#   make crash-full the crash tests with CRASH_CYCLES=20 (the suite runs 5)
+#   make crash-full the crash tests with CRASH_CYCLES=20 and 100 power cuts (the suite runs 5)
 #   make demo       deps + build + a real referral lifecycle on loopback
 #   make bench      deps + build + the benchmark (not part of the tests)
 #   make install    programs, man pages, examples, systemd unit (PREFIX=/usr/local DESTDIR=)
@@ -243,10 +243,11 @@ valgrind: deps
 	for f in $$bad; do echo "  $$f"; grep -m 8 -E '^==[0-9]+== [A-Z]' $$f | sed 's/^/    /'; done; \
 	[ -z "$$bad" ] && exit $$rc; exit 1
 
-# The crash tests with many more broker kills than the suite's 5.
+# The crash tests with many more broker kills and power cuts (lazyfs) than the suite's 5.
 crash-full: all
 	@CRASH_CYCLES=$${CRASH_CYCLES:-20} CLIENT_CRASH_CYCLES=$${CLIENT_CRASH_CYCLES:-20} \
-		TESTS="crash client_crash" tests/run $(B)
+		POWERCUT_CYCLES=$${POWERCUT_CYCLES:-100} \
+		TESTS="crash client_crash powercut" tests/run $(B)
 
 clean:
 	rm -rf build build-san build-fuzz
