@@ -140,6 +140,14 @@ store_err(struct store *s, int rc, const char *what)
 	case ENOMEM:
 		log_warnx("store %s: %s: %s", s->dir, what, mdb_strerror(rc));
 		return IHALA_ENOMEM;
+	case EIO:
+		log_warnx("store %s: %s: %s: the disk failed", s->dir, what, mdb_strerror(rc));
+		return IHALA_EIO;
+	case ENOSPC:
+		log_warnx("store %s: %s: %s: the disk is full; submissions are refused until there is "
+			  "room",
+			  s->dir, what, mdb_strerror(rc));
+		return IHALA_ESTOREFULL;
 	case MDB_MAP_RESIZED:
 		log_warnx("store %s: %s: %s (another process grew the store; restart the broker)",
 			  s->dir, what, mdb_strerror(rc));
