@@ -46,13 +46,18 @@ stop_fs() {
 		sleep 0.1
 	done
 	mountpoint -q "$T/data" && umount -l "$T/data"
+	wait_for 10 fs_gone || kill -9 "$FS_PID" 2>/dev/null
 	wait "$FS_PID" 2>/dev/null
 }
-# power_cut [tear]: the broker dies with whatever it had not synced.
+fs_gone() { ! kill -0 "$FS_PID" 2>/dev/null; }
+# power_cut [tear]: the broker dies with whatever it had not synced. The dead broker's and
+# lazyfs's pids leave _pids: with pids recycled fast (pid_max 32768), cleanup's kill -9 of a
+# long-dead pid could hit another process.
 power_cut() {
 	kill_broker
 	echo "cut${1:+ tear}" >"$T/data/.lazyfs" || echo "cut failed" >>"$T/cut.errors"
 	stop_fs
+	_pids=("${base_pids[@]}")
 	start_fs || echo "mount failed" >>"$T/cut.errors"
 }
 
@@ -114,6 +119,11 @@ for s in "${senders[@]}"; do
 	) &
 	sender_pids+=("$!")
 	_pids+=("$!")
+done
+
+base_pids=()
+for p in "${_pids[@]}"; do
+	[ "$p" = "$FS_PID" ] || [ "$p" = "$BROKER_PID" ] || base_pids+=("$p")
 done
 
 # check_receipts TAG: every receipt so far (whole lines) is in the log exactly once, at its seq.
@@ -189,7 +199,23 @@ all_applied() {
 		[ "$(wc -l <"$T/applied.$a")" -ge "$(wc -l <"$T/receipts.$p")" ] || return 1
 	done
 }
-wait_for 60 all_applied
+# The recipients may lag far behind after many cycles: wait while they make progress, and give
+# up after 60 s without any.
+wait_applied() {
+	local last=-1 now idle=0
+	while ! all_applied; do
+		now=$(cat "$T"/applied.* | wc -l)
+		if [ "$now" -eq "$last" ]; then
+			idle=$((idle + 1))
+			[ "$idle" -ge 120 ] && return 1
+		else
+			idle=0
+			last=$now
+		fi
+		sleep 0.5
+	done
+}
+wait_applied
 sleep 1 # a duplicate would come now, if at all
 dups_total=0 missing_total=0
 for s in "${senders[@]}"; do
