@@ -7,7 +7,7 @@
 #   make sanitize   the same suite built with ASan + UBSan into build-san/
 #   make fuzz       libFuzzer targets (clang) into build-fuzz/, FUZZ_SECONDS (30) each
 #   make valgrind   the integration tests with the broker under valgrind
-#   make crash-full the crash tests with CRASH_CYCLES=20 (the suite runs 5)
+#   make crash-full the crash tests with CRASH_CYCLES=20 and 100 power cuts (the suite runs 5)
 #   make demo       deps + build + a real referral lifecycle on loopback
 #   make bench      deps + build + the benchmark (not part of the tests)
 #   make install    programs, man pages, examples, systemd unit (PREFIX=/usr/local DESTDIR=)
@@ -22,6 +22,8 @@ DEB_PKGS = gcc make pkg-config libc6-dev openssl \
 	libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
 	liblmdb-dev lmdb-utils libssl-dev libcmocka-dev \
 	libinih-dev libjansson-dev libmicrohttpd-dev iproute2 procps man-db
+# Power-cut tests: tests/tools/lazyfs/ (a FUSE file system that forgets unsynced writes).
+DEB_PKGS += fuse3 libfuse3-dev
 
 PKG_LIBS = libzmq libprotobuf-c lmdb openssl inih jansson libmicrohttpd
 
@@ -273,12 +275,21 @@ valgrind: deps
 	for f in $$bad; do echo "  $$f"; grep -m 8 -E '^==[0-9]+== [A-Z]' $$f | sed 's/^/    /'; done; \
 	[ -z "$$bad" ] && exit $$rc; exit 1
 
-# The crash tests with many more broker kills than the suite's 5.
+# The crash tests with many more broker kills and power cuts (lazyfs) than the suite's 5.
 crash-full: all
 	@CRASH_CYCLES=$${CRASH_CYCLES:-20} CLIENT_CRASH_CYCLES=$${CLIENT_CRASH_CYCLES:-20} \
-		TESTS="crash client_crash" tests/run $(B)
+		POWERCUT_CYCLES=$${POWERCUT_CYCLES:-100} \
+		TESTS="crash client_crash powercut" tests/run $(B)
 
 clean:
 	rm -rf build build-san build-fuzz
+
+# lazyfs: the test file system for power cuts (libfuse3 only, none of the project's libraries).
+LAZYFS = $(B)/tests/tools/lazyfs
+tests: $(LAZYFS)
+$(LAZYFS): tests/tools/lazyfs/lazyfs.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(OPT) $(WARN) $(HARDEN) $(SANFLAGS) $(shell pkg-config --cflags fuse3) \
+		$(CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(shell pkg-config --libs fuse3)
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

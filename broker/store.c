@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "datadir.h"
 #include "dbenv.h"
 #include "error.h"
 #include "log.h"
@@ -149,6 +150,11 @@ store_open(const char *dir, size_t mapsize, unsigned flags, struct store **out)
 		err = IHALA_ESTORE;
 	}
 	if (err < 0) {
+		goto fail;
+	}
+	/* LMDB created data.mdb but syncs no directory: make its name durable before any
+	 * commit counts on it (a power cut would otherwise lose the whole log). */
+	if (fresh && !rdonly && (err = datadir_sync("store", dir)) < 0) {
 		goto fail;
 	}
 	/* An existing store: adopt its size, grow it if asked for more

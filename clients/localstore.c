@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "datadir.h"
 #include "dbenv.h"
 #include "endian.h"
 #include "error.h"
@@ -181,7 +182,9 @@ localstore_open(const char *dir, struct localstore **out)
 		free(ls);
 		return err;
 	}
-	if ((err = open_layout(ls)) < 0) {
+	/* LMDB syncs no directory: data.mdb's name (and the directories made above) must be
+	 * durable before an acked message counts on them. */
+	if ((err = datadir_sync("local store", dir)) < 0 || (err = open_layout(ls)) < 0) {
 		localstore_close(ls);
 		return err;
 	}

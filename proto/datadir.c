@@ -88,3 +88,48 @@ datadir_lock(const char *what, const char *dir, const char *name, int *fd)
 	}
 	return 0;
 }
+
+static int
+sync_one(const char *what, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0 || fsync(fd) != 0) {
+		log_warn("%s: cannot flush directory '%s'", what, path);
+		if (fd >= 0) {
+			close(fd);
+		}
+		return IHALA_EIO;
+	}
+	close(fd);
+	return 0;
+}
+
+int
+datadir_sync(const char *what, const char *dir)
+{
+	char parent[PATH_MAX];
+	size_t n = strlen(dir);
+	int err;
+
+	if (n >= sizeof(parent)) {
+		log_warnx("%s: directory path '%s' is too long", what, dir);
+		return IHALA_EINVAL;
+	}
+	if ((err = sync_one(what, dir)) < 0) {
+		return err;
+	}
+	memcpy(parent, dir, n + 1);
+	while (n > 1 && parent[n - 1] == '/') {
+		parent[--n] = '\0';
+	}
+	while (n > 0 && parent[n - 1] != '/') {
+		n--;
+	}
+	if (n == 0) {
+		memcpy(parent, ".", 2);
+	} else {
+		parent[n > 1 ? n - 1 : 1] = '\0';
+	}
+	return sync_one(what, parent);
+}

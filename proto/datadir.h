@@ -24,4 +24,12 @@ int datadir_prepare(const char *what, const char *dir, enum datadir_mode mode);
  */
 int datadir_lock(const char *what, const char *dir, const char *name, int *fd);
 
+/*
+ * fsync `dir` and its parent, so that the files just created in it (LMDB's data.mdb: LMDB
+ * never syncs a directory) and dir's own name survive a power cut: an fsynced file whose name
+ * was never synced can vanish with everything committed to it. Returns 0, IHALA_EINVAL (path
+ * too long) or IHALA_EIO (logged).
+ */
+int datadir_sync(const char *what, const char *dir);
+
 #endif

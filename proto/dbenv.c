@@ -34,6 +34,14 @@ dbenv_err(struct dbenv *e, int rc, const char *what)
 	case ENOMEM:
 		log_warnx("%s %s: %s: %s", e->who, e->dir, what, mdb_strerror(rc));
 		return IHALA_ENOMEM;
+	case EIO:
+		log_warnx("%s %s: %s: %s: the disk failed", e->who, e->dir, what, mdb_strerror(rc));
+		return IHALA_EIO;
+	case ENOSPC:
+		log_warnx("%s %s: %s: %s: the disk is full; submissions are refused until there is "
+		          "room",
+		          e->who, e->dir, what, mdb_strerror(rc));
+		return IHALA_ESTOREFULL;
 	case MDB_MAP_RESIZED:
 		log_warnx("%s %s: %s: %s (another process grew the store; restart this one)",
 		          e->who, e->dir, what, mdb_strerror(rc));
