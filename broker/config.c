@@ -360,6 +360,8 @@ static const struct conf_option options[] = {
      "submissions a client may have without receipt"},
     {"limits", "out_cap", CONF_SIZE, 0, "4M", 64 * KB, 1 * GB, NULL, NULL, B(limits.out_cap),
      "TLS output buffered per session before back-pressure"},
+    {"limits", "in_cap", CONF_SIZE, 0, "16M", 128 * KB, 1 * GB, NULL, NULL, B(limits.in_cap),
+     "TLS input received from a session and not yet processed before it is ended"},
     {"limits", "idle_timeout", CONF_DURATION, 0, "0", 0, 30 * DAY, NULL, NULL,
      B(limits.idle_timeout_ms), "close sessions idle this long (0: never)"},
 
@@ -715,6 +717,14 @@ cross_checks(const struct broker_config *cfg, const struct conf_file *cf, struct
 		            "'out_cap' (%s) is smaller than 'max_frame' (%s): a frame could never "
 		            "be sent",
 		            conf_format_size(cfg->limits.out_cap, a, sizeof(a)),
+		            conf_format_size(cfg->limits.max_frame, b, sizeof(b)));
+	}
+	if (cfg->limits.in_cap != 0 && cfg->limits.max_frame != 0 &&
+	    cfg->limits.in_cap < cfg->limits.max_frame + 64 * KB) {
+		conf_report(errs, cf, conf_line(cf, "limits", "in_cap"),
+		            "'in_cap' (%s) is smaller than 'max_frame' (%s) and 64K: a frame could "
+		            "never be received",
+		            conf_format_size(cfg->limits.in_cap, a, sizeof(a)),
 		            conf_format_size(cfg->limits.max_frame, b, sizeof(b)));
 	}
 	if (cfg->deadlines.emergency_ms != 0 && cfg->deadlines.urgent_ms != 0 &&

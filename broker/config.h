@@ -83,6 +83,7 @@ struct broker_config {
 		uint64_t credit_window;   /* Deliver frames in flight per session, default 64 */
 		uint64_t max_inflight;    /* Submit frames in flight per session, default 256 */
 		uint64_t out_cap;         /* TLS output bytes buffered per session, default 4M */
+		uint64_t in_cap;          /* TLS input bytes queued per session, default 16M */
 		uint64_t idle_timeout_ms; /* 0: never (the default) */
 	} limits;
 

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "error.h"
 #include "frame.h"
+#include "inq.h"
 #include "log.h"
 #include "merkle.h"
 #include "metrics.h"
@@ -39,6 +40,10 @@
 #define PROBE_MS 1000
 /* Bytes a LogEntry and a Deliver frame add around an envelope (seq, time, agency ids, tags). */
 #define ENTRY_OVERHEAD 512
+/* Messages taken off the ROUTER in one turn at most (the rest wait for the next turn), and
+ * bytes of one session's queued input processed in one turn at most. */
+#define DRAIN_MAX 65536
+#define INPUT_TURN_BYTES (256 * 1024)
 
 struct session;
 
@@ -60,6 +65,7 @@ struct session {
 	uint8_t rid[256];
 	size_t rid_len;
 	struct channel *ch;
+	struct inq *inq; /* received, not processed yet (see sessions_input()) */
 	int authed;
 	int dead;     /* peer gone or closed: free at the end of the iteration */
 	int closing;  /* flush what is pending, then free */
@@ -386,6 +392,7 @@ session_free(struct server *sv, struct session *s)
 	}
 	sv->n_sessions--;
 	channel_free(s->ch);
+	inq_free(s->inq);
 	free(s->wire);
 	free(s);
 }
@@ -1174,8 +1181,12 @@ router_input(struct server *sv)
 			return;
 		}
 		s = calloc(1, sizeof(*s));
-		if (s == NULL || channel_new(sv->ssl, 1, NULL, sv->cfg->limits.max_frame,
-					     sv->cfg->limits.out_cap, &s->ch) != 0) {
+		if (s == NULL || inq_new(&s->inq) != 0 ||
+		    channel_new(sv->ssl, 1, NULL, sv->cfg->limits.max_frame,
+				sv->cfg->limits.out_cap, &s->ch) != 0) {
+			if (s != NULL) {
+				inq_free(s->inq);
+			}
 			free(s);
 			zmq_msg_close(&m);
 			return;
@@ -1189,8 +1200,43 @@ router_input(struct server *sv)
 		sv->n_sessions++;
 		sv->n_preauth++;
 	}
-	session_input(sv, s, p + 1, mlen - 1);
+	if (!s->dead) {
+		int err = inq_push(s->inq, &m, sv->cfg->limits.in_cap);
+
+		if (err != 0) {
+			log_security("session %llu (%s): more than %llu bytes of input waiting; "
+				     "closing",
+				     (unsigned long long)s->id, s->authed ? s->agency : "unauthenticated",
+				     (unsigned long long)sv->cfg->limits.in_cap);
+			inq_clear(s->inq);
+			session_end(sv, s, IHALA_EOVERLOAD, "input arrives faster than it is served");
+		}
+	}
 	zmq_msg_close(&m);
+}
+
+/* Each session's queued input, a bounded share per turn so that none starves the others. */
+static int
+sessions_input(struct server *sv)
+{
+	struct session *s;
+	const uint8_t *p;
+	size_t len, done;
+	int more = 0;
+
+	for (s = sv->sessions; s != NULL; s = s->next) {
+		done = 0;
+		while (!s->dead && done < INPUT_TURN_BYTES && inq_peek(s->inq, &p, &len)) {
+			session_input(sv, s, p + 1, len - 1);
+			inq_pop(s->inq);
+			done += len;
+		}
+		if (s->dead) {
+			inq_clear(s->inq);
+		}
+		more |= inq_bytes(s->inq) > 0;
+	}
+	return more;
 }
 
 /* ---- answers from the writer ---- */
@@ -1488,7 +1534,7 @@ signals_input(struct server *sv)
 static int
 open_sockets(struct server *sv)
 {
-	int one = 1, zero = 0, ivl = 5000, ttl = 30000, tmo = 15000;
+	int one = 1, zero = 0, ka_idle = 15, ka_intvl = 5, ka_cnt = 3;
 	int64_t maxmsg = (int64_t)sv->cfg->limits.max_frame + 64 * 1024;
 	int hs = (int)sv->cfg->limits.handshake_timeout_ms;
 
@@ -1498,11 +1544,34 @@ open_sockets(struct server *sv)
 		return IHALA_EZMQ;
 	}
 	zmq_setsockopt(sv->router, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+	/*
+	 * libzmq 4.3.4 aborts the process (Assertion failed: !_io_error,
+	 * stream_engine_base.cpp:331) when a connection's engine has stopped reading and its
+	 * peer is gone: the engine stops reading when its pipe to the socket refuses a message
+	 * (the receive high-water mark is reached, or the pipe was taken away); it marks the I/O
+	 * error when the connection then resets (the peer closed with our answers unread, or a
+	 * heartbeat we send draws a reset); and the heartbeat timer's next PING goes through
+	 * out_event(), which asserts that no error was marked. So:
+	 *
+	 * - no receive high-water mark: a connection's pipe never refuses a message. serve()
+	 *   takes every message off the socket each turn into the sessions' own queues (struct
+	 *   inq), bounded by in_cap per session, and processes a bounded share per turn;
+	 * - handover: a connection naming a routing id already in use takes it over. Without it
+	 *   the second connection's pipe is never read, and would grow without bound;
+	 * - no heartbeats of our own (ZMQ_HEARTBEAT_IVL): the connection that lost its routing
+	 *   id to another keeps an engine whose pipe is gone, and nothing else can send on it.
+	 *   Peers' heartbeats are still answered, and their TTL (6 s for our clients) still ends
+	 *   a connection gone quiet; TCP keepalive ends the ones of peers without heartbeats, and
+	 *   a session whose connection went is found by session_probe().
+	 */
+	zmq_setsockopt(sv->router, ZMQ_RCVHWM, &zero, sizeof(zero));
+	zmq_setsockopt(sv->router, ZMQ_ROUTER_HANDOVER, &one, sizeof(one));
+	zmq_setsockopt(sv->router, ZMQ_TCP_KEEPALIVE, &one, sizeof(one));
+	zmq_setsockopt(sv->router, ZMQ_TCP_KEEPALIVE_IDLE, &ka_idle, sizeof(ka_idle));
+	zmq_setsockopt(sv->router, ZMQ_TCP_KEEPALIVE_INTVL, &ka_intvl, sizeof(ka_intvl));
+	zmq_setsockopt(sv->router, ZMQ_TCP_KEEPALIVE_CNT, &ka_cnt, sizeof(ka_cnt));
 	zmq_setsockopt(sv->router, ZMQ_LINGER, &zero, sizeof(zero));
 	zmq_setsockopt(sv->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
-	zmq_setsockopt(sv->router, ZMQ_HEARTBEAT_IVL, &ivl, sizeof(ivl));
-	zmq_setsockopt(sv->router, ZMQ_HEARTBEAT_TTL, &ttl, sizeof(ttl));
-	zmq_setsockopt(sv->router, ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof(tmo));
 	zmq_setsockopt(sv->router, ZMQ_HANDSHAKE_IVL, &hs, sizeof(hs));
 	zmq_setsockopt(sv->wpair, ZMQ_LINGER, &zero, sizeof(zero));
 	/* No high-water mark to the writer: both sides send blocking, so a full pipe each way
@@ -1526,9 +1595,10 @@ serve(struct server *sv)
 	zmq_pollitem_t items[3];
 	struct agency_rt *a;
 	struct session *s;
+	int input_left = 0;
 
 	for (;;) {
-		long timeout = 100;
+		long timeout = input_left ? 0 : 100;
 
 		items[0].socket = sv->router;
 		items[0].events = ZMQ_POLLIN;
@@ -1538,7 +1608,7 @@ serve(struct server *sv)
 		items[2].fd = sv->sigfd;
 		items[2].events = ZMQ_POLLIN;
 		for (s = sv->sessions; s != NULL; s = s->next) {
-			if (s->wire_len > 0) {
+			if (s->wire_len > 0 && timeout > 2) {
 				timeout = 2; /* a slow peer: retry its bytes soon */
 			}
 		}
@@ -1554,8 +1624,9 @@ serve(struct server *sv)
 		if (items[0].revents & ZMQ_POLLIN) {
 			int n;
 
-			/* A bounded burst, so the writer's answers are never starved. */
-			for (n = 0; n < 256; n++) {
+			/* Everything ZeroMQ holds, into the sessions' queues: its receive queue
+			 * must never fill (see open_sockets()). */
+			for (n = 0; n < DRAIN_MAX; n++) {
 				int ev = 0;
 				size_t evlen = sizeof(ev);
 
@@ -1565,9 +1636,10 @@ serve(struct server *sv)
 				}
 				router_input(sv);
 			}
-			for (s = sv->sessions; s != NULL; s = s->next) {
-				acks_send(sv, s);
-			}
+		}
+		input_left = sessions_input(sv);
+		for (s = sv->sessions; s != NULL; s = s->next) {
+			acks_send(sv, s);
 		}
 		for (s = sv->sessions; s != NULL; s = s->next) {
 			if (s->replaying && s->wire_len == 0 && !s->dead) {

@@ -1221,6 +1221,106 @@ out:
 	return rc;
 }
 
+/*
+ * After Welcome, write Query frames for SECS seconds, PER_FLUSH frames per flush, and read
+ * none of the answers; then close without close_notify. With the answers left unread the
+ * close resets the connection while the broker may still hold unread input from it.
+ */
+static int
+mode_query_flood(long secs, long per_flush)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Query q = IHALA__V1__QUERY__INIT;
+	uint64_t deadline, sent = 0;
+	uint8_t *buf = NULL;
+	size_t len;
+	struct conn c;
+	long i;
+	int rc;
+
+	if (conn_open(&c, 0) != 0) {
+		return EXIT_LOCAL;
+	}
+	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 1);
+	if (rc != EXIT_OK) {
+		conn_close(&c);
+		return rc;
+	}
+	q.request_id = 1;
+	q.referral_id = "R-FLOOD";
+	f.kind_case = IHALA__V1__FRAME__KIND_QUERY;
+	f.query = &q;
+	if (frame_encode(&f, &buf, &len) != 0) {
+		conn_close(&c);
+		return EXIT_LOCAL;
+	}
+	deadline = now_ms() + (uint64_t)secs * 1000;
+	rc = 0;
+	while (rc == 0 && left_ms(deadline) > 0) {
+		for (i = 0; i < per_flush && rc == 0; i++) {
+			rc = channel_write_frame(c.ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
+			sent += rc == 0;
+		}
+		if (rc == 0) {
+			rc = conn_flush(&c);
+		}
+	}
+	free(buf);
+	printf("query-flood: %llu frames written%s\n", (unsigned long long)sent,
+	       rc == 0 ? "" : ", then the broker stopped taking them");
+	conn_close(&c);
+	return EXIT_OK;
+}
+
+/*
+ * Two connections naming the same ZeroMQ routing id, each then writing N messages (junk the
+ * broker answers with RESET), then both closed. Prints 'dup-rid: N messages each'.
+ */
+static int
+mode_dup_rid(long n)
+{
+	char rid[64];
+	uint8_t junk[64];
+	struct conn c[2];
+	long i, k;
+	int rc = EXIT_OK, zero = 0, tmo = (int)opt.timeout_ms;
+
+	memset(junk, 0x5a, sizeof(junk));
+	snprintf(rid, sizeof(rid), "probe-dup-rid-%ld", (long)getpid());
+	for (k = 0; k < 2; k++) {
+		if (conn_open(&c[k], 0) != 0) {
+			return EXIT_LOCAL;
+		}
+	}
+	/* conn_open connected already: reconnect both with the routing id set. */
+	for (k = 0; k < 2; k++) {
+		zmq_close(c[k].sock);
+		c[k].sock = zmq_socket(zctx, ZMQ_DEALER);
+		if (c[k].sock == NULL) {
+			return EXIT_LOCAL;
+		}
+		zmq_setsockopt(c[k].sock, ZMQ_ROUTING_ID, rid, strlen(rid));
+		zmq_setsockopt(c[k].sock, ZMQ_LINGER, &zero, sizeof(zero));
+		zmq_setsockopt(c[k].sock, ZMQ_SNDTIMEO, &tmo, sizeof(tmo));
+		if (zmq_connect(c[k].sock, opt.endpoint) != 0 ||
+		    conn_send(&c[k], CHANNEL_MSG_TLS, junk, sizeof(junk)) != 0) {
+			rc = EXIT_LOCAL;
+		}
+		usleep(200 * 1000); /* the first is known by its id before the second comes */
+	}
+	for (i = 0; i < n && rc == EXIT_OK; i++) {
+		for (k = 0; k < 2; k++) {
+			zmq_send(c[k].sock, junk, sizeof(junk), ZMQ_DONTWAIT);
+		}
+	}
+	usleep(200 * 1000);
+	for (k = 0; k < 2; k++) {
+		conn_close(&c[k]);
+	}
+	printf("dup-rid: %ld messages each\n", n);
+	return rc;
+}
+
 /* After Welcome, one frame whose body is exactly `body` (any bytes). */
 static int
 mode_send_hex(const char *hex)
@@ -1492,6 +1592,10 @@ usage(FILE *fp)
 	    "'timeout'\n"
 	    "  flood N                  N handshakes at once: 'flood N: W welcome, R refused, T no "
 	    "answer'\n"
+	    "  dup-rid N                two connections with one routing id, N messages each: "
+	    "'dup-rid: N'\n"
+	    "  query-flood SECS N       after Welcome, Query frames for SECS s, N per flush, no answer\n"
+	    "                           read, then close: 'query-flood: F frames written'\n"
 	    "  send-hex HEX             one frame body: 'error CODE: text' | 'receipt ...' | 'no "
 	    "answer',\n"
 	    "                           then 'closed' or 'open'\n"
@@ -1521,6 +1625,12 @@ run_mode(int argc, char **argv)
 	}
 	if (strcmp(m, "garbage") == 0 && argc == 1) {
 		return mode_garbage();
+	}
+	if (strcmp(m, "dup-rid") == 0 && argc == 2) {
+		if (parse_long(argv[1], 1, 1000000, &a) != 0) {
+			return EXIT_USAGE;
+		}
+		return mode_dup_rid(a);
 	}
 	if (strcmp(m, "bigmsg") == 0 && argc == 2) {
 		if (parse_long(argv[1], 1, 256L << 20, &a) != 0) {
@@ -1558,6 +1668,13 @@ run_mode(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		return mode_flood(a);
+	}
+	if (strcmp(m, "query-flood") == 0 && argc == 3) {
+		if (parse_long(argv[1], 0, 3600, &a) != 0 ||
+		    parse_long(argv[2], 1, 100000, &b) != 0) {
+			return EXIT_USAGE;
+		}
+		return mode_query_flood(a, b);
 	}
 	if (strcmp(m, "send-hex") == 0 && argc == 2) {
 		return mode_send_hex(argv[1]);

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# attack.sh - attacks on a real broker while an honest agency keeps working: after each, the
+# broker is alive, every honest submission was receipted and delivered, none was refused.
+# shellcheck source=tests/integration/lib.sh
+. "$IHALA_ROOT/tests/integration/lib.sh"
+
+PROBE=$IHALA_BUILD/tests/tools/probe
+LG=$IHALA_BUILD/tests/tools/loadgen
+
+plan 6
+
+for b in "$IHALA_BUILD/ihala-broker" "$PROBE" "$LG"; do
+	if [ ! -x "$b" ]; then
+		echo "Bail out! $b is missing (make)"
+		exit 1
+	fi
+done
+
+PORT=$(free_port)
+EP=tcp://127.0.0.1:$PORT
+write_broker_conf "$T" "$PORT" "
+[limits]
+handshake_timeout = 2s"
+dma=$(write_client_conf "$T" dma "$PORT")
+molsa=$(write_client_conf "$T" molsa "$PORT")
+start_broker "$T" || { echo "Bail out! the broker does not start"; exit 1; }
+
+probe_as() {
+	local who=$1
+	shift
+	"$PROBE" --endpoint "$EP" --ca "$IHALA_PKI/ca.pem" --cert "$IHALA_PKI/$who.pem" \
+		--key "$IHALA_PKI/$who.key" "$@"
+}
+
+# honest NAME: dma submits referrals to molsa, five at a time, until $T/NAME.run goes.
+honest() {
+	local name=$1 i=0
+	while [ -e "$T/$name.run" ]; do
+		timeout 60 "$LG" submit "$dma" molsa 5 "$name-$i" "$T/$name.receipts" \
+			>>"$T/$name.out" 2>>"$T/$name.err" || echo "loadgen failed: $?" >>"$T/$name.err"
+		i=$((i + 1))
+	done
+}
+
+# attack NAME SETTLE CMD...: CMD while the honest agency works, and SETTLE seconds after it
+# (what an attack breaks may show a few seconds later); then the checks.
+attack() {
+	local name=$1 settle=$2 hp sent got missing
+	shift 2
+	touch "$T/$name.run"
+	bg honest "$name"
+	hp=$LAST_PID
+	"$@" >"$T/$name.attack" 2>&1
+	sleep "$settle"
+	rm -f "$T/$name.run"
+	wait "$hp"
+	diag "$name: $(tr '\n' ' ' <"$T/$name.attack")"
+	if kill -0 "$BROKER_PID" 2>/dev/null; then
+		ok "$name: the broker is alive"
+	else
+		not_ok "$name: the broker is alive"
+		grep -E 'Assertion|security' "$T/broker.log" | tail -n 5 | sed 's/^/#   /'
+		start_broker "$T" # so that the next attacks still test something
+	fi
+	sent=$(awk '/^# counts: submitted/ {n += $4} END {print n + 0}' "$T/$name.out")
+	got=$(wc -l <"$T/$name.receipts" 2>/dev/null || echo 0)
+	if [ "$sent" -gt 0 ] && [ "$got" -eq "$sent" ] && [ ! -s "$T/$name.err" ]; then
+		ok "$name: every honest submission was receipted ($got of $sent), none refused"
+	else
+		not_ok "$name: every honest submission was receipted ($got of $sent), none refused"
+		show "$T/$name.err"
+	fi
+	timeout 60 "$LG" drain "$molsa" 0 1500 "$T/$name.delivered" >/dev/null 2>&1
+	missing=$(awk 'NR == FNR {d[$2] = 1; next} !($1 in d) {n++} END {print n + 0}' \
+		"$T/$name.delivered" "$T/$name.receipts" 2>/dev/null)
+	check "$name: every receipted honest submission was delivered (${missing:-?} missing)" \
+		test "${missing:-1}" -eq 0 -a "$got" -gt 0
+}
+
+# 1. An authenticated agency writes Query frames as fast as it can, reads none of the answers,
+#    and closes; twice. It used to abort the broker inside libzmq (see open_sockets()).
+query_flood() {
+	probe_as moh query-flood 1 2000
+	probe_as moh query-flood 1 2000
+}
+attack query-flood 11 query_flood
+diag "query-flood: $(grep -c 'bytes of input waiting; closing' "$T/broker.log") session(s) ended for their input backlog"
+
+# 1b. No certificate needed: two connections naming the same ZeroMQ routing id, each writing,
+#     then closed. It also aborted the broker inside libzmq.
+dup_rid() {
+	local i pids=()
+	for i in 1 2 3 4 5 6; do
+		"$PROBE" --endpoint "$EP" --timeout 5000 dup-rid 3000 &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+}
+attack dup-rid 11 dup_rid
