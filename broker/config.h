@@ -78,6 +78,7 @@ struct broker_config {
 		uint64_t max_frame;            /* bytes, default 1M (4K..16M) */
 		uint64_t max_sessions;         /* default 1024 */
 		uint64_t max_preauth_sessions; /* default 64 (<= max_sessions) */
+		uint64_t max_preauth_per_address; /* of those, from one IP address, default 32 */
 		uint64_t handshake_timeout_ms; /* default 10s */
 		uint64_t queue_limit;          /* undelivered entries per agency, default 100000 */
 		uint64_t credit_window;   /* Deliver frames in flight per session, default 64 */

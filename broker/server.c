@@ -16,6 +16,7 @@
 #include "channel.h"
 #include "checkpoint.h"
 #include "config.h"
+#include "conns.h"
 #include "error.h"
 #include "frame.h"
 #include "inq.h"
@@ -72,6 +73,9 @@ struct session {
 	char agency[TLS_AGENCY_MAX + 1];
 	int role;
 	uint8_t fp[TLS_FP_LEN];
+	char addr[64];	   /* the peer's IP address, as ZeroMQ gives it */
+	int fd;		   /* its connection (conns.h), with conn_gen */
+	uint64_t conn_gen;
 	uint64_t created_ms;
 	uint64_t last_ms;
 	uint64_t probe_ms; /* when it was last probed */
@@ -104,6 +108,10 @@ struct server {
 	struct writer_policy *policy;
 	int sigfd;
 
+	struct conns *conns;
+	size_t n_evicted;	/* half-open handshakes evicted since evict_log_ms */
+	size_t n_reaped;	/* silent connections closed since evict_log_ms */
+	uint64_t evict_log_ms;
 	struct session *sessions;
 	size_t n_sessions;
 	size_t n_preauth;
@@ -1119,6 +1127,59 @@ sessions_sweep(struct server *sv)
 	sessions_reap(sv);
 }
 
+/*
+ * The oldest half-open handshake, of peer address `addr` (NULL: of any); with *n_addr the
+ * number of half-open handshakes from `addr`.
+ */
+static struct session *
+preauth_oldest(struct server *sv, const char *addr, size_t *n_addr)
+{
+	struct session *s, *old = NULL;
+
+	*n_addr = 0;
+	for (s = sv->sessions; s != NULL; s = s->next) {
+		if (s->authed || s->dead || (addr != NULL && strcmp(s->addr, addr) != 0)) {
+			continue;
+		}
+		(*n_addr)++;
+		if (old == NULL || s->created_ms < old->created_ms) {
+			old = s;
+		}
+	}
+	return old;
+}
+
+/*
+ * Room for a new handshake from `addr`: past the pre-authentication limits the oldest
+ * half-open handshake (of that address, when it is the address that is over its share) makes
+ * way, rather than the newcomer being turned away: a flood of stalled ClientHellos then only
+ * ever evicts itself, while a handshake that completes in milliseconds is never the oldest.
+ */
+static void
+preauth_make_room(struct server *sv, const char *addr)
+{
+	struct session *victim;
+	size_t n_addr;
+
+	victim = preauth_oldest(sv, addr, &n_addr);
+	if (n_addr < sv->cfg->limits.max_preauth_per_address) {
+		victim = NULL;
+		if (sv->n_preauth >= sv->cfg->limits.max_preauth_sessions ||
+		    sv->n_sessions >= sv->cfg->limits.max_sessions) {
+			victim = preauth_oldest(sv, NULL, &n_addr);
+		}
+	}
+	if (victim == NULL) {
+		return;
+	}
+	log_debug("session %llu from %s: half-open handshake evicted by a newer one",
+		  (unsigned long long)victim->id, victim->addr);
+	sv->n_evicted++;
+	victim->dead = 1;
+	conns_close(sv->conns, victim->fd, victim->conn_gen);
+	sessions_reap(sv);
+}
+
 static void
 router_input(struct server *sv)
 {
@@ -1127,6 +1188,7 @@ router_input(struct server *sv)
 	int ridlen, more;
 	size_t mlen;
 	const uint8_t *p;
+	const char *peer;
 	struct session *s;
 
 	ridlen = zmq_recv(sv->router, rid, sizeof(rid), ZMQ_DONTWAIT);
@@ -1170,6 +1232,10 @@ router_input(struct server *sv)
 		if (!sv->stopping && sv->n_sessions >= sv->cfg->limits.max_sessions) {
 			sessions_sweep(sv);
 		}
+		peer = zmq_msg_gets(&m, "Peer-Address");
+		if (!sv->stopping) {
+			preauth_make_room(sv, peer != NULL ? peer : "");
+		}
 		if (sv->stopping || sv->n_preauth >= sv->cfg->limits.max_preauth_sessions ||
 		    sv->n_sessions >= sv->cfg->limits.max_sessions) {
 			log_security("handshake refused: %zu sessions, %zu unauthenticated (limits "
@@ -1195,6 +1261,9 @@ router_input(struct server *sv)
 		s->rid_len = (size_t)ridlen;
 		s->id = ++sv->next_session_id;
 		s->created_ms = s->last_ms = now_ms();
+		snprintf(s->addr, sizeof(s->addr), "%s", peer != NULL ? peer : "");
+		s->fd = zmq_msg_get(&m, ZMQ_SRCFD);
+		s->conn_gen = conns_session(sv->conns, s->fd, s->created_ms);
 		s->next = sv->sessions;
 		sv->sessions = s;
 		sv->n_sessions++;
@@ -1351,6 +1420,7 @@ timers(struct server *sv)
 				     (unsigned long long)s->id,
 				     (unsigned long long)sv->cfg->limits.handshake_timeout_ms);
 			s->dead = 1;
+			conns_close(sv->conns, s->fd, s->conn_gen);
 		} else if (s->authed && sv->cfg->limits.idle_timeout_ms != 0 &&
 			   t - s->last_ms > sv->cfg->limits.idle_timeout_ms) {
 			log_info("session %llu (%s): idle; closed", (unsigned long long)s->id,
@@ -1360,6 +1430,22 @@ timers(struct server *sv)
 			   t - s->probe_ms > PROBE_MS) {
 			session_probe(sv, s, t);
 		}
+	}
+	sv->n_reaped += conns_reap(sv->conns, t, sv->cfg->limits.handshake_timeout_ms);
+	if ((sv->n_evicted > 0 || sv->n_reaped > 0) && t - sv->evict_log_ms >= TICK_MS) {
+		/* One line a second for what a flood does, however large. */
+		log_security("last %llu ms: %zu half-open handshakes evicted by newer ones (limits "
+			     "%llu, %llu per address), %zu connections closed for sending no "
+			     "ClientHello within %llu ms",
+			     (unsigned long long)(t - sv->evict_log_ms), sv->n_evicted,
+			     (unsigned long long)sv->cfg->limits.max_preauth_sessions,
+			     (unsigned long long)sv->cfg->limits.max_preauth_per_address,
+			     sv->n_reaped,
+			     (unsigned long long)sv->cfg->limits.handshake_timeout_ms);
+		sv->n_evicted = sv->n_reaped = 0;
+		sv->evict_log_ms = t;
+	} else if (sv->n_evicted == 0 && sv->n_reaped == 0) {
+		sv->evict_log_ms = t;
 	}
 	if (!sv->tick_outstanding && !sv->stopping && t - sv->last_tick_ms >= TICK_MS) {
 		struct wreq *r = wreq_new(WREQ_TICK);
@@ -1578,7 +1664,7 @@ open_sockets(struct server *sv)
 	 * would deadlock them. What is in flight is bounded by sessions * max_inflight. */
 	zmq_setsockopt(sv->wpair, ZMQ_SNDHWM, &zero, sizeof(zero));
 	zmq_setsockopt(sv->wpair, ZMQ_RCVHWM, &zero, sizeof(zero));
-	if (zmq_bind(sv->wpair, WRITER_ENDPOINT) != 0) {
+	if (zmq_bind(sv->wpair, WRITER_ENDPOINT) != 0 || conns_new(sv->zctx, sv->router, &sv->conns) != 0) {
 		return IHALA_EZMQ;
 	}
 	if (zmq_bind(sv->router, sv->cfg->broker.listen) != 0) {
@@ -1781,6 +1867,7 @@ out:
 		sv.agencies = a->next;
 		free(a);
 	}
+	conns_free(sv.conns);
 	if (sv.router != NULL) {
 		zmq_close(sv.router);
 	}

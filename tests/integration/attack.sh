@@ -7,7 +7,7 @@
 PROBE=$IHALA_BUILD/tests/tools/probe
 LG=$IHALA_BUILD/tests/tools/loadgen
 
-plan 6
+plan 12
 
 for b in "$IHALA_BUILD/ihala-broker" "$PROBE" "$LG"; do
 	if [ ! -x "$b" ]; then
@@ -97,3 +97,28 @@ dup_rid() {
 	wait "${pids[@]}"
 }
 attack dup-rid 11 dup_rid
+
+# 2. No certificate needed: 300 stalled ClientHellos (max_preauth_sessions is 64, 32 per
+#    address) and 300 ZeroMQ connections that never start TLS, all from the honest agency's
+#    own address. New handshakes used to be dropped silently while they lasted, and the
+#    silent connections stayed open for good.
+preauth_flood() {
+	local pids=()
+	"$PROBE" --endpoint "$EP" --ca "$IHALA_PKI/ca.pem" --no-cert halfopen 300 6 \
+		>"$T/halfopen.out" 2>&1 &
+	pids+=($!)
+	"$PROBE" --endpoint "$EP" silent 300 6 >"$T/silent.out" 2>&1 &
+	pids+=($!)
+	wait_for 10 grep -q '^sent 300$' "$T/halfopen.out"
+	sleep 0.5
+	probe_as dma --timeout 3000 welcome >"$T/during.out" 2>&1
+	wait "${pids[@]}"
+	cat "$T/halfopen.out" "$T/silent.out"
+}
+attack preauth 1 preauth_flood
+check "preauth: during the flood a new handshake (dma) still gets its Welcome" \
+	grep -q '^welcome dma' "$T/during.out"
+check "preauth: the 300 connections that sent nothing were closed (handshake_timeout 2s)" \
+	grep -q '^silent 300: 300 disconnected' "$T/silent.out"
+check "preauth: evictions and closures are logged as one security line a second, with counts" \
+	grep -qE 'security: last [0-9]+ ms: [0-9]+ half-open handshakes evicted by newer ones.*, [0-9]+ connections closed for sending no ClientHello' "$T/broker.log"

@@ -45,6 +45,7 @@ write_broker_conf "$D" "$PORT" "
 max_frame = 64K
 handshake_timeout = 2s
 max_preauth_sessions = 400
+max_preauth_per_address = 400
 max_sessions = 400"
 
 probe_as() {

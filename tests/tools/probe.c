@@ -946,6 +946,12 @@ count_resets(struct conn *cs, size_t n, long wait_ms)
 		return 0;
 	}
 	for (i = 0; i < n; i++) {
+		/* A connection the broker closed lost its session too: that counts. */
+		if (cs[i].mon != NULL && mon_disconnected(&cs[i])) {
+			seen[i] = 1;
+			resets++;
+			continue;
+		}
 		conn_send(&cs[i], CHANNEL_MSG_TLS, &junk, 1);
 	}
 	deadline = now_ms() + (uint64_t)wait_ms;
@@ -991,7 +997,14 @@ mode_halfopen(long n, long secs)
 		goto out;
 	}
 	for (i = 0; i < (size_t)n; i++) {
-		if (conn_open(&cs[i], 0) != 0 || conn_start_tls(&cs[i], 0) != 0) {
+		if (conn_open(&cs[i], 1) != 0) {
+			fprintf(stderr, "probe: half-open connection %zu failed\n", i);
+			goto out;
+		}
+	}
+	/* The ClientHellos together, once every connection (and its monitor) is set up. */
+	for (i = 0; i < (size_t)n; i++) {
+		if (conn_start_tls(&cs[i], 0) != 0) {
 			fprintf(stderr, "probe: half-open connection %zu failed\n", i);
 			goto out;
 		}
@@ -1321,6 +1334,49 @@ mode_dup_rid(long n)
 	return rc;
 }
 
+/* N ZeroMQ connections that never send a byte of TLS, held SECS seconds: how many the broker
+ * closed ('silent N: D disconnected'). */
+static int
+mode_silent(long n, long secs)
+{
+	struct conn *cs = calloc((size_t)n, sizeof(*cs));
+	uint8_t *gone = calloc((size_t)n, 1);
+	uint64_t deadline;
+	size_t i, ngone = 0;
+	int rc = EXIT_LOCAL;
+
+	if (cs == NULL || gone == NULL) {
+		goto out;
+	}
+	for (i = 0; i < (size_t)n; i++) {
+		if (conn_open(&cs[i], 1) != 0) {
+			fprintf(stderr, "probe: silent connection %zu failed\n", i);
+			goto out;
+		}
+	}
+	printf("opened %ld\n", n);
+	fflush(stdout);
+	deadline = now_ms() + (uint64_t)secs * 1000;
+	while (left_ms(deadline) > 0) {
+		for (i = 0; i < (size_t)n; i++) {
+			if (!gone[i] && mon_disconnected(&cs[i])) {
+				gone[i] = 1;
+				ngone++;
+			}
+		}
+		usleep(50 * 1000);
+	}
+	printf("silent %ld: %zu disconnected\n", n, ngone);
+	rc = EXIT_OK;
+out:
+	for (i = 0; cs != NULL && i < (size_t)n; i++) {
+		conn_close(&cs[i]);
+	}
+	free(cs);
+	free(gone);
+	return rc;
+}
+
 /* After Welcome, one frame whose body is exactly `body` (any bytes). */
 static int
 mode_send_hex(const char *hex)
@@ -1585,6 +1641,7 @@ usage(FILE *fp)
 	    "  garbage                  random bytes from a fresh connection: 'reset'\n"
 	    "  halfopen N SECONDS       N ClientHellos held open: 'halfopen N: A answered, R "
 	    "reset'\n"
+	    "                           (R: RESET afterwards, or the broker closed the connection)\n"
 	    "  halfhandshake            half a ClientHello: 'halfhandshake: silent|answered, "
 	    "dropped|pending'\n"
 	    "  slowloris                a ClientHello byte by byte: 'dropped after S s'\n"
@@ -1592,6 +1649,8 @@ usage(FILE *fp)
 	    "'timeout'\n"
 	    "  flood N                  N handshakes at once: 'flood N: W welcome, R refused, T no "
 	    "answer'\n"
+	    "  silent N SECS            N connections that send nothing, held SECS s: 'silent N: D "
+	    "disconnected'\n"
 	    "  dup-rid N                two connections with one routing id, N messages each: "
 	    "'dup-rid: N'\n"
 	    "  query-flood SECS N       after Welcome, Query frames for SECS s, N per flush, no answer\n"
@@ -1625,6 +1684,12 @@ run_mode(int argc, char **argv)
 	}
 	if (strcmp(m, "garbage") == 0 && argc == 1) {
 		return mode_garbage();
+	}
+	if (strcmp(m, "silent") == 0 && argc == 3) {
+		if (parse_long(argv[1], 1, 5000, &a) != 0 || parse_long(argv[2], 0, 3600, &b) != 0) {
+			return EXIT_USAGE;
+		}
+		return mode_silent(a, b);
 	}
 	if (strcmp(m, "dup-rid") == 0 && argc == 2) {
 		if (parse_long(argv[1], 1, 1000000, &a) != 0) {
