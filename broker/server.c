@@ -638,6 +638,13 @@ session_authenticate(struct server *sv, struct session *s)
 	char text[256];
 	int err;
 
+	err = tls_agency_cert_check(SSL_get0_peer_certificate(channel_ssl(s->ch)), text,
+				    sizeof(text));
+	if (err != 0) {
+		log_security("session %llu: refused: %s", (unsigned long long)s->id, text);
+		session_end(sv, s, err, text);
+		return;
+	}
 	err = tls_peer_identity(channel_ssl(s->ch), id, sizeof(id), s->fp);
 	if (err != 0) {
 		log_security("session %llu: refused: certificate names no valid agency id (%s)",

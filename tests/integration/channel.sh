@@ -7,7 +7,7 @@
 PROBE=$IHALA_BUILD/tests/tools/probe
 TAPPROXY=$IHALA_BUILD/tests/tools/tapproxy
 
-plan 75
+plan 87
 
 for b in "$IHALA_BUILD/ihala-broker" "$PROBE" "$TAPPROXY"; do
 	if [ ! -x "$b" ]; then
@@ -128,6 +128,16 @@ refused "CN not configured" "UNKNOWN_AGENCY: certificate name 'stranger' is not 
 	"refused: certificate name 'stranger' is not a configured agency" probe_as stranger
 refused "TLS 1.2 client" 'protocol version' 'TLS handshake refused: .*unsupported protocol' \
 	probe_as moh --tls12
+refused "leaf without clientAuth EKU" \
+	'CERTIFICATE_REJECTED: an agency certificate must have the clientAuth extended key usage' \
+	'refused: an agency certificate must have the clientAuth extended key usage' probe_as moh-noeku
+refused "leaf with CA:TRUE" \
+	'CERTIFICATE_REJECTED: an agency certificate must not be a CA certificate' \
+	'refused: an agency certificate must not be a CA certificate' probe_as moh-ca
+refused "CN and SAN naming different agencies" \
+	"CERTIFICATE_REJECTED: certificate names two agencies: subject CN 'moh' and SAN ihala:agency:hi" \
+	"refused: certificate names two agencies: subject CN 'moh' and SAN ihala:agency:hi" \
+	probe_as moh-as-hi
 
 # --- pinned fingerprint: a broker that pins moh to moh-alt's certificate ------------------------
 FD=$T/pinned
