@@ -25,6 +25,7 @@
 #include "metrics.h"
 #include "policy.h"
 #include "priv.h"
+#include "ratelog.h"
 #include "store.h"
 #include "tlsctx.h"
 #include "writer.h"
@@ -41,6 +42,8 @@
 #define PROBE_MS 1000
 /* Bytes a LogEntry and a Deliver frame add around an envelope (seq, time, agency ids, tags). */
 #define ENTRY_OVERHEAD 512
+/* Refusals of one agency logged in full: one per this interval, the rest counted. */
+#define REFUSAL_LOG_MS 10000
 /* Messages taken off the ROUTER in one turn at most (the rest wait for the next turn), and
  * bytes of one session's queued input processed in one turn at most. */
 #define DRAIN_MAX 65536
@@ -109,6 +112,7 @@ struct server {
 	int sigfd;
 
 	struct conns *conns;
+	struct ratelog *refusals; /* security: lines about refusals, per agency */
 	size_t n_evicted;	/* half-open handshakes evicted since evict_log_ms */
 	size_t n_reaped;	/* silent connections closed since evict_log_ms */
 	uint64_t evict_log_ms;
@@ -709,8 +713,10 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub
 			 (unsigned long long)sv->cfg->limits.max_inflight);
 	}
 	if (err != 0) {
-		log_security("agency '%s': submission '%s' refused: %s", s->agency,
-			     env != NULL ? env->message_id : "", text);
+		if (ratelog_allow(sv->refusals, s->agency, now_ms())) {
+			log_security("agency '%s': submission '%s' refused: %s", s->agency,
+				     env != NULL ? env->message_id : "", text);
+		}
 		metrics_inc_receipt(IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, err);
 		rc.message_id = env != NULL ? env->message_id : "";
 		rc.status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
@@ -762,8 +768,10 @@ handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
 	store_rend(r);
 	/* A referral the caller is not party to is refused (and logged as a security event). */
 	if (err == 0 && policy_may_read(s->agency, (Ihala__V1__Role)s->role, st) != 0) {
-		log_security("agency '%s' asked for referral '%s' it is not a party to", s->agency,
-			     q->referral_id);
+		if (ratelog_allow(sv->refusals, s->agency, now_ms())) {
+			log_security("agency '%s' asked for referral '%s' it is not a party to",
+				     s->agency, q->referral_id);
+		}
 		err = IHALA_ENOTPARTY;
 	}
 	if (err != 0) {
@@ -1353,9 +1361,11 @@ writer_input(struct server *sv)
 				} else {
 					rc.error_code = -r->err;
 					rc.error_message = r->text;
-					log_security("agency '%s': message '%s' refused: %s (%s)",
-						     r->agency, r->env->message_id, r->text,
-						     ihala_errname(r->err));
+					if (ratelog_allow(sv->refusals, r->agency, now_ms())) {
+						log_security("agency '%s': message '%s' refused: %s (%s)",
+							     r->agency, r->env->message_id, r->text,
+							     ihala_errname(r->err));
+					}
 				}
 				if (r->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED) {
 					log_debug("agency '%s': message '%s' logged at seq %llu",
@@ -1439,6 +1449,7 @@ timers(struct server *sv)
 		}
 	}
 	sv->n_reaped += conns_reap(sv->conns, t, sv->cfg->limits.handshake_timeout_ms);
+	ratelog_flush(sv->refusals, t);
 	if ((sv->n_evicted > 0 || sv->n_reaped > 0) && t - sv->evict_log_ms >= TICK_MS) {
 		/* One line a second for what a flood does, however large. */
 		log_security("last %llu ms: %zu half-open handshakes evicted by newer ones (limits "
@@ -1671,7 +1682,8 @@ open_sockets(struct server *sv)
 	 * would deadlock them. What is in flight is bounded by sessions * max_inflight. */
 	zmq_setsockopt(sv->wpair, ZMQ_SNDHWM, &zero, sizeof(zero));
 	zmq_setsockopt(sv->wpair, ZMQ_RCVHWM, &zero, sizeof(zero));
-	if (zmq_bind(sv->wpair, WRITER_ENDPOINT) != 0 || conns_new(sv->zctx, sv->router, &sv->conns) != 0) {
+	if (zmq_bind(sv->wpair, WRITER_ENDPOINT) != 0 || conns_new(sv->zctx, sv->router, &sv->conns) != 0 ||
+	    ratelog_new(REFUSAL_LOG_MS, &sv->refusals) != 0) {
 		return IHALA_EZMQ;
 	}
 	if (zmq_bind(sv->router, sv->cfg->broker.listen) != 0) {
@@ -1875,6 +1887,7 @@ out:
 		free(a);
 	}
 	conns_free(sv.conns);
+	ratelog_free(sv.refusals);
 	if (sv.router != NULL) {
 		zmq_close(sv.router);
 	}

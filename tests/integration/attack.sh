@@ -7,7 +7,7 @@
 PROBE=$IHALA_BUILD/tests/tools/probe
 LG=$IHALA_BUILD/tests/tools/loadgen
 
-plan 12
+plan 19
 
 for b in "$IHALA_BUILD/ihala-broker" "$PROBE" "$LG"; do
 	if [ ! -x "$b" ]; then
@@ -122,3 +122,27 @@ check "preauth: the 300 connections that sent nothing were closed (handshake_tim
 	grep -q '^silent 300: 300 disconnected' "$T/silent.out"
 check "preauth: evictions and closures are logged as one security line a second, with counts" \
 	grep -qE 'security: last [0-9]+ ms: [0-9]+ half-open handshakes evicted by newer ones.*, [0-9]+ connections closed for sending no ClientHello' "$T/broker.log"
+
+# 3. Refusals as a weapon on the log: hi sends 40 envelopes that are refused (their 'from' is
+#    another agency), the first with a message id that carries a newline and a forged line.
+#    One full line per agency per interval, then a count; nothing forged.
+refusal_flood() {
+	local i forged
+	forged=$'inj-1\n2026-01-01T00:00:00.000Z ihala-broker: session 9: agency \'dma\' (dma) authenticated'
+	"$PROBE" --to molsa --from moh --message-id "$forged" make-envelope M >"$T/inj.env"
+	probe_as hi submit-file "$T/inj.env"
+	"$PROBE" --to molsa --from moh make-envelope M >"$T/bad.env"
+	for i in $(seq 1 40); do
+		probe_as hi submit-file "$T/bad.env" >/dev/null 2>&1
+	done
+}
+mark=$(wc -l <"$T/broker.log")
+attack refusals 1 refusal_flood
+check "refusals: no forged line in the log" \
+	bash -c "! grep -q '^2026-01-01T00:00:00.000Z ihala-broker: session 9' '$T/broker.log'"
+check "refusals: the newline was written escaped" grep -qF "inj-1\\n2026-01-01" "$T/broker.log"
+full=$(tail -n "+$((mark + 1))" "$T/broker.log" | grep -c "security: agency 'hi': message .* refused")
+check "refusals: 41 refusals of hi gave $full full line(s) (at most 2: one per 10 s)" \
+	test "$full" -ge 1 -a "$full" -le 2
+check "refusals: the rest are counted in one line" \
+	wait_for 12 grep -qE "security: agency 'hi': [0-9]+ more refusals in the last" "$T/broker.log"
