@@ -348,6 +348,8 @@ static const struct conf_option options[] = {
      "largest frame either side may send"},
     {"limits", "max_sessions", CONF_UINT, 0, "1024", 1, 100000, NULL, NULL, B(limits.max_sessions),
      "sessions at once"},
+    {"limits", "max_sessions_per_agency", CONF_UINT, 0, "64", 1, 100000, NULL, NULL,
+     B(limits.max_sessions_per_agency), "of those, authenticated as one agency"},
     {"limits", "max_preauth_sessions", CONF_UINT, 0, "64", 1, 100000, NULL, NULL,
      B(limits.max_preauth_sessions), "sessions still in the TLS handshake at once"},
     {"limits", "max_preauth_per_address", CONF_UINT, 0, "32", 1, 100000, NULL, NULL,

@@ -77,6 +77,7 @@ struct broker_config {
 	struct {
 		uint64_t max_frame;            /* bytes, default 1M (4K..16M) */
 		uint64_t max_sessions;         /* default 1024 */
+		uint64_t max_sessions_per_agency; /* of those, authenticated as one agency, default 64 */
 		uint64_t max_preauth_sessions; /* default 64 (<= max_sessions) */
 		uint64_t max_preauth_per_address; /* of those, from one IP address, default 32 */
 		uint64_t handshake_timeout_ms; /* default 10s */

@@ -633,6 +633,19 @@ send_welcome(struct server *sv, struct session *s)
 	free(ckpt);
 }
 
+/* Live authenticated sessions of agency `id`. */
+static uint64_t
+agency_sessions(struct server *sv, const char *id)
+{
+	struct session *s;
+	uint64_t n = 0;
+
+	for (s = sv->sessions; s != NULL; s = s->next) {
+		n += s->authed && !s->dead && strcmp(s->agency, id) == 0;
+	}
+	return n;
+}
+
 /* The handshake finished: who is it, and may it be here? */
 static void
 session_authenticate(struct server *sv, struct session *s)
@@ -668,6 +681,15 @@ session_authenticate(struct server *sv, struct session *s)
 			 "certificate of '%s' does not match the agency's pinned fingerprint", ac->id);
 		log_security("session %llu: refused: %s", (unsigned long long)s->id, text);
 		session_end(sv, s, IHALA_EFINGERPRINT, text);
+		return;
+	}
+	if (agency_sessions(sv, ac->id) >= sv->cfg->limits.max_sessions_per_agency) {
+		snprintf(text, sizeof(text), "agency '%s' has %llu sessions, its limit", ac->id,
+			 (unsigned long long)sv->cfg->limits.max_sessions_per_agency);
+		if (ratelog_allow(sv->refusals, ac->id, now_ms())) {
+			log_security("session %llu: refused: %s", (unsigned long long)s->id, text);
+		}
+		session_end(sv, s, IHALA_ESESSIONS, text);
 		return;
 	}
 	snprintf(s->agency, sizeof(s->agency), "%s", ac->id);

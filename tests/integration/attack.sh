@@ -7,7 +7,7 @@
 PROBE=$IHALA_BUILD/tests/tools/probe
 LG=$IHALA_BUILD/tests/tools/loadgen
 
-plan 19
+plan 23
 
 for b in "$IHALA_BUILD/ihala-broker" "$PROBE" "$LG"; do
 	if [ ! -x "$b" ]; then
@@ -18,9 +18,13 @@ done
 
 PORT=$(free_port)
 EP=tcp://127.0.0.1:$PORT
+# Pre-authentication room for attack 4's burst of 100 handshakes from one address; attack 2
+# goes far past it.
 write_broker_conf "$T" "$PORT" "
 [limits]
-handshake_timeout = 2s"
+handshake_timeout = 2s
+max_preauth_sessions = 128
+max_preauth_per_address = 128"
 dma=$(write_client_conf "$T" dma "$PORT")
 molsa=$(write_client_conf "$T" molsa "$PORT")
 start_broker "$T" || { echo "Bail out! the broker does not start"; exit 1; }
@@ -98,8 +102,7 @@ dup_rid() {
 }
 attack dup-rid 11 dup_rid
 
-# 2. No certificate needed: 300 stalled ClientHellos (max_preauth_sessions is 64, 32 per
-#    address) and 300 ZeroMQ connections that never start TLS, all from the honest agency's
+# 2. No certificate needed: 300 stalled ClientHellos (max_preauth_sessions is 128) and 300 ZeroMQ connections that never start TLS, all from the honest agency's
 #    own address. New handshakes used to be dropped silently while they lasted, and the
 #    silent connections stayed open for good.
 preauth_flood() {
@@ -146,3 +149,12 @@ check "refusals: 41 refusals of hi gave $full full line(s) (at most 2: one per 1
 	test "$full" -ge 1 -a "$full" -le 2
 check "refusals: the rest are counted in one line" \
 	wait_for 12 grep -qE "security: agency 'hi': [0-9]+ more refusals in the last" "$T/broker.log"
+
+# 4. One agency opening session after session (100 at once; max_sessions_per_agency is 64)
+#    used to be able to take every slot of the broker.
+sessions_flood() {
+	probe_as moh --timeout 15000 flood 100
+}
+attack sessions 1 sessions_flood
+check "sessions: moh got its 64 sessions and no more" \
+	grep -q '^flood 100: 64 welcome, 36 refused, 0 no answer$' "$T/sessions.attack"

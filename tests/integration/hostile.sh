@@ -46,6 +46,7 @@ max_frame = 64K
 handshake_timeout = 2s
 max_preauth_sessions = 400
 max_preauth_per_address = 400
+max_sessions_per_agency = 400
 max_sessions = 400"
 
 probe_as() {
