@@ -267,6 +267,34 @@ v_may_send(void *field, char *why, size_t len)
 	return parse_kinds(*(char **)field, &bits, why, len);
 }
 
+static int
+parse_yesno(const char *s, int *out)
+{
+	if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 || strcmp(s, "on") == 0 ||
+	    strcmp(s, "1") == 0) {
+		*out = 1;
+		return 0;
+	}
+	if (strcmp(s, "no") == 0 || strcmp(s, "false") == 0 || strcmp(s, "off") == 0 ||
+	    strcmp(s, "0") == 0) {
+		*out = 0;
+		return 0;
+	}
+	return -1;
+}
+
+static int
+v_yesno(void *field, char *why, size_t len)
+{
+	int v;
+
+	if (parse_yesno(*(char **)field, &v) != 0) {
+		snprintf(why, len, "expected yes or no");
+		return -1;
+	}
+	return 0;
+}
+
 struct ids_acc {
 	int star, count;
 	char *why;
@@ -399,6 +427,9 @@ static const struct conf_option options[] = {
      "display name (UTF-8; default: the agency id)"},
     {"agency.*", "may_send", CONF_STRING, 0, NULL, 0, 0, NULL, v_may_send, A(may_send_text),
      "message kinds it may send (default: its role's)"},
+    {"agency.*", "may_open_cases", CONF_STRING, 0, NULL, 0, 0, NULL, v_yesno,
+     A(may_open_cases_text),
+     "may send referrals without a parent (default: yes for dma, no for the others)"},
     {"agency.*", "may_send_to", CONF_STRING, 0, NULL, 0, 0, NULL, v_may_send_to,
      A(may_send_to_text), "agencies it may address, or * (the default)"},
 };
@@ -642,6 +673,13 @@ finish_agencies(struct broker_config *cfg, const struct conf_file *cf, struct co
 			}
 		} else {
 			a->may_send = broker_config_role_sends(a->role);
+		}
+		/* Its own option: never derived from may_send, so that writing out a role's
+		 * documented may_send default changes nothing. */
+		a->may_open_cases = a->role == AGENCY_ROLE_DMA;
+		if (a->may_open_cases_text != NULL &&
+		    parse_yesno(a->may_open_cases_text, &a->may_open_cases) != 0) {
+			a->may_open_cases = 0; /* already reported by the validator */
 		}
 		if (a->role == AGENCY_ROLE_AUDITOR && a->may_send != 0) {
 			conf_report(errs, cf, conf_line(cf, sec, "may_send"),

@@ -35,12 +35,15 @@ struct agency_config {
 	char *name;                        /* display name (UTF-8); defaults to id */
 	unsigned may_send;                 /* AGENCY_SEND_* bits: the override, else the role's */
 	int may_send_set;                  /* 1 when the config overrides the role default */
+	int may_open_cases;                /* may refer without a parent: may_open_cases, else 1
+	                                      for dma and 0 for the others (never may_send) */
 	int may_send_to_any;               /* 1: may address any agency ("*", the default) */
 	char **may_send_to;                /* else: these agency ids (all configured) */
 	size_t may_send_to_count;
 	int line; /* line of the section header, for messages */
 	/* raw option text, as read (kept for reload diagnostics) */
 	char *may_send_text;
+	char *may_open_cases_text;
 	char *may_send_to_text;
 };
 

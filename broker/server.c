@@ -209,8 +209,7 @@ table_new(const struct broker_config *cfg)
 		pa->role = (Ihala__V1__Role)ac->role;
 		/* AGENCY_SEND_* and POLICY_KIND_* share their bit values. */
 		pa->may_send = ac->may_send;
-		pa->may_open_cases = ac->role == AGENCY_ROLE_DMA ||
-				     (ac->may_send_set && (ac->may_send & AGENCY_SEND_REFERRAL));
+		pa->may_open_cases = ac->may_open_cases;
 		if (!ac->may_send_to_any) {
 			const char **to = calloc(ac->may_send_to_count + 1, sizeof(*to));
 

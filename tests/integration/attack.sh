@@ -7,7 +7,7 @@
 PROBE=$IHALA_BUILD/tests/tools/probe
 LG=$IHALA_BUILD/tests/tools/loadgen
 
-plan 23
+plan 24
 
 for b in "$IHALA_BUILD/ihala-broker" "$PROBE" "$LG"; do
 	if [ ! -x "$b" ]; then
@@ -25,6 +25,9 @@ write_broker_conf "$T" "$PORT" "
 handshake_timeout = 2s
 max_preauth_sessions = 128
 max_preauth_per_address = 128"
+# hi's documented may_send default, written out (issue 15, item 13: it used to let hi open
+# cases of its own; see the "config trap" check at the end).
+sed -i '/^\[agency.hi\]$/a may_send = referral, status, outcome, note' "$T/broker.conf"
 dma=$(write_client_conf "$T" dma "$PORT")
 molsa=$(write_client_conf "$T" molsa "$PORT")
 start_broker "$T" || { echo "Bail out! the broker does not start"; exit 1; }
@@ -158,3 +161,11 @@ sessions_flood() {
 attack sessions 1 sessions_flood
 check "sessions: moh got its 64 sessions and no more" \
 	grep -q '^flood 100: 64 welcome, 36 refused, 0 no answer$' "$T/sessions.attack"
+
+# A config trap, not an attack: with its may_send default written out, hi (an NGO) still may
+# not open a case of its own; who may is may_open_cases.
+"$PROBE" --to molsa make-envelope TRAP >"$T/trap.env"
+out=$(probe_as hi submit-file "$T/trap.env" 2>&1)
+diag "config trap: $out"
+check "config trap: hi's referral without a parent is refused (FORBIDDEN)" \
+	grep -q '^receipt REFUSED FORBIDDEN' <<<"$out"
