@@ -793,16 +793,22 @@ handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
 			log_security("agency '%s' asked for referral '%s' it is not a party to",
 				     s->agency, q->referral_id);
 		}
-		err = IHALA_ENOTPARTY;
+		err = IHALA_ENOTFOUND;
 	}
 	if (err != 0) {
 		char text[256];
 
-		snprintf(text, sizeof(text), "referral '%s': %s", q->referral_id,
-			 err == IHALA_ENOTFOUND ? ihala_strerror(IHALA_ENOREFERRAL)
-						: ihala_strerror(err));
-		send_error(sv, s, err == IHALA_ENOTFOUND ? IHALA_ENOREFERRAL : err, q->request_id,
-			   text);
+		/* Unknown and not a party get one answer, so no stranger learns which ids exist
+		 * (the same words as the writer's refusals). */
+		if (err == IHALA_ENOTFOUND) {
+			err = IHALA_ENOREFERRAL;
+			snprintf(text, sizeof(text), "no referral '%s' that agency '%s' is a party to",
+				 q->referral_id, s->agency);
+		} else {
+			snprintf(text, sizeof(text), "referral '%s': %s", q->referral_id,
+				 ihala_strerror(err));
+		}
+		send_error(sv, s, err, q->request_id, text);
 	} else {
 		st->request_id = q->request_id;
 		f.kind_case = IHALA__V1__FRAME__KIND_REFERRAL_STATE;
