@@ -150,6 +150,17 @@ conns_session(struct conns *c, int fd, uint64_t now_ms)
 	return e->gen;
 }
 
+void
+conns_release(struct conns *c, int fd, uint64_t gen, uint64_t now_ms)
+{
+	struct conn_ent *e = ent(c, fd);
+
+	if (e != NULL && gen != 0 && e->gen == gen) {
+		e->session = 0;
+		e->accepted_ms = now_ms;
+	}
+}
+
 int
 conns_close(struct conns *c, int fd, uint64_t gen)
 {

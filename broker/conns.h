@@ -31,6 +31,13 @@ void conns_events(struct conns *c, uint64_t now_ms);
  */
 uint64_t conns_session(struct conns *c, int fd, uint64_t now_ms);
 
+/*
+ * The session on connection (fd, gen) ended before it was authenticated (its handshake timed
+ * out): the connection is again a candidate for conns_reap(), its clock restarted, so that a
+ * client told RESET may start a new handshake on it, and one that does not is closed.
+ */
+void conns_release(struct conns *c, int fd, uint64_t gen, uint64_t now_ms);
+
 /* Shut down the connection (fd, gen) if it is still open; 1 if it was. */
 int conns_close(struct conns *c, int fd, uint64_t gen);
 

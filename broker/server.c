@@ -1464,7 +1464,7 @@ timers(struct server *sv)
 				     (unsigned long long)s->id,
 				     (unsigned long long)sv->cfg->limits.handshake_timeout_ms);
 			s->dead = 1;
-			conns_close(sv->conns, s->fd, s->conn_gen);
+			conns_release(sv->conns, s->fd, s->conn_gen, t);
 		} else if (s->authed && sv->cfg->limits.idle_timeout_ms != 0 &&
 			   t - s->last_ms > sv->cfg->limits.idle_timeout_ms) {
 			log_info("session %llu (%s): idle; closed", (unsigned long long)s->id,

@@ -972,6 +972,13 @@ count_resets(struct conn *cs, size_t n, long wait_ms)
 			}
 		}
 	}
+	for (i = 0; i < n; i++) {
+		/* Closed by the broker while we waited (our bytes then went nowhere). */
+		if (!seen[i] && cs[i].mon != NULL && mon_disconnected(&cs[i])) {
+			seen[i] = 1;
+			resets++;
+		}
+	}
 	free(it);
 	free(seen);
 	return resets;
