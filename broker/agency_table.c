@@ -74,8 +74,7 @@ agency_table_new(const struct broker_config *cfg)
 		}
 		pa->role = (Ihala__V1__Role)ac->role;
 		pa->may_send = ac->may_send;
-		pa->may_open_cases = ac->role == AGENCY_ROLE_DMA ||
-		                     (ac->may_send_set && (ac->may_send & POLICY_KIND_REFERRAL));
+		pa->may_open_cases = ac->may_open_cases;
 		/* A list that cannot be copied must not become "any agency" (NULL). */
 		if (!ac->may_send_to_any) {
 			const char **to = calloc(ac->may_send_to_count + 1, sizeof(*to));

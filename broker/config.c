@@ -212,6 +212,34 @@ v_may_send(void *field, char *why, size_t len)
 	return parse_kinds(*(char **)field, &bits, why, len);
 }
 
+static int
+parse_yesno(const char *s, int *out)
+{
+	if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 || strcmp(s, "on") == 0 ||
+	    strcmp(s, "1") == 0) {
+		*out = 1;
+		return 0;
+	}
+	if (strcmp(s, "no") == 0 || strcmp(s, "false") == 0 || strcmp(s, "off") == 0 ||
+	    strcmp(s, "0") == 0) {
+		*out = 0;
+		return 0;
+	}
+	return -1;
+}
+
+static int
+v_yesno(void *field, char *why, size_t len)
+{
+	int v;
+
+	if (parse_yesno(*(char **)field, &v) != 0) {
+		snprintf(why, len, "expected yes or no");
+		return -1;
+	}
+	return 0;
+}
+
 struct ids_acc {
 	int star, count;
 	char *why;
@@ -293,8 +321,13 @@ static const struct conf_option options[] = {
      "largest frame either side may send"},
     {"limits", "max_sessions", CONF_UINT, CONF_RELOAD, "1024", 1, 100000, NULL, NULL,
      B(limits.max_sessions), "sessions at once"},
+    {"limits", "max_sessions_per_agency", CONF_UINT, CONF_RELOAD, "64", 1, 100000, NULL, NULL,
+     B(limits.max_sessions_per_agency), "of those, authenticated as one agency"},
     {"limits", "max_preauth_sessions", CONF_UINT, CONF_RELOAD, "64", 1, 100000, NULL, NULL,
      B(limits.max_preauth_sessions), "sessions still in the TLS handshake at once"},
+    {"limits", "max_preauth_per_address", CONF_UINT, CONF_RELOAD, "32", 1, 100000, NULL, NULL,
+     B(limits.max_preauth_per_address),
+     "of those, from one IP address (the oldest makes way for a new one)"},
     {"limits", "handshake_timeout", CONF_DURATION, CONF_RELOAD, "10s", 100, 5 * MIN, NULL, NULL,
      B(limits.handshake_timeout_ms), "time allowed to complete the handshake"},
     {"limits", "queue_limit", CONF_UINT, CONF_RELOAD, "100000", 1, 100000000, NULL, NULL,
@@ -305,6 +338,9 @@ static const struct conf_option options[] = {
      B(limits.max_inflight), "submissions a client may have without receipt"},
     {"limits", "out_cap", CONF_SIZE, CONF_RELOAD, "4M", 64 * KB, 1 * GB, NULL, NULL,
      B(limits.out_cap), "TLS output buffered per session before back-pressure"},
+    {"limits", "in_cap", CONF_SIZE, CONF_RELOAD, "16M", 128 * KB, 1 * GB, NULL, NULL,
+     B(limits.in_cap),
+     "TLS input received from a session and not yet processed before it is ended"},
     {"limits", "idle_timeout", CONF_DURATION, CONF_RELOAD, "0", 0, 30 * DAY, NULL, NULL,
      B(limits.idle_timeout_ms), "close sessions idle this long (0: never)"},
 
@@ -335,6 +371,9 @@ static const struct conf_option options[] = {
      "display name (UTF-8; default: the agency id)"},
     {"agency.*", "may_send", CONF_STRING, CONF_RELOAD, NULL, 0, 0, NULL, v_may_send,
      A(may_send_text), "message kinds it may send (default: its role's)"},
+    {"agency.*", "may_open_cases", CONF_STRING, CONF_RELOAD, NULL, 0, 0, NULL, v_yesno,
+     A(may_open_cases_text),
+     "may send referrals without a parent (default: yes for dma, no for the others)"},
     {"agency.*", "may_send_to", CONF_STRING, CONF_RELOAD, NULL, 0, 0, NULL, v_may_send_to,
      A(may_send_to_text), "agencies it may address, or * (the default)"},
 };
@@ -585,6 +624,13 @@ finish_agencies(struct broker_config *cfg, const struct conf_file *cf, struct co
 		} else {
 			a->may_send = broker_config_role_sends(a->role);
 		}
+		/* Its own option: never derived from may_send, so that writing out a role's
+		 * documented may_send default changes nothing. */
+		a->may_open_cases = a->role == AGENCY_ROLE_DMA;
+		if (a->may_open_cases_text != NULL &&
+		    parse_yesno(a->may_open_cases_text, &a->may_open_cases) != 0) {
+			a->may_open_cases = 0; /* already reported by the validator */
+		}
 		if (a->role == AGENCY_ROLE_AUDITOR && a->may_send != 0) {
 			conf_report(errs, cf, conf_line(cf, sec, "may_send"),
 			            "agency '%s' is an auditor and may not send messages (remove "
@@ -664,6 +710,14 @@ cross_checks(const struct broker_config *cfg, const struct conf_file *cf, struct
 		            "'out_cap' (%s) is smaller than 'max_frame' (%s): a frame could never "
 		            "be sent",
 		            conf_format_size(cfg->limits.out_cap, a, sizeof(a)),
+		            conf_format_size(cfg->limits.max_frame, b, sizeof(b)));
+	}
+	if (cfg->limits.in_cap != 0 && cfg->limits.max_frame != 0 &&
+	    cfg->limits.in_cap < cfg->limits.max_frame + 64 * KB) {
+		conf_report(errs, cf, conf_line(cf, "limits", "in_cap"),
+		            "'in_cap' (%s) is smaller than 'max_frame' (%s) and 64K: a frame could "
+		            "never be received",
+		            conf_format_size(cfg->limits.in_cap, a, sizeof(a)),
 		            conf_format_size(cfg->limits.max_frame, b, sizeof(b)));
 	}
 	if (cfg->deadlines.emergency_ms != 0 && cfg->deadlines.urgent_ms != 0 &&

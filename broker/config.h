@@ -29,12 +29,15 @@ struct agency_config {
 	char *name;                        /* display name (UTF-8); defaults to id */
 	unsigned may_send;                 /* POLICY_KIND_* bits: the override, else the role's */
 	int may_send_set;                  /* 1 when the config overrides the role default */
+	int may_open_cases;                /* may refer without a parent: may_open_cases, else 1
+	                                      for dma and 0 for the others (never may_send) */
 	int may_send_to_any;               /* 1: may address any agency ("*", the default) */
 	char **may_send_to;                /* else: these agency ids (all configured) */
 	size_t may_send_to_count;
 	int line; /* line of the section header, for messages */
 	/* raw option text, as read (kept for reload diagnostics) */
 	char *may_send_text;
+	char *may_open_cases_text;
 	char *may_send_to_text;
 };
 
@@ -71,12 +74,15 @@ struct broker_config {
 	struct {
 		uint64_t max_frame;            /* bytes, default 1M (4K..16M) */
 		uint64_t max_sessions;         /* default 1024 */
+		uint64_t max_sessions_per_agency; /* of those, authenticated as one agency, default 64 */
 		uint64_t max_preauth_sessions; /* default 64 (<= max_sessions) */
+		uint64_t max_preauth_per_address; /* of those, from one IP address, default 32 */
 		uint64_t handshake_timeout_ms; /* default 10s */
 		uint64_t queue_limit;          /* undelivered entries per agency, default 100000 */
 		uint64_t credit_window;   /* Deliver frames in flight per session, default 64 */
 		uint64_t max_inflight;    /* Submit frames in flight per session, default 256 */
 		uint64_t out_cap;         /* TLS output bytes buffered per session, default 4M */
+		uint64_t in_cap;          /* TLS input bytes queued per session, default 16M */
 		uint64_t idle_timeout_ms; /* 0: never (the default) */
 	} limits;
 

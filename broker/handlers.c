@@ -19,8 +19,10 @@
 #include "merkle.h"
 #include "metrics.h"
 #include "policy.h"
+#include "ratelog.h"
 #include "session.h"
 #include "store.h"
+#include "tlsctx.h"
 
 #define BROKER_VERSION "ihala-broker 0.1.0"
 /* Bytes a LogEntry and a Deliver frame add around an envelope (seq, time, agency ids, tags). */
@@ -71,6 +73,19 @@ send_welcome(struct server *sv, struct session *s)
 	free(ckpt);
 }
 
+/* Live authenticated sessions of agency `id`. */
+static uint64_t
+agency_sessions(struct server *sv, const char *id)
+{
+	struct session *s;
+	uint64_t n = 0;
+
+	for (s = sv->sessions; s != NULL; s = s->next) {
+		n += s->authed && !s->dead && strcmp(s->agency, id) == 0;
+	}
+	return n;
+}
+
 /* The handshake finished: who is it, and may it be here? */
 static void
 session_authenticate(struct server *sv, struct session *s)
@@ -80,6 +95,13 @@ session_authenticate(struct server *sv, struct session *s)
 	char text[256];
 	int err;
 
+	err = tls_agency_cert_check(SSL_get0_peer_certificate(channel_ssl(s->ch)), text,
+	                            sizeof(text));
+	if (err != 0) {
+		log_security("session %llu: refused: %s", (unsigned long long)s->id, text);
+		session_end(sv, s, err, text);
+		return;
+	}
 	err = tls_peer_identity(channel_ssl(s->ch), id, sizeof(id), s->fp);
 	if (err != 0) {
 		log_security("session %llu: refused: certificate names no valid agency id (%s)",
@@ -101,6 +123,15 @@ session_authenticate(struct server *sv, struct session *s)
 		         ac->id);
 		log_security("session %llu: refused: %s", (unsigned long long)s->id, text);
 		session_end(sv, s, IHALA_EFINGERPRINT, text);
+		return;
+	}
+	if (agency_sessions(sv, ac->id) >= sv->cfg->limits.max_sessions_per_agency) {
+		snprintf(text, sizeof(text), "agency '%s' has %llu sessions, its limit", ac->id,
+		         (unsigned long long)sv->cfg->limits.max_sessions_per_agency);
+		if (ratelog_allow(sv->refusals, ac->id, clock_wall_ms())) {
+			log_security("session %llu: refused: %s", (unsigned long long)s->id, text);
+		}
+		session_end(sv, s, IHALA_ESESSIONS, text);
 		return;
 	}
 	snprintf(s->agency, sizeof(s->agency), "%s", ac->id);
@@ -130,8 +161,10 @@ submit_refuse(struct server *sv, struct session *s, const Ihala__V1__Envelope *e
 	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
 	Ihala__V1__Receipt rc = IHALA__V1__RECEIPT__INIT;
 
-	log_security("agency '%s': submission '%s' refused: %s", s->agency,
-	             env != NULL ? env->message_id : "", text);
+	if (ratelog_allow(sv->refusals, s->agency, clock_wall_ms())) {
+		log_security("agency '%s': submission '%s' refused: %s", s->agency,
+		             env != NULL ? env->message_id : "", text);
+	}
 	metrics_inc_receipt(IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, err);
 	rc.message_id = env != NULL ? env->message_id : "";
 	rc.status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
@@ -220,18 +253,26 @@ handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
 	store_rend(r);
 	/* A referral the caller is not party to is refused (and logged as a security event). */
 	if (err == 0 && policy_may_read(s->agency, (Ihala__V1__Role)s->role, st) != 0) {
-		log_security("agency '%s' asked for referral '%s' it is not a party to", s->agency,
-		             q->referral_id);
-		err = IHALA_ENOTPARTY;
+		if (ratelog_allow(sv->refusals, s->agency, clock_wall_ms())) {
+			log_security("agency '%s' asked for referral '%s' it is not a party to",
+			             s->agency, q->referral_id);
+		}
+		err = IHALA_ENOTFOUND;
 	}
 	if (err != 0) {
 		char text[256];
 
-		snprintf(text, sizeof(text), "referral '%s': %s", q->referral_id,
-		         err == IHALA_ENOTFOUND ? ihala_strerror(IHALA_ENOREFERRAL)
-		                                : ihala_strerror(err));
-		send_error(sv, s, err == IHALA_ENOTFOUND ? IHALA_ENOREFERRAL : err, q->request_id,
-		           text);
+		/* Unknown and not a party get one answer, so no stranger learns which ids exist
+		 * (the same words as the writer's refusals). */
+		if (err == IHALA_ENOTFOUND) {
+			err = IHALA_ENOREFERRAL;
+			snprintf(text, sizeof(text), "no referral '%s' that agency '%s' is a party to",
+			         q->referral_id, s->agency);
+		} else {
+			snprintf(text, sizeof(text), "referral '%s': %s", q->referral_id,
+			         ihala_strerror(err));
+		}
+		send_error(sv, s, err, q->request_id, text);
 	} else {
 		st->request_id = q->request_id;
 		f.kind_case = IHALA__V1__FRAME__KIND_REFERRAL_STATE;

@@ -212,6 +212,9 @@ check_outcome(const Ihala__V1__Outcome *o, const char *rid, struct policy_decisi
 	return 0;
 }
 
+/* The refusal text for a referral that is unknown or not the sender's (id, sender). */
+#define NONPARTY_TEXT "no referral '%s' that agency '%s' is a party to"
+
 static int
 check_referral(const struct policy_view *v, const struct policy_agency *me,
 	       const Ihala__V1__Envelope *env, const Ihala__V1__ReferralState *cur,
@@ -291,6 +294,14 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 		return refuse(out, IHALA_ECONSENT,
 			      "the survivor's consent does not cover the receiving agency '%s'", dest);
 	}
+	/* Whether it may open a case at all comes before whether the id is taken: a sender that
+	 * may not is never told which referral ids exist. */
+	if (r->parent_referral_id[0] == '\0' && !me->may_open_cases) {
+		/* By default only DMA opens new cases; the others refer onward. */
+		return refuse(out, IHALA_EFORBIDDEN,
+			      "a %s may only refer onward: set parent_referral_id",
+			      me->role == IHALA__V1__ROLE__ROLE_NGO ? "NGO" : "ministry");
+	}
 	if (cur != NULL) {
 		return refuse(out, IHALA_EREFEXISTS, "referral '%s' already exists", r->referral_id);
 	}
@@ -310,11 +321,6 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 				      "in progress",
 				      r->parent_referral_id, policy_status_name(parent->status));
 		}
-	} else if (!me->may_open_cases) {
-		/* By default only DMA opens new cases; the others refer onward. */
-		return refuse(out, IHALA_EFORBIDDEN,
-			      "a %s may only refer onward: set parent_referral_id",
-			      me->role == IHALA__V1__ROLE__ROLE_NGO ? "NGO" : "ministry");
 	}
 	snprintf(out->recipient, sizeof(out->recipient), "%s", dest);
 	out->new_status = S(REQUESTED);
@@ -382,13 +388,11 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 		return refuse(out, IHALA_ESCHEMA,
 			      "referral_id must be 1..64 printable ASCII characters without spaces");
 	}
-	if (cur == NULL) {
-		return refuse(out, IHALA_ENOREFERRAL, "referral '%s' does not exist", rid);
-	}
-	who = party_of(sender, cur);
+	/* One answer for a referral that does not exist and one the sender is not party to:
+	 * a stranger learns nothing of which ids exist. */
+	who = cur != NULL ? party_of(sender, cur) : POLICY_PARTY_NONE;
 	if (who == POLICY_PARTY_NONE) {
-		return refuse(out, IHALA_ENOTPARTY, "agency '%s' is not a party to referral '%s'",
-			      sender, rid);
+		return refuse(out, IHALA_ENOREFERRAL, NONPARTY_TEXT, rid, sender);
 	}
 	snprintf(out->recipient, sizeof(out->recipient), "%s",
 		 who == POLICY_PARTY_REFERRER ? cur->recipient : cur->referrer);

@@ -17,12 +17,15 @@
 #include "checkpoint.h"
 #include "clock.h"
 #include "config.h"
+#include "conns.h"
 #include "deliver.h"
 #include "error.h"
 #include "handlers.h"
+#include "inq.h"
 #include "log.h"
 #include "metrics.h"
 #include "priv.h"
+#include "ratelog.h"
 #include "server_int.h"
 #include "session.h"
 #include "store.h"
@@ -34,8 +37,67 @@
 #define SHUTDOWN_FLUSH_MS 3000
 /* A deliverer silent this long with deliveries unacked is probed (see timers()). */
 #define PROBE_MS 1000
+/* Refusals of one agency logged in full: one per this interval, the rest counted. */
+#define REFUSAL_LOG_MS 10000
+/* Messages taken off the ROUTER in one turn at most (the rest wait for the next turn), and
+ * bytes of one session's queued input processed in one turn at most. */
+#define DRAIN_MAX 65536
+#define INPUT_TURN_BYTES (256 * 1024)
 
 /* ---- input from clients ---- */
+
+/*
+ * The oldest half-open handshake, of peer address `addr` (NULL: of any); with *n_addr the
+ * number of half-open handshakes from `addr`.
+ */
+static struct session *
+preauth_oldest(struct server *sv, const char *addr, size_t *n_addr)
+{
+	struct session *s, *old = NULL;
+
+	*n_addr = 0;
+	for (s = sv->sessions; s != NULL; s = s->next) {
+		if (s->authed || s->dead || (addr != NULL && strcmp(s->addr, addr) != 0)) {
+			continue;
+		}
+		(*n_addr)++;
+		if (old == NULL || s->created_ms < old->created_ms) {
+			old = s;
+		}
+	}
+	return old;
+}
+
+/*
+ * Room for a new handshake from `addr`: past the pre-authentication limits the oldest
+ * half-open handshake (of that address, when it is the address that is over its share) makes
+ * way, rather than the newcomer being turned away: a flood of stalled ClientHellos then only
+ * ever evicts itself, while a handshake that completes in milliseconds is never the oldest.
+ */
+static void
+preauth_make_room(struct server *sv, const char *addr)
+{
+	struct session *victim;
+	size_t n_addr;
+
+	victim = preauth_oldest(sv, addr, &n_addr);
+	if (n_addr < sv->cfg->limits.max_preauth_per_address) {
+		victim = NULL;
+		if (sv->n_preauth >= sv->cfg->limits.max_preauth_sessions ||
+		    sv->n_sessions >= sv->cfg->limits.max_sessions) {
+			victim = preauth_oldest(sv, NULL, &n_addr);
+		}
+	}
+	if (victim == NULL) {
+		return;
+	}
+	log_debug("session %llu from %s: half-open handshake evicted by a newer one",
+	          (unsigned long long)victim->id, victim->addr);
+	sv->n_evicted++;
+	victim->dead = 1;
+	conns_close(sv->conns, victim->fd, victim->conn_gen);
+	sessions_reap(sv);
+}
 
 static void
 router_input(struct server *sv)
@@ -45,6 +107,7 @@ router_input(struct server *sv)
 	int ridlen, more;
 	size_t mlen;
 	const uint8_t *p;
+	const char *peer;
 	struct session *s;
 
 	ridlen = zmq_recv(sv->router, rid, sizeof(rid), ZMQ_DONTWAIT);
@@ -88,6 +151,10 @@ router_input(struct server *sv)
 		if (!sv->stopping && sv->n_sessions >= sv->cfg->limits.max_sessions) {
 			sessions_sweep(sv);
 		}
+		peer = zmq_msg_gets(&m, "Peer-Address");
+		if (!sv->stopping) {
+			preauth_make_room(sv, peer != NULL ? peer : "");
+		}
 		if (sv->stopping || sv->n_preauth >= sv->cfg->limits.max_preauth_sessions ||
 		    sv->n_sessions >= sv->cfg->limits.max_sessions) {
 			log_security("handshake refused: %zu sessions, %zu unauthenticated (limits "
@@ -99,8 +166,12 @@ router_input(struct server *sv)
 			return;
 		}
 		s = calloc(1, sizeof(*s));
-		if (s == NULL || channel_new(sv->ssl, 1, NULL, sv->cfg->limits.max_frame,
-		                             sv->cfg->limits.out_cap, &s->ch) != 0) {
+		if (s == NULL || inq_new(&s->inq) != 0 ||
+		    channel_new(sv->ssl, 1, NULL, sv->cfg->limits.max_frame,
+		                sv->cfg->limits.out_cap, &s->ch) != 0) {
+			if (s != NULL) {
+				inq_free(s->inq);
+			}
 			free(s);
 			zmq_msg_close(&m);
 			return;
@@ -109,13 +180,51 @@ router_input(struct server *sv)
 		s->rid_len = (size_t)ridlen;
 		s->id = ++sv->next_session_id;
 		s->created_ms = s->last_ms = clock_wall_ms();
+		snprintf(s->addr, sizeof(s->addr), "%s", peer != NULL ? peer : "");
+		s->fd = zmq_msg_get(&m, ZMQ_SRCFD);
+		s->conn_gen = conns_session(sv->conns, s->fd, s->created_ms);
 		s->next = sv->sessions;
 		sv->sessions = s;
 		sv->n_sessions++;
 		sv->n_preauth++;
 	}
-	session_input(sv, s, p + 1, mlen - 1);
+	if (!s->dead) {
+		int err = inq_push(s->inq, &m, sv->cfg->limits.in_cap);
+
+		if (err != 0) {
+			log_security("session %llu (%s): more than %llu bytes of input waiting; "
+			             "closing",
+			             (unsigned long long)s->id, s->authed ? s->agency : "unauthenticated",
+			             (unsigned long long)sv->cfg->limits.in_cap);
+			inq_clear(s->inq);
+			session_end(sv, s, IHALA_EOVERLOAD, "input arrives faster than it is served");
+		}
+	}
 	zmq_msg_close(&m);
+}
+
+/* Each session's queued input, a bounded share per turn so that none starves the others. */
+static int
+sessions_input(struct server *sv)
+{
+	struct session *s;
+	const uint8_t *p;
+	size_t len, done;
+	int more = 0;
+
+	for (s = sv->sessions; s != NULL; s = s->next) {
+		done = 0;
+		while (!s->dead && done < INPUT_TURN_BYTES && inq_peek(s->inq, &p, &len)) {
+			session_input(sv, s, p + 1, len - 1);
+			inq_pop(s->inq);
+			done += len;
+		}
+		if (s->dead) {
+			inq_clear(s->inq);
+		}
+		more |= inq_bytes(s->inq) > 0;
+	}
+	return more;
 }
 
 /* ---- answers from the writer ---- */
@@ -156,9 +265,11 @@ writer_input(struct server *sv)
 				} else {
 					rc.error_code = -r->err;
 					rc.error_message = r->text;
-					log_security("agency '%s': message '%s' refused: %s (%s)",
-					             r->agency, r->env->message_id, r->text,
-					             ihala_errname(r->err));
+					if (ratelog_allow(sv->refusals, r->agency, clock_wall_ms())) {
+						log_security("agency '%s': message '%s' refused: %s (%s)",
+						             r->agency, r->env->message_id, r->text,
+						             ihala_errname(r->err));
+					}
 				}
 				if (r->status ==
 				    IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED) {
@@ -231,6 +342,7 @@ timers(struct server *sv)
 			             (unsigned long long)s->id,
 			             (unsigned long long)sv->cfg->limits.handshake_timeout_ms);
 			s->dead = 1;
+			conns_release(sv->conns, s->fd, s->conn_gen, t);
 		} else if (s->authed && sv->cfg->limits.idle_timeout_ms != 0 &&
 		           t - s->last_ms > sv->cfg->limits.idle_timeout_ms) {
 			log_info("session %llu (%s): idle; closed", (unsigned long long)s->id,
@@ -240,6 +352,22 @@ timers(struct server *sv)
 		           t - s->probe_ms > PROBE_MS) {
 			session_probe(sv, s, t);
 		}
+	}
+	sv->n_reaped += conns_reap(sv->conns, t, sv->cfg->limits.handshake_timeout_ms);
+	ratelog_flush(sv->refusals, t);
+	if ((sv->n_evicted > 0 || sv->n_reaped > 0) && t - sv->evict_log_ms >= TICK_MS) {
+		/* One line a second for what a flood does, however large. */
+		log_security("last %llu ms: %zu half-open handshakes evicted by newer ones (limits "
+		             "%llu, %llu per address), %zu connections closed for sending no "
+		             "ClientHello within %llu ms",
+		             (unsigned long long)(t - sv->evict_log_ms), sv->n_evicted,
+		             (unsigned long long)sv->cfg->limits.max_preauth_sessions,
+		             (unsigned long long)sv->cfg->limits.max_preauth_per_address,
+		             sv->n_reaped, (unsigned long long)sv->cfg->limits.handshake_timeout_ms);
+		sv->n_evicted = sv->n_reaped = 0;
+		sv->evict_log_ms = t;
+	} else if (sv->n_evicted == 0 && sv->n_reaped == 0) {
+		sv->evict_log_ms = t;
 	}
 	if (!sv->tick_outstanding && !sv->stopping && t - sv->last_tick_ms >= TICK_MS) {
 		struct wreq *r = wreq_new(WREQ_TICK);
@@ -429,7 +557,7 @@ server_to_writer(struct server *sv, struct wreq *r)
 static int
 open_sockets(struct server *sv)
 {
-	int one = 1, zero = 0, ivl = 5000, ttl = 30000, tmo = 15000;
+	int one = 1, zero = 0, ka_idle = 15, ka_intvl = 5, ka_cnt = 3;
 	int64_t maxmsg = (int64_t)sv->cfg->limits.max_frame + 64 * 1024;
 	int hs = (int)sv->cfg->limits.handshake_timeout_ms;
 
@@ -439,18 +567,43 @@ open_sockets(struct server *sv)
 		return IHALA_EZMQ;
 	}
 	zmq_setsockopt(sv->router, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+	/*
+	 * libzmq 4.3.4 aborts the process (Assertion failed: !_io_error,
+	 * stream_engine_base.cpp:331) when a connection's engine has stopped reading and its
+	 * peer is gone: the engine stops reading when its pipe to the socket refuses a message
+	 * (the receive high-water mark is reached, or the pipe was taken away); it marks the I/O
+	 * error when the connection then resets (the peer closed with our answers unread, or a
+	 * heartbeat we send draws a reset); and the heartbeat timer's next PING goes through
+	 * out_event(), which asserts that no error was marked. So:
+	 *
+	 * - no receive high-water mark: a connection's pipe never refuses a message. serve()
+	 *   takes every message off the socket each turn into the sessions' own queues (struct
+	 *   inq), bounded by in_cap per session, and processes a bounded share per turn;
+	 * - handover: a connection naming a routing id already in use takes it over. Without it
+	 *   the second connection's pipe is never read, and would grow without bound;
+	 * - no heartbeats of our own (ZMQ_HEARTBEAT_IVL): the connection that lost its routing
+	 *   id to another keeps an engine whose pipe is gone, and nothing else can send on it.
+	 *   Peers' heartbeats are still answered, and their TTL (6 s for our clients) still ends
+	 *   a connection gone quiet; TCP keepalive ends the ones of peers without heartbeats, and
+	 *   a session whose connection went is found by session_probe().
+	 */
+	zmq_setsockopt(sv->router, ZMQ_RCVHWM, &zero, sizeof(zero));
+	zmq_setsockopt(sv->router, ZMQ_ROUTER_HANDOVER, &one, sizeof(one));
+	zmq_setsockopt(sv->router, ZMQ_TCP_KEEPALIVE, &one, sizeof(one));
+	zmq_setsockopt(sv->router, ZMQ_TCP_KEEPALIVE_IDLE, &ka_idle, sizeof(ka_idle));
+	zmq_setsockopt(sv->router, ZMQ_TCP_KEEPALIVE_INTVL, &ka_intvl, sizeof(ka_intvl));
+	zmq_setsockopt(sv->router, ZMQ_TCP_KEEPALIVE_CNT, &ka_cnt, sizeof(ka_cnt));
 	zmq_setsockopt(sv->router, ZMQ_LINGER, &zero, sizeof(zero));
 	zmq_setsockopt(sv->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
-	zmq_setsockopt(sv->router, ZMQ_HEARTBEAT_IVL, &ivl, sizeof(ivl));
-	zmq_setsockopt(sv->router, ZMQ_HEARTBEAT_TTL, &ttl, sizeof(ttl));
-	zmq_setsockopt(sv->router, ZMQ_HEARTBEAT_TIMEOUT, &tmo, sizeof(tmo));
 	zmq_setsockopt(sv->router, ZMQ_HANDSHAKE_IVL, &hs, sizeof(hs));
 	zmq_setsockopt(sv->wpair, ZMQ_LINGER, &zero, sizeof(zero));
 	/* No high-water mark to the writer: both sides send blocking, so a full pipe each way
 	 * would deadlock them. What is in flight is bounded by sessions * max_inflight. */
 	zmq_setsockopt(sv->wpair, ZMQ_SNDHWM, &zero, sizeof(zero));
 	zmq_setsockopt(sv->wpair, ZMQ_RCVHWM, &zero, sizeof(zero));
-	if (zmq_bind(sv->wpair, WRITER_ENDPOINT) != 0) {
+	if (zmq_bind(sv->wpair, WRITER_ENDPOINT) != 0 ||
+	    conns_new(sv->zctx, sv->router, &sv->conns) != 0 ||
+	    ratelog_new(REFUSAL_LOG_MS, &sv->refusals) != 0) {
 		return IHALA_EZMQ;
 	}
 	if (zmq_bind(sv->router, sv->cfg->broker.listen) != 0) {
@@ -467,9 +620,10 @@ serve(struct server *sv)
 	zmq_pollitem_t items[3];
 	struct agency_rt *a;
 	struct session *s;
+	int input_left = 0;
 
 	for (;;) {
-		long timeout = 100;
+		long timeout = input_left ? 0 : 100;
 
 		items[0].socket = sv->router;
 		items[0].events = ZMQ_POLLIN;
@@ -479,7 +633,7 @@ serve(struct server *sv)
 		items[2].fd = sv->sigfd;
 		items[2].events = ZMQ_POLLIN;
 		for (s = sv->sessions; s != NULL; s = s->next) {
-			if (s->wire_len > 0) {
+			if (s->wire_len > 0 && timeout > 2) {
 				timeout = 2; /* a slow peer: retry its bytes soon */
 			}
 		}
@@ -495,8 +649,9 @@ serve(struct server *sv)
 		if (items[0].revents & ZMQ_POLLIN) {
 			int n;
 
-			/* A bounded burst, so the writer's answers are never starved. */
-			for (n = 0; n < 256; n++) {
+			/* Everything ZeroMQ holds, into the sessions' queues: its receive queue
+			 * must never fill (see open_sockets()). */
+			for (n = 0; n < DRAIN_MAX; n++) {
 				int ev = 0;
 				size_t evlen = sizeof(ev);
 
@@ -506,9 +661,10 @@ serve(struct server *sv)
 				}
 				router_input(sv);
 			}
-			for (s = sv->sessions; s != NULL; s = s->next) {
-				acks_send(sv, s);
-			}
+		}
+		input_left = sessions_input(sv);
+		for (s = sv->sessions; s != NULL; s = s->next) {
+			acks_send(sv, s);
 		}
 		for (s = sv->sessions; s != NULL; s = s->next) {
 			if (s->replaying && s->wire_len == 0 && !s->dead) {
@@ -650,6 +806,8 @@ out:
 		sv.agencies = a->next;
 		free(a);
 	}
+	conns_free(sv.conns);
+	ratelog_free(sv.refusals);
 	if (sv.router != NULL) {
 		zmq_close(sv.router);
 	}

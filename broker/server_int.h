@@ -46,12 +46,16 @@ struct session {
 	uint8_t rid[256];
 	size_t rid_len;
 	struct channel *ch;
+	struct inq *inq; /* received, not processed yet (see sessions_input()) */
 	int authed;
 	int dead;    /* peer gone or closed: free at the end of the iteration */
 	int closing; /* flush what is pending, then free */
 	char agency[TLS_AGENCY_MAX + 1];
 	int role;
 	uint8_t fp[TLS_FP_LEN];
+	char addr[64];     /* the peer's IP address, as ZeroMQ gives it */
+	int fd;            /* its connection (conns.h), with conn_gen */
+	uint64_t conn_gen;
 	uint64_t created_ms;
 	uint64_t last_ms;
 	uint64_t probe_ms; /* when it was last probed */
@@ -84,6 +88,11 @@ struct server {
 	struct writer_policy *policy;
 	int sigfd;
 
+	struct conns *conns;
+	struct ratelog *refusals; /* security: lines about refusals, per agency */
+	size_t n_evicted;         /* half-open handshakes evicted since evict_log_ms */
+	size_t n_reaped;          /* silent connections closed since evict_log_ms */
+	uint64_t evict_log_ms;
 	struct session *sessions;
 	size_t n_sessions;
 	size_t n_preauth;

@@ -13,6 +13,7 @@
 #include "deliver.h"
 #include "error.h"
 #include "frame.h"
+#include "inq.h"
 #include "log.h"
 #include "metrics.h"
 #include "wire.h"
@@ -176,6 +177,7 @@ session_free(struct server *sv, struct session *s)
 	}
 	sv->n_sessions--;
 	channel_free(s->ch);
+	inq_free(s->inq);
 	free(s->wire);
 	free(s);
 }

@@ -58,16 +58,54 @@ log_parselevel(const char *s)
 	return -1;
 }
 
+size_t
+log_sanitize(const char *in, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+
+	if (outlen == 0) {
+		return 0;
+	}
+	for (; *in != '\0'; in++) {
+		unsigned char c = (unsigned char)*in;
+		char esc[5];
+		size_t k = 0;
+
+		if (c == '\n' || c == '\r' || c == '\t') {
+			esc[k++] = '\\';
+			esc[k++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+		} else if (c < 0x20 || c == 0x7f) {
+			esc[k++] = '\\';
+			esc[k++] = 'x';
+			esc[k++] = hex[c >> 4];
+			esc[k++] = hex[c & 15];
+		} else {
+			esc[k++] = (char)c;
+		}
+		if (n + k >= outlen) {
+			break; /* never half an escape */
+		}
+		memcpy(out + n, esc, k);
+		n += k;
+	}
+	out[n] = '\0';
+	return n;
+}
+
 static void
 vlog(enum log_level level, const char *prefix, const char *suffix, const char *fmt, va_list ap)
 {
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
-	char msg[2048];
+	char raw[2048], msg[2048];
 
 	if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed)) {
 		return;
 	}
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* Whatever a peer put in the arguments (a message id, a name) is escaped here, once for
+	 * every line: no peer can end a line and forge the next one. */
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	log_sanitize(raw, msg, sizeof(msg));
 	if (log_foreground) {
 		struct timespec ts;
 		struct tm tm;

@@ -3,6 +3,7 @@
 #define IHALA_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #include "conf.h"
 
@@ -27,6 +28,14 @@ enum log_level log_getlevel(void);
 extern const struct conf_choice log_level_names[];
 /* The level of a name of log_level_names; -1 when unknown. */
 int log_parselevel(const char *s);
+
+/*
+ * Copy `in` to `out` (outlen bytes, NUL included) with newline, carriage return and tab
+ * written as \n \r \t and other control characters (below 0x20, and 0x7f) as \xHH, so that
+ * the text stays on one line; truncated at a whole character. Returns the length written.
+ * Every log function below applies it to the whole formatted line.
+ */
+size_t log_sanitize(const char *in, char *out, size_t outlen);
 
 /* All of these preserve errno. log_warn and fatal append strerror(errno). */
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -559,6 +559,37 @@ tls_cert_identity(X509 *cert, char *agency, size_t len, uint8_t fp[TLS_FP_LEN])
 }
 
 int
+tls_agency_cert_check(X509 *cert, char *why, size_t whylen)
+{
+	char san[TLS_AGENCY_MAX + 1], cn[TLS_AGENCY_MAX + 1];
+	uint32_t flags;
+
+	if (cert == NULL) {
+		return 0; /* no certificate: tls_peer_identity() says so */
+	}
+	flags = X509_get_extension_flags(cert);
+	if ((flags & EXFLAG_CA) || X509_check_ca(cert) != 0) {
+		seterr(why, whylen,
+		       "an agency certificate must not be a CA certificate "
+		       "(basicConstraints CA:TRUE)");
+		return IHALA_ECERT;
+	}
+	if (!(flags & EXFLAG_XKUSAGE) || !(X509_get_extended_key_usage(cert) & XKU_SSL_CLIENT)) {
+		seterr(why, whylen,
+		       "an agency certificate must have the clientAuth extended key "
+		       "usage");
+		return IHALA_ECERT;
+	}
+	if (san_identity(cert, san) == 1 && cn_identity(cert, cn) == 0 && strcmp(san, cn) != 0) {
+		seterr(why, whylen,
+		       "certificate names two agencies: subject CN '%s' and SAN ihala:agency:%s",
+		       cn, san);
+		return IHALA_ECERT;
+	}
+	return 0;
+}
+
+int
 tls_peer_identity(SSL *ssl, char *agency, size_t len, uint8_t fp[TLS_FP_LEN])
 {
 	X509 *cert;

@@ -80,6 +80,16 @@ int tlsctx_verify_cert(SSL_CTX *ctx, X509 *cert, STACK_OF(X509) * chain, char *e
 int tls_cert_identity(X509 *cert, char *agency, size_t len, uint8_t fp[TLS_FP_LEN]);
 
 /*
+ * What the broker requires of an agency's certificate beyond a verified chain: not a CA
+ * (basicConstraints CA:TRUE, or X509_check_ca() non-zero, is refused), the clientAuth
+ * extended key usage present, and a subject CN in agency-id form naming the same agency as
+ * the SAN URI ihala:agency:ID when it has both (a CN that is not an id, such as a display
+ * name, is not compared). 0, or IHALA_ECERT with a reason for people in why (NULL allowed).
+ * cert is borrowed; NULL gives 0 (tls_peer_identity() reports a missing certificate).
+ */
+int tls_agency_cert_check(X509 *cert, char *why, size_t whylen);
+
+/*
  * tls_cert_identity() of the verified peer certificate of an established
  * session. IHALA_ENOTAUTH when there is no peer certificate, IHALA_ECERT when
  * its verification did not succeed. ssl is borrowed.

@@ -215,7 +215,8 @@ check "status: no request id in the output" out_lacks "requestId"
 run status-moh "$MOH" status "$R1"
 check "status as moh (the recipient): exit 0" exit_and_out 0 "\"referralId\":\"$R1\""
 run status-hi "$HI" status "$R1"
-check "status as hi (not a party): exit 1, NOT_PARTY" exit_and_err 1 "ihala: refused: NOT_PARTY: "
+check "status as hi (not a party): exit 1, UNKNOWN_REFERRAL (as if it did not exist)" \
+	exit_and_err 1 "ihala: refused: UNKNOWN_REFERRAL: "
 run status-none "$DMA" status "no-such-$$"
 check "status of an unknown referral: exit 1, UNKNOWN_REFERRAL" exit_and_err 1 "refused: UNKNOWN_REFERRAL: "
 
@@ -236,7 +237,8 @@ check "progress (in-progress by default): exit 0" expect 0
 run note1 "$MOH" note "$R1" --text "$KURDISH_NOTE"
 check "note by moh: exit 0" expect 0
 run note-hi "$HI" note "$R1" --text "hello"
-check "note by hi (not a party): exit 1, NOT_PARTY" exit_and_err 1 "refused: NOT_PARTY: "
+check "note by hi (not a party): exit 1, UNKNOWN_REFERRAL (as if it did not exist)" \
+	exit_and_err 1 "refused: UNKNOWN_REFERRAL: "
 run outcome-noo "$MOH" outcome "$R1" --file "$T/type.json"
 check "outcome with a referral file: exit 2, names the unknown field" exit_and_err 2 "outcome."
 run outcome1 "$MOH" outcome "$R1" --file "$T/o1.json"

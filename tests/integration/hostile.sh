@@ -45,6 +45,8 @@ write_broker_conf "$D" "$PORT" "
 max_frame = 64K
 handshake_timeout = 2s
 max_preauth_sessions = 400
+max_preauth_per_address = 400
+max_sessions_per_agency = 400
 max_sessions = 400"
 
 probe_as() {
@@ -204,7 +206,7 @@ out=$(probe_as dma submit-file "$T/utf8.env" 2>&1)
 check "invalid UTF-8 in an envelope string: Receipt REFUSED INVALID_UTF8" \
 	out_is "$out" 'receipt REFUSED INVALID_UTF8: .*'
 check "invalid UTF-8: logged as a security event" \
-	log_has_since "$mark" "security: agency 'dma': .*refused"
+	wait_for 12 log_has_since "$mark" "security: agency 'dma': .*(refused|[0-9]+ more refusals)"
 well_behaved "invalid UTF-8"
 
 "$PROBE" --to hi --from moh --message-id spoof-1 --referral-id spoof-ref-1 make-envelope spoof \

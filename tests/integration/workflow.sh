@@ -258,7 +258,7 @@ n_before=$(log_size)
 check "6: the auditor replays the log (${n_before} entries)" test "$n_before" -gt 20
 
 run ill1 "$HI" outcome "$R6" --file "$T/o6.json"
-check "6: hi completes a referral it was not sent: NOT_PARTY" refused NOT_PARTY
+check "6: hi completes a referral it was not sent: UNKNOWN_REFERRAL, as for an unknown id" refused UNKNOWN_REFERRAL
 run ill2 "$DMA" accept "$R7"
 check "6: dma accepts its own referral: INVALID_TRANSITION" refused INVALID_TRANSITION
 run ill3 "$MOH" outcome "$R7" --file "$T/o7.json"
@@ -268,9 +268,9 @@ check "6: the auditor submits a referral: READ_ONLY" refused READ_ONLY
 run ill5 "$AUD" accept "$R7"
 check "6: the auditor accepts a referral: READ_ONLY" refused READ_ONLY
 run ill6 "$HI" accept "$R7"
-check "6: hi sends a status update on moh's referral id: NOT_PARTY" refused NOT_PARTY
+check "6: hi sends a status update on moh's referral id: UNKNOWN_REFERRAL, as for an unknown id" refused UNKNOWN_REFERRAL
 run ill7 "$MOLSA" progress "$R6" --status on-hold --reason no-capacity
-check "6: molsa reports progress on moh's referral id: NOT_PARTY" refused NOT_PARTY
+check "6: molsa reports progress on moh's referral id: UNKNOWN_REFERRAL, as for an unknown id" refused UNKNOWN_REFERRAL
 run ill8 "$MOH" cancel "$R6" --reason other
 check "6: the recipient cancels: INVALID_TRANSITION" refused INVALID_TRANSITION
 printf '{"messageId":"oc-%s","statusUpdate":{"referralId":"%s","status":"completed"}}\n' "$$" "$R6" >"$T/noout.json"

@@ -836,6 +836,12 @@ count_resets(struct conn *cs, size_t n, long wait_ms)
 		return 0;
 	}
 	for (i = 0; i < n; i++) {
+		/* A connection the broker closed lost its session too: that counts. */
+		if (cs[i].mon != NULL && mon_disconnected(&cs[i])) {
+			seen[i] = 1;
+			resets++;
+			continue;
+		}
 		conn_send(&cs[i], CHANNEL_MSG_TLS, &junk, 1);
 	}
 	deadline = now_ms() + (uint64_t)wait_ms;
@@ -854,6 +860,13 @@ count_resets(struct conn *cs, size_t n, long wait_ms)
 				seen[i] = 1;
 				resets++;
 			}
+		}
+	}
+	for (i = 0; i < n; i++) {
+		/* Closed by the broker while we waited (our bytes then went nowhere). */
+		if (!seen[i] && cs[i].mon != NULL && mon_disconnected(&cs[i])) {
+			seen[i] = 1;
+			resets++;
 		}
 	}
 	free(it);
@@ -881,7 +894,14 @@ mode_halfopen(long n, long secs)
 		goto out;
 	}
 	for (i = 0; i < (size_t)n; i++) {
-		if (conn_open(&cs[i], 0) != 0 || conn_start_tls(&cs[i], 0) != 0) {
+		if (conn_open(&cs[i], 1) != 0) {
+			fprintf(stderr, "probe: half-open connection %zu failed\n", i);
+			goto out;
+		}
+	}
+	/* The ClientHellos together, once every connection (and its monitor) is set up. */
+	for (i = 0; i < (size_t)n; i++) {
+		if (conn_start_tls(&cs[i], 0) != 0) {
 			fprintf(stderr, "probe: half-open connection %zu failed\n", i);
 			goto out;
 		}
@@ -1098,6 +1118,149 @@ out:
 	free(cs);
 	free(it);
 	free(done);
+	return rc;
+}
+
+/*
+ * After Welcome, write Query frames for SECS seconds, PER_FLUSH frames per flush, and read
+ * none of the answers; then close without close_notify. With the answers left unread the
+ * close resets the connection while the broker may still hold unread input from it.
+ */
+static int
+mode_query_flood(long secs, long per_flush)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Query q = IHALA__V1__QUERY__INIT;
+	uint64_t deadline, sent = 0;
+	uint8_t *buf = NULL;
+	size_t len;
+	struct conn c;
+	long i;
+	int rc;
+
+	if (conn_open(&c, 0) != 0) {
+		return EXIT_LOCAL;
+	}
+	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 1);
+	if (rc != EXIT_OK) {
+		conn_close(&c);
+		return rc;
+	}
+	q.request_id = 1;
+	q.referral_id = "R-FLOOD";
+	f.kind_case = IHALA__V1__FRAME__KIND_QUERY;
+	f.query = &q;
+	if (frame_encode(&f, &buf, &len) != 0) {
+		conn_close(&c);
+		return EXIT_LOCAL;
+	}
+	deadline = now_ms() + (uint64_t)secs * 1000;
+	rc = 0;
+	while (rc == 0 && left_ms(deadline) > 0) {
+		for (i = 0; i < per_flush && rc == 0; i++) {
+			rc = channel_write_frame(c.ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
+			sent += rc == 0;
+		}
+		if (rc == 0) {
+			rc = conn_flush(&c);
+		}
+	}
+	free(buf);
+	printf("query-flood: %llu frames written%s\n", (unsigned long long)sent,
+	       rc == 0 ? "" : ", then the broker stopped taking them");
+	conn_close(&c);
+	return EXIT_OK;
+}
+
+/*
+ * Two connections naming the same ZeroMQ routing id, each then writing N messages (junk the
+ * broker answers with RESET), then both closed. Prints 'dup-rid: N messages each'.
+ */
+static int
+mode_dup_rid(long n)
+{
+	char rid[64];
+	uint8_t junk[64];
+	struct conn c[2];
+	long i, k;
+	int rc = EXIT_OK, zero = 0, tmo = (int)opt.timeout_ms;
+
+	memset(junk, 0x5a, sizeof(junk));
+	snprintf(rid, sizeof(rid), "probe-dup-rid-%ld", (long)getpid());
+	for (k = 0; k < 2; k++) {
+		if (conn_open(&c[k], 0) != 0) {
+			return EXIT_LOCAL;
+		}
+	}
+	/* conn_open connected already: reconnect both with the routing id set. */
+	for (k = 0; k < 2; k++) {
+		zmq_close(c[k].sock);
+		c[k].sock = zmq_socket(zctx, ZMQ_DEALER);
+		if (c[k].sock == NULL) {
+			return EXIT_LOCAL;
+		}
+		zmq_setsockopt(c[k].sock, ZMQ_ROUTING_ID, rid, strlen(rid));
+		zmq_setsockopt(c[k].sock, ZMQ_LINGER, &zero, sizeof(zero));
+		zmq_setsockopt(c[k].sock, ZMQ_SNDTIMEO, &tmo, sizeof(tmo));
+		if (zmq_connect(c[k].sock, opt.endpoint) != 0 ||
+		    conn_send(&c[k], CHANNEL_MSG_TLS, junk, sizeof(junk)) != 0) {
+			rc = EXIT_LOCAL;
+		}
+		usleep(200 * 1000); /* the first is known by its id before the second comes */
+	}
+	for (i = 0; i < n && rc == EXIT_OK; i++) {
+		for (k = 0; k < 2; k++) {
+			zmq_send(c[k].sock, junk, sizeof(junk), ZMQ_DONTWAIT);
+		}
+	}
+	usleep(200 * 1000);
+	for (k = 0; k < 2; k++) {
+		conn_close(&c[k]);
+	}
+	printf("dup-rid: %ld messages each\n", n);
+	return rc;
+}
+
+/* N ZeroMQ connections that never send a byte of TLS, held SECS seconds: how many the broker
+ * closed ('silent N: D disconnected'). */
+static int
+mode_silent(long n, long secs)
+{
+	struct conn *cs = calloc((size_t)n, sizeof(*cs));
+	uint8_t *gone = calloc((size_t)n, 1);
+	uint64_t deadline;
+	size_t i, ngone = 0;
+	int rc = EXIT_LOCAL;
+
+	if (cs == NULL || gone == NULL) {
+		goto out;
+	}
+	for (i = 0; i < (size_t)n; i++) {
+		if (conn_open(&cs[i], 1) != 0) {
+			fprintf(stderr, "probe: silent connection %zu failed\n", i);
+			goto out;
+		}
+	}
+	printf("opened %ld\n", n);
+	fflush(stdout);
+	deadline = now_ms() + (uint64_t)secs * 1000;
+	while (left_ms(deadline) > 0) {
+		for (i = 0; i < (size_t)n; i++) {
+			if (!gone[i] && mon_disconnected(&cs[i])) {
+				gone[i] = 1;
+				ngone++;
+			}
+		}
+		usleep(50 * 1000);
+	}
+	printf("silent %ld: %zu disconnected\n", n, ngone);
+	rc = EXIT_OK;
+out:
+	for (i = 0; cs != NULL && i < (size_t)n; i++) {
+		conn_close(&cs[i]);
+	}
+	free(cs);
+	free(gone);
 	return rc;
 }
 
@@ -1366,6 +1529,7 @@ usage(FILE *fp)
 	    "  garbage                  random bytes from a fresh connection: 'reset'\n"
 	    "  halfopen N SECONDS       N ClientHellos held open: 'halfopen N: A answered, R "
 	    "reset'\n"
+	    "                           (R: RESET afterwards, or the broker closed the connection)\n"
 	    "  halfhandshake            half a ClientHello: 'halfhandshake: silent|answered, "
 	    "dropped|pending'\n"
 	    "  slowloris                a ClientHello byte by byte: 'dropped after S s'\n"
@@ -1373,6 +1537,12 @@ usage(FILE *fp)
 	    "'timeout'\n"
 	    "  flood N                  N handshakes at once: 'flood N: W welcome, R refused, T no "
 	    "answer'\n"
+	    "  silent N SECS            N connections that send nothing, held SECS s: 'silent N: D "
+	    "disconnected'\n"
+	    "  dup-rid N                two connections with one routing id, N messages each: "
+	    "'dup-rid: N'\n"
+	    "  query-flood SECS N       after Welcome, Query frames for SECS s, N per flush, no answer\n"
+	    "                           read, then close: 'query-flood: F frames written'\n"
 	    "  send-hex HEX             one frame body: 'error CODE: text' | 'receipt ...' | 'no "
 	    "answer',\n"
 	    "                           then 'closed' or 'open'\n"
@@ -1402,6 +1572,18 @@ run_mode(int argc, char **argv)
 	}
 	if (strcmp(m, "garbage") == 0 && argc == 1) {
 		return mode_garbage();
+	}
+	if (strcmp(m, "silent") == 0 && argc == 3) {
+		if (parse_long(argv[1], 1, 5000, &a) != 0 || parse_long(argv[2], 0, 3600, &b) != 0) {
+			return EXIT_USAGE;
+		}
+		return mode_silent(a, b);
+	}
+	if (strcmp(m, "dup-rid") == 0 && argc == 2) {
+		if (parse_long(argv[1], 1, 1000000, &a) != 0) {
+			return EXIT_USAGE;
+		}
+		return mode_dup_rid(a);
 	}
 	if (strcmp(m, "bigmsg") == 0 && argc == 2) {
 		if (parse_long(argv[1], 1, 256L << 20, &a) != 0) {
@@ -1439,6 +1621,13 @@ run_mode(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		return mode_flood(a);
+	}
+	if (strcmp(m, "query-flood") == 0 && argc == 3) {
+		if (parse_long(argv[1], 0, 3600, &a) != 0 ||
+		    parse_long(argv[2], 1, 100000, &b) != 0) {
+			return EXIT_USAGE;
+		}
+		return mode_query_flood(a, b);
 	}
 	if (strcmp(m, "send-hex") == 0 && argc == 2) {
 		return mode_send_hex(argv[1]);

@@ -352,6 +352,44 @@ test_good_values(void **state)
 	broker_config_free(cfg);
 }
 
+/* Who may open a case is its own option: an NGO's may_send written out as its role's
+ * documented default ("referral, status, outcome, note") means what leaving it out means. */
+static void
+test_may_open_cases(void **state)
+{
+	struct fixture *f = *state;
+	struct broker_config *cfg = NULL;
+	char *text = concat(base_conf, "[agency.hi]\n"
+	                               "role = ngo\n"
+	                               "may_send = referral, status, outcome, note\n"
+	                               "[agency.ngo2]\n"
+	                               "role = ngo\n"
+	                               "[agency.ngo3]\n"
+	                               "role = ngo\n"
+	                               "may_open_cases = yes\n"
+	                               "[agency.molsa]\n"
+	                               "role = ministry\n"
+	                               "may_open_cases = no\n");
+
+	if (load(f, text, &cfg) != 0) {
+		fail_msg("%s", f->out);
+	}
+	free(text);
+	assert_int_equal(broker_config_find_agency(cfg, "dma")->may_open_cases, 1);
+	assert_int_equal(broker_config_find_agency(cfg, "moh")->may_open_cases, 0);
+	assert_int_equal(broker_config_find_agency(cfg, "hi")->may_open_cases, 0);
+	assert_int_equal(broker_config_find_agency(cfg, "ngo2")->may_open_cases, 0);
+	assert_int_equal(broker_config_find_agency(cfg, "ngo3")->may_open_cases, 1);
+	assert_int_equal(broker_config_find_agency(cfg, "molsa")->may_open_cases, 0);
+	broker_config_free(cfg);
+
+	text = concat(base_conf, "may_open_cases = perhaps\n"); /* 13 */
+	assert_int_not_equal(load(f, text, &cfg), 0);
+	free(text);
+	assert_non_null(strstr(f->out, "13"));
+	assert_non_null(strstr(f->out, "expected yes or no"));
+}
+
 /* Relative paths resolve against the config file's directory, not the cwd. */
 static void
 test_relative_paths(void **state)
@@ -1577,6 +1615,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_good_defaults, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_good_values, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_may_open_cases, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_relative_paths, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_syntax_accepted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_option, setup, teardown),

@@ -883,7 +883,43 @@ test_status_ngo_not_party(void **state)
 	world_init(&w);
 	CUR(cur, S(IN_PROGRESS));
 	msg_status(&m, "r-1", S(COMPLETED), 0, 1);
-	assert_refused(policy_check(&w.view, "hi", &m.env, &cur, NULL, &d), d, IHALA_ENOTPARTY);
+	assert_refused(policy_check(&w.view, "hi", &m.env, &cur, NULL, &d), d, IHALA_ENOREFERRAL);
+}
+
+/* A stranger gets the same code and words for a referral that exists and one that does not. */
+static void
+test_nonparty_same_as_unknown(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d1, d2;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(IN_PROGRESS));
+	msg_status(&m, "r-1", S(COMPLETED), 0, 1);
+	assert_refused(policy_check(&w.view, "hi", &m.env, &cur, NULL, &d1), d1,
+		       IHALA_ENOREFERRAL);
+	assert_refused(policy_check(&w.view, "hi", &m.env, NULL, NULL, &d2), d2,
+		       IHALA_ENOREFERRAL);
+	assert_string_equal(d1.text, d2.text);
+}
+
+/* May it open a case at all comes before whether the id is taken: an NGO is not told. */
+static void
+test_forbidden_before_exists(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V1__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(REQUESTED));
+	msg_referral(&m, "hi", "moh", "r-1");
+	assert_refused(policy_check(&w.view, "hi", &m.env, &cur, NULL, &d), d, IHALA_EFORBIDDEN);
 }
 
 static void
@@ -1279,7 +1315,7 @@ test_note_from_third_party(void **state)
 	world_init(&w);
 	CUR(cur, S(ACCEPTED));
 	msg_note(&m, "r-1");
-	assert_refused(policy_check(&w.view, "molsa", &m.env, &cur, NULL, &d), d, IHALA_ENOTPARTY);
+	assert_refused(policy_check(&w.view, "molsa", &m.env, &cur, NULL, &d), d, IHALA_ENOREFERRAL);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1516,6 +1552,8 @@ static const struct CMUnitTest fixed_tests[] = {
 	cmocka_unit_test(test_status_missing_referral),
 	cmocka_unit_test(test_status_bad_referral_id),
 	cmocka_unit_test(test_status_ngo_not_party),
+	cmocka_unit_test(test_nonparty_same_as_unknown),
+	cmocka_unit_test(test_forbidden_before_exists),
 	cmocka_unit_test(test_status_dma_accepts_own),
 	cmocka_unit_test(test_status_recipient_accepts),
 	cmocka_unit_test(test_status_completed_without_outcome),
