@@ -7,7 +7,7 @@
 
 IHALA=$IHALA_BUILD/ihala
 
-plan 28
+plan 32
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -142,3 +142,19 @@ mkref "$T/r9.json" "$R9"
 run refer9 "$DMA" refer --to moh --file "$T/r9.json"
 check "the watcher still gets the next delivery" wait_for 10 grep -q "\"referralId\":\"$R9\"" "$T/watch.json"
 check "inbox --watch still running, nothing on its stderr" eval 'kill -0 "$WPID" && [ ! -s "$T/watch.err" ]'
+
+# --- two nodes of one agency (two moh offices, each its own data dir) -------------------------
+kill -TERM "$WPID"
+wait "$WPID" 2>/dev/null
+MOH2=$(write_client_conf "$T/office2" moh "$port")
+R10=office-$$
+mkref "$T/r10.json" "$R10"
+run refer10 "$DMA" refer --to moh --file "$T/r10.json"
+check "a referral for moh while no moh inbox runs" expect 0
+run status10 "$MOH2" status "$R10"
+check "office 2: status works (its session may be the one the broker delivers to)" \
+	exit_and_out 0 "\"referralId\":\"$R10\""
+run inbox10 "$MOH" inbox
+check "office 1: its inbox takes the delivery" exit_and_out 0 "\"referralId\":\"$R10\""
+run inbox10b "$MOH2" inbox
+check "office 2: its inbox never shows what office 1 took" eval 'expect 0 && out_lacks "$R10"'
