@@ -20,6 +20,8 @@
 #include "wire.h"
 
 #define OUT_CAP (4u * 1024 * 1024)
+/* Without a session this long, the caller is told we keep trying (ihala_on_connecting). */
+#define CONNECTING_AFTER_MS 1000
 
 static uint64_t
 now_ms(void)
@@ -125,6 +127,8 @@ session_drop(struct ihala_client *c)
 	frame_free(c->welcome);
 	c->welcome = NULL;
 	c->gate_request = 0;
+	c->big_size = 0;
+	c->big_msgid[0] = '\0';
 	free(c->gate_text);
 	c->gate_text = NULL;
 	while (c->n_held > 0) {
@@ -227,19 +231,109 @@ client_send_frame(struct ihala_client *c, const Ihala__V1__Frame *f)
 	return err;
 }
 
+size_t
+ihala_max_frame(const struct ihala_client *c)
+{
+	const Ihala__V1__Welcome *w = c->welcome != NULL ? c->welcome->welcome : NULL;
+
+	if (w != NULL && w->limits != NULL && w->limits->max_frame_bytes > 0) {
+		return w->limits->max_frame_bytes;
+	}
+	return IHALA_DEFAULT_MAX_FRAME;
+}
+
+/* Bytes of the Submit frame body that carries an envelope of `len` bytes. */
+static size_t
+submit_frame_size(size_t len)
+{
+	static uint8_t dummy;
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Submit s = IHALA__V1__SUBMIT__INIT;
+
+	s.envelope.data = &dummy; /* only its length is read */
+	s.envelope.len = len;
+	f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
+	f.submit = &s;
+	return ihala__v1__frame__get_packed_size(&f);
+}
+
+static uint64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The receipt a caller waits for, when it is for `message_id`. */
+static void
+set_receipt(struct ihala_client *c, const char *message_id, Ihala__V1__ReceiptStatus status,
+            uint64_t seq, const uint8_t *leaf, int error, const char *text)
+{
+	struct ihala_receipt *rc = &c->receipt;
+
+	if (c->want_msgid == NULL ||
+	    (message_id[0] != '\0' && strcmp(c->want_msgid, message_id) != 0)) {
+		return;
+	}
+	memset(rc, 0, sizeof(*rc));
+	rc->status = status;
+	rc->seq = seq;
+	if (leaf != NULL) {
+		memcpy(rc->leaf_hash, leaf, MERKLE_HASH_LEN);
+	}
+	rc->error = error;
+	snprintf(rc->message_id, sizeof(rc->message_id), "%s", c->want_msgid);
+	snprintf(rc->text, sizeof(rc->text), "%s", text);
+	c->got_receipt = 1;
+}
+
+/* A message refused for good leaves the outbox for the rejected list: it never holds up the
+ * ones behind it, and `ihala outbox` shows it with its reason. */
+static void
+reject(struct ihala_client *c, const char *message_id, int code, const char *text)
+{
+	int err = localstore_outbox_reject(c->ls, message_id, code, text, wall_ms());
+
+	if (err != 0 && err != IHALA_ENOTFOUND) {
+		log_warnx("cannot move refused message %s out of the outbox: %s", message_id,
+		          ihala_strerror(err));
+	}
+}
+
 static int
 outbox_send_cb(void *arg, const char *message_id, const void *env, size_t len)
 {
 	struct ihala_client *c = arg;
 	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
 	Ihala__V1__Submit s = IHALA__V1__SUBMIT__INIT;
+	size_t fsize = submit_frame_size(len), max = ihala_max_frame(c);
+	int err;
 
-	(void)message_id;
+	if (fsize > max) {
+		/* Sent, it would end the session and come back with every reconnect. */
+		char text[200];
+
+		snprintf(text, sizeof(text),
+		         "message of %zu bytes is over the broker's frame limit of %zu bytes",
+		         fsize, max);
+		reject(c, message_id, IHALA_ETOOLARGE, text);
+		set_receipt(c, message_id, IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, 0,
+		            NULL, IHALA_ETOOLARGE, text);
+		return 0;
+	}
 	s.envelope.data = (uint8_t *)env;
 	s.envelope.len = len;
 	f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
 	f.submit = &s;
-	return client_send_frame(c, &f) == 0 ? 0 : 1;
+	err = client_send_frame(c, &f);
+	if (err == 0 && fsize > c->big_size) {
+		/* The culprit should the broker still find a frame too large (FRAME_TOO_LARGE). */
+		c->big_size = fsize;
+		snprintf(c->big_msgid, sizeof(c->big_msgid), "%s", message_id);
+	}
+	return err == 0 ? 0 : 1;
 }
 
 void
@@ -265,23 +359,15 @@ on_receipt(struct ihala_client *c, const Ihala__V1__Receipt *r)
 		return;
 	}
 	if (r->message_id[0] != '\0') {
-		localstore_outbox_del(c->ls, r->message_id);
-	}
-	if (c->want_msgid != NULL &&
-	    (strcmp(c->want_msgid, r->message_id) == 0 || r->message_id[0] == '\0')) {
-		struct ihala_receipt *rc = &c->receipt;
-
-		memset(rc, 0, sizeof(*rc));
-		rc->status = r->status;
-		rc->seq = r->seq;
-		if (r->leaf_hash.len == MERKLE_HASH_LEN) {
-			memcpy(rc->leaf_hash, r->leaf_hash.data, MERKLE_HASH_LEN);
+		if (r->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+			reject(c, r->message_id, -r->error_code, r->error_message);
+		} else {
+			localstore_outbox_del(c->ls, r->message_id);
 		}
-		rc->error = -r->error_code;
-		snprintf(rc->message_id, sizeof(rc->message_id), "%s", c->want_msgid);
-		snprintf(rc->text, sizeof(rc->text), "%s", r->error_message);
-		c->got_receipt = 1;
 	}
+	set_receipt(c, r->message_id, r->status, r->seq,
+	            r->leaf_hash.len == MERKLE_HASH_LEN ? r->leaf_hash.data : NULL, -r->error_code,
+	            r->error_message);
 }
 
 void
@@ -290,6 +376,10 @@ client_on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d)
 	enum localstore_inbox_state prev;
 	size_t i;
 
+	if (c->no_deliveries) {
+		/* Not stored, not acked: the broker gives it to the session that takes them. */
+		return;
+	}
 	if (d->seq == 0 ||
 	    localstore_inbox_put(c->ls, d->seq, d->entry.data, d->entry.len, &prev) != 0) {
 		return; /* not stored, so not acked: it comes again */
@@ -370,6 +460,17 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 			c->refused = -(int)f->error->code;
 			client_fail(c, c->refused, "broker refused the session: %s",
 			            f->error->message);
+			if (c->refused == IHALA_EFRAMESIZE && c->big_msgid[0] != '\0') {
+				/* Never again: it would end every session from now on. */
+				reject(c, c->big_msgid, IHALA_ETOOLARGE, f->error->message);
+				set_receipt(c, c->big_msgid,
+				            IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, 0,
+				            NULL, IHALA_ETOOLARGE,
+				            "message is over the broker's frame limit");
+			}
+			/* What we sent after the frame it refused is still on its way in this
+			 * connection; a new one (new routing id, new TLS session) starts clean. */
+			c->drop_socket = 1;
 			break;
 		}
 		goto answer; /* an Error answering a request */
@@ -464,6 +565,14 @@ pump(struct ihala_client *c, long timeout_ms)
 		default:
 			break;
 		}
+		if (c->drop_socket) {
+			break;
+		}
+	}
+	if (c->drop_socket) {
+		c->drop_socket = 0;
+		socket_close(c);
+		return 0;
 	}
 	flush_wire(c);
 	return 0;
@@ -473,7 +582,8 @@ pump(struct ihala_client *c, long timeout_ms)
 static int
 ensure_open(struct ihala_client *c, uint64_t deadline)
 {
-	int rc;
+	uint64_t start = now_ms();
+	int rc, said = 0;
 
 	if (c->ckpt_bad) {
 		/* A rewritten or forked log: this node talks to that broker no more. */
@@ -489,10 +599,21 @@ ensure_open(struct ihala_client *c, uint64_t deadline)
 	}
 	c->refused = 0;
 	while (c->state != SESS_OPEN) {
-		uint64_t t = now_ms();
+		uint64_t t = now_ms(), until = deadline;
 
 		if (c->refused != 0) {
 			return c->refused;
+		}
+		if (!said && t >= start + CONNECTING_AFTER_MS && t < deadline) {
+			said = 1;
+			if (c->on_connecting != NULL) {
+				c->on_connecting(c->on_connecting_arg, c->cfg->broker);
+			} else {
+				log_info("connecting to %s (retrying)", c->cfg->broker);
+			}
+		}
+		if (!said && start + CONNECTING_AFTER_MS < until) {
+			until = start + CONNECTING_AFTER_MS;
 		}
 		if (t >= deadline) {
 			if (!connected(c)) {
@@ -504,7 +625,7 @@ ensure_open(struct ihala_client *c, uint64_t deadline)
 			                   "the broker at %s did not complete the session in time",
 			                   c->cfg->broker);
 		}
-		rc = pump(c, (long)(deadline - t));
+		rc = pump(c, (long)(until > t ? until - t : 0));
 		if (rc != 0 && rc != IHALA_EAGAIN) {
 			return rc;
 		}
@@ -518,11 +639,54 @@ deadline_of(const struct ihala_client *c, int timeout_ms)
 	return now_ms() + (uint64_t)(timeout_ms >= 0 ? timeout_ms : (int)c->cfg->timeout_ms);
 }
 
+/* Milliseconds until the deadline (0 when past). */
+static int
+left_ms(uint64_t deadline)
+{
+	uint64_t t = now_ms();
+
+	return t >= deadline ? 0 : deadline - t > INT32_MAX ? INT32_MAX : (int)(deadline - t);
+}
+
 int
 ihala_connect(struct ihala_client *c, int timeout_ms)
 {
 	c->errmsg[0] = '\0';
 	return ensure_open(c, deadline_of(c, timeout_ms));
+}
+
+void
+ihala_on_connecting(struct ihala_client *c, void (*cb)(void *arg, const char *endpoint), void *arg)
+{
+	c->on_connecting = cb;
+	c->on_connecting_arg = arg;
+}
+
+int
+ihala_take_deliveries(struct ihala_client *c, int on)
+{
+	int err;
+
+	if (!on) {
+		c->no_deliveries = 1;
+		return 0;
+	}
+	if ((err = localstore_inbox_lock(c->ls)) != 0) {
+		return client_fail(c, err == IHALA_EAGAIN ? IHALA_EIO : err,
+		                   err == IHALA_EAGAIN
+		                       ? "another ihala process takes this node's deliveries (an "
+		                         "'inbox' runs on data dir %s)"
+		                       : "cannot lock the inbox of data dir %s",
+		                   c->cfg->data_dir);
+	}
+	c->no_deliveries = 0;
+	return 0;
+}
+
+struct localstore *
+ihala_store(struct ihala_client *c)
+{
+	return c->ls;
 }
 
 const Ihala__V1__Welcome *
@@ -566,6 +730,19 @@ ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
 		return IHALA_ENOMEM;
 	}
 	ihala__v1__envelope__pack(env, buf);
+	if (submit_frame_size(len) > ihala_max_frame(c)) {
+		/* Sent, it would end the session: never queued; kept on the rejected list so
+		 * `ihala outbox` shows it with the others. */
+		client_fail(c, IHALA_ETOOLARGE,
+		            "message %s is %zu bytes encoded, over the broker's limit of %zu bytes "
+		            "per frame; nothing was queued (shorten long texts or lists)",
+		            env->message_id, submit_frame_size(len), ihala_max_frame(c));
+		if (localstore_outbox_put(c->ls, env->message_id, buf, len) == 0) {
+			reject(c, env->message_id, IHALA_ETOOLARGE, c->errmsg);
+		}
+		free(buf);
+		return IHALA_ETOOLARGE;
+	}
 	/* On disk before it leaves this machine. */
 	err = localstore_outbox_put(c->ls, env->message_id, buf, len);
 	if (err != 0) {
@@ -803,13 +980,23 @@ ihala_query(struct ihala_client *c, const char *referral_id, int timeout_ms,
 	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
 	Ihala__V1__Query q = IHALA__V1__QUERY__INIT;
 	Ihala__V1__Frame *ans = NULL;
+	uint64_t deadline = deadline_of(c, timeout_ms);
+	size_t waiting = 0;
 	int err;
 
+	/* Outbox first: a referral still waiting there (sent again as this session opened)
+	 * must be logged before the broker is asked about it. */
+	if (localstore_outbox_count(c->ls, &waiting) == 0 && waiting > 0) {
+		err = ihala_flush_outbox(c, left_ms(deadline) / 2, NULL);
+		if (err != 0 && err != IHALA_ETIMEDOUT) {
+			return err;
+		}
+	}
 	q.request_id = c->next_request++;
 	q.referral_id = (char *)referral_id;
 	f.kind_case = IHALA__V1__FRAME__KIND_QUERY;
 	f.query = &q;
-	err = client_request(c, &f, q.request_id, timeout_ms, &ans);
+	err = client_request(c, &f, q.request_id, left_ms(deadline), &ans);
 	if (err != 0) {
 		return err;
 	}

@@ -68,6 +68,14 @@ struct ihala_client {
 	struct checkpoint gate_old, gate_new;
 	Ihala__V1__Frame *held[MAX_HELD]; /* Deliver frames that came during SESS_VERIFYING */
 	size_t n_held;
+
+	/* the largest Submit of this session: the culprit of a FRAME_TOO_LARGE */
+	size_t big_size;
+	char big_msgid[ID_MAX + 1];
+	int drop_socket;   /* the broker ended the session: a new socket (routing id) next */
+	int no_deliveries; /* ihala_take_deliveries(c, 0): Deliver frames are left to others */
+	void (*on_connecting)(void *arg, const char *endpoint);
+	void *on_connecting_arg;
 };
 
 /* The last error's sentence (ihala_errmsg) from fmt; returns err. */

@@ -14,7 +14,14 @@
 /*
  * Threading: an ihala_client is used by one thread at a time (it owns a ZeroMQ socket and a
  * TLS session, neither of which is thread-safe). Several clients may live in one process,
- * but not on the same data_dir (the local store is locked per directory).
+ * but not on the same data_dir.
+ *
+ * Processes: several processes may open the same data_dir at once (the store is LMDB, safe
+ * across processes); each has its own TLS session with the agency's certificate. The broker
+ * sends an agency's deliveries to one of its sessions at a time; a process that does not
+ * take deliveries (ihala_take_deliveries(c, 0)) leaves them unstored and unacked, and the
+ * broker sends them again to the agency's next session once this one ends. At most one
+ * process per data_dir takes deliveries (ihala_take_deliveries(c, 1) locks that).
  *
  * Errors: every call returns 0 or a negative code from error.h; ihala_errmsg() then has a
  * sentence for people with the detail (the broker's refusal, the TLS reason, ...).
@@ -54,6 +61,24 @@ const char *ihala_errmsg(const struct ihala_client *c);
  */
 int ihala_connect(struct ihala_client *c, int timeout_ms);
 
+/* Called once per wait when the broker has not answered for about a second (it keeps being
+ * retried until the call's timeout): a tool says so ("connecting to ... (retrying)"). NULL:
+ * only logged (info). */
+void ihala_on_connecting(struct ihala_client *c, void (*cb)(void *arg, const char *endpoint),
+                         void *arg);
+
+/* The broker's largest frame body: the Welcome's limit, or IHALA_DEFAULT_MAX_FRAME before
+ * the first Welcome. A message whose Submit frame is larger is refused before it is queued. */
+#define IHALA_DEFAULT_MAX_FRAME ((size_t)1 << 20)
+size_t ihala_max_frame(const struct ihala_client *c);
+
+/*
+ * Whether this client takes the agency's deliveries (the default) or leaves them to another
+ * process of the node (on = 0). Taking them locks the node's inbox: IHALA_EIO (with
+ * ihala_errmsg) when another process takes them already.
+ */
+int ihala_take_deliveries(struct ihala_client *c, int on);
+
 /* Frames from the broker that did not decode (each is logged as a warning and dropped). */
 uint64_t ihala_frames_dropped(const struct ihala_client *c);
 
@@ -74,9 +99,15 @@ struct ihala_receipt {
  * envelope is modified; the string it points to is then owned by the client until
  * ihala_close). Stored in the outbox, sent, and the receipt awaited up to timeout_ms.
  * Returns 0 for ACCEPTED and DUPLICATE (rc->status says which), the refusal code for
- * REFUSED (rc->text says why; the envelope left the outbox: fix it and submit again), or
- * IHALA_EUNREACHABLE / IHALA_ETIMEDOUT when no receipt came: the envelope stays in the
- * outbox and goes out with the next ihala_flush_outbox or submit.
+ * REFUSED (rc->text says why; the envelope left the outbox for the rejected list: fix it and
+ * submit again, or see ihala_rejected_*), or IHALA_EUNREACHABLE / IHALA_ETIMEDOUT when no
+ * receipt came: the envelope stays in the outbox and goes out with the next
+ * ihala_flush_outbox or submit. An envelope whose Submit frame is over ihala_max_frame is
+ * refused at once with IHALA_ETOOLARGE and never queued.
+ *
+ * Every refusal but the transient ones (SHUTTING_DOWN, OVERLOADED: sent again later) is
+ * final: the message leaves the outbox at once for the rejected list, whoever sent it (this
+ * call, a flush, the resend of a new session), so it never holds up the ones behind it.
  */
 int ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
 		 struct ihala_receipt *rc);
@@ -87,6 +118,10 @@ int ihala_flush_outbox(struct ihala_client *c, int timeout_ms, size_t *left);
 
 /* Number of envelopes waiting in the outbox. */
 int ihala_outbox_count(struct ihala_client *c, size_t *n);
+
+/* The node's local store (outbox, rejected list, inbox), borrowed for the client's life:
+ * for listing and managing the outbox (clients/localstore.h). */
+struct localstore *ihala_store(struct ihala_client *c);
 
 struct ihala_delivery {
 	uint64_t seq;
@@ -108,7 +143,9 @@ void ihala_delivery_release(struct ihala_delivery *d);
 /* The application has taken `seq`: recorded durably, then acknowledged to the broker. */
 int ihala_ack(struct ihala_client *c, uint64_t seq);
 
-/* State and history of a referral this agency is party to. *out: ihala_state_free. */
+/* State and history of a referral this agency is party to. *out: ihala_state_free.
+ * What waits in the outbox is sent and receipted first (up to half the timeout), so a
+ * referral this node just queued is known to the broker when the query goes. */
 int ihala_query(struct ihala_client *c, const char *referral_id, int timeout_ms,
 		Ihala__V1__ReferralState **out);
 void ihala_state_free(Ihala__V1__ReferralState *st);

@@ -2,8 +2,11 @@
 #include "localstore.h"
 
 #include <lmdb.h>
+#include <pthread.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "datadir.h"
 #include "dbenv.h"
@@ -20,12 +23,16 @@
  *   outbox_id    message id -> u64 counter
  *   inbox        u64 seq -> entry bytes (PENDING)
  *   inbox_done   u64 seq -> empty (DONE)
+ *   rejected     message id -> i32 code, u64 wall ms, u16 text length, text,
+ *                envelope bytes (refused for good: out of the outbox, kept for
+ *                the user to read, retry or drop; created in older stores on open)
  * A seq is in at most one of inbox and inbox_done, so next_pending is one
  * cursor seek however many deliveries are already done.
  */
 
 #define LS_MAXDBS 8
 #define LS_LOCKFILE "ihala-client.lock"
+#define LS_INBOX_LOCKFILE "ihala-inbox.lock"
 #define META_OUTBOX_NEXT "outbox_next"
 #define META_CHECKPOINT "checkpoint"
 #define U64_LEN 8
@@ -45,7 +52,21 @@ struct localstore {
 	MDB_dbi outbox_id;
 	MDB_dbi inbox;
 	MDB_dbi inbox_done;
+	MDB_dbi rejected;
+	int inbox_lockfd; /* localstore_inbox_lock, -1 when not held */
+	dev_t dev;	  /* the directory, in the open_dirs registry */
+	ino_t ino;
+	pid_t pid; /* the opener (a forked child inherits the registry, not the store) */
+	struct localstore *next_open;
 };
+
+/*
+ * Stores open in this process. Other processes share a data dir (shared flock), but this
+ * one must not open an LMDB environment twice: closing the second would drop the first's
+ * POSIX locks (lmdb.h, "caveats"). So the directory is checked here before LMDB opens it.
+ */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct localstore *open_dirs;
 
 /* ---- small helpers ---- */
 
@@ -130,6 +151,10 @@ open_layout(struct localstore *ls)
 		{ "inbox", 0, &ls->inbox },
 		{ "inbox_done", 0, &ls->inbox_done },
 	};
+	const struct dbenv_db added[] = {
+		/* Added after format 1 shipped: created in older stores too. */
+		{ "rejected", 0, &ls->rejected },
+	};
 	MDB_txn *txn = NULL;
 	int err, fresh;
 
@@ -139,6 +164,8 @@ open_layout(struct localstore *ls)
 	if ((err = dbenv_format_open(&ls->db, txn, &ls_format, 1, &ls->meta, &fresh)) < 0 ||
 	    (err = dbenv_dbis_open(&ls->db, txn, dbs, sizeof(dbs) / sizeof(dbs[0]),
 				   fresh ? MDB_CREATE : 0)) < 0 ||
+	    (err = dbenv_dbis_open(&ls->db, txn, added, sizeof(added) / sizeof(added[0]),
+				   MDB_CREATE)) < 0 ||
 	    (fresh && (err = dbenv_format_init(&ls->db, txn, ls->meta, &ls_format)) < 0)) {
 		mdb_txn_abort(txn);
 		return err;
@@ -155,12 +182,14 @@ localstore_open(const char *dir, struct localstore **out)
 	const struct dbenv_opts o = {
 		.mode = DATADIR_PARENTS,
 		.lockfile = LS_LOCKFILE,
+		.lock_shared = 1,
 		.flags = MDB_NOTLS,
 		.maxdbs = LS_MAXDBS,
 		.mapsize = LOCALSTORE_MAPSIZE,
 		.full_hint = "deliver the outbox or move the data dir to a fresh one",
 	};
 	struct localstore *ls;
+	struct stat sb;
 	int err;
 
 	if (out == NULL) {
@@ -173,15 +202,41 @@ localstore_open(const char *dir, struct localstore **out)
 	if ((ls = calloc(1, sizeof(*ls))) == NULL) {
 		return IHALA_ENOMEM;
 	}
+	ls->inbox_lockfd = -1;
+	pthread_mutex_lock(&open_mu);
+	if (stat(dir, &sb) == 0) {
+		struct localstore *o2;
+
+		for (o2 = open_dirs; o2 != NULL; o2 = o2->next_open) {
+			if (o2->dev == sb.st_dev && o2->ino == sb.st_ino && o2->pid == getpid()) {
+				pthread_mutex_unlock(&open_mu);
+				log_warnx("data dir %s is open already in this process", dir);
+				free(ls);
+				return IHALA_EIO;
+			}
+		}
+	}
 	err = dbenv_open(&ls->db, "local store", dir, &o);
 	if (err == IHALA_EAGAIN) {
-		log_warnx("data dir %s is in use by another ihala process", dir);
+		log_warnx("data dir %s is locked by another program", dir);
+		err = IHALA_EIO;
+	}
+	if (err == 0 && stat(dir, &sb) != 0) {
+		log_warn("local store: cannot use directory '%s'", dir);
+		dbenv_close(&ls->db);
 		err = IHALA_EIO;
 	}
 	if (err < 0) {
+		pthread_mutex_unlock(&open_mu);
 		free(ls);
 		return err;
 	}
+	ls->dev = sb.st_dev;
+	ls->ino = sb.st_ino;
+	ls->pid = getpid();
+	ls->next_open = open_dirs;
+	open_dirs = ls;
+	pthread_mutex_unlock(&open_mu);
 	/* LMDB syncs no directory: data.mdb's name (and the directories made above) must be
 	 * durable before an acked message counts on them. */
 	if ((err = datadir_sync("local store", dir)) < 0 || (err = open_layout(ls)) < 0) {
@@ -198,8 +253,33 @@ localstore_close(struct localstore *ls)
 	if (ls == NULL) {
 		return;
 	}
+	struct localstore **pp;
+
+	if (ls->inbox_lockfd >= 0) {
+		close(ls->inbox_lockfd);
+	}
 	dbenv_close(&ls->db);
+	pthread_mutex_lock(&open_mu);
+	for (pp = &open_dirs; *pp != NULL; pp = &(*pp)->next_open) {
+		if (*pp == ls) {
+			*pp = ls->next_open;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&open_mu);
 	free(ls);
+}
+
+int
+localstore_inbox_lock(struct localstore *ls)
+{
+	if (ls == NULL) {
+		return IHALA_EINVAL;
+	}
+	if (ls->inbox_lockfd >= 0) {
+		return 0;
+	}
+	return datadir_lock("local store", ls->db.dir, LS_INBOX_LOCKFILE, &ls->inbox_lockfd);
 }
 
 /* ---- outbox ---- */
@@ -277,15 +357,72 @@ outbox_same(struct localstore *ls, MDB_txn *txn, uint64_t counter, const char *i
 	return 0;
 }
 
+/* Queue in `txn` (see localstore_outbox_put); 1 when the same bytes were queued already. */
+static int
+outbox_put_txn(struct localstore *ls, MDB_txn *txn, const char *message_id, size_t idn,
+	       const void *env, size_t len)
+{
+	uint8_t kbuf[U64_LEN], nbuf[U64_LEN];
+	MDB_val k, v, ik, nk, nv;
+	uint64_t counter;
+	int rc, err;
+
+	mkval(&ik, message_id, idn);
+	err = outbox_counter(ls, txn, &ik, &counter);
+	if (err == 0) {
+		/* Already queued: nothing to write either way. */
+		err = outbox_same(ls, txn, counter, message_id, env, len);
+		return err < 0 ? err : 1;
+	}
+	if (err != IHALA_ENOTFOUND) {
+		return err;
+	}
+
+	/* The next counter; absent in a new store. */
+	mkval(&nk, META_OUTBOX_NEXT, strlen(META_OUTBOX_NEXT));
+	rc = mdb_get(txn, ls->meta, &nk, &nv);
+	if (rc == MDB_NOTFOUND) {
+		counter = 1;
+	} else if (rc != 0) {
+		return ls_err(ls, rc, "reading the outbox counter");
+	} else if (nv.mv_size != U64_LEN || (counter = be64dec(nv.mv_data)) == 0 ||
+		   counter == UINT64_MAX) {
+		return damaged(ls, "outbox counter");
+	}
+
+	/* Counters only grow, so the record goes at the end (MDB_APPEND). */
+	be64enc(kbuf, counter);
+	mkval(&k, kbuf, sizeof(kbuf));
+	mkval(&v, NULL, 1 + idn + len);
+	rc = mdb_put(txn, ls->outbox, &k, &v, MDB_RESERVE | MDB_APPEND);
+	if (rc == MDB_KEYEXIST) {
+		return damaged(ls, "outbox counter");
+	}
+	if (rc != 0) {
+		return ls_err(ls, rc, "queueing a message");
+	}
+	((uint8_t *)v.mv_data)[0] = (uint8_t)idn;
+	memcpy((uint8_t *)v.mv_data + 1, message_id, idn);
+	memcpy((uint8_t *)v.mv_data + 1 + idn, env, len);
+
+	mkval(&v, kbuf, sizeof(kbuf));
+	if ((rc = mdb_put(txn, ls->outbox_id, &ik, &v, MDB_NOOVERWRITE)) != 0) {
+		return ls_err(ls, rc, "indexing a queued message");
+	}
+	be64enc(nbuf, counter + 1);
+	mkval(&nv, nbuf, sizeof(nbuf));
+	if ((rc = mdb_put(txn, ls->meta, &nk, &nv, 0)) != 0) {
+		return ls_err(ls, rc, "updating the outbox counter");
+	}
+	return 0;
+}
+
 int
 localstore_outbox_put(struct localstore *ls, const char *message_id, const void *env, size_t len)
 {
-	uint8_t kbuf[U64_LEN], nbuf[U64_LEN];
 	MDB_txn *txn = NULL;
-	MDB_val k, v, ik, nk, nv;
-	uint64_t counter;
 	size_t idn;
-	int rc, err;
+	int err;
 
 	if (ls == NULL || msgid_len(message_id, &idn) < 0 || env == NULL || len == 0) {
 		return IHALA_EINVAL;
@@ -296,63 +433,12 @@ localstore_outbox_put(struct localstore *ls, const char *message_id, const void 
 	if ((err = wbegin(ls, &txn)) < 0) {
 		return err;
 	}
-	mkval(&ik, message_id, idn);
-	err = outbox_counter(ls, txn, &ik, &counter);
-	if (err == 0) {
-		/* Already queued: nothing to write either way. */
-		err = outbox_same(ls, txn, counter, message_id, env, len);
-		goto fail;
-	}
-	if (err != IHALA_ENOTFOUND) {
-		goto fail;
-	}
-
-	/* The next counter; absent in a new store. */
-	mkval(&nk, META_OUTBOX_NEXT, strlen(META_OUTBOX_NEXT));
-	rc = mdb_get(txn, ls->meta, &nk, &nv);
-	if (rc == MDB_NOTFOUND) {
-		counter = 1;
-	} else if (rc != 0) {
-		err = ls_err(ls, rc, "reading the outbox counter");
-		goto fail;
-	} else if (nv.mv_size != U64_LEN || (counter = be64dec(nv.mv_data)) == 0 ||
-		   counter == UINT64_MAX) {
-		err = damaged(ls, "outbox counter");
-		goto fail;
-	}
-
-	/* Counters only grow, so the record goes at the end (MDB_APPEND). */
-	be64enc(kbuf, counter);
-	mkval(&k, kbuf, sizeof(kbuf));
-	mkval(&v, NULL, 1 + idn + len);
-	rc = mdb_put(txn, ls->outbox, &k, &v, MDB_RESERVE | MDB_APPEND);
-	if (rc == MDB_KEYEXIST) {
-		err = damaged(ls, "outbox counter");
-		goto fail;
-	}
-	if (rc != 0) {
-		err = ls_err(ls, rc, "queueing a message");
-		goto fail;
-	}
-	((uint8_t *)v.mv_data)[0] = (uint8_t)idn;
-	memcpy((uint8_t *)v.mv_data + 1, message_id, idn);
-	memcpy((uint8_t *)v.mv_data + 1 + idn, env, len);
-
-	mkval(&v, kbuf, sizeof(kbuf));
-	if ((rc = mdb_put(txn, ls->outbox_id, &ik, &v, MDB_NOOVERWRITE)) != 0) {
-		err = ls_err(ls, rc, "indexing a queued message");
-		goto fail;
-	}
-	be64enc(nbuf, counter + 1);
-	mkval(&nv, nbuf, sizeof(nbuf));
-	if ((rc = mdb_put(txn, ls->meta, &nk, &nv, 0)) != 0) {
-		err = ls_err(ls, rc, "updating the outbox counter");
-		goto fail;
+	err = outbox_put_txn(ls, txn, message_id, idn, env, len);
+	if (err != 0) {
+		mdb_txn_abort(txn);
+		return err < 0 ? err : 0;
 	}
 	return wcommit(ls, txn, "committing a queued message");
-fail:
-	mdb_txn_abort(txn);
-	return err;
 }
 
 int
@@ -770,4 +856,240 @@ localstore_checkpoint_get(struct localstore *ls, char **text)
 	}
 	mdb_txn_abort(txn);
 	return err;
+}
+
+/* ---- rejected: messages the broker (or this node) refused for good ---- */
+
+#define REJ_HEAD (4 + U64_LEN + 2)
+
+/* Split a rejected record; text and env point into v. */
+static int
+rejected_decode(struct localstore *ls, const MDB_val *v, struct localstore_rejected *r)
+{
+	const uint8_t *p = v->mv_data;
+	size_t tlen;
+
+	if (v->mv_size < REJ_HEAD) {
+		return damaged(ls, "rejected record");
+	}
+	r->code = (int32_t)be32dec(p);
+	r->time_ms = be64dec(p + 4);
+	tlen = (size_t)p[12] << 8 | p[13];
+	if (v->mv_size - REJ_HEAD < tlen) {
+		return damaged(ls, "rejected record");
+	}
+	r->text = (const char *)p + REJ_HEAD;
+	r->text_len = tlen;
+	r->env = p + REJ_HEAD + tlen;
+	r->env_len = v->mv_size - REJ_HEAD - tlen;
+	return 0;
+}
+
+/* Remove `id` (key ik) from the outbox in txn, copying its envelope out (malloc'd). */
+static int
+outbox_take_txn(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, void **env, size_t *len)
+{
+	char got[LOCALSTORE_MAX_MSGID + 1];
+	uint8_t kbuf[U64_LEN];
+	const void *data;
+	uint64_t counter;
+	MDB_val k, v;
+	int rc, err;
+
+	if ((err = outbox_counter(ls, txn, ik, &counter)) < 0) {
+		return err;
+	}
+	be64enc(kbuf, counter);
+	mkval(&k, kbuf, sizeof(kbuf));
+	if ((rc = mdb_get(txn, ls->outbox, &k, &v)) != 0) {
+		return rc == MDB_NOTFOUND ? damaged(ls, "outbox index")
+					  : ls_err(ls, rc, "reading the outbox");
+	}
+	if ((err = outbox_decode(ls, &v, got, &data, len)) < 0) {
+		return err;
+	}
+	if ((*env = malloc(*len ? *len : 1)) == NULL) {
+		return IHALA_ENOMEM;
+	}
+	memcpy(*env, data, *len);
+	if ((rc = mdb_del(txn, ls->outbox, &k, NULL)) != 0 ||
+	    (rc = mdb_del(txn, ls->outbox_id, (MDB_val *)ik, NULL)) != 0) {
+		free(*env);
+		*env = NULL;
+		return ls_err(ls, rc, "removing a queued message");
+	}
+	return 0;
+}
+
+int
+localstore_outbox_reject(struct localstore *ls, const char *message_id, int code,
+			 const char *text, uint64_t time_ms)
+{
+	MDB_txn *txn = NULL;
+	MDB_val ik, v;
+	uint8_t *p;
+	void *env = NULL;
+	size_t idn, len = 0, tlen;
+	int rc, err;
+
+	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
+		return IHALA_EINVAL;
+	}
+	tlen = text != NULL ? strnlen(text, 1024) : 0;
+	if ((err = wbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	mkval(&ik, message_id, idn);
+	if ((err = outbox_take_txn(ls, txn, &ik, &env, &len)) < 0) {
+		goto fail;
+	}
+	mkval(&v, NULL, REJ_HEAD + tlen + len);
+	if ((rc = mdb_put(txn, ls->rejected, &ik, &v, MDB_RESERVE)) != 0) {
+		err = ls_err(ls, rc, "recording a rejected message");
+		goto fail;
+	}
+	p = v.mv_data;
+	be32enc(p, (uint32_t)code);
+	be64enc(p + 4, time_ms);
+	p[12] = (uint8_t)(tlen >> 8);
+	p[13] = (uint8_t)tlen;
+	memcpy(p + REJ_HEAD, text != NULL ? text : "", tlen);
+	memcpy(p + REJ_HEAD + tlen, env, len);
+	free(env);
+	return wcommit(ls, txn, "committing a rejected message");
+fail:
+	free(env);
+	mdb_txn_abort(txn);
+	return err;
+}
+
+int
+localstore_rejected_iter(struct localstore *ls, localstore_rejected_cb cb, void *arg)
+{
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	char id[LOCALSTORE_MAX_MSGID + 1];
+	MDB_val k, v;
+	int rc, err;
+
+	if (ls == NULL || cb == NULL) {
+		return IHALA_EINVAL;
+	}
+	if ((err = rbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	if ((rc = mdb_cursor_open(txn, ls->rejected, &cur)) != 0) {
+		mdb_txn_abort(txn);
+		return ls_err(ls, rc, "opening a cursor on the rejected messages");
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct localstore_rejected r;
+
+		if (k.mv_size == 0 || k.mv_size > LOCALSTORE_MAX_MSGID) {
+			err = damaged(ls, "rejected key");
+			break;
+		}
+		memcpy(id, k.mv_data, k.mv_size);
+		id[k.mv_size] = '\0';
+		memset(&r, 0, sizeof(r));
+		r.message_id = id;
+		if ((err = rejected_decode(ls, &v, &r)) < 0 || (err = cb(arg, &r)) != 0) {
+			break;
+		}
+	}
+	if (err == 0 && rc != 0 && rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "reading the rejected messages");
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return err;
+}
+
+int
+localstore_rejected_count(struct localstore *ls, size_t *n)
+{
+	MDB_txn *txn;
+	MDB_stat st;
+	int rc, err;
+
+	if (ls == NULL || n == NULL) {
+		return IHALA_EINVAL;
+	}
+	if ((err = rbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	rc = mdb_stat(txn, ls->rejected, &st);
+	mdb_txn_abort(txn);
+	if (rc != 0) {
+		return ls_err(ls, rc, "counting the rejected messages");
+	}
+	*n = st.ms_entries;
+	return 0;
+}
+
+/* Drop (requeue == 0) or move back to the end of the outbox (requeue == 1) a rejected
+ * message. */
+static int
+rejected_take(struct localstore *ls, const char *message_id, int requeue)
+{
+	struct localstore_rejected r;
+	MDB_txn *txn = NULL;
+	MDB_val ik, v;
+	void *copy;
+	size_t idn;
+	int rc, err;
+
+	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
+		return IHALA_EINVAL;
+	}
+	if ((err = wbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	mkval(&ik, message_id, idn);
+	if ((rc = mdb_get(txn, ls->rejected, &ik, &v)) != 0) {
+		err = ls_err(ls, rc, "reading a rejected message");
+		goto fail;
+	}
+	if (requeue) {
+		memset(&r, 0, sizeof(r));
+		if ((err = rejected_decode(ls, &v, &r)) < 0) {
+			goto fail;
+		}
+		if (r.env_len == 0) {
+			err = damaged(ls, "rejected record");
+			goto fail;
+		}
+		/* v points into a page the put may change: copy it first */
+		if ((copy = malloc(r.env_len)) == NULL) {
+			err = IHALA_ENOMEM;
+			goto fail;
+		}
+		memcpy(copy, r.env, r.env_len);
+		err = outbox_put_txn(ls, txn, message_id, idn, copy, r.env_len);
+		free(copy);
+		if (err < 0) {
+			goto fail;
+		}
+	}
+	if ((rc = mdb_del(txn, ls->rejected, &ik, NULL)) != 0) {
+		err = ls_err(ls, rc, "removing a rejected message");
+		goto fail;
+	}
+	return wcommit(ls, txn, "committing a rejected message's removal");
+fail:
+	mdb_txn_abort(txn);
+	return err;
+}
+
+int
+localstore_rejected_retry(struct localstore *ls, const char *message_id)
+{
+	return rejected_take(ls, message_id, 1);
+}
+
+int
+localstore_rejected_del(struct localstore *ls, const char *message_id)
+{
+	return rejected_take(ls, message_id, 0);
 }

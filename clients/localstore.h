@@ -16,10 +16,13 @@
  * MDB_NOSYNC, MDB_NOMETASYNC or MDB_WRITEMAP. A function that fails leaves
  * the store as it was.
  *
- * Processes: one process at a time per data dir. localstore_open takes an
- * exclusive flock on DIR/ihala-client.lock (close-on-exec) and refuses a
- * second opener, in this process or another, with IHALA_EIO. Never use a
- * store after fork(): open it in the child (a child that only execs is fine).
+ * Processes: any number at a time per data dir (LMDB is safe across
+ * processes; writes are serialized by LMDB). localstore_open takes a shared
+ * flock on DIR/ihala-client.lock (close-on-exec): a program that takes it
+ * exclusively (a backup, a move) keeps the clients out, and the other way
+ * round (IHALA_EIO). One process opens a data dir once: a second opener in
+ * the same process is refused with IHALA_EIO. Never use a store after fork():
+ * open it in the child (a child that only execs is fine).
  *
  * Threads: every function runs its own short LMDB transaction, none spans
  * a call (localstore_outbox_iter ends its transaction before each callback),
@@ -61,6 +64,13 @@ int localstore_open(const char *dir, struct localstore **out);
 /* Close the store and release the lock. NULL is accepted. */
 void localstore_close(struct localstore *ls);
 
+/*
+ * Take the node's inbox: an exclusive flock on DIR/ihala-inbox.lock, held
+ * until localstore_close, so that one process at a time takes deliveries
+ * (idempotent). IHALA_EAGAIN when another opener holds it, IHALA_EIO.
+ */
+int localstore_inbox_lock(struct localstore *ls);
+
 /* ---- outbox: message_id -> encoded Envelope, kept until its receipt arrives ---- */
 
 /*
@@ -90,6 +100,49 @@ int localstore_outbox_iter(struct localstore *ls, localstore_outbox_cb cb, void 
 
 /* *n = the number of queued entries. */
 int localstore_outbox_count(struct localstore *ls, size_t *n);
+
+/* ---- rejected: messages refused for good, out of the outbox ---- */
+
+/*
+ * Move the outbox entry of `message_id` into the rejected list, with the
+ * refusal's negative code, `text` (NUL-terminated, may be NULL, first 1024
+ * bytes kept) and the wall time it happened, in one commit: it is no longer
+ * sent, and the entries behind it are not held up. IHALA_ENOTFOUND when it
+ * is not queued. A rejected entry of the same id is replaced.
+ */
+int localstore_outbox_reject(struct localstore *ls, const char *message_id, int code,
+			     const char *text, uint64_t time_ms);
+
+/* One rejected message, as localstore_rejected_iter shows it. Every pointer is
+ * valid only during the callback; text is not NUL-terminated (text_len). */
+struct localstore_rejected {
+	const char *message_id;
+	int code;
+	uint64_t time_ms;
+	const char *text;
+	size_t text_len;
+	const void *env;
+	size_t env_len;
+};
+
+/*
+ * Call cb for each rejected message in message id order until cb returns
+ * non-zero (that value is returned). A read transaction is open during the
+ * callbacks: cb must not call localstore functions that write.
+ */
+typedef int (*localstore_rejected_cb)(void *arg, const struct localstore_rejected *r);
+int localstore_rejected_iter(struct localstore *ls, localstore_rejected_cb cb, void *arg);
+
+/* *n = the number of rejected messages. */
+int localstore_rejected_count(struct localstore *ls, size_t *n);
+
+/* Put a rejected message back at the end of the outbox (it goes with the next
+ * flush); IHALA_ENOTFOUND when there is none of that id, IHALA_EMSGID when
+ * the outbox holds other bytes under the id. */
+int localstore_rejected_retry(struct localstore *ls, const char *message_id);
+
+/* Forget a rejected message for good; IHALA_ENOTFOUND when there is none. */
+int localstore_rejected_del(struct localstore *ls, const char *message_id);
 
 /* ---- inbox: deliveries by broker seq ---- */
 

@@ -62,6 +62,12 @@ datadir_prepare(const char *what, const char *dir, enum datadir_mode mode)
 int
 datadir_lock(const char *what, const char *dir, const char *name, int *fd)
 {
+	return datadir_lock_mode(what, dir, name, 0, fd);
+}
+
+int
+datadir_lock_mode(const char *what, const char *dir, const char *name, int shared, int *fd)
+{
 	char path[PATH_MAX];
 	int n;
 
@@ -76,7 +82,7 @@ datadir_lock(const char *what, const char *dir, const char *name, int *fd)
 		log_warn("%s: cannot open lock file '%s'", what, path);
 		return IHALA_EIO;
 	}
-	if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+	if (flock(*fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
 		int busy = errno == EWOULDBLOCK;
 
 		if (!busy) {

@@ -32,4 +32,8 @@ int datadir_lock(const char *what, const char *dir, const char *name, int *fd);
  */
 int datadir_sync(const char *what, const char *dir);
 
+/* The same, with a shared flock when `shared`: any number of shared holders at once, none
+ * while an exclusive one holds it (and the other way round). */
+int datadir_lock_mode(const char *what, const char *dir, const char *name, int shared, int *fd);
+
 #endif

@@ -88,7 +88,8 @@ dbenv_open(struct dbenv *e, const char *who, const char *dir, const struct dbenv
 	if ((err = datadir_prepare(who, dir, o->mode)) < 0) {
 		goto fail;
 	}
-	if (o->lockfile != NULL && (err = datadir_lock(who, e->dir, o->lockfile, &e->lockfd)) < 0) {
+	if (o->lockfile != NULL &&
+	    (err = datadir_lock_mode(who, e->dir, o->lockfile, o->lock_shared, &e->lockfd)) < 0) {
 		goto fail;
 	}
 	if ((rc = mdb_env_create(&e->env)) != 0) {

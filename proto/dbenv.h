@@ -45,6 +45,7 @@ struct dbenv {
 struct dbenv_opts {
 	enum datadir_mode mode; /* how the directory is prepared (datadir_prepare) */
 	const char *lockfile;   /* taken with datadir_lock in the directory; NULL: none */
+	int lock_shared;        /* take it shared (several processes at once), not exclusive */
 	unsigned flags;         /* mdb_env_open flags (MDB_RDONLY, MDB_NOTLS) */
 	unsigned maxdbs;
 	unsigned maxreaders; /* 0: LMDB's default */

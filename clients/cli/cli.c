@@ -152,6 +152,12 @@ cli_timeout(const struct cli *cli)
 	return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
+static void
+say_connecting(void *arg, const char *endpoint)
+{
+	cli_info(arg, "connecting to %s (retrying)", endpoint);
+}
+
 int
 cli_open(struct cli *cli)
 {
@@ -190,6 +196,13 @@ cli_open(struct cli *cli)
 		cli_warnx("cannot open the node (data_dir '%s'): %s", cli->cfg->data_dir,
 		          ihala_strerror(err));
 		return cli_exit_code(err) == CLI_UNREACHABLE ? CLI_LOCAL : cli_exit_code(err);
+	}
+	ihala_on_connecting(cli->client, say_connecting, cli);
+	/* Only `inbox` takes the agency's deliveries; the others leave them to it (docs/ihala.1,
+	 * "Several processes"). */
+	if ((err = ihala_take_deliveries(cli->client, cli->deliveries)) != 0) {
+		cli_warnx("%s", ihala_errmsg(cli->client));
+		return CLI_LOCAL;
 	}
 	return CLI_OK;
 }

@@ -40,6 +40,7 @@ struct cli {
 	const char *config_opt;
 	uint64_t timeout_ms;
 	int quiet;
+	int deliveries; /* this command takes the node's deliveries (inbox) */
 	struct client_config *cfg;
 	struct ihala_client *client;
 };

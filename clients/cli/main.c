@@ -35,7 +35,7 @@ static const struct command commands[] = {
     {"note", cmd_note, "attach a note to a referral (--text TEXT)"},
     {"inbox", cmd_inbox, "take deliveries: print them or run a command on each"},
     {"status", cmd_status, "state and history of one referral"},
-    {"outbox", cmd_outbox, "count and send the messages waiting in the outbox"},
+    {"outbox", cmd_outbox, "send what waits in the outbox; list, retry, drop rejected messages"},
     {"prove", cmd_prove, "verify that an entry is in the broker's signed log (SEQ|MESSAGE_ID)"},
     {"audit", cmd_audit, "auditors: replay, verify, prove, export, stats"},
 };
@@ -173,6 +173,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "Try 'ihala --help'.\n");
 		return CLI_USAGE;
 	}
+	cli.deliveries = cmd->run == cmd_inbox;
 	rc = cmd->run(&cli, argc - optind, argv + optind);
 	cli_release(&cli);
 	return rc;

@@ -58,7 +58,7 @@ for s in "${senders[@]}"; do
 	_pids+=("$!")
 done
 
-# The senders: one dma node each (a node's store is locked: one process per data dir), each
+# The senders: one dma node each (a data dir of its own, as an office would have), each
 # running rounds of CRASH_ROUND messages (prefix A1-, A2-, ...) until the kills are over.
 round=${CRASH_ROUND:-40}
 sender_pids=()

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "datadir.h"
 #include "error.h"
 #include "localstore.h"
 #include "log.h"
@@ -171,28 +172,105 @@ test_second_open_refused(void **state)
 	const char *dir = tpath("lock");
 	struct localstore *ls = open_ok(dir), *ls2 = (void *)1;
 	pid_t pid;
-	int status;
+	int status, fd = -1;
 
 	(void)state;
-	/* In this process... */
+	/* In this process a data dir is opened once (LMDB's caveat)... */
 	assert_int_equal(localstore_open(dir, &ls2), IHALA_EIO);
 	assert_null(ls2);
-	/* ...and from another one. */
+	/* ...but another process opens it at the same time, and both see each other's writes. */
+	put_ok(ls, "from-parent", "p");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct localstore *c = NULL;
+		int ok = localstore_open(dir, &c) == 0 && count(c) == 1 &&
+			 localstore_outbox_put(c, "from-child", "c", 1) == 0 &&
+			 localstore_inbox_lock(c) == 0;
+
+		/* the inbox is taken by one process at a time */
+		_exit(ok && localstore_inbox_lock(c) == 0 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_string_equal(iter_all(ls), "from-parent=p;from-child=c;");
+	assert_int_equal(localstore_inbox_lock(ls), 0);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct localstore *c = NULL;
 
-		_exit(localstore_open(dir, &c) == IHALA_EIO && c == NULL ? 0 : 1);
+		_exit(localstore_open(dir, &c) == 0 && localstore_inbox_lock(c) == IHALA_EAGAIN
+			      ? 0
+			      : 1);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
-	/* The first opener is unharmed, and after close the dir is free. */
-	put_ok(ls, "still-works", "x");
+	/* An exclusive holder of the data dir's lock keeps clients out. */
 	localstore_close(ls);
+	assert_int_equal(datadir_lock("test", dir, "ihala-client.lock", &fd), 0);
+	ls2 = (void *)1;
+	assert_int_equal(localstore_open(dir, &ls2), IHALA_EIO);
+	assert_null(ls2);
+	close(fd);
+	/* After close the dir is free. */
 	ls = open_ok(dir);
-	assert_int_equal(count(ls), 1);
+	assert_int_equal(count(ls), 2);
+	localstore_close(ls);
+}
+
+/* ---- rejected ---- */
+
+static int
+rej_cb(void *arg, const struct localstore_rejected *r)
+{
+	struct collect *c = arg;
+	size_t n = strlen(c->buf);
+
+	snprintf(c->buf + n, sizeof(c->buf) - n, "%s:%d:%.*s:%.*s;", r->message_id, r->code,
+		 (int)r->text_len, r->text, (int)r->env_len, (const char *)r->env);
+	return 0;
+}
+
+static void
+test_rejected(void **state)
+{
+	struct localstore *ls = open_ok(tpath("rejected"));
+	struct collect c;
+	size_t n = 9;
+
+	(void)state;
+	put_ok(ls, "m1", "one");
+	put_ok(ls, "m2", "two");
+	put_ok(ls, "m3", "three");
+	/* A refused message leaves the outbox at once; the ones behind it stay, in order. */
+	assert_int_equal(localstore_outbox_reject(ls, "m1", IHALA_ETOOLARGE, "too big", 7), 0);
+	assert_int_equal(localstore_outbox_reject(ls, "m1", IHALA_ETOOLARGE, "x", 7),
+			 IHALA_ENOTFOUND);
+	assert_string_equal(iter_all(ls), "m2=two;m3=three;");
+	assert_int_equal(localstore_rejected_count(ls, &n), 0);
+	assert_int_equal(n, 1);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(localstore_rejected_iter(ls, rej_cb, &c), 0);
+	assert_string_equal(c.buf, "m1:-56:too big:one;");
+	/* retry: back at the end of the outbox */
+	assert_int_equal(localstore_rejected_retry(ls, "m1"), 0);
+	assert_string_equal(iter_all(ls), "m2=two;m3=three;m1=one;");
+	assert_int_equal(localstore_rejected_retry(ls, "m1"), IHALA_ENOTFOUND);
+	/* drop: gone for good */
+	assert_int_equal(localstore_outbox_reject(ls, "m2", IHALA_ESCHEMA, NULL, 8), 0);
+	localstore_close(ls);
+	ls = open_ok(tpath("rejected")); /* durable */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(localstore_rejected_iter(ls, rej_cb, &c), 0);
+	assert_string_equal(c.buf, "m2:-40::two;");
+	assert_int_equal(localstore_rejected_del(ls, "m2"), 0);
+	assert_int_equal(localstore_rejected_del(ls, "m2"), IHALA_ENOTFOUND);
+	assert_int_equal(localstore_rejected_count(ls, &n), 0);
+	assert_int_equal(n, 0);
+	assert_string_equal(iter_all(ls), "m3=three;m1=one;");
 	localstore_close(ls);
 }
 
@@ -755,6 +833,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_creates_dir),
 		cmocka_unit_test(test_second_open_refused),
+		cmocka_unit_test(test_rejected),
 		cmocka_unit_test(test_outbox_order_del_count),
 		cmocka_unit_test(test_outbox_binary),
 		cmocka_unit_test(test_outbox_same_id),
