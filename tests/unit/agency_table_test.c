@@ -45,6 +45,7 @@ config_init(struct broker_config *cfg, struct agency_config ac[3])
 	memset(ac, 0, 3 * sizeof(*ac));
 	ac[0].id = "dma";
 	ac[0].role = AGENCY_ROLE_DMA;
+	ac[0].may_open_cases = 1; /* config.c sets it from the role or the option */
 	ac[0].may_send = POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_NOTE;
 	ac[0].may_send_to_any = 1;
 	ac[1].id = "moh";
@@ -99,7 +100,7 @@ test_copy(void **state)
 	assert_string_equal(pa->may_send_to[1], "hi");
 	pa = wp->view.find(wp->view.ctx, "hi");
 	assert_non_null(pa);
-	assert_int_equal(pa->may_open_cases, 1); /* may_send names referrals */
+	assert_int_equal(pa->may_open_cases, 0); /* may_send naming referrals opens no case: only may_open_cases does */
 	assert_int_equal(pa->n_may_send_to, 1);
 	assert_null(wp->view.find(wp->view.ctx, "nobody"));
 	/* a copy: the config may go (a reload frees it) */

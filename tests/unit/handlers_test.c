@@ -23,6 +23,7 @@
 #include "handlers.h"
 #include "ledger.h"
 #include "log.h"
+#include "ratelog.h"
 #include "server_int.h"
 #include "session.h"
 #include "store.h"
@@ -92,6 +93,7 @@ rig_open(int writer_ok)
 	g->cfg.limits.max_frame = MAXF;
 	g->cfg.limits.max_sessions = 16;
 	g->cfg.limits.max_preauth_sessions = 16;
+	g->cfg.limits.max_sessions_per_agency = 16;
 	g->cfg.limits.handshake_timeout_ms = 10000;
 	g->cfg.limits.queue_limit = 100;
 	g->cfg.limits.credit_window = 8;
@@ -99,6 +101,7 @@ rig_open(int writer_ok)
 	g->cfg.limits.out_cap = 4 * MAXF;
 	g->sv.cfg = &g->cfg;
 	g->sv.sigfd = -1;
+	assert_int_equal(ratelog_new(10000, &g->sv.refusals), 0);
 
 	pki_path(ca, sizeof(ca), "ca.pem");
 	pki_path(crl, sizeof(crl), "ca.crl");
@@ -178,6 +181,7 @@ rig_close(struct rig *g)
 	SSL_CTX_free(g->cctx);
 	SSL_CTX_free(g->sv.ssl);
 	store_close(g->sv.store);
+	ratelog_free(g->sv.refusals);
 	assert_int_equal(nftw(g->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
 	free(g);
 }
