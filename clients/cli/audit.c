@@ -24,9 +24,9 @@ static const char audit_usage[] =
     "Without --db they ask the broker (auditors only); with --db DIR they read a copy of the\n"
     "broker store made with 'mdb_copy -c DATA_DIR DIR' (no broker needed).\n"
     "'ihala audit SUBCOMMAND --help' describes each.\n"
-    "Exit: 0 ok, 1 refused (FORBIDDEN: only auditors replay) or, for verify, the log does\n"
-    "not verify, 2 usage, 3 broker unreachable, 4 local error, 5 verification failure (an\n"
-    "entry does not decode, a proof or checkpoint does not verify).\n";
+    "Exit: 0 ok, 1 refused (FORBIDDEN: only auditors replay), 2 usage, 3 broker unreachable,\n"
+    "4 local error, 5 verification failure (the log does not verify, an entry does not\n"
+    "decode, a proof or checkpoint does not verify).\n";
 
 static const char replay_usage[] =
     "usage: ihala audit replay [--from N] [--to M] [--follow]\n"
@@ -181,9 +181,9 @@ static const char verify_usage[] =
     "                          first checkpoint's)\n"
     "  -h, --help              this help\n"
     "\n"
-    "Exit: 0 verified, 1 the log does not verify (the first bad seq or checkpoint is named),\n"
-    "2 usage (no key), 3 broker unreachable, 4 local error (cannot read the copy), 5 the\n"
-    "broker's checkpoint fails verification when connecting.\n";
+    "Exit: 0 verified, 1 refused (only auditors replay), 2 usage (no key), 3 broker\n"
+    "unreachable, 4 local error (cannot read the copy), 5 verification failure: the log does\n"
+    "not verify (the first bad seq or checkpoint is named) or the broker's checkpoint does not.\n";
 
 static const char export_usage[] =
     "usage: ihala audit export --format jsonl|csv [--db DIR]\n"
@@ -337,7 +337,7 @@ verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 		cli_warnx("audit verify: %s", res.problem);
 		cli_info(cli, "audit verify: %llu entries verified before it",
 		         (unsigned long long)res.entries);
-		return CLI_REFUSED;
+		return CLI_VERIFY;
 	}
 	if (err != 0) {
 		cli_warnx("audit verify: cannot verify the store copy in '%s': %s", o->db,
@@ -379,7 +379,7 @@ online_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
 	int err = audit_chain_push(&ov->chain, seq, entry, len, NULL);
 
 	if (err != 0) {
-		ov->failed = err == IHALA_ETAMPER ? CLI_REFUSED : CLI_LOCAL;
+		ov->failed = err == IHALA_ETAMPER ? CLI_VERIFY : CLI_LOCAL;
 		return 1;
 	}
 	if (merkle_range_size(&ov->chain.range) == ov->want &&
@@ -415,7 +415,7 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 	nl = strchr(text, '\n');
 	if (nl == NULL || nl == text || (size_t)(nl - text) > CHECKPOINT_NAME_MAX) {
 		cli_warnx("audit verify: the broker's checkpoint is not a signed checkpoint");
-		return CLI_REFUSED;
+		return CLI_VERIFY;
 	}
 	memcpy(name, text, (size_t)(nl - text));
 	name[nl - text] = '\0';
@@ -430,7 +430,7 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 		cli_warnx(
 		    "audit verify: the broker's checkpoint of '%s' does not verify with '%s': %s",
 		    name, key, ihala_strerror(err));
-		return CLI_REFUSED;
+		return CLI_VERIFY;
 	}
 	if ((ov = calloc(1, sizeof(*ov))) == NULL) {
 		return CLI_LOCAL;
@@ -456,11 +456,11 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 		          (unsigned long long)(merkle_range_size(&ov->chain.range) + 1),
 		          (unsigned long long)ck.size,
 		          (unsigned long long)merkle_range_size(&ov->chain.range));
-		rc = CLI_REFUSED;
+		rc = CLI_VERIFY;
 	} else if (memcmp(ov->root_at, ck.root, MERKLE_HASH_LEN) != 0) {
 		cli_warnx("audit verify: checkpoint at size %llu: root does not match the log",
 		          (unsigned long long)ck.size);
-		rc = CLI_REFUSED;
+		rc = CLI_VERIFY;
 	} else if (merkle_range_root(&ov->chain.range, r) != 0) {
 		rc = CLI_LOCAL;
 	} else {

@@ -20,8 +20,13 @@
  *   2  usage error or bad input (bad JSON, unknown field, wrong type)
  *   3  broker unreachable or timed out (a submission then waits in the outbox)
  *   4  local error (store, configuration, TLS set-up, certificate)
- *   5  verification failure (audit)
+ *   5  verification failure (audit verify, audit prove, prove: the log, a proof or a
+ *      checkpoint does not verify)
  */
+/* The table above for people, as `ihala --help` prints it (every command uses these codes;
+ * docs/ihala.1 EXIT STATUS says the same). */
+extern const char cli_exit_table[];
+
 enum cli_exit {
 	CLI_OK = 0,
 	CLI_REFUSED = 1,

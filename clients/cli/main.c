@@ -66,14 +66,8 @@ usage(FILE *fp)
 	fprintf(fp, "\n"
 	            "'ihala COMMAND --help' describes each command.\n"
 	            "\n"
-	            "Exit codes:\n"
-	            "  0  ok\n"
-	            "  1  refused by the broker (stderr: \"ihala: refused: CODE: sentence\")\n"
-	            "  2  usage error or bad input (bad JSON, unknown field, wrong type)\n"
-	            "  3  broker unreachable or timed out; a submission then waits in the outbox\n"
-	            "     and is sent on the next run\n"
-	            "  4  local error (store, configuration, TLS set-up)\n"
-	            "  5  verification failure (audit)\n");
+	            "%s",
+	        cli_exit_table);
 }
 
 static const struct command *

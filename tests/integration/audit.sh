@@ -152,8 +152,8 @@ check "audit verify --db with the config's checkpoint_key" exit_and_out 0 "verif
 offline verify-nokey audit verify --db "$T/copy"
 check "audit verify --db without any key: exit 2" exit_and_err 2 "--key PUB.pem"
 offline verify-wrongkey audit verify --db "$T/copy" --key "$T/other.pub"
-check "audit verify --db with another key: exit 1, names the first checkpoint" \
-	exit_and_err 1 "audit verify: checkpoint at size 10: signature does not verify"
+check "audit verify --db with another key: exit 5 (verification failure), names the first checkpoint" \
+	exit_and_err 5 "audit verify: checkpoint at size 10: signature does not verify"
 offline verify-none audit verify --db "$T/nothing" --key "$PUB"
 check "audit verify --db of a missing directory: exit 4" expect 4
 run verify-online "$AUD" audit verify
@@ -165,21 +165,21 @@ check "audit verify online as dma: exit 1, FORBIDDEN" exit_and_err 1 "FORBIDDEN"
 # tampered copies, each named by its first bad seq
 copy flip && "$TOOLS/tamper" flip "$T/flip" 17
 offline t-flip audit verify --db "$T/flip" --key "$PUB"
-check "a flipped byte in entry 17: exit 1, 'seq 17: entry does not match its leaf hash'" \
-	exit_and_err 1 "audit verify: seq 17: entry does not match its leaf hash"
+check "a flipped byte in entry 17: exit 5, 'seq 17: entry does not match its leaf hash'" \
+	exit_and_err 5 "audit verify: seq 17: entry does not match its leaf hash"
 check "a flipped byte: nothing on stdout" [ ! -s "$OUT" ]
 copy del && "$TOOLS/tamper" delete "$T/del" 9
 offline t-del audit verify --db "$T/del" --key "$PUB"
-check "entry 9 deleted: exit 1, 'seq 9 missing (log jumps from 8 to 10)'" \
-	exit_and_err 1 "audit verify: seq 9 missing (log jumps from 8 to 10)"
+check "entry 9 deleted: exit 5, 'seq 9 missing (log jumps from 8 to 10)'" \
+	exit_and_err 5 "audit verify: seq 9 missing (log jumps from 8 to 10)"
 copy swap && "$TOOLS/tamper" swap "$T/swap" 30 31
 offline t-swap audit verify --db "$T/swap" --key "$PUB"
-check "entries 30 and 31 swapped: exit 1, 'seq 30: entry says seq 31'" \
-	exit_and_err 1 "audit verify: seq 30: entry says seq 31"
+check "entries 30 and 31 swapped: exit 5, 'seq 30: entry says seq 31'" \
+	exit_and_err 5 "audit verify: seq 30: entry says seq 31"
 copy dellast && "$TOOLS/tamper" delete "$T/dellast" "$LAST"
 offline t-dellast audit verify --db "$T/dellast" --key "$PUB"
-check "the last entry deleted: exit 1, the checkpoint covering it names it" \
-	exit_and_err 1 "audit verify: seq $LAST missing: a checkpoint of size $LAST covers it"
+check "the last entry deleted: exit 5, the checkpoint covering it names it" \
+	exit_and_err 5 "audit verify: seq $LAST missing: a checkpoint of size $LAST covers it"
 
 # --- export --------------------------------------------------------------------------------------
 offline exp-jsonl audit export --format jsonl --db "$T/copy"
