@@ -105,6 +105,12 @@ int cmd_note(struct cli *cli, int argc, char **argv);
 int cmd_outbox(struct cli *cli, int argc, char **argv);
 int cmd_inbox(struct cli *cli, int argc, char **argv);
 int cmd_status(struct cli *cli, int argc, char **argv);
+int cmd_list(struct cli *cli, int argc, char **argv);
+
+/* Keep `line` (borrowed: an inbox line, or {"seq","kind","from","to","envelope"} of a sent
+ * envelope) in the node's journal under its referral id and `seq`, for status and list.
+ * A line naming no referral is skipped; a failure is only warned about. */
+void cli_journal(struct cli *cli, uint64_t seq, json_t *line);
 int cmd_audit(struct cli *cli, int argc, char **argv);
 int cmd_prove(struct cli *cli, int argc, char **argv);
 

@@ -35,6 +35,7 @@ static const struct command commands[] = {
     {"note", cmd_note, "attach a note to a referral (--text TEXT)"},
     {"inbox", cmd_inbox, "take deliveries: print them or run a command on each"},
     {"status", cmd_status, "state and history of one referral"},
+    {"list", cmd_list, "the referrals this node sent or received ([--state S] [--overdue])"},
     {"outbox", cmd_outbox, "count and send the messages waiting in the outbox"},
     {"prove", cmd_prove, "verify that an entry is in the broker's signed log (SEQ|MESSAGE_ID)"},
     {"audit", cmd_audit, "auditors: replay, verify, prove, export, stats"},

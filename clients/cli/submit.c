@@ -384,6 +384,26 @@ wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The node's journal keeps what it sent, under the receipt's seq (see cli_journal). */
+static void
+journal_sent(struct cli *cli, const Ihala__V1__Envelope *env, uint64_t seq)
+{
+	json_t *line = json_object(), *e = NULL;
+
+	if (line != NULL && pbjson_to_json(&env->base, 0, &e) == 0) {
+		json_object_set_new(line, "seq", json_integer((json_int_t)seq));
+		json_object_set_new(line, "kind", json_string("submission"));
+		json_object_set_new(line, "from", json_string(cli->cfg != NULL &&
+		                                                      cli->cfg->agency != NULL
+		                                                  ? cli->cfg->agency
+		                                                  : ""));
+		json_object_set_new(line, "to", json_string(env->to != NULL ? env->to : ""));
+		json_object_set_new(line, "envelope", e);
+		cli_journal(cli, seq, line);
+	}
+	json_decref(line);
+}
+
 /*
  * Connect, submit `env` and print the receipt. When the broker cannot be reached the
  * envelope is still written to the outbox (submit with no wait) and goes with the next run.
@@ -405,6 +425,7 @@ submit(struct cli *cli, const char *cmd, Ihala__V1__Envelope *env)
 	memset(&rcpt, 0, sizeof(rcpt));
 	err = ihala_submit(cli->client, env, timeout, &rcpt);
 	if (err == 0) {
+		journal_sent(cli, env, rcpt.seq);
 		if ((err = render_receipt(&rcpt, &j)) != 0) {
 			return cli_fail(cli, cmd, err);
 		}

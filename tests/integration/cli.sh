@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 100
+plan 109
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -262,6 +262,36 @@ check "status after decline: rejected" exit_and_out 0 "\"status\":\"rejected\""
 run inbox-dma3 "$DMA" inbox
 check "dma inbox: the decline with reasonCode no-capacity and the text" \
 	eval 'expect 0 && grep "\"referralId\":\"$R2\"" "$OUT" | grep "\"reasonCode\":\"no-capacity\"" | grep -qF "قائمة الانتظار ممتلئة"'
+
+# --- status with the whole history; list (the node's journal) --------------------------------
+# hist_has: the history item of the decline carries its reason code and text
+hist_has() {
+	grep -q '"history":\[.*"envelope":{.*"statusUpdate":{.*"reasonCode":"no-capacity"' "$OUT" &&
+		grep -qF '"reason":"قائمة الانتظار ممتلئة"' "$OUT" ||
+		{ diag "no decline details in the history"; show "$OUT"; return 1; }
+}
+run status2-moh "$MOH" status "$R2"
+check "status by the decliner: the history holds the decline's reason and text (sent)" \
+	eval 'expect 0 && hist_has'
+run status2-dma "$DMA" status "$R2"
+check "status by the referrer after its inbox: the decline's reason and text (received)" \
+	eval 'expect 0 && hist_has'
+check "status: the referral's own item carries the referral as sent" \
+	eval 'grep -qE "\"history\":\[\{\"seq\":[0-9]+,[^{]*\"envelope\":\{[^{]*\"referral\":\{\"referralId\":\"$R2\"" "$OUT" || show "$OUT"'
+run list-dma "$DMA" list
+check "list: one JSON line per referral of the node, R1 and R2 with their states" \
+	eval 'expect 0 && grep "\"referralId\":\"$R1\"" "$OUT" | grep -q "\"status\":\"completed\"" && grep "\"referralId\":\"$R2\"" "$OUT" | grep -q "\"status\":\"rejected\""'
+run list-rejected "$DMA" list --state rejected
+check "list --state rejected: only R2" \
+	eval 'expect 0 && [ "$(lines)" -eq 1 ] && out_has "\"referralId\":\"$R2\""'
+run list-overdue "$DMA" list --overdue
+check "list --overdue: none (deadlines are days away), exit 0" eval 'expect 0 && [ ! -s "$OUT" ]'
+run list-future "$DMA" list --since 2999-01-01
+check "list --since a future date: none" eval 'expect 0 && [ ! -s "$OUT" ]'
+run list-today "$DMA" list --since "$(date -u +%F)"
+check "list --since today: R2 among them" exit_and_out 0 "\"referralId\":\"$R2\""
+run list-bad "$DMA" list --state busy
+check "list --state with an unknown state: exit 2, names it" exit_and_err 2 "unknown state 'busy'"
 
 # --- cancel ---------------------------------------------------------------------------------------
 R3=ref3-$$
