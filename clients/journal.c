@@ -3,8 +3,7 @@
 #include "error.h"
 
 int
-ihala_journal_put(struct ihala_client *c, const char *referral_id, uint64_t seq,
-		  const char *json)
+ihala_journal_put(struct ihala_client *c, const char *referral_id, uint64_t seq, const char *json)
 {
 	if (c == NULL) {
 		return IHALA_EINVAL;
@@ -13,8 +12,7 @@ ihala_journal_put(struct ihala_client *c, const char *referral_id, uint64_t seq,
 }
 
 int
-ihala_journal_iter(struct ihala_client *c, const char *referral_id, ihala_journal_cb cb,
-		   void *arg)
+ihala_journal_iter(struct ihala_client *c, const char *referral_id, ihala_journal_cb cb, void *arg)
 {
 	if (c == NULL) {
 		return IHALA_EINVAL;

@@ -245,8 +245,10 @@ int
 cmd_list(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"state", required_argument, NULL, 's'}, {"overdue", no_argument, NULL, 'o'},
-	    {"since", required_argument, NULL, 'S'}, {"help", no_argument, NULL, 'h'},
+	    {"state", required_argument, NULL, 's'},
+	    {"overdue", no_argument, NULL, 'o'},
+	    {"since", required_argument, NULL, 'S'},
+	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *state = NULL;
