@@ -7,6 +7,7 @@
 #include "audit.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "suggest.h"
 #include "conf.h"
 #include "error.h"
 #include "log.h"
@@ -662,7 +663,24 @@ cmd_audit(struct cli *cli, int argc, char **argv)
 	if (strcmp(argv[1], "stats") == 0) {
 		return audit_stats(cli, argc - 1, argv + 1);
 	}
-	cli_warnx("audit: unknown subcommand '%s'", argv[1]);
+	{
+		static const char *subs[] = {"replay", "verify", "prove", "export", "stats"};
+		const char *near = NULL;
+		unsigned best = SUGGEST_FAR;
+		size_t i;
+
+		for (i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+			if (suggest_near(argv[1], subs[i], &best)) {
+				near = subs[i];
+			}
+		}
+		if (near != NULL) {
+			cli_warnx("audit: unknown subcommand '%s' (did you mean '%s'?)", argv[1],
+			          near);
+		} else {
+			cli_warnx("audit: unknown subcommand '%s'", argv[1]);
+		}
+	}
 	fprintf(stderr, "Try 'ihala audit --help'.\n");
 	return CLI_USAGE;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "suggest.h"
 #include "log.h"
 
 #ifndef IHALA_VERSION
@@ -69,6 +70,26 @@ usage(FILE *fp)
 	            "\n"
 	            "%s",
 	        cli_exit_table);
+}
+
+/* "unknown command 'acept' (did you mean 'accept'?)" */
+static void
+unknown_command(const char *name)
+{
+	const char *near = NULL;
+	unsigned best = SUGGEST_FAR;
+	size_t i;
+
+	for (i = 0; i < NCOMMANDS; i++) {
+		if (suggest_near(name, commands[i].name, &best)) {
+			near = commands[i].name;
+		}
+	}
+	if (near != NULL) {
+		cli_warnx("unknown command '%s' (did you mean '%s'?)", name, near);
+	} else {
+		cli_warnx("unknown command '%s'", name);
+	}
 }
 
 static const struct command *
@@ -154,7 +175,7 @@ main(int argc, char **argv)
 			return CLI_OK;
 		}
 		if ((cmd = find_command(argv[optind + 1])) == NULL) {
-			cli_warnx("unknown command '%s'", argv[optind + 1]);
+			unknown_command(argv[optind + 1]);
 			return CLI_USAGE;
 		}
 		{
@@ -164,7 +185,7 @@ main(int argc, char **argv)
 		}
 	}
 	if ((cmd = find_command(argv[optind])) == NULL) {
-		cli_warnx("unknown command '%s'", argv[optind]);
+		unknown_command(argv[optind]);
 		fprintf(stderr, "Try 'ihala --help'.\n");
 		return CLI_USAGE;
 	}

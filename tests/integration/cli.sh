@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 109
+plan 111
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -78,6 +78,14 @@ check "ihala help decline: lists the reason codes" grep -q 'not-eligible, no-cap
 "$IHALA" frobnicate >"$T/o" 2>"$T/e"
 RC=$?
 check "unknown command: exit 2, named" eval '[ $RC -eq 2 ] && grep -qF "unknown command '"'frobnicate'"'" "$T/e"'
+"$IHALA" acept R-1 >"$T/o" 2>"$T/e"
+RC=$?
+check "a mistyped command: exit 2, did you mean 'accept'?" \
+	eval '[ $RC -eq 2 ] && grep -qF "unknown command '"'acept'"' (did you mean '"'accept'"'?)" "$T/e"'
+"$IHALA" audit verfy >"$T/o" 2>"$T/e"
+RC=$?
+check "a mistyped audit subcommand: exit 2, did you mean 'verify'?" \
+	eval '[ $RC -eq 2 ] && grep -qF "(did you mean '"'verify'"'?)" "$T/e"'
 "$IHALA" --config "$DMA" accept >"$T/o" 2>"$T/e"
 RC=$?
 check "accept without REFERRAL_ID: exit 2" eval '[ $RC -eq 2 ] && grep -q "REFERRAL_ID is missing" "$T/e"'
