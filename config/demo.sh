@@ -337,11 +337,11 @@ subs=$(grep -c '"kind":"submission"' "$W/last.out")
 say "Auditor" "replayed the log: $entries entries, seq 1..$last in order ($subs submissions, the rest deliveries and broker events)"
 # The Merkle tree recomputed from the log and the broker's signed checkpoint checked against it.
 node auditor audit verify --key "$W/pki/checkpoint.pub" --origin ihala.demo/log
-grep -q "^verified $entries entries, root [0-9a-f]\{64\}" "$W/last.out" ||
+grep -q "^{\"entries\":$entries,\"root\":\"[0-9a-f]\{64\}\"" "$W/last.out" ||
 	fail "audit verify said: $(cat "$W/last.out" "$W/last.err")"
-grep -q "signature valid, root matches the log" "$W/last.out" ||
-	fail "audit verify did not check the checkpoint: $(cat "$W/last.out")"
-cksize=$(grep -oE 'size [0-9]+' "$W/last.out" | head -n1 | cut -d' ' -f2)
+grep -q "signature valid, root matches the log" "$W/last.err" ||
+	fail "audit verify did not check the checkpoint: $(cat "$W/last.err")"
+cksize=$(grep -oE '"lastCheckpointSize":[0-9]+' "$W/last.out" | cut -d: -f2)
 if [ "$cksize" = "$entries" ]; then
 	why="it covers all $entries entries"
 else

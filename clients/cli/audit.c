@@ -160,8 +160,10 @@ static const char verify_usage[] =
     "usage: ihala audit verify [--db DIR] [--key PUB.pem] [--origin NAME]\n"
     "\n"
     "Recompute the broker's RFC 6962 Merkle tree from the whole log and check the signed\n"
-    "checkpoints against it. Prints \"verified N entries, root HEX\" and a line about the\n"
-    "checkpoints; or names the FIRST problem on stderr (\"seq 17: entry does not match its\n"
+    "checkpoints against it. Prints on stdout one JSON line\n"
+    "  {\"entries\":N,\"root\":HEX,\"checkpoints\":C,\"origin\":..,\"lastCheckpointSize\":S}\n"
+    "and on stderr \"verified N entries, root HEX\" and a line about the checkpoints (not\n"
+    "with -q); or names the FIRST problem on stderr (\"seq 17: entry does not match its\n"
     "leaf hash\", \"seq 9 missing (log jumps from 8 to 10)\", \"checkpoint at size 20: root\n"
     "does not match the log\").\n"
     "\n"
@@ -326,6 +328,29 @@ parse_opts(int argc, char **argv, const char *cmd, const char *usage, const char
 
 /* ---- verify ---- */
 
+/* The result on stdout: {"entries","root","checkpoints","origin","lastCheckpointSize"}. */
+static int
+verify_json(uint64_t entries, const char *root, uint64_t checkpoints, const char *origin,
+            uint64_t last)
+{
+	json_t *j = json_object();
+	int rc;
+
+	if (j == NULL) {
+		return -1;
+	}
+	json_object_set_new(j, "entries", json_integer((json_int_t)entries));
+	json_object_set_new(j, "root", json_string(root));
+	json_object_set_new(j, "checkpoints", json_integer((json_int_t)checkpoints));
+	if (origin != NULL) {
+		json_object_set_new(j, "origin", json_string(origin));
+		json_object_set_new(j, "lastCheckpointSize", json_integer((json_int_t)last));
+	}
+	rc = cli_print_json(j);
+	json_decref(j);
+	return rc;
+}
+
 static int
 verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 {
@@ -346,19 +371,20 @@ verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 		return CLI_LOCAL;
 	}
 	hex32(res.root, root);
-	printf("verified %llu entries, root %s\n", (unsigned long long)res.entries, root);
-	if (res.checkpoints == 0) {
-		printf("no signed checkpoint in the store: signatures not checked\n");
-	} else {
-		printf(
-		    "verified %llu checkpoints of '%s' (the last at size %llu): signatures valid, "
-		    "roots match the log; consistency between successive checkpoints follows "
-		    "from recomputing one tree\n",
-		    (unsigned long long)res.checkpoints, res.origin,
-		    (unsigned long long)res.last_checkpoint);
-	}
-	if (fflush(stdout) != 0) {
+	if (verify_json(res.entries, root, res.checkpoints,
+	                res.checkpoints != 0 ? res.origin : NULL, res.last_checkpoint) != 0) {
 		return CLI_LOCAL;
+	}
+	cli_info(cli, "verified %llu entries, root %s", (unsigned long long)res.entries, root);
+	if (res.checkpoints == 0) {
+		cli_info(cli, "no signed checkpoint in the store: signatures not checked");
+	} else {
+		cli_info(cli,
+		         "verified %llu checkpoints of '%s' (the last at size %llu): signatures "
+		         "valid, roots match the log; consistency between successive checkpoints "
+		         "follows from recomputing one tree",
+		         (unsigned long long)res.checkpoints, res.origin,
+		         (unsigned long long)res.last_checkpoint);
 	}
 	cli_info(cli, "audit verify: %llu entries in %.3f s (%.0f entries/s)",
 	         (unsigned long long)res.entries, res.seconds,
@@ -466,14 +492,16 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 		rc = CLI_LOCAL;
 	} else {
 		hex32(r, root);
-		printf("verified %llu entries, root %s\n",
-		       (unsigned long long)merkle_range_size(&ov->chain.range), root);
-		printf("verified the broker's latest checkpoint of '%s' (size %llu): signature "
-		       "valid, root matches the log\n",
-		       ck.origin, (unsigned long long)ck.size);
-		if (fflush(stdout) != 0) {
+		if (verify_json(merkle_range_size(&ov->chain.range), root, 1, ck.origin,
+		                ck.size) != 0) {
 			rc = CLI_LOCAL;
 		}
+		cli_info(cli, "verified %llu entries, root %s",
+		         (unsigned long long)merkle_range_size(&ov->chain.range), root);
+		cli_info(cli,
+		         "verified the broker's latest checkpoint of '%s' (size %llu): signature "
+		         "valid, root matches the log",
+		         ck.origin, (unsigned long long)ck.size);
 	}
 	free(ov);
 	return rc;

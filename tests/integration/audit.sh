@@ -143,12 +143,12 @@ check "openssl refuses the signature over an altered body" \
 
 # --- audit verify --------------------------------------------------------------------------------
 offline verify audit verify --db "$T/copy" --key "$PUB"
-check "audit verify --db COPY: exit 0, 'verified $LAST entries, root' of the checkpoint" \
-	eval 'expect 0 && [ "$(head -n1 "$OUT")" = "verified $LAST entries, root $ROOT" ]'
-check "audit verify --db: every checkpoint verified, consistency by recomputation" \
-	eval 'sed -n 2p "$OUT" | grep -qE "^verified [0-9]+ checkpoints of .ihala.test/log. \(the last at size $LAST\): signatures valid, roots match the log; consistency"'
+check "audit verify --db COPY: exit 0, stdout one JSON line with the entries and root of the checkpoint" \
+	eval 'expect 0 && grep -qxE "\{\"entries\":$LAST,\"root\":\"$ROOT\",\"checkpoints\":[0-9]+,\"origin\":\"ihala.test/log\",\"lastCheckpointSize\":$LAST\}" "$OUT" && [ "$(wc -l <"$OUT")" -eq 1 ] || show "$OUT"'
+check "audit verify --db: the prose on stderr: 'verified N entries', every checkpoint, consistency by recomputation" \
+	eval 'err_has "ihala: verified $LAST entries, root $ROOT" && grep -qE "^ihala: verified [0-9]+ checkpoints of .ihala.test/log. \(the last at size $LAST\): signatures valid, roots match the log; consistency" "$ERR"'
 run verify-cfg "$AUD" audit verify --db "$T/copy"
-check "audit verify --db with the config's checkpoint_key" exit_and_out 0 "verified $LAST entries, root $ROOT"
+check "audit verify --db with the config's checkpoint_key" exit_and_out 0 "{\"entries\":$LAST,\"root\":\"$ROOT\","
 offline verify-nokey audit verify --db "$T/copy"
 check "audit verify --db without any key: exit 2" exit_and_err 2 "--key PUB.pem"
 offline verify-wrongkey audit verify --db "$T/copy" --key "$T/other.pub"
@@ -157,8 +157,8 @@ check "audit verify --db with another key: exit 5 (verification failure), names 
 offline verify-none audit verify --db "$T/nothing" --key "$PUB"
 check "audit verify --db of a missing directory: exit 4" expect 4
 run verify-online "$AUD" audit verify
-check "audit verify online (auditor): exit 0, the same line" \
-	eval 'expect 0 && [ "$(head -n1 "$OUT")" = "verified $LAST entries, root $ROOT" ] && out_has "signature valid, root matches the log"'
+check "audit verify online (auditor): exit 0, the same JSON and prose" \
+	eval 'expect 0 && out_has "{\"entries\":$LAST,\"root\":\"$ROOT\",\"checkpoints\":1," && err_has "ihala: verified $LAST entries, root $ROOT" && err_has "signature valid, root matches the log"'
 run verify-dma "$DMA" audit verify
 check "audit verify online as dma: exit 1, FORBIDDEN" exit_and_err 1 "FORBIDDEN"
 
@@ -273,7 +273,7 @@ check "prove after more traffic: exit 0, a larger tree consistent with the kept 
 run back2 "$MOH" status "$P-R1"
 check "moh (kept an older checkpoint) checks the consistency proof at connect: exit 0" expect 0
 run verify-new "$AUD" audit verify
-check "audit verify online after the restart: exit 0, $NEW entries" exit_and_out 0 "verified $NEW entries, root "
+check "audit verify online after the restart: exit 0, $NEW entries" exit_and_out 0 "{\"entries\":$NEW,"
 run inbox-moh "$MOH" inbox
 check "moh's inbox after its checks: the two referrals made since" \
 	eval 'expect 0 && out_has "\"referralId\":\"x-3\"" && out_has "\"referralId\":\"x-4\""'
@@ -283,7 +283,7 @@ BIG=100000
 "$TOOLS/tamper" synth "$T/big" "$BIG" "$IHALA_PKI/checkpoint.key" ihala.test/log 1000 >"$T/synth.out" 2>&1
 offline big audit verify --db "$T/big" --key "$PUB"
 check "audit verify --db of a synthetic store of $BIG entries: exit 0" \
-	exit_and_out 0 "verified $BIG entries, root "
+	exit_and_out 0 "{\"entries\":$BIG,"
 rate=$(grep -oE '[0-9]+ entries in [0-9.]+ s \([0-9]+ entries/s\)' "$ERR")
 diag "measured: verify $rate"
 check "the verifier reports its rate" [ -n "$rate" ]
