@@ -492,8 +492,8 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 		rc = CLI_LOCAL;
 	} else {
 		hex32(r, root);
-		if (verify_json(merkle_range_size(&ov->chain.range), root, 1, ck.origin,
-		                ck.size) != 0) {
+		if (verify_json(merkle_range_size(&ov->chain.range), root, 1, ck.origin, ck.size) !=
+		    0) {
 			rc = CLI_LOCAL;
 		}
 		cli_info(cli, "verified %llu entries, root %s",

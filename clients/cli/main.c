@@ -65,10 +65,11 @@ usage(FILE *fp)
 	for (i = 0; i < NCOMMANDS; i++) {
 		fprintf(fp, "  %-9s %s\n", commands[i].name, commands[i].summary);
 	}
-	fprintf(fp, "\n"
-	            "'ihala COMMAND --help' describes each command.\n"
-	            "\n"
-	            "%s",
+	fprintf(fp,
+	        "\n"
+	        "'ihala COMMAND --help' describes each command.\n"
+	        "\n"
+	        "%s",
 	        cli_exit_table);
 }
 

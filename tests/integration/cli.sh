@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 111
+plan 114
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -132,6 +132,16 @@ run nofileopt "$DMA" refer --to moh
 check "refer without --file: exit 2" exit_and_err 2 "--file"
 run badid "$DMA" refer --to moh --file "$EX/referral.json" --message-id 'has space'
 check "refer: invalid --message-id: exit 2" exit_and_err 2 "invalid message id"
+echo '{}' >"$T/empty.json"
+run emptyref "$DMA" refer --to moh --file "$T/empty.json"
+check "refer {}: exit 2, every missing field at once, by its JSON name" \
+	eval 'expect 2 && err_has "referralId is required" && err_has "priority is required" && err_has "services needs at least one" && err_has "survivor is required" && err_has "4 problem(s)"'
+run emptyref-outbox "$DMA" --timeout 1s outbox
+check "refer {}: nothing was queued (outbox: waiting 0)" exit_and_out 0 '"waiting":0'
+sed 's/"caseId": "IQ-NIN-2024-00417"/"caseId": "IQ-NIN-٢٠٢٤-00417"/' "$EX/referral.json" >"$T/indic.json"
+run indic "$DMA" refer --to moh --file "$T/indic.json"
+check "refer: a caseId in Arabic-Indic digits: exit 2, says to write 0-9" \
+	exit_and_err 2 "survivor.caseId must be printable ASCII: write digits as 0-9"
 run badreason "$MOH" decline r1 --reason too-busy
 check "decline: unknown reason: exit 2, lists the codes" exit_and_err 2 "invalid reason 'too-busy' (one of: not-eligible no-capacity"
 run noreason "$MOH" decline r1
