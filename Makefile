@@ -3,6 +3,7 @@
 #   make            build everything into build/
 #   make deps       install the Debian packages the project needs (when missing)
 #   make test       deps + build + check-layers + the whole suite; last line "N passed, N failed"
+#                   (about 8 minutes on 2 cores)
 #   make check-layers  fail on an include or a link across a forbidden layer edge
 #   make sanitize   the same suite built with ASan + UBSan into build-san/
 #   make fuzz       libFuzzer targets (clang) into build-fuzz/, FUZZ_SECONDS (30) each
@@ -115,7 +116,8 @@ deps:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing || exit 1; \
 	fi
 
-$(GEN_C) $(GEN_H): proto/ihala.proto
+# One run of protoc-c makes both files (a grouped target: never run twice under -j).
+$(GEN_C) $(GEN_H) &: proto/ihala.proto
 	@mkdir -p $(B)/gen
 	$(PROTOC_C) --c_out=$(B)/gen -Iproto proto/ihala.proto
 
@@ -196,8 +198,13 @@ sanitize: deps
 	@$(MAKE) --no-print-directory B=build-san SAN=1 OPT="-O1 -g" check
 
 # A real referral lifecycle on loopback, told step by step (config/demo.sh).
+# The build is quiet (one line; its output goes to $(B)/demo-build.log, shown if it fails).
 demo: deps
-	@$(MAKE) --no-print-directory $(BINS)
+	@mkdir -p $(B)
+	@echo "make demo: building ihala-broker and ihala (log: $(B)/demo-build.log)"
+	@$(MAKE) --no-print-directory $(BINS) >$(B)/demo-build.log 2>&1 || \
+		{ cat $(B)/demo-build.log; echo "make demo: the build failed"; exit 1; }
+	@echo "make demo: running config/demo.sh"
 	@config/demo.sh $(B)
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: programs, man pages, examples, systemd unit.

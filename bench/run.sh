@@ -733,7 +733,7 @@ if "$B/ihala" audit verify --help 2>&1 | grep -q -- '--db'; then
 	"$B/ihala" audit verify --db "$BDIR/data" --key "$PKI/checkpoint.pub" >"$T/verify.out" 2>"$T/verify.err"
 	rc=$?
 	t1=$(date +%s.%N)
-	n=$(sed -n 's/^verified \([0-9]*\) entries.*/\1/p' "$T/verify.out" | head -n 1)
+	n=$(grep -oE '^\{"entries":[0-9]+' "$T/verify.out" | head -n 1 | cut -d: -f2)
 	if [ $rc = 0 ] && [ -n "$n" ]; then
 		put verify_tool 1
 		put verify_entries "$n"

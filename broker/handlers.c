@@ -435,7 +435,7 @@ handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest
 	if (seq == 0 && q->consistency_from == 0) {
 		snprintf(msg, sizeof(msg),
 		         "a proof request needs a seq, a message id or consistency_from");
-		err = IHALA_ESCHEMA;
+		err = IHALA_EINVAL; /* INVALID_ARGUMENT, as PROTOCOL.md §6 says */
 		goto fail;
 	}
 	store_rend(r);

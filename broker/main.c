@@ -11,6 +11,7 @@
 #include "error.h"
 #include "log.h"
 #include "logdb.h"
+#include "checkpoint.h"
 
 #ifndef IHALA_VERSION
 #define IHALA_VERSION "0.1.0"
@@ -29,12 +30,16 @@ usage(FILE *fp)
 	fprintf(fp,
 	        "usage: ihala-broker [-dn] [-c FILE]\n"
 	        "       ihala-broker --backup DIR [-c FILE]\n"
+	        "       ihala-broker --verifier-key [-c FILE]\n"
 	        "\n"
 	        "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
 	        "  -n, --check         check the configuration, print 'configuration OK', exit\n"
 	        "  -d, --foreground    stay in the foreground and log to stderr\n"
 	        "      --backup DIR    write a consistent, compacted copy of the store to\n"
 	        "                      DIR/data.mdb and exit; safe while the broker runs\n"
+	        "      --verifier-key  print the C2SP verifier key of the checkpoint key\n"
+	        "                      (NAME+KEYID+BASE64, the name is log_origin) and exit;\n"
+	        "                      give it to the nodes and auditors (checkpoint_key)\n"
 	        "  -h, --help          this help\n"
 	        "      --version       print the version\n"
 	        "\n"
@@ -106,6 +111,37 @@ backup(const struct broker_config *cfg, const char *dir)
 	return EXIT_OK;
 }
 
+/* --verifier-key: the public side of [checkpoint] key_file in C2SP vkey form, on stdout. */
+static int
+print_verifier_key(const struct broker_config *cfg)
+{
+	struct checkpoint_signer *signer = NULL;
+	struct checkpoint_verifier *v = NULL;
+	char *vkey = NULL;
+	int err;
+
+	err = checkpoint_key_load(cfg->checkpoint.key_file, cfg->broker.log_origin, &signer);
+	if (err != 0) {
+		fprintf(stderr, "ihala-broker: cannot load checkpoint key '%s': %s\n",
+		        cfg->checkpoint.key_file, ihala_strerror(err));
+		return EXIT_REFUSED;
+	}
+	err = checkpoint_verifier_from_signer(signer, &v);
+	if (err == 0) {
+		err = checkpoint_verifier_string(v, &vkey);
+	}
+	if (err == 0) {
+		printf("%s\n", vkey);
+	} else {
+		fprintf(stderr, "ihala-broker: cannot derive the verifier key: %s\n",
+		        ihala_strerror(err));
+	}
+	free(vkey);
+	checkpoint_verifier_free(v);
+	checkpoint_signer_free(signer);
+	return err == 0 ? EXIT_OK : EXIT_REFUSED;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -113,12 +149,13 @@ main(int argc, char **argv)
 	    {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'n'},
 	    {"foreground", no_argument, NULL, 'd'},   {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},      {"backup", required_argument, NULL, 'B'},
+	    {"verifier-key", no_argument, NULL, 'K'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *path = DEFAULT_CONFIG;
 	const char *backup_dir = NULL;
 	struct broker_config *cfg;
-	int ch, check = 0, foreground = 0;
+	int ch, check = 0, foreground = 0, vkey = 0;
 
 	while ((ch = getopt_long(argc, argv, "c:dhn", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -136,6 +173,9 @@ main(int argc, char **argv)
 			break;
 		case 'B':
 			backup_dir = optarg;
+			break;
+		case 'K':
+			vkey = 1;
 			break;
 		case 'V':
 			printf("ihala-broker %s\n", IHALA_VERSION);
@@ -160,6 +200,11 @@ main(int argc, char **argv)
 		printf("configuration OK\n");
 		broker_config_free(cfg);
 		return EXIT_OK;
+	}
+	if (vkey) {
+		ch = print_verifier_key(cfg);
+		broker_config_free(cfg);
+		return ch;
 	}
 	if (backup_dir != NULL) {
 		ch = backup(cfg, backup_dir);

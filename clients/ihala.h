@@ -181,6 +181,20 @@ struct ihala_proof {
 int ihala_prove(struct ihala_client *c, uint64_t seq, const char *message_id,
 		const char *verifier_key, int timeout_ms, struct ihala_proof *p);
 
+/*
+ * The node's journal (local store): a JSON text per (referral id, log seq) for what this node
+ * sent and took from its inbox, so `status` can show the details the broker's history leaves
+ * out and `list` knows the node's referrals. Put replaces; iter calls cb in (referral id,
+ * seq) order, only `referral_id`'s records when not NULL; cb's strings are valid during the
+ * call, cb must not call libihala, and a non-zero return stops the walk and is returned.
+ */
+int ihala_journal_put(struct ihala_client *c, const char *referral_id, uint64_t seq,
+		      const char *json);
+typedef int (*ihala_journal_cb)(void *arg, const char *referral_id, uint64_t seq,
+				const char *json);
+int ihala_journal_iter(struct ihala_client *c, const char *referral_id, ihala_journal_cb cb,
+		       void *arg);
+
 /* Generate a fresh random message id (32 hex digits) into buf (>= 33 bytes). */
 void ihala_new_message_id(char *buf, size_t len);
 

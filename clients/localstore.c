@@ -53,6 +53,7 @@ struct localstore {
 	MDB_dbi inbox;
 	MDB_dbi inbox_done;
 	MDB_dbi rejected;
+	MDB_dbi journal; /* referral id, NUL, u64 seq -> JSON text (created on open) */
 	int inbox_lockfd; /* localstore_inbox_lock, -1 when not held */
 	dev_t dev;	  /* the directory, in the open_dirs registry */
 	ino_t ino;
@@ -154,6 +155,7 @@ open_layout(struct localstore *ls)
 	const struct dbenv_db added[] = {
 		/* Added after format 1 shipped: created in older stores too. */
 		{ "rejected", 0, &ls->rejected },
+		{ "journal", 0, &ls->journal },
 	};
 	MDB_txn *txn = NULL;
 	int err, fresh;
@@ -854,6 +856,116 @@ localstore_checkpoint_get(struct localstore *ls, char **text)
 	} else if (err == 0) {
 		err = dbenv_copy_text(&v, text);
 	}
+	mdb_txn_abort(txn);
+	return err;
+}
+
+/* ---- journal: what this node sent and received, per referral ---- */
+
+/* key = referral id, NUL, big-endian seq */
+static int
+journal_key(const char *rid, uint64_t seq, uint8_t *buf, size_t cap, size_t *len)
+{
+	size_t n = strlen(rid);
+
+	if (n == 0 || n > LOCALSTORE_MAX_MSGID || n + 1 + U64_LEN > cap) {
+		return IHALA_EINVAL;
+	}
+	memcpy(buf, rid, n);
+	buf[n] = '\0';
+	be64enc(buf + n + 1, seq);
+	*len = n + 1 + U64_LEN;
+	return 0;
+}
+
+int
+localstore_journal_put(struct localstore *ls, const char *referral_id, uint64_t seq,
+		       const char *json)
+{
+	uint8_t kbuf[LOCALSTORE_MAX_MSGID + 1 + U64_LEN];
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	size_t klen, n;
+	int err, rc;
+
+	if (ls == NULL || referral_id == NULL || json == NULL || seq == 0 ||
+	    (n = strlen(json)) == 0 || n >= DBENV_MAX_VALUE) {
+		return IHALA_EINVAL;
+	}
+	if ((err = journal_key(referral_id, seq, kbuf, sizeof(kbuf), &klen)) < 0) {
+		return err;
+	}
+	if ((err = wbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	mkval(&k, kbuf, klen);
+	mkval(&v, json, n);
+	if ((rc = mdb_put(txn, ls->journal, &k, &v, 0)) != 0) {
+		mdb_txn_abort(txn);
+		return ls_err(ls, rc, "writing the journal");
+	}
+	return wcommit(ls, txn, "committing the journal");
+}
+
+int
+localstore_journal_iter(struct localstore *ls, const char *referral_id, localstore_journal_cb cb,
+			void *arg)
+{
+	uint8_t kbuf[LOCALSTORE_MAX_MSGID + 1 + U64_LEN];
+	char rid[LOCALSTORE_MAX_MSGID + 1];
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	size_t klen = 0, n;
+	char *text;
+	int err, rc, op = MDB_FIRST;
+
+	if (ls == NULL || cb == NULL) {
+		return IHALA_EINVAL;
+	}
+	if (referral_id != NULL) {
+		if ((err = journal_key(referral_id, 0, kbuf, sizeof(kbuf), &klen)) < 0) {
+			return err;
+		}
+		op = MDB_SET_RANGE;
+	}
+	if ((err = rbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	if ((rc = mdb_cursor_open(txn, ls->journal, &cur)) != 0) {
+		err = ls_err(ls, rc, "opening a journal cursor");
+		goto out;
+	}
+	mkval(&k, kbuf, klen);
+	for (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		n = k.mv_size > U64_LEN + 1 ? k.mv_size - U64_LEN - 1 : 0;
+		if (n == 0 || n > LOCALSTORE_MAX_MSGID || ((const char *)k.mv_data)[n] != '\0') {
+			err = damaged(ls, "journal key");
+			goto out;
+		}
+		if (referral_id != NULL && (n + 1 + U64_LEN != klen || memcmp(k.mv_data, kbuf, n) != 0)) {
+			break;
+		}
+		memcpy(rid, k.mv_data, n);
+		rid[n] = '\0';
+		if ((text = malloc(v.mv_size + 1)) == NULL) {
+			err = IHALA_ENOMEM;
+			goto out;
+		}
+		memcpy(text, v.mv_data, v.mv_size);
+		text[v.mv_size] = '\0';
+		err = cb(arg, rid, be64dec((const uint8_t *)k.mv_data + n + 1), text);
+		free(text);
+		if (err != 0) {
+			goto out;
+		}
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "reading the journal");
+	}
+out:
+	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	return err;
 }

@@ -195,4 +195,22 @@ int localstore_checkpoint_put(struct localstore *ls, const char *text);
  * IHALA_ENOTFOUND if none was ever put. */
 int localstore_checkpoint_get(struct localstore *ls, char **text);
 
+/* ---- journal: the entries this node sent (with their receipt's seq) and took from its
+ * inbox, as JSON text, per referral; `ihala status` and `ihala list` read it ---- */
+
+/* Store `json` (NUL-terminated, copied) for (referral_id, seq >= 1), replacing what was
+ * there. */
+int localstore_journal_put(struct localstore *ls, const char *referral_id, uint64_t seq,
+			   const char *json);
+
+/*
+ * Call cb for each record in (referral id, seq) order; only those of `referral_id` when it
+ * is not NULL. `rid` and `json` are NUL-terminated copies valid during the callback. A read
+ * transaction is open during the callbacks: cb must not call localstore functions. A
+ * non-zero return of cb stops the walk and is returned.
+ */
+typedef int (*localstore_journal_cb)(void *arg, const char *rid, uint64_t seq, const char *json);
+int localstore_journal_iter(struct localstore *ls, const char *referral_id,
+			    localstore_journal_cb cb, void *arg);
+
 #endif

@@ -7,6 +7,7 @@
 #include "audit.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "suggest.h"
 #include "conf.h"
 #include "error.h"
 #include "hex.h"
@@ -25,9 +26,9 @@ static const char audit_usage[] =
     "Without --db they ask the broker (auditors only); with --db DIR they read a copy of the\n"
     "broker store made with 'mdb_copy -c DATA_DIR DIR' (no broker needed).\n"
     "'ihala audit SUBCOMMAND --help' describes each.\n"
-    "Exit: 0 ok, 1 refused (FORBIDDEN: only auditors replay) or, for verify, the log does\n"
-    "not verify, 2 usage, 3 broker unreachable, 4 local error, 5 verification failure (an\n"
-    "entry does not decode, a proof or checkpoint does not verify).\n";
+    "Exit: 0 ok, 1 refused (FORBIDDEN: only auditors replay), 2 usage, 3 broker unreachable,\n"
+    "4 local error, 5 verification failure (the log does not verify, an entry does not\n"
+    "decode, a proof or checkpoint does not verify).\n";
 
 static const char replay_usage[] =
     "usage: ihala audit replay [--from N] [--to M] [--follow]\n"
@@ -160,8 +161,10 @@ static const char verify_usage[] =
     "usage: ihala audit verify [--db DIR] [--key PUB.pem] [--origin NAME]\n"
     "\n"
     "Recompute the broker's RFC 6962 Merkle tree from the whole log and check the signed\n"
-    "checkpoints against it. Prints \"verified N entries, root HEX\" and a line about the\n"
-    "checkpoints; or names the FIRST problem on stderr (\"seq 17: entry does not match its\n"
+    "checkpoints against it. Prints on stdout one JSON line\n"
+    "  {\"entries\":N,\"root\":HEX,\"checkpoints\":C,\"origin\":..,\"lastCheckpointSize\":S}\n"
+    "and on stderr \"verified N entries, root HEX\" and a line about the checkpoints (not\n"
+    "with -q); or names the FIRST problem on stderr (\"seq 17: entry does not match its\n"
     "leaf hash\", \"seq 9 missing (log jumps from 8 to 10)\", \"checkpoint at size 20: root\n"
     "does not match the log\").\n"
     "\n"
@@ -182,9 +185,9 @@ static const char verify_usage[] =
     "                          first checkpoint's)\n"
     "  -h, --help              this help\n"
     "\n"
-    "Exit: 0 verified, 1 the log does not verify (the first bad seq or checkpoint is named),\n"
-    "2 usage (no key), 3 broker unreachable, 4 local error (cannot read the copy), 5 the\n"
-    "broker's checkpoint fails verification when connecting.\n";
+    "Exit: 0 verified, 1 refused (only auditors replay), 2 usage (no key), 3 broker\n"
+    "unreachable, 4 local error (cannot read the copy), 5 verification failure: the log does\n"
+    "not verify (the first bad seq or checkpoint is named) or the broker's checkpoint does not.\n";
 
 static const char export_usage[] =
     "usage: ihala audit export --format jsonl|csv [--db DIR]\n"
@@ -313,6 +316,29 @@ parse_opts(int argc, char **argv, const char *cmd, const char *usage, const char
 
 /* ---- verify ---- */
 
+/* The result on stdout: {"entries","root","checkpoints","origin","lastCheckpointSize"}. */
+static int
+verify_json(uint64_t entries, const char *root, uint64_t checkpoints, const char *origin,
+            uint64_t last)
+{
+	json_t *j = json_object();
+	int rc;
+
+	if (j == NULL) {
+		return -1;
+	}
+	json_object_set_new(j, "entries", json_integer((json_int_t)entries));
+	json_object_set_new(j, "root", json_string(root));
+	json_object_set_new(j, "checkpoints", json_integer((json_int_t)checkpoints));
+	if (origin != NULL) {
+		json_object_set_new(j, "origin", json_string(origin));
+		json_object_set_new(j, "lastCheckpointSize", json_integer((json_int_t)last));
+	}
+	rc = cli_print_json(j);
+	json_decref(j);
+	return rc;
+}
+
 static int
 verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 {
@@ -325,7 +351,7 @@ verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 		cli_warnx("audit verify: %s", res.problem);
 		cli_info(cli, "audit verify: %llu entries verified before it",
 		         (unsigned long long)res.entries);
-		return CLI_REFUSED;
+		return CLI_VERIFY;
 	}
 	if (err != 0) {
 		cli_warnx("audit verify: cannot verify the store copy in '%s': %s", o->db,
@@ -333,19 +359,20 @@ verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 		return CLI_LOCAL;
 	}
 	hex_encode(res.root, MERKLE_HASH_LEN, root);
-	printf("verified %llu entries, root %s\n", (unsigned long long)res.entries, root);
-	if (res.checkpoints == 0) {
-		printf("no signed checkpoint in the store: signatures not checked\n");
-	} else {
-		printf(
-		    "verified %llu checkpoints of '%s' (the last at size %llu): signatures valid, "
-		    "roots match the log; consistency between successive checkpoints follows "
-		    "from recomputing one tree\n",
-		    (unsigned long long)res.checkpoints, res.origin,
-		    (unsigned long long)res.last_checkpoint);
-	}
-	if (fflush(stdout) != 0) {
+	if (verify_json(res.entries, root, res.checkpoints,
+	                res.checkpoints != 0 ? res.origin : NULL, res.last_checkpoint) != 0) {
 		return CLI_LOCAL;
+	}
+	cli_info(cli, "verified %llu entries, root %s", (unsigned long long)res.entries, root);
+	if (res.checkpoints == 0) {
+		cli_info(cli, "no signed checkpoint in the store: signatures not checked");
+	} else {
+		cli_info(cli,
+		         "verified %llu checkpoints of '%s' (the last at size %llu): signatures "
+		         "valid, roots match the log; consistency between successive checkpoints "
+		         "follows from recomputing one tree",
+		         (unsigned long long)res.checkpoints, res.origin,
+		         (unsigned long long)res.last_checkpoint);
 	}
 	cli_info(cli, "audit verify: %llu entries in %.3f s (%.0f entries/s)",
 	         (unsigned long long)res.entries, res.seconds,
@@ -367,7 +394,7 @@ online_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
 	int err = audit_chain_push(&ov->chain, seq, entry, len, NULL);
 
 	if (err != 0) {
-		ov->failed = err == IHALA_ETAMPER ? CLI_REFUSED : CLI_LOCAL;
+		ov->failed = err == IHALA_ETAMPER ? CLI_VERIFY : CLI_LOCAL;
 		return 1;
 	}
 	if (merkle_range_size(&ov->chain.range) == ov->want &&
@@ -403,7 +430,7 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 	nl = strchr(text, '\n');
 	if (nl == NULL || nl == text || (size_t)(nl - text) > CHECKPOINT_NAME_MAX) {
 		cli_warnx("audit verify: the broker's checkpoint is not a signed checkpoint");
-		return CLI_REFUSED;
+		return CLI_VERIFY;
 	}
 	memcpy(name, text, (size_t)(nl - text));
 	name[nl - text] = '\0';
@@ -418,7 +445,7 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 		cli_warnx(
 		    "audit verify: the broker's checkpoint of '%s' does not verify with '%s': %s",
 		    name, key, ihala_strerror(err));
-		return CLI_REFUSED;
+		return CLI_VERIFY;
 	}
 	if ((ov = calloc(1, sizeof(*ov))) == NULL) {
 		return CLI_LOCAL;
@@ -444,23 +471,25 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 		          (unsigned long long)(merkle_range_size(&ov->chain.range) + 1),
 		          (unsigned long long)ck.size,
 		          (unsigned long long)merkle_range_size(&ov->chain.range));
-		rc = CLI_REFUSED;
+		rc = CLI_VERIFY;
 	} else if (memcmp(ov->root_at, ck.root, MERKLE_HASH_LEN) != 0) {
 		cli_warnx("audit verify: checkpoint at size %llu: root does not match the log",
 		          (unsigned long long)ck.size);
-		rc = CLI_REFUSED;
+		rc = CLI_VERIFY;
 	} else if (merkle_range_root(&ov->chain.range, r) != 0) {
 		rc = CLI_LOCAL;
 	} else {
 		hex_encode(r, MERKLE_HASH_LEN, root);
-		printf("verified %llu entries, root %s\n",
-		       (unsigned long long)merkle_range_size(&ov->chain.range), root);
-		printf("verified the broker's latest checkpoint of '%s' (size %llu): signature "
-		       "valid, root matches the log\n",
-		       ck.origin, (unsigned long long)ck.size);
-		if (fflush(stdout) != 0) {
+		if (verify_json(merkle_range_size(&ov->chain.range), root, 1, ck.origin, ck.size) !=
+		    0) {
 			rc = CLI_LOCAL;
 		}
+		cli_info(cli, "verified %llu entries, root %s",
+		         (unsigned long long)merkle_range_size(&ov->chain.range), root);
+		cli_info(cli,
+		         "verified the broker's latest checkpoint of '%s' (size %llu): signature "
+		         "valid, root matches the log",
+		         ck.origin, (unsigned long long)ck.size);
 	}
 	free(ov);
 	return rc;
@@ -650,7 +679,24 @@ cmd_audit(struct cli *cli, int argc, char **argv)
 	if (strcmp(argv[1], "stats") == 0) {
 		return audit_stats(cli, argc - 1, argv + 1);
 	}
-	cli_warnx("audit: unknown subcommand '%s'", argv[1]);
+	{
+		static const char *subs[] = {"replay", "verify", "prove", "export", "stats"};
+		const char *near = NULL;
+		unsigned best = SUGGEST_FAR;
+		size_t i;
+
+		for (i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+			if (suggest_near(argv[1], subs[i], &best)) {
+				near = subs[i];
+			}
+		}
+		if (near != NULL) {
+			cli_warnx("audit: unknown subcommand '%s' (did you mean '%s'?)", argv[1],
+			          near);
+		} else {
+			cli_warnx("audit: unknown subcommand '%s'", argv[1]);
+		}
+	}
 	fprintf(stderr, "Try 'ihala audit --help'.\n");
 	return CLI_USAGE;
 }

@@ -91,6 +91,17 @@ cli_is_transport(int err)
 	}
 }
 
+const char cli_exit_table[] =
+    "Exit codes (the same for every command):\n"
+    "  0  ok\n"
+    "  1  refused by the broker (stderr: \"ihala: refused: CODE: sentence\")\n"
+    "  2  usage error or bad input (bad JSON, unknown field, wrong type)\n"
+    "  3  broker unreachable or timed out; a submission then waits in the outbox\n"
+    "     and is sent on the next run\n"
+    "  4  local error (store, configuration, TLS set-up)\n"
+    "  5  verification failure (audit verify, audit prove, prove: the log, a proof or a\n"
+    "     checkpoint does not verify)\n";
+
 int
 cli_exit_code(int err)
 {

@@ -20,8 +20,13 @@
  *   2  usage error or bad input (bad JSON, unknown field, wrong type)
  *   3  broker unreachable or timed out (a submission then waits in the outbox)
  *   4  local error (store, configuration, TLS set-up, certificate)
- *   5  verification failure (audit)
+ *   5  verification failure (audit verify, audit prove, prove: the log, a proof or a
+ *      checkpoint does not verify)
  */
+/* The table above for people, as `ihala --help` prints it (every command uses these codes;
+ * docs/ihala.1 EXIT STATUS says the same). */
+extern const char cli_exit_table[];
+
 enum cli_exit {
 	CLI_OK = 0,
 	CLI_REFUSED = 1,
@@ -101,6 +106,12 @@ int cmd_note(struct cli *cli, int argc, char **argv);
 int cmd_outbox(struct cli *cli, int argc, char **argv);
 int cmd_inbox(struct cli *cli, int argc, char **argv);
 int cmd_status(struct cli *cli, int argc, char **argv);
+int cmd_list(struct cli *cli, int argc, char **argv);
+
+/* Keep `line` (borrowed: an inbox line, or {"seq","kind","from","to","envelope"} of a sent
+ * envelope) in the node's journal under its referral id and `seq`, for status and list.
+ * A line naming no referral is skipped; a failure is only warned about. */
+void cli_journal(struct cli *cli, uint64_t seq, json_t *line);
 int cmd_audit(struct cli *cli, int argc, char **argv);
 int cmd_prove(struct cli *cli, int argc, char **argv);
 

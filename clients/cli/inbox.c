@@ -200,6 +200,8 @@ cmd_inbox(struct cli *cli, int argc, char **argv)
 			ihala_delivery_release(&d);
 			return cli_exit_code(err) == CLI_USAGE ? CLI_LOCAL : cli_exit_code(err);
 		}
+		/* kept before it is shown: status shows its details later */
+		cli_journal(cli, d.seq, j);
 		if (exec == NULL) {
 			rc = cli_print_json(j);
 			json_decref(j);

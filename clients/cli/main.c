@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "suggest.h"
 #include "log.h"
 
 #ifndef IHALA_VERSION
@@ -35,6 +36,7 @@ static const struct command commands[] = {
     {"note", cmd_note, "attach a note to a referral (--text TEXT)"},
     {"inbox", cmd_inbox, "take deliveries: print them or run a command on each"},
     {"status", cmd_status, "state and history of one referral"},
+    {"list", cmd_list, "the referrals this node sent or received ([--state S] [--overdue])"},
     {"outbox", cmd_outbox, "send what waits in the outbox; list, retry, drop rejected messages"},
     {"prove", cmd_prove, "verify that an entry is in the broker's signed log (SEQ|MESSAGE_ID)"},
     {"audit", cmd_audit, "auditors: replay, verify, prove, export, stats"},
@@ -63,17 +65,32 @@ usage(FILE *fp)
 	for (i = 0; i < NCOMMANDS; i++) {
 		fprintf(fp, "  %-9s %s\n", commands[i].name, commands[i].summary);
 	}
-	fprintf(fp, "\n"
-	            "'ihala COMMAND --help' describes each command.\n"
-	            "\n"
-	            "Exit codes:\n"
-	            "  0  ok\n"
-	            "  1  refused by the broker (stderr: \"ihala: refused: CODE: sentence\")\n"
-	            "  2  usage error or bad input (bad JSON, unknown field, wrong type)\n"
-	            "  3  broker unreachable or timed out; a submission then waits in the outbox\n"
-	            "     and is sent on the next run\n"
-	            "  4  local error (store, configuration, TLS set-up)\n"
-	            "  5  verification failure (audit)\n");
+	fprintf(fp,
+	        "\n"
+	        "'ihala COMMAND --help' describes each command.\n"
+	        "\n"
+	        "%s",
+	        cli_exit_table);
+}
+
+/* "unknown command 'acept' (did you mean 'accept'?)" */
+static void
+unknown_command(const char *name)
+{
+	const char *near = NULL;
+	unsigned best = SUGGEST_FAR;
+	size_t i;
+
+	for (i = 0; i < NCOMMANDS; i++) {
+		if (suggest_near(name, commands[i].name, &best)) {
+			near = commands[i].name;
+		}
+	}
+	if (near != NULL) {
+		cli_warnx("unknown command '%s' (did you mean '%s'?)", name, near);
+	} else {
+		cli_warnx("unknown command '%s'", name);
+	}
 }
 
 static const struct command *
@@ -159,7 +176,7 @@ main(int argc, char **argv)
 			return CLI_OK;
 		}
 		if ((cmd = find_command(argv[optind + 1])) == NULL) {
-			cli_warnx("unknown command '%s'", argv[optind + 1]);
+			unknown_command(argv[optind + 1]);
 			return CLI_USAGE;
 		}
 		{
@@ -169,7 +186,7 @@ main(int argc, char **argv)
 		}
 	}
 	if ((cmd = find_command(argv[optind])) == NULL) {
-		cli_warnx("unknown command '%s'", argv[optind]);
+		unknown_command(argv[optind]);
 		fprintf(stderr, "Try 'ihala --help'.\n");
 		return CLI_USAGE;
 	}

@@ -1,7 +1,12 @@
-/* status.c - `ihala status`: the state and history of one referral, as JSON. */
+/* status.c - `ihala status` and `ihala list`: a referral's state and whole history, the
+ * node's referrals; the node's journal of what it sent and received fills in the details. */
+#define _GNU_SOURCE /* strptime, timegm */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "error.h"
@@ -14,12 +19,96 @@ static const char status_usage[] =
     "party to (auditors: any referral), and print it as JSON on stdout:\n"
     "  {\"referralId\":..,\"referrer\":..,\"recipient\":..,\"status\":\"accepted\",\n"
     "   \"priority\":..,\"deadlineMs\":..,\"history\":[{\"seq\":..,\"timeMs\":..,\"agency\":..,\n"
-    "   \"status\":..,\"what\":..},...]}\n"
+    "   \"status\":..,\"what\":..,\"envelope\":{...}},...]}\n"
+    "A history item this node sent or took from its inbox carries what was said: the\n"
+    "\"envelope\" (decline reason and text, note, business status, outcome) or the broker's\n"
+    "\"event\", from the node's journal (items of other nodes, or from before the journal\n"
+    "existed, have none).\n"
     "\n"
     "  -h, --help           this help\n"
     "\n"
     "Exit: 0 ok, 1 refused (UNKNOWN_REFERRAL, NOT_PARTY), 2 usage, 3 broker unreachable,\n"
     "4 local error.\n";
+
+/* ---- the journal ---- */
+
+static const char *
+line_referral(json_t *line)
+{
+	static const char *kinds[] = {"referral", "statusUpdate", "outcome", "note"};
+	json_t *env = json_object_get(line, "envelope"), *ev = json_object_get(line, "event");
+	const char *rid;
+	size_t i;
+
+	for (i = 0; env != NULL && i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		rid = json_string_value(
+		    json_object_get(json_object_get(env, kinds[i]), "referralId"));
+		if (rid != NULL && rid[0] != '\0') {
+			return rid;
+		}
+	}
+	rid = json_string_value(json_object_get(ev, "referralId"));
+	return rid != NULL && rid[0] != '\0' ? rid : NULL;
+}
+
+void
+cli_journal(struct cli *cli, uint64_t seq, json_t *line)
+{
+	const char *rid = line_referral(line);
+	char *text;
+	int err;
+
+	if (rid == NULL || seq == 0 || cli->client == NULL) {
+		return;
+	}
+	if ((text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL) {
+		return;
+	}
+	if ((err = ihala_journal_put(cli->client, rid, seq, text)) != 0) {
+		cli_warnx("cannot keep seq %llu in the node's journal: %s", (unsigned long long)seq,
+		          ihala_strerror(err));
+	}
+	free(text);
+}
+
+/* history item seq -> the journal's "envelope" / "event" */
+static int
+detail_cb(void *arg, const char *rid, uint64_t seq, const char *json)
+{
+	json_t *hist = arg, *it, *rec, *v;
+	size_t i;
+
+	(void)rid;
+	json_array_foreach(hist, i, it)
+	{
+		if (json_integer_value(json_object_get(it, "seq")) != (json_int_t)seq) {
+			continue;
+		}
+		if ((rec = json_loads(json, 0, NULL)) == NULL) {
+			return 0;
+		}
+		if ((v = json_object_get(rec, "envelope")) != NULL) {
+			json_object_set(it, "envelope", v);
+		} else if ((v = json_object_get(rec, "event")) != NULL) {
+			json_object_set(it, "event", v);
+		}
+		json_decref(rec);
+		break;
+	}
+	return 0;
+}
+
+static void
+add_details(struct cli *cli, const char *rid, json_t *state)
+{
+	json_t *hist = json_object_get(state, "history");
+	int err;
+
+	if (json_is_array(hist) &&
+	    (err = ihala_journal_iter(cli->client, rid, detail_cb, hist)) != 0) {
+		cli_warnx("status: the node's journal cannot be read: %s", ihala_strerror(err));
+	}
+}
 
 int
 cmd_status(struct cli *cli, int argc, char **argv)
@@ -72,7 +161,205 @@ cmd_status(struct cli *cli, int argc, char **argv)
 	}
 	/* the request id is this session's bookkeeping, not part of the referral */
 	json_object_del(j, "requestId");
+	add_details(cli, rid, j);
 	rc = cli_print_json(j) == 0 ? CLI_OK : CLI_LOCAL;
 	json_decref(j);
+	return rc;
+}
+
+/* ---- list ---- */
+
+static const char list_usage[] =
+    "usage: ihala list [--state STATE] [--overdue] [--since DATE]\n"
+    "\n"
+    "The referrals this node sent or took from its inbox (its journal), each asked of the\n"
+    "broker and printed as one JSON line, in referral id order:\n"
+    "  {\"referralId\":..,\"referrer\":..,\"recipient\":..,\"status\":..,\"priority\":..,\n"
+    "   \"deadlineMs\":..,\"overdue\":..,\"createdMs\":..,\"lastSeq\":..}\n"
+    "\n"
+    "  -s, --state STATE    only those in STATE (requested, received, accepted, rejected,\n"
+    "                       in-progress, on-hold, completed, failed, cancelled)\n"
+    "  -o, --overdue        only those past their response deadline\n"
+    "  -S, --since DATE     only those created at or after DATE (YYYY-MM-DD, UTC, or epoch ms)\n"
+    "  -h, --help           this help\n"
+    "\n"
+    "Exit: 0 ok (also when none matches), 2 usage, 3 broker unreachable, 4 local error.\n";
+
+struct ids {
+	char **v;
+	size_t n, cap;
+};
+
+static int
+ids_cb(void *arg, const char *rid, uint64_t seq, const char *json)
+{
+	struct ids *ids = arg;
+	char **nv;
+
+	(void)seq;
+	(void)json;
+	if (ids->n > 0 && strcmp(ids->v[ids->n - 1], rid) == 0) {
+		return 0; /* records come grouped by referral */
+	}
+	if (ids->n == ids->cap) {
+		ids->cap = ids->cap ? 2 * ids->cap : 16;
+		if ((nv = realloc(ids->v, ids->cap * sizeof(*nv))) == NULL) {
+			return IHALA_ENOMEM;
+		}
+		ids->v = nv;
+	}
+	if ((ids->v[ids->n] = strdup(rid)) == NULL) {
+		return IHALA_ENOMEM;
+	}
+	ids->n++;
+	return 0;
+}
+
+/* DATE: YYYY-MM-DD (UTC midnight) or epoch milliseconds. */
+static int
+parse_since(const char *s, uint64_t *ms)
+{
+	struct tm tm;
+	char *end;
+	unsigned long long v;
+
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, "%Y-%m-%d", &tm);
+	if (end != NULL && *end == '\0') {
+		*ms = (uint64_t)timegm(&tm) * 1000u;
+		return 0;
+	}
+	if (s[0] < '0' || s[0] > '9') {
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0') {
+		return -1;
+	}
+	*ms = v;
+	return 0;
+}
+
+int
+cmd_list(struct cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"state", required_argument, NULL, 's'},
+	    {"overdue", no_argument, NULL, 'o'},
+	    {"since", required_argument, NULL, 'S'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *state = NULL;
+	struct ids ids = {NULL, 0, 0};
+	uint64_t since = 0;
+	int ch, rc, err, overdue = 0;
+	size_t i;
+
+	optind = 0;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":s:oS:h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			state = optarg;
+			break;
+		case 'o':
+			overdue = 1;
+			break;
+		case 'S':
+			if (parse_since(optarg, &since) != 0) {
+				cli_warnx("list: invalid --since '%s' (YYYY-MM-DD or epoch "
+				          "milliseconds)",
+				          optarg);
+				return CLI_USAGE;
+			}
+			break;
+		case 'h':
+			fputs(list_usage, stdout);
+			return CLI_OK;
+		default:
+			cli_bad_option("list", ch, argv);
+			return CLI_USAGE;
+		}
+	}
+	if (optind < argc) {
+		cli_warnx("list: unexpected argument '%s'", argv[optind]);
+		return CLI_USAGE;
+	}
+	if (state != NULL) {
+		const ProtobufCEnumValue *ev = NULL;
+		char name[64];
+
+		/* "in-progress" -> TASK_STATUS_IN_PROGRESS */
+		if (strlen(state) < 40) {
+			snprintf(name, sizeof(name), "TASK_STATUS_%s", state);
+			for (i = 0; name[i] != '\0'; i++) {
+				name[i] = name[i] == '-' ? '_'
+				                         : (char)(name[i] >= 'a' && name[i] <= 'z'
+				                                      ? name[i] - 'a' + 'A'
+				                                      : name[i]);
+			}
+			ev = protobuf_c_enum_descriptor_get_value_by_name(
+			    &ihala__v1__task_status__descriptor, name);
+		}
+		if (ev == NULL || ev->value == 0 || strcmp(state, "overdue") == 0) {
+			cli_warnx("list: unknown state '%s' (requested, received, accepted, "
+			          "rejected, in-progress, on-hold, completed, failed, cancelled)",
+			          state);
+			return CLI_USAGE;
+		}
+	}
+	if ((rc = cli_connect(cli, 1, NULL)) != CLI_OK) {
+		return rc;
+	}
+	if ((err = ihala_journal_iter(cli->client, NULL, ids_cb, &ids)) != 0) {
+		rc = cli_fail(cli, "list", err);
+		goto out;
+	}
+	for (i = 0; i < ids.n && rc == CLI_OK; i++) {
+		Ihala__V1__ReferralState *st = NULL;
+		json_t *j = NULL, *h, *first, *last;
+		uint64_t created;
+		const char *sname;
+
+		if ((err = ihala_query(cli->client, ids.v[i], cli_timeout(cli), &st)) != 0) {
+			if (cli_exit_code(err) == CLI_REFUSED) {
+				continue; /* e.g. a referral refused by the broker: it has none */
+			}
+			rc = cli_fail(cli, "list", err);
+			break;
+		}
+		err = pbjson_to_json(&st->base, 0, &j);
+		ihala_state_free(st);
+		if (err != 0) {
+			rc = cli_fail(cli, "list", err);
+			break;
+		}
+		h = json_object_get(j, "history");
+		first = json_array_get(h, 0);
+		last = json_array_get(h, json_array_size(h) - 1);
+		created = (uint64_t)json_integer_value(json_object_get(first, "timeMs"));
+		sname = json_string_value(json_object_get(j, "status"));
+		if ((state == NULL || (sname != NULL && strcmp(sname, state) == 0)) &&
+		    (!overdue || json_is_true(json_object_get(j, "overdue"))) && created >= since) {
+			json_object_set_new(j, "createdMs", json_integer((json_int_t)created));
+			json_object_set(j, "lastSeq", json_object_get(last, "seq"));
+			json_object_del(j, "requestId");
+			json_object_del(j, "history");
+			if (json_object_get(j, "overdue") == NULL) {
+				json_object_set_new(j, "overdue", json_false());
+			}
+			if (cli_print_json(j) != 0) {
+				rc = CLI_LOCAL;
+			}
+		}
+		json_decref(j);
+	}
+out:
+	for (i = 0; i < ids.n; i++) {
+		free(ids.v[i]);
+	}
+	free(ids.v);
 	return rc;
 }

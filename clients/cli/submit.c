@@ -375,6 +375,26 @@ load_json(const char *cmd, const char *path, const ProtobufCMessageDescriptor *d
 	return CLI_OK;
 }
 
+/* The node's journal keeps what it sent, under the receipt's seq (see cli_journal). */
+static void
+journal_sent(struct cli *cli, const Ihala__V1__Envelope *env, uint64_t seq)
+{
+	json_t *line = json_object(), *e = NULL;
+
+	if (line != NULL && pbjson_to_json(&env->base, 0, &e) == 0) {
+		json_object_set_new(line, "seq", json_integer((json_int_t)seq));
+		json_object_set_new(line, "kind", json_string("submission"));
+		json_object_set_new(line, "from",
+		                    json_string(cli->cfg != NULL && cli->cfg->agency != NULL
+		                                    ? cli->cfg->agency
+		                                    : ""));
+		json_object_set_new(line, "to", json_string(env->to != NULL ? env->to : ""));
+		json_object_set_new(line, "envelope", e);
+		cli_journal(cli, seq, line);
+	}
+	json_decref(line);
+}
+
 /*
  * Connect, submit `env` and print the receipt. When the broker cannot be reached the
  * envelope is still written to the outbox (submit with no wait) and goes with the next run.
@@ -396,6 +416,7 @@ submit(struct cli *cli, const char *cmd, Ihala__V1__Envelope *env)
 	memset(&rcpt, 0, sizeof(rcpt));
 	err = ihala_submit(cli->client, env, timeout, &rcpt);
 	if (err == 0) {
+		journal_sent(cli, env, rcpt.seq);
 		if ((err = render_receipt(&rcpt, &j)) != 0) {
 			return cli_fail(cli, cmd, err);
 		}
@@ -439,6 +460,65 @@ envelope_prepare(Ihala__V1__Envelope *env, const struct sub_args *a, char *idbuf
 	env->message_id = idbuf;
 }
 
+/* An identifier as the broker wants it; else why not, for people. */
+static const char *
+id_problem(const char *v)
+{
+	const unsigned char *p;
+
+	if (v == NULL || v[0] == '\0') {
+		return "is required";
+	}
+	if (strlen(v) > 64) {
+		return "is longer than 64 characters";
+	}
+	for (p = (const unsigned char *)v; *p != '\0'; p++) {
+		if (*p >= 0x80) {
+			return "must be printable ASCII: write digits as 0-9 (not Arabic-Indic or "
+			       "other digits) and no letters outside A-Z, a-z";
+		}
+		if (*p <= 0x20 || *p == 0x7f) {
+			return "must be printable ASCII without spaces";
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The fields of a referral the broker requires, checked here before anything is queued, all
+ * at once, named as in the JSON file. Prints each problem; returns the count.
+ */
+static int
+referral_problems(const char *cmd, const char *file, const Ihala__V1__Referral *r)
+{
+	const char *why;
+	int n = 0;
+
+	if ((why = id_problem(r->referral_id)) != NULL) {
+		cli_warnx("%s: %s: referralId %s", cmd, file, why);
+		n++;
+	}
+	if (r->priority == IHALA__V1__PRIORITY__PRIORITY_UNSPECIFIED) {
+		cli_warnx("%s: %s: priority is required (emergency, urgent or normal)", cmd, file);
+		n++;
+	}
+	if (r->n_services == 0) {
+		cli_warnx("%s: %s: services needs at least one requested service", cmd, file);
+		n++;
+	}
+	if (r->survivor == NULL) {
+		cli_warnx("%s: %s: survivor is required (with its caseId)", cmd, file);
+		n++;
+	} else if ((why = id_problem(r->survivor->case_id)) != NULL) {
+		cli_warnx("%s: %s: survivor.caseId %s", cmd, file, why);
+		n++;
+	}
+	if (n > 0) {
+		cli_warnx("%s: %d problem(s) in '%s'; nothing was sent or queued", cmd, n, file);
+	}
+	return n;
+}
+
 int
 cmd_refer(struct cli *cli, int argc, char **argv)
 {
@@ -468,6 +548,10 @@ cmd_refer(struct cli *cli, int argc, char **argv)
 	if (a.to == NULL && ref->receiving_agency[0] == '\0') {
 		cli_warnx("refer: --to AGENCY is required (the referral names no receivingAgency)");
 		rc = CLI_USAGE;
+		goto out;
+	}
+	if (referral_problems("refer", a.file, ref) != 0) {
+		rc = CLI_USAGE; /* nothing queued */
 		goto out;
 	}
 	envelope_prepare(&env, &a, id, sizeof(id));

@@ -143,43 +143,43 @@ check "openssl refuses the signature over an altered body" \
 
 # --- audit verify --------------------------------------------------------------------------------
 offline verify audit verify --db "$T/copy" --key "$PUB"
-check "audit verify --db COPY: exit 0, 'verified $LAST entries, root' of the checkpoint" \
-	eval 'expect 0 && [ "$(head -n1 "$OUT")" = "verified $LAST entries, root $ROOT" ]'
-check "audit verify --db: every checkpoint verified, consistency by recomputation" \
-	eval 'sed -n 2p "$OUT" | grep -qE "^verified [0-9]+ checkpoints of .ihala.test/log. \(the last at size $LAST\): signatures valid, roots match the log; consistency"'
+check "audit verify --db COPY: exit 0, stdout one JSON line with the entries and root of the checkpoint" \
+	eval 'expect 0 && grep -qxE "\{\"entries\":$LAST,\"root\":\"$ROOT\",\"checkpoints\":[0-9]+,\"origin\":\"ihala.test/log\",\"lastCheckpointSize\":$LAST\}" "$OUT" && [ "$(wc -l <"$OUT")" -eq 1 ] || show "$OUT"'
+check "audit verify --db: the prose on stderr: 'verified N entries', every checkpoint, consistency by recomputation" \
+	eval 'err_has "ihala: verified $LAST entries, root $ROOT" && grep -qE "^ihala: verified [0-9]+ checkpoints of .ihala.test/log. \(the last at size $LAST\): signatures valid, roots match the log; consistency" "$ERR"'
 run verify-cfg "$AUD" audit verify --db "$T/copy"
-check "audit verify --db with the config's checkpoint_key" exit_and_out 0 "verified $LAST entries, root $ROOT"
+check "audit verify --db with the config's checkpoint_key" exit_and_out 0 "{\"entries\":$LAST,\"root\":\"$ROOT\","
 offline verify-nokey audit verify --db "$T/copy"
 check "audit verify --db without any key: exit 2" exit_and_err 2 "--key PUB.pem"
 offline verify-wrongkey audit verify --db "$T/copy" --key "$T/other.pub"
-check "audit verify --db with another key: exit 1, names the first checkpoint" \
-	exit_and_err 1 "audit verify: checkpoint at size 10: signature does not verify"
+check "audit verify --db with another key: exit 5 (verification failure), names the first checkpoint" \
+	exit_and_err 5 "audit verify: checkpoint at size 10: signature does not verify"
 offline verify-none audit verify --db "$T/nothing" --key "$PUB"
 check "audit verify --db of a missing directory: exit 4" expect 4
 run verify-online "$AUD" audit verify
-check "audit verify online (auditor): exit 0, the same line" \
-	eval 'expect 0 && [ "$(head -n1 "$OUT")" = "verified $LAST entries, root $ROOT" ] && out_has "signature valid, root matches the log"'
+check "audit verify online (auditor): exit 0, the same JSON and prose" \
+	eval 'expect 0 && out_has "{\"entries\":$LAST,\"root\":\"$ROOT\",\"checkpoints\":1," && err_has "ihala: verified $LAST entries, root $ROOT" && err_has "signature valid, root matches the log"'
 run verify-dma "$DMA" audit verify
 check "audit verify online as dma: exit 1, FORBIDDEN" exit_and_err 1 "FORBIDDEN"
 
 # tampered copies, each named by its first bad seq
 copy flip && "$TOOLS/tamper" flip "$T/flip" 17
 offline t-flip audit verify --db "$T/flip" --key "$PUB"
-check "a flipped byte in entry 17: exit 1, 'seq 17: entry does not match its leaf hash'" \
-	exit_and_err 1 "audit verify: seq 17: entry does not match its leaf hash"
+check "a flipped byte in entry 17: exit 5, 'seq 17: entry does not match its leaf hash'" \
+	exit_and_err 5 "audit verify: seq 17: entry does not match its leaf hash"
 check "a flipped byte: nothing on stdout" [ ! -s "$OUT" ]
 copy del && "$TOOLS/tamper" delete "$T/del" 9
 offline t-del audit verify --db "$T/del" --key "$PUB"
-check "entry 9 deleted: exit 1, 'seq 9 missing (log jumps from 8 to 10)'" \
-	exit_and_err 1 "audit verify: seq 9 missing (log jumps from 8 to 10)"
+check "entry 9 deleted: exit 5, 'seq 9 missing (log jumps from 8 to 10)'" \
+	exit_and_err 5 "audit verify: seq 9 missing (log jumps from 8 to 10)"
 copy swap && "$TOOLS/tamper" swap "$T/swap" 30 31
 offline t-swap audit verify --db "$T/swap" --key "$PUB"
-check "entries 30 and 31 swapped: exit 1, 'seq 30: entry says seq 31'" \
-	exit_and_err 1 "audit verify: seq 30: entry says seq 31"
+check "entries 30 and 31 swapped: exit 5, 'seq 30: entry says seq 31'" \
+	exit_and_err 5 "audit verify: seq 30: entry says seq 31"
 copy dellast && "$TOOLS/tamper" delete "$T/dellast" "$LAST"
 offline t-dellast audit verify --db "$T/dellast" --key "$PUB"
-check "the last entry deleted: exit 1, the checkpoint covering it names it" \
-	exit_and_err 1 "audit verify: seq $LAST missing: a checkpoint of size $LAST covers it"
+check "the last entry deleted: exit 5, the checkpoint covering it names it" \
+	exit_and_err 5 "audit verify: seq $LAST missing: a checkpoint of size $LAST covers it"
 
 # --- export --------------------------------------------------------------------------------------
 offline exp-jsonl audit export --format jsonl --db "$T/copy"
@@ -273,7 +273,7 @@ check "prove after more traffic: exit 0, a larger tree consistent with the kept 
 run back2 "$MOH" status "$P-R1"
 check "moh (kept an older checkpoint) checks the consistency proof at connect: exit 0" expect 0
 run verify-new "$AUD" audit verify
-check "audit verify online after the restart: exit 0, $NEW entries" exit_and_out 0 "verified $NEW entries, root "
+check "audit verify online after the restart: exit 0, $NEW entries" exit_and_out 0 "{\"entries\":$NEW,"
 run inbox-moh "$MOH" inbox
 check "moh's inbox after its checks: the two referrals made since" \
 	eval 'expect 0 && out_has "\"referralId\":\"x-3\"" && out_has "\"referralId\":\"x-4\""'
@@ -283,7 +283,7 @@ BIG=100000
 "$TOOLS/tamper" synth "$T/big" "$BIG" "$IHALA_PKI/checkpoint.key" ihala.test/log 1000 >"$T/synth.out" 2>&1
 offline big audit verify --db "$T/big" --key "$PUB"
 check "audit verify --db of a synthetic store of $BIG entries: exit 0" \
-	exit_and_out 0 "verified $BIG entries, root "
+	exit_and_out 0 "{\"entries\":$BIG,"
 rate=$(grep -oE '[0-9]+ entries in [0-9.]+ s \([0-9]+ entries/s\)' "$ERR")
 diag "measured: verify $rate"
 check "the verifier reports its rate" [ -n "$rate" ]

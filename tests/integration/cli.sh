@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 100
+plan 114
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -64,7 +64,7 @@ unset IHALA_CONFIG
 "$IHALA" --help >"$T/help.out" 2>&1
 RC=$?
 check "ihala --help: exit 0, lists the exit codes" \
-	eval '[ $RC -eq 0 ] && grep -q "^Exit codes:" "$T/help.out" && grep -q "5  verification" "$T/help.out"'
+	eval '[ $RC -eq 0 ] && grep -q "^Exit codes" "$T/help.out" && grep -q "5  verification" "$T/help.out"'
 for sub in refer accept decline progress outcome cancel note inbox status outbox audit "audit replay"; do
 	# shellcheck disable=SC2086
 	"$IHALA" $sub --help >"$T/help.out" 2>"$T/help.err"
@@ -78,6 +78,14 @@ check "ihala help decline: lists the reason codes" grep -q 'not-eligible, no-cap
 "$IHALA" frobnicate >"$T/o" 2>"$T/e"
 RC=$?
 check "unknown command: exit 2, named" eval '[ $RC -eq 2 ] && grep -qF "unknown command '"'frobnicate'"'" "$T/e"'
+"$IHALA" acept R-1 >"$T/o" 2>"$T/e"
+RC=$?
+check "a mistyped command: exit 2, did you mean 'accept'?" \
+	eval '[ $RC -eq 2 ] && grep -qF "unknown command '"'acept'"' (did you mean '"'accept'"'?)" "$T/e"'
+"$IHALA" audit verfy >"$T/o" 2>"$T/e"
+RC=$?
+check "a mistyped audit subcommand: exit 2, did you mean 'verify'?" \
+	eval '[ $RC -eq 2 ] && grep -qF "(did you mean '"'verify'"'?)" "$T/e"'
 "$IHALA" --config "$DMA" accept >"$T/o" 2>"$T/e"
 RC=$?
 check "accept without REFERRAL_ID: exit 2" eval '[ $RC -eq 2 ] && grep -q "REFERRAL_ID is missing" "$T/e"'
@@ -124,6 +132,16 @@ run nofileopt "$DMA" refer --to moh
 check "refer without --file: exit 2" exit_and_err 2 "--file"
 run badid "$DMA" refer --to moh --file "$EX/referral.json" --message-id 'has space'
 check "refer: invalid --message-id: exit 2" exit_and_err 2 "invalid message id"
+echo '{}' >"$T/empty.json"
+run emptyref "$DMA" refer --to moh --file "$T/empty.json"
+check "refer {}: exit 2, every missing field at once, by its JSON name" \
+	eval 'expect 2 && err_has "referralId is required" && err_has "priority is required" && err_has "services needs at least one" && err_has "survivor is required" && err_has "4 problem(s)"'
+run emptyref-outbox "$DMA" --timeout 1s outbox
+check "refer {}: nothing was queued (outbox: waiting 0)" exit_and_out 0 '"waiting":0'
+sed 's/"caseId": "IQ-NIN-2024-00417"/"caseId": "IQ-NIN-٢٠٢٤-00417"/' "$EX/referral.json" >"$T/indic.json"
+run indic "$DMA" refer --to moh --file "$T/indic.json"
+check "refer: a caseId in Arabic-Indic digits: exit 2, says to write 0-9" \
+	exit_and_err 2 "survivor.caseId must be printable ASCII: write digits as 0-9"
 run badreason "$MOH" decline r1 --reason too-busy
 check "decline: unknown reason: exit 2, lists the codes" exit_and_err 2 "invalid reason 'too-busy' (one of: not-eligible no-capacity"
 run noreason "$MOH" decline r1
@@ -264,6 +282,36 @@ check "status after decline: rejected" exit_and_out 0 "\"status\":\"rejected\""
 run inbox-dma3 "$DMA" inbox
 check "dma inbox: the decline with reasonCode no-capacity and the text" \
 	eval 'expect 0 && grep "\"referralId\":\"$R2\"" "$OUT" | grep "\"reasonCode\":\"no-capacity\"" | grep -qF "قائمة الانتظار ممتلئة"'
+
+# --- status with the whole history; list (the node's journal) --------------------------------
+# hist_has: the history item of the decline carries its reason code and text
+hist_has() {
+	grep -q '"history":\[.*"envelope":{.*"statusUpdate":{.*"reasonCode":"no-capacity"' "$OUT" &&
+		grep -qF '"reason":"قائمة الانتظار ممتلئة"' "$OUT" ||
+		{ diag "no decline details in the history"; show "$OUT"; return 1; }
+}
+run status2-moh "$MOH" status "$R2"
+check "status by the decliner: the history holds the decline's reason and text (sent)" \
+	eval 'expect 0 && hist_has'
+run status2-dma "$DMA" status "$R2"
+check "status by the referrer after its inbox: the decline's reason and text (received)" \
+	eval 'expect 0 && hist_has'
+check "status: the referral's own item carries the referral as sent" \
+	eval 'grep -qE "\"history\":\[\{\"seq\":[0-9]+,[^{]*\"envelope\":\{[^{]*\"referral\":\{\"referralId\":\"$R2\"" "$OUT" || show "$OUT"'
+run list-dma "$DMA" list
+check "list: one JSON line per referral of the node, R1 and R2 with their states" \
+	eval 'expect 0 && grep "\"referralId\":\"$R1\"" "$OUT" | grep -q "\"status\":\"completed\"" && grep "\"referralId\":\"$R2\"" "$OUT" | grep -q "\"status\":\"rejected\""'
+run list-rejected "$DMA" list --state rejected
+check "list --state rejected: only R2" \
+	eval 'expect 0 && [ "$(lines)" -eq 1 ] && out_has "\"referralId\":\"$R2\""'
+run list-overdue "$DMA" list --overdue
+check "list --overdue: none (deadlines are days away), exit 0" eval 'expect 0 && [ ! -s "$OUT" ]'
+run list-future "$DMA" list --since 2999-01-01
+check "list --since a future date: none" eval 'expect 0 && [ ! -s "$OUT" ]'
+run list-today "$DMA" list --since "$(date -u +%F)"
+check "list --since today: R2 among them" exit_and_out 0 "\"referralId\":\"$R2\""
+run list-bad "$DMA" list --state busy
+check "list --state with an unknown state: exit 2, names it" exit_and_err 2 "unknown state 'busy'"
 
 # --- cancel ---------------------------------------------------------------------------------------
 R3=ref3-$$

@@ -6,7 +6,7 @@
 BROKER=$IHALA_BUILD/ihala-broker
 EXAMPLE=$IHALA_ROOT/config/broker.conf.example
 
-plan 27
+plan 33
 
 # mkconf NAME: a copy of the example in $T/NAME with the dev PKI next to it as pki/.
 # Prints the config path.
@@ -155,3 +155,42 @@ check "absent config: exit 1, FILE:0: message" \
 check "unknown command-line option: exit 2" [ $? -eq 2 ]
 "$BROKER" --help >"$T/help" 2>&1
 check "--help: exit 0 and usage" grep -q '^usage: ihala-broker' "$T/help"
+
+# --- onboarding: mkpki for any set of agencies, no test fixtures; the C2SP verifier key --------
+MKPKI=$IHALA_ROOT/config/pki/mkpki
+"$MKPKI" "$T/upki" dma mina-ngo:ngo gov-x:ministry audit2:auditor >"$T/mk.out" 2>&1
+RC=$?
+check "mkpki DIR AGENCY[:ROLE]...: exit 0, a certificate per agency with its CN and SAN" \
+	eval '[ $RC -eq 0 ] && for a in dma mina-ngo gov-x audit2; do
+		openssl x509 -in "$T/upki/$a.pem" -noout -subject -ext subjectAltName | tr -d " " |
+			grep -q "URI:ihala:agency:$a" || exit 1; done || { show "$T/mk.out"; false; }'
+check "mkpki: no test fixtures in a user's PKI (expired, revoked, stranger, foreign, moh-alt)" \
+	eval '! ls "$T/upki" | grep -qE "^(expired|revoked|stranger|foreign|moh-alt|ca-hi-revoked)"'
+check "mkpki: the user's CRL is empty, the fixtures' lists revoked.pem" \
+	eval '! openssl crl -in "$T/upki/ca.crl" -noout -text | grep -q "Serial Number" &&
+		openssl crl -in "$IHALA_PKI/ca.crl" -noout -text | grep -q "Serial Number"'
+# A broker config for these agencies from the sections mkpki wrote.
+mkdir -p "$T/uconf"
+ln -sfn "$T/upki" "$T/uconf/pki"
+sed -n '1,/^\[deadlines\]/p' "$EXAMPLE" | sed '$d' >"$T/uconf/broker.conf"
+cat "$T/upki/agencies.conf" >>"$T/uconf/broker.conf"
+run_check "$T/uconf/broker.conf"
+check "mkpki's agencies.conf makes a valid broker config with those roles" \
+	eval 'grep -qx "configuration OK" "$OUT" && grep -q "^role = ngo" "$T/upki/agencies.conf" || show "$ERR"'
+"$MKPKI" "$T/bad" moh:chief >/dev/null 2>"$T/mkerr"
+RC=$?
+check "mkpki: an unknown role is refused with exit 2, the role named" \
+	eval '[ $RC -eq 2 ] && grep -q "unknown role .chief. for .moh." "$T/mkerr"'
+"$BROKER" --verifier-key -c "$T/uconf/broker.conf" >"$T/vkey" 2>"$T/vkerr"
+RC=$?
+# The C2SP vkey: name+hex(SHA-256(name || 0x0A || 0x01 || pubkey)[:4])+base64(0x01 || pubkey),
+# recomputed here with openssl from the public key mkpki wrote.
+hex2bin() { printf "$(printf '%s' "$1" | sed 's/../\\x&/g')"; }
+vk_expect() {
+	local name=ihala.local/log pub kid
+	pub=$(openssl pkey -pubin -in "$T/upki/checkpoint.pub" -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \n')
+	kid=$({ printf '%s\n\001' "$name"; hex2bin "$pub"; } | openssl dgst -sha256 -r | cut -c1-8)
+	printf '%s+%s+%s\n' "$name" "$kid" "$({ printf '\001'; hex2bin "$pub"; } | base64 -w0)"
+}
+check "ihala-broker --verifier-key: exit 0, the C2SP verifier key of the checkpoint key" \
+	eval '[ $RC -eq 0 ] && [ "$(cat "$T/vkey")" = "$(vk_expect)" ] || { diag "got $(cat "$T/vkey") want $(vk_expect)"; show "$T/vkerr"; false; }'

@@ -171,7 +171,7 @@ if mdb_copy -c "$T/data" "$T/copy" &&
 	"$IHALA" -c "$auditor" audit verify --db "$T/copy" --key "$IHALA_PKI/checkpoint.pub" \
 		--origin ihala.test/log >"$T/verify.out" 2>"$T/verify.err"; then
 	ok "ihala audit verify --db passes on the crashed-and-recovered log"
-	diag "$(head -n 2 "$T/verify.out" | tr '\n' ' ')"
+	diag "$(head -n 1 "$T/verify.out") $(head -n 2 "$T/verify.err" | tr '\n' ' ')"
 else
 	not_ok "ihala audit verify --db passes on the crashed-and-recovered log"
 	show "$T/verify.err"

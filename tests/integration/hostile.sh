@@ -9,7 +9,7 @@ MAX_FRAME=65536
 # ZMQ_MAXMSGSIZE of the broker: max_frame + 64 KiB (PROTOCOL.md §2).
 MAX_MSG=$((MAX_FRAME + 65536))
 
-plan 49
+plan 50
 
 for b in "$IHALA_BUILD/ihala-broker" "$PROBE"; do
 	if [ ! -x "$b" ]; then
@@ -156,6 +156,11 @@ out=$(probe_as molsa send-hex 0a00 2>&1)
 check "a broker-to-client frame (Welcome) from a client: Error PROTOCOL, session closed" \
 	out_is "$out" 'error PROTOCOL: .*' closed
 well_behaved "client-sent Welcome"
+
+# ProofRequest{request_id 7} with neither a target nor consistency_from (PROTOCOL.md §6)
+out=$(probe_as molsa send-hex 52020807 2>&1)
+check "a ProofRequest without a target: Error INVALID_ARGUMENT, the session goes on" \
+	out_is "$out" 'error INVALID_ARGUMENT: .*' open
 
 # --- length prefixes -----------------------------------------------------------------------------
 # More announced than sent: the broker waits for the rest (the handshake is done, no timeout

@@ -1531,7 +1531,7 @@ run_mkpki(const char *dir)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		dup2(STDERR_FILENO, STDOUT_FILENO); /* keep the TAP stream clean */
-		execl(script, script, dir, (char *)NULL);
+		execl(script, script, "--test-fixtures", dir, (char *)NULL);
 		_exit(127);
 	}
 	assert_int_equal(waitpid(pid, &st, 0), pid);

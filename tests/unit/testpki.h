@@ -23,7 +23,7 @@ testpki_make(const char *who, char *dir, size_t dirlen)
 		perror("mkdtemp");
 		return -1;
 	}
-	snprintf(cmd, sizeof(cmd), "'%s/config/pki/mkpki' '%s' >/dev/null",
+	snprintf(cmd, sizeof(cmd), "'%s/config/pki/mkpki' --test-fixtures '%s' >/dev/null",
 	         root != NULL && *root != '\0' ? root : ".", dir);
 	if (system(cmd) != 0) {
 		fprintf(stderr, "%s: '%s' failed\n", who, cmd);
