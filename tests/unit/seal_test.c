@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/pem.h>
@@ -350,6 +351,82 @@ test_rotation(void **state)
 	}
 }
 
+/* A CRL of the federation CA revoking the certificate in file `revoke`, written to path. */
+static void
+make_crl(const char *revoke, const char *path)
+{
+	X509 *ca = cert("ca.pem"), *x = cert(revoke);
+	X509_REVOKED *rev = X509_REVOKED_new();
+	X509_CRL *crl = X509_CRL_new();
+	ASN1_TIME *now = ASN1_TIME_adj(NULL, time(NULL), 0, 0);
+	ASN1_TIME *next = ASN1_TIME_adj(NULL, time(NULL), 1, 0);
+	EVP_PKEY *key;
+	FILE *fp;
+
+	fp = fopen(pk("ca.key"), "r");
+	assert_non_null(fp);
+	key = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+	fclose(fp);
+	assert_non_null(key);
+	assert_true(rev != NULL && crl != NULL && now != NULL && next != NULL);
+	assert_int_equal(X509_CRL_set_version(crl, X509_CRL_VERSION_2), 1);
+	assert_int_equal(X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca)), 1);
+	assert_int_equal(X509_CRL_set1_lastUpdate(crl, now), 1);
+	assert_int_equal(X509_CRL_set1_nextUpdate(crl, next), 1);
+	assert_int_equal(X509_REVOKED_set_serialNumber(rev, X509_get_serialNumber(x)), 1);
+	assert_int_equal(X509_REVOKED_set_revocationDate(rev, now), 1);
+	assert_int_equal(X509_CRL_add0_revoked(crl, rev), 1);
+	assert_int_equal(X509_CRL_sort(crl), 1);
+	assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	assert_int_equal(PEM_write_X509_CRL(fp, crl), 1);
+	assert_int_equal(fclose(fp), 0);
+	X509_CRL_free(crl);
+	ASN1_TIME_free(now);
+	ASN1_TIME_free(next);
+	EVP_PKEY_free(key);
+	X509_free(x);
+	X509_free(ca);
+}
+
+/* With the CA's CRL loaded, a revoked encryption certificate is never sealed to. */
+static void
+test_revoked(void **state)
+{
+	struct seal_trust *t = NULL;
+	struct seal_recipient r;
+	X509 *certs[2], *best = NULL;
+	uint8_t *der = NULL;
+	size_t derlen = 0;
+	char err[512];
+
+	(void)state;
+	make_crl("moh-enc-old.crt", pk("enc.crl"));
+	assert_int_equal(seal_trust_new(pk("ca.pem"), pk("missing.crl"), &t, err, sizeof(err)),
+	                 IHALA_ECONFIG);
+	assert_int_equal(seal_trust_new(pk("ca.pem"), pk("enc.crl"), &t, err, sizeof(err)), 0);
+	certs[0] = cert("moh-enc-old.crt");
+	certs[1] = cert("moh-enc.crt");
+	assert_int_equal(seal_cert_check(t, certs[0], "moh", err, sizeof(err)), SEAL_EREVOKED);
+	print_message("# %s\n", err);
+	assert_int_equal(seal_cert_check(t, certs[1], "moh", err, sizeof(err)), 0);
+	/* Without the CRL the same certificate passes. */
+	assert_int_equal(seal_cert_check(trust, certs[0], "moh", err, sizeof(err)), 0);
+	assert_int_equal(seal_cert_pick(t, certs, 1, "moh", &best, err, sizeof(err)), SEAL_ECERT);
+	assert_int_equal(seal_cert_pick(t, certs, 2, "moh", &best, err, sizeof(err)), 0);
+	assert_ptr_equal(best, certs[1]);
+	r.agency = "moh";
+	r.cert = certs[0];
+	assert_int_equal(seal_bytes(t, &r, 1, (const uint8_t *)survivor, sizeof(survivor) - 1, &der,
+	                            &derlen, err, sizeof(err)),
+	                 SEAL_EREVOKED);
+	assert_null(der);
+	X509_free(certs[0]);
+	X509_free(certs[1]);
+	seal_trust_free(t);
+}
+
 static void
 test_keyring_load(void **state)
 {
@@ -444,7 +521,8 @@ main(void)
 	    cmocka_unit_test(test_one_recipient), cmocka_unit_test(test_three_recipients),
 	    cmocka_unit_test(test_tampered),      cmocka_unit_test(test_malformed),
 	    cmocka_unit_test(test_refused_certs), cmocka_unit_test(test_rotation),
-	    cmocka_unit_test(test_keyring_load),  cmocka_unit_test(test_openssl_cli),
+	    cmocka_unit_test(test_revoked),       cmocka_unit_test(test_keyring_load),
+	    cmocka_unit_test(test_openssl_cli),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
