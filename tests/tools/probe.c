@@ -66,6 +66,7 @@ struct opts {
 /* One DEALER connection and the TLS session on it. */
 struct conn {
 	struct wire *w;
+	int gone; /* the socket monitor saw the TCP connection go (sticky) */
 };
 
 enum ev {
@@ -243,6 +244,7 @@ conn_recv(struct conn *c, uint64_t deadline, uint8_t *type, uint8_t *buf, size_t
 			return -2;
 		}
 		if (ev.kind == WIRE_DISCONNECTED) {
+			c->gone = 1;
 			return -1;
 		}
 		if (ev.kind == WIRE_RAW) {
@@ -266,6 +268,26 @@ conn_recv(struct conn *c, uint64_t deadline, uint8_t *type, uint8_t *buf, size_t
 			return -2;
 		}
 	}
+}
+
+/*
+ * 1 when the socket monitor has seen the TCP connection go (now or before), without waiting.
+ * Takes every message waiting on the connection (as it came, unread), 0 without a monitor.
+ */
+static int
+conn_gone(struct conn *c)
+{
+	struct wire_event ev;
+
+	do {
+		if (wire_next_raw(c->w, &ev) != 0) {
+			break;
+		}
+		if (ev.kind == WIRE_DISCONNECTED) {
+			c->gone = 1;
+		}
+	} while (ev.kind != WIRE_NONE);
+	return c->gone;
 }
 
 /* The next thing that happens on the session, before the deadline. */
@@ -298,6 +320,7 @@ conn_next(struct conn *c, uint64_t deadline, Ihala__V1__Frame **f)
 		case WIRE_RESET:
 			return EV_RESET;
 		case WIRE_DISCONNECTED:
+			c->gone = 1;
 			return EV_DISCONNECT;
 		case WIRE_NONE:
 			if (left_ms(deadline) == 0) {
@@ -837,7 +860,7 @@ count_resets(struct conn *cs, size_t n, long wait_ms)
 	}
 	for (i = 0; i < n; i++) {
 		/* A connection the broker closed lost its session too: that counts. */
-		if (cs[i].mon != NULL && mon_disconnected(&cs[i])) {
+		if (conn_gone(&cs[i])) {
 			seen[i] = 1;
 			resets++;
 			continue;
@@ -864,7 +887,7 @@ count_resets(struct conn *cs, size_t n, long wait_ms)
 	}
 	for (i = 0; i < n; i++) {
 		/* Closed by the broker while we waited (our bytes then went nowhere). */
-		if (!seen[i] && cs[i].mon != NULL && mon_disconnected(&cs[i])) {
+		if (!seen[i] && conn_gone(&cs[i])) {
 			seen[i] = 1;
 			resets++;
 		}
@@ -1158,7 +1181,7 @@ mode_query_flood(long secs, long per_flush)
 	rc = 0;
 	while (rc == 0 && left_ms(deadline) > 0) {
 		for (i = 0; i < per_flush && rc == 0; i++) {
-			rc = channel_write_frame(c.ch, buf + FRAME_PREFIX_LEN, len - FRAME_PREFIX_LEN);
+			rc = channel_write_frame(conn_channel(&c), buf, len);
 			sent += rc == 0;
 		}
 		if (rc == 0) {
@@ -1180,44 +1203,47 @@ static int
 mode_dup_rid(long n)
 {
 	char rid[64];
-	uint8_t junk[64];
-	struct conn c[2];
+	uint8_t junk[64], first[1 + sizeof(junk)];
+	void *sock[2] = {NULL, NULL};
 	long i, k;
 	int rc = EXIT_OK, zero = 0, tmo = (int)opt.timeout_ms;
 
 	memset(junk, 0x5a, sizeof(junk));
+	first[0] = CHANNEL_MSG_TLS;
+	memcpy(first + 1, junk, sizeof(junk));
 	snprintf(rid, sizeof(rid), "probe-dup-rid-%ld", (long)getpid());
-	for (k = 0; k < 2; k++) {
-		if (conn_open(&c[k], 0) != 0) {
-			return EXIT_LOCAL;
+	/* Plain DEALERs: a wire never sets ZMQ_ROUTING_ID, and no TLS is needed here. */
+	for (k = 0; k < 2 && rc == EXIT_OK; k++) {
+		sock[k] = zmq_socket(zctx, ZMQ_DEALER);
+		if (sock[k] == NULL) {
+			rc = EXIT_LOCAL;
+			break;
 		}
-	}
-	/* conn_open connected already: reconnect both with the routing id set. */
-	for (k = 0; k < 2; k++) {
-		zmq_close(c[k].sock);
-		c[k].sock = zmq_socket(zctx, ZMQ_DEALER);
-		if (c[k].sock == NULL) {
-			return EXIT_LOCAL;
-		}
-		zmq_setsockopt(c[k].sock, ZMQ_ROUTING_ID, rid, strlen(rid));
-		zmq_setsockopt(c[k].sock, ZMQ_LINGER, &zero, sizeof(zero));
-		zmq_setsockopt(c[k].sock, ZMQ_SNDTIMEO, &tmo, sizeof(tmo));
-		if (zmq_connect(c[k].sock, opt.endpoint) != 0 ||
-		    conn_send(&c[k], CHANNEL_MSG_TLS, junk, sizeof(junk)) != 0) {
+		zmq_setsockopt(sock[k], ZMQ_ROUTING_ID, rid, strlen(rid));
+		zmq_setsockopt(sock[k], ZMQ_LINGER, &zero, sizeof(zero));
+		zmq_setsockopt(sock[k], ZMQ_SNDTIMEO, &tmo, sizeof(tmo));
+		if (zmq_connect(sock[k], opt.endpoint) != 0 ||
+		    zmq_send(sock[k], first, sizeof(first), 0) != (int)sizeof(first)) {
+			fprintf(stderr, "probe: dup-rid connection %ld: %s\n", k,
+			        zmq_strerror(zmq_errno()));
 			rc = EXIT_LOCAL;
 		}
 		usleep(200 * 1000); /* the first is known by its id before the second comes */
 	}
 	for (i = 0; i < n && rc == EXIT_OK; i++) {
 		for (k = 0; k < 2; k++) {
-			zmq_send(c[k].sock, junk, sizeof(junk), ZMQ_DONTWAIT);
+			zmq_send(sock[k], junk, sizeof(junk), ZMQ_DONTWAIT);
 		}
 	}
 	usleep(200 * 1000);
 	for (k = 0; k < 2; k++) {
-		conn_close(&c[k]);
+		if (sock[k] != NULL) {
+			zmq_close(sock[k]);
+		}
 	}
-	printf("dup-rid: %ld messages each\n", n);
+	if (rc == EXIT_OK) {
+		printf("dup-rid: %ld messages each\n", n);
+	}
 	return rc;
 }
 
@@ -1246,7 +1272,7 @@ mode_silent(long n, long secs)
 	deadline = now_ms() + (uint64_t)secs * 1000;
 	while (left_ms(deadline) > 0) {
 		for (i = 0; i < (size_t)n; i++) {
-			if (!gone[i] && mon_disconnected(&cs[i])) {
+			if (!gone[i] && conn_gone(&cs[i])) {
 				gone[i] = 1;
 				ngone++;
 			}
@@ -1529,7 +1555,8 @@ usage(FILE *fp)
 	    "  garbage                  random bytes from a fresh connection: 'reset'\n"
 	    "  halfopen N SECONDS       N ClientHellos held open: 'halfopen N: A answered, R "
 	    "reset'\n"
-	    "                           (R: RESET afterwards, or the broker closed the connection)\n"
+	    "                           (R: RESET afterwards, or the broker closed the "
+	    "connection)\n"
 	    "  halfhandshake            half a ClientHello: 'halfhandshake: silent|answered, "
 	    "dropped|pending'\n"
 	    "  slowloris                a ClientHello byte by byte: 'dropped after S s'\n"
@@ -1541,7 +1568,8 @@ usage(FILE *fp)
 	    "disconnected'\n"
 	    "  dup-rid N                two connections with one routing id, N messages each: "
 	    "'dup-rid: N'\n"
-	    "  query-flood SECS N       after Welcome, Query frames for SECS s, N per flush, no answer\n"
+	    "  query-flood SECS N       after Welcome, Query frames for SECS s, N per flush, no "
+	    "answer\n"
 	    "                           read, then close: 'query-flood: F frames written'\n"
 	    "  send-hex HEX             one frame body: 'error CODE: text' | 'receipt ...' | 'no "
 	    "answer',\n"
@@ -1574,7 +1602,8 @@ run_mode(int argc, char **argv)
 		return mode_garbage();
 	}
 	if (strcmp(m, "silent") == 0 && argc == 3) {
-		if (parse_long(argv[1], 1, 5000, &a) != 0 || parse_long(argv[2], 0, 3600, &b) != 0) {
+		if (parse_long(argv[1], 1, 5000, &a) != 0 ||
+		    parse_long(argv[2], 0, 3600, &b) != 0) {
 			return EXIT_USAGE;
 		}
 		return mode_silent(a, b);
