@@ -22,7 +22,7 @@ PROTOC_C ?= protoc-c
 DEB_PKGS = gcc make pkg-config libc6-dev openssl \
 	libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
 	liblmdb-dev lmdb-utils libssl-dev libcmocka-dev \
-	libinih-dev libjansson-dev libmicrohttpd-dev iproute2 procps man-db
+	libinih-dev libjansson-dev libmicrohttpd-dev iproute2 procps man-db clang-format
 # Power-cut tests: tests/tools/lazyfs/ (a FUSE file system that forgets unsynced writes).
 DEB_PKGS += fuse3 libfuse3-dev
 
@@ -96,7 +96,7 @@ BINS = $(B)/ihala-broker $(B)/ihala $(B)/libihala.a $(PROTO_LIB) $(B)/libihala-b
 # Keep intermediate objects (no rebuild of test objects on every run).
 .SECONDARY:
 
-.PHONY: all deps test check check-layers sanitize demo bench bench-smoke bench-deps clean fuzz \
+.PHONY: all deps test check check-layers format-check format sanitize demo bench bench-smoke bench-deps clean fuzz \
 	tests install
 .DEFAULT_GOAL := all
 
@@ -182,9 +182,24 @@ bench: deps bench-deps
 bench-smoke: all
 	bench/run.sh --smoke --build $(B)
 
-# The suite: the layer check, unit tests, then integration tests against real processes.
-check: all check-layers
+# The suite: the layer check, the format check, unit tests, then integration tests against
+# real processes.
+check: all check-layers format-check
 	@tests/run $(B)
+
+# Every C file of ours formatted with the repository's .clang-format (clang-format 14, as
+# Debian 12 ships it); `make format` rewrites them.
+FORMAT_SRC = $(shell find proto broker clients tests bench -name '*.[ch]' -not -path '*/corpus/*')
+format-check:
+	@out=$$(clang-format --dry-run $(FORMAT_SRC) 2>&1 | grep -E '^[^ ]+:[0-9]+:[0-9]+: ' \
+		| cut -d: -f1 | sort -u); \
+	if [ -n "$$out" ]; then \
+		echo "format-check: not formatted with .clang-format (run make format):"; \
+		echo "$$out" | sed 's/^/  /'; exit 1; \
+	fi; echo "format-check: ok ($(words $(FORMAT_SRC)) files)"
+
+format:
+	clang-format -i $(FORMAT_SRC)
 
 # Fails on a forbidden include (proto/ of broker/ or clients/ headers, broker/ <-> clients/)
 # or link (a library or build/ihala defining or needing another layer's symbols).
