@@ -72,13 +72,14 @@ struct broker_config {
 	} tls;
 
 	struct {
-		uint64_t max_frame;            /* bytes, default 1M (4K..16M) */
-		uint64_t max_sessions;         /* default 1024 */
-		uint64_t max_sessions_per_agency; /* of those, authenticated as one agency, default 64 */
-		uint64_t max_preauth_sessions; /* default 64 (<= max_sessions) */
+		uint64_t max_frame;    /* bytes, default 1M (4K..16M) */
+		uint64_t max_sessions; /* default 1024 */
+		uint64_t
+		    max_sessions_per_agency; /* of those, authenticated as one agency, default 64 */
+		uint64_t max_preauth_sessions;    /* default 64 (<= max_sessions) */
 		uint64_t max_preauth_per_address; /* of those, from one IP address, default 32 */
-		uint64_t handshake_timeout_ms; /* default 10s */
-		uint64_t queue_limit;          /* undelivered entries per agency, default 100000 */
+		uint64_t handshake_timeout_ms;    /* default 10s */
+		uint64_t queue_limit;     /* undelivered entries per agency, default 100000 */
 		uint64_t credit_window;   /* Deliver frames in flight per session, default 64 */
 		uint64_t max_inflight;    /* Submit frames in flight per session, default 256 */
 		uint64_t out_cap;         /* TLS output bytes buffered per session, default 4M */

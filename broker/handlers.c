@@ -266,8 +266,9 @@ handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
 		 * (the same words as the writer's refusals). */
 		if (err == IHALA_ENOTFOUND) {
 			err = IHALA_ENOREFERRAL;
-			snprintf(text, sizeof(text), "no referral '%s' that agency '%s' is a party to",
-			         q->referral_id, s->agency);
+			snprintf(text, sizeof(text),
+			         "no referral '%s' that agency '%s' is a party to", q->referral_id,
+			         s->agency);
 		} else {
 			snprintf(text, sizeof(text), "referral '%s': %s", q->referral_id,
 			         ihala_strerror(err));

@@ -63,7 +63,6 @@ ledger_check_room(struct ledger *lg)
 	}
 }
 
-
 struct wreq *
 wreq_new(enum wreq_type type)
 {
@@ -796,12 +795,14 @@ apply_batch_txn(struct ledger *lg, struct wreq **batch, size_t n)
 				return 0;
 			}
 			if (err == IHALA_EIO) {
-				/* A failed write or fsync is never retried: the kernel may have dropped
-				 * what it covered ("fsyncgate"). No answer for the batch; a restart
-				 * recovers to the last commit that was synced. */
-				fatalx("writer: the disk failed committing a batch of %zu requests; "
-				       "stopping without answering them (check the disk, then restart)",
-				       n);
+				/* A failed write or fsync is never retried: the kernel may have
+				 * dropped what it covered ("fsyncgate"). No answer for the batch; a
+				 * restart recovers to the last commit that was synced. */
+				fatalx(
+				    "writer: the disk failed committing a batch of %zu requests; "
+				    "stopping without answering them (check the disk, then "
+				    "restart)",
+				    n);
 			}
 		} else {
 			store_wabort(w);

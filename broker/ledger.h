@@ -36,7 +36,7 @@ enum wreq_type {
 
 struct wreq {
 	enum wreq_type type;
-	uint64_t session_id; /* the main thread's session, to route the answer */
+	uint64_t session_id;            /* the main thread's session, to route the answer */
 	char agency[ID_AGENCY_MAX + 1]; /* the authenticated sender or acker */
 	uint64_t now_ms;
 

@@ -149,8 +149,7 @@ main(int argc, char **argv)
 	    {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'n'},
 	    {"foreground", no_argument, NULL, 'd'},   {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},      {"backup", required_argument, NULL, 'B'},
-	    {"verifier-key", no_argument, NULL, 'K'},
-	    {NULL, 0, NULL, 0},
+	    {"verifier-key", no_argument, NULL, 'K'}, {NULL, 0, NULL, 0},
 	};
 	const char *path = DEFAULT_CONFIG;
 	const char *backup_dir = NULL;

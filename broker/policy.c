@@ -33,9 +33,9 @@ policy_is_terminal(Ihala__V1__TaskStatus s)
 const char *
 policy_status_name(Ihala__V1__TaskStatus s)
 {
-	static const char *names[] = { "unspecified", "requested", "received", "accepted",
-				       "rejected", "in-progress", "on-hold", "completed",
-				       "failed", "cancelled", "overdue" };
+	static const char *names[] = {"unspecified", "requested",   "received", "accepted",
+	                              "rejected",    "in-progress", "on-hold",  "completed",
+	                              "failed",      "cancelled",   "overdue"};
 
 	if ((unsigned)s < sizeof(names) / sizeof(names[0])) {
 		return names[s];
@@ -45,7 +45,7 @@ policy_status_name(Ihala__V1__TaskStatus s)
 
 int
 policy_transition(enum policy_party who, Ihala__V1__TaskStatus from, Ihala__V1__TaskStatus to,
-		  int has_outcome)
+                  int has_outcome)
 {
 	int from_ok;
 
@@ -87,15 +87,15 @@ policy_transition(enum policy_party who, Ihala__V1__TaskStatus from, Ihala__V1__
 		from_ok = from != S(UNSPECIFIED) && !policy_is_terminal(from) && from != S(OVERDUE);
 		break;
 	default:
-		/* requested is only ever set by a new Referral; overdue only by the broker's clock */
+		/* requested is only ever set by a new Referral; overdue only by the broker's clock
+		 */
 		return IHALA_EFORBIDDEN;
 	}
 	return from_ok ? 0 : IHALA_ETRANSITION;
 }
 
-static int
-refuse(struct policy_decision *out, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static int refuse(struct policy_decision *out, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int
 refuse(struct policy_decision *out, int err, const char *fmt, ...)
@@ -194,20 +194,21 @@ check_outcome(const Ihala__V1__Outcome *o, const char *rid, struct policy_decisi
 {
 	if (o->n_services_delivered > MAX_SERVICES) {
 		return too_many(out, "outcome.services_delivered", o->n_services_delivered,
-				MAX_SERVICES);
+		                MAX_SERVICES);
 	}
 	if (o->n_not_successful_reasons > MAX_CODES) {
 		return too_many(out, "outcome.not_successful_reasons", o->n_not_successful_reasons,
-				MAX_CODES);
+		                MAX_CODES);
 	}
 	if (o->referral_id[0] != '\0' && strcmp(o->referral_id, rid) != 0) {
 		return refuse(out, IHALA_ESCHEMA,
-			      "outcome names referral '%s' but the update is for '%s'",
-			      o->referral_id, rid);
+		              "outcome names referral '%s' but the update is for '%s'",
+		              o->referral_id, rid);
 	}
 	if (!o->success && o->n_not_successful_reasons == 0) {
-		return refuse(out, IHALA_ESCHEMA,
-			      "an unsuccessful outcome needs at least one not_successful_reasons code");
+		return refuse(
+		    out, IHALA_ESCHEMA,
+		    "an unsuccessful outcome needs at least one not_successful_reasons code");
 	}
 	return 0;
 }
@@ -217,8 +218,8 @@ check_outcome(const Ihala__V1__Outcome *o, const char *rid, struct policy_decisi
 
 static int
 check_referral(const struct policy_view *v, const struct policy_agency *me,
-	       const Ihala__V1__Envelope *env, const Ihala__V1__ReferralState *cur,
-	       const Ihala__V1__ReferralState *parent, struct policy_decision *out)
+               const Ihala__V1__Envelope *env, const Ihala__V1__ReferralState *cur,
+               const Ihala__V1__ReferralState *parent, struct policy_decision *out)
 {
 	const Ihala__V1__Referral *r = env->referral;
 	const struct policy_agency *to;
@@ -227,63 +228,69 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 	int covered = 0;
 
 	if (!id_valid(r->referral_id)) {
-		return refuse(out, IHALA_ESCHEMA,
-			      "referral_id must be 1..64 printable ASCII characters without spaces");
+		return refuse(
+		    out, IHALA_ESCHEMA,
+		    "referral_id must be 1..64 printable ASCII characters without spaces");
 	}
 	if (dest[0] == '\0') {
 		return refuse(out, IHALA_ESCHEMA, "a referral needs a recipient ('to')");
 	}
 	if (r->receiving_agency[0] != '\0' && strcmp(r->receiving_agency, dest) != 0) {
 		return refuse(out, IHALA_ESCHEMA,
-			      "receiving_agency '%s' differs from the envelope's 'to' '%s'",
-			      r->receiving_agency, dest);
+		              "receiving_agency '%s' differs from the envelope's 'to' '%s'",
+		              r->receiving_agency, dest);
 	}
 	if (r->referring_agency[0] != '\0' && strcmp(r->referring_agency, me->id) != 0) {
 		return refuse(out, IHALA_EFROM,
-			      "referring_agency '%s' is not the authenticated agency '%s'",
-			      r->referring_agency, me->id);
+		              "referring_agency '%s' is not the authenticated agency '%s'",
+		              r->referring_agency, me->id);
 	}
 	to = v->find(v->ctx, dest);
 	if (to == NULL) {
-		return refuse(out, IHALA_ERECIPIENT, "recipient '%s' is not a configured agency", dest);
+		return refuse(out, IHALA_ERECIPIENT, "recipient '%s' is not a configured agency",
+		              dest);
 	}
 	if (strcmp(dest, me->id) == 0) {
 		return refuse(out, IHALA_EFORBIDDEN, "an agency cannot refer to itself");
 	}
 	if (to->role == IHALA__V1__ROLE__ROLE_AUDITOR) {
 		return refuse(out, IHALA_EFORBIDDEN, "'%s' is an auditor and receives no referrals",
-			      dest);
+		              dest);
 	}
 	if (r->priority == IHALA__V1__PRIORITY__PRIORITY_UNSPECIFIED) {
-		return refuse(out, IHALA_ESCHEMA, "a referral needs a priority (emergency, urgent, normal)");
+		return refuse(out, IHALA_ESCHEMA,
+		              "a referral needs a priority (emergency, urgent, normal)");
 	}
 	if (r->n_services == 0) {
-		return refuse(out, IHALA_ESCHEMA, "a referral needs at least one requested service");
+		return refuse(out, IHALA_ESCHEMA,
+		              "a referral needs at least one requested service");
 	}
 	if (r->n_services > MAX_SERVICES) {
 		return too_many(out, "referral.services", r->n_services, MAX_SERVICES);
 	}
 	if (r->consent != NULL && r->consent->n_agencies > MAX_AGENCIES) {
-		return too_many(out, "referral.consent.agencies", r->consent->n_agencies, MAX_AGENCIES);
+		return too_many(out, "referral.consent.agencies", r->consent->n_agencies,
+		                MAX_AGENCIES);
 	}
 	if (r->consent != NULL && r->consent->n_data_covered > MAX_CODES) {
 		return too_many(out, "referral.consent.data_covered", r->consent->n_data_covered,
-				MAX_CODES);
+		                MAX_CODES);
 	}
 	if (r->survivor != NULL && r->survivor->injury != NULL &&
 	    (r->survivor->injury->n_injury_codes > MAX_CODES ||
 	     r->survivor->injury->n_amputations > MAX_CODES)) {
 		return too_many(out, "referral.survivor.injury codes",
-				r->survivor->injury->n_injury_codes + r->survivor->injury->n_amputations,
-				MAX_CODES);
+		                r->survivor->injury->n_injury_codes +
+		                    r->survivor->injury->n_amputations,
+		                MAX_CODES);
 	}
 	if (r->survivor == NULL || !id_valid(r->survivor->case_id)) {
 		return refuse(out, IHALA_ESCHEMA,
-			      "a referral needs survivor.case_id (1..64 printable ASCII)");
+		              "a referral needs survivor.case_id (1..64 printable ASCII)");
 	}
 	if (r->consent == NULL || !r->consent->given) {
 		return refuse(out, IHALA_ECONSENT, "referral '%s' has no recorded consent",
-			      r->referral_id);
+		              r->referral_id);
 	}
 	for (i = 0; i < r->consent->n_agencies; i++) {
 		if (strcmp(r->consent->agencies[i], dest) == 0) {
@@ -292,34 +299,38 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 	}
 	if (!covered) {
 		return refuse(out, IHALA_ECONSENT,
-			      "the survivor's consent does not cover the receiving agency '%s'", dest);
+		              "the survivor's consent does not cover the receiving agency '%s'",
+		              dest);
 	}
 	/* Whether it may open a case at all comes before whether the id is taken: a sender that
 	 * may not is never told which referral ids exist. */
 	if (r->parent_referral_id[0] == '\0' && !me->may_open_cases) {
 		/* By default only DMA opens new cases; the others refer onward. */
 		return refuse(out, IHALA_EFORBIDDEN,
-			      "a %s may only refer onward: set parent_referral_id",
-			      me->role == IHALA__V1__ROLE__ROLE_NGO ? "NGO" : "ministry");
+		              "a %s may only refer onward: set parent_referral_id",
+		              me->role == IHALA__V1__ROLE__ROLE_NGO ? "NGO" : "ministry");
 	}
 	if (cur != NULL) {
-		return refuse(out, IHALA_EREFEXISTS, "referral '%s' already exists", r->referral_id);
+		return refuse(out, IHALA_EREFEXISTS, "referral '%s' already exists",
+		              r->referral_id);
 	}
 	if (r->parent_referral_id[0] != '\0') {
 		if (parent == NULL) {
 			return refuse(out, IHALA_ENOREFERRAL, "parent referral '%s' does not exist",
-				      r->parent_referral_id);
+			              r->parent_referral_id);
 		}
 		if (strcmp(parent->recipient, me->id) != 0) {
-			return refuse(out, IHALA_EPARENT,
-				      "only the recipient of parent referral '%s' may refer it onward",
-				      r->parent_referral_id);
+			return refuse(
+			    out, IHALA_EPARENT,
+			    "only the recipient of parent referral '%s' may refer it onward",
+			    r->parent_referral_id);
 		}
 		if (parent->status != S(ACCEPTED) && parent->status != S(IN_PROGRESS)) {
-			return refuse(out, IHALA_EPARENT,
-				      "parent referral '%s' is %s; onward referral needs it accepted or "
-				      "in progress",
-				      r->parent_referral_id, policy_status_name(parent->status));
+			return refuse(
+			    out, IHALA_EPARENT,
+			    "parent referral '%s' is %s; onward referral needs it accepted or "
+			    "in progress",
+			    r->parent_referral_id, policy_status_name(parent->status));
 		}
 	}
 	snprintf(out->recipient, sizeof(out->recipient), "%s", dest);
@@ -329,8 +340,8 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 
 int
 policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__Envelope *env,
-	     const Ihala__V1__ReferralState *cur, const Ihala__V1__ReferralState *parent,
-	     struct policy_decision *out)
+             const Ihala__V1__ReferralState *cur, const Ihala__V1__ReferralState *parent,
+             struct policy_decision *out)
 {
 	const struct policy_agency *me = v->find(v->ctx, sender);
 	const char *rid;
@@ -346,12 +357,12 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 	}
 	if (!id_valid(env->message_id)) {
 		return refuse(out, IHALA_ESCHEMA,
-			      "message_id must be 1..64 printable ASCII characters without spaces");
+		              "message_id must be 1..64 printable ASCII characters without spaces");
 	}
 	if (env->from[0] != '\0' && strcmp(env->from, sender) != 0) {
 		return refuse(out, IHALA_EFROM,
-			      "envelope 'from' is '%s' but the certificate says '%s'", env->from,
-			      sender);
+		              "envelope 'from' is '%s' but the certificate says '%s'", env->from,
+		              sender);
 	}
 	switch (env->kind_case) {
 	case IHALA__V1__ENVELOPE__KIND_REFERRAL:
@@ -368,25 +379,26 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 		break;
 	default:
 		return refuse(out, IHALA_ESCHEMA,
-			      "envelope carries no referral, status_update, outcome or note");
+		              "envelope carries no referral, status_update, outcome or note");
 	}
 	if ((me->may_send & out->kind) == 0) {
 		return refuse(out, IHALA_EFORBIDDEN, "agency '%s' may not send a %s", sender,
-			      kind_name(out->kind));
+		              kind_name(out->kind));
 	}
 	if (out->kind == POLICY_KIND_REFERRAL) {
 		err = check_referral(v, me, env, cur, parent, out);
 		if (err == 0 && !may_send_to(me, out->recipient)) {
 			return refuse(out, IHALA_EFORBIDDEN, "agency '%s' may not send to '%s'",
-				      sender, out->recipient);
+			              sender, out->recipient);
 		}
 		return err;
 	}
 
 	rid = policy_referral_id(env);
 	if (!id_valid(rid)) {
-		return refuse(out, IHALA_ESCHEMA,
-			      "referral_id must be 1..64 printable ASCII characters without spaces");
+		return refuse(
+		    out, IHALA_ESCHEMA,
+		    "referral_id must be 1..64 printable ASCII characters without spaces");
 	}
 	/* One answer for a referral that does not exist and one the sender is not party to:
 	 * a stranger learns nothing of which ids exist. */
@@ -395,15 +407,15 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 		return refuse(out, IHALA_ENOREFERRAL, NONPARTY_TEXT, rid, sender);
 	}
 	snprintf(out->recipient, sizeof(out->recipient), "%s",
-		 who == POLICY_PARTY_REFERRER ? cur->recipient : cur->referrer);
+	         who == POLICY_PARTY_REFERRER ? cur->recipient : cur->referrer);
 	if (env->to[0] != '\0' && strcmp(env->to, out->recipient) != 0) {
 		return refuse(out, IHALA_ESCHEMA,
-			      "envelope 'to' is '%s' but the other party of referral '%s' is '%s'",
-			      env->to, rid, out->recipient);
+		              "envelope 'to' is '%s' but the other party of referral '%s' is '%s'",
+		              env->to, rid, out->recipient);
 	}
 	if (!may_send_to(me, out->recipient)) {
 		return refuse(out, IHALA_EFORBIDDEN, "agency '%s' may not send to '%s'", sender,
-			      out->recipient);
+		              out->recipient);
 	}
 
 	switch (out->kind) {
@@ -413,26 +425,26 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 		err = policy_transition(who, cur->status, u->status, u->outcome != NULL);
 		if (err == IHALA_EOUTCOME) {
 			return refuse(out, err, "status %s needs an outcome",
-				      policy_status_name(u->status));
+			              policy_status_name(u->status));
 		}
 		if (err == IHALA_EFORBIDDEN) {
 			return refuse(out, IHALA_ETRANSITION, "the %s may not set status %s",
-				      who == POLICY_PARTY_REFERRER ? "referrer" : "recipient",
-				      policy_status_name(u->status));
+			              who == POLICY_PARTY_REFERRER ? "referrer" : "recipient",
+			              policy_status_name(u->status));
 		}
 		if (err != 0) {
 			return refuse(out, err, "referral '%s' is %s; it cannot become %s", rid,
-				      policy_status_name(cur->status),
-				      policy_status_name(u->status));
+			              policy_status_name(cur->status),
+			              policy_status_name(u->status));
 		}
 		if ((u->status == S(REJECTED) || u->status == S(CANCELLED)) &&
 		    u->reason_code == IHALA__V1__REASON_CODE__REASON_CODE_UNSPECIFIED) {
 			return refuse(out, IHALA_ESCHEMA, "status %s needs a reason_code",
-				      policy_status_name(u->status));
+			              policy_status_name(u->status));
 		}
 		if (u->outcome != NULL && u->status != S(COMPLETED) && u->status != S(FAILED)) {
 			return refuse(out, IHALA_ESCHEMA,
-				      "an outcome goes only with status completed or failed");
+			              "an outcome goes only with status completed or failed");
 		}
 		if (u->outcome != NULL && check_outcome(u->outcome, rid, out) != 0) {
 			return out->err;
@@ -443,13 +455,14 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 	case POLICY_KIND_OUTCOME:
 		if (who != POLICY_PARTY_RECIPIENT) {
 			return refuse(out, IHALA_EFORBIDDEN,
-				      "only the recipient of referral '%s' reports its outcome", rid);
+			              "only the recipient of referral '%s' reports its outcome",
+			              rid);
 		}
 		if (cur->status == S(REQUESTED) || cur->status == S(RECEIVED) ||
 		    cur->status == S(REJECTED) || cur->status == S(CANCELLED)) {
 			return refuse(out, IHALA_ETRANSITION,
-				      "referral '%s' is %s; an outcome needs it accepted first", rid,
-				      policy_status_name(cur->status));
+			              "referral '%s' is %s; an outcome needs it accepted first",
+			              rid, policy_status_name(cur->status));
 		}
 		return check_outcome(env->outcome, rid, out);
 	default: /* note: either party, any state */

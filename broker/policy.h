@@ -21,11 +21,11 @@ enum policy_kind {
 struct policy_agency {
 	const char *id;
 	Ihala__V1__Role role;
-	unsigned may_send;	   /* POLICY_KIND_* mask (role default unless overridden) */
+	unsigned may_send;              /* POLICY_KIND_* mask (role default unless overridden) */
 	const char *const *may_send_to; /* recipients allowed; NULL = any agency */
 	size_t n_may_send_to;
-	int may_open_cases;	/* may send referrals without a parent (dma; others only when
-				   the config says so) */
+	int may_open_cases; /* may send referrals without a parent (dma; others only when
+	                       the config says so) */
 };
 
 /* The configured agencies, looked up by id; returns NULL for an unknown id. */
@@ -53,18 +53,18 @@ enum policy_party {
  * completed and failed without one give IHALA_EOUTCOME.
  */
 int policy_transition(enum policy_party who, Ihala__V1__TaskStatus from, Ihala__V1__TaskStatus to,
-		      int has_outcome);
+                      int has_outcome);
 
 /* 1 for rejected, completed, failed, cancelled. */
 int policy_is_terminal(Ihala__V1__TaskStatus s);
 
 /* The result of policy_check. Strings are copied in; nothing to free. */
 struct policy_decision {
-	int err;			/* 0 allowed, or a negative IHALA_E* code */
-	char text[256];			/* for a refusal: the sentence, with detail */
+	int err;        /* 0 allowed, or a negative IHALA_E* code */
+	char text[256]; /* for a refusal: the sentence, with detail */
 	enum policy_kind kind;
 	char recipient[ID_AGENCY_MAX + 1]; /* agency the entry is delivered to */
-	Ihala__V1__TaskStatus new_status; /* status after, or UNSPECIFIED when unchanged */
+	Ihala__V1__TaskStatus new_status;  /* status after, or UNSPECIFIED when unchanged */
 };
 
 /*
@@ -74,8 +74,8 @@ struct policy_decision {
  * `now_ms` is not needed by any rule yet. Fills *out and returns out->err.
  */
 int policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__Envelope *env,
-		 const Ihala__V1__ReferralState *cur, const Ihala__V1__ReferralState *parent,
-		 struct policy_decision *out);
+                 const Ihala__V1__ReferralState *cur, const Ihala__V1__ReferralState *parent,
+                 struct policy_decision *out);
 
 /* The referral id an envelope concerns (borrowed from env), or NULL. */
 const char *policy_referral_id(const Ihala__V1__Envelope *env);

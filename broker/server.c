@@ -194,10 +194,12 @@ router_input(struct server *sv)
 		if (err != 0) {
 			log_security("session %llu (%s): more than %llu bytes of input waiting; "
 			             "closing",
-			             (unsigned long long)s->id, s->authed ? s->agency : "unauthenticated",
+			             (unsigned long long)s->id,
+			             s->authed ? s->agency : "unauthenticated",
 			             (unsigned long long)sv->cfg->limits.in_cap);
 			inq_clear(s->inq);
-			session_end(sv, s, IHALA_EOVERLOAD, "input arrives faster than it is served");
+			session_end(sv, s, IHALA_EOVERLOAD,
+			            "input arrives faster than it is served");
 		}
 	}
 	zmq_msg_close(&m);
@@ -265,10 +267,12 @@ writer_input(struct server *sv)
 				} else {
 					rc.error_code = -r->err;
 					rc.error_message = r->text;
-					if (ratelog_allow(sv->refusals, r->agency, clock_wall_ms())) {
-						log_security("agency '%s': message '%s' refused: %s (%s)",
-						             r->agency, r->env->message_id, r->text,
-						             ihala_errname(r->err));
+					if (ratelog_allow(sv->refusals, r->agency,
+					                  clock_wall_ms())) {
+						log_security(
+						    "agency '%s': message '%s' refused: %s (%s)",
+						    r->agency, r->env->message_id, r->text,
+						    ihala_errname(r->err));
 					}
 				}
 				if (r->status ==
@@ -363,7 +367,8 @@ timers(struct server *sv)
 		             (unsigned long long)(t - sv->evict_log_ms), sv->n_evicted,
 		             (unsigned long long)sv->cfg->limits.max_preauth_sessions,
 		             (unsigned long long)sv->cfg->limits.max_preauth_per_address,
-		             sv->n_reaped, (unsigned long long)sv->cfg->limits.handshake_timeout_ms);
+		             sv->n_reaped,
+		             (unsigned long long)sv->cfg->limits.handshake_timeout_ms);
 		sv->n_evicted = sv->n_reaped = 0;
 		sv->evict_log_ms = t;
 	} else if (sv->n_evicted == 0 && sv->n_reaped == 0) {

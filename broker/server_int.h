@@ -53,8 +53,8 @@ struct session {
 	char agency[TLS_AGENCY_MAX + 1];
 	int role;
 	uint8_t fp[TLS_FP_LEN];
-	char addr[64];     /* the peer's IP address, as ZeroMQ gives it */
-	int fd;            /* its connection (conns.h), with conn_gen */
+	char addr[64]; /* the peer's IP address, as ZeroMQ gives it */
+	int fd;        /* its connection (conns.h), with conn_gen */
 	uint64_t conn_gen;
 	uint64_t created_ms;
 	uint64_t last_ms;
@@ -112,6 +112,5 @@ struct server {
 /* Hand request `r` to the writer thread, which owns it from then on. IHALA_EZMQ when the
  * pipe refused it (logged): `r` is still the caller's. */
 int server_to_writer(struct server *sv, struct wreq *r);
-
 
 #endif

@@ -217,10 +217,10 @@ int store_queue_del(struct store_wtxn *w, const char *agency, uint64_t seq);
  * no decoding of the entry), given back by store_queue_take. A seq queued
  * without a tag (store_queue_put) is taken with *tag_len 0.
  */
-int store_queue_put_tagged(struct store_wtxn *w, const char *agency, uint64_t seq,
-			   const void *tag, size_t tag_len);
+int store_queue_put_tagged(struct store_wtxn *w, const char *agency, uint64_t seq, const void *tag,
+                           size_t tag_len);
 int store_queue_take(struct store_wtxn *w, const char *agency, uint64_t seq, void *tag,
-		     size_t tag_cap, size_t *tag_len);
+                     size_t tag_cap, size_t *tag_len);
 /* Number of seqs queued for `agency` (one key lookup). */
 int store_queue_count(struct store_rtxn *r, const char *agency, size_t *n);
 
@@ -232,14 +232,14 @@ int store_queue_count(struct store_rtxn *r, const char *agency, size_t *n);
  */
 typedef int (*store_queue_cb)(void *arg, uint64_t seq);
 int store_queue_iter(struct store_rtxn *r, const char *agency, uint64_t from_seq, store_queue_cb cb,
-		     void *arg);
+                     void *arg);
 
 /* ---- referral: referral id -> current state bytes (overwritten) ---- */
 
 int store_referral_put(struct store_wtxn *w, const char *referral_id, const void *state,
-		       size_t len);
+                       size_t len);
 int store_referral_get(struct store_rtxn *r, const char *referral_id, const void **state,
-		       size_t *len);
+                       size_t *len);
 
 /* ---- tree: (level, index) -> 32-byte Merkle node hash ---- */
 
@@ -250,9 +250,9 @@ int store_referral_get(struct store_rtxn *r, const char *referral_id, const void
  * is refused with IHALA_EINCONSISTENT (the same hash: 0). level <= 63.
  */
 int store_tree_put(struct store_wtxn *w, unsigned level, uint64_t index,
-		   const uint8_t hash[STORE_HASH_LEN]);
+                   const uint8_t hash[STORE_HASH_LEN]);
 int store_tree_get(struct store_rtxn *r, unsigned level, uint64_t index,
-		   uint8_t hash[STORE_HASH_LEN]);
+                   uint8_t hash[STORE_HASH_LEN]);
 
 /* ---- checkpoint: tree size -> signed note text ---- */
 
@@ -277,7 +277,7 @@ int store_checkpoint_latest(struct store_rtxn *r, uint64_t *size, char **text);
  */
 typedef logdb_checkpoint_cb store_checkpoint_cb;
 int store_checkpoint_iter(struct store_rtxn *r, uint64_t from_size, store_checkpoint_cb cb,
-			  void *arg);
+                          void *arg);
 
 /* ---- meta: string key -> bytes ---- */
 

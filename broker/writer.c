@@ -20,7 +20,6 @@ struct writer {
 	struct ledger *ledger;
 };
 
-
 static void *
 writer_main(void *arg)
 {

@@ -89,7 +89,7 @@ struct ihala_receipt {
 	Ihala__V1__ReceiptStatus status;
 	uint64_t seq;
 	uint8_t leaf_hash[MERKLE_HASH_LEN];
-	int error;	/* for REFUSED: the negative code */
+	int error; /* for REFUSED: the negative code */
 	char message_id[ID_MAX + 1];
 	char text[256]; /* for REFUSED: the broker's sentence */
 };
@@ -110,7 +110,7 @@ struct ihala_receipt {
  * call, a flush, the resend of a new session), so it never holds up the ones behind it.
  */
 int ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
-		 struct ihala_receipt *rc);
+                 struct ihala_receipt *rc);
 
 /* Send everything waiting in the outbox and wait (up to timeout_ms) for the receipts.
  * *left (may be NULL) gets how many are still waiting. */
@@ -127,8 +127,8 @@ struct ihala_delivery {
 	uint64_t seq;
 	uint8_t *entry; /* the encoded LogEntry as logged (malloc'd, owned by the delivery) */
 	size_t entry_len;
-	Ihala__V1__LogEntry *log;	/* decoded entry (owned by the delivery) */
-	Ihala__V1__Envelope *envelope;	/* decoded envelope for SUBMISSION entries, else NULL */
+	Ihala__V1__LogEntry *log;      /* decoded entry (owned by the delivery) */
+	Ihala__V1__Envelope *envelope; /* decoded envelope for SUBMISSION entries, else NULL */
 };
 
 /*
@@ -147,7 +147,7 @@ int ihala_ack(struct ihala_client *c, uint64_t seq);
  * What waits in the outbox is sent and receipted first (up to half the timeout), so a
  * referral this node just queued is known to the broker when the query goes. */
 int ihala_query(struct ihala_client *c, const char *referral_id, int timeout_ms,
-		Ihala__V1__ReferralState **out);
+                Ihala__V1__ReferralState **out);
 void ihala_state_free(Ihala__V1__ReferralState *st);
 
 /*
@@ -157,7 +157,7 @@ void ihala_state_free(Ihala__V1__ReferralState *st);
  */
 typedef int (*ihala_entry_cb)(void *arg, uint64_t seq, const uint8_t *entry, size_t len);
 int ihala_replay(struct ihala_client *c, uint64_t from, uint64_t to, int follow, ihala_entry_cb cb,
-		 void *arg, int timeout_ms);
+                 void *arg, int timeout_ms);
 
 struct ihala_proof {
 	uint64_t seq;
@@ -179,7 +179,7 @@ struct ihala_proof {
  * checkpoint covers it yet. p->checkpoint: free().
  */
 int ihala_prove(struct ihala_client *c, uint64_t seq, const char *message_id,
-		const char *verifier_key, int timeout_ms, struct ihala_proof *p);
+                const char *verifier_key, int timeout_ms, struct ihala_proof *p);
 
 /*
  * The node's journal (local store): a JSON text per (referral id, log seq) for what this node
@@ -189,11 +189,10 @@ int ihala_prove(struct ihala_client *c, uint64_t seq, const char *message_id,
  * call, cb must not call libihala, and a non-zero return stops the walk and is returned.
  */
 int ihala_journal_put(struct ihala_client *c, const char *referral_id, uint64_t seq,
-		      const char *json);
-typedef int (*ihala_journal_cb)(void *arg, const char *referral_id, uint64_t seq,
-				const char *json);
+                      const char *json);
+typedef int (*ihala_journal_cb)(void *arg, const char *referral_id, uint64_t seq, const char *json);
 int ihala_journal_iter(struct ihala_client *c, const char *referral_id, ihala_journal_cb cb,
-		       void *arg);
+                       void *arg);
 
 /* Generate a fresh random message id (32 hex digits) into buf (>= 33 bytes). */
 void ihala_new_message_id(char *buf, size_t len);

@@ -39,10 +39,10 @@
 #define LS_MAX_ENVELOPE (DBENV_MAX_VALUE - 1 - LOCALSTORE_MAX_MSGID)
 
 static const struct dbenv_format ls_format = {
-	LOCALSTORE_FORMAT_VERSION,
-	"client",
-	"ihala client store",
-	"give the client an empty or its own data dir",
+    LOCALSTORE_FORMAT_VERSION,
+    "client",
+    "ihala client store",
+    "give the client an empty or its own data dir",
 };
 
 struct localstore {
@@ -53,9 +53,9 @@ struct localstore {
 	MDB_dbi inbox;
 	MDB_dbi inbox_done;
 	MDB_dbi rejected;
-	MDB_dbi journal; /* referral id, NUL, u64 seq -> JSON text (created on open) */
+	MDB_dbi journal;  /* referral id, NUL, u64 seq -> JSON text (created on open) */
 	int inbox_lockfd; /* localstore_inbox_lock, -1 when not held */
-	dev_t dev;	  /* the directory, in the open_dirs registry */
+	dev_t dev;        /* the directory, in the open_dirs registry */
 	ino_t ino;
 	pid_t pid; /* the opener (a forked child inherits the registry, not the store) */
 	struct localstore *next_open;
@@ -147,15 +147,15 @@ static int
 open_layout(struct localstore *ls)
 {
 	const struct dbenv_db dbs[] = {
-		{ "outbox", 0, &ls->outbox },
-		{ "outbox_id", 0, &ls->outbox_id },
-		{ "inbox", 0, &ls->inbox },
-		{ "inbox_done", 0, &ls->inbox_done },
+	    {"outbox", 0, &ls->outbox},
+	    {"outbox_id", 0, &ls->outbox_id},
+	    {"inbox", 0, &ls->inbox},
+	    {"inbox_done", 0, &ls->inbox_done},
 	};
 	const struct dbenv_db added[] = {
-		/* Added after format 1 shipped: created in older stores too. */
-		{ "rejected", 0, &ls->rejected },
-		{ "journal", 0, &ls->journal },
+	    /* Added after format 1 shipped: created in older stores too. */
+	    {"rejected", 0, &ls->rejected},
+	    {"journal", 0, &ls->journal},
 	};
 	MDB_txn *txn = NULL;
 	int err, fresh;
@@ -165,9 +165,9 @@ open_layout(struct localstore *ls)
 	}
 	if ((err = dbenv_format_open(&ls->db, txn, &ls_format, 1, &ls->meta, &fresh)) < 0 ||
 	    (err = dbenv_dbis_open(&ls->db, txn, dbs, sizeof(dbs) / sizeof(dbs[0]),
-				   fresh ? MDB_CREATE : 0)) < 0 ||
+	                           fresh ? MDB_CREATE : 0)) < 0 ||
 	    (err = dbenv_dbis_open(&ls->db, txn, added, sizeof(added) / sizeof(added[0]),
-				   MDB_CREATE)) < 0 ||
+	                           MDB_CREATE)) < 0 ||
 	    (fresh && (err = dbenv_format_init(&ls->db, txn, ls->meta, &ls_format)) < 0)) {
 		mdb_txn_abort(txn);
 		return err;
@@ -182,13 +182,13 @@ localstore_open(const char *dir, struct localstore **out)
 	 * queued only once it is on disk. MDB_NOTLS lets several threads each run their short
 	 * read transactions. */
 	const struct dbenv_opts o = {
-		.mode = DATADIR_PARENTS,
-		.lockfile = LS_LOCKFILE,
-		.lock_shared = 1,
-		.flags = MDB_NOTLS,
-		.maxdbs = LS_MAXDBS,
-		.mapsize = LOCALSTORE_MAPSIZE,
-		.full_hint = "deliver the outbox or move the data dir to a fresh one",
+	    .mode = DATADIR_PARENTS,
+	    .lockfile = LS_LOCKFILE,
+	    .lock_shared = 1,
+	    .flags = MDB_NOTLS,
+	    .maxdbs = LS_MAXDBS,
+	    .mapsize = LOCALSTORE_MAPSIZE,
+	    .full_hint = "deliver the outbox or move the data dir to a fresh one",
 	};
 	struct localstore *ls;
 	struct stat sb;
@@ -289,13 +289,12 @@ localstore_inbox_lock(struct localstore *ls)
 /* Split an outbox record into its id (copied, NUL-terminated) and envelope. */
 static int
 outbox_decode(struct localstore *ls, const MDB_val *v, char id[LOCALSTORE_MAX_MSGID + 1],
-	      const void **env, size_t *len)
+              const void **env, size_t *len)
 {
 	const uint8_t *p = v->mv_data;
 	size_t n, chk;
 
-	if (v->mv_size < 1 || (n = p[0]) == 0 || n > LOCALSTORE_MAX_MSGID ||
-	    v->mv_size - 1 < n) {
+	if (v->mv_size < 1 || (n = p[0]) == 0 || n > LOCALSTORE_MAX_MSGID || v->mv_size - 1 < n) {
 		return damaged(ls, "outbox record");
 	}
 	memcpy(id, p + 1, n);
@@ -329,8 +328,8 @@ outbox_counter(struct localstore *ls, MDB_txn *txn, const MDB_val *k, uint64_t *
 /* Compare the queued entry `counter` with `env`: 0 same, IHALA_EMSGID
  * different, or an error. */
 static int
-outbox_same(struct localstore *ls, MDB_txn *txn, uint64_t counter, const char *id,
-	    const void *env, size_t len)
+outbox_same(struct localstore *ls, MDB_txn *txn, uint64_t counter, const char *id, const void *env,
+            size_t len)
 {
 	char got[LOCALSTORE_MAX_MSGID + 1];
 	uint8_t kbuf[U64_LEN];
@@ -343,7 +342,7 @@ outbox_same(struct localstore *ls, MDB_txn *txn, uint64_t counter, const char *i
 	mkval(&k, kbuf, sizeof(kbuf));
 	if ((rc = mdb_get(txn, ls->outbox, &k, &v)) != 0) {
 		return rc == MDB_NOTFOUND ? damaged(ls, "outbox index")
-					  : ls_err(ls, rc, "reading the outbox");
+		                          : ls_err(ls, rc, "reading the outbox");
 	}
 	if ((err = outbox_decode(ls, &v, got, &old, &oldlen)) < 0) {
 		return err;
@@ -353,7 +352,7 @@ outbox_same(struct localstore *ls, MDB_txn *txn, uint64_t counter, const char *i
 	}
 	if (oldlen != len || memcmp(old, env, len) != 0) {
 		log_warnx("local store %s: message id '%s' is already queued with other content",
-			  ls->db.dir, id);
+		          ls->db.dir, id);
 		return IHALA_EMSGID;
 	}
 	return 0;
@@ -362,7 +361,7 @@ outbox_same(struct localstore *ls, MDB_txn *txn, uint64_t counter, const char *i
 /* Queue in `txn` (see localstore_outbox_put); 1 when the same bytes were queued already. */
 static int
 outbox_put_txn(struct localstore *ls, MDB_txn *txn, const char *message_id, size_t idn,
-	       const void *env, size_t len)
+               const void *env, size_t len)
 {
 	uint8_t kbuf[U64_LEN], nbuf[U64_LEN];
 	MDB_val k, v, ik, nk, nv;
@@ -388,7 +387,7 @@ outbox_put_txn(struct localstore *ls, MDB_txn *txn, const char *message_id, size
 	} else if (rc != 0) {
 		return ls_err(ls, rc, "reading the outbox counter");
 	} else if (nv.mv_size != U64_LEN || (counter = be64dec(nv.mv_data)) == 0 ||
-		   counter == UINT64_MAX) {
+	           counter == UINT64_MAX) {
 		return damaged(ls, "outbox counter");
 	}
 
@@ -470,8 +469,8 @@ localstore_outbox_del(struct localstore *ls, const char *message_id)
 		/* An index entry without its record: drop the index entry so the
 		 * id does not stay stuck. */
 		log_warnx("local store %s: message id '%s' was indexed without its outbox record "
-			  "(store damaged); removing the index entry",
-			  ls->db.dir, message_id);
+		          "(store damaged); removing the index entry",
+		          ls->db.dir, message_id);
 	} else if (rc != 0) {
 		err = ls_err(ls, rc, "removing a queued message");
 		goto fail;
@@ -493,7 +492,7 @@ fail:
  */
 static int
 outbox_fetch(struct localstore *ls, uint64_t after, uint64_t last, uint64_t *counter,
-	     char id[LOCALSTORE_MAX_MSGID + 1], void **env, size_t *len)
+             char id[LOCALSTORE_MAX_MSGID + 1], void **env, size_t *len)
 {
 	uint8_t kbuf[U64_LEN];
 	MDB_cursor *cur = NULL;
@@ -624,8 +623,8 @@ localstore_outbox_count(struct localstore *ls, size_t *n)
 /* The state of `k` inside `txn`; when PENDING, *v (may be NULL) gets the
  * entry (pointing into the map until the transaction ends). */
 static int
-inbox_lookup(struct localstore *ls, MDB_txn *txn, const MDB_val *k,
-	     enum localstore_inbox_state *st, MDB_val *v)
+inbox_lookup(struct localstore *ls, MDB_txn *txn, const MDB_val *k, enum localstore_inbox_state *st,
+             MDB_val *v)
 {
 	MDB_val tmp, d;
 	int rc, pending, done;
@@ -652,7 +651,7 @@ inbox_lookup(struct localstore *ls, MDB_txn *txn, const MDB_val *k,
 
 int
 localstore_inbox_put(struct localstore *ls, uint64_t seq, const void *entry, size_t len,
-		     enum localstore_inbox_state *prev)
+                     enum localstore_inbox_state *prev)
 {
 	enum localstore_inbox_state st;
 	uint8_t kbuf[U64_LEN];
@@ -679,8 +678,8 @@ localstore_inbox_put(struct localstore *ls, uint64_t seq, const void *entry, siz
 	}
 	if (st == LOCALSTORE_PENDING && (v.mv_size != len || memcmp(v.mv_data, entry, len) != 0)) {
 		log_security("local store %s: delivery of seq %llu differs from the one stored "
-			     "earlier; a log entry must never change (keeping the first)",
-			     ls->db.dir, (unsigned long long)seq);
+		             "earlier; a log entry must never change (keeping the first)",
+		             ls->db.dir, (unsigned long long)seq);
 		err = IHALA_EINCONSISTENT;
 		goto fail;
 	}
@@ -765,7 +764,7 @@ localstore_inbox_state(struct localstore *ls, uint64_t seq, enum localstore_inbo
 
 int
 localstore_inbox_next_pending(struct localstore *ls, uint64_t after, uint64_t *seq, void **entry,
-			      size_t *len)
+                              size_t *len)
 {
 	uint8_t kbuf[U64_LEN];
 	MDB_cursor *cur = NULL;
@@ -830,7 +829,7 @@ localstore_checkpoint_put(struct localstore *ls, const char *text)
 		return err;
 	}
 	if ((err = dbenv_put(&ls->db, txn, ls->meta, META_CHECKPOINT, text, n, 0,
-			     "storing the checkpoint")) < 0) {
+	                     "storing the checkpoint")) < 0) {
 		mdb_txn_abort(txn);
 		return err;
 	}
@@ -880,7 +879,7 @@ journal_key(const char *rid, uint64_t seq, uint8_t *buf, size_t cap, size_t *len
 
 int
 localstore_journal_put(struct localstore *ls, const char *referral_id, uint64_t seq,
-		       const char *json)
+                       const char *json)
 {
 	uint8_t kbuf[LOCALSTORE_MAX_MSGID + 1 + U64_LEN];
 	MDB_txn *txn = NULL;
@@ -909,7 +908,7 @@ localstore_journal_put(struct localstore *ls, const char *referral_id, uint64_t 
 
 int
 localstore_journal_iter(struct localstore *ls, const char *referral_id, localstore_journal_cb cb,
-			void *arg)
+                        void *arg)
 {
 	uint8_t kbuf[LOCALSTORE_MAX_MSGID + 1 + U64_LEN];
 	char rid[LOCALSTORE_MAX_MSGID + 1];
@@ -944,7 +943,8 @@ localstore_journal_iter(struct localstore *ls, const char *referral_id, localsto
 			err = damaged(ls, "journal key");
 			goto out;
 		}
-		if (referral_id != NULL && (n + 1 + U64_LEN != klen || memcmp(k.mv_data, kbuf, n) != 0)) {
+		if (referral_id != NULL &&
+		    (n + 1 + U64_LEN != klen || memcmp(k.mv_data, kbuf, n) != 0)) {
 			break;
 		}
 		memcpy(rid, k.mv_data, n);
@@ -1015,7 +1015,7 @@ outbox_take_txn(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, void **e
 	mkval(&k, kbuf, sizeof(kbuf));
 	if ((rc = mdb_get(txn, ls->outbox, &k, &v)) != 0) {
 		return rc == MDB_NOTFOUND ? damaged(ls, "outbox index")
-					  : ls_err(ls, rc, "reading the outbox");
+		                          : ls_err(ls, rc, "reading the outbox");
 	}
 	if ((err = outbox_decode(ls, &v, got, &data, len)) < 0) {
 		return err;
@@ -1034,8 +1034,8 @@ outbox_take_txn(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, void **e
 }
 
 int
-localstore_outbox_reject(struct localstore *ls, const char *message_id, int code,
-			 const char *text, uint64_t time_ms)
+localstore_outbox_reject(struct localstore *ls, const char *message_id, int code, const char *text,
+                         uint64_t time_ms)
 {
 	MDB_txn *txn = NULL;
 	MDB_val ik, v;

@@ -80,7 +80,7 @@ int localstore_inbox_lock(struct localstore *ls);
  * entry keeps its place), IHALA_EMSGID when they differ.
  */
 int localstore_outbox_put(struct localstore *ls, const char *message_id, const void *env,
-			  size_t len);
+                          size_t len);
 
 /* Remove the entry of `message_id`; IHALA_ENOTFOUND if it is not queued. */
 int localstore_outbox_del(struct localstore *ls, const char *message_id);
@@ -111,7 +111,7 @@ int localstore_outbox_count(struct localstore *ls, size_t *n);
  * is not queued. A rejected entry of the same id is replaced.
  */
 int localstore_outbox_reject(struct localstore *ls, const char *message_id, int code,
-			     const char *text, uint64_t time_ms);
+                             const char *text, uint64_t time_ms);
 
 /* One rejected message, as localstore_rejected_iter shows it. Every pointer is
  * valid only during the callback; text is not NUL-terminated (text_len). */
@@ -167,7 +167,7 @@ enum localstore_inbox_state {
  * DONE entries have no bytes left to compare.
  */
 int localstore_inbox_put(struct localstore *ls, uint64_t seq, const void *entry, size_t len,
-			 enum localstore_inbox_state *prev);
+                         enum localstore_inbox_state *prev);
 
 /* Mark `seq` DONE and drop its bytes. Idempotent (DONE already: 0, no
  * write); IHALA_ENOTFOUND for a seq never put. */
@@ -183,7 +183,7 @@ int localstore_inbox_state(struct localstore *ls, uint64_t seq, enum localstore_
  * untouched).
  */
 int localstore_inbox_next_pending(struct localstore *ls, uint64_t after, uint64_t *seq,
-				  void **entry, size_t *len);
+                                  void **entry, size_t *len);
 
 /* ---- the last verified checkpoint this node saw (signed-note text) ---- */
 
@@ -201,7 +201,7 @@ int localstore_checkpoint_get(struct localstore *ls, char **text);
 /* Store `json` (NUL-terminated, copied) for (referral_id, seq >= 1), replacing what was
  * there. */
 int localstore_journal_put(struct localstore *ls, const char *referral_id, uint64_t seq,
-			   const char *json);
+                           const char *json);
 
 /*
  * Call cb for each record in (referral id, seq) order; only those of `referral_id` when it
@@ -211,6 +211,6 @@ int localstore_journal_put(struct localstore *ls, const char *referral_id, uint6
  */
 typedef int (*localstore_journal_cb)(void *arg, const char *rid, uint64_t seq, const char *json);
 int localstore_journal_iter(struct localstore *ls, const char *referral_id,
-			    localstore_journal_cb cb, void *arg);
+                            localstore_journal_cb cb, void *arg);
 
 #endif

@@ -52,9 +52,10 @@ datadir_prepare(const char *what, const char *dir, enum datadir_mode mode)
 		return IHALA_EIO;
 	}
 	if (mode != DATADIR_RDONLY && (sb.st_mode & 077) != 0) {
-		log_warnx("%s: directory '%s' is open to group or others (mode %03o); chmod 700 it: "
-			  "it holds survivors' data",
-			  what, dir, (unsigned)(sb.st_mode & 0777));
+		log_warnx(
+		    "%s: directory '%s' is open to group or others (mode %03o); chmod 700 it: "
+		    "it holds survivors' data",
+		    what, dir, (unsigned)(sb.st_mode & 0777));
 	}
 	return 0;
 }

@@ -3,8 +3,8 @@
 #define IHALA_DATADIR_H
 
 enum datadir_mode {
-	DATADIR_RDONLY,	 /* must exist; nothing created, no mode warning */
-	DATADIR_CREATE,	 /* created 0700 when missing; its parent must exist */
+	DATADIR_RDONLY,  /* must exist; nothing created, no mode warning */
+	DATADIR_CREATE,  /* created 0700 when missing; its parent must exist */
 	DATADIR_PARENTS, /* created 0700 with any missing parents (mkdir -p) */
 };
 

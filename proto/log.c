@@ -96,7 +96,7 @@ log_sanitize(const char *in, char *out, size_t outlen)
 static void
 vlog(enum log_level level, const char *prefix, const char *suffix, const char *fmt, va_list ap)
 {
-	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 	char raw[2048], msg[2048];
 
 	if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed)) {
@@ -115,7 +115,7 @@ vlog(enum log_level level, const char *prefix, const char *suffix, const char *f
 		gmtime_r(&ts.tv_sec, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 		fprintf(stderr, "%s.%03ldZ %s: %s%s%s%s\n", when, ts.tv_nsec / 1000000, log_name,
-			prefix, msg, suffix != NULL ? ": " : "", suffix != NULL ? suffix : "");
+		        prefix, msg, suffix != NULL ? ": " : "", suffix != NULL ? suffix : "");
 		fflush(stderr);
 	} else {
 		syslog(prio[level], "%s%s%s%s", prefix, msg, suffix != NULL ? ": " : "",
@@ -123,16 +123,16 @@ vlog(enum log_level level, const char *prefix, const char *suffix, const char *f
 	}
 }
 
-#define LOGFN(fn, level, prefix, witherrno)                                 \
-	void fn(const char *fmt, ...)                                       \
-	{                                                                   \
-		int saved = errno;                                          \
-		va_list ap;                                                 \
-                                                                            \
-		va_start(ap, fmt);                                          \
-		vlog(level, prefix, witherrno ? strerror(saved) : NULL, fmt, ap); \
-		va_end(ap);                                                 \
-		errno = saved;                                              \
+#define LOGFN(fn, level, prefix, witherrno)                                                        \
+	void fn(const char *fmt, ...)                                                              \
+	{                                                                                          \
+		int saved = errno;                                                                 \
+		va_list ap;                                                                        \
+                                                                                                   \
+		va_start(ap, fmt);                                                                 \
+		vlog(level, prefix, witherrno ? strerror(saved) : NULL, fmt, ap);                  \
+		va_end(ap);                                                                        \
+		errno = saved;                                                                     \
 	}
 
 LOGFN(log_warn, LOG_LEVEL_WARN, "", 1)

@@ -55,7 +55,8 @@ submit_all(const char *cfgpath, const char *to, long count, const char *prefix, 
 		Ihala__V1__Referral ref = IHALA__V1__REFERRAL__INIT;
 		Ihala__V1__Survivor sur = IHALA__V1__SURVIVOR__INIT;
 		Ihala__V1__Consent con = IHALA__V1__CONSENT__INIT;
-		Ihala__V1__ServiceCode svc = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
+		Ihala__V1__ServiceCode svc =
+		    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
 		char *agencies[1];
 		char msgid[64], rid[64], caseid[64];
 		struct ihala_receipt rc;
@@ -84,12 +85,13 @@ submit_all(const char *cfgpath, const char *to, long count, const char *prefix, 
 		env.referral = &ref;
 		for (;;) {
 			err = ihala_submit(c, &env, 3000, &rc);
-			if (err == 0 || rc.status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+			if (err == 0 ||
+			    rc.status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 				break;
 			}
 			if (++tries > 40) {
-				fprintf(stderr, "loadgen: %s: no receipt after %d tries: %s\n", msgid,
-					tries, ihala_errmsg(c));
+				fprintf(stderr, "loadgen: %s: no receipt after %d tries: %s\n",
+				        msgid, tries, ihala_errmsg(c));
 				break;
 			}
 		}
@@ -142,7 +144,8 @@ drain(const char *cfgpath, long count, long idle_ms, const char *opath)
 		if (err != 0) {
 			break;
 		}
-		fprintf(of, "%" PRIu64 " %s\n", d.seq, d.envelope != NULL ? d.envelope->message_id : "-");
+		fprintf(of, "%" PRIu64 " %s\n", d.seq,
+		        d.envelope != NULL ? d.envelope->message_id : "-");
 		fflush(of);
 		ihala_ack(c, d.seq);
 		ihala_delivery_release(&d);
@@ -194,7 +197,8 @@ check_log(const char *dir, const char *rpath, const char *sender)
 		Ihala__V1__LogEntry *e = NULL;
 		Ihala__V1__Envelope *env = NULL;
 
-		if (store_log_get(r, seq, &data, &len) != 0 || logentry_decode(data, len, &e) != 0) {
+		if (store_log_get(r, seq, &data, &len) != 0 ||
+		    logentry_decode(data, len, &e) != 0) {
 			continue;
 		}
 		if (e->kind == IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
@@ -231,7 +235,7 @@ check_log(const char *dir, const char *rpath, const char *sender)
 	while (fgets(line, sizeof(line), rf) != NULL) {
 		char msgid[128];
 		unsigned long long rseq;
-		struct logged key = { msgid, 0 }, *hit;
+		struct logged key = {msgid, 0}, *hit;
 		uint64_t found = 0, n = 0;
 
 		if (sscanf(line, "%127s %llu", msgid, &rseq) != 2) {
@@ -250,8 +254,10 @@ check_log(const char *dir, const char *rpath, const char *sender)
 			}
 		}
 		if (n != 1 || found != rseq) {
-			fprintf(stderr, "loadgen: %s receipted at seq %llu found %llu time(s) (last at %llu)\n",
-				msgid, rseq, (unsigned long long)n, (unsigned long long)found);
+			fprintf(
+			    stderr,
+			    "loadgen: %s receipted at seq %llu found %llu time(s) (last at %llu)\n",
+			    msgid, rseq, (unsigned long long)n, (unsigned long long)found);
 			bad++;
 		}
 	}
@@ -273,13 +279,14 @@ main(int argc, char **argv)
 		return submit_all(argv[2], argv[3], strtol(argv[4], NULL, 10), argv[5], argv[6]);
 	}
 	if (argc == 6 && strcmp(argv[1], "drain") == 0) {
-		return drain(argv[2], strtol(argv[3], NULL, 10), strtol(argv[4], NULL, 10), argv[5]);
+		return drain(argv[2], strtol(argv[3], NULL, 10), strtol(argv[4], NULL, 10),
+		             argv[5]);
 	}
 	if (argc == 5 && strcmp(argv[1], "check") == 0) {
 		return check_log(argv[2], argv[3], argv[4]);
 	}
 	fprintf(stderr, "usage: loadgen submit CONFIG TO COUNT PREFIX RECEIPTS\n"
-			"       loadgen drain CONFIG COUNT IDLE_MS OUT\n"
-			"       loadgen check DATA_DIR RECEIPTS SENDER\n");
+	                "       loadgen drain CONFIG COUNT IDLE_MS OUT\n"
+	                "       loadgen check DATA_DIR RECEIPTS SENDER\n");
 	return 2;
 }

@@ -133,7 +133,7 @@ untag(const char *dir)
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_dbi dbi;
-	MDB_val k, v, empty = { 0, NULL };
+	MDB_val k, v, empty = {0, NULL};
 	uint8_t **keys = NULL;
 	size_t *lens = NULL, n = 0, cap = 0, i;
 	int rc;

@@ -100,7 +100,8 @@ test_copy(void **state)
 	assert_string_equal(pa->may_send_to[1], "hi");
 	pa = wp->view.find(wp->view.ctx, "hi");
 	assert_non_null(pa);
-	assert_int_equal(pa->may_open_cases, 0); /* may_send naming referrals opens no case: only may_open_cases does */
+	assert_int_equal(pa->may_open_cases,
+	                 0); /* may_send naming referrals opens no case: only may_open_cases does */
 	assert_int_equal(pa->n_may_send_to, 1);
 	assert_null(wp->view.find(wp->view.ctx, "nobody"));
 	/* a copy: the config may go (a reload frees it) */

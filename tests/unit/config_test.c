@@ -1170,7 +1170,8 @@ manpage_options(char names[][96], size_t max)
 					continue;
 				}
 				assert_true(n < max);
-				assert_true((size_t)snprintf(names[n++], 96, "%s.%s", section, name) < 96);
+				assert_true(
+				    (size_t)snprintf(names[n++], 96, "%s.%s", section, name) < 96);
 			}
 		}
 	}

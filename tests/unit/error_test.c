@@ -40,8 +40,8 @@ test_enum_to_c(void **state)
 			fail_msg("%s = %d has no C code -%d", v->name, v->value, v->value);
 		}
 		if (strcmp(ihala_errname(-v->value), v->name + strlen(PREFIX)) != 0) {
-			fail_msg("%s = %d but C code -%d is named %s", v->name, v->value,
-				 v->value, ihala_errname(-v->value));
+			fail_msg("%s = %d but C code -%d is named %s", v->name, v->value, v->value,
+			         ihala_errname(-v->value));
 		}
 		/* Numbers are unique in the enum (no allow_alias). */
 		for (j = 0; j < i; j++) {
@@ -103,7 +103,7 @@ test_known_values(void **state)
 static void
 test_strerror(void **state)
 {
-	static const int extremes[] = { INT_MIN, INT_MIN + 1, -1000000, 1000000, INT_MAX };
+	static const int extremes[] = {INT_MIN, INT_MIN + 1, -1000000, 1000000, INT_MAX};
 	int n, m;
 	size_t i;
 
@@ -135,10 +135,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_enum_to_c),
-		cmocka_unit_test(test_c_to_enum),
-		cmocka_unit_test(test_known_values),
-		cmocka_unit_test(test_strerror),
+	    cmocka_unit_test(test_enum_to_c),
+	    cmocka_unit_test(test_c_to_enum),
+	    cmocka_unit_test(test_known_values),
+	    cmocka_unit_test(test_strerror),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,15 +16,15 @@
 #define NAME_CKB "ڕۆژان"
 
 static const uint8_t hash32[32] = {
-	0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
-	16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+    0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
 };
 
 static const char checkpoint_text[] = "ihala.example/log\n"
-				      "42\n"
-				      "qmpTrMrwAvUXUK8Tn8qw6QJ0qJXK5bDzlEBTFxtUEQQ=\n"
-				      "\n"
-				      "\xe2\x80\x94 ihala.example/log AAAAAQ==\n";
+                                      "42\n"
+                                      "qmpTrMrwAvUXUK8Tn8qw6QJ0qJXK5bDzlEBTFxtUEQQ=\n"
+                                      "\n"
+                                      "\xe2\x80\x94 ihala.example/log AAAAAQ==\n";
 
 /* Encode, decode, check the kind and that re-encoding the decoded frame
  * gives the very same bytes. Returns the decoded frame. */
@@ -202,7 +202,7 @@ check_referral(const Ihala__V1__Envelope *e)
 	assert_int_equal(ref->priority, IHALA__V1__PRIORITY__PRIORITY_URGENT);
 	assert_int_equal(ref->n_services, 3);
 	assert_int_equal(ref->services[1],
-			 IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS);
+	                 IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS);
 	assert_string_equal(ref->reason, "below-knee amputation, needs prosthesis fitting");
 	assert_string_equal(ref->notes, "ملاحظات: prefers a female physiotherapist");
 	assert_true(ref->created_time_ms == 1730540000123ull);
@@ -215,26 +215,25 @@ check_referral(const Ihala__V1__Envelope *e)
 	assert_string_equal(ref->survivor->governorate, "نینوى");
 	assert_string_equal(ref->survivor->district, "Sinjar");
 	assert_int_equal(ref->survivor->displacement,
-			 IHALA__V1__DISPLACEMENT__DISPLACEMENT_RETURNEE);
+	                 IHALA__V1__DISPLACEMENT__DISPLACEMENT_RETURNEE);
 	assert_non_null(ref->survivor->functioning);
 	assert_int_equal(ref->survivor->functioning->walking,
-			 IHALA__V1__DIFFICULTY__DIFFICULTY_CANNOT_DO);
+	                 IHALA__V1__DIFFICULTY__DIFFICULTY_CANNOT_DO);
 	assert_int_equal(ref->survivor->functioning->self_care,
-			 IHALA__V1__DIFFICULTY__DIFFICULTY_A_LOT);
+	                 IHALA__V1__DIFFICULTY__DIFFICULTY_A_LOT);
 	assert_non_null(ref->survivor->injury);
 	assert_string_equal(ref->survivor->injury->incident_date, "2023-04-17");
 	assert_int_equal(ref->survivor->injury->device_type,
-			 IHALA__V1__DEVICE_TYPE__DEVICE_TYPE_ERW_UXO);
+	                 IHALA__V1__DEVICE_TYPE__DEVICE_TYPE_ERW_UXO);
 	assert_int_equal(ref->survivor->injury->n_injury_codes, 2);
 	assert_string_equal(ref->survivor->injury->injury_codes[1], "dysfunction.hearing.left");
 	assert_int_equal(ref->survivor->injury->n_amputations, 2);
 	assert_int_equal(ref->survivor->injury->amputations[0],
-			 IHALA__V1__AMPUTATION__AMPUTATION_LEG_LEFT_BELOW_KNEE);
+	                 IHALA__V1__AMPUTATION__AMPUTATION_LEG_LEFT_BELOW_KNEE);
 
 	assert_non_null(ref->consent);
 	assert_true(ref->consent->given);
-	assert_int_equal(ref->consent->given_by,
-			 IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR);
+	assert_int_equal(ref->consent->given_by, IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR);
 	assert_string_equal(ref->consent->date, "2024-11-02");
 	assert_string_equal(ref->consent->recorded_by, NAME_CKB);
 	assert_int_equal(ref->consent->n_agencies, 2);
@@ -242,7 +241,7 @@ check_referral(const Ihala__V1__Envelope *e)
 	assert_string_equal(ref->consent->agencies[1], "hi");
 	assert_int_equal(ref->consent->n_data_covered, 3);
 	assert_int_equal(ref->consent->data_covered[2],
-			 IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_FUNCTIONING);
+	                 IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_FUNCTIONING);
 
 	assert_non_null(ref->referring_officer);
 	assert_string_equal(ref->referring_officer->name, "Ahmed Kareem");
@@ -310,8 +309,7 @@ rt_submit(void)
 	/* The envelope bytes arrive exactly as the client encoded them. */
 	assert_int_equal(d->submit->envelope.len, envlen);
 	assert_memory_equal(d->submit->envelope.data, env, envlen);
-	assert_int_equal(envelope_decode(d->submit->envelope.data, d->submit->envelope.len, &e),
-			 0);
+	assert_int_equal(envelope_decode(d->submit->envelope.data, d->submit->envelope.len, &e), 0);
 	check_referral(e);
 	envelope_free(e);
 	frame_free(d);
@@ -429,7 +427,7 @@ rt_referral_state(void)
 	Ihala__V1__ReferralState rs = IHALA__V1__REFERRAL_STATE__INIT;
 	Ihala__V1__HistoryItem h1 = IHALA__V1__HISTORY_ITEM__INIT;
 	Ihala__V1__HistoryItem h2 = IHALA__V1__HISTORY_ITEM__INIT;
-	Ihala__V1__HistoryItem *hist[2] = { &h1, &h2 };
+	Ihala__V1__HistoryItem *hist[2] = {&h1, &h2};
 
 	h1.seq = 17;
 	h1.time_ms = 1000;
@@ -471,7 +469,7 @@ rt_referral_state(void)
 	assert_true(d->referral_state->history[1]->time_ms == 2000);
 	assert_string_equal(d->referral_state->history[1]->agency, "moh");
 	assert_int_equal(d->referral_state->history[1]->status,
-			 IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED);
+	                 IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED);
 	frame_free(d);
 }
 
@@ -502,8 +500,8 @@ rt_log_entries(void)
 	Ihala__V1__LogEntries le = IHALA__V1__LOG_ENTRIES__INIT;
 	Ihala__V1__LogRecord r1 = IHALA__V1__LOG_RECORD__INIT;
 	Ihala__V1__LogRecord r2 = IHALA__V1__LOG_RECORD__INIT;
-	Ihala__V1__LogRecord *recs[2] = { &r1, &r2 };
-	static const uint8_t e1[] = { 0x08, 0x01 }, e2[] = { 0x08, 0x02, 0x10, 0x05 };
+	Ihala__V1__LogRecord *recs[2] = {&r1, &r2};
+	static const uint8_t e1[] = {0x08, 0x01}, e2[] = {0x08, 0x02, 0x10, 0x05};
 
 	r1.seq = 1;
 	r1.entry.data = (uint8_t *)e1;
@@ -554,7 +552,7 @@ rt_proof_request(void)
 	p.consistency_from = 0;
 	d = roundtrip(&f);
 	assert_int_equal(d->proof_request->target_case,
-			 IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID);
+	                 IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID);
 	assert_string_equal(d->proof_request->message_id, "dma-msg-000001");
 	assert_true(d->proof_request->consistency_from == 0);
 	frame_free(d);
@@ -610,7 +608,7 @@ rt_consistency_proof(void)
 {
 	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
 	Ihala__V1__ConsistencyProof p = IHALA__V1__CONSISTENCY_PROOF__INIT;
-	ProtobufCBinaryData path[2] = { { 32, (uint8_t *)hash32 }, { 32, (uint8_t *)hash32 } };
+	ProtobufCBinaryData path[2] = {{32, (uint8_t *)hash32}, {32, (uint8_t *)hash32}};
 
 	p.request_id = 4;
 	p.size1 = 50;
@@ -680,7 +678,7 @@ rt_error(void)
 	d = roundtrip(&f);
 	assert_int_equal(d->error->code, -IHALA_ETRANSITION);
 	assert_string_equal(d->error->message,
-			    "status change not allowed: 'completed' -> 'accepted'");
+	                    "status change not allowed: 'completed' -> 'accepted'");
 	assert_true(d->error->request_id == 3);
 	frame_free(d);
 }
@@ -691,21 +689,21 @@ struct rt_case {
 };
 
 static const struct rt_case rt_cases[] = {
-	{ IHALA__V1__FRAME__KIND_WELCOME, rt_welcome },
-	{ IHALA__V1__FRAME__KIND_SUBMIT, rt_submit },
-	{ IHALA__V1__FRAME__KIND_RECEIPT, rt_receipt },
-	{ IHALA__V1__FRAME__KIND_DELIVER, rt_deliver },
-	{ IHALA__V1__FRAME__KIND_DELIVERY_ACK, rt_delivery_ack },
-	{ IHALA__V1__FRAME__KIND_QUERY, rt_query },
-	{ IHALA__V1__FRAME__KIND_REFERRAL_STATE, rt_referral_state },
-	{ IHALA__V1__FRAME__KIND_REPLAY_REQUEST, rt_replay_request },
-	{ IHALA__V1__FRAME__KIND_LOG_ENTRIES, rt_log_entries },
-	{ IHALA__V1__FRAME__KIND_PROOF_REQUEST, rt_proof_request },
-	{ IHALA__V1__FRAME__KIND_INCLUSION_PROOF, rt_inclusion_proof },
-	{ IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF, rt_consistency_proof },
-	{ IHALA__V1__FRAME__KIND_CHECKPOINT_REQUEST, rt_checkpoint_request },
-	{ IHALA__V1__FRAME__KIND_CHECKPOINT, rt_checkpoint },
-	{ IHALA__V1__FRAME__KIND_ERROR, rt_error },
+    {IHALA__V1__FRAME__KIND_WELCOME, rt_welcome},
+    {IHALA__V1__FRAME__KIND_SUBMIT, rt_submit},
+    {IHALA__V1__FRAME__KIND_RECEIPT, rt_receipt},
+    {IHALA__V1__FRAME__KIND_DELIVER, rt_deliver},
+    {IHALA__V1__FRAME__KIND_DELIVERY_ACK, rt_delivery_ack},
+    {IHALA__V1__FRAME__KIND_QUERY, rt_query},
+    {IHALA__V1__FRAME__KIND_REFERRAL_STATE, rt_referral_state},
+    {IHALA__V1__FRAME__KIND_REPLAY_REQUEST, rt_replay_request},
+    {IHALA__V1__FRAME__KIND_LOG_ENTRIES, rt_log_entries},
+    {IHALA__V1__FRAME__KIND_PROOF_REQUEST, rt_proof_request},
+    {IHALA__V1__FRAME__KIND_INCLUSION_PROOF, rt_inclusion_proof},
+    {IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF, rt_consistency_proof},
+    {IHALA__V1__FRAME__KIND_CHECKPOINT_REQUEST, rt_checkpoint_request},
+    {IHALA__V1__FRAME__KIND_CHECKPOINT, rt_checkpoint},
+    {IHALA__V1__FRAME__KIND_ERROR, rt_error},
 };
 
 static void
@@ -741,10 +739,9 @@ test_envelope_kinds(void **state)
 	Ihala__V1__Outcome oc = IHALA__V1__OUTCOME__INIT;
 	Ihala__V1__Note note = IHALA__V1__NOTE__INIT;
 	Ihala__V1__ServiceCode delivered[1] = {
-		IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION
-	};
-	Ihala__V1__ReasonCode why[2] = { IHALA__V1__REASON_CODE__REASON_CODE_CLIENT_RELOCATED,
-					 IHALA__V1__REASON_CODE__REASON_CODE_OTHER };
+	    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION};
+	Ihala__V1__ReasonCode why[2] = {IHALA__V1__REASON_CODE__REASON_CODE_CLIENT_RELOCATED,
+	                                IHALA__V1__REASON_CODE__REASON_CODE_OTHER};
 	uint8_t *buf;
 	size_t len;
 
@@ -777,7 +774,7 @@ test_envelope_kinds(void **state)
 	assert_int_equal(e->status_update->status, IHALA__V1__TASK_STATUS__TASK_STATUS_FAILED);
 	assert_string_equal(e->status_update->business_status, "session 3 of 10 attended");
 	assert_int_equal(e->status_update->reason_code,
-			 IHALA__V1__REASON_CODE__REASON_CODE_CLIENT_RELOCATED);
+	                 IHALA__V1__REASON_CODE__REASON_CODE_CLIENT_RELOCATED);
 	assert_string_equal(e->status_update->note, NAME_CKB);
 	assert_non_null(e->status_update->outcome);
 	assert_true(e->status_update->outcome->service_implemented);
@@ -786,7 +783,7 @@ test_envelope_kinds(void **state)
 	assert_string_equal(e->status_update->outcome->date, "2024-12-01");
 	assert_int_equal(e->status_update->outcome->n_not_successful_reasons, 2);
 	assert_int_equal(e->status_update->outcome->not_successful_reasons[1],
-			 IHALA__V1__REASON_CODE__REASON_CODE_OTHER);
+	                 IHALA__V1__REASON_CODE__REASON_CODE_OTHER);
 	assert_string_equal(e->status_update->outcome->notes, "moved to Erbil");
 	envelope_free(e);
 	free(buf);
@@ -797,7 +794,7 @@ test_envelope_kinds(void **state)
 	assert_int_equal(envelope_decode(buf, len, &e), 0);
 	assert_int_equal(e->kind_case, IHALA__V1__ENVELOPE__KIND_OUTCOME);
 	assert_int_equal(e->outcome->services_delivered[0],
-			 IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION);
+	                 IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION);
 	envelope_free(e);
 	free(buf);
 
@@ -860,11 +857,11 @@ test_truncated(void **state)
 static void
 test_garbage(void **state)
 {
-	static const uint8_t g1[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-	static const uint8_t g2[] = { 0x0a, 0x05, 0x01 }; /* length past the end */
-	static const uint8_t g3[] = { 0x0f };             /* wire type 7 */
-	static const uint8_t g4[] = { 0x00, 0x00 };       /* field number 0 */
-	static const uint8_t g5[] = { 0x08, 0x01 };       /* Frame has no field 1 varint */
+	static const uint8_t g1[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+	static const uint8_t g2[] = {0x0a, 0x05, 0x01}; /* length past the end */
+	static const uint8_t g3[] = {0x0f};             /* wire type 7 */
+	static const uint8_t g4[] = {0x00, 0x00};       /* field number 0 */
+	static const uint8_t g5[] = {0x08, 0x01};       /* Frame has no field 1 varint */
 	Ihala__V1__Frame *d = NULL;
 	unsigned seed = 12345, i, j, accepted = 0;
 
@@ -907,7 +904,7 @@ test_garbage(void **state)
 			d = NULL;
 		} else {
 			assert_true(rc == IHALA_EBADFRAME || rc == IHALA_EUNKNOWNFRAME ||
-				    rc == IHALA_EUTF8);
+			            rc == IHALA_EUTF8);
 			assert_null(d);
 		}
 	}
@@ -943,16 +940,16 @@ static void
 test_no_kind(void **state)
 {
 	/* An unknown kind (field 16, from a later version), empty. */
-	static const uint8_t future[] = { 0x82, 0x01, 0x00 };
+	static const uint8_t future[] = {0x82, 0x01, 0x00};
 	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d = NULL;
 	uint8_t *out = NULL;
 	size_t outlen;
 
 	(void)state;
 	assert_int_equal(frame_decode((const uint8_t *)"", 0, FRAME_MAX_DEFAULT, &d),
-			 IHALA_EUNKNOWNFRAME);
+	                 IHALA_EUNKNOWNFRAME);
 	assert_int_equal(frame_decode(future, sizeof(future), FRAME_MAX_DEFAULT, &d),
-			 IHALA_EUNKNOWNFRAME);
+	                 IHALA_EUNKNOWNFRAME);
 	assert_null(d);
 	/* Nor does the encoder produce one. */
 	assert_int_equal(frame_encode(&f, &out, &outlen), IHALA_EINVAL);
@@ -966,24 +963,24 @@ static void
 test_trailing_and_noncanonical(void **state)
 {
 	/* DeliveryAck{seq = 1}: 2a 02 08 01 */
-	static const uint8_t ok[] = { 0x2a, 0x02, 0x08, 0x01 };
+	static const uint8_t ok[] = {0x2a, 0x02, 0x08, 0x01};
 	/* ...followed by an unknown field 99 = 1 */
-	static const uint8_t unknown[] = { 0x2a, 0x02, 0x08, 0x01, 0x98, 0x06, 0x01 };
+	static const uint8_t unknown[] = {0x2a, 0x02, 0x08, 0x01, 0x98, 0x06, 0x01};
 	/* ...with the unknown field inside the DeliveryAck */
-	static const uint8_t unknown_in[] = { 0x2a, 0x05, 0x08, 0x01, 0x98, 0x06, 0x01 };
+	static const uint8_t unknown_in[] = {0x2a, 0x05, 0x08, 0x01, 0x98, 0x06, 0x01};
 	/* ...followed by a second copy of itself (merged by protobuf) */
-	static const uint8_t twice[] = { 0x2a, 0x02, 0x08, 0x01, 0x2a, 0x02, 0x08, 0x02 };
+	static const uint8_t twice[] = {0x2a, 0x02, 0x08, 0x01, 0x2a, 0x02, 0x08, 0x02};
 	/* ...followed by a second kind (the oneof would silently switch) */
-	static const uint8_t two_kinds[] = { 0x2a, 0x02, 0x08, 0x01, 0x6a, 0x02, 0x08, 0x01 };
+	static const uint8_t two_kinds[] = {0x2a, 0x02, 0x08, 0x01, 0x6a, 0x02, 0x08, 0x01};
 	/* ...followed by a stray byte */
-	static const uint8_t stray[] = { 0x2a, 0x02, 0x08, 0x01, 0x00 };
+	static const uint8_t stray[] = {0x2a, 0x02, 0x08, 0x01, 0x00};
 	/* seq = 0 written explicitly (proto3 omits defaults) */
-	static const uint8_t explicit_default[] = { 0x2a, 0x02, 0x08, 0x00 };
+	static const uint8_t explicit_default[] = {0x2a, 0x02, 0x08, 0x00};
 	/* seq = 1 as a two-byte varint */
-	static const uint8_t long_varint[] = { 0x2a, 0x03, 0x08, 0x81, 0x00 };
+	static const uint8_t long_varint[] = {0x2a, 0x03, 0x08, 0x81, 0x00};
 	/* Query{request_id = 1, referral_id = "a\0b"}: C would read "a" */
-	static const uint8_t nul_in_string[] = { 0x32, 0x07, 0x08, 0x01, 0x12,
-						 0x03, 0x61, 0x00, 0x62 };
+	static const uint8_t nul_in_string[] = {0x32, 0x07, 0x08, 0x01, 0x12,
+	                                        0x03, 0x61, 0x00, 0x62};
 	Ihala__V1__Frame *d = NULL;
 
 	(void)state;
@@ -994,23 +991,22 @@ test_trailing_and_noncanonical(void **state)
 	d = NULL;
 
 	assert_int_equal(frame_decode(unknown, sizeof(unknown), FRAME_MAX_DEFAULT, &d),
-			 IHALA_EBADFRAME);
+	                 IHALA_EBADFRAME);
 	assert_int_equal(frame_decode(unknown_in, sizeof(unknown_in), FRAME_MAX_DEFAULT, &d),
-			 IHALA_EBADFRAME);
+	                 IHALA_EBADFRAME);
 	assert_int_equal(frame_decode(twice, sizeof(twice), FRAME_MAX_DEFAULT, &d),
-			 IHALA_EBADFRAME);
+	                 IHALA_EBADFRAME);
 	assert_int_equal(frame_decode(two_kinds, sizeof(two_kinds), FRAME_MAX_DEFAULT, &d),
-			 IHALA_EBADFRAME);
+	                 IHALA_EBADFRAME);
 	assert_int_equal(frame_decode(stray, sizeof(stray), FRAME_MAX_DEFAULT, &d),
-			 IHALA_EBADFRAME);
-	assert_int_equal(frame_decode(explicit_default, sizeof(explicit_default),
-				      FRAME_MAX_DEFAULT, &d),
-			 IHALA_EBADFRAME);
+	                 IHALA_EBADFRAME);
+	assert_int_equal(
+	    frame_decode(explicit_default, sizeof(explicit_default), FRAME_MAX_DEFAULT, &d),
+	    IHALA_EBADFRAME);
 	assert_int_equal(frame_decode(long_varint, sizeof(long_varint), FRAME_MAX_DEFAULT, &d),
-			 IHALA_EBADFRAME);
-	assert_int_equal(frame_decode(nul_in_string, sizeof(nul_in_string), FRAME_MAX_DEFAULT,
-				      &d),
-			 IHALA_EBADFRAME);
+	                 IHALA_EBADFRAME);
+	assert_int_equal(frame_decode(nul_in_string, sizeof(nul_in_string), FRAME_MAX_DEFAULT, &d),
+	                 IHALA_EBADFRAME);
 	assert_null(d);
 }
 
@@ -1114,14 +1110,14 @@ test_utf8_valid(void **state)
 	assert_true(utf8("Hêvî Şêxo")); /* Kurmanji, Latin script */
 	assert_true(utf8(""));
 	assert_true(utf8("plain ascii ~"));
-	assert_true(utf8("\xc2\x80"));             /* U+0080, smallest 2-byte */
-	assert_true(utf8("\xe0\xa0\x80"));         /* U+0800, smallest 3-byte */
-	assert_true(utf8("\xed\x9f\xbf"));         /* U+D7FF, just below surrogates */
-	assert_true(utf8("\xee\x80\x80"));         /* U+E000, just above */
-	assert_true(utf8("\xef\xbf\xbf"));         /* U+FFFF */
-	assert_true(utf8("\xf0\x90\x80\x80"));     /* U+10000, smallest 4-byte */
-	assert_true(utf8("\xf0\x9f\x98\x80"));     /* U+1F600 */
-	assert_true(utf8("\xf4\x8f\xbf\xbf"));     /* U+10FFFF, the last one */
+	assert_true(utf8("\xc2\x80"));                          /* U+0080, smallest 2-byte */
+	assert_true(utf8("\xe0\xa0\x80"));                      /* U+0800, smallest 3-byte */
+	assert_true(utf8("\xed\x9f\xbf"));                      /* U+D7FF, just below surrogates */
+	assert_true(utf8("\xee\x80\x80"));                      /* U+E000, just above */
+	assert_true(utf8("\xef\xbf\xbf"));                      /* U+FFFF */
+	assert_true(utf8("\xf0\x90\x80\x80"));                  /* U+10000, smallest 4-byte */
+	assert_true(utf8("\xf0\x9f\x98\x80"));                  /* U+1F600 */
+	assert_true(utf8("\xf4\x8f\xbf\xbf"));                  /* U+10FFFF, the last one */
 	assert_true(pb_utf8_valid((const uint8_t *)"a\0b", 3)); /* NUL is UTF-8 */
 }
 
@@ -1129,27 +1125,27 @@ static void
 test_utf8_invalid(void **state)
 {
 	static const char *bad[] = {
-		"\x80",                 /* lone continuation */
-		"a\xbf",                /* continuation after ASCII */
-		"\xc0\xaf",             /* overlong '/' */
-		"\xc1\xbf",             /* overlong U+007F */
-		"\xe0\x80\xaf",         /* overlong '/' in 3 bytes */
-		"\xe0\x9f\xbf",         /* overlong U+07FF */
-		"\xf0\x80\x80\xaf",     /* overlong '/' in 4 bytes */
-		"\xf0\x8f\xbf\xbf",     /* overlong U+FFFF */
-		"\xed\xa0\x80",         /* U+D800 high surrogate */
-		"\xed\xbf\xbf",         /* U+DFFF low surrogate */
-		"\xed\xa0\xbd\xed\xb8\x80", /* CESU-8 surrogate pair */
-		"\xf4\x90\x80\x80",     /* U+110000 */
-		"\xf5\x80\x80\x80",     /* lead byte past U+10FFFF */
-		"\xf8\x88\x80\x80\x80", /* 5-byte form */
-		"\xfe",
-		"\xff",
-		"\xe2\x82",             /* cut euro sign */
-		"\xe2\x41\x41",         /* lead then ASCII */
-		"\xf0\x9f\x98",         /* cut emoji */
-		"\xd9\x86\xd9\x88\xd8", /* "نو" then half a letter */
-		"\xda\xd5\x86",         /* Kurdish letter with a bad continuation */
+	    "\x80",                     /* lone continuation */
+	    "a\xbf",                    /* continuation after ASCII */
+	    "\xc0\xaf",                 /* overlong '/' */
+	    "\xc1\xbf",                 /* overlong U+007F */
+	    "\xe0\x80\xaf",             /* overlong '/' in 3 bytes */
+	    "\xe0\x9f\xbf",             /* overlong U+07FF */
+	    "\xf0\x80\x80\xaf",         /* overlong '/' in 4 bytes */
+	    "\xf0\x8f\xbf\xbf",         /* overlong U+FFFF */
+	    "\xed\xa0\x80",             /* U+D800 high surrogate */
+	    "\xed\xbf\xbf",             /* U+DFFF low surrogate */
+	    "\xed\xa0\xbd\xed\xb8\x80", /* CESU-8 surrogate pair */
+	    "\xf4\x90\x80\x80",         /* U+110000 */
+	    "\xf5\x80\x80\x80",         /* lead byte past U+10FFFF */
+	    "\xf8\x88\x80\x80\x80",     /* 5-byte form */
+	    "\xfe",
+	    "\xff",
+	    "\xe2\x82",             /* cut euro sign */
+	    "\xe2\x41\x41",         /* lead then ASCII */
+	    "\xf0\x9f\x98",         /* cut emoji */
+	    "\xd9\x86\xd9\x88\xd8", /* "نو" then half a letter */
+	    "\xda\xd5\x86",         /* Kurdish letter with a bad continuation */
 	};
 	char cut[sizeof(NAME_CKB)];
 	size_t i;
@@ -1175,7 +1171,7 @@ test_check_utf8_walk(void **state)
 {
 	struct referral_fixture r;
 	Ihala__V1__ProofRequest p = IHALA__V1__PROOF_REQUEST__INIT;
-	char *agencies[2] = { "moh", "h\xc0\xaf" };
+	char *agencies[2] = {"moh", "h\xc0\xaf"};
 
 	(void)state;
 	referral_fixture_init(&r);
@@ -1208,18 +1204,18 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roundtrip_every_kind),
-		cmocka_unit_test(test_envelope_kinds),
-		cmocka_unit_test(test_truncated),
-		cmocka_unit_test(test_garbage),
-		cmocka_unit_test(test_oversize),
-		cmocka_unit_test(test_no_kind),
-		cmocka_unit_test(test_trailing_and_noncanonical),
-		cmocka_unit_test(test_envelope_refusals),
-		cmocka_unit_test(test_frame_enums_and_utf8),
-		cmocka_unit_test(test_utf8_valid),
-		cmocka_unit_test(test_utf8_invalid),
-		cmocka_unit_test(test_check_utf8_walk),
+	    cmocka_unit_test(test_roundtrip_every_kind),
+	    cmocka_unit_test(test_envelope_kinds),
+	    cmocka_unit_test(test_truncated),
+	    cmocka_unit_test(test_garbage),
+	    cmocka_unit_test(test_oversize),
+	    cmocka_unit_test(test_no_kind),
+	    cmocka_unit_test(test_trailing_and_noncanonical),
+	    cmocka_unit_test(test_envelope_refusals),
+	    cmocka_unit_test(test_frame_enums_and_utf8),
+	    cmocka_unit_test(test_utf8_valid),
+	    cmocka_unit_test(test_utf8_invalid),
+	    cmocka_unit_test(test_check_utf8_walk),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

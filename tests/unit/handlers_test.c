@@ -290,8 +290,7 @@ submit(struct rig *g, const char *mid)
 	f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
 	f.submit = &sub;
 	assert_int_equal(frame_encode(&f, &fb, &flen), 0);
-	assert_int_equal(
-	    channel_write_frame(g->cch, fb, flen), 0);
+	assert_int_equal(channel_write_frame(g->cch, fb, flen), 0);
 	free(fb);
 	free(eb);
 }

@@ -185,8 +185,8 @@ test_second_open_refused(void **state)
 	if (pid == 0) {
 		struct localstore *c = NULL;
 		int ok = localstore_open(dir, &c) == 0 && count(c) == 1 &&
-			 localstore_outbox_put(c, "from-child", "c", 1) == 0 &&
-			 localstore_inbox_lock(c) == 0;
+		         localstore_outbox_put(c, "from-child", "c", 1) == 0 &&
+		         localstore_inbox_lock(c) == 0;
 
 		/* the inbox is taken by one process at a time */
 		_exit(ok && localstore_inbox_lock(c) == 0 ? 0 : 1);
@@ -202,8 +202,8 @@ test_second_open_refused(void **state)
 		struct localstore *c = NULL;
 
 		_exit(localstore_open(dir, &c) == 0 && localstore_inbox_lock(c) == IHALA_EAGAIN
-			      ? 0
-			      : 1);
+		          ? 0
+		          : 1);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
@@ -230,7 +230,7 @@ rej_cb(void *arg, const struct localstore_rejected *r)
 	size_t n = strlen(c->buf);
 
 	snprintf(c->buf + n, sizeof(c->buf) - n, "%s:%d:%.*s:%.*s;", r->message_id, r->code,
-		 (int)r->text_len, r->text, (int)r->env_len, (const char *)r->env);
+	         (int)r->text_len, r->text, (int)r->env_len, (const char *)r->env);
 	return 0;
 }
 
@@ -248,7 +248,7 @@ test_rejected(void **state)
 	/* A refused message leaves the outbox at once; the ones behind it stay, in order. */
 	assert_int_equal(localstore_outbox_reject(ls, "m1", IHALA_ETOOLARGE, "too big", 7), 0);
 	assert_int_equal(localstore_outbox_reject(ls, "m1", IHALA_ETOOLARGE, "x", 7),
-			 IHALA_ENOTFOUND);
+	                 IHALA_ENOTFOUND);
 	assert_string_equal(iter_all(ls), "m2=two;m3=three;");
 	assert_int_equal(localstore_rejected_count(ls, &n), 0);
 	assert_int_equal(n, 1);
@@ -451,10 +451,10 @@ test_survives_crash(void **state)
 	if (pid == 0) {
 		struct localstore *c = NULL;
 		int ok = localstore_open(dir, &c) == 0 &&
-			 localstore_outbox_put(c, "before-crash", "B", 1) == 0 &&
-			 localstore_inbox_put(c, 3, "three", 5, NULL) == 0 &&
-			 localstore_inbox_put(c, 5, "five", 4, NULL) == 0 &&
-			 localstore_inbox_done(c, 3) == 0;
+		         localstore_outbox_put(c, "before-crash", "B", 1) == 0 &&
+		         localstore_inbox_put(c, 3, "three", 5, NULL) == 0 &&
+		         localstore_inbox_put(c, 5, "five", 4, NULL) == 0 &&
+		         localstore_inbox_done(c, 3) == 0;
 
 		_exit(ok ? 0 : 1); /* no localstore_close */
 	}
@@ -542,7 +542,7 @@ next_is(struct localstore *ls, uint64_t after, uint64_t want)
 static void
 test_inbox_next_pending(void **state)
 {
-	static const uint64_t seqs[] = { 70, 3, 1000, 5, 256, 255 };
+	static const uint64_t seqs[] = {70, 3, 1000, 5, 256, 255};
 	struct localstore *ls = open_ok(tpath("pending"));
 	uint64_t seq = 42;
 	void *entry = (void *)1;
@@ -566,9 +566,9 @@ test_inbox_next_pending(void **state)
 	next_is(ls, 70, 255);
 	next_is(ls, 255, 1000); /* 256 is DONE */
 	assert_int_equal(localstore_inbox_next_pending(ls, 1000, &seq, &entry, &len),
-			 IHALA_ENOTFOUND);
+	                 IHALA_ENOTFOUND);
 	assert_int_equal(localstore_inbox_next_pending(ls, UINT64_MAX, &seq, &entry, &len),
-			 IHALA_ENOTFOUND);
+	                 IHALA_ENOTFOUND);
 
 	/* Process them all: none pending, all remembered. */
 	assert_int_equal(localstore_inbox_done(ls, 3), 0);
@@ -632,8 +632,8 @@ journal_collect(void *arg, const char *rid, uint64_t seq, const char *json)
 	struct jseen *js = arg;
 	size_t off = strlen(js->got);
 
-	snprintf(js->got + off, sizeof(js->got) - off, "%s/%llu=%s;", rid,
-	         (unsigned long long)seq, json);
+	snprintf(js->got + off, sizeof(js->got) - off, "%s/%llu=%s;", rid, (unsigned long long)seq,
+	         json);
 	js->n++;
 	return js->stop_after != 0 && js->n >= js->stop_after ? 7 : 0;
 }
@@ -658,8 +658,7 @@ test_journal(void **state)
 	assert_string_equal(js.got, "R1/2={\"a\":1};R1/300={\"b\":1};");
 	memset(&js, 0, sizeof(js));
 	assert_int_equal(localstore_journal_iter(ls, NULL, journal_collect, &js), 0);
-	assert_string_equal(js.got,
-	                    "R0/9={};R1/2={\"a\":1};R1/300={\"b\":1};R10/3={\"c\":1};");
+	assert_string_equal(js.got, "R0/9={};R1/2={\"a\":1};R1/300={\"b\":1};R10/3={\"c\":1};");
 	/* A callback's non-zero return stops the walk and is returned. */
 	memset(&js, 0, sizeof(js));
 	js.stop_after = 2;
@@ -891,22 +890,22 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_open_creates_dir),
-		cmocka_unit_test(test_second_open_refused),
-		cmocka_unit_test(test_rejected),
-		cmocka_unit_test(test_outbox_order_del_count),
-		cmocka_unit_test(test_outbox_binary),
-		cmocka_unit_test(test_outbox_same_id),
-		cmocka_unit_test(test_outbox_iter_stop_and_mutate),
-		cmocka_unit_test(test_reopen_keeps_everything),
-		cmocka_unit_test(test_survives_crash),
-		cmocka_unit_test(test_inbox_states),
-		cmocka_unit_test(test_inbox_next_pending),
-		cmocka_unit_test(test_checkpoint),
-		cmocka_unit_test(test_journal),
-		cmocka_unit_test(test_version),
-		cmocka_unit_test(test_bad_arguments),
-		cmocka_unit_test(test_store_full),
+	    cmocka_unit_test(test_open_creates_dir),
+	    cmocka_unit_test(test_second_open_refused),
+	    cmocka_unit_test(test_rejected),
+	    cmocka_unit_test(test_outbox_order_del_count),
+	    cmocka_unit_test(test_outbox_binary),
+	    cmocka_unit_test(test_outbox_same_id),
+	    cmocka_unit_test(test_outbox_iter_stop_and_mutate),
+	    cmocka_unit_test(test_reopen_keeps_everything),
+	    cmocka_unit_test(test_survives_crash),
+	    cmocka_unit_test(test_inbox_states),
+	    cmocka_unit_test(test_inbox_next_pending),
+	    cmocka_unit_test(test_checkpoint),
+	    cmocka_unit_test(test_journal),
+	    cmocka_unit_test(test_version),
+	    cmocka_unit_test(test_bad_arguments),
+	    cmocka_unit_test(test_store_full),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -35,23 +35,23 @@ struct rule {
 };
 
 static const struct rule rules[NSTATUS] = {
-	{ S(UNSPECIFIED), SETTER_NOBODY, 0, 0 },
-	{ S(REQUESTED), SETTER_NOBODY, 0, 0 },
-	{ S(RECEIVED), POLICY_PARTY_BROKER, F(REQUESTED), 0 },
-	{ S(ACCEPTED), POLICY_PARTY_RECIPIENT, F(REQUESTED) | F(RECEIVED), 0 },
-	{ S(REJECTED), POLICY_PARTY_RECIPIENT, F(REQUESTED) | F(RECEIVED), 0 },
-	{ S(IN_PROGRESS), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 0 },
-	{ S(ON_HOLD), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 0 },
-	{ S(COMPLETED), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 1 },
-	{ S(FAILED), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 1 },
-	{ S(CANCELLED), POLICY_PARTY_REFERRER, NON_TERMINAL, 0 },
-	{ S(OVERDUE), SETTER_NOBODY, 0, 0 },
+    {S(UNSPECIFIED), SETTER_NOBODY, 0, 0},
+    {S(REQUESTED), SETTER_NOBODY, 0, 0},
+    {S(RECEIVED), POLICY_PARTY_BROKER, F(REQUESTED), 0},
+    {S(ACCEPTED), POLICY_PARTY_RECIPIENT, F(REQUESTED) | F(RECEIVED), 0},
+    {S(REJECTED), POLICY_PARTY_RECIPIENT, F(REQUESTED) | F(RECEIVED), 0},
+    {S(IN_PROGRESS), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 0},
+    {S(ON_HOLD), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 0},
+    {S(COMPLETED), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 1},
+    {S(FAILED), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 1},
+    {S(CANCELLED), POLICY_PARTY_REFERRER, NON_TERMINAL, 0},
+    {S(OVERDUE), SETTER_NOBODY, 0, 0},
 };
 
 /* Names written here rather than taken from the module, so a wrong name cannot hide. */
 static const char *const status_names[NSTATUS] = {
-	"unspecified", "requested", "received",	 "accepted",  "rejected", "in-progress",
-	"on-hold",     "completed", "failed",	 "cancelled", "overdue",
+    "unspecified", "requested", "received", "accepted",  "rejected", "in-progress",
+    "on-hold",     "completed", "failed",   "cancelled", "overdue",
 };
 
 static const char *
@@ -96,7 +96,7 @@ struct cell {
 
 static int
 expected_of(enum policy_party who, Ihala__V1__TaskStatus from, Ihala__V1__TaskStatus to,
-	    int has_outcome)
+            int has_outcome)
 {
 	const struct rule *r = &rules[to];
 
@@ -127,16 +127,17 @@ static void test_cancel_from(void **state);
 /* A fake agency table.                                                                        */
 
 #define KIND_DMA (POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_NOTE)
-#define KIND_ANSWER (POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_OUTCOME | POLICY_KIND_NOTE)
+#define KIND_ANSWER                                                                                \
+	(POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_OUTCOME | POLICY_KIND_NOTE)
 
 enum { A_DMA, A_MOH, A_MOLSA, A_HI, A_AUDITOR, N_AGENCIES };
 
 static const struct policy_agency base_agencies[N_AGENCIES] = {
-	[A_DMA] = { "dma", ROLE(DMA), KIND_DMA, NULL, 0, 1 },
-	[A_MOH] = { "moh", ROLE(MINISTRY), KIND_ANSWER, NULL, 0, 0 },
-	[A_MOLSA] = { "molsa", ROLE(MINISTRY), KIND_ANSWER, NULL, 0, 0 },
-	[A_HI] = { "hi", ROLE(NGO), KIND_ANSWER, NULL, 0, 0 },
-	[A_AUDITOR] = { "auditor", ROLE(AUDITOR), 0, NULL, 0, 0 },
+    [A_DMA] = {"dma", ROLE(DMA), KIND_DMA, NULL, 0, 1},
+    [A_MOH] = {"moh", ROLE(MINISTRY), KIND_ANSWER, NULL, 0, 0},
+    [A_MOLSA] = {"molsa", ROLE(MINISTRY), KIND_ANSWER, NULL, 0, 0},
+    [A_HI] = {"hi", ROLE(NGO), KIND_ANSWER, NULL, 0, 0},
+    [A_AUDITOR] = {"auditor", ROLE(AUDITOR), 0, NULL, 0, 0},
 };
 
 /* A table a test may change; the view points into it. */
@@ -238,7 +239,7 @@ outcome_init(struct msg *m, const char *rid, int success)
 
 static void
 msg_status(struct msg *m, const char *rid, Ihala__V1__TaskStatus status,
-	   Ihala__V1__ReasonCode reason, int with_outcome)
+           Ihala__V1__ReasonCode reason, int with_outcome)
 {
 	msg_init(m);
 	ihala__v1__status_update__init(&m->su);
@@ -275,7 +276,7 @@ msg_note(struct msg *m, const char *rid)
 
 static void
 state_init(Ihala__V1__ReferralState *st, const char *rid, const char *referrer,
-	   const char *recipient, Ihala__V1__TaskStatus status)
+           const char *recipient, Ihala__V1__TaskStatus status)
 {
 	ihala__v1__referral_state__init(st);
 	st->referral_id = (char *)rid;
@@ -320,7 +321,7 @@ test_unknown_sender(void **state)
 	world_init(&w);
 	msg_referral(&m, "ghost", "moh", "r-1");
 	assert_refused(policy_check(&w.view, "ghost", &m.env, NULL, NULL, &d), d,
-		       IHALA_EUNKNOWNAGENCY);
+	               IHALA_EUNKNOWNAGENCY);
 }
 
 static void
@@ -334,7 +335,7 @@ test_auditor_referral_readonly(void **state)
 	world_init(&w);
 	msg_referral(&m, "auditor", "moh", "r-1");
 	assert_refused(policy_check(&w.view, "auditor", &m.env, NULL, NULL, &d), d,
-		       IHALA_EREADONLY);
+	               IHALA_EREADONLY);
 }
 
 static void
@@ -350,7 +351,7 @@ test_auditor_status_readonly(void **state)
 	CUR(cur, S(REQUESTED));
 	msg_status(&m, "r-1", S(CANCELLED), IHALA__V1__REASON_CODE__REASON_CODE_OTHER, 0);
 	assert_refused(policy_check(&w.view, "auditor", &m.env, &cur, NULL, &d), d,
-		       IHALA_EREADONLY);
+	               IHALA_EREADONLY);
 }
 
 static void
@@ -366,7 +367,7 @@ test_auditor_outcome_readonly(void **state)
 	CUR(cur, S(ACCEPTED));
 	msg_outcome(&m, "r-1", 1);
 	assert_refused(policy_check(&w.view, "auditor", &m.env, &cur, NULL, &d), d,
-		       IHALA_EREADONLY);
+	               IHALA_EREADONLY);
 }
 
 static void
@@ -382,7 +383,7 @@ test_auditor_note_readonly(void **state)
 	CUR(cur, S(ACCEPTED));
 	msg_note(&m, "r-1");
 	assert_refused(policy_check(&w.view, "auditor", &m.env, &cur, NULL, &d), d,
-		       IHALA_EREADONLY);
+	               IHALA_EREADONLY);
 }
 
 static void
@@ -899,10 +900,8 @@ test_nonparty_same_as_unknown(void **state)
 	world_init(&w);
 	CUR(cur, S(IN_PROGRESS));
 	msg_status(&m, "r-1", S(COMPLETED), 0, 1);
-	assert_refused(policy_check(&w.view, "hi", &m.env, &cur, NULL, &d1), d1,
-		       IHALA_ENOREFERRAL);
-	assert_refused(policy_check(&w.view, "hi", &m.env, NULL, NULL, &d2), d2,
-		       IHALA_ENOREFERRAL);
+	assert_refused(policy_check(&w.view, "hi", &m.env, &cur, NULL, &d1), d1, IHALA_ENOREFERRAL);
+	assert_refused(policy_check(&w.view, "hi", &m.env, NULL, NULL, &d2), d2, IHALA_ENOREFERRAL);
 	assert_string_equal(d1.text, d2.text);
 }
 
@@ -1142,7 +1141,7 @@ test_cancel_from(void **state)
 	world_init(&w);
 	CUR(cur, c->from);
 	msg_status(&m, "r-1", S(CANCELLED), IHALA__V1__REASON_CODE__REASON_CODE_ENTERED_IN_ERROR,
-		   0);
+	           0);
 	err = policy_check(&w.view, "dma", &m.env, &cur, NULL, &d);
 	if (c->expected == 0) {
 		assert_allowed(err, d);
@@ -1315,7 +1314,8 @@ test_note_from_third_party(void **state)
 	world_init(&w);
 	CUR(cur, S(ACCEPTED));
 	msg_note(&m, "r-1");
-	assert_refused(policy_check(&w.view, "molsa", &m.env, &cur, NULL, &d), d, IHALA_ENOREFERRAL);
+	assert_refused(policy_check(&w.view, "molsa", &m.env, &cur, NULL, &d), d,
+	               IHALA_ENOREFERRAL);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1337,8 +1337,8 @@ test_may_send_without_note(void **state)
 	assert_refused(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d, IHALA_EFORBIDDEN);
 }
 
-static const char *const only_moh[] = { "moh" };
-static const char *const only_hi[] = { "hi" };
+static const char *const only_moh[] = {"moh"};
+static const char *const only_hi[] = {"hi"};
 
 static void
 test_may_send_to_refuses_other_recipient(void **state)
@@ -1455,7 +1455,7 @@ test_role_default_dma(void **state)
 {
 	(void)state;
 	assert_int_equal(policy_role_default(ROLE(DMA)),
-			 POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_NOTE);
+	                 POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_NOTE);
 }
 
 static void
@@ -1493,8 +1493,8 @@ test_is_terminal(void **state)
 
 	(void)state;
 	for (s = 0; s < NSTATUS; s++) {
-		int want = s == S(REJECTED) || s == S(COMPLETED) || s == S(FAILED) ||
-			   s == S(CANCELLED);
+		int want =
+		    s == S(REJECTED) || s == S(COMPLETED) || s == S(FAILED) || s == S(CANCELLED);
 
 		assert_int_equal(policy_is_terminal((Ihala__V1__TaskStatus)s), want);
 	}
@@ -1513,87 +1513,87 @@ test_status_names(void **state)
 }
 
 static const struct CMUnitTest fixed_tests[] = {
-	cmocka_unit_test(test_unknown_sender),
-	cmocka_unit_test(test_referral_huge_repeated),
-	cmocka_unit_test(test_auditor_referral_readonly),
-	cmocka_unit_test(test_auditor_status_readonly),
-	cmocka_unit_test(test_auditor_outcome_readonly),
-	cmocka_unit_test(test_auditor_note_readonly),
-	cmocka_unit_test(test_from_spoofed),
-	cmocka_unit_test(test_from_matching_ok),
-	cmocka_unit_test(test_referring_agency_spoofed),
-	cmocka_unit_test(test_message_id_empty),
-	cmocka_unit_test(test_message_id_65_chars),
-	cmocka_unit_test(test_message_id_64_chars_ok),
-	cmocka_unit_test(test_message_id_with_space),
-	cmocka_unit_test(test_envelope_no_kind),
-	cmocka_unit_test(test_referral_ok),
-	cmocka_unit_test(test_referral_no_consent),
-	cmocka_unit_test(test_referral_consent_not_given),
-	cmocka_unit_test(test_referral_consent_not_covering_recipient),
-	cmocka_unit_test(test_referral_unknown_recipient),
-	cmocka_unit_test(test_referral_to_itself),
-	cmocka_unit_test(test_referral_to_auditor),
-	cmocka_unit_test(test_referral_to_differs_from_receiving_agency),
-	cmocka_unit_test(test_referral_no_priority),
-	cmocka_unit_test(test_referral_no_services),
-	cmocka_unit_test(test_referral_no_case_id),
-	cmocka_unit_test(test_referral_no_survivor),
-	cmocka_unit_test(test_referral_exists),
-	cmocka_unit_test(test_ministry_new_case_forbidden),
-	cmocka_unit_test(test_ministry_new_case_allowed_when_configured),
-	cmocka_unit_test(test_onward_parent_accepted_ok),
-	cmocka_unit_test(test_onward_parent_in_progress_ok),
-	cmocka_unit_test(test_onward_parent_requested_refused),
-	cmocka_unit_test(test_onward_parent_completed_refused),
-	cmocka_unit_test(test_onward_not_parent_recipient),
-	cmocka_unit_test(test_onward_by_parent_referrer),
-	cmocka_unit_test(test_onward_parent_missing),
-	cmocka_unit_test(test_status_missing_referral),
-	cmocka_unit_test(test_status_bad_referral_id),
-	cmocka_unit_test(test_status_ngo_not_party),
-	cmocka_unit_test(test_nonparty_same_as_unknown),
-	cmocka_unit_test(test_forbidden_before_exists),
-	cmocka_unit_test(test_status_dma_accepts_own),
-	cmocka_unit_test(test_status_recipient_accepts),
-	cmocka_unit_test(test_status_completed_without_outcome),
-	cmocka_unit_test(test_status_completed_with_outcome),
-	cmocka_unit_test(test_status_failed_with_outcome),
-	cmocka_unit_test(test_status_outcome_with_other_status),
-	cmocka_unit_test(test_outcome_naming_other_referral),
-	cmocka_unit_test(test_status_rejected_without_reason),
-	cmocka_unit_test(test_status_rejected_with_reason),
-	cmocka_unit_test(test_status_cancel_without_reason),
-	cmocka_unit_test(test_status_recipient_cancels),
-	cmocka_unit_test(test_status_wrong_to),
-	cmocka_unit_test(test_status_right_to_ok),
-	cmocka_unit_test(test_outcome_ok),
-	cmocka_unit_test(test_outcome_before_acceptance_requested),
-	cmocka_unit_test(test_outcome_before_acceptance_received),
-	cmocka_unit_test(test_outcome_by_referrer_dma),
-	cmocka_unit_test(test_outcome_by_referrer_ministry),
-	cmocka_unit_test(test_outcome_unsuccessful_without_reasons),
-	cmocka_unit_test(test_outcome_unsuccessful_with_reason),
-	cmocka_unit_test(test_note_from_referrer),
-	cmocka_unit_test(test_note_from_recipient),
-	cmocka_unit_test(test_note_from_third_party),
-	cmocka_unit_test(test_may_send_without_note),
-	cmocka_unit_test(test_may_send_to_refuses_other_recipient),
-	cmocka_unit_test(test_may_send_to_allows_listed_recipient),
-	cmocka_unit_test(test_may_send_to_refuses_note_to_other),
-	cmocka_unit_test(test_may_read_referrer),
-	cmocka_unit_test(test_may_read_recipient),
-	cmocka_unit_test(test_may_read_auditor),
-	cmocka_unit_test(test_may_read_other_ministry),
-	cmocka_unit_test(test_may_read_other_ngo),
-	cmocka_unit_test(test_may_read_other_dma),
-	cmocka_unit_test(test_role_default_dma),
-	cmocka_unit_test(test_role_default_ministry),
-	cmocka_unit_test(test_role_default_ngo),
-	cmocka_unit_test(test_role_default_auditor),
-	cmocka_unit_test(test_role_default_unspecified),
-	cmocka_unit_test(test_is_terminal),
-	cmocka_unit_test(test_status_names),
+    cmocka_unit_test(test_unknown_sender),
+    cmocka_unit_test(test_referral_huge_repeated),
+    cmocka_unit_test(test_auditor_referral_readonly),
+    cmocka_unit_test(test_auditor_status_readonly),
+    cmocka_unit_test(test_auditor_outcome_readonly),
+    cmocka_unit_test(test_auditor_note_readonly),
+    cmocka_unit_test(test_from_spoofed),
+    cmocka_unit_test(test_from_matching_ok),
+    cmocka_unit_test(test_referring_agency_spoofed),
+    cmocka_unit_test(test_message_id_empty),
+    cmocka_unit_test(test_message_id_65_chars),
+    cmocka_unit_test(test_message_id_64_chars_ok),
+    cmocka_unit_test(test_message_id_with_space),
+    cmocka_unit_test(test_envelope_no_kind),
+    cmocka_unit_test(test_referral_ok),
+    cmocka_unit_test(test_referral_no_consent),
+    cmocka_unit_test(test_referral_consent_not_given),
+    cmocka_unit_test(test_referral_consent_not_covering_recipient),
+    cmocka_unit_test(test_referral_unknown_recipient),
+    cmocka_unit_test(test_referral_to_itself),
+    cmocka_unit_test(test_referral_to_auditor),
+    cmocka_unit_test(test_referral_to_differs_from_receiving_agency),
+    cmocka_unit_test(test_referral_no_priority),
+    cmocka_unit_test(test_referral_no_services),
+    cmocka_unit_test(test_referral_no_case_id),
+    cmocka_unit_test(test_referral_no_survivor),
+    cmocka_unit_test(test_referral_exists),
+    cmocka_unit_test(test_ministry_new_case_forbidden),
+    cmocka_unit_test(test_ministry_new_case_allowed_when_configured),
+    cmocka_unit_test(test_onward_parent_accepted_ok),
+    cmocka_unit_test(test_onward_parent_in_progress_ok),
+    cmocka_unit_test(test_onward_parent_requested_refused),
+    cmocka_unit_test(test_onward_parent_completed_refused),
+    cmocka_unit_test(test_onward_not_parent_recipient),
+    cmocka_unit_test(test_onward_by_parent_referrer),
+    cmocka_unit_test(test_onward_parent_missing),
+    cmocka_unit_test(test_status_missing_referral),
+    cmocka_unit_test(test_status_bad_referral_id),
+    cmocka_unit_test(test_status_ngo_not_party),
+    cmocka_unit_test(test_nonparty_same_as_unknown),
+    cmocka_unit_test(test_forbidden_before_exists),
+    cmocka_unit_test(test_status_dma_accepts_own),
+    cmocka_unit_test(test_status_recipient_accepts),
+    cmocka_unit_test(test_status_completed_without_outcome),
+    cmocka_unit_test(test_status_completed_with_outcome),
+    cmocka_unit_test(test_status_failed_with_outcome),
+    cmocka_unit_test(test_status_outcome_with_other_status),
+    cmocka_unit_test(test_outcome_naming_other_referral),
+    cmocka_unit_test(test_status_rejected_without_reason),
+    cmocka_unit_test(test_status_rejected_with_reason),
+    cmocka_unit_test(test_status_cancel_without_reason),
+    cmocka_unit_test(test_status_recipient_cancels),
+    cmocka_unit_test(test_status_wrong_to),
+    cmocka_unit_test(test_status_right_to_ok),
+    cmocka_unit_test(test_outcome_ok),
+    cmocka_unit_test(test_outcome_before_acceptance_requested),
+    cmocka_unit_test(test_outcome_before_acceptance_received),
+    cmocka_unit_test(test_outcome_by_referrer_dma),
+    cmocka_unit_test(test_outcome_by_referrer_ministry),
+    cmocka_unit_test(test_outcome_unsuccessful_without_reasons),
+    cmocka_unit_test(test_outcome_unsuccessful_with_reason),
+    cmocka_unit_test(test_note_from_referrer),
+    cmocka_unit_test(test_note_from_recipient),
+    cmocka_unit_test(test_note_from_third_party),
+    cmocka_unit_test(test_may_send_without_note),
+    cmocka_unit_test(test_may_send_to_refuses_other_recipient),
+    cmocka_unit_test(test_may_send_to_allows_listed_recipient),
+    cmocka_unit_test(test_may_send_to_refuses_note_to_other),
+    cmocka_unit_test(test_may_read_referrer),
+    cmocka_unit_test(test_may_read_recipient),
+    cmocka_unit_test(test_may_read_auditor),
+    cmocka_unit_test(test_may_read_other_ministry),
+    cmocka_unit_test(test_may_read_other_ngo),
+    cmocka_unit_test(test_may_read_other_dma),
+    cmocka_unit_test(test_role_default_dma),
+    cmocka_unit_test(test_role_default_ministry),
+    cmocka_unit_test(test_role_default_ngo),
+    cmocka_unit_test(test_role_default_auditor),
+    cmocka_unit_test(test_role_default_unspecified),
+    cmocka_unit_test(test_is_terminal),
+    cmocka_unit_test(test_status_names),
 };
 
 #define N_FIXED (sizeof(fixed_tests) / sizeof(fixed_tests[0]))
@@ -1612,23 +1612,22 @@ cell_name(struct cell *c)
 	}
 	if (c->expected == 0) {
 		snprintf(c->name, sizeof(c->name), "%s: %s -> %s%s allowed", party_name(c->who),
-			 status_names[c->from], status_names[c->to], suffix);
+		         status_names[c->from], status_names[c->to], suffix);
 	} else {
 		snprintf(c->name, sizeof(c->name), "%s: %s -> %s%s refused (%s)",
-			 party_name(c->who), status_names[c->from], status_names[c->to], suffix,
-			 err_name(c->expected));
+		         party_name(c->who), status_names[c->from], status_names[c->to], suffix,
+		         err_name(c->expected));
 	}
 }
 
 int
 main(void)
 {
-	static const enum policy_party whos[N_WHO] = { POLICY_PARTY_REFERRER,
-						       POLICY_PARTY_RECIPIENT, POLICY_PARTY_BROKER,
-						       POLICY_PARTY_NONE };
+	static const enum policy_party whos[N_WHO] = {POLICY_PARTY_REFERRER, POLICY_PARTY_RECIPIENT,
+	                                              POLICY_PARTY_BROKER, POLICY_PARTY_NONE};
 	static const Ihala__V1__TaskStatus cancel_from[N_CANCEL] = {
-		S(REQUESTED), S(RECEIVED),  S(ACCEPTED), S(IN_PROGRESS), S(ON_HOLD),
-		S(REJECTED),  S(COMPLETED), S(FAILED),	 S(CANCELLED),
+	    S(REQUESTED), S(RECEIVED),  S(ACCEPTED), S(IN_PROGRESS), S(ON_HOLD),
+	    S(REJECTED),  S(COMPLETED), S(FAILED),   S(CANCELLED),
 	};
 	struct cell *cells;
 	size_t n = 0, w, f, t, i;
@@ -1676,7 +1675,8 @@ main(void)
 		c->to = S(CANCELLED);
 		c->expected = terminal ? IHALA_ETRANSITION : 0;
 		snprintf(c->name, sizeof(c->name), "cancel by referrer from %s %s",
-			 status_names[c->from], terminal ? "refused (INVALID_TRANSITION)" : "allowed");
+		         status_names[c->from],
+		         terminal ? "refused (INVALID_TRANSITION)" : "allowed");
 	}
 
 	{

@@ -208,7 +208,7 @@ static void *
 rend_thread(void *p)
 {
 	struct rend_arg *a = p;
-	struct timespec ts = { 0, (long)a->delay_ms * 1000000L };
+	struct timespec ts = {0, (long)a->delay_ms * 1000000L};
 
 	nanosleep(&ts, NULL);
 	store_rend(a->r);
@@ -743,7 +743,7 @@ test_grow_waits_for_readers(void **state)
 	/* A reader that stays open: refused after STORE_GROW_WAIT_MS. */
 	assert_int_equal(store_rbegin(s, &r), 0);
 	assert_int_equal(store_grow(s, 2 << 20), IHALA_EAGAIN);
-	assert_int_equal(store_log_get(r, 1, &(const void *){ NULL }, &(size_t){ 0 }), 0);
+	assert_int_equal(store_log_get(r, 1, &(const void *){NULL}, &(size_t){0}), 0);
 	store_rend(r);
 	assert_int_equal(store_stat(s, &st), 0);
 	assert_int_equal(st.map_size, 1 << 20);
@@ -1166,24 +1166,24 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_append_get_order),
-		cmocka_unit_test(test_seqs_survive_reopen),
-		cmocka_unit_test(test_read_views),
-		cmocka_unit_test(test_msgid_dedup),
-		cmocka_unit_test(test_queue),
-		cmocka_unit_test(test_queue_tags),
-		cmocka_unit_test(test_nested_abort),
-		cmocka_unit_test(test_map_full),
-		cmocka_unit_test(test_auto_grow),
-		cmocka_unit_test(test_grow_waits_for_readers),
-		cmocka_unit_test(test_format_version),
-		cmocka_unit_test(test_lock_and_dir),
-		cmocka_unit_test(test_checkpoint),
-		cmocka_unit_test(test_tree),
-		cmocka_unit_test(test_referral_meta),
-		cmocka_unit_test(test_misuse),
-		cmocka_unit_test(test_backup),
-		cmocka_unit_test(test_mdb_stat),
+	    cmocka_unit_test(test_append_get_order),
+	    cmocka_unit_test(test_seqs_survive_reopen),
+	    cmocka_unit_test(test_read_views),
+	    cmocka_unit_test(test_msgid_dedup),
+	    cmocka_unit_test(test_queue),
+	    cmocka_unit_test(test_queue_tags),
+	    cmocka_unit_test(test_nested_abort),
+	    cmocka_unit_test(test_map_full),
+	    cmocka_unit_test(test_auto_grow),
+	    cmocka_unit_test(test_grow_waits_for_readers),
+	    cmocka_unit_test(test_format_version),
+	    cmocka_unit_test(test_lock_and_dir),
+	    cmocka_unit_test(test_checkpoint),
+	    cmocka_unit_test(test_tree),
+	    cmocka_unit_test(test_referral_meta),
+	    cmocka_unit_test(test_misuse),
+	    cmocka_unit_test(test_backup),
+	    cmocka_unit_test(test_mdb_stat),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
