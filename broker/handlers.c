@@ -91,7 +91,7 @@ static void
 session_authenticate(struct server *sv, struct session *s)
 {
 	const struct agency_config *ac;
-	char id[TLS_AGENCY_MAX + 1];
+	char id[ID_AGENCY_MAX + 1];
 	char text[256];
 	int err;
 

@@ -9,7 +9,7 @@
 #include "tlsctx.h"
 
 struct rl_agency {
-	char id[TLS_AGENCY_MAX + 1];
+	char id[ID_AGENCY_MAX + 1];
 	uint64_t start_ms; /* when the current interval began (its first line was written) */
 	uint64_t held;     /* refusals counted, not written, in this interval */
 	struct rl_agency *next;

@@ -30,7 +30,7 @@ struct channel;
 
 /* Delivery state of one agency: entries go to one of its sessions at a time. */
 struct agency_rt {
-	char id[TLS_AGENCY_MAX + 1];
+	char id[ID_AGENCY_MAX + 1];
 	struct session *deliverer;
 	uint64_t next_seq; /* next queue position to look at */
 	uint64_t inflight[MAX_WINDOW];
@@ -50,7 +50,7 @@ struct session {
 	int authed;
 	int dead;    /* peer gone or closed: free at the end of the iteration */
 	int closing; /* flush what is pending, then free */
-	char agency[TLS_AGENCY_MAX + 1];
+	char agency[ID_AGENCY_MAX + 1];
 	int role;
 	uint8_t fp[TLS_FP_LEN];
 	char addr[64]; /* the peer's IP address, as ZeroMQ gives it */

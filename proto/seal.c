@@ -143,7 +143,7 @@ seal_trust_free(struct seal_trust *t)
 static int
 check_profile(X509 *cert, const char *agency, char *err, size_t errlen)
 {
-	char id[TLS_AGENCY_MAX + 1], group[64];
+	char id[ID_AGENCY_MAX + 1], group[64];
 	EVP_PKEY *pk;
 	uint32_t flags;
 	int rc;

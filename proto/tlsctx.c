@@ -531,11 +531,11 @@ cn_identity(X509 *cert, char *agency)
 int
 tls_cert_identity(X509 *cert, char *agency, size_t len, uint8_t fp[TLS_FP_LEN])
 {
-	char id[TLS_AGENCY_MAX + 1];
+	char id[ID_AGENCY_MAX + 1];
 	unsigned int fplen = 0;
 	int rc;
 
-	if (cert == NULL || agency == NULL || len < TLS_AGENCY_MAX + 1) {
+	if (cert == NULL || agency == NULL || len < ID_AGENCY_MAX + 1) {
 		return IHALA_EINVAL;
 	}
 	rc = san_identity(cert, id);
@@ -561,7 +561,7 @@ tls_cert_identity(X509 *cert, char *agency, size_t len, uint8_t fp[TLS_FP_LEN])
 int
 tls_agency_cert_check(X509 *cert, char *why, size_t whylen)
 {
-	char san[TLS_AGENCY_MAX + 1], cn[TLS_AGENCY_MAX + 1];
+	char san[ID_AGENCY_MAX + 1], cn[ID_AGENCY_MAX + 1];
 	uint32_t flags;
 
 	if (cert == NULL) {

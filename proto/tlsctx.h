@@ -14,8 +14,6 @@
 #define TLSCTX_ALPN "ihala/1"
 
 /* Longest agency id, without the terminating NUL; ids are [a-z0-9_-]{1,32}. */
-/* An agency id (id.h): the buffer for tls_*_identity is TLS_AGENCY_MAX + 1 bytes. */
-#define TLS_AGENCY_MAX ID_AGENCY_MAX
 /* Size of a certificate fingerprint (SHA-256 over the DER encoding). */
 #define TLS_FP_LEN 32
 
@@ -70,10 +68,10 @@ int tlsctx_verify_cert(SSL_CTX *ctx, X509 *cert, STACK_OF(X509) * chain, char *e
  * The agency id a certificate names, and its fingerprint. The id is taken
  * from a SAN URI "ihala:agency:<id>" when the certificate has one, else from
  * the subject CN. Refused (IHALA_ECERT): no such name, two different ihala
- * URIs, several CNs, embedded NUL, empty, longer than TLS_AGENCY_MAX, or any
+ * URIs, several CNs, embedded NUL, empty, longer than ID_AGENCY_MAX, or any
  * character outside [a-z0-9_-]. Whether the id is a configured agency is the
  * caller's business.
- * agency: caller's buffer of len >= TLS_AGENCY_MAX + 1 bytes (IHALA_EINVAL
+ * agency: caller's buffer of len >= ID_AGENCY_MAX + 1 bytes (IHALA_EINVAL
  * otherwise), NUL-terminated on success. fp: caller's TLS_FP_LEN bytes or
  * NULL, SHA-256 of the certificate's DER. cert is borrowed.
  */

@@ -536,7 +536,7 @@ static void
 test_handshake_identity(void **state)
 {
 	SSL_CTX *sctx = server_ctx(), *cctx = client_ctx("moh");
-	char agency[TLS_AGENCY_MAX + 1];
+	char agency[ID_AGENCY_MAX + 1];
 	uint8_t fp[TLS_FP_LEN], want[32];
 	struct pair p;
 	X509 *moh;
@@ -571,7 +571,7 @@ test_handshake_identity(void **state)
 	assert_int_equal(tls_peer_identity(channel_ssl(p.c), agency, sizeof(agency), NULL), 0);
 	assert_string_equal(agency, "broker");
 	/* Too small a buffer for an agency id. */
-	assert_int_equal(tls_peer_identity(channel_ssl(p.s), agency, TLS_AGENCY_MAX, NULL),
+	assert_int_equal(tls_peer_identity(channel_ssl(p.s), agency, ID_AGENCY_MAX, NULL),
 	                 IHALA_EINVAL);
 
 	/* No session ticket came: nothing to resume, every connection is fully verified. */
@@ -590,7 +590,7 @@ test_server_name_forms(void **state)
 {
 	SSL_CTX *sctx = server_ctx(), *cctx = client_ctx("dma");
 	const char *names[] = {"localhost", "127.0.0.1"};
-	char agency[TLS_AGENCY_MAX + 1];
+	char agency[ID_AGENCY_MAX + 1];
 	struct pair p;
 	size_t i;
 
@@ -1295,7 +1295,7 @@ id_cert(const char *cn, int cnlen, const char *const *uris, const int *lens, int
 static int
 id_of(X509 *c, char *agency)
 {
-	int rc = tls_cert_identity(c, agency, TLS_AGENCY_MAX + 1, NULL);
+	int rc = tls_cert_identity(c, agency, ID_AGENCY_MAX + 1, NULL);
 
 	X509_free(c);
 	return rc;
@@ -1313,8 +1313,8 @@ test_identity_rules(void **state)
 	const char *u_empty[] = {"ihala:agency:"};
 	const int l_hi[] = {15}, l_two[] = {15, 16}, l_same[] = {15, 21, 15};
 	const int l_other[] = {23}, l_bad[] = {17}, l_nul[] = {21}, l_empty[] = {13};
-	char agency[TLS_AGENCY_MAX + 1];
-	char long_id[TLS_AGENCY_MAX + 2];
+	char agency[ID_AGENCY_MAX + 1];
+	char long_id[ID_AGENCY_MAX + 2];
 	uint8_t fp[TLS_FP_LEN], want[32];
 	X509 *c, *twocn;
 
@@ -1341,10 +1341,10 @@ test_identity_rules(void **state)
 	assert_int_equal(id_of(id_cert(NULL, 0, NULL, NULL, 0), agency), IHALA_ECERT);
 	memset(long_id, 'a', sizeof(long_id) - 1);
 	long_id[sizeof(long_id) - 1] = '\0';
-	assert_int_equal(id_of(id_cert(long_id, TLS_AGENCY_MAX + 1, NULL, NULL, 0), agency),
+	assert_int_equal(id_of(id_cert(long_id, ID_AGENCY_MAX + 1, NULL, NULL, 0), agency),
 	                 IHALA_ECERT);
-	assert_int_equal(id_of(id_cert(long_id, TLS_AGENCY_MAX, NULL, NULL, 0), agency), 0);
-	assert_int_equal(strlen(agency), TLS_AGENCY_MAX);
+	assert_int_equal(id_of(id_cert(long_id, ID_AGENCY_MAX, NULL, NULL, 0), agency), 0);
+	assert_int_equal(strlen(agency), ID_AGENCY_MAX);
 	/* Two CNs. */
 	twocn = id_cert("moh", 3, NULL, NULL, 0);
 	assert_int_equal(X509_NAME_add_entry_by_NID(X509_get_subject_name(twocn), NID_commonName,
@@ -1358,7 +1358,7 @@ test_identity_rules(void **state)
 	assert_int_equal(tls_cert_identity(c, agency, sizeof(agency), fp), 0);
 	sha256_der(c, want);
 	assert_memory_equal(fp, want, 32);
-	assert_int_equal(tls_cert_identity(c, agency, TLS_AGENCY_MAX, fp), IHALA_EINVAL);
+	assert_int_equal(tls_cert_identity(c, agency, ID_AGENCY_MAX, fp), IHALA_EINVAL);
 	assert_int_equal(tls_cert_identity(NULL, agency, sizeof(agency), fp), IHALA_EINVAL);
 	X509_free(c);
 	c = read_cert(pk("stranger.pem"));
@@ -1549,7 +1549,7 @@ test_dev_pki(void **state)
 	const char *refused[] = {"revoked", "expired", "foreign"};
 	const char *agencies[] = {"dma", "moh", "molsa", "hi", "auditor"};
 	char ca[PATH_MAX], crl[PATH_MAX], crl2[PATH_MAX], bc[PATH_MAX], bk[PATH_MAX];
-	char cc[PATH_MAX], ck[PATH_MAX], err[512], agency[TLS_AGENCY_MAX + 1];
+	char cc[PATH_MAX], ck[PATH_MAX], err[512], agency[ID_AGENCY_MAX + 1];
 	SSL_CTX *sctx = NULL, *cctx = NULL, *reload = NULL;
 	struct tls_files sf, cf;
 	struct pair p;

@@ -153,7 +153,7 @@ test_identity(void **state)
 {
 	static const char *const agencies[] = {"dma", "moh", "molsa", "hi", "auditor"};
 	uint8_t fp[TLS_FP_LEN], want[TLS_FP_LEN], *der = NULL;
-	char agency[TLS_AGENCY_MAX + 1], name[32];
+	char agency[ID_AGENCY_MAX + 1], name[32];
 	unsigned int n = 0;
 	int len;
 	size_t i;
@@ -183,7 +183,7 @@ test_identity(void **state)
 	assert_int_equal(tls_cert_identity(x, agency, sizeof(agency), fp), 0);
 	assert_memory_not_equal(fp, want, TLS_FP_LEN);
 	/* a buffer too small for the longest id */
-	assert_int_equal(tls_cert_identity(x, agency, TLS_AGENCY_MAX, NULL), IHALA_EINVAL);
+	assert_int_equal(tls_cert_identity(x, agency, ID_AGENCY_MAX, NULL), IHALA_EINVAL);
 	X509_free(x);
 	/* no SAN URI: the CN */
 	x = read_cert("broker.pem");
