@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "policy.h"
 #include "ratelog.h"
+#include "refstate.h"
 #include "session.h"
 #include "store.h"
 #include "tlsctx.h"
@@ -236,8 +237,6 @@ handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
 	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
 	Ihala__V1__ReferralState *st = NULL;
 	struct store_rtxn *r;
-	const void *data;
-	size_t len;
 	int err;
 
 	err = store_rbegin(sv->store, &r);
@@ -245,10 +244,10 @@ handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
 		send_error(sv, s, err, q->request_id, NULL);
 		return;
 	}
-	err = store_referral_get(r, q->referral_id, &data, &len);
+	/* The state record, then its history: one record per item. */
+	err = refstate_load(r, q->referral_id, &st);
 	if (err == 0) {
-		st = ihala__v1__referral_state__unpack(NULL, len, data);
-		err = st == NULL ? IHALA_ESTORE : 0;
+		err = refstate_load_history(r, st);
 	}
 	store_rend(r);
 	/* A referral the caller is not party to is refused (and logged as a security event). */

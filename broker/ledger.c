@@ -162,13 +162,20 @@ wbuf(struct ledger *lg, size_t len)
 	return lg->buf;
 }
 
+/* The state record, without its history: each history item is a record of its own
+ * (refstate_history_add), so saving a state costs the same however long its history is. */
 static int
-state_save(struct ledger *lg, struct store_wtxn *w, const Ihala__V1__ReferralState *st)
+state_save(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState *st)
 {
-	size_t len = ihala__v1__referral_state__get_packed_size(st);
-	uint8_t *buf = wbuf(lg, len ? len : 1);
+	size_t len;
+	uint8_t *buf;
+	int err;
 
-	if (buf == NULL) {
+	if (st->n_history > 0 && (err = refstate_history_move(w, st)) != 0) {
+		return err; /* a state from an earlier release: its items get records once */
+	}
+	len = ihala__v1__referral_state__get_packed_size(st);
+	if ((buf = wbuf(lg, len ? len : 1)) == NULL) {
 		return IHALA_ENOMEM;
 	}
 	ihala__v1__referral_state__pack(st, buf);
@@ -379,8 +386,8 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		deadline_key(key, sizeof(key), deadline, ref->referral_id);
 		err = store_meta_put(w, key, "", 0);
 		if (err == 0) {
-			err = refstate_add_history(cur, seq, r->now_ms, r->agency, S(REQUESTED),
-			                           "referral");
+			err = refstate_history_add(w, cur->referral_id, seq, r->now_ms, r->agency,
+			                           S(REQUESTED), "referral");
 		}
 	} else {
 		const char *what = d.kind == POLICY_KIND_STATUS    ? "status"
@@ -390,7 +397,8 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		if (d.new_status != S(UNSPECIFIED)) {
 			cur->status = d.new_status;
 		}
-		err = refstate_add_history(cur, seq, r->now_ms, r->agency, cur->status, what);
+		err = refstate_history_add(w, cur->referral_id, seq, r->now_ms, r->agency,
+		                           cur->status, what);
 	}
 	if (err == 0) {
 		err = state_save(lg, w, cur);
@@ -437,7 +445,7 @@ broker_status(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState 
 		} else {
 			st->status = status;
 		}
-		err = refstate_add_history(st, seq, t, "", status, text);
+		err = refstate_history_add(w, st->referral_id, seq, t, "", status, text);
 	}
 	if (err == 0) {
 		err = state_save(lg, w, st);

@@ -10,6 +10,26 @@
 
 #define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
 
+/* One item under (rid, item->seq), encoded on the stack when it fits (it nearly always does:
+ * a few short strings). */
+static int
+item_put(struct store_wtxn *w, const char *rid, const Ihala__V1__HistoryItem *it)
+{
+	uint8_t stack[512], *buf = stack;
+	size_t len = ihala__v1__history_item__get_packed_size(it);
+	int err;
+
+	if (len > sizeof(stack) && (buf = malloc(len)) == NULL) {
+		return IHALA_ENOMEM;
+	}
+	ihala__v1__history_item__pack(it, buf);
+	err = store_history_put(w, rid, it->seq, buf, len);
+	if (buf != stack) {
+		free(buf);
+	}
+	return err;
+}
+
 int
 refstate_load(struct store_rtxn *r, const char *rid, Ihala__V1__ReferralState **out)
 {
@@ -34,32 +54,98 @@ refstate_load(struct store_rtxn *r, const char *rid, Ihala__V1__ReferralState **
 }
 
 int
-refstate_add_history(Ihala__V1__ReferralState *st, uint64_t seq, uint64_t t, const char *agency,
-                     Ihala__V1__TaskStatus status, const char *what)
+refstate_history_add(struct store_wtxn *w, const char *rid, uint64_t seq, uint64_t t,
+                     const char *agency, Ihala__V1__TaskStatus status, const char *what)
 {
-	Ihala__V1__HistoryItem **h;
+	Ihala__V1__HistoryItem it = IHALA__V1__HISTORY_ITEM__INIT;
+
+	it.seq = seq;
+	it.time_ms = t;
+	it.agency = (char *)agency;
+	it.status = status;
+	it.what = (char *)what;
+	return item_put(w, rid, &it);
+}
+
+int
+refstate_history_move(struct store_wtxn *w, Ihala__V1__ReferralState *st)
+{
+	size_t i;
+	int err;
+
+	for (i = 0; i < st->n_history; i++) {
+		if ((err = item_put(w, st->referral_id, st->history[i])) != 0) {
+			return err;
+		}
+	}
+	for (i = 0; i < st->n_history; i++) {
+		protobuf_c_message_free_unpacked(&st->history[i]->base, NULL);
+	}
+	free(st->history);
+	st->history = NULL;
+	st->n_history = 0;
+	return 0;
+}
+
+struct load {
+	Ihala__V1__ReferralState *st;
+	size_t cap;
+	int sorted;
+};
+
+static int
+load_item(void *arg, uint64_t seq, const void *item, size_t len)
+{
+	struct load *l = arg;
+	Ihala__V1__ReferralState *st = l->st;
 	Ihala__V1__HistoryItem *it;
 
-	h = realloc(st->history, (st->n_history + 1) * sizeof(*h));
-	if (h == NULL) {
-		return IHALA_ENOMEM;
+	if (st->n_history == l->cap) {
+		size_t cap = l->cap < 16 ? 16 : 2 * l->cap;
+		Ihala__V1__HistoryItem **h = realloc(st->history, cap * sizeof(*h));
+
+		if (h == NULL) {
+			return IHALA_ENOMEM;
+		}
+		st->history = h;
+		l->cap = cap;
 	}
-	st->history = h;
-	it = malloc(sizeof(*it));
+	it = ihala__v1__history_item__unpack(NULL, len, item);
 	if (it == NULL) {
-		return IHALA_ENOMEM;
+		log_warnx("referral '%s': stored history item %llu does not decode",
+		          st->referral_id, (unsigned long long)seq);
+		return IHALA_ESTORE;
 	}
-	ihala__v1__history_item__init(it);
-	it->seq = seq;
-	it->time_ms = t;
-	it->agency = strdup(agency);
-	it->status = status;
-	it->what = strdup(what);
+	it->seq = seq; /* the key's, which orders the records */
+	if (st->n_history > 0 && st->history[st->n_history - 1]->seq > seq) {
+		l->sorted = 0;
+	}
 	st->history[st->n_history++] = it;
-	if (it->agency == NULL || it->what == NULL) {
-		return IHALA_ENOMEM;
-	}
 	return 0;
+}
+
+static int
+by_seq(const void *a, const void *b)
+{
+	const Ihala__V1__HistoryItem *x = *(Ihala__V1__HistoryItem *const *)a;
+	const Ihala__V1__HistoryItem *y = *(Ihala__V1__HistoryItem *const *)b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int
+refstate_load_history(struct store_rtxn *r, Ihala__V1__ReferralState *st)
+{
+	struct load l = {st, st->n_history, 1};
+	int err;
+
+	err = store_history_iter(r, st->referral_id, load_item, &l);
+	if (err == 0 && !l.sorted) {
+		/* Items carried by the state record and records of its own at once: only when a
+		 * release before per-item records wrote to this store after this one did. */
+		qsort(st->history, st->n_history, sizeof(*st->history), by_seq);
+	}
+	return err;
 }
 
 void

@@ -7,11 +7,13 @@
 #include "ihala.pb-c.h"
 
 struct store_rtxn;
+struct store_wtxn;
 
 /*
  * A state is a decoded ReferralState whose every field is malloc'ed (by protobuf-c, or here);
  * the caller owns it and frees it with refstate_free. The ledger encodes it into the store
- * (store_referral_put) with its own buffer.
+ * (store_referral_put) with its own buffer; refstate_load gives the state without its
+ * history, refstate_load_history adds it.
  */
 
 /* The stored state of referral `rid` into *out. IHALA_ENOTFOUND when there is none (or `rid`
@@ -21,10 +23,23 @@ int refstate_load(struct store_rtxn *r, const char *rid, Ihala__V1__ReferralStat
  * NULL when out of memory. Strings are copied. */
 Ihala__V1__ReferralState *refstate_new(const Ihala__V1__Referral *r, const char *referrer,
                                        const char *recipient, uint64_t deadline);
-/* Append a history item (strings copied). IHALA_ENOMEM leaves a state that is only fit to
- * be freed. */
-int refstate_add_history(Ihala__V1__ReferralState *st, uint64_t seq, uint64_t t, const char *agency,
-                         Ihala__V1__TaskStatus status, const char *what);
+/*
+ * History: one store record per item (store_history_put), never inside the state record, so
+ * that adding an item writes a bounded number of bytes whatever the history's length. A state
+ * record written before that (a format-1 store of an earlier release) still carries its
+ * items in `history`: refstate_history_move gives them records of their own once.
+ */
+
+/* Record one history item of referral `rid` (strings are encoded, not kept). */
+int refstate_history_add(struct store_wtxn *w, const char *rid, uint64_t seq, uint64_t t,
+                         const char *agency, Ihala__V1__TaskStatus status, const char *what);
+/* Move the items `st` carries, if any, to records of their own; st->history is then empty
+ * (save the state after). */
+int refstate_history_move(struct store_wtxn *w, Ihala__V1__ReferralState *st);
+/* Fill st->history with the referral's whole history in seq order: its records and any items
+ * the state record carried. IHALA_ENOMEM leaves a state that is only fit to be freed;
+ * IHALA_ESTORE when an item does not decode. */
+int refstate_load_history(struct store_rtxn *r, Ihala__V1__ReferralState *st);
 /* Free a state from refstate_load or refstate_new; NULL is fine. */
 void refstate_free(Ihala__V1__ReferralState *st);
 

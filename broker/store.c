@@ -332,6 +332,7 @@ store_stat(struct store *s, struct store_stats *st)
 		st->max_mapsize = s->max_mapsize;
 		st->page_size = ls.page_size;
 		st->used_bytes = ls.used_bytes;
+		st->put_bytes = atomic_load_explicit(&s->put_bytes, memory_order_relaxed);
 	}
 	store_rend(r);
 	return err;

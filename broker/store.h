@@ -76,6 +76,9 @@ struct store_stats {
 	size_t max_mapsize; /* cap of automatic growth */
 	size_t used_bytes;  /* bytes of the map in use (pages up to the last one used) */
 	size_t page_size;
+	/* Key and value bytes this process's write batches have handed to LMDB since
+	 * store_open (aborted ones included): what the writes cost, not the file's size. */
+	uint64_t put_bytes;
 };
 
 /* ---- environment ---- */
@@ -234,12 +237,28 @@ typedef int (*store_queue_cb)(void *arg, uint64_t seq);
 int store_queue_iter(struct store_rtxn *r, const char *agency, uint64_t from_seq, store_queue_cb cb,
                      void *arg);
 
-/* ---- referral: referral id -> current state bytes (overwritten) ---- */
+/* ---- referral: referral id -> current state bytes (overwritten; no history: see below) ---- */
 
 int store_referral_put(struct store_wtxn *w, const char *referral_id, const void *state,
                        size_t len);
 int store_referral_get(struct store_rtxn *r, const char *referral_id, const void **state,
                        size_t *len);
+
+/*
+ * ---- history: (referral id, seq) -> one history item's bytes ----
+ *
+ * A referral's history is one record per event, so adding one writes a few dozen bytes
+ * whatever the length of the history (the state record above holds no history). A put at
+ * a stored (id, seq) replaces the item. store_history_iter calls cb(arg, seq, item, len)
+ * for each item of `referral_id` in seq order (`item` points into the map, valid during
+ * the call); cb returns as for store_queue_iter. An id the key cannot hold (with its
+ * 9 more bytes) is IHALA_ETOOLARGE.
+ */
+int store_history_put(struct store_wtxn *w, const char *referral_id, uint64_t seq, const void *item,
+                      size_t len);
+typedef int (*store_history_cb)(void *arg, uint64_t seq, const void *item, size_t len);
+int store_history_iter(struct store_rtxn *r, const char *referral_id, store_history_cb cb,
+                       void *arg);
 
 /* ---- tree: (level, index) -> 32-byte Merkle node hash ---- */
 

@@ -4,6 +4,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/types.h>
@@ -32,6 +33,9 @@ struct store {
 	size_t max_mapsize;
 	size_t page_size;
 	pid_t pid;
+	/* Key and value bytes handed to LMDB by puts since open (store_put; read by store_stat
+	 * on any thread). */
+	_Atomic uint64_t put_bytes;
 
 	/* Writer thread only. */
 	struct store_wtxn *wtxn; /* the open top batch */
@@ -85,6 +89,15 @@ struct store_log_iter {
 /* Write the batch's changed queue counters into its transaction and forget them all
  * (store_state.c; store.c calls it at commit and before a sub-batch). */
 int store_qc_flush(struct store_wtxn *w);
+
+/* mdb_put, counting the key and value bytes it is given in s->put_bytes (what a write costs,
+ * for store_stat and the tests that bound it). Every put of the store goes through here. */
+static inline int
+store_put(struct store *s, MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v, unsigned flags)
+{
+	atomic_fetch_add_explicit(&s->put_bytes, k->mv_size + v->mv_size, memory_order_relaxed);
+	return mdb_put(txn, dbi, k, v, flags);
+}
 
 /* ---- small checks ---- */
 

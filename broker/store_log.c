@@ -42,7 +42,7 @@ store_log_append(struct store_wtxn *w, const void *entry, size_t len, uint64_t *
 	v.mv_size = len;
 	/* MDB_APPEND also guards the invariant: a seq at or below the last
 	 * one fails with MDB_KEYEXIST instead of overwriting history. */
-	if ((rc = mdb_put(w->r.lt.txn, w->r.s->dbi.log, &k, &v, MDB_APPEND)) != 0) {
+	if ((rc = store_put(w->r.s, w->r.lt.txn, w->r.s->dbi.log, &k, &v, MDB_APPEND)) != 0) {
 		if (rc == MDB_KEYEXIST) {
 			log_warnx("store %s: seq %llu already in the log (a bug)", w->r.s->db.dir,
 			          (unsigned long long)w->next_seq);
@@ -199,7 +199,7 @@ store_msgid_put(struct store_wtxn *w, const char *sender, const char *msgid, uin
 	be64enc(vbuf, seq);
 	v.mv_data = vbuf;
 	v.mv_size = sizeof(vbuf);
-	rc = mdb_put(w->r.lt.txn, w->r.s->dbi.msgid, &k, &v, MDB_NOOVERWRITE);
+	rc = store_put(w->r.s, w->r.lt.txn, w->r.s->dbi.msgid, &k, &v, MDB_NOOVERWRITE);
 	if (rc == MDB_KEYEXIST) {
 		/* v now holds the stored value. */
 		if ((err = read_seq_value(w->r.s, &v, &old)) < 0) {
@@ -253,7 +253,7 @@ store_tree_put(struct store_wtxn *w, unsigned level, uint64_t index,
 	}
 	v.mv_data = (void *)hash;
 	v.mv_size = STORE_HASH_LEN;
-	rc = mdb_put(w->r.lt.txn, w->r.s->dbi.tree, &k, &v, MDB_NOOVERWRITE);
+	rc = store_put(w->r.s, w->r.lt.txn, w->r.s->dbi.tree, &k, &v, MDB_NOOVERWRITE);
 	if (rc == MDB_KEYEXIST) {
 		if (v.mv_size == STORE_HASH_LEN && memcmp(v.mv_data, hash, STORE_HASH_LEN) == 0) {
 			return 0;
@@ -310,7 +310,7 @@ store_checkpoint_put(struct store_wtxn *w, uint64_t size, const char *text)
 	k.mv_size = sizeof(kbuf);
 	v.mv_data = (void *)text;
 	v.mv_size = n;
-	rc = mdb_put(w->r.lt.txn, w->r.s->dbi.checkpoint, &k, &v, MDB_NOOVERWRITE);
+	rc = store_put(w->r.s, w->r.lt.txn, w->r.s->dbi.checkpoint, &k, &v, MDB_NOOVERWRITE);
 	if (rc == MDB_KEYEXIST) {
 		if (v.mv_size == n && memcmp(v.mv_data, text, n) == 0) {
 			return 0;

@@ -126,7 +126,7 @@ qcount_write_db(struct store_wtxn *w, const MDB_val *ck, uint64_t n)
 	} else {
 		v.mv_size = (size_t)snprintf(buf, sizeof(buf), "%llu", (unsigned long long)n);
 		v.mv_data = buf;
-		rc = mdb_put(w->r.lt.txn, w->r.s->dbi.meta, (MDB_val *)ck, &v, 0);
+		rc = store_put(w->r.s, w->r.lt.txn, w->r.s->dbi.meta, (MDB_val *)ck, &v, 0);
 	}
 	return rc != 0 ? wfail(w, rc, "updating a queue counter") : 0;
 }
@@ -217,7 +217,7 @@ store_queue_put_tagged(struct store_wtxn *w, const char *agency, uint64_t seq, c
 	}
 	v.mv_data = (void *)tag;
 	v.mv_size = tag_len;
-	rc = mdb_put(w->r.lt.txn, w->r.s->dbi.queue, &k, &v, MDB_NOOVERWRITE);
+	rc = store_put(w->r.s, w->r.lt.txn, w->r.s->dbi.queue, &k, &v, MDB_NOOVERWRITE);
 	if (rc == MDB_KEYEXIST) {
 		log_warnx("store %s: seq %llu already queued for '%s' (a bug)", w->r.s->db.dir,
 		          (unsigned long long)seq, agency);
@@ -385,6 +385,10 @@ str_put(struct store_wtxn *w, MDB_dbi dbi, const char *key, const void *val, siz
 	if (reserved && key != NULL && meta_reserved(w->r.s, key)) {
 		return IHALA_EINVAL;
 	}
+	if (key != NULL) {
+		atomic_fetch_add_explicit(&w->r.s->put_bytes, strlen(key) + len,
+		                          memory_order_relaxed);
+	}
 	err = dbenv_put(&w->r.s->db, w->r.lt.txn, dbi, key, val, len, 0, what);
 	/* dbenv_put's own argument refusals leave the batch usable; LMDB's failures do not. */
 	if (err < 0 && err != IHALA_EINVAL && err != IHALA_ETOOLARGE && w->failed == 0) {
@@ -426,6 +430,82 @@ store_referral_get(struct store_rtxn *r, const char *referral_id, const void **s
 {
 	return str_get(r, r != NULL ? r->s->dbi.referral : 0, referral_id, state, len,
 	               "reading a referral");
+}
+
+/* ---- referral history: referral id "\0" be64 seq -> item, in the referral database ---- */
+
+int
+store_history_put(struct store_wtxn *w, const char *referral_id, uint64_t seq, const void *item,
+                  size_t len)
+{
+	uint8_t kbuf[1024];
+	MDB_val k, v;
+	int rc, err;
+
+	if ((err = wcheck(w)) < 0) {
+		return err;
+	}
+	if (w->r.s->db.maxkey > sizeof(kbuf) || seq == 0 || (item == NULL && len > 0)) {
+		return IHALA_EINVAL;
+	}
+	if (len > DBENV_MAX_VALUE) {
+		return IHALA_ETOOLARGE;
+	}
+	/* The same layout as a queue key: the id, a NUL no id holds, the seq big-endian, so a
+	 * referral's items follow its state record in seq order. */
+	if ((err = queue_key(w->r.s, referral_id, seq, kbuf, &k)) < 0) {
+		return err;
+	}
+	v.mv_data = (void *)item;
+	v.mv_size = len;
+	if ((rc = store_put(w->r.s, w->r.lt.txn, w->r.s->dbi.referral, &k, &v, 0)) != 0) {
+		return wfail(w, rc, "storing a history item");
+	}
+	return 0;
+}
+
+int
+store_history_iter(struct store_rtxn *r, const char *referral_id, store_history_cb cb, void *arg)
+{
+	uint8_t kbuf[1024];
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	size_t plen;
+	int rc, err;
+
+	if ((err = rcheck(r)) < 0) {
+		return err;
+	}
+	if (cb == NULL || r->s->db.maxkey > sizeof(kbuf)) {
+		return IHALA_EINVAL;
+	}
+	if ((err = queue_key(r->s, referral_id, 0, kbuf, &k)) < 0) {
+		return err;
+	}
+	plen = k.mv_size - LOGDB_SEQ_LEN; /* id + NUL: the prefix of this referral's items */
+	if ((rc = mdb_cursor_open(r->lt.txn, r->s->dbi.referral, &cur)) != 0) {
+		return store_err(r->s, rc, "opening a history cursor");
+	}
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	err = 0;
+	while (rc == 0) {
+		if (k.mv_size != plen + LOGDB_SEQ_LEN || memcmp(k.mv_data, kbuf, plen) != 0) {
+			break; /* past this referral's items */
+		}
+		err = cb(arg, be64dec((const uint8_t *)k.mv_data + plen), v.mv_data, v.mv_size);
+		if (err != 0) {
+			break;
+		}
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (err != 0) {
+		return err < 0 ? err : 0;
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		return store_err(r->s, rc, "reading a referral's history");
+	}
+	return 0;
 }
 
 /* ---- meta ---- */

@@ -18,8 +18,15 @@
  *   checkpoint  be64 tree size -> signed note text (1 .. CHECKPOINT_TEXT_MAX bytes)
  *   msgid       sender "\0" message id -> be64 seq
  *   queue       agency "\0" be64 seq -> tag bytes (maybe empty)
- *   referral    referral id -> state bytes
+ *   referral    referral id -> ReferralState bytes without history (current state, rewritten)
+ *               referral id "\0" be64 seq -> HistoryItem bytes (one per event of the referral)
  *   meta        string key -> bytes ("format_version", "created", "qcount:<agency>" ...)
+ *
+ * A referral's history is one record per item, keyed after its state record, so that an
+ * event writes a bounded number of bytes however long the history is (the key's NUL is in
+ * no id). Stores written before that keep the items inside the state record (`history`);
+ * the broker reads both and moves a record's items out at the referral's next event. An
+ * earlier release given a later store would see only the items in state records.
  *
  * The broker (broker/store.c) writes it and reads it through the functions below; auditors
  * (clients/audit.c) and `ihala-broker --backup` open it read-only with logdb_open, never

@@ -21,6 +21,7 @@
 #include "ihala.pb-c.h"
 #include "ledger.h"
 #include "log.h"
+#include "refstate.h"
 #include "store.h"
 
 #define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
@@ -128,6 +129,7 @@ struct msg {
 	char *consent_agencies[1];
 	Ihala__V1__ServiceCode services[1];
 	Ihala__V1__StatusUpdate su;
+	Ihala__V1__Note note;
 };
 
 /* A complete, valid urgent referral `rid` from dma to moh, message id `mid`. */
@@ -173,6 +175,20 @@ msg_status(struct msg *m, const char *mid, const char *rid, Ihala__V1__TaskStatu
 	m->env.status_update = &m->su;
 	m->su.referral_id = (char *)rid;
 	m->su.status = status;
+}
+
+/* A note `text` on referral `rid`, message id `mid`. */
+static void
+msg_note(struct msg *m, const char *mid, const char *rid, const char *text)
+{
+	memset(m, 0, sizeof(*m));
+	ihala__v1__envelope__init(&m->env);
+	ihala__v1__note__init(&m->note);
+	m->env.message_id = (char *)mid;
+	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_NOTE;
+	m->env.note = &m->note;
+	m->note.referral_id = (char *)rid;
+	m->note.text = (char *)text;
 }
 
 /* A submission of `m` by `agency` at time `t`, bytes and decoded envelope as the server
@@ -250,21 +266,30 @@ queued(struct fx *fx, const char *agency)
 	return n;
 }
 
-/* The stored state of `rid` (caller frees with ihala__v1__referral_state__free_unpacked). */
+/* The state of `rid` with its whole history, as a Query answers it (caller frees with
+ * ihala__v1__referral_state__free_unpacked). */
 static Ihala__V1__ReferralState *
 state_of(struct fx *fx, const char *rid)
 {
 	struct store_rtxn *r;
-	Ihala__V1__ReferralState *st;
-	const void *data;
-	size_t len;
+	Ihala__V1__ReferralState *st = NULL;
 
 	assert_int_equal(store_rbegin(fx->store, &r), 0);
-	assert_int_equal(store_referral_get(r, rid, &data, &len), 0);
-	st = ihala__v1__referral_state__unpack(NULL, len, data);
+	assert_int_equal(refstate_load(r, rid, &st), 0);
+	assert_int_equal(refstate_load_history(r, st), 0);
 	store_rend(r);
 	assert_non_null(st);
 	return st;
+}
+
+/* Key and value bytes the store has been given by puts so far. */
+static uint64_t
+put_bytes(struct fx *fx)
+{
+	struct store_stats st;
+
+	assert_int_equal(store_stat(fx->store, &st), 0);
+	return st.put_bytes;
 }
 
 /* Size of the latest stored checkpoint, 0 when there is none. */
@@ -566,6 +591,170 @@ test_overdue(void **state)
 	fx_close(fx);
 }
 
+/* `n` notes by dma on `rid`, message ids "<rid>-n<i>", in batches of up to 250. */
+static void
+add_notes(struct fx *fx, const char *rid, int n, uint64_t t)
+{
+	struct wreq *batch[250];
+	char mid[64];
+	struct msg m;
+	int i = 0, k, j;
+
+	while (i < n) {
+		for (k = 0; k < 250 && i < n; k++, i++) {
+			snprintf(mid, sizeof(mid), "%s-n%d", rid, i);
+			msg_note(&m, mid, rid, "called the family; visit on Monday");
+			batch[k] = submit_req("dma", &m, t);
+		}
+		assert_int_equal(ledger_apply_batch(fx->lg, batch, (size_t)k), 0);
+		for (j = 0; j < k; j++) {
+			assert_int_equal(batch[j]->status, RS(ACCEPTED));
+			wreq_free(batch[j]);
+		}
+	}
+}
+
+/* Bytes given to the store by one more note on `rid` (a batch of its own). */
+static uint64_t
+note_cost(struct fx *fx, const char *rid, const char *mid)
+{
+	uint64_t before = put_bytes(fx);
+	struct wreq *r;
+	struct msg m;
+
+	msg_note(&m, mid, rid, "called the family; visit on Monday");
+	r = submit1(fx, "dma", &m, T0 + 2);
+	assert_int_equal(r->status, RS(ACCEPTED));
+	wreq_free(r);
+	return put_bytes(fx) - before;
+}
+
+/* Issue 20: adding an entry to a referral writes a bounded number of bytes to the store,
+ * whatever the length of its history (it used to rewrite the whole history, ~30 bytes an
+ * item, with every entry). The history a Query gets is still the whole of it, in order. */
+static void
+test_entry_cost_flat(void **state)
+{
+	struct fx *fx = fx_open(0, 1000000, 0);
+	Ihala__V1__ReferralState *st;
+	uint64_t short_cost, long_cost;
+	struct msg m;
+	size_t i;
+
+	(void)state;
+	msg_referral(&m, "m-short", "R-short");
+	wreq_free(submit1(fx, "dma", &m, T0));
+	msg_referral(&m, "m-long", "R-long");
+	wreq_free(submit1(fx, "dma", &m, T0));
+	add_notes(fx, "R-short", 10, T0 + 1);
+	add_notes(fx, "R-long", 3000, T0 + 1);
+
+	short_cost = note_cost(fx, "R-short", "last-short");
+	long_cost = note_cost(fx, "R-long", "last-long");
+	print_message("bytes put for one note: history of 11: %llu, of 3001: %llu\n",
+	              (unsigned long long)short_cost, (unsigned long long)long_cost);
+	/* The entry, its message id, queue slot and counter, the Merkle nodes it completes (up
+	 * to a dozen of 41 bytes: the only part that varies), one history item, the state. */
+	assert_true(short_cost < 2048);
+	assert_true(long_cost < 2048);
+	assert_true(long_cost < short_cost + 600);
+
+	st = state_of(fx, "R-long");
+	assert_int_equal(st->n_history, 3002);
+	assert_string_equal(st->history[0]->what, "referral");
+	assert_string_equal(st->history[0]->agency, "dma");
+	for (i = 1; i < st->n_history; i++) {
+		assert_true(st->history[i]->seq > st->history[i - 1]->seq);
+		assert_string_equal(st->history[i]->what, "note");
+	}
+	assert_int_equal(st->history[st->n_history - 1]->seq, log_last(fx));
+	ihala__v1__referral_state__free_unpacked(st, NULL);
+	st = state_of(fx, "R-short");
+	assert_int_equal(st->n_history, 12);
+	ihala__v1__referral_state__free_unpacked(st, NULL);
+	fx_close(fx);
+}
+
+/* A state record from a release that kept the history inside it (a format-1 store written
+ * before issue 20) still answers with its whole history; the next entry moves its items to
+ * records of their own, and the history stays whole and in order. */
+static void
+test_history_in_state_record(void **state)
+{
+	struct fx *fx = fx_open(0, 100, 0);
+	Ihala__V1__ReferralState old = IHALA__V1__REFERRAL_STATE__INIT, *st;
+	Ihala__V1__HistoryItem it[2], *items[2];
+	const char *what[2] = {"referral", "received"};
+	struct store_wtxn *w;
+	struct store_rtxn *r;
+	struct wreq *req;
+	const void *data;
+	uint8_t buf[512];
+	size_t len;
+	struct msg m;
+	int i;
+
+	(void)state;
+	/* Two entries in the log (seqs 1 and 2), which the old record's items name. */
+	msg_referral(&m, "m-1", "R-a");
+	wreq_free(submit1(fx, "dma", &m, T0));
+	msg_referral(&m, "m-2", "R-b");
+	wreq_free(submit1(fx, "dma", &m, T0));
+	old.referral_id = "R-old";
+	old.parent_referral_id = "";
+	old.referrer = "dma";
+	old.recipient = "moh";
+	old.status = S(RECEIVED);
+	old.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+	old.deadline_ms = T0 + URGENT_MS;
+	for (i = 0; i < 2; i++) {
+		ihala__v1__history_item__init(&it[i]);
+		it[i].seq = (uint64_t)i + 1;
+		it[i].time_ms = T0;
+		it[i].agency = i == 0 ? "dma" : "";
+		it[i].status = i == 0 ? S(REQUESTED) : S(RECEIVED);
+		it[i].what = (char *)what[i];
+		items[i] = &it[i];
+	}
+	old.n_history = 2;
+	old.history = items;
+	assert_true(ihala__v1__referral_state__get_packed_size(&old) <= sizeof(buf));
+	len = ihala__v1__referral_state__pack(&old, buf);
+	assert_int_equal(store_wbegin(fx->store, &w), 0);
+	assert_int_equal(store_referral_put(w, "R-old", buf, len), 0);
+	assert_int_equal(store_wcommit(w), 0);
+
+	st = state_of(fx, "R-old");
+	assert_int_equal(st->n_history, 2);
+	assert_string_equal(st->history[1]->what, "received");
+	ihala__v1__referral_state__free_unpacked(st, NULL);
+
+	msg_note(&m, "n-1", "R-old", "seen");
+	req = submit1(fx, "dma", &m, T0 + 1);
+	assert_int_equal(req->status, RS(ACCEPTED));
+	assert_int_equal(req->seq, 3);
+	wreq_free(req);
+	st = state_of(fx, "R-old");
+	assert_int_equal(st->n_history, 3);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(st->history[i]->seq, i + 1);
+	}
+	assert_string_equal(st->history[0]->what, "referral");
+	assert_string_equal(st->history[1]->what, "received");
+	assert_string_equal(st->history[2]->what, "note");
+	assert_int_equal(st->status, S(RECEIVED));
+	ihala__v1__referral_state__free_unpacked(st, NULL);
+	/* The record itself now holds no item. */
+	assert_int_equal(store_rbegin(fx->store, &r), 0);
+	assert_int_equal(store_referral_get(r, "R-old", &data, &len), 0);
+	st = ihala__v1__referral_state__unpack(NULL, len, data);
+	store_rend(r);
+	assert_non_null(st);
+	assert_int_equal(st->n_history, 0);
+	ihala__v1__referral_state__free_unpacked(st, NULL);
+	fx_close(fx);
+}
+
 /* A checkpoint signed into a batch covers what was on disk when the batch began, never the
  * batch's own entries (not synced when it is signed). */
 static void
@@ -641,11 +830,17 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_submit_accepted), cmocka_unit_test(test_duplicate),
-	    cmocka_unit_test(test_msgid_conflict),  cmocka_unit_test(test_queue_full),
-	    cmocka_unit_test(test_ack_received),    cmocka_unit_test(test_savepoint_retry),
-	    cmocka_unit_test(test_overdue),         cmocka_unit_test(test_checkpoint_not_ahead),
+	    cmocka_unit_test(test_submit_accepted),
+	    cmocka_unit_test(test_duplicate),
+	    cmocka_unit_test(test_msgid_conflict),
+	    cmocka_unit_test(test_queue_full),
+	    cmocka_unit_test(test_ack_received),
+	    cmocka_unit_test(test_savepoint_retry),
+	    cmocka_unit_test(test_overdue),
+	    cmocka_unit_test(test_checkpoint_not_ahead),
 	    cmocka_unit_test(test_policy_swap),
+	    cmocka_unit_test(test_entry_cost_flat),
+	    cmocka_unit_test(test_history_in_state_record),
 	};
 
 	log_setlevel(LOG_LEVEL_ERROR); /* refusals below warn on purpose */

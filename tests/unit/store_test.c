@@ -1017,6 +1017,83 @@ test_referral_meta(void **state)
 	store_close(s);
 }
 
+/* ---- history ---- */
+
+struct hist_seen {
+	uint64_t seq[8];
+	char item[8][16];
+	int n;
+};
+
+static int
+hist_cb(void *arg, uint64_t seq, const void *item, size_t len)
+{
+	struct hist_seen *h = arg;
+
+	assert_true(h->n < 8 && len < sizeof(h->item[0]));
+	h->seq[h->n] = seq;
+	memcpy(h->item[h->n], item, len);
+	h->item[h->n][len] = '\0';
+	h->n++;
+	return 0;
+}
+
+/* A referral's history items come back in seq order, its own only (not those of an id it is
+ * a prefix of), beside its state record; every put is counted in put_bytes. */
+static void
+test_history(void **state)
+{
+	struct store *s = open_ok(tpath("history"), 0, 0);
+	struct hist_seen h = {0};
+	struct store_stats st0, st1;
+	struct store_rtxn *r;
+	struct store_wtxn *w;
+	const void *val;
+	size_t len;
+	uint64_t seq;
+	int i;
+
+	(void)state;
+	assert_int_equal(store_stat(s, &st0), 0);
+	assert_int_equal(store_wbegin(s, &w), 0);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(store_log_append(w, "e", 1, &seq), 0);
+	}
+	assert_int_equal(store_referral_put(w, "R-1", "state", 5), 0);
+	assert_int_equal(store_history_put(w, "R-1", 300, "c", 1), 0);
+	assert_int_equal(store_history_put(w, "R-1", 2, "b", 1), 0);
+	assert_int_equal(store_history_put(w, "R-10", 1, "other", 5), 0);
+	assert_int_equal(store_history_put(w, "R-1", 1, "a", 1), 0);
+	assert_int_equal(store_history_put(w, "R-1", 2, "B", 1), 0); /* replaces */
+	assert_int_equal(store_history_put(w, "", 1, "x", 1), IHALA_EINVAL);
+	assert_int_equal(store_history_put(w, "R-1", 0, "x", 1), IHALA_EINVAL);
+	assert_int_equal(store_wcommit(w), 0);
+	assert_int_equal(store_stat(s, &st1), 0);
+	/* 3 log puts (8 + 1), the state (3 + 5), 5 items (id + 9 + value) */
+	assert_int_equal(st1.put_bytes - st0.put_bytes, 3 * 9 + 8 + 4 * (3 + 9 + 1) + 4 + 9 + 5);
+
+	assert_int_equal(store_rbegin(s, &r), 0);
+	assert_int_equal(store_history_iter(r, "R-1", hist_cb, &h), 0);
+	assert_int_equal(h.n, 3);
+	assert_int_equal(h.seq[0], 1);
+	assert_string_equal(h.item[0], "a");
+	assert_int_equal(h.seq[1], 2);
+	assert_string_equal(h.item[1], "B");
+	assert_int_equal(h.seq[2], 300);
+	assert_string_equal(h.item[2], "c");
+	assert_int_equal(store_referral_get(r, "R-1", &val, &len), 0);
+	assert_int_equal(len, 5);
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(store_history_iter(r, "R-10", hist_cb, &h), 0);
+	assert_int_equal(h.n, 1);
+	assert_string_equal(h.item[0], "other");
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(store_history_iter(r, "R-2", hist_cb, &h), 0);
+	assert_int_equal(h.n, 0);
+	store_rend(r);
+	store_close(s);
+}
+
 /* ---- misuse ---- */
 
 static void
@@ -1181,6 +1258,7 @@ main(void)
 	    cmocka_unit_test(test_checkpoint),
 	    cmocka_unit_test(test_tree),
 	    cmocka_unit_test(test_referral_meta),
+	    cmocka_unit_test(test_history),
 	    cmocka_unit_test(test_misuse),
 	    cmocka_unit_test(test_backup),
 	    cmocka_unit_test(test_mdb_stat),
