@@ -14,6 +14,7 @@
 #include "deliver.h"
 #include "error.h"
 #include "frame.h"
+#include "id.h"
 #include "ledger.h"
 #include "log.h"
 #include "merkle.h"
@@ -239,6 +240,11 @@ handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
 	struct store_rtxn *r;
 	int err;
 
+	if (!id_valid(q->referral_id)) {
+		send_error(sv, s, IHALA_EINVAL, q->request_id,
+		           "the query names no valid referral id");
+		return;
+	}
 	err = store_rbegin(sv->store, &r);
 	if (err != 0) {
 		send_error(sv, s, err, q->request_id, NULL);
@@ -340,6 +346,15 @@ handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest
 	int err;
 
 	(void)pp;
+	/* The request is judged before the store: its answer must not depend on the moment. */
+	if (q->consistency_from == 0 &&
+	    q->target_case != IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID &&
+	    (q->target_case != IHALA__V1__PROOF_REQUEST__TARGET_SEQ || q->seq == 0)) {
+		send_error(sv, s, IHALA_EINVAL,
+		           q->request_id, /* INVALID_ARGUMENT, PROTOCOL.md §6 */
+		           "a proof request needs a seq, a message id or consistency_from");
+		return;
+	}
 	err = store_rbegin(sv->store, &r);
 	if (err != 0) {
 		send_error(sv, s, err, q->request_id, NULL);
@@ -431,12 +446,6 @@ handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest
 		f.kind_case = IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF;
 		f.consistency_proof = &cp;
 		session_send(sv, s, &f);
-	}
-	if (seq == 0 && q->consistency_from == 0) {
-		snprintf(msg, sizeof(msg),
-		         "a proof request needs a seq, a message id or consistency_from");
-		err = IHALA_EINVAL; /* INVALID_ARGUMENT, as PROTOCOL.md §6 says */
-		goto fail;
 	}
 	store_rend(r);
 	free(text);

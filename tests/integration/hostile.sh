@@ -162,6 +162,11 @@ out=$(probe_as molsa send-hex 52020807 2>&1)
 check "a ProofRequest without a target: Error INVALID_ARGUMENT, the session goes on" \
 	out_is "$out" 'error INVALID_ARGUMENT: .*' open
 
+# Query{request_id 7} naming no referral: a bad argument, not "no such referral"
+out=$(probe_as molsa send-hex 32020807 2>&1)
+check "a Query without a referral id: Error INVALID_ARGUMENT, the session goes on" \
+	out_is "$out" 'error INVALID_ARGUMENT: .*' open
+
 # --- length prefixes -----------------------------------------------------------------------------
 # More announced than sent: the broker waits for the rest (the handshake is done, no timeout
 # applies) and keeps serving everyone else meanwhile.
