@@ -595,7 +595,9 @@ int
 metrics_start(const char *endpoint, struct store *store)
 {
 	struct sockaddr_storage ss;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	/* poll(), not MHD's default select(): a broker with a thousand sessions holds descriptors
+	 * past FD_SETSIZE, and select() cannot watch those (every scrape was dropped). */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
 	int v6 = 0, err;
 
 	if (endpoint == NULL) {
