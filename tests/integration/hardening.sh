@@ -3,7 +3,7 @@
 # descriptors than select() can watch, core dumps, a CRL about to expire.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
-plan 2
+plan 5
 
 port=$(free_port)
 mport=$(free_port)
@@ -54,3 +54,32 @@ for fd in "${conns[@]}"; do
 	exec {fd}<&-
 done
 stop_broker
+
+# --- no core dumps -------------------------------------------------------------------------
+# A core file of the broker would hold survivors' data and the keys. It runs here as a user
+# other than root (nobody when the test is root), so that the kernel's own reset of the
+# dumpable mark on a uid change plays no part: /proc/PID/status is owned by root only when the
+# process is not dumpable. The core limit starts at the hard limit, not the shell's 0.
+ulimit -Sc "$(ulimit -Hc)" 2>/dev/null
+D=$T/nd
+mkdir -p "$D"
+cp -r "$IHALA_PKI" "$D/pki"
+write_broker_conf "$D" "$(free_port)"
+sed -i "s|$IHALA_PKI/|$D/pki/|" "$D/broker.conf"
+runas=$(id -u)
+if [ "$runas" = 0 ]; then
+	runas=$(id -u nobody)
+	chmod 755 "$T"
+	chown -R "$runas:$(id -g nobody)" "$D"
+	export IHALA_BROKER_WRAPPER="setpriv --reuid=$runas --regid=$(id -g nobody) --clear-groups"
+fi
+start_broker "$D" || { echo "Bail out! the broker does not start as uid $runas"; exit 1; }
+unset IHALA_BROKER_WRAPPER
+owner=$(stat -c %u "/proc/$BROKER_PID/status")
+diag "the broker runs as uid $(awk '/^Uid:/ {print $2}' "/proc/$BROKER_PID/status"); /proc/$BROKER_PID/status is owned by uid $owner"
+check "the broker (uid $runas) is not dumpable: /proc/PID/status is root's" test "$owner" = 0
+core=$(awk '/^Max core file size/ {print $5, $6}' "/proc/$BROKER_PID/limits")
+diag "Max core file size (soft, hard): $core (the shell's: $(ulimit -Sc), $(ulimit -Hc))"
+check "the broker's core file size limit is 0" test "${core%% *}" = 0
+stop_broker
+check "the systemd unit sets LimitCORE=0" grep -qx 'LimitCORE=0' "$IHALA_ROOT/config/ihala-broker.service"
