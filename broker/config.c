@@ -311,6 +311,8 @@ static const struct conf_option options[] = {
      B(tls.ca_file), "federation CA certificate (PEM)"},
     {"tls", "crl_file", CONF_PATH_FILE, CONF_RELOAD, NULL, 0, 0, NULL, NULL, B(tls.crl_file),
      "certificate revocation list (PEM), reloaded on SIGHUP"},
+    {"tls", "crl_warn_before", CONF_DURATION, CONF_RELOAD, "7d", 0, 365 * DAY, NULL, NULL,
+     B(tls.crl_warn_before_ms), "warn this long before the CRL's nextUpdate (0: never)"},
     {"tls", "cert_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_RELOAD, NULL, 0, 0, NULL, NULL,
      B(tls.cert_file), "broker certificate (PEM)"},
     {"tls", "key_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_SECRET | CONF_RELOAD, NULL, 0, 0, NULL,

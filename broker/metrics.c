@@ -68,7 +68,8 @@ static struct {
 	_Atomic uint64_t acks;
 	_Atomic uint64_t overdue;
 	_Atomic uint64_t ckpt_size;
-	_Atomic uint64_t ckpt_ms; /* 0: none signed by this process */
+	_Atomic uint64_t ckpt_ms;   /* 0: none signed by this process */
+	_Atomic int64_t crl_next_s; /* 0: no CRL with a nextUpdate */
 	struct hist batch;
 	struct hist commit;
 
@@ -223,6 +224,12 @@ metrics_observe_checkpoint(uint64_t size, uint64_t when_ms)
 }
 
 void
+metrics_set_crl_next_update(int64_t when_s)
+{
+	atomic_store_explicit(&M.crl_next_s, when_s, memory_order_relaxed);
+}
+
+void
 metrics_reset(void)
 {
 	size_t i;
@@ -234,6 +241,7 @@ metrics_reset(void)
 	M.overdue = 0;
 	M.ckpt_size = 0;
 	M.ckpt_ms = 0;
+	M.crl_next_s = 0;
 	for (i = 0; i < N_STATUS; i++) {
 		M.receipts[i] = 0;
 	}
@@ -456,6 +464,11 @@ metrics_render(char **out, size_t *len)
 		     "Tree size of the checkpoint this process signed last.");
 		bprintf(&b, "ihala_checkpoint_signed_size %llu\n",
 		        (unsigned long long)LOAD(M.ckpt_size));
+	}
+	if (LOAD(M.crl_next_s) != 0) {
+		head(&b, "ihala_crl_next_update_seconds", "gauge",
+		     "nextUpdate of the CRL in force (Unix time): past it every handshake fails.");
+		bprintf(&b, "ihala_crl_next_update_seconds %lld\n", (long long)LOAD(M.crl_next_s));
 	}
 	if (M.start_s != 0) {
 		head(&b, "ihala_start_time_seconds", "gauge",

@@ -3,7 +3,7 @@
 # descriptors than select() can watch, core dumps, a CRL about to expire.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
-plan 5
+plan 11
 
 port=$(free_port)
 mport=$(free_port)
@@ -83,3 +83,67 @@ diag "Max core file size (soft, hard): $core (the shell's: $(ulimit -Sc), $(ulim
 check "the broker's core file size limit is 0" test "${core%% *}" = 0
 stop_broker
 check "the systemd unit sets LimitCORE=0" grep -qx 'LimitCORE=0' "$IHALA_ROOT/config/ihala-broker.service"
+
+# --- a CRL about to expire -----------------------------------------------------------------
+# Past the CRL's nextUpdate every handshake fails: its date is in the metrics, and the log
+# warns within [tls] crl_warn_before (7 days by default) at start, at reload, then daily, and
+# says when it has expired.
+mkdir -p "$T/ca"
+: >"$T/ca/index.txt"
+cat >"$T/ca/ca.cnf" <<CNF
+[ca]
+default_ca = c
+[c]
+database = $T/ca/index.txt
+certificate = $IHALA_PKI/ca.pem
+private_key = $IHALA_PKI/ca.key
+default_md = sha256
+CNF
+# mkcrl OUT ARGS...: an empty CRL of the test CA, its validity given by ARGS.
+mkcrl() {
+	local out=$1
+	shift
+	openssl ca -batch -config "$T/ca/ca.cnf" -gencrl "$@" -out "$out" 2>"$T/ca/err" || show "$T/ca/err"
+}
+# next_update CRL: its nextUpdate in Unix seconds.
+next_update() { date -u -d "$(openssl crl -in "$1" -noout -nextupdate | cut -d= -f2)" +%s; }
+mkcrl "$T/soon.crl" -crldays 3
+
+C=$T/crl
+mport=$(free_port)
+write_broker_conf "$C" "$(free_port)"
+sed -i "/^\[broker\]/a metrics_listen = tcp://127.0.0.1:$mport" "$C/broker.conf"
+start_broker "$C" || { echo "Bail out! the broker does not start"; exit 1; }
+scrape "$C/m0"
+want=$(next_update "$IHALA_PKI/ca.crl")
+check "ihala_crl_next_update_seconds is the CRL's nextUpdate ($want)" \
+	grep -qx "ihala_crl_next_update_seconds $want" "$C/m0"
+check "a CRL good for years: no warning" bash -c "! grep -q 'CRL.*expires' '$C/broker.log'"
+
+sed -i "s|^crl_file = .*|crl_file = $T/soon.crl|" "$C/broker.conf"
+kill -HUP "$BROKER_PID"
+if wait_for 5 grep -qF "warning: CRL '$T/soon.crl' expires in 2 d 23 h" "$C/broker.log"; then
+	ok "reload with a CRL good for 3 days: a warning naming it and the time left"
+else
+	not_ok "reload with a CRL good for 3 days: a warning naming it and the time left"
+	grep -i crl "$C/broker.log" | tail -n 5 | sed 's/^/#   /'
+fi
+scrape "$C/m1"
+want=$(next_update "$T/soon.crl")
+check "... and the metric follows the reload ($want)" \
+	grep -qx "ihala_crl_next_update_seconds $want" "$C/m1"
+stop_broker
+
+# At start, and at expiry: the broker keeps running, every handshake then fails, and it says so.
+mkcrl "$T/now.crl" -crlsec 10
+sed -i "s|^crl_file = .*|crl_file = $T/now.crl|" "$C/broker.conf"
+start_broker "$C" || { echo "Bail out! the broker does not start"; exit 1; }
+check "start with a CRL good for seconds: the warning" \
+	grep -qE "warning: CRL '$T/now.crl' expires in [0-9]+ s" "$C/broker.log"
+if wait_for 20 grep -qF "security: CRL '$T/now.crl' expired at" "$C/broker.log"; then
+	ok "when it expires: a security line says every new handshake now fails"
+else
+	not_ok "when it expires: a security line says every new handshake now fails"
+	grep -i crl "$C/broker.log" | tail -n 5 | sed 's/^/#   /'
+fi
+stop_broker
