@@ -69,7 +69,7 @@ free_port() {
 
 # broker_start NAME: a fresh broker with the default limits in $T/NAME; sets EP, BPID.
 broker_start() {
-	local d=$T/$1 port i
+	local d=$T/$1 port _
 	port=$(free_port)
 	EP=tcp://127.0.0.1:$port
 	mkdir -p "$d"
@@ -103,7 +103,7 @@ CONF
 	"$B/ihala-broker" -d -c "$d/broker.conf" >"$d/broker.log" 2>&1 &
 	BPID=$!
 	PIDS+=("$BPID")
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		grep -q 'listening on' "$d/broker.log" 2>/dev/null && return 0
 		kill -0 "$BPID" 2>/dev/null || break
 		sleep 0.05
@@ -123,8 +123,8 @@ probe_as() {
 attack_none() { sleep 0.2; }
 attack_query_flood() { probe_as moh query-flood 1 2000; }
 attack_dup_rid() {
-	local i pids=()
-	for i in 1 2 3 4 5 6; do
+	local pids=() _
+	for _ in 1 2 3 4 5 6; do
 		"$PROBE" --endpoint "$EP" --timeout 5000 dup-rid 3000 &
 		pids+=($!)
 	done
@@ -139,8 +139,8 @@ attack_preauth() {
 	wait "${pids[@]}"
 }
 attack_refusals() {
-	local i
-	for i in $(seq 1 40); do
+	local _
+	for _ in $(seq 1 40); do
 		probe_as hi submit-file "$T/bad.env"
 	done
 }
@@ -159,7 +159,7 @@ for c in $CASES; do
 		>"$T/$c.recv.out" 2>"$T/$c.recv.err" &
 	rpid=$!
 	PIDS+=("$rpid")
-	for i in $(seq 1 200); do
+	for _ in $(seq 1 200); do
 		[ -e "$T/$c.ready" ] && break
 		sleep 0.05
 	done

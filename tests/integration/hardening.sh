@@ -39,8 +39,10 @@ for _ in $(seq 1 "$nfd_target"); do
 	exec {fd}<>"/dev/tcp/127.0.0.1/$port" || break
 	conns+=("$fd")
 done
-wait_for 10 test "$(ls "/proc/$BROKER_PID/fd" | wc -l)" -gt 1100
-nfd=$(ls "/proc/$BROKER_PID/fd" | wc -l)
+nfds() { find "/proc/$BROKER_PID/fd" -mindepth 1 | wc -l; }
+fds_over() { [ "$(nfds)" -gt 1100 ]; }
+wait_for 10 fds_over
+nfd=$(nfds)
 diag "the broker holds $nfd descriptors (${#conns[@]} connections opened)"
 check "the broker holds more than FD_SETSIZE (1024) descriptors ($nfd)" test "$nfd" -gt 1100
 if scrape "$T/m-fds"; then
@@ -71,7 +73,8 @@ if [ "$runas" = 0 ]; then
 	runas=$(id -u nobody)
 	chmod 755 "$T"
 	chown -R "$runas:$(id -g nobody)" "$D"
-	export IHALA_BROKER_WRAPPER="setpriv --reuid=$runas --regid=$(id -g nobody) --clear-groups"
+	IHALA_BROKER_WRAPPER="setpriv --reuid=$runas --regid=$(id -g nobody) --clear-groups"
+	export IHALA_BROKER_WRAPPER
 fi
 start_broker "$D" || { echo "Bail out! the broker does not start as uid $runas"; exit 1; }
 unset IHALA_BROKER_WRAPPER
