@@ -3,7 +3,7 @@
 # descriptors than select() can watch, core dumps, a CRL about to expire.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
-plan 11
+plan 12
 
 port=$(free_port)
 mport=$(free_port)
@@ -85,6 +85,34 @@ core=$(awk '/^Max core file size/ {print $5, $6}' "/proc/$BROKER_PID/limits")
 diag "Max core file size (soft, hard): $core (the shell's: $(ulimit -Sc), $(ulimit -Hc))"
 check "the broker's core file size limit is 0" test "${core%% *}" = 0
 stop_broker
+# The ihala client too: what it reads holds survivors' data in clear. It runs as nobody (or as
+# the test's user) and waits for a broker that is not there, which leaves time to look.
+CL=$T/cl
+mkdir -p "$CL/pki"
+cp "$IHALA_PKI/ca.pem" "$IHALA_PKI/dma.pem" "$IHALA_PKI/dma.key" "$CL/pki/"
+cat >"$CL/client.conf" <<CONF
+[client]
+broker = tcp://127.0.0.1:$(free_port)
+server_name = localhost
+ca_file = $CL/pki/ca.pem
+cert_file = $CL/pki/dma.pem
+key_file = $CL/pki/dma.key
+data_dir = $CL/data
+agency = dma
+timeout = 4s
+CONF
+run_client=()
+if [ "$(id -u)" = 0 ]; then
+	chown -R "$runas:$(id -g nobody)" "$CL"
+	run_client=(setpriv "--reuid=$runas" "--regid=$(id -g nobody)" --clear-groups)
+fi
+"${run_client[@]}" "$IHALA_BUILD/ihala" --config "$CL/client.conf" status R-1 >"$CL/out" 2>&1 &
+cpid=$!
+wait_for 5 grep -q 'retrying' "$CL/out"
+owner=$(stat -c %u "/proc/$cpid/status" 2>/dev/null)
+wait "$cpid"
+check "the ihala client (uid $runas) is not dumpable: /proc/PID/status is root's (${owner:-gone})" \
+	test "${owner:-x}" = 0
 check "the systemd unit sets LimitCORE=0" grep -qx 'LimitCORE=0' "$IHALA_ROOT/config/ihala-broker.service"
 
 # --- a CRL about to expire -----------------------------------------------------------------
