@@ -10,7 +10,9 @@
 # same work (the compared throughputs as the median of BENCH_TRIALS runs, default 3; the
 # machine's idle share beside each figure), the ceilings (raw ZeroMQ, raw LMDB synced appends,
 # the TLS channel alone), a backlog of 1 000 000 referrals for an offline agency (broker RSS,
-# drain rate) and `ihala audit verify --db` over the resulting store. Writes OUT/latest.json,
+# drain rate), `ihala audit verify --db` over the resulting store, and the honest agency's p99
+# submit->receipt under each attack of the test suite (bench/attack.sh, which runs alone too:
+# `bench/attack.sh`, about a minute). Writes OUT/latest.json,
 # OUT/latest.txt (the table) and OUT/latest.png (gnuplot); OUT defaults to bench/results.
 # --smoke (`make bench-smoke`, a few seconds, part of the suite): tiny counts, ihala and the
 # ceilings only (no peers, no chart); OUT defaults to a temp dir; same JSON keys (peers null).
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
 	--smoke) SMOKE=1 ;;
 	--build) B=$(cd "$2" && pwd) || exit 2; shift ;;
 	--out) OUT=$2; shift ;;
-	-h | --help) sed -n '2,23p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,25p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -774,6 +776,18 @@ put other_work_cpu_pct "$(awk -v b="$(($(stat_busy) - busy0))" -v hz="$(getconf 
 	'BEGIN { o = b / hz - own; if (o < 0) o = 0; printf "%.0f\n", (wall > 0 ? 100 * o / (wall * n) : 0) }')"
 put machine_busy_pct_after "$(cpu_busy_pct)"
 
+# ---- under attack ----
+
+# The honest agency's submit->receipt latency while each attack of tests/integration/attack.sh
+# runs (bench/attack.sh, which also runs alone); not in smoke mode (about a minute).
+if [ $SMOKE = 0 ]; then
+	say "under attack: the honest agency's latency while each attack runs (bench/attack.sh)"
+	idle_begin attack
+	"$ROOT/bench/attack.sh" --build "$B" --pki "$PKI" --kv >>"$RES" 2>"$T/attack.err" ||
+		say "attack: $(tail -n 3 "$T/attack.err")"
+	idle_end attack
+fi
+
 # ---- report ----
 
 put ihala_msgs_per_s "$(get ihala1_msgs_per_s)"
@@ -795,7 +809,7 @@ nats_msgs_per_s lmdb_ceiling_msgs_per_s zmq_ceiling_msgs_per_s ihala_vs_rabbitmq
 ihala_vs_mosquitto ihala_vs_nats ihala_vs_lmdb_ceiling ihala_vs_zmq_ceiling p99_delivery_ms_at_1k
 rss_mib_1m_backlog drain_msgs_per_s verify_entries_per_s broker_cpu_us_per_referral
 broker_cpu_us_per_referral_by_thread ihala1_idle_pct ihala1_other_pct rabbitmq_idle_pct
-rabbitmq_other_pct mosquitto_idle_pct mosquitto_other_pct nats_idle_pct nats_other_pct notes_first_per_s notes_last_per_s notes_last_vs_first"
+rabbitmq_other_pct mosquitto_idle_pct mosquitto_other_pct nats_idle_pct nats_other_pct notes_first_per_s notes_last_per_s notes_last_vs_first attack_p99_ms attack_p99_ms_worst"
 for k in $KEYS; do
 	grep -q "^$k " "$RES" || put "$k" null
 done
@@ -891,6 +905,15 @@ row() { printf '%-46s %12s %12s\n' "$@"; }
 		"file $(g rss_file_peak_mib_backlog) MiB (file: pages of the LMDB map, reclaimable)"
 	echo "audit verify: $(g verify_entries) entries at $(g verify_entries_per_s)/s" \
 		"($([ "$(g verify_tool)" = 1 ] && echo "ihala audit verify --db" || echo "leaf hashing + merkle_range, bench/audit_rate"))"
+	if [ "$(g attack_p99_ms)" != null ]; then
+		printf '%-34s %10s %10s %10s %12s %8s  %s\n' "under attack: dma->molsa $(g attack_rate_per_s)/s" "p50 ms" \
+			"p99 ms" "max ms" "receipted" "rounds" "idle/other $(io attack)%"
+		for c in none query_flood dup_rid preauth refusals sessions; do
+			printf '%-34s %10s %10s %10s %12s %8s\n' "   ${c//_/-}" "$(g attack_p50_ms_$c)" \
+				"$(g attack_p99_ms_$c)" "$(g attack_max_ms_$c)" \
+				"$(g attack_receipted_$c)/$(g attack_sent_$c)" "$(g attack_rounds_$c)"
+		done
+	fi
 	echo "group commit (1 sender): $(g batch_requests) requests, $(g batch_submissions) submissions per batch"
 	echo "log (1 sender): $(g log_entries_per_referral) entries per referral, $(g ihala_log_appends_per_s) appends/s," \
 		"$(g ihala_appends_vs_lmdb_ceiling) of the LMDB ceiling (each append also hashes and stores tree nodes)"
@@ -904,6 +927,7 @@ row() { printf '%-46s %12s %12s\n' "$@"; }
 	printf '%-34s %10s %10s  %s\n' "ihala / LMDB ceiling" "$(g ihala_vs_lmdb_ceiling)" "" ""
 	printf '%-34s %10s %10s  %s\n' "ihala / ZeroMQ ceiling" "$(g ihala_vs_zmq_ceiling)" "" ""
 	printf '%-34s %10s %10s  %s\n' "p99 submit->delivery at 1k/s, ms" "$(g p99_delivery_ms_at_1k)" "<= 2" "$(target "$(g p99_delivery_ms_at_1k)" "<=" 2)"
+	printf '%-34s %10s %10s  %s\n' "p99 submit->receipt, worst attack" "$(g attack_p99_ms_worst)" "<= 50" "$(target "$(g attack_p99_ms_worst)" "<=" 50)"
 	printf '%-34s %10s %10s  %s\n' "RSS with the backlog queued, MiB" "$(g rss_mib_1m_backlog)" "<= 100" "$(target "$(g rss_mib_1m_backlog)" "<=" 100)"
 	printf '%-34s %10s %10s  %s\n' "drain, msgs/s" "$(g drain_msgs_per_s)" ">= 50000" "$(target "$(g drain_msgs_per_s)" ">=" 50000)"
 	printf '%-34s %10s %10s  %s\n' "audit verify, entries/s" "$(g verify_entries_per_s)" ">= 500000" "$(target "$(g verify_entries_per_s)" ">=" 500000)"

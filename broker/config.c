@@ -1,6 +1,7 @@
 /* config.c - the broker's option table, loading broker.conf and cross-checking it. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <pwd.h>
 #include <stddef.h>
@@ -310,6 +311,8 @@ static const struct conf_option options[] = {
      B(tls.ca_file), "federation CA certificate (PEM)"},
     {"tls", "crl_file", CONF_PATH_FILE, CONF_RELOAD, NULL, 0, 0, NULL, NULL, B(tls.crl_file),
      "certificate revocation list (PEM), reloaded on SIGHUP"},
+    {"tls", "crl_warn_before", CONF_DURATION, CONF_RELOAD, "7d", 0, 365 * DAY, NULL, NULL,
+     B(tls.crl_warn_before_ms), "warn this long before the CRL's nextUpdate (0: never)"},
     {"tls", "cert_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_RELOAD, NULL, 0, 0, NULL, NULL,
      B(tls.cert_file), "broker certificate (PEM)"},
     {"tls", "key_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_SECRET | CONF_RELOAD, NULL, 0, 0, NULL,
@@ -680,6 +683,62 @@ finish_agencies(struct broker_config *cfg, const struct conf_file *cf, struct co
 	return 0;
 }
 
+/* Whether a tcp:// endpoint to bind names every interface ('*', 0.0.0.0, ::). */
+static int
+every_interface(const char *ep)
+{
+	char host[64];
+	const char *h, *colon;
+	size_t hl;
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (ep == NULL || strncmp(ep, "tcp://", 6) != 0) {
+		return 0;
+	}
+	h = ep + 6;
+	colon = strrchr(h, ':');
+	if (colon == NULL) {
+		return 0;
+	}
+	hl = (size_t)(colon - h);
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= sizeof(host)) {
+		return 0;
+	}
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	if (strcmp(host, "*") == 0) {
+		return 1;
+	}
+	if (inet_pton(AF_INET, host, &a4) == 1) {
+		return a4.s_addr == htonl(INADDR_ANY);
+	}
+	return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_UNSPECIFIED(&a6);
+}
+
+/* What is allowed but most likely a mistake: said at -n, at start and at each reload. */
+static void
+warnings(const struct broker_config *cfg, const struct conf_file *cf)
+{
+	if (every_interface(cfg->broker.listen)) {
+		log_warnx("%s:%d: warning: 'listen = %s' takes connections on every network "
+		          "interface; name the address agencies reach (tcp://ADDRESS:PORT) unless "
+		          "every interface is meant",
+		          conf_path(cf), conf_line(cf, "broker", "listen"), cfg->broker.listen);
+	}
+	if (every_interface(cfg->broker.metrics_listen)) {
+		log_warnx("%s:%d: warning: 'metrics_listen = %s' serves the metrics, without "
+		          "authentication, on every network interface; bind it to 127.0.0.1 or an "
+		          "internal address",
+		          conf_path(cf), conf_line(cf, "broker", "metrics_listen"),
+		          cfg->broker.metrics_listen);
+	}
+}
+
 static void
 cross_checks(const struct broker_config *cfg, const struct conf_file *cf, struct conf_errors *errs)
 {
@@ -803,6 +862,7 @@ broker_config_load(const char *path, struct broker_config **out, struct conf_err
 		rc = IHALA_ECONFIG;
 		goto fail;
 	}
+	warnings(cfg, cf);
 	conf_file_free(cf);
 	free(ctx.tmp);
 	*out = cfg;

@@ -64,10 +64,12 @@ struct broker_config {
 	} broker;
 
 	struct {
-		char *ca_file;     /* federation CA (PEM), required */
-		char *crl_file;    /* CRL (PEM); NULL: no revocation list */
-		char *cert_file;   /* broker certificate (PEM), required */
-		char *key_file;    /* broker private key (PEM, mode 0600), required */
+		char *ca_file;  /* federation CA (PEM), required */
+		char *crl_file; /* CRL (PEM); NULL: no revocation list */
+		uint64_t
+		    crl_warn_before_ms; /* warn before the CRL's nextUpdate, default 7d; 0: never */
+		char *cert_file;        /* broker certificate (PEM), required */
+		char *key_file;         /* broker private key (PEM, mode 0600), required */
 		char *server_name; /* the name clients verify (documentation only); may be NULL */
 	} tls;
 

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "logdb.h"
 #include "checkpoint.h"
+#include "nodump.h"
 
 #ifndef IHALA_VERSION
 #define IHALA_VERSION "0.1.0"
@@ -191,6 +192,9 @@ main(int argc, char **argv)
 	}
 
 	log_init("ihala-broker", 1);
+	/* The broker's memory holds survivors' data and the keys: no core file of it, and no
+	 * peeking by another process of its user. Before daemon() and any thread. */
+	(void)nodump_init(NODUMP_LIMIT_CORE);
 	cfg = load_config(path);
 	if (cfg == NULL) {
 		return EXIT_REFUSED;

@@ -68,7 +68,8 @@ static struct {
 	_Atomic uint64_t acks;
 	_Atomic uint64_t overdue;
 	_Atomic uint64_t ckpt_size;
-	_Atomic uint64_t ckpt_ms; /* 0: none signed by this process */
+	_Atomic uint64_t ckpt_ms;   /* 0: none signed by this process */
+	_Atomic int64_t crl_next_s; /* 0: no CRL with a nextUpdate */
 	struct hist batch;
 	struct hist commit;
 
@@ -223,6 +224,12 @@ metrics_observe_checkpoint(uint64_t size, uint64_t when_ms)
 }
 
 void
+metrics_set_crl_next_update(int64_t when_s)
+{
+	atomic_store_explicit(&M.crl_next_s, when_s, memory_order_relaxed);
+}
+
+void
 metrics_reset(void)
 {
 	size_t i;
@@ -234,6 +241,7 @@ metrics_reset(void)
 	M.overdue = 0;
 	M.ckpt_size = 0;
 	M.ckpt_ms = 0;
+	M.crl_next_s = 0;
 	for (i = 0; i < N_STATUS; i++) {
 		M.receipts[i] = 0;
 	}
@@ -457,6 +465,11 @@ metrics_render(char **out, size_t *len)
 		bprintf(&b, "ihala_checkpoint_signed_size %llu\n",
 		        (unsigned long long)LOAD(M.ckpt_size));
 	}
+	if (LOAD(M.crl_next_s) != 0) {
+		head(&b, "ihala_crl_next_update_seconds", "gauge",
+		     "nextUpdate of the CRL in force (Unix time): past it every handshake fails.");
+		bprintf(&b, "ihala_crl_next_update_seconds %lld\n", (long long)LOAD(M.crl_next_s));
+	}
 	if (M.start_s != 0) {
 		head(&b, "ihala_start_time_seconds", "gauge",
 		     "Start of the metrics endpoint (Unix time).");
@@ -595,7 +608,9 @@ int
 metrics_start(const char *endpoint, struct store *store)
 {
 	struct sockaddr_storage ss;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	/* poll(), not MHD's default select(): a broker with a thousand sessions holds descriptors
+	 * past FD_SETSIZE, and select() cannot watch those (every scrape was dropped). */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
 	int v6 = 0, err;
 
 	if (endpoint == NULL) {

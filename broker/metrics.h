@@ -76,6 +76,8 @@ void metrics_inc_overdue(void);
 void metrics_observe_commit(size_t batch, uint64_t ns);
 /* A checkpoint of tree size `size` was signed at `when_ms` (Unix ms). */
 void metrics_observe_checkpoint(uint64_t size, uint64_t when_ms);
+/* Main thread: the nextUpdate (Unix seconds) of the CRL now in force; 0: none. */
+void metrics_set_crl_next_update(int64_t when_s);
 /* ---- for tests ---- */
 
 /* The text a scrape returns now: *out is malloc'd (caller frees), *len its length.

@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "nodump.h"
 
 static int
 stuck(uid_t uid, gid_t gid)
@@ -80,6 +81,8 @@ priv_drop(const char *user)
 		             (unsigned)uid, (unsigned)gid);
 		return IHALA_EINTERNAL;
 	}
+	/* Changing uids resets the dumpable mark to fs.suid_dumpable, which may be 1 or 2. */
+	(void)nodump_init(0);
 	log_info("running as user '%s' (uid %u, gid %u)", user, (unsigned)uid, (unsigned)gid);
 	return 0;
 }

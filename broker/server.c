@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "config.h"
 #include "conns.h"
+#include "crlwatch.h"
 #include "deliver.h"
 #include "error.h"
 #include "handlers.h"
@@ -359,6 +360,7 @@ timers(struct server *sv)
 	}
 	sv->n_reaped += conns_reap(sv->conns, t, sv->cfg->limits.handshake_timeout_ms);
 	ratelog_flush(sv->refusals, t);
+	crlwatch_tick(t);
 	if ((sv->n_evicted > 0 || sv->n_reaped > 0) && t - sv->evict_log_ms >= TICK_MS) {
 		/* One line a second for what a flood does, however large. */
 		log_security("last %llu ms: %zu half-open handshakes evicted by newer ones (limits "
@@ -462,6 +464,7 @@ reload(struct server *sv)
 	sv->policy = pol; /* the writer's from now on; the old one comes back to be freed */
 	SSL_CTX_free(sv->ssl);
 	sv->ssl = ssl;
+	crlwatch_update(ssl, cfg->tls.crl_file, cfg->tls.crl_warn_before_ms, clock_wall_ms());
 	log_restart_only(sv->cfg, cfg);
 	broker_config_free(sv->cfg);
 	sv->cfg = cfg;
@@ -741,6 +744,7 @@ server_run(struct broker_config *cfg)
 	if (err != 0) {
 		goto out;
 	}
+	crlwatch_update(sv.ssl, cfg->tls.crl_file, cfg->tls.crl_warn_before_ms, clock_wall_ms());
 	err = checkpoint_key_load(cfg->checkpoint.key_file, cfg->broker.log_origin, &sv.signer);
 	if (err != 0) {
 		log_warnx("cannot load checkpoint key '%s': %s", cfg->checkpoint.key_file,

@@ -253,6 +253,42 @@ load_crl(X509_STORE *store, const char *path, char *err, size_t errlen)
 	return load_failed(err, errlen, "CRL", path, IHALA_ECONFIG);
 }
 
+int
+tlsctx_crl_next_update(SSL_CTX *ctx, int64_t *when_s)
+{
+	STACK_OF(X509_OBJECT) * objs;
+	const ASN1_TIME *next;
+	struct tm tm;
+	int64_t t, best = 0;
+	int i, found = 0;
+
+	if (ctx == NULL || when_s == NULL || SSL_CTX_get_cert_store(ctx) == NULL) {
+		return IHALA_EINVAL;
+	}
+	objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+	for (i = 0; objs != NULL && i < sk_X509_OBJECT_num(objs); i++) {
+		X509_OBJECT *o = sk_X509_OBJECT_value(objs, i);
+
+		if (X509_OBJECT_get_type(o) != X509_LU_CRL) {
+			continue;
+		}
+		next = X509_CRL_get0_nextUpdate(X509_OBJECT_get0_X509_CRL(o));
+		if (next == NULL || ASN1_TIME_to_tm(next, &tm) != 1) {
+			continue;
+		}
+		t = (int64_t)timegm(&tm);
+		if (!found || t < best) {
+			best = t;
+			found = 1;
+		}
+	}
+	if (!found) {
+		return IHALA_EINVAL;
+	}
+	*when_s = best;
+	return 0;
+}
+
 /* Server: accept only a ClientHello that offers our ALPN protocol. */
 static int
 alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,

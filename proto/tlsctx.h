@@ -95,6 +95,14 @@ int tls_agency_cert_check(X509 *cert, char *why, size_t whylen);
 int tls_peer_identity(SSL *ssl, char *agency, size_t len, uint8_t fp[TLS_FP_LEN]);
 
 /*
+ * The earliest nextUpdate, in Unix seconds, of the CRLs loaded into ctx's trust store: past
+ * it, every handshake fails CRL checking until a fresh CRL is loaded. 0 and *when_s set, or
+ * IHALA_EINVAL when ctx holds no CRL with a nextUpdate. ctx is borrowed; not while another
+ * thread changes its store.
+ */
+int tlsctx_crl_next_update(SSL_CTX *ctx, int64_t *when_s);
+
+/*
  * Why our own callbacks refused a handshake on this SSL (e.g. "client did not
  * offer ALPN 'ihala/1'"), or NULL. Static storage; ssl is borrowed.
  */

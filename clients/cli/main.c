@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "suggest.h"
 #include "log.h"
+#include "nodump.h"
 
 #ifndef IHALA_VERSION
 #define IHALA_VERSION "0.1.0"
@@ -123,6 +124,9 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	log_init("ihala", 1);
 	log_setlevel(LOG_LEVEL_WARN);
+	/* Deliveries and the local store hold survivors' data in clear: no core file of them.
+	 * Not RLIMIT_CORE, which the commands run by 'inbox --exec' would inherit. */
+	(void)nodump_init(0);
 
 	opterr = 0;
 	/* '+': stop at the command; its options are its own */

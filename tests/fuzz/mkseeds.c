@@ -797,6 +797,86 @@ proofs(void)
 	}
 }
 
+/* A length-prefixed frame of `n` bytes of `fill` at b; returns its size. */
+static size_t
+split_frame(uint8_t *b, size_t n, uint8_t fill)
+{
+	b[0] = (uint8_t)(n >> 24);
+	b[1] = (uint8_t)(n >> 16);
+	b[2] = (uint8_t)(n >> 8);
+	b[3] = (uint8_t)n;
+	memset(b + 4, fill, n);
+	return 4 + n;
+}
+
+/* A segment of fuzz_channel_split: written `reps` times; returns its size. */
+static size_t
+split_segment(uint8_t *b, unsigned reps, const uint8_t *p, size_t n)
+{
+	b[0] = (uint8_t)(reps - 1);
+	b[1] = (uint8_t)(n >> 8);
+	b[2] = (uint8_t)n;
+	memmove(b + 3, p, n);
+	return 3 + n;
+}
+
+/* Seeds of fuzz_channel_split: header (max_frame index, feed chunk, frames per feed), then
+ * segments of the plaintext stream. max_frame index 0: 16, 1: 100, 2: 1000. */
+static void
+channel_splits(void)
+{
+	static uint8_t in[8192], st[4096];
+	static const size_t lens[] = {0, 1, 5, 300, 1000};
+	size_t n, k, i;
+
+	/* frames of every size up to max_frame, one write */
+	for (k = 0, i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		k += split_frame(st + k, lens[i], (uint8_t)('a' + i));
+	}
+	in[0] = 2, in[1] = 0, in[2] = 0;
+	n = 3 + split_segment(in + 3, 1, st, k);
+	put("channel_split", "frames-whole", in, n);
+	/* the same fed 2 bytes at a time, one frame taken per feed */
+	in[1] = 1, in[2] = 1;
+	put("channel_split", "frames-bytewise", in, n);
+	/* the same written in pieces cut inside a length and inside a body */
+	in[1] = 0, in[2] = 0;
+	n = 3;
+	n += split_segment(in + n, 1, st, 2);
+	n += split_segment(in + n, 1, st + 2, 9);
+	n += split_segment(in + n, 1, st + 11, k - 11);
+	put("channel_split", "frames-pieces", in, n);
+	/* exactly max_frame (16), then one byte more: refused, nothing after it comes out */
+	k = split_frame(st, 16, 'x');
+	k += split_frame(st + k, 17, 'y');
+	k += split_frame(st + k, 3, 'z');
+	in[0] = 0, in[1] = 0, in[2] = 0;
+	n = 3 + split_segment(in + 3, 1, st, k);
+	put("channel_split", "oversize", in, n);
+	/* a length too large for any max_frame */
+	memset(st, 0xff, 8);
+	in[0] = 7;
+	n = 3 + split_segment(in + 3, 1, st, 8);
+	put("channel_split", "oversize-huge", in, n);
+	/* a frame cut short at the end: never delivered */
+	k = split_frame(st, 50, 'p');
+	in[0] = 1;
+	n = 3 + split_segment(in + 3, 1, st, k - 7);
+	put("channel_split", "partial-tail", in, n);
+	/* 16 writes of 4 frames of 1000 bytes, one frame taken per write: the frames pile up,
+	 * decryption pauses at max_frame + 16 KiB buffered, the buffer is compacted, and it all
+	 * comes out at the end */
+	for (k = 0, i = 0; i < 4; i++) {
+		k += split_frame(st + k, 1000, (uint8_t)('t' + i));
+	}
+	in[0] = 2, in[1] = 0x80 | 15, in[2] = 1;
+	n = 3 + split_segment(in + 3, 16, st, k);
+	put("channel_split", "throttle", in, n);
+	/* the same fed 100 bytes at a time: records arrive in pieces */
+	in[1] = 99;
+	put("channel_split", "throttle-pieces", in, n);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -819,6 +899,7 @@ main(int argc, char **argv)
 	json_examples();
 	configs();
 	proofs();
+	channel_splits();
 	free(cp);
 	printf("mkseeds: %d seeds written to %s\n", nwritten, outdir);
 	return 0;

@@ -11,7 +11,7 @@ EX=$IHALA_ROOT/config/examples
 PUB=$IHALA_PKI/checkpoint.pub
 P=aud-$$
 
-plan 71
+plan 76
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -45,9 +45,9 @@ exit_and_out() { expect "$1" && out_has "$2"; }
 seq_of() { grep -oE '"seq":[0-9]+' "${1:-$OUT}" | head -n1 | cut -d: -f2; }
 field() { grep -oE "\"$1\":\"[0-9a-f]*\"" "${2:-$OUT}" | head -n1 | cut -d'"' -f4; }
 nlines() { wc -l <"$1" | tr -d ' '; }
-# copy NAME: a consistent copy of the live store, as an auditor takes it.
+# copy NAME: a consistent copy of the live store, as the help tells an auditor to take it.
 copy() {
-	mkdir -p "$T/$1" && mdb_copy -c "$T/b/data" "$T/$1"
+	"$IHALA_BUILD/ihala-broker" --backup "$T/$1" -c "$T/b/broker.conf" >/dev/null
 }
 with_key() { echo "checkpoint_key = ${2:-$PUB}" >>"$1"; echo "$1"; }
 
@@ -68,6 +68,15 @@ for sub in prove "audit prove" "audit verify" "audit export" "audit stats"; do
 	RC=$?
 	check "ihala $sub --help: exit 0, usage on stdout" \
 		eval '[ $RC -eq 0 ] && grep -q "^usage: ihala" "$T/help.out" && grep -q "ihala $sub" "$T/help.out" && [ ! -s "$T/help.err" ]'
+done
+
+# The copy for --db: 'mdb_copy -c' writes it with the umask's mode (world-readable under the
+# usual 022) and it holds every entry; the help names the broker's private backup instead.
+for sub in audit "audit verify" "audit export" "audit stats"; do
+	# shellcheck disable=SC2086
+	"$IHALA" $sub --help >"$T/help.out" 2>&1
+	check "ihala $sub --help: the copy for --db is made by 'ihala-broker --backup', not mdb_copy" \
+		eval '! grep -q mdb_copy "$T/help.out" && grep -q "ihala-broker --backup" "$T/help.out" || { show "$T/help.out"; false; }'
 done
 
 check "broker starts" start_broker "$T/b"
@@ -123,7 +132,9 @@ check "a node with the wrong checkpoint_key: exit 5 when connecting" \
 	exit_and_err 5 "does not verify with checkpoint key"
 
 # --- the broker's checkpoint checked by openssl alone -------------------------------------------
-check "mdb_copy of the live store" copy copy
+check "ihala-broker --backup of the live store" copy copy
+check "... is private: data.mdb mode 0600 (mdb_copy -c made it 0644 under umask 022)" \
+	test "$(stat -c %a "$T/copy/data.mdb")" = 600
 mdb_dump -p -s checkpoint "$T/copy" | sed -n '/^HEADER=END/,/^DATA=END/p' | grep '^ ' |
 	tail -n1 | cut -c2- | sed 's/\\\([0-9a-fA-F][0-9a-fA-F]\)/\\x\1/g' >"$T/note.esc"
 printf '%b' "$(cat "$T/note.esc")" >"$T/note.txt"

@@ -2,7 +2,7 @@
 # bench_smoke.sh - the benchmark harness in smoke mode (tiny counts, ihala and ceilings only),
 # so it never rots: it runs, cleans up after itself, and its JSON carries every key.
 . "$(dirname "$0")/lib.sh"
-plan 15
+plan 16
 
 out=$T/out
 "$IHALA_ROOT/bench/run.sh" --smoke --build "$IHALA_BUILD" --out "$out" >"$T/run.out" 2>"$T/run.err"
@@ -137,6 +137,29 @@ else
 	not_ok "past max_inflight the excess is refused (no broker)"
 	not_ok "after it the broker serves a sender within the limit (no broker)"
 fi
+# The bench's "under attack" section (bench/attack.sh, run by the full bench only), briefly:
+# every case measured, every honest submission receipted and delivered, the JSON whole.
+BENCH_ATTACK_SECONDS=1 BENCH_ATTACK_RATE=100 "$IHALA_ROOT/bench/attack.sh" --build "$IHALA_BUILD" \
+	--pki "$IHALA_PKI" >"$T/attack.json" 2>"$T/attack.err"
+rc=$?
+attack_ok() {
+	local c
+	[ $rc -eq 0 ] || return 1
+	for c in none query_flood dup_rid preauth refusals sessions; do
+		grep -qE "^  \"attack_p99_ms_$c\": $NUM,?\$" "$T/attack.json" &&
+			grep -qE "^  \"attack_receipted_$c\": 100,?\$" "$T/attack.json" &&
+			grep -qE "^  \"attack_delivered_$c\": 100,?\$" "$T/attack.json" || return 1
+	done
+	grep -qE '^  "attack_p99_ms": \{"none":[0-9.]+,"query_flood":[0-9.]+,.*"sessions":[0-9.]+\},?$' \
+		"$T/attack.json"
+}
+if attack_ok; then
+	ok "bench/attack.sh: a p99 for each attack, every honest submission receipted and delivered"
+else
+	not_ok "bench/attack.sh: a p99 for each attack, every honest submission receipted and delivered"
+	show "$T/attack.err" "$T/attack.json"
+fi
+diag "under attack (1 s at 100/s): $(sed -n 's/^  "attack_p99_ms": \(.*\),$/\1/p' "$T/attack.json")"
 "$IHALA_ROOT/bench/run.sh" --smok >/dev/null 2>"$T/usage.err"
 rc=$?
 check "an unknown option is refused with exit 2" test $rc -eq 2

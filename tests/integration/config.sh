@@ -6,7 +6,7 @@
 BROKER=$IHALA_BUILD/ihala-broker
 EXAMPLE=$IHALA_ROOT/config/broker.conf.example
 
-plan 33
+plan 39
 
 # mkconf NAME: a copy of the example in $T/NAME with the dev PKI next to it as pki/.
 # Prints the config path.
@@ -146,6 +146,44 @@ check "several errors: four lines on stderr" [ "$(wc -l <"$ERR")" -eq 4 ]
 check "several errors: every line is FILE:LINE: message" all_file_line
 check "several errors: the missing required option names its section line" \
 	has_error "$conf" "$(line_of "$conf" '^\[tls\]')" "missing required option 'cert_file' in [tls]"
+
+# --- every interface: allowed, but said, at -n and at start -------------------------------------
+# warned CONF LINE OPTION VALUE: exit 0, and stderr has one line "CONF:LINE: warning: 'OPTION = VALUE' ...".
+warned() {
+	if [ "$RC" -eq 0 ] && grep -qx 'configuration OK' "$OUT" &&
+		[ "$(grep -cF "$1:$2: warning: '$3 = $4'" "$ERR")" -eq 1 ]; then
+		return 0
+	fi
+	diag "exit $RC; wanted one line with: $1:$2: warning: '$3 = $4'"
+	show "$ERR"
+	return 1
+}
+for host in 0.0.0.0 '*' '[::]'; do
+	conf=$(mkconf anyif)
+	sed -i "s|^#listen = .*|listen = tcp://$host:7450|" "$conf"
+	run_check "$conf"
+	check "listen = tcp://$host:7450 passes -n with a warning naming FILE:LINE" \
+		warned "$conf" "$(line_of "$conf" '^listen =')" listen "tcp://$host:7450"
+done
+sed -i "s|^#metrics_listen = .*|metrics_listen = tcp://0.0.0.0:9750|" "$conf"
+run_check "$conf"
+check "metrics_listen = tcp://0.0.0.0:9750: a warning that the metrics are open to every interface" \
+	warned "$conf" "$(line_of "$conf" '^metrics_listen =')" metrics_listen "tcp://0.0.0.0:9750"
+conf=$(mkconf oneif)
+sed -i "s|^#listen = .*|listen = tcp://127.0.0.2:7450|" "$conf"
+run_check "$conf"
+check "listen on one address: no warning" test "$RC" -eq 0 -a ! -s "$ERR"
+# At start too (the log), where an operator who never ran -n reads it.
+port=$(free_port)
+write_broker_conf "$T/start" "$port"
+sed -i "s|^listen = .*|listen = tcp://0.0.0.0:$port|" "$T/start/broker.conf"
+if start_broker "$T/start"; then
+	check "a broker started on 0.0.0.0 logs the warning" \
+		grep -qF "$T/start/broker.conf:2: warning: 'listen = tcp://0.0.0.0:$port' takes connections on every network interface" "$T/start/broker.log"
+	stop_broker
+else
+	not_ok "a broker started on 0.0.0.0 logs the warning (it did not start)"
+fi
 
 # --- no such config file; command line ------------------------------------------------
 run_check "$T/absent.conf"

@@ -175,6 +175,13 @@ test_counters(void **state)
 	assert_null(strstr(t, "ihala_queue_depth{"));
 	assert_null(strstr(t, "ihala_log_entries"));
 	assert_null(strstr(t, "ihala_checkpoint_age_seconds"));
+	assert_null(strstr(t, "ihala_crl_next_update_seconds")); /* no CRL: absent */
+	free(t);
+
+	metrics_set_crl_next_update(1796494995);
+	t = render();
+	expect_line(t, "# TYPE ihala_crl_next_update_seconds gauge");
+	expect_line(t, "ihala_crl_next_update_seconds 1796494995");
 	free(t);
 }
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -234,14 +235,54 @@ test_crl(void **state)
 	SSL_CTX_free(ctx2);
 }
 
+/* The CRL's nextUpdate, as the metrics and the expiry warning read it: the file's own. */
+static void
+test_crl_next_update(void **state)
+{
+	SSL_CTX *ctx = NULL;
+	X509_CRL *crl;
+	FILE *fp;
+	struct tm tm;
+	int64_t when = 0, want;
+	char err[512];
+
+	(void)state;
+	fp = fopen(pk("ca.crl"), "r");
+	assert_non_null(fp);
+	crl = PEM_read_X509_CRL(fp, NULL, NULL, NULL);
+	fclose(fp);
+	assert_non_null(crl);
+	assert_int_equal(ASN1_TIME_to_tm(X509_CRL_get0_nextUpdate(crl), &tm), 1);
+	want = (int64_t)timegm(&tm);
+	X509_CRL_free(crl);
+
+	assert_int_equal(server_new("ca.crl", "broker", &ctx, err, sizeof(err)), 0);
+	assert_int_equal(tlsctx_crl_next_update(ctx, &when), 0);
+	assert_int_equal(when, want);
+	assert_true(when > (int64_t)time(NULL));
+	SSL_CTX_free(ctx);
+	ctx = NULL;
+
+	/* a client context without a CRL: none */
+	{
+		struct tls_files tf = {pk("ca.pem"), NULL, pk("dma.pem"), pk("dma.key")};
+
+		assert_int_equal(tlsctx_client_new(&tf, &ctx, err, sizeof(err)), 0);
+	}
+	when = 7;
+	assert_int_equal(tlsctx_crl_next_update(ctx, &when), IHALA_EINVAL);
+	assert_int_equal(when, 7);
+	assert_int_equal(tlsctx_crl_next_update(NULL, &when), IHALA_EINVAL);
+	SSL_CTX_free(ctx);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_contexts),
-	    cmocka_unit_test(test_key_secrecy),
-	    cmocka_unit_test(test_identity),
-	    cmocka_unit_test(test_crl),
+	    cmocka_unit_test(test_contexts),        cmocka_unit_test(test_key_secrecy),
+	    cmocka_unit_test(test_identity),        cmocka_unit_test(test_crl),
+	    cmocka_unit_test(test_crl_next_update),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
