@@ -502,6 +502,21 @@ session_frame(struct server *sv, struct session *s, const uint8_t *body, size_t 
 
 /* TLS bytes arrived for a session. */
 void
+session_pump(struct server *sv, struct session *s)
+{
+	const uint8_t *body;
+	size_t blen;
+	int n = 0;
+
+	while (s->authed && !s->dead && n < SESSION_TURN_FRAMES &&
+	       channel_next_frame(s->ch, &body, &blen) == 1) {
+		session_frame(sv, s, body, blen);
+		n++;
+	}
+	s->backlog = n == SESSION_TURN_FRAMES && s->authed && !s->dead;
+}
+
+void
 session_input(struct server *sv, struct session *s, const uint8_t *tls, size_t len)
 {
 	const uint8_t *body;
@@ -520,9 +535,16 @@ session_input(struct server *sv, struct session *s, const uint8_t *tls, size_t l
 	if (!s->authed && channel_state(s->ch) == CHANNEL_OPEN) {
 		session_authenticate(sv, s);
 	}
+	if (err == 0 && channel_state(s->ch) == CHANNEL_OPEN) {
+		/* The usual case: a bounded share now, the rest in later turns. */
+		session_pump(sv, s);
+		return;
+	}
+	/* The channel failed or was closed: what it completed before is served now. */
 	while (s->authed && !s->dead && (rc = channel_next_frame(s->ch, &body, &blen)) == 1) {
 		session_frame(sv, s, body, blen);
 	}
+	s->backlog = 0;
 	if (err == IHALA_EFRAMESIZE && !s->dead) {
 		log_security("session %llu (%s): frame larger than %llu bytes; closing",
 		             (unsigned long long)s->id, s->agency,

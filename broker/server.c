@@ -217,7 +217,11 @@ sessions_input(struct server *sv)
 
 	for (s = sv->sessions; s != NULL; s = s->next) {
 		done = 0;
-		while (!s->dead && done < INPUT_TURN_BYTES && inq_peek(s->inq, &p, &len)) {
+		if (s->backlog && !s->dead) {
+			session_pump(sv, s);
+		}
+		while (!s->dead && !s->backlog && done < INPUT_TURN_BYTES &&
+		       inq_peek(s->inq, &p, &len)) {
 			session_input(sv, s, p + 1, len - 1);
 			inq_pop(s->inq);
 			done += len;
@@ -225,7 +229,7 @@ sessions_input(struct server *sv)
 		if (s->dead) {
 			inq_clear(s->inq);
 		}
-		more |= inq_bytes(s->inq) > 0;
+		more |= (s->backlog && !s->dead) || inq_bytes(s->inq) > 0;
 	}
 	return more;
 }

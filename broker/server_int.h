@@ -49,6 +49,7 @@ struct session {
 	struct inq *inq; /* received, not processed yet (see sessions_input()) */
 	int authed;
 	int dead;    /* peer gone or closed: free at the end of the iteration */
+	int backlog; /* its channel may hold frames not served yet (turn budget spent) */
 	int closing; /* flush what is pending, then free */
 	char agency[ID_AGENCY_MAX + 1];
 	int role;

@@ -295,6 +295,78 @@ submit(struct rig *g, const char *mid)
 	free(eb);
 }
 
+/* The client sends a Query of a referral that does not exist, with request id `id`. */
+static void
+query(struct rig *g, uint64_t id)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Query q = IHALA__V1__QUERY__INIT;
+	uint8_t *fb;
+	size_t flen;
+
+	q.request_id = id;
+	q.referral_id = "R-none";
+	f.kind_case = IHALA__V1__FRAME__KIND_QUERY;
+	f.query = &q;
+	assert_int_equal(frame_encode(&f, &fb, &flen), 0);
+	assert_int_equal(channel_write_frame(g->cch, fb, flen), 0);
+	free(fb);
+}
+
+/* The broker's output so far to the client; the number of frames the client now has. */
+static int
+answers(struct rig *g)
+{
+	static uint8_t buf[64 * 1024 + 1];
+	const uint8_t *body;
+	size_t blen;
+	int len, n = 0;
+
+	session_flush(&g->sv, g->s);
+	while ((len = zmq_recv(g->peer, buf, sizeof(buf), ZMQ_DONTWAIT)) > 0) {
+		assert_true(buf[0] == CHANNEL_MSG_TLS);
+		assert_int_equal(channel_feed(g->cch, buf + 1, (size_t)len - 1), 0);
+	}
+	while (channel_next_frame(g->cch, &body, &blen) == 1) {
+		n++;
+	}
+	return n;
+}
+
+/* Many small requests in one message are served SESSION_TURN_FRAMES per turn (the rest wait
+ * in the channel, s->backlog set), so that one session's flood cannot hold the loop. */
+static void
+test_turn_budget(void **state)
+{
+	struct rig *g = rig_open(1);
+	const int total = 3 * SESSION_TURN_FRAMES + 5;
+	Ihala__V1__Frame *f;
+	int i, got, pumps = 0;
+
+	(void)state;
+	connect_dma(g);
+	for (i = 0; i < total; i++) {
+		query(g, (uint64_t)i + 1);
+	}
+	f = turn(g); /* one message of TLS holding every query: the first share is served */
+	assert_non_null(f);
+	assert_int_equal(f->kind_case, IHALA__V1__FRAME__KIND_ERROR);
+	frame_free(f);
+	got = 1 + answers(g);
+	assert_int_equal(got, SESSION_TURN_FRAMES);
+	assert_true(g->s->backlog);
+	while (g->s->backlog) {
+		session_pump(&g->sv, g->s);
+		pumps++;
+		i = answers(g);
+		assert_true(i <= SESSION_TURN_FRAMES);
+		got += i;
+	}
+	assert_int_equal(got, total);
+	assert_int_equal(pumps, 3);
+	rig_close(g);
+}
+
 /* A submission reaches the writer's pipe, counted as waiting for its receipt. */
 static void
 test_submit_to_writer(void **state)
@@ -386,6 +458,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_submit_to_writer),
+	    cmocka_unit_test(test_turn_budget),
 	    cmocka_unit_test(test_submit_pipe_refuses),
 	    cmocka_unit_test(test_acks_hand_off),
 	};
