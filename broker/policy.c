@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "consent.h"
 #include "error.h"
 #include "id.h"
 
@@ -213,6 +214,59 @@ check_outcome(const Ihala__V1__Outcome *o, const char *rid, struct policy_decisi
 	return 0;
 }
 
+/* Appends ", what" (or "what" first) to out->text, as far as it fits. */
+static void
+add_missing(struct policy_decision *out, size_t *len, const char *what, const char *name)
+{
+	int n;
+
+	if (*len >= sizeof(out->text)) {
+		return;
+	}
+	n = snprintf(out->text + *len, sizeof(out->text) - *len, "%s%s %s",
+	             out->text[*len - 1] == ' ' ? "" : ", ", what, name);
+	*len = n < 0 ? sizeof(out->text) : *len + (size_t)n;
+}
+
+/* An onward referral's consent must stay within its parent's recorded scope: every agency
+ * and every data category it covers, the parent's covers too. The refusal names all that is
+ * missing. */
+static int
+check_within_parent(const Ihala__V1__Consent *c, const Ihala__V1__ReferralState *parent,
+                    struct policy_decision *out)
+{
+	static const char head[] = "the parent referral's consent does not cover ";
+	size_t i, j, len = sizeof(head) - 1;
+	char quoted[ID_AGENCY_MAX + 3];
+	int found;
+
+	snprintf(out->text, sizeof(out->text), "%s", head);
+	for (i = 0; i < c->n_agencies; i++) {
+		for (j = 0, found = 0; j < parent->n_consent_agencies && !found; j++) {
+			found = strcmp(c->agencies[i], parent->consent_agencies[j]) == 0;
+		}
+		if (!found) {
+			snprintf(quoted, sizeof(quoted), "'%.*s'", ID_AGENCY_MAX, c->agencies[i]);
+			add_missing(out, &len, "agency", quoted);
+		}
+	}
+	for (i = 0; i < c->n_data_covered; i++) {
+		for (j = 0, found = 0; j < parent->n_consent_data && !found; j++) {
+			found = c->data_covered[i] == parent->consent_data[j];
+		}
+		if (!found) {
+			add_missing(out, &len, "data category",
+			            consent_category_name(c->data_covered[i]));
+		}
+	}
+	if (len == sizeof(head) - 1) {
+		out->text[0] = '\0';
+		return 0;
+	}
+	out->err = IHALA_ECONSENT;
+	return out->err;
+}
+
 /* The refusal text for a referral that is unknown or not the sender's (id, sender). */
 #define NONPARTY_TEXT "no referral '%s' that agency '%s' is a party to"
 
@@ -224,8 +278,7 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 	const Ihala__V1__Referral *r = env->referral;
 	const struct policy_agency *to;
 	const char *dest = env->to[0] != '\0' ? env->to : r->receiving_agency;
-	size_t i;
-	int covered = 0;
+	const struct consent_field *f;
 
 	if (!id_valid(r->referral_id)) {
 		return refuse(
@@ -292,15 +345,14 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 		return refuse(out, IHALA_ECONSENT, "referral '%s' has no recorded consent",
 		              r->referral_id);
 	}
-	for (i = 0; i < r->consent->n_agencies; i++) {
-		if (strcmp(r->consent->agencies[i], dest) == 0) {
-			covered = 1;
-		}
-	}
-	if (!covered) {
+	if (!consent_covers_agency(r->consent, dest)) {
 		return refuse(out, IHALA_ECONSENT,
 		              "the survivor's consent does not cover the receiving agency '%s'",
 		              dest);
+	}
+	if ((f = consent_uncovered(r)) != NULL) {
+		return refuse(out, IHALA_ECONSENT, "the consent does not cover %s, which %s is",
+		              consent_category_name(f->category), f->name);
 	}
 	/* Whether it may open a case at all comes before whether the id is taken: a sender that
 	 * may not is never told which referral ids exist. */
@@ -331,6 +383,9 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 			    "parent referral '%s' is %s; onward referral needs it accepted or "
 			    "in progress",
 			    r->parent_referral_id, policy_status_name(parent->status));
+		}
+		if (check_within_parent(r->consent, parent, out) != 0) {
+			return out->err;
 		}
 	}
 	snprintf(out->recipient, sizeof(out->recipient), "%s", dest);
