@@ -50,10 +50,11 @@ inbox_line() { grep -F "\"referralId\":\"$2\"" "$1" | grep -qE -- "$3"; }
 # log_size: how many entries the auditor replays now.
 log_size() { "$IHALA" --config "$AUD" audit replay 2>/dev/null | grep -c '^{"seq":'; }
 
-# mkref FILE ID PRIORITY NAME [PARENT] [CONSENT-AGENCIES-JSON] [CONSENT-JSON]: a valid referral.
+# mkref FILE ID PRIORITY NAME [PARENT] [CONSENT-AGENCIES-JSON] [CONSENT-JSON]: a valid referral
+# (its consent covers what it carries: identity, demographics, location, needs).
 mkref() {
 	local f=$1 id=$2 prio=$3 name=$4 parent=${5:-} agencies=${6:-'["moh","molsa","hi"]'}
-	local consent=${7:-"{\"given\":true,\"givenBy\":\"survivor\",\"date\":\"2024-04-02\",\"recordedBy\":\"DMA-VA-0231\",\"agencies\":$agencies}"}
+	local consent=${7:-"{\"given\":true,\"givenBy\":\"survivor\",\"date\":\"2024-04-02\",\"recordedBy\":\"DMA-VA-0231\",\"agencies\":$agencies,\"dataCovered\":[\"identity\",\"demographics\",\"location\",\"needs\"]}"}
 	cat >"$f" <<JSON
 {"referralId":"$id","parentReferralId":"$parent","priority":"$prio",
  "services":["physical-rehabilitation","prosthetics-orthotics"],
