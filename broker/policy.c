@@ -228,9 +228,36 @@ add_missing(struct policy_decision *out, size_t *len, const char *what, const ch
 	*len = n < 0 ? sizeof(out->text) : *len + (size_t)n;
 }
 
+/* Whether the first `n` agencies of `c` include agency `i` again (a repeat is named once). */
+static int
+agency_seen(const Ihala__V1__Consent *c, size_t i)
+{
+	size_t k;
+
+	for (k = 0; k < i; k++) {
+		if (strcmp(c->agencies[k], c->agencies[i]) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int
+category_seen(const Ihala__V1__Consent *c, size_t i)
+{
+	size_t k;
+
+	for (k = 0; k < i; k++) {
+		if (c->data_covered[k] == c->data_covered[i]) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* An onward referral's consent must stay within its parent's recorded scope: every agency
  * and every data category it covers, the parent's covers too. The refusal names all that is
- * missing. */
+ * missing, each once. */
 static int
 check_within_parent(const Ihala__V1__Consent *c, const Ihala__V1__ReferralState *parent,
                     struct policy_decision *out)
@@ -245,7 +272,7 @@ check_within_parent(const Ihala__V1__Consent *c, const Ihala__V1__ReferralState 
 		for (j = 0, found = 0; j < parent->n_consent_agencies && !found; j++) {
 			found = strcmp(c->agencies[i], parent->consent_agencies[j]) == 0;
 		}
-		if (!found) {
+		if (!found && !agency_seen(c, i)) {
 			snprintf(quoted, sizeof(quoted), "'%.*s'", ID_AGENCY_MAX, c->agencies[i]);
 			add_missing(out, &len, "agency", quoted);
 		}
@@ -254,7 +281,7 @@ check_within_parent(const Ihala__V1__Consent *c, const Ihala__V1__ReferralState 
 		for (j = 0, found = 0; j < parent->n_consent_data && !found; j++) {
 			found = c->data_covered[i] == parent->consent_data[j];
 		}
-		if (!found) {
+		if (!found && !category_seen(c, i)) {
 			add_missing(out, &len, "data category",
 			            consent_category_name(c->data_covered[i]));
 		}
