@@ -281,7 +281,9 @@ check_within_parent(const Ihala__V1__Consent *c, const Ihala__V1__ReferralState 
 		for (j = 0, found = 0; j < parent->n_consent_data && !found; j++) {
 			found = c->data_covered[i] == parent->consent_data[j];
 		}
-		if (!found && !category_seen(c, i)) {
+		/* UNSPECIFIED covers nothing, so it widens nothing */
+		if (!found && !category_seen(c, i) &&
+		    c->data_covered[i] != IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_UNSPECIFIED) {
 			add_missing(out, &len, "data category",
 			            consent_category_name(c->data_covered[i]));
 		}

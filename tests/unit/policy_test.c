@@ -909,17 +909,18 @@ test_onward_consent_category_outside_parent(void **state)
 	                    "the parent referral's consent does not cover data category INJURY");
 }
 
-/* Every missing agency and category is named, once, in the consent's order. */
+/* Every missing agency and category is named, once, in the consent's order (UNSPECIFIED
+ * covers nothing and is never missing). */
 static void
 test_onward_consent_names_all_missing(void **state)
 {
 	static const char *const ag[] = {"hi", "molsa", "dma", "molsa"};
-	static const Ihala__V1__DataCategory cats[] = {CAT(CONTACT), CAT(NEEDS), CAT(INJURY),
-	                                               CAT(CONTACT)};
+	static const Ihala__V1__DataCategory cats[] = {CAT(CONTACT), CAT(NEEDS), CAT(UNSPECIFIED),
+	                                               CAT(INJURY), CAT(CONTACT)};
 	struct policy_decision d;
 
 	(void)state;
-	assert_refused(onward_consent("hi", ag, 4, cats, 4, &d), d, IHALA_ECONSENT);
+	assert_refused(onward_consent("hi", ag, 4, cats, 5, &d), d, IHALA_ECONSENT);
 	assert_string_equal(d.text, "the parent referral's consent does not cover agency 'molsa', "
 	                            "agency 'dma', data category CONTACT, data category INJURY");
 }
