@@ -396,9 +396,12 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 		              r->referral_id);
 	}
 	if (r->parent_referral_id[0] != '\0') {
-		if (parent == NULL) {
-			return refuse(out, IHALA_ENOREFERRAL, "parent referral '%s' does not exist",
-			              r->parent_referral_id);
+		/* As for the other kinds: one answer for a parent that does not exist and one the
+		 * sender is not a party to, so a stranger learns nothing of which ids exist. */
+		if (parent == NULL || party_of(me->id, parent) == POLICY_PARTY_NONE) {
+			return refuse(out, IHALA_ENOREFERRAL,
+			              "no parent referral '%s' that agency '%s' is a party to",
+			              r->parent_referral_id, me->id);
 		}
 		if (strcmp(parent->recipient, me->id) != 0) {
 			return refuse(

@@ -836,7 +836,9 @@ test_onward_not_parent_recipient(void **state)
 	struct policy_decision d;
 
 	(void)state;
-	assert_refused(onward("molsa", S(ACCEPTED), 1, &d), d, IHALA_EPARENT);
+	/* molsa is no party to r-1: told what a sender is told of a parent that does not exist */
+	assert_refused(onward("molsa", S(ACCEPTED), 1, &d), d, IHALA_ENOREFERRAL);
+	assert_string_equal(d.text, "no parent referral 'r-1' that agency 'molsa' is a party to");
 }
 
 static void
@@ -855,6 +857,7 @@ test_onward_parent_missing(void **state)
 
 	(void)state;
 	assert_refused(onward("moh", S(ACCEPTED), 0, &d), d, IHALA_ENOREFERRAL);
+	assert_string_equal(d.text, "no parent referral 'r-1' that agency 'moh' is a party to");
 }
 
 /* moh refers r-2 onward (parent r-1 accepted, consent scope of state_init) to `to`, with a
