@@ -264,6 +264,7 @@ main(int argc, char **argv)
 	Ihala__V1__Consent con = IHALA__V1__CONSENT__INIT;
 	Ihala__V1__Note note = IHALA__V1__NOTE__INIT;
 	Ihala__V1__ServiceCode svc = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
+	Ihala__V1__DataCategory needs = IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS;
 	char msgid[80], rid[64], caseid[64], *text;
 	uint32_t window = 0;
 	struct run r;
@@ -340,6 +341,8 @@ main(int argc, char **argv)
 	con.given = 1;
 	con.n_agencies = 1;
 	con.agencies = &to;
+	con.n_data_covered = 1; /* the services and reason */
+	con.data_covered = &needs;
 	ref.referral_id = rid;
 	ref.receiving_agency = to;
 	ref.priority = IHALA__V1__PRIORITY__PRIORITY_NORMAL;

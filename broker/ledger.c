@@ -331,7 +331,11 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	if (r->env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL &&
 	    r->env->referral->parent_referral_id[0] != '\0') {
 		err = refstate_load(rv, r->env->referral->parent_referral_id, &parent);
+		if (err == 0) {
+			err = refstate_load_scope(rv, parent);
+		}
 		if (err != 0 && err != IHALA_ENOTFOUND) {
+			refstate_free(parent);
 			refstate_free(cur);
 			return err;
 		}

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "consent.h"
 #include "error.h"
 #include "id.h"
 
@@ -213,6 +214,88 @@ check_outcome(const Ihala__V1__Outcome *o, const char *rid, struct policy_decisi
 	return 0;
 }
 
+/* Appends ", what" (or "what" first) to out->text, as far as it fits. */
+static void
+add_missing(struct policy_decision *out, size_t *len, const char *what, const char *name)
+{
+	int n;
+
+	if (*len >= sizeof(out->text)) {
+		return;
+	}
+	n = snprintf(out->text + *len, sizeof(out->text) - *len, "%s%s %s",
+	             out->text[*len - 1] == ' ' ? "" : ", ", what, name);
+	*len = n < 0 ? sizeof(out->text) : *len + (size_t)n;
+}
+
+/* Whether the first `n` agencies of `c` include agency `i` again (a repeat is named once). */
+static int
+agency_seen(const Ihala__V1__Consent *c, size_t i)
+{
+	size_t k;
+
+	for (k = 0; k < i; k++) {
+		if (strcmp(c->agencies[k], c->agencies[i]) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int
+category_seen(const Ihala__V1__Consent *c, size_t i)
+{
+	size_t k;
+
+	for (k = 0; k < i; k++) {
+		if (c->data_covered[k] == c->data_covered[i]) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* An onward referral's consent must stay within its parent's recorded scope: every agency
+ * and every data category it covers, the parent's covers too. The refusal names all that is
+ * missing, each once. */
+static int
+check_within_parent(const Ihala__V1__Consent *c, const Ihala__V1__ReferralState *parent,
+                    struct policy_decision *out)
+{
+	static const char head[] = "the parent referral's consent does not cover ";
+	size_t i, j, len = sizeof(head) - 1;
+	char quoted[ID_AGENCY_MAX + 3];
+	int found;
+
+	snprintf(out->text, sizeof(out->text), "%s", head);
+	for (i = 0; i < c->n_agencies; i++) {
+		for (j = 0, found = 0; j < parent->n_consent_agencies && !found; j++) {
+			found = strcmp(c->agencies[i], parent->consent_agencies[j]) == 0;
+		}
+		if (!found && !agency_seen(c, i)) {
+			snprintf(quoted, sizeof(quoted), "'%.*s'", ID_AGENCY_MAX, c->agencies[i]);
+			add_missing(out, &len, "agency", quoted);
+		}
+	}
+	for (i = 0; i < c->n_data_covered; i++) {
+		for (j = 0, found = 0; j < parent->n_consent_data && !found; j++) {
+			found = c->data_covered[i] == parent->consent_data[j];
+		}
+		/* UNSPECIFIED covers nothing, so it widens nothing */
+		if (!found && !category_seen(c, i) &&
+		    c->data_covered[i] != IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_UNSPECIFIED) {
+			add_missing(out, &len, "data category",
+			            consent_category_name(c->data_covered[i]));
+		}
+	}
+	if (len == sizeof(head) - 1) {
+		out->text[0] = '\0';
+		return 0;
+	}
+	out->err = IHALA_ECONSENT;
+	return out->err;
+}
+
 /* The refusal text for a referral that is unknown or not the sender's (id, sender). */
 #define NONPARTY_TEXT "no referral '%s' that agency '%s' is a party to"
 
@@ -224,8 +307,7 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 	const Ihala__V1__Referral *r = env->referral;
 	const struct policy_agency *to;
 	const char *dest = env->to[0] != '\0' ? env->to : r->receiving_agency;
-	size_t i;
-	int covered = 0;
+	const struct consent_field *f;
 
 	if (!id_valid(r->referral_id)) {
 		return refuse(
@@ -292,15 +374,14 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 		return refuse(out, IHALA_ECONSENT, "referral '%s' has no recorded consent",
 		              r->referral_id);
 	}
-	for (i = 0; i < r->consent->n_agencies; i++) {
-		if (strcmp(r->consent->agencies[i], dest) == 0) {
-			covered = 1;
-		}
-	}
-	if (!covered) {
+	if (!consent_covers_agency(r->consent, dest)) {
 		return refuse(out, IHALA_ECONSENT,
 		              "the survivor's consent does not cover the receiving agency '%s'",
 		              dest);
+	}
+	if ((f = consent_uncovered(r)) != NULL) {
+		return refuse(out, IHALA_ECONSENT, "the consent does not cover %s, which %s is",
+		              consent_category_name(f->category), f->name);
 	}
 	/* Whether it may open a case at all comes before whether the id is taken: a sender that
 	 * may not is never told which referral ids exist. */
@@ -315,9 +396,12 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 		              r->referral_id);
 	}
 	if (r->parent_referral_id[0] != '\0') {
-		if (parent == NULL) {
-			return refuse(out, IHALA_ENOREFERRAL, "parent referral '%s' does not exist",
-			              r->parent_referral_id);
+		/* As for the other kinds: one answer for a parent that does not exist and one the
+		 * sender is not a party to, so a stranger learns nothing of which ids exist. */
+		if (parent == NULL || party_of(me->id, parent) == POLICY_PARTY_NONE) {
+			return refuse(out, IHALA_ENOREFERRAL,
+			              "no parent referral '%s' that agency '%s' is a party to",
+			              r->parent_referral_id, me->id);
 		}
 		if (strcmp(parent->recipient, me->id) != 0) {
 			return refuse(
@@ -331,6 +415,9 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 			    "parent referral '%s' is %s; onward referral needs it accepted or "
 			    "in progress",
 			    r->parent_referral_id, policy_status_name(parent->status));
+		}
+		if (check_within_parent(r->consent, parent, out) != 0) {
+			return out->err;
 		}
 	}
 	snprintf(out->recipient, sizeof(out->recipient), "%s", dest);

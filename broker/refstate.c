@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "frame.h"
 #include "log.h"
 #include "store.h"
 
@@ -156,6 +157,40 @@ refstate_free(Ihala__V1__ReferralState *st)
 	}
 }
 
+/* The consent's agencies and categories into st (nothing when c is NULL); -1 when out of
+ * memory, with what was copied left for refstate_free. */
+static int
+copy_scope(Ihala__V1__ReferralState *st, const Ihala__V1__Consent *c)
+{
+	size_t i;
+
+	if (c == NULL) {
+		return 0;
+	}
+	if (c->n_agencies > 0) {
+		st->consent_agencies = calloc(c->n_agencies, sizeof(*st->consent_agencies));
+		if (st->consent_agencies == NULL) {
+			return -1;
+		}
+		for (i = 0; i < c->n_agencies; i++) {
+			if ((st->consent_agencies[i] = strdup(c->agencies[i])) == NULL) {
+				return -1;
+			}
+			st->n_consent_agencies++;
+		}
+	}
+	if (c->n_data_covered > 0) {
+		st->consent_data = malloc(c->n_data_covered * sizeof(*st->consent_data));
+		if (st->consent_data == NULL) {
+			return -1;
+		}
+		memcpy(st->consent_data, c->data_covered,
+		       c->n_data_covered * sizeof(*st->consent_data));
+		st->n_consent_data = c->n_data_covered;
+	}
+	return 0;
+}
+
 Ihala__V1__ReferralState *
 refstate_new(const Ihala__V1__Referral *r, const char *referrer, const char *recipient,
              uint64_t deadline)
@@ -174,9 +209,60 @@ refstate_new(const Ihala__V1__Referral *r, const char *referrer, const char *rec
 	st->priority = r->priority;
 	st->deadline_ms = deadline;
 	if (st->referral_id == NULL || st->parent_referral_id == NULL || st->referrer == NULL ||
-	    st->recipient == NULL) {
+	    st->recipient == NULL || copy_scope(st, r->consent) != 0) {
 		refstate_free(st);
 		return NULL;
 	}
 	return st;
+}
+
+static int
+first_seq(void *arg, uint64_t seq, const void *item, size_t len)
+{
+	(void)item;
+	(void)len;
+	*(uint64_t *)arg = seq;
+	return 1;
+}
+
+int
+refstate_load_scope(struct store_rtxn *r, Ihala__V1__ReferralState *st)
+{
+	Ihala__V1__LogEntry *e = NULL;
+	Ihala__V1__Envelope *env = NULL;
+	const void *data;
+	size_t len;
+	uint64_t seq = 0;
+	int err;
+
+	if (st->n_consent_agencies > 0) {
+		return 0;
+	}
+	/* The referral's first event is its own submission (items the state record still
+	 * carries come before any record of their own). */
+	if (st->n_history > 0) {
+		seq = st->history[0]->seq;
+	} else if ((err = store_history_iter(r, st->referral_id, first_seq, &seq)) != 0) {
+		return err;
+	}
+	if (seq == 0) {
+		return IHALA_ESTORE;
+	}
+	if ((err = store_log_get(r, seq, &data, &len)) != 0 ||
+	    (err = logentry_decode(data, len, &e)) != 0 ||
+	    (err = envelope_decode(e->envelope.data, e->envelope.len, &env)) != 0) {
+		goto out;
+	}
+	if (env->kind_case != IHALA__V1__ENVELOPE__KIND_REFERRAL ||
+	    strcmp(env->referral->referral_id, st->referral_id) != 0) {
+		log_warnx("referral '%s': its first event (seq %llu) is not its submission",
+		          st->referral_id, (unsigned long long)seq);
+		err = IHALA_ESTORE;
+		goto out;
+	}
+	err = copy_scope(st, env->referral->consent) != 0 ? IHALA_ENOMEM : 0;
+out:
+	envelope_free(env);
+	logentry_free(e);
+	return err;
 }

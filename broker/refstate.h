@@ -19,8 +19,9 @@ struct store_wtxn;
 /* The stored state of referral `rid` into *out. IHALA_ENOTFOUND when there is none (or `rid`
  * is empty), IHALA_ESTORE when it does not decode, or the store's error. */
 int refstate_load(struct store_rtxn *r, const char *rid, Ihala__V1__ReferralState **out);
-/* A new state (requested) of referral `r` from `referrer` to `recipient`, due by `deadline`;
- * NULL when out of memory. Strings are copied. */
+/* A new state (requested) of referral `r` from `referrer` to `recipient`, due by `deadline`,
+ * with the scope of r->consent (agencies, data categories); NULL when out of memory. Strings
+ * are copied. */
 Ihala__V1__ReferralState *refstate_new(const Ihala__V1__Referral *r, const char *referrer,
                                        const char *recipient, uint64_t deadline);
 /*
@@ -40,6 +41,11 @@ int refstate_history_move(struct store_wtxn *w, Ihala__V1__ReferralState *st);
  * the state record carried. IHALA_ENOMEM leaves a state that is only fit to be freed;
  * IHALA_ESTORE when an item does not decode. */
 int refstate_load_history(struct store_rtxn *r, Ihala__V1__ReferralState *st);
+/* A state record written before the consent scope was recorded in it (an earlier release)
+ * has none: fill st->consent_agencies and consent_data from the referral's own submission in
+ * the log. Nothing is done when the state has them. IHALA_ESTORE when that entry is missing
+ * or is not the referral; IHALA_ENOMEM. */
+int refstate_load_scope(struct store_rtxn *r, Ihala__V1__ReferralState *st);
 /* Free a state from refstate_load or refstate_new; NULL is fine. */
 void refstate_free(Ihala__V1__ReferralState *st);
 

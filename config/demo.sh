@@ -256,16 +256,45 @@ node moh progress R-001 --business-status "appointment scheduled, Mosul limb-fit
 receipt_seq
 say "MoH" "R-001 in progress: appointment scheduled at the Mosul limb-fitting centre, seq $SEQ"
 
-referral "$W/r001a.json" R-001-A moh R-001 "$NAME1" female 1996 Ninewa Sinjar normal \
-	'["social-protection", "economic-inclusion"]' \
-	"Below-knee amputee after a landmine incident; needs registration for the disability allowance and vocational training." \
-	"تحتاج الناجية إلى التسجيل في راتب الرعاية الاجتماعية لذوي الإعاقة." '["moh", "molsa", "hi"]'
+# R-001-A carries only what the disability allowance needs (minimum necessary): who she is,
+# sex and year of birth, where she lives, her functioning, and the need; not her injuries,
+# displacement or contact. Its consent covers MoLSA alone, within R-001's (the broker refuses
+# an onward consent wider than its parent's, and data its own consent does not cover).
+cat >"$W/r001a.json" <<JSON
+{
+  "referralId": "R-001-A",
+  "referringAgency": "moh",
+  "parentReferralId": "R-001",
+  "priority": "normal",
+  "services": ["social-protection", "economic-inclusion"],
+  "reason": "Below-knee amputee; needs registration for the disability allowance and vocational training.",
+  "survivor": {
+    "caseId": "IQ-R-001-A",
+    "name": "$NAME1",
+    "sex": "female",
+    "birthYear": 1996,
+    "governorate": "Ninewa",
+    "district": "Sinjar",
+    "functioning": { "walking": "a-lot", "selfCare": "some", "hearing": "some" }
+  },
+  "consent": {
+    "given": true,
+    "givenBy": "survivor",
+    "date": "2024-04-02",
+    "recordedBy": "DMA-VA-0231",
+    "agencies": ["molsa"],
+    "dataCovered": ["identity", "demographics", "location", "functioning", "needs"]
+  },
+  "notes": "تحتاج الناجية إلى التسجيل في راتب الرعاية الاجتماعية لذوي الإعاقة."
+}
+JSON
 node moh refer --to molsa --file "$W/r001a.json"
 receipt_seq
-say "MoH → MoLSA" "onward referral R-001-A for $NAME1 (disability allowance), parent R-001, seq $SEQ"
+say "MoH → MoLSA" "onward referral R-001-A for $NAME1 (disability allowance), parent R-001, seq $SEQ; consent [molsa], within R-001's; only what the allowance needs (identity, demographics, location, functioning, needs)"
 
 node molsa inbox --count 1
 grep -q '"parentReferralId":"R-001"' "$W/last.out" || fail "MoLSA's inbox lacks R-001-A with its parent"
+grep -q '"injury"' "$W/last.out" && fail "MoLSA's inbox has R-001's injury details"
 node molsa accept R-001-A --note "تم تسجيل الطلب في دائرة الحماية الاجتماعية في الموصل"
 receipt_seq
 say "MoLSA" "took R-001-A and accepted it, seq $SEQ"

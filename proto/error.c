@@ -55,7 +55,8 @@ static const struct errdesc errors[] = {
      "status change not allowed from the referral's current status"},
     {IHALA_EOUTCOME, "OUTCOME_REQUIRED", "completed and failed need an outcome"},
     {IHALA_ECONSENT, "CONSENT_MISSING",
-     "referral has no recorded consent covering the receiving agency"},
+     "referral has no recorded consent covering the receiving agency, the data it carries, "
+     "or (onward) within its parent's"},
     {IHALA_ENOREFERRAL, "UNKNOWN_REFERRAL", "no such referral"},
     {IHALA_EREFEXISTS, "REFERRAL_EXISTS", "a referral with this id already exists"},
     {IHALA_EMSGID, "MESSAGE_ID_CONFLICT", "message id already used for different content"},

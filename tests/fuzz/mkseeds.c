@@ -105,6 +105,14 @@ slurp(const char *rel, size_t *len)
 /* ---- envelopes ---- */
 
 static char *agencies_moh[] = {"moh"};
+/* What the seeds' referrals carry: name, sex and birth year, governorate, functioning,
+ * injury, services and reason. */
+static const Ihala__V1__DataCategory cats[] = {IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_IDENTITY,
+                                               IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_DEMOGRAPHICS,
+                                               IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_LOCATION,
+                                               IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_FUNCTIONING,
+                                               IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_INJURY,
+                                               IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
 static Ihala__V1__ServiceCode services[] = {
     IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION,
     IHALA__V1__SERVICE_CODE__SERVICE_CODE_PSYCHOSOCIAL_SUPPORT,
@@ -152,6 +160,8 @@ make_referral(Ihala__V1__Envelope *env, struct referral_parts *p, const char *pa
 	p->con.date = "2024-04-01";
 	p->con.n_agencies = 1;
 	p->con.agencies = agencies_moh;
+	p->con.n_data_covered = sizeof(cats) / sizeof(cats[0]);
+	p->con.data_covered = (Ihala__V1__DataCategory *)cats;
 	p->officer.name = "Layla";
 	p->officer.email = "va@dma.example";
 	p->ref.referral_id = "R-0001";

@@ -42,9 +42,10 @@ seq_of() { grep -oE '"seq":[0-9]+' "${1:-$OUT}" | head -n1 | cut -d: -f2; }
 # Lines of stdout.
 lines() { grep -c . "$OUT"; }
 
-# mkref FILE ID [CONSENT-JSON]: a small valid referral (consent for moh and hi by default).
+# mkref FILE ID [CONSENT-JSON]: a small valid referral (consent for moh and hi by default,
+# covering what it carries: identity, demographics, needs).
 mkref() {
-	local consent=${3-'{"given":true,"givenBy":"survivor","date":"2024-04-02","agencies":["moh","hi"]}'}
+	local consent=${3-'{"given":true,"givenBy":"survivor","date":"2024-04-02","agencies":["moh","hi"],"dataCovered":["identity","demographics","needs"]}'}
 	cat >"$1" <<JSON
 {"referralId":"$2","priority":"normal","services":["prosthetics-orthotics"],
  "survivor":{"caseId":"IQ-NIN-$2","name":"$ARABIC_NAME","birthYear":1996},

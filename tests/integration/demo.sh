@@ -6,7 +6,7 @@
 . "$IHALA_ROOT/tests/integration/lib.sh"
 
 DEMO=$IHALA_ROOT/config/demo.sh
-plan 15
+plan 16
 
 start=$(date +%s)
 "$DEMO" "$IHALA_BUILD" >"$T/out" 2>"$T/err" </dev/null
@@ -22,6 +22,8 @@ check "account: MoH takes it and the broker marks it received" \
 	has "MoH           took R-001 from its inbox; the broker marked it received at seq"
 check "account: onward referral MoH → MoLSA for the disability allowance" \
 	has "MoH → MoLSA   onward referral R-001-A for نور الهدى خلف حسن (disability allowance), parent R-001"
+check "account: the onward referral's consent is [molsa], within R-001's, and it carries only what the allowance needs" \
+	has "consent [molsa], within R-001's; only what the allowance needs (identity, demographics, location, functioning, needs)"
 check "account: R-001 completed with its outcome" has "completed R-001 with its outcome"
 check "account: DMA's inbox lines show R-001 received, accepted, in-progress, completed" \
 	eval 'grep -E "^ +seq [0-9]+ +R-001 +(received|accepted|in-progress|completed) " "$T/out" | awk "{print \$4}" | tr "\n" " " | grep -qx "received accepted in-progress completed "'

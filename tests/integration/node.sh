@@ -37,7 +37,8 @@ mkref() {
 	cat >"$1" <<JSON
 {"referralId":"$2","priority":"normal","services":["prosthetics-orthotics"],
  "survivor":{"caseId":"IQ-NIN-$2","name":"نور الهدى خلف حسن","birthYear":1996},
- "consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","agencies":["moh","hi"]}}
+ "consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","agencies":["moh","hi"],
+            "dataCovered":["identity","demographics","needs"]}}
 JSON
 }
 
@@ -81,7 +82,8 @@ X=$(head -c 60000 </dev/zero | tr '\0' x)
 	printf '"survivor":{"caseId":"IQ-NIN-1","name":"%s","injury":{"injuryCodes":[' "$X"
 	for i in $(seq 1 16); do printf '"c%d%s",' "$i" "$X"; done
 	printf '"last"]}},'
-	printf '"consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","agencies":["moh"]}}\n'
+	printf '"consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","agencies":["moh"],'
+	printf '"dataCovered":["identity","injury","needs"]}}\n'
 } >"$T/big.json"
 run big "$DMA" refer --to moh --file "$T/big.json" --message-id "msg-$RB"
 check "oversized referral: refused here at once, exit 1, says why (limit, nothing queued)" \

@@ -17,7 +17,7 @@ ENVSUBMIT=$IHALA_BUILD/tests/tools/envsubmit
 EX=$IHALA_ROOT/config/examples
 DEADLINE_S=60
 
-plan 74
+plan 75
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -50,10 +50,11 @@ inbox_line() { grep -F "\"referralId\":\"$2\"" "$1" | grep -qE -- "$3"; }
 # log_size: how many entries the auditor replays now.
 log_size() { "$IHALA" --config "$AUD" audit replay 2>/dev/null | grep -c '^{"seq":'; }
 
-# mkref FILE ID PRIORITY NAME [PARENT] [CONSENT-AGENCIES-JSON] [CONSENT-JSON]: a valid referral.
+# mkref FILE ID PRIORITY NAME [PARENT] [CONSENT-AGENCIES-JSON] [CONSENT-JSON]: a valid referral
+# (its consent covers what it carries: identity, demographics, location, needs).
 mkref() {
 	local f=$1 id=$2 prio=$3 name=$4 parent=${5:-} agencies=${6:-'["moh","molsa","hi"]'}
-	local consent=${7:-"{\"given\":true,\"givenBy\":\"survivor\",\"date\":\"2024-04-02\",\"recordedBy\":\"DMA-VA-0231\",\"agencies\":$agencies}"}
+	local consent=${7:-"{\"given\":true,\"givenBy\":\"survivor\",\"date\":\"2024-04-02\",\"recordedBy\":\"DMA-VA-0231\",\"agencies\":$agencies,\"dataCovered\":[\"identity\",\"demographics\",\"location\",\"needs\"]}"}
 	cat >"$f" <<JSON
 {"referralId":"$id","parentReferralId":"$parent","priority":"$prio",
  "services":["physical-rehabilitation","prosthetics-orthotics"],
@@ -188,7 +189,10 @@ check "4: ... and it does not exist" refused UNKNOWN_REFERRAL
 run acc4 "$MOH" accept "$R4"
 check "4: moh accepts the parent: exit 0" expect 0
 run hi4 "$HI" refer --to molsa --file "$T/r4a.json"
-check "4: hi (not the parent's recipient) refers onward: INVALID_PARENT" refused INVALID_PARENT
+check "4: hi (no party to the parent) refers onward: UNKNOWN_REFERRAL, as for a parent that does not exist" \
+	eval 'refused UNKNOWN_REFERRAL && err_has "no parent referral '"'"'$R4'"'"' that agency '"'"'hi'"'"' is a party to"'
+run dma4 "$DMA" refer --to hi --file "$T/r4a.json"
+check "4: dma (the parent's referrer, not its recipient) refers onward: INVALID_PARENT" refused INVALID_PARENT
 run onw4 "$MOH" refer --to hi --file "$T/r4a.json"
 check "4: moh refers onward to hi with parentReferralId: exit 0" expect 0
 run hiin4 "$HI" inbox

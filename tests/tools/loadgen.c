@@ -58,6 +58,8 @@ submit_all(const char *cfgpath, const char *to, long count, const char *prefix, 
 		Ihala__V1__ServiceCode svc =
 		    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
 		char *agencies[1];
+		Ihala__V1__DataCategory data[2] = {IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_IDENTITY,
+		                                   IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
 		char msgid[64], rid[64], caseid[64];
 		struct ihala_receipt rc;
 		int tries = 0;
@@ -71,6 +73,8 @@ submit_all(const char *cfgpath, const char *to, long count, const char *prefix, 
 		con.given = 1;
 		con.n_agencies = 1;
 		con.agencies = agencies;
+		con.n_data_covered = 2; /* the name; the services and reason */
+		con.data_covered = data;
 		ref.referral_id = rid;
 		ref.receiving_agency = (char *)to;
 		ref.priority = IHALA__V1__PRIORITY__PRIORITY_NORMAL;

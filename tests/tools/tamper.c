@@ -233,6 +233,12 @@ synth_entry(uint64_t i, uint64_t t, uint8_t **buf, size_t *len)
 	    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS,
 	    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION};
 	char *agencies[1] = {"moh"};
+	/* what the synthetic referral carries: name, birth year, governorate, needs */
+	static const Ihala__V1__DataCategory cats[] = {
+	    IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_IDENTITY,
+	    IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_DEMOGRAPHICS,
+	    IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_LOCATION,
+	    IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
 	char msgid[48], rid[48], caseid[48];
 	uint8_t *eb = NULL;
 	uint64_t cyc = i / 5;
@@ -254,6 +260,8 @@ synth_entry(uint64_t i, uint64_t t, uint8_t **buf, size_t *len)
 		con.date = "2024-04-02";
 		con.n_agencies = 1;
 		con.agencies = agencies;
+		con.n_data_covered = sizeof(cats) / sizeof(cats[0]);
+		con.data_covered = (Ihala__V1__DataCategory *)cats;
 		ref.referral_id = rid;
 		ref.receiving_agency = "moh";
 		ref.priority = IHALA__V1__PRIORITY__PRIORITY_NORMAL;

@@ -36,6 +36,7 @@
 static const struct policy_agency agencies[] = {
     {"dma", ROLE(DMA), POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_NOTE, NULL, 0, 1},
     {"moh", ROLE(MINISTRY), POLICY_KIND_ALL, NULL, 0, 0},
+    {"hi", ROLE(NGO), POLICY_KIND_ALL, NULL, 0, 0},
 };
 
 static const struct policy_agency *
@@ -126,7 +127,8 @@ struct msg {
 	Ihala__V1__Referral ref;
 	Ihala__V1__Survivor surv;
 	Ihala__V1__Consent consent;
-	char *consent_agencies[1];
+	char *consent_agencies[2];
+	Ihala__V1__DataCategory consent_data[1];
 	Ihala__V1__ServiceCode services[1];
 	Ihala__V1__StatusUpdate su;
 	Ihala__V1__Note note;
@@ -160,6 +162,9 @@ msg_referral(struct msg *m, const char *mid, const char *rid)
 	m->consent_agencies[0] = "moh";
 	m->consent.n_agencies = 1;
 	m->consent.agencies = m->consent_agencies;
+	m->consent_data[0] = IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS; /* its services */
+	m->consent.n_data_covered = 1;
+	m->consent.data_covered = m->consent_data;
 	m->ref.consent = &m->consent;
 }
 
@@ -675,6 +680,101 @@ test_entry_cost_flat(void **state)
 	fx_close(fx);
 }
 
+/* Rewrite the state record of `rid` as a release before the consent scope wrote it. */
+static void
+strip_scope(struct fx *fx, const char *rid)
+{
+	Ihala__V1__ReferralState *raw;
+	struct store_rtxn *r;
+	struct store_wtxn *w;
+	const void *data;
+	uint8_t buf[512];
+	size_t len, na, nd;
+
+	assert_int_equal(store_rbegin(fx->store, &r), 0);
+	assert_int_equal(store_referral_get(r, rid, &data, &len), 0);
+	raw = ihala__v1__referral_state__unpack(NULL, len, data);
+	store_rend(r);
+	assert_non_null(raw);
+	na = raw->n_consent_agencies;
+	nd = raw->n_consent_data;
+	raw->n_consent_agencies = 0;
+	raw->n_consent_data = 0;
+	assert_true(ihala__v1__referral_state__get_packed_size(raw) <= sizeof(buf));
+	len = ihala__v1__referral_state__pack(raw, buf);
+	raw->n_consent_agencies = na;
+	raw->n_consent_data = nd;
+	ihala__v1__referral_state__free_unpacked(raw, NULL);
+	assert_int_equal(store_wbegin(fx->store, &w), 0);
+	assert_int_equal(store_referral_put(w, rid, buf, len), 0);
+	assert_int_equal(store_wcommit(w), 0);
+}
+
+/* The state records its consent's scope; an onward referral's consent must stay within it,
+ * also when the parent's state record is from a release that did not record it (the scope is
+ * then read from the parent's own submission in the log). */
+static void
+test_onward_consent_scope(void **state)
+{
+	struct fx *fx = fx_open(0, 100, 0);
+	Ihala__V1__ReferralState *st;
+	struct wreq *req;
+	struct msg m;
+	int i;
+
+	(void)state;
+	msg_referral(&m, "m-1", "R-p");
+	m.consent_agencies[1] = "hi";
+	m.consent.n_agencies = 2; /* consent: moh, hi; needs */
+	req = submit1(fx, "dma", &m, T0);
+	assert_int_equal(req->status, RS(ACCEPTED));
+	wreq_free(req);
+	st = state_of(fx, "R-p");
+	assert_int_equal(st->n_consent_agencies, 2);
+	assert_string_equal(st->consent_agencies[0], "moh");
+	assert_string_equal(st->consent_agencies[1], "hi");
+	assert_int_equal(st->n_consent_data, 1);
+	assert_int_equal(st->consent_data[0], IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS);
+	ihala__v1__referral_state__free_unpacked(st, NULL);
+	msg_status(&m, "m-2", "R-p", S(ACCEPTED));
+	req = submit1(fx, "moh", &m, T0 + 1);
+	assert_int_equal(req->status, RS(ACCEPTED));
+	wreq_free(req);
+
+	for (i = 0; i < 2; i++) {
+		if (i == 1) {
+			strip_scope(fx, "R-p");
+			st = state_of(fx, "R-p");
+			assert_int_equal(st->n_consent_agencies, 0);
+			ihala__v1__referral_state__free_unpacked(st, NULL);
+		}
+		/* moh refers onward to hi, its consent naming dma too: outside the parent's */
+		msg_referral(&m, i == 0 ? "m-3" : "m-5", i == 0 ? "R-c" : "R-d");
+		m.env.to = "hi";
+		m.ref.referring_agency = "moh";
+		m.ref.receiving_agency = "hi";
+		m.ref.parent_referral_id = "R-p";
+		m.consent_agencies[0] = "hi";
+		m.consent_agencies[1] = "dma";
+		m.consent.n_agencies = 2;
+		req = submit1(fx, "moh", &m, T0 + 2);
+		assert_int_equal(req->status, RS(REFUSED));
+		assert_int_equal(req->err, IHALA_ECONSENT);
+		assert_string_equal(req->text,
+		                    "the parent referral's consent does not cover agency 'dma'");
+		wreq_free(req);
+		/* hi alone is within it */
+		m.env.message_id = i == 0 ? "m-4" : "m-6";
+		m.consent.n_agencies = 1;
+		req = submit1(fx, "moh", &m, T0 + 2);
+		if (req->status != RS(ACCEPTED)) {
+			fail_msg("refused: %s", req->text);
+		}
+		wreq_free(req);
+	}
+	fx_close(fx);
+}
+
 /* A state record from a release that kept the history inside it (a format-1 store written
  * before issue 20) still answers with its whole history; the next entry moves its items to
  * records of their own, and the history stays whole and in order. */
@@ -841,6 +941,7 @@ main(void)
 	    cmocka_unit_test(test_policy_swap),
 	    cmocka_unit_test(test_entry_cost_flat),
 	    cmocka_unit_test(test_history_in_state_record),
+	    cmocka_unit_test(test_onward_consent_scope),
 	};
 
 	log_setlevel(LOG_LEVEL_ERROR); /* refusals below warn on purpose */

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "consent.h"
 #include "error.h"
 #include "ihala.pb-c.h"
 #include "policy.h"
@@ -177,6 +178,7 @@ struct msg {
 	Ihala__V1__Survivor surv;
 	Ihala__V1__Consent consent;
 	char *consent_agencies[4];
+	Ihala__V1__DataCategory consent_data[9];
 	Ihala__V1__ServiceCode services[1];
 	Ihala__V1__StatusUpdate su;
 	Ihala__V1__Outcome outcome;
@@ -192,7 +194,10 @@ msg_init(struct msg *m)
 	m->env.message_id = "msg-0001";
 }
 
-/* A complete, valid referral `rid` from `referrer` to `recipient`, consent covering it. */
+#define CAT(x) IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_##x
+
+/* A complete, valid referral `rid` from `referrer` to `recipient`, consent covering it and
+ * NEEDS (its services), and no other personal data. */
 static void
 msg_referral(struct msg *m, const char *referrer, const char *recipient, const char *rid)
 {
@@ -218,6 +223,9 @@ msg_referral(struct msg *m, const char *referrer, const char *recipient, const c
 	m->consent_agencies[0] = (char *)recipient;
 	m->consent.n_agencies = 1;
 	m->consent.agencies = m->consent_agencies;
+	m->consent_data[0] = CAT(NEEDS); /* services are needs */
+	m->consent.n_data_covered = 1;
+	m->consent.data_covered = m->consent_data;
 	m->ref.consent = &m->consent;
 }
 
@@ -274,6 +282,10 @@ msg_note(struct msg *m, const char *rid)
 	m->note.text = "survivor asks to be called after 4 pm";
 }
 
+/* The consent scope every state made here records: moh and hi; identity, location, needs. */
+static const char *const state_agencies[] = {"moh", "hi"};
+static const Ihala__V1__DataCategory state_data[] = {CAT(IDENTITY), CAT(LOCATION), CAT(NEEDS)};
+
 static void
 state_init(Ihala__V1__ReferralState *st, const char *rid, const char *referrer,
            const char *recipient, Ihala__V1__TaskStatus status)
@@ -284,6 +296,10 @@ state_init(Ihala__V1__ReferralState *st, const char *rid, const char *referrer,
 	st->recipient = (char *)recipient;
 	st->status = status;
 	st->priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+	st->n_consent_agencies = sizeof(state_agencies) / sizeof(state_agencies[0]);
+	st->consent_agencies = (char **)state_agencies;
+	st->n_consent_data = sizeof(state_data) / sizeof(state_data[0]);
+	st->consent_data = (Ihala__V1__DataCategory *)state_data;
 }
 
 /* Assert a refusal with code `want`, mirrored in d.err, with a sentence for people. */
@@ -820,7 +836,9 @@ test_onward_not_parent_recipient(void **state)
 	struct policy_decision d;
 
 	(void)state;
-	assert_refused(onward("molsa", S(ACCEPTED), 1, &d), d, IHALA_EPARENT);
+	/* molsa is no party to r-1: told what a sender is told of a parent that does not exist */
+	assert_refused(onward("molsa", S(ACCEPTED), 1, &d), d, IHALA_ENOREFERRAL);
+	assert_string_equal(d.text, "no parent referral 'r-1' that agency 'molsa' is a party to");
 }
 
 static void
@@ -839,6 +857,334 @@ test_onward_parent_missing(void **state)
 
 	(void)state;
 	assert_refused(onward("moh", S(ACCEPTED), 0, &d), d, IHALA_ENOREFERRAL);
+	assert_string_equal(d.text, "no parent referral 'r-1' that agency 'moh' is a party to");
+}
+
+/* moh refers r-2 onward (parent r-1 accepted, consent scope of state_init) to `to`, with a
+ * consent covering `agencies` and `cats`. */
+static int
+onward_consent(const char *to, const char *const *agencies, size_t n_agencies,
+               const Ihala__V1__DataCategory *cats, size_t n_cats, struct policy_decision *d)
+{
+	struct world w;
+	struct msg m;
+	Ihala__V1__ReferralState parent;
+	size_t i;
+
+	world_init(&w);
+	CUR(parent, S(ACCEPTED));
+	msg_referral(&m, "moh", to, "r-2");
+	m.ref.parent_referral_id = "r-1";
+	for (i = 0; i < n_agencies; i++) {
+		m.consent_agencies[i] = (char *)agencies[i];
+	}
+	m.consent.n_agencies = n_agencies;
+	for (i = 0; i < n_cats; i++) {
+		m.consent_data[i] = cats[i];
+	}
+	m.consent.n_data_covered = n_cats;
+	return policy_check(&w.view, "moh", &m.env, NULL, &parent, d);
+}
+
+/* The case: the parent's consent covered moh and hi, the onward one says molsa. */
+static void
+test_onward_consent_agency_outside_parent(void **state)
+{
+	static const char *const ag[] = {"molsa"};
+	static const Ihala__V1__DataCategory cats[] = {CAT(NEEDS)};
+	struct policy_decision d;
+
+	(void)state;
+	assert_refused(onward_consent("molsa", ag, 1, cats, 1, &d), d, IHALA_ECONSENT);
+	assert_string_equal(d.text, "the parent referral's consent does not cover agency 'molsa'");
+}
+
+static void
+test_onward_consent_category_outside_parent(void **state)
+{
+	static const char *const ag[] = {"hi"};
+	static const Ihala__V1__DataCategory cats[] = {CAT(NEEDS), CAT(IDENTITY), CAT(INJURY)};
+	struct policy_decision d;
+
+	(void)state;
+	assert_refused(onward_consent("hi", ag, 1, cats, 3, &d), d, IHALA_ECONSENT);
+	assert_string_equal(d.text,
+	                    "the parent referral's consent does not cover data category INJURY");
+}
+
+/* Every missing agency and category is named, once, in the consent's order (UNSPECIFIED
+ * covers nothing and is never missing). */
+static void
+test_onward_consent_names_all_missing(void **state)
+{
+	static const char *const ag[] = {"hi", "molsa", "dma", "molsa"};
+	static const Ihala__V1__DataCategory cats[] = {CAT(CONTACT), CAT(NEEDS), CAT(UNSPECIFIED),
+	                                               CAT(INJURY), CAT(CONTACT)};
+	struct policy_decision d;
+
+	(void)state;
+	assert_refused(onward_consent("hi", ag, 4, cats, 5, &d), d, IHALA_ECONSENT);
+	assert_string_equal(d.text, "the parent referral's consent does not cover agency 'molsa', "
+	                            "agency 'dma', data category CONTACT, data category INJURY");
+}
+
+static void
+test_onward_consent_within_parent_ok(void **state)
+{
+	static const char *const ag[] = {"hi", "moh"};
+	static const Ihala__V1__DataCategory cats[] = {CAT(NEEDS), CAT(IDENTITY), CAT(LOCATION)};
+	struct policy_decision d;
+
+	(void)state;
+	assert_allowed(onward_consent("hi", ag, 2, cats, 3, &d), d);
+	assert_allowed(onward_consent("hi", ag, 1, cats, 1, &d), d);
+}
+
+/* A parent without a recorded scope (nothing covered) lets nothing onward. */
+static void
+test_onward_consent_parent_without_scope(void **state)
+{
+	static const char *const ag[] = {"hi"};
+	static const Ihala__V1__DataCategory cats[] = {CAT(NEEDS)};
+	struct world w;
+	struct msg m;
+	Ihala__V1__ReferralState parent;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	CUR(parent, S(ACCEPTED));
+	parent.n_consent_agencies = 0;
+	parent.n_consent_data = 0;
+	msg_referral(&m, "moh", "hi", "r-2");
+	m.ref.parent_referral_id = "r-1";
+	m.consent_agencies[0] = (char *)ag[0];
+	m.consent_data[0] = cats[0];
+	assert_refused(policy_check(&w.view, "moh", &m.env, NULL, &parent, &d), d, IHALA_ECONSENT);
+	assert_string_equal(
+	    d.text,
+	    "the parent referral's consent does not cover agency 'hi', data category NEEDS");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Data categories: the table of proto/consent.c, checked against one written here by hand     */
+
+/* Sets one personal field of m's referral; the field's name as the refusal says it. */
+struct field_case {
+	const char *name;
+	Ihala__V1__DataCategory category;
+	void (*set)(struct msg *m);
+};
+
+static Ihala__V1__WashingtonGroup wg_answers = IHALA__V1__WASHINGTON_GROUP__INIT;
+static Ihala__V1__Injury injury_details = IHALA__V1__INJURY__INIT;
+
+static void
+set_name(struct msg *m)
+{
+	m->surv.name = "نور الهدى خلف حسن";
+}
+static void
+set_sex(struct msg *m)
+{
+	m->surv.sex = IHALA__V1__SEX__SEX_FEMALE;
+}
+static void
+set_birth_year(struct msg *m)
+{
+	m->surv.birth_year = 1996;
+}
+static void
+set_governorate(struct msg *m)
+{
+	m->surv.governorate = "Ninewa";
+}
+static void
+set_district(struct msg *m)
+{
+	m->surv.district = "Sinjar";
+}
+static void
+set_displacement(struct msg *m)
+{
+	m->surv.displacement = IHALA__V1__DISPLACEMENT__DISPLACEMENT_IDP;
+}
+static void
+set_functioning(struct msg *m)
+{
+	m->surv.functioning = &wg_answers;
+}
+static void
+set_injury(struct msg *m)
+{
+	m->surv.injury = &injury_details;
+}
+static void
+set_reason(struct msg *m)
+{
+	m->ref.reason = "needs a prosthesis";
+}
+static void
+set_notes(struct msg *m)
+{
+	m->ref.notes = "call in the morning";
+}
+
+static const struct field_case field_cases[] = {
+    {"survivor.name", CAT(IDENTITY), set_name},
+    {"survivor.sex", CAT(DEMOGRAPHICS), set_sex},
+    {"survivor.birth_year", CAT(DEMOGRAPHICS), set_birth_year},
+    {"survivor.governorate", CAT(LOCATION), set_governorate},
+    {"survivor.district", CAT(LOCATION), set_district},
+    {"survivor.displacement", CAT(DISPLACEMENT), set_displacement},
+    {"survivor.functioning", CAT(FUNCTIONING), set_functioning},
+    {"survivor.injury", CAT(INJURY), set_injury},
+    {"reason", CAT(NEEDS), set_reason},
+    {"notes", CAT(NEEDS), set_notes},
+};
+
+static const char *const cat_names[] = {"UNSPECIFIED",  "IDENTITY", "CONTACT",
+                                        "DEMOGRAPHICS", "LOCATION", "DISPLACEMENT",
+                                        "FUNCTIONING",  "INJURY",   "NEEDS"};
+
+/* Each personal field alone, with a consent covering every category but its own: refused,
+ * naming the category and the field; with its category added: allowed. */
+static void
+test_consent_field_categories(void **state)
+{
+	size_t i, j;
+
+	(void)state;
+	for (i = 0; i < sizeof(field_cases) / sizeof(field_cases[0]); i++) {
+		const struct field_case *fc = &field_cases[i];
+		struct world w;
+		struct msg m;
+		struct policy_decision d;
+		char want[160];
+		size_t n = 0;
+
+		world_init(&w);
+		msg_referral(&m, "dma", "moh", "r-1");
+		fc->set(&m);
+		for (j = 1; j <= 8; j++) {
+			if (j != (size_t)fc->category) {
+				m.consent_data[n++] = (Ihala__V1__DataCategory)j;
+			}
+		}
+		m.consent.n_data_covered = n;
+		if (fc->category == CAT(NEEDS)) {
+			/* services are NEEDS too and come first */
+			snprintf(want, sizeof(want),
+			         "the consent does not cover NEEDS, which services is");
+		} else {
+			snprintf(want, sizeof(want), "the consent does not cover %s, which %s is",
+			         cat_names[fc->category], fc->name);
+		}
+		assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d,
+		               IHALA_ECONSENT);
+		assert_string_equal(d.text, want);
+		m.consent_data[n++] = fc->category;
+		m.consent.n_data_covered = n;
+		assert_allowed(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d);
+	}
+}
+
+/* The case: a consent covering only needs, and a full name. */
+static void
+test_consent_needs_only_refuses_name(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	set_reason(&m);
+	set_notes(&m);
+	assert_allowed(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d);
+	set_name(&m);
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ECONSENT);
+	assert_string_equal(d.text, "the consent does not cover IDENTITY, which survivor.name is");
+}
+
+/* A consent that covers no category lets no referral through: its services are needs. */
+static void
+test_consent_no_categories(void **state)
+{
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	m.consent.n_data_covered = 0;
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ECONSENT);
+	assert_string_equal(d.text, "the consent does not cover NEEDS, which services is");
+}
+
+/* The module's table against the hand-written one, and its names. */
+static void
+test_consent_table(void **state)
+{
+	size_t i, j, found;
+
+	(void)state;
+	for (i = 0; i < sizeof(cat_names) / sizeof(cat_names[0]); i++) {
+		assert_string_equal(consent_category_name((Ihala__V1__DataCategory)i),
+		                    cat_names[i]);
+	}
+	assert_string_equal(consent_category_name((Ihala__V1__DataCategory)99), "UNKNOWN");
+	/* every row here is in the table with the same category, and the table has only these
+	 * and services */
+	assert_int_equal(consent_n_fields, sizeof(field_cases) / sizeof(field_cases[0]) + 1);
+	for (i = 0; i < sizeof(field_cases) / sizeof(field_cases[0]); i++) {
+		for (j = 0, found = 0; j < consent_n_fields; j++) {
+			if (strcmp(consent_fields[j].name, field_cases[i].name) == 0) {
+				assert_int_equal(consent_fields[j].category,
+				                 field_cases[i].category);
+				found++;
+			}
+		}
+		assert_int_equal(found, 1);
+	}
+	for (j = 0, found = 0; j < consent_n_fields; j++) {
+		if (strcmp(consent_fields[j].name, "services") == 0) {
+			assert_int_equal(consent_fields[j].category, CAT(NEEDS));
+			found++;
+		}
+	}
+	assert_int_equal(found, 1);
+}
+
+/* consent_uncovered alone: no consent covers nothing; case_id alone needs no category. */
+static void
+test_consent_uncovered(void **state)
+{
+	Ihala__V1__Referral r = IHALA__V1__REFERRAL__INIT;
+	Ihala__V1__Survivor sv = IHALA__V1__SURVIVOR__INIT;
+	Ihala__V1__Consent c = IHALA__V1__CONSENT__INIT;
+	Ihala__V1__DataCategory cats[] = {CAT(IDENTITY)};
+	const struct consent_field *f;
+
+	(void)state;
+	assert_null(consent_uncovered(&r));
+	sv.case_id = "IQ-1";
+	r.survivor = &sv;
+	assert_null(consent_uncovered(&r));
+	sv.name = "x";
+	f = consent_uncovered(&r);
+	assert_non_null(f);
+	assert_string_equal(f->name, "survivor.name");
+	r.consent = &c;
+	c.n_data_covered = 1;
+	c.data_covered = cats;
+	assert_null(consent_uncovered(&r));
+	assert_true(consent_covers_category(&c, CAT(IDENTITY)));
+	assert_false(consent_covers_category(&c, CAT(CONTACT)));
+	assert_false(consent_covers_category(NULL, CAT(IDENTITY)));
+	assert_false(consent_covers_agency(&c, "moh"));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1549,6 +1895,16 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_onward_not_parent_recipient),
     cmocka_unit_test(test_onward_by_parent_referrer),
     cmocka_unit_test(test_onward_parent_missing),
+    cmocka_unit_test(test_onward_consent_agency_outside_parent),
+    cmocka_unit_test(test_onward_consent_category_outside_parent),
+    cmocka_unit_test(test_onward_consent_names_all_missing),
+    cmocka_unit_test(test_onward_consent_within_parent_ok),
+    cmocka_unit_test(test_onward_consent_parent_without_scope),
+    cmocka_unit_test(test_consent_field_categories),
+    cmocka_unit_test(test_consent_needs_only_refuses_name),
+    cmocka_unit_test(test_consent_no_categories),
+    cmocka_unit_test(test_consent_table),
+    cmocka_unit_test(test_consent_uncovered),
     cmocka_unit_test(test_status_missing_referral),
     cmocka_unit_test(test_status_bad_referral_id),
     cmocka_unit_test(test_status_ngo_not_party),

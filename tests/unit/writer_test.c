@@ -62,6 +62,7 @@ struct msg {
 	Ihala__V1__Survivor surv;
 	Ihala__V1__Consent consent;
 	char *consent_agencies[1];
+	Ihala__V1__DataCategory consent_data[1];
 	Ihala__V1__ServiceCode services[1];
 	Ihala__V1__StatusUpdate su;
 };
@@ -94,6 +95,9 @@ msg_referral(struct msg *m, const char *mid, const char *rid)
 	m->consent_agencies[0] = "moh";
 	m->consent.n_agencies = 1;
 	m->consent.agencies = m->consent_agencies;
+	m->consent_data[0] = IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS; /* its services */
+	m->consent.n_data_covered = 1;
+	m->consent.data_covered = m->consent_data;
 	m->ref.consent = &m->consent;
 }
 
