@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 114
+plan 119
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -116,16 +116,16 @@ check "IHALA_CONFIG is used when --config is absent" eval '[ $RC -eq 4 ] && grep
 # Bad input is refused before anything is sent (no broker runs yet).
 echo '{"referralId": "x",' >"$T/badjson.json"
 run badjson "$DMA" refer --to moh --file "$T/badjson.json"
-check "refer: bad JSON: exit 2, says where" exit_and_err 2 "line 2"
+check "refer: bad JSON: exit 2, says where (FILE:LINE:COLUMN)" exit_and_err 2 "refer: $T/badjson.json:2:1: "
 sed 's/"survivor"/"survivr"/' "$EX/referral.json" >"$T/unknown.json"
 run unknown "$DMA" refer --to moh --file "$T/unknown.json"
-check "refer: unknown field: exit 2, names it" exit_and_err 2 "survivr"
+check "refer: unknown field: exit 2, names it where it is" exit_and_err 2 "unknown.json:12:3: survivr: unknown field (did you mean 'survivor'?)"
 sed 's/"birthYear": 1996/"birthYear": "nineteen"/' "$EX/referral.json" >"$T/type.json"
 run type "$DMA" refer --to moh --file "$T/type.json"
-check "refer: wrong type: exit 2, names the field" exit_and_err 2 "referral.survivor.birthYear"
+check "refer: wrong type: exit 2, names the field as the file does, where it is" exit_and_err 2 "type.json:16:5: survivor.birthYear: expected an integer"
 sed 's/"priority": "urgent"/"priority": "whenever"/' "$EX/referral.json" >"$T/enum.json"
 run enum "$DMA" refer --to moh --file "$T/enum.json"
-check "refer: unknown enum value: exit 2, names the field" exit_and_err 2 "referral.priority"
+check "refer: unknown enum value: exit 2, names the field" exit_and_err 2 "enum.json:5:3: priority: unknown value \"whenever\""
 run nofile "$DMA" refer --to moh --file "$T/does-not-exist.json"
 check "refer: missing file: exit 2, names it" exit_and_err 2 "does-not-exist.json"
 run nofileopt "$DMA" refer --to moh
@@ -135,13 +135,29 @@ check "refer: invalid --message-id: exit 2" exit_and_err 2 "invalid message id"
 echo '{}' >"$T/empty.json"
 run emptyref "$DMA" refer --to moh --file "$T/empty.json"
 check "refer {}: exit 2, every missing field at once, by its JSON name" \
-	eval 'expect 2 && err_has "referralId is required" && err_has "priority is required" && err_has "services needs at least one" && err_has "survivor is required" && err_has "4 problem(s)"'
+	eval 'expect 2 && err_has "empty.json:1:1: referralId is required" && err_has "empty.json:1:1: priority is required" && err_has "services needs at least one" && err_has "survivor is required" && err_has "4 problem(s)"'
 run emptyref-outbox "$DMA" --timeout 1s outbox
 check "refer {}: nothing was queued (outbox: waiting 0)" exit_and_out 0 '"waiting":0'
 sed 's/"caseId": "IQ-NIN-2024-00417"/"caseId": "IQ-NIN-٢٠٢٤-00417"/' "$EX/referral.json" >"$T/indic.json"
 run indic "$DMA" refer --to moh --file "$T/indic.json"
 check "refer: a caseId in Arabic-Indic digits: exit 2, says to write 0-9" \
-	exit_and_err 2 "survivor.caseId must be printable ASCII: write digits as 0-9"
+	exit_and_err 2 "indic.json:13:5: survivor.caseId must be printable ASCII: write digits as 0-9"
+check "refer: the Arabic-Indic caseId is named as given, not as missing" \
+	eval '! grep -q "survivor is required\|case_id" "$ERR" || { show "$ERR"; false; }'
+# several problems of different kinds: all named at once, in file order, each where it is
+sed -e 's/"caseId": "IQ-NIN-2024-00417"/"caseId": "IQ-NIN-٢٠٢٤-00417"/' -e 's/"birthYear": 1996/"birth_year": "x"/' \
+	-e 's/"priority": "urgent"/"priority": "whenever"/' "$EX/referral.json" >"$T/many.json"
+run many "$DMA" refer --to mho --file "$T/many.json"
+check "refer: four problems at once, in file order, with line and column, --to suggested" \
+	eval 'expect 2 && [ "$(grep -c "^ihala: refer: $T/many.json:[0-9]*:[0-9]*: " "$ERR")" -eq 4 ] &&
+		grep -n . "$ERR" | grep -q "^1:.*many.json:4:3: receivingAgency is '"'moh'"' but --to is '"'mho'"' (did you mean '"'--to moh'"'?)" &&
+		grep -n . "$ERR" | grep -q "^2:.*many.json:5:3: priority: unknown value" &&
+		grep -n . "$ERR" | grep -q "^3:.*many.json:13:5: survivor.caseId must be printable ASCII" &&
+		grep -n . "$ERR" | grep -q "^4:.*many.json:16:5: survivor.birth_year: expected an integer" &&
+		err_has "4 problem(s) in '"'$T/many.json'"'; nothing was sent or queued"'
+run who "$DMA" refer --to who --file "$EX/referral.json"
+check "refer --to an agency other than the file's receivingAgency: exit 2, both named" \
+	exit_and_err 2 "receivingAgency is 'moh' but --to is 'who': leave out --to, or make them agree"
 run badreason "$MOH" decline r1 --reason too-busy
 check "decline: unknown reason: exit 2, lists the codes" exit_and_err 2 "invalid reason 'too-busy' (one of: not-eligible no-capacity"
 run noreason "$MOH" decline r1
@@ -195,7 +211,11 @@ run notcovered "$DMA" refer --to molsa --file "$T/notcovered.json"
 check "refer to an agency the consent does not cover: exit 1, CONSENT_MISSING, names it" \
 	eval 'exit_and_err 1 "ihala: refused: CONSENT_MISSING: " && err_has "molsa"'
 run unknownto "$DMA" refer --to nobody --file "$T/notcovered.json"
-check "refer to an unknown agency: exit 1, UNKNOWN_RECIPIENT" exit_and_err 1 "refused: UNKNOWN_RECIPIENT: "
+check "refer to an unknown agency: exit 1, UNKNOWN_RECIPIENT, says it is unknown" \
+	exit_and_err 1 "refused: UNKNOWN_RECIPIENT: recipient 'nobody' is not a configured agency"
+run unknownto2 "$DMA" refer --to mho --file "$T/notcovered.json"
+check "refer to a mistyped agency: exit 1, did you mean the consent's 'moh'?" \
+	exit_and_err 1 "is not a configured agency (did you mean 'moh'?)"
 
 # --- inbox ---------------------------------------------------------------------------------
 run inbox1 "$MOH" inbox
@@ -258,7 +278,8 @@ run note-hi "$HI" note "$R1" --text "hello"
 check "note by hi (not a party): exit 1, UNKNOWN_REFERRAL (as if it did not exist)" \
 	exit_and_err 1 "refused: UNKNOWN_REFERRAL: "
 run outcome-noo "$MOH" outcome "$R1" --file "$T/type.json"
-check "outcome with a referral file: exit 2, names the unknown field" exit_and_err 2 "outcome."
+check "outcome with a referral file: exit 2, every unknown field where it is" \
+	eval 'exit_and_err 2 "type.json:5:3: priority: unknown field" && err_has "type.json:12:3: survivor: unknown field" && err_has "9 problem(s)"'
 run outcome1 "$MOH" outcome "$R1" --file "$T/o1.json"
 check "outcome by moh (completed): exit 0" expect 0
 run status1b "$DMA" status "$R1"
