@@ -150,6 +150,12 @@ cli_fail(const struct cli *cli, const char *what, int err)
 }
 
 int
+cli_human(const struct cli *cli)
+{
+	return !cli->json && isatty(STDOUT_FILENO);
+}
+
+int
 cli_timeout(const struct cli *cli)
 {
 	uint64_t ms = cli->timeout_ms;

@@ -45,6 +45,7 @@ struct cli {
 	const char *config_opt;
 	uint64_t timeout_ms;
 	int quiet;
+	int json;       /* --json: JSON on stdout even on a terminal */
 	int deliveries; /* this command takes the node's deliveries (inbox) */
 	struct client_config *cfg;
 	struct ihala_client *client;
@@ -61,6 +62,10 @@ int cli_connect(struct cli *cli, int report, int *err);
 
 /* Close the client and free the configuration; the struct may be reused. */
 void cli_release(struct cli *cli);
+
+/* 1 when stdout is a terminal and --json was not given: inbox, status and list then print
+ * for people (tables, local times) instead of JSON lines. */
+int cli_human(const struct cli *cli);
 
 /* Timeout for network calls: --timeout, else the config's, in milliseconds. */
 int cli_timeout(const struct cli *cli);
@@ -108,7 +113,7 @@ int cmd_inbox(struct cli *cli, int argc, char **argv);
 int cmd_status(struct cli *cli, int argc, char **argv);
 int cmd_list(struct cli *cli, int argc, char **argv);
 
-/* Keep `line` (borrowed: an inbox line, or {"seq","kind","from","to","envelope"} of a sent
+/* Keep `line` (borrowed: an inbox line, or {"seq","kind","sender","recipient","envelope"} of a sent
  * envelope) in the node's journal under its referral id and `seq`, for status and list.
  * A line naming no referral is skipped; a failure is only warned about. */
 void cli_journal(struct cli *cli, uint64_t seq, json_t *line);

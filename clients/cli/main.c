@@ -49,14 +49,16 @@ usage(FILE *fp)
 	size_t i;
 
 	fprintf(fp,
-	        "usage: ihala [--config FILE] [--timeout DURATION] [-q] COMMAND [ARGS]\n"
+	        "usage: ihala [--config FILE] [--timeout DURATION] [--json] [-q] COMMAND [ARGS]\n"
 	        "\n"
 	        "The command-line client of an ihala node: JSON on stdout, messages for people\n"
-	        "on stderr.\n"
+	        "on stderr. On a terminal, inbox, status, list and outbox print tables for people\n"
+	        "(local times) instead; --json keeps JSON there too.\n"
 	        "\n"
 	        "  -c, --config FILE        client configuration (default: $IHALA_CONFIG)\n"
 	        "  -t, --timeout DURATION   connect and request timeout (500ms, 10s, 2m; default\n"
 	        "                           the config's 'timeout')\n"
+	        "  -j, --json               JSON lines on stdout even on a terminal\n"
 	        "  -q, --quiet              only errors on stderr\n"
 	        "  -h, --help               this help\n"
 	        "      --version            print the version\n"
@@ -110,9 +112,13 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
-	    {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	const struct command *cmd;
 	struct cli cli;
@@ -126,7 +132,7 @@ main(int argc, char **argv)
 
 	opterr = 0;
 	/* '+': stop at the command; its options are its own */
-	while ((ch = getopt_long(argc, argv, "+:c:t:qh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+:c:t:qjh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			cli.config_opt = optarg;
@@ -144,6 +150,9 @@ main(int argc, char **argv)
 		case 'q':
 			cli.quiet = 1;
 			log_setlevel(LOG_LEVEL_ERROR);
+			break;
+		case 'j':
+			cli.json = 1;
 			break;
 		case 'h':
 			usage(stdout);

@@ -191,7 +191,7 @@ cmd_outbox(struct cli *cli, int argc, char **argv)
 	struct listing l;
 	size_t before = 0, left = 0, nrej = 0;
 	json_t *j;
-	int ch, rc, err, json = !isatty(STDOUT_FILENO);
+	int ch, rc, err, json = !cli_human(cli);
 
 	optind = 0;
 	opterr = 0;

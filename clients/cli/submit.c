@@ -112,7 +112,7 @@ static const struct sub_cmd cmd_decline_def = {
     1,
     "usage: ihala decline REFERRAL_ID --reason CODE [--text TEXT] [--message-id ID]\n"
     "\n"
-    "Decline a referral this agency received (status rejected).\n"
+    "Decline a referral this agency received (status declined).\n"
     "\n"
     "  -r, --reason CODE    why (required, see below)\n"
     "  -x, --text TEXT      the reason in words\n" COMMON_HELP,
@@ -551,11 +551,11 @@ journal_sent(struct cli *cli, const Ihala__V1__Envelope *env, uint64_t seq)
 	if (line != NULL && pbjson_to_json(&env->base, 0, &e) == 0) {
 		json_object_set_new(line, "seq", json_integer((json_int_t)seq));
 		json_object_set_new(line, "kind", json_string("submission"));
-		json_object_set_new(line, "from",
+		json_object_set_new(line, "sender",
 		                    json_string(cli->cfg != NULL && cli->cfg->agency != NULL
 		                                    ? cli->cfg->agency
 		                                    : ""));
-		json_object_set_new(line, "to", json_string(env->to != NULL ? env->to : ""));
+		json_object_set_new(line, "recipient", json_string(env->to != NULL ? env->to : ""));
 		json_object_set_new(line, "envelope", e);
 		cli_journal(cli, seq, line);
 	}
@@ -795,7 +795,7 @@ status_command(struct cli *cli, const struct sub_cmd *def, int argc, char **argv
 	if (strcmp(def->name, "accept") == 0) {
 		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED;
 	} else if (strcmp(def->name, "decline") == 0) {
-		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_REJECTED;
+		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_DECLINED;
 	} else if (strcmp(def->name, "cancel") == 0) {
 		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_CANCELLED;
 	} else {

@@ -216,9 +216,9 @@ check "stats --db: exit 0, one JSON object with $LAST entries" \
 check "stats: entries by kind (31 submissions, 24 broker statuses that record the deliveries)" \
 	out_has '"entriesByKind":{"submission":31,"broker-status":24}'
 check "stats: 24 referrals by status" \
-	out_has '"referrals":24,"byStatus":{"requested":0,"received":19,"accepted":2,"rejected":1,"in-progress":0,"on-hold":0,"completed":1,"failed":0,"cancelled":1}'
+	out_has '"referrals":24,"byStatus":{"requested":0,"received":19,"accepted":2,"declined":1,"in-progress":0,"on-hold":0,"completed":1,"failed":0,"cancelled":1}'
 check "stats: by agency pair" \
-	out_has '"byAgencyPair":[{"from":"dma","to":"moh","referrals":24,"byStatus":{"received":19,"accepted":2,"rejected":1,"completed":1,"cancelled":1}}]'
+	out_has '"byAgencyPair":[{"from":"dma","to":"moh","referrals":24,"byStatus":{"received":19,"accepted":2,"declined":1,"completed":1,"cancelled":1}}]'
 check "stats: time to accept (3) and to complete (1), median and p90" \
 	eval 'grep -qE "\"timeToAccept\":\{\"count\":3,\"medianMs\":[0-9]+,\"p90Ms\":[0-9]+\},\"timeToComplete\":\{\"count\":1,\"medianMs\":[0-9]+,\"p90Ms\":[0-9]+\}" "$OUT"'
 check "stats: overdue none; outcomes by service" \

@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 119
+plan 128
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -222,8 +222,8 @@ run inbox1 "$MOH" inbox
 check "inbox as moh: exit 0" expect 0
 check "inbox as moh: the early referral (sent from the outbox) and the new one" \
 	eval 'out_has "\"referralId\":\"$R0\"" && out_has "\"referralId\":\"$R1\""'
-check "inbox line: seq, kind, from, to, time" \
-	grep -qE "^\\{\"seq\":$seq1,\"kind\":\"submission\",\"from\":\"dma\",\"to\":\"moh\",\"time\":[0-9]+,\"envelope\":\\{" "$OUT"
+check "inbox line: seq, kind, sender, recipient, brokerTimeMs (the log entry's names)" \
+	grep -qE "^\\{\"seq\":$seq1,\"kind\":\"submission\",\"sender\":\"dma\",\"recipient\":\"moh\",\"brokerTimeMs\":[0-9]+,\"envelope\":\\{" "$OUT"
 check "inbox: the Arabic name intact (not escaped)" eval 'out_has "\"name\":\"$ARABIC_NAME\"" && out_lacks "\\u"'
 check "inbox: one JSON object per line" eval '[ "$(lines)" -eq 2 ] && ! grep -qv "^{.*}$" "$OUT"'
 run inbox1b "$MOH" inbox
@@ -241,7 +241,7 @@ run inbox-dma "$DMA" inbox
 check "dma inbox: the broker's 'received' event" \
 	eval 'expect 0 && grep "\"kind\":\"broker-status\"" "$OUT" | grep -q "\"referralId\":\"$R1\".*\"status\":\"received\""'
 check "dma inbox: moh's accept with the Arabic note" \
-	eval 'grep "\"from\":\"moh\"" "$OUT" | grep "\"referralId\":\"$R1\"" | grep "\"status\":\"accepted\"" | grep -qF "سيتم الاتصال بالناجية"'
+	eval 'grep "\"sender\":\"moh\"" "$OUT" | grep "\"referralId\":\"$R1\"" | grep "\"status\":\"accepted\"" | grep -qF "سيتم الاتصال بالناجية"'
 
 # --- status ----------------------------------------------------------------------------------
 run status1 "$DMA" status "$R1"
@@ -299,7 +299,7 @@ check "refer a second referral: exit 0" expect 0
 run decline2 "$MOH" decline "$R2" --reason NO_CAPACITY --text "قائمة الانتظار ممتلئة"
 check "decline with a reason (NO_CAPACITY spelling): exit 0" expect 0
 run status2 "$DMA" status "$R2"
-check "status after decline: rejected" exit_and_out 0 "\"status\":\"rejected\""
+check "status after decline: declined (the word of the command)" exit_and_out 0 "\"status\":\"declined\""
 run inbox-dma3 "$DMA" inbox
 check "dma inbox: the decline with reasonCode no-capacity and the text" \
 	eval 'expect 0 && grep "\"referralId\":\"$R2\"" "$OUT" | grep "\"reasonCode\":\"no-capacity\"" | grep -qF "قائمة الانتظار ممتلئة"'
@@ -318,12 +318,12 @@ run status2-dma "$DMA" status "$R2"
 check "status by the referrer after its inbox: the decline's reason and text (received)" \
 	eval 'expect 0 && hist_has'
 check "status: the referral's own item carries the referral as sent" \
-	eval 'grep -qE "\"history\":\[\{\"seq\":[0-9]+,[^{]*\"envelope\":\{[^{]*\"referral\":\{\"referralId\":\"$R2\"" "$OUT" || show "$OUT"'
+	eval 'grep -qE "\"history\":\[\{\"seq\":[0-9]+,[^{]*\"envelope\":\{[^{]*\"referral\":\{\"referralId\":\"$R2\"" "$OUT" || { show "$OUT"; false; }'
 run list-dma "$DMA" list
 check "list: one JSON line per referral of the node, R1 and R2 with their states" \
-	eval 'expect 0 && grep "\"referralId\":\"$R1\"" "$OUT" | grep -q "\"status\":\"completed\"" && grep "\"referralId\":\"$R2\"" "$OUT" | grep -q "\"status\":\"rejected\""'
-run list-rejected "$DMA" list --state rejected
-check "list --state rejected: only R2" \
+	eval 'expect 0 && grep "\"referralId\":\"$R1\"" "$OUT" | grep -q "\"status\":\"completed\"" && grep "\"referralId\":\"$R2\"" "$OUT" | grep -q "\"status\":\"declined\""'
+run list-declined "$DMA" list --state declined
+check "list --state declined: only R2" \
 	eval 'expect 0 && [ "$(lines)" -eq 1 ] && out_has "\"referralId\":\"$R2\""'
 run list-overdue "$DMA" list --overdue
 check "list --overdue: none (deadlines are days away), exit 0" eval 'expect 0 && [ ! -s "$OUT" ]'
@@ -333,6 +333,40 @@ run list-today "$DMA" list --since "$(date -u +%F)"
 check "list --since today: R2 among them" exit_and_out 0 "\"referralId\":\"$R2\""
 run list-bad "$DMA" list --state busy
 check "list --state with an unknown state: exit 2, names it" exit_and_err 2 "unknown state 'busy'"
+run list-oldname "$DMA" list --state rejected
+check "list --state rejected (the former name): the declined ones" \
+	eval 'expect 0 && [ "$(lines)" -eq 1 ] && out_has "\"referralId\":\"$R2\""'
+
+# --- on a terminal: tables for people, local times, right-to-left text isolated -----------------
+FSI=$'\u2068' PDI=$'\u2069'
+created2=$(grep "\"referralId\":\"$R2\"" "$T/list-dma.out" | grep -oE '"createdMs":[0-9]+' | cut -d: -f2)
+# tty_run NAME ARGS...: ihala ARGS under a pseudo-terminal (script(1)) in Baghdad's time zone;
+# sets RC and OUT (carriage returns dropped).
+tty_run() {
+	local name=$1
+	shift
+	OUT=$T/$name.tty ERR=$T/$name.tty.err
+	TZ=Asia/Baghdad script -qec "$(printf '%q ' "$IHALA" "$@")" /dev/null </dev/null 2>"$ERR" |
+		tr -d '\r' >"$OUT"
+	RC=${PIPESTATUS[0]}
+}
+# col TEXT LINE-PATTERN: the character column where TEXT starts on the first line matching
+# (isolates are zero-width: dropped first; what comes before TEXT is ASCII in these tests)
+col() { grep -m1 -- "$2" "$OUT" | sed "s/$FSI//g; s/$PDI//g" | awk -v t="$1" '{print index($0, t)}'; }
+tty_run list-tty --config "$DMA" list
+check "list on a terminal: a table with headings, R2 declined" \
+	eval 'expect 0 && head -n1 "$OUT" | grep -q "^REFERRAL  *STATUS  *PRIORITY  *FROM  *TO  *CREATED  *DEADLINE" && grep -q "^$R2  *declined  *normal  *dma  *moh " "$OUT"'
+check "list on a terminal: columns aligned" \
+	eval '[ "$(col STATUS REFERRAL)" -gt 0 ] && [ "$(col STATUS REFERRAL)" = "$(col declined "^$R2 ")" ] && [ "$(col CREATED REFERRAL)" = "$(col "$(TZ=Asia/Baghdad date -d "@$((created2 / 1000))" "+%F %H:%M")" "^$R2 ")" ] || { show "$OUT"; false; }'
+check "list on a terminal: local times (Baghdad), no epoch milliseconds" \
+	eval 'grep "^$R2 " "$OUT" | grep -qF "$(TZ=Asia/Baghdad date -d "@$((created2 / 1000))" "+%F %H:%M")" && ! grep -qE "[0-9]{13}" "$OUT" || { show "$OUT"; false; }'
+tty_run status-tty --config "$DMA" status "$R2"
+check "status on a terminal: declined, the history as a table" \
+	eval 'expect 0 && grep -q "^Status  *declined$" "$OUT" && grep -q "^SEQ  *TIME  *BY  *STATUS  *WHAT$" "$OUT" || { show "$OUT"; false; }'
+check "status on a terminal: the Arabic reason isolated (FSI ... PDI) in its column" \
+	eval 'grep "declined (no-capacity): " "$OUT" | grep -qF "$FSI""قائمة الانتظار ممتلئة""$PDI" && [ "$(col WHAT "^SEQ")" = "$(col "declined (no-capacity)" "no-capacity")" ] || { show "$OUT"; false; }'
+tty_run status-tty-json --config "$DMA" --json status "$R2"
+check "--json on a terminal: JSON" eval 'expect 0 && grep -q "^{\"referralId\":\"$R2\"" "$OUT"'
 
 # --- cancel ---------------------------------------------------------------------------------------
 R3=ref3-$$
@@ -379,6 +413,14 @@ kill -TERM "$wpid"
 wait "$wpid"
 RC=$?
 check "inbox --watch: shows the rest, exits 0 on SIGTERM" eval '[ $RC -eq 0 ] && grep -q "ref7-$$" "$T/watch.out" && ! grep -q "ref5-$$" "$T/watch.out"'
+mkref "$T/r8.json" "ref8-$$"
+run refer8 "$DMA" refer --to hi --file "$T/r8.json"
+tty_run inbox-tty --config "$HI" inbox
+check "inbox on a terminal: a row per delivery, local time, the Arabic name isolated" \
+	eval 'expect 0 && head -n1 "$OUT" | grep -q "^SEQ  *TIME  *FROM  *TO  *REFERRAL  *WHAT$" &&
+		grep "ref8-$$" "$OUT" | grep -qE "^[0-9]+  *[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}  *dma  *hi  *ref8-$$  *${FSI}referral for $FSI$ARABIC_NAME$PDI \(normal\)$PDI$" || { show "$OUT"; false; }'
+run inbox-after-tty "$HI" inbox
+check "inbox on a terminal acknowledged what it showed" eval 'expect 0 && [ ! -s "$OUT" ]'
 
 # --- audit replay -----------------------------------------------------------------------------
 run replay "$AUD" audit replay

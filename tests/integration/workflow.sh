@@ -109,7 +109,7 @@ check "1: dma refers to moh: exit 0, accepted" eval 'expect 0 && out_has "\"stat
 check "1: status right after: requested" test "$(status_of "$DMA" "$R1")" = requested
 run inbox1 "$MOH" inbox
 check "1: moh's inbox has the referral with the Arabic name" \
-	eval 'expect 0 && inbox_line "$OUT" "$R1" "\"kind\":\"submission\",\"from\":\"dma\",\"to\":\"moh\"" && out_has "$NAME1"'
+	eval 'expect 0 && inbox_line "$OUT" "$R1" "\"kind\":\"submission\",\"sender\":\"dma\",\"recipient\":\"moh\"" && out_has "$NAME1"'
 check "1: moh's ack makes it received (set by the broker)" wait_for 5 eval '[ "$(status_of "$DMA" "$R1")" = received ]'
 run acc1 "$MOH" accept "$R1" --note "سيتم الاتصال بالناجية"
 check "1: moh accepts: exit 0" expect 0
@@ -125,16 +125,16 @@ check "1: history is requested, received, accepted, in-progress, completed (in t
 	test "$hist" = "requested received accepted in-progress completed "
 [ "$hist" = "requested received accepted in-progress completed " ] || diag "history: $hist"
 check "1: history: received by the broker, the others by their senders" \
-	eval 'out_has "\"agency\":\"dma\",\"status\":\"requested\"" && out_has "\"status\":\"received\",\"what\":\"received\"" && out_has "\"agency\":\"moh\",\"status\":\"completed\""'
+	eval 'out_has "\"sender\":\"dma\",\"status\":\"requested\"" && out_has "\"status\":\"received\",\"what\":\"received\"" && out_has "\"sender\":\"moh\",\"status\":\"completed\""'
 run dmain1 "$DMA" inbox
 check "1: dma's inbox: the broker's received event" \
 	inbox_line "$OUT" "$R1" '"kind":"broker-status".*"status":"received"'
 check "1: dma's inbox: accepted, from moh, with the Arabic note" \
-	eval 'inbox_line "$OUT" "$R1" "\"from\":\"moh\".*\"status\":\"accepted\"" && out_has "سيتم الاتصال بالناجية"'
+	eval 'inbox_line "$OUT" "$R1" "\"sender\":\"moh\".*\"status\":\"accepted\"" && out_has "سيتم الاتصال بالناجية"'
 check "1: dma's inbox: in-progress with its business status" \
-	inbox_line "$OUT" "$R1" '"from":"moh".*"status":"in-progress","businessStatus":"appointment scheduled"'
+	inbox_line "$OUT" "$R1" '"sender":"moh".*"status":"in-progress","businessStatus":"appointment scheduled"'
 check "1: dma's inbox: completed with the outcome" \
-	inbox_line "$OUT" "$R1" '"from":"moh".*"status":"completed","outcome":\{.*"servicesDelivered":\["physical-rehabilitation","prosthetics-orthotics"\]'
+	inbox_line "$OUT" "$R1" '"sender":"moh".*"status":"completed","outcome":\{.*"servicesDelivered":\["physical-rehabilitation","prosthetics-orthotics"\]'
 check "1: dma's inbox: exactly those four changes for this referral" \
 	test "$(grep -cF "\"referralId\":\"$R1\"" "$OUT")" -eq 4
 run mohin1 "$MOH" inbox
@@ -147,10 +147,10 @@ run refer2 "$DMA" refer --to moh --file "$T/r2.json"
 check "2: dma refers: exit 0" expect 0
 run dec2 "$MOH" decline "$R2" --reason no-capacity --text "قائمة الانتظار ممتلئة حتى أيلول"
 check "2: moh declines with a reason: exit 0" expect 0
-check "2: status rejected" test "$(status_of "$DMA" "$R2")" = rejected
+check "2: status declined" test "$(status_of "$DMA" "$R2")" = declined
 run dmain2 "$DMA" inbox
 check "2: dma sees the rejection with reason code and text" \
-	inbox_line "$OUT" "$R2" '"from":"moh".*"status":"rejected".*"reasonCode":"no-capacity".*"reason":"قائمة الانتظار ممتلئة حتى أيلول"'
+	inbox_line "$OUT" "$R2" '"sender":"moh".*"status":"declined".*"reasonCode":"no-capacity".*"reason":"قائمة الانتظار ممتلئة حتى أيلول"'
 run acc2 "$MOH" accept "$R2"
 check "2: accepting after declining: INVALID_TRANSITION" refused INVALID_TRANSITION
 
@@ -164,7 +164,7 @@ check "3: dma cancels with a reason: exit 0" expect 0
 check "3: status cancelled (as moh sees it)" test "$(status_of "$MOH" "$R3")" = cancelled
 run mohin3 "$MOH" inbox
 check "3: moh sees the referral, then its cancellation with the reason" \
-	eval 'inbox_line "$OUT" "$R3" "\"kind\":\"submission\",\"from\":\"dma\".*\"referral\":" && inbox_line "$OUT" "$R3" "\"from\":\"dma\".*\"status\":\"cancelled\".*\"reasonCode\":\"client-relocated\".*\"reason\":\"انتقلت العائلة إلى أربيل\""'
+	eval 'inbox_line "$OUT" "$R3" "\"kind\":\"submission\",\"sender\":\"dma\".*\"referral\":" && inbox_line "$OUT" "$R3" "\"sender\":\"dma\".*\"status\":\"cancelled\".*\"reasonCode\":\"client-relocated\".*\"reason\":\"انتقلت العائلة إلى أربيل\""'
 run acc3 "$MOH" accept "$R3"
 check "3: accepting a cancelled referral: INVALID_TRANSITION" refused INVALID_TRANSITION
 run dmain3 "$DMA" inbox
@@ -193,7 +193,7 @@ run onw4 "$MOH" refer --to hi --file "$T/r4a.json"
 check "4: moh refers onward to hi with parentReferralId: exit 0" expect 0
 run hiin4 "$HI" inbox
 check "4: hi receives it from moh, parent named, name intact" \
-	eval 'expect 0 && inbox_line "$OUT" "$R4A" "\"from\":\"moh\",\"to\":\"hi\".*\"parentReferralId\":\"$R4\"" && out_has "$NAME4"'
+	eval 'expect 0 && inbox_line "$OUT" "$R4A" "\"sender\":\"moh\",\"recipient\":\"hi\".*\"parentReferralId\":\"$R4\"" && out_has "$NAME4"'
 run st4 "$HI" status "$R4A"
 check "4: the onward referral: referrer moh, recipient hi, received" \
 	eval 'expect 0 && out_has "\"referrer\":\"moh\",\"recipient\":\"hi\",\"status\":\"received\""'
@@ -225,16 +225,16 @@ check "5: it is still requested, the history has the broker's overdue" \
 	eval 'expect 0 && out_has "\"status\":\"requested\"" && out_has "\"status\":\"overdue\",\"what\":\"overdue\""'
 run dmain5 "$DMA" inbox
 check "5: dma's inbox: the overdue broker-status event" \
-	inbox_line "$OUT" "$RE" '"kind":"broker-status","from":"","to":"dma".*"event":\{"referralId":"'"$RE"'","status":"overdue"'
+	inbox_line "$OUT" "$RE" '"kind":"broker-status","sender":"","recipient":"dma".*"event":\{"referralId":"'"$RE"'","status":"overdue"'
 check "5: no overdue event for the referral answered in time" \
 	eval '! inbox_line "$OUT" "$RE2" "\"status\":\"overdue\"" && ! "$IHALA" --config "$DMA" status "$RE2" | grep -q "\"overdue\":true"'
 run molin5 "$MOLSA" inbox
-check "5: the late recipient still gets it" eval 'expect 0 && inbox_line "$OUT" "$RE" "\"kind\":\"submission\",\"from\":\"dma\""'
+check "5: the late recipient still gets it" eval 'expect 0 && inbox_line "$OUT" "$RE" "\"kind\":\"submission\",\"sender\":\"dma\""'
 run acc5 "$MOLSA" accept "$RE"
 check "5: an overdue referral can still be accepted; it stays marked overdue" \
 	eval 'expect 0 && "$IHALA" --config "$DMA" status "$RE" | grep -q "\"status\":\"accepted\".*\"overdue\":true"'
 run dmain5b "$DMA" inbox
-check "5: dma hears the late acceptance" inbox_line "$OUT" "$RE" '"from":"molsa".*"status":"accepted"'
+check "5: dma hears the late acceptance" inbox_line "$OUT" "$RE" '"sender":"molsa".*"status":"accepted"'
 
 # --- 6: illegal moves change nothing --------------------------------------------------------------
 R6=acc-$$
