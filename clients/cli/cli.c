@@ -180,6 +180,7 @@ cli_open(struct cli *cli)
 {
 	struct conf_errors errs;
 	const char *path;
+	char why[1024];
 	int err;
 
 	if (cli->client != NULL) {
@@ -207,12 +208,22 @@ cli_open(struct cli *cli)
 			log_setlevel((enum log_level)cli->cfg->log_level);
 		}
 	}
+	/* the library logs why it failed (which file, which call); say it in our one line */
+	log_capture(why, sizeof(why));
 	err = ihala_open(cli->cfg, &cli->client);
+	log_capture(NULL, 0);
 	if (err != 0) {
 		cli->client = NULL;
-		cli_warnx("cannot open the node (data_dir '%s'): %s", cli->cfg->data_dir,
-		          ihala_strerror(err));
+		if (why[0] != '\0') {
+			cli_warnx("cannot open the node: %s", why);
+		} else {
+			cli_warnx("cannot open the node (data_dir '%s'): %s", cli->cfg->data_dir,
+			          ihala_strerror(err));
+		}
 		return cli_exit_code(err) == CLI_UNREACHABLE ? CLI_LOCAL : cli_exit_code(err);
+	}
+	if (why[0] != '\0') {
+		cli_info(cli, "%s", why);
 	}
 	ihala_on_connecting(cli->client, say_connecting, cli);
 	/* Only `inbox` takes the agency's deliveries; the others leave them to it (docs/ihala.1,

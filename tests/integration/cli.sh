@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 128
+plan 131
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -112,6 +112,22 @@ check "bad config: exit 4, every FILE:LINE: error" \
 IHALA_CONFIG=$T/bad.conf "$IHALA" status r1 >"$T/o" 2>"$T/e"
 RC=$?
 check "IHALA_CONFIG is used when --config is absent" eval '[ $RC -eq 4 ] && grep -q "^$T/bad.conf:2:" "$T/e"'
+
+# Local errors say what failed: which file or directory, and why (not "invalid configuration").
+echo "not a certificate" >"$T/notpem.pem"
+sed "s|^cert_file = .*|cert_file = $T/notpem.pem|" "$DMA" >"$T/notpem.conf"
+run notpem "$T/notpem.conf" status r1
+check "a cert_file that is not PEM: exit 4, names the file and why" \
+	eval 'exit_and_err 4 "ihala: cannot open the node: cannot load certificate '"'$T/notpem.pem'"': no start line" && ! grep -q "invalid configuration" "$ERR"'
+# (a directory no one can make, even root: /proc takes none)
+sed "s|^data_dir = .*|data_dir = /proc/ihala-cli-$$|" "$DMA" >"$T/baddir.conf"
+run baddir "$T/baddir.conf" status r1
+check "a data_dir that cannot be made: exit 4, names the directory and why" \
+	eval 'exit_and_err 4 "ihala: cannot open the node: local store: cannot create directory '"'/proc/ihala-cli-$$'"': " && ! grep -q "input/output error" "$ERR"'
+sed "s|^key_file = .*|key_file = $IHALA_PKI/moh.key|" "$DMA" >"$T/otherkey.conf"
+run otherkey "$T/otherkey.conf" status r1
+check "a key_file of another certificate: exit 4, names both files" \
+	exit_and_err 4 "ihala: cannot open the node: private key '$IHALA_PKI/moh.key' does not match certificate '$IHALA_PKI/dma.pem'"
 
 # Bad input is refused before anything is sent (no broker runs yet).
 echo '{"referralId": "x",' >"$T/badjson.json"
