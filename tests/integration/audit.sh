@@ -11,7 +11,7 @@ EX=$IHALA_ROOT/config/examples
 PUB=$IHALA_PKI/checkpoint.pub
 P=aud-$$
 
-plan 71
+plan 72
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -110,7 +110,11 @@ check "audit prove 1 as auditor: exit 0, verified" exit_and_out 0 '"seq":1,"tree
 run prove-other "$MOH" prove --message-id "$P-3"
 check "prove another agency's message id: exit 1, NOT_FOUND" exit_and_err 1 "refused: NOT_FOUND: "
 run prove-far "$DMA" prove 99999
-check "prove a seq past the log: exit 1, NOT_FOUND" exit_and_err 1 "refused: NOT_FOUND: "
+check "prove a seq past the log: exit 1, NOT_FOUND, says it is beyond the log (no 'retry')" \
+	eval 'exit_and_err 1 "refused: NOT_FOUND: seq 99999 is beyond the end of the log (" && ! grep -q retry "$ERR"'
+run prove-far-audit "$AUD" audit prove 9999
+check "audit prove 9999 on a shorter log: exit 1, beyond the end of the log" \
+	exit_and_err 1 "refused: NOT_FOUND: seq 9999 is beyond the end of the log ("
 run prove-wrongkey "$DMA" prove 5 --key "$T/other.pub"
 check "prove with another key: exit 5, the checkpoint does not verify" \
 	exit_and_err 5 "does not verify with checkpoint key '$T/other.pub'"
