@@ -215,6 +215,12 @@ text_isolate(const char *s, char *buf, size_t len)
 	return buf;
 }
 
+size_t
+table_rows(const struct table *t)
+{
+	return t->nrows - 1;
+}
+
 void
 table_free(struct table *t)
 {

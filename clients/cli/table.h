@@ -22,6 +22,8 @@ int table_add(struct table *t, const char *const *cells);
  * does not reorder the columns around it. Returns 0 or -1 (write error). */
 int table_print(const struct table *t, FILE *fp);
 void table_free(struct table *t);
+/* Rows added, the headings not counted. */
+size_t table_rows(const struct table *t);
 
 /* One row as table_print writes it, with fixed column widths (a wider cell pushes the rest
  * right): for rows printed one at a time (inbox --watch). Returns 0 or -1. */
