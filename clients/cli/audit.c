@@ -344,9 +344,12 @@ verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 {
 	struct audit_verify_result res;
 	char root[2 * MERKLE_HASH_LEN + 1];
+	const char *why;
 	int err;
 
+	cli_capture();
 	err = audit_verify_store(o->db, key, o->origin, &res);
+	why = cli_captured(cli, err == IHALA_ETAMPER ? 0 : err);
 	if (err == IHALA_ETAMPER) {
 		cli_warnx("audit verify: %s", res.problem);
 		cli_info(cli, "audit verify: %llu entries verified before it",
@@ -354,8 +357,7 @@ verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 		return CLI_VERIFY;
 	}
 	if (err != 0) {
-		cli_warnx("audit verify: cannot verify the store copy in '%s': %s", o->db,
-		          ihala_strerror(err));
+		cli_warnx("audit verify: cannot verify the store copy in '%s': %s", o->db, why);
 		return CLI_LOCAL;
 	}
 	hex_encode(res.root, MERKLE_HASH_LEN, root);
@@ -413,7 +415,7 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 	const Ihala__V1__Welcome *w;
 	struct online_verify *ov = NULL;
 	struct checkpoint ck;
-	const char *text, *nl;
+	const char *text, *nl, *why;
 	uint8_t r[MERKLE_HASH_LEN];
 	int rc, err;
 
@@ -434,9 +436,10 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 	}
 	memcpy(name, text, (size_t)(nl - text));
 	name[nl - text] = '\0';
-	if ((err = audit_verifier_load(key, name, &v)) != 0) {
-		cli_warnx("audit verify: cannot use checkpoint key '%s': %s", key,
-		          ihala_strerror(err));
+	cli_capture();
+	err = audit_verifier_load(key, name, &v);
+	if ((why = cli_captured(cli, err))[0] != '\0') {
+		cli_warnx("audit verify: cannot use checkpoint key '%s': %s", key, why);
 		return CLI_LOCAL;
 	}
 	err = checkpoint_open(v, o->origin != NULL ? o->origin : name, text, strlen(text), &ck);
@@ -565,16 +568,18 @@ walk_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
 static int
 walk_log(struct cli *cli, const char *cmd, const char *db, struct walk *wk)
 {
+	const char *why;
 	int rc, err;
 
 	if (db != NULL) {
+		cli_capture();
 		err = audit_store_walk(db, walk_cb, wk);
+		why = cli_captured(cli, wk->failed != 0 ? 0 : err);
 		if (wk->failed != 0) {
 			return wk->failed;
 		}
 		if (err != 0) {
-			cli_warnx("%s: cannot read the store copy in '%s': %s", cmd, db,
-			          ihala_strerror(err));
+			cli_warnx("%s: cannot read the store copy in '%s': %s", cmd, db, why);
 			return CLI_LOCAL;
 		}
 		return CLI_OK;

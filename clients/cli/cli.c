@@ -149,6 +149,27 @@ cli_fail(const struct cli *cli, const char *what, int err)
 	return cli_exit_code(err);
 }
 
+static char captured[1024];
+
+void
+cli_capture(void)
+{
+	log_capture(captured, sizeof(captured));
+}
+
+const char *
+cli_captured(const struct cli *cli, int err)
+{
+	log_capture(NULL, 0);
+	if (err == 0) {
+		if (captured[0] != '\0') {
+			cli_info(cli, "%s", captured);
+		}
+		return "";
+	}
+	return captured[0] != '\0' ? captured : ihala_strerror(err);
+}
+
 int
 cli_human(const struct cli *cli)
 {
@@ -179,8 +200,7 @@ int
 cli_open(struct cli *cli)
 {
 	struct conf_errors errs;
-	const char *path;
-	char why[1024];
+	const char *path, *why;
 	int err;
 
 	if (cli->client != NULL) {
@@ -209,21 +229,18 @@ cli_open(struct cli *cli)
 		}
 	}
 	/* the library logs why it failed (which file, which call); say it in our one line */
-	log_capture(why, sizeof(why));
+	cli_capture();
 	err = ihala_open(cli->cfg, &cli->client);
-	log_capture(NULL, 0);
+	why = cli_captured(cli, err);
 	if (err != 0) {
 		cli->client = NULL;
-		if (why[0] != '\0') {
+		if (strcmp(why, ihala_strerror(err)) != 0) {
 			cli_warnx("cannot open the node: %s", why);
 		} else {
 			cli_warnx("cannot open the node (data_dir '%s'): %s", cli->cfg->data_dir,
-			          ihala_strerror(err));
+			          why);
 		}
 		return cli_exit_code(err) == CLI_UNREACHABLE ? CLI_LOCAL : cli_exit_code(err);
-	}
-	if (why[0] != '\0') {
-		cli_info(cli, "%s", why);
 	}
 	ihala_on_connecting(cli->client, say_connecting, cli);
 	/* Only `inbox` takes the agency's deliveries; the others leave them to it (docs/ihala.1,

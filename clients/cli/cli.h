@@ -84,6 +84,16 @@ void cli_info(const struct cli *cli, const char *fmt, ...) __attribute__((format
  * Returns the exit code for err. */
 int cli_fail(const struct cli *cli, const char *what, int err);
 
+/*
+ * Say what a library call failed on: cli_capture() before it keeps the warning the library
+ * logs (which file, which call, errno) instead of writing it; cli_captured() after it ends
+ * that and returns the text to print for err (the warning, else ihala_strerror(err); a
+ * static buffer, valid until the next cli_capture). With err 0 a kept warning is printed
+ * (cli_info) and "" returned.
+ */
+void cli_capture(void);
+const char *cli_captured(const struct cli *cli, int err);
+
 /* Write j (borrowed) as one compact UTF-8 line (no \u escapes) on stdout and flush.
  * Returns 0, or -1 when stdout failed (reported on stderr). */
 int cli_print_json(json_t *j);

@@ -11,7 +11,7 @@ EX=$IHALA_ROOT/config/examples
 PUB=$IHALA_PKI/checkpoint.pub
 P=aud-$$
 
-plan 72
+plan 74
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -159,7 +159,15 @@ offline verify-wrongkey audit verify --db "$T/copy" --key "$T/other.pub"
 check "audit verify --db with another key: exit 5 (verification failure), names the first checkpoint" \
 	exit_and_err 5 "audit verify: checkpoint at size 10: signature does not verify"
 offline verify-none audit verify --db "$T/nothing" --key "$PUB"
-check "audit verify --db of a missing directory: exit 4" expect 4
+check "audit verify --db of a missing directory: exit 4, names it and why" \
+	eval 'exit_and_err 4 "audit verify: cannot verify the store copy in '"'$T/nothing'"': store: cannot use directory '"'$T/nothing'"': No such file or directory" && ! grep -q "input/output error" "$ERR"'
+echo "not a key" >"$T/notkey.pub"
+offline verify-notkey audit verify --db "$T/copy" --key "$T/notkey.pub"
+check "audit verify --key of a file that is no key: exit 4, names it and why" \
+	eval 'exit_and_err 4 "checkpoint public key '"'$T/notkey.pub'"' is not an Ed25519 public key" && ! grep -q "invalid configuration\|LMDB" "$ERR"'
+run verify-online-notkey "$AUD" audit verify --key "$T/notkey.pub"
+check "audit verify online with a file that is no key: exit 4, names it and why" \
+	eval 'exit_and_err 4 "audit verify: cannot use checkpoint key '"'$T/notkey.pub'"': checkpoint public key '"'$T/notkey.pub'"' is not an Ed25519 public key" && ! grep -q "invalid configuration" "$ERR"'
 run verify-online "$AUD" audit verify
 check "audit verify online (auditor): exit 0, the same JSON and prose" \
 	eval 'expect 0 && out_has "{\"entries\":$LAST,\"root\":\"$ROOT\",\"checkpoints\":1," && err_has "ihala: verified $LAST entries, root $ROOT" && err_has "signature valid, root matches the log"'
