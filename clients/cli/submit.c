@@ -86,7 +86,8 @@ static const struct sub_cmd cmd_refer_def = {
     "Submit a new referral. The file holds one Referral as JSON (field names in camelCase or\n"
     "snake_case, enums by short name: \"urgent\", \"physical-rehabilitation\"); '-' reads\n"
     "standard input. Before anything is sent or queued, every problem of the file (schema,\n"
-    "required fields, receivingAgency other than --to) is named at once as\n"
+    "required fields, consent not given or not naming the recipient, receivingAgency other\n"
+    "than --to) is named at once as\n"
     "FILE:LINE:COLUMN: FIELD ..., exit 2. The broker checks the rest (consent must cover\n"
     "the recipient, ...).\n"
     "\n"
@@ -676,6 +677,58 @@ id_problem(const char *v)
 	return NULL;
 }
 
+/* The broker refuses a referral without the survivor's consent, or whose consent does not
+ * name the recipient `dest`: said here, before anything is queued. */
+static void
+consent_problems(struct input *in, const Ihala__V1__Referral *r, const char *dest)
+{
+	const Ihala__V1__Consent *c = r->consent;
+	char names[512];
+	const char *near = NULL;
+	unsigned best = SUGGEST_FAR;
+	size_t i, off = 0;
+
+	if (input_removed(in, "consent")) {
+		return;
+	}
+	if (c == NULL || !c->given) {
+		input_problem(in, "consent",
+		              "consent is required: the survivor's consent (\"given\": true) and "
+		              "the agencies it covers");
+		return;
+	}
+	if (dest[0] == '\0' || input_removed(in, "consent.agencies")) {
+		return;
+	}
+	names[0] = '\0';
+	for (i = 0; i < c->n_agencies; i++) {
+		if (strcmp(c->agencies[i], dest) == 0) {
+			return;
+		}
+		if (suggest_near(dest, c->agencies[i], &best)) {
+			near = c->agencies[i];
+		}
+		if (off < sizeof(names)) {
+			int n = snprintf(names + off, sizeof(names) - off, "%s%s",
+			                 i > 0 ? ", " : "", c->agencies[i]);
+
+			off += n > 0 ? (size_t)n : 0;
+		}
+	}
+	if (near != NULL) {
+		input_problem(in, "consent.agencies",
+		              "consent.agencies does not name the recipient '%s' (did you mean "
+		              "'%s'?)",
+		              dest, near);
+	} else {
+		input_problem(in, "consent.agencies",
+		              "consent.agencies does not name the recipient '%s' (it names: %s); "
+		              "the survivor's consent must cover every agency the referral goes "
+		              "to",
+		              dest, c->n_agencies > 0 ? names : "none");
+	}
+}
+
 /*
  * The fields of a referral the broker requires, checked here before anything is queued, each
  * problem where it is in the file and named as the file names it (with load_json's, all at
@@ -704,6 +757,7 @@ referral_problems(struct input *in, const Ihala__V1__Referral *r, const char *to
 	} else if ((why = id_problem(r->survivor->case_id)) != NULL) {
 		input_problem(in, "survivor.caseId", "survivor.caseId %s", why);
 	}
+	consent_problems(in, r, to != NULL ? to : ra);
 	if (input_removed(in, "receivingAgency")) {
 		return;
 	}

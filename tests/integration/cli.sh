@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 131
+plan 133
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -151,7 +151,7 @@ check "refer: invalid --message-id: exit 2" exit_and_err 2 "invalid message id"
 echo '{}' >"$T/empty.json"
 run emptyref "$DMA" refer --to moh --file "$T/empty.json"
 check "refer {}: exit 2, every missing field at once, by its JSON name" \
-	eval 'expect 2 && err_has "empty.json:1:1: referralId is required" && err_has "empty.json:1:1: priority is required" && err_has "services needs at least one" && err_has "survivor is required" && err_has "4 problem(s)"'
+	eval 'expect 2 && err_has "empty.json:1:1: referralId is required" && err_has "empty.json:1:1: priority is required" && err_has "services needs at least one" && err_has "survivor is required" && err_has "empty.json:1:1: consent is required" && err_has "5 problem(s)"'
 run emptyref-outbox "$DMA" --timeout 1s outbox
 check "refer {}: nothing was queued (outbox: waiting 0)" exit_and_out 0 '"waiting":0'
 sed 's/"caseId": "IQ-NIN-2024-00417"/"caseId": "IQ-NIN-٢٠٢٤-00417"/' "$EX/referral.json" >"$T/indic.json"
@@ -164,16 +164,17 @@ check "refer: the Arabic-Indic caseId is named as given, not as missing" \
 sed -e 's/"caseId": "IQ-NIN-2024-00417"/"caseId": "IQ-NIN-٢٠٢٤-00417"/' -e 's/"birthYear": 1996/"birth_year": "x"/' \
 	-e 's/"priority": "urgent"/"priority": "whenever"/' "$EX/referral.json" >"$T/many.json"
 run many "$DMA" refer --to mho --file "$T/many.json"
-check "refer: four problems at once, in file order, with line and column, --to suggested" \
-	eval 'expect 2 && [ "$(grep -c "^ihala: refer: $T/many.json:[0-9]*:[0-9]*: " "$ERR")" -eq 4 ] &&
+check "refer: five problems at once, in file order, with line and column, --to suggested" \
+	eval 'expect 2 && [ "$(grep -c "^ihala: refer: $T/many.json:[0-9]*:[0-9]*: " "$ERR")" -eq 5 ] &&
 		grep -n . "$ERR" | grep -q "^1:.*many.json:4:3: receivingAgency is '"'moh'"' but --to is '"'mho'"' (did you mean '"'--to moh'"'?)" &&
 		grep -n . "$ERR" | grep -q "^2:.*many.json:5:3: priority: unknown value" &&
 		grep -n . "$ERR" | grep -q "^3:.*many.json:13:5: survivor.caseId must be printable ASCII" &&
 		grep -n . "$ERR" | grep -q "^4:.*many.json:16:5: survivor.birth_year: expected an integer" &&
-		err_has "4 problem(s) in '"'$T/many.json'"'; nothing was sent or queued"'
+		grep -n . "$ERR" | grep -q "^5:.*many.json:45:5: consent.agencies does not name the recipient '"'mho'"' (did you mean '"'moh'"'?)" &&
+		err_has "5 problem(s) in '"'$T/many.json'"'; nothing was sent or queued"'
 run who "$DMA" refer --to who --file "$EX/referral.json"
 check "refer --to an agency other than the file's receivingAgency: exit 2, both named" \
-	exit_and_err 2 "receivingAgency is 'moh' but --to is 'who': leave out --to, or make them agree"
+	eval 'exit_and_err 2 "receivingAgency is '"'moh'"' but --to is '"'who'"': leave out --to, or make them agree" && err_has "consent.agencies does not name the recipient '"'who'"' (it names: moh, hi)"'
 run badreason "$MOH" decline r1 --reason too-busy
 check "decline: unknown reason: exit 2, lists the codes" exit_and_err 2 "invalid reason 'too-busy' (one of: not-eligible no-capacity"
 run noreason "$MOH" decline r1
@@ -221,16 +222,24 @@ check "refer the same referral id with a new message id: exit 1, REFERRAL_EXISTS
 
 mkref "$T/noconsent.json" "nc-$$" 'null'
 run noconsent "$DMA" refer --to moh --file "$T/noconsent.json"
-check "refer without consent: exit 1, CONSENT_MISSING" exit_and_err 1 "ihala: refused: CONSENT_MISSING: "
+check "refer without consent: exit 2 before queueing, says consent is required" \
+	exit_and_err 2 "noconsent.json:3:2: consent is required"
 mkref "$T/notcovered.json" "ncov-$$"
 run notcovered "$DMA" refer --to molsa --file "$T/notcovered.json"
-check "refer to an agency the consent does not cover: exit 1, CONSENT_MISSING, names it" \
-	eval 'exit_and_err 1 "ihala: refused: CONSENT_MISSING: " && err_has "molsa"'
-run unknownto "$DMA" refer --to nobody --file "$T/notcovered.json"
+check "refer to an agency the consent does not cover: exit 2 before queueing, names both" \
+	exit_and_err 2 "notcovered.json:3:67: consent.agencies does not name the recipient 'molsa' (it names: moh, hi)"
+run notcovered-mistyped "$DMA" refer --to mho --file "$T/notcovered.json"
+check "refer to a mistyped agency: exit 2, did you mean the consent's 'moh'?" \
+	exit_and_err 2 "consent.agencies does not name the recipient 'mho' (did you mean 'moh'?)"
+run notcovered-outbox "$DMA" outbox --json
+check "those refusals queued nothing (no new rejected message)" \
+	eval 'expect 0 && ! grep -q "ncov-$$\|nc-$$" "$OUT" || { show "$OUT"; false; }'
+mkref "$T/tonobody.json" "nob-$$" '{"given":true,"agencies":["nobody","mho","moh"]}'
+run unknownto "$DMA" refer --to nobody --file "$T/tonobody.json"
 check "refer to an unknown agency: exit 1, UNKNOWN_RECIPIENT, says it is unknown" \
 	exit_and_err 1 "refused: UNKNOWN_RECIPIENT: recipient 'nobody' is not a configured agency"
-run unknownto2 "$DMA" refer --to mho --file "$T/notcovered.json"
-check "refer to a mistyped agency: exit 1, did you mean the consent's 'moh'?" \
+run unknownto2 "$DMA" refer --to mho --file "$T/tonobody.json"
+check "refer to a mistyped agency the consent names: exit 1, did you mean the consent's 'moh'?" \
 	exit_and_err 1 "is not a configured agency (did you mean 'moh'?)"
 
 # --- inbox ---------------------------------------------------------------------------------

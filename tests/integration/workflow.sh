@@ -17,7 +17,7 @@ ENVSUBMIT=$IHALA_BUILD/tests/tools/envsubmit
 EX=$IHALA_ROOT/config/examples
 DEADLINE_S=60
 
-plan 74
+plan 77
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -285,16 +285,35 @@ printf '{"messageId":"sp-%s","from":"moh","statusUpdate":{"referralId":"%s","sta
 RC=$?
 check "6: hi claiming to be moh: FROM_MISMATCH" \
 	eval '[ $RC -eq 1 ] && grep -q "^refused FROM_MISMATCH: " "$T/ill11.out" || { show "$T/ill11.out" "$T/ill11.err"; false; }'
+# The CLI says these before queueing anything (exit 2); the broker refuses them as well, which
+# the raw envelopes show (envsubmit: what a client without the CLI's checks sends).
+# envref NAME FILE: submit the referral of FILE as dma to moh, raw; sets RC, OUT, ERR.
+envref() {
+	printf '{"messageId":"%s-%s","to":"moh","referral":%s}\n' "$1" "$$" "$(cat "$2")" >"$T/$1.env.json"
+	OUT=$T/$1.out ERR=$T/$1.err
+	"$ENVSUBMIT" "$DMA" "$T/$1.env.json" >"$OUT" 2>"$ERR"
+	RC=$?
+}
+env_refused() { [ "$RC" -eq 1 ] && grep -q "^refused $1: " "$OUT" || { show "$OUT" "$ERR"; false; }; }
 mkref "$T/r8a.json" "$R8" normal 'مريم يوسف' "" "" null
 run ill12 "$DMA" refer --to moh --file "$T/r8a.json"
-check "6: referral without consent: CONSENT_MISSING" refused CONSENT_MISSING
+check "6: referral without consent: the CLI refuses it before queueing (exit 2)" \
+	eval 'expect 2 && err_has "consent is required"'
+envref ill12 "$T/r8a.json"
+check "6: referral without consent: CONSENT_MISSING" env_refused CONSENT_MISSING
 mkref "$T/r8b.json" "$R8" normal 'مريم يوسف' "" "" '{"given":false,"agencies":["moh"]}'
 run ill13 "$DMA" refer --to moh --file "$T/r8b.json"
-check "6: referral whose consent was not given: CONSENT_MISSING" refused CONSENT_MISSING
+check "6: referral whose consent was not given: the CLI refuses it (exit 2)" \
+	eval 'expect 2 && err_has "consent is required"'
+envref ill13 "$T/r8b.json"
+check "6: referral whose consent was not given: CONSENT_MISSING" env_refused CONSENT_MISSING
 mkref "$T/r8c.json" "$R8" normal 'مريم يوسف' "" '["hi"]'
 run ill14 "$DMA" refer --to moh --file "$T/r8c.json"
+check "6: consent that does not cover the recipient: the CLI names it (exit 2)" \
+	eval 'expect 2 && err_has "consent.agencies does not name the recipient '"'moh'"' (it names: hi)"'
+envref ill14 "$T/r8c.json"
 check "6: consent that does not cover the recipient: CONSENT_MISSING, names it" \
-	eval 'refused CONSENT_MISSING && err_has "moh"'
+	eval 'env_refused CONSENT_MISSING && grep -q moh "$OUT"'
 
 n_after=$(log_size)
 check "6: the log did not grow (${n_before} -> ${n_after} entries)" test "$n_after" -eq "$n_before"
