@@ -120,7 +120,7 @@ audit_replay(struct cli *cli, int argc, char **argv)
 			fputs(replay_usage, stdout);
 			return CLI_OK;
 		default:
-			cli_bad_option("audit replay", ch, argv);
+			cli_bad_option("audit replay", ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}
@@ -303,7 +303,7 @@ parse_opts(int argc, char **argv, const char *cmd, const char *usage, const char
 			fputs(usage, stdout);
 			return -1;
 		default:
-			cli_bad_option(cmd, ch, argv);
+			cli_bad_option(cmd, ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}

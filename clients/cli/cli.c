@@ -13,6 +13,7 @@
 #include "conf.h"
 #include "error.h"
 #include "log.h"
+#include "suggest.h"
 
 volatile sig_atomic_t cli_stop;
 volatile sig_atomic_t cli_busy;
@@ -313,9 +314,12 @@ cli_print_json(json_t *j)
 }
 
 void
-cli_bad_option(const char *cmd, int ch, char **argv)
+cli_bad_option(const char *cmd, int ch, char **argv, const struct option *longopts)
 {
-	const char *arg = argv[optind - 1];
+	const char *arg = argv[optind - 1], *near = NULL;
+	unsigned best = SUGGEST_FAR;
+	char name[64];
+	size_t i;
 
 	if (ch == ':') {
 		if (optopt != 0 && strncmp(arg, "--", 2) != 0) {
@@ -326,7 +330,20 @@ cli_bad_option(const char *cmd, int ch, char **argv)
 	} else if (optopt != 0) {
 		cli_warnx("%s: unknown option '-%c'", cmd, optopt);
 	} else {
-		cli_warnx("%s: unknown option '%s'", cmd, arg);
+		/* "--too=moh": the name is what comes before '=' */
+		if (strncmp(arg, "--", 2) == 0 && strlen(arg + 2) < sizeof(name)) {
+			snprintf(name, sizeof(name), "%.*s", (int)strcspn(arg + 2, "="), arg + 2);
+			for (i = 0; longopts != NULL && longopts[i].name != NULL; i++) {
+				if (suggest_near(name, longopts[i].name, &best)) {
+					near = longopts[i].name;
+				}
+			}
+		}
+		if (near != NULL) {
+			cli_warnx("%s: unknown option '%s' (did you mean '--%s'?)", cmd, arg, near);
+		} else {
+			cli_warnx("%s: unknown option '%s'", cmd, arg);
+		}
 	}
 	fprintf(stderr, "Try 'ihala %s --help'.\n", cmd);
 }

@@ -99,8 +99,10 @@ const char *cli_captured(const struct cli *cli, int err);
 int cli_print_json(json_t *j);
 
 /* Report a getopt_long failure of subcommand `cmd` (ch is ':' or '?', optstring started with
- * ':') and point to --help. */
-void cli_bad_option(const char *cmd, int ch, char **argv);
+ * ':'), with the nearest of its longopts for a mistyped one ("did you mean '--to'?"), and
+ * point to --help. */
+struct option;
+void cli_bad_option(const char *cmd, int ch, char **argv, const struct option *longopts);
 
 /* Strict parsers for option values; return 0 or -1 (nothing printed). */
 int cli_parse_u64(const char *s, uint64_t *out);

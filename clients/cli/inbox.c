@@ -153,7 +153,7 @@ cmd_inbox(struct cli *cli, int argc, char **argv)
 			fputs(inbox_usage, stdout);
 			return CLI_OK;
 		default:
-			cli_bad_option("inbox", ch, argv);
+			cli_bad_option("inbox", ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}

@@ -168,7 +168,22 @@ main(int argc, char **argv)
 			if (optopt != 0) {
 				cli_warnx("unknown option '-%c'", optopt);
 			} else {
-				cli_warnx("unknown option '%s'", argv[optind - 1]);
+				const char *arg = argv[optind - 1], *near = NULL;
+				unsigned best = SUGGEST_FAR;
+				size_t i;
+
+				for (i = 0; strncmp(arg, "--", 2) == 0 && longopts[i].name != NULL;
+				     i++) {
+					if (suggest_near(arg + 2, longopts[i].name, &best)) {
+						near = longopts[i].name;
+					}
+				}
+				if (near != NULL) {
+					cli_warnx("unknown option '%s' (did you mean '--%s'?)", arg,
+					          near);
+				} else {
+					cli_warnx("unknown option '%s'", arg);
+				}
 			}
 			fprintf(stderr, "Try 'ihala --help'.\n");
 			return CLI_USAGE;

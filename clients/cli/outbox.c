@@ -218,7 +218,7 @@ cmd_outbox(struct cli *cli, int argc, char **argv)
 			dropid = optarg;
 			break;
 		default:
-			cli_bad_option("outbox", ch, argv);
+			cli_bad_option("outbox", ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}

@@ -70,7 +70,7 @@ cmd_prove(struct cli *cli, int argc, char **argv)
 			fputs(prove_usage, stdout);
 			return CLI_OK;
 		default:
-			cli_bad_option("prove", ch, argv);
+			cli_bad_option("prove", ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "error.h"
 #include "pbjson.h"
+#include "suggest.h"
 #include "table.h"
 #include "view.h"
 
@@ -180,7 +181,7 @@ cmd_status(struct cli *cli, int argc, char **argv)
 			fputs(status_usage, stdout);
 			return CLI_OK;
 		}
-		cli_bad_option("status", ch, argv);
+		cli_bad_option("status", ch, argv, longopts);
 		return CLI_USAGE;
 	}
 	if (optind >= argc) {
@@ -359,7 +360,7 @@ cmd_list(struct cli *cli, int argc, char **argv)
 			fputs(list_usage, stdout);
 			return CLI_OK;
 		default:
-			cli_bad_option("list", ch, argv);
+			cli_bad_option("list", ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}
@@ -387,9 +388,26 @@ cmd_list(struct cli *cli, int argc, char **argv)
 			    &ihala__v1__task_status__descriptor, name);
 		}
 		if (ev == NULL || ev->value == 0 || strcmp(state, "overdue") == 0) {
-			cli_warnx("list: unknown state '%s' (requested, received, accepted, "
-			          "declined, in-progress, on-hold, completed, failed, cancelled)",
-			          state);
+			const ProtobufCEnumDescriptor *ed = &ihala__v1__task_status__descriptor;
+			unsigned best = SUGGEST_FAR;
+			char cand[64], near[64] = "";
+
+			for (i = 0; i < ed->n_values; i++) {
+				if (pbjson_enum_to_name(ed, ed->values[i].value, cand,
+				                        sizeof(cand)) == 0 &&
+				    suggest_near(state, cand, &best)) {
+					snprintf(near, sizeof(near), "%s", cand);
+				}
+			}
+			if (near[0] != '\0') {
+				cli_warnx("list: unknown state '%s' (did you mean '%s'?)", state,
+				          near);
+			} else {
+				cli_warnx("list: unknown state '%s' (requested, received, "
+				          "accepted, declined, in-progress, on-hold, completed, "
+				          "failed, cancelled)",
+				          state);
+			}
 			return CLI_USAGE;
 		}
 	}

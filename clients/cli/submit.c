@@ -262,7 +262,7 @@ sub_parse(const struct sub_cmd *cmd, int argc, char **argv, struct sub_args *a)
 			sub_usage(cmd, stdout);
 			return CLI_OK;
 		default:
-			cli_bad_option(cmd->name, ch, argv);
+			cli_bad_option(cmd->name, ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}

@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 133
+plan 136
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -86,6 +86,14 @@ check "a mistyped command: exit 2, did you mean 'accept'?" \
 RC=$?
 check "a mistyped audit subcommand: exit 2, did you mean 'verify'?" \
 	eval '[ $RC -eq 2 ] && grep -qF "(did you mean '"'verify'"'?)" "$T/e"'
+"$IHALA" --config "$DMA" refer --too moh --file x.json >"$T/o" 2>"$T/e"
+RC=$?
+check "a mistyped option: exit 2, did you mean '--to'?" \
+	eval '[ $RC -eq 2 ] && grep -qF "refer: unknown option '"'--too'"' (did you mean '"'--to'"'?)" "$T/e"'
+"$IHALA" --jsn list >"$T/o" 2>"$T/e"
+RC=$?
+check "a mistyped global option: exit 2, did you mean '--json'?" \
+	eval '[ $RC -eq 2 ] && grep -qF "unknown option '"'--jsn'"' (did you mean '"'--json'"'?)" "$T/e"'
 "$IHALA" --config "$DMA" accept >"$T/o" 2>"$T/e"
 RC=$?
 check "accept without REFERRAL_ID: exit 2" eval '[ $RC -eq 2 ] && grep -q "REFERRAL_ID is missing" "$T/e"'
@@ -358,6 +366,9 @@ run list-today "$DMA" list --since "$(date -u +%F)"
 check "list --since today: R2 among them" exit_and_out 0 "\"referralId\":\"$R2\""
 run list-bad "$DMA" list --state busy
 check "list --state with an unknown state: exit 2, names it" exit_and_err 2 "unknown state 'busy'"
+run list-typo "$DMA" list --state inprogress
+check "list --state mistyped: exit 2, did you mean 'in-progress'?" \
+	exit_and_err 2 "unknown state 'inprogress' (did you mean 'in-progress'?)"
 run list-oldname "$DMA" list --state rejected
 check "list --state rejected (the former name): the declined ones" \
 	eval 'expect 0 && [ "$(lines)" -eq 1 ] && out_has "\"referralId\":\"$R2\""'
