@@ -74,6 +74,7 @@ struct sub_cmd {
 	"  "                                                                                       \
 	"{\"messageId\":..,\"seq\":..,\"leafHash\":\"<hex>\",\"status\":\"accepted\"|"             \
 	"\"duplicate\"}\n"                                                                         \
+	"(on a terminal, without --json: the same fields one a line, for people)\n"                \
 	"Exit: 0 ok, 1 refused, 2 usage or bad input, 3 broker unreachable (the message waits\n"   \
 	"in the outbox and goes with the next run), 4 local error.\n"
 
@@ -609,7 +610,16 @@ submit(struct cli *cli, const char *cmd, Ihala__V1__Envelope *env)
 		if ((err = render_receipt(&rcpt, &j)) != 0) {
 			return cli_fail(cli, cmd, err);
 		}
-		rc = cli_print_json(j) == 0 ? CLI_OK : CLI_LOCAL;
+		if (cli_human(cli)) {
+			/* for people: the receipt's fields one a line */
+			printf("Receipt    %s\nSeq        %llu\nMessage    %s\nLeaf hash  %s\n",
+			       json_string_value(json_object_get(j, "status")),
+			       (unsigned long long)rcpt.seq, rcpt.message_id,
+			       json_string_value(json_object_get(j, "leafHash")));
+			rc = fflush(stdout) == 0 ? CLI_OK : CLI_LOCAL;
+		} else {
+			rc = cli_print_json(j) == 0 ? CLI_OK : CLI_LOCAL;
+		}
 		json_decref(j);
 		return rc;
 	}

@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 136
+plan 137
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -401,6 +401,9 @@ check "status on a terminal: declined, the history as a table" \
 	eval 'expect 0 && grep -q "^Status  *declined$" "$OUT" && grep -q "^SEQ  *TIME  *BY  *STATUS  *WHAT$" "$OUT" || { show "$OUT"; false; }'
 check "status on a terminal: the Arabic reason isolated (FSI ... PDI) in its column" \
 	eval 'grep "declined (no-capacity): " "$OUT" | grep -qF "$FSI""قائمة الانتظار ممتلئة""$PDI" && [ "$(col WHAT "^SEQ")" = "$(col "declined (no-capacity)" "no-capacity")" ] || { show "$OUT"; false; }'
+tty_run note-tty --config "$DMA" note "$R2" --text "for people" --message-id "tty-$$"
+check "a receipt on a terminal: one field a line" \
+	eval 'expect 0 && grep -q "^Receipt  *accepted$" "$OUT" && grep -qE "^Seq  *[0-9]+$" "$OUT" && grep -q "^Message  *tty-$$$" "$OUT" && grep -qE "^Leaf hash  *[0-9a-f]{64}$" "$OUT" || { show "$OUT"; false; }'
 tty_run status-tty-json --config "$DMA" --json status "$R2"
 check "--json on a terminal: JSON" eval 'expect 0 && grep -q "^{\"referralId\":\"$R2\"" "$OUT"'
 
