@@ -205,13 +205,32 @@ table_print(const struct table *t, FILE *fp)
 	return 0;
 }
 
+size_t
+text_cut(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n <= max) {
+		return n;
+	}
+	/* back to the start of the character that does not fit */
+	while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80) {
+		max--;
+	}
+	return max;
+}
+
 const char *
 text_isolate(const char *s, char *buf, size_t len)
 {
 	if (!text_has_rtl(s)) {
 		return s;
 	}
-	snprintf(buf, len, "\u2068%s\u2069", s);
+	if (len < 7) {
+		return "";
+	}
+	/* cut at a whole character so that the closing PDI is always there */
+	snprintf(buf, len, "\u2068%.*s\u2069", (int)text_cut(s, len - 7), s);
 	return buf;
 }
 

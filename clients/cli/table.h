@@ -29,8 +29,13 @@ size_t table_rows(const struct table *t);
  * right): for rows printed one at a time (inbox --watch). Returns 0 or -1. */
 int table_line(FILE *fp, size_t ncols, const size_t *widths, const char *const *cells);
 
+/* The length of the longest prefix of s of at most max bytes that ends at a whole
+ * character. */
+size_t text_cut(const char *s, size_t max);
+
 /* s wrapped in U+2068 ... U+2069 when it holds right-to-left text, else s as it is; in buf
- * (len bytes, truncated). For right-to-left words inside a left-to-right sentence. */
+ * (len bytes, cut at a whole character, the closing U+2069 always there). For right-to-left
+ * words inside a left-to-right sentence. */
 const char *text_isolate(const char *s, char *buf, size_t len);
 
 /* Columns a UTF-8 string takes on a terminal (combining marks 0, wide characters 2). */

@@ -30,8 +30,14 @@ add(char *buf, size_t len, size_t *off, const char *fmt, const char *a, const ch
 		return;
 	}
 	n = snprintf(buf + *off, len - *off, fmt, a, b);
+	if (n > 0 && (size_t)n >= len - *off) {
+		/* cut: end at a whole character (an isolate's PDI may then be lost, but the
+		 * table isolates the whole cell) */
+		n = (int)text_cut(buf + *off, len - *off - 1);
+		buf[*off + (size_t)n] = '\0';
+	}
 	if (n > 0) {
-		*off += (size_t)n < len - *off ? (size_t)n : len - *off - 1;
+		*off += (size_t)n;
 	}
 }
 
@@ -40,7 +46,7 @@ view_what(json_t *item, char *buf, size_t len)
 {
 	json_t *env = json_object_get(item, "envelope"), *ev = json_object_get(item, "event");
 	json_t *r, *su, *note, *o;
-	char iso[1024];
+	char iso[256]; /* a right-to-left piece, cut to keep its row readable */
 	size_t off = 0;
 
 	buf[0] = '\0';

@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 137
+plan 138
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -454,10 +454,16 @@ RC=$?
 check "inbox --watch: shows the rest, exits 0 on SIGTERM" eval '[ $RC -eq 0 ] && grep -q "ref7-$$" "$T/watch.out" && ! grep -q "ref5-$$" "$T/watch.out"'
 mkref "$T/r8.json" "ref8-$$"
 run refer8 "$DMA" refer --to hi --file "$T/r8.json"
+LONG_NOTE=$(for _ in $(seq 1 40); do printf '%s ' "$KURDISH_NOTE"; done)
+run note8 "$DMA" note "ref8-$$" --text "$LONG_NOTE"
 tty_run inbox-tty --config "$HI" inbox
 check "inbox on a terminal: a row per delivery, local time, the Arabic name isolated" \
 	eval 'expect 0 && head -n1 "$OUT" | grep -q "^SEQ  *TIME  *FROM  *TO  *REFERRAL  *WHAT$" &&
 		grep "ref8-$$" "$OUT" | grep -qE "^[0-9]+  *[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}  *dma  *hi  *ref8-$$  *${FSI}referral for $FSI$ARABIC_NAME$PDI \(normal\)$PDI$" || { show "$OUT"; false; }'
+check "inbox on a terminal: a long Kurdish note cut at a whole character, its isolates balanced" \
+	eval 'line=$(grep "note: " "$OUT") && [ -n "$line" ] && printf "%s" "$line" | iconv -f UTF-8 -t UTF-8 >/dev/null &&
+		[ "$(printf "%s" "$line" | grep -o "$FSI" | wc -l)" = "$(printf "%s" "$line" | grep -o "$PDI" | wc -l)" ] &&
+		[ "$(printf "%s" "$line" | wc -c)" -lt 600 ] || { show "$OUT"; false; }'
 run inbox-after-tty "$HI" inbox
 check "inbox on a terminal acknowledged what it showed" eval 'expect 0 && [ ! -s "$OUT" ]'
 
