@@ -13,6 +13,7 @@
 #include "hex.h"
 #include "log.h"
 #include "render.h"
+#include "view.h"
 
 static const char audit_usage[] =
     "usage: ihala audit SUBCOMMAND [OPTIONS]\n"
@@ -35,7 +36,8 @@ static const char replay_usage[] =
     "\n"
     "Stream the broker's log entries from seq N to seq M (inclusive) and print each as one\n"
     "JSON line: {\"seq\":N,\"entry\":{...}}, the entry as logged with the submitted envelope\n"
-    "decoded in \"envelope\":{...}. Only auditors may replay.\n"
+    "decoded in \"envelope\":{...}. Only auditors may replay. On a terminal (without --json)\n"
+    "a row per entry for people instead: seq, local time, sender, recipient, referral, what.\n"
     "\n"
     "  -f, --from N         first seq (default 1)\n"
     "  -t, --to M           last seq (default: the current end)\n"
@@ -48,6 +50,8 @@ static const char replay_usage[] =
 struct replay_state {
 	int failed;    /* exit code when a callback stopped the replay, else 0 */
 	uint64_t last; /* last seq printed */
+	int human;     /* rows for people (a terminal) */
+	int rows;
 };
 
 static int
@@ -63,6 +67,19 @@ replay_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
 		          ihala_strerror(err));
 		rs->failed = err == IHALA_ENOMEM ? CLI_LOCAL : CLI_VERIFY;
 		rc = 1;
+		goto out;
+	}
+	if (rs->human) {
+		/* the entry has the inbox line's names: seq, kind, sender, recipient, brokerTimeMs
+		 */
+		err = view_inbox_row(e, rs->rows++ == 0);
+		json_decref(e);
+		if (err != 0) {
+			rs->failed = CLI_LOCAL;
+			rc = 1;
+			goto out;
+		}
+		rs->last = seq;
 		goto out;
 	}
 	j = json_pack("{s:I,s:o}", "seq", (json_int_t)seq, "entry", e);
@@ -142,6 +159,7 @@ audit_replay(struct cli *cli, int argc, char **argv)
 		return rc;
 	}
 	memset(&rs, 0, sizeof(rs));
+	rs.human = cli_human(cli);
 	err = ihala_replay(cli->client, from, to, follow, replay_cb, &rs, cli_timeout(cli));
 	if (rs.failed != 0) {
 		return rs.failed;

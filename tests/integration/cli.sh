@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 138
+plan 139
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -473,6 +473,10 @@ check "audit replay as auditor: exit 0, one line per entry from seq 1" \
 	eval 'expect 0 && head -n1 "$OUT" | grep -q "^{\"seq\":1,\"entry\":{" && [ "$(lines)" -ge 10 ]'
 check "audit replay: the referral's envelope decoded, Arabic intact" \
 	eval 'grep "^{\"seq\":$seq1," "$OUT" | grep -q "\"envelope\":{\"messageId\":\"msg-$R1\",\"to\":\"moh\".*\"name\":\"$ARABIC_NAME\""'
+tty_run replay-tty --config "$AUD" audit replay --from "$seq1" --to "$seq1"
+check "audit replay on a terminal: a row for people, local time, the Arabic name isolated" \
+	eval 'expect 0 && head -n1 "$OUT" | grep -q "^SEQ  *TIME  *FROM  *TO  *REFERRAL  *WHAT$" &&
+		grep -qE "^$seq1  *[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}  *dma  *moh  *$R1  *${FSI}referral for $FSI$ARABIC_NAME$PDI \(urgent\)$PDI$" "$OUT" || { show "$OUT"; false; }'
 run replay-range "$AUD" audit replay --from "$seq1" --to "$seq1"
 check "audit replay --from N --to N: exactly that entry" \
 	eval 'expect 0 && [ "$(lines)" -eq 1 ] && grep -q "^{\"seq\":$seq1,\"entry\":{\"seq\":$seq1," "$OUT"'
