@@ -309,7 +309,7 @@ list_row(struct table *t, json_t *j)
 	const char *cells[8];
 
 	cells[0] = json_string_value(json_object_get(j, "referralId"));
-	cells[1] = view_status_word(json_string_value(json_object_get(j, "status")));
+	cells[1] = json_string_value(json_object_get(j, "status"));
 	cells[2] = json_string_value(json_object_get(j, "priority"));
 	cells[3] = json_string_value(json_object_get(j, "referrer"));
 	cells[4] = json_string_value(json_object_get(j, "recipient"));

@@ -6,12 +6,6 @@
 
 #include "table.h"
 
-const char *
-view_status_word(const char *status)
-{
-	return status != NULL ? status : "";
-}
-
 static const char *
 str(json_t *obj, const char *key)
 {
@@ -64,7 +58,7 @@ view_what(json_t *item, char *buf, size_t len)
 			add(buf, len, &off, ", onward from %s%s", str(r, "parentReferralId"), "");
 		}
 	} else if ((su = json_object_get(env, "statusUpdate")) != NULL) {
-		add(buf, len, &off, "%s%s", view_status_word(str(su, "status")), "");
+		add(buf, len, &off, "%s%s", str(su, "status"), "");
 		if (str(su, "reasonCode")[0] != '\0') {
 			add(buf, len, &off, " (%s)%s", str(su, "reasonCode"), "");
 		}
@@ -89,8 +83,7 @@ view_what(json_t *item, char *buf, size_t len)
 	} else if ((o = json_object_get(env, "outcome")) != NULL) {
 		add(buf, len, &off, "outcome%s%s", "", "");
 	} else if (ev != NULL) {
-		add(buf, len, &off, "%s (by the broker)%s", view_status_word(str(ev, "status")),
-		    "");
+		add(buf, len, &off, "%s (by the broker)%s", str(ev, "status"), "");
 	} else if (str(item, "what")[0] != '\0' &&
 	           strcmp(str(item, "what"), str(item, "status")) != 0) {
 		/* a history item without its details: what kind of message it was */
@@ -154,7 +147,7 @@ view_status(json_t *st)
 
 	printf("Referral   %s\n", str(st, "referralId"));
 	printf("From       %s to %s\n", str(st, "referrer"), str(st, "recipient"));
-	printf("Status     %s\n", view_status_word(str(st, "status")));
+	printf("Status     %s\n", str(st, "status"));
 	printf("Priority   %s\n", str(st, "priority"));
 	table_time((uint64_t)json_integer_value(json_object_get(st, "deadlineMs")), when,
 	           sizeof(when));
@@ -176,7 +169,7 @@ view_status(json_t *st)
 		    table_time((uint64_t)json_integer_value(json_object_get(it, "brokerTimeMs")),
 		               when, sizeof(when));
 		cells[2] = str(it, "sender")[0] != '\0' ? str(it, "sender") : "broker";
-		cells[3] = view_status_word(str(it, "status"));
+		cells[3] = str(it, "status");
 		cells[4] = view_what(it, what, sizeof(what));
 		if (table_add(t, cells) != 0) {
 			table_free(t);

@@ -16,7 +16,4 @@ int view_status(json_t *state);
  * (urgent)", "declined (no-capacity): TEXT", "note: TEXT", ...; in buf (len bytes). */
 const char *view_what(json_t *item, char *buf, size_t len);
 
-/* A referral's status as people say it ("declined" for the recipient's refusal). */
-const char *view_status_word(const char *status);
-
 #endif
