@@ -387,11 +387,19 @@ handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest
 		Ihala__V1__InclusionProof ip = IHALA__V1__INCLUSION_PROOF__INIT;
 
 		if (seq > size) {
-			snprintf(
-			    msg, sizeof(msg),
-			    "seq %llu is not covered by the checkpoint of size %llu yet; retry "
-			    "in a few seconds",
-			    (unsigned long long)seq, (unsigned long long)size);
+			uint64_t last = 0;
+
+			/* beyond the log: retrying will not help until that many entries exist */
+			if (store_log_last(r, &last) == 0 && seq > last) {
+				snprintf(msg, sizeof(msg),
+				         "seq %llu is beyond the end of the log (%llu entries)",
+				         (unsigned long long)seq, (unsigned long long)last);
+			} else {
+				snprintf(msg, sizeof(msg),
+				         "seq %llu is not covered by the checkpoint of size %llu "
+				         "yet; retry in a few seconds",
+				         (unsigned long long)seq, (unsigned long long)size);
+			}
 			err = IHALA_ENOTFOUND;
 			goto fail;
 		}

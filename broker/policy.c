@@ -28,14 +28,14 @@ policy_role_default(Ihala__V1__Role role)
 int
 policy_is_terminal(Ihala__V1__TaskStatus s)
 {
-	return s == S(REJECTED) || s == S(COMPLETED) || s == S(FAILED) || s == S(CANCELLED);
+	return s == S(DECLINED) || s == S(COMPLETED) || s == S(FAILED) || s == S(CANCELLED);
 }
 
 const char *
 policy_status_name(Ihala__V1__TaskStatus s)
 {
 	static const char *names[] = {"unspecified", "requested",   "received", "accepted",
-	                              "rejected",    "in-progress", "on-hold",  "completed",
+	                              "declined",    "in-progress", "on-hold",  "completed",
 	                              "failed",      "cancelled",   "overdue"};
 
 	if ((unsigned)s < sizeof(names) / sizeof(names[0])) {
@@ -58,7 +58,7 @@ policy_transition(enum policy_party who, Ihala__V1__TaskStatus from, Ihala__V1__
 		from_ok = from == S(REQUESTED);
 		break;
 	case S(ACCEPTED):
-	case S(REJECTED):
+	case S(DECLINED):
 		if (who != POLICY_PARTY_RECIPIENT) {
 			return IHALA_EFORBIDDEN;
 		}
@@ -524,7 +524,7 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 			              policy_status_name(cur->status),
 			              policy_status_name(u->status));
 		}
-		if ((u->status == S(REJECTED) || u->status == S(CANCELLED)) &&
+		if ((u->status == S(DECLINED) || u->status == S(CANCELLED)) &&
 		    u->reason_code == IHALA__V1__REASON_CODE__REASON_CODE_UNSPECIFIED) {
 			return refuse(out, IHALA_ESCHEMA, "status %s needs a reason_code",
 			              policy_status_name(u->status));
@@ -546,7 +546,7 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 			              rid);
 		}
 		if (cur->status == S(REQUESTED) || cur->status == S(RECEIVED) ||
-		    cur->status == S(REJECTED) || cur->status == S(CANCELLED)) {
+		    cur->status == S(DECLINED) || cur->status == S(CANCELLED)) {
 			return refuse(out, IHALA_ETRANSITION,
 			              "referral '%s' is %s; an outcome needs it accepted first",
 			              rid, policy_status_name(cur->status));

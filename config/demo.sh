@@ -90,7 +90,7 @@ expect_state() {
 history_seq() {
 	for _ in $(seq 1 50); do
 		node "$1" status "$2"
-		HSEQ=$(grep -oE '"seq":[0-9]+,"timeMs":[0-9]+,("agency":"[^"]*",)?"status":"'"$3"'"' "$W/last.out" |
+		HSEQ=$(grep -oE '"seq":[0-9]+,"brokerTimeMs":[0-9]+,("sender":"[^"]*",)?"status":"'"$3"'"' "$W/last.out" |
 			head -n1 | sed 's/"seq":\([0-9]*\),.*/\1/')
 		[ -n "$HSEQ" ] && return 0
 		sleep 0.1
@@ -108,7 +108,7 @@ dma_hears() {
 		seq=$(echo "$line" | grep -oE '^\{"seq":[0-9]+' | cut -d: -f2)
 		rid=$(echo "$line" | grep -oE '"referralId":"[^"]*"' | head -n1 | cut -d'"' -f4)
 		st=$(echo "$line" | grep -oE '"status":"[a-z-]+"' | head -n1 | cut -d'"' -f4)
-		from=$(echo "$line" | grep -oE '"from":"[^"]*"' | head -n1 | cut -d'"' -f4)
+		from=$(echo "$line" | grep -oE '"sender":"[^"]*"' | head -n1 | cut -d'"' -f4)
 		extra=$(echo "$line" | grep -oE '"reasonCode":"[a-z-]+"' | cut -d'"' -f4)
 		printf '                  seq %-3s %-6s %-12s by %s%s\n' "$seq" "$rid" "$st" "${from:-the broker}" \
 			"${extra:+ ($extra)}"
@@ -301,7 +301,7 @@ say "MoLSA" "took R-001-A and accepted it, seq $SEQ"
 
 node moh inbox --count 2
 if ! grep -q '"referralId":"R-001-A","status":"received"' "$W/last.out" ||
-	! grep -q '"from":"molsa".*"referralId":"R-001-A","status":"accepted"' "$W/last.out"; then
+	! grep -q '"sender":"molsa".*"referralId":"R-001-A","status":"accepted"' "$W/last.out"; then
 	fail "MoH did not hear back on R-001-A"
 fi
 say "MoH" "hears back on its onward referral: R-001-A received, then accepted by MoLSA"
@@ -327,7 +327,7 @@ grep -qF "$NAME2" "$W/last.out" || fail "MoH's inbox lacks the survivor's name"
 node moh decline R-002 --reason no-capacity --text "لا تتوفر أجهزة سمع في مستشفى كركوك العام حالياً"
 receipt_seq
 say "MoH" "declined R-002: no-capacity (no hearing aids in stock at Kirkuk General), seq $SEQ"
-expect_state dma R-002 rejected
+expect_state dma R-002 declined
 dma_hears 2
 
 referral "$W/r003.json" R-003 dma "" "$NAME3" female 2009 Sulaymaniyah Penjwen normal \
@@ -350,7 +350,7 @@ receipt_seq
 say "HI" "accepted R-003, seq $SEQ"
 
 dma_hears 2
-want=" R-001:received R-001:accepted R-001:in-progress R-001:completed R-002:received R-002:rejected R-003:received R-003:accepted"
+want=" R-001:received R-001:accepted R-001:in-progress R-001:completed R-002:received R-002:declined R-003:received R-003:accepted"
 [ "$DMA_HEARD" = "$want" ] || fail "DMA heard:$DMA_HEARD; expected:$want"
 
 # --- the auditor ---------------------------------------------------------------------------------

@@ -93,12 +93,32 @@ log_sanitize(const char *in, char *out, size_t outlen)
 	return n;
 }
 
+static _Thread_local char *capture_buf;
+static _Thread_local size_t capture_len;
+
+void
+log_capture(char *buf, size_t len)
+{
+	capture_buf = len > 0 ? buf : NULL;
+	capture_len = len;
+	if (capture_buf != NULL) {
+		capture_buf[0] = '\0';
+	}
+}
+
 static void
 vlog(enum log_level level, const char *prefix, const char *suffix, const char *fmt, va_list ap)
 {
 	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 	char raw[2048], msg[2048];
 
+	if (capture_buf != NULL && level <= LOG_LEVEL_WARN) {
+		vsnprintf(raw, sizeof(raw), fmt, ap);
+		log_sanitize(raw, msg, sizeof(msg));
+		snprintf(capture_buf, capture_len, "%s%s%s%s", prefix, msg,
+		         suffix != NULL ? ": " : "", suffix != NULL ? suffix : "");
+		return;
+	}
 	if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed)) {
 		return;
 	}

@@ -37,6 +37,14 @@ int log_parselevel(const char *s);
  */
 size_t log_sanitize(const char *in, char *out, size_t outlen);
 
+/*
+ * While buf is set (len > 0), this thread's warnings and errors are not written: the text of
+ * the last one (without time or name) is kept in buf, NUL-terminated, for a caller that says
+ * in one line of its own what failed (the ihala tool). log_capture(NULL, 0) ends it. buf is
+ * borrowed until then; it is emptied at the start.
+ */
+void log_capture(char *buf, size_t len);
+
 /* All of these preserve errno. log_warn and fatal append strerror(errno). */
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

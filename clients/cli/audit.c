@@ -13,6 +13,7 @@
 #include "hex.h"
 #include "log.h"
 #include "render.h"
+#include "view.h"
 
 static const char audit_usage[] =
     "usage: ihala audit SUBCOMMAND [OPTIONS]\n"
@@ -36,7 +37,8 @@ static const char replay_usage[] =
     "\n"
     "Stream the broker's log entries from seq N to seq M (inclusive) and print each as one\n"
     "JSON line: {\"seq\":N,\"entry\":{...}}, the entry as logged with the submitted envelope\n"
-    "decoded in \"envelope\":{...}. Only auditors may replay.\n"
+    "decoded in \"envelope\":{...}. Only auditors may replay. On a terminal (without --json)\n"
+    "a row per entry for people instead: seq, local time, sender, recipient, referral, what.\n"
     "\n"
     "  -f, --from N         first seq (default 1)\n"
     "  -t, --to M           last seq (default: the current end)\n"
@@ -49,6 +51,8 @@ static const char replay_usage[] =
 struct replay_state {
 	int failed;    /* exit code when a callback stopped the replay, else 0 */
 	uint64_t last; /* last seq printed */
+	int human;     /* rows for people (a terminal) */
+	int rows;
 };
 
 static int
@@ -64,6 +68,19 @@ replay_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
 		          ihala_strerror(err));
 		rs->failed = err == IHALA_ENOMEM ? CLI_LOCAL : CLI_VERIFY;
 		rc = 1;
+		goto out;
+	}
+	if (rs->human) {
+		/* the entry has the inbox line's names: seq, kind, sender, recipient, brokerTimeMs
+		 */
+		err = view_inbox_row(e, rs->rows++ == 0);
+		json_decref(e);
+		if (err != 0) {
+			rs->failed = CLI_LOCAL;
+			rc = 1;
+			goto out;
+		}
+		rs->last = seq;
 		goto out;
 	}
 	j = json_pack("{s:I,s:o}", "seq", (json_int_t)seq, "entry", e);
@@ -121,7 +138,7 @@ audit_replay(struct cli *cli, int argc, char **argv)
 			fputs(replay_usage, stdout);
 			return CLI_OK;
 		default:
-			cli_bad_option("audit replay", ch, argv);
+			cli_bad_option("audit replay", ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}
@@ -143,6 +160,7 @@ audit_replay(struct cli *cli, int argc, char **argv)
 		return rc;
 	}
 	memset(&rs, 0, sizeof(rs));
+	rs.human = cli_human(cli);
 	err = ihala_replay(cli->client, from, to, follow, replay_cb, &rs, cli_timeout(cli));
 	if (rs.failed != 0) {
 		return rs.failed;
@@ -306,7 +324,7 @@ parse_opts(int argc, char **argv, const char *cmd, const char *usage, const char
 			fputs(usage, stdout);
 			return -1;
 		default:
-			cli_bad_option(cmd, ch, argv);
+			cli_bad_option(cmd, ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}
@@ -347,9 +365,12 @@ verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 {
 	struct audit_verify_result res;
 	char root[2 * MERKLE_HASH_LEN + 1];
+	const char *why;
 	int err;
 
+	cli_capture();
 	err = audit_verify_store(o->db, key, o->origin, &res);
+	why = cli_captured(cli, err == IHALA_ETAMPER ? 0 : err);
 	if (err == IHALA_ETAMPER) {
 		cli_warnx("audit verify: %s", res.problem);
 		cli_info(cli, "audit verify: %llu entries verified before it",
@@ -357,8 +378,7 @@ verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 		return CLI_VERIFY;
 	}
 	if (err != 0) {
-		cli_warnx("audit verify: cannot verify the store copy in '%s': %s", o->db,
-		          ihala_strerror(err));
+		cli_warnx("audit verify: cannot verify the store copy in '%s': %s", o->db, why);
 		return CLI_LOCAL;
 	}
 	hex_encode(res.root, MERKLE_HASH_LEN, root);
@@ -416,7 +436,7 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 	const Ihala__V1__Welcome *w;
 	struct online_verify *ov = NULL;
 	struct checkpoint ck;
-	const char *text, *nl;
+	const char *text, *nl, *why;
 	uint8_t r[MERKLE_HASH_LEN];
 	int rc, err;
 
@@ -437,9 +457,10 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 	}
 	memcpy(name, text, (size_t)(nl - text));
 	name[nl - text] = '\0';
-	if ((err = audit_verifier_load(key, name, &v)) != 0) {
-		cli_warnx("audit verify: cannot use checkpoint key '%s': %s", key,
-		          ihala_strerror(err));
+	cli_capture();
+	err = audit_verifier_load(key, name, &v);
+	if ((why = cli_captured(cli, err))[0] != '\0') {
+		cli_warnx("audit verify: cannot use checkpoint key '%s': %s", key, why);
 		return CLI_LOCAL;
 	}
 	err = checkpoint_open(v, o->origin != NULL ? o->origin : name, text, strlen(text), &ck);
@@ -568,16 +589,18 @@ walk_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
 static int
 walk_log(struct cli *cli, const char *cmd, const char *db, struct walk *wk)
 {
+	const char *why;
 	int rc, err;
 
 	if (db != NULL) {
+		cli_capture();
 		err = audit_store_walk(db, walk_cb, wk);
+		why = cli_captured(cli, wk->failed != 0 ? 0 : err);
 		if (wk->failed != 0) {
 			return wk->failed;
 		}
 		if (err != 0) {
-			cli_warnx("%s: cannot read the store copy in '%s': %s", cmd, db,
-			          ihala_strerror(err));
+			cli_warnx("%s: cannot read the store copy in '%s': %s", cmd, db, why);
 			return CLI_LOCAL;
 		}
 		return CLI_OK;

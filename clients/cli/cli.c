@@ -13,6 +13,7 @@
 #include "conf.h"
 #include "error.h"
 #include "log.h"
+#include "suggest.h"
 
 volatile sig_atomic_t cli_stop;
 volatile sig_atomic_t cli_busy;
@@ -149,6 +150,33 @@ cli_fail(const struct cli *cli, const char *what, int err)
 	return cli_exit_code(err);
 }
 
+static char captured[1024];
+
+void
+cli_capture(void)
+{
+	log_capture(captured, sizeof(captured));
+}
+
+const char *
+cli_captured(const struct cli *cli, int err)
+{
+	log_capture(NULL, 0);
+	if (err == 0) {
+		if (captured[0] != '\0') {
+			cli_info(cli, "%s", captured);
+		}
+		return "";
+	}
+	return captured[0] != '\0' ? captured : ihala_strerror(err);
+}
+
+int
+cli_human(const struct cli *cli)
+{
+	return !cli->json && isatty(STDOUT_FILENO);
+}
+
 int
 cli_timeout(const struct cli *cli)
 {
@@ -173,7 +201,7 @@ int
 cli_open(struct cli *cli)
 {
 	struct conf_errors errs;
-	const char *path;
+	const char *path, *why;
 	int err;
 
 	if (cli->client != NULL) {
@@ -201,11 +229,18 @@ cli_open(struct cli *cli)
 			log_setlevel((enum log_level)cli->cfg->log_level);
 		}
 	}
+	/* the library logs why it failed (which file, which call); say it in our one line */
+	cli_capture();
 	err = ihala_open(cli->cfg, &cli->client);
+	why = cli_captured(cli, err);
 	if (err != 0) {
 		cli->client = NULL;
-		cli_warnx("cannot open the node (data_dir '%s'): %s", cli->cfg->data_dir,
-		          ihala_strerror(err));
+		if (strcmp(why, ihala_strerror(err)) != 0) {
+			cli_warnx("cannot open the node: %s", why);
+		} else {
+			cli_warnx("cannot open the node (data_dir '%s'): %s", cli->cfg->data_dir,
+			          why);
+		}
 		return cli_exit_code(err) == CLI_UNREACHABLE ? CLI_LOCAL : cli_exit_code(err);
 	}
 	ihala_on_connecting(cli->client, say_connecting, cli);
@@ -279,9 +314,12 @@ cli_print_json(json_t *j)
 }
 
 void
-cli_bad_option(const char *cmd, int ch, char **argv)
+cli_bad_option(const char *cmd, int ch, char **argv, const struct option *longopts)
 {
-	const char *arg = argv[optind - 1];
+	const char *arg = argv[optind - 1], *near = NULL;
+	unsigned best = SUGGEST_FAR;
+	char name[64];
+	size_t i;
 
 	if (ch == ':') {
 		if (optopt != 0 && strncmp(arg, "--", 2) != 0) {
@@ -292,7 +330,20 @@ cli_bad_option(const char *cmd, int ch, char **argv)
 	} else if (optopt != 0) {
 		cli_warnx("%s: unknown option '-%c'", cmd, optopt);
 	} else {
-		cli_warnx("%s: unknown option '%s'", cmd, arg);
+		/* "--too=moh": the name is what comes before '=' */
+		if (strncmp(arg, "--", 2) == 0 && strlen(arg + 2) < sizeof(name)) {
+			snprintf(name, sizeof(name), "%.*s", (int)strcspn(arg + 2, "="), arg + 2);
+			for (i = 0; longopts != NULL && longopts[i].name != NULL; i++) {
+				if (suggest_near(name, longopts[i].name, &best)) {
+					near = longopts[i].name;
+				}
+			}
+		}
+		if (near != NULL) {
+			cli_warnx("%s: unknown option '%s' (did you mean '--%s'?)", cmd, arg, near);
+		} else {
+			cli_warnx("%s: unknown option '%s'", cmd, arg);
+		}
 	}
 	fprintf(stderr, "Try 'ihala %s --help'.\n", cmd);
 }

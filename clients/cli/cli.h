@@ -45,6 +45,7 @@ struct cli {
 	const char *config_opt;
 	uint64_t timeout_ms;
 	int quiet;
+	int json;       /* --json: JSON on stdout even on a terminal */
 	int deliveries; /* this command takes the node's deliveries (inbox) */
 	struct client_config *cfg;
 	struct ihala_client *client;
@@ -61,6 +62,10 @@ int cli_connect(struct cli *cli, int report, int *err);
 
 /* Close the client and free the configuration; the struct may be reused. */
 void cli_release(struct cli *cli);
+
+/* 1 when stdout is a terminal and --json was not given: inbox, status and list then print
+ * for people (tables, local times) instead of JSON lines. */
+int cli_human(const struct cli *cli);
 
 /* Timeout for network calls: --timeout, else the config's, in milliseconds. */
 int cli_timeout(const struct cli *cli);
@@ -79,13 +84,25 @@ void cli_info(const struct cli *cli, const char *fmt, ...) __attribute__((format
  * Returns the exit code for err. */
 int cli_fail(const struct cli *cli, const char *what, int err);
 
+/*
+ * Say what a library call failed on: cli_capture() before it keeps the warning the library
+ * logs (which file, which call, errno) instead of writing it; cli_captured() after it ends
+ * that and returns the text to print for err (the warning, else ihala_strerror(err); a
+ * static buffer, valid until the next cli_capture). With err 0 a kept warning is printed
+ * (cli_info) and "" returned.
+ */
+void cli_capture(void);
+const char *cli_captured(const struct cli *cli, int err);
+
 /* Write j (borrowed) as one compact UTF-8 line (no \u escapes) on stdout and flush.
  * Returns 0, or -1 when stdout failed (reported on stderr). */
 int cli_print_json(json_t *j);
 
 /* Report a getopt_long failure of subcommand `cmd` (ch is ':' or '?', optstring started with
- * ':') and point to --help. */
-void cli_bad_option(const char *cmd, int ch, char **argv);
+ * ':'), with the nearest of its longopts for a mistyped one ("did you mean '--to'?"), and
+ * point to --help. */
+struct option;
+void cli_bad_option(const char *cmd, int ch, char **argv, const struct option *longopts);
 
 /* Strict parsers for option values; return 0 or -1 (nothing printed). */
 int cli_parse_u64(const char *s, uint64_t *out);
@@ -108,7 +125,7 @@ int cmd_inbox(struct cli *cli, int argc, char **argv);
 int cmd_status(struct cli *cli, int argc, char **argv);
 int cmd_list(struct cli *cli, int argc, char **argv);
 
-/* Keep `line` (borrowed: an inbox line, or {"seq","kind","from","to","envelope"} of a sent
+/* Keep `line` (borrowed: an inbox line, or {"seq","kind","sender","recipient","envelope"} of a sent
  * envelope) in the node's journal under its referral id and `seq`, for status and list.
  * A line naming no referral is skipped; a failure is only warned about. */
 void cli_journal(struct cli *cli, uint64_t seq, json_t *line);

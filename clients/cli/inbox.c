@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "error.h"
 #include "render.h"
+#include "view.h"
 
 /* Silence that ends a run without --watch, and the wait per turn with --watch. */
 #define QUIET_MS 1000
@@ -20,10 +21,13 @@ static const char inbox_usage[] =
     "\n"
     "Take the deliveries addressed to this agency (referrals, status changes, outcomes,\n"
     "notes, and the broker's own status events) and print each as one JSON line:\n"
-    "  {\"seq\":N,\"kind\":\"submission\",\"from\":\"dma\",\"to\":\"moh\",\"time\":MS,\n"
-    "   \"envelope\":{...}}\n"
+    "  {\"seq\":N,\"kind\":\"submission\",\"sender\":\"dma\",\"recipient\":\"moh\",\n"
+    "   \"brokerTimeMs\":MS,\"envelope\":{...}}\n"
     "or, for an entry the broker made (kind \"broker-status\", ...), \"event\":{...} instead of\n"
-    "\"envelope\". Each delivery is acknowledged to the broker once it was printed (or CMD\n"
+    "\"envelope\" (the field names of the log entry, as audit replay and export write them).\n"
+    "On a terminal (without --json) a row per delivery instead: seq, local time, sender,\n"
+    "recipient, referral, and what it says.\n"
+    "Each delivery is acknowledged to the broker once it was printed (or CMD\n"
     "succeeded); an unacknowledged one comes again on the next run.\n"
     "\n"
     "  -w, --watch          keep waiting for deliveries until SIGINT or SIGTERM\n"
@@ -126,7 +130,7 @@ cmd_inbox(struct cli *cli, int argc, char **argv)
 	struct ihala_delivery d;
 	const char *exec = NULL;
 	uint64_t count = 0, taken = 0;
-	int ch, rc, err, watch = 0, reported = 0;
+	int ch, rc, err, watch = 0, reported = 0, human = cli_human(cli);
 
 	optind = 0;
 	opterr = 0;
@@ -149,7 +153,7 @@ cmd_inbox(struct cli *cli, int argc, char **argv)
 			fputs(inbox_usage, stdout);
 			return CLI_OK;
 		default:
-			cli_bad_option("inbox", ch, argv);
+			cli_bad_option("inbox", ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}
@@ -203,7 +207,7 @@ cmd_inbox(struct cli *cli, int argc, char **argv)
 		/* kept before it is shown: status shows its details later */
 		cli_journal(cli, d.seq, j);
 		if (exec == NULL) {
-			rc = cli_print_json(j);
+			rc = human ? view_inbox_row(j, taken == 0) : cli_print_json(j);
 			json_decref(j);
 			if (rc != 0) {
 				ihala_delivery_release(&d);

@@ -50,14 +50,16 @@ usage(FILE *fp)
 	size_t i;
 
 	fprintf(fp,
-	        "usage: ihala [--config FILE] [--timeout DURATION] [-q] COMMAND [ARGS]\n"
+	        "usage: ihala [--config FILE] [--timeout DURATION] [--json] [-q] COMMAND [ARGS]\n"
 	        "\n"
 	        "The command-line client of an ihala node: JSON on stdout, messages for people\n"
-	        "on stderr.\n"
+	        "on stderr. On a terminal, inbox, status, list, outbox, audit replay and the\n"
+	        "receipts print for people (tables, local times) instead; --json keeps JSON.\n"
 	        "\n"
 	        "  -c, --config FILE        client configuration (default: $IHALA_CONFIG)\n"
 	        "  -t, --timeout DURATION   connect and request timeout (500ms, 10s, 2m; default\n"
 	        "                           the config's 'timeout')\n"
+	        "  -j, --json               JSON lines on stdout even on a terminal\n"
 	        "  -q, --quiet              only errors on stderr\n"
 	        "  -h, --help               this help\n"
 	        "      --version            print the version\n"
@@ -111,9 +113,13 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
-	    {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	const struct command *cmd;
 	struct cli cli;
@@ -130,7 +136,7 @@ main(int argc, char **argv)
 
 	opterr = 0;
 	/* '+': stop at the command; its options are its own */
-	while ((ch = getopt_long(argc, argv, "+:c:t:qh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+:c:t:qjh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			cli.config_opt = optarg;
@@ -149,6 +155,9 @@ main(int argc, char **argv)
 			cli.quiet = 1;
 			log_setlevel(LOG_LEVEL_ERROR);
 			break;
+		case 'j':
+			cli.json = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return CLI_OK;
@@ -163,7 +172,22 @@ main(int argc, char **argv)
 			if (optopt != 0) {
 				cli_warnx("unknown option '-%c'", optopt);
 			} else {
-				cli_warnx("unknown option '%s'", argv[optind - 1]);
+				const char *arg = argv[optind - 1], *near = NULL;
+				unsigned best = SUGGEST_FAR;
+				size_t i;
+
+				for (i = 0; strncmp(arg, "--", 2) == 0 && longopts[i].name != NULL;
+				     i++) {
+					if (suggest_near(arg + 2, longopts[i].name, &best)) {
+						near = longopts[i].name;
+					}
+				}
+				if (near != NULL) {
+					cli_warnx("unknown option '%s' (did you mean '--%s'?)", arg,
+					          near);
+				} else {
+					cli_warnx("unknown option '%s'", arg);
+				}
 			}
 			fprintf(stderr, "Try 'ihala --help'.\n");
 			return CLI_USAGE;

@@ -9,6 +9,7 @@
 #include "error.h"
 #include "frame.h"
 #include "localstore.h"
+#include "table.h"
 
 static const char outbox_usage[] =
     "usage: ihala outbox [--json] [--retry MESSAGE_ID | --drop MESSAGE_ID]\n"
@@ -22,7 +23,8 @@ static const char outbox_usage[] =
     "The first line is {\"waiting\":N,\"sent\":N,\"left\":N} (waiting before the run, sent,\n"
     "left waiting), then one line per message: {\"messageId\",\"state\":\"waiting\"|\"rejected\",\n"
     "\"kind\",\"referralId\",\"bytes\"} and, for a rejected one, \"error\", \"reason\" and\n"
-    "\"rejectedTimeMs\". JSON when stdout is not a terminal or with --json, else a table.\n"
+    "\"rejectedTimeMs\". JSON when stdout is not a terminal or with --json, else a table (local\n"
+    "times).\n"
     "\n"
     "      --retry MESSAGE_ID  put a rejected message back into the outbox and send it\n"
     "      --drop MESSAGE_ID   forget a rejected or waiting message (nothing is sent)\n"
@@ -35,7 +37,7 @@ static const char outbox_usage[] =
 struct listing {
 	int json;
 	int failed;
-	int rows;
+	struct table *table; /* for people */
 };
 
 static const char *
@@ -106,15 +108,21 @@ print_row(struct listing *l, const char *id, const void *env, size_t len, int co
 		}
 		json_decref(j);
 	} else {
-		if (l->rows++ == 0) {
-			printf("%-9s %-34s %-9s %-38s %s\n", "STATE", "MESSAGE ID", "KIND",
-			       "REFERRAL", "REASON");
-		}
+		char when[32], why[1024];
+		const char *cells[6];
+
+		cells[0] = reason != NULL ? "rejected" : "waiting";
+		cells[1] = id;
+		cells[2] = kind;
+		cells[3] = rid;
+		cells[4] = reason != NULL ? table_time(time_ms, when, sizeof(when)) : "";
 		if (reason != NULL) {
-			printf("%-9s %-34s %-9s %-38s %s: %.*s\n", "rejected", id, kind, rid,
-			       ihala_errname(code), (int)reason_len, reason);
-		} else {
-			printf("%-9s %-34s %-9s %-38s\n", "waiting", id, kind, rid);
+			snprintf(why, sizeof(why), "%s: %.*s", ihala_errname(code), (int)reason_len,
+			         reason);
+		}
+		cells[5] = reason != NULL ? why : "";
+		if (table_add(l->table, cells) != 0) {
+			l->failed = 1;
 		}
 	}
 	envelope_free(e);
@@ -191,7 +199,7 @@ cmd_outbox(struct cli *cli, int argc, char **argv)
 	struct listing l;
 	size_t before = 0, left = 0, nrej = 0;
 	json_t *j;
-	int ch, rc, err, json = !isatty(STDOUT_FILENO);
+	int ch, rc, err, json = !cli_human(cli);
 
 	optind = 0;
 	opterr = 0;
@@ -210,7 +218,7 @@ cmd_outbox(struct cli *cli, int argc, char **argv)
 			dropid = optarg;
 			break;
 		default:
-			cli_bad_option("outbox", ch, argv);
+			cli_bad_option("outbox", ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}
@@ -266,8 +274,20 @@ cmd_outbox(struct cli *cli, int argc, char **argv)
 		printf("waiting %zu, sent %zu, left %zu, rejected %zu\n", before, before - left,
 		       left, nrej);
 	}
+	if (!json) {
+		static const char *const heads[] = {"STATE",    "MESSAGE ID", "KIND",
+		                                    "REFERRAL", "REJECTED",   "REASON"};
+
+		if ((l.table = table_new(6, heads)) == NULL) {
+			return cli_fail(cli, "outbox", IHALA_ENOMEM);
+		}
+	}
 	localstore_outbox_iter(ihala_store(cli->client), waiting_cb, &l);
 	localstore_rejected_iter(ihala_store(cli->client), rejected_cb, &l);
+	if (l.table != NULL && table_rows(l.table) > 0 && table_print(l.table, stdout) != 0) {
+		l.failed = 1;
+	}
+	table_free(l.table);
 	if (fflush(stdout) != 0 || l.failed) {
 		return CLI_LOCAL;
 	}

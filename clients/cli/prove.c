@@ -30,7 +30,8 @@ static const char prove_usage[] =
     "                          one covers it, up to --timeout\n"
     "  -h, --help              this help\n"
     "\n"
-    "Exit: 0 verified, 1 refused (NOT_FOUND: no such entry, or no checkpoint covers it yet),\n"
+    "Exit: 0 verified, 1 refused (NOT_FOUND: no such entry, a seq beyond the end of the log,\n"
+    "or no checkpoint covers it yet),\n"
     "2 usage, 3 broker unreachable, 4 local error (no checkpoint key configured),\n"
     "5 verification failed (bad signature, bad proof, or a log inconsistent with the\n"
     "checkpoint this node kept).\n";
@@ -69,7 +70,7 @@ cmd_prove(struct cli *cli, int argc, char **argv)
 			fputs(prove_usage, stdout);
 			return CLI_OK;
 		default:
-			cli_bad_option("prove", ch, argv);
+			cli_bad_option("prove", ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}

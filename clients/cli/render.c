@@ -108,9 +108,9 @@ render_delivery(const struct ihala_delivery *d, json_t **out)
 	}
 	if ((err = set_new(j, "seq", json_integer((json_int_t)d->seq))) != 0 ||
 	    (err = set_new(j, "kind", json_string(kind))) != 0 ||
-	    (err = set_new(j, "from", json_string(e->sender))) != 0 ||
-	    (err = set_new(j, "to", json_string(e->recipient))) != 0 ||
-	    (err = set_new(j, "time", json_integer((json_int_t)e->broker_time_ms))) != 0) {
+	    (err = set_new(j, "sender", json_string(e->sender))) != 0 ||
+	    (err = set_new(j, "recipient", json_string(e->recipient))) != 0 ||
+	    (err = set_new(j, "brokerTimeMs", json_integer((json_int_t)e->broker_time_ms))) != 0) {
 		/* json_string refuses invalid UTF-8; frame decoding already checked it */
 		goto fail;
 	}

@@ -30,10 +30,10 @@ int render_logentry(const Ihala__V1__LogEntry *e, json_t **out);
 int render_entry_bytes(const uint8_t *buf, size_t len, json_t **out);
 
 /*
- * One inbox line: {"seq", "kind", "from", "to", "time", and "envelope": {...} for a
- * submission or "event": {...} for a broker-made entry}. "kind" is the EntryKind as pbjson
- * names it ("submission", "broker-status", ...); "from"/"to" are the entry's sender and
- * recipient; "time" is the broker time in ms.
+ * One inbox line: {"seq", "kind", "sender", "recipient", "brokerTimeMs", and "envelope": {...}
+ * for a submission or "event": {...} for a broker-made entry}: the LogEntry's own names, as
+ * audit replay and export show them. "kind" is the EntryKind as pbjson names it
+ * ("submission", "broker-status", ...).
  */
 int render_delivery(const struct ihala_delivery *d, json_t **out);
 

@@ -11,6 +11,9 @@
 #include "cli.h"
 #include "error.h"
 #include "pbjson.h"
+#include "suggest.h"
+#include "table.h"
+#include "view.h"
 
 static const char status_usage[] =
     "usage: ihala status REFERRAL_ID\n"
@@ -18,7 +21,9 @@ static const char status_usage[] =
     "Ask the broker for the current state and the history of a referral this agency is\n"
     "party to (auditors: any referral), and print it as JSON on stdout:\n"
     "  {\"referralId\":..,\"referrer\":..,\"recipient\":..,\"status\":\"accepted\",\n"
-    "   \"priority\":..,\"deadlineMs\":..,\"history\":[{\"seq\":..,\"timeMs\":..,\"agency\":..,\n"
+    "   "
+    "\"priority\":..,\"deadlineMs\":..,\"history\":[{\"seq\":..,\"brokerTimeMs\":..,\"sender\":..,"
+    "\n"
     "   \"status\":..,\"what\":..,\"envelope\":{...}},...]}\n"
     "A history item this node sent or took from its inbox carries what was said: the\n"
     "\"envelope\" (decline reason and text, note, business status, outcome) or the broker's\n"
@@ -29,6 +34,53 @@ static const char status_usage[] =
     "\n"
     "Exit: 0 ok, 1 refused (UNKNOWN_REFERRAL, NOT_PARTY), 2 usage, 3 broker unreachable,\n"
     "4 local error.\n";
+
+/* ---- the same names as the log entries (inbox, audit replay and export) ---- */
+
+/* A copy of obj (borrowed) with its keys renamed by the pairs of names (old, new, ...,
+ * NULL), in the same order; NULL when out of memory. */
+static json_t *
+renamed(json_t *obj, const char *const *names)
+{
+	json_t *out = json_object(), *v;
+	const char *k, *nk;
+	size_t i;
+
+	if (out == NULL) {
+		return NULL;
+	}
+	json_object_foreach(obj, k, v)
+	{
+		nk = k;
+		for (i = 0; names[i] != NULL; i += 2) {
+			if (strcmp(k, names[i]) == 0) {
+				nk = names[i + 1];
+				break;
+			}
+		}
+		if (json_object_set(out, nk, v) != 0) {
+			json_decref(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
+/* The history items of a ReferralState say "brokerTimeMs" and "sender", as log entries do. */
+static void
+history_names(json_t *state)
+{
+	static const char *const names[] = {"timeMs", "brokerTimeMs", "agency", "sender", NULL};
+	json_t *hist = json_object_get(state, "history"), *it, *n;
+	size_t i;
+
+	json_array_foreach(hist, i, it)
+	{
+		if ((n = renamed(it, names)) != NULL) {
+			json_array_set_new(hist, i, n);
+		}
+	}
+}
 
 /* ---- the journal ---- */
 
@@ -129,7 +181,7 @@ cmd_status(struct cli *cli, int argc, char **argv)
 			fputs(status_usage, stdout);
 			return CLI_OK;
 		}
-		cli_bad_option("status", ch, argv);
+		cli_bad_option("status", ch, argv, longopts);
 		return CLI_USAGE;
 	}
 	if (optind >= argc) {
@@ -161,8 +213,13 @@ cmd_status(struct cli *cli, int argc, char **argv)
 	}
 	/* the request id is this session's bookkeeping, not part of the referral */
 	json_object_del(j, "requestId");
+	history_names(j);
 	add_details(cli, rid, j);
-	rc = cli_print_json(j) == 0 ? CLI_OK : CLI_LOCAL;
+	if (cli_human(cli)) {
+		rc = view_status(j) == 0 ? CLI_OK : CLI_LOCAL;
+	} else {
+		rc = cli_print_json(j) == 0 ? CLI_OK : CLI_LOCAL;
+	}
 	json_decref(j);
 	return rc;
 }
@@ -177,7 +234,7 @@ static const char list_usage[] =
     "  {\"referralId\":..,\"referrer\":..,\"recipient\":..,\"status\":..,\"priority\":..,\n"
     "   \"deadlineMs\":..,\"overdue\":..,\"createdMs\":..,\"lastSeq\":..}\n"
     "\n"
-    "  -s, --state STATE    only those in STATE (requested, received, accepted, rejected,\n"
+    "  -s, --state STATE    only those in STATE (requested, received, accepted, declined,\n"
     "                       in-progress, on-hold, completed, failed, cancelled)\n"
     "  -o, --overdue        only those past their response deadline\n"
     "  -S, --since DATE     only those created at or after DATE (YYYY-MM-DD, UTC, or epoch ms)\n"
@@ -241,6 +298,29 @@ parse_since(const char *s, uint64_t *ms)
 	return 0;
 }
 
+static const char *const list_heads[] = {"REFERRAL", "STATUS",  "PRIORITY", "FROM",
+                                         "TO",       "CREATED", "DEADLINE", ""};
+
+/* One referral of list as a table row (for people). 0 or -1. */
+static int
+list_row(struct table *t, json_t *j)
+{
+	char created[32], deadline[32];
+	const char *cells[8];
+
+	cells[0] = json_string_value(json_object_get(j, "referralId"));
+	cells[1] = json_string_value(json_object_get(j, "status"));
+	cells[2] = json_string_value(json_object_get(j, "priority"));
+	cells[3] = json_string_value(json_object_get(j, "referrer"));
+	cells[4] = json_string_value(json_object_get(j, "recipient"));
+	cells[5] = table_time((uint64_t)json_integer_value(json_object_get(j, "createdMs")),
+	                      created, sizeof(created));
+	cells[6] = table_time((uint64_t)json_integer_value(json_object_get(j, "deadlineMs")),
+	                      deadline, sizeof(deadline));
+	cells[7] = json_is_true(json_object_get(j, "overdue")) ? "overdue" : "";
+	return table_add(t, cells);
+}
+
 int
 cmd_list(struct cli *cli, int argc, char **argv)
 {
@@ -252,6 +332,7 @@ cmd_list(struct cli *cli, int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	const char *state = NULL;
+	struct table *tbl = NULL;
 	struct ids ids = {NULL, 0, 0};
 	uint64_t since = 0;
 	int ch, rc, err, overdue = 0;
@@ -279,13 +360,16 @@ cmd_list(struct cli *cli, int argc, char **argv)
 			fputs(list_usage, stdout);
 			return CLI_OK;
 		default:
-			cli_bad_option("list", ch, argv);
+			cli_bad_option("list", ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}
 	if (optind < argc) {
 		cli_warnx("list: unexpected argument '%s'", argv[optind]);
 		return CLI_USAGE;
+	}
+	if (state != NULL && strcmp(state, "rejected") == 0) {
+		state = "declined"; /* the state's name before 0.2 */
 	}
 	if (state != NULL) {
 		const ProtobufCEnumValue *ev = NULL;
@@ -304,14 +388,34 @@ cmd_list(struct cli *cli, int argc, char **argv)
 			    &ihala__v1__task_status__descriptor, name);
 		}
 		if (ev == NULL || ev->value == 0 || strcmp(state, "overdue") == 0) {
-			cli_warnx("list: unknown state '%s' (requested, received, accepted, "
-			          "rejected, in-progress, on-hold, completed, failed, cancelled)",
-			          state);
+			const ProtobufCEnumDescriptor *ed = &ihala__v1__task_status__descriptor;
+			unsigned best = SUGGEST_FAR;
+			char cand[64], near[64] = "";
+
+			for (i = 0; i < ed->n_values; i++) {
+				if (pbjson_enum_to_name(ed, ed->values[i].value, cand,
+				                        sizeof(cand)) == 0 &&
+				    suggest_near(state, cand, &best)) {
+					snprintf(near, sizeof(near), "%s", cand);
+				}
+			}
+			if (near[0] != '\0') {
+				cli_warnx("list: unknown state '%s' (did you mean '%s'?)", state,
+				          near);
+			} else {
+				cli_warnx("list: unknown state '%s' (requested, received, "
+				          "accepted, declined, in-progress, on-hold, completed, "
+				          "failed, cancelled)",
+				          state);
+			}
 			return CLI_USAGE;
 		}
 	}
 	if ((rc = cli_connect(cli, 1, NULL)) != CLI_OK) {
 		return rc;
+	}
+	if (cli_human(cli) && (tbl = table_new(8, list_heads)) == NULL) {
+		return cli_fail(cli, "list", IHALA_ENOMEM);
 	}
 	if ((err = ihala_journal_iter(cli->client, NULL, ids_cb, &ids)) != 0) {
 		rc = cli_fail(cli, "list", err);
@@ -340,6 +444,7 @@ cmd_list(struct cli *cli, int argc, char **argv)
 		first = json_array_get(h, 0);
 		last = json_array_get(h, json_array_size(h) - 1);
 		created = (uint64_t)json_integer_value(json_object_get(first, "timeMs"));
+		/* createdMs is the broker time of the referral's first entry */
 		sname = json_string_value(json_object_get(j, "status"));
 		if ((state == NULL || (sname != NULL && strcmp(sname, state) == 0)) &&
 		    (!overdue || json_is_true(json_object_get(j, "overdue"))) && created >= since) {
@@ -350,13 +455,21 @@ cmd_list(struct cli *cli, int argc, char **argv)
 			if (json_object_get(j, "overdue") == NULL) {
 				json_object_set_new(j, "overdue", json_false());
 			}
-			if (cli_print_json(j) != 0) {
+			if (tbl != NULL) {
+				if (list_row(tbl, j) != 0) {
+					rc = cli_fail(cli, "list", IHALA_ENOMEM);
+				}
+			} else if (cli_print_json(j) != 0) {
 				rc = CLI_LOCAL;
 			}
 		}
 		json_decref(j);
 	}
+	if (tbl != NULL && rc == CLI_OK && table_print(tbl, stdout) != 0) {
+		rc = CLI_LOCAL;
+	}
 out:
+	table_free(tbl);
 	for (i = 0; i < ids.n; i++) {
 		free(ids.v[i]);
 	}

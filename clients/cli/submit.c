@@ -2,6 +2,7 @@
  * note; and outbox. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,9 @@
 #include "clock.h"
 #include "error.h"
 #include "frame.h"
+#include "jsonpos.h"
 #include "pbjson.h"
+#include "suggest.h"
 #include "render.h"
 
 /* Options a submitting subcommand may take; each command allows a subset. */
@@ -71,6 +74,7 @@ struct sub_cmd {
 	"  "                                                                                       \
 	"{\"messageId\":..,\"seq\":..,\"leafHash\":\"<hex>\",\"status\":\"accepted\"|"             \
 	"\"duplicate\"}\n"                                                                         \
+	"(on a terminal, without --json: the same fields one a line, for people)\n"                \
 	"Exit: 0 ok, 1 refused, 2 usage or bad input, 3 broker unreachable (the message waits\n"   \
 	"in the outbox and goes with the next run), 4 local error.\n"
 
@@ -82,7 +86,11 @@ static const struct sub_cmd cmd_refer_def = {
     "\n"
     "Submit a new referral. The file holds one Referral as JSON (field names in camelCase or\n"
     "snake_case, enums by short name: \"urgent\", \"physical-rehabilitation\"); '-' reads\n"
-    "standard input. The broker checks it (consent must cover the recipient, ...).\n"
+    "standard input. Before anything is sent or queued, every problem of the file (schema,\n"
+    "required fields, consent not given or not naming the recipient, receivingAgency other\n"
+    "than --to) is named at once as\n"
+    "FILE:LINE:COLUMN: FIELD ..., exit 2. The broker checks the rest (consent must cover\n"
+    "the recipient, ...).\n"
     "\n"
     "  -t, --to AGENCY      receiving agency (may be left out when the file sets\n"
     "                       receivingAgency)\n"
@@ -106,7 +114,7 @@ static const struct sub_cmd cmd_decline_def = {
     1,
     "usage: ihala decline REFERRAL_ID --reason CODE [--text TEXT] [--message-id ID]\n"
     "\n"
-    "Decline a referral this agency received (status rejected).\n"
+    "Decline a referral this agency received (status declined).\n"
     "\n"
     "  -r, --reason CODE    why (required, see below)\n"
     "  -x, --text TEXT      the reason in words\n" COMMON_HELP,
@@ -255,7 +263,7 @@ sub_parse(const struct sub_cmd *cmd, int argc, char **argv, struct sub_args *a)
 			sub_usage(cmd, stdout);
 			return CLI_OK;
 		default:
-			cli_bad_option(cmd->name, ch, argv);
+			cli_bad_option(cmd->name, ch, argv, longopts);
 			return CLI_USAGE;
 		}
 	}
@@ -347,31 +355,192 @@ parse_reason(const char *cmd, const char *s, Ihala__V1__ReasonCode *out)
 	return 0;
 }
 
-/* Read FILE and build a message of type d; prints pbjson's message (naming the field). */
+/*
+ * An input file being read: every problem found in it is printed at once, as
+ * "CMD: FILE:LINE:COLUMN: FIELD ...", FIELD named as the file writes it.
+ */
+struct input {
+	const char *cmd;
+	const char *name; /* the file as given, "<stdin>" for '-' */
+	char *text;
+	size_t len;
+	int problems;
+	/* the first problems, printed in file order by input_verdict */
+	struct problem {
+		int line, col, order;
+		char msg[512];
+	} kept[32];
+	/* fields taken out after a problem, so later checks do not report them again */
+	char removed[16][128];
+	int nremoved;
+};
+
+static void
+input_add(struct input *in, int line, int col, const char *msg)
+{
+	struct problem *p;
+
+	if ((size_t)in->problems < sizeof(in->kept) / sizeof(in->kept[0])) {
+		p = &in->kept[in->problems];
+		p->line = line;
+		p->col = col;
+		p->order = in->problems;
+		snprintf(p->msg, sizeof(p->msg), "%s", msg);
+	}
+	in->problems++;
+}
+
+static void input_problem(struct input *in, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+input_problem(struct input *in, const char *path, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int line, col;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	jsonpos_find(in->text, in->len, path, &line, &col);
+	input_add(in, line, col, msg);
+}
+
 static int
-load_json(const char *cmd, const char *path, const ProtobufCMessageDescriptor *d,
+problem_cmp(const void *a, const void *b)
+{
+	const struct problem *x = a, *y = b;
+
+	if (x->line != y->line) {
+		return x->line < y->line ? -1 : 1;
+	}
+	if (x->col != y->col) {
+		return x->col < y->col ? -1 : 1;
+	}
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* 1 when path, or a field holding it, was taken out after a problem. */
+static int
+input_removed(const struct input *in, const char *path)
+{
+	size_t n;
+	int i;
+
+	for (i = 0; i < in->nremoved; i++) {
+		n = strlen(in->removed[i]);
+		if (strncmp(path, in->removed[i], n) == 0 &&
+		    (path[n] == '\0' || path[n] == '.' || path[n] == '[')) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Summary after the problems; returns the exit code for them (CLI_OK when none). */
+static int
+input_verdict(struct input *in)
+{
+	size_t i, n = (size_t)in->problems;
+
+	if (in->problems == 0) {
+		return CLI_OK;
+	}
+	if (n > sizeof(in->kept) / sizeof(in->kept[0])) {
+		n = sizeof(in->kept) / sizeof(in->kept[0]);
+	}
+	qsort(in->kept, n, sizeof(in->kept[0]), problem_cmp);
+	for (i = 0; i < n; i++) {
+		cli_warnx("%s: %s:%d:%d: %s", in->cmd, in->name, in->kept[i].line, in->kept[i].col,
+		          in->kept[i].msg);
+	}
+	cli_warnx("%s: %d problem(s) in '%s'; nothing was sent or queued", in->cmd, in->problems,
+	          in->name);
+	return CLI_USAGE;
+}
+
+static void
+input_release(struct input *in)
+{
+	free(in->text);
+	in->text = NULL;
+}
+
+/*
+ * Read FILE and build a message of type d. Each value pbjson refuses is reported where it is
+ * and taken out, and the rest read again, so one run names every problem (up to a bound);
+ * *out is then the message without them (NULL when none could be built). Returns CLI_OK (with
+ * in->problems possibly > 0: the caller adds its own checks, then input_verdict) or an exit
+ * code (the file cannot be read or is not JSON).
+ */
+static int
+load_json(struct input *in, const char *path, const ProtobufCMessageDescriptor *d,
           ProtobufCMessage **out)
 {
-	char err[512];
-	char *text = NULL;
-	size_t len;
-	int rc;
+	char err[512], fpath[256];
+	json_error_t jerr;
+	json_t *root;
+	const char *sep, *msg, *field;
+	int rc, rounds;
 
 	*out = NULL;
-	if (cli_read_file(path, PBJSON_MAX_INPUT, &text, &len) != 0) {
+	in->name = strcmp(path, "-") == 0 ? "<stdin>" : path;
+	if (cli_read_file(path, PBJSON_MAX_INPUT, &in->text, &in->len) != 0) {
 		int e = errno;
 
-		cli_warnx("%s: cannot read '%s': %s", cmd, path,
+		cli_warnx("%s: cannot read '%s': %s", in->cmd, path,
 		          e == EFBIG ? "file too large" : strerror(e));
 		/* a wrong name or an oversized file is bad input; anything else is local */
 		return e == ENOENT || e == EFBIG || e == EISDIR ? CLI_USAGE : CLI_LOCAL;
 	}
-	rc = pbjson_from_string(d, text, len, out, err, sizeof(err));
-	free(text);
-	if (rc != 0) {
-		cli_warnx("%s: %s", strcmp(path, "-") == 0 ? "stdin" : path, err);
-		return rc == IHALA_ENOMEM ? CLI_LOCAL : CLI_USAGE;
+	root = json_loadb(in->text, in->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		char *c;
+
+		/* jansson quotes the input near the error: keep the message one line */
+		for (c = jerr.text; *c != '\0'; c++) {
+			if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+				*c = '?';
+			}
+		}
+		input_add(in, jerr.line, jerr.column > 0 ? jerr.column : 1, jerr.text);
+		return CLI_USAGE;
 	}
+	for (rounds = 0; rounds < 64; rounds++) {
+		rc = pbjson_from_json(d, root, out, err, sizeof(err));
+		if (rc == 0) {
+			break;
+		}
+		if (rc == IHALA_ENOMEM) {
+			json_decref(root);
+			cli_warnx("%s: %s: %s", in->cmd, in->name, ihala_strerror(rc));
+			return CLI_LOCAL;
+		}
+		/* "referral.survivor.birthYear: expected ...": the root's name, then the file's */
+		sep = strstr(err, ": ");
+		msg = sep != NULL ? sep + 2 : err;
+		snprintf(fpath, sizeof(fpath), "%.*s", sep != NULL ? (int)(sep - err) : 0, err);
+		field = fpath + strcspn(fpath, ".[");
+		if (*field == '.') {
+			field++;
+		}
+		if (*field != '\0') {
+			input_problem(in, field, "%s: %s", field, msg);
+		} else {
+			input_problem(in, "", "%s", msg);
+		}
+		if (*field == '\0' || jsonpos_remove(root, field) != 0) {
+			break; /* nothing to take out: this problem is the last one named */
+		}
+		if (in->nremoved < (int)(sizeof(in->removed) / sizeof(in->removed[0]))) {
+			/* an item goes with its array */
+			snprintf(in->removed[in->nremoved], sizeof(in->removed[0]), "%.*s",
+			         (int)strcspn(field, "["), field);
+			in->nremoved++;
+		}
+	}
+	json_decref(root);
 	return CLI_OK;
 }
 
@@ -384,15 +553,36 @@ journal_sent(struct cli *cli, const Ihala__V1__Envelope *env, uint64_t seq)
 	if (line != NULL && pbjson_to_json(&env->base, 0, &e) == 0) {
 		json_object_set_new(line, "seq", json_integer((json_int_t)seq));
 		json_object_set_new(line, "kind", json_string("submission"));
-		json_object_set_new(line, "from",
+		json_object_set_new(line, "sender",
 		                    json_string(cli->cfg != NULL && cli->cfg->agency != NULL
 		                                    ? cli->cfg->agency
 		                                    : ""));
-		json_object_set_new(line, "to", json_string(env->to != NULL ? env->to : ""));
+		json_object_set_new(line, "recipient", json_string(env->to != NULL ? env->to : ""));
 		json_object_set_new(line, "envelope", e);
 		cli_journal(cli, seq, line);
 	}
 	json_decref(line);
+}
+
+/* For a recipient the broker does not know: the nearest agency the referral's consent names. */
+static const char *
+near_agency(const Ihala__V1__Envelope *env)
+{
+	const Ihala__V1__Consent *c;
+	const char *near = NULL;
+	unsigned best = SUGGEST_FAR;
+	size_t i;
+
+	if (env->kind_case != IHALA__V1__ENVELOPE__KIND_REFERRAL || env->to == NULL ||
+	    (c = env->referral->consent) == NULL) {
+		return NULL;
+	}
+	for (i = 0; i < c->n_agencies; i++) {
+		if (suggest_near(env->to, c->agencies[i], &best)) {
+			near = c->agencies[i];
+		}
+	}
+	return near;
 }
 
 /*
@@ -420,13 +610,26 @@ submit(struct cli *cli, const char *cmd, Ihala__V1__Envelope *env)
 		if ((err = render_receipt(&rcpt, &j)) != 0) {
 			return cli_fail(cli, cmd, err);
 		}
-		rc = cli_print_json(j) == 0 ? CLI_OK : CLI_LOCAL;
+		if (cli_human(cli)) {
+			/* for people: the receipt's fields one a line */
+			printf("Receipt    %s\nSeq        %llu\nMessage    %s\nLeaf hash  %s\n",
+			       json_string_value(json_object_get(j, "status")),
+			       (unsigned long long)rcpt.seq, rcpt.message_id,
+			       json_string_value(json_object_get(j, "leafHash")));
+			rc = fflush(stdout) == 0 ? CLI_OK : CLI_LOCAL;
+		} else {
+			rc = cli_print_json(j) == 0 ? CLI_OK : CLI_LOCAL;
+		}
 		json_decref(j);
 		return rc;
 	}
 	if (rcpt.status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
-		cli_warnx("refused: %s: %s", ihala_errname(err),
-		          rcpt.text[0] != '\0' ? rcpt.text : ihala_strerror(err));
+		const char *near = err == IHALA_ERECIPIENT ? near_agency(env) : NULL;
+
+		cli_warnx("refused: %s: %s%s%s%s", ihala_errname(err),
+		          rcpt.text[0] != '\0' ? rcpt.text : ihala_strerror(err),
+		          near != NULL ? " (did you mean '" : "", near != NULL ? near : "",
+		          near != NULL ? "'?)" : "");
 		return CLI_REFUSED;
 	}
 	if (cli_is_transport(err)) {
@@ -484,39 +687,109 @@ id_problem(const char *v)
 	return NULL;
 }
 
-/*
- * The fields of a referral the broker requires, checked here before anything is queued, all
- * at once, named as in the JSON file. Prints each problem; returns the count.
- */
-static int
-referral_problems(const char *cmd, const char *file, const Ihala__V1__Referral *r)
+/* The broker refuses a referral without the survivor's consent, or whose consent does not
+ * name the recipient `dest`: said here, before anything is queued. */
+static void
+consent_problems(struct input *in, const Ihala__V1__Referral *r, const char *dest)
 {
-	const char *why;
-	int n = 0;
+	const Ihala__V1__Consent *c = r->consent;
+	char names[512];
+	const char *near = NULL;
+	unsigned best = SUGGEST_FAR;
+	size_t i, off = 0;
 
-	if ((why = id_problem(r->referral_id)) != NULL) {
-		cli_warnx("%s: %s: referralId %s", cmd, file, why);
-		n++;
+	if (input_removed(in, "consent")) {
+		return;
 	}
-	if (r->priority == IHALA__V1__PRIORITY__PRIORITY_UNSPECIFIED) {
-		cli_warnx("%s: %s: priority is required (emergency, urgent or normal)", cmd, file);
-		n++;
+	if (c == NULL || !c->given) {
+		input_problem(in, "consent",
+		              "consent is required: the survivor's consent (\"given\": true) and "
+		              "the agencies it covers");
+		return;
 	}
-	if (r->n_services == 0) {
-		cli_warnx("%s: %s: services needs at least one requested service", cmd, file);
-		n++;
+	if (dest[0] == '\0' || input_removed(in, "consent.agencies")) {
+		return;
 	}
-	if (r->survivor == NULL) {
-		cli_warnx("%s: %s: survivor is required (with its caseId)", cmd, file);
-		n++;
+	names[0] = '\0';
+	for (i = 0; i < c->n_agencies; i++) {
+		if (strcmp(c->agencies[i], dest) == 0) {
+			return;
+		}
+		if (suggest_near(dest, c->agencies[i], &best)) {
+			near = c->agencies[i];
+		}
+		if (off < sizeof(names)) {
+			int n = snprintf(names + off, sizeof(names) - off, "%s%s",
+			                 i > 0 ? ", " : "", c->agencies[i]);
+
+			off += n > 0 ? (size_t)n : 0;
+		}
+	}
+	if (near != NULL) {
+		input_problem(in, "consent.agencies",
+		              "consent.agencies does not name the recipient '%s' (did you mean "
+		              "'%s'?)",
+		              dest, near);
+	} else {
+		input_problem(in, "consent.agencies",
+		              "consent.agencies does not name the recipient '%s' (it names: %s); "
+		              "the survivor's consent must cover every agency the referral goes "
+		              "to",
+		              dest, c->n_agencies > 0 ? names : "none");
+	}
+}
+
+/*
+ * The fields of a referral the broker requires, checked here before anything is queued, each
+ * problem where it is in the file and named as the file names it (with load_json's, all at
+ * once). `to` is --to, or NULL.
+ */
+static void
+referral_problems(struct input *in, const Ihala__V1__Referral *r, const char *to)
+{
+	const char *why, *ra = r->receiving_agency != NULL ? r->receiving_agency : "";
+	unsigned best = SUGGEST_FAR;
+
+	if (!input_removed(in, "referralId") && (why = id_problem(r->referral_id)) != NULL) {
+		input_problem(in, "referralId", "referralId %s", why);
+	}
+	if (!input_removed(in, "priority") &&
+	    r->priority == IHALA__V1__PRIORITY__PRIORITY_UNSPECIFIED) {
+		input_problem(in, "priority", "priority is required (emergency, urgent or normal)");
+	}
+	if (!input_removed(in, "services") && r->n_services == 0) {
+		input_problem(in, "services", "services needs at least one requested service");
+	}
+	if (input_removed(in, "survivor.caseId")) {
+		/* reported already */
+	} else if (r->survivor == NULL) {
+		input_problem(in, "survivor", "survivor is required (with its caseId)");
 	} else if ((why = id_problem(r->survivor->case_id)) != NULL) {
-		cli_warnx("%s: %s: survivor.caseId %s", cmd, file, why);
-		n++;
+		input_problem(in, "survivor.caseId", "survivor.caseId %s", why);
 	}
-	if (n > 0) {
-		cli_warnx("%s: %d problem(s) in '%s'; nothing was sent or queued", cmd, n, file);
+	consent_problems(in, r, to != NULL ? to : ra);
+	if (input_removed(in, "receivingAgency")) {
+		return;
 	}
-	return n;
+	if (ra[0] != '\0' && !id_agency_valid(ra, strlen(ra))) {
+		input_problem(in, "receivingAgency", "receivingAgency '%s' is not an agency id",
+		              ra);
+	} else if (to == NULL && ra[0] == '\0') {
+		input_problem(in, "receivingAgency",
+		              "receivingAgency is missing and no --to AGENCY was given");
+	} else if (to != NULL && ra[0] != '\0' && strcmp(to, ra) != 0) {
+		if (suggest_near(to, ra, &best)) {
+			input_problem(in, "receivingAgency",
+			              "receivingAgency is '%s' but --to is '%s' (did you mean "
+			              "'--to %s'?)",
+			              ra, to, ra);
+		} else {
+			input_problem(in, "receivingAgency",
+			              "receivingAgency is '%s' but --to is '%s': leave out --to, "
+			              "or make them agree",
+			              ra, to);
+		}
+	}
 }
 
 int
@@ -525,6 +798,7 @@ cmd_refer(struct cli *cli, int argc, char **argv)
 	Ihala__V1__Envelope env;
 	Ihala__V1__Referral *ref = NULL;
 	ProtobufCMessage *m = NULL;
+	struct input in;
 	struct sub_args a;
 	char id[ID_MAX + 1];
 	int rc;
@@ -541,18 +815,18 @@ cmd_refer(struct cli *cli, int argc, char **argv)
 		cli_warnx("refer: invalid agency id '%s'", a.to);
 		return CLI_USAGE;
 	}
-	if ((rc = load_json("refer", a.file, &ihala__v1__referral__descriptor, &m)) != CLI_OK) {
-		return rc;
+	memset(&in, 0, sizeof(in));
+	in.cmd = "refer";
+	if ((rc = load_json(&in, a.file, &ihala__v1__referral__descriptor, &m)) != CLI_OK) {
+		input_verdict(&in);
+		goto out;
 	}
 	ref = (Ihala__V1__Referral *)m;
-	if (a.to == NULL && ref->receiving_agency[0] == '\0') {
-		cli_warnx("refer: --to AGENCY is required (the referral names no receivingAgency)");
-		rc = CLI_USAGE;
-		goto out;
+	if (ref != NULL) {
+		referral_problems(&in, ref, a.to);
 	}
-	if (referral_problems("refer", a.file, ref) != 0) {
-		rc = CLI_USAGE; /* nothing queued */
-		goto out;
+	if ((rc = input_verdict(&in)) != CLI_OK) {
+		goto out; /* nothing queued */
 	}
 	envelope_prepare(&env, &a, id, sizeof(id));
 	/* referring_agency, consent and the rest are left as given: the broker checks them */
@@ -561,6 +835,7 @@ cmd_refer(struct cli *cli, int argc, char **argv)
 	env.referral = ref;
 	rc = submit(cli, "refer", &env);
 out:
+	input_release(&in);
 	protobuf_c_message_free_unpacked(m, NULL);
 	return rc;
 }
@@ -584,7 +859,7 @@ status_command(struct cli *cli, const struct sub_cmd *def, int argc, char **argv
 	if (strcmp(def->name, "accept") == 0) {
 		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED;
 	} else if (strcmp(def->name, "decline") == 0) {
-		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_REJECTED;
+		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_DECLINED;
 	} else if (strcmp(def->name, "cancel") == 0) {
 		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_CANCELLED;
 	} else {
@@ -652,6 +927,7 @@ cmd_outcome(struct cli *cli, int argc, char **argv)
 	Ihala__V1__Envelope env;
 	Ihala__V1__StatusUpdate su = IHALA__V1__STATUS_UPDATE__INIT;
 	ProtobufCMessage *m = NULL;
+	struct input in;
 	struct sub_args a;
 	char id[ID_MAX + 1];
 	int rc, v;
@@ -672,7 +948,17 @@ cmd_outcome(struct cli *cli, int argc, char **argv)
 		}
 		su.status = (Ihala__V1__TaskStatus)v;
 	}
-	if ((rc = load_json("outcome", a.file, &ihala__v1__outcome__descriptor, &m)) != CLI_OK) {
+	memset(&in, 0, sizeof(in));
+	in.cmd = "outcome";
+	rc = load_json(&in, a.file, &ihala__v1__outcome__descriptor, &m);
+	if (rc != CLI_OK) {
+		input_verdict(&in);
+	} else {
+		rc = input_verdict(&in);
+	}
+	input_release(&in);
+	if (rc != CLI_OK) {
+		protobuf_c_message_free_unpacked(m, NULL);
 		return rc;
 	}
 	su.referral_id = (char *)a.referral_id;

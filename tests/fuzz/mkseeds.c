@@ -217,7 +217,7 @@ envelopes(void)
 	    {"accept", IHALA__V1__TASK_STATUS__TASK_STATUS_RECEIVED,
 	     IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED, 0, 0, 0},
 	    {"reject", IHALA__V1__TASK_STATUS__TASK_STATUS_REQUESTED,
-	     IHALA__V1__TASK_STATUS__TASK_STATUS_REJECTED, 0, 0,
+	     IHALA__V1__TASK_STATUS__TASK_STATUS_DECLINED, 0, 0,
 	     IHALA__V1__REASON_CODE__REASON_CODE_NO_CAPACITY},
 	    {"progress", IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED,
 	     IHALA__V1__TASK_STATUS__TASK_STATUS_IN_PROGRESS, 0, 0, 0},
@@ -552,7 +552,7 @@ json_examples(void)
 		    "\x06{\"submit\":{\"envelope\":{\"messageId\":\"m-2\",\"to\":"
 		    "\"moh\",\"note\":{\"referralId\":\"R-1\",\"text\":\"x\"}}}}";
 		static const char t4[] =
-		    "\x05{\"referralId\":\"R-1\",\"status\":\"TASK_STATUS_REJECTED\","
+		    "\x05{\"referralId\":\"R-1\",\"status\":\"TASK_STATUS_DECLINED\","
 		    "\"reasonCode\":3,\"note\":null}";
 		static const char t5[] = "\x07{\"seq\":\"7\",\"kind\":\"submission\",\"envelope\":"
 		                         "{\"messageId\":\"m\",\"note\":{\"referralId\":\"R\"}}}";

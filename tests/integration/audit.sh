@@ -11,7 +11,7 @@ EX=$IHALA_ROOT/config/examples
 PUB=$IHALA_PKI/checkpoint.pub
 P=aud-$$
 
-plan 76
+plan 79
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -119,7 +119,11 @@ check "audit prove 1 as auditor: exit 0, verified" exit_and_out 0 '"seq":1,"tree
 run prove-other "$MOH" prove --message-id "$P-3"
 check "prove another agency's message id: exit 1, NOT_FOUND" exit_and_err 1 "refused: NOT_FOUND: "
 run prove-far "$DMA" prove 99999
-check "prove a seq past the log: exit 1, NOT_FOUND" exit_and_err 1 "refused: NOT_FOUND: "
+check "prove a seq past the log: exit 1, NOT_FOUND, says it is beyond the log (no 'retry')" \
+	eval 'exit_and_err 1 "refused: NOT_FOUND: seq 99999 is beyond the end of the log (" && ! grep -q retry "$ERR"'
+run prove-far-audit "$AUD" audit prove 9999
+check "audit prove 9999 on a shorter log: exit 1, beyond the end of the log" \
+	exit_and_err 1 "refused: NOT_FOUND: seq 9999 is beyond the end of the log ("
 run prove-wrongkey "$DMA" prove 5 --key "$T/other.pub"
 check "prove with another key: exit 5, the checkpoint does not verify" \
 	exit_and_err 5 "does not verify with checkpoint key '$T/other.pub'"
@@ -166,7 +170,15 @@ offline verify-wrongkey audit verify --db "$T/copy" --key "$T/other.pub"
 check "audit verify --db with another key: exit 5 (verification failure), names the first checkpoint" \
 	exit_and_err 5 "audit verify: checkpoint at size 10: signature does not verify"
 offline verify-none audit verify --db "$T/nothing" --key "$PUB"
-check "audit verify --db of a missing directory: exit 4" expect 4
+check "audit verify --db of a missing directory: exit 4, names it and why" \
+	eval 'exit_and_err 4 "audit verify: cannot verify the store copy in '"'$T/nothing'"': store: cannot use directory '"'$T/nothing'"': No such file or directory" && ! grep -q "input/output error" "$ERR"'
+echo "not a key" >"$T/notkey.pub"
+offline verify-notkey audit verify --db "$T/copy" --key "$T/notkey.pub"
+check "audit verify --key of a file that is no key: exit 4, names it and why" \
+	eval 'exit_and_err 4 "checkpoint public key '"'$T/notkey.pub'"' is not an Ed25519 public key" && ! grep -q "invalid configuration\|LMDB" "$ERR"'
+run verify-online-notkey "$AUD" audit verify --key "$T/notkey.pub"
+check "audit verify online with a file that is no key: exit 4, names it and why" \
+	eval 'exit_and_err 4 "audit verify: cannot use checkpoint key '"'$T/notkey.pub'"': checkpoint public key '"'$T/notkey.pub'"' is not an Ed25519 public key" && ! grep -q "invalid configuration" "$ERR"'
 run verify-online "$AUD" audit verify
 check "audit verify online (auditor): exit 0, the same JSON and prose" \
 	eval 'expect 0 && out_has "{\"entries\":$LAST,\"root\":\"$ROOT\",\"checkpoints\":1," && err_has "ihala: verified $LAST entries, root $ROOT" && err_has "signature valid, root matches the log"'
@@ -227,9 +239,9 @@ check "stats --db: exit 0, one JSON object with $LAST entries" \
 check "stats: entries by kind (31 submissions, 24 broker statuses that record the deliveries)" \
 	out_has '"entriesByKind":{"submission":31,"broker-status":24}'
 check "stats: 24 referrals by status" \
-	out_has '"referrals":24,"byStatus":{"requested":0,"received":19,"accepted":2,"rejected":1,"in-progress":0,"on-hold":0,"completed":1,"failed":0,"cancelled":1}'
+	out_has '"referrals":24,"byStatus":{"requested":0,"received":19,"accepted":2,"declined":1,"in-progress":0,"on-hold":0,"completed":1,"failed":0,"cancelled":1}'
 check "stats: by agency pair" \
-	out_has '"byAgencyPair":[{"from":"dma","to":"moh","referrals":24,"byStatus":{"received":19,"accepted":2,"rejected":1,"completed":1,"cancelled":1}}]'
+	out_has '"byAgencyPair":[{"from":"dma","to":"moh","referrals":24,"byStatus":{"received":19,"accepted":2,"declined":1,"completed":1,"cancelled":1}}]'
 check "stats: time to accept (3) and to complete (1), median and p90" \
 	eval 'grep -qE "\"timeToAccept\":\{\"count\":3,\"medianMs\":[0-9]+,\"p90Ms\":[0-9]+\},\"timeToComplete\":\{\"count\":1,\"medianMs\":[0-9]+,\"p90Ms\":[0-9]+\}" "$OUT"'
 check "stats: overdue none; outcomes by service" \

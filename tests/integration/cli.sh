@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 114
+plan 139
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -87,6 +87,14 @@ check "a mistyped command: exit 2, did you mean 'accept'?" \
 RC=$?
 check "a mistyped audit subcommand: exit 2, did you mean 'verify'?" \
 	eval '[ $RC -eq 2 ] && grep -qF "(did you mean '"'verify'"'?)" "$T/e"'
+"$IHALA" --config "$DMA" refer --too moh --file x.json >"$T/o" 2>"$T/e"
+RC=$?
+check "a mistyped option: exit 2, did you mean '--to'?" \
+	eval '[ $RC -eq 2 ] && grep -qF "refer: unknown option '"'--too'"' (did you mean '"'--to'"'?)" "$T/e"'
+"$IHALA" --jsn list >"$T/o" 2>"$T/e"
+RC=$?
+check "a mistyped global option: exit 2, did you mean '--json'?" \
+	eval '[ $RC -eq 2 ] && grep -qF "unknown option '"'--jsn'"' (did you mean '"'--json'"'?)" "$T/e"'
 "$IHALA" --config "$DMA" accept >"$T/o" 2>"$T/e"
 RC=$?
 check "accept without REFERRAL_ID: exit 2" eval '[ $RC -eq 2 ] && grep -q "REFERRAL_ID is missing" "$T/e"'
@@ -114,19 +122,35 @@ IHALA_CONFIG=$T/bad.conf "$IHALA" status r1 >"$T/o" 2>"$T/e"
 RC=$?
 check "IHALA_CONFIG is used when --config is absent" eval '[ $RC -eq 4 ] && grep -q "^$T/bad.conf:2:" "$T/e"'
 
+# Local errors say what failed: which file or directory, and why (not "invalid configuration").
+echo "not a certificate" >"$T/notpem.pem"
+sed "s|^cert_file = .*|cert_file = $T/notpem.pem|" "$DMA" >"$T/notpem.conf"
+run notpem "$T/notpem.conf" status r1
+check "a cert_file that is not PEM: exit 4, names the file and why" \
+	eval 'exit_and_err 4 "ihala: cannot open the node: cannot load certificate '"'$T/notpem.pem'"': no start line" && ! grep -q "invalid configuration" "$ERR"'
+# (a directory no one can make, even root: /proc takes none)
+sed "s|^data_dir = .*|data_dir = /proc/ihala-cli-$$|" "$DMA" >"$T/baddir.conf"
+run baddir "$T/baddir.conf" status r1
+check "a data_dir that cannot be made: exit 4, names the directory and why" \
+	eval 'exit_and_err 4 "ihala: cannot open the node: local store: cannot create directory '"'/proc/ihala-cli-$$'"': " && ! grep -q "input/output error" "$ERR"'
+sed "s|^key_file = .*|key_file = $IHALA_PKI/moh.key|" "$DMA" >"$T/otherkey.conf"
+run otherkey "$T/otherkey.conf" status r1
+check "a key_file of another certificate: exit 4, names both files" \
+	exit_and_err 4 "ihala: cannot open the node: private key '$IHALA_PKI/moh.key' does not match certificate '$IHALA_PKI/dma.pem'"
+
 # Bad input is refused before anything is sent (no broker runs yet).
 echo '{"referralId": "x",' >"$T/badjson.json"
 run badjson "$DMA" refer --to moh --file "$T/badjson.json"
-check "refer: bad JSON: exit 2, says where" exit_and_err 2 "line 2"
+check "refer: bad JSON: exit 2, says where (FILE:LINE:COLUMN)" exit_and_err 2 "refer: $T/badjson.json:2:1: "
 sed 's/"survivor"/"survivr"/' "$EX/referral.json" >"$T/unknown.json"
 run unknown "$DMA" refer --to moh --file "$T/unknown.json"
-check "refer: unknown field: exit 2, names it" exit_and_err 2 "survivr"
+check "refer: unknown field: exit 2, names it where it is" exit_and_err 2 "unknown.json:12:3: survivr: unknown field (did you mean 'survivor'?)"
 sed 's/"birthYear": 1996/"birthYear": "nineteen"/' "$EX/referral.json" >"$T/type.json"
 run type "$DMA" refer --to moh --file "$T/type.json"
-check "refer: wrong type: exit 2, names the field" exit_and_err 2 "referral.survivor.birthYear"
+check "refer: wrong type: exit 2, names the field as the file does, where it is" exit_and_err 2 "type.json:16:5: survivor.birthYear: expected an integer"
 sed 's/"priority": "urgent"/"priority": "whenever"/' "$EX/referral.json" >"$T/enum.json"
 run enum "$DMA" refer --to moh --file "$T/enum.json"
-check "refer: unknown enum value: exit 2, names the field" exit_and_err 2 "referral.priority"
+check "refer: unknown enum value: exit 2, names the field" exit_and_err 2 "enum.json:5:3: priority: unknown value \"whenever\""
 run nofile "$DMA" refer --to moh --file "$T/does-not-exist.json"
 check "refer: missing file: exit 2, names it" exit_and_err 2 "does-not-exist.json"
 run nofileopt "$DMA" refer --to moh
@@ -136,13 +160,30 @@ check "refer: invalid --message-id: exit 2" exit_and_err 2 "invalid message id"
 echo '{}' >"$T/empty.json"
 run emptyref "$DMA" refer --to moh --file "$T/empty.json"
 check "refer {}: exit 2, every missing field at once, by its JSON name" \
-	eval 'expect 2 && err_has "referralId is required" && err_has "priority is required" && err_has "services needs at least one" && err_has "survivor is required" && err_has "4 problem(s)"'
+	eval 'expect 2 && err_has "empty.json:1:1: referralId is required" && err_has "empty.json:1:1: priority is required" && err_has "services needs at least one" && err_has "survivor is required" && err_has "empty.json:1:1: consent is required" && err_has "5 problem(s)"'
 run emptyref-outbox "$DMA" --timeout 1s outbox
 check "refer {}: nothing was queued (outbox: waiting 0)" exit_and_out 0 '"waiting":0'
 sed 's/"caseId": "IQ-NIN-2024-00417"/"caseId": "IQ-NIN-٢٠٢٤-00417"/' "$EX/referral.json" >"$T/indic.json"
 run indic "$DMA" refer --to moh --file "$T/indic.json"
 check "refer: a caseId in Arabic-Indic digits: exit 2, says to write 0-9" \
-	exit_and_err 2 "survivor.caseId must be printable ASCII: write digits as 0-9"
+	exit_and_err 2 "indic.json:13:5: survivor.caseId must be printable ASCII: write digits as 0-9"
+check "refer: the Arabic-Indic caseId is named as given, not as missing" \
+	eval '! grep -q "survivor is required\|case_id" "$ERR" || { show "$ERR"; false; }'
+# several problems of different kinds: all named at once, in file order, each where it is
+sed -e 's/"caseId": "IQ-NIN-2024-00417"/"caseId": "IQ-NIN-٢٠٢٤-00417"/' -e 's/"birthYear": 1996/"birth_year": "x"/' \
+	-e 's/"priority": "urgent"/"priority": "whenever"/' "$EX/referral.json" >"$T/many.json"
+run many "$DMA" refer --to mho --file "$T/many.json"
+check "refer: five problems at once, in file order, with line and column, --to suggested" \
+	eval 'expect 2 && [ "$(grep -c "^ihala: refer: $T/many.json:[0-9]*:[0-9]*: " "$ERR")" -eq 5 ] &&
+		grep -n . "$ERR" | grep -q "^1:.*many.json:4:3: receivingAgency is '"'moh'"' but --to is '"'mho'"' (did you mean '"'--to moh'"'?)" &&
+		grep -n . "$ERR" | grep -q "^2:.*many.json:5:3: priority: unknown value" &&
+		grep -n . "$ERR" | grep -q "^3:.*many.json:13:5: survivor.caseId must be printable ASCII" &&
+		grep -n . "$ERR" | grep -q "^4:.*many.json:16:5: survivor.birth_year: expected an integer" &&
+		grep -n . "$ERR" | grep -q "^5:.*many.json:45:5: consent.agencies does not name the recipient '"'mho'"' (did you mean '"'moh'"'?)" &&
+		err_has "5 problem(s) in '"'$T/many.json'"'; nothing was sent or queued"'
+run who "$DMA" refer --to who --file "$EX/referral.json"
+check "refer --to an agency other than the file's receivingAgency: exit 2, both named" \
+	eval 'exit_and_err 2 "receivingAgency is '"'moh'"' but --to is '"'who'"': leave out --to, or make them agree" && err_has "consent.agencies does not name the recipient '"'who'"' (it names: moh, hi)"'
 run badreason "$MOH" decline r1 --reason too-busy
 check "decline: unknown reason: exit 2, lists the codes" exit_and_err 2 "invalid reason 'too-busy' (one of: not-eligible no-capacity"
 run noreason "$MOH" decline r1
@@ -190,21 +231,33 @@ check "refer the same referral id with a new message id: exit 1, REFERRAL_EXISTS
 
 mkref "$T/noconsent.json" "nc-$$" 'null'
 run noconsent "$DMA" refer --to moh --file "$T/noconsent.json"
-check "refer without consent: exit 1, CONSENT_MISSING" exit_and_err 1 "ihala: refused: CONSENT_MISSING: "
+check "refer without consent: exit 2 before queueing, says consent is required" \
+	exit_and_err 2 "noconsent.json:3:2: consent is required"
 mkref "$T/notcovered.json" "ncov-$$"
 run notcovered "$DMA" refer --to molsa --file "$T/notcovered.json"
-check "refer to an agency the consent does not cover: exit 1, CONSENT_MISSING, names it" \
-	eval 'exit_and_err 1 "ihala: refused: CONSENT_MISSING: " && err_has "molsa"'
-run unknownto "$DMA" refer --to nobody --file "$T/notcovered.json"
-check "refer to an unknown agency: exit 1, UNKNOWN_RECIPIENT" exit_and_err 1 "refused: UNKNOWN_RECIPIENT: "
+check "refer to an agency the consent does not cover: exit 2 before queueing, names both" \
+	exit_and_err 2 "notcovered.json:3:67: consent.agencies does not name the recipient 'molsa' (it names: moh, hi)"
+run notcovered-mistyped "$DMA" refer --to mho --file "$T/notcovered.json"
+check "refer to a mistyped agency: exit 2, did you mean the consent's 'moh'?" \
+	exit_and_err 2 "consent.agencies does not name the recipient 'mho' (did you mean 'moh'?)"
+run notcovered-outbox "$DMA" outbox --json
+check "those refusals queued nothing (no new rejected message)" \
+	eval 'expect 0 && ! grep -q "ncov-$$\|nc-$$" "$OUT" || { show "$OUT"; false; }'
+mkref "$T/tonobody.json" "nob-$$" '{"given":true,"agencies":["nobody","mho","moh"]}'
+run unknownto "$DMA" refer --to nobody --file "$T/tonobody.json"
+check "refer to an unknown agency: exit 1, UNKNOWN_RECIPIENT, says it is unknown" \
+	exit_and_err 1 "refused: UNKNOWN_RECIPIENT: recipient 'nobody' is not a configured agency"
+run unknownto2 "$DMA" refer --to mho --file "$T/tonobody.json"
+check "refer to a mistyped agency the consent names: exit 1, did you mean the consent's 'moh'?" \
+	exit_and_err 1 "is not a configured agency (did you mean 'moh'?)"
 
 # --- inbox ---------------------------------------------------------------------------------
 run inbox1 "$MOH" inbox
 check "inbox as moh: exit 0" expect 0
 check "inbox as moh: the early referral (sent from the outbox) and the new one" \
 	eval 'out_has "\"referralId\":\"$R0\"" && out_has "\"referralId\":\"$R1\""'
-check "inbox line: seq, kind, from, to, time" \
-	grep -qE "^\\{\"seq\":$seq1,\"kind\":\"submission\",\"from\":\"dma\",\"to\":\"moh\",\"time\":[0-9]+,\"envelope\":\\{" "$OUT"
+check "inbox line: seq, kind, sender, recipient, brokerTimeMs (the log entry's names)" \
+	grep -qE "^\\{\"seq\":$seq1,\"kind\":\"submission\",\"sender\":\"dma\",\"recipient\":\"moh\",\"brokerTimeMs\":[0-9]+,\"envelope\":\\{" "$OUT"
 check "inbox: the Arabic name intact (not escaped)" eval 'out_has "\"name\":\"$ARABIC_NAME\"" && out_lacks "\\u"'
 check "inbox: one JSON object per line" eval '[ "$(lines)" -eq 2 ] && ! grep -qv "^{.*}$" "$OUT"'
 run inbox1b "$MOH" inbox
@@ -222,7 +275,7 @@ run inbox-dma "$DMA" inbox
 check "dma inbox: the broker's 'received' event" \
 	eval 'expect 0 && grep "\"kind\":\"broker-status\"" "$OUT" | grep -q "\"referralId\":\"$R1\".*\"status\":\"received\""'
 check "dma inbox: moh's accept with the Arabic note" \
-	eval 'grep "\"from\":\"moh\"" "$OUT" | grep "\"referralId\":\"$R1\"" | grep "\"status\":\"accepted\"" | grep -qF "سيتم الاتصال بالناجية"'
+	eval 'grep "\"sender\":\"moh\"" "$OUT" | grep "\"referralId\":\"$R1\"" | grep "\"status\":\"accepted\"" | grep -qF "سيتم الاتصال بالناجية"'
 
 # --- status ----------------------------------------------------------------------------------
 run status1 "$DMA" status "$R1"
@@ -259,7 +312,8 @@ run note-hi "$HI" note "$R1" --text "hello"
 check "note by hi (not a party): exit 1, UNKNOWN_REFERRAL (as if it did not exist)" \
 	exit_and_err 1 "refused: UNKNOWN_REFERRAL: "
 run outcome-noo "$MOH" outcome "$R1" --file "$T/type.json"
-check "outcome with a referral file: exit 2, names the unknown field" exit_and_err 2 "outcome."
+check "outcome with a referral file: exit 2, every unknown field where it is" \
+	eval 'exit_and_err 2 "type.json:5:3: priority: unknown field" && err_has "type.json:12:3: survivor: unknown field" && err_has "9 problem(s)"'
 run outcome1 "$MOH" outcome "$R1" --file "$T/o1.json"
 check "outcome by moh (completed): exit 0" expect 0
 run status1b "$DMA" status "$R1"
@@ -279,7 +333,7 @@ check "refer a second referral: exit 0" expect 0
 run decline2 "$MOH" decline "$R2" --reason NO_CAPACITY --text "قائمة الانتظار ممتلئة"
 check "decline with a reason (NO_CAPACITY spelling): exit 0" expect 0
 run status2 "$DMA" status "$R2"
-check "status after decline: rejected" exit_and_out 0 "\"status\":\"rejected\""
+check "status after decline: declined (the word of the command)" exit_and_out 0 "\"status\":\"declined\""
 run inbox-dma3 "$DMA" inbox
 check "dma inbox: the decline with reasonCode no-capacity and the text" \
 	eval 'expect 0 && grep "\"referralId\":\"$R2\"" "$OUT" | grep "\"reasonCode\":\"no-capacity\"" | grep -qF "قائمة الانتظار ممتلئة"'
@@ -298,12 +352,12 @@ run status2-dma "$DMA" status "$R2"
 check "status by the referrer after its inbox: the decline's reason and text (received)" \
 	eval 'expect 0 && hist_has'
 check "status: the referral's own item carries the referral as sent" \
-	eval 'grep -qE "\"history\":\[\{\"seq\":[0-9]+,[^{]*\"envelope\":\{[^{]*\"referral\":\{\"referralId\":\"$R2\"" "$OUT" || show "$OUT"'
+	eval 'grep -qE "\"history\":\[\{\"seq\":[0-9]+,[^{]*\"envelope\":\{[^{]*\"referral\":\{\"referralId\":\"$R2\"" "$OUT" || { show "$OUT"; false; }'
 run list-dma "$DMA" list
 check "list: one JSON line per referral of the node, R1 and R2 with their states" \
-	eval 'expect 0 && grep "\"referralId\":\"$R1\"" "$OUT" | grep -q "\"status\":\"completed\"" && grep "\"referralId\":\"$R2\"" "$OUT" | grep -q "\"status\":\"rejected\""'
-run list-rejected "$DMA" list --state rejected
-check "list --state rejected: only R2" \
+	eval 'expect 0 && grep "\"referralId\":\"$R1\"" "$OUT" | grep -q "\"status\":\"completed\"" && grep "\"referralId\":\"$R2\"" "$OUT" | grep -q "\"status\":\"declined\""'
+run list-declined "$DMA" list --state declined
+check "list --state declined: only R2" \
 	eval 'expect 0 && [ "$(lines)" -eq 1 ] && out_has "\"referralId\":\"$R2\""'
 run list-overdue "$DMA" list --overdue
 check "list --overdue: none (deadlines are days away), exit 0" eval 'expect 0 && [ ! -s "$OUT" ]'
@@ -313,6 +367,46 @@ run list-today "$DMA" list --since "$(date -u +%F)"
 check "list --since today: R2 among them" exit_and_out 0 "\"referralId\":\"$R2\""
 run list-bad "$DMA" list --state busy
 check "list --state with an unknown state: exit 2, names it" exit_and_err 2 "unknown state 'busy'"
+run list-typo "$DMA" list --state inprogress
+check "list --state mistyped: exit 2, did you mean 'in-progress'?" \
+	exit_and_err 2 "unknown state 'inprogress' (did you mean 'in-progress'?)"
+run list-oldname "$DMA" list --state rejected
+check "list --state rejected (the former name): the declined ones" \
+	eval 'expect 0 && [ "$(lines)" -eq 1 ] && out_has "\"referralId\":\"$R2\""'
+
+# --- on a terminal: tables for people, local times, right-to-left text isolated -----------------
+FSI=$'\u2068' PDI=$'\u2069'
+created2=$(grep "\"referralId\":\"$R2\"" "$T/list-dma.out" | grep -oE '"createdMs":[0-9]+' | cut -d: -f2)
+# tty_run NAME ARGS...: ihala ARGS under a pseudo-terminal (script(1)) in Baghdad's time zone;
+# sets RC and OUT (carriage returns dropped).
+tty_run() {
+	local name=$1
+	shift
+	OUT=$T/$name.tty ERR=$T/$name.tty.err
+	TZ=Asia/Baghdad script -qec "$(printf '%q ' "$IHALA" "$@")" /dev/null </dev/null 2>"$ERR" |
+		tr -d '\r' >"$OUT"
+	RC=${PIPESTATUS[0]}
+}
+# col TEXT LINE-PATTERN: the character column where TEXT starts on the first line matching
+# (isolates are zero-width: dropped first; what comes before TEXT is ASCII in these tests)
+col() { grep -m1 -- "$2" "$OUT" | sed "s/$FSI//g; s/$PDI//g" | awk -v t="$1" '{print index($0, t)}'; }
+tty_run list-tty --config "$DMA" list
+check "list on a terminal: a table with headings, R2 declined" \
+	eval 'expect 0 && head -n1 "$OUT" | grep -q "^REFERRAL  *STATUS  *PRIORITY  *FROM  *TO  *CREATED  *DEADLINE" && grep -q "^$R2  *declined  *normal  *dma  *moh " "$OUT"'
+check "list on a terminal: columns aligned" \
+	eval '[ "$(col STATUS REFERRAL)" -gt 0 ] && [ "$(col STATUS REFERRAL)" = "$(col declined "^$R2 ")" ] && [ "$(col CREATED REFERRAL)" = "$(col "$(TZ=Asia/Baghdad date -d "@$((created2 / 1000))" "+%F %H:%M")" "^$R2 ")" ] || { show "$OUT"; false; }'
+check "list on a terminal: local times (Baghdad), no epoch milliseconds" \
+	eval 'grep "^$R2 " "$OUT" | grep -qF "$(TZ=Asia/Baghdad date -d "@$((created2 / 1000))" "+%F %H:%M")" && ! grep -qE "[0-9]{13}" "$OUT" || { show "$OUT"; false; }'
+tty_run status-tty --config "$DMA" status "$R2"
+check "status on a terminal: declined, the history as a table" \
+	eval 'expect 0 && grep -q "^Status  *declined$" "$OUT" && grep -q "^SEQ  *TIME  *BY  *STATUS  *WHAT$" "$OUT" || { show "$OUT"; false; }'
+check "status on a terminal: the Arabic reason isolated (FSI ... PDI) in its column" \
+	eval 'grep "declined (no-capacity): " "$OUT" | grep -qF "$FSI""قائمة الانتظار ممتلئة""$PDI" && [ "$(col WHAT "^SEQ")" = "$(col "declined (no-capacity)" "no-capacity")" ] || { show "$OUT"; false; }'
+tty_run note-tty --config "$DMA" note "$R2" --text "for people" --message-id "tty-$$"
+check "a receipt on a terminal: one field a line" \
+	eval 'expect 0 && grep -q "^Receipt  *accepted$" "$OUT" && grep -qE "^Seq  *[0-9]+$" "$OUT" && grep -q "^Message  *tty-$$$" "$OUT" && grep -qE "^Leaf hash  *[0-9a-f]{64}$" "$OUT" || { show "$OUT"; false; }'
+tty_run status-tty-json --config "$DMA" --json status "$R2"
+check "--json on a terminal: JSON" eval 'expect 0 && grep -q "^{\"referralId\":\"$R2\"" "$OUT"'
 
 # --- cancel ---------------------------------------------------------------------------------------
 R3=ref3-$$
@@ -359,6 +453,20 @@ kill -TERM "$wpid"
 wait "$wpid"
 RC=$?
 check "inbox --watch: shows the rest, exits 0 on SIGTERM" eval '[ $RC -eq 0 ] && grep -q "ref7-$$" "$T/watch.out" && ! grep -q "ref5-$$" "$T/watch.out"'
+mkref "$T/r8.json" "ref8-$$"
+run refer8 "$DMA" refer --to hi --file "$T/r8.json"
+LONG_NOTE=$(for _ in $(seq 1 40); do printf '%s ' "$KURDISH_NOTE"; done)
+run note8 "$DMA" note "ref8-$$" --text "$LONG_NOTE"
+tty_run inbox-tty --config "$HI" inbox
+check "inbox on a terminal: a row per delivery, local time, the Arabic name isolated" \
+	eval 'expect 0 && head -n1 "$OUT" | grep -q "^SEQ  *TIME  *FROM  *TO  *REFERRAL  *WHAT$" &&
+		grep "ref8-$$" "$OUT" | grep -qE "^[0-9]+  *[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}  *dma  *hi  *ref8-$$  *${FSI}referral for $FSI$ARABIC_NAME$PDI \(normal\)$PDI$" || { show "$OUT"; false; }'
+check "inbox on a terminal: a long Kurdish note cut at a whole character, its isolates balanced" \
+	eval 'line=$(grep "note: " "$OUT") && [ -n "$line" ] && printf "%s" "$line" | iconv -f UTF-8 -t UTF-8 >/dev/null &&
+		[ "$(printf "%s" "$line" | grep -o "$FSI" | wc -l)" = "$(printf "%s" "$line" | grep -o "$PDI" | wc -l)" ] &&
+		[ "$(printf "%s" "$line" | wc -c)" -lt 600 ] || { show "$OUT"; false; }'
+run inbox-after-tty "$HI" inbox
+check "inbox on a terminal acknowledged what it showed" eval 'expect 0 && [ ! -s "$OUT" ]'
 
 # --- audit replay -----------------------------------------------------------------------------
 run replay "$AUD" audit replay
@@ -366,6 +474,10 @@ check "audit replay as auditor: exit 0, one line per entry from seq 1" \
 	eval 'expect 0 && head -n1 "$OUT" | grep -q "^{\"seq\":1,\"entry\":{" && [ "$(lines)" -ge 10 ]'
 check "audit replay: the referral's envelope decoded, Arabic intact" \
 	eval 'grep "^{\"seq\":$seq1," "$OUT" | grep -q "\"envelope\":{\"messageId\":\"msg-$R1\",\"to\":\"moh\".*\"name\":\"$ARABIC_NAME\""'
+tty_run replay-tty --config "$AUD" audit replay --from "$seq1" --to "$seq1"
+check "audit replay on a terminal: a row for people, local time, the Arabic name isolated" \
+	eval 'expect 0 && head -n1 "$OUT" | grep -q "^SEQ  *TIME  *FROM  *TO  *REFERRAL  *WHAT$" &&
+		grep -qE "^$seq1  *[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}  *dma  *moh  *$R1  *${FSI}referral for $FSI$ARABIC_NAME$PDI \(urgent\)$PDI$" "$OUT" || { show "$OUT"; false; }'
 run replay-range "$AUD" audit replay --from "$seq1" --to "$seq1"
 check "audit replay --from N --to N: exactly that entry" \
 	eval 'expect 0 && [ "$(lines)" -eq 1 ] && grep -q "^{\"seq\":$seq1,\"entry\":{\"seq\":$seq1," "$OUT"'

@@ -28,7 +28,7 @@ check "account: R-001 completed with its outcome" has "completed R-001 with its 
 check "account: DMA's inbox lines show R-001 received, accepted, in-progress, completed" \
 	eval 'grep -E "^ +seq [0-9]+ +R-001 +(received|accepted|in-progress|completed) " "$T/out" | awk "{print \$4}" | tr "\n" " " | grep -qx "received accepted in-progress completed "'
 check "account: R-002 for the Kurdish-named survivor declined with its reason" \
-	eval 'has "referral R-002 for کاوە عومەر ئەحمەد" && has "declined R-002: no-capacity" && grep -qE "R-002 +rejected +by moh \(no-capacity\)" "$T/out"'
+	eval 'has "referral R-002 for کاوە عومەر ئەحمەد" && has "declined R-002: no-capacity" && grep -qE "R-002 +declined +by moh \(no-capacity\)" "$T/out"'
 check "account: HI offline when referred to, catching up when back" \
 	eval 'has "while HI'"'"'s node is offline" && has "HI (back)     its node starts and catches up: its inbox shows R-003 for ژیان ئەحمەد کەریم"'
 check "account: the auditor replayed the log, every seq in order" \

@@ -7,7 +7,7 @@
 
 IHALA=$IHALA_BUILD/ihala
 
-plan 32
+plan 33
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -102,6 +102,14 @@ check "ihala outbox: the oversized one is listed as rejected with its reason" \
 	eval 'grep "\"messageId\":\"msg-$RB\"" "$OUT" | grep "\"state\":\"rejected\"" | grep "\"referralId\":\"$RB\"" | grep -q "\"error\":\"TOO_LARGE\""'
 run table "$DMA" outbox
 check "ihala outbox (not a terminal): JSON lines" eval 'expect 0 && ! grep -qv "^{" "$OUT"'
+# on a terminal (script(1)): a table for people, the rejection time local, columns aligned
+TZ=Asia/Baghdad script -qec "$(printf '%q ' "$IHALA" --config "$DMA" outbox)" /dev/null </dev/null 2>/dev/null |
+	tr -d '\r' >"$T/table.tty"
+check "ihala outbox on a terminal: a table, the rejected one with its local time and reason" \
+	eval 'grep -q "^STATE  *MESSAGE ID  *KIND  *REFERRAL  *REJECTED  *REASON$" "$T/table.tty" &&
+		grep -qE "^rejected  *msg-$RB  *referral  *$RB  *[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}  *TOO_LARGE: " "$T/table.tty" &&
+		[ "$(grep -m1 "^STATE" "$T/table.tty" | awk "{print index(\$0, \"REASON\")}")" = "$(grep -m1 "^rejected" "$T/table.tty" | awk "{print index(\$0, \"TOO_LARGE\")}")" ] ||
+		{ show "$T/table.tty"; false; }'
 run retry "$DMA" outbox --retry "msg-$RB"
 check "outbox --retry: refused again, exit 1, still rejected" \
 	eval 'exit_and_err 1 "refused: TOO_LARGE" && grep -q "\"messageId\":\"msg-$RB\".*\"rejected\"" "$OUT"'

@@ -17,7 +17,7 @@ ENVSUBMIT=$IHALA_BUILD/tests/tools/envsubmit
 EX=$IHALA_ROOT/config/examples
 DEADLINE_S=60
 
-plan 75
+plan 78
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -110,7 +110,7 @@ check "1: dma refers to moh: exit 0, accepted" eval 'expect 0 && out_has "\"stat
 check "1: status right after: requested" test "$(status_of "$DMA" "$R1")" = requested
 run inbox1 "$MOH" inbox
 check "1: moh's inbox has the referral with the Arabic name" \
-	eval 'expect 0 && inbox_line "$OUT" "$R1" "\"kind\":\"submission\",\"from\":\"dma\",\"to\":\"moh\"" && out_has "$NAME1"'
+	eval 'expect 0 && inbox_line "$OUT" "$R1" "\"kind\":\"submission\",\"sender\":\"dma\",\"recipient\":\"moh\"" && out_has "$NAME1"'
 check "1: moh's ack makes it received (set by the broker)" wait_for 5 eval '[ "$(status_of "$DMA" "$R1")" = received ]'
 run acc1 "$MOH" accept "$R1" --note "سيتم الاتصال بالناجية"
 check "1: moh accepts: exit 0" expect 0
@@ -126,16 +126,16 @@ check "1: history is requested, received, accepted, in-progress, completed (in t
 	test "$hist" = "requested received accepted in-progress completed "
 [ "$hist" = "requested received accepted in-progress completed " ] || diag "history: $hist"
 check "1: history: received by the broker, the others by their senders" \
-	eval 'out_has "\"agency\":\"dma\",\"status\":\"requested\"" && out_has "\"status\":\"received\",\"what\":\"received\"" && out_has "\"agency\":\"moh\",\"status\":\"completed\""'
+	eval 'out_has "\"sender\":\"dma\",\"status\":\"requested\"" && out_has "\"status\":\"received\",\"what\":\"received\"" && out_has "\"sender\":\"moh\",\"status\":\"completed\""'
 run dmain1 "$DMA" inbox
 check "1: dma's inbox: the broker's received event" \
 	inbox_line "$OUT" "$R1" '"kind":"broker-status".*"status":"received"'
 check "1: dma's inbox: accepted, from moh, with the Arabic note" \
-	eval 'inbox_line "$OUT" "$R1" "\"from\":\"moh\".*\"status\":\"accepted\"" && out_has "سيتم الاتصال بالناجية"'
+	eval 'inbox_line "$OUT" "$R1" "\"sender\":\"moh\".*\"status\":\"accepted\"" && out_has "سيتم الاتصال بالناجية"'
 check "1: dma's inbox: in-progress with its business status" \
-	inbox_line "$OUT" "$R1" '"from":"moh".*"status":"in-progress","businessStatus":"appointment scheduled"'
+	inbox_line "$OUT" "$R1" '"sender":"moh".*"status":"in-progress","businessStatus":"appointment scheduled"'
 check "1: dma's inbox: completed with the outcome" \
-	inbox_line "$OUT" "$R1" '"from":"moh".*"status":"completed","outcome":\{.*"servicesDelivered":\["physical-rehabilitation","prosthetics-orthotics"\]'
+	inbox_line "$OUT" "$R1" '"sender":"moh".*"status":"completed","outcome":\{.*"servicesDelivered":\["physical-rehabilitation","prosthetics-orthotics"\]'
 check "1: dma's inbox: exactly those four changes for this referral" \
 	test "$(grep -cF "\"referralId\":\"$R1\"" "$OUT")" -eq 4
 run mohin1 "$MOH" inbox
@@ -148,10 +148,10 @@ run refer2 "$DMA" refer --to moh --file "$T/r2.json"
 check "2: dma refers: exit 0" expect 0
 run dec2 "$MOH" decline "$R2" --reason no-capacity --text "قائمة الانتظار ممتلئة حتى أيلول"
 check "2: moh declines with a reason: exit 0" expect 0
-check "2: status rejected" test "$(status_of "$DMA" "$R2")" = rejected
+check "2: status declined" test "$(status_of "$DMA" "$R2")" = declined
 run dmain2 "$DMA" inbox
 check "2: dma sees the rejection with reason code and text" \
-	inbox_line "$OUT" "$R2" '"from":"moh".*"status":"rejected".*"reasonCode":"no-capacity".*"reason":"قائمة الانتظار ممتلئة حتى أيلول"'
+	inbox_line "$OUT" "$R2" '"sender":"moh".*"status":"declined".*"reasonCode":"no-capacity".*"reason":"قائمة الانتظار ممتلئة حتى أيلول"'
 run acc2 "$MOH" accept "$R2"
 check "2: accepting after declining: INVALID_TRANSITION" refused INVALID_TRANSITION
 
@@ -165,7 +165,7 @@ check "3: dma cancels with a reason: exit 0" expect 0
 check "3: status cancelled (as moh sees it)" test "$(status_of "$MOH" "$R3")" = cancelled
 run mohin3 "$MOH" inbox
 check "3: moh sees the referral, then its cancellation with the reason" \
-	eval 'inbox_line "$OUT" "$R3" "\"kind\":\"submission\",\"from\":\"dma\".*\"referral\":" && inbox_line "$OUT" "$R3" "\"from\":\"dma\".*\"status\":\"cancelled\".*\"reasonCode\":\"client-relocated\".*\"reason\":\"انتقلت العائلة إلى أربيل\""'
+	eval 'inbox_line "$OUT" "$R3" "\"kind\":\"submission\",\"sender\":\"dma\".*\"referral\":" && inbox_line "$OUT" "$R3" "\"sender\":\"dma\".*\"status\":\"cancelled\".*\"reasonCode\":\"client-relocated\".*\"reason\":\"انتقلت العائلة إلى أربيل\""'
 run acc3 "$MOH" accept "$R3"
 check "3: accepting a cancelled referral: INVALID_TRANSITION" refused INVALID_TRANSITION
 run dmain3 "$DMA" inbox
@@ -197,7 +197,7 @@ run onw4 "$MOH" refer --to hi --file "$T/r4a.json"
 check "4: moh refers onward to hi with parentReferralId: exit 0" expect 0
 run hiin4 "$HI" inbox
 check "4: hi receives it from moh, parent named, name intact" \
-	eval 'expect 0 && inbox_line "$OUT" "$R4A" "\"from\":\"moh\",\"to\":\"hi\".*\"parentReferralId\":\"$R4\"" && out_has "$NAME4"'
+	eval 'expect 0 && inbox_line "$OUT" "$R4A" "\"sender\":\"moh\",\"recipient\":\"hi\".*\"parentReferralId\":\"$R4\"" && out_has "$NAME4"'
 run st4 "$HI" status "$R4A"
 check "4: the onward referral: referrer moh, recipient hi, received" \
 	eval 'expect 0 && out_has "\"referrer\":\"moh\",\"recipient\":\"hi\",\"status\":\"received\""'
@@ -229,16 +229,16 @@ check "5: it is still requested, the history has the broker's overdue" \
 	eval 'expect 0 && out_has "\"status\":\"requested\"" && out_has "\"status\":\"overdue\",\"what\":\"overdue\""'
 run dmain5 "$DMA" inbox
 check "5: dma's inbox: the overdue broker-status event" \
-	inbox_line "$OUT" "$RE" '"kind":"broker-status","from":"","to":"dma".*"event":\{"referralId":"'"$RE"'","status":"overdue"'
+	inbox_line "$OUT" "$RE" '"kind":"broker-status","sender":"","recipient":"dma".*"event":\{"referralId":"'"$RE"'","status":"overdue"'
 check "5: no overdue event for the referral answered in time" \
 	eval '! inbox_line "$OUT" "$RE2" "\"status\":\"overdue\"" && ! "$IHALA" --config "$DMA" status "$RE2" | grep -q "\"overdue\":true"'
 run molin5 "$MOLSA" inbox
-check "5: the late recipient still gets it" eval 'expect 0 && inbox_line "$OUT" "$RE" "\"kind\":\"submission\",\"from\":\"dma\""'
+check "5: the late recipient still gets it" eval 'expect 0 && inbox_line "$OUT" "$RE" "\"kind\":\"submission\",\"sender\":\"dma\""'
 run acc5 "$MOLSA" accept "$RE"
 check "5: an overdue referral can still be accepted; it stays marked overdue" \
 	eval 'expect 0 && "$IHALA" --config "$DMA" status "$RE" | grep -q "\"status\":\"accepted\".*\"overdue\":true"'
 run dmain5b "$DMA" inbox
-check "5: dma hears the late acceptance" inbox_line "$OUT" "$RE" '"from":"molsa".*"status":"accepted"'
+check "5: dma hears the late acceptance" inbox_line "$OUT" "$RE" '"sender":"molsa".*"status":"accepted"'
 
 # --- 6: illegal moves change nothing --------------------------------------------------------------
 R6=acc-$$
@@ -289,16 +289,35 @@ printf '{"messageId":"sp-%s","from":"moh","statusUpdate":{"referralId":"%s","sta
 RC=$?
 check "6: hi claiming to be moh: FROM_MISMATCH" \
 	eval '[ $RC -eq 1 ] && grep -q "^refused FROM_MISMATCH: " "$T/ill11.out" || { show "$T/ill11.out" "$T/ill11.err"; false; }'
+# The CLI says these before queueing anything (exit 2); the broker refuses them as well, which
+# the raw envelopes show (envsubmit: what a client without the CLI's checks sends).
+# envref NAME FILE: submit the referral of FILE as dma to moh, raw; sets RC, OUT, ERR.
+envref() {
+	printf '{"messageId":"%s-%s","to":"moh","referral":%s}\n' "$1" "$$" "$(cat "$2")" >"$T/$1.env.json"
+	OUT=$T/$1.out ERR=$T/$1.err
+	"$ENVSUBMIT" "$DMA" "$T/$1.env.json" >"$OUT" 2>"$ERR"
+	RC=$?
+}
+env_refused() { [ "$RC" -eq 1 ] && grep -q "^refused $1: " "$OUT" || { show "$OUT" "$ERR"; false; }; }
 mkref "$T/r8a.json" "$R8" normal 'مريم يوسف' "" "" null
 run ill12 "$DMA" refer --to moh --file "$T/r8a.json"
-check "6: referral without consent: CONSENT_MISSING" refused CONSENT_MISSING
+check "6: referral without consent: the CLI refuses it before queueing (exit 2)" \
+	eval 'expect 2 && err_has "consent is required"'
+envref ill12 "$T/r8a.json"
+check "6: referral without consent: CONSENT_MISSING" env_refused CONSENT_MISSING
 mkref "$T/r8b.json" "$R8" normal 'مريم يوسف' "" "" '{"given":false,"agencies":["moh"]}'
 run ill13 "$DMA" refer --to moh --file "$T/r8b.json"
-check "6: referral whose consent was not given: CONSENT_MISSING" refused CONSENT_MISSING
+check "6: referral whose consent was not given: the CLI refuses it (exit 2)" \
+	eval 'expect 2 && err_has "consent is required"'
+envref ill13 "$T/r8b.json"
+check "6: referral whose consent was not given: CONSENT_MISSING" env_refused CONSENT_MISSING
 mkref "$T/r8c.json" "$R8" normal 'مريم يوسف' "" '["hi"]'
 run ill14 "$DMA" refer --to moh --file "$T/r8c.json"
+check "6: consent that does not cover the recipient: the CLI names it (exit 2)" \
+	eval 'expect 2 && err_has "consent.agencies does not name the recipient '"'moh'"' (it names: hi)"'
+envref ill14 "$T/r8c.json"
 check "6: consent that does not cover the recipient: CONSENT_MISSING, names it" \
-	eval 'refused CONSENT_MISSING && err_has "moh"'
+	eval 'env_refused CONSENT_MISSING && grep -q moh "$OUT"'
 
 n_after=$(log_size)
 check "6: the log did not grow (${n_before} -> ${n_after} entries)" test "$n_after" -eq "$n_before"

@@ -757,9 +757,9 @@ test_stats(void **state)
 	          TS(UNSPECIFIED));
 	add_event(w, 2000, IHALA__V1__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS, "R1", "", "dma",
 	          TS(RECEIVED));
-	/* R2 dma->moh: rejected */
+	/* R2 dma->moh: declined */
 	add_referral(w, 3000, "m2", "R2", "dma", "moh", SVC(LEGAL));
-	add_status(w, 4000, "R2", "moh", "dma", TS(REJECTED), NULL);
+	add_status(w, 4000, "R2", "moh", "dma", TS(DECLINED), NULL);
 	add_status(w, 5000, "R1", "moh", "dma", TS(ACCEPTED), NULL);
 	/* R3 dma->hi: overdue, still requested */
 	add_referral(w, 6000, "m3", "R3", "dma", "hi", SVC(ECONOMIC_INCLUSION));
@@ -787,7 +787,7 @@ test_stats(void **state)
 	assert_int_equal(jint(j, "entriesByKind.broker-status"), 2);
 	assert_int_equal(jint(j, "referrals"), 4);
 	assert_int_equal(jint(j, "byStatus.completed"), 1);
-	assert_int_equal(jint(j, "byStatus.rejected"), 1);
+	assert_int_equal(jint(j, "byStatus.declined"), 1);
 	assert_int_equal(jint(j, "byStatus.requested"), 1);
 	assert_int_equal(jint(j, "byStatus.failed"), 1);
 	assert_int_equal(jint(j, "byStatus.accepted"), 0);

@@ -1137,7 +1137,7 @@ test_partial_failures(void **state)
 	             " {\"status\": \"lost\"}]}",
 	             IHALA_EJSON,
 	             "referralState.history[2].status: unknown value \"lost\" (expected one of:"
-	             " requested, received, accepted, rejected, in-progress, on-hold, completed,"
+	             " requested, received, accepted, declined, in-progress, on-hold, completed,"
 	             " failed, cancelled, overdue)");
 	expect_error(&ihala__v1__inclusion_proof__descriptor,
 	             "{\"leafHash\": \"YQ==\", \"path\": [\"YQ==\", \"YQ==\", 5]}", IHALA_EJSON,

@@ -40,7 +40,7 @@ static const struct rule rules[NSTATUS] = {
     {S(REQUESTED), SETTER_NOBODY, 0, 0},
     {S(RECEIVED), POLICY_PARTY_BROKER, F(REQUESTED), 0},
     {S(ACCEPTED), POLICY_PARTY_RECIPIENT, F(REQUESTED) | F(RECEIVED), 0},
-    {S(REJECTED), POLICY_PARTY_RECIPIENT, F(REQUESTED) | F(RECEIVED), 0},
+    {S(DECLINED), POLICY_PARTY_RECIPIENT, F(REQUESTED) | F(RECEIVED), 0},
     {S(IN_PROGRESS), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 0},
     {S(ON_HOLD), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 0},
     {S(COMPLETED), POLICY_PARTY_RECIPIENT, F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD), 1},
@@ -51,7 +51,7 @@ static const struct rule rules[NSTATUS] = {
 
 /* Names written here rather than taken from the module, so a wrong name cannot hide. */
 static const char *const status_names[NSTATUS] = {
-    "unspecified", "requested", "received", "accepted",  "rejected", "in-progress",
+    "unspecified", "requested", "received", "accepted",  "declined", "in-progress",
     "on-hold",     "completed", "failed",   "cancelled", "overdue",
 };
 
@@ -1380,7 +1380,7 @@ test_outcome_naming_other_referral(void **state)
 }
 
 static void
-test_status_rejected_without_reason(void **state)
+test_status_declined_without_reason(void **state)
 {
 	struct world w;
 	struct msg m;
@@ -1390,12 +1390,12 @@ test_status_rejected_without_reason(void **state)
 	(void)state;
 	world_init(&w);
 	CUR(cur, S(RECEIVED));
-	msg_status(&m, "r-1", S(REJECTED), IHALA__V1__REASON_CODE__REASON_CODE_UNSPECIFIED, 0);
+	msg_status(&m, "r-1", S(DECLINED), IHALA__V1__REASON_CODE__REASON_CODE_UNSPECIFIED, 0);
 	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
 }
 
 static void
-test_status_rejected_with_reason(void **state)
+test_status_declined_with_reason(void **state)
 {
 	struct world w;
 	struct msg m;
@@ -1405,9 +1405,9 @@ test_status_rejected_with_reason(void **state)
 	(void)state;
 	world_init(&w);
 	CUR(cur, S(RECEIVED));
-	msg_status(&m, "r-1", S(REJECTED), IHALA__V1__REASON_CODE__REASON_CODE_OUT_OF_AREA, 0);
+	msg_status(&m, "r-1", S(DECLINED), IHALA__V1__REASON_CODE__REASON_CODE_OUT_OF_AREA, 0);
 	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
-	assert_int_equal(d.new_status, S(REJECTED));
+	assert_int_equal(d.new_status, S(DECLINED));
 	assert_string_equal(d.recipient, "dma");
 }
 
@@ -1840,7 +1840,7 @@ test_is_terminal(void **state)
 	(void)state;
 	for (s = 0; s < NSTATUS; s++) {
 		int want =
-		    s == S(REJECTED) || s == S(COMPLETED) || s == S(FAILED) || s == S(CANCELLED);
+		    s == S(DECLINED) || s == S(COMPLETED) || s == S(FAILED) || s == S(CANCELLED);
 
 		assert_int_equal(policy_is_terminal((Ihala__V1__TaskStatus)s), want);
 	}
@@ -1917,8 +1917,8 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_status_failed_with_outcome),
     cmocka_unit_test(test_status_outcome_with_other_status),
     cmocka_unit_test(test_outcome_naming_other_referral),
-    cmocka_unit_test(test_status_rejected_without_reason),
-    cmocka_unit_test(test_status_rejected_with_reason),
+    cmocka_unit_test(test_status_declined_without_reason),
+    cmocka_unit_test(test_status_declined_with_reason),
     cmocka_unit_test(test_status_cancel_without_reason),
     cmocka_unit_test(test_status_recipient_cancels),
     cmocka_unit_test(test_status_wrong_to),
@@ -1983,7 +1983,7 @@ main(void)
 	                                              POLICY_PARTY_BROKER, POLICY_PARTY_NONE};
 	static const Ihala__V1__TaskStatus cancel_from[N_CANCEL] = {
 	    S(REQUESTED), S(RECEIVED),  S(ACCEPTED), S(IN_PROGRESS), S(ON_HOLD),
-	    S(REJECTED),  S(COMPLETED), S(FAILED),   S(CANCELLED),
+	    S(DECLINED),  S(COMPLETED), S(FAILED),   S(CANCELLED),
 	};
 	struct cell *cells;
 	size_t n = 0, w, f, t, i;
