@@ -1,5 +1,6 @@
 /* submit.c - the submitting subcommands: refer, accept, decline, progress, outcome, cancel,
  * note; and outbox. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "consent.h"
 #include "error.h"
 #include "frame.h"
 #include "jsonpos.h"
@@ -87,7 +89,8 @@ static const struct sub_cmd cmd_refer_def = {
     "Submit a new referral. The file holds one Referral as JSON (field names in camelCase or\n"
     "snake_case, enums by short name: \"urgent\", \"physical-rehabilitation\"); '-' reads\n"
     "standard input. Before anything is sent or queued, every problem of the file (schema,\n"
-    "required fields, consent not given or not naming the recipient, receivingAgency other\n"
+    "required fields, consent not given, not naming the recipient or not covering a data\n"
+    "category the file carries, receivingAgency other\n"
     "than --to) is named at once as\n"
     "FILE:LINE:COLUMN: FIELD ..., exit 2. The broker checks the rest (consent must cover\n"
     "the recipient, ...).\n"
@@ -739,6 +742,44 @@ consent_problems(struct input *in, const Ihala__V1__Referral *r, const char *des
 	}
 }
 
+/* The personal fields the referral carries must be of data categories its consent covers
+ * (the broker refuses them otherwise: CONSENT_MISSING), each named where it is. */
+static void
+category_problems(struct input *in, const Ihala__V1__Referral *r)
+{
+	const Ihala__V1__Consent *c = r->consent;
+	char field[64], cat[32];
+	size_t i, j, k;
+
+	if (c == NULL || !c->given || input_removed(in, "consent")) {
+		return;
+	}
+	for (i = 0; i < consent_n_fields; i++) {
+		const struct consent_field *f = &consent_fields[i];
+
+		if (!f->carried(r) || consent_covers_category(c, f->category)) {
+			continue;
+		}
+		/* survivor.birth_year -> survivor.birthYear, as the files write it */
+		for (j = k = 0; f->name[j] != '\0' && k + 1 < sizeof(field); j++) {
+			if (f->name[j] == '_' && f->name[j + 1] != '\0') {
+				field[k++] = (char)toupper((unsigned char)f->name[++j]);
+			} else {
+				field[k++] = f->name[j];
+			}
+		}
+		field[k] = '\0';
+		snprintf(cat, sizeof(cat), "%s", consent_category_name(f->category));
+		for (j = 0; cat[j] != '\0'; j++) {
+			cat[j] = (char)tolower((unsigned char)cat[j]);
+		}
+		input_problem(in, field,
+		              "%s is %s data, which consent.dataCovered does not include (add "
+		              "\"%s\" if the survivor agreed to share it, or leave the field out)",
+		              field, cat, cat);
+	}
+}
+
 /*
  * The fields of a referral the broker requires, checked here before anything is queued, each
  * problem where it is in the file and named as the file names it (with load_json's, all at
@@ -768,6 +809,7 @@ referral_problems(struct input *in, const Ihala__V1__Referral *r, const char *to
 		input_problem(in, "survivor.caseId", "survivor.caseId %s", why);
 	}
 	consent_problems(in, r, to != NULL ? to : ra);
+	category_problems(in, r);
 	if (input_removed(in, "receivingAgency")) {
 		return;
 	}

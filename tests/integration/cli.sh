@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 139
+plan 140
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -240,10 +240,14 @@ check "refer to an agency the consent does not cover: exit 2 before queueing, na
 run notcovered-mistyped "$DMA" refer --to mho --file "$T/notcovered.json"
 check "refer to a mistyped agency: exit 2, did you mean the consent's 'moh'?" \
 	exit_and_err 2 "consent.agencies does not name the recipient 'mho' (did you mean 'moh'?)"
+mkref "$T/needsonly.json" "nds-$$" '{"given":true,"agencies":["moh"],"dataCovered":["needs"]}'
+run needsonly "$DMA" refer --to moh --file "$T/needsonly.json"
+check "refer carrying a name and a birth year with consent for needs only: exit 2, both named where they are" \
+	eval 'expect 2 && err_has "needsonly.json:2:41: survivor.name is identity data, which consent.dataCovered does not include" && err_has "survivor.birthYear is demographics data"'
 run notcovered-outbox "$DMA" outbox --json
 check "those refusals queued nothing (no new rejected message)" \
 	eval 'expect 0 && ! grep -q "ncov-$$\|nc-$$" "$OUT" || { show "$OUT"; false; }'
-mkref "$T/tonobody.json" "nob-$$" '{"given":true,"agencies":["nobody","mho","moh"]}'
+mkref "$T/tonobody.json" "nob-$$" '{"given":true,"agencies":["nobody","mho","moh"],"dataCovered":["identity","demographics","needs"]}'
 run unknownto "$DMA" refer --to nobody --file "$T/tonobody.json"
 check "refer to an unknown agency: exit 1, UNKNOWN_RECIPIENT, says it is unknown" \
 	exit_and_err 1 "refused: UNKNOWN_RECIPIENT: recipient 'nobody' is not a configured agency"

@@ -11,7 +11,7 @@
 
 IHALA=$IHALA_BUILD/ihala
 
-plan 17
+plan 19
 
 run() {
 	local name=$1 conf=$2
@@ -33,6 +33,25 @@ refused_with() {
 	grep -qxF -- "ihala: refused: $1: $2" "$ERR" && return 0
 	diag "stderr lacks the line: ihala: refused: $1: $2"
 	show "$ERR"
+	return 1
+}
+# The ihala CLI says these refusals before queueing (exit 2); the broker's own refusal is
+# shown with the raw envelope (envsubmit: what a client without the CLI's checks sends).
+ENVSUBMIT=$IHALA_BUILD/tests/tools/envsubmit
+# envrun NAME CONF TO FILE: the referral of FILE submitted raw to TO; sets RC, OUT, ERR.
+envrun() {
+	printf '{"messageId":"%s-%s","to":"%s","referral":%s}\n' "$1" "$$" "$3" "$(cat "$4")" \
+		>"$T/$1.env.json"
+	OUT=$T/$1.out ERR=$T/$1.err
+	"$ENVSUBMIT" "$2" "$T/$1.env.json" >"$OUT" 2>"$ERR"
+	RC=$?
+}
+# env_refused_with CODE TEXT: the broker refused the raw envelope with CODE and this sentence.
+env_refused_with() {
+	expect 1 || return 1
+	grep -qxF -- "refused $1: $2" "$OUT" && return 0
+	diag "stdout lacks the line: refused $1: $2"
+	show "$OUT"
 	return 1
 }
 log_size() { "$IHALA" --config "$AUD" audit replay 2>/dev/null | grep -c '^{"seq":'; }
@@ -66,17 +85,20 @@ ok "broker starts"
 n0=$(log_size)
 mkc "$T/c1.json" "c1-$$" "" '["moh","hi"]' '["needs"]' ",\"name\":\"$NAME\""
 run c1 "$DMA" refer --to moh --file "$T/c1.json"
+check "the CLI: consent covering only needs, a full name carried: exit 2 before queueing, names the field" \
+	eval 'expect 2 && grep -qF "c1.json:4:41: survivor.name is identity data, which consent.dataCovered does not include" "$ERR"'
+envrun c1 "$DMA" moh "$T/c1.json"
 check "consent covering only needs, a full name carried: refused, names IDENTITY and the field" \
-	refused_with CONSENT_MISSING "the consent does not cover IDENTITY, which survivor.name is"
+	env_refused_with CONSENT_MISSING "the consent does not cover IDENTITY, which survivor.name is"
 mkc "$T/c2.json" "c2-$$" "" '["moh","hi"]' '["needs","identity"]' \
 	",\"name\":\"$NAME\",\"injury\":{\"deviceType\":\"landmine-ap\"}"
-run c2 "$DMA" refer --to moh --file "$T/c2.json"
+envrun c2 "$DMA" moh "$T/c2.json"
 check "consent without injury, injury details carried: refused, names INJURY" \
-	refused_with CONSENT_MISSING "the consent does not cover INJURY, which survivor.injury is"
+	env_refused_with CONSENT_MISSING "the consent does not cover INJURY, which survivor.injury is"
 mkc "$T/c3.json" "c3-$$" "" '["moh","hi"]' '[]' ""
-run c3 "$DMA" refer --to moh --file "$T/c3.json"
+envrun c3 "$DMA" moh "$T/c3.json"
 check "consent covering no category: refused, the services are needs" \
-	refused_with CONSENT_MISSING "the consent does not cover NEEDS, which services is"
+	env_refused_with CONSENT_MISSING "the consent does not cover NEEDS, which services is"
 run c3st "$DMA" status "c1-$$"
 check "the refused referral does not exist" expect 1
 n1=$(log_size)
@@ -106,8 +128,11 @@ check "onward consent outside in agency and category: refused, names both" \
 	"the parent referral's consent does not cover agency 'molsa', data category DEMOGRAPHICS"
 mkc "$T/o4.json" "o4-$$" "$P" '["hi"]' '["needs"]' ",\"name\":\"$NAME\""
 run o4 "$MOH" refer --to hi --file "$T/o4.json"
+check "the CLI: onward referral carrying a name its consent does not cover: exit 2, nothing queued" \
+	eval 'expect 2 && grep -qF "survivor.name is identity data" "$ERR"'
+envrun o4 "$MOH" hi "$T/o4.json"
 check "onward referral within the parent's consent but carrying a name its own does not cover: refused" \
-	refused_with CONSENT_MISSING "the consent does not cover IDENTITY, which survivor.name is"
+	env_refused_with CONSENT_MISSING "the consent does not cover IDENTITY, which survivor.name is"
 n1=$(log_size)
 check "the onward refusals left the log as it was ($n0 -> $n1 entries)" test "$n1" -eq "$n0"
 run o4st "$HI" status "o4-$$"
