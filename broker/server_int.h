@@ -87,6 +87,9 @@ struct server {
 	struct writer *writer;
 	struct writer_policy *policy;
 	int sigfd;
+	/* Root was dropped at start: reloads keep the TLS certificate and key read before (only
+	 * root can read the key) and re-read the rest. */
+	int keys_kept;
 
 	struct conns *conns;
 	struct ratelog *refusals; /* security: lines about refusals, per agency */
