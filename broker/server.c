@@ -30,6 +30,7 @@
 #include "ratelog.h"
 #include "server_int.h"
 #include "session.h"
+#include "signer.h"
 #include "store.h"
 #include "tlsctx.h"
 #include "writer.h"
@@ -568,8 +569,20 @@ static void
 signals_input(struct server *sv)
 {
 	struct signalfd_siginfo si;
+	char why[128];
 
 	while (read(sv->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGCHLD) {
+			if (sv->signer_lost || !signer_exited(sv->signer, why, sizeof(why))) {
+				continue;
+			}
+			/* No checkpoint could be signed any more: stop, and say why. */
+			log_warnx(
+			    "the checkpoint signer process (pid %ld) %s: stopping (restart the "
+			    "broker; without the signer no checkpoint can be signed)",
+			    (long)signer_pid(sv->signer), why);
+			sv->signer_lost = 1;
+		}
 		if (si.ssi_signo == SIGHUP) {
 			reload(sv);
 		} else if (!sv->stopping) {
@@ -782,6 +795,7 @@ server_run(struct broker_config *cfg)
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGCHLD); /* the signer process's end */
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sv.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -790,14 +804,17 @@ server_run(struct broker_config *cfg)
 		err = IHALA_EIO;
 		goto out;
 	}
-	err = make_ssl(cfg, &sv.ssl);
-	if (err != 0) {
-		goto out;
-	}
-	err = checkpoint_key_load(cfg->checkpoint.key_file, cfg->broker.log_origin, &sv.signer);
+	/* The checkpoint key is read by its own process, forked first: before any thread,
+	 * store, TLS context or network input exists here (signer.h). */
+	err = signer_start(cfg->checkpoint.key_file, cfg->broker.log_origin, cfg->broker.user,
+	                   sv.sigfd, &sv.signer);
 	if (err != 0) {
 		log_warnx("cannot load checkpoint key '%s': %s", cfg->checkpoint.key_file,
 		          ihala_strerror(err));
+		goto out;
+	}
+	err = make_ssl(cfg, &sv.ssl);
+	if (err != 0) {
 		goto out;
 	}
 	if (cfg->broker.auto_grow) {
@@ -836,7 +853,8 @@ server_run(struct broker_config *cfg)
 	wp.endpoint = WRITER_ENDPOINT;
 	wp.policy = sv.policy;
 	wp.max_batch = cfg->commit.max_batch;
-	wp.signer = sv.signer;
+	wp.sign = signer_sign_cb;
+	wp.sign_arg = sv.signer;
 	wp.origin = cfg->broker.log_origin;
 	wp.ckpt_every_entries = cfg->checkpoint.every_entries;
 	wp.ckpt_every_ms = cfg->checkpoint.every_ms;
@@ -850,8 +868,13 @@ server_run(struct broker_config *cfg)
 	serve(&sv);
 	writer_join(sv.writer);
 	sv.writer = NULL;
-	log_info("stopped cleanly");
-	err = 0;
+	if (sv.signer_lost) {
+		log_warnx("stopped: the checkpoint signer process is gone");
+		err = IHALA_EINTERNAL;
+	} else {
+		log_info("stopped cleanly");
+		err = 0;
+	}
 out:
 	while (sv.sessions != NULL) {
 		struct session *s = sv.sessions;
@@ -878,7 +901,7 @@ out:
 	}
 	metrics_stop(); /* its thread reads the store */
 	store_close(sv.store);
-	checkpoint_signer_free(sv.signer);
+	signer_stop(sv.signer); /* after the writer's last checkpoint */
 	SSL_CTX_free(sv.ssl);
 	if (sv.sigfd >= 0) {
 		close(sv.sigfd);

@@ -22,7 +22,7 @@
 struct session;
 struct broker_config;
 struct store;
-struct checkpoint_signer;
+struct signer;
 struct writer;
 struct writer_policy;
 struct wreq;
@@ -80,7 +80,8 @@ struct server {
 	struct broker_config *cfg;
 	SSL_CTX *ssl;
 	struct store *store;
-	struct checkpoint_signer *signer;
+	struct signer *signer; /* the checkpoint key's process (signer.h) */
+	int signer_lost;       /* it died: stopping, exit status 1 */
 	void *zctx;
 	void *router;
 	void *wpair;
