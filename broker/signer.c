@@ -219,6 +219,7 @@ signer_start(const char *key_file, const char *origin, const char *user, int clo
 		return IHALA_EINTERNAL;
 	}
 	if (sg->pid == 0) {
+		free(sg); /* the parent's handle */
 		close(sv[0]);
 		if (close_fd >= 0) {
 			close(close_fd);
