@@ -471,7 +471,7 @@ reload_ssl(struct server *sv, const struct broker_config *cfg, SSL_CTX **out, ch
 	return 0;
 }
 
-/* A reload that changes nothing: said as a security event, and counted. */
+/* A refused reload leaves the configuration in force as it was: a security event, counted. */
 static void
 reload_refused(const char *why)
 {
