@@ -328,11 +328,23 @@ signer_exited(struct signer *sg, char *why, size_t whylen)
 void
 signer_stop(struct signer *sg)
 {
+	int i;
+
 	if (sg == NULL) {
 		return;
 	}
 	close(sg->fd);
+	/* It exits at the end of its socket; one that does not within a second (stopped,
+	 * stuck) is killed: it holds nothing to save. */
+	for (i = 0; !sg->reaped && i < 100; i++) {
+		if (waitpid(sg->pid, NULL, WNOHANG) == sg->pid) {
+			sg->reaped = 1;
+		} else {
+			usleep(10 * 1000);
+		}
+	}
 	if (!sg->reaped) {
+		kill(sg->pid, SIGKILL);
 		while (waitpid(sg->pid, NULL, 0) < 0 && errno == EINTR) {
 		}
 	}

@@ -60,7 +60,8 @@ pid_t signer_pid(const struct signer *sg);
  */
 int signer_exited(struct signer *sg, char *why, size_t whylen);
 
-/* Close the socket (the child exits), reap the child, free. NULL is fine. */
+/* Close the socket (the child exits; SIGKILL when it has not within a second), reap the
+ * child, free. NULL is fine. */
 void signer_stop(struct signer *sg);
 
 #endif

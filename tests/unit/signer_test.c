@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -144,6 +145,25 @@ test_death(void **state)
 	signer_stop(sg);
 }
 
+/* A stuck signer does not hold the broker's exit: killed after a second, and reaped. */
+static void
+test_stop_stuck(void **state)
+{
+	struct signer *sg = NULL;
+	struct timespec a, b;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(signer_start(fx.key, ORIGIN, NULL, -1, &sg), 0);
+	pid = signer_pid(sg);
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	signer_stop(sg);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	assert_true(b.tv_sec - a.tv_sec < 3);
+	assert_int_equal(kill(pid, 0), -1); /* reaped: no such process */
+}
+
 int
 main(void)
 {
@@ -151,6 +171,7 @@ main(void)
 	    cmocka_unit_test(test_tree_heads),
 	    cmocka_unit_test(test_bad_keys),
 	    cmocka_unit_test(test_death),
+	    cmocka_unit_test(test_stop_stuck),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
