@@ -803,6 +803,13 @@ cross_checks(const struct broker_config *cfg, const struct conf_file *cf, struct
 int
 broker_config_load(const char *path, struct broker_config **out, struct conf_errors *errs)
 {
+	return broker_config_reload(path, 0, out, errs);
+}
+
+int
+broker_config_reload(const char *path, int keys_kept, struct broker_config **out,
+                     struct conf_errors *errs)
+{
 	struct broker_config *cfg;
 	struct conf_file *cf = NULL;
 	struct loadctx ctx = {NULL, 0, 0};
@@ -821,6 +828,7 @@ broker_config_load(const char *path, struct broker_config **out, struct conf_err
 	spec.base = cfg;
 	spec.open_section = open_agency;
 	spec.user = &ctx;
+	spec.flags = keys_kept ? CONF_SPEC_SECRETS_KEPT : 0;
 
 	rc = conf_parse(path, &spec, &cf, errs);
 	nomem_reported = rc == IHALA_ENOMEM;

@@ -117,6 +117,13 @@ struct broker_config {
  * IHALA_ENOMEM).
  */
 int broker_config_load(const char *path, struct broker_config **out, struct conf_errors *errs);
+/*
+ * The same for a reload after dropping root (keys_kept 1): the private key files (tls.key_file,
+ * checkpoint.key_file) are not opened, only their paths taken: the broker keeps the keys it
+ * read at start-up, and a changed path is named by broker_config_warn_restart_only.
+ */
+int broker_config_reload(const char *path, int keys_kept, struct broker_config **out,
+                         struct conf_errors *errs);
 void broker_config_free(struct broker_config *cfg);
 
 /* The agency with that id / certificate CN, or NULL. Valid while cfg lives. */

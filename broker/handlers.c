@@ -95,10 +95,27 @@ session_authenticate(struct server *sv, struct session *s)
 	const struct agency_config *ac;
 	char id[ID_AGENCY_MAX + 1];
 	char text[256];
+	SSL *ssl = channel_ssl(s->ch);
 	int err;
 
-	err = tls_agency_cert_check(SSL_get0_peer_certificate(channel_ssl(s->ch)), text,
-	                            sizeof(text));
+	/*
+	 * The handshake was verified against the trust store of the context it began on. A
+	 * reload since (a new CRL) does not reach it, and reload() only judges sessions already
+	 * authenticated: judge this one again, now, by the context in force.
+	 */
+	if (SSL_get_SSL_CTX(ssl) != sv->ssl) {
+		err = tlsctx_verify_cert(sv->ssl, SSL_get0_peer_certificate(ssl),
+		                         SSL_get_peer_cert_chain(ssl), text, sizeof(text));
+		if (err != 0) {
+			log_security("session %llu: refused: certificate fails under the "
+			             "configuration reloaded during its handshake: %s",
+			             (unsigned long long)s->id, text);
+			session_end(sv, s, err == IHALA_EREVOKED ? IHALA_EREVOKED : IHALA_ECERT,
+			            text);
+			return;
+		}
+	}
+	err = tls_agency_cert_check(SSL_get0_peer_certificate(ssl), text, sizeof(text));
 	if (err != 0) {
 		log_security("session %llu: refused: %s", (unsigned long long)s->id, text);
 		session_end(sv, s, err, text);

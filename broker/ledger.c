@@ -694,14 +694,16 @@ checkpoint_into(struct ledger *lg, struct store_wtxn *w, uint64_t t, int force, 
 	int err;
 
 	*size = 0;
-	if (lg->p.signer == NULL || n == 0 || n == lg->last_ckpt_size ||
+	if ((lg->p.signer == NULL && lg->p.sign == NULL) || n == 0 || n == lg->last_ckpt_size ||
 	    (!force && n - lg->last_ckpt_size < lg->p.ckpt_every_entries &&
 	     t - lg->last_ckpt_ms < lg->p.ckpt_every_ms)) {
 		return;
 	}
 	err = merkle_root(&tree_wops, &tw, n, root);
 	if (err == 0) {
-		err = checkpoint_sign(lg->p.signer, lg->p.origin, n, root, &text);
+		err = lg->p.sign != NULL
+		          ? lg->p.sign(lg->p.sign_arg, lg->p.origin, n, root, &text)
+		          : checkpoint_sign(lg->p.signer, lg->p.origin, n, root, &text);
 	}
 	if (err == 0) {
 		err = store_checkpoint_put(w, n, text);
@@ -838,7 +840,7 @@ ledger_checkpoint_now(struct ledger *lg, uint64_t t)
 	struct store_wtxn *w = NULL;
 	uint64_t size = 0;
 
-	if (lg->p.signer == NULL || store_wbegin(lg->p.store, &w) != 0) {
+	if ((lg->p.signer == NULL && lg->p.sign == NULL) || store_wbegin(lg->p.store, &w) != 0) {
 		return;
 	}
 	checkpoint_into(lg, w, t, 1, &size);

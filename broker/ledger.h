@@ -76,7 +76,12 @@ struct writer_policy {
 struct ledger_params {
 	struct store *store;
 	struct writer_policy *policy;
-	struct checkpoint_signer *signer; /* NULL: no checkpoints */
+	struct checkpoint_signer *signer; /* NULL: no checkpoints (unless sign is set) */
+	/* Checkpoints signed through this instead of `signer` (the broker: its signer process,
+	 * signer.h); NULL: through `signer`. Called from the ledger's thread. */
+	int (*sign)(void *arg, const char *origin, uint64_t size, const uint8_t root[32],
+	            char **text_out);
+	void *sign_arg;
 	const char *origin;
 	uint64_t ckpt_every_entries;
 	uint64_t ckpt_every_ms;

@@ -67,6 +67,7 @@ static struct {
 	_Atomic uint64_t deliveries;
 	_Atomic uint64_t acks;
 	_Atomic uint64_t overdue;
+	_Atomic uint64_t reloads[2]; /* applied, refused */
 	_Atomic uint64_t ckpt_size;
 	_Atomic uint64_t ckpt_ms;   /* 0: none signed by this process */
 	_Atomic int64_t crl_next_s; /* 0: no CRL with a nextUpdate */
@@ -198,6 +199,12 @@ metrics_inc_overdue(void)
 	INC(M.overdue);
 }
 
+void
+metrics_inc_reload(int refused)
+{
+	INC(M.reloads[refused ? 1 : 0]);
+}
+
 static void
 hist_observe(struct hist *h, uint64_t v)
 {
@@ -239,6 +246,7 @@ metrics_reset(void)
 	M.deliveries = 0;
 	M.acks = 0;
 	M.overdue = 0;
+	M.reloads[0] = M.reloads[1] = 0;
 	M.ckpt_size = 0;
 	M.ckpt_ms = 0;
 	M.crl_next_s = 0;
@@ -450,6 +458,11 @@ metrics_render(char **out, size_t *len)
 	render_counter(&b, "ihala_delivery_acks_total", "Delivery acks received.", LOAD(M.acks));
 	render_counter(&b, "ihala_overdue_referrals_total", "Referrals marked overdue.",
 	               LOAD(M.overdue));
+	head(&b, "ihala_reloads_total", "counter", "SIGHUP reloads, applied or refused.");
+	bprintf(&b, "ihala_reloads_total{result=\"applied\"} %llu\n",
+	        (unsigned long long)LOAD(M.reloads[0]));
+	bprintf(&b, "ihala_reloads_total{result=\"refused\"} %llu\n",
+	        (unsigned long long)LOAD(M.reloads[1]));
 	render_hist(&b, &M.batch);
 	render_hist(&b, &M.commit);
 	ck = LOAD(M.ckpt_ms);

@@ -27,6 +27,7 @@ struct broker_config;
  *   deliveries_total                 counter Deliver frames sent (redeliveries included)
  *   delivery_acks_total              counter DeliveryAck frames received
  *   overdue_referrals_total          counter referrals marked overdue
+ *   reloads_total{result}            counter SIGHUP reloads: applied, refused
  *   commit_batch_size                histogram requests per group commit
  *   commit_duration_seconds          histogram time of the synchronous LMDB commit
  *   log_entries, log_bytes, store_map_bytes   gauges from store_stat
@@ -72,6 +73,8 @@ void metrics_inc_receipt(int status, int err);
 void metrics_inc_deliveries(void);
 void metrics_inc_acks(void);
 void metrics_inc_overdue(void);
+/* A SIGHUP reload was applied (refused 0) or refused (1). */
+void metrics_inc_reload(int refused);
 /* A group commit of `batch` requests whose store_wcommit took `ns` nanoseconds. */
 void metrics_observe_commit(size_t batch, uint64_t ns);
 /* A checkpoint of tree size `size` was signed at `when_ms` (Unix ms). */

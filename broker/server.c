@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <zmq.h>
 
 #include "agency_table.h"
@@ -29,6 +31,7 @@
 #include "ratelog.h"
 #include "server_int.h"
 #include "session.h"
+#include "signer.h"
 #include "store.h"
 #include "tlsctx.h"
 #include "writer.h"
@@ -429,11 +432,57 @@ log_conf_errors(const struct conf_errors *errs)
 	}
 }
 
-/* Options a reload cannot apply: say so instead of pretending. */
-static void
-log_restart_only(const struct broker_config *old, const struct broker_config *cfg)
+/*
+ * The TLS context of a reload. After dropping root (keys_kept) the CA file and the CRL are
+ * read again, and the certificate and key stay those read at start: the user cannot read the
+ * key, and a CRL must not wait for a restart because of it. A new certificate or key is then
+ * named as needing a restart.
+ */
+static int
+reload_ssl(struct server *sv, const struct broker_config *cfg, SSL_CTX **out, char *why,
+           size_t whylen)
 {
-	broker_config_warn_restart_only(old, cfg);
+	const struct broker_config *old = sv->cfg;
+	struct tls_files tf;
+	X509 *cert = NULL;
+	FILE *fp;
+	int rc;
+
+	memset(&tf, 0, sizeof(tf));
+	tf.ca_file = cfg->tls.ca_file;
+	tf.crl_file = cfg->tls.crl_file;
+	if (!sv->keys_kept) {
+		tf.cert_file = cfg->tls.cert_file;
+		tf.key_file = cfg->tls.key_file;
+		return tlsctx_server_new(&tf, out, why, whylen);
+	}
+	rc = tlsctx_server_renew(&tf, sv->ssl, out, why, whylen);
+	if (rc != 0) {
+		return rc;
+	}
+	if ((fp = fopen(cfg->tls.cert_file, "re")) != NULL) {
+		cert = PEM_read_X509(fp, NULL, NULL, NULL);
+		fclose(fp);
+		ERR_clear_error();
+	}
+	if (strcmp(old->tls.cert_file, cfg->tls.cert_file) != 0 ||
+	    strcmp(old->tls.key_file, cfg->tls.key_file) != 0 ||
+	    (cert != NULL && X509_cmp(cert, SSL_CTX_get0_certificate(sv->ssl)) != 0)) {
+		log_warnx("reload: the broker's TLS certificate or key changed; running as user "
+		          "'%s', the broker keeps those read at start (only root reads the key): "
+		          "the new ones take effect at the next start",
+		          cfg->broker.user != NULL ? cfg->broker.user : "?");
+	}
+	X509_free(cert);
+	return 0;
+}
+
+/* A refused reload leaves the configuration in force as it was: a security event, counted. */
+static void
+reload_refused(const char *why)
+{
+	log_security("reload refused: the configuration in force is unchanged (%s)", why);
+	metrics_inc_reload(1);
 }
 
 static void
@@ -445,20 +494,24 @@ reload(struct server *sv)
 	struct session *s;
 	struct wreq *r;
 	SSL_CTX *ssl = NULL;
+	char why[512];
 
 	log_info("SIGHUP: reloading %s", sv->cfg->path);
 	conf_errors_init(&errs);
-	if (broker_config_load(sv->cfg->path, &cfg, &errs) != 0) {
+	if (broker_config_reload(sv->cfg->path, sv->keys_kept, &cfg, &errs) != 0) {
 		log_conf_errors(&errs);
 		conf_errors_release(&errs);
-		log_warnx("reload refused: the configuration in force is unchanged");
+		reload_refused("errors in the file, listed above");
 		return;
 	}
 	conf_errors_release(&errs);
 	pol = NULL;
 	r = NULL;
-	if (make_ssl(cfg, &ssl) != 0 || (pol = agency_table_new(cfg)) == NULL ||
-	    (r = wreq_new(WREQ_POLICY)) == NULL) {
+	if (reload_ssl(sv, cfg, &ssl, why, sizeof(why)) != 0) {
+		goto refused;
+	}
+	snprintf(why, sizeof(why), "out of memory, or the writer unreachable");
+	if ((pol = agency_table_new(cfg)) == NULL || (r = wreq_new(WREQ_POLICY)) == NULL) {
 		goto refused;
 	}
 	r->policy = pol;
@@ -469,7 +522,8 @@ reload(struct server *sv)
 	SSL_CTX_free(sv->ssl);
 	sv->ssl = ssl;
 	crlwatch_update(ssl, cfg->tls.crl_file, cfg->tls.crl_warn_before_ms, clock_wall_ms());
-	log_restart_only(sv->cfg, cfg);
+	/* Options a reload cannot apply: said instead of pretended. */
+	broker_config_warn_restart_only(sv->cfg, cfg);
 	broker_config_free(sv->cfg);
 	sv->cfg = cfg;
 	metrics_set_agencies(cfg);
@@ -478,7 +532,6 @@ reload(struct server *sv)
 	/* Live sessions are judged again: revoked certificates and removed agencies go. */
 	for (s = sv->sessions; s != NULL; s = s->next) {
 		const struct agency_config *ac;
-		char why[256];
 		int err;
 
 		if (!s->authed || s->dead) {
@@ -506,10 +559,11 @@ reload(struct server *sv)
 		}
 		s->role = ac->role;
 	}
+	metrics_inc_reload(0);
 	log_info("reload done: %zu agencies", cfg->nagencies);
 	return;
 refused:
-	log_warnx("reload refused: the configuration in force is unchanged");
+	reload_refused(why);
 	wreq_free(r);
 	if (pol != NULL) {
 		pol->release(pol);
@@ -522,8 +576,20 @@ static void
 signals_input(struct server *sv)
 {
 	struct signalfd_siginfo si;
+	char why[128];
 
 	while (read(sv->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGCHLD) {
+			if (sv->signer_lost || !signer_exited(sv->signer, why, sizeof(why))) {
+				continue;
+			}
+			/* No checkpoint could be signed any more: stop, and say why. */
+			log_warnx(
+			    "the checkpoint signer process (pid %ld) %s: stopping (restart the "
+			    "broker; without the signer no checkpoint can be signed)",
+			    (long)signer_pid(sv->signer), why);
+			sv->signer_lost = 1;
+		}
 		if (si.ssi_signo == SIGHUP) {
 			reload(sv);
 		} else if (!sv->stopping) {
@@ -736,6 +802,7 @@ server_run(struct broker_config *cfg)
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGCHLD); /* the signer process's end */
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sv.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -744,17 +811,20 @@ server_run(struct broker_config *cfg)
 		err = IHALA_EIO;
 		goto out;
 	}
-	err = make_ssl(cfg, &sv.ssl);
-	if (err != 0) {
-		goto out;
-	}
-	crlwatch_update(sv.ssl, cfg->tls.crl_file, cfg->tls.crl_warn_before_ms, clock_wall_ms());
-	err = checkpoint_key_load(cfg->checkpoint.key_file, cfg->broker.log_origin, &sv.signer);
+	/* The checkpoint key is read by its own process, forked first: before any thread,
+	 * store, TLS context or network input exists here (signer.h). */
+	err = signer_start(cfg->checkpoint.key_file, cfg->broker.log_origin, cfg->broker.user,
+	                   sv.sigfd, &sv.signer);
 	if (err != 0) {
 		log_warnx("cannot load checkpoint key '%s': %s", cfg->checkpoint.key_file,
 		          ihala_strerror(err));
 		goto out;
 	}
+	err = make_ssl(cfg, &sv.ssl);
+	if (err != 0) {
+		goto out;
+	}
+	crlwatch_update(sv.ssl, cfg->tls.crl_file, cfg->tls.crl_warn_before_ms, clock_wall_ms());
 	if (cfg->broker.auto_grow) {
 		flags |= STORE_AUTO_GROW;
 	}
@@ -780,6 +850,7 @@ server_run(struct broker_config *cfg)
 		goto out;
 	}
 	/* Store, keys and sockets are open: root is no longer needed. */
+	sv.keys_kept = cfg->broker.user != NULL && geteuid() == 0;
 	err = priv_drop(cfg->broker.user);
 	if (err != 0) {
 		goto out;
@@ -790,7 +861,8 @@ server_run(struct broker_config *cfg)
 	wp.endpoint = WRITER_ENDPOINT;
 	wp.policy = sv.policy;
 	wp.max_batch = cfg->commit.max_batch;
-	wp.signer = sv.signer;
+	wp.sign = signer_sign_cb;
+	wp.sign_arg = sv.signer;
 	wp.origin = cfg->broker.log_origin;
 	wp.ckpt_every_entries = cfg->checkpoint.every_entries;
 	wp.ckpt_every_ms = cfg->checkpoint.every_ms;
@@ -804,8 +876,13 @@ server_run(struct broker_config *cfg)
 	serve(&sv);
 	writer_join(sv.writer);
 	sv.writer = NULL;
-	log_info("stopped cleanly");
-	err = 0;
+	if (sv.signer_lost) {
+		log_warnx("stopped: the checkpoint signer process is gone");
+		err = IHALA_EINTERNAL;
+	} else {
+		log_info("stopped cleanly");
+		err = 0;
+	}
 out:
 	while (sv.sessions != NULL) {
 		struct session *s = sv.sessions;
@@ -832,7 +909,7 @@ out:
 	}
 	metrics_stop(); /* its thread reads the store */
 	store_close(sv.store);
-	checkpoint_signer_free(sv.signer);
+	signer_stop(sv.signer); /* after the writer's last checkpoint */
 	SSL_CTX_free(sv.ssl);
 	if (sv.sigfd >= 0) {
 		close(sv.sigfd);

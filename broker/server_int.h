@@ -22,7 +22,7 @@
 struct session;
 struct broker_config;
 struct store;
-struct checkpoint_signer;
+struct signer;
 struct writer;
 struct writer_policy;
 struct wreq;
@@ -81,13 +81,17 @@ struct server {
 	struct broker_config *cfg;
 	SSL_CTX *ssl;
 	struct store *store;
-	struct checkpoint_signer *signer;
+	struct signer *signer; /* the checkpoint key's process (signer.h) */
+	int signer_lost;       /* it died: stopping, exit status 1 */
 	void *zctx;
 	void *router;
 	void *wpair;
 	struct writer *writer;
 	struct writer_policy *policy;
 	int sigfd;
+	/* Root was dropped at start: reloads keep the TLS certificate and key read before (only
+	 * root can read the key) and re-read the rest. */
+	int keys_kept;
 
 	struct conns *conns;
 	struct ratelog *refusals; /* security: lines about refusals, per agency */

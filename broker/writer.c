@@ -106,6 +106,8 @@ writer_start(const struct writer_params *params, struct writer **out)
 	lp.store = params->store;
 	lp.policy = params->policy;
 	lp.signer = params->signer;
+	lp.sign = params->sign;
+	lp.sign_arg = params->sign_arg;
 	lp.origin = params->origin;
 	lp.ckpt_every_entries = params->ckpt_every_entries;
 	lp.ckpt_every_ms = params->ckpt_every_ms;

@@ -26,8 +26,12 @@ struct writer_params {
 	const char *endpoint; /* inproc endpoint the main thread bound (PAIR) */
 	struct writer_policy *policy;
 	size_t max_batch;
-	struct checkpoint_signer *signer; /* NULL: no checkpoints */
-	const char *origin;               /* copied by writer_start (up to 255 bytes) */
+	struct checkpoint_signer *signer; /* NULL: no checkpoints (unless sign is set) */
+	/* As ledger_params.sign (the broker's signer process); NULL: `signer`. */
+	int (*sign)(void *arg, const char *origin, uint64_t size, const uint8_t root[32],
+	            char **text_out);
+	void *sign_arg;
+	const char *origin; /* copied by writer_start (up to 255 bytes) */
 	uint64_t ckpt_every_entries;
 	uint64_t ckpt_every_ms;
 	int auto_grow; /* grow the map instead of refusing when it is nearly full */

@@ -940,8 +940,12 @@ set_value(struct parser *p, void *base, const struct conf_option *o, const char 
 			free(path);
 			return -1;
 		}
-		r = o->type == CONF_PATH_FILE ? check_file(p, line, o, path)
-		                              : check_dir(p, line, o, path);
+		if ((o->flags & CONF_SECRET) && (p->spec->flags & CONF_SPEC_SECRETS_KEPT)) {
+			r = 0;
+		} else {
+			r = o->type == CONF_PATH_FILE ? check_file(p, line, o, path)
+			                              : check_dir(p, line, o, path);
+		}
 		if (r != 0) {
 			free(path);
 			return -1;

@@ -90,7 +90,13 @@ struct conf_spec {
 	void *(*open_section)(void *user, const char *section, const char *suffix, char *why,
 	                      size_t whylen);
 	void *user;
+	unsigned flags; /* CONF_SPEC_SECRETS_KEPT or 0 */
 };
+
+/* The files of CONF_SECRET rows are not opened (a broker re-reading its configuration after
+ * dropping root cannot read them): only their paths are taken. The caller keeps the keys it
+ * read at start-up. */
+#define CONF_SPEC_SECRETS_KEPT 0x01
 
 /* The errors of one parse; plain data, owned by whoever declared it. */
 struct conf_error {

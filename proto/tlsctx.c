@@ -330,16 +330,40 @@ client_hello_check(SSL *ssl, int *al, void *arg)
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
 
+/* The certificate, its chain and the private key of `from`, into `ctx` (references taken). */
 static int
-ctx_new(const struct tls_files *f, int server, SSL_CTX **out, char *err, size_t errlen)
+identity_copy(SSL_CTX *ctx, SSL_CTX *from, char *err, size_t errlen)
+{
+	STACK_OF(X509) *chain = NULL;
+	X509 *cert = SSL_CTX_get0_certificate(from);
+	EVP_PKEY *pkey = SSL_CTX_get0_privatekey(from);
+
+	if (cert == NULL || pkey == NULL) {
+		seterr(err, errlen, "the TLS context in force has no certificate and key to keep");
+		return IHALA_EINVAL;
+	}
+	if (SSL_CTX_get0_chain_certs(from, &chain) != 1 ||
+	    SSL_CTX_use_certificate(ctx, cert) != 1 || SSL_CTX_use_PrivateKey(ctx, pkey) != 1 ||
+	    (chain != NULL && SSL_CTX_set1_chain(ctx, chain) != 1)) {
+		return load_failed(err, errlen, "certificate and key", "kept from start-up",
+		                   IHALA_ETLS);
+	}
+	return 0;
+}
+
+/* keep: NULL, or a context whose certificate and key are taken instead of f's files. */
+static int
+ctx_new(const struct tls_files *f, int server, SSL_CTX *keep, SSL_CTX **out, char *err,
+        size_t errlen)
 {
 	STACK_OF(X509_NAME) *names = NULL;
 	X509_STORE *store;
 	SSL_CTX *ctx;
 	int rc;
 
-	if (f == NULL || out == NULL || f->ca_file == NULL || f->cert_file == NULL ||
-	    f->key_file == NULL || (server && f->crl_file == NULL)) {
+	if (f == NULL || out == NULL || f->ca_file == NULL ||
+	    (keep == NULL && (f->cert_file == NULL || f->key_file == NULL)) ||
+	    (server && f->crl_file == NULL)) {
 		seterr(err, errlen, "TLS needs a CA file, a certificate, a private key%s",
 		       server ? " and a CRL file" : "");
 		return IHALA_EINVAL;
@@ -386,23 +410,31 @@ ctx_new(const struct tls_files *f, int server, SSL_CTX **out, char *err, size_t 
 		X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
 	}
 
-	rc = check_readable("certificate", f->cert_file, err, errlen);
-	if (rc != 0) {
-		goto fail;
-	}
-	if (SSL_CTX_use_certificate_chain_file(ctx, f->cert_file) != 1) {
-		rc = load_failed(err, errlen, "certificate", f->cert_file, IHALA_ECONFIG);
-		goto fail;
-	}
-	rc = load_key(ctx, f->key_file, f->cert_file, err, errlen);
-	if (rc != 0) {
-		goto fail;
+	if (keep != NULL) {
+		rc = identity_copy(ctx, keep, err, errlen);
+		if (rc != 0) {
+			goto fail;
+		}
+	} else {
+		rc = check_readable("certificate", f->cert_file, err, errlen);
+		if (rc != 0) {
+			goto fail;
+		}
+		if (SSL_CTX_use_certificate_chain_file(ctx, f->cert_file) != 1) {
+			rc = load_failed(err, errlen, "certificate", f->cert_file, IHALA_ECONFIG);
+			goto fail;
+		}
+		rc = load_key(ctx, f->key_file, f->cert_file, err, errlen);
+		if (rc != 0) {
+			goto fail;
+		}
 	}
 	ERR_clear_error();
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		ERR_clear_error();
-		seterr(err, errlen, "private key '%s' does not match certificate '%s'", f->key_file,
-		       f->cert_file);
+		seterr(err, errlen, "private key '%s' does not match certificate '%s'",
+		       f->key_file != NULL ? f->key_file : "(kept)",
+		       f->cert_file != NULL ? f->cert_file : "(kept)");
 		rc = IHALA_ECONFIG;
 		goto fail;
 	}
@@ -435,13 +467,24 @@ fail:
 int
 tlsctx_server_new(const struct tls_files *f, SSL_CTX **out, char *err, size_t errlen)
 {
-	return ctx_new(f, 1, out, err, errlen);
+	return ctx_new(f, 1, NULL, out, err, errlen);
+}
+
+int
+tlsctx_server_renew(const struct tls_files *f, SSL_CTX *keep, SSL_CTX **out, char *err,
+                    size_t errlen)
+{
+	if (keep == NULL) {
+		seterr(err, errlen, "no TLS context to keep the certificate and key of");
+		return IHALA_EINVAL;
+	}
+	return ctx_new(f, 1, keep, out, err, errlen);
 }
 
 int
 tlsctx_client_new(const struct tls_files *f, SSL_CTX **out, char *err, size_t errlen)
 {
-	return ctx_new(f, 0, out, err, errlen);
+	return ctx_new(f, 0, NULL, out, err, errlen);
 }
 
 int

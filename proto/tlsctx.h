@@ -53,6 +53,16 @@ int tlsctx_server_new(const struct tls_files *f, SSL_CTX **out, char *err, size_
 int tlsctx_client_new(const struct tls_files *f, SSL_CTX **out, char *err, size_t errlen);
 
 /*
+ * A server context as tlsctx_server_new, with the CA file and CRL read from f but the
+ * certificate (and its chain) and private key of `keep` (borrowed; the new context takes its
+ * own references): f->cert_file and f->key_file are not read. For a broker reloading after
+ * dropping root, whose key file only root can read. Errors as tlsctx_server_new, and
+ * IHALA_EINVAL when keep is NULL or has no certificate and key.
+ */
+int tlsctx_server_renew(const struct tls_files *f, SSL_CTX *keep, SSL_CTX **out, char *err,
+                        size_t errlen);
+
+/*
  * Re-verify a certificate, as the server verifies a client certificate at
  * handshake, against ctx's current trust store (CA and CRL, at the current
  * time). The broker calls it on SIGHUP with the freshly built context for

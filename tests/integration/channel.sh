@@ -7,7 +7,7 @@
 PROBE=$IHALA_BUILD/tests/tools/probe
 TAPPROXY=$IHALA_BUILD/tests/tools/tapproxy
 
-plan 87
+plan 91
 
 for b in "$IHALA_BUILD/ihala-broker" "$PROBE" "$TAPPROXY"; do
 	if [ ! -x "$b" ]; then
@@ -295,6 +295,33 @@ check "reload: moh's session was not closed" bash -c "! grep -q '^closed' '$T/ho
 out=$(probe_as hi welcome 2>&1)
 check "reload: a new handshake of hi is refused as revoked" out_has "$out" '^refused: .*certificate revoked'
 check "reload: moh still gets in" welcome_ok moh
+
+# --- a handshake that straddles the reload is judged by the CRL in force when it ends ----------
+# hi welcome again (the old CRL back), then hi's handshake held after the broker's flight while
+# the CRL revoking hi is installed: finishing it after the reload must not open a session.
+reloads() { grep -c 'reload done' "$D/broker.log"; }
+n=$(reloads)
+cp "$IHALA_PKI/ca.crl" "$D/crl.pem"
+kill -HUP "$BROKER_PID"
+wait_for 5 eval '[ "$(reloads)" -gt "$n" ]'
+check "straddle: hi gets in again under the old CRL" welcome_ok hi hi ngo
+mark=$(log_mark)
+rm -f "$T/straddle.go"
+bg probe_as hi --timeout 5000 straddle "$T/straddle.go" >"$T/straddle.out" 2>&1
+ST_PID=$LAST_PID
+wait_for 5 grep -q '^held$' "$T/straddle.out"
+n=$(reloads)
+cp "$IHALA_PKI/ca-hi-revoked.crl" "$D/crl.pem"
+kill -HUP "$BROKER_PID"
+wait_for 5 eval '[ "$(reloads)" -gt "$n" ]'
+touch "$T/straddle.go"
+wait "$ST_PID"
+check "straddle: the handshake begun before the reload is refused as revoked" \
+	file_has "$T/straddle.out" '^refused: CERTIFICATE_REVOKED'
+check "straddle: the broker logs it as a security event" \
+	wait_for 3 log_has_since "$mark" "security: session [0-9]+: refused: .*revoked"
+check "straddle: no session of hi was authenticated" \
+	bash -c "! tail -n +$((mark + 1)) '$D/broker.log' | grep -q \"agency 'hi' (ngo) authenticated\""
 
 # --- nothing in clear on the wire ---------------------------------------------------------------
 PPORT=$(quiet_port)

@@ -6,7 +6,7 @@
 LG=$IHALA_BUILD/tests/tools/loadgen
 PROBE=$IHALA_BUILD/tests/tools/probe
 BROKER=$IHALA_BUILD/ihala-broker
-plan 62
+plan 70
 
 port=$(free_port)
 mport=$(free_port)
@@ -220,6 +220,15 @@ if [ "$(id -u)" = 0 ] && getent passwd nobody >/dev/null; then
 	sed -i "s/^user = .*/user = nobody/" "$T/p/broker.conf"
 	chown nobody "$T/p/data"
 	chmod 700 "$T/p/data"
+	# What a reload re-reads must be readable by nobody (the configuration, CA, CRL); the
+	# keys stay root's, mode 0600, as documented.
+	chmod 711 "$T"
+	chmod 755 "$T/p"
+	cp "$IHALA_PKI/ca.crl" "$T/p/crl.pem"
+	chmod 644 "$T/p/crl.pem" "$T/p/broker.conf"
+	mport=$(free_port)
+	sed -i -e "s|^crl_file = .*|crl_file = $T/p/crl.pem|" \
+		-e "/^\[broker\]/a metrics_listen = tcp://127.0.0.1:$mport" "$T/p/broker.conf"
 	start_broker "$T/p"
 	pp=$BROKER_PID
 	nuid=$(id -u nobody)
@@ -241,9 +250,48 @@ if [ "$(id -u)" = 0 ] && getent passwd nobody >/dev/null; then
 	pport=$(sed -n 's|^listen = tcp://127.0.0.1:||p' "$T/p/broker.conf")
 	pdma=$(write_client_conf "$T/p" dma "$pport")
 	check "... and it serves from its data dir owned by nobody" $LG submit "$pdma" moh 2 P "$T/p/p.receipts"
+
+	# A reload as nobody: the new CRL applies, the TLS key (root's) stays from start.
+	port=$pport
+	plog=$T/p/broker.log
+	preloads() { grep -c 'reload done' "$plog"; }
+	bg probe_as hi hold 6 >"$T/p/hold-hi.out" 2>&1
+	phi=$LAST_PID
+	wait_for 5 grep -q '^welcome hi' "$T/p/hold-hi.out"
+	n=$(preloads)
+	cp "$IHALA_PKI/ca-hi-revoked.crl" "$T/p/crl.pem"
+	kill -HUP "$BROKER_PID"
+	check "as nobody: SIGHUP with a new CRL reloads (root-only keys kept from start)" \
+		wait_for 5 eval '[ "$(preloads)" -gt "$n" ]'
+	check "... and closes the session of hi, now revoked" \
+		wait_for 5 grep -q '^closed: CERTIFICATE_REVOKED' "$T/p/hold-hi.out"
+	wait "$phi"
+	check "... a new session of hi is refused" refused_as hi
+	check "... moh still gets in (the broker's certificate and key still serve)" welcome_as moh
+	scrape "$T/p/m1"
+	check "... counted: ihala_reloads_total{result=\"applied\"} 1" \
+		is "$T/p/m1" 'ihala_reloads_total{result="applied"}' 1
+	cp "$IHALA_PKI/broker.key" "$T/p/broker2.key"
+	chmod 600 "$T/p/broker2.key"
+	sed -i "s|^key_file = .*/broker.key$|key_file = $T/p/broker2.key|" "$T/p/broker.conf"
+	n=$(preloads)
+	kill -HUP "$BROKER_PID"
+	wait_for 5 eval '[ "$(preloads)" -gt "$n" ]'
+	check "as nobody: a new TLS key path is named as taking effect at the next start" \
+		grep -q "reload: the broker's TLS certificate or key changed; running as user 'nobody'.*next start" "$plog"
+	sed -i "/^\[broker\]/a listn = tcp://127.0.0.1:1" "$T/p/broker.conf"
+	kill -HUP "$BROKER_PID"
+	check "as nobody: a refused reload is a security: line" \
+		wait_for 5 grep -q 'security: reload refused: the configuration in force is unchanged' "$plog"
+	scrape "$T/p/m2"
+	check "... and counted: ihala_reloads_total{result=\"refused\"} 1" \
+		is "$T/p/m2" 'ihala_reloads_total{result="refused"}' 1
 	stop_broker
 else
-	for d in "runs as nobody" "gids are nobody's" "groups are nobody's" "serves as nobody"; do
+	for d in "runs as nobody" "gids are nobody's" "groups are nobody's" "serves as nobody" \
+		"reload: CRL" "reload: revoked closed" "reload: revoked refused" "reload: moh" \
+		"reload: applied metric" "reload: restart named" "reload: refused security" \
+		"reload: refused metric"; do
 		ok "$d # SKIP not root"
 	done
 fi

@@ -437,19 +437,10 @@ print_frame(const char *prefix, const Ihala__V1__Frame *f)
  * (EXIT_REFUSED) or "timeout" (EXIT_TIMEOUT).
  */
 static int
-open_session(struct conn *c, uint64_t deadline, int print)
+await_welcome(struct conn *c, uint64_t deadline, int print)
 {
 	Ihala__V1__Frame *f = NULL;
-	int rc;
 
-	rc = conn_start_tls(c, 0);
-	if (rc == IHALA_ETIMEDOUT) {
-		printf("timeout\n");
-		return EXIT_TIMEOUT;
-	}
-	if (rc != 0) {
-		return EXIT_LOCAL;
-	}
 	for (;;) {
 		switch (conn_next(c, deadline, &f)) {
 		case EV_FRAME:
@@ -488,6 +479,21 @@ open_session(struct conn *c, uint64_t deadline, int print)
 			return EXIT_LOCAL;
 		}
 	}
+}
+
+static int
+open_session(struct conn *c, uint64_t deadline, int print)
+{
+	int rc = conn_start_tls(c, 0);
+
+	if (rc == IHALA_ETIMEDOUT) {
+		printf("timeout\n");
+		return EXIT_TIMEOUT;
+	}
+	if (rc != 0) {
+		return EXIT_LOCAL;
+	}
+	return await_welcome(c, deadline, print);
 }
 
 /*
@@ -971,6 +977,58 @@ take_hello(struct conn *c, uint8_t *buf, size_t cap, size_t *len)
 	}
 	channel_take_out(conn_channel(c), buf, cap, len);
 	return *len >= 16 ? 0 : IHALA_ETLS;
+}
+
+/*
+ * A handshake that straddles a reload: ClientHello, the broker's whole flight taken in (its
+ * certificate checked, ours made ready), then our certificate held back until the file
+ * `trigger` exists; then as welcome. Prints "held" when the broker's flight is in.
+ */
+static int
+mode_straddle(const char *trigger)
+{
+	uint8_t buf[WIRE_CHUNK], type;
+	uint64_t deadline;
+	size_t len;
+	struct conn c;
+	int rc;
+
+	if (conn_open(&c, 1) != 0) {
+		return EXIT_LOCAL;
+	}
+	deadline = now_ms() + (uint64_t)opt.timeout_ms;
+	rc = conn_start_tls(&c, 0);
+	if (rc != 0) {
+		conn_close(&c);
+		return rc == IHALA_ETIMEDOUT ? (printf("timeout\n"), EXIT_TIMEOUT) : EXIT_LOCAL;
+	}
+	/* Fed by hand, so that nothing flushes our answer before the trigger. */
+	while (channel_state(conn_channel(&c)) == CHANNEL_HANDSHAKING) {
+		rc = conn_recv(&c, deadline, &type, buf, sizeof(buf), &len);
+		if (rc != 1 || type != CHANNEL_MSG_TLS) {
+			printf(rc == 0 ? "timeout\n" : "refused: no server flight\n");
+			conn_close(&c);
+			return rc == 0 ? EXIT_TIMEOUT : EXIT_REFUSED;
+		}
+		if (channel_feed(conn_channel(&c), buf, len) != 0) {
+			printf("refused: %s\n", channel_error_text(conn_channel(&c)));
+			conn_close(&c);
+			return EXIT_REFUSED;
+		}
+	}
+	printf("held\n");
+	fflush(stdout);
+	while (access(trigger, F_OK) != 0) {
+		if (left_ms(deadline) == 0) {
+			printf("timeout\n");
+			conn_close(&c);
+			return EXIT_TIMEOUT;
+		}
+		usleep(10 * 1000);
+	}
+	rc = await_welcome(&c, now_ms() + (uint64_t)opt.timeout_ms, 1);
+	conn_bye(&c);
+	return rc;
 }
 
 /* The first half of a ClientHello, then silence; then one byte to see if it was dropped. */
@@ -1559,6 +1617,8 @@ usage(FILE *fp)
 	    "connection)\n"
 	    "  halfhandshake            half a ClientHello: 'halfhandshake: silent|answered, "
 	    "dropped|pending'\n"
+	    "  straddle FILE            the broker's flight in, then 'held'; our certificate sent\n"
+	    "                           once FILE exists; then as welcome\n"
 	    "  slowloris                a ClientHello byte by byte: 'dropped after S s'\n"
 	    "  bigmsg SIZE              one ZeroMQ message of SIZE bytes: 'disconnected', 'reset', "
 	    "'timeout'\n"
@@ -1638,6 +1698,9 @@ run_mode(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		return mode_halfopen(a, b);
+	}
+	if (strcmp(m, "straddle") == 0 && argc == 2) {
+		return mode_straddle(argv[1]);
 	}
 	if (strcmp(m, "halfhandshake") == 0 && argc == 1) {
 		return mode_halfhandshake();

@@ -276,13 +276,46 @@ test_crl_next_update(void **state)
 	SSL_CTX_free(ctx);
 }
 
+/* A renewed server context reads CA and CRL again but keeps the certificate and key of the
+ * context given, without reading the key file (a broker reloading after dropping root). */
+static void
+test_renew(void **state)
+{
+	SSL_CTX *ctx = NULL, *ctx2 = NULL;
+	struct tls_files tf;
+	char err[512];
+	X509 *x;
+
+	(void)state;
+	assert_int_equal(server_new("ca.crl", "broker", &ctx, err, sizeof(err)), 0);
+	memset(&tf, 0, sizeof(tf));
+	tf.ca_file = pk("ca.pem");
+	tf.crl_file = pk("ca-hi-revoked.crl");
+	tf.key_file = "/nonexistent/broker.key"; /* not read */
+	assert_int_equal(tlsctx_server_renew(&tf, NULL, &ctx2, err, sizeof(err)), IHALA_EINVAL);
+	assert_int_equal(tlsctx_server_renew(&tf, ctx, &ctx2, err, sizeof(err)), 0);
+	assert_int_equal(X509_cmp(SSL_CTX_get0_certificate(ctx), SSL_CTX_get0_certificate(ctx2)),
+	                 0);
+	assert_int_equal(EVP_PKEY_eq(SSL_CTX_get0_privatekey(ctx), SSL_CTX_get0_privatekey(ctx2)),
+	                 1);
+	x = read_cert("hi.pem");
+	assert_int_equal(tlsctx_verify_cert(ctx, x, NULL, err, sizeof(err)), 0);
+	assert_int_equal(tlsctx_verify_cert(ctx2, x, NULL, err, sizeof(err)), IHALA_EREVOKED);
+	X509_free(x);
+	/* The old context may go first: the new one holds its own references. */
+	SSL_CTX_free(ctx);
+	assert_non_null(SSL_CTX_get0_privatekey(ctx2));
+	assert_int_equal(SSL_CTX_check_private_key(ctx2), 1);
+	SSL_CTX_free(ctx2);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_contexts),        cmocka_unit_test(test_key_secrecy),
 	    cmocka_unit_test(test_identity),        cmocka_unit_test(test_crl),
-	    cmocka_unit_test(test_crl_next_update),
+	    cmocka_unit_test(test_crl_next_update), cmocka_unit_test(test_renew),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
