@@ -227,20 +227,166 @@ log_entry(struct ledger *lg, struct store_wtxn *w, const Ihala__V1__LogEntry *e_
 #define TAG_UPDATE 'S'   /* any other submission */
 #define TAG_EVENT 'E'    /* a broker event (received, overdue) */
 
+static void
+refuse(struct wreq *r, int err, const char *text)
+{
+	r->err = err;
+	r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
+	snprintf(r->text, sizeof(r->text), "%s", text != NULL ? text : ihala_strerror(err));
+}
+
+/* ---- fair shares: one sender's part of a recipient's queue, one referral's volume ---- */
+
+/* Meta keys of the counters: undelivered entries of `sender` in `recipient`'s queue, and
+ * envelope bytes logged on referral `rid`. */
+#define SHARE_PREFIX "qshare:"
+#define REFBYTES_PREFIX "refbytes:"
+
+static uint64_t
+meta_u64(struct store_rtxn *rv, const char *key)
+{
+	const void *v;
+	size_t len;
+	uint64_t n = 0;
+
+	if (store_meta_get(rv, key, &v, &len) == 0 && len == sizeof(n)) {
+		memcpy(&n, v, sizeof(n));
+	}
+	return n;
+}
+
 static int
-queue_put(struct store_wtxn *w, const char *agency, uint64_t seq, char kind, const char *rid)
+meta_u64_put(struct store_wtxn *w, const char *key, uint64_t n)
+{
+	if (n == 0) {
+		int err = store_meta_del(w, key);
+
+		return err == IHALA_ENOTFOUND ? 0 : err;
+	}
+	return store_meta_put(w, key, &n, sizeof(n));
+}
+
+static void
+share_key(char *buf, size_t len, const char *recipient, const char *sender)
+{
+	snprintf(buf, len, SHARE_PREFIX "%s:%s", recipient, sender);
+}
+
+/* Add `delta` (+1 or -1) to the sender's count in the recipient's queue. */
+static int
+share_add(struct store_wtxn *w, const char *recipient, const char *sender, int delta)
+{
+	char key[2 * ID_AGENCY_MAX + 16];
+	uint64_t n;
+
+	if (sender == NULL || sender[0] == '\0') {
+		return 0; /* the broker's own entries are nobody's share */
+	}
+	share_key(key, sizeof(key), recipient, sender);
+	n = meta_u64(store_wread(w), key);
+	if (delta < 0) {
+		n = n > 0 ? n - 1 : 0; /* entries queued before the counter existed */
+	} else {
+		n++;
+	}
+	return meta_u64_put(w, key, n);
+}
+
+/* Messages logged on the referral whose history is `st` since `since_ms`, counted up to
+ * `stop` (the limit: no need to look further back). */
+static uint64_t
+recent_history(const Ihala__V1__ReferralState *st, uint64_t since_ms, uint64_t stop)
+{
+	uint64_t n = 0;
+	size_t i;
+
+	for (i = st->n_history; i > 0 && n < stop; i--) {
+		if (st->history[i - 1]->time_ms < since_ms) {
+			break;
+		}
+		n++;
+	}
+	return n;
+}
+
+/*
+ * The fair-share checks of an accepted submission to `recipient` on referral `cur` (NULL: a
+ * new one): the sender's share of the recipient's queue, the referral's message rate and its
+ * byte quota. 0, or the refusal set on r (its text names the limit and nothing of another
+ * agency's figures). *refbytes gets the referral's logged bytes so far.
+ */
+static int
+shares_check(struct ledger *lg, struct store_rtxn *rv, struct wreq *r, const char *recipient,
+             const char *rid, const Ihala__V1__ReferralState *cur, uint64_t *refbytes)
+{
+	const struct writer_policy *pol = lg->p.policy;
+	char key[STORE_QUEUE_TAG_MAX + 32];
+	uint64_t share = pol->queue_limit * pol->queue_share / 100;
+
+	share = share > 0 ? share : 1;
+	share_key(key, sizeof(key), recipient, r->agency);
+	/* 0 or 100: no share but the whole queue (queue_limit, checked before). */
+	if (pol->queue_share > 0 && pol->queue_share < 100 && meta_u64(rv, key) >= share) {
+		refuse(r, IHALA_EQUEUEFULL, NULL);
+		snprintf(r->text, sizeof(r->text),
+		         "this sender's share of the recipient's queue is full (%llu undelivered "
+		         "entries, %llu%% of queue_limit); retry later",
+		         (unsigned long long)share, (unsigned long long)pol->queue_share);
+		return 1;
+	}
+	if (cur != NULL && pol->referral_rate > 0 &&
+	    recent_history(cur, r->now_ms >= 60000 ? r->now_ms - 60000 : 0, pol->referral_rate) >=
+	        pol->referral_rate) {
+		refuse(r, IHALA_EOVERLOAD, NULL);
+		snprintf(r->text, sizeof(r->text),
+		         "referral '%s' has had %llu messages in the last minute, its limit "
+		         "(referral_rate); retry later",
+		         rid, (unsigned long long)pol->referral_rate);
+		return 1;
+	}
+	snprintf(key, sizeof(key), REFBYTES_PREFIX "%s", rid);
+	*refbytes = meta_u64(rv, key);
+	if (pol->referral_bytes > 0 && *refbytes + r->env_len > pol->referral_bytes) {
+		refuse(r, IHALA_EQUOTA, NULL);
+		snprintf(r->text, sizeof(r->text),
+		         "referral '%s' would pass its quota of %llu bytes of messages "
+		         "(referral_bytes)",
+		         rid, (unsigned long long)pol->referral_bytes);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * A queued seq's tag: its kind, the referral id, and (after a NUL) its sender, so that the
+ * ack can give the sender's share back without decoding the entry.
+ */
+static int
+queue_put(struct store_wtxn *w, const char *agency, uint64_t seq, char kind, const char *rid,
+          const char *sender)
 {
 	char tag[STORE_QUEUE_TAG_MAX];
 	size_t n = rid != NULL ? strlen(rid) : 0;
+	size_t m = sender != NULL ? strlen(sender) : 0;
+	int err;
 
-	if (n + 1 > sizeof(tag)) {
+	err = share_add(w, agency, sender, 1);
+	if (err != 0) {
+		return err;
+	}
+	if (n + m + 2 > sizeof(tag)) {
 		return store_queue_put(w, agency, seq); /* untagged: the ack decodes the entry */
 	}
 	tag[0] = kind;
 	if (n > 0) {
 		memcpy(tag + 1, rid, n);
 	}
-	return store_queue_put_tagged(w, agency, seq, tag, n + 1);
+	if (m == 0) {
+		return store_queue_put_tagged(w, agency, seq, tag, n + 1);
+	}
+	tag[n + 1] = '\0';
+	memcpy(tag + n + 2, sender, m);
+	return store_queue_put_tagged(w, agency, seq, tag, n + m + 2);
 }
 
 static void
@@ -260,14 +406,6 @@ add_notify(struct wreq *r, const char *agency)
 	}
 }
 
-static void
-refuse(struct wreq *r, int err, const char *text)
-{
-	r->err = err;
-	r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
-	snprintf(r->text, sizeof(r->text), "%s", text != NULL ? text : ihala_strerror(err));
-}
-
 /* A submission inside its own savepoint `w`. Returns an LMDB-level error (the savepoint is
  * then aborted by the caller); policy refusals are results, returned as 0 with r->err set. */
 static int
@@ -279,7 +417,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	struct policy_decision d;
 	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
 	const char *rid;
-	uint64_t seq, orig;
+	uint64_t seq, orig, refbytes = 0;
 	size_t queued;
 	int err;
 
@@ -339,10 +477,16 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		goto out;
 	}
 	if (err == 0 && queued >= pol->queue_limit) {
+		/* The limit, not the queue's length: that is the recipient's business. */
 		refuse(r, IHALA_EQUEUEFULL, NULL);
 		snprintf(r->text, sizeof(r->text),
-		         "queue of '%s' is full (%zu undelivered entries); retry later",
-		         d.recipient, queued);
+		         "queue of '%s' is full (queue_limit %zu undelivered entries); retry later",
+		         d.recipient, pol->queue_limit);
+		err = 0;
+		goto out;
+	}
+	if (shares_check(lg, rv, r, d.recipient, rid, d.kind == POLICY_KIND_REFERRAL ? NULL : cur,
+	                 &refbytes) != 0) {
 		err = 0;
 		goto out;
 	}
@@ -359,7 +503,14 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	}
 	if (err == 0) {
 		err = queue_put(w, d.recipient, seq,
-		                d.kind == POLICY_KIND_REFERRAL ? TAG_REFERRAL : TAG_UPDATE, rid);
+		                d.kind == POLICY_KIND_REFERRAL ? TAG_REFERRAL : TAG_UPDATE, rid,
+		                r->agency);
+	}
+	if (err == 0) {
+		char key[STORE_QUEUE_TAG_MAX + 32];
+
+		snprintf(key, sizeof(key), REFBYTES_PREFIX "%s", rid);
+		err = meta_u64_put(w, key, refbytes + r->env_len);
 	}
 	if (err != 0) {
 		goto out;
@@ -429,7 +580,7 @@ broker_status(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState 
 	e.event = &ev;
 	err = log_entry(lg, w, &e, &seq, leaf);
 	if (err == 0) {
-		err = queue_put(w, st->referrer, seq, TAG_EVENT, st->referral_id);
+		err = queue_put(w, st->referrer, seq, TAG_EVENT, st->referral_id, NULL);
 	}
 	if (err == 0) {
 		if (status == S(OVERDUE)) {
@@ -481,11 +632,16 @@ ack_about_entry(struct store_rtxn *rv, uint64_t seq, char *tag, size_t cap, size
 		rid = orig->event->referral_id; /* a broker event (received, overdue) */
 	}
 	if (rid != NULL && strlen(rid) + 1 <= cap) {
-		size_t n = strlen(rid);
+		size_t n = strlen(rid), m = orig->sender != NULL ? strlen(orig->sender) : 0;
 
 		tag[0] = kind;
 		memcpy(tag + 1, rid, n);
 		*tag_len = n + 1;
+		if (kind != TAG_EVENT && m > 0 && n + m + 2 <= cap) {
+			tag[n + 1] = '\0';
+			memcpy(tag + n + 2, orig->sender, m);
+			*tag_len = n + m + 2;
+		}
 	}
 	if (env != NULL) {
 		ihala__v1__envelope__free_unpacked(env, NULL);
@@ -517,6 +673,13 @@ apply_ack_one(struct ledger *lg, struct store_wtxn *w, struct wreq *r, uint64_t 
 		return err;
 	}
 	tag[tag_len] = '\0';
+	/* The sender's share of this queue has room again. */
+	if (tag_len > 0 && tag[0] != TAG_EVENT && strlen(tag + 1) + 2 < tag_len) {
+		err = share_add(w, r->agency, tag + strlen(tag + 1) + 2, -1);
+		if (err != 0) {
+			return err;
+		}
+	}
 	/* The recipient took a new referral: the broker marks it received (DESIGN §7). One
 	 * entry, from the acking agency to the referrer, records both the delivery and the
 	 * new status (PROTOCOL.md §7.3). */

@@ -99,6 +99,25 @@ preauth_make_room(struct server *sv, const char *addr)
 	sessions_reap(sv);
 }
 
+/* Everything the session has queued, then `m`, processed now (in arrival order). */
+static void
+input_now(struct server *sv, struct session *s, zmq_msg_t *m)
+{
+	const uint8_t *p;
+	size_t len;
+
+	while (!s->dead && inq_peek(s->inq, &p, &len)) {
+		session_input(sv, s, p + 1, len - 1);
+		inq_pop(s->inq);
+	}
+	if (!s->dead) {
+		session_input(sv, s, (const uint8_t *)zmq_msg_data(m) + 1, zmq_msg_size(m) - 1);
+	}
+	if (s->dead) {
+		inq_clear(s->inq);
+	}
+}
+
 static void
 router_input(struct server *sv)
 {
@@ -191,6 +210,19 @@ router_input(struct server *sv)
 	if (!s->dead) {
 		int err = inq_push(s->inq, &m, sv->cfg->limits.in_cap);
 
+		if (err == IHALA_EOVERLOAD && s->authed) {
+			/*
+			 * An agency that sends faster than its share of turns is served now
+			 * rather than cut off: what it sent is only frames to answer, and past
+			 * its share of in-flight bytes its submissions are answered at once with
+			 * transient OVERLOADED receipts (handle_submit()), so its input never
+			 * holds more than in_cap here nor its submissions more than
+			 * max_inflight_bytes in the writer. A client that sends and never reads
+			 * fills its own output (out_cap) and loses those answers.
+			 */
+			input_now(sv, s, &m);
+			err = 0;
+		}
 		if (err != 0) {
 			log_security("session %llu (%s): more than %llu bytes of input waiting; "
 			             "closing",
@@ -258,6 +290,8 @@ writer_input(struct server *sv)
 				Ihala__V1__Receipt rc = IHALA__V1__RECEIPT__INIT;
 
 				s->inflight_submits--;
+				s->inflight_bytes -=
+				    r->env_len < s->inflight_bytes ? r->env_len : s->inflight_bytes;
 				rc.message_id = r->env->message_id;
 				rc.seq = r->seq;
 				rc.status = r->status;
