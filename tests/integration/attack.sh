@@ -173,7 +173,7 @@ check "sessions: moh got its 64 sessions and no more" \
 #    queue: it used to fill (queue_limit) and every other sender to molsa, the honest dma
 #    included, got QUEUE_FULL. moh may fill its share (queue_share, 50%) and no more.
 note_flood() {
-	"$NOTES" -b "$EP" -P "$IHALA_PKI" -a moh -t molsa -n 6000 -W 200 -T 60
+	"$NOTES" -b "$EP" -P "$IHALA_PKI" -a moh -t molsa -n 11000 -W 200 -T 90
 }
 attack note-flood 1 note_flood
 nf_ok=$(sed -n 's/^notes=//p' "$T/note-flood.attack")
