@@ -286,6 +286,7 @@ handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
 		send_error(sv, s, err, q->request_id, text);
 	} else {
 		st->request_id = q->request_id;
+		st->bytes_logged = 0; /* the broker's bookkeeping (referral_bytes) */
 		f.kind_case = IHALA__V1__FRAME__KIND_REFERRAL_STATE;
 		f.referral_state = st;
 		session_send(sv, s, &f);

@@ -237,10 +237,9 @@ refuse(struct wreq *r, int err, const char *text)
 
 /* ---- fair shares: one sender's part of a recipient's queue, one referral's volume ---- */
 
-/* Meta keys of the counters: undelivered entries of `sender` in `recipient`'s queue, and
- * envelope bytes logged on referral `rid`. */
+/* Meta key of the counter of undelivered entries of `sender` in `recipient`'s queue. (The
+ * bytes logged on a referral are kept in its state, saved with every entry anyway.) */
 #define SHARE_PREFIX "qshare:"
-#define REFBYTES_PREFIX "refbytes:"
 
 static uint64_t
 meta_u64(struct store_rtxn *rv, const char *key)
@@ -272,24 +271,27 @@ share_key(char *buf, size_t len, const char *recipient, const char *sender)
 	snprintf(buf, len, SHARE_PREFIX "%s:%s", recipient, sender);
 }
 
-/* Add `delta` (+1 or -1) to the sender's count in the recipient's queue. */
+/* The sender's count in the recipient's queue is `n`. */
 static int
-share_add(struct store_wtxn *w, const char *recipient, const char *sender, int delta)
+share_put(struct store_wtxn *w, const char *recipient, const char *sender, uint64_t n)
+{
+	char key[2 * ID_AGENCY_MAX + 16];
+
+	share_key(key, sizeof(key), recipient, sender);
+	return meta_u64_put(w, key, n);
+}
+
+/* One entry of the sender's left the recipient's queue. */
+static int
+share_release(struct store_wtxn *w, const char *recipient, const char *sender)
 {
 	char key[2 * ID_AGENCY_MAX + 16];
 	uint64_t n;
 
-	if (sender == NULL || sender[0] == '\0') {
-		return 0; /* the broker's own entries are nobody's share */
-	}
 	share_key(key, sizeof(key), recipient, sender);
 	n = meta_u64(store_wread(w), key);
-	if (delta < 0) {
-		n = n > 0 ? n - 1 : 0; /* entries queued before the counter existed */
-	} else {
-		n++;
-	}
-	return meta_u64_put(w, key, n);
+	/* 0: an entry queued before the counter existed */
+	return n > 0 ? meta_u64_put(w, key, n - 1) : 0;
 }
 
 /* Messages logged on the referral whose history is `st` since `since_ms`, counted up to
@@ -313,20 +315,23 @@ recent_history(const Ihala__V1__ReferralState *st, uint64_t since_ms, uint64_t s
  * The fair-share checks of an accepted submission to `recipient` on referral `cur` (NULL: a
  * new one): the sender's share of the recipient's queue, the referral's message rate and its
  * byte quota. 0, or the refusal set on r (its text names the limit and nothing of another
- * agency's figures). *refbytes gets the referral's logged bytes so far.
+ * agency's figures). *queued gets the sender's entries in the recipient's queue, *refbytes
+ * the referral's logged bytes so far.
  */
 static int
 shares_check(struct ledger *lg, struct store_rtxn *rv, struct wreq *r, const char *recipient,
-             const char *rid, const Ihala__V1__ReferralState *cur, uint64_t *refbytes)
+             const char *rid, const Ihala__V1__ReferralState *cur, uint64_t *queued,
+             uint64_t *refbytes)
 {
 	const struct writer_policy *pol = lg->p.policy;
-	char key[STORE_QUEUE_TAG_MAX + 32];
+	char key[2 * ID_AGENCY_MAX + 16];
 	uint64_t share = pol->queue_limit * pol->queue_share / 100;
 
 	share = share > 0 ? share : 1;
 	share_key(key, sizeof(key), recipient, r->agency);
+	*queued = meta_u64(rv, key);
 	/* 0 or 100: no share but the whole queue (queue_limit, checked before). */
-	if (pol->queue_share > 0 && pol->queue_share < 100 && meta_u64(rv, key) >= share) {
+	if (pol->queue_share > 0 && pol->queue_share < 100 && *queued >= share) {
 		refuse(r, IHALA_EQUEUEFULL, NULL);
 		snprintf(r->text, sizeof(r->text),
 		         "this sender's share of the recipient's queue is full (%llu undelivered "
@@ -344,8 +349,7 @@ shares_check(struct ledger *lg, struct store_rtxn *rv, struct wreq *r, const cha
 		         rid, (unsigned long long)pol->referral_rate);
 		return 1;
 	}
-	snprintf(key, sizeof(key), REFBYTES_PREFIX "%s", rid);
-	*refbytes = meta_u64(rv, key);
+	*refbytes = cur != NULL ? cur->bytes_logged : 0;
 	if (pol->referral_bytes > 0 && *refbytes + r->env_len > pol->referral_bytes) {
 		refuse(r, IHALA_EQUOTA, NULL);
 		snprintf(r->text, sizeof(r->text),
@@ -368,12 +372,7 @@ queue_put(struct store_wtxn *w, const char *agency, uint64_t seq, char kind, con
 	char tag[STORE_QUEUE_TAG_MAX];
 	size_t n = rid != NULL ? strlen(rid) : 0;
 	size_t m = sender != NULL ? strlen(sender) : 0;
-	int err;
 
-	err = share_add(w, agency, sender, 1);
-	if (err != 0) {
-		return err;
-	}
 	if (n + m + 2 > sizeof(tag)) {
 		return store_queue_put(w, agency, seq); /* untagged: the ack decodes the entry */
 	}
@@ -417,7 +416,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	struct policy_decision d;
 	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
 	const char *rid;
-	uint64_t seq, orig, refbytes = 0;
+	uint64_t seq, orig, refbytes = 0, sender_queued = 0;
 	size_t queued;
 	int err;
 
@@ -486,7 +485,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		goto out;
 	}
 	if (shares_check(lg, rv, r, d.recipient, rid, d.kind == POLICY_KIND_REFERRAL ? NULL : cur,
-	                 &refbytes) != 0) {
+	                 &sender_queued, &refbytes) != 0) {
 		err = 0;
 		goto out;
 	}
@@ -507,10 +506,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		                r->agency);
 	}
 	if (err == 0) {
-		char key[STORE_QUEUE_TAG_MAX + 32];
-
-		snprintf(key, sizeof(key), REFBYTES_PREFIX "%s", rid);
-		err = meta_u64_put(w, key, refbytes + r->env_len);
+		err = share_put(w, d.recipient, r->agency, sender_queued + 1);
 	}
 	if (err != 0) {
 		goto out;
@@ -544,6 +540,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		err = refstate_add_history(cur, seq, r->now_ms, r->agency, cur->status, what);
 	}
 	if (err == 0) {
+		cur->bytes_logged = refbytes + r->env_len;
 		err = state_save(lg, w, cur);
 	}
 	if (err == 0) {
@@ -675,7 +672,7 @@ apply_ack_one(struct ledger *lg, struct store_wtxn *w, struct wreq *r, uint64_t 
 	tag[tag_len] = '\0';
 	/* The sender's share of this queue has room again. */
 	if (tag_len > 0 && tag[0] != TAG_EVENT && strlen(tag + 1) + 2 < tag_len) {
-		err = share_add(w, r->agency, tag + strlen(tag + 1) + 2, -1);
+		err = share_release(w, r->agency, tag + strlen(tag + 1) + 2);
 		if (err != 0) {
 			return err;
 		}
