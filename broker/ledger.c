@@ -26,8 +26,22 @@ struct frontier {
 	uint8_t hash[FRONTIER_LEVELS][MERKLE_HASH_LEN];
 };
 
+/* Senders' counts in recipients' queues, read and changed during one batch and written back
+ * once before its commit (see share_slot()). */
+#define SHARE_CACHE 64
+#define SHARE_KEY_MAX (2 * ID_AGENCY_MAX + 16)
+
+struct share_slot {
+	char key[SHARE_KEY_MAX];
+	uint64_t n;
+	int dirty;
+};
+
 struct ledger {
 	struct ledger_params p;
+	struct share_slot shares[SHARE_CACHE];
+	size_t n_shares;
+	int shares_on; /* a batch without savepoints: counts go through shares[] */
 	uint64_t last_ckpt_size;
 	uint64_t last_ckpt_ms;
 	int nearly_full; /* submissions are refused; acks, ticks and reads go on */
@@ -271,27 +285,92 @@ share_key(char *buf, size_t len, const char *recipient, const char *sender)
 	snprintf(buf, len, SHARE_PREFIX "%s:%s", recipient, sender);
 }
 
-/* The sender's count in the recipient's queue is `n`. */
-static int
-share_put(struct store_wtxn *w, const char *recipient, const char *sender, uint64_t n)
+/*
+ * The cached count of `key`, read from the store on first use in the batch; NULL when the
+ * cache is off or full (the caller goes to the store). A batch without savepoints is one
+ * transaction that commits or aborts whole, so the cache is written back before its commit
+ * (shares_flush) and dropped otherwise (shares_forget); with savepoints (a request may be
+ * aborted alone) it is off. A batch's many entries between a few agencies so cost a read and
+ * a write per pair, not per entry.
+ */
+static struct share_slot *
+share_slot(struct ledger *lg, struct store_rtxn *rv, const char *key)
 {
-	char key[2 * ID_AGENCY_MAX + 16];
+	struct share_slot *sl;
+	size_t i;
 
-	share_key(key, sizeof(key), recipient, sender);
-	return meta_u64_put(w, key, n);
+	if (!lg->shares_on) {
+		return NULL;
+	}
+	for (i = 0; i < lg->n_shares; i++) {
+		if (strcmp(lg->shares[i].key, key) == 0) {
+			return &lg->shares[i];
+		}
+	}
+	if (lg->n_shares == SHARE_CACHE) {
+		return NULL;
+	}
+	sl = &lg->shares[lg->n_shares++];
+	snprintf(sl->key, sizeof(sl->key), "%s", key);
+	sl->n = meta_u64(rv, key);
+	sl->dirty = 0;
+	return sl;
 }
 
-/* One entry of the sender's left the recipient's queue. */
-static int
-share_release(struct store_wtxn *w, const char *recipient, const char *sender)
+static void
+shares_forget(struct ledger *lg)
 {
-	char key[2 * ID_AGENCY_MAX + 16];
+	lg->n_shares = 0;
+}
+
+static int
+shares_flush(struct ledger *lg, struct store_wtxn *w)
+{
+	size_t i;
+	int err = 0;
+
+	for (i = 0; i < lg->n_shares && err == 0; i++) {
+		if (lg->shares[i].dirty) {
+			err = meta_u64_put(w, lg->shares[i].key, lg->shares[i].n);
+		}
+	}
+	shares_forget(lg);
+	lg->shares_on = 0;
+	return err;
+}
+
+/* The sender's entries in the recipient's queue now. */
+static uint64_t
+share_get(struct ledger *lg, struct store_rtxn *rv, const char *recipient, const char *sender)
+{
+	char key[SHARE_KEY_MAX];
+	struct share_slot *sl;
+
+	share_key(key, sizeof(key), recipient, sender);
+	sl = share_slot(lg, rv, key);
+	return sl != NULL ? sl->n : meta_u64(rv, key);
+}
+
+/* Add one (delta 1) or take one (-1, never below 0: an entry queued before the counter
+ * existed) to the sender's count in the recipient's queue. */
+static int
+share_add(struct ledger *lg, struct store_wtxn *w, const char *recipient, const char *sender,
+          int delta)
+{
+	char key[SHARE_KEY_MAX];
+	struct share_slot *sl;
 	uint64_t n;
 
 	share_key(key, sizeof(key), recipient, sender);
-	n = meta_u64(store_wread(w), key);
-	/* 0: an entry queued before the counter existed */
-	return n > 0 ? meta_u64_put(w, key, n - 1) : 0;
+	sl = share_slot(lg, store_wread(w), key);
+	n = sl != NULL ? sl->n : meta_u64(store_wread(w), key);
+	n = delta > 0 ? n + 1 : n > 0 ? n - 1 : 0;
+	if (sl != NULL) {
+		sl->n = n;
+		sl->dirty = 1;
+		return 0;
+	}
+	return meta_u64_put(w, key, n);
 }
 
 /* Messages logged on the referral whose history is `st` since `since_ms`, counted up to
@@ -315,23 +394,19 @@ recent_history(const Ihala__V1__ReferralState *st, uint64_t since_ms, uint64_t s
  * The fair-share checks of an accepted submission to `recipient` on referral `cur` (NULL: a
  * new one): the sender's share of the recipient's queue, the referral's message rate and its
  * byte quota. 0, or the refusal set on r (its text names the limit and nothing of another
- * agency's figures). *queued gets the sender's entries in the recipient's queue, *refbytes
- * the referral's logged bytes so far.
+ * agency's figures). *refbytes gets the referral's logged bytes so far.
  */
 static int
 shares_check(struct ledger *lg, struct store_rtxn *rv, struct wreq *r, const char *recipient,
-             const char *rid, const Ihala__V1__ReferralState *cur, uint64_t *queued,
-             uint64_t *refbytes)
+             const char *rid, const Ihala__V1__ReferralState *cur, uint64_t *refbytes)
 {
 	const struct writer_policy *pol = lg->p.policy;
-	char key[2 * ID_AGENCY_MAX + 16];
 	uint64_t share = pol->queue_limit * pol->queue_share / 100;
 
 	share = share > 0 ? share : 1;
-	share_key(key, sizeof(key), recipient, r->agency);
-	*queued = meta_u64(rv, key);
 	/* 0 or 100: no share but the whole queue (queue_limit, checked before). */
-	if (pol->queue_share > 0 && pol->queue_share < 100 && *queued >= share) {
+	if (pol->queue_share > 0 && pol->queue_share < 100 &&
+	    share_get(lg, rv, recipient, r->agency) >= share) {
 		refuse(r, IHALA_EQUEUEFULL, NULL);
 		snprintf(r->text, sizeof(r->text),
 		         "this sender's share of the recipient's queue is full (%llu undelivered "
@@ -416,7 +491,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	struct policy_decision d;
 	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
 	const char *rid;
-	uint64_t seq, orig, refbytes = 0, sender_queued = 0;
+	uint64_t seq, orig, refbytes = 0;
 	size_t queued;
 	int err;
 
@@ -485,7 +560,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		goto out;
 	}
 	if (shares_check(lg, rv, r, d.recipient, rid, d.kind == POLICY_KIND_REFERRAL ? NULL : cur,
-	                 &sender_queued, &refbytes) != 0) {
+	                 &refbytes) != 0) {
 		err = 0;
 		goto out;
 	}
@@ -506,7 +581,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		                r->agency);
 	}
 	if (err == 0) {
-		err = share_put(w, d.recipient, r->agency, sender_queued + 1);
+		err = share_add(lg, w, d.recipient, r->agency, 1);
 	}
 	if (err != 0) {
 		goto out;
@@ -672,7 +747,7 @@ apply_ack_one(struct ledger *lg, struct store_wtxn *w, struct wreq *r, uint64_t 
 	tag[tag_len] = '\0';
 	/* The sender's share of this queue has room again. */
 	if (tag_len > 0 && tag[0] != TAG_EVENT && strlen(tag + 1) + 2 < tag_len) {
-		err = share_release(w, r->agency, tag + strlen(tag + 1) + 2);
+		err = share_add(lg, w, r->agency, tag + strlen(tag + 1) + 2, -1);
 		if (err != 0) {
 			return err;
 		}
@@ -912,6 +987,8 @@ apply_batch_txn(struct ledger *lg, struct wreq **batch, size_t n)
 	for (careful = 0; careful < 2; careful++) {
 		uint64_t t = clock_wall_ms(), ckpt = 0;
 
+		shares_forget(lg);
+		lg->shares_on = !careful;
 		err = store_wbegin(lg->p.store, &w);
 		if (err == 0 && !careful) {
 			checkpoint_into(lg, w, t, 0, &ckpt);
@@ -946,6 +1023,9 @@ apply_batch_txn(struct ledger *lg, struct wreq **batch, size_t n)
 			}
 		}
 		if (err == 0) {
+			err = shares_flush(lg, w);
+		}
+		if (err == 0) {
 			uint64_t t0 = clock_mono_ns();
 
 			err = store_wcommit(w); /* frees w, also on failure */
@@ -968,6 +1048,8 @@ apply_batch_txn(struct ledger *lg, struct wreq **batch, size_t n)
 			store_wabort(w);
 		}
 		frontier_forget(&lg->frontier);
+		shares_forget(lg);
+		lg->shares_on = 0;
 		w = NULL;
 		if (!careful) {
 			log_debug(
