@@ -99,19 +99,23 @@ preauth_make_room(struct server *sv, const char *addr)
 	sessions_reap(sv);
 }
 
-/* Everything the session has queued, then `m`, processed now (in arrival order). */
+/*
+ * The session's oldest input processed now, as much as `m` needs to fit under `cap`, then `m`
+ * queued (or processed too, if it is larger than the cap by itself): the session is served
+ * at the pace it sends, a message's worth at a time, in arrival order.
+ */
 static void
-input_now(struct server *sv, struct session *s, zmq_msg_t *m)
+input_now(struct server *sv, struct session *s, zmq_msg_t *m, size_t cap)
 {
 	const uint8_t *p;
-	size_t len;
+	size_t len, mlen = zmq_msg_size(m);
 
-	while (!s->dead && inq_peek(s->inq, &p, &len)) {
+	while (!s->dead && inq_bytes(s->inq) + mlen > cap && inq_peek(s->inq, &p, &len)) {
 		session_input(sv, s, p + 1, len - 1);
 		inq_pop(s->inq);
 	}
-	if (!s->dead) {
-		session_input(sv, s, (const uint8_t *)zmq_msg_data(m) + 1, zmq_msg_size(m) - 1);
+	if (!s->dead && inq_push(s->inq, m, cap) != 0) {
+		session_input(sv, s, (const uint8_t *)zmq_msg_data(m) + 1, mlen - 1);
 	}
 	if (s->dead) {
 		inq_clear(s->inq);
@@ -220,7 +224,7 @@ router_input(struct server *sv)
 			 * max_inflight_bytes in the writer. A client that sends and never reads
 			 * fills its own output (out_cap) and loses those answers.
 			 */
-			input_now(sv, s, &m);
+			input_now(sv, s, &m, sv->cfg->limits.in_cap);
 			err = 0;
 		}
 		if (err != 0) {
