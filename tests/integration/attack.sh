@@ -18,6 +18,10 @@ for b in "$IHALA_BUILD/ihala-broker" "$PROBE" "$LG" "$NOTES" "$LOAD"; do
 	fi
 done
 
+# Under ASan (make sanitize) freed memory waits in a quarantine of 256 MB by default, which
+# attack 6 would count as the broker's: a small one keeps its memory figure meaningful.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16"
+
 PORT=$(free_port)
 EP=tcp://127.0.0.1:$PORT
 # Pre-authentication room for attack 4's burst of 100 handshakes from one address; attack 2
@@ -186,7 +190,8 @@ check "note-flood: the refusal names moh's share, not molsa's backlog" \
 # 6. Pipelined submissions of ~1 MB (issue 15, item 7): 200 at once from one session. The
 #    broker's memory used to grow by all of them (RSS 590 MB for one session); now a session's
 #    input waits up to in_cap (16M) and its submissions in flight up to max_inflight_bytes
-#    (8M), the rest answered OVERLOADED.
+#    (8M), the rest answered OVERLOADED. Measured: it grows by ~20 MB (~140 MB under ASan),
+#    and by ~330 MB without max_inflight_bytes.
 rss_anon() { awk '/^RssAnon:/ {print $2}' "/proc/$BROKER_PID/status" 2>/dev/null; }
 big_pipeline() {
 	local peak=0 v pid
@@ -206,8 +211,8 @@ attack big-pipeline 1 big_pipeline
 peak=$(sed -n 's/^peak_rss_anon_kb=//p' "$T/big-pipeline.attack")
 bigr=$(sed -n 's/^receipted=//p' "$T/big-pipeline.attack")
 diag "big-pipeline: broker RssAnon ${rss0:-?} kB before, peak ${peak:-?} kB; ${bigr:-?} logged"
-check "big-pipeline: the broker's anonymous memory grew by less than 160 MB (some logged)" \
-	test -n "$peak" -a "$((${peak:-0} - ${rss0:-0}))" -lt 160000 -a "${bigr:-0}" -gt 0
+check "big-pipeline: the broker's anonymous memory grew by less than 200 MB (some logged)" \
+	test -n "$peak" -a "$((${peak:-0} - ${rss0:-0}))" -lt 200000 -a "${bigr:-0}" -gt 0
 
 # A config trap, not an attack: with its may_send default written out, hi (an NGO) still may
 # not open a case of its own; who may is may_open_cases.
