@@ -8,7 +8,7 @@
 LG=$IHALA_BUILD/tests/tools/loadgen
 NOTES=$IHALA_BUILD/bench/notes_load
 
-plan 9
+plan 10
 
 port=$(free_port)
 EP=tcp://127.0.0.1:$port
@@ -61,6 +61,10 @@ check "12 notes of 2 000 characters on one referral: 8 logged, 4 refused (referr
 	test "${n:-0}" -eq 8 -a "${f:-0}" -eq 4
 check "the refusal is QUOTA_EXCEEDED naming the limit" \
 	grep -q "would pass its quota of 16384 bytes of messages (referral_bytes)" "$T/bytes.err"
+"$IHALA_BUILD/ihala" --config "$dma" status SH-R0 >"$T/st.out" 2>"$T/st.err"
+check "a Query answer shows the referral's state, not the broker's byte count" \
+	bash -c "grep -q '\"referralId\":\"SH-R0\"' '$T/st.out' && ! grep -qi 'bytes' '$T/st.out'"
+
 metric() {
 	local v=
 	if exec 3<>"/dev/tcp/127.0.0.1/$mport"; then
