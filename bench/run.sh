@@ -227,6 +227,9 @@ key_file = $PKI/broker.key
 
 [limits]
 queue_limit = 4000000
+# the notes section puts 10 000 notes on one referral as fast as it can (the fair shares
+# otherwise in force: queue_share, referral_bytes, max_inflight_bytes)
+referral_rate = 0
 
 [checkpoint]
 key_file = $PKI/checkpoint.key

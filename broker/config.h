@@ -81,12 +81,16 @@ struct broker_config {
 		uint64_t max_preauth_sessions;    /* default 64 (<= max_sessions) */
 		uint64_t max_preauth_per_address; /* of those, from one IP address, default 32 */
 		uint64_t handshake_timeout_ms;    /* default 10s */
-		uint64_t queue_limit;     /* undelivered entries per agency, default 100000 */
-		uint64_t credit_window;   /* Deliver frames in flight per session, default 64 */
-		uint64_t max_inflight;    /* Submit frames in flight per session, default 256 */
-		uint64_t out_cap;         /* TLS output bytes buffered per session, default 4M */
-		uint64_t in_cap;          /* TLS input bytes queued per session, default 16M */
-		uint64_t idle_timeout_ms; /* 0: never (the default) */
+		uint64_t queue_limit;        /* undelivered entries per agency, default 100000 */
+		uint64_t queue_share;        /* percent of it one sender may fill, default 50 */
+		uint64_t referral_rate;      /* messages per referral per minute, default 600 */
+		uint64_t referral_bytes;     /* envelope bytes per referral, default 64M */
+		uint64_t max_inflight_bytes; /* Submit envelope bytes in flight per session */
+		uint64_t credit_window;      /* Deliver frames in flight per session, default 64 */
+		uint64_t max_inflight;       /* Submit frames in flight per session, default 256 */
+		uint64_t out_cap;            /* TLS output bytes buffered per session, default 4M */
+		uint64_t in_cap;             /* TLS input bytes queued per session, default 16M */
+		uint64_t idle_timeout_ms;    /* 0: never (the default) */
 	} limits;
 
 	struct {

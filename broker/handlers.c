@@ -65,6 +65,7 @@ send_welcome(struct server *sv, struct session *s)
 	l.max_frame_bytes = (uint32_t)sv->cfg->limits.max_frame;
 	l.credit_window = (uint32_t)sv->cfg->limits.credit_window;
 	l.max_inflight = (uint32_t)sv->cfg->limits.max_inflight;
+	l.max_inflight_bytes = (uint32_t)sv->cfg->limits.max_inflight_bytes;
 	w.limits = &l;
 	w.checkpoint = ckpt != NULL ? ckpt : "";
 	w.broker_version = BROKER_VERSION;
@@ -219,6 +220,14 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub
 		err = IHALA_EOVERLOAD;
 		snprintf(text, sizeof(text), "more than %llu submissions without receipts",
 		         (unsigned long long)sv->cfg->limits.max_inflight);
+	} else if (err == 0 && s->inflight_submits > 0 &&
+	           s->inflight_bytes + sub->envelope.len > sv->cfg->limits.max_inflight_bytes) {
+		/* Its share of the broker's memory: one submission at a time always fits. */
+		err = IHALA_EOVERLOAD;
+		snprintf(text, sizeof(text),
+		         "more than %llu bytes of submissions without receipts "
+		         "(max_inflight_bytes); retry when receipts come",
+		         (unsigned long long)sv->cfg->limits.max_inflight_bytes);
 	}
 	if (err != 0) {
 		submit_refuse(sv, s, env, err, text);
@@ -247,6 +256,7 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub
 		return;
 	}
 	s->inflight_submits++;
+	s->inflight_bytes += sub->envelope.len;
 }
 
 static void
@@ -298,6 +308,10 @@ handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
 		send_error(sv, s, err, q->request_id, text);
 	} else {
 		st->request_id = q->request_id;
+		/* the broker's bookkeeping (referral_bytes, referral_rate) */
+		st->bytes_logged = 0;
+		st->rate_window_ms = 0;
+		st->rate_count = 0;
 		f.kind_case = IHALA__V1__FRAME__KIND_REFERRAL_STATE;
 		f.referral_state = st;
 		session_send(sv, s, &f);
@@ -346,6 +360,38 @@ send_checkpoint(struct server *sv, struct session *s, uint64_t request_id)
 	session_send(sv, s, &f);
 	free(text);
 	return 0;
+}
+
+/*
+ * Whether the session's agency may have a proof of the entry at `seq`: auditors of any, others
+ * of the entries they sent or that were queued for them, and of the delivery of one of those.
+ * 1 yes, 0 no (also when there is no such entry: the caller answers both alike).
+ */
+static int
+entry_party(struct server *sv, struct session *s, struct store_rtxn *r, uint64_t seq)
+{
+	Ihala__V1__LogEntry *e = NULL;
+	const void *data;
+	size_t len;
+	uint64_t ref = 0;
+	int party = 0;
+
+	if (s->role == AGENCY_ROLE_AUDITOR) {
+		return 1;
+	}
+	(void)sv;
+	if (store_log_get(r, seq, &data, &len) != 0 || logentry_decode(data, len, &e) != 0) {
+		return 0;
+	}
+	party = strcmp(e->sender, s->agency) == 0 || strcmp(e->recipient, s->agency) == 0;
+	if (!party && e->kind == IHALA__V1__ENTRY_KIND__ENTRY_KIND_DELIVERY && e->event != NULL) {
+		ref = e->event->ref_seq;
+	}
+	logentry_free(e);
+	if (ref != 0 && ref < seq) {
+		party = entry_party(sv, s, r, ref);
+	}
+	return party;
 }
 
 static void
@@ -403,19 +449,24 @@ handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest
 		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
 		Ihala__V1__InclusionProof ip = IHALA__V1__INCLUSION_PROOF__INIT;
 
-		if (seq > size) {
+		if (seq > size || !entry_party(sv, s, r, seq)) {
 			uint64_t last = 0;
 
-			/* beyond the log: retrying will not help until that many entries exist */
-			if (store_log_last(r, &last) == 0 && seq > last) {
-				snprintf(msg, sizeof(msg),
-				         "seq %llu is beyond the end of the log (%llu entries)",
-				         (unsigned long long)seq, (unsigned long long)last);
-			} else {
+			(void)store_log_last(r, &last);
+			if (seq <= last && entry_party(sv, s, r, seq)) {
 				snprintf(msg, sizeof(msg),
 				         "seq %llu is not covered by the checkpoint of size %llu "
 				         "yet; retry in a few seconds",
 				         (unsigned long long)seq, (unsigned long long)size);
+			} else {
+				/* Past the log, or an entry the asker is not party to: one answer,
+				 * so no agency learns what others' entries are (the log's size is
+				 * no secret: every checkpoint says it). */
+				snprintf(
+				    msg, sizeof(msg),
+				    "no entry at seq %llu that agency '%s' may see (the log holds "
+				    "%llu entries)",
+				    (unsigned long long)seq, s->agency, (unsigned long long)last);
 			}
 			err = IHALA_ENOTFOUND;
 			goto fail;

@@ -26,8 +26,22 @@ struct frontier {
 	uint8_t hash[FRONTIER_LEVELS][MERKLE_HASH_LEN];
 };
 
+/* Senders' counts in recipients' queues, read and changed during one batch and written back
+ * once before its commit (see share_slot()). */
+#define SHARE_CACHE 64
+#define SHARE_KEY_MAX (2 * ID_AGENCY_MAX + 16)
+
+struct share_slot {
+	char key[SHARE_KEY_MAX];
+	uint64_t n;
+	int dirty;
+};
+
 struct ledger {
 	struct ledger_params p;
+	struct share_slot shares[SHARE_CACHE];
+	size_t n_shares;
+	int shares_on; /* a batch without savepoints: counts go through shares[] */
 	uint64_t last_ckpt_size;
 	uint64_t last_ckpt_ms;
 	int nearly_full; /* submissions are refused; acks, ticks and reads go on */
@@ -234,20 +248,226 @@ log_entry(struct ledger *lg, struct store_wtxn *w, const Ihala__V1__LogEntry *e_
 #define TAG_UPDATE 'S'   /* any other submission */
 #define TAG_EVENT 'E'    /* a broker event (received, overdue) */
 
+static void
+refuse(struct wreq *r, int err, const char *text)
+{
+	r->err = err;
+	r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
+	snprintf(r->text, sizeof(r->text), "%s", text != NULL ? text : ihala_strerror(err));
+}
+
+/* ---- fair shares: one sender's part of a recipient's queue, one referral's volume ---- */
+
+/* Meta key of the counter of undelivered entries of `sender` in `recipient`'s queue. (The
+ * bytes logged on a referral are kept in its state, saved with every entry anyway.) */
+#define SHARE_PREFIX "qshare:"
+
+static uint64_t
+meta_u64(struct store_rtxn *rv, const char *key)
+{
+	const void *v;
+	size_t len;
+	uint64_t n = 0;
+
+	if (store_meta_get(rv, key, &v, &len) == 0 && len == sizeof(n)) {
+		memcpy(&n, v, sizeof(n));
+	}
+	return n;
+}
+
 static int
-queue_put(struct store_wtxn *w, const char *agency, uint64_t seq, char kind, const char *rid)
+meta_u64_put(struct store_wtxn *w, const char *key, uint64_t n)
+{
+	if (n == 0) {
+		int err = store_meta_del(w, key);
+
+		return err == IHALA_ENOTFOUND ? 0 : err;
+	}
+	return store_meta_put(w, key, &n, sizeof(n));
+}
+
+static void
+share_key(char *buf, size_t len, const char *recipient, const char *sender)
+{
+	snprintf(buf, len, SHARE_PREFIX "%s:%s", recipient, sender);
+}
+
+/*
+ * The cached count of `key`, read from the store on first use in the batch; NULL when the
+ * cache is off or full (the caller goes to the store). A batch without savepoints is one
+ * transaction that commits or aborts whole, so the cache is written back before its commit
+ * (shares_flush) and dropped otherwise (shares_forget); with savepoints (a request may be
+ * aborted alone) it is off. A batch's many entries between a few agencies so cost a read and
+ * a write per pair, not per entry.
+ */
+static struct share_slot *
+share_slot(struct ledger *lg, struct store_rtxn *rv, const char *key)
+{
+	struct share_slot *sl;
+	size_t i;
+
+	if (!lg->shares_on) {
+		return NULL;
+	}
+	for (i = 0; i < lg->n_shares; i++) {
+		if (strcmp(lg->shares[i].key, key) == 0) {
+			return &lg->shares[i];
+		}
+	}
+	if (lg->n_shares == SHARE_CACHE) {
+		return NULL;
+	}
+	sl = &lg->shares[lg->n_shares++];
+	snprintf(sl->key, sizeof(sl->key), "%s", key);
+	sl->n = meta_u64(rv, key);
+	sl->dirty = 0;
+	return sl;
+}
+
+static void
+shares_forget(struct ledger *lg)
+{
+	lg->n_shares = 0;
+}
+
+static int
+shares_flush(struct ledger *lg, struct store_wtxn *w)
+{
+	size_t i;
+	int err = 0;
+
+	for (i = 0; i < lg->n_shares && err == 0; i++) {
+		if (lg->shares[i].dirty) {
+			err = meta_u64_put(w, lg->shares[i].key, lg->shares[i].n);
+		}
+	}
+	shares_forget(lg);
+	lg->shares_on = 0;
+	return err;
+}
+
+/* The sender's entries in the recipient's queue now. */
+static uint64_t
+share_get(struct ledger *lg, struct store_rtxn *rv, const char *recipient, const char *sender)
+{
+	char key[SHARE_KEY_MAX];
+	struct share_slot *sl;
+
+	share_key(key, sizeof(key), recipient, sender);
+	sl = share_slot(lg, rv, key);
+	return sl != NULL ? sl->n : meta_u64(rv, key);
+}
+
+/* Add one (delta 1) or take one (-1, never below 0: an entry queued before the counter
+ * existed) to the sender's count in the recipient's queue. */
+static int
+share_add(struct ledger *lg, struct store_wtxn *w, const char *recipient, const char *sender,
+          int delta)
+{
+	char key[SHARE_KEY_MAX];
+	struct share_slot *sl;
+	uint64_t n;
+
+	share_key(key, sizeof(key), recipient, sender);
+	sl = share_slot(lg, store_wread(w), key);
+	n = sl != NULL ? sl->n : meta_u64(store_wread(w), key);
+	n = delta > 0 ? n + 1 : n > 0 ? n - 1 : 0;
+	if (sl != NULL) {
+		sl->n = n;
+		sl->dirty = 1;
+		return 0;
+	}
+	return meta_u64_put(w, key, n);
+}
+
+/* The referral's messages in its current minute (a fixed window that starts with the first
+ * message after the last one ended): kept in its state, so counting costs nothing. */
+static uint64_t
+rate_count(const Ihala__V1__ReferralState *st, uint64_t now_ms)
+{
+	return now_ms - st->rate_window_ms < 60000 ? st->rate_count : 0;
+}
+
+static void
+rate_add(Ihala__V1__ReferralState *st, uint64_t now_ms)
+{
+	if (st->rate_count == 0 || now_ms - st->rate_window_ms >= 60000) {
+		st->rate_window_ms = now_ms;
+		st->rate_count = 0;
+	}
+	st->rate_count++;
+}
+
+/*
+ * The fair-share checks of an accepted submission to `recipient` on referral `cur` (NULL: a
+ * new one): the sender's share of the recipient's queue, the referral's message rate and its
+ * byte quota. 0, or the refusal set on r (its text names the limit and nothing of another
+ * agency's figures). *refbytes gets the referral's logged bytes so far.
+ */
+static int
+shares_check(struct ledger *lg, struct store_rtxn *rv, struct wreq *r, const char *recipient,
+             const char *rid, const Ihala__V1__ReferralState *cur, uint64_t *refbytes)
+{
+	const struct writer_policy *pol = lg->p.policy;
+	uint64_t share = pol->queue_limit * pol->queue_share / 100;
+
+	share = share > 0 ? share : 1;
+	/* 0 or 100: no share but the whole queue (queue_limit, checked before). */
+	if (pol->queue_share > 0 && pol->queue_share < 100 &&
+	    share_get(lg, rv, recipient, r->agency) >= share) {
+		refuse(r, IHALA_EQUEUEFULL, NULL);
+		snprintf(r->text, sizeof(r->text),
+		         "this sender's share of the recipient's queue is full (%llu undelivered "
+		         "entries, %llu%% of queue_limit); retry later",
+		         (unsigned long long)share, (unsigned long long)pol->queue_share);
+		return 1;
+	}
+	if (cur != NULL && pol->referral_rate > 0 &&
+	    rate_count(cur, r->now_ms) >= pol->referral_rate) {
+		refuse(r, IHALA_EOVERLOAD, NULL);
+		snprintf(r->text, sizeof(r->text),
+		         "referral '%s' has had %llu messages in the last minute, its limit "
+		         "(referral_rate); retry later",
+		         rid, (unsigned long long)pol->referral_rate);
+		return 1;
+	}
+	*refbytes = cur != NULL ? cur->bytes_logged : 0;
+	if (pol->referral_bytes > 0 && *refbytes + r->env_len > pol->referral_bytes) {
+		refuse(r, IHALA_EQUOTA, NULL);
+		snprintf(r->text, sizeof(r->text),
+		         "referral '%s' would pass its quota of %llu bytes of messages "
+		         "(referral_bytes)",
+		         rid, (unsigned long long)pol->referral_bytes);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * A queued seq's tag: its kind, the referral id, and (after a NUL) its sender, so that the
+ * ack can give the sender's share back without decoding the entry.
+ */
+static int
+queue_put(struct store_wtxn *w, const char *agency, uint64_t seq, char kind, const char *rid,
+          const char *sender)
 {
 	char tag[STORE_QUEUE_TAG_MAX];
 	size_t n = rid != NULL ? strlen(rid) : 0;
+	size_t m = sender != NULL ? strlen(sender) : 0;
 
-	if (n + 1 > sizeof(tag)) {
+	if (n + m + 2 > sizeof(tag)) {
 		return store_queue_put(w, agency, seq); /* untagged: the ack decodes the entry */
 	}
 	tag[0] = kind;
 	if (n > 0) {
 		memcpy(tag + 1, rid, n);
 	}
-	return store_queue_put_tagged(w, agency, seq, tag, n + 1);
+	if (m == 0) {
+		return store_queue_put_tagged(w, agency, seq, tag, n + 1);
+	}
+	tag[n + 1] = '\0';
+	memcpy(tag + n + 2, sender, m);
+	return store_queue_put_tagged(w, agency, seq, tag, n + m + 2);
 }
 
 static void
@@ -267,14 +487,6 @@ add_notify(struct wreq *r, const char *agency)
 	}
 }
 
-static void
-refuse(struct wreq *r, int err, const char *text)
-{
-	r->err = err;
-	r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
-	snprintf(r->text, sizeof(r->text), "%s", text != NULL ? text : ihala_strerror(err));
-}
-
 /* A submission inside its own savepoint `w`. Returns an LMDB-level error (the savepoint is
  * then aborted by the caller); policy refusals are results, returned as 0 with r->err set. */
 static int
@@ -286,7 +498,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	struct policy_decision d;
 	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
 	const char *rid;
-	uint64_t seq, orig;
+	uint64_t seq, orig, refbytes = 0;
 	size_t queued;
 	int err;
 
@@ -350,10 +562,16 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		goto out;
 	}
 	if (err == 0 && queued >= pol->queue_limit) {
+		/* The limit, not the queue's length: that is the recipient's business. */
 		refuse(r, IHALA_EQUEUEFULL, NULL);
 		snprintf(r->text, sizeof(r->text),
-		         "queue of '%s' is full (%zu undelivered entries); retry later",
-		         d.recipient, queued);
+		         "queue of '%s' is full (queue_limit %zu undelivered entries); retry later",
+		         d.recipient, pol->queue_limit);
+		err = 0;
+		goto out;
+	}
+	if (shares_check(lg, rv, r, d.recipient, rid, d.kind == POLICY_KIND_REFERRAL ? NULL : cur,
+	                 &refbytes) != 0) {
 		err = 0;
 		goto out;
 	}
@@ -370,7 +588,11 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	}
 	if (err == 0) {
 		err = queue_put(w, d.recipient, seq,
-		                d.kind == POLICY_KIND_REFERRAL ? TAG_REFERRAL : TAG_UPDATE, rid);
+		                d.kind == POLICY_KIND_REFERRAL ? TAG_REFERRAL : TAG_UPDATE, rid,
+		                r->agency);
+	}
+	if (err == 0) {
+		err = share_add(lg, w, d.recipient, r->agency, 1);
 	}
 	if (err != 0) {
 		goto out;
@@ -405,6 +627,8 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		                           cur->status, what);
 	}
 	if (err == 0) {
+		cur->bytes_logged = refbytes + r->env_len;
+		rate_add(cur, r->now_ms);
 		err = state_save(lg, w, cur);
 	}
 	if (err == 0) {
@@ -441,7 +665,7 @@ broker_status(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState 
 	e.event = &ev;
 	err = log_entry(lg, w, &e, &seq, leaf);
 	if (err == 0) {
-		err = queue_put(w, st->referrer, seq, TAG_EVENT, st->referral_id);
+		err = queue_put(w, st->referrer, seq, TAG_EVENT, st->referral_id, NULL);
 	}
 	if (err == 0) {
 		if (status == S(OVERDUE)) {
@@ -493,11 +717,16 @@ ack_about_entry(struct store_rtxn *rv, uint64_t seq, char *tag, size_t cap, size
 		rid = orig->event->referral_id; /* a broker event (received, overdue) */
 	}
 	if (rid != NULL && strlen(rid) + 1 <= cap) {
-		size_t n = strlen(rid);
+		size_t n = strlen(rid), m = orig->sender != NULL ? strlen(orig->sender) : 0;
 
 		tag[0] = kind;
 		memcpy(tag + 1, rid, n);
 		*tag_len = n + 1;
+		if (kind != TAG_EVENT && m > 0 && n + m + 2 <= cap) {
+			tag[n + 1] = '\0';
+			memcpy(tag + n + 2, orig->sender, m);
+			*tag_len = n + m + 2;
+		}
 	}
 	if (env != NULL) {
 		ihala__v1__envelope__free_unpacked(env, NULL);
@@ -529,6 +758,13 @@ apply_ack_one(struct ledger *lg, struct store_wtxn *w, struct wreq *r, uint64_t 
 		return err;
 	}
 	tag[tag_len] = '\0';
+	/* The sender's share of this queue has room again. */
+	if (tag_len > 0 && tag[0] != TAG_EVENT && strlen(tag + 1) + 2 < tag_len) {
+		err = share_add(lg, w, r->agency, tag + strlen(tag + 1) + 2, -1);
+		if (err != 0) {
+			return err;
+		}
+	}
 	/* The recipient took a new referral: the broker marks it received (DESIGN §7). One
 	 * entry, from the acking agency to the referrer, records both the delivery and the
 	 * new status (PROTOCOL.md §7.3). */
@@ -766,6 +1002,8 @@ apply_batch_txn(struct ledger *lg, struct wreq **batch, size_t n)
 	for (careful = 0; careful < 2; careful++) {
 		uint64_t t = clock_wall_ms(), ckpt = 0;
 
+		shares_forget(lg);
+		lg->shares_on = !careful;
 		err = store_wbegin(lg->p.store, &w);
 		if (err == 0 && !careful) {
 			checkpoint_into(lg, w, t, 0, &ckpt);
@@ -800,6 +1038,9 @@ apply_batch_txn(struct ledger *lg, struct wreq **batch, size_t n)
 			}
 		}
 		if (err == 0) {
+			err = shares_flush(lg, w);
+		}
+		if (err == 0) {
 			uint64_t t0 = clock_mono_ns();
 
 			err = store_wcommit(w); /* frees w, also on failure */
@@ -822,6 +1063,8 @@ apply_batch_txn(struct ledger *lg, struct wreq **batch, size_t n)
 			store_wabort(w);
 		}
 		frontier_forget(&lg->frontier);
+		shares_forget(lg);
+		lg->shares_on = 0;
 		w = NULL;
 		if (!careful) {
 			log_debug(

@@ -68,7 +68,10 @@ struct writer_policy {
 	struct policy_view view;
 	void (*release)(struct writer_policy *p); /* frees the table; called by main */
 	size_t queue_limit;                       /* per recipient agency */
-	uint64_t deadline_ms[4];                  /* indexed by Priority */
+	uint64_t queue_share;    /* percent of queue_limit one sender may fill (0: all) */
+	uint64_t referral_rate;  /* messages per referral per minute (0: no limit) */
+	uint64_t referral_bytes; /* envelope bytes per referral (0: no limit) */
+	uint64_t deadline_ms[4]; /* indexed by Priority */
 };
 
 /* What the ledger needs; every pointer borrowed for the ledger's life (policy swapped by

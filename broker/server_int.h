@@ -61,6 +61,7 @@ struct session {
 	uint64_t last_ms;
 	uint64_t probe_ms; /* when it was last probed */
 	size_t inflight_submits;
+	size_t inflight_bytes; /* their envelopes' bytes */
 	struct agency_rt *art;
 
 	/* TLS bytes taken from the channel but refused by ZeroMQ (EAGAIN): sent first. */

@@ -336,10 +336,89 @@ outbox_send_cb(void *arg, const char *message_id, const void *env, size_t len)
 	return err == 0 ? 0 : 1;
 }
 
+/* The outbox window's limits for this session. */
+static void
+window_limits(const struct ihala_client *c, size_t *n, size_t *bytes)
+{
+	const Ihala__V1__Welcome *w = c->welcome != NULL ? c->welcome->welcome : NULL;
+
+	*n = OB_WINDOW;
+	*bytes = OB_WINDOW_BYTES;
+	if (w != NULL && w->limits != NULL) {
+		if (w->limits->max_inflight > 0 && w->limits->max_inflight < *n) {
+			*n = w->limits->max_inflight;
+		}
+		if (w->limits->max_inflight_bytes > 0 && w->limits->max_inflight_bytes < *bytes) {
+			*bytes = w->limits->max_inflight_bytes;
+		}
+	}
+}
+
+static int
+window_send_cb(void *arg, const char *message_id, const void *env, size_t len)
+{
+	struct ihala_client *c = arg;
+	size_t max_n, max_bytes;
+	int err;
+
+	window_limits(c, &max_n, &max_bytes);
+	if (c->ob_n >= max_n || (c->ob_n > 0 && c->ob_bytes + len > max_bytes)) {
+		return 1; /* full: this one goes when receipts make room */
+	}
+	if (submit_frame_size(len) > ihala_max_frame(c)) {
+		return outbox_send_cb(c, message_id, env, len); /* rejected here, never sent */
+	}
+	err = outbox_send_cb(c, message_id, env, len);
+	if (err == 0) {
+		snprintf(c->ob_win[c->ob_n].id, sizeof(c->ob_win[0].id), "%s", message_id);
+		c->ob_win[c->ob_n].len = len;
+		c->ob_n++;
+		c->ob_bytes += len;
+	}
+	return err;
+}
+
+void
+client_outbox_pump(struct ihala_client *c)
+{
+	if (c->state != SESS_OPEN) {
+		return;
+	}
+	if (c->ob_retry) {
+		/* What was refused for now lies behind ob_pos: start again from the oldest once
+		 * nothing is in flight (so nothing goes twice) and the backoff has passed. */
+		if (c->ob_n > 0 || now_ms() < c->ob_retry_at) {
+			return;
+		}
+		c->ob_retry = 0;
+		c->ob_pos = 0;
+	}
+	localstore_outbox_iter_from(c->ls, &c->ob_pos, window_send_cb, c);
+}
+
+/* A receipt (or a transient refusal) for message_id: its room in the window is free. */
+static void
+window_release(struct ihala_client *c, const char *message_id)
+{
+	size_t i;
+
+	for (i = 0; i < c->ob_n; i++) {
+		if (strcmp(c->ob_win[i].id, message_id) == 0) {
+			c->ob_bytes -= c->ob_win[i].len;
+			c->ob_win[i] = c->ob_win[--c->ob_n];
+			return;
+		}
+	}
+}
+
+/* A new session: everything not yet receipted goes again, a window at a time. */
 void
 client_resend_outbox(struct ihala_client *c)
 {
-	localstore_outbox_iter(c->ls, outbox_send_cb, c);
+	c->ob_pos = 0;
+	c->ob_n = c->ob_bytes = 0;
+	c->ob_retry = 0;
+	client_outbox_pump(c);
 }
 
 /* Refusals that say "not now" rather than "not this": the message stays in the outbox. */
@@ -353,10 +432,23 @@ transient(const Ihala__V1__Receipt *r)
 static void
 on_receipt(struct ihala_client *c, const Ihala__V1__Receipt *r)
 {
+	window_release(c, r->message_id);
 	if (transient(r)) {
+		/* It stays in the outbox and goes again after a backoff. */
 		c->busy = 1;
+		if (!c->ob_retry) {
+			c->ob_retry = 1;
+			c->ob_backoff_ms = c->ob_backoff_ms == 0 ? OB_BACKOFF_MS
+			                   : c->ob_backoff_ms * 2 > OB_BACKOFF_MAX
+			                       ? OB_BACKOFF_MAX
+			                       : c->ob_backoff_ms * 2;
+			c->ob_retry_at = now_ms() + c->ob_backoff_ms;
+		}
 		client_fail(c, -r->error_code, "broker busy: %s", r->error_message);
 		return;
+	}
+	if (!c->ob_retry) {
+		c->ob_backoff_ms = 0;
 	}
 	if (r->message_id[0] != '\0') {
 		if (r->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
@@ -368,6 +460,7 @@ on_receipt(struct ihala_client *c, const Ihala__V1__Receipt *r)
 	set_receipt(c, r->message_id, r->status, r->seq,
 	            r->leaf_hash.len == MERKLE_HASH_LEN ? r->leaf_hash.data : NULL, -r->error_code,
 	            r->error_message);
+	client_outbox_pump(c);
 }
 
 void
@@ -530,6 +623,14 @@ pump(struct ihala_client *c, long timeout_ms)
 	if (c->w == NULL && (rc = socket_open(c)) != 0) {
 		return rc;
 	}
+	if (c->ob_retry && c->state == SESS_OPEN) {
+		uint64_t t = now_ms();
+		long left = c->ob_retry_at > t ? (long)(c->ob_retry_at - t) : 0;
+
+		if (timeout_ms < 0 || left < timeout_ms) {
+			timeout_ms = left; /* the outbox goes again then */
+		}
+	}
 	if ((rc = wire_wait(c->w, timeout_ms)) < 0) {
 		return rc;
 	}
@@ -573,6 +674,9 @@ pump(struct ihala_client *c, long timeout_ms)
 		c->drop_socket = 0;
 		socket_close(c);
 		return 0;
+	}
+	if (c->ob_retry) {
+		client_outbox_pump(c);
 	}
 	flush_wire(c);
 	return 0;
@@ -752,11 +856,10 @@ ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
 	}
 	c->want_msgid = env->message_id;
 	c->got_receipt = 0;
-	if (c->state == SESS_OPEN) {
-		outbox_send_cb(c, env->message_id, buf, len);
-	}
 	free(buf);
-	/* Opening the session sends the whole outbox, this message included. */
+	/* It goes with the outbox window: now if there is room, else as receipts come. Opening
+	 * the session sends the outbox, this message included. */
+	client_outbox_pump(c);
 	err = ensure_open(c, deadline);
 	c->busy = 0;
 	while (err == 0 && !c->got_receipt) {
@@ -767,15 +870,6 @@ ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
 			    c, IHALA_ETIMEDOUT, "no receipt from the broker in time%s",
 			    c->busy ? " (it was busy); the message stays in the outbox" : "");
 			break;
-		}
-		if (c->busy && c->state == SESS_OPEN) {
-			/* Back off a little, then offer everything waiting again. */
-			c->busy = 0;
-			pump(c, 200);
-			if (c->state == SESS_OPEN) {
-				client_resend_outbox(c);
-			}
-			continue;
 		}
 		err = pump(c, (long)(deadline - t));
 		if (err == IHALA_EAGAIN) {

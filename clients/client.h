@@ -13,6 +13,13 @@
 
 #define MAX_PENDING 4096
 #define MAX_HELD 256 /* deliveries held while the Welcome's checkpoint is checked */
+/* The outbox goes out a window at a time: at most this many submissions without receipt (or
+ * Welcome.limits.max_inflight if smaller), and this many envelope bytes (or the Welcome's
+ * max_inflight_bytes if smaller), one always. */
+#define OB_WINDOW 256
+#define OB_WINDOW_BYTES (4u * 1024 * 1024)
+#define OB_BACKOFF_MS 200   /* first wait after a transient refusal (OVERLOADED) */
+#define OB_BACKOFF_MAX 5000 /* doubled up to this */
 
 enum sess_state {
 	SESS_NONE,        /* no TLS session */
@@ -69,6 +76,17 @@ struct ihala_client {
 	Ihala__V1__Frame *held[MAX_HELD]; /* Deliver frames that came during SESS_VERIFYING */
 	size_t n_held;
 
+	/* the outbox window (client_outbox_pump): sent this session, no receipt yet */
+	uint64_t ob_pos; /* outbox position sent up to */
+	struct {
+		char id[ID_MAX + 1];
+		size_t len;
+	} ob_win[OB_WINDOW];
+	size_t ob_n, ob_bytes;
+	int ob_retry;         /* a transient refusal: the outbox goes again from the start */
+	uint64_t ob_retry_at; /* ... once the window is empty and this time (now_ms) passed */
+	unsigned ob_backoff_ms;
+
 	/* the largest Submit of this session: the culprit of a FRAME_TOO_LARGE */
 	size_t big_size;
 	char big_msgid[ID_MAX + 1];
@@ -94,6 +112,8 @@ void client_on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d);
 
 /* Offer everything in the outbox to the broker again, with its message ids. */
 void client_resend_outbox(struct ihala_client *c);
+/* Send what the outbox window has room for (called as receipts come and timers pass). */
+void client_outbox_pump(struct ihala_client *c);
 
 /*
  * client_ckpt.c. A Welcome came (state OPEN) and a checkpoint key is configured: check its

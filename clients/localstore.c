@@ -545,10 +545,18 @@ out:
 int
 localstore_outbox_iter(struct localstore *ls, localstore_outbox_cb cb, void *arg)
 {
+	uint64_t pos = 0;
+
+	return localstore_outbox_iter_from(ls, &pos, cb, arg);
+}
+
+int
+localstore_outbox_iter_from(struct localstore *ls, uint64_t *at, localstore_outbox_cb cb, void *arg)
+{
 	char id[LOCALSTORE_MAX_MSGID + 1];
 	MDB_cursor *cur = NULL;
 	MDB_txn *txn = NULL;
-	uint64_t pos = 0, last = 0;
+	uint64_t pos = *at, last = 0;
 	MDB_val k, v;
 	void *env = NULL;
 	size_t len = 0;
@@ -593,6 +601,7 @@ localstore_outbox_iter(struct localstore *ls, localstore_outbox_cb cb, void *arg
 		if (err != 0) {
 			return err;
 		}
+		*at = pos;
 	}
 }
 

@@ -97,6 +97,13 @@ int localstore_outbox_del(struct localstore *ls, const char *message_id);
  */
 typedef int (*localstore_outbox_cb)(void *arg, const char *message_id, const void *env, size_t len);
 int localstore_outbox_iter(struct localstore *ls, localstore_outbox_cb cb, void *arg);
+/*
+ * The same, from the entry after position *pos (0: the first), and *pos is left at the last
+ * entry cb returned 0 for: the entry cb stopped at (non-zero) is visited again by the next
+ * call. Positions only grow; a caller keeps one to send an outbox a window at a time.
+ */
+int localstore_outbox_iter_from(struct localstore *ls, uint64_t *pos, localstore_outbox_cb cb,
+                                void *arg);
 
 /* *n = the number of queued entries. */
 int localstore_outbox_count(struct localstore *ls, size_t *n);

@@ -68,6 +68,7 @@ static const struct errdesc errors[] = {
      "onward referral not allowed from the parent referral's state"},
     {IHALA_ETOOLARGE, "TOO_LARGE", "message or field exceeds its size limit"},
     {IHALA_EOVERLOAD, "OVERLOADED", "broker is overloaded; retry later"},
+    {IHALA_EQUOTA, "QUOTA_EXCEEDED", "the referral's quota of message bytes is used up"},
 
     {IHALA_ENOTFOUND, "NOT_FOUND", "no such entry"},
     {IHALA_EPROOF, "BAD_PROOF", "proof does not verify"},

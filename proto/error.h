@@ -65,6 +65,7 @@ enum ihala_err {
 	IHALA_EPARENT = -55,
 	IHALA_ETOOLARGE = -56,
 	IHALA_EOVERLOAD = -57,
+	IHALA_EQUOTA = -58,
 
 	/* audit log */
 	IHALA_ENOTFOUND = -70,

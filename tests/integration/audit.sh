@@ -11,7 +11,7 @@ EX=$IHALA_ROOT/config/examples
 PUB=$IHALA_PKI/checkpoint.pub
 P=aud-$$
 
-plan 79
+plan 81
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -56,6 +56,7 @@ write_broker_conf "$T/b" "$port"
 DMA=$(with_key "$(write_client_conf "$T" dma "$port")")
 MOH=$(with_key "$(write_client_conf "$T" moh "$port")")
 AUD=$(with_key "$(write_client_conf "$T" auditor "$port")")
+MOLSA=$(with_key "$(write_client_conf "$T" molsa "$port")")
 HI=$(write_client_conf "$T" hi "$port") # no checkpoint_key: checks nothing
 unset IHALA_CONFIG
 openssl genpkey -algorithm ed25519 -out "$T/other.key" 2>/dev/null
@@ -119,11 +120,19 @@ check "audit prove 1 as auditor: exit 0, verified" exit_and_out 0 '"seq":1,"tree
 run prove-other "$MOH" prove --message-id "$P-3"
 check "prove another agency's message id: exit 1, NOT_FOUND" exit_and_err 1 "refused: NOT_FOUND: "
 run prove-far "$DMA" prove 99999
-check "prove a seq past the log: exit 1, NOT_FOUND, says it is beyond the log (no 'retry')" \
-	eval 'exit_and_err 1 "refused: NOT_FOUND: seq 99999 is beyond the end of the log (" && ! grep -q retry "$ERR"'
+check "prove a seq past the log: exit 1, NOT_FOUND, says the log's size (no 'retry')" \
+	eval 'exit_and_err 1 "refused: NOT_FOUND: no entry at seq 99999 that agency '"'dma'"' may see (the log holds " && ! grep -q retry "$ERR"'
 run prove-far-audit "$AUD" audit prove 9999
-check "audit prove 9999 on a shorter log: exit 1, beyond the end of the log" \
-	exit_and_err 1 "refused: NOT_FOUND: seq 9999 is beyond the end of the log ("
+check "audit prove 9999 on a shorter log: exit 1, the log's size" \
+	exit_and_err 1 "refused: NOT_FOUND: no entry at seq 9999 that agency 'auditor' may see (the log holds "
+# Issue 15, item 9: an entry between dma and moh, asked by molsa (no party to it), gets the
+# answer of a seq that does not exist: no stranger learns what is at a seq.
+run prove-stranger "$MOLSA" prove 5
+check "prove another agency's seq: exit 1, NOT_FOUND" exit_and_err 1 "refused: NOT_FOUND: "
+far=$(sed 's/99999/N/g' "$T/prove-far.err" | sed "s/'dma'/'X'/g")
+stranger=$(sed 's/seq 5 /seq N /g' "$T/prove-stranger.err" | sed "s/'molsa'/'X'/g")
+check "prove another agency's seq: the words of a seq that does not exist" \
+	eval '[ "$far" = "$stranger" ] || { diag "past the log: $far"; diag "stranger: $stranger"; false; }'
 run prove-wrongkey "$DMA" prove 5 --key "$T/other.pub"
 check "prove with another key: exit 5, the checkpoint does not verify" \
 	exit_and_err 5 "does not verify with checkpoint key '$T/other.pub'"

@@ -243,7 +243,7 @@ check "refer to a mistyped agency: exit 2, did you mean the consent's 'moh'?" \
 mkref "$T/needsonly.json" "nds-$$" '{"given":true,"agencies":["moh"],"dataCovered":["needs"]}'
 run needsonly "$DMA" refer --to moh --file "$T/needsonly.json"
 check "refer carrying a name and a birth year with consent for needs only: exit 2, both named where they are" \
-	eval 'expect 2 && err_has "needsonly.json:2:41: survivor.name is identity data, which consent.dataCovered does not include" && err_has "survivor.birthYear is demographics data"'
+	eval 'expect 2 && grep -qE "needsonly.json:2:[0-9]+: survivor.name is identity data, which consent.dataCovered does not include" "$ERR" && grep -qE "needsonly.json:2:[0-9]+: survivor.birthYear is demographics data" "$ERR" || { show "$ERR"; false; }'
 run notcovered-outbox "$DMA" outbox --json
 check "those refusals queued nothing (no new rejected message)" \
 	eval 'expect 0 && ! grep -q "ncov-$$\|nc-$$" "$OUT" || { show "$OUT"; false; }'

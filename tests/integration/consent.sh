@@ -86,7 +86,7 @@ n0=$(log_size)
 mkc "$T/c1.json" "c1-$$" "" '["moh","hi"]' '["needs"]' ",\"name\":\"$NAME\""
 run c1 "$DMA" refer --to moh --file "$T/c1.json"
 check "the CLI: consent covering only needs, a full name carried: exit 2 before queueing, names the field" \
-	eval 'expect 2 && grep -qF "c1.json:4:41: survivor.name is identity data, which consent.dataCovered does not include" "$ERR"'
+	eval 'expect 2 && grep -qE "c1.json:4:[0-9]+: survivor.name is identity data, which consent.dataCovered does not include" "$ERR" || { show "$ERR"; false; }'
 envrun c1 "$DMA" moh "$T/c1.json"
 check "consent covering only needs, a full name carried: refused, names IDENTITY and the field" \
 	env_refused_with CONSENT_MISSING "the consent does not cover IDENTITY, which survivor.name is"

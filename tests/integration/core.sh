@@ -3,12 +3,13 @@
 # restart, exactly-once after a lost receipt, kill -9 during a stream, queue limit, real LMDB.
 . "$(dirname "$0")/lib.sh"
 LG=$IHALA_BUILD/tests/tools/loadgen
-plan 25
+plan 26
 
 port=$(free_port)
 write_broker_conf "$T" "$port" "
 [limits]
-queue_limit = 30"
+queue_limit = 30
+queue_share = 100"
 dma=$(write_client_conf "$T" dma "$port")
 moh=$(write_client_conf "$T" moh "$port")
 molsa=$(write_client_conf "$T" molsa "$port")
@@ -58,7 +59,9 @@ check "every receipted message is in the log exactly once" $LG check "$T/data" "
 
 # 4. Queue limit: molsa is offline with 25 queued; limit 30.
 $LG submit "$dma" molsa 10 D "$T/d.receipts" >"$T/d.out" 2>"$T/d.err"
-check "past the queue limit the sender is refused with QUEUE_FULL" grep -q "queue of 'molsa' is full" "$T/d.err"
+check "past the queue limit the sender is refused with QUEUE_FULL" grep -q "queue of 'molsa' is full (queue_limit 30 undelivered entries)" "$T/d.err"
+check "... and the refusal shows the limit, not the recipient's backlog" \
+	bash -c "! grep -E 'full \\([0-9]+ undelivered' '$T/d.err'"
 check "other traffic continues (moh still accepts)" $LG submit "$dma" moh 2 E "$T/e.receipts"
 
 # 5. Real LMDB files, readable by the stock tools.

@@ -17,6 +17,11 @@
  *	Submit COUNT referrals to TO with message ids PREFIX-0 ... and append "msgid seq" to
  *	RECEIPTS for each receipt. Keeps going through broker outages (the outbox holds what
  *	has no receipt yet) until every message has its receipt (40 tries of 3 s each).
+ * loadgen queue CONFIG TO COUNT PREFIX BYTES
+ *	Put COUNT referrals (as submit, each with a reason of BYTES characters) in the outbox
+ *	without waiting for the broker (it is meant to be down): the outbox a node builds up.
+ * loadgen flush CONFIG TIMEOUT_MS
+ *	Connect and wait until the outbox is empty; prints "# outbox: N left". 0 when empty.
  * loadgen drain CONFIG COUNT IDLE_MS OUT
  *	Take deliveries (COUNT, or all until IDLE_MS of silence when COUNT is 0), write
  *	"seq msgid" lines to OUT and ack each.
@@ -26,12 +31,14 @@
  */
 
 static int
-submit_all(const char *cfgpath, const char *to, long count, const char *prefix, const char *rpath)
+submit_all(const char *cfgpath, const char *to, long count, const char *prefix, const char *rpath,
+           long pad)
 {
 	struct client_config *cfg = NULL;
 	struct conf_errors errs;
 	struct ihala_client *c = NULL;
 	FILE *rf;
+	char *reason = NULL;
 	long i, done = 0, refused = 0;
 	int err;
 
@@ -45,10 +52,14 @@ submit_all(const char *cfgpath, const char *to, long count, const char *prefix, 
 		fprintf(stderr, "loadgen: cannot open the client\n");
 		return 2;
 	}
-	rf = fopen(rpath, "a");
-	if (rf == NULL) {
+	rf = rpath != NULL ? fopen(rpath, "a") : NULL;
+	if (rpath != NULL && rf == NULL) {
 		perror(rpath);
 		return 2;
+	}
+	if (pad > 0 && (reason = malloc((size_t)pad + 1)) != NULL) {
+		memset(reason, 'x', (size_t)pad);
+		reason[pad] = '\0';
 	}
 	for (i = 0; i < count; i++) {
 		Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT;
@@ -82,11 +93,17 @@ submit_all(const char *cfgpath, const char *to, long count, const char *prefix, 
 		ref.services = &svc;
 		ref.survivor = &sur;
 		ref.consent = &con;
-		ref.reason = "load test";
+		ref.reason = reason != NULL ? reason : "load test";
 		env.message_id = msgid;
 		env.to = (char *)to;
 		env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
 		env.referral = &ref;
+		if (pad >= 0 && rpath == NULL) {
+			/* queue: into the outbox, the broker unreachable */
+			err = ihala_submit(c, &env, 0, &rc);
+			done += err == IHALA_ETIMEDOUT || err == IHALA_EUNREACHABLE;
+			continue;
+		}
 		for (;;) {
 			err = ihala_submit(c, &env, 3000, &rc);
 			if (err == 0 ||
@@ -108,11 +125,44 @@ submit_all(const char *cfgpath, const char *to, long count, const char *prefix, 
 			refused++;
 		}
 	}
-	fclose(rf);
+	if (rf != NULL) {
+		fclose(rf);
+	}
+	free(reason);
 	ihala_close(c);
 	clientconf_free(cfg);
-	printf("# counts: submitted %ld, receipted %ld, refused %ld\n", count, done, refused);
+	printf("# counts: %s %ld, %s %ld, refused %ld\n", rpath != NULL ? "submitted" : "queued",
+	       count, rpath != NULL ? "receipted" : "kept", done, refused);
 	return done == count ? 0 : 1;
+}
+
+/* Connect and wait for every receipt of the outbox. */
+static int
+flush(const char *cfgpath, long timeout_ms)
+{
+	struct client_config *cfg = NULL;
+	struct conf_errors errs;
+	struct ihala_client *c = NULL;
+	size_t left = 0;
+	int err;
+
+	conf_errors_init(&errs);
+	if (clientconf_load(cfgpath, &cfg, &errs) != 0) {
+		conf_errors_print(&errs, stderr);
+		return 2;
+	}
+	conf_errors_release(&errs);
+	if (ihala_open(cfg, &c) != 0) {
+		return 2;
+	}
+	err = ihala_flush_outbox(c, (int)timeout_ms, &left);
+	if (err != 0) {
+		fprintf(stderr, "loadgen: %s\n", ihala_errmsg(c));
+	}
+	ihala_close(c);
+	clientconf_free(cfg);
+	printf("# outbox: %zu left\n", left);
+	return left == 0 ? 0 : 1;
 }
 
 /* Take deliveries until `count` arrived or `idle_ms` pass without one; ack each after writing
@@ -280,7 +330,15 @@ main(int argc, char **argv)
 {
 	log_setlevel(LOG_LEVEL_WARN);
 	if (argc == 7 && strcmp(argv[1], "submit") == 0) {
-		return submit_all(argv[2], argv[3], strtol(argv[4], NULL, 10), argv[5], argv[6]);
+		return submit_all(argv[2], argv[3], strtol(argv[4], NULL, 10), argv[5], argv[6],
+		                  -1);
+	}
+	if (argc == 7 && strcmp(argv[1], "queue") == 0) {
+		return submit_all(argv[2], argv[3], strtol(argv[4], NULL, 10), argv[5], NULL,
+		                  strtol(argv[6], NULL, 10));
+	}
+	if (argc == 4 && strcmp(argv[1], "flush") == 0) {
+		return flush(argv[2], strtol(argv[3], NULL, 10));
 	}
 	if (argc == 6 && strcmp(argv[1], "drain") == 0) {
 		return drain(argv[2], strtol(argv[3], NULL, 10), strtol(argv[4], NULL, 10),
@@ -290,6 +348,8 @@ main(int argc, char **argv)
 		return check_log(argv[2], argv[3], argv[4]);
 	}
 	fprintf(stderr, "usage: loadgen submit CONFIG TO COUNT PREFIX RECEIPTS\n"
+	                "       loadgen queue CONFIG TO COUNT PREFIX BYTES\n"
+	                "       loadgen flush CONFIG TIMEOUT_MS\n"
 	                "       loadgen drain CONFIG COUNT IDLE_MS OUT\n"
 	                "       loadgen check DATA_DIR RECEIPTS SENDER\n");
 	return 2;

@@ -42,7 +42,8 @@ struct fake {
 	int handshakes;                /* ClientHellos that started a session */
 	char submits[MAX_SUBMITS][65]; /* message ids of the Submits received */
 	size_t n_submits;
-	uint64_t acked; /* last DeliveryAck seq */
+	uint64_t acked;        /* last DeliveryAck seq */
+	uint32_t max_inflight; /* Welcome.limits.max_inflight */
 };
 
 static char pki[512];
@@ -109,7 +110,7 @@ fake_welcome(void)
 	w.protocol_version = 1;
 	l.max_frame_bytes = FRAME_MAX_DEFAULT;
 	l.credit_window = 64;
-	l.max_inflight = 64;
+	l.max_inflight = fb.max_inflight;
 	w.limits = &l;
 	f.kind_case = IHALA__V1__FRAME__KIND_WELCOME;
 	f.welcome = &w;
@@ -358,10 +359,11 @@ teardown(void **state)
 
 /* Each test: a fresh client on a fresh data dir, connected to the fake broker. */
 static int
-client_setup(void **state)
+client_setup_n(void **state, uint32_t max_inflight)
 {
 	struct ihala_client *c = NULL;
 
+	fb.max_inflight = max_inflight;
 	channel_free(fb.ch);
 	fb.ch = NULL;
 	fb.welcomed = 0;
@@ -379,6 +381,18 @@ client_setup(void **state)
 	connect_both(c);
 	*state = c;
 	return 0;
+}
+
+static int
+client_setup(void **state)
+{
+	return client_setup_n(state, 64);
+}
+
+static int
+client_setup_window(void **state)
+{
+	return client_setup_n(state, 4);
 }
 
 static int
@@ -444,17 +458,65 @@ test_transient_refusals_keep_outbox(void **state)
 		sync_client(c);
 		assert_int_equal(outbox(c), 1);
 	}
-	/* A busy answer while ihala_submit waits: it offers the whole outbox again (the broker
-	 * sees m-busy-2, then m-busy and m-busy-2 once more). */
+	/* After a busy answer the outbox goes again from its oldest message once a backoff
+	 * (200 ms) has passed, in order, each message once: m-busy, then the new m-busy-2. */
+	assert_int_equal(ihala_submit(c, envelope("m-busy-2"), 600, &rc), IHALA_ETIMEDOUT);
+	wait_submits(c, 3);
+	assert_string_equal(fb.submits[1], "m-busy");
+	assert_string_equal(fb.submits[2], "m-busy-2");
+	assert_int_equal(outbox(c), 2);
+	/* A busy answer to one while the other is in flight: nothing goes again before the
+	 * other's receipt (no message is sent twice at once), then after a longer backoff. */
 	fake_receipt("m-busy-2", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED,
 	             IHALA_EOVERLOAD);
-	assert_int_equal(ihala_submit(c, envelope("m-busy-2"), 600, &rc), IHALA_ETIMEDOUT);
-	wait_submits(c, 4);
-	assert_string_equal(fb.submits[1], "m-busy-2");
-	assert_int_equal(outbox(c), 2);
+	sync_client(c);
 	fake_receipt("m-busy", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+	sync_client(c);
+	assert_int_equal(fb.n_submits, 3);
+	assert_int_equal(outbox(c), 1);
+	wait_submits(c, 4);
+	assert_string_equal(fb.submits[3], "m-busy-2");
 	fake_receipt("m-busy-2", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, IHALA_ESCHEMA);
 	sync_client(c);
+	assert_int_equal(outbox(c), 0);
+}
+
+/* A node's outbox goes a window at a time: no more than Welcome.limits.max_inflight (here 4)
+ * without receipts, the next as receipts come; none twice. */
+static void
+test_outbox_window(void **state)
+{
+	struct ihala_client *c = *state;
+	struct ihala_receipt rc;
+	char id[16];
+	size_t i;
+
+	for (i = 0; i < 10; i++) {
+		snprintf(id, sizeof(id), "m-win-%zu", i);
+		ihala_submit(c, envelope(id), 0, &rc);
+	}
+	wait_submits(c, 4);
+	for (i = 0; i < 20; i++) {
+		client_pump(c);
+		fake_step();
+	}
+	assert_int_equal(fb.n_submits, 4);
+	for (i = 0; i < 3; i++) {
+		snprintf(id, sizeof(id), "m-win-%zu", i);
+		fake_receipt(id, IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+	}
+	wait_submits(c, 7);
+	for (i = 0; i < 7; i++) {
+		snprintf(id, sizeof(id), "m-win-%zu", i);
+		assert_string_equal(fb.submits[i], id);
+	}
+	for (i = 3; i < 10; i++) {
+		snprintf(id, sizeof(id), "m-win-%zu", i);
+		fake_receipt(id, IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+		wait_submits(c, i + 5 < 10 ? i + 5 : 10);
+	}
+	sync_client(c);
+	assert_int_equal(fb.n_submits, 10);
 	assert_int_equal(outbox(c), 0);
 }
 
@@ -540,6 +602,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_submit_receipt, client_setup, client_teardown),
 	    cmocka_unit_test_setup_teardown(test_transient_refusals_keep_outbox, client_setup,
+	                                    client_teardown),
+	    cmocka_unit_test_setup_teardown(test_outbox_window, client_setup_window,
 	                                    client_teardown),
 	    cmocka_unit_test_setup_teardown(test_undecodable_frames_counted, client_setup,
 	                                    client_teardown),

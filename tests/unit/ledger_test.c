@@ -457,6 +457,58 @@ test_queue_full(void **state)
 	fx_close(fx);
 }
 
+/* One sender's share of a recipient's queue (queue_share), counted within a batch and across
+ * batches, and given back by the recipient's acks. */
+static void
+test_queue_share(void **state)
+{
+	struct fx *fx = fx_open(0, 4, 0);
+	struct wreq *batch[3], *r;
+	struct msg m[3];
+	char mid[16], rid[16];
+	int i;
+
+	(void)state;
+	fx->pol.queue_share = 50; /* dma may hold 2 of moh's 4 places */
+	for (i = 0; i < 3; i++) {
+		snprintf(mid, sizeof(mid), "s-%d", i);
+		snprintf(rid, sizeof(rid), "RS-%d", i);
+		msg_referral(&m[i], mid, rid);
+		batch[i] = submit_req("dma", &m[i], T0 + (uint64_t)i);
+	}
+	assert_int_equal(ledger_apply_batch(fx->lg, batch, 3), 0);
+	assert_int_equal(batch[0]->status, RS(ACCEPTED));
+	assert_int_equal(batch[1]->status, RS(ACCEPTED));
+	assert_int_equal(batch[2]->err, IHALA_EQUEUEFULL);
+	assert_non_null(strstr(batch[2]->text,
+	                       "this sender's share of the recipient's queue is full "
+	                       "(2 undelivered entries, 50% of queue_limit)"));
+	for (i = 0; i < 3; i++) {
+		wreq_free(batch[i]);
+	}
+	/* A batch later, still full. */
+	r = submit1(fx, "dma", &m[2], T0 + 10);
+	assert_int_equal(r->err, IHALA_EQUEUEFULL);
+	wreq_free(r);
+	/* moh takes one: room for one more of dma's, not two. */
+	r = wreq_new(WREQ_ACK);
+	assert_non_null(r);
+	snprintf(r->agency, sizeof(r->agency), "moh");
+	r->acks[r->n_acks++] = 1;
+	r->now_ms = T0 + 20;
+	apply1(fx, r);
+	assert_int_equal(r->err, 0);
+	wreq_free(r);
+	r = submit1(fx, "dma", &m[2], T0 + 30);
+	assert_int_equal(r->status, RS(ACCEPTED));
+	wreq_free(r);
+	msg_referral(&m[0], "s-3", "RS-3");
+	r = submit1(fx, "dma", &m[0], T0 + 40);
+	assert_int_equal(r->err, IHALA_EQUEUEFULL);
+	wreq_free(r);
+	fx_close(fx);
+}
+
 /* An ack of a new referral logs its delivery and marks it received; a repeated ack logs
  * nothing. */
 static void
@@ -934,6 +986,7 @@ main(void)
 	    cmocka_unit_test(test_duplicate),
 	    cmocka_unit_test(test_msgid_conflict),
 	    cmocka_unit_test(test_queue_full),
+	    cmocka_unit_test(test_queue_share),
 	    cmocka_unit_test(test_ack_received),
 	    cmocka_unit_test(test_savepoint_retry),
 	    cmocka_unit_test(test_overdue),

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# backlog.sh - a node whose outbox holds more than the broker's in_cap of input connects: every
+# message is receipted, and no session is ended. libihala used to send the whole outbox at once
+# on connect; the broker ended the session past in_cap ("input arrives faster than it is
+# served"), and the node reconnected and did it again, for ever. Now the outbox goes a window
+# at a time, and the broker answers a fast authenticated session rather than ending it.
+# shellcheck source=tests/integration/lib.sh
+. "$IHALA_ROOT/tests/integration/lib.sh"
+
+LG=$IHALA_BUILD/tests/tools/loadgen
+COUNT=400
+BYTES=2000 # ~2.2 KB per envelope: ~0.9 MB of outbox, 7 times in_cap
+
+plan 9
+
+port=$(free_port)
+write_broker_conf "$T" "$port" "
+[limits]
+max_frame = 64K
+in_cap = 128K
+max_inflight_bytes = 64K"
+dma=$(write_client_conf "$T" dma "$port")
+moh=$(write_client_conf "$T" moh "$port")
+
+# The broker is down: the node's outbox grows.
+timeout 120 "$LG" queue "$dma" moh "$COUNT" BL "$BYTES" >"$T/queue.out" 2>"$T/queue.err"
+check "with the broker down, $COUNT messages wait in the node's outbox" \
+	grep -q "^# counts: queued $COUNT, kept $COUNT, refused 0" "$T/queue.out"
+bytes=$(du -sb "$T/dma" 2>/dev/null | cut -f1)
+diag "node store: ${bytes:-?} bytes"
+
+start_broker "$T" || { echo "Bail out! the broker does not start"; exit 1; }
+timeout 120 "$LG" flush "$dma" 60000 >"$T/flush.out" 2>"$T/flush.err"
+rc=$?
+check "the node connects and its whole outbox is receipted (exit $rc)" \
+	grep -q '^# outbox: 0 left' "$T/flush.out"
+show "$T/flush.err"
+check "no session was ended for its input" \
+	bash -c "! grep -E 'bytes of input waiting|input arrives faster' '$T/broker.log'"
+check "the node kept within the broker's max_inflight_bytes (no OVERLOADED refusal)" \
+	bash -c "! grep -E 'without receipts|OVERLOADED' '$T/broker.log'"
+n=$(grep -c "agency 'dma' (dma) authenticated" "$T/broker.log")
+check "one session did it all ($n session(s) of dma)" test "$n" -eq 1
+timeout 60 "$LG" drain "$moh" "$COUNT" 3000 "$T/drained" >/dev/null 2>&1
+check "moh receives all $COUNT" test "$(wc -l <"$T/drained")" -eq "$COUNT"
+check "the broker is alive" kill -0 "$BROKER_PID"
+
+# The broker side alone: a client that ignores the window (bench/ihala_load pipelining 400
+# submissions of ~2 KB at once, ~7 times in_cap) is served, not ended: what passes
+# max_inflight_bytes gets OVERLOADED receipts, the rest is receipted.
+"$IHALA_BUILD/bench/ihala_load" send -b "tcp://127.0.0.1:$port" -P "$IHALA_PKI" -a dma -t moh \
+	-n 400 -s 2000 -W 400 -p PIPE -T 60 >"$T/pipe.out" 2>"$T/pipe.err"
+r=$(sed -n 's/^receipted=//p' "$T/pipe.out")
+f=$(sed -n 's/^refused=//p' "$T/pipe.out")
+diag "pipelined: receipted ${r:-?}, refused ${f:-?} (OVERLOADED)"
+check "a client pipelining past in_cap gets an answer to each of its 400 submissions" \
+	test "$((${r:-0} + ${f:-0}))" -eq 400 -a "${r:-0}" -gt 0
+check "... and its session is not ended" \
+	bash -c "! grep -E 'bytes of input waiting|input arrives faster' '$T/broker.log'"
