@@ -786,6 +786,19 @@ cross_checks(const struct broker_config *cfg, const struct conf_file *cf, struct
 		            "never be received",
 		            conf_format_size(cfg->limits.in_cap, a, sizeof(a)),
 		            conf_format_size(cfg->limits.max_frame, b, sizeof(b)));
+	} else if (cfg->limits.in_cap != 0 && cfg->limits.max_inflight_bytes != 0 &&
+	           cfg->limits.in_cap <
+	               cfg->limits.max_inflight_bytes + cfg->limits.max_frame + 64 * KB) {
+		char c[32];
+
+		/* A client keeps within max_inflight_bytes (Welcome tells it); its input waiting
+		 * here is never more than that and one frame, which in_cap must hold. */
+		conf_report(errs, cf, conf_line(cf, "limits", "in_cap"),
+		            "'in_cap' (%s) is smaller than 'max_inflight_bytes' (%s), 'max_frame' "
+		            "(%s) and 64K: a client keeping within its window could be cut off",
+		            conf_format_size(cfg->limits.in_cap, a, sizeof(a)),
+		            conf_format_size(cfg->limits.max_inflight_bytes, b, sizeof(b)),
+		            conf_format_size(cfg->limits.max_frame, c, sizeof(c)));
 	}
 	if (cfg->deadlines.emergency_ms != 0 && cfg->deadlines.urgent_ms != 0 &&
 	    cfg->deadlines.emergency_ms > cfg->deadlines.urgent_ms) {

@@ -103,40 +103,6 @@ preauth_make_room(struct server *sv, const char *addr)
 	sessions_reap(sv);
 }
 
-/*
- * The session's oldest input processed now, as much as `m` needs to fit under `cap`, then `m`
- * queued (or processed too, if it is larger than the cap by itself): the session is served
- * at the pace it sends, a message's worth at a time, in arrival order.
- */
-static void
-input_now(struct server *sv, struct session *s, zmq_msg_t *m, size_t cap)
-{
-	const uint8_t *p;
-	size_t len, mlen = zmq_msg_size(m);
-
-	/* Served whole, frame budget or not: the input must not pile up in the channel
-	 * instead of the queue. */
-	while (!s->dead && s->backlog) {
-		session_pump(sv, s);
-	}
-	while (!s->dead && inq_bytes(s->inq) + mlen > cap && inq_peek(s->inq, &p, &len)) {
-		session_input(sv, s, p + 1, len - 1);
-		inq_pop(s->inq);
-		while (!s->dead && s->backlog) {
-			session_pump(sv, s);
-		}
-	}
-	if (!s->dead && inq_push(s->inq, m, cap) != 0) {
-		session_input(sv, s, (const uint8_t *)zmq_msg_data(m) + 1, mlen - 1);
-		while (!s->dead && s->backlog) {
-			session_pump(sv, s);
-		}
-	}
-	if (s->dead) {
-		inq_clear(s->inq);
-	}
-}
-
 static void
 router_input(struct server *sv)
 {
@@ -229,19 +195,6 @@ router_input(struct server *sv)
 	if (!s->dead) {
 		int err = inq_push(s->inq, &m, sv->cfg->limits.in_cap);
 
-		if (err == IHALA_EOVERLOAD && s->authed) {
-			/*
-			 * An agency that sends faster than its share of turns is served now
-			 * rather than cut off: what it sent is only frames to answer, and past
-			 * its share of in-flight bytes its submissions are answered at once with
-			 * transient OVERLOADED receipts (handle_submit()), so its input never
-			 * holds more than in_cap here nor its submissions more than
-			 * max_inflight_bytes in the writer. A client that sends and never reads
-			 * fills its own output (out_cap) and loses those answers.
-			 */
-			input_now(sv, s, &m, sv->cfg->limits.in_cap);
-			err = 0;
-		}
 		if (err != 0) {
 			log_security("session %llu (%s): more than %llu bytes of input waiting; "
 			             "closing",

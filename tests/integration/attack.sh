@@ -189,8 +189,8 @@ check "note-flood: the refusal names moh's share, not molsa's backlog" \
 
 # 6. Pipelined submissions of ~1 MB (issue 15, item 7): 200 at once from one session. The
 #    broker's memory used to grow by all of them (RSS 590 MB for one session); now a session's
-#    input waits up to in_cap (16M) and its submissions in flight up to max_inflight_bytes
-#    (8M), the rest answered OVERLOADED. Measured: it grows by ~20 MB (~140 MB under ASan),
+#    input waits up to in_cap (16M; past it the session is ended) and its submissions in
+#    flight up to max_inflight_bytes (8M), the rest answered OVERLOADED. Measured: it grows by ~20 MB (~140 MB under ASan),
 #    and by ~330 MB without max_inflight_bytes.
 rss_anon() { awk '/^RssAnon:/ {print $2}' "/proc/$BROKER_PID/status" 2>/dev/null; }
 big_pipeline() {

@@ -66,14 +66,15 @@ fi
 # Regression: 20 000 submissions in flight at once (max_inflight raised) reach the writer in one
 # burst; its answers used to fill the inproc pipe back while the main thread blocked sending
 # more, and the broker froze for good with a handful of receipts. 20 000 envelopes of ~1 KiB
-# sent at once are ~21 MB: max_inflight_bytes is raised with max_inflight. in_cap stays at its
-# default: a session whose input passes it is served at once, no longer ended (it used to be
-# under ASan, and this test raised in_cap to 64M).
+# sent at once are ~21 MB: max_inflight_bytes is raised with max_inflight, and in_cap with it
+# (the broker requires in_cap >= max_inflight_bytes + max_frame + 64K: a client within its
+# window is never cut off; under ASan the default 16M was passed, and the session ended).
 port=$(free_port)
 write_broker_conf "$T/dl" "$port" "
 [limits]
 max_inflight = 20000
-max_inflight_bytes = 64M"
+max_inflight_bytes = 64M
+in_cap = 80M"
 if start_broker "$T/dl"; then
 	"$IHALA_BUILD/bench/ihala_load" send -b "tcp://127.0.0.1:$port" -P "$IHALA_PKI" -a dma -t moh \
 		-n 20000 -T 30 >"$T/dl.out" 2>"$T/dl.err"

@@ -916,6 +916,22 @@ test_cross_checks(void **state)
 	free(text);
 }
 
+/* in_cap must hold what a client within its window may send at once. */
+static void
+test_in_cap_window(void **state)
+{
+	struct fixture *f = *state;
+	char *text = concat(base_conf, "[limits]\n"                 /* 13 */
+	                               "max_inflight_bytes = 12M\n" /* 14 */
+	                               "in_cap = 12M\n");           /* 15 */
+
+	refused(f, text);
+	expect_error(f, 15,
+	             "'in_cap' (12M) is smaller than 'max_inflight_bytes' (12M), 'max_frame' (1M) "
+	             "and 64K: a client keeping within its window could be cut off");
+	free(text);
+}
+
 static void
 test_syntax_refusals(void **state)
 {
@@ -1629,6 +1645,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_agency_refusals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_required, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_data_dir, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_in_cap_window, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cross_checks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_syntax_refusals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_several_errors, setup, teardown),
