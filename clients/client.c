@@ -636,10 +636,23 @@ pump(struct ihala_client *c, long timeout_ms)
 	}
 	while (wire_next(c->w, &ev) == 0 && ev.kind != WIRE_NONE) {
 		switch (ev.kind) {
-		case WIRE_CONNECTED:
 		case WIRE_RESET:
-			/* A new TCP connection is a new routing id, and a RESET says the broker has
-			 * no session for this one (it restarted): a new TLS session either way. */
+			/*
+			 * A RESET answers a message that reached the broker before our ClientHello
+			 * on this connection (the rest of a session written before the monitor told
+			 * us of a reconnect): the broker answers every message in order and never
+			 * RESETs a ClientHello, so while our new handshake has heard nothing the
+			 * RESET is stale. Starting again then would put a second ClientHello behind
+			 * the first, and the first one's ServerHello would end the second session
+			 * ("invalid session id").
+			 */
+			if (c->state == SESS_HANDSHAKING && !wire_heard(c->w)) {
+				break;
+			}
+			session_start(c);
+			break;
+		case WIRE_CONNECTED:
+			/* A new TCP connection is a new routing id: a new TLS session. */
 			session_start(c);
 			break;
 		case WIRE_DISCONNECTED:

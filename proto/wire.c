@@ -27,6 +27,7 @@ struct wire {
 	struct channel *ch;
 	int feed_err; /* the session's first input error, told as WIRE_FAILED */
 	int told;     /* its failure or close was told */
+	int heard;    /* the session was fed at least one TLS message from the broker */
 	/* the message being built or held back: type byte + up to WIRE_CHUNK bytes */
 	uint8_t *out;
 	size_t out_len;
@@ -233,6 +234,7 @@ wire_drop(struct wire *w)
 	w->out_len = 0;
 	w->feed_err = 0;
 	w->told = 0;
+	w->heard = 0;
 }
 
 int
@@ -256,6 +258,12 @@ wire_close(struct wire *w)
 		channel_close(w->ch);
 		wire_flush(w);
 	}
+}
+
+int
+wire_heard(const struct wire *w)
+{
+	return w->ch != NULL && w->heard;
 }
 
 struct channel *
@@ -462,6 +470,7 @@ wire_next(struct wire *w, struct wire_event *ev)
 		if (ev->type != CHANNEL_MSG_TLS || w->ch == NULL) {
 			continue; /* nothing this client knows, or no session for it */
 		}
+		w->heard = 1;
 		rc = channel_feed(w->ch, ev->data, ev->len);
 		if (rc != 0 && w->feed_err == 0) {
 			w->feed_err = rc;

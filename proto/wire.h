@@ -92,6 +92,9 @@ void wire_drop(struct wire *w);
 /* Send close_notify when the session is open, and flush. */
 void wire_close(struct wire *w);
 
+/* 1 once the current session has been fed a TLS message from the broker (0 with none). */
+int wire_heard(const struct wire *w);
+
 /* The current session, or NULL (borrowed: valid until wire_start, wire_drop, wire_free). */
 struct channel *wire_channel(const struct wire *w);
 

@@ -40,6 +40,7 @@ struct fake {
 	struct channel *ch;
 	int welcomed;
 	int handshakes;                /* ClientHellos that started a session */
+	int stale_reset;               /* RESET the next ClientHello before answering it */
 	char submits[MAX_SUBMITS][65]; /* message ids of the Submits received */
 	size_t n_submits;
 	uint64_t acked;        /* last DeliveryAck seq */
@@ -168,6 +169,11 @@ fake_step(void)
 			    channel_new(fb.ssl, 1, NULL, FRAME_MAX_DEFAULT, 1u << 22, &fb.ch), 0);
 			fb.welcomed = 0;
 			fb.handshakes++;
+			if (fb.stale_reset) {
+				/* as a broker answers what reached it before this ClientHello */
+				fb.stale_reset = 0;
+				fake_send(CHANNEL_MSG_RESET, NULL, 0);
+			}
 		}
 		if (fb.ch == NULL || zmq_msg_size(&rid) != fb.rid_len ||
 		    memcmp(zmq_msg_data(&rid), fb.rid, fb.rid_len) != 0) {
@@ -596,6 +602,33 @@ test_reset_rehandshake(void **state)
 	assert_int_equal(outbox(c), 0);
 }
 
+/*
+ * A RESET that answers what the client wrote before its new ClientHello (a reconnect it had
+ * not seen yet) arrives after the client started its handshake and before the ServerHello:
+ * the client must not start a second handshake, whose ServerHello would never come (the
+ * first one's would end it: "invalid session id").
+ */
+static void
+test_stale_reset_during_handshake(void **state)
+{
+	struct ihala_client *c = *state;
+	uint64_t deadline = now_ms() + 5000;
+
+	connect_both(c);
+	assert_int_equal(fb.handshakes, 1);
+	channel_free(fb.ch);
+	fb.ch = NULL;
+	fb.stale_reset = 1;
+	fake_send(CHANNEL_MSG_RESET, NULL, 0);
+	while (fb.handshakes < 2 && now_ms() < deadline) {
+		client_pump(c);
+		fake_step();
+	}
+	connect_both(c);
+	assert_int_equal(fb.handshakes, 2);
+	sync_client(c);
+}
+
 int
 main(void)
 {
@@ -609,6 +642,8 @@ main(void)
 	                                    client_teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_ack, client_setup, client_teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_rehandshake, client_setup, client_teardown),
+	    cmocka_unit_test_setup_teardown(test_stale_reset_during_handshake, client_setup,
+	                                    client_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
