@@ -10,7 +10,7 @@ IHALA=$IHALA_BUILD/ihala
 BROKER=$IHALA_BUILD/ihala-broker
 P=$IHALA_PKI
 
-plan 30
+plan 33
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -41,7 +41,7 @@ D=$T/b
 port=$(free_port)
 write_broker_conf "$D" "$port"
 mkdir -p "$D/certs"
-for f in moh-enc moh-enc-old moh-enc-expired moh-enc-sig foreign-enc hi-enc dma-enc; do
+for f in moh-enc moh-enc-old moh-enc-expired moh-enc-sig moh-enc-revoked foreign-enc hi-enc dma-enc; do
 	cp "$P/$f.crt" "$D/certs/"
 done
 cp "$P/moh-enc.key" "$D/certs/moh-enc.key"
@@ -130,6 +130,17 @@ check "an expired certificate of moh: refused (expired)" \
 check "a signing certificate of moh: refused (keyUsage)" \
 	subst sig moh-enc-sig "keyUsage must be keyAgreement only"
 check "refused: nothing on stdout" bash -c "! grep -q . '$OUT'"
+check "a revoked certificate of moh, under the node's crl_file: refused (revoked)" \
+	subst revoked moh-enc-revoked "encryption certificate for 'moh' refused: certificate revoked"
+HI=$(write_client_conf "$T" hi "$port")
+run nocrl "$HI" directory moh
+check "... a node without crl_file cannot know: it takes it (crl_file is what refuses it)" \
+	bash -c "[ $RC -eq 0 ] && [ '$(json serial)' = '$(serial "$P/moh-enc-revoked.crt")' ]"
+set_enc moh certs/moh-enc.crt certs/moh-enc-revoked.crt
+reload
+run rev-rot "$DMA" directory moh
+check "rotation past a revoked newest: the newest valid one (moh-enc)" \
+	bash -c "[ $RC -eq 0 ] && [ '$(json serial)' = '$(serial "$P/moh-enc.crt")' ]"
 set_enc moh certs/hi-enc.crt certs/foreign-enc.crt certs/moh-enc-expired.crt
 reload
 run all-bad "$DMA" directory moh
@@ -160,7 +171,6 @@ AUD=$(write_client_conf "$T" auditor "$port")
 run aud "$AUD" directory hi
 check "the auditor asks hi's: exit 0, hi-enc" \
 	bash -c "[ $RC -eq 0 ] && [ '$(json serial)' = '$(serial "$P/hi-enc.crt")' ]"
-HI=$(write_client_conf "$T" hi "$port")
 run self "$HI" directory hi
 check "hi asks its own: exit 0" expect 0
 
