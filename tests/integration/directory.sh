@@ -10,7 +10,7 @@ IHALA=$IHALA_BUILD/ihala
 BROKER=$IHALA_BUILD/ihala-broker
 P=$IHALA_PKI
 
-plan 33
+plan 34
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -93,6 +93,13 @@ check "rotation: subject names moh, both offered" \
 	bash -c "jq -e '(.subject | test(\"CN=moh\")) and .offered == 2 and .agency == \"moh\"' '$OUT' >/dev/null"
 check "rotation: validity as the certificate's" \
 	[ "$(json notAfter)" = "$(date -u -d "$(openssl x509 -in "$P/moh-enc.crt" -noout -enddate | cut -d= -f2)" +%Y-%m-%dT%H:%M:%SZ)" ]
+# On a terminal: one field a line, for people.
+script -qec "$(printf '%q ' "$IHALA" --config "$DMA" directory moh)" /dev/null </dev/null \
+	>"$T/tty.out" 2>"$T/tty.err"
+check "on a terminal: for people (subject, serial, valid, sha256 lines), no JSON" \
+	bash -c "grep -q '^subject: *.*CN=moh' '$T/tty.out' && grep -q '^serial: *$(serial "$P/moh-enc.crt")' '$T/tty.out' &&
+		grep -q '^valid: ' '$T/tty.out' && grep -q '^sha256: *$(fp "$P/moh-enc.crt")' '$T/tty.out' && ! grep -q '{' '$T/tty.out'" \
+	|| show "$T/tty.out"
 
 reloads() { grep -c 'reload done' "$D/broker.log"; }
 # reload: SIGHUP, and wait for the reload to be done.
