@@ -1,4 +1,5 @@
 /* config.c - the broker's option table, loading broker.conf and cross-checking it. */
+#define _GNU_SOURCE /* asprintf */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -7,6 +8,11 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "error.h"
 #include "hex.h"
@@ -284,6 +290,19 @@ v_may_send_to(void *field, char *why, size_t len)
 	return 0;
 }
 
+/* A list of paths separated by blanks: at least one. */
+static int
+v_paths(void *field, char *why, size_t len)
+{
+	const char *s = *(char **)field;
+
+	if (s[strspn(s, " \t")] == '\0') {
+		snprintf(why, len, "expected one or more file paths separated by spaces");
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- the table ------------------------------------------------------------ */
 
 static const struct conf_option options[] = {
@@ -387,6 +406,9 @@ static const struct conf_option options[] = {
      "may send referrals without a parent (default: yes for dma, no for the others)"},
     {"agency.*", "may_send_to", CONF_STRING, CONF_RELOAD, NULL, 0, 0, NULL, v_may_send_to,
      A(may_send_to_text), "agencies it may address, or * (the default)"},
+    {"agency.*", "encryption_cert", CONF_STRING, CONF_RELOAD, NULL, 0, 0, NULL, v_paths,
+     A(encryption_cert_text),
+     "its encryption certificate files (PEM), several during a rotation (the directory)"},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -489,6 +511,11 @@ agency_release(struct agency_config *a)
 		free(a->may_send_to[i]);
 	}
 	free(a->may_send_to);
+	for (i = 0; i < a->n_enc_certs; i++) {
+		free(a->enc_certs[i].path);
+		free(a->enc_certs[i].der);
+	}
+	free(a->enc_certs);
 	free(a->id);
 }
 
@@ -590,6 +617,135 @@ to_token(const char *tok, void *arg)
 	return 0;
 }
 
+/*
+ * Reads the certificates of one encryption_cert file of agency a (every PEM block of it must
+ * be a CERTIFICATE that decodes, and there must be one at least) and appends them to
+ * a->enc_certs. A refusal is reported at `line`; returns 0, or IHALA_ENOMEM.
+ */
+static int
+load_enc_file(struct agency_config *a, const char *path, const struct conf_file *cf, int line,
+              struct conf_errors *errs)
+{
+	BIO *bio;
+	char *name = NULL, *header = NULL;
+	unsigned char *data = NULL;
+	long dlen;
+	size_t found = 0;
+	int rc = 0;
+
+	ERR_clear_error();
+	if ((bio = BIO_new_file(path, "r")) == NULL) {
+		conf_report(errs, cf, line,
+		            "cannot read encryption certificate '%s' of agency '%s' (check that "
+		            "the file exists and is readable)",
+		            path, a->id);
+		ERR_clear_error();
+		return 0;
+	}
+	while (PEM_read_bio(bio, &name, &header, &data, &dlen) == 1) {
+		const unsigned char *p = data;
+		X509 *x = NULL;
+		struct agency_enc_cert *v;
+
+		if (strcmp(name, "CERTIFICATE") != 0) {
+			conf_report(
+			    errs, cf, line,
+			    "'%s' (encryption certificate of agency '%s') holds a PEM '%s', "
+			    "not a certificate",
+			    path, a->id, name);
+			goto done;
+		}
+		if (dlen <= 0 || (x = d2i_X509(NULL, &p, dlen)) == NULL || p != data + dlen) {
+			X509_free(x);
+			conf_report(errs, cf, line,
+			            "'%s' (encryption certificate of agency '%s'): certificate %zu "
+			            "does not decode as X.509",
+			            path, a->id, found + 1);
+			goto done;
+		}
+		X509_free(x);
+		if (a->n_enc_certs >= AGENCY_ENC_CERTS_MAX) {
+			conf_report(errs, cf, line,
+			            "agency '%s' lists more than %d encryption certificates", a->id,
+			            AGENCY_ENC_CERTS_MAX);
+			goto done;
+		}
+		v = realloc(a->enc_certs, (a->n_enc_certs + 1) * sizeof(*v));
+		if (v == NULL) {
+			rc = IHALA_ENOMEM;
+			goto done;
+		}
+		a->enc_certs = v;
+		v += a->n_enc_certs;
+		if ((v->path = strdup(path)) == NULL) {
+			rc = IHALA_ENOMEM;
+			goto done;
+		}
+		v->der = data;
+		v->len = (size_t)dlen;
+		data = NULL;
+		a->n_enc_certs++;
+		found++;
+		OPENSSL_free(name);
+		OPENSSL_free(header);
+		name = header = NULL;
+	}
+	if (found == 0) {
+		conf_report(errs, cf, line,
+		            "'%s' (encryption certificate of agency '%s') is not a PEM certificate "
+		            "(no '-----BEGIN CERTIFICATE-----' block)",
+		            path, a->id);
+	} else if (ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE) {
+		conf_report(errs, cf, line,
+		            "'%s' (encryption certificate of agency '%s'): a malformed PEM block "
+		            "after certificate %zu",
+		            path, a->id, found);
+	}
+done:
+	OPENSSL_free(name);
+	OPENSSL_free(header);
+	OPENSSL_free(data);
+	BIO_free(bio);
+	ERR_clear_error();
+	return rc;
+}
+
+/* Every file of a's encryption_cert, relative paths against the config file's directory. */
+static int
+load_enc_certs(struct agency_config *a, const struct conf_file *cf, struct conf_errors *errs)
+{
+	const char *s = a->encryption_cert_text;
+	char sec[16 + ID_AGENCY_MAX];
+	int line, rc;
+
+	snprintf(sec, sizeof(sec), "agency.%s", a->id);
+	line = conf_line(cf, sec, "encryption_cert");
+	while (*s != '\0') {
+		size_t n;
+		char *path;
+
+		s += strspn(s, " \t");
+		if ((n = strcspn(s, " \t")) == 0) {
+			break;
+		}
+		if (s[0] == '/') {
+			path = strndup(s, n);
+		} else if (asprintf(&path, "%s/%.*s", conf_dir(cf), (int)n, s) < 0) {
+			path = NULL;
+		}
+		if (path == NULL) {
+			return IHALA_ENOMEM;
+		}
+		rc = load_enc_file(a, path, cf, line, errs);
+		free(path);
+		if (rc != 0) {
+			return rc;
+		}
+		s += n;
+	}
+	return 0;
+}
+
 /* Defaults that depend on other values, and checks across options and agencies. */
 static int
 finish_agencies(struct broker_config *cfg, const struct conf_file *cf, struct conf_errors *errs)
@@ -610,6 +766,9 @@ finish_agencies(struct broker_config *cfg, const struct conf_file *cf, struct co
 			return IHALA_ENOMEM;
 		}
 		if (a->name == NULL && (a->name = strdup(a->id)) == NULL) {
+			return IHALA_ENOMEM;
+		}
+		if (a->encryption_cert_text != NULL && load_enc_certs(a, cf, errs) != 0) {
 			return IHALA_ENOMEM;
 		}
 		if (a->fingerprint != NULL && strlen(a->fingerprint) == 64) {

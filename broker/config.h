@@ -17,6 +17,16 @@ enum agency_role {
 };
 
 #define BROKER_MAX_AGENCIES 1024
+/* Most encryption certificates one agency lists (encryption_cert), all files together. */
+#define AGENCY_ENC_CERTS_MAX 16
+
+/* One encryption certificate of an agency, as read from its file (the broker does not judge
+ * it: nodes do, docs/SEALING.md). Owned by the agency_config. */
+struct agency_enc_cert {
+	char *path;         /* absolute path of the file it came from */
+	unsigned char *der; /* the certificate, DER */
+	size_t len;
+};
 
 /* One [agency.ID] section. Every string is owned by the broker_config. */
 struct agency_config {
@@ -39,6 +49,10 @@ struct agency_config {
 	char *may_send_text;
 	char *may_open_cases_text;
 	char *may_send_to_text;
+	char *encryption_cert_text; /* encryption_cert: paths, as written */
+	/* the certificates of those files, in file order (the directory, DirectoryRequest) */
+	struct agency_enc_cert *enc_certs;
+	size_t n_enc_certs;
 };
 
 /*

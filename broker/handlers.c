@@ -1,4 +1,5 @@
-/* handlers.c - the broker's requests: handshake end, submit, query, replay, proof, checkpoint. */
+/* handlers.c - the broker's requests: handshake end, submit, query, replay, proof, checkpoint,
+ * directory. */
 #include "handlers.h"
 
 #include <stdio.h>
@@ -363,6 +364,82 @@ send_checkpoint(struct server *sv, struct session *s, uint64_t request_id)
 }
 
 /*
+ * The directory: the encryption certificates the configuration lists for one agency (or every
+ * agency), to any authenticated agency. The broker vouches for none of them (nodes check each
+ * against their own CA), so it tells nothing that is not public within the federation.
+ */
+static void
+handle_directory(struct server *sv, struct session *s, const Ihala__V1__DirectoryRequest *q)
+{
+	const struct broker_config *cfg = sv->cfg;
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
+	Ihala__V1__Directory d = IHALA__V1__DIRECTORY__INIT;
+	Ihala__V1__AgencyCerts *ac = NULL, **acp = NULL;
+	ProtobufCBinaryData *bd = NULL;
+	size_t i, j, n = 0, nb = 0, first = 0, last = cfg->nagencies;
+	char msg[160];
+
+	if (q->agency[0] != '\0') {
+		const struct agency_config *a = broker_config_find_agency(cfg, q->agency);
+
+		if (!id_agency_valid(q->agency, strlen(q->agency))) {
+			/* not echoed: it may be anything */
+			send_error(sv, s, IHALA_EINVAL, q->request_id,
+			           "the agency asked about is not an agency id (" ID_AGENCY_RULE
+			           ")");
+			return;
+		}
+		if (a == NULL) {
+			snprintf(msg, sizeof(msg), "no agency '%s' is configured at the broker",
+			         q->agency);
+			send_error(sv, s, IHALA_ENOTFOUND, q->request_id, msg);
+			return;
+		}
+		first = (size_t)(a - cfg->agencies);
+		last = first + 1;
+	}
+	for (i = first; i < last; i++) {
+		nb += cfg->agencies[i].n_enc_certs;
+	}
+	ac = calloc(last - first, sizeof(*ac));
+	acp = calloc(last - first, sizeof(*acp));
+	bd = calloc(nb > 0 ? nb : 1, sizeof(*bd));
+	if (ac == NULL || acp == NULL || bd == NULL) {
+		send_error(sv, s, IHALA_ENOMEM, q->request_id, NULL);
+		goto done;
+	}
+	nb = 0;
+	for (i = first; i < last; i++, n++) {
+		const struct agency_config *a = &cfg->agencies[i];
+
+		ihala__v1__agency_certs__init(&ac[n]);
+		ac[n].agency = a->id;
+		ac[n].n_cert_der = a->n_enc_certs;
+		ac[n].cert_der = &bd[nb];
+		for (j = 0; j < a->n_enc_certs; j++, nb++) {
+			bd[nb].data = a->enc_certs[j].der;
+			bd[nb].len = a->enc_certs[j].len;
+		}
+		acp[n] = &ac[n];
+	}
+	d.request_id = q->request_id;
+	d.n_agencies = n;
+	d.agencies = acp;
+	f.kind_case = IHALA__V1__FRAME__KIND_DIRECTORY;
+	f.directory = &d;
+	if (ihala__v1__frame__get_packed_size(&f) > cfg->limits.max_frame) {
+		send_error(sv, s, IHALA_ETOOLARGE, q->request_id,
+		           "the whole directory is over the frame limit; ask one agency at a time");
+		goto done;
+	}
+	session_send(sv, s, &f);
+done:
+	free(bd);
+	free(acp);
+	free(ac);
+}
+
+/*
  * Whether the session's agency may have a proof of the entry at `seq`: auditors of any, others
  * of the entries they sent or that were queued for them, and of the delivery of one of those.
  * 1 yes, 0 no (also when there is no such entry: the caller answers both alike).
@@ -566,6 +643,9 @@ session_frame(struct server *sv, struct session *s, const uint8_t *body, size_t 
 		break;
 	case IHALA__V1__FRAME__KIND_CHECKPOINT_REQUEST:
 		send_checkpoint(sv, s, f->checkpoint_request->request_id);
+		break;
+	case IHALA__V1__FRAME__KIND_DIRECTORY_REQUEST:
+		handle_directory(sv, s, f->directory_request);
 		break;
 	default:
 		log_security("session %llu (%s): a client may not send frame type %d; closing",

@@ -576,6 +576,7 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 	case IHALA__V1__FRAME__KIND_REFERRAL_STATE:
 	case IHALA__V1__FRAME__KIND_INCLUSION_PROOF:
 	case IHALA__V1__FRAME__KIND_CHECKPOINT:
+	case IHALA__V1__FRAME__KIND_DIRECTORY:
 	answer:
 		if (c->want_request != 0 && c->response == NULL) {
 			c->response = f;

@@ -17,6 +17,8 @@ static const struct conf_option options[] = {
      C(server_name), "name the broker certificate must carry"},
     {"client", "ca_file", CONF_PATH_FILE, CONF_REQUIRED, NULL, 0, 0, NULL, NULL, C(ca_file),
      "federation CA certificate (PEM)"},
+    {"client", "crl_file", CONF_PATH_FILE, 0, NULL, 0, 0, NULL, NULL, C(crl_file),
+     "the federation CA's revocation list (PEM): no sealing to a revoked certificate"},
     {"client", "cert_file", CONF_PATH_FILE, CONF_REQUIRED, NULL, 0, 0, NULL, NULL, C(cert_file),
      "this agency's certificate (PEM)"},
     {"client", "key_file", CONF_PATH_FILE, CONF_REQUIRED | CONF_SECRET, NULL, 0, 0, NULL, NULL,

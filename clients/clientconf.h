@@ -17,6 +17,8 @@ struct client_config {
 	char *broker;         /* tcp://HOST:PORT, default tcp://127.0.0.1:7450 */
 	char *server_name;    /* name the broker certificate must carry, default localhost */
 	char *ca_file;        /* federation CA (PEM), required */
+	char *crl_file;       /* its CRL (PEM); NULL: none. Encryption certificates are checked
+	                         against it (directory) */
 	char *cert_file;      /* this agency's certificate (PEM), required */
 	char *key_file;       /* its private key (PEM, mode 0600), required */
 	char *data_dir;       /* local outbox/inbox LMDB directory, required; may not exist yet

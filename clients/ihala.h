@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/x509.h>
+
 #include "clientconf.h"
 #include "error.h"
 #include "id.h"
@@ -180,6 +182,39 @@ struct ihala_proof {
  */
 int ihala_prove(struct ihala_client *c, uint64_t seq, const char *message_id,
                 const char *verifier_key, int timeout_ms, struct ihala_proof *p);
+
+/*
+ * The directory (docs/SEALING.md): the encryption certificate this node seals to for an
+ * agency, chosen by the node, not by the broker.
+ */
+/* Most certificates taken for one agency (the broker's AGENCY_ENC_CERTS_MAX). */
+#define IHALA_DIRECTORY_CERTS_MAX 16
+
+struct ihala_enc_cert {
+	X509 *cert;              /* the certificate chosen; owned (ihala_enc_cert_release) */
+	char subject[256];       /* its subject, one line (RFC 2253) */
+	char serial[2 * 20 + 1]; /* its serial number, lowercase hex */
+	int64_t not_before;      /* validity, seconds since the epoch (UTC) */
+	int64_t not_after;
+	uint8_t sha256[32]; /* SHA-256 of its DER */
+	size_t offered;     /* certificates the broker's directory lists for the agency */
+};
+
+/*
+ * Ask the broker's directory for `agency`'s encryption certificates and pick the one to seal
+ * to: the newest that chains to this node's own CA (cfg->ca_file, and cfg->crl_file when
+ * set), is valid now, is for key agreement only and names `agency` (seal_cert_pick). The
+ * broker vouches for nothing: a certificate it substitutes (another agency's, another CA's,
+ * expired, revoked, a signing one) is refused here. 0 and *out filled; IHALA_ECERT (or
+ * IHALA_EREVOKED when every one offered is revoked) with ihala_errmsg naming what is wrong
+ * with each certificate offered, or that the directory lists none; IHALA_ENOTFOUND when the
+ * broker knows no such agency; IHALA_EINVAL for an invalid agency id; IHALA_ECONFIG when
+ * the CA file or CRL cannot be loaded; transport errors as for other calls.
+ */
+int ihala_directory_pick(struct ihala_client *c, const char *agency, int timeout_ms,
+                         struct ihala_enc_cert *out);
+/* Frees out->cert; the struct may be reused. */
+void ihala_enc_cert_release(struct ihala_enc_cert *e);
 
 /*
  * The node's journal (local store): a JSON text per (referral id, log seq) for what this node

@@ -101,7 +101,7 @@ const char cli_exit_table[] =
     "     and is sent on the next run\n"
     "  4  local error (store, configuration, TLS set-up)\n"
     "  5  verification failure (audit verify, audit prove, prove: the log, a proof or a\n"
-    "     checkpoint does not verify)\n";
+    "     checkpoint does not verify; directory: no certificate offered is valid)\n";
 
 int
 cli_exit_code(int err)

@@ -21,7 +21,7 @@
  *   3  broker unreachable or timed out (a submission then waits in the outbox)
  *   4  local error (store, configuration, TLS set-up, certificate)
  *   5  verification failure (audit verify, audit prove, prove: the log, a proof or a
- *      checkpoint does not verify)
+ *      checkpoint does not verify; directory: no certificate offered for the agency is valid)
  */
 /* The table above for people, as `ihala --help` prints it (every command uses these codes;
  * docs/ihala.1 EXIT STATUS says the same). */
@@ -131,6 +131,7 @@ int cmd_list(struct cli *cli, int argc, char **argv);
 void cli_journal(struct cli *cli, uint64_t seq, json_t *line);
 int cmd_audit(struct cli *cli, int argc, char **argv);
 int cmd_prove(struct cli *cli, int argc, char **argv);
+int cmd_directory(struct cli *cli, int argc, char **argv);
 
 /*
  * Signals. cli_catch_signals() installs SIGINT/SIGTERM handlers that set cli_stop (without

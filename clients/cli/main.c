@@ -39,6 +39,7 @@ static const struct command commands[] = {
     {"status", cmd_status, "state and history of one referral"},
     {"list", cmd_list, "the referrals this node sent or received ([--state S] [--overdue])"},
     {"outbox", cmd_outbox, "send what waits in the outbox; list, retry, drop rejected messages"},
+    {"directory", cmd_directory, "the encryption certificate this node seals to for AGENCY"},
     {"prove", cmd_prove, "verify that an entry is in the broker's signed log (SEQ|MESSAGE_ID)"},
     {"audit", cmd_audit, "auditors: replay, verify, prove, export, stats"},
 };

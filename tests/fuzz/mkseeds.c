@@ -511,6 +511,26 @@ frames(const char *checkpoint_text)
 	er.request_id = 1;
 	FRAME(ERROR, error, &er);
 	frame_seed("error", &f);
+	{
+		Ihala__V1__DirectoryRequest dq = IHALA__V1__DIRECTORY_REQUEST__INIT;
+		Ihala__V1__Directory dd = IHALA__V1__DIRECTORY__INIT;
+		Ihala__V1__AgencyCerts ac = IHALA__V1__AGENCY_CERTS__INIT;
+		Ihala__V1__AgencyCerts *acp = &ac;
+		ProtobufCBinaryData der = {sizeof(hash), hash};
+
+		dq.request_id = 5;
+		dq.agency = "moh";
+		FRAME(DIRECTORY_REQUEST, directory_request, &dq);
+		frame_seed("directory-request", &f);
+		ac.agency = "moh";
+		ac.n_cert_der = 1;
+		ac.cert_der = &der;
+		dd.request_id = 5;
+		dd.n_agencies = 1;
+		dd.agencies = &acp;
+		FRAME(DIRECTORY, directory, &dd);
+		frame_seed("directory", &f);
+	}
 #undef FRAME
 
 	free(envb);

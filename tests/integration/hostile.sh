@@ -147,8 +147,8 @@ well_behaved "truncated envelope"
 out=$(probe_as molsa send-hex '' 2>&1)
 check "empty frame: Error UNKNOWN_FRAME, session closed" out_is "$out" 'error UNKNOWN_FRAME: .*' closed
 
-out=$(probe_as molsa send-hex 820100 2>&1)
-check "unknown oneof case (field 16): Error UNKNOWN_FRAME, session closed" \
+out=$(probe_as molsa send-hex c20200 2>&1)
+check "unknown oneof case (field 40): Error UNKNOWN_FRAME, session closed" \
 	out_is "$out" 'error UNKNOWN_FRAME: .*' closed
 well_behaved "unknown frame"
 

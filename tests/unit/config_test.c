@@ -835,6 +835,150 @@ test_agency_refusals(void **state)
 	free(text);
 }
 
+/* ---- encryption certificates (the directory) ---- */
+
+/* A certificate (self-signed, P-256, CN=moh): the broker only reads it, nodes judge it. */
+static const char enc_pem[] = "-----BEGIN CERTIFICATE-----\n"
+                              "MIIBcTCCARegAwIBAgIUFbOpsIE1u63aTlMpvpQzZHrMabUwCgYIKoZIzj0EAwIw\n"
+                              "DjEMMAoGA1UEAwwDbW9oMB4XDTI2MTIwMzA2NTkyM1oXDTM2MTEzMDA2NTkyM1ow\n"
+                              "DjEMMAoGA1UEAwwDbW9oMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEH0PbAaYW\n"
+                              "/g4FO/mvsZTElJP4h1s07EjJEaQcZnQaJYaUVAoD9N24D9wWNsxblFYsFinDRfhb\n"
+                              "48JXwuFXv1+cQKNTMFEwHQYDVR0OBBYEFDe1i+jMER2h8q6CSlMM7CSlgAAMMB8G\n"
+                              "A1UdIwQYMBaAFDe1i+jMER2h8q6CSlMM7CSlgAAMMA8GA1UdEwEB/wQFMAMBAf8w\n"
+                              "CgYIKoZIzj0EAwIDSAAwRQIgRhH3om2NjCIPsVYtw0kN2xeD2hK+8e640l7BeyN8\n"
+                              "IlgCIQCfS8/y/r4lbCQcFzIoR41cnf5XQjSkyBmnZf9GBvpk5g==\n"
+                              "-----END CERTIFICATE-----\n";
+/* Its DER: 0x30 0x82 0x01 0x71, then 0x171 bytes. */
+#define ENC_DER_LEN (4 + 0x171)
+
+static void
+test_encryption_cert(void **state)
+{
+	struct fixture *f = *state;
+	struct broker_config *cfg = NULL;
+	const struct agency_config *a;
+	char pki[PATH_MAX], want[PATH_MAX + 32], two[2 * sizeof(enc_pem)];
+	char *text;
+
+	make_pki(f);
+	snprintf(pki, sizeof(pki), "%s/pki", f->dir);
+	write_file(pki, "moh-enc.crt", enc_pem, 0644);
+	snprintf(two, sizeof(two), "%s%s", enc_pem, enc_pem);
+	write_file(pki, "two.crt", two, 0644);
+
+	/* not set: none; several files, one holding two certificates: three, in order */
+	assert_int_equal(load(f, base_conf, &cfg), 0);
+	assert_int_equal(broker_config_find_agency(cfg, "moh")->n_enc_certs, 0);
+	broker_config_free(cfg);
+	text = concat(base_conf, "encryption_cert = pki/moh-enc.crt  " /* 13 */
+	                         "pki/two.crt\n");
+	assert_int_equal(load(f, text, &cfg), 0);
+	a = broker_config_find_agency(cfg, "moh");
+	assert_int_equal(a->n_enc_certs, 3);
+	snprintf(want, sizeof(want), "%s/pki/moh-enc.crt", f->dir);
+	assert_string_equal(a->enc_certs[0].path, want);
+	snprintf(want, sizeof(want), "%s/pki/two.crt", f->dir);
+	assert_string_equal(a->enc_certs[2].path, want);
+	assert_int_equal(a->enc_certs[0].len, ENC_DER_LEN);
+	assert_int_equal(a->enc_certs[0].der[0], 0x30);
+	assert_memory_equal(a->enc_certs[0].der, a->enc_certs[2].der, ENC_DER_LEN);
+	assert_int_equal(broker_config_find_agency(cfg, "dma")->n_enc_certs, 0);
+	broker_config_free(cfg);
+	cfg = NULL;
+	free(text);
+
+	/* an absolute path */
+	snprintf(want, sizeof(want), "%sencryption_cert = %s/pki/moh-enc.crt\n", base_conf, f->dir);
+	assert_int_equal(load(f, want, &cfg), 0);
+	assert_int_equal(broker_config_find_agency(cfg, "moh")->n_enc_certs, 1);
+	broker_config_free(cfg);
+}
+
+static void
+test_encryption_cert_refusals(void **state)
+{
+	struct fixture *f = *state;
+	char pki[PATH_MAX], many[17 * sizeof(enc_pem)], *text;
+	size_t i, o = 0;
+
+	make_pki(f);
+	snprintf(pki, sizeof(pki), "%s/pki", f->dir);
+	write_file(pki, "moh-enc.crt", enc_pem, 0644);
+	write_file(pki, "key.pem",
+	           "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n", 0600);
+	write_file(pki, "junk.crt", "not a certificate\n", 0644);
+	write_file(pki, "empty.crt", "", 0644);
+	/* a CERTIFICATE block whose bytes are not X.509 ("not x509") */
+	write_file(pki, "notx509.crt",
+	           "-----BEGIN CERTIFICATE-----\nbm90IHg1MDk=\n-----END CERTIFICATE-----\n", 0644);
+	/* a good certificate, then a block that is not base64 */
+	text = concat(enc_pem, "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n");
+	write_file(pki, "tail.crt", text, 0644);
+	free(text);
+	for (i = 0; i < 17; i++) {
+		o += (size_t)snprintf(many + o, sizeof(many) - o, "%s", enc_pem);
+	}
+	write_file(pki, "many.crt", many, 0644);
+
+	text = concat(base_conf, "encryption_cert = pki/key.pem\n"     /* 13 */
+	                         "[agency.a1]\nrole = ngo\n"           /* 14, 15 */
+	                         "encryption_cert = pki/junk.crt\n"    /* 16 */
+	                         "[agency.a2]\nrole = ngo\n"           /* 17, 18 */
+	                         "encryption_cert = pki/absent.crt\n"  /* 19 */
+	                         "[agency.a3]\nrole = ngo\n"           /* 20, 21 */
+	                         "encryption_cert = pki/notx509.crt\n" /* 22 */
+	                         "[agency.a4]\nrole = ngo\n"           /* 23, 24 */
+	                         "encryption_cert = pki/tail.crt\n"    /* 25 */
+	                         "[agency.a5]\nrole = ngo\n"           /* 26, 27 */
+	                         "encryption_cert = pki/many.crt\n"    /* 28 */
+	                         "[agency.a6]\nrole = ngo\n"           /* 29, 30 */
+	                         "encryption_cert = pki/empty.crt\n"   /* 31 */
+	                         "[agency.a7]\nrole = ngo\n"           /* 32, 33 */
+	                         "encryption_cert = \" \"\n");         /* 34 */
+	refused(f, text);
+	free(text);
+	assert_true(asprintf(&text,
+	                     "'%s/pki/key.pem' (encryption certificate of agency 'moh') holds a "
+	                     "PEM 'PRIVATE KEY', not a certificate",
+	                     f->dir) > 0);
+	expect_error(f, 13, text);
+	free(text);
+	assert_true(asprintf(&text,
+	                     "'%s/pki/junk.crt' (encryption certificate of agency 'a1') is not a "
+	                     "PEM certificate (no '-----BEGIN CERTIFICATE-----' block)",
+	                     f->dir) > 0);
+	expect_error(f, 16, text);
+	free(text);
+	assert_true(asprintf(&text,
+	                     "cannot read encryption certificate '%s/pki/absent.crt' of agency "
+	                     "'a2' (check that the file exists and is readable)",
+	                     f->dir) > 0);
+	expect_error(f, 19, text);
+	free(text);
+	assert_true(asprintf(&text,
+	                     "'%s/pki/notx509.crt' (encryption certificate of agency 'a3'): "
+	                     "certificate 1 does not decode as X.509",
+	                     f->dir) > 0);
+	expect_error(f, 22, text);
+	free(text);
+	assert_true(asprintf(&text,
+	                     "'%s/pki/tail.crt' (encryption certificate of agency 'a4'): a "
+	                     "malformed PEM block after certificate 1",
+	                     f->dir) > 0);
+	expect_error(f, 25, text);
+	free(text);
+	expect_error(f, 28, "agency 'a5' lists more than 16 encryption certificates");
+	assert_true(asprintf(&text,
+	                     "'%s/pki/empty.crt' (encryption certificate of agency 'a6') is not a "
+	                     "PEM certificate (no '-----BEGIN CERTIFICATE-----' block)",
+	                     f->dir) > 0);
+	expect_error(f, 31, text);
+	free(text);
+	expect_error(f, 34,
+	             "invalid value ' ' for 'encryption_cert': expected one or more file paths "
+	             "separated by spaces");
+}
+
 static void
 test_missing_required(void **state)
 {
@@ -1092,7 +1236,7 @@ test_helpers(void **state)
 		assert_true(strlen(o[i].help) > 0);
 	}
 	o = clientconf_options(&n);
-	assert_int_equal(n, 10);
+	assert_int_equal(n, 11);
 }
 
 /* ---- the manual page ---- */
@@ -1643,6 +1787,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_key_permissions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_agency_refusals, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_encryption_cert, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_encryption_cert_refusals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_required, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_data_dir, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_in_cap_window, setup, teardown),

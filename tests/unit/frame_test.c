@@ -683,6 +683,50 @@ rt_error(void)
 	frame_free(d);
 }
 
+static void
+rt_directory_request(void)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
+	Ihala__V1__DirectoryRequest q = IHALA__V1__DIRECTORY_REQUEST__INIT;
+
+	q.request_id = 77;
+	q.agency = "moh";
+	f.kind_case = IHALA__V1__FRAME__KIND_DIRECTORY_REQUEST;
+	f.directory_request = &q;
+	d = roundtrip(&f);
+	assert_true(d->directory_request->request_id == 77);
+	assert_string_equal(d->directory_request->agency, "moh");
+	frame_free(d);
+}
+
+static void
+rt_directory(void)
+{
+	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
+	Ihala__V1__Directory dir = IHALA__V1__DIRECTORY__INIT;
+	Ihala__V1__AgencyCerts a = IHALA__V1__AGENCY_CERTS__INIT, b = IHALA__V1__AGENCY_CERTS__INIT;
+	Ihala__V1__AgencyCerts *v[2] = {&a, &b};
+	ProtobufCBinaryData certs[2] = {{3, (uint8_t *)"\x30\x01\x00"}, {2, (uint8_t *)"\x30\x00"}};
+
+	a.agency = "moh";
+	a.n_cert_der = 2;
+	a.cert_der = certs;
+	b.agency = "molsa"; /* none configured */
+	dir.request_id = 78;
+	dir.n_agencies = 2;
+	dir.agencies = v;
+	f.kind_case = IHALA__V1__FRAME__KIND_DIRECTORY;
+	f.directory = &dir;
+	d = roundtrip(&f);
+	assert_true(d->directory->request_id == 78);
+	assert_int_equal(d->directory->n_agencies, 2);
+	assert_string_equal(d->directory->agencies[0]->agency, "moh");
+	assert_int_equal(d->directory->agencies[0]->n_cert_der, 2);
+	assert_memory_equal(d->directory->agencies[0]->cert_der[1].data, "\x30\x00", 2);
+	assert_int_equal(d->directory->agencies[1]->n_cert_der, 0);
+	frame_free(d);
+}
+
 struct rt_case {
 	Ihala__V1__Frame__KindCase kind;
 	void (*run)(void);
@@ -704,6 +748,8 @@ static const struct rt_case rt_cases[] = {
     {IHALA__V1__FRAME__KIND_CHECKPOINT_REQUEST, rt_checkpoint_request},
     {IHALA__V1__FRAME__KIND_CHECKPOINT, rt_checkpoint},
     {IHALA__V1__FRAME__KIND_ERROR, rt_error},
+    {IHALA__V1__FRAME__KIND_DIRECTORY_REQUEST, rt_directory_request},
+    {IHALA__V1__FRAME__KIND_DIRECTORY, rt_directory},
 };
 
 static void
@@ -939,8 +985,8 @@ test_oversize(void **state)
 static void
 test_no_kind(void **state)
 {
-	/* An unknown kind (field 16, from a later version), empty. */
-	static const uint8_t future[] = {0x82, 0x01, 0x00};
+	/* An unknown kind (field 40, from a later version), empty. */
+	static const uint8_t future[] = {0xc2, 0x02, 0x00};
 	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d = NULL;
 	uint8_t *out = NULL;
 	size_t outlen;
