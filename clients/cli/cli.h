@@ -131,6 +131,8 @@ int cmd_list(struct cli *cli, int argc, char **argv);
 void cli_journal(struct cli *cli, uint64_t seq, json_t *line);
 int cmd_audit(struct cli *cli, int argc, char **argv);
 int cmd_prove(struct cli *cli, int argc, char **argv);
+/* `ihala web` (clients/web/web.c): takes the node's deliveries, as inbox does. */
+int cmd_web(struct cli *cli, int argc, char **argv);
 
 /*
  * Signals. cli_catch_signals() installs SIGINT/SIGTERM handlers that set cli_stop (without

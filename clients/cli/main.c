@@ -41,6 +41,7 @@ static const struct command commands[] = {
     {"outbox", cmd_outbox, "send what waits in the outbox; list, retry, drop rejected messages"},
     {"prove", cmd_prove, "verify that an entry is in the broker's signed log (SEQ|MESSAGE_ID)"},
     {"audit", cmd_audit, "auditors: replay, verify, prove, export, stats"},
+    {"web", cmd_web, "serve this node's inbox to a browser on loopback ([--listen ADDR:PORT])"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -218,7 +219,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "Try 'ihala --help'.\n");
 		return CLI_USAGE;
 	}
-	cli.deliveries = cmd->run == cmd_inbox;
+	cli.deliveries = cmd->run == cmd_inbox || cmd->run == cmd_web;
 	rc = cmd->run(&cli, argc - optind, argv + optind);
 	cli_release(&cli);
 	return rc;
