@@ -114,7 +114,8 @@ secure_headers(struct MHD_Response *r)
 	MHD_add_response_header(r, "Content-Security-Policy", csp);
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(r, "X-Frame-Options", "DENY");
-	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	/* not "no-referrer": a browser then sends "Origin: null" with the forms' POSTs */
+	MHD_add_response_header(r, "Referrer-Policy", "same-origin");
 	MHD_add_response_header(r, "Cache-Control", "no-store");
 }
 
@@ -787,6 +788,11 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 	if (!post && strncmp(url, "/static/", 8) == 0) {
 		return send_asset(c, url);
 	}
+	if (!post && strcmp(url, "/favicon.ico") == 0) {
+		struct buf none = {NULL, 0, 0, 0};
+
+		return send_buf(c, MHD_HTTP_NO_CONTENT, "text/plain", &none);
+	}
 	if (!post && strcmp(url, "/login") == 0) {
 		return do_login(w, c);
 	}
@@ -831,11 +837,11 @@ httpd_start(struct web *w, int fd)
 		return NULL;
 	}
 	h->w = w;
-	h->d = MHD_start_daemon(
-	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
-	    NULL, NULL, handle, w, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED,
-	    completed, NULL, MHD_OPTION_END);
+	h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
+	                        NULL, NULL, handle, w, MHD_OPTION_LISTEN_SOCKET, fd,
+	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+	                        MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
 	if (h->d == NULL) {
 		free(h);
 		return NULL;

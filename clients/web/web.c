@@ -230,6 +230,12 @@ model_put(struct web *w, json_t *row)
 	json_array_foreach(w->rows, i, it)
 	{
 		if (strcmp(json_string_value(json_object_get(it, "referralId")), rid) == 0) {
+			if (json_equal(it, row)) {
+				/* nothing new: the pages are not told */
+				pthread_mutex_unlock(&w->mu);
+				json_decref(row);
+				return;
+			}
 			json_array_remove(w->rows, i);
 			break;
 		}
