@@ -41,14 +41,6 @@ stop_browser() {
 }
 trap 'stop_browser; cleanup' EXIT
 
-# run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
-run() {
-	local name=$1 conf=$2
-	shift 2
-	OUT=$T/$name.out ERR=$T/$name.err
-	"$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
-	RC=$?
-}
 expect() {
 	[ "$RC" -eq "$1" ] && return 0
 	diag "exit $RC, wanted $1"
@@ -93,6 +85,15 @@ start_broker "$T/b" || { not_ok "broker starts"; exit 1; }
 ok "broker starts ([deadlines] emergency = 1m)"
 
 # --- refused at start -------------------------------------------------------------------------
+# run NAME CONF ARGS...: ihala --config CONF ARGS (at most 60 s: a web that wrongly starts
+# would serve until killed); sets RC, and OUT, ERR (files).
+run() {
+	local name=$1 conf=$2
+	shift 2
+	OUT=$T/$name.out ERR=$T/$name.err
+	timeout -k 5 60 "$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
+	RC=$?
+}
 run nl "$MOH" web --listen 0.0.0.0:0
 check "--listen 0.0.0.0 without TLS: refused, exit 2, says why" \
 	eval 'expect 2 && err_has "refusing to listen on '"'"'0.0.0.0:0'"'"' without TLS"'
@@ -130,7 +131,7 @@ check "an asset with the strict CSP, nosniff" \
 
 # --- the browser ------------------------------------------------------------------------------
 WEB_T=$T WEB_URL=$URL WEB_IHALA=$IHALA WEB_DMA_CONF=$DMA WEB_RID=$RID WEB_OVD=$OVD \
-	WEB_NAME=$NAME setsid "$PY" "$IHALA_ROOT/tests/integration/web_browser.py" \
+	WEB_NAME=$NAME WEB_SCREENSHOTS=${WEB_SCREENSHOTS:-} setsid "$PY" "$IHALA_ROOT/tests/integration/web_browser.py" \
 	>"$T/browser.out" 2>"$T/browser.err" </dev/null &
 BROWSER_PID=$!
 wait "$BROWSER_PID"

@@ -46,7 +46,8 @@ def row(d, rid):
 
 def wait_until(d, what, fn, limit=WAIT):
     try:
-        WebDriverWait(d, limit, poll_frequency=0.2).until(lambda _: fn())
+        WebDriverWait(d, limit, poll_frequency=0.2,
+                      ignored_exceptions=[StaleElementReferenceException]).until(lambda _: fn())
         return True, ""
     except TimeoutException:
         return False, "timed out after %ds waiting for %s" % (limit, what)
@@ -62,10 +63,11 @@ def no_alert(d):
         return True, ""
 
 
-def step(what, fn):
+def step(what, fn, retry=True):
     # The table body is replaced when the node says something changed: an element found
-    # before that is stale; the step then looks again (a few times).
-    for attempt in range(5):
+    # before that is stale; a step that only looks then looks again (a few times). A step
+    # that acts (refer, accept) is not run twice.
+    for attempt in range(5 if retry else 1):
         try:
             ok, detail = fn()
             break
@@ -92,7 +94,9 @@ try:
     with open(T + "/chromedriver.pid", "w") as f:
         f.write(str(service.process.pid))
     driver.set_page_load_timeout(WAIT)
+    driver.set_window_size(1280, 720)
     d = driver
+    shots = E.get("WEB_SCREENSHOTS")  # a directory: screenshots for docs/ (not in the suite)
 
     def login():
         d.get(URL)
@@ -135,7 +139,8 @@ try:
             return False, "the page was reloaded"
         return True, ""
 
-    step("a new referral appears live, without reloading the page (server-sent events)", live)
+    step("a new referral appears live, without reloading the page (server-sent events)", live,
+         retry=False)
 
     def escaped():
         r = row(d, RID)
@@ -165,8 +170,12 @@ try:
     step("newest first: the new referral is above the older one", newest_first)
 
     def accept():
-        btn = row(d, RID).find_element(By.CSS_SELECTOR, "button.accept")
-        btn.click()
+        for attempt in range(5):
+            try:
+                row(d, RID).find_element(By.CSS_SELECTOR, "button.accept").click()
+                break
+            except StaleElementReferenceException:
+                continue  # not clicked: the table was replaced under it
         ok, why = wait_until(d, "row accepted",
                              lambda: row(d, RID) is not None and
                              row(d, RID).get_attribute("data-status") == "accepted")
@@ -179,7 +188,8 @@ try:
             return False, "the accepted referral still has an Accept button"
         return True, ""
 
-    step("accept: the row turns accepted, the page says so, no button left", accept)
+    step("accept: the row turns accepted, the page says so, no button left", accept,
+         retry=False)
 
     def dma_sees():
         rc, out, err = ihala("status", RID)
@@ -212,8 +222,12 @@ try:
 
     cat = {c: json.load(open(E["IHALA_ROOT"] + "/clients/web/i18n/%s.json" % c))
            for c in ("en", "ar", "ckb")}
+    if shots:
+        d.save_screenshot(shots + "/web-inbox-en.png")
     step("Arabic: html lang=ar dir=rtl, the Arabic catalog's title",
          lang("ar", "rtl", cat["ar"]["title"]))
+    if shots:
+        d.save_screenshot(shots + "/web-inbox-ar.png")
 
     def kept():
         d.get(URL.split("/login")[0] + "/")
