@@ -505,6 +505,9 @@ take_delivery(struct web *w, struct cli *cli, int *reported)
 	if (err == IHALA_ETIMEDOUT) {
 		return CLI_OK;
 	}
+	if (err != 0 && cli_stop) {
+		return CLI_OK; /* SIGINT or SIGTERM ended the wait: a normal stop */
+	}
 	if (err != 0) {
 		if (cli_is_transport(err)) {
 			if (!*reported) {

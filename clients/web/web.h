@@ -24,8 +24,8 @@ enum web_job_state {
 
 /*
  * One `ihala web` run. Everything below `mu` is guarded by it. `rows` (a JSON array of
- * referral objects, newest first) is replaced, never changed in place, by the node loop;
- * the server renders from it under `mu`. `gen` grows with every change and `changed` is
+ * referral objects, newest first) is changed only by the node loop and read by the server's
+ * threads, both under `mu`. `gen` grows with every change and `changed` is
  * broadcast; the server's event streams wait on it.
  */
 struct web {
