@@ -286,11 +286,12 @@ set_broker_down(struct web *w, int down)
 /*
  * Ask the broker for one referral's state, add what the journal says of it (the survivor's
  * name is in the referral only this node kept) and put it in the model. A referral the broker
- * does not know (refused when it was sent) is left out; when the broker cannot be reached a
- * referral already shown is left as it is.
+ * does not know (refused when it was sent) is left out; when the broker cannot be reached (or
+ * `ask` is 0) a referral already shown is left as it is. Returns 1 when the broker could not be
+ * reached, else 0.
  */
-static void
-refresh_one(struct web *w, struct cli *cli, const char *rid)
+static int
+refresh_one(struct web *w, struct cli *cli, const char *rid, int ask)
 {
 	Ihala__V1__ReferralState *st = NULL;
 	struct found f = {NULL, NULL};
@@ -298,7 +299,7 @@ refresh_one(struct web *w, struct cli *cli, const char *rid)
 	int err;
 
 	if ((row = json_object()) == NULL) {
-		return;
+		return 0;
 	}
 	json_object_set_new(row, "referralId", json_string(rid));
 	(void)ihala_journal_iter(cli->client, rid, find_referral, &f);
@@ -315,7 +316,7 @@ refresh_one(struct web *w, struct cli *cli, const char *rid)
 		json_object_set_new(row, "lastSeq",
 		                    json_integer((json_int_t)num(json_object_get(f.line, "seq"))));
 	}
-	err = ihala_query(cli->client, rid, cli_timeout(cli), &st);
+	err = ask ? ihala_query(cli->client, rid, cli_timeout(cli), &st) : IHALA_EUNREACHABLE;
 	if (err == 0 && pbjson_to_json(&st->base, 0, &j) == 0) {
 		set_broker_down(w, 0);
 		set_str(row, "referrer", json_object_get(j, "referrer"));
@@ -349,6 +350,7 @@ refresh_one(struct web *w, struct cli *cli, const char *rid)
 	ihala_state_free(st);
 	json_decref(f.referral);
 	json_decref(f.line);
+	return err != 0 && cli_is_transport(err);
 }
 
 struct ids {
@@ -408,14 +410,18 @@ refresh_all(struct web *w, struct cli *cli, int all)
 {
 	struct ids ids = {NULL, 0, 0};
 	size_t i;
-	int err;
+	int err, ask = 1;
 
 	if ((err = ihala_journal_iter(cli->client, NULL, collect_id, &ids)) != 0) {
 		cli_warnx("web: the node's journal cannot be read: %s", ihala_strerror(err));
 	}
 	for (i = 0; i < ids.n && !cli_stop; i++) {
 		if (all || waiting(w, ids.v[i])) {
-			refresh_one(w, cli, ids.v[i]);
+			/* once the broker did not answer, not one timeout per referral: what the
+			 * journal says is shown, the next turn asks again */
+			if (refresh_one(w, cli, ids.v[i], ask)) {
+				ask = 0;
+			}
 		}
 	}
 	for (i = 0; i < ids.n; i++) {
@@ -467,7 +473,7 @@ run_job(struct web *w, struct cli *cli)
 		}
 		json_decref(line);
 		cli_info(cli, "web: accepted %s (seq %llu)", rid, (unsigned long long)rcpt.seq);
-		refresh_one(w, cli, rid);
+		(void)refresh_one(w, cli, rid, 1);
 	} else if (rcpt.status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 		snprintf(text, sizeof(text), "%s: %s", ihala_errname(err),
 		         rcpt.text[0] != '\0' ? rcpt.text : ihala_strerror(err));
@@ -543,7 +549,7 @@ take_delivery(struct web *w, struct cli *cli, int *reported)
 		return cli_fail(cli, "web", err);
 	}
 	if (rid != NULL) {
-		refresh_one(w, cli, rid);
+		(void)refresh_one(w, cli, rid, 1);
 		free(rid);
 	}
 	return CLI_OK;

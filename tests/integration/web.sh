@@ -9,8 +9,9 @@
 # accepts and DMA's node sees it accepted; Arabic and Kurdish pages are dir=rtl; an emergency
 # referral turns overdue. With curl: the link works once, a page without the session and a
 # POST without the session's CSRF token (or from another origin or Host) get 403, and a
-# refusal of the broker is shown in words. The broker's shortest deadline is 1m, so the test
-# takes a little over a minute.
+# refusal of the broker is shown in words. With the broker down it still starts and shows the
+# node's journal. The broker's shortest deadline is 1m, so the test takes a little over a
+# minute.
 : "${IHALA_ROOT:?run through tests/run}"
 # shellcheck source=tests/integration/lib.sh
 . "$IHALA_ROOT/tests/integration/lib.sh"
@@ -19,7 +20,7 @@ IHALA=$IHALA_BUILD/ihala
 PY=/usr/bin/python3
 BROWSER_STEPS=13
 
-plan $((17 + BROWSER_STEPS))
+plan $((20 + BROWSER_STEPS))
 
 # The browser and its driver are stopped whatever happens: web_browser.py quits them, and
 # the process group it leads (setsid) is killed here, then any process still using this
@@ -177,3 +178,20 @@ kill -TERM "$WEB_PID"
 wait "$WEB_PID"
 rc=$?
 check "ihala web stops on SIGTERM, exit 0" is "$rc" 0
+
+# --- with the broker down: it starts, and shows what the node's journal holds ----------------
+stop_broker
+IHALA_WEB_REFRESH_MS=1000 bg "$IHALA" --config "$MOH" web >"$T/web2.out" 2>"$T/web2.err" </dev/null
+WEB_PID=$LAST_PID
+check "with the broker down, ihala web starts anyway and prints its link" \
+	wait_for 60 grep -qE '^http://127\.0\.0\.1:[0-9]+/login\?token=' "$T/web2.out"
+URL=$(head -n 1 "$T/web2.out")
+code=$(curl -s -c "$T/jar" -b "$T/jar" -L -o "$T/page2.html" -w '%{http_code}' --max-time 60 "$URL")
+check "with the broker down, the page lists the journal's referrals and says the broker is unreachable" \
+	eval '[ "$code" = 200 ] && grep -qF "data-referral=\"$RID\"" "$T/page2.html" &&
+	grep -qF "data-referral=\"$OVD\"" "$T/page2.html" && grep -qF "id=\"broker-down\"" "$T/page2.html" ||
+	{ diag "HTTP $code"; show "$T/page2.html"; show "$T/web2.err"; false; }'
+kill -TERM "$WEB_PID"
+wait "$WEB_PID"
+rc=$?
+check "and stops on SIGTERM, exit 0" is "$rc" 0
