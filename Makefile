@@ -25,6 +25,8 @@ DEB_PKGS = gcc make pkg-config libc6-dev openssl \
 	libinih-dev libjansson-dev libmicrohttpd-dev iproute2 procps man-db clang-format
 # Power-cut tests: tests/tools/lazyfs/ (a FUSE file system that forgets unsynced writes).
 DEB_PKGS += fuse3 libfuse3-dev
+# `ihala web`'s browser test (tests/integration/web.sh): a real headless browser.
+DEB_PKGS += chromium chromium-driver python3-selenium
 
 PKG_LIBS = libzmq libprotobuf-c lmdb openssl inih jansson libmicrohttpd
 
@@ -54,6 +56,8 @@ LAYER_INC = $(INC_ALL)
 $(B)/obj/proto/%.o $(B)/obj/gen/%.o: LAYER_INC = $(INC_PROTO)
 $(B)/obj/broker/%.o: LAYER_INC = $(INC_BROKER)
 $(B)/obj/clients/%.o: LAYER_INC = $(INC_CLIENTS)
+$(B)/obj/clients/web/%.o: LAYER_INC = $(INC_CLIENTS) -Iclients/cli -Iclients/web
+$(B)/obj/gen/web_assets.o: LAYER_INC = $(INC_PROTO) -Iclients/web
 CFLAGS_ALL = $(CFLAGS_BASE) $(LAYER_INC)
 LDFLAGS_ALL = -pie -Wl,-z,relro -Wl,-z,now $(SANFLAGS) $(LDFLAGS)
 LIBS = $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null) -lpthread -lm
@@ -65,6 +69,9 @@ GEN_H = $(B)/gen/ihala.pb-c.h
 PROTO_SRC = $(wildcard proto/*.c)
 CLIENT_SRC = $(wildcard clients/*.c)
 CLI_SRC = $(wildcard clients/cli/*.c)
+# `ihala web` (clients/web/): part of the command line, with its pages and catalogs built in.
+WEB_SRC = $(wildcard clients/web/*.c)
+WEB_ASSETS = $(patsubst clients/web/%,%,$(wildcard clients/web/static/* clients/web/i18n/*.json))
 BROKER_SRC = $(filter-out broker/main.c,$(wildcard broker/*.c))
 UNIT_SRC = $(wildcard tests/unit/*_test.c)
 TOOL_SRC = $(wildcard tests/tools/*.c)
@@ -121,6 +128,15 @@ $(GEN_C) $(GEN_H) &: proto/ihala.proto
 	@mkdir -p $(B)/gen
 	$(PROTOC_C) --c_out=$(B)/gen -Iproto proto/ihala.proto
 
+# The web pages' assets and catalogs, embedded in build/ihala.
+$(B)/gen/web_assets.c: clients/web/embed.sh $(addprefix clients/web/,$(WEB_ASSETS))
+	@mkdir -p $(B)/gen
+	clients/web/embed.sh clients/web $(WEB_ASSETS) >$@.tmp && mv $@.tmp $@
+
+$(B)/obj/gen/web_assets.o: $(B)/gen/web_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Werror -Wmissing-prototypes,$(CFLAGS_ALL)) -c -o $@ $<
+
 # Generated code: same flags, but its style is not ours to fix.
 $(B)/obj/gen/ihala.pb-c.o: $(GEN_C)
 	@mkdir -p $(dir $@)
@@ -147,7 +163,7 @@ $(B)/ihala-broker: $(B)/obj/broker/main.o $(BROKER_LIBS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 # The command line is a client: it never links the broker (audit reads stores with logdb).
-$(B)/ihala: $(call obj,$(CLI_SRC)) $(CLIENT_LIBS)
+$(B)/ihala: $(call obj,$(CLI_SRC) $(WEB_SRC)) $(B)/obj/gen/web_assets.o $(CLIENT_LIBS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 $(B)/tests/unit/%: $(B)/obj/tests/unit/%.o $(ALL_LIBS)

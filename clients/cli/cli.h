@@ -124,6 +124,8 @@ int cmd_outbox(struct cli *cli, int argc, char **argv);
 int cmd_inbox(struct cli *cli, int argc, char **argv);
 int cmd_status(struct cli *cli, int argc, char **argv);
 int cmd_list(struct cli *cli, int argc, char **argv);
+/* `ihala web` (clients/web/web.c): takes the node's deliveries, as inbox does. */
+int cmd_web(struct cli *cli, int argc, char **argv);
 
 /* Keep `line` (borrowed: an inbox line, or {"seq","kind","sender","recipient","envelope"} of a sent
  * envelope) in the node's journal under its referral id and `seq`, for status and list.

@@ -42,6 +42,7 @@ static const struct command commands[] = {
     {"directory", cmd_directory, "the encryption certificate this node seals to for AGENCY"},
     {"prove", cmd_prove, "verify that an entry is in the broker's signed log (SEQ|MESSAGE_ID)"},
     {"audit", cmd_audit, "auditors: replay, verify, prove, export, stats"},
+    {"web", cmd_web, "serve this node's inbox to a browser on loopback ([--listen ADDR:PORT])"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -219,7 +220,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "Try 'ihala --help'.\n");
 		return CLI_USAGE;
 	}
-	cli.deliveries = cmd->run == cmd_inbox;
+	cli.deliveries = cmd->run == cmd_inbox || cmd->run == cmd_web;
 	rc = cmd->run(&cli, argc - optind, argv + optind);
 	cli_release(&cli);
 	return rc;

@@ -1,0 +1,860 @@
+/* httpd.c - `ihala web`'s HTTP side (libmicrohttpd): login link, session, CSRF, pages. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+
+#include "cli.h"
+#include "error.h"
+#include "id.h"
+#include "web.h"
+
+/* A form body larger than this is refused (the forms here send two short fields). */
+#define BODY_MAX 4096
+/* An event stream says something at least this often, so a dead browser is noticed. */
+#define SSE_PING_S 15
+
+static const char csp[] = "default-src 'self'; script-src 'self'; style-src 'self'; "
+                          "img-src 'self'; connect-src 'self'; form-action 'self'; "
+                          "frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+
+struct httpd {
+	struct MHD_Daemon *d;
+	struct web *w;
+};
+
+/* ---- a growing text buffer; a failed allocation is remembered and answered 500 ---- */
+
+struct buf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+static void
+buf_add(struct buf *b, const char *s, size_t n)
+{
+	char *np;
+	size_t cap;
+
+	if (b->oom) {
+		return;
+	}
+	if (b->len + n + 1 > b->cap) {
+		cap = b->cap ? b->cap : 1024;
+		while (cap < b->len + n + 1) {
+			cap *= 2;
+		}
+		if ((np = realloc(b->p, cap)) == NULL) {
+			b->oom = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void
+buf_puts(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+/* Text into HTML (element content and quoted attribute values): & < > " ' escaped. */
+static void
+buf_esc(struct buf *b, const char *s)
+{
+	const char *run = s;
+
+	for (; s != NULL && *s != '\0'; s++) {
+		const char *rep;
+
+		switch (*s) {
+		case '&':
+			rep = "&amp;";
+			break;
+		case '<':
+			rep = "&lt;";
+			break;
+		case '>':
+			rep = "&gt;";
+			break;
+		case '"':
+			rep = "&quot;";
+			break;
+		case '\'':
+			rep = "&#39;";
+			break;
+		default:
+			continue;
+		}
+		buf_add(b, run, (size_t)(s - run));
+		buf_puts(b, rep);
+		run = s + 1;
+	}
+	if (run != NULL) {
+		buf_puts(b, run);
+	}
+}
+
+/* ---- responses ---- */
+
+static void
+secure_headers(struct MHD_Response *r)
+{
+	MHD_add_response_header(r, "Content-Security-Policy", csp);
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "X-Frame-Options", "DENY");
+	/* not "no-referrer": a browser then sends "Origin: null" with the forms' POSTs */
+	MHD_add_response_header(r, "Referrer-Policy", "same-origin");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+}
+
+/* Send b (its text is taken) with status and type. */
+static enum MHD_Result
+send_buf(struct MHD_Connection *c, unsigned status, const char *type, struct buf *b)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	if (b->oom) {
+		free(b->p);
+		b->p = NULL;
+		b->len = 0;
+		status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		type = "text/plain; charset=utf-8";
+	}
+	r = MHD_create_response_from_buffer(b->len, b->p != NULL ? b->p : (char *)"",
+	                                    b->p != NULL ? MHD_RESPMEM_MUST_FREE
+	                                                 : MHD_RESPMEM_PERSISTENT);
+	if (r == NULL) {
+		free(b->p);
+		return MHD_NO;
+	}
+	secure_headers(r);
+	MHD_add_response_header(r, "Content-Type", type);
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result
+send_text(struct MHD_Connection *c, unsigned status, const char *text)
+{
+	struct buf b = {NULL, 0, 0, 0};
+
+	buf_puts(&b, text);
+	buf_puts(&b, "\n");
+	return send_buf(c, status, "text/plain; charset=utf-8", &b);
+}
+
+/* 303 to `location`, with up to one Set-Cookie. */
+static enum MHD_Result
+send_redirect(struct MHD_Connection *c, const char *location, const char *cookie)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	if ((r = MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT)) == NULL) {
+		return MHD_NO;
+	}
+	secure_headers(r);
+	MHD_add_response_header(r, "Location", location);
+	if (cookie != NULL) {
+		MHD_add_response_header(r, "Set-Cookie", cookie);
+	}
+	ret = MHD_queue_response(c, MHD_HTTP_SEE_OTHER, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* ---- language, session, form ---- */
+
+/* The ihala_lang cookie, else the first known language of Accept-Language, else English. */
+static const char *
+request_lang(struct MHD_Connection *c)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "ihala_lang"), *l, *p;
+	char tag[16];
+	size_t n;
+
+	if ((l = catalog_lang(v)) != NULL) {
+		return l;
+	}
+	v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_LANGUAGE);
+	for (p = v; p != NULL && *p != '\0';) {
+		p += strspn(p, " ,");
+		n = strcspn(p, "-;, ");
+		if (n > 0 && n < sizeof(tag)) {
+			size_t i;
+
+			for (i = 0; i < n; i++) {
+				tag[i] =
+				    (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] - 'A' + 'a' : p[i]);
+			}
+			tag[n] = '\0';
+			if ((l = catalog_lang(tag)) != NULL) {
+				return l;
+			}
+		}
+		p += strcspn(p, ",");
+	}
+	return "en";
+}
+
+static int
+token_eq(const char *given, const char *want)
+{
+	return given != NULL && want[0] != '\0' && strlen(given) == WEB_TOKEN_LEN &&
+	       CRYPTO_memcmp(given, want, WEB_TOKEN_LEN) == 0;
+}
+
+static int
+has_session(struct web *w, struct MHD_Connection *c)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "ihala_session");
+	int ok;
+
+	pthread_mutex_lock(&w->mu);
+	ok = token_eq(v, w->session);
+	pthread_mutex_unlock(&w->mu);
+	return ok;
+}
+
+static int
+hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9') {
+		return ch - '0';
+	}
+	if (ch >= 'a' && ch <= 'f') {
+		return ch - 'a' + 10;
+	}
+	if (ch >= 'A' && ch <= 'F') {
+		return ch - 'A' + 10;
+	}
+	return -1;
+}
+
+/* The value of `name` in an application/x-www-form-urlencoded body, decoded into out.
+ * 0, or -1 when it is absent, too long or badly encoded. */
+static int
+form_value(const char *body, const char *name, char *out, size_t outlen)
+{
+	size_t nl = strlen(name), o;
+	const char *p = body;
+
+	while (p != NULL && *p != '\0') {
+		size_t fl = strcspn(p, "&");
+
+		if (fl > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+			const char *v = p + nl + 1, *end = p + fl;
+
+			for (o = 0; v < end; v++) {
+				int hi, lo;
+				char ch = *v;
+
+				if (ch == '+') {
+					ch = ' ';
+				} else if (ch == '%') {
+					if (end - v < 3 || (hi = hexval(v[1])) < 0 ||
+					    (lo = hexval(v[2])) < 0) {
+						return -1;
+					}
+					ch = (char)(hi * 16 + lo);
+					v += 2;
+				}
+				if (ch == '\0' || o + 1 >= outlen) {
+					return -1;
+				}
+				out[o++] = ch;
+			}
+			out[o] = '\0';
+			return 0;
+		}
+		p += fl;
+		p += *p == '&';
+	}
+	return -1;
+}
+
+/* ---- pages ---- */
+
+static void
+fmt_time(uint64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	buf[0] = '\0';
+	if (ms != 0 && gmtime_r(&t, &tm) != NULL) {
+		strftime(buf, len, "%Y-%m-%d %H:%M UTC", &tm);
+	}
+}
+
+static void
+cell_text(struct buf *b, const char *cls, const char *text)
+{
+	buf_puts(b, "<td class=\"");
+	buf_puts(b, cls);
+	buf_puts(b, "\"><bdi>");
+	buf_esc(b, text != NULL ? text : "");
+	buf_puts(b, "</bdi></td>");
+}
+
+/* The catalog's text for PREFIX.VALUE ("status.received"), escaped. */
+static void
+esc_keyed(struct buf *b, const char *lang, const char *prefix, const char *value)
+{
+	char key[80];
+
+	snprintf(key, sizeof(key), "%s.%s", prefix,
+	         value != NULL && value[0] != '\0' ? value : "unknown");
+	buf_esc(b, catalog_text(lang, key));
+}
+
+static uint64_t
+row_num(json_t *row, const char *key)
+{
+	return (uint64_t)json_integer_value(json_object_get(row, key));
+}
+
+/* The table body: one row per referral, newest first. Called with w->mu held. */
+static void
+render_rows(struct buf *b, struct web *w, const char *lang)
+{
+	char when[40];
+	json_t *row;
+	size_t i;
+
+	if (json_array_size(w->rows) == 0) {
+		buf_puts(b, "<tr class=\"empty\"><td colspan=\"8\">");
+		buf_esc(b, catalog_text(lang, "empty"));
+		buf_puts(b, "</td></tr>\n");
+		return;
+	}
+	json_array_foreach(w->rows, i, row)
+	{
+		const char *rid = json_string_value(json_object_get(row, "referralId"));
+		const char *status = json_string_value(json_object_get(row, "status"));
+		const char *to = json_string_value(json_object_get(row, "recipient"));
+		int overdue = json_is_true(json_object_get(row, "overdue"));
+
+		buf_puts(b, "<tr class=\"referral");
+		buf_puts(b, overdue ? " overdue\"" : "\"");
+		buf_puts(b, " data-referral=\"");
+		buf_esc(b, rid);
+		buf_puts(b, "\" data-status=\"");
+		buf_esc(b, status != NULL ? status : "");
+		buf_puts(b, "\">");
+		cell_text(b, "rid", rid);
+		cell_text(b, "name", json_string_value(json_object_get(row, "name")));
+		cell_text(b, "from", json_string_value(json_object_get(row, "referrer")));
+		buf_puts(b, "<td class=\"priority\">");
+		esc_keyed(b, lang, "priority", json_string_value(json_object_get(row, "priority")));
+		buf_puts(b, "</td><td class=\"status\">");
+		esc_keyed(b, lang, "status", status);
+		if (overdue) {
+			buf_puts(b, " <span class=\"badge overdue\">");
+			buf_esc(b, catalog_text(lang, "overdue"));
+			buf_puts(b, "</span>");
+		}
+		buf_puts(b, "</td>");
+		fmt_time(row_num(row, "createdMs"), when, sizeof(when));
+		cell_text(b, "created", when);
+		fmt_time(row_num(row, "deadlineMs"), when, sizeof(when));
+		cell_text(b, "deadline", when);
+		buf_puts(b, "<td class=\"action\">");
+		if (to != NULL && w->agency != NULL && strcmp(to, w->agency) == 0 &&
+		    status != NULL &&
+		    (strcmp(status, "requested") == 0 || strcmp(status, "received") == 0)) {
+			buf_puts(b, "<form method=\"post\" action=\"/accept\">"
+			            "<input type=\"hidden\" name=\"csrf\" value=\"");
+			buf_esc(b, w->csrf);
+			buf_puts(b, "\"><input type=\"hidden\" name=\"rid\" value=\"");
+			buf_esc(b, rid);
+			buf_puts(b, "\"><button type=\"submit\" class=\"accept\">");
+			buf_esc(b, catalog_text(lang, "accept"));
+			buf_puts(b, "</button></form>");
+		}
+		buf_puts(b, "</td></tr>\n");
+	}
+}
+
+static void
+page_head(struct buf *b, const char *lang, const char *title)
+{
+	buf_puts(b, "<!DOCTYPE html>\n<html lang=\"");
+	buf_esc(b, lang);
+	buf_puts(b, "\" dir=\"");
+	buf_puts(b, catalog_rtl(lang) ? "rtl" : "ltr");
+	buf_puts(b, "\">\n<head>\n<meta charset=\"utf-8\">\n"
+	            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+	            "<title>");
+	buf_esc(b, title);
+	buf_puts(b, "</title>\n<link rel=\"stylesheet\" href=\"/static/style.css\">\n"
+	            "<script src=\"/static/app.js\" defer></script>\n</head>\n");
+}
+
+/* A page that only says why (403, 404), in the request's language. */
+static enum MHD_Result
+send_message(struct MHD_Connection *c, unsigned status, const char *key)
+{
+	const char *lang = request_lang(c);
+	struct buf b = {NULL, 0, 0, 0};
+
+	page_head(&b, lang, catalog_text(lang, "title"));
+	buf_puts(&b, "<body>\n<p class=\"message err\" role=\"alert\">");
+	buf_esc(&b, catalog_text(lang, key));
+	buf_puts(&b, "</p>\n</body>\n</html>\n");
+	return send_buf(c, status, "text/html; charset=utf-8", &b);
+}
+
+static enum MHD_Result
+send_inbox(struct web *w, struct MHD_Connection *c)
+{
+	const char *lang = request_lang(c);
+	struct buf b = {NULL, 0, 0, 0};
+	char gen[32];
+	size_t i;
+
+	page_head(&b, lang, catalog_text(lang, "title"));
+	pthread_mutex_lock(&w->mu);
+	snprintf(gen, sizeof(gen), "%llu", (unsigned long long)w->gen);
+	buf_puts(&b, "<body data-gen=\"");
+	buf_puts(&b, gen);
+	buf_puts(&b, "\">\n<header>\n<h1>");
+	buf_esc(&b, catalog_text(lang, "title"));
+	buf_puts(&b, "</h1>\n<p class=\"agency\">");
+	buf_esc(&b, catalog_text(lang, "agency"));
+	buf_puts(&b, ": <bdi id=\"agency\">");
+	buf_esc(&b, w->agency);
+	buf_puts(&b, "</bdi></p>\n<form method=\"post\" action=\"/lang\" class=\"lang\" "
+	             "aria-label=\"");
+	buf_esc(&b, catalog_text(lang, "language"));
+	buf_puts(&b, "\"><input type=\"hidden\" name=\"csrf\" value=\"");
+	buf_esc(&b, w->csrf);
+	buf_puts(&b, "\">");
+	for (i = 0; web_langs[i] != NULL; i++) {
+		/* each language's own name, in that language */
+		buf_puts(&b, "<button type=\"submit\" name=\"lang\" value=\"");
+		buf_esc(&b, web_langs[i]);
+		buf_puts(&b, "\" lang=\"");
+		buf_esc(&b, web_langs[i]);
+		buf_puts(&b, "\" id=\"lang-");
+		buf_esc(&b, web_langs[i]);
+		buf_puts(&b, "\">");
+		buf_esc(&b, catalog_text(web_langs[i], "language.name"));
+		buf_puts(&b, "</button>");
+	}
+	buf_puts(&b, "</form>\n<p id=\"live\" class=\"off\"><span class=\"on\">");
+	buf_esc(&b, catalog_text(lang, "live.on"));
+	buf_puts(&b, "</span><span class=\"off\">");
+	buf_esc(&b, catalog_text(lang, "live.off"));
+	buf_puts(&b, "</span></p>\n</header>\n");
+	if (w->broker_down) {
+		buf_puts(&b, "<p class=\"message err\" id=\"broker-down\" role=\"alert\">");
+		buf_esc(&b, catalog_text(lang, "broker.down"));
+		buf_puts(&b, "</p>\n");
+	}
+	if (w->flash[0] != '\0') {
+		/* said once, then forgotten */
+		buf_puts(&b, w->flash_ok ? "<p class=\"message ok\" id=\"flash\" role=\"status\">"
+		                         : "<p class=\"message err\" id=\"flash\" role=\"alert\">");
+		buf_esc(&b, w->flash);
+		buf_puts(&b, "</p>\n");
+		w->flash[0] = '\0';
+	}
+	buf_puts(&b, "<table id=\"inbox\">\n<thead><tr>");
+	{
+		static const char *const cols[] = {"col.referral", "col.survivor", "col.from",
+		                                   "col.priority", "col.status",   "col.created",
+		                                   "col.deadline", "col.action"};
+
+		for (i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+			buf_puts(&b, "<th scope=\"col\">");
+			buf_esc(&b, catalog_text(lang, cols[i]));
+			buf_puts(&b, "</th>");
+		}
+	}
+	buf_puts(&b, "</tr></thead>\n<tbody id=\"rows\">\n");
+	render_rows(&b, w, lang);
+	pthread_mutex_unlock(&w->mu);
+	buf_puts(&b, "</tbody>\n</table>\n</body>\n</html>\n");
+	return send_buf(c, MHD_HTTP_OK, "text/html; charset=utf-8", &b);
+}
+
+static enum MHD_Result
+send_rows(struct web *w, struct MHD_Connection *c)
+{
+	const char *lang = request_lang(c);
+	struct buf b = {NULL, 0, 0, 0};
+
+	pthread_mutex_lock(&w->mu);
+	render_rows(&b, w, lang);
+	pthread_mutex_unlock(&w->mu);
+	return send_buf(c, MHD_HTTP_OK, "text/html; charset=utf-8", &b);
+}
+
+/* ---- server-sent events: "change" with the model's generation, when it changes ---- */
+
+struct sse {
+	struct web *w;
+	uint64_t seen;
+	int hello;
+};
+
+static ssize_t
+sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct sse *s = cls;
+	struct web *w = s->w;
+	struct timespec until;
+	int n;
+
+	(void)pos;
+	pthread_mutex_lock(&w->mu);
+	if (!s->hello) {
+		/* the generation now: a page rendered before a change it missed reloads */
+		s->hello = 1;
+		s->seen = w->gen;
+		n = snprintf(buf, max, "retry: 2000\nevent: change\ndata: %llu\n\n",
+		             (unsigned long long)s->seen);
+		pthread_mutex_unlock(&w->mu);
+		return n;
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += SSE_PING_S;
+	while (!w->stopping && w->gen == s->seen) {
+		if (pthread_cond_timedwait(&w->changed, &w->mu, &until) == ETIMEDOUT) {
+			break;
+		}
+	}
+	if (w->stopping) {
+		pthread_mutex_unlock(&w->mu);
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	}
+	if (w->gen != s->seen) {
+		s->seen = w->gen;
+		n = snprintf(buf, max, "event: change\ndata: %llu\n\n",
+		             (unsigned long long)s->seen);
+	} else {
+		n = snprintf(buf, max, ": ping\n\n");
+	}
+	pthread_mutex_unlock(&w->mu);
+	return n;
+}
+
+static enum MHD_Result
+send_events(struct web *w, struct MHD_Connection *c)
+{
+	struct MHD_Response *r;
+	struct sse *s;
+	enum MHD_Result ret;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		return MHD_NO;
+	}
+	s->w = w;
+	if ((r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, sse_read, s, free)) ==
+	    NULL) {
+		free(s);
+		return MHD_NO;
+	}
+	secure_headers(r);
+	MHD_add_response_header(r, "Content-Type", "text/event-stream; charset=utf-8");
+	ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* ---- actions ---- */
+
+static enum MHD_Result
+do_login(struct web *w, struct MHD_Connection *c)
+{
+	const char *tok = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "token");
+	char cookie[128];
+	int ok;
+
+	pthread_mutex_lock(&w->mu);
+	ok = !w->login_used && token_eq(tok, w->login_token);
+	if (ok) {
+		/* once: a link seen later (history, a shoulder) opens nothing */
+		w->login_used = 1;
+		ok = web_token(w->session, sizeof(w->session)) == 0 &&
+		     web_token(w->csrf, sizeof(w->csrf)) == 0;
+		snprintf(cookie, sizeof(cookie),
+		         "ihala_session=%s; Path=/; HttpOnly; SameSite=Strict", w->session);
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (!ok) {
+		cli_warnx("web: security: a login link that is wrong or was used already was "
+		          "refused");
+		return send_message(c, MHD_HTTP_FORBIDDEN, "login.bad");
+	}
+	return send_redirect(c, "/", cookie);
+}
+
+static void
+set_flash(struct web *w, int ok, const char *key, const char *lang, const char *detail)
+{
+	/* a long broker sentence is cut, never the page */
+	if (snprintf(w->flash, sizeof(w->flash), "%s %s", catalog_text(lang, key), detail) < 0) {
+		w->flash[0] = '\0';
+	}
+	w->flash_ok = ok;
+}
+
+/* POST /accept: the node loop sends it (the only thread with the client); wait for it. */
+static enum MHD_Result
+do_accept(struct web *w, struct MHD_Connection *c, const char *body)
+{
+	const char *lang = request_lang(c);
+	char rid[ID_MAX + 1];
+	struct timespec until;
+	int err;
+
+	if (form_value(body, "rid", rid, sizeof(rid)) != 0 || !id_valid(rid)) {
+		return send_text(c, MHD_HTTP_BAD_REQUEST, "bad request: no valid referral id");
+	}
+	pthread_mutex_lock(&w->mu);
+	if (w->job == WEB_JOB_DONE) {
+		w->job = WEB_JOB_NONE; /* the answer of a page that stopped waiting */
+	}
+	if (w->job != WEB_JOB_NONE) {
+		set_flash(w, 0, "busy", lang, "");
+		pthread_mutex_unlock(&w->mu);
+		return send_redirect(c, "/", NULL);
+	}
+	w->job = WEB_JOB_PENDING;
+	snprintf(w->job_rid, sizeof(w->job_rid), "%s", rid);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += w->job_timeout_ms / 1000 + 1;
+	while (!w->stopping && w->job != WEB_JOB_DONE) {
+		if (pthread_cond_timedwait(&w->job_cv, &w->mu, &until) == ETIMEDOUT) {
+			break;
+		}
+	}
+	if (w->job == WEB_JOB_DONE) {
+		err = w->job_err;
+		w->job = WEB_JOB_NONE;
+		if (err == 0) {
+			set_flash(w, 1, "accepted", lang, w->job_text);
+		} else if (cli_is_transport(err)) {
+			set_flash(w, 0, "unreachable", lang, w->job_text);
+		} else if (cli_exit_code(err) == CLI_REFUSED) {
+			set_flash(w, 0, "refused", lang, w->job_text);
+		} else {
+			set_flash(w, 0, "failed", lang, w->job_text);
+		}
+	} else {
+		set_flash(w, 0, "busy", lang, "");
+	}
+	pthread_mutex_unlock(&w->mu);
+	return send_redirect(c, "/", NULL);
+}
+
+static enum MHD_Result
+do_lang(struct MHD_Connection *c, const char *body)
+{
+	char v[16], cookie[128];
+	const char *lang;
+
+	if (form_value(body, "lang", v, sizeof(v)) != 0 || (lang = catalog_lang(v)) == NULL) {
+		return send_text(c, MHD_HTTP_BAD_REQUEST, "bad request: unknown language");
+	}
+	/* the clerk's choice, kept by this browser for a year */
+	snprintf(cookie, sizeof(cookie),
+	         "ihala_lang=%s; Path=/; Max-Age=31536000; HttpOnly; SameSite=Strict", lang);
+	return send_redirect(c, "/", cookie);
+}
+
+/* A POST is done only for the session's own page: its CSRF token, and its Origin when the
+ * browser says one. */
+static int
+post_allowed(struct web *w, struct MHD_Connection *c, const char *body)
+{
+	const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+	char tok[WEB_TOKEN_LEN + 2];
+	int ok;
+
+	if (origin != NULL &&
+	    !(strncmp(origin, "http://", 7) == 0 &&
+	      (strcasecmp(origin + 7, w->host) == 0 || strcasecmp(origin + 7, w->host_alt) == 0))) {
+		return 0;
+	}
+	if (form_value(body, "csrf", tok, sizeof(tok)) != 0) {
+		return 0;
+	}
+	pthread_mutex_lock(&w->mu);
+	ok = token_eq(tok, w->csrf);
+	pthread_mutex_unlock(&w->mu);
+	return ok;
+}
+
+static enum MHD_Result
+send_asset(struct MHD_Connection *c, const char *url)
+{
+	const struct web_asset *a = web_asset_find(url + 1);
+	const char *type;
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	size_t n = strlen(url);
+
+	if (a == NULL) {
+		return send_message(c, MHD_HTTP_NOT_FOUND, "notfound");
+	}
+	type = n > 3 && strcmp(url + n - 3, ".js") == 0 ? "text/javascript; charset=utf-8"
+	                                                : "text/css; charset=utf-8";
+	r = MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+	if (r == NULL) {
+		return MHD_NO;
+	}
+	secure_headers(r);
+	MHD_add_response_header(r, "Content-Type", type);
+	ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* ---- dispatch ---- */
+
+/* Per request: the body of a POST as it comes. */
+struct req {
+	struct buf body;
+	int too_big;
+};
+
+static void
+completed(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_RequestTerminationCode toe)
+{
+	struct req *rq = *ctx;
+
+	(void)cls;
+	(void)c;
+	(void)toe;
+	if (rq != NULL) {
+		free(rq->body.p);
+		free(rq);
+		*ctx = NULL;
+	}
+}
+
+static enum MHD_Result
+handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+       const char *version, const char *upload, size_t *upload_size, void **ctx)
+{
+	struct web *w = cls;
+	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	struct req *rq = *ctx;
+	int post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+
+	(void)version;
+	if (post && rq == NULL) {
+		if ((rq = calloc(1, sizeof(*rq))) == NULL) {
+			return MHD_NO;
+		}
+		*ctx = rq;
+		return MHD_YES;
+	}
+	if (post && *upload_size > 0) {
+		if (rq->body.len + *upload_size > BODY_MAX) {
+			rq->too_big = 1;
+		} else {
+			buf_add(&rq->body, upload, *upload_size);
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	/* another name for this address (DNS rebinding) is not us */
+	if (host == NULL ||
+	    (strcasecmp(host, w->host) != 0 && strcasecmp(host, w->host_alt) != 0)) {
+		return send_text(c, MHD_HTTP_FORBIDDEN, "forbidden: unexpected Host");
+	}
+	if (!post && strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
+	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+		return send_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+	}
+	if (!post && strncmp(url, "/static/", 8) == 0) {
+		return send_asset(c, url);
+	}
+	if (!post && strcmp(url, "/favicon.ico") == 0) {
+		struct buf none = {NULL, 0, 0, 0};
+
+		return send_buf(c, MHD_HTTP_NO_CONTENT, "text/plain", &none);
+	}
+	if (!post && strcmp(url, "/login") == 0) {
+		return do_login(w, c);
+	}
+	if (!has_session(w, c)) {
+		return send_message(c, MHD_HTTP_FORBIDDEN, "session.none");
+	}
+	if (!post) {
+		if (strcmp(url, "/") == 0) {
+			return send_inbox(w, c);
+		}
+		if (strcmp(url, "/rows") == 0) {
+			return send_rows(w, c);
+		}
+		if (strcmp(url, "/events") == 0) {
+			return send_events(w, c);
+		}
+		return send_message(c, MHD_HTTP_NOT_FOUND, "notfound");
+	}
+	if (rq->too_big || rq->body.oom) {
+		return send_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+	}
+	if (strcmp(url, "/accept") != 0 && strcmp(url, "/lang") != 0) {
+		return send_message(c, MHD_HTTP_NOT_FOUND, "notfound");
+	}
+	if (!post_allowed(w, c, rq->body.p != NULL ? rq->body.p : "")) {
+		cli_warnx("web: security: a POST %s without this session's CSRF token was refused",
+		          url);
+		return send_message(c, MHD_HTTP_FORBIDDEN, "csrf.bad");
+	}
+	if (strcmp(url, "/accept") == 0) {
+		return do_accept(w, c, rq->body.p);
+	}
+	return do_lang(c, rq->body.p);
+}
+
+struct httpd *
+httpd_start(struct web *w, int fd)
+{
+	struct httpd *h;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL) {
+		return NULL;
+	}
+	h->w = w;
+	h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
+	                        NULL, NULL, handle, w, MHD_OPTION_LISTEN_SOCKET, fd,
+	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+	                        MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+	if (h->d == NULL) {
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void
+httpd_stop(struct httpd *h)
+{
+	if (h == NULL) {
+		return;
+	}
+	MHD_stop_daemon(h->d);
+	free(h);
+}

@@ -1,0 +1,687 @@
+/* web.c - `ihala web`: the clerk's inbox in a browser, served by the node itself (issue 18). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "cli.h"
+#include "clock.h"
+#include "error.h"
+#include "hex.h"
+#include "pbjson.h"
+#include "render.h"
+#include "web.h"
+
+/* The node loop's wait for a delivery per turn: how long an accept waits to be sent. */
+#define TURN_MS 250
+/* Referrals still waiting for an answer are asked of the broker again this often, so that
+ * "overdue" and answers given by another process of the node show. */
+#define REFRESH_MS 30000
+
+static const char web_usage[] =
+    "usage: ihala web [--listen ADDRESS:PORT]\n"
+    "\n"
+    "Serve this node's referral inbox to a browser: the referrals it received and sent,\n"
+    "newest first, overdue ones marked, new ones shown as they come, and an Accept button.\n"
+    "Prints a link that works once: opening it starts the browser's session.\n"
+    "This process takes the node's deliveries, as 'ihala inbox' does (one at a time).\n"
+    "\n"
+    "  -l, --listen ADDRESS:PORT  where to listen (default 127.0.0.1:0, any free port);\n"
+    "                             loopback only (127.0.0.0/8, [::1]): reach it from elsewhere\n"
+    "                             through an SSH tunnel (no TLS for the web pages yet)\n"
+    "  -h, --help                 this help\n"
+    "\n"
+    "Stops on SIGINT or SIGTERM.\n"
+    "Exit: 0 ok, 2 usage (also a --listen address that is not loopback), 3 broker unreachable,\n"
+    "4 local error (another process takes the deliveries, the address is in use).\n";
+
+int
+web_token(char *buf, size_t len)
+{
+	unsigned char raw[WEB_TOKEN_LEN / 2];
+
+	if (len <= WEB_TOKEN_LEN || RAND_bytes(raw, sizeof(raw)) != 1) {
+		return -1;
+	}
+	hex_encode(raw, sizeof(raw), buf);
+	buf[WEB_TOKEN_LEN] = '\0';
+	return 0;
+}
+
+/*
+ * ADDRESS:PORT: an IPv4 address, [IPv6] or "localhost", and a port 0..65535.
+ * 0, or -1 (nothing printed).
+ */
+static int
+parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *sl, int *loopback)
+{
+	char host[64];
+	const char *colon, *h;
+	uint64_t port;
+	size_t hl;
+
+	memset(ss, 0, sizeof(*ss));
+	if ((colon = strrchr(s, ':')) == NULL || cli_parse_u64(colon + 1, &port) != 0 ||
+	    port > 65535) {
+		return -1;
+	}
+	h = s;
+	hl = (size_t)(colon - s);
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= sizeof(host)) {
+		return -1;
+	}
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	if (strcmp(host, "localhost") == 0) {
+		snprintf(host, sizeof(host), "127.0.0.1");
+	}
+	if (s[0] == '[') {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+		if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1) {
+			return -1;
+		}
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		*sl = sizeof(*a6);
+		*loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+
+		if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) {
+			return -1;
+		}
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		*sl = sizeof(*a4);
+		*loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+	}
+	return 0;
+}
+
+/* Bind and listen; w->host gets "ADDRESS:PORT" with the port bound. The fd, or -1. */
+static int
+open_listener(struct web *w, const struct sockaddr_storage *ss, socklen_t sl, const char *spec)
+{
+	struct sockaddr_storage got;
+	socklen_t gl = sizeof(got);
+	char addr[INET6_ADDRSTRLEN];
+	int fd, on = 1, port;
+
+	if ((fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		cli_warnx("web: socket: %s", strerror(errno));
+		return -1;
+	}
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (bind(fd, (const struct sockaddr *)ss, sl) != 0 || listen(fd, 64) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&got, &gl) != 0) {
+		cli_warnx("web: cannot listen on '%s': %s", spec, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (got.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&got;
+
+		inet_ntop(AF_INET6, &a6->sin6_addr, addr, sizeof(addr));
+		port = ntohs(a6->sin6_port);
+		snprintf(w->host, sizeof(w->host), "[%s]:%d", addr, port);
+	} else {
+		const struct sockaddr_in *a4 = (const struct sockaddr_in *)&got;
+
+		inet_ntop(AF_INET, &a4->sin_addr, addr, sizeof(addr));
+		port = ntohs(a4->sin_port);
+		snprintf(w->host, sizeof(w->host), "%s:%d", addr, port);
+	}
+	snprintf(w->host_alt, sizeof(w->host_alt), "localhost:%d", port);
+	return fd;
+}
+
+/* ---- the model: one JSON object per referral, newest first ---- */
+
+/* A JSON number or a string of digits (pbjson writes 64-bit integers either way). */
+static uint64_t
+num(json_t *v)
+{
+	if (json_is_integer(v)) {
+		return (uint64_t)json_integer_value(v);
+	}
+	if (json_is_string(v)) {
+		return strtoull(json_string_value(v), NULL, 10);
+	}
+	return 0;
+}
+
+/* The referral a journal or inbox line is about, or NULL (as `ihala status` reads them). */
+static const char *
+line_referral(json_t *line)
+{
+	static const char *kinds[] = {"referral", "statusUpdate", "outcome", "note"};
+	json_t *env = json_object_get(line, "envelope"), *ev = json_object_get(line, "event");
+	const char *rid;
+	size_t i;
+
+	for (i = 0; env != NULL && i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		rid = json_string_value(
+		    json_object_get(json_object_get(env, kinds[i]), "referralId"));
+		if (rid != NULL && rid[0] != '\0') {
+			return rid;
+		}
+	}
+	rid = json_string_value(json_object_get(ev, "referralId"));
+	return rid != NULL && rid[0] != '\0' ? rid : NULL;
+}
+
+/* The referral's own record in the journal: who sent it to whom, and the referral. */
+struct found {
+	json_t *referral;
+	json_t *line;
+};
+
+static int
+find_referral(void *arg, const char *rid, uint64_t seq, const char *json)
+{
+	struct found *f = arg;
+	json_t *line, *r;
+
+	(void)rid;
+	(void)seq;
+	if (f->referral != NULL || (line = json_loads(json, 0, NULL)) == NULL) {
+		return 0;
+	}
+	r = json_object_get(json_object_get(line, "envelope"), "referral");
+	if (json_is_object(r)) {
+		f->referral = json_incref(r);
+		f->line = json_incref(line);
+	}
+	json_decref(line);
+	return 0;
+}
+
+static void
+set_str(json_t *row, const char *key, json_t *v)
+{
+	if (json_is_string(v)) {
+		json_object_set_new(row, key, json_string(json_string_value(v)));
+	}
+}
+
+/* Insert or replace `row` (taken) in w->rows, newest (createdMs, then lastSeq) first. */
+static void
+model_put(struct web *w, json_t *row)
+{
+	const char *rid = json_string_value(json_object_get(row, "referralId"));
+	uint64_t c = num(json_object_get(row, "createdMs")),
+	         s = num(json_object_get(row, "lastSeq"));
+	json_t *it;
+	size_t i, at;
+
+	pthread_mutex_lock(&w->mu);
+	json_array_foreach(w->rows, i, it)
+	{
+		if (strcmp(json_string_value(json_object_get(it, "referralId")), rid) == 0) {
+			if (json_equal(it, row)) {
+				/* nothing new: the pages are not told */
+				pthread_mutex_unlock(&w->mu);
+				json_decref(row);
+				return;
+			}
+			json_array_remove(w->rows, i);
+			break;
+		}
+	}
+	at = json_array_size(w->rows);
+	json_array_foreach(w->rows, i, it)
+	{
+		uint64_t ic = num(json_object_get(it, "createdMs"));
+
+		if (ic < c || (ic == c && num(json_object_get(it, "lastSeq")) < s)) {
+			at = i;
+			break;
+		}
+	}
+	json_array_insert_new(w->rows, at, row);
+	w->gen++;
+	pthread_cond_broadcast(&w->changed);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static int
+model_has(struct web *w, const char *rid)
+{
+	json_t *it;
+	size_t i;
+	int has = 0;
+
+	pthread_mutex_lock(&w->mu);
+	json_array_foreach(w->rows, i, it)
+	{
+		if (strcmp(json_string_value(json_object_get(it, "referralId")), rid) == 0) {
+			has = 1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	return has;
+}
+
+static void
+set_broker_down(struct web *w, int down)
+{
+	pthread_mutex_lock(&w->mu);
+	w->broker_down = down;
+	pthread_mutex_unlock(&w->mu);
+}
+
+/*
+ * Ask the broker for one referral's state, add what the journal says of it (the survivor's
+ * name is in the referral only this node kept) and put it in the model. A referral the broker
+ * does not know (refused when it was sent) is left out; when the broker cannot be reached (or
+ * `ask` is 0) a referral already shown is left as it is. Returns 1 when the broker could not be
+ * reached, else 0.
+ */
+static int
+refresh_one(struct web *w, struct cli *cli, const char *rid, int ask)
+{
+	Ihala__V1__ReferralState *st = NULL;
+	struct found f = {NULL, NULL};
+	json_t *row, *j = NULL, *h, *surv;
+	int err;
+
+	if ((row = json_object()) == NULL) {
+		return 0;
+	}
+	json_object_set_new(row, "referralId", json_string(rid));
+	(void)ihala_journal_iter(cli->client, rid, find_referral, &f);
+	if (f.referral != NULL) {
+		surv = json_object_get(f.referral, "survivor");
+		set_str(row, "name", json_object_get(surv, "name"));
+		set_str(row, "caseId", json_object_get(surv, "caseId"));
+		set_str(row, "priority", json_object_get(f.referral, "priority"));
+		set_str(row, "referrer", json_object_get(f.line, "sender"));
+		set_str(row, "recipient", json_object_get(f.line, "recipient"));
+		json_object_set_new(
+		    row, "createdMs",
+		    json_integer((json_int_t)num(json_object_get(f.line, "brokerTimeMs"))));
+		json_object_set_new(row, "lastSeq",
+		                    json_integer((json_int_t)num(json_object_get(f.line, "seq"))));
+	}
+	err = ask ? ihala_query(cli->client, rid, cli_timeout(cli), &st) : IHALA_EUNREACHABLE;
+	if (err == 0 && pbjson_to_json(&st->base, 0, &j) == 0) {
+		set_broker_down(w, 0);
+		set_str(row, "referrer", json_object_get(j, "referrer"));
+		set_str(row, "recipient", json_object_get(j, "recipient"));
+		set_str(row, "status", json_object_get(j, "status"));
+		set_str(row, "priority", json_object_get(j, "priority"));
+		json_object_set_new(
+		    row, "deadlineMs",
+		    json_integer((json_int_t)num(json_object_get(j, "deadlineMs"))));
+		json_object_set_new(row, "overdue",
+		                    json_boolean(json_is_true(json_object_get(j, "overdue"))));
+		h = json_object_get(j, "history");
+		json_object_set_new(
+		    row, "createdMs",
+		    json_integer((json_int_t)num(json_object_get(json_array_get(h, 0), "timeMs"))));
+		json_object_set_new(row, "lastSeq",
+		                    json_integer((json_int_t)num(json_object_get(
+		                        json_array_get(h, json_array_size(h) - 1), "seq"))));
+		json_decref(j);
+		model_put(w, row);
+	} else if (err != 0 && cli_is_transport(err)) {
+		set_broker_down(w, 1);
+		if (!model_has(w, rid)) {
+			model_put(w, row);
+		} else {
+			json_decref(row);
+		}
+	} else {
+		json_decref(row);
+	}
+	ihala_state_free(st);
+	json_decref(f.referral);
+	json_decref(f.line);
+	return err != 0 && cli_is_transport(err);
+}
+
+struct ids {
+	char **v;
+	size_t n, cap;
+};
+
+static int
+collect_id(void *arg, const char *rid, uint64_t seq, const char *json)
+{
+	struct ids *ids = arg;
+	char **nv;
+
+	(void)seq;
+	(void)json;
+	if (ids->n > 0 && strcmp(ids->v[ids->n - 1], rid) == 0) {
+		return 0; /* records come grouped by referral */
+	}
+	if (ids->n == ids->cap) {
+		ids->cap = ids->cap ? 2 * ids->cap : 16;
+		if ((nv = realloc(ids->v, ids->cap * sizeof(*nv))) == NULL) {
+			return IHALA_ENOMEM;
+		}
+		ids->v = nv;
+	}
+	if ((ids->v[ids->n] = strdup(rid)) == NULL) {
+		return IHALA_ENOMEM;
+	}
+	ids->n++;
+	return 0;
+}
+
+/* Whether a shown referral still waits for an answer (it may turn overdue, or be answered
+ * by another process of the node). */
+static int
+waiting(struct web *w, const char *rid)
+{
+	const char *s = NULL;
+	json_t *it;
+	size_t i;
+
+	pthread_mutex_lock(&w->mu);
+	json_array_foreach(w->rows, i, it)
+	{
+		if (strcmp(json_string_value(json_object_get(it, "referralId")), rid) == 0) {
+			s = json_string_value(json_object_get(it, "status"));
+			break;
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	return s == NULL || strcmp(s, "requested") == 0 || strcmp(s, "received") == 0;
+}
+
+/* Every referral of the journal (all: at start), or those still waiting for an answer. */
+static void
+refresh_all(struct web *w, struct cli *cli, int all)
+{
+	struct ids ids = {NULL, 0, 0};
+	size_t i;
+	int err, ask = 1;
+
+	if ((err = ihala_journal_iter(cli->client, NULL, collect_id, &ids)) != 0) {
+		cli_warnx("web: the node's journal cannot be read: %s", ihala_strerror(err));
+	}
+	for (i = 0; i < ids.n && !cli_stop; i++) {
+		if (all || waiting(w, ids.v[i])) {
+			/* once the broker did not answer, not one timeout per referral: what the
+			 * journal says is shown, the next turn asks again */
+			if (refresh_one(w, cli, ids.v[i], ask)) {
+				ask = 0;
+			}
+		}
+	}
+	for (i = 0; i < ids.n; i++) {
+		free(ids.v[i]);
+	}
+	free(ids.v);
+}
+
+/* ---- accepting, for a page ---- */
+
+static void
+run_job(struct web *w, struct cli *cli)
+{
+	Ihala__V1__Envelope env;
+	Ihala__V1__StatusUpdate su = IHALA__V1__STATUS_UPDATE__INIT;
+	struct ihala_receipt rcpt;
+	char rid[ID_MAX + 1], id[ID_MAX + 1], text[WEB_FLASH_MAX];
+	json_t *line, *e = NULL;
+	int err;
+
+	pthread_mutex_lock(&w->mu);
+	if (w->job != WEB_JOB_PENDING) {
+		pthread_mutex_unlock(&w->mu);
+		return;
+	}
+	snprintf(rid, sizeof(rid), "%s", w->job_rid);
+	pthread_mutex_unlock(&w->mu);
+
+	/* what `ihala accept RID` sends */
+	ihala__v1__envelope__init(&env);
+	ihala_new_message_id(id, sizeof(id));
+	env.message_id = id;
+	env.client_time_ms = clock_wall_ms();
+	env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+	env.status_update = &su;
+	su.referral_id = rid;
+	su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED;
+	memset(&rcpt, 0, sizeof(rcpt));
+	err = ihala_submit(cli->client, &env, cli_timeout(cli), &rcpt);
+	if (err == 0) {
+		snprintf(text, sizeof(text), "%s", rid);
+		if ((line = json_object()) != NULL && pbjson_to_json(&env.base, 0, &e) == 0) {
+			json_object_set_new(line, "seq", json_integer((json_int_t)rcpt.seq));
+			json_object_set_new(line, "kind", json_string("submission"));
+			json_object_set_new(line, "sender", json_string(cli->cfg->agency));
+			json_object_set_new(line, "recipient", json_string(""));
+			json_object_set_new(line, "envelope", e);
+			cli_journal(cli, rcpt.seq, line);
+		}
+		json_decref(line);
+		cli_info(cli, "web: accepted %s (seq %llu)", rid, (unsigned long long)rcpt.seq);
+		(void)refresh_one(w, cli, rid, 1);
+	} else if (rcpt.status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+		snprintf(text, sizeof(text), "%s: %s", ihala_errname(err),
+		         rcpt.text[0] != '\0' ? rcpt.text : ihala_strerror(err));
+		cli_warnx("web: accept %s: refused: %s", rid, text);
+	} else if (cli_is_transport(err)) {
+		snprintf(text, sizeof(text), "%s", rid);
+		set_broker_down(w, 1);
+	} else {
+		snprintf(text, sizeof(text), "%s", ihala_errmsg(cli->client));
+		cli_warnx("web: accept %s: %s", rid, text);
+	}
+	pthread_mutex_lock(&w->mu);
+	w->job = WEB_JOB_DONE;
+	w->job_err = err;
+	snprintf(w->job_text, sizeof(w->job_text), "%s", text);
+	pthread_cond_broadcast(&w->job_cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* ---- the command ---- */
+
+/* Take one delivery if one comes within TURN_MS: keep it in the journal, acknowledge it,
+ * show its referral. CLI_OK, or the exit code to stop with. */
+static int
+take_delivery(struct web *w, struct cli *cli, int *reported)
+{
+	struct ihala_delivery d;
+	const char *r;
+	char *rid = NULL;
+	json_t *j = NULL;
+	int err;
+
+	memset(&d, 0, sizeof(d));
+	err = ihala_next_delivery(cli->client, TURN_MS, &d);
+	if (err == IHALA_ETIMEDOUT) {
+		return CLI_OK;
+	}
+	if (err != 0 && cli_stop) {
+		return CLI_OK; /* SIGINT or SIGTERM ended the wait: a normal stop */
+	}
+	if (err != 0) {
+		if (cli_is_transport(err)) {
+			if (!*reported) {
+				cli_warnx("web: %s; still trying", ihala_errmsg(cli->client));
+				*reported = 1;
+				set_broker_down(w, 1);
+			}
+			/* the library reconnects on the next call; not in a busy loop */
+			usleep(TURN_MS * 1000);
+			return CLI_OK;
+		}
+		return cli_fail(cli, "web", err);
+	}
+	if (*reported) {
+		*reported = 0;
+		set_broker_down(w, 0);
+	}
+	if ((err = render_delivery(&d, &j)) != 0) {
+		cli_warnx("web: delivery %llu cannot be shown: %s; it is not acknowledged",
+		          (unsigned long long)d.seq, ihala_strerror(err));
+		ihala_delivery_release(&d);
+		return CLI_LOCAL;
+	}
+	cli_journal(cli, d.seq, j);
+	if ((r = line_referral(j)) != NULL) {
+		rid = strdup(r);
+	}
+	json_decref(j);
+	err = ihala_ack(cli->client, d.seq);
+	ihala_delivery_release(&d);
+	if (err != 0) {
+		free(rid);
+		return cli_fail(cli, "web", err);
+	}
+	if (rid != NULL) {
+		(void)refresh_one(w, cli, rid, 1);
+		free(rid);
+	}
+	return CLI_OK;
+}
+
+int
+cmd_web(struct cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"listen", required_argument, NULL, 'l'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct sockaddr_storage ss;
+	socklen_t sl = 0;
+	const char *listen_spec = "127.0.0.1:0";
+	struct httpd *httpd = NULL;
+	struct web w;
+	uint64_t last_refresh, refresh_ms = REFRESH_MS;
+	int ch, rc, fd, loopback = 0, reported = 0;
+
+	optind = 0;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":l:h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'l':
+			listen_spec = optarg;
+			break;
+		case 'h':
+			fputs(web_usage, stdout);
+			return CLI_OK;
+		default:
+			cli_bad_option("web", ch, argv, longopts);
+			return CLI_USAGE;
+		}
+	}
+	if (optind < argc) {
+		cli_warnx("web: unexpected argument '%s'", argv[optind]);
+		fprintf(stderr, "Try 'ihala web --help'.\n");
+		return CLI_USAGE;
+	}
+	if (parse_listen(listen_spec, &ss, &sl, &loopback) != 0) {
+		cli_warnx("web: invalid --listen '%s' (ADDRESS:PORT: 127.0.0.1:8080, [::1]:8080)",
+		          listen_spec);
+		return CLI_USAGE;
+	}
+	if (!loopback) {
+		/* the pages show survivors' data and the session cookie is the clerk's key */
+		cli_warnx("web: refusing to listen on '%s' without TLS: the pages carry survivors' "
+		          "data; listen on loopback (127.0.0.1, [::1]) and reach it through an SSH "
+		          "tunnel (TLS for ihala web is not supported yet)",
+		          listen_spec);
+		return CLI_USAGE;
+	}
+	if (catalog_load() != 0) {
+		return CLI_LOCAL;
+	}
+
+	memset(&w, 0, sizeof(w));
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.changed, NULL);
+	pthread_cond_init(&w.job_cv, NULL);
+	fd = -1;
+	if ((w.rows = json_array()) == NULL ||
+	    web_token(w.login_token, sizeof(w.login_token)) != 0) {
+		cli_warnx("web: out of memory or randomness");
+		rc = CLI_LOCAL;
+		goto out;
+	}
+
+	cli_catch_signals();
+	rc = cli_connect(cli, 0, NULL);
+	if (rc == CLI_UNREACHABLE) {
+		cli_warnx("web: %s; still trying", ihala_errmsg(cli->client));
+		w.broker_down = reported = 1;
+	} else if (rc != CLI_OK) {
+		goto out;
+	}
+	rc = CLI_OK;
+	w.agency = cli->cfg->agency;
+	w.job_timeout_ms = cli_timeout(cli) + 5000;
+	if ((fd = open_listener(&w, &ss, sl, listen_spec)) < 0) {
+		rc = CLI_LOCAL;
+		goto out;
+	}
+	refresh_all(&w, cli, 1);
+	if ((httpd = httpd_start(&w, fd)) == NULL) {
+		cli_warnx("web: the HTTP server did not start");
+		rc = CLI_LOCAL;
+		goto out;
+	}
+	fd = -1; /* the server's now */
+	/* the link is the key to the node's data: stdout only, for the clerk who ran us */
+	printf("http://%s/login?token=%s\n", w.host, w.login_token);
+	fflush(stdout);
+	cli_info(cli,
+	         "web: serving the inbox of '%s' on http://%s/; open the link above (it works "
+	         "once)",
+	         w.agency, w.host);
+
+	last_refresh = clock_wall_ms();
+	{
+		/* for tests: a shorter wait before "overdue" shows */
+		const char *e = getenv("IHALA_WEB_REFRESH_MS");
+		uint64_t v;
+
+		if (e != NULL && cli_parse_u64(e, &v) == 0 && v >= 100 && v <= 3600000) {
+			refresh_ms = v;
+		}
+	}
+	while (!cli_stop && rc == CLI_OK) {
+		rc = take_delivery(&w, cli, &reported);
+		run_job(&w, cli);
+		if (clock_wall_ms() - last_refresh >= refresh_ms) {
+			refresh_all(&w, cli, 0);
+			last_refresh = clock_wall_ms();
+		}
+	}
+out:
+	pthread_mutex_lock(&w.mu);
+	w.stopping = 1;
+	pthread_cond_broadcast(&w.changed);
+	pthread_cond_broadcast(&w.job_cv);
+	pthread_mutex_unlock(&w.mu);
+	httpd_stop(httpd);
+	if (fd >= 0) {
+		close(fd);
+	}
+	json_decref(w.rows);
+	catalog_free();
+	pthread_cond_destroy(&w.job_cv);
+	pthread_cond_destroy(&w.changed);
+	pthread_mutex_destroy(&w.mu);
+	return rc;
+}

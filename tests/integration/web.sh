@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# web.sh - `ihala web` (issue 18): MoH's clerk in a real headless browser (Chromium driven by
+# Selenium, tests/integration/web_browser.py) against a real broker and DMA's node.
+#
+# Refused at start: a --listen address that is not loopback (no TLS). Then MoH's node serves
+# its inbox; a second `ihala inbox` of the node is refused while it takes the deliveries. In
+# the browser: the one-time link opens the inbox; DMA refers a survivor whose name holds
+# <script>alert(1)</script> and Arabic, the referral appears live, its name as text; the clerk
+# accepts and DMA's node sees it accepted; Arabic and Kurdish pages are dir=rtl; an emergency
+# referral turns overdue. With curl: the link works once, a page without the session and a
+# POST without the session's CSRF token (or from another origin or Host) get 403, and a
+# refusal of the broker is shown in words. With the broker down it still starts and shows the
+# node's journal. The broker's shortest deadline is 1m, so the test takes a little over a
+# minute.
+: "${IHALA_ROOT:?run through tests/run}"
+# shellcheck source=tests/integration/lib.sh
+. "$IHALA_ROOT/tests/integration/lib.sh"
+
+IHALA=$IHALA_BUILD/ihala
+PY=/usr/bin/python3
+BROWSER_STEPS=13
+
+plan $((20 + BROWSER_STEPS))
+
+# The browser and its driver are stopped whatever happens: web_browser.py quits them, and
+# the process group it leads (setsid) is killed here, then any process still using this
+# test's own Chromium profile (by pid, from /proc).
+BROWSER_PID=""
+stop_browser() {
+	local p cmd
+	if [ -n "$BROWSER_PID" ]; then
+		kill -TERM -- -"$BROWSER_PID" 2>/dev/null
+		kill -KILL -- -"$BROWSER_PID" 2>/dev/null
+	fi
+	[ -s "$T/chromedriver.pid" ] && kill -KILL "$(cat "$T/chromedriver.pid")" 2>/dev/null
+	for p in /proc/[0-9]*; do
+		cmd=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
+		case $cmd in
+		*"$T/chrome-profile"*) kill -KILL "${p#/proc/}" 2>/dev/null ;;
+		esac
+	done
+}
+trap 'stop_browser; cleanup' EXIT
+
+expect() {
+	[ "$RC" -eq "$1" ] && return 0
+	diag "exit $RC, wanted $1"
+	show "$ERR"
+	return 1
+}
+err_has() { grep -qF -- "$1" "$ERR" || { diag "stderr lacks: $1"; show "$ERR"; return 1; }; }
+
+# mkref FILE ID PRIORITY NAME: a valid referral from DMA to MoH.
+mkref() {
+	cat >"$1" <<JSON
+{"referralId":"$2","priority":"$3","services":["physical-rehabilitation"],
+ "reason":"landmine survivor, below-knee amputation",
+ "survivor":{"caseId":"IQ-NIN-$2","name":"$4","sex":"female","birthYear":1996,
+             "governorate":"Ninewa","district":"Sinjar"},
+ "consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","recordedBy":"DMA-VA-0231",
+            "agencies":["moh"],"dataCovered":["identity","demographics","location","needs"]}}
+JSON
+}
+
+# code_of URL [CURL ARGS...]: the HTTP status curl gets.
+code_of() {
+	local url=$1
+	shift
+	curl -s -o "$T/curl.body" -D "$T/curl.head" -w '%{http_code}' --max-time 60 "$@" "$url"
+}
+is() {
+	[ "$1" = "$2" ] && return 0
+	diag "got '$1', wanted '$2'"
+	show "$T/curl.body"
+	return 1
+}
+
+port=$(free_port)
+write_broker_conf "$T/b" "$port" "
+[deadlines]
+emergency = 1m"
+DMA=$(write_client_conf "$T" dma "$port")
+MOH=$(write_client_conf "$T" moh "$port")
+unset IHALA_CONFIG
+start_broker "$T/b" || { not_ok "broker starts"; exit 1; }
+ok "broker starts ([deadlines] emergency = 1m)"
+
+# --- refused at start -------------------------------------------------------------------------
+# run NAME CONF ARGS...: ihala --config CONF ARGS (at most 60 s: a web that wrongly starts
+# would serve until killed); sets RC, and OUT, ERR (files).
+run() {
+	local name=$1 conf=$2
+	shift 2
+	OUT=$T/$name.out ERR=$T/$name.err
+	timeout -k 5 60 "$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
+	RC=$?
+}
+run nl "$MOH" web --listen 0.0.0.0:0
+check "--listen 0.0.0.0 without TLS: refused, exit 2, says why" \
+	eval 'expect 2 && err_has "refusing to listen on '"'"'0.0.0.0:0'"'"' without TLS"'
+run nl6 "$MOH" web --listen '[::]:0'
+check "--listen [::] without TLS: refused, exit 2" eval 'expect 2 && err_has "without TLS"'
+run nl2 "$MOH" web --listen 10.1.2.3:8080
+check "--listen 10.1.2.3:8080: refused, exit 2" eval 'expect 2 && err_has "without TLS"'
+
+# --- MoH's node serves its inbox --------------------------------------------------------------
+OVD=ovd-$$
+RID=web-$$
+NAME='<script>alert(1)</script> & نور الهدى خلف'
+mkref "$T/ovd.json" "$OVD" emergency 'هێمن جەلال'
+mkref "$T/ref.json" "$RID" urgent "$NAME"
+run ovd "$DMA" refer --to moh --file "$T/ovd.json"
+check "DMA refers an emergency referral nobody will answer" expect 0
+
+IHALA_WEB_REFRESH_MS=1000 bg "$IHALA" --config "$MOH" web >"$T/web.out" 2>"$T/web.err" </dev/null
+WEB_PID=$LAST_PID
+check "ihala web prints a one-time link on loopback" \
+	wait_for 60 grep -qE '^http://127\.0\.0\.1:[0-9]+/login\?token=[0-9a-f]{64}$' "$T/web.out"
+URL=$(head -n 1 "$T/web.out")
+BASE=${URL%%/login*}
+diag "web: $URL"
+
+run inbox2 "$MOH" inbox
+check "while ihala web takes MoH's deliveries, ihala inbox is refused (exit 4)" \
+	eval 'expect 4 && err_has "another ihala process takes"'
+
+check "a page without a session: 403" is "$(code_of "$BASE/")" 403
+check "an asset with the strict CSP, nosniff" \
+	eval 'is "$(code_of "$BASE/static/app.js")" 200 &&
+	grep -qi "^content-security-policy: default-src '"'"'self'"'"'; script-src '"'"'self'"'"';" "$T/curl.head" &&
+	grep -qi "^x-content-type-options: nosniff" "$T/curl.head"'
+
+# --- the browser ------------------------------------------------------------------------------
+WEB_T=$T WEB_URL=$URL WEB_IHALA=$IHALA WEB_DMA_CONF=$DMA WEB_RID=$RID WEB_OVD=$OVD \
+	WEB_NAME=$NAME WEB_SCREENSHOTS=${WEB_SCREENSHOTS:-} setsid "$PY" "$IHALA_ROOT/tests/integration/web_browser.py" \
+	>"$T/browser.out" 2>"$T/browser.err" </dev/null &
+BROWSER_PID=$!
+wait "$BROWSER_PID"
+brc=$?
+n=0
+while IFS= read -r line; do
+	case $line in
+	"PASS "*) ok "browser: ${line#PASS }" ; n=$((n + 1)) ;;
+	"FAIL "*) not_ok "browser: ${line#FAIL }" ; n=$((n + 1)) ;;
+	"#"*) echo "$line" ;;
+	esac
+done <"$T/browser.out"
+if [ "$n" -ne "$BROWSER_STEPS" ] || [ "$brc" -ne 0 ]; then
+	diag "web_browser.py: exit $brc, $n of $BROWSER_STEPS steps"
+	show "$T/browser.err"
+fi
+stop_browser
+BROWSER_PID=""
+
+# --- with curl and the browser's session ------------------------------------------------------
+SID=$(cat "$T/session.txt" 2>/dev/null)
+CSRF=$(cat "$T/csrf.txt" 2>/dev/null)
+C=(-H "Cookie: ihala_session=$SID")
+check "the link works once: opened again, 403" is "$(code_of "$URL")" 403
+check "the session's page: 200" is "$(code_of "$BASE/" "${C[@]}")" 200
+check "POST /accept without the CSRF token: 403" \
+	is "$(code_of "$BASE/accept" "${C[@]}" --data-urlencode "rid=$RID")" 403
+check "POST /accept with another CSRF token: 403" \
+	is "$(code_of "$BASE/accept" "${C[@]}" --data-urlencode "rid=$RID" \
+		--data-urlencode "csrf=$(printf '%064d' 0)")" 403
+check "POST /accept with the token but from another Origin: 403" \
+	is "$(code_of "$BASE/accept" "${C[@]}" -H "Origin: http://evil.example" \
+		--data-urlencode "rid=$RID" --data-urlencode "csrf=$CSRF")" 403
+check "another Host name (DNS rebinding): 403" \
+	is "$(code_of "$BASE/" "${C[@]}" -H "Host: evil.example:80")" 403
+code=$(code_of "$BASE/accept" "${C[@]}" --data-urlencode "rid=$RID" --data-urlencode "csrf=$CSRF")
+code_of "$BASE/" "${C[@]}" >/dev/null
+check "accepting it again: the broker's refusal is shown in words" \
+	eval 'is "$code" 303 && grep -q "id=\"flash\"" "$T/curl.body" &&
+	grep -qF "The broker refused it: INVALID_TRANSITION" "$T/curl.body"'
+
+kill -TERM "$WEB_PID"
+wait "$WEB_PID"
+rc=$?
+check "ihala web stops on SIGTERM, exit 0" is "$rc" 0
+
+# --- with the broker down: it starts, and shows what the node's journal holds ----------------
+stop_broker
+IHALA_WEB_REFRESH_MS=1000 bg "$IHALA" --config "$MOH" web >"$T/web2.out" 2>"$T/web2.err" </dev/null
+WEB_PID=$LAST_PID
+check "with the broker down, ihala web starts anyway and prints its link" \
+	wait_for 60 grep -qE '^http://127\.0\.0\.1:[0-9]+/login\?token=' "$T/web2.out"
+URL=$(head -n 1 "$T/web2.out")
+code=$(curl -s -c "$T/jar" -b "$T/jar" -L -o "$T/page2.html" -w '%{http_code}' --max-time 60 "$URL")
+check "with the broker down, the page lists the journal's referrals and says the broker is unreachable" \
+	eval '[ "$code" = 200 ] && grep -qF "data-referral=\"$RID\"" "$T/page2.html" &&
+	grep -qF "data-referral=\"$OVD\"" "$T/page2.html" && grep -qF "id=\"broker-down\"" "$T/page2.html" ||
+	{ diag "HTTP $code"; show "$T/page2.html"; show "$T/web2.err"; false; }'
+kill -TERM "$WEB_PID"
+wait "$WEB_PID"
+rc=$?
+check "and stops on SIGTERM, exit 0" is "$rc" 0
