@@ -849,6 +849,14 @@ ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
 	}
 	/* On disk before it leaves this machine. */
 	err = localstore_outbox_put(c->ls, env->message_id, buf, len);
+	if (err == IHALA_ENOSPACE) {
+		/* The commit did not happen: nothing of it is in the outbox. */
+		free(buf);
+		return client_fail(c, err,
+		                   "no space left on the disk of data dir '%s': message %s was not "
+		                   "queued, nothing was sent; free some space and submit it again",
+		                   c->cfg->data_dir, env->message_id);
+	}
 	if (err != 0) {
 		free(buf);
 		return client_fail(c, err, "cannot store the message in the outbox: %s",
