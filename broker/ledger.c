@@ -1154,15 +1154,17 @@ ledger_apply_batch(struct ledger *lg, struct wreq **batch, size_t n)
 
 	if (err != 0) {
 		for (i = 0; i < n; i++) {
-			if (err == IHALA_ENOSPACE &&
-			    (batch[i]->type == WREQ_SUBMIT || batch[i]->type == WREQ_ACK)) {
-				/* The commit met a full file system: nothing of it counts. */
-				refuse(batch[i], IHALA_ESTOREFULL, DISK_FULL_TEXT);
-			} else if (batch[i]->type == WREQ_SUBMIT || batch[i]->type == WREQ_ACK) {
-				refuse(batch[i], err, NULL);
-				batch[i]->n_notify = 0;
-				batch[i]->notify_all = 0;
+			if (batch[i]->type != WREQ_SUBMIT && batch[i]->type != WREQ_ACK) {
+				continue;
 			}
+			/* A commit that met a full file system: nothing of it counts. */
+			if (err == IHALA_ENOSPACE) {
+				refuse(batch[i], IHALA_ESTOREFULL, DISK_FULL_TEXT);
+			} else {
+				refuse(batch[i], err, NULL);
+			}
+			batch[i]->n_notify = 0;
+			batch[i]->notify_all = 0;
 		}
 	}
 	return err;
