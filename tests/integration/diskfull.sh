@@ -5,7 +5,7 @@
 # logged, in the reserve), queries and audits go on; filled to the last byte it still serves;
 # with space freed it takes submissions again, and nothing receipted was lost. A node: `ihala
 # refer` on a full data dir exits 6 naming the data dir, with nothing queued and nothing sent,
-# and works once space is freed.
+# and works once space is freed; `ihala inbox` exits 6 too, the delivery not taken nor acked.
 : "${IHALA_ROOT:?run through tests/run}"
 # shellcheck source=tests/integration/lib.sh
 . "$IHALA_ROOT/tests/integration/lib.sh"
@@ -19,7 +19,7 @@ if [ "$(id -u)" != 0 ]; then
 	ok "full disks # SKIP needs root (mount -t tmpfs)"
 	exit 0
 fi
-plan 24
+plan 26
 
 # run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
 run() {
@@ -163,4 +163,19 @@ run n-refer2 "$NODE" refer --to moh --file "$T/df-2.json"
 check "with space freed the same refer works: exit 0" expect 0
 run n-status2 "$DMA" status df-2
 check "... and the broker has it" expect 0
+
+# A recipient's node on a full disk: a delivery it cannot store is not taken, nor acked.
+MNODE=$(write_client_conf "$T/m" moh "$port")
+mkdir -p "$T/m/moh/data"
+mount -t tmpfs -o size=2M,mode=700 ihala-test "$T/m/moh/data" && MOUNTS+=("$T/m/moh/data")
+run m-first "$MNODE" outbox
+fill "$T/m/moh/data" 0
+run m-inbox "$MNODE" inbox
+check "moh's node on a full disk: inbox exits 6, the delivery not taken (not acked)" \
+	eval 'exit_and_err 6 "no space left on the disk of data dir '"'$T/m/moh/data'"': delivery " &&
+	      err_has "was not taken (not acknowledged: the broker delivers it again); free some space and run it again" && [ ! -s "$OUT" ]'
+rm -f "$T/m/moh/data/fill"
+run m-inbox2 "$MNODE" inbox
+check "with space freed, it takes its deliveries (df-2 among them): exit 0" \
+	eval 'expect 0 && grep -q "\"referralId\":\"df-2\"" "$OUT" || { show "$OUT"; false; }'
 stop_broker
