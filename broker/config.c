@@ -317,6 +317,8 @@ static const struct conf_option options[] = {
      B(broker.map_size_max), "largest map size auto_grow may reach"},
     {"broker", "auto_grow", CONF_BOOL, 0, "yes", 0, 0, NULL, NULL, B(broker.auto_grow),
      "grow the LMDB map when it is full"},
+    {"broker", "disk_reserve", CONF_SIZE, 0, "64M", 0, 1 * TB, NULL, NULL, B(broker.disk_reserve),
+     "free space kept under data_dir: submissions are refused below it (0: off)"},
     {"broker", "log_level", CONF_ENUM, CONF_RELOAD, "info", 0, 0, log_level_names, NULL,
      B(broker.log_level), "error, warn, info or debug"},
     {"broker", "log_origin", CONF_STRING, 0, "ihala.local/log", 0, 0, NULL, v_origin,

@@ -71,6 +71,7 @@ struct broker_config {
 		uint64_t map_size;     /* initial LMDB map size, default 1G */
 		uint64_t map_size_max; /* auto_grow stops here, default 1T (>= map_size) */
 		int auto_grow;         /* grow the map when full, default yes */
+		uint64_t disk_reserve; /* submissions refused below this much free space, 64M */
 		int log_level;         /* enum log_level, default info */
 		char *log_origin;      /* checkpoint origin line, default "ihala.local/log" */
 		char *user;            /* user to drop privileges to; NULL: keep */

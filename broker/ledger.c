@@ -45,6 +45,8 @@ struct ledger {
 	uint64_t last_ckpt_size;
 	uint64_t last_ckpt_ms;
 	int nearly_full; /* submissions are refused; acks, ticks and reads go on */
+	int disk_low;    /* the same, for lack of free space under the store */
+	uint64_t disk_free, disk_checked_ns;
 	struct frontier frontier;
 	uint8_t *buf; /* encoding buffer for entries and states, grown as needed */
 	size_t buf_cap;
@@ -54,12 +56,53 @@ struct ledger {
 /* Share of the map kept for acks, broker events and checkpoints once submissions stop. */
 #define STORE_RESERVE_DIV 10
 
+#define DISK_FULL_TEXT                                                                             \
+	"broker's disk is full; submissions are refused until an operator frees space under its "  \
+	"data_dir"
+
+/* The free space under the store is looked at once a second, and at every batch once it is
+ * within twice the reserve: a second of submissions must not eat the reserve unseen. */
+#define DISK_CHECK_NS 1000000000ULL
+
+static void
+check_disk(struct ledger *lg)
+{
+	uint64_t now, avail;
+	int was = lg->disk_low;
+
+	if (lg->p.disk_reserve == 0) {
+		return;
+	}
+	now = clock_mono_ns();
+	if (lg->disk_checked_ns != 0 && now - lg->disk_checked_ns < DISK_CHECK_NS &&
+	    lg->disk_free / 2 > lg->p.disk_reserve) {
+		return;
+	}
+	lg->disk_checked_ns = now;
+	if (store_disk_free(lg->p.store, &avail) != 0) {
+		return;
+	}
+	lg->disk_free = avail;
+	lg->disk_low = avail < lg->p.disk_reserve;
+	if (lg->disk_low && !was) {
+		log_warnx("the disk under the store is nearly full (%llu bytes free, disk_reserve "
+		          "%llu): submissions are refused until space is freed; deliveries, "
+		          "queries and replays go on",
+		          (unsigned long long)avail, (unsigned long long)lg->p.disk_reserve);
+	} else if (!lg->disk_low && was) {
+		log_info("the disk under the store has room again (%llu bytes free): submissions "
+		         "are accepted",
+		         (unsigned long long)avail);
+	}
+}
+
 void
 ledger_check_room(struct ledger *lg)
 {
 	struct store_stats st;
 	int was = lg->nearly_full;
 
+	check_disk(lg);
 	if (store_stat(lg->p.store, &st) != 0) {
 		return;
 	}
@@ -872,6 +915,10 @@ apply_one(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 			       "grows map_size");
 			return 0;
 		}
+		if (lg->disk_low) {
+			refuse(r, IHALA_ESTOREFULL, DISK_FULL_TEXT);
+			return 0;
+		}
 		return apply_submit(lg, w, r);
 	case WREQ_ACK:
 		return apply_ack(lg, w, r);
@@ -1107,11 +1154,17 @@ ledger_apply_batch(struct ledger *lg, struct wreq **batch, size_t n)
 
 	if (err != 0) {
 		for (i = 0; i < n; i++) {
-			if (batch[i]->type == WREQ_SUBMIT || batch[i]->type == WREQ_ACK) {
-				refuse(batch[i], err, NULL);
-				batch[i]->n_notify = 0;
-				batch[i]->notify_all = 0;
+			if (batch[i]->type != WREQ_SUBMIT && batch[i]->type != WREQ_ACK) {
+				continue;
 			}
+			/* A commit that met a full file system: nothing of it counts. */
+			if (err == IHALA_ENOSPACE) {
+				refuse(batch[i], IHALA_ESTOREFULL, DISK_FULL_TEXT);
+			} else {
+				refuse(batch[i], err, NULL);
+			}
+			batch[i]->n_notify = 0;
+			batch[i]->notify_all = 0;
 		}
 	}
 	return err;

@@ -89,6 +89,9 @@ struct ledger_params {
 	uint64_t ckpt_every_entries;
 	uint64_t ckpt_every_ms;
 	int auto_grow; /* grow the map instead of refusing when it is nearly full */
+	/* Submissions are refused while the file system under the store has less free than
+	 * this (0: not checked), so acks, broker events and checkpoints still fit. */
+	uint64_t disk_reserve;
 };
 
 struct ledger;
@@ -99,7 +102,9 @@ int ledger_new(const struct ledger_params *params, struct ledger **out);
 void ledger_free(struct ledger *lg);
 
 /* Decide, once per batch, whether the map has room for new submissions (grows it under
- * auto_grow); when it has not, submissions are refused with IHALA_ESTOREFULL. */
+ * auto_grow) and the file system under the store has more than disk_reserve free (looked
+ * at once a second, every batch when near); when not, submissions are refused with
+ * IHALA_ESTOREFULL. */
 void ledger_check_room(struct ledger *lg);
 
 /*

@@ -869,6 +869,7 @@ server_run(struct broker_config *cfg)
 	wp.ckpt_every_entries = cfg->checkpoint.every_entries;
 	wp.ckpt_every_ms = cfg->checkpoint.every_ms;
 	wp.auto_grow = cfg->broker.auto_grow;
+	wp.disk_reserve = cfg->broker.disk_reserve;
 	err = writer_start(&wp, &sv.writer);
 	if (err != 0) {
 		goto out;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -309,6 +310,22 @@ store_backup(struct store *s, const char *dir)
 	err = dbenv_backup(&s->db, dir);
 	reader_leave(s);
 	return err;
+}
+
+int
+store_disk_free(struct store *s, uint64_t *bytes)
+{
+	struct statvfs sv;
+
+	if (s == NULL || bytes == NULL) {
+		return IHALA_EINVAL;
+	}
+	if (statvfs(s->db.dir, &sv) != 0) {
+		log_warn("store %s: cannot read the free space under it", s->db.dir);
+		return IHALA_EIO;
+	}
+	*bytes = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+	return 0;
 }
 
 int

@@ -31,8 +31,10 @@
  * key; IHALA_ESTOREFULL when the map is full (MDB_MAP_FULL); IHALA_EAGAIN
  * when one batch dirtied too many pages (MDB_TXN_FULL: commit and retry);
  * IHALA_EVERSION for a store of another format; IHALA_ETOOLARGE for a key or
- * value past LMDB's limits; IHALA_EINVAL for misuse; IHALA_ESTORE for any
- * other LMDB failure (logged with mdb_strerror).
+ * value past LMDB's limits; IHALA_EINVAL for misuse; from store_wcommit,
+ * IHALA_ENOSPACE when the file system is full (the batch did not happen) and
+ * IHALA_EIO when the disk failed (never retry: the writer stops); IHALA_ESTORE
+ * for any other LMDB failure (logged with mdb_strerror).
  *
  * The on-disk format (database names, keys and values) is proto/logdb.h's,
  * which also reads it read-only for auditors and backups; this module is the
@@ -121,6 +123,10 @@ int store_grow_auto(struct store *s);
  * is refused). The copy is written 0600 and fsync'ed; store_open reads it.
  */
 int store_backup(struct store *s, const char *dir);
+
+/* Bytes free for this process on the file system under the store's directory (statvfs's
+ * f_bavail): 0 or IHALA_EIO (logged). */
+int store_disk_free(struct store *s, uint64_t *bytes);
 
 /* Fill *st (a short read transaction inside). */
 int store_stat(struct store *s, struct store_stats *st);

@@ -112,6 +112,7 @@ writer_start(const struct writer_params *params, struct writer **out)
 	lp.ckpt_every_entries = params->ckpt_every_entries;
 	lp.ckpt_every_ms = params->ckpt_every_ms;
 	lp.auto_grow = params->auto_grow;
+	lp.disk_reserve = params->disk_reserve;
 	err = ledger_new(&lp, &wr->ledger);
 	if (err != 0) {
 		free(wr);

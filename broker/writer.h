@@ -34,7 +34,8 @@ struct writer_params {
 	const char *origin; /* copied by writer_start (up to 255 bytes) */
 	uint64_t ckpt_every_entries;
 	uint64_t ckpt_every_ms;
-	int auto_grow; /* grow the map instead of refusing when it is nearly full */
+	int auto_grow;         /* grow the map instead of refusing when it is nearly full */
+	uint64_t disk_reserve; /* as ledger_params.disk_reserve */
 };
 
 struct writer;

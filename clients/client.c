@@ -468,13 +468,20 @@ client_on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d)
 {
 	enum localstore_inbox_state prev;
 	size_t i;
+	int err;
 
 	if (c->no_deliveries) {
 		/* Not stored, not acked: the broker gives it to the session that takes them. */
 		return;
 	}
-	if (d->seq == 0 ||
-	    localstore_inbox_put(c->ls, d->seq, d->entry.data, d->entry.len, &prev) != 0) {
+	if (d->seq == 0) {
+		return;
+	}
+	err = localstore_inbox_put(c->ls, d->seq, d->entry.data, d->entry.len, &prev);
+	if (err != 0) {
+		if (err == IHALA_ENOSPACE && c->nospace_seq == 0) {
+			c->nospace_seq = d->seq;
+		}
 		return; /* not stored, so not acked: it comes again */
 	}
 	if (prev == LOCALSTORE_DONE) {
@@ -863,6 +870,14 @@ ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
 	}
 	/* On disk before it leaves this machine. */
 	err = localstore_outbox_put(c->ls, env->message_id, buf, len);
+	if (err == IHALA_ENOSPACE) {
+		/* The commit did not happen: nothing of it is in the outbox. */
+		free(buf);
+		return client_fail(c, err,
+		                   "no space left on the disk of data dir '%s': message %s was not "
+		                   "queued, nothing was sent; free some space and submit it again",
+		                   c->cfg->data_dir, env->message_id);
+	}
 	if (err != 0) {
 		free(buf);
 		return client_fail(c, err, "cannot store the message in the outbox: %s",
@@ -993,6 +1008,16 @@ ihala_next_delivery(struct ihala_client *c, int timeout_ms, struct ihala_deliver
 				}
 			}
 			return delivery_fill(d, seq, entry, len);
+		}
+		if (c->nospace_seq != 0) {
+			seq = c->nospace_seq;
+			c->nospace_seq = 0;
+			return client_fail(
+			    c, IHALA_ENOSPACE,
+			    "no space left on the disk of data dir '%s': delivery %llu "
+			    "was not taken (not acknowledged: the broker delivers it "
+			    "again); free some space and run it again",
+			    c->cfg->data_dir, (unsigned long long)seq);
 		}
 		if (now_ms() >= deadline) {
 			return client_fail(c, IHALA_ETIMEDOUT, "no delivery");

@@ -62,6 +62,7 @@ struct ihala_client {
 	/* deliveries received and stored, not yet handed to the application */
 	uint64_t pending[MAX_PENDING];
 	size_t n_pending;
+	uint64_t nospace_seq;  /* a delivery not stored for a full disk: next_delivery says so */
 	uint64_t inbox_cursor; /* inbox scan position for deliveries of earlier runs */
 	int inbox_scanned;
 

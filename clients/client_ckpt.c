@@ -148,7 +148,10 @@ ckpt_compare(struct ihala_client *c, const char *key, const struct checkpoint *n
 		return ckpt_inconsistent(c, old->size, detail);
 	}
 	if (nw->size < old->size) {
-		snprintf(detail, sizeof(detail), "the broker's checkpoint has size %llu",
+		/* Most often a store restored from an older copy: say so, with both sizes. */
+		snprintf(detail, sizeof(detail),
+		         "the broker's checkpoint has size %llu: its log lost the entries after "
+		         "that, as when its store is rolled back to an older copy",
 		         (unsigned long long)nw->size);
 		return ckpt_inconsistent(c, old->size, detail);
 	}

@@ -38,10 +38,11 @@ dbenv_err(struct dbenv *e, int rc, const char *what)
 		log_warnx("%s %s: %s: %s: the disk failed", e->who, e->dir, what, mdb_strerror(rc));
 		return IHALA_EIO;
 	case ENOSPC:
-		log_warnx("%s %s: %s: %s: the disk is full; submissions are refused until there is "
-		          "room",
-		          e->who, e->dir, what, mdb_strerror(rc));
-		return IHALA_ESTOREFULL;
+		/* Nothing of the transaction counts (LMDB writes the meta page last): the
+		 * caller may refuse what it carried and go on. */
+		log_warnx("%s %s: %s: %s: no space left on the disk under it", e->who, e->dir, what,
+		          mdb_strerror(rc));
+		return IHALA_ENOSPACE;
 	case MDB_MAP_RESIZED:
 		log_warnx("%s %s: %s: %s (another process grew the store; restart this one)",
 		          e->who, e->dir, what, mdb_strerror(rc));

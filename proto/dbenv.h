@@ -19,9 +19,10 @@
  *
  * Errors: 0 or a negative code from error.h. LMDB failures map (dbenv_err) to
  * IHALA_ENOTFOUND (MDB_NOTFOUND, not logged), IHALA_ESTOREFULL (MDB_MAP_FULL),
- * IHALA_EAGAIN (MDB_TXN_FULL: commit and retry), IHALA_ENOMEM, or IHALA_ESTORE for anything
- * else; never to IHALA_EINVAL or IHALA_ETOOLARGE, which are left to argument checks, so a
- * caller can tell the two apart.
+ * IHALA_EAGAIN (MDB_TXN_FULL: commit and retry), IHALA_ENOMEM, IHALA_EIO (EIO),
+ * IHALA_ENOSPACE (ENOSPC: the file system is full; the transaction did not happen) or
+ * IHALA_ESTORE for anything else; never to IHALA_EINVAL or IHALA_ETOOLARGE, which are left to
+ * argument checks, so a caller can tell the two apart.
  */
 
 /* LMDB stores a value's size in 32 bits. */

@@ -28,6 +28,7 @@ static const struct errdesc errors[] = {
     {IHALA_EKEYPERM, "KEY_PERMISSIONS",
      "private key is readable by group or others (chmod 600 it)"},
     {IHALA_EJSON, "JSON", "invalid JSON input"},
+    {IHALA_ENOSPACE, "NO_SPACE", "no space left on the disk (free some and try again)"},
 
     {IHALA_EBADFRAME, "BAD_FRAME", "frame could not be decoded"},
     {IHALA_EFRAMESIZE, "FRAME_TOO_LARGE", "frame exceeds the maximum frame size"},

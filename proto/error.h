@@ -30,6 +30,7 @@ enum ihala_err {
 	IHALA_EAGAIN = -12,
 	IHALA_EKEYPERM = -13,
 	IHALA_EJSON = -14,
+	IHALA_ENOSPACE = -15,
 
 	/* session and frames */
 	IHALA_EBADFRAME = -20,

@@ -101,7 +101,9 @@ const char cli_exit_table[] =
     "     and is sent on the next run\n"
     "  4  local error (store, configuration, TLS set-up)\n"
     "  5  verification failure (audit verify, audit prove, prove: the log, a proof or a\n"
-    "     checkpoint does not verify; directory: no certificate offered is valid)\n";
+    "     checkpoint does not verify; directory: no certificate offered is valid)\n"
+    "  6  no space left on the disk of this node's data dir; nothing was written:\n"
+    "     free some space and run the command again\n";
 
 int
 cli_exit_code(int err)
@@ -123,6 +125,8 @@ cli_exit_code(int err)
 		return CLI_VERIFY;
 	case IHALA_ENOTFOUND:
 		return CLI_REFUSED;
+	case IHALA_ENOSPACE:
+		return CLI_NOSPACE;
 	default:
 		break;
 	}

@@ -22,6 +22,7 @@
  *   4  local error (store, configuration, TLS set-up, certificate)
  *   5  verification failure (audit verify, audit prove, prove: the log, a proof or a
  *      checkpoint does not verify; directory: no certificate offered for the agency is valid)
+ *   6  no space left on the disk of the node's data dir (nothing was written)
  */
 /* The table above for people, as `ihala --help` prints it (every command uses these codes;
  * docs/ihala.1 EXIT STATUS says the same). */
@@ -34,6 +35,7 @@ enum cli_exit {
 	CLI_UNREACHABLE = 3,
 	CLI_LOCAL = 4,
 	CLI_VERIFY = 5,
+	CLI_NOSPACE = 6,
 };
 
 /*

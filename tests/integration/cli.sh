@@ -65,7 +65,7 @@ unset IHALA_CONFIG
 "$IHALA" --help >"$T/help.out" 2>&1
 RC=$?
 check "ihala --help: exit 0, lists the exit codes" \
-	eval '[ $RC -eq 0 ] && grep -q "^Exit codes" "$T/help.out" && grep -q "5  verification" "$T/help.out"'
+	eval '[ $RC -eq 0 ] && grep -q "^Exit codes" "$T/help.out" && grep -q "5  verification" "$T/help.out" && grep -q "6  no space left on the disk" "$T/help.out"'
 for sub in refer accept decline progress outcome cancel note inbox status outbox audit "audit replay"; do
 	# shellcheck disable=SC2086
 	"$IHALA" $sub --help >"$T/help.out" 2>"$T/help.err"

@@ -10,8 +10,12 @@
 # ever held synced data. Three senders (loadgen submit, dma with prefixes A, B, C to moh, molsa,
 # hi, each its own node) and three recipients (`ihala inbox --watch --exec APP`) run on the
 # ordinary disk while the broker is cut POWERCUT_CYCLES times (default 5; `make crash-full` runs
-# 100). After each restart every receipt so far is checked against the log.
-# The last line: "# counts: cycles N, receipted R, lost L, applied twice D, verify ok|FAILED".
+# 100). After each restart every receipt so far is checked against the log, and each of the six
+# nodes (run with checkpoint_key: each keeps the last signed checkpoint it verified) runs its
+# next command: it must succeed, its kept checkpoint consistent with the restarted broker's log
+# (a broker that lost a checkpointed tail is refused with exit 5, never served silently).
+# The last line: "# counts: cycles N, receipted R, lost L, applied twice D, verify ok|FAILED,
+# checkpoints consistent K of K".
 . "$(dirname "$0")/lib.sh"
 LG=$IHALA_BUILD/tests/tools/loadgen
 IHALA=$IHALA_BUILD/ihala
@@ -24,7 +28,7 @@ if [ "$(id -u)" != 0 ] || [ ! -w /dev/fuse ] || [ ! -x "$LAZYFS" ]; then
 	ok "power cuts # SKIP needs root, /dev/fuse and $LAZYFS"
 	exit 0
 fi
-plan $((5 + 3 * ${#senders[@]} + 2))
+plan $((5 + 3 * ${#senders[@]} + 3))
 
 port=$(free_port)
 write_broker_conf "$T" "$port"
@@ -94,9 +98,11 @@ supervise_inbox() {
 		sleep 0.2
 	done
 }
+# with_key CONFIG: the node keeps and checks the broker's signed checkpoints.
+with_key() { echo "checkpoint_key = $IHALA_PKI/checkpoint.pub" >>"$1"; echo "$1"; }
 for s in "${senders[@]}"; do
 	a=${s#*:}
-	cfg=$(write_client_conf "$T" "$a" "$port")
+	cfg=$(with_key "$(write_client_conf "$T" "$a" "$port")")
 	: >"$T/applied.$a"
 	supervise_inbox "$a" "$cfg" &
 	_pids+=("$!")
@@ -106,7 +112,7 @@ round=${POWERCUT_ROUND:-40}
 sender_pids=()
 for s in "${senders[@]}"; do
 	p=${s%%:*} a=${s#*:}
-	cfg=$(write_client_conf "$T/node$p" dma "$port" dma)
+	cfg=$(with_key "$(write_client_conf "$T/node$p" dma "$port" dma)")
 	: >"$T/receipts.$p"
 	(
 		r=0
@@ -152,12 +158,51 @@ check_receipts() {
 	return 0
 }
 
+# check_nodes TAG: each sender's and recipient's node runs its next command (the status of the
+# sender's first referral, to which both are party) against the restarted broker, all six at
+# once. Exit 0: its kept checkpoint is consistent with the log; 5 would be the refusal of a log
+# that lost a checkpointed tail (any other exit is counted as a failure too).
+ckpt_checks=0 ckpt_ok=0
+check_nodes() {
+	local s p a n i rc pids=() names=()
+	for s in "${senders[@]}"; do
+		p=${s%%:*} a=${s#*:}
+		for n in "node$p/dma" "$a"; do
+			"$IHALA" -c "$T/$n/client.conf" status "${p}1-R0" \
+				>"$T/ckpt.${n//\//-}.out" 2>"$T/ckpt.${n//\//-}.err" &
+			pids+=("$!")
+			names+=("$n")
+		done
+	done
+	for i in "${!pids[@]}"; do
+		wait "${pids[$i]}"
+		rc=$?
+		ckpt_checks=$((ckpt_checks + 1))
+		if [ "$rc" -eq 0 ]; then
+			ckpt_ok=$((ckpt_ok + 1))
+		else
+			n=${names[$i]}
+			echo "$1: node $n: exit $rc" >>"$T/ckpt.log"
+			head -n 3 "$T/ckpt.${n//\//-}.err" >>"$T/ckpt.log"
+		fi
+	done
+}
+# Each sender's first referral is receipted before the first cut, for check_nodes to ask about.
+first_receipts() {
+	local s
+	for s in "${senders[@]}"; do
+		grep -q "^${s%%:*}1-0 " "$T/receipts.${s%%:*}" || return 1
+	done
+}
+wait_for 30 first_receipts || echo "no first receipts" >>"$T/ckpt.log"
+
 start_failed=0
 for ((c = 1; c <= cycles; c++)); do
 	sleep "$((RANDOM % 2)).$((RANDOM % 10))$((RANDOM % 10))"
 	if [ $((c % 2)) -eq 0 ]; then power_cut tear; else power_cut; fi
 	start_broker "$T" || start_failed=$((start_failed + 1))
 	check_receipts "cycle $c"
+	check_nodes "cycle $c"
 done
 touch "$T/stop"
 check "lazyfs cut, remounted and the broker restarted after each of $cycles power cuts" \
@@ -237,6 +282,12 @@ for s in "${senders[@]}"; do
 	fi
 done
 touch "$T/stop.inbox"
+if [ "$ckpt_ok" -eq $((cycles * 2 * ${#senders[@]})) ] && [ ! -e "$T/ckpt.log" ]; then
+	ok "after each of $cycles cuts, each of the $((2 * ${#senders[@]})) nodes' kept checkpoint is consistent with the log ($ckpt_ok commands exit 0)"
+else
+	not_ok "after each cut, each node's kept checkpoint is consistent with the log ($ckpt_ok of $ckpt_checks commands exit 0)"
+	show "$T/ckpt.log"
+fi
 check "no inbox ended but by our SIGTERM" \
 	test ! -e "$T/inbox.moh.exit" -a ! -e "$T/inbox.molsa.exit" -a ! -e "$T/inbox.hi.exit"
 for s in "${senders[@]}"; do
@@ -263,4 +314,4 @@ stop_fs
 check "lazyfs unmounts" test ! -e "$T/data/.lazyfs"
 diag "counts: broker starts $(grep -c "listening on" "$T/broker.log"), lazyfs stderr lines $(cat "$T/lazyfs.log" 2>/dev/null | wc -l)"
 diag "counts: recipients missed $missing_total receipted messages"
-diag "counts: cycles $cycles, receipted $(cat "$T"/receipts.* | wc -l), lost $lost_total, applied twice $dups_total, verify $verify"
+diag "counts: cycles $cycles, receipted $(cat "$T"/receipts.* | wc -l), lost $lost_total, applied twice $dups_total, verify $verify, checkpoints consistent $ckpt_ok of $ckpt_checks"

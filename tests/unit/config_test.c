@@ -1554,6 +1554,7 @@ test_reload_flags(void **state)
 	                                           "broker.map_size",
 	                                           "broker.map_size_max",
 	                                           "broker.auto_grow",
+	                                           "broker.disk_reserve",
 	                                           "broker.log_origin",
 	                                           "broker.user",
 	                                           "broker.metrics_listen",
