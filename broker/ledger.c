@@ -20,10 +20,16 @@
 
 #define FRONTIER_LEVELS 64
 
+/* The tree's right edge: at each level the last node put, so that an append (whose left
+ * siblings are exactly these) and the root of the committed tree (made of them) read nothing
+ * back from the store. Loaded from the store at start and after an abort (frontier_sync). */
 struct frontier {
-	uint64_t valid; /* bit per level */
-	uint64_t index[FRONTIER_LEVELS];
-	uint8_t hash[FRONTIER_LEVELS][MERKLE_HASH_LEN];
+	/* [0] the last node put at each level, [1] the one before it: merkle_append puts a
+	 * node before it reads the left sibling at its level. */
+	uint64_t valid[2]; /* bit per level */
+	int stale;         /* to be loaded before the next use */
+	uint64_t index[2][FRONTIER_LEVELS];
+	uint8_t hash[2][FRONTIER_LEVELS][MERKLE_HASH_LEN];
 };
 
 /* Senders' counts in recipients' queues, read and changed during one batch and written back
@@ -108,10 +114,12 @@ tree_get_r(void *ctx, unsigned level, uint64_t index, uint8_t out[MERKLE_HASH_LE
 }
 
 /*
- * The writer's view of the tree: a batch, and the last node put at each level. Appends are
- * in order, so the left sibling an append needs is always the last node put at its level:
- * it comes from here, not from a store lookup. Nodes put in a transaction or savepoint that
- * is then aborted are gone from the store, so every abort forgets the cache (frontier_forget).
+ * The writer's view of the tree: a batch, and the last two nodes put at each level. Appends
+ * are in order, so the left sibling an append needs is always the node put at its level just
+ * before the new one: it comes from here, not from a store lookup (tests/unit/ledger_test.c
+ * counts the lookups: none per append). Nodes put in a transaction or savepoint that
+ * is then aborted are gone from the store, so every abort forgets the cache (frontier_forget)
+ * and the next use loads it again from what the store holds (frontier_sync).
  */
 struct tree_w {
 	struct frontier *f;
@@ -122,10 +130,13 @@ static int
 tree_get_w(void *ctx, unsigned level, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
 {
 	struct tree_w *t = ctx;
+	int i;
 
-	if (level < FRONTIER_LEVELS && (t->f->valid >> level & 1) && t->f->index[level] == index) {
-		memcpy(out, t->f->hash[level], MERKLE_HASH_LEN);
-		return 0;
+	for (i = 0; i < 2 && level < FRONTIER_LEVELS; i++) {
+		if ((t->f->valid[i] >> level & 1) && t->f->index[i][level] == index) {
+			memcpy(out, t->f->hash[i][level], MERKLE_HASH_LEN);
+			return 0;
+		}
 	}
 	return store_tree_get(store_wread(t->w), level, index, out);
 }
@@ -134,24 +145,64 @@ static int
 tree_put_w(void *ctx, unsigned level, uint64_t index, const uint8_t hash[MERKLE_HASH_LEN])
 {
 	struct tree_w *t = ctx;
+	struct frontier *f = t->f;
+	uint64_t bit = (uint64_t)1 << level;
 	int err = store_tree_put(t->w, level, index, hash);
 
 	if (level < FRONTIER_LEVELS) {
+		f->valid[1] = (f->valid[1] & ~bit) | (err == 0 ? f->valid[0] & bit : 0);
+		f->index[1][level] = f->index[0][level];
+		memcpy(f->hash[1][level], f->hash[0][level], MERKLE_HASH_LEN);
 		if (err == 0) {
-			t->f->index[level] = index;
-			memcpy(t->f->hash[level], hash, MERKLE_HASH_LEN);
-			t->f->valid |= (uint64_t)1 << level;
+			f->index[0][level] = index;
+			memcpy(f->hash[0][level], hash, MERKLE_HASH_LEN);
+			f->valid[0] |= bit;
 		} else {
-			t->f->valid &= ~((uint64_t)1 << level);
+			f->valid[0] &= ~bit;
 		}
 	}
 	return err;
 }
 
+/* After an abort: the nodes put since the view's start are gone, the cache with them. */
 static void
 frontier_forget(struct frontier *f)
 {
-	f->valid = 0;
+	f->valid[0] = f->valid[1] = 0;
+	f->stale = 1;
+}
+
+/*
+ * Load the frontier of a tree of n leaves from the view `r`: for each one bit L of n, the node
+ * (L, (n >> L) - 1), popcount(n) reads. Those are the perfect subtrees the tree is made of,
+ * so appends and the root need no other node. A read that fails leaves its level out
+ * (tree_get_w then reads the store).
+ */
+static void
+frontier_load(struct frontier *f, struct store_rtxn *r, uint64_t n)
+{
+	unsigned level;
+
+	f->valid[0] = f->valid[1] = 0;
+	f->stale = 0;
+	for (level = 0; level < FRONTIER_LEVELS && (n >> level) != 0; level++) {
+		if ((n >> level & 1) == 0) {
+			continue;
+		}
+		f->index[0][level] = (n >> level) - 1;
+		if (store_tree_get(r, level, f->index[0][level], f->hash[0][level]) == 0) {
+			f->valid[0] |= (uint64_t)1 << level;
+		}
+	}
+}
+
+/* Before using the frontier in batch `w`: load it if an abort made it stale. */
+static void
+frontier_sync(struct frontier *f, struct store_wtxn *w)
+{
+	if (f->stale) {
+		frontier_load(f, store_wread(w), store_log_next(w) - 1);
+	}
 }
 
 const struct merkle_store_ops ledger_tree_rops = {tree_get_r, NULL};
@@ -898,6 +949,7 @@ apply_saved(struct ledger *lg, struct store_wtxn *batch, struct wreq *r)
 	if (err != 0 || r->err != 0) {
 		store_wsub_abort(sub);
 		frontier_forget(&lg->frontier);
+		frontier_sync(&lg->frontier, batch);
 		if (err != 0) {
 			refuse(r, err, NULL);
 			r->n_notify = 0;
@@ -1005,6 +1057,9 @@ apply_batch_txn(struct ledger *lg, struct wreq **batch, size_t n)
 		shares_forget(lg);
 		lg->shares_on = !careful;
 		err = store_wbegin(lg->p.store, &w);
+		if (err == 0) {
+			frontier_sync(&lg->frontier, w);
+		}
 		if (err == 0 && !careful) {
 			checkpoint_into(lg, w, t, 0, &ckpt);
 		} else if (err == 0) {
@@ -1086,6 +1141,7 @@ ledger_checkpoint_now(struct ledger *lg, uint64_t t)
 	if ((lg->p.signer == NULL && lg->p.sign == NULL) || store_wbegin(lg->p.store, &w) != 0) {
 		return;
 	}
+	frontier_sync(&lg->frontier, w);
 	checkpoint_into(lg, w, t, 1, &size);
 	if (size == 0) {
 		store_wabort(w);
@@ -1140,9 +1196,14 @@ ledger_new(const struct ledger_params *params, struct ledger **out)
 	         params->origin != NULL ? params->origin : "");
 	lg->p.origin = lg->origin;
 	lg->last_ckpt_ms = clock_wall_ms();
+	lg->frontier.stale = 1; /* when it cannot be loaded now: at the first batch */
 	if (store_rbegin(lg->p.store, &r) == 0) {
 		char *text = NULL;
+		uint64_t n;
 
+		if (store_log_last(r, &n) == 0) {
+			frontier_load(&lg->frontier, r, n);
+		}
 		if (store_checkpoint_latest(r, &lg->last_ckpt_size, &text) != 0) {
 			lg->last_ckpt_size = 0;
 		}

@@ -333,6 +333,7 @@ store_stat(struct store *s, struct store_stats *st)
 		st->page_size = ls.page_size;
 		st->used_bytes = ls.used_bytes;
 		st->put_bytes = atomic_load_explicit(&s->put_bytes, memory_order_relaxed);
+		st->tree_gets = atomic_load_explicit(&s->tree_gets, memory_order_relaxed);
 	}
 	store_rend(r);
 	return err;

@@ -36,6 +36,8 @@ struct store {
 	/* Key and value bytes handed to LMDB by puts since open (store_put; read by store_stat
 	 * on any thread). */
 	_Atomic uint64_t put_bytes;
+	/* Tree nodes read by store_tree_get since open (store_stat). */
+	_Atomic uint64_t tree_gets;
 
 	/* Writer thread only. */
 	struct store_wtxn *wtxn; /* the open top batch */

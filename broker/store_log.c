@@ -277,6 +277,7 @@ store_tree_get(struct store_rtxn *r, unsigned level, uint64_t index, uint8_t has
 	if ((err = rcheck(r)) < 0) {
 		return err;
 	}
+	atomic_fetch_add_explicit(&r->s->tree_gets, 1, memory_order_relaxed);
 	return logdb_tree_get(&r->lt, level, index, hash);
 }
 

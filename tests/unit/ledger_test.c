@@ -119,6 +119,26 @@ fx_close(struct fx *fx)
 	free(fx);
 }
 
+/* A broker restart: the ledger and store closed and opened again on the same directory, the
+ * store with a map of `mapsize` bytes (0: default). */
+static void
+fx_reopen(struct fx *fx, size_t mapsize)
+{
+	struct ledger_params lp;
+
+	ledger_free(fx->lg);
+	store_close(fx->store);
+	assert_int_equal(store_open(fx->dir, mapsize, 0, &fx->store), 0);
+	memset(&lp, 0, sizeof(lp));
+	lp.store = fx->store;
+	lp.policy = &fx->pol;
+	lp.signer = fx->signer;
+	lp.origin = "ledger.test/log";
+	lp.ckpt_every_entries = 1;
+	lp.ckpt_every_ms = 24ull * 3600 * 1000;
+	assert_int_equal(ledger_new(&lp, &fx->lg), 0);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Envelopes and requests.                                                                     */
 
@@ -295,6 +315,16 @@ put_bytes(struct fx *fx)
 
 	assert_int_equal(store_stat(fx->store, &st), 0);
 	return st.put_bytes;
+}
+
+/* Tree nodes read back from the store so far. */
+static uint64_t
+tree_gets(struct fx *fx)
+{
+	struct store_stats st;
+
+	assert_int_equal(store_stat(fx->store, &st), 0);
+	return st.tree_gets;
 }
 
 /* Size of the latest stored checkpoint, 0 when there is none. */
@@ -594,6 +624,72 @@ test_savepoint_retry(void **state)
 	assert_int_equal(batch[0]->status, RS(ACCEPTED));
 	assert_int_equal(batch[0]->seq, 3);
 	wreq_free(batch[0]);
+	fx_close(fx);
+}
+
+/* Appending reads no tree node back from the store: the left siblings of a new leaf, and the
+ * root a checkpoint signs, come from the writer's frontier, also right after a restart (it is
+ * loaded when the ledger opens) and after an aborted savepoint (loaded again then). */
+static void
+test_append_reads_no_tree_node(void **state)
+{
+	struct fx *fx = fx_open(256 * 1024, 1000, 1);
+	struct wreq *batch[3];
+	uint64_t gets;
+	char mid[32], rid[32];
+	struct msg m;
+	char *big;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 7; i++) { /* 7 leaves: the next append needs 3 left siblings */
+		snprintf(mid, sizeof(mid), "m-%d", i);
+		snprintf(rid, sizeof(rid), "R-%d", i);
+		msg_referral(&m, mid, rid);
+		wreq_free(submit1(fx, "dma", &m, T0));
+	}
+	assert_int_equal(log_last(fx), 7);
+
+	fx_reopen(fx, 256 * 1024);
+	gets = tree_gets(fx);
+	for (i = 7; i < 20; i++) {
+		snprintf(mid, sizeof(mid), "m-%d", i);
+		snprintf(rid, sizeof(rid), "R-%d", i);
+		msg_referral(&m, mid, rid);
+		batch[0] = submit1(fx, "dma", &m, T0);
+		assert_int_equal(batch[0]->status, RS(ACCEPTED));
+		wreq_free(batch[0]);
+	}
+	assert_int_equal(log_last(fx), 20);
+	assert_int_equal(checkpoint_size(fx), 19); /* signed from the frontier too */
+	assert_int_equal(tree_gets(fx) - gets, 0);
+
+	/* A request that does not fit: the batch is done again with savepoints and that one
+	 * aborted, which loads the frontier again; the appends after it read nothing. */
+	msg_referral(&m, "m-a", "R-a");
+	batch[0] = submit_req("dma", &m, T0);
+	big = malloc(1024 * 1024);
+	assert_non_null(big);
+	memset(big, 'x', 1024 * 1024 - 1);
+	big[1024 * 1024 - 1] = '\0';
+	msg_referral(&m, "m-big", "R-big");
+	m.ref.notes = big;
+	batch[1] = submit_req("dma", &m, T0);
+	free(big);
+	msg_referral(&m, "m-c", "R-c");
+	batch[2] = submit_req("dma", &m, T0);
+	assert_int_equal(ledger_apply_batch(fx->lg, batch, 3), 0);
+	assert_int_equal(batch[1]->err, IHALA_ESTOREFULL);
+	assert_int_equal(batch[2]->status, RS(ACCEPTED));
+	for (i = 0; i < 3; i++) {
+		wreq_free(batch[i]);
+	}
+	gets = tree_gets(fx);
+	msg_referral(&m, "m-d", "R-d");
+	batch[0] = submit1(fx, "dma", &m, T0);
+	assert_int_equal(batch[0]->status, RS(ACCEPTED));
+	wreq_free(batch[0]);
+	assert_int_equal(tree_gets(fx) - gets, 0);
 	fx_close(fx);
 }
 
@@ -989,6 +1085,7 @@ main(void)
 	    cmocka_unit_test(test_queue_share),
 	    cmocka_unit_test(test_ack_received),
 	    cmocka_unit_test(test_savepoint_retry),
+	    cmocka_unit_test(test_append_reads_no_tree_node),
 	    cmocka_unit_test(test_overdue),
 	    cmocka_unit_test(test_checkpoint_not_ahead),
 	    cmocka_unit_test(test_policy_swap),
