@@ -30,6 +30,8 @@ struct store {
 	struct dbenv db;
 	struct logdb_dbis dbi;
 	unsigned flags;
+	/* "tree" held nodes at open: a store written before "node", whose puts check it */
+	int old_tree;
 	size_t max_mapsize;
 	size_t page_size;
 	pid_t pid;

@@ -807,7 +807,7 @@ test_entry_cost_flat(void **state)
 	print_message("bytes put for one note: history of 11: %llu, of 3001: %llu\n",
 	              (unsigned long long)short_cost, (unsigned long long)long_cost);
 	/* The entry, its message id, queue slot and counter, the Merkle nodes it completes (up
-	 * to a dozen of 41 bytes: the only part that varies), one history item, the state. */
+	 * to a dozen of 40 bytes: the only part that varies), one history item, the state. */
 	assert_true(short_cost < 2048);
 	assert_true(long_cost < 2048);
 	assert_true(long_cost < short_cost + 600);
