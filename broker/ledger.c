@@ -249,10 +249,34 @@ state_save(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState *st
 
 /* ---- deadlines: meta keys "deadline:<20-digit ms>:<referral id>" ---- */
 
+/* Keys are built by hand: snprintf was a twentieth of the writer's instructions. Each part
+ * is cut at the buffer's end, as snprintf would. */
+static size_t
+key_put(char *buf, size_t len, size_t at, const char *s, size_t n)
+{
+	if (at + n >= len) {
+		n = at < len - 1 ? len - 1 - at : 0;
+	}
+	memcpy(buf + at, s, n);
+	buf[at + n] = '\0';
+	return at + n;
+}
+
 static void
 deadline_key(char *buf, size_t len, uint64_t when, const char *rid)
 {
-	snprintf(buf, len, DEADLINE_PREFIX "%020llu:%s", (unsigned long long)when, rid);
+	char digits[20]; /* %020llu: UINT64_MAX has 20 digits */
+	size_t at;
+	int i;
+
+	for (i = 19; i >= 0; i--) {
+		digits[i] = (char)('0' + when % 10);
+		when /= 10;
+	}
+	at = key_put(buf, len, 0, DEADLINE_PREFIX, strlen(DEADLINE_PREFIX));
+	at = key_put(buf, len, at, digits, sizeof(digits));
+	at = key_put(buf, len, at, ":", 1);
+	key_put(buf, len, at, rid, strlen(rid));
 }
 
 /* ---- log entries ---- */
@@ -340,7 +364,12 @@ meta_u64_put(struct store_wtxn *w, const char *key, uint64_t n)
 static void
 share_key(char *buf, size_t len, const char *recipient, const char *sender)
 {
-	snprintf(buf, len, SHARE_PREFIX "%s:%s", recipient, sender);
+	size_t at;
+
+	at = key_put(buf, len, 0, SHARE_PREFIX, strlen(SHARE_PREFIX));
+	at = key_put(buf, len, at, recipient, strlen(recipient));
+	at = key_put(buf, len, at, ":", 1);
+	key_put(buf, len, at, sender, strlen(sender));
 }
 
 /*
@@ -369,7 +398,7 @@ share_slot(struct ledger *lg, struct store_rtxn *rv, const char *key)
 		return NULL;
 	}
 	sl = &lg->shares[lg->n_shares++];
-	snprintf(sl->key, sizeof(sl->key), "%s", key);
+	id_copy(sl->key, sizeof(sl->key), key);
 	sl->n = meta_u64(rv, key);
 	sl->dirty = 0;
 	return sl;
@@ -532,7 +561,7 @@ add_notify(struct wreq *r, const char *agency)
 		}
 	}
 	if (r->n_notify < WREQ_MAX_NOTIFY) {
-		snprintf(r->notify[r->n_notify++], sizeof(r->notify[0]), "%s", agency);
+		id_copy(r->notify[r->n_notify++], sizeof(r->notify[0]), agency);
 	} else {
 		r->notify_all = 1;
 	}

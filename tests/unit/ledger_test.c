@@ -317,6 +317,26 @@ put_bytes(struct fx *fx)
 	return st.put_bytes;
 }
 
+/* 1 when the meta key printf(fmt, ...) is stored. */
+static int __attribute__((format(printf, 2, 3))) meta_has(struct fx *fx, const char *fmt, ...)
+{
+	struct store_rtxn *r;
+	const void *v;
+	char key[256];
+	va_list ap;
+	size_t len;
+	int err;
+
+	va_start(ap, fmt);
+	vsnprintf(key, sizeof(key), fmt, ap);
+	va_end(ap);
+	assert_int_equal(store_rbegin(fx->store, &r), 0);
+	err = store_meta_get(r, key, &v, &len);
+	store_rend(r);
+	assert_true(err == 0 || err == IHALA_ENOTFOUND);
+	return err == 0;
+}
+
 /* Tree nodes read back from the store so far. */
 static uint64_t
 tree_gets(struct fx *fx)
@@ -373,6 +393,9 @@ test_submit_accepted(void **state)
 	assert_int_equal(st->deadline_ms, T0 + URGENT_MS);
 	ihala__v1__referral_state__free_unpacked(st, NULL);
 	wreq_free(r);
+	/* the meta keys the ledger builds by hand, byte for byte as the format says */
+	assert_true(meta_has(fx, "deadline:%020llu:R-1", (unsigned long long)(T0 + URGENT_MS)));
+	assert_true(meta_has(fx, "qshare:moh:dma"));
 	fx_close(fx);
 }
 
