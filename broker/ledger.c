@@ -20,8 +20,8 @@
 
 #define FRONTIER_LEVELS 64
 
-/* The tree's right edge: at each level the last node put, so that an append (whose left
- * siblings are exactly these) and the root of the committed tree (made of them) read nothing
+/* The tree's right edge: at each level the last two nodes put, so that an append (whose left
+ * siblings are among them) and the root of the committed tree (made of them) read nothing
  * back from the store. Loaded from the store at start and after an abort (frontier_sync). */
 struct frontier {
 	/* [0] the last node put at each level, [1] the one before it: merkle_append puts a
