@@ -52,7 +52,8 @@ struct ledger {
 	uint64_t last_ckpt_ms;
 	int nearly_full; /* submissions are refused; acks, ticks and reads go on */
 	struct frontier frontier;
-	uint8_t *buf; /* encoding buffer for entries and states, grown as needed */
+	struct refstate_cache *states; /* see state_take() */
+	uint8_t *buf;                  /* encoding buffer for entries and states, grown as needed */
 	size_t buf_cap;
 	char origin[256]; /* a copy: the main thread frees its config on reload */
 };
@@ -245,6 +246,110 @@ state_save(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState *st
 	}
 	ihala__v1__referral_state__pack(st, buf);
 	return store_referral_put(w, st->referral_id, buf, len);
+}
+
+/*
+ * The writer's cache of decoded states (refstate_cache): consecutive events of a referral,
+ * within a batch or across batches, take its state from there instead of unpacking the
+ * record again. The cache is write-through: a state is kept only when it equals the record
+ * as the batch holds it (unchanged since it was read, or just put by state_save). Whatever
+ * was put in a transaction or savepoint that is aborted is gone from the store, so every
+ * abort clears the cache (states_forget), like the frontier; after a commit every state it
+ * holds is the committed record.
+ */
+#define STATE_CACHE 4096
+
+/* Referral `rid`'s state as batch `w` holds it, owned by the caller: from the cache, or
+ * unpacked from the store (refstate_load's errors). */
+static int
+state_take(struct ledger *lg, struct store_wtxn *w, const char *rid, Ihala__V1__ReferralState **out)
+{
+	if ((*out = refstate_cache_take(lg->states, rid)) != NULL) {
+		return 0;
+	}
+	return refstate_load(store_wread(w), rid, out);
+}
+
+/* Done with a state from state_take or refstate_new: kept when the request went well (err
+ * 0), in which case it equals the stored record (never changed, or saved since); freed
+ * otherwise (the caller's transaction or savepoint is about to be aborted). */
+static void
+state_done(struct ledger *lg, Ihala__V1__ReferralState *st, int err)
+{
+	if (err == 0) {
+		refstate_cache_keep(lg->states, st);
+	} else {
+		refstate_free(st);
+	}
+}
+
+/* After an abort: states put since the transaction's or savepoint's start are gone. */
+static void
+states_forget(struct ledger *lg)
+{
+	refstate_cache_clear(lg->states);
+}
+
+void
+ledger_state_stats(const struct ledger *lg, struct refstate_cache_stats *out)
+{
+	refstate_cache_stats(lg->states, out);
+}
+
+struct state_check {
+	struct store_rtxn *r;
+	uint8_t *buf;
+	size_t cap;
+	size_t n;
+};
+
+static int
+state_check_one(void *arg, const Ihala__V1__ReferralState *st)
+{
+	struct state_check *c = arg;
+	size_t len = ihala__v1__referral_state__get_packed_size(st);
+	const void *p;
+	size_t plen;
+	int err;
+
+	if (len > c->cap) {
+		uint8_t *b = realloc(c->buf, len);
+
+		if (b == NULL) {
+			return IHALA_ENOMEM;
+		}
+		c->buf = b;
+		c->cap = len;
+	}
+	ihala__v1__referral_state__pack(st, c->buf);
+	if ((err = store_referral_get(c->r, st->referral_id, &p, &plen)) != 0) {
+		log_warnx("state cache: referral '%s' is not in the store", st->referral_id);
+		return IHALA_ESTORE;
+	}
+	if (plen != len || memcmp(p, c->buf, len) != 0) {
+		log_warnx("state cache: referral '%s' differs from the store", st->referral_id);
+		return IHALA_ESTORE;
+	}
+	c->n++;
+	return 0;
+}
+
+int
+ledger_state_check(struct ledger *lg, size_t *n_checked)
+{
+	struct state_check c = {NULL, NULL, 0, 0};
+	int err;
+
+	if ((err = store_rbegin(lg->p.store, &c.r)) != 0) {
+		return err;
+	}
+	err = refstate_cache_each(lg->states, state_check_one, &c);
+	store_rend(c.r);
+	free(c.buf);
+	if (n_checked != NULL) {
+		*n_checked = c.n;
+	}
+	return err;
 }
 
 /* ---- deadlines: meta keys "deadline:<20-digit ms>:<referral id>" ---- */
@@ -616,7 +721,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	}
 
 	rid = policy_referral_id(r->env);
-	err = refstate_load(rv, rid, &cur);
+	err = state_take(lg, w, rid, &cur);
 	if (err != 0 && err != IHALA_ENOTFOUND) {
 		return err;
 	}
@@ -628,7 +733,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		}
 		if (err != 0 && err != IHALA_ENOTFOUND) {
 			refstate_free(parent);
-			refstate_free(cur);
+			state_done(lg, cur, 0); /* as read */
 			return err;
 		}
 	}
@@ -684,6 +789,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		uint64_t deadline = r->now_ms + pol->deadline_ms[pr];
 		char key[128];
 
+		refstate_free(cur); /* none: policy_check refuses a known referral id */
 		cur = refstate_new(ref, r->agency, d.recipient, deadline);
 		if (cur == NULL) {
 			err = IHALA_ENOMEM;
@@ -717,7 +823,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		add_notify(r, d.recipient);
 	}
 out:
-	refstate_free(cur);
+	state_done(lg, cur, err);
 	refstate_free(parent);
 	return err;
 }
@@ -849,16 +955,16 @@ apply_ack_one(struct ledger *lg, struct store_wtxn *w, struct wreq *r, uint64_t 
 	 * entry, from the acking agency to the referrer, records both the delivery and the
 	 * new status (PROTOCOL.md §7.3). */
 	if (tag_len > 0 && tag[0] == TAG_REFERRAL) {
-		err = refstate_load(rv, tag + 1, &st);
+		err = state_take(lg, w, tag + 1, &st);
 		if (err == 0 && st->status == S(REQUESTED) &&
 		    strcmp(st->recipient, r->agency) == 0 &&
 		    policy_transition(POLICY_PARTY_BROKER, st->status, S(RECEIVED), 0) == 0) {
 			err = broker_status(lg, w, st, S(RECEIVED), ack_seq, r->now_ms, "received",
 			                    r->agency, r);
-			refstate_free(st);
+			state_done(lg, st, err);
 			return err;
 		}
-		refstate_free(st);
+		state_done(lg, st, 0); /* as read */
 		if (err != 0 && err != IHALA_ENOTFOUND) {
 			return err;
 		}
@@ -917,7 +1023,7 @@ apply_tick(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		rid = key + strlen(DEADLINE_PREFIX) + 21;
 		err = store_meta_del(w, key);
 		if (err == 0) {
-			err = refstate_load(rv, rid, &st);
+			err = state_take(lg, w, rid, &st);
 		}
 		if (err == IHALA_ENOTFOUND) {
 			err = 0;
@@ -930,7 +1036,7 @@ apply_tick(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 			metrics_inc_overdue();
 			err = broker_status(lg, w, st, S(OVERDUE), 0, r->now_ms, "overdue", "", r);
 		}
-		refstate_free(st);
+		state_done(lg, st, err);
 		if (err != 0) {
 			return err;
 		}
@@ -979,6 +1085,7 @@ apply_saved(struct ledger *lg, struct store_wtxn *batch, struct wreq *r)
 		store_wsub_abort(sub);
 		frontier_forget(&lg->frontier);
 		frontier_sync(&lg->frontier, batch);
+		states_forget(lg);
 		if (err != 0) {
 			refuse(r, err, NULL);
 			r->n_notify = 0;
@@ -1147,6 +1254,7 @@ apply_batch_txn(struct ledger *lg, struct wreq **batch, size_t n)
 			store_wabort(w);
 		}
 		frontier_forget(&lg->frontier);
+		states_forget(lg);
 		shares_forget(lg);
 		lg->shares_on = 0;
 		w = NULL;
@@ -1226,6 +1334,10 @@ ledger_new(const struct ledger_params *params, struct ledger **out)
 	lg->p.origin = lg->origin;
 	lg->last_ckpt_ms = clock_wall_ms();
 	lg->frontier.stale = 1; /* when it cannot be loaded now: at the first batch */
+	if ((lg->states = refstate_cache_new(STATE_CACHE)) == NULL) {
+		free(lg);
+		return IHALA_ENOMEM;
+	}
 	if (store_rbegin(lg->p.store, &r) == 0) {
 		char *text = NULL;
 		uint64_t n;
@@ -1247,6 +1359,7 @@ void
 ledger_free(struct ledger *lg)
 {
 	if (lg != NULL) {
+		refstate_cache_free(lg->states);
 		free(lg->buf);
 		free(lg);
 	}
