@@ -20,10 +20,16 @@
 
 #define FRONTIER_LEVELS 64
 
+/* The tree's right edge: at each level the last two nodes put, so that an append (whose left
+ * siblings are among them) and the root of the committed tree (made of them) read nothing
+ * back from the store. Loaded from the store at start and after an abort (frontier_sync). */
 struct frontier {
-	uint64_t valid; /* bit per level */
-	uint64_t index[FRONTIER_LEVELS];
-	uint8_t hash[FRONTIER_LEVELS][MERKLE_HASH_LEN];
+	/* [0] the last node put at each level, [1] the one before it: merkle_append puts a
+	 * node before it reads the left sibling at its level. */
+	uint64_t valid[2]; /* bit per level */
+	int stale;         /* to be loaded before the next use */
+	uint64_t index[2][FRONTIER_LEVELS];
+	uint8_t hash[2][FRONTIER_LEVELS][MERKLE_HASH_LEN];
 };
 
 /* Senders' counts in recipients' queues, read and changed during one batch and written back
@@ -48,7 +54,8 @@ struct ledger {
 	int disk_low;    /* the same, for lack of free space under the store */
 	uint64_t disk_free, disk_checked_ns;
 	struct frontier frontier;
-	uint8_t *buf; /* encoding buffer for entries and states, grown as needed */
+	struct refstate_cache *states; /* see state_take() */
+	uint8_t *buf;                  /* encoding buffer for entries and states, grown as needed */
 	size_t buf_cap;
 	char origin[256]; /* a copy: the main thread frees its config on reload */
 };
@@ -151,10 +158,12 @@ tree_get_r(void *ctx, unsigned level, uint64_t index, uint8_t out[MERKLE_HASH_LE
 }
 
 /*
- * The writer's view of the tree: a batch, and the last node put at each level. Appends are
- * in order, so the left sibling an append needs is always the last node put at its level:
- * it comes from here, not from a store lookup. Nodes put in a transaction or savepoint that
- * is then aborted are gone from the store, so every abort forgets the cache (frontier_forget).
+ * The writer's view of the tree: a batch, and the last two nodes put at each level. Appends
+ * are in order, so the left sibling an append needs is always the node put at its level just
+ * before the new one: it comes from here, not from a store lookup (tests/unit/ledger_test.c
+ * counts the lookups: none per append). Nodes put in a transaction or savepoint that
+ * is then aborted are gone from the store, so every abort forgets the cache (frontier_forget)
+ * and the next use loads it again from what the store holds (frontier_sync).
  */
 struct tree_w {
 	struct frontier *f;
@@ -165,10 +174,13 @@ static int
 tree_get_w(void *ctx, unsigned level, uint64_t index, uint8_t out[MERKLE_HASH_LEN])
 {
 	struct tree_w *t = ctx;
+	int i;
 
-	if (level < FRONTIER_LEVELS && (t->f->valid >> level & 1) && t->f->index[level] == index) {
-		memcpy(out, t->f->hash[level], MERKLE_HASH_LEN);
-		return 0;
+	for (i = 0; i < 2 && level < FRONTIER_LEVELS; i++) {
+		if ((t->f->valid[i] >> level & 1) && t->f->index[i][level] == index) {
+			memcpy(out, t->f->hash[i][level], MERKLE_HASH_LEN);
+			return 0;
+		}
 	}
 	return store_tree_get(store_wread(t->w), level, index, out);
 }
@@ -177,24 +189,64 @@ static int
 tree_put_w(void *ctx, unsigned level, uint64_t index, const uint8_t hash[MERKLE_HASH_LEN])
 {
 	struct tree_w *t = ctx;
+	struct frontier *f = t->f;
+	uint64_t bit = (uint64_t)1 << level;
 	int err = store_tree_put(t->w, level, index, hash);
 
 	if (level < FRONTIER_LEVELS) {
+		f->valid[1] = (f->valid[1] & ~bit) | (err == 0 ? f->valid[0] & bit : 0);
+		f->index[1][level] = f->index[0][level];
+		memcpy(f->hash[1][level], f->hash[0][level], MERKLE_HASH_LEN);
 		if (err == 0) {
-			t->f->index[level] = index;
-			memcpy(t->f->hash[level], hash, MERKLE_HASH_LEN);
-			t->f->valid |= (uint64_t)1 << level;
+			f->index[0][level] = index;
+			memcpy(f->hash[0][level], hash, MERKLE_HASH_LEN);
+			f->valid[0] |= bit;
 		} else {
-			t->f->valid &= ~((uint64_t)1 << level);
+			f->valid[0] &= ~bit;
 		}
 	}
 	return err;
 }
 
+/* After an abort: the nodes put since the view's start are gone, the cache with them. */
 static void
 frontier_forget(struct frontier *f)
 {
-	f->valid = 0;
+	f->valid[0] = f->valid[1] = 0;
+	f->stale = 1;
+}
+
+/*
+ * Load the frontier of a tree of n leaves from the view `r`: for each one bit L of n, the node
+ * (L, (n >> L) - 1), popcount(n) reads. Those are the perfect subtrees the tree is made of,
+ * so appends and the root need no other node. A read that fails leaves its level out
+ * (tree_get_w then reads the store).
+ */
+static void
+frontier_load(struct frontier *f, struct store_rtxn *r, uint64_t n)
+{
+	unsigned level;
+
+	f->valid[0] = f->valid[1] = 0;
+	f->stale = 0;
+	for (level = 0; level < FRONTIER_LEVELS && (n >> level) != 0; level++) {
+		if ((n >> level & 1) == 0) {
+			continue;
+		}
+		f->index[0][level] = (n >> level) - 1;
+		if (store_tree_get(r, level, f->index[0][level], f->hash[0][level]) == 0) {
+			f->valid[0] |= (uint64_t)1 << level;
+		}
+	}
+}
+
+/* Before using the frontier in batch `w`: load it if an abort made it stale. */
+static void
+frontier_sync(struct frontier *f, struct store_wtxn *w)
+{
+	if (f->stale) {
+		frontier_load(f, store_wread(w), store_log_next(w) - 1);
+	}
 }
 
 const struct merkle_store_ops ledger_tree_rops = {tree_get_r, NULL};
@@ -239,12 +291,140 @@ state_save(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState *st
 	return store_referral_put(w, st->referral_id, buf, len);
 }
 
+/*
+ * The writer's cache of decoded states (refstate_cache): consecutive events of a referral,
+ * within a batch or across batches, take its state from there instead of unpacking the
+ * record again. The cache is write-through: a state is kept only when it equals the record
+ * as the batch holds it (unchanged since it was read, or just put by state_save). Whatever
+ * was put in a transaction or savepoint that is aborted is gone from the store, so every
+ * abort clears the cache (states_forget), like the frontier; after a commit every state it
+ * holds is the committed record.
+ */
+#define STATE_CACHE 4096
+
+/* Referral `rid`'s state as batch `w` holds it, owned by the caller: from the cache, or
+ * unpacked from the store (refstate_load's errors). */
+static int
+state_take(struct ledger *lg, struct store_wtxn *w, const char *rid, Ihala__V1__ReferralState **out)
+{
+	if ((*out = refstate_cache_take(lg->states, rid)) != NULL) {
+		return 0;
+	}
+	return refstate_load(store_wread(w), rid, out);
+}
+
+/* Done with a state from state_take or refstate_new: kept when the request went well (err
+ * 0), in which case it equals the stored record (never changed, or saved since); freed
+ * otherwise (the caller's transaction or savepoint is about to be aborted). */
+static void
+state_done(struct ledger *lg, Ihala__V1__ReferralState *st, int err)
+{
+	if (err == 0) {
+		refstate_cache_keep(lg->states, st);
+	} else {
+		refstate_free(st);
+	}
+}
+
+/* After an abort: states put since the transaction's or savepoint's start are gone. */
+static void
+states_forget(struct ledger *lg)
+{
+	refstate_cache_clear(lg->states);
+}
+
+void
+ledger_state_stats(const struct ledger *lg, struct refstate_cache_stats *out)
+{
+	refstate_cache_stats(lg->states, out);
+}
+
+struct state_check {
+	struct store_rtxn *r;
+	uint8_t *buf;
+	size_t cap;
+	size_t n;
+};
+
+static int
+state_check_one(void *arg, const Ihala__V1__ReferralState *st)
+{
+	struct state_check *c = arg;
+	size_t len = ihala__v1__referral_state__get_packed_size(st);
+	const void *p;
+	size_t plen;
+	int err;
+
+	if (len > c->cap) {
+		uint8_t *b = realloc(c->buf, len);
+
+		if (b == NULL) {
+			return IHALA_ENOMEM;
+		}
+		c->buf = b;
+		c->cap = len;
+	}
+	ihala__v1__referral_state__pack(st, c->buf);
+	if ((err = store_referral_get(c->r, st->referral_id, &p, &plen)) != 0) {
+		log_warnx("state cache: referral '%s' is not in the store", st->referral_id);
+		return IHALA_ESTORE;
+	}
+	if (plen != len || memcmp(p, c->buf, len) != 0) {
+		log_warnx("state cache: referral '%s' differs from the store", st->referral_id);
+		return IHALA_ESTORE;
+	}
+	c->n++;
+	return 0;
+}
+
+int
+ledger_state_check(struct ledger *lg, size_t *n_checked)
+{
+	struct state_check c = {NULL, NULL, 0, 0};
+	int err;
+
+	if ((err = store_rbegin(lg->p.store, &c.r)) != 0) {
+		return err;
+	}
+	err = refstate_cache_each(lg->states, state_check_one, &c);
+	store_rend(c.r);
+	free(c.buf);
+	if (n_checked != NULL) {
+		*n_checked = c.n;
+	}
+	return err;
+}
+
 /* ---- deadlines: meta keys "deadline:<20-digit ms>:<referral id>" ---- */
+
+/* Keys are built by hand: snprintf was a twentieth of the writer's instructions. Each part
+ * is cut at the buffer's end, as snprintf would. */
+static size_t
+key_put(char *buf, size_t len, size_t at, const char *s, size_t n)
+{
+	if (at + n >= len) {
+		n = at < len - 1 ? len - 1 - at : 0;
+	}
+	memcpy(buf + at, s, n);
+	buf[at + n] = '\0';
+	return at + n;
+}
 
 static void
 deadline_key(char *buf, size_t len, uint64_t when, const char *rid)
 {
-	snprintf(buf, len, DEADLINE_PREFIX "%020llu:%s", (unsigned long long)when, rid);
+	char digits[20]; /* %020llu: UINT64_MAX has 20 digits */
+	size_t at;
+	int i;
+
+	for (i = 19; i >= 0; i--) {
+		digits[i] = (char)('0' + when % 10);
+		when /= 10;
+	}
+	at = key_put(buf, len, 0, DEADLINE_PREFIX, strlen(DEADLINE_PREFIX));
+	at = key_put(buf, len, at, digits, sizeof(digits));
+	at = key_put(buf, len, at, ":", 1);
+	key_put(buf, len, at, rid, strlen(rid));
 }
 
 /* ---- log entries ---- */
@@ -332,7 +512,12 @@ meta_u64_put(struct store_wtxn *w, const char *key, uint64_t n)
 static void
 share_key(char *buf, size_t len, const char *recipient, const char *sender)
 {
-	snprintf(buf, len, SHARE_PREFIX "%s:%s", recipient, sender);
+	size_t at;
+
+	at = key_put(buf, len, 0, SHARE_PREFIX, strlen(SHARE_PREFIX));
+	at = key_put(buf, len, at, recipient, strlen(recipient));
+	at = key_put(buf, len, at, ":", 1);
+	key_put(buf, len, at, sender, strlen(sender));
 }
 
 /*
@@ -361,7 +546,7 @@ share_slot(struct ledger *lg, struct store_rtxn *rv, const char *key)
 		return NULL;
 	}
 	sl = &lg->shares[lg->n_shares++];
-	snprintf(sl->key, sizeof(sl->key), "%s", key);
+	id_copy(sl->key, sizeof(sl->key), key);
 	sl->n = meta_u64(rv, key);
 	sl->dirty = 0;
 	return sl;
@@ -524,7 +709,7 @@ add_notify(struct wreq *r, const char *agency)
 		}
 	}
 	if (r->n_notify < WREQ_MAX_NOTIFY) {
-		snprintf(r->notify[r->n_notify++], sizeof(r->notify[0]), "%s", agency);
+		id_copy(r->notify[r->n_notify++], sizeof(r->notify[0]), agency);
 	} else {
 		r->notify_all = 1;
 	}
@@ -579,7 +764,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	}
 
 	rid = policy_referral_id(r->env);
-	err = refstate_load(rv, rid, &cur);
+	err = state_take(lg, w, rid, &cur);
 	if (err != 0 && err != IHALA_ENOTFOUND) {
 		return err;
 	}
@@ -591,7 +776,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		}
 		if (err != 0 && err != IHALA_ENOTFOUND) {
 			refstate_free(parent);
-			refstate_free(cur);
+			state_done(lg, cur, 0); /* as read */
 			return err;
 		}
 	}
@@ -647,6 +832,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		uint64_t deadline = r->now_ms + pol->deadline_ms[pr];
 		char key[128];
 
+		refstate_free(cur); /* none: policy_check refuses a known referral id */
 		cur = refstate_new(ref, r->agency, d.recipient, deadline);
 		if (cur == NULL) {
 			err = IHALA_ENOMEM;
@@ -680,7 +866,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		add_notify(r, d.recipient);
 	}
 out:
-	refstate_free(cur);
+	state_done(lg, cur, err);
 	refstate_free(parent);
 	return err;
 }
@@ -812,16 +998,16 @@ apply_ack_one(struct ledger *lg, struct store_wtxn *w, struct wreq *r, uint64_t 
 	 * entry, from the acking agency to the referrer, records both the delivery and the
 	 * new status (PROTOCOL.md §7.3). */
 	if (tag_len > 0 && tag[0] == TAG_REFERRAL) {
-		err = refstate_load(rv, tag + 1, &st);
+		err = state_take(lg, w, tag + 1, &st);
 		if (err == 0 && st->status == S(REQUESTED) &&
 		    strcmp(st->recipient, r->agency) == 0 &&
 		    policy_transition(POLICY_PARTY_BROKER, st->status, S(RECEIVED), 0) == 0) {
 			err = broker_status(lg, w, st, S(RECEIVED), ack_seq, r->now_ms, "received",
 			                    r->agency, r);
-			refstate_free(st);
+			state_done(lg, st, err);
 			return err;
 		}
-		refstate_free(st);
+		state_done(lg, st, 0); /* as read */
 		if (err != 0 && err != IHALA_ENOTFOUND) {
 			return err;
 		}
@@ -880,7 +1066,7 @@ apply_tick(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		rid = key + strlen(DEADLINE_PREFIX) + 21;
 		err = store_meta_del(w, key);
 		if (err == 0) {
-			err = refstate_load(rv, rid, &st);
+			err = state_take(lg, w, rid, &st);
 		}
 		if (err == IHALA_ENOTFOUND) {
 			err = 0;
@@ -893,7 +1079,7 @@ apply_tick(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 			metrics_inc_overdue();
 			err = broker_status(lg, w, st, S(OVERDUE), 0, r->now_ms, "overdue", "", r);
 		}
-		refstate_free(st);
+		state_done(lg, st, err);
 		if (err != 0) {
 			return err;
 		}
@@ -945,6 +1131,8 @@ apply_saved(struct ledger *lg, struct store_wtxn *batch, struct wreq *r)
 	if (err != 0 || r->err != 0) {
 		store_wsub_abort(sub);
 		frontier_forget(&lg->frontier);
+		frontier_sync(&lg->frontier, batch);
+		states_forget(lg);
 		if (err != 0) {
 			refuse(r, err, NULL);
 			r->n_notify = 0;
@@ -1052,6 +1240,9 @@ apply_batch_txn(struct ledger *lg, struct wreq **batch, size_t n)
 		shares_forget(lg);
 		lg->shares_on = !careful;
 		err = store_wbegin(lg->p.store, &w);
+		if (err == 0) {
+			frontier_sync(&lg->frontier, w);
+		}
 		if (err == 0 && !careful) {
 			checkpoint_into(lg, w, t, 0, &ckpt);
 		} else if (err == 0) {
@@ -1110,6 +1301,7 @@ apply_batch_txn(struct ledger *lg, struct wreq **batch, size_t n)
 			store_wabort(w);
 		}
 		frontier_forget(&lg->frontier);
+		states_forget(lg);
 		shares_forget(lg);
 		lg->shares_on = 0;
 		w = NULL;
@@ -1133,6 +1325,7 @@ ledger_checkpoint_now(struct ledger *lg, uint64_t t)
 	if ((lg->p.signer == NULL && lg->p.sign == NULL) || store_wbegin(lg->p.store, &w) != 0) {
 		return;
 	}
+	frontier_sync(&lg->frontier, w);
 	checkpoint_into(lg, w, t, 1, &size);
 	if (size == 0) {
 		store_wabort(w);
@@ -1193,9 +1386,18 @@ ledger_new(const struct ledger_params *params, struct ledger **out)
 	         params->origin != NULL ? params->origin : "");
 	lg->p.origin = lg->origin;
 	lg->last_ckpt_ms = clock_wall_ms();
+	lg->frontier.stale = 1; /* when it cannot be loaded now: at the first batch */
+	if ((lg->states = refstate_cache_new(STATE_CACHE)) == NULL) {
+		free(lg);
+		return IHALA_ENOMEM;
+	}
 	if (store_rbegin(lg->p.store, &r) == 0) {
 		char *text = NULL;
+		uint64_t n;
 
+		if (store_log_last(r, &n) == 0) {
+			frontier_load(&lg->frontier, r, n);
+		}
 		if (store_checkpoint_latest(r, &lg->last_ckpt_size, &text) != 0) {
 			lg->last_ckpt_size = 0;
 		}
@@ -1210,6 +1412,7 @@ void
 ledger_free(struct ledger *lg)
 {
 	if (lg != NULL) {
+		refstate_cache_free(lg->states);
 		free(lg->buf);
 		free(lg);
 	}

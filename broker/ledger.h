@@ -120,6 +120,14 @@ struct writer_policy *ledger_swap_policy(struct ledger *lg, struct writer_policy
 /* Sign a checkpoint of everything on disk now, in a transaction of its own (at shutdown). */
 void ledger_checkpoint_now(struct ledger *lg, uint64_t t);
 
+/* The writer's cache of referral states (hits: unpacks avoided). */
+struct refstate_cache_stats;
+void ledger_state_stats(const struct ledger *lg, struct refstate_cache_stats *out);
+/* Compare every cached state with the record committed in the store (tests; between batches):
+ * 0 when each is byte for byte the same when packed, IHALA_ESTORE (logged) at the first that
+ * is not or is missing. *n_checked (may be NULL) gets the number found equal. */
+int ledger_state_check(struct ledger *lg, size_t *n_checked);
+
 /* Allocate a zeroed request / free one with what it owns. */
 struct wreq *wreq_new(enum wreq_type type);
 void wreq_free(struct wreq *r);

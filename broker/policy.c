@@ -420,7 +420,7 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 			return out->err;
 		}
 	}
-	snprintf(out->recipient, sizeof(out->recipient), "%s", dest);
+	id_copy(out->recipient, sizeof(out->recipient), dest);
 	out->new_status = S(REQUESTED);
 	return 0;
 }
@@ -493,8 +493,8 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 	if (who == POLICY_PARTY_NONE) {
 		return refuse(out, IHALA_ENOREFERRAL, NONPARTY_TEXT, rid, sender);
 	}
-	snprintf(out->recipient, sizeof(out->recipient), "%s",
-	         who == POLICY_PARTY_REFERRER ? cur->recipient : cur->referrer);
+	id_copy(out->recipient, sizeof(out->recipient),
+	        who == POLICY_PARTY_REFERRER ? cur->recipient : cur->referrer);
 	if (env->to[0] != '\0' && strcmp(env->to, out->recipient) != 0) {
 		return refuse(out, IHALA_ESCHEMA,
 		              "envelope 'to' is '%s' but the other party of referral '%s' is '%s'",

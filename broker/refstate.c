@@ -266,3 +266,218 @@ out:
 	logentry_free(e);
 	return err;
 }
+
+/* ---- the writer's cache of states ---- */
+
+#define NIL UINT32_MAX
+
+struct cache_ent {
+	Ihala__V1__ReferralState *st; /* NULL: on the free list */
+	uint64_t hash;
+	uint32_t chain;      /* next in the bucket, or in the free list */
+	uint32_t prev, next; /* recency: head is the newest */
+};
+
+struct refstate_cache {
+	struct cache_ent *ent;
+	uint32_t *bucket;
+	uint32_t cap, mask, n, free, head, tail;
+	uint64_t hits, misses, evictions, clears;
+};
+
+static uint64_t
+rid_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+
+	while (*s != '\0') {
+		h = (h ^ (uint8_t)*s++) * 0x100000001b3ull;
+	}
+	return h;
+}
+
+struct refstate_cache *
+refstate_cache_new(size_t cap)
+{
+	struct refstate_cache *c;
+	size_t nb = 1;
+
+	if (cap == 0 || cap >= NIL / 4 || (c = calloc(1, sizeof(*c))) == NULL) {
+		return NULL;
+	}
+	while (nb < 2 * cap) {
+		nb <<= 1;
+	}
+	c->ent = calloc(cap, sizeof(*c->ent));
+	c->bucket = malloc(nb * sizeof(*c->bucket));
+	if (c->ent == NULL || c->bucket == NULL) {
+		free(c->ent);
+		free(c->bucket);
+		free(c);
+		return NULL;
+	}
+	c->cap = (uint32_t)cap;
+	c->mask = (uint32_t)(nb - 1);
+	c->head = c->tail = NIL;
+	memset(c->bucket, 0xff, nb * sizeof(*c->bucket));
+	for (c->free = NIL; cap > 0; cap--) {
+		c->ent[cap - 1].chain = c->free;
+		c->free = (uint32_t)(cap - 1);
+	}
+	return c;
+}
+
+/* Entry i out of its bucket and the recency list, onto the free list; its state is
+ * returned (the caller's now). */
+static Ihala__V1__ReferralState *
+cache_unlink(struct refstate_cache *c, uint32_t i)
+{
+	struct cache_ent *e = &c->ent[i];
+	Ihala__V1__ReferralState *st = e->st;
+	uint32_t *p = &c->bucket[e->hash & c->mask];
+
+	while (*p != i) {
+		p = &c->ent[*p].chain;
+	}
+	*p = e->chain;
+	if (e->prev != NIL) {
+		c->ent[e->prev].next = e->next;
+	} else {
+		c->head = e->next;
+	}
+	if (e->next != NIL) {
+		c->ent[e->next].prev = e->prev;
+	} else {
+		c->tail = e->prev;
+	}
+	e->st = NULL;
+	e->chain = c->free;
+	c->free = i;
+	c->n--;
+	return st;
+}
+
+static uint32_t
+cache_find(const struct refstate_cache *c, const char *rid, uint64_t h)
+{
+	uint32_t i;
+
+	for (i = c->bucket[h & c->mask]; i != NIL; i = c->ent[i].chain) {
+		if (c->ent[i].hash == h && strcmp(c->ent[i].st->referral_id, rid) == 0) {
+			return i;
+		}
+	}
+	return NIL;
+}
+
+Ihala__V1__ReferralState *
+refstate_cache_take(struct refstate_cache *c, const char *rid)
+{
+	uint32_t i;
+
+	if (c == NULL || rid == NULL || rid[0] == '\0') {
+		return NULL;
+	}
+	if ((i = cache_find(c, rid, rid_hash(rid))) == NIL) {
+		c->misses++;
+		return NULL;
+	}
+	c->hits++;
+	return cache_unlink(c, i);
+}
+
+void
+refstate_cache_keep(struct refstate_cache *c, Ihala__V1__ReferralState *st)
+{
+	struct cache_ent *e;
+	uint64_t h;
+	uint32_t i;
+
+	if (st == NULL) {
+		return;
+	}
+	if (c == NULL || st->referral_id == NULL || st->referral_id[0] == '\0') {
+		refstate_free(st);
+		return;
+	}
+	h = rid_hash(st->referral_id);
+	if ((i = cache_find(c, st->referral_id, h)) != NIL) {
+		Ihala__V1__ReferralState *old = cache_unlink(c, i);
+
+		if (old != st) {
+			refstate_free(old); /* an older copy: st is the newer */
+		}
+	}
+	if (c->free == NIL) {
+		refstate_free(cache_unlink(c, c->tail));
+		c->evictions++;
+	}
+	i = c->free;
+	e = &c->ent[i];
+	c->free = e->chain;
+	e->st = st;
+	e->hash = h;
+	e->chain = c->bucket[h & c->mask];
+	c->bucket[h & c->mask] = i;
+	e->prev = NIL;
+	e->next = c->head;
+	if (c->head != NIL) {
+		c->ent[c->head].prev = i;
+	} else {
+		c->tail = i;
+	}
+	c->head = i;
+	c->n++;
+}
+
+void
+refstate_cache_clear(struct refstate_cache *c)
+{
+	if (c == NULL) {
+		return;
+	}
+	while (c->head != NIL) {
+		refstate_free(cache_unlink(c, c->head));
+	}
+	c->clears++;
+}
+
+void
+refstate_cache_stats(const struct refstate_cache *c, struct refstate_cache_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (c != NULL) {
+		out->entries = c->n;
+		out->cap = c->cap;
+		out->hits = c->hits;
+		out->misses = c->misses;
+		out->evictions = c->evictions;
+		out->clears = c->clears;
+	}
+}
+
+int
+refstate_cache_each(const struct refstate_cache *c,
+                    int (*fn)(void *arg, const Ihala__V1__ReferralState *st), void *arg)
+{
+	uint32_t i;
+	int err;
+
+	for (i = c != NULL ? c->head : NIL; i != NIL; i = c->ent[i].next) {
+		if ((err = fn(arg, c->ent[i].st)) != 0) {
+			return err;
+		}
+	}
+	return 0;
+}
+
+void
+refstate_cache_free(struct refstate_cache *c)
+{
+	if (c != NULL) {
+		refstate_cache_clear(c);
+		free(c->ent);
+		free(c->bucket);
+		free(c);
+	}
+}

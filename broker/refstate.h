@@ -49,4 +49,38 @@ int refstate_load_scope(struct store_rtxn *r, Ihala__V1__ReferralState *st);
 /* Free a state from refstate_load or refstate_new; NULL is fine. */
 void refstate_free(Ihala__V1__ReferralState *st);
 
+/*
+ * The writer's cache of decoded states, keyed by referral id, at most `cap` of them (the least
+ * recently kept is freed to make room). A state is taken out of it (the caller owns it then)
+ * and kept again when done with. The cache knows nothing of transactions: its user keeps only
+ * a state equal to the record the store holds in the transaction it writes (write-through),
+ * and clears the cache whenever a transaction or savepoint that may have put a kept state is
+ * aborted (ledger.c).
+ */
+struct refstate_cache;
+
+struct refstate_cache_stats {
+	size_t entries, cap;
+	uint64_t hits;      /* takes that found the state: an unpack avoided */
+	uint64_t misses;    /* takes that did not */
+	uint64_t evictions; /* states freed to make room */
+	uint64_t clears;
+};
+
+/* A cache of up to `cap` states (cap > 0); NULL when out of memory. */
+struct refstate_cache *refstate_cache_new(size_t cap);
+/* Referral `rid`'s state out of the cache (the caller owns it), or NULL when it holds none. */
+Ihala__V1__ReferralState *refstate_cache_take(struct refstate_cache *c, const char *rid);
+/* Give `st` (owned by the caller until now) to the cache; it replaces any copy of the same
+ * referral there. NULL is fine; with c NULL, st is freed. */
+void refstate_cache_keep(struct refstate_cache *c, Ihala__V1__ReferralState *st);
+/* Free every state the cache holds. */
+void refstate_cache_clear(struct refstate_cache *c);
+void refstate_cache_stats(const struct refstate_cache *c, struct refstate_cache_stats *out);
+/* fn on each state, newest first, until it returns non-zero (returned). */
+int refstate_cache_each(const struct refstate_cache *c,
+                        int (*fn)(void *arg, const Ihala__V1__ReferralState *st), void *arg);
+/* Free the cache and its states; NULL is fine. */
+void refstate_cache_free(struct refstate_cache *c);
+
 #endif

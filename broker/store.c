@@ -83,11 +83,14 @@ open_layout(struct store *s)
 	if ((err = dbenv_begin(&s->db, NULL, rdonly ? MDB_RDONLY : 0, &txn)) < 0) {
 		return err;
 	}
+	MDB_stat ms;
+
 	if ((err = logdb_layout(&s->db, txn, !rdonly, &s->dbi, &fresh)) < 0 ||
 	    (fresh && (err = logdb_format_init(&s->db, txn, &s->dbi)) < 0)) {
 		mdb_txn_abort(txn);
 		return err;
 	}
+	s->old_tree = mdb_stat(txn, s->dbi.tree, &ms) == 0 && ms.ms_entries > 0;
 	return dbenv_commit(&s->db, txn, "committing the opening transaction");
 }
 
@@ -350,6 +353,7 @@ store_stat(struct store *s, struct store_stats *st)
 		st->page_size = ls.page_size;
 		st->used_bytes = ls.used_bytes;
 		st->put_bytes = atomic_load_explicit(&s->put_bytes, memory_order_relaxed);
+		st->tree_gets = atomic_load_explicit(&s->tree_gets, memory_order_relaxed);
 	}
 	store_rend(r);
 	return err;

@@ -81,6 +81,9 @@ struct store_stats {
 	/* Key and value bytes this process's write batches have handed to LMDB since
 	 * store_open (aborted ones included): what the writes cost, not the file's size. */
 	uint64_t put_bytes;
+	/* Tree nodes read back from the store (store_tree_get, any thread) since store_open:
+	 * the writer's appends read none (tests/unit/ledger_test.c). */
+	uint64_t tree_gets;
 };
 
 /* ---- environment ---- */

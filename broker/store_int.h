@@ -30,12 +30,16 @@ struct store {
 	struct dbenv db;
 	struct logdb_dbis dbi;
 	unsigned flags;
+	/* "tree" held nodes at open: a store written before "node", whose puts check it */
+	int old_tree;
 	size_t max_mapsize;
 	size_t page_size;
 	pid_t pid;
 	/* Key and value bytes handed to LMDB by puts since open (store_put; read by store_stat
 	 * on any thread). */
 	_Atomic uint64_t put_bytes;
+	/* Tree nodes read by store_tree_get since open (store_stat). */
+	_Atomic uint64_t tree_gets;
 
 	/* Writer thread only. */
 	struct store_wtxn *wtxn; /* the open top batch */

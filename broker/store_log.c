@@ -237,11 +237,27 @@ store_msgid_get(struct store_rtxn *r, const char *sender, const char *msgid, uin
 
 /* ---- tree ---- */
 
+/* The answer to a put of `hash` where a node is already stored (`v`, as LMDB left it). */
+static int
+tree_exists(struct store *s, const MDB_val *v, unsigned level, uint64_t index,
+            const uint8_t hash[STORE_HASH_LEN])
+{
+	if (v->mv_size == STORE_HASH_LEN && memcmp(v->mv_data, hash, STORE_HASH_LEN) == 0) {
+		return 0;
+	}
+	log_warnx("store %s: tree node (level %u, index %llu) already stored with another "
+	          "hash; refusing to rewrite it",
+	          s->db.dir, level, (unsigned long long)index);
+	return IHALA_EINCONSISTENT;
+}
+
 int
 store_tree_put(struct store_wtxn *w, unsigned level, uint64_t index,
                const uint8_t hash[STORE_HASH_LEN])
 {
-	uint8_t kbuf[LOGDB_TREE_KEY_LEN];
+	struct store *s;
+	uint8_t kbuf[LOGDB_TREE_KEY_LEN], pbuf[LOGDB_NODE_KEY_LEN];
+	uint64_t pos;
 	MDB_val k, v;
 	int rc, err;
 
@@ -251,17 +267,35 @@ store_tree_put(struct store_wtxn *w, unsigned level, uint64_t index,
 	if (hash == NULL || (err = logdb_tree_key(level, index, kbuf, &k)) < 0) {
 		return IHALA_EINVAL;
 	}
-	v.mv_data = (void *)hash;
-	v.mv_size = STORE_HASH_LEN;
-	rc = store_put(w->r.s, w->r.lt.txn, w->r.s->dbi.tree, &k, &v, MDB_NOOVERWRITE);
-	if (rc == MDB_KEYEXIST) {
-		if (v.mv_size == STORE_HASH_LEN && memcmp(v.mv_data, hash, STORE_HASH_LEN) == 0) {
-			return 0;
+	s = w->r.s;
+	if (s->old_tree) {
+		/* a store written before "node": its older nodes are in "tree" */
+		rc = mdb_get(w->r.lt.txn, s->dbi.tree, &k, &v);
+		if (rc == 0) {
+			return tree_exists(s, &v, level, index, hash);
 		}
-		log_warnx("store %s: tree node (level %u, index %llu) already stored with another "
-		          "hash; refusing to rewrite it",
-		          w->r.s->db.dir, level, (unsigned long long)index);
-		return IHALA_EINCONSISTENT;
+		if (rc != MDB_NOTFOUND) {
+			return wfail(w, rc, "reading a tree node");
+		}
+	}
+	if (logdb_node_pos(level, index, &pos) == 0) {
+		/* The writer's nodes come in postorder: each one goes at the end. */
+		be64enc(pbuf, pos);
+		k.mv_data = pbuf;
+		k.mv_size = sizeof(pbuf);
+		v.mv_data = (void *)hash;
+		v.mv_size = STORE_HASH_LEN;
+		rc = store_put(s, w->r.lt.txn, s->dbi.node, &k, &v, MDB_APPEND);
+		if (rc == MDB_KEYEXIST) { /* at or before the last one: stored, or a hole */
+			rc = store_put(s, w->r.lt.txn, s->dbi.node, &k, &v, MDB_NOOVERWRITE);
+		}
+	} else {
+		v.mv_data = (void *)hash;
+		v.mv_size = STORE_HASH_LEN;
+		rc = store_put(s, w->r.lt.txn, s->dbi.tree, &k, &v, MDB_NOOVERWRITE);
+	}
+	if (rc == MDB_KEYEXIST) {
+		return tree_exists(s, &v, level, index, hash);
 	}
 	if (rc != 0) {
 		return wfail(w, rc, "storing a tree node");
@@ -277,6 +311,7 @@ store_tree_get(struct store_rtxn *r, unsigned level, uint64_t index, uint8_t has
 	if ((err = rcheck(r)) < 0) {
 		return err;
 	}
+	atomic_fetch_add_explicit(&r->s->tree_gets, 1, memory_order_relaxed);
 	return logdb_tree_get(&r->lt, level, index, hash);
 }
 

@@ -36,3 +36,13 @@ id_valid(const char *s)
 	}
 	return 1;
 }
+
+size_t
+id_copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return n;
+}

@@ -26,4 +26,11 @@ int id_agency_valid(const char *s, size_t len);
 /* 1 when the string `s` is a referral, case or message id, else 0. */
 int id_valid(const char *s);
 
+/*
+ * Copy the string `src` into `dst` of `size` (> 0) bytes, cut to size - 1 bytes and always
+ * terminated (as snprintf "%s" would, without its cost on the writer's path). Returns the
+ * length copied.
+ */
+size_t id_copy(char *dst, size_t size, const char *src);
+
 #endif

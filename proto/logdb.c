@@ -35,10 +35,26 @@ logdb_layout(struct dbenv *e, MDB_txn *txn, int create, struct logdb_dbis *d, in
 	};
 	int err;
 
+	int rc;
+
 	if ((err = dbenv_format_open(e, txn, &logdb_format, create, &d->meta, fresh)) < 0) {
 		return err;
 	}
-	return dbenv_dbis_open(e, txn, dbs, sizeof(dbs) / sizeof(dbs[0]), create ? MDB_CREATE : 0);
+	if ((err = dbenv_dbis_open(e, txn, dbs, sizeof(dbs) / sizeof(dbs[0]),
+	                           create ? MDB_CREATE : 0)) < 0) {
+		return err;
+	}
+	/* "node" came later: a store without it is read through "tree" alone. */
+	rc = mdb_dbi_open(txn, "node", create ? MDB_CREATE : 0, &d->node);
+	if (rc == MDB_NOTFOUND && !create) {
+		d->has_node = 0;
+		return 0;
+	}
+	if (rc != 0) {
+		return dbenv_err(e, rc, "node");
+	}
+	d->has_node = 1;
+	return 0;
 }
 
 int
@@ -270,6 +286,29 @@ logdb_log_iter_end(struct logdb_log_iter *it)
 /* ---- tree ---- */
 
 int
+logdb_node_pos(unsigned level, uint64_t index, uint64_t *pos)
+{
+	uint64_t n = index, i = 0;
+	unsigned l;
+
+	/* (index + 1) << level <= MERKLE_MAX_SIZE, without overflow */
+	if (level >= 63 || index >= (MERKLE_MAX_SIZE >> level)) {
+		return IHALA_ETOOLARGE;
+	}
+	/* the node's last leaf... */
+	for (l = 0; l < level; l++) {
+		n = 2 * n + 1;
+	}
+	/* ...is preceded in postorder by the nodes of every leaf before it and its own
+	 * subtrees; the node itself comes `level` positions after that leaf */
+	for (; n > 0; n >>= 1) {
+		i += n;
+	}
+	*pos = i + level;
+	return 0;
+}
+
+int
 logdb_tree_key(unsigned level, uint64_t index, uint8_t buf[LOGDB_TREE_KEY_LEN], MDB_val *k)
 {
 	if (level > 63) {
@@ -290,12 +329,28 @@ logdb_tree_get(const struct logdb_txn *t, unsigned level, uint64_t index,
 	MDB_val k, v;
 	int rc;
 
+	uint8_t pbuf[LOGDB_NODE_KEY_LEN];
+	uint64_t pos;
+
 	if (hash == NULL || logdb_tree_key(level, index, kbuf, &k) < 0) {
 		return IHALA_EINVAL;
+	}
+	if (t->dbs->has_node && logdb_node_pos(level, index, &pos) == 0) {
+		MDB_val pk = {sizeof(pbuf), pbuf};
+
+		be64enc(pbuf, pos);
+		rc = mdb_get(t->txn, t->dbs->node, &pk, &v);
+		if (rc == 0) {
+			goto found;
+		}
+		if (rc != MDB_NOTFOUND) {
+			return dbenv_err(t->env, rc, "reading a tree node");
+		}
 	}
 	if ((rc = mdb_get(t->txn, t->dbs->tree, &k, &v)) != 0) {
 		return dbenv_err(t->env, rc, "reading a tree node");
 	}
+found:
 	if (v.mv_size != LOGDB_HASH_LEN) {
 		log_warnx("%s %s: damaged tree node (level %u, index %llu)", t->env->who,
 		          t->env->dir, level, (unsigned long long)index);

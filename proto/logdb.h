@@ -14,13 +14,23 @@
  * in meta "format_version", with the named databases
  *
  *   log         seq (native-endian uint64, MDB_INTEGERKEY) -> LogEntry bytes
- *   tree        u8 level || be64 index -> 32-byte Merkle node hash
+ *   node        be64 position of the node in a postorder walk of the tree (see
+ *               logdb_node_pos) -> 32-byte Merkle node hash
+ *   tree        u8 level || be64 index -> 32-byte Merkle node hash (stores written before
+ *               "node": their nodes stay here; and nodes beyond any tree a log can hold)
  *   checkpoint  be64 tree size -> signed note text (1 .. CHECKPOINT_TEXT_MAX bytes)
  *   msgid       sender "\0" message id -> be64 seq
  *   queue       agency "\0" be64 seq -> tag bytes (maybe empty)
  *   referral    referral id -> ReferralState bytes without history (current state, rewritten)
  *               referral id "\0" be64 seq -> HistoryItem bytes (one per event of the referral)
  *   meta        string key -> bytes ("format_version", "created", "qcount:<agency>" ...)
+ *
+ * The writer appends the nodes of each leaf in increasing postorder position (the leaf, then
+ * the subtrees it completes), so "node" grows at its end only (MDB_APPEND: no page split,
+ * pages filled whole). A node not in "node" is looked for in "tree": a store written before
+ * keeps its older nodes there, so it needs no migration; an earlier release given a later
+ * store would see only those older nodes. A read-only open of a store that has no "node"
+ * yet reads "tree" alone.
  *
  * A referral's history is one record per item, keyed after its state record, so that an
  * event writes a bounded number of bytes however long the history is (the key's NUL is in
@@ -42,13 +52,15 @@
 #define LOGDB_HASH_LEN MERKLE_HASH_LEN
 #define LOGDB_SEQ_LEN 8
 #define LOGDB_TREE_KEY_LEN 9
+#define LOGDB_NODE_KEY_LEN 8
 #define LOGDB_MAXDBS 16
 #define LOGDB_MAXREADERS 126
 /* Queue counters in meta: "qcount:" + agency -> decimal count. */
 #define LOGDB_QCOUNT_PREFIX "qcount:"
 
 struct logdb_dbis {
-	MDB_dbi meta, log, tree, msgid, queue, referral, checkpoint;
+	MDB_dbi meta, log, tree, node, msgid, queue, referral, checkpoint;
+	int has_node; /* "node" exists (always in a writable store) */
 };
 
 /*
@@ -116,7 +128,13 @@ void logdb_log_iter_end(struct logdb_log_iter *it);
 
 /* ---- tree: level 0 leaves, level L the root of 2^L leaves from index * 2^L ---- */
 
-/* The key of a node (level <= 63, else IHALA_EINVAL), `buf` holding it. */
+/*
+ * *pos = the position of node (level, index) in the postorder walk of the tree (leaf 0 is 0,
+ * leaf 1 is 1, their parent 2, leaf 2 is 3 ...; C2SP tlog's stored hash index), or
+ * IHALA_ETOOLARGE when the node covers leaves beyond MERKLE_MAX_SIZE (such a node is in "tree").
+ */
+int logdb_node_pos(unsigned level, uint64_t index, uint64_t *pos);
+/* The key of a node in "tree" (level <= 63, else IHALA_EINVAL), `buf` holding it. */
 int logdb_tree_key(unsigned level, uint64_t index, uint8_t buf[LOGDB_TREE_KEY_LEN], MDB_val *k);
 int logdb_tree_get(const struct logdb_txn *t, unsigned level, uint64_t index,
                    uint8_t hash[LOGDB_HASH_LEN]);

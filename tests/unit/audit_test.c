@@ -315,13 +315,16 @@ raw(const char *dir, int op, uint64_t a, uint64_t b)
 	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
 	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
 	if (op == 't' || op == 'n') {
-		assert_int_equal(mdb_dbi_open(txn, "tree", 0, &dbi), 0);
-		tk[0] = (uint8_t)b;
+		uint64_t pos;
+
+		/* "node": the big-endian postorder position of (level b, index a) */
+		assert_int_equal(mdb_dbi_open(txn, "node", 0, &dbi), 0);
+		assert_int_equal(logdb_node_pos((unsigned)b, a, &pos), 0);
 		for (i = 0; i < 8; i++) {
-			tk[1 + i] = (uint8_t)(a >> (56 - 8 * i));
+			tk[i] = (uint8_t)(pos >> (56 - 8 * i));
 		}
 		k.mv_data = tk;
-		k.mv_size = sizeof(tk);
+		k.mv_size = 8;
 		if (op == 't') {
 			assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
 		} else {

@@ -80,12 +80,32 @@ test_id(void **state)
 	}
 }
 
+/* id_copy cuts to the buffer and always terminates, as snprintf "%s" does. */
+static void
+test_id_copy(void **state)
+{
+	char b[4];
+
+	(void)state;
+	assert_int_equal(id_copy(b, sizeof(b), "ab"), 2);
+	assert_string_equal(b, "ab");
+	assert_int_equal(id_copy(b, sizeof(b), "abc"), 3);
+	assert_string_equal(b, "abc");
+	assert_int_equal(id_copy(b, sizeof(b), "abcdef"), 3);
+	assert_string_equal(b, "abc");
+	assert_int_equal(id_copy(b, sizeof(b), ""), 0);
+	assert_string_equal(b, "");
+	assert_int_equal(id_copy(b, 1, "x"), 0);
+	assert_string_equal(b, "");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_agency_id),
 	    cmocka_unit_test(test_id),
+	    cmocka_unit_test(test_id_copy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -285,6 +285,151 @@ test_tree(void **state)
 	logdb_close(db);
 }
 
+/* Postorder positions: each leaf, then the subtrees it completes (C2SP tlog's stored hash
+ * index); nodes beyond MERKLE_MAX_SIZE leaves have none. */
+static void
+test_node_pos(void **state)
+{
+	static const struct {
+		unsigned level;
+		uint64_t index, pos;
+	} want[] = {
+	    {0, 0, 0},  {0, 1, 1},  {1, 0, 2},  {0, 2, 3},  {0, 3, 4},  {1, 1, 5},
+	    {2, 0, 6},  {0, 4, 7},  {0, 5, 8},  {1, 2, 9},  {0, 6, 10}, {0, 7, 11},
+	    {1, 3, 12}, {2, 1, 13}, {3, 0, 14}, {0, 8, 15}, {4, 0, 30},
+	};
+	uint64_t pos, prev = 0, n, i;
+	unsigned level;
+
+	(void)state;
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		assert_int_equal(logdb_node_pos(want[i].level, want[i].index, &pos), 0);
+		assert_int_equal(pos, want[i].pos);
+	}
+	/* the order merkle_append puts nodes in (leaf n, then level 1 .. trailing ones of n)
+	 * is strictly increasing, with no gap: appends go at the end of "node" */
+	for (n = 0; n < 4096; n++) {
+		for (level = 0; level == 0 || (n >> (level - 1) & 1); level++) {
+			assert_int_equal(logdb_node_pos(level, n >> level, &pos), 0);
+			assert_int_equal(pos, n == 0 && level == 0 ? 0 : prev + 1);
+			prev = pos;
+		}
+	}
+	/* the last leaf and the largest subtree a log can hold, and past them */
+	assert_int_equal(logdb_node_pos(0, MERKLE_MAX_SIZE - 1, &pos), 0);
+	assert_int_equal(logdb_node_pos(0, MERKLE_MAX_SIZE, &pos), IHALA_ETOOLARGE);
+	assert_int_equal(logdb_node_pos(62, 0, &pos), 0);
+	assert_int_equal(logdb_node_pos(62, 1, &pos), IHALA_ETOOLARGE);
+	assert_int_equal(logdb_node_pos(63, 0, &pos), IHALA_ETOOLARGE);
+	assert_int_equal(logdb_node_pos(1, UINT64_MAX, &pos), IHALA_ETOOLARGE);
+}
+
+/* Rewrite the store in `dir` as a release before "node" wrote it: every node moved to "tree"
+ * under its level || index key, "node" deleted. */
+static void
+to_old_layout(const char *dir)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi node, tree;
+	MDB_cursor *cur;
+	MDB_val k, v, tk;
+	uint8_t kbuf[LOGDB_TREE_KEY_LEN];
+	uint64_t pos, p;
+	unsigned level;
+	uint64_t index;
+	int rc, found;
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "node", 0, &node), 0);
+	assert_int_equal(mdb_dbi_open(txn, "tree", 0, &tree), 0);
+	assert_int_equal(mdb_cursor_open(txn, node, &cur), 0);
+	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		assert_int_equal(k.mv_size, 8);
+		pos = be64dec(k.mv_data);
+		found = 0;
+		for (level = 0; level < 8 && !found; level++) {
+			for (index = 0; index < 64 && !found; index++) {
+				found = logdb_node_pos(level, index, &p) == 0 && p == pos;
+			}
+		}
+		assert_true(found);
+		assert_int_equal(logdb_tree_key(level - 1, index - 1, kbuf, &tk), 0);
+		assert_int_equal(mdb_put(txn, tree, &tk, &v, 0), 0);
+	}
+	assert_int_equal(rc, MDB_NOTFOUND);
+	mdb_cursor_close(cur);
+	assert_int_equal(mdb_drop(txn, node, 1), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/* A store written before "node" is read through "tree" (read-only, where "node" is not made);
+ * the broker opening it makes "node" and puts new nodes there, reads both, and still refuses
+ * to rewrite an older node. */
+static void
+test_tree_old_layout(void **state)
+{
+	uint8_t h[LOGDB_HASH_LEN], want[LOGDB_HASH_LEN];
+	struct logdb *db;
+	struct logdb_txn t;
+	struct store *s;
+	struct store_wtxn *w;
+	struct store_rtxn *r;
+
+	(void)state;
+	make_store(tpath("old"), 4, NULL);
+	to_old_layout(tpath("old"));
+
+	db = open_ok(tpath("old"));
+	assert_int_equal(logdb_begin(db, &t), 0);
+	assert_int_equal(logdb_tree_get(&t, 0, 3, h), 0);
+	hash_of(0, 3, want);
+	assert_memory_equal(h, want, LOGDB_HASH_LEN);
+	assert_int_equal(logdb_tree_get(&t, 1, 0, h), 0);
+	hash_of(1, 0, want);
+	assert_memory_equal(h, want, LOGDB_HASH_LEN);
+	assert_int_equal(logdb_tree_get(&t, 0, 4, h), IHALA_ENOTFOUND);
+	logdb_end(&t);
+	logdb_close(db);
+
+	assert_int_equal(store_open(tpath("old"), 0, 0, &s), 0);
+	assert_int_equal(store_wbegin(s, &w), 0);
+	hash_of(1, 1, h);
+	assert_int_equal(store_tree_put(w, 1, 1, h), 0);
+	hash_of(2, 0, h);
+	assert_int_equal(store_tree_put(w, 2, 0, h), 0);
+	hash_of(0, 3, h); /* another hash for an older node: refused; the same again: fine */
+	h[5] ^= 1;
+	assert_int_equal(store_tree_put(w, 0, 3, h), IHALA_EINCONSISTENT);
+	h[5] ^= 1;
+	assert_int_equal(store_tree_put(w, 0, 3, h), 0);
+	assert_int_equal(store_wcommit(w), 0);
+	assert_int_equal(store_rbegin(s, &r), 0);
+	assert_int_equal(store_tree_get(r, 0, 2, h), 0); /* "tree" */
+	hash_of(0, 2, want);
+	assert_memory_equal(h, want, LOGDB_HASH_LEN);
+	assert_int_equal(store_tree_get(r, 2, 0, h), 0); /* "node" */
+	hash_of(2, 0, want);
+	assert_memory_equal(h, want, LOGDB_HASH_LEN);
+	store_rend(r);
+	store_close(s);
+
+	db = open_ok(tpath("old"));
+	assert_int_equal(logdb_begin(db, &t), 0);
+	assert_int_equal(logdb_tree_get(&t, 1, 1, h), 0);
+	hash_of(1, 1, want);
+	assert_memory_equal(h, want, LOGDB_HASH_LEN);
+	assert_int_equal(logdb_tree_get(&t, 0, 0, h), 0);
+	hash_of(0, 0, want);
+	assert_memory_equal(h, want, LOGDB_HASH_LEN);
+	logdb_end(&t);
+	logdb_close(db);
+}
+
 /* ---- checkpoints ---- */
 
 struct seen {
@@ -391,14 +536,21 @@ test_format_bytes(void **state)
 	assert_int_equal(v.mv_size, strlen("entry-3"));
 	assert_memory_equal(v.mv_data, "entry-3", v.mv_size);
 
-	/* tree: level byte + big-endian index -> 32 bytes */
+	/* node: big-endian postorder position -> 32 bytes (leaf 2 is position 3); "tree", the
+	 * level byte + big-endian index layout of stores written before, holds none */
+	assert_int_equal(mdb_dbi_open(txn, "node", 0, &dbi), 0);
+	be64enc(kb, 3);
+	k.mv_data = kb;
+	k.mv_size = 8;
+	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+	assert_int_equal(v.mv_size, 32);
+	assert_int_equal(((const uint8_t *)v.mv_data)[0], 0);
+	assert_int_equal(be64dec((const uint8_t *)v.mv_data + 1), 2);
 	assert_int_equal(mdb_dbi_open(txn, "tree", 0, &dbi), 0);
 	kb[0] = 0;
 	be64enc(kb + 1, 2);
-	k.mv_data = kb;
 	k.mv_size = 9;
-	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
-	assert_int_equal(v.mv_size, 32);
+	assert_int_equal(mdb_get(txn, dbi, &k, &v), MDB_NOTFOUND);
 
 	/* checkpoint: big-endian size -> note text, no NUL */
 	assert_int_equal(mdb_dbi_open(txn, "checkpoint", 0, &dbi), 0);
@@ -572,6 +724,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_open_refusals), cmocka_unit_test(test_open_live_no_lock),
 	    cmocka_unit_test(test_log),           cmocka_unit_test(test_tree),
+	    cmocka_unit_test(test_node_pos),      cmocka_unit_test(test_tree_old_layout),
 	    cmocka_unit_test(test_checkpoints),   cmocka_unit_test(test_format_bytes),
 	    cmocka_unit_test(test_stat_backup),   cmocka_unit_test(test_dbenv_err),
 	    cmocka_unit_test(test_dbenv_kv),
