@@ -228,6 +228,10 @@ int ihala_journal_put(struct ihala_client *c, const char *referral_id, uint64_t 
 typedef int (*ihala_journal_cb)(void *arg, const char *referral_id, uint64_t seq, const char *json);
 int ihala_journal_iter(struct ihala_client *c, const char *referral_id, ihala_journal_cb cb,
                        void *arg);
+/* The referral ids the journal holds, in order, each once: *ids (n of them) new, freed with
+ * ihala_journal_referrals_free(). 0, IHALA_ENOMEM or an error of the store. */
+int ihala_journal_referrals(struct ihala_client *c, char ***ids, size_t *n);
+void ihala_journal_referrals_free(char **ids, size_t n);
 
 /* Generate a fresh random message id (32 hex digits) into buf (>= 33 bytes). */
 void ihala_new_message_id(char *buf, size_t len);

@@ -242,36 +242,6 @@ static const char list_usage[] =
     "\n"
     "Exit: 0 ok (also when none matches), 2 usage, 3 broker unreachable, 4 local error.\n";
 
-struct ids {
-	char **v;
-	size_t n, cap;
-};
-
-static int
-ids_cb(void *arg, const char *rid, uint64_t seq, const char *json)
-{
-	struct ids *ids = arg;
-	char **nv;
-
-	(void)seq;
-	(void)json;
-	if (ids->n > 0 && strcmp(ids->v[ids->n - 1], rid) == 0) {
-		return 0; /* records come grouped by referral */
-	}
-	if (ids->n == ids->cap) {
-		ids->cap = ids->cap ? 2 * ids->cap : 16;
-		if ((nv = realloc(ids->v, ids->cap * sizeof(*nv))) == NULL) {
-			return IHALA_ENOMEM;
-		}
-		ids->v = nv;
-	}
-	if ((ids->v[ids->n] = strdup(rid)) == NULL) {
-		return IHALA_ENOMEM;
-	}
-	ids->n++;
-	return 0;
-}
-
 /* DATE: YYYY-MM-DD (UTC midnight) or epoch milliseconds. */
 static int
 parse_since(const char *s, uint64_t *ms)
@@ -333,10 +303,10 @@ cmd_list(struct cli *cli, int argc, char **argv)
 	};
 	const char *state = NULL;
 	struct table *tbl = NULL;
-	struct ids ids = {NULL, 0, 0};
+	char **ids = NULL;
 	uint64_t since = 0;
 	int ch, rc, err, overdue = 0;
-	size_t i;
+	size_t i, n = 0;
 
 	optind = 0;
 	opterr = 0;
@@ -417,17 +387,17 @@ cmd_list(struct cli *cli, int argc, char **argv)
 	if (cli_human(cli) && (tbl = table_new(8, list_heads)) == NULL) {
 		return cli_fail(cli, "list", IHALA_ENOMEM);
 	}
-	if ((err = ihala_journal_iter(cli->client, NULL, ids_cb, &ids)) != 0) {
+	if ((err = ihala_journal_referrals(cli->client, &ids, &n)) != 0) {
 		rc = cli_fail(cli, "list", err);
 		goto out;
 	}
-	for (i = 0; i < ids.n && rc == CLI_OK; i++) {
+	for (i = 0; i < n && rc == CLI_OK; i++) {
 		Ihala__V1__ReferralState *st = NULL;
 		json_t *j = NULL, *h, *first, *last;
 		uint64_t created;
 		const char *sname;
 
-		if ((err = ihala_query(cli->client, ids.v[i], cli_timeout(cli), &st)) != 0) {
+		if ((err = ihala_query(cli->client, ids[i], cli_timeout(cli), &st)) != 0) {
 			if (cli_exit_code(err) == CLI_REFUSED) {
 				continue; /* e.g. a referral refused by the broker: it has none */
 			}
@@ -470,9 +440,6 @@ cmd_list(struct cli *cli, int argc, char **argv)
 	}
 out:
 	table_free(tbl);
-	for (i = 0; i < ids.n; i++) {
-		free(ids.v[i]);
-	}
-	free(ids.v);
+	ihala_journal_referrals_free(ids, n);
 	return rc;
 }

@@ -353,36 +353,6 @@ refresh_one(struct web *w, struct cli *cli, const char *rid, int ask)
 	return err != 0 && cli_is_transport(err);
 }
 
-struct ids {
-	char **v;
-	size_t n, cap;
-};
-
-static int
-collect_id(void *arg, const char *rid, uint64_t seq, const char *json)
-{
-	struct ids *ids = arg;
-	char **nv;
-
-	(void)seq;
-	(void)json;
-	if (ids->n > 0 && strcmp(ids->v[ids->n - 1], rid) == 0) {
-		return 0; /* records come grouped by referral */
-	}
-	if (ids->n == ids->cap) {
-		ids->cap = ids->cap ? 2 * ids->cap : 16;
-		if ((nv = realloc(ids->v, ids->cap * sizeof(*nv))) == NULL) {
-			return IHALA_ENOMEM;
-		}
-		ids->v = nv;
-	}
-	if ((ids->v[ids->n] = strdup(rid)) == NULL) {
-		return IHALA_ENOMEM;
-	}
-	ids->n++;
-	return 0;
-}
-
 /* Whether a shown referral still waits for an answer (it may turn overdue, or be answered
  * by another process of the node). */
 static int
@@ -408,26 +378,23 @@ waiting(struct web *w, const char *rid)
 static void
 refresh_all(struct web *w, struct cli *cli, int all)
 {
-	struct ids ids = {NULL, 0, 0};
-	size_t i;
+	char **ids = NULL;
+	size_t i, n = 0;
 	int err, ask = 1;
 
-	if ((err = ihala_journal_iter(cli->client, NULL, collect_id, &ids)) != 0) {
+	if ((err = ihala_journal_referrals(cli->client, &ids, &n)) != 0) {
 		cli_warnx("web: the node's journal cannot be read: %s", ihala_strerror(err));
 	}
-	for (i = 0; i < ids.n && !cli_stop; i++) {
-		if (all || waiting(w, ids.v[i])) {
+	for (i = 0; i < n && !cli_stop; i++) {
+		if (all || waiting(w, ids[i])) {
 			/* once the broker did not answer, not one timeout per referral: what the
 			 * journal says is shown, the next turn asks again */
-			if (refresh_one(w, cli, ids.v[i], ask)) {
+			if (refresh_one(w, cli, ids[i], ask)) {
 				ask = 0;
 			}
 		}
 	}
-	for (i = 0; i < ids.n; i++) {
-		free(ids.v[i]);
-	}
-	free(ids.v);
+	ihala_journal_referrals_free(ids, n);
 }
 
 /* ---- accepting, for a page ---- */
