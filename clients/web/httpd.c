@@ -12,10 +12,13 @@
 
 #include "cli.h"
 #include "error.h"
+#include "frame.h"
 #include "id.h"
+#include "ihala.pb-c.h"
+#include "pbjson.h"
 #include "web.h"
 
-/* A form body larger than this is refused (the forms here send two short fields). */
+/* A form body larger than this is refused (the forms here send a few short fields). */
 #define BODY_MAX 4096
 /* An event stream says something at least this often, so a dead browser is noticed. */
 #define SSE_PING_S 15
@@ -287,6 +290,23 @@ form_value(const char *body, const char *name, char *out, size_t outlen)
 	return -1;
 }
 
+/* Whether the body has a field `name` at all (its value may be empty). */
+static int
+form_has(const char *body, const char *name)
+{
+	size_t nl = strlen(name);
+	const char *p = body;
+
+	while (p != NULL && *p != '\0') {
+		if (strncmp(p, name, nl) == 0 && p[nl] == '=') {
+			return 1;
+		}
+		p += strcspn(p, "&");
+		p += *p == '&';
+	}
+	return 0;
+}
+
 /* ---- pages ---- */
 
 static void
@@ -326,6 +346,44 @@ static uint64_t
 row_num(json_t *row, const char *key)
 {
 	return (uint64_t)json_integer_value(json_object_get(row, key));
+}
+
+/* The decline form of one referral: a reason code (the schema's, as `ihala decline --reason`
+ * takes them), the reason in words (optional). Called with w->mu held. */
+static void
+render_decline(struct buf *b, struct web *w, const char *lang, const char *rid)
+{
+	const ProtobufCEnumDescriptor *ed = &ihala__v1__reason_code__descriptor;
+	char name[64];
+	size_t i;
+
+	buf_puts(b, "<form method=\"post\" action=\"/decline\" class=\"decline\">"
+	            "<input type=\"hidden\" name=\"csrf\" value=\"");
+	buf_esc(b, w->csrf);
+	buf_puts(b, "\"><input type=\"hidden\" name=\"rid\" value=\"");
+	buf_esc(b, rid);
+	buf_puts(b, "\"><label>");
+	buf_esc(b, catalog_text(lang, "decline.reason"));
+	buf_puts(b, " <select name=\"reason\" required><option value=\"\">");
+	buf_esc(b, catalog_text(lang, "decline.choose"));
+	buf_puts(b, "</option>");
+	for (i = 0; i < ed->n_values; i++) {
+		if (ed->values[i].value == 0 ||
+		    pbjson_enum_to_name(ed, ed->values[i].value, name, sizeof(name)) != 0) {
+			continue;
+		}
+		buf_puts(b, "<option value=\"");
+		buf_esc(b, name);
+		buf_puts(b, "\">");
+		esc_keyed(b, lang, "reason", name);
+		buf_puts(b, "</option>");
+	}
+	buf_puts(b, "</select></label> <label>");
+	buf_esc(b, catalog_text(lang, "decline.text"));
+	buf_puts(b, " <input type=\"text\" name=\"text\" maxlength=\"250\"></label> "
+	            "<button type=\"submit\" class=\"decline\">");
+	buf_esc(b, catalog_text(lang, "decline"));
+	buf_puts(b, "</button></form>");
 }
 
 /* The table body: one row per referral, newest first. Called with w->mu held. */
@@ -385,6 +443,7 @@ render_rows(struct buf *b, struct web *w, const char *lang)
 			buf_puts(b, "\"><button type=\"submit\" class=\"accept\">");
 			buf_esc(b, catalog_text(lang, "accept"));
 			buf_puts(b, "</button></form>");
+			render_decline(b, w, lang, rid);
 		}
 		buf_puts(b, "</td></tr>\n");
 	}
@@ -615,17 +674,35 @@ set_flash(struct web *w, int ok, const char *key, const char *lang, const char *
 	w->flash_ok = ok;
 }
 
-/* POST /accept: the node loop sends it (the only thread with the client); wait for it. */
+/* POST /accept, POST /decline: the node loop sends it (the only thread with the client);
+ * wait for it. */
 static enum MHD_Result
-do_accept(struct web *w, struct MHD_Connection *c, const char *body)
+do_answer(struct web *w, struct MHD_Connection *c, const char *body, int decline)
 {
 	const char *lang = request_lang(c);
-	char rid[ID_MAX + 1];
+	char rid[ID_MAX + 1], code[64], text[WEB_REASON_TEXT_MAX];
 	struct timespec until;
-	int err;
+	int err, reason = 0;
 
 	if (form_value(body, "rid", rid, sizeof(rid)) != 0 || !id_valid(rid)) {
 		return send_text(c, MHD_HTTP_BAD_REQUEST, "bad request: no valid referral id");
+	}
+	text[0] = '\0';
+	if (decline) {
+		if (form_value(body, "reason", code, sizeof(code)) != 0 ||
+		    pbjson_enum_from_name(&ihala__v1__reason_code__descriptor, code, &reason) !=
+		        0 ||
+		    reason == 0) {
+			return send_text(c, MHD_HTTP_BAD_REQUEST,
+			                 "bad request: no valid reason code");
+		}
+		if (form_has(body, "text") &&
+		    (form_value(body, "text", text, sizeof(text)) != 0 ||
+		     !pb_utf8_valid((const uint8_t *)text, strlen(text)))) {
+			return send_text(
+			    c, MHD_HTTP_BAD_REQUEST,
+			    "bad request: the reason in words is too long or not UTF-8");
+		}
 	}
 	pthread_mutex_lock(&w->mu);
 	if (w->job == WEB_JOB_DONE) {
@@ -638,6 +715,9 @@ do_accept(struct web *w, struct MHD_Connection *c, const char *body)
 	}
 	w->job = WEB_JOB_PENDING;
 	snprintf(w->job_rid, sizeof(w->job_rid), "%s", rid);
+	w->job_decline = decline;
+	w->job_reason = reason;
+	snprintf(w->job_reason_text, sizeof(w->job_reason_text), "%s", text);
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += w->job_timeout_ms / 1000 + 1;
 	while (!w->stopping && w->job != WEB_JOB_DONE) {
@@ -649,7 +729,7 @@ do_accept(struct web *w, struct MHD_Connection *c, const char *body)
 		err = w->job_err;
 		w->job = WEB_JOB_NONE;
 		if (err == 0) {
-			set_flash(w, 1, "accepted", lang, w->job_text);
+			set_flash(w, 1, decline ? "declined" : "accepted", lang, w->job_text);
 		} else if (cli_is_transport(err)) {
 			set_flash(w, 0, "unreachable", lang, w->job_text);
 		} else if (cli_exit_code(err) == CLI_REFUSED) {
@@ -814,7 +894,8 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 	if (rq->too_big || rq->body.oom) {
 		return send_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
 	}
-	if (strcmp(url, "/accept") != 0 && strcmp(url, "/lang") != 0) {
+	if (strcmp(url, "/accept") != 0 && strcmp(url, "/decline") != 0 &&
+	    strcmp(url, "/lang") != 0) {
 		return send_message(c, MHD_HTTP_NOT_FOUND, "notfound");
 	}
 	if (!post_allowed(w, c, rq->body.p != NULL ? rq->body.p : "")) {
@@ -822,8 +903,8 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 		          url);
 		return send_message(c, MHD_HTTP_FORBIDDEN, "csrf.bad");
 	}
-	if (strcmp(url, "/accept") == 0) {
-		return do_accept(w, c, rq->body.p);
+	if (strcmp(url, "/accept") == 0 || strcmp(url, "/decline") == 0) {
+		return do_answer(w, c, rq->body.p, strcmp(url, "/decline") == 0);
 	}
 	return do_lang(c, rq->body.p);
 }

@@ -29,7 +29,8 @@ static const char web_usage[] =
     "usage: ihala web [--listen ADDRESS:PORT]\n"
     "\n"
     "Serve this node's referral inbox to a browser: the referrals it received and sent,\n"
-    "newest first, overdue ones marked, new ones shown as they come, and an Accept button.\n"
+    "newest first, overdue ones marked, new ones shown as they come, with Accept, and\n"
+    "Decline with a reason code and the reason in words.\n"
     "Prints a link that works once: opening it starts the browser's session.\n"
     "This process takes the node's deliveries, as 'ihala inbox' does (one at a time).\n"
     "\n"
@@ -397,7 +398,7 @@ refresh_all(struct web *w, struct cli *cli, int all)
 	ihala_journal_referrals_free(ids, n);
 }
 
-/* ---- accepting, for a page ---- */
+/* ---- accepting and declining, for a page ---- */
 
 static void
 run_job(struct web *w, struct cli *cli)
@@ -405,9 +406,10 @@ run_job(struct web *w, struct cli *cli)
 	Ihala__V1__Envelope env;
 	Ihala__V1__StatusUpdate su = IHALA__V1__STATUS_UPDATE__INIT;
 	struct ihala_receipt rcpt;
-	char rid[ID_MAX + 1], id[ID_MAX + 1], text[WEB_FLASH_MAX];
+	char rid[ID_MAX + 1], id[ID_MAX + 1], text[WEB_FLASH_MAX], why[WEB_REASON_TEXT_MAX];
+	const char *verb;
 	json_t *line, *e = NULL;
-	int err;
+	int err, decline, reason;
 
 	pthread_mutex_lock(&w->mu);
 	if (w->job != WEB_JOB_PENDING) {
@@ -415,9 +417,13 @@ run_job(struct web *w, struct cli *cli)
 		return;
 	}
 	snprintf(rid, sizeof(rid), "%s", w->job_rid);
+	decline = w->job_decline;
+	reason = w->job_reason;
+	snprintf(why, sizeof(why), "%s", w->job_reason_text);
 	pthread_mutex_unlock(&w->mu);
+	verb = decline ? "decline" : "accept";
 
-	/* what `ihala accept RID` sends */
+	/* what `ihala accept RID` or `ihala decline RID --reason CODE [--text TEXT]` sends */
 	ihala__v1__envelope__init(&env);
 	ihala_new_message_id(id, sizeof(id));
 	env.message_id = id;
@@ -426,6 +432,13 @@ run_job(struct web *w, struct cli *cli)
 	env.status_update = &su;
 	su.referral_id = rid;
 	su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED;
+	if (decline) {
+		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_DECLINED;
+		su.reason_code = (Ihala__V1__ReasonCode)reason;
+		if (why[0] != '\0') {
+			su.reason = why;
+		}
+	}
 	memset(&rcpt, 0, sizeof(rcpt));
 	err = ihala_submit(cli->client, &env, cli_timeout(cli), &rcpt);
 	if (err == 0) {
@@ -439,18 +452,18 @@ run_job(struct web *w, struct cli *cli)
 			cli_journal(cli, rcpt.seq, line);
 		}
 		json_decref(line);
-		cli_info(cli, "web: accepted %s (seq %llu)", rid, (unsigned long long)rcpt.seq);
+		cli_info(cli, "web: %sd %s (seq %llu)", verb, rid, (unsigned long long)rcpt.seq);
 		(void)refresh_one(w, cli, rid, 1);
 	} else if (rcpt.status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 		snprintf(text, sizeof(text), "%s: %s", ihala_errname(err),
 		         rcpt.text[0] != '\0' ? rcpt.text : ihala_strerror(err));
-		cli_warnx("web: accept %s: refused: %s", rid, text);
+		cli_warnx("web: %s %s: refused: %s", verb, rid, text);
 	} else if (cli_is_transport(err)) {
 		snprintf(text, sizeof(text), "%s", rid);
 		set_broker_down(w, 1);
 	} else {
 		snprintf(text, sizeof(text), "%s", ihala_errmsg(cli->client));
-		cli_warnx("web: accept %s: %s", rid, text);
+		cli_warnx("web: %s %s: %s", verb, rid, text);
 	}
 	pthread_mutex_lock(&w->mu);
 	w->job = WEB_JOB_DONE;

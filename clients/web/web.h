@@ -15,7 +15,11 @@
 /* The broker's sentence of a refusal, or what else the accept came to, for the clerk. */
 #define WEB_FLASH_MAX 512
 
-/* An accept asked by a page, done by the node loop (the only thread using the client). */
+/* The decline's reason in words, as the form may send it (bytes, with its NUL). */
+#define WEB_REASON_TEXT_MAX 1024
+
+/* An answer (accept, decline) asked by a page, done by the node loop (the only thread using
+ * the client). */
 enum web_job_state {
 	WEB_JOB_NONE = 0,
 	WEB_JOB_PENDING,
@@ -53,6 +57,9 @@ struct web {
 
 	enum web_job_state job;
 	char job_rid[ID_MAX + 1];
+	int job_decline; /* 0: accept; 1: decline with job_reason and job_reason_text */
+	int job_reason;  /* an Ihala__V1__ReasonCode, not 0 */
+	char job_reason_text[WEB_REASON_TEXT_MAX];
 	int job_err;
 	char job_text[WEB_FLASH_MAX];
 };

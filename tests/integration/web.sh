@@ -6,10 +6,12 @@
 # its inbox; a second `ihala inbox` of the node is refused while it takes the deliveries. In
 # the browser: the one-time link opens the inbox; DMA refers a survivor whose name holds
 # <script>alert(1)</script> and Arabic, the referral appears live, its name as text; the clerk
-# accepts and DMA's node sees it accepted; Arabic and Kurdish pages are dir=rtl; an emergency
-# referral turns overdue. With curl: the link works once, a page without the session and a
-# POST without the session's CSRF token (or from another origin or Host) get 403, and a
-# refusal of the broker is shown in words. With the broker down it still starts and shows the
+# accepts and DMA's node sees it accepted; a third is declined with a reason code and the
+# reason in words, and DMA's node sees it declined with them; Arabic and Kurdish pages are
+# dir=rtl; an emergency referral turns overdue. With curl: the link works once, a page without
+# the session and a POST (accept, decline) without the session's CSRF token (or from another
+# origin or Host) get 403, a decline without a valid reason code 400, and a refusal of the
+# broker is shown in words. With the broker down it still starts and shows the
 # node's journal. The broker's shortest deadline is 1m, so the test takes a little over a
 # minute.
 : "${IHALA_ROOT:?run through tests/run}"
@@ -18,9 +20,9 @@
 
 IHALA=$IHALA_BUILD/ihala
 PY=/usr/bin/python3
-BROWSER_STEPS=13
+BROWSER_STEPS=15
 
-plan $((20 + BROWSER_STEPS))
+plan $((26 + BROWSER_STEPS))
 
 # The browser and its driver are stopped whatever happens: web_browser.py quits them, and
 # the process group it leads (setsid) is killed here, then any process still using this
@@ -106,11 +108,15 @@ check "--listen 10.1.2.3:8080: refused, exit 2" eval 'expect 2 && err_has "witho
 # --- MoH's node serves its inbox --------------------------------------------------------------
 OVD=ovd-$$
 RID=web-$$
+DEC=dec-$$
 NAME='<script>alert(1)</script> & نور الهدى خلف'
 mkref "$T/ovd.json" "$OVD" emergency 'هێمن جەلال'
 mkref "$T/ref.json" "$RID" urgent "$NAME"
+mkref "$T/dec.json" "$DEC" normal 'سارا ئەحمەد'
 run ovd "$DMA" refer --to moh --file "$T/ovd.json"
 check "DMA refers an emergency referral nobody will answer" expect 0
+run dec "$DMA" refer --to moh --file "$T/dec.json"
+check "DMA refers a referral MoH will decline" expect 0
 
 IHALA_WEB_REFRESH_MS=1000 bg "$IHALA" --config "$MOH" web >"$T/web.out" 2>"$T/web.err" </dev/null
 WEB_PID=$LAST_PID
@@ -131,7 +137,7 @@ check "an asset with the strict CSP, nosniff" \
 	grep -qi "^x-content-type-options: nosniff" "$T/curl.head"'
 
 # --- the browser ------------------------------------------------------------------------------
-WEB_T=$T WEB_URL=$URL WEB_IHALA=$IHALA WEB_DMA_CONF=$DMA WEB_RID=$RID WEB_OVD=$OVD \
+WEB_T=$T WEB_URL=$URL WEB_IHALA=$IHALA WEB_DMA_CONF=$DMA WEB_RID=$RID WEB_OVD=$OVD WEB_DEC=$DEC \
 	WEB_NAME=$NAME WEB_SCREENSHOTS=${WEB_SCREENSHOTS:-} setsid "$PY" "$IHALA_ROOT/tests/integration/web_browser.py" \
 	>"$T/browser.out" 2>"$T/browser.err" </dev/null &
 BROWSER_PID=$!
@@ -166,11 +172,31 @@ check "POST /accept with another CSRF token: 403" \
 check "POST /accept with the token but from another Origin: 403" \
 	is "$(code_of "$BASE/accept" "${C[@]}" -H "Origin: http://evil.example" \
 		--data-urlencode "rid=$RID" --data-urlencode "csrf=$CSRF")" 403
+check "POST /decline without the CSRF token: 403" \
+	is "$(code_of "$BASE/decline" "${C[@]}" --data-urlencode "rid=$OVD" \
+		--data-urlencode "reason=no-capacity")" 403
+check "POST /decline with the token but from another Origin: 403" \
+	is "$(code_of "$BASE/decline" "${C[@]}" -H "Origin: http://evil.example" \
+		--data-urlencode "rid=$OVD" --data-urlencode "reason=no-capacity" \
+		--data-urlencode "csrf=$CSRF")" 403
+check "POST /decline with a reason code that is none: 400" \
+	is "$(code_of "$BASE/decline" "${C[@]}" --data-urlencode "rid=$OVD" \
+		--data-urlencode "reason=bored" --data-urlencode "csrf=$CSRF")" 400
+check "the refused declines did nothing: $OVD still waits for an answer" \
+	eval '"$IHALA" --config "$DMA" status "$OVD" >"$T/ovd.st" 2>&1 &&
+	head -n 1 "$T/ovd.st" | "$PY" -c "import json,sys; sys.exit(json.load(sys.stdin)[\"status\"] not in (\"requested\", \"received\"))" ||
+	{ show "$T/ovd.st"; false; }'
 check "another Host name (DNS rebinding): 403" \
 	is "$(code_of "$BASE/" "${C[@]}" -H "Host: evil.example:80")" 403
 code=$(code_of "$BASE/accept" "${C[@]}" --data-urlencode "rid=$RID" --data-urlencode "csrf=$CSRF")
 code_of "$BASE/" "${C[@]}" >/dev/null
 check "accepting it again: the broker's refusal is shown in words" \
+	eval 'is "$code" 303 && grep -q "id=\"flash\"" "$T/curl.body" &&
+	grep -qF "The broker refused it: INVALID_TRANSITION" "$T/curl.body"'
+code=$(code_of "$BASE/decline" "${C[@]}" --data-urlencode "rid=$DEC" \
+	--data-urlencode "reason=other" --data-urlencode "csrf=$CSRF")
+code_of "$BASE/" "${C[@]}" >/dev/null
+check "declining it again: the broker's refusal is shown in words" \
 	eval 'is "$code" 303 && grep -q "id=\"flash\"" "$T/curl.body" &&
 	grep -qF "The broker refused it: INVALID_TRANSITION" "$T/curl.body"'
 

@@ -15,11 +15,13 @@ from selenium.common.exceptions import (NoAlertPresentException,
                                         StaleElementReferenceException, TimeoutException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 E = os.environ
 T, URL, IHALA, DMA = E["WEB_T"], E["WEB_URL"], E["WEB_IHALA"], E["WEB_DMA_CONF"]
-RID, OVD, NAME = E["WEB_RID"], E["WEB_OVD"], E["WEB_NAME"]
+RID, OVD, NAME, DEC = E["WEB_RID"], E["WEB_OVD"], E["WEB_NAME"], E["WEB_DEC"]
+# the reason in words a decline gives, with Arabic: it must reach DMA as typed
+WHY = "waiting list full until June - قائمة الانتظار ممتلئة"
 WAIT = int(E.get("WEB_WAIT", "60"))
 
 
@@ -201,6 +203,74 @@ try:
         return True, ""
 
     step("DMA's node sees the referral accepted (ihala status)", dma_sees)
+
+    def decline():
+        en = json.load(open(E["IHALA_ROOT"] + "/clients/web/i18n/en.json"))
+        ok, why = wait_until(d, "a decline form on " + DEC,
+                             lambda: row(d, DEC) is not None and
+                             row(d, DEC).find_elements(By.CSS_SELECTOR, "form.decline"))
+        if not ok:
+            return ok, why
+        for attempt in range(5):
+            try:
+                f = row(d, DEC).find_element(By.CSS_SELECTOR, "form.decline")
+                labels = [lb.text for lb in f.find_elements(By.TAG_NAME, "label")]
+                if not (labels and labels[0].startswith(en["decline.reason"]) and
+                        labels[1].startswith(en["decline.text"])):
+                    return False, "labels %r" % labels
+                sel = Select(f.find_element(By.NAME, "reason"))
+                sel.select_by_value("no-capacity")
+                if sel.first_selected_option.text != en["reason.no-capacity"]:
+                    return False, "option text %r" % sel.first_selected_option.text
+                t = f.find_element(By.NAME, "text")
+                t.clear()
+                t.send_keys(WHY)
+                f.find_element(By.CSS_SELECTOR, "button.decline").click()
+                break
+            except StaleElementReferenceException:
+                continue  # not sent: the table was replaced under it; fill it in again
+        ok, why = wait_until(d, "row declined",
+                             lambda: row(d, DEC) is not None and
+                             row(d, DEC).get_attribute("data-status") == "declined")
+        if not ok:
+            return ok, why
+        flash = d.find_elements(By.ID, "flash")
+        if (not flash or DEC not in flash[0].text or
+                not flash[0].text.startswith(en["declined"]) or
+                "ok" not in flash[0].get_attribute("class")):
+            return False, "no confirmation: %r" % [f.text for f in flash]
+        if row(d, DEC).find_elements(By.CSS_SELECTOR, "form"):
+            return False, "the declined referral still has a form"
+        return True, ""
+
+    step("decline with a reason code and the reason in words (labelled): the row turns "
+         "declined, the page says so, no form left", decline, retry=False)
+
+    def dma_sees_declined():
+        # DMA's node takes its deliveries (the decline, with its reason) into its journal;
+        # `ihala status` then shows what was said
+        last = ""
+        for attempt in range(max(1, WAIT // 2)):
+            rc, out, err = ihala("inbox")
+            if rc != 0:
+                return False, "dma inbox: exit %d: %s" % (rc, err)
+            rc, out, err = ihala("status", DEC)
+            if rc != 0:
+                return False, "dma status: exit %d: %s" % (rc, err)
+            st = json.loads(out.splitlines()[0])
+            last = out
+            if st.get("status") != "declined":
+                continue
+            for h in st.get("history", []):
+                su = h.get("envelope", {}).get("statusUpdate", {})
+                if su.get("status") == "declined":
+                    if su.get("reasonCode") == "no-capacity" and su.get("reason") == WHY:
+                        return True, ""
+                    return False, "the decline says %r" % su
+        return False, "not seen declined with its reason:\n" + last
+
+    step("DMA's node sees it declined with reason no-capacity and the words (ihala status)",
+         dma_sees_declined)
 
     def lang(code, want_dir, title):
         def f():

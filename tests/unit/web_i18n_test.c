@@ -82,7 +82,8 @@ test_same_keys(void **state)
 	assert_int_equal(missing, 0);
 }
 
-/* the pages show "status.<name>" and "priority.<name>" for what the broker says */
+/* the pages show "status.<name>" and "priority.<name>" for what the broker says, and
+ * "reason.<name>" for each reason code the decline form offers */
 static void
 enum_keys(const ProtobufCEnumDescriptor *ed, const char *prefix, int skip_last)
 {
@@ -113,6 +114,7 @@ test_status_priority(void **state)
 	/* TASK_STATUS_OVERDUE is not a status (ihala.proto): the last value */
 	enum_keys(&ihala__v1__task_status__descriptor, "status", 1);
 	enum_keys(&ihala__v1__priority__descriptor, "priority", 0);
+	enum_keys(&ihala__v1__reason_code__descriptor, "reason", 0);
 }
 
 /* the page's own language switch names each language in itself */
