@@ -7,20 +7,20 @@
 # the browser: the one-time link opens the inbox; DMA refers a survivor whose name holds
 # <script>alert(1)</script> and Arabic, the referral appears live, its name as text; the clerk
 # accepts and DMA's node sees it accepted; a third is declined with a reason code and the
-# reason in words, and DMA's node sees it declined with them; Arabic and Kurdish pages are
-# dir=rtl; an emergency referral turns overdue. With curl: the link works once, a page without
-# the session and a POST (accept, decline) without the session's CSRF token (or from another
-# origin or Host) get 403, a decline without a valid reason code 400, and a refusal of the
-# broker is shown in words. With the broker down it still starts and shows the
-# node's journal. The broker's shortest deadline is 1m, so the test takes a little over a
-# minute.
+# reason in words, and DMA's node sees it declined with them; a decline being filled in is not
+# wiped by a live update; Arabic and Kurdish pages are dir=rtl; an emergency referral turns
+# overdue. With curl: the link works once, a page without the session and a POST (accept,
+# decline) without the session's CSRF token (or from another origin or Host) get 403, a decline
+# without a valid reason code 400, and a refusal of the broker is shown in words. With the
+# broker down it still starts and shows the node's journal. The broker's shortest deadline is
+# 1m, so the test takes a little over a minute.
 : "${IHALA_ROOT:?run through tests/run}"
 # shellcheck source=tests/integration/lib.sh
 . "$IHALA_ROOT/tests/integration/lib.sh"
 
 IHALA=$IHALA_BUILD/ihala
 PY=/usr/bin/python3
-BROWSER_STEPS=15
+BROWSER_STEPS=16
 
 plan $((26 + BROWSER_STEPS))
 
@@ -109,10 +109,12 @@ check "--listen 10.1.2.3:8080: refused, exit 2" eval 'expect 2 && err_has "witho
 OVD=ovd-$$
 RID=web-$$
 DEC=dec-$$
+DRF=drf-$$
 NAME='<script>alert(1)</script> & نور الهدى خلف'
 mkref "$T/ovd.json" "$OVD" emergency 'هێمن جەلال'
 mkref "$T/ref.json" "$RID" urgent "$NAME"
 mkref "$T/dec.json" "$DEC" normal 'سارا ئەحمەد'
+mkref "$T/drf.json" "$DRF" normal 'Layla Saeed'
 run ovd "$DMA" refer --to moh --file "$T/ovd.json"
 check "DMA refers an emergency referral nobody will answer" expect 0
 run dec "$DMA" refer --to moh --file "$T/dec.json"
@@ -137,7 +139,7 @@ check "an asset with the strict CSP, nosniff" \
 	grep -qi "^x-content-type-options: nosniff" "$T/curl.head"'
 
 # --- the browser ------------------------------------------------------------------------------
-WEB_T=$T WEB_URL=$URL WEB_IHALA=$IHALA WEB_DMA_CONF=$DMA WEB_RID=$RID WEB_OVD=$OVD WEB_DEC=$DEC \
+WEB_T=$T WEB_URL=$URL WEB_IHALA=$IHALA WEB_DMA_CONF=$DMA WEB_RID=$RID WEB_OVD=$OVD WEB_DEC=$DEC WEB_DRF=$DRF \
 	WEB_NAME=$NAME WEB_SCREENSHOTS=${WEB_SCREENSHOTS:-} setsid "$PY" "$IHALA_ROOT/tests/integration/web_browser.py" \
 	>"$T/browser.out" 2>"$T/browser.err" </dev/null &
 BROWSER_PID=$!

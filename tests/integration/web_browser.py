@@ -272,6 +272,37 @@ try:
     step("DMA's node sees it declined with reason no-capacity and the words (ihala status)",
          dma_sees_declined)
 
+    def draft_kept():
+        # the clerk starts declining OVD; a new referral arrives meanwhile: what was typed
+        # stays (the table waits), and the new row shows once the form is emptied
+        DRF = E["WEB_DRF"]
+        f = row(d, OVD).find_element(By.CSS_SELECTOR, "form.decline")
+        Select(f.find_element(By.NAME, "reason")).select_by_value("other")
+        f.find_element(By.NAME, "text").send_keys("draft")
+        rc, out, err = ihala("refer", "--to", "moh", "--file", T + "/drf.json")
+        if rc != 0:
+            return False, "dma refer: exit %d: %s" % (rc, err)
+        ok, why = wait_until(d, "the reload deferred (or done)",
+                             lambda: d.find_element(By.TAG_NAME, "body")
+                             .get_attribute("data-deferred") == "1" or
+                             row(d, DRF) is not None)
+        if not ok:
+            return ok, why
+        f = row(d, OVD).find_element(By.CSS_SELECTOR, "form.decline")
+        sel = Select(f.find_element(By.NAME, "reason"))
+        t = f.find_element(By.NAME, "text")
+        if sel.first_selected_option.get_attribute("value") != "other" or \
+                t.get_attribute("value") != "draft":
+            return False, "the draft was wiped"
+        if row(d, DRF) is not None:
+            return False, "the table was replaced under the draft"
+        sel.select_by_value("")
+        t.clear()
+        return wait_until(d, "row " + DRF, lambda: row(d, DRF) is not None)
+
+    step("a decline the clerk started is not wiped by a live update; the update shows once "
+         "the form is emptied", draft_kept, retry=False)
+
     def lang(code, want_dir, title):
         def f():
             d.find_element(By.ID, "lang-" + code).click()

@@ -11,7 +11,32 @@
 	var known = document.body.getAttribute("data-gen");
 	var busy = false, again = false;
 
+	// A decline form the clerk has started (a reason chosen, words typed) is not wiped by a
+	// new table body: the reload waits until it is sent or emptied.
+	var deferred = null;
+
+	function dirty() {
+		var f = rows.querySelectorAll("form.decline"), i;
+		for (i = 0; i < f.length; i++) {
+			if (f[i].elements.reason.value !== "" || f[i].elements.text.value !== "") {
+				return true;
+			}
+		}
+		return false;
+	}
+
 	function reload() {
+		if (dirty()) {
+			document.body.setAttribute("data-deferred", "1");
+			if (deferred === null) {
+				deferred = setTimeout(function () {
+					deferred = null;
+					reload();
+				}, 1000);
+			}
+			return;
+		}
+		document.body.removeAttribute("data-deferred");
 		if (busy) {
 			again = true;
 			return;
