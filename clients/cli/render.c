@@ -179,3 +179,22 @@ render_receipt(const struct ihala_receipt *rc, json_t **out)
 	*out = j;
 	return 0;
 }
+
+const char *
+render_line_referral(json_t *line)
+{
+	static const char *kinds[] = {"referral", "statusUpdate", "outcome", "note"};
+	json_t *env = json_object_get(line, "envelope"), *ev = json_object_get(line, "event");
+	const char *rid;
+	size_t i;
+
+	for (i = 0; env != NULL && i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		rid = json_string_value(
+		    json_object_get(json_object_get(env, kinds[i]), "referralId"));
+		if (rid != NULL && rid[0] != '\0') {
+			return rid;
+		}
+	}
+	rid = json_string_value(json_object_get(ev, "referralId"));
+	return rid != NULL && rid[0] != '\0' ? rid : NULL;
+}

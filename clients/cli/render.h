@@ -40,4 +40,10 @@ int render_delivery(const struct ihala_delivery *d, json_t **out);
 /* {"messageId", "seq", "leafHash" (hex), "status" ("accepted" or "duplicate")}. */
 int render_receipt(const struct ihala_receipt *rc, json_t **out);
 
+/*
+ * The referral a rendered line is about (an inbox or journal line: its envelope's referral,
+ * status update, outcome or note, else its event's referralId), or NULL. Borrowed from line.
+ */
+const char *render_line_referral(json_t *line);
+
 #endif

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "render.h"
 #include "error.h"
 #include "pbjson.h"
 #include "suggest.h"
@@ -84,29 +85,10 @@ history_names(json_t *state)
 
 /* ---- the journal ---- */
 
-static const char *
-line_referral(json_t *line)
-{
-	static const char *kinds[] = {"referral", "statusUpdate", "outcome", "note"};
-	json_t *env = json_object_get(line, "envelope"), *ev = json_object_get(line, "event");
-	const char *rid;
-	size_t i;
-
-	for (i = 0; env != NULL && i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		rid = json_string_value(
-		    json_object_get(json_object_get(env, kinds[i]), "referralId"));
-		if (rid != NULL && rid[0] != '\0') {
-			return rid;
-		}
-	}
-	rid = json_string_value(json_object_get(ev, "referralId"));
-	return rid != NULL && rid[0] != '\0' ? rid : NULL;
-}
-
 void
 cli_journal(struct cli *cli, uint64_t seq, json_t *line)
 {
-	const char *rid = line_referral(line);
+	const char *rid = render_line_referral(line);
 	char *text;
 	int err;
 

@@ -163,26 +163,6 @@ num(json_t *v)
 	return 0;
 }
 
-/* The referral a journal or inbox line is about, or NULL (as `ihala status` reads them). */
-static const char *
-line_referral(json_t *line)
-{
-	static const char *kinds[] = {"referral", "statusUpdate", "outcome", "note"};
-	json_t *env = json_object_get(line, "envelope"), *ev = json_object_get(line, "event");
-	const char *rid;
-	size_t i;
-
-	for (i = 0; env != NULL && i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		rid = json_string_value(
-		    json_object_get(json_object_get(env, kinds[i]), "referralId"));
-		if (rid != NULL && rid[0] != '\0') {
-			return rid;
-		}
-	}
-	rid = json_string_value(json_object_get(ev, "referralId"));
-	return rid != NULL && rid[0] != '\0' ? rid : NULL;
-}
-
 /* The referral's own record in the journal: who sent it to whom, and the referral. */
 struct found {
 	json_t *referral;
@@ -518,7 +498,7 @@ take_delivery(struct web *w, struct cli *cli, int *reported)
 		return CLI_LOCAL;
 	}
 	cli_journal(cli, d.seq, j);
-	if ((r = line_referral(j)) != NULL) {
+	if ((r = render_line_referral(j)) != NULL) {
 		rid = strdup(r);
 	}
 	json_decref(j);

@@ -13,14 +13,6 @@ P=aud-$$
 
 plan 81
 
-# run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
-run() {
-	local name=$1 conf=$2
-	shift 2
-	OUT=$T/$name.out ERR=$T/$name.err
-	"$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
-	RC=$?
-}
 # offline NAME ARGS...: ihala without a config.
 offline() {
 	local name=$1
@@ -29,19 +21,6 @@ offline() {
 	"$IHALA" "$@" >"$OUT" 2>"$ERR" </dev/null
 	RC=$?
 }
-expect() {
-	if [ "$RC" -eq "$1" ]; then
-		return 0
-	fi
-	diag "exit $RC, wanted $1"
-	show "$ERR"
-	show "$OUT"
-	return 1
-}
-err_has() { grep -qF -- "$1" "$ERR" || { diag "stderr lacks: $1"; show "$ERR"; return 1; }; }
-out_has() { grep -qF -- "$1" "$OUT" || { diag "stdout lacks: $1"; show "$OUT"; return 1; }; }
-exit_and_err() { expect "$1" && err_has "$2"; }
-exit_and_out() { expect "$1" && out_has "$2"; }
 seq_of() { grep -oE '"seq":[0-9]+' "${1:-$OUT}" | head -n1 | cut -d: -f2; }
 field() { grep -oE "\"$1\":\"[0-9a-f]*\"" "${2:-$OUT}" | head -n1 | cut -d'"' -f4; }
 nlines() { wc -l <"$1" | tr -d ' '; }

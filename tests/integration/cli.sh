@@ -11,32 +11,10 @@ KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
 plan 140
 
-# run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
-run() {
-	local name=$1 conf=$2
-	shift 2
-	OUT=$T/$name.out ERR=$T/$name.err
-	"$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
-	RC=$?
-}
-
 # expect CODE: the last run exited CODE (shows its output when not).
-expect() {
-	if [ "$RC" -eq "$1" ]; then
-		return 0
-	fi
-	diag "exit $RC, wanted $1"
-	show "$ERR"
-	show "$OUT"
-	return 1
-}
 # err_has TEXT / out_has TEXT: fixed string in the last run's stderr / stdout.
-err_has() { grep -qF -- "$1" "$ERR" || { diag "stderr lacks: $1"; show "$ERR"; return 1; }; }
-out_has() { grep -qF -- "$1" "$OUT" || { diag "stdout lacks: $1"; show "$OUT"; return 1; }; }
 out_lacks() { ! grep -qF -- "$1" "$OUT" || { diag "stdout has: $1"; show "$OUT"; return 1; }; }
 # exit_and_err CODE TEXT: both at once, one test.
-exit_and_err() { expect "$1" && err_has "$2"; }
-exit_and_out() { expect "$1" && out_has "$2"; }
 # The seq of the receipt the last run printed.
 seq_of() { grep -oE '"seq":[0-9]+' "${1:-$OUT}" | head -n1 | cut -d: -f2; }
 # Lines of stdout.

@@ -13,20 +13,6 @@ IHALA=$IHALA_BUILD/ihala
 
 plan 19
 
-run() {
-	local name=$1 conf=$2
-	shift 2
-	OUT=$T/$name.out ERR=$T/$name.err
-	"$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
-	RC=$?
-}
-expect() {
-	[ "$RC" -eq "$1" ] && return 0
-	diag "exit $RC, wanted $1"
-	show "$ERR"
-	show "$OUT"
-	return 1
-}
 # refused_with CODE TEXT: the last run was refused with CODE and exactly this sentence.
 refused_with() {
 	expect 1 || return 1

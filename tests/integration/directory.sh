@@ -12,24 +12,6 @@ P=$IHALA_PKI
 
 plan 34
 
-# run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
-run() {
-	local name=$1 conf=$2
-	shift 2
-	OUT=$T/$name.out ERR=$T/$name.err
-	"$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
-	RC=$?
-}
-expect() {
-	[ "$RC" -eq "$1" ] && return 0
-	diag "exit $RC, wanted $1"
-	show "$ERR"
-	show "$OUT"
-	return 1
-}
-err_has() { grep -qF -- "$1" "$ERR" || { diag "stderr lacks: $1"; show "$ERR"; return 1; }; }
-out_has() { grep -qF -- "$1" "$OUT" || { diag "stdout lacks: $1"; show "$OUT"; return 1; }; }
-exit_and_err() { expect "$1" && err_has "$2"; }
 # json KEY: a string value of the last run's JSON line.
 json() { jq -r ".$1" "$OUT"; }
 # serial CERT / fp CERT: as `ihala directory` prints them (lowercase hex, no colons).

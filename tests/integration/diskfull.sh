@@ -21,22 +21,6 @@ if [ "$(id -u)" != 0 ]; then
 fi
 plan 26
 
-# run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
-run() {
-	local name=$1 conf=$2
-	shift 2
-	OUT=$T/$name.out ERR=$T/$name.err
-	"$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
-	RC=$?
-}
-expect() {
-	[ "$RC" -eq "$1" ] && return 0
-	diag "exit $RC, wanted $1"
-	show "$ERR"
-	return 1
-}
-err_has() { grep -qF -- "$1" "$ERR" || { diag "stderr lacks: $1"; show "$ERR"; return 1; }; }
-exit_and_err() { expect "$1" && err_has "$2"; }
 mkref() { sed "s/3f1c9a52-7b4e-4d0a-9c61-2a8e5d7f0b13/df-$1/" "$EX/referral.json" >"$T/df-$1.json"; }
 avail() { df -B1 --output=avail "$1" | tail -n 1 | tr -d ' '; }
 # fill DIR LEAVE: a file in DIR taking all its free space but LEAVE bytes (0: every byte).

@@ -45,6 +45,29 @@ check() {
 # Print a file's contents as TAP comments (for failures).
 show() { sed 's/^/#   /' "$@" 2>/dev/null | tail -n 30; }
 
+# run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
+run() {
+	local name=$1 conf=$2
+	shift 2
+	OUT=$T/$name.out ERR=$T/$name.err
+	"$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
+	RC=$?
+}
+# expect CODE: the last run exited CODE (else its stderr and stdout are shown).
+expect() {
+	[ "$RC" -eq "$1" ] && return 0
+	diag "exit $RC, wanted $1"
+	show "$ERR"
+	show "$OUT"
+	return 1
+}
+# err_has TEXT / out_has TEXT: the last run's stderr / stdout holds TEXT.
+err_has() { grep -qF -- "$1" "$ERR" || { diag "stderr lacks: $1"; show "$ERR"; return 1; }; }
+out_has() { grep -qF -- "$1" "$OUT" || { diag "stdout lacks: $1"; show "$OUT"; return 1; }; }
+# exit_and_err CODE TEXT / exit_and_out CODE TEXT: both of the above.
+exit_and_err() { expect "$1" && err_has "$2"; }
+exit_and_out() { expect "$1" && out_has "$2"; }
+
 # A TCP port on 127.0.0.1 that nothing uses now, in any state, taken below the kernel's range
 # of ephemeral ports (32768-60999) so that no outgoing connection can grab it meanwhile.
 free_port() {

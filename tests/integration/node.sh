@@ -9,28 +9,7 @@ IHALA=$IHALA_BUILD/ihala
 
 plan 33
 
-# run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
-run() {
-	local name=$1 conf=$2
-	shift 2
-	OUT=$T/$name.out ERR=$T/$name.err
-	"$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
-	RC=$?
-}
-expect() {
-	if [ "$RC" -eq "$1" ]; then
-		return 0
-	fi
-	diag "exit $RC, wanted $1"
-	show "$ERR"
-	show "$OUT"
-	return 1
-}
-err_has() { grep -qF -- "$1" "$ERR" || { diag "stderr lacks: $1"; show "$ERR"; return 1; }; }
-out_has() { grep -qF -- "$1" "$OUT" || { diag "stdout lacks: $1"; show "$OUT"; return 1; }; }
 out_lacks() { ! grep -qF -- "$1" "$OUT" || { diag "stdout has: $1"; show "$OUT"; return 1; }; }
-exit_and_err() { expect "$1" && err_has "$2"; }
-exit_and_out() { expect "$1" && out_has "$2"; }
 
 # mkref FILE ID: a small valid referral from dma to moh.
 mkref() {

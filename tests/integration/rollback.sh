@@ -16,22 +16,6 @@ PUB=$IHALA_PKI/checkpoint.pub
 
 plan 22
 
-# run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
-run() {
-	local name=$1 conf=$2
-	shift 2
-	OUT=$T/$name.out ERR=$T/$name.err
-	"$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
-	RC=$?
-}
-expect() {
-	[ "$RC" -eq "$1" ] && return 0
-	diag "exit $RC, wanted $1"
-	show "$ERR"
-	return 1
-}
-err_has() { grep -qF -- "$1" "$ERR" || { diag "stderr lacks: $1"; show "$ERR"; return 1; }; }
-exit_and_err() { expect "$1" && err_has "$2"; }
 with_key() { echo "checkpoint_key = $PUB" >>"$1"; echo "$1"; }
 # The size of the last checkpoint the broker signed (logged at debug level).
 last_ckpt() {

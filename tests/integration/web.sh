@@ -44,14 +44,6 @@ stop_browser() {
 }
 trap 'stop_browser; cleanup' EXIT
 
-expect() {
-	[ "$RC" -eq "$1" ] && return 0
-	diag "exit $RC, wanted $1"
-	show "$ERR"
-	return 1
-}
-err_has() { grep -qF -- "$1" "$ERR" || { diag "stderr lacks: $1"; show "$ERR"; return 1; }; }
-
 # mkref FILE ID PRIORITY NAME: a valid referral from DMA to MoH.
 mkref() {
 	cat >"$1" <<JSON

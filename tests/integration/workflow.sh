@@ -19,25 +19,6 @@ DEADLINE_S=60
 
 plan 78
 
-# run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
-run() {
-	local name=$1 conf=$2
-	shift 2
-	OUT=$T/$name.out ERR=$T/$name.err
-	"$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
-	RC=$?
-}
-expect() {
-	if [ "$RC" -eq "$1" ]; then
-		return 0
-	fi
-	diag "exit $RC, wanted $1"
-	show "$ERR"
-	show "$OUT"
-	return 1
-}
-err_has() { grep -qF -- "$1" "$ERR" || { diag "stderr lacks: $1"; show "$ERR"; return 1; }; }
-out_has() { grep -qF -- "$1" "$OUT" || { diag "stdout lacks: $1"; show "$OUT"; return 1; }; }
 # refused CODE: the last run was refused by the broker with CODE (exit 1).
 refused() { expect 1 && err_has "ihala: refused: $1: "; }
 # The current status of a referral as CONF sees it ("" when the query fails).
