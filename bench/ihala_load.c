@@ -174,7 +174,7 @@ conn_close(struct conn *c)
 
 /* Pack and write one frame (not flushed); IHALA_EAGAIN when the channel's output is full. */
 static int
-conn_send(struct conn *c, const Ihala__V1__Frame *f)
+conn_send(struct conn *c, const Ihala__V2__Frame *f)
 {
 	return wire_send_frame(c->w, f);
 }
@@ -182,16 +182,16 @@ conn_send(struct conn *c, const Ihala__V1__Frame *f)
 static int
 conn_ack(struct conn *c, uint64_t seq)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__DeliveryAck a = IHALA__V1__DELIVERY_ACK__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__DeliveryAck a = IHALA__V2__DELIVERY_ACK__INIT;
 
 	a.seq = seq;
-	f.kind_case = IHALA__V1__FRAME__KIND_DELIVERY_ACK;
+	f.kind_case = IHALA__V2__FRAME__KIND_DELIVERY_ACK;
 	f.delivery_ack = &a;
 	return conn_send(c, &f);
 }
 
-typedef void (*frame_fn)(void *arg, struct conn *c, const Ihala__V1__Frame *f);
+typedef void (*frame_fn)(void *arg, struct conn *c, const Ihala__V2__Frame *f);
 
 /* Take every ZeroMQ message waiting on the socket; hand each frame to fn. Returns 0, or an
  * error when the session failed (after printing why). */
@@ -202,7 +202,7 @@ conn_input(struct conn *c, frame_fn fn, void *arg)
 	int err;
 
 	while ((err = wire_next(c->w, &ev)) == 0 && ev.kind != WIRE_NONE) {
-		Ihala__V1__Frame *f;
+		Ihala__V2__Frame *f;
 
 		switch (ev.kind) {
 		case WIRE_FRAME:
@@ -220,27 +220,27 @@ conn_input(struct conn *c, frame_fn fn, void *arg)
 		default:
 			continue;
 		}
-		f = ihala__v1__frame__unpack(NULL, ev.len, ev.data);
+		f = ihala__v2__frame__unpack(NULL, ev.len, ev.data);
 		if (f == NULL) {
 			fprintf(stderr, "ihala_load: %s: undecodable frame\n", c->agency);
 			return IHALA_EBADFRAME;
 		}
-		if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
+		if (f->kind_case == IHALA__V2__FRAME__KIND_WELCOME) {
 			c->welcomed = 1;
 			c->t_open_us = mono_us();
 			c->max_inflight =
 			    f->welcome->limits != NULL ? f->welcome->limits->max_inflight : 1;
-		} else if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+		} else if (f->kind_case == IHALA__V2__FRAME__KIND_ERROR) {
 			fprintf(stderr, "ihala_load: %s: broker error %d: %s\n", c->agency,
 			        -(int)f->error->code, f->error->message);
 			if (f->error->request_id == 0) {
-				ihala__v1__frame__free_unpacked(f, NULL);
+				ihala__v2__frame__free_unpacked(f, NULL);
 				return IHALA_ECLOSED;
 			}
 		} else {
 			fn(arg, c, f);
 		}
-		ihala__v1__frame__free_unpacked(f, NULL);
+		ihala__v2__frame__free_unpacked(f, NULL);
 	}
 	return err;
 }
@@ -254,17 +254,17 @@ struct refmsg {
 	char msgid[64], rid[64], caseid[64];
 	char *agencies[MAX_TO];
 	char *notes;
-	Ihala__V1__ServiceCode svc[3];
-	Ihala__V1__DataCategory data[8];
-	Ihala__V1__Amputation amp[1];
+	Ihala__V2__ServiceCode svc[3];
+	Ihala__V2__DataCategory data[8];
+	Ihala__V2__Amputation amp[1];
 	char *codes[2];
-	Ihala__V1__WashingtonGroup wg;
-	Ihala__V1__Injury inj;
-	Ihala__V1__Survivor sur;
-	Ihala__V1__Consent con;
-	Ihala__V1__Contact off;
-	Ihala__V1__Referral ref;
-	Ihala__V1__Envelope env;
+	Ihala__V2__WashingtonGroup wg;
+	Ihala__V2__Injury inj;
+	Ihala__V2__Survivor sur;
+	Ihala__V2__Consent con;
+	Ihala__V2__Contact off;
+	Ihala__V2__Referral ref;
+	Ihala__V2__Envelope env;
 };
 
 /* A referral like config/examples/referral.json; notes are padded so the encoded envelope is
@@ -276,43 +276,43 @@ ref_init(struct refmsg *m, char *const *to, size_t nto, size_t size)
 	size_t i, len, want, flen = strlen(filler);
 
 	memset(m, 0, sizeof(*m));
-	ihala__v1__washington_group__init(&m->wg);
-	ihala__v1__injury__init(&m->inj);
-	ihala__v1__survivor__init(&m->sur);
-	ihala__v1__consent__init(&m->con);
-	ihala__v1__contact__init(&m->off);
-	ihala__v1__referral__init(&m->ref);
-	ihala__v1__envelope__init(&m->env);
-	m->wg.seeing = IHALA__V1__DIFFICULTY__DIFFICULTY_NONE;
-	m->wg.hearing = IHALA__V1__DIFFICULTY__DIFFICULTY_SOME;
-	m->wg.walking = IHALA__V1__DIFFICULTY__DIFFICULTY_A_LOT;
-	m->wg.cognition = IHALA__V1__DIFFICULTY__DIFFICULTY_NONE;
-	m->wg.self_care = IHALA__V1__DIFFICULTY__DIFFICULTY_SOME;
-	m->wg.communication = IHALA__V1__DIFFICULTY__DIFFICULTY_NONE;
+	ihala__v2__washington_group__init(&m->wg);
+	ihala__v2__injury__init(&m->inj);
+	ihala__v2__survivor__init(&m->sur);
+	ihala__v2__consent__init(&m->con);
+	ihala__v2__contact__init(&m->off);
+	ihala__v2__referral__init(&m->ref);
+	ihala__v2__envelope__init(&m->env);
+	m->wg.seeing = IHALA__V2__DIFFICULTY__DIFFICULTY_NONE;
+	m->wg.hearing = IHALA__V2__DIFFICULTY__DIFFICULTY_SOME;
+	m->wg.walking = IHALA__V2__DIFFICULTY__DIFFICULTY_A_LOT;
+	m->wg.cognition = IHALA__V2__DIFFICULTY__DIFFICULTY_NONE;
+	m->wg.self_care = IHALA__V2__DIFFICULTY__DIFFICULTY_SOME;
+	m->wg.communication = IHALA__V2__DIFFICULTY__DIFFICULTY_NONE;
 	m->codes[0] = "injury.lower_limb";
 	m->codes[1] = "dysfunction.hearing.right";
-	m->amp[0] = IHALA__V1__AMPUTATION__AMPUTATION_LEG_RIGHT_BELOW_KNEE;
+	m->amp[0] = IHALA__V2__AMPUTATION__AMPUTATION_LEG_RIGHT_BELOW_KNEE;
 	m->inj.incident_date = "2024-03-11";
-	m->inj.device_type = IHALA__V1__DEVICE_TYPE__DEVICE_TYPE_LANDMINE_AP;
+	m->inj.device_type = IHALA__V2__DEVICE_TYPE__DEVICE_TYPE_LANDMINE_AP;
 	m->inj.n_injury_codes = 2;
 	m->inj.injury_codes = m->codes;
 	m->inj.n_amputations = 1;
 	m->inj.amputations = m->amp;
 	m->sur.case_id = m->caseid;
-	m->sur.sex = IHALA__V1__SEX__SEX_FEMALE;
+	m->sur.sex = IHALA__V2__SEX__SEX_FEMALE;
 	m->sur.birth_year = 1996;
 	m->sur.district = "Sinjar";
-	m->sur.displacement = IHALA__V1__DISPLACEMENT__DISPLACEMENT_RETURNEE;
+	m->sur.displacement = IHALA__V2__DISPLACEMENT__DISPLACEMENT_RETURNEE;
 	m->sur.functioning = &m->wg;
 	m->sur.injury = &m->inj;
 	for (i = 0; i < nto && i < MAX_TO; i++) {
 		m->agencies[i] = to[i];
 	}
 	for (i = 0; i < 8; i++) {
-		m->data[i] = (Ihala__V1__DataCategory)(i + 1);
+		m->data[i] = (Ihala__V2__DataCategory)(i + 1);
 	}
 	m->con.given = 1;
-	m->con.given_by = IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
+	m->con.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	m->con.date = "2024-04-02";
 	m->con.recorded_by = "DMA-VA-0231";
 	m->con.n_agencies = nto < MAX_TO ? nto : MAX_TO;
@@ -324,12 +324,12 @@ ref_init(struct refmsg *m, char *const *to, size_t nto, size_t size)
 	    "DMA Victim Assistance Department, Mosul regional office, case officer";
 	m->off.phone = "+964 770 000 0417";
 	m->off.email = "va-referrals@dma.example";
-	m->svc[0] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
-	m->svc[1] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
-	m->svc[2] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PSYCHOSOCIAL_SUPPORT;
+	m->svc[0] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
+	m->svc[1] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
+	m->svc[2] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PSYCHOSOCIAL_SUPPORT;
 	m->ref.referral_id = m->rid;
 	m->ref.referring_agency = "dma";
-	m->ref.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+	m->ref.priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
 	m->ref.n_services = 3;
 	m->ref.services = m->svc;
 	m->ref.reason = "Landmine survivor with a right below-knee amputation since March 2024; "
@@ -339,7 +339,7 @@ ref_init(struct refmsg *m, char *const *to, size_t nto, size_t size)
 	m->ref.referring_officer = &m->off;
 	m->ref.created_time_ms = 1712044800000ull;
 	m->env.message_id = m->msgid;
-	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 	m->env.referral = &m->ref;
 	m->env.client_time_ms = 1712044800000ull;
 
@@ -352,7 +352,7 @@ ref_init(struct refmsg *m, char *const *to, size_t nto, size_t size)
 	m->env.to = to[0];
 	m->ref.receiving_agency = to[0];
 	m->ref.notes = "";
-	len = ihala__v1__envelope__get_packed_size(&m->env);
+	len = ihala__v2__envelope__get_packed_size(&m->env);
 	want = size > len + 3 ? size - len - 3 : 0;
 	m->notes = calloc(want + flen + 1, 1);
 	if (m->notes == NULL) {
@@ -485,18 +485,18 @@ struct sender {
 };
 
 static void
-sender_frame(void *arg, struct conn *c, const Ihala__V1__Frame *f)
+sender_frame(void *arg, struct conn *c, const Ihala__V2__Frame *f)
 {
 	struct sender *s = arg;
 	uint64_t now = mono_us();
 
-	if (f->kind_case == IHALA__V1__FRAME__KIND_RECEIPT) {
-		const Ihala__V1__Receipt *r = f->receipt;
+	if (f->kind_case == IHALA__V2__FRAME__KIND_RECEIPT) {
+		const Ihala__V2__Receipt *r = f->receipt;
 		uint64_t t = msgid_time(r->message_id);
 
 		s->inflight--;
 		s->t_last_us = now;
-		if (r->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+		if (r->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 			if (s->refused++ < 3) {
 				fprintf(stderr, "ihala_load: '%s' refused: %s\n", r->message_id,
 				        r->error_message);
@@ -507,7 +507,7 @@ sender_frame(void *arg, struct conn *c, const Ihala__V1__Frame *f)
 		if (t != 0 && now >= t) {
 			lat_add(&s->lat, now - t);
 		}
-	} else if (f->kind_case == IHALA__V1__FRAME__KIND_DELIVER) {
+	} else if (f->kind_case == IHALA__V2__FRAME__KIND_DELIVER) {
 		if (conn_ack(c, f->deliver->seq) == 0) {
 			s->acked++;
 		} else {
@@ -558,8 +558,8 @@ cmd_send(struct opts *o)
 		}
 		while (c.welcomed && next < o->count &&
 		       s.inflight < (o->window > 0 ? o->window : c.max_inflight)) {
-			Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-			Ihala__V1__Submit sub = IHALA__V1__SUBMIT__INIT;
+			Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+			Ihala__V2__Submit sub = IHALA__V2__SUBMIT__INIT;
 
 			if (o->rate > 0) {
 				uint64_t due = t0 + (uint64_t)((double)next * 1e6 / o->rate);
@@ -573,7 +573,7 @@ cmd_send(struct opts *o)
 			}
 			now = mono_us();
 			ref_set(&m, o->prefix, next, now, o->to[next % o->n_to]);
-			envlen = ihala__v1__envelope__get_packed_size(&m.env);
+			envlen = ihala__v2__envelope__get_packed_size(&m.env);
 			if (envlen > envcap) {
 				free(env);
 				envcap = envlen * 2;
@@ -582,10 +582,10 @@ cmd_send(struct opts *o)
 					return 2;
 				}
 			}
-			ihala__v1__envelope__pack(&m.env, env);
+			ihala__v2__envelope__pack(&m.env, env);
 			sub.envelope.data = env;
 			sub.envelope.len = envlen;
-			f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
+			f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 			f.submit = &sub;
 			if (conn_send(&c, &f) != 0) {
 				timeout = 1;
@@ -631,13 +631,13 @@ struct receiver {
 };
 
 static void
-receiver_frame(void *arg, struct conn *c, const Ihala__V1__Frame *f)
+receiver_frame(void *arg, struct conn *c, const Ihala__V2__Frame *f)
 {
 	struct receiver *r = arg;
-	Ihala__V1__LogEntry *e;
+	Ihala__V2__LogEntry *e;
 	uint64_t now = mono_us();
 
-	if (f->kind_case != IHALA__V1__FRAME__KIND_DELIVER) {
+	if (f->kind_case != IHALA__V2__FRAME__KIND_DELIVER) {
 		return;
 	}
 	if (conn_ack(c, f->deliver->seq) != 0) {
@@ -647,26 +647,26 @@ receiver_frame(void *arg, struct conn *c, const Ihala__V1__Frame *f)
 		r->t_first_us = now;
 	}
 	r->t_last_us = now;
-	e = ihala__v1__log_entry__unpack(NULL, f->deliver->entry.len, f->deliver->entry.data);
-	if (e == NULL || e->kind != IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION) {
+	e = ihala__v2__log_entry__unpack(NULL, f->deliver->entry.len, f->deliver->entry.data);
+	if (e == NULL || e->kind != IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION) {
 		r->other++;
 	} else {
 		r->delivered++;
 		if (r->want_lat) {
-			Ihala__V1__Envelope *env =
-			    ihala__v1__envelope__unpack(NULL, e->envelope.len, e->envelope.data);
+			Ihala__V2__Envelope *env =
+			    ihala__v2__envelope__unpack(NULL, e->envelope.len, e->envelope.data);
 			uint64_t t = env != NULL ? msgid_time(env->message_id) : 0;
 
 			if (t != 0 && now >= t) {
 				lat_add(&r->lat, now - t);
 			}
 			if (env != NULL) {
-				ihala__v1__envelope__free_unpacked(env, NULL);
+				ihala__v2__envelope__free_unpacked(env, NULL);
 			}
 		}
 	}
 	if (e != NULL) {
-		ihala__v1__log_entry__free_unpacked(e, NULL);
+		ihala__v2__log_entry__free_unpacked(e, NULL);
 	}
 }
 

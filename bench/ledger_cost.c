@@ -30,7 +30,7 @@
 #include "log.h"
 #include "store.h"
 
-#define ROLE(x) IHALA__V1__ROLE__ROLE_##x
+#define ROLE(x) IHALA__V2__ROLE__ROLE_##x
 
 static const struct policy_agency agencies[] = {
     {"dma", ROLE(DMA), POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_NOTE, NULL, 0, 1},
@@ -73,13 +73,13 @@ cpu_s(void)
 static struct wreq *
 submit_req(unsigned i, size_t size, uint64_t now)
 {
-	Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT;
-	Ihala__V1__Referral ref = IHALA__V1__REFERRAL__INIT;
-	Ihala__V1__Survivor sur = IHALA__V1__SURVIVOR__INIT;
-	Ihala__V1__Consent con = IHALA__V1__CONSENT__INIT;
-	Ihala__V1__ServiceCode svc[1] = {
-	    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS};
-	Ihala__V1__DataCategory cat[1] = {IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
+	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
+	Ihala__V2__Referral ref = IHALA__V2__REFERRAL__INIT;
+	Ihala__V2__Survivor sur = IHALA__V2__SURVIVOR__INIT;
+	Ihala__V2__Consent con = IHALA__V2__CONSENT__INIT;
+	Ihala__V2__ServiceCode svc[1] = {
+	    IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS};
+	Ihala__V2__DataCategory cat[1] = {IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
 	char *to[1] = {"moh"};
 	char mid[32], rid[32];
 	struct wreq *r = wreq_new(WREQ_SUBMIT);
@@ -94,18 +94,18 @@ submit_req(unsigned i, size_t size, uint64_t now)
 	snprintf(rid, sizeof(rid), "REF-2026-%08u", i);
 	env.message_id = mid;
 	env.to = "moh";
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 	env.referral = &ref;
 	ref.referral_id = rid;
 	ref.referring_agency = "dma";
 	ref.receiving_agency = "moh";
-	ref.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+	ref.priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
 	ref.n_services = 1;
 	ref.services = svc;
 	sur.case_id = "IQ-NIN-000123";
 	ref.survivor = &sur;
 	con.given = 1;
-	con.given_by = IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
+	con.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	con.date = "2025-03-01";
 	con.n_agencies = 1;
 	con.agencies = to;
@@ -113,17 +113,17 @@ submit_req(unsigned i, size_t size, uint64_t now)
 	con.data_covered = cat;
 	ref.consent = &con;
 	ref.notes = "";
-	len = ihala__v1__envelope__get_packed_size(&env);
+	len = ihala__v2__envelope__get_packed_size(&env);
 	if (len + 2 < size) {
 		memset(notes, 'x', size - len - 2);
 	}
 	ref.notes = notes;
-	len = ihala__v1__envelope__get_packed_size(&env);
+	len = ihala__v2__envelope__get_packed_size(&env);
 	if ((r->env_bytes = malloc(len)) == NULL) {
 		fprintf(stderr, "ledger_cost: out of memory\n");
 		exit(1);
 	}
-	ihala__v1__envelope__pack(&env, r->env_bytes);
+	ihala__v2__envelope__pack(&env, r->env_bytes);
 	free(notes);
 	r->env_len = len;
 	if (envelope_decode(r->env_bytes, len, &r->env) != 0) {

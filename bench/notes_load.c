@@ -93,38 +93,38 @@ conn_close(struct conn *c)
 
 /* Pack and write one frame (not flushed); IHALA_EAGAIN when the channel's output is full. */
 static int
-conn_send(struct conn *c, const Ihala__V1__Frame *f)
+conn_send(struct conn *c, const Ihala__V2__Frame *f)
 {
 	return wire_send_frame(c->w, f);
 }
 
 static int
-submit(struct conn *c, const Ihala__V1__Envelope *env)
+submit(struct conn *c, const Ihala__V2__Envelope *env)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Submit sub = IHALA__V1__SUBMIT__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Submit sub = IHALA__V2__SUBMIT__INIT;
 	uint8_t buf[4096];
-	size_t len = ihala__v1__envelope__get_packed_size(env);
+	size_t len = ihala__v2__envelope__get_packed_size(env);
 
 	if (len > sizeof(buf)) {
 		return IHALA_EINVAL;
 	}
-	ihala__v1__envelope__pack(env, buf);
+	ihala__v2__envelope__pack(env, buf);
 	sub.envelope.data = buf;
 	sub.envelope.len = len;
-	f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
+	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 	f.submit = &sub;
 	return conn_send(c, &f);
 }
 
 static void
-on_frame(struct run *r, struct conn *c, const Ihala__V1__Frame *f)
+on_frame(struct run *r, struct conn *c, const Ihala__V2__Frame *f)
 {
 	uint64_t now = mono_us();
 
-	if (f->kind_case == IHALA__V1__FRAME__KIND_RECEIPT) {
-		const Ihala__V1__Receipt *rc = f->receipt;
-		int refused = rc->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
+	if (f->kind_case == IHALA__V2__FRAME__KIND_RECEIPT) {
+		const Ihala__V2__Receipt *rc = f->receipt;
+		int refused = rc->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
 
 		if (refused && r->refused++ < 3) {
 			fprintf(stderr, "notes_load: '%s' refused: %s\n", rc->message_id,
@@ -140,12 +140,12 @@ on_frame(struct run *r, struct conn *c, const Ihala__V1__Frame *f)
 		    r->receipted / r->chunk <= r->n_chunks) {
 			r->t_chunk[r->receipted / r->chunk] = now;
 		}
-	} else if (f->kind_case == IHALA__V1__FRAME__KIND_DELIVER) {
-		Ihala__V1__Frame a = IHALA__V1__FRAME__INIT;
-		Ihala__V1__DeliveryAck ack = IHALA__V1__DELIVERY_ACK__INIT;
+	} else if (f->kind_case == IHALA__V2__FRAME__KIND_DELIVER) {
+		Ihala__V2__Frame a = IHALA__V2__FRAME__INIT;
+		Ihala__V2__DeliveryAck ack = IHALA__V2__DELIVERY_ACK__INIT;
 
 		ack.seq = f->deliver->seq;
-		a.kind_case = IHALA__V1__FRAME__KIND_DELIVERY_ACK;
+		a.kind_case = IHALA__V2__FRAME__KIND_DELIVERY_ACK;
 		a.delivery_ack = &ack;
 		if (conn_send(c, &a) == 0) {
 			r->acked++;
@@ -161,7 +161,7 @@ conn_input(struct conn *c, struct run *r)
 	int err;
 
 	while ((err = wire_next(c->w, &ev)) == 0 && ev.kind != WIRE_NONE) {
-		Ihala__V1__Frame *f;
+		Ihala__V2__Frame *f;
 
 		switch (ev.kind) {
 		case WIRE_FRAME:
@@ -178,26 +178,26 @@ conn_input(struct conn *c, struct run *r)
 		default:
 			continue;
 		}
-		f = ihala__v1__frame__unpack(NULL, ev.len, ev.data);
+		f = ihala__v2__frame__unpack(NULL, ev.len, ev.data);
 		if (f == NULL) {
 			fprintf(stderr, "notes_load: undecodable frame\n");
 			return IHALA_EBADFRAME;
 		}
-		if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
+		if (f->kind_case == IHALA__V2__FRAME__KIND_WELCOME) {
 			c->welcomed = 1;
 			c->max_inflight =
 			    f->welcome->limits != NULL ? f->welcome->limits->max_inflight : 1;
-		} else if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+		} else if (f->kind_case == IHALA__V2__FRAME__KIND_ERROR) {
 			fprintf(stderr, "notes_load: broker error %d: %s\n", -(int)f->error->code,
 			        f->error->message);
 			if (f->error->request_id == 0) {
-				ihala__v1__frame__free_unpacked(f, NULL);
+				ihala__v2__frame__free_unpacked(f, NULL);
 				return IHALA_ECLOSED;
 			}
 		} else {
 			on_frame(r, c, f);
 		}
-		ihala__v1__frame__free_unpacked(f, NULL);
+		ihala__v2__frame__free_unpacked(f, NULL);
 	}
 	return err;
 }
@@ -258,13 +258,13 @@ main(int argc, char **argv)
 	uint64_t count = 0, sent = 0, t_end, i;
 	size_t bytes = 256;
 	long timeout_s = 600;
-	Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT;
-	Ihala__V1__Referral ref = IHALA__V1__REFERRAL__INIT;
-	Ihala__V1__Survivor sur = IHALA__V1__SURVIVOR__INIT;
-	Ihala__V1__Consent con = IHALA__V1__CONSENT__INIT;
-	Ihala__V1__Note note = IHALA__V1__NOTE__INIT;
-	Ihala__V1__ServiceCode svc = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
-	Ihala__V1__DataCategory needs = IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS;
+	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
+	Ihala__V2__Referral ref = IHALA__V2__REFERRAL__INIT;
+	Ihala__V2__Survivor sur = IHALA__V2__SURVIVOR__INIT;
+	Ihala__V2__Consent con = IHALA__V2__CONSENT__INIT;
+	Ihala__V2__Note note = IHALA__V2__NOTE__INIT;
+	Ihala__V2__ServiceCode svc = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
+	Ihala__V2__DataCategory needs = IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_NEEDS;
 	char msgid[80], rid[64], caseid[64], *text;
 	uint32_t window = 0;
 	struct run r;
@@ -345,7 +345,7 @@ main(int argc, char **argv)
 	con.data_covered = &needs;
 	ref.referral_id = rid;
 	ref.receiving_agency = to;
-	ref.priority = IHALA__V1__PRIORITY__PRIORITY_NORMAL;
+	ref.priority = IHALA__V2__PRIORITY__PRIORITY_NORMAL;
 	ref.n_services = 1;
 	ref.services = &svc;
 	ref.survivor = &sur;
@@ -353,7 +353,7 @@ main(int argc, char **argv)
 	ref.reason = "notes benchmark";
 	env.message_id = msgid;
 	env.to = to;
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 	env.referral = &ref;
 	while (err == 0 && !c.welcomed && mono_us() < t_end) {
 		err = pump(&c, &r, 100);
@@ -373,7 +373,7 @@ main(int argc, char **argv)
 	note.referral_id = rid;
 	note.text = text;
 	env.to = NULL;
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_NOTE;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	env.note = &note;
 	r.refused = 0;
 	if (window == 0) {

@@ -64,9 +64,9 @@ agency_table_new(const struct broker_config *cfg)
 	t->wp.queue_share = cfg->limits.queue_share;
 	t->wp.referral_rate = cfg->limits.referral_rate;
 	t->wp.referral_bytes = cfg->limits.referral_bytes;
-	t->wp.deadline_ms[IHALA__V1__PRIORITY__PRIORITY_EMERGENCY] = cfg->deadlines.emergency_ms;
-	t->wp.deadline_ms[IHALA__V1__PRIORITY__PRIORITY_URGENT] = cfg->deadlines.urgent_ms;
-	t->wp.deadline_ms[IHALA__V1__PRIORITY__PRIORITY_NORMAL] = cfg->deadlines.normal_ms;
+	t->wp.deadline_ms[IHALA__V2__PRIORITY__PRIORITY_EMERGENCY] = cfg->deadlines.emergency_ms;
+	t->wp.deadline_ms[IHALA__V2__PRIORITY__PRIORITY_URGENT] = cfg->deadlines.urgent_ms;
+	t->wp.deadline_ms[IHALA__V2__PRIORITY__PRIORITY_NORMAL] = cfg->deadlines.normal_ms;
 	t->wp.deadline_ms[0] = cfg->deadlines.normal_ms;
 	for (i = 0; i < cfg->nagencies; i++) {
 		const struct agency_config *ac = &cfg->agencies[i];
@@ -75,7 +75,7 @@ agency_table_new(const struct broker_config *cfg)
 		if ((pa->id = strdup(ac->id)) == NULL) {
 			goto fail;
 		}
-		pa->role = (Ihala__V1__Role)ac->role;
+		pa->role = (Ihala__V2__Role)ac->role;
 		pa->may_send = ac->may_send;
 		pa->may_open_cases = ac->may_open_cases;
 		/* A list that cannot be copied must not become "any agency" (NULL). */

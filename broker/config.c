@@ -457,7 +457,7 @@ broker_config_role_name(int role)
 unsigned
 broker_config_role_sends(int role)
 {
-	return policy_role_default((Ihala__V1__Role)role);
+	return policy_role_default((Ihala__V2__Role)role);
 }
 
 /* ---- loading ---------------------------------------------------------------- */

@@ -108,8 +108,8 @@ agency_pump(struct server *sv, struct agency_rt *a)
 		c.n = 0;
 	}
 	for (i = 0; i < c.n; i++) {
-		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-		Ihala__V1__Deliver d = IHALA__V1__DELIVER__INIT;
+		Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+		Ihala__V2__Deliver d = IHALA__V2__DELIVER__INIT;
 		const void *data;
 		size_t len;
 		int err;
@@ -123,7 +123,7 @@ agency_pump(struct server *sv, struct agency_rt *a)
 		d.seq = c.seqs[i];
 		d.entry.data = (uint8_t *)data;
 		d.entry.len = len;
-		f.kind_case = IHALA__V1__FRAME__KIND_DELIVER;
+		f.kind_case = IHALA__V2__FRAME__KIND_DELIVER;
 		f.deliver = &d;
 		err = session_send(sv, s, &f);
 		if (err == IHALA_EAGAIN) {
@@ -214,12 +214,12 @@ replay_pump(struct server *sv, struct session *s)
 {
 	struct store_rtxn *r = NULL;
 	struct store_log_iter *it = NULL;
-	Ihala__V1__LogRecord recs[REPLAY_BATCH];
-	Ihala__V1__LogRecord *ptrs[REPLAY_BATCH];
+	Ihala__V2__LogRecord recs[REPLAY_BATCH];
+	Ihala__V2__LogRecord *ptrs[REPLAY_BATCH];
 
 	while (s->replaying && !s->dead && s->wire_len == 0) {
-		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-		Ihala__V1__LogEntries le = IHALA__V1__LOG_ENTRIES__INIT;
+		Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+		Ihala__V2__LogEntries le = IHALA__V2__LOG_ENTRIES__INIT;
 		size_t n = 0, bytes = 0;
 		uint64_t seq, last = 0;
 		const void *data;
@@ -238,7 +238,7 @@ replay_pump(struct server *sv, struct session *s)
 			while (n < REPLAY_BATCH && bytes < sv->cfg->limits.max_frame / 2 &&
 			       (err = store_log_iter_next(it, &seq, &data, &len)) == 0 &&
 			       seq <= last) {
-				ihala__v1__log_record__init(&recs[n]);
+				ihala__v2__log_record__init(&recs[n]);
 				recs[n].seq = seq;
 				recs[n].entry.data = (uint8_t *)data;
 				recs[n].entry.len = len;
@@ -266,7 +266,7 @@ replay_pump(struct server *sv, struct session *s)
 			store_rend(r);
 			return; /* following: wait for new commits */
 		}
-		f.kind_case = IHALA__V1__FRAME__KIND_LOG_ENTRIES;
+		f.kind_case = IHALA__V2__FRAME__KIND_LOG_ENTRIES;
 		f.log_entries = &le;
 		err = session_send(sv, s, &f);
 		store_rend(r);

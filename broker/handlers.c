@@ -55,13 +55,13 @@ latest_checkpoint(struct server *sv, uint64_t *size)
 static void
 send_welcome(struct server *sv, struct session *s)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Welcome w = IHALA__V1__WELCOME__INIT;
-	Ihala__V1__Limits l = IHALA__V1__LIMITS__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Welcome w = IHALA__V2__WELCOME__INIT;
+	Ihala__V2__Limits l = IHALA__V2__LIMITS__INIT;
 	char *ckpt = latest_checkpoint(sv, NULL);
 
 	w.agency_id = s->agency;
-	w.role = (Ihala__V1__Role)s->role;
+	w.role = (Ihala__V2__Role)s->role;
 	w.broker_time_ms = clock_wall_ms();
 	l.max_frame_bytes = (uint32_t)sv->cfg->limits.max_frame;
 	l.credit_window = (uint32_t)sv->cfg->limits.credit_window;
@@ -70,8 +70,8 @@ send_welcome(struct server *sv, struct session *s)
 	w.limits = &l;
 	w.checkpoint = ckpt != NULL ? ckpt : "";
 	w.broker_version = BROKER_VERSION;
-	w.protocol_version = 1;
-	f.kind_case = IHALA__V1__FRAME__KIND_WELCOME;
+	w.protocol_version = 2;
+	f.kind_case = IHALA__V2__FRAME__KIND_WELCOME;
 	f.welcome = &w;
 	session_send(sv, s, &f);
 	free(ckpt);
@@ -176,30 +176,30 @@ session_authenticate(struct server *sv, struct session *s)
 
 /* Answer a submission the broker will not log with a REFUSED receipt naming it. */
 static void
-submit_refuse(struct server *sv, struct session *s, const Ihala__V1__Envelope *env, int err,
+submit_refuse(struct server *sv, struct session *s, const Ihala__V2__Envelope *env, int err,
               const char *text)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Receipt rc = IHALA__V1__RECEIPT__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Receipt rc = IHALA__V2__RECEIPT__INIT;
 
 	if (ratelog_allow(sv->refusals, s->agency, clock_wall_ms())) {
 		log_security("agency '%s': submission '%s' refused: %s", s->agency,
 		             env != NULL ? env->message_id : "", text);
 	}
-	metrics_inc_receipt(IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, err);
+	metrics_inc_receipt(IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, err);
 	rc.message_id = env != NULL ? env->message_id : "";
-	rc.status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
+	rc.status = IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
 	rc.error_code = -err;
 	rc.error_message = (char *)text;
-	f.kind_case = IHALA__V1__FRAME__KIND_RECEIPT;
+	f.kind_case = IHALA__V2__FRAME__KIND_RECEIPT;
 	f.receipt = &rc;
 	session_send(sv, s, &f);
 }
 
 static void
-handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub)
+handle_submit(struct server *sv, struct session *s, const Ihala__V2__Submit *sub)
 {
-	Ihala__V1__Envelope *env = NULL;
+	Ihala__V2__Envelope *env = NULL;
 	struct wreq *r;
 	char text[256];
 	int err;
@@ -261,10 +261,10 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V1__Submit *sub
 }
 
 static void
-handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
+handle_query(struct server *sv, struct session *s, const Ihala__V2__Query *q)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__ReferralState *st = NULL;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__ReferralState *st = NULL;
 	struct store_rtxn *r;
 	int err;
 
@@ -285,7 +285,7 @@ handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
 	}
 	store_rend(r);
 	/* A referral the caller is not party to is refused (and logged as a security event). */
-	if (err == 0 && policy_may_read(s->agency, (Ihala__V1__Role)s->role, st) != 0) {
+	if (err == 0 && policy_may_read(s->agency, (Ihala__V2__Role)s->role, st) != 0) {
 		if (ratelog_allow(sv->refusals, s->agency, clock_wall_ms())) {
 			log_security("agency '%s' asked for referral '%s' it is not a party to",
 			             s->agency, q->referral_id);
@@ -313,17 +313,17 @@ handle_query(struct server *sv, struct session *s, const Ihala__V1__Query *q)
 		st->bytes_logged = 0;
 		st->rate_window_ms = 0;
 		st->rate_count = 0;
-		f.kind_case = IHALA__V1__FRAME__KIND_REFERRAL_STATE;
+		f.kind_case = IHALA__V2__FRAME__KIND_REFERRAL_STATE;
 		f.referral_state = st;
 		session_send(sv, s, &f);
 	}
 	if (st != NULL) {
-		ihala__v1__referral_state__free_unpacked(st, NULL);
+		ihala__v2__referral_state__free_unpacked(st, NULL);
 	}
 }
 
 static void
-handle_replay(struct server *sv, struct session *s, const Ihala__V1__ReplayRequest *q)
+handle_replay(struct server *sv, struct session *s, const Ihala__V2__ReplayRequest *q)
 {
 	if (s->role != AGENCY_ROLE_AUDITOR) {
 		log_security("agency '%s' asked to replay the log; only auditors may", s->agency);
@@ -346,8 +346,8 @@ handle_replay(struct server *sv, struct session *s, const Ihala__V1__ReplayReque
 static int
 send_checkpoint(struct server *sv, struct session *s, uint64_t request_id)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__CheckpointNote cn = IHALA__V1__CHECKPOINT_NOTE__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__CheckpointNote cn = IHALA__V2__CHECKPOINT_NOTE__INIT;
 	char *text = latest_checkpoint(sv, NULL);
 
 	if (text == NULL) {
@@ -356,7 +356,7 @@ send_checkpoint(struct server *sv, struct session *s, uint64_t request_id)
 	}
 	cn.request_id = request_id;
 	cn.text = text;
-	f.kind_case = IHALA__V1__FRAME__KIND_CHECKPOINT;
+	f.kind_case = IHALA__V2__FRAME__KIND_CHECKPOINT;
 	f.checkpoint = &cn;
 	session_send(sv, s, &f);
 	free(text);
@@ -369,12 +369,12 @@ send_checkpoint(struct server *sv, struct session *s, uint64_t request_id)
  * against their own CA), so it tells nothing that is not public within the federation.
  */
 static void
-handle_directory(struct server *sv, struct session *s, const Ihala__V1__DirectoryRequest *q)
+handle_directory(struct server *sv, struct session *s, const Ihala__V2__DirectoryRequest *q)
 {
 	const struct broker_config *cfg = sv->cfg;
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Directory d = IHALA__V1__DIRECTORY__INIT;
-	Ihala__V1__AgencyCerts *ac = NULL, **acp = NULL;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Directory d = IHALA__V2__DIRECTORY__INIT;
+	Ihala__V2__AgencyCerts *ac = NULL, **acp = NULL;
 	ProtobufCBinaryData *bd = NULL;
 	size_t i, j, n = 0, nb = 0, first = 0, last = cfg->nagencies;
 	char msg[160];
@@ -412,7 +412,7 @@ handle_directory(struct server *sv, struct session *s, const Ihala__V1__Director
 	for (i = first; i < last; i++, n++) {
 		const struct agency_config *a = &cfg->agencies[i];
 
-		ihala__v1__agency_certs__init(&ac[n]);
+		ihala__v2__agency_certs__init(&ac[n]);
 		ac[n].agency = a->id;
 		ac[n].n_cert_der = a->n_enc_certs;
 		ac[n].cert_der = &bd[nb];
@@ -425,9 +425,9 @@ handle_directory(struct server *sv, struct session *s, const Ihala__V1__Director
 	d.request_id = q->request_id;
 	d.n_agencies = n;
 	d.agencies = acp;
-	f.kind_case = IHALA__V1__FRAME__KIND_DIRECTORY;
+	f.kind_case = IHALA__V2__FRAME__KIND_DIRECTORY;
 	f.directory = &d;
-	if (ihala__v1__frame__get_packed_size(&f) > cfg->limits.max_frame) {
+	if (ihala__v2__frame__get_packed_size(&f) > cfg->limits.max_frame) {
 		send_error(sv, s, IHALA_ETOOLARGE, q->request_id,
 		           "the whole directory is over the frame limit; ask one agency at a time");
 		goto done;
@@ -447,7 +447,7 @@ done:
 static int
 entry_party(struct server *sv, struct session *s, struct store_rtxn *r, uint64_t seq)
 {
-	Ihala__V1__LogEntry *e = NULL;
+	Ihala__V2__LogEntry *e = NULL;
 	const void *data;
 	size_t len;
 	uint64_t ref = 0;
@@ -461,7 +461,7 @@ entry_party(struct server *sv, struct session *s, struct store_rtxn *r, uint64_t
 		return 0;
 	}
 	party = strcmp(e->sender, s->agency) == 0 || strcmp(e->recipient, s->agency) == 0;
-	if (!party && e->kind == IHALA__V1__ENTRY_KIND__ENTRY_KIND_DELIVERY && e->event != NULL) {
+	if (!party && e->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_DELIVERY && e->event != NULL) {
 		ref = e->event->ref_seq;
 	}
 	logentry_free(e);
@@ -472,7 +472,7 @@ entry_party(struct server *sv, struct session *s, struct store_rtxn *r, uint64_t
 }
 
 static void
-handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest *q)
+handle_proof(struct server *sv, struct session *s, const Ihala__V2__ProofRequest *q)
 {
 	uint8_t path[MERKLE_MAX_PATH][MERKLE_HASH_LEN];
 	uint8_t *pp[MERKLE_MAX_PATH];
@@ -488,8 +488,8 @@ handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest
 	(void)pp;
 	/* The request is judged before the store: its answer must not depend on the moment. */
 	if (q->consistency_from == 0 &&
-	    q->target_case != IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID &&
-	    (q->target_case != IHALA__V1__PROOF_REQUEST__TARGET_SEQ || q->seq == 0)) {
+	    q->target_case != IHALA__V2__PROOF_REQUEST__TARGET_MESSAGE_ID &&
+	    (q->target_case != IHALA__V2__PROOF_REQUEST__TARGET_SEQ || q->seq == 0)) {
 		send_error(sv, s, IHALA_EINVAL,
 		           q->request_id, /* INVALID_ARGUMENT, PROTOCOL.md §6 */
 		           "a proof request needs a seq, a message id or consistency_from");
@@ -512,19 +512,19 @@ handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest
 		err = IHALA_ENOTFOUND;
 		goto fail;
 	}
-	if (q->target_case == IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID) {
+	if (q->target_case == IHALA__V2__PROOF_REQUEST__TARGET_MESSAGE_ID) {
 		err = store_msgid_get(r, s->agency, q->message_id, &seq);
 		if (err != 0) {
 			snprintf(msg, sizeof(msg), "no submission of '%s' has message id '%s'",
 			         s->agency, q->message_id);
 			goto fail;
 		}
-	} else if (q->target_case == IHALA__V1__PROOF_REQUEST__TARGET_SEQ) {
+	} else if (q->target_case == IHALA__V2__PROOF_REQUEST__TARGET_SEQ) {
 		seq = q->seq;
 	}
 	if (seq != 0) {
-		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-		Ihala__V1__InclusionProof ip = IHALA__V1__INCLUSION_PROOF__INIT;
+		Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+		Ihala__V2__InclusionProof ip = IHALA__V2__INCLUSION_PROOF__INIT;
 
 		if (seq > size || !entry_party(sv, s, r, seq)) {
 			uint64_t last = 0;
@@ -571,13 +571,13 @@ handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest
 		ip.n_path = pathlen;
 		ip.path = bd;
 		ip.checkpoint = text;
-		f.kind_case = IHALA__V1__FRAME__KIND_INCLUSION_PROOF;
+		f.kind_case = IHALA__V2__FRAME__KIND_INCLUSION_PROOF;
 		f.inclusion_proof = &ip;
 		session_send(sv, s, &f);
 	}
 	if (q->consistency_from != 0) {
-		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-		Ihala__V1__ConsistencyProof cp = IHALA__V1__CONSISTENCY_PROOF__INIT;
+		Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+		Ihala__V2__ConsistencyProof cp = IHALA__V2__CONSISTENCY_PROOF__INIT;
 
 		err = merkle_consistency_proof(&ledger_tree_rops, r, q->consistency_from, size,
 		                               path, &pathlen);
@@ -596,7 +596,7 @@ handle_proof(struct server *sv, struct session *s, const Ihala__V1__ProofRequest
 		cp.n_path = pathlen;
 		cp.path = bd;
 		cp.checkpoint = text;
-		f.kind_case = IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF;
+		f.kind_case = IHALA__V2__FRAME__KIND_CONSISTENCY_PROOF;
 		f.consistency_proof = &cp;
 		session_send(sv, s, &f);
 	}
@@ -612,7 +612,7 @@ fail:
 static void
 session_frame(struct server *sv, struct session *s, const uint8_t *body, size_t len)
 {
-	Ihala__V1__Frame *f = NULL;
+	Ihala__V2__Frame *f = NULL;
 	int err;
 
 	err = frame_decode(body, len, sv->cfg->limits.max_frame, &f);
@@ -626,25 +626,25 @@ session_frame(struct server *sv, struct session *s, const uint8_t *body, size_t 
 		return;
 	}
 	switch (f->kind_case) {
-	case IHALA__V1__FRAME__KIND_SUBMIT:
+	case IHALA__V2__FRAME__KIND_SUBMIT:
 		handle_submit(sv, s, f->submit);
 		break;
-	case IHALA__V1__FRAME__KIND_DELIVERY_ACK:
+	case IHALA__V2__FRAME__KIND_DELIVERY_ACK:
 		handle_ack(sv, s, f->delivery_ack->seq);
 		break;
-	case IHALA__V1__FRAME__KIND_QUERY:
+	case IHALA__V2__FRAME__KIND_QUERY:
 		handle_query(sv, s, f->query);
 		break;
-	case IHALA__V1__FRAME__KIND_REPLAY_REQUEST:
+	case IHALA__V2__FRAME__KIND_REPLAY_REQUEST:
 		handle_replay(sv, s, f->replay_request);
 		break;
-	case IHALA__V1__FRAME__KIND_PROOF_REQUEST:
+	case IHALA__V2__FRAME__KIND_PROOF_REQUEST:
 		handle_proof(sv, s, f->proof_request);
 		break;
-	case IHALA__V1__FRAME__KIND_CHECKPOINT_REQUEST:
+	case IHALA__V2__FRAME__KIND_CHECKPOINT_REQUEST:
 		send_checkpoint(sv, s, f->checkpoint_request->request_id);
 		break;
-	case IHALA__V1__FRAME__KIND_DIRECTORY_REQUEST:
+	case IHALA__V2__FRAME__KIND_DIRECTORY_REQUEST:
 		handle_directory(sv, s, f->directory_request);
 		break;
 	default:

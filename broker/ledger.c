@@ -15,7 +15,7 @@
 #include "refstate.h"
 #include "store.h"
 
-#define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
+#define S(x) IHALA__V2__TASK_STATUS__TASK_STATUS_##x
 #define DEADLINE_PREFIX "deadline:"
 
 #define FRONTIER_LEVELS 64
@@ -274,7 +274,7 @@ wbuf(struct ledger *lg, size_t len)
 /* The state record, without its history: each history item is a record of its own
  * (refstate_history_add), so saving a state costs the same however long its history is. */
 static int
-state_save(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState *st)
+state_save(struct ledger *lg, struct store_wtxn *w, Ihala__V2__ReferralState *st)
 {
 	size_t len;
 	uint8_t *buf;
@@ -283,11 +283,11 @@ state_save(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState *st
 	if (st->n_history > 0 && (err = refstate_history_move(w, st)) != 0) {
 		return err; /* a state from an earlier release: its items get records once */
 	}
-	len = ihala__v1__referral_state__get_packed_size(st);
+	len = ihala__v2__referral_state__get_packed_size(st);
 	if ((buf = wbuf(lg, len ? len : 1)) == NULL) {
 		return IHALA_ENOMEM;
 	}
-	ihala__v1__referral_state__pack(st, buf);
+	ihala__v2__referral_state__pack(st, buf);
 	return store_referral_put(w, st->referral_id, buf, len);
 }
 
@@ -305,7 +305,7 @@ state_save(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState *st
 /* Referral `rid`'s state as batch `w` holds it, owned by the caller: from the cache, or
  * unpacked from the store (refstate_load's errors). */
 static int
-state_take(struct ledger *lg, struct store_wtxn *w, const char *rid, Ihala__V1__ReferralState **out)
+state_take(struct ledger *lg, struct store_wtxn *w, const char *rid, Ihala__V2__ReferralState **out)
 {
 	if ((*out = refstate_cache_take(lg->states, rid)) != NULL) {
 		return 0;
@@ -317,7 +317,7 @@ state_take(struct ledger *lg, struct store_wtxn *w, const char *rid, Ihala__V1__
  * 0), in which case it equals the stored record (never changed, or saved since); freed
  * otherwise (the caller's transaction or savepoint is about to be aborted). */
 static void
-state_done(struct ledger *lg, Ihala__V1__ReferralState *st, int err)
+state_done(struct ledger *lg, Ihala__V2__ReferralState *st, int err)
 {
 	if (err == 0) {
 		refstate_cache_keep(lg->states, st);
@@ -347,10 +347,10 @@ struct state_check {
 };
 
 static int
-state_check_one(void *arg, const Ihala__V1__ReferralState *st)
+state_check_one(void *arg, const Ihala__V2__ReferralState *st)
 {
 	struct state_check *c = arg;
-	size_t len = ihala__v1__referral_state__get_packed_size(st);
+	size_t len = ihala__v2__referral_state__get_packed_size(st);
 	const void *p;
 	size_t plen;
 	int err;
@@ -364,7 +364,7 @@ state_check_one(void *arg, const Ihala__V1__ReferralState *st)
 		c->buf = b;
 		c->cap = len;
 	}
-	ihala__v1__referral_state__pack(st, c->buf);
+	ihala__v2__referral_state__pack(st, c->buf);
 	if ((err = store_referral_get(c->r, st->referral_id, &p, &plen)) != 0) {
 		log_warnx("state cache: referral '%s' is not in the store", st->referral_id);
 		return IHALA_ESTORE;
@@ -430,21 +430,21 @@ deadline_key(char *buf, size_t len, uint64_t when, const char *rid)
 /* ---- log entries ---- */
 
 static int
-log_entry(struct ledger *lg, struct store_wtxn *w, const Ihala__V1__LogEntry *e_in,
+log_entry(struct ledger *lg, struct store_wtxn *w, const Ihala__V2__LogEntry *e_in,
           uint64_t *seq_out, uint8_t leaf[MERKLE_HASH_LEN])
 {
-	Ihala__V1__LogEntry e = *e_in;
+	Ihala__V2__LogEntry e = *e_in;
 	uint64_t seq;
 	size_t len;
 	uint8_t *buf;
 	int err;
 
 	e.seq = store_log_next(w);
-	len = ihala__v1__log_entry__get_packed_size(&e);
+	len = ihala__v2__log_entry__get_packed_size(&e);
 	if ((buf = wbuf(lg, len)) == NULL) {
 		return IHALA_ENOMEM;
 	}
-	ihala__v1__log_entry__pack(&e, buf);
+	ihala__v2__log_entry__pack(&e, buf);
 	err = store_log_append(w, buf, len, &seq);
 	if (err == 0 && seq != e.seq) {
 		log_warnx("store assigned seq %llu where %llu was expected",
@@ -475,7 +475,7 @@ static void
 refuse(struct wreq *r, int err, const char *text)
 {
 	r->err = err;
-	r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
+	r->status = IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
 	snprintf(r->text, sizeof(r->text), "%s", text != NULL ? text : ihala_strerror(err));
 }
 
@@ -611,13 +611,13 @@ share_add(struct ledger *lg, struct store_wtxn *w, const char *recipient, const 
 /* The referral's messages in its current minute (a fixed window that starts with the first
  * message after the last one ended): kept in its state, so counting costs nothing. */
 static uint64_t
-rate_count(const Ihala__V1__ReferralState *st, uint64_t now_ms)
+rate_count(const Ihala__V2__ReferralState *st, uint64_t now_ms)
 {
 	return now_ms - st->rate_window_ms < 60000 ? st->rate_count : 0;
 }
 
 static void
-rate_add(Ihala__V1__ReferralState *st, uint64_t now_ms)
+rate_add(Ihala__V2__ReferralState *st, uint64_t now_ms)
 {
 	if (st->rate_count == 0 || now_ms - st->rate_window_ms >= 60000) {
 		st->rate_window_ms = now_ms;
@@ -634,7 +634,7 @@ rate_add(Ihala__V1__ReferralState *st, uint64_t now_ms)
  */
 static int
 shares_check(struct ledger *lg, struct store_rtxn *rv, struct wreq *r, const char *recipient,
-             const char *rid, const Ihala__V1__ReferralState *cur, uint64_t *refbytes)
+             const char *rid, const Ihala__V2__ReferralState *cur, uint64_t *refbytes)
 {
 	const struct writer_policy *pol = lg->p.policy;
 	uint64_t share = pol->queue_limit * pol->queue_share / 100;
@@ -722,9 +722,9 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 {
 	struct writer_policy *pol = lg->p.policy;
 	struct store_rtxn *rv = store_wread(w);
-	Ihala__V1__ReferralState *cur = NULL, *parent = NULL;
+	Ihala__V2__ReferralState *cur = NULL, *parent = NULL;
 	struct policy_decision d;
-	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
+	Ihala__V2__LogEntry e = IHALA__V2__LOG_ENTRY__INIT;
 	const char *rid;
 	uint64_t seq, orig, refbytes = 0;
 	size_t queued;
@@ -735,7 +735,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	if (err == 0) {
 		const void *data;
 		size_t len;
-		Ihala__V1__LogEntry *old = NULL;
+		Ihala__V2__LogEntry *old = NULL;
 
 		err = store_log_get(rv, orig, &data, &len);
 		if (err == 0) {
@@ -755,7 +755,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 			return 0;
 		}
 		logentry_free(old);
-		r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE;
+		r->status = IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE;
 		r->seq = orig;
 		return store_tree_get(rv, 0, orig - 1, r->leaf);
 	}
@@ -768,7 +768,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	if (err != 0 && err != IHALA_ENOTFOUND) {
 		return err;
 	}
-	if (r->env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL &&
+	if (r->env->kind_case == IHALA__V2__ENVELOPE__KIND_REFERRAL &&
 	    r->env->referral->parent_referral_id[0] != '\0') {
 		err = refstate_load(rv, r->env->referral->parent_referral_id, &parent);
 		if (err == 0) {
@@ -807,7 +807,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	e.broker_time_ms = r->now_ms;
 	e.sender = r->agency;
 	e.recipient = d.recipient;
-	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
+	e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
 	e.envelope.data = r->env_bytes;
 	e.envelope.len = r->env_len;
 	err = log_entry(lg, w, &e, &seq, r->leaf);
@@ -827,7 +827,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	}
 
 	if (d.kind == POLICY_KIND_REFERRAL) {
-		const Ihala__V1__Referral *ref = r->env->referral;
+		const Ihala__V2__Referral *ref = r->env->referral;
 		unsigned pr = (unsigned)ref->priority < 4 ? (unsigned)ref->priority : 3;
 		uint64_t deadline = r->now_ms + pol->deadline_ms[pr];
 		char key[128];
@@ -861,7 +861,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		err = state_save(lg, w, cur);
 	}
 	if (err == 0) {
-		r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED;
+		r->status = IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED;
 		r->seq = seq;
 		add_notify(r, d.recipient);
 	}
@@ -873,12 +873,12 @@ out:
 
 /* Broker-made status (received, overdue) of a referral, logged and queued for the referrer. */
 static int
-broker_status(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState *st,
-              Ihala__V1__TaskStatus status, uint64_t ref_seq, uint64_t t, const char *text,
+broker_status(struct ledger *lg, struct store_wtxn *w, Ihala__V2__ReferralState *st,
+              Ihala__V2__TaskStatus status, uint64_t ref_seq, uint64_t t, const char *text,
               const char *sender, struct wreq *r)
 {
-	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
-	Ihala__V1__BrokerEvent ev = IHALA__V1__BROKER_EVENT__INIT;
+	Ihala__V2__LogEntry e = IHALA__V2__LOG_ENTRY__INIT;
+	Ihala__V2__BrokerEvent ev = IHALA__V2__BROKER_EVENT__INIT;
 	uint8_t leaf[MERKLE_HASH_LEN];
 	uint64_t seq;
 	int err;
@@ -890,7 +890,7 @@ broker_status(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState 
 	e.broker_time_ms = t;
 	e.sender = (char *)sender;
 	e.recipient = st->referrer;
-	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS;
+	e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS;
 	e.event = &ev;
 	err = log_entry(lg, w, &e, &seq, leaf);
 	if (err == 0) {
@@ -917,8 +917,8 @@ broker_status(struct ledger *lg, struct store_wtxn *w, Ihala__V1__ReferralState 
 static int
 ack_about_entry(struct store_rtxn *rv, uint64_t seq, char *tag, size_t cap, size_t *tag_len)
 {
-	Ihala__V1__LogEntry *orig;
-	Ihala__V1__Envelope *env = NULL;
+	Ihala__V2__LogEntry *orig;
+	Ihala__V2__Envelope *env = NULL;
 	const char *rid = NULL;
 	const void *data;
 	size_t len;
@@ -932,15 +932,15 @@ ack_about_entry(struct store_rtxn *rv, uint64_t seq, char *tag, size_t cap, size
 	}
 	/* Our own entry, and its envelope, were decoded strictly when logged: a plain decode is
 	 * enough here. */
-	orig = ihala__v1__log_entry__unpack(NULL, len, data);
+	orig = ihala__v2__log_entry__unpack(NULL, len, data);
 	if (orig == NULL) {
 		return IHALA_ESTORE;
 	}
-	if (orig->kind == IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
-	    (env = ihala__v1__envelope__unpack(NULL, orig->envelope.len, orig->envelope.data)) !=
+	if (orig->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
+	    (env = ihala__v2__envelope__unpack(NULL, orig->envelope.len, orig->envelope.data)) !=
 	        NULL) {
 		rid = policy_referral_id(env);
-		kind = env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL ? TAG_REFERRAL
+		kind = env->kind_case == IHALA__V2__ENVELOPE__KIND_REFERRAL ? TAG_REFERRAL
 		                                                            : TAG_UPDATE;
 	} else if (orig->event != NULL) {
 		rid = orig->event->referral_id; /* a broker event (received, overdue) */
@@ -958,9 +958,9 @@ ack_about_entry(struct store_rtxn *rv, uint64_t seq, char *tag, size_t cap, size
 		}
 	}
 	if (env != NULL) {
-		ihala__v1__envelope__free_unpacked(env, NULL);
+		ihala__v2__envelope__free_unpacked(env, NULL);
 	}
-	ihala__v1__log_entry__free_unpacked(orig, NULL);
+	ihala__v2__log_entry__free_unpacked(orig, NULL);
 	return 0;
 }
 
@@ -968,9 +968,9 @@ static int
 apply_ack_one(struct ledger *lg, struct store_wtxn *w, struct wreq *r, uint64_t ack_seq)
 {
 	struct store_rtxn *rv = store_wread(w);
-	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
-	Ihala__V1__BrokerEvent ev = IHALA__V1__BROKER_EVENT__INIT;
-	Ihala__V1__ReferralState *st = NULL;
+	Ihala__V2__LogEntry e = IHALA__V2__LOG_ENTRY__INIT;
+	Ihala__V2__BrokerEvent ev = IHALA__V2__BROKER_EVENT__INIT;
+	Ihala__V2__ReferralState *st = NULL;
 	char tag[STORE_QUEUE_TAG_MAX + 1];
 	size_t tag_len;
 	uint64_t seq;
@@ -1020,7 +1020,7 @@ apply_ack_one(struct ledger *lg, struct store_wtxn *w, struct wreq *r, uint64_t 
 	e.broker_time_ms = r->now_ms;
 	e.sender = r->agency;
 	e.recipient = "";
-	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_DELIVERY;
+	e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_DELIVERY;
 	e.event = &ev;
 	return log_entry(lg, w, &e, &seq, r->leaf);
 }
@@ -1049,7 +1049,7 @@ apply_tick(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	for (guard = 0; guard < 256; guard++) {
 		char key[128];
 		const char *rid;
-		Ihala__V1__ReferralState *st = NULL;
+		Ihala__V2__ReferralState *st = NULL;
 		uint64_t when;
 
 		err = store_meta_first(rv, DEADLINE_PREFIX, key, sizeof(key));
@@ -1206,7 +1206,7 @@ result_reset(struct wreq *r)
 {
 	r->err = 0;
 	r->text[0] = '\0';
-	r->status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_UNSPECIFIED;
+	r->status = IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_UNSPECIFIED;
 	r->seq = 0;
 	memset(r->leaf, 0, sizeof(r->leaf));
 	r->n_notify = 0;

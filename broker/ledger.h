@@ -43,7 +43,7 @@ struct wreq {
 	/* WREQ_SUBMIT: the envelope bytes as received (owned by the request) and decoded */
 	uint8_t *env_bytes;
 	size_t env_len;
-	Ihala__V1__Envelope *env;
+	Ihala__V2__Envelope *env;
 
 	/* WREQ_ACK: the seqs acked, in the order they came */
 	uint64_t acks[WREQ_MAX_ACKS];
@@ -55,7 +55,7 @@ struct wreq {
 	/* results */
 	int err;        /* 0, or the refusal */
 	char text[256]; /* refusal sentence */
-	Ihala__V1__ReceiptStatus status;
+	Ihala__V2__ReceiptStatus status;
 	uint64_t seq; /* seq logged (or the original for DUPLICATE) */
 	uint8_t leaf[MERKLE_HASH_LEN];
 	char notify[WREQ_MAX_NOTIFY][ID_AGENCY_MAX + 1]; /* agencies that have new queued entries */

@@ -67,7 +67,7 @@ void metrics_session_closed(const char *agency);
 
 /* Any thread. */
 void metrics_inc_submissions(void);
-/* A receipt went out with `status` (Ihala__V1__ReceiptStatus); `err` != 0 also counts a
+/* A receipt went out with `status` (Ihala__V2__ReceiptStatus); `err` != 0 also counts a
  * refusal under ihala_errname(err). */
 void metrics_inc_receipt(int status, int err);
 void metrics_inc_deliveries(void);

@@ -9,16 +9,16 @@
 #include "error.h"
 #include "id.h"
 
-#define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
+#define S(x) IHALA__V2__TASK_STATUS__TASK_STATUS_##x
 
 unsigned
-policy_role_default(Ihala__V1__Role role)
+policy_role_default(Ihala__V2__Role role)
 {
 	switch (role) {
-	case IHALA__V1__ROLE__ROLE_DMA:
+	case IHALA__V2__ROLE__ROLE_DMA:
 		return POLICY_KIND_REFERRAL | POLICY_KIND_STATUS | POLICY_KIND_NOTE;
-	case IHALA__V1__ROLE__ROLE_MINISTRY:
-	case IHALA__V1__ROLE__ROLE_NGO:
+	case IHALA__V2__ROLE__ROLE_MINISTRY:
+	case IHALA__V2__ROLE__ROLE_NGO:
 		return POLICY_KIND_ALL;
 	default:
 		return 0;
@@ -26,13 +26,13 @@ policy_role_default(Ihala__V1__Role role)
 }
 
 int
-policy_is_terminal(Ihala__V1__TaskStatus s)
+policy_is_terminal(Ihala__V2__TaskStatus s)
 {
 	return s == S(DECLINED) || s == S(COMPLETED) || s == S(FAILED) || s == S(CANCELLED);
 }
 
 const char *
-policy_status_name(Ihala__V1__TaskStatus s)
+policy_status_name(Ihala__V2__TaskStatus s)
 {
 	static const char *names[] = {"unspecified", "requested",   "received", "accepted",
 	                              "declined",    "in-progress", "on-hold",  "completed",
@@ -45,7 +45,7 @@ policy_status_name(Ihala__V1__TaskStatus s)
 }
 
 int
-policy_transition(enum policy_party who, Ihala__V1__TaskStatus from, Ihala__V1__TaskStatus to,
+policy_transition(enum policy_party who, Ihala__V2__TaskStatus from, Ihala__V2__TaskStatus to,
                   int has_outcome)
 {
 	int from_ok;
@@ -111,16 +111,16 @@ refuse(struct policy_decision *out, int err, const char *fmt, ...)
 }
 
 const char *
-policy_referral_id(const Ihala__V1__Envelope *env)
+policy_referral_id(const Ihala__V2__Envelope *env)
 {
 	switch (env->kind_case) {
-	case IHALA__V1__ENVELOPE__KIND_REFERRAL:
+	case IHALA__V2__ENVELOPE__KIND_REFERRAL:
 		return env->referral->referral_id;
-	case IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE:
+	case IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE:
 		return env->status_update->referral_id;
-	case IHALA__V1__ENVELOPE__KIND_OUTCOME:
+	case IHALA__V2__ENVELOPE__KIND_OUTCOME:
 		return env->outcome->referral_id;
-	case IHALA__V1__ENVELOPE__KIND_NOTE:
+	case IHALA__V2__ENVELOPE__KIND_NOTE:
 		return env->note->referral_id;
 	default:
 		return NULL;
@@ -128,7 +128,7 @@ policy_referral_id(const Ihala__V1__Envelope *env)
 }
 
 static enum policy_party
-party_of(const char *agency, const Ihala__V1__ReferralState *st)
+party_of(const char *agency, const Ihala__V2__ReferralState *st)
 {
 	if (strcmp(agency, st->referrer) == 0) {
 		return POLICY_PARTY_REFERRER;
@@ -140,9 +140,9 @@ party_of(const char *agency, const Ihala__V1__ReferralState *st)
 }
 
 int
-policy_may_read(const char *agency, Ihala__V1__Role role, const Ihala__V1__ReferralState *st)
+policy_may_read(const char *agency, Ihala__V2__Role role, const Ihala__V2__ReferralState *st)
 {
-	if (role == IHALA__V1__ROLE__ROLE_AUDITOR || party_of(agency, st) != POLICY_PARTY_NONE) {
+	if (role == IHALA__V2__ROLE__ROLE_AUDITOR || party_of(agency, st) != POLICY_PARTY_NONE) {
 		return 0;
 	}
 	return IHALA_ENOTPARTY;
@@ -191,7 +191,7 @@ too_many(struct policy_decision *out, const char *field, size_t n, size_t max)
 }
 
 static int
-check_outcome(const Ihala__V1__Outcome *o, const char *rid, struct policy_decision *out)
+check_outcome(const Ihala__V2__Outcome *o, const char *rid, struct policy_decision *out)
 {
 	if (o->n_services_delivered > MAX_SERVICES) {
 		return too_many(out, "outcome.services_delivered", o->n_services_delivered,
@@ -230,7 +230,7 @@ add_missing(struct policy_decision *out, size_t *len, const char *what, const ch
 
 /* Whether the first `n` agencies of `c` include agency `i` again (a repeat is named once). */
 static int
-agency_seen(const Ihala__V1__Consent *c, size_t i)
+agency_seen(const Ihala__V2__Consent *c, size_t i)
 {
 	size_t k;
 
@@ -243,7 +243,7 @@ agency_seen(const Ihala__V1__Consent *c, size_t i)
 }
 
 static int
-category_seen(const Ihala__V1__Consent *c, size_t i)
+category_seen(const Ihala__V2__Consent *c, size_t i)
 {
 	size_t k;
 
@@ -259,7 +259,7 @@ category_seen(const Ihala__V1__Consent *c, size_t i)
  * and every data category it covers, the parent's covers too. The refusal names all that is
  * missing, each once. */
 static int
-check_within_parent(const Ihala__V1__Consent *c, const Ihala__V1__ReferralState *parent,
+check_within_parent(const Ihala__V2__Consent *c, const Ihala__V2__ReferralState *parent,
                     struct policy_decision *out)
 {
 	static const char head[] = "the parent referral's consent does not cover ";
@@ -283,7 +283,7 @@ check_within_parent(const Ihala__V1__Consent *c, const Ihala__V1__ReferralState 
 		}
 		/* UNSPECIFIED covers nothing, so it widens nothing */
 		if (!found && !category_seen(c, i) &&
-		    c->data_covered[i] != IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_UNSPECIFIED) {
+		    c->data_covered[i] != IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_UNSPECIFIED) {
 			add_missing(out, &len, "data category",
 			            consent_category_name(c->data_covered[i]));
 		}
@@ -301,10 +301,10 @@ check_within_parent(const Ihala__V1__Consent *c, const Ihala__V1__ReferralState 
 
 static int
 check_referral(const struct policy_view *v, const struct policy_agency *me,
-               const Ihala__V1__Envelope *env, const Ihala__V1__ReferralState *cur,
-               const Ihala__V1__ReferralState *parent, struct policy_decision *out)
+               const Ihala__V2__Envelope *env, const Ihala__V2__ReferralState *cur,
+               const Ihala__V2__ReferralState *parent, struct policy_decision *out)
 {
-	const Ihala__V1__Referral *r = env->referral;
+	const Ihala__V2__Referral *r = env->referral;
 	const struct policy_agency *to;
 	const char *dest = env->to[0] != '\0' ? env->to : r->receiving_agency;
 	const struct consent_field *f;
@@ -335,11 +335,11 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 	if (strcmp(dest, me->id) == 0) {
 		return refuse(out, IHALA_EFORBIDDEN, "an agency cannot refer to itself");
 	}
-	if (to->role == IHALA__V1__ROLE__ROLE_AUDITOR) {
+	if (to->role == IHALA__V2__ROLE__ROLE_AUDITOR) {
 		return refuse(out, IHALA_EFORBIDDEN, "'%s' is an auditor and receives no referrals",
 		              dest);
 	}
-	if (r->priority == IHALA__V1__PRIORITY__PRIORITY_UNSPECIFIED) {
+	if (r->priority == IHALA__V2__PRIORITY__PRIORITY_UNSPECIFIED) {
 		return refuse(out, IHALA_ESCHEMA,
 		              "a referral needs a priority (emergency, urgent, normal)");
 	}
@@ -389,7 +389,7 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 		/* By default only DMA opens new cases; the others refer onward. */
 		return refuse(out, IHALA_EFORBIDDEN,
 		              "a %s may only refer onward: set parent_referral_id",
-		              me->role == IHALA__V1__ROLE__ROLE_NGO ? "NGO" : "ministry");
+		              me->role == IHALA__V2__ROLE__ROLE_NGO ? "NGO" : "ministry");
 	}
 	if (cur != NULL) {
 		return refuse(out, IHALA_EREFEXISTS, "referral '%s' already exists",
@@ -426,8 +426,8 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 }
 
 int
-policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__Envelope *env,
-             const Ihala__V1__ReferralState *cur, const Ihala__V1__ReferralState *parent,
+policy_check(const struct policy_view *v, const char *sender, const Ihala__V2__Envelope *env,
+             const Ihala__V2__ReferralState *cur, const Ihala__V2__ReferralState *parent,
              struct policy_decision *out)
 {
 	const struct policy_agency *me = v->find(v->ctx, sender);
@@ -439,7 +439,7 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 	if (me == NULL) {
 		return refuse(out, IHALA_EUNKNOWNAGENCY, "agency '%s' is not configured", sender);
 	}
-	if (me->role == IHALA__V1__ROLE__ROLE_AUDITOR) {
+	if (me->role == IHALA__V2__ROLE__ROLE_AUDITOR) {
 		return refuse(out, IHALA_EREADONLY, "auditor '%s' may read but not submit", sender);
 	}
 	if (!id_valid(env->message_id)) {
@@ -452,16 +452,16 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 		              sender);
 	}
 	switch (env->kind_case) {
-	case IHALA__V1__ENVELOPE__KIND_REFERRAL:
+	case IHALA__V2__ENVELOPE__KIND_REFERRAL:
 		out->kind = POLICY_KIND_REFERRAL;
 		break;
-	case IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE:
+	case IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE:
 		out->kind = POLICY_KIND_STATUS;
 		break;
-	case IHALA__V1__ENVELOPE__KIND_OUTCOME:
+	case IHALA__V2__ENVELOPE__KIND_OUTCOME:
 		out->kind = POLICY_KIND_OUTCOME;
 		break;
-	case IHALA__V1__ENVELOPE__KIND_NOTE:
+	case IHALA__V2__ENVELOPE__KIND_NOTE:
 		out->kind = POLICY_KIND_NOTE;
 		break;
 	default:
@@ -507,7 +507,7 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 
 	switch (out->kind) {
 	case POLICY_KIND_STATUS: {
-		const Ihala__V1__StatusUpdate *u = env->status_update;
+		const Ihala__V2__StatusUpdate *u = env->status_update;
 
 		err = policy_transition(who, cur->status, u->status, u->outcome != NULL);
 		if (err == IHALA_EOUTCOME) {
@@ -525,7 +525,7 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__E
 			              policy_status_name(u->status));
 		}
 		if ((u->status == S(DECLINED) || u->status == S(CANCELLED)) &&
-		    u->reason_code == IHALA__V1__REASON_CODE__REASON_CODE_UNSPECIFIED) {
+		    u->reason_code == IHALA__V2__REASON_CODE__REASON_CODE_UNSPECIFIED) {
 			return refuse(out, IHALA_ESCHEMA, "status %s needs a reason_code",
 			              policy_status_name(u->status));
 		}

@@ -20,7 +20,7 @@ enum policy_kind {
 /* What the policy needs to know of one configured agency. Borrowed from the caller. */
 struct policy_agency {
 	const char *id;
-	Ihala__V1__Role role;
+	Ihala__V2__Role role;
 	unsigned may_send;              /* POLICY_KIND_* mask (role default unless overridden) */
 	const char *const *may_send_to; /* recipients allowed; NULL = any agency */
 	size_t n_may_send_to;
@@ -36,7 +36,7 @@ struct policy_view {
 
 /* Default may_send mask of a role (DESIGN §2): dma refers, cancels and notes; ministries
  * and NGOs answer, report outcomes, refer onward and note; auditors send nothing. */
-unsigned policy_role_default(Ihala__V1__Role role);
+unsigned policy_role_default(Ihala__V2__Role role);
 
 /* Which side of a referral an agency is on. */
 enum policy_party {
@@ -52,11 +52,11 @@ enum policy_party {
  * party never sets that status). `has_outcome` tells whether an Outcome comes with it:
  * completed and failed without one give IHALA_EOUTCOME.
  */
-int policy_transition(enum policy_party who, Ihala__V1__TaskStatus from, Ihala__V1__TaskStatus to,
+int policy_transition(enum policy_party who, Ihala__V2__TaskStatus from, Ihala__V2__TaskStatus to,
                       int has_outcome);
 
 /* 1 for rejected, completed, failed, cancelled. */
-int policy_is_terminal(Ihala__V1__TaskStatus s);
+int policy_is_terminal(Ihala__V2__TaskStatus s);
 
 /* The result of policy_check. Strings are copied in; nothing to free. */
 struct policy_decision {
@@ -64,7 +64,7 @@ struct policy_decision {
 	char text[256]; /* for a refusal: the sentence, with detail */
 	enum policy_kind kind;
 	char recipient[ID_AGENCY_MAX + 1]; /* agency the entry is delivered to */
-	Ihala__V1__TaskStatus new_status;  /* status after, or UNSPECIFIED when unchanged */
+	Ihala__V2__TaskStatus new_status;  /* status after, or UNSPECIFIED when unchanged */
 };
 
 /*
@@ -73,17 +73,17 @@ struct policy_decision {
  * none); `parent` is the state of a new referral's parent (NULL when none or not found).
  * `now_ms` is not needed by any rule yet. Fills *out and returns out->err.
  */
-int policy_check(const struct policy_view *v, const char *sender, const Ihala__V1__Envelope *env,
-                 const Ihala__V1__ReferralState *cur, const Ihala__V1__ReferralState *parent,
+int policy_check(const struct policy_view *v, const char *sender, const Ihala__V2__Envelope *env,
+                 const Ihala__V2__ReferralState *cur, const Ihala__V2__ReferralState *parent,
                  struct policy_decision *out);
 
 /* The referral id an envelope concerns (borrowed from env), or NULL. */
-const char *policy_referral_id(const Ihala__V1__Envelope *env);
+const char *policy_referral_id(const Ihala__V2__Envelope *env);
 
 /* May `agency` (with `role`) read referral `st`? Parties and auditors may. 0 or IHALA_ENOTPARTY. */
-int policy_may_read(const char *agency, Ihala__V1__Role role, const Ihala__V1__ReferralState *st);
+int policy_may_read(const char *agency, Ihala__V2__Role role, const Ihala__V2__ReferralState *st);
 
 /* Short lower-case name of a status ("in-progress"); never NULL. */
-const char *policy_status_name(Ihala__V1__TaskStatus s);
+const char *policy_status_name(Ihala__V2__TaskStatus s);
 
 #endif

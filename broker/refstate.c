@@ -9,21 +9,21 @@
 #include "log.h"
 #include "store.h"
 
-#define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
+#define S(x) IHALA__V2__TASK_STATUS__TASK_STATUS_##x
 
 /* One item under (rid, item->seq), encoded on the stack when it fits (it nearly always does:
  * a few short strings). */
 static int
-item_put(struct store_wtxn *w, const char *rid, const Ihala__V1__HistoryItem *it)
+item_put(struct store_wtxn *w, const char *rid, const Ihala__V2__HistoryItem *it)
 {
 	uint8_t stack[512], *buf = stack;
-	size_t len = ihala__v1__history_item__get_packed_size(it);
+	size_t len = ihala__v2__history_item__get_packed_size(it);
 	int err;
 
 	if (len > sizeof(stack) && (buf = malloc(len)) == NULL) {
 		return IHALA_ENOMEM;
 	}
-	ihala__v1__history_item__pack(it, buf);
+	ihala__v2__history_item__pack(it, buf);
 	err = store_history_put(w, rid, it->seq, buf, len);
 	if (buf != stack) {
 		free(buf);
@@ -32,7 +32,7 @@ item_put(struct store_wtxn *w, const char *rid, const Ihala__V1__HistoryItem *it
 }
 
 int
-refstate_load(struct store_rtxn *r, const char *rid, Ihala__V1__ReferralState **out)
+refstate_load(struct store_rtxn *r, const char *rid, Ihala__V2__ReferralState **out)
 {
 	const void *p;
 	size_t len;
@@ -46,7 +46,7 @@ refstate_load(struct store_rtxn *r, const char *rid, Ihala__V1__ReferralState **
 	if (err != 0) {
 		return err;
 	}
-	*out = ihala__v1__referral_state__unpack(NULL, len, p);
+	*out = ihala__v2__referral_state__unpack(NULL, len, p);
 	if (*out == NULL) {
 		log_warnx("referral '%s': stored state does not decode", rid);
 		return IHALA_ESTORE;
@@ -56,9 +56,9 @@ refstate_load(struct store_rtxn *r, const char *rid, Ihala__V1__ReferralState **
 
 int
 refstate_history_add(struct store_wtxn *w, const char *rid, uint64_t seq, uint64_t t,
-                     const char *agency, Ihala__V1__TaskStatus status, const char *what)
+                     const char *agency, Ihala__V2__TaskStatus status, const char *what)
 {
-	Ihala__V1__HistoryItem it = IHALA__V1__HISTORY_ITEM__INIT;
+	Ihala__V2__HistoryItem it = IHALA__V2__HISTORY_ITEM__INIT;
 
 	it.seq = seq;
 	it.time_ms = t;
@@ -69,7 +69,7 @@ refstate_history_add(struct store_wtxn *w, const char *rid, uint64_t seq, uint64
 }
 
 int
-refstate_history_move(struct store_wtxn *w, Ihala__V1__ReferralState *st)
+refstate_history_move(struct store_wtxn *w, Ihala__V2__ReferralState *st)
 {
 	size_t i;
 	int err;
@@ -89,7 +89,7 @@ refstate_history_move(struct store_wtxn *w, Ihala__V1__ReferralState *st)
 }
 
 struct load {
-	Ihala__V1__ReferralState *st;
+	Ihala__V2__ReferralState *st;
 	size_t cap;
 	int sorted;
 };
@@ -98,12 +98,12 @@ static int
 load_item(void *arg, uint64_t seq, const void *item, size_t len)
 {
 	struct load *l = arg;
-	Ihala__V1__ReferralState *st = l->st;
-	Ihala__V1__HistoryItem *it;
+	Ihala__V2__ReferralState *st = l->st;
+	Ihala__V2__HistoryItem *it;
 
 	if (st->n_history == l->cap) {
 		size_t cap = l->cap < 16 ? 16 : 2 * l->cap;
-		Ihala__V1__HistoryItem **h = realloc(st->history, cap * sizeof(*h));
+		Ihala__V2__HistoryItem **h = realloc(st->history, cap * sizeof(*h));
 
 		if (h == NULL) {
 			return IHALA_ENOMEM;
@@ -111,7 +111,7 @@ load_item(void *arg, uint64_t seq, const void *item, size_t len)
 		st->history = h;
 		l->cap = cap;
 	}
-	it = ihala__v1__history_item__unpack(NULL, len, item);
+	it = ihala__v2__history_item__unpack(NULL, len, item);
 	if (it == NULL) {
 		log_warnx("referral '%s': stored history item %llu does not decode",
 		          st->referral_id, (unsigned long long)seq);
@@ -128,14 +128,14 @@ load_item(void *arg, uint64_t seq, const void *item, size_t len)
 static int
 by_seq(const void *a, const void *b)
 {
-	const Ihala__V1__HistoryItem *x = *(Ihala__V1__HistoryItem *const *)a;
-	const Ihala__V1__HistoryItem *y = *(Ihala__V1__HistoryItem *const *)b;
+	const Ihala__V2__HistoryItem *x = *(Ihala__V2__HistoryItem *const *)a;
+	const Ihala__V2__HistoryItem *y = *(Ihala__V2__HistoryItem *const *)b;
 
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 int
-refstate_load_history(struct store_rtxn *r, Ihala__V1__ReferralState *st)
+refstate_load_history(struct store_rtxn *r, Ihala__V2__ReferralState *st)
 {
 	struct load l = {st, st->n_history, 1};
 	int err;
@@ -150,7 +150,7 @@ refstate_load_history(struct store_rtxn *r, Ihala__V1__ReferralState *st)
 }
 
 void
-refstate_free(Ihala__V1__ReferralState *st)
+refstate_free(Ihala__V2__ReferralState *st)
 {
 	if (st != NULL) {
 		protobuf_c_message_free_unpacked(&st->base, NULL);
@@ -160,7 +160,7 @@ refstate_free(Ihala__V1__ReferralState *st)
 /* The consent's agencies and categories into st (nothing when c is NULL); -1 when out of
  * memory, with what was copied left for refstate_free. */
 static int
-copy_scope(Ihala__V1__ReferralState *st, const Ihala__V1__Consent *c)
+copy_scope(Ihala__V2__ReferralState *st, const Ihala__V2__Consent *c)
 {
 	size_t i;
 
@@ -191,16 +191,16 @@ copy_scope(Ihala__V1__ReferralState *st, const Ihala__V1__Consent *c)
 	return 0;
 }
 
-Ihala__V1__ReferralState *
-refstate_new(const Ihala__V1__Referral *r, const char *referrer, const char *recipient,
+Ihala__V2__ReferralState *
+refstate_new(const Ihala__V2__Referral *r, const char *referrer, const char *recipient,
              uint64_t deadline)
 {
-	Ihala__V1__ReferralState *st = malloc(sizeof(*st));
+	Ihala__V2__ReferralState *st = malloc(sizeof(*st));
 
 	if (st == NULL) {
 		return NULL;
 	}
-	ihala__v1__referral_state__init(st);
+	ihala__v2__referral_state__init(st);
 	st->referral_id = strdup(r->referral_id);
 	st->parent_referral_id = strdup(r->parent_referral_id);
 	st->referrer = strdup(referrer);
@@ -226,10 +226,10 @@ first_seq(void *arg, uint64_t seq, const void *item, size_t len)
 }
 
 int
-refstate_load_scope(struct store_rtxn *r, Ihala__V1__ReferralState *st)
+refstate_load_scope(struct store_rtxn *r, Ihala__V2__ReferralState *st)
 {
-	Ihala__V1__LogEntry *e = NULL;
-	Ihala__V1__Envelope *env = NULL;
+	Ihala__V2__LogEntry *e = NULL;
+	Ihala__V2__Envelope *env = NULL;
 	const void *data;
 	size_t len;
 	uint64_t seq = 0;
@@ -253,7 +253,7 @@ refstate_load_scope(struct store_rtxn *r, Ihala__V1__ReferralState *st)
 	    (err = envelope_decode(e->envelope.data, e->envelope.len, &env)) != 0) {
 		goto out;
 	}
-	if (env->kind_case != IHALA__V1__ENVELOPE__KIND_REFERRAL ||
+	if (env->kind_case != IHALA__V2__ENVELOPE__KIND_REFERRAL ||
 	    strcmp(env->referral->referral_id, st->referral_id) != 0) {
 		log_warnx("referral '%s': its first event (seq %llu) is not its submission",
 		          st->referral_id, (unsigned long long)seq);
@@ -272,7 +272,7 @@ out:
 #define NIL UINT32_MAX
 
 struct cache_ent {
-	Ihala__V1__ReferralState *st; /* NULL: on the free list */
+	Ihala__V2__ReferralState *st; /* NULL: on the free list */
 	uint64_t hash;
 	uint32_t chain;      /* next in the bucket, or in the free list */
 	uint32_t prev, next; /* recency: head is the newest */
@@ -329,11 +329,11 @@ refstate_cache_new(size_t cap)
 
 /* Entry i out of its bucket and the recency list, onto the free list; its state is
  * returned (the caller's now). */
-static Ihala__V1__ReferralState *
+static Ihala__V2__ReferralState *
 cache_unlink(struct refstate_cache *c, uint32_t i)
 {
 	struct cache_ent *e = &c->ent[i];
-	Ihala__V1__ReferralState *st = e->st;
+	Ihala__V2__ReferralState *st = e->st;
 	uint32_t *p = &c->bucket[e->hash & c->mask];
 
 	while (*p != i) {
@@ -370,7 +370,7 @@ cache_find(const struct refstate_cache *c, const char *rid, uint64_t h)
 	return NIL;
 }
 
-Ihala__V1__ReferralState *
+Ihala__V2__ReferralState *
 refstate_cache_take(struct refstate_cache *c, const char *rid)
 {
 	uint32_t i;
@@ -387,7 +387,7 @@ refstate_cache_take(struct refstate_cache *c, const char *rid)
 }
 
 void
-refstate_cache_keep(struct refstate_cache *c, Ihala__V1__ReferralState *st)
+refstate_cache_keep(struct refstate_cache *c, Ihala__V2__ReferralState *st)
 {
 	struct cache_ent *e;
 	uint64_t h;
@@ -402,7 +402,7 @@ refstate_cache_keep(struct refstate_cache *c, Ihala__V1__ReferralState *st)
 	}
 	h = rid_hash(st->referral_id);
 	if ((i = cache_find(c, st->referral_id, h)) != NIL) {
-		Ihala__V1__ReferralState *old = cache_unlink(c, i);
+		Ihala__V2__ReferralState *old = cache_unlink(c, i);
 
 		if (old != st) {
 			refstate_free(old); /* an older copy: st is the newer */
@@ -458,7 +458,7 @@ refstate_cache_stats(const struct refstate_cache *c, struct refstate_cache_stats
 
 int
 refstate_cache_each(const struct refstate_cache *c,
-                    int (*fn)(void *arg, const Ihala__V1__ReferralState *st), void *arg)
+                    int (*fn)(void *arg, const Ihala__V2__ReferralState *st), void *arg)
 {
 	uint32_t i;
 	int err;

@@ -262,8 +262,8 @@ writer_input(struct server *sv)
 			metrics_inc_receipt((int)r->status, r->err);
 			s = session_by_id(sv, r->session_id);
 			if (s != NULL) {
-				Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-				Ihala__V1__Receipt rc = IHALA__V1__RECEIPT__INIT;
+				Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+				Ihala__V2__Receipt rc = IHALA__V2__RECEIPT__INIT;
 
 				s->inflight_submits--;
 				s->inflight_bytes -=
@@ -286,18 +286,18 @@ writer_input(struct server *sv)
 					}
 				}
 				if (r->status ==
-				    IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED) {
+				    IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED) {
 					log_debug("agency '%s': message '%s' logged at seq %llu",
 					          r->agency, r->env->message_id,
 					          (unsigned long long)r->seq);
 				} else if (r->status ==
-				           IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE) {
+				           IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE) {
 					log_debug("agency '%s': message '%s' again: a duplicate of "
 					          "seq %llu",
 					          r->agency, r->env->message_id,
 					          (unsigned long long)r->seq);
 				}
-				f.kind_case = IHALA__V1__FRAME__KIND_RECEIPT;
+				f.kind_case = IHALA__V2__FRAME__KIND_RECEIPT;
 				f.receipt = &rc;
 				if (!s->dead) {
 					session_send(sv, s, &f);

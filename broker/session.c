@@ -102,7 +102,7 @@ session_flush(struct server *sv, struct session *s)
 
 /* Encode and send one frame. IHALA_EAGAIN when the session's output is full. */
 int
-session_send(struct server *sv, struct session *s, const Ihala__V1__Frame *f)
+session_send(struct server *sv, struct session *s, const Ihala__V2__Frame *f)
 {
 	uint8_t *buf;
 	size_t len;
@@ -130,13 +130,13 @@ session_send(struct server *sv, struct session *s, const Ihala__V1__Frame *f)
 void
 send_error(struct server *sv, struct session *s, int code, uint64_t request_id, const char *text)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Error e = IHALA__V1__ERROR__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Error e = IHALA__V2__ERROR__INIT;
 
-	e.code = (Ihala__V1__ErrorCode)(-code);
+	e.code = (Ihala__V2__ErrorCode)(-code);
 	e.message = (char *)(text != NULL ? text : ihala_strerror(code));
 	e.request_id = request_id;
-	f.kind_case = IHALA__V1__FRAME__KIND_ERROR;
+	f.kind_case = IHALA__V2__FRAME__KIND_ERROR;
 	f.error = &e;
 	session_send(sv, s, &f);
 }

@@ -20,7 +20,7 @@ int wire_send(struct server *sv, struct session *s, uint8_t type, const uint8_t 
 void session_flush(struct server *sv, struct session *s);
 /* Encode one frame into the session's channel (sent at the loop's next flush). IHALA_EAGAIN
  * when the session's output is full. `f` is only read. */
-int session_send(struct server *sv, struct session *s, const Ihala__V1__Frame *f);
+int session_send(struct server *sv, struct session *s, const Ihala__V2__Frame *f);
 /* Send an Error frame (`text` NULL: the code's own sentence). */
 void send_error(struct server *sv, struct session *s, int code, uint64_t request_id,
                 const char *text);

@@ -10,8 +10,8 @@
 #include "log.h"
 #include "pbjson.h"
 
-#define TS(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
-#define KIND(x) IHALA__V1__ENTRY_KIND__ENTRY_KIND_##x
+#define TS(x) IHALA__V2__TASK_STATUS__TASK_STATUS_##x
+#define KIND(x) IHALA__V2__ENTRY_KIND__ENTRY_KIND_##x
 
 /* ---- what an entry is about ---- */
 
@@ -20,35 +20,35 @@ struct facts {
 	const char *referral_id;
 	int status;   /* TaskStatus, 0 when the entry sets none */
 	int priority; /* Priority, 0 when none */
-	const Ihala__V1__ServiceCode *services;
+	const Ihala__V2__ServiceCode *services;
 	size_t n_services;
-	const Ihala__V1__Outcome *outcome;
+	const Ihala__V2__Outcome *outcome;
 };
 
 static void
-facts_of(const Ihala__V1__LogEntry *e, const Ihala__V1__Envelope *env, struct facts *f)
+facts_of(const Ihala__V2__LogEntry *e, const Ihala__V2__Envelope *env, struct facts *f)
 {
 	memset(f, 0, sizeof(*f));
 	if (env != NULL) {
 		f->message_id = env->message_id;
 		switch (env->kind_case) {
-		case IHALA__V1__ENVELOPE__KIND_REFERRAL:
+		case IHALA__V2__ENVELOPE__KIND_REFERRAL:
 			f->referral_id = env->referral->referral_id;
 			f->status = TS(REQUESTED);
 			f->priority = env->referral->priority;
 			f->services = env->referral->services;
 			f->n_services = env->referral->n_services;
 			break;
-		case IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE:
+		case IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE:
 			f->referral_id = env->status_update->referral_id;
 			f->status = env->status_update->status;
 			f->outcome = env->status_update->outcome;
 			break;
-		case IHALA__V1__ENVELOPE__KIND_OUTCOME:
+		case IHALA__V2__ENVELOPE__KIND_OUTCOME:
 			f->referral_id = env->outcome->referral_id;
 			f->outcome = env->outcome;
 			break;
-		case IHALA__V1__ENVELOPE__KIND_NOTE:
+		case IHALA__V2__ENVELOPE__KIND_NOTE:
 			f->referral_id = env->note->referral_id;
 			break;
 		default:
@@ -66,7 +66,7 @@ facts_of(const Ihala__V1__LogEntry *e, const Ihala__V1__Envelope *env, struct fa
 
 /* Decode an entry and, for a submission, its envelope (NULL when it does not decode). */
 static int
-decode(const uint8_t *buf, size_t len, Ihala__V1__LogEntry **e, Ihala__V1__Envelope **env)
+decode(const uint8_t *buf, size_t len, Ihala__V2__LogEntry **e, Ihala__V2__Envelope **env)
 {
 	int err;
 
@@ -130,8 +130,8 @@ audit_csv_header(FILE *fp)
 int
 audit_csv_row(FILE *fp, uint64_t seq, const uint8_t *entry, size_t len)
 {
-	Ihala__V1__LogEntry *e = NULL;
-	Ihala__V1__Envelope *env = NULL;
+	Ihala__V2__LogEntry *e = NULL;
+	Ihala__V2__Envelope *env = NULL;
 	struct facts f;
 	char num[24], when[40], kind[64], status[64], prio[64], svc[1024];
 	size_t i, used = 0;
@@ -154,7 +154,7 @@ audit_csv_row(FILE *fp, uint64_t seq, const uint8_t *entry, size_t len)
 		char name[64];
 
 		used += (size_t)snprintf(svc + used, sizeof(svc) - used, "%s%s", i ? ";" : "",
-		                         enum_name(&ihala__v1__service_code__descriptor,
+		                         enum_name(&ihala__v2__service_code__descriptor,
 		                                   (int)f.services[i], name, sizeof(name)));
 	}
 	if ((err = csv_field(fp, num, 0)) == 0 && (err = csv_field(fp, when, 0)) == 0 &&
@@ -162,16 +162,16 @@ audit_csv_row(FILE *fp, uint64_t seq, const uint8_t *entry, size_t len)
 	    (err = csv_field(fp, e->recipient, 0)) == 0 &&
 	    (err = csv_field(
 	         fp,
-	         enum_name(&ihala__v1__entry_kind__descriptor, (int)e->kind, kind, sizeof(kind)),
+	         enum_name(&ihala__v2__entry_kind__descriptor, (int)e->kind, kind, sizeof(kind)),
 	         0)) == 0 &&
 	    (err = csv_field(fp, f.message_id, 0)) == 0 &&
 	    (err = csv_field(fp, f.referral_id, 0)) == 0 &&
 	    (err = csv_field(
 	         fp,
-	         enum_name(&ihala__v1__task_status__descriptor, f.status, status, sizeof(status)),
+	         enum_name(&ihala__v2__task_status__descriptor, f.status, status, sizeof(status)),
 	         0)) == 0 &&
 	    (err = csv_field(
-	         fp, enum_name(&ihala__v1__priority__descriptor, f.priority, prio, sizeof(prio)),
+	         fp, enum_name(&ihala__v2__priority__descriptor, f.priority, prio, sizeof(prio)),
 	         0)) == 0) {
 		err = csv_field(fp, svc, 1);
 	}
@@ -348,7 +348,7 @@ ref_add(struct audit_stats *st, const char *id, struct ref **out)
 }
 
 static uint32_t
-service_mask(const Ihala__V1__ServiceCode *v, size_t n)
+service_mask(const Ihala__V2__ServiceCode *v, size_t n)
 {
 	uint32_t m = 0;
 	size_t i;
@@ -362,7 +362,7 @@ service_mask(const Ihala__V1__ServiceCode *v, size_t n)
 }
 
 static int
-stats_referral(struct audit_stats *st, const Ihala__V1__LogEntry *e, const Ihala__V1__Referral *rf)
+stats_referral(struct audit_stats *st, const Ihala__V2__LogEntry *e, const Ihala__V2__Referral *rf)
 {
 	struct ref *r;
 	int err;
@@ -383,7 +383,7 @@ stats_referral(struct audit_stats *st, const Ihala__V1__LogEntry *e, const Ihala
 }
 
 static void
-stats_outcome(struct ref *r, const Ihala__V1__Outcome *o)
+stats_outcome(struct ref *r, const Ihala__V2__Outcome *o)
 {
 	r->has_outcome = 1;
 	r->implemented = o->service_implemented;
@@ -413,8 +413,8 @@ stats_status(struct ref *r, int status, uint64_t t)
 int
 audit_stats_add(struct audit_stats *st, uint64_t seq, const uint8_t *entry, size_t len)
 {
-	Ihala__V1__LogEntry *e = NULL;
-	Ihala__V1__Envelope *env = NULL;
+	Ihala__V2__LogEntry *e = NULL;
+	Ihala__V2__Envelope *env = NULL;
 	struct facts f;
 	struct ref *r;
 	int err;
@@ -434,7 +434,7 @@ audit_stats_add(struct audit_stats *st, uint64_t seq, const uint8_t *entry, size
 		st->other_kind++;
 	}
 	facts_of(e, env, &f);
-	if (env != NULL && env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL) {
+	if (env != NULL && env->kind_case == IHALA__V2__ENVELOPE__KIND_REFERRAL) {
 		err = stats_referral(st, e, env->referral);
 	} else if ((r = ref_find(st, f.referral_id)) != NULL) {
 		if (e->kind == KIND(SUBMISSION) || e->kind == KIND(BROKER_STATUS)) {
@@ -511,7 +511,7 @@ status_counts(const uint64_t *c, int all)
 
 	for (s = 1; j != NULL && s < NSTATUS; s++) {
 		if ((all || c[s] != 0) &&
-		    set(j, enum_name(&ihala__v1__task_status__descriptor, s, name, sizeof(name)),
+		    set(j, enum_name(&ihala__v2__task_status__descriptor, s, name, sizeof(name)),
 		        json_integer((json_int_t)c[s])) != 0) {
 			json_decref(j);
 			return NULL;
@@ -622,7 +622,7 @@ outcomes_json(const struct audit_stats *st)
 			continue;
 		}
 		if (set(j,
-		        enum_name(&ihala__v1__service_code__descriptor, (int)s, name, sizeof(name)),
+		        enum_name(&ihala__v2__service_code__descriptor, (int)s, name, sizeof(name)),
 		        json_pack("{s:I,s:I,s:I,s:I}", "outcomes", (json_int_t)c[s][0],
 		                  "implemented", (json_int_t)c[s][1], "successful",
 		                  (json_int_t)c[s][2], "unsuccessful", (json_int_t)c[s][3])) != 0) {
@@ -660,7 +660,7 @@ audit_stats_json(const struct audit_stats *st, json_t **out)
 	for (i = 1; i < sizeof(st->by_kind) / sizeof(st->by_kind[0]) && err == 0; i++) {
 		if (st->by_kind[i] != 0) {
 			err = set(kinds,
-			          enum_name(&ihala__v1__entry_kind__descriptor, (int)i, name,
+			          enum_name(&ihala__v2__entry_kind__descriptor, (int)i, name,
 			                    sizeof(name)),
 			          json_integer((json_int_t)st->by_kind[i]));
 		}

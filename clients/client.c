@@ -219,7 +219,7 @@ session_start(struct ihala_client *c)
 }
 
 int
-client_send_frame(struct ihala_client *c, const Ihala__V1__Frame *f)
+client_send_frame(struct ihala_client *c, const Ihala__V2__Frame *f)
 {
 	int err;
 
@@ -234,7 +234,7 @@ client_send_frame(struct ihala_client *c, const Ihala__V1__Frame *f)
 size_t
 ihala_max_frame(const struct ihala_client *c)
 {
-	const Ihala__V1__Welcome *w = c->welcome != NULL ? c->welcome->welcome : NULL;
+	const Ihala__V2__Welcome *w = c->welcome != NULL ? c->welcome->welcome : NULL;
 
 	if (w != NULL && w->limits != NULL && w->limits->max_frame_bytes > 0) {
 		return w->limits->max_frame_bytes;
@@ -247,14 +247,14 @@ static size_t
 submit_frame_size(size_t len)
 {
 	static uint8_t dummy;
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Submit s = IHALA__V1__SUBMIT__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
 
 	s.envelope.data = &dummy; /* only its length is read */
 	s.envelope.len = len;
-	f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
+	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 	f.submit = &s;
-	return ihala__v1__frame__get_packed_size(&f);
+	return ihala__v2__frame__get_packed_size(&f);
 }
 
 static uint64_t
@@ -268,7 +268,7 @@ wall_ms(void)
 
 /* The receipt a caller waits for, when it is for `message_id`. */
 static void
-set_receipt(struct ihala_client *c, const char *message_id, Ihala__V1__ReceiptStatus status,
+set_receipt(struct ihala_client *c, const char *message_id, Ihala__V2__ReceiptStatus status,
             uint64_t seq, const uint8_t *leaf, int error, const char *text)
 {
 	struct ihala_receipt *rc = &c->receipt;
@@ -306,8 +306,8 @@ static int
 outbox_send_cb(void *arg, const char *message_id, const void *env, size_t len)
 {
 	struct ihala_client *c = arg;
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Submit s = IHALA__V1__SUBMIT__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
 	size_t fsize = submit_frame_size(len), max = ihala_max_frame(c);
 	int err;
 
@@ -319,13 +319,13 @@ outbox_send_cb(void *arg, const char *message_id, const void *env, size_t len)
 		         "message of %zu bytes is over the broker's frame limit of %zu bytes",
 		         fsize, max);
 		reject(c, message_id, IHALA_ETOOLARGE, text);
-		set_receipt(c, message_id, IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, 0,
+		set_receipt(c, message_id, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, 0,
 		            NULL, IHALA_ETOOLARGE, text);
 		return 0;
 	}
 	s.envelope.data = (uint8_t *)env;
 	s.envelope.len = len;
-	f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
+	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 	f.submit = &s;
 	err = client_send_frame(c, &f);
 	if (err == 0 && fsize > c->big_size) {
@@ -340,7 +340,7 @@ outbox_send_cb(void *arg, const char *message_id, const void *env, size_t len)
 static void
 window_limits(const struct ihala_client *c, size_t *n, size_t *bytes)
 {
-	const Ihala__V1__Welcome *w = c->welcome != NULL ? c->welcome->welcome : NULL;
+	const Ihala__V2__Welcome *w = c->welcome != NULL ? c->welcome->welcome : NULL;
 
 	*n = OB_WINDOW;
 	*bytes = OB_WINDOW_BYTES;
@@ -423,14 +423,14 @@ client_resend_outbox(struct ihala_client *c)
 
 /* Refusals that say "not now" rather than "not this": the message stays in the outbox. */
 static int
-transient(const Ihala__V1__Receipt *r)
+transient(const Ihala__V2__Receipt *r)
 {
-	return r->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED &&
+	return r->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED &&
 	       (-r->error_code == IHALA_ESHUTDOWN || -r->error_code == IHALA_EOVERLOAD);
 }
 
 static void
-on_receipt(struct ihala_client *c, const Ihala__V1__Receipt *r)
+on_receipt(struct ihala_client *c, const Ihala__V2__Receipt *r)
 {
 	window_release(c, r->message_id);
 	if (transient(r)) {
@@ -451,7 +451,7 @@ on_receipt(struct ihala_client *c, const Ihala__V1__Receipt *r)
 		c->ob_backoff_ms = 0;
 	}
 	if (r->message_id[0] != '\0') {
-		if (r->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+		if (r->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 			reject(c, r->message_id, -r->error_code, r->error_message);
 		} else {
 			localstore_outbox_del(c->ls, r->message_id);
@@ -464,7 +464,7 @@ on_receipt(struct ihala_client *c, const Ihala__V1__Receipt *r)
 }
 
 void
-client_on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d)
+client_on_deliver(struct ihala_client *c, const Ihala__V2__Deliver *d)
 {
 	enum localstore_inbox_state prev;
 	size_t i;
@@ -486,11 +486,11 @@ client_on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d)
 	}
 	if (prev == LOCALSTORE_DONE) {
 		/* Taken by the application before (our ack was lost): ack again, show nothing. */
-		Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-		Ihala__V1__DeliveryAck a = IHALA__V1__DELIVERY_ACK__INIT;
+		Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+		Ihala__V2__DeliveryAck a = IHALA__V2__DELIVERY_ACK__INIT;
 
 		a.seq = d->seq;
-		f.kind_case = IHALA__V1__FRAME__KIND_DELIVERY_ACK;
+		f.kind_case = IHALA__V2__FRAME__KIND_DELIVERY_ACK;
 		f.delivery_ack = &a;
 		client_send_frame(c, &f);
 		return;
@@ -506,10 +506,10 @@ client_on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d)
 }
 
 static void
-on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
+on_frame(struct ihala_client *c, Ihala__V2__Frame *f)
 {
 	switch (f->kind_case) {
-	case IHALA__V1__FRAME__KIND_WELCOME:
+	case IHALA__V2__FRAME__KIND_WELCOME:
 		frame_free(c->welcome);
 		c->welcome = f;
 		c->state = SESS_OPEN;
@@ -520,10 +520,10 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 		/* Everything not yet receipted goes again, with its message id: logged once. */
 		client_resend_outbox(c);
 		return;
-	case IHALA__V1__FRAME__KIND_RECEIPT:
+	case IHALA__V2__FRAME__KIND_RECEIPT:
 		on_receipt(c, f->receipt);
 		break;
-	case IHALA__V1__FRAME__KIND_DELIVER:
+	case IHALA__V2__FRAME__KIND_DELIVER:
 		/* Nothing from a broker whose log is not checked yet reaches the inbox. */
 		if (c->state == SESS_VERIFYING && c->n_held < MAX_HELD) {
 			c->held[c->n_held++] = f;
@@ -533,12 +533,12 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 			client_on_deliver(c, f->deliver);
 		}
 		break;
-	case IHALA__V1__FRAME__KIND_LOG_ENTRIES:
+	case IHALA__V2__FRAME__KIND_LOG_ENTRIES:
 		if (c->replay_cb != NULL && f->log_entries->request_id == c->want_request) {
 			size_t i;
 
 			for (i = 0; i < f->log_entries->n_records && !c->replay_stop; i++) {
-				const Ihala__V1__LogRecord *r = f->log_entries->records[i];
+				const Ihala__V2__LogRecord *r = f->log_entries->records[i];
 
 				if (c->replay_cb(c->replay_arg, r->seq, r->entry.data,
 				                 r->entry.len) != 0) {
@@ -550,7 +550,7 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 			}
 		}
 		break;
-	case IHALA__V1__FRAME__KIND_ERROR:
+	case IHALA__V2__FRAME__KIND_ERROR:
 		if (c->gate_request != 0 && f->error->request_id == c->gate_request) {
 			ckpt_gate_answer(c, f);
 			break;
@@ -564,7 +564,7 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 				/* Never again: it would end every session from now on. */
 				reject(c, c->big_msgid, IHALA_ETOOLARGE, f->error->message);
 				set_receipt(c, c->big_msgid,
-				            IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, 0,
+				            IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, 0,
 				            NULL, IHALA_ETOOLARGE,
 				            "message is over the broker's frame limit");
 			}
@@ -574,16 +574,16 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 			break;
 		}
 		goto answer; /* an Error answering a request */
-	case IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF:
+	case IHALA__V2__FRAME__KIND_CONSISTENCY_PROOF:
 		if (c->gate_request != 0 && f->consistency_proof->request_id == c->gate_request) {
 			ckpt_gate_answer(c, f);
 			break;
 		}
 		goto answer;
-	case IHALA__V1__FRAME__KIND_REFERRAL_STATE:
-	case IHALA__V1__FRAME__KIND_INCLUSION_PROOF:
-	case IHALA__V1__FRAME__KIND_CHECKPOINT:
-	case IHALA__V1__FRAME__KIND_DIRECTORY:
+	case IHALA__V2__FRAME__KIND_REFERRAL_STATE:
+	case IHALA__V2__FRAME__KIND_INCLUSION_PROOF:
+	case IHALA__V2__FRAME__KIND_CHECKPOINT:
+	case IHALA__V2__FRAME__KIND_DIRECTORY:
 	answer:
 		if (c->want_request != 0 && c->response == NULL) {
 			c->response = f;
@@ -600,7 +600,7 @@ on_frame(struct ihala_client *c, Ihala__V1__Frame *f)
 static void
 on_body(struct ihala_client *c, const uint8_t *body, size_t len)
 {
-	Ihala__V1__Frame *f = NULL;
+	Ihala__V2__Frame *f = NULL;
 	int err = frame_decode(body, len, FRAME_MAX_LIMIT, &f);
 
 	if (err != 0) {
@@ -814,7 +814,7 @@ ihala_store(struct ihala_client *c)
 	return c->ls;
 }
 
-const Ihala__V1__Welcome *
+const Ihala__V2__Welcome *
 ihala_welcome(const struct ihala_client *c)
 {
 	return c->state == SESS_OPEN && c->welcome != NULL ? c->welcome->welcome : NULL;
@@ -827,7 +827,7 @@ ihala_outbox_count(struct ihala_client *c, size_t *n)
 }
 
 int
-ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
+ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
              struct ihala_receipt *rc)
 {
 	uint64_t deadline = deadline_of(c, timeout_ms);
@@ -849,12 +849,12 @@ ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
 		env->message_id = id;
 	}
 	snprintf(rc->message_id, sizeof(rc->message_id), "%s", env->message_id);
-	len = ihala__v1__envelope__get_packed_size(env);
+	len = ihala__v2__envelope__get_packed_size(env);
 	buf = malloc(len ? len : 1);
 	if (buf == NULL) {
 		return IHALA_ENOMEM;
 	}
-	ihala__v1__envelope__pack(env, buf);
+	ihala__v2__envelope__pack(env, buf);
 	if (submit_frame_size(len) > ihala_max_frame(c)) {
 		/* Sent, it would end the session: never queued; kept on the rejected list so
 		 * `ihala outbox` shows it with the others. */
@@ -913,7 +913,7 @@ ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
 		return err;
 	}
 	*rc = c->receipt;
-	if (rc->status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+	if (rc->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 		return client_fail(c, rc->error != 0 ? rc->error : IHALA_EINTERNAL, "%s", rc->text);
 	}
 	return 0;
@@ -977,7 +977,7 @@ delivery_fill(struct ihala_delivery *d, uint64_t seq, void *entry, size_t len)
 		ihala_delivery_release(d);
 		return err;
 	}
-	if (d->log->kind == IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
+	if (d->log->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
 	    envelope_decode(d->log->envelope.data, d->log->envelope.len, &d->envelope) != 0) {
 		d->envelope = NULL;
 	}
@@ -1036,8 +1036,8 @@ ihala_next_delivery(struct ihala_client *c, int timeout_ms, struct ihala_deliver
 int
 ihala_ack(struct ihala_client *c, uint64_t seq)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__DeliveryAck a = IHALA__V1__DELIVERY_ACK__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__DeliveryAck a = IHALA__V2__DELIVERY_ACK__INIT;
 	int err;
 
 	/* Recorded first: if the ack is lost, the repeat is dropped and acked again. */
@@ -1047,7 +1047,7 @@ ihala_ack(struct ihala_client *c, uint64_t seq)
 		                   (unsigned long long)seq, ihala_strerror(err));
 	}
 	a.seq = seq;
-	f.kind_case = IHALA__V1__FRAME__KIND_DELIVERY_ACK;
+	f.kind_case = IHALA__V2__FRAME__KIND_DELIVERY_ACK;
 	f.delivery_ack = &a;
 	client_send_frame(c, &f);
 	pump(c, 0);
@@ -1056,8 +1056,8 @@ ihala_ack(struct ihala_client *c, uint64_t seq)
 
 /* Send a request frame and wait for the answer with the same request id. */
 int
-client_request(struct ihala_client *c, Ihala__V1__Frame *f, uint64_t req, int timeout_ms,
-               Ihala__V1__Frame **out)
+client_request(struct ihala_client *c, Ihala__V2__Frame *f, uint64_t req, int timeout_ms,
+               Ihala__V2__Frame **out)
 {
 	uint64_t deadline = deadline_of(c, timeout_ms);
 	int err;
@@ -1093,7 +1093,7 @@ client_request(struct ihala_client *c, Ihala__V1__Frame *f, uint64_t req, int ti
 	if (err != 0) {
 		return err;
 	}
-	if (c->response != NULL && c->response->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+	if (c->response != NULL && c->response->kind_case == IHALA__V2__FRAME__KIND_ERROR) {
 		int code = -(int)c->response->error->code;
 
 		client_fail(c, code, "%s", c->response->error->message);
@@ -1108,11 +1108,11 @@ client_request(struct ihala_client *c, Ihala__V1__Frame *f, uint64_t req, int ti
 
 int
 ihala_query(struct ihala_client *c, const char *referral_id, int timeout_ms,
-            Ihala__V1__ReferralState **out)
+            Ihala__V2__ReferralState **out)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Query q = IHALA__V1__QUERY__INIT;
-	Ihala__V1__Frame *ans = NULL;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Query q = IHALA__V2__QUERY__INIT;
+	Ihala__V2__Frame *ans = NULL;
 	uint64_t deadline = deadline_of(c, timeout_ms);
 	size_t waiting = 0;
 	int err;
@@ -1127,28 +1127,28 @@ ihala_query(struct ihala_client *c, const char *referral_id, int timeout_ms,
 	}
 	q.request_id = c->next_request++;
 	q.referral_id = (char *)referral_id;
-	f.kind_case = IHALA__V1__FRAME__KIND_QUERY;
+	f.kind_case = IHALA__V2__FRAME__KIND_QUERY;
 	f.query = &q;
 	err = client_request(c, &f, q.request_id, left_ms(deadline), &ans);
 	if (err != 0) {
 		return err;
 	}
-	if (ans == NULL || ans->kind_case != IHALA__V1__FRAME__KIND_REFERRAL_STATE) {
+	if (ans == NULL || ans->kind_case != IHALA__V2__FRAME__KIND_REFERRAL_STATE) {
 		frame_free(ans);
 		return client_fail(c, IHALA_EPROTOCOL, "unexpected answer to a query");
 	}
 	*out = ans->referral_state;
 	ans->referral_state = NULL;
-	ans->kind_case = IHALA__V1__FRAME__KIND__NOT_SET;
+	ans->kind_case = IHALA__V2__FRAME__KIND__NOT_SET;
 	frame_free(ans);
 	return 0;
 }
 
 void
-ihala_state_free(Ihala__V1__ReferralState *st)
+ihala_state_free(Ihala__V2__ReferralState *st)
 {
 	if (st != NULL) {
-		ihala__v1__referral_state__free_unpacked(st, NULL);
+		ihala__v2__referral_state__free_unpacked(st, NULL);
 	}
 }
 
@@ -1156,16 +1156,16 @@ int
 ihala_replay(struct ihala_client *c, uint64_t from, uint64_t to, int follow, ihala_entry_cb cb,
              void *arg, int timeout_ms)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__ReplayRequest q = IHALA__V1__REPLAY_REQUEST__INIT;
-	Ihala__V1__Frame *ans = NULL;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__ReplayRequest q = IHALA__V2__REPLAY_REQUEST__INIT;
+	Ihala__V2__Frame *ans = NULL;
 	int err;
 
 	q.request_id = c->next_request++;
 	q.from_seq = from;
 	q.to_seq = to;
 	q.follow = follow;
-	f.kind_case = IHALA__V1__FRAME__KIND_REPLAY_REQUEST;
+	f.kind_case = IHALA__V2__FRAME__KIND_REPLAY_REQUEST;
 	f.replay_request = &q;
 	c->replay_cb = cb;
 	c->replay_arg = arg;

@@ -37,7 +37,7 @@ struct ihala_client {
 	enum sess_state state;
 	int refused;             /* the broker refused this session: code */
 	uint64_t frames_dropped; /* frames from the broker that did not decode */
-	Ihala__V1__Frame *welcome;
+	Ihala__V2__Frame *welcome;
 	uint64_t next_request;
 	char errmsg[512];
 	char *msgids[16]; /* message ids generated for callers' envelopes */
@@ -51,7 +51,7 @@ struct ihala_client {
 
 	/* the answer a caller waits for, by request id */
 	uint64_t want_request;
-	Ihala__V1__Frame *response;
+	Ihala__V2__Frame *response;
 
 	/* replay streaming */
 	ihala_entry_cb replay_cb;
@@ -74,7 +74,7 @@ struct ihala_client {
 	uint64_t gate_request; /* request id of the Welcome check's consistency proof */
 	char *gate_text;       /* the Welcome's checkpoint, kept once the proof verifies */
 	struct checkpoint gate_old, gate_new;
-	Ihala__V1__Frame *held[MAX_HELD]; /* Deliver frames that came during SESS_VERIFYING */
+	Ihala__V2__Frame *held[MAX_HELD]; /* Deliver frames that came during SESS_VERIFYING */
 	size_t n_held;
 
 	/* the outbox window (client_outbox_pump): sent this session, no receipt yet */
@@ -102,14 +102,14 @@ int client_fail(struct ihala_client *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Send one frame in the open session and flush (IHALA_ECLOSED when it is not open). */
-int client_send_frame(struct ihala_client *c, const Ihala__V1__Frame *f);
+int client_send_frame(struct ihala_client *c, const Ihala__V2__Frame *f);
 
 /* Send a request frame and wait for the answer with request id req (*out: frame_free). */
-int client_request(struct ihala_client *c, Ihala__V1__Frame *f, uint64_t req, int timeout_ms,
-                   Ihala__V1__Frame **out);
+int client_request(struct ihala_client *c, Ihala__V2__Frame *f, uint64_t req, int timeout_ms,
+                   Ihala__V2__Frame **out);
 
 /* A Deliver from the broker: into the local inbox (acked again when taken before). */
-void client_on_deliver(struct ihala_client *c, const Ihala__V1__Deliver *d);
+void client_on_deliver(struct ihala_client *c, const Ihala__V2__Deliver *d);
 
 /* Offer everything in the outbox to the broker again, with its message ids. */
 void client_resend_outbox(struct ihala_client *c);
@@ -125,7 +125,7 @@ void client_outbox_pump(struct ihala_client *c);
 int ckpt_gate_welcome(struct ihala_client *c);
 
 /* The answer (ConsistencyProof or Error) to ckpt_gate_welcome's request. */
-void ckpt_gate_answer(struct ihala_client *c, const Ihala__V1__Frame *f);
+void ckpt_gate_answer(struct ihala_client *c, const Ihala__V2__Frame *f);
 
 /* Free the cached checkpoint verifier. */
 void ckpt_release(struct ihala_client *c);

@@ -170,7 +170,7 @@ ckpt_compare(struct ihala_client *c, const char *key, const struct checkpoint *n
 /* Check the broker's consistency proof from the kept checkpoint `old` to the newer `nw`. */
 static int
 ckpt_check_proof(struct ihala_client *c, const struct checkpoint *old, const struct checkpoint *nw,
-                 const Ihala__V1__ConsistencyProof *cp)
+                 const Ihala__V2__ConsistencyProof *cp)
 {
 	uint8_t path[MERKLE_MAX_PATH][MERKLE_HASH_LEN];
 	char detail[128];
@@ -224,8 +224,8 @@ ckpt_gate_welcome(struct ihala_client *c)
 {
 	const char *key = c->cfg->checkpoint_key;
 	const char *text = c->welcome->welcome->checkpoint;
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__ProofRequest q = IHALA__V1__PROOF_REQUEST__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__ProofRequest q = IHALA__V2__PROOF_REQUEST__INIT;
 	struct checkpoint nw, old;
 	enum ckpt_rel rel = CKPT_FIRST;
 	int err;
@@ -242,7 +242,7 @@ ckpt_gate_welcome(struct ihala_client *c)
 		q.request_id = c->next_request++;
 		q.tree_size = nw.size;
 		q.consistency_from = old.size;
-		f.kind_case = IHALA__V1__FRAME__KIND_PROOF_REQUEST;
+		f.kind_case = IHALA__V2__FRAME__KIND_PROOF_REQUEST;
 		f.proof_request = &q;
 		if ((c->gate_text = strdup(text)) == NULL) {
 			err = IHALA_ENOMEM;
@@ -266,12 +266,12 @@ ckpt_gate_welcome(struct ihala_client *c)
 
 /* The answer to gate_welcome's proof request: open the session, or refuse it. */
 void
-ckpt_gate_answer(struct ihala_client *c, const Ihala__V1__Frame *f)
+ckpt_gate_answer(struct ihala_client *c, const Ihala__V2__Frame *f)
 {
 	int err;
 
 	c->gate_request = 0;
-	if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+	if (f->kind_case == IHALA__V2__FRAME__KIND_ERROR) {
 		err = f->error->code != 0 ? -(int)f->error->code : IHALA_EPROTOCOL;
 		client_fail(
 		    c, err,
@@ -325,10 +325,10 @@ ihala_prove(struct ihala_client *c, uint64_t seq, const char *message_id, const 
             int timeout_ms, struct ihala_proof *p)
 {
 	const char *key = verifier_key != NULL ? verifier_key : c->cfg->checkpoint_key;
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__ProofRequest q = IHALA__V1__PROOF_REQUEST__INIT;
-	Ihala__V1__Frame *ans = NULL, *cans = NULL;
-	const Ihala__V1__InclusionProof *ip;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__ProofRequest q = IHALA__V2__PROOF_REQUEST__INIT;
+	Ihala__V2__Frame *ans = NULL, *cans = NULL;
+	const Ihala__V2__InclusionProof *ip;
 	uint8_t path[MERKLE_MAX_PATH][MERKLE_HASH_LEN];
 	struct checkpoint ck, old;
 	enum ckpt_rel rel;
@@ -348,18 +348,18 @@ ihala_prove(struct ihala_client *c, uint64_t seq, const char *message_id, const 
 	}
 	q.request_id = c->next_request++;
 	if (seq != 0) {
-		q.target_case = IHALA__V1__PROOF_REQUEST__TARGET_SEQ;
+		q.target_case = IHALA__V2__PROOF_REQUEST__TARGET_SEQ;
 		q.seq = seq;
 	} else {
-		q.target_case = IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID;
+		q.target_case = IHALA__V2__PROOF_REQUEST__TARGET_MESSAGE_ID;
 		q.message_id = (char *)message_id;
 	}
-	f.kind_case = IHALA__V1__FRAME__KIND_PROOF_REQUEST;
+	f.kind_case = IHALA__V2__FRAME__KIND_PROOF_REQUEST;
 	f.proof_request = &q;
 	if ((err = client_request(c, &f, q.request_id, timeout_ms, &ans)) != 0) {
 		return err;
 	}
-	if (ans == NULL || ans->kind_case != IHALA__V1__FRAME__KIND_INCLUSION_PROOF) {
+	if (ans == NULL || ans->kind_case != IHALA__V2__FRAME__KIND_INCLUSION_PROOF) {
 		err = client_fail(c, IHALA_EPROTOCOL, "unexpected answer to a proof request");
 		goto out;
 	}
@@ -392,17 +392,17 @@ ihala_prove(struct ihala_client *c, uint64_t seq, const char *message_id, const 
 		goto out;
 	}
 	if (rel == CKPT_NEWER) {
-		Ihala__V1__Frame cf = IHALA__V1__FRAME__INIT;
-		Ihala__V1__ProofRequest cq = IHALA__V1__PROOF_REQUEST__INIT;
+		Ihala__V2__Frame cf = IHALA__V2__FRAME__INIT;
+		Ihala__V2__ProofRequest cq = IHALA__V2__PROOF_REQUEST__INIT;
 
 		cq.request_id = c->next_request++;
 		cq.tree_size = ck.size;
 		cq.consistency_from = old.size;
-		cf.kind_case = IHALA__V1__FRAME__KIND_PROOF_REQUEST;
+		cf.kind_case = IHALA__V2__FRAME__KIND_PROOF_REQUEST;
 		cf.proof_request = &cq;
 		err = client_request(c, &cf, cq.request_id, timeout_ms, &cans);
 		if (err == 0 &&
-		    (cans == NULL || cans->kind_case != IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF)) {
+		    (cans == NULL || cans->kind_case != IHALA__V2__FRAME__KIND_CONSISTENCY_PROOF)) {
 			err = client_fail(c, IHALA_EPROTOCOL,
 			                  "unexpected answer to a consistency request");
 		}

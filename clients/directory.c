@@ -76,21 +76,21 @@ describe(struct ihala_enc_cert *e)
 
 /* Ask the broker for agency's certificates. *out: the Directory frame (frame_free). */
 static int
-fetch(struct ihala_client *c, const char *agency, int timeout_ms, Ihala__V1__Frame **out)
+fetch(struct ihala_client *c, const char *agency, int timeout_ms, Ihala__V2__Frame **out)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__DirectoryRequest q = IHALA__V1__DIRECTORY_REQUEST__INIT;
-	Ihala__V1__Frame *ans = NULL;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__DirectoryRequest q = IHALA__V2__DIRECTORY_REQUEST__INIT;
+	Ihala__V2__Frame *ans = NULL;
 	int err;
 
 	q.request_id = c->next_request++;
 	q.agency = (char *)agency;
-	f.kind_case = IHALA__V1__FRAME__KIND_DIRECTORY_REQUEST;
+	f.kind_case = IHALA__V2__FRAME__KIND_DIRECTORY_REQUEST;
 	f.directory_request = &q;
 	if ((err = client_request(c, &f, q.request_id, timeout_ms, &ans)) != 0) {
 		return err;
 	}
-	if (ans == NULL || ans->kind_case != IHALA__V1__FRAME__KIND_DIRECTORY ||
+	if (ans == NULL || ans->kind_case != IHALA__V2__FRAME__KIND_DIRECTORY ||
 	    ans->directory->request_id != q.request_id) {
 		frame_free(ans);
 		return client_fail(c, IHALA_EPROTOCOL, "unexpected answer to a directory request");
@@ -103,8 +103,8 @@ int
 ihala_directory_pick(struct ihala_client *c, const char *agency, int timeout_ms,
                      struct ihala_enc_cert *out)
 {
-	const Ihala__V1__AgencyCerts *ac = NULL;
-	Ihala__V1__Frame *ans = NULL;
+	const Ihala__V2__AgencyCerts *ac = NULL;
+	Ihala__V2__Frame *ans = NULL;
 	struct seal_trust *trust = NULL;
 	X509 *certs[IHALA_DIRECTORY_CERTS_MAX], *chosen = NULL;
 	char why[512], list[1024] = "";

@@ -85,10 +85,10 @@ int ihala_take_deliveries(struct ihala_client *c, int on);
 uint64_t ihala_frames_dropped(const struct ihala_client *c);
 
 /* The Welcome of the current session, or NULL. Owned by the client. */
-const Ihala__V1__Welcome *ihala_welcome(const struct ihala_client *c);
+const Ihala__V2__Welcome *ihala_welcome(const struct ihala_client *c);
 
 struct ihala_receipt {
-	Ihala__V1__ReceiptStatus status;
+	Ihala__V2__ReceiptStatus status;
 	uint64_t seq;
 	uint8_t leaf_hash[MERKLE_HASH_LEN];
 	int error; /* for REFUSED: the negative code */
@@ -111,7 +111,7 @@ struct ihala_receipt {
  * final: the message leaves the outbox at once for the rejected list, whoever sent it (this
  * call, a flush, the resend of a new session), so it never holds up the ones behind it.
  */
-int ihala_submit(struct ihala_client *c, Ihala__V1__Envelope *env, int timeout_ms,
+int ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
                  struct ihala_receipt *rc);
 
 /* Send everything waiting in the outbox and wait (up to timeout_ms) for the receipts.
@@ -129,8 +129,8 @@ struct ihala_delivery {
 	uint64_t seq;
 	uint8_t *entry; /* the encoded LogEntry as logged (malloc'd, owned by the delivery) */
 	size_t entry_len;
-	Ihala__V1__LogEntry *log;      /* decoded entry (owned by the delivery) */
-	Ihala__V1__Envelope *envelope; /* decoded envelope for SUBMISSION entries, else NULL */
+	Ihala__V2__LogEntry *log;      /* decoded entry (owned by the delivery) */
+	Ihala__V2__Envelope *envelope; /* decoded envelope for SUBMISSION entries, else NULL */
 };
 
 /*
@@ -149,8 +149,8 @@ int ihala_ack(struct ihala_client *c, uint64_t seq);
  * What waits in the outbox is sent and receipted first (up to half the timeout), so a
  * referral this node just queued is known to the broker when the query goes. */
 int ihala_query(struct ihala_client *c, const char *referral_id, int timeout_ms,
-                Ihala__V1__ReferralState **out);
-void ihala_state_free(Ihala__V1__ReferralState *st);
+                Ihala__V2__ReferralState **out);
+void ihala_state_free(Ihala__V2__ReferralState *st);
 
 /*
  * Auditors: stream the log from `from` to `to` (0: the end). cb is called per entry in seq

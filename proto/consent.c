@@ -3,71 +3,71 @@
 
 #include <string.h>
 
-#define CAT(x) IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_##x
+#define CAT(x) IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_##x
 
 static int
-has_name(const Ihala__V1__Referral *r)
+has_name(const Ihala__V2__Referral *r)
 {
 	return r->survivor != NULL && r->survivor->name[0] != '\0';
 }
 
 static int
-has_sex(const Ihala__V1__Referral *r)
+has_sex(const Ihala__V2__Referral *r)
 {
-	return r->survivor != NULL && r->survivor->sex != IHALA__V1__SEX__SEX_UNSPECIFIED;
+	return r->survivor != NULL && r->survivor->sex != IHALA__V2__SEX__SEX_UNSPECIFIED;
 }
 
 static int
-has_birth_year(const Ihala__V1__Referral *r)
+has_birth_year(const Ihala__V2__Referral *r)
 {
 	return r->survivor != NULL && r->survivor->birth_year != 0;
 }
 
 static int
-has_governorate(const Ihala__V1__Referral *r)
+has_governorate(const Ihala__V2__Referral *r)
 {
 	return r->survivor != NULL && r->survivor->governorate[0] != '\0';
 }
 
 static int
-has_district(const Ihala__V1__Referral *r)
+has_district(const Ihala__V2__Referral *r)
 {
 	return r->survivor != NULL && r->survivor->district[0] != '\0';
 }
 
 static int
-has_displacement(const Ihala__V1__Referral *r)
+has_displacement(const Ihala__V2__Referral *r)
 {
 	return r->survivor != NULL &&
-	       r->survivor->displacement != IHALA__V1__DISPLACEMENT__DISPLACEMENT_UNSPECIFIED;
+	       r->survivor->displacement != IHALA__V2__DISPLACEMENT__DISPLACEMENT_UNSPECIFIED;
 }
 
 static int
-has_functioning(const Ihala__V1__Referral *r)
+has_functioning(const Ihala__V2__Referral *r)
 {
 	return r->survivor != NULL && r->survivor->functioning != NULL;
 }
 
 static int
-has_injury(const Ihala__V1__Referral *r)
+has_injury(const Ihala__V2__Referral *r)
 {
 	return r->survivor != NULL && r->survivor->injury != NULL;
 }
 
 static int
-has_services(const Ihala__V1__Referral *r)
+has_services(const Ihala__V2__Referral *r)
 {
 	return r->n_services > 0;
 }
 
 static int
-has_reason(const Ihala__V1__Referral *r)
+has_reason(const Ihala__V2__Referral *r)
 {
 	return r->reason[0] != '\0';
 }
 
 static int
-has_notes(const Ihala__V1__Referral *r)
+has_notes(const Ihala__V2__Referral *r)
 {
 	return r->notes[0] != '\0';
 }
@@ -90,7 +90,7 @@ const struct consent_field consent_fields[] = {
 const size_t consent_n_fields = sizeof(consent_fields) / sizeof(consent_fields[0]);
 
 const char *
-consent_category_name(Ihala__V1__DataCategory c)
+consent_category_name(Ihala__V2__DataCategory c)
 {
 	static const char *names[] = {"UNSPECIFIED",  "IDENTITY", "CONTACT",
 	                              "DEMOGRAPHICS", "LOCATION", "DISPLACEMENT",
@@ -103,7 +103,7 @@ consent_category_name(Ihala__V1__DataCategory c)
 }
 
 int
-consent_covers_category(const Ihala__V1__Consent *c, Ihala__V1__DataCategory cat)
+consent_covers_category(const Ihala__V2__Consent *c, Ihala__V2__DataCategory cat)
 {
 	size_t i;
 
@@ -116,7 +116,7 @@ consent_covers_category(const Ihala__V1__Consent *c, Ihala__V1__DataCategory cat
 }
 
 int
-consent_covers_agency(const Ihala__V1__Consent *c, const char *id)
+consent_covers_agency(const Ihala__V2__Consent *c, const char *id)
 {
 	size_t i;
 
@@ -129,7 +129,7 @@ consent_covers_agency(const Ihala__V1__Consent *c, const char *id)
 }
 
 const struct consent_field *
-consent_uncovered(const Ihala__V1__Referral *r)
+consent_uncovered(const Ihala__V2__Referral *r)
 {
 	size_t i;
 

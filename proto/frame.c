@@ -299,7 +299,7 @@ fail:
  */
 
 int
-frame_encode(const Ihala__V1__Frame *f, uint8_t **out, size_t *outlen)
+frame_encode(const Ihala__V2__Frame *f, uint8_t **out, size_t *outlen)
 {
 	const ProtobufCFieldDescriptor *fd;
 	const ProtobufCMessage *member;
@@ -309,9 +309,9 @@ frame_encode(const Ihala__V1__Frame *f, uint8_t **out, size_t *outlen)
 	if (f == NULL || out == NULL || outlen == NULL) {
 		return IHALA_EINVAL;
 	}
-	fd = protobuf_c_message_descriptor_get_field(&ihala__v1__frame__descriptor,
+	fd = protobuf_c_message_descriptor_get_field(&ihala__v2__frame__descriptor,
 	                                             (unsigned)f->kind_case);
-	if (f->kind_case == IHALA__V1__FRAME__KIND__NOT_SET || fd == NULL) {
+	if (f->kind_case == IHALA__V2__FRAME__KIND__NOT_SET || fd == NULL) {
 		return IHALA_EINVAL;
 	}
 	memcpy(&member, (const char *)f + fd->offset, sizeof(member));
@@ -335,10 +335,10 @@ frame_encode(const Ihala__V1__Frame *f, uint8_t **out, size_t *outlen)
 }
 
 int
-frame_decode(const uint8_t *buf, size_t len, size_t max_frame, Ihala__V1__Frame **out)
+frame_decode(const uint8_t *buf, size_t len, size_t max_frame, Ihala__V2__Frame **out)
 {
 	ProtobufCMessage *m = NULL;
-	Ihala__V1__Frame *f;
+	Ihala__V2__Frame *f;
 	int rc;
 
 	if (out == NULL || max_frame == 0 || max_frame > FRAME_MAX_LIMIT) {
@@ -347,13 +347,13 @@ frame_decode(const uint8_t *buf, size_t len, size_t max_frame, Ihala__V1__Frame 
 	if (len > max_frame) {
 		return IHALA_EFRAMESIZE;
 	}
-	if ((rc = unpack(&ihala__v1__frame__descriptor, buf, len, &m)) != 0) {
+	if ((rc = unpack(&ihala__v2__frame__descriptor, buf, len, &m)) != 0) {
 		return rc;
 	}
-	f = (Ihala__V1__Frame *)m;
+	f = (Ihala__V2__Frame *)m;
 	/* A kind from a later version arrives as an unknown field: say so
 	 * rather than "bad frame". */
-	if (f->kind_case == IHALA__V1__FRAME__KIND__NOT_SET) {
+	if (f->kind_case == IHALA__V2__FRAME__KIND__NOT_SET) {
 		rc = IHALA_EUNKNOWNFRAME;
 		goto fail;
 	}
@@ -368,26 +368,26 @@ fail:
 }
 
 void
-frame_free(Ihala__V1__Frame *f)
+frame_free(Ihala__V2__Frame *f)
 {
 	pb_free(f != NULL ? &f->base : NULL);
 }
 
 int
-envelope_decode(const uint8_t *buf, size_t len, Ihala__V1__Envelope **out)
+envelope_decode(const uint8_t *buf, size_t len, Ihala__V2__Envelope **out)
 {
 	ProtobufCMessage *m = NULL;
-	Ihala__V1__Envelope *e;
+	Ihala__V2__Envelope *e;
 	int rc;
 
 	if (out == NULL) {
 		return IHALA_EINVAL;
 	}
-	if ((rc = pb_decode_strict(&ihala__v1__envelope__descriptor, buf, len, &m)) != 0) {
+	if ((rc = pb_decode_strict(&ihala__v2__envelope__descriptor, buf, len, &m)) != 0) {
 		return rc;
 	}
-	e = (Ihala__V1__Envelope *)m;
-	if (e->kind_case == IHALA__V1__ENVELOPE__KIND__NOT_SET) {
+	e = (Ihala__V2__Envelope *)m;
+	if (e->kind_case == IHALA__V2__ENVELOPE__KIND__NOT_SET) {
 		rc = IHALA_ESCHEMA;
 		goto fail;
 	}
@@ -402,13 +402,13 @@ fail:
 }
 
 void
-envelope_free(Ihala__V1__Envelope *e)
+envelope_free(Ihala__V2__Envelope *e)
 {
 	pb_free(e != NULL ? &e->base : NULL);
 }
 
 int
-logentry_decode(const uint8_t *buf, size_t len, Ihala__V1__LogEntry **out)
+logentry_decode(const uint8_t *buf, size_t len, Ihala__V2__LogEntry **out)
 {
 	ProtobufCMessage *m = NULL;
 	int rc;
@@ -416,15 +416,15 @@ logentry_decode(const uint8_t *buf, size_t len, Ihala__V1__LogEntry **out)
 	if (out == NULL) {
 		return IHALA_EINVAL;
 	}
-	if ((rc = pb_decode_strict(&ihala__v1__log_entry__descriptor, buf, len, &m)) != 0) {
+	if ((rc = pb_decode_strict(&ihala__v2__log_entry__descriptor, buf, len, &m)) != 0) {
 		return rc;
 	}
-	*out = (Ihala__V1__LogEntry *)m;
+	*out = (Ihala__V2__LogEntry *)m;
 	return 0;
 }
 
 void
-logentry_free(Ihala__V1__LogEntry *e)
+logentry_free(Ihala__V2__LogEntry *e)
 {
 	pb_free(e != NULL ? &e->base : NULL);
 }

@@ -11,7 +11,7 @@
 
 /*
  * On the wire (inside TLS) every frame is a 4-byte big-endian length N
- * followed by N bytes: one encoded ihala.v1.Frame (docs/PROTOCOL.md §3).
+ * followed by N bytes: one encoded ihala.v2.Frame (docs/PROTOCOL.md §3).
  * The length prefix is the channel's (channel_write_frame adds it,
  * channel_next_frame strips it): everything here is about the N bytes.
  *
@@ -43,7 +43,7 @@
  * exceeds FRAME_MAX_LIMIT, IHALA_ENOMEM. The caller compares *outlen against
  * the peer's limit before sending. `f` is only read.
  */
-int frame_encode(const Ihala__V1__Frame *f, uint8_t **out, size_t *outlen);
+int frame_encode(const Ihala__V2__Frame *f, uint8_t **out, size_t *outlen);
 
 /*
  * Decode one frame body (without the length prefix) of `len` bytes.
@@ -55,10 +55,10 @@ int frame_encode(const Ihala__V1__Frame *f, uint8_t **out, size_t *outlen);
  * IHALA_EINVAL (NULL arguments, max_frame 0 or > FRAME_MAX_LIMIT).
  * Enum values are not checked here (see pb_check_enums).
  */
-int frame_decode(const uint8_t *buf, size_t len, size_t max_frame, Ihala__V1__Frame **out);
+int frame_decode(const uint8_t *buf, size_t len, size_t max_frame, Ihala__V2__Frame **out);
 
 /* Free a frame from frame_decode(); NULL is allowed. */
-void frame_free(Ihala__V1__Frame *f);
+void frame_free(Ihala__V2__Frame *f);
 
 /*
  * Decode the Envelope carried in Submit.envelope (or in LogEntry.envelope)
@@ -67,8 +67,8 @@ void frame_free(Ihala__V1__Frame *f);
  * IHALA_EBADFRAME, IHALA_ESCHEMA, IHALA_EUTF8, IHALA_ENOMEM, IHALA_EINVAL.
  * *out is owned by the caller: envelope_free() it. `buf` is only read.
  */
-int envelope_decode(const uint8_t *buf, size_t len, Ihala__V1__Envelope **out);
-void envelope_free(Ihala__V1__Envelope *e);
+int envelope_decode(const uint8_t *buf, size_t len, Ihala__V2__Envelope **out);
+void envelope_free(Ihala__V2__Envelope *e);
 
 /*
  * Decode a LogEntry (Deliver.entry, LogRecord.entry, the store's values)
@@ -77,8 +77,8 @@ void envelope_free(Ihala__V1__Envelope *e);
  * logentry_free() it. Errors: IHALA_EBADFRAME, IHALA_EUTF8, IHALA_ENOMEM,
  * IHALA_EINVAL.
  */
-int logentry_decode(const uint8_t *buf, size_t len, Ihala__V1__LogEntry **out);
-void logentry_free(Ihala__V1__LogEntry *e);
+int logentry_decode(const uint8_t *buf, size_t len, Ihala__V2__LogEntry **out);
+void logentry_free(Ihala__V2__LogEntry *e);
 
 /*
  * The generic strict decoder behind the three above, for any message type:

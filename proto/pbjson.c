@@ -49,14 +49,14 @@ pbjson_set_bytes_hook(pbjson_bytes_hook hook)
 const ProtobufCMessageDescriptor *
 pbjson_ihala_embedded(const ProtobufCMessageDescriptor *msg, const ProtobufCFieldDescriptor *field)
 {
-	if (msg == &ihala__v1__submit__descriptor || msg == &ihala__v1__log_entry__descriptor) {
+	if (msg == &ihala__v2__submit__descriptor || msg == &ihala__v2__log_entry__descriptor) {
 		if (strcmp(field->name, "envelope") == 0) {
-			return &ihala__v1__envelope__descriptor;
+			return &ihala__v2__envelope__descriptor;
 		}
-	} else if (msg == &ihala__v1__deliver__descriptor ||
-	           msg == &ihala__v1__log_record__descriptor) {
+	} else if (msg == &ihala__v2__deliver__descriptor ||
+	           msg == &ihala__v2__log_record__descriptor) {
 		if (strcmp(field->name, "entry") == 0) {
-			return &ihala__v1__log_entry__descriptor;
+			return &ihala__v2__log_entry__descriptor;
 		}
 	}
 	return NULL;

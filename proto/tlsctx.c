@@ -309,6 +309,18 @@ alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const un
 		}
 		i += 1 + n;
 	}
+	/* An older ihala client: say so, the operator's first question. */
+	for (i = 0; i < inlen && in[i] != 0 && in[i] <= inlen - i - 1; i += 1 + in[i]) {
+		if (in[i] == 7 && memcmp(in + i + 1, "ihala/", 6) == 0) {
+			set_refusal(
+			    ssl, in[i + 7] == '1'
+			             ? "client speaks protocol ihala/1; this broker speaks only "
+			               "ihala/2 (sealed parts): upgrade the client"
+			             : "client speaks another ihala protocol version; this broker "
+			               "speaks only " TLSCTX_ALPN);
+			return SSL_TLSEXT_ERR_ALERT_FATAL;
+		}
+	}
 	set_refusal(ssl, "client does not offer ALPN protocol '" TLSCTX_ALPN "'");
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }

@@ -11,7 +11,7 @@
 #include "id.h"
 
 /* The one ALPN protocol both ends must agree on. */
-#define TLSCTX_ALPN "ihala/1"
+#define TLSCTX_ALPN "ihala/2"
 
 /* Longest agency id, without the terminating NUL; ids are [a-z0-9_-]{1,32}. */
 /* Size of a certificate fingerprint (SHA-256 over the DER encoding). */

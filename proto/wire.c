@@ -307,7 +307,7 @@ wire_send_body(struct wire *w, const uint8_t *body, size_t len)
 }
 
 int
-wire_send_frame(struct wire *w, const Ihala__V1__Frame *f)
+wire_send_frame(struct wire *w, const Ihala__V2__Frame *f)
 {
 	uint8_t *buf;
 	size_t len;

@@ -112,7 +112,7 @@ int wire_held(const struct wire *w);
  * flush and try once more. Returns 0, IHALA_EAGAIN (still full: flush later and send again),
  * IHALA_ECLOSED (no session), or an error of frame_encode / channel_write_frame.
  */
-int wire_send_frame(struct wire *w, const Ihala__V1__Frame *f);
+int wire_send_frame(struct wire *w, const Ihala__V2__Frame *f);
 
 /* The same for a frame body given as bytes (borrowed), sent as is. */
 int wire_send_body(struct wire *w, const uint8_t *body, size_t len);

@@ -433,7 +433,7 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 {
 	char name[CHECKPOINT_NAME_MAX + 1], root[2 * MERKLE_HASH_LEN + 1];
 	struct checkpoint_verifier *v = NULL;
-	const Ihala__V1__Welcome *w;
+	const Ihala__V2__Welcome *w;
 	struct online_verify *ov = NULL;
 	struct checkpoint ck;
 	const char *text, *nl, *why;

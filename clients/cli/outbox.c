@@ -41,16 +41,16 @@ struct listing {
 };
 
 static const char *
-kind_name(const Ihala__V1__Envelope *e)
+kind_name(const Ihala__V2__Envelope *e)
 {
 	switch (e->kind_case) {
-	case IHALA__V1__ENVELOPE__KIND_REFERRAL:
+	case IHALA__V2__ENVELOPE__KIND_REFERRAL:
 		return "referral";
-	case IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE:
+	case IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE:
 		return "status";
-	case IHALA__V1__ENVELOPE__KIND_OUTCOME:
+	case IHALA__V2__ENVELOPE__KIND_OUTCOME:
 		return "outcome";
-	case IHALA__V1__ENVELOPE__KIND_NOTE:
+	case IHALA__V2__ENVELOPE__KIND_NOTE:
 		return "note";
 	default:
 		return "unknown";
@@ -58,21 +58,21 @@ kind_name(const Ihala__V1__Envelope *e)
 }
 
 static const char *
-referral_of(const Ihala__V1__Envelope *e)
+referral_of(const Ihala__V2__Envelope *e)
 {
 	const char *r = NULL;
 
 	switch (e->kind_case) {
-	case IHALA__V1__ENVELOPE__KIND_REFERRAL:
+	case IHALA__V2__ENVELOPE__KIND_REFERRAL:
 		r = e->referral->referral_id;
 		break;
-	case IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE:
+	case IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE:
 		r = e->status_update->referral_id;
 		break;
-	case IHALA__V1__ENVELOPE__KIND_OUTCOME:
+	case IHALA__V2__ENVELOPE__KIND_OUTCOME:
 		r = e->outcome->referral_id;
 		break;
-	case IHALA__V1__ENVELOPE__KIND_NOTE:
+	case IHALA__V2__ENVELOPE__KIND_NOTE:
 		r = e->note->referral_id;
 		break;
 	default:
@@ -86,7 +86,7 @@ static void
 print_row(struct listing *l, const char *id, const void *env, size_t len, int code,
           const char *reason, size_t reason_len, uint64_t time_ms)
 {
-	Ihala__V1__Envelope *e = NULL;
+	Ihala__V2__Envelope *e = NULL;
 	const char *kind = "unknown", *rid = "";
 
 	if (envelope_decode(env, len, &e) == 0) {

@@ -13,7 +13,7 @@
 static int
 envelope_json(const uint8_t *buf, size_t len, json_t **out)
 {
-	Ihala__V1__Envelope *env = NULL;
+	Ihala__V2__Envelope *env = NULL;
 	int err;
 
 	*out = NULL;
@@ -35,7 +35,7 @@ set_new(json_t *obj, const char *key, json_t *v)
 }
 
 int
-render_logentry(const Ihala__V1__LogEntry *e, json_t **out)
+render_logentry(const Ihala__V2__LogEntry *e, json_t **out)
 {
 	json_t *j = NULL, *ej = NULL;
 	int err;
@@ -67,7 +67,7 @@ render_logentry(const Ihala__V1__LogEntry *e, json_t **out)
 int
 render_entry_bytes(const uint8_t *buf, size_t len, json_t **out)
 {
-	Ihala__V1__LogEntry *e = NULL;
+	Ihala__V2__LogEntry *e = NULL;
 	int err;
 
 	*out = NULL;
@@ -82,8 +82,8 @@ render_entry_bytes(const uint8_t *buf, size_t len, json_t **out)
 int
 render_delivery(const struct ihala_delivery *d, json_t **out)
 {
-	const Ihala__V1__LogEntry *e = d->log;
-	Ihala__V1__LogEntry *owned = NULL;
+	const Ihala__V2__LogEntry *e = d->log;
+	Ihala__V2__LogEntry *owned = NULL;
 	json_t *j = NULL, *body = NULL;
 	char kind[64];
 	int err;
@@ -98,7 +98,7 @@ render_delivery(const struct ihala_delivery *d, json_t **out)
 		}
 		e = owned;
 	}
-	if (pbjson_enum_to_name(&ihala__v1__entry_kind__descriptor, e->kind, kind, sizeof(kind)) !=
+	if (pbjson_enum_to_name(&ihala__v2__entry_kind__descriptor, e->kind, kind, sizeof(kind)) !=
 	    0) {
 		snprintf(kind, sizeof(kind), "%d", (int)e->kind);
 	}
@@ -153,13 +153,13 @@ render_receipt(const struct ihala_receipt *rc, json_t **out)
 	*out = NULL;
 	hex_encode(rc->leaf_hash, MERKLE_HASH_LEN, leaf);
 	switch (rc->status) {
-	case IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED:
+	case IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED:
 		status = "accepted";
 		break;
-	case IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE:
+	case IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE:
 		status = "duplicate";
 		break;
-	case IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED:
+	case IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED:
 		status = "refused";
 		break;
 	default:

@@ -23,7 +23,7 @@
  * base64 and an "envelopeError": "CODE_NAME" key says why, so an auditor sees them as they
  * are.
  */
-int render_logentry(const Ihala__V1__LogEntry *e, json_t **out);
+int render_logentry(const Ihala__V2__LogEntry *e, json_t **out);
 
 /* The same from the encoded entry (LogRecord.entry, Deliver.entry). Entry bytes that do not
  * decode give IHALA_EBADFRAME (or IHALA_EUTF8). */

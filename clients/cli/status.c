@@ -151,7 +151,7 @@ cmd_status(struct cli *cli, int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	Ihala__V1__ReferralState *st = NULL;
+	Ihala__V2__ReferralState *st = NULL;
 	const char *rid;
 	json_t *j = NULL;
 	int ch, rc, err;
@@ -337,10 +337,10 @@ cmd_list(struct cli *cli, int argc, char **argv)
 				                                      : name[i]);
 			}
 			ev = protobuf_c_enum_descriptor_get_value_by_name(
-			    &ihala__v1__task_status__descriptor, name);
+			    &ihala__v2__task_status__descriptor, name);
 		}
 		if (ev == NULL || ev->value == 0 || strcmp(state, "overdue") == 0) {
-			const ProtobufCEnumDescriptor *ed = &ihala__v1__task_status__descriptor;
+			const ProtobufCEnumDescriptor *ed = &ihala__v2__task_status__descriptor;
 			unsigned best = SUGGEST_FAR;
 			char cand[64], near[64] = "";
 
@@ -374,7 +374,7 @@ cmd_list(struct cli *cli, int argc, char **argv)
 		goto out;
 	}
 	for (i = 0; i < n && rc == CLI_OK; i++) {
-		Ihala__V1__ReferralState *st = NULL;
+		Ihala__V2__ReferralState *st = NULL;
 		json_t *j = NULL, *h, *first, *last;
 		uint64_t created;
 		const char *sname;

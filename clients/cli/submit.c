@@ -180,7 +180,7 @@ static const struct sub_cmd cmd_note_def = {
 static void
 sub_usage(const struct sub_cmd *cmd, FILE *fp)
 {
-	const ProtobufCEnumDescriptor *ed = &ihala__v1__reason_code__descriptor;
+	const ProtobufCEnumDescriptor *ed = &ihala__v2__reason_code__descriptor;
 	char name[64];
 	size_t i, col;
 	int first;
@@ -347,14 +347,14 @@ parse_enum(const char *cmd, const char *opt, const ProtobufCEnumDescriptor *ed, 
 }
 
 static int
-parse_reason(const char *cmd, const char *s, Ihala__V1__ReasonCode *out)
+parse_reason(const char *cmd, const char *s, Ihala__V2__ReasonCode *out)
 {
 	int v;
 
-	if (parse_enum(cmd, "reason", &ihala__v1__reason_code__descriptor, s, NULL, 0, &v) != 0) {
+	if (parse_enum(cmd, "reason", &ihala__v2__reason_code__descriptor, s, NULL, 0, &v) != 0) {
 		return -1;
 	}
-	*out = (Ihala__V1__ReasonCode)v;
+	*out = (Ihala__V2__ReasonCode)v;
 	return 0;
 }
 
@@ -549,7 +549,7 @@ load_json(struct input *in, const char *path, const ProtobufCMessageDescriptor *
 
 /* The node's journal keeps what it sent, under the receipt's seq (see cli_journal). */
 static void
-journal_sent(struct cli *cli, const Ihala__V1__Envelope *env, uint64_t seq)
+journal_sent(struct cli *cli, const Ihala__V2__Envelope *env, uint64_t seq)
 {
 	json_t *line = json_object(), *e = NULL;
 
@@ -569,14 +569,14 @@ journal_sent(struct cli *cli, const Ihala__V1__Envelope *env, uint64_t seq)
 
 /* For a recipient the broker does not know: the nearest agency the referral's consent names. */
 static const char *
-near_agency(const Ihala__V1__Envelope *env)
+near_agency(const Ihala__V2__Envelope *env)
 {
-	const Ihala__V1__Consent *c;
+	const Ihala__V2__Consent *c;
 	const char *near = NULL;
 	unsigned best = SUGGEST_FAR;
 	size_t i;
 
-	if (env->kind_case != IHALA__V1__ENVELOPE__KIND_REFERRAL || env->to == NULL ||
+	if (env->kind_case != IHALA__V2__ENVELOPE__KIND_REFERRAL || env->to == NULL ||
 	    (c = env->referral->consent) == NULL) {
 		return NULL;
 	}
@@ -593,7 +593,7 @@ near_agency(const Ihala__V1__Envelope *env)
  * envelope is still written to the outbox (submit with no wait) and goes with the next run.
  */
 static int
-submit(struct cli *cli, const char *cmd, Ihala__V1__Envelope *env)
+submit(struct cli *cli, const char *cmd, Ihala__V2__Envelope *env)
 {
 	struct ihala_receipt rcpt;
 	json_t *j = NULL;
@@ -626,7 +626,7 @@ submit(struct cli *cli, const char *cmd, Ihala__V1__Envelope *env)
 		json_decref(j);
 		return rc;
 	}
-	if (rcpt.status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+	if (rcpt.status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 		const char *near = err == IHALA_ERECIPIENT ? near_agency(env) : NULL;
 
 		cli_warnx("refused: %s: %s%s%s%s", ihala_errname(err),
@@ -652,9 +652,9 @@ submit(struct cli *cli, const char *cmd, Ihala__V1__Envelope *env)
 
 /* The envelope skeleton every submitting command starts from. */
 static void
-envelope_prepare(Ihala__V1__Envelope *env, const struct sub_args *a, char *idbuf, size_t idlen)
+envelope_prepare(Ihala__V2__Envelope *env, const struct sub_args *a, char *idbuf, size_t idlen)
 {
-	ihala__v1__envelope__init(env);
+	ihala__v2__envelope__init(env);
 	if (a->message_id != NULL) {
 		/* A re-run with the same id must send the same bytes (else MESSAGE_ID_CONFLICT):
 		 * no client time then. */
@@ -693,9 +693,9 @@ id_problem(const char *v)
 /* The broker refuses a referral without the survivor's consent, or whose consent does not
  * name the recipient `dest`: said here, before anything is queued. */
 static void
-consent_problems(struct input *in, const Ihala__V1__Referral *r, const char *dest)
+consent_problems(struct input *in, const Ihala__V2__Referral *r, const char *dest)
 {
-	const Ihala__V1__Consent *c = r->consent;
+	const Ihala__V2__Consent *c = r->consent;
 	char names[512];
 	const char *near = NULL;
 	unsigned best = SUGGEST_FAR;
@@ -745,9 +745,9 @@ consent_problems(struct input *in, const Ihala__V1__Referral *r, const char *des
 /* The personal fields the referral carries must be of data categories its consent covers
  * (the broker refuses them otherwise: CONSENT_MISSING), each named where it is. */
 static void
-category_problems(struct input *in, const Ihala__V1__Referral *r)
+category_problems(struct input *in, const Ihala__V2__Referral *r)
 {
-	const Ihala__V1__Consent *c = r->consent;
+	const Ihala__V2__Consent *c = r->consent;
 	char field[64], cat[32];
 	size_t i, j, k;
 
@@ -786,7 +786,7 @@ category_problems(struct input *in, const Ihala__V1__Referral *r)
  * once). `to` is --to, or NULL.
  */
 static void
-referral_problems(struct input *in, const Ihala__V1__Referral *r, const char *to)
+referral_problems(struct input *in, const Ihala__V2__Referral *r, const char *to)
 {
 	const char *why, *ra = r->receiving_agency != NULL ? r->receiving_agency : "";
 	unsigned best = SUGGEST_FAR;
@@ -795,7 +795,7 @@ referral_problems(struct input *in, const Ihala__V1__Referral *r, const char *to
 		input_problem(in, "referralId", "referralId %s", why);
 	}
 	if (!input_removed(in, "priority") &&
-	    r->priority == IHALA__V1__PRIORITY__PRIORITY_UNSPECIFIED) {
+	    r->priority == IHALA__V2__PRIORITY__PRIORITY_UNSPECIFIED) {
 		input_problem(in, "priority", "priority is required (emergency, urgent or normal)");
 	}
 	if (!input_removed(in, "services") && r->n_services == 0) {
@@ -837,8 +837,8 @@ referral_problems(struct input *in, const Ihala__V1__Referral *r, const char *to
 int
 cmd_refer(struct cli *cli, int argc, char **argv)
 {
-	Ihala__V1__Envelope env;
-	Ihala__V1__Referral *ref = NULL;
+	Ihala__V2__Envelope env;
+	Ihala__V2__Referral *ref = NULL;
 	ProtobufCMessage *m = NULL;
 	struct input in;
 	struct sub_args a;
@@ -859,11 +859,11 @@ cmd_refer(struct cli *cli, int argc, char **argv)
 	}
 	memset(&in, 0, sizeof(in));
 	in.cmd = "refer";
-	if ((rc = load_json(&in, a.file, &ihala__v1__referral__descriptor, &m)) != CLI_OK) {
+	if ((rc = load_json(&in, a.file, &ihala__v2__referral__descriptor, &m)) != CLI_OK) {
 		input_verdict(&in);
 		goto out;
 	}
-	ref = (Ihala__V1__Referral *)m;
+	ref = (Ihala__V2__Referral *)m;
 	if (ref != NULL) {
 		referral_problems(&in, ref, a.to);
 	}
@@ -873,7 +873,7 @@ cmd_refer(struct cli *cli, int argc, char **argv)
 	envelope_prepare(&env, &a, id, sizeof(id));
 	/* referring_agency, consent and the rest are left as given: the broker checks them */
 	env.to = (char *)(a.to != NULL ? a.to : ref->receiving_agency);
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 	env.referral = ref;
 	rc = submit(cli, "refer", &env);
 out:
@@ -886,10 +886,10 @@ out:
 static int
 status_command(struct cli *cli, const struct sub_cmd *def, int argc, char **argv)
 {
-	static const int progress_ok[] = {IHALA__V1__TASK_STATUS__TASK_STATUS_IN_PROGRESS,
-	                                  IHALA__V1__TASK_STATUS__TASK_STATUS_ON_HOLD};
-	Ihala__V1__Envelope env;
-	Ihala__V1__StatusUpdate su = IHALA__V1__STATUS_UPDATE__INIT;
+	static const int progress_ok[] = {IHALA__V2__TASK_STATUS__TASK_STATUS_IN_PROGRESS,
+	                                  IHALA__V2__TASK_STATUS__TASK_STATUS_ON_HOLD};
+	Ihala__V2__Envelope env;
+	Ihala__V2__StatusUpdate su = IHALA__V2__STATUS_UPDATE__INIT;
 	struct sub_args a;
 	char id[ID_MAX + 1];
 	int rc, v;
@@ -899,19 +899,19 @@ status_command(struct cli *cli, const struct sub_cmd *def, int argc, char **argv
 	}
 	su.referral_id = (char *)a.referral_id;
 	if (strcmp(def->name, "accept") == 0) {
-		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED;
+		su.status = IHALA__V2__TASK_STATUS__TASK_STATUS_ACCEPTED;
 	} else if (strcmp(def->name, "decline") == 0) {
-		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_DECLINED;
+		su.status = IHALA__V2__TASK_STATUS__TASK_STATUS_DECLINED;
 	} else if (strcmp(def->name, "cancel") == 0) {
-		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_CANCELLED;
+		su.status = IHALA__V2__TASK_STATUS__TASK_STATUS_CANCELLED;
 	} else {
-		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_IN_PROGRESS;
+		su.status = IHALA__V2__TASK_STATUS__TASK_STATUS_IN_PROGRESS;
 		if (a.status != NULL) {
-			if (parse_enum(def->name, "status", &ihala__v1__task_status__descriptor,
+			if (parse_enum(def->name, "status", &ihala__v2__task_status__descriptor,
 			               a.status, progress_ok, 2, &v) != 0) {
 				return CLI_USAGE;
 			}
-			su.status = (Ihala__V1__TaskStatus)v;
+			su.status = (Ihala__V2__TaskStatus)v;
 		}
 	}
 	if ((def->opts & O_REASON) && a.reason == NULL && strcmp(def->name, "progress") != 0) {
@@ -932,7 +932,7 @@ status_command(struct cli *cli, const struct sub_cmd *def, int argc, char **argv
 		su.business_status = (char *)a.business_status;
 	}
 	envelope_prepare(&env, &a, id, sizeof(id));
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
 	env.status_update = &su;
 	return submit(cli, def->name, &env);
 }
@@ -964,10 +964,10 @@ cmd_cancel(struct cli *cli, int argc, char **argv)
 int
 cmd_outcome(struct cli *cli, int argc, char **argv)
 {
-	static const int outcome_ok[] = {IHALA__V1__TASK_STATUS__TASK_STATUS_COMPLETED,
-	                                 IHALA__V1__TASK_STATUS__TASK_STATUS_FAILED};
-	Ihala__V1__Envelope env;
-	Ihala__V1__StatusUpdate su = IHALA__V1__STATUS_UPDATE__INIT;
+	static const int outcome_ok[] = {IHALA__V2__TASK_STATUS__TASK_STATUS_COMPLETED,
+	                                 IHALA__V2__TASK_STATUS__TASK_STATUS_FAILED};
+	Ihala__V2__Envelope env;
+	Ihala__V2__StatusUpdate su = IHALA__V2__STATUS_UPDATE__INIT;
 	ProtobufCMessage *m = NULL;
 	struct input in;
 	struct sub_args a;
@@ -982,17 +982,17 @@ cmd_outcome(struct cli *cli, int argc, char **argv)
 		fprintf(stderr, "Try 'ihala outcome --help'.\n");
 		return CLI_USAGE;
 	}
-	su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_COMPLETED;
+	su.status = IHALA__V2__TASK_STATUS__TASK_STATUS_COMPLETED;
 	if (a.status != NULL) {
-		if (parse_enum("outcome", "status", &ihala__v1__task_status__descriptor, a.status,
+		if (parse_enum("outcome", "status", &ihala__v2__task_status__descriptor, a.status,
 		               outcome_ok, 2, &v) != 0) {
 			return CLI_USAGE;
 		}
-		su.status = (Ihala__V1__TaskStatus)v;
+		su.status = (Ihala__V2__TaskStatus)v;
 	}
 	memset(&in, 0, sizeof(in));
 	in.cmd = "outcome";
-	rc = load_json(&in, a.file, &ihala__v1__outcome__descriptor, &m);
+	rc = load_json(&in, a.file, &ihala__v2__outcome__descriptor, &m);
 	if (rc != CLI_OK) {
 		input_verdict(&in);
 	} else {
@@ -1004,12 +1004,12 @@ cmd_outcome(struct cli *cli, int argc, char **argv)
 		return rc;
 	}
 	su.referral_id = (char *)a.referral_id;
-	su.outcome = (Ihala__V1__Outcome *)m;
+	su.outcome = (Ihala__V2__Outcome *)m;
 	if (a.note != NULL) {
 		su.note = (char *)a.note;
 	}
 	envelope_prepare(&env, &a, id, sizeof(id));
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
 	env.status_update = &su;
 	rc = submit(cli, "outcome", &env);
 	protobuf_c_message_free_unpacked(m, NULL);
@@ -1019,8 +1019,8 @@ cmd_outcome(struct cli *cli, int argc, char **argv)
 int
 cmd_note(struct cli *cli, int argc, char **argv)
 {
-	Ihala__V1__Envelope env;
-	Ihala__V1__Note note = IHALA__V1__NOTE__INIT;
+	Ihala__V2__Envelope env;
+	Ihala__V2__Note note = IHALA__V2__NOTE__INIT;
 	struct sub_args a;
 	char id[ID_MAX + 1];
 	int rc;
@@ -1036,7 +1036,7 @@ cmd_note(struct cli *cli, int argc, char **argv)
 	note.referral_id = (char *)a.referral_id;
 	note.text = (char *)a.text;
 	envelope_prepare(&env, &a, id, sizeof(id));
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_NOTE;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	env.note = &note;
 	return submit(cli, "note", &env);
 }

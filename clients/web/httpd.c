@@ -353,7 +353,7 @@ row_num(json_t *row, const char *key)
 static void
 render_decline(struct buf *b, struct web *w, const char *lang, const char *rid)
 {
-	const ProtobufCEnumDescriptor *ed = &ihala__v1__reason_code__descriptor;
+	const ProtobufCEnumDescriptor *ed = &ihala__v2__reason_code__descriptor;
 	char name[64];
 	size_t i;
 
@@ -690,7 +690,7 @@ do_answer(struct web *w, struct MHD_Connection *c, const char *body, int decline
 	text[0] = '\0';
 	if (decline) {
 		if (form_value(body, "reason", code, sizeof(code)) != 0 ||
-		    pbjson_enum_from_name(&ihala__v1__reason_code__descriptor, code, &reason) !=
+		    pbjson_enum_from_name(&ihala__v2__reason_code__descriptor, code, &reason) !=
 		        0 ||
 		    reason == 0) {
 			return send_text(c, MHD_HTTP_BAD_REQUEST,

@@ -274,7 +274,7 @@ set_broker_down(struct web *w, int down)
 static int
 refresh_one(struct web *w, struct cli *cli, const char *rid, int ask)
 {
-	Ihala__V1__ReferralState *st = NULL;
+	Ihala__V2__ReferralState *st = NULL;
 	struct found f = {NULL, NULL};
 	json_t *row, *j = NULL, *h, *surv;
 	int err;
@@ -383,8 +383,8 @@ refresh_all(struct web *w, struct cli *cli, int all)
 static void
 run_job(struct web *w, struct cli *cli)
 {
-	Ihala__V1__Envelope env;
-	Ihala__V1__StatusUpdate su = IHALA__V1__STATUS_UPDATE__INIT;
+	Ihala__V2__Envelope env;
+	Ihala__V2__StatusUpdate su = IHALA__V2__STATUS_UPDATE__INIT;
 	struct ihala_receipt rcpt;
 	char rid[ID_MAX + 1], id[ID_MAX + 1], text[WEB_FLASH_MAX], why[WEB_REASON_TEXT_MAX];
 	const char *verb;
@@ -404,17 +404,17 @@ run_job(struct web *w, struct cli *cli)
 	verb = decline ? "decline" : "accept";
 
 	/* what `ihala accept RID` or `ihala decline RID --reason CODE [--text TEXT]` sends */
-	ihala__v1__envelope__init(&env);
+	ihala__v2__envelope__init(&env);
 	ihala_new_message_id(id, sizeof(id));
 	env.message_id = id;
 	env.client_time_ms = clock_wall_ms();
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
 	env.status_update = &su;
 	su.referral_id = rid;
-	su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED;
+	su.status = IHALA__V2__TASK_STATUS__TASK_STATUS_ACCEPTED;
 	if (decline) {
-		su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_DECLINED;
-		su.reason_code = (Ihala__V1__ReasonCode)reason;
+		su.status = IHALA__V2__TASK_STATUS__TASK_STATUS_DECLINED;
+		su.reason_code = (Ihala__V2__ReasonCode)reason;
 		if (why[0] != '\0') {
 			su.reason = why;
 		}
@@ -434,7 +434,7 @@ run_job(struct web *w, struct cli *cli)
 		json_decref(line);
 		cli_info(cli, "web: %sd %s (seq %llu)", verb, rid, (unsigned long long)rcpt.seq);
 		(void)refresh_one(w, cli, rid, 1);
-	} else if (rcpt.status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+	} else if (rcpt.status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 		snprintf(text, sizeof(text), "%s: %s", ihala_errname(err),
 		         rcpt.text[0] != '\0' ? rcpt.text : ihala_strerror(err));
 		cli_warnx("web: %s %s: refused: %s", verb, rid, text);

@@ -58,7 +58,7 @@ struct web {
 	enum web_job_state job;
 	char job_rid[ID_MAX + 1];
 	int job_decline; /* 0: accept; 1: decline with job_reason and job_reason_text */
-	int job_reason;  /* an Ihala__V1__ReasonCode, not 0 */
+	int job_reason;  /* an Ihala__V2__ReasonCode, not 0 */
 	char job_reason_text[WEB_REASON_TEXT_MAX];
 	int job_err;
 	char job_text[WEB_FLASH_MAX];

@@ -50,7 +50,7 @@ view_find(void *ctx, const char *id)
 static const struct policy_view view = {view_find, NULL};
 
 static void
-set_agency(size_t i, const char *id, Ihala__V1__Role role, unsigned may_send, const char *const *to,
+set_agency(size_t i, const char *id, Ihala__V2__Role role, unsigned may_send, const char *const *to,
            size_t nto, int may_open)
 {
 	agencies[i].id = id;
@@ -64,9 +64,9 @@ set_agency(size_t i, const char *id, Ihala__V1__Role role, unsigned may_send, co
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const Ihala__V1__Role dma = IHALA__V1__ROLE__ROLE_DMA;
-	const Ihala__V1__Role ministry = IHALA__V1__ROLE__ROLE_MINISTRY;
-	const Ihala__V1__Role auditor = IHALA__V1__ROLE__ROLE_AUDITOR;
+	const Ihala__V2__Role dma = IHALA__V2__ROLE__ROLE_DMA;
+	const Ihala__V2__Role ministry = IHALA__V2__ROLE__ROLE_MINISTRY;
+	const Ihala__V2__Role auditor = IHALA__V2__ROLE__ROLE_AUDITOR;
 
 	(void)argc;
 	(void)argv;
@@ -77,14 +77,14 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	/* narrowed recipients */
 	set_agency(2, "molsa", ministry, policy_role_default(ministry), molsa_to, 2, 0);
 	/* an NGO the config lets open cases, but not report outcomes */
-	set_agency(3, "hi", IHALA__V1__ROLE__ROLE_NGO,
+	set_agency(3, "hi", IHALA__V2__ROLE__ROLE_NGO,
 	           POLICY_KIND_STATUS | POLICY_KIND_NOTE | POLICY_KIND_REFERRAL, NULL, 0, 1);
 	set_agency(4, "auditor", auditor, policy_role_default(auditor), NULL, 0, 0);
 	return 0;
 }
 
 static void
-check_json_roundtrip(const Ihala__V1__Envelope *env)
+check_json_roundtrip(const Ihala__V2__Envelope *env)
 {
 	ProtobufCMessage *back = NULL;
 	char *text = NULL, err[256];
@@ -94,7 +94,7 @@ check_json_roundtrip(const Ihala__V1__Envelope *env)
 
 	rc = pbjson_to_string(&env->base, 0, &text);
 	FUZZ_ASSERT(rc == 0);
-	rc = pbjson_from_string(&ihala__v1__envelope__descriptor, text, strlen(text), &back, err,
+	rc = pbjson_from_string(&ihala__v2__envelope__descriptor, text, strlen(text), &back, err,
 	                        sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "pbjson_from_string refused its own output: %s\n%s\n", err, text);
@@ -118,9 +118,9 @@ check_json_roundtrip(const Ihala__V1__Envelope *env)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	Ihala__V1__Envelope *env = NULL;
-	Ihala__V1__ReferralState cur = IHALA__V1__REFERRAL_STATE__INIT;
-	Ihala__V1__ReferralState parent = IHALA__V1__REFERRAL_STATE__INIT;
+	Ihala__V2__Envelope *env = NULL;
+	Ihala__V2__ReferralState cur = IHALA__V2__REFERRAL_STATE__INIT;
+	Ihala__V2__ReferralState parent = IHALA__V2__REFERRAL_STATE__INIT;
 	struct policy_decision d;
 	const char *sender, *rid;
 	int err;
@@ -133,19 +133,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(err < 0 && env == NULL);
 		return 0;
 	}
-	FUZZ_ASSERT(env->kind_case != IHALA__V1__ENVELOPE__KIND__NOT_SET);
+	FUZZ_ASSERT(env->kind_case != IHALA__V2__ENVELOPE__KIND__NOT_SET);
 	check_json_roundtrip(env);
 
 	sender = ids[(data[0] & 7) % NIDS];
 	rid = policy_referral_id(env);
 	cur.referral_id = (char *)((data[0] & 0x20) || rid == NULL ? "other-id" : rid);
-	cur.status = (Ihala__V1__TaskStatus)(data[1] & 15);
+	cur.status = (Ihala__V2__TaskStatus)(data[1] & 15);
 	/* a state the broker can hold: two different agencies that may send and receive */
 	cur.referrer = (char *)ids[(data[2] & 15) % 4];
 	cur.recipient = (char *)ids[((data[2] & 15) % 4 + 1 + (data[2] >> 4) % 3) % 4];
-	cur.priority = IHALA__V1__PRIORITY__PRIORITY_NORMAL;
+	cur.priority = IHALA__V2__PRIORITY__PRIORITY_NORMAL;
 	parent.referral_id = "parent-id";
-	parent.status = (Ihala__V1__TaskStatus)(data[3] & 15);
+	parent.status = (Ihala__V2__TaskStatus)(data[3] & 15);
 	parent.referrer = "dma";
 	parent.recipient = (char *)ids[(data[3] >> 4) % NIDS];
 
@@ -160,20 +160,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		const struct policy_agency *me = view_find(NULL, sender);
 
-		FUZZ_ASSERT(me != NULL && me->role != IHALA__V1__ROLE__ROLE_AUDITOR);
+		FUZZ_ASSERT(me != NULL && me->role != IHALA__V2__ROLE__ROLE_AUDITOR);
 		FUZZ_ASSERT(view_find(NULL, d.recipient) != NULL);
 		FUZZ_ASSERT(strcmp(d.recipient, sender) != 0);
 		FUZZ_ASSERT((me->may_send & d.kind) != 0);
-		if (env->kind_case == IHALA__V1__ENVELOPE__KIND_REFERRAL) {
+		if (env->kind_case == IHALA__V2__ENVELOPE__KIND_REFERRAL) {
 			FUZZ_ASSERT(!(data[0] & 0x08));
-			FUZZ_ASSERT(d.new_status == IHALA__V1__TASK_STATUS__TASK_STATUS_REQUESTED);
+			FUZZ_ASSERT(d.new_status == IHALA__V2__TASK_STATUS__TASK_STATUS_REQUESTED);
 		} else {
 			/* only a party of an existing referral acts on it, and not after the end */
 			FUZZ_ASSERT(data[0] & 0x08);
 			FUZZ_ASSERT(strcmp(cur.referrer, sender) == 0 ||
 			            strcmp(cur.recipient, sender) == 0);
 		}
-		if (env->kind_case == IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE) {
+		if (env->kind_case == IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE) {
 			enum policy_party who = strcmp(cur.referrer, sender) == 0
 			                            ? POLICY_PARTY_REFERRER
 			                            : POLICY_PARTY_RECIPIENT;
@@ -184,7 +184,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			                              env->status_update->outcome != NULL) == 0);
 		}
 	}
-	FUZZ_ASSERT(policy_status_name((Ihala__V1__TaskStatus)(data[1] & 15)) != NULL);
+	FUZZ_ASSERT(policy_status_name((Ihala__V2__TaskStatus)(data[1] & 15)) != NULL);
 	envelope_free(env);
 	return 0;
 }

@@ -28,28 +28,28 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 static void
-check_embedded(const Ihala__V1__Frame *f)
+check_embedded(const Ihala__V2__Frame *f)
 {
-	Ihala__V1__Envelope *env = NULL;
-	Ihala__V1__LogEntry *le = NULL;
+	Ihala__V2__Envelope *env = NULL;
+	Ihala__V2__LogEntry *le = NULL;
 	size_t i;
 
 	switch (f->kind_case) {
-	case IHALA__V1__FRAME__KIND_SUBMIT:
+	case IHALA__V2__FRAME__KIND_SUBMIT:
 		if (envelope_decode(f->submit->envelope.data, f->submit->envelope.len, &env) == 0) {
-			FUZZ_ASSERT(env->kind_case != IHALA__V1__ENVELOPE__KIND__NOT_SET);
+			FUZZ_ASSERT(env->kind_case != IHALA__V2__ENVELOPE__KIND__NOT_SET);
 			FUZZ_ASSERT(pb_check_enums(&env->base) == 0);
 			FUZZ_ASSERT(pb_check_utf8(&env->base) == 0);
 			envelope_free(env);
 		}
 		break;
-	case IHALA__V1__FRAME__KIND_DELIVER:
+	case IHALA__V2__FRAME__KIND_DELIVER:
 		if (logentry_decode(f->deliver->entry.data, f->deliver->entry.len, &le) == 0) {
 			FUZZ_ASSERT(pb_check_utf8(&le->base) == 0);
 			logentry_free(le);
 		}
 		break;
-	case IHALA__V1__FRAME__KIND_LOG_ENTRIES:
+	case IHALA__V2__FRAME__KIND_LOG_ENTRIES:
 		for (i = 0; i < f->log_entries->n_records; i++) {
 			const ProtobufCBinaryData *b = &f->log_entries->records[i]->entry;
 
@@ -66,7 +66,7 @@ check_embedded(const Ihala__V1__Frame *f)
 static void
 check_body(const uint8_t *body, size_t len)
 {
-	Ihala__V1__Frame *f = NULL, *g = NULL;
+	Ihala__V2__Frame *f = NULL, *g = NULL;
 	uint8_t *enc = NULL, *enc2 = NULL;
 	size_t enclen = 0, enclen2 = 0;
 	int err;
@@ -77,7 +77,7 @@ check_body(const uint8_t *body, size_t len)
 		FUZZ_ASSERT(f == NULL);
 		return;
 	}
-	FUZZ_ASSERT(f != NULL && f->kind_case != IHALA__V1__FRAME__KIND__NOT_SET);
+	FUZZ_ASSERT(f != NULL && f->kind_case != IHALA__V2__FRAME__KIND__NOT_SET);
 	FUZZ_ASSERT(pb_check_utf8(&f->base) == 0);
 	pb_check_enums(&f->base);
 	check_embedded(f);

@@ -18,10 +18,10 @@
  */
 
 static const ProtobufCMessageDescriptor *const types[8] = {
-    &ihala__v1__referral__descriptor, &ihala__v1__envelope__descriptor,
-    &ihala__v1__referral__descriptor, &ihala__v1__envelope__descriptor,
-    &ihala__v1__outcome__descriptor,  &ihala__v1__status_update__descriptor,
-    &ihala__v1__frame__descriptor,    &ihala__v1__log_entry__descriptor,
+    &ihala__v2__referral__descriptor, &ihala__v2__envelope__descriptor,
+    &ihala__v2__referral__descriptor, &ihala__v2__envelope__descriptor,
+    &ihala__v2__outcome__descriptor,  &ihala__v2__status_update__descriptor,
+    &ihala__v2__frame__descriptor,    &ihala__v2__log_entry__descriptor,
 };
 
 int

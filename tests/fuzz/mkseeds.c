@@ -107,67 +107,67 @@ slurp(const char *rel, size_t *len)
 static char *agencies_moh[] = {"moh"};
 /* What the seeds' referrals carry: name, sex and birth year, governorate, functioning,
  * injury, services and reason. */
-static const Ihala__V1__DataCategory cats[] = {IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_IDENTITY,
-                                               IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_DEMOGRAPHICS,
-                                               IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_LOCATION,
-                                               IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_FUNCTIONING,
-                                               IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_INJURY,
-                                               IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
-static Ihala__V1__ServiceCode services[] = {
-    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION,
-    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PSYCHOSOCIAL_SUPPORT,
+static const Ihala__V2__DataCategory cats[] = {IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_IDENTITY,
+                                               IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_DEMOGRAPHICS,
+                                               IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_LOCATION,
+                                               IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_FUNCTIONING,
+                                               IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_INJURY,
+                                               IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
+static Ihala__V2__ServiceCode services[] = {
+    IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION,
+    IHALA__V2__SERVICE_CODE__SERVICE_CODE_PSYCHOSOCIAL_SUPPORT,
 };
 
 /* Fills env with a valid referral dma -> moh (pointers into static storage and `parts`). */
 struct referral_parts {
-	Ihala__V1__Referral ref;
-	Ihala__V1__Survivor sur;
-	Ihala__V1__Consent con;
-	Ihala__V1__Injury inj;
-	Ihala__V1__WashingtonGroup wg;
-	Ihala__V1__Contact officer;
+	Ihala__V2__Referral ref;
+	Ihala__V2__Survivor sur;
+	Ihala__V2__Consent con;
+	Ihala__V2__Injury inj;
+	Ihala__V2__WashingtonGroup wg;
+	Ihala__V2__Contact officer;
 };
 
 static void
-make_referral(Ihala__V1__Envelope *env, struct referral_parts *p, const char *parent)
+make_referral(Ihala__V2__Envelope *env, struct referral_parts *p, const char *parent)
 {
 	static char *codes[] = {"T93.6"};
-	static Ihala__V1__Amputation amps[] = {
-	    IHALA__V1__AMPUTATION__AMPUTATION_LEG_RIGHT_BELOW_KNEE};
+	static Ihala__V2__Amputation amps[] = {
+	    IHALA__V2__AMPUTATION__AMPUTATION_LEG_RIGHT_BELOW_KNEE};
 
-	ihala__v1__referral__init(&p->ref);
-	ihala__v1__survivor__init(&p->sur);
-	ihala__v1__consent__init(&p->con);
-	ihala__v1__injury__init(&p->inj);
-	ihala__v1__washington_group__init(&p->wg);
-	ihala__v1__contact__init(&p->officer);
+	ihala__v2__referral__init(&p->ref);
+	ihala__v2__survivor__init(&p->sur);
+	ihala__v2__consent__init(&p->con);
+	ihala__v2__injury__init(&p->inj);
+	ihala__v2__washington_group__init(&p->wg);
+	ihala__v2__contact__init(&p->officer);
 	p->inj.incident_date = "2024-03-02";
-	p->inj.device_type = IHALA__V1__DEVICE_TYPE__DEVICE_TYPE_LANDMINE_AP;
+	p->inj.device_type = IHALA__V2__DEVICE_TYPE__DEVICE_TYPE_LANDMINE_AP;
 	p->inj.n_injury_codes = 1;
 	p->inj.injury_codes = codes;
 	p->inj.n_amputations = 1;
 	p->inj.amputations = amps;
-	p->wg.walking = IHALA__V1__DIFFICULTY__DIFFICULTY_A_LOT;
+	p->wg.walking = IHALA__V2__DIFFICULTY__DIFFICULTY_A_LOT;
 	p->sur.case_id = "IQ-NIN-2024-0042";
 	p->sur.name = "نور الهدى";
-	p->sur.sex = IHALA__V1__SEX__SEX_FEMALE;
+	p->sur.sex = IHALA__V2__SEX__SEX_FEMALE;
 	p->sur.birth_year = 1991;
 	p->sur.governorate = "Ninewa";
 	p->sur.injury = &p->inj;
 	p->sur.functioning = &p->wg;
 	p->con.given = 1;
-	p->con.given_by = IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
+	p->con.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	p->con.date = "2024-04-01";
 	p->con.n_agencies = 1;
 	p->con.agencies = agencies_moh;
 	p->con.n_data_covered = sizeof(cats) / sizeof(cats[0]);
-	p->con.data_covered = (Ihala__V1__DataCategory *)cats;
+	p->con.data_covered = (Ihala__V2__DataCategory *)cats;
 	p->officer.name = "Layla";
 	p->officer.email = "va@dma.example";
 	p->ref.referral_id = "R-0001";
 	p->ref.parent_referral_id = (char *)(parent != NULL ? parent : "");
 	p->ref.receiving_agency = "moh";
-	p->ref.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+	p->ref.priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
 	p->ref.n_services = 2;
 	p->ref.services = services;
 	p->ref.reason = "needs a prosthesis";
@@ -178,13 +178,13 @@ make_referral(Ihala__V1__Envelope *env, struct referral_parts *p, const char *pa
 	env->message_id = "m-0001";
 	env->to = "moh";
 	env->client_time_ms = 1712000000123ull;
-	env->kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	env->kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 	env->referral = &p->ref;
 }
 
 /* Envelope seeds: 4 control bytes (fuzz_envelope.c) + the envelope. Also their JSON for pbjson. */
 static void
-envelope_seed(const char *name, const uint8_t ctl[4], const Ihala__V1__Envelope *env)
+envelope_seed(const char *name, const uint8_t ctl[4], const Ihala__V2__Envelope *env)
 {
 	uint8_t *b;
 	size_t len;
@@ -209,47 +209,47 @@ envelopes(void)
 	static const uint8_t onward_by_moh[4] = {0x11, 0x00, 0x10, 0x13};
 	static const struct {
 		const char *name;
-		Ihala__V1__TaskStatus from, to;
+		Ihala__V2__TaskStatus from, to;
 		int by_referrer;
 		int outcome;
-		Ihala__V1__ReasonCode reason;
+		Ihala__V2__ReasonCode reason;
 	} updates[] = {
-	    {"accept", IHALA__V1__TASK_STATUS__TASK_STATUS_RECEIVED,
-	     IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED, 0, 0, 0},
-	    {"reject", IHALA__V1__TASK_STATUS__TASK_STATUS_REQUESTED,
-	     IHALA__V1__TASK_STATUS__TASK_STATUS_DECLINED, 0, 0,
-	     IHALA__V1__REASON_CODE__REASON_CODE_NO_CAPACITY},
-	    {"progress", IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED,
-	     IHALA__V1__TASK_STATUS__TASK_STATUS_IN_PROGRESS, 0, 0, 0},
-	    {"hold", IHALA__V1__TASK_STATUS__TASK_STATUS_IN_PROGRESS,
-	     IHALA__V1__TASK_STATUS__TASK_STATUS_ON_HOLD, 0, 0, 0},
-	    {"complete", IHALA__V1__TASK_STATUS__TASK_STATUS_IN_PROGRESS,
-	     IHALA__V1__TASK_STATUS__TASK_STATUS_COMPLETED, 0, 1, 0},
-	    {"fail", IHALA__V1__TASK_STATUS__TASK_STATUS_ON_HOLD,
-	     IHALA__V1__TASK_STATUS__TASK_STATUS_FAILED, 0, 2, 0},
-	    {"cancel", IHALA__V1__TASK_STATUS__TASK_STATUS_RECEIVED,
-	     IHALA__V1__TASK_STATUS__TASK_STATUS_CANCELLED, 1, 0,
-	     IHALA__V1__REASON_CODE__REASON_CODE_CLIENT_DECLINED},
-	    {"bad-transition", IHALA__V1__TASK_STATUS__TASK_STATUS_COMPLETED,
-	     IHALA__V1__TASK_STATUS__TASK_STATUS_IN_PROGRESS, 0, 0, 0},
+	    {"accept", IHALA__V2__TASK_STATUS__TASK_STATUS_RECEIVED,
+	     IHALA__V2__TASK_STATUS__TASK_STATUS_ACCEPTED, 0, 0, 0},
+	    {"reject", IHALA__V2__TASK_STATUS__TASK_STATUS_REQUESTED,
+	     IHALA__V2__TASK_STATUS__TASK_STATUS_DECLINED, 0, 0,
+	     IHALA__V2__REASON_CODE__REASON_CODE_NO_CAPACITY},
+	    {"progress", IHALA__V2__TASK_STATUS__TASK_STATUS_ACCEPTED,
+	     IHALA__V2__TASK_STATUS__TASK_STATUS_IN_PROGRESS, 0, 0, 0},
+	    {"hold", IHALA__V2__TASK_STATUS__TASK_STATUS_IN_PROGRESS,
+	     IHALA__V2__TASK_STATUS__TASK_STATUS_ON_HOLD, 0, 0, 0},
+	    {"complete", IHALA__V2__TASK_STATUS__TASK_STATUS_IN_PROGRESS,
+	     IHALA__V2__TASK_STATUS__TASK_STATUS_COMPLETED, 0, 1, 0},
+	    {"fail", IHALA__V2__TASK_STATUS__TASK_STATUS_ON_HOLD,
+	     IHALA__V2__TASK_STATUS__TASK_STATUS_FAILED, 0, 2, 0},
+	    {"cancel", IHALA__V2__TASK_STATUS__TASK_STATUS_RECEIVED,
+	     IHALA__V2__TASK_STATUS__TASK_STATUS_CANCELLED, 1, 0,
+	     IHALA__V2__REASON_CODE__REASON_CODE_CLIENT_DECLINED},
+	    {"bad-transition", IHALA__V2__TASK_STATUS__TASK_STATUS_COMPLETED,
+	     IHALA__V2__TASK_STATUS__TASK_STATUS_IN_PROGRESS, 0, 0, 0},
 	};
-	static Ihala__V1__ReasonCode why_not[] = {IHALA__V1__REASON_CODE__REASON_CODE_OTHER};
-	Ihala__V1__Envelope env;
+	static Ihala__V2__ReasonCode why_not[] = {IHALA__V2__REASON_CODE__REASON_CODE_OTHER};
+	Ihala__V2__Envelope env;
 	struct referral_parts rp;
-	Ihala__V1__StatusUpdate su;
-	Ihala__V1__Outcome oc;
-	Ihala__V1__Note note;
+	Ihala__V2__StatusUpdate su;
+	Ihala__V2__Outcome oc;
+	Ihala__V2__Note note;
 	uint8_t ctl[4];
 	char name[64];
 	size_t i;
 
-	ihala__v1__envelope__init(&env);
+	ihala__v2__envelope__init(&env);
 	make_referral(&env, &rp, NULL);
 	envelope_seed("referral-new", new_by_dma, &env);
 	env.from = "dma";
 	envelope_seed("referral-from", new_by_dma, &env);
 	env.from = "";
-	ihala__v1__envelope__init(&env);
+	ihala__v2__envelope__init(&env);
 	make_referral(&env, &rp, "R-0000");
 	env.to = "molsa";
 	rp.ref.receiving_agency = "molsa";
@@ -258,11 +258,11 @@ envelopes(void)
 	agencies_moh[0] = "moh";
 
 	for (i = 0; i < sizeof(updates) / sizeof(updates[0]); i++) {
-		ihala__v1__envelope__init(&env);
-		ihala__v1__status_update__init(&su);
-		ihala__v1__outcome__init(&oc);
+		ihala__v2__envelope__init(&env);
+		ihala__v2__status_update__init(&su);
+		ihala__v2__outcome__init(&oc);
 		env.message_id = "m-0002";
-		env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+		env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
 		env.status_update = &su;
 		su.referral_id = "R-0001";
 		su.status = updates[i].to;
@@ -289,11 +289,11 @@ envelopes(void)
 		envelope_seed(name, ctl, &env);
 	}
 
-	ihala__v1__envelope__init(&env);
-	ihala__v1__outcome__init(&oc);
+	ihala__v2__envelope__init(&env);
+	ihala__v2__outcome__init(&oc);
 	env.message_id = "m-0003";
 	env.to = "dma";
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_OUTCOME;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_OUTCOME;
 	env.outcome = &oc;
 	oc.referral_id = "R-0001";
 	oc.service_implemented = 1;
@@ -304,27 +304,27 @@ envelopes(void)
 	oc.follow_up_needed = 1;
 	oc.notes = "تم تركيب طرف صناعي";
 	ctl[0] = 0x09;
-	ctl[1] = IHALA__V1__TASK_STATUS__TASK_STATUS_IN_PROGRESS;
+	ctl[1] = IHALA__V2__TASK_STATUS__TASK_STATUS_IN_PROGRESS;
 	ctl[2] = 0x10;
 	ctl[3] = 0;
 	envelope_seed("outcome", ctl, &env);
 
-	ihala__v1__envelope__init(&env);
-	ihala__v1__note__init(&note);
+	ihala__v2__envelope__init(&env);
+	ihala__v2__note__init(&note);
 	env.message_id = "m-0004";
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_NOTE;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	env.note = &note;
 	note.referral_id = "R-0001";
 	note.text = "called the survivor; appointment confirmed";
 	ctl[0] = 0x08;
-	ctl[1] = IHALA__V1__TASK_STATUS__TASK_STATUS_COMPLETED;
+	ctl[1] = IHALA__V2__TASK_STATUS__TASK_STATUS_COMPLETED;
 	envelope_seed("note", ctl, &env);
 }
 
 /* ---- frames ---- */
 
 static void
-frame_seed(const char *name, const Ihala__V1__Frame *f)
+frame_seed(const char *name, const Ihala__V2__Frame *f)
 {
 	uint8_t *b, ctl = 0x02; /* the control byte fuzz_frame skips */
 	size_t len;
@@ -340,28 +340,28 @@ frame_seed(const char *name, const Ihala__V1__Frame *f)
 static void
 frames(const char *checkpoint_text)
 {
-	Ihala__V1__Frame f;
-	Ihala__V1__Welcome w = IHALA__V1__WELCOME__INIT;
-	Ihala__V1__Limits lim = IHALA__V1__LIMITS__INIT;
-	Ihala__V1__Submit sub = IHALA__V1__SUBMIT__INIT;
-	Ihala__V1__Receipt rc = IHALA__V1__RECEIPT__INIT;
-	Ihala__V1__Deliver dl = IHALA__V1__DELIVER__INIT;
-	Ihala__V1__DeliveryAck ack = IHALA__V1__DELIVERY_ACK__INIT;
-	Ihala__V1__Query q = IHALA__V1__QUERY__INIT;
-	Ihala__V1__ReferralState st = IHALA__V1__REFERRAL_STATE__INIT;
-	Ihala__V1__HistoryItem hi = IHALA__V1__HISTORY_ITEM__INIT, *hip = &hi;
-	Ihala__V1__ReplayRequest rr = IHALA__V1__REPLAY_REQUEST__INIT;
-	Ihala__V1__LogEntries les = IHALA__V1__LOG_ENTRIES__INIT;
-	Ihala__V1__LogRecord rec = IHALA__V1__LOG_RECORD__INIT, *recp = &rec;
-	Ihala__V1__ProofRequest pr = IHALA__V1__PROOF_REQUEST__INIT;
-	Ihala__V1__InclusionProof ip = IHALA__V1__INCLUSION_PROOF__INIT;
-	Ihala__V1__ConsistencyProof cp = IHALA__V1__CONSISTENCY_PROOF__INIT;
-	Ihala__V1__CheckpointRequest cr = IHALA__V1__CHECKPOINT_REQUEST__INIT;
-	Ihala__V1__CheckpointNote cn = IHALA__V1__CHECKPOINT_NOTE__INIT;
-	Ihala__V1__Error er = IHALA__V1__ERROR__INIT;
-	Ihala__V1__LogEntry le = IHALA__V1__LOG_ENTRY__INIT, ev = IHALA__V1__LOG_ENTRY__INIT;
-	Ihala__V1__BrokerEvent bev = IHALA__V1__BROKER_EVENT__INIT;
-	Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT;
+	Ihala__V2__Frame f;
+	Ihala__V2__Welcome w = IHALA__V2__WELCOME__INIT;
+	Ihala__V2__Limits lim = IHALA__V2__LIMITS__INIT;
+	Ihala__V2__Submit sub = IHALA__V2__SUBMIT__INIT;
+	Ihala__V2__Receipt rc = IHALA__V2__RECEIPT__INIT;
+	Ihala__V2__Deliver dl = IHALA__V2__DELIVER__INIT;
+	Ihala__V2__DeliveryAck ack = IHALA__V2__DELIVERY_ACK__INIT;
+	Ihala__V2__Query q = IHALA__V2__QUERY__INIT;
+	Ihala__V2__ReferralState st = IHALA__V2__REFERRAL_STATE__INIT;
+	Ihala__V2__HistoryItem hi = IHALA__V2__HISTORY_ITEM__INIT, *hip = &hi;
+	Ihala__V2__ReplayRequest rr = IHALA__V2__REPLAY_REQUEST__INIT;
+	Ihala__V2__LogEntries les = IHALA__V2__LOG_ENTRIES__INIT;
+	Ihala__V2__LogRecord rec = IHALA__V2__LOG_RECORD__INIT, *recp = &rec;
+	Ihala__V2__ProofRequest pr = IHALA__V2__PROOF_REQUEST__INIT;
+	Ihala__V2__InclusionProof ip = IHALA__V2__INCLUSION_PROOF__INIT;
+	Ihala__V2__ConsistencyProof cp = IHALA__V2__CONSISTENCY_PROOF__INIT;
+	Ihala__V2__CheckpointRequest cr = IHALA__V2__CHECKPOINT_REQUEST__INIT;
+	Ihala__V2__CheckpointNote cn = IHALA__V2__CHECKPOINT_NOTE__INIT;
+	Ihala__V2__Error er = IHALA__V2__ERROR__INIT;
+	Ihala__V2__LogEntry le = IHALA__V2__LOG_ENTRY__INIT, ev = IHALA__V2__LOG_ENTRY__INIT;
+	Ihala__V2__BrokerEvent bev = IHALA__V2__BROKER_EVENT__INIT;
+	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
 	struct referral_parts rp;
 	uint8_t hash[32], *envb, *leb, *evb;
 	size_t envlen, lelen, evlen;
@@ -381,7 +381,7 @@ frames(const char *checkpoint_text)
 	le.broker_time_ms = 1712000000456ull;
 	le.sender = "dma";
 	le.recipient = "moh";
-	le.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
+	le.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
 	le.envelope.data = envb;
 	le.envelope.len = envlen;
 	leb = pack(&le.base, &lelen);
@@ -389,23 +389,23 @@ frames(const char *checkpoint_text)
 	ev.broker_time_ms = 1712000000789ull;
 	ev.sender = "moh";
 	ev.recipient = "dma";
-	ev.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS;
+	ev.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS;
 	ev.event = &bev;
 	bev.referral_id = "R-0001";
-	bev.status = IHALA__V1__TASK_STATUS__TASK_STATUS_RECEIVED;
+	bev.status = IHALA__V2__TASK_STATUS__TASK_STATUS_RECEIVED;
 	bev.ref_seq = 7;
 	bev.text = "delivered";
 	evb = pack(&ev.base, &evlen);
 
 #define FRAME(kind, field, val)                                                                    \
 	do {                                                                                       \
-		ihala__v1__frame__init(&f);                                                        \
-		f.kind_case = IHALA__V1__FRAME__KIND_##kind;                                       \
+		ihala__v2__frame__init(&f);                                                        \
+		f.kind_case = IHALA__V2__FRAME__KIND_##kind;                                       \
 		f.field = (val);                                                                   \
 	} while (0)
 
 	w.agency_id = "moh";
-	w.role = IHALA__V1__ROLE__ROLE_MINISTRY;
+	w.role = IHALA__V2__ROLE__ROLE_MINISTRY;
 	w.broker_time_ms = 1712000000000ull;
 	lim.max_frame_bytes = 1048576;
 	lim.credit_window = 64;
@@ -413,7 +413,7 @@ frames(const char *checkpoint_text)
 	w.limits = &lim;
 	w.checkpoint = (char *)checkpoint_text;
 	w.broker_version = "ihala-broker 0.1.0";
-	w.protocol_version = 1;
+	w.protocol_version = 2;
 	FRAME(WELCOME, welcome, &w);
 	frame_seed("welcome", &f);
 	sub.envelope.data = envb;
@@ -424,7 +424,7 @@ frames(const char *checkpoint_text)
 	rc.seq = 7;
 	rc.leaf_hash.data = hash;
 	rc.leaf_hash.len = sizeof(hash);
-	rc.status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED;
+	rc.status = IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED;
 	FRAME(RECEIPT, receipt, &rc);
 	frame_seed("receipt", &f);
 	dl.seq = 7;
@@ -447,13 +447,13 @@ frames(const char *checkpoint_text)
 	st.referral_id = "R-0001";
 	st.referrer = "dma";
 	st.recipient = "moh";
-	st.status = IHALA__V1__TASK_STATUS__TASK_STATUS_RECEIVED;
-	st.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+	st.status = IHALA__V2__TASK_STATUS__TASK_STATUS_RECEIVED;
+	st.priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
 	st.deadline_ms = 1712259200000ull;
 	hi.seq = 7;
 	hi.time_ms = 1712000000456ull;
 	hi.agency = "dma";
-	hi.status = IHALA__V1__TASK_STATUS__TASK_STATUS_REQUESTED;
+	hi.status = IHALA__V2__TASK_STATUS__TASK_STATUS_REQUESTED;
 	hi.what = "referral";
 	st.n_history = 1;
 	st.history = &hip;
@@ -474,7 +474,7 @@ frames(const char *checkpoint_text)
 	FRAME(LOG_ENTRIES, log_entries, &les);
 	frame_seed("log-entries", &f);
 	pr.request_id = 3;
-	pr.target_case = IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID;
+	pr.target_case = IHALA__V2__PROOF_REQUEST__TARGET_MESSAGE_ID;
 	pr.message_id = "m-0001";
 	pr.tree_size = 10;
 	pr.consistency_from = 4;
@@ -506,16 +506,16 @@ frames(const char *checkpoint_text)
 	cn.text = (char *)checkpoint_text;
 	FRAME(CHECKPOINT, checkpoint, &cn);
 	frame_seed("checkpoint", &f);
-	er.code = IHALA__V1__ERROR_CODE__ERROR_CODE_INVALID_TRANSITION;
+	er.code = IHALA__V2__ERROR_CODE__ERROR_CODE_INVALID_TRANSITION;
 	er.message = "referral 'R-0001' is completed; it cannot become in-progress";
 	er.request_id = 1;
 	FRAME(ERROR, error, &er);
 	frame_seed("error", &f);
 	{
-		Ihala__V1__DirectoryRequest dq = IHALA__V1__DIRECTORY_REQUEST__INIT;
-		Ihala__V1__Directory dd = IHALA__V1__DIRECTORY__INIT;
-		Ihala__V1__AgencyCerts ac = IHALA__V1__AGENCY_CERTS__INIT;
-		Ihala__V1__AgencyCerts *acp = &ac;
+		Ihala__V2__DirectoryRequest dq = IHALA__V2__DIRECTORY_REQUEST__INIT;
+		Ihala__V2__Directory dd = IHALA__V2__DIRECTORY__INIT;
+		Ihala__V2__AgencyCerts ac = IHALA__V2__AGENCY_CERTS__INIT;
+		Ihala__V2__AgencyCerts *acp = &ac;
 		ProtobufCBinaryData der = {sizeof(hash), hash};
 
 		dq.request_id = 5;

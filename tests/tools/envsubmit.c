@@ -58,7 +58,7 @@ main(int argc, char **argv)
 	struct conf_errors errs;
 	struct ihala_client *c = NULL;
 	ProtobufCMessage *m = NULL;
-	Ihala__V1__Envelope *env;
+	Ihala__V2__Envelope *env;
 	struct ihala_receipt rc;
 	char err[512];
 	char *text = NULL;
@@ -73,14 +73,14 @@ main(int argc, char **argv)
 	if (text == NULL) {
 		return 2;
 	}
-	if (pbjson_from_string(&ihala__v1__envelope__descriptor, text, len, &m, err, sizeof(err)) !=
+	if (pbjson_from_string(&ihala__v2__envelope__descriptor, text, len, &m, err, sizeof(err)) !=
 	    0) {
 		fprintf(stderr, "envsubmit: %s: %s\n", argv[2], err);
 		free(text);
 		return 2;
 	}
 	free(text);
-	env = (Ihala__V1__Envelope *)m;
+	env = (Ihala__V2__Envelope *)m;
 	if (env->message_id == NULL || env->message_id[0] == '\0') {
 		/* ours, not the client's: the message is freed with free_unpacked below */
 		char id[ID_MAX + 1];
@@ -115,12 +115,12 @@ main(int argc, char **argv)
 	e = ihala_submit(c, env, TIMEOUT_MS, &rc);
 	if (e == 0) {
 		printf("%s %llu\n",
-		       rc.status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE
+		       rc.status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE
 		           ? "duplicate"
 		           : "accepted",
 		       (unsigned long long)rc.seq);
 		code = 0;
-	} else if (rc.status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+	} else if (rc.status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 		printf("refused %s: %s\n", ihala_errname(e),
 		       rc.text[0] != '\0' ? rc.text : ihala_strerror(e));
 		code = 1;

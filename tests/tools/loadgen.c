@@ -62,15 +62,15 @@ submit_all(const char *cfgpath, const char *to, long count, const char *prefix, 
 		reason[pad] = '\0';
 	}
 	for (i = 0; i < count; i++) {
-		Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT;
-		Ihala__V1__Referral ref = IHALA__V1__REFERRAL__INIT;
-		Ihala__V1__Survivor sur = IHALA__V1__SURVIVOR__INIT;
-		Ihala__V1__Consent con = IHALA__V1__CONSENT__INIT;
-		Ihala__V1__ServiceCode svc =
-		    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
+		Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
+		Ihala__V2__Referral ref = IHALA__V2__REFERRAL__INIT;
+		Ihala__V2__Survivor sur = IHALA__V2__SURVIVOR__INIT;
+		Ihala__V2__Consent con = IHALA__V2__CONSENT__INIT;
+		Ihala__V2__ServiceCode svc =
+		    IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
 		char *agencies[1];
-		Ihala__V1__DataCategory data[2] = {IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_IDENTITY,
-		                                   IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
+		Ihala__V2__DataCategory data[2] = {IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_IDENTITY,
+		                                   IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
 		char msgid[64], rid[64], caseid[64];
 		struct ihala_receipt rc;
 		int tries = 0;
@@ -88,7 +88,7 @@ submit_all(const char *cfgpath, const char *to, long count, const char *prefix, 
 		con.data_covered = data;
 		ref.referral_id = rid;
 		ref.receiving_agency = (char *)to;
-		ref.priority = IHALA__V1__PRIORITY__PRIORITY_NORMAL;
+		ref.priority = IHALA__V2__PRIORITY__PRIORITY_NORMAL;
 		ref.n_services = 1;
 		ref.services = &svc;
 		ref.survivor = &sur;
@@ -96,7 +96,7 @@ submit_all(const char *cfgpath, const char *to, long count, const char *prefix, 
 		ref.reason = reason != NULL ? reason : "load test";
 		env.message_id = msgid;
 		env.to = (char *)to;
-		env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+		env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 		env.referral = &ref;
 		if (pad >= 0 && rpath == NULL) {
 			/* queue: into the outbox, the broker unreachable */
@@ -107,7 +107,7 @@ submit_all(const char *cfgpath, const char *to, long count, const char *prefix, 
 		for (;;) {
 			err = ihala_submit(c, &env, 3000, &rc);
 			if (err == 0 ||
-			    rc.status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+			    rc.status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 				break;
 			}
 			if (++tries > 40) {
@@ -120,7 +120,7 @@ submit_all(const char *cfgpath, const char *to, long count, const char *prefix, 
 			fprintf(rf, "%s %" PRIu64 "\n", msgid, rc.seq);
 			fflush(rf);
 			done++;
-		} else if (rc.status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+		} else if (rc.status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 			fprintf(stderr, "loadgen: %s refused: %s\n", msgid, rc.text);
 			refused++;
 		}
@@ -248,14 +248,14 @@ check_log(const char *dir, const char *rpath, const char *sender)
 	for (seq = 1; seq <= last; seq++) {
 		const void *data;
 		size_t len;
-		Ihala__V1__LogEntry *e = NULL;
-		Ihala__V1__Envelope *env = NULL;
+		Ihala__V2__LogEntry *e = NULL;
+		Ihala__V2__Envelope *env = NULL;
 
 		if (store_log_get(r, seq, &data, &len) != 0 ||
 		    logentry_decode(data, len, &e) != 0) {
 			continue;
 		}
-		if (e->kind == IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
+		if (e->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
 		    strcmp(e->sender, sender) == 0 &&
 		    envelope_decode(e->envelope.data, e->envelope.len, &env) == 0) {
 			if (n_subs == cap) {

@@ -292,7 +292,7 @@ conn_gone(struct conn *c)
 
 /* The next thing that happens on the session, before the deadline. */
 static enum ev
-conn_next(struct conn *c, uint64_t deadline, Ihala__V1__Frame **f)
+conn_next(struct conn *c, uint64_t deadline, Ihala__V2__Frame **f)
 {
 	struct wire_event ev;
 	int rc;
@@ -339,7 +339,7 @@ conn_next(struct conn *c, uint64_t deadline, Ihala__V1__Frame **f)
 
 /* Encode f and write it into the session; flush. */
 static int
-conn_write(struct conn *c, const Ihala__V1__Frame *f)
+conn_write(struct conn *c, const Ihala__V2__Frame *f)
 {
 	int rc = wire_send_frame(c->w, f);
 
@@ -349,11 +349,11 @@ conn_write(struct conn *c, const Ihala__V1__Frame *f)
 static int
 send_checkpoint_request(struct conn *c, uint64_t id)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__CheckpointRequest q = IHALA__V1__CHECKPOINT_REQUEST__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__CheckpointRequest q = IHALA__V2__CHECKPOINT_REQUEST__INIT;
 
 	q.request_id = id;
-	f.kind_case = IHALA__V1__FRAME__KIND_CHECKPOINT_REQUEST;
+	f.kind_case = IHALA__V2__FRAME__KIND_CHECKPOINT_REQUEST;
 	f.checkpoint_request = &q;
 	return conn_write(c, &f);
 }
@@ -369,16 +369,16 @@ conn_bye(struct conn *c)
 /* ---- printing ---- */
 
 static const char *
-role_name(Ihala__V1__Role r)
+role_name(Ihala__V2__Role r)
 {
 	switch (r) {
-	case IHALA__V1__ROLE__ROLE_DMA:
+	case IHALA__V2__ROLE__ROLE_DMA:
 		return "dma";
-	case IHALA__V1__ROLE__ROLE_MINISTRY:
+	case IHALA__V2__ROLE__ROLE_MINISTRY:
 		return "ministry";
-	case IHALA__V1__ROLE__ROLE_NGO:
+	case IHALA__V2__ROLE__ROLE_NGO:
 		return "ngo";
-	case IHALA__V1__ROLE__ROLE_AUDITOR:
+	case IHALA__V2__ROLE__ROLE_AUDITOR:
 		return "auditor";
 	default:
 		return "unspecified";
@@ -392,16 +392,16 @@ code_name(int wire)
 }
 
 static void
-print_receipt(const Ihala__V1__Receipt *r)
+print_receipt(const Ihala__V2__Receipt *r)
 {
 	switch (r->status) {
-	case IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED:
+	case IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED:
 		printf("receipt ACCEPTED seq %llu\n", (unsigned long long)r->seq);
 		break;
-	case IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE:
+	case IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE:
 		printf("receipt DUPLICATE seq %llu\n", (unsigned long long)r->seq);
 		break;
-	case IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED:
+	case IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED:
 		printf("receipt REFUSED %s: %s\n", code_name(r->error_code), r->error_message);
 		break;
 	default:
@@ -412,14 +412,14 @@ print_receipt(const Ihala__V1__Receipt *r)
 
 /* One line for any frame the broker sent. */
 static void
-print_frame(const char *prefix, const Ihala__V1__Frame *f)
+print_frame(const char *prefix, const Ihala__V2__Frame *f)
 {
 	switch (f->kind_case) {
-	case IHALA__V1__FRAME__KIND_ERROR:
+	case IHALA__V2__FRAME__KIND_ERROR:
 		printf("%serror %s: %s\n", prefix, code_name((int)f->error->code),
 		       f->error->message);
 		break;
-	case IHALA__V1__FRAME__KIND_RECEIPT:
+	case IHALA__V2__FRAME__KIND_RECEIPT:
 		fputs(prefix, stdout);
 		print_receipt(f->receipt);
 		break;
@@ -439,12 +439,12 @@ print_frame(const char *prefix, const Ihala__V1__Frame *f)
 static int
 await_welcome(struct conn *c, uint64_t deadline, int print)
 {
-	Ihala__V1__Frame *f = NULL;
+	Ihala__V2__Frame *f = NULL;
 
 	for (;;) {
 		switch (conn_next(c, deadline, &f)) {
 		case EV_FRAME:
-			if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
+			if (f->kind_case == IHALA__V2__FRAME__KIND_WELCOME) {
 				if (print) {
 					printf("welcome %s %s\n", f->welcome->agency_id,
 					       role_name(f->welcome->role));
@@ -452,7 +452,7 @@ await_welcome(struct conn *c, uint64_t deadline, int print)
 				frame_free(f);
 				return EXIT_OK;
 			}
-			if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+			if (f->kind_case == IHALA__V2__FRAME__KIND_ERROR) {
 				printf("refused: %s: %s\n", code_name((int)f->error->code),
 				       f->error->message);
 			} else {
@@ -503,14 +503,14 @@ open_session(struct conn *c, uint64_t deadline, int print)
 static int
 report_answer(struct conn *c, uint64_t deadline)
 {
-	Ihala__V1__Frame *f = NULL;
+	Ihala__V2__Frame *f = NULL;
 	enum ev e;
 	int terminal = 0;
 
 	/* Deliveries and unsolicited checkpoints are not answers. */
 	while ((e = conn_next(c, deadline, &f)) == EV_FRAME &&
-	       (f->kind_case == IHALA__V1__FRAME__KIND_DELIVER ||
-	        (f->kind_case == IHALA__V1__FRAME__KIND_CHECKPOINT &&
+	       (f->kind_case == IHALA__V2__FRAME__KIND_DELIVER ||
+	        (f->kind_case == IHALA__V2__FRAME__KIND_CHECKPOINT &&
 	         f->checkpoint->request_id == 0))) {
 		frame_free(f);
 	}
@@ -637,7 +637,7 @@ static int
 mode_hold(long secs)
 {
 	uint64_t deadline;
-	Ihala__V1__Frame *f = NULL;
+	Ihala__V2__Frame *f = NULL;
 	struct conn c;
 	int rc;
 
@@ -655,14 +655,14 @@ mode_hold(long secs)
 		enum ev e = conn_next(&c, deadline, &f);
 
 		if (e == EV_FRAME) {
-			if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR &&
+			if (f->kind_case == IHALA__V2__FRAME__KIND_ERROR &&
 			    f->error->request_id == 0) {
 				printf("closed: %s: %s\n", code_name((int)f->error->code),
 				       f->error->message);
 				frame_free(f);
 				break;
 			}
-			if (f->kind_case == IHALA__V1__FRAME__KIND_DELIVER) {
+			if (f->kind_case == IHALA__V2__FRAME__KIND_DELIVER) {
 				printf("deliver %llu\n", (unsigned long long)f->deliver->seq);
 			}
 			frame_free(f);
@@ -676,9 +676,9 @@ mode_hold(long secs)
 			}
 			deadline = now_ms() + (uint64_t)opt.timeout_ms;
 			while ((e = conn_next(&c, deadline, &f)) == EV_FRAME) {
-				uint64_t id = f->kind_case == IHALA__V1__FRAME__KIND_CHECKPOINT
+				uint64_t id = f->kind_case == IHALA__V2__FRAME__KIND_CHECKPOINT
 				                  ? f->checkpoint->request_id
-				              : f->kind_case == IHALA__V1__FRAME__KIND_ERROR
+				              : f->kind_case == IHALA__V2__FRAME__KIND_ERROR
 				                  ? f->error->request_id
 				                  : 0;
 
@@ -716,7 +716,7 @@ static int
 mode_reconnect(long secs)
 {
 	uint64_t deadline, sent_at = 0, req = 0, next_id = 1;
-	Ihala__V1__Frame *f = NULL;
+	Ihala__V2__Frame *f = NULL;
 	struct conn c;
 	int rc, again = 0, lost;
 
@@ -746,9 +746,9 @@ mode_reconnect(long secs)
 		case EV_FRAME: {
 			uint64_t id = 0;
 
-			if (f->kind_case == IHALA__V1__FRAME__KIND_CHECKPOINT) {
+			if (f->kind_case == IHALA__V2__FRAME__KIND_CHECKPOINT) {
 				id = f->checkpoint->request_id;
-			} else if (f->kind_case == IHALA__V1__FRAME__KIND_ERROR) {
+			} else if (f->kind_case == IHALA__V2__FRAME__KIND_ERROR) {
 				id = f->error->request_id;
 				if (id == 0) {
 					printf("closed: %s\n", code_name((int)f->error->code));
@@ -1170,12 +1170,12 @@ mode_flood(long n)
 
 			while (!done[i] && (it[i].revents & ZMQ_POLLIN) &&
 			       wire_next(cs[i].w, &ev) == 0 && ev.kind != WIRE_NONE) {
-				Ihala__V1__Frame *f = NULL;
+				Ihala__V2__Frame *f = NULL;
 
 				if (ev.kind == WIRE_FRAME &&
 				    frame_decode(ev.data, ev.len, PROBE_MAX_FRAME, &f) == 0) {
 					done[i] = 1;
-					if (f->kind_case == IHALA__V1__FRAME__KIND_WELCOME) {
+					if (f->kind_case == IHALA__V2__FRAME__KIND_WELCOME) {
 						welcomed++;
 					} else {
 						refused++;
@@ -1210,8 +1210,8 @@ out:
 static int
 mode_query_flood(long secs, long per_flush)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Query q = IHALA__V1__QUERY__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Query q = IHALA__V2__QUERY__INIT;
 	uint64_t deadline, sent = 0;
 	uint8_t *buf = NULL;
 	size_t len;
@@ -1229,7 +1229,7 @@ mode_query_flood(long secs, long per_flush)
 	}
 	q.request_id = 1;
 	q.referral_id = "R-FLOOD";
-	f.kind_case = IHALA__V1__FRAME__KIND_QUERY;
+	f.kind_case = IHALA__V2__FRAME__KIND_QUERY;
 	f.query = &q;
 	if (frame_encode(&f, &buf, &len) != 0) {
 		conn_close(&c);
@@ -1471,9 +1471,9 @@ read_file(const char *path, uint8_t **out, size_t *len)
 static int
 mode_submit_file(const char *path)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Submit s = IHALA__V1__SUBMIT__INIT;
-	Ihala__V1__Frame *in = NULL;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
+	Ihala__V2__Frame *in = NULL;
 	struct conn c;
 	uint8_t *env;
 	size_t len;
@@ -1490,7 +1490,7 @@ mode_submit_file(const char *path)
 	if (rc == EXIT_OK) {
 		s.envelope.data = env;
 		s.envelope.len = len;
-		f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
+		f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 		f.submit = &s;
 		if (conn_write(&c, &f) != 0) {
 			rc = EXIT_LOCAL;
@@ -1499,8 +1499,8 @@ mode_submit_file(const char *path)
 	while (rc == EXIT_OK) {
 		enum ev e = conn_next(&c, now_ms() + (uint64_t)opt.timeout_ms, &in);
 
-		if (e == EV_FRAME && in->kind_case != IHALA__V1__FRAME__KIND_RECEIPT &&
-		    in->kind_case != IHALA__V1__FRAME__KIND_ERROR) {
+		if (e == EV_FRAME && in->kind_case != IHALA__V2__FRAME__KIND_RECEIPT &&
+		    in->kind_case != IHALA__V2__FRAME__KIND_ERROR) {
 			frame_free(in);
 			continue;
 		}
@@ -1525,13 +1525,13 @@ mode_submit_file(const char *path)
 static int
 mode_make_envelope(const char *marker)
 {
-	Ihala__V1__Envelope e = IHALA__V1__ENVELOPE__INIT;
-	Ihala__V1__Referral r = IHALA__V1__REFERRAL__INIT;
-	Ihala__V1__Survivor sv = IHALA__V1__SURVIVOR__INIT;
-	Ihala__V1__Consent cs = IHALA__V1__CONSENT__INIT;
-	Ihala__V1__ServiceCode services[1] = {
-	    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION};
-	Ihala__V1__DataCategory data[1] = {IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
+	Ihala__V2__Envelope e = IHALA__V2__ENVELOPE__INIT;
+	Ihala__V2__Referral r = IHALA__V2__REFERRAL__INIT;
+	Ihala__V2__Survivor sv = IHALA__V2__SURVIVOR__INIT;
+	Ihala__V2__Consent cs = IHALA__V2__CONSENT__INIT;
+	Ihala__V2__ServiceCode services[1] = {
+	    IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION};
+	Ihala__V2__DataCategory data[1] = {IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
 	char msgid[80], refid[80], reason[256];
 	char *agencies[1];
 	uint8_t *buf;
@@ -1550,10 +1550,10 @@ mode_make_envelope(const char *marker)
 		e.from = (char *)opt.from;
 	}
 	e.client_time_ms = 1714567890123ull;
-	e.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	e.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 	e.referral = &r;
 	r.referral_id = refid;
-	r.priority = IHALA__V1__PRIORITY__PRIORITY_NORMAL;
+	r.priority = IHALA__V2__PRIORITY__PRIORITY_NORMAL;
 	r.n_services = 1;
 	r.services = services;
 	r.reason = reason;
@@ -1562,19 +1562,19 @@ mode_make_envelope(const char *marker)
 	r.consent = &cs;
 	sv.case_id = "case-probe-1";
 	cs.given = 1;
-	cs.given_by = IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
+	cs.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	cs.date = "2024-05-01";
 	cs.recorded_by = "probe";
 	cs.n_agencies = 1;
 	cs.agencies = agencies;
 	cs.n_data_covered = 1;
 	cs.data_covered = data;
-	len = ihala__v1__envelope__get_packed_size(&e);
+	len = ihala__v2__envelope__get_packed_size(&e);
 	buf = malloc(len);
 	if (buf == NULL) {
 		return EXIT_LOCAL;
 	}
-	ihala__v1__envelope__pack(&e, buf);
+	ihala__v2__envelope__pack(&e, buf);
 	if (fwrite(buf, 1, len, stdout) != len || fflush(stdout) != 0) {
 		free(buf);
 		return EXIT_LOCAL;

@@ -221,24 +221,24 @@ static const struct merkle_store_ops tops = {tget, tput};
 static int
 synth_entry(uint64_t i, uint64_t t, uint8_t **buf, size_t *len)
 {
-	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
-	Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT;
-	Ihala__V1__Referral ref = IHALA__V1__REFERRAL__INIT;
-	Ihala__V1__Survivor sur = IHALA__V1__SURVIVOR__INIT;
-	Ihala__V1__Consent con = IHALA__V1__CONSENT__INIT;
-	Ihala__V1__StatusUpdate su = IHALA__V1__STATUS_UPDATE__INIT;
-	Ihala__V1__Outcome oc = IHALA__V1__OUTCOME__INIT;
-	Ihala__V1__BrokerEvent ev = IHALA__V1__BROKER_EVENT__INIT;
-	Ihala__V1__ServiceCode svc[2] = {
-	    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS,
-	    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION};
+	Ihala__V2__LogEntry e = IHALA__V2__LOG_ENTRY__INIT;
+	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
+	Ihala__V2__Referral ref = IHALA__V2__REFERRAL__INIT;
+	Ihala__V2__Survivor sur = IHALA__V2__SURVIVOR__INIT;
+	Ihala__V2__Consent con = IHALA__V2__CONSENT__INIT;
+	Ihala__V2__StatusUpdate su = IHALA__V2__STATUS_UPDATE__INIT;
+	Ihala__V2__Outcome oc = IHALA__V2__OUTCOME__INIT;
+	Ihala__V2__BrokerEvent ev = IHALA__V2__BROKER_EVENT__INIT;
+	Ihala__V2__ServiceCode svc[2] = {
+	    IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS,
+	    IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION};
 	char *agencies[1] = {"moh"};
 	/* what the synthetic referral carries: name, birth year, governorate, needs */
-	static const Ihala__V1__DataCategory cats[] = {
-	    IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_IDENTITY,
-	    IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_DEMOGRAPHICS,
-	    IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_LOCATION,
-	    IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
+	static const Ihala__V2__DataCategory cats[] = {
+	    IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_IDENTITY,
+	    IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_DEMOGRAPHICS,
+	    IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_LOCATION,
+	    IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
 	char msgid[48], rid[48], caseid[48];
 	uint8_t *eb = NULL;
 	uint64_t cyc = i / 5;
@@ -261,17 +261,17 @@ synth_entry(uint64_t i, uint64_t t, uint8_t **buf, size_t *len)
 		con.n_agencies = 1;
 		con.agencies = agencies;
 		con.n_data_covered = sizeof(cats) / sizeof(cats[0]);
-		con.data_covered = (Ihala__V1__DataCategory *)cats;
+		con.data_covered = (Ihala__V2__DataCategory *)cats;
 		ref.referral_id = rid;
 		ref.receiving_agency = "moh";
-		ref.priority = IHALA__V1__PRIORITY__PRIORITY_NORMAL;
+		ref.priority = IHALA__V2__PRIORITY__PRIORITY_NORMAL;
 		ref.n_services = 2;
 		ref.services = svc;
 		ref.survivor = &sur;
 		ref.consent = &con;
 		ref.reason = "below-knee amputation, needs a prosthesis and rehabilitation";
 		env.to = "moh";
-		env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+		env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 		env.referral = &ref;
 		e.sender = "dma";
 		e.recipient = "moh";
@@ -282,23 +282,23 @@ synth_entry(uint64_t i, uint64_t t, uint8_t **buf, size_t *len)
 		ev.text = "delivered";
 		e.sender = "moh";
 		e.recipient = "";
-		e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_DELIVERY;
+		e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_DELIVERY;
 		e.event = &ev;
 		break;
 	case 2:
 		ev.referral_id = rid;
-		ev.status = IHALA__V1__TASK_STATUS__TASK_STATUS_RECEIVED;
+		ev.status = IHALA__V2__TASK_STATUS__TASK_STATUS_RECEIVED;
 		ev.ref_seq = i - 1;
 		ev.text = "received";
 		e.sender = "";
 		e.recipient = "dma";
-		e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS;
+		e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS;
 		e.event = &ev;
 		break;
 	default:
 		su.referral_id = rid;
-		su.status = step == 3 ? IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED
-		                      : IHALA__V1__TASK_STATUS__TASK_STATUS_COMPLETED;
+		su.status = step == 3 ? IHALA__V2__TASK_STATUS__TASK_STATUS_ACCEPTED
+		                      : IHALA__V2__TASK_STATUS__TASK_STATUS_COMPLETED;
 		if (step == 4) {
 			oc.service_implemented = 1;
 			oc.success = 1;
@@ -308,27 +308,27 @@ synth_entry(uint64_t i, uint64_t t, uint8_t **buf, size_t *len)
 			su.outcome = &oc;
 		}
 		env.to = "dma";
-		env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+		env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
 		env.status_update = &su;
 		e.sender = "moh";
 		e.recipient = "dma";
 		break;
 	}
 	if (e.event == NULL) {
-		e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
-		e.envelope.len = ihala__v1__envelope__get_packed_size(&env);
+		e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
+		e.envelope.len = ihala__v2__envelope__get_packed_size(&env);
 		if ((eb = malloc(e.envelope.len)) == NULL) {
 			return IHALA_ENOMEM;
 		}
-		ihala__v1__envelope__pack(&env, eb);
+		ihala__v2__envelope__pack(&env, eb);
 		e.envelope.data = eb;
 	}
-	*len = ihala__v1__log_entry__get_packed_size(&e);
+	*len = ihala__v2__log_entry__get_packed_size(&e);
 	if ((*buf = malloc(*len)) == NULL) {
 		free(eb);
 		return IHALA_ENOMEM;
 	}
-	ihala__v1__log_entry__pack(&e, *buf);
+	ihala__v2__log_entry__pack(&e, *buf);
 	free(eb);
 	return 0;
 }

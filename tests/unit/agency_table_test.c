@@ -80,14 +80,14 @@ test_copy(void **state)
 	wp = agency_table_new(&cfg);
 	assert_non_null(wp);
 	assert_int_equal(wp->queue_limit, 77);
-	assert_int_equal(wp->deadline_ms[IHALA__V1__PRIORITY__PRIORITY_EMERGENCY], 1000);
-	assert_int_equal(wp->deadline_ms[IHALA__V1__PRIORITY__PRIORITY_URGENT], 2000);
-	assert_int_equal(wp->deadline_ms[IHALA__V1__PRIORITY__PRIORITY_NORMAL], 3000);
+	assert_int_equal(wp->deadline_ms[IHALA__V2__PRIORITY__PRIORITY_EMERGENCY], 1000);
+	assert_int_equal(wp->deadline_ms[IHALA__V2__PRIORITY__PRIORITY_URGENT], 2000);
+	assert_int_equal(wp->deadline_ms[IHALA__V2__PRIORITY__PRIORITY_NORMAL], 3000);
 	assert_int_equal(wp->deadline_ms[0], 3000);
 
 	pa = wp->view.find(wp->view.ctx, "dma");
 	assert_non_null(pa);
-	assert_int_equal(pa->role, IHALA__V1__ROLE__ROLE_DMA);
+	assert_int_equal(pa->role, IHALA__V2__ROLE__ROLE_DMA);
 	assert_null(pa->may_send_to);
 	assert_int_equal(pa->may_open_cases, 1);
 	pa = wp->view.find(wp->view.ctx, "moh");

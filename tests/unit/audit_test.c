@@ -24,8 +24,8 @@
 #include "store.h"
 
 #define ORIGIN "audit.test/log"
-#define TS(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
-#define SVC(x) IHALA__V1__SERVICE_CODE__SERVICE_CODE_##x
+#define TS(x) IHALA__V2__TASK_STATUS__TASK_STATUS_##x
+#define SVC(x) IHALA__V2__SERVICE_CODE__SERVICE_CODE_##x
 
 static char root[64];
 static char pub_pem[128], other_pem[128];
@@ -123,7 +123,7 @@ static const struct merkle_store_ops rops = {rget, NULL};
 
 /* Encode `e` with the next seq, append it, hash it into the tree. */
 static uint64_t
-add(struct store_wtxn *w, Ihala__V1__LogEntry *e)
+add(struct store_wtxn *w, Ihala__V2__LogEntry *e)
 {
 	uint8_t leaf[MERKLE_HASH_LEN];
 	uint64_t last, seq;
@@ -132,10 +132,10 @@ add(struct store_wtxn *w, Ihala__V1__LogEntry *e)
 
 	assert_int_equal(store_log_last(store_wread(w), &last), 0);
 	e->seq = last + 1;
-	len = ihala__v1__log_entry__get_packed_size(e);
+	len = ihala__v2__log_entry__get_packed_size(e);
 	buf = malloc(len);
 	assert_non_null(buf);
-	ihala__v1__log_entry__pack(e, buf);
+	ihala__v2__log_entry__pack(e, buf);
 	assert_int_equal(store_log_append(w, buf, len, &seq), 0);
 	assert_int_equal(seq, e->seq);
 	assert_int_equal(merkle_leaf_hash(buf, len, leaf), 0);
@@ -147,18 +147,18 @@ add(struct store_wtxn *w, Ihala__V1__LogEntry *e)
 /* A submission entry carrying `env`. */
 static uint64_t
 add_env(struct store_wtxn *w, uint64_t t, const char *from, const char *to,
-        Ihala__V1__Envelope *env)
+        Ihala__V2__Envelope *env)
 {
-	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
+	Ihala__V2__LogEntry e = IHALA__V2__LOG_ENTRY__INIT;
 	uint8_t buf[4096];
-	size_t len = ihala__v1__envelope__get_packed_size(env);
+	size_t len = ihala__v2__envelope__get_packed_size(env);
 
 	assert_true(len <= sizeof(buf));
-	ihala__v1__envelope__pack(env, buf);
+	ihala__v2__envelope__pack(env, buf);
 	e.broker_time_ms = t;
 	e.sender = (char *)from;
 	e.recipient = (char *)to;
-	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
+	e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
 	e.envelope.data = buf;
 	e.envelope.len = len;
 	return add(w, &e);
@@ -166,30 +166,30 @@ add_env(struct store_wtxn *w, uint64_t t, const char *from, const char *to,
 
 static uint64_t
 add_referral(struct store_wtxn *w, uint64_t t, const char *msgid, const char *rid, const char *from,
-             const char *to, Ihala__V1__ServiceCode svc)
+             const char *to, Ihala__V2__ServiceCode svc)
 {
-	Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT;
-	Ihala__V1__Referral ref = IHALA__V1__REFERRAL__INIT;
-	Ihala__V1__Survivor sur = IHALA__V1__SURVIVOR__INIT;
+	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
+	Ihala__V2__Referral ref = IHALA__V2__REFERRAL__INIT;
+	Ihala__V2__Survivor sur = IHALA__V2__SURVIVOR__INIT;
 
 	sur.case_id = "IQ-1";
 	ref.referral_id = (char *)rid;
-	ref.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+	ref.priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
 	ref.n_services = 1;
 	ref.services = &svc;
 	ref.survivor = &sur;
 	env.message_id = (char *)msgid;
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 	env.referral = &ref;
 	return add_env(w, t, from, to, &env);
 }
 
 static uint64_t
 add_status(struct store_wtxn *w, uint64_t t, const char *rid, const char *from, const char *to,
-           Ihala__V1__TaskStatus st, Ihala__V1__Outcome *oc)
+           Ihala__V2__TaskStatus st, Ihala__V2__Outcome *oc)
 {
-	Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT;
-	Ihala__V1__StatusUpdate su = IHALA__V1__STATUS_UPDATE__INIT;
+	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
+	Ihala__V2__StatusUpdate su = IHALA__V2__STATUS_UPDATE__INIT;
 	char msgid[64];
 
 	snprintf(msgid, sizeof(msgid), "st-%s-%d", rid, (int)st);
@@ -197,17 +197,17 @@ add_status(struct store_wtxn *w, uint64_t t, const char *rid, const char *from, 
 	su.status = st;
 	su.outcome = oc;
 	env.message_id = msgid;
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
 	env.status_update = &su;
 	return add_env(w, t, from, to, &env);
 }
 
 static uint64_t
-add_event(struct store_wtxn *w, uint64_t t, Ihala__V1__EntryKind kind, const char *rid,
-          const char *from, const char *to, Ihala__V1__TaskStatus st)
+add_event(struct store_wtxn *w, uint64_t t, Ihala__V2__EntryKind kind, const char *rid,
+          const char *from, const char *to, Ihala__V2__TaskStatus st)
 {
-	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
-	Ihala__V1__BrokerEvent ev = IHALA__V1__BROKER_EVENT__INIT;
+	Ihala__V2__LogEntry e = IHALA__V2__LOG_ENTRY__INIT;
+	Ihala__V2__BrokerEvent ev = IHALA__V2__BROKER_EVENT__INIT;
 
 	ev.referral_id = (char *)rid;
 	ev.status = st;
@@ -258,12 +258,12 @@ make_log(const char *name, int n, const uint8_t *bogus_at_20)
 			break;
 		case 1:
 			seq = add_event(w, 1000 + (uint64_t)i,
-			                IHALA__V1__ENTRY_KIND__ENTRY_KIND_DELIVERY, rid, "moh", "",
+			                IHALA__V2__ENTRY_KIND__ENTRY_KIND_DELIVERY, rid, "moh", "",
 			                TS(UNSPECIFIED));
 			break;
 		case 2:
 			seq = add_event(w, 1000 + (uint64_t)i,
-			                IHALA__V1__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS, rid, "",
+			                IHALA__V2__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS, rid, "",
 			                "dma", TS(RECEIVED));
 			break;
 		default:
@@ -631,15 +631,15 @@ test_store_walk(void **state)
 /* ---- CSV ---- */
 
 static char *
-csv_of(const Ihala__V1__LogEntry *e)
+csv_of(const Ihala__V2__LogEntry *e)
 {
 	static char out[2048];
 	uint8_t buf[4096];
-	size_t len = ihala__v1__log_entry__get_packed_size(e);
+	size_t len = ihala__v2__log_entry__get_packed_size(e);
 	FILE *fp = fmemopen(out, sizeof(out), "w");
 
 	assert_non_null(fp);
-	ihala__v1__log_entry__pack(e, buf);
+	ihala__v2__log_entry__pack(e, buf);
 	assert_int_equal(audit_csv_row(fp, e->seq, buf, len), 0);
 	fputc('\0', fp);
 	fclose(fp);
@@ -649,11 +649,11 @@ csv_of(const Ihala__V1__LogEntry *e)
 static void
 test_csv(void **state)
 {
-	Ihala__V1__LogEntry e = IHALA__V1__LOG_ENTRY__INIT;
-	Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT;
-	Ihala__V1__Referral ref = IHALA__V1__REFERRAL__INIT;
-	Ihala__V1__BrokerEvent ev = IHALA__V1__BROKER_EVENT__INIT;
-	Ihala__V1__ServiceCode svc[2] = {SVC(PROSTHETICS_ORTHOTICS), SVC(PSYCHOSOCIAL_SUPPORT)};
+	Ihala__V2__LogEntry e = IHALA__V2__LOG_ENTRY__INIT;
+	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
+	Ihala__V2__Referral ref = IHALA__V2__REFERRAL__INIT;
+	Ihala__V2__BrokerEvent ev = IHALA__V2__BROKER_EVENT__INIT;
+	Ihala__V2__ServiceCode svc[2] = {SVC(PROSTHETICS_ORTHOTICS), SVC(PSYCHOSOCIAL_SUPPORT)};
 	uint8_t eb[1024], bad[] = {0x0a, 0x05, 'x'};
 	char hdr[256];
 	FILE *fp;
@@ -667,19 +667,19 @@ test_csv(void **state)
 	                         "priority,services\r\n");
 
 	ref.referral_id = "R-1";
-	ref.priority = IHALA__V1__PRIORITY__PRIORITY_EMERGENCY;
+	ref.priority = IHALA__V2__PRIORITY__PRIORITY_EMERGENCY;
 	ref.n_services = 2;
 	ref.services = svc;
 	env.message_id = "a,\"b\"";
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 	env.referral = &ref;
 	e.seq = 7;
 	e.broker_time_ms = 1712052000123ULL; /* 2024-04-02T10:00:00.123Z */
 	e.sender = "dma";
 	e.recipient = "moh";
-	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
-	e.envelope.len = ihala__v1__envelope__get_packed_size(&env);
-	ihala__v1__envelope__pack(&env, eb);
+	e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
+	e.envelope.len = ihala__v2__envelope__get_packed_size(&env);
+	ihala__v2__envelope__pack(&env, eb);
 	e.envelope.data = eb;
 	assert_string_equal(csv_of(&e), "7,2024-04-02T10:00:00.123Z,dma,moh,submission,"
 	                                "\"a,\"\"b\"\"\",R-1,requested,emergency,"
@@ -690,7 +690,7 @@ test_csv(void **state)
 	e.seq = 8;
 	e.sender = "";
 	e.recipient = "dma";
-	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS;
+	e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS;
 	e.envelope.len = 0;
 	e.event = &ev;
 	assert_string_equal(csv_of(&e),
@@ -698,7 +698,7 @@ test_csv(void **state)
 	/* envelope bytes that do not decode leave their cells empty; the row is still there */
 	e.seq = 9;
 	e.event = NULL;
-	e.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
+	e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
 	e.envelope.data = bad;
 	e.envelope.len = sizeof(bad);
 	assert_string_equal(csv_of(&e), "9,2024-04-02T10:00:00.123Z,,dma,submission,,,,,\r\n");
@@ -739,8 +739,8 @@ static void
 test_stats(void **state)
 {
 	const char *dir = tpath("stats");
-	Ihala__V1__Outcome ok = IHALA__V1__OUTCOME__INIT, nok = IHALA__V1__OUTCOME__INIT;
-	Ihala__V1__ServiceCode pro = SVC(PROSTHETICS_ORTHOTICS);
+	Ihala__V2__Outcome ok = IHALA__V2__OUTCOME__INIT, nok = IHALA__V2__OUTCOME__INIT;
+	Ihala__V2__ServiceCode pro = SVC(PROSTHETICS_ORTHOTICS);
 	struct audit_stats *st = NULL;
 	struct store *s;
 	struct store_wtxn *w;
@@ -756,9 +756,9 @@ test_stats(void **state)
 	assert_int_equal(store_wbegin(s, &w), 0);
 	/* R1 dma->moh: received, accepted after 4 s, completed after 10 s */
 	add_referral(w, 1000, "m1", "R1", "dma", "moh", SVC(PROSTHETICS_ORTHOTICS));
-	add_event(w, 1500, IHALA__V1__ENTRY_KIND__ENTRY_KIND_DELIVERY, "R1", "moh", "",
+	add_event(w, 1500, IHALA__V2__ENTRY_KIND__ENTRY_KIND_DELIVERY, "R1", "moh", "",
 	          TS(UNSPECIFIED));
-	add_event(w, 2000, IHALA__V1__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS, "R1", "", "dma",
+	add_event(w, 2000, IHALA__V2__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS, "R1", "", "dma",
 	          TS(RECEIVED));
 	/* R2 dma->moh: declined */
 	add_referral(w, 3000, "m2", "R2", "dma", "moh", SVC(LEGAL));
@@ -766,7 +766,7 @@ test_stats(void **state)
 	add_status(w, 5000, "R1", "moh", "dma", TS(ACCEPTED), NULL);
 	/* R3 dma->hi: overdue, still requested */
 	add_referral(w, 6000, "m3", "R3", "dma", "hi", SVC(ECONOMIC_INCLUSION));
-	add_event(w, 7000, IHALA__V1__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS, "R3", "", "dma",
+	add_event(w, 7000, IHALA__V2__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS, "R3", "", "dma",
 	          TS(OVERDUE));
 	/* R4 dma->hi: accepted after 2 s, failed: not implemented, services not named */
 	add_referral(w, 8000, "m4", "R4", "dma", "hi", SVC(PSYCHOSOCIAL_SUPPORT));

@@ -1052,7 +1052,7 @@ test_no_client_cert_refused(void **state)
 	assert_int_equal(SSL_CTX_set_min_proto_version(cctx, TLS1_3_VERSION), 1);
 	assert_int_equal(SSL_CTX_load_verify_file(cctx, pk("ca.pem")), 1);
 	SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
-	assert_int_equal(SSL_CTX_set_alpn_protos(cctx, (const unsigned char *)"\x07ihala/1", 8), 0);
+	assert_int_equal(SSL_CTX_set_alpn_protos(cctx, (const unsigned char *)"\x07ihala/2", 8), 0);
 	expect_refused(cctx, sctx, "localhost", "peer did not return a certificate",
 	               "certificate required");
 	SSL_CTX_free(cctx);
@@ -1093,6 +1093,11 @@ test_alpn_refused(void **state)
 	/* The client offers another protocol. */
 	assert_int_equal(SSL_CTX_set_alpn_protos(cctx, (const unsigned char *)"\x07other/1", 8), 0);
 	expect_refused(cctx, sctx, "localhost", "ALPN", "no application protocol");
+	/* A v1 client (before sealed parts) is told the version, not just "ALPN". */
+	assert_int_equal(SSL_CTX_set_alpn_protos(cctx, (const unsigned char *)"\x07ihala/1", 8), 0);
+	expect_refused(cctx, sctx, "localhost",
+	               "speaks protocol ihala/1; this broker speaks only ihala/2",
+	               "no application protocol");
 	/* The client offers none at all. */
 	assert_int_equal(SSL_CTX_set_alpn_protos(cctx, NULL, 0), 0);
 	expect_refused(cctx, sctx, "localhost", "ALPN", "no application protocol");

@@ -88,7 +88,7 @@ fake_flush(void)
 }
 
 static void
-fake_write(const Ihala__V1__Frame *f)
+fake_write(const Ihala__V2__Frame *f)
 {
 	uint8_t *buf;
 	size_t len;
@@ -102,18 +102,18 @@ fake_write(const Ihala__V1__Frame *f)
 static void
 fake_welcome(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Welcome w = IHALA__V1__WELCOME__INIT;
-	Ihala__V1__Limits l = IHALA__V1__LIMITS__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Welcome w = IHALA__V2__WELCOME__INIT;
+	Ihala__V2__Limits l = IHALA__V2__LIMITS__INIT;
 
 	w.agency_id = "dma";
-	w.role = IHALA__V1__ROLE__ROLE_DMA;
-	w.protocol_version = 1;
+	w.role = IHALA__V2__ROLE__ROLE_DMA;
+	w.protocol_version = 2;
 	l.max_frame_bytes = FRAME_MAX_DEFAULT;
 	l.credit_window = 64;
 	l.max_inflight = fb.max_inflight;
 	w.limits = &l;
-	f.kind_case = IHALA__V1__FRAME__KIND_WELCOME;
+	f.kind_case = IHALA__V2__FRAME__KIND_WELCOME;
 	f.welcome = &w;
 	fake_write(&f);
 	fb.welcomed = 1;
@@ -122,17 +122,17 @@ fake_welcome(void)
 static void
 fake_frame(const uint8_t *body, size_t len)
 {
-	Ihala__V1__Frame *f = NULL;
+	Ihala__V2__Frame *f = NULL;
 
 	assert_int_equal(frame_decode(body, len, FRAME_MAX_DEFAULT, &f), 0);
-	if (f->kind_case == IHALA__V1__FRAME__KIND_SUBMIT && fb.n_submits < MAX_SUBMITS) {
-		Ihala__V1__Envelope *e = NULL;
+	if (f->kind_case == IHALA__V2__FRAME__KIND_SUBMIT && fb.n_submits < MAX_SUBMITS) {
+		Ihala__V2__Envelope *e = NULL;
 
 		assert_int_equal(
 		    envelope_decode(f->submit->envelope.data, f->submit->envelope.len, &e), 0);
 		snprintf(fb.submits[fb.n_submits++], sizeof(fb.submits[0]), "%s", e->message_id);
 		envelope_free(e);
-	} else if (f->kind_case == IHALA__V1__FRAME__KIND_DELIVERY_ACK) {
+	} else if (f->kind_case == IHALA__V2__FRAME__KIND_DELIVERY_ACK) {
 		fb.acked = f->delivery_ack->seq;
 	}
 	frame_free(f);
@@ -196,23 +196,23 @@ fake_step(void)
 }
 
 static void
-fake_receipt(const char *msgid, Ihala__V1__ReceiptStatus status, int err)
+fake_receipt(const char *msgid, Ihala__V2__ReceiptStatus status, int err)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Receipt r = IHALA__V1__RECEIPT__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Receipt r = IHALA__V2__RECEIPT__INIT;
 
 	r.message_id = (char *)msgid;
 	r.status = status;
 	r.error_code = -err;
 	r.error_message = err != 0 ? (char *)ihala_strerror(err) : "";
-	if (status == IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED) {
+	if (status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED) {
 		static uint8_t leaf[32];
 
 		r.seq = 7;
 		r.leaf_hash.data = leaf;
 		r.leaf_hash.len = sizeof(leaf);
 	}
-	f.kind_case = IHALA__V1__FRAME__KIND_RECEIPT;
+	f.kind_case = IHALA__V2__FRAME__KIND_RECEIPT;
 	f.receipt = &r;
 	fake_write(&f);
 }
@@ -237,19 +237,19 @@ client_pump(struct ihala_client *c)
 static void
 fake_deliver(uint64_t seq)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Deliver dl = IHALA__V1__DELIVER__INIT;
-	Ihala__V1__LogEntry le = IHALA__V1__LOG_ENTRY__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Deliver dl = IHALA__V2__DELIVER__INIT;
+	Ihala__V2__LogEntry le = IHALA__V2__LOG_ENTRY__INIT;
 	uint8_t entry[256];
 
 	le.seq = seq;
 	le.sender = "moh";
 	le.recipient = "dma";
-	le.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_ADMIN;
+	le.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_ADMIN;
 	dl.seq = seq;
-	dl.entry.len = ihala__v1__log_entry__pack(&le, entry);
+	dl.entry.len = ihala__v2__log_entry__pack(&le, entry);
 	dl.entry.data = entry;
-	f.kind_case = IHALA__V1__FRAME__KIND_DELIVER;
+	f.kind_case = IHALA__V2__FRAME__KIND_DELIVER;
 	f.deliver = &dl;
 	fake_write(&f);
 }
@@ -408,21 +408,21 @@ client_teardown(void **state)
 	return 0;
 }
 
-static Ihala__V1__Envelope *
+static Ihala__V2__Envelope *
 envelope(const char *msgid)
 {
-	static Ihala__V1__Envelope e;
-	static Ihala__V1__Note n;
+	static Ihala__V2__Envelope e;
+	static Ihala__V2__Note n;
 	static char id[65];
 
-	ihala__v1__envelope__init(&e);
-	ihala__v1__note__init(&n);
+	ihala__v2__envelope__init(&e);
+	ihala__v2__note__init(&n);
 	snprintf(id, sizeof(id), "%s", msgid);
 	e.message_id = id;
 	e.to = "moh";
 	n.referral_id = "R-1";
 	n.text = "a note";
-	e.kind_case = IHALA__V1__ENVELOPE__KIND_NOTE;
+	e.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	e.note = &n;
 	return &e;
 }
@@ -439,7 +439,7 @@ test_submit_receipt(void **state)
 	assert_int_equal(outbox(c), 1);
 	wait_submits(c, 1);
 	assert_string_equal(fb.submits[0], "m-accept");
-	fake_receipt("m-accept", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+	fake_receipt("m-accept", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
 	sync_client(c);
 	assert_int_equal(outbox(c), 0);
 }
@@ -459,7 +459,7 @@ test_transient_refusals_keep_outbox(void **state)
 	assert_int_equal(ihala_submit(c, envelope("m-busy"), STEP_MS, &rc), IHALA_ETIMEDOUT);
 	wait_submits(c, 1);
 	for (i = 0; i < 2; i++) {
-		fake_receipt("m-busy", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED,
+		fake_receipt("m-busy", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED,
 		             transient[i]);
 		sync_client(c);
 		assert_int_equal(outbox(c), 1);
@@ -473,16 +473,16 @@ test_transient_refusals_keep_outbox(void **state)
 	assert_int_equal(outbox(c), 2);
 	/* A busy answer to one while the other is in flight: nothing goes again before the
 	 * other's receipt (no message is sent twice at once), then after a longer backoff. */
-	fake_receipt("m-busy-2", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED,
+	fake_receipt("m-busy-2", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED,
 	             IHALA_EOVERLOAD);
 	sync_client(c);
-	fake_receipt("m-busy", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+	fake_receipt("m-busy", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
 	sync_client(c);
 	assert_int_equal(fb.n_submits, 3);
 	assert_int_equal(outbox(c), 1);
 	wait_submits(c, 4);
 	assert_string_equal(fb.submits[3], "m-busy-2");
-	fake_receipt("m-busy-2", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, IHALA_ESCHEMA);
+	fake_receipt("m-busy-2", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, IHALA_ESCHEMA);
 	sync_client(c);
 	assert_int_equal(outbox(c), 0);
 }
@@ -509,7 +509,7 @@ test_outbox_window(void **state)
 	assert_int_equal(fb.n_submits, 4);
 	for (i = 0; i < 3; i++) {
 		snprintf(id, sizeof(id), "m-win-%zu", i);
-		fake_receipt(id, IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+		fake_receipt(id, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
 	}
 	wait_submits(c, 7);
 	for (i = 0; i < 7; i++) {
@@ -518,7 +518,7 @@ test_outbox_window(void **state)
 	}
 	for (i = 3; i < 10; i++) {
 		snprintf(id, sizeof(id), "m-win-%zu", i);
-		fake_receipt(id, IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+		fake_receipt(id, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
 		wait_submits(c, i + 5 < 10 ? i + 5 : 10);
 	}
 	sync_client(c);
@@ -546,7 +546,7 @@ test_undecodable_frames_counted(void **state)
 	/* still the same session, still working */
 	assert_int_equal(ihala_submit(c, envelope("m-after"), STEP_MS, &rc), IHALA_ETIMEDOUT);
 	wait_submits(c, 1);
-	fake_receipt("m-after", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+	fake_receipt("m-after", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
 	sync_client(c);
 	assert_int_equal(outbox(c), 0);
 	assert_int_equal(fb.handshakes, 1);
@@ -597,7 +597,7 @@ test_reset_rehandshake(void **state)
 	/* the Welcome of the new session sends what still waits for a receipt */
 	wait_submits(c, 2);
 	assert_string_equal(fb.submits[1], "m-reset");
-	fake_receipt("m-reset", IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE, 0);
+	fake_receipt("m-reset", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE, 0);
 	sync_client(c);
 	assert_int_equal(outbox(c), 0);
 }

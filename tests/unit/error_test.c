@@ -17,7 +17,7 @@
 /* Highest wire number error.h reserves a range for (audit log: 70-89). */
 #define MAX_CODE 89
 
-static const ProtobufCEnumDescriptor *ed = &ihala__v1__error_code__descriptor;
+static const ProtobufCEnumDescriptor *ed = &ihala__v2__error_code__descriptor;
 
 /* Every enum value has a C code with the same number and name. */
 static void
@@ -89,10 +89,10 @@ static void
 test_known_values(void **state)
 {
 	(void)state;
-	assert_int_equal(IHALA__V1__ERROR_CODE__ERROR_CODE_OK, 0);
-	assert_int_equal(IHALA__V1__ERROR_CODE__ERROR_CODE_BAD_FRAME, -IHALA_EBADFRAME);
-	assert_int_equal(IHALA__V1__ERROR_CODE__ERROR_CODE_QUEUE_FULL, -IHALA_EQUEUEFULL);
-	assert_int_equal(IHALA__V1__ERROR_CODE__ERROR_CODE_TAMPERED, -IHALA_ETAMPER);
+	assert_int_equal(IHALA__V2__ERROR_CODE__ERROR_CODE_OK, 0);
+	assert_int_equal(IHALA__V2__ERROR_CODE__ERROR_CODE_BAD_FRAME, -IHALA_EBADFRAME);
+	assert_int_equal(IHALA__V2__ERROR_CODE__ERROR_CODE_QUEUE_FULL, -IHALA_EQUEUEFULL);
+	assert_int_equal(IHALA__V2__ERROR_CODE__ERROR_CODE_TAMPERED, -IHALA_ETAMPER);
 	assert_string_equal(ihala_errname(IHALA_EQUEUEFULL), "QUEUE_FULL");
 	assert_string_equal(ihala_errname(IHALA_OK), "OK");
 	assert_string_equal(ihala_errname(12345), "UNKNOWN");

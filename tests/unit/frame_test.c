@@ -28,12 +28,12 @@ static const char checkpoint_text[] = "ihala.example/log\n"
 
 /* Encode, decode, check the kind and that re-encoding the decoded frame
  * gives the very same bytes. Returns the decoded frame. */
-static Ihala__V1__Frame *
-roundtrip(const Ihala__V1__Frame *f)
+static Ihala__V2__Frame *
+roundtrip(const Ihala__V2__Frame *f)
 {
 	uint8_t *buf = NULL, *again = NULL;
 	size_t len = 0, alen = 0;
-	Ihala__V1__Frame *d = NULL;
+	Ihala__V2__Frame *d = NULL;
 
 	assert_int_equal(frame_encode(f, &buf, &len), 0);
 	/* The body only: the channel owns the length prefix. */
@@ -64,7 +64,7 @@ pack(const ProtobufCMessage *m, size_t *len)
 
 /* Encode a frame body. */
 static uint8_t *
-frame_body(const Ihala__V1__Frame *f, size_t *len)
+frame_body(const Ihala__V2__Frame *f, size_t *len)
 {
 	uint8_t *buf;
 
@@ -77,30 +77,30 @@ frame_body(const Ihala__V1__Frame *f, size_t *len)
  */
 
 struct referral_fixture {
-	Ihala__V1__Envelope env;
-	Ihala__V1__Referral ref;
-	Ihala__V1__Survivor surv;
-	Ihala__V1__WashingtonGroup wg;
-	Ihala__V1__Injury inj;
-	Ihala__V1__Consent consent;
-	Ihala__V1__Contact officer;
-	Ihala__V1__ServiceCode services[3];
+	Ihala__V2__Envelope env;
+	Ihala__V2__Referral ref;
+	Ihala__V2__Survivor surv;
+	Ihala__V2__WashingtonGroup wg;
+	Ihala__V2__Injury inj;
+	Ihala__V2__Consent consent;
+	Ihala__V2__Contact officer;
+	Ihala__V2__ServiceCode services[3];
 	char *injury_codes[2];
-	Ihala__V1__Amputation amputations[2];
+	Ihala__V2__Amputation amputations[2];
 	char *agencies[2];
-	Ihala__V1__DataCategory data[3];
+	Ihala__V2__DataCategory data[3];
 };
 
 static void
 referral_fixture_init(struct referral_fixture *r)
 {
-	Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT;
-	Ihala__V1__Referral ref = IHALA__V1__REFERRAL__INIT;
-	Ihala__V1__Survivor surv = IHALA__V1__SURVIVOR__INIT;
-	Ihala__V1__WashingtonGroup wg = IHALA__V1__WASHINGTON_GROUP__INIT;
-	Ihala__V1__Injury inj = IHALA__V1__INJURY__INIT;
-	Ihala__V1__Consent consent = IHALA__V1__CONSENT__INIT;
-	Ihala__V1__Contact officer = IHALA__V1__CONTACT__INIT;
+	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
+	Ihala__V2__Referral ref = IHALA__V2__REFERRAL__INIT;
+	Ihala__V2__Survivor surv = IHALA__V2__SURVIVOR__INIT;
+	Ihala__V2__WashingtonGroup wg = IHALA__V2__WASHINGTON_GROUP__INIT;
+	Ihala__V2__Injury inj = IHALA__V2__INJURY__INIT;
+	Ihala__V2__Consent consent = IHALA__V2__CONSENT__INIT;
+	Ihala__V2__Contact officer = IHALA__V2__CONTACT__INIT;
 
 	memset(r, 0, sizeof(*r));
 	r->env = env;
@@ -111,28 +111,28 @@ referral_fixture_init(struct referral_fixture *r)
 	r->consent = consent;
 	r->officer = officer;
 
-	r->services[0] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
-	r->services[1] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
-	r->services[2] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PSYCHOSOCIAL_SUPPORT;
+	r->services[0] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
+	r->services[1] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
+	r->services[2] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PSYCHOSOCIAL_SUPPORT;
 	r->injury_codes[0] = "injury.leg";
 	r->injury_codes[1] = "dysfunction.hearing.left";
-	r->amputations[0] = IHALA__V1__AMPUTATION__AMPUTATION_LEG_LEFT_BELOW_KNEE;
-	r->amputations[1] = IHALA__V1__AMPUTATION__AMPUTATION_HAND_RIGHT;
+	r->amputations[0] = IHALA__V2__AMPUTATION__AMPUTATION_LEG_LEFT_BELOW_KNEE;
+	r->amputations[1] = IHALA__V2__AMPUTATION__AMPUTATION_HAND_RIGHT;
 	r->agencies[0] = "moh";
 	r->agencies[1] = "hi";
-	r->data[0] = IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_IDENTITY;
-	r->data[1] = IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_INJURY;
-	r->data[2] = IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_FUNCTIONING;
+	r->data[0] = IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_IDENTITY;
+	r->data[1] = IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_INJURY;
+	r->data[2] = IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_FUNCTIONING;
 
-	r->wg.seeing = IHALA__V1__DIFFICULTY__DIFFICULTY_NONE;
-	r->wg.hearing = IHALA__V1__DIFFICULTY__DIFFICULTY_SOME;
-	r->wg.walking = IHALA__V1__DIFFICULTY__DIFFICULTY_CANNOT_DO;
-	r->wg.cognition = IHALA__V1__DIFFICULTY__DIFFICULTY_NONE;
-	r->wg.self_care = IHALA__V1__DIFFICULTY__DIFFICULTY_A_LOT;
-	r->wg.communication = IHALA__V1__DIFFICULTY__DIFFICULTY_NONE;
+	r->wg.seeing = IHALA__V2__DIFFICULTY__DIFFICULTY_NONE;
+	r->wg.hearing = IHALA__V2__DIFFICULTY__DIFFICULTY_SOME;
+	r->wg.walking = IHALA__V2__DIFFICULTY__DIFFICULTY_CANNOT_DO;
+	r->wg.cognition = IHALA__V2__DIFFICULTY__DIFFICULTY_NONE;
+	r->wg.self_care = IHALA__V2__DIFFICULTY__DIFFICULTY_A_LOT;
+	r->wg.communication = IHALA__V2__DIFFICULTY__DIFFICULTY_NONE;
 
 	r->inj.incident_date = "2023-04-17";
-	r->inj.device_type = IHALA__V1__DEVICE_TYPE__DEVICE_TYPE_ERW_UXO;
+	r->inj.device_type = IHALA__V2__DEVICE_TYPE__DEVICE_TYPE_ERW_UXO;
 	r->inj.n_injury_codes = 2;
 	r->inj.injury_codes = r->injury_codes;
 	r->inj.n_amputations = 2;
@@ -140,16 +140,16 @@ referral_fixture_init(struct referral_fixture *r)
 
 	r->surv.case_id = "IQ-NIN-2023-0117";
 	r->surv.name = NAME_AR;
-	r->surv.sex = IHALA__V1__SEX__SEX_FEMALE;
+	r->surv.sex = IHALA__V2__SEX__SEX_FEMALE;
 	r->surv.birth_year = 1994;
 	r->surv.governorate = "نینوى";
 	r->surv.district = "Sinjar";
-	r->surv.displacement = IHALA__V1__DISPLACEMENT__DISPLACEMENT_RETURNEE;
+	r->surv.displacement = IHALA__V2__DISPLACEMENT__DISPLACEMENT_RETURNEE;
 	r->surv.functioning = &r->wg;
 	r->surv.injury = &r->inj;
 
 	r->consent.given = 1;
-	r->consent.given_by = IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
+	r->consent.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	r->consent.date = "2024-11-02";
 	r->consent.recorded_by = NAME_CKB;
 	r->consent.n_agencies = 2;
@@ -166,7 +166,7 @@ referral_fixture_init(struct referral_fixture *r)
 	r->ref.parent_referral_id = "";
 	r->ref.referring_agency = "dma";
 	r->ref.receiving_agency = "moh";
-	r->ref.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+	r->ref.priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
 	r->ref.n_services = 3;
 	r->ref.services = r->services;
 	r->ref.reason = "below-knee amputation, needs prosthesis fitting";
@@ -180,29 +180,29 @@ referral_fixture_init(struct referral_fixture *r)
 	r->env.to = "moh";
 	r->env.from = "dma";
 	r->env.client_time_ms = 1730540000200ull;
-	r->env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	r->env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 	r->env.referral = &r->ref;
 }
 
 static void
-check_referral(const Ihala__V1__Envelope *e)
+check_referral(const Ihala__V2__Envelope *e)
 {
-	const Ihala__V1__Referral *ref;
+	const Ihala__V2__Referral *ref;
 
 	assert_string_equal(e->message_id, "dma-msg-000001");
 	assert_string_equal(e->to, "moh");
 	assert_string_equal(e->from, "dma");
 	assert_true(e->client_time_ms == 1730540000200ull);
-	assert_int_equal(e->kind_case, IHALA__V1__ENVELOPE__KIND_REFERRAL);
+	assert_int_equal(e->kind_case, IHALA__V2__ENVELOPE__KIND_REFERRAL);
 	ref = e->referral;
 	assert_string_equal(ref->referral_id, "R-2024-000117");
 	assert_string_equal(ref->parent_referral_id, "");
 	assert_string_equal(ref->referring_agency, "dma");
 	assert_string_equal(ref->receiving_agency, "moh");
-	assert_int_equal(ref->priority, IHALA__V1__PRIORITY__PRIORITY_URGENT);
+	assert_int_equal(ref->priority, IHALA__V2__PRIORITY__PRIORITY_URGENT);
 	assert_int_equal(ref->n_services, 3);
 	assert_int_equal(ref->services[1],
-	                 IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS);
+	                 IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS);
 	assert_string_equal(ref->reason, "below-knee amputation, needs prosthesis fitting");
 	assert_string_equal(ref->notes, "ملاحظات: prefers a female physiotherapist");
 	assert_true(ref->created_time_ms == 1730540000123ull);
@@ -210,30 +210,30 @@ check_referral(const Ihala__V1__Envelope *e)
 	assert_non_null(ref->survivor);
 	assert_string_equal(ref->survivor->case_id, "IQ-NIN-2023-0117");
 	assert_string_equal(ref->survivor->name, NAME_AR);
-	assert_int_equal(ref->survivor->sex, IHALA__V1__SEX__SEX_FEMALE);
+	assert_int_equal(ref->survivor->sex, IHALA__V2__SEX__SEX_FEMALE);
 	assert_int_equal(ref->survivor->birth_year, 1994);
 	assert_string_equal(ref->survivor->governorate, "نینوى");
 	assert_string_equal(ref->survivor->district, "Sinjar");
 	assert_int_equal(ref->survivor->displacement,
-	                 IHALA__V1__DISPLACEMENT__DISPLACEMENT_RETURNEE);
+	                 IHALA__V2__DISPLACEMENT__DISPLACEMENT_RETURNEE);
 	assert_non_null(ref->survivor->functioning);
 	assert_int_equal(ref->survivor->functioning->walking,
-	                 IHALA__V1__DIFFICULTY__DIFFICULTY_CANNOT_DO);
+	                 IHALA__V2__DIFFICULTY__DIFFICULTY_CANNOT_DO);
 	assert_int_equal(ref->survivor->functioning->self_care,
-	                 IHALA__V1__DIFFICULTY__DIFFICULTY_A_LOT);
+	                 IHALA__V2__DIFFICULTY__DIFFICULTY_A_LOT);
 	assert_non_null(ref->survivor->injury);
 	assert_string_equal(ref->survivor->injury->incident_date, "2023-04-17");
 	assert_int_equal(ref->survivor->injury->device_type,
-	                 IHALA__V1__DEVICE_TYPE__DEVICE_TYPE_ERW_UXO);
+	                 IHALA__V2__DEVICE_TYPE__DEVICE_TYPE_ERW_UXO);
 	assert_int_equal(ref->survivor->injury->n_injury_codes, 2);
 	assert_string_equal(ref->survivor->injury->injury_codes[1], "dysfunction.hearing.left");
 	assert_int_equal(ref->survivor->injury->n_amputations, 2);
 	assert_int_equal(ref->survivor->injury->amputations[0],
-	                 IHALA__V1__AMPUTATION__AMPUTATION_LEG_LEFT_BELOW_KNEE);
+	                 IHALA__V2__AMPUTATION__AMPUTATION_LEG_LEFT_BELOW_KNEE);
 
 	assert_non_null(ref->consent);
 	assert_true(ref->consent->given);
-	assert_int_equal(ref->consent->given_by, IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR);
+	assert_int_equal(ref->consent->given_by, IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR);
 	assert_string_equal(ref->consent->date, "2024-11-02");
 	assert_string_equal(ref->consent->recorded_by, NAME_CKB);
 	assert_int_equal(ref->consent->n_agencies, 2);
@@ -241,7 +241,7 @@ check_referral(const Ihala__V1__Envelope *e)
 	assert_string_equal(ref->consent->agencies[1], "hi");
 	assert_int_equal(ref->consent->n_data_covered, 3);
 	assert_int_equal(ref->consent->data_covered[2],
-	                 IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_FUNCTIONING);
+	                 IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_FUNCTIONING);
 
 	assert_non_null(ref->referring_officer);
 	assert_string_equal(ref->referring_officer->name, "Ahmed Kareem");
@@ -257,26 +257,26 @@ check_referral(const Ihala__V1__Envelope *e)
 static void
 rt_welcome(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__Welcome w = IHALA__V1__WELCOME__INIT;
-	Ihala__V1__Limits l = IHALA__V1__LIMITS__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__Welcome w = IHALA__V2__WELCOME__INIT;
+	Ihala__V2__Limits l = IHALA__V2__LIMITS__INIT;
 
 	l.max_frame_bytes = 1048576;
 	l.credit_window = 64;
 	l.max_inflight = 32;
 	w.agency_id = "moh";
-	w.role = IHALA__V1__ROLE__ROLE_MINISTRY;
+	w.role = IHALA__V2__ROLE__ROLE_MINISTRY;
 	w.broker_time_ms = 1732700000123ull;
 	w.limits = &l;
 	w.checkpoint = (char *)checkpoint_text;
 	w.broker_version = "ihala-broker 0.1.0";
-	w.protocol_version = 1;
-	f.kind_case = IHALA__V1__FRAME__KIND_WELCOME;
+	w.protocol_version = 2;
+	f.kind_case = IHALA__V2__FRAME__KIND_WELCOME;
 	f.welcome = &w;
 
 	d = roundtrip(&f);
 	assert_string_equal(d->welcome->agency_id, "moh");
-	assert_int_equal(d->welcome->role, IHALA__V1__ROLE__ROLE_MINISTRY);
+	assert_int_equal(d->welcome->role, IHALA__V2__ROLE__ROLE_MINISTRY);
 	assert_true(d->welcome->broker_time_ms == 1732700000123ull);
 	assert_non_null(d->welcome->limits);
 	assert_int_equal(d->welcome->limits->max_frame_bytes, 1048576);
@@ -284,7 +284,7 @@ rt_welcome(void)
 	assert_int_equal(d->welcome->limits->max_inflight, 32);
 	assert_string_equal(d->welcome->checkpoint, checkpoint_text);
 	assert_string_equal(d->welcome->broker_version, "ihala-broker 0.1.0");
-	assert_int_equal(d->welcome->protocol_version, 1);
+	assert_int_equal(d->welcome->protocol_version, 2);
 	frame_free(d);
 }
 
@@ -292,9 +292,9 @@ static void
 rt_submit(void)
 {
 	struct referral_fixture r;
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__Submit s = IHALA__V1__SUBMIT__INIT;
-	Ihala__V1__Envelope *e = NULL;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
+	Ihala__V2__Envelope *e = NULL;
 	uint8_t *env;
 	size_t envlen;
 
@@ -302,7 +302,7 @@ rt_submit(void)
 	env = pack(&r.env.base, &envlen);
 	s.envelope.data = env;
 	s.envelope.len = envlen;
-	f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
+	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 	f.submit = &s;
 
 	d = roundtrip(&f);
@@ -319,17 +319,17 @@ rt_submit(void)
 static void
 rt_receipt(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__Receipt r = IHALA__V1__RECEIPT__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__Receipt r = IHALA__V2__RECEIPT__INIT;
 
 	r.message_id = "dma-msg-000001";
 	r.seq = 4242;
 	r.leaf_hash.data = (uint8_t *)hash32;
 	r.leaf_hash.len = sizeof(hash32);
-	r.status = IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
+	r.status = IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
 	r.error_code = -IHALA_EQUEUEFULL;
 	r.error_message = "recipient's queue is full; retry later";
-	f.kind_case = IHALA__V1__FRAME__KIND_RECEIPT;
+	f.kind_case = IHALA__V2__FRAME__KIND_RECEIPT;
 	f.receipt = &r;
 
 	d = roundtrip(&f);
@@ -337,7 +337,7 @@ rt_receipt(void)
 	assert_true(d->receipt->seq == 4242);
 	assert_int_equal(d->receipt->leaf_hash.len, 32);
 	assert_memory_equal(d->receipt->leaf_hash.data, hash32, 32);
-	assert_int_equal(d->receipt->status, IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED);
+	assert_int_equal(d->receipt->status, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED);
 	assert_int_equal(d->receipt->error_code, 52);
 	assert_string_equal(d->receipt->error_message, "recipient's queue is full; retry later");
 	frame_free(d);
@@ -346,29 +346,29 @@ rt_receipt(void)
 static void
 rt_deliver(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__Deliver dl = IHALA__V1__DELIVER__INIT;
-	Ihala__V1__LogEntry le = IHALA__V1__LOG_ENTRY__INIT;
-	Ihala__V1__BrokerEvent ev = IHALA__V1__BROKER_EVENT__INIT;
-	Ihala__V1__LogEntry *got = NULL;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__Deliver dl = IHALA__V2__DELIVER__INIT;
+	Ihala__V2__LogEntry le = IHALA__V2__LOG_ENTRY__INIT;
+	Ihala__V2__BrokerEvent ev = IHALA__V2__BROKER_EVENT__INIT;
+	Ihala__V2__LogEntry *got = NULL;
 	uint8_t *entry;
 	size_t entrylen;
 
 	ev.referral_id = "R-2024-000117";
-	ev.status = IHALA__V1__TASK_STATUS__TASK_STATUS_OVERDUE;
+	ev.status = IHALA__V2__TASK_STATUS__TASK_STATUS_OVERDUE;
 	ev.ref_seq = 17;
 	ev.text = "no answer within 72 h";
 	le.seq = 99;
 	le.broker_time_ms = 1732700000999ull;
 	le.sender = "";
 	le.recipient = "dma";
-	le.kind = IHALA__V1__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS;
+	le.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS;
 	le.event = &ev;
 	entry = pack(&le.base, &entrylen);
 	dl.seq = 99;
 	dl.entry.data = entry;
 	dl.entry.len = entrylen;
-	f.kind_case = IHALA__V1__FRAME__KIND_DELIVER;
+	f.kind_case = IHALA__V2__FRAME__KIND_DELIVER;
 	f.deliver = &dl;
 
 	d = roundtrip(&f);
@@ -379,10 +379,10 @@ rt_deliver(void)
 	assert_true(got->seq == 99);
 	assert_true(got->broker_time_ms == 1732700000999ull);
 	assert_string_equal(got->recipient, "dma");
-	assert_int_equal(got->kind, IHALA__V1__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS);
+	assert_int_equal(got->kind, IHALA__V2__ENTRY_KIND__ENTRY_KIND_BROKER_STATUS);
 	assert_non_null(got->event);
 	assert_string_equal(got->event->referral_id, "R-2024-000117");
-	assert_int_equal(got->event->status, IHALA__V1__TASK_STATUS__TASK_STATUS_OVERDUE);
+	assert_int_equal(got->event->status, IHALA__V2__TASK_STATUS__TASK_STATUS_OVERDUE);
 	assert_true(got->event->ref_seq == 17);
 	assert_string_equal(got->event->text, "no answer within 72 h");
 	logentry_free(got);
@@ -393,11 +393,11 @@ rt_deliver(void)
 static void
 rt_delivery_ack(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__DeliveryAck a = IHALA__V1__DELIVERY_ACK__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__DeliveryAck a = IHALA__V2__DELIVERY_ACK__INIT;
 
 	a.seq = UINT64_MAX;
-	f.kind_case = IHALA__V1__FRAME__KIND_DELIVERY_ACK;
+	f.kind_case = IHALA__V2__FRAME__KIND_DELIVERY_ACK;
 	f.delivery_ack = &a;
 	d = roundtrip(&f);
 	assert_true(d->delivery_ack->seq == UINT64_MAX);
@@ -407,12 +407,12 @@ rt_delivery_ack(void)
 static void
 rt_query(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__Query q = IHALA__V1__QUERY__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__Query q = IHALA__V2__QUERY__INIT;
 
 	q.request_id = 9;
 	q.referral_id = "R-2024-000117";
-	f.kind_case = IHALA__V1__FRAME__KIND_QUERY;
+	f.kind_case = IHALA__V2__FRAME__KIND_QUERY;
 	f.query = &q;
 	d = roundtrip(&f);
 	assert_true(d->query->request_id == 9);
@@ -423,34 +423,34 @@ rt_query(void)
 static void
 rt_referral_state(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__ReferralState rs = IHALA__V1__REFERRAL_STATE__INIT;
-	Ihala__V1__HistoryItem h1 = IHALA__V1__HISTORY_ITEM__INIT;
-	Ihala__V1__HistoryItem h2 = IHALA__V1__HISTORY_ITEM__INIT;
-	Ihala__V1__HistoryItem *hist[2] = {&h1, &h2};
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__ReferralState rs = IHALA__V2__REFERRAL_STATE__INIT;
+	Ihala__V2__HistoryItem h1 = IHALA__V2__HISTORY_ITEM__INIT;
+	Ihala__V2__HistoryItem h2 = IHALA__V2__HISTORY_ITEM__INIT;
+	Ihala__V2__HistoryItem *hist[2] = {&h1, &h2};
 
 	h1.seq = 17;
 	h1.time_ms = 1000;
 	h1.agency = "dma";
-	h1.status = IHALA__V1__TASK_STATUS__TASK_STATUS_REQUESTED;
+	h1.status = IHALA__V2__TASK_STATUS__TASK_STATUS_REQUESTED;
 	h1.what = "referral";
 	h2.seq = 21;
 	h2.time_ms = 2000;
 	h2.agency = "moh";
-	h2.status = IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED;
+	h2.status = IHALA__V2__TASK_STATUS__TASK_STATUS_ACCEPTED;
 	h2.what = "status";
 	rs.request_id = 9;
 	rs.referral_id = "R-2024-000118";
 	rs.parent_referral_id = "R-2024-000117";
 	rs.referrer = "moh";
 	rs.recipient = "hi";
-	rs.status = IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED;
-	rs.priority = IHALA__V1__PRIORITY__PRIORITY_EMERGENCY;
+	rs.status = IHALA__V2__TASK_STATUS__TASK_STATUS_ACCEPTED;
+	rs.priority = IHALA__V2__PRIORITY__PRIORITY_EMERGENCY;
 	rs.deadline_ms = 1000 + 24ull * 3600 * 1000;
 	rs.overdue = 1;
 	rs.n_history = 2;
 	rs.history = hist;
-	f.kind_case = IHALA__V1__FRAME__KIND_REFERRAL_STATE;
+	f.kind_case = IHALA__V2__FRAME__KIND_REFERRAL_STATE;
 	f.referral_state = &rs;
 
 	d = roundtrip(&f);
@@ -459,8 +459,8 @@ rt_referral_state(void)
 	assert_string_equal(d->referral_state->parent_referral_id, "R-2024-000117");
 	assert_string_equal(d->referral_state->referrer, "moh");
 	assert_string_equal(d->referral_state->recipient, "hi");
-	assert_int_equal(d->referral_state->status, IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED);
-	assert_int_equal(d->referral_state->priority, IHALA__V1__PRIORITY__PRIORITY_EMERGENCY);
+	assert_int_equal(d->referral_state->status, IHALA__V2__TASK_STATUS__TASK_STATUS_ACCEPTED);
+	assert_int_equal(d->referral_state->priority, IHALA__V2__PRIORITY__PRIORITY_EMERGENCY);
 	assert_true(d->referral_state->deadline_ms == 1000 + 24ull * 3600 * 1000);
 	assert_true(d->referral_state->overdue);
 	assert_int_equal(d->referral_state->n_history, 2);
@@ -469,21 +469,21 @@ rt_referral_state(void)
 	assert_true(d->referral_state->history[1]->time_ms == 2000);
 	assert_string_equal(d->referral_state->history[1]->agency, "moh");
 	assert_int_equal(d->referral_state->history[1]->status,
-	                 IHALA__V1__TASK_STATUS__TASK_STATUS_ACCEPTED);
+	                 IHALA__V2__TASK_STATUS__TASK_STATUS_ACCEPTED);
 	frame_free(d);
 }
 
 static void
 rt_replay_request(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__ReplayRequest r = IHALA__V1__REPLAY_REQUEST__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__ReplayRequest r = IHALA__V2__REPLAY_REQUEST__INIT;
 
 	r.request_id = 1;
 	r.from_seq = 10;
 	r.to_seq = 0;
 	r.follow = 1;
-	f.kind_case = IHALA__V1__FRAME__KIND_REPLAY_REQUEST;
+	f.kind_case = IHALA__V2__FRAME__KIND_REPLAY_REQUEST;
 	f.replay_request = &r;
 	d = roundtrip(&f);
 	assert_true(d->replay_request->request_id == 1);
@@ -496,11 +496,11 @@ rt_replay_request(void)
 static void
 rt_log_entries(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__LogEntries le = IHALA__V1__LOG_ENTRIES__INIT;
-	Ihala__V1__LogRecord r1 = IHALA__V1__LOG_RECORD__INIT;
-	Ihala__V1__LogRecord r2 = IHALA__V1__LOG_RECORD__INIT;
-	Ihala__V1__LogRecord *recs[2] = {&r1, &r2};
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__LogEntries le = IHALA__V2__LOG_ENTRIES__INIT;
+	Ihala__V2__LogRecord r1 = IHALA__V2__LOG_RECORD__INIT;
+	Ihala__V2__LogRecord r2 = IHALA__V2__LOG_RECORD__INIT;
+	Ihala__V2__LogRecord *recs[2] = {&r1, &r2};
 	static const uint8_t e1[] = {0x08, 0x01}, e2[] = {0x08, 0x02, 0x10, 0x05};
 
 	r1.seq = 1;
@@ -513,7 +513,7 @@ rt_log_entries(void)
 	le.n_records = 2;
 	le.records = recs;
 	le.done = 1;
-	f.kind_case = IHALA__V1__FRAME__KIND_LOG_ENTRIES;
+	f.kind_case = IHALA__V2__FRAME__KIND_LOG_ENTRIES;
 	f.log_entries = &le;
 	d = roundtrip(&f);
 	assert_true(d->log_entries->request_id == 3);
@@ -528,39 +528,39 @@ rt_log_entries(void)
 static void
 rt_proof_request(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__ProofRequest p = IHALA__V1__PROOF_REQUEST__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__ProofRequest p = IHALA__V2__PROOF_REQUEST__INIT;
 
 	p.request_id = 4;
-	p.target_case = IHALA__V1__PROOF_REQUEST__TARGET_SEQ;
+	p.target_case = IHALA__V2__PROOF_REQUEST__TARGET_SEQ;
 	p.seq = 77;
 	p.tree_size = 100;
 	p.consistency_from = 50;
-	f.kind_case = IHALA__V1__FRAME__KIND_PROOF_REQUEST;
+	f.kind_case = IHALA__V2__FRAME__KIND_PROOF_REQUEST;
 	f.proof_request = &p;
 	d = roundtrip(&f);
 	assert_true(d->proof_request->request_id == 4);
-	assert_int_equal(d->proof_request->target_case, IHALA__V1__PROOF_REQUEST__TARGET_SEQ);
+	assert_int_equal(d->proof_request->target_case, IHALA__V2__PROOF_REQUEST__TARGET_SEQ);
 	assert_true(d->proof_request->seq == 77);
 	assert_true(d->proof_request->tree_size == 100);
 	assert_true(d->proof_request->consistency_from == 50);
 	frame_free(d);
 
 	/* The other target, and seq 0 as a set oneof case. */
-	p.target_case = IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID;
+	p.target_case = IHALA__V2__PROOF_REQUEST__TARGET_MESSAGE_ID;
 	p.message_id = "dma-msg-000001";
 	p.consistency_from = 0;
 	d = roundtrip(&f);
 	assert_int_equal(d->proof_request->target_case,
-	                 IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID);
+	                 IHALA__V2__PROOF_REQUEST__TARGET_MESSAGE_ID);
 	assert_string_equal(d->proof_request->message_id, "dma-msg-000001");
 	assert_true(d->proof_request->consistency_from == 0);
 	frame_free(d);
 
-	p.target_case = IHALA__V1__PROOF_REQUEST__TARGET_SEQ;
+	p.target_case = IHALA__V2__PROOF_REQUEST__TARGET_SEQ;
 	p.seq = 0;
 	d = roundtrip(&f);
-	assert_int_equal(d->proof_request->target_case, IHALA__V1__PROOF_REQUEST__TARGET_SEQ);
+	assert_int_equal(d->proof_request->target_case, IHALA__V2__PROOF_REQUEST__TARGET_SEQ);
 	assert_true(d->proof_request->seq == 0);
 	frame_free(d);
 }
@@ -568,8 +568,8 @@ rt_proof_request(void)
 static void
 rt_inclusion_proof(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__InclusionProof p = IHALA__V1__INCLUSION_PROOF__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__InclusionProof p = IHALA__V2__INCLUSION_PROOF__INIT;
 	ProtobufCBinaryData path[3];
 	size_t i;
 
@@ -586,7 +586,7 @@ rt_inclusion_proof(void)
 	p.n_path = 3;
 	p.path = path;
 	p.checkpoint = (char *)checkpoint_text;
-	f.kind_case = IHALA__V1__FRAME__KIND_INCLUSION_PROOF;
+	f.kind_case = IHALA__V2__FRAME__KIND_INCLUSION_PROOF;
 	f.inclusion_proof = &p;
 	d = roundtrip(&f);
 	assert_true(d->inclusion_proof->request_id == 4);
@@ -606,8 +606,8 @@ rt_inclusion_proof(void)
 static void
 rt_consistency_proof(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__ConsistencyProof p = IHALA__V1__CONSISTENCY_PROOF__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__ConsistencyProof p = IHALA__V2__CONSISTENCY_PROOF__INIT;
 	ProtobufCBinaryData path[2] = {{32, (uint8_t *)hash32}, {32, (uint8_t *)hash32}};
 
 	p.request_id = 4;
@@ -616,7 +616,7 @@ rt_consistency_proof(void)
 	p.n_path = 2;
 	p.path = path;
 	p.checkpoint = (char *)checkpoint_text;
-	f.kind_case = IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF;
+	f.kind_case = IHALA__V2__FRAME__KIND_CONSISTENCY_PROOF;
 	f.consistency_proof = &p;
 	d = roundtrip(&f);
 	assert_true(d->consistency_proof->request_id == 4);
@@ -631,11 +631,11 @@ rt_consistency_proof(void)
 static void
 rt_checkpoint_request(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__CheckpointRequest c = IHALA__V1__CHECKPOINT_REQUEST__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__CheckpointRequest c = IHALA__V2__CHECKPOINT_REQUEST__INIT;
 
 	c.request_id = 12345;
-	f.kind_case = IHALA__V1__FRAME__KIND_CHECKPOINT_REQUEST;
+	f.kind_case = IHALA__V2__FRAME__KIND_CHECKPOINT_REQUEST;
 	f.checkpoint_request = &c;
 	d = roundtrip(&f);
 	assert_true(d->checkpoint_request->request_id == 12345);
@@ -651,12 +651,12 @@ rt_checkpoint_request(void)
 static void
 rt_checkpoint(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__CheckpointNote c = IHALA__V1__CHECKPOINT_NOTE__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__CheckpointNote c = IHALA__V2__CHECKPOINT_NOTE__INIT;
 
 	c.request_id = 12345;
 	c.text = (char *)checkpoint_text;
-	f.kind_case = IHALA__V1__FRAME__KIND_CHECKPOINT;
+	f.kind_case = IHALA__V2__FRAME__KIND_CHECKPOINT;
 	f.checkpoint = &c;
 	d = roundtrip(&f);
 	assert_true(d->checkpoint->request_id == 12345);
@@ -667,13 +667,13 @@ rt_checkpoint(void)
 static void
 rt_error(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__Error e = IHALA__V1__ERROR__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__Error e = IHALA__V2__ERROR__INIT;
 
-	e.code = IHALA__V1__ERROR_CODE__ERROR_CODE_INVALID_TRANSITION;
+	e.code = IHALA__V2__ERROR_CODE__ERROR_CODE_INVALID_TRANSITION;
 	e.message = "status change not allowed: 'completed' -> 'accepted'";
 	e.request_id = 3;
-	f.kind_case = IHALA__V1__FRAME__KIND_ERROR;
+	f.kind_case = IHALA__V2__FRAME__KIND_ERROR;
 	f.error = &e;
 	d = roundtrip(&f);
 	assert_int_equal(d->error->code, -IHALA_ETRANSITION);
@@ -686,12 +686,12 @@ rt_error(void)
 static void
 rt_directory_request(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__DirectoryRequest q = IHALA__V1__DIRECTORY_REQUEST__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__DirectoryRequest q = IHALA__V2__DIRECTORY_REQUEST__INIT;
 
 	q.request_id = 77;
 	q.agency = "moh";
-	f.kind_case = IHALA__V1__FRAME__KIND_DIRECTORY_REQUEST;
+	f.kind_case = IHALA__V2__FRAME__KIND_DIRECTORY_REQUEST;
 	f.directory_request = &q;
 	d = roundtrip(&f);
 	assert_true(d->directory_request->request_id == 77);
@@ -702,10 +702,10 @@ rt_directory_request(void)
 static void
 rt_directory(void)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d;
-	Ihala__V1__Directory dir = IHALA__V1__DIRECTORY__INIT;
-	Ihala__V1__AgencyCerts a = IHALA__V1__AGENCY_CERTS__INIT, b = IHALA__V1__AGENCY_CERTS__INIT;
-	Ihala__V1__AgencyCerts *v[2] = {&a, &b};
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d;
+	Ihala__V2__Directory dir = IHALA__V2__DIRECTORY__INIT;
+	Ihala__V2__AgencyCerts a = IHALA__V2__AGENCY_CERTS__INIT, b = IHALA__V2__AGENCY_CERTS__INIT;
+	Ihala__V2__AgencyCerts *v[2] = {&a, &b};
 	ProtobufCBinaryData certs[2] = {{3, (uint8_t *)"\x30\x01\x00"}, {2, (uint8_t *)"\x30\x00"}};
 
 	a.agency = "moh";
@@ -715,7 +715,7 @@ rt_directory(void)
 	dir.request_id = 78;
 	dir.n_agencies = 2;
 	dir.agencies = v;
-	f.kind_case = IHALA__V1__FRAME__KIND_DIRECTORY;
+	f.kind_case = IHALA__V2__FRAME__KIND_DIRECTORY;
 	f.directory = &dir;
 	d = roundtrip(&f);
 	assert_true(d->directory->request_id == 78);
@@ -728,34 +728,34 @@ rt_directory(void)
 }
 
 struct rt_case {
-	Ihala__V1__Frame__KindCase kind;
+	Ihala__V2__Frame__KindCase kind;
 	void (*run)(void);
 };
 
 static const struct rt_case rt_cases[] = {
-    {IHALA__V1__FRAME__KIND_WELCOME, rt_welcome},
-    {IHALA__V1__FRAME__KIND_SUBMIT, rt_submit},
-    {IHALA__V1__FRAME__KIND_RECEIPT, rt_receipt},
-    {IHALA__V1__FRAME__KIND_DELIVER, rt_deliver},
-    {IHALA__V1__FRAME__KIND_DELIVERY_ACK, rt_delivery_ack},
-    {IHALA__V1__FRAME__KIND_QUERY, rt_query},
-    {IHALA__V1__FRAME__KIND_REFERRAL_STATE, rt_referral_state},
-    {IHALA__V1__FRAME__KIND_REPLAY_REQUEST, rt_replay_request},
-    {IHALA__V1__FRAME__KIND_LOG_ENTRIES, rt_log_entries},
-    {IHALA__V1__FRAME__KIND_PROOF_REQUEST, rt_proof_request},
-    {IHALA__V1__FRAME__KIND_INCLUSION_PROOF, rt_inclusion_proof},
-    {IHALA__V1__FRAME__KIND_CONSISTENCY_PROOF, rt_consistency_proof},
-    {IHALA__V1__FRAME__KIND_CHECKPOINT_REQUEST, rt_checkpoint_request},
-    {IHALA__V1__FRAME__KIND_CHECKPOINT, rt_checkpoint},
-    {IHALA__V1__FRAME__KIND_ERROR, rt_error},
-    {IHALA__V1__FRAME__KIND_DIRECTORY_REQUEST, rt_directory_request},
-    {IHALA__V1__FRAME__KIND_DIRECTORY, rt_directory},
+    {IHALA__V2__FRAME__KIND_WELCOME, rt_welcome},
+    {IHALA__V2__FRAME__KIND_SUBMIT, rt_submit},
+    {IHALA__V2__FRAME__KIND_RECEIPT, rt_receipt},
+    {IHALA__V2__FRAME__KIND_DELIVER, rt_deliver},
+    {IHALA__V2__FRAME__KIND_DELIVERY_ACK, rt_delivery_ack},
+    {IHALA__V2__FRAME__KIND_QUERY, rt_query},
+    {IHALA__V2__FRAME__KIND_REFERRAL_STATE, rt_referral_state},
+    {IHALA__V2__FRAME__KIND_REPLAY_REQUEST, rt_replay_request},
+    {IHALA__V2__FRAME__KIND_LOG_ENTRIES, rt_log_entries},
+    {IHALA__V2__FRAME__KIND_PROOF_REQUEST, rt_proof_request},
+    {IHALA__V2__FRAME__KIND_INCLUSION_PROOF, rt_inclusion_proof},
+    {IHALA__V2__FRAME__KIND_CONSISTENCY_PROOF, rt_consistency_proof},
+    {IHALA__V2__FRAME__KIND_CHECKPOINT_REQUEST, rt_checkpoint_request},
+    {IHALA__V2__FRAME__KIND_CHECKPOINT, rt_checkpoint},
+    {IHALA__V2__FRAME__KIND_ERROR, rt_error},
+    {IHALA__V2__FRAME__KIND_DIRECTORY_REQUEST, rt_directory_request},
+    {IHALA__V2__FRAME__KIND_DIRECTORY, rt_directory},
 };
 
 static void
 test_roundtrip_every_kind(void **state)
 {
-	const ProtobufCMessageDescriptor *d = &ihala__v1__frame__descriptor;
+	const ProtobufCMessageDescriptor *d = &ihala__v2__frame__descriptor;
 	unsigned i, k;
 
 	(void)state;
@@ -780,14 +780,14 @@ test_roundtrip_every_kind(void **state)
 static void
 test_envelope_kinds(void **state)
 {
-	Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT, *e = NULL;
-	Ihala__V1__StatusUpdate su = IHALA__V1__STATUS_UPDATE__INIT;
-	Ihala__V1__Outcome oc = IHALA__V1__OUTCOME__INIT;
-	Ihala__V1__Note note = IHALA__V1__NOTE__INIT;
-	Ihala__V1__ServiceCode delivered[1] = {
-	    IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION};
-	Ihala__V1__ReasonCode why[2] = {IHALA__V1__REASON_CODE__REASON_CODE_CLIENT_RELOCATED,
-	                                IHALA__V1__REASON_CODE__REASON_CODE_OTHER};
+	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT, *e = NULL;
+	Ihala__V2__StatusUpdate su = IHALA__V2__STATUS_UPDATE__INIT;
+	Ihala__V2__Outcome oc = IHALA__V2__OUTCOME__INIT;
+	Ihala__V2__Note note = IHALA__V2__NOTE__INIT;
+	Ihala__V2__ServiceCode delivered[1] = {
+	    IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION};
+	Ihala__V2__ReasonCode why[2] = {IHALA__V2__REASON_CODE__REASON_CODE_CLIENT_RELOCATED,
+	                                IHALA__V2__REASON_CODE__REASON_CODE_OTHER};
 	uint8_t *buf;
 	size_t len;
 
@@ -803,24 +803,24 @@ test_envelope_kinds(void **state)
 	oc.follow_up_needed = 1;
 	oc.notes = "moved to Erbil";
 	su.referral_id = "R-2024-000117";
-	su.status = IHALA__V1__TASK_STATUS__TASK_STATUS_FAILED;
+	su.status = IHALA__V2__TASK_STATUS__TASK_STATUS_FAILED;
 	su.business_status = "session 3 of 10 attended";
-	su.reason_code = IHALA__V1__REASON_CODE__REASON_CODE_CLIENT_RELOCATED;
+	su.reason_code = IHALA__V2__REASON_CODE__REASON_CODE_CLIENT_RELOCATED;
 	su.reason = "relocated";
 	su.note = NAME_CKB;
 	su.outcome = &oc;
 	env.message_id = "moh-0007";
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
 	env.status_update = &su;
 
 	buf = pack(&env.base, &len);
 	assert_int_equal(envelope_decode(buf, len, &e), 0);
-	assert_int_equal(e->kind_case, IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE);
+	assert_int_equal(e->kind_case, IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE);
 	assert_string_equal(e->to, "");
-	assert_int_equal(e->status_update->status, IHALA__V1__TASK_STATUS__TASK_STATUS_FAILED);
+	assert_int_equal(e->status_update->status, IHALA__V2__TASK_STATUS__TASK_STATUS_FAILED);
 	assert_string_equal(e->status_update->business_status, "session 3 of 10 attended");
 	assert_int_equal(e->status_update->reason_code,
-	                 IHALA__V1__REASON_CODE__REASON_CODE_CLIENT_RELOCATED);
+	                 IHALA__V2__REASON_CODE__REASON_CODE_CLIENT_RELOCATED);
 	assert_string_equal(e->status_update->note, NAME_CKB);
 	assert_non_null(e->status_update->outcome);
 	assert_true(e->status_update->outcome->service_implemented);
@@ -829,28 +829,28 @@ test_envelope_kinds(void **state)
 	assert_string_equal(e->status_update->outcome->date, "2024-12-01");
 	assert_int_equal(e->status_update->outcome->n_not_successful_reasons, 2);
 	assert_int_equal(e->status_update->outcome->not_successful_reasons[1],
-	                 IHALA__V1__REASON_CODE__REASON_CODE_OTHER);
+	                 IHALA__V2__REASON_CODE__REASON_CODE_OTHER);
 	assert_string_equal(e->status_update->outcome->notes, "moved to Erbil");
 	envelope_free(e);
 	free(buf);
 
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_OUTCOME;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_OUTCOME;
 	env.outcome = &oc;
 	buf = pack(&env.base, &len);
 	assert_int_equal(envelope_decode(buf, len, &e), 0);
-	assert_int_equal(e->kind_case, IHALA__V1__ENVELOPE__KIND_OUTCOME);
+	assert_int_equal(e->kind_case, IHALA__V2__ENVELOPE__KIND_OUTCOME);
 	assert_int_equal(e->outcome->services_delivered[0],
-	                 IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION);
+	                 IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION);
 	envelope_free(e);
 	free(buf);
 
 	note.referral_id = "R-2024-000117";
 	note.text = NAME_AR " — " NAME_CKB;
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_NOTE;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	env.note = &note;
 	buf = pack(&env.base, &len);
 	assert_int_equal(envelope_decode(buf, len, &e), 0);
-	assert_int_equal(e->kind_case, IHALA__V1__ENVELOPE__KIND_NOTE);
+	assert_int_equal(e->kind_case, IHALA__V2__ENVELOPE__KIND_NOTE);
 	assert_string_equal(e->note->text, NAME_AR " — " NAME_CKB);
 	envelope_free(e);
 	free(buf);
@@ -864,9 +864,9 @@ static void
 test_truncated(void **state)
 {
 	struct referral_fixture r;
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d = NULL;
-	Ihala__V1__Submit s = IHALA__V1__SUBMIT__INIT;
-	Ihala__V1__Envelope *e = NULL;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d = NULL;
+	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
+	Ihala__V2__Envelope *e = NULL;
 	uint8_t *body, *env;
 	size_t len, envlen, cut;
 
@@ -875,7 +875,7 @@ test_truncated(void **state)
 	env = pack(&r.env.base, &envlen);
 	s.envelope.data = env;
 	s.envelope.len = envlen;
-	f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
+	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 	f.submit = &s;
 	body = frame_body(&f, &len);
 	assert_int_equal(frame_decode(body, len, FRAME_MAX_DEFAULT, &d), 0);
@@ -908,7 +908,7 @@ test_garbage(void **state)
 	static const uint8_t g3[] = {0x0f};             /* wire type 7 */
 	static const uint8_t g4[] = {0x00, 0x00};       /* field number 0 */
 	static const uint8_t g5[] = {0x08, 0x01};       /* Frame has no field 1 varint */
-	Ihala__V1__Frame *d = NULL;
+	Ihala__V2__Frame *d = NULL;
 	unsigned seed = 12345, i, j, accepted = 0;
 
 	(void)state;
@@ -961,15 +961,15 @@ test_garbage(void **state)
 static void
 test_oversize(void **state)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d = NULL;
-	Ihala__V1__Error e = IHALA__V1__ERROR__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d = NULL;
+	Ihala__V2__Error e = IHALA__V2__ERROR__INIT;
 	uint8_t *body;
 	size_t len;
 
 	(void)state;
-	e.code = IHALA__V1__ERROR_CODE__ERROR_CODE_PROTOCOL;
+	e.code = IHALA__V2__ERROR_CODE__ERROR_CODE_PROTOCOL;
 	e.message = "0123456789012345678901234567890123456789";
-	f.kind_case = IHALA__V1__FRAME__KIND_ERROR;
+	f.kind_case = IHALA__V2__FRAME__KIND_ERROR;
 	f.error = &e;
 	body = frame_body(&f, &len);
 	assert_int_equal(frame_decode(body, len, len, &d), 0);
@@ -987,7 +987,7 @@ test_no_kind(void **state)
 {
 	/* An unknown kind (field 40, from a later version), empty. */
 	static const uint8_t future[] = {0xc2, 0x02, 0x00};
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d = NULL;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d = NULL;
 	uint8_t *out = NULL;
 	size_t outlen;
 
@@ -999,7 +999,7 @@ test_no_kind(void **state)
 	assert_null(d);
 	/* Nor does the encoder produce one. */
 	assert_int_equal(frame_encode(&f, &out, &outlen), IHALA_EINVAL);
-	f.kind_case = IHALA__V1__FRAME__KIND_WELCOME;
+	f.kind_case = IHALA__V2__FRAME__KIND_WELCOME;
 	f.welcome = NULL;
 	assert_int_equal(frame_encode(&f, &out, &outlen), IHALA_EINVAL);
 	assert_null(out);
@@ -1027,11 +1027,11 @@ test_trailing_and_noncanonical(void **state)
 	/* Query{request_id = 1, referral_id = "a\0b"}: C would read "a" */
 	static const uint8_t nul_in_string[] = {0x32, 0x07, 0x08, 0x01, 0x12,
 	                                        0x03, 0x61, 0x00, 0x62};
-	Ihala__V1__Frame *d = NULL;
+	Ihala__V2__Frame *d = NULL;
 
 	(void)state;
 	assert_int_equal(frame_decode(ok, sizeof(ok), FRAME_MAX_DEFAULT, &d), 0);
-	assert_int_equal(d->kind_case, IHALA__V1__FRAME__KIND_DELIVERY_ACK);
+	assert_int_equal(d->kind_case, IHALA__V2__FRAME__KIND_DELIVERY_ACK);
 	assert_true(d->delivery_ack->seq == 1);
 	frame_free(d);
 	d = NULL;
@@ -1060,7 +1060,7 @@ static void
 test_envelope_refusals(void **state)
 {
 	struct referral_fixture r;
-	Ihala__V1__Envelope empty = IHALA__V1__ENVELOPE__INIT, *e = NULL;
+	Ihala__V2__Envelope empty = IHALA__V2__ENVELOPE__INIT, *e = NULL;
 	uint8_t *buf, *longer;
 	size_t len;
 
@@ -1073,12 +1073,12 @@ test_envelope_refusals(void **state)
 
 	/* An enum value the schema does not define, deep inside. */
 	referral_fixture_init(&r);
-	r.inj.device_type = (Ihala__V1__DeviceType)99;
+	r.inj.device_type = (Ihala__V2__DeviceType)99;
 	buf = pack(&r.env.base, &len);
 	assert_int_equal(envelope_decode(buf, len, &e), IHALA_ESCHEMA);
 	free(buf);
 	referral_fixture_init(&r);
-	r.data[1] = (Ihala__V1__DataCategory)1000;
+	r.data[1] = (Ihala__V2__DataCategory)1000;
 	buf = pack(&r.env.base, &len);
 	assert_int_equal(envelope_decode(buf, len, &e), IHALA_ESCHEMA);
 	free(buf);
@@ -1111,15 +1111,15 @@ test_envelope_refusals(void **state)
 static void
 test_frame_enums_and_utf8(void **state)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT, *d = NULL;
-	Ihala__V1__Welcome w = IHALA__V1__WELCOME__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d = NULL;
+	Ihala__V2__Welcome w = IHALA__V2__WELCOME__INIT;
 	uint8_t *body;
 	size_t len;
 
 	(void)state;
 	w.agency_id = "moh";
-	w.role = (Ihala__V1__Role)77;
-	f.kind_case = IHALA__V1__FRAME__KIND_WELCOME;
+	w.role = (Ihala__V2__Role)77;
+	f.kind_case = IHALA__V2__FRAME__KIND_WELCOME;
 	f.welcome = &w;
 	body = frame_body(&f, &len);
 	assert_int_equal(frame_decode(body, len, FRAME_MAX_DEFAULT, &d), 0);
@@ -1129,7 +1129,7 @@ test_frame_enums_and_utf8(void **state)
 	d = NULL;
 	free(body);
 
-	w.role = IHALA__V1__ROLE__ROLE_NGO;
+	w.role = IHALA__V2__ROLE__ROLE_NGO;
 	w.agency_id = "\xed\xa0\x80"; /* a surrogate */
 	body = frame_body(&f, &len);
 	assert_int_equal(frame_decode(body, len, FRAME_MAX_DEFAULT, &d), IHALA_EUTF8);
@@ -1216,7 +1216,7 @@ static void
 test_check_utf8_walk(void **state)
 {
 	struct referral_fixture r;
-	Ihala__V1__ProofRequest p = IHALA__V1__PROOF_REQUEST__INIT;
+	Ihala__V2__ProofRequest p = IHALA__V2__PROOF_REQUEST__INIT;
 	char *agencies[2] = {"moh", "h\xc0\xaf"};
 
 	(void)state;
@@ -1236,10 +1236,10 @@ test_check_utf8_walk(void **state)
 	assert_int_equal(pb_check_utf8(&r.env.base), 0);
 
 	/* A string in a oneof counts only while its case is set. */
-	p.target_case = IHALA__V1__PROOF_REQUEST__TARGET_MESSAGE_ID;
+	p.target_case = IHALA__V2__PROOF_REQUEST__TARGET_MESSAGE_ID;
 	p.message_id = "\xff";
 	assert_int_equal(pb_check_utf8(&p.base), IHALA_EUTF8);
-	p.target_case = IHALA__V1__PROOF_REQUEST__TARGET_SEQ;
+	p.target_case = IHALA__V2__PROOF_REQUEST__TARGET_SEQ;
 	p.seq = 5;
 	assert_int_equal(pb_check_utf8(&p.base), 0);
 

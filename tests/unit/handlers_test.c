@@ -189,7 +189,7 @@ rig_close(struct rig *g)
 /* One turn of both sides: the client's bytes to the broker (as server.c's router_input does,
  * making the session on the first message), the broker's flush, the broker's bytes to the
  * client. Returns the next frame the client has, decoded, or NULL. */
-static Ihala__V1__Frame *
+static Ihala__V2__Frame *
 turn(struct rig *g)
 {
 	static uint8_t buf[64 * 1024 + 1];
@@ -197,7 +197,7 @@ turn(struct rig *g)
 	const uint8_t *body;
 	size_t n, blen;
 	int len, ridlen;
-	Ihala__V1__Frame *f = NULL;
+	Ihala__V2__Frame *f = NULL;
 
 	while (channel_pending_out(g->cch) > 0) {
 		assert_int_equal(channel_take_out(g->cch, buf + 1, sizeof(buf) - 1, &n), 0);
@@ -238,10 +238,10 @@ turn(struct rig *g)
 }
 
 /* Turns until the client has a frame (fails after many). */
-static Ihala__V1__Frame *
+static Ihala__V2__Frame *
 next_frame(struct rig *g)
 {
-	Ihala__V1__Frame *f = NULL;
+	Ihala__V2__Frame *f = NULL;
 	int i;
 
 	for (i = 0; i < 200 && f == NULL; i++) {
@@ -255,9 +255,9 @@ next_frame(struct rig *g)
 static void
 connect_dma(struct rig *g)
 {
-	Ihala__V1__Frame *f = next_frame(g);
+	Ihala__V2__Frame *f = next_frame(g);
 
-	assert_int_equal(f->kind_case, IHALA__V1__FRAME__KIND_WELCOME);
+	assert_int_equal(f->kind_case, IHALA__V2__FRAME__KIND_WELCOME);
 	assert_string_equal(f->welcome->agency_id, "dma");
 	frame_free(f);
 	assert_non_null(g->s);
@@ -269,25 +269,25 @@ connect_dma(struct rig *g)
 static void
 submit(struct rig *g, const char *mid)
 {
-	Ihala__V1__Envelope env = IHALA__V1__ENVELOPE__INIT;
-	Ihala__V1__Note note = IHALA__V1__NOTE__INIT;
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Submit sub = IHALA__V1__SUBMIT__INIT;
+	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
+	Ihala__V2__Note note = IHALA__V2__NOTE__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Submit sub = IHALA__V2__SUBMIT__INIT;
 	uint8_t *eb, *fb;
 	size_t elen, flen;
 
 	env.message_id = (char *)mid;
-	env.kind_case = IHALA__V1__ENVELOPE__KIND_NOTE;
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	env.note = &note;
 	note.referral_id = "R-1";
 	note.text = "a note";
-	elen = ihala__v1__envelope__get_packed_size(&env);
+	elen = ihala__v2__envelope__get_packed_size(&env);
 	eb = malloc(elen);
 	assert_non_null(eb);
-	ihala__v1__envelope__pack(&env, eb);
+	ihala__v2__envelope__pack(&env, eb);
 	sub.envelope.data = eb;
 	sub.envelope.len = elen;
-	f.kind_case = IHALA__V1__FRAME__KIND_SUBMIT;
+	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 	f.submit = &sub;
 	assert_int_equal(frame_encode(&f, &fb, &flen), 0);
 	assert_int_equal(channel_write_frame(g->cch, fb, flen), 0);
@@ -299,14 +299,14 @@ submit(struct rig *g, const char *mid)
 static void
 query(struct rig *g, uint64_t id)
 {
-	Ihala__V1__Frame f = IHALA__V1__FRAME__INIT;
-	Ihala__V1__Query q = IHALA__V1__QUERY__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Query q = IHALA__V2__QUERY__INIT;
 	uint8_t *fb;
 	size_t flen;
 
 	q.request_id = id;
 	q.referral_id = "R-none";
-	f.kind_case = IHALA__V1__FRAME__KIND_QUERY;
+	f.kind_case = IHALA__V2__FRAME__KIND_QUERY;
 	f.query = &q;
 	assert_int_equal(frame_encode(&f, &fb, &flen), 0);
 	assert_int_equal(channel_write_frame(g->cch, fb, flen), 0);
@@ -340,7 +340,7 @@ test_turn_budget(void **state)
 {
 	struct rig *g = rig_open(1);
 	const int total = 3 * SESSION_TURN_FRAMES + 5;
-	Ihala__V1__Frame *f;
+	Ihala__V2__Frame *f;
 	int i, got, pumps = 0;
 
 	(void)state;
@@ -350,7 +350,7 @@ test_turn_budget(void **state)
 	}
 	f = turn(g); /* one message of TLS holding every query: the first share is served */
 	assert_non_null(f);
-	assert_int_equal(f->kind_case, IHALA__V1__FRAME__KIND_ERROR);
+	assert_int_equal(f->kind_case, IHALA__V2__FRAME__KIND_ERROR);
 	frame_free(f);
 	got = 1 + answers(g);
 	assert_int_equal(got, SESSION_TURN_FRAMES);
@@ -397,7 +397,7 @@ static void
 test_submit_pipe_refuses(void **state)
 {
 	struct rig *g = rig_open(0);
-	Ihala__V1__Frame *f;
+	Ihala__V2__Frame *f;
 	int i;
 
 	(void)state;
@@ -408,10 +408,10 @@ test_submit_pipe_refuses(void **state)
 		snprintf(mid, sizeof(mid), "m-%d", i);
 		submit(g, mid);
 		f = next_frame(g);
-		assert_int_equal(f->kind_case, IHALA__V1__FRAME__KIND_RECEIPT);
+		assert_int_equal(f->kind_case, IHALA__V2__FRAME__KIND_RECEIPT);
 		assert_string_equal(f->receipt->message_id, mid);
 		assert_int_equal(f->receipt->status,
-		                 IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED);
+		                 IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED);
 		assert_int_equal(f->receipt->error_code, -IHALA_EOVERLOAD);
 		assert_non_null(strstr(f->receipt->error_message, "retry later"));
 		frame_free(f);

@@ -24,9 +24,9 @@
 #include "refstate.h"
 #include "store.h"
 
-#define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
-#define ROLE(x) IHALA__V1__ROLE__ROLE_##x
-#define RS(x) IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_##x
+#define S(x) IHALA__V2__TASK_STATUS__TASK_STATUS_##x
+#define ROLE(x) IHALA__V2__ROLE__ROLE_##x
+#define RS(x) IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_##x
 #define T0 1700000000000ull /* the tests' clock */
 #define URGENT_MS 60000ull  /* deadline of an urgent referral in these tests */
 
@@ -87,9 +87,9 @@ fx_open(size_t mapsize, size_t qlimit, int with_signer)
 	fx->pol.view.find = fake_find;
 	fx->pol.queue_limit = qlimit;
 	fx->pol.deadline_ms[0] = 3 * URGENT_MS;
-	fx->pol.deadline_ms[IHALA__V1__PRIORITY__PRIORITY_EMERGENCY] = URGENT_MS / 2;
-	fx->pol.deadline_ms[IHALA__V1__PRIORITY__PRIORITY_URGENT] = URGENT_MS;
-	fx->pol.deadline_ms[IHALA__V1__PRIORITY__PRIORITY_NORMAL] = 3 * URGENT_MS;
+	fx->pol.deadline_ms[IHALA__V2__PRIORITY__PRIORITY_EMERGENCY] = URGENT_MS / 2;
+	fx->pol.deadline_ms[IHALA__V2__PRIORITY__PRIORITY_URGENT] = URGENT_MS;
+	fx->pol.deadline_ms[IHALA__V2__PRIORITY__PRIORITY_NORMAL] = 3 * URGENT_MS;
 	if (with_signer) {
 		EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 
@@ -143,15 +143,15 @@ fx_reopen(struct fx *fx, size_t mapsize)
 /* Envelopes and requests.                                                                     */
 
 struct msg {
-	Ihala__V1__Envelope env;
-	Ihala__V1__Referral ref;
-	Ihala__V1__Survivor surv;
-	Ihala__V1__Consent consent;
+	Ihala__V2__Envelope env;
+	Ihala__V2__Referral ref;
+	Ihala__V2__Survivor surv;
+	Ihala__V2__Consent consent;
 	char *consent_agencies[2];
-	Ihala__V1__DataCategory consent_data[1];
-	Ihala__V1__ServiceCode services[1];
-	Ihala__V1__StatusUpdate su;
-	Ihala__V1__Note note;
+	Ihala__V2__DataCategory consent_data[1];
+	Ihala__V2__ServiceCode services[1];
+	Ihala__V2__StatusUpdate su;
+	Ihala__V2__Note note;
 };
 
 /* A complete, valid urgent referral `rid` from dma to moh, message id `mid`. */
@@ -159,30 +159,30 @@ static void
 msg_referral(struct msg *m, const char *mid, const char *rid)
 {
 	memset(m, 0, sizeof(*m));
-	ihala__v1__envelope__init(&m->env);
-	ihala__v1__referral__init(&m->ref);
-	ihala__v1__survivor__init(&m->surv);
-	ihala__v1__consent__init(&m->consent);
+	ihala__v2__envelope__init(&m->env);
+	ihala__v2__referral__init(&m->ref);
+	ihala__v2__survivor__init(&m->surv);
+	ihala__v2__consent__init(&m->consent);
 	m->env.message_id = (char *)mid;
 	m->env.to = "moh";
-	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 	m->env.referral = &m->ref;
 	m->ref.referral_id = (char *)rid;
 	m->ref.referring_agency = "dma";
 	m->ref.receiving_agency = "moh";
-	m->ref.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
-	m->services[0] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
+	m->ref.priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
+	m->services[0] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
 	m->ref.n_services = 1;
 	m->ref.services = m->services;
 	m->surv.case_id = "IQ-NIN-000123";
 	m->ref.survivor = &m->surv;
 	m->consent.given = 1;
-	m->consent.given_by = IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
+	m->consent.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	m->consent.date = "2025-03-01";
 	m->consent_agencies[0] = "moh";
 	m->consent.n_agencies = 1;
 	m->consent.agencies = m->consent_agencies;
-	m->consent_data[0] = IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS; /* its services */
+	m->consent_data[0] = IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_NEEDS; /* its services */
 	m->consent.n_data_covered = 1;
 	m->consent.data_covered = m->consent_data;
 	m->ref.consent = &m->consent;
@@ -190,13 +190,13 @@ msg_referral(struct msg *m, const char *mid, const char *rid)
 
 /* moh's status `status` of referral `rid`, message id `mid`. */
 static void
-msg_status(struct msg *m, const char *mid, const char *rid, Ihala__V1__TaskStatus status)
+msg_status(struct msg *m, const char *mid, const char *rid, Ihala__V2__TaskStatus status)
 {
 	memset(m, 0, sizeof(*m));
-	ihala__v1__envelope__init(&m->env);
-	ihala__v1__status_update__init(&m->su);
+	ihala__v2__envelope__init(&m->env);
+	ihala__v2__status_update__init(&m->su);
 	m->env.message_id = (char *)mid;
-	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
 	m->env.status_update = &m->su;
 	m->su.referral_id = (char *)rid;
 	m->su.status = status;
@@ -207,10 +207,10 @@ static void
 msg_note(struct msg *m, const char *mid, const char *rid, const char *text)
 {
 	memset(m, 0, sizeof(*m));
-	ihala__v1__envelope__init(&m->env);
-	ihala__v1__note__init(&m->note);
+	ihala__v2__envelope__init(&m->env);
+	ihala__v2__note__init(&m->note);
 	m->env.message_id = (char *)mid;
-	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_NOTE;
+	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	m->env.note = &m->note;
 	m->note.referral_id = (char *)rid;
 	m->note.text = (char *)text;
@@ -222,12 +222,12 @@ static struct wreq *
 submit_req(const char *agency, const struct msg *m, uint64_t t)
 {
 	struct wreq *r = wreq_new(WREQ_SUBMIT);
-	size_t len = ihala__v1__envelope__get_packed_size(&m->env);
+	size_t len = ihala__v2__envelope__get_packed_size(&m->env);
 
 	assert_non_null(r);
 	r->env_bytes = malloc(len + 1);
 	assert_non_null(r->env_bytes);
-	ihala__v1__envelope__pack(&m->env, r->env_bytes);
+	ihala__v2__envelope__pack(&m->env, r->env_bytes);
 	r->env_len = len;
 	assert_int_equal(envelope_decode(r->env_bytes, len, &r->env), 0);
 	snprintf(r->agency, sizeof(r->agency), "%s", agency);
@@ -330,12 +330,12 @@ queued(struct fx *fx, const char *agency)
 }
 
 /* The state of `rid` with its whole history, as a Query answers it (caller frees with
- * ihala__v1__referral_state__free_unpacked). */
-static Ihala__V1__ReferralState *
+ * ihala__v2__referral_state__free_unpacked). */
+static Ihala__V2__ReferralState *
 state_of(struct fx *fx, const char *rid)
 {
 	struct store_rtxn *r;
-	Ihala__V1__ReferralState *st = NULL;
+	Ihala__V2__ReferralState *st = NULL;
 
 	assert_int_equal(store_rbegin(fx->store, &r), 0);
 	assert_int_equal(refstate_load(r, rid, &st), 0);
@@ -410,7 +410,7 @@ static void
 test_submit_accepted(void **state)
 {
 	struct fx *fx = fx_open(0, 100, 0);
-	Ihala__V1__ReferralState *st;
+	Ihala__V2__ReferralState *st;
 	struct msg m;
 	struct wreq *r;
 
@@ -429,7 +429,7 @@ test_submit_accepted(void **state)
 	assert_string_equal(st->referrer, "dma");
 	assert_string_equal(st->recipient, "moh");
 	assert_int_equal(st->deadline_ms, T0 + URGENT_MS);
-	ihala__v1__referral_state__free_unpacked(st, NULL);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
 	wreq_free(r);
 	/* the meta keys the ledger builds by hand, byte for byte as the format says */
 	assert_true(meta_has(fx, "deadline:%020llu:R-1", (unsigned long long)(T0 + URGENT_MS)));
@@ -606,7 +606,7 @@ static void
 test_ack_received(void **state)
 {
 	struct fx *fx = fx_open(0, 100, 0);
-	Ihala__V1__ReferralState *st;
+	Ihala__V2__ReferralState *st;
 	struct wreq *r;
 	struct msg m;
 	int i;
@@ -631,7 +631,7 @@ test_ack_received(void **state)
 	}
 	st = state_of(fx, "R-1");
 	assert_int_equal(st->status, S(RECEIVED));
-	ihala__v1__referral_state__free_unpacked(st, NULL);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
 	fx_close(fx);
 }
 
@@ -760,7 +760,7 @@ static void
 test_overdue(void **state)
 {
 	struct fx *fx = fx_open(0, 100, 0);
-	Ihala__V1__ReferralState *st;
+	Ihala__V2__ReferralState *st;
 	struct wreq *r;
 	struct msg m;
 
@@ -793,10 +793,10 @@ test_overdue(void **state)
 	assert_int_equal(st->overdue, 1);
 	assert_int_equal(st->status, S(REQUESTED));
 	assert_int_equal(st->history[st->n_history - 1]->status, S(OVERDUE));
-	ihala__v1__referral_state__free_unpacked(st, NULL);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
 	st = state_of(fx, "R-answered");
 	assert_int_equal(st->overdue, 0);
-	ihala__v1__referral_state__free_unpacked(st, NULL);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
 
 	r = tick_req(T0 + 2 * URGENT_MS); /* once only */
 	apply1(fx, r);
@@ -850,7 +850,7 @@ static void
 test_entry_cost_flat(void **state)
 {
 	struct fx *fx = fx_open(0, 1000000, 0);
-	Ihala__V1__ReferralState *st;
+	Ihala__V2__ReferralState *st;
 	uint64_t short_cost, long_cost;
 	struct msg m;
 	size_t i;
@@ -882,10 +882,10 @@ test_entry_cost_flat(void **state)
 		assert_string_equal(st->history[i]->what, "note");
 	}
 	assert_int_equal(st->history[st->n_history - 1]->seq, log_last(fx));
-	ihala__v1__referral_state__free_unpacked(st, NULL);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
 	st = state_of(fx, "R-short");
 	assert_int_equal(st->n_history, 12);
-	ihala__v1__referral_state__free_unpacked(st, NULL);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
 	fx_close(fx);
 }
 
@@ -893,7 +893,7 @@ test_entry_cost_flat(void **state)
 static void
 strip_scope(struct fx *fx, const char *rid)
 {
-	Ihala__V1__ReferralState *raw;
+	Ihala__V2__ReferralState *raw;
 	struct store_rtxn *r;
 	struct store_wtxn *w;
 	const void *data;
@@ -902,18 +902,18 @@ strip_scope(struct fx *fx, const char *rid)
 
 	assert_int_equal(store_rbegin(fx->store, &r), 0);
 	assert_int_equal(store_referral_get(r, rid, &data, &len), 0);
-	raw = ihala__v1__referral_state__unpack(NULL, len, data);
+	raw = ihala__v2__referral_state__unpack(NULL, len, data);
 	store_rend(r);
 	assert_non_null(raw);
 	na = raw->n_consent_agencies;
 	nd = raw->n_consent_data;
 	raw->n_consent_agencies = 0;
 	raw->n_consent_data = 0;
-	assert_true(ihala__v1__referral_state__get_packed_size(raw) <= sizeof(buf));
-	len = ihala__v1__referral_state__pack(raw, buf);
+	assert_true(ihala__v2__referral_state__get_packed_size(raw) <= sizeof(buf));
+	len = ihala__v2__referral_state__pack(raw, buf);
 	raw->n_consent_agencies = na;
 	raw->n_consent_data = nd;
-	ihala__v1__referral_state__free_unpacked(raw, NULL);
+	ihala__v2__referral_state__free_unpacked(raw, NULL);
 	assert_int_equal(store_wbegin(fx->store, &w), 0);
 	assert_int_equal(store_referral_put(w, rid, buf, len), 0);
 	assert_int_equal(store_wcommit(w), 0);
@@ -926,7 +926,7 @@ static void
 test_onward_consent_scope(void **state)
 {
 	struct fx *fx = fx_open(0, 100, 0);
-	Ihala__V1__ReferralState *st;
+	Ihala__V2__ReferralState *st;
 	struct wreq *req;
 	struct msg m;
 	int i;
@@ -943,8 +943,8 @@ test_onward_consent_scope(void **state)
 	assert_string_equal(st->consent_agencies[0], "moh");
 	assert_string_equal(st->consent_agencies[1], "hi");
 	assert_int_equal(st->n_consent_data, 1);
-	assert_int_equal(st->consent_data[0], IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS);
-	ihala__v1__referral_state__free_unpacked(st, NULL);
+	assert_int_equal(st->consent_data[0], IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_NEEDS);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
 	msg_status(&m, "m-2", "R-p", S(ACCEPTED));
 	req = submit1(fx, "moh", &m, T0 + 1);
 	assert_int_equal(req->status, RS(ACCEPTED));
@@ -955,7 +955,7 @@ test_onward_consent_scope(void **state)
 			strip_scope(fx, "R-p");
 			st = state_of(fx, "R-p");
 			assert_int_equal(st->n_consent_agencies, 0);
-			ihala__v1__referral_state__free_unpacked(st, NULL);
+			ihala__v2__referral_state__free_unpacked(st, NULL);
 		}
 		/* moh refers onward to hi, its consent naming dma too: outside the parent's */
 		msg_referral(&m, i == 0 ? "m-3" : "m-5", i == 0 ? "R-c" : "R-d");
@@ -991,8 +991,8 @@ static void
 test_history_in_state_record(void **state)
 {
 	struct fx *fx = fx_open(0, 100, 0);
-	Ihala__V1__ReferralState old = IHALA__V1__REFERRAL_STATE__INIT, *st;
-	Ihala__V1__HistoryItem it[2], *items[2];
+	Ihala__V2__ReferralState old = IHALA__V2__REFERRAL_STATE__INIT, *st;
+	Ihala__V2__HistoryItem it[2], *items[2];
 	const char *what[2] = {"referral", "received"};
 	struct store_wtxn *w;
 	struct store_rtxn *r;
@@ -1014,10 +1014,10 @@ test_history_in_state_record(void **state)
 	old.referrer = "dma";
 	old.recipient = "moh";
 	old.status = S(RECEIVED);
-	old.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+	old.priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
 	old.deadline_ms = T0 + URGENT_MS;
 	for (i = 0; i < 2; i++) {
-		ihala__v1__history_item__init(&it[i]);
+		ihala__v2__history_item__init(&it[i]);
 		it[i].seq = (uint64_t)i + 1;
 		it[i].time_ms = T0;
 		it[i].agency = i == 0 ? "dma" : "";
@@ -1027,8 +1027,8 @@ test_history_in_state_record(void **state)
 	}
 	old.n_history = 2;
 	old.history = items;
-	assert_true(ihala__v1__referral_state__get_packed_size(&old) <= sizeof(buf));
-	len = ihala__v1__referral_state__pack(&old, buf);
+	assert_true(ihala__v2__referral_state__get_packed_size(&old) <= sizeof(buf));
+	len = ihala__v2__referral_state__pack(&old, buf);
 	assert_int_equal(store_wbegin(fx->store, &w), 0);
 	assert_int_equal(store_referral_put(w, "R-old", buf, len), 0);
 	assert_int_equal(store_wcommit(w), 0);
@@ -1036,7 +1036,7 @@ test_history_in_state_record(void **state)
 	st = state_of(fx, "R-old");
 	assert_int_equal(st->n_history, 2);
 	assert_string_equal(st->history[1]->what, "received");
-	ihala__v1__referral_state__free_unpacked(st, NULL);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
 
 	msg_note(&m, "n-1", "R-old", "seen");
 	req = submit1(fx, "dma", &m, T0 + 1);
@@ -1052,15 +1052,15 @@ test_history_in_state_record(void **state)
 	assert_string_equal(st->history[1]->what, "received");
 	assert_string_equal(st->history[2]->what, "note");
 	assert_int_equal(st->status, S(RECEIVED));
-	ihala__v1__referral_state__free_unpacked(st, NULL);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
 	/* The record itself now holds no item. */
 	assert_int_equal(store_rbegin(fx->store, &r), 0);
 	assert_int_equal(store_referral_get(r, "R-old", &data, &len), 0);
-	st = ihala__v1__referral_state__unpack(NULL, len, data);
+	st = ihala__v2__referral_state__unpack(NULL, len, data);
 	store_rend(r);
 	assert_non_null(st);
 	assert_int_equal(st->n_history, 0);
-	ihala__v1__referral_state__free_unpacked(st, NULL);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
 	fx_close(fx);
 }
 
@@ -1143,7 +1143,7 @@ test_state_cache(void **state)
 {
 	struct fx *fx = fx_open(0, 100, 0);
 	struct refstate_cache_stats cs;
-	Ihala__V1__ReferralState *st;
+	Ihala__V2__ReferralState *st;
 	struct wreq *batch[3];
 	struct msg m;
 	size_t i;
@@ -1180,10 +1180,10 @@ test_state_cache(void **state)
 	st = state_of(fx, "R-1");
 	assert_int_equal(st->status, S(ACCEPTED));
 	assert_int_equal(st->n_history, 4);
-	ihala__v1__referral_state__free_unpacked(st, NULL);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
 	st = state_of(fx, "R-2");
 	assert_int_equal(st->status, S(RECEIVED));
-	ihala__v1__referral_state__free_unpacked(st, NULL);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
 	ledger_state_stats(fx->lg, &cs);
 	assert_int_equal(cs.misses, 2); /* the two new referrals, none in the store */
 	assert_int_equal(cs.entries, 2);
@@ -1244,7 +1244,7 @@ static void
 test_state_cache_batch_abort(void **state)
 {
 	struct fx *fx = fx_open(256 * 1024, 100, 0);
-	Ihala__V1__ReferralState *st;
+	Ihala__V2__ReferralState *st;
 	struct wreq *batch[2];
 	struct msg m;
 	char *big;
@@ -1274,7 +1274,7 @@ test_state_cache_batch_abort(void **state)
 	st = state_of(fx, "R-1");
 	assert_int_equal(st->status, S(RECEIVED));
 	assert_int_equal(st->n_history, 2);
-	ihala__v1__referral_state__free_unpacked(st, NULL);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
 	states_check(fx);
 	fx_close(fx);
 }
@@ -1348,12 +1348,12 @@ test_state_cache_savepoint_abort(void **state)
 	assert_int_equal(log_last(fx), SP_REFS + 1); /* the referrals and the padding */
 	states_check(fx);
 	for (i = 0; i < SP_REFS; i++) {
-		Ihala__V1__ReferralState *st;
+		Ihala__V2__ReferralState *st;
 
 		snprintf(rid, sizeof(rid), "R-%zu", i);
 		st = state_of(fx, rid);
 		assert_int_equal(st->status, S(REQUESTED));
-		ihala__v1__referral_state__free_unpacked(st, NULL);
+		ihala__v2__referral_state__free_unpacked(st, NULL);
 	}
 
 	assert_int_equal(store_grow(fx->store, 1024 * 1024), 0);
@@ -1364,12 +1364,12 @@ test_state_cache_savepoint_abort(void **state)
 	assert_int_equal(log_last(fx), 2 * SP_REFS + 1);
 	assert_int_equal(queued(fx, "dma"), SP_REFS);
 	for (i = 0; i < SP_REFS; i++) {
-		Ihala__V1__ReferralState *st;
+		Ihala__V2__ReferralState *st;
 
 		snprintf(rid, sizeof(rid), "R-%zu", i);
 		st = state_of(fx, rid);
 		assert_int_equal(st->status, S(RECEIVED));
-		ihala__v1__referral_state__free_unpacked(st, NULL);
+		ihala__v2__referral_state__free_unpacked(st, NULL);
 	}
 	assert_int_equal(states_check(fx), SP_REFS);
 	fx_close(fx);

@@ -228,23 +228,23 @@ static const ProtobufCMessageDescriptor node_descriptor = {
 static void
 test_referral_roundtrip(void **state)
 {
-	Ihala__V1__Referral *r;
+	Ihala__V2__Referral *r;
 
 	(void)state;
-	r = (Ihala__V1__Referral *)parse_ok(&ihala__v1__referral__descriptor, referral_json);
+	r = (Ihala__V2__Referral *)parse_ok(&ihala__v2__referral__descriptor, referral_json);
 	assert_string_equal(r->referral_id, REFERRAL_ID);
-	assert_int_equal(r->priority, IHALA__V1__PRIORITY__PRIORITY_URGENT);
+	assert_int_equal(r->priority, IHALA__V2__PRIORITY__PRIORITY_URGENT);
 	assert_int_equal(r->n_services, 3);
 	assert_int_equal(r->services[1],
-	                 IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS);
+	                 IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS);
 	assert_string_equal(r->survivor->name, "نور الهدى");
 	assert_int_equal(r->survivor->birth_year, 1996);
 	assert_int_equal(r->survivor->functioning->walking,
-	                 IHALA__V1__DIFFICULTY__DIFFICULTY_A_LOT);
+	                 IHALA__V2__DIFFICULTY__DIFFICULTY_A_LOT);
 	assert_int_equal(r->survivor->functioning->hearing,
-	                 IHALA__V1__DIFFICULTY__DIFFICULTY_UNSPECIFIED);
+	                 IHALA__V2__DIFFICULTY__DIFFICULTY_UNSPECIFIED);
 	assert_int_equal(r->survivor->injury->amputations[0],
-	                 IHALA__V1__AMPUTATION__AMPUTATION_LEG_RIGHT_BELOW_KNEE);
+	                 IHALA__V2__AMPUTATION__AMPUTATION_LEG_RIGHT_BELOW_KNEE);
 	assert_true(r->consent->given);
 	assert_int_equal(r->consent->n_agencies, 2);
 	assert_string_equal(r->consent->agencies[1], "hi");
@@ -253,7 +253,7 @@ test_referral_roundtrip(void **state)
 	assert_true(r->created_time_ms == UINT64_C(1712044800000));
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 
-	assert_roundtrip_equal(&ihala__v1__referral__descriptor, referral_json);
+	assert_roundtrip_equal(&ihala__v2__referral__descriptor, referral_json);
 }
 
 static void
@@ -261,7 +261,7 @@ test_envelope_roundtrip(void **state)
 {
 	char *text;
 	size_t n;
-	Ihala__V1__Envelope *e;
+	Ihala__V2__Envelope *e;
 
 	(void)state;
 	n = strlen(referral_json) + 256;
@@ -271,11 +271,11 @@ test_envelope_roundtrip(void **state)
 	         "{\"messageId\": \"dma-2024-0417-1\", \"to\": \"moh\", \"from\": \"dma\","
 	         " \"clientTimeMs\": 1712044800123, \"referral\": %s}",
 	         referral_json);
-	e = (Ihala__V1__Envelope *)parse_ok(&ihala__v1__envelope__descriptor, text);
-	assert_int_equal(e->kind_case, IHALA__V1__ENVELOPE__KIND_REFERRAL);
+	e = (Ihala__V2__Envelope *)parse_ok(&ihala__v2__envelope__descriptor, text);
+	assert_int_equal(e->kind_case, IHALA__V2__ENVELOPE__KIND_REFERRAL);
 	assert_string_equal(e->referral->survivor->district, "Sinjar");
 	protobuf_c_message_free_unpacked(&e->base, NULL);
-	assert_roundtrip_equal(&ihala__v1__envelope__descriptor, text);
+	assert_roundtrip_equal(&ihala__v2__envelope__descriptor, text);
 	free(text);
 }
 
@@ -296,18 +296,18 @@ test_outcome_status_roundtrip(void **state)
 	static const char env[] =
 	    "{\"messageId\": \"moh-77\", \"statusUpdate\": {\"referralId\": \"r1\","
 	    " \"status\": \"on-hold\", \"reasonCode\": \"waiting-time-too-long\"}}";
-	Ihala__V1__StatusUpdate *s;
+	Ihala__V2__StatusUpdate *s;
 
 	(void)state;
-	assert_roundtrip_equal(&ihala__v1__outcome__descriptor, outcome);
-	assert_roundtrip_equal(&ihala__v1__status_update__descriptor, status);
-	assert_roundtrip_equal(&ihala__v1__envelope__descriptor, env);
+	assert_roundtrip_equal(&ihala__v2__outcome__descriptor, outcome);
+	assert_roundtrip_equal(&ihala__v2__status_update__descriptor, status);
+	assert_roundtrip_equal(&ihala__v2__envelope__descriptor, env);
 
-	s = (Ihala__V1__StatusUpdate *)parse_ok(&ihala__v1__status_update__descriptor, status);
-	assert_int_equal(s->status, IHALA__V1__TASK_STATUS__TASK_STATUS_FAILED);
+	s = (Ihala__V2__StatusUpdate *)parse_ok(&ihala__v2__status_update__descriptor, status);
+	assert_int_equal(s->status, IHALA__V2__TASK_STATUS__TASK_STATUS_FAILED);
 	assert_int_equal(s->outcome->n_not_successful_reasons, 2);
 	assert_int_equal(s->outcome->not_successful_reasons[1],
-	                 IHALA__V1__REASON_CODE__REASON_CODE_OTHER);
+	                 IHALA__V2__REASON_CODE__REASON_CODE_OTHER);
 	assert_false(s->outcome->success);
 	protobuf_c_message_free_unpacked(&s->base, NULL);
 }
@@ -319,31 +319,31 @@ test_example_files(void **state)
 	char err[512], *text;
 	size_t len;
 	ProtobufCMessage *m;
-	Ihala__V1__Referral *r;
-	Ihala__V1__Outcome *o;
-	Ihala__V1__StatusUpdate *s;
+	Ihala__V2__Referral *r;
+	Ihala__V2__Outcome *o;
+	Ihala__V2__StatusUpdate *s;
 	json_t *j;
 
 	(void)state;
 	text = read_file("config/examples/referral.json", &len);
 	assert_int_equal(
-	    pbjson_from_string(&ihala__v1__referral__descriptor, text, len, &m, err, sizeof(err)),
+	    pbjson_from_string(&ihala__v2__referral__descriptor, text, len, &m, err, sizeof(err)),
 	    0);
-	r = (Ihala__V1__Referral *)m;
+	r = (Ihala__V2__Referral *)m;
 	assert_string_equal(r->receiving_agency, "moh");
 	assert_string_equal(r->referring_agency, "dma");
 	assert_int_equal(r->n_services, 3);
 	assert_int_equal(r->services[0],
-	                 IHALA__V1__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION);
+	                 IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION);
 	assert_int_equal(r->services[2],
-	                 IHALA__V1__SERVICE_CODE__SERVICE_CODE_PSYCHOSOCIAL_SUPPORT);
+	                 IHALA__V2__SERVICE_CODE__SERVICE_CODE_PSYCHOSOCIAL_SUPPORT);
 	assert_string_equal(r->survivor->governorate, "Ninewa");
 	assert_string_equal(r->survivor->district, "Sinjar");
 	assert_int_equal(r->survivor->injury->device_type,
-	                 IHALA__V1__DEVICE_TYPE__DEVICE_TYPE_LANDMINE_AP);
+	                 IHALA__V2__DEVICE_TYPE__DEVICE_TYPE_LANDMINE_AP);
 	assert_int_equal(r->survivor->injury->amputations[0],
-	                 IHALA__V1__AMPUTATION__AMPUTATION_LEG_RIGHT_BELOW_KNEE);
-	assert_int_equal(r->consent->given_by, IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR);
+	                 IHALA__V2__AMPUTATION__AMPUTATION_LEG_RIGHT_BELOW_KNEE);
+	assert_int_equal(r->consent->given_by, IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR);
 	assert_int_equal(r->consent->n_agencies, 2);
 	assert_string_equal(r->consent->agencies[0], "moh");
 	assert_string_equal(r->consent->agencies[1], "hi");
@@ -363,9 +363,9 @@ test_example_files(void **state)
 
 	text = read_file("config/examples/outcome.json", &len);
 	assert_int_equal(
-	    pbjson_from_string(&ihala__v1__outcome__descriptor, text, len, &m, err, sizeof(err)),
+	    pbjson_from_string(&ihala__v2__outcome__descriptor, text, len, &m, err, sizeof(err)),
 	    0);
-	o = (Ihala__V1__Outcome *)m;
+	o = (Ihala__V2__Outcome *)m;
 	/* The example names no referral: `ihala outcome R` does. */
 	assert_string_equal(o->referral_id, "");
 	assert_true(o->service_implemented && o->success && o->follow_up_needed);
@@ -374,12 +374,12 @@ test_example_files(void **state)
 	free(text);
 
 	text = read_file("config/examples/status.json", &len);
-	assert_int_equal(pbjson_from_string(&ihala__v1__status_update__descriptor, text, len, &m,
+	assert_int_equal(pbjson_from_string(&ihala__v2__status_update__descriptor, text, len, &m,
 	                                    err, sizeof(err)),
 	                 0);
-	s = (Ihala__V1__StatusUpdate *)m;
+	s = (Ihala__V2__StatusUpdate *)m;
 	assert_string_equal(s->referral_id, REFERRAL_ID);
-	assert_int_equal(s->status, IHALA__V1__TASK_STATUS__TASK_STATUS_IN_PROGRESS);
+	assert_int_equal(s->status, IHALA__V2__TASK_STATUS__TASK_STATUS_IN_PROGRESS);
 	protobuf_c_message_free_unpacked(m, NULL);
 	free(text);
 }
@@ -400,15 +400,15 @@ test_enum_forms(void **state)
 	char text[256], name[64];
 	size_t i;
 	int v;
-	Ihala__V1__StatusUpdate *s;
+	Ihala__V2__StatusUpdate *s;
 	json_t *j;
 
 	(void)state;
 	for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
 		snprintf(text, sizeof(text), "{\"referralId\": \"r\", \"status\": %s}", forms[i]);
-		s = (Ihala__V1__StatusUpdate *)parse_ok(&ihala__v1__status_update__descriptor,
+		s = (Ihala__V2__StatusUpdate *)parse_ok(&ihala__v2__status_update__descriptor,
 		                                        text);
-		assert_int_equal(s->status, IHALA__V1__TASK_STATUS__TASK_STATUS_IN_PROGRESS);
+		assert_int_equal(s->status, IHALA__V2__TASK_STATUS__TASK_STATUS_IN_PROGRESS);
 		assert_int_equal(pbjson_to_json(&s->base, 0, &j), 0);
 		assert_string_equal(json_string_value(json_object_get(j, "status")), "in-progress");
 		json_decref(j);
@@ -416,26 +416,26 @@ test_enum_forms(void **state)
 	}
 
 	assert_int_equal(
-	    pbjson_enum_to_name(&ihala__v1__task_status__descriptor, 6, name, sizeof(name)), 0);
+	    pbjson_enum_to_name(&ihala__v2__task_status__descriptor, 6, name, sizeof(name)), 0);
 	assert_string_equal(name, "on-hold");
 	assert_int_equal(
-	    pbjson_enum_to_name(&ihala__v1__error_code__descriptor, 20, name, sizeof(name)), 0);
+	    pbjson_enum_to_name(&ihala__v2__error_code__descriptor, 20, name, sizeof(name)), 0);
 	assert_string_equal(name, "bad-frame");
 	assert_int_equal(
-	    pbjson_enum_to_name(&ihala__v1__error_code__descriptor, 0, name, sizeof(name)), 0);
+	    pbjson_enum_to_name(&ihala__v2__error_code__descriptor, 0, name, sizeof(name)), 0);
 	assert_string_equal(name, "ok");
 	assert_int_equal(
-	    pbjson_enum_to_name(&ihala__v1__error_code__descriptor, 99, name, sizeof(name)),
+	    pbjson_enum_to_name(&ihala__v2__error_code__descriptor, 99, name, sizeof(name)),
 	    IHALA_ENOTFOUND);
-	assert_int_equal(pbjson_enum_to_name(&ihala__v1__task_status__descriptor, 5, name, 4),
+	assert_int_equal(pbjson_enum_to_name(&ihala__v2__task_status__descriptor, 5, name, 4),
 	                 IHALA_EINVAL);
 	assert_int_equal(
-	    pbjson_enum_from_name(&ihala__v1__reason_code__descriptor, "client-did-not-attend", &v),
+	    pbjson_enum_from_name(&ihala__v2__reason_code__descriptor, "client-did-not-attend", &v),
 	    0);
 	assert_int_equal(v, 22);
-	assert_int_equal(pbjson_enum_from_name(&ihala__v1__priority__descriptor, "asap", &v),
+	assert_int_equal(pbjson_enum_from_name(&ihala__v2__priority__descriptor, "asap", &v),
 	                 IHALA_ENOTFOUND);
-	assert_int_equal(pbjson_enum_from_name(&ihala__v1__priority__descriptor, "", &v),
+	assert_int_equal(pbjson_enum_from_name(&ihala__v2__priority__descriptor, "", &v),
 	                 IHALA_ENOTFOUND);
 	/* prefix from the common prefix when the type name does not match */
 	assert_int_equal(pbjson_enum_to_name(&colour_descriptor, 2, name, sizeof(name)), 0);
@@ -443,15 +443,15 @@ test_enum_forms(void **state)
 	assert_int_equal(pbjson_enum_from_name(&colour_descriptor, "red", &v), 0);
 	assert_int_equal(v, 1);
 
-	expect_error(&ihala__v1__referral__descriptor, "{\"priority\": \"asap\"}", IHALA_EJSON,
+	expect_error(&ihala__v2__referral__descriptor, "{\"priority\": \"asap\"}", IHALA_EJSON,
 	             "referral.priority: unknown value \"asap\""
 	             " (expected one of: emergency, urgent, normal)");
 	expect_error(
-	    &ihala__v1__referral__descriptor, "{\"priority\": 7}", IHALA_EJSON,
+	    &ihala__v2__referral__descriptor, "{\"priority\": 7}", IHALA_EJSON,
 	    "referral.priority: unknown value 7 (expected one of: emergency, urgent, normal)");
-	expect_error(&ihala__v1__referral__descriptor, "{\"priority\": true}", IHALA_EJSON,
+	expect_error(&ihala__v2__referral__descriptor, "{\"priority\": true}", IHALA_EJSON,
 	             "referral.priority: expected an enum name or number, got true");
-	expect_error(&ihala__v1__referral__descriptor, "{\"services\": [\"legal\", \"surgery\"]}",
+	expect_error(&ihala__v2__referral__descriptor, "{\"services\": [\"legal\", \"surgery\"]}",
 	             IHALA_EJSON,
 	             "referral.services[1]: unknown value \"surgery\" (expected one of: "
 	             "emergency-medical, ongoing-medical, physical-rehabilitation, "
@@ -459,7 +459,7 @@ test_enum_forms(void **state)
 	             "social-protection, economic-inclusion, education, legal, other)");
 	/* the prefix alone is not a value name */
 	expect_error(
-	    &ihala__v1__survivor__descriptor, "{\"sex\": \"SEX_\"}", IHALA_EJSON,
+	    &ihala__v2__survivor__descriptor, "{\"sex\": \"SEX_\"}", IHALA_EJSON,
 	    "survivor.sex: unknown value \"SEX_\" (expected one of: female, male, unknown)");
 }
 
@@ -468,13 +468,13 @@ test_enum_forms(void **state)
 static void
 test_int64(void **state)
 {
-	Ihala__V1__Receipt *r;
+	Ihala__V2__Receipt *r;
 	json_t *j;
 	char *s;
 
 	(void)state;
-	r = (Ihala__V1__Receipt *)parse_ok(
-	    &ihala__v1__receipt__descriptor,
+	r = (Ihala__V2__Receipt *)parse_ok(
+	    &ihala__v2__receipt__descriptor,
 	    "{\"seq\": \"18446744073709551615\", \"errorCode\": \"-40\"}");
 	assert_true(r->seq == UINT64_MAX);
 	assert_int_equal(r->error_code, -40);
@@ -484,7 +484,7 @@ test_int64(void **state)
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 
 	/* up to 2^53 as numbers, beyond as strings, or always with the flag */
-	r = (Ihala__V1__Receipt *)parse_ok(&ihala__v1__receipt__descriptor,
+	r = (Ihala__V2__Receipt *)parse_ok(&ihala__v2__receipt__descriptor,
 	                                   "{\"seq\": 9007199254740992}");
 	assert_int_equal(pbjson_to_string(&r->base, 0, &s), 0);
 	assert_string_equal(s, "{\"seq\":9007199254740992}");
@@ -498,47 +498,47 @@ test_int64(void **state)
 	free(s);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 
-	j = roundtrip(&ihala__v1__envelope__descriptor, "{\"clientTimeMs\": \"1712044800123\"}", 0);
+	j = roundtrip(&ihala__v2__envelope__descriptor, "{\"clientTimeMs\": \"1712044800123\"}", 0);
 	assert_true(json_integer_value(json_object_get(j, "clientTimeMs")) == 1712044800123LL);
 	json_decref(j);
 
-	expect_error(&ihala__v1__receipt__descriptor, "{\"seq\": -1}", IHALA_EJSON,
+	expect_error(&ihala__v2__receipt__descriptor, "{\"seq\": -1}", IHALA_EJSON,
 	             "receipt.seq: value -1 is out of range for uint64");
-	expect_error(&ihala__v1__receipt__descriptor, "{\"seq\": \"-5\"}", IHALA_EJSON,
+	expect_error(&ihala__v2__receipt__descriptor, "{\"seq\": \"-5\"}", IHALA_EJSON,
 	             "receipt.seq: value -5 is out of range for uint64");
-	expect_error(&ihala__v1__receipt__descriptor, "{\"seq\": \"18446744073709551616\"}",
+	expect_error(&ihala__v2__receipt__descriptor, "{\"seq\": \"18446744073709551616\"}",
 	             IHALA_EJSON,
 	             "receipt.seq: value 18446744073709551616 is out of range for uint64");
-	expect_error(&ihala__v1__receipt__descriptor, "{\"seq\": \"12a\"}", IHALA_EJSON,
+	expect_error(&ihala__v2__receipt__descriptor, "{\"seq\": \"12a\"}", IHALA_EJSON,
 	             "receipt.seq: expected an integer, got string \"12a\"");
-	expect_error(&ihala__v1__receipt__descriptor, "{\"seq\": \" 12\"}", IHALA_EJSON,
+	expect_error(&ihala__v2__receipt__descriptor, "{\"seq\": \" 12\"}", IHALA_EJSON,
 	             "receipt.seq: expected an integer, got string \" 12\"");
-	expect_error(&ihala__v1__receipt__descriptor, "{\"seq\": \"\"}", IHALA_EJSON,
+	expect_error(&ihala__v2__receipt__descriptor, "{\"seq\": \"\"}", IHALA_EJSON,
 	             "receipt.seq: expected an integer, got string \"\"");
-	expect_error(&ihala__v1__receipt__descriptor, "{\"errorCode\": 2147483648}", IHALA_EJSON,
+	expect_error(&ihala__v2__receipt__descriptor, "{\"errorCode\": 2147483648}", IHALA_EJSON,
 	             "receipt.errorCode: value 2147483648 is out of range for int32");
-	expect_error(&ihala__v1__receipt__descriptor, "{\"errorCode\": \"-2147483649\"}",
+	expect_error(&ihala__v2__receipt__descriptor, "{\"errorCode\": \"-2147483649\"}",
 	             IHALA_EJSON, "receipt.errorCode: value -2147483649 is out of range for int32");
-	expect_error(&ihala__v1__welcome__descriptor, "{\"protocolVersion\": 4294967296}",
+	expect_error(&ihala__v2__welcome__descriptor, "{\"protocolVersion\": 4294967296}",
 	             IHALA_EJSON,
 	             "welcome.protocolVersion: value 4294967296 is out of range for uint32");
-	expect_error(&ihala__v1__receipt__descriptor, "{\"errorCode\": 1.5}", IHALA_EJSON,
+	expect_error(&ihala__v2__receipt__descriptor, "{\"errorCode\": 1.5}", IHALA_EJSON,
 	             "receipt.errorCode: expected an integer, got number 1.5");
-	expect_error(&ihala__v1__receipt__descriptor, "{\"errorCode\": 0.1}", IHALA_EJSON,
+	expect_error(&ihala__v2__receipt__descriptor, "{\"errorCode\": 0.1}", IHALA_EJSON,
 	             "receipt.errorCode: expected an integer, got number 0.1");
 }
 
 static void
 test_int32_forms(void **state)
 {
-	Ihala__V1__Survivor *s;
+	Ihala__V2__Survivor *s;
 
 	(void)state;
-	s = (Ihala__V1__Survivor *)parse_ok(&ihala__v1__survivor__descriptor,
+	s = (Ihala__V2__Survivor *)parse_ok(&ihala__v2__survivor__descriptor,
 	                                    "{\"birthYear\": 1996.0}");
 	assert_int_equal(s->birth_year, 1996);
 	protobuf_c_message_free_unpacked(&s->base, NULL);
-	s = (Ihala__V1__Survivor *)parse_ok(&ihala__v1__survivor__descriptor,
+	s = (Ihala__V2__Survivor *)parse_ok(&ihala__v2__survivor__descriptor,
 	                                    "{\"birth_year\": \"4294967295\"}");
 	assert_int_equal(s->birth_year, UINT32_MAX);
 	protobuf_c_message_free_unpacked(&s->base, NULL);
@@ -611,15 +611,15 @@ test_optional_presence(void **state)
 static void
 test_bytes(void **state)
 {
-	Ihala__V1__Receipt *r;
-	Ihala__V1__InclusionProof *p;
+	Ihala__V2__Receipt *r;
+	Ihala__V2__InclusionProof *p;
 	char *s;
 	size_t i;
 
 	(void)state;
 	/* 32 bytes 0x00..0x1f, standard alphabet with padding */
-	r = (Ihala__V1__Receipt *)parse_ok(
-	    &ihala__v1__receipt__descriptor,
+	r = (Ihala__V2__Receipt *)parse_ok(
+	    &ihala__v2__receipt__descriptor,
 	    "{\"leafHash\": \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}");
 	assert_int_equal(r->leaf_hash.len, 32);
 	for (i = 0; i < 32; i++) {
@@ -631,7 +631,7 @@ test_bytes(void **state)
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 
 	/* URL-safe alphabet, no padding; repeated bytes; empty bytes */
-	p = (Ihala__V1__InclusionProof *)parse_ok(&ihala__v1__inclusion_proof__descriptor,
+	p = (Ihala__V2__InclusionProof *)parse_ok(&ihala__v2__inclusion_proof__descriptor,
 	                                          "{\"path\": [\"-_8\", \"\", \"YQ\", \"YWI=\"]}");
 	assert_int_equal(p->n_path, 4);
 	assert_int_equal(p->path[0].len, 2);
@@ -646,15 +646,15 @@ test_bytes(void **state)
 	free(s);
 	protobuf_c_message_free_unpacked(&p->base, NULL);
 
-	expect_error(&ihala__v1__receipt__descriptor, "{\"leafHash\": \"not base64!\"}",
+	expect_error(&ihala__v2__receipt__descriptor, "{\"leafHash\": \"not base64!\"}",
 	             IHALA_EJSON, "receipt.leafHash: invalid base64");
-	expect_error(&ihala__v1__receipt__descriptor, "{\"leafHash\": \"QUJDR\"}", IHALA_EJSON,
+	expect_error(&ihala__v2__receipt__descriptor, "{\"leafHash\": \"QUJDR\"}", IHALA_EJSON,
 	             "receipt.leafHash: invalid base64");
-	expect_error(&ihala__v1__receipt__descriptor, "{\"leafHash\": \"Q===\"}", IHALA_EJSON,
+	expect_error(&ihala__v2__receipt__descriptor, "{\"leafHash\": \"Q===\"}", IHALA_EJSON,
 	             "receipt.leafHash: invalid base64");
-	expect_error(&ihala__v1__receipt__descriptor, "{\"leafHash\": 12}", IHALA_EJSON,
+	expect_error(&ihala__v2__receipt__descriptor, "{\"leafHash\": 12}", IHALA_EJSON,
 	             "receipt.leafHash: expected a base64 string, got number 12");
-	expect_error(&ihala__v1__inclusion_proof__descriptor, "{\"path\": [\"YQ\", \"a=b=\"]}",
+	expect_error(&ihala__v2__inclusion_proof__descriptor, "{\"path\": [\"YQ\", \"a=b=\"]}",
 	             IHALA_EJSON, "inclusionProof.path[1]: invalid base64");
 }
 
@@ -662,9 +662,9 @@ test_bytes(void **state)
 static const ProtobufCMessageDescriptor *
 envelope_hook(const ProtobufCMessageDescriptor *msg, const ProtobufCFieldDescriptor *field)
 {
-	if ((msg == &ihala__v1__submit__descriptor || msg == &ihala__v1__log_entry__descriptor) &&
+	if ((msg == &ihala__v2__submit__descriptor || msg == &ihala__v2__log_entry__descriptor) &&
 	    strcmp(field->name, "envelope") == 0) {
-		return &ihala__v1__envelope__descriptor;
+		return &ihala__v2__envelope__descriptor;
 	}
 	return NULL;
 }
@@ -674,24 +674,24 @@ test_embedded_bytes(void **state)
 {
 	static const char submit[] = "{\"envelope\": {\"messageId\": \"m1\", \"to\": \"moh\","
 	                             " \"note\": {\"referralId\": \"r1\", \"text\": \"ڕۆژان\"}}}";
-	Ihala__V1__Submit *s;
-	Ihala__V1__Envelope *e;
+	Ihala__V2__Submit *s;
+	Ihala__V2__Envelope *e;
 	ProtobufCMessage *m;
 	json_t *j, *want;
 	char err[256];
 
 	(void)state;
 	/* without the hook an object is not bytes */
-	expect_error(&ihala__v1__submit__descriptor, submit, IHALA_EJSON,
+	expect_error(&ihala__v2__submit__descriptor, submit, IHALA_EJSON,
 	             "submit.envelope: expected a base64 string, got an object");
 
 	pbjson_set_bytes_hook(envelope_hook);
-	s = (Ihala__V1__Submit *)parse_ok(&ihala__v1__submit__descriptor, submit);
-	e = ihala__v1__envelope__unpack(NULL, s->envelope.len, s->envelope.data);
+	s = (Ihala__V2__Submit *)parse_ok(&ihala__v2__submit__descriptor, submit);
+	e = ihala__v2__envelope__unpack(NULL, s->envelope.len, s->envelope.data);
 	assert_non_null(e);
-	assert_int_equal(e->kind_case, IHALA__V1__ENVELOPE__KIND_NOTE);
+	assert_int_equal(e->kind_case, IHALA__V2__ENVELOPE__KIND_NOTE);
 	assert_string_equal(e->note->text, "ڕۆژان");
-	ihala__v1__envelope__free_unpacked(e, NULL);
+	ihala__v2__envelope__free_unpacked(e, NULL);
 
 	/* rendered decoded only when asked */
 	assert_int_equal(pbjson_to_json(&s->base, PBJSON_EMBEDDED, &j), 0);
@@ -701,10 +701,10 @@ test_embedded_bytes(void **state)
 	assert_int_equal(pbjson_to_json(&s->base, 0, &j), 0);
 	assert_true(json_is_string(json_object_get(j, "envelope")));
 	/* and the base64 form reads back to the same bytes */
-	assert_int_equal(pbjson_from_json(&ihala__v1__submit__descriptor, j, &m, err, sizeof(err)),
+	assert_int_equal(pbjson_from_json(&ihala__v2__submit__descriptor, j, &m, err, sizeof(err)),
 	                 0);
-	assert_int_equal(((Ihala__V1__Submit *)m)->envelope.len, s->envelope.len);
-	assert_memory_equal(((Ihala__V1__Submit *)m)->envelope.data, s->envelope.data,
+	assert_int_equal(((Ihala__V2__Submit *)m)->envelope.len, s->envelope.len);
+	assert_memory_equal(((Ihala__V2__Submit *)m)->envelope.data, s->envelope.data,
 	                    s->envelope.len);
 	protobuf_c_message_free_unpacked(m, NULL);
 	json_decref(j);
@@ -722,7 +722,7 @@ test_embedded_bytes(void **state)
 	protobuf_c_message_free_unpacked(&s->base, NULL);
 
 	/* errors inside the embedded message keep their path */
-	expect_error(&ihala__v1__submit__descriptor, "{\"envelope\": {\"note\": {\"txt\": \"x\"}}}",
+	expect_error(&ihala__v2__submit__descriptor, "{\"envelope\": {\"note\": {\"txt\": \"x\"}}}",
 	             IHALA_EJSON, "submit.envelope.note.txt: unknown field (did you mean 'text'?)");
 	pbjson_set_bytes_hook(NULL);
 	json_decref(want);
@@ -737,26 +737,26 @@ test_ihala_hook(void **state)
 	    " \"sender\": \"dma\", \"recipient\": \"moh\", \"kind\": \"submission\","
 	    " \"envelope\": {\"messageId\": \"m1\", \"to\": \"moh\","
 	    "  \"note\": {\"referralId\": \"r1\", \"text\": \"نور الهدى\"}}}}";
-	Ihala__V1__LogRecord *r;
-	Ihala__V1__LogEntry *e;
+	Ihala__V2__LogRecord *r;
+	Ihala__V2__LogEntry *e;
 	json_t *j, *want;
 
 	(void)state;
 	pbjson_set_bytes_hook(pbjson_ihala_embedded);
-	r = (Ihala__V1__LogRecord *)parse_ok(&ihala__v1__log_record__descriptor, record);
-	e = ihala__v1__log_entry__unpack(NULL, r->entry.len, r->entry.data);
+	r = (Ihala__V2__LogRecord *)parse_ok(&ihala__v2__log_record__descriptor, record);
+	e = ihala__v2__log_entry__unpack(NULL, r->entry.len, r->entry.data);
 	assert_non_null(e);
-	assert_int_equal(e->kind, IHALA__V1__ENTRY_KIND__ENTRY_KIND_SUBMISSION);
+	assert_int_equal(e->kind, IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION);
 	assert_true(e->envelope.len > 0);
-	ihala__v1__log_entry__free_unpacked(e, NULL);
+	ihala__v2__log_entry__free_unpacked(e, NULL);
 	assert_int_equal(pbjson_to_json(&r->base, PBJSON_EMBEDDED, &j), 0);
 	want = json_loads(record, 0, NULL);
 	assert_true(json_equal(j, want));
 	json_decref(j);
 	json_decref(want);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
-	assert_null(pbjson_ihala_embedded(&ihala__v1__receipt__descriptor,
-	                                  &ihala__v1__receipt__descriptor.fields[2]));
+	assert_null(pbjson_ihala_embedded(&ihala__v2__receipt__descriptor,
+	                                  &ihala__v2__receipt__descriptor.fields[2]));
 	pbjson_set_bytes_hook(NULL);
 }
 
@@ -767,11 +767,11 @@ test_oneof(void **state)
 {
 	(void)state;
 	expect_error(
-	    &ihala__v1__envelope__descriptor,
+	    &ihala__v2__envelope__descriptor,
 	    "{\"referral\": {\"referralId\": \"a\"}, \"outcome\": {\"referralId\": \"a\"}}",
 	    IHALA_EJSON,
 	    "envelope: fields 'referral' and 'outcome' of the same oneof are both set");
-	expect_error(&ihala__v1__proof_request__descriptor, "{\"seq\": 0, \"messageId\": \"m\"}",
+	expect_error(&ihala__v2__proof_request__descriptor, "{\"seq\": 0, \"messageId\": \"m\"}",
 	             IHALA_EJSON,
 	             "proofRequest: fields 'seq' and 'messageId' of the same oneof are both set");
 }
@@ -779,19 +779,19 @@ test_oneof(void **state)
 static void
 test_oneof_default_value(void **state)
 {
-	Ihala__V1__ProofRequest *p;
+	Ihala__V2__ProofRequest *p;
 	json_t *j;
 
 	(void)state;
 	/* a oneof member set to its default is still set, and written */
-	p = (Ihala__V1__ProofRequest *)parse_ok(&ihala__v1__proof_request__descriptor,
+	p = (Ihala__V2__ProofRequest *)parse_ok(&ihala__v2__proof_request__descriptor,
 	                                        "{\"seq\": 0, \"messageId\": null}");
-	assert_int_equal(p->target_case, IHALA__V1__PROOF_REQUEST__TARGET_SEQ);
+	assert_int_equal(p->target_case, IHALA__V2__PROOF_REQUEST__TARGET_SEQ);
 	protobuf_c_message_free_unpacked(&p->base, NULL);
-	j = roundtrip(&ihala__v1__proof_request__descriptor, "{\"seq\": 0}", 0);
+	j = roundtrip(&ihala__v2__proof_request__descriptor, "{\"seq\": 0}", 0);
 	assert_non_null(json_object_get(j, "seq"));
 	json_decref(j);
-	j = roundtrip(&ihala__v1__proof_request__descriptor, "{\"messageId\": \"\"}", 0);
+	j = roundtrip(&ihala__v2__proof_request__descriptor, "{\"messageId\": \"\"}", 0);
 	assert_string_equal(json_string_value(json_object_get(j, "messageId")), "");
 	json_decref(j);
 }
@@ -799,28 +799,28 @@ test_oneof_default_value(void **state)
 static void
 test_unknown_field(void **state)
 {
-	Ihala__V1__Survivor *s;
+	Ihala__V2__Survivor *s;
 
 	(void)state;
-	expect_error(&ihala__v1__referral__descriptor, "{\"survivr\": {}}", IHALA_EJSON,
+	expect_error(&ihala__v2__referral__descriptor, "{\"survivr\": {}}", IHALA_EJSON,
 	             "referral.survivr: unknown field (did you mean 'survivor'?)");
-	expect_error(&ihala__v1__referral__descriptor, "{\"survivor\": {\"birthyear\": 1990}}",
+	expect_error(&ihala__v2__referral__descriptor, "{\"survivor\": {\"birthyear\": 1990}}",
 	             IHALA_EJSON,
 	             "referral.survivor.birthyear: unknown field (did you mean 'birthYear'?)");
-	expect_error(&ihala__v1__referral__descriptor, "{\"survivor\": {\"birth_yaer\": 1990}}",
+	expect_error(&ihala__v2__referral__descriptor, "{\"survivor\": {\"birth_yaer\": 1990}}",
 	             IHALA_EJSON,
 	             "referral.survivor.birth_yaer: unknown field (did you mean 'birthYear'?)");
-	expect_error(&ihala__v1__referral__descriptor, "{\"colour\": \"red\"}", IHALA_EJSON,
+	expect_error(&ihala__v2__referral__descriptor, "{\"colour\": \"red\"}", IHALA_EJSON,
 	             "referral.colour: unknown field");
 	/* control characters in a key are not echoed raw */
-	expect_error(&ihala__v1__referral__descriptor, "{\"a\\nb\": 1}", IHALA_EJSON,
+	expect_error(&ihala__v2__referral__descriptor, "{\"a\\nb\": 1}", IHALA_EJSON,
 	             "referral.a?b: unknown field");
 	/* snake_case is accepted, but not together with the camelCase name */
-	s = (Ihala__V1__Survivor *)parse_ok(&ihala__v1__survivor__descriptor,
+	s = (Ihala__V2__Survivor *)parse_ok(&ihala__v2__survivor__descriptor,
 	                                    "{\"case_id\": \"c1\", \"birth_year\": 1990}");
 	assert_string_equal(s->case_id, "c1");
 	protobuf_c_message_free_unpacked(&s->base, NULL);
-	expect_error(&ihala__v1__survivor__descriptor,
+	expect_error(&ihala__v2__survivor__descriptor,
 	             "{\"birthYear\": 1990, \"birth_year\": 1991}", IHALA_EJSON,
 	             "survivor.birth_year: field given twice (as 'birthYear' and 'birth_year')");
 }
@@ -829,26 +829,26 @@ static void
 test_wrong_type(void **state)
 {
 	(void)state;
-	expect_error(&ihala__v1__referral__descriptor, "{\"survivor\": {\"birthYear\": \"abc\"}}",
+	expect_error(&ihala__v2__referral__descriptor, "{\"survivor\": {\"birthYear\": \"abc\"}}",
 	             IHALA_EJSON,
 	             "referral.survivor.birthYear: expected an integer, got string \"abc\"");
-	expect_error(&ihala__v1__referral__descriptor, "{\"referralId\": 17}", IHALA_EJSON,
+	expect_error(&ihala__v2__referral__descriptor, "{\"referralId\": 17}", IHALA_EJSON,
 	             "referral.referralId: expected a string, got number 17");
-	expect_error(&ihala__v1__referral__descriptor, "{\"consent\": {\"given\": \"yes\"}}",
+	expect_error(&ihala__v2__referral__descriptor, "{\"consent\": {\"given\": \"yes\"}}",
 	             IHALA_EJSON,
 	             "referral.consent.given: expected true or false, got string \"yes\"");
-	expect_error(&ihala__v1__referral__descriptor, "{\"consent\": {\"given\": 1}}", IHALA_EJSON,
+	expect_error(&ihala__v2__referral__descriptor, "{\"consent\": {\"given\": 1}}", IHALA_EJSON,
 	             "referral.consent.given: expected true or false, got number 1");
-	expect_error(&ihala__v1__referral__descriptor, "{\"survivor\": \"IQ-1\"}", IHALA_EJSON,
+	expect_error(&ihala__v2__referral__descriptor, "{\"survivor\": \"IQ-1\"}", IHALA_EJSON,
 	             "referral.survivor: expected an object, got string \"IQ-1\"");
-	expect_error(&ihala__v1__referral__descriptor, "{\"services\": \"legal\"}", IHALA_EJSON,
+	expect_error(&ihala__v2__referral__descriptor, "{\"services\": \"legal\"}", IHALA_EJSON,
 	             "referral.services: expected an array, got string \"legal\"");
-	expect_error(&ihala__v1__referral__descriptor,
+	expect_error(&ihala__v2__referral__descriptor,
 	             "{\"consent\": {\"agencies\": [\"moh\", null]}}", IHALA_EJSON,
 	             "referral.consent.agencies[1]: expected a string, got null");
-	expect_error(&ihala__v1__referral_state__descriptor, "{\"history\": [{}, [] ]}",
+	expect_error(&ihala__v2__referral_state__descriptor, "{\"history\": [{}, [] ]}",
 	             IHALA_EJSON, "referralState.history[1]: expected an object, got an array");
-	expect_error(&ihala__v1__envelope__descriptor,
+	expect_error(&ihala__v2__envelope__descriptor,
 	             "{\"referral\": {\"survivor\": {\"injury\": {\"amputations\":"
 	             " [\"leg-right-below-knee\", \"tail\"]}}}}",
 	             IHALA_EJSON,
@@ -859,7 +859,7 @@ test_wrong_type(void **state)
 	             " leg-right-below-knee, foot-right)");
 	/* long values are cut in the message */
 	expect_error(
-	    &ihala__v1__survivor__descriptor,
+	    &ihala__v2__survivor__descriptor,
 	    "{\"sex\": "
 	    "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
 	    IHALA_EJSON,
@@ -871,12 +871,12 @@ test_wrong_type(void **state)
 static void
 test_nulls_are_unset(void **state)
 {
-	Ihala__V1__Referral *r;
+	Ihala__V2__Referral *r;
 	json_t *j;
 
 	(void)state;
-	r = (Ihala__V1__Referral *)parse_ok(
-	    &ihala__v1__referral__descriptor,
+	r = (Ihala__V2__Referral *)parse_ok(
+	    &ihala__v2__referral__descriptor,
 	    "{\"referralId\": null, \"survivor\": null, \"services\": null, \"priority\": null}");
 	assert_string_equal(r->referral_id, "");
 	assert_null(r->survivor);
@@ -893,7 +893,7 @@ test_limits(void **state)
 	size_t big = PBJSON_MAX_STRING + 64, i, off;
 	char *text, *p;
 	struct node *n;
-	Ihala__V1__Note *note;
+	Ihala__V2__Note *note;
 
 	(void)state;
 	/* strings: 64 KiB is fine, one byte more is not */
@@ -902,13 +902,13 @@ test_limits(void **state)
 	off = (size_t)snprintf(text, big, "{\"text\": \"");
 	memset(text + off, 'x', PBJSON_MAX_STRING);
 	snprintf(text + off + PBJSON_MAX_STRING, big - off - PBJSON_MAX_STRING, "\"}");
-	note = (Ihala__V1__Note *)parse_ok(&ihala__v1__note__descriptor, text);
+	note = (Ihala__V2__Note *)parse_ok(&ihala__v2__note__descriptor, text);
 	assert_int_equal(strlen(note->text), PBJSON_MAX_STRING);
 	protobuf_c_message_free_unpacked(&note->base, NULL);
 	off = (size_t)snprintf(text, big, "{\"text\": \"y");
 	memset(text + off, 'x', PBJSON_MAX_STRING);
 	snprintf(text + off + PBJSON_MAX_STRING, big - off - PBJSON_MAX_STRING, "\"}");
-	expect_error(&ihala__v1__note__descriptor, text, IHALA_ETOOLARGE,
+	expect_error(&ihala__v2__note__descriptor, text, IHALA_ETOOLARGE,
 	             "note.text: string is too long (65537 bytes, at most 65536)");
 	free(text);
 
@@ -922,14 +922,14 @@ test_limits(void **state)
 	}
 	strcpy(p, "]}");
 	{
-		Ihala__V1__Consent *c =
-		    (Ihala__V1__Consent *)parse_ok(&ihala__v1__consent__descriptor, text);
+		Ihala__V2__Consent *c =
+		    (Ihala__V2__Consent *)parse_ok(&ihala__v2__consent__descriptor, text);
 
 		assert_int_equal(c->n_agencies, PBJSON_MAX_ITEMS);
 		protobuf_c_message_free_unpacked(&c->base, NULL);
 	}
 	strcpy(p, ",\"a\"]}");
-	expect_error(&ihala__v1__consent__descriptor, text, IHALA_ETOOLARGE,
+	expect_error(&ihala__v2__consent__descriptor, text, IHALA_ETOOLARGE,
 	             "consent.agencies: too many items (10001, at most 10000)");
 	free(text);
 
@@ -1005,7 +1005,7 @@ test_limits(void **state)
 
 		assert_non_null(o);
 		assert_int_equal(
-		    pbjson_from_json(&ihala__v1__note__descriptor, o, &m, err, sizeof(err)),
+		    pbjson_from_json(&ihala__v2__note__descriptor, o, &m, err, sizeof(err)),
 		    IHALA_EJSON);
 		assert_string_equal(err, "note.text: string contains a NUL character");
 		json_decref(o);
@@ -1022,7 +1022,7 @@ test_limits(void **state)
 		ProtobufCMessage *m;
 		char err[256];
 
-		assert_int_equal(pbjson_from_string(&ihala__v1__note__descriptor, text, big, &m,
+		assert_int_equal(pbjson_from_string(&ihala__v2__note__descriptor, text, big, &m,
 		                                    err, sizeof(err)),
 		                 IHALA_ETOOLARGE);
 		assert_string_equal(err, "input is too large (16777217 bytes, at most 16777216)");
@@ -1038,36 +1038,36 @@ test_syntax_and_args(void **state)
 	json_t *j = json_object();
 
 	(void)state;
-	assert_int_equal(pbjson_from_string(&ihala__v1__note__descriptor, "{\"text\": }", 10, &m,
+	assert_int_equal(pbjson_from_string(&ihala__v2__note__descriptor, "{\"text\": }", 10, &m,
 	                                    err, sizeof(err)),
 	                 IHALA_EJSON);
 	assert_null(m);
 	assert_true(strncmp(err, "line 1, column ", 15) == 0);
-	assert_int_equal(pbjson_from_string(&ihala__v1__note__descriptor,
+	assert_int_equal(pbjson_from_string(&ihala__v2__note__descriptor,
 	                                    "{\"text\": \"a\", \"text\": \"b\"}", 26, &m, err,
 	                                    sizeof(err)),
 	                 IHALA_EJSON);
 	assert_non_null(strstr(err, "duplicate"));
 	assert_int_equal(
-	    pbjson_from_string(&ihala__v1__note__descriptor, "{} x", 4, &m, err, sizeof(err)),
+	    pbjson_from_string(&ihala__v2__note__descriptor, "{} x", 4, &m, err, sizeof(err)),
 	    IHALA_EJSON);
-	expect_error(&ihala__v1__note__descriptor, "[1]", IHALA_EJSON,
+	expect_error(&ihala__v2__note__descriptor, "[1]", IHALA_EJSON,
 	             "note: expected an object, got an array");
 	/* the length given is honoured: no NUL terminator needed */
 	assert_int_equal(
-	    pbjson_from_string(&ihala__v1__note__descriptor, "{}garbage", 2, &m, err, sizeof(err)),
+	    pbjson_from_string(&ihala__v2__note__descriptor, "{}garbage", 2, &m, err, sizeof(err)),
 	    0);
 	protobuf_c_message_free_unpacked(m, NULL);
 	/* err may be NULL or tiny */
 	assert_int_equal(
-	    pbjson_from_string(&ihala__v1__note__descriptor, "{\"x\": 1}", 8, &m, NULL, 0),
+	    pbjson_from_string(&ihala__v2__note__descriptor, "{\"x\": 1}", 8, &m, NULL, 0),
 	    IHALA_EJSON);
 	assert_int_equal(
-	    pbjson_from_string(&ihala__v1__note__descriptor, "{\"x\": 1}", 8, &m, err, 4),
+	    pbjson_from_string(&ihala__v2__note__descriptor, "{\"x\": 1}", 8, &m, err, 4),
 	    IHALA_EJSON);
 	assert_string_equal(err, "not");
 	assert_int_equal(pbjson_from_json(NULL, j, &m, err, sizeof(err)), IHALA_EINVAL);
-	assert_int_equal(pbjson_from_json(&ihala__v1__note__descriptor, NULL, &m, err, sizeof(err)),
+	assert_int_equal(pbjson_from_json(&ihala__v2__note__descriptor, NULL, &m, err, sizeof(err)),
 	                 IHALA_EINVAL);
 	json_decref(j);
 	assert_int_equal(pbjson_to_json(NULL, 0, &j), IHALA_EINVAL);
@@ -1081,13 +1081,13 @@ test_syntax_and_args(void **state)
 static void
 test_output_forms(void **state)
 {
-	Ihala__V1__StatusUpdate *s;
-	Ihala__V1__Referral *r;
+	Ihala__V2__StatusUpdate *s;
+	Ihala__V2__Referral *r;
 	json_t *j;
 	char *out;
 
 	(void)state;
-	s = (Ihala__V1__StatusUpdate *)parse_ok(&ihala__v1__status_update__descriptor,
+	s = (Ihala__V2__StatusUpdate *)parse_ok(&ihala__v2__status_update__descriptor,
 	                                        "{\"referralId\": \"r1\", \"status\": \"accepted\","
 	                                        " \"note\": \"ڕۆژان\"}");
 	/* UTF-8 as is, not \u escapes; compact on one line */
@@ -1108,13 +1108,13 @@ test_output_forms(void **state)
 	json_decref(j);
 	protobuf_c_message_free_unpacked(&s->base, NULL);
 
-	r = (Ihala__V1__Referral *)parse_ok(&ihala__v1__referral__descriptor, "{}");
+	r = (Ihala__V2__Referral *)parse_ok(&ihala__v2__referral__descriptor, "{}");
 	assert_int_equal(pbjson_to_json(&r->base, PBJSON_EMIT_DEFAULTS, &j), 0);
 	assert_true(json_is_array(json_object_get(j, "services")));
 	assert_true(json_integer_value(json_object_get(j, "createdTimeMs")) == 0);
 	json_decref(j);
 	/* enum numbers the schema does not know are written as numbers */
-	r->priority = (Ihala__V1__Priority)42;
+	r->priority = (Ihala__V2__Priority)42;
 	assert_int_equal(pbjson_to_string(&r->base, 0, &out), 0);
 	assert_string_equal(out, "{\"priority\":42}");
 	free(out);
@@ -1132,20 +1132,20 @@ static void
 test_partial_failures(void **state)
 {
 	(void)state;
-	expect_error(&ihala__v1__referral_state__descriptor,
+	expect_error(&ihala__v2__referral_state__descriptor,
 	             "{\"referralId\": \"r\", \"history\": [{\"what\": \"a\"}, {\"what\": \"b\"},"
 	             " {\"status\": \"lost\"}]}",
 	             IHALA_EJSON,
 	             "referralState.history[2].status: unknown value \"lost\" (expected one of:"
 	             " requested, received, accepted, declined, in-progress, on-hold, completed,"
 	             " failed, cancelled, overdue)");
-	expect_error(&ihala__v1__inclusion_proof__descriptor,
+	expect_error(&ihala__v2__inclusion_proof__descriptor,
 	             "{\"leafHash\": \"YQ==\", \"path\": [\"YQ==\", \"YQ==\", 5]}", IHALA_EJSON,
 	             "inclusionProof.path[2]: expected a base64 string, got number 5");
-	expect_error(&ihala__v1__envelope__descriptor,
+	expect_error(&ihala__v2__envelope__descriptor,
 	             "{\"messageId\": \"m\", \"note\": {\"referralId\": \"r\", \"text\": 1}}",
 	             IHALA_EJSON, "envelope.note.text: expected a string, got number 1");
-	expect_error(&ihala__v1__frame__descriptor,
+	expect_error(&ihala__v2__frame__descriptor,
 	             "{\"logEntries\": {\"records\": [{\"seq\": 1, \"entry\": \"YQ==\"},"
 	             " {\"seq\": 2, \"entry\": \"!\"}]}}",
 	             IHALA_EJSON, "frame.logEntries.records[1].entry: invalid base64");

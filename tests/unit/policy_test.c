@@ -14,8 +14,8 @@
 #include "ihala.pb-c.h"
 #include "policy.h"
 
-#define S(x) IHALA__V1__TASK_STATUS__TASK_STATUS_##x
-#define ROLE(x) IHALA__V1__ROLE__ROLE_##x
+#define S(x) IHALA__V2__TASK_STATUS__TASK_STATUS_##x
+#define ROLE(x) IHALA__V2__ROLE__ROLE_##x
 #define NSTATUS 11
 
 /*
@@ -29,7 +29,7 @@
 #define NON_TERMINAL (F(REQUESTED) | F(RECEIVED) | F(ACCEPTED) | F(IN_PROGRESS) | F(ON_HOLD))
 
 struct rule {
-	Ihala__V1__TaskStatus to;
+	Ihala__V2__TaskStatus to;
 	int setter;
 	unsigned from; /* bit (1 << status) for every status it may come from */
 	int needs_outcome;
@@ -88,15 +88,15 @@ err_name(int err)
 /* One cell of the table: its own cmocka test. */
 struct cell {
 	enum policy_party who;
-	Ihala__V1__TaskStatus from;
-	Ihala__V1__TaskStatus to;
+	Ihala__V2__TaskStatus from;
+	Ihala__V2__TaskStatus to;
 	int has_outcome;
 	int expected;
 	char name[112];
 };
 
 static int
-expected_of(enum policy_party who, Ihala__V1__TaskStatus from, Ihala__V1__TaskStatus to,
+expected_of(enum policy_party who, Ihala__V2__TaskStatus from, Ihala__V2__TaskStatus to,
             int has_outcome)
 {
 	const struct rule *r = &rules[to];
@@ -173,28 +173,28 @@ world_init(struct world *w)
 /* Envelopes built in memory; every pointer points into the struct msg itself or at literals.   */
 
 struct msg {
-	Ihala__V1__Envelope env;
-	Ihala__V1__Referral ref;
-	Ihala__V1__Survivor surv;
-	Ihala__V1__Consent consent;
+	Ihala__V2__Envelope env;
+	Ihala__V2__Referral ref;
+	Ihala__V2__Survivor surv;
+	Ihala__V2__Consent consent;
 	char *consent_agencies[4];
-	Ihala__V1__DataCategory consent_data[9];
-	Ihala__V1__ServiceCode services[1];
-	Ihala__V1__StatusUpdate su;
-	Ihala__V1__Outcome outcome;
-	Ihala__V1__ReasonCode reasons[1];
-	Ihala__V1__Note note;
+	Ihala__V2__DataCategory consent_data[9];
+	Ihala__V2__ServiceCode services[1];
+	Ihala__V2__StatusUpdate su;
+	Ihala__V2__Outcome outcome;
+	Ihala__V2__ReasonCode reasons[1];
+	Ihala__V2__Note note;
 };
 
 static void
 msg_init(struct msg *m)
 {
 	memset(m, 0, sizeof(*m));
-	ihala__v1__envelope__init(&m->env);
+	ihala__v2__envelope__init(&m->env);
 	m->env.message_id = "msg-0001";
 }
 
-#define CAT(x) IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_##x
+#define CAT(x) IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_##x
 
 /* A complete, valid referral `rid` from `referrer` to `recipient`, consent covering it and
  * NEEDS (its services), and no other personal data. */
@@ -202,23 +202,23 @@ static void
 msg_referral(struct msg *m, const char *referrer, const char *recipient, const char *rid)
 {
 	msg_init(m);
-	ihala__v1__referral__init(&m->ref);
-	ihala__v1__survivor__init(&m->surv);
-	ihala__v1__consent__init(&m->consent);
+	ihala__v2__referral__init(&m->ref);
+	ihala__v2__survivor__init(&m->surv);
+	ihala__v2__consent__init(&m->consent);
 	m->env.to = (char *)recipient;
-	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 	m->env.referral = &m->ref;
 	m->ref.referral_id = (char *)rid;
 	m->ref.referring_agency = (char *)referrer;
 	m->ref.receiving_agency = (char *)recipient;
-	m->ref.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
-	m->services[0] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
+	m->ref.priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
+	m->services[0] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
 	m->ref.n_services = 1;
 	m->ref.services = m->services;
 	m->surv.case_id = "IQ-NIN-000123";
 	m->ref.survivor = &m->surv;
 	m->consent.given = 1;
-	m->consent.given_by = IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
+	m->consent.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	m->consent.date = "2025-03-01";
 	m->consent_agencies[0] = (char *)recipient;
 	m->consent.n_agencies = 1;
@@ -233,25 +233,25 @@ msg_referral(struct msg *m, const char *referrer, const char *recipient, const c
 static void
 outcome_init(struct msg *m, const char *rid, int success)
 {
-	ihala__v1__outcome__init(&m->outcome);
+	ihala__v2__outcome__init(&m->outcome);
 	m->outcome.referral_id = (char *)rid;
 	m->outcome.service_implemented = 1;
 	m->outcome.date = "2025-04-02";
 	m->outcome.success = success;
 	if (!success) {
-		m->reasons[0] = IHALA__V1__REASON_CODE__REASON_CODE_CLIENT_DID_NOT_ATTEND;
+		m->reasons[0] = IHALA__V2__REASON_CODE__REASON_CODE_CLIENT_DID_NOT_ATTEND;
 		m->outcome.n_not_successful_reasons = 1;
 		m->outcome.not_successful_reasons = m->reasons;
 	}
 }
 
 static void
-msg_status(struct msg *m, const char *rid, Ihala__V1__TaskStatus status,
-           Ihala__V1__ReasonCode reason, int with_outcome)
+msg_status(struct msg *m, const char *rid, Ihala__V2__TaskStatus status,
+           Ihala__V2__ReasonCode reason, int with_outcome)
 {
 	msg_init(m);
-	ihala__v1__status_update__init(&m->su);
-	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_STATUS_UPDATE;
+	ihala__v2__status_update__init(&m->su);
+	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
 	m->env.status_update = &m->su;
 	m->su.referral_id = (char *)rid;
 	m->su.status = status;
@@ -267,7 +267,7 @@ msg_outcome(struct msg *m, const char *rid, int success)
 {
 	msg_init(m);
 	outcome_init(m, rid, success);
-	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_OUTCOME;
+	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_OUTCOME;
 	m->env.outcome = &m->outcome;
 }
 
@@ -275,8 +275,8 @@ static void
 msg_note(struct msg *m, const char *rid)
 {
 	msg_init(m);
-	ihala__v1__note__init(&m->note);
-	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_NOTE;
+	ihala__v2__note__init(&m->note);
+	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	m->env.note = &m->note;
 	m->note.referral_id = (char *)rid;
 	m->note.text = "survivor asks to be called after 4 pm";
@@ -284,22 +284,22 @@ msg_note(struct msg *m, const char *rid)
 
 /* The consent scope every state made here records: moh and hi; identity, location, needs. */
 static const char *const state_agencies[] = {"moh", "hi"};
-static const Ihala__V1__DataCategory state_data[] = {CAT(IDENTITY), CAT(LOCATION), CAT(NEEDS)};
+static const Ihala__V2__DataCategory state_data[] = {CAT(IDENTITY), CAT(LOCATION), CAT(NEEDS)};
 
 static void
-state_init(Ihala__V1__ReferralState *st, const char *rid, const char *referrer,
-           const char *recipient, Ihala__V1__TaskStatus status)
+state_init(Ihala__V2__ReferralState *st, const char *rid, const char *referrer,
+           const char *recipient, Ihala__V2__TaskStatus status)
 {
-	ihala__v1__referral_state__init(st);
+	ihala__v2__referral_state__init(st);
 	st->referral_id = (char *)rid;
 	st->referrer = (char *)referrer;
 	st->recipient = (char *)recipient;
 	st->status = status;
-	st->priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
+	st->priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
 	st->n_consent_agencies = sizeof(state_agencies) / sizeof(state_agencies[0]);
 	st->consent_agencies = (char **)state_agencies;
 	st->n_consent_data = sizeof(state_data) / sizeof(state_data[0]);
-	st->consent_data = (Ihala__V1__DataCategory *)state_data;
+	st->consent_data = (Ihala__V2__DataCategory *)state_data;
 }
 
 /* Assert a refusal with code `want`, mirrored in d.err, with a sentence for people. */
@@ -360,12 +360,12 @@ test_auditor_status_readonly(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
 	CUR(cur, S(REQUESTED));
-	msg_status(&m, "r-1", S(CANCELLED), IHALA__V1__REASON_CODE__REASON_CODE_OTHER, 0);
+	msg_status(&m, "r-1", S(CANCELLED), IHALA__V2__REASON_CODE__REASON_CODE_OTHER, 0);
 	assert_refused(policy_check(&w.view, "auditor", &m.env, &cur, NULL, &d), d,
 	               IHALA_EREADONLY);
 }
@@ -376,7 +376,7 @@ test_auditor_outcome_readonly(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -392,7 +392,7 @@ test_auditor_note_readonly(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -648,7 +648,7 @@ test_referral_no_priority(void **state)
 	(void)state;
 	world_init(&w);
 	msg_referral(&m, "dma", "moh", "r-1");
-	m.ref.priority = IHALA__V1__PRIORITY__PRIORITY_UNSPECIFIED;
+	m.ref.priority = IHALA__V2__PRIORITY__PRIORITY_UNSPECIFIED;
 	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
 }
 
@@ -672,7 +672,7 @@ test_referral_no_services(void **state)
 static void
 test_referral_huge_repeated(void **state)
 {
-	static Ihala__V1__ServiceCode many[10000];
+	static Ihala__V2__ServiceCode many[10000];
 	static char *agencies[65];
 	struct world w;
 	struct msg m;
@@ -681,7 +681,7 @@ test_referral_huge_repeated(void **state)
 
 	(void)state;
 	for (i = 0; i < 10000; i++) {
-		many[i] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_LEGAL;
+		many[i] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_LEGAL;
 	}
 	world_init(&w);
 	msg_referral(&m, "dma", "moh", "r-1");
@@ -736,7 +736,7 @@ test_referral_exists(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -776,12 +776,12 @@ test_ministry_new_case_allowed_when_configured(void **state)
 
 /* moh refers r-2 onward to hi; its parent r-1 (dma -> moh) is in `parent_status`. */
 static int
-onward(const char *sender, Ihala__V1__TaskStatus parent_status, int parent_exists,
+onward(const char *sender, Ihala__V2__TaskStatus parent_status, int parent_exists,
        struct policy_decision *d)
 {
 	struct world w;
 	struct msg m;
-	Ihala__V1__ReferralState parent;
+	Ihala__V2__ReferralState parent;
 
 	world_init(&w);
 	CUR(parent, parent_status);
@@ -864,11 +864,11 @@ test_onward_parent_missing(void **state)
  * consent covering `agencies` and `cats`. */
 static int
 onward_consent(const char *to, const char *const *agencies, size_t n_agencies,
-               const Ihala__V1__DataCategory *cats, size_t n_cats, struct policy_decision *d)
+               const Ihala__V2__DataCategory *cats, size_t n_cats, struct policy_decision *d)
 {
 	struct world w;
 	struct msg m;
-	Ihala__V1__ReferralState parent;
+	Ihala__V2__ReferralState parent;
 	size_t i;
 
 	world_init(&w);
@@ -891,7 +891,7 @@ static void
 test_onward_consent_agency_outside_parent(void **state)
 {
 	static const char *const ag[] = {"molsa"};
-	static const Ihala__V1__DataCategory cats[] = {CAT(NEEDS)};
+	static const Ihala__V2__DataCategory cats[] = {CAT(NEEDS)};
 	struct policy_decision d;
 
 	(void)state;
@@ -903,7 +903,7 @@ static void
 test_onward_consent_category_outside_parent(void **state)
 {
 	static const char *const ag[] = {"hi"};
-	static const Ihala__V1__DataCategory cats[] = {CAT(NEEDS), CAT(IDENTITY), CAT(INJURY)};
+	static const Ihala__V2__DataCategory cats[] = {CAT(NEEDS), CAT(IDENTITY), CAT(INJURY)};
 	struct policy_decision d;
 
 	(void)state;
@@ -918,7 +918,7 @@ static void
 test_onward_consent_names_all_missing(void **state)
 {
 	static const char *const ag[] = {"hi", "molsa", "dma", "molsa"};
-	static const Ihala__V1__DataCategory cats[] = {CAT(CONTACT), CAT(NEEDS), CAT(UNSPECIFIED),
+	static const Ihala__V2__DataCategory cats[] = {CAT(CONTACT), CAT(NEEDS), CAT(UNSPECIFIED),
 	                                               CAT(INJURY), CAT(CONTACT)};
 	struct policy_decision d;
 
@@ -932,7 +932,7 @@ static void
 test_onward_consent_within_parent_ok(void **state)
 {
 	static const char *const ag[] = {"hi", "moh"};
-	static const Ihala__V1__DataCategory cats[] = {CAT(NEEDS), CAT(IDENTITY), CAT(LOCATION)};
+	static const Ihala__V2__DataCategory cats[] = {CAT(NEEDS), CAT(IDENTITY), CAT(LOCATION)};
 	struct policy_decision d;
 
 	(void)state;
@@ -945,10 +945,10 @@ static void
 test_onward_consent_parent_without_scope(void **state)
 {
 	static const char *const ag[] = {"hi"};
-	static const Ihala__V1__DataCategory cats[] = {CAT(NEEDS)};
+	static const Ihala__V2__DataCategory cats[] = {CAT(NEEDS)};
 	struct world w;
 	struct msg m;
-	Ihala__V1__ReferralState parent;
+	Ihala__V2__ReferralState parent;
 	struct policy_decision d;
 
 	(void)state;
@@ -972,12 +972,12 @@ test_onward_consent_parent_without_scope(void **state)
 /* Sets one personal field of m's referral; the field's name as the refusal says it. */
 struct field_case {
 	const char *name;
-	Ihala__V1__DataCategory category;
+	Ihala__V2__DataCategory category;
 	void (*set)(struct msg *m);
 };
 
-static Ihala__V1__WashingtonGroup wg_answers = IHALA__V1__WASHINGTON_GROUP__INIT;
-static Ihala__V1__Injury injury_details = IHALA__V1__INJURY__INIT;
+static Ihala__V2__WashingtonGroup wg_answers = IHALA__V2__WASHINGTON_GROUP__INIT;
+static Ihala__V2__Injury injury_details = IHALA__V2__INJURY__INIT;
 
 static void
 set_name(struct msg *m)
@@ -987,7 +987,7 @@ set_name(struct msg *m)
 static void
 set_sex(struct msg *m)
 {
-	m->surv.sex = IHALA__V1__SEX__SEX_FEMALE;
+	m->surv.sex = IHALA__V2__SEX__SEX_FEMALE;
 }
 static void
 set_birth_year(struct msg *m)
@@ -1007,7 +1007,7 @@ set_district(struct msg *m)
 static void
 set_displacement(struct msg *m)
 {
-	m->surv.displacement = IHALA__V1__DISPLACEMENT__DISPLACEMENT_IDP;
+	m->surv.displacement = IHALA__V2__DISPLACEMENT__DISPLACEMENT_IDP;
 }
 static void
 set_functioning(struct msg *m)
@@ -1068,7 +1068,7 @@ test_consent_field_categories(void **state)
 		fc->set(&m);
 		for (j = 1; j <= 8; j++) {
 			if (j != (size_t)fc->category) {
-				m.consent_data[n++] = (Ihala__V1__DataCategory)j;
+				m.consent_data[n++] = (Ihala__V2__DataCategory)j;
 			}
 		}
 		m.consent.n_data_covered = n;
@@ -1132,10 +1132,10 @@ test_consent_table(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(cat_names) / sizeof(cat_names[0]); i++) {
-		assert_string_equal(consent_category_name((Ihala__V1__DataCategory)i),
+		assert_string_equal(consent_category_name((Ihala__V2__DataCategory)i),
 		                    cat_names[i]);
 	}
-	assert_string_equal(consent_category_name((Ihala__V1__DataCategory)99), "UNKNOWN");
+	assert_string_equal(consent_category_name((Ihala__V2__DataCategory)99), "UNKNOWN");
 	/* every row here is in the table with the same category, and the table has only these
 	 * and services */
 	assert_int_equal(consent_n_fields, sizeof(field_cases) / sizeof(field_cases[0]) + 1);
@@ -1162,10 +1162,10 @@ test_consent_table(void **state)
 static void
 test_consent_uncovered(void **state)
 {
-	Ihala__V1__Referral r = IHALA__V1__REFERRAL__INIT;
-	Ihala__V1__Survivor sv = IHALA__V1__SURVIVOR__INIT;
-	Ihala__V1__Consent c = IHALA__V1__CONSENT__INIT;
-	Ihala__V1__DataCategory cats[] = {CAT(IDENTITY)};
+	Ihala__V2__Referral r = IHALA__V2__REFERRAL__INIT;
+	Ihala__V2__Survivor sv = IHALA__V2__SURVIVOR__INIT;
+	Ihala__V2__Consent c = IHALA__V2__CONSENT__INIT;
+	Ihala__V2__DataCategory cats[] = {CAT(IDENTITY)};
 	const struct consent_field *f;
 
 	(void)state;
@@ -1209,7 +1209,7 @@ test_status_bad_referral_id(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1224,7 +1224,7 @@ test_status_ngo_not_party(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1240,7 +1240,7 @@ test_nonparty_same_as_unknown(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d1, d2;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1258,7 +1258,7 @@ test_forbidden_before_exists(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1273,7 +1273,7 @@ test_status_dma_accepts_own(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1288,7 +1288,7 @@ test_status_recipient_accepts(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1306,7 +1306,7 @@ test_status_completed_without_outcome(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1321,7 +1321,7 @@ test_status_completed_with_outcome(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1338,12 +1338,12 @@ test_status_failed_with_outcome(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
 	CUR(cur, S(ACCEPTED));
-	msg_status(&m, "r-1", S(FAILED), IHALA__V1__REASON_CODE__REASON_CODE_CLIENT_UNREACHABLE, 1);
+	msg_status(&m, "r-1", S(FAILED), IHALA__V2__REASON_CODE__REASON_CODE_CLIENT_UNREACHABLE, 1);
 	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
 	assert_int_equal(d.new_status, S(FAILED));
 }
@@ -1354,7 +1354,7 @@ test_status_outcome_with_other_status(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1369,7 +1369,7 @@ test_outcome_naming_other_referral(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1385,12 +1385,12 @@ test_status_declined_without_reason(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
 	CUR(cur, S(RECEIVED));
-	msg_status(&m, "r-1", S(DECLINED), IHALA__V1__REASON_CODE__REASON_CODE_UNSPECIFIED, 0);
+	msg_status(&m, "r-1", S(DECLINED), IHALA__V2__REASON_CODE__REASON_CODE_UNSPECIFIED, 0);
 	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
 }
 
@@ -1400,12 +1400,12 @@ test_status_declined_with_reason(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
 	CUR(cur, S(RECEIVED));
-	msg_status(&m, "r-1", S(DECLINED), IHALA__V1__REASON_CODE__REASON_CODE_OUT_OF_AREA, 0);
+	msg_status(&m, "r-1", S(DECLINED), IHALA__V2__REASON_CODE__REASON_CODE_OUT_OF_AREA, 0);
 	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
 	assert_int_equal(d.new_status, S(DECLINED));
 	assert_string_equal(d.recipient, "dma");
@@ -1417,12 +1417,12 @@ test_status_cancel_without_reason(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
 	CUR(cur, S(REQUESTED));
-	msg_status(&m, "r-1", S(CANCELLED), IHALA__V1__REASON_CODE__REASON_CODE_UNSPECIFIED, 0);
+	msg_status(&m, "r-1", S(CANCELLED), IHALA__V2__REASON_CODE__REASON_CODE_UNSPECIFIED, 0);
 	assert_refused(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
 }
 
@@ -1432,12 +1432,12 @@ test_status_recipient_cancels(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
 	CUR(cur, S(ACCEPTED));
-	msg_status(&m, "r-1", S(CANCELLED), IHALA__V1__REASON_CODE__REASON_CODE_OTHER, 0);
+	msg_status(&m, "r-1", S(CANCELLED), IHALA__V2__REASON_CODE__REASON_CODE_OTHER, 0);
 	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ETRANSITION);
 }
 
@@ -1447,7 +1447,7 @@ test_status_wrong_to(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1463,7 +1463,7 @@ test_status_right_to_ok(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1481,12 +1481,12 @@ test_cancel_from(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 	int err;
 
 	world_init(&w);
 	CUR(cur, c->from);
-	msg_status(&m, "r-1", S(CANCELLED), IHALA__V1__REASON_CODE__REASON_CODE_ENTERED_IN_ERROR,
+	msg_status(&m, "r-1", S(CANCELLED), IHALA__V2__REASON_CODE__REASON_CODE_ENTERED_IN_ERROR,
 	           0);
 	err = policy_check(&w.view, "dma", &m.env, &cur, NULL, &d);
 	if (c->expected == 0) {
@@ -1507,7 +1507,7 @@ test_outcome_ok(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1525,7 +1525,7 @@ test_outcome_before_acceptance_requested(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1540,7 +1540,7 @@ test_outcome_before_acceptance_received(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1555,7 +1555,7 @@ test_outcome_by_referrer_dma(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1571,7 +1571,7 @@ test_outcome_by_referrer_ministry(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1586,7 +1586,7 @@ test_outcome_unsuccessful_without_reasons(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1603,7 +1603,7 @@ test_outcome_unsuccessful_with_reason(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1618,7 +1618,7 @@ test_note_from_referrer(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1636,7 +1636,7 @@ test_note_from_recipient(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1654,7 +1654,7 @@ test_note_from_third_party(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1673,7 +1673,7 @@ test_may_send_without_note(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1722,7 +1722,7 @@ test_may_send_to_refuses_note_to_other(void **state)
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
-	Ihala__V1__ReferralState cur;
+	Ihala__V2__ReferralState cur;
 
 	(void)state;
 	world_init(&w);
@@ -1739,7 +1739,7 @@ test_may_send_to_refuses_note_to_other(void **state)
 static void
 test_may_read_referrer(void **state)
 {
-	Ihala__V1__ReferralState st;
+	Ihala__V2__ReferralState st;
 
 	(void)state;
 	CUR(st, S(ACCEPTED));
@@ -1749,7 +1749,7 @@ test_may_read_referrer(void **state)
 static void
 test_may_read_recipient(void **state)
 {
-	Ihala__V1__ReferralState st;
+	Ihala__V2__ReferralState st;
 
 	(void)state;
 	CUR(st, S(ACCEPTED));
@@ -1759,7 +1759,7 @@ test_may_read_recipient(void **state)
 static void
 test_may_read_auditor(void **state)
 {
-	Ihala__V1__ReferralState st;
+	Ihala__V2__ReferralState st;
 
 	(void)state;
 	CUR(st, S(ACCEPTED));
@@ -1769,7 +1769,7 @@ test_may_read_auditor(void **state)
 static void
 test_may_read_other_ministry(void **state)
 {
-	Ihala__V1__ReferralState st;
+	Ihala__V2__ReferralState st;
 
 	(void)state;
 	CUR(st, S(ACCEPTED));
@@ -1779,7 +1779,7 @@ test_may_read_other_ministry(void **state)
 static void
 test_may_read_other_ngo(void **state)
 {
-	Ihala__V1__ReferralState st;
+	Ihala__V2__ReferralState st;
 
 	(void)state;
 	CUR(st, S(ACCEPTED));
@@ -1789,7 +1789,7 @@ test_may_read_other_ngo(void **state)
 static void
 test_may_read_other_dma(void **state)
 {
-	Ihala__V1__ReferralState st;
+	Ihala__V2__ReferralState st;
 
 	(void)state;
 	state_init(&st, "r-2", "moh", "hi", S(ACCEPTED));
@@ -1842,7 +1842,7 @@ test_is_terminal(void **state)
 		int want =
 		    s == S(DECLINED) || s == S(COMPLETED) || s == S(FAILED) || s == S(CANCELLED);
 
-		assert_int_equal(policy_is_terminal((Ihala__V1__TaskStatus)s), want);
+		assert_int_equal(policy_is_terminal((Ihala__V2__TaskStatus)s), want);
 	}
 }
 
@@ -1853,9 +1853,9 @@ test_status_names(void **state)
 
 	(void)state;
 	for (s = 0; s < NSTATUS; s++) {
-		assert_string_equal(policy_status_name((Ihala__V1__TaskStatus)s), status_names[s]);
+		assert_string_equal(policy_status_name((Ihala__V2__TaskStatus)s), status_names[s]);
 	}
-	assert_string_equal(policy_status_name((Ihala__V1__TaskStatus)99), "unknown");
+	assert_string_equal(policy_status_name((Ihala__V2__TaskStatus)99), "unknown");
 }
 
 static const struct CMUnitTest fixed_tests[] = {
@@ -1981,7 +1981,7 @@ main(void)
 {
 	static const enum policy_party whos[N_WHO] = {POLICY_PARTY_REFERRER, POLICY_PARTY_RECIPIENT,
 	                                              POLICY_PARTY_BROKER, POLICY_PARTY_NONE};
-	static const Ihala__V1__TaskStatus cancel_from[N_CANCEL] = {
+	static const Ihala__V2__TaskStatus cancel_from[N_CANCEL] = {
 	    S(REQUESTED), S(RECEIVED),  S(ACCEPTED), S(IN_PROGRESS), S(ON_HOLD),
 	    S(DECLINED),  S(COMPLETED), S(FAILED),   S(CANCELLED),
 	};
@@ -2003,8 +2003,8 @@ main(void)
 					struct cell *c = &cells[n++];
 
 					c->who = whos[w];
-					c->from = (Ihala__V1__TaskStatus)f;
-					c->to = (Ihala__V1__TaskStatus)t;
+					c->from = (Ihala__V2__TaskStatus)f;
+					c->to = (Ihala__V2__TaskStatus)t;
 					c->has_outcome = o;
 					c->expected = expected_of(c->who, c->from, c->to, o);
 					cell_name(c);
@@ -2013,7 +2013,7 @@ main(void)
 		}
 	}
 	for (t = 0; t < NSTATUS; t++) {
-		if (rules[t].to != (Ihala__V1__TaskStatus)t) {
+		if (rules[t].to != (Ihala__V2__TaskStatus)t) {
 			n = 0; /* a row out of place would test the wrong cells */
 		}
 	}

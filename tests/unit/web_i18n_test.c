@@ -112,9 +112,9 @@ test_status_priority(void **state)
 {
 	(void)state;
 	/* TASK_STATUS_OVERDUE is not a status (ihala.proto): the last value */
-	enum_keys(&ihala__v1__task_status__descriptor, "status", 1);
-	enum_keys(&ihala__v1__priority__descriptor, "priority", 0);
-	enum_keys(&ihala__v1__reason_code__descriptor, "reason", 0);
+	enum_keys(&ihala__v2__task_status__descriptor, "status", 1);
+	enum_keys(&ihala__v2__priority__descriptor, "priority", 0);
+	enum_keys(&ihala__v2__reason_code__descriptor, "reason", 0);
 }
 
 /* the page's own language switch names each language in itself */

@@ -21,8 +21,8 @@
 #include "store.h"
 #include "writer.h"
 
-#define ROLE(x) IHALA__V1__ROLE__ROLE_##x
-#define RS(x) IHALA__V1__RECEIPT_STATUS__RECEIPT_STATUS_##x
+#define ROLE(x) IHALA__V2__ROLE__ROLE_##x
+#define RS(x) IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_##x
 #define ENDPOINT "inproc://writer-test"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -57,14 +57,14 @@ rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 }
 
 struct msg {
-	Ihala__V1__Envelope env;
-	Ihala__V1__Referral ref;
-	Ihala__V1__Survivor surv;
-	Ihala__V1__Consent consent;
+	Ihala__V2__Envelope env;
+	Ihala__V2__Referral ref;
+	Ihala__V2__Survivor surv;
+	Ihala__V2__Consent consent;
 	char *consent_agencies[1];
-	Ihala__V1__DataCategory consent_data[1];
-	Ihala__V1__ServiceCode services[1];
-	Ihala__V1__StatusUpdate su;
+	Ihala__V2__DataCategory consent_data[1];
+	Ihala__V2__ServiceCode services[1];
+	Ihala__V2__StatusUpdate su;
 };
 
 /* A complete, valid urgent referral `rid` from dma to moh, message id `mid`. */
@@ -72,30 +72,30 @@ static void
 msg_referral(struct msg *m, const char *mid, const char *rid)
 {
 	memset(m, 0, sizeof(*m));
-	ihala__v1__envelope__init(&m->env);
-	ihala__v1__referral__init(&m->ref);
-	ihala__v1__survivor__init(&m->surv);
-	ihala__v1__consent__init(&m->consent);
+	ihala__v2__envelope__init(&m->env);
+	ihala__v2__referral__init(&m->ref);
+	ihala__v2__survivor__init(&m->surv);
+	ihala__v2__consent__init(&m->consent);
 	m->env.message_id = (char *)mid;
 	m->env.to = "moh";
-	m->env.kind_case = IHALA__V1__ENVELOPE__KIND_REFERRAL;
+	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 	m->env.referral = &m->ref;
 	m->ref.referral_id = (char *)rid;
 	m->ref.referring_agency = "dma";
 	m->ref.receiving_agency = "moh";
-	m->ref.priority = IHALA__V1__PRIORITY__PRIORITY_URGENT;
-	m->services[0] = IHALA__V1__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
+	m->ref.priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
+	m->services[0] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
 	m->ref.n_services = 1;
 	m->ref.services = m->services;
 	m->surv.case_id = "IQ-NIN-000123";
 	m->ref.survivor = &m->surv;
 	m->consent.given = 1;
-	m->consent.given_by = IHALA__V1__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
+	m->consent.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	m->consent.date = "2025-03-01";
 	m->consent_agencies[0] = "moh";
 	m->consent.n_agencies = 1;
 	m->consent.agencies = m->consent_agencies;
-	m->consent_data[0] = IHALA__V1__DATA_CATEGORY__DATA_CATEGORY_NEEDS; /* its services */
+	m->consent_data[0] = IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_NEEDS; /* its services */
 	m->consent.n_data_covered = 1;
 	m->consent.data_covered = m->consent_data;
 	m->ref.consent = &m->consent;
@@ -105,12 +105,12 @@ static struct wreq *
 submit_req(const struct msg *m)
 {
 	struct wreq *r = wreq_new(WREQ_SUBMIT);
-	size_t len = ihala__v1__envelope__get_packed_size(&m->env);
+	size_t len = ihala__v2__envelope__get_packed_size(&m->env);
 
 	assert_non_null(r);
 	r->env_bytes = malloc(len + 1);
 	assert_non_null(r->env_bytes);
-	ihala__v1__envelope__pack(&m->env, r->env_bytes);
+	ihala__v2__envelope__pack(&m->env, r->env_bytes);
 	r->env_len = len;
 	assert_int_equal(envelope_decode(r->env_bytes, len, &r->env), 0);
 	snprintf(r->agency, sizeof(r->agency), "dma");
