@@ -1236,7 +1236,7 @@ test_helpers(void **state)
 		assert_true(strlen(o[i].help) > 0);
 	}
 	o = clientconf_options(&n);
-	assert_int_equal(n, 11);
+	assert_int_equal(n, 15);
 }
 
 /* ---- the manual page ---- */
