@@ -56,6 +56,7 @@ struct fake {
 	uint32_t max_inflight; /* Welcome.limits.max_inflight */
 	const char *dir_cert;  /* the file the directory offers for any agency (NULL: none) */
 	int dir_requests;      /* DirectoryRequests answered */
+	int queries;           /* Queries answered */
 	uint8_t *last_env;     /* the last Submit's envelope and sealed part (malloc'd) */
 	size_t last_env_len;
 	uint8_t *last_sealed;
@@ -165,7 +166,11 @@ fake_directory(const Ihala__V2__DirectoryRequest *q)
 
 	ac.agency = q->agency;
 	if (fb.dir_cert != NULL) {
-		der.data = cert_der(fb.dir_cert, &der.len);
+		char own[64];
+
+		/* "*": each agency's own */
+		snprintf(own, sizeof(own), "%s-enc.crt", q->agency);
+		der.data = cert_der(strcmp(fb.dir_cert, "*") == 0 ? own : fb.dir_cert, &der.len);
 		ac.n_cert_der = 1;
 		ac.cert_der = &der;
 	}
@@ -189,6 +194,20 @@ fake_frame(const uint8_t *body, size_t len)
 	assert_int_equal(frame_decode(body, len, FRAME_MAX_DEFAULT, &f), 0);
 	if (f->kind_case == IHALA__V2__FRAME__KIND_DIRECTORY_REQUEST) {
 		fake_directory(f->directory_request);
+	} else if (f->kind_case == IHALA__V2__FRAME__KIND_QUERY) {
+		/* every referral is dma's to moh */
+		Ihala__V2__Frame a = IHALA__V2__FRAME__INIT;
+		Ihala__V2__ReferralState st = IHALA__V2__REFERRAL_STATE__INIT;
+
+		st.request_id = f->query->request_id;
+		st.referral_id = f->query->referral_id;
+		st.referrer = "dma";
+		st.recipient = "moh";
+		st.status = IHALA__V2__TASK_STATUS__TASK_STATUS_ACCEPTED;
+		a.kind_case = IHALA__V2__FRAME__KIND_REFERRAL_STATE;
+		a.referral_state = &st;
+		fake_write(&a);
+		fb.queries++;
 	} else if (f->kind_case == IHALA__V2__FRAME__KIND_SUBMIT && fb.n_submits < MAX_SUBMITS) {
 		Ihala__V2__Envelope *e = NULL;
 
@@ -768,7 +787,17 @@ client_teardown_sealed(void **state)
 {
 	ihala_close(*state);
 	cfg.encryption_cert = cfg.encryption_key = NULL;
+	cfg.custodians = NULL;
+	cfg.old_encryption_keys = NULL;
 	return 0;
+}
+
+static int
+client_setup_custodian(void **state)
+{
+	cfg.custodians = "hi";
+	fb.queries = 0;
+	return client_setup_sealed(state);
 }
 
 /* 1 when the bytes of s are anywhere in the node's LMDB file. */
@@ -855,6 +884,54 @@ test_sealed_submit(void **state)
 }
 
 /*
+ * Without `to`, the other party is the broker's answer to a query (here moh); the custodians
+ * of client.conf (hi) are recipients too, and each agency's certificate is asked once per
+ * session.
+ */
+static void
+test_sealed_query_and_custodian(void **state)
+{
+	static const char *agencies[] = {"moh", "dma", "hi"};
+	struct ihala_client *c = *state;
+	Ihala__V2__Envelope *e;
+	struct ihala_receipt rc;
+	struct seal_keyring *kr;
+	uint8_t *plain;
+	size_t plen, i;
+	pthread_t t;
+
+	fb.dir_cert = "*";
+	e = envelope("m-cust");
+	e->to = "";
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 1000, &rc), IHALA_ETIMEDOUT);
+	steps_stop(t);
+	wait_submits(c, 1);
+	assert_int_equal(fb.queries, 1);
+	assert_int_equal(fb.dir_requests, 2); /* moh, hi; dma's own is the configured one */
+	for (i = 0; i < 3; i++) {
+		kr = keyring(agencies[i]);
+		assert_int_equal(
+		    seal_open(kr, fb.last_sealed, fb.last_sealed_len, &plain, &plen, NULL, 0), 0);
+		free(plain);
+		seal_keyring_free(kr);
+	}
+	kr = keyring("molsa"); /* not a recipient */
+	assert_int_equal(seal_open(kr, fb.last_sealed, fb.last_sealed_len, &plain, &plen, NULL, 0),
+	                 SEAL_ENOTRECIPIENT);
+	seal_keyring_free(kr);
+	/* a second one in the session: no new directory request */
+	e = envelope("m-cust-2");
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 500, &rc), IHALA_ETIMEDOUT);
+	steps_stop(t);
+	wait_submits(c, 2);
+	assert_int_equal(fb.dir_requests, 2);
+}
+
+/*
  * A substituted encryption certificate (another agency's, another CA's, an expired one) or
  * none: the sending node refuses, naming the agency, and queues nothing.
  */
@@ -886,7 +963,7 @@ test_substituted_cert_refused(void **state)
 }
 
 /* A Deliver of a note from moh with its sealed part as `make` says. */
-enum tamper { T_NONE, T_FLIP, T_FLIP_REHASH, T_NOT_US };
+enum tamper { T_NONE, T_FLIP, T_FLIP_REHASH, T_NOT_US, T_OLD };
 
 static void
 deliver_sealed(uint64_t seq, enum tamper how)
@@ -911,9 +988,11 @@ deliver_sealed(uint64_t seq, enum tamper how)
 	n.text = (char *)arabic;
 	assert_int_equal(personal_split(&e, "moh", &plain, &plen), 0);
 	assert_int_equal(seal_trust_new(testpki_path(pki, "ca.pem"), NULL, &trust, NULL, 0), 0);
-	r.agency = how == T_NOT_US ? "moh" : "dma";
-	assert_non_null(
-	    fp = fopen(testpki_path(pki, how == T_NOT_US ? "moh-enc.crt" : "dma-enc.crt"), "r"));
+	r.agency = how == T_NOT_US || how == T_OLD ? "moh" : "dma";
+	assert_non_null(fp = fopen(testpki_path(pki, how == T_NOT_US ? "moh-enc.crt"
+	                                             : how == T_OLD  ? "moh-enc-old.crt"
+	                                                             : "dma-enc.crt"),
+	                           "r"));
 	assert_non_null(r.cert = PEM_read_X509(fp, NULL, NULL, NULL));
 	fclose(fp);
 	assert_int_equal(seal_bytes(trust, &r, 1, plain, plen, &der, &dlen, NULL, 0), 0);
@@ -1033,6 +1112,39 @@ test_sealed_delivery(void **state)
 	take(c, 54, 0); /* opened again on this read */
 }
 
+/* Rotation: a part sealed to an older certificate opens with old_encryption_keys (here the
+ * fixtures' only older key pair, moh-enc-old, stands for the node's own older one). */
+static void
+test_old_key_opens(void **state)
+{
+	struct ihala_client *c = *state;
+
+	deliver_sealed(70, T_OLD);
+	take(c, 70, 0);
+	assert_int_equal(fb.n_submits, 0);
+}
+
+static int
+client_setup_oldkey(void **state)
+{
+	static char old[1300];
+
+	snprintf(old, sizeof(old), "%s/moh-enc-old.crt:%s/moh-enc-old.key", pki, pki);
+	cfg.old_encryption_keys = old;
+	return client_setup_sealed(state);
+}
+
+/* ... and without it: not a recipient, answered as unreadable. */
+static void
+test_old_key_missing(void **state)
+{
+	struct ihala_client *c = *state;
+
+	deliver_sealed(71, T_OLD);
+	take(c, 71, IHALA_ESEALRECIP);
+	assert_unreadable(c, 1, 71, IHALA_ESEALRECIP);
+}
+
 /*
  * An ERASURE delivery deletes the node's sealed copies of its seqs (a pending entry's sealed
  * part, the journal's records) before it is handed over; the entry is then read as erased.
@@ -1099,9 +1211,15 @@ main(void)
 	                                    client_teardown_sealed),
 	    cmocka_unit_test_setup_teardown(test_substituted_cert_refused, client_setup_sealed,
 	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_sealed_query_and_custodian, client_setup_custodian,
+	                                    client_teardown_sealed),
 	    cmocka_unit_test_setup_teardown(test_sealed_delivery, client_setup_sealed,
 	                                    client_teardown_sealed),
 	    cmocka_unit_test_setup_teardown(test_erasure_delivery, client_setup_sealed,
+	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_old_key_opens, client_setup_oldkey,
+	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_old_key_missing, client_setup_sealed,
 	                                    client_teardown_sealed),
 	};
 
