@@ -465,7 +465,12 @@ on_receipt(struct ihala_client *c, const Ihala__V2__Receipt *r)
 		c->ob_backoff_ms = 0;
 	}
 	if (r->message_id[0] != '\0') {
-		if (r->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+		if (r->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED &&
+		    -r->error_code == IHALA_EERASED) {
+			/* Its referral was erased: its sealed part goes too, not to the rejected
+			 * list (the caller still gets the refusal). */
+			localstore_outbox_del(c->ls, r->message_id);
+		} else if (r->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 			reject(c, r->message_id, -r->error_code, r->error_message);
 		} else {
 			localstore_outbox_del(c->ls, r->message_id);

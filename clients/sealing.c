@@ -304,7 +304,9 @@ sealing_record(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 		return err;
 	}
 	if ((err = personal_validate(env, why, sizeof(why))) != 0) {
-		return client_fail(c, err, "message %s was not queued: %s", env->message_id, why);
+		/* The broker's sentence for the same check before it moved here: nothing was
+		 * queued. */
+		return client_fail(c, err, "%s", why);
 	}
 	self = c->own_agency[0] != '\0' ? c->own_agency
 	       : w != NULL              ? w->agency_id
@@ -528,6 +530,42 @@ refuse:
 	unreadable(c, d, err, why);
 }
 
+struct rejected_of {
+	const char *rid;
+	char (*ids)[ID_MAX + 1];
+	size_t n, cap;
+};
+
+static int
+rejected_of_cb(void *arg, const struct localstore_rejected *r)
+{
+	struct rejected_of *ro = arg;
+	Ihala__V2__Envelope *e = NULL;
+
+	if (ihala_record_envelope(r->env, r->env_len, &e) == 0 && personal_kind(e) &&
+	    strcmp(referral_id_of(e), ro->rid) == 0 && ro->n < ro->cap) {
+		snprintf(ro->ids[ro->n++], sizeof(ro->ids[0]), "%s", r->message_id);
+	}
+	envelope_free(e);
+	return 0;
+}
+
+/* The rejected list's messages about referral rid: refused, they still hold its sealed part. */
+static void
+erase_rejected(struct ihala_client *c, const char *rid)
+{
+	char ids[64][ID_MAX + 1];
+	struct rejected_of ro = {rid, ids, 0, 64};
+	size_t i;
+
+	if (rid[0] == '\0' || localstore_rejected_iter(c->ls, rejected_of_cb, &ro) != 0) {
+		return;
+	}
+	for (i = 0; i < ro.n; i++) {
+		localstore_rejected_del(c->ls, ids[i]);
+	}
+}
+
 int
 sealing_erasure(struct ihala_client *c, const Ihala__V2__LogEntry *le)
 {
@@ -542,6 +580,7 @@ sealing_erasure(struct ihala_client *c, const Ihala__V2__LogEntry *le)
 		return client_fail(c, err, "cannot erase the local copies of referral '%s': %s",
 		                   le->event->referral_id, ihala_strerror(err));
 	}
+	erase_rejected(c, le->event->referral_id);
 	log_info("erasure of referral '%s': %zu local sealed copies deleted",
 	         le->event->referral_id, n);
 	return 0;

@@ -1161,6 +1161,23 @@ test_erasure_delivery(void **state)
 	uint8_t entry[512];
 	char json[256];
 	int n = 0;
+	struct ihala_receipt rc;
+	Ihala__V2__Envelope *e;
+	size_t nrej = 0;
+	pthread_t t;
+
+	/* one of the referral's messages was refused: on the rejected list, sealed */
+	fb.dir_cert = "moh-enc.crt";
+	e = envelope("m-refused");
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 500, &rc), IHALA_ETIMEDOUT);
+	steps_stop(t);
+	wait_submits(c, 1);
+	fake_receipt("m-refused", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, IHALA_ESCHEMA);
+	sync_client(c);
+	assert_int_equal(localstore_rejected_count(ihala_store(c), &nrej), 0);
+	assert_int_equal(nrej, 1);
 
 	/* the journal keeps what it is told sealed, and opens it on read */
 	snprintf(json, sizeof(json), "{\"note\":\"%s\"}", arabic);
@@ -1188,8 +1205,23 @@ test_erasure_delivery(void **state)
 	take(c, 63, 0);
 	n = 0;
 	assert_int_equal(ihala_journal_iter(c, "R-1", count_json, &n), 0);
-	assert_int_equal(n, 1);            /* seq 61 stays */
-	assert_int_equal(fb.n_submits, 0); /* an erased part is not unreadable */
+	assert_int_equal(n, 1); /* seq 61 stays */
+	assert_int_equal(localstore_rejected_count(ihala_store(c), &nrej), 0);
+	assert_int_equal(nrej, 0);         /* the refused message of R-1 went too */
+	assert_int_equal(fb.n_submits, 1); /* an erased part is not unreadable */
+	/* a message refused ERASED leaves the outbox for nowhere: its sealed part goes */
+	e = envelope("m-after-erase");
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 500, &rc), IHALA_ETIMEDOUT);
+	steps_stop(t);
+	wait_submits(c, 2);
+	fake_receipt("m-after-erase", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED,
+	             IHALA_EERASED);
+	sync_client(c);
+	assert_int_equal(outbox(c), 0);
+	assert_int_equal(localstore_rejected_count(ihala_store(c), &nrej), 0);
+	assert_int_equal(nrej, 0);
 }
 
 int
