@@ -882,6 +882,13 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	snprintf(rc->message_id, sizeof(rc->message_id), "%s", env->message_id);
 	/* Validated, split and sealed: what is queued holds nothing personal in clear. */
 	if ((err = sealing_record(c, env, left_ms(deadline), &buf, &len)) != 0) {
+		if (err <= IHALA_ESCHEMA && err > IHALA_ENOTFOUND) {
+			/* A refusal of the message (the node's checks, the broker's sentences):
+			 * told as the broker's would be; nothing was queued. */
+			rc->status = IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
+			rc->error = err;
+			snprintf(rc->text, sizeof(rc->text), "%.255s", c->errmsg);
+		}
 		return err;
 	}
 	if (submit_frame_size(len) > ihala_max_frame(c)) {

@@ -107,15 +107,15 @@ struct ihala_receipt {
  * and queues the clear part with the sealed part: nothing personal is kept in clear. A
  * message with personal fields therefore needs the broker (directory, query) to be queued;
  * an agency without a valid certificate is refused with IHALA_ECERT (or IHALA_EREVOKED),
- * naming it. An empty env->message_id is replaced by a new random one (the
- * envelope is modified; the string it points to is then owned by the client until
- * ihala_close). Stored in the outbox, sent, and the receipt awaited up to timeout_ms.
- * Returns 0 for ACCEPTED and DUPLICATE (rc->status says which), the refusal code for
- * REFUSED (rc->text says why; the envelope left the outbox for the rejected list: fix it and
- * submit again, or see ihala_rejected_*), or IHALA_EUNREACHABLE / IHALA_ETIMEDOUT when no
- * receipt came: the envelope stays in the outbox and goes out with the next
- * ihala_flush_outbox or submit. An envelope whose Submit frame is over ihala_max_frame is
- * refused at once with IHALA_ETOOLARGE and never queued.
+ * naming it. A refusal by the node's own checks (a message error code) fills rc as a
+ * broker's REFUSED receipt would (rc->text the sentence). An empty env->message_id is replaced by a
+ * new random one (the envelope is modified; the string it points to is then owned by the client
+ * until ihala_close). Stored in the outbox, sent, and the receipt awaited up to timeout_ms. Returns
+ * 0 for ACCEPTED and DUPLICATE (rc->status says which), the refusal code for REFUSED (rc->text says
+ * why; the envelope left the outbox for the rejected list: fix it and submit again, or see
+ * ihala_rejected_*), or IHALA_EUNREACHABLE / IHALA_ETIMEDOUT when no receipt came: the envelope
+ * stays in the outbox and goes out with the next ihala_flush_outbox or submit. An envelope whose
+ * Submit frame is over ihala_max_frame is refused at once with IHALA_ETOOLARGE and never queued.
  *
  * Every refusal but the transient ones (SHUTTING_DOWN, OVERLOADED: sent again later) is
  * final: the message leaves the outbox at once for the rejected list, whoever sent it (this

@@ -347,7 +347,13 @@ sealing_record(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 		                self, w->agency_id);
 		goto out;
 	}
-	if ((err = recipient_cert(c, other, timeout_ms, &x)) != 0) {
+	if ((err = recipient_cert(c, other, timeout_ms, &x)) == IHALA_ENOTFOUND) {
+		/* The broker's refusal of the same message, before anything is queued. */
+		err = client_fail(c, IHALA_ERECIPIENT, "recipient '%s' is not a configured agency",
+		                  other);
+		goto out;
+	}
+	if (err != 0) {
 		snprintf(why, sizeof(why), "%s", ihala_errmsg(c));
 		err = client_fail(c, err, "message %s was not queued: %s", env->message_id, why);
 		goto out;

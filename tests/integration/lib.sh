@@ -152,8 +152,10 @@ data_dir = $d/$agency/data
 agency = $agency
 timeout = 5s
 CONF
-	# The agency's encryption key (sealed parts), when mkpki made one for it.
-	if [ -f "$IHALA_PKI/$agency-enc.crt" ] && [ -f "$IHALA_PKI/$agency-enc.key" ]; then
+	# The agency's encryption key (sealed parts), when mkpki made one for it (foreign-enc is
+	# moh's from the foreign CA, a test case, not agency foreign's).
+	if [ "$agency" != foreign ] && [ -f "$IHALA_PKI/$agency-enc.crt" ] &&
+		[ -f "$IHALA_PKI/$agency-enc.key" ]; then
 		printf 'encryption_cert = %s\nencryption_key = %s\n' \
 			"$IHALA_PKI/$agency-enc.crt" "$IHALA_PKI/$agency-enc.key" >>"$d/$agency/client.conf"
 	fi
