@@ -234,8 +234,7 @@ outcome_init(struct msg *m, const char *rid, int success)
 {
 	ihala__v2__outcome__init(&m->outcome);
 	m->outcome.referral_id = (char *)rid;
-	m->outcome.service_implemented = 1;
-	m->outcome.date = "2025-04-02";
+	m->outcome.service_implemented = 1; /* its date and notes are sealed */
 	m->outcome.success = success;
 	if (!success) {
 		m->reasons[0] = IHALA__V2__REASON_CODE__REASON_CODE_CLIENT_DID_NOT_ATTEND;
@@ -277,8 +276,7 @@ msg_note(struct msg *m, const char *rid)
 	ihala__v2__note__init(&m->note);
 	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	m->env.note = &m->note;
-	m->note.referral_id = (char *)rid;
-	m->note.text = "survivor asks to be called after 4 pm";
+	m->note.referral_id = (char *)rid; /* its text is sealed */
 }
 
 /* The consent scope every state made here records: moh and hi; identity, location, needs. */
