@@ -23,6 +23,8 @@
  *   outbox_id    message id -> u64 counter
  *   inbox        u64 seq -> entry bytes (PENDING)
  *   inbox_done   u64 seq -> empty (DONE)
+ *   inbox_sealed u64 seq -> the sealed part delivered with a PENDING entry (dropped with
+ *                its bytes when DONE, or when an erasure names the seq)
  *   rejected     message id -> i32 code, u64 wall ms, u16 text length, text,
  *                envelope bytes (refused for good: out of the outbox, kept for
  *                the user to read, retry or drop; created in older stores on open)
@@ -30,7 +32,7 @@
  * cursor seek however many deliveries are already done.
  */
 
-#define LS_MAXDBS 8
+#define LS_MAXDBS 12
 #define LS_LOCKFILE "ihala-client.lock"
 #define LS_INBOX_LOCKFILE "ihala-inbox.lock"
 #define META_OUTBOX_NEXT "outbox_next"
@@ -53,9 +55,10 @@ struct localstore {
 	MDB_dbi inbox;
 	MDB_dbi inbox_done;
 	MDB_dbi rejected;
-	MDB_dbi journal;  /* referral id, NUL, u64 seq -> JSON text (created on open) */
-	int inbox_lockfd; /* localstore_inbox_lock, -1 when not held */
-	dev_t dev;        /* the directory, in the open_dirs registry */
+	MDB_dbi journal;      /* referral id, NUL, u64 seq -> JSON text (created on open) */
+	MDB_dbi inbox_sealed; /* u64 seq -> sealed part of a PENDING entry (created on open) */
+	int inbox_lockfd;     /* localstore_inbox_lock, -1 when not held */
+	dev_t dev;            /* the directory, in the open_dirs registry */
 	ino_t ino;
 	pid_t pid; /* the opener (a forked child inherits the registry, not the store) */
 	struct localstore *next_open;
@@ -156,6 +159,7 @@ open_layout(struct localstore *ls)
 	    /* Added after format 1 shipped: created in older stores too. */
 	    {"rejected", 0, &ls->rejected},
 	    {"journal", 0, &ls->journal},
+	    {"inbox_sealed", 0, &ls->inbox_sealed},
 	};
 	MDB_txn *txn = NULL;
 	int err, fresh;
@@ -662,6 +666,14 @@ int
 localstore_inbox_put(struct localstore *ls, uint64_t seq, const void *entry, size_t len,
                      enum localstore_inbox_state *prev)
 {
+	return localstore_inbox_put_sealed(ls, seq, entry, len, NULL, 0, prev);
+}
+
+int
+localstore_inbox_put_sealed(struct localstore *ls, uint64_t seq, const void *entry, size_t len,
+                            const void *sealed, size_t sealed_len,
+                            enum localstore_inbox_state *prev)
+{
 	enum localstore_inbox_state st;
 	uint8_t kbuf[U64_LEN];
 	MDB_txn *txn = NULL;
@@ -671,8 +683,11 @@ localstore_inbox_put(struct localstore *ls, uint64_t seq, const void *entry, siz
 	if (ls == NULL || seq == 0 || entry == NULL || len == 0) {
 		return IHALA_EINVAL;
 	}
-	if (len > DBENV_MAX_VALUE) {
+	if (len > DBENV_MAX_VALUE || sealed_len > DBENV_MAX_VALUE) {
 		return IHALA_ETOOLARGE;
+	}
+	if (sealed_len > 0 && sealed == NULL) {
+		return IHALA_EINVAL;
 	}
 	if ((err = wbegin(ls, &txn)) < 0) {
 		return err;
@@ -700,6 +715,13 @@ localstore_inbox_put(struct localstore *ls, uint64_t seq, const void *entry, siz
 	if ((rc = mdb_put(txn, ls->inbox, &k, &v, MDB_NOOVERWRITE)) != 0) {
 		err = ls_err(ls, rc, "storing a delivery");
 		goto fail;
+	}
+	if (sealed_len > 0) {
+		mkval(&v, sealed, sealed_len);
+		if ((rc = mdb_put(txn, ls->inbox_sealed, &k, &v, 0)) != 0) {
+			err = ls_err(ls, rc, "storing a delivery's sealed part");
+			goto fail;
+		}
 	}
 	return wcommit(ls, txn, "committing a delivery");
 fail:
@@ -733,6 +755,10 @@ localstore_inbox_done(struct localstore *ls, uint64_t seq)
 	}
 	if ((rc = mdb_del(txn, ls->inbox, &k, NULL)) != 0) {
 		err = ls_err(ls, rc, "dropping a processed delivery");
+		goto fail;
+	}
+	if ((rc = mdb_del(txn, ls->inbox_sealed, &k, NULL)) != 0 && rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "dropping a processed delivery's sealed part");
 		goto fail;
 	}
 	mkval(&v, NULL, 0);
@@ -819,6 +845,108 @@ out:
 	return err;
 }
 
+int
+localstore_inbox_sealed(struct localstore *ls, uint64_t seq, void **sealed, size_t *len)
+{
+	uint8_t kbuf[U64_LEN];
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	int rc, err;
+
+	if (ls == NULL || seq == 0 || sealed == NULL || len == NULL) {
+		return IHALA_EINVAL;
+	}
+	if ((err = rbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	be64enc(kbuf, seq);
+	mkval(&k, kbuf, sizeof(kbuf));
+	if ((rc = mdb_get(txn, ls->inbox_sealed, &k, &v)) != 0) {
+		err = ls_err(ls, rc, "reading a delivery's sealed part");
+	} else if ((*sealed = malloc(v.mv_size ? v.mv_size : 1)) == NULL) {
+		err = IHALA_ENOMEM;
+	} else {
+		memcpy(*sealed, v.mv_data, v.mv_size);
+		*len = v.mv_size;
+	}
+	mdb_txn_abort(txn);
+	return err;
+}
+
+/* 1 when seq is one of seqs[0..n). */
+static int
+seq_in(uint64_t seq, const uint64_t *seqs, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (seqs[i] == seq) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int
+localstore_erase_seqs(struct localstore *ls, const uint64_t *seqs, size_t n, size_t *erased)
+{
+	uint8_t kbuf[U64_LEN];
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	size_t i, count = 0;
+	int rc, err = 0;
+
+	if (ls == NULL || (n > 0 && seqs == NULL)) {
+		return IHALA_EINVAL;
+	}
+	if ((err = wbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	for (i = 0; i < n; i++) {
+		be64enc(kbuf, seqs[i]);
+		mkval(&k, kbuf, sizeof(kbuf));
+		rc = mdb_del(txn, ls->inbox_sealed, &k, NULL);
+		if (rc == 0) {
+			count++;
+		} else if (rc != MDB_NOTFOUND) {
+			err = ls_err(ls, rc, "erasing a sealed part");
+			goto fail;
+		}
+	}
+	/* The journal's records of those seqs, whatever their referral (onward ones too). */
+	if ((rc = mdb_cursor_open(txn, ls->journal, &cur)) != 0) {
+		err = ls_err(ls, rc, "opening a journal cursor");
+		goto fail;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < U64_LEN + 2) {
+			continue;
+		}
+		if (seq_in(be64dec((const uint8_t *)k.mv_data + k.mv_size - U64_LEN), seqs, n)) {
+			if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+				err = ls_err(ls, rc, "erasing a journal record");
+				goto fail;
+			}
+			count++;
+		}
+	}
+	if (rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "reading the journal");
+		goto fail;
+	}
+	mdb_cursor_close(cur);
+	if (erased != NULL) {
+		*erased = count;
+	}
+	return wcommit(ls, txn, "committing an erasure");
+fail:
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return err;
+}
+
 /* ---- checkpoint ---- */
 
 int
@@ -890,14 +1018,22 @@ int
 localstore_journal_put(struct localstore *ls, const char *referral_id, uint64_t seq,
                        const char *json)
 {
+	return localstore_journal_put_bytes(ls, referral_id, seq, json,
+	                                    json != NULL ? strlen(json) : 0);
+}
+
+int
+localstore_journal_put_bytes(struct localstore *ls, const char *referral_id, uint64_t seq,
+                             const void *json, size_t n)
+{
 	uint8_t kbuf[LOCALSTORE_MAX_MSGID + 1 + U64_LEN];
 	MDB_txn *txn = NULL;
 	MDB_val k, v;
-	size_t klen, n;
+	size_t klen;
 	int err, rc;
 
-	if (ls == NULL || referral_id == NULL || json == NULL || seq == 0 ||
-	    (n = strlen(json)) == 0 || n >= DBENV_MAX_VALUE) {
+	if (ls == NULL || referral_id == NULL || json == NULL || seq == 0 || n == 0 ||
+	    n >= DBENV_MAX_VALUE) {
 		return IHALA_EINVAL;
 	}
 	if ((err = journal_key(referral_id, seq, kbuf, sizeof(kbuf), &klen)) < 0) {
@@ -915,9 +1051,35 @@ localstore_journal_put(struct localstore *ls, const char *referral_id, uint64_t 
 	return wcommit(ls, txn, "committing the journal");
 }
 
+struct text_cb {
+	localstore_journal_cb cb;
+	void *arg;
+};
+
+static int
+text_adapter(void *arg, const char *rid, uint64_t seq, const void *data, size_t len)
+{
+	struct text_cb *t = arg;
+
+	(void)len;
+	return t->cb(t->arg, rid, seq, data); /* NUL-terminated by journal_iter_bytes */
+}
+
 int
 localstore_journal_iter(struct localstore *ls, const char *referral_id, localstore_journal_cb cb,
                         void *arg)
+{
+	struct text_cb t = {cb, arg};
+
+	if (cb == NULL) {
+		return IHALA_EINVAL;
+	}
+	return localstore_journal_iter_bytes(ls, referral_id, text_adapter, &t);
+}
+
+int
+localstore_journal_iter_bytes(struct localstore *ls, const char *referral_id,
+                              localstore_journal_bytes_cb cb, void *arg)
 {
 	uint8_t kbuf[LOCALSTORE_MAX_MSGID + 1 + U64_LEN];
 	char rid[LOCALSTORE_MAX_MSGID + 1];
@@ -964,7 +1126,7 @@ localstore_journal_iter(struct localstore *ls, const char *referral_id, localsto
 		}
 		memcpy(text, v.mv_data, v.mv_size);
 		text[v.mv_size] = '\0';
-		err = cb(arg, rid, be64dec((const uint8_t *)k.mv_data + n + 1), text);
+		err = cb(arg, rid, be64dec((const uint8_t *)k.mv_data + n + 1), text, v.mv_size);
 		free(text);
 		if (err != 0) {
 			goto out;
