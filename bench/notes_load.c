@@ -13,6 +13,7 @@
 #include "frame.h"
 #include "ihala.pb-c.h"
 #include "log.h"
+#include "sealpart.h"
 #include "tlsctx.h"
 #include "wire.h"
 
@@ -99,7 +100,7 @@ conn_send(struct conn *c, const Ihala__V2__Frame *f)
 }
 
 static int
-submit(struct conn *c, const Ihala__V2__Envelope *env)
+submit(struct conn *c, const Ihala__V2__Envelope *env, const uint8_t *sealed, size_t sealed_len)
 {
 	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
 	Ihala__V2__Submit sub = IHALA__V2__SUBMIT__INIT;
@@ -112,6 +113,8 @@ submit(struct conn *c, const Ihala__V2__Envelope *env)
 	ihala__v2__envelope__pack(env, buf);
 	sub.envelope.data = buf;
 	sub.envelope.len = len;
+	sub.sealed.data = (uint8_t *)sealed;
+	sub.sealed.len = sealed_len;
 	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 	f.submit = &sub;
 	return conn_send(c, &f);
@@ -260,12 +263,15 @@ main(int argc, char **argv)
 	long timeout_s = 600;
 	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
 	Ihala__V2__Referral ref = IHALA__V2__REFERRAL__INIT;
-	Ihala__V2__Survivor sur = IHALA__V2__SURVIVOR__INIT;
+	Ihala__V2__Sealed sl = IHALA__V2__SEALED__INIT;
+	Ihala__V2__Note pnote = IHALA__V2__NOTE__INIT;
+	uint8_t *sealed = NULL, *plain = NULL, sha[32];
+	size_t sealed_len = 0, plen;
 	Ihala__V2__Consent con = IHALA__V2__CONSENT__INIT;
 	Ihala__V2__Note note = IHALA__V2__NOTE__INIT;
 	Ihala__V2__ServiceCode svc = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
 	Ihala__V2__DataCategory needs = IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_NEEDS;
-	char msgid[80], rid[64], caseid[64], *text;
+	char msgid[80], rid[64], *text;
 	uint32_t window = 0;
 	struct run r;
 	struct conn c;
@@ -336,21 +342,17 @@ main(int argc, char **argv)
 	/* The referral. */
 	snprintf(msgid, sizeof(msgid), "%s-referral", prefix);
 	snprintf(rid, sizeof(rid), "%s-R1", prefix);
-	snprintf(caseid, sizeof(caseid), "IQ-%s-1", prefix);
-	sur.case_id = caseid;
 	con.given = 1;
 	con.n_agencies = 1;
 	con.agencies = &to;
-	con.n_data_covered = 1; /* the services and reason */
+	con.n_data_covered = 1; /* the services */
 	con.data_covered = &needs;
 	ref.referral_id = rid;
 	ref.receiving_agency = to;
 	ref.priority = IHALA__V2__PRIORITY__PRIORITY_NORMAL;
 	ref.n_services = 1;
 	ref.services = &svc;
-	ref.survivor = &sur;
-	ref.consent = &con;
-	ref.reason = "notes benchmark";
+	ref.consent = &con; /* the clear part alone: nothing sealed */
 	env.message_id = msgid;
 	env.to = to;
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
@@ -359,7 +361,7 @@ main(int argc, char **argv)
 		err = pump(&c, &r, 100);
 	}
 	if (err == 0 && c.welcomed) {
-		err = submit(&c, &env);
+		err = submit(&c, &env, NULL, 0);
 	}
 	while (err == 0 && r.ref_done == 0 && mono_us() < t_end) {
 		err = pump(&c, &r, 100);
@@ -369,9 +371,31 @@ main(int argc, char **argv)
 		return 1;
 	}
 
-	/* The notes, pipelined. */
+	/* The notes, pipelined. The text travels sealed to the recipient and the sender, sealed
+	 * once: the broker never opens it, so it does the same work for every note. */
 	note.referral_id = rid;
-	note.text = text;
+	pnote.text = text;
+	sl.message_id = "notes-template";
+	sl.referral_id = rid;
+	sl.sender = (char *)agency;
+	sl.kind_case = IHALA__V2__SEALED__KIND_NOTE;
+	sl.note = &pnote;
+	plen = ihala__v2__sealed__get_packed_size(&sl);
+	if ((plain = malloc(plen + 1)) == NULL) {
+		return 2;
+	}
+	ihala__v2__sealed__pack(&sl, plain);
+	{
+		const char *who[2] = {to, agency};
+
+		if (sealpart("notes_load", pki, who, 2, plain, plen, &sealed, &sealed_len, sha) !=
+		    0) {
+			return 2;
+		}
+	}
+	free(plain);
+	env.sealed_sha256.data = sha;
+	env.sealed_sha256.len = sizeof(sha);
 	env.to = NULL;
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	env.note = &note;
@@ -392,7 +416,7 @@ main(int argc, char **argv)
 		}
 		while (sent < count && r.inflight < window) {
 			snprintf(msgid, sizeof(msgid), "%s-%" PRIu64, prefix, sent);
-			if (submit(&c, &env) != 0) {
+			if (submit(&c, &env, sealed, sealed_len) != 0) {
 				break;
 			}
 			sent++;
@@ -416,5 +440,6 @@ main(int argc, char **argv)
 	SSL_CTX_free(ctx);
 	free(r.t_chunk);
 	free(text);
+	free(sealed);
 	return err == 0 && r.refused == 0 && r.receipted == count ? 0 : 1;
 }

@@ -281,8 +281,7 @@ submit(struct rig *g, const char *mid)
 	env.message_id = (char *)mid;
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	env.note = &note;
-	note.referral_id = "R-1";
-	note.text = "a note";
+	note.referral_id = "R-1"; /* its text is sealed */
 	elen = ihala__v2__envelope__get_packed_size(&env);
 	eb = malloc(elen);
 	assert_non_null(eb);
