@@ -485,7 +485,8 @@ on_receipt(struct ihala_client *c, const Ihala__V2__Receipt *r)
 			localstore_outbox_del(c->ls, r->message_id);
 		} else if (r->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 			reject(c, r->message_id, -r->error_code, r->error_message);
-		} else {
+		} else if (localstore_outbox_sent(c->ls, r->message_id, r->seq) != 0) {
+			/* kept as sent so a repeat under its id is the same bytes */
 			localstore_outbox_del(c->ls, r->message_id);
 		}
 	}
@@ -904,10 +905,11 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	uint64_t deadline = deadline_of(c, timeout_ms);
 	uint8_t *buf;
 	size_t len;
-	int err;
+	int err, given;
 
 	memset(rc, 0, sizeof(*rc));
 	c->errmsg[0] = '\0';
+	given = env->message_id != NULL && env->message_id[0] != '\0';
 	if (env->message_id == NULL || env->message_id[0] == '\0') {
 		char *id = malloc(33);
 
@@ -921,7 +923,9 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	}
 	snprintf(rc->message_id, sizeof(rc->message_id), "%s", env->message_id);
 	/* Validated, split and sealed: what is queued holds nothing personal in clear. */
-	if ((err = sealing_record(c, env, left_ms(deadline), &buf, &len)) != 0) {
+	/* The same message again under its id: the same bytes (sealing anew would differ). */
+	if ((!given || sealing_reuse(c, env, &buf, &len) != 0) &&
+	    (err = sealing_record(c, env, left_ms(deadline), &buf, &len)) != 0) {
 		if (err <= IHALA_ESCHEMA && err > IHALA_ENOTFOUND) {
 			/* A refusal of the message (the node's checks, the broker's sentences):
 			 * told as the broker's would be; nothing was queued. */

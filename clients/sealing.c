@@ -519,17 +519,29 @@ collect_pending(void *arg, const char *message_id, const void *env, size_t len)
 	return 0;
 }
 
-/* The full envelope of a pending record: its clear part and our own sealed part opened. */
+/* The full envelope of a record (pending or not): its clear part and the sealed part opened
+ * with our own key (we are always one of its recipients). */
 static int
 pending_full(struct ihala_client *c, const uint8_t *rec, size_t len, Ihala__V2__Envelope **full,
              char *why, size_t whylen)
 {
-	Ihala__V2__Submit *s = ihala__v2__submit__unpack(NULL, len - 1, rec + 1);
+	size_t off = sealing_record_pending(rec, len) ? 1 : 0;
+	Ihala__V2__Submit *s = ihala__v2__submit__unpack(NULL, len - off, rec + off);
 	Ihala__V2__Envelope *clear = NULL;
 	uint8_t *plain = NULL;
 	size_t plen = 0;
 	int err;
 
+	if (s != NULL && s->sealed.len == 0) {
+		/* nothing sealed: the clear part is the whole message */
+		err = envelope_decode(s->envelope.data, s->envelope.len, full);
+		ihala__v2__submit__free_unpacked(s, NULL);
+		return err;
+	}
+	if (c->keyring == NULL) {
+		ihala__v2__submit__free_unpacked(s, NULL);
+		return IHALA_ECONFIG;
+	}
 	if (s == NULL) {
 		snprintf(why, whylen, "the outbox record does not decode (damaged)");
 		return IHALA_ESTORE;
@@ -546,6 +558,74 @@ pending_full(struct ihala_client *c, const uint8_t *rec, size_t len, Ihala__V2__
 	envelope_free(clear);
 	ihala__v2__submit__free_unpacked(s, NULL);
 	return err;
+}
+
+/* 1 when a and b are the same message: their clear parts without the derived fields, and
+ * their personal fields, encode the same. */
+static int
+same_message(const Ihala__V2__Envelope *a, const Ihala__V2__Envelope *b, const char *self)
+{
+	uint8_t *ca = NULL, *cb = NULL, *sa = NULL, *sb = NULL;
+	size_t cal = 0, cbl = 0, sal = 0, sbl = 0;
+	int same = 0;
+
+	if (personal_kind(a) != personal_kind(b)) {
+		return 0;
+	}
+	if (!personal_kind(a)) {
+		ca = malloc(ihala__v2__envelope__get_packed_size(a) + 1);
+		cb = malloc(ihala__v2__envelope__get_packed_size(b) + 1);
+		if (ca != NULL && cb != NULL) {
+			cal = ihala__v2__envelope__pack(a, ca);
+			cbl = ihala__v2__envelope__pack(b, cb);
+			same = cal == cbl && memcmp(ca, cb, cal) == 0;
+		}
+	} else if (personal_clear(a, NULL, &ca, &cal) == 0 &&
+	           personal_clear(b, NULL, &cb, &cbl) == 0 &&
+	           personal_split(a, self, &sa, &sal) == 0 &&
+	           personal_split(b, self, &sb, &sbl) == 0) {
+		same = cal == cbl && memcmp(ca, cb, cal) == 0 && sal == sbl &&
+		       (sal == 0 || memcmp(sa, sb, sal) == 0);
+	}
+	if (sa != NULL) {
+		OPENSSL_cleanse(sa, sal);
+	}
+	if (sb != NULL) {
+		OPENSSL_cleanse(sb, sbl);
+	}
+	free(ca);
+	free(cb);
+	free(sa);
+	free(sb);
+	return same;
+}
+
+int
+sealing_reuse(struct ihala_client *c, const Ihala__V2__Envelope *env, uint8_t **rec, size_t *len)
+{
+	Ihala__V2__Envelope *old = NULL;
+	void *r = NULL;
+	size_t rlen = 0;
+	char why[512];
+	int same;
+
+	if (localstore_outbox_get(c->ls, env->message_id, &r, &rlen) != 0 &&
+	    localstore_sent_get(c->ls, env->message_id, &r, &rlen, NULL) != 0) {
+		return IHALA_ENOTFOUND;
+	}
+	if (rlen == 0 || pending_full(c, r, rlen, &old, why, sizeof(why)) != 0) {
+		free(r);
+		return IHALA_ENOTFOUND;
+	}
+	same = same_message(env, old, c->own_agency);
+	envelope_free(old);
+	if (!same) {
+		free(r);
+		return IHALA_ENOTFOUND; /* sealed anew: the broker says MESSAGE_ID_CONFLICT */
+	}
+	*rec = r;
+	*len = rlen;
+	return 0;
 }
 
 int
