@@ -177,6 +177,9 @@ void sealing_open_delivery(struct ihala_client *c, struct ihala_delivery *d);
  * list when refused for good. 0, or the transport error that stopped it.
  */
 int sealing_record_pending(const void *rec, size_t len);
+/* A record of a message too large once sealed (its clear part only, on the rejected list):
+ * never sent, refused again when retried. */
+int sealing_record_oversize(const void *rec, size_t len);
 
 /*
  * The record queued or sent before under env->message_id when it holds the same message

@@ -126,6 +126,10 @@ sealing_release(struct ihala_client *c)
 
 /* ---- sealing on submit ---- */
 
+/* What sealing adds at most to the content (CMS structure, one key agreement per recipient):
+ * for the size a message will have before it is sealed. */
+#define SEAL_OVERHEAD (512u + 256u * SEAL_RECIPIENTS_MAX)
+
 /* The agency's certificate to seal to: this session's pick, else the directory's. */
 static int
 recipient_cert(struct ihala_client *c, const char *agency, int timeout_ms, X509 **out)
@@ -263,13 +267,16 @@ add_custodian(void *arg, const char *item, size_t len)
  * never sent as it is: sealing_reseal() seals it for good once the broker answers. A Submit
  * never starts with a 0 byte (no field 0). */
 #define PENDING_MARK 0x00
+/* A message too large once sealed, kept on the rejected list by its clear part alone: never
+ * sent, refused again (TOO_LARGE) when retried. */
+#define OVERSIZE_MARK 0x01
 
 static int
-pack_submit_mark(const uint8_t *env, size_t envlen, const uint8_t *sealed, size_t slen, int pending,
+pack_submit_mark(const uint8_t *env, size_t envlen, const uint8_t *sealed, size_t slen, int mark,
                  uint8_t **rec, size_t *len)
 {
 	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
-	size_t n, off = pending ? 1 : 0;
+	size_t n, off = mark >= 0 ? 1 : 0;
 
 	s.envelope.data = (uint8_t *)env;
 	s.envelope.len = envlen;
@@ -279,7 +286,7 @@ pack_submit_mark(const uint8_t *env, size_t envlen, const uint8_t *sealed, size_
 	if ((*rec = malloc(n + off + 1)) == NULL) {
 		return IHALA_ENOMEM;
 	}
-	(*rec)[0] = PENDING_MARK;
+	(*rec)[0] = (uint8_t)mark;
 	*len = off + ihala__v2__submit__pack(&s, *rec + off);
 	return 0;
 }
@@ -288,7 +295,13 @@ static int
 pack_submit(const uint8_t *env, size_t envlen, const uint8_t *sealed, size_t slen, uint8_t **rec,
             size_t *len)
 {
-	return pack_submit_mark(env, envlen, sealed, slen, 0, rec, len);
+	return pack_submit_mark(env, envlen, sealed, slen, -1, rec, len);
+}
+
+int
+sealing_record_oversize(const void *rec, size_t len)
+{
+	return len > 0 && ((const uint8_t *)rec)[0] == OVERSIZE_MARK;
 }
 
 int
@@ -322,7 +335,7 @@ pending_record(struct ihala_client *c, const Ihala__V2__Envelope *env, const uin
 		return client_fail(c, err, "message %s was not sealed: %s", env->message_id, why);
 	}
 	if ((err = personal_clear(env, NULL, &clear, &clen)) == 0) {
-		err = pack_submit_mark(clear, clen, der, dlen, 1, rec, len);
+		err = pack_submit_mark(clear, clen, der, dlen, PENDING_MARK, rec, len);
 	}
 	free(der);
 	free(clear);
@@ -378,6 +391,27 @@ sealing_record(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 		free(clear);
 		return err;
 	}
+	/* Too large to be sent: said now, before any request, and kept on the rejected list
+	 * (its clear part only) as an oversized message always was. */
+	if ((err = personal_clear(env, NULL, &clear, &clen)) != 0) {
+		goto out;
+	}
+	if (plen > SEAL_PLAIN_MAX || clen + plen + SEAL_OVERHEAD > ihala_max_frame(c)) {
+		size_t est = clen + plen + SEAL_OVERHEAD;
+
+		err = pack_submit_mark(clear, clen, NULL, 0, OVERSIZE_MARK, rec, len);
+		if (err == 0) {
+			err = client_fail(
+			    c, IHALA_ETOOLARGE,
+			    "message %s is %zu bytes encoded, over the broker's limit of "
+			    "%zu bytes per frame; nothing was queued (shorten long texts "
+			    "or lists)",
+			    env->message_id, est, ihala_max_frame(c));
+		}
+		goto out;
+	}
+	free(clear);
+	clear = NULL;
 	if (c->keyring == NULL) {
 		err = client_fail(
 		    c, IHALA_ECONFIG,
@@ -477,7 +511,7 @@ ihala_record_envelope(const void *rec, size_t len, Ihala__V2__Envelope **env)
 	Ihala__V2__Submit *s;
 	int err;
 
-	if (sealing_record_pending(rec, len)) {
+	if (sealing_record_pending(rec, len) || sealing_record_oversize(rec, len)) {
 		rec = (const uint8_t *)rec + 1;
 		len--;
 	}
