@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "clock.h"
 #include "error.h"
 #include "frame.h"
@@ -311,6 +313,218 @@ check_checkpoint(struct vctx *v, uint64_t size, const uint8_t root[MERKLE_HASH_L
 	return 0;
 }
 
+/* ---- sealed parts ---- */
+
+/* The store's database of sealed parts, when it has one (a store written before issue 16,
+ * or one where nothing was ever sealed, may not). */
+struct sealed_db {
+	MDB_dbi dbi;
+	int open;
+};
+
+static int
+sealed_db_open(struct logdb_txn *r, struct sealed_db *sdb)
+{
+	int rc;
+
+	memset(sdb, 0, sizeof(*sdb));
+	rc = mdb_dbi_open(r->txn, AUDIT_SEALED_DB, 0, &sdb->dbi);
+	if (rc == MDB_NOTFOUND) {
+		return 0;
+	}
+	if (rc != 0) {
+		log_warnx("store: cannot open the database of sealed parts: %s", mdb_strerror(rc));
+		return IHALA_ESTORE;
+	}
+	sdb->open = 1;
+	return 0;
+}
+
+/* The sealed part stored for seq (keyed like the log: a native-endian uint64; a big-endian
+ * key is tried too), *sealed NULL when none. */
+static int
+sealed_db_get(struct logdb_txn *r, const struct sealed_db *sdb, uint64_t seq,
+              const uint8_t **sealed, size_t *len)
+{
+	uint8_t be[8];
+	MDB_val k, v;
+	int rc, i;
+
+	*sealed = NULL;
+	*len = 0;
+	if (!sdb->open) {
+		return 0;
+	}
+	k.mv_size = sizeof(seq);
+	k.mv_data = &seq;
+	rc = mdb_get(r->txn, sdb->dbi, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		for (i = 0; i < 8; i++) {
+			be[i] = (uint8_t)(seq >> (56 - 8 * i));
+		}
+		k.mv_data = be;
+		rc = mdb_get(r->txn, sdb->dbi, &k, &v);
+	}
+	if (rc == MDB_NOTFOUND) {
+		return 0;
+	}
+	if (rc != 0) {
+		log_warnx("store: cannot read the sealed part of seq %llu: %s",
+		          (unsigned long long)seq, mdb_strerror(rc));
+		return IHALA_ESTORE;
+	}
+	if (v.mv_size > 0) {
+		*sealed = v.mv_data;
+		*len = v.mv_size;
+	}
+	return 0;
+}
+
+void
+audit_sealed_init(struct audit_sealed *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->known = 1;
+}
+
+void
+audit_sealed_release(struct audit_sealed *s)
+{
+	free(s->missing);
+	free(s->named);
+	audit_sealed_init(s);
+}
+
+static int
+seqs_add(uint64_t **v, uint64_t *n, uint64_t *cap, uint64_t seq)
+{
+	uint64_t *nv;
+
+	if (*n == *cap) {
+		uint64_t ncap = *cap != 0 ? *cap * 2 : 64;
+
+		if ((nv = realloc(*v, ncap * sizeof(**v))) == NULL) {
+			return IHALA_ENOMEM;
+		}
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[(*n)++] = seq;
+	return 0;
+}
+
+static int sealed_problem(struct audit_sealed *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+sealed_problem(struct audit_sealed *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->problem, sizeof(s->problem), fmt, ap);
+	va_end(ap);
+	return IHALA_ETAMPER;
+}
+
+int
+audit_sealed_push(struct audit_sealed *s, uint64_t seq, const uint8_t *entry, size_t len,
+                  const uint8_t *sealed, size_t sealed_len, int known)
+{
+	Ihala__V2__LogEntry *e = NULL;
+	Ihala__V2__Envelope *env = NULL;
+	uint8_t h[SHA256_DIGEST_LENGTH];
+	size_t i;
+	int err;
+
+	if (!known) {
+		s->known = 0;
+	}
+	if ((err = logentry_decode(entry, len, &e)) != 0) {
+		return err;
+	}
+	if (e->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_ERASURE) {
+		s->erasures++;
+		for (i = 0; e->event != NULL && i < e->event->n_erased_seqs; i++) {
+			if ((err = seqs_add(&s->named, &s->nnamed, &s->capnamed,
+			                    e->event->erased_seqs[i])) != 0) {
+				goto out;
+			}
+		}
+	}
+	if (e->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION && e->envelope.len > 0 &&
+	    envelope_decode(e->envelope.data, e->envelope.len, &env) == 0 &&
+	    env->sealed_sha256.len > 0) {
+		s->sealed++;
+		if (!known) {
+			goto out;
+		}
+		if (sealed == NULL) {
+			err = seqs_add(&s->missing, &s->nmissing, &s->capmissing, seq);
+			goto out;
+		}
+		s->present++;
+		SHA256(sealed, sealed_len, h);
+		if (env->sealed_sha256.len != sizeof(h) ||
+		    memcmp(env->sealed_sha256.data, h, sizeof(h)) != 0) {
+			err = sealed_problem(
+			    s, "seq %llu: sealed part does not match its sealed_sha256",
+			    (unsigned long long)seq);
+		}
+		goto out;
+	}
+	if (known && sealed != NULL) {
+		err = sealed_problem(s,
+		                     "seq %llu: a sealed part is stored for an entry that commits "
+		                     "to none",
+		                     (unsigned long long)seq);
+	}
+out:
+	envelope_free(env);
+	logentry_free(e);
+	return err;
+}
+
+static int
+u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int
+audit_sealed_finish(struct audit_sealed *s)
+{
+	uint64_t i, j, n = 0;
+
+	qsort(s->named, s->nnamed, sizeof(*s->named), u64_cmp);
+	for (i = 0; i < s->nnamed; i++) {
+		if (i == 0 || s->named[i] != s->named[i - 1]) {
+			s->named[n++] = s->named[i];
+		}
+	}
+	s->nnamed = n;
+	if (!s->known) {
+		s->erased = s->nnamed;
+		return 0;
+	}
+	/* missing comes in seq order */
+	for (i = j = 0; i < s->nmissing; i++) {
+		while (j < s->nnamed && s->named[j] < s->missing[i]) {
+			j++;
+		}
+		if (j == s->nnamed || s->named[j] != s->missing[i]) {
+			return sealed_problem(s,
+			                      "seq %llu: sealed part missing but no erasure entry "
+			                      "names it",
+			                      (unsigned long long)s->missing[i]);
+		}
+	}
+	s->erased = s->nmissing;
+	return 0;
+}
+
 int
 audit_verify_store(const char *dir, const char *key, const char *origin,
                    struct audit_verify_result *res)
@@ -320,6 +534,10 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 	struct logdb_log_iter it = {NULL, NULL, 0, 0};
 	struct audit_chain *a = NULL;
 	struct sizes sz = {NULL, 0, 0};
+	struct audit_sealed sl;
+	struct sealed_db sdb;
+	const uint8_t *sealed;
+	size_t sealed_len;
 	struct vctx v;
 	uint8_t leaf[MERKLE_HASH_LEN], stored[MERKLE_HASH_LEN], root[MERKLE_HASH_LEN];
 	const void *data;
@@ -330,6 +548,7 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 
 	memset(res, 0, sizeof(*res));
 	memset(&v, 0, sizeof(v));
+	audit_sealed_init(&sl);
 	if (key == NULL) {
 		return IHALA_EINVAL;
 	}
@@ -345,6 +564,7 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 	v.origin = origin;
 	v.res = res;
 	if ((err = logdb_checkpoint_iter(&r, 0, collect_size, &sz)) != 0 ||
+	    (err = sealed_db_open(&r, &sdb)) != 0 ||
 	    (err = logdb_log_iter_begin(&r, 1, &it)) != 0) {
 		goto out;
 	}
@@ -386,8 +606,27 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 			                  (unsigned long long)seq);
 			goto out;
 		}
+		if ((err = sealed_db_get(&r, &sdb, seq, &sealed, &sealed_len)) != 0) {
+			goto out;
+		}
+		if ((err = audit_sealed_push(&sl, seq, data, len, sealed, sealed_len, 1)) != 0) {
+			if (err == IHALA_ETAMPER) {
+				memcpy(res->problem, sl.problem, sizeof(res->problem));
+			} else if (err == IHALA_EBADFRAME || err == IHALA_EUTF8) {
+				err = res_problem(res, "seq %llu: entry does not decode",
+				                  (unsigned long long)seq);
+			}
+			goto out;
+		}
 		res->entries = seq;
 	}
+	if ((err = audit_sealed_finish(&sl)) != 0) {
+		memcpy(res->problem, sl.problem, sizeof(res->problem));
+		goto out;
+	}
+	res->erasures = sl.erasures;
+	res->sealed = sl.sealed;
+	res->erased = sl.erased;
 	/* The end of the log: nothing may have been signed or hashed beyond it. */
 	res->entries = merkle_range_size(&a->range);
 	if (k < sz.n) {
@@ -416,14 +655,43 @@ out:
 	logdb_end(&r);
 	logdb_close(db);
 	checkpoint_verifier_free(v.ver);
+	audit_sealed_release(&sl);
 	free(sz.v);
 	free(a);
 	return err;
 }
 
+struct entry_walk {
+	ihala_entry_cb cb;
+	void *arg;
+};
+
+static int
+entry_only(void *arg, uint64_t seq, const uint8_t *entry, size_t len, const uint8_t *sealed,
+           size_t sealed_len, int known)
+{
+	struct entry_walk *w = arg;
+
+	(void)sealed;
+	(void)sealed_len;
+	(void)known;
+	return w->cb(w->arg, seq, entry, len);
+}
+
 int
 audit_store_walk(const char *dir, ihala_entry_cb cb, void *arg)
 {
+	struct entry_walk w = {cb, arg};
+
+	return audit_store_walk_records(dir, entry_only, &w);
+}
+
+int
+audit_store_walk_records(const char *dir, audit_record_cb cb, void *arg)
+{
+	struct sealed_db sdb;
+	const uint8_t *sealed;
+	size_t sealed_len;
 	struct logdb *db = NULL;
 	struct logdb_txn r = {NULL, NULL, NULL};
 	struct logdb_log_iter it = {NULL, NULL, 0, 0};
@@ -433,11 +701,15 @@ audit_store_walk(const char *dir, ihala_entry_cb cb, void *arg)
 	int err;
 
 	if ((err = logdb_open(dir, &db)) != 0 || (err = logdb_begin(db, &r)) != 0 ||
+	    (err = sealed_db_open(&r, &sdb)) != 0 ||
 	    (err = logdb_log_iter_begin(&r, 1, &it)) != 0) {
 		goto out;
 	}
 	while ((err = logdb_log_iter_next(&it, &seq, &data, &len)) == 0) {
-		if (cb(arg, seq, data, len) != 0) {
+		if ((err = sealed_db_get(&r, &sdb, seq, &sealed, &sealed_len)) != 0) {
+			break;
+		}
+		if (cb(arg, seq, data, len, sealed, sealed_len, 1) != 0) {
 			break;
 		}
 	}
