@@ -85,68 +85,17 @@ history_names(json_t *state)
 
 /* ---- the journal ---- */
 
-/*
- * The fields a message seals (docs/SEALING.md, the one rule), as the journal's JSON names
- * them: "kind.field" or "kind.sub.field". The journal is on the node's disk, which keeps
- * only sealed forms of personal data (issue 16): what the node opened for its user is
- * shown at delivery (inbox, web) and is not kept here in clear.
- */
-static const char *const sealed_paths[] = {
-    "referral.survivor",
-    "referral.reason",
-    "referral.referringOfficer",
-    "referral.notes",
-    "statusUpdate.businessStatus",
-    "statusUpdate.reason",
-    "statusUpdate.note",
-    "statusUpdate.outcome.date",
-    "statusUpdate.outcome.notes",
-    "outcome.date",
-    "outcome.notes",
-    "note.text",
-};
-
-/* A copy of line without the sealed fields of its envelope (NULL on no memory). */
-static json_t *
-journal_clear(json_t *line)
-{
-	json_t *copy = json_deep_copy(line), *env, *o;
-	char path[64], *p, *dot;
-	size_t i;
-
-	if (copy == NULL || (env = json_object_get(copy, "envelope")) == NULL) {
-		return copy;
-	}
-	for (i = 0; i < sizeof(sealed_paths) / sizeof(sealed_paths[0]); i++) {
-		snprintf(path, sizeof(path), "%s", sealed_paths[i]);
-		for (o = env, p = path; o != NULL && (dot = strchr(p, '.')) != NULL; p = dot + 1) {
-			*dot = '\0';
-			o = json_object_get(o, p);
-		}
-		if (json_is_object(o)) {
-			json_object_del(o, p);
-		}
-	}
-	return copy;
-}
-
 void
 cli_journal(struct cli *cli, uint64_t seq, json_t *line)
 {
 	const char *rid = render_line_referral(line);
-	json_t *clear;
 	char *text;
 	int err;
 
 	if (rid == NULL || seq == 0 || cli->client == NULL) {
 		return;
 	}
-	if ((clear = journal_clear(line)) == NULL) {
-		return;
-	}
-	text = json_dumps(clear, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(clear);
-	if (text == NULL) {
+	if ((text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL) {
 		return;
 	}
 	if ((err = ihala_journal_put(cli->client, rid, seq, text)) != 0) {
