@@ -59,11 +59,37 @@ static const char replay_usage[] =
 
 /* ---- entries with their sealed parts ---- */
 
+#ifdef IHALA_HAVE_REPLAY_RECORDS
+/* Records from the broker with LogRecord.sealed: a part is known stored or not (erased). */
+struct records {
+	audit_record_cb cb;
+	void *arg;
+};
+
+static int
+records_sealed(void *arg, uint64_t seq, const uint8_t *entry, size_t len, const uint8_t *sealed,
+               size_t sealed_len)
+{
+	struct records *r = arg;
+
+	return r->cb(r->arg, seq, entry, len, sealed, sealed_len, 1);
+}
+
+static int
+replay_records(struct cli *cli, uint64_t from, uint64_t to, int follow, audit_record_cb cb,
+               void *arg)
+{
+	struct records r = {cb, arg};
+
+	return ihala_replay_records(cli->client, from, to, follow, records_sealed, &r,
+	                            cli_timeout(cli));
+}
+#else
 /*
- * Records from the broker: libihala's ihala_replay passes the entries (LogRecord.entry)
- * but not LogRecord.sealed, so a replay cannot tell a part stored from one erased: known 0.
- * TODO(issue 16): a libihala replay passing LogRecord.sealed (client.c) makes `known` 1
- * here, and replay marks erased entries as the offline walk does.
+ * Records from the broker through a libihala whose ihala_replay passes the entries
+ * (LogRecord.entry) but not LogRecord.sealed: a replay cannot tell a part stored from one
+ * erased, known 0. A libihala defining IHALA_HAVE_REPLAY_RECORDS (ihala_replay_records)
+ * makes it 1, and replay marks erased entries as the offline walk does.
  */
 struct records {
 	audit_record_cb cb;
@@ -86,6 +112,7 @@ replay_records(struct cli *cli, uint64_t from, uint64_t to, int follow, audit_re
 
 	return ihala_replay(cli->client, from, to, follow, records_entry, &r, cli_timeout(cli));
 }
+#endif
 
 /* The entry's sealed_sha256 in hex into hex (65 bytes), "" when it commits to none. */
 static void
