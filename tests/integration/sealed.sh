@@ -14,7 +14,7 @@ IHALA=$IHALA_BUILD/ihala
 BROKER=$IHALA_BUILD/ihala-broker
 P=$IHALA_PKI
 
-plan 36
+plan 37
 
 # The distinctive name, in Arabic script and in Latin: found nowhere the broker writes.
 NAME_AR='زينب-QXZ-7731'
@@ -220,5 +220,7 @@ run verify-online "$AUD" audit verify
 check "audit verify through the broker passes too and counts the erasure entries" \
 	eval 'expect 0 && jq -e ".erasures >= 1" "$OUT" >/dev/null'
 run replay2 "$AUD" --json audit replay
+check "audit replay (through the broker) marks the referral's entry erased, its hash still shown" \
+	eval 'expect 0 && jq -e --argjson s "$S" "select(.seq == \$s) | .erased == true and (.sealedSha256 | length == 64)" "$OUT" >/dev/null || { show "$OUT"; false; }'
 check "audit replay: the erasure entries name who (dma), why and which seqs" \
 	eval 'expect 0 && jq -e --argjson s "$S" "select(.entry.kind == \"erasure\" and .entry.sender == \"dma\" and .entry.event.reasonCode == \"consent-withdrawn\" and (.entry.event.erasedSeqs | index(\$s) != null))" "$OUT" >/dev/null || { show "$OUT"; false; }\'
