@@ -117,6 +117,15 @@ view_what(json_t *item, char *buf, size_t len)
 			         (long long)(json_is_integer(q) ? json_integer_value(q) : 0));
 			add(buf, len, &off, "%s%s", n, "");
 		}
+	} else if (ev != NULL && str(ev, "status")[0] == '\0' &&
+	           json_is_integer(json_object_get(ev, "refSeq"))) {
+		/* a delivery the recipient acked (audit replay) */
+		char n[24];
+
+		snprintf(n, sizeof(n), "%lld",
+		         (long long)json_integer_value(json_object_get(ev, "refSeq")));
+		add(buf, len, &off, "%s of seq %s",
+		    str(item, "kind")[0] != '\0' ? str(item, "kind") : "event", n);
 	} else if (ev != NULL) {
 		add(buf, len, &off, "%s (by the broker)%s", str(ev, "status"), "");
 	} else if (str(item, "what")[0] != '\0' &&

@@ -14,7 +14,7 @@ IHALA=$IHALA_BUILD/ihala
 BROKER=$IHALA_BUILD/ihala-broker
 P=$IHALA_PKI
 
-plan 37
+plan 38
 
 # The distinctive name, in Arabic script and in Latin: found nowhere the broker writes.
 NAME_AR='زينب-QXZ-7731'
@@ -134,6 +134,8 @@ script -qec "$(printf '%q ' "$IHALA" --config "$AUD" audit replay)" /dev/null </
 	tr -d '\r' >"$OUT"
 check "audit replay for people: 'sealed sha256:HEX' on the referral's row, no name" \
 	eval 'grep "$R" "$OUT" | grep -qE "referral \(urgent\); sealed sha256:[0-9a-f]{64}" && [ "$(hits "$OUT" 2>/dev/null)" -eq 0 ] || { show "$OUT"; false; }'
+check "audit replay for people: a delivery entry says which seq was delivered" \
+	eval 'grep -qE "^[0-9]+ .* delivery of seq [0-9]+" "$OUT" || { show "$OUT"; false; }'
 http /metrics "$T/metrics.txt"
 check "the metrics page answers" grep -q '^ihala_' "$T/metrics.txt"
 copy backup1
