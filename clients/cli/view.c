@@ -133,6 +133,10 @@ view_what(json_t *item, char *buf, size_t len)
 		/* a history item without its details: what kind of message it was */
 		add(buf, len, &off, "%s%s", str(item, "what"), "");
 	}
+	/* a delivery whose sealed part this node could not open (inbox: "openError") */
+	if (str(item, "openError")[0] != '\0') {
+		add(buf, len, &off, "; sealed part not opened: %s%s", str(item, "openError"), "");
+	}
 	/* audit replay: what the entry commits to, never what it says */
 	if (str(item, "sealedSha256")[0] != '\0') {
 		add(buf, len, &off, "; sealed sha256:%s%s", str(item, "sealedSha256"),
