@@ -340,15 +340,14 @@ sealed_db_open(struct logdb_txn *r, struct sealed_db *sdb)
 	return 0;
 }
 
-/* The sealed part stored for seq (keyed like the log: a native-endian uint64; a big-endian
- * key is tried too), *sealed NULL when none. */
+/* The sealed part stored for seq (keyed like the log: a native-endian uint64, see logdb.h),
+ * *sealed NULL when none. */
 static int
 sealed_db_get(struct logdb_txn *r, const struct sealed_db *sdb, uint64_t seq,
               const uint8_t **sealed, size_t *len)
 {
-	uint8_t be[8];
 	MDB_val k, v;
-	int rc, i;
+	int rc;
 
 	*sealed = NULL;
 	*len = 0;
@@ -358,13 +357,6 @@ sealed_db_get(struct logdb_txn *r, const struct sealed_db *sdb, uint64_t seq,
 	k.mv_size = sizeof(seq);
 	k.mv_data = &seq;
 	rc = mdb_get(r->txn, sdb->dbi, &k, &v);
-	if (rc == MDB_NOTFOUND) {
-		for (i = 0; i < 8; i++) {
-			be[i] = (uint8_t)(seq >> (56 - 8 * i));
-		}
-		k.mv_data = be;
-		rc = mdb_get(r->txn, sdb->dbi, &k, &v);
-	}
 	if (rc == MDB_NOTFOUND) {
 		return 0;
 	}
