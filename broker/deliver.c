@@ -110,8 +110,8 @@ agency_pump(struct server *sv, struct agency_rt *a)
 	for (i = 0; i < c.n; i++) {
 		Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
 		Ihala__V2__Deliver d = IHALA__V2__DELIVER__INIT;
-		const void *data;
-		size_t len;
+		const void *data, *sdata;
+		size_t len, slen;
 		int err;
 
 		if (store_log_get(r, c.seqs[i], &data, &len) != 0) {
@@ -123,6 +123,11 @@ agency_pump(struct server *sv, struct agency_rt *a)
 		d.seq = c.seqs[i];
 		d.entry.data = (uint8_t *)data;
 		d.entry.len = len;
+		/* Its sealed part, if it has one still (none once erased). */
+		if (store_sealed_get(r, d.seq, &sdata, &slen) == 0) {
+			d.sealed.data = (uint8_t *)sdata;
+			d.sealed.len = slen;
+		}
 		f.kind_case = IHALA__V2__FRAME__KIND_DELIVER;
 		f.deliver = &d;
 		err = session_send(sv, s, &f);
@@ -238,12 +243,28 @@ replay_pump(struct server *sv, struct session *s)
 			while (n < REPLAY_BATCH && bytes < sv->cfg->limits.max_frame / 2 &&
 			       (err = store_log_iter_next(it, &seq, &data, &len)) == 0 &&
 			       seq <= last) {
+				const void *sdata = NULL;
+				size_t slen = 0;
+
+				/* With its sealed part (ciphertext; none once erased). */
+				if (store_sealed_get(r, seq, &sdata, &slen) != 0) {
+					sdata = NULL;
+					slen = 0;
+				}
+				/* An entry with its sealed part fits a frame alone (the submit
+				 * checked it), not always beside others: it starts the next one. */
+				if (n > 0 &&
+				    bytes + len + slen + 32 > sv->cfg->limits.max_frame - 64) {
+					break;
+				}
 				ihala__v2__log_record__init(&recs[n]);
 				recs[n].seq = seq;
 				recs[n].entry.data = (uint8_t *)data;
 				recs[n].entry.len = len;
+				recs[n].sealed.data = (uint8_t *)sdata;
+				recs[n].sealed.len = slen;
 				ptrs[n] = &recs[n];
-				bytes += len + 16;
+				bytes += len + slen + 32;
 				n++;
 			}
 			store_log_iter_end(it);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <zmq.h>
 
 #include "channel.h"
@@ -23,6 +24,7 @@
 #include "policy.h"
 #include "ratelog.h"
 #include "refstate.h"
+#include "seal.h"
 #include "session.h"
 #include "store.h"
 #include "tlsctx.h"
@@ -196,24 +198,89 @@ submit_refuse(struct server *sv, struct session *s, const Ihala__V2__Envelope *e
 	session_send(sv, s, &f);
 }
 
+/*
+ * The sealed part against the clear one (docs/SEALING.md): Erase and Unreadable carry none;
+ * otherwise Submit.sealed is present exactly when Envelope.sealed_sha256 is, within
+ * SEAL_DER_MAX, and hashes to it. The broker never looks inside. 0, or the refusal with its
+ * sentence in text.
+ */
+static int
+sealed_check(const Ihala__V2__Envelope *env, const ProtobufCBinaryData *sealed, char *text,
+             size_t cap)
+{
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+
+	if (env->kind_case == IHALA__V2__ENVELOPE__KIND_ERASE ||
+	    env->kind_case == IHALA__V2__ENVELOPE__KIND_UNREADABLE) {
+		if (sealed->len > 0 || env->sealed_sha256.len > 0 || env->n_data_declared > 0) {
+			snprintf(text, cap,
+			         "an %s carries no sealed part (sealed, sealed_sha256 and "
+			         "data_declared must be empty)",
+			         env->kind_case == IHALA__V2__ENVELOPE__KIND_ERASE ? "erase"
+			                                                           : "unreadable");
+			return IHALA_ESCHEMA;
+		}
+		return 0;
+	}
+	if (sealed->len > SEAL_DER_MAX) {
+		snprintf(text, cap, "sealed part of %zu bytes is over the limit of %u bytes",
+		         sealed->len, (unsigned)SEAL_DER_MAX);
+		return IHALA_ETOOLARGE;
+	}
+	if (sealed->len == 0 && env->sealed_sha256.len == 0) {
+		return 0;
+	}
+	if (sealed->len == 0) {
+		snprintf(text, cap,
+		         "the envelope has a sealed_sha256 but the submission carries no "
+		         "sealed part");
+		return IHALA_ESEALHASH;
+	}
+	if (env->sealed_sha256.len != 32) {
+		snprintf(text, cap,
+		         "the submission carries a sealed part but the envelope's sealed_sha256 is "
+		         "%zu bytes, not the 32 of its SHA-256",
+		         env->sealed_sha256.len);
+		return IHALA_ESEALHASH;
+	}
+	if (EVP_Digest(sealed->data, sealed->len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen != 32) {
+		snprintf(text, cap, "cannot hash the sealed part; retry later");
+		return IHALA_EINTERNAL;
+	}
+	if (CRYPTO_memcmp(md, env->sealed_sha256.data, 32) != 0) {
+		snprintf(
+		    text, cap,
+		    "the sealed part's SHA-256 is not the envelope's sealed_sha256 (the sealed "
+		    "part was changed or belongs to another message)");
+		return IHALA_ESEALHASH;
+	}
+	return 0;
+}
+
 static void
 handle_submit(struct server *sv, struct session *s, const Ihala__V2__Submit *sub)
 {
 	Ihala__V2__Envelope *env = NULL;
 	struct wreq *r;
 	char text[256];
+	size_t total = sub->envelope.len + sub->sealed.len;
 	int err;
 
 	metrics_inc_submissions();
 	/* Decode first, so that every refusal names the message it refuses. */
 	err = envelope_decode(sub->envelope.data, sub->envelope.len, &env);
 	snprintf(text, sizeof(text), "envelope: %s", ihala_strerror(err));
-	if (err == 0 && sub->envelope.len + ENTRY_OVERHEAD > sv->cfg->limits.max_frame) {
-		/* Logged entries travel in Deliver frames: leave room for the wrapping. */
+	if (err == 0 && total + ENTRY_OVERHEAD > sv->cfg->limits.max_frame) {
+		/* Logged entries travel in Deliver frames, with their sealed part: leave room for
+		 * the wrapping. */
 		err = IHALA_ETOOLARGE;
 		snprintf(text, sizeof(text),
-		         "envelope of %zu bytes is over the limit of %llu bytes", sub->envelope.len,
-		         (unsigned long long)(sv->cfg->limits.max_frame - ENTRY_OVERHEAD));
+		         "envelope and sealed part of %zu bytes are over the limit of %llu bytes",
+		         total, (unsigned long long)(sv->cfg->limits.max_frame - ENTRY_OVERHEAD));
+	} else if (err == 0 && (err = sealed_check(env, &sub->sealed, text, sizeof(text))) != 0) {
+		/* the sentence is in text */
 	} else if (err == 0 && sv->stopping) {
 		err = IHALA_ESHUTDOWN;
 		snprintf(text, sizeof(text), "%s", ihala_strerror(err));
@@ -222,7 +289,7 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V2__Submit *sub
 		snprintf(text, sizeof(text), "more than %llu submissions without receipts",
 		         (unsigned long long)sv->cfg->limits.max_inflight);
 	} else if (err == 0 && s->inflight_submits > 0 &&
-	           s->inflight_bytes + sub->envelope.len > sv->cfg->limits.max_inflight_bytes) {
+	           s->inflight_bytes + total > sv->cfg->limits.max_inflight_bytes) {
 		/* Its share of the broker's memory: one submission at a time always fits. */
 		err = IHALA_EOVERLOAD;
 		snprintf(text, sizeof(text),
@@ -243,8 +310,19 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V2__Submit *sub
 		envelope_free(env);
 		return;
 	}
+	if (sub->sealed.len > 0 && (r->sealed = malloc(sub->sealed.len)) == NULL) {
+		wreq_free(r);
+		submit_refuse(sv, s, env, IHALA_EOVERLOAD,
+		              "the broker is short of memory; retry later");
+		envelope_free(env);
+		return;
+	}
 	memcpy(r->env_bytes, sub->envelope.data, sub->envelope.len);
 	r->env_len = sub->envelope.len;
+	if (sub->sealed.len > 0) {
+		memcpy(r->sealed, sub->sealed.data, sub->sealed.len);
+		r->sealed_len = sub->sealed.len;
+	}
 	r->env = env;
 	r->session_id = s->id;
 	snprintf(r->agency, sizeof(r->agency), "%s", s->agency);
@@ -257,7 +335,7 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V2__Submit *sub
 		return;
 	}
 	s->inflight_submits++;
-	s->inflight_bytes += sub->envelope.len;
+	s->inflight_bytes += total;
 }
 
 static void

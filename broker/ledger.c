@@ -145,6 +145,7 @@ wreq_free(struct wreq *r)
 		return;
 	}
 	free(r->env_bytes);
+	free(r->sealed);
 	envelope_free(r->env);
 	free(r);
 }
@@ -660,7 +661,8 @@ shares_check(struct ledger *lg, struct store_rtxn *rv, struct wreq *r, const cha
 		return 1;
 	}
 	*refbytes = cur != NULL ? cur->bytes_logged : 0;
-	if (pol->referral_bytes > 0 && *refbytes + r->env_len > pol->referral_bytes) {
+	if (pol->referral_bytes > 0 &&
+	    *refbytes + r->env_len + r->sealed_len > pol->referral_bytes) {
 		refuse(r, IHALA_EQUOTA, NULL);
 		snprintf(r->text, sizeof(r->text),
 		         "referral '%s' would pass its quota of %llu bytes of messages "
@@ -811,6 +813,10 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	e.envelope.data = r->env_bytes;
 	e.envelope.len = r->env_len;
 	err = log_entry(lg, w, &e, &seq, r->leaf);
+	if (err == 0 && r->sealed_len > 0) {
+		/* Beside the entry, in its transaction: the entry holds only its hash. */
+		err = store_sealed_put(w, seq, r->sealed, r->sealed_len);
+	}
 	if (err == 0) {
 		err = store_msgid_put(w, r->agency, r->env->message_id, seq);
 	}
@@ -856,7 +862,7 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		                           cur->status, what);
 	}
 	if (err == 0) {
-		cur->bytes_logged = refbytes + r->env_len;
+		cur->bytes_logged = refbytes + r->env_len + r->sealed_len;
 		rate_add(cur, r->now_ms);
 		err = state_save(lg, w, cur);
 	}

@@ -40,10 +40,14 @@ struct wreq {
 	char agency[ID_AGENCY_MAX + 1]; /* the authenticated sender or acker */
 	uint64_t now_ms;
 
-	/* WREQ_SUBMIT: the envelope bytes as received (owned by the request) and decoded */
+	/* WREQ_SUBMIT: the envelope bytes as received (owned by the request) and decoded; the
+	 * sealed part (Submit.sealed, owned; NULL and 0 when none), its hash already checked
+	 * against env->sealed_sha256 */
 	uint8_t *env_bytes;
 	size_t env_len;
 	Ihala__V2__Envelope *env;
+	uint8_t *sealed;
+	size_t sealed_len;
 
 	/* WREQ_ACK: the seqs acked, in the order they came */
 	uint64_t acks[WREQ_MAX_ACKS];

@@ -10,6 +10,7 @@
 #include "id.h"
 
 #define S(x) IHALA__V2__TASK_STATUS__TASK_STATUS_##x
+#define CAT(x) IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_##x
 
 unsigned
 policy_role_default(Ihala__V2__Role role)
@@ -296,6 +297,50 @@ check_within_parent(const Ihala__V2__Consent *c, const Ihala__V2__ReferralState 
 	return out->err;
 }
 
+/*
+ * Envelope.data_declared, the categories the sealed part carries: each a known category, and
+ * covered by the consent (`covered`: a referral's own consent, or the scope recorded with
+ * the referral an update is about). A declaration without a sealed part is refused too.
+ */
+static int
+check_declared(const Ihala__V2__Envelope *env, const Ihala__V2__DataCategory *covered,
+               size_t n_covered, struct policy_decision *out)
+{
+	size_t i, j;
+	int found;
+
+	if (env->n_data_declared == 0) {
+		return 0;
+	}
+	if (env->n_data_declared > MAX_CODES) {
+		return too_many(out, "data_declared", env->n_data_declared, MAX_CODES);
+	}
+	if (env->sealed_sha256.len == 0) {
+		return refuse(out, IHALA_ESCHEMA,
+		              "data_declared names categories but the message has no sealed part");
+	}
+	for (i = 0; i < env->n_data_declared; i++) {
+		Ihala__V2__DataCategory c = env->data_declared[i];
+
+		if (c == CAT(UNSPECIFIED) || (unsigned)c > (unsigned)CAT(NEEDS)) {
+			return refuse(out, IHALA_ESCHEMA,
+			              "data_declared holds %s category %d (IDENTITY .. NEEDS)",
+			              c == CAT(UNSPECIFIED) ? "the unspecified" : "an unknown",
+			              (int)c);
+		}
+		for (j = 0, found = 0; j < n_covered && !found; j++) {
+			found = covered[j] == c;
+		}
+		if (!found) {
+			return refuse(
+			    out, IHALA_ECONSENT,
+			    "the consent does not cover %s, which the sealed part declares",
+			    consent_category_name(c));
+		}
+	}
+	return 0;
+}
+
 /* The refusal text for a referral that is unknown or not the sender's (id, sender). */
 #define NONPARTY_TEXT "no referral '%s' that agency '%s' is a party to"
 
@@ -307,7 +352,6 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 	const Ihala__V2__Referral *r = env->referral;
 	const struct policy_agency *to;
 	const char *dest = env->to[0] != '\0' ? env->to : r->receiving_agency;
-	const struct consent_field *f;
 
 	if (!id_valid(r->referral_id)) {
 		return refuse(
@@ -358,18 +402,8 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 		return too_many(out, "referral.consent.data_covered", r->consent->n_data_covered,
 		                MAX_CODES);
 	}
-	if (r->survivor != NULL && r->survivor->injury != NULL &&
-	    (r->survivor->injury->n_injury_codes > MAX_CODES ||
-	     r->survivor->injury->n_amputations > MAX_CODES)) {
-		return too_many(out, "referral.survivor.injury codes",
-		                r->survivor->injury->n_injury_codes +
-		                    r->survivor->injury->n_amputations,
-		                MAX_CODES);
-	}
-	if (r->survivor == NULL || !id_valid(r->survivor->case_id)) {
-		return refuse(out, IHALA_ESCHEMA,
-		              "a referral needs survivor.case_id (1..64 printable ASCII)");
-	}
+	/* The personal fields are the sending node's to check (docs/SEALING.md): the broker
+	 * sees only the categories the sealed part declares (check_declared). */
 	if (r->consent == NULL || !r->consent->given) {
 		return refuse(out, IHALA_ECONSENT, "referral '%s' has no recorded consent",
 		              r->referral_id);
@@ -379,9 +413,13 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 		              "the survivor's consent does not cover the receiving agency '%s'",
 		              dest);
 	}
-	if ((f = consent_uncovered(r)) != NULL) {
+	/* services, the one categorized field in clear */
+	if (r->n_services > 0 && !consent_covers_category(r->consent, CAT(NEEDS))) {
 		return refuse(out, IHALA_ECONSENT, "the consent does not cover %s, which %s is",
-		              consent_category_name(f->category), f->name);
+		              consent_category_name(CAT(NEEDS)), "services");
+	}
+	if (check_declared(env, r->consent->data_covered, r->consent->n_data_covered, out) != 0) {
+		return out->err;
 	}
 	/* Whether it may open a case at all comes before whether the id is taken: a sender that
 	 * may not is never told which referral ids exist. */
@@ -503,6 +541,9 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V2__E
 	if (!may_send_to(me, out->recipient)) {
 		return refuse(out, IHALA_EFORBIDDEN, "agency '%s' may not send to '%s'", sender,
 		              out->recipient);
+	}
+	if (check_declared(env, cur->consent_data, cur->n_consent_data, out) != 0) {
+		return out->err;
 	}
 
 	switch (out->kind) {

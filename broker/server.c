@@ -264,10 +264,10 @@ writer_input(struct server *sv)
 			if (s != NULL) {
 				Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
 				Ihala__V2__Receipt rc = IHALA__V2__RECEIPT__INIT;
+				size_t b = r->env_len + r->sealed_len;
 
 				s->inflight_submits--;
-				s->inflight_bytes -=
-				    r->env_len < s->inflight_bytes ? r->env_len : s->inflight_bytes;
+				s->inflight_bytes -= b < s->inflight_bytes ? b : s->inflight_bytes;
 				rc.message_id = r->env->message_id;
 				rc.seq = r->seq;
 				rc.status = r->status;

@@ -93,7 +93,7 @@ struct store_stats {
  * the map size in bytes (0: STORE_DEFAULT_MAPSIZE); an existing store
  * keeps its recorded size when that is larger (e.g. after store_grow;
  * LMDB records a new size with the next write commit). `flags` is a set of store_flags.
- * A new store gets meta "format_version" = "1" and "created"; a store of any
+ * A new store gets meta "format_version" = "2" and "created"; a store of any
  * other format version is refused with IHALA_EVERSION and left untouched.
  * On success *out is the caller's, to be released with store_close.
  */
@@ -205,6 +205,19 @@ int store_log_last(struct store_rtxn *r, uint64_t *seq);
 int store_log_iter_begin(struct store_rtxn *r, uint64_t from_seq, struct store_log_iter **it);
 int store_log_iter_next(struct store_log_iter *it, uint64_t *seq, const void **data, size_t *len);
 void store_log_iter_end(struct store_log_iter *it);
+
+/* ---- sealed: seq -> the entry's sealed part (protocol v2), deletable ---- */
+
+/*
+ * The sealed part of the entry at `seq` (Submit.sealed, 1 .. 4 GiB - 1 bytes), put in the
+ * batch that appends the entry; never replaced (IHALA_EINCONSISTENT). The entry keeps its
+ * SHA-256, so store_sealed_del erases the personal data and leaves the log and the tree
+ * whole. store_sealed_get: IHALA_ENOTFOUND when the entry had none or it was erased;
+ * store_sealed_del: IHALA_ENOTFOUND when there was none.
+ */
+int store_sealed_put(struct store_wtxn *w, uint64_t seq, const void *data, size_t len);
+int store_sealed_get(struct store_rtxn *r, uint64_t seq, const void **data, size_t *len);
+int store_sealed_del(struct store_wtxn *w, uint64_t seq);
 
 /* ---- msgid: (sender agency, message id) -> seq, dedup per sender ---- */
 

@@ -393,3 +393,78 @@ store_checkpoint_iter(struct store_rtxn *r, uint64_t from_size, store_checkpoint
 	}
 	return logdb_checkpoint_iter(&r->lt, from_size, cb, arg);
 }
+
+/* ---- sealed parts: seq -> the entry's sealed part, deletable ---- */
+
+static int
+sealed_key(uint64_t seq, size_t *key, MDB_val *k)
+{
+	if (seq == 0) {
+		return IHALA_EINVAL;
+	}
+	*key = (size_t)seq;
+	k->mv_data = key;
+	k->mv_size = sizeof(*key);
+	return 0;
+}
+
+int
+store_sealed_put(struct store_wtxn *w, uint64_t seq, const void *data, size_t len)
+{
+	MDB_val k, v;
+	size_t key;
+	int rc, err;
+
+	if ((err = wcheck(w)) < 0) {
+		return err;
+	}
+	if (data == NULL || len == 0 || (err = sealed_key(seq, &key, &k)) < 0) {
+		return IHALA_EINVAL;
+	}
+	if (len > DBENV_MAX_VALUE) {
+		return IHALA_ETOOLARGE;
+	}
+	v.mv_data = (void *)data;
+	v.mv_size = len;
+	/* A sealed part is written once, with its entry: never replaced. */
+	rc = store_put(w->r.s, w->r.lt.txn, w->r.s->dbi.sealed, &k, &v, MDB_NOOVERWRITE);
+	if (rc == MDB_KEYEXIST) {
+		log_warnx("store %s: seq %llu already has a sealed part (a bug)", w->r.s->db.dir,
+		          (unsigned long long)seq);
+		return IHALA_EINCONSISTENT;
+	}
+	if (rc != 0) {
+		return wfail(w, rc, "storing a sealed part");
+	}
+	return 0;
+}
+
+int
+store_sealed_get(struct store_rtxn *r, uint64_t seq, const void **data, size_t *len)
+{
+	int err;
+
+	if ((err = rcheck(r)) < 0) {
+		return err;
+	}
+	return logdb_sealed_get(&r->lt, seq, data, len);
+}
+
+int
+store_sealed_del(struct store_wtxn *w, uint64_t seq)
+{
+	MDB_val k;
+	size_t key;
+	int rc, err;
+
+	if ((err = wcheck(w)) < 0) {
+		return err;
+	}
+	if ((err = sealed_key(seq, &key, &k)) < 0) {
+		return err;
+	}
+	if ((rc = mdb_del(w->r.lt.txn, w->r.s->dbi.sealed, &k, NULL)) != 0) {
+		return wfail(w, rc, "deleting a sealed part");
+	}
+	return 0;
+}

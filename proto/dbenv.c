@@ -278,6 +278,7 @@ dbenv_format_open(struct dbenv *e, MDB_txn *txn, const struct dbenv_format *f, i
 	char want[16];
 	MDB_dbi main;
 	MDB_stat st;
+	MDB_val kv;
 	int rc, err;
 
 	*fresh = 0;
@@ -305,6 +306,17 @@ dbenv_format_open(struct dbenv *e, MDB_txn *txn, const struct dbenv_format *f, i
 	}
 	if (rc != 0) {
 		return dbenv_err(e, rc, "opening database 'meta'");
+	}
+	/* A format without a kind (the broker's) given a store that has one (a node's): say
+	 * so before the versions, which may differ too and would only mislead. */
+	if (f->kind == NULL &&
+	    dbenv_get(e, txn, *meta, DBENV_META_KIND, &kv, "reading the format records") == 0) {
+		char got[40];
+
+		printable(&kv, got, sizeof(got));
+		log_warnx("%s %s is of kind '%s'; it is not an %s (%s)", e->who, e->dir, got,
+		          f->name, f->fix);
+		return IHALA_ESTORE;
 	}
 	snprintf(want, sizeof(want), "%u", f->version);
 	if ((err = check_record(e, txn, *meta, f, DBENV_META_VERSION, want)) < 0) {

@@ -29,9 +29,14 @@ int
 logdb_layout(struct dbenv *e, MDB_txn *txn, int create, struct logdb_dbis *d, int *fresh)
 {
 	const struct dbenv_db dbs[] = {
-	    {"log", MDB_INTEGERKEY, &d->log}, {"tree", 0, &d->tree},
-	    {"msgid", 0, &d->msgid},          {"queue", 0, &d->queue},
-	    {"referral", 0, &d->referral},    {"checkpoint", 0, &d->checkpoint},
+	    {"log", MDB_INTEGERKEY, &d->log},
+	    {"tree", 0, &d->tree},
+	    {"msgid", 0, &d->msgid},
+	    {"queue", 0, &d->queue},
+	    {"referral", 0, &d->referral},
+	    {"checkpoint", 0, &d->checkpoint},
+	    {"sealed", MDB_INTEGERKEY, &d->sealed},
+	    {"children", 0, &d->children},
 	};
 	int err;
 
@@ -187,6 +192,29 @@ logdb_log_get(const struct logdb_txn *t, uint64_t seq, const void **data, size_t
 	k.mv_size = sizeof(key);
 	if ((rc = mdb_get(t->txn, t->dbs->log, &k, &v)) != 0) {
 		return dbenv_err(t->env, rc, "reading the log");
+	}
+	*data = v.mv_data;
+	*len = v.mv_size;
+	return 0;
+}
+
+int
+logdb_sealed_get(const struct logdb_txn *t, uint64_t seq, const void **data, size_t *len)
+{
+	MDB_val k, v;
+	size_t key = (size_t)seq;
+	int rc;
+
+	if (data == NULL || len == NULL) {
+		return IHALA_EINVAL;
+	}
+	if (seq == 0) {
+		return IHALA_ENOTFOUND;
+	}
+	k.mv_data = &key;
+	k.mv_size = sizeof(key);
+	if ((rc = mdb_get(t->txn, t->dbs->sealed, &k, &v)) != 0) {
+		return dbenv_err(t->env, rc, "reading a sealed part");
 	}
 	*data = v.mv_data;
 	*len = v.mv_size;

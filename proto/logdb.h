@@ -24,6 +24,12 @@
  *   referral    referral id -> ReferralState bytes without history (current state, rewritten)
  *               referral id "\0" be64 seq -> HistoryItem bytes (one per event of the referral)
  *   meta        string key -> bytes ("format_version", "created", "qcount:<agency>" ...)
+ *   sealed      seq (native-endian uint64, MDB_INTEGERKEY) -> the sealed part of that log
+ *               entry (Submit.sealed, DER), absent when it had none or it was erased
+ *               (format 2, protocol v2: the entry keeps only its SHA-256, so deleting the
+ *               row erases the personal data and leaves the log and its tree whole)
+ *   children    parent referral id "\0" child referral id -> "" (onward referrals, for
+ *               erasure; format 2)
  *
  * The writer appends the nodes of each leaf in increasing postorder position (the leaf, then
  * the subtrees it completes), so "node" grows at its end only (MDB_APPEND: no page split,
@@ -48,7 +54,7 @@
  * negative code from error.h, as in dbenv.h; a record of the wrong shape is IHALA_ESTORE.
  */
 
-#define LOGDB_FORMAT_VERSION 1
+#define LOGDB_FORMAT_VERSION 2
 #define LOGDB_HASH_LEN MERKLE_HASH_LEN
 #define LOGDB_SEQ_LEN 8
 #define LOGDB_TREE_KEY_LEN 9
@@ -59,7 +65,7 @@
 #define LOGDB_QCOUNT_PREFIX "qcount:"
 
 struct logdb_dbis {
-	MDB_dbi meta, log, tree, node, msgid, queue, referral, checkpoint;
+	MDB_dbi meta, log, tree, node, msgid, queue, referral, checkpoint, sealed, children;
 	int has_node; /* "node" exists (always in a writable store) */
 };
 
@@ -111,6 +117,9 @@ int logdb_stat(const struct logdb_txn *t, struct logdb_stats *st);
 /* ---- log ---- */
 
 int logdb_log_get(const struct logdb_txn *t, uint64_t seq, const void **data, size_t *len);
+/* The sealed part kept for the entry at `seq`: IHALA_ENOTFOUND when it had none or it was
+ * erased. */
+int logdb_sealed_get(const struct logdb_txn *t, uint64_t seq, const void **data, size_t *len);
 /* *seq = the last seq, 0 when the log is empty. */
 int logdb_log_last(const struct logdb_txn *t, uint64_t *seq);
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # consent.sh - the consent's scope is enforced by the broker (issue 16, item 4).
 #
-# A referral carrying data of a category its consent does not cover is refused, naming the
-# category and the field; an onward referral whose consent is not within its parent's is
+# A referral whose sealed part declares a data category its consent does not cover is refused,
+# naming the category (the CLI names the field before sending); an onward referral whose consent is not within its parent's is
 # refused, naming what is missing; what is within is accepted. Every refusal is
 # CONSENT_MISSING, leaves no referral, and grows no log.
 : "${IHALA_ROOT:?run through tests/run}"
@@ -22,21 +22,28 @@ refused_with() {
 	return 1
 }
 # The ihala CLI says these refusals before queueing (exit 2); the broker's own refusal is
-# shown with the raw envelope (envsubmit: what a client without the CLI's checks sends).
-ENVSUBMIT=$IHALA_BUILD/tests/tools/envsubmit
-# envrun NAME CONF TO FILE: the referral of FILE submitted raw to TO; sets RC, OUT, ERR.
+# shown with raw envelopes (the probe: what a client without the CLI's checks sends). In
+# protocol v2 the broker sees only the clear part and the categories its sealed part declares
+# (Envelope.data_declared): the sealed part here is opaque bytes.
+PROBE=$IHALA_BUILD/tests/tools/probe
+head -c 1500 /dev/urandom >"$T/opaque.der"
+# envrun NAME AGENCY TO FILE DECLARED: the referral (clear part) of FILE submitted raw by AGENCY
+# to TO with a sealed part declaring DECLARED (JSON list); sets RC, OUT, ERR.
 envrun() {
-	printf '{"messageId":"%s-%s","to":"%s","referral":%s}\n' "$1" "$$" "$3" "$(cat "$4")" \
-		>"$T/$1.env.json"
+	printf '{"messageId":"%s-%s","to":"%s","dataDeclared":%s,"referral":%s}\n' "$1" "$$" "$3" \
+		"$5" "$(cat "$4")" >"$T/$1.env.json"
 	OUT=$T/$1.out ERR=$T/$1.err
-	"$ENVSUBMIT" "$2" "$T/$1.env.json" >"$OUT" 2>"$ERR"
+	"$PROBE" --endpoint "tcp://127.0.0.1:$port" --ca "$IHALA_PKI/ca.pem" \
+		--cert "$IHALA_PKI/$2.pem" --key "$IHALA_PKI/$2.key" --sealed "$T/opaque.der" \
+		submit-json "$T/$1.env.json" >"$OUT" 2>"$ERR"
 	RC=$?
+	grep -q "^receipt REFUSED" "$OUT" && RC=1
 }
 # env_refused_with CODE TEXT: the broker refused the raw envelope with CODE and this sentence.
 env_refused_with() {
 	expect 1 || return 1
-	grep -qxF -- "refused $1: $2" "$OUT" && return 0
-	diag "stdout lacks the line: refused $1: $2"
+	grep -qxF -- "receipt REFUSED $1: $2" "$OUT" && return 0
+	diag "stdout lacks the line: receipt REFUSED $1: $2"
 	show "$OUT"
 	return 1
 }
@@ -50,6 +57,16 @@ mkc() {
  "services":["social-protection"],
  "reason":"needs registration for the disability allowance",
  "survivor":{"caseId":"IQ-NIN-$2"$6},
+ "consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","recordedBy":"DMA-VA-0231",
+            "agencies":$4,"dataCovered":$5}}
+JSON
+}
+# mkclear FILE ID PARENT AGENCIES-JSON DATA-JSON: the same referral's clear part (v2: no
+# survivor, no reason: those are sealed).
+mkclear() {
+	cat >"$1" <<JSON
+{"referralId":"$2","parentReferralId":"$3","priority":"normal",
+ "services":["social-protection"],
  "consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","recordedBy":"DMA-VA-0231",
             "agencies":$4,"dataCovered":$5}}
 JSON
@@ -73,16 +90,16 @@ mkc "$T/c1.json" "c1-$$" "" '["moh","hi"]' '["needs"]' ",\"name\":\"$NAME\""
 run c1 "$DMA" refer --to moh --file "$T/c1.json"
 check "the CLI: consent covering only needs, a full name carried: exit 2 before queueing, names the field" \
 	eval 'expect 2 && grep -qE "c1.json:4:[0-9]+: survivor.name is identity data, which consent.dataCovered does not include" "$ERR" || { show "$ERR"; false; }'
-envrun c1 "$DMA" moh "$T/c1.json"
-check "consent covering only needs, a full name carried: refused, names IDENTITY and the field" \
-	env_refused_with CONSENT_MISSING "the consent does not cover IDENTITY, which survivor.name is"
-mkc "$T/c2.json" "c2-$$" "" '["moh","hi"]' '["needs","identity"]' \
-	",\"name\":\"$NAME\",\"injury\":{\"deviceType\":\"landmine-ap\"}"
-envrun c2 "$DMA" moh "$T/c2.json"
-check "consent without injury, injury details carried: refused, names INJURY" \
-	env_refused_with CONSENT_MISSING "the consent does not cover INJURY, which survivor.injury is"
-mkc "$T/c3.json" "c3-$$" "" '["moh","hi"]' '[]' ""
-envrun c3 "$DMA" moh "$T/c3.json"
+mkclear "$T/c1c.json" "c1-$$" "" '["moh","hi"]' '["needs"]'
+envrun c1 dma moh "$T/c1c.json" '["needs","identity"]'
+check "consent covering only needs, a sealed part declaring identity: refused, names IDENTITY" \
+	env_refused_with CONSENT_MISSING "the consent does not cover IDENTITY, which the sealed part declares"
+mkclear "$T/c2c.json" "c2-$$" "" '["moh","hi"]' '["needs","identity"]'
+envrun c2 dma moh "$T/c2c.json" '["identity","injury"]'
+check "consent without injury, a sealed part declaring injury: refused, names INJURY" \
+	env_refused_with CONSENT_MISSING "the consent does not cover INJURY, which the sealed part declares"
+mkclear "$T/c3.json" "c3-$$" "" '["moh","hi"]' '[]'
+envrun c3 dma moh "$T/c3.json" '[]'
 check "consent covering no category: refused, the services are needs" \
 	env_refused_with CONSENT_MISSING "the consent does not cover NEEDS, which services is"
 run c3st "$DMA" status "c1-$$"
@@ -116,9 +133,10 @@ mkc "$T/o4.json" "o4-$$" "$P" '["hi"]' '["needs"]' ",\"name\":\"$NAME\""
 run o4 "$MOH" refer --to hi --file "$T/o4.json"
 check "the CLI: onward referral carrying a name its consent does not cover: exit 2, nothing queued" \
 	eval 'expect 2 && grep -qF "survivor.name is identity data" "$ERR"'
-envrun o4 "$MOH" hi "$T/o4.json"
-check "onward referral within the parent's consent but carrying a name its own does not cover: refused" \
-	env_refused_with CONSENT_MISSING "the consent does not cover IDENTITY, which survivor.name is"
+mkclear "$T/o4c.json" "o4-$$" "$P" '["hi"]' '["needs"]'
+envrun o4 moh hi "$T/o4c.json" '["identity"]'
+check "onward referral within the parent's consent but declaring identity its own does not cover: refused" \
+	env_refused_with CONSENT_MISSING "the consent does not cover IDENTITY, which the sealed part declares"
 n1=$(log_size)
 check "the onward refusals left the log as it was ($n0 -> $n1 entries)" test "$n1" -eq "$n0"
 run o4st "$HI" status "o4-$$"

@@ -39,7 +39,7 @@ check "... and is in the log once" $LG check "$T/data" "$T/b1.receipts" dma
 
 # 2b. Another agency's message id: dedup is per sender, so moh reusing DMA's id "A-0" is moh's
 #     own new message; it neither gets DMA's receipt nor touches DMA's entry.
-printf '{"messageId":"A-0","note":{"referralId":"A-R0","text":"ملاحظة من وزارة الصحة"}}' >"$T/steal.json"
+printf '{"messageId":"A-0","note":{"referralId":"A-R0"}}' >"$T/steal.json"
 out=$("$IHALA_BUILD/tests/tools/envsubmit" "$moh" "$T/steal.json" 2>/dev/null)
 dmaseq=$(awk '$1 == "A-0" {print $2}' "$T/a.receipts")
 check "another agency's message id is logged as that agency's own (seq ${out#accepted } != $dmaseq)" \

@@ -255,7 +255,7 @@ check "after two floods of vanished peers: moh gets a Welcome within 10 s" withi
 dmaconf=$(write_client_conf "$D" dma "$PORT")
 {
 	printf '{"messageId":"huge-1","to":"moh","referral":{"referralId":"huge-ref-1",'
-	printf '"priority":"normal","survivor":{"caseId":"C-huge"},'
+	printf '"priority":"normal",'
 	printf '"consent":{"given":true,"agencies":["moh"]},"services":['
 	for i in $(seq 1 9999); do printf '"legal",'; done
 	printf '"legal"]}}'

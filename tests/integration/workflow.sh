@@ -272,9 +272,11 @@ check "6: hi claiming to be moh: FROM_MISMATCH" \
 	eval '[ $RC -eq 1 ] && grep -q "^refused FROM_MISMATCH: " "$T/ill11.out" || { show "$T/ill11.out" "$T/ill11.err"; false; }'
 # The CLI says these before queueing anything (exit 2); the broker refuses them as well, which
 # the raw envelopes show (envsubmit: what a client without the CLI's checks sends).
-# envref NAME FILE: submit the referral of FILE as dma to moh, raw; sets RC, OUT, ERR.
+# envref NAME FILE: submit the clear part of the referral of FILE (protocol v2: without its
+# personal fields, which are sealed) as dma to moh, raw; sets RC, OUT, ERR.
 envref() {
-	printf '{"messageId":"%s-%s","to":"moh","referral":%s}\n' "$1" "$$" "$(cat "$2")" >"$T/$1.env.json"
+	printf '{"messageId":"%s-%s","to":"moh","referral":%s}\n' "$1" "$$" \
+		"$(jq -c 'del(.survivor, .reason, .notes, .referringOfficer)' "$2")" >"$T/$1.env.json"
 	OUT=$T/$1.out ERR=$T/$1.err
 	"$ENVSUBMIT" "$DMA" "$T/$1.env.json" >"$OUT" 2>"$ERR"
 	RC=$?

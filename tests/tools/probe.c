@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <zmq.h>
@@ -16,6 +17,8 @@
 #include "clock.h"
 #include "error.h"
 #include "frame.h"
+#include "hex.h"
+#include "pbjson.h"
 #include "tlsctx.h"
 #include "wire.h"
 
@@ -61,6 +64,11 @@ struct opts {
 	const char *message_id;
 	const char *referral_id;
 	int bad_utf8;
+	/* submit-file, submit-json: a sealed part to attach; the envelope's sealed_sha256 is
+	 * set to its SHA-256 unless `hash` (hex, "" for none) says otherwise */
+	const char *sealed;
+	const char *hash;
+	int ack; /* inbox: ack each delivery */
 };
 
 /* One DEALER connection and the TLS session on it. */
@@ -1467,29 +1475,87 @@ read_file(const char *path, uint8_t **out, size_t *len)
 	return 0;
 }
 
-/* After Welcome, a Submit of FILE's bytes as the envelope; print the Receipt. */
+/*
+ * The envelope `env` (len bytes, malloc'ed) with --sealed: its sealed_sha256 set (the part's
+ * SHA-256, or --hash) and encoded again; the part into *sealed (malloc'ed). Without
+ * --sealed, nothing changes. 0 or EXIT_*.
+ */
 static int
-mode_submit_file(const char *path)
+attach_sealed(uint8_t **env, size_t *len, uint8_t **sealed, size_t *slen)
+{
+	Ihala__V2__Envelope *e;
+	uint8_t md[32], *hash = NULL, *nb;
+	size_t hlen = 0;
+
+	*sealed = NULL;
+	*slen = 0;
+	if (opt.sealed == NULL) {
+		return 0;
+	}
+	if (read_file(opt.sealed, sealed, slen) != 0) {
+		return EXIT_LOCAL;
+	}
+	if (opt.hash != NULL && opt.hash[0] != '\0' && parse_hex(opt.hash, &hash, &hlen) != 0) {
+		fprintf(stderr, "probe: --hash is not hex\n");
+		return EXIT_USAGE;
+	}
+	if (opt.hash == NULL && EVP_Digest(*sealed, *slen, md, NULL, EVP_sha256(), NULL) != 1) {
+		return EXIT_LOCAL;
+	}
+	e = ihala__v2__envelope__unpack(NULL, *len, *env);
+	if (e == NULL) {
+		fprintf(stderr, "probe: --sealed needs an envelope that decodes\n");
+		free(hash);
+		return EXIT_USAGE;
+	}
+	e->sealed_sha256.data = opt.hash == NULL ? md : hash;
+	e->sealed_sha256.len = opt.hash == NULL ? sizeof(md) : hlen;
+	nb = malloc(ihala__v2__envelope__get_packed_size(e) + 1);
+	if (nb == NULL) {
+		e->sealed_sha256.data = NULL;
+		ihala__v2__envelope__free_unpacked(e, NULL);
+		free(hash);
+		return EXIT_LOCAL;
+	}
+	*len = ihala__v2__envelope__pack(e, nb);
+	e->sealed_sha256.data = NULL; /* ours, not the message's */
+	e->sealed_sha256.len = 0;
+	ihala__v2__envelope__free_unpacked(e, NULL);
+	free(hash);
+	free(*env);
+	*env = nb;
+	return 0;
+}
+
+/* After Welcome, a Submit of `env` (len bytes; owned) as the envelope, with --sealed's part;
+ * print the Receipt. */
+static int
+submit_bytes(uint8_t *env, size_t len)
 {
 	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
 	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
 	Ihala__V2__Frame *in = NULL;
+	uint8_t *sealed = NULL;
+	size_t slen = 0;
 	struct conn c;
-	uint8_t *env;
-	size_t len;
 	int rc;
 
-	if (read_file(path, &env, &len) != 0) {
-		return EXIT_LOCAL;
+	if ((rc = attach_sealed(&env, &len, &sealed, &slen)) != 0) {
+		free(env);
+		free(sealed);
+		return rc;
 	}
 	if (conn_open(&c, 1) != 0) {
 		free(env);
+		free(sealed);
 		return EXIT_LOCAL;
 	}
 	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 0);
 	if (rc == EXIT_OK) {
 		s.envelope.data = env;
 		s.envelope.len = len;
+		s.sealed.data = sealed;
+		s.sealed.len = slen;
 		f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 		f.submit = &s;
 		if (conn_write(&c, &f) != 0) {
@@ -1517,6 +1583,223 @@ mode_submit_file(const char *path)
 		break;
 	}
 	free(env);
+	free(sealed);
+	conn_bye(&c);
+	return rc;
+}
+
+/* After Welcome, a Submit of FILE's bytes as the envelope; print the Receipt. */
+static int
+mode_submit_file(const char *path)
+{
+	uint8_t *env;
+	size_t len;
+
+	if (read_file(path, &env, &len) != 0) {
+		return EXIT_LOCAL;
+	}
+	return submit_bytes(env, len);
+}
+
+/* The same for an Envelope given as JSON (pbjson names); an empty messageId gets a random
+ * one. */
+static int
+mode_submit_json(const char *path)
+{
+	ProtobufCMessage *m = NULL;
+	Ihala__V2__Envelope *e;
+	uint8_t *text, *env, rnd[8];
+	char err[256], id[32];
+	size_t len;
+
+	if (read_file(path, &text, &len) != 0) {
+		return EXIT_LOCAL;
+	}
+	if (pbjson_from_string(&ihala__v2__envelope__descriptor, (const char *)text, len, &m, err,
+	                       sizeof(err)) != 0) {
+		fprintf(stderr, "probe: %s: %s\n", path, err);
+		free(text);
+		return EXIT_USAGE;
+	}
+	free(text);
+	e = (Ihala__V2__Envelope *)m;
+	if (e->message_id == NULL || e->message_id[0] == '\0') {
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+			protobuf_c_message_free_unpacked(m, NULL);
+			return EXIT_LOCAL;
+		}
+		hex_encode(rnd, sizeof(rnd), id);
+		if (e->message_id != NULL && e->message_id != protobuf_c_empty_string) {
+			free(e->message_id);
+		}
+		e->message_id = strdup(id);
+	}
+	env = malloc(ihala__v2__envelope__get_packed_size(e) + 1);
+	if (env == NULL || e->message_id == NULL) {
+		free(env);
+		protobuf_c_message_free_unpacked(m, NULL);
+		return EXIT_LOCAL;
+	}
+	len = ihala__v2__envelope__pack(e, env);
+	protobuf_c_message_free_unpacked(m, NULL);
+	return submit_bytes(env, len);
+}
+
+/* "none", or the first 8 bytes of the SHA-256 of a sealed part in hex. */
+static const char *
+sealed_tag(const ProtobufCBinaryData *b, char *buf)
+{
+	uint8_t md[32];
+
+	if (b->len == 0) {
+		return "none";
+	}
+	if (EVP_Digest(b->data, b->len, md, NULL, EVP_sha256(), NULL) != 1) {
+		return "?";
+	}
+	hex_encode(md, 8, buf);
+	return buf;
+}
+
+/* One line for a logged entry: "KIND SEQ sender S recipient R sealed TAG[ ...]". */
+static void
+print_entry(const char *what, uint64_t seq, const ProtobufCBinaryData *entry,
+            const ProtobufCBinaryData *sealed)
+{
+	static const char *kinds[] = {"unspecified", "submission", "delivery", "status",
+	                              "refusal",     "admin",      "erasure"};
+	Ihala__V2__LogEntry *e = ihala__v2__log_entry__unpack(NULL, entry->len, entry->data);
+	char tag[17];
+	size_t i;
+
+	if (e == NULL) {
+		printf("%s %llu undecodable\n", what, (unsigned long long)seq);
+		return;
+	}
+	printf("%s %llu %s sender '%s' recipient '%s' sealed %s", what, (unsigned long long)seq,
+	       (unsigned)e->kind < sizeof(kinds) / sizeof(kinds[0]) ? kinds[e->kind] : "?",
+	       e->sender, e->recipient, sealed_tag(sealed, tag));
+	if (e->event != NULL) {
+		printf(" referral '%s' ref_seq %llu reason %d text '%s'", e->event->referral_id,
+		       (unsigned long long)e->event->ref_seq, (int)e->event->reason_code,
+		       e->event->text);
+		if (e->event->n_erased_seqs > 0) {
+			printf(" erased");
+			for (i = 0; i < e->event->n_erased_seqs; i++) {
+				printf("%c%llu", i == 0 ? ' ' : ',',
+				       (unsigned long long)e->event->erased_seqs[i]);
+			}
+		}
+	}
+	if (e->envelope.len > 0) {
+		Ihala__V2__Envelope *env =
+		    ihala__v2__envelope__unpack(NULL, e->envelope.len, e->envelope.data);
+
+		if (env != NULL) {
+			printf(" message '%s' kind %d", env->message_id, (int)env->kind_case);
+			ihala__v2__envelope__free_unpacked(env, NULL);
+		}
+	}
+	printf("\n");
+	ihala__v2__log_entry__free_unpacked(e, NULL);
+}
+
+/* After Welcome, up to N deliveries, one line each ("deliver SEQ ..."), acked with --ack;
+ * "inbox: N" at the end, or "timeout after K" (exit 3) when fewer came in time. */
+static int
+mode_inbox(long n)
+{
+	Ihala__V2__Frame *in = NULL;
+	struct conn c;
+	long got = 0;
+	int rc;
+
+	if (conn_open(&c, 1) != 0) {
+		return EXIT_LOCAL;
+	}
+	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 0);
+	while (rc == EXIT_OK && got < n) {
+		enum ev e = conn_next(&c, now_ms() + (uint64_t)opt.timeout_ms, &in);
+
+		if (e != EV_FRAME) {
+			printf("timeout after %ld\n", got);
+			rc = e == EV_LOCAL ? EXIT_LOCAL : EXIT_TIMEOUT;
+			break;
+		}
+		if (in->kind_case == IHALA__V2__FRAME__KIND_DELIVER) {
+			print_entry("deliver", in->deliver->seq, &in->deliver->entry,
+			            &in->deliver->sealed);
+			got++;
+			if (opt.ack) {
+				Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+				Ihala__V2__DeliveryAck a = IHALA__V2__DELIVERY_ACK__INIT;
+
+				a.seq = in->deliver->seq;
+				f.kind_case = IHALA__V2__FRAME__KIND_DELIVERY_ACK;
+				f.delivery_ack = &a;
+				if (conn_write(&c, &f) != 0) {
+					rc = EXIT_LOCAL;
+				}
+			}
+		}
+		frame_free(in);
+	}
+	if (rc == EXIT_OK) {
+		printf("inbox: %ld\n", got);
+	}
+	conn_bye(&c);
+	return rc;
+}
+
+/* After Welcome (an auditor), the whole log: one line per record ("record SEQ ..."), then
+ * "replay: N". */
+static int
+mode_replay(void)
+{
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__ReplayRequest q = IHALA__V2__REPLAY_REQUEST__INIT;
+	Ihala__V2__Frame *in = NULL;
+	struct conn c;
+	long got = 0;
+	int rc, done = 0;
+	size_t i;
+
+	if (conn_open(&c, 1) != 0) {
+		return EXIT_LOCAL;
+	}
+	rc = open_session(&c, now_ms() + (uint64_t)opt.timeout_ms, 0);
+	if (rc == EXIT_OK) {
+		q.request_id = 7;
+		f.kind_case = IHALA__V2__FRAME__KIND_REPLAY_REQUEST;
+		f.replay_request = &q;
+		if (conn_write(&c, &f) != 0) {
+			rc = EXIT_LOCAL;
+		}
+	}
+	while (rc == EXIT_OK && !done) {
+		enum ev e = conn_next(&c, now_ms() + (uint64_t)opt.timeout_ms, &in);
+
+		if (e != EV_FRAME) {
+			printf("timeout after %ld\n", got);
+			rc = e == EV_LOCAL ? EXIT_LOCAL : EXIT_TIMEOUT;
+			break;
+		}
+		if (in->kind_case == IHALA__V2__FRAME__KIND_LOG_ENTRIES) {
+			for (i = 0; i < in->log_entries->n_records; i++, got++) {
+				Ihala__V2__LogRecord *lr = in->log_entries->records[i];
+
+				print_entry("record", lr->seq, &lr->entry, &lr->sealed);
+			}
+			done = in->log_entries->done;
+		} else if (in->kind_case == IHALA__V2__FRAME__KIND_ERROR) {
+			print_frame("", in);
+			rc = EXIT_REFUSED;
+		}
+		frame_free(in);
+	}
+	if (rc == EXIT_OK) {
+		printf("replay: %ld\n", got);
+	}
 	conn_bye(&c);
 	return rc;
 }
@@ -1637,6 +1920,14 @@ usage(FILE *fp)
 	    "  send-raw-prefix LEN HEX  prefix LEN then HEX straight into TLS (test only); as "
 	    "send-hex\n"
 	    "  submit-file FILE         Submit FILE as the envelope: 'receipt STATUS ...'\n"
+	    "  submit-json FILE         the same for an Envelope in JSON (empty messageId: "
+	    "random)\n"
+	    "                           --sealed F: attach F as the sealed part, its SHA-256 in\n"
+	    "                           the envelope (--hash HEX: that instead, '' for none)\n"
+	    "  inbox N                  up to N deliveries, 'deliver SEQ KIND ... sealed TAG',\n"
+	    "                           acked with --ack; then 'inbox: N' or 'timeout after K'\n"
+	    "  replay                   (auditor) the log, 'record SEQ KIND ... sealed TAG';\n"
+	    "                           then 'replay: N'\n"
 	    "  make-envelope MARKER     encoded referral envelope carrying MARKER on stdout\n"
 	    "\n"
 	    "exit: 0 ran (judge the output), 1 refused, 2 usage, 3 timeout, 4 local failure\n");
@@ -1733,6 +2024,18 @@ run_mode(int argc, char **argv)
 	if (strcmp(m, "submit-file") == 0 && argc == 2) {
 		return mode_submit_file(argv[1]);
 	}
+	if (strcmp(m, "submit-json") == 0 && argc == 2) {
+		return mode_submit_json(argv[1]);
+	}
+	if (strcmp(m, "inbox") == 0 && argc == 2) {
+		if (parse_long(argv[1], 0, 1000000, &a) != 0) {
+			return EXIT_USAGE;
+		}
+		return mode_inbox(a);
+	}
+	if (strcmp(m, "replay") == 0 && argc == 1) {
+		return mode_replay();
+	}
 	usage(stderr);
 	return EXIT_USAGE;
 }
@@ -1756,6 +2059,9 @@ main(int argc, char **argv)
 	    {"message-id", required_argument, NULL, 'm'},
 	    {"referral-id", required_argument, NULL, 'r'},
 	    {"bad-utf8", no_argument, NULL, 'U'},
+	    {"sealed", required_argument, NULL, 'S'},
+	    {"hash", required_argument, NULL, 'H'},
+	    {"ack", no_argument, NULL, 'A'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -1811,6 +2117,15 @@ main(int argc, char **argv)
 			break;
 		case 'U':
 			opt.bad_utf8 = 1;
+			break;
+		case 'S':
+			opt.sealed = optarg;
+			break;
+		case 'H':
+			opt.hash = optarg;
+			break;
+		case 'A':
+			opt.ack = 1;
 			break;
 		case 'h':
 			usage(stdout);

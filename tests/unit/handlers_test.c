@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/evp.h>
 #include <zmq.h>
 
 #include "channel.h"
@@ -25,6 +26,7 @@
 #include "log.h"
 #include "ratelog.h"
 #include "server_int.h"
+#include "seal.h"
 #include "session.h"
 #include "store.h"
 #include "tlsctx.h"
@@ -279,14 +281,57 @@ submit(struct rig *g, const char *mid)
 	env.message_id = (char *)mid;
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	env.note = &note;
-	note.referral_id = "R-1";
-	note.text = "a note";
+	note.referral_id = "R-1"; /* its text is sealed */
 	elen = ihala__v2__envelope__get_packed_size(&env);
 	eb = malloc(elen);
 	assert_non_null(eb);
 	ihala__v2__envelope__pack(&env, eb);
 	sub.envelope.data = eb;
 	sub.envelope.len = elen;
+	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
+	f.submit = &sub;
+	assert_int_equal(frame_encode(&f, &fb, &flen), 0);
+	assert_int_equal(channel_write_frame(g->cch, fb, flen), 0);
+	free(fb);
+	free(eb);
+}
+
+/*
+ * The client sends a Submit with message id `mid` of kind `kind` (NOTE or ERASE), sealed part
+ * sealed[0..slen) and Envelope.sealed_sha256 hash[0..hlen) (both may be empty).
+ */
+static void
+submit_sealed(struct rig *g, const char *mid, Ihala__V2__Envelope__KindCase kind,
+              const uint8_t *sealed, size_t slen, const uint8_t *hash, size_t hlen)
+{
+	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
+	Ihala__V2__Note note = IHALA__V2__NOTE__INIT;
+	Ihala__V2__Erase erase = IHALA__V2__ERASE__INIT;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Submit sub = IHALA__V2__SUBMIT__INIT;
+	uint8_t *eb, *fb;
+	size_t elen, flen;
+
+	env.message_id = (char *)mid;
+	env.kind_case = kind;
+	if (kind == IHALA__V2__ENVELOPE__KIND_ERASE) {
+		env.erase = &erase;
+		erase.referral_id = "R-1";
+		erase.reason_code = IHALA__V2__REASON_CODE__REASON_CODE_CONSENT_WITHDRAWN;
+	} else {
+		env.note = &note;
+		note.referral_id = "R-1";
+	}
+	env.sealed_sha256.data = (uint8_t *)hash;
+	env.sealed_sha256.len = hlen;
+	elen = ihala__v2__envelope__get_packed_size(&env);
+	eb = malloc(elen);
+	assert_non_null(eb);
+	ihala__v2__envelope__pack(&env, eb);
+	sub.envelope.data = eb;
+	sub.envelope.len = elen;
+	sub.sealed.data = (uint8_t *)sealed;
+	sub.sealed.len = slen;
 	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 	f.submit = &sub;
 	assert_int_equal(frame_encode(&f, &fb, &flen), 0);
@@ -391,6 +436,98 @@ test_submit_to_writer(void **state)
 	rig_close(g);
 }
 
+/* The receipt the client gets next: REFUSED with `code`, naming `mid`, its sentence holding
+ * `words`. Nothing reached the writer, nothing is in flight. */
+static void
+expect_refused(struct rig *g, const char *mid, int code, const char *words)
+{
+	Ihala__V2__Frame *f = next_frame(g);
+	struct wreq *r = NULL;
+
+	assert_int_equal(f->kind_case, IHALA__V2__FRAME__KIND_RECEIPT);
+	assert_string_equal(f->receipt->message_id, mid);
+	assert_int_equal(f->receipt->status, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED);
+	assert_int_equal(f->receipt->error_code, -code);
+	if (strstr(f->receipt->error_message, words) == NULL) {
+		fail_msg("'%s' does not say '%s'", f->receipt->error_message, words);
+	}
+	frame_free(f);
+	assert_int_equal(g->s->inflight_submits, 0);
+	assert_int_equal(zmq_recv(g->wend, &r, sizeof(r), ZMQ_DONTWAIT), -1);
+}
+
+/* A sealed part whose SHA-256 the envelope carries reaches the writer with the request, and
+ * counts in the bytes in flight. */
+static void
+test_submit_sealed_to_writer(void **state)
+{
+	static const uint8_t sealed[] = "a sealed part, opaque";
+	uint8_t md[32];
+	struct rig *g = rig_open(1);
+	struct wreq *r = NULL;
+	int i;
+
+	(void)state;
+	assert_int_equal(EVP_Digest(sealed, sizeof(sealed), md, NULL, EVP_sha256(), NULL), 1);
+	connect_dma(g);
+	submit_sealed(g, "m-1", IHALA__V2__ENVELOPE__KIND_NOTE, sealed, sizeof(sealed), md,
+	              sizeof(md));
+	for (i = 0; i < 50 && g->s->inflight_submits == 0; i++) {
+		assert_null(turn(g));
+	}
+	assert_int_equal(g->s->inflight_submits, 1);
+	assert_int_equal(zmq_recv(g->wend, &r, sizeof(r), ZMQ_DONTWAIT), (int)sizeof(r));
+	assert_int_equal(r->sealed_len, sizeof(sealed));
+	assert_memory_equal(r->sealed, sealed, sizeof(sealed));
+	assert_int_equal(g->s->inflight_bytes, r->env_len + sizeof(sealed));
+	wreq_free(r);
+	rig_close(g);
+}
+
+/* Each way a sealed part may disagree with its envelope, refused before the writer. */
+static void
+test_submit_sealed_refusals(void **state)
+{
+	static uint8_t big[SEAL_DER_MAX + 1];
+	static const uint8_t sealed[] = "a sealed part, opaque";
+	uint8_t md[32], bad[32];
+	struct rig *g = rig_open(1);
+
+	(void)state;
+	assert_int_equal(EVP_Digest(sealed, sizeof(sealed), md, NULL, EVP_sha256(), NULL), 1);
+	memcpy(bad, md, sizeof(bad));
+	bad[31] ^= 1;
+	connect_dma(g);
+
+	/* a hash that is not the part's */
+	submit_sealed(g, "m-1", IHALA__V2__ENVELOPE__KIND_NOTE, sealed, sizeof(sealed), bad,
+	              sizeof(bad));
+	expect_refused(g, "m-1", IHALA_ESEALHASH, "SHA-256 is not the envelope's sealed_sha256");
+	/* a part without a hash */
+	submit_sealed(g, "m-2", IHALA__V2__ENVELOPE__KIND_NOTE, sealed, sizeof(sealed), NULL, 0);
+	expect_refused(g, "m-2", IHALA_ESEALHASH, "sealed_sha256 is 0 bytes");
+	/* a hash of the wrong length */
+	submit_sealed(g, "m-3", IHALA__V2__ENVELOPE__KIND_NOTE, sealed, sizeof(sealed), md, 31);
+	expect_refused(g, "m-3", IHALA_ESEALHASH, "31 bytes");
+	/* a hash without a part */
+	submit_sealed(g, "m-4", IHALA__V2__ENVELOPE__KIND_NOTE, NULL, 0, md, sizeof(md));
+	expect_refused(g, "m-4", IHALA_ESEALHASH, "carries no sealed part");
+	/* an erase carries none */
+	submit_sealed(g, "m-5", IHALA__V2__ENVELOPE__KIND_ERASE, sealed, sizeof(sealed), md,
+	              sizeof(md));
+	expect_refused(g, "m-5", IHALA_ESCHEMA, "an erase carries no sealed part");
+	submit_sealed(g, "m-6", IHALA__V2__ENVELOPE__KIND_ERASE, NULL, 0, md, sizeof(md));
+	expect_refused(g, "m-6", IHALA_ESCHEMA, "an erase carries no sealed part");
+	/* over SEAL_DER_MAX */
+	submit_sealed(g, "m-7", IHALA__V2__ENVELOPE__KIND_NOTE, big, sizeof(big), md, sizeof(md));
+	expect_refused(g, "m-7", IHALA_ETOOLARGE, "sealed part of");
+	/* within SEAL_DER_MAX, but with its envelope not within a Deliver frame */
+	g->cfg.limits.max_frame = SEAL_DER_MAX + 200;
+	submit_sealed(g, "m-8", IHALA__V2__ENVELOPE__KIND_NOTE, big, SEAL_DER_MAX, md, sizeof(md));
+	expect_refused(g, "m-8", IHALA_ETOOLARGE, "envelope and sealed part of");
+	rig_close(g);
+}
+
 /* A submission the pipe refuses is answered at once (REFUSED, OVERLOADED, naming it), freed,
  * and not counted as in flight: nothing waits for a receipt that will never come. */
 static void
@@ -458,6 +595,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_submit_to_writer),
+	    cmocka_unit_test(test_submit_sealed_to_writer),
+	    cmocka_unit_test(test_submit_sealed_refusals),
 	    cmocka_unit_test(test_turn_budget),
 	    cmocka_unit_test(test_submit_pipe_refuses),
 	    cmocka_unit_test(test_acks_hand_off),

@@ -174,8 +174,7 @@ msg_referral(struct msg *m, const char *mid, const char *rid)
 	m->services[0] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
 	m->ref.n_services = 1;
 	m->ref.services = m->services;
-	m->surv.case_id = "IQ-NIN-000123";
-	m->ref.survivor = &m->surv;
+	m->surv.case_id = "IQ-NIN-000123"; /* sealed in v2: not in the clear part */
 	m->consent.given = 1;
 	m->consent.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	m->consent.date = "2025-03-01";
@@ -213,7 +212,7 @@ msg_note(struct msg *m, const char *mid, const char *rid, const char *text)
 	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	m->env.note = &m->note;
 	m->note.referral_id = (char *)rid;
-	m->note.text = (char *)text;
+	(void)text; /* a note's text is sealed (protocol v2): never in the clear part */
 }
 
 /* A submission of `m` by `agency` at time `t`, bytes and decoded envelope as the server
@@ -233,6 +232,48 @@ submit_req(const char *agency, const struct msg *m, uint64_t t)
 	snprintf(r->agency, sizeof(r->agency), "%s", agency);
 	r->now_ms = t;
 	return r;
+}
+
+/* The same with a sealed part `sealed` (len bytes), its SHA-256 in the envelope as a node
+ * puts it (the server checked it before the writer sees it). */
+static struct wreq *
+submit_req_sealed(const char *agency, struct msg *m, uint64_t t, const void *sealed, size_t len)
+{
+	static uint8_t md[32];
+	struct wreq *r;
+
+	assert_int_equal(EVP_Digest(sealed, len, md, NULL, EVP_sha256(), NULL), 1);
+	m->env.sealed_sha256.data = md;
+	m->env.sealed_sha256.len = sizeof(md);
+	r = submit_req(agency, m, t);
+	r->sealed = malloc(len);
+	assert_non_null(r->sealed);
+	memcpy(r->sealed, sealed, len);
+	r->sealed_len = len;
+	return r;
+}
+
+/* The sealed part stored for `seq` as a string compare: 1 when it is `want` (len bytes), 0
+ * when there is none. */
+static int
+sealed_is(struct fx *fx, uint64_t seq, const void *want, size_t len)
+{
+	struct store_rtxn *r;
+	const void *data;
+	size_t dlen;
+	int err, same = 0;
+
+	assert_int_equal(store_rbegin(fx->store, &r), 0);
+	err = store_sealed_get(r, seq, &data, &dlen);
+	if (err == 0) {
+		assert_int_equal(dlen, len);
+		same = memcmp(data, want, len) == 0;
+		assert_true(same);
+	} else {
+		assert_int_equal(err, IHALA_ENOTFOUND);
+	}
+	store_rend(r);
+	return err == 0;
 }
 
 static struct wreq *
@@ -468,6 +509,96 @@ test_duplicate(void **state)
 	fx_close(fx);
 }
 
+/* A sealed part is stored beside its entry, in the same batch, keyed by the entry's seq; an
+ * entry without one has none; a refused submission leaves none; a duplicate adds none. The
+ * log entry holds the clear envelope only (with the hash). */
+static void
+test_sealed_stored(void **state)
+{
+	static const char sealed[] = "0\x80 a CMS AuthEnvelopedData, opaque to the broker";
+	static const char other[] = "another sealed part";
+	struct fx *fx = fx_open(0, 100, 0);
+	struct store_rtxn *rt;
+	const void *data;
+	size_t len;
+	struct wreq *r;
+	struct msg m;
+
+	(void)state;
+	msg_referral(&m, "m-1", "R-1");
+	r = submit1(fx, "dma", &m, T0); /* none */
+	assert_int_equal(r->status, RS(ACCEPTED));
+	assert_false(sealed_is(fx, r->seq, NULL, 0));
+	wreq_free(r);
+
+	msg_referral(&m, "m-2", "R-2");
+	r = submit_req_sealed("dma", &m, T0 + 1, sealed, sizeof(sealed));
+	apply1(fx, r);
+	assert_int_equal(r->status, RS(ACCEPTED));
+	assert_int_equal(r->seq, 2);
+	assert_true(sealed_is(fx, 2, sealed, sizeof(sealed)));
+	/* the entry itself holds the hash, never the sealed bytes */
+	assert_int_equal(store_rbegin(fx->store, &rt), 0);
+	assert_int_equal(store_log_get(rt, 2, &data, &len), 0);
+	assert_null(memmem(data, len, "opaque", 6));
+	store_rend(rt);
+	wreq_free(r);
+
+	/* the same again: DUPLICATE, the first sealed part kept */
+	r = submit_req_sealed("dma", &m, T0 + 2, sealed, sizeof(sealed));
+	apply1(fx, r);
+	assert_int_equal(r->status, RS(DUPLICATE));
+	assert_int_equal(r->seq, 2);
+	assert_true(sealed_is(fx, 2, sealed, sizeof(sealed)));
+	wreq_free(r);
+
+	/* refused (a note on a referral that does not exist): nothing at the next seq */
+	msg_note(&m, "m-3", "R-none", "");
+	r = submit_req_sealed("dma", &m, T0 + 3, other, sizeof(other));
+	apply1(fx, r);
+	assert_int_equal(r->err, IHALA_ENOREFERRAL);
+	wreq_free(r);
+	assert_false(sealed_is(fx, 3, NULL, 0));
+
+	/* a note with one on R-2: at its own seq */
+	msg_note(&m, "m-4", "R-2", "");
+	r = submit_req_sealed("dma", &m, T0 + 4, other, sizeof(other));
+	apply1(fx, r);
+	assert_int_equal(r->status, RS(ACCEPTED));
+	assert_int_equal(r->seq, 3);
+	assert_true(sealed_is(fx, 3, other, sizeof(other)));
+	assert_true(sealed_is(fx, 2, sealed, sizeof(sealed)));
+	wreq_free(r);
+	fx_close(fx);
+}
+
+/* referral_bytes counts the sealed part too: it is stored like the envelope. */
+static void
+test_sealed_counts_in_referral_bytes(void **state)
+{
+	struct fx *fx = fx_open(0, 100, 0);
+	static char big[3000];
+	struct wreq *r;
+	struct msg m;
+	size_t env_len;
+
+	(void)state;
+	memset(big, 'x', sizeof(big));
+	msg_referral(&m, "m-1", "R-1");
+	r = submit_req_sealed("dma", &m, T0, big, sizeof(big));
+	env_len = r->env_len;
+	fx->pol.referral_bytes = env_len + sizeof(big) - 1; /* one byte short */
+	apply1(fx, r);
+	assert_int_equal(r->err, IHALA_EQUOTA);
+	wreq_free(r);
+	fx->pol.referral_bytes = env_len + sizeof(big);
+	r = submit_req_sealed("dma", &m, T0, big, sizeof(big));
+	apply1(fx, r);
+	assert_int_equal(r->status, RS(ACCEPTED));
+	wreq_free(r);
+	fx_close(fx);
+}
+
 /* The same message id with different content: MESSAGE_ID_CONFLICT, not DUPLICATE (a sender
  * told DUPLICATE deletes its message from the outbox, and the new content would be lost). */
 static void
@@ -657,8 +788,7 @@ test_savepoint_retry(void **state)
 	memset(big, 'x', 1024 * 1024 - 1);
 	big[1024 * 1024 - 1] = '\0';
 	msg_referral(&m, "m-big", "R-big");
-	m.ref.notes = big;
-	batch[1] = submit_req("dma", &m, T0);
+	batch[1] = submit_req_sealed("dma", &m, T0, big, strlen(big)); /* too big for the map */
 	free(big);
 	msg_referral(&m, "m-c", "R-c");
 	batch[2] = submit_req("dma", &m, T0);
@@ -734,8 +864,7 @@ test_append_reads_no_tree_node(void **state)
 	memset(big, 'x', 1024 * 1024 - 1);
 	big[1024 * 1024 - 1] = '\0';
 	msg_referral(&m, "m-big", "R-big");
-	m.ref.notes = big;
-	batch[1] = submit_req("dma", &m, T0);
+	batch[1] = submit_req_sealed("dma", &m, T0, big, strlen(big)); /* too big for the map */
 	free(big);
 	msg_referral(&m, "m-c", "R-c");
 	batch[2] = submit_req("dma", &m, T0);
@@ -1260,8 +1389,7 @@ test_state_cache_batch_abort(void **state)
 	memset(big, 'x', 1024 * 1024 - 1);
 	big[1024 * 1024 - 1] = '\0';
 	msg_referral(&m, "m-big", "R-big");
-	m.ref.notes = big;
-	batch[1] = submit_req("dma", &m, T0 + 1);
+	batch[1] = submit_req_sealed("dma", &m, T0 + 1, big, strlen(big));
 	free(big);
 	assert_int_equal(ledger_apply_batch(fx->lg, batch, 2), 0);
 	assert_int_equal(batch[0]->err, 0);
@@ -1320,8 +1448,8 @@ test_state_cache_savepoint_abort(void **state)
 		memset(pad, 'x', p);
 		pad[p] = '\0';
 		msg_referral(&m, "m-pad", "R-pad");
-		m.ref.notes = pad;
-		batch[0] = submit1(fx, "dma", &m, T0);
+		batch[0] = submit_req_sealed("dma", &m, T0, pad, p);
+		apply1(fx, batch[0]);
 		free(pad);
 		if (batch[0]->status != RS(ACCEPTED)) {
 			wreq_free(batch[0]);
@@ -1382,6 +1510,8 @@ main(void)
 	    cmocka_unit_test(test_submit_accepted),
 	    cmocka_unit_test(test_duplicate),
 	    cmocka_unit_test(test_msgid_conflict),
+	    cmocka_unit_test(test_sealed_stored),
+	    cmocka_unit_test(test_sealed_counts_in_referral_bytes),
 	    cmocka_unit_test(test_queue_full),
 	    cmocka_unit_test(test_queue_share),
 	    cmocka_unit_test(test_ack_received),

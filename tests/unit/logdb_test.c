@@ -165,7 +165,7 @@ test_open_refusals(void **state)
 	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
 	k.mv_data = "format_version";
 	k.mv_size = strlen("format_version");
-	v.mv_data = "2";
+	v.mv_data = "3";
 	v.mv_size = 1;
 	assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
 	assert_int_equal(mdb_txn_commit(txn), 0);
@@ -519,7 +519,7 @@ test_format_bytes(void **state)
 	k.mv_size = strlen("format_version");
 	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
 	assert_int_equal(v.mv_size, 1);
-	assert_memory_equal(v.mv_data, "1", 1);
+	assert_memory_equal(v.mv_data, "2", 1);
 	k.mv_data = "created";
 	k.mv_size = strlen("created");
 	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);

@@ -215,8 +215,7 @@ msg_referral(struct msg *m, const char *referrer, const char *recipient, const c
 	m->services[0] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
 	m->ref.n_services = 1;
 	m->ref.services = m->services;
-	m->surv.case_id = "IQ-NIN-000123";
-	m->ref.survivor = &m->surv;
+	m->surv.case_id = "IQ-NIN-000123"; /* sealed: set_* put it in clear for the tests of that */
 	m->consent.given = 1;
 	m->consent.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	m->consent.date = "2025-03-01";
@@ -235,8 +234,7 @@ outcome_init(struct msg *m, const char *rid, int success)
 {
 	ihala__v2__outcome__init(&m->outcome);
 	m->outcome.referral_id = (char *)rid;
-	m->outcome.service_implemented = 1;
-	m->outcome.date = "2025-04-02";
+	m->outcome.service_implemented = 1; /* its date and notes are sealed */
 	m->outcome.success = success;
 	if (!success) {
 		m->reasons[0] = IHALA__V2__REASON_CODE__REASON_CODE_CLIENT_DID_NOT_ATTEND;
@@ -278,8 +276,7 @@ msg_note(struct msg *m, const char *rid)
 	ihala__v2__note__init(&m->note);
 	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	m->env.note = &m->note;
-	m->note.referral_id = (char *)rid;
-	m->note.text = "survivor asks to be called after 4 pm";
+	m->note.referral_id = (char *)rid; /* its text is sealed */
 }
 
 /* The consent scope every state made here records: moh and hi; identity, location, needs. */
@@ -702,20 +699,7 @@ test_referral_huge_repeated(void **state)
 	assert_non_null(strstr(d.text, "consent.agencies"));
 }
 
-static void
-test_referral_no_case_id(void **state)
-{
-	struct world w;
-	struct msg m;
-	struct policy_decision d;
-
-	(void)state;
-	world_init(&w);
-	msg_referral(&m, "dma", "moh", "r-1");
-	m.surv.case_id = "";
-	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
-}
-
+/* The survivor is sealed (docs/SEALING.md): a referral without one in clear is complete. */
 static void
 test_referral_no_survivor(void **state)
 {
@@ -726,8 +710,8 @@ test_referral_no_survivor(void **state)
 	(void)state;
 	world_init(&w);
 	msg_referral(&m, "dma", "moh", "r-1");
-	m.ref.survivor = NULL;
-	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+	assert_null(m.ref.survivor);
+	assert_allowed(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d);
 }
 
 static void
@@ -1047,16 +1031,28 @@ static const char *const cat_names[] = {"UNSPECIFIED",  "IDENTITY", "CONTACT",
                                         "DEMOGRAPHICS", "LOCATION", "DISPLACEMENT",
                                         "FUNCTIONING",  "INJURY",   "NEEDS"};
 
-/* Each personal field alone, with a consent covering every category but its own: refused,
- * naming the category and the field; with its category added: allowed. */
+static uint8_t fake_sha[32] = {1, 2, 3};
+
+/* The message has a sealed part declaring categories cats[0..n). */
 static void
-test_consent_field_categories(void **state)
+declare(struct msg *m, const Ihala__V2__DataCategory *cats, size_t n)
 {
-	size_t i, j;
+	m->env.sealed_sha256.data = fake_sha;
+	m->env.sealed_sha256.len = sizeof(fake_sha);
+	m->env.data_declared = (Ihala__V2__DataCategory *)cats;
+	m->env.n_data_declared = n;
+}
+
+/* Each category declared alone, with a consent covering every category but it: refused,
+ * naming the category; with it added: allowed. */
+static void
+test_declared_categories(void **state)
+{
+	size_t j;
+	Ihala__V2__DataCategory c;
 
 	(void)state;
-	for (i = 0; i < sizeof(field_cases) / sizeof(field_cases[0]); i++) {
-		const struct field_case *fc = &field_cases[i];
+	for (c = CAT(IDENTITY); c <= CAT(NEEDS); c++) {
 		struct world w;
 		struct msg m;
 		struct policy_decision d;
@@ -1065,34 +1061,34 @@ test_consent_field_categories(void **state)
 
 		world_init(&w);
 		msg_referral(&m, "dma", "moh", "r-1");
-		fc->set(&m);
-		for (j = 1; j <= 8; j++) {
-			if (j != (size_t)fc->category) {
+		declare(&m, &c, 1);
+		m.consent_data[n++] = CAT(NEEDS); /* the services in clear */
+		for (j = 1; j < 8; j++) {
+			if (j != (size_t)c) {
 				m.consent_data[n++] = (Ihala__V2__DataCategory)j;
 			}
 		}
 		m.consent.n_data_covered = n;
-		if (fc->category == CAT(NEEDS)) {
-			/* services are NEEDS too and come first */
+		if (c != CAT(NEEDS)) {
 			snprintf(want, sizeof(want),
-			         "the consent does not cover NEEDS, which services is");
-		} else {
-			snprintf(want, sizeof(want), "the consent does not cover %s, which %s is",
-			         cat_names[fc->category], fc->name);
+			         "the consent does not cover %s, which the sealed part declares",
+			         cat_names[c]);
+			assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d,
+			               IHALA_ECONSENT);
+			assert_string_equal(d.text, want);
+			m.consent_data[n++] = c;
+			m.consent.n_data_covered = n;
 		}
-		assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d,
-		               IHALA_ECONSENT);
-		assert_string_equal(d.text, want);
-		m.consent_data[n++] = fc->category;
-		m.consent.n_data_covered = n;
 		assert_allowed(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d);
 	}
 }
 
-/* The case: a consent covering only needs, and a full name. */
+/* The case: a consent covering only needs, and a sealed part declaring identity. */
 static void
-test_consent_needs_only_refuses_name(void **state)
+test_consent_needs_only_refuses_identity(void **state)
 {
+	static const Ihala__V2__DataCategory needs[] = {CAT(NEEDS)};
+	static const Ihala__V2__DataCategory both[] = {CAT(NEEDS), CAT(IDENTITY)};
 	struct world w;
 	struct msg m;
 	struct policy_decision d;
@@ -1100,12 +1096,73 @@ test_consent_needs_only_refuses_name(void **state)
 	(void)state;
 	world_init(&w);
 	msg_referral(&m, "dma", "moh", "r-1");
-	set_reason(&m);
-	set_notes(&m);
+	declare(&m, needs, 1);
 	assert_allowed(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d);
-	set_name(&m);
+	declare(&m, both, 2);
 	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ECONSENT);
-	assert_string_equal(d.text, "the consent does not cover IDENTITY, which survivor.name is");
+	assert_string_equal(d.text,
+	                    "the consent does not cover IDENTITY, which the sealed part declares");
+}
+
+/* Declared categories that are no category, too many, or without a sealed part. */
+static void
+test_declared_malformed(void **state)
+{
+	static const Ihala__V2__DataCategory unspec[] = {CAT(NEEDS), CAT(UNSPECIFIED)};
+	static const Ihala__V2__DataCategory unknown[] = {(Ihala__V2__DataCategory)99};
+	static Ihala__V2__DataCategory many[65];
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	size_t i;
+
+	(void)state;
+	world_init(&w);
+	msg_referral(&m, "dma", "moh", "r-1");
+	declare(&m, unspec, 2);
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+	assert_non_null(strstr(d.text, "unspecified"));
+	declare(&m, unknown, 1);
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+	assert_non_null(strstr(d.text, "unknown category 99"));
+	for (i = 0; i < 65; i++) {
+		many[i] = CAT(NEEDS);
+	}
+	declare(&m, many, 65);
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ETOOLARGE);
+	assert_non_null(strstr(d.text, "data_declared"));
+	/* declared, but no sealed part */
+	declare(&m, many, 1);
+	m.env.sealed_sha256.len = 0;
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+	assert_non_null(strstr(d.text, "no sealed part"));
+}
+
+/* An update declares within the scope recorded with its referral (identity, location, needs):
+ * a note declaring injury is refused, one declaring needs passes. */
+static void
+test_declared_update_within_scope(void **state)
+{
+	static const Ihala__V2__DataCategory injury[] = {CAT(INJURY)};
+	static const Ihala__V2__DataCategory needs[] = {CAT(NEEDS)};
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V2__ReferralState cur;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(ACCEPTED));
+	msg_note(&m, "r-1");
+	declare(&m, needs, 1);
+	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
+	declare(&m, injury, 1);
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ECONSENT);
+	assert_string_equal(d.text,
+	                    "the consent does not cover INJURY, which the sealed part declares");
+	msg_status(&m, "r-1", S(IN_PROGRESS), 0, 0);
+	declare(&m, injury, 1);
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ECONSENT);
 }
 
 /* A consent that covers no category lets no referral through: its services are needs. */
@@ -1883,7 +1940,6 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_referral_to_differs_from_receiving_agency),
     cmocka_unit_test(test_referral_no_priority),
     cmocka_unit_test(test_referral_no_services),
-    cmocka_unit_test(test_referral_no_case_id),
     cmocka_unit_test(test_referral_no_survivor),
     cmocka_unit_test(test_referral_exists),
     cmocka_unit_test(test_ministry_new_case_forbidden),
@@ -1900,8 +1956,10 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_onward_consent_names_all_missing),
     cmocka_unit_test(test_onward_consent_within_parent_ok),
     cmocka_unit_test(test_onward_consent_parent_without_scope),
-    cmocka_unit_test(test_consent_field_categories),
-    cmocka_unit_test(test_consent_needs_only_refuses_name),
+    cmocka_unit_test(test_declared_categories),
+    cmocka_unit_test(test_consent_needs_only_refuses_identity),
+    cmocka_unit_test(test_declared_malformed),
+    cmocka_unit_test(test_declared_update_within_scope),
     cmocka_unit_test(test_consent_no_categories),
     cmocka_unit_test(test_consent_table),
     cmocka_unit_test(test_consent_uncovered),

@@ -816,26 +816,30 @@ test_format_version(void **state)
 	assert_int_equal(store_rbegin(s, &r), 0);
 	assert_int_equal(store_meta_get(r, "format_version", &val, &len), 0);
 	assert_int_equal(len, 1);
-	assert_memory_equal(val, "1", 1);
+	assert_memory_equal(val, "2", 1);
 	assert_int_equal(store_meta_get(r, "created", &val, &len), 0);
 	assert_int_equal(len, 20); /* YYYY-MM-DDTHH:MM:SSZ */
 	store_rend(r);
 	store_close(s);
 
-	raw_put_meta(dir, "format_version", "2");
+	raw_put_meta(dir, "format_version", "3");
 	s = NULL;
 	assert_int_equal(store_open(dir, 0, 0, &s), IHALA_EVERSION);
 	assert_null(s);
 	assert_int_equal(store_open(dir, 0, STORE_RDONLY, &s), IHALA_EVERSION);
 	raw_get_meta(dir, "format_version", got, sizeof(got));
-	assert_string_equal(got, "2"); /* refused and left untouched */
+	assert_string_equal(got, "3"); /* refused and left untouched */
+
+	/* A format-1 store (protocol v1, personal data in clear in its entries): refused. */
+	raw_put_meta(dir, "format_version", "1");
+	assert_int_equal(store_open(dir, 0, 0, &s), IHALA_EVERSION);
 
 	/* No version at all: refused too. */
 	raw_put_meta(dir, "format_version", NULL);
 	assert_int_equal(store_open(dir, 0, 0, &s), IHALA_EVERSION);
 
-	/* Back to "1": opens again. */
-	raw_put_meta(dir, "format_version", "1");
+	/* Back to "2": opens again. */
+	raw_put_meta(dir, "format_version", "2");
 	s = open_ok(dir, 0, 0);
 	store_close(s);
 
@@ -1011,7 +1015,7 @@ test_referral_meta(void **state)
 	assert_int_equal(len, 3);
 	assert_memory_equal(val, "abc", 3);
 	assert_int_equal(store_meta_get(r, "format_version", &val, &len), 0);
-	assert_memory_equal(val, "1", 1);
+	assert_memory_equal(val, "2", 1);
 	assert_int_equal(store_meta_get(r, "nothing", &val, &len), IHALA_ENOTFOUND);
 	store_rend(r);
 	store_close(s);

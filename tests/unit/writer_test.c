@@ -87,8 +87,7 @@ msg_referral(struct msg *m, const char *mid, const char *rid)
 	m->services[0] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
 	m->ref.n_services = 1;
 	m->ref.services = m->services;
-	m->surv.case_id = "IQ-NIN-000123";
-	m->ref.survivor = &m->surv;
+	m->surv.case_id = "IQ-NIN-000123"; /* sealed in v2: not in the clear part */
 	m->consent.given = 1;
 	m->consent.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	m->consent.date = "2025-03-01";
