@@ -315,61 +315,24 @@ check_checkpoint(struct vctx *v, uint64_t size, const uint8_t root[MERKLE_HASH_L
 
 /* ---- sealed parts ---- */
 
-/* The store's database of sealed parts, when it has one (a store written before issue 16,
- * or one where nothing was ever sealed, may not). */
-struct sealed_db {
-	MDB_dbi dbi;
-	int open;
-};
-
+/* The sealed part stored for seq (logdb's "sealed" database), *sealed NULL when none. */
 static int
-sealed_db_open(struct logdb_txn *r, struct sealed_db *sdb)
+sealed_get(const struct logdb_txn *r, uint64_t seq, const uint8_t **sealed, size_t *len)
 {
-	int rc;
-
-	memset(sdb, 0, sizeof(*sdb));
-	rc = mdb_dbi_open(r->txn, AUDIT_SEALED_DB, 0, &sdb->dbi);
-	if (rc == MDB_NOTFOUND) {
-		return 0;
-	}
-	if (rc != 0) {
-		log_warnx("store: cannot open the database of sealed parts: %s", mdb_strerror(rc));
-		return IHALA_ESTORE;
-	}
-	sdb->open = 1;
-	return 0;
-}
-
-/* The sealed part stored for seq (keyed like the log: a native-endian uint64, see logdb.h),
- * *sealed NULL when none. */
-static int
-sealed_db_get(struct logdb_txn *r, const struct sealed_db *sdb, uint64_t seq,
-              const uint8_t **sealed, size_t *len)
-{
-	MDB_val k, v;
-	int rc;
+	const void *data;
+	int err;
 
 	*sealed = NULL;
 	*len = 0;
-	if (!sdb->open) {
+	err = logdb_sealed_get(r, seq, &data, len);
+	if (err == IHALA_ENOTFOUND) {
+		*len = 0;
 		return 0;
 	}
-	k.mv_size = sizeof(seq);
-	k.mv_data = &seq;
-	rc = mdb_get(r->txn, sdb->dbi, &k, &v);
-	if (rc == MDB_NOTFOUND) {
-		return 0;
+	if (err == 0 && *len > 0) {
+		*sealed = data;
 	}
-	if (rc != 0) {
-		log_warnx("store: cannot read the sealed part of seq %llu: %s",
-		          (unsigned long long)seq, mdb_strerror(rc));
-		return IHALA_ESTORE;
-	}
-	if (v.mv_size > 0) {
-		*sealed = v.mv_data;
-		*len = v.mv_size;
-	}
-	return 0;
+	return err;
 }
 
 void
@@ -527,7 +490,6 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 	struct audit_chain *a = NULL;
 	struct sizes sz = {NULL, 0, 0};
 	struct audit_sealed sl;
-	struct sealed_db sdb;
 	const uint8_t *sealed;
 	size_t sealed_len;
 	struct vctx v;
@@ -556,7 +518,6 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 	v.origin = origin;
 	v.res = res;
 	if ((err = logdb_checkpoint_iter(&r, 0, collect_size, &sz)) != 0 ||
-	    (err = sealed_db_open(&r, &sdb)) != 0 ||
 	    (err = logdb_log_iter_begin(&r, 1, &it)) != 0) {
 		goto out;
 	}
@@ -598,7 +559,7 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 			                  (unsigned long long)seq);
 			goto out;
 		}
-		if ((err = sealed_db_get(&r, &sdb, seq, &sealed, &sealed_len)) != 0) {
+		if ((err = sealed_get(&r, seq, &sealed, &sealed_len)) != 0) {
 			goto out;
 		}
 		if ((err = audit_sealed_push(&sl, seq, data, len, sealed, sealed_len, 1)) != 0) {
@@ -681,7 +642,6 @@ audit_store_walk(const char *dir, ihala_entry_cb cb, void *arg)
 int
 audit_store_walk_records(const char *dir, audit_record_cb cb, void *arg)
 {
-	struct sealed_db sdb;
 	const uint8_t *sealed;
 	size_t sealed_len;
 	struct logdb *db = NULL;
@@ -693,12 +653,11 @@ audit_store_walk_records(const char *dir, audit_record_cb cb, void *arg)
 	int err;
 
 	if ((err = logdb_open(dir, &db)) != 0 || (err = logdb_begin(db, &r)) != 0 ||
-	    (err = sealed_db_open(&r, &sdb)) != 0 ||
 	    (err = logdb_log_iter_begin(&r, 1, &it)) != 0) {
 		goto out;
 	}
 	while ((err = logdb_log_iter_next(&it, &seq, &data, &len)) == 0) {
-		if ((err = sealed_db_get(&r, &sdb, seq, &sealed, &sealed_len)) != 0) {
+		if ((err = sealed_get(&r, seq, &sealed, &sealed_len)) != 0) {
 			break;
 		}
 		if (cb(arg, seq, data, len, sealed, sealed_len, 1) != 0) {

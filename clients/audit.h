@@ -104,10 +104,6 @@ int audit_store_walk(const char *dir, ihala_entry_cb cb, void *arg);
 
 /* ---- sealed parts and erasures (issue 16, docs/SEALING.md) ---- */
 
-/* The named database of a broker store holding the sealed parts, keyed by seq (bk's
- * store: the sealed bytes are kept beside the log, not in the leaf, so they can be erased). */
-#define AUDIT_SEALED_DB "sealed"
-
 /*
  * A walk's callback with each entry's sealed part: `sealed` (sealed_len bytes, valid during
  * the call) is the part stored for seq, NULL when none is stored (never had one, or
