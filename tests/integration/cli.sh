@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 140
+plan 145
 
 # expect CODE: the last run exited CODE (shows its output when not).
 # err_has TEXT / out_has TEXT: fixed string in the last run's stderr / stdout.
@@ -44,7 +44,7 @@ unset IHALA_CONFIG
 RC=$?
 check "ihala --help: exit 0, lists the exit codes" \
 	eval '[ $RC -eq 0 ] && grep -q "^Exit codes" "$T/help.out" && grep -q "5  verification" "$T/help.out" && grep -q "6  no space left on the disk" "$T/help.out"'
-for sub in refer accept decline progress outcome cancel note inbox status outbox audit "audit replay"; do
+for sub in refer accept decline progress outcome cancel note erase inbox status outbox audit "audit replay"; do
 	# shellcheck disable=SC2086
 	"$IHALA" $sub --help >"$T/help.out" 2>"$T/help.err"
 	RC=$?
@@ -53,6 +53,9 @@ for sub in refer accept decline progress outcome cancel note inbox status outbox
 done
 "$IHALA" help decline >"$T/help.out" 2>&1
 check "ihala help decline: lists the reason codes" grep -q 'not-eligible, no-capacity' "$T/help.out"
+"$IHALA" help erase >"$T/help.out" 2>&1
+check "ihala help erase: the three reasons an erasure may give, no other" \
+	eval 'grep -qx "CODE is a reason code: consent-withdrawn, entered-in-error, other" "$T/help.out" || { show "$T/help.out"; false; }'
 
 "$IHALA" frobnicate >"$T/o" 2>"$T/e"
 RC=$?
@@ -166,6 +169,13 @@ run badreason "$MOH" decline r1 --reason too-busy
 check "decline: unknown reason: exit 2, lists the codes" exit_and_err 2 "invalid reason 'too-busy' (one of: not-eligible no-capacity"
 run noreason "$MOH" decline r1
 check "decline without --reason: exit 2" exit_and_err 2 "--reason CODE is required"
+run erase-noreason "$DMA" erase r1
+check "erase without --reason: exit 2" exit_and_err 2 "erase: --reason CODE is required"
+run erase-badreason "$DMA" erase r1 --reason no-capacity
+check "erase: a reason that is not an erasure's: exit 2, lists the three" \
+	exit_and_err 2 "erase: invalid reason 'no-capacity' (one of: consent-withdrawn entered-in-error other)"
+run erase-badid "$DMA" erase "r 1" --reason other
+check "erase: an invalid referral id: exit 2" exit_and_err 2 "erase: invalid referral id 'r 1'"
 run badstatus "$MOH" progress r1 --status completed
 check "progress --status completed: exit 2 (only in-progress, on-hold)" \
 	exit_and_err 2 "invalid status 'completed' (one of: in-progress on-hold)"
