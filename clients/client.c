@@ -108,6 +108,7 @@ ihala_open(const struct client_config *cfg, struct ihala_client **out)
 		free(c);
 		return IHALA_EZMQ;
 	}
+	c->seal_pending = 1; /* an earlier run may have left some: looked for once */
 	RAND_bytes((uint8_t *)&c->next_request, sizeof(c->next_request));
 	c->next_request = (c->next_request >> 16) + 1;
 	*out = c;
@@ -309,6 +310,14 @@ reject(struct ihala_client *c, const char *message_id, int code, const char *tex
 	}
 }
 
+void
+client_refuse(struct ihala_client *c, const char *message_id, int code, const char *text)
+{
+	reject(c, message_id, code, text);
+	set_receipt(c, message_id, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, 0, NULL, code,
+	            text);
+}
+
 static int
 outbox_send_cb(void *arg, const char *message_id, const void *env, size_t len)
 {
@@ -378,6 +387,10 @@ window_send_cb(void *arg, const char *message_id, const void *env, size_t len)
 	window_limits(c, &max_n, &max_bytes);
 	if (c->ob_n >= max_n || (c->ob_n > 0 && c->ob_bytes + len > max_bytes)) {
 		return 1; /* full: this one goes when receipts make room */
+	}
+	if (sealing_record_pending(env, len)) {
+		c->seal_pending = 1;
+		return 1; /* not sealed for good yet (sealing_reseal): it and those behind wait */
 	}
 	if (submit_frame_size(len) > ihala_max_frame(c)) {
 		return outbox_send_cb(c, message_id, env, len); /* rejected here, never sent */
@@ -536,6 +549,30 @@ client_on_deliver(struct ihala_client *c, const Ihala__V2__Deliver *d)
 	}
 }
 
+/* The request id an answer frame echoes (0 when none). */
+static uint64_t
+answer_request_id(const Ihala__V2__Frame *f)
+{
+	switch (f->kind_case) {
+	case IHALA__V2__FRAME__KIND_ERROR:
+		return f->error->request_id;
+	case IHALA__V2__FRAME__KIND_REFERRAL_STATE:
+		return f->referral_state->request_id;
+	case IHALA__V2__FRAME__KIND_INCLUSION_PROOF:
+		return f->inclusion_proof->request_id;
+	case IHALA__V2__FRAME__KIND_CONSISTENCY_PROOF:
+		return f->consistency_proof->request_id;
+	case IHALA__V2__FRAME__KIND_CHECKPOINT:
+		return f->checkpoint->request_id;
+	case IHALA__V2__FRAME__KIND_DIRECTORY:
+		return f->directory->request_id;
+	case IHALA__V2__FRAME__KIND_LOG_ENTRIES:
+		return f->log_entries->request_id;
+	default:
+		return 0;
+	}
+}
+
 static void
 on_frame(struct ihala_client *c, Ihala__V2__Frame *f)
 {
@@ -616,7 +653,10 @@ on_frame(struct ihala_client *c, Ihala__V2__Frame *f)
 	case IHALA__V2__FRAME__KIND_CHECKPOINT:
 	case IHALA__V2__FRAME__KIND_DIRECTORY:
 	answer:
-		if (c->want_request != 0 && c->response == NULL) {
+		/* Only the answer to the request waited for: a late answer to an earlier one
+		 * (that timed out) must not be taken for it. */
+		if (c->want_request != 0 && c->response == NULL &&
+		    answer_request_id(f) == c->want_request) {
 			c->response = f;
 			return;
 		}
@@ -926,6 +966,15 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	 * the session sends the outbox, this message included. */
 	client_outbox_pump(c);
 	err = ensure_open(c, deadline);
+	if (err == 0 && c->seal_pending) {
+		/* Messages queued while the broker was away (this one too) go sealed now. */
+		int e2 = sealing_reseal(c, left_ms(deadline));
+
+		if (e2 != 0) {
+			err = e2 == IHALA_ETIMEDOUT ? IHALA_EUNREACHABLE : e2;
+		}
+		client_outbox_pump(c);
+	}
 	c->busy = 0;
 	while (err == 0 && !c->got_receipt) {
 		uint64_t t = now_ms();
@@ -963,6 +1012,10 @@ ihala_flush_outbox(struct ihala_client *c, int timeout_ms, size_t *left)
 	int err;
 
 	err = ensure_open(c, deadline);
+	if (err == 0 && c->seal_pending) {
+		err = sealing_reseal(c, left_ms(deadline));
+		client_outbox_pump(c);
+	}
 	while (err == 0) {
 		err = localstore_outbox_count(c->ls, &n);
 		if (err != 0 || n == 0 || now_ms() >= deadline) {
@@ -1175,7 +1228,7 @@ ihala_query(struct ihala_client *c, const char *referral_id, int timeout_ms,
 
 	/* Outbox first: a referral still waiting there (sent again as this session opened)
 	 * must be logged before the broker is asked about it. */
-	if (localstore_outbox_count(c->ls, &waiting) == 0 && waiting > 0) {
+	if (!c->resealing && localstore_outbox_count(c->ls, &waiting) == 0 && waiting > 0) {
 		err = ihala_flush_outbox(c, left_ms(deadline) / 2, NULL);
 		if (err != 0 && err != IHALA_ETIMEDOUT) {
 			return err;

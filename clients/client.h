@@ -108,6 +108,8 @@ struct ihala_client {
 		X509 *cert;
 	} dircache[DIRCACHE_MAX]; /* this session's directory picks */
 	size_t n_dircache;
+	int seal_pending; /* the outbox may hold records waiting to be sealed for good */
+	int resealing;    /* sealing_reseal() runs (no recursion through its requests) */
 };
 
 /* The last error's sentence (ihala_errmsg) from fmt; returns err. */
@@ -166,6 +168,20 @@ int sealing_record(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout
 /* Open d's sealed part into d->envelope, or set d->open_err (and queue an Unreadable to the
  * sender when the part cannot be opened or is invalid). */
 void sealing_open_delivery(struct ihala_client *c, struct ihala_delivery *d);
+
+/*
+ * Offline: a message with personal fields queued while the broker was out of reach (its
+ * recipients' certificates unknown) is kept sealed to this node alone, marked, and never sent
+ * so (the outbox window stops at it, keeping the order). sealing_reseal() seals such records
+ * for good once the broker answers (replacing them in place), or moves them to the rejected
+ * list when refused for good. 0, or the transport error that stopped it.
+ */
+int sealing_record_pending(const void *rec, size_t len);
+int sealing_reseal(struct ihala_client *c, int timeout_ms);
+
+/* A message refused for good: to the rejected list, and the receipt of a caller waiting for
+ * it (client.c). */
+void client_refuse(struct ihala_client *c, const char *message_id, int code, const char *text);
 
 /* An ERASURE entry: the node's copies of its erased seqs go (durably). 0 or a store error. */
 int sealing_erasure(struct ihala_client *c, const Ihala__V2__LogEntry *le);

@@ -489,6 +489,46 @@ fail:
 	return err;
 }
 
+int
+localstore_outbox_replace(struct localstore *ls, const char *message_id, const void *env,
+                          size_t len)
+{
+	uint8_t kbuf[U64_LEN];
+	MDB_txn *txn = NULL;
+	MDB_val k, v, ik;
+	uint64_t counter;
+	size_t idn;
+	int rc, err;
+
+	if (ls == NULL || msgid_len(message_id, &idn) < 0 || env == NULL || len == 0) {
+		return IHALA_EINVAL;
+	}
+	if (len > LS_MAX_ENVELOPE) {
+		return IHALA_ETOOLARGE;
+	}
+	if ((err = wbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	mkval(&ik, message_id, idn);
+	if ((err = outbox_counter(ls, txn, &ik, &counter)) < 0) {
+		goto fail;
+	}
+	be64enc(kbuf, counter);
+	mkval(&k, kbuf, sizeof(kbuf));
+	mkval(&v, NULL, 1 + idn + len);
+	if ((rc = mdb_put(txn, ls->outbox, &k, &v, MDB_RESERVE)) != 0) {
+		err = ls_err(ls, rc, "replacing a queued message");
+		goto fail;
+	}
+	((uint8_t *)v.mv_data)[0] = (uint8_t)idn;
+	memcpy((uint8_t *)v.mv_data + 1, message_id, idn);
+	memcpy((uint8_t *)v.mv_data + 1 + idn, env, len);
+	return wcommit(ls, txn, "committing a replaced message");
+fail:
+	mdb_txn_abort(txn);
+	return err;
+}
+
 /*
  * Copy out the first outbox entry with counter in (after, last]. A short
  * read transaction per entry, so none is open while the callback runs

@@ -82,6 +82,11 @@ int localstore_inbox_lock(struct localstore *ls);
 int localstore_outbox_put(struct localstore *ls, const char *message_id, const void *env,
                           size_t len);
 
+/* Replace the bytes queued under `message_id`, keeping its place in the outbox (a message
+ * sealed for good after it was queued); IHALA_ENOTFOUND if it is not queued. */
+int localstore_outbox_replace(struct localstore *ls, const char *message_id, const void *env,
+                              size_t len);
+
 /* Remove the entry of `message_id`; IHALA_ENOTFOUND if it is not queued. */
 int localstore_outbox_del(struct localstore *ls, const char *message_id);
 

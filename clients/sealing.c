@@ -258,23 +258,78 @@ add_custodian(void *arg, const char *item, size_t len)
 	return 0;
 }
 
+/* A record queued while the recipients' certificates could not be had (the broker out of
+ * reach): this mark, then a Submit whose sealed part is sealed to this node alone. It is
+ * never sent as it is: sealing_reseal() seals it for good once the broker answers. A Submit
+ * never starts with a 0 byte (no field 0). */
+#define PENDING_MARK 0x00
+
 static int
-pack_submit(const uint8_t *env, size_t envlen, const uint8_t *sealed, size_t slen, uint8_t **rec,
-            size_t *len)
+pack_submit_mark(const uint8_t *env, size_t envlen, const uint8_t *sealed, size_t slen, int pending,
+                 uint8_t **rec, size_t *len)
 {
 	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
-	size_t n;
+	size_t n, off = pending ? 1 : 0;
 
 	s.envelope.data = (uint8_t *)env;
 	s.envelope.len = envlen;
 	s.sealed.data = (uint8_t *)sealed;
 	s.sealed.len = slen;
 	n = ihala__v2__submit__get_packed_size(&s);
-	if ((*rec = malloc(n > 0 ? n : 1)) == NULL) {
+	if ((*rec = malloc(n + off + 1)) == NULL) {
 		return IHALA_ENOMEM;
 	}
-	*len = ihala__v2__submit__pack(&s, *rec);
+	(*rec)[0] = PENDING_MARK;
+	*len = off + ihala__v2__submit__pack(&s, *rec + off);
 	return 0;
+}
+
+static int
+pack_submit(const uint8_t *env, size_t envlen, const uint8_t *sealed, size_t slen, uint8_t **rec,
+            size_t *len)
+{
+	return pack_submit_mark(env, envlen, sealed, slen, 0, rec, len);
+}
+
+int
+sealing_record_pending(const void *rec, size_t len)
+{
+	return len > 0 && ((const uint8_t *)rec)[0] == PENDING_MARK;
+}
+
+/* Errors that say "not now": the broker is out of reach or busy. */
+static int
+transport_error(int err)
+{
+	return err == IHALA_EUNREACHABLE || err == IHALA_ETIMEDOUT || err == IHALA_ECLOSED ||
+	       err == IHALA_ERESET || err == IHALA_ESHUTDOWN || err == IHALA_ESESSIONS ||
+	       err == IHALA_EOVERLOAD || err == IHALA_EAGAIN;
+}
+
+/* The pending record of env: its clear part and its sealed part sealed to this node alone. */
+static int
+pending_record(struct ihala_client *c, const Ihala__V2__Envelope *env, const uint8_t *plain,
+               size_t plen, uint8_t **rec, size_t *len)
+{
+	struct seal_recipient self = {c->own_agency, c->own_enc};
+	uint8_t *der = NULL, *clear = NULL;
+	size_t dlen = 0, clen = 0;
+	char why[512];
+	int err;
+
+	if ((err = seal_bytes(c->trust, &self, 1, plain, plen, &der, &dlen, why, sizeof(why))) !=
+	    0) {
+		return client_fail(c, err, "message %s was not sealed: %s", env->message_id, why);
+	}
+	if ((err = personal_clear(env, NULL, &clear, &clen)) == 0) {
+		err = pack_submit_mark(clear, clen, der, dlen, 1, rec, len);
+	}
+	free(der);
+	free(clear);
+	if (err == 0) {
+		c->seal_pending = 1;
+	}
+	return err;
 }
 
 int
@@ -336,7 +391,7 @@ sealing_record(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	 * offers certificates; this node judges every one against its own CA. */
 	memset(&rs, 0, sizeof(rs));
 	if ((err = other_party(c, env, self, timeout_ms, other, sizeof(other))) != 0) {
-		goto out;
+		goto offline;
 	}
 	w = ihala_welcome(c);
 	if (w != NULL && strcmp(w->agency_id, self) != 0) {
@@ -354,9 +409,7 @@ sealing_record(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 		goto out;
 	}
 	if (err != 0) {
-		snprintf(why, sizeof(why), "%s", ihala_errmsg(c));
-		err = client_fail(c, err, "message %s was not queued: %s", env->message_id, why);
-		goto out;
+		goto offline;
 	}
 	snprintf(rs.names[0], sizeof(rs.names[0]), "%s", other);
 	rs.r[0].agency = rs.names[0];
@@ -369,6 +422,10 @@ sealing_record(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 		struct custodian_walk cw = {c, &rs, timeout_ms, 0};
 
 		if (clientconf_list(c->cfg->custodians, add_custodian, &cw) != 0) {
+			if (transport_error(cw.err)) {
+				err = cw.err;
+				goto offline;
+			}
 			snprintf(why, sizeof(why), "%s", ihala_errmsg(c));
 			err = client_fail(c, cw.err != 0 ? cw.err : IHALA_ECONFIG,
 			                  "message %s was not queued: custodian: %s",
@@ -389,6 +446,21 @@ sealing_record(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	if ((err = personal_clear(env, hash, &clear, &clen)) == 0) {
 		err = pack_submit(clear, clen, der, dlen, rec, len);
 	}
+	goto out;
+offline:
+	if (transport_error(err)) {
+		/* Queued all the same, sealed to this node alone until the broker answers. */
+		char said[512];
+
+		snprintf(said, sizeof(said), "%s", ihala_errmsg(c));
+		err = pending_record(c, env, plain, plen, rec, len);
+		if (err == 0) {
+			client_fail(c, IHALA_EUNREACHABLE, "%s", said);
+		}
+	} else if (err != IHALA_ENOTFOUND) {
+		snprintf(why, sizeof(why), "%s", ihala_errmsg(c));
+		err = client_fail(c, err, "message %s was not queued: %s", env->message_id, why);
+	}
 out:
 	if (plain != NULL) {
 		OPENSSL_cleanse(plain, plen);
@@ -402,14 +474,134 @@ out:
 int
 ihala_record_envelope(const void *rec, size_t len, Ihala__V2__Envelope **env)
 {
-	Ihala__V2__Submit *s = ihala__v2__submit__unpack(NULL, len, rec);
+	Ihala__V2__Submit *s;
 	int err;
 
+	if (sealing_record_pending(rec, len)) {
+		rec = (const uint8_t *)rec + 1;
+		len--;
+	}
+	s = ihala__v2__submit__unpack(NULL, len, rec);
 	if (s == NULL) {
 		return IHALA_EBADFRAME;
 	}
 	err = envelope_decode(s->envelope.data, s->envelope.len, env);
 	ihala__v2__submit__free_unpacked(s, NULL);
+	return err;
+}
+
+/* ---- pending records sealed for good ---- */
+
+#define RESEAL_BATCH 32
+
+struct pending {
+	char id[RESEAL_BATCH][ID_MAX + 1];
+	uint8_t *rec[RESEAL_BATCH];
+	size_t len[RESEAL_BATCH];
+	size_t n;
+};
+
+static int
+collect_pending(void *arg, const char *message_id, const void *env, size_t len)
+{
+	struct pending *p = arg;
+
+	if (!sealing_record_pending(env, len)) {
+		return 0;
+	}
+	if (p->n == RESEAL_BATCH || (p->rec[p->n] = malloc(len)) == NULL) {
+		return 1;
+	}
+	memcpy(p->rec[p->n], env, len);
+	p->len[p->n] = len;
+	snprintf(p->id[p->n], sizeof(p->id[0]), "%s", message_id);
+	p->n++;
+	return 0;
+}
+
+/* The full envelope of a pending record: its clear part and our own sealed part opened. */
+static int
+pending_full(struct ihala_client *c, const uint8_t *rec, size_t len, Ihala__V2__Envelope **full,
+             char *why, size_t whylen)
+{
+	Ihala__V2__Submit *s = ihala__v2__submit__unpack(NULL, len - 1, rec + 1);
+	Ihala__V2__Envelope *clear = NULL;
+	uint8_t *plain = NULL;
+	size_t plen = 0;
+	int err;
+
+	if (s == NULL) {
+		snprintf(why, whylen, "the outbox record does not decode (damaged)");
+		return IHALA_ESTORE;
+	}
+	if ((err = envelope_decode(s->envelope.data, s->envelope.len, &clear)) != 0) {
+		snprintf(why, whylen, "the outbox record's envelope does not decode (damaged)");
+		err = IHALA_ESTORE;
+	} else if ((err = seal_open(c->keyring, s->sealed.data, s->sealed.len, &plain, &plen, why,
+	                            whylen)) == 0) {
+		err = personal_merge(clear, c->own_agency, plain, plen, full, why, whylen);
+		OPENSSL_cleanse(plain, plen);
+		free(plain);
+	}
+	envelope_free(clear);
+	ihala__v2__submit__free_unpacked(s, NULL);
+	return err;
+}
+
+int
+sealing_reseal(struct ihala_client *c, int timeout_ms)
+{
+	struct pending p;
+	size_t i;
+	int err = 0;
+
+	if (!c->seal_pending || c->resealing || c->keyring == NULL) {
+		return 0;
+	}
+	c->resealing = 1;
+	memset(&p, 0, sizeof(p));
+	if ((err = localstore_outbox_iter(c->ls, collect_pending, &p)) < 0) {
+		goto done;
+	}
+	err = 0;
+	if (p.n == 0) {
+		c->seal_pending = 0;
+	}
+	for (i = 0; i < p.n && err == 0; i++) {
+		Ihala__V2__Envelope *full = NULL;
+		uint8_t *rec = NULL;
+		size_t len = 0;
+		char why[512];
+		int rc;
+
+		rc = pending_full(c, p.rec[i], p.len[i], &full, why, sizeof(why));
+		if (rc == 0) {
+			rc = sealing_record(c, full, timeout_ms, &rec, &len);
+			snprintf(why, sizeof(why), "%s", ihala_errmsg(c));
+		}
+		if (rc == 0 && !sealing_record_pending(rec, len)) {
+			rc = localstore_outbox_replace(c->ls, p.id[i], rec, len);
+			if (rc != 0) {
+				err = client_fail(c, rc, "cannot store sealed message %s: %s",
+				                  p.id[i], ihala_strerror(rc));
+			}
+		} else if (rc == 0 || transport_error(rc)) {
+			err = rc == 0 ? IHALA_EUNREACHABLE : rc; /* still out of reach: later */
+		} else if (rc == IHALA_ENOMEM) {
+			err = rc;
+		} else {
+			/* Refused for good (no valid certificate, not a party...): it leaves the
+			 * outbox for the rejected list, still sealed to this node alone. */
+			client_refuse(c, p.id[i], rc, why);
+		}
+		free(rec);
+		envelope_free(full);
+	}
+done:
+	for (i = 0; i < p.n; i++) {
+		free(p.rec[i]);
+	}
+	c->resealing = 0;
 	return err;
 }
 

@@ -30,6 +30,9 @@
 #include "testpki.h"
 #include "tlsctx.h"
 
+/* libihala's insides the offline test reaches for (clients/client.h) */
+void sealing_session_reset(struct ihala_client *c);
+
 /*
  * The broker here is a ZeroMQ ROUTER on loopback TCP with one server channel per routing
  * id, stepped by the test between the client's calls (no threads): real sockets, real TLS,
@@ -57,6 +60,7 @@ struct fake {
 	const char *dir_cert;  /* the file the directory offers for any agency (NULL: none) */
 	int dir_requests;      /* DirectoryRequests answered */
 	int queries;           /* Queries answered */
+	int dir_silent;        /* DirectoryRequests go unanswered (a broker out of reach) */
 	uint8_t *last_env;     /* the last Submit's envelope and sealed part (malloc'd) */
 	size_t last_env_len;
 	uint8_t *last_sealed;
@@ -193,7 +197,9 @@ fake_frame(const uint8_t *body, size_t len)
 
 	assert_int_equal(frame_decode(body, len, FRAME_MAX_DEFAULT, &f), 0);
 	if (f->kind_case == IHALA__V2__FRAME__KIND_DIRECTORY_REQUEST) {
-		fake_directory(f->directory_request);
+		if (!fb.dir_silent) {
+			fake_directory(f->directory_request);
+		}
 	} else if (f->kind_case == IHALA__V2__FRAME__KIND_QUERY) {
 		/* every referral is dma's to moh */
 		Ihala__V2__Frame a = IHALA__V2__FRAME__INIT;
@@ -785,6 +791,7 @@ client_setup_sealed(void **state)
 static int
 client_teardown_sealed(void **state)
 {
+	fb.dir_silent = 0;
 	ihala_close(*state);
 	cfg.encryption_cert = cfg.encryption_key = NULL;
 	cfg.custodians = NULL;
@@ -929,6 +936,85 @@ test_sealed_query_and_custodian(void **state)
 	steps_stop(t);
 	wait_submits(c, 2);
 	assert_int_equal(fb.dir_requests, 2);
+}
+
+/*
+ * Offline: when the recipient's certificate cannot be had, the message is queued all the
+ * same, sealed to this node alone and never sent so; once the broker answers, ihala_outbox's
+ * flush seals it for good (same place, same message id) and sends it. One whose recipient
+ * then has no valid certificate goes to the rejected list. Nothing personal in clear meanwhile.
+ */
+static void
+test_sealed_offline(void **state)
+{
+	struct ihala_client *c = *state;
+	Ihala__V2__Envelope *e, *ce = NULL;
+	struct ihala_receipt rc;
+	struct seal_keyring *kr;
+	uint8_t *plain;
+	size_t plen, left = 9, nrej = 9;
+	pthread_t t;
+
+	fb.dir_silent = 1;
+	e = envelope("m-offline");
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 600, &rc), IHALA_EUNREACHABLE);
+	steps_stop(t);
+	assert_int_equal(outbox(c), 1);
+	assert_false(in_store(arabic));
+	e = envelope("m-offline-2");
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 600, &rc), IHALA_EUNREACHABLE);
+	steps_stop(t);
+	assert_int_equal(outbox(c), 2);
+	assert_int_equal(fb.n_submits, 0); /* never sent unsealed for the recipient */
+	/* the broker answers: sealed for good, in order */
+	fb.dir_silent = 0;
+	fb.dir_cert = "moh-enc.crt";
+	t = steps_start();
+	{
+		int frc = ihala_flush_outbox(c, 800, &left);
+
+		steps_stop(t);
+		if (frc != IHALA_ETIMEDOUT) {
+			fail_msg("flush: %s: %s", ihala_strerror(frc), ihala_errmsg(c));
+		}
+	}
+	wait_submits(c, 2);
+	assert_string_equal(fb.submits[0], "m-offline");
+	assert_string_equal(fb.submits[1], "m-offline-2");
+	kr = keyring("moh");
+	assert_int_equal(seal_open(kr, fb.last_sealed, fb.last_sealed_len, &plain, &plen, NULL, 0),
+	                 0);
+	free(plain);
+	seal_keyring_free(kr);
+	assert_int_equal(envelope_decode(fb.last_env, fb.last_env_len, &ce), 0);
+	assert_int_equal(ce->sealed_sha256.len, 32);
+	envelope_free(ce);
+	fake_receipt("m-offline", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+	fake_receipt("m-offline-2", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+	sync_client(c);
+	assert_int_equal(outbox(c), 0);
+	/* offline again, then the recipient's certificate is a substitute: rejected */
+	fb.dir_silent = 1;
+	sealing_session_reset(c); /* as a new session: moh's pick forgotten */
+	e = envelope("m-offline-3");
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 600, &rc), IHALA_EUNREACHABLE);
+	steps_stop(t);
+	fb.dir_silent = 0;
+	fb.dir_cert = "foreign-enc.crt";
+	t = steps_start();
+	assert_int_equal(ihala_flush_outbox(c, 800, &left), 0);
+	steps_stop(t);
+	assert_int_equal(outbox(c), 0);
+	assert_int_equal(localstore_rejected_count(ihala_store(c), &nrej), 0);
+	assert_int_equal(nrej, 1);
+	assert_int_equal(fb.n_submits, 2);
+	assert_false(in_store(arabic));
 }
 
 /*
@@ -1244,6 +1330,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_substituted_cert_refused, client_setup_sealed,
 	                                    client_teardown_sealed),
 	    cmocka_unit_test_setup_teardown(test_sealed_query_and_custodian, client_setup_custodian,
+	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_sealed_offline, client_setup_sealed,
 	                                    client_teardown_sealed),
 	    cmocka_unit_test_setup_teardown(test_sealed_delivery, client_setup_sealed,
 	                                    client_teardown_sealed),

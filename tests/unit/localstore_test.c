@@ -357,6 +357,26 @@ test_outbox_same_id(void **state)
 	localstore_close(ls);
 }
 
+/* A queued message sealed for good later: replaced in place (order kept, same id). */
+static void
+test_outbox_replace(void **state)
+{
+	struct localstore *ls = open_ok(tpath("outbox-replace"));
+
+	(void)state;
+	put_ok(ls, "a", "pending");
+	put_ok(ls, "b", "x");
+	assert_int_equal(localstore_outbox_replace(ls, "a", "sealed for good", 15), 0);
+	assert_string_equal(iter_all(ls), "a=sealed for good;b=x;");
+	assert_int_equal(count(ls), 2);
+	assert_int_equal(localstore_outbox_replace(ls, "zz", "y", 1), IHALA_ENOTFOUND);
+	assert_int_equal(localstore_outbox_replace(ls, "a", "y", 0), IHALA_EINVAL);
+	localstore_close(ls);
+	ls = open_ok(tpath("outbox-replace"));
+	assert_string_equal(iter_all(ls), "a=sealed for good;b=x;");
+	localstore_close(ls);
+}
+
 static void
 test_outbox_iter_stop_and_mutate(void **state)
 {
@@ -946,6 +966,7 @@ main(void)
 	    cmocka_unit_test(test_outbox_order_del_count),
 	    cmocka_unit_test(test_outbox_binary),
 	    cmocka_unit_test(test_outbox_same_id),
+	    cmocka_unit_test(test_outbox_replace),
 	    cmocka_unit_test(test_outbox_iter_stop_and_mutate),
 	    cmocka_unit_test(test_reopen_keeps_everything),
 	    cmocka_unit_test(test_survives_crash),
