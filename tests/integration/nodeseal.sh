@@ -11,7 +11,7 @@
 IHALA=$IHALA_BUILD/ihala
 P=$IHALA_PKI
 
-plan 16
+plan 20
 
 NAME='ژینەب قادر هەورامی'
 NOTES='يرجى الاتصال بها صباحاً في سنجار'
@@ -85,3 +85,36 @@ kill -HUP "$BROKER_PID"
 sleep 1
 run again "$DMA" refer --to moh --file "$T/s.json"
 check "... exit 0" expect 0
+
+# --- a sealed part moh cannot read: caught, answered with an Unreadable, acked -----------------
+PROBE=$IHALA_BUILD/tests/tools/probe
+# clear FILE ID: a referral's clear part (dma to moh) declaring identity.
+clear() {
+	cat >"$1" <<JSON
+{"to":"moh","dataDeclared":["identity"],
+ "referral":{"referralId":"$2","priority":"normal","services":["social-protection"],
+  "consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","recordedBy":"DMA-VA-0231",
+             "agencies":["moh"],"dataCovered":["needs","identity"]}}}
+JSON
+}
+printf 'not a Sealed message' >"$T/plain.txt"
+openssl cms -encrypt -aes-256-gcm -binary -in "$T/plain.txt" -outform DER -out "$T/good.der" \
+	-recip "$P/moh-enc.crt" 2>/dev/null
+# one byte flipped near the end (the ciphertext or the GCM tag), its hash taken after
+python3 -c 'import sys; b=bytearray(open(sys.argv[1],"rb").read()); b[-20]^=1; open(sys.argv[2],"wb").write(b)' \
+	"$T/good.der" "$T/flipped.der"
+clear "$T/u.json" "unreadable-$$"
+"$PROBE" --endpoint "tcp://127.0.0.1:$port" --ca "$P/ca.pem" --cert "$P/dma.pem" --key "$P/dma.key" \
+	--sealed "$T/flipped.der" submit-json "$T/u.json" >"$T/probe.out" 2>&1
+useq=$(grep -oE 'receipt ACCEPTED seq [0-9]+' "$T/probe.out" | grep -oE '[0-9]+$')
+check "a referral whose sealed part has a flipped byte reaches the broker (hash of the flipped part)" \
+	bash -c "[ -n '$useq' ]" || show "$T/probe.out"
+run unread "$MOH" inbox
+check "moh's inbox: exit 0, the delivery shown as not opened (SEAL_AUTH_FAILED)" \
+	eval 'expect 0 && grep "\"referralId\":\"unreadable-$$\"" "$OUT" | grep -q "SEAL_AUTH_FAILED"'
+run unread2 "$MOH" inbox
+check "... and acked: it does not come again" eval 'expect 0 && ! grep -q "unreadable-$$" "$OUT"'
+run uobox "$MOH" outbox
+cp "$OUT" "$T/uobox.keep"
+check "moh's node answered it: an Unreadable for seq $useq was queued to the broker" \
+	bash -c "grep -q 'unreadable-$useq' '$T/b/broker.log' || grep -q 'unreadable-$useq' '$T/uobox.keep'"
