@@ -1810,7 +1810,6 @@ mode_make_envelope(const char *marker)
 {
 	Ihala__V2__Envelope e = IHALA__V2__ENVELOPE__INIT;
 	Ihala__V2__Referral r = IHALA__V2__REFERRAL__INIT;
-	Ihala__V2__Survivor sv = IHALA__V2__SURVIVOR__INIT;
 	Ihala__V2__Consent cs = IHALA__V2__CONSENT__INIT;
 	Ihala__V2__ServiceCode services[1] = {
 	    IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION};
@@ -1824,8 +1823,9 @@ mode_make_envelope(const char *marker)
 	         opt.message_id != NULL ? opt.message_id : "probe-msg-1");
 	snprintf(refid, sizeof(refid), "%s",
 	         opt.referral_id != NULL ? opt.referral_id : "probe-ref-1");
-	snprintf(reason, sizeof(reason), "needs rehabilitation %s%s", marker,
-	         opt.bad_utf8 ? " \xc3\x28" : "");
+	/* Protocol v2: a clear part only (the personal fields are sealed); the marker goes in a
+	 * clear string, the consent's recorded_by. */
+	snprintf(reason, sizeof(reason), "probe %s%s", marker, opt.bad_utf8 ? " \xc3\x28" : "");
 	agencies[0] = (char *)opt.to;
 	e.message_id = msgid;
 	e.to = (char *)opt.to;
@@ -1839,15 +1839,11 @@ mode_make_envelope(const char *marker)
 	r.priority = IHALA__V2__PRIORITY__PRIORITY_NORMAL;
 	r.n_services = 1;
 	r.services = services;
-	r.reason = reason;
-	r.notes = (char *)marker;
-	r.survivor = &sv;
 	r.consent = &cs;
-	sv.case_id = "case-probe-1";
 	cs.given = 1;
 	cs.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	cs.date = "2024-05-01";
-	cs.recorded_by = "probe";
+	cs.recorded_by = reason;
 	cs.n_agencies = 1;
 	cs.agencies = agencies;
 	cs.n_data_covered = 1;
@@ -1928,7 +1924,9 @@ usage(FILE *fp)
 	    "                           acked with --ack; then 'inbox: N' or 'timeout after K'\n"
 	    "  replay                   (auditor) the log, 'record SEQ KIND ... sealed TAG';\n"
 	    "                           then 'replay: N'\n"
-	    "  make-envelope MARKER     encoded referral envelope carrying MARKER on stdout\n"
+	    "  make-envelope MARKER     encoded referral envelope (a clear part) carrying MARKER "
+	    "on\n"
+	    "                           stdout\n"
 	    "\n"
 	    "exit: 0 ran (judge the output), 1 refused, 2 usage, 3 timeout, 4 local failure\n");
 }
