@@ -341,6 +341,80 @@ check_declared(const Ihala__V2__Envelope *env, const Ihala__V2__DataCategory *co
 	return 0;
 }
 
+/*
+ * Protocol v2 (docs/SEALING.md): what is about the person, and every free text, travels in the
+ * sealed part only. A clear part carrying one of those fields is refused, naming it, so that
+ * no personal datum reaches the broker's log, which is never erased.
+ */
+static int
+sealed_field(struct policy_decision *out, const char *field)
+{
+	return refuse(out, IHALA_ESCHEMA, "%s must be sealed (docs/SEALING.md)", field);
+}
+
+static int
+check_outcome_clear(const Ihala__V2__Outcome *o, const char *prefix, struct policy_decision *out)
+{
+	char name[32];
+
+	if (o == NULL) {
+		return 0;
+	}
+	if (o->date[0] != '\0') {
+		snprintf(name, sizeof(name), "%s.date", prefix);
+		return sealed_field(out, name);
+	}
+	if (o->notes[0] != '\0') {
+		snprintf(name, sizeof(name), "%s.notes", prefix);
+		return sealed_field(out, name);
+	}
+	return 0;
+}
+
+static int
+check_clear(const Ihala__V2__Envelope *env, struct policy_decision *out)
+{
+	switch (env->kind_case) {
+	case IHALA__V2__ENVELOPE__KIND_REFERRAL: {
+		const Ihala__V2__Referral *r = env->referral;
+
+		if (r->survivor != NULL) {
+			return sealed_field(out, "referral.survivor");
+		}
+		if (r->reason[0] != '\0') {
+			return sealed_field(out, "referral.reason");
+		}
+		if (r->referring_officer != NULL) {
+			return sealed_field(out, "referral.referring_officer");
+		}
+		if (r->notes[0] != '\0') {
+			return sealed_field(out, "referral.notes");
+		}
+		return 0;
+	}
+	case IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE: {
+		const Ihala__V2__StatusUpdate *u = env->status_update;
+
+		if (u->business_status[0] != '\0') {
+			return sealed_field(out, "status_update.business_status");
+		}
+		if (u->reason[0] != '\0') {
+			return sealed_field(out, "status_update.reason");
+		}
+		if (u->note[0] != '\0') {
+			return sealed_field(out, "status_update.note");
+		}
+		return check_outcome_clear(u->outcome, "status_update.outcome", out);
+	}
+	case IHALA__V2__ENVELOPE__KIND_OUTCOME:
+		return check_outcome_clear(env->outcome, "outcome", out);
+	case IHALA__V2__ENVELOPE__KIND_NOTE:
+		return env->note->text[0] != '\0' ? sealed_field(out, "note.text") : 0;
+	default:
+		return 0;
+	}
+}
+
 /* The refusal text for a referral that is unknown or not the sender's (id, sender). */
 #define NONPARTY_TEXT "no referral '%s' that agency '%s' is a party to"
 
@@ -509,6 +583,9 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V2__E
 	if ((me->may_send & out->kind) == 0) {
 		return refuse(out, IHALA_EFORBIDDEN, "agency '%s' may not send a %s", sender,
 		              kind_name(out->kind));
+	}
+	if (check_clear(env, out) != 0) {
+		return out->err;
 	}
 	if (out->kind == POLICY_KIND_REFERRAL) {
 		err = check_referral(v, me, env, cur, parent, out);

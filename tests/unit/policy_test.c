@@ -1244,6 +1244,98 @@ test_consent_uncovered(void **state)
 	assert_false(consent_covers_agency(&c, "moh"));
 }
 
+/* Each personal field or free text in a clear part (docs/SEALING.md's table): refused with
+ * SCHEMA, naming the field; without it, the same message passes. */
+static void
+test_clear_personal_fields(void **state)
+{
+	static Ihala__V2__Contact officer = IHALA__V2__CONTACT__INIT;
+	static const char *const want[] = {
+	    "referral.survivor",
+	    "referral.survivor", /* case_id alone is sealed too */
+	    "referral.reason",
+	    "referral.referring_officer",
+	    "referral.notes",
+	    "status_update.business_status",
+	    "status_update.reason",
+	    "status_update.note",
+	    "status_update.outcome.date",
+	    "status_update.outcome.notes",
+	    "outcome.date",
+	    "outcome.notes",
+	    "note.text",
+	};
+	char text[128];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		struct world w;
+		struct msg m;
+		struct policy_decision d;
+		Ihala__V2__ReferralState cur;
+		const char *sender = "moh";
+		Ihala__V2__ReferralState *c = &cur;
+
+		world_init(&w);
+		CUR(cur, S(IN_PROGRESS));
+		if (i < 5) {
+			msg_referral(&m, "dma", "moh", "r-1");
+			sender = "dma";
+			c = NULL;
+		} else if (i < 10) {
+			msg_status(&m, "r-1", S(COMPLETED), 0, 1);
+		} else if (i < 12) {
+			msg_outcome(&m, "r-1", 1);
+		} else {
+			msg_note(&m, "r-1");
+		}
+		assert_allowed(policy_check(&w.view, sender, &m.env, c, NULL, &d), d);
+		switch (i) {
+		case 0:
+			set_name(&m);
+			m.ref.survivor = &m.surv;
+			break;
+		case 1:
+			m.ref.survivor = &m.surv; /* case_id only */
+			break;
+		case 2:
+			m.ref.reason = "x";
+			break;
+		case 3:
+			m.ref.referring_officer = &officer;
+			break;
+		case 4:
+			m.ref.notes = "x";
+			break;
+		case 5:
+			m.su.business_status = "device fitted";
+			break;
+		case 6:
+			m.su.reason = "x";
+			break;
+		case 7:
+			m.su.note = "x";
+			break;
+		case 8:
+		case 10:
+			m.outcome.date = "2025-04-02";
+			break;
+		case 9:
+		case 11:
+			m.outcome.notes = "x";
+			break;
+		default:
+			m.note.text = "call after 4 pm";
+			break;
+		}
+		snprintf(text, sizeof(text), "%s must be sealed (docs/SEALING.md)", want[i]);
+		assert_refused(policy_check(&w.view, sender, &m.env, c, NULL, &d), d,
+		               IHALA_ESCHEMA);
+		assert_string_equal(d.text, text);
+	}
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Status updates                                                                              */
 
@@ -1960,6 +2052,7 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_consent_needs_only_refuses_identity),
     cmocka_unit_test(test_declared_malformed),
     cmocka_unit_test(test_declared_update_within_scope),
+    cmocka_unit_test(test_clear_personal_fields),
     cmocka_unit_test(test_consent_no_categories),
     cmocka_unit_test(test_consent_table),
     cmocka_unit_test(test_consent_uncovered),
