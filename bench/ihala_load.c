@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
 #include <zmq.h>
 
 #include "channel.h"
@@ -267,6 +268,10 @@ struct refmsg {
 	Ihala__V2__Envelope env;
 };
 
+#define REASON                                                                                     \
+	"Landmine survivor with a right below-knee amputation since March 2024; needs a "          \
+	"prosthesis, gait training and psychosocial support."
+
 /* A referral like config/examples/referral.json; notes are padded so the encoded envelope is
  * about `size` bytes. */
 static void
@@ -332,8 +337,7 @@ ref_init(struct refmsg *m, char *const *to, size_t nto, size_t size)
 	m->ref.priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
 	m->ref.n_services = 3;
 	m->ref.services = m->svc;
-	m->ref.reason = "Landmine survivor with a right below-knee amputation since March 2024; "
-	                "needs a prosthesis, gait training and psychosocial support.";
+	m->ref.reason = (char *)REASON;
 	m->ref.survivor = &m->sur;
 	m->ref.consent = &m->con;
 	m->ref.referring_officer = &m->off;
@@ -526,6 +530,7 @@ cmd_send(struct opts *o)
 	void *zctx;
 	uint8_t *env = NULL;
 	size_t envcap = 0, envlen = 0;
+	uint8_t md[32];
 	uint64_t next = 0, t0 = 0, t_end, last_us = 0;
 	int err = 0;
 
@@ -577,12 +582,35 @@ cmd_send(struct opts *o)
 			if (envlen > envcap) {
 				free(env);
 				envcap = envlen * 2;
-				env = malloc(envcap);
+				env = malloc(2 * envcap);
 				if (env == NULL) {
 					return 2;
 				}
 			}
-			ihala__v2__envelope__pack(&m.env, env);
+			/* Protocol v2: the whole referral, encoded, stands in for the sealed part
+			 * (the broker sees opaque bytes of about that size); the clear part is
+			 * the referral without its personal fields, with the part's hash. */
+			ihala__v2__envelope__pack(&m.env, env + envcap);
+			sub.sealed.data = env + envcap;
+			sub.sealed.len = envlen;
+			if (EVP_Digest(env + envcap, envlen, md, NULL, EVP_sha256(), NULL) != 1) {
+				return 2;
+			}
+			m.ref.survivor = NULL;
+			m.ref.reason = "";
+			m.ref.notes = "";
+			m.ref.referring_officer = NULL;
+			m.env.sealed_sha256.data = md;
+			m.env.sealed_sha256.len = sizeof(md);
+			m.env.n_data_declared = 8;
+			m.env.data_declared = m.data;
+			envlen = ihala__v2__envelope__pack(&m.env, env);
+			m.env.sealed_sha256.len = 0;
+			m.env.n_data_declared = 0;
+			m.ref.survivor = &m.sur;
+			m.ref.reason = (char *)REASON;
+			m.ref.notes = m.notes;
+			m.ref.referring_officer = &m.off;
 			sub.envelope.data = env;
 			sub.envelope.len = envlen;
 			f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <zmq.h>
 
 #include "channel.h"
@@ -20,7 +21,7 @@
  *   notes_load -b EP -P PKI -a AGENCY -t TO -n COUNT [-k CHUNK] [-W WINDOW] [-s BYTES]
  *              [-p PREFIX] [-T SECONDS]
  *
- * One referral from AGENCY to TO, then COUNT notes (Envelope.note, BYTES of text each,
+ * One referral from AGENCY to TO, then COUNT notes (Envelope.note, a sealed part of BYTES each,
  * default 256) on that same referral, pipelined: up to WINDOW without a receipt (default
  * CHUNK / 10, at most Welcome.limits.max_inflight), as fast as receipts allow. The window is
  * well under a chunk so that one group commit (its receipts come at once) cannot fill a
@@ -98,8 +99,10 @@ conn_send(struct conn *c, const Ihala__V2__Frame *f)
 	return wire_send_frame(c->w, f);
 }
 
+/* Submit env with the sealed part sealed[0..slen) (none when slen is 0), whose SHA-256 the
+ * caller put in env->sealed_sha256 (protocol v2: the text is sealed, the broker sees bytes). */
 static int
-submit(struct conn *c, const Ihala__V2__Envelope *env)
+submit(struct conn *c, const Ihala__V2__Envelope *env, const uint8_t *sealed, size_t slen)
 {
 	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
 	Ihala__V2__Submit sub = IHALA__V2__SUBMIT__INIT;
@@ -112,6 +115,8 @@ submit(struct conn *c, const Ihala__V2__Envelope *env)
 	ihala__v2__envelope__pack(env, buf);
 	sub.envelope.data = buf;
 	sub.envelope.len = len;
+	sub.sealed.data = (uint8_t *)sealed;
+	sub.sealed.len = slen;
 	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 	f.submit = &sub;
 	return conn_send(c, &f);
@@ -260,12 +265,12 @@ main(int argc, char **argv)
 	long timeout_s = 600;
 	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
 	Ihala__V2__Referral ref = IHALA__V2__REFERRAL__INIT;
-	Ihala__V2__Survivor sur = IHALA__V2__SURVIVOR__INIT;
 	Ihala__V2__Consent con = IHALA__V2__CONSENT__INIT;
 	Ihala__V2__Note note = IHALA__V2__NOTE__INIT;
 	Ihala__V2__ServiceCode svc = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
 	Ihala__V2__DataCategory needs = IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_NEEDS;
-	char msgid[80], rid[64], caseid[64], *text;
+	char msgid[80], rid[64], *text;
+	uint8_t md[32];
 	uint32_t window = 0;
 	struct run r;
 	struct conn c;
@@ -336,8 +341,6 @@ main(int argc, char **argv)
 	/* The referral. */
 	snprintf(msgid, sizeof(msgid), "%s-referral", prefix);
 	snprintf(rid, sizeof(rid), "%s-R1", prefix);
-	snprintf(caseid, sizeof(caseid), "IQ-%s-1", prefix);
-	sur.case_id = caseid;
 	con.given = 1;
 	con.n_agencies = 1;
 	con.agencies = &to;
@@ -348,9 +351,7 @@ main(int argc, char **argv)
 	ref.priority = IHALA__V2__PRIORITY__PRIORITY_NORMAL;
 	ref.n_services = 1;
 	ref.services = &svc;
-	ref.survivor = &sur;
-	ref.consent = &con;
-	ref.reason = "notes benchmark";
+	ref.consent = &con; /* a clear part: the survivor and the reason are sealed */
 	env.message_id = msgid;
 	env.to = to;
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
@@ -359,7 +360,7 @@ main(int argc, char **argv)
 		err = pump(&c, &r, 100);
 	}
 	if (err == 0 && c.welcomed) {
-		err = submit(&c, &env);
+		err = submit(&c, &env, NULL, 0);
 	}
 	while (err == 0 && r.ref_done == 0 && mono_us() < t_end) {
 		err = pump(&c, &r, 100);
@@ -370,8 +371,14 @@ main(int argc, char **argv)
 	}
 
 	/* The notes, pipelined. */
-	note.referral_id = rid;
-	note.text = text;
+	note.referral_id = rid; /* its text, BYTES of it, is the sealed part */
+	if (bytes > 0) {
+		if (EVP_Digest(text, bytes, md, NULL, EVP_sha256(), NULL) != 1) {
+			return 2;
+		}
+		env.sealed_sha256.data = md;
+		env.sealed_sha256.len = sizeof(md);
+	}
 	env.to = NULL;
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	env.note = &note;
@@ -392,7 +399,7 @@ main(int argc, char **argv)
 		}
 		while (sent < count && r.inflight < window) {
 			snprintf(msgid, sizeof(msgid), "%s-%" PRIu64, prefix, sent);
-			if (submit(&c, &env) != 0) {
+			if (submit(&c, &env, (const uint8_t *)text, bytes) != 0) {
 				break;
 			}
 			sent++;
