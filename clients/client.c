@@ -610,14 +610,20 @@ on_frame(struct ihala_client *c, Ihala__V2__Frame *f)
 		}
 		break;
 	case IHALA__V2__FRAME__KIND_LOG_ENTRIES:
-		if (c->replay_cb != NULL && f->log_entries->request_id == c->want_request) {
+		if ((c->replay_cb != NULL || c->replay_rcb != NULL) &&
+		    f->log_entries->request_id == c->want_request) {
 			size_t i;
 
 			for (i = 0; i < f->log_entries->n_records && !c->replay_stop; i++) {
 				const Ihala__V2__LogRecord *r = f->log_entries->records[i];
+				int stop =
+				    c->replay_rcb != NULL
+				        ? c->replay_rcb(c->replay_arg, r->seq, r->entry.data,
+				                        r->entry.len, r->sealed.data, r->sealed.len)
+				        : c->replay_cb(c->replay_arg, r->seq, r->entry.data,
+				                       r->entry.len);
 
-				if (c->replay_cb(c->replay_arg, r->seq, r->entry.data,
-				                 r->entry.len) != 0) {
+				if (stop != 0) {
 					c->replay_stop = 1;
 				}
 			}
@@ -1203,7 +1209,7 @@ client_request(struct ihala_client *c, Ihala__V2__Frame *f, uint64_t req, int ti
 	err = client_send_frame(c, f);
 	while (err == 0 && c->response == NULL && !c->replay_done && !c->replay_stop) {
 		if (now_ms() >= deadline) {
-			if (c->replay_cb != NULL) {
+			if (c->replay_cb != NULL || c->replay_rcb != NULL) {
 				break; /* a replay ends when the broker goes quiet */
 			}
 			err = client_fail(c, IHALA_ETIMEDOUT, "no answer from the broker in time");
@@ -1282,9 +1288,26 @@ ihala_state_free(Ihala__V2__ReferralState *st)
 	}
 }
 
+static int replay(struct ihala_client *c, uint64_t from, uint64_t to, int follow, ihala_entry_cb cb,
+                  ihala_record_cb rcb, void *arg, int timeout_ms);
+
 int
 ihala_replay(struct ihala_client *c, uint64_t from, uint64_t to, int follow, ihala_entry_cb cb,
              void *arg, int timeout_ms)
+{
+	return replay(c, from, to, follow, cb, NULL, arg, timeout_ms);
+}
+
+int
+ihala_replay_records(struct ihala_client *c, uint64_t from, uint64_t to, int follow,
+                     ihala_record_cb cb, void *arg, int timeout_ms)
+{
+	return replay(c, from, to, follow, NULL, cb, arg, timeout_ms);
+}
+
+static int
+replay(struct ihala_client *c, uint64_t from, uint64_t to, int follow, ihala_entry_cb cb,
+       ihala_record_cb rcb, void *arg, int timeout_ms)
 {
 	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
 	Ihala__V2__ReplayRequest q = IHALA__V2__REPLAY_REQUEST__INIT;
@@ -1298,11 +1321,13 @@ ihala_replay(struct ihala_client *c, uint64_t from, uint64_t to, int follow, iha
 	f.kind_case = IHALA__V2__FRAME__KIND_REPLAY_REQUEST;
 	f.replay_request = &q;
 	c->replay_cb = cb;
+	c->replay_rcb = rcb;
 	c->replay_arg = arg;
 	c->replay_stop = 0;
 	c->replay_done = 0;
 	err = client_request(c, &f, q.request_id, follow ? 1 << 30 : timeout_ms, &ans);
 	c->replay_cb = NULL;
+	c->replay_rcb = NULL;
 	frame_free(ans);
 	if (err == 0 && !c->replay_done && !c->replay_stop && !follow) {
 		err = client_fail(c, IHALA_ETIMEDOUT, "the replay did not finish in time");

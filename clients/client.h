@@ -57,6 +57,7 @@ struct ihala_client {
 
 	/* replay streaming */
 	ihala_entry_cb replay_cb;
+	ihala_record_cb replay_rcb; /* instead of replay_cb: with the sealed parts */
 	void *replay_arg;
 	int replay_stop;
 	int replay_done;

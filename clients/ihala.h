@@ -190,6 +190,17 @@ typedef int (*ihala_entry_cb)(void *arg, uint64_t seq, const uint8_t *entry, siz
 int ihala_replay(struct ihala_client *c, uint64_t from, uint64_t to, int follow, ihala_entry_cb cb,
                  void *arg, int timeout_ms);
 
+/*
+ * The same with each record's sealed part as the broker stores it (LogRecord.sealed: empty
+ * when the entry has none or it was erased; valid during the call). Auditors hold no key: it
+ * is not opened.
+ */
+#define IHALA_HAVE_REPLAY_RECORDS 1
+typedef int (*ihala_record_cb)(void *arg, uint64_t seq, const uint8_t *entry, size_t len,
+                               const uint8_t *sealed, size_t sealed_len);
+int ihala_replay_records(struct ihala_client *c, uint64_t from, uint64_t to, int follow,
+                         ihala_record_cb cb, void *arg, int timeout_ms);
+
 struct ihala_proof {
 	uint64_t seq;
 	uint64_t tree_size;

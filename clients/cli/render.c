@@ -133,11 +133,6 @@ render_delivery(const struct ihala_delivery *d, json_t **out)
 	if (err != 0) {
 		goto fail;
 	}
-	/* libihala could not open its sealed part: the envelope is the clear part alone */
-	if (d->open_err != 0 &&
-	    (err = set_new(j, "openError", json_string(ihala_errname(d->open_err)))) != 0) {
-		goto fail;
-	}
 	logentry_free(owned);
 	*out = j;
 	return 0;
