@@ -200,6 +200,29 @@ fake_frame(const uint8_t *body, size_t len)
 		if (!fb.dir_silent) {
 			fake_directory(f->directory_request);
 		}
+	} else if (f->kind_case == IHALA__V2__FRAME__KIND_REPLAY_REQUEST) {
+		/* two records: one with its sealed part, one erased (none) */
+		Ihala__V2__Frame a = IHALA__V2__FRAME__INIT;
+		Ihala__V2__LogEntries le = IHALA__V2__LOG_ENTRIES__INIT;
+		Ihala__V2__LogRecord r1 = IHALA__V2__LOG_RECORD__INIT,
+		                     r2 = IHALA__V2__LOG_RECORD__INIT;
+		Ihala__V2__LogRecord *rs[2] = {&r1, &r2};
+
+		r1.seq = 1;
+		r1.entry.data = (uint8_t *)"\x08\x01";
+		r1.entry.len = 2;
+		r1.sealed.data = (uint8_t *)"SEALED";
+		r1.sealed.len = 6;
+		r2.seq = 2;
+		r2.entry.data = (uint8_t *)"\x08\x02";
+		r2.entry.len = 2;
+		le.request_id = f->replay_request->request_id;
+		le.n_records = 2;
+		le.records = rs;
+		le.done = 1;
+		a.kind_case = IHALA__V2__FRAME__KIND_LOG_ENTRIES;
+		a.log_entries = &le;
+		fake_write(&a);
 	} else if (f->kind_case == IHALA__V2__FRAME__KIND_QUERY) {
 		/* every referral is dma's to moh */
 		Ihala__V2__Frame a = IHALA__V2__FRAME__INIT;
@@ -729,6 +752,53 @@ test_stale_reset_during_handshake(void **state)
 }
 
 /* ---- sealed parts ---- */
+
+static pthread_t steps_start(void);
+static void steps_stop(pthread_t t);
+
+struct seen_records {
+	uint64_t seq[4];
+	size_t sealed_len[4];
+	int n;
+};
+
+static int
+record_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len, const uint8_t *sealed,
+          size_t sealed_len)
+{
+	struct seen_records *r = arg;
+
+	(void)entry;
+	(void)len;
+	if (r->n < 4) {
+		r->seq[r->n] = seq;
+		r->sealed_len[r->n] = sealed_len;
+		if (sealed_len > 0) {
+			assert_memory_equal(sealed, "SEALED", 6);
+		}
+		r->n++;
+	}
+	return 0;
+}
+
+/* An auditor's replay with the sealed parts as the broker stores them (none once erased). */
+static void
+test_replay_records(void **state)
+{
+	struct ihala_client *c = *state;
+	struct seen_records r;
+	pthread_t t;
+
+	memset(&r, 0, sizeof(r));
+	t = steps_start();
+	assert_int_equal(ihala_replay_records(c, 1, 0, 0, record_cb, &r, 2000), 0);
+	steps_stop(t);
+	assert_int_equal(r.n, 2);
+	assert_int_equal(r.seq[0], 1);
+	assert_int_equal(r.sealed_len[0], 6);
+	assert_int_equal(r.seq[1], 2);
+	assert_int_equal(r.sealed_len[1], 0);
+}
 
 static int
 count_json(void *arg, const char *rid, uint64_t seq, const char *json)
@@ -1359,6 +1429,7 @@ main(void)
 	                                    client_teardown_sealed),
 	    cmocka_unit_test_setup_teardown(test_sealed_offline, client_setup_sealed,
 	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_replay_records, client_setup, client_teardown),
 	    cmocka_unit_test_setup_teardown(test_sealed_delivery, client_setup_sealed,
 	                                    client_teardown_sealed),
 	    cmocka_unit_test_setup_teardown(test_erasure_delivery, client_setup_sealed,
