@@ -211,8 +211,8 @@ check "refer: exit 0, receipt with seq, accepted" \
 check "refer: leafHash is 64 hex digits" grep -qE '"leafHash":"[0-9a-f]{64}"' "$OUT"
 seq1=$(seq_of)
 run refer1dup "$DMA" refer --to moh --file "$T/r1.json" --message-id "msg-$R1"
-# v2: a sealing is new random bytes each time, so the node sends the record it sent under
-# that id (kept as sent, its own sealed part opened and compared): the same bytes, a duplicate.
+# v2: the node keeps what it sent under the id (its own sealed part) and sends the same bytes
+# again when the content is the same, so the broker answers DUPLICATE as before sealing.
 check "refer again with the same message id: duplicate, same seq" \
 	eval 'expect 0 && out_has "\"status\":\"duplicate\"" && [ "$(seq_of)" = "$seq1" ]'
 run refer1exists "$DMA" refer --to moh --file "$T/r1.json"
