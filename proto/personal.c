@@ -316,10 +316,22 @@ personal_declared(const Ihala__V2__Referral *r, Ihala__V2__DataCategory *out, si
 /* ---- validation ---- */
 
 static int
-validate_referral(const Ihala__V2__Referral *r, char *err, size_t errlen)
+validate_referral(const Ihala__V2__Envelope *env, const Ihala__V2__Referral *r, char *err,
+                  size_t errlen)
 {
+	const char *dest = env->to[0] != '\0' ? env->to : r->receiving_agency;
 	const struct consent_field *f;
 
+	/* Consent first (the broker's sentences): nothing about the person goes without it. */
+	if (r->consent == NULL || !r->consent->given) {
+		return fail(err, errlen, IHALA_ECONSENT, "referral '%s' has no recorded consent",
+		            r->referral_id);
+	}
+	if (dest[0] != '\0' && !consent_covers_agency(r->consent, dest)) {
+		return fail(err, errlen, IHALA_ECONSENT,
+		            "the survivor's consent does not cover the receiving agency '%s'",
+		            dest);
+	}
 	if (r->survivor == NULL || !id_valid(r->survivor->case_id)) {
 		return fail(err, errlen, IHALA_ESCHEMA,
 		            "a referral needs survivor.case_id (1..64 printable ASCII)");
@@ -333,10 +345,6 @@ validate_referral(const Ihala__V2__Referral *r, char *err, size_t errlen)
 			            "allowed",
 			            in->n_injury_codes + in->n_amputations, MAX_CODES);
 		}
-	}
-	if (r->consent == NULL || !r->consent->given) {
-		return fail(err, errlen, IHALA_ECONSENT, "referral '%s' has no recorded consent",
-		            r->referral_id);
 	}
 	if (r->consent->recorded_by[0] != '\0' && !id_valid(r->consent->recorded_by)) {
 		/* It stays clear: a pseudonymous staff id, never a name. */
@@ -362,7 +370,7 @@ personal_validate(const Ihala__V2__Envelope *env, char *err, size_t errlen)
 		return fail(err, errlen, IHALA_EUTF8, "a text of the message is not valid UTF-8");
 	}
 	if (env->kind_case == IHALA__V2__ENVELOPE__KIND_REFERRAL && env->referral != NULL) {
-		return validate_referral(env->referral, err, errlen);
+		return validate_referral(env, env->referral, err, errlen);
 	}
 	return 0;
 }

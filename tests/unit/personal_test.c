@@ -419,6 +419,14 @@ test_validate(void **state)
 	cons.given = 0;
 	assert_int_equal(personal_validate(&env, err, sizeof(err)), IHALA_ECONSENT);
 	referral();
+	cons.n_agencies = 0; /* the recipient moh not covered */
+	assert_int_equal(personal_validate(&env, err, sizeof(err)), IHALA_ECONSENT);
+	assert_non_null(strstr(err, "receiving agency 'moh'"));
+	referral();
+	surv.case_id = "";
+	cons.given = 0; /* consent is judged first */
+	assert_int_equal(personal_validate(&env, err, sizeof(err)), IHALA_ECONSENT);
+	referral();
 	cons.n_data_covered = 4; /* no NEEDS */
 	assert_int_equal(personal_validate(&env, err, sizeof(err)), IHALA_ECONSENT);
 	assert_non_null(strstr(err, "NEEDS"));
