@@ -256,7 +256,9 @@ dmaconf=$(write_client_conf "$D" dma "$PORT")
 {
 	printf '{"messageId":"huge-1","to":"moh","referral":{"referralId":"huge-ref-1",'
 	printf '"priority":"normal",'
-	printf '"consent":{"given":true,"agencies":["moh"]},"services":['
+	# (through libihala, which checks and seals the survivor first: the broker judges the rest)
+	printf '"survivor":{"caseId":"IQ-HUGE-1"},'
+	printf '"consent":{"given":true,"agencies":["moh"],"dataCovered":["needs"]},"services":['
 	for i in $(seq 1 9999); do printf '"legal",'; done
 	printf '"legal"]}}'
 } >"$T/huge.json"
