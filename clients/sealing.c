@@ -396,8 +396,7 @@ sealing_record(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	if ((err = personal_clear(env, NULL, &clear, &clen)) != 0) {
 		goto out;
 	}
-	/* (Over SEAL_PLAIN_MAX it cannot be sealed at all: seal_bytes says so, nothing kept.) */
-	if (plen <= SEAL_PLAIN_MAX && clen + plen + SEAL_OVERHEAD > ihala_max_frame(c)) {
+	if (plen > SEAL_PLAIN_MAX || clen + plen + SEAL_OVERHEAD > ihala_max_frame(c)) {
 		size_t est = clen + plen + SEAL_OVERHEAD;
 
 		err = pack_submit_mark(clear, clen, NULL, 0, OVERSIZE_MARK, rec, len);
