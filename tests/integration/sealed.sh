@@ -14,7 +14,7 @@ IHALA=$IHALA_BUILD/ihala
 BROKER=$IHALA_BUILD/ihala-broker
 P=$IHALA_PKI
 
-plan 38
+plan 40
 
 # The distinctive name, in Arabic script and in Latin: found nowhere the broker writes.
 NAME_AR='زينب-QXZ-7731'
@@ -127,6 +127,17 @@ run inbox-dma "$DMA" inbox
 check "dma's node opens moh's note (sealed): it names her" \
 	eval 'expect 0 && grep -qF "appointment for $NAME_LA" "$OUT"'
 
+# a node without its encryption key takes a referral sealed to its agency: the clear part only,
+# and why (inbox "openError"), no name
+HIX=$(write_client_conf "$T/nokey" hi "$port")
+sed -i '/^encryption_/d' "$HIX"
+sed -e "s/\"$R\"/\"$R-hi\"/" "$T/ref.json" >"$T/ref-hi.json"
+run refer-hi "$DMA" refer --to hi --file "$T/ref-hi.json"
+check "dma refers her to hi too: exit 0" expect 0
+run inbox-hix "$HIX" inbox
+check "hi's node without an encryption key: the referral's clear part, \"openError\":\"CONFIG\", no name" \
+	eval 'expect 0 && grep -F "\"referralId\":\"$R-hi\"" "$OUT" | grep -qF "\"openError\":\"CONFIG\"" && [ "$(hits "$OUT" 2>/dev/null)" -eq 0 ] || { show "$OUT" "$ERR"; false; }'
+
 # --- nothing in clear where the broker writes, nor in the nodes' stores --------------------------
 run replay "$AUD" --json audit replay
 check "audit replay by the auditor: exit 0" expect 0
@@ -146,7 +157,7 @@ copy backup1
 check "ihala-broker --backup of the live store" [ -f "$T/backup1/data.mdb" ]
 n=$(hits "$T/b/data" "$T/backup1" "$T/b/broker.log" "$T/metrics.txt")
 check "the names: 0 matches in the broker's store (data.mdb), its backup, its log, its metrics" [ "$n" -eq 0 ]
-n=$(hits "$T/dma/data" "$T/moh/data" "$T/hi/data" "$T/auditor/data")
+n=$(hits "$T/dma/data" "$T/moh/data" "$T/hi/data" "$T/nokey/hi/data" "$T/auditor/data")
 check "the names: 0 matches in every node's data dir (they keep the sealed form)" [ "$n" -eq 0 ]
 n=$(hits "$T/replay.out")
 check "the search over the auditor's replay finds 0" [ "$n" -eq 0 ]
