@@ -64,6 +64,7 @@ agency_table_new(const struct broker_config *cfg)
 	t->wp.queue_share = cfg->limits.queue_share;
 	t->wp.referral_rate = cfg->limits.referral_rate;
 	t->wp.referral_bytes = cfg->limits.referral_bytes;
+	t->wp.retention_ms = cfg->limits.retention_ms;
 	t->wp.deadline_ms[IHALA__V2__PRIORITY__PRIORITY_EMERGENCY] = cfg->deadlines.emergency_ms;
 	t->wp.deadline_ms[IHALA__V2__PRIORITY__PRIORITY_URGENT] = cfg->deadlines.urgent_ms;
 	t->wp.deadline_ms[IHALA__V2__PRIORITY__PRIORITY_NORMAL] = cfg->deadlines.normal_ms;

@@ -375,6 +375,9 @@ static const struct conf_option options[] = {
      "TLS input queued per session: past it a session still in its handshake is ended"},
     {"limits", "idle_timeout", CONF_DURATION, CONF_RELOAD, "0", 0, 30 * DAY, NULL, NULL,
      B(limits.idle_timeout_ms), "close sessions idle this long (0: never)"},
+    {"limits", "retention", CONF_DURATION, CONF_RELOAD, "0", 0, 100 * 365 * DAY, NULL, NULL,
+     B(limits.retention_ms),
+     "erase a referral's sealed parts this long after it closes (0: never)"},
 
     {"commit", "max_batch", CONF_UINT, 0, "1024", 1, 65536, NULL, NULL, B(commit.max_batch),
      "submissions per group commit"},

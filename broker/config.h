@@ -106,6 +106,9 @@ struct broker_config {
 		uint64_t out_cap;            /* TLS output bytes buffered per session, default 4M */
 		uint64_t in_cap;             /* TLS input bytes queued per session, default 16M */
 		uint64_t idle_timeout_ms;    /* 0: never (the default) */
+		/* sealed parts of a referral erased this long after it reached a terminal
+		 * status; 0: never (the default) */
+		uint64_t retention_ms;
 	} limits;
 
 	struct {

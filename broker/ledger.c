@@ -17,6 +17,7 @@
 
 #define S(x) IHALA__V2__TASK_STATUS__TASK_STATUS_##x
 #define DEADLINE_PREFIX "deadline:"
+#define RETENTION_PREFIX "retention:"
 
 #define FRONTIER_LEVELS 64
 
@@ -396,7 +397,8 @@ ledger_state_check(struct ledger *lg, size_t *n_checked)
 	return err;
 }
 
-/* ---- deadlines: meta keys "deadline:<20-digit ms>:<referral id>" ---- */
+/* ---- deadlines and retention: meta keys "deadline:<20-digit ms>:<referral id>" (and
+ * "retention:...") ---- */
 
 /* Keys are built by hand: snprintf was a twentieth of the writer's instructions. Each part
  * is cut at the buffer's end, as snprintf would. */
@@ -412,7 +414,7 @@ key_put(char *buf, size_t len, size_t at, const char *s, size_t n)
 }
 
 static void
-deadline_key(char *buf, size_t len, uint64_t when, const char *rid)
+time_key(char *buf, size_t len, const char *prefix, uint64_t when, const char *rid)
 {
 	char digits[20]; /* %020llu: UINT64_MAX has 20 digits */
 	size_t at;
@@ -422,7 +424,7 @@ deadline_key(char *buf, size_t len, uint64_t when, const char *rid)
 		digits[i] = (char)('0' + when % 10);
 		when /= 10;
 	}
-	at = key_put(buf, len, 0, DEADLINE_PREFIX, strlen(DEADLINE_PREFIX));
+	at = key_put(buf, len, 0, prefix, strlen(prefix));
 	at = key_put(buf, len, at, digits, sizeof(digits));
 	at = key_put(buf, len, at, ":", 1);
 	key_put(buf, len, at, rid, strlen(rid));
@@ -717,6 +719,316 @@ add_notify(struct wreq *r, const char *agency)
 	}
 }
 
+/* ---- erasure ---- */
+
+/* The referrals an erasure covers: the root, then its onward referrals, breadth first. */
+struct erase_set {
+	char **ids;
+	size_t n, cap;
+	int err;
+};
+
+/* Bound of the referrals one erasure walks (a tree of onward referrals is a few deep). */
+#define ERASE_MAX_REFERRALS 4096
+
+static int
+erase_add(struct erase_set *es, const char *rid)
+{
+	size_t i;
+
+	for (i = 0; i < es->n; i++) {
+		if (strcmp(es->ids[i], rid) == 0) {
+			return 0;
+		}
+	}
+	if (es->n == ERASE_MAX_REFERRALS) {
+		log_warnx("erasure: more than %d onward referrals; the rest are left",
+		          ERASE_MAX_REFERRALS);
+		return 1;
+	}
+	if (es->n == es->cap) {
+		size_t cap = es->cap == 0 ? 8 : es->cap * 2;
+		char **ids = realloc(es->ids, cap * sizeof(*ids));
+
+		if (ids == NULL) {
+			return IHALA_ENOMEM;
+		}
+		es->ids = ids;
+		es->cap = cap;
+	}
+	if ((es->ids[es->n] = strdup(rid)) == NULL) {
+		return IHALA_ENOMEM;
+	}
+	es->n++;
+	return 0;
+}
+
+static int
+erase_child_cb(void *arg, const char *child)
+{
+	return erase_add(arg, child);
+}
+
+static void
+erase_set_free(struct erase_set *es)
+{
+	size_t i;
+
+	for (i = 0; i < es->n; i++) {
+		free(es->ids[i]);
+	}
+	free(es->ids);
+}
+
+/* Seqs (history records of a referral) whose sealed rows an erasure deleted. */
+struct erase_seqs {
+	struct store_wtxn *w;
+	uint64_t *seqs;
+	size_t n, cap;
+};
+
+static int
+erase_seq_cb(void *arg, uint64_t seq, const void *item, size_t len)
+{
+	struct erase_seqs *es = arg;
+	int err;
+
+	(void)item;
+	(void)len;
+	err = store_sealed_del(es->w, seq);
+	if (err == IHALA_ENOTFOUND) {
+		return 0;
+	}
+	if (err != 0) {
+		return err;
+	}
+	if (es->n == es->cap) {
+		size_t cap = es->cap == 0 ? 16 : es->cap * 2;
+		uint64_t *seqs = realloc(es->seqs, cap * sizeof(*seqs));
+
+		if (seqs == NULL) {
+			return IHALA_ENOMEM;
+		}
+		es->seqs = seqs;
+		es->cap = cap;
+	}
+	es->seqs[es->n++] = seq;
+	return 0;
+}
+
+static int
+party_add(char (*parties)[ID_AGENCY_MAX + 1], size_t *n, size_t cap, const char *agency)
+{
+	size_t i;
+
+	if (agency == NULL || agency[0] == '\0') {
+		return 0;
+	}
+	for (i = 0; i < *n; i++) {
+		if (strcmp(parties[i], agency) == 0) {
+			return 0;
+		}
+	}
+	if (*n == cap) {
+		return IHALA_ETOOLARGE;
+	}
+	id_copy(parties[(*n)++], sizeof(parties[0]), agency);
+	return 0;
+}
+
+#define ERASE_MAX_PARTIES 256
+
+/*
+ * Erase referral `root` and its onward referrals (with `only_closed`, those of them not yet
+ * closed are left for their own retention): delete the sealed rows of every entry of theirs,
+ * mark them erased (with a history item), and log one ERASURE entry per party (each referrer
+ * and recipient, and `eraser`), queued to it: sender `eraser` ("" for the retention period),
+ * the root, the erased seqs, `reason`, ref_seq `ref_seq` (the Erase submission, or 0). Already
+ * erased referrals are passed over. r (may be NULL) gets the agencies to notify.
+ */
+static int
+erase_tree(struct ledger *lg, struct store_wtxn *w, const char *root, const char *eraser,
+           Ihala__V2__ReasonCode reason, uint64_t ref_seq, uint64_t t, int only_closed,
+           struct wreq *r)
+{
+	struct store_rtxn *rv = store_wread(w);
+	struct erase_set set = {NULL, 0, 0, 0};
+	struct erase_seqs seqs = {w, NULL, 0, 0};
+	char(*parties)[ID_AGENCY_MAX + 1] = calloc(ERASE_MAX_PARTIES, sizeof(*parties));
+	char *done = NULL;
+	size_t i, np = 0, first_seq = 0;
+	int err;
+
+	if (parties == NULL) {
+		return IHALA_ENOMEM;
+	}
+	err = erase_add(&set, root);
+	for (i = 0; err == 0 && i < set.n; i++) {
+		err = store_children_iter(rv, set.ids[i], erase_child_cb, &set);
+		err = err > 0 ? 0 : err;
+	}
+	if (err == 0 && (done = calloc(set.n, 1)) == NULL) {
+		err = IHALA_ENOMEM;
+	}
+	/* 1: the sealed rows, and who the parties are */
+	(void)party_add(parties, &np, ERASE_MAX_PARTIES, eraser);
+	for (i = 0; err == 0 && i < set.n; i++) {
+		Ihala__V2__ReferralState *st = NULL;
+
+		err = state_take(lg, w, set.ids[i], &st);
+		if (err == IHALA_ENOTFOUND) {
+			err = 0;
+			continue;
+		}
+		if (err == 0 && !st->erased && (!only_closed || policy_is_terminal(st->status))) {
+			done[i] = 1;
+			err = store_history_iter(rv, st->referral_id, erase_seq_cb, &seqs);
+			if (err == 0) {
+				err = party_add(parties, &np, ERASE_MAX_PARTIES, st->referrer);
+			}
+			if (err == 0) {
+				err = party_add(parties, &np, ERASE_MAX_PARTIES, st->recipient);
+			}
+		}
+		state_done(lg, st, 0); /* as read */
+	}
+	/* 2: one ERASURE entry per party, queued to it */
+	for (i = 0; err == 0 && i < np; i++) {
+		Ihala__V2__LogEntry e = IHALA__V2__LOG_ENTRY__INIT;
+		Ihala__V2__BrokerEvent ev = IHALA__V2__BROKER_EVENT__INIT;
+		uint8_t leaf[MERKLE_HASH_LEN];
+		uint64_t seq;
+
+		ev.referral_id = (char *)root;
+		ev.ref_seq = ref_seq;
+		ev.text = "erased";
+		ev.n_erased_seqs = seqs.n;
+		ev.erased_seqs = seqs.seqs;
+		ev.reason_code = reason;
+		e.broker_time_ms = t;
+		e.sender = (char *)eraser;
+		e.recipient = parties[i];
+		e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_ERASURE;
+		e.event = &ev;
+		err = log_entry(lg, w, &e, &seq, leaf);
+		if (err == 0) {
+			err = queue_put(w, parties[i], seq, TAG_EVENT, root, NULL);
+		}
+		if (err == 0 && r != NULL) {
+			add_notify(r, parties[i]);
+		}
+		if (first_seq == 0) {
+			first_seq = seq;
+		}
+	}
+	/* 3: the referrals are marked erased, with an item in their history */
+	for (i = 0; err == 0 && i < set.n; i++) {
+		Ihala__V2__ReferralState *st = NULL;
+
+		if (!done[i]) {
+			continue;
+		}
+		err = state_take(lg, w, set.ids[i], &st);
+		if (err == 0) {
+			st->erased = 1;
+			err = refstate_history_add(w, st->referral_id,
+			                           ref_seq != 0 ? ref_seq : first_seq, t, eraser,
+			                           st->status, "erased");
+		}
+		if (err == 0) {
+			err = state_save(lg, w, st);
+		}
+		if (st != NULL) {
+			state_done(lg, st, err);
+		}
+	}
+	if (err == 0) {
+		log_info("referral '%s' erased%s: %zu referrals, %zu sealed parts deleted, %zu "
+		         "parties told",
+		         root, eraser[0] == '\0' ? " (retention period)" : "", set.n, seqs.n, np);
+		metrics_inc_erasures();
+	}
+	free(seqs.seqs);
+	free(done);
+	free(parties);
+	erase_set_free(&set);
+	return err;
+}
+
+/* An Unreadable: the sender must be the recipient of the submission at ref_seq, which had a
+ * sealed part; routed to that submission's sender (d->recipient). 0, or 1 with r refused. */
+static int
+unreadable_check(struct store_rtxn *rv, struct wreq *r, struct policy_decision *d)
+{
+	const Ihala__V2__Unreadable *u = r->env->unreadable;
+	Ihala__V2__LogEntry *e = NULL;
+	Ihala__V2__Envelope *env = NULL;
+	const void *data;
+	size_t len;
+	int ok = 0;
+
+	if (store_log_get(rv, u->ref_seq, &data, &len) == 0 &&
+	    logentry_decode(data, len, &e) == 0 &&
+	    e->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
+	    strcmp(e->recipient, r->agency) == 0 &&
+	    envelope_decode(e->envelope.data, e->envelope.len, &env) == 0) {
+		ok = 1;
+	}
+	if (!ok) {
+		refuse(r, IHALA_ENOTPARTY, NULL);
+		snprintf(r->text, sizeof(r->text),
+		         "no submission at seq %llu was delivered to agency '%s'",
+		         (unsigned long long)u->ref_seq, r->agency);
+	} else if (env->sealed_sha256.len == 0) {
+		ok = 0;
+		refuse(r, IHALA_ESCHEMA, NULL);
+		snprintf(r->text, sizeof(r->text), "the submission at seq %llu had no sealed part",
+		         (unsigned long long)u->ref_seq);
+	} else if (u->referral_id[0] != '\0' && policy_referral_id(env) != NULL &&
+	           strcmp(u->referral_id, policy_referral_id(env)) != 0) {
+		ok = 0;
+		refuse(r, IHALA_ESCHEMA, NULL);
+		snprintf(r->text, sizeof(r->text),
+		         "the submission at seq %llu is about referral '%s', not '%s'",
+		         (unsigned long long)u->ref_seq, policy_referral_id(env), u->referral_id);
+	} else {
+		id_copy(d->recipient, sizeof(d->recipient), e->sender);
+	}
+	envelope_free(env);
+	logentry_free(e);
+	return ok ? 0 : 1;
+}
+
+/* An Erase the policy allowed: the submission logged (receipted as usual, queued to no one),
+ * then the referral and its onward referrals erased. */
+static int
+apply_erase(struct ledger *lg, struct store_wtxn *w, struct wreq *r, const char *rid)
+{
+	Ihala__V2__LogEntry e = IHALA__V2__LOG_ENTRY__INIT;
+	uint64_t seq;
+	int err;
+
+	e.broker_time_ms = r->now_ms;
+	e.sender = r->agency;
+	e.recipient = "";
+	e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
+	e.envelope.data = r->env_bytes;
+	e.envelope.len = r->env_len;
+	err = log_entry(lg, w, &e, &seq, r->leaf);
+	if (err == 0) {
+		err = store_msgid_put(w, r->agency, r->env->message_id, seq);
+	}
+	if (err == 0) {
+		err = erase_tree(lg, w, rid, r->agency, r->env->erase->reason_code, seq, r->now_ms,
+		                 0, r);
+	}
+	if (err == 0) {
+		r->status = IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED;
+		r->seq = seq;
+	}
+	return err;
+}
+
 /* A submission inside its own savepoint `w`. Returns an LMDB-level error (the savepoint is
  * then aborted by the caller); policy refusals are results, returned as 0 with r->err set. */
 static int
@@ -787,6 +1099,17 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		err = 0;
 		goto out;
 	}
+	if (d.kind == POLICY_KIND_ERASE) {
+		/* erase_tree takes the states it changes itself: this copy would be stale */
+		refstate_free(cur);
+		cur = NULL;
+		err = apply_erase(lg, w, r, rid);
+		goto out;
+	}
+	if (d.kind == POLICY_KIND_UNREADABLE && unreadable_check(rv, r, &d) != 0) {
+		err = 0;
+		goto out;
+	}
 	err = store_queue_count(rv, d.recipient, &queued);
 	if (err != 0 && err != IHALA_ENOTFOUND) {
 		goto out;
@@ -844,22 +1167,43 @@ apply_submit(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 			err = IHALA_ENOMEM;
 			goto out;
 		}
-		deadline_key(key, sizeof(key), deadline, ref->referral_id);
+		time_key(key, sizeof(key), DEADLINE_PREFIX, deadline, ref->referral_id);
 		err = store_meta_put(w, key, "", 0);
 		if (err == 0) {
 			err = refstate_history_add(w, cur->referral_id, seq, r->now_ms, r->agency,
 			                           S(REQUESTED), "referral");
 		}
+		if (err == 0 && ref->parent_referral_id[0] != '\0') {
+			err = store_child_put(w, ref->parent_referral_id, ref->referral_id);
+		}
+	} else if (cur == NULL) {
+		/* an Unreadable about no referral the broker knows: logged and routed only */
+		if (err == 0) {
+			r->status = IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED;
+			r->seq = seq;
+			add_notify(r, d.recipient);
+		}
+		goto out;
 	} else {
-		const char *what = d.kind == POLICY_KIND_STATUS    ? "status"
-		                   : d.kind == POLICY_KIND_OUTCOME ? "outcome"
-		                                                   : "note";
+		const char *what = d.kind == POLICY_KIND_STATUS       ? "status"
+		                   : d.kind == POLICY_KIND_OUTCOME    ? "outcome"
+		                   : d.kind == POLICY_KIND_UNREADABLE ? "unreadable"
+		                                                      : "note";
 
 		if (d.new_status != S(UNSPECIFIED)) {
 			cur->status = d.new_status;
 		}
 		err = refstate_history_add(w, cur->referral_id, seq, r->now_ms, r->agency,
 		                           cur->status, what);
+		/* Closed: its sealed parts go when the retention period ends. */
+		if (err == 0 && d.new_status != S(UNSPECIFIED) &&
+		    policy_is_terminal(d.new_status) && pol->retention_ms > 0 && !cur->erased) {
+			char key[128];
+
+			time_key(key, sizeof(key), RETENTION_PREFIX, r->now_ms + pol->retention_ms,
+			         cur->referral_id);
+			err = store_meta_put(w, key, "", 0);
+		}
 	}
 	if (err == 0) {
 		cur->bytes_logged = refbytes + r->env_len + r->sealed_len;
@@ -1043,6 +1387,42 @@ apply_ack(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 	return err;
 }
 
+/* Retention: closed referrals whose period ended are erased (with their closed onward
+ * referrals), by the broker: sender "", RETENTION_EXPIRED. */
+static int
+apply_retention(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
+{
+	struct store_rtxn *rv = store_wread(w);
+	int guard, err = 0;
+
+	for (guard = 0; guard < 64; guard++) {
+		char key[128];
+		uint64_t when;
+
+		err = store_meta_first(rv, RETENTION_PREFIX, key, sizeof(key));
+		if (err == IHALA_ENOTFOUND) {
+			return 0;
+		}
+		if (err != 0) {
+			return err;
+		}
+		when = strtoull(key + strlen(RETENTION_PREFIX), NULL, 10);
+		if (when > r->now_ms) {
+			return 0;
+		}
+		err = store_meta_del(w, key);
+		if (err == 0) {
+			err = erase_tree(lg, w, key + strlen(RETENTION_PREFIX) + 21, "",
+			                 IHALA__V2__REASON_CODE__REASON_CODE_RETENTION_EXPIRED, 0,
+			                 r->now_ms, 1, r);
+		}
+		if (err != 0) {
+			return err;
+		}
+	}
+	return err;
+}
+
 /* Overdue: referrals still requested or received past their deadline. */
 static int
 apply_tick(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
@@ -1114,8 +1494,11 @@ apply_one(struct ledger *lg, struct store_wtxn *w, struct wreq *r)
 		return apply_submit(lg, w, r);
 	case WREQ_ACK:
 		return apply_ack(lg, w, r);
-	case WREQ_TICK:
-		return apply_tick(lg, w, r);
+	case WREQ_TICK: {
+		int err = apply_tick(lg, w, r);
+
+		return err != 0 ? err : apply_retention(lg, w, r);
+	}
 	default:
 		return 0;
 	}

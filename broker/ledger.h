@@ -76,6 +76,7 @@ struct writer_policy {
 	uint64_t referral_rate;  /* messages per referral per minute (0: no limit) */
 	uint64_t referral_bytes; /* envelope bytes per referral (0: no limit) */
 	uint64_t deadline_ms[4]; /* indexed by Priority */
+	uint64_t retention_ms;   /* erase sealed parts this long after closure (0: never) */
 };
 
 /* What the ledger needs; every pointer borrowed for the ledger's life (policy swapped by

@@ -67,6 +67,7 @@ static struct {
 	_Atomic uint64_t deliveries;
 	_Atomic uint64_t acks;
 	_Atomic uint64_t overdue;
+	_Atomic uint64_t erasures;
 	_Atomic uint64_t reloads[2]; /* applied, refused */
 	_Atomic uint64_t ckpt_size;
 	_Atomic uint64_t ckpt_ms;   /* 0: none signed by this process */
@@ -200,6 +201,12 @@ metrics_inc_overdue(void)
 }
 
 void
+metrics_inc_erasures(void)
+{
+	INC(M.erasures);
+}
+
+void
 metrics_inc_reload(int refused)
 {
 	INC(M.reloads[refused ? 1 : 0]);
@@ -246,6 +253,7 @@ metrics_reset(void)
 	M.deliveries = 0;
 	M.acks = 0;
 	M.overdue = 0;
+	M.erasures = 0;
 	M.reloads[0] = M.reloads[1] = 0;
 	M.ckpt_size = 0;
 	M.ckpt_ms = 0;
@@ -458,6 +466,9 @@ metrics_render(char **out, size_t *len)
 	render_counter(&b, "ihala_delivery_acks_total", "Delivery acks received.", LOAD(M.acks));
 	render_counter(&b, "ihala_overdue_referrals_total", "Referrals marked overdue.",
 	               LOAD(M.overdue));
+	render_counter(&b, "ihala_erasures_total",
+	               "Erasures of sealed parts (by a referrer, or the retention period).",
+	               LOAD(M.erasures));
 	head(&b, "ihala_reloads_total", "counter", "SIGHUP reloads, applied or refused.");
 	bprintf(&b, "ihala_reloads_total{result=\"applied\"} %llu\n",
 	        (unsigned long long)LOAD(M.reloads[0]));

@@ -73,6 +73,7 @@ void metrics_inc_receipt(int status, int err);
 void metrics_inc_deliveries(void);
 void metrics_inc_acks(void);
 void metrics_inc_overdue(void);
+void metrics_inc_erasures(void);
 /* A SIGHUP reload was applied (refused 0) or refused (1). */
 void metrics_inc_reload(int refused);
 /* A group commit of `batch` requests whose store_wcommit took `ns` nanoseconds. */

@@ -123,6 +123,10 @@ policy_referral_id(const Ihala__V2__Envelope *env)
 		return env->outcome->referral_id;
 	case IHALA__V2__ENVELOPE__KIND_NOTE:
 		return env->note->referral_id;
+	case IHALA__V2__ENVELOPE__KIND_ERASE:
+		return env->erase->referral_id;
+	case IHALA__V2__ENVELOPE__KIND_UNREADABLE:
+		return env->unreadable->referral_id;
 	default:
 		return NULL;
 	}
@@ -169,6 +173,10 @@ static const char *
 kind_name(enum policy_kind k)
 {
 	switch (k) {
+	case POLICY_KIND_ERASE:
+		return "erase";
+	case POLICY_KIND_UNREADABLE:
+		return "unreadable";
 	case POLICY_KIND_REFERRAL:
 		return "referral";
 	case POLICY_KIND_STATUS:
@@ -341,6 +349,137 @@ check_declared(const Ihala__V2__Envelope *env, const Ihala__V2__DataCategory *co
 	return 0;
 }
 
+/*
+ * Protocol v2 (docs/SEALING.md): what is about the person, and every free text, travels in the
+ * sealed part only. A clear part carrying one of those fields is refused, naming it, so that
+ * no personal datum reaches the broker's log, which is never erased.
+ */
+static int
+sealed_field(struct policy_decision *out, const char *field)
+{
+	return refuse(out, IHALA_ESCHEMA, "%s must be sealed (docs/SEALING.md)", field);
+}
+
+static int
+check_outcome_clear(const Ihala__V2__Outcome *o, const char *prefix, struct policy_decision *out)
+{
+	char name[32];
+
+	if (o == NULL) {
+		return 0;
+	}
+	if (o->date[0] != '\0') {
+		snprintf(name, sizeof(name), "%s.date", prefix);
+		return sealed_field(out, name);
+	}
+	if (o->notes[0] != '\0') {
+		snprintf(name, sizeof(name), "%s.notes", prefix);
+		return sealed_field(out, name);
+	}
+	return 0;
+}
+
+static int
+check_clear(const Ihala__V2__Envelope *env, struct policy_decision *out)
+{
+	switch (env->kind_case) {
+	case IHALA__V2__ENVELOPE__KIND_REFERRAL: {
+		const Ihala__V2__Referral *r = env->referral;
+
+		if (r->survivor != NULL) {
+			return sealed_field(out, "referral.survivor");
+		}
+		if (r->reason[0] != '\0') {
+			return sealed_field(out, "referral.reason");
+		}
+		if (r->referring_officer != NULL) {
+			return sealed_field(out, "referral.referring_officer");
+		}
+		if (r->notes[0] != '\0') {
+			return sealed_field(out, "referral.notes");
+		}
+		return 0;
+	}
+	case IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE: {
+		const Ihala__V2__StatusUpdate *u = env->status_update;
+
+		if (u->business_status[0] != '\0') {
+			return sealed_field(out, "status_update.business_status");
+		}
+		if (u->reason[0] != '\0') {
+			return sealed_field(out, "status_update.reason");
+		}
+		if (u->note[0] != '\0') {
+			return sealed_field(out, "status_update.note");
+		}
+		return check_outcome_clear(u->outcome, "status_update.outcome", out);
+	}
+	case IHALA__V2__ENVELOPE__KIND_OUTCOME:
+		return check_outcome_clear(env->outcome, "outcome", out);
+	case IHALA__V2__ENVELOPE__KIND_NOTE:
+		return env->note->text[0] != '\0' ? sealed_field(out, "note.text") : 0;
+	default:
+		return 0;
+	}
+}
+
+/* An Erase of referral `cur` by party `who` (the caller found it a party). */
+static int
+check_erase(const Ihala__V2__Erase *e, const Ihala__V2__ReferralState *cur, enum policy_party who,
+            struct policy_decision *out)
+{
+	if (who != POLICY_PARTY_REFERRER) {
+		return refuse(out, IHALA_EFORBIDDEN,
+		              "only the referring agency of referral '%s' may erase it",
+		              e->referral_id);
+	}
+	switch (e->reason_code) {
+	case IHALA__V2__REASON_CODE__REASON_CODE_CONSENT_WITHDRAWN:
+	case IHALA__V2__REASON_CODE__REASON_CODE_ENTERED_IN_ERROR:
+	case IHALA__V2__REASON_CODE__REASON_CODE_OTHER:
+		break;
+	default:
+		return refuse(out, IHALA_ESCHEMA,
+		              "an erase needs reason_code consent-withdrawn, entered-in-error or "
+		              "other");
+	}
+	if (cur->erased) {
+		return refuse(out, IHALA_EERASED, "referral '%s' was already erased",
+		              e->referral_id);
+	}
+	out->recipient[0] = '\0'; /* the parties are the broker's to find */
+	return 0;
+}
+
+/* An Unreadable's own fields; the ledger checks the entry it names. */
+static int
+check_unreadable(const Ihala__V2__Envelope *env, struct policy_decision *out)
+{
+	const Ihala__V2__Unreadable *u = env->unreadable;
+
+	out->kind = POLICY_KIND_UNREADABLE;
+	if (u->ref_seq == 0) {
+		return refuse(out, IHALA_ESCHEMA, "an unreadable names the entry (ref_seq)");
+	}
+	if (u->referral_id[0] != '\0' && !id_valid(u->referral_id)) {
+		return refuse(
+		    out, IHALA_ESCHEMA,
+		    "referral_id must be 1..64 printable ASCII characters without spaces");
+	}
+	if ((int)u->code < -IHALA_ESEALRECIP || (int)u->code > -IHALA_ESEALCONTENT) {
+		return refuse(
+		    out, IHALA_ESCHEMA,
+		    "an unreadable's code is one of SEAL_NOT_RECIPIENT, SEAL_AUTH_FAILED, "
+		    "SEAL_MALFORMED, SEAL_MISMATCH, SEAL_INVALID_CONTENT (not %d)",
+		    (int)u->code);
+	}
+	if (strlen(u->detail) > POLICY_DETAIL_MAX) {
+		return refuse(out, IHALA_ETOOLARGE, "an unreadable's detail is over %d bytes",
+		              POLICY_DETAIL_MAX);
+	}
+	return 0;
+}
+
 /* The refusal text for a referral that is unknown or not the sender's (id, sender). */
 #define NONPARTY_TEXT "no referral '%s' that agency '%s' is a party to"
 
@@ -441,6 +580,12 @@ check_referral(const struct policy_view *v, const struct policy_agency *me,
 			              "no parent referral '%s' that agency '%s' is a party to",
 			              r->parent_referral_id, me->id);
 		}
+		if (parent->erased) {
+			return refuse(
+			    out, IHALA_EERASED,
+			    "parent referral '%s' was erased; it cannot be referred onward",
+			    r->parent_referral_id);
+		}
 		if (strcmp(parent->recipient, me->id) != 0) {
 			return refuse(
 			    out, IHALA_EPARENT,
@@ -502,13 +647,23 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V2__E
 	case IHALA__V2__ENVELOPE__KIND_NOTE:
 		out->kind = POLICY_KIND_NOTE;
 		break;
+	case IHALA__V2__ENVELOPE__KIND_ERASE:
+		out->kind = POLICY_KIND_ERASE;
+		break;
+	case IHALA__V2__ENVELOPE__KIND_UNREADABLE:
+		return check_unreadable(env, out);
 	default:
-		return refuse(out, IHALA_ESCHEMA,
-		              "envelope carries no referral, status_update, outcome or note");
+		return refuse(
+		    out, IHALA_ESCHEMA,
+		    "envelope carries no referral, status_update, outcome, note, erase or "
+		    "unreadable");
 	}
-	if ((me->may_send & out->kind) == 0) {
+	if ((out->kind & POLICY_KIND_ALL) != 0 && (me->may_send & out->kind) == 0) {
 		return refuse(out, IHALA_EFORBIDDEN, "agency '%s' may not send a %s", sender,
 		              kind_name(out->kind));
+	}
+	if (check_clear(env, out) != 0) {
+		return out->err;
 	}
 	if (out->kind == POLICY_KIND_REFERRAL) {
 		err = check_referral(v, me, env, cur, parent, out);
@@ -530,6 +685,14 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V2__E
 	who = cur != NULL ? party_of(sender, cur) : POLICY_PARTY_NONE;
 	if (who == POLICY_PARTY_NONE) {
 		return refuse(out, IHALA_ENOREFERRAL, NONPARTY_TEXT, rid, sender);
+	}
+	if (out->kind == POLICY_KIND_ERASE) {
+		return check_erase(env->erase, cur, who, out);
+	}
+	if (cur->erased && env->sealed_sha256.len > 0) {
+		return refuse(
+		    out, IHALA_EERASED,
+		    "referral '%s' was erased: its messages carry no sealed part any more", rid);
 	}
 	id_copy(out->recipient, sizeof(out->recipient),
 	        who == POLICY_PARTY_REFERRER ? cur->recipient : cur->referrer);

@@ -15,6 +15,10 @@ enum policy_kind {
 	POLICY_KIND_OUTCOME = 1u << 2,
 	POLICY_KIND_NOTE = 1u << 3,
 	POLICY_KIND_ALL = 0xfu,
+	/* Not in may_send masks: a party's duties, judged by the referral alone (an Erase by
+	 * its referrer; an Unreadable by the recipient of the entry, which the ledger checks). */
+	POLICY_KIND_ERASE = 1u << 4,
+	POLICY_KIND_UNREADABLE = 1u << 5,
 };
 
 /* What the policy needs to know of one configured agency. Borrowed from the caller. */
@@ -66,6 +70,17 @@ struct policy_decision {
 	char recipient[ID_AGENCY_MAX + 1]; /* agency the entry is delivered to */
 	Ihala__V2__TaskStatus new_status;  /* status after, or UNSPECIFIED when unchanged */
 };
+
+/*
+ * Erase: the referral's referring agency only (a recipient: FORBIDDEN; anyone else, or an
+ * unknown id: UNKNOWN_REFERRAL), with reason_code CONSENT_WITHDRAWN, ENTERED_IN_ERROR or OTHER
+ * (SCHEMA), once (a referral already erased: ERASED). out->recipient is "": the broker finds
+ * the parties. Unreadable: ref_seq set, code one of the SEAL_* codes, detail at most
+ * POLICY_DETAIL_MAX bytes; who may send it is the ledger's to check against the entry.
+ * A message carrying a sealed part on an erased referral, and an onward referral of an
+ * erased one, are refused ERASED.
+ */
+#define POLICY_DETAIL_MAX 512
 
 /*
  * Decide on one submission. `sender` is the authenticated agency. `env` is the decoded

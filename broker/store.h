@@ -282,6 +282,17 @@ typedef int (*store_history_cb)(void *arg, uint64_t seq, const void *item, size_
 int store_history_iter(struct store_rtxn *r, const char *referral_id, store_history_cb cb,
                        void *arg);
 
+/*
+ * ---- children: a referral's onward referrals (for erasure) ----
+ *
+ * store_child_put records that `child` continues `parent` (put again: no change).
+ * store_children_iter calls cb(arg, child) for each of parent's, in byte order of their ids
+ * (`child` valid during the call); cb returns as for store_queue_iter.
+ */
+int store_child_put(struct store_wtxn *w, const char *parent, const char *child);
+typedef int (*store_child_cb)(void *arg, const char *child);
+int store_children_iter(struct store_rtxn *r, const char *parent, store_child_cb cb, void *arg);
+
 /* ---- tree: (level, index) -> 32-byte Merkle node hash ---- */
 
 /*

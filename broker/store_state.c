@@ -599,3 +599,97 @@ store_meta_first(struct store_rtxn *r, const char *prefix, char *key, size_t siz
 	key[k.mv_size] = '\0';
 	return 0;
 }
+
+/* ---- children: parent referral id "\0" child referral id -> "" ---- */
+
+static int
+child_key(const struct store *s, const char *parent, const char *child, uint8_t *buf, MDB_val *k)
+{
+	size_t n, m = child != NULL ? strlen(child) : 0;
+	int err;
+
+	if ((err = id_len(s, parent, 1 + m, &n)) < 0) {
+		return err;
+	}
+	memcpy(buf, parent, n);
+	buf[n] = '\0';
+	if (m > 0) {
+		memcpy(buf + n + 1, child, m);
+	}
+	k->mv_data = buf;
+	k->mv_size = n + 1 + m;
+	return 0;
+}
+
+int
+store_child_put(struct store_wtxn *w, const char *parent, const char *child)
+{
+	uint8_t kbuf[1024];
+	MDB_val k, v = {0, ""};
+	int rc, err;
+
+	if ((err = wcheck(w)) < 0) {
+		return err;
+	}
+	if (w->r.s->db.maxkey > sizeof(kbuf) || child == NULL || child[0] == '\0') {
+		return IHALA_EINVAL;
+	}
+	if ((err = child_key(w->r.s, parent, child, kbuf, &k)) < 0) {
+		return err;
+	}
+	if ((rc = store_put(w->r.s, w->r.lt.txn, w->r.s->dbi.children, &k, &v, 0)) != 0) {
+		return wfail(w, rc, "storing an onward referral");
+	}
+	return 0;
+}
+
+int
+store_children_iter(struct store_rtxn *r, const char *parent, store_child_cb cb, void *arg)
+{
+	uint8_t kbuf[1024];
+	char child[1024];
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	size_t plen;
+	int rc, err;
+
+	if ((err = rcheck(r)) < 0) {
+		return err;
+	}
+	if (cb == NULL || r->s->db.maxkey > sizeof(kbuf)) {
+		return IHALA_EINVAL;
+	}
+	if ((err = child_key(r->s, parent, NULL, kbuf, &k)) < 0) {
+		return err;
+	}
+	plen = k.mv_size; /* parent + NUL */
+	if ((rc = mdb_cursor_open(r->lt.txn, r->s->dbi.children, &cur)) != 0) {
+		return store_err(r->s, rc, "opening a cursor on onward referrals");
+	}
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	err = 0;
+	while (rc == 0) {
+		if (k.mv_size <= plen || memcmp(k.mv_data, kbuf, plen) != 0) {
+			break; /* past this parent's children */
+		}
+		if (k.mv_size - plen >= sizeof(child)) {
+			err = IHALA_ESTORE;
+			break;
+		}
+		memcpy(child, (const uint8_t *)k.mv_data + plen, k.mv_size - plen);
+		child[k.mv_size - plen] = '\0';
+		err = cb(arg, child);
+		if (err != 0) {
+			break;
+		}
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (err != 0) {
+		return err < 0 ? err : 0;
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		return store_err(r->s, rc, "reading onward referrals");
+	}
+	return 0;
+}

@@ -392,6 +392,13 @@ window_send_cb(void *arg, const char *message_id, const void *env, size_t len)
 		c->seal_pending = 1;
 		return 1; /* not sealed for good yet (sealing_reseal): it and those behind wait */
 	}
+	if (sealing_record_oversize(env, len)) {
+		client_refuse(
+		    c, message_id, IHALA_ETOOLARGE,
+		    "message is over the broker's limit per frame once sealed; nothing was "
+		    "sent (shorten long texts or lists)");
+		return 0;
+	}
 	if (submit_frame_size(len) > ihala_max_frame(c)) {
 		return outbox_send_cb(c, message_id, env, len); /* rejected here, never sent */
 	}
@@ -485,7 +492,8 @@ on_receipt(struct ihala_client *c, const Ihala__V2__Receipt *r)
 			localstore_outbox_del(c->ls, r->message_id);
 		} else if (r->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 			reject(c, r->message_id, -r->error_code, r->error_message);
-		} else {
+		} else if (localstore_outbox_sent(c->ls, r->message_id, r->seq) != 0) {
+			/* kept as sent so a repeat under its id is the same bytes */
 			localstore_outbox_del(c->ls, r->message_id);
 		}
 	}
@@ -904,10 +912,11 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	uint64_t deadline = deadline_of(c, timeout_ms);
 	uint8_t *buf;
 	size_t len;
-	int err;
+	int err, given;
 
 	memset(rc, 0, sizeof(*rc));
 	c->errmsg[0] = '\0';
+	given = env->message_id != NULL && env->message_id[0] != '\0';
 	if (env->message_id == NULL || env->message_id[0] == '\0') {
 		char *id = malloc(33);
 
@@ -921,7 +930,19 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	}
 	snprintf(rc->message_id, sizeof(rc->message_id), "%s", env->message_id);
 	/* Validated, split and sealed: what is queued holds nothing personal in clear. */
-	if ((err = sealing_record(c, env, left_ms(deadline), &buf, &len)) != 0) {
+	/* The same message again under its id: the same bytes (sealing anew would differ). */
+	buf = NULL;
+	if ((!given || sealing_reuse(c, env, &buf, &len) != 0) &&
+	    (err = sealing_record(c, env, left_ms(deadline), &buf, &len)) != 0) {
+		if (err == IHALA_ETOOLARGE && buf != NULL) {
+			/* Never queued; on the rejected list (clear part only) for `ihala outbox`.
+			 */
+			if (localstore_outbox_put(c->ls, env->message_id, buf, len) == 0) {
+				reject(c, env->message_id, IHALA_ETOOLARGE, c->errmsg);
+			}
+			free(buf);
+			return IHALA_ETOOLARGE;
+		}
 		if (err <= IHALA_ESCHEMA && err > IHALA_ENOTFOUND) {
 			/* A refusal of the message (the node's checks, the broker's sentences):
 			 * told as the broker's would be; nothing was queued. */

@@ -177,6 +177,17 @@ void sealing_open_delivery(struct ihala_client *c, struct ihala_delivery *d);
  * list when refused for good. 0, or the transport error that stopped it.
  */
 int sealing_record_pending(const void *rec, size_t len);
+/* A record of a message too large once sealed (its clear part only, on the rejected list):
+ * never sent, refused again when retried. */
+int sealing_record_oversize(const void *rec, size_t len);
+
+/*
+ * The record queued or sent before under env->message_id when it holds the same message
+ * (a submission repeated under its id): *rec (free()) to queue again, the same bytes, so the
+ * broker answers DUPLICATE with the original seq. IHALA_ENOTFOUND otherwise.
+ */
+int sealing_reuse(struct ihala_client *c, const Ihala__V2__Envelope *env, uint8_t **rec,
+                  size_t *len);
 int sealing_reseal(struct ihala_client *c, int timeout_ms);
 
 /* A message refused for good: to the rejected list, and the receipt of a caller waiting for

@@ -23,6 +23,9 @@
  *   outbox_id    message id -> u64 counter
  *   inbox        u64 seq -> entry bytes (PENDING)
  *   inbox_done   u64 seq -> empty (DONE)
+ *   sent         message id -> u64 seq, the outbox record as it was accepted (the
+ *                message sent again under its id is the same bytes: DUPLICATE; dropped by
+ *                an erasure naming the seq)
  *   inbox_sealed u64 seq -> the sealed part delivered with a PENDING entry (dropped with
  *                its bytes when DONE, or when an erasure names the seq)
  *   rejected     message id -> i32 code, u64 wall ms, u16 text length, text,
@@ -57,6 +60,7 @@ struct localstore {
 	MDB_dbi rejected;
 	MDB_dbi journal;      /* referral id, NUL, u64 seq -> JSON text (created on open) */
 	MDB_dbi inbox_sealed; /* u64 seq -> sealed part of a PENDING entry (created on open) */
+	MDB_dbi sent;         /* message id -> u64 seq, record (created on open) */
 	int inbox_lockfd;     /* localstore_inbox_lock, -1 when not held */
 	dev_t dev;            /* the directory, in the open_dirs registry */
 	ino_t ino;
@@ -160,6 +164,7 @@ open_layout(struct localstore *ls)
 	    {"rejected", 0, &ls->rejected},
 	    {"journal", 0, &ls->journal},
 	    {"inbox_sealed", 0, &ls->inbox_sealed},
+	    {"sent", 0, &ls->sent},
 	};
 	MDB_txn *txn = NULL;
 	int err, fresh;
@@ -485,6 +490,118 @@ localstore_outbox_del(struct localstore *ls, const char *message_id)
 	}
 	return wcommit(ls, txn, "committing an outbox removal");
 fail:
+	mdb_txn_abort(txn);
+	return err;
+}
+
+static int outbox_take_txn(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, void **env,
+                           size_t *len);
+
+int
+localstore_outbox_get(struct localstore *ls, const char *message_id, void **env, size_t *len)
+{
+	char got[LOCALSTORE_MAX_MSGID + 1];
+	uint8_t kbuf[U64_LEN];
+	MDB_txn *txn = NULL;
+	MDB_val k, v, ik;
+	const void *data;
+	uint64_t counter;
+	size_t idn;
+	int rc, err;
+
+	if (ls == NULL || msgid_len(message_id, &idn) < 0 || env == NULL || len == NULL) {
+		return IHALA_EINVAL;
+	}
+	if ((err = rbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	mkval(&ik, message_id, idn);
+	if ((err = outbox_counter(ls, txn, &ik, &counter)) < 0) {
+		goto out;
+	}
+	be64enc(kbuf, counter);
+	mkval(&k, kbuf, sizeof(kbuf));
+	if ((rc = mdb_get(txn, ls->outbox, &k, &v)) != 0) {
+		err = rc == MDB_NOTFOUND ? damaged(ls, "outbox index")
+		                         : ls_err(ls, rc, "reading the outbox");
+		goto out;
+	}
+	if ((err = outbox_decode(ls, &v, got, &data, len)) < 0) {
+		goto out;
+	}
+	if ((*env = malloc(*len ? *len : 1)) == NULL) {
+		err = IHALA_ENOMEM;
+		goto out;
+	}
+	memcpy(*env, data, *len);
+out:
+	mdb_txn_abort(txn);
+	return err;
+}
+
+int
+localstore_outbox_sent(struct localstore *ls, const char *message_id, uint64_t seq)
+{
+	MDB_txn *txn = NULL;
+	MDB_val ik, v;
+	void *env = NULL;
+	size_t idn, len = 0;
+	int rc, err;
+
+	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
+		return IHALA_EINVAL;
+	}
+	if ((err = wbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	mkval(&ik, message_id, idn);
+	if ((err = outbox_take_txn(ls, txn, &ik, &env, &len)) < 0) {
+		goto fail;
+	}
+	mkval(&v, NULL, U64_LEN + len);
+	if ((rc = mdb_put(txn, ls->sent, &ik, &v, MDB_RESERVE)) != 0) {
+		err = ls_err(ls, rc, "recording a sent message");
+		goto fail;
+	}
+	be64enc(v.mv_data, seq);
+	memcpy((uint8_t *)v.mv_data + U64_LEN, env, len);
+	free(env);
+	return wcommit(ls, txn, "committing a sent message");
+fail:
+	free(env);
+	mdb_txn_abort(txn);
+	return err;
+}
+
+int
+localstore_sent_get(struct localstore *ls, const char *message_id, void **env, size_t *len,
+                    uint64_t *seq)
+{
+	MDB_txn *txn = NULL;
+	MDB_val ik, v;
+	size_t idn;
+	int rc, err;
+
+	if (ls == NULL || msgid_len(message_id, &idn) < 0 || env == NULL || len == NULL) {
+		return IHALA_EINVAL;
+	}
+	if ((err = rbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	mkval(&ik, message_id, idn);
+	if ((rc = mdb_get(txn, ls->sent, &ik, &v)) != 0) {
+		err = ls_err(ls, rc, "reading a sent message");
+	} else if (v.mv_size < U64_LEN) {
+		err = damaged(ls, "sent record");
+	} else if ((*env = malloc(v.mv_size - U64_LEN + 1)) == NULL) {
+		err = IHALA_ENOMEM;
+	} else {
+		memcpy(*env, (const uint8_t *)v.mv_data + U64_LEN, v.mv_size - U64_LEN);
+		*len = v.mv_size - U64_LEN;
+		if (seq != NULL) {
+			*seq = be64dec(v.mv_data);
+		}
+	}
 	mdb_txn_abort(txn);
 	return err;
 }
@@ -954,6 +1071,27 @@ localstore_erase_seqs(struct localstore *ls, const uint64_t *seqs, size_t n, siz
 			goto fail;
 		}
 	}
+	/* The records sent under those seqs. */
+	if ((rc = mdb_cursor_open(txn, ls->sent, &cur)) != 0) {
+		err = ls_err(ls, rc, "opening a cursor on the sent messages");
+		goto fail;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (v.mv_size >= U64_LEN && seq_in(be64dec(v.mv_data), seqs, n)) {
+			if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+				err = ls_err(ls, rc, "erasing a sent message");
+				goto fail;
+			}
+			count++;
+		}
+	}
+	if (rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "reading the sent messages");
+		goto fail;
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
 	/* The journal's records of those seqs, whatever their referral (onward ones too). */
 	if ((rc = mdb_cursor_open(txn, ls->journal, &cur)) != 0) {
 		err = ls_err(ls, rc, "opening a journal cursor");

@@ -87,6 +87,21 @@ int localstore_outbox_put(struct localstore *ls, const char *message_id, const v
 int localstore_outbox_replace(struct localstore *ls, const char *message_id, const void *env,
                               size_t len);
 
+/* A copy of what is queued under `message_id`: *env malloc'd (free()), *len bytes;
+ * IHALA_ENOTFOUND when it is not queued. */
+int localstore_outbox_get(struct localstore *ls, const char *message_id, void **env, size_t *len);
+
+/*
+ * The broker logged `message_id` as `seq`: its record leaves the outbox for the sent list (one
+ * commit), so the same message submitted again under its id is the same bytes (DUPLICATE).
+ * A sent record of the same id is replaced. IHALA_ENOTFOUND when it is not queued.
+ */
+int localstore_outbox_sent(struct localstore *ls, const char *message_id, uint64_t seq);
+
+/* The sent record of `message_id` (as localstore_outbox_get) and its seq (may be NULL). */
+int localstore_sent_get(struct localstore *ls, const char *message_id, void **env, size_t *len,
+                        uint64_t *seq);
+
 /* Remove the entry of `message_id`; IHALA_ENOTFOUND if it is not queued. */
 int localstore_outbox_del(struct localstore *ls, const char *message_id);
 
@@ -193,9 +208,9 @@ int localstore_inbox_put_sealed(struct localstore *ls, uint64_t seq, const void 
 int localstore_inbox_sealed(struct localstore *ls, uint64_t seq, void **sealed, size_t *len);
 
 /*
- * Erasure (issue 16): in one commit, drop the sealed parts of the inbox entries of seqs[0..n)
- * and the journal records of those seqs (of any referral). *erased (may be NULL): how many
- * rows went. Idempotent.
+ * Erasure (issue 16): in one commit, drop the sealed parts of the inbox entries of seqs[0..n),
+ * the sent records of those seqs and the journal records of those seqs (of any referral). *erased
+ * (may be NULL): how many rows went. Idempotent.
  */
 int localstore_erase_seqs(struct localstore *ls, const uint64_t *seqs, size_t n, size_t *erased);
 

@@ -126,6 +126,10 @@ sealing_release(struct ihala_client *c)
 
 /* ---- sealing on submit ---- */
 
+/* What sealing adds at most to the content (CMS structure, one key agreement per recipient):
+ * for the size a message will have before it is sealed. */
+#define SEAL_OVERHEAD (512u + 256u * SEAL_RECIPIENTS_MAX)
+
 /* The agency's certificate to seal to: this session's pick, else the directory's. */
 static int
 recipient_cert(struct ihala_client *c, const char *agency, int timeout_ms, X509 **out)
@@ -263,13 +267,16 @@ add_custodian(void *arg, const char *item, size_t len)
  * never sent as it is: sealing_reseal() seals it for good once the broker answers. A Submit
  * never starts with a 0 byte (no field 0). */
 #define PENDING_MARK 0x00
+/* A message too large once sealed, kept on the rejected list by its clear part alone: never
+ * sent, refused again (TOO_LARGE) when retried. */
+#define OVERSIZE_MARK 0x01
 
 static int
-pack_submit_mark(const uint8_t *env, size_t envlen, const uint8_t *sealed, size_t slen, int pending,
+pack_submit_mark(const uint8_t *env, size_t envlen, const uint8_t *sealed, size_t slen, int mark,
                  uint8_t **rec, size_t *len)
 {
 	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
-	size_t n, off = pending ? 1 : 0;
+	size_t n, off = mark >= 0 ? 1 : 0;
 
 	s.envelope.data = (uint8_t *)env;
 	s.envelope.len = envlen;
@@ -279,7 +286,7 @@ pack_submit_mark(const uint8_t *env, size_t envlen, const uint8_t *sealed, size_
 	if ((*rec = malloc(n + off + 1)) == NULL) {
 		return IHALA_ENOMEM;
 	}
-	(*rec)[0] = PENDING_MARK;
+	(*rec)[0] = (uint8_t)mark;
 	*len = off + ihala__v2__submit__pack(&s, *rec + off);
 	return 0;
 }
@@ -288,7 +295,13 @@ static int
 pack_submit(const uint8_t *env, size_t envlen, const uint8_t *sealed, size_t slen, uint8_t **rec,
             size_t *len)
 {
-	return pack_submit_mark(env, envlen, sealed, slen, 0, rec, len);
+	return pack_submit_mark(env, envlen, sealed, slen, -1, rec, len);
+}
+
+int
+sealing_record_oversize(const void *rec, size_t len)
+{
+	return len > 0 && ((const uint8_t *)rec)[0] == OVERSIZE_MARK;
 }
 
 int
@@ -322,7 +335,7 @@ pending_record(struct ihala_client *c, const Ihala__V2__Envelope *env, const uin
 		return client_fail(c, err, "message %s was not sealed: %s", env->message_id, why);
 	}
 	if ((err = personal_clear(env, NULL, &clear, &clen)) == 0) {
-		err = pack_submit_mark(clear, clen, der, dlen, 1, rec, len);
+		err = pack_submit_mark(clear, clen, der, dlen, PENDING_MARK, rec, len);
 	}
 	free(der);
 	free(clear);
@@ -378,6 +391,27 @@ sealing_record(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 		free(clear);
 		return err;
 	}
+	/* Too large to be sent: said now, before any request, and kept on the rejected list
+	 * (its clear part only) as an oversized message always was. */
+	if ((err = personal_clear(env, NULL, &clear, &clen)) != 0) {
+		goto out;
+	}
+	if (plen > SEAL_PLAIN_MAX || clen + plen + SEAL_OVERHEAD > ihala_max_frame(c)) {
+		size_t est = clen + plen + SEAL_OVERHEAD;
+
+		err = pack_submit_mark(clear, clen, NULL, 0, OVERSIZE_MARK, rec, len);
+		if (err == 0) {
+			err = client_fail(
+			    c, IHALA_ETOOLARGE,
+			    "message %s is %zu bytes encoded, over the broker's limit of "
+			    "%zu bytes per frame; nothing was queued (shorten long texts "
+			    "or lists)",
+			    env->message_id, est, ihala_max_frame(c));
+		}
+		goto out;
+	}
+	free(clear);
+	clear = NULL;
 	if (c->keyring == NULL) {
 		err = client_fail(
 		    c, IHALA_ECONFIG,
@@ -477,7 +511,7 @@ ihala_record_envelope(const void *rec, size_t len, Ihala__V2__Envelope **env)
 	Ihala__V2__Submit *s;
 	int err;
 
-	if (sealing_record_pending(rec, len)) {
+	if (sealing_record_pending(rec, len) || sealing_record_oversize(rec, len)) {
 		rec = (const uint8_t *)rec + 1;
 		len--;
 	}
@@ -519,17 +553,29 @@ collect_pending(void *arg, const char *message_id, const void *env, size_t len)
 	return 0;
 }
 
-/* The full envelope of a pending record: its clear part and our own sealed part opened. */
+/* The full envelope of a record (pending or not): its clear part and the sealed part opened
+ * with our own key (we are always one of its recipients). */
 static int
 pending_full(struct ihala_client *c, const uint8_t *rec, size_t len, Ihala__V2__Envelope **full,
              char *why, size_t whylen)
 {
-	Ihala__V2__Submit *s = ihala__v2__submit__unpack(NULL, len - 1, rec + 1);
+	size_t off = sealing_record_pending(rec, len) ? 1 : 0;
+	Ihala__V2__Submit *s = ihala__v2__submit__unpack(NULL, len - off, rec + off);
 	Ihala__V2__Envelope *clear = NULL;
 	uint8_t *plain = NULL;
 	size_t plen = 0;
 	int err;
 
+	if (s != NULL && s->sealed.len == 0) {
+		/* nothing sealed: the clear part is the whole message */
+		err = envelope_decode(s->envelope.data, s->envelope.len, full);
+		ihala__v2__submit__free_unpacked(s, NULL);
+		return err;
+	}
+	if (c->keyring == NULL) {
+		ihala__v2__submit__free_unpacked(s, NULL);
+		return IHALA_ECONFIG;
+	}
 	if (s == NULL) {
 		snprintf(why, whylen, "the outbox record does not decode (damaged)");
 		return IHALA_ESTORE;
@@ -546,6 +592,74 @@ pending_full(struct ihala_client *c, const uint8_t *rec, size_t len, Ihala__V2__
 	envelope_free(clear);
 	ihala__v2__submit__free_unpacked(s, NULL);
 	return err;
+}
+
+/* 1 when a and b are the same message: their clear parts without the derived fields, and
+ * their personal fields, encode the same. */
+static int
+same_message(const Ihala__V2__Envelope *a, const Ihala__V2__Envelope *b, const char *self)
+{
+	uint8_t *ca = NULL, *cb = NULL, *sa = NULL, *sb = NULL;
+	size_t cal = 0, cbl = 0, sal = 0, sbl = 0;
+	int same = 0;
+
+	if (personal_kind(a) != personal_kind(b)) {
+		return 0;
+	}
+	if (!personal_kind(a)) {
+		ca = malloc(ihala__v2__envelope__get_packed_size(a) + 1);
+		cb = malloc(ihala__v2__envelope__get_packed_size(b) + 1);
+		if (ca != NULL && cb != NULL) {
+			cal = ihala__v2__envelope__pack(a, ca);
+			cbl = ihala__v2__envelope__pack(b, cb);
+			same = cal == cbl && memcmp(ca, cb, cal) == 0;
+		}
+	} else if (personal_clear(a, NULL, &ca, &cal) == 0 &&
+	           personal_clear(b, NULL, &cb, &cbl) == 0 &&
+	           personal_split(a, self, &sa, &sal) == 0 &&
+	           personal_split(b, self, &sb, &sbl) == 0) {
+		same = cal == cbl && memcmp(ca, cb, cal) == 0 && sal == sbl &&
+		       (sal == 0 || memcmp(sa, sb, sal) == 0);
+	}
+	if (sa != NULL) {
+		OPENSSL_cleanse(sa, sal);
+	}
+	if (sb != NULL) {
+		OPENSSL_cleanse(sb, sbl);
+	}
+	free(ca);
+	free(cb);
+	free(sa);
+	free(sb);
+	return same;
+}
+
+int
+sealing_reuse(struct ihala_client *c, const Ihala__V2__Envelope *env, uint8_t **rec, size_t *len)
+{
+	Ihala__V2__Envelope *old = NULL;
+	void *r = NULL;
+	size_t rlen = 0;
+	char why[512];
+	int same;
+
+	if (localstore_outbox_get(c->ls, env->message_id, &r, &rlen) != 0 &&
+	    localstore_sent_get(c->ls, env->message_id, &r, &rlen, NULL) != 0) {
+		return IHALA_ENOTFOUND;
+	}
+	if (rlen == 0 || pending_full(c, r, rlen, &old, why, sizeof(why)) != 0) {
+		free(r);
+		return IHALA_ENOTFOUND;
+	}
+	same = same_message(env, old, c->own_agency);
+	envelope_free(old);
+	if (!same) {
+		free(r);
+		return IHALA_ENOTFOUND; /* sealed anew: the broker says MESSAGE_ID_CONFLICT */
+	}
+	*rec = r;
+	*len = rlen;
+	return 0;
 }
 
 int

@@ -315,18 +315,10 @@ personal_declared(const Ihala__V2__Referral *r, Ihala__V2__DataCategory *out, si
 
 /* ---- validation ---- */
 
-/* 1..64 printable ASCII (0x21..0x7e), as identifiers and injury codes are. */
-static int
-code_valid(const char *s)
-{
-	return id_valid(s);
-}
-
 static int
 validate_referral(const Ihala__V2__Referral *r, char *err, size_t errlen)
 {
 	const struct consent_field *f;
-	size_t i;
 
 	if (r->survivor == NULL || !id_valid(r->survivor->case_id)) {
 		return fail(err, errlen, IHALA_ESCHEMA,
@@ -340,14 +332,6 @@ validate_referral(const Ihala__V2__Referral *r, char *err, size_t errlen)
 			            "referral.survivor.injury codes: %zu, at most %d of each are "
 			            "allowed",
 			            in->n_injury_codes + in->n_amputations, MAX_CODES);
-		}
-		for (i = 0; i < in->n_injury_codes; i++) {
-			if (!code_valid(in->injury_codes[i])) {
-				return fail(err, errlen, IHALA_ESCHEMA,
-				            "survivor.injury.injury_codes[%zu] must be 1..64 "
-				            "printable ASCII characters without spaces",
-				            i);
-			}
 		}
 	}
 	if (r->consent == NULL || !r->consent->given) {

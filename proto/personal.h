@@ -48,7 +48,7 @@ size_t personal_declared(const Ihala__V2__Referral *r, Ihala__V2__DataCategory *
 /*
  * The checks on personal fields the broker made before sealing (the node makes them now):
  * for a Referral, survivor.case_id present (1..64 printable ASCII), at most 64 injury codes
- * and 64 amputations, each injury code 1..64 printable ASCII, consent.recorded_by a
+ * and 64 amputations, consent.recorded_by a
  * pseudonymous staff id (1..64 printable ASCII) when set, a given consent covering every
  * category the referral carries (consent_uncovered); for every kind, valid UTF-8.
  * IHALA_ESCHEMA, IHALA_EUTF8, IHALA_ECONSENT, IHALA_EINVAL.

@@ -211,11 +211,10 @@ check "refer: exit 0, receipt with seq, accepted" \
 check "refer: leafHash is 64 hex digits" grep -qE '"leafHash":"[0-9a-f]{64}"' "$OUT"
 seq1=$(seq_of)
 run refer1dup "$DMA" refer --to moh --file "$T/r1.json" --message-id "msg-$R1"
-# v2: each sealing is new random bytes, so running refer again seals anew and the broker
-# cannot tell it from new content under the same id (retries of the outbox resend its own
-# bytes and are duplicates: client_test, client_crash.sh).
-check "refer again with the same message id (sealed anew): exit 1, MESSAGE_ID_CONFLICT naming seq" \
-	eval 'exit_and_err 1 "ihala: refused: MESSAGE_ID_CONFLICT: message id '"'"'msg-$R1'"'"' was already used for different content (seq $seq1)"'
+# v2: the node keeps what it sent under the id (its own sealed part) and sends the same bytes
+# again when the content is the same, so the broker answers DUPLICATE as before sealing.
+check "refer again with the same message id: duplicate, same seq" \
+	eval 'expect 0 && out_has "\"status\":\"duplicate\"" && [ "$(seq_of)" = "$seq1" ]'
 run refer1exists "$DMA" refer --to moh --file "$T/r1.json"
 check "refer the same referral id with a new message id: exit 1, REFERRAL_EXISTS" \
 	exit_and_err 1 "ihala: refused: REFERRAL_EXISTS: "

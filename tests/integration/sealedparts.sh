@@ -10,7 +10,7 @@
 
 PROBE=$IHALA_BUILD/tests/tools/probe
 
-plan 16
+plan 19
 
 port=$(free_port)
 EP=tcp://127.0.0.1:$port
@@ -65,6 +65,17 @@ out=$(probe_as dma --sealed "$T/s2.der" submit-json "$T/r3.json" 2>&1)
 check "an unspecified category declared: SCHEMA" \
 	eval 'grep -qF "receipt REFUSED SCHEMA: data_declared holds the unspecified category 0" <<<"$out" || { diag "$out"; false; }'
 
+# Personal fields in a clear part: refused, naming the field; nothing of them logged.
+NAME='نور الهدى خلف حسن'
+printf '{"to":"moh","referral":{"referralId":"R4-%s","priority":"normal","services":["legal"],"survivor":{"caseId":"IQ-1","name":"%s"},"consent":{"given":true,"agencies":["moh"],"dataCovered":["needs"]}}}\n' $$ "$NAME" >"$T/r4.json"
+out=$(probe_as dma submit-json "$T/r4.json" 2>&1)
+check "a survivor in the clear part: SCHEMA, 'referral.survivor must be sealed'" \
+	eval '[ "$out" = "receipt REFUSED SCHEMA: referral.survivor must be sealed (docs/SEALING.md)" ] || { diag "$out"; false; }'
+printf '{"note":{"referralId":"R1-%s","text":"%s"}}\n' $$ "$NAME" >"$T/n0.json"
+out=$(probe_as dma submit-json "$T/n0.json" 2>&1)
+check "a note's text in the clear part: SCHEMA, 'note.text must be sealed'" \
+	eval '[ "$out" = "receipt REFUSED SCHEMA: note.text must be sealed (docs/SEALING.md)" ] || { diag "$out"; false; }'
+
 # A note with its own sealed part, and one without.
 printf '{"note":{"referralId":"R1-%s"}}\n' $$ >"$T/n1.json"
 out=$(probe_as dma --sealed "$T/s2.der" submit-json "$T/n1.json" 2>&1)
@@ -103,4 +114,6 @@ out=$(probe_as auditor replay 2>&1)
 check "after a restart the replay still carries them" \
 	eval 'grep -qE "^record 1 submission .* sealed $(tag "$T/s1.der") " <<<"$out" || { diag "$out"; false; }'
 check "the broker's log never printed the marker" eval '! grep -qF "$MARK" "$T/b/broker.log"'
+check "nothing in the broker's files or its log holds the name refused in clear" \
+	eval '! grep -rqF "$NAME" "$T/b" "$T/copy"'
 check "the broker is alive" kill -0 "$BROKER_PID"

@@ -1814,7 +1814,7 @@ mode_make_envelope(const char *marker)
 	Ihala__V2__ServiceCode services[1] = {
 	    IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION};
 	Ihala__V2__DataCategory data[1] = {IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_NEEDS};
-	char msgid[80], refid[80], recorded[256];
+	char msgid[80], refid[80], reason[256];
 	char *agencies[1];
 	uint8_t *buf;
 	size_t len;
@@ -1823,9 +1823,9 @@ mode_make_envelope(const char *marker)
 	         opt.message_id != NULL ? opt.message_id : "probe-msg-1");
 	snprintf(refid, sizeof(refid), "%s",
 	         opt.referral_id != NULL ? opt.referral_id : "probe-ref-1");
-	/* The clear part only (v2: a referral's personal fields travel sealed): the marker goes
-	 * into a clear string, consent.recorded_by. */
-	snprintf(recorded, sizeof(recorded), "probe %s%s", marker, opt.bad_utf8 ? " \xc3\x28" : "");
+	/* Protocol v2: a clear part only (the personal fields are sealed); the marker goes in a
+	 * clear string, the consent's recorded_by. */
+	snprintf(reason, sizeof(reason), "probe %s%s", marker, opt.bad_utf8 ? " \xc3\x28" : "");
 	agencies[0] = (char *)opt.to;
 	e.message_id = msgid;
 	e.to = (char *)opt.to;
@@ -1843,7 +1843,7 @@ mode_make_envelope(const char *marker)
 	cs.given = 1;
 	cs.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	cs.date = "2024-05-01";
-	cs.recorded_by = recorded;
+	cs.recorded_by = reason;
 	cs.n_agencies = 1;
 	cs.agencies = agencies;
 	cs.n_data_covered = 1;
@@ -1924,7 +1924,9 @@ usage(FILE *fp)
 	    "                           acked with --ack; then 'inbox: N' or 'timeout after K'\n"
 	    "  replay                   (auditor) the log, 'record SEQ KIND ... sealed TAG';\n"
 	    "                           then 'replay: N'\n"
-	    "  make-envelope MARKER     encoded referral envelope carrying MARKER on stdout\n"
+	    "  make-envelope MARKER     encoded referral envelope (a clear part) carrying MARKER "
+	    "on\n"
+	    "                           stdout\n"
 	    "\n"
 	    "exit: 0 ran (judge the output), 1 refused, 2 usage, 3 timeout, 4 local failure\n");
 }

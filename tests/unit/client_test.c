@@ -888,6 +888,32 @@ test_sealed_submit(void **state)
 	fake_receipt("m-sealed", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
 	sync_client(c);
 	assert_int_equal(outbox(c), 0);
+	/* The same message again under its id: the very same bytes (the broker: DUPLICATE),
+	 * not a new sealing; other content under the id: sealed anew (MESSAGE_ID_CONFLICT). */
+	{
+		uint8_t *env1 = fb.last_env, *sealed1 = fb.last_sealed;
+		size_t env1_len = fb.last_env_len, sealed1_len = fb.last_sealed_len;
+
+		fb.last_env = fb.last_sealed = NULL;
+		e = envelope("m-sealed");
+		e->note->text = (char *)arabic;
+		assert_int_equal(ihala_submit(c, e, 200, &rc), IHALA_ETIMEDOUT);
+		wait_submits(c, 2);
+		assert_int_equal(fb.last_env_len, env1_len);
+		assert_memory_equal(fb.last_env, env1, env1_len);
+		assert_int_equal(fb.last_sealed_len, sealed1_len);
+		assert_memory_equal(fb.last_sealed, sealed1, sealed1_len);
+		fake_receipt("m-sealed", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE, 0);
+		sync_client(c);
+		e = envelope("m-sealed");
+		e->note->text = "другой текст";
+		assert_int_equal(ihala_submit(c, e, 200, &rc), IHALA_ETIMEDOUT);
+		wait_submits(c, 3);
+		assert_false(fb.last_sealed_len == sealed1_len &&
+		             memcmp(fb.last_sealed, sealed1, sealed1_len) == 0);
+		free(env1);
+		free(sealed1);
+	}
 }
 
 /*

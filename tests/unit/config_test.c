@@ -217,6 +217,7 @@ test_good_defaults(void **state)
 	assert_int_equal(cfg->limits.max_inflight, 1024);
 	assert_int_equal(cfg->limits.out_cap, 4 << 20);
 	assert_int_equal(cfg->limits.idle_timeout_ms, 0);
+	assert_int_equal(cfg->limits.retention_ms, 0); /* never, by default */
 	assert_int_equal(cfg->commit.max_batch, 1024);
 	assert_int_equal(cfg->checkpoint.every_entries, 1000);
 	assert_int_equal(cfg->checkpoint.every_ms, 10000);
@@ -291,6 +292,7 @@ test_good_values(void **state)
 	                          "handshake_timeout = 500ms\n"
 	                          "out_cap = 2m\n"
 	                          "idle_timeout = 2d\n"
+	                          "retention = 30d\n"
 	                          "max_sessions: 100000\n"
 	                          "[commit]\n"
 	                          "max_batch = 16\n"
@@ -315,6 +317,7 @@ test_good_values(void **state)
 	assert_int_equal(cfg->limits.handshake_timeout_ms, 500);
 	assert_int_equal(cfg->limits.out_cap, 2 << 20);
 	assert_int_equal(cfg->limits.idle_timeout_ms, 2ULL * 86400 * 1000);
+	assert_int_equal(cfg->limits.retention_ms, 30ULL * 86400 * 1000);
 	assert_int_equal(cfg->limits.max_sessions, 100000);
 	assert_int_equal(cfg->commit.max_batch, 16);
 	assert_int_equal(cfg->deadlines.emergency_ms, 90ULL * 60 * 1000);
@@ -550,6 +553,15 @@ test_bad_numbers(void **state)
 	expect_error(f, 20, "invalid number '+5' for 'credit_window'");
 	expect_error(f, 21, "invalid number '12abc' for 'max_inflight'");
 	expect_error(f, 22, "duplicate section [broker] (first at line 1)");
+	free(text);
+
+	text = concat(base_conf, "[limits]\nretention = 30\n");
+	refused(f, text);
+	expect_error(f, 14, "duration '30' for 'retention' has no unit (add ms, s, m, h or d)");
+	free(text);
+	text = concat(base_conf, "[limits]\nretention = 36501d\n");
+	refused(f, text);
+	expect_error(f, 14, "value 36501d for 'retention' is out of range (0..36500d)");
 	free(text);
 
 	text = concat("[broker]\nauto_grow = maybe\nlog_level = verbose\n", base_conf + 9);

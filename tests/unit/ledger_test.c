@@ -152,6 +152,8 @@ struct msg {
 	Ihala__V2__ServiceCode services[1];
 	Ihala__V2__StatusUpdate su;
 	Ihala__V2__Note note;
+	Ihala__V2__Erase erase;
+	Ihala__V2__Unreadable unr;
 };
 
 /* A complete, valid urgent referral `rid` from dma to moh, message id `mid`. */
@@ -213,6 +215,36 @@ msg_note(struct msg *m, const char *mid, const char *rid, const char *text)
 	m->env.note = &m->note;
 	m->note.referral_id = (char *)rid;
 	(void)text; /* a note's text is sealed (protocol v2): never in the clear part */
+}
+
+/* An Erase of referral `rid` with `reason`, message id `mid`. */
+static void
+msg_erase(struct msg *m, const char *mid, const char *rid, Ihala__V2__ReasonCode reason)
+{
+	memset(m, 0, sizeof(*m));
+	ihala__v2__envelope__init(&m->env);
+	ihala__v2__erase__init(&m->erase);
+	m->env.message_id = (char *)mid;
+	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_ERASE;
+	m->env.erase = &m->erase;
+	m->erase.referral_id = (char *)rid;
+	m->erase.reason_code = reason;
+}
+
+/* An Unreadable of entry `seq` of referral `rid`, code SEAL_AUTH_FAILED, message id `mid`. */
+static void
+msg_unreadable(struct msg *m, const char *mid, const char *rid, uint64_t seq)
+{
+	memset(m, 0, sizeof(*m));
+	ihala__v2__envelope__init(&m->env);
+	ihala__v2__unreadable__init(&m->unr);
+	m->env.message_id = (char *)mid;
+	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_UNREADABLE;
+	m->env.unreadable = &m->unr;
+	m->unr.referral_id = (char *)rid;
+	m->unr.ref_seq = seq;
+	m->unr.code = IHALA__V2__ERROR_CODE__ERROR_CODE_SEAL_AUTH_FAILED;
+	m->unr.detail = "the GCM tag does not verify";
 }
 
 /* A submission of `m` by `agency` at time `t`, bytes and decoded envelope as the server
@@ -596,6 +628,341 @@ test_sealed_counts_in_referral_bytes(void **state)
 	apply1(fx, r);
 	assert_int_equal(r->status, RS(ACCEPTED));
 	wreq_free(r);
+	fx_close(fx);
+}
+
+/* The log entry at `seq`, decoded (free with logentry_free). */
+static Ihala__V2__LogEntry *
+entry_at(struct fx *fx, uint64_t seq)
+{
+	struct store_rtxn *rt;
+	Ihala__V2__LogEntry *e = NULL;
+	const void *data;
+	size_t len;
+
+	assert_int_equal(store_rbegin(fx->store, &rt), 0);
+	assert_int_equal(store_log_get(rt, seq, &data, &len), 0);
+	assert_int_equal(logentry_decode(data, len, &e), 0);
+	store_rend(rt);
+	return e;
+}
+
+/* Submit `m` by `agency` with sealed part `sealed` (a string) alone in a batch: the status
+ * (and err) are checked by the caller; returns the request. */
+static struct wreq *
+submit_s(struct fx *fx, const char *agency, struct msg *m, uint64_t t, const char *sealed)
+{
+	struct wreq *r = sealed != NULL ? submit_req_sealed(agency, m, t, sealed, strlen(sealed))
+	                                : submit_req(agency, m, t);
+
+	apply1(fx, r);
+	return r;
+}
+
+/* Expect `r` accepted at seq `seq` (0: any), and free it. */
+static void
+accepted(struct wreq *r, uint64_t seq)
+{
+	if (r->status != RS(ACCEPTED)) {
+		fail_msg("refused (%d): %s", r->err, r->text);
+	}
+	if (seq != 0) {
+		assert_int_equal(r->seq, seq);
+	}
+	wreq_free(r);
+}
+
+/* Expect `r` refused with `err` and a sentence holding `words`, and free it. */
+static void
+refused(struct wreq *r, int err, const char *words)
+{
+	assert_int_equal(r->status, RS(REFUSED));
+	assert_int_equal(r->err, err);
+	if (strstr(r->text, words) == NULL) {
+		fail_msg("'%s' does not say '%s'", r->text, words);
+	}
+	wreq_free(r);
+}
+
+/* A referral R-p (dma to moh, consent moh and hi), accepted; a note on it; an onward
+ * referral R-c (moh to hi) and a note on that; another referral R-o. Seqs: R-p 1 (sealed),
+ * accepted 2, note 3 (sealed), R-c 4 (sealed), note 5 (sealed), R-o 6 (sealed). */
+static void
+erase_setup(struct fx *fx)
+{
+	struct msg m;
+
+	msg_referral(&m, "m-1", "R-p");
+	m.consent_agencies[1] = "hi";
+	m.consent.n_agencies = 2;
+	accepted(submit_s(fx, "dma", &m, T0, "sealed R-p"), 1);
+	msg_status(&m, "m-2", "R-p", S(ACCEPTED));
+	accepted(submit_s(fx, "moh", &m, T0, NULL), 2);
+	msg_note(&m, "m-3", "R-p", "");
+	accepted(submit_s(fx, "moh", &m, T0, "sealed note on R-p"), 3);
+	msg_referral(&m, "m-4", "R-c");
+	m.env.to = "hi";
+	m.ref.referring_agency = "moh";
+	m.ref.receiving_agency = "hi";
+	m.ref.parent_referral_id = "R-p";
+	m.consent_agencies[0] = "hi";
+	accepted(submit_s(fx, "moh", &m, T0, "sealed R-c"), 4);
+	msg_note(&m, "m-5", "R-c", "");
+	accepted(submit_s(fx, "hi", &m, T0, "sealed note on R-c"), 5);
+	msg_referral(&m, "m-6", "R-o");
+	accepted(submit_s(fx, "dma", &m, T0, "sealed R-o"), 6);
+}
+
+/*
+ * Erase (issue 16): only the referrer, with a reason, once. The referral's and its onward
+ * referrals' sealed rows go; the Erase is logged and receipted, and one ERASURE entry per
+ * party (dma, moh, hi) is logged and queued to it, naming the root, the erased seqs and the
+ * reason. Both referrals are marked erased: a sealed part on them, an onward referral of
+ * them, a second Erase: ERASED. Another referral is untouched.
+ */
+static void
+test_erase(void **state)
+{
+	static const char *const parties[] = {"dma", "moh", "hi"};
+	static const uint64_t erased[] = {1, 3, 4, 5};
+	struct fx *fx = fx_open(0, 100, 0);
+	Ihala__V2__ReferralState *st;
+	Ihala__V2__LogEntry *e;
+	size_t i, q[3];
+	struct wreq *r;
+	struct msg m;
+
+	(void)state;
+	erase_setup(fx);
+	for (i = 0; i < 3; i++) {
+		q[i] = queued(fx, parties[i]);
+	}
+	msg_erase(&m, "e-1", "R-p", IHALA__V2__REASON_CODE__REASON_CODE_CONSENT_WITHDRAWN);
+	refused(submit_s(fx, "moh", &m, T0 + 1, NULL), IHALA_EFORBIDDEN,
+	        "only the referring agency of referral 'R-p' may erase it");
+	refused(submit_s(fx, "hi", &m, T0 + 1, NULL), IHALA_ENOREFERRAL,
+	        "no referral 'R-p' that agency 'hi' is a party to");
+	msg_erase(&m, "e-1", "R-p", IHALA__V2__REASON_CODE__REASON_CODE_UNSPECIFIED);
+	refused(submit_s(fx, "dma", &m, T0 + 1, NULL), IHALA_ESCHEMA, "needs reason_code");
+	msg_erase(&m, "e-1", "R-p", IHALA__V2__REASON_CODE__REASON_CODE_NO_CAPACITY);
+	refused(submit_s(fx, "dma", &m, T0 + 1, NULL), IHALA_ESCHEMA, "needs reason_code");
+	assert_int_equal(log_last(fx), 6);
+
+	msg_erase(&m, "e-1", "R-p", IHALA__V2__REASON_CODE__REASON_CODE_CONSENT_WITHDRAWN);
+	r = submit_s(fx, "dma", &m, T0 + 2, NULL);
+	assert_int_equal(r->n_notify, 3);
+	accepted(r, 7);
+	e = entry_at(fx, 7);
+	assert_int_equal(e->kind, IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION);
+	assert_string_equal(e->sender, "dma");
+	assert_string_equal(e->recipient, "");
+	logentry_free(e);
+	assert_int_equal(log_last(fx), 10);
+	for (i = 0; i < 3; i++) {
+		e = entry_at(fx, 8 + i);
+		assert_int_equal(e->kind, IHALA__V2__ENTRY_KIND__ENTRY_KIND_ERASURE);
+		assert_string_equal(e->sender, "dma");
+		assert_string_equal(e->recipient, parties[i]);
+		assert_non_null(e->event);
+		assert_string_equal(e->event->referral_id, "R-p");
+		assert_int_equal(e->event->ref_seq, 7);
+		assert_int_equal(e->event->reason_code,
+		                 IHALA__V2__REASON_CODE__REASON_CODE_CONSENT_WITHDRAWN);
+		assert_int_equal(e->event->n_erased_seqs, 4);
+		assert_memory_equal(e->event->erased_seqs, erased, sizeof(erased));
+		logentry_free(e);
+		assert_int_equal(queued(fx, parties[i]), q[i] + 1);
+	}
+	for (i = 1; i <= 5; i++) {
+		assert_false(sealed_is(fx, i, NULL, 0));
+	}
+	assert_true(sealed_is(fx, 6, "sealed R-o", strlen("sealed R-o")));
+	st = state_of(fx, "R-p");
+	assert_true(st->erased);
+	assert_string_equal(st->history[st->n_history - 1]->what, "erased");
+	assert_int_equal(st->history[st->n_history - 1]->seq, 7);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
+	st = state_of(fx, "R-c");
+	assert_true(st->erased);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
+	st = state_of(fx, "R-o");
+	assert_false(st->erased);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
+	states_check(fx);
+
+	/* after: once only; no sealed part on them; no onward referral of them */
+	msg_erase(&m, "e-2", "R-p", IHALA__V2__REASON_CODE__REASON_CODE_OTHER);
+	refused(submit_s(fx, "dma", &m, T0 + 3, NULL), IHALA_EERASED,
+	        "referral 'R-p' was already erased");
+	msg_note(&m, "m-7", "R-c", "");
+	refused(submit_s(fx, "hi", &m, T0 + 3, "a new sealed note"), IHALA_EERASED,
+	        "referral 'R-c' was erased");
+	msg_note(&m, "m-7", "R-c", ""); /* the same without: the workflow goes on in clear */
+	accepted(submit_s(fx, "hi", &m, T0 + 3, NULL), 11);
+	msg_referral(&m, "m-8", "R-c2");
+	m.env.to = "hi";
+	m.ref.referring_agency = "moh";
+	m.ref.receiving_agency = "hi";
+	m.ref.parent_referral_id = "R-p";
+	m.consent_agencies[0] = "hi";
+	refused(submit_s(fx, "moh", &m, T0 + 3, NULL), IHALA_EERASED,
+	        "parent referral 'R-p' was erased");
+	/* a duplicate of the Erase is answered DUPLICATE, as any */
+	msg_erase(&m, "e-1", "R-p", IHALA__V2__REASON_CODE__REASON_CODE_CONSENT_WITHDRAWN);
+	r = submit_s(fx, "dma", &m, T0 + 4, NULL);
+	assert_int_equal(r->status, RS(DUPLICATE));
+	assert_int_equal(r->seq, 7);
+	wreq_free(r);
+	fx_close(fx);
+}
+
+/* The referrer of an onward referral erases it alone: the parent keeps its sealed parts; the
+ * parties are moh and hi only. */
+static void
+test_erase_onward_only(void **state)
+{
+	struct fx *fx = fx_open(0, 100, 0);
+	Ihala__V2__LogEntry *e;
+	struct msg m;
+
+	(void)state;
+	erase_setup(fx);
+	msg_erase(&m, "e-1", "R-c", IHALA__V2__REASON_CODE__REASON_CODE_ENTERED_IN_ERROR);
+	refused(submit_s(fx, "dma", &m, T0 + 1, NULL), IHALA_ENOREFERRAL,
+	        "no referral 'R-c' that agency 'dma' is a party to");
+	accepted(submit_s(fx, "moh", &m, T0 + 1, NULL), 7);
+	assert_int_equal(log_last(fx), 9);
+	e = entry_at(fx, 8);
+	assert_string_equal(e->recipient, "moh");
+	assert_int_equal(e->event->n_erased_seqs, 2);
+	assert_int_equal(e->event->erased_seqs[0], 4);
+	assert_int_equal(e->event->erased_seqs[1], 5);
+	logentry_free(e);
+	e = entry_at(fx, 9);
+	assert_string_equal(e->recipient, "hi");
+	logentry_free(e);
+	assert_true(sealed_is(fx, 1, "sealed R-p", strlen("sealed R-p")));
+	assert_true(sealed_is(fx, 3, "sealed note on R-p", strlen("sealed note on R-p")));
+	assert_false(sealed_is(fx, 4, NULL, 0));
+	fx_close(fx);
+}
+
+/* Unreadable: only the recipient of a submission that had a sealed part; routed (queued) to
+ * that submission's sender, logged as a submission with its referral's history. */
+static void
+test_unreadable(void **state)
+{
+	struct fx *fx = fx_open(0, 100, 0);
+	Ihala__V2__ReferralState *st;
+	Ihala__V2__LogEntry *e;
+	struct wreq *r;
+	struct msg m;
+	size_t q;
+
+	(void)state;
+	erase_setup(fx);
+	msg_unreadable(&m, "u-1", "R-p", 1);
+	refused(submit_s(fx, "hi", &m, T0 + 1, NULL), IHALA_ENOTPARTY,
+	        "no submission at seq 1 was delivered to agency 'hi'");
+	refused(submit_s(fx, "dma", &m, T0 + 1, NULL), IHALA_ENOTPARTY,
+	        "no submission at seq 1 was delivered to agency 'dma'");
+	msg_unreadable(&m, "u-1", "R-p", 99);
+	refused(submit_s(fx, "moh", &m, T0 + 1, NULL), IHALA_ENOTPARTY, "seq 99");
+	msg_unreadable(&m, "u-1", "R-p", 2); /* moh's own accept, to dma: not moh's to read */
+	refused(submit_s(fx, "dma", &m, T0 + 1, NULL), IHALA_ESCHEMA,
+	        "the submission at seq 2 had no sealed part");
+	msg_unreadable(&m, "u-1", "R-o", 1);
+	refused(submit_s(fx, "moh", &m, T0 + 1, NULL), IHALA_ESCHEMA,
+	        "is about referral 'R-p', not 'R-o'");
+	msg_unreadable(&m, "u-1", "R-p", 0);
+	refused(submit_s(fx, "moh", &m, T0 + 1, NULL), IHALA_ESCHEMA, "ref_seq");
+	msg_unreadable(&m, "u-1", "R-p", 1);
+	m.unr.code = IHALA__V2__ERROR_CODE__ERROR_CODE_TAMPERED;
+	refused(submit_s(fx, "moh", &m, T0 + 1, NULL), IHALA_ESCHEMA, "SEAL_NOT_RECIPIENT");
+	assert_int_equal(log_last(fx), 6);
+
+	q = queued(fx, "dma");
+	msg_unreadable(&m, "u-1", "R-p", 1);
+	r = submit_s(fx, "moh", &m, T0 + 2, NULL);
+	assert_int_equal(r->n_notify, 1);
+	assert_string_equal(r->notify[0], "dma");
+	accepted(r, 7);
+	assert_int_equal(queued(fx, "dma"), q + 1);
+	e = entry_at(fx, 7);
+	assert_string_equal(e->sender, "moh");
+	assert_string_equal(e->recipient, "dma");
+	logentry_free(e);
+	st = state_of(fx, "R-p");
+	assert_string_equal(st->history[st->n_history - 1]->what, "unreadable");
+	assert_int_equal(st->status, S(ACCEPTED));
+	ihala__v2__referral_state__free_unpacked(st, NULL);
+	/* hi could not read moh's onward referral R-c (seq 4): to moh */
+	msg_unreadable(&m, "u-2", "", 4);
+	r = submit_s(fx, "hi", &m, T0 + 2, NULL);
+	assert_string_equal(r->notify[0], "moh");
+	accepted(r, 8);
+	fx_close(fx);
+}
+
+/* Retention: a referral closed (declined) is erased when the period ends, by the broker
+ * (sender "", RETENTION_EXPIRED, ref_seq 0), at the first tick after it; an open one never. */
+static void
+test_retention(void **state)
+{
+	struct fx *fx = fx_open(0, 100, 0);
+	Ihala__V2__LogEntry *e;
+	Ihala__V2__ReferralState *st;
+	struct wreq *r;
+	struct msg m;
+
+	(void)state;
+	fx->pol.retention_ms = 10000;
+	msg_referral(&m, "m-1", "R-1");
+	accepted(submit_s(fx, "dma", &m, T0, "sealed R-1"), 1);
+	msg_referral(&m, "m-2", "R-2");
+	accepted(submit_s(fx, "dma", &m, T0, "sealed R-2"), 2); /* stays open */
+	msg_status(&m, "m-3", "R-1", S(DECLINED));
+	m.su.reason_code = IHALA__V2__REASON_CODE__REASON_CODE_NO_CAPACITY;
+	accepted(submit_s(fx, "moh", &m, T0 + 1000, NULL), 3);
+	assert_true(meta_has(fx, "retention:%020llu:R-1", (unsigned long long)(T0 + 11000)));
+
+	r = tick_req(T0 + 10999);
+	apply1(fx, r);
+	wreq_free(r);
+	assert_int_equal(log_last(fx), 3);
+	assert_true(sealed_is(fx, 1, "sealed R-1", strlen("sealed R-1")));
+
+	r = tick_req(T0 + 11000);
+	apply1(fx, r);
+	assert_int_equal(r->n_notify, 2);
+	wreq_free(r);
+	assert_int_equal(log_last(fx), 5);
+	e = entry_at(fx, 4);
+	assert_int_equal(e->kind, IHALA__V2__ENTRY_KIND__ENTRY_KIND_ERASURE);
+	assert_string_equal(e->sender, "");
+	assert_string_equal(e->recipient, "dma");
+	assert_int_equal(e->event->reason_code,
+	                 IHALA__V2__REASON_CODE__REASON_CODE_RETENTION_EXPIRED);
+	assert_int_equal(e->event->ref_seq, 0);
+	assert_int_equal(e->event->n_erased_seqs, 1);
+	assert_int_equal(e->event->erased_seqs[0], 1);
+	logentry_free(e);
+	e = entry_at(fx, 5);
+	assert_string_equal(e->recipient, "moh");
+	logentry_free(e);
+	assert_false(sealed_is(fx, 1, NULL, 0));
+	assert_true(sealed_is(fx, 2, "sealed R-2", strlen("sealed R-2")));
+	assert_false(meta_has(fx, "retention:%020llu:R-1", (unsigned long long)(T0 + 11000)));
+	st = state_of(fx, "R-1");
+	assert_true(st->erased);
+	assert_int_equal(st->history[st->n_history - 1]->seq, 4);
+	ihala__v2__referral_state__free_unpacked(st, NULL);
+
+	/* a later tick (before R-2's deadline): nothing more */
+	r = tick_req(T0 + URGENT_MS - 1);
+	apply1(fx, r);
+	wreq_free(r);
+	assert_int_equal(log_last(fx), 5);
 	fx_close(fx);
 }
 
@@ -1512,6 +1879,10 @@ main(void)
 	    cmocka_unit_test(test_msgid_conflict),
 	    cmocka_unit_test(test_sealed_stored),
 	    cmocka_unit_test(test_sealed_counts_in_referral_bytes),
+	    cmocka_unit_test(test_erase),
+	    cmocka_unit_test(test_erase_onward_only),
+	    cmocka_unit_test(test_unreadable),
+	    cmocka_unit_test(test_retention),
 	    cmocka_unit_test(test_queue_full),
 	    cmocka_unit_test(test_queue_share),
 	    cmocka_unit_test(test_ack_received),

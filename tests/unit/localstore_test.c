@@ -727,8 +727,23 @@ test_inbox_sealed_and_erasure(void **state)
 	assert_int_equal(localstore_journal_put_bytes(ls, "R1", 5, "\x30\x00x", 3), 0);
 	assert_int_equal(localstore_journal_put(ls, "R1", 9, "{}"), 0);
 	assert_int_equal(localstore_journal_put(ls, "R1-onward", 6, "{}"), 0);
+	/* a message this node sent, logged as seq 6: kept as sent until erased */
+	put_ok(ls, "m-sent", "record");
+	assert_int_equal(localstore_outbox_sent(ls, "m-sent", 6), 0);
+	assert_int_equal(count(ls), 0);
+	{
+		uint64_t sseq = 0;
+
+		assert_int_equal(localstore_sent_get(ls, "m-sent", &p, &len, &sseq), 0);
+		assert_int_equal(sseq, 6);
+		assert_int_equal(len, 6);
+		assert_memory_equal(p, "record", 6);
+		free(p);
+	}
+	assert_int_equal(localstore_outbox_sent(ls, "m-none", 6), IHALA_ENOTFOUND);
 	assert_int_equal(localstore_erase_seqs(ls, erase, 3, &n), 0);
-	assert_int_equal(n, 4);
+	assert_int_equal(n, 5);
+	assert_int_equal(localstore_sent_get(ls, "m-sent", &p, &len, NULL), IHALA_ENOTFOUND);
 	assert_int_equal(localstore_inbox_sealed(ls, 5, &p, &len), IHALA_ENOTFOUND);
 	assert_int_equal(localstore_inbox_sealed(ls, 6, &p, &len), IHALA_ENOTFOUND);
 	memset(&js, 0, sizeof(js));

@@ -184,6 +184,8 @@ struct msg {
 	Ihala__V2__Outcome outcome;
 	Ihala__V2__ReasonCode reasons[1];
 	Ihala__V2__Note note;
+	Ihala__V2__Erase erase;
+	Ihala__V2__Unreadable unr;
 };
 
 static void
@@ -1244,6 +1246,98 @@ test_consent_uncovered(void **state)
 	assert_false(consent_covers_agency(&c, "moh"));
 }
 
+/* Each personal field or free text in a clear part (docs/SEALING.md's table): refused with
+ * SCHEMA, naming the field; without it, the same message passes. */
+static void
+test_clear_personal_fields(void **state)
+{
+	static Ihala__V2__Contact officer = IHALA__V2__CONTACT__INIT;
+	static const char *const want[] = {
+	    "referral.survivor",
+	    "referral.survivor", /* case_id alone is sealed too */
+	    "referral.reason",
+	    "referral.referring_officer",
+	    "referral.notes",
+	    "status_update.business_status",
+	    "status_update.reason",
+	    "status_update.note",
+	    "status_update.outcome.date",
+	    "status_update.outcome.notes",
+	    "outcome.date",
+	    "outcome.notes",
+	    "note.text",
+	};
+	char text[128];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		struct world w;
+		struct msg m;
+		struct policy_decision d;
+		Ihala__V2__ReferralState cur;
+		const char *sender = "moh";
+		Ihala__V2__ReferralState *c = &cur;
+
+		world_init(&w);
+		CUR(cur, S(IN_PROGRESS));
+		if (i < 5) {
+			msg_referral(&m, "dma", "moh", "r-1");
+			sender = "dma";
+			c = NULL;
+		} else if (i < 10) {
+			msg_status(&m, "r-1", S(COMPLETED), 0, 1);
+		} else if (i < 12) {
+			msg_outcome(&m, "r-1", 1);
+		} else {
+			msg_note(&m, "r-1");
+		}
+		assert_allowed(policy_check(&w.view, sender, &m.env, c, NULL, &d), d);
+		switch (i) {
+		case 0:
+			set_name(&m);
+			m.ref.survivor = &m.surv;
+			break;
+		case 1:
+			m.ref.survivor = &m.surv; /* case_id only */
+			break;
+		case 2:
+			m.ref.reason = "x";
+			break;
+		case 3:
+			m.ref.referring_officer = &officer;
+			break;
+		case 4:
+			m.ref.notes = "x";
+			break;
+		case 5:
+			m.su.business_status = "device fitted";
+			break;
+		case 6:
+			m.su.reason = "x";
+			break;
+		case 7:
+			m.su.note = "x";
+			break;
+		case 8:
+		case 10:
+			m.outcome.date = "2025-04-02";
+			break;
+		case 9:
+		case 11:
+			m.outcome.notes = "x";
+			break;
+		default:
+			m.note.text = "call after 4 pm";
+			break;
+		}
+		snprintf(text, sizeof(text), "%s must be sealed (docs/SEALING.md)", want[i]);
+		assert_refused(policy_check(&w.view, sender, &m.env, c, NULL, &d), d,
+		               IHALA_ESCHEMA);
+		assert_string_equal(d.text, text);
+	}
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Status updates                                                                              */
 
@@ -1722,6 +1816,139 @@ test_note_from_third_party(void **state)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Erase, Unreadable, erased referrals                                                         */
+
+static void
+msg_erase(struct msg *m, const char *rid, Ihala__V2__ReasonCode reason)
+{
+	msg_init(m);
+	ihala__v2__erase__init(&m->erase);
+	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_ERASE;
+	m->env.erase = &m->erase;
+	m->erase.referral_id = (char *)rid;
+	m->erase.reason_code = reason;
+}
+
+/* Only the referrer erases, with one of three reasons, once; in any status; an auditor never;
+ * a may_send mask without any kind does not stop it (a duty, not a message kind). */
+static void
+test_erase(void **state)
+{
+	static const Ihala__V2__ReasonCode ok[] = {
+	    IHALA__V2__REASON_CODE__REASON_CODE_CONSENT_WITHDRAWN,
+	    IHALA__V2__REASON_CODE__REASON_CODE_ENTERED_IN_ERROR,
+	    IHALA__V2__REASON_CODE__REASON_CODE_OTHER};
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V2__ReferralState cur;
+	size_t i;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(COMPLETED));
+	for (i = 0; i < 3; i++) {
+		msg_erase(&m, "r-1", ok[i]);
+		assert_allowed(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d);
+		assert_int_equal(d.kind, POLICY_KIND_ERASE);
+		assert_string_equal(d.recipient, "");
+	}
+	w.agencies[A_DMA].may_send = 0;
+	assert_allowed(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d);
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_EFORBIDDEN);
+	assert_string_equal(d.text, "only the referring agency of referral 'r-1' may erase it");
+	assert_refused(policy_check(&w.view, "hi", &m.env, &cur, NULL, &d), d, IHALA_ENOREFERRAL);
+	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ENOREFERRAL);
+	assert_refused(policy_check(&w.view, "auditor", &m.env, &cur, NULL, &d), d,
+	               IHALA_EREADONLY);
+	msg_erase(&m, "r-1", IHALA__V2__REASON_CODE__REASON_CODE_UNSPECIFIED);
+	assert_refused(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
+	msg_erase(&m, "r-1", IHALA__V2__REASON_CODE__REASON_CODE_RETENTION_EXPIRED);
+	assert_refused(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
+	msg_erase(&m, "r-1", IHALA__V2__REASON_CODE__REASON_CODE_OTHER);
+	cur.erased = 1;
+	assert_refused(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d, IHALA_EERASED);
+	assert_string_equal(d.text, "referral 'r-1' was already erased");
+}
+
+/* On an erased referral: a message with a sealed part is refused ERASED, one without passes;
+ * an onward referral of it is refused ERASED. */
+static void
+test_erased_referral(void **state)
+{
+	static uint8_t sha[32];
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V2__ReferralState cur, parent;
+
+	(void)state;
+	world_init(&w);
+	CUR(cur, S(ACCEPTED));
+	cur.erased = 1;
+	msg_note(&m, "r-1");
+	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
+	m.env.sealed_sha256.data = sha;
+	m.env.sealed_sha256.len = sizeof(sha);
+	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_EERASED);
+	assert_string_equal(
+	    d.text, "referral 'r-1' was erased: its messages carry no sealed part any more");
+
+	state_init(&parent, "p-1", "dma", "moh", S(ACCEPTED));
+	msg_referral(&m, "moh", "hi", "r-2");
+	m.ref.parent_referral_id = "p-1";
+	assert_allowed(policy_check(&w.view, "moh", &m.env, NULL, &parent, &d), d);
+	parent.erased = 1;
+	assert_refused(policy_check(&w.view, "moh", &m.env, NULL, &parent, &d), d, IHALA_EERASED);
+	assert_string_equal(d.text,
+	                    "parent referral 'p-1' was erased; it cannot be referred onward");
+}
+
+/* An Unreadable's own fields (who may send it is the ledger's to check against the entry). */
+static void
+test_unreadable_fields(void **state)
+{
+	static char detail[POLICY_DETAIL_MAX + 2];
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	int code;
+
+	(void)state;
+	world_init(&w);
+	msg_init(&m);
+	ihala__v2__unreadable__init(&m.unr);
+	m.env.kind_case = IHALA__V2__ENVELOPE__KIND_UNREADABLE;
+	m.env.unreadable = &m.unr;
+	m.unr.referral_id = "r-1";
+	m.unr.ref_seq = 7;
+	for (code = -IHALA_ESEALRECIP; code <= -IHALA_ESEALCONTENT; code++) {
+		m.unr.code = (Ihala__V2__ErrorCode)code;
+		assert_allowed(policy_check(&w.view, "moh", &m.env, NULL, NULL, &d), d);
+		assert_int_equal(d.kind, POLICY_KIND_UNREADABLE);
+	}
+	m.unr.code = (Ihala__V2__ErrorCode)(-IHALA_ESEALHASH);
+	assert_refused(policy_check(&w.view, "moh", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+	m.unr.code = (Ihala__V2__ErrorCode)(-IHALA_ESEALCONTENT + 1);
+	assert_refused(policy_check(&w.view, "moh", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+	m.unr.code = IHALA__V2__ERROR_CODE__ERROR_CODE_SEAL_MALFORMED;
+	m.unr.ref_seq = 0;
+	assert_refused(policy_check(&w.view, "moh", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+	m.unr.ref_seq = 7;
+	m.unr.referral_id = "bad id";
+	assert_refused(policy_check(&w.view, "moh", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
+	m.unr.referral_id = "";
+	assert_allowed(policy_check(&w.view, "moh", &m.env, NULL, NULL, &d), d);
+	memset(detail, 'x', sizeof(detail) - 1);
+	m.unr.detail = detail;
+	assert_refused(policy_check(&w.view, "moh", &m.env, NULL, NULL, &d), d, IHALA_ETOOLARGE);
+	detail[POLICY_DETAIL_MAX] = '\0';
+	assert_allowed(policy_check(&w.view, "moh", &m.env, NULL, NULL, &d), d);
+	assert_refused(policy_check(&w.view, "auditor", &m.env, NULL, NULL, &d), d,
+	               IHALA_EREADONLY);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Per-agency overrides                                                                        */
 
 static void
@@ -1960,6 +2187,10 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_consent_needs_only_refuses_identity),
     cmocka_unit_test(test_declared_malformed),
     cmocka_unit_test(test_declared_update_within_scope),
+    cmocka_unit_test(test_clear_personal_fields),
+    cmocka_unit_test(test_erase),
+    cmocka_unit_test(test_erased_referral),
+    cmocka_unit_test(test_unreadable_fields),
     cmocka_unit_test(test_consent_no_categories),
     cmocka_unit_test(test_consent_table),
     cmocka_unit_test(test_consent_uncovered),

@@ -1044,6 +1044,106 @@ hist_cb(void *arg, uint64_t seq, const void *item, size_t len)
 
 /* A referral's history items come back in seq order, its own only (not those of an id it is
  * a prefix of), beside its state record; every put is counted in put_bytes. */
+/* Sealed parts: put once per seq (never replaced), read back, deleted (erasure), gone for
+ * good; a backup carries them; nothing outlives its delete. */
+static void
+test_sealed(void **state)
+{
+	struct store *s = open_ok(tpath("sealed"), 0, 0);
+	struct store_rtxn *r;
+	struct store_wtxn *w;
+	const void *val;
+	size_t len;
+	uint64_t seq;
+
+	(void)state;
+	assert_int_equal(store_wbegin(s, &w), 0);
+	assert_int_equal(store_log_append(w, "e", 1, &seq), 0);
+	assert_int_equal(store_sealed_put(w, seq, "part-1", 6), 0);
+	assert_int_equal(store_log_append(w, "e", 1, &seq), 0);
+	assert_int_equal(store_sealed_put(w, seq, "part-2", 6), 0);
+	assert_int_equal(store_sealed_put(w, 0, "x", 1), IHALA_EINVAL);
+	assert_int_equal(store_sealed_put(w, 3, NULL, 0), IHALA_EINVAL);
+	assert_int_equal(store_wcommit(w), 0);
+
+	assert_int_equal(store_wbegin(s, &w), 0);
+	assert_int_equal(store_sealed_put(w, 1, "other", 5), IHALA_EINCONSISTENT);
+	store_wabort(w);
+
+	assert_int_equal(store_rbegin(s, &r), 0);
+	assert_int_equal(store_sealed_get(r, 1, &val, &len), 0);
+	assert_int_equal(len, 6);
+	assert_memory_equal(val, "part-1", 6);
+	assert_int_equal(store_sealed_get(r, 3, &val, &len), IHALA_ENOTFOUND);
+	assert_int_equal(store_sealed_get(r, 0, &val, &len), IHALA_ENOTFOUND);
+	store_rend(r);
+
+	assert_int_equal(store_wbegin(s, &w), 0);
+	assert_int_equal(store_sealed_del(w, 1), 0);
+	assert_int_equal(store_sealed_del(w, 1), IHALA_ENOTFOUND);
+	assert_int_equal(store_sealed_del(w, 0), IHALA_EINVAL);
+	assert_int_equal(store_wcommit(w), 0); /* a "not found" leaves the batch usable */
+	assert_int_equal(store_backup(s, tpath("sealed-copy")), 0);
+	store_close(s);
+
+	s = open_ok(tpath("sealed-copy"), 0, 0);
+	assert_int_equal(store_rbegin(s, &r), 0);
+	assert_int_equal(store_sealed_get(r, 1, &val, &len), IHALA_ENOTFOUND);
+	assert_int_equal(store_sealed_get(r, 2, &val, &len), 0);
+	assert_memory_equal(val, "part-2", 6);
+	store_rend(r);
+	store_close(s);
+}
+
+struct kids {
+	char id[4][16];
+	int n;
+};
+
+static int
+kids_cb(void *arg, const char *child)
+{
+	struct kids *k = arg;
+
+	assert_true(k->n < 4);
+	snprintf(k->id[k->n++], sizeof(k->id[0]), "%s", child);
+	return 0;
+}
+
+/* A referral's onward referrals, and no one else's (an id that extends another's). */
+static void
+test_children(void **state)
+{
+	struct store *s = open_ok(tpath("children"), 0, 0);
+	struct kids k = {{{0}}, 0};
+	struct store_rtxn *r;
+	struct store_wtxn *w;
+
+	(void)state;
+	assert_int_equal(store_wbegin(s, &w), 0);
+	assert_int_equal(store_child_put(w, "R-1", "R-1b"), 0);
+	assert_int_equal(store_child_put(w, "R-1", "R-1a"), 0);
+	assert_int_equal(store_child_put(w, "R-1", "R-1a"), 0); /* again: no change */
+	assert_int_equal(store_child_put(w, "R-10", "R-10a"), 0);
+	assert_int_equal(store_child_put(w, "", "x"), IHALA_EINVAL);
+	assert_int_equal(store_child_put(w, "R-1", ""), IHALA_EINVAL);
+	assert_int_equal(store_wcommit(w), 0);
+	assert_int_equal(store_rbegin(s, &r), 0);
+	assert_int_equal(store_children_iter(r, "R-1", kids_cb, &k), 0);
+	assert_int_equal(k.n, 2);
+	assert_string_equal(k.id[0], "R-1a");
+	assert_string_equal(k.id[1], "R-1b");
+	k.n = 0;
+	assert_int_equal(store_children_iter(r, "R-10", kids_cb, &k), 0);
+	assert_int_equal(k.n, 1);
+	assert_string_equal(k.id[0], "R-10a");
+	k.n = 0;
+	assert_int_equal(store_children_iter(r, "R-1a", kids_cb, &k), 0);
+	assert_int_equal(k.n, 0);
+	store_rend(r);
+	store_close(s);
+}
+
 static void
 test_history(void **state)
 {
@@ -1249,6 +1349,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_append_get_order),
 	    cmocka_unit_test(test_seqs_survive_reopen),
+	    cmocka_unit_test(test_sealed),
+	    cmocka_unit_test(test_children),
 	    cmocka_unit_test(test_read_views),
 	    cmocka_unit_test(test_msgid_dedup),
 	    cmocka_unit_test(test_queue),
