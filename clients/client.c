@@ -1006,6 +1006,17 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 			    c->busy ? " (it was busy); the message stays in the outbox" : "");
 			break;
 		}
+		if (c->seal_pending) {
+			/* Its message may be behind more than one batch of messages queued while
+			 * the broker was away: they are sealed as the window empties. */
+			int e2 = sealing_reseal(c, left_ms(deadline));
+
+			client_outbox_pump(c);
+			if (e2 != 0) {
+				err = e2 == IHALA_ETIMEDOUT ? IHALA_EUNREACHABLE : e2;
+				break;
+			}
+		}
 		err = pump(c, (long)(deadline - t));
 		if (err == IHALA_EAGAIN) {
 			err = 0;
@@ -1041,6 +1052,16 @@ ihala_flush_outbox(struct ihala_client *c, int timeout_ms, size_t *left)
 		err = localstore_outbox_count(c->ls, &n);
 		if (err != 0 || n == 0 || now_ms() >= deadline) {
 			break;
+		}
+		if (c->seal_pending) {
+			/* sealing_reseal seals a batch at a time; the window stops at the next
+			 * message still sealed to this node alone, so seal on as the window
+			 * empties. */
+			err = sealing_reseal(c, left_ms(deadline));
+			client_outbox_pump(c);
+			if (err != 0) {
+				break;
+			}
 		}
 		err = pump(c, (long)(deadline - now_ms()));
 		if (err == IHALA_EAGAIN) {

@@ -400,7 +400,13 @@ sealing_record(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 		size_t est = clen + plen + SEAL_OVERHEAD;
 
 		err = pack_submit_mark(clear, clen, NULL, 0, OVERSIZE_MARK, rec, len);
-		if (err == 0) {
+		if (err == 0 && plen > SEAL_PLAIN_MAX) {
+			err = client_fail(c, IHALA_ETOOLARGE,
+			                  "message %s has %zu bytes of personal fields, over the "
+			                  "%u bytes a sealed part holds; nothing was queued "
+			                  "(shorten long texts or lists)",
+			                  env->message_id, plen, SEAL_PLAIN_MAX);
+		} else if (err == 0) {
 			err = client_fail(
 			    c, IHALA_ETOOLARGE,
 			    "message %s is %zu bytes encoded, over the broker's limit of "

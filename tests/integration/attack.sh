@@ -194,9 +194,10 @@ check "note-flood: the refusal names moh's share, not molsa's backlog" \
 #    flight up to max_inflight_bytes (8M), the rest answered OVERLOADED. Measured: it grows by ~20 MB (~140 MB under ASan),
 #    and by ~330 MB without max_inflight_bytes.
 rss_anon() { awk '/^RssAnon:/ {print $2}' "/proc/$BROKER_PID/status" 2>/dev/null; }
+# Each about the largest a node can send: a sealed part holds at most 512 KiB of content.
 big_pipeline() {
 	local peak=0 v pid
-	"$LOAD" send -b "$EP" -P "$IHALA_PKI" -a dma -t molsa -n 200 -s 560000 -W 200 -p BIG \
+	"$LOAD" send -b "$EP" -P "$IHALA_PKI" -a dma -t molsa -n 200 -s 520000 -W 200 -p BIG \
 		-T 60 &
 	pid=$!
 	while kill -0 "$pid" 2>/dev/null; do

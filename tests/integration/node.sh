@@ -66,11 +66,12 @@ X=$(head -c 60000 </dev/zero | tr '\0' x)
 } >"$T/big.json"
 run big "$DMA" refer --to moh --file "$T/big.json" --message-id "msg-$RB"
 check "oversized referral: refused here at once, exit 1, says why (the sealed part's limit)" \
-	eval 'exit_and_err 1 "refused: TOO_LARGE: message msg-$RB was not sealed: content of " &&
-		err_has "bytes is over the 524288 bytes a sealed part holds"'
+	eval 'exit_and_err 1 "refused: TOO_LARGE: message msg-$RB has " &&
+		err_has "bytes of personal fields, over the 524288 bytes a sealed part holds; nothing was queued"'
 run list0 "$DMA" outbox --json
-check "oversized referral: nothing was queued, nor kept as rejected (no sealed form of it exists)" \
-	eval 'expect 0 && out_lacks "msg-$RB"'
+check "oversized referral: nothing waits; it is on the rejected list by its clear part alone" \
+	eval 'expect 0 && out_has "{\"waiting\":0," && grep "\"messageId\":\"msg-$RB\"" "$OUT" | grep "\"state\":\"rejected\"" | grep -q "\"error\":\"TOO_LARGE\"" &&
+		! grep -rqa "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" "$T/dma"'
 R6=after-$$
 mkref "$T/r6.json" "$R6"
 run after "$DMA" refer --to moh --file "$T/r6.json" --message-id "msg-$R6"
