@@ -403,7 +403,7 @@ say "Broker files" "bytes of the survivors' names found in clear in the broker's
 
 node dma erase R-002 --reason consent-withdrawn
 receipt_seq
-say "DMA" "erased R-002 (the survivor withdrew consent): its sealed parts deleted at the broker, erasure logged at seq $SEQ"
+say "DMA" "erased R-002 (the survivor withdrew consent): its sealed parts deleted at the broker, its Erase logged at seq $SEQ"
 node moh inbox --count 1
 grep -q '"kind":"erasure".*"referralId":"R-002"' "$W/last.out" || fail "MoH's inbox lacks the erasure of R-002"
 node dma inbox --count 1

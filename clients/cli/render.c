@@ -130,6 +130,10 @@ render_delivery(const struct ihala_delivery *d, json_t **out)
 		}
 		err = set_new(j, "event", body);
 	}
+	if (err == 0 && d->open_err != 0) {
+		/* the clear part only: why the sealed part was not opened (ERASED, SEAL_...) */
+		err = set_new(j, "openError", json_string(ihala_errname(d->open_err)));
+	}
 	if (err != 0) {
 		goto fail;
 	}

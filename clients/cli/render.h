@@ -33,7 +33,9 @@ int render_entry_bytes(const uint8_t *buf, size_t len, json_t **out);
  * One inbox line: {"seq", "kind", "sender", "recipient", "brokerTimeMs", and "envelope": {...}
  * for a submission or "event": {...} for a broker-made entry}: the LogEntry's own names, as
  * audit replay and export show them. "kind" is the EntryKind as pbjson names it
- * ("submission", "broker-status", ...).
+ * ("submission", "broker-status", ...). The envelope is the clear part merged with the opened
+ * sealed part; when the node could not open it (d->open_err), the clear part alone and
+ * "openError": the code's name ("ERASED", "SEAL_AUTH_FAILED", ...).
  */
 int render_delivery(const struct ihala_delivery *d, json_t **out);
 

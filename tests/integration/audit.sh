@@ -147,11 +147,11 @@ check "openssl refuses the signature over an altered body" \
 # --- audit verify --------------------------------------------------------------------------------
 offline verify audit verify --db "$T/copy" --key "$PUB"
 check "audit verify --db COPY: exit 0, stdout one JSON line with the entries and root of the checkpoint" \
-	eval 'expect 0 && grep -qxE "\{\"entries\":$LAST,\"root\":\"$ROOT\",\"checkpoints\":[0-9]+,\"origin\":\"ihala.test/log\",\"lastCheckpointSize\":$LAST,\"erasures\":0,\"sealedEntries\":0,\"sealedErased\":0\}" "$OUT" && [ "$(wc -l <"$OUT")" -eq 1 ] || show "$OUT"'
+	eval 'expect 0 && grep -qxE "\{\"entries\":$LAST,\"root\":\"$ROOT\",\"checkpoints\":[0-9]+,\"origin\":\"ihala.test/log\",\"lastCheckpointSize\":$LAST,\"erasures\":0,\"sealedEntries\":[1-9][0-9]*,\"sealedErased\":0\}" "$OUT" && [ "$(wc -l <"$OUT")" -eq 1 ] || { show "$OUT"; false; }'
 check "audit verify --db: the prose on stderr: 'verified N entries', every checkpoint, consistency by recomputation" \
 	eval 'err_has "ihala: verified $LAST entries, root $ROOT" && grep -qE "^ihala: verified [0-9]+ checkpoints of .ihala.test/log. \(the last at size $LAST\): signatures valid, roots match the log; consistency" "$ERR"'
-check "audit verify --db: the erasures line (none here: nothing was erased)" \
-	err_has "ihala: audit verify: $LAST entries, 0 erasure entries, 0 sealed parts erased (of 0 entries with a sealed part)"
+check "audit verify --db: the erasures line (none here: nothing was erased; the referrals and notes sealed)" \
+	eval 'grep -qE "^ihala: audit verify: $LAST entries, 0 erasure entries, 0 sealed parts erased \(of [1-9][0-9]* entries with a sealed part\)$" "$ERR" || { show "$ERR"; false; }'
 run verify-cfg "$AUD" audit verify --db "$T/copy"
 check "audit verify --db with the config's checkpoint_key" exit_and_out 0 "{\"entries\":$LAST,\"root\":\"$ROOT\","
 offline verify-nokey audit verify --db "$T/copy"
@@ -213,7 +213,10 @@ run exp-csv-on "$AUD" audit export --format csv
 check "export csv online (auditor): the same bytes as offline" \
 	eval 'expect 0 && cmp -s "$OUT" "$T/csv-offline"'
 run exp-jsonl-on "$AUD" audit export --format jsonl
-check "export jsonl online: the same as offline" eval 'expect 0 && cmp -s "$OUT" "$T/exp-jsonl.out"'
+# the sealed parts themselves ("sealed", "erased") come online only through a libihala whose
+# replay passes LogRecord.sealed (ihala_replay_records); the rest is the same bytes
+check "export jsonl online: the same as offline (the sealed parts aside)" \
+	eval 'expect 0 && cmp -s <(jq -c "del(.sealed, .erased)" "$OUT") <(jq -c "del(.sealed, .erased)" "$T/exp-jsonl.out") && grep -q "\"sealed\":\"" "$T/exp-jsonl.out" || { show "$OUT"; false; }'
 offline exp-bad audit export --format xml --db "$T/copy"
 check "export --format xml: exit 2" exit_and_err 2 "invalid --format 'xml'"
 offline exp-nofmt audit export --db "$T/copy"

@@ -14,7 +14,7 @@ IHALA=$IHALA_BUILD/ihala
 BROKER=$IHALA_BUILD/ihala-broker
 P=$IHALA_PKI
 
-plan 38
+plan 40
 
 # The distinctive name, in Arabic script and in Latin: found nowhere the broker writes.
 NAME_AR='زينب-QXZ-7731'
@@ -68,6 +68,10 @@ http() {
 }
 # copy NAME: a consistent copy of the live store (ihala-broker --backup).
 copy() { "$BROKER" --backup "$T/$1" -c "$T/b/broker.conf" >/dev/null 2>"$T/$1.err"; }
+# rec FILE FILTER: FILTER is true of the JSON line of seq $S in FILE (jq over the whole file:
+# `jq -e` alone judges only its last input). any FILE FILTER: of some line.
+rec() { jq -e -s --argjson s "${S:-0}" "(map(select(.seq == \$s)) | .[0]) | $2" "$1" >/dev/null; }
+any() { jq -e -s --argjson s "${S:-0}" "map(select($2)) | length > 0" "$1" >/dev/null; }
 # seq_of_referral FILE RID: the seq of RID's referral entry in an export.
 seq_of_referral() {
 	jq -r --arg r "$2" 'select(.entry.envelope.referral.referralId == $r) | .seq' "$1" | head -n1
@@ -123,6 +127,17 @@ run inbox-dma "$DMA" inbox
 check "dma's node opens moh's note (sealed): it names her" \
 	eval 'expect 0 && grep -qF "appointment for $NAME_LA" "$OUT"'
 
+# a node without its encryption key takes a referral sealed to its agency: the clear part only,
+# and why (inbox "openError"), no name
+HIX=$(write_client_conf "$T/nokey" hi "$port")
+sed -i '/^encryption_/d' "$HIX"
+sed -e "s/\"$R\"/\"$R-hi\"/" "$T/ref.json" >"$T/ref-hi.json"
+run refer-hi "$DMA" refer --to hi --file "$T/ref-hi.json"
+check "dma refers her to hi too: exit 0" expect 0
+run inbox-hix "$HIX" inbox
+check "hi's node without an encryption key: the referral's clear part, \"openError\":\"CONFIG\", no name" \
+	eval 'expect 0 && grep -F "\"referralId\":\"$R-hi\"" "$OUT" | grep -qF "\"openError\":\"CONFIG\"" && [ "$(hits "$OUT" 2>/dev/null)" -eq 0 ] || { show "$OUT" "$ERR"; false; }'
+
 # --- nothing in clear where the broker writes, nor in the nodes' stores --------------------------
 run replay "$AUD" --json audit replay
 check "audit replay by the auditor: exit 0" expect 0
@@ -142,7 +157,7 @@ copy backup1
 check "ihala-broker --backup of the live store" [ -f "$T/backup1/data.mdb" ]
 n=$(hits "$T/b/data" "$T/backup1" "$T/b/broker.log" "$T/metrics.txt")
 check "the names: 0 matches in the broker's store (data.mdb), its backup, its log, its metrics" [ "$n" -eq 0 ]
-n=$(hits "$T/dma/data" "$T/moh/data" "$T/hi/data" "$T/auditor/data")
+n=$(hits "$T/dma/data" "$T/moh/data" "$T/hi/data" "$T/nokey/hi/data" "$T/auditor/data")
 check "the names: 0 matches in every node's data dir (they keep the sealed form)" [ "$n" -eq 0 ]
 n=$(hits "$T/replay.out")
 check "the search over the auditor's replay finds 0" [ "$n" -eq 0 ]
@@ -153,7 +168,7 @@ run export "$AUD" audit export --format jsonl --db "$T/backup1" --sealed-dir "$T
 check "audit export --db --sealed-dir: exit 0" expect 0
 S=$(seq_of_referral "$OUT" "$R")
 check "the export carries the referral's sealed part (base64) and wrote $S.der" \
-	eval '[ -n "$S" ] && jq -e --argjson s "$S" "select(.seq == \$s) | .sealed | length > 0" "$OUT" >/dev/null && [ -s "$T/parts/$S.der" ]'
+	eval '[ -n "$S" ] && rec "$OUT" ".sealed | length > 0" && [ -s "$T/parts/$S.der" ]'
 check "the base64 in the JSON is the DER file" \
 	eval 'jq -r --argjson s "$S" "select(.seq == \$s) | .sealed" "$OUT" | base64 -d | cmp -s - "$T/parts/$S.der"'
 check "its SHA-256 is the entry's sealedSha256" \
@@ -166,7 +181,7 @@ decrypt() {
 decrypt moh
 RC=$?
 check "openssl cms -decrypt with moh-enc.key (the recipient) opens it: the name is inside" \
-	eval '[ $RC -eq 0 ] && grep -qF "$NAME_AR" "$T/open-moh.bin" || { show "$T/open-moh.err"; false; }\'
+	eval '[ $RC -eq 0 ] && grep -qF "$NAME_AR" "$T/open-moh.bin" || { show "$T/open-moh.err"; false; }'
 decrypt dma
 RC=$?
 check "... with dma-enc.key (the referrer, a recipient of its own parts) too" [ $RC -eq 0 ]
@@ -194,7 +209,7 @@ check "audit verify --db: a sealed part changed in the copy: exit 5, names its s
 	exit_and_err 5 "audit verify: seq $S: sealed part does not match its sealed_sha256"
 run verify1 "$AUD" audit verify --db "$T/backup1"
 check "audit verify --db before the erasure: 0 erasure entries, 0 sealed parts erased" \
-	eval 'expect 0 && grep -qE "audit verify: [0-9]+ entries, 0 erasure entries, 0 sealed parts erased \(of [1-9][0-9]* entries with a sealed part\)" "$ERR" || { show "$ERR"; false; }\'
+	eval 'expect 0 && grep -qE "audit verify: [0-9]+ entries, 0 erasure entries, 0 sealed parts erased \(of [1-9][0-9]* entries with a sealed part\)" "$ERR" || { show "$ERR"; false; }'
 
 # --- erasure -----------------------------------------------------------------------------------
 run erase-moh "$MOH" erase "$R" --reason consent-withdrawn
@@ -215,17 +230,17 @@ check "dma's node takes its erasure entry" \
 copy backup2
 run export2 "$AUD" audit export --format jsonl --db "$T/backup2"
 check "after the erasure the broker's store serves no sealed part of it: the export marks it erased" \
-	eval 'expect 0 && jq -e --argjson s "$S" "select(.seq == \$s) | .erased == true and (.sealed == null)" "$OUT" >/dev/null || { show "$OUT"; false; }\'
+	eval 'expect 0 && rec "$OUT" ".erased == true and (.sealed == null)" || { show "$OUT"; false; }'
 n=$(has_bytes "$T/parts/$S.der" "$T/backup2" "$T/dma/data" "$T/moh/data")
 check "the sealed bytes are gone from the broker's backup and both nodes' stores" [ "$n" -eq 0 ]
 run verify "$AUD" audit verify --db "$T/backup2"
 check "audit verify over the erased log passes and counts it" \
-	eval 'expect 0 && grep -qE "audit verify: [0-9]+ entries, [1-9][0-9]* erasure entries, [1-9][0-9]* sealed parts erased" "$ERR" || { show "$ERR"; false; }\'
+	eval 'expect 0 && grep -qE "audit verify: [0-9]+ entries, [1-9][0-9]* erasure entries, [1-9][0-9]* sealed parts erased" "$ERR" || { show "$ERR"; false; }'
 run verify-online "$AUD" audit verify
 check "audit verify through the broker passes too and counts the erasure entries" \
 	eval 'expect 0 && jq -e ".erasures >= 1" "$OUT" >/dev/null'
 run replay2 "$AUD" --json audit replay
 check "audit replay (through the broker) marks the referral's entry erased, its hash still shown" \
-	eval 'expect 0 && jq -e --argjson s "$S" "select(.seq == \$s) | .erased == true and (.sealedSha256 | length == 64)" "$OUT" >/dev/null || { show "$OUT"; false; }'
+	eval 'expect 0 && rec "$OUT" ".erased == true and (.sealedSha256 | length == 64)" || { show "$OUT"; false; }'
 check "audit replay: the erasure entries name who (dma), why and which seqs" \
-	eval 'expect 0 && jq -e --argjson s "$S" "select(.entry.kind == \"erasure\" and .entry.sender == \"dma\" and .entry.event.reasonCode == \"consent-withdrawn\" and (.entry.event.erasedSeqs | index(\$s) != null))" "$OUT" >/dev/null || { show "$OUT"; false; }\'
+	eval 'expect 0 && any "$OUT" ".entry.kind == \"erasure\" and .entry.sender == \"dma\" and .entry.event.reasonCode == \"consent-withdrawn\" and (.entry.event.erasedSeqs | map(select(. == \$s)) | length > 0)" || { show "$OUT"; false; }'
