@@ -8,7 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/evp.h>
 #include <zmq.h>
 
 #include "channel.h"
@@ -16,6 +15,7 @@
 #include "frame.h"
 #include "ihala.pb-c.h"
 #include "log.h"
+#include "sealpart.h"
 #include "tlsctx.h"
 #include "wire.h"
 
@@ -266,11 +266,18 @@ struct refmsg {
 	Ihala__V2__Contact off;
 	Ihala__V2__Referral ref;
 	Ihala__V2__Envelope env;
+	/* v2: the personal fields travel sealed. The clear part is `ref` without them; the
+	 * sealed part, one per recipient agency, is sealed once (see ref_seal). */
+	Ihala__V2__Referral pers;
+	Ihala__V2__Sealed sl;
+	uint8_t *sealed[MAX_TO];
+	size_t sealed_len[MAX_TO];
+	uint8_t sha[MAX_TO][32];
+	size_t cur; /* index of the current recipient in agencies[] */
 };
 
-#define REASON                                                                                     \
-	"Landmine survivor with a right below-knee amputation since March 2024; needs a "          \
-	"prosthesis, gait training and psychosocial support."
+/* The CMS wrapping of a sealed part to two recipients: sealed size minus content size. */
+static size_t sealed_overhead;
 
 /* A referral like config/examples/referral.json; notes are padded so the encoded envelope is
  * about `size` bytes. */
@@ -332,15 +339,18 @@ ref_init(struct refmsg *m, char *const *to, size_t nto, size_t size)
 	m->svc[0] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
 	m->svc[1] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS;
 	m->svc[2] = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PSYCHOSOCIAL_SUPPORT;
+	ihala__v2__referral__init(&m->pers);
+	ihala__v2__sealed__init(&m->sl);
 	m->ref.referral_id = m->rid;
 	m->ref.referring_agency = "dma";
 	m->ref.priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
 	m->ref.n_services = 3;
 	m->ref.services = m->svc;
-	m->ref.reason = (char *)REASON;
-	m->ref.survivor = &m->sur;
+	m->pers.reason = "Landmine survivor with a right below-knee amputation since March 2024; "
+	                 "needs a prosthesis, gait training and psychosocial support.";
+	m->pers.survivor = &m->sur;
 	m->ref.consent = &m->con;
-	m->ref.referring_officer = &m->off;
+	m->pers.referring_officer = &m->off;
 	m->ref.created_time_ms = 1712044800000ull;
 	m->env.message_id = m->msgid;
 	m->env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
@@ -355,8 +365,20 @@ ref_init(struct refmsg *m, char *const *to, size_t nto, size_t size)
 	m->sur.governorate = (char *)GOVS[0];
 	m->env.to = to[0];
 	m->ref.receiving_agency = to[0];
-	m->ref.notes = "";
-	len = ihala__v2__envelope__get_packed_size(&m->env);
+	m->pers.notes = "";
+	m->sl.message_id = m->msgid;
+	m->sl.referral_id = m->rid;
+	m->sl.sender = "dma";
+	m->sl.kind_case = IHALA__V2__SEALED__KIND_REFERRAL;
+	m->sl.referral = &m->pers;
+	m->env.n_data_declared = 8;
+	m->env.data_declared = m->data;
+	m->env.sealed_sha256.len = 32;
+	m->env.sealed_sha256.data = m->sha[0];
+	/* `size` is the whole submission: clear envelope, plus the sealed part, whose CMS
+	 * wrapping for two recipients (about 500 bytes) is measured by sealing it empty. */
+	len = ihala__v2__envelope__get_packed_size(&m->env) +
+	      ihala__v2__sealed__get_packed_size(&m->sl) + sealed_overhead;
 	want = size > len + 3 ? size - len - 3 : 0;
 	m->notes = calloc(want + flen + 1, 1);
 	if (m->notes == NULL) {
@@ -368,7 +390,34 @@ ref_init(struct refmsg *m, char *const *to, size_t nto, size_t size)
 	while (i < want) { /* ASCII to finish, so no UTF-8 sequence is cut */
 		m->notes[i++] = '.';
 	}
-	m->ref.notes = m->notes;
+	m->pers.notes = m->notes;
+}
+
+/*
+ * Seal m's personal fields once per recipient agency to[i] (and to the sender, dma), as a
+ * node does. The broker never opens a sealed part and does the same work whatever it holds,
+ * so every message to to[i] carries the same one (a node would refuse it: its content names
+ * the template message). 0, or -1 with a message on stderr.
+ */
+static int
+ref_seal(struct refmsg *m, const char *pki, char *const *to, size_t nto)
+{
+	size_t i, plen = ihala__v2__sealed__get_packed_size(&m->sl);
+	uint8_t *plain = malloc(plen + 1);
+	int rc = 0;
+
+	if (plain == NULL) {
+		return -1;
+	}
+	ihala__v2__sealed__pack(&m->sl, plain);
+	for (i = 0; rc == 0 && i < nto && i < MAX_TO; i++) {
+		const char *who[2] = {to[i], "dma"};
+
+		rc = sealpart("ihala_load", pki, who, 2, plain, plen, &m->sealed[i],
+		              &m->sealed_len[i], m->sha[i]);
+	}
+	free(plain);
+	return rc;
 }
 
 static void
@@ -381,6 +430,11 @@ ref_set(struct refmsg *m, const char *prefix, uint64_t n, uint64_t t_us, char *t
 	m->sur.governorate = (char *)GOVS[n % 5];
 	m->env.to = to;
 	m->ref.receiving_agency = to;
+	for (m->cur = 0; m->cur + 1 < MAX_TO && m->agencies[m->cur] != NULL &&
+	                 strcmp(m->agencies[m->cur], to) != 0;
+	     m->cur++) {
+	}
+	m->env.sealed_sha256.data = m->sha[m->cur];
 }
 
 /* The submit time written into a message id PREFIX-N-T; 0 when it has none. */
@@ -530,7 +584,6 @@ cmd_send(struct opts *o)
 	void *zctx;
 	uint8_t *env = NULL;
 	size_t envcap = 0, envlen = 0;
-	uint8_t md[32];
 	uint64_t next = 0, t0 = 0, t_end, last_us = 0;
 	int err = 0;
 
@@ -544,7 +597,20 @@ cmd_send(struct opts *o)
 	if (ctx == NULL || zctx == NULL || conn_open(zctx, ctx, o->ep, o->agency[0], &c) != 0) {
 		return 2;
 	}
+	if (sealed_overhead == 0) {
+		/* Measure the CMS wrapping once: seal an empty template. */
+		ref_init(&m, o->to, 1, 0);
+		if (ref_seal(&m, o->pki, o->to, 1) != 0) {
+			return 2;
+		}
+		sealed_overhead = m.sealed_len[0] - ihala__v2__sealed__get_packed_size(&m.sl);
+		free(m.sealed[0]);
+		free(m.notes);
+	}
 	ref_init(&m, o->to, o->n_to, o->size);
+	if (ref_seal(&m, o->pki, o->to, o->n_to) != 0) {
+		return 2;
+	}
 	t_end = mono_us() + (uint64_t)o->timeout_s * 1000000;
 	while (!stop_flag && s.receipted + s.refused < o->count) {
 		uint64_t now = mono_us();
@@ -582,37 +648,16 @@ cmd_send(struct opts *o)
 			if (envlen > envcap) {
 				free(env);
 				envcap = envlen * 2;
-				env = malloc(2 * envcap);
+				env = malloc(envcap);
 				if (env == NULL) {
 					return 2;
 				}
 			}
-			/* Protocol v2: the whole referral, encoded, stands in for the sealed part
-			 * (the broker sees opaque bytes of about that size); the clear part is
-			 * the referral without its personal fields, with the part's hash. */
-			ihala__v2__envelope__pack(&m.env, env + envcap);
-			sub.sealed.data = env + envcap;
-			sub.sealed.len = envlen;
-			if (EVP_Digest(env + envcap, envlen, md, NULL, EVP_sha256(), NULL) != 1) {
-				return 2;
-			}
-			m.ref.survivor = NULL;
-			m.ref.reason = "";
-			m.ref.notes = "";
-			m.ref.referring_officer = NULL;
-			m.env.sealed_sha256.data = md;
-			m.env.sealed_sha256.len = sizeof(md);
-			m.env.n_data_declared = 8;
-			m.env.data_declared = m.data;
-			envlen = ihala__v2__envelope__pack(&m.env, env);
-			m.env.sealed_sha256.len = 0;
-			m.env.n_data_declared = 0;
-			m.ref.survivor = &m.sur;
-			m.ref.reason = (char *)REASON;
-			m.ref.notes = m.notes;
-			m.ref.referring_officer = &m.off;
+			ihala__v2__envelope__pack(&m.env, env);
 			sub.envelope.data = env;
 			sub.envelope.len = envlen;
+			sub.sealed.data = m.sealed[m.cur];
+			sub.sealed.len = m.sealed_len[m.cur];
 			f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 			f.submit = &sub;
 			if (conn_send(&c, &f) != 0) {
@@ -645,6 +690,9 @@ cmd_send(struct opts *o)
 	SSL_CTX_free(ctx);
 	free(env);
 	free(m.notes);
+	for (size_t k = 0; k < MAX_TO; k++) {
+		free(m.sealed[k]);
+	}
 	return err == 0 && s.refused == 0 ? 0 : 1;
 }
 

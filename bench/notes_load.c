@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 #include <zmq.h>
 
 #include "channel.h"
@@ -14,6 +13,7 @@
 #include "frame.h"
 #include "ihala.pb-c.h"
 #include "log.h"
+#include "sealpart.h"
 #include "tlsctx.h"
 #include "wire.h"
 
@@ -21,7 +21,7 @@
  *   notes_load -b EP -P PKI -a AGENCY -t TO -n COUNT [-k CHUNK] [-W WINDOW] [-s BYTES]
  *              [-p PREFIX] [-T SECONDS]
  *
- * One referral from AGENCY to TO, then COUNT notes (Envelope.note, a sealed part of BYTES each,
+ * One referral from AGENCY to TO, then COUNT notes (Envelope.note, BYTES of text each,
  * default 256) on that same referral, pipelined: up to WINDOW without a receipt (default
  * CHUNK / 10, at most Welcome.limits.max_inflight), as fast as receipts allow. The window is
  * well under a chunk so that one group commit (its receipts come at once) cannot fill a
@@ -99,10 +99,8 @@ conn_send(struct conn *c, const Ihala__V2__Frame *f)
 	return wire_send_frame(c->w, f);
 }
 
-/* Submit env with the sealed part sealed[0..slen) (none when slen is 0), whose SHA-256 the
- * caller put in env->sealed_sha256 (protocol v2: the text is sealed, the broker sees bytes). */
 static int
-submit(struct conn *c, const Ihala__V2__Envelope *env, const uint8_t *sealed, size_t slen)
+submit(struct conn *c, const Ihala__V2__Envelope *env, const uint8_t *sealed, size_t sealed_len)
 {
 	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
 	Ihala__V2__Submit sub = IHALA__V2__SUBMIT__INIT;
@@ -116,7 +114,7 @@ submit(struct conn *c, const Ihala__V2__Envelope *env, const uint8_t *sealed, si
 	sub.envelope.data = buf;
 	sub.envelope.len = len;
 	sub.sealed.data = (uint8_t *)sealed;
-	sub.sealed.len = slen;
+	sub.sealed.len = sealed_len;
 	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 	f.submit = &sub;
 	return conn_send(c, &f);
@@ -265,12 +263,15 @@ main(int argc, char **argv)
 	long timeout_s = 600;
 	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
 	Ihala__V2__Referral ref = IHALA__V2__REFERRAL__INIT;
+	Ihala__V2__Sealed sl = IHALA__V2__SEALED__INIT;
+	Ihala__V2__Note pnote = IHALA__V2__NOTE__INIT;
+	uint8_t *sealed = NULL, *plain = NULL, sha[32];
+	size_t sealed_len = 0, plen;
 	Ihala__V2__Consent con = IHALA__V2__CONSENT__INIT;
 	Ihala__V2__Note note = IHALA__V2__NOTE__INIT;
 	Ihala__V2__ServiceCode svc = IHALA__V2__SERVICE_CODE__SERVICE_CODE_PHYSICAL_REHABILITATION;
 	Ihala__V2__DataCategory needs = IHALA__V2__DATA_CATEGORY__DATA_CATEGORY_NEEDS;
 	char msgid[80], rid[64], *text;
-	uint8_t md[32];
 	uint32_t window = 0;
 	struct run r;
 	struct conn c;
@@ -344,14 +345,14 @@ main(int argc, char **argv)
 	con.given = 1;
 	con.n_agencies = 1;
 	con.agencies = &to;
-	con.n_data_covered = 1; /* the services and reason */
+	con.n_data_covered = 1; /* the services */
 	con.data_covered = &needs;
 	ref.referral_id = rid;
 	ref.receiving_agency = to;
 	ref.priority = IHALA__V2__PRIORITY__PRIORITY_NORMAL;
 	ref.n_services = 1;
 	ref.services = &svc;
-	ref.consent = &con; /* a clear part: the survivor and the reason are sealed */
+	ref.consent = &con; /* the clear part alone: nothing sealed */
 	env.message_id = msgid;
 	env.to = to;
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
@@ -370,15 +371,31 @@ main(int argc, char **argv)
 		return 1;
 	}
 
-	/* The notes, pipelined. */
-	note.referral_id = rid; /* its text, BYTES of it, is the sealed part */
-	if (bytes > 0) {
-		if (EVP_Digest(text, bytes, md, NULL, EVP_sha256(), NULL) != 1) {
+	/* The notes, pipelined. The text travels sealed to the recipient and the sender, sealed
+	 * once: the broker never opens it, so it does the same work for every note. */
+	note.referral_id = rid;
+	pnote.text = text;
+	sl.message_id = "notes-template";
+	sl.referral_id = rid;
+	sl.sender = (char *)agency;
+	sl.kind_case = IHALA__V2__SEALED__KIND_NOTE;
+	sl.note = &pnote;
+	plen = ihala__v2__sealed__get_packed_size(&sl);
+	if ((plain = malloc(plen + 1)) == NULL) {
+		return 2;
+	}
+	ihala__v2__sealed__pack(&sl, plain);
+	{
+		const char *who[2] = {to, agency};
+
+		if (sealpart("notes_load", pki, who, 2, plain, plen, &sealed, &sealed_len, sha) !=
+		    0) {
 			return 2;
 		}
-		env.sealed_sha256.data = md;
-		env.sealed_sha256.len = sizeof(md);
 	}
+	free(plain);
+	env.sealed_sha256.data = sha;
+	env.sealed_sha256.len = sizeof(sha);
 	env.to = NULL;
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	env.note = &note;
@@ -399,7 +416,7 @@ main(int argc, char **argv)
 		}
 		while (sent < count && r.inflight < window) {
 			snprintf(msgid, sizeof(msgid), "%s-%" PRIu64, prefix, sent);
-			if (submit(&c, &env, (const uint8_t *)text, bytes) != 0) {
+			if (submit(&c, &env, sealed, sealed_len) != 0) {
 				break;
 			}
 			sent++;
@@ -423,5 +440,6 @@ main(int argc, char **argv)
 	SSL_CTX_free(ctx);
 	free(r.t_chunk);
 	free(text);
+	free(sealed);
 	return err == 0 && r.refused == 0 && r.receipted == count ? 0 : 1;
 }

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "clock.h"
 #include "error.h"
 #include "frame.h"
@@ -311,6 +313,173 @@ check_checkpoint(struct vctx *v, uint64_t size, const uint8_t root[MERKLE_HASH_L
 	return 0;
 }
 
+/* ---- sealed parts ---- */
+
+/* The sealed part stored for seq (logdb's "sealed" database), *sealed NULL when none. */
+static int
+sealed_get(const struct logdb_txn *r, uint64_t seq, const uint8_t **sealed, size_t *len)
+{
+	const void *data;
+	int err;
+
+	*sealed = NULL;
+	*len = 0;
+	err = logdb_sealed_get(r, seq, &data, len);
+	if (err == IHALA_ENOTFOUND) {
+		*len = 0;
+		return 0;
+	}
+	if (err == 0 && *len > 0) {
+		*sealed = data;
+	}
+	return err;
+}
+
+void
+audit_sealed_init(struct audit_sealed *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->known = 1;
+}
+
+void
+audit_sealed_release(struct audit_sealed *s)
+{
+	free(s->missing);
+	free(s->named);
+	audit_sealed_init(s);
+}
+
+static int
+seqs_add(uint64_t **v, uint64_t *n, uint64_t *cap, uint64_t seq)
+{
+	uint64_t *nv;
+
+	if (*n == *cap) {
+		uint64_t ncap = *cap != 0 ? *cap * 2 : 64;
+
+		if ((nv = realloc(*v, ncap * sizeof(**v))) == NULL) {
+			return IHALA_ENOMEM;
+		}
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[(*n)++] = seq;
+	return 0;
+}
+
+static int sealed_problem(struct audit_sealed *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+sealed_problem(struct audit_sealed *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->problem, sizeof(s->problem), fmt, ap);
+	va_end(ap);
+	return IHALA_ETAMPER;
+}
+
+int
+audit_sealed_push(struct audit_sealed *s, uint64_t seq, const uint8_t *entry, size_t len,
+                  const uint8_t *sealed, size_t sealed_len, int known)
+{
+	Ihala__V2__LogEntry *e = NULL;
+	Ihala__V2__Envelope *env = NULL;
+	uint8_t h[SHA256_DIGEST_LENGTH];
+	size_t i;
+	int err;
+
+	if (!known) {
+		s->known = 0;
+	}
+	if ((err = logentry_decode(entry, len, &e)) != 0) {
+		return err;
+	}
+	if (e->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_ERASURE) {
+		s->erasures++;
+		for (i = 0; e->event != NULL && i < e->event->n_erased_seqs; i++) {
+			if ((err = seqs_add(&s->named, &s->nnamed, &s->capnamed,
+			                    e->event->erased_seqs[i])) != 0) {
+				goto out;
+			}
+		}
+	}
+	if (e->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION && e->envelope.len > 0 &&
+	    envelope_decode(e->envelope.data, e->envelope.len, &env) == 0 &&
+	    env->sealed_sha256.len > 0) {
+		s->sealed++;
+		if (!known) {
+			goto out;
+		}
+		if (sealed == NULL) {
+			err = seqs_add(&s->missing, &s->nmissing, &s->capmissing, seq);
+			goto out;
+		}
+		s->present++;
+		SHA256(sealed, sealed_len, h);
+		if (env->sealed_sha256.len != sizeof(h) ||
+		    memcmp(env->sealed_sha256.data, h, sizeof(h)) != 0) {
+			err = sealed_problem(
+			    s, "seq %llu: sealed part does not match its sealed_sha256",
+			    (unsigned long long)seq);
+		}
+		goto out;
+	}
+	if (known && sealed != NULL) {
+		err = sealed_problem(s,
+		                     "seq %llu: a sealed part is stored for an entry that commits "
+		                     "to none",
+		                     (unsigned long long)seq);
+	}
+out:
+	envelope_free(env);
+	logentry_free(e);
+	return err;
+}
+
+static int
+u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int
+audit_sealed_finish(struct audit_sealed *s)
+{
+	uint64_t i, j, n = 0;
+
+	qsort(s->named, s->nnamed, sizeof(*s->named), u64_cmp);
+	for (i = 0; i < s->nnamed; i++) {
+		if (i == 0 || s->named[i] != s->named[i - 1]) {
+			s->named[n++] = s->named[i];
+		}
+	}
+	s->nnamed = n;
+	if (!s->known) {
+		s->erased = s->nnamed;
+		return 0;
+	}
+	/* missing comes in seq order */
+	for (i = j = 0; i < s->nmissing; i++) {
+		while (j < s->nnamed && s->named[j] < s->missing[i]) {
+			j++;
+		}
+		if (j == s->nnamed || s->named[j] != s->missing[i]) {
+			return sealed_problem(s,
+			                      "seq %llu: sealed part missing but no erasure entry "
+			                      "names it",
+			                      (unsigned long long)s->missing[i]);
+		}
+	}
+	s->erased = s->nmissing;
+	return 0;
+}
+
 int
 audit_verify_store(const char *dir, const char *key, const char *origin,
                    struct audit_verify_result *res)
@@ -320,6 +489,9 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 	struct logdb_log_iter it = {NULL, NULL, 0, 0};
 	struct audit_chain *a = NULL;
 	struct sizes sz = {NULL, 0, 0};
+	struct audit_sealed sl;
+	const uint8_t *sealed;
+	size_t sealed_len;
 	struct vctx v;
 	uint8_t leaf[MERKLE_HASH_LEN], stored[MERKLE_HASH_LEN], root[MERKLE_HASH_LEN];
 	const void *data;
@@ -330,6 +502,7 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 
 	memset(res, 0, sizeof(*res));
 	memset(&v, 0, sizeof(v));
+	audit_sealed_init(&sl);
 	if (key == NULL) {
 		return IHALA_EINVAL;
 	}
@@ -386,8 +559,27 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 			                  (unsigned long long)seq);
 			goto out;
 		}
+		if ((err = sealed_get(&r, seq, &sealed, &sealed_len)) != 0) {
+			goto out;
+		}
+		if ((err = audit_sealed_push(&sl, seq, data, len, sealed, sealed_len, 1)) != 0) {
+			if (err == IHALA_ETAMPER) {
+				memcpy(res->problem, sl.problem, sizeof(res->problem));
+			} else if (err == IHALA_EBADFRAME || err == IHALA_EUTF8) {
+				err = res_problem(res, "seq %llu: entry does not decode",
+				                  (unsigned long long)seq);
+			}
+			goto out;
+		}
 		res->entries = seq;
 	}
+	if ((err = audit_sealed_finish(&sl)) != 0) {
+		memcpy(res->problem, sl.problem, sizeof(res->problem));
+		goto out;
+	}
+	res->erasures = sl.erasures;
+	res->sealed = sl.sealed;
+	res->erased = sl.erased;
 	/* The end of the log: nothing may have been signed or hashed beyond it. */
 	res->entries = merkle_range_size(&a->range);
 	if (k < sz.n) {
@@ -416,14 +608,42 @@ out:
 	logdb_end(&r);
 	logdb_close(db);
 	checkpoint_verifier_free(v.ver);
+	audit_sealed_release(&sl);
 	free(sz.v);
 	free(a);
 	return err;
 }
 
+struct entry_walk {
+	ihala_entry_cb cb;
+	void *arg;
+};
+
+static int
+entry_only(void *arg, uint64_t seq, const uint8_t *entry, size_t len, const uint8_t *sealed,
+           size_t sealed_len, int known)
+{
+	struct entry_walk *w = arg;
+
+	(void)sealed;
+	(void)sealed_len;
+	(void)known;
+	return w->cb(w->arg, seq, entry, len);
+}
+
 int
 audit_store_walk(const char *dir, ihala_entry_cb cb, void *arg)
 {
+	struct entry_walk w = {cb, arg};
+
+	return audit_store_walk_records(dir, entry_only, &w);
+}
+
+int
+audit_store_walk_records(const char *dir, audit_record_cb cb, void *arg)
+{
+	const uint8_t *sealed;
+	size_t sealed_len;
 	struct logdb *db = NULL;
 	struct logdb_txn r = {NULL, NULL, NULL};
 	struct logdb_log_iter it = {NULL, NULL, 0, 0};
@@ -437,7 +657,10 @@ audit_store_walk(const char *dir, ihala_entry_cb cb, void *arg)
 		goto out;
 	}
 	while ((err = logdb_log_iter_next(&it, &seq, &data, &len)) == 0) {
-		if (cb(arg, seq, data, len) != 0) {
+		if ((err = sealed_get(&r, seq, &sealed, &sealed_len)) != 0) {
+			break;
+		}
+		if (cb(arg, seq, data, len, sealed, sealed_len, 1) != 0) {
 			break;
 		}
 	}

@@ -70,6 +70,9 @@ struct audit_verify_result {
 	uint64_t last_checkpoint;      /* size of the largest one, 0 when none */
 	char origin[CHECKPOINT_NAME_MAX + 1]; /* their origin, "" when none */
 	double seconds;                       /* time the walk took */
+	uint64_t erasures;                    /* ERASURE entries */
+	uint64_t sealed;                      /* entries committing to a sealed part */
+	uint64_t erased;                      /* of those, whose sealed part was erased */
 	char problem[AUDIT_PROBLEM_MAX];      /* the first problem, "" when none */
 };
 
@@ -98,6 +101,50 @@ int audit_verify_store(const char *dir, const char *key, const char *origin,
  * during the call only. Opening or read errors as for audit_verify_store.
  */
 int audit_store_walk(const char *dir, ihala_entry_cb cb, void *arg);
+
+/* ---- sealed parts and erasures (issue 16, docs/SEALING.md) ---- */
+
+/*
+ * A walk's callback with each entry's sealed part: `sealed` (sealed_len bytes, valid during
+ * the call) is the part stored for seq, NULL when none is stored (never had one, or
+ * erased); `known` is 0 when the source cannot say (then sealed is NULL too).
+ */
+typedef int (*audit_record_cb)(void *arg, uint64_t seq, const uint8_t *entry, size_t len,
+                               const uint8_t *sealed, size_t sealed_len, int known);
+
+/* audit_store_walk with the sealed parts the copy holds (known is always 1). */
+int audit_store_walk_records(const char *dir, audit_record_cb cb, void *arg);
+
+/*
+ * What a verifier counts and checks of sealed parts, pushed every entry in seq order:
+ * ERASURE entries and the seqs they name; entries committing to a sealed part
+ * (Envelope.sealed_sha256); when the part is known: that a stored part hashes to the
+ * entry's sealed_sha256, that a part is not stored for an entry that commits to none, and
+ * (at finish) that every part missing was named by an ERASURE entry (a part deleted
+ * without a logged erasure is a problem). The caller declares one, inits it, and releases
+ * it (the seq lists are heap).
+ */
+struct audit_sealed {
+	uint64_t erasures; /* ERASURE entries */
+	uint64_t sealed;   /* entries committing to a sealed part */
+	uint64_t present;  /* of those, whose part is stored (when known) */
+	uint64_t erased;   /* sealed parts erased: missing parts (known), else the distinct
+	                    * seqs ERASURE entries name */
+	int known;         /* every push knew the sealed part */
+	uint64_t *missing, nmissing, capmissing; /* seqs whose part is missing */
+	uint64_t *named, nnamed, capnamed;       /* seqs ERASURE entries named */
+	char problem[AUDIT_PROBLEM_MAX];
+};
+
+void audit_sealed_init(struct audit_sealed *s);
+/* 0; IHALA_ETAMPER with s->problem ("seq 7: sealed part does not match its sealed_sha256");
+ * IHALA_EBADFRAME when the entry does not decode; IHALA_ENOMEM. */
+int audit_sealed_push(struct audit_sealed *s, uint64_t seq, const uint8_t *entry, size_t len,
+                      const uint8_t *sealed, size_t sealed_len, int known);
+/* After the last push: fills s->erased; IHALA_ETAMPER when a missing part was never named by
+ * an ERASURE entry ("seq 7: sealed part missing but no erasure entry names it"). */
+int audit_sealed_finish(struct audit_sealed *s);
+void audit_sealed_release(struct audit_sealed *s);
 
 /* ---- CSV (RFC 4180: CRLF line ends, fields quoted when they hold , " CR or LF) ---- */
 

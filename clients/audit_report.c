@@ -51,6 +51,12 @@ facts_of(const Ihala__V2__LogEntry *e, const Ihala__V2__Envelope *env, struct fa
 		case IHALA__V2__ENVELOPE__KIND_NOTE:
 			f->referral_id = env->note->referral_id;
 			break;
+		case IHALA__V2__ENVELOPE__KIND_ERASE:
+			f->referral_id = env->erase->referral_id;
+			break;
+		case IHALA__V2__ENVELOPE__KIND_UNREADABLE:
+			f->referral_id = env->unreadable->referral_id;
+			break;
 		default:
 			break;
 		}

@@ -94,13 +94,21 @@ ihala_open(const struct client_config *cfg, struct ihala_client **out)
 		free(c);
 		return rc;
 	}
+	if ((rc = sealing_init(c)) != 0) {
+		localstore_close(c->ls);
+		SSL_CTX_free(c->ssl);
+		free(c);
+		return rc;
+	}
 	c->zctx = zmq_ctx_new();
 	if (c->zctx == NULL) {
+		sealing_release(c);
 		localstore_close(c->ls);
 		SSL_CTX_free(c->ssl);
 		free(c);
 		return IHALA_EZMQ;
 	}
+	c->seal_pending = 1; /* an earlier run may have left some: looked for once */
 	RAND_bytes((uint8_t *)&c->next_request, sizeof(c->next_request));
 	c->next_request = (c->next_request >> 16) + 1;
 	*out = c;
@@ -134,6 +142,7 @@ session_drop(struct ihala_client *c)
 	while (c->n_held > 0) {
 		frame_free(c->held[--c->n_held]);
 	}
+	sealing_session_reset(c); /* directory picks are asked again in a new session */
 }
 
 static void
@@ -165,6 +174,7 @@ ihala_close(struct ihala_client *c)
 	}
 	zmq_ctx_term(c->zctx);
 	ckpt_release(c);
+	sealing_release(c);
 	localstore_close(c->ls);
 	SSL_CTX_free(c->ssl);
 	free(c);
@@ -242,19 +252,17 @@ ihala_max_frame(const struct ihala_client *c)
 	return IHALA_DEFAULT_MAX_FRAME;
 }
 
-/* Bytes of the Submit frame body that carries an envelope of `len` bytes. */
+/* Bytes of the Frame body that carries an outbox record (an encoded Submit) of `len` bytes:
+ * the field's tag, its length, the Submit. */
 static size_t
 submit_frame_size(size_t len)
 {
-	static uint8_t dummy;
-	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
-	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
+	size_t n = 1 + 1;
 
-	s.envelope.data = &dummy; /* only its length is read */
-	s.envelope.len = len;
-	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
-	f.submit = &s;
-	return ihala__v2__frame__get_packed_size(&f);
+	for (size_t v = len; v >= 0x80; v >>= 7) {
+		n++;
+	}
+	return n + len;
 }
 
 static uint64_t
@@ -302,12 +310,20 @@ reject(struct ihala_client *c, const char *message_id, int code, const char *tex
 	}
 }
 
+void
+client_refuse(struct ihala_client *c, const char *message_id, int code, const char *text)
+{
+	reject(c, message_id, code, text);
+	set_receipt(c, message_id, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, 0, NULL, code,
+	            text);
+}
+
 static int
 outbox_send_cb(void *arg, const char *message_id, const void *env, size_t len)
 {
 	struct ihala_client *c = arg;
 	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
-	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
+	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT, *sp;
 	size_t fsize = submit_frame_size(len), max = ihala_max_frame(c);
 	int err;
 
@@ -323,11 +339,18 @@ outbox_send_cb(void *arg, const char *message_id, const void *env, size_t len)
 		            NULL, IHALA_ETOOLARGE, text);
 		return 0;
 	}
-	s.envelope.data = (uint8_t *)env;
-	s.envelope.len = len;
+	/* The record is the Submit (clear part and sealed part) as it was queued. */
+	if ((sp = ihala__v2__submit__unpack(NULL, len, env)) == NULL) {
+		reject(c, message_id, IHALA_ESTORE, "the outbox record does not decode (damaged)");
+		set_receipt(c, message_id, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, 0,
+		            NULL, IHALA_ESTORE, "the outbox record does not decode (damaged)");
+		return 0;
+	}
+	s = *sp;
 	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 	f.submit = &s;
 	err = client_send_frame(c, &f);
+	ihala__v2__submit__free_unpacked(sp, NULL);
 	if (err == 0 && fsize > c->big_size) {
 		/* The culprit should the broker still find a frame too large (FRAME_TOO_LARGE). */
 		c->big_size = fsize;
@@ -364,6 +387,17 @@ window_send_cb(void *arg, const char *message_id, const void *env, size_t len)
 	window_limits(c, &max_n, &max_bytes);
 	if (c->ob_n >= max_n || (c->ob_n > 0 && c->ob_bytes + len > max_bytes)) {
 		return 1; /* full: this one goes when receipts make room */
+	}
+	if (sealing_record_pending(env, len)) {
+		c->seal_pending = 1;
+		return 1; /* not sealed for good yet (sealing_reseal): it and those behind wait */
+	}
+	if (sealing_record_oversize(env, len)) {
+		client_refuse(
+		    c, message_id, IHALA_ETOOLARGE,
+		    "message is over the broker's limit per frame once sealed; nothing was "
+		    "sent (shorten long texts or lists)");
+		return 0;
 	}
 	if (submit_frame_size(len) > ihala_max_frame(c)) {
 		return outbox_send_cb(c, message_id, env, len); /* rejected here, never sent */
@@ -451,9 +485,15 @@ on_receipt(struct ihala_client *c, const Ihala__V2__Receipt *r)
 		c->ob_backoff_ms = 0;
 	}
 	if (r->message_id[0] != '\0') {
-		if (r->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+		if (r->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED &&
+		    -r->error_code == IHALA_EERASED) {
+			/* Its referral was erased: its sealed part goes too, not to the rejected
+			 * list (the caller still gets the refusal). */
+			localstore_outbox_del(c->ls, r->message_id);
+		} else if (r->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 			reject(c, r->message_id, -r->error_code, r->error_message);
-		} else {
+		} else if (localstore_outbox_sent(c->ls, r->message_id, r->seq) != 0) {
+			/* kept as sent so a repeat under its id is the same bytes */
 			localstore_outbox_del(c->ls, r->message_id);
 		}
 	}
@@ -477,7 +517,8 @@ client_on_deliver(struct ihala_client *c, const Ihala__V2__Deliver *d)
 	if (d->seq == 0) {
 		return;
 	}
-	err = localstore_inbox_put(c->ls, d->seq, d->entry.data, d->entry.len, &prev);
+	err = localstore_inbox_put_sealed(c->ls, d->seq, d->entry.data, d->entry.len,
+	                                  d->sealed.data, d->sealed.len, &prev);
 	if (err != 0) {
 		if (err == IHALA_ENOSPACE && c->nospace_seq == 0) {
 			c->nospace_seq = d->seq;
@@ -495,6 +536,17 @@ client_on_deliver(struct ihala_client *c, const Ihala__V2__Deliver *d)
 		client_send_frame(c, &f);
 		return;
 	}
+	if (prev == LOCALSTORE_ABSENT) {
+		/* An erasure takes this node's copies away as soon as it is stored, before the
+		 * entries still pending before it are read (it is done again when taken). */
+		Ihala__V2__LogEntry *le = NULL;
+
+		if (logentry_decode(d->entry.data, d->entry.len, &le) == 0 &&
+		    le->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_ERASURE) {
+			sealing_erasure(c, le);
+		}
+		logentry_free(le);
+	}
 	for (i = 0; i < c->n_pending; i++) {
 		if (c->pending[i] == d->seq) {
 			return;
@@ -502,6 +554,30 @@ client_on_deliver(struct ihala_client *c, const Ihala__V2__Deliver *d)
 	}
 	if (c->n_pending < MAX_PENDING) {
 		c->pending[c->n_pending++] = d->seq;
+	}
+}
+
+/* The request id an answer frame echoes (0 when none). */
+static uint64_t
+answer_request_id(const Ihala__V2__Frame *f)
+{
+	switch (f->kind_case) {
+	case IHALA__V2__FRAME__KIND_ERROR:
+		return f->error->request_id;
+	case IHALA__V2__FRAME__KIND_REFERRAL_STATE:
+		return f->referral_state->request_id;
+	case IHALA__V2__FRAME__KIND_INCLUSION_PROOF:
+		return f->inclusion_proof->request_id;
+	case IHALA__V2__FRAME__KIND_CONSISTENCY_PROOF:
+		return f->consistency_proof->request_id;
+	case IHALA__V2__FRAME__KIND_CHECKPOINT:
+		return f->checkpoint->request_id;
+	case IHALA__V2__FRAME__KIND_DIRECTORY:
+		return f->directory->request_id;
+	case IHALA__V2__FRAME__KIND_LOG_ENTRIES:
+		return f->log_entries->request_id;
+	default:
+		return 0;
 	}
 }
 
@@ -585,7 +661,10 @@ on_frame(struct ihala_client *c, Ihala__V2__Frame *f)
 	case IHALA__V2__FRAME__KIND_CHECKPOINT:
 	case IHALA__V2__FRAME__KIND_DIRECTORY:
 	answer:
-		if (c->want_request != 0 && c->response == NULL) {
+		/* Only the answer to the request waited for: a late answer to an earlier one
+		 * (that timed out) must not be taken for it. */
+		if (c->want_request != 0 && c->response == NULL &&
+		    answer_request_id(f) == c->want_request) {
 			c->response = f;
 			return;
 		}
@@ -833,10 +912,11 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	uint64_t deadline = deadline_of(c, timeout_ms);
 	uint8_t *buf;
 	size_t len;
-	int err;
+	int err, given;
 
 	memset(rc, 0, sizeof(*rc));
 	c->errmsg[0] = '\0';
+	given = env->message_id != NULL && env->message_id[0] != '\0';
 	if (env->message_id == NULL || env->message_id[0] == '\0') {
 		char *id = malloc(33);
 
@@ -849,12 +929,29 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 		env->message_id = id;
 	}
 	snprintf(rc->message_id, sizeof(rc->message_id), "%s", env->message_id);
-	len = ihala__v2__envelope__get_packed_size(env);
-	buf = malloc(len ? len : 1);
-	if (buf == NULL) {
-		return IHALA_ENOMEM;
+	/* Validated, split and sealed: what is queued holds nothing personal in clear. */
+	/* The same message again under its id: the same bytes (sealing anew would differ). */
+	buf = NULL;
+	if ((!given || sealing_reuse(c, env, &buf, &len) != 0) &&
+	    (err = sealing_record(c, env, left_ms(deadline), &buf, &len)) != 0) {
+		if (err == IHALA_ETOOLARGE && buf != NULL) {
+			/* Never queued; on the rejected list (clear part only) for `ihala outbox`.
+			 */
+			if (localstore_outbox_put(c->ls, env->message_id, buf, len) == 0) {
+				reject(c, env->message_id, IHALA_ETOOLARGE, c->errmsg);
+			}
+			free(buf);
+			return IHALA_ETOOLARGE;
+		}
+		if (err <= IHALA_ESCHEMA && err > IHALA_ENOTFOUND) {
+			/* A refusal of the message (the node's checks, the broker's sentences):
+			 * told as the broker's would be; nothing was queued. */
+			rc->status = IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED;
+			rc->error = err;
+			snprintf(rc->text, sizeof(rc->text), "%.255s", c->errmsg);
+		}
+		return err;
 	}
-	ihala__v2__envelope__pack(env, buf);
 	if (submit_frame_size(len) > ihala_max_frame(c)) {
 		/* Sent, it would end the session: never queued; kept on the rejected list so
 		 * `ihala outbox` shows it with the others. */
@@ -890,6 +987,15 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	 * the session sends the outbox, this message included. */
 	client_outbox_pump(c);
 	err = ensure_open(c, deadline);
+	if (err == 0 && c->seal_pending) {
+		/* Messages queued while the broker was away (this one too) go sealed now. */
+		int e2 = sealing_reseal(c, left_ms(deadline));
+
+		if (e2 != 0) {
+			err = e2 == IHALA_ETIMEDOUT ? IHALA_EUNREACHABLE : e2;
+		}
+		client_outbox_pump(c);
+	}
 	c->busy = 0;
 	while (err == 0 && !c->got_receipt) {
 		uint64_t t = now_ms();
@@ -927,6 +1033,10 @@ ihala_flush_outbox(struct ihala_client *c, int timeout_ms, size_t *left)
 	int err;
 
 	err = ensure_open(c, deadline);
+	if (err == 0 && c->seal_pending) {
+		err = sealing_reseal(c, left_ms(deadline));
+		client_outbox_pump(c);
+	}
 	while (err == 0) {
 		err = localstore_outbox_count(c->ls, &n);
 		if (err != 0 || n == 0 || now_ms() >= deadline) {
@@ -960,12 +1070,16 @@ ihala_delivery_release(struct ihala_delivery *d)
 	envelope_free(d->envelope);
 	logentry_free(d->log);
 	free(d->entry);
+	free(d->sealed);
 	memset(d, 0, sizeof(*d));
 }
 
 static int
-delivery_fill(struct ihala_delivery *d, uint64_t seq, void *entry, size_t len)
+delivery_fill(struct ihala_client *c, struct ihala_delivery *d, uint64_t seq, void *entry,
+              size_t len)
 {
+	void *sealed = NULL;
+	size_t slen = 0;
 	int err;
 
 	memset(d, 0, sizeof(*d));
@@ -980,6 +1094,22 @@ delivery_fill(struct ihala_delivery *d, uint64_t seq, void *entry, size_t len)
 	if (d->log->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION &&
 	    envelope_decode(d->log->envelope.data, d->log->envelope.len, &d->envelope) != 0) {
 		d->envelope = NULL;
+	}
+	/* The inbox keeps the sealed form; it is opened on every read. */
+	err = localstore_inbox_sealed(c->ls, seq, &sealed, &slen);
+	if (err == 0) {
+		d->sealed = sealed;
+		d->sealed_len = slen;
+	} else if (err != IHALA_ENOTFOUND) {
+		ihala_delivery_release(d);
+		return client_fail(c, err, "cannot read delivery %llu's sealed part: %s",
+		                   (unsigned long long)seq, ihala_strerror(err));
+	}
+	sealing_open_delivery(c, d);
+	/* An erasure takes this node's copies away (durably) before anyone sees it. */
+	if ((err = sealing_erasure(c, d->log)) != 0) {
+		ihala_delivery_release(d);
+		return err;
 	}
 	return 0;
 }
@@ -1007,7 +1137,7 @@ ihala_next_delivery(struct ihala_client *c, int timeout_ms, struct ihala_deliver
 					break;
 				}
 			}
-			return delivery_fill(d, seq, entry, len);
+			return delivery_fill(c, d, seq, entry, len);
 		}
 		if (c->nospace_seq != 0) {
 			seq = c->nospace_seq;
@@ -1119,7 +1249,7 @@ ihala_query(struct ihala_client *c, const char *referral_id, int timeout_ms,
 
 	/* Outbox first: a referral still waiting there (sent again as this session opened)
 	 * must be logged before the broker is asked about it. */
-	if (localstore_outbox_count(c->ls, &waiting) == 0 && waiting > 0) {
+	if (!c->resealing && localstore_outbox_count(c->ls, &waiting) == 0 && waiting > 0) {
 		err = ihala_flush_outbox(c, left_ms(deadline) / 2, NULL);
 		if (err != 0 && err != IHALA_ETIMEDOUT) {
 			return err;

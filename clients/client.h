@@ -10,6 +10,7 @@
 #include "checkpoint.h"
 #include "ihala.h"
 #include "localstore.h"
+#include "seal.h"
 
 #define MAX_PENDING 4096
 #define MAX_HELD 256 /* deliveries held while the Welcome's checkpoint is checked */
@@ -20,6 +21,7 @@
 #define OB_WINDOW_BYTES (4u * 1024 * 1024)
 #define OB_BACKOFF_MS 200   /* first wait after a transient refusal (OVERLOADED) */
 #define OB_BACKOFF_MAX 5000 /* doubled up to this */
+#define DIRCACHE_MAX 16     /* agencies whose encryption certificate a session keeps */
 
 enum sess_state {
 	SESS_NONE,        /* no TLS session */
@@ -95,6 +97,19 @@ struct ihala_client {
 	int no_deliveries; /* ihala_take_deliveries(c, 0): Deliver frames are left to others */
 	void (*on_connecting)(void *arg, const char *endpoint);
 	void *on_connecting_arg;
+
+	/* sealed parts (sealing.c) */
+	struct seal_keyring *keyring;       /* own keys; NULL: none configured */
+	X509 *own_enc;                      /* own newest encryption certificate */
+	char own_agency[ID_AGENCY_MAX + 1]; /* the agency own_enc names */
+	struct seal_trust *trust;           /* cfg->ca_file (and crl_file): judges recipients */
+	struct {
+		char agency[ID_AGENCY_MAX + 1];
+		X509 *cert;
+	} dircache[DIRCACHE_MAX]; /* this session's directory picks */
+	size_t n_dircache;
+	int seal_pending; /* the outbox may hold records waiting to be sealed for good */
+	int resealing;    /* sealing_reseal() runs (no recursion through its requests) */
 };
 
 /* The last error's sentence (ihala_errmsg) from fmt; returns err. */
@@ -129,5 +144,57 @@ void ckpt_gate_answer(struct ihala_client *c, const Ihala__V2__Frame *f);
 
 /* Free the cached checkpoint verifier. */
 void ckpt_release(struct ihala_client *c);
+
+/*
+ * sealing.c: the node's side of sealed parts (docs/SEALING.md).
+ * sealing_init: load the keyring, own certificate and trust anchors of c->cfg (nothing when
+ * encryption_cert is not set); logs and returns IHALA_ECONFIG, IHALA_EKEYPERM, IHALA_ENOMEM.
+ * sealing_release frees them; sealing_session_reset forgets the session's directory picks.
+ */
+int sealing_init(struct ihala_client *c);
+void sealing_release(struct ihala_client *c);
+void sealing_session_reset(struct ihala_client *c);
+
+/*
+ * The outbox record of the full envelope env: an encoded Submit holding the clear part and,
+ * when env has personal fields set, their sealed part (validated, sealed to the other party,
+ * this agency and the custodians). *rec: new (free()). Refusals with ihala_errmsg: the
+ * personal_validate() codes, IHALA_ECERT/IHALA_EREVOKED naming an agency without a valid
+ * certificate, IHALA_ECONFIG, transport errors of the directory and query requests.
+ */
+int sealing_record(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms, uint8_t **rec,
+                   size_t *len);
+
+/* Open d's sealed part into d->envelope, or set d->open_err (and queue an Unreadable to the
+ * sender when the part cannot be opened or is invalid). */
+void sealing_open_delivery(struct ihala_client *c, struct ihala_delivery *d);
+
+/*
+ * Offline: a message with personal fields queued while the broker was out of reach (its
+ * recipients' certificates unknown) is kept sealed to this node alone, marked, and never sent
+ * so (the outbox window stops at it, keeping the order). sealing_reseal() seals such records
+ * for good once the broker answers (replacing them in place), or moves them to the rejected
+ * list when refused for good. 0, or the transport error that stopped it.
+ */
+int sealing_record_pending(const void *rec, size_t len);
+/* A record of a message too large once sealed (its clear part only, on the rejected list):
+ * never sent, refused again when retried. */
+int sealing_record_oversize(const void *rec, size_t len);
+
+/*
+ * The record queued or sent before under env->message_id when it holds the same message
+ * (a submission repeated under its id): *rec (free()) to queue again, the same bytes, so the
+ * broker answers DUPLICATE with the original seq. IHALA_ENOTFOUND otherwise.
+ */
+int sealing_reuse(struct ihala_client *c, const Ihala__V2__Envelope *env, uint8_t **rec,
+                  size_t *len);
+int sealing_reseal(struct ihala_client *c, int timeout_ms);
+
+/* A message refused for good: to the rejected list, and the receipt of a caller waiting for
+ * it (client.c). */
+void client_refuse(struct ihala_client *c, const char *message_id, int code, const char *text);
+
+/* An ERASURE entry: the node's copies of its erased seqs go (durably). 0 or a store error. */
+int sealing_erasure(struct ihala_client *c, const Ihala__V2__LogEntry *le);
 
 #endif

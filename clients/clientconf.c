@@ -2,11 +2,109 @@
 #include "clientconf.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
+#include "id.h"
 #include "log.h"
+
+int
+clientconf_list(const char *list, int (*cb)(void *arg, const char *item, size_t len), void *arg)
+{
+	const char *p = list;
+	int rc;
+
+	while (p != NULL && *p != '\0') {
+		size_t n = strcspn(p, ",");
+		const char *q = p, *end = p + n;
+
+		while (q < end && *q == ' ') {
+			q++;
+		}
+		while (end > q && end[-1] == ' ') {
+			end--;
+		}
+		if ((rc = cb(arg, q, (size_t)(end - q))) != 0) {
+			return rc;
+		}
+		p += n;
+		if (*p == ',') {
+			p++;
+		}
+	}
+	return 0;
+}
+
+struct count {
+	size_t n;
+	char *why;
+	size_t whylen;
+};
+
+static int
+custodian_ok(void *arg, const char *item, size_t len)
+{
+	struct count *c = arg;
+
+	if (!id_agency_valid(item, len)) {
+		snprintf(c->why, c->whylen, "'%.*s' is not an agency id (%s)", (int)len, item,
+		         ID_AGENCY_RULE);
+		return -1;
+	}
+	c->n++;
+	return 0;
+}
+
+/* custodians = id[,id...] */
+static int
+valid_custodians(void *field, char *why, size_t whylen)
+{
+	struct count c = {0, why, whylen};
+
+	if (clientconf_list(*(char **)field, custodian_ok, &c) != 0) {
+		return -1;
+	}
+	if (c.n == 0 || c.n > CLIENTCONF_CUSTODIANS_MAX) {
+		snprintf(why, whylen, "expected 1..%d agency ids separated by commas",
+		         CLIENTCONF_CUSTODIANS_MAX);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+keypair_ok(void *arg, const char *item, size_t len)
+{
+	struct count *c = arg;
+	const char *colon = memchr(item, ':', len);
+
+	if (colon == NULL || colon == item || colon == item + len - 1 ||
+	    memchr(colon + 1, ':', len - (size_t)(colon + 1 - item)) != NULL) {
+		snprintf(c->why, c->whylen, "'%.*s' is not CERT:KEY", (int)len, item);
+		return -1;
+	}
+	c->n++;
+	return 0;
+}
+
+/* old_encryption_keys = CERT:KEY[,CERT:KEY...] (the files are read when the node opens) */
+static int
+valid_keypairs(void *field, char *why, size_t whylen)
+{
+	struct count c = {0, why, whylen};
+
+	if (clientconf_list(*(char **)field, keypair_ok, &c) != 0) {
+		return -1;
+	}
+	if (c.n == 0 || c.n > CLIENTCONF_OLD_KEYS_MAX) {
+		snprintf(why, whylen, "expected 1..%d CERT:KEY pairs separated by commas",
+		         CLIENTCONF_OLD_KEYS_MAX);
+		return -1;
+	}
+	return 0;
+}
 
 #define C(f) offsetof(struct client_config, f)
 
@@ -33,6 +131,14 @@ static const struct conf_option options[] = {
      "the broker's checkpoint public key (PEM): verify checkpoints, detect a rewritten log"},
     {"client", "log_level", CONF_ENUM, 0, "warn", 0, 0, log_level_names, NULL, C(log_level),
      "error, warn, info or debug"},
+    {"client", "encryption_cert", CONF_PATH_FILE, 0, NULL, 0, 0, NULL, NULL, C(encryption_cert),
+     "this agency's encryption certificate (PEM): sealed parts are sealed to it too"},
+    {"client", "encryption_key", CONF_PATH_FILE, CONF_SECRET, NULL, 0, 0, NULL, NULL,
+     C(encryption_key), "its private key (PEM, mode 0600): opens sealed parts"},
+    {"client", "old_encryption_keys", CONF_STRING, 0, NULL, 0, 0, NULL, valid_keypairs,
+     C(old_encryption_keys), "older CERT:KEY pairs still opening older sealed parts"},
+    {"client", "custodians", CONF_STRING, 0, NULL, 0, 0, NULL, valid_custodians, C(custodians),
+     "agencies every sealed part is also sealed to"},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -94,6 +200,17 @@ clientconf_load(const char *path, struct client_config **out, struct conf_errors
 		rc = IHALA_ENOMEM;
 	}
 	conf_file_free(cf);
+	if (rc == 0 && (cfg->encryption_cert == NULL) != (cfg->encryption_key == NULL)) {
+		conf_errors_add(errs, path, 0,
+		                "encryption_cert and encryption_key go together: set both or none");
+		rc = IHALA_ECONFIG;
+	}
+	if (rc == 0 && cfg->old_encryption_keys != NULL && cfg->encryption_key == NULL) {
+		conf_errors_add(errs, path, 0,
+		                "old_encryption_keys needs encryption_cert and "
+		                "encryption_key");
+		rc = IHALA_ECONFIG;
+	}
 	if (rc != 0) {
 		clientconf_free(cfg);
 		return rc;

@@ -28,7 +28,25 @@ struct client_config {
 	char *checkpoint_key; /* the broker's Ed25519 checkpoint public key (PEM); NULL: checkpoints
 	                         are not verified nor checked for consistency */
 	int log_level;        /* enum log_level, default warn */
+	/* Sealed parts (docs/SEALING.md). NULL when not set; a node without them can neither
+	 * seal nor open (an auditor's node needs none). */
+	char *encryption_cert;     /* own newest encryption certificate (PEM) */
+	char *encryption_key;      /* its private key (PEM, mode 0600) */
+	char *old_encryption_keys; /* "CERT:KEY[,CERT:KEY...]": older keys still opening older
+	                              parts (rotation); relative paths against `dir` */
+	char *custodians;          /* "id[,id...]": agencies every sealed part is also sealed to */
 };
+
+/* Most custodians, and most old encryption keys (with the current one, SEAL_KEYS_MAX). */
+#define CLIENTCONF_CUSTODIANS_MAX 8
+#define CLIENTCONF_OLD_KEYS_MAX 15
+
+/*
+ * Split a comma-separated list in place-free fashion: calls cb for each item (trimmed of
+ * spaces, not empty), with its text and length; a non-zero return stops and is returned.
+ */
+int clientconf_list(const char *list, int (*cb)(void *arg, const char *item, size_t len),
+                    void *arg);
 
 /*
  * The config file to use: `option` (from --config) when not NULL, else the

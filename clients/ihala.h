@@ -97,15 +97,25 @@ struct ihala_receipt {
 };
 
 /*
- * Submit one envelope. An empty env->message_id is replaced by a new random one (the
- * envelope is modified; the string it points to is then owned by the client until
- * ihala_close). Stored in the outbox, sent, and the receipt awaited up to timeout_ms.
- * Returns 0 for ACCEPTED and DUPLICATE (rc->status says which), the refusal code for
- * REFUSED (rc->text says why; the envelope left the outbox for the rejected list: fix it and
- * submit again, or see ihala_rejected_*), or IHALA_EUNREACHABLE / IHALA_ETIMEDOUT when no
- * receipt came: the envelope stays in the outbox and goes out with the next
- * ihala_flush_outbox or submit. An envelope whose Submit frame is over ihala_max_frame is
- * refused at once with IHALA_ETOOLARGE and never queued.
+ * Submit one envelope. The envelope is the full message, personal fields in clear: for a
+ * referral, status update, outcome or note the node checks the personal fields
+ * (personal_validate: case id, codes, UTF-8, the consent covering what is carried; refused
+ * here, nothing queued), seals them (docs/SEALING.md) to the other party of the referral
+ * (env->to, else a referral's receiving_agency, else the broker's answer to a query), to this
+ * agency (encryption_cert) and to the configured custodians, each certificate from the
+ * broker's directory judged by this node (ihala_directory_pick; picks kept for the session),
+ * and queues the clear part with the sealed part: nothing personal is kept in clear. A
+ * message with personal fields therefore needs the broker (directory, query) to be queued;
+ * an agency without a valid certificate is refused with IHALA_ECERT (or IHALA_EREVOKED),
+ * naming it. A refusal by the node's own checks (a message error code) fills rc as a
+ * broker's REFUSED receipt would (rc->text the sentence). An empty env->message_id is replaced by a
+ * new random one (the envelope is modified; the string it points to is then owned by the client
+ * until ihala_close). Stored in the outbox, sent, and the receipt awaited up to timeout_ms. Returns
+ * 0 for ACCEPTED and DUPLICATE (rc->status says which), the refusal code for REFUSED (rc->text says
+ * why; the envelope left the outbox for the rejected list: fix it and submit again, or see
+ * ihala_rejected_*), or IHALA_EUNREACHABLE / IHALA_ETIMEDOUT when no receipt came: the envelope
+ * stays in the outbox and goes out with the next ihala_flush_outbox or submit. An envelope whose
+ * Submit frame is over ihala_max_frame is refused at once with IHALA_ETOOLARGE and never queued.
  *
  * Every refusal but the transient ones (SHUTTING_DOWN, OVERLOADED: sent again later) is
  * final: the message leaves the outbox at once for the rejected list, whoever sent it (this
@@ -129,8 +139,23 @@ struct ihala_delivery {
 	uint64_t seq;
 	uint8_t *entry; /* the encoded LogEntry as logged (malloc'd, owned by the delivery) */
 	size_t entry_len;
-	Ihala__V2__LogEntry *log;      /* decoded entry (owned by the delivery) */
-	Ihala__V2__Envelope *envelope; /* decoded envelope for SUBMISSION entries, else NULL */
+	Ihala__V2__LogEntry *log; /* decoded entry (owned by the delivery) */
+	/* Decoded envelope for SUBMISSION entries, else NULL: the clear part merged with the
+	 * opened sealed part when open_err is 0, the clear part alone otherwise. */
+	Ihala__V2__Envelope *envelope;
+	uint8_t *sealed; /* the sealed part as delivered (malloc'd, owned), NULL when none */
+	size_t sealed_len;
+	/*
+	 * 0 when the sealed part was opened and merged, or there is none. Else why not:
+	 * IHALA_ESEALRECIP (none of our keys is a recipient), IHALA_ESEALAUTH (tampered),
+	 * IHALA_ESEALFORM (not a sealed part, or not a Sealed message inside), IHALA_ESEALBIND
+	 * (it belongs to another message, or differs from the hash the log committed to),
+	 * IHALA_ESEALCONTENT (a field not sealed, an undeclared category, invalid content):
+	 * for these the node has queued an Unreadable to the sender; IHALA_EERASED (the sealed
+	 * part was erased), IHALA_ECONFIG (this node has no encryption key). The application
+	 * still acks the delivery.
+	 */
+	int open_err;
 };
 
 /*
@@ -138,6 +163,10 @@ struct ihala_delivery {
  * (from an earlier run), then what the broker sends, waiting up to timeout_ms
  * (IHALA_ETIMEDOUT when none came). Release it with ihala_delivery_release. The broker
  * hears nothing until ihala_ack.
+ *
+ * Sealed parts: the inbox keeps the sealed form; it is opened here, on every read (see
+ * open_err). An ERASURE entry's seqs are erased from this node's store (inbox sealed parts,
+ * journal records) before the entry is handed over: ack it as any other.
  */
 int ihala_next_delivery(struct ihala_client *c, int timeout_ms, struct ihala_delivery *d);
 void ihala_delivery_release(struct ihala_delivery *d);
@@ -232,6 +261,10 @@ int ihala_journal_iter(struct ihala_client *c, const char *referral_id, ihala_jo
  * ihala_journal_referrals_free(). 0, IHALA_ENOMEM or an error of the store. */
 int ihala_journal_referrals(struct ihala_client *c, char ***ids, size_t *n);
 void ihala_journal_referrals_free(char **ids, size_t n);
+
+/* The clear envelope of an outbox or rejected record (localstore's env bytes: an encoded
+ * Submit). *env: envelope_free(). IHALA_EBADFRAME and the envelope_decode codes. */
+int ihala_record_envelope(const void *rec, size_t len, Ihala__V2__Envelope **env);
 
 /* Generate a fresh random message id (32 hex digits) into buf (>= 33 bytes). */
 void ihala_new_message_id(char *buf, size_t len);

@@ -23,6 +23,11 @@
  *   outbox_id    message id -> u64 counter
  *   inbox        u64 seq -> entry bytes (PENDING)
  *   inbox_done   u64 seq -> empty (DONE)
+ *   sent         message id -> u64 seq, the outbox record as it was accepted (the
+ *                message sent again under its id is the same bytes: DUPLICATE; dropped by
+ *                an erasure naming the seq)
+ *   inbox_sealed u64 seq -> the sealed part delivered with a PENDING entry (dropped with
+ *                its bytes when DONE, or when an erasure names the seq)
  *   rejected     message id -> i32 code, u64 wall ms, u16 text length, text,
  *                envelope bytes (refused for good: out of the outbox, kept for
  *                the user to read, retry or drop; created in older stores on open)
@@ -30,7 +35,7 @@
  * cursor seek however many deliveries are already done.
  */
 
-#define LS_MAXDBS 8
+#define LS_MAXDBS 12
 #define LS_LOCKFILE "ihala-client.lock"
 #define LS_INBOX_LOCKFILE "ihala-inbox.lock"
 #define META_OUTBOX_NEXT "outbox_next"
@@ -53,9 +58,11 @@ struct localstore {
 	MDB_dbi inbox;
 	MDB_dbi inbox_done;
 	MDB_dbi rejected;
-	MDB_dbi journal;  /* referral id, NUL, u64 seq -> JSON text (created on open) */
-	int inbox_lockfd; /* localstore_inbox_lock, -1 when not held */
-	dev_t dev;        /* the directory, in the open_dirs registry */
+	MDB_dbi journal;      /* referral id, NUL, u64 seq -> JSON text (created on open) */
+	MDB_dbi inbox_sealed; /* u64 seq -> sealed part of a PENDING entry (created on open) */
+	MDB_dbi sent;         /* message id -> u64 seq, record (created on open) */
+	int inbox_lockfd;     /* localstore_inbox_lock, -1 when not held */
+	dev_t dev;            /* the directory, in the open_dirs registry */
 	ino_t ino;
 	pid_t pid; /* the opener (a forked child inherits the registry, not the store) */
 	struct localstore *next_open;
@@ -156,6 +163,8 @@ open_layout(struct localstore *ls)
 	    /* Added after format 1 shipped: created in older stores too. */
 	    {"rejected", 0, &ls->rejected},
 	    {"journal", 0, &ls->journal},
+	    {"inbox_sealed", 0, &ls->inbox_sealed},
+	    {"sent", 0, &ls->sent},
 	};
 	MDB_txn *txn = NULL;
 	int err, fresh;
@@ -485,6 +494,158 @@ fail:
 	return err;
 }
 
+static int outbox_take_txn(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, void **env,
+                           size_t *len);
+
+int
+localstore_outbox_get(struct localstore *ls, const char *message_id, void **env, size_t *len)
+{
+	char got[LOCALSTORE_MAX_MSGID + 1];
+	uint8_t kbuf[U64_LEN];
+	MDB_txn *txn = NULL;
+	MDB_val k, v, ik;
+	const void *data;
+	uint64_t counter;
+	size_t idn;
+	int rc, err;
+
+	if (ls == NULL || msgid_len(message_id, &idn) < 0 || env == NULL || len == NULL) {
+		return IHALA_EINVAL;
+	}
+	if ((err = rbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	mkval(&ik, message_id, idn);
+	if ((err = outbox_counter(ls, txn, &ik, &counter)) < 0) {
+		goto out;
+	}
+	be64enc(kbuf, counter);
+	mkval(&k, kbuf, sizeof(kbuf));
+	if ((rc = mdb_get(txn, ls->outbox, &k, &v)) != 0) {
+		err = rc == MDB_NOTFOUND ? damaged(ls, "outbox index")
+		                         : ls_err(ls, rc, "reading the outbox");
+		goto out;
+	}
+	if ((err = outbox_decode(ls, &v, got, &data, len)) < 0) {
+		goto out;
+	}
+	if ((*env = malloc(*len ? *len : 1)) == NULL) {
+		err = IHALA_ENOMEM;
+		goto out;
+	}
+	memcpy(*env, data, *len);
+out:
+	mdb_txn_abort(txn);
+	return err;
+}
+
+int
+localstore_outbox_sent(struct localstore *ls, const char *message_id, uint64_t seq)
+{
+	MDB_txn *txn = NULL;
+	MDB_val ik, v;
+	void *env = NULL;
+	size_t idn, len = 0;
+	int rc, err;
+
+	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
+		return IHALA_EINVAL;
+	}
+	if ((err = wbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	mkval(&ik, message_id, idn);
+	if ((err = outbox_take_txn(ls, txn, &ik, &env, &len)) < 0) {
+		goto fail;
+	}
+	mkval(&v, NULL, U64_LEN + len);
+	if ((rc = mdb_put(txn, ls->sent, &ik, &v, MDB_RESERVE)) != 0) {
+		err = ls_err(ls, rc, "recording a sent message");
+		goto fail;
+	}
+	be64enc(v.mv_data, seq);
+	memcpy((uint8_t *)v.mv_data + U64_LEN, env, len);
+	free(env);
+	return wcommit(ls, txn, "committing a sent message");
+fail:
+	free(env);
+	mdb_txn_abort(txn);
+	return err;
+}
+
+int
+localstore_sent_get(struct localstore *ls, const char *message_id, void **env, size_t *len,
+                    uint64_t *seq)
+{
+	MDB_txn *txn = NULL;
+	MDB_val ik, v;
+	size_t idn;
+	int rc, err;
+
+	if (ls == NULL || msgid_len(message_id, &idn) < 0 || env == NULL || len == NULL) {
+		return IHALA_EINVAL;
+	}
+	if ((err = rbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	mkval(&ik, message_id, idn);
+	if ((rc = mdb_get(txn, ls->sent, &ik, &v)) != 0) {
+		err = ls_err(ls, rc, "reading a sent message");
+	} else if (v.mv_size < U64_LEN) {
+		err = damaged(ls, "sent record");
+	} else if ((*env = malloc(v.mv_size - U64_LEN + 1)) == NULL) {
+		err = IHALA_ENOMEM;
+	} else {
+		memcpy(*env, (const uint8_t *)v.mv_data + U64_LEN, v.mv_size - U64_LEN);
+		*len = v.mv_size - U64_LEN;
+		if (seq != NULL) {
+			*seq = be64dec(v.mv_data);
+		}
+	}
+	mdb_txn_abort(txn);
+	return err;
+}
+
+int
+localstore_outbox_replace(struct localstore *ls, const char *message_id, const void *env,
+                          size_t len)
+{
+	uint8_t kbuf[U64_LEN];
+	MDB_txn *txn = NULL;
+	MDB_val k, v, ik;
+	uint64_t counter;
+	size_t idn;
+	int rc, err;
+
+	if (ls == NULL || msgid_len(message_id, &idn) < 0 || env == NULL || len == 0) {
+		return IHALA_EINVAL;
+	}
+	if (len > LS_MAX_ENVELOPE) {
+		return IHALA_ETOOLARGE;
+	}
+	if ((err = wbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	mkval(&ik, message_id, idn);
+	if ((err = outbox_counter(ls, txn, &ik, &counter)) < 0) {
+		goto fail;
+	}
+	be64enc(kbuf, counter);
+	mkval(&k, kbuf, sizeof(kbuf));
+	mkval(&v, NULL, 1 + idn + len);
+	if ((rc = mdb_put(txn, ls->outbox, &k, &v, MDB_RESERVE)) != 0) {
+		err = ls_err(ls, rc, "replacing a queued message");
+		goto fail;
+	}
+	((uint8_t *)v.mv_data)[0] = (uint8_t)idn;
+	memcpy((uint8_t *)v.mv_data + 1, message_id, idn);
+	memcpy((uint8_t *)v.mv_data + 1 + idn, env, len);
+	return wcommit(ls, txn, "committing a replaced message");
+fail:
+	mdb_txn_abort(txn);
+	return err;
+}
+
 /*
  * Copy out the first outbox entry with counter in (after, last]. A short
  * read transaction per entry, so none is open while the callback runs
@@ -662,6 +823,14 @@ int
 localstore_inbox_put(struct localstore *ls, uint64_t seq, const void *entry, size_t len,
                      enum localstore_inbox_state *prev)
 {
+	return localstore_inbox_put_sealed(ls, seq, entry, len, NULL, 0, prev);
+}
+
+int
+localstore_inbox_put_sealed(struct localstore *ls, uint64_t seq, const void *entry, size_t len,
+                            const void *sealed, size_t sealed_len,
+                            enum localstore_inbox_state *prev)
+{
 	enum localstore_inbox_state st;
 	uint8_t kbuf[U64_LEN];
 	MDB_txn *txn = NULL;
@@ -671,8 +840,11 @@ localstore_inbox_put(struct localstore *ls, uint64_t seq, const void *entry, siz
 	if (ls == NULL || seq == 0 || entry == NULL || len == 0) {
 		return IHALA_EINVAL;
 	}
-	if (len > DBENV_MAX_VALUE) {
+	if (len > DBENV_MAX_VALUE || sealed_len > DBENV_MAX_VALUE) {
 		return IHALA_ETOOLARGE;
+	}
+	if (sealed_len > 0 && sealed == NULL) {
+		return IHALA_EINVAL;
 	}
 	if ((err = wbegin(ls, &txn)) < 0) {
 		return err;
@@ -700,6 +872,13 @@ localstore_inbox_put(struct localstore *ls, uint64_t seq, const void *entry, siz
 	if ((rc = mdb_put(txn, ls->inbox, &k, &v, MDB_NOOVERWRITE)) != 0) {
 		err = ls_err(ls, rc, "storing a delivery");
 		goto fail;
+	}
+	if (sealed_len > 0) {
+		mkval(&v, sealed, sealed_len);
+		if ((rc = mdb_put(txn, ls->inbox_sealed, &k, &v, 0)) != 0) {
+			err = ls_err(ls, rc, "storing a delivery's sealed part");
+			goto fail;
+		}
 	}
 	return wcommit(ls, txn, "committing a delivery");
 fail:
@@ -733,6 +912,10 @@ localstore_inbox_done(struct localstore *ls, uint64_t seq)
 	}
 	if ((rc = mdb_del(txn, ls->inbox, &k, NULL)) != 0) {
 		err = ls_err(ls, rc, "dropping a processed delivery");
+		goto fail;
+	}
+	if ((rc = mdb_del(txn, ls->inbox_sealed, &k, NULL)) != 0 && rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "dropping a processed delivery's sealed part");
 		goto fail;
 	}
 	mkval(&v, NULL, 0);
@@ -819,6 +1002,129 @@ out:
 	return err;
 }
 
+int
+localstore_inbox_sealed(struct localstore *ls, uint64_t seq, void **sealed, size_t *len)
+{
+	uint8_t kbuf[U64_LEN];
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	int rc, err;
+
+	if (ls == NULL || seq == 0 || sealed == NULL || len == NULL) {
+		return IHALA_EINVAL;
+	}
+	if ((err = rbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	be64enc(kbuf, seq);
+	mkval(&k, kbuf, sizeof(kbuf));
+	if ((rc = mdb_get(txn, ls->inbox_sealed, &k, &v)) != 0) {
+		err = ls_err(ls, rc, "reading a delivery's sealed part");
+	} else if ((*sealed = malloc(v.mv_size ? v.mv_size : 1)) == NULL) {
+		err = IHALA_ENOMEM;
+	} else {
+		memcpy(*sealed, v.mv_data, v.mv_size);
+		*len = v.mv_size;
+	}
+	mdb_txn_abort(txn);
+	return err;
+}
+
+/* 1 when seq is one of seqs[0..n). */
+static int
+seq_in(uint64_t seq, const uint64_t *seqs, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (seqs[i] == seq) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int
+localstore_erase_seqs(struct localstore *ls, const uint64_t *seqs, size_t n, size_t *erased)
+{
+	uint8_t kbuf[U64_LEN];
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	size_t i, count = 0;
+	int rc, err = 0;
+
+	if (ls == NULL || (n > 0 && seqs == NULL)) {
+		return IHALA_EINVAL;
+	}
+	if ((err = wbegin(ls, &txn)) < 0) {
+		return err;
+	}
+	for (i = 0; i < n; i++) {
+		be64enc(kbuf, seqs[i]);
+		mkval(&k, kbuf, sizeof(kbuf));
+		rc = mdb_del(txn, ls->inbox_sealed, &k, NULL);
+		if (rc == 0) {
+			count++;
+		} else if (rc != MDB_NOTFOUND) {
+			err = ls_err(ls, rc, "erasing a sealed part");
+			goto fail;
+		}
+	}
+	/* The records sent under those seqs. */
+	if ((rc = mdb_cursor_open(txn, ls->sent, &cur)) != 0) {
+		err = ls_err(ls, rc, "opening a cursor on the sent messages");
+		goto fail;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (v.mv_size >= U64_LEN && seq_in(be64dec(v.mv_data), seqs, n)) {
+			if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+				err = ls_err(ls, rc, "erasing a sent message");
+				goto fail;
+			}
+			count++;
+		}
+	}
+	if (rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "reading the sent messages");
+		goto fail;
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	/* The journal's records of those seqs, whatever their referral (onward ones too). */
+	if ((rc = mdb_cursor_open(txn, ls->journal, &cur)) != 0) {
+		err = ls_err(ls, rc, "opening a journal cursor");
+		goto fail;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < U64_LEN + 2) {
+			continue;
+		}
+		if (seq_in(be64dec((const uint8_t *)k.mv_data + k.mv_size - U64_LEN), seqs, n)) {
+			if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+				err = ls_err(ls, rc, "erasing a journal record");
+				goto fail;
+			}
+			count++;
+		}
+	}
+	if (rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "reading the journal");
+		goto fail;
+	}
+	mdb_cursor_close(cur);
+	if (erased != NULL) {
+		*erased = count;
+	}
+	return wcommit(ls, txn, "committing an erasure");
+fail:
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return err;
+}
+
 /* ---- checkpoint ---- */
 
 int
@@ -890,14 +1196,22 @@ int
 localstore_journal_put(struct localstore *ls, const char *referral_id, uint64_t seq,
                        const char *json)
 {
+	return localstore_journal_put_bytes(ls, referral_id, seq, json,
+	                                    json != NULL ? strlen(json) : 0);
+}
+
+int
+localstore_journal_put_bytes(struct localstore *ls, const char *referral_id, uint64_t seq,
+                             const void *json, size_t n)
+{
 	uint8_t kbuf[LOCALSTORE_MAX_MSGID + 1 + U64_LEN];
 	MDB_txn *txn = NULL;
 	MDB_val k, v;
-	size_t klen, n;
+	size_t klen;
 	int err, rc;
 
-	if (ls == NULL || referral_id == NULL || json == NULL || seq == 0 ||
-	    (n = strlen(json)) == 0 || n >= DBENV_MAX_VALUE) {
+	if (ls == NULL || referral_id == NULL || json == NULL || seq == 0 || n == 0 ||
+	    n >= DBENV_MAX_VALUE) {
 		return IHALA_EINVAL;
 	}
 	if ((err = journal_key(referral_id, seq, kbuf, sizeof(kbuf), &klen)) < 0) {
@@ -915,9 +1229,35 @@ localstore_journal_put(struct localstore *ls, const char *referral_id, uint64_t 
 	return wcommit(ls, txn, "committing the journal");
 }
 
+struct text_cb {
+	localstore_journal_cb cb;
+	void *arg;
+};
+
+static int
+text_adapter(void *arg, const char *rid, uint64_t seq, const void *data, size_t len)
+{
+	struct text_cb *t = arg;
+
+	(void)len;
+	return t->cb(t->arg, rid, seq, data); /* NUL-terminated by journal_iter_bytes */
+}
+
 int
 localstore_journal_iter(struct localstore *ls, const char *referral_id, localstore_journal_cb cb,
                         void *arg)
+{
+	struct text_cb t = {cb, arg};
+
+	if (cb == NULL) {
+		return IHALA_EINVAL;
+	}
+	return localstore_journal_iter_bytes(ls, referral_id, text_adapter, &t);
+}
+
+int
+localstore_journal_iter_bytes(struct localstore *ls, const char *referral_id,
+                              localstore_journal_bytes_cb cb, void *arg)
 {
 	uint8_t kbuf[LOCALSTORE_MAX_MSGID + 1 + U64_LEN];
 	char rid[LOCALSTORE_MAX_MSGID + 1];
@@ -964,7 +1304,7 @@ localstore_journal_iter(struct localstore *ls, const char *referral_id, localsto
 		}
 		memcpy(text, v.mv_data, v.mv_size);
 		text[v.mv_size] = '\0';
-		err = cb(arg, rid, be64dec((const uint8_t *)k.mv_data + n + 1), text);
+		err = cb(arg, rid, be64dec((const uint8_t *)k.mv_data + n + 1), text, v.mv_size);
 		free(text);
 		if (err != 0) {
 			goto out;

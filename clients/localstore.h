@@ -82,6 +82,26 @@ int localstore_inbox_lock(struct localstore *ls);
 int localstore_outbox_put(struct localstore *ls, const char *message_id, const void *env,
                           size_t len);
 
+/* Replace the bytes queued under `message_id`, keeping its place in the outbox (a message
+ * sealed for good after it was queued); IHALA_ENOTFOUND if it is not queued. */
+int localstore_outbox_replace(struct localstore *ls, const char *message_id, const void *env,
+                              size_t len);
+
+/* A copy of what is queued under `message_id`: *env malloc'd (free()), *len bytes;
+ * IHALA_ENOTFOUND when it is not queued. */
+int localstore_outbox_get(struct localstore *ls, const char *message_id, void **env, size_t *len);
+
+/*
+ * The broker logged `message_id` as `seq`: its record leaves the outbox for the sent list (one
+ * commit), so the same message submitted again under its id is the same bytes (DUPLICATE).
+ * A sent record of the same id is replaced. IHALA_ENOTFOUND when it is not queued.
+ */
+int localstore_outbox_sent(struct localstore *ls, const char *message_id, uint64_t seq);
+
+/* The sent record of `message_id` (as localstore_outbox_get) and its seq (may be NULL). */
+int localstore_sent_get(struct localstore *ls, const char *message_id, void **env, size_t *len,
+                        uint64_t *seq);
+
 /* Remove the entry of `message_id`; IHALA_ENOTFOUND if it is not queued. */
 int localstore_outbox_del(struct localstore *ls, const char *message_id);
 
@@ -176,6 +196,24 @@ enum localstore_inbox_state {
 int localstore_inbox_put(struct localstore *ls, uint64_t seq, const void *entry, size_t len,
                          enum localstore_inbox_state *prev);
 
+/* The same with the entry's sealed part (sealed_len bytes, 0: none), kept beside it until the
+ * entry is DONE or erased. Only the entry's bytes are compared on a redelivery (the broker
+ * sends an erased entry without its sealed part). */
+int localstore_inbox_put_sealed(struct localstore *ls, uint64_t seq, const void *entry, size_t len,
+                                const void *sealed, size_t sealed_len,
+                                enum localstore_inbox_state *prev);
+
+/* The sealed part of PENDING `seq`: *sealed malloc'd (free()), *len bytes; IHALA_ENOTFOUND
+ * when it has none (never had, DONE, or erased). */
+int localstore_inbox_sealed(struct localstore *ls, uint64_t seq, void **sealed, size_t *len);
+
+/*
+ * Erasure (issue 16): in one commit, drop the sealed parts of the inbox entries of seqs[0..n),
+ * the sent records of those seqs and the journal records of those seqs (of any referral). *erased
+ * (may be NULL): how many rows went. Idempotent.
+ */
+int localstore_erase_seqs(struct localstore *ls, const uint64_t *seqs, size_t n, size_t *erased);
+
 /* Mark `seq` DONE and drop its bytes. Idempotent (DONE already: 0, no
  * write); IHALA_ENOTFOUND for a seq never put. */
 int localstore_inbox_done(struct localstore *ls, uint64_t seq);
@@ -210,6 +248,10 @@ int localstore_checkpoint_get(struct localstore *ls, char **text);
 int localstore_journal_put(struct localstore *ls, const char *referral_id, uint64_t seq,
                            const char *json);
 
+/* The same for binary records (a sealed JSON text): n bytes, 1 .. 4 GiB. */
+int localstore_journal_put_bytes(struct localstore *ls, const char *referral_id, uint64_t seq,
+                                 const void *data, size_t n);
+
 /*
  * Call cb for each record in (referral id, seq) order; only those of `referral_id` when it
  * is not NULL. `rid` and `json` are NUL-terminated copies valid during the callback. A read
@@ -219,5 +261,10 @@ int localstore_journal_put(struct localstore *ls, const char *referral_id, uint6
 typedef int (*localstore_journal_cb)(void *arg, const char *rid, uint64_t seq, const char *json);
 int localstore_journal_iter(struct localstore *ls, const char *referral_id,
                             localstore_journal_cb cb, void *arg);
+/* The same with each record's length (data is also NUL-terminated). */
+typedef int (*localstore_journal_bytes_cb)(void *arg, const char *rid, uint64_t seq,
+                                           const void *data, size_t len);
+int localstore_journal_iter_bytes(struct localstore *ls, const char *referral_id,
+                                  localstore_journal_bytes_cb cb, void *arg);
 
 #endif

@@ -6,9 +6,12 @@
 # Makes a development PKI and configs in a temp dir, starts ihala-broker on a free loopback port
 # and drives each agency's node with the ihala tool: referrals accepted, completed, declined,
 # referred onward, one sent to an NGO whose node is offline and that catches up later; DMA's
-# node takes every status change from its inbox; the auditor replays the log at the end. It prints one
-# line per step and exits 0, or says which step failed and exits 1. Every process it starts
-# is stopped on exit. IHALA_DEMO_KEEP=1 keeps the temp dir (it is kept after a failure).
+# node takes every status change from its inbox; the auditor replays the log. Everything about the
+# survivors travels sealed (docs/SEALING.md): at its end the demo counts the bytes of their names
+# found in clear in the broker's files (its store, a backup, its log: 0), DMA erases one
+# referral, and the auditor verifies the log after it. It prints one line per step and exits 0,
+# or says which step failed and exits 1. Every process it starts is stopped on exit.
+# IHALA_DEMO_KEEP=1 keeps the temp dir (it is kept after a failure).
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -152,22 +155,27 @@ every_seconds = 1s
 [agency.dma]
 role = dma
 name = دائرة شؤون الألغام - قسم مساعدة الضحايا
+encryption_cert = pki/dma-enc.crt
 
 [agency.moh]
 role = ministry
 name = وزارة الصحة
+encryption_cert = pki/moh-enc.crt
 
 [agency.molsa]
 role = ministry
 name = وزارة العمل والشؤون الاجتماعية
+encryption_cert = pki/molsa-enc.crt
 
 [agency.hi]
 role = ngo
 name = Handicap International (Humanity & Inclusion)
+encryption_cert = pki/hi-enc.crt
 
 [agency.auditor]
 role = auditor
 name = DMA oversight
+encryption_cert = pki/auditor-enc.crt
 CONF
 for a in dma moh molsa hi auditor; do
 	mkdir -p "$W/$a"
@@ -181,6 +189,8 @@ key_file = ../pki/$a.key
 data_dir = data
 agency = $a
 timeout = 5s
+encryption_cert = ../pki/$a-enc.crt
+encryption_key = ../pki/$a-enc.key
 CONF
 done
 
@@ -378,6 +388,33 @@ else
 	why="the log has $entries entries: the broker signs a checkpoint each second there are new entries, so the latest one trails the log; the next covers the last $((entries - cksize))"
 fi
 say "Auditor" "ihala audit verify: Merkle tree recomputed, the broker's signed checkpoint matches it (size $cksize; $why)"
+
+# --- nothing about the survivors in clear where the broker writes; erasure ---------------------
+# Every file the broker wrote (its store, a consistent backup of it, its log) searched for the
+# bytes of the survivors' names: the broker routes sealed parts it cannot open.
+"$BROKER" --backup "$W/backup" -c "$W/broker.conf" >"$W/backup.log" 2>&1 ||
+	fail "ihala-broker --backup: $(cat "$W/backup.log")"
+found=0
+for name in "$NAME1" "$NAME2" "$NAME3"; do
+	n=$(cat "$W"/data/* "$W"/backup/* "$W/broker.log" | grep -oaF -- "$name" | wc -l)
+	found=$((found + n * $(printf '%s' "$name" | wc -c)))
+done
+say "Broker files" "bytes of the survivors' names found in clear in the broker's store, its backup and its log: $found"
+
+node dma erase R-002 --reason consent-withdrawn
+receipt_seq
+say "DMA" "erased R-002 (the survivor withdrew consent): its sealed parts deleted at the broker, erasure logged at seq $SEQ"
+node moh inbox --count 1
+grep -q '"kind":"erasure".*"referralId":"R-002"' "$W/last.out" || fail "MoH's inbox lacks the erasure of R-002"
+node dma inbox --count 1
+grep -q '"kind":"erasure".*"referralId":"R-002"' "$W/last.out" || fail "DMA's inbox lacks the erasure of R-002"
+say "MoH, DMA" "their nodes took the erasure of R-002 and deleted their copies"
+node auditor audit verify --key "$W/pki/checkpoint.pub" --origin ihala.demo/log
+grep -q "signature valid, root matches the log" "$W/last.err" ||
+	fail "audit verify after the erasure said: $(cat "$W/last.out" "$W/last.err")"
+counts=$(grep -oE '[0-9]+ entries, [0-9]+ erasure entries, [0-9]+ sealed parts erased' "$W/last.err")
+[ -n "$counts" ] || fail "audit verify did not count the erasures: $(cat "$W/last.err")"
+say "Auditor" "ihala audit verify after the erasure: the log still verifies ($counts)"
 
 kill -TERM "$BPID" 2>/dev/null
 wait "$BPID" 2>/dev/null

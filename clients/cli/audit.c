@@ -1,15 +1,20 @@
 /* audit.c - `ihala audit`: auditors' view of the log: replay, verify, prove, export, stats. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "audit.h"
+#include "base64.h"
 #include "checkpoint.h"
 #include "cli.h"
 #include "suggest.h"
 #include "conf.h"
 #include "error.h"
+#include "frame.h"
 #include "hex.h"
 #include "log.h"
 #include "render.h"
@@ -37,8 +42,12 @@ static const char replay_usage[] =
     "\n"
     "Stream the broker's log entries from seq N to seq M (inclusive) and print each as one\n"
     "JSON line: {\"seq\":N,\"entry\":{...}}, the entry as logged with the submitted envelope\n"
-    "decoded in \"envelope\":{...}. Only auditors may replay. On a terminal (without --json)\n"
-    "a row per entry for people instead: seq, local time, sender, recipient, referral, what.\n"
+    "decoded in \"envelope\":{...}: the clear part only. An entry with a sealed part (the\n"
+    "survivor's personal data, which no auditor can open) shows the SHA-256 the log commits\n"
+    "to, \"sealedSha256\":HEX, and \"erased\":true once the part was erased (when the\n"
+    "broker says); an erasure entry names who erased, why, and the seqs erased. Only\n"
+    "auditors may replay. On a terminal (without --json) a row per entry for people\n"
+    "instead: seq, local time, sender, recipient, referral, what ('sealed sha256:HEX').\n"
     "\n"
     "  -f, --from N         first seq (default 1)\n"
     "  -t, --to M           last seq (default: the current end)\n"
@@ -48,6 +57,120 @@ static const char replay_usage[] =
     "Exit: 0 ok, 1 refused, 2 usage, 3 broker unreachable, 4 local error, 5 an entry does\n"
     "not decode.\n";
 
+/* ---- entries with their sealed parts ---- */
+
+#ifdef IHALA_HAVE_REPLAY_RECORDS
+/* Records from the broker with LogRecord.sealed: a part is known stored or not (erased). */
+struct records {
+	audit_record_cb cb;
+	void *arg;
+};
+
+static int
+records_sealed(void *arg, uint64_t seq, const uint8_t *entry, size_t len, const uint8_t *sealed,
+               size_t sealed_len)
+{
+	struct records *r = arg;
+
+	return r->cb(r->arg, seq, entry, len, sealed, sealed_len, 1);
+}
+
+static int
+replay_records(struct cli *cli, uint64_t from, uint64_t to, int follow, audit_record_cb cb,
+               void *arg)
+{
+	struct records r = {cb, arg};
+
+	return ihala_replay_records(cli->client, from, to, follow, records_sealed, &r,
+	                            cli_timeout(cli));
+}
+#else
+/*
+ * Records from the broker through a libihala whose ihala_replay passes the entries
+ * (LogRecord.entry) but not LogRecord.sealed: a replay cannot tell a part stored from one
+ * erased, known 0. A libihala defining IHALA_HAVE_REPLAY_RECORDS (ihala_replay_records)
+ * makes it 1, and replay marks erased entries as the offline walk does.
+ */
+struct records {
+	audit_record_cb cb;
+	void *arg;
+};
+
+static int
+records_entry(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
+{
+	struct records *r = arg;
+
+	return r->cb(r->arg, seq, entry, len, NULL, 0, 0);
+}
+
+static int
+replay_records(struct cli *cli, uint64_t from, uint64_t to, int follow, audit_record_cb cb,
+               void *arg)
+{
+	struct records r = {cb, arg};
+
+	return ihala_replay(cli->client, from, to, follow, records_entry, &r, cli_timeout(cli));
+}
+#endif
+
+/* The entry's sealed_sha256 in hex into hex (65 bytes), "" when it commits to none. */
+static void
+sealed_sha_hex(const uint8_t *entry, size_t len, char hex[2 * MERKLE_HASH_LEN + 1])
+{
+	Ihala__V2__LogEntry *e = NULL;
+	Ihala__V2__Envelope *env = NULL;
+
+	hex[0] = '\0';
+	if (logentry_decode(entry, len, &e) != 0) {
+		return;
+	}
+	if (e->envelope.len > 0 && envelope_decode(e->envelope.data, e->envelope.len, &env) == 0 &&
+	    env->sealed_sha256.len == MERKLE_HASH_LEN) {
+		hex_encode(env->sealed_sha256.data, MERKLE_HASH_LEN, hex);
+	}
+	envelope_free(env);
+	logentry_free(e);
+}
+
+/*
+ * To `obj`: "sealedSha256" (hex) for an entry committing to a sealed part; when the source
+ * said whether the part is stored: "erased": true when it is not, else with `carry` the part
+ * itself, "sealed" (base64 of its DER: `base64 -d` gives what `openssl cms -decrypt -inform
+ * DER` opens). The part is never opened here: an auditor holds no key.
+ */
+static int
+add_sealed(json_t *obj, const uint8_t *entry, size_t len, const uint8_t *sealed, size_t sealed_len,
+           int known, int carry)
+{
+	char hex[2 * MERKLE_HASH_LEN + 1], *b64;
+	int rc = 0;
+
+	sealed_sha_hex(entry, len, hex);
+	if (hex[0] == '\0') {
+		return 0;
+	}
+	if (json_object_set_new(obj, "sealedSha256", json_string(hex)) != 0) {
+		return -1;
+	}
+	if (!known) {
+		return 0;
+	}
+	if (sealed == NULL) {
+		return json_object_set_new(obj, "erased", json_true());
+	}
+	if (!carry) {
+		return 0;
+	}
+	if (sealed_len > BASE64_MAX_IN || (b64 = malloc(BASE64_LEN(sealed_len) + 1)) == NULL) {
+		return -1;
+	}
+	base64_encode(sealed, sealed_len, b64);
+	rc = json_object_set_new(obj, "sealed", json_string(b64));
+	free(b64);
+	return rc;
+}
+
 struct replay_state {
 	int failed;    /* exit code when a callback stopped the replay, else 0 */
 	uint64_t last; /* last seq printed */
@@ -56,7 +179,8 @@ struct replay_state {
 };
 
 static int
-replay_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
+replay_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len, const uint8_t *sealed,
+          size_t sealed_len, int known)
 {
 	struct replay_state *rs = arg;
 	json_t *j = NULL, *e = NULL;
@@ -73,7 +197,9 @@ replay_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
 	if (rs->human) {
 		/* the entry has the inbox line's names: seq, kind, sender, recipient, brokerTimeMs
 		 */
-		err = view_inbox_row(e, rs->rows++ == 0);
+		err = add_sealed(e, entry, len, sealed, sealed_len, known, 0) != 0
+		          ? -1
+		          : view_inbox_row(e, rs->rows++ == 0);
 		json_decref(e);
 		if (err != 0) {
 			rs->failed = CLI_LOCAL;
@@ -84,7 +210,8 @@ replay_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
 		goto out;
 	}
 	j = json_pack("{s:I,s:o}", "seq", (json_int_t)seq, "entry", e);
-	if (j == NULL || cli_print_json(j) != 0) {
+	if (j == NULL || add_sealed(j, entry, len, sealed, sealed_len, known, 0) != 0 ||
+	    cli_print_json(j) != 0) {
 		rs->failed = CLI_LOCAL;
 		rc = 1;
 		goto out;
@@ -161,7 +288,7 @@ audit_replay(struct cli *cli, int argc, char **argv)
 	}
 	memset(&rs, 0, sizeof(rs));
 	rs.human = cli_human(cli);
-	err = ihala_replay(cli->client, from, to, follow, replay_cb, &rs, cli_timeout(cli));
+	err = replay_records(cli, from, to, follow, replay_cb, &rs);
 	if (rs.failed != 0) {
 		return rs.failed;
 	}
@@ -209,10 +336,14 @@ static const char verify_usage[] =
     "not verify (the first bad seq or checkpoint is named) or the broker's checkpoint does not.\n";
 
 static const char export_usage[] =
-    "usage: ihala audit export --format jsonl|csv [--db DIR]\n"
+    "usage: ihala audit export --format jsonl|csv [--db DIR [--sealed-dir OUT]]\n"
     "\n"
     "Write the whole log on stdout, in seq order.\n"
-    "jsonl: one {\"seq\":N,\"entry\":{...}} per line, as 'ihala audit replay' prints them.\n"
+    "jsonl: one {\"seq\":N,\"entry\":{...}} per line, as 'ihala audit replay' prints them;\n"
+    "  an entry with a sealed part adds \"sealedSha256\":HEX and, read from a store copy\n"
+    "  (--db), the part itself as \"sealed\":BASE64 (the DER of a CMS AuthEnvelopedData:\n"
+    "  only its recipients open it, with 'openssl cms -decrypt -inform DER -recip CRT\n"
+    "  -inkey KEY'), or \"erased\":true once it was erased.\n"
     "csv: RFC 4180 (UTF-8, CRLF, quoted where needed) with the header\n"
     "  seq,time,sender,recipient,kind,message_id,referral_id,status,priority,services\n"
     "  time in UTC (ISO 8601, ms); services separated by ';'; empty cells where the entry\n"
@@ -221,6 +352,8 @@ static const char export_usage[] =
     "  -f, --format FORMAT     jsonl or csv (required)\n"
     "  -d, --db DIR            read a copy of the broker store (made by 'ihala-broker --backup\n"
     "                          DIR') instead of asking the broker\n"
+    "  -s, --sealed-dir OUT    also write each sealed part as OUT/SEQ.der (an existing\n"
+    "                          directory; jsonl with --db only)\n"
     "  -h, --help              this help\n"
     "\n"
     "Exit: 0 ok, 1 refused (only auditors replay), 2 usage, 3 broker unreachable, 4 local\n"
@@ -284,7 +417,7 @@ pick_key(struct cli *cli, const char *cmd, const char *key)
 
 /* getopt for the three commands: --db, --key, --origin, --format as `allowed` says. */
 struct audit_opts {
-	const char *db, *key, *origin, *format;
+	const char *db, *key, *origin, *format, *sealed_dir;
 };
 
 static int
@@ -292,16 +425,20 @@ parse_opts(int argc, char **argv, const char *cmd, const char *usage, const char
            struct audit_opts *o)
 {
 	static const struct option longopts[] = {
-	    {"db", required_argument, NULL, 'd'},     {"key", required_argument, NULL, 'k'},
-	    {"origin", required_argument, NULL, 'o'}, {"format", required_argument, NULL, 'f'},
-	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+	    {"db", required_argument, NULL, 'd'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"origin", required_argument, NULL, 'o'},
+	    {"format", required_argument, NULL, 'f'},
+	    {"sealed-dir", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int ch;
 
 	memset(o, 0, sizeof(*o));
 	optind = 0;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":d:k:o:f:h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":d:k:o:f:s:h", longopts, NULL)) != -1) {
 		if (ch != 'h' && ch != ':' && ch != '?' && strchr(allowed, ch) == NULL) {
 			cli_warnx("%s: unknown option '%s'", cmd, argv[optind - 1]);
 			fprintf(stderr, "Try 'ihala %s --help'.\n", cmd);
@@ -319,6 +456,9 @@ parse_opts(int argc, char **argv, const char *cmd, const char *usage, const char
 			break;
 		case 'f':
 			o->format = optarg;
+			break;
+		case 's':
+			o->sealed_dir = optarg;
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -340,7 +480,7 @@ parse_opts(int argc, char **argv, const char *cmd, const char *usage, const char
 /* The result on stdout: {"entries","root","checkpoints","origin","lastCheckpointSize"}. */
 static int
 verify_json(uint64_t entries, const char *root, uint64_t checkpoints, const char *origin,
-            uint64_t last)
+            uint64_t last, const struct audit_sealed *sl)
 {
 	json_t *j = json_object();
 	int rc;
@@ -355,15 +495,33 @@ verify_json(uint64_t entries, const char *root, uint64_t checkpoints, const char
 		json_object_set_new(j, "origin", json_string(origin));
 		json_object_set_new(j, "lastCheckpointSize", json_integer((json_int_t)last));
 	}
+	json_object_set_new(j, "erasures", json_integer((json_int_t)sl->erasures));
+	json_object_set_new(j, "sealedEntries", json_integer((json_int_t)sl->sealed));
+	json_object_set_new(j, "sealedErased", json_integer((json_int_t)sl->erased));
 	rc = cli_print_json(j);
 	json_decref(j);
 	return rc;
+}
+
+/* The erasures line on stderr (not with -q). */
+static void
+verify_erasures(const struct cli *cli, uint64_t entries, const struct audit_sealed *sl)
+{
+	cli_info(cli,
+	         "audit verify: %llu entries, %llu erasure entries, %llu sealed parts erased (of "
+	         "%llu entries with a sealed part%s)",
+	         (unsigned long long)entries, (unsigned long long)sl->erasures,
+	         (unsigned long long)sl->erased, (unsigned long long)sl->sealed,
+	         sl->known ? ""
+	                   : "; the seqs erasure entries name: the broker's replay does not say "
+	                     "which parts it still holds");
 }
 
 static int
 verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 {
 	struct audit_verify_result res;
+	struct audit_sealed sl;
 	char root[2 * MERKLE_HASH_LEN + 1];
 	const char *why;
 	int err;
@@ -382,11 +540,16 @@ verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 		return CLI_LOCAL;
 	}
 	hex_encode(res.root, MERKLE_HASH_LEN, root);
+	audit_sealed_init(&sl);
+	sl.erasures = res.erasures;
+	sl.sealed = res.sealed;
+	sl.erased = res.erased;
 	if (verify_json(res.entries, root, res.checkpoints,
-	                res.checkpoints != 0 ? res.origin : NULL, res.last_checkpoint) != 0) {
+	                res.checkpoints != 0 ? res.origin : NULL, res.last_checkpoint, &sl) != 0) {
 		return CLI_LOCAL;
 	}
 	cli_info(cli, "verified %llu entries, root %s", (unsigned long long)res.entries, root);
+	verify_erasures(cli, res.entries, &sl);
 	if (res.checkpoints == 0) {
 		cli_info(cli, "no signed checkpoint in the store: signatures not checked");
 	} else {
@@ -405,19 +568,32 @@ verify_offline(struct cli *cli, const struct audit_opts *o, const char *key)
 
 struct online_verify {
 	struct audit_chain chain;
+	struct audit_sealed sealed;
 	uint64_t want;                    /* the checkpoint's size */
 	uint8_t root_at[MERKLE_HASH_LEN]; /* the recomputed root at that size */
 	int failed;                       /* an exit code when the walk stopped */
 };
 
 static int
-online_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
+online_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len, const uint8_t *sealed,
+          size_t sealed_len, int known)
 {
 	struct online_verify *ov = arg;
 	int err = audit_chain_push(&ov->chain, seq, entry, len, NULL);
 
 	if (err != 0) {
 		ov->failed = err == IHALA_ETAMPER ? CLI_VERIFY : CLI_LOCAL;
+		return 1;
+	}
+	err = audit_sealed_push(&ov->sealed, seq, entry, len, sealed, sealed_len, known);
+	if (err != 0) {
+		if (err == IHALA_ETAMPER) {
+			memcpy(ov->chain.problem, ov->sealed.problem, sizeof(ov->chain.problem));
+		} else if (err != IHALA_ENOMEM) {
+			snprintf(ov->chain.problem, sizeof(ov->chain.problem),
+			         "seq %llu: entry does not decode", (unsigned long long)seq);
+		}
+		ov->failed = err == IHALA_ENOMEM ? CLI_LOCAL : CLI_VERIFY;
 		return 1;
 	}
 	if (merkle_range_size(&ov->chain.range) == ov->want &&
@@ -475,13 +651,18 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 		return CLI_LOCAL;
 	}
 	audit_chain_init(&ov->chain);
+	audit_sealed_init(&ov->sealed);
 	ov->want = ck.size;
 	if (ck.size == 0 && merkle_empty_root(ov->root_at) != 0) {
 		free(ov);
 		return CLI_LOCAL;
 	}
-	err = ihala_replay(cli->client, 1, 0, 0, online_cb, ov, cli_timeout(cli));
+	err = replay_records(cli, 1, 0, 0, online_cb, ov);
 	rc = CLI_OK;
+	if (ov->failed == 0 && err == 0 && audit_sealed_finish(&ov->sealed) != 0) {
+		memcpy(ov->chain.problem, ov->sealed.problem, sizeof(ov->chain.problem));
+		ov->failed = CLI_VERIFY;
+	}
 	if (ov->failed != 0) {
 		if (ov->chain.problem[0] != '\0') {
 			cli_warnx("audit verify: %s", ov->chain.problem);
@@ -504,17 +685,19 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 		rc = CLI_LOCAL;
 	} else {
 		hex_encode(r, MERKLE_HASH_LEN, root);
-		if (verify_json(merkle_range_size(&ov->chain.range), root, 1, ck.origin, ck.size) !=
-		    0) {
+		if (verify_json(merkle_range_size(&ov->chain.range), root, 1, ck.origin, ck.size,
+		                &ov->sealed) != 0) {
 			rc = CLI_LOCAL;
 		}
 		cli_info(cli, "verified %llu entries, root %s",
 		         (unsigned long long)merkle_range_size(&ov->chain.range), root);
+		verify_erasures(cli, merkle_range_size(&ov->chain.range), &ov->sealed);
 		cli_info(cli,
 		         "verified the broker's latest checkpoint of '%s' (size %llu): signature "
 		         "valid, root matches the log",
 		         ck.origin, (unsigned long long)ck.size);
 	}
+	audit_sealed_release(&ov->sealed);
 	free(ov);
 	return rc;
 }
@@ -546,11 +729,47 @@ enum walk_kind {
 struct walk {
 	enum walk_kind kind;
 	struct audit_stats *stats;
-	int failed; /* an exit code when a callback stopped the walk */
+	const char *sealed_dir; /* export --sealed-dir: SEQ.der written there */
+	uint64_t parts;         /* sealed parts written there */
+	int failed;             /* an exit code when a callback stopped the walk */
 };
 
+/* DIR/SEQ.der, mode 0600, not replacing a file. */
 static int
-walk_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
+write_part(struct walk *wk, uint64_t seq, const uint8_t *sealed, size_t len)
+{
+	char path[4096];
+	ssize_t n;
+	size_t off = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%llu.der", wk->sealed_dir, (unsigned long long)seq);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+		cli_warnx("audit export: cannot create '%s': %s", path, strerror(errno));
+		return -1;
+	}
+	while (off < len) {
+		if ((n = write(fd, sealed + off, len - off)) < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			cli_warnx("audit export: cannot write '%s': %s", path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	if (close(fd) != 0) {
+		cli_warnx("audit export: cannot write '%s': %s", path, strerror(errno));
+		return -1;
+	}
+	wk->parts++;
+	return 0;
+}
+
+static int
+walk_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len, const uint8_t *sealed,
+        size_t sealed_len, int known)
 {
 	struct walk *wk = arg;
 	json_t *j = NULL, *e = NULL;
@@ -560,10 +779,16 @@ walk_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
 	case WALK_JSONL:
 		if ((err = render_entry_bytes(entry, len, &e)) == 0) {
 			j = json_pack("{s:I,s:o}", "seq", (json_int_t)seq, "entry", e);
-			if (j == NULL || cli_print_json(j) != 0) {
+			if (j == NULL ||
+			    add_sealed(j, entry, len, sealed, sealed_len, known, 1) != 0 ||
+			    cli_print_json(j) != 0) {
 				wk->failed = CLI_LOCAL;
 			}
 			json_decref(j);
+		}
+		if (err == 0 && wk->failed == 0 && sealed != NULL && wk->sealed_dir != NULL &&
+		    write_part(wk, seq, sealed, sealed_len) != 0) {
+			wk->failed = CLI_LOCAL;
 		}
 		break;
 	case WALK_CSV:
@@ -594,7 +819,7 @@ walk_log(struct cli *cli, const char *cmd, const char *db, struct walk *wk)
 
 	if (db != NULL) {
 		cli_capture();
-		err = audit_store_walk(db, walk_cb, wk);
+		err = audit_store_walk_records(db, walk_cb, wk);
 		why = cli_captured(cli, wk->failed != 0 ? 0 : err);
 		if (wk->failed != 0) {
 			return wk->failed;
@@ -608,7 +833,7 @@ walk_log(struct cli *cli, const char *cmd, const char *db, struct walk *wk)
 	if ((rc = cli_connect(cli, 1, NULL)) != CLI_OK) {
 		return rc;
 	}
-	err = ihala_replay(cli->client, 1, 0, 0, walk_cb, wk, cli_timeout(cli));
+	err = replay_records(cli, 1, 0, 0, walk_cb, wk);
 	if (wk->failed != 0) {
 		return wk->failed;
 	}
@@ -625,10 +850,11 @@ audit_export(struct cli *cli, int argc, char **argv)
 	struct walk wk;
 	int rc;
 
-	if ((rc = parse_opts(argc, argv, "audit export", export_usage, "df", &o)) != CLI_OK) {
+	if ((rc = parse_opts(argc, argv, "audit export", export_usage, "dfs", &o)) != CLI_OK) {
 		return rc < 0 ? CLI_OK : rc;
 	}
 	memset(&wk, 0, sizeof(wk));
+	wk.sealed_dir = o.sealed_dir;
 	if (o.format == NULL) {
 		cli_warnx("audit export: --format jsonl|csv is required");
 		return CLI_USAGE;
@@ -644,10 +870,19 @@ audit_export(struct cli *cli, int argc, char **argv)
 	if (wk.kind == WALK_CSV && audit_csv_header(stdout) != 0) {
 		return CLI_LOCAL;
 	}
+	if (o.sealed_dir != NULL && (wk.kind != WALK_JSONL || o.db == NULL)) {
+		cli_warnx("audit export: --sealed-dir goes with --format jsonl --db DIR (the parts "
+		          "are read from a copy of the broker store)");
+		return CLI_USAGE;
+	}
 	rc = walk_log(cli, "audit export", o.db, &wk);
 	if (fflush(stdout) != 0 && rc == CLI_OK) {
 		cli_warnx("cannot write to standard output");
 		rc = CLI_LOCAL;
+	}
+	if (rc == CLI_OK && o.sealed_dir != NULL) {
+		cli_info(cli, "audit export: %llu sealed parts written to '%s' (SEQ.der)",
+		         (unsigned long long)wk.parts, o.sealed_dir);
 	}
 	return rc;
 }

@@ -122,6 +122,8 @@ int cmd_progress(struct cli *cli, int argc, char **argv);
 int cmd_outcome(struct cli *cli, int argc, char **argv);
 int cmd_cancel(struct cli *cli, int argc, char **argv);
 int cmd_note(struct cli *cli, int argc, char **argv);
+/* `ihala erase REFERRAL --reason CODE`: an Erase envelope (submit.c). */
+int cmd_erase(struct cli *cli, int argc, char **argv);
 int cmd_outbox(struct cli *cli, int argc, char **argv);
 int cmd_inbox(struct cli *cli, int argc, char **argv);
 int cmd_status(struct cli *cli, int argc, char **argv);

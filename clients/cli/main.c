@@ -35,6 +35,7 @@ static const struct command commands[] = {
     {"outcome", cmd_outcome, "close with the outcome (--file OUTCOME.json)"},
     {"cancel", cmd_cancel, "withdraw a referral made (--reason CODE)"},
     {"note", cmd_note, "attach a note to a referral (--text TEXT)"},
+    {"erase", cmd_erase, "erase a referral's sealed parts everywhere (--reason CODE)"},
     {"inbox", cmd_inbox, "take deliveries: print them or run a command on each"},
     {"status", cmd_status, "state and history of one referral"},
     {"list", cmd_list, "the referrals this node sent or received ([--state S] [--overdue])"},

@@ -89,7 +89,8 @@ print_row(struct listing *l, const char *id, const void *env, size_t len, int co
 	Ihala__V2__Envelope *e = NULL;
 	const char *kind = "unknown", *rid = "";
 
-	if (envelope_decode(env, len, &e) == 0) {
+	/* A record is the Submit as queued: the clear part (and the sealed part). */
+	if (ihala_record_envelope(env, len, &e) == 0) {
 		kind = kind_name(e);
 		rid = referral_of(e);
 	}

@@ -183,7 +183,8 @@ render_receipt(const struct ihala_receipt *rc, json_t **out)
 const char *
 render_line_referral(json_t *line)
 {
-	static const char *kinds[] = {"referral", "statusUpdate", "outcome", "note"};
+	static const char *kinds[] = {"referral", "statusUpdate", "outcome",
+	                              "note",     "erase",        "unreadable"};
 	json_t *env = json_object_get(line, "envelope"), *ev = json_object_get(line, "event");
 	const char *rid;
 	size_t i;

@@ -1,5 +1,5 @@
 /* submit.c - the submitting subcommands: refer, accept, decline, progress, outcome, cancel,
- * note; and outbox. */
+ * note, erase; and outbox. */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -64,6 +64,8 @@ struct sub_cmd {
 	unsigned opts;
 	int needs_id; /* takes REFERRAL_ID */
 	const char *usage;
+	const int *reasons; /* the reason codes --reason takes; NULL: every one */
+	size_t nreasons;
 };
 
 #define COMMON_HELP                                                                                \
@@ -98,6 +100,8 @@ static const struct sub_cmd cmd_refer_def = {
     "  -t, --to AGENCY      receiving agency (may be left out when the file sets\n"
     "                       receivingAgency)\n"
     "  -f, --file FILE      the referral (JSON)\n" COMMON_HELP,
+    NULL,
+    0,
 };
 
 static const struct sub_cmd cmd_accept_def = {
@@ -109,6 +113,8 @@ static const struct sub_cmd cmd_accept_def = {
     "Accept a referral this agency received (status accepted).\n"
     "\n"
     "  -n, --note TEXT      a note for the referrer\n" COMMON_HELP,
+    NULL,
+    0,
 };
 
 static const struct sub_cmd cmd_decline_def = {
@@ -121,6 +127,8 @@ static const struct sub_cmd cmd_decline_def = {
     "\n"
     "  -r, --reason CODE    why (required, see below)\n"
     "  -x, --text TEXT      the reason in words\n" COMMON_HELP,
+    NULL,
+    0,
 };
 
 static const struct sub_cmd cmd_progress_def = {
@@ -137,6 +145,8 @@ static const struct sub_cmd cmd_progress_def = {
     "  -n, --note TEXT      a note for the referrer\n"
     "  -r, --reason CODE    why, for on-hold (see below)\n"
     "  -x, --text TEXT      the reason in words\n" COMMON_HELP,
+    NULL,
+    0,
 };
 
 static const struct sub_cmd cmd_outcome_def = {
@@ -152,6 +162,8 @@ static const struct sub_cmd cmd_outcome_def = {
     "  -f, --file FILE      the outcome (JSON)\n"
     "  -s, --status STATUS  completed (default) or failed\n"
     "  -n, --note TEXT      a note for the referrer\n" COMMON_HELP,
+    NULL,
+    0,
 };
 
 static const struct sub_cmd cmd_cancel_def = {
@@ -164,6 +176,8 @@ static const struct sub_cmd cmd_cancel_def = {
     "\n"
     "  -r, --reason CODE    why (required, see below)\n"
     "  -x, --text TEXT      the reason in words\n" COMMON_HELP,
+    NULL,
+    0,
 };
 
 static const struct sub_cmd cmd_note_def = {
@@ -175,6 +189,35 @@ static const struct sub_cmd cmd_note_def = {
     "Attach a free note to a referral; it goes to the other party.\n"
     "\n"
     "  -x, --text TEXT      the note (required)\n" COMMON_HELP,
+    NULL,
+    0,
+};
+
+/* The reasons an erasure may give (the broker's own, RETENTION_EXPIRED, is not one). */
+static const int erase_reasons[] = {
+    IHALA__V2__REASON_CODE__REASON_CODE_CONSENT_WITHDRAWN,
+    IHALA__V2__REASON_CODE__REASON_CODE_ENTERED_IN_ERROR,
+    IHALA__V2__REASON_CODE__REASON_CODE_OTHER,
+};
+
+static const struct sub_cmd cmd_erase_def = {
+    "erase",
+    O_REASON | O_MSGID,
+    1,
+    "usage: ihala erase REFERRAL_ID --reason CODE [--message-id ID]\n"
+    "\n"
+    "Erase the sealed parts of a referral this agency made (the survivor's personal data:\n"
+    "identity, contact, injuries, free texts) and of its onward referrals, at the broker and\n"
+    "at every party's node, for example when the survivor withdraws consent. The log keeps\n"
+    "every entry's clear part and the SHA-256 of its sealed part, so 'ihala audit verify'\n"
+    "still passes and the audit can still prove what was sent, when and by whom; the broker\n"
+    "logs one erasure entry per party. Only the referring agency may erase; it cannot be\n"
+    "undone, and the broker refuses later messages with a sealed part on the referral\n"
+    "(ERASED).\n"
+    "\n"
+    "  -r, --reason CODE    why (required, see below)\n" COMMON_HELP,
+    erase_reasons,
+    sizeof(erase_reasons) / sizeof(erase_reasons[0]),
 };
 
 static void
@@ -192,9 +235,10 @@ sub_usage(const struct sub_cmd *cmd, FILE *fp)
 	/* from the schema, so the list cannot drift from what the broker knows */
 	fputs("\nCODE is a reason code:", fp);
 	col = 22;
-	for (i = 0, first = 1; i < ed->n_values; i++) {
-		if (ed->values[i].value == 0 ||
-		    pbjson_enum_to_name(ed, ed->values[i].value, name, sizeof(name)) != 0) {
+	for (i = 0, first = 1; i < (cmd->reasons != NULL ? cmd->nreasons : ed->n_values); i++) {
+		int v = cmd->reasons != NULL ? cmd->reasons[i] : ed->values[i].value;
+
+		if (v == 0 || pbjson_enum_to_name(ed, v, name, sizeof(name)) != 0) {
 			continue;
 		}
 		if (!first) {
@@ -347,11 +391,12 @@ parse_enum(const char *cmd, const char *opt, const ProtobufCEnumDescriptor *ed, 
 }
 
 static int
-parse_reason(const char *cmd, const char *s, Ihala__V2__ReasonCode *out)
+parse_reason(const struct sub_cmd *def, const char *s, Ihala__V2__ReasonCode *out)
 {
 	int v;
 
-	if (parse_enum(cmd, "reason", &ihala__v2__reason_code__descriptor, s, NULL, 0, &v) != 0) {
+	if (parse_enum(def->name, "reason", &ihala__v2__reason_code__descriptor, s, def->reasons,
+	               def->nreasons, &v) != 0) {
 		return -1;
 	}
 	*out = (Ihala__V2__ReasonCode)v;
@@ -919,7 +964,7 @@ status_command(struct cli *cli, const struct sub_cmd *def, int argc, char **argv
 		fprintf(stderr, "Try 'ihala %s --help'.\n", def->name);
 		return CLI_USAGE;
 	}
-	if (a.reason != NULL && parse_reason(def->name, a.reason, &su.reason_code) != 0) {
+	if (a.reason != NULL && parse_reason(def, a.reason, &su.reason_code) != 0) {
 		return CLI_USAGE;
 	}
 	if (a.text != NULL) {
@@ -1039,4 +1084,32 @@ cmd_note(struct cli *cli, int argc, char **argv)
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	env.note = &note;
 	return submit(cli, "note", &env);
+}
+
+int
+cmd_erase(struct cli *cli, int argc, char **argv)
+{
+	Ihala__V2__Envelope env;
+	Ihala__V2__Erase er = IHALA__V2__ERASE__INIT;
+	struct sub_args a;
+	char id[ID_MAX + 1];
+	int rc;
+
+	if ((rc = sub_parse(&cmd_erase_def, argc, argv, &a)) >= 0) {
+		return rc;
+	}
+	if (a.reason == NULL) {
+		cli_warnx("erase: --reason CODE is required");
+		fprintf(stderr, "Try 'ihala erase --help'.\n");
+		return CLI_USAGE;
+	}
+	if (parse_reason(&cmd_erase_def, a.reason, &er.reason_code) != 0) {
+		return CLI_USAGE;
+	}
+	er.referral_id = (char *)a.referral_id;
+	envelope_prepare(&env, &a, id, sizeof(id));
+	/* no sealed part: an erasure carries nothing about the person */
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_ERASE;
+	env.erase = &er;
+	return submit(cli, "erase", &env);
 }

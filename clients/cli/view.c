@@ -47,10 +47,16 @@ view_what(json_t *item, char *buf, size_t len)
 	if ((r = json_object_get(env, "referral")) != NULL) {
 		json_t *sv = json_object_get(r, "survivor");
 
-		add(buf, len, &off, "referral for %s%s",
-		    text_isolate(str(sv, "name")[0] != '\0' ? str(sv, "name") : str(sv, "caseId"),
-		                 iso, sizeof(iso)),
-		    "");
+		if (sv == NULL) {
+			/* the clear part only (an auditor's view, or a part not opened) */
+			add(buf, len, &off, "referral%s%s", "", "");
+		} else {
+			add(buf, len, &off, "referral for %s%s",
+			    text_isolate(str(sv, "name")[0] != '\0' ? str(sv, "name")
+			                                            : str(sv, "caseId"),
+			                 iso, sizeof(iso)),
+			    "");
+		}
 		if (str(r, "priority")[0] != '\0') {
 			add(buf, len, &off, " (%s)%s", str(r, "priority"), "");
 		}
@@ -82,12 +88,59 @@ view_what(json_t *item, char *buf, size_t len)
 		    "");
 	} else if ((o = json_object_get(env, "outcome")) != NULL) {
 		add(buf, len, &off, "outcome%s%s", "", "");
+	} else if ((o = json_object_get(env, "erase")) != NULL) {
+		add(buf, len, &off, "erase (%s)%s", str(o, "reasonCode"), "");
+	} else if ((o = json_object_get(env, "unreadable")) != NULL) {
+		add(buf, len, &off, "unreadable: seq %s%s",
+		    json_is_integer(json_object_get(o, "refSeq")) ? "" : str(o, "refSeq"), "");
+		if (json_is_integer(json_object_get(o, "refSeq"))) {
+			char n[24];
+
+			snprintf(n, sizeof(n), "%lld",
+			         (long long)json_integer_value(json_object_get(o, "refSeq")));
+			add(buf, len, &off, "%s%s", n, "");
+		}
+		add(buf, len, &off, " (%s)%s", str(o, "code"), "");
+	} else if (ev != NULL && strcmp(str(item, "kind"), "erasure") == 0) {
+		json_t *seqs = json_object_get(ev, "erasedSeqs"), *q;
+		size_t i;
+
+		add(buf, len, &off, "erasure (%s) by %s, sealed parts of seqs",
+		    str(ev, "reasonCode"),
+		    str(item, "sender")[0] != '\0' ? str(item, "sender")
+		                                   : "the broker (retention)");
+		json_array_foreach(seqs, i, q)
+		{
+			char n[24];
+
+			snprintf(n, sizeof(n), "%s%lld", i > 0 ? "," : " ",
+			         (long long)(json_is_integer(q) ? json_integer_value(q) : 0));
+			add(buf, len, &off, "%s%s", n, "");
+		}
+	} else if (ev != NULL && str(ev, "status")[0] == '\0' &&
+	           json_is_integer(json_object_get(ev, "refSeq"))) {
+		/* a delivery the recipient acked (audit replay) */
+		char n[24];
+
+		snprintf(n, sizeof(n), "%lld",
+		         (long long)json_integer_value(json_object_get(ev, "refSeq")));
+		add(buf, len, &off, "%s of seq %s",
+		    str(item, "kind")[0] != '\0' ? str(item, "kind") : "event", n);
 	} else if (ev != NULL) {
 		add(buf, len, &off, "%s (by the broker)%s", str(ev, "status"), "");
 	} else if (str(item, "what")[0] != '\0' &&
 	           strcmp(str(item, "what"), str(item, "status")) != 0) {
 		/* a history item without its details: what kind of message it was */
 		add(buf, len, &off, "%s%s", str(item, "what"), "");
+	}
+	/* a delivery whose sealed part this node could not open (inbox: "openError") */
+	if (str(item, "openError")[0] != '\0') {
+		add(buf, len, &off, "; sealed part not opened: %s%s", str(item, "openError"), "");
+	}
+	/* audit replay: what the entry commits to, never what it says */
+	if (str(item, "sealedSha256")[0] != '\0') {
+		add(buf, len, &off, "; sealed sha256:%s%s", str(item, "sealedSha256"),
+		    json_is_true(json_object_get(item, "erased")) ? " (erased)" : "");
 	}
 	return buf;
 }

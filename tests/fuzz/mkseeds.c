@@ -17,6 +17,7 @@
 #include "log.h"
 #include "merkle.h"
 #include "pbjson.h"
+#include "personal.h"
 
 /*
  * mkseeds OUTDIR ROOT
@@ -193,6 +194,28 @@ envelope_seed(const char *name, const uint8_t ctl[4], const Ihala__V2__Envelope 
 
 	b = pack(&env->base, &len);
 	put2("envelope", name, ctl, 4, b, len);
+	if (personal_kind(env)) {
+		/* fuzz_personal: the clear part's length and bytes, then the Sealed content */
+		uint8_t *clear = NULL, *sealed = NULL, *both, hdr[2];
+		size_t clen = 0, slen = 0;
+
+		if (personal_clear(env, NULL, &clear, &clen) != 0 ||
+		    personal_split(env, "dma", &sealed, &slen) != 0 || clen > 0xffff ||
+		    (both = malloc(clen + slen + 1)) == NULL) {
+			errno = EINVAL;
+			die("personal seed");
+		}
+		hdr[0] = (uint8_t)(clen >> 8);
+		hdr[1] = (uint8_t)clen;
+		memcpy(both, clear, clen);
+		if (slen > 0) {
+			memcpy(both + clen, sealed, slen);
+		}
+		put2("personal", name, hdr, 2, both, clen + slen);
+		free(both);
+		free(clear);
+		free(sealed);
+	}
 	if (pbjson_to_string(&env->base, 0, &json) == 0) {
 		snprintf(jname, sizeof(jname), "envelope-%s", name);
 		put2("pbjson", jname, &t, 1, json, strlen(json));

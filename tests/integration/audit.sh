@@ -11,7 +11,7 @@ EX=$IHALA_ROOT/config/examples
 PUB=$IHALA_PKI/checkpoint.pub
 P=aud-$$
 
-plan 81
+plan 82
 
 # offline NAME ARGS...: ihala without a config.
 offline() {
@@ -147,9 +147,11 @@ check "openssl refuses the signature over an altered body" \
 # --- audit verify --------------------------------------------------------------------------------
 offline verify audit verify --db "$T/copy" --key "$PUB"
 check "audit verify --db COPY: exit 0, stdout one JSON line with the entries and root of the checkpoint" \
-	eval 'expect 0 && grep -qxE "\{\"entries\":$LAST,\"root\":\"$ROOT\",\"checkpoints\":[0-9]+,\"origin\":\"ihala.test/log\",\"lastCheckpointSize\":$LAST\}" "$OUT" && [ "$(wc -l <"$OUT")" -eq 1 ] || show "$OUT"'
+	eval 'expect 0 && grep -qxE "\{\"entries\":$LAST,\"root\":\"$ROOT\",\"checkpoints\":[0-9]+,\"origin\":\"ihala.test/log\",\"lastCheckpointSize\":$LAST,\"erasures\":0,\"sealedEntries\":0,\"sealedErased\":0\}" "$OUT" && [ "$(wc -l <"$OUT")" -eq 1 ] || show "$OUT"'
 check "audit verify --db: the prose on stderr: 'verified N entries', every checkpoint, consistency by recomputation" \
 	eval 'err_has "ihala: verified $LAST entries, root $ROOT" && grep -qE "^ihala: verified [0-9]+ checkpoints of .ihala.test/log. \(the last at size $LAST\): signatures valid, roots match the log; consistency" "$ERR"'
+check "audit verify --db: the erasures line (none here: nothing was erased)" \
+	err_has "ihala: audit verify: $LAST entries, 0 erasure entries, 0 sealed parts erased (of 0 entries with a sealed part)"
 run verify-cfg "$AUD" audit verify --db "$T/copy"
 check "audit verify --db with the config's checkpoint_key" exit_and_out 0 "{\"entries\":$LAST,\"root\":\"$ROOT\","
 offline verify-nokey audit verify --db "$T/copy"

@@ -9,7 +9,7 @@ EX=$IHALA_ROOT/config/examples
 ARABIC_NAME='نور الهدى خلف حسن'
 KURDISH_NOTE='نەخۆشەکە سەردانی نەخۆشخانەی کرد'
 
-plan 140
+plan 145
 
 # expect CODE: the last run exited CODE (shows its output when not).
 # err_has TEXT / out_has TEXT: fixed string in the last run's stderr / stdout.
@@ -44,7 +44,7 @@ unset IHALA_CONFIG
 RC=$?
 check "ihala --help: exit 0, lists the exit codes" \
 	eval '[ $RC -eq 0 ] && grep -q "^Exit codes" "$T/help.out" && grep -q "5  verification" "$T/help.out" && grep -q "6  no space left on the disk" "$T/help.out"'
-for sub in refer accept decline progress outcome cancel note inbox status outbox audit "audit replay"; do
+for sub in refer accept decline progress outcome cancel note erase inbox status outbox audit "audit replay"; do
 	# shellcheck disable=SC2086
 	"$IHALA" $sub --help >"$T/help.out" 2>"$T/help.err"
 	RC=$?
@@ -53,6 +53,9 @@ for sub in refer accept decline progress outcome cancel note inbox status outbox
 done
 "$IHALA" help decline >"$T/help.out" 2>&1
 check "ihala help decline: lists the reason codes" grep -q 'not-eligible, no-capacity' "$T/help.out"
+"$IHALA" help erase >"$T/help.out" 2>&1
+check "ihala help erase: the three reasons an erasure may give, no other" \
+	eval 'grep -qx "CODE is a reason code: consent-withdrawn, entered-in-error, other" "$T/help.out" || { show "$T/help.out"; false; }'
 
 "$IHALA" frobnicate >"$T/o" 2>"$T/e"
 RC=$?
@@ -166,6 +169,13 @@ run badreason "$MOH" decline r1 --reason too-busy
 check "decline: unknown reason: exit 2, lists the codes" exit_and_err 2 "invalid reason 'too-busy' (one of: not-eligible no-capacity"
 run noreason "$MOH" decline r1
 check "decline without --reason: exit 2" exit_and_err 2 "--reason CODE is required"
+run erase-noreason "$DMA" erase r1
+check "erase without --reason: exit 2" exit_and_err 2 "erase: --reason CODE is required"
+run erase-badreason "$DMA" erase r1 --reason no-capacity
+check "erase: a reason that is not an erasure's: exit 2, lists the three" \
+	exit_and_err 2 "erase: invalid reason 'no-capacity' (one of: consent-withdrawn entered-in-error other)"
+run erase-badid "$DMA" erase "r 1" --reason other
+check "erase: an invalid referral id: exit 2" exit_and_err 2 "erase: invalid referral id 'r 1'"
 run badstatus "$MOH" progress r1 --status completed
 check "progress --status completed: exit 2 (only in-progress, on-hold)" \
 	exit_and_err 2 "invalid status 'completed' (one of: in-progress on-hold)"
@@ -201,6 +211,8 @@ check "refer: exit 0, receipt with seq, accepted" \
 check "refer: leafHash is 64 hex digits" grep -qE '"leafHash":"[0-9a-f]{64}"' "$OUT"
 seq1=$(seq_of)
 run refer1dup "$DMA" refer --to moh --file "$T/r1.json" --message-id "msg-$R1"
+# v2: the node keeps what it sent under the id (its own sealed part) and sends the same bytes
+# again when the content is the same, so the broker answers DUPLICATE as before sealing.
 check "refer again with the same message id: duplicate, same seq" \
 	eval 'expect 0 && out_has "\"status\":\"duplicate\"" && [ "$(seq_of)" = "$seq1" ]'
 run refer1exists "$DMA" refer --to moh --file "$T/r1.json"
@@ -454,12 +466,14 @@ check "inbox on a terminal acknowledged what it showed" eval 'expect 0 && [ ! -s
 run replay "$AUD" audit replay
 check "audit replay as auditor: exit 0, one line per entry from seq 1" \
 	eval 'expect 0 && head -n1 "$OUT" | grep -q "^{\"seq\":1,\"entry\":{" && [ "$(lines)" -ge 10 ]'
-check "audit replay: the referral's envelope decoded, Arabic intact" \
-	eval 'grep "^{\"seq\":$seq1," "$OUT" | grep -q "\"envelope\":{\"messageId\":\"msg-$R1\",\"to\":\"moh\".*\"name\":\"$ARABIC_NAME\""'
+check "audit replay: the referral's clear part decoded with its sealed part's SHA-256, no name" \
+	eval 'grep "^{\"seq\":$seq1," "$OUT" | grep -qE "\"envelope\":\{\"messageId\":\"msg-$R1\",\"to\":\"moh\".*\"sealedSha256\":\"[0-9a-f]{64}\"" &&
+		! grep -q "$ARABIC_NAME" "$OUT"'
 tty_run replay-tty --config "$AUD" audit replay --from "$seq1" --to "$seq1"
-check "audit replay on a terminal: a row for people, local time, the Arabic name isolated" \
+check "audit replay on a terminal: a row for people, local time, the sealed part's hash, no name" \
 	eval 'expect 0 && head -n1 "$OUT" | grep -q "^SEQ  *TIME  *FROM  *TO  *REFERRAL  *WHAT$" &&
-		grep -qE "^$seq1  *[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}  *dma  *moh  *$R1  *${FSI}referral for $FSI$ARABIC_NAME$PDI \(urgent\)$PDI$" "$OUT" || { show "$OUT"; false; }'
+		grep -qE "^$seq1  *[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}  *dma  *moh  *$R1  *.*referral \(urgent\); sealed sha256:[0-9a-f]{64}" "$OUT" &&
+		! grep -q "$ARABIC_NAME" "$OUT" || { show "$OUT"; false; }'
 run replay-range "$AUD" audit replay --from "$seq1" --to "$seq1"
 check "audit replay --from N --to N: exactly that entry" \
 	eval 'expect 0 && [ "$(lines)" -eq 1 ] && grep -q "^{\"seq\":$seq1,\"entry\":{\"seq\":$seq1," "$OUT"'
@@ -472,13 +486,14 @@ check "audit replay --to before --from: exit 2" exit_and_err 2 "is before --from
 fpid=$!
 _pids+=("$fpid")
 wait_for 10 grep -q "^{\"seq\":$seq4," "$T/follow.out"
-run follow-note "$DMA" note "ref5-$$" --text "follow me"
-wait_for 10 grep -q "follow me" "$T/follow.out"
+run follow-note "$DMA" note "ref5-$$" --text "follow me" --message-id "msg-follow-$$"
+# The note's text is sealed: the auditor sees its entry (the node's message id), not the words.
+wait_for 10 grep -q "\"messageId\":\"msg-follow-$$\"" "$T/follow.out"
 kill -TERM "$fpid"
 wait "$fpid"
 RC=$?
 check "audit replay --follow: old and new entries, exit 0 on SIGTERM" \
-	eval '[ $RC -eq 0 ] && grep -q "^{\"seq\":$seq4," "$T/follow.out" && grep -q "follow me" "$T/follow.out"'
+	eval '[ $RC -eq 0 ] && grep -q "^{\"seq\":$seq4," "$T/follow.out" && grep -q "\"messageId\":\"msg-follow-$$\"" "$T/follow.out" && ! grep -q "follow me" "$T/follow.out"'
 
 run quiet "$DMA" -q outbox
 check "-q: outbox prints its JSON but nothing on stderr" eval 'exit_and_out 0 "\"waiting\":0" && [ ! -s "$ERR" ]'

@@ -6,7 +6,7 @@
 . "$IHALA_ROOT/tests/integration/lib.sh"
 
 DEMO=$IHALA_ROOT/config/demo.sh
-plan 16
+plan 19
 
 start=$(date +%s)
 "$DEMO" "$IHALA_BUILD" >"$T/out" 2>"$T/err" </dev/null
@@ -35,6 +35,12 @@ check "account: the auditor replayed the log, every seq in order" \
 	grep -qE "^[0-9 ]+\. Auditor +replayed the log: [0-9]+ entries, seq 1\.\.[0-9]+ in order" "$T/out"
 check "account: the auditor verified the tree and the signed checkpoint" \
 	grep -qE "^[0-9 ]+\. Auditor +ihala audit verify: Merkle tree recomputed, the broker's signed checkpoint matches it \(size [0-9]+; (it covers all [0-9]+ entries|the log has [0-9]+ entries: the broker signs a checkpoint each second there are new entries, so the latest one trails the log; the next covers the last [0-9]+)\)" "$T/out"
+check "account: 0 bytes of the survivors' names in clear in the broker's store, backup and log" \
+	grep -qE "^[0-9 ]+\. Broker files +bytes of the survivors' names found in clear in the broker's store, its backup and its log: 0$" "$T/out"
+check "account: DMA erases R-002 and both nodes take the erasure" \
+	eval 'has "erased R-002 (the survivor withdrew consent)" && has "their nodes took the erasure of R-002"'
+check "account: the log verifies after the erasure, which it counts" \
+	grep -qE "audit verify after the erasure: the log still verifies \([0-9]+ entries, [1-9][0-9]* erasure entries, [1-9][0-9]* sealed parts erased\)" "$T/out"
 check "account: ends with done" eval 'tail -n1 "$T/out" | grep -q "^done: "'
 dir=$(head -n1 "$T/out" | grep -oE '/tmp/ihala-demo\.[A-Za-z0-9]+')
 check "the demo's temp dir is gone and none of its processes is left" \

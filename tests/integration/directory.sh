@@ -39,6 +39,8 @@ set_enc() {
 }
 set_enc moh certs/moh-enc-old.crt certs/moh-enc.crt
 set_enc hi certs/hi-enc.crt
+set_enc molsa # none listed
+set_enc dma
 DMA=$(write_client_conf "$T" dma "$port")
 echo "crl_file = $P/ca.crl" >>"$DMA"
 

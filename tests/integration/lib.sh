@@ -81,7 +81,9 @@ free_port() {
 	done
 }
 
-# write_broker_conf DIR PORT [extra ini text]: a broker config using the dev PKI.
+# write_broker_conf DIR PORT [extra ini text]: a broker config using the dev PKI. The directory
+# lists each party agency's encryption certificate (a line ending "; AGENCY", which
+# directory.sh's set_enc replaces), so nodes can seal to it.
 write_broker_conf() {
 	local d=$1 port=$2 extra=${3:-}
 	mkdir -p -m 700 "$d/data"
@@ -106,18 +108,22 @@ every_seconds = 1s
 [agency.dma]
 role = dma
 name = دائرة شؤون الألغام
+encryption_cert = $IHALA_PKI/dma-enc.crt ; dma
 
 [agency.moh]
 role = ministry
 name = وزارة الصحة
+encryption_cert = $IHALA_PKI/moh-enc.crt ; moh
 
 [agency.molsa]
 role = ministry
 name = وزارة العمل والشؤون الاجتماعية
+encryption_cert = $IHALA_PKI/molsa-enc.crt ; molsa
 
 [agency.hi]
 role = ngo
 name = Handicap International
+encryption_cert = $IHALA_PKI/hi-enc.crt ; hi
 
 [agency.auditor]
 role = auditor
@@ -146,6 +152,13 @@ data_dir = $d/$agency/data
 agency = $agency
 timeout = 5s
 CONF
+	# The agency's encryption key (sealed parts), when mkpki made one for it (foreign-enc is
+	# moh's from the foreign CA, a test case, not agency foreign's).
+	if [ "$agency" != foreign ] && [ -f "$IHALA_PKI/$agency-enc.crt" ] &&
+		[ -f "$IHALA_PKI/$agency-enc.key" ]; then
+		printf 'encryption_cert = %s\nencryption_key = %s\n' \
+			"$IHALA_PKI/$agency-enc.crt" "$IHALA_PKI/$agency-enc.key" >>"$d/$agency/client.conf"
+	fi
 	echo "$d/$agency/client.conf"
 }
 

@@ -7,7 +7,7 @@
 
 IHALA=$IHALA_BUILD/ihala
 
-plan 33
+plan 35
 
 out_lacks() { ! grep -qF -- "$1" "$OUT" || { diag "stdout has: $1"; show "$OUT"; return 1; }; }
 
@@ -52,33 +52,43 @@ run outbox5 "$DMA" outbox --json
 check "outbox then empty" exit_and_out 0 '{"waiting":0,"sent":0,"left":0}'
 
 # --- item 1: an oversized referral never jams the node ---------------------------------------
-# Every field within its own limit (64 KiB strings, 64 injury codes), the whole over 1 MiB.
+# Every field within its own limit (64 KiB strings), the personal fields together over what
+# one sealed part may hold (512 KiB).
 RB=big-$$
 X=$(head -c 60000 </dev/zero | tr '\0' x)
 {
 	printf '{"referralId":"%s","priority":"normal","services":["prosthetics-orthotics"],' "$RB"
 	printf '"reason":"%s","notes":"%s",' "$X" "$X"
-	printf '"survivor":{"caseId":"IQ-NIN-1","name":"%s","injury":{"injuryCodes":[' "$X"
-	for i in $(seq 1 16); do printf '"c%d%s",' "$i" "$X"; done
-	printf '"last"]}},'
+	printf '"referringOfficer":{"name":"%s","organisation":"%s","phone":"%s","email":"%s"},' "$X" "$X" "$X" "$X"
+	printf '"survivor":{"caseId":"IQ-NIN-1","name":"%s","governorate":"%s","district":"%s"},' "$X" "$X" "$X"
 	printf '"consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","agencies":["moh"],'
-	printf '"dataCovered":["identity","injury","needs"]}}\n'
+	printf '"dataCovered":["identity","location","needs"]}}\n'
 } >"$T/big.json"
 run big "$DMA" refer --to moh --file "$T/big.json" --message-id "msg-$RB"
-check "oversized referral: refused here at once, exit 1, says why (limit, nothing queued)" \
-	eval 'exit_and_err 1 "refused: TOO_LARGE: message msg-$RB is" && err_has "over the broker'"'"'s limit of 1048576 bytes per frame; nothing was queued"'
+check "oversized referral: refused here at once, exit 1, says why (the sealed part's limit)" \
+	eval 'exit_and_err 1 "refused: TOO_LARGE: message msg-$RB was not sealed: content of " &&
+		err_has "bytes is over the 524288 bytes a sealed part holds"'
+run list0 "$DMA" outbox --json
+check "oversized referral: nothing was queued, nor kept as rejected (no sealed form of it exists)" \
+	eval 'expect 0 && out_lacks "msg-$RB"'
 R6=after-$$
 mkref "$T/r6.json" "$R6"
 run after "$DMA" refer --to moh --file "$T/r6.json" --message-id "msg-$R6"
 check "the next referral goes through" exit_and_out 0 '"status":"accepted"'
+# A refusal of the broker's is final: the message leaves the outbox for the rejected list.
+RB=$R6
+run again "$DMA" refer --to moh --file "$T/r6.json" --message-id "msg-$RB-again"
+check "the same referral id again: refused by the broker, REFERRAL_EXISTS, exit 1" \
+	exit_and_err 1 "refused: REFERRAL_EXISTS"
+RB=$R6-again
 run status6 "$DMA" status "$R6"
 check "status works on the node" exit_and_out 0 "\"referralId\":\"$R6\""
 run inbox6 "$MOH" inbox
 check "moh receives the valid referral" exit_and_out 0 "\"referralId\":\"$R6\""
 run list "$DMA" outbox --json
 check "ihala outbox: nothing waits, exit 0" exit_and_out 0 '{"waiting":0,"sent":0,"left":0}'
-check "ihala outbox: the oversized one is listed as rejected with its reason" \
-	eval 'grep "\"messageId\":\"msg-$RB\"" "$OUT" | grep "\"state\":\"rejected\"" | grep "\"referralId\":\"$RB\"" | grep -q "\"error\":\"TOO_LARGE\""'
+check "ihala outbox: the refused one is listed as rejected with its reason" \
+	eval 'grep "\"messageId\":\"msg-$RB\"" "$OUT" | grep "\"state\":\"rejected\"" | grep "\"referralId\":\"$R6\"" | grep -q "\"error\":\"REFERRAL_EXISTS\""'
 run table "$DMA" outbox
 check "ihala outbox (not a terminal): JSON lines" eval 'expect 0 && ! grep -qv "^{" "$OUT"'
 # on a terminal (script(1)): a table for people, the rejection time local, columns aligned
@@ -86,12 +96,12 @@ TZ=Asia/Baghdad script -qec "$(printf '%q ' "$IHALA" --config "$DMA" outbox)" /d
 	tr -d '\r' >"$T/table.tty"
 check "ihala outbox on a terminal: a table, the rejected one with its local time and reason" \
 	eval 'grep -q "^STATE  *MESSAGE ID  *KIND  *REFERRAL  *REJECTED  *REASON$" "$T/table.tty" &&
-		grep -qE "^rejected  *msg-$RB  *referral  *$RB  *[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}  *TOO_LARGE: " "$T/table.tty" &&
-		[ "$(grep -m1 "^STATE" "$T/table.tty" | awk "{print index(\$0, \"REASON\")}")" = "$(grep -m1 "^rejected" "$T/table.tty" | awk "{print index(\$0, \"TOO_LARGE\")}")" ] ||
+		grep -qE "^rejected  *msg-$RB  *referral  *$R6  *[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}  *REFERRAL_EXISTS: " "$T/table.tty" &&
+		[ "$(grep -m1 "^STATE" "$T/table.tty" | awk "{print index(\$0, \"REASON\")}")" = "$(grep -m1 "^rejected" "$T/table.tty" | awk "{print index(\$0, \"REFERRAL_EXISTS\")}")" ] ||
 		{ show "$T/table.tty"; false; }'
 run retry "$DMA" outbox --retry "msg-$RB"
 check "outbox --retry: refused again, exit 1, still rejected" \
-	eval 'exit_and_err 1 "refused: TOO_LARGE" && grep -q "\"messageId\":\"msg-$RB\".*\"rejected\"" "$OUT"'
+	eval 'exit_and_err 1 "refused: REFERRAL_EXISTS" && grep -q "\"messageId\":\"msg-$RB\".*\"rejected\"" "$OUT"'
 run drop "$DMA" outbox --drop "msg-$RB"
 check "outbox --drop: exit 0" expect 0
 run list2 "$DMA" outbox

@@ -50,14 +50,15 @@ check "40 notes at once on one referral: 19 logged, 21 refused (referral_rate 20
 check "the refusal is OVERLOADED naming the limit" \
 	grep -q "has had 20 messages in the last minute, its limit (referral_rate); retry later" "$T/rate.err"
 
-# 3. Bytes: 16K of messages on one referral in all (clear parts and sealed parts): the
-#    referral and 8 notes with sealed parts of 1 950 bytes fit (each with its clear part: ids
-#    and the part's hash), not a 9th. The same run without the quota logs all 12.
-"$NOTES" -b "$EP" -P "$IHALA_PKI" -a dma -t moh -n 12 -s 1950 -W 1 -p BYTES -T 30 \
+# 3. Bytes: 16K of messages on one referral in all: the referral and 8 notes of 1 400
+#    characters fit (each note's clear envelope and its sealed part: the text, its ids and the
+#    CMS wrapping to two recipients, about 2 000 bytes), not a 9th. The same run without the
+#    quota logs all 12.
+"$NOTES" -b "$EP" -P "$IHALA_PKI" -a dma -t moh -n 12 -s 1400 -W 1 -p BYTES -T 30 \
 	>"$T/bytes.out" 2>"$T/bytes.err"
 n=$(sed -n 's/^notes=//p' "$T/bytes.out")
 f=$(sed -n 's/^refused=//p' "$T/bytes.out")
-check "12 notes with sealed parts of 1 950 bytes on one referral: 8 logged, 4 refused (referral_bytes 16K) ($n, $f)" \
+check "12 notes of 1 400 characters (sealed) on one referral: 8 logged, 4 refused (referral_bytes 16K) ($n, $f)" \
 	test "${n:-0}" -eq 8 -a "${f:-0}" -eq 4
 check "the refusal is QUOTA_EXCEEDED naming the limit" \
 	grep -q "would pass its quota of 16384 bytes of messages (referral_bytes)" "$T/bytes.err"

@@ -1,4 +1,5 @@
-/* audit_test.c - clients/audit.c: offline store verification and its refusals, CSV, statistics. */
+/* audit_test.c - clients/audit.c: offline store verification and its refusals, sealed parts and
+ * erasures, CSV, statistics. */
 #define _GNU_SOURCE /* nftw */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 
 #include "audit.h"
 #include "checkpoint.h"
@@ -832,6 +834,146 @@ test_stats(void **state)
 	audit_stats_free(st);
 }
 
+/* ---- sealed parts and erasures (audit_sealed_*) ---- */
+
+/* A SUBMISSION entry of `seq` whose envelope commits to `part` (none when NULL), encoded into
+ * buf; returns its length. */
+static size_t
+sealed_entry(uint8_t *buf, size_t cap, uint64_t seq, const char *part)
+{
+	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
+	Ihala__V2__Note note = IHALA__V2__NOTE__INIT;
+	Ihala__V2__LogEntry e = IHALA__V2__LOG_ENTRY__INIT;
+	uint8_t ebuf[512], h[SHA256_DIGEST_LENGTH];
+	char id[32];
+
+	snprintf(id, sizeof(id), "m%llu", (unsigned long long)seq);
+	env.message_id = id;
+	note.referral_id = "r1";
+	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
+	env.note = &note;
+	if (part != NULL) {
+		SHA256((const uint8_t *)part, strlen(part), h);
+		env.sealed_sha256.data = h;
+		env.sealed_sha256.len = sizeof(h);
+	}
+	assert_true(ihala__v2__envelope__get_packed_size(&env) <= sizeof(ebuf));
+	e.seq = seq;
+	e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
+	e.sender = "dma";
+	e.recipient = "moh";
+	e.envelope.len = ihala__v2__envelope__pack(&env, ebuf);
+	e.envelope.data = ebuf;
+	assert_true(ihala__v2__log_entry__get_packed_size(&e) <= cap);
+	return ihala__v2__log_entry__pack(&e, buf);
+}
+
+/* An ERASURE entry of `seq` naming n seqs. */
+static size_t
+erasure_entry(uint8_t *buf, size_t cap, uint64_t seq, uint64_t *seqs, size_t n)
+{
+	Ihala__V2__LogEntry e = IHALA__V2__LOG_ENTRY__INIT;
+	Ihala__V2__BrokerEvent ev = IHALA__V2__BROKER_EVENT__INIT;
+
+	ev.referral_id = "r1";
+	ev.erased_seqs = seqs;
+	ev.n_erased_seqs = n;
+	ev.reason_code = IHALA__V2__REASON_CODE__REASON_CODE_CONSENT_WITHDRAWN;
+	e.seq = seq;
+	e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_ERASURE;
+	e.sender = "dma";
+	e.recipient = "moh";
+	e.event = &ev;
+	assert_true(ihala__v2__log_entry__get_packed_size(&e) <= cap);
+	return ihala__v2__log_entry__pack(&e, buf);
+}
+
+/* push the entry in buf with `part` (NULL: none stored) */
+static int
+push(struct audit_sealed *s, uint64_t seq, const uint8_t *buf, size_t len, const char *part,
+     int known)
+{
+	return audit_sealed_push(s, seq, buf, len, (const uint8_t *)part,
+	                         part != NULL ? strlen(part) : 0, known);
+}
+#define PUSH(s, seq, len, part, known) push((s), (seq), buf, (len), (part), (known))
+
+static void
+test_sealed(void **state)
+{
+	struct audit_sealed s;
+	uint8_t buf[1024];
+	uint64_t named[] = {1, 2, 1};
+	size_t n;
+
+	(void)state;
+	/* a part stored and matching, a part erased and named, an entry with none */
+	audit_sealed_init(&s);
+	n = sealed_entry(buf, sizeof(buf), 1, "part one");
+	assert_int_equal(PUSH(&s, 1, n, "part one", 1), 0);
+	n = sealed_entry(buf, sizeof(buf), 2, "part two");
+	assert_int_equal(PUSH(&s, 2, n, NULL, 1), 0);
+	n = sealed_entry(buf, sizeof(buf), 3, NULL);
+	assert_int_equal(PUSH(&s, 3, n, NULL, 1), 0);
+	n = erasure_entry(buf, sizeof(buf), 4, named, 3);
+	assert_int_equal(PUSH(&s, 4, n, NULL, 1), 0);
+	assert_int_equal(audit_sealed_finish(&s), 0);
+	assert_int_equal(s.erasures, 1);
+	assert_int_equal(s.sealed, 2);
+	assert_int_equal(s.present, 1);
+	assert_int_equal(s.erased, 1);
+	audit_sealed_release(&s);
+
+	/* a stored part that is not the one the entry commits to */
+	audit_sealed_init(&s);
+	n = sealed_entry(buf, sizeof(buf), 1, "part one");
+	assert_int_equal(PUSH(&s, 1, n, "part 0ne", 1), IHALA_ETAMPER);
+	assert_string_equal(s.problem, "seq 1: sealed part does not match its sealed_sha256");
+	audit_sealed_release(&s);
+
+	/* a part stored for an entry that commits to none */
+	audit_sealed_init(&s);
+	n = sealed_entry(buf, sizeof(buf), 1, NULL);
+	assert_int_equal(PUSH(&s, 1, n, "stray", 1), IHALA_ETAMPER);
+	assert_string_equal(s.problem,
+	                    "seq 1: a sealed part is stored for an entry that commits to none");
+	audit_sealed_release(&s);
+
+	/* a part missing that no erasure entry names: deleted without a trace in the log */
+	audit_sealed_init(&s);
+	n = sealed_entry(buf, sizeof(buf), 1, "part one");
+	assert_int_equal(PUSH(&s, 1, n, NULL, 1), 0);
+	n = sealed_entry(buf, sizeof(buf), 2, "part two");
+	assert_int_equal(PUSH(&s, 2, n, NULL, 1), 0);
+	n = erasure_entry(buf, sizeof(buf), 3, named, 1);
+	assert_int_equal(PUSH(&s, 3, n, NULL, 1), 0);
+	assert_int_equal(audit_sealed_finish(&s), IHALA_ETAMPER);
+	assert_string_equal(s.problem, "seq 2: sealed part missing but no erasure entry names it");
+	audit_sealed_release(&s);
+
+	/* parts unknown (a replay that does not carry them): erased = the distinct seqs named */
+	audit_sealed_init(&s);
+	n = sealed_entry(buf, sizeof(buf), 1, "part one");
+	assert_int_equal(PUSH(&s, 1, n, NULL, 0), 0);
+	n = sealed_entry(buf, sizeof(buf), 2, "part two");
+	assert_int_equal(PUSH(&s, 2, n, NULL, 0), 0);
+	n = erasure_entry(buf, sizeof(buf), 3, named, 3);
+	assert_int_equal(PUSH(&s, 3, n, NULL, 0), 0);
+	n = erasure_entry(buf, sizeof(buf), 4, named, 2);
+	assert_int_equal(PUSH(&s, 4, n, NULL, 0), 0);
+	assert_int_equal(audit_sealed_finish(&s), 0);
+	assert_int_equal(s.erasures, 2);
+	assert_int_equal(s.sealed, 2);
+	assert_int_equal(s.erased, 2);
+	audit_sealed_release(&s);
+
+	/* an entry that does not decode */
+	audit_sealed_init(&s);
+	buf[0] = 0xff;
+	assert_int_not_equal(PUSH(&s, 1, 1, NULL, 1), 0);
+	audit_sealed_release(&s);
+}
+
 int
 main(void)
 {
@@ -846,6 +988,7 @@ main(void)
 	    cmocka_unit_test(test_store_walk),
 	    cmocka_unit_test(test_csv),
 	    cmocka_unit_test(test_stats),
+	    cmocka_unit_test(test_sealed),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,5 +1,8 @@
 /* client_test.c - libihala's session pump against a broker played by the test (ROUTER + channel).
  */
+#define _GNU_SOURCE /* memmem */
+#include <pthread.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,13 +16,22 @@
 
 #include <zmq.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
 #include "channel.h"
 #include "error.h"
 #include "frame.h"
 #include "ihala.h"
+#include "localstore.h"
 #include "log.h"
+#include "personal.h"
+#include "seal.h"
 #include "testpki.h"
 #include "tlsctx.h"
+
+/* libihala's insides the offline test reaches for (clients/client.h) */
+void sealing_session_reset(struct ihala_client *c);
 
 /*
  * The broker here is a ZeroMQ ROUTER on loopback TCP with one server channel per routing
@@ -45,6 +57,14 @@ struct fake {
 	size_t n_submits;
 	uint64_t acked;        /* last DeliveryAck seq */
 	uint32_t max_inflight; /* Welcome.limits.max_inflight */
+	const char *dir_cert;  /* the file the directory offers for any agency (NULL: none) */
+	int dir_requests;      /* DirectoryRequests answered */
+	int queries;           /* Queries answered */
+	int dir_silent;        /* DirectoryRequests go unanswered (a broker out of reach) */
+	uint8_t *last_env;     /* the last Submit's envelope and sealed part (malloc'd) */
+	size_t last_env_len;
+	uint8_t *last_sealed;
+	size_t last_sealed_len;
 };
 
 static char pki[512];
@@ -119,15 +139,94 @@ fake_welcome(void)
 	fb.welcomed = 1;
 }
 
+static void fake_write(const Ihala__V2__Frame *f);
+
+/* DER of the PEM certificate in pki/name (malloc'd). */
+static uint8_t *
+cert_der(const char *name, size_t *len)
+{
+	FILE *fp = fopen(testpki_path(pki, name), "r");
+	X509 *x = fp != NULL ? PEM_read_X509(fp, NULL, NULL, NULL) : NULL;
+	uint8_t *der = NULL;
+	int n;
+
+	assert_non_null(x);
+	fclose(fp);
+	n = i2d_X509(x, &der);
+	assert_true(n > 0);
+	X509_free(x);
+	*len = (size_t)n;
+	return der;
+}
+
+/* The broker's directory: fb.dir_cert for whichever agency is asked. */
+static void
+fake_directory(const Ihala__V2__DirectoryRequest *q)
+{
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Directory d = IHALA__V2__DIRECTORY__INIT;
+	Ihala__V2__AgencyCerts ac = IHALA__V2__AGENCY_CERTS__INIT, *acs[1] = {&ac};
+	ProtobufCBinaryData der;
+
+	ac.agency = q->agency;
+	if (fb.dir_cert != NULL) {
+		char own[64];
+
+		/* "*": each agency's own */
+		snprintf(own, sizeof(own), "%s-enc.crt", q->agency);
+		der.data = cert_der(strcmp(fb.dir_cert, "*") == 0 ? own : fb.dir_cert, &der.len);
+		ac.n_cert_der = 1;
+		ac.cert_der = &der;
+	}
+	d.request_id = q->request_id;
+	d.n_agencies = 1;
+	d.agencies = acs;
+	f.kind_case = IHALA__V2__FRAME__KIND_DIRECTORY;
+	f.directory = &d;
+	fake_write(&f);
+	if (fb.dir_cert != NULL) {
+		OPENSSL_free(der.data);
+	}
+	fb.dir_requests++;
+}
+
 static void
 fake_frame(const uint8_t *body, size_t len)
 {
 	Ihala__V2__Frame *f = NULL;
 
 	assert_int_equal(frame_decode(body, len, FRAME_MAX_DEFAULT, &f), 0);
-	if (f->kind_case == IHALA__V2__FRAME__KIND_SUBMIT && fb.n_submits < MAX_SUBMITS) {
+	if (f->kind_case == IHALA__V2__FRAME__KIND_DIRECTORY_REQUEST) {
+		if (!fb.dir_silent) {
+			fake_directory(f->directory_request);
+		}
+	} else if (f->kind_case == IHALA__V2__FRAME__KIND_QUERY) {
+		/* every referral is dma's to moh */
+		Ihala__V2__Frame a = IHALA__V2__FRAME__INIT;
+		Ihala__V2__ReferralState st = IHALA__V2__REFERRAL_STATE__INIT;
+
+		st.request_id = f->query->request_id;
+		st.referral_id = f->query->referral_id;
+		st.referrer = "dma";
+		st.recipient = "moh";
+		st.status = IHALA__V2__TASK_STATUS__TASK_STATUS_ACCEPTED;
+		a.kind_case = IHALA__V2__FRAME__KIND_REFERRAL_STATE;
+		a.referral_state = &st;
+		fake_write(&a);
+		fb.queries++;
+	} else if (f->kind_case == IHALA__V2__FRAME__KIND_SUBMIT && fb.n_submits < MAX_SUBMITS) {
 		Ihala__V2__Envelope *e = NULL;
 
+		free(fb.last_env);
+		free(fb.last_sealed);
+		fb.last_env_len = f->submit->envelope.len;
+		fb.last_env = malloc(fb.last_env_len + 1);
+		memcpy(fb.last_env, f->submit->envelope.data, fb.last_env_len);
+		fb.last_sealed_len = f->submit->sealed.len;
+		fb.last_sealed = malloc(fb.last_sealed_len + 1);
+		if (fb.last_sealed_len > 0) {
+			memcpy(fb.last_sealed, f->submit->sealed.data, fb.last_sealed_len);
+		}
 		assert_int_equal(
 		    envelope_decode(f->submit->envelope.data, f->submit->envelope.len, &e), 0);
 		snprintf(fb.submits[fb.n_submits++], sizeof(fb.submits[0]), "%s", e->message_id);
@@ -421,7 +520,7 @@ envelope(const char *msgid)
 	e.message_id = id;
 	e.to = "moh";
 	n.referral_id = "R-1";
-	n.text = "a note";
+	n.text = ""; /* nothing personal: nothing sealed (see test_sealed_*) */
 	e.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	e.note = &n;
 	return &e;
@@ -629,6 +728,614 @@ test_stale_reset_during_handshake(void **state)
 	sync_client(c);
 }
 
+/* ---- sealed parts ---- */
+
+static int
+count_json(void *arg, const char *rid, uint64_t seq, const char *json)
+{
+	(void)rid;
+	(void)seq;
+	assert_true(json[0] == '{');
+	(*(int *)arg)++;
+	return 0;
+}
+
+static const char arabic[] = "زينب قادر، ژینەب هەورامی";
+
+/* The fake broker steps in a thread while the client waits inside a call (a directory
+ * request, a query). */
+static volatile int stepping;
+
+static void *
+stepper(void *arg)
+{
+	(void)arg;
+	while (stepping) {
+		fake_step();
+		usleep(2000);
+	}
+	return NULL;
+}
+
+static pthread_t
+steps_start(void)
+{
+	pthread_t t;
+
+	stepping = 1;
+	assert_int_equal(pthread_create(&t, NULL, stepper, NULL), 0);
+	return t;
+}
+
+static void
+steps_stop(pthread_t t)
+{
+	stepping = 0;
+	assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static int
+client_setup_sealed(void **state)
+{
+	static char cert[600], key[600];
+
+	snprintf(cert, sizeof(cert), "%s/dma-enc.crt", pki);
+	snprintf(key, sizeof(key), "%s/dma-enc.key", pki);
+	cfg.encryption_cert = cert;
+	cfg.encryption_key = key;
+	fb.dir_cert = NULL;
+	fb.dir_requests = 0;
+	return client_setup_n(state, 64);
+}
+
+static int
+client_teardown_sealed(void **state)
+{
+	fb.dir_silent = 0;
+	ihala_close(*state);
+	cfg.encryption_cert = cfg.encryption_key = NULL;
+	cfg.custodians = NULL;
+	cfg.old_encryption_keys = NULL;
+	return 0;
+}
+
+static int
+client_setup_custodian(void **state)
+{
+	cfg.custodians = "hi";
+	fb.queries = 0;
+	return client_setup_sealed(state);
+}
+
+/* 1 when the bytes of s are anywhere in the node's LMDB file. */
+static int
+in_store(const char *s)
+{
+	char path[700];
+	uint8_t *buf;
+	size_t n;
+	FILE *fp;
+	int found;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", datadir);
+	assert_non_null(fp = fopen(path, "rb"));
+	buf = malloc(LOCALSTORE_MAPSIZE);
+	assert_non_null(buf);
+	n = fread(buf, 1, LOCALSTORE_MAPSIZE, fp);
+	fclose(fp);
+	found = memmem(buf, n, s, strlen(s)) != NULL;
+	free(buf);
+	return found;
+}
+
+static struct seal_keyring *
+keyring(const char *agency)
+{
+	struct seal_keyring *kr = NULL;
+	char c[64], k[64];
+
+	snprintf(c, sizeof(c), "%s-enc.crt", agency);
+	snprintf(k, sizeof(k), "%s-enc.key", agency);
+	assert_int_equal(seal_keyring_new(&kr), 0);
+	assert_int_equal(seal_keyring_load(kr, testpki_path(pki, c), testpki_path(pki, k), NULL, 0),
+	                 0);
+	return kr;
+}
+
+/*
+ * A note with personal text goes sealed: the Submit's envelope holds no text and the hash of
+ * the sealed part, which the receiving agency (moh) and the sender (dma) both open; the
+ * outbox never holds the text in clear.
+ */
+static void
+test_sealed_submit(void **state)
+{
+	struct ihala_client *c = *state;
+	Ihala__V2__Envelope *e = envelope("m-sealed"), *ce = NULL;
+	static const char *agencies[] = {"moh", "dma"};
+	struct ihala_receipt rc;
+	uint8_t hash[32], *plain;
+	size_t plen, i;
+	pthread_t t;
+
+	e->note->text = (char *)arabic;
+	fb.dir_cert = "moh-enc.crt";
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 1000, &rc), IHALA_ETIMEDOUT);
+	steps_stop(t);
+	wait_submits(c, 1);
+	assert_int_equal(fb.dir_requests, 1);
+	assert_true(fb.last_sealed_len > 0);
+	assert_null(memmem(fb.last_env, fb.last_env_len, arabic, strlen(arabic)));
+	assert_int_equal(envelope_decode(fb.last_env, fb.last_env_len, &ce), 0);
+	assert_string_equal(ce->note->text, "");
+	assert_int_equal(ce->sealed_sha256.len, 32);
+	EVP_Digest(fb.last_sealed, fb.last_sealed_len, hash, NULL, EVP_sha256(), NULL);
+	assert_memory_equal(ce->sealed_sha256.data, hash, 32);
+	envelope_free(ce);
+	for (i = 0; i < 2; i++) {
+		struct seal_keyring *kr = keyring(agencies[i]);
+
+		assert_int_equal(
+		    seal_open(kr, fb.last_sealed, fb.last_sealed_len, &plain, &plen, NULL, 0), 0);
+		assert_non_null(memmem(plain, plen, arabic, strlen(arabic)));
+		free(plain);
+		seal_keyring_free(kr);
+	}
+	/* queued sealed: the text is nowhere in the store */
+	assert_int_equal(outbox(c), 1);
+	assert_false(in_store(arabic));
+	fake_receipt("m-sealed", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+	sync_client(c);
+	assert_int_equal(outbox(c), 0);
+	/* The same message again under its id: the very same bytes (the broker: DUPLICATE),
+	 * not a new sealing; other content under the id: sealed anew (MESSAGE_ID_CONFLICT). */
+	{
+		uint8_t *env1 = fb.last_env, *sealed1 = fb.last_sealed;
+		size_t env1_len = fb.last_env_len, sealed1_len = fb.last_sealed_len;
+
+		fb.last_env = fb.last_sealed = NULL;
+		e = envelope("m-sealed");
+		e->note->text = (char *)arabic;
+		assert_int_equal(ihala_submit(c, e, 200, &rc), IHALA_ETIMEDOUT);
+		wait_submits(c, 2);
+		assert_int_equal(fb.last_env_len, env1_len);
+		assert_memory_equal(fb.last_env, env1, env1_len);
+		assert_int_equal(fb.last_sealed_len, sealed1_len);
+		assert_memory_equal(fb.last_sealed, sealed1, sealed1_len);
+		fake_receipt("m-sealed", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE, 0);
+		sync_client(c);
+		e = envelope("m-sealed");
+		e->note->text = "другой текст";
+		assert_int_equal(ihala_submit(c, e, 200, &rc), IHALA_ETIMEDOUT);
+		wait_submits(c, 3);
+		assert_false(fb.last_sealed_len == sealed1_len &&
+		             memcmp(fb.last_sealed, sealed1, sealed1_len) == 0);
+		free(env1);
+		free(sealed1);
+	}
+}
+
+/*
+ * Without `to`, the other party is the broker's answer to a query (here moh); the custodians
+ * of client.conf (hi) are recipients too, and each agency's certificate is asked once per
+ * session.
+ */
+static void
+test_sealed_query_and_custodian(void **state)
+{
+	static const char *agencies[] = {"moh", "dma", "hi"};
+	struct ihala_client *c = *state;
+	Ihala__V2__Envelope *e;
+	struct ihala_receipt rc;
+	struct seal_keyring *kr;
+	uint8_t *plain;
+	size_t plen, i;
+	pthread_t t;
+
+	fb.dir_cert = "*";
+	e = envelope("m-cust");
+	e->to = "";
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 1000, &rc), IHALA_ETIMEDOUT);
+	steps_stop(t);
+	wait_submits(c, 1);
+	assert_int_equal(fb.queries, 1);
+	assert_int_equal(fb.dir_requests, 2); /* moh, hi; dma's own is the configured one */
+	for (i = 0; i < 3; i++) {
+		kr = keyring(agencies[i]);
+		assert_int_equal(
+		    seal_open(kr, fb.last_sealed, fb.last_sealed_len, &plain, &plen, NULL, 0), 0);
+		free(plain);
+		seal_keyring_free(kr);
+	}
+	kr = keyring("molsa"); /* not a recipient */
+	assert_int_equal(seal_open(kr, fb.last_sealed, fb.last_sealed_len, &plain, &plen, NULL, 0),
+	                 SEAL_ENOTRECIPIENT);
+	seal_keyring_free(kr);
+	/* a second one in the session: no new directory request */
+	e = envelope("m-cust-2");
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 500, &rc), IHALA_ETIMEDOUT);
+	steps_stop(t);
+	wait_submits(c, 2);
+	assert_int_equal(fb.dir_requests, 2);
+}
+
+/*
+ * Offline: when the recipient's certificate cannot be had, the message is queued all the
+ * same, sealed to this node alone and never sent so; once the broker answers, ihala_outbox's
+ * flush seals it for good (same place, same message id) and sends it. One whose recipient
+ * then has no valid certificate goes to the rejected list. Nothing personal in clear meanwhile.
+ */
+static void
+test_sealed_offline(void **state)
+{
+	struct ihala_client *c = *state;
+	Ihala__V2__Envelope *e, *ce = NULL;
+	struct ihala_receipt rc;
+	struct seal_keyring *kr;
+	uint8_t *plain;
+	size_t plen, left = 9, nrej = 9;
+	pthread_t t;
+
+	fb.dir_silent = 1;
+	e = envelope("m-offline");
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 600, &rc), IHALA_EUNREACHABLE);
+	steps_stop(t);
+	assert_int_equal(outbox(c), 1);
+	assert_false(in_store(arabic));
+	e = envelope("m-offline-2");
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 600, &rc), IHALA_EUNREACHABLE);
+	steps_stop(t);
+	assert_int_equal(outbox(c), 2);
+	assert_int_equal(fb.n_submits, 0); /* never sent unsealed for the recipient */
+	/* the broker answers: sealed for good, in order */
+	fb.dir_silent = 0;
+	fb.dir_cert = "moh-enc.crt";
+	t = steps_start();
+	{
+		int frc = ihala_flush_outbox(c, 800, &left);
+
+		steps_stop(t);
+		if (frc != IHALA_ETIMEDOUT) {
+			fail_msg("flush: %s: %s", ihala_strerror(frc), ihala_errmsg(c));
+		}
+	}
+	wait_submits(c, 2);
+	assert_string_equal(fb.submits[0], "m-offline");
+	assert_string_equal(fb.submits[1], "m-offline-2");
+	kr = keyring("moh");
+	assert_int_equal(seal_open(kr, fb.last_sealed, fb.last_sealed_len, &plain, &plen, NULL, 0),
+	                 0);
+	free(plain);
+	seal_keyring_free(kr);
+	assert_int_equal(envelope_decode(fb.last_env, fb.last_env_len, &ce), 0);
+	assert_int_equal(ce->sealed_sha256.len, 32);
+	envelope_free(ce);
+	fake_receipt("m-offline", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+	fake_receipt("m-offline-2", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+	sync_client(c);
+	assert_int_equal(outbox(c), 0);
+	/* offline again, then the recipient's certificate is a substitute: rejected */
+	fb.dir_silent = 1;
+	sealing_session_reset(c); /* as a new session: moh's pick forgotten */
+	e = envelope("m-offline-3");
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 600, &rc), IHALA_EUNREACHABLE);
+	steps_stop(t);
+	fb.dir_silent = 0;
+	fb.dir_cert = "foreign-enc.crt";
+	t = steps_start();
+	assert_int_equal(ihala_flush_outbox(c, 800, &left), 0);
+	steps_stop(t);
+	assert_int_equal(outbox(c), 0);
+	assert_int_equal(localstore_rejected_count(ihala_store(c), &nrej), 0);
+	assert_int_equal(nrej, 1);
+	assert_int_equal(fb.n_submits, 2);
+	assert_false(in_store(arabic));
+}
+
+/*
+ * A substituted encryption certificate (another agency's, another CA's, an expired one) or
+ * none: the sending node refuses, naming the agency, and queues nothing.
+ */
+static void
+test_substituted_cert_refused(void **state)
+{
+	static const char *const offered[] = {"dma-enc.crt", "foreign-enc.crt",
+	                                      "moh-enc-expired.crt", "moh-enc-sig.crt", NULL};
+	struct ihala_client *c = *state;
+	Ihala__V2__Envelope *e;
+	struct ihala_receipt rc;
+	size_t i, nrej = 9;
+	pthread_t t;
+
+	for (i = 0; i < sizeof(offered) / sizeof(offered[0]); i++) {
+		e = envelope("m-subst");
+		e->note->text = (char *)arabic;
+		fb.dir_cert = offered[i];
+		t = steps_start();
+		assert_int_equal(ihala_submit(c, e, 2000, &rc), IHALA_ECERT);
+		steps_stop(t);
+		assert_non_null(strstr(ihala_errmsg(c), "'moh'"));
+		assert_int_equal(outbox(c), 0);
+		assert_int_equal(localstore_rejected_count(ihala_store(c), &nrej), 0);
+		assert_int_equal(nrej, 0);
+	}
+	assert_int_equal(fb.n_submits, 0);
+	assert_false(in_store(arabic));
+}
+
+/* A Deliver of a note from moh with its sealed part as `make` says. */
+enum tamper { T_NONE, T_FLIP, T_FLIP_REHASH, T_NOT_US, T_OLD };
+
+static void
+deliver_sealed(uint64_t seq, enum tamper how)
+{
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Deliver dl = IHALA__V2__DELIVER__INIT;
+	Ihala__V2__LogEntry le = IHALA__V2__LOG_ENTRY__INIT;
+	Ihala__V2__Envelope e = IHALA__V2__ENVELOPE__INIT;
+	Ihala__V2__Note n = IHALA__V2__NOTE__INIT;
+	struct seal_trust *trust = NULL;
+	struct seal_recipient r;
+	uint8_t *plain, *der, *clear, hash[32], entry[4096];
+	size_t plen, dlen, clen;
+	FILE *fp;
+	char id[32];
+
+	snprintf(id, sizeof(id), "m-in-%llu", (unsigned long long)seq);
+	e.message_id = id;
+	e.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
+	e.note = &n;
+	n.referral_id = "R-1";
+	n.text = (char *)arabic;
+	assert_int_equal(personal_split(&e, "moh", &plain, &plen), 0);
+	assert_int_equal(seal_trust_new(testpki_path(pki, "ca.pem"), NULL, &trust, NULL, 0), 0);
+	r.agency = how == T_NOT_US || how == T_OLD ? "moh" : "dma";
+	assert_non_null(fp = fopen(testpki_path(pki, how == T_NOT_US ? "moh-enc.crt"
+	                                             : how == T_OLD  ? "moh-enc-old.crt"
+	                                                             : "dma-enc.crt"),
+	                           "r"));
+	assert_non_null(r.cert = PEM_read_X509(fp, NULL, NULL, NULL));
+	fclose(fp);
+	assert_int_equal(seal_bytes(trust, &r, 1, plain, plen, &der, &dlen, NULL, 0), 0);
+	EVP_Digest(der, dlen, hash, NULL, EVP_sha256(), NULL);
+	if (how == T_FLIP || how == T_FLIP_REHASH) {
+		der[dlen - 20] ^= 0x01; /* in the ciphertext or the tag */
+	}
+	if (how == T_FLIP_REHASH) {
+		EVP_Digest(der, dlen, hash, NULL, EVP_sha256(), NULL);
+	}
+	assert_int_equal(personal_clear(&e, hash, &clear, &clen), 0);
+	le.seq = seq;
+	le.sender = "moh";
+	le.recipient = "dma";
+	le.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
+	le.envelope.data = clear;
+	le.envelope.len = clen;
+	dl.seq = seq;
+	dl.entry.len = ihala__v2__log_entry__pack(&le, entry);
+	dl.entry.data = entry;
+	dl.sealed.data = der;
+	dl.sealed.len = dlen;
+	f.kind_case = IHALA__V2__FRAME__KIND_DELIVER;
+	f.deliver = &dl;
+	fake_write(&f);
+	X509_free(r.cert);
+	seal_trust_free(trust);
+	free(plain);
+	free(der);
+	free(clear);
+}
+
+/* Take the next delivery: its seq and open_err as expected; acked. */
+static void
+take(struct ihala_client *c, uint64_t seq, int open_err)
+{
+	struct ihala_delivery d;
+
+	assert_int_equal(ihala_next_delivery(c, 5000, &d), 0);
+	assert_int_equal(d.seq, seq);
+	assert_int_equal(d.open_err, open_err);
+	if (open_err == 0 && d.envelope != NULL &&
+	    d.envelope->kind_case == IHALA__V2__ENVELOPE__KIND_NOTE) {
+		assert_string_equal(d.envelope->note->text, arabic);
+	} else if (d.envelope != NULL && d.envelope->kind_case == IHALA__V2__ENVELOPE__KIND_NOTE) {
+		assert_string_equal(d.envelope->note->text, "");
+	}
+	ihala_delivery_release(&d);
+	assert_int_equal(ihala_ack(c, seq), 0);
+}
+
+/* The Unreadable the client sent last answers seq with code. */
+static void
+assert_unreadable(struct ihala_client *c, size_t nsubmits, uint64_t seq, int code)
+{
+	Ihala__V2__Envelope *e = NULL;
+	char id[32];
+
+	wait_submits(c, nsubmits);
+	snprintf(id, sizeof(id), "unreadable-%llu", (unsigned long long)seq);
+	assert_string_equal(fb.submits[nsubmits - 1], id);
+	assert_int_equal(fb.last_sealed_len, 0);
+	assert_int_equal(envelope_decode(fb.last_env, fb.last_env_len, &e), 0);
+	assert_int_equal(e->kind_case, IHALA__V2__ENVELOPE__KIND_UNREADABLE);
+	assert_int_equal(e->unreadable->ref_seq, seq);
+	assert_int_equal(e->unreadable->code, -code);
+	assert_string_equal(e->unreadable->referral_id, "R-1");
+	envelope_free(e);
+	fake_receipt(id, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0);
+}
+
+/*
+ * A sealed delivery is opened and merged (Arabic and Kurdish intact); one with a flipped byte
+ * (the log's hash no longer matching, or matching a tampered part), or sealed to another
+ * agency, is handed over with open_err set, answered with an Unreadable to the sender, and
+ * acked like any other: nothing jams. The inbox keeps only the sealed form.
+ */
+static void
+test_sealed_delivery(void **state)
+{
+	struct ihala_client *c = *state;
+	uint64_t deadline = now_ms() + 5000;
+
+	deliver_sealed(50, T_NONE);
+	take(c, 50, 0);
+	deliver_sealed(51, T_FLIP_REHASH);
+	take(c, 51, IHALA_ESEALAUTH);
+	assert_unreadable(c, 1, 51, IHALA_ESEALAUTH);
+	deliver_sealed(52, T_FLIP);
+	take(c, 52, IHALA_ESEALBIND);
+	assert_unreadable(c, 2, 52, IHALA_ESEALBIND);
+	deliver_sealed(53, T_NOT_US);
+	take(c, 53, IHALA_ESEALRECIP);
+	assert_unreadable(c, 3, 53, IHALA_ESEALRECIP);
+	while (fb.acked != 53 && now_ms() < deadline) {
+		fake_step();
+		client_pump(c);
+	}
+	assert_int_equal(fb.acked, 53);
+	/* pending, then read again after a restart: still sealed in the store, opened on read */
+	deliver_sealed(54, T_NONE);
+	{
+		struct ihala_delivery d;
+		void *sp = NULL;
+		size_t sl = 0;
+
+		/* shown once, not acked: it stays in the inbox, sealed */
+		assert_int_equal(ihala_next_delivery(c, 5000, &d), 0);
+		assert_int_equal(d.seq, 54);
+		assert_int_equal(d.open_err, 0);
+		ihala_delivery_release(&d);
+		assert_int_equal(localstore_inbox_sealed(ihala_store(c), 54, &sp, &sl), 0);
+		assert_true(sl > 0);
+		free(sp);
+		assert_false(in_store(arabic));
+	}
+	take(c, 54, 0); /* opened again on this read */
+}
+
+/* Rotation: a part sealed to an older certificate opens with old_encryption_keys (here the
+ * fixtures' only older key pair, moh-enc-old, stands for the node's own older one). */
+static void
+test_old_key_opens(void **state)
+{
+	struct ihala_client *c = *state;
+
+	deliver_sealed(70, T_OLD);
+	take(c, 70, 0);
+	assert_int_equal(fb.n_submits, 0);
+}
+
+static int
+client_setup_oldkey(void **state)
+{
+	static char old[1300];
+
+	snprintf(old, sizeof(old), "%s/moh-enc-old.crt:%s/moh-enc-old.key", pki, pki);
+	cfg.old_encryption_keys = old;
+	return client_setup_sealed(state);
+}
+
+/* ... and without it: not a recipient, answered as unreadable. */
+static void
+test_old_key_missing(void **state)
+{
+	struct ihala_client *c = *state;
+
+	deliver_sealed(71, T_OLD);
+	take(c, 71, IHALA_ESEALRECIP);
+	assert_unreadable(c, 1, 71, IHALA_ESEALRECIP);
+}
+
+/*
+ * An ERASURE delivery deletes the node's sealed copies of its seqs (a pending entry's sealed
+ * part, the journal's records) before it is handed over; the entry is then read as erased.
+ */
+static void
+test_erasure_delivery(void **state)
+{
+	struct ihala_client *c = *state;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Deliver dl = IHALA__V2__DELIVER__INIT;
+	Ihala__V2__LogEntry le = IHALA__V2__LOG_ENTRY__INIT;
+	Ihala__V2__BrokerEvent ev = IHALA__V2__BROKER_EVENT__INIT;
+	uint64_t erased[] = {60, 62};
+	uint8_t entry[512];
+	char json[256];
+	int n = 0;
+	struct ihala_receipt rc;
+	Ihala__V2__Envelope *e;
+	size_t nrej = 0;
+	pthread_t t;
+
+	/* one of the referral's messages was refused: on the rejected list, sealed */
+	fb.dir_cert = "moh-enc.crt";
+	e = envelope("m-refused");
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 500, &rc), IHALA_ETIMEDOUT);
+	steps_stop(t);
+	wait_submits(c, 1);
+	fake_receipt("m-refused", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED, IHALA_ESCHEMA);
+	sync_client(c);
+	assert_int_equal(localstore_rejected_count(ihala_store(c), &nrej), 0);
+	assert_int_equal(nrej, 1);
+
+	/* the journal keeps what it is told sealed, and opens it on read */
+	snprintf(json, sizeof(json), "{\"note\":\"%s\"}", arabic);
+	assert_int_equal(ihala_journal_put(c, "R-1", 60, json), 0);
+	assert_int_equal(ihala_journal_put(c, "R-1", 61, "{\"event\":1}"), 0);
+	assert_false(in_store(arabic));
+	assert_int_equal(ihala_journal_iter(c, "R-1", count_json, &n), 0);
+	assert_int_equal(n, 2);
+	deliver_sealed(60, T_NONE);
+	le.seq = 63;
+	le.recipient = "dma";
+	le.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_ERASURE;
+	le.event = &ev;
+	ev.referral_id = "R-1";
+	ev.n_erased_seqs = 2;
+	ev.erased_seqs = erased;
+	ev.reason_code = IHALA__V2__REASON_CODE__REASON_CODE_CONSENT_WITHDRAWN;
+	dl.seq = 63;
+	dl.entry.len = ihala__v2__log_entry__pack(&le, entry);
+	dl.entry.data = entry;
+	f.kind_case = IHALA__V2__FRAME__KIND_DELIVER;
+	f.deliver = &dl;
+	fake_write(&f);
+	take(c, 60, IHALA_EERASED);
+	take(c, 63, 0);
+	n = 0;
+	assert_int_equal(ihala_journal_iter(c, "R-1", count_json, &n), 0);
+	assert_int_equal(n, 1); /* seq 61 stays */
+	assert_int_equal(localstore_rejected_count(ihala_store(c), &nrej), 0);
+	assert_int_equal(nrej, 0);         /* the refused message of R-1 went too */
+	assert_int_equal(fb.n_submits, 1); /* an erased part is not unreadable */
+	/* a message refused ERASED leaves the outbox for nowhere: its sealed part goes */
+	e = envelope("m-after-erase");
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	assert_int_equal(ihala_submit(c, e, 500, &rc), IHALA_ETIMEDOUT);
+	steps_stop(t);
+	wait_submits(c, 2);
+	fake_receipt("m-after-erase", IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED,
+	             IHALA_EERASED);
+	sync_client(c);
+	assert_int_equal(outbox(c), 0);
+	assert_int_equal(localstore_rejected_count(ihala_store(c), &nrej), 0);
+	assert_int_equal(nrej, 0);
+}
+
 int
 main(void)
 {
@@ -644,6 +1351,22 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_reset_rehandshake, client_setup, client_teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_reset_during_handshake, client_setup,
 	                                    client_teardown),
+	    cmocka_unit_test_setup_teardown(test_sealed_submit, client_setup_sealed,
+	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_substituted_cert_refused, client_setup_sealed,
+	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_sealed_query_and_custodian, client_setup_custodian,
+	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_sealed_offline, client_setup_sealed,
+	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_sealed_delivery, client_setup_sealed,
+	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_erasure_delivery, client_setup_sealed,
+	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_old_key_opens, client_setup_oldkey,
+	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_old_key_missing, client_setup_sealed,
+	                                    client_teardown_sealed),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1248,7 +1248,7 @@ test_helpers(void **state)
 		assert_true(strlen(o[i].help) > 0);
 	}
 	o = clientconf_options(&n);
-	assert_int_equal(n, 11);
+	assert_int_equal(n, 15);
 }
 
 /* ---- the manual page ---- */
@@ -1771,6 +1771,56 @@ test_client_conf(void **state)
 		snprintf(text, sizeof(text),
 		         "private key '%s' is readable by group or others (chmod 600 it)", key);
 		assert_string_equal(f->errs.v[0].msg, text);
+	}
+
+	/* the keyring and custodians (issue 16) */
+	{
+		static const char base[] =
+		    "[client]\nca_file = pki/ca.pem\ncert_file = pki/moh.pem\n"
+		    "key_file = pki/moh.key\ndata_dir = .\n";
+		char text[1024], *out = NULL;
+		size_t len;
+		FILE *mem;
+
+		write_file(f->dir, "enc.crt", "placeholder\n", 0644);
+		write_file(f->dir, "enc.key", "placeholder\n", 0600);
+		write_file(f->dir, "loose-enc.key", "placeholder\n", 0640);
+		snprintf(text, sizeof(text),
+		         "%sencryption_cert = enc.crt\nencryption_key = enc.key\n"
+		         "old_encryption_keys = old.crt:old.key, old2.crt:old2.key\n"
+		         "custodians = dma, hi\n",
+		         base);
+		assert_int_equal(client_load(f, text, &cfg), 0);
+		snprintf(want, sizeof(want), "%s/enc.key", f->dir);
+		assert_string_equal(cfg->encryption_key, want);
+		assert_string_equal(cfg->old_encryption_keys, "old.crt:old.key, old2.crt:old2.key");
+		assert_string_equal(cfg->custodians, "dma, hi");
+		clientconf_free(cfg);
+		cfg = NULL;
+		snprintf(text, sizeof(text),
+		         "%sencryption_key = loose-enc.key\n" /* 6 */
+		         "old_encryption_keys = old.crt\n"    /* 7 */
+		         "custodians = dma, MOH!\n",          /* 8 */
+		         base);
+		assert_int_equal(client_load(f, text, &cfg), IHALA_ECONFIG);
+		mem = open_memstream(&out, &len);
+		conf_errors_print(&f->errs, mem);
+		fclose(mem);
+		assert_non_null(strstr(out, "client.conf:6: private key"));
+		assert_non_null(strstr(out, "client.conf:7: invalid value 'old.crt' for "
+		                            "'old_encryption_keys': 'old.crt' is not CERT:KEY"));
+		assert_non_null(strstr(out, "client.conf:8: invalid value 'dma, MOH!' for "
+		                            "'custodians': 'MOH!' is not an agency id"));
+		free(out);
+		out = NULL;
+		/* one without the other */
+		snprintf(text, sizeof(text), "%sencryption_cert = enc.crt\n", base);
+		assert_int_equal(client_load(f, text, &cfg), IHALA_ECONFIG);
+		mem = open_memstream(&out, &len);
+		conf_errors_print(&f->errs, mem);
+		fclose(mem);
+		assert_non_null(strstr(out, "encryption_cert and encryption_key go together"));
+		free(out);
 	}
 
 	/* where the file is looked for */

@@ -357,6 +357,26 @@ test_outbox_same_id(void **state)
 	localstore_close(ls);
 }
 
+/* A queued message sealed for good later: replaced in place (order kept, same id). */
+static void
+test_outbox_replace(void **state)
+{
+	struct localstore *ls = open_ok(tpath("outbox-replace"));
+
+	(void)state;
+	put_ok(ls, "a", "pending");
+	put_ok(ls, "b", "x");
+	assert_int_equal(localstore_outbox_replace(ls, "a", "sealed for good", 15), 0);
+	assert_string_equal(iter_all(ls), "a=sealed for good;b=x;");
+	assert_int_equal(count(ls), 2);
+	assert_int_equal(localstore_outbox_replace(ls, "zz", "y", 1), IHALA_ENOTFOUND);
+	assert_int_equal(localstore_outbox_replace(ls, "a", "y", 0), IHALA_EINVAL);
+	localstore_close(ls);
+	ls = open_ok(tpath("outbox-replace"));
+	assert_string_equal(iter_all(ls), "a=sealed for good;b=x;");
+	localstore_close(ls);
+}
+
 static void
 test_outbox_iter_stop_and_mutate(void **state)
 {
@@ -677,6 +697,71 @@ test_journal(void **state)
 	localstore_close(ls);
 }
 
+/* The inbox keeps a delivery's sealed part beside it: dropped when the entry is done, and by
+ * an erasure, with the journal's records of the erased seqs (any referral); a redelivery of
+ * an erased entry (no sealed part) is no inconsistency. */
+static void
+test_inbox_sealed_and_erasure(void **state)
+{
+	struct localstore *ls = open_ok(tpath("sealed"));
+	enum localstore_inbox_state prev;
+	static const uint64_t erase[] = {5, 6, 99};
+	struct jseen js;
+	void *p = NULL;
+	size_t len = 0, n = 0;
+
+	(void)state;
+	assert_int_equal(localstore_inbox_put_sealed(ls, 5, "e5", 2, "S5", 2, &prev), 0);
+	assert_int_equal(localstore_inbox_put_sealed(ls, 6, "e6", 2, "S6", 2, &prev), 0);
+	assert_int_equal(localstore_inbox_put_sealed(ls, 7, "e7", 2, "S7", 2, &prev), 0);
+	assert_int_equal(localstore_inbox_put(ls, 8, "e8", 2, &prev), 0);
+	assert_int_equal(localstore_inbox_sealed(ls, 5, &p, &len), 0);
+	assert_int_equal(len, 2);
+	assert_memory_equal(p, "S5", 2);
+	free(p);
+	assert_int_equal(localstore_inbox_sealed(ls, 8, &p, &len), IHALA_ENOTFOUND);
+	/* done: the sealed part goes with the bytes */
+	assert_int_equal(localstore_inbox_done(ls, 7), 0);
+	assert_int_equal(localstore_inbox_sealed(ls, 7, &p, &len), IHALA_ENOTFOUND);
+	/* journal records of seqs 5 and 6 (an onward referral's too), and one to keep */
+	assert_int_equal(localstore_journal_put_bytes(ls, "R1", 5, "\x30\x00x", 3), 0);
+	assert_int_equal(localstore_journal_put(ls, "R1", 9, "{}"), 0);
+	assert_int_equal(localstore_journal_put(ls, "R1-onward", 6, "{}"), 0);
+	/* a message this node sent, logged as seq 6: kept as sent until erased */
+	put_ok(ls, "m-sent", "record");
+	assert_int_equal(localstore_outbox_sent(ls, "m-sent", 6), 0);
+	assert_int_equal(count(ls), 0);
+	{
+		uint64_t sseq = 0;
+
+		assert_int_equal(localstore_sent_get(ls, "m-sent", &p, &len, &sseq), 0);
+		assert_int_equal(sseq, 6);
+		assert_int_equal(len, 6);
+		assert_memory_equal(p, "record", 6);
+		free(p);
+	}
+	assert_int_equal(localstore_outbox_sent(ls, "m-none", 6), IHALA_ENOTFOUND);
+	assert_int_equal(localstore_erase_seqs(ls, erase, 3, &n), 0);
+	assert_int_equal(n, 5);
+	assert_int_equal(localstore_sent_get(ls, "m-sent", &p, &len, NULL), IHALA_ENOTFOUND);
+	assert_int_equal(localstore_inbox_sealed(ls, 5, &p, &len), IHALA_ENOTFOUND);
+	assert_int_equal(localstore_inbox_sealed(ls, 6, &p, &len), IHALA_ENOTFOUND);
+	memset(&js, 0, sizeof(js));
+	assert_int_equal(localstore_journal_iter(ls, NULL, journal_collect, &js), 0);
+	assert_string_equal(js.got, "R1/9={};");
+	/* idempotent, and the entry itself (clear) is still pending */
+	assert_int_equal(localstore_erase_seqs(ls, erase, 3, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(localstore_inbox_put_sealed(ls, 5, "e5", 2, NULL, 0, &prev), 0);
+	assert_int_equal(prev, LOCALSTORE_PENDING);
+	/* durable: still so after a reopen */
+	localstore_close(ls);
+	ls = open_ok(tpath("sealed"));
+	assert_int_equal(localstore_inbox_sealed(ls, 6, &p, &len), IHALA_ENOTFOUND);
+	assert_int_equal(localstore_inbox_put_sealed(ls, 9, "e9", 2, NULL, 3, &prev), IHALA_EINVAL);
+	localstore_close(ls);
+}
+
 /* ---- format version ---- */
 
 /* Put (val != NULL) or delete `key` in database `db` (NULL: the main one)
@@ -896,6 +981,7 @@ main(void)
 	    cmocka_unit_test(test_outbox_order_del_count),
 	    cmocka_unit_test(test_outbox_binary),
 	    cmocka_unit_test(test_outbox_same_id),
+	    cmocka_unit_test(test_outbox_replace),
 	    cmocka_unit_test(test_outbox_iter_stop_and_mutate),
 	    cmocka_unit_test(test_reopen_keeps_everything),
 	    cmocka_unit_test(test_survives_crash),
@@ -903,6 +989,7 @@ main(void)
 	    cmocka_unit_test(test_inbox_next_pending),
 	    cmocka_unit_test(test_checkpoint),
 	    cmocka_unit_test(test_journal),
+	    cmocka_unit_test(test_inbox_sealed_and_erasure),
 	    cmocka_unit_test(test_version),
 	    cmocka_unit_test(test_bad_arguments),
 	    cmocka_unit_test(test_store_full),
