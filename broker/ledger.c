@@ -942,10 +942,15 @@ erase_tree(struct ledger *lg, struct store_wtxn *w, const char *root, const char
 			state_done(lg, st, err);
 		}
 	}
-	if (err == 0) {
+	if (err == 0 && first_seq != 0) {
+		size_t nd = 0;
+
+		for (i = 0; i < set.n; i++) {
+			nd += done[i];
+		}
 		log_info("referral '%s' erased%s: %zu referrals, %zu sealed parts deleted, %zu "
 		         "parties told",
-		         root, eraser[0] == '\0' ? " (retention period)" : "", set.n, seqs.n, np);
+		         root, eraser[0] == '\0' ? " (retention period)" : "", nd, seqs.n, np);
 		metrics_inc_erasures();
 	}
 	free(seqs.seqs);

@@ -10,7 +10,7 @@
 
 PROBE=$IHALA_BUILD/tests/tools/probe
 
-plan 26
+plan 27
 
 port=$(free_port)
 EP=tcp://127.0.0.1:$port
@@ -106,6 +106,10 @@ check "the log: one ERASURE per party (dma, moh, hi) after the Erase; every entr
 	grep -qE "^record 1 submission .* sealed none" <<<"$out" && grep -qE "^record 6 submission .* sealed [0-9a-f]{16}" <<<"$out" || { diag "$out"; false; }'
 check "erasures_total counts it ($e0 -> $(metric erasures_total))" test "$(metric erasures_total)" -eq $((e0 + 1))
 
+DMA=$(write_client_conf "$T" dma "$port")
+"$IHALA_BUILD/ihala" --config "$DMA" status "$P" >"$T/st.out" 2>"$T/st.err"
+check "dma's Query of $P: erased, its history ends with the erasure (seq 7)" \
+	eval 'grep -qF "\"erased\":true" "$T/st.out" && grep -qE "\"seq\":\"?7\"?,[^}]*\"what\":\"erased\"" "$T/st.out" || { show "$T/st.out" "$T/st.err"; false; }'
 out=$(submit dma e5 "{\"erase\":{\"referralId\":\"$P\",\"reasonCode\":\"other\"}}")
 check "erasing $P again: ERASED" is "$out" "receipt REFUSED ERASED: referral '$P' was already erased"
 sealed late

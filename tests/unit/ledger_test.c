@@ -963,6 +963,23 @@ test_retention(void **state)
 	apply1(fx, r);
 	wreq_free(r);
 	assert_int_equal(log_last(fx), 5);
+
+	/* closed, then erased by its referrer before its period ends: the period erases
+	 * nothing more and logs nothing */
+	msg_referral(&m, "m-4", "R-3");
+	accepted(submit_s(fx, "dma", &m, T0 + 20000, "sealed R-3"), 6);
+	msg_status(&m, "m-5", "R-3", S(DECLINED));
+	m.su.reason_code = IHALA__V2__REASON_CODE__REASON_CODE_NO_CAPACITY;
+	accepted(submit_s(fx, "moh", &m, T0 + 20000, NULL), 7);
+	msg_erase(&m, "m-6", "R-3", IHALA__V2__REASON_CODE__REASON_CODE_ENTERED_IN_ERROR);
+	accepted(submit_s(fx, "dma", &m, T0 + 20001, NULL), 8);
+	assert_int_equal(log_last(fx), 10);
+	r = tick_req(T0 + 30000);
+	apply1(fx, r);
+	assert_int_equal(r->n_notify, 0);
+	wreq_free(r);
+	assert_int_equal(log_last(fx), 10);
+	assert_false(meta_has(fx, "retention:%020llu:R-3", (unsigned long long)(T0 + 30000)));
 	fx_close(fx);
 }
 
