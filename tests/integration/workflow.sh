@@ -273,15 +273,19 @@ check "6: hi claiming to be moh: FROM_MISMATCH" \
 # The CLI says these before queueing anything (exit 2); the broker refuses them as well, which
 # the raw envelopes show (envsubmit: what a client without the CLI's checks sends).
 # envref NAME FILE: submit the clear part of the referral of FILE (protocol v2: without its
-# personal fields, which are sealed) as dma to moh, raw; sets RC, OUT, ERR.
+# personal fields, which are sealed) as dma to moh, raw (the probe: no node's checks before
+# the broker's, as libihala now makes); sets RC, OUT, ERR.
 envref() {
 	printf '{"messageId":"%s-%s","to":"moh","referral":%s}\n' "$1" "$$" \
 		"$(jq -c 'del(.survivor, .reason, .notes, .referringOfficer)' "$2")" >"$T/$1.env.json"
 	OUT=$T/$1.out ERR=$T/$1.err
-	"$ENVSUBMIT" "$DMA" "$T/$1.env.json" >"$OUT" 2>"$ERR"
+	"$IHALA_BUILD/tests/tools/probe" --endpoint "tcp://127.0.0.1:$port" --ca "$IHALA_PKI/ca.pem" \
+		--cert "$IHALA_PKI/dma.pem" --key "$IHALA_PKI/dma.key" submit-json "$T/$1.env.json" \
+		>"$OUT" 2>"$ERR"
 	RC=$?
+	grep -q "^receipt REFUSED" "$OUT" && RC=1
 }
-env_refused() { [ "$RC" -eq 1 ] && grep -q "^refused $1: " "$OUT" || { show "$OUT" "$ERR"; false; }; }
+env_refused() { [ "$RC" -eq 1 ] && grep -q "^receipt REFUSED $1: " "$OUT" || { show "$OUT" "$ERR"; false; }; }
 mkref "$T/r8a.json" "$R8" normal 'مريم يوسف' "" "" null
 run ill12 "$DMA" refer --to moh --file "$T/r8a.json"
 check "6: referral without consent: the CLI refuses it before queueing (exit 2)" \
