@@ -18,6 +18,8 @@
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -69,13 +71,13 @@ cpu_s(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* A referral `i` from dma to moh whose envelope is about `size` bytes (notes padded). */
+/* A referral `i` from dma to moh of about `size` bytes: its clear part and a sealed part (opaque
+ * bytes here: the broker never opens one) making up the rest, its SHA-256 in the envelope. */
 static struct wreq *
 submit_req(unsigned i, size_t size, uint64_t now)
 {
 	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
 	Ihala__V2__Referral ref = IHALA__V2__REFERRAL__INIT;
-	Ihala__V2__Survivor sur = IHALA__V2__SURVIVOR__INIT;
 	Ihala__V2__Consent con = IHALA__V2__CONSENT__INIT;
 	Ihala__V2__ServiceCode svc[1] = {
 	    IHALA__V2__SERVICE_CODE__SERVICE_CODE_PROSTHETICS_ORTHOTICS};
@@ -84,9 +86,9 @@ submit_req(unsigned i, size_t size, uint64_t now)
 	char mid[32], rid[32];
 	struct wreq *r = wreq_new(WREQ_SUBMIT);
 	size_t len;
-	char *notes;
+	uint8_t md[32];
 
-	if (r == NULL || (notes = calloc(size + 1, 1)) == NULL) {
+	if (r == NULL) {
 		fprintf(stderr, "ledger_cost: out of memory\n");
 		exit(1);
 	}
@@ -102,8 +104,6 @@ submit_req(unsigned i, size_t size, uint64_t now)
 	ref.priority = IHALA__V2__PRIORITY__PRIORITY_URGENT;
 	ref.n_services = 1;
 	ref.services = svc;
-	sur.case_id = "IQ-NIN-000123";
-	ref.survivor = &sur;
 	con.given = 1;
 	con.given_by = IHALA__V2__CONSENT_GIVER__CONSENT_GIVER_SURVIVOR;
 	con.date = "2025-03-01";
@@ -112,19 +112,23 @@ submit_req(unsigned i, size_t size, uint64_t now)
 	con.n_data_covered = 1;
 	con.data_covered = cat;
 	ref.consent = &con;
-	ref.notes = "";
+	env.n_data_declared = 1;
+	env.data_declared = cat;
+	env.sealed_sha256.data = md;
+	env.sealed_sha256.len = sizeof(md);
 	len = ihala__v2__envelope__get_packed_size(&env);
-	if (len + 2 < size) {
-		memset(notes, 'x', size - len - 2);
+	r->sealed_len = size > len ? size - len : 1;
+	if ((r->sealed = malloc(r->sealed_len)) == NULL) {
+		fprintf(stderr, "ledger_cost: out of memory\n");
+		exit(1);
 	}
-	ref.notes = notes;
-	len = ihala__v2__envelope__get_packed_size(&env);
+	memset(r->sealed, 0x5a, r->sealed_len);
+	SHA256(r->sealed, r->sealed_len, md);
 	if ((r->env_bytes = malloc(len)) == NULL) {
 		fprintf(stderr, "ledger_cost: out of memory\n");
 		exit(1);
 	}
 	ihala__v2__envelope__pack(&env, r->env_bytes);
-	free(notes);
 	r->env_len = len;
 	if (envelope_decode(r->env_bytes, len, &r->env) != 0) {
 		fprintf(stderr, "ledger_cost: the envelope does not decode (a bug)\n");
