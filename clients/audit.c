@@ -453,7 +453,9 @@ audit_sealed_finish(struct audit_sealed *s)
 {
 	uint64_t i, j, n = 0;
 
-	qsort(s->named, s->nnamed, sizeof(*s->named), u64_cmp);
+	if (s->nnamed > 1) { /* qsort's array must not be NULL, even for 0 elements */
+		qsort(s->named, s->nnamed, sizeof(*s->named), u64_cmp);
+	}
 	for (i = 0; i < s->nnamed; i++) {
 		if (i == 0 || s->named[i] != s->named[i - 1]) {
 			s->named[n++] = s->named[i];
