@@ -157,23 +157,6 @@ recipient_cert(struct ihala_client *c, const char *agency, int timeout_ms, X509 
 	return 0;
 }
 
-static const char *
-referral_id_of(const Ihala__V2__Envelope *e)
-{
-	switch (e->kind_case) {
-	case IHALA__V2__ENVELOPE__KIND_REFERRAL:
-		return e->referral->referral_id;
-	case IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE:
-		return e->status_update->referral_id;
-	case IHALA__V2__ENVELOPE__KIND_OUTCOME:
-		return e->outcome->referral_id;
-	case IHALA__V2__ENVELOPE__KIND_NOTE:
-		return e->note->referral_id;
-	default:
-		return "";
-	}
-}
-
 /*
  * The other party of env's referral, who receives it: env->to when set (the broker refuses a
  * `to` that is not the other party, so a wrong one is never delivered), a referral's
@@ -185,7 +168,7 @@ other_party(struct ihala_client *c, const Ihala__V2__Envelope *env, const char *
             int timeout_ms, char *out, size_t len)
 {
 	Ihala__V2__ReferralState *st = NULL;
-	const char *rid = referral_id_of(env);
+	const char *rid = personal_referral_id(env);
 	int err;
 
 	if (env->to != NULL && env->to[0] != '\0') {
@@ -759,7 +742,7 @@ unreadable(struct ihala_client *c, const struct ihala_delivery *d, int code, con
 	e.message_id = id;
 	e.kind_case = IHALA__V2__ENVELOPE__KIND_UNREADABLE;
 	e.unreadable = &u;
-	u.referral_id = (char *)referral_id_of(d->envelope);
+	u.referral_id = (char *)personal_referral_id(d->envelope);
 	u.ref_seq = d->seq;
 	u.code = (Ihala__V2__ErrorCode)-code;
 	u.detail = (char *)why;
@@ -861,7 +844,7 @@ rejected_of_cb(void *arg, const struct localstore_rejected *r)
 	Ihala__V2__Envelope *e = NULL;
 
 	if (ihala_record_envelope(r->env, r->env_len, &e) == 0 && personal_kind(e) &&
-	    strcmp(referral_id_of(e), ro->rid) == 0 && ro->n < ro->cap) {
+	    strcmp(personal_referral_id(e), ro->rid) == 0 && ro->n < ro->cap) {
 		snprintf(ro->ids[ro->n++], sizeof(ro->ids[0]), "%s", r->message_id);
 	}
 	envelope_free(e);

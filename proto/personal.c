@@ -187,8 +187,8 @@ kind_msg(const Ihala__V2__Envelope *e)
 	}
 }
 
-static const char *
-kind_referral_id(const Ihala__V2__Envelope *e)
+const char *
+personal_referral_id(const Ihala__V2__Envelope *e)
 {
 	switch (e->kind_case) {
 	case IHALA__V2__ENVELOPE__KIND_REFERRAL:
@@ -394,7 +394,7 @@ personal_split(const Ihala__V2__Envelope *env, const char *sender, uint8_t **out
 		return 0; /* nothing personal: no sealed part */
 	}
 	s.message_id = env->message_id;
-	s.referral_id = (char *)kind_referral_id(env);
+	s.referral_id = (char *)personal_referral_id(env);
 	s.sender = (char *)sender;
 	s.kind_case = (Ihala__V2__Sealed__KindCase)env->kind_case;
 	switch (env->kind_case) {
@@ -532,7 +532,7 @@ personal_merge(const Ihala__V2__Envelope *clear, const char *sender, const uint8
 	}
 	s = (const Ihala__V2__Sealed *)sm;
 	if (strcmp(s->message_id, clear->message_id) != 0 ||
-	    strcmp(s->referral_id, kind_referral_id(clear)) != 0 ||
+	    strcmp(s->referral_id, personal_referral_id(clear)) != 0 ||
 	    strcmp(s->sender, sender) != 0) {
 		rc = fail(err, errlen, IHALA_ESEALBIND,
 		          "the sealed part belongs to another message: its message id, referral id "

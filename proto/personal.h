@@ -29,6 +29,10 @@
  * note), else 0. */
 int personal_kind(const Ihala__V2__Envelope *env);
 
+/* The referral id of a Referral, StatusUpdate, Outcome or Note envelope; "" for the other
+ * kinds. Static storage or env's own string; never NULL. */
+const char *personal_referral_id(const Ihala__V2__Envelope *env);
+
 /* One row of the table: the message type, the field, and whether the field is a message
  * split by its own rows (StatusUpdate.outcome) rather than sealed whole. */
 struct personal_field {
