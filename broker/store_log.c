@@ -426,11 +426,14 @@ store_sealed_put(struct store_wtxn *w, uint64_t seq, const void *data, size_t le
 	}
 	v.mv_data = (void *)data;
 	v.mv_size = len;
-	/* A sealed part is written once, with its entry: never replaced. */
-	rc = store_put(w->r.s, w->r.lt.txn, w->r.s->dbi.sealed, &k, &v, MDB_NOOVERWRITE);
+	/* A sealed part is written once, with its entry (whose seq is above every stored one):
+	 * never replaced. MDB_APPEND refuses a seq at or below the last (MDB_KEYEXIST) and fills
+	 * pages instead of splitting them in half, which left the sealed parts' pages half empty
+	 * (100 000 leaf pages for 200 000 parts of ~850 bytes; 50 000 with it). */
+	rc = store_put(w->r.s, w->r.lt.txn, w->r.s->dbi.sealed, &k, &v, MDB_APPEND);
 	if (rc == MDB_KEYEXIST) {
-		log_warnx("store %s: seq %llu already has a sealed part (a bug)", w->r.s->db.dir,
-		          (unsigned long long)seq);
+		log_warnx("store %s: seq %llu is not above the last sealed part's (a bug)",
+		          w->r.s->db.dir, (unsigned long long)seq);
 		return IHALA_EINCONSISTENT;
 	}
 	if (rc != 0) {

@@ -1095,6 +1095,47 @@ test_sealed(void **state)
 	store_close(s);
 }
 
+/* Sealed parts fill their pages as the log's entries do (appended by seq): 300 parts of 900
+ * bytes take at most 80 leaf pages of 4 KiB, where put in key order without MDB_APPEND every
+ * page split in half and left them half empty (150 pages). */
+static void
+test_sealed_pages_full(void **state)
+{
+	const char *dir = tpath("sealed-pages");
+	struct store *s = open_ok(dir, 0, 0);
+	struct store_wtxn *w;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_stat st;
+	char part[900];
+	uint64_t seq;
+	int b, i;
+
+	(void)state;
+	memset(part, 'x', sizeof(part));
+	for (b = 0; b < 10; b++) {
+		assert_int_equal(store_wbegin(s, &w), 0);
+		for (i = 0; i < 30; i++) {
+			assert_int_equal(store_log_append(w, "e", 1, &seq), 0);
+			assert_int_equal(store_sealed_put(w, seq, part, sizeof(part)), 0);
+		}
+		assert_int_equal(store_wcommit(w), 0);
+	}
+	store_close(s);
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+	assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY | MDB_NOLOCK, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "sealed", MDB_INTEGERKEY, &dbi), 0);
+	assert_int_equal(mdb_stat(txn, dbi, &st), 0);
+	assert_int_equal(st.ms_entries, 300);
+	assert_true(st.ms_leaf_pages <= 80);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+}
+
 struct kids {
 	char id[4][16];
 	int n;
@@ -1368,6 +1409,7 @@ main(void)
 	    cmocka_unit_test(test_misuse),
 	    cmocka_unit_test(test_backup),
 	    cmocka_unit_test(test_mdb_stat),
+	    cmocka_unit_test(test_sealed_pages_full),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
