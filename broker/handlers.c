@@ -208,8 +208,7 @@ static int
 sealed_check(const Ihala__V2__Envelope *env, const ProtobufCBinaryData *sealed, char *text,
              size_t cap)
 {
-	uint8_t md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
+	uint8_t md[MERKLE_HASH_LEN];
 
 	if (env->kind_case == IHALA__V2__ENVELOPE__KIND_ERASE ||
 	    env->kind_case == IHALA__V2__ENVELOPE__KIND_UNREADABLE) {
@@ -244,8 +243,9 @@ sealed_check(const Ihala__V2__Envelope *env, const ProtobufCBinaryData *sealed, 
 		         env->sealed_sha256.len);
 		return IHALA_ESEALHASH;
 	}
-	if (EVP_Digest(sealed->data, sealed->len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-	    mdlen != 32) {
+	/* Not EVP_Digest: its fetch and context cost 0.4 us per sealed part of 850 bytes, as
+	 * much again as the hash itself (SHA-NI). */
+	if (merkle_sha256(sealed->data, sealed->len, md) != 0) {
 		snprintf(text, cap, "cannot hash the sealed part; retry later");
 		return IHALA_EINTERNAL;
 	}

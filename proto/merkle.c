@@ -37,6 +37,12 @@ merkle_leaf_hash(const uint8_t *data, size_t len, uint8_t out[MERKLE_HASH_LEN])
 }
 
 int
+merkle_sha256(const uint8_t *data, size_t len, uint8_t out[MERKLE_HASH_LEN])
+{
+	return sha256_2(data, len, NULL, 0, out);
+}
+
+int
 merkle_node_hash(const uint8_t l[MERKLE_HASH_LEN], const uint8_t r[MERKLE_HASH_LEN],
                  uint8_t out[MERKLE_HASH_LEN])
 {

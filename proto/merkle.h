@@ -17,6 +17,9 @@
  * `l` or `r`.
  */
 int merkle_leaf_hash(const uint8_t *data, size_t len, uint8_t out[MERKLE_HASH_LEN]);
+/* Plain SHA-256 of data (no prefix), as cheaply as the tree's hashes (no provider
+ * dispatch); 0 or IHALA_EINTERNAL. */
+int merkle_sha256(const uint8_t *data, size_t len, uint8_t out[MERKLE_HASH_LEN]);
 int merkle_node_hash(const uint8_t l[MERKLE_HASH_LEN], const uint8_t r[MERKLE_HASH_LEN],
                      uint8_t out[MERKLE_HASH_LEN]);
 /* The root of the empty tree, SHA-256(""). */

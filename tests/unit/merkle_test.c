@@ -245,6 +245,11 @@ test_hash_kat(void **state)
 		assert_int_equal(EVP_Digest(pre, sizeof(pre), want, NULL, EVP_sha256(), NULL), 1);
 		assert_memory_equal(h, want, HL);
 	}
+	/* plain SHA-256, FIPS 180-2's "abc" and the empty string */
+	assert_int_equal(merkle_sha256((const uint8_t *)"abc", 3, h), 0);
+	assert_hash_hex(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	assert_int_equal(merkle_sha256(NULL, 0, h), 0);
+	assert_hash_hex(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 	/* out may alias an input */
 	memcpy(h, l, HL);
 	assert_int_equal(merkle_node_hash(h, r, h), 0);
