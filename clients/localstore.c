@@ -1044,13 +1044,60 @@ seq_in(uint64_t seq, const uint64_t *seqs, size_t n)
 	return 0;
 }
 
+/* A table an erasure walks for the records of its seqs: where a record keeps its seq (the
+ * journal: its key's last 8 bytes, after the referral id; the sent messages: their value's
+ * first 8), and the words of the errors. */
+struct erase_walk {
+	int seq_in_key;
+	const char *opening, *erasing, *reading;
+};
+
+static const struct erase_walk erase_sent = {0, "opening a cursor on the sent messages",
+                                             "erasing a sent message", "reading the sent messages"};
+static const struct erase_walk erase_journal = {1, "opening a journal cursor",
+                                                "erasing a journal record", "reading the journal"};
+
+/* Delete from dbi, inside txn, the records of one of seqs[0..n) (kept as `how` says), adding
+ * how many to *count. */
+static int
+erase_records(struct localstore *ls, MDB_txn *txn, MDB_dbi dbi, const struct erase_walk *how,
+              const uint64_t *seqs, size_t n, size_t *count)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc, hit;
+
+	if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0) {
+		return ls_err(ls, rc, how->opening);
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (how->seq_in_key) {
+			hit = k.mv_size >= U64_LEN + 2 &&
+			      seq_in(be64dec((const uint8_t *)k.mv_data + k.mv_size - U64_LEN),
+			             seqs, n);
+		} else {
+			hit = v.mv_size >= U64_LEN && seq_in(be64dec(v.mv_data), seqs, n);
+		}
+		if (!hit) {
+			continue;
+		}
+		if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+			mdb_cursor_close(cur);
+			return ls_err(ls, rc, how->erasing);
+		}
+		(*count)++;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : ls_err(ls, rc, how->reading);
+}
+
 int
 localstore_erase_seqs(struct localstore *ls, const uint64_t *seqs, size_t n, size_t *erased)
 {
 	uint8_t kbuf[U64_LEN];
-	MDB_cursor *cur = NULL;
 	MDB_txn *txn = NULL;
-	MDB_val k, v;
+	MDB_val k;
 	size_t i, count = 0;
 	int rc, err = 0;
 
@@ -1071,56 +1118,17 @@ localstore_erase_seqs(struct localstore *ls, const uint64_t *seqs, size_t n, siz
 			goto fail;
 		}
 	}
-	/* The records sent under those seqs. */
-	if ((rc = mdb_cursor_open(txn, ls->sent, &cur)) != 0) {
-		err = ls_err(ls, rc, "opening a cursor on the sent messages");
+	/* The records sent under those seqs, and the journal's records of those seqs whatever
+	 * their referral (onward ones too). */
+	if ((err = erase_records(ls, txn, ls->sent, &erase_sent, seqs, n, &count)) < 0 ||
+	    (err = erase_records(ls, txn, ls->journal, &erase_journal, seqs, n, &count)) < 0) {
 		goto fail;
 	}
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (v.mv_size >= U64_LEN && seq_in(be64dec(v.mv_data), seqs, n)) {
-			if ((rc = mdb_cursor_del(cur, 0)) != 0) {
-				err = ls_err(ls, rc, "erasing a sent message");
-				goto fail;
-			}
-			count++;
-		}
-	}
-	if (rc != MDB_NOTFOUND) {
-		err = ls_err(ls, rc, "reading the sent messages");
-		goto fail;
-	}
-	mdb_cursor_close(cur);
-	cur = NULL;
-	/* The journal's records of those seqs, whatever their referral (onward ones too). */
-	if ((rc = mdb_cursor_open(txn, ls->journal, &cur)) != 0) {
-		err = ls_err(ls, rc, "opening a journal cursor");
-		goto fail;
-	}
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size < U64_LEN + 2) {
-			continue;
-		}
-		if (seq_in(be64dec((const uint8_t *)k.mv_data + k.mv_size - U64_LEN), seqs, n)) {
-			if ((rc = mdb_cursor_del(cur, 0)) != 0) {
-				err = ls_err(ls, rc, "erasing a journal record");
-				goto fail;
-			}
-			count++;
-		}
-	}
-	if (rc != MDB_NOTFOUND) {
-		err = ls_err(ls, rc, "reading the journal");
-		goto fail;
-	}
-	mdb_cursor_close(cur);
 	if (erased != NULL) {
 		*erased = count;
 	}
 	return wcommit(ls, txn, "committing an erasure");
 fail:
-	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	return err;
 }

@@ -15,6 +15,7 @@
 
 #include <openssl/evp.h>
 
+#include "audit.h"
 #include "checkpoint.h"
 #include "error.h"
 #include "frame.h"
@@ -844,6 +845,157 @@ test_erase_onward_only(void **state)
 	assert_true(sealed_is(fx, 1, "sealed R-p", strlen("sealed R-p")));
 	assert_true(sealed_is(fx, 3, "sealed note on R-p", strlen("sealed note on R-p")));
 	assert_false(sealed_is(fx, 4, NULL, 0));
+	fx_close(fx);
+}
+
+/* An erasure's ERASURE entries and what the log's sealed parts say of them. */
+struct erase_audit {
+	struct audit_sealed s;
+	int err;
+};
+
+static int
+erase_audit_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len, const uint8_t *sealed,
+               size_t sealed_len, int known)
+{
+	struct erase_audit *a = arg;
+
+	if (a->err == 0) {
+		a->err = audit_sealed_push(&a->s, seq, entry, len, sealed, sealed_len, known);
+	}
+	return 0;
+}
+
+/* More onward referrals than an erasure's walk holds at once (ERASE_MAX_REFERRALS, 4096 with
+ * the root): R-p (dma to moh, seq 1) and its 4097 onward referrals R-c0000 .. R-c4096 (moh to
+ * hi, seqs 3 .. 4099), each with a sealed part. An Erase of R-p must either erase every one
+ * of them (sealed rows gone, marked erased, every seq named to each party by the ERASURE
+ * entries, however many) or be refused, erasing nothing; never erase some and leave the rest
+ * with their sealed parts (as past the cap, in byte order: R-c4095, R-c4096). Either way the
+ * store's sealed parts agree with its log (audit_sealed: a missing part is one an ERASURE
+ * entry names). */
+#define CAP_CHILDREN 4097
+#define CAP_BATCH 256
+
+static void
+test_erase_past_walk_cap(void **state)
+{
+	static const char *const parties[] = {"dma", "moh", "hi"};
+	struct fx *fx = fx_open(0, 2 * CAP_CHILDREN, 0);
+	struct wreq *batch[CAP_BATCH];
+	uint8_t *named[3];
+	uint64_t last, seq, erase_seq = CAP_CHILDREN + 3;
+	struct erase_audit a;
+	Ihala__V2__ReferralState *st;
+	struct wreq *r;
+	struct msg m;
+	char rid[16], mid[16], sealed[32];
+	size_t i, j, n, p;
+	int refused_it;
+
+	(void)state;
+	msg_referral(&m, "m-p", "R-p");
+	m.consent_agencies[1] = "hi";
+	m.consent.n_agencies = 2;
+	accepted(submit_s(fx, "dma", &m, T0, "sealed R-p"), 1);
+	msg_status(&m, "m-a", "R-p", S(ACCEPTED));
+	accepted(submit_s(fx, "moh", &m, T0, NULL), 2);
+	for (i = 0; i < CAP_CHILDREN; i += n) {
+		n = CAP_CHILDREN - i < CAP_BATCH ? CAP_CHILDREN - i : CAP_BATCH;
+		for (j = 0; j < n; j++) {
+			snprintf(rid, sizeof(rid), "R-c%04zu", i + j);
+			snprintf(mid, sizeof(mid), "m-c%04zu", i + j);
+			snprintf(sealed, sizeof(sealed), "sealed %s", rid);
+			msg_referral(&m, mid, rid);
+			m.env.to = "hi";
+			m.ref.referring_agency = "moh";
+			m.ref.receiving_agency = "hi";
+			m.ref.parent_referral_id = "R-p";
+			m.consent_agencies[0] = "hi";
+			batch[j] = submit_req_sealed("moh", &m, T0, sealed, strlen(sealed));
+		}
+		assert_int_equal(ledger_apply_batch(fx->lg, batch, n), 0);
+		for (j = 0; j < n; j++) {
+			accepted(batch[j], 3 + i + j);
+		}
+	}
+	assert_int_equal(log_last(fx), erase_seq - 1);
+
+	msg_erase(&m, "e-1", "R-p", IHALA__V2__REASON_CODE__REASON_CODE_CONSENT_WITHDRAWN);
+	r = submit_s(fx, "dma", &m, T0 + 1, NULL);
+	refused_it = r->status == RS(REFUSED);
+	if (refused_it) {
+		/* a clear refusal that logs nothing */
+		assert_int_not_equal(r->err, 0);
+		assert_non_null(strstr(r->text, "R-p"));
+		wreq_free(r);
+		assert_int_equal(log_last(fx), erase_seq - 1);
+	} else {
+		accepted(r, erase_seq);
+	}
+	last = log_last(fx);
+	/* the seqs each party's ERASURE entries name */
+	for (p = 0; p < 3; p++) {
+		named[p] = calloc(erase_seq, 1);
+		assert_non_null(named[p]);
+	}
+	for (seq = erase_seq + 1; seq <= last; seq++) {
+		Ihala__V2__LogEntry *e = entry_at(fx, seq);
+
+		assert_int_equal(e->kind, IHALA__V2__ENTRY_KIND__ENTRY_KIND_ERASURE);
+		assert_string_equal(e->event->referral_id, "R-p");
+		for (p = 0; p < 3 && strcmp(e->recipient, parties[p]) != 0; p++) {
+		}
+		assert_true(p < 3);
+		for (j = 0; j < e->event->n_erased_seqs; j++) {
+			assert_true(e->event->erased_seqs[j] < erase_seq);
+			named[p][e->event->erased_seqs[j]] = 1;
+		}
+		logentry_free(e);
+	}
+	/* every referral of the tree erased, or none */
+	for (i = 0; i <= CAP_CHILDREN; i++) {
+		uint64_t s = i == 0 ? 1 : 2 + i;
+
+		if (i == 0) {
+			snprintf(rid, sizeof(rid), "R-p");
+		} else {
+			snprintf(rid, sizeof(rid), "R-c%04zu", i - 1);
+		}
+		snprintf(sealed, sizeof(sealed), "sealed %s", rid);
+		if (sealed_is(fx, s, sealed, strlen(sealed)) != refused_it) {
+			fail_msg("%s (seq %llu): sealed part %s", rid, (unsigned long long)s,
+			         refused_it ? "erased by a refused Erase" : "left by its Erase");
+		}
+		st = state_of(fx, rid);
+		if (st->erased == refused_it) {
+			fail_msg("%s: %s", rid, refused_it ? "erased" : "not marked erased");
+		}
+		ihala__v2__referral_state__free_unpacked(st, NULL);
+		for (p = 0; p < 3; p++) {
+			if (named[p][s] == refused_it) {
+				fail_msg("%s (seq %llu): %s to '%s'", rid, (unsigned long long)s,
+				         refused_it ? "named erased" : "not named erased",
+				         parties[p]);
+			}
+		}
+	}
+	for (p = 0; p < 3; p++) {
+		free(named[p]);
+	}
+	/* the store's sealed parts against its log, as an auditor's copy is verified */
+	ledger_free(fx->lg);
+	store_close(fx->store);
+	fx->lg = NULL;
+	fx->store = NULL;
+	memset(&a, 0, sizeof(a));
+	audit_sealed_init(&a.s);
+	assert_int_equal(audit_store_walk_records(fx->dir, erase_audit_cb, &a), 0);
+	assert_int_equal(a.err, 0);
+	assert_int_equal(audit_sealed_finish(&a.s), 0);
+	assert_int_equal(a.s.sealed, CAP_CHILDREN + 1);
+	assert_int_equal(a.s.erased, refused_it ? 0 : CAP_CHILDREN + 1);
+	audit_sealed_release(&a.s);
 	fx_close(fx);
 }
 
@@ -1898,6 +2050,7 @@ main(void)
 	    cmocka_unit_test(test_sealed_counts_in_referral_bytes),
 	    cmocka_unit_test(test_erase),
 	    cmocka_unit_test(test_erase_onward_only),
+	    cmocka_unit_test(test_erase_past_walk_cap),
 	    cmocka_unit_test(test_unreadable),
 	    cmocka_unit_test(test_retention),
 	    cmocka_unit_test(test_queue_full),

@@ -54,18 +54,25 @@ static Ihala__V2__DataCategory covered[] = {CAT(IDENTITY), CAT(DEMOGRAPHICS), CA
                                             CAT(INJURY), CAT(NEEDS)};
 static Ihala__V2__ReasonCode reasons[] = {IHALA__V2__REASON_CODE__REASON_CODE_CLIENT_UNREACHABLE};
 
+/* env, cleared, as message `mid` of kind `kind` (its kind's message set by the caller). */
+static void
+env_start(const char *mid, Ihala__V2__Envelope__KindCase kind)
+{
+	ihala__v2__envelope__init(&env);
+	env.message_id = (char *)mid;
+	env.kind_case = kind;
+}
+
 static Ihala__V2__Envelope *
 referral(void)
 {
-	ihala__v2__envelope__init(&env);
+	env_start("m-1", IHALA__V2__ENVELOPE__KIND_REFERRAL);
 	ihala__v2__referral__init(&ref);
 	ihala__v2__survivor__init(&surv);
 	ihala__v2__injury__init(&inj);
 	ihala__v2__consent__init(&cons);
 	ihala__v2__contact__init(&officer);
-	env.message_id = "m-1";
 	env.to = "moh";
-	env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
 	env.referral = &ref;
 	ref.referral_id = "R-1";
 	ref.receiving_agency = "moh";
@@ -104,11 +111,9 @@ referral(void)
 static Ihala__V2__Envelope *
 status_update(int with_outcome)
 {
-	ihala__v2__envelope__init(&env);
+	env_start("m-2", IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE);
 	ihala__v2__status_update__init(&upd);
 	ihala__v2__outcome__init(&out);
-	env.message_id = "m-2";
-	env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
 	env.status_update = &upd;
 	upd.referral_id = "R-1";
 	upd.status = IHALA__V2__TASK_STATUS__TASK_STATUS_FAILED;
@@ -131,10 +136,8 @@ status_update(int with_outcome)
 static Ihala__V2__Envelope *
 outcome(void)
 {
-	ihala__v2__envelope__init(&env);
+	env_start("m-3", IHALA__V2__ENVELOPE__KIND_OUTCOME);
 	ihala__v2__outcome__init(&out);
-	env.message_id = "m-3";
-	env.kind_case = IHALA__V2__ENVELOPE__KIND_OUTCOME;
 	env.outcome = &out;
 	out.referral_id = "R-1";
 	out.success = 1;
@@ -147,10 +150,8 @@ outcome(void)
 static Ihala__V2__Envelope *
 note_env(void)
 {
-	ihala__v2__envelope__init(&env);
+	env_start("m-4", IHALA__V2__ENVELOPE__KIND_NOTE);
 	ihala__v2__note__init(&note);
-	env.message_id = "m-4";
-	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	env.note = &note;
 	note.referral_id = "R-1";
 	note.text = "note-text-SECRET";
@@ -165,6 +166,39 @@ pack_env(const Ihala__V2__Envelope *e, size_t *len)
 	assert_non_null(b);
 	*len = ihala__v2__envelope__pack(e, b);
 	return b;
+}
+
+/* A message as the nodes move it: its sealed part and its clear part, encoded and decoded. */
+struct parts {
+	uint8_t *sealed, *clear;
+	size_t slen, clen;
+	Ihala__V2__Envelope *ce;
+};
+
+/* p's clear part: full's, its sealed_sha256 the 32 bytes at hash (NULL: none). */
+static void
+parts_clear(struct parts *p, const Ihala__V2__Envelope *full, const uint8_t *hash)
+{
+	assert_int_equal(personal_clear(full, hash, &p->clear, &p->clen), 0);
+	assert_int_equal(envelope_decode(p->clear, p->clen, &p->ce), 0);
+}
+
+/* Both parts of `full` as `sender` sends it. */
+static void
+parts_split(struct parts *p, const Ihala__V2__Envelope *full, const char *sender,
+            const uint8_t *hash)
+{
+	memset(p, 0, sizeof(*p));
+	assert_int_equal(personal_split(full, sender, &p->sealed, &p->slen), 0);
+	parts_clear(p, full, hash);
+}
+
+static void
+parts_free(struct parts *p)
+{
+	envelope_free(p->ce);
+	free(p->clear);
+	free(p->sealed);
 }
 
 static void
@@ -184,20 +218,20 @@ static void
 round_trip(const Ihala__V2__Envelope *full, const char *sender)
 {
 	static const uint8_t hash[32] = {1, 2, 3};
-	uint8_t *sealed = NULL, *clear = NULL, *a, *b;
-	Ihala__V2__Envelope *ce = NULL, *merged = NULL;
-	size_t slen, clen, alen, blen;
+	struct parts p;
+	uint8_t *a, *b;
+	Ihala__V2__Envelope *merged = NULL;
+	size_t alen, blen;
 	char err[256];
 
 	assert_int_equal(personal_validate(full, err, sizeof(err)), 0);
-	assert_int_equal(personal_split(full, sender, &sealed, &slen), 0);
-	assert_non_null(sealed);
-	assert_int_equal(personal_clear(full, hash, &clear, &clen), 0);
-	assert_no_secret(clear, clen);
-	assert_int_equal(envelope_decode(clear, clen, &ce), 0);
-	assert_int_equal(ce->sealed_sha256.len, 32);
-	assert_memory_equal(ce->sealed_sha256.data, hash, 32);
-	assert_int_equal(personal_merge(ce, sender, sealed, slen, &merged, err, sizeof(err)), 0);
+	parts_split(&p, full, sender, hash);
+	assert_non_null(p.sealed);
+	assert_no_secret(p.clear, p.clen);
+	assert_int_equal(p.ce->sealed_sha256.len, 32);
+	assert_memory_equal(p.ce->sealed_sha256.data, hash, 32);
+	assert_int_equal(personal_merge(p.ce, sender, p.sealed, p.slen, &merged, err, sizeof(err)),
+	                 0);
 	/* The merged message is the full one, with the clear part's additions. */
 	merged->sealed_sha256.len = 0;
 	merged->n_data_declared = 0;
@@ -208,9 +242,7 @@ round_trip(const Ihala__V2__Envelope *full, const char *sender)
 	free(a);
 	free(b);
 	envelope_free(merged);
-	envelope_free(ce);
-	free(clear);
-	free(sealed);
+	parts_free(&p);
 }
 
 static void
@@ -230,9 +262,9 @@ static void
 test_declared(void **state)
 {
 	Ihala__V2__DataCategory d[16];
-	Ihala__V2__Envelope *e = referral(), *ce = NULL;
-	uint8_t *clear = NULL;
-	size_t n, clen;
+	Ihala__V2__Envelope *e = referral();
+	struct parts p;
+	size_t n;
 
 	(void)state;
 	n = personal_declared(e->referral, d, 16);
@@ -242,12 +274,11 @@ test_declared(void **state)
 	assert_int_equal(d[2], CAT(LOCATION));
 	assert_int_equal(d[3], CAT(INJURY));
 	assert_int_equal(d[4], CAT(NEEDS));
-	assert_int_equal(personal_clear(e, NULL, &clear, &clen), 0);
-	assert_int_equal(envelope_decode(clear, clen, &ce), 0);
-	assert_int_equal(ce->n_data_declared, 5);
-	assert_int_equal(ce->sealed_sha256.len, 0);
-	envelope_free(ce);
-	free(clear);
+	memset(&p, 0, sizeof(p));
+	parts_clear(&p, e, NULL);
+	assert_int_equal(p.ce->n_data_declared, 5);
+	assert_int_equal(p.ce->sealed_sha256.len, 0);
+	parts_free(&p);
 	/* only the case id and services: nothing to declare */
 	surv.name = surv.governorate = surv.district = "";
 	surv.sex = 0;
@@ -276,110 +307,103 @@ test_nothing_to_seal(void **state)
 	assert_int_equal(personal_split(e, "moh", &sealed, &slen), IHALA_EINVAL);
 }
 
+/* personal_merge of p's clear part with `sealed` (len bytes) from `sender`: refused with
+ * `want`, no message made, the reason holding `words` (NULL: not looked at). A failure names
+ * the caller's line. */
+#define merge_refused(...) merge_refused_at(__LINE__, __VA_ARGS__)
+static void
+merge_refused_at(int line, const struct parts *p, const char *sender, const uint8_t *sealed,
+                 size_t len, int want, const char *words)
+{
+	Ihala__V2__Envelope *m = NULL;
+	char err[256] = "";
+	int rc = personal_merge(p->ce, sender, sealed, len, &m, err, sizeof(err));
+
+	if (rc != want || m != NULL || (words != NULL && strstr(err, words) == NULL)) {
+		fail_msg("line %d: merge gave %d%s, not %d with '%s': '%s'", line, rc,
+		         m != NULL ? " and a message" : "", want, words != NULL ? words : "", err);
+	}
+}
+
+/* The same with the hand-made Sealed content s from dma. */
+#define merge_refused_sealed(...) merge_refused_sealed_at(__LINE__, __VA_ARGS__)
+static void
+merge_refused_sealed_at(int line, const struct parts *p, const Ihala__V2__Sealed *s, int want,
+                        const char *words)
+{
+	size_t len = ihala__v2__sealed__get_packed_size(s);
+	uint8_t *b = malloc(len + 1);
+
+	assert_non_null(b);
+	len = ihala__v2__sealed__pack(s, b);
+	merge_refused_at(line, p, "dma", b, len, want, words);
+	free(b);
+}
+
 /* What the receiving node refuses after opening. */
 static void
 test_merge_refusals(void **state)
 {
-	uint8_t *sealed = NULL, *clear = NULL, *other = NULL;
-	Ihala__V2__Envelope *ce = NULL, *m = NULL;
-	size_t slen, clen, olen;
+	Ihala__V2__Sealed s = IHALA__V2__SEALED__INIT;
+	Ihala__V2__Referral r = IHALA__V2__REFERRAL__INIT;
+	Ihala__V2__Note n = IHALA__V2__NOTE__INIT;
+	Ihala__V2__Envelope *m = NULL;
+	struct parts p;
 	char err[256];
 
 	(void)state;
-	assert_int_equal(personal_split(referral(), "dma", &sealed, &slen), 0);
-	assert_int_equal(personal_clear(&env, NULL, &clear, &clen), 0);
-	assert_int_equal(envelope_decode(clear, clen, &ce), 0);
+	parts_split(&p, referral(), "dma", NULL);
 	/* another sender, another message id, another referral */
-	assert_int_equal(personal_merge(ce, "hi", sealed, slen, &m, err, sizeof(err)),
-	                 IHALA_ESEALBIND);
-	assert_null(m);
-	ce->message_id[0] = 'x';
-	assert_int_equal(personal_merge(ce, "dma", sealed, slen, &m, err, sizeof(err)),
-	                 IHALA_ESEALBIND);
-	ce->message_id[0] = 'm';
-	ce->referral->referral_id[0] = 'X';
-	assert_int_equal(personal_merge(ce, "dma", sealed, slen, &m, err, sizeof(err)),
-	                 IHALA_ESEALBIND);
-	ce->referral->referral_id[0] = 'R';
+	merge_refused(&p, "hi", p.sealed, p.slen, IHALA_ESEALBIND, NULL);
+	p.ce->message_id[0] = 'x';
+	merge_refused(&p, "dma", p.sealed, p.slen, IHALA_ESEALBIND, NULL);
+	p.ce->message_id[0] = 'm';
+	p.ce->referral->referral_id[0] = 'X';
+	merge_refused(&p, "dma", p.sealed, p.slen, IHALA_ESEALBIND, NULL);
+	p.ce->referral->referral_id[0] = 'R';
 	/* not a Sealed message */
-	assert_int_equal(
-	    personal_merge(ce, "dma", (const uint8_t *)"\xff\xff", 2, &m, err, sizeof(err)),
-	    IHALA_ESEALFORM);
+	merge_refused(&p, "dma", (const uint8_t *)"\xff\xff", 2, IHALA_ESEALFORM, NULL);
 	/* a category the clear part does not declare */
-	ce->n_data_declared = 4; /* INJURY dropped ... */
-	ce->data_declared[3] = CAT(NEEDS);
-	assert_int_equal(personal_merge(ce, "dma", sealed, slen, &m, err, sizeof(err)),
-	                 IHALA_ESEALCONTENT);
-	assert_non_null(strstr(err, "INJURY"));
-	ce->n_data_declared = 5;
-	ce->data_declared[3] = CAT(INJURY);
-	assert_int_equal(personal_merge(ce, "dma", sealed, slen, &m, err, sizeof(err)), 0);
+	p.ce->n_data_declared = 4; /* INJURY dropped ... */
+	p.ce->data_declared[3] = CAT(NEEDS);
+	merge_refused(&p, "dma", p.sealed, p.slen, IHALA_ESEALCONTENT, "INJURY");
+	p.ce->n_data_declared = 5;
+	p.ce->data_declared[3] = CAT(INJURY);
+	assert_int_equal(personal_merge(p.ce, "dma", p.sealed, p.slen, &m, err, sizeof(err)), 0);
 	envelope_free(m);
-	m = NULL;
 	/* a sealed part carrying a clear field (priority), hand-made */
-	{
-		Ihala__V2__Sealed s = IHALA__V2__SEALED__INIT;
-		Ihala__V2__Referral r = IHALA__V2__REFERRAL__INIT;
-
-		s.message_id = "m-1";
-		s.referral_id = "R-1";
-		s.sender = "dma";
-		s.kind_case = IHALA__V2__SEALED__KIND_REFERRAL;
-		s.referral = &r;
-		r.priority = IHALA__V2__PRIORITY__PRIORITY_EMERGENCY;
-		other = malloc(ihala__v2__sealed__get_packed_size(&s));
-		olen = ihala__v2__sealed__pack(&s, other);
-		assert_int_equal(personal_merge(ce, "dma", other, olen, &m, err, sizeof(err)),
-		                 IHALA_ESEALCONTENT);
-		assert_non_null(strstr(err, "priority"));
-		free(other);
-		/* no survivor at all: invalid content (the case id is required) */
-		r.priority = 0;
-		r.notes = "n";
-		other = malloc(ihala__v2__sealed__get_packed_size(&s));
-		olen = ihala__v2__sealed__pack(&s, other);
-		assert_int_equal(personal_merge(ce, "dma", other, olen, &m, err, sizeof(err)),
-		                 IHALA_ESEALCONTENT);
-		assert_non_null(strstr(err, "case_id"));
-		free(other);
-		/* another kind */
-		s.kind_case = IHALA__V2__SEALED__KIND_NOTE;
-		{
-			Ihala__V2__Note n = IHALA__V2__NOTE__INIT;
-
-			n.text = "x";
-			s.note = &n;
-			other = malloc(ihala__v2__sealed__get_packed_size(&s));
-			olen = ihala__v2__sealed__pack(&s, other);
-		}
-		assert_int_equal(personal_merge(ce, "dma", other, olen, &m, err, sizeof(err)),
-		                 IHALA_ESEALBIND);
-		free(other);
-	}
-	envelope_free(ce);
-	free(clear);
-	free(sealed);
+	s.message_id = "m-1";
+	s.referral_id = "R-1";
+	s.sender = "dma";
+	s.kind_case = IHALA__V2__SEALED__KIND_REFERRAL;
+	s.referral = &r;
+	r.priority = IHALA__V2__PRIORITY__PRIORITY_EMERGENCY;
+	merge_refused_sealed(&p, &s, IHALA_ESEALCONTENT, "priority");
+	/* no survivor at all: invalid content (the case id is required) */
+	r.priority = 0;
+	r.notes = "n";
+	merge_refused_sealed(&p, &s, IHALA_ESEALCONTENT, "case_id");
+	/* another kind */
+	s.kind_case = IHALA__V2__SEALED__KIND_NOTE;
+	n.text = "x";
+	s.note = &n;
+	merge_refused_sealed(&p, &s, IHALA_ESEALBIND, NULL);
+	parts_free(&p);
 }
 
 /* Outcome details sealed inside a status update whose clear part has no outcome. */
 static void
 test_merge_outcome_without_clear(void **state)
 {
-	uint8_t *sealed = NULL, *clear = NULL;
-	Ihala__V2__Envelope *ce = NULL, *m = NULL;
-	size_t slen, clen;
-	char err[256];
+	struct parts p;
 
 	(void)state;
-	assert_int_equal(personal_split(status_update(1), "moh", &sealed, &slen), 0);
+	memset(&p, 0, sizeof(p));
+	assert_int_equal(personal_split(status_update(1), "moh", &p.sealed, &p.slen), 0);
 	upd.outcome = NULL;
-	assert_int_equal(personal_clear(&env, NULL, &clear, &clen), 0);
-	assert_int_equal(envelope_decode(clear, clen, &ce), 0);
-	assert_int_equal(personal_merge(ce, "moh", sealed, slen, &m, err, sizeof(err)),
-	                 IHALA_ESEALCONTENT);
-	envelope_free(ce);
-	free(clear);
-	free(sealed);
+	parts_clear(&p, &env, NULL);
+	merge_refused(&p, "moh", p.sealed, p.slen, IHALA_ESEALCONTENT, NULL);
+	parts_free(&p);
 }
 
 /* The checks the broker made on personal fields, now at the sending node. */

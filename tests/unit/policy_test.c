@@ -1045,6 +1045,51 @@ declare(struct msg *m, const Ihala__V2__DataCategory *cats, size_t n)
 	m->env.n_data_declared = n;
 }
 
+/* One check: the world, a message, the decision, and the state of r-1 (dma to moh) that the
+ * message is checked against (`state`: NULL for a new referral). */
+struct fixture {
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V2__ReferralState cur;
+	const Ihala__V2__ReferralState *state;
+};
+
+/* A new referral r-1 from dma to moh, in clear alone (cats NULL) or with a sealed part
+ * declaring cats[0..n). */
+static void
+fx_referral(struct fixture *f, const Ihala__V2__DataCategory *cats, size_t n)
+{
+	world_init(&f->w);
+	msg_referral(&f->m, "dma", "moh", "r-1");
+	if (cats != NULL) {
+		declare(&f->m, cats, n);
+	}
+	f->state = NULL;
+}
+
+/* r-1 (dma to moh) in `status`; the message, a note on it, in clear alone or sealed as
+ * fx_referral's. */
+static void
+fx_update(struct fixture *f, Ihala__V2__TaskStatus status, const Ihala__V2__DataCategory *cats,
+          size_t n)
+{
+	world_init(&f->w);
+	CUR(f->cur, status);
+	msg_note(&f->m, "r-1");
+	if (cats != NULL) {
+		declare(&f->m, cats, n);
+	}
+	f->state = &f->cur;
+}
+
+/* policy_check of f's message sent by `sender`, against f's state. */
+static int
+fx_check(struct fixture *f, const char *sender)
+{
+	return policy_check(&f->w.view, sender, &f->m.env, f->state, NULL, &f->d);
+}
+
 /* Each category declared alone, with a consent covering every category but it: refused,
  * naming the category; with it added: allowed. */
 static void
@@ -1055,33 +1100,28 @@ test_declared_categories(void **state)
 
 	(void)state;
 	for (c = CAT(IDENTITY); c <= CAT(NEEDS); c++) {
-		struct world w;
-		struct msg m;
-		struct policy_decision d;
+		struct fixture f;
 		char want[160];
 		size_t n = 0;
 
-		world_init(&w);
-		msg_referral(&m, "dma", "moh", "r-1");
-		declare(&m, &c, 1);
-		m.consent_data[n++] = CAT(NEEDS); /* the services in clear */
+		fx_referral(&f, &c, 1);
+		f.m.consent_data[n++] = CAT(NEEDS); /* the services in clear */
 		for (j = 1; j < 8; j++) {
 			if (j != (size_t)c) {
-				m.consent_data[n++] = (Ihala__V2__DataCategory)j;
+				f.m.consent_data[n++] = (Ihala__V2__DataCategory)j;
 			}
 		}
-		m.consent.n_data_covered = n;
+		f.m.consent.n_data_covered = n;
 		if (c != CAT(NEEDS)) {
 			snprintf(want, sizeof(want),
 			         "the consent does not cover %s, which the sealed part declares",
 			         cat_names[c]);
-			assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d,
-			               IHALA_ECONSENT);
-			assert_string_equal(d.text, want);
-			m.consent_data[n++] = c;
-			m.consent.n_data_covered = n;
+			assert_refused(fx_check(&f, "dma"), f.d, IHALA_ECONSENT);
+			assert_string_equal(f.d.text, want);
+			f.m.consent_data[n++] = c;
+			f.m.consent.n_data_covered = n;
 		}
-		assert_allowed(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d);
+		assert_allowed(fx_check(&f, "dma"), f.d);
 	}
 }
 
@@ -1091,18 +1131,14 @@ test_consent_needs_only_refuses_identity(void **state)
 {
 	static const Ihala__V2__DataCategory needs[] = {CAT(NEEDS)};
 	static const Ihala__V2__DataCategory both[] = {CAT(NEEDS), CAT(IDENTITY)};
-	struct world w;
-	struct msg m;
-	struct policy_decision d;
+	struct fixture f;
 
 	(void)state;
-	world_init(&w);
-	msg_referral(&m, "dma", "moh", "r-1");
-	declare(&m, needs, 1);
-	assert_allowed(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d);
-	declare(&m, both, 2);
-	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ECONSENT);
-	assert_string_equal(d.text,
+	fx_referral(&f, needs, 1);
+	assert_allowed(fx_check(&f, "dma"), f.d);
+	declare(&f.m, both, 2);
+	assert_refused(fx_check(&f, "dma"), f.d, IHALA_ECONSENT);
+	assert_string_equal(f.d.text,
 	                    "the consent does not cover IDENTITY, which the sealed part declares");
 }
 
@@ -1113,31 +1149,27 @@ test_declared_malformed(void **state)
 	static const Ihala__V2__DataCategory unspec[] = {CAT(NEEDS), CAT(UNSPECIFIED)};
 	static const Ihala__V2__DataCategory unknown[] = {(Ihala__V2__DataCategory)99};
 	static Ihala__V2__DataCategory many[65];
-	struct world w;
-	struct msg m;
-	struct policy_decision d;
+	struct fixture f;
 	size_t i;
 
 	(void)state;
-	world_init(&w);
-	msg_referral(&m, "dma", "moh", "r-1");
-	declare(&m, unspec, 2);
-	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
-	assert_non_null(strstr(d.text, "unspecified"));
-	declare(&m, unknown, 1);
-	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
-	assert_non_null(strstr(d.text, "unknown category 99"));
+	fx_referral(&f, unspec, 2);
+	assert_refused(fx_check(&f, "dma"), f.d, IHALA_ESCHEMA);
+	assert_non_null(strstr(f.d.text, "unspecified"));
+	declare(&f.m, unknown, 1);
+	assert_refused(fx_check(&f, "dma"), f.d, IHALA_ESCHEMA);
+	assert_non_null(strstr(f.d.text, "unknown category 99"));
 	for (i = 0; i < 65; i++) {
 		many[i] = CAT(NEEDS);
 	}
-	declare(&m, many, 65);
-	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ETOOLARGE);
-	assert_non_null(strstr(d.text, "data_declared"));
+	declare(&f.m, many, 65);
+	assert_refused(fx_check(&f, "dma"), f.d, IHALA_ETOOLARGE);
+	assert_non_null(strstr(f.d.text, "data_declared"));
 	/* declared, but no sealed part */
-	declare(&m, many, 1);
-	m.env.sealed_sha256.len = 0;
-	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
-	assert_non_null(strstr(d.text, "no sealed part"));
+	declare(&f.m, many, 1);
+	f.m.env.sealed_sha256.len = 0;
+	assert_refused(fx_check(&f, "dma"), f.d, IHALA_ESCHEMA);
+	assert_non_null(strstr(f.d.text, "no sealed part"));
 }
 
 /* An update declares within the scope recorded with its referral (identity, location, needs):
@@ -1147,24 +1179,18 @@ test_declared_update_within_scope(void **state)
 {
 	static const Ihala__V2__DataCategory injury[] = {CAT(INJURY)};
 	static const Ihala__V2__DataCategory needs[] = {CAT(NEEDS)};
-	struct world w;
-	struct msg m;
-	struct policy_decision d;
-	Ihala__V2__ReferralState cur;
+	struct fixture f;
 
 	(void)state;
-	world_init(&w);
-	CUR(cur, S(ACCEPTED));
-	msg_note(&m, "r-1");
-	declare(&m, needs, 1);
-	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
-	declare(&m, injury, 1);
-	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ECONSENT);
-	assert_string_equal(d.text,
+	fx_update(&f, S(ACCEPTED), needs, 1);
+	assert_allowed(fx_check(&f, "moh"), f.d);
+	declare(&f.m, injury, 1);
+	assert_refused(fx_check(&f, "moh"), f.d, IHALA_ECONSENT);
+	assert_string_equal(f.d.text,
 	                    "the consent does not cover INJURY, which the sealed part declares");
-	msg_status(&m, "r-1", S(IN_PROGRESS), 0, 0);
-	declare(&m, injury, 1);
-	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_ECONSENT);
+	msg_status(&f.m, "r-1", S(IN_PROGRESS), 0, 0);
+	declare(&f.m, injury, 1);
+	assert_refused(fx_check(&f, "moh"), f.d, IHALA_ECONSENT);
 }
 
 /* A consent that covers no category lets no referral through: its services are needs. */
@@ -1272,69 +1298,63 @@ test_clear_personal_fields(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		struct world w;
-		struct msg m;
-		struct policy_decision d;
-		Ihala__V2__ReferralState cur;
+		struct fixture f;
+		struct msg *m = &f.m;
 		const char *sender = "moh";
-		Ihala__V2__ReferralState *c = &cur;
 
-		world_init(&w);
-		CUR(cur, S(IN_PROGRESS));
 		if (i < 5) {
-			msg_referral(&m, "dma", "moh", "r-1");
+			fx_referral(&f, NULL, 0);
 			sender = "dma";
-			c = NULL;
-		} else if (i < 10) {
-			msg_status(&m, "r-1", S(COMPLETED), 0, 1);
-		} else if (i < 12) {
-			msg_outcome(&m, "r-1", 1);
 		} else {
-			msg_note(&m, "r-1");
+			fx_update(&f, S(IN_PROGRESS), NULL, 0);
 		}
-		assert_allowed(policy_check(&w.view, sender, &m.env, c, NULL, &d), d);
+		if (i >= 5 && i < 10) {
+			msg_status(m, "r-1", S(COMPLETED), 0, 1);
+		} else if (i >= 10 && i < 12) {
+			msg_outcome(m, "r-1", 1);
+		}
+		assert_allowed(fx_check(&f, sender), f.d);
 		switch (i) {
 		case 0:
-			set_name(&m);
-			m.ref.survivor = &m.surv;
+			set_name(m);
+			m->ref.survivor = &m->surv;
 			break;
 		case 1:
-			m.ref.survivor = &m.surv; /* case_id only */
+			m->ref.survivor = &m->surv; /* case_id only */
 			break;
 		case 2:
-			m.ref.reason = "x";
+			m->ref.reason = "x";
 			break;
 		case 3:
-			m.ref.referring_officer = &officer;
+			m->ref.referring_officer = &officer;
 			break;
 		case 4:
-			m.ref.notes = "x";
+			m->ref.notes = "x";
 			break;
 		case 5:
-			m.su.business_status = "device fitted";
+			m->su.business_status = "device fitted";
 			break;
 		case 6:
-			m.su.reason = "x";
+			m->su.reason = "x";
 			break;
 		case 7:
-			m.su.note = "x";
+			m->su.note = "x";
 			break;
 		case 8:
 		case 10:
-			m.outcome.date = "2025-04-02";
+			m->outcome.date = "2025-04-02";
 			break;
 		case 9:
 		case 11:
-			m.outcome.notes = "x";
+			m->outcome.notes = "x";
 			break;
 		default:
-			m.note.text = "call after 4 pm";
+			m->note.text = "call after 4 pm";
 			break;
 		}
 		snprintf(text, sizeof(text), "%s must be sealed (docs/SEALING.md)", want[i]);
-		assert_refused(policy_check(&w.view, sender, &m.env, c, NULL, &d), d,
-		               IHALA_ESCHEMA);
-		assert_string_equal(d.text, text);
+		assert_refused(fx_check(&f, sender), f.d, IHALA_ESCHEMA);
+		assert_string_equal(f.d.text, text);
 	}
 }
 
@@ -1838,37 +1858,34 @@ test_erase(void **state)
 	    IHALA__V2__REASON_CODE__REASON_CODE_CONSENT_WITHDRAWN,
 	    IHALA__V2__REASON_CODE__REASON_CODE_ENTERED_IN_ERROR,
 	    IHALA__V2__REASON_CODE__REASON_CODE_OTHER};
-	struct world w;
-	struct msg m;
-	struct policy_decision d;
-	Ihala__V2__ReferralState cur;
+	struct fixture f;
 	size_t i;
 
 	(void)state;
-	world_init(&w);
-	CUR(cur, S(COMPLETED));
+	fx_update(&f, S(COMPLETED), NULL, 0);
 	for (i = 0; i < 3; i++) {
-		msg_erase(&m, "r-1", ok[i]);
-		assert_allowed(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d);
-		assert_int_equal(d.kind, POLICY_KIND_ERASE);
-		assert_string_equal(d.recipient, "");
+		msg_erase(&f.m, "r-1", ok[i]);
+		assert_allowed(fx_check(&f, "dma"), f.d);
+		assert_int_equal(f.d.kind, POLICY_KIND_ERASE);
+		assert_string_equal(f.d.recipient, "");
 	}
-	w.agencies[A_DMA].may_send = 0;
-	assert_allowed(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d);
-	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_EFORBIDDEN);
-	assert_string_equal(d.text, "only the referring agency of referral 'r-1' may erase it");
-	assert_refused(policy_check(&w.view, "hi", &m.env, &cur, NULL, &d), d, IHALA_ENOREFERRAL);
-	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ENOREFERRAL);
-	assert_refused(policy_check(&w.view, "auditor", &m.env, &cur, NULL, &d), d,
-	               IHALA_EREADONLY);
-	msg_erase(&m, "r-1", IHALA__V2__REASON_CODE__REASON_CODE_UNSPECIFIED);
-	assert_refused(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
-	msg_erase(&m, "r-1", IHALA__V2__REASON_CODE__REASON_CODE_RETENTION_EXPIRED);
-	assert_refused(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d, IHALA_ESCHEMA);
-	msg_erase(&m, "r-1", IHALA__V2__REASON_CODE__REASON_CODE_OTHER);
-	cur.erased = 1;
-	assert_refused(policy_check(&w.view, "dma", &m.env, &cur, NULL, &d), d, IHALA_EERASED);
-	assert_string_equal(d.text, "referral 'r-1' was already erased");
+	f.w.agencies[A_DMA].may_send = 0;
+	assert_allowed(fx_check(&f, "dma"), f.d);
+	assert_refused(fx_check(&f, "moh"), f.d, IHALA_EFORBIDDEN);
+	assert_string_equal(f.d.text, "only the referring agency of referral 'r-1' may erase it");
+	assert_refused(fx_check(&f, "hi"), f.d, IHALA_ENOREFERRAL);
+	f.state = NULL;
+	assert_refused(fx_check(&f, "dma"), f.d, IHALA_ENOREFERRAL);
+	f.state = &f.cur;
+	assert_refused(fx_check(&f, "auditor"), f.d, IHALA_EREADONLY);
+	msg_erase(&f.m, "r-1", IHALA__V2__REASON_CODE__REASON_CODE_UNSPECIFIED);
+	assert_refused(fx_check(&f, "dma"), f.d, IHALA_ESCHEMA);
+	msg_erase(&f.m, "r-1", IHALA__V2__REASON_CODE__REASON_CODE_RETENTION_EXPIRED);
+	assert_refused(fx_check(&f, "dma"), f.d, IHALA_ESCHEMA);
+	msg_erase(&f.m, "r-1", IHALA__V2__REASON_CODE__REASON_CODE_OTHER);
+	f.cur.erased = 1;
+	assert_refused(fx_check(&f, "dma"), f.d, IHALA_EERASED);
+	assert_string_equal(f.d.text, "referral 'r-1' was already erased");
 }
 
 /* On an erased referral: a message with a sealed part is refused ERASED, one without passes;
@@ -1876,31 +1893,26 @@ test_erase(void **state)
 static void
 test_erased_referral(void **state)
 {
-	static uint8_t sha[32];
-	struct world w;
-	struct msg m;
-	struct policy_decision d;
-	Ihala__V2__ReferralState cur, parent;
+	struct fixture f;
+	Ihala__V2__ReferralState parent;
 
 	(void)state;
-	world_init(&w);
-	CUR(cur, S(ACCEPTED));
-	cur.erased = 1;
-	msg_note(&m, "r-1");
-	assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
-	m.env.sealed_sha256.data = sha;
-	m.env.sealed_sha256.len = sizeof(sha);
-	assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d, IHALA_EERASED);
+	fx_update(&f, S(ACCEPTED), NULL, 0);
+	f.cur.erased = 1;
+	assert_allowed(fx_check(&f, "moh"), f.d);
+	declare(&f.m, NULL, 0);
+	assert_refused(fx_check(&f, "moh"), f.d, IHALA_EERASED);
 	assert_string_equal(
-	    d.text, "referral 'r-1' was erased: its messages carry no sealed part any more");
+	    f.d.text, "referral 'r-1' was erased: its messages carry no sealed part any more");
 
 	state_init(&parent, "p-1", "dma", "moh", S(ACCEPTED));
-	msg_referral(&m, "moh", "hi", "r-2");
-	m.ref.parent_referral_id = "p-1";
-	assert_allowed(policy_check(&w.view, "moh", &m.env, NULL, &parent, &d), d);
+	msg_referral(&f.m, "moh", "hi", "r-2");
+	f.m.ref.parent_referral_id = "p-1";
+	assert_allowed(policy_check(&f.w.view, "moh", &f.m.env, NULL, &parent, &f.d), f.d);
 	parent.erased = 1;
-	assert_refused(policy_check(&w.view, "moh", &m.env, NULL, &parent, &d), d, IHALA_EERASED);
-	assert_string_equal(d.text,
+	assert_refused(policy_check(&f.w.view, "moh", &f.m.env, NULL, &parent, &f.d), f.d,
+	               IHALA_EERASED);
+	assert_string_equal(f.d.text,
 	                    "parent referral 'p-1' was erased; it cannot be referred onward");
 }
 
