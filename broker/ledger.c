@@ -721,30 +721,65 @@ add_notify(struct wreq *r, const char *agency)
 
 /* ---- erasure ---- */
 
-/* The referrals an erasure covers: the root, then its onward referrals, breadth first. */
+/*
+ * The referrals an erasure covers: the root, then its onward referrals, breadth first, each
+ * once, however many (a bound here left the rest of a large tree unerased, with the root
+ * marked erased so that nobody could erase them from it again). A referral has one parent,
+ * so a walk meets each once; the set still refuses a repeat (a damaged "children" index must
+ * not loop), by a hash of the ids in `slot` (index + 1, 0 free; twice the ids at least).
+ */
 struct erase_set {
 	char **ids;
 	size_t n, cap;
-	int err;
+	size_t *slot;
+	size_t nslot;
 };
 
-/* Bound of the referrals one erasure walks (a tree of onward referrals is a few deep). */
-#define ERASE_MAX_REFERRALS 4096
+static size_t
+erase_hash(const char *rid)
+{
+	size_t h = 1469598103934665603ULL;
+
+	for (; *rid != '\0'; rid++) {
+		h = (h ^ (unsigned char)*rid) * 1099511628211ULL;
+	}
+	return h;
+}
+
+/* The slot of rid: where it is, or the free one where it would go. */
+static size_t *
+erase_slot(const struct erase_set *es, const char *rid)
+{
+	size_t i = erase_hash(rid) & (es->nslot - 1);
+
+	while (es->slot[i] != 0 && strcmp(es->ids[es->slot[i] - 1], rid) != 0) {
+		i = (i + 1) & (es->nslot - 1);
+	}
+	return &es->slot[i];
+}
 
 static int
 erase_add(struct erase_set *es, const char *rid)
 {
-	size_t i;
+	size_t *slot;
 
-	for (i = 0; i < es->n; i++) {
-		if (strcmp(es->ids[i], rid) == 0) {
-			return 0;
+	if (2 * (es->n + 1) > es->nslot) {
+		size_t i, nslot = es->nslot == 0 ? 16 : es->nslot * 2;
+		size_t *old = es->slot;
+
+		if ((es->slot = calloc(nslot, sizeof(*es->slot))) == NULL) {
+			es->slot = old;
+			return IHALA_ENOMEM;
+		}
+		free(old);
+		es->nslot = nslot;
+		for (i = 0; i < es->n; i++) {
+			*erase_slot(es, es->ids[i]) = i + 1;
 		}
 	}
-	if (es->n == ERASE_MAX_REFERRALS) {
-		log_warnx("erasure: more than %d onward referrals; the rest are left",
-		          ERASE_MAX_REFERRALS);
-		return 1;
+	slot = erase_slot(es, rid);
+	if (*slot != 0) {
+		return 0;
 	}
 	if (es->n == es->cap) {
 		size_t cap = es->cap == 0 ? 8 : es->cap * 2;
@@ -759,7 +794,7 @@ erase_add(struct erase_set *es, const char *rid)
 	if ((es->ids[es->n] = strdup(rid)) == NULL) {
 		return IHALA_ENOMEM;
 	}
-	es->n++;
+	*slot = ++es->n;
 	return 0;
 }
 
@@ -778,6 +813,7 @@ erase_set_free(struct erase_set *es)
 		free(es->ids[i]);
 	}
 	free(es->ids);
+	free(es->slot);
 }
 
 /* Seqs (history records of a referral) whose sealed rows an erasure deleted. */
@@ -852,7 +888,7 @@ erase_tree(struct ledger *lg, struct store_wtxn *w, const char *root, const char
            struct wreq *r)
 {
 	struct store_rtxn *rv = store_wread(w);
-	struct erase_set set = {NULL, 0, 0, 0};
+	struct erase_set set = {NULL, 0, 0, NULL, 0};
 	struct erase_seqs seqs = {w, NULL, 0, 0};
 	char(*parties)[ID_AGENCY_MAX + 1] = calloc(ERASE_MAX_PARTIES, sizeof(*parties));
 	char *done = NULL;
