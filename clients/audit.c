@@ -45,6 +45,55 @@ varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 }
 
 /*
+ * One field of an encoded protobuf message at *p: its number, wire type, and its value
+ * (varint) or bytes (length-delimited; pointers into buf). 0, or -1 when it does not parse
+ * (groups, a length past the end, field number 0).
+ */
+struct wfield {
+	uint64_t num;
+	unsigned type;
+	uint64_t v;
+	const uint8_t *data;
+	size_t len;
+};
+
+static int
+wire_next(const uint8_t **p, const uint8_t *end, struct wfield *f)
+{
+	uint64_t key;
+
+	if (varint(p, end, &key) != 0 || (key >> 3) == 0) {
+		return -1;
+	}
+	f->num = key >> 3;
+	f->type = (unsigned)(key & 7);
+	switch (f->type) {
+	case 0:
+		return varint(p, end, &f->v);
+	case 1:
+	case 5: {
+		size_t n = f->type == 1 ? 8 : 4;
+
+		if ((size_t)(end - *p) < n) {
+			return -1;
+		}
+		*p += n;
+		return 0;
+	}
+	case 2:
+		if (varint(p, end, &f->v) != 0 || f->v > (uint64_t)(end - *p)) {
+			return -1;
+		}
+		f->data = *p;
+		f->len = (size_t)f->v;
+		*p += f->len;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/*
  * The seq (field 1, varint) of an encoded LogEntry as a protobuf reader sees it: the last
  * occurrence, 0 when absent. Walks the top-level fields only; -1 when they do not parse.
  */
@@ -52,42 +101,15 @@ static int
 entry_seq(const uint8_t *buf, size_t len, uint64_t *seq)
 {
 	const uint8_t *p = buf, *end = buf + len;
-	uint64_t key, v;
+	struct wfield f;
 
 	*seq = 0;
 	while (p < end) {
-		if (varint(&p, end, &key) != 0 || (key >> 3) == 0) {
+		if (wire_next(&p, end, &f) != 0) {
 			return -1;
 		}
-		switch (key & 7) {
-		case 0:
-			if (varint(&p, end, &v) != 0) {
-				return -1;
-			}
-			if ((key >> 3) == 1) {
-				*seq = v;
-			}
-			break;
-		case 1:
-			if (end - p < 8) {
-				return -1;
-			}
-			p += 8;
-			break;
-		case 2:
-			if (varint(&p, end, &v) != 0 || v > (uint64_t)(end - p)) {
-				return -1;
-			}
-			p += v;
-			break;
-		case 5:
-			if (end - p < 4) {
-				return -1;
-			}
-			p += 4;
-			break;
-		default:
-			return -1;
+		if (f.num == 1 && f.type == 0) {
+			*seq = f.v;
 		}
 	}
 	return 0;
@@ -382,62 +404,126 @@ sealed_problem(struct audit_sealed *s, const char *fmt, ...)
 	return IHALA_ETAMPER;
 }
 
+/* The erased_seqs (BrokerEvent field 6, packed or not) of an ERASURE entry's every event
+ * (LogEntry field 7: a reader merges repeated occurrences) into s->named. */
+static int
+erased_seqs_add(struct audit_sealed *s, const uint8_t *entry, size_t len)
+{
+	const uint8_t *p = entry, *end = entry + len;
+	struct wfield f, g;
+	int err;
+
+	while (p < end) {
+		const uint8_t *q, *qend;
+
+		if (wire_next(&p, end, &f) != 0) {
+			return IHALA_EBADFRAME;
+		}
+		if (f.num != 7 || f.type != 2) {
+			continue;
+		}
+		for (q = f.data, qend = f.data + f.len; q < qend;) {
+			if (wire_next(&q, qend, &g) != 0) {
+				return IHALA_EBADFRAME;
+			}
+			if (g.num == 6 && g.type == 0 &&
+			    (err = seqs_add(&s->named, &s->nnamed, &s->capnamed, g.v)) != 0) {
+				return err;
+			}
+			if (g.num == 6 && g.type == 2) {
+				const uint8_t *r = g.data, *rend = g.data + g.len;
+				uint64_t v;
+
+				while (r < rend) {
+					if (varint(&r, rend, &v) != 0) {
+						return IHALA_EBADFRAME;
+					}
+					if ((err = seqs_add(&s->named, &s->nnamed, &s->capnamed,
+					                    v)) != 0) {
+						return err;
+					}
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+/*
+ * The entry's fields read in place, as a protobuf reader sees them (the last of a repeated
+ * scalar), without decoding it: a verify of a million entries spent most of its time
+ * unpacking each entry and its envelope into allocated messages for these three fields.
+ */
 int
 audit_sealed_push(struct audit_sealed *s, uint64_t seq, const uint8_t *entry, size_t len,
                   const uint8_t *sealed, size_t sealed_len, int known)
 {
-	Ihala__V2__LogEntry *e = NULL;
-	Ihala__V2__Envelope *env = NULL;
+	const uint8_t *p = entry, *end = entry + len, *env = NULL, *sha = NULL;
+	size_t envlen = 0, shalen = 0;
+	uint64_t kind = 0;
+	struct wfield f;
 	uint8_t h[SHA256_DIGEST_LENGTH];
-	size_t i;
 	int err;
 
 	if (!known) {
 		s->known = 0;
 	}
-	if ((err = logentry_decode(entry, len, &e)) != 0) {
-		return err;
-	}
-	if (e->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_ERASURE) {
-		s->erasures++;
-		for (i = 0; e->event != NULL && i < e->event->n_erased_seqs; i++) {
-			if ((err = seqs_add(&s->named, &s->nnamed, &s->capnamed,
-			                    e->event->erased_seqs[i])) != 0) {
-				goto out;
-			}
+	while (p < end) {
+		if (wire_next(&p, end, &f) != 0) {
+			return IHALA_EBADFRAME;
+		}
+		if (f.num == 5 && f.type == 0) {
+			kind = f.v;
+		} else if (f.num == 6 && f.type == 2) {
+			env = f.data;
+			envlen = f.len;
 		}
 	}
-	if (e->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION && e->envelope.len > 0 &&
-	    envelope_decode(e->envelope.data, e->envelope.len, &env) == 0 &&
-	    env->sealed_sha256.len > 0) {
+	if (kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_ERASURE) {
+		s->erasures++;
+		if ((err = erased_seqs_add(s, entry, len)) != 0) {
+			return err;
+		}
+	}
+	/* Envelope.sealed_sha256 (field 5); an envelope that does not parse commits to none */
+	for (p = env, end = env + envlen;
+	     kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION && p != NULL && p < end;) {
+		if (wire_next(&p, end, &f) != 0) {
+			sha = NULL;
+			shalen = 0;
+			break;
+		}
+		if (f.num == 5 && f.type == 2) {
+			sha = f.data;
+			shalen = f.len;
+		}
+	}
+	if (shalen > 0) {
 		s->sealed++;
 		if (!known) {
-			goto out;
+			return 0;
 		}
 		if (sealed == NULL) {
-			err = seqs_add(&s->missing, &s->nmissing, &s->capmissing, seq);
-			goto out;
+			return seqs_add(&s->missing, &s->nmissing, &s->capmissing, seq);
 		}
 		s->present++;
-		SHA256(sealed, sealed_len, h);
-		if (env->sealed_sha256.len != sizeof(h) ||
-		    memcmp(env->sealed_sha256.data, h, sizeof(h)) != 0) {
-			err = sealed_problem(
+		if ((err = merkle_sha256(sealed, sealed_len, h)) != 0) {
+			return err;
+		}
+		if (shalen != sizeof(h) || memcmp(sha, h, sizeof(h)) != 0) {
+			return sealed_problem(
 			    s, "seq %llu: sealed part does not match its sealed_sha256",
 			    (unsigned long long)seq);
 		}
-		goto out;
+		return 0;
 	}
 	if (known && sealed != NULL) {
-		err = sealed_problem(s,
-		                     "seq %llu: a sealed part is stored for an entry that commits "
-		                     "to none",
-		                     (unsigned long long)seq);
+		return sealed_problem(s,
+		                      "seq %llu: a sealed part is stored for an entry that commits "
+		                      "to none",
+		                      (unsigned long long)seq);
 	}
-out:
-	envelope_free(env);
-	logentry_free(e);
-	return err;
+	return 0;
 }
 
 static int
@@ -488,12 +574,14 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 {
 	struct logdb *db = NULL;
 	struct logdb_txn r = {NULL, NULL, NULL};
-	struct logdb_log_iter it = {NULL, NULL, 0, 0};
+	struct logdb_log_iter it = {NULL, NULL, 0, 0}, sit = {NULL, NULL, 0, 0};
 	struct audit_chain *a = NULL;
 	struct sizes sz = {NULL, 0, 0};
 	struct audit_sealed sl;
-	const uint8_t *sealed;
-	size_t sealed_len;
+	const void *sealed = NULL;
+	size_t sealed_len = 0;
+	uint64_t sseq = 0;
+	int sealed_end = 0;
 	struct vctx v;
 	uint8_t leaf[MERKLE_HASH_LEN], stored[MERKLE_HASH_LEN], root[MERKLE_HASH_LEN];
 	const void *data;
@@ -520,7 +608,8 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 	v.origin = origin;
 	v.res = res;
 	if ((err = logdb_checkpoint_iter(&r, 0, collect_size, &sz)) != 0 ||
-	    (err = logdb_log_iter_begin(&r, 1, &it)) != 0) {
+	    (err = logdb_log_iter_begin(&r, 1, &it)) != 0 ||
+	    (err = logdb_sealed_iter_begin(&r, 1, &sit)) != 0) {
 		goto out;
 	}
 	for (;;) {
@@ -561,10 +650,21 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 			                  (unsigned long long)seq);
 			goto out;
 		}
-		if ((err = sealed_get(&r, seq, &sealed, &sealed_len)) != 0) {
-			goto out;
+		/* the sealed parts walked beside the log (both in seq order): no lookup each */
+		while (!sealed_end && sseq < seq) {
+			err = logdb_log_iter_next(&sit, &sseq, &sealed, &sealed_len);
+			if (err == IHALA_ENOTFOUND) {
+				sealed_end = 1;
+				err = 0;
+			} else if (err != 0) {
+				goto out;
+			}
 		}
-		if ((err = audit_sealed_push(&sl, seq, data, len, sealed, sealed_len, 1)) != 0) {
+		err =
+		    audit_sealed_push(&sl, seq, data, len,
+		                      !sealed_end && sseq == seq && sealed_len > 0 ? sealed : NULL,
+		                      !sealed_end && sseq == seq ? sealed_len : 0, 1);
+		if (err != 0) {
 			if (err == IHALA_ETAMPER) {
 				memcpy(res->problem, sl.problem, sizeof(res->problem));
 			} else if (err == IHALA_EBADFRAME || err == IHALA_EUTF8) {
@@ -607,6 +707,7 @@ audit_verify_store(const char *dir, const char *key, const char *origin,
 out:
 	res->seconds = now_s() - t0;
 	logdb_log_iter_end(&it);
+	logdb_log_iter_end(&sit);
 	logdb_end(&r);
 	logdb_close(db);
 	checkpoint_verifier_free(v.ver);

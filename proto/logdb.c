@@ -252,8 +252,8 @@ logdb_log_last(const struct logdb_txn *t, uint64_t *seq)
 	return 0;
 }
 
-int
-logdb_log_iter_begin(const struct logdb_txn *t, uint64_t from_seq, struct logdb_log_iter *it)
+static int
+iter_begin(const struct logdb_txn *t, MDB_dbi dbi, uint64_t from_seq, struct logdb_log_iter *it)
 {
 	int rc;
 
@@ -261,13 +261,25 @@ logdb_log_iter_begin(const struct logdb_txn *t, uint64_t from_seq, struct logdb_
 		return IHALA_EINVAL;
 	}
 	memset(it, 0, sizeof(*it));
-	if ((rc = mdb_cursor_open(t->txn, t->dbs->log, &it->cur)) != 0) {
+	if ((rc = mdb_cursor_open(t->txn, dbi, &it->cur)) != 0) {
 		it->cur = NULL;
 		return dbenv_err(t->env, rc, "opening a log cursor");
 	}
 	it->env = t->env;
 	it->from = from_seq == 0 ? 1 : from_seq;
 	return 0;
+}
+
+int
+logdb_log_iter_begin(const struct logdb_txn *t, uint64_t from_seq, struct logdb_log_iter *it)
+{
+	return iter_begin(t, t != NULL ? t->dbs->log : 0, from_seq, it);
+}
+
+int
+logdb_sealed_iter_begin(const struct logdb_txn *t, uint64_t from_seq, struct logdb_log_iter *it)
+{
+	return iter_begin(t, t != NULL ? t->dbs->sealed : 0, from_seq, it);
 }
 
 int
@@ -290,10 +302,10 @@ logdb_log_iter_next(struct logdb_log_iter *it, uint64_t *seq, const void **data,
 		rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT);
 	}
 	if (rc != 0) {
-		return dbenv_err(it->env, rc, "iterating the log");
+		return dbenv_err(it->env, rc, "iterating the log or its sealed parts");
 	}
 	if (k.mv_size != sizeof(key)) {
-		return dbenv_damaged(it->env, "log key");
+		return dbenv_damaged(it->env, "log or sealed part key");
 	}
 	memcpy(&key, k.mv_data, sizeof(key));
 	*seq = key;

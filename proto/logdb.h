@@ -134,6 +134,10 @@ struct logdb_log_iter {
 int logdb_log_iter_begin(const struct logdb_txn *t, uint64_t from_seq, struct logdb_log_iter *it);
 int logdb_log_iter_next(struct logdb_log_iter *it, uint64_t *seq, const void **data, size_t *len);
 void logdb_log_iter_end(struct logdb_log_iter *it);
+/* The same over the sealed parts (seq -> sealed part), in seq order, from from_seq: a walk of
+ * the whole log reads them beside its entries without a lookup each. */
+int logdb_sealed_iter_begin(const struct logdb_txn *t, uint64_t from_seq,
+                            struct logdb_log_iter *it);
 
 /* ---- tree: level 0 leaves, level L the root of 2^L leaves from index * 2^L ---- */
 

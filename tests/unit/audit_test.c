@@ -967,6 +967,25 @@ test_sealed(void **state)
 	assert_int_equal(s.erased, 2);
 	audit_sealed_release(&s);
 
+	/* erased_seqs unpacked, over two events: read as a protobuf reader merges them (seq 1
+	 * in the first event, seq 2 in the second; kind ERASURE = 6) */
+	audit_sealed_init(&s);
+	n = sealed_entry(buf, sizeof(buf), 1, "part one");
+	assert_int_equal(PUSH(&s, 1, n, NULL, 1), 0);
+	n = sealed_entry(buf, sizeof(buf), 2, "part two");
+	assert_int_equal(PUSH(&s, 2, n, NULL, 1), 0);
+	{
+		static const uint8_t unpacked[] = {0x08, 0x03, 0x28, 0x06, 0x3a, 0x02,
+		                                   0x30, 0x01, 0x3a, 0x02, 0x30, 0x02};
+
+		assert_int_equal(audit_sealed_push(&s, 3, unpacked, sizeof(unpacked), NULL, 0, 1),
+		                 0);
+	}
+	assert_int_equal(audit_sealed_finish(&s), 0);
+	assert_int_equal(s.erasures, 1);
+	assert_int_equal(s.erased, 2);
+	audit_sealed_release(&s);
+
 	/* an entry that does not decode */
 	audit_sealed_init(&s);
 	buf[0] = 0xff;
