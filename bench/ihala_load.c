@@ -583,7 +583,7 @@ cmd_send(struct opts *o)
 	SSL_CTX *ctx;
 	void *zctx;
 	uint8_t *env = NULL;
-	size_t envcap = 0, envlen = 0;
+	size_t envcap = 0, envlen = 0, sublen = 0;
 	uint64_t next = 0, t0 = 0, t_end, last_us = 0;
 	int err = 0;
 
@@ -658,6 +658,8 @@ cmd_send(struct opts *o)
 			sub.envelope.len = envlen;
 			sub.sealed.data = m.sealed[m.cur];
 			sub.sealed.len = m.sealed_len[m.cur];
+			/* what a peer must carry for the same referral: both parts */
+			sublen = ihala__v2__submit__get_packed_size(&sub);
 			f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
 			f.submit = &sub;
 			if (conn_send(&c, &f) != 0) {
@@ -679,9 +681,9 @@ cmd_send(struct opts *o)
 		}
 	}
 	printf("sent=%" PRIu64 "\nreceipted=%" PRIu64 "\nrefused=%" PRIu64 "\nacked=%" PRIu64
-	       "\nenvelope_bytes=%zu\nt_first_us=%" PRIu64 "\nt_last_send_us=%" PRIu64
-	       "\nt_last_us=%" PRIu64 "\nmax_inflight=%" PRIu32 "\n",
-	       next, s.receipted, s.refused, s.acked, envlen, t0, last_us, s.t_last_us,
+	       "\nenvelope_bytes=%zu\nsubmit_bytes=%zu\nt_first_us=%" PRIu64
+	       "\nt_last_send_us=%" PRIu64 "\nt_last_us=%" PRIu64 "\nmax_inflight=%" PRIu32 "\n",
+	       next, s.receipted, s.refused, s.acked, envlen, sublen, t0, last_us, s.t_last_us,
 	       c.max_inflight);
 	lat_write(&s.lat, o->latfile);
 	free(s.lat.v);

@@ -342,6 +342,7 @@ e2e_rates() {
 	[ "$td" -gt "$te" ] && te=$td
 	put "${name}_msgs_per_s" "$(calc "($n < $dn ? $n : $dn) * 1e6 / ($te - $t0)")"
 	put envelope_bytes "$(kv "$T/$name.send1.out" envelope_bytes)"
+	put submit_bytes "$(kv "$T/$name.send1.out" submit_bytes)"
 	put max_inflight "$(kv "$T/$name.send1.out" max_inflight)"
 }
 
@@ -468,8 +469,11 @@ put notes_other_pct "$(get "notes_t${NT}_other_pct")"
 c=$(kv "$T/notes_t$NT.out" chunks_per_s)
 put notes_chunks_per_s "[${c}]"
 
-ENV_BYTES=$(get envelope_bytes)
+# The peers carry what one ihala referral is on the wire: its clear part and its sealed part
+# (protocol v2; the clear part alone is about 190 bytes).
+ENV_BYTES=$(get submit_bytes)
 [ "$ENV_BYTES" = null ] && ENV_BYTES=1024
+put peer_message_bytes "$ENV_BYTES"
 
 # ---- peers ----
 
@@ -853,7 +857,7 @@ target() { # target VALUE OP LIMIT
 }
 row() { printf '%-46s %12s %12s\n' "$@"; }
 {
-	echo "ihala benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(nproc) cores  ~$(g envelope_bytes)-byte referrals$([ $SMOKE = 1 ] && echo '  (smoke: tiny counts; peers not run)')"
+	echo "ihala benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(nproc) cores  ~$(g submit_bytes)-byte referrals ($(g envelope_bytes)-byte clear part + sealed part; the peers carry as many bytes)$([ $SMOKE = 1 ] && echo '  (smoke: tiny counts; peers not run)')"
 	echo "other work on the machine during the run: $(g other_work_cpu_pct)% of its CPU (busy $(g machine_busy_pct_before)% before, $(g machine_busy_pct_after)% after); it lowers every figure"
 	echo "idle/other %: the machine's idle share during that figure's run, and the share other work"
 	echo "   (not this benchmark's processes) took; a CPU-bound run leaves ~0 idle: other work marks a disturbed figure"
@@ -957,7 +961,7 @@ if [ $SMOKE = 0 ] && command -v gnuplot >/dev/null; then
 	gnuplot <<GP 2>"$T/gnuplot.err" || say "gnuplot: $(cat "$T/gnuplot.err")"
 set terminal pngcairo size 1400,560 font ",10"
 set output "$OUT/latest.png"
-set multiplot layout 1,2 title "ihala benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, $(g envelope_bytes)-byte referrals, durable, mutual TLS 1.3" noenhanced
+set multiplot layout 1,2 title "ihala benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, $(g submit_bytes)-byte referrals, durable, mutual TLS 1.3" noenhanced
 set style fill solid 0.8
 set boxwidth 0.6
 set logscale y

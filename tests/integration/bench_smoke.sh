@@ -33,6 +33,17 @@ for k in ihala_msgs_per_s lmdb_ceiling_msgs_per_s zmq_ceiling_msgs_per_s tls_cei
 	key_is "$k" "$NUM" || bad="$bad $k"
 done
 if [ -z "$bad" ]; then ok "ihala and ceiling figures are numbers"; else not_ok "not measured:$bad"; show "$json"; fi
+
+# The peers carry a whole ihala referral: its clear part and its sealed part (v2), not the
+# clear part alone (the run before this check gave them 186 bytes against ihala's ~1 KiB).
+sb=$(sed -n 's/^  "submit_bytes": \([0-9]*\),$/\1/p' "$json")
+eb=$(sed -n 's/^  "envelope_bytes": \([0-9]*\),$/\1/p' "$json")
+pb=$(sed -n 's/^  "peer_message_bytes": \([0-9]*\),$/\1/p' "$json")
+if [ -n "$sb" ] && [ -n "$eb" ] && [ "$sb" -gt $((eb + 300)) ] && [ "$pb" = "$sb" ]; then
+	ok "the peers' messages are the whole referral ($pb bytes; clear part $eb)"
+else
+	not_ok "peer message bytes '$pb', referral '$sb', clear part '$eb'"
+fi
 check "smoke mode runs no peers (their figures are null)" \
 	eval 'key_is rabbitmq_msgs_per_s null && key_is nats_msgs_per_s null && key_is ihala_vs_nats null'
 check "smoke mode says it runs no peers" grep -q 'smoke mode: the peers .* are not run' "$T/run.err"
