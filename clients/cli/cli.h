@@ -47,8 +47,9 @@ struct cli {
 	const char *config_opt;
 	uint64_t timeout_ms;
 	int quiet;
-	int json;       /* --json: JSON on stdout even on a terminal */
-	int deliveries; /* this command takes the node's deliveries (inbox) */
+	int json;          /* --json: JSON on stdout even on a terminal */
+	int deliveries;    /* this command takes the node's deliveries (inbox) */
+	const char *clerk; /* --clerk: the clerk id the submitted messages carry, or NULL */
 	struct client_config *cfg;
 	struct ihala_client *client;
 };
