@@ -43,7 +43,8 @@ static const struct command commands[] = {
     {"directory", cmd_directory, "the encryption certificate this node seals to for AGENCY"},
     {"prove", cmd_prove, "verify that an entry is in the broker's signed log (SEQ|MESSAGE_ID)"},
     {"audit", cmd_audit, "auditors: replay, verify, prove, export, stats"},
-    {"web", cmd_web, "serve this node's inbox to a browser on loopback ([--listen ADDR:PORT])"},
+    {"web", cmd_web, "serve this node's inbox to a browser ([--listen ADDR:PORT])"},
+    {"web-user", cmd_web_user, "the clerks who may log in to 'ihala web' (add, list, remove)"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
