@@ -172,10 +172,10 @@ $(B)/tests/unit/%: $(B)/obj/tests/unit/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(TEST_LIBS)
 
-# accounts_test: with the one module of clients/web/ it tests.
+# accounts_test: with the modules of clients/web/ it tests.
 $(B)/obj/tests/unit/accounts_test.o: LAYER_INC = $(INC_ALL) -Iclients/web
 $(B)/tests/unit/accounts_test: $(B)/obj/tests/unit/accounts_test.o \
-	$(B)/obj/clients/web/accounts.o $(ALL_LIBS)
+	$(B)/obj/clients/web/accounts.o $(B)/obj/clients/web/sessions.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(TEST_LIBS)
 

@@ -1,4 +1,5 @@
-/* accounts_test.c - clients/web/accounts: names, argon2id verify, the file's mode and lines. */
+/* accounts_test.c - clients/web/accounts: names, argon2id verify, the file's mode and lines;
+ * clients/web/sessions: sessions per clerk, idle expiry, the failed-login throttle. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include "accounts.h"
+#include "sessions.h"
 
 static char dir[] = "/tmp/accounts_test.XXXXXX";
 static char path[sizeof(dir) + 32];
@@ -205,14 +207,94 @@ test_load_refused(void **state)
 	accounts_release(&a);
 }
 
+/* Several clerks at once, each its own tokens; idle ones end; a forged or closed one opens
+ * nothing. */
+static void
+test_sessions(void **state)
+{
+	struct sessions *s;
+	char t1[SESSIONS_TOKEN_LEN + 1], c1[SESSIONS_TOKEN_LEN + 1], t2[SESSIONS_TOKEN_LEN + 1],
+	    c2[SESSIONS_TOKEN_LEN + 1], csrf[SESSIONS_TOKEN_LEN + 1], clerk[ID_CLERK_MAX + 1],
+	    forged[SESSIONS_TOKEN_LEN + 1];
+	int i;
+
+	(void)state;
+	assert_non_null(s = sessions_new(1000));
+	assert_int_equal(sessions_open(s, "c-1", 0, t1, c1), 0);
+	assert_int_equal(sessions_open(s, "c-2", 10, t2, c2), 0);
+	assert_string_not_equal(t1, t2);
+	assert_string_not_equal(c1, c2);
+	assert_string_not_equal(t1, c1);
+	assert_int_equal(strlen(t1), SESSIONS_TOKEN_LEN);
+	assert_true(sessions_find(s, t1, 500, csrf, clerk));
+	assert_string_equal(clerk, "c-1");
+	assert_string_equal(csrf, c1);
+	assert_true(sessions_find(s, t2, 500, csrf, clerk));
+	assert_string_equal(clerk, "c-2");
+	assert_string_equal(csrf, c2);
+	assert_false(sessions_find(s, NULL, 500, csrf, clerk));
+	assert_false(sessions_find(s, "", 500, csrf, clerk));
+	memcpy(forged, t1, sizeof(forged));
+	forged[0] = forged[0] == 'a' ? 'b' : 'a';
+	assert_false(sessions_find(s, forged, 500, csrf, clerk));
+	/* the CSRF token is not a session */
+	assert_false(sessions_find(s, c1, 500, csrf, clerk));
+	/* t1 used at 1400 (idle 900 ms) lives on; t2 last used at 500 is idle 1000 ms: ended */
+	assert_true(sessions_find(s, t1, 1400, csrf, clerk));
+	assert_false(sessions_find(s, t2, 1500, csrf, clerk));
+	assert_false(sessions_find(s, t2, 1501, csrf, clerk));
+	assert_int_equal(sessions_count(s, 1500), 1);
+	sessions_close(s, t1);
+	assert_false(sessions_find(s, t1, 1500, csrf, clerk));
+	/* full: the least recently used goes */
+	for (i = 0; i < SESSIONS_MAX; i++) {
+		assert_int_equal(sessions_open(s, "c-3", 2000 + (uint64_t)i, t1, c1), 0);
+		if (i == 0) {
+			memcpy(t2, t1, sizeof(t2));
+		}
+	}
+	assert_int_equal(sessions_count(s, 2100), SESSIONS_MAX);
+	assert_int_equal(sessions_open(s, "c-4", 2100, t1, c1), 0);
+	assert_false(sessions_find(s, t2, 2100, csrf, clerk));
+	assert_true(sessions_find(s, t1, 2100, csrf, clerk));
+	sessions_free(s);
+}
+
+static void
+test_throttle(void **state)
+{
+	struct sessions *s;
+	int i;
+
+	(void)state;
+	assert_non_null(s = sessions_new(1000));
+	for (i = 0; i < SESSIONS_FAILS_MAX - 1; i++) {
+		assert_int_equal(sessions_throttled(s, "192.0.2.1", 100), 0);
+		sessions_login_failed(s, "192.0.2.1", 100);
+	}
+	assert_int_equal(sessions_throttled(s, "192.0.2.1", 100), 0);
+	sessions_login_failed(s, "192.0.2.1", 100);
+	assert_int_equal(sessions_throttled(s, "192.0.2.1", 100), SESSIONS_LOCK_MS);
+	assert_int_equal(sessions_throttled(s, "192.0.2.1", 100 + SESSIONS_LOCK_MS - 1), 1);
+	/* another address is not held back */
+	assert_int_equal(sessions_throttled(s, "192.0.2.2", 100), 0);
+	/* after the wait, one more try; failed, another wait */
+	assert_int_equal(sessions_throttled(s, "192.0.2.1", 100 + SESSIONS_LOCK_MS), 0);
+	sessions_login_failed(s, "192.0.2.1", 100 + SESSIONS_LOCK_MS);
+	assert_true(sessions_throttled(s, "192.0.2.1", 101 + SESSIONS_LOCK_MS) > 0);
+	/* a success forgets the failures */
+	sessions_login_ok(s, "192.0.2.1");
+	assert_int_equal(sessions_throttled(s, "192.0.2.1", 101 + SESSIONS_LOCK_MS), 0);
+	sessions_free(s);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_names),
-	    cmocka_unit_test(test_add_verify_save_load),
-	    cmocka_unit_test(test_set_refused),
-	    cmocka_unit_test(test_load_refused),
+	    cmocka_unit_test(test_names),       cmocka_unit_test(test_add_verify_save_load),
+	    cmocka_unit_test(test_set_refused), cmocka_unit_test(test_load_refused),
+	    cmocka_unit_test(test_sessions),    cmocka_unit_test(test_throttle),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
