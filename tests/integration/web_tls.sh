@@ -9,14 +9,14 @@
 # cookie), refuses a wrong one and an unknown name alike, and a login POST without the
 # form's token; a clerk added while it runs logs in too (two sessions at once); a POST
 # without the session's CSRF token is refused; the clerk's accept reaches DMA and carries the
-# clerk's pseudonymous id (not the name) in `ihala audit replay`; `ihala --clerk ID` sets it
+# clerk's pseudonymous id (not the name) in `ihala audit replay` and the CSV export; `ihala --clerk ID` sets it
 # from the command line and a bad one is refused. Five failed logins make the address wait.
 : "${IHALA_ROOT:?run through tests/run}"
 # shellcheck source=tests/integration/lib.sh
 . "$IHALA_ROOT/tests/integration/lib.sh"
 
 IHALA=$IHALA_BUILD/ihala
-plan 40
+plan 41
 
 # mkref FILE ID: a valid referral from DMA to MoH.
 mkref() {
@@ -195,6 +195,10 @@ run replay "$AUD" audit replay
 check "audit replay: the accept carries layla's clerk id, not her name" \
 	eval 'expect 0 && grep "\"referralId\":\"$RID\"" "$OUT" | grep "\"status\":\"accepted\"" |
 	grep -qF "\"clerkId\":\"$CLERK\"" && ! grep -q "layla" "$OUT"'
+
+run csv "$AUD" audit export --format csv
+check "audit export csv: the accept's row ends with layla's clerk id" \
+	eval 'expect 0 && grep ",$RID,accepted," "$OUT" | grep -q ",$CLERK"$'"'"'\r'"'"'"\$"'
 
 # --- the command line's --clerk ---------------------------------------------------------------
 RID2=cli-$$
