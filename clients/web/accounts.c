@@ -70,17 +70,23 @@ accounts_find(const struct accounts *a, const char *name)
 	return NULL;
 }
 
-static int
-clerk_taken(const struct accounts *a, const char *clerk_id)
+struct account *
+accounts_find_clerk(const struct accounts *a, const char *clerk_id)
 {
 	size_t i;
 
 	for (i = 0; i < a->n; i++) {
 		if (strcmp(a->v[i].clerk_id, clerk_id) == 0) {
-			return 1;
+			return &a->v[i];
 		}
 	}
-	return 0;
+	return NULL;
+}
+
+static int
+clerk_taken(const struct accounts *a, const char *clerk_id)
+{
+	return accounts_find_clerk(a, clerk_id) != NULL;
 }
 
 /* Append an account (hash taken). 0, or -1 (out of memory: hash freed). */

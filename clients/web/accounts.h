@@ -58,6 +58,8 @@ void accounts_release(struct accounts *a);
 
 /* The account named `name`, or NULL. Borrowed from `a`. */
 struct account *accounts_find(const struct accounts *a, const char *name);
+/* The account whose clerk id is `clerk_id`, or NULL. Borrowed from `a`. */
+struct account *accounts_find_clerk(const struct accounts *a, const char *clerk_id);
 
 /*
  * Set the password of `name` (pw, pwlen bytes): a new account with a new random clerk id when

@@ -243,9 +243,30 @@ static int
 has_session(struct web *w, struct MHD_Connection *c)
 {
 	const char *v = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "ihala_session");
+	struct accounts a;
+	char why[512];
+	int ok;
 
 	memset(&cur, 0, sizeof(cur));
-	return sessions_find(w->sessions, v, clock_mono_ms(), cur.csrf, cur.clerk);
+	if (!sessions_find(w->sessions, v, clock_mono_ms(), cur.csrf, cur.clerk)) {
+		return 0;
+	}
+	if (strcmp(cur.clerk, ACCOUNTS_LOCAL_CLERK) == 0) {
+		return 1;
+	}
+	/* a clerk removed (web-user remove) is out at once, with every session */
+	if (accounts_load(w->users_path, &a, why, sizeof(why)) != 0) {
+		cli_warnx("web: %s", why);
+		ok = 0;
+	} else {
+		ok = accounts_find_clerk(&a, cur.clerk) != NULL;
+		accounts_release(&a);
+	}
+	if (!ok) {
+		sessions_close(w->sessions, v);
+		memset(&cur, 0, sizeof(cur));
+	}
+	return ok;
 }
 
 static int

@@ -30,7 +30,7 @@ static const char webuser_usage[] =
     "  add NAME        a new clerk; NAME is " ACCOUNTS_NAME_RULE "\n"
     "  passwd NAME     a new password for NAME (the clerk id stays)\n"
     "  list            one JSON line per clerk: {\"name\":..,\"clerkId\":..}\n"
-    "  remove NAME     NAME may no longer log in\n"
+    "  remove NAME     NAME may no longer log in; NAME's open sessions end too\n"
     "  --password-stdin  read the password from the first line of standard input; else it is\n"
     "                  asked twice on the terminal, not echoed. 10..1024 bytes.\n"
     "  -h, --help      this help\n"

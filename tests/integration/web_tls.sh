@@ -10,13 +10,15 @@
 # form's token; a clerk added while it runs logs in too (two sessions at once); a POST
 # without the session's CSRF token is refused; the clerk's accept reaches DMA and carries the
 # clerk's pseudonymous id (not the name) in `ihala audit replay` and the CSV export; `ihala --clerk ID` sets it
-# from the command line and a bad one is refused. Five failed logins make the address wait.
+# from the command line and a bad one is refused. A clerk removed is out at once. Five failed
+# logins make the address wait. On loopback with HTTPS the one-time link is https and its
+# clerk id is "local".
 : "${IHALA_ROOT:?run through tests/run}"
 # shellcheck source=tests/integration/lib.sh
 . "$IHALA_ROOT/tests/integration/lib.sh"
 
 IHALA=$IHALA_BUILD/ihala
-plan 41
+plan 46
 
 # mkref FILE ID: a valid referral from DMA to MoH.
 mkref() {
@@ -211,6 +213,12 @@ run replay2 "$AUD" audit replay
 check "audit replay: the referral carries clerkId dma-va-7" \
 	eval 'grep "\"referralId\":\"$RID2\"" "$OUT" | grep -qF "\"clerkId\":\"dma-va-7\""'
 
+# --- a clerk removed is out at once ----------------------------------------------------------
+"$IHALA" --config "$MOHT" web-user remove omar 2>/dev/null
+check "web-user remove omar: his open session no longer opens the inbox; layla's does" \
+	eval 'is "$(code_of "$BASE/" -H "Cookie: ihala_session=$SID2")" 303 &&
+	is "$(code_of "$BASE/" "${C[@]}")" 200'
+
 # --- failed logins: the address waits ---------------------------------------------------------
 for i in 1 2 3 4 5; do
 	login layla "wrong password $i" >/dev/null
@@ -228,3 +236,28 @@ check "its log names clerks by id and failed logins as security events, never a 
 	eval 'grep -qF "clerk $CLERK logged in" "$T/web.err" &&
 	grep -q "security: a failed login from 127.0.0.1" "$T/web.err" &&
 	! grep -qF "$PW" "$T/web.err"'
+
+# --- on loopback with HTTPS: the one-time link, clerk id "local" ------------------------------
+bg "$IHALA" --config "$MOHT" web >"$T/web2.out" 2>"$T/web2.err" </dev/null
+WEB_PID=$LAST_PID
+check "on loopback with [web] cert_file: an https one-time link" \
+	wait_for 60 grep -qE '^https://127\.0\.0\.1:[0-9]+/login\?token=[0-9a-f]{64}$' "$T/web2.out"
+URL=$(head -n 1 "$T/web2.out")
+BASE=${URL%%/login*}
+check "the link opens a session, its cookie Secure" \
+	eval 'is "$(code_of "$URL")" 303 && grep -qi "^set-cookie: ihala_session=.*; Secure" "$T/curl.head"'
+SID=$(sed -n 's/^[Ss]et-[Cc]ookie: ihala_session=\([0-9a-f]*\);.*/\1/p' "$T/curl.head")
+C=(-H "Cookie: ihala_session=$SID")
+RID3=loc-$$
+mkref "$T/ref3.json" "$RID3"
+run refer3 "$DMA" refer --to moh --file "$T/ref3.json"
+wait_for 30 eval 'code_of "$BASE/" "${C[@]}" >/dev/null && grep -q "data-referral=\"$RID3\"" "$T/curl.body"'
+CSRF=$(field csrf)
+code=$(code_of "$BASE/accept" "${C[@]}" --data-urlencode "rid=$RID3" --data-urlencode "csrf=$CSRF")
+run replay3 "$AUD" audit replay
+check "the link's clerk accepts $RID3: clerkId local in audit replay" \
+	eval 'is "$code" 303 && grep "\"referralId\":\"$RID3\"" "$OUT" | grep "\"status\":\"accepted\"" |
+	grep -qF "\"clerkId\":\"local\""'
+kill -TERM "$WEB_PID"
+wait "$WEB_PID"
+check "and it stops on SIGTERM, exit 0" is "$?" 0
