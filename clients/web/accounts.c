@@ -132,19 +132,19 @@ parse_line(struct accounts *a, char *line, char *why, size_t whylen)
 		return -1;
 	}
 	if (!id_clerk_valid(clerk)) {
-		snprintf(why, whylen, "the clerk id of '%s' is not %s", name, ID_CLERK_RULE);
+		snprintf(why, whylen, "the clerk id of '%.32s' is not %s", name, ID_CLERK_RULE);
 		return -1;
 	}
 	if (strncmp(hash, HASH_PREFIX, strlen(HASH_PREFIX)) != 0 || strchr(hash, ' ') != NULL) {
-		snprintf(why, whylen, "the hash of '%s' is not an argon2id encoded hash", name);
+		snprintf(why, whylen, "the hash of '%.32s' is not an argon2id encoded hash", name);
 		return -1;
 	}
 	if (accounts_find(a, name) != NULL) {
-		snprintf(why, whylen, "'%s' is there twice", name);
+		snprintf(why, whylen, "'%.32s' is there twice", name);
 		return -1;
 	}
 	if (clerk_taken(a, clerk)) {
-		snprintf(why, whylen, "the clerk id '%s' is there twice", clerk);
+		snprintf(why, whylen, "the clerk id '%.32s' is there twice", clerk);
 		return -1;
 	}
 	if (a->n >= ACCOUNTS_MAX) {
@@ -161,7 +161,7 @@ parse_line(struct accounts *a, char *line, char *why, size_t whylen)
 int
 accounts_load(const char *path, struct accounts *a, char *why, size_t whylen)
 {
-	char line[LINE_MAX_ + 2], lwhy[160];
+	char line[LINE_MAX_ + 2], lwhy[256];
 	struct stat st;
 	FILE *fp;
 	int lineno = 0, rc = 0;
