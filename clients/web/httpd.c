@@ -129,9 +129,15 @@ buf_esc(struct buf *b, const char *s)
 
 /* ---- responses ---- */
 
+/* Served over HTTPS (set once by httpd_start): browsers are told to keep to it. */
+static int serving_tls;
+
 static void
 secure_headers(struct MHD_Response *r)
 {
+	if (serving_tls) {
+		MHD_add_response_header(r, "Strict-Transport-Security", "max-age=31536000");
+	}
 	MHD_add_response_header(r, "Content-Security-Policy", csp);
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(r, "X-Frame-Options", "DENY");
@@ -1091,6 +1097,7 @@ httpd_start(struct web *w, int fd)
 		free(h);
 		return NULL;
 	}
+	serving_tls = w->tls;
 	if (w->tls) {
 		h->d = MHD_start_daemon(
 		    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_TLS,

@@ -136,9 +136,10 @@ check "plain HTTP gets no page" \
 	eval '[ "$(curl -s -o /dev/null -w "%{http_code}" --max-time 10 "http://127.0.0.1:$WPORT/login")" != 200 ]'
 check "the inbox without a session: to the login form" \
 	eval 'is "$(code_of "$BASE/")" 303 && grep -qi "^location: /login" "$T/curl.head"'
-check "GET /login over HTTPS: the form, with the strict CSP" \
+check "GET /login over HTTPS: the form, with the strict CSP and HSTS" \
 	eval 'is "$(code_of "$BASE/login")" 200 && grep -q "name=\"password\"" "$T/curl.body" &&
-	grep -qi "^content-security-policy: default-src '"'"'self'"'"'" "$T/curl.head"'
+	grep -qi "^content-security-policy: default-src '"'"'self'"'"'" "$T/curl.head" &&
+	grep -qi "^strict-transport-security: max-age=31536000" "$T/curl.head"'
 LOGIN=$(field csrf)
 check "no one-time link beyond loopback" \
 	eval 'is "$(code_of "$BASE/login?token=$(printf "%064d" 0)")" 403'
