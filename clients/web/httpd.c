@@ -558,7 +558,17 @@ send_inbox(struct web *w, struct MHD_Connection *c)
 		buf_esc(&b, catalog_text(web_langs[i], "language.name"));
 		buf_puts(&b, "</button>");
 	}
-	buf_puts(&b, "</form>\n<p id=\"live\" class=\"off\"><span class=\"on\">");
+	buf_puts(&b, "</form>\n");
+	if (strcmp(cur.clerk, ACCOUNTS_LOCAL_CLERK) != 0) {
+		/* a clerk's own session (not the one-time link's) can be ended here */
+		buf_puts(&b, "<form method=\"post\" action=\"/logout\" class=\"logout\">"
+		             "<input type=\"hidden\" name=\"csrf\" value=\"");
+		buf_esc(&b, cur.csrf);
+		buf_puts(&b, "\"><button type=\"submit\" id=\"logout\">");
+		buf_esc(&b, catalog_text(lang, "logout"));
+		buf_puts(&b, "</button></form>\n");
+	}
+	buf_puts(&b, "<p id=\"live\" class=\"off\"><span class=\"on\">");
 	buf_esc(&b, catalog_text(lang, "live.on"));
 	buf_puts(&b, "</span><span class=\"off\">");
 	buf_esc(&b, catalog_text(lang, "live.off"));
@@ -750,6 +760,21 @@ do_login(struct web *w, struct MHD_Connection *c)
 		return send_message(c, MHD_HTTP_FORBIDDEN, "login.bad");
 	}
 	return start_session(w, c, ACCOUNTS_LOCAL_CLERK);
+}
+
+/* POST /logout: the session ends, its cookie is dropped, and back to the login form. */
+static enum MHD_Result
+do_logout(struct web *w, struct MHD_Connection *c)
+{
+	char cookie[128];
+
+	sessions_close(w->sessions,
+	               MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "ihala_session"));
+	snprintf(cookie, sizeof(cookie),
+	         "ihala_session=; Path=/; Max-Age=0; HttpOnly; "
+	         "SameSite=Strict%s",
+	         w->tls ? "; Secure" : "");
+	return send_redirect(c, w->accounts ? "/login" : "/", cookie);
 }
 
 /* The client's address as text, for the failed-login throttle and the log. */
@@ -1069,7 +1094,7 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 		return send_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
 	}
 	if (strcmp(url, "/accept") != 0 && strcmp(url, "/decline") != 0 &&
-	    strcmp(url, "/lang") != 0) {
+	    strcmp(url, "/lang") != 0 && strcmp(url, "/logout") != 0) {
 		return send_message(c, MHD_HTTP_NOT_FOUND, "notfound");
 	}
 	if (!post_allowed(w, c, rq->body.p != NULL ? rq->body.p : "")) {
@@ -1079,6 +1104,9 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 	}
 	if (strcmp(url, "/accept") == 0 || strcmp(url, "/decline") == 0) {
 		return do_answer(w, c, rq->body.p, strcmp(url, "/decline") == 0);
+	}
+	if (strcmp(url, "/logout") == 0) {
+		return do_logout(w, c);
 	}
 	return do_lang(w, c, rq->body.p);
 }

@@ -18,7 +18,7 @@
 . "$IHALA_ROOT/tests/integration/lib.sh"
 
 IHALA=$IHALA_BUILD/ihala
-plan 46
+plan 48
 
 # mkref FILE ID: a valid referral from DMA to MoH.
 mkref() {
@@ -228,6 +228,13 @@ check "after 5 failed logins even the right password waits: 429, said in words" 
 	eval 'is "$(login layla "$PW")" 429 && grep -q "Too many failed attempts" "$T/curl.body" &&
 	! grep -qi "^set-cookie" "$T/curl.head"'
 check "the sessions already open are not affected" is "$(code_of "$BASE/" "${C[@]}")" 200
+check "POST /logout without the CSRF token: 403, the session lives" \
+	eval 'is "$(code_of "$BASE/logout" "${C[@]}" -d x=1)" 403 &&
+	is "$(code_of "$BASE/" "${C[@]}")" 200 && grep -q "id=\"logout\"" "$T/curl.body"'
+check "POST /logout with it: the cookie dropped, the session ended" \
+	eval 'is "$(code_of "$BASE/logout" "${C[@]}" --data-urlencode "csrf=$CSRF")" 303 &&
+	grep -qi "^set-cookie: ihala_session=; Path=/; Max-Age=0" "$T/curl.head" &&
+	is "$(code_of "$BASE/" "${C[@]}")" 303'
 
 kill -TERM "$WEB_PID"
 wait "$WEB_PID"
