@@ -23,12 +23,14 @@ DEB_PKGS = gcc make pkg-config libc6-dev openssl \
 	libzmq3-dev libprotobuf-c-dev protobuf-c-compiler \
 	liblmdb-dev lmdb-utils libssl-dev libcmocka-dev \
 	libinih-dev libjansson-dev libmicrohttpd-dev iproute2 procps man-db clang-format
+# `ihala web`'s clerk accounts: argon2id password hashes.
+DEB_PKGS += libargon2-dev
 # Power-cut tests: tests/tools/lazyfs/ (a FUSE file system that forgets unsynced writes).
 DEB_PKGS += fuse3 libfuse3-dev
 # `ihala web`'s browser test (tests/integration/web.sh): a real headless browser.
 DEB_PKGS += chromium chromium-driver python3-selenium
 
-PKG_LIBS = libzmq libprotobuf-c lmdb openssl inih jansson libmicrohttpd
+PKG_LIBS = libzmq libprotobuf-c lmdb openssl inih jansson libmicrohttpd libargon2
 
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 HARDEN = -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
@@ -167,6 +169,13 @@ $(B)/ihala: $(call obj,$(CLI_SRC) $(WEB_SRC)) $(B)/obj/gen/web_assets.o $(CLIENT
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 $(B)/tests/unit/%: $(B)/obj/tests/unit/%.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(TEST_LIBS)
+
+# accounts_test: with the modules of clients/web/ it tests.
+$(B)/obj/tests/unit/accounts_test.o: LAYER_INC = $(INC_ALL) -Iclients/web
+$(B)/tests/unit/accounts_test: $(B)/obj/tests/unit/accounts_test.o \
+	$(B)/obj/clients/web/accounts.o $(B)/obj/clients/web/sessions.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(TEST_LIBS)
 

@@ -629,6 +629,11 @@ policy_check(const struct policy_view *v, const char *sender, const Ihala__V2__E
 		return refuse(out, IHALA_ESCHEMA,
 		              "message_id must be 1..64 printable ASCII characters without spaces");
 	}
+	if (env->clerk_id[0] != '\0' && !id_clerk_valid(env->clerk_id)) {
+		return refuse(out, IHALA_ESCHEMA,
+		              "clerk_id must be empty or " ID_CLERK_RULE
+		              " (a pseudonymous clerk id, never a name)");
+	}
 	if (env->from[0] != '\0' && strcmp(env->from, sender) != 0) {
 		return refuse(out, IHALA_EFROM,
 		              "envelope 'from' is '%s' but the certificate says '%s'", env->from,

@@ -148,7 +148,7 @@ void audit_sealed_release(struct audit_sealed *s);
 
 /* ---- CSV (RFC 4180: CRLF line ends, fields quoted when they hold , " CR or LF) ---- */
 
-/* "seq,time,sender,recipient,kind,message_id,referral_id,status,priority,services". */
+/* "seq,time,sender,recipient,kind,message_id,referral_id,status,priority,services,clerk_id". */
 int audit_csv_header(FILE *fp);
 
 /*

@@ -23,6 +23,7 @@ struct facts {
 	const Ihala__V2__ServiceCode *services;
 	size_t n_services;
 	const Ihala__V2__Outcome *outcome;
+	const char *clerk_id; /* Envelope.clerk_id, NULL or "" when none */
 };
 
 static void
@@ -31,6 +32,7 @@ facts_of(const Ihala__V2__LogEntry *e, const Ihala__V2__Envelope *env, struct fa
 	memset(f, 0, sizeof(*f));
 	if (env != NULL) {
 		f->message_id = env->message_id;
+		f->clerk_id = env->clerk_id;
 		switch (env->kind_case) {
 		case IHALA__V2__ENVELOPE__KIND_REFERRAL:
 			f->referral_id = env->referral->referral_id;
@@ -128,7 +130,8 @@ csv_field(FILE *fp, const char *s, int last)
 int
 audit_csv_header(FILE *fp)
 {
-	fputs("seq,time,sender,recipient,kind,message_id,referral_id,status,priority,services\r\n",
+	fputs("seq,time,sender,recipient,kind,message_id,referral_id,status,priority,services,"
+	      "clerk_id\r\n",
 	      fp);
 	return ferror(fp) ? IHALA_EIO : 0;
 }
@@ -179,7 +182,9 @@ audit_csv_row(FILE *fp, uint64_t seq, const uint8_t *entry, size_t len)
 	    (err = csv_field(
 	         fp, enum_name(&ihala__v2__priority__descriptor, f.priority, prio, sizeof(prio)),
 	         0)) == 0) {
-		err = csv_field(fp, svc, 1);
+		if ((err = csv_field(fp, svc, 0)) == 0) {
+			err = csv_field(fp, f.clerk_id, 1);
+		}
 	}
 	envelope_free(env);
 	logentry_free(e);

@@ -139,6 +139,16 @@ static const struct conf_option options[] = {
      C(old_encryption_keys), "older CERT:KEY pairs still opening older sealed parts"},
     {"client", "custodians", CONF_STRING, 0, NULL, 0, 0, NULL, valid_custodians, C(custodians),
      "agencies every sealed part is also sealed to"},
+    {"web", "cert_file", CONF_PATH_FILE, 0, NULL, 0, 0, NULL, NULL, C(web_cert_file),
+     "ihala web's HTTPS certificate chain (PEM): needed to listen beyond loopback"},
+    {"web", "key_file", CONF_PATH_FILE, CONF_SECRET, NULL, 0, 0, NULL, NULL, C(web_key_file),
+     "its private key (PEM, mode 0600)"},
+    {"web", "server_name", CONF_STRING, 0, NULL, 0, 0, NULL, conf_valid_hostname,
+     C(web_server_name),
+     "the host name clerks open (the Host the pages answer besides the "
+     "address)"},
+    {"web", "idle_timeout", CONF_DURATION, 0, "30m", 60000, 86400000, NULL, NULL, C(web_idle_ms),
+     "a clerk's session ends after this long without a request"},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -203,6 +213,11 @@ clientconf_load(const char *path, struct client_config **out, struct conf_errors
 	if (rc == 0 && (cfg->encryption_cert == NULL) != (cfg->encryption_key == NULL)) {
 		conf_errors_add(errs, path, 0,
 		                "encryption_cert and encryption_key go together: set both or none");
+		rc = IHALA_ECONFIG;
+	}
+	if (rc == 0 && (cfg->web_cert_file == NULL) != (cfg->web_key_file == NULL)) {
+		conf_errors_add(errs, path, 0,
+		                "[web] cert_file and key_file go together: set both or none");
 		rc = IHALA_ECONFIG;
 	}
 	if (rc == 0 && cfg->old_encryption_keys != NULL && cfg->encryption_key == NULL) {

@@ -35,6 +35,11 @@ struct client_config {
 	char *old_encryption_keys; /* "CERT:KEY[,CERT:KEY...]": older keys still opening older
 	                              parts (rotation); relative paths against `dir` */
 	char *custodians;          /* "id[,id...]": agencies every sealed part is also sealed to */
+	/* [web]: `ihala web`. NULL when not set. */
+	char *web_cert_file;   /* HTTPS certificate chain (PEM); with web_key_file, or neither */
+	char *web_key_file;    /* its private key (PEM, mode 0600) */
+	char *web_server_name; /* the host name clerks open, besides the listening address */
+	uint64_t web_idle_ms;  /* session idle timeout, default 30m */
 };
 
 /* Most custodians, and most old encryption keys (with the current one, SEAL_KEYS_MAX). */

@@ -22,6 +22,15 @@ id_agency_valid(const char *s, size_t len)
 }
 
 int
+id_clerk_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	/* the agency id's alphabet: nothing to escape in a log line, a CSV cell or a page */
+	return n <= ID_CLERK_MAX && id_agency_valid(s, n);
+}
+
+int
 id_valid(const char *s)
 {
 	size_t n = strlen(s), i;

@@ -23,6 +23,16 @@
 
 /* 1 when the `len` bytes at `s` are an agency id (an embedded NUL is refused), else 0. */
 int id_agency_valid(const char *s, size_t len);
+/*
+ * A clerk id (Envelope.clerk_id): the pseudonym of the person who acted for the agency,
+ * 1..ID_CLERK_MAX characters of a-z, 0-9, '_' and '-'; a buffer for one is ID_CLERK_MAX + 1
+ * bytes. Never a name.
+ */
+#define ID_CLERK_MAX 32
+#define ID_CLERK_RULE "1.." ID_STR(ID_CLERK_MAX) " characters of a-z, 0-9, '_' and '-'"
+/* 1 when the string `s` is a clerk id, else 0. */
+int id_clerk_valid(const char *s);
+
 /* 1 when the string `s` is a referral, case or message id, else 0. */
 int id_valid(const char *s);
 

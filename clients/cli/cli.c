@@ -202,15 +202,12 @@ say_connecting(void *arg, const char *endpoint)
 }
 
 int
-cli_open(struct cli *cli)
+cli_load_config(struct cli *cli)
 {
 	struct conf_errors errs;
-	const char *path, *why;
+	const char *path;
 	int err;
 
-	if (cli->client != NULL) {
-		return CLI_OK;
-	}
 	if (cli->cfg == NULL) {
 		path = clientconf_locate(cli->config_opt);
 		if (path == NULL) {
@@ -232,6 +229,21 @@ cli_open(struct cli *cli)
 		if (!cli->quiet) {
 			log_setlevel((enum log_level)cli->cfg->log_level);
 		}
+	}
+	return CLI_OK;
+}
+
+int
+cli_open(struct cli *cli)
+{
+	const char *why;
+	int err, rc;
+
+	if (cli->client != NULL) {
+		return CLI_OK;
+	}
+	if ((rc = cli_load_config(cli)) != CLI_OK) {
+		return rc;
 	}
 	/* the library logs why it failed (which file, which call); say it in our one line */
 	cli_capture();

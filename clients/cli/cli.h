@@ -47,11 +47,16 @@ struct cli {
 	const char *config_opt;
 	uint64_t timeout_ms;
 	int quiet;
-	int json;       /* --json: JSON on stdout even on a terminal */
-	int deliveries; /* this command takes the node's deliveries (inbox) */
+	int json;          /* --json: JSON on stdout even on a terminal */
+	int deliveries;    /* this command takes the node's deliveries (inbox) */
+	const char *clerk; /* --clerk: the clerk id the submitted messages carry, or NULL */
 	struct client_config *cfg;
 	struct ihala_client *client;
 };
+
+/* Load the configuration (every FILE:LINE: error printed) into cli->cfg, once. Returns CLI_OK
+ * or the exit code to use. */
+int cli_load_config(struct cli *cli);
 
 /* Load the configuration (every FILE:LINE: error printed) and open the node's client.
  * Returns CLI_OK or the exit code to use (the reason was printed). */
@@ -130,6 +135,8 @@ int cmd_status(struct cli *cli, int argc, char **argv);
 int cmd_list(struct cli *cli, int argc, char **argv);
 /* `ihala web` (clients/web/web.c): takes the node's deliveries, as inbox does. */
 int cmd_web(struct cli *cli, int argc, char **argv);
+/* `ihala web-user add|passwd|list|remove` (clients/web/webuser.c): web clerk accounts. */
+int cmd_web_user(struct cli *cli, int argc, char **argv);
 
 /* Keep `line` (borrowed: an inbox line, or {"seq","kind","sender","recipient","envelope"} of a sent
  * envelope) in the node's journal under its referral id and `seq`, for status and list.

@@ -43,7 +43,8 @@ static const struct command commands[] = {
     {"directory", cmd_directory, "the encryption certificate this node seals to for AGENCY"},
     {"prove", cmd_prove, "verify that an entry is in the broker's signed log (SEQ|MESSAGE_ID)"},
     {"audit", cmd_audit, "auditors: replay, verify, prove, export, stats"},
-    {"web", cmd_web, "serve this node's inbox to a browser on loopback ([--listen ADDR:PORT])"},
+    {"web", cmd_web, "serve this node's inbox to a browser ([--listen ADDR:PORT])"},
+    {"web-user", cmd_web_user, "the clerks who may log in to 'ihala web' (add, list, remove)"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -64,6 +65,8 @@ usage(FILE *fp)
 	        "                           the config's 'timeout')\n"
 	        "  -j, --json               JSON lines on stdout even on a terminal\n"
 	        "  -q, --quiet              only errors on stderr\n"
+	        "      --clerk ID           the pseudonymous id of the clerk acting, carried in\n"
+	        "                           clear by every message submitted (a-z, 0-9, _ -)\n"
 	        "  -h, --help               this help\n"
 	        "      --version            print the version\n"
 	        "\n"
@@ -116,13 +119,10 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"timeout", required_argument, NULL, 't'},
-	    {"quiet", no_argument, NULL, 'q'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"version", no_argument, NULL, 'V'},
-	    {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
+	    {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
+	    {"json", no_argument, NULL, 'j'},         {"version", no_argument, NULL, 'V'},
+	    {"clerk", required_argument, NULL, 'k'},  {NULL, 0, NULL, 0},
 	};
 	const struct command *cmd;
 	struct cli cli;
@@ -160,6 +160,16 @@ main(int argc, char **argv)
 			break;
 		case 'j':
 			cli.json = 1;
+			break;
+		case 'k':
+			if (!id_clerk_valid(optarg)) {
+				cli_warnx(
+				    "invalid --clerk '%s' (%s: a pseudonymous clerk id, never a "
+				    "name)",
+				    optarg, ID_CLERK_RULE);
+				return CLI_USAGE;
+			}
+			cli.clerk = optarg;
 			break;
 		case 'h':
 			usage(stdout);

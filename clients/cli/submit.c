@@ -697,9 +697,13 @@ submit(struct cli *cli, const char *cmd, Ihala__V2__Envelope *env)
 
 /* The envelope skeleton every submitting command starts from. */
 static void
-envelope_prepare(Ihala__V2__Envelope *env, const struct sub_args *a, char *idbuf, size_t idlen)
+envelope_prepare(const struct cli *cli, Ihala__V2__Envelope *env, const struct sub_args *a,
+                 char *idbuf, size_t idlen)
 {
 	ihala__v2__envelope__init(env);
+	if (cli->clerk != NULL) {
+		env->clerk_id = (char *)cli->clerk; /* --clerk, checked by main */
+	}
 	if (a->message_id != NULL) {
 		/* A re-run with the same id must send the same bytes (else MESSAGE_ID_CONFLICT):
 		 * no client time then. */
@@ -915,7 +919,7 @@ cmd_refer(struct cli *cli, int argc, char **argv)
 	if ((rc = input_verdict(&in)) != CLI_OK) {
 		goto out; /* nothing queued */
 	}
-	envelope_prepare(&env, &a, id, sizeof(id));
+	envelope_prepare(cli, &env, &a, id, sizeof(id));
 	/* referring_agency, consent and the rest are left as given: the broker checks them */
 	env.to = (char *)(a.to != NULL ? a.to : ref->receiving_agency);
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_REFERRAL;
@@ -976,7 +980,7 @@ status_command(struct cli *cli, const struct sub_cmd *def, int argc, char **argv
 	if (a.business_status != NULL) {
 		su.business_status = (char *)a.business_status;
 	}
-	envelope_prepare(&env, &a, id, sizeof(id));
+	envelope_prepare(cli, &env, &a, id, sizeof(id));
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
 	env.status_update = &su;
 	return submit(cli, def->name, &env);
@@ -1053,7 +1057,7 @@ cmd_outcome(struct cli *cli, int argc, char **argv)
 	if (a.note != NULL) {
 		su.note = (char *)a.note;
 	}
-	envelope_prepare(&env, &a, id, sizeof(id));
+	envelope_prepare(cli, &env, &a, id, sizeof(id));
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
 	env.status_update = &su;
 	rc = submit(cli, "outcome", &env);
@@ -1080,7 +1084,7 @@ cmd_note(struct cli *cli, int argc, char **argv)
 	}
 	note.referral_id = (char *)a.referral_id;
 	note.text = (char *)a.text;
-	envelope_prepare(&env, &a, id, sizeof(id));
+	envelope_prepare(cli, &env, &a, id, sizeof(id));
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_NOTE;
 	env.note = &note;
 	return submit(cli, "note", &env);
@@ -1107,7 +1111,7 @@ cmd_erase(struct cli *cli, int argc, char **argv)
 		return CLI_USAGE;
 	}
 	er.referral_id = (char *)a.referral_id;
-	envelope_prepare(&env, &a, id, sizeof(id));
+	envelope_prepare(cli, &env, &a, id, sizeof(id));
 	/* no sealed part: an erasure carries nothing about the person */
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_ERASE;
 	env.erase = &er;

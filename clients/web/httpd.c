@@ -1,4 +1,5 @@
 /* httpd.c - `ihala web`'s HTTP side (libmicrohttpd): login link, session, CSRF, pages. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -6,16 +7,20 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 
+#include "accounts.h"
 #include "cli.h"
+#include "clock.h"
 #include "error.h"
 #include "frame.h"
 #include "id.h"
 #include "ihala.pb-c.h"
 #include "pbjson.h"
+#include "sessions.h"
 #include "web.h"
 
 /* A form body larger than this is refused (the forms here send a few short fields). */
@@ -27,10 +32,23 @@ static const char csp[] = "default-src 'self'; script-src 'self'; style-src 'sel
                           "img-src 'self'; connect-src 'self'; form-action 'self'; "
                           "frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
 
+/* HTTPS: TLS 1.3, else 1.2; AEAD ciphers and ECDHE only; the server's order. */
+#define TLS_PRIORITIES                                                                             \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"        \
+	"+CHACHA20-POLY1305:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SERVER_PRECEDENCE"
+
 struct httpd {
 	struct MHD_Daemon *d;
 	struct web *w;
 };
+
+/* The request's session, found by has_session (each connection has its own thread:
+ * MHD_USE_THREAD_PER_CONNECTION): its CSRF token, which the forms carry, and its clerk id,
+ * which the answers carry. */
+static __thread struct {
+	char csrf[WEB_TOKEN_LEN + 1];
+	char clerk[ID_CLERK_MAX + 1];
+} cur;
 
 /* ---- a growing text buffer; a failed allocation is remembered and answered 500 ---- */
 
@@ -111,9 +129,15 @@ buf_esc(struct buf *b, const char *s)
 
 /* ---- responses ---- */
 
+/* Served over HTTPS (set once by httpd_start): browsers are told to keep to it. */
+static int serving_tls;
+
 static void
 secure_headers(struct MHD_Response *r)
 {
+	if (serving_tls) {
+		MHD_add_response_header(r, "Strict-Transport-Security", "max-age=31536000");
+	}
 	MHD_add_response_header(r, "Content-Security-Policy", csp);
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(r, "X-Frame-Options", "DENY");
@@ -225,11 +249,29 @@ static int
 has_session(struct web *w, struct MHD_Connection *c)
 {
 	const char *v = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "ihala_session");
+	struct accounts a;
+	char why[512];
 	int ok;
 
-	pthread_mutex_lock(&w->mu);
-	ok = token_eq(v, w->session);
-	pthread_mutex_unlock(&w->mu);
+	memset(&cur, 0, sizeof(cur));
+	if (!sessions_find(w->sessions, v, clock_mono_ms(), cur.csrf, cur.clerk)) {
+		return 0;
+	}
+	if (strcmp(cur.clerk, ACCOUNTS_LOCAL_CLERK) == 0) {
+		return 1;
+	}
+	/* a clerk removed (web-user remove) is out at once, with every session */
+	if (accounts_load(w->users_path, &a, why, sizeof(why)) != 0) {
+		cli_warnx("web: %s", why);
+		ok = 0;
+	} else {
+		ok = accounts_find_clerk(&a, cur.clerk) != NULL;
+		accounts_release(&a);
+	}
+	if (!ok) {
+		sessions_close(w->sessions, v);
+		memset(&cur, 0, sizeof(cur));
+	}
 	return ok;
 }
 
@@ -357,9 +399,10 @@ render_decline(struct buf *b, struct web *w, const char *lang, const char *rid)
 	char name[64];
 	size_t i;
 
+	(void)w; /* the session's CSRF token is the request's (cur) */
 	buf_puts(b, "<form method=\"post\" action=\"/decline\" class=\"decline\">"
 	            "<input type=\"hidden\" name=\"csrf\" value=\"");
-	buf_esc(b, w->csrf);
+	buf_esc(b, cur.csrf);
 	buf_puts(b, "\"><input type=\"hidden\" name=\"rid\" value=\"");
 	buf_esc(b, rid);
 	buf_puts(b, "\"><label>");
@@ -437,7 +480,7 @@ render_rows(struct buf *b, struct web *w, const char *lang)
 		    (strcmp(status, "requested") == 0 || strcmp(status, "received") == 0)) {
 			buf_puts(b, "<form method=\"post\" action=\"/accept\">"
 			            "<input type=\"hidden\" name=\"csrf\" value=\"");
-			buf_esc(b, w->csrf);
+			buf_esc(b, cur.csrf);
 			buf_puts(b, "\"><input type=\"hidden\" name=\"rid\" value=\"");
 			buf_esc(b, rid);
 			buf_puts(b, "\"><button type=\"submit\" class=\"accept\">");
@@ -501,7 +544,7 @@ send_inbox(struct web *w, struct MHD_Connection *c)
 	             "aria-label=\"");
 	buf_esc(&b, catalog_text(lang, "language"));
 	buf_puts(&b, "\"><input type=\"hidden\" name=\"csrf\" value=\"");
-	buf_esc(&b, w->csrf);
+	buf_esc(&b, cur.csrf);
 	buf_puts(&b, "\">");
 	for (i = 0; web_langs[i] != NULL; i++) {
 		/* each language's own name, in that language */
@@ -515,7 +558,17 @@ send_inbox(struct web *w, struct MHD_Connection *c)
 		buf_esc(&b, catalog_text(web_langs[i], "language.name"));
 		buf_puts(&b, "</button>");
 	}
-	buf_puts(&b, "</form>\n<p id=\"live\" class=\"off\"><span class=\"on\">");
+	buf_puts(&b, "</form>\n");
+	if (strcmp(cur.clerk, ACCOUNTS_LOCAL_CLERK) != 0) {
+		/* a clerk's own session (not the one-time link's) can be ended here */
+		buf_puts(&b, "<form method=\"post\" action=\"/logout\" class=\"logout\">"
+		             "<input type=\"hidden\" name=\"csrf\" value=\"");
+		buf_esc(&b, cur.csrf);
+		buf_puts(&b, "\"><button type=\"submit\" id=\"logout\">");
+		buf_esc(&b, catalog_text(lang, "logout"));
+		buf_puts(&b, "</button></form>\n");
+	}
+	buf_puts(&b, "<p id=\"live\" class=\"off\"><span class=\"on\">");
 	buf_esc(&b, catalog_text(lang, "live.on"));
 	buf_puts(&b, "</span><span class=\"off\">");
 	buf_esc(&b, catalog_text(lang, "live.off"));
@@ -638,22 +691,67 @@ send_events(struct web *w, struct MHD_Connection *c)
 
 /* ---- actions ---- */
 
+/* A new session of `clerk` (its cookie, Secure under TLS), and to the inbox. */
+static enum MHD_Result
+start_session(struct web *w, struct MHD_Connection *c, const char *clerk)
+{
+	char cookie[160], tok[WEB_TOKEN_LEN + 1], csrf[WEB_TOKEN_LEN + 1];
+
+	if (sessions_open(w->sessions, clerk, clock_mono_ms(), tok, csrf) != 0) {
+		return send_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "no randomness for a session");
+	}
+	snprintf(cookie, sizeof(cookie), "ihala_session=%s; Path=/; HttpOnly; SameSite=Strict%s",
+	         tok, w->tls ? "; Secure" : "");
+	return send_redirect(c, "/", cookie);
+}
+
+/* The login form (name, password), with a message (a catalog key) or none. */
+static enum MHD_Result
+send_login(struct web *w, struct MHD_Connection *c, unsigned status, const char *key)
+{
+	const char *lang = request_lang(c);
+	struct buf b = {NULL, 0, 0, 0};
+
+	page_head(&b, lang, catalog_text(lang, "login.title"));
+	buf_puts(&b, "<body>\n<main class=\"login\">\n<h1>");
+	buf_esc(&b, catalog_text(lang, "login.title"));
+	buf_puts(&b, "</h1>\n");
+	if (key != NULL) {
+		buf_puts(&b, "<p class=\"message err\" id=\"flash\" role=\"alert\">");
+		buf_esc(&b, catalog_text(lang, key));
+		buf_puts(&b, "</p>\n");
+	}
+	buf_puts(&b, "<form method=\"post\" action=\"/login\" class=\"login\">"
+	             "<input type=\"hidden\" name=\"csrf\" value=\"");
+	buf_esc(&b, w->login_form);
+	buf_puts(&b, "\"><p><label>");
+	buf_esc(&b, catalog_text(lang, "login.name"));
+	buf_puts(&b, " <input type=\"text\" name=\"name\" autocomplete=\"username\" "
+	             "maxlength=\"32\" required autofocus dir=\"ltr\"></label></p><p><label>");
+	buf_esc(&b, catalog_text(lang, "login.password"));
+	buf_puts(&b, " <input type=\"password\" name=\"password\" "
+	             "autocomplete=\"current-password\" maxlength=\"1024\" required></label></p>"
+	             "<p><button type=\"submit\">");
+	buf_esc(&b, catalog_text(lang, "login.submit"));
+	buf_puts(&b, "</button></p></form>\n</main>\n</body>\n</html>\n");
+	return send_buf(c, status, "text/html; charset=utf-8", &b);
+}
+
+/* GET /login: ?token= the one-time link (loopback), else the form when there are accounts. */
 static enum MHD_Result
 do_login(struct web *w, struct MHD_Connection *c)
 {
 	const char *tok = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "token");
-	char cookie[128];
 	int ok;
 
+	if (tok == NULL && w->accounts) {
+		return send_login(w, c, MHD_HTTP_OK, NULL);
+	}
 	pthread_mutex_lock(&w->mu);
 	ok = !w->login_used && token_eq(tok, w->login_token);
 	if (ok) {
 		/* once: a link seen later (history, a shoulder) opens nothing */
 		w->login_used = 1;
-		ok = web_token(w->session, sizeof(w->session)) == 0 &&
-		     web_token(w->csrf, sizeof(w->csrf)) == 0;
-		snprintf(cookie, sizeof(cookie),
-		         "ihala_session=%s; Path=/; HttpOnly; SameSite=Strict", w->session);
 	}
 	pthread_mutex_unlock(&w->mu);
 	if (!ok) {
@@ -661,7 +759,94 @@ do_login(struct web *w, struct MHD_Connection *c)
 		          "refused");
 		return send_message(c, MHD_HTTP_FORBIDDEN, "login.bad");
 	}
-	return send_redirect(c, "/", cookie);
+	return start_session(w, c, ACCOUNTS_LOCAL_CLERK);
+}
+
+/* POST /logout: the session ends, its cookie is dropped, and back to the login form. */
+static enum MHD_Result
+do_logout(struct web *w, struct MHD_Connection *c)
+{
+	char cookie[128];
+
+	sessions_close(w->sessions,
+	               MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "ihala_session"));
+	snprintf(cookie, sizeof(cookie),
+	         "ihala_session=; Path=/; Max-Age=0; HttpOnly; "
+	         "SameSite=Strict%s",
+	         w->tls ? "; Secure" : "");
+	return send_redirect(c, w->accounts ? "/login" : "/", cookie);
+}
+
+/* The client's address as text, for the failed-login throttle and the log. */
+static void
+client_addr(struct MHD_Connection *c, char *buf, size_t len)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+
+	snprintf(buf, len, "?");
+	if (sa != NULL && sa->sa_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf,
+		          (socklen_t)len);
+	} else if (sa != NULL && sa->sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+		          buf, (socklen_t)len);
+	}
+}
+
+static int origin_ok(struct web *w, struct MHD_Connection *c);
+
+/* POST /login: a clerk's name and password. One refusal for a wrong name and a wrong
+ * password; each costs a second, and an address that failed too often waits. */
+static enum MHD_Result
+do_password(struct web *w, struct MHD_Connection *c, const char *body)
+{
+	char name[ACCOUNTS_NAME_MAX + 2], pw[ACCOUNTS_PASSWORD_MAX + 2], tok[WEB_TOKEN_LEN + 2],
+	    addr[INET6_ADDRSTRLEN + 1], clerk[ID_CLERK_MAX + 1], why[512];
+	struct accounts a;
+	uint64_t wait;
+	int ok = 0;
+
+	if (!w->accounts) {
+		return send_message(c, MHD_HTTP_NOT_FOUND, "notfound");
+	}
+	if (!origin_ok(w, c) || form_value(body, "csrf", tok, sizeof(tok)) != 0 ||
+	    !token_eq(tok, w->login_form)) {
+		cli_warnx("web: security: a login without the login form's token was refused");
+		return send_message(c, MHD_HTTP_FORBIDDEN, "csrf.bad");
+	}
+	client_addr(c, addr, sizeof(addr));
+	if ((wait = sessions_throttled(w->sessions, addr, clock_mono_ms())) > 0) {
+		cli_warnx("web: security: a login from %s was refused: too many failed attempts "
+		          "(%llu s to wait)",
+		          addr, (unsigned long long)(wait + 999) / 1000);
+		return send_login(w, c, MHD_HTTP_TOO_MANY_REQUESTS, "login.throttled");
+	}
+	if (form_value(body, "name", name, sizeof(name)) != 0 ||
+	    form_value(body, "password", pw, sizeof(pw)) != 0) {
+		name[0] = '\0';
+		pw[0] = '\0';
+	}
+	/* read at each login: web-user add and remove apply at once */
+	pthread_mutex_lock(&w->hash_mu);
+	if (accounts_load(w->users_path, &a, why, sizeof(why)) != 0) {
+		cli_warnx("web: %s", why);
+	} else {
+		ok = name[0] != '\0' && accounts_verify(&a, name, pw, strlen(pw), clerk);
+		accounts_release(&a);
+	}
+	pthread_mutex_unlock(&w->hash_mu);
+	OPENSSL_cleanse(pw, sizeof(pw));
+	if (!ok) {
+		sessions_login_failed(w->sessions, addr, clock_mono_ms());
+		cli_warnx("web: security: a failed login from %s", addr);
+		sleep(1);
+		return send_login(w, c, MHD_HTTP_FORBIDDEN, "login.failed");
+	}
+	sessions_login_ok(w->sessions, addr);
+	cli_warnx("web: clerk %s logged in from %s", clerk, addr);
+	return start_session(w, c, clerk);
 }
 
 static void
@@ -718,6 +903,7 @@ do_answer(struct web *w, struct MHD_Connection *c, const char *body, int decline
 	w->job_decline = decline;
 	w->job_reason = reason;
 	snprintf(w->job_reason_text, sizeof(w->job_reason_text), "%s", text);
+	snprintf(w->job_clerk, sizeof(w->job_clerk), "%s", cur.clerk);
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += w->job_timeout_ms / 1000 + 1;
 	while (!w->stopping && w->job != WEB_JOB_DONE) {
@@ -745,7 +931,7 @@ do_answer(struct web *w, struct MHD_Connection *c, const char *body, int decline
 }
 
 static enum MHD_Result
-do_lang(struct MHD_Connection *c, const char *body)
+do_lang(struct web *w, struct MHD_Connection *c, const char *body)
 {
 	char v[16], cookie[128];
 	const char *lang;
@@ -755,8 +941,22 @@ do_lang(struct MHD_Connection *c, const char *body)
 	}
 	/* the clerk's choice, kept by this browser for a year */
 	snprintf(cookie, sizeof(cookie),
-	         "ihala_lang=%s; Path=/; Max-Age=31536000; HttpOnly; SameSite=Strict", lang);
+	         "ihala_lang=%s; Path=/; Max-Age=31536000; HttpOnly; SameSite=Strict%s", lang,
+	         w->tls ? "; Secure" : "");
 	return send_redirect(c, "/", cookie);
+}
+
+/* The Origin the browser says, if it says one, is this server. */
+static int
+origin_ok(struct web *w, struct MHD_Connection *c)
+{
+	const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+	const char *scheme = w->tls ? "https://" : "http://";
+	size_t n = strlen(scheme);
+
+	return origin == NULL ||
+	       (strncmp(origin, scheme, n) == 0 &&
+	        (strcasecmp(origin + n, w->host) == 0 || strcasecmp(origin + n, w->host_alt) == 0));
 }
 
 /* A POST is done only for the session's own page: its CSRF token, and its Origin when the
@@ -764,22 +964,12 @@ do_lang(struct MHD_Connection *c, const char *body)
 static int
 post_allowed(struct web *w, struct MHD_Connection *c, const char *body)
 {
-	const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
 	char tok[WEB_TOKEN_LEN + 2];
-	int ok;
 
-	if (origin != NULL &&
-	    !(strncmp(origin, "http://", 7) == 0 &&
-	      (strcasecmp(origin + 7, w->host) == 0 || strcasecmp(origin + 7, w->host_alt) == 0))) {
+	if (!origin_ok(w, c) || form_value(body, "csrf", tok, sizeof(tok)) != 0) {
 		return 0;
 	}
-	if (form_value(body, "csrf", tok, sizeof(tok)) != 0) {
-		return 0;
-	}
-	pthread_mutex_lock(&w->mu);
-	ok = token_eq(tok, w->csrf);
-	pthread_mutex_unlock(&w->mu);
-	return ok;
+	return token_eq(tok, cur.csrf);
 }
 
 static enum MHD_Result
@@ -873,10 +1063,19 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 
 		return send_buf(c, MHD_HTTP_NO_CONTENT, "text/plain", &none);
 	}
-	if (!post && strcmp(url, "/login") == 0) {
-		return do_login(w, c);
+	if (strcmp(url, "/login") == 0) {
+		if (!post) {
+			return do_login(w, c);
+		}
+		if (rq->too_big || rq->body.oom) {
+			return send_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+		}
+		return do_password(w, c, rq->body.p != NULL ? rq->body.p : "");
 	}
 	if (!has_session(w, c)) {
+		if (w->accounts && !post && strcmp(url, "/") == 0) {
+			return send_redirect(c, "/login", NULL);
+		}
 		return send_message(c, MHD_HTTP_FORBIDDEN, "session.none");
 	}
 	if (!post) {
@@ -895,7 +1094,7 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 		return send_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
 	}
 	if (strcmp(url, "/accept") != 0 && strcmp(url, "/decline") != 0 &&
-	    strcmp(url, "/lang") != 0) {
+	    strcmp(url, "/lang") != 0 && strcmp(url, "/logout") != 0) {
 		return send_message(c, MHD_HTTP_NOT_FOUND, "notfound");
 	}
 	if (!post_allowed(w, c, rq->body.p != NULL ? rq->body.p : "")) {
@@ -906,7 +1105,10 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 	if (strcmp(url, "/accept") == 0 || strcmp(url, "/decline") == 0) {
 		return do_answer(w, c, rq->body.p, strcmp(url, "/decline") == 0);
 	}
-	return do_lang(c, rq->body.p);
+	if (strcmp(url, "/logout") == 0) {
+		return do_logout(w, c);
+	}
+	return do_lang(w, c, rq->body.p);
 }
 
 struct httpd *
@@ -918,11 +1120,27 @@ httpd_start(struct web *w, int fd)
 		return NULL;
 	}
 	h->w = w;
-	h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-	                        NULL, NULL, handle, w, MHD_OPTION_LISTEN_SOCKET, fd,
-	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-	                        MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+	if (w->tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		cli_warnx("web: this libmicrohttpd was built without TLS");
+		free(h);
+		return NULL;
+	}
+	serving_tls = w->tls;
+	if (w->tls) {
+		h->d = MHD_start_daemon(
+		    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_TLS,
+		    0, NULL, NULL, handle, w, MHD_OPTION_LISTEN_SOCKET, fd,
+		    MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
+		    (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+		    MHD_OPTION_HTTPS_MEM_KEY, w->tls_key, MHD_OPTION_HTTPS_MEM_CERT, w->tls_cert,
+		    MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_END);
+	} else {
+		h->d = MHD_start_daemon(
+		    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
+		    handle, w, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+		    (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+		    MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+	}
 	if (h->d == NULL) {
 		free(h);
 		return NULL;

@@ -9,14 +9,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "accounts.h"
 #include "cli.h"
 #include "clock.h"
 #include "error.h"
 #include "hex.h"
 #include "pbjson.h"
 #include "render.h"
+#include "sessions.h"
 #include "web.h"
 
 /* The node loop's wait for a delivery per turn: how long an accept waits to be sent. */
@@ -31,17 +34,22 @@ static const char web_usage[] =
     "Serve this node's referral inbox to a browser: the referrals it received and sent,\n"
     "newest first, overdue ones marked, new ones shown as they come, with Accept, and\n"
     "Decline with a reason code and the reason in words.\n"
-    "Prints a link that works once: opening it starts the browser's session.\n"
+    "On loopback it prints a link that works once: opening it starts a session (clerk id\n"
+    "'local'). Clerks made with 'ihala web-user add NAME' log in with their name and\n"
+    "password at /login; what they do carries their pseudonymous clerk id.\n"
     "This process takes the node's deliveries, as 'ihala inbox' does (one at a time).\n"
     "\n"
     "  -l, --listen ADDRESS:PORT  where to listen (default 127.0.0.1:0, any free port);\n"
-    "                             loopback only (127.0.0.0/8, [::1]): reach it from elsewhere\n"
-    "                             through an SSH tunnel (no TLS for the web pages yet)\n"
+    "                             beyond loopback (127.0.0.0/8, [::1]) only with HTTPS (the\n"
+    "                             config's [web] cert_file and key_file) and at least one\n"
+    "                             clerk account\n"
     "  -h, --help                 this help\n"
     "\n"
+    "With [web] cert_file and key_file the pages are served over HTTPS (TLS 1.3 or 1.2).\n"
     "Stops on SIGINT or SIGTERM.\n"
-    "Exit: 0 ok, 2 usage (also a --listen address that is not loopback), 3 broker unreachable,\n"
-    "4 local error (another process takes the deliveries, the address is in use).\n";
+    "Exit: 0 ok, 2 usage (also a --listen address beyond loopback without HTTPS or clerk\n"
+    "accounts), 3 broker unreachable, 4 local error (another process takes the deliveries,\n"
+    "the address is in use, the accounts file or the certificate cannot be read).\n";
 
 int
 web_token(char *buf, size_t len)
@@ -113,7 +121,8 @@ parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *sl, int *loo
 
 /* Bind and listen; w->host gets "ADDRESS:PORT" with the port bound. The fd, or -1. */
 static int
-open_listener(struct web *w, const struct sockaddr_storage *ss, socklen_t sl, const char *spec)
+open_listener(struct web *w, const struct sockaddr_storage *ss, socklen_t sl, const char *spec,
+              const char *server_name)
 {
 	struct sockaddr_storage got;
 	socklen_t gl = sizeof(got);
@@ -144,7 +153,9 @@ open_listener(struct web *w, const struct sockaddr_storage *ss, socklen_t sl, co
 		port = ntohs(a4->sin_port);
 		snprintf(w->host, sizeof(w->host), "%s:%d", addr, port);
 	}
-	snprintf(w->host_alt, sizeof(w->host_alt), "localhost:%d", port);
+	/* the other name the pages answer to: the config's server_name, else localhost */
+	snprintf(w->host_alt, sizeof(w->host_alt), "%s:%d",
+	         server_name != NULL ? server_name : "localhost", port);
 	return fd;
 }
 
@@ -386,7 +397,8 @@ run_job(struct web *w, struct cli *cli)
 	Ihala__V2__Envelope env;
 	Ihala__V2__StatusUpdate su = IHALA__V2__STATUS_UPDATE__INIT;
 	struct ihala_receipt rcpt;
-	char rid[ID_MAX + 1], id[ID_MAX + 1], text[WEB_FLASH_MAX], why[WEB_REASON_TEXT_MAX];
+	char rid[ID_MAX + 1], id[ID_MAX + 1], text[WEB_FLASH_MAX], why[WEB_REASON_TEXT_MAX],
+	    clerk[ID_CLERK_MAX + 1];
 	const char *verb;
 	json_t *line, *e = NULL;
 	int err, decline, reason;
@@ -400,6 +412,7 @@ run_job(struct web *w, struct cli *cli)
 	decline = w->job_decline;
 	reason = w->job_reason;
 	snprintf(why, sizeof(why), "%s", w->job_reason_text);
+	snprintf(clerk, sizeof(clerk), "%s", w->job_clerk);
 	pthread_mutex_unlock(&w->mu);
 	verb = decline ? "decline" : "accept";
 
@@ -408,6 +421,9 @@ run_job(struct web *w, struct cli *cli)
 	ihala_new_message_id(id, sizeof(id));
 	env.message_id = id;
 	env.client_time_ms = clock_wall_ms();
+	if (id_clerk_valid(clerk)) {
+		env.clerk_id = clerk; /* who did it, by pseudonym */
+	}
 	env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
 	env.status_update = &su;
 	su.referral_id = rid;
@@ -528,6 +544,9 @@ cmd_web(struct cli *cli, int argc, char **argv)
 	const char *listen_spec = "127.0.0.1:0";
 	struct httpd *httpd = NULL;
 	struct web w;
+	struct accounts acc;
+	char users[4096], why[512], *cert = NULL, *key = NULL;
+	size_t certlen = 0, keylen = 0, naccounts;
 	uint64_t last_refresh, refresh_ms = REFRESH_MS;
 	int ch, rc, fd, loopback = 0, reported = 0;
 
@@ -556,25 +575,65 @@ cmd_web(struct cli *cli, int argc, char **argv)
 		          listen_spec);
 		return CLI_USAGE;
 	}
-	if (!loopback) {
+	if ((rc = cli_load_config(cli)) != CLI_OK) {
+		return rc;
+	}
+	if (!loopback && cli->cfg->web_cert_file == NULL) {
 		/* the pages show survivors' data and the session cookie is the clerk's key */
-		cli_warnx("web: refusing to listen on '%s' without TLS: the pages carry survivors' "
-		          "data; listen on loopback (127.0.0.1, [::1]) and reach it through an SSH "
-		          "tunnel (TLS for ihala web is not supported yet)",
+		cli_warnx(
+		    "web: refusing to listen on '%s' without TLS: the pages carry survivors' "
+		    "data; set [web] cert_file and key_file in %s (and add clerks with 'ihala "
+		    "web-user add NAME'), or listen on loopback (127.0.0.1, [::1]) and reach it "
+		    "through an SSH tunnel",
+		    listen_spec, cli->cfg->path);
+		return CLI_USAGE;
+	}
+	if ((size_t)snprintf(users, sizeof(users), "%s/%s", cli->cfg->data_dir, ACCOUNTS_FILE) >=
+	    sizeof(users)) {
+		cli_warnx("web: data_dir '%s' is too long", cli->cfg->data_dir);
+		return CLI_LOCAL;
+	}
+	if (accounts_load(users, &acc, why, sizeof(why)) != 0) {
+		cli_warnx("web: %s", why);
+		return CLI_LOCAL;
+	}
+	naccounts = acc.n;
+	accounts_release(&acc);
+	if (!loopback && naccounts == 0) {
+		/* beyond loopback nobody gets the one-time link: a clerk logs in by name */
+		cli_warnx("web: refusing to listen on '%s' without clerk accounts: add one with "
+		          "'ihala web-user add NAME' (they log in with a name and a password)",
 		          listen_spec);
 		return CLI_USAGE;
 	}
+	if (cli->cfg->web_cert_file != NULL &&
+	    (cli_read_file(cli->cfg->web_cert_file, 1 << 20, &cert, &certlen) != 0 ||
+	     cli_read_file(cli->cfg->web_key_file, 1 << 20, &key, &keylen) != 0)) {
+		cli_warnx("web: cannot read [web] cert_file '%s' or key_file '%s': %s",
+		          cli->cfg->web_cert_file, cli->cfg->web_key_file, strerror(errno));
+		rc = CLI_LOCAL;
+		goto free_pem;
+	}
 	if (catalog_load() != 0) {
-		return CLI_LOCAL;
+		rc = CLI_LOCAL;
+		goto free_pem;
 	}
 
 	memset(&w, 0, sizeof(w));
 	pthread_mutex_init(&w.mu, NULL);
+	pthread_mutex_init(&w.hash_mu, NULL);
 	pthread_cond_init(&w.changed, NULL);
 	pthread_cond_init(&w.job_cv, NULL);
 	fd = -1;
+	w.tls = cert != NULL;
+	w.tls_cert = cert;
+	w.tls_key = key;
+	w.users_path = users;
+	w.accounts = naccounts > 0;
 	if ((w.rows = json_array()) == NULL ||
-	    web_token(w.login_token, sizeof(w.login_token)) != 0) {
+	    (w.sessions = sessions_new(cli->cfg->web_idle_ms)) == NULL ||
+	    web_token(w.login_form, sizeof(w.login_form)) != 0 ||
+	    (loopback && web_token(w.login_token, sizeof(w.login_token)) != 0)) {
 		cli_warnx("web: out of memory or randomness");
 		rc = CLI_LOCAL;
 		goto out;
@@ -591,7 +650,7 @@ cmd_web(struct cli *cli, int argc, char **argv)
 	rc = CLI_OK;
 	w.agency = cli->cfg->agency;
 	w.job_timeout_ms = cli_timeout(cli) + 5000;
-	if ((fd = open_listener(&w, &ss, sl, listen_spec)) < 0) {
+	if ((fd = open_listener(&w, &ss, sl, listen_spec, cli->cfg->web_server_name)) < 0) {
 		rc = CLI_LOCAL;
 		goto out;
 	}
@@ -602,13 +661,22 @@ cmd_web(struct cli *cli, int argc, char **argv)
 		goto out;
 	}
 	fd = -1; /* the server's now */
-	/* the link is the key to the node's data: stdout only, for the clerk who ran us */
-	printf("http://%s/login?token=%s\n", w.host, w.login_token);
+	if (loopback) {
+		/* the link is the key to the node's data: stdout only, for the clerk who ran us */
+		printf("%s://%s/login?token=%s\n", w.tls ? "https" : "http", w.host, w.login_token);
+		cli_info(
+		    cli,
+		    "web: serving the inbox of '%s' on %s://%s/; open the link above (it works "
+		    "once)%s",
+		    w.agency, w.tls ? "https" : "http", w.host,
+		    w.accounts ? ", or log in as a clerk at /login" : "");
+	} else {
+		printf("https://%s/login\n",
+		       cli->cfg->web_server_name != NULL ? w.host_alt : w.host);
+		cli_info(cli, "web: serving the inbox of '%s' on https://%s/; clerks log in there",
+		         w.agency, w.host);
+	}
 	fflush(stdout);
-	cli_info(cli,
-	         "web: serving the inbox of '%s' on http://%s/; open the link above (it works "
-	         "once)",
-	         w.agency, w.host);
 
 	last_refresh = clock_wall_ms();
 	{
@@ -639,9 +707,17 @@ out:
 		close(fd);
 	}
 	json_decref(w.rows);
+	sessions_free(w.sessions);
 	catalog_free();
 	pthread_cond_destroy(&w.job_cv);
 	pthread_cond_destroy(&w.changed);
+	pthread_mutex_destroy(&w.hash_mu);
 	pthread_mutex_destroy(&w.mu);
+free_pem:
+	if (key != NULL) {
+		OPENSSL_cleanse(key, keylen);
+	}
+	free(key);
+	free(cert);
 	return rc;
 }

@@ -47,11 +47,18 @@ struct web {
 	json_t *rows;
 	int broker_down; /* the last call to the broker failed for transport */
 
-	/* the one-time login link and the one session it opens */
+	/* the one-time login link (loopback only; "" when there is none) */
 	char login_token[WEB_TOKEN_LEN + 1];
 	int login_used;
-	char session[WEB_TOKEN_LEN + 1]; /* "" until the link was opened */
-	char csrf[WEB_TOKEN_LEN + 1];
+	/* set before the server starts (web.c), read-only after: HTTPS, the clerk accounts */
+	int tls;              /* HTTPS: cookies Secure, Origin https:// */
+	const char *tls_cert; /* PEM chain and key (owned by web.c), when tls */
+	const char *tls_key;
+	const char *users_path;             /* the data dir's web-users (clients/web/accounts.h) */
+	int accounts;                       /* the login form is offered */
+	char login_form[WEB_TOKEN_LEN + 1]; /* the login form's token (no session yet) */
+	struct sessions *sessions;          /* every clerk's session; its own lock */
+	pthread_mutex_t hash_mu; /* one argon2id verify at a time (19 MiB of memory each) */
 	char flash[WEB_FLASH_MAX];
 	int flash_ok;
 
@@ -60,6 +67,7 @@ struct web {
 	int job_decline; /* 0: accept; 1: decline with job_reason and job_reason_text */
 	int job_reason;  /* an Ihala__V2__ReasonCode, not 0 */
 	char job_reason_text[WEB_REASON_TEXT_MAX];
+	char job_clerk[ID_CLERK_MAX + 1]; /* who asked: the envelope's clerk_id */
 	int job_err;
 	char job_text[WEB_FLASH_MAX];
 };

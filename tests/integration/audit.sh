@@ -203,7 +203,7 @@ offline exp-csv audit export --format csv --db "$T/copy"
 check "export csv --db: exit 0, a header and one row per entry" \
 	eval 'expect 0 && [ "$(nlines "$OUT")" -eq $((LAST + 1)) ]'
 check "export csv: the header, CRLF line ends" \
-	eval '[ "$(head -n1 "$OUT")" = "$(printf "seq,time,sender,recipient,kind,message_id,referral_id,status,priority,services\r")" ]'
+	eval '[ "$(head -n1 "$OUT")" = "$(printf "seq,time,sender,recipient,kind,message_id,referral_id,status,priority,services,clerk_id\r")" ]'
 check "export csv: the first referral's row" \
 	eval 'grep -qE "^1,[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{12}Z,dma,moh,submission,$P-0,$P-R0,requested,normal,physical-rehabilitation" "$OUT"'
 check "export csv: moh's outcome row (completed, services delivered)" \

@@ -666,7 +666,7 @@ test_csv(void **state)
 	fputc('\0', fp);
 	fclose(fp);
 	assert_string_equal(hdr, "seq,time,sender,recipient,kind,message_id,referral_id,status,"
-	                         "priority,services\r\n");
+	                         "priority,services,clerk_id\r\n");
 
 	ref.referral_id = "R-1";
 	ref.priority = IHALA__V2__PRIORITY__PRIORITY_EMERGENCY;
@@ -685,7 +685,15 @@ test_csv(void **state)
 	e.envelope.data = eb;
 	assert_string_equal(csv_of(&e), "7,2024-04-02T10:00:00.123Z,dma,moh,submission,"
 	                                "\"a,\"\"b\"\"\",R-1,requested,emergency,"
-	                                "prosthetics-orthotics;psychosocial-support\r\n");
+	                                "prosthetics-orthotics;psychosocial-support,\r\n");
+	/* the clerk who acted, by pseudonym */
+	env.clerk_id = "c-0123456789abcdef";
+	e.envelope.len = ihala__v2__envelope__get_packed_size(&env);
+	ihala__v2__envelope__pack(&env, eb);
+	assert_string_equal(csv_of(&e), "7,2024-04-02T10:00:00.123Z,dma,moh,submission,"
+	                                "\"a,\"\"b\"\"\",R-1,requested,emergency,"
+	                                "prosthetics-orthotics;psychosocial-support,"
+	                                "c-0123456789abcdef\r\n");
 	/* a broker-made status: no message id, priority or services */
 	ev.referral_id = "R-1";
 	ev.status = TS(OVERDUE);
@@ -696,14 +704,14 @@ test_csv(void **state)
 	e.envelope.len = 0;
 	e.event = &ev;
 	assert_string_equal(csv_of(&e),
-	                    "8,2024-04-02T10:00:00.123Z,,dma,broker-status,,R-1,overdue,,\r\n");
+	                    "8,2024-04-02T10:00:00.123Z,,dma,broker-status,,R-1,overdue,,,\r\n");
 	/* envelope bytes that do not decode leave their cells empty; the row is still there */
 	e.seq = 9;
 	e.event = NULL;
 	e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
 	e.envelope.data = bad;
 	e.envelope.len = sizeof(bad);
-	assert_string_equal(csv_of(&e), "9,2024-04-02T10:00:00.123Z,,dma,submission,,,,,\r\n");
+	assert_string_equal(csv_of(&e), "9,2024-04-02T10:00:00.123Z,,dma,submission,,,,,,\r\n");
 	/* entry bytes that do not decode are refused */
 	fp = fmemopen(hdr, sizeof(hdr), "w");
 	assert_int_equal(audit_csv_row(fp, 1, bad, sizeof(bad)), IHALA_EBADFRAME);

@@ -1248,7 +1248,7 @@ test_helpers(void **state)
 		assert_true(strlen(o[i].help) > 0);
 	}
 	o = clientconf_options(&n);
-	assert_int_equal(n, 15);
+	assert_int_equal(n, 19);
 }
 
 /* ---- the manual page ---- */
@@ -1304,7 +1304,7 @@ manpage_options(char names[][96], size_t max)
 			                                              : 0;
 			snprintf(section, sizeof(section), "%s", part == 2 ? "client" : "");
 			tag = 0;
-		} else if (part == 1 && strncmp(line, ".SS [", 5) == 0) {
+		} else if (part != 0 && strncmp(line, ".SS [", 5) == 0) {
 			size_t len;
 
 			troff_plain(line);

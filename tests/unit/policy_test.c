@@ -505,6 +505,60 @@ test_message_id_with_space(void **state)
 	assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d, IHALA_ESCHEMA);
 }
 
+/* Envelope.clerk_id: the pseudonymous clerk who acted; empty, or a-z 0-9 _ - up to 32. */
+static void
+test_clerk_id_ok(void **state)
+{
+	static const char *const good[] = {"local", "c-8f3a09b2c4d5e6f7", "a",
+	                                   "abcdefghijklmnopqrstuvwxyz_01234"};
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V2__ReferralState cur;
+	size_t i;
+
+	(void)state;
+	world_init(&w);
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		msg_referral(&m, "dma", "moh", "r-1");
+		m.env.clerk_id = (char *)good[i];
+		assert_allowed(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d);
+		CUR(cur, S(RECEIVED));
+		msg_status(&m, "r-1", S(ACCEPTED), 0, 0);
+		m.env.clerk_id = (char *)good[i];
+		assert_allowed(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d);
+	}
+}
+
+static void
+test_clerk_id_refused(void **state)
+{
+	/* a name (capitals, a space, Arabic), 33 characters, markup, a control character */
+	static const char *const bad[] = {
+	    "Layla Saeed", "layla.saeed", "نور", "abcdefghijklmnopqrstuvwxyz_012345",
+	    "<b>",         "c\n1",        "C-1"};
+	struct world w;
+	struct msg m;
+	struct policy_decision d;
+	Ihala__V2__ReferralState cur;
+	size_t i;
+
+	(void)state;
+	world_init(&w);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		msg_referral(&m, "dma", "moh", "r-1");
+		m.env.clerk_id = (char *)bad[i];
+		assert_refused(policy_check(&w.view, "dma", &m.env, NULL, NULL, &d), d,
+		               IHALA_ESCHEMA);
+		assert_non_null(strstr(d.text, "clerk_id"));
+		CUR(cur, S(RECEIVED));
+		msg_status(&m, "r-1", S(ACCEPTED), 0, 0);
+		m.env.clerk_id = (char *)bad[i];
+		assert_refused(policy_check(&w.view, "moh", &m.env, &cur, NULL, &d), d,
+		               IHALA_ESCHEMA);
+	}
+}
+
 static void
 test_envelope_no_kind(void **state)
 {
@@ -2168,6 +2222,8 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_message_id_65_chars),
     cmocka_unit_test(test_message_id_64_chars_ok),
     cmocka_unit_test(test_message_id_with_space),
+    cmocka_unit_test(test_clerk_id_ok),
+    cmocka_unit_test(test_clerk_id_refused),
     cmocka_unit_test(test_envelope_no_kind),
     cmocka_unit_test(test_referral_ok),
     cmocka_unit_test(test_referral_no_consent),
