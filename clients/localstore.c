@@ -136,6 +136,24 @@ wbegin(struct localstore *ls, MDB_txn **txn)
 	return dbenv_begin(&ls->db, NULL, 0, txn);
 }
 
+/* Check `message_id`, begin a transaction on it (read-only when `rdonly`) and make *ik its key
+ * (pointing into message_id). IHALA_EINVAL for a bad id; else as rbegin/wbegin. */
+static int
+id_begin(struct localstore *ls, const char *message_id, int rdonly, MDB_txn **txn, MDB_val *ik)
+{
+	size_t idn;
+	int err;
+
+	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
+		return IHALA_EINVAL;
+	}
+	if ((err = rdonly ? rbegin(ls, txn) : wbegin(ls, txn)) < 0) {
+		return err;
+	}
+	mkval(ik, message_id, idn);
+	return 0;
+}
+
 /* Commit synchronously (the environment has no NOSYNC flag). The handle is
  * freed whatever the outcome. */
 static int
@@ -316,54 +334,59 @@ outbox_decode(struct localstore *ls, const MDB_val *v, char id[LOCALSTORE_MAX_MS
 	return 0;
 }
 
-/* Look up the counter of `id` in the index: 0, IHALA_ENOTFOUND or an error. */
+/* Where the outbox keeps a message id: the key of its record (the id's counter). */
+struct outbox_at {
+	uint8_t kbuf[U64_LEN];
+	MDB_val k; /* the record's key in the outbox: kbuf */
+};
+
+/* at->k = the outbox key of message id `ik` (the index's counter): 0, IHALA_ENOTFOUND when it
+ * is not queued, or an error. */
 static int
-outbox_counter(struct localstore *ls, MDB_txn *txn, const MDB_val *k, uint64_t *counter)
+outbox_locate(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, struct outbox_at *at)
 {
 	MDB_val v;
 	int rc;
 
-	rc = mdb_get(txn, ls->outbox_id, (MDB_val *)k, &v);
+	rc = mdb_get(txn, ls->outbox_id, (MDB_val *)ik, &v);
 	if (rc != 0) {
 		return ls_err(ls, rc, "reading the outbox index");
 	}
 	if (v.mv_size != U64_LEN) {
 		return damaged(ls, "outbox index");
 	}
-	*counter = be64dec(v.mv_data);
+	memcpy(at->kbuf, v.mv_data, U64_LEN);
+	mkval(&at->k, at->kbuf, sizeof(at->kbuf));
 	return 0;
 }
 
-/* Compare the queued entry `counter` with `env`: 0 same, IHALA_EMSGID
- * different, or an error. */
+/* The same, and its record split (outbox_decode): `got` its id, *env (into the map until txn
+ * ends) and *len its envelope. An index entry without its record: a damaged store. */
 static int
-outbox_same(struct localstore *ls, MDB_txn *txn, uint64_t counter, const char *id, const void *env,
-            size_t len)
+outbox_find(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, struct outbox_at *at,
+            char got[LOCALSTORE_MAX_MSGID + 1], const void **env, size_t *len)
 {
-	char got[LOCALSTORE_MAX_MSGID + 1];
-	uint8_t kbuf[U64_LEN];
-	const void *old;
-	size_t oldlen;
-	MDB_val k, v;
+	MDB_val v;
 	int rc, err;
 
-	be64enc(kbuf, counter);
-	mkval(&k, kbuf, sizeof(kbuf));
-	if ((rc = mdb_get(txn, ls->outbox, &k, &v)) != 0) {
+	if ((err = outbox_locate(ls, txn, ik, at)) < 0) {
+		return err;
+	}
+	if ((rc = mdb_get(txn, ls->outbox, &at->k, &v)) != 0) {
 		return rc == MDB_NOTFOUND ? damaged(ls, "outbox index")
 		                          : ls_err(ls, rc, "reading the outbox");
 	}
-	if ((err = outbox_decode(ls, &v, got, &old, &oldlen)) < 0) {
-		return err;
+	return outbox_decode(ls, &v, got, env, len);
+}
+
+/* *out = a malloc'd copy of data[0..len) (free()). */
+static int
+copy_out(const void *data, size_t len, void **out)
+{
+	if ((*out = malloc(len ? len : 1)) == NULL) {
+		return IHALA_ENOMEM;
 	}
-	if (strcmp(got, id) != 0) {
-		return damaged(ls, "outbox index");
-	}
-	if (oldlen != len || memcmp(old, env, len) != 0) {
-		log_warnx("local store %s: message id '%s' is already queued with other content",
-		          ls->db.dir, id);
-		return IHALA_EMSGID;
-	}
+	memcpy(*out, data, len);
 	return 0;
 }
 
@@ -372,17 +395,29 @@ static int
 outbox_put_txn(struct localstore *ls, MDB_txn *txn, const char *message_id, size_t idn,
                const void *env, size_t len)
 {
+	char got[LOCALSTORE_MAX_MSGID + 1];
 	uint8_t kbuf[U64_LEN], nbuf[U64_LEN];
 	MDB_val k, v, ik, nk, nv;
+	struct outbox_at at;
+	const void *old;
+	size_t oldlen;
 	uint64_t counter;
 	int rc, err;
 
 	mkval(&ik, message_id, idn);
-	err = outbox_counter(ls, txn, &ik, &counter);
+	err = outbox_find(ls, txn, &ik, &at, got, &old, &oldlen);
 	if (err == 0) {
 		/* Already queued: nothing to write either way. */
-		err = outbox_same(ls, txn, counter, message_id, env, len);
-		return err < 0 ? err : 1;
+		if (strcmp(got, message_id) != 0) {
+			return damaged(ls, "outbox index");
+		}
+		if (oldlen != len || memcmp(old, env, len) != 0) {
+			log_warnx("local store %s: message id '%s' is already queued with other "
+			          "content",
+			          ls->db.dir, message_id);
+			return IHALA_EMSGID;
+		}
+		return 1;
 	}
 	if (err != IHALA_ENOTFOUND) {
 		return err;
@@ -454,26 +489,18 @@ localstore_outbox_put(struct localstore *ls, const char *message_id, const void 
 int
 localstore_outbox_del(struct localstore *ls, const char *message_id)
 {
-	uint8_t kbuf[U64_LEN];
+	struct outbox_at at;
 	MDB_txn *txn = NULL;
-	MDB_val k, ik;
-	uint64_t counter;
-	size_t idn;
+	MDB_val ik;
 	int rc, err;
 
-	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
-		return IHALA_EINVAL;
-	}
-	if ((err = wbegin(ls, &txn)) < 0) {
+	if ((err = id_begin(ls, message_id, 0, &txn, &ik)) < 0) {
 		return err;
 	}
-	mkval(&ik, message_id, idn);
-	if ((err = outbox_counter(ls, txn, &ik, &counter)) < 0) {
+	if ((err = outbox_locate(ls, txn, &ik, &at)) < 0) {
 		goto fail;
 	}
-	be64enc(kbuf, counter);
-	mkval(&k, kbuf, sizeof(kbuf));
-	rc = mdb_del(txn, ls->outbox, &k, NULL);
+	rc = mdb_del(txn, ls->outbox, &at.k, NULL);
 	if (rc == MDB_NOTFOUND) {
 		/* An index entry without its record: drop the index entry so the
 		 * id does not stay stuck. */
@@ -494,49 +521,49 @@ fail:
 	return err;
 }
 
-static int outbox_take_txn(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, void **env,
-                           size_t *len);
-
 int
 localstore_outbox_get(struct localstore *ls, const char *message_id, void **env, size_t *len)
 {
 	char got[LOCALSTORE_MAX_MSGID + 1];
-	uint8_t kbuf[U64_LEN];
+	struct outbox_at at;
 	MDB_txn *txn = NULL;
-	MDB_val k, v, ik;
 	const void *data;
-	uint64_t counter;
-	size_t idn;
-	int rc, err;
+	MDB_val ik;
+	int err;
 
-	if (ls == NULL || msgid_len(message_id, &idn) < 0 || env == NULL || len == NULL) {
+	if (env == NULL || len == NULL) {
 		return IHALA_EINVAL;
 	}
-	if ((err = rbegin(ls, &txn)) < 0) {
+	if ((err = id_begin(ls, message_id, 1, &txn, &ik)) < 0) {
 		return err;
 	}
-	mkval(&ik, message_id, idn);
-	if ((err = outbox_counter(ls, txn, &ik, &counter)) < 0) {
-		goto out;
+	if ((err = outbox_find(ls, txn, &ik, &at, got, &data, len)) == 0) {
+		err = copy_out(data, *len, env);
 	}
-	be64enc(kbuf, counter);
-	mkval(&k, kbuf, sizeof(kbuf));
-	if ((rc = mdb_get(txn, ls->outbox, &k, &v)) != 0) {
-		err = rc == MDB_NOTFOUND ? damaged(ls, "outbox index")
-		                         : ls_err(ls, rc, "reading the outbox");
-		goto out;
-	}
-	if ((err = outbox_decode(ls, &v, got, &data, len)) < 0) {
-		goto out;
-	}
-	if ((*env = malloc(*len ? *len : 1)) == NULL) {
-		err = IHALA_ENOMEM;
-		goto out;
-	}
-	memcpy(*env, data, *len);
-out:
 	mdb_txn_abort(txn);
 	return err;
+}
+
+/* Remove `id` (key ik) from the outbox in txn, copying its envelope out (malloc'd). */
+static int
+outbox_take_txn(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, void **env, size_t *len)
+{
+	char got[LOCALSTORE_MAX_MSGID + 1];
+	struct outbox_at at;
+	const void *data;
+	int rc, err;
+
+	if ((err = outbox_find(ls, txn, ik, &at, got, &data, len)) < 0 ||
+	    (err = copy_out(data, *len, env)) < 0) {
+		return err;
+	}
+	if ((rc = mdb_del(txn, ls->outbox, &at.k, NULL)) != 0 ||
+	    (rc = mdb_del(txn, ls->outbox_id, (MDB_val *)ik, NULL)) != 0) {
+		free(*env);
+		*env = NULL;
+		return ls_err(ls, rc, "removing a queued message");
+	}
+	return 0;
 }
 
 int
@@ -545,16 +572,12 @@ localstore_outbox_sent(struct localstore *ls, const char *message_id, uint64_t s
 	MDB_txn *txn = NULL;
 	MDB_val ik, v;
 	void *env = NULL;
-	size_t idn, len = 0;
+	size_t len = 0;
 	int rc, err;
 
-	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
-		return IHALA_EINVAL;
-	}
-	if ((err = wbegin(ls, &txn)) < 0) {
+	if ((err = id_begin(ls, message_id, 0, &txn, &ik)) < 0) {
 		return err;
 	}
-	mkval(&ik, message_id, idn);
 	if ((err = outbox_take_txn(ls, txn, &ik, &env, &len)) < 0) {
 		goto fail;
 	}
@@ -579,24 +602,20 @@ localstore_sent_get(struct localstore *ls, const char *message_id, void **env, s
 {
 	MDB_txn *txn = NULL;
 	MDB_val ik, v;
-	size_t idn;
 	int rc, err;
 
-	if (ls == NULL || msgid_len(message_id, &idn) < 0 || env == NULL || len == NULL) {
+	if (env == NULL || len == NULL) {
 		return IHALA_EINVAL;
 	}
-	if ((err = rbegin(ls, &txn)) < 0) {
+	if ((err = id_begin(ls, message_id, 1, &txn, &ik)) < 0) {
 		return err;
 	}
-	mkval(&ik, message_id, idn);
 	if ((rc = mdb_get(txn, ls->sent, &ik, &v)) != 0) {
 		err = ls_err(ls, rc, "reading a sent message");
 	} else if (v.mv_size < U64_LEN) {
 		err = damaged(ls, "sent record");
-	} else if ((*env = malloc(v.mv_size - U64_LEN + 1)) == NULL) {
-		err = IHALA_ENOMEM;
-	} else {
-		memcpy(*env, (const uint8_t *)v.mv_data + U64_LEN, v.mv_size - U64_LEN);
+	} else if ((err = copy_out((const uint8_t *)v.mv_data + U64_LEN, v.mv_size - U64_LEN,
+	                           env)) == 0) {
 		*len = v.mv_size - U64_LEN;
 		if (seq != NULL) {
 			*seq = be64dec(v.mv_data);
@@ -610,10 +629,9 @@ int
 localstore_outbox_replace(struct localstore *ls, const char *message_id, const void *env,
                           size_t len)
 {
-	uint8_t kbuf[U64_LEN];
+	struct outbox_at at;
 	MDB_txn *txn = NULL;
-	MDB_val k, v, ik;
-	uint64_t counter;
+	MDB_val v, ik;
 	size_t idn;
 	int rc, err;
 
@@ -627,13 +645,11 @@ localstore_outbox_replace(struct localstore *ls, const char *message_id, const v
 		return err;
 	}
 	mkval(&ik, message_id, idn);
-	if ((err = outbox_counter(ls, txn, &ik, &counter)) < 0) {
+	if ((err = outbox_locate(ls, txn, &ik, &at)) < 0) {
 		goto fail;
 	}
-	be64enc(kbuf, counter);
-	mkval(&k, kbuf, sizeof(kbuf));
 	mkval(&v, NULL, 1 + idn + len);
-	if ((rc = mdb_put(txn, ls->outbox, &k, &v, MDB_RESERVE)) != 0) {
+	if ((rc = mdb_put(txn, ls->outbox, &at.k, &v, MDB_RESERVE)) != 0) {
 		err = ls_err(ls, rc, "replacing a queued message");
 		goto fail;
 	}
@@ -1354,42 +1370,6 @@ rejected_decode(struct localstore *ls, const MDB_val *v, struct localstore_rejec
 	return 0;
 }
 
-/* Remove `id` (key ik) from the outbox in txn, copying its envelope out (malloc'd). */
-static int
-outbox_take_txn(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, void **env, size_t *len)
-{
-	char got[LOCALSTORE_MAX_MSGID + 1];
-	uint8_t kbuf[U64_LEN];
-	const void *data;
-	uint64_t counter;
-	MDB_val k, v;
-	int rc, err;
-
-	if ((err = outbox_counter(ls, txn, ik, &counter)) < 0) {
-		return err;
-	}
-	be64enc(kbuf, counter);
-	mkval(&k, kbuf, sizeof(kbuf));
-	if ((rc = mdb_get(txn, ls->outbox, &k, &v)) != 0) {
-		return rc == MDB_NOTFOUND ? damaged(ls, "outbox index")
-		                          : ls_err(ls, rc, "reading the outbox");
-	}
-	if ((err = outbox_decode(ls, &v, got, &data, len)) < 0) {
-		return err;
-	}
-	if ((*env = malloc(*len ? *len : 1)) == NULL) {
-		return IHALA_ENOMEM;
-	}
-	memcpy(*env, data, *len);
-	if ((rc = mdb_del(txn, ls->outbox, &k, NULL)) != 0 ||
-	    (rc = mdb_del(txn, ls->outbox_id, (MDB_val *)ik, NULL)) != 0) {
-		free(*env);
-		*env = NULL;
-		return ls_err(ls, rc, "removing a queued message");
-	}
-	return 0;
-}
-
 int
 localstore_outbox_reject(struct localstore *ls, const char *message_id, int code, const char *text,
                          uint64_t time_ms)
@@ -1398,17 +1378,13 @@ localstore_outbox_reject(struct localstore *ls, const char *message_id, int code
 	MDB_val ik, v;
 	uint8_t *p;
 	void *env = NULL;
-	size_t idn, len = 0, tlen;
+	size_t len = 0, tlen;
 	int rc, err;
 
-	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
-		return IHALA_EINVAL;
-	}
 	tlen = text != NULL ? strnlen(text, 1024) : 0;
-	if ((err = wbegin(ls, &txn)) < 0) {
+	if ((err = id_begin(ls, message_id, 0, &txn, &ik)) < 0) {
 		return err;
 	}
-	mkval(&ik, message_id, idn);
 	if ((err = outbox_take_txn(ls, txn, &ik, &env, &len)) < 0) {
 		goto fail;
 	}
@@ -1506,16 +1482,11 @@ rejected_take(struct localstore *ls, const char *message_id, int requeue)
 	MDB_txn *txn = NULL;
 	MDB_val ik, v;
 	void *copy;
-	size_t idn;
 	int rc, err;
 
-	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
-		return IHALA_EINVAL;
-	}
-	if ((err = wbegin(ls, &txn)) < 0) {
+	if ((err = id_begin(ls, message_id, 0, &txn, &ik)) < 0) {
 		return err;
 	}
-	mkval(&ik, message_id, idn);
 	if ((rc = mdb_get(txn, ls->rejected, &ik, &v)) != 0) {
 		err = ls_err(ls, rc, "reading a rejected message");
 		goto fail;
@@ -1535,7 +1506,7 @@ rejected_take(struct localstore *ls, const char *message_id, int requeue)
 			goto fail;
 		}
 		memcpy(copy, r.env, r.env_len);
-		err = outbox_put_txn(ls, txn, message_id, idn, copy, r.env_len);
+		err = outbox_put_txn(ls, txn, message_id, ik.mv_size, copy, r.env_len);
 		free(copy);
 		if (err < 0) {
 			goto fail;
