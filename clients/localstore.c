@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "datadir.h"
 #include "dbenv.h"
 #include "endian.h"
@@ -25,7 +26,12 @@
  *   inbox_done   u64 seq -> empty (DONE)
  *   sent         message id -> u64 seq, the outbox record as it was accepted (the
  *                message sent again under its id is the same bytes: DUPLICATE; dropped by
- *                an erasure naming the seq)
+ *                an erasure naming the seq, or when older than the node's sent_keep)
+ *   sent_age     u64 wall ms of the record's first receipt, message id -> u64 seq: the
+ *                sent records oldest first, so pruning reads only what it drops. An entry
+ *                whose record is gone (erased) or is of another seq drops nothing and goes
+ *                at its time; meta "sent_aged" says every record has its entry (a store
+ *                from before it has them made at open, aged from then)
  *   inbox_sealed u64 seq -> the sealed part delivered with a PENDING entry (dropped with
  *                its bytes when DONE, or when an erasure names the seq)
  *   rejected     message id -> i32 code, u64 wall ms, u16 text length, text,
@@ -40,6 +46,7 @@
 #define LS_INBOX_LOCKFILE "ihala-inbox.lock"
 #define META_OUTBOX_NEXT "outbox_next"
 #define META_CHECKPOINT "checkpoint"
+#define META_SENT_AGED "sent_aged"
 #define U64_LEN 8
 #define LS_MAX_ENVELOPE (DBENV_MAX_VALUE - 1 - LOCALSTORE_MAX_MSGID)
 
@@ -61,6 +68,7 @@ struct localstore {
 	MDB_dbi journal;      /* referral id, NUL, u64 seq -> JSON text (created on open) */
 	MDB_dbi inbox_sealed; /* u64 seq -> sealed part of a PENDING entry (created on open) */
 	MDB_dbi sent;         /* message id -> u64 seq, record (created on open) */
+	MDB_dbi sent_age;     /* u64 ms, message id -> u64 seq (created on open) */
 	int inbox_lockfd;     /* localstore_inbox_lock, -1 when not held */
 	dev_t dev;            /* the directory, in the open_dirs registry */
 	ino_t ino;
@@ -162,6 +170,132 @@ wcommit(struct localstore *ls, MDB_txn *txn, const char *what)
 	return dbenv_commit(&ls->db, txn, what);
 }
 
+/* ---- the sent records' ages ---- */
+
+/* Index the sent record of message id `ik` (seq) as first receipted at `t_ms`. */
+static int
+sent_age_put(struct localstore *ls, MDB_txn *txn, uint64_t t_ms, const MDB_val *ik, uint64_t seq)
+{
+	uint8_t kbuf[U64_LEN + LOCALSTORE_MAX_MSGID], vbuf[U64_LEN];
+	MDB_val k, v;
+	int rc;
+
+	if (ik->mv_size == 0 || ik->mv_size > LOCALSTORE_MAX_MSGID) {
+		return damaged(ls, "sent record key");
+	}
+	be64enc(kbuf, t_ms);
+	memcpy(kbuf + U64_LEN, ik->mv_data, ik->mv_size);
+	be64enc(vbuf, seq);
+	mkval(&k, kbuf, U64_LEN + ik->mv_size);
+	mkval(&v, vbuf, sizeof(vbuf));
+	if ((rc = mdb_put(txn, ls->sent_age, &k, &v, 0)) != 0) {
+		return ls_err(ls, rc, "recording a sent message's age");
+	}
+	return 0;
+}
+
+/* A store whose sent records have no ages yet (made before they had): age them from now_ms. */
+static int
+sent_age_init(struct localstore *ls, MDB_txn *txn, uint64_t now_ms)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc, err;
+
+	err =
+	    dbenv_get(&ls->db, txn, ls->meta, META_SENT_AGED, &v, "reading the sent records' mark");
+	if (err != IHALA_ENOTFOUND) {
+		return err;
+	}
+	if ((rc = mdb_cursor_open(txn, ls->sent, &cur)) != 0) {
+		return ls_err(ls, rc, "opening a cursor on the sent messages");
+	}
+	err = 0;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && err == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		err = v.mv_size < U64_LEN ? damaged(ls, "sent record")
+		                          : sent_age_put(ls, txn, now_ms, &k, be64dec(v.mv_data));
+	}
+	mdb_cursor_close(cur);
+	if (err == 0 && rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "reading the sent messages");
+	}
+	if (err == 0) {
+		err = dbenv_put(&ls->db, txn, ls->meta, META_SENT_AGED, "1", 1, 0,
+		                "marking the sent records aged");
+	}
+	return err;
+}
+
+/*
+ * Inside txn, drop the sent records first receipted before `before` (ms), oldest first,
+ * taking at most `max` entries of the age index: *taken of them, *pruned (added to) the
+ * records they dropped; *more = 1 when older ones are left past max.
+ */
+static int
+sent_prune_txn(struct localstore *ls, MDB_txn *txn, uint64_t before, size_t max, size_t *taken,
+               size_t *pruned, int *more)
+{
+	uint8_t id[LOCALSTORE_MAX_MSGID];
+	MDB_cursor *cur = NULL;
+	MDB_val k, v, ik, sv;
+	uint64_t seq;
+	int rc, err = 0;
+
+	*taken = 0;
+	*more = 0;
+	if ((rc = mdb_cursor_open(txn, ls->sent_age, &cur)) != 0) {
+		return ls_err(ls, rc, "opening a cursor on the sent messages' ages");
+	}
+	/* Each entry taken is deleted: the next one is the first again. */
+	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0) {
+		if (k.mv_size <= U64_LEN || k.mv_size > U64_LEN + LOCALSTORE_MAX_MSGID ||
+		    v.mv_size != U64_LEN) {
+			err = damaged(ls, "sent age index");
+			goto out;
+		}
+		if (be64dec(k.mv_data) >= before) {
+			break;
+		}
+		if (*taken == max) {
+			*more = 1;
+			break;
+		}
+		seq = be64dec(v.mv_data);
+		memcpy(id, (const uint8_t *)k.mv_data + U64_LEN, k.mv_size - U64_LEN);
+		mkval(&ik, id, k.mv_size - U64_LEN);
+		if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+			err = ls_err(ls, rc, "pruning the sent messages' ages");
+			goto out;
+		}
+		(*taken)++;
+		rc = mdb_get(txn, ls->sent, &ik, &sv);
+		if (rc == 0 && sv.mv_size >= U64_LEN && be64dec(sv.mv_data) == seq) {
+			if ((rc = mdb_del(txn, ls->sent, &ik, NULL)) != 0) {
+				err = ls_err(ls, rc, "pruning a sent message");
+				goto out;
+			}
+			(*pruned)++;
+		} else if (rc != 0 && rc != MDB_NOTFOUND) {
+			err = ls_err(ls, rc, "reading a sent message");
+			goto out;
+		}
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "reading the sent messages' ages");
+	}
+out:
+	mdb_cursor_close(cur);
+	return err;
+}
+
+/* The first receipt time before which a sent record is older than keep_ms at now_ms. */
+static uint64_t
+sent_cutoff(uint64_t now_ms, uint64_t keep_ms)
+{
+	return now_ms > keep_ms ? now_ms - keep_ms : 0;
+}
+
 /* ---- open / close ---- */
 
 /*
@@ -179,10 +313,9 @@ open_layout(struct localstore *ls)
 	};
 	const struct dbenv_db added[] = {
 	    /* Added after format 1 shipped: created in older stores too. */
-	    {"rejected", 0, &ls->rejected},
-	    {"journal", 0, &ls->journal},
-	    {"inbox_sealed", 0, &ls->inbox_sealed},
-	    {"sent", 0, &ls->sent},
+	    {"rejected", 0, &ls->rejected},         {"journal", 0, &ls->journal},
+	    {"inbox_sealed", 0, &ls->inbox_sealed}, {"sent", 0, &ls->sent},
+	    {"sent_age", 0, &ls->sent_age},
 	};
 	MDB_txn *txn = NULL;
 	int err, fresh;
@@ -195,7 +328,8 @@ open_layout(struct localstore *ls)
 	                           fresh ? MDB_CREATE : 0)) < 0 ||
 	    (err = dbenv_dbis_open(&ls->db, txn, added, sizeof(added) / sizeof(added[0]),
 	                           MDB_CREATE)) < 0 ||
-	    (fresh && (err = dbenv_format_init(&ls->db, txn, ls->meta, &ls_format)) < 0)) {
+	    (fresh && (err = dbenv_format_init(&ls->db, txn, ls->meta, &ls_format)) < 0) ||
+	    (err = sent_age_init(ls, txn, clock_wall_ms())) < 0) {
 		mdb_txn_abort(txn);
 		return err;
 	}
@@ -567,13 +701,14 @@ outbox_take_txn(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, void **e
 }
 
 int
-localstore_outbox_sent(struct localstore *ls, const char *message_id, uint64_t seq)
+localstore_outbox_sent(struct localstore *ls, const char *message_id, uint64_t seq, uint64_t now_ms,
+                       uint64_t keep_ms)
 {
 	MDB_txn *txn = NULL;
 	MDB_val ik, v;
 	void *env = NULL;
-	size_t len = 0;
-	int rc, err;
+	size_t len = 0, taken, pruned = 0;
+	int rc, err, more, again;
 
 	if ((err = id_begin(ls, message_id, 0, &txn, &ik)) < 0) {
 		return err;
@@ -581,19 +716,75 @@ localstore_outbox_sent(struct localstore *ls, const char *message_id, uint64_t s
 	if ((err = outbox_take_txn(ls, txn, &ik, &env, &len)) < 0) {
 		goto fail;
 	}
-	mkval(&v, NULL, U64_LEN + len);
-	if ((rc = mdb_put(txn, ls->sent, &ik, &v, MDB_RESERVE)) != 0) {
-		err = ls_err(ls, rc, "recording a sent message");
+	rc = mdb_get(txn, ls->sent, &ik, &v);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "reading a sent message");
 		goto fail;
 	}
-	be64enc(v.mv_data, seq);
-	memcpy((uint8_t *)v.mv_data + U64_LEN, env, len);
+	/* Logged before under that seq (a DUPLICATE): it keeps the age of its first receipt. */
+	again = rc == 0 && v.mv_size >= U64_LEN && be64dec(v.mv_data) == seq;
+	if (keep_ms == 0) {
+		/* Kept only until the receipt, an older record of the id with it. */
+		if (rc == 0 && (rc = mdb_del(txn, ls->sent, &ik, NULL)) != 0) {
+			err = ls_err(ls, rc, "dropping a sent message");
+			goto fail;
+		}
+	} else {
+		mkval(&v, NULL, U64_LEN + len);
+		if ((rc = mdb_put(txn, ls->sent, &ik, &v, MDB_RESERVE)) != 0) {
+			err = ls_err(ls, rc, "recording a sent message");
+			goto fail;
+		}
+		be64enc(v.mv_data, seq);
+		memcpy((uint8_t *)v.mv_data + U64_LEN, env, len);
+		if (!again && (err = sent_age_put(ls, txn, now_ms, &ik, seq)) < 0) {
+			goto fail;
+		}
+	}
+	/* A receipt is the cheap moment to prune: a few of the oldest, in this commit. */
+	if ((err = sent_prune_txn(ls, txn, sent_cutoff(now_ms, keep_ms), LOCALSTORE_PRUNE_STEP,
+	                          &taken, &pruned, &more)) < 0) {
+		goto fail;
+	}
 	free(env);
 	return wcommit(ls, txn, "committing a sent message");
 fail:
 	free(env);
 	mdb_txn_abort(txn);
 	return err;
+}
+
+int
+localstore_sent_prune(struct localstore *ls, uint64_t now_ms, uint64_t keep_ms, size_t *pruned)
+{
+	MDB_txn *txn = NULL;
+	size_t taken, n = 0;
+	int err, more;
+
+	if (ls == NULL) {
+		return IHALA_EINVAL;
+	}
+	do {
+		if ((err = wbegin(ls, &txn)) < 0) {
+			return err;
+		}
+		if ((err = sent_prune_txn(ls, txn, sent_cutoff(now_ms, keep_ms),
+		                          LOCALSTORE_PRUNE_BATCH, &taken, &n, &more)) < 0) {
+			mdb_txn_abort(txn);
+			return err;
+		}
+		if (taken == 0) {
+			mdb_txn_abort(txn); /* nothing to write: no commit, no sync */
+			break;
+		}
+		if ((err = wcommit(ls, txn, "committing pruned sent messages")) < 0) {
+			return err;
+		}
+	} while (more);
+	if (pruned != NULL) {
+		*pruned = n;
+	}
+	return 0;
 }
 
 int
