@@ -114,6 +114,8 @@ int localstore_sent_get(struct localstore *ls, const char *message_id, void **en
  * broker refuses it MESSAGE_ID_CONFLICT (libihala says why). Erased records are gone already.
  */
 int localstore_sent_prune(struct localstore *ls, uint64_t now_ms, uint64_t keep_ms, size_t *pruned);
+/* Sent records localstore_sent_prune drops a commit, and localstore_outbox_sent with each
+ * receipt. */
 #define LOCALSTORE_PRUNE_BATCH 256
 #define LOCALSTORE_PRUNE_STEP 16
 
