@@ -20,6 +20,7 @@
 #include <openssl/pem.h>
 
 #include "channel.h"
+#include "clock.h"
 #include "error.h"
 #include "frame.h"
 #include "ihala.h"
@@ -1032,15 +1033,6 @@ test_sealed_submit(void **state)
 	}
 }
 
-static uint64_t
-wall_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Submit the sealed note `id` while the broker answers (fb.dedup); ihala_submit's code. */
 static int
 submit_sealed(struct ihala_client *c, const char *id, struct ihala_receipt *rc)
@@ -1074,15 +1066,16 @@ test_sent_keep_rerun(void **state)
 	assert_int_equal(rc.status, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED);
 	assert_int_equal(rc.seq, 7);
 	/* within sent_keep: kept (a prune a day on takes nothing), the same bytes again */
-	assert_int_equal(
-	    localstore_sent_prune(ihala_store(c), wall_now() + WEEK_MS / 7, cfg.sent_keep_ms, &n),
-	    0);
+	assert_int_equal(localstore_sent_prune(ihala_store(c), clock_wall_ms() + WEEK_MS / 7,
+	                                       cfg.sent_keep_ms, &n),
+	                 0);
 	assert_int_equal(n, 0);
 	assert_int_equal(submit_sealed(c, "m-keep", &rc), 0);
 	assert_int_equal(rc.status, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE);
 	assert_int_equal(rc.seq, 7);
 	/* eight days on its record is pruned: the repeat is refused, saying why */
-	assert_int_equal(localstore_sent_prune(ihala_store(c), wall_now() + WEEK_MS + WEEK_MS / 7,
+	assert_int_equal(localstore_sent_prune(ihala_store(c),
+	                                       clock_wall_ms() + WEEK_MS + WEEK_MS / 7,
 	                                       cfg.sent_keep_ms, &n),
 	                 0);
 	assert_int_equal(n, 1);
@@ -1107,11 +1100,12 @@ test_sent_pruned_at_open(void **state)
 	*state = NULL;
 	assert_int_equal(localstore_open(datadir, &ls), 0);
 	assert_int_equal(localstore_outbox_put(ls, "m-old", "old", 3), 0);
-	assert_int_equal(
-	    localstore_outbox_sent(ls, "m-old", 5, wall_now() - WEEK_MS - 60000, cfg.sent_keep_ms),
-	    0);
+	assert_int_equal(localstore_outbox_sent(ls, "m-old", 5, clock_wall_ms() - WEEK_MS - 60000,
+	                                        cfg.sent_keep_ms),
+	                 0);
 	assert_int_equal(localstore_outbox_put(ls, "m-young", "young", 5), 0);
-	assert_int_equal(localstore_outbox_sent(ls, "m-young", 6, wall_now() - WEEK_MS + 3600000,
+	assert_int_equal(localstore_outbox_sent(ls, "m-young", 6,
+	                                        clock_wall_ms() - WEEK_MS + 3600000,
 	                                        cfg.sent_keep_ms),
 	                 0);
 	localstore_close(ls);
