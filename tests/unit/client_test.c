@@ -1086,6 +1086,25 @@ test_sent_keep_rerun(void **state)
 	                                "content (seq 7); if it is this same message, sent over "
 	                                "sent_keep (7d) ago"));
 	assert_non_null(strstr(ihala_errmsg(c), "sent over sent_keep (7d) ago"));
+	/* a message without personal fields is the same bytes however late it comes again */
+	free(fb.logged);
+	fb.logged = NULL;
+	{
+		Ihala__V2__Envelope *e = envelope("m-clear");
+		pthread_t t = steps_start();
+
+		assert_int_equal(ihala_submit(c, e, 5000, &rc), 0);
+		assert_int_equal(rc.status, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED);
+		assert_int_equal(localstore_sent_prune(ihala_store(c),
+		                                       clock_wall_ms() + WEEK_MS + WEEK_MS / 7,
+		                                       cfg.sent_keep_ms, &n),
+		                 0);
+		assert_int_equal(n, 1);
+		e = envelope("m-clear");
+		assert_int_equal(ihala_submit(c, e, 5000, &rc), 0);
+		assert_int_equal(rc.status, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE);
+		steps_stop(t);
+	}
 }
 
 /* A node prunes its sent records past sent_keep when it opens. */
