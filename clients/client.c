@@ -13,6 +13,7 @@
 #include "channel.h"
 #include "checkpoint.h"
 #include "clock.h"
+#include "conf.h"
 #include "frame.h"
 #include "localstore.h"
 #include "log.h"
@@ -27,6 +28,12 @@ static uint64_t
 now_ms(void)
 {
 	return clock_mono_ms();
+}
+
+static uint64_t
+wall_ms(void)
+{
+	return clock_wall_ms();
 }
 
 int
@@ -109,6 +116,12 @@ ihala_open(const struct client_config *cfg, struct ihala_client **out)
 		return IHALA_EZMQ;
 	}
 	c->seal_pending = 1; /* an earlier run may have left some: looked for once */
+	/* Sent records past sent_keep go now (and a few at each receipt): the store does not
+	 * keep survivors' data, even sealed, longer than a repeat needs it. */
+	if ((rc = localstore_sent_prune(c->ls, wall_ms(), cfg->sent_keep_ms, NULL)) != 0) {
+		log_warnx("cannot prune the sent messages of data dir '%s': %s", cfg->data_dir,
+		          ihala_strerror(rc));
+	}
 	RAND_bytes((uint8_t *)&c->next_request, sizeof(c->next_request));
 	c->next_request = (c->next_request >> 16) + 1;
 	*out = c;
@@ -263,15 +276,6 @@ submit_frame_size(size_t len)
 		n++;
 	}
 	return n + len;
-}
-
-static uint64_t
-wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* The receipt a caller waits for, when it is for `message_id`. */
@@ -492,8 +496,9 @@ on_receipt(struct ihala_client *c, const Ihala__V2__Receipt *r)
 			localstore_outbox_del(c->ls, r->message_id);
 		} else if (r->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
 			reject(c, r->message_id, -r->error_code, r->error_message);
-		} else if (localstore_outbox_sent(c->ls, r->message_id, r->seq) != 0) {
-			/* kept as sent so a repeat under its id is the same bytes */
+		} else if (localstore_outbox_sent(c->ls, r->message_id, r->seq, wall_ms(),
+		                                  c->cfg->sent_keep_ms) != 0) {
+			/* kept as sent (sent_keep) so a repeat under its id is the same bytes */
 			localstore_outbox_del(c->ls, r->message_id);
 		}
 	}
@@ -911,6 +916,26 @@ ihala_outbox_count(struct ihala_client *c, size_t *n)
 	return localstore_outbox_count(c->ls, n);
 }
 
+/*
+ * A message with a sealed part sent again under its id once its sent record is gone (kept
+ * sent_keep after its receipt) is sealed anew: other bytes, which the broker refuses
+ * MESSAGE_ID_CONFLICT as it does other content. Say so, and where to see what was logged.
+ */
+static void
+conflict_why(struct ihala_client *c, struct ihala_receipt *rc)
+{
+	char keep[32], text[2 * sizeof(rc->text)];
+
+	conf_format_duration(c->cfg->sent_keep_ms, keep, sizeof(keep));
+	snprintf(
+	    text, sizeof(text),
+	    "%s; if it is this same message, sent over sent_keep (%s) ago, this node no longer "
+	    "has its sealed bytes to repeat (ihala prove ID shows the one logged)",
+	    rc->text, keep);
+	memcpy(rc->text, text, sizeof(rc->text) - 1);
+	rc->text[sizeof(rc->text) - 1] = '\0';
+}
+
 int
 ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
              struct ihala_receipt *rc)
@@ -918,7 +943,7 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	uint64_t deadline = deadline_of(c, timeout_ms);
 	uint8_t *buf;
 	size_t len;
-	int err, given;
+	int err, given, reused, anew;
 
 	memset(rc, 0, sizeof(*rc));
 	c->errmsg[0] = '\0';
@@ -938,8 +963,8 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	/* Validated, split and sealed: what is queued holds nothing personal in clear. */
 	/* The same message again under its id: the same bytes (sealing anew would differ). */
 	buf = NULL;
-	if ((!given || sealing_reuse(c, env, &buf, &len) != 0) &&
-	    (err = sealing_record(c, env, left_ms(deadline), &buf, &len)) != 0) {
+	reused = given && sealing_reuse(c, env, &buf, &len) == 0;
+	if (!reused && (err = sealing_record(c, env, left_ms(deadline), &buf, &len)) != 0) {
 		if (err == IHALA_ETOOLARGE && buf != NULL) {
 			/* Never queued; on the rejected list (clear part only) for `ihala outbox`.
 			 */
@@ -988,6 +1013,8 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	}
 	c->want_msgid = env->message_id;
 	c->got_receipt = 0;
+	/* Its id given, but sealed anew: the broker cannot tell it from other content. */
+	anew = given && !reused && sealing_record_sealed(buf, len);
 	free(buf);
 	/* It goes with the outbox window: now if there is room, else as receipts come. Opening
 	 * the session sends the outbox, this message included. */
@@ -1037,6 +1064,9 @@ ihala_submit(struct ihala_client *c, Ihala__V2__Envelope *env, int timeout_ms,
 	}
 	*rc = c->receipt;
 	if (rc->status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
+		if (anew && rc->error == IHALA_EMSGID) {
+			conflict_why(c, rc);
+		}
 		return client_fail(c, rc->error != 0 ? rc->error : IHALA_EINTERNAL, "%s", rc->text);
 	}
 	return 0;

@@ -182,10 +182,15 @@ int sealing_record_pending(const void *rec, size_t len);
  * never sent, refused again when retried. */
 int sealing_record_oversize(const void *rec, size_t len);
 
+/* 1 when a record carries a sealed part (sealed for good or to this node alone). */
+int sealing_record_sealed(const void *rec, size_t len);
+
 /*
  * The record queued or sent before under env->message_id when it holds the same message
  * (a submission repeated under its id): *rec (free()) to queue again, the same bytes, so the
- * broker answers DUPLICATE with the original seq. IHALA_ENOTFOUND otherwise.
+ * broker answers DUPLICATE with the original seq. IHALA_ENOTFOUND otherwise, and when its sent
+ * record is gone (older than sent_keep, or erased): sealed anew it is other bytes, and the
+ * broker refuses it MESSAGE_ID_CONFLICT (ihala_submit says why).
  */
 int sealing_reuse(struct ihala_client *c, const Ihala__V2__Envelope *env, uint8_t **rec,
                   size_t *len);

@@ -12,19 +12,22 @@
  * resolved against the file's directory).
  */
 struct client_config {
-	char *path;           /* the config file's absolute path */
-	char *dir;            /* its absolute directory */
-	char *broker;         /* tcp://HOST:PORT, default tcp://127.0.0.1:7450 */
-	char *server_name;    /* name the broker certificate must carry, default localhost */
-	char *ca_file;        /* federation CA (PEM), required */
-	char *crl_file;       /* its CRL (PEM); NULL: none. Encryption certificates are checked
-	                         against it (directory) */
-	char *cert_file;      /* this agency's certificate (PEM), required */
-	char *key_file;       /* its private key (PEM, mode 0600), required */
-	char *data_dir;       /* local outbox/inbox LMDB directory, required; may not exist yet
-	                         (its parent does) */
-	char *agency;         /* own agency id, informational (the broker decides); may be NULL */
-	uint64_t timeout_ms;  /* connect / request timeout, default 10s */
+	char *path;            /* the config file's absolute path */
+	char *dir;             /* its absolute directory */
+	char *broker;          /* tcp://HOST:PORT, default tcp://127.0.0.1:7450 */
+	char *server_name;     /* name the broker certificate must carry, default localhost */
+	char *ca_file;         /* federation CA (PEM), required */
+	char *crl_file;        /* its CRL (PEM); NULL: none. Encryption certificates are checked
+	                          against it (directory) */
+	char *cert_file;       /* this agency's certificate (PEM), required */
+	char *key_file;        /* its private key (PEM, mode 0600), required */
+	char *data_dir;        /* local outbox/inbox LMDB directory, required; may not exist yet
+	                          (its parent does) */
+	char *agency;          /* own agency id, informational (the broker decides); may be NULL */
+	uint64_t timeout_ms;   /* connect / request timeout, default 10s */
+	uint64_t sent_keep_ms; /* how long a sent message's record is kept after its receipt, so
+	                          that it can be sent again as the same bytes; default 7 days,
+	                          0: until the receipt */
 	char *checkpoint_key; /* the broker's Ed25519 checkpoint public key (PEM); NULL: checkpoints
 	                         are not verified nor checked for consistency */
 	int log_level;        /* enum log_level, default warn */

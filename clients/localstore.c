@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "datadir.h"
 #include "dbenv.h"
 #include "endian.h"
@@ -25,7 +26,12 @@
  *   inbox_done   u64 seq -> empty (DONE)
  *   sent         message id -> u64 seq, the outbox record as it was accepted (the
  *                message sent again under its id is the same bytes: DUPLICATE; dropped by
- *                an erasure naming the seq)
+ *                an erasure naming the seq, or when older than the node's sent_keep)
+ *   sent_age     u64 wall ms of the record's first receipt, message id -> u64 seq: the
+ *                sent records oldest first, so pruning reads only what it drops. An entry
+ *                whose record is gone (erased) or is of another seq drops nothing and goes
+ *                at its time; meta "sent_aged" says every record has its entry (a store
+ *                from before it has them made at open, aged from then)
  *   inbox_sealed u64 seq -> the sealed part delivered with a PENDING entry (dropped with
  *                its bytes when DONE, or when an erasure names the seq)
  *   rejected     message id -> i32 code, u64 wall ms, u16 text length, text,
@@ -40,6 +46,7 @@
 #define LS_INBOX_LOCKFILE "ihala-inbox.lock"
 #define META_OUTBOX_NEXT "outbox_next"
 #define META_CHECKPOINT "checkpoint"
+#define META_SENT_AGED "sent_aged"
 #define U64_LEN 8
 #define LS_MAX_ENVELOPE (DBENV_MAX_VALUE - 1 - LOCALSTORE_MAX_MSGID)
 
@@ -61,6 +68,7 @@ struct localstore {
 	MDB_dbi journal;      /* referral id, NUL, u64 seq -> JSON text (created on open) */
 	MDB_dbi inbox_sealed; /* u64 seq -> sealed part of a PENDING entry (created on open) */
 	MDB_dbi sent;         /* message id -> u64 seq, record (created on open) */
+	MDB_dbi sent_age;     /* u64 ms, message id -> u64 seq (created on open) */
 	int inbox_lockfd;     /* localstore_inbox_lock, -1 when not held */
 	dev_t dev;            /* the directory, in the open_dirs registry */
 	ino_t ino;
@@ -136,12 +144,156 @@ wbegin(struct localstore *ls, MDB_txn **txn)
 	return dbenv_begin(&ls->db, NULL, 0, txn);
 }
 
+/* Check `message_id`, begin a transaction on it (read-only when `rdonly`) and make *ik its key
+ * (pointing into message_id). IHALA_EINVAL for a bad id; else as rbegin/wbegin. */
+static int
+id_begin(struct localstore *ls, const char *message_id, int rdonly, MDB_txn **txn, MDB_val *ik)
+{
+	size_t idn;
+	int err;
+
+	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
+		return IHALA_EINVAL;
+	}
+	if ((err = rdonly ? rbegin(ls, txn) : wbegin(ls, txn)) < 0) {
+		return err;
+	}
+	mkval(ik, message_id, idn);
+	return 0;
+}
+
 /* Commit synchronously (the environment has no NOSYNC flag). The handle is
  * freed whatever the outcome. */
 static int
 wcommit(struct localstore *ls, MDB_txn *txn, const char *what)
 {
 	return dbenv_commit(&ls->db, txn, what);
+}
+
+/* ---- the sent records' ages ---- */
+
+/* Index the sent record of message id `ik` (seq) as first receipted at `t_ms`. */
+static int
+sent_age_put(struct localstore *ls, MDB_txn *txn, uint64_t t_ms, const MDB_val *ik, uint64_t seq)
+{
+	uint8_t kbuf[U64_LEN + LOCALSTORE_MAX_MSGID], vbuf[U64_LEN];
+	MDB_val k, v;
+	int rc;
+
+	if (ik->mv_size == 0 || ik->mv_size > LOCALSTORE_MAX_MSGID) {
+		return damaged(ls, "sent record key");
+	}
+	be64enc(kbuf, t_ms);
+	memcpy(kbuf + U64_LEN, ik->mv_data, ik->mv_size);
+	be64enc(vbuf, seq);
+	mkval(&k, kbuf, U64_LEN + ik->mv_size);
+	mkval(&v, vbuf, sizeof(vbuf));
+	if ((rc = mdb_put(txn, ls->sent_age, &k, &v, 0)) != 0) {
+		return ls_err(ls, rc, "recording a sent message's age");
+	}
+	return 0;
+}
+
+/* A store whose sent records have no ages yet (made before they had): age them from now_ms. */
+static int
+sent_age_init(struct localstore *ls, MDB_txn *txn, uint64_t now_ms)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc, err;
+
+	err =
+	    dbenv_get(&ls->db, txn, ls->meta, META_SENT_AGED, &v, "reading the sent records' mark");
+	if (err != IHALA_ENOTFOUND) {
+		return err;
+	}
+	if ((rc = mdb_cursor_open(txn, ls->sent, &cur)) != 0) {
+		return ls_err(ls, rc, "opening a cursor on the sent messages");
+	}
+	err = 0;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && err == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		err = v.mv_size < U64_LEN ? damaged(ls, "sent record")
+		                          : sent_age_put(ls, txn, now_ms, &k, be64dec(v.mv_data));
+	}
+	mdb_cursor_close(cur);
+	if (err == 0 && rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "reading the sent messages");
+	}
+	if (err == 0) {
+		err = dbenv_put(&ls->db, txn, ls->meta, META_SENT_AGED, "1", 1, 0,
+		                "marking the sent records aged");
+	}
+	return err;
+}
+
+/*
+ * Inside txn, drop the sent records first receipted before `before` (ms), oldest first,
+ * taking at most `max` entries of the age index: *taken of them, *pruned (added to) the
+ * records they dropped; *more = 1 when older ones are left past max.
+ */
+static int
+sent_prune_txn(struct localstore *ls, MDB_txn *txn, uint64_t before, size_t max, size_t *taken,
+               size_t *pruned, int *more)
+{
+	uint8_t id[LOCALSTORE_MAX_MSGID];
+	MDB_cursor *cur = NULL;
+	MDB_val k, v, ik, sv;
+	uint64_t seq;
+	int rc, err = 0;
+
+	*taken = 0;
+	*more = 0;
+	if ((rc = mdb_cursor_open(txn, ls->sent_age, &cur)) != 0) {
+		return ls_err(ls, rc, "opening a cursor on the sent messages' ages");
+	}
+	/* Each entry taken is deleted: the next one is the first again. */
+	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0) {
+		if (k.mv_size <= U64_LEN || k.mv_size > U64_LEN + LOCALSTORE_MAX_MSGID ||
+		    v.mv_size != U64_LEN) {
+			err = damaged(ls, "sent age index");
+			goto out;
+		}
+		if (be64dec(k.mv_data) >= before) {
+			break;
+		}
+		if (*taken == max) {
+			*more = 1;
+			break;
+		}
+		seq = be64dec(v.mv_data);
+		memcpy(id, (const uint8_t *)k.mv_data + U64_LEN, k.mv_size - U64_LEN);
+		mkval(&ik, id, k.mv_size - U64_LEN);
+		if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+			err = ls_err(ls, rc, "pruning the sent messages' ages");
+			goto out;
+		}
+		(*taken)++;
+		rc = mdb_get(txn, ls->sent, &ik, &sv);
+		if (rc == 0 && sv.mv_size >= U64_LEN && be64dec(sv.mv_data) == seq) {
+			if ((rc = mdb_del(txn, ls->sent, &ik, NULL)) != 0) {
+				err = ls_err(ls, rc, "pruning a sent message");
+				goto out;
+			}
+			(*pruned)++;
+		} else if (rc != 0 && rc != MDB_NOTFOUND) {
+			err = ls_err(ls, rc, "reading a sent message");
+			goto out;
+		}
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "reading the sent messages' ages");
+	}
+out:
+	mdb_cursor_close(cur);
+	return err;
+}
+
+/* The first receipt time before which a sent record is older than keep_ms at now_ms. */
+static uint64_t
+sent_cutoff(uint64_t now_ms, uint64_t keep_ms)
+{
+	return now_ms > keep_ms ? now_ms - keep_ms : 0;
 }
 
 /* ---- open / close ---- */
@@ -161,10 +313,9 @@ open_layout(struct localstore *ls)
 	};
 	const struct dbenv_db added[] = {
 	    /* Added after format 1 shipped: created in older stores too. */
-	    {"rejected", 0, &ls->rejected},
-	    {"journal", 0, &ls->journal},
-	    {"inbox_sealed", 0, &ls->inbox_sealed},
-	    {"sent", 0, &ls->sent},
+	    {"rejected", 0, &ls->rejected},         {"journal", 0, &ls->journal},
+	    {"inbox_sealed", 0, &ls->inbox_sealed}, {"sent", 0, &ls->sent},
+	    {"sent_age", 0, &ls->sent_age},
 	};
 	MDB_txn *txn = NULL;
 	int err, fresh;
@@ -177,7 +328,8 @@ open_layout(struct localstore *ls)
 	                           fresh ? MDB_CREATE : 0)) < 0 ||
 	    (err = dbenv_dbis_open(&ls->db, txn, added, sizeof(added) / sizeof(added[0]),
 	                           MDB_CREATE)) < 0 ||
-	    (fresh && (err = dbenv_format_init(&ls->db, txn, ls->meta, &ls_format)) < 0)) {
+	    (fresh && (err = dbenv_format_init(&ls->db, txn, ls->meta, &ls_format)) < 0) ||
+	    (err = sent_age_init(ls, txn, clock_wall_ms())) < 0) {
 		mdb_txn_abort(txn);
 		return err;
 	}
@@ -316,54 +468,59 @@ outbox_decode(struct localstore *ls, const MDB_val *v, char id[LOCALSTORE_MAX_MS
 	return 0;
 }
 
-/* Look up the counter of `id` in the index: 0, IHALA_ENOTFOUND or an error. */
+/* Where the outbox keeps a message id: the key of its record (the id's counter). */
+struct outbox_at {
+	uint8_t kbuf[U64_LEN];
+	MDB_val k; /* the record's key in the outbox: kbuf */
+};
+
+/* at->k = the outbox key of message id `ik` (the index's counter): 0, IHALA_ENOTFOUND when it
+ * is not queued, or an error. */
 static int
-outbox_counter(struct localstore *ls, MDB_txn *txn, const MDB_val *k, uint64_t *counter)
+outbox_locate(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, struct outbox_at *at)
 {
 	MDB_val v;
 	int rc;
 
-	rc = mdb_get(txn, ls->outbox_id, (MDB_val *)k, &v);
+	rc = mdb_get(txn, ls->outbox_id, (MDB_val *)ik, &v);
 	if (rc != 0) {
 		return ls_err(ls, rc, "reading the outbox index");
 	}
 	if (v.mv_size != U64_LEN) {
 		return damaged(ls, "outbox index");
 	}
-	*counter = be64dec(v.mv_data);
+	memcpy(at->kbuf, v.mv_data, U64_LEN);
+	mkval(&at->k, at->kbuf, sizeof(at->kbuf));
 	return 0;
 }
 
-/* Compare the queued entry `counter` with `env`: 0 same, IHALA_EMSGID
- * different, or an error. */
+/* The same, and its record split (outbox_decode): `got` its id, *env (into the map until txn
+ * ends) and *len its envelope. An index entry without its record: a damaged store. */
 static int
-outbox_same(struct localstore *ls, MDB_txn *txn, uint64_t counter, const char *id, const void *env,
-            size_t len)
+outbox_find(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, struct outbox_at *at,
+            char got[LOCALSTORE_MAX_MSGID + 1], const void **env, size_t *len)
 {
-	char got[LOCALSTORE_MAX_MSGID + 1];
-	uint8_t kbuf[U64_LEN];
-	const void *old;
-	size_t oldlen;
-	MDB_val k, v;
+	MDB_val v;
 	int rc, err;
 
-	be64enc(kbuf, counter);
-	mkval(&k, kbuf, sizeof(kbuf));
-	if ((rc = mdb_get(txn, ls->outbox, &k, &v)) != 0) {
+	if ((err = outbox_locate(ls, txn, ik, at)) < 0) {
+		return err;
+	}
+	if ((rc = mdb_get(txn, ls->outbox, &at->k, &v)) != 0) {
 		return rc == MDB_NOTFOUND ? damaged(ls, "outbox index")
 		                          : ls_err(ls, rc, "reading the outbox");
 	}
-	if ((err = outbox_decode(ls, &v, got, &old, &oldlen)) < 0) {
-		return err;
+	return outbox_decode(ls, &v, got, env, len);
+}
+
+/* *out = a malloc'd copy of data[0..len) (free()). */
+static int
+copy_out(const void *data, size_t len, void **out)
+{
+	if ((*out = malloc(len ? len : 1)) == NULL) {
+		return IHALA_ENOMEM;
 	}
-	if (strcmp(got, id) != 0) {
-		return damaged(ls, "outbox index");
-	}
-	if (oldlen != len || memcmp(old, env, len) != 0) {
-		log_warnx("local store %s: message id '%s' is already queued with other content",
-		          ls->db.dir, id);
-		return IHALA_EMSGID;
-	}
+	memcpy(*out, data, len);
 	return 0;
 }
 
@@ -372,17 +529,29 @@ static int
 outbox_put_txn(struct localstore *ls, MDB_txn *txn, const char *message_id, size_t idn,
                const void *env, size_t len)
 {
+	char got[LOCALSTORE_MAX_MSGID + 1];
 	uint8_t kbuf[U64_LEN], nbuf[U64_LEN];
 	MDB_val k, v, ik, nk, nv;
+	struct outbox_at at;
+	const void *old;
+	size_t oldlen;
 	uint64_t counter;
 	int rc, err;
 
 	mkval(&ik, message_id, idn);
-	err = outbox_counter(ls, txn, &ik, &counter);
+	err = outbox_find(ls, txn, &ik, &at, got, &old, &oldlen);
 	if (err == 0) {
 		/* Already queued: nothing to write either way. */
-		err = outbox_same(ls, txn, counter, message_id, env, len);
-		return err < 0 ? err : 1;
+		if (strcmp(got, message_id) != 0) {
+			return damaged(ls, "outbox index");
+		}
+		if (oldlen != len || memcmp(old, env, len) != 0) {
+			log_warnx("local store %s: message id '%s' is already queued with other "
+			          "content",
+			          ls->db.dir, message_id);
+			return IHALA_EMSGID;
+		}
+		return 1;
 	}
 	if (err != IHALA_ENOTFOUND) {
 		return err;
@@ -454,26 +623,18 @@ localstore_outbox_put(struct localstore *ls, const char *message_id, const void 
 int
 localstore_outbox_del(struct localstore *ls, const char *message_id)
 {
-	uint8_t kbuf[U64_LEN];
+	struct outbox_at at;
 	MDB_txn *txn = NULL;
-	MDB_val k, ik;
-	uint64_t counter;
-	size_t idn;
+	MDB_val ik;
 	int rc, err;
 
-	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
-		return IHALA_EINVAL;
-	}
-	if ((err = wbegin(ls, &txn)) < 0) {
+	if ((err = id_begin(ls, message_id, 0, &txn, &ik)) < 0) {
 		return err;
 	}
-	mkval(&ik, message_id, idn);
-	if ((err = outbox_counter(ls, txn, &ik, &counter)) < 0) {
+	if ((err = outbox_locate(ls, txn, &ik, &at)) < 0) {
 		goto fail;
 	}
-	be64enc(kbuf, counter);
-	mkval(&k, kbuf, sizeof(kbuf));
-	rc = mdb_del(txn, ls->outbox, &k, NULL);
+	rc = mdb_del(txn, ls->outbox, &at.k, NULL);
 	if (rc == MDB_NOTFOUND) {
 		/* An index entry without its record: drop the index entry so the
 		 * id does not stay stuck. */
@@ -494,77 +655,97 @@ fail:
 	return err;
 }
 
-static int outbox_take_txn(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, void **env,
-                           size_t *len);
-
 int
 localstore_outbox_get(struct localstore *ls, const char *message_id, void **env, size_t *len)
 {
 	char got[LOCALSTORE_MAX_MSGID + 1];
-	uint8_t kbuf[U64_LEN];
+	struct outbox_at at;
 	MDB_txn *txn = NULL;
-	MDB_val k, v, ik;
 	const void *data;
-	uint64_t counter;
-	size_t idn;
-	int rc, err;
+	MDB_val ik;
+	int err;
 
-	if (ls == NULL || msgid_len(message_id, &idn) < 0 || env == NULL || len == NULL) {
+	if (env == NULL || len == NULL) {
 		return IHALA_EINVAL;
 	}
-	if ((err = rbegin(ls, &txn)) < 0) {
+	if ((err = id_begin(ls, message_id, 1, &txn, &ik)) < 0) {
 		return err;
 	}
-	mkval(&ik, message_id, idn);
-	if ((err = outbox_counter(ls, txn, &ik, &counter)) < 0) {
-		goto out;
+	if ((err = outbox_find(ls, txn, &ik, &at, got, &data, len)) == 0) {
+		err = copy_out(data, *len, env);
 	}
-	be64enc(kbuf, counter);
-	mkval(&k, kbuf, sizeof(kbuf));
-	if ((rc = mdb_get(txn, ls->outbox, &k, &v)) != 0) {
-		err = rc == MDB_NOTFOUND ? damaged(ls, "outbox index")
-		                         : ls_err(ls, rc, "reading the outbox");
-		goto out;
-	}
-	if ((err = outbox_decode(ls, &v, got, &data, len)) < 0) {
-		goto out;
-	}
-	if ((*env = malloc(*len ? *len : 1)) == NULL) {
-		err = IHALA_ENOMEM;
-		goto out;
-	}
-	memcpy(*env, data, *len);
-out:
 	mdb_txn_abort(txn);
 	return err;
 }
 
+/* Remove `id` (key ik) from the outbox in txn, copying its envelope out (malloc'd). */
+static int
+outbox_take_txn(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, void **env, size_t *len)
+{
+	char got[LOCALSTORE_MAX_MSGID + 1];
+	struct outbox_at at;
+	const void *data;
+	int rc, err;
+
+	if ((err = outbox_find(ls, txn, ik, &at, got, &data, len)) < 0 ||
+	    (err = copy_out(data, *len, env)) < 0) {
+		return err;
+	}
+	if ((rc = mdb_del(txn, ls->outbox, &at.k, NULL)) != 0 ||
+	    (rc = mdb_del(txn, ls->outbox_id, (MDB_val *)ik, NULL)) != 0) {
+		free(*env);
+		*env = NULL;
+		return ls_err(ls, rc, "removing a queued message");
+	}
+	return 0;
+}
+
 int
-localstore_outbox_sent(struct localstore *ls, const char *message_id, uint64_t seq)
+localstore_outbox_sent(struct localstore *ls, const char *message_id, uint64_t seq, uint64_t now_ms,
+                       uint64_t keep_ms)
 {
 	MDB_txn *txn = NULL;
 	MDB_val ik, v;
 	void *env = NULL;
-	size_t idn, len = 0;
-	int rc, err;
+	size_t len = 0, taken, pruned = 0;
+	int rc, err, more, again;
 
-	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
-		return IHALA_EINVAL;
-	}
-	if ((err = wbegin(ls, &txn)) < 0) {
+	if ((err = id_begin(ls, message_id, 0, &txn, &ik)) < 0) {
 		return err;
 	}
-	mkval(&ik, message_id, idn);
 	if ((err = outbox_take_txn(ls, txn, &ik, &env, &len)) < 0) {
 		goto fail;
 	}
-	mkval(&v, NULL, U64_LEN + len);
-	if ((rc = mdb_put(txn, ls->sent, &ik, &v, MDB_RESERVE)) != 0) {
-		err = ls_err(ls, rc, "recording a sent message");
+	rc = mdb_get(txn, ls->sent, &ik, &v);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		err = ls_err(ls, rc, "reading a sent message");
 		goto fail;
 	}
-	be64enc(v.mv_data, seq);
-	memcpy((uint8_t *)v.mv_data + U64_LEN, env, len);
+	/* Logged before under that seq (a DUPLICATE): it keeps the age of its first receipt. */
+	again = rc == 0 && v.mv_size >= U64_LEN && be64dec(v.mv_data) == seq;
+	if (keep_ms == 0) {
+		/* Kept only until the receipt, an older record of the id with it. */
+		if (rc == 0 && (rc = mdb_del(txn, ls->sent, &ik, NULL)) != 0) {
+			err = ls_err(ls, rc, "dropping a sent message");
+			goto fail;
+		}
+	} else {
+		mkval(&v, NULL, U64_LEN + len);
+		if ((rc = mdb_put(txn, ls->sent, &ik, &v, MDB_RESERVE)) != 0) {
+			err = ls_err(ls, rc, "recording a sent message");
+			goto fail;
+		}
+		be64enc(v.mv_data, seq);
+		memcpy((uint8_t *)v.mv_data + U64_LEN, env, len);
+		if (!again && (err = sent_age_put(ls, txn, now_ms, &ik, seq)) < 0) {
+			goto fail;
+		}
+	}
+	/* A receipt is the cheap moment to prune: a few of the oldest, in this commit. */
+	if ((err = sent_prune_txn(ls, txn, sent_cutoff(now_ms, keep_ms), LOCALSTORE_PRUNE_STEP,
+	                          &taken, &pruned, &more)) < 0) {
+		goto fail;
+	}
 	free(env);
 	return wcommit(ls, txn, "committing a sent message");
 fail:
@@ -574,29 +755,58 @@ fail:
 }
 
 int
+localstore_sent_prune(struct localstore *ls, uint64_t now_ms, uint64_t keep_ms, size_t *pruned)
+{
+	MDB_txn *txn = NULL;
+	size_t taken, n = 0;
+	int err, more;
+
+	if (ls == NULL) {
+		return IHALA_EINVAL;
+	}
+	do {
+		if ((err = wbegin(ls, &txn)) < 0) {
+			return err;
+		}
+		if ((err = sent_prune_txn(ls, txn, sent_cutoff(now_ms, keep_ms),
+		                          LOCALSTORE_PRUNE_BATCH, &taken, &n, &more)) < 0) {
+			mdb_txn_abort(txn);
+			return err;
+		}
+		if (taken == 0) {
+			mdb_txn_abort(txn); /* nothing to write: no commit, no sync */
+			break;
+		}
+		if ((err = wcommit(ls, txn, "committing pruned sent messages")) < 0) {
+			return err;
+		}
+	} while (more);
+	if (pruned != NULL) {
+		*pruned = n;
+	}
+	return 0;
+}
+
+int
 localstore_sent_get(struct localstore *ls, const char *message_id, void **env, size_t *len,
                     uint64_t *seq)
 {
 	MDB_txn *txn = NULL;
 	MDB_val ik, v;
-	size_t idn;
 	int rc, err;
 
-	if (ls == NULL || msgid_len(message_id, &idn) < 0 || env == NULL || len == NULL) {
+	if (env == NULL || len == NULL) {
 		return IHALA_EINVAL;
 	}
-	if ((err = rbegin(ls, &txn)) < 0) {
+	if ((err = id_begin(ls, message_id, 1, &txn, &ik)) < 0) {
 		return err;
 	}
-	mkval(&ik, message_id, idn);
 	if ((rc = mdb_get(txn, ls->sent, &ik, &v)) != 0) {
 		err = ls_err(ls, rc, "reading a sent message");
 	} else if (v.mv_size < U64_LEN) {
 		err = damaged(ls, "sent record");
-	} else if ((*env = malloc(v.mv_size - U64_LEN + 1)) == NULL) {
-		err = IHALA_ENOMEM;
-	} else {
-		memcpy(*env, (const uint8_t *)v.mv_data + U64_LEN, v.mv_size - U64_LEN);
+	} else if ((err = copy_out((const uint8_t *)v.mv_data + U64_LEN, v.mv_size - U64_LEN,
+	                           env)) == 0) {
 		*len = v.mv_size - U64_LEN;
 		if (seq != NULL) {
 			*seq = be64dec(v.mv_data);
@@ -610,10 +820,9 @@ int
 localstore_outbox_replace(struct localstore *ls, const char *message_id, const void *env,
                           size_t len)
 {
-	uint8_t kbuf[U64_LEN];
+	struct outbox_at at;
 	MDB_txn *txn = NULL;
-	MDB_val k, v, ik;
-	uint64_t counter;
+	MDB_val v, ik;
 	size_t idn;
 	int rc, err;
 
@@ -627,13 +836,11 @@ localstore_outbox_replace(struct localstore *ls, const char *message_id, const v
 		return err;
 	}
 	mkval(&ik, message_id, idn);
-	if ((err = outbox_counter(ls, txn, &ik, &counter)) < 0) {
+	if ((err = outbox_locate(ls, txn, &ik, &at)) < 0) {
 		goto fail;
 	}
-	be64enc(kbuf, counter);
-	mkval(&k, kbuf, sizeof(kbuf));
 	mkval(&v, NULL, 1 + idn + len);
-	if ((rc = mdb_put(txn, ls->outbox, &k, &v, MDB_RESERVE)) != 0) {
+	if ((rc = mdb_put(txn, ls->outbox, &at.k, &v, MDB_RESERVE)) != 0) {
 		err = ls_err(ls, rc, "replacing a queued message");
 		goto fail;
 	}
@@ -1354,42 +1561,6 @@ rejected_decode(struct localstore *ls, const MDB_val *v, struct localstore_rejec
 	return 0;
 }
 
-/* Remove `id` (key ik) from the outbox in txn, copying its envelope out (malloc'd). */
-static int
-outbox_take_txn(struct localstore *ls, MDB_txn *txn, const MDB_val *ik, void **env, size_t *len)
-{
-	char got[LOCALSTORE_MAX_MSGID + 1];
-	uint8_t kbuf[U64_LEN];
-	const void *data;
-	uint64_t counter;
-	MDB_val k, v;
-	int rc, err;
-
-	if ((err = outbox_counter(ls, txn, ik, &counter)) < 0) {
-		return err;
-	}
-	be64enc(kbuf, counter);
-	mkval(&k, kbuf, sizeof(kbuf));
-	if ((rc = mdb_get(txn, ls->outbox, &k, &v)) != 0) {
-		return rc == MDB_NOTFOUND ? damaged(ls, "outbox index")
-		                          : ls_err(ls, rc, "reading the outbox");
-	}
-	if ((err = outbox_decode(ls, &v, got, &data, len)) < 0) {
-		return err;
-	}
-	if ((*env = malloc(*len ? *len : 1)) == NULL) {
-		return IHALA_ENOMEM;
-	}
-	memcpy(*env, data, *len);
-	if ((rc = mdb_del(txn, ls->outbox, &k, NULL)) != 0 ||
-	    (rc = mdb_del(txn, ls->outbox_id, (MDB_val *)ik, NULL)) != 0) {
-		free(*env);
-		*env = NULL;
-		return ls_err(ls, rc, "removing a queued message");
-	}
-	return 0;
-}
-
 int
 localstore_outbox_reject(struct localstore *ls, const char *message_id, int code, const char *text,
                          uint64_t time_ms)
@@ -1398,17 +1569,13 @@ localstore_outbox_reject(struct localstore *ls, const char *message_id, int code
 	MDB_val ik, v;
 	uint8_t *p;
 	void *env = NULL;
-	size_t idn, len = 0, tlen;
+	size_t len = 0, tlen;
 	int rc, err;
 
-	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
-		return IHALA_EINVAL;
-	}
 	tlen = text != NULL ? strnlen(text, 1024) : 0;
-	if ((err = wbegin(ls, &txn)) < 0) {
+	if ((err = id_begin(ls, message_id, 0, &txn, &ik)) < 0) {
 		return err;
 	}
-	mkval(&ik, message_id, idn);
 	if ((err = outbox_take_txn(ls, txn, &ik, &env, &len)) < 0) {
 		goto fail;
 	}
@@ -1506,16 +1673,11 @@ rejected_take(struct localstore *ls, const char *message_id, int requeue)
 	MDB_txn *txn = NULL;
 	MDB_val ik, v;
 	void *copy;
-	size_t idn;
 	int rc, err;
 
-	if (ls == NULL || msgid_len(message_id, &idn) < 0) {
-		return IHALA_EINVAL;
-	}
-	if ((err = wbegin(ls, &txn)) < 0) {
+	if ((err = id_begin(ls, message_id, 0, &txn, &ik)) < 0) {
 		return err;
 	}
-	mkval(&ik, message_id, idn);
 	if ((rc = mdb_get(txn, ls->rejected, &ik, &v)) != 0) {
 		err = ls_err(ls, rc, "reading a rejected message");
 		goto fail;
@@ -1535,7 +1697,7 @@ rejected_take(struct localstore *ls, const char *message_id, int requeue)
 			goto fail;
 		}
 		memcpy(copy, r.env, r.env_len);
-		err = outbox_put_txn(ls, txn, message_id, idn, copy, r.env_len);
+		err = outbox_put_txn(ls, txn, message_id, ik.mv_size, copy, r.env_len);
 		free(copy);
 		if (err < 0) {
 			goto fail;

@@ -92,15 +92,32 @@ int localstore_outbox_replace(struct localstore *ls, const char *message_id, con
 int localstore_outbox_get(struct localstore *ls, const char *message_id, void **env, size_t *len);
 
 /*
- * The broker logged `message_id` as `seq`: its record leaves the outbox for the sent list (one
- * commit), so the same message submitted again under its id is the same bytes (DUPLICATE).
- * A sent record of the same id is replaced. IHALA_ENOTFOUND when it is not queued.
+ * The broker logged `message_id` as `seq` at wall time now_ms: its record leaves the outbox for
+ * the sent list (one commit), so the same message submitted again under its id is the same
+ * bytes (DUPLICATE), for keep_ms after this first receipt of the seq (a later receipt of the
+ * same seq, a DUPLICATE, does not make it younger); keep_ms 0: not kept at all. A sent record
+ * of the same id is replaced (keep_ms 0: dropped). In the same commit, at most
+ * LOCALSTORE_PRUNE_STEP of the records older than keep_ms go (localstore_sent_prune).
+ * IHALA_ENOTFOUND when it is not queued.
  */
-int localstore_outbox_sent(struct localstore *ls, const char *message_id, uint64_t seq);
+int localstore_outbox_sent(struct localstore *ls, const char *message_id, uint64_t seq,
+                           uint64_t now_ms, uint64_t keep_ms);
 
 /* The sent record of `message_id` (as localstore_outbox_get) and its seq (may be NULL). */
 int localstore_sent_get(struct localstore *ls, const char *message_id, void **env, size_t *len,
                         uint64_t *seq);
+
+/*
+ * Drop the sent records whose first receipt is older than keep_ms at wall time now_ms, oldest
+ * first, LOCALSTORE_PRUNE_BATCH a commit (no write at all when none is); *pruned (may be NULL)
+ * = how many. A message sent again after its record went is sealed anew: other bytes, so the
+ * broker refuses it MESSAGE_ID_CONFLICT (libihala says why). Erased records are gone already.
+ */
+int localstore_sent_prune(struct localstore *ls, uint64_t now_ms, uint64_t keep_ms, size_t *pruned);
+/* Sent records localstore_sent_prune drops a commit, and localstore_outbox_sent with each
+ * receipt. */
+#define LOCALSTORE_PRUNE_BATCH 256
+#define LOCALSTORE_PRUNE_STEP 16
 
 /* Remove the entry of `message_id`; IHALA_ENOTFOUND if it is not queued. */
 int localstore_outbox_del(struct localstore *ls, const char *message_id);

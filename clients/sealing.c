@@ -293,6 +293,22 @@ sealing_record_pending(const void *rec, size_t len)
 	return len > 0 && ((const uint8_t *)rec)[0] == PENDING_MARK;
 }
 
+int
+sealing_record_sealed(const void *rec, size_t len)
+{
+	size_t off = sealing_record_pending(rec, len) || sealing_record_oversize(rec, len) ? 1 : 0;
+	Ihala__V2__Submit *s;
+	int sealed;
+
+	if (len <= off ||
+	    (s = ihala__v2__submit__unpack(NULL, len - off, (const uint8_t *)rec + off)) == NULL) {
+		return 0;
+	}
+	sealed = s->sealed.len > 0;
+	ihala__v2__submit__free_unpacked(s, NULL);
+	return sealed;
+}
+
 /* Errors that say "not now": the broker is out of reach or busy. */
 static int
 transport_error(int err)

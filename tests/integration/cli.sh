@@ -218,6 +218,12 @@ check "refer again with the same message id: duplicate, same seq" \
 run refer1exists "$DMA" refer --to moh --file "$T/r1.json"
 check "refer the same referral id with a new message id: exit 1, REFERRAL_EXISTS" \
 	exit_and_err 1 "ihala: refused: REFERRAL_EXISTS: "
+# Past sent_keep the node has deleted what it sent (here 0: when it opens): the same referral
+# again under its id is sealed anew, other bytes, and the broker's refusal comes with why.
+{ cat "$DMA"; echo "sent_keep = 0"; } >"$T/nokeep.conf"
+run refer1pruned "$T/nokeep.conf" refer --to moh --file "$T/r1.json" --message-id "msg-$R1"
+check "refer again past sent_keep: exit 1, MESSAGE_ID_CONFLICT, says why and what to run" \
+	exit_and_err 1 "ihala: refused: MESSAGE_ID_CONFLICT: message id 'msg-$R1' was already used for different content (seq $seq1); if it is this same message, sent over sent_keep (0) ago, this node no longer has its sealed bytes to repeat (ihala prove ID shows the one logged)"
 
 mkref "$T/noconsent.json" "nc-$$" 'null'
 run noconsent "$DMA" refer --to moh --file "$T/noconsent.json"

@@ -20,6 +20,7 @@
 #include <openssl/pem.h>
 
 #include "channel.h"
+#include "clock.h"
 #include "error.h"
 #include "frame.h"
 #include "ihala.h"
@@ -41,6 +42,7 @@ void sealing_session_reset(struct ihala_client *c);
  */
 
 #define STEP_MS 20
+#define WEEK_MS (7 * 24 * 3600 * 1000ULL)
 #define MAX_SUBMITS 16
 
 struct fake {
@@ -65,6 +67,9 @@ struct fake {
 	size_t last_env_len;
 	uint8_t *last_sealed;
 	size_t last_sealed_len;
+	int dedup;       /* answer each Submit as the broker does by its message id (one id) */
+	uint8_t *logged; /* ... the envelope it logged first (malloc'd), as seq 7 */
+	size_t logged_len;
 };
 
 static char pki[512];
@@ -190,6 +195,33 @@ fake_directory(const Ihala__V2__DirectoryRequest *q)
 	fb.dir_requests++;
 }
 
+static void fake_receipt_text(const char *msgid, Ihala__V2__ReceiptStatus status, int err,
+                              uint64_t seq, const char *text);
+
+/* The broker's answer to a Submit of message id `id` (fb.dedup): the first envelope is
+ * logged as seq 7, the same bytes again are DUPLICATE, other bytes MESSAGE_ID_CONFLICT. */
+static void
+fake_dedup(const char *id)
+{
+	char text[160];
+
+	if (fb.logged == NULL) {
+		fb.logged = malloc(fb.last_env_len + 1);
+		memcpy(fb.logged, fb.last_env, fb.last_env_len);
+		fb.logged_len = fb.last_env_len;
+		fake_receipt_text(id, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED, 0, 7, "");
+	} else if (fb.logged_len == fb.last_env_len &&
+	           memcmp(fb.logged, fb.last_env, fb.logged_len) == 0) {
+		fake_receipt_text(id, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE, 0, 7,
+		                  "");
+	} else {
+		snprintf(text, sizeof(text),
+		         "message id '%s' was already used for different content (seq 7)", id);
+		fake_receipt_text(id, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED,
+		                  IHALA_EMSGID, 0, text);
+	}
+}
+
 static void
 fake_frame(const uint8_t *body, size_t len)
 {
@@ -253,6 +285,9 @@ fake_frame(const uint8_t *body, size_t len)
 		assert_int_equal(
 		    envelope_decode(f->submit->envelope.data, f->submit->envelope.len, &e), 0);
 		snprintf(fb.submits[fb.n_submits++], sizeof(fb.submits[0]), "%s", e->message_id);
+		if (fb.dedup) {
+			fake_dedup(e->message_id);
+		}
 		envelope_free(e);
 	} else if (f->kind_case == IHALA__V2__FRAME__KIND_DELIVERY_ACK) {
 		fb.acked = f->delivery_ack->seq;
@@ -318,25 +353,33 @@ fake_step(void)
 }
 
 static void
-fake_receipt(const char *msgid, Ihala__V2__ReceiptStatus status, int err)
+fake_receipt_text(const char *msgid, Ihala__V2__ReceiptStatus status, int err, uint64_t seq,
+                  const char *text)
 {
 	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
 	Ihala__V2__Receipt r = IHALA__V2__RECEIPT__INIT;
+	static uint8_t leaf[32];
 
 	r.message_id = (char *)msgid;
 	r.status = status;
 	r.error_code = -err;
-	r.error_message = err != 0 ? (char *)ihala_strerror(err) : "";
-	if (status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED) {
-		static uint8_t leaf[32];
-
-		r.seq = 7;
+	r.error_message = (char *)text;
+	r.seq = seq;
+	if (seq != 0) {
 		r.leaf_hash.data = leaf;
 		r.leaf_hash.len = sizeof(leaf);
 	}
 	f.kind_case = IHALA__V2__FRAME__KIND_RECEIPT;
 	f.receipt = &r;
 	fake_write(&f);
+}
+
+static void
+fake_receipt(const char *msgid, Ihala__V2__ReceiptStatus status, int err)
+{
+	fake_receipt_text(msgid, status, err,
+	                  status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED ? 7 : 0,
+	                  err != 0 ? ihala_strerror(err) : "");
 }
 
 /* Let the client take what the broker sent: a call that pumps for STEP_MS and needs nothing
@@ -467,6 +510,7 @@ setup(void **state)
 	cfg.cert_file = cert;
 	cfg.key_file = key;
 	cfg.timeout_ms = 5000;
+	cfg.sent_keep_ms = WEEK_MS; /* client.conf's default */
 	return 0;
 }
 
@@ -862,6 +906,9 @@ static int
 client_teardown_sealed(void **state)
 {
 	fb.dir_silent = 0;
+	fb.dedup = 0;
+	free(fb.logged);
+	fb.logged = NULL;
 	ihala_close(*state);
 	cfg.encryption_cert = cfg.encryption_key = NULL;
 	cfg.custodians = NULL;
@@ -984,6 +1031,109 @@ test_sealed_submit(void **state)
 		free(env1);
 		free(sealed1);
 	}
+}
+
+/* Submit the sealed note `id` while the broker answers (fb.dedup); ihala_submit's code. */
+static int
+submit_sealed(struct ihala_client *c, const char *id, struct ihala_receipt *rc)
+{
+	Ihala__V2__Envelope *e = envelope(id);
+	pthread_t t;
+	int err;
+
+	e->note->text = (char *)arabic;
+	t = steps_start();
+	err = ihala_submit(c, e, 5000, rc);
+	steps_stop(t);
+	return err;
+}
+
+/*
+ * A sealed message sent again under its id within sent_keep is the same bytes (DUPLICATE,
+ * its seq); once its sent record was pruned it is sealed anew, other bytes, and the
+ * broker's MESSAGE_ID_CONFLICT comes with why: not silence, not a second entry.
+ */
+static void
+test_sent_keep_rerun(void **state)
+{
+	struct ihala_client *c = *state;
+	struct ihala_receipt rc;
+	size_t n = 0;
+
+	fb.dir_cert = "moh-enc.crt";
+	fb.dedup = 1;
+	assert_int_equal(submit_sealed(c, "m-keep", &rc), 0);
+	assert_int_equal(rc.status, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED);
+	assert_int_equal(rc.seq, 7);
+	/* within sent_keep: kept (a prune a day on takes nothing), the same bytes again */
+	assert_int_equal(localstore_sent_prune(ihala_store(c), clock_wall_ms() + WEEK_MS / 7,
+	                                       cfg.sent_keep_ms, &n),
+	                 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(submit_sealed(c, "m-keep", &rc), 0);
+	assert_int_equal(rc.status, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE);
+	assert_int_equal(rc.seq, 7);
+	/* eight days on its record is pruned: the repeat is refused, saying why */
+	assert_int_equal(localstore_sent_prune(ihala_store(c),
+	                                       clock_wall_ms() + WEEK_MS + WEEK_MS / 7,
+	                                       cfg.sent_keep_ms, &n),
+	                 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(submit_sealed(c, "m-keep", &rc), IHALA_EMSGID);
+	assert_int_equal(rc.status, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED);
+	assert_int_equal(fb.n_submits, 3);
+	assert_non_null(strstr(rc.text, "message id 'm-keep' was already used for different "
+	                                "content (seq 7); if it is this same message, sent over "
+	                                "sent_keep (7d) ago"));
+	assert_non_null(strstr(ihala_errmsg(c), "sent over sent_keep (7d) ago"));
+	/* a message without personal fields is the same bytes however late it comes again */
+	free(fb.logged);
+	fb.logged = NULL;
+	{
+		Ihala__V2__Envelope *e = envelope("m-clear");
+		pthread_t t = steps_start();
+
+		assert_int_equal(ihala_submit(c, e, 5000, &rc), 0);
+		assert_int_equal(rc.status, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_ACCEPTED);
+		assert_int_equal(localstore_sent_prune(ihala_store(c),
+		                                       clock_wall_ms() + WEEK_MS + WEEK_MS / 7,
+		                                       cfg.sent_keep_ms, &n),
+		                 0);
+		assert_int_equal(n, 1);
+		e = envelope("m-clear");
+		assert_int_equal(ihala_submit(c, e, 5000, &rc), 0);
+		assert_int_equal(rc.status, IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_DUPLICATE);
+		steps_stop(t);
+	}
+}
+
+/* A node prunes its sent records past sent_keep when it opens. */
+static void
+test_sent_pruned_at_open(void **state)
+{
+	struct localstore *ls = NULL;
+	void *p = NULL;
+	size_t len = 0;
+
+	ihala_close(*state);
+	*state = NULL;
+	assert_int_equal(localstore_open(datadir, &ls), 0);
+	assert_int_equal(localstore_outbox_put(ls, "m-old", "old", 3), 0);
+	assert_int_equal(localstore_outbox_sent(ls, "m-old", 5, clock_wall_ms() - WEEK_MS - 60000,
+	                                        cfg.sent_keep_ms),
+	                 0);
+	assert_int_equal(localstore_outbox_put(ls, "m-young", "young", 5), 0);
+	assert_int_equal(localstore_outbox_sent(ls, "m-young", 6,
+	                                        clock_wall_ms() - WEEK_MS + 3600000,
+	                                        cfg.sent_keep_ms),
+	                 0);
+	localstore_close(ls);
+	assert_int_equal(ihala_open(&cfg, (struct ihala_client **)state), 0);
+	ls = ihala_store(*state);
+	assert_int_equal(localstore_sent_get(ls, "m-old", &p, &len, NULL), IHALA_ENOTFOUND);
+	assert_int_equal(localstore_sent_get(ls, "m-young", &p, &len, NULL), 0);
+	assert_int_equal(len, 5);
+	free(p);
 }
 
 /*
@@ -1426,6 +1576,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_substituted_cert_refused, client_setup_sealed,
 	                                    client_teardown_sealed),
 	    cmocka_unit_test_setup_teardown(test_sealed_query_and_custodian, client_setup_custodian,
+	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_sent_keep_rerun, client_setup_sealed,
+	                                    client_teardown_sealed),
+	    cmocka_unit_test_setup_teardown(test_sent_pruned_at_open, client_setup_sealed,
 	                                    client_teardown_sealed),
 	    cmocka_unit_test_setup_teardown(test_sealed_offline, client_setup_sealed,
 	                                    client_teardown_sealed),

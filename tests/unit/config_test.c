@@ -1248,7 +1248,7 @@ test_helpers(void **state)
 		assert_true(strlen(o[i].help) > 0);
 	}
 	o = clientconf_options(&n);
-	assert_int_equal(n, 19);
+	assert_int_equal(n, 20);
 }
 
 /* ---- the manual page ---- */
@@ -1696,6 +1696,7 @@ test_client_conf(void **state)
 	assert_string_equal(cfg->data_dir, want);
 	assert_string_equal(cfg->agency, "moh");
 	assert_int_equal(cfg->timeout_ms, 10000);
+	assert_int_equal(cfg->sent_keep_ms, 7 * 86400000ULL);
 	assert_int_equal(cfg->log_level, LOG_LEVEL_WARN);
 	assert_string_equal(cfg->dir, f->dir);
 	snprintf(want, sizeof(want), "%s/client.conf", f->dir);
@@ -1708,6 +1709,7 @@ test_client_conf(void **state)
 	                             "broker = tcp://10.0.0.5:7450\n"
 	                             "server_name = broker.dma.gov.iq\n"
 	                             "timeout = 2m\n"
+	                             "sent_keep = 0\n"
 	                             "log_level = debug\n"
 	                             "ca_file = pki/ca.pem\n"
 	                             "cert_file = pki/moh.pem\n"
@@ -1718,6 +1720,7 @@ test_client_conf(void **state)
 	assert_string_equal(cfg->broker, "tcp://10.0.0.5:7450");
 	assert_string_equal(cfg->server_name, "broker.dma.gov.iq");
 	assert_int_equal(cfg->timeout_ms, 120000);
+	assert_int_equal(cfg->sent_keep_ms, 0);
 	assert_int_equal(cfg->log_level, LOG_LEVEL_DEBUG);
 	assert_null(cfg->agency);
 	clientconf_free(cfg);

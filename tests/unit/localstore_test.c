@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "datadir.h"
@@ -22,6 +23,12 @@
 #include "log.h"
 
 static char root[64];
+
+/* Wall times the sent list is aged with (the clock is the caller's: passed in). */
+#define HOUR (3600ULL * 1000)
+#define DAY (24 * HOUR)
+#define WEEK (7 * DAY)
+#define T0 (1760000000000ULL)
 
 /* A path under the test's temporary root; static storage, 8 in rotation. */
 static const char *
@@ -729,7 +736,7 @@ test_inbox_sealed_and_erasure(void **state)
 	assert_int_equal(localstore_journal_put(ls, "R1-onward", 6, "{}"), 0);
 	/* a message this node sent, logged as seq 6: kept as sent until erased */
 	put_ok(ls, "m-sent", "record");
-	assert_int_equal(localstore_outbox_sent(ls, "m-sent", 6), 0);
+	assert_int_equal(localstore_outbox_sent(ls, "m-sent", 6, T0, WEEK), 0);
 	assert_int_equal(count(ls), 0);
 	{
 		uint64_t sseq = 0;
@@ -740,7 +747,7 @@ test_inbox_sealed_and_erasure(void **state)
 		assert_memory_equal(p, "record", 6);
 		free(p);
 	}
-	assert_int_equal(localstore_outbox_sent(ls, "m-none", 6), IHALA_ENOTFOUND);
+	assert_int_equal(localstore_outbox_sent(ls, "m-none", 6, T0, WEEK), IHALA_ENOTFOUND);
 	assert_int_equal(localstore_erase_seqs(ls, erase, 3, &n), 0);
 	assert_int_equal(n, 5);
 	assert_int_equal(localstore_sent_get(ls, "m-sent", &p, &len, NULL), IHALA_ENOTFOUND);
@@ -759,6 +766,186 @@ test_inbox_sealed_and_erasure(void **state)
 	ls = open_ok(tpath("sealed"));
 	assert_int_equal(localstore_inbox_sealed(ls, 6, &p, &len), IHALA_ENOTFOUND);
 	assert_int_equal(localstore_inbox_put_sealed(ls, 9, "e9", 2, NULL, 3, &prev), IHALA_EINVAL);
+	localstore_close(ls);
+}
+
+/* ---- the sent list's retention ---- */
+
+/* Queue `id` and have the broker log it as seq at t_ms, kept keep_ms. */
+static void
+send_ok(struct localstore *ls, const char *id, uint64_t seq, uint64_t t_ms, uint64_t keep_ms)
+{
+	put_ok(ls, id, id);
+	assert_int_equal(localstore_outbox_sent(ls, id, seq, t_ms, keep_ms), 0);
+}
+
+/* 1 when `id` has a sent record (of seq, when seq != 0). */
+static int
+is_sent(struct localstore *ls, const char *id, uint64_t seq)
+{
+	uint64_t got = 0;
+	size_t len = 0;
+	void *p = NULL;
+	int rc = localstore_sent_get(ls, id, &p, &len, &got);
+
+	assert_true(rc == 0 || rc == IHALA_ENOTFOUND);
+	if (rc == 0) {
+		assert_int_equal(len, strlen(id));
+		assert_memory_equal(p, id, len);
+		free(p);
+	}
+	return rc == 0 && (seq == 0 || got == seq);
+}
+
+static size_t
+prune(struct localstore *ls, uint64_t now_ms)
+{
+	size_t n = 12345;
+
+	assert_int_equal(localstore_sent_prune(ls, now_ms, WEEK, &n), 0);
+	return n;
+}
+
+/*
+ * A sent record is kept sent_keep after its first receipt, then pruned: not before, not
+ * younger for a DUPLICATE receipt of the same seq; keep 0 keeps none; pruned records are gone
+ * after a reopen too.
+ */
+static void
+test_sent_keep(void **state)
+{
+	struct localstore *ls = open_ok(tpath("sentkeep"));
+
+	(void)state;
+	send_ok(ls, "m-a", 10, T0, WEEK);
+	send_ok(ls, "m-b", 11, T0 + DAY, WEEK);
+	/* within the period: kept */
+	assert_int_equal(prune(ls, T0 + WEEK - 1), 0);
+	assert_true(is_sent(ls, "m-a", 10));
+	assert_true(is_sent(ls, "m-b", 11));
+	/* past it: the older goes, the younger stays */
+	assert_int_equal(prune(ls, T0 + WEEK + 1), 1);
+	assert_false(is_sent(ls, "m-a", 0));
+	assert_true(is_sent(ls, "m-b", 11));
+	assert_int_equal(prune(ls, T0 + WEEK + 1), 0);
+	/* m-b sent again, answered DUPLICATE (seq 11) six days on: its age still counts from its
+	 * first receipt */
+	send_ok(ls, "m-b", 11, T0 + WEEK, WEEK);
+	assert_int_equal(prune(ls, T0 + DAY + WEEK - 1), 0);
+	assert_int_equal(prune(ls, T0 + DAY + WEEK + 1), 1);
+	assert_false(is_sent(ls, "m-b", 0));
+	/* keep 0: nothing kept past the receipt, and an older record of the id goes with it */
+	send_ok(ls, "m-c", 12, T0, WEEK);
+	send_ok(ls, "m-c", 13, T0 + HOUR, 0);
+	assert_false(is_sent(ls, "m-c", 0));
+	assert_int_equal(count(ls), 0);
+	send_ok(ls, "m-d", 14, T0, 0);
+	assert_false(is_sent(ls, "m-d", 0));
+	/* durable */
+	send_ok(ls, "m-e", 15, T0, WEEK);
+	assert_int_equal(prune(ls, T0 + WEEK + 1), 1);
+	localstore_close(ls);
+	ls = open_ok(tpath("sentkeep"));
+	assert_false(is_sent(ls, "m-e", 0));
+	assert_int_equal(localstore_sent_prune(NULL, T0, WEEK, NULL), IHALA_EINVAL);
+	localstore_close(ls);
+}
+
+/*
+ * Pruning is cheap: each receipt prunes LOCALSTORE_PRUNE_STEP of the expired records in its
+ * own commit, and localstore_sent_prune takes any number, LOCALSTORE_PRUNE_BATCH a commit.
+ */
+static void
+test_sent_prune_batches(void **state)
+{
+	struct localstore *ls = open_ok(tpath("sentbatch"));
+	size_t i, n = LOCALSTORE_PRUNE_BATCH + LOCALSTORE_PRUNE_STEP + 10, left;
+	char id[32];
+
+	(void)state;
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "m-%zu", i);
+		send_ok(ls, id, 100 + i, T0 + i, WEEK);
+	}
+	/* a receipt past the period of all of them: the oldest STEP go with it */
+	send_ok(ls, "m-late", 99, T0 + WEEK + n, WEEK);
+	for (i = 0, left = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "m-%zu", i);
+		left += is_sent(ls, id, 100 + i);
+		assert_int_equal(is_sent(ls, id, 0), i >= LOCALSTORE_PRUNE_STEP);
+	}
+	assert_int_equal(left, n - LOCALSTORE_PRUNE_STEP);
+	/* the rest in one call, past a batch; m-late stays */
+	assert_int_equal(prune(ls, T0 + WEEK + n), n - LOCALSTORE_PRUNE_STEP);
+	assert_true(is_sent(ls, "m-late", 99));
+	assert_int_equal(prune(ls, T0 + WEEK + n), 0);
+	localstore_close(ls);
+}
+
+/*
+ * An erased record leaves its age behind: when that age is past, it drops nothing, not even
+ * a younger record sent again under the same id.
+ */
+static void
+test_sent_erased_then_sent_again(void **state)
+{
+	struct localstore *ls = open_ok(tpath("senterased"));
+	static const uint64_t erase[] = {20};
+	size_t n = 0;
+
+	(void)state;
+	send_ok(ls, "m-x", 20, T0, WEEK);
+	assert_int_equal(localstore_erase_seqs(ls, erase, 1, &n), 0);
+	assert_int_equal(n, 1);
+	assert_false(is_sent(ls, "m-x", 0));
+	send_ok(ls, "m-x", 21, T0 + 3 * DAY, WEEK);
+	assert_int_equal(prune(ls, T0 + WEEK + 1), 0);
+	assert_true(is_sent(ls, "m-x", 21));
+	assert_int_equal(prune(ls, T0 + 3 * DAY + WEEK + 1), 1);
+	assert_false(is_sent(ls, "m-x", 0));
+	localstore_close(ls);
+}
+
+/* Empty database `db` of the environment in `dir`, bypassing localstore. */
+static void
+raw_empty(const char *dir, const char *db)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, db, 0, &dbi), 0);
+	assert_int_equal(mdb_drop(txn, dbi, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+static void raw_put(const char *dir, const char *db, const char *key, const char *val);
+
+/* A store whose sent records have no ages (made before they had) ages them from its opening:
+ * kept sent_keep from then, not forever. */
+static void
+test_sent_unaged_store(void **state)
+{
+	const char *dir = tpath("sentold");
+	struct localstore *ls = open_ok(dir);
+	uint64_t now;
+
+	(void)state;
+	send_ok(ls, "m-old", 30, T0, WEEK);
+	localstore_close(ls);
+	raw_empty(dir, "sent_age");
+	raw_put(dir, "meta", "sent_aged", NULL);
+	now = (uint64_t)time(NULL) * 1000;
+	ls = open_ok(dir);
+	assert_int_equal(prune(ls, now + WEEK - HOUR), 0);
+	assert_true(is_sent(ls, "m-old", 30));
+	assert_int_equal(prune(ls, now + WEEK + HOUR), 1);
+	assert_false(is_sent(ls, "m-old", 0));
 	localstore_close(ls);
 }
 
@@ -990,6 +1177,10 @@ main(void)
 	    cmocka_unit_test(test_checkpoint),
 	    cmocka_unit_test(test_journal),
 	    cmocka_unit_test(test_inbox_sealed_and_erasure),
+	    cmocka_unit_test(test_sent_keep),
+	    cmocka_unit_test(test_sent_prune_batches),
+	    cmocka_unit_test(test_sent_erased_then_sent_again),
+	    cmocka_unit_test(test_sent_unaged_store),
 	    cmocka_unit_test(test_version),
 	    cmocka_unit_test(test_bad_arguments),
 	    cmocka_unit_test(test_store_full),
