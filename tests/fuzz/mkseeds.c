@@ -930,6 +930,74 @@ channel_splits(void)
 	put("channel_split", "throttle-pieces", in, n);
 }
 
+/* fuzz_audit: log entries as an auditor reads them (hand-encoded where protobuf-c would not
+ * write them so: a kind given twice, erased_seqs unpacked over two events). */
+static void
+audits(void)
+{
+	static const uint8_t unpacked[] = {0x08, 0x03, 0x28, 0x06, 0x3a, 0x02,
+	                                   0x30, 0x01, 0x3a, 0x02, 0x30, 0x02};
+	Ihala__V2__LogEntry e = IHALA__V2__LOG_ENTRY__INIT;
+	Ihala__V2__BrokerEvent ev = IHALA__V2__BROKER_EVENT__INIT;
+	Ihala__V2__Envelope env = IHALA__V2__ENVELOPE__INIT;
+	uint64_t seqs[] = {1, 2};
+	uint8_t sha[32], twice[128], *b, *eb;
+	size_t n, en, i;
+
+	for (i = 0; i < sizeof(sha); i++) {
+		sha[i] = (uint8_t)i;
+	}
+	put("audit", "erasure-unpacked-two-events", unpacked, sizeof(unpacked));
+	e.seq = 4;
+	e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_ERASURE;
+	ev.referral_id = "r1";
+	ev.erased_seqs = seqs;
+	ev.n_erased_seqs = 2;
+	e.event = &ev;
+	b = pack(&e.base, &n);
+	put("audit", "erasure-packed", b, n);
+	free(b);
+	env.message_id = "m1";
+	env.sealed_sha256.data = sha;
+	env.sealed_sha256.len = sizeof(sha);
+	eb = pack(&env.base, &en);
+	ihala__v2__log_entry__init(&e);
+	e.seq = 1;
+	e.kind = IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION;
+	e.envelope.data = eb;
+	e.envelope.len = en;
+	b = pack(&e.base, &n);
+	put("audit", "submission-sealed", b, n);
+	free(b);
+	/* the same envelope under kind ERASURE then SUBMISSION: the last kind counts */
+	if (en + 8 <= sizeof(twice)) {
+		size_t k = 0;
+
+		twice[k++] = 0x08;
+		twice[k++] = 0x05;
+		twice[k++] = 0x28;
+		twice[k++] = 0x06;
+		twice[k++] = 0x28;
+		twice[k++] = 0x01;
+		twice[k++] = 0x32;
+		twice[k++] = (uint8_t)en;
+		memcpy(twice + k, eb, en);
+		put("audit", "kind-twice-last-wins", twice, k + en);
+	}
+	free(eb);
+	env.message_id = "m2";
+	env.sealed_sha256.data = NULL;
+	env.sealed_sha256.len = 0;
+	eb = pack(&env.base, &en);
+	e.seq = 2;
+	e.envelope.data = eb;
+	e.envelope.len = en;
+	b = pack(&e.base, &n);
+	put("audit", "submission-clear", b, n);
+	free(b);
+	free(eb);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -953,6 +1021,7 @@ main(int argc, char **argv)
 	configs();
 	proofs();
 	channel_splits();
+	audits();
 	free(cp);
 	printf("mkseeds: %d seeds written to %s\n", nwritten, outdir);
 	return 0;
