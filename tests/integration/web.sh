@@ -8,8 +8,13 @@
 # <script>alert(1)</script> and Arabic, the referral appears live, its name as text; the clerk
 # accepts and DMA's node sees it accepted; a third is declined with a reason code and the
 # reason in words, and DMA's node sees it declined with them; a decline being filled in is not
-# wiped by a live update; Arabic and Kurdish pages are dir=rtl; an emergency referral turns
-# overdue. With curl: the link works once, a page without the session and a POST (accept,
+# wiped by a live update; the inbox lists new referrals first, by priority; a referral's page
+# (reached by the keyboard) shows its timeline and the survivor's record, its forms labelled;
+# a note and progress posted there reach DMA's node as typed; DMA's clerk creates a referral
+# with its consent record in DMA's own ihala web and MoH's inbox shows it live; an outcome
+# from DMA is refused in the broker's words; the auditor's page verifies the log and shows
+# the entries' clear parts only; Arabic and Kurdish pages are dir=rtl; an emergency referral
+# turns overdue. With curl: the link works once, a page without the session and a POST (accept,
 # decline) without the session's CSRF token (or from another origin or Host) get 403, a decline
 # without a valid reason code 400, and a refusal of the broker is shown in words. With the
 # broker down it still starts and shows the node's journal. The broker's shortest deadline is
@@ -20,7 +25,7 @@
 
 IHALA=$IHALA_BUILD/ihala
 PY=/usr/bin/python3
-BROWSER_STEPS=16
+BROWSER_STEPS=26
 
 plan $((26 + BROWSER_STEPS))
 
@@ -75,6 +80,9 @@ write_broker_conf "$T/b" "$port" "
 emergency = 1m"
 DMA=$(write_client_conf "$T" dma "$port")
 MOH=$(write_client_conf "$T" moh "$port")
+# the auditor's node checks the broker's checkpoints with its key (its page's Verify)
+AUD=$(write_client_conf "$T" auditor "$port")
+echo "checkpoint_key = $IHALA_PKI/checkpoint.pub" >>"$AUD"
 unset IHALA_CONFIG
 start_broker "$T/b" || { not_ok "broker starts"; exit 1; }
 ok "broker starts ([deadlines] emergency = 1m)"
@@ -102,6 +110,7 @@ OVD=ovd-$$
 RID=web-$$
 DEC=dec-$$
 DRF=drf-$$
+NEW=new-$$
 NAME='<script>alert(1)</script> & نور الهدى خلف'
 mkref "$T/ovd.json" "$OVD" emergency 'هێمن جەلال'
 mkref "$T/ref.json" "$RID" urgent "$NAME"
@@ -132,6 +141,7 @@ check "an asset with the strict CSP, nosniff" \
 
 # --- the browser ------------------------------------------------------------------------------
 WEB_T=$T WEB_URL=$URL WEB_IHALA=$IHALA WEB_DMA_CONF=$DMA WEB_RID=$RID WEB_OVD=$OVD WEB_DEC=$DEC WEB_DRF=$DRF \
+	WEB_NEW=$NEW WEB_AUD_CONF=$AUD \
 	WEB_NAME=$NAME WEB_SCREENSHOTS=${WEB_SCREENSHOTS:-} setsid "$PY" "$IHALA_ROOT/tests/integration/web_browser.py" \
 	>"$T/browser.out" 2>"$T/browser.err" </dev/null &
 BROWSER_PID=$!
