@@ -16,7 +16,9 @@
 # the entries' clear parts only; Arabic and Kurdish pages are dir=rtl; an emergency referral
 # turns overdue. With curl: the link works once, a page without the session and a POST (accept,
 # decline) without the session's CSRF token (or from another origin or Host) get 403, a decline
-# without a valid reason code 400, and a refusal of the broker is shown in words. With the
+# without a valid reason code 400, and a refusal of the broker is shown in words; an onward
+# referral from the referral's page reaches MoLSA with only the data categories chosen, and
+# one to an agency the consent does not name is refused in words. With the
 # broker down it still starts and shows the node's journal. The broker's shortest deadline is
 # 1m, so the test takes a little over a minute.
 : "${IHALA_ROOT:?run through tests/run}"
@@ -27,7 +29,7 @@ IHALA=$IHALA_BUILD/ihala
 PY=/usr/bin/python3
 BROWSER_STEPS=26
 
-plan $((26 + BROWSER_STEPS))
+plan $((29 + BROWSER_STEPS))
 
 # The browser and its driver are stopped whatever happens: web_browser.py quits them, and
 # the process group it leads (setsid) is killed here, then any process still using this
@@ -57,7 +59,7 @@ mkref() {
  "survivor":{"caseId":"IQ-NIN-$2","name":"$4","sex":"female","birthYear":1996,
              "governorate":"Ninewa","district":"Sinjar"},
  "consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","recordedBy":"DMA-VA-0231",
-            "agencies":["moh"],"dataCovered":["identity","demographics","location","needs"]}}
+            "agencies":["moh","molsa"],"dataCovered":["identity","demographics","location","needs"]}}
 JSON
 }
 
@@ -80,6 +82,7 @@ write_broker_conf "$T/b" "$port" "
 emergency = 1m"
 DMA=$(write_client_conf "$T" dma "$port")
 MOH=$(write_client_conf "$T" moh "$port")
+MOLSA=$(write_client_conf "$T" molsa "$port")
 # the auditor's node checks the broker's checkpoints with its key (its page's Verify)
 AUD=$(write_client_conf "$T" auditor "$port")
 echo "checkpoint_key = $IHALA_PKI/checkpoint.pub" >>"$AUD"
@@ -203,6 +206,39 @@ code_of "$BASE/" "${C[@]}" >/dev/null
 check "declining it again: the broker's refusal is shown in words" \
 	eval 'is "$code" 303 && grep -q "id=\"flash\"" "$T/curl.body" &&
 	grep -qF "The broker refused it: INVALID_TRANSITION" "$T/curl.body"'
+
+# --- an onward referral from the referral's page, with curl and the browser's session --------
+code=$(code_of "$BASE/onward" "${C[@]}" --data-urlencode "rid=$RID" --data-urlencode "csrf=$CSRF" \
+	--data-urlencode "to=molsa" --data-urlencode "priority=normal" \
+	--data-urlencode "service=social-protection" --data-urlencode "data=identity" \
+	--data-urlencode "data=needs" --data-urlencode "reason=disability allowance")
+code_of "$BASE/r/$RID" "${C[@]}" >/dev/null
+check "onward referral to MoLSA from the referral's page: sent, the page says so" \
+	eval 'is "$code" 303 && grep -q "id=\"flash\" role=\"status\"" "$T/curl.body" &&
+	grep -qF "Referral sent: R-" "$T/curl.body"'
+run molsa_inbox "$MOLSA" inbox
+check "MoLSA's node receives it: parent $RID, the survivor's name opened, only the data categories chosen" \
+	eval 'expect 0 && "$PY" - "$OUT" "$RID" "$NAME" <<'"'"'PYEOF'"'"'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+refs = [l["envelope"]["referral"] for l in lines if "referral" in l.get("envelope", {})]
+ok = [r for r in refs if r.get("parentReferralId") == sys.argv[2]]
+if not ok:
+    sys.exit("no onward referral of %s in %r" % (sys.argv[2], refs))
+r = ok[0]
+s = r.get("survivor", {})
+if s.get("name") != sys.argv[3] or "birthYear" in s or "sex" in s or "district" in s:
+    sys.exit("survivor %r" % s)
+if r["consent"].get("agencies") != ["molsa"] or sorted(r["consent"].get("dataCovered")) != ["identity", "needs"]:
+    sys.exit("consent %r" % r["consent"])
+PYEOF'
+code=$(code_of "$BASE/onward" "${C[@]}" --data-urlencode "rid=$RID" --data-urlencode "csrf=$CSRF" \
+	--data-urlencode "to=hi" --data-urlencode "priority=normal" \
+	--data-urlencode "service=psychosocial-support" --data-urlencode "data=needs")
+code_of "$BASE/r/$RID" "${C[@]}" >/dev/null
+check "onward referral to an agency the survivor's consent does not name: refused in words" \
+	eval 'is "$code" 303 && grep -q "id=\"flash\" role=\"alert\"" "$T/curl.body" &&
+	grep -qE "(The broker refused it|The answer could not be sent): [A-Z_]+: " "$T/curl.body"'
 
 kill -TERM "$WEB_PID"
 wait "$WEB_PID"
