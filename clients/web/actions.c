@@ -432,7 +432,8 @@ do_onward(struct web *w, struct MHD_Connection *c, const char *body, const char 
 		ref = json_pack("{s:s,s:s,s:s,s:s,s:O,s:o,s:o}", "referralId", nrid,
 		                "parentReferralId", rid, "receivingAgency", to, "priority", prio,
 		                "services", svc, "survivor", surv, "consent", cons);
-		if (ref != NULL && reason[0] != '\0' && has_string(cats, "needs")) {
+		/* needs data: without "needs" among the categories the node refuses it, in words */
+		if (ref != NULL && reason[0] != '\0') {
 			json_object_set_new(ref, "reason", json_string(reason));
 		}
 		env = json_pack("{s:s,s:o}", "to", to, "referral", ref);

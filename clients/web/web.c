@@ -155,7 +155,7 @@ open_listener(struct web *w, const struct sockaddr_storage *ss, socklen_t sl, co
 	return fd;
 }
 
-/* ---- the model: one JSON object per referral, newest first ---- */
+/* ---- the model: one JSON object per referral, in the inbox's order (row_cmp) ---- */
 
 /* A JSON number or a string of digits (pbjson writes 64-bit integers either way). */
 static uint64_t
@@ -844,7 +844,7 @@ cmd_web(struct cli *cli, int argc, char **argv)
 	struct httpd *httpd = NULL;
 	struct web w;
 	uint64_t last_refresh, refresh_ms = REFRESH_MS;
-	int ch, rc, fd, loopback = 0, reported = 0;
+	int ch, rc, fd, loopback = 0, reported = 0, audited = 0;
 
 	optind = 0;
 	opterr = 0;
@@ -938,6 +938,13 @@ cmd_web(struct cli *cli, int argc, char **argv)
 	while (!cli_stop && rc == CLI_OK) {
 		rc = take_delivery(&w, cli, &reported);
 		note_role(&w, cli);
+		if (w.role == IHALA__V2__ROLE__ROLE_AUDITOR && !audited) {
+			/* the auditor's page shows the log's size and checkpoint from the start */
+			char text[WEB_FLASH_MAX];
+
+			audited = 1;
+			(void)job_verify(&w, cli, text, sizeof(text));
+		}
 		run_job(&w, cli);
 		if (clock_wall_ms() - last_refresh >= refresh_ms) {
 			refresh_all(&w, cli, 0);

@@ -47,9 +47,9 @@ struct web_job {
 
 /*
  * One `ihala web` run. Everything below `mu` is guarded by it. `rows` (a JSON array of
- * referral objects, newest first) is changed only by the node loop and read by the server's
- * threads, both under `mu`. `gen` grows with every change and `changed` is
- * broadcast; the server's event streams wait on it.
+ * referral objects, in the inbox's order: web.c row_cmp) is changed only by the node loop
+ * and read by the server's threads, both under `mu`. `gen` grows with every change and
+ * `changed` is broadcast; the server's event streams wait on it.
  */
 struct web {
 	/* set before the server starts, read-only after */

@@ -13,7 +13,8 @@ import time
 import traceback
 
 from selenium import webdriver
-from selenium.common.exceptions import (NoAlertPresentException,
+from selenium.common.exceptions import (ElementClickInterceptedException,
+                                        NoAlertPresentException,
                                         StaleElementReferenceException, TimeoutException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -117,7 +118,9 @@ def step(what, fn, retry=True):
         except StaleElementReferenceException:
             ok, detail = False, "elements kept going stale"
         except Exception as e:
-            ok, detail = False, "".join(traceback.format_exception_only(type(e), e))
+            # the exception's name and first lines, not chromedriver's stack
+            text = "".join(traceback.format_exception_only(type(e), e)).splitlines()
+            ok, detail = False, "\n".join(l for l in text if not l.lstrip().startswith("#"))[:800]
             break
     report(ok, what, detail)
     return ok
@@ -219,7 +222,7 @@ try:
             try:
                 row(d, RID).find_element(By.CSS_SELECTOR, "button.accept").click()
                 break
-            except StaleElementReferenceException:
+            except (StaleElementReferenceException, ElementClickInterceptedException):
                 continue  # not clicked: the table was replaced under it
         ok, why = wait_until(d, "row accepted",
                              lambda: row(d, RID) is not None and
@@ -597,9 +600,15 @@ try:
         ok, why = wait_until(d, "the audit page", lambda: d.find_elements(By.ID, "log"))
         if not ok:
             return ok, why
+        # verified once when the node started: the log's size is there before any click
+        ok, why = wait_until(d, "the log's size at start",
+                             lambda: d.find_elements(By.ID, "audit-size") or d.refresh())
+        if not ok:
+            return ok, why
         d.find_element(By.CSS_SELECTOR, "form.verify button").click()
         ok, why = wait_until(d, "the verify's result",
-                             lambda: d.find_elements(By.ID, "audit-result"))
+                             lambda: d.find_elements(By.ID, "audit-result") and
+                             flash(d)[0].startswith(en["verified"]))
         if not ok:
             return ok, why + "\n%r" % (flash(d),)
         r = d.find_element(By.ID, "audit-result")
