@@ -15,7 +15,8 @@ import traceback
 from selenium import webdriver
 from selenium.common.exceptions import (ElementClickInterceptedException,
                                         NoAlertPresentException,
-                                        StaleElementReferenceException, TimeoutException)
+                                        StaleElementReferenceException, TimeoutException,
+                                        WebDriverException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -572,8 +573,17 @@ try:
     def refused():
         # DMA may not close a referral with an outcome: the broker says so, the page too
         d.switch_to.window(d.window_handles[-1])
-        f = d.find_element(By.CSS_SELECTOR, "main form.outcome")
-        f.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        # the page is loaded again when DMA's node hears MoH's node took the referral: the
+        # click waits for that, and is tried again if the page went away under it
+        wait_until(d, "the referral received", lambda: d.find_element(By.ID, "summary")
+                   .get_attribute("data-status") == "received")
+        for attempt in range(5):
+            try:
+                f = d.find_element(By.CSS_SELECTOR, "main form.outcome")
+                f.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+                break
+            except WebDriverException:
+                time.sleep(0.5)
         ok, why = wait_until(d, "the refusal said", lambda: "err" in flash(d)[1])
         if not ok:
             return ok, why + "; flash %r" % (flash(d),)
