@@ -29,7 +29,7 @@ IHALA=$IHALA_BUILD/ihala
 PY=/usr/bin/python3
 BROWSER_STEPS=26
 
-plan $((29 + BROWSER_STEPS))
+plan $((35 + BROWSER_STEPS))
 
 # The browser and its driver are stopped whatever happens: web_browser.py quits them, and
 # the process group it leads (setsid) is killed here, then any process still using this
@@ -186,6 +186,11 @@ check "POST /decline with the token but from another Origin: 403" \
 	is "$(code_of "$BASE/decline" "${C[@]}" -H "Origin: http://evil.example" \
 		--data-urlencode "rid=$OVD" --data-urlencode "reason=no-capacity" \
 		--data-urlencode "csrf=$CSRF")" 403
+for a in progress outcome note onward refer verify; do
+	check "POST /$a without the CSRF token: 403, nothing done" \
+		is "$(code_of "$BASE/$a" "${C[@]}" --data-urlencode "rid=$RID" \
+			--data-urlencode "status=in-progress" --data-urlencode "text=x")" 403
+done
 check "POST /decline with a reason code that is none: 400" \
 	is "$(code_of "$BASE/decline" "${C[@]}" --data-urlencode "rid=$OVD" \
 		--data-urlencode "reason=bored" --data-urlencode "csrf=$CSRF")" 400
