@@ -74,6 +74,7 @@ struct audit_verify_result {
 	uint64_t sealed;                      /* entries committing to a sealed part */
 	uint64_t erased;                      /* of those, whose sealed part was erased */
 	char problem[AUDIT_PROBLEM_MAX];      /* the first problem, "" when none */
+	int parts_known; /* online: 0 when the replay could not say which sealed parts it holds */
 };
 
 /*

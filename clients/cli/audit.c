@@ -1,5 +1,6 @@
 /* audit.c - `ihala audit`: auditors' view of the log: replay, verify, prove, export, stats. */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -605,31 +606,49 @@ online_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len, const uint8
 	return cli_stop ? 1 : 0;
 }
 
-static int
-verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
+/* res->problem as printf says (a long detail is cut). */
+static void problem(struct audit_verify_result *res, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+problem(struct audit_verify_result *res, const char *fmt, ...)
 {
-	char name[CHECKPOINT_NAME_MAX + 1], root[2 * MERKLE_HASH_LEN + 1];
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vsnprintf(res->problem, sizeof(res->problem), fmt, ap) < 0) {
+		res->problem[0] = '\0';
+	}
+	va_end(ap);
+}
+
+/*
+ * The online verify, for `ihala audit verify` and the auditor's page of `ihala web`: the
+ * client is connected already; nothing is printed but the library's warnings (cli_capture
+ * keeps none here). res->problem names what did not verify or what failed.
+ */
+int
+cli_audit_verify_online(struct cli *cli, const char *key, const char *origin,
+                        struct audit_verify_result *res)
+{
+	char name[CHECKPOINT_NAME_MAX + 1];
 	struct checkpoint_verifier *v = NULL;
 	const Ihala__V2__Welcome *w;
 	struct online_verify *ov = NULL;
 	struct checkpoint ck;
 	const char *text, *nl, *why;
-	uint8_t r[MERKLE_HASH_LEN];
 	int rc, err;
 
-	if ((rc = cli_connect(cli, 1, NULL)) != CLI_OK) {
-		return rc;
-	}
+	memset(res, 0, sizeof(*res));
 	w = ihala_welcome(cli->client);
 	text = w != NULL ? w->checkpoint : "";
 	if (text[0] == '\0') {
-		cli_warnx("audit verify: the broker has signed no checkpoint yet; retry in a few "
-		          "seconds");
+		problem(res, "the broker has signed no checkpoint yet; retry in a few seconds");
 		return CLI_REFUSED;
 	}
 	nl = strchr(text, '\n');
 	if (nl == NULL || nl == text || (size_t)(nl - text) > CHECKPOINT_NAME_MAX) {
-		cli_warnx("audit verify: the broker's checkpoint is not a signed checkpoint");
+		problem(res, "the broker's checkpoint is not a signed checkpoint");
 		return CLI_VERIFY;
 	}
 	memcpy(name, text, (size_t)(nl - text));
@@ -637,15 +656,14 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 	cli_capture();
 	err = audit_verifier_load(key, name, &v);
 	if ((why = cli_captured(cli, err))[0] != '\0') {
-		cli_warnx("audit verify: cannot use checkpoint key '%s': %s", key, why);
+		problem(res, "cannot use checkpoint key '%s': %s", key, why);
 		return CLI_LOCAL;
 	}
-	err = checkpoint_open(v, o->origin != NULL ? o->origin : name, text, strlen(text), &ck);
+	err = checkpoint_open(v, origin != NULL ? origin : name, text, strlen(text), &ck);
 	checkpoint_verifier_free(v);
 	if (err != 0) {
-		cli_warnx(
-		    "audit verify: the broker's checkpoint of '%s' does not verify with '%s': %s",
-		    name, key, ihala_strerror(err));
+		problem(res, "the broker's checkpoint of '%s' does not verify with '%s': %s", name,
+		        key, ihala_strerror(err));
 		return CLI_VERIFY;
 	}
 	if ((ov = calloc(1, sizeof(*ov))) == NULL) {
@@ -664,42 +682,80 @@ verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
 		memcpy(ov->chain.problem, ov->sealed.problem, sizeof(ov->chain.problem));
 		ov->failed = CLI_VERIFY;
 	}
+	res->entries = merkle_range_size(&ov->chain.range);
 	if (ov->failed != 0) {
-		if (ov->chain.problem[0] != '\0') {
-			cli_warnx("audit verify: %s", ov->chain.problem);
-		}
+		memcpy(res->problem, ov->chain.problem, sizeof(res->problem));
 		rc = ov->failed;
 	} else if (err != 0) {
-		rc = cli_fail(cli, "audit verify", err);
-	} else if (merkle_range_size(&ov->chain.range) < ck.size) {
-		cli_warnx("audit verify: seq %llu missing: the broker's checkpoint of size %llu "
-		          "covers it (the log ends at %llu)",
-		          (unsigned long long)(merkle_range_size(&ov->chain.range) + 1),
-		          (unsigned long long)ck.size,
-		          (unsigned long long)merkle_range_size(&ov->chain.range));
+		problem(res, "%s", ihala_errmsg(cli->client));
+		if (res->problem[0] == '\0') {
+			problem(res, "%s", ihala_strerror(err));
+		}
+		rc = err; /* negative: the caller reports it (see verify_online) */
+	} else if (res->entries < ck.size) {
+		problem(res,
+		        "seq %llu missing: the broker's checkpoint of size %llu covers it (the log "
+		        "ends at %llu)",
+		        (unsigned long long)(res->entries + 1), (unsigned long long)ck.size,
+		        (unsigned long long)res->entries);
 		rc = CLI_VERIFY;
 	} else if (memcmp(ov->root_at, ck.root, MERKLE_HASH_LEN) != 0) {
-		cli_warnx("audit verify: checkpoint at size %llu: root does not match the log",
-		          (unsigned long long)ck.size);
+		problem(res, "checkpoint at size %llu: root does not match the log",
+		        (unsigned long long)ck.size);
 		rc = CLI_VERIFY;
-	} else if (merkle_range_root(&ov->chain.range, r) != 0) {
+	} else if (merkle_range_root(&ov->chain.range, res->root) != 0) {
 		rc = CLI_LOCAL;
 	} else {
-		hex_encode(r, MERKLE_HASH_LEN, root);
-		if (verify_json(merkle_range_size(&ov->chain.range), root, 1, ck.origin, ck.size,
-		                &ov->sealed) != 0) {
-			rc = CLI_LOCAL;
-		}
-		cli_info(cli, "verified %llu entries, root %s",
-		         (unsigned long long)merkle_range_size(&ov->chain.range), root);
-		verify_erasures(cli, merkle_range_size(&ov->chain.range), &ov->sealed);
-		cli_info(cli,
-		         "verified the broker's latest checkpoint of '%s' (size %llu): signature "
-		         "valid, root matches the log",
-		         ck.origin, (unsigned long long)ck.size);
+		res->checkpoints = 1;
+		res->last_checkpoint = ck.size;
+		snprintf(res->origin, sizeof(res->origin), "%s", ck.origin);
+		res->erasures = ov->sealed.erasures;
+		res->sealed = ov->sealed.sealed;
+		res->erased = ov->sealed.erased;
+		res->problem[0] = '\0';
 	}
+	res->parts_known = ov->sealed.known;
 	audit_sealed_release(&ov->sealed);
 	free(ov);
+	return rc;
+}
+
+static int
+verify_online(struct cli *cli, const struct audit_opts *o, const char *key)
+{
+	struct audit_verify_result res;
+	struct audit_sealed sl;
+	char root[2 * MERKLE_HASH_LEN + 1];
+	int rc;
+
+	if ((rc = cli_connect(cli, 1, NULL)) != CLI_OK) {
+		return rc;
+	}
+	rc = cli_audit_verify_online(cli, key, o->origin, &res);
+	if (rc < 0) {
+		return cli_fail(cli, "audit verify", rc);
+	}
+	if (rc != CLI_OK) {
+		if (res.problem[0] != '\0') {
+			cli_warnx("audit verify: %s", res.problem);
+		}
+		return rc;
+	}
+	hex_encode(res.root, MERKLE_HASH_LEN, root);
+	audit_sealed_init(&sl);
+	sl.erasures = res.erasures;
+	sl.sealed = res.sealed;
+	sl.erased = res.erased;
+	sl.known = res.parts_known;
+	if (verify_json(res.entries, root, 1, res.origin, res.last_checkpoint, &sl) != 0) {
+		rc = CLI_LOCAL;
+	}
+	cli_info(cli, "verified %llu entries, root %s", (unsigned long long)res.entries, root);
+	verify_erasures(cli, res.entries, &sl);
+	cli_info(cli,
+	         "verified the broker's latest checkpoint of '%s' (size %llu): signature "
+	         "valid, root matches the log",
+	         res.origin, (unsigned long long)res.last_checkpoint);
 	return rc;
 }
 

@@ -143,6 +143,12 @@ int cmd_web_user(struct cli *cli, int argc, char **argv);
  * A line naming no referral is skipped; a failure is only warned about. */
 void cli_journal(struct cli *cli, uint64_t seq, json_t *line);
 int cmd_audit(struct cli *cli, int argc, char **argv);
+/* `ihala audit verify` online, for the auditor's page (clients/cli/audit.c): fills res
+ * (entries, root, last_checkpoint = the broker's checkpoint size, origin, problem).
+ * Returns a CLI exit code (CLI_OK verified, CLI_VERIFY with res->problem, ...). */
+struct audit_verify_result;
+int cli_audit_verify_online(struct cli *cli, const char *key, const char *origin,
+                            struct audit_verify_result *res);
 int cmd_prove(struct cli *cli, int argc, char **argv);
 int cmd_directory(struct cli *cli, int argc, char **argv);
 

@@ -89,6 +89,14 @@ catalog_text(const char *lang, const char *key)
 	return s != NULL ? s : key;
 }
 
+const char *
+catalog_find(const char *lang, const char *key)
+{
+	const char *s = catalog_text(lang, key);
+
+	return s != key ? s : NULL;
+}
+
 int
 catalog_rtl(const char *lang)
 {

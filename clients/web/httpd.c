@@ -1,4 +1,4 @@
-/* httpd.c - `ihala web`'s HTTP side (libmicrohttpd): login link, session, CSRF, pages. */
+/* httpd.c - `ihala web`'s HTTP side (libmicrohttpd): login link, session, CSRF, dispatch. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -22,9 +22,10 @@
 #include "pbjson.h"
 #include "sessions.h"
 #include "web.h"
+#include "webhttp.h"
 
-/* A form body larger than this is refused (the forms here send a few short fields). */
-#define BODY_MAX 4096
+/* A form body larger than this is refused (the new-referral form is the largest). */
+#define BODY_MAX 32768
 /* An event stream says something at least this often, so a dead browser is noticed. */
 #define SSE_PING_S 15
 
@@ -50,15 +51,21 @@ static __thread struct {
 	char clerk[ID_CLERK_MAX + 1];
 } cur;
 
+const char *
+web_cur_csrf(void)
+{
+	return cur.csrf;
+}
+
+const char *
+web_cur_clerk(void)
+{
+	return cur.clerk;
+}
+
 /* ---- a growing text buffer; a failed allocation is remembered and answered 500 ---- */
 
-struct buf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void
+void
 buf_add(struct buf *b, const char *s, size_t n)
 {
 	char *np;
@@ -84,14 +91,14 @@ buf_add(struct buf *b, const char *s, size_t n)
 	b->p[b->len] = '\0';
 }
 
-static void
+void
 buf_puts(struct buf *b, const char *s)
 {
 	buf_add(b, s, strlen(s));
 }
 
 /* Text into HTML (element content and quoted attribute values): & < > " ' escaped. */
-static void
+void
 buf_esc(struct buf *b, const char *s)
 {
 	const char *run = s;
@@ -147,7 +154,7 @@ secure_headers(struct MHD_Response *r)
 }
 
 /* Send b (its text is taken) with status and type. */
-static enum MHD_Result
+enum MHD_Result
 send_buf(struct MHD_Connection *c, unsigned status, const char *type, struct buf *b)
 {
 	struct MHD_Response *r;
@@ -174,7 +181,7 @@ send_buf(struct MHD_Connection *c, unsigned status, const char *type, struct buf
 	return ret;
 }
 
-static enum MHD_Result
+enum MHD_Result
 send_text(struct MHD_Connection *c, unsigned status, const char *text)
 {
 	struct buf b = {NULL, 0, 0, 0};
@@ -185,7 +192,7 @@ send_text(struct MHD_Connection *c, unsigned status, const char *text)
 }
 
 /* 303 to `location`, with up to one Set-Cookie. */
-static enum MHD_Result
+enum MHD_Result
 send_redirect(struct MHD_Connection *c, const char *location, const char *cookie)
 {
 	struct MHD_Response *r;
@@ -207,7 +214,7 @@ send_redirect(struct MHD_Connection *c, const char *location, const char *cookie
 /* ---- language, session, form ---- */
 
 /* The ihala_lang cookie, else the first known language of Accept-Language, else English. */
-static const char *
+const char *
 request_lang(struct MHD_Connection *c)
 {
 	const char *v = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "ihala_lang"), *l, *p;
@@ -290,10 +297,10 @@ hexval(char ch)
 	return -1;
 }
 
-/* The value of `name` in an application/x-www-form-urlencoded body, decoded into out.
- * 0, or -1 when it is absent, too long or badly encoded. */
-static int
-form_value(const char *body, const char *name, char *out, size_t outlen)
+/* The n-th (from 0) value of `name` in an application/x-www-form-urlencoded body, decoded
+ * into out. 0, or -1 when it is absent, too long or badly encoded. */
+int
+form_nth(const char *body, const char *name, size_t n, char *out, size_t outlen)
 {
 	size_t nl = strlen(name), o;
 	const char *p = body;
@@ -301,7 +308,7 @@ form_value(const char *body, const char *name, char *out, size_t outlen)
 	while (p != NULL && *p != '\0') {
 		size_t fl = strcspn(p, "&");
 
-		if (fl > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+		if (fl > nl && strncmp(p, name, nl) == 0 && p[nl] == '=' && n-- == 0) {
 			const char *v = p + nl + 1, *end = p + fl;
 
 			for (o = 0; v < end; v++) {
@@ -332,8 +339,14 @@ form_value(const char *body, const char *name, char *out, size_t outlen)
 	return -1;
 }
 
+int
+form_value(const char *body, const char *name, char *out, size_t outlen)
+{
+	return form_nth(body, name, 0, out, outlen);
+}
+
 /* Whether the body has a field `name` at all (its value may be empty). */
-static int
+int
 form_has(const char *body, const char *name)
 {
 	size_t nl = strlen(name);
@@ -347,274 +360,6 @@ form_has(const char *body, const char *name)
 		p += *p == '&';
 	}
 	return 0;
-}
-
-/* ---- pages ---- */
-
-static void
-fmt_time(uint64_t ms, char *buf, size_t len)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	buf[0] = '\0';
-	if (ms != 0 && gmtime_r(&t, &tm) != NULL) {
-		strftime(buf, len, "%Y-%m-%d %H:%M UTC", &tm);
-	}
-}
-
-static void
-cell_text(struct buf *b, const char *cls, const char *text)
-{
-	buf_puts(b, "<td class=\"");
-	buf_puts(b, cls);
-	buf_puts(b, "\"><bdi>");
-	buf_esc(b, text != NULL ? text : "");
-	buf_puts(b, "</bdi></td>");
-}
-
-/* The catalog's text for PREFIX.VALUE ("status.received"), escaped. */
-static void
-esc_keyed(struct buf *b, const char *lang, const char *prefix, const char *value)
-{
-	char key[80];
-
-	snprintf(key, sizeof(key), "%s.%s", prefix,
-	         value != NULL && value[0] != '\0' ? value : "unknown");
-	buf_esc(b, catalog_text(lang, key));
-}
-
-static uint64_t
-row_num(json_t *row, const char *key)
-{
-	return (uint64_t)json_integer_value(json_object_get(row, key));
-}
-
-/* The decline form of one referral: a reason code (the schema's, as `ihala decline --reason`
- * takes them), the reason in words (optional). Called with w->mu held. */
-static void
-render_decline(struct buf *b, struct web *w, const char *lang, const char *rid)
-{
-	const ProtobufCEnumDescriptor *ed = &ihala__v2__reason_code__descriptor;
-	char name[64];
-	size_t i;
-
-	(void)w; /* the session's CSRF token is the request's (cur) */
-	buf_puts(b, "<form method=\"post\" action=\"/decline\" class=\"decline\">"
-	            "<input type=\"hidden\" name=\"csrf\" value=\"");
-	buf_esc(b, cur.csrf);
-	buf_puts(b, "\"><input type=\"hidden\" name=\"rid\" value=\"");
-	buf_esc(b, rid);
-	buf_puts(b, "\"><label>");
-	buf_esc(b, catalog_text(lang, "decline.reason"));
-	buf_puts(b, " <select name=\"reason\" required><option value=\"\">");
-	buf_esc(b, catalog_text(lang, "decline.choose"));
-	buf_puts(b, "</option>");
-	for (i = 0; i < ed->n_values; i++) {
-		if (ed->values[i].value == 0 ||
-		    pbjson_enum_to_name(ed, ed->values[i].value, name, sizeof(name)) != 0) {
-			continue;
-		}
-		buf_puts(b, "<option value=\"");
-		buf_esc(b, name);
-		buf_puts(b, "\">");
-		esc_keyed(b, lang, "reason", name);
-		buf_puts(b, "</option>");
-	}
-	buf_puts(b, "</select></label> <label>");
-	buf_esc(b, catalog_text(lang, "decline.text"));
-	buf_puts(b, " <input type=\"text\" name=\"text\" maxlength=\"250\"></label> "
-	            "<button type=\"submit\" class=\"decline\">");
-	buf_esc(b, catalog_text(lang, "decline"));
-	buf_puts(b, "</button></form>");
-}
-
-/* The table body: one row per referral, newest first. Called with w->mu held. */
-static void
-render_rows(struct buf *b, struct web *w, const char *lang)
-{
-	char when[40];
-	json_t *row;
-	size_t i;
-
-	if (json_array_size(w->rows) == 0) {
-		buf_puts(b, "<tr class=\"empty\"><td colspan=\"8\">");
-		buf_esc(b, catalog_text(lang, "empty"));
-		buf_puts(b, "</td></tr>\n");
-		return;
-	}
-	json_array_foreach(w->rows, i, row)
-	{
-		const char *rid = json_string_value(json_object_get(row, "referralId"));
-		const char *status = json_string_value(json_object_get(row, "status"));
-		const char *to = json_string_value(json_object_get(row, "recipient"));
-		int overdue = json_is_true(json_object_get(row, "overdue"));
-
-		buf_puts(b, "<tr class=\"referral");
-		buf_puts(b, overdue ? " overdue\"" : "\"");
-		buf_puts(b, " data-referral=\"");
-		buf_esc(b, rid);
-		buf_puts(b, "\" data-status=\"");
-		buf_esc(b, status != NULL ? status : "");
-		buf_puts(b, "\">");
-		cell_text(b, "rid", rid);
-		cell_text(b, "name", json_string_value(json_object_get(row, "name")));
-		cell_text(b, "from", json_string_value(json_object_get(row, "referrer")));
-		buf_puts(b, "<td class=\"priority\">");
-		esc_keyed(b, lang, "priority", json_string_value(json_object_get(row, "priority")));
-		buf_puts(b, "</td><td class=\"status\">");
-		esc_keyed(b, lang, "status", status);
-		if (overdue) {
-			buf_puts(b, " <span class=\"badge overdue\">");
-			buf_esc(b, catalog_text(lang, "overdue"));
-			buf_puts(b, "</span>");
-		}
-		buf_puts(b, "</td>");
-		fmt_time(row_num(row, "createdMs"), when, sizeof(when));
-		cell_text(b, "created", when);
-		fmt_time(row_num(row, "deadlineMs"), when, sizeof(when));
-		cell_text(b, "deadline", when);
-		buf_puts(b, "<td class=\"action\">");
-		if (to != NULL && w->agency != NULL && strcmp(to, w->agency) == 0 &&
-		    status != NULL &&
-		    (strcmp(status, "requested") == 0 || strcmp(status, "received") == 0)) {
-			buf_puts(b, "<form method=\"post\" action=\"/accept\">"
-			            "<input type=\"hidden\" name=\"csrf\" value=\"");
-			buf_esc(b, cur.csrf);
-			buf_puts(b, "\"><input type=\"hidden\" name=\"rid\" value=\"");
-			buf_esc(b, rid);
-			buf_puts(b, "\"><button type=\"submit\" class=\"accept\">");
-			buf_esc(b, catalog_text(lang, "accept"));
-			buf_puts(b, "</button></form>");
-			render_decline(b, w, lang, rid);
-		}
-		buf_puts(b, "</td></tr>\n");
-	}
-}
-
-static void
-page_head(struct buf *b, const char *lang, const char *title)
-{
-	buf_puts(b, "<!DOCTYPE html>\n<html lang=\"");
-	buf_esc(b, lang);
-	buf_puts(b, "\" dir=\"");
-	buf_puts(b, catalog_rtl(lang) ? "rtl" : "ltr");
-	buf_puts(b, "\">\n<head>\n<meta charset=\"utf-8\">\n"
-	            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-	            "<title>");
-	buf_esc(b, title);
-	buf_puts(b, "</title>\n<link rel=\"stylesheet\" href=\"/static/style.css\">\n"
-	            "<script src=\"/static/app.js\" defer></script>\n</head>\n");
-}
-
-/* A page that only says why (403, 404), in the request's language. */
-static enum MHD_Result
-send_message(struct MHD_Connection *c, unsigned status, const char *key)
-{
-	const char *lang = request_lang(c);
-	struct buf b = {NULL, 0, 0, 0};
-
-	page_head(&b, lang, catalog_text(lang, "title"));
-	buf_puts(&b, "<body>\n<p class=\"message err\" role=\"alert\">");
-	buf_esc(&b, catalog_text(lang, key));
-	buf_puts(&b, "</p>\n</body>\n</html>\n");
-	return send_buf(c, status, "text/html; charset=utf-8", &b);
-}
-
-static enum MHD_Result
-send_inbox(struct web *w, struct MHD_Connection *c)
-{
-	const char *lang = request_lang(c);
-	struct buf b = {NULL, 0, 0, 0};
-	char gen[32];
-	size_t i;
-
-	page_head(&b, lang, catalog_text(lang, "title"));
-	pthread_mutex_lock(&w->mu);
-	snprintf(gen, sizeof(gen), "%llu", (unsigned long long)w->gen);
-	buf_puts(&b, "<body data-gen=\"");
-	buf_puts(&b, gen);
-	buf_puts(&b, "\">\n<header>\n<h1>");
-	buf_esc(&b, catalog_text(lang, "title"));
-	buf_puts(&b, "</h1>\n<p class=\"agency\">");
-	buf_esc(&b, catalog_text(lang, "agency"));
-	buf_puts(&b, ": <bdi id=\"agency\">");
-	buf_esc(&b, w->agency);
-	buf_puts(&b, "</bdi></p>\n<form method=\"post\" action=\"/lang\" class=\"lang\" "
-	             "aria-label=\"");
-	buf_esc(&b, catalog_text(lang, "language"));
-	buf_puts(&b, "\"><input type=\"hidden\" name=\"csrf\" value=\"");
-	buf_esc(&b, cur.csrf);
-	buf_puts(&b, "\">");
-	for (i = 0; web_langs[i] != NULL; i++) {
-		/* each language's own name, in that language */
-		buf_puts(&b, "<button type=\"submit\" name=\"lang\" value=\"");
-		buf_esc(&b, web_langs[i]);
-		buf_puts(&b, "\" lang=\"");
-		buf_esc(&b, web_langs[i]);
-		buf_puts(&b, "\" id=\"lang-");
-		buf_esc(&b, web_langs[i]);
-		buf_puts(&b, "\">");
-		buf_esc(&b, catalog_text(web_langs[i], "language.name"));
-		buf_puts(&b, "</button>");
-	}
-	buf_puts(&b, "</form>\n");
-	if (strcmp(cur.clerk, ACCOUNTS_LOCAL_CLERK) != 0) {
-		/* a clerk's own session (not the one-time link's) can be ended here */
-		buf_puts(&b, "<form method=\"post\" action=\"/logout\" class=\"logout\">"
-		             "<input type=\"hidden\" name=\"csrf\" value=\"");
-		buf_esc(&b, cur.csrf);
-		buf_puts(&b, "\"><button type=\"submit\" id=\"logout\">");
-		buf_esc(&b, catalog_text(lang, "logout"));
-		buf_puts(&b, "</button></form>\n");
-	}
-	buf_puts(&b, "<p id=\"live\" class=\"off\"><span class=\"on\">");
-	buf_esc(&b, catalog_text(lang, "live.on"));
-	buf_puts(&b, "</span><span class=\"off\">");
-	buf_esc(&b, catalog_text(lang, "live.off"));
-	buf_puts(&b, "</span></p>\n</header>\n");
-	if (w->broker_down) {
-		buf_puts(&b, "<p class=\"message err\" id=\"broker-down\" role=\"alert\">");
-		buf_esc(&b, catalog_text(lang, "broker.down"));
-		buf_puts(&b, "</p>\n");
-	}
-	if (w->flash[0] != '\0') {
-		/* said once, then forgotten */
-		buf_puts(&b, w->flash_ok ? "<p class=\"message ok\" id=\"flash\" role=\"status\">"
-		                         : "<p class=\"message err\" id=\"flash\" role=\"alert\">");
-		buf_esc(&b, w->flash);
-		buf_puts(&b, "</p>\n");
-		w->flash[0] = '\0';
-	}
-	buf_puts(&b, "<table id=\"inbox\">\n<thead><tr>");
-	{
-		static const char *const cols[] = {"col.referral", "col.survivor", "col.from",
-		                                   "col.priority", "col.status",   "col.created",
-		                                   "col.deadline", "col.action"};
-
-		for (i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
-			buf_puts(&b, "<th scope=\"col\">");
-			buf_esc(&b, catalog_text(lang, cols[i]));
-			buf_puts(&b, "</th>");
-		}
-	}
-	buf_puts(&b, "</tr></thead>\n<tbody id=\"rows\">\n");
-	render_rows(&b, w, lang);
-	pthread_mutex_unlock(&w->mu);
-	buf_puts(&b, "</tbody>\n</table>\n</body>\n</html>\n");
-	return send_buf(c, MHD_HTTP_OK, "text/html; charset=utf-8", &b);
-}
-
-static enum MHD_Result
-send_rows(struct web *w, struct MHD_Connection *c)
-{
-	const char *lang = request_lang(c);
-	struct buf b = {NULL, 0, 0, 0};
-
-	pthread_mutex_lock(&w->mu);
-	render_rows(&b, w, lang);
-	pthread_mutex_unlock(&w->mu);
-	return send_buf(c, MHD_HTTP_OK, "text/html; charset=utf-8", &b);
 }
 
 /* ---- server-sent events: "change" with the model's generation, when it changes ---- */
@@ -764,10 +509,12 @@ do_login(struct web *w, struct MHD_Connection *c)
 
 /* POST /logout: the session ends, its cookie is dropped, and back to the login form. */
 static enum MHD_Result
-do_logout(struct web *w, struct MHD_Connection *c)
+do_logout(struct web *w, struct MHD_Connection *c, const char *body, const char *unused)
 {
 	char cookie[128];
 
+	(void)body;
+	(void)unused;
 	sessions_close(w->sessions,
 	               MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "ihala_session"));
 	snprintf(cookie, sizeof(cookie),
@@ -849,101 +596,29 @@ do_password(struct web *w, struct MHD_Connection *c, const char *body)
 	return start_session(w, c, clerk);
 }
 
-static void
-set_flash(struct web *w, int ok, const char *key, const char *lang, const char *detail)
-{
-	/* a long broker sentence is cut, never the page */
-	if (snprintf(w->flash, sizeof(w->flash), "%s %s", catalog_text(lang, key), detail) < 0) {
-		w->flash[0] = '\0';
-	}
-	w->flash_ok = ok;
-}
-
-/* POST /accept, POST /decline: the node loop sends it (the only thread with the client);
- * wait for it. */
+/* POST /lang: the clerk's language, then back to the page it was chosen on ("back": a path
+ * of this server, nothing else). */
 static enum MHD_Result
-do_answer(struct web *w, struct MHD_Connection *c, const char *body, int decline)
+do_lang(struct web *w, struct MHD_Connection *c, const char *body, const char *unused)
 {
-	const char *lang = request_lang(c);
-	char rid[ID_MAX + 1], code[64], text[WEB_REASON_TEXT_MAX];
-	struct timespec until;
-	int err, reason = 0;
-
-	if (form_value(body, "rid", rid, sizeof(rid)) != 0 || !id_valid(rid)) {
-		return send_text(c, MHD_HTTP_BAD_REQUEST, "bad request: no valid referral id");
-	}
-	text[0] = '\0';
-	if (decline) {
-		if (form_value(body, "reason", code, sizeof(code)) != 0 ||
-		    pbjson_enum_from_name(&ihala__v2__reason_code__descriptor, code, &reason) !=
-		        0 ||
-		    reason == 0) {
-			return send_text(c, MHD_HTTP_BAD_REQUEST,
-			                 "bad request: no valid reason code");
-		}
-		if (form_has(body, "text") &&
-		    (form_value(body, "text", text, sizeof(text)) != 0 ||
-		     !pb_utf8_valid((const uint8_t *)text, strlen(text)))) {
-			return send_text(
-			    c, MHD_HTTP_BAD_REQUEST,
-			    "bad request: the reason in words is too long or not UTF-8");
-		}
-	}
-	pthread_mutex_lock(&w->mu);
-	if (w->job == WEB_JOB_DONE) {
-		w->job = WEB_JOB_NONE; /* the answer of a page that stopped waiting */
-	}
-	if (w->job != WEB_JOB_NONE) {
-		set_flash(w, 0, "busy", lang, "");
-		pthread_mutex_unlock(&w->mu);
-		return send_redirect(c, "/", NULL);
-	}
-	w->job = WEB_JOB_PENDING;
-	snprintf(w->job_rid, sizeof(w->job_rid), "%s", rid);
-	w->job_decline = decline;
-	w->job_reason = reason;
-	snprintf(w->job_reason_text, sizeof(w->job_reason_text), "%s", text);
-	snprintf(w->job_clerk, sizeof(w->job_clerk), "%s", cur.clerk);
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += w->job_timeout_ms / 1000 + 1;
-	while (!w->stopping && w->job != WEB_JOB_DONE) {
-		if (pthread_cond_timedwait(&w->job_cv, &w->mu, &until) == ETIMEDOUT) {
-			break;
-		}
-	}
-	if (w->job == WEB_JOB_DONE) {
-		err = w->job_err;
-		w->job = WEB_JOB_NONE;
-		if (err == 0) {
-			set_flash(w, 1, decline ? "declined" : "accepted", lang, w->job_text);
-		} else if (cli_is_transport(err)) {
-			set_flash(w, 0, "unreachable", lang, w->job_text);
-		} else if (cli_exit_code(err) == CLI_REFUSED) {
-			set_flash(w, 0, "refused", lang, w->job_text);
-		} else {
-			set_flash(w, 0, "failed", lang, w->job_text);
-		}
-	} else {
-		set_flash(w, 0, "busy", lang, "");
-	}
-	pthread_mutex_unlock(&w->mu);
-	return send_redirect(c, "/", NULL);
-}
-
-static enum MHD_Result
-do_lang(struct web *w, struct MHD_Connection *c, const char *body)
-{
-	char v[16], cookie[128];
+	char v[16], cookie[128], back[3 * ID_MAX + 8];
 	const char *lang;
 
+	(void)w;
+	(void)unused;
 	if (form_value(body, "lang", v, sizeof(v)) != 0 || (lang = catalog_lang(v)) == NULL) {
 		return send_text(c, MHD_HTTP_BAD_REQUEST, "bad request: unknown language");
+	}
+	if (form_value(body, "back", back, sizeof(back)) != 0 || back[0] != '/' || back[1] == '/' ||
+	    strspn(back, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                 "0123456789/%._~-") != strlen(back)) {
+		snprintf(back, sizeof(back), "/");
 	}
 	/* the clerk's choice, kept by this browser for a year */
 	snprintf(cookie, sizeof(cookie),
 	         "ihala_lang=%s; Path=/; Max-Age=31536000; HttpOnly; SameSite=Strict%s", lang,
 	         w->tls ? "; Secure" : "");
-	return send_redirect(c, "/", cookie);
+	return send_redirect(c, back, cookie);
 }
 
 /* The Origin the browser says, if it says one, is this server. */
@@ -959,17 +634,36 @@ origin_ok(struct web *w, struct MHD_Connection *c)
 	        (strcasecmp(origin + n, w->host) == 0 || strcasecmp(origin + n, w->host_alt) == 0));
 }
 
-/* A POST is done only for the session's own page: its CSRF token, and its Origin when the
- * browser says one. */
+/*
+ * What every POST must show before it is done: the session's cookie, a body within
+ * BODY_MAX, the session's CSRF token, and (when the browser says one) this server's own
+ * Origin. 1 when it may go on; else 0 with the refusal queued in *ret.
+ */
 static int
-post_allowed(struct web *w, struct MHD_Connection *c, const char *body)
+post_allowed(struct web *w, struct MHD_Connection *c, const char *url, const struct buf *body,
+             enum MHD_Result *ret)
 {
 	char tok[WEB_TOKEN_LEN + 2];
+	int ok;
 
-	if (!origin_ok(w, c) || form_value(body, "csrf", tok, sizeof(tok)) != 0) {
+	if (!has_session(w, c)) {
+		*ret = send_message(c, MHD_HTTP_FORBIDDEN, "session.none");
 		return 0;
 	}
-	return token_eq(tok, cur.csrf);
+	if (body->oom) {
+		*ret = send_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+		return 0;
+	}
+	ok = origin_ok(w, c) &&
+	     form_value(body->p != NULL ? body->p : "", "csrf", tok, sizeof(tok)) == 0 &&
+	     token_eq(tok, cur.csrf);
+	if (!ok) {
+		cli_warnx("web: security: a POST %s without this session's CSRF token (or from "
+		          "another origin) was refused",
+		          url);
+		*ret = send_message(c, MHD_HTTP_FORBIDDEN, "csrf.bad");
+	}
+	return ok;
 }
 
 static enum MHD_Result
@@ -999,11 +693,55 @@ send_asset(struct MHD_Connection *c, const char *url)
 
 /* ---- dispatch ---- */
 
+/* The POST actions: those on one referral get its id, checked ("rid"). */
+static const struct action {
+	const char *url;
+	int on_referral;
+	enum MHD_Result (*fn)(struct web *w, struct MHD_Connection *c, const char *body,
+	                      const char *rid);
+} actions[] = {
+    {"/accept", 1, do_accept},   {"/decline", 1, do_decline}, {"/progress", 1, do_progress},
+    {"/outcome", 1, do_outcome}, {"/note", 1, do_note},       {"/onward", 1, do_onward},
+    {"/refer", 0, do_refer},     {"/verify", 0, do_verify},   {"/lang", 0, do_lang},
+    {"/logout", 0, do_logout},
+};
+
+/* ---- dispatch ---- */
+
 /* Per request: the body of a POST as it comes. */
 struct req {
 	struct buf body;
 	int too_big;
 };
+
+static enum MHD_Result
+do_post(struct web *w, struct MHD_Connection *c, const char *url, struct req *rq)
+{
+	const struct action *a = NULL;
+	const char *body;
+	char rid[ID_MAX + 1];
+	enum MHD_Result ret;
+	size_t i;
+
+	for (i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
+		if (strcmp(url, actions[i].url) == 0) {
+			a = &actions[i];
+			break;
+		}
+	}
+	if (a == NULL) {
+		return send_message(c, MHD_HTTP_NOT_FOUND, "notfound");
+	}
+	if (!post_allowed(w, c, url, &rq->body, &ret)) {
+		return ret;
+	}
+	body = rq->body.p != NULL ? rq->body.p : "";
+	rid[0] = '\0';
+	if (a->on_referral && (form_value(body, "rid", rid, sizeof(rid)) != 0 || !id_valid(rid))) {
+		return bad_request(c, "no valid referral id");
+	}
+	return a->fn(w, c, body, rid);
+}
 
 static void
 completed(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_RequestTerminationCode toe)
@@ -1088,27 +826,21 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 		if (strcmp(url, "/events") == 0) {
 			return send_events(w, c);
 		}
+		if (strncmp(url, "/r/", 3) == 0) {
+			return send_referral(w, c, url + 3);
+		}
+		if (strcmp(url, "/new") == 0) {
+			return send_new(w, c);
+		}
+		if (strcmp(url, "/audit") == 0) {
+			return send_audit(w, c);
+		}
 		return send_message(c, MHD_HTTP_NOT_FOUND, "notfound");
 	}
-	if (rq->too_big || rq->body.oom) {
-		return send_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+	if (rq->too_big) {
+		rq->body.oom = 1; /* refused as too large by post_allowed */
 	}
-	if (strcmp(url, "/accept") != 0 && strcmp(url, "/decline") != 0 &&
-	    strcmp(url, "/lang") != 0 && strcmp(url, "/logout") != 0) {
-		return send_message(c, MHD_HTTP_NOT_FOUND, "notfound");
-	}
-	if (!post_allowed(w, c, rq->body.p != NULL ? rq->body.p : "")) {
-		cli_warnx("web: security: a POST %s without this session's CSRF token was refused",
-		          url);
-		return send_message(c, MHD_HTTP_FORBIDDEN, "csrf.bad");
-	}
-	if (strcmp(url, "/accept") == 0 || strcmp(url, "/decline") == 0) {
-		return do_answer(w, c, rq->body.p, strcmp(url, "/decline") == 0);
-	}
-	if (strcmp(url, "/logout") == 0) {
-		return do_logout(w, c);
-	}
-	return do_lang(w, c, rq->body.p);
+	return do_post(w, c, url, rq);
 }
 
 struct httpd *

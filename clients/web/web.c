@@ -13,10 +13,12 @@
 #include <openssl/rand.h>
 
 #include "accounts.h"
+#include "audit.h"
 #include "cli.h"
 #include "clock.h"
 #include "error.h"
 #include "hex.h"
+#include "merkle.h"
 #include "pbjson.h"
 #include "render.h"
 #include "sessions.h"
@@ -31,9 +33,14 @@
 static const char web_usage[] =
     "usage: ihala web [--listen ADDRESS:PORT]\n"
     "\n"
-    "Serve this node's referral inbox to a browser: the referrals it received and sent,\n"
-    "newest first, overdue ones marked, new ones shown as they come, with Accept, and\n"
-    "Decline with a reason code and the reason in words.\n"
+    "Serve this node's referrals to a browser: the inbox (those it received and sent, new\n"
+    "ones first, then by priority and deadline, overdue ones marked, new ones shown as they\n"
+    "come); each referral's page (its whole history, the survivor's record as this node\n"
+    "opened it, and the actions its role allows: accept, decline with a reason, progress,\n"
+    "outcome, note, onward referral); for DMA a new-referral form with the consent record;\n"
+    "for auditors the log's size, its last verified checkpoint, Verify (as 'ihala audit\n"
+    "verify' online, with the config's checkpoint_key) and the newest entries' clear parts.\n"
+    "Every refusal of the broker is shown in its words.\n"
     "On loopback it prints a link that works once: opening it starts a session (clerk id\n"
     "'local'). Clerks made with 'ihala web-user add NAME' log in with their name and\n"
     "password at /login; what they do carries their pseudonymous clerk id.\n"
@@ -159,7 +166,7 @@ open_listener(struct web *w, const struct sockaddr_storage *ss, socklen_t sl, co
 	return fd;
 }
 
-/* ---- the model: one JSON object per referral, newest first ---- */
+/* ---- the model: one JSON object per referral, in the inbox's order (row_cmp) ---- */
 
 /* A JSON number or a string of digits (pbjson writes 64-bit integers either way). */
 static uint64_t
@@ -174,10 +181,20 @@ num(json_t *v)
 	return 0;
 }
 
-/* The referral's own record in the journal: who sent it to whom, and the referral. */
+static void
+set_str(json_t *row, const char *key, json_t *v)
+{
+	if (json_is_string(v)) {
+		json_object_set_new(row, key, json_string(json_string_value(v)));
+	}
+}
+
+/* The referral's journal: every line (seq order), and its own record (who sent it to whom,
+ * and the referral, opened). */
 struct found {
 	json_t *referral;
 	json_t *line;
+	json_t *lines;
 };
 
 static int
@@ -188,33 +205,184 @@ find_referral(void *arg, const char *rid, uint64_t seq, const char *json)
 
 	(void)rid;
 	(void)seq;
-	if (f->referral != NULL || (line = json_loads(json, 0, NULL)) == NULL) {
+	if ((line = json_loads(json, 0, NULL)) == NULL) {
 		return 0;
 	}
 	r = json_object_get(json_object_get(line, "envelope"), "referral");
-	if (json_is_object(r)) {
+	if (f->referral == NULL && json_is_object(r)) {
 		f->referral = json_incref(r);
 		f->line = json_incref(line);
+	}
+	if (f->lines != NULL) {
+		json_array_append(f->lines, line);
 	}
 	json_decref(line);
 	return 0;
 }
 
-static void
-set_str(json_t *row, const char *key, json_t *v)
+/* The journal's line of `seq`, else NULL (borrowed). */
+static json_t *
+line_of(json_t *lines, uint64_t seq)
 {
-	if (json_is_string(v)) {
-		json_object_set_new(row, key, json_string(json_string_value(v)));
+	json_t *it;
+	size_t i;
+
+	json_array_foreach(lines, i, it)
+	{
+		if (num(json_object_get(it, "seq")) == seq) {
+			return it;
+		}
 	}
+	return NULL;
 }
 
-/* Insert or replace `row` (taken) in w->rows, newest (createdMs, then lastSeq) first. */
+static int
+by_seq(const void *a, const void *b)
+{
+	uint64_t x = num(json_object_get(*(json_t *const *)a, "seq")),
+	         y = num(json_object_get(*(json_t *const *)b, "seq"));
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The referral's timeline: the broker's history (`hist`, may be NULL when it could not be
+ * asked), each item with what the node's journal says of it (its envelope, opened, or the
+ * broker's event), and the journal's lines the history does not have; in seq order. Items:
+ * {"seq", "timeMs", "from", "what", "status", "kind", "envelope" | "event" | "openError"}.
+ */
+static json_t *
+timeline(json_t *hist, json_t *lines)
+{
+	json_t *out = json_array(), *it, *l, *item;
+	size_t i, n;
+	json_t **vec;
+
+	if (out == NULL) {
+		return NULL;
+	}
+	json_array_foreach(hist, i, it)
+	{
+		if ((item = json_object()) == NULL) {
+			continue;
+		}
+		json_object_set_new(item, "seq",
+		                    json_integer((json_int_t)num(json_object_get(it, "seq"))));
+		json_object_set_new(item, "timeMs",
+		                    json_integer((json_int_t)num(json_object_get(it, "timeMs"))));
+		set_str(item, "from", json_object_get(it, "agency"));
+		set_str(item, "what", json_object_get(it, "what"));
+		set_str(item, "status", json_object_get(it, "status"));
+		if ((l = line_of(lines, num(json_object_get(it, "seq")))) != NULL) {
+			set_str(item, "kind", json_object_get(l, "kind"));
+			if (json_object_get(l, "envelope") != NULL) {
+				json_object_set(item, "envelope", json_object_get(l, "envelope"));
+			}
+			if (json_object_get(l, "event") != NULL) {
+				json_object_set(item, "event", json_object_get(l, "event"));
+			}
+			set_str(item, "openError", json_object_get(l, "openError"));
+		}
+		json_array_append_new(out, item);
+	}
+	json_array_foreach(lines, i, l)
+	{
+		uint64_t seq = num(json_object_get(l, "seq"));
+		size_t k;
+		int seen = 0;
+
+		json_array_foreach(hist, k, it)
+		{
+			if (num(json_object_get(it, "seq")) == seq) {
+				seen = 1;
+				break;
+			}
+		}
+		if (seen || (item = json_object()) == NULL) {
+			continue;
+		}
+		json_object_set_new(item, "seq", json_integer((json_int_t)seq));
+		json_object_set_new(
+		    item, "timeMs",
+		    json_integer((json_int_t)num(json_object_get(l, "brokerTimeMs"))));
+		set_str(item, "from", json_object_get(l, "sender"));
+		set_str(item, "kind", json_object_get(l, "kind"));
+		if (json_object_get(l, "envelope") != NULL) {
+			json_object_set(item, "envelope", json_object_get(l, "envelope"));
+		}
+		if (json_object_get(l, "event") != NULL) {
+			json_object_set(item, "event", json_object_get(l, "event"));
+		}
+		set_str(item, "openError", json_object_get(l, "openError"));
+		json_array_append_new(out, item);
+	}
+	/* seq order (jansson has no sort) */
+	n = json_array_size(out);
+	if (n > 1 && (vec = calloc(n, sizeof(*vec))) != NULL) {
+		for (i = 0; i < n; i++) {
+			vec[i] = json_incref(json_array_get(out, i));
+		}
+		qsort(vec, n, sizeof(*vec), by_seq);
+		json_array_clear(out);
+		for (i = 0; i < n; i++) {
+			json_array_append_new(out, vec[i]);
+		}
+		free(vec);
+	}
+	return out;
+}
+
+/* Still waiting for this node's or the other's answer: what the clerk looks at first. */
+static int
+row_new(json_t *row)
+{
+	const char *s = json_string_value(json_object_get(row, "status"));
+
+	return s == NULL || strcmp(s, "requested") == 0 || strcmp(s, "received") == 0;
+}
+
+static int
+row_prio(json_t *row)
+{
+	const char *p = json_string_value(json_object_get(row, "priority"));
+
+	if (p == NULL) {
+		return 3;
+	}
+	return strcmp(p, "emergency") == 0 ? 0 : strcmp(p, "urgent") == 0 ? 1 : 2;
+}
+
+/* The inbox's order: new referrals first, then by priority, then the nearest deadline (none
+ * last), then the newest. < 0 when a comes before b. */
+static int
+row_cmp(json_t *a, json_t *b)
+{
+	uint64_t da = num(json_object_get(a, "deadlineMs")),
+	         db = num(json_object_get(b, "deadlineMs"));
+	uint64_t ca = num(json_object_get(a, "createdMs")),
+	         cb = num(json_object_get(b, "createdMs"));
+	uint64_t sa = num(json_object_get(a, "lastSeq")), sb = num(json_object_get(b, "lastSeq"));
+
+	if (row_new(a) != row_new(b)) {
+		return row_new(a) ? -1 : 1;
+	}
+	if (row_prio(a) != row_prio(b)) {
+		return row_prio(a) - row_prio(b);
+	}
+	if (da != db) {
+		return da == 0 ? 1 : db == 0 ? -1 : da < db ? -1 : 1;
+	}
+	if (ca != cb) {
+		return ca > cb ? -1 : 1;
+	}
+	return sa == sb ? 0 : sa > sb ? -1 : 1;
+}
+
+/* Insert or replace `row` (taken) in w->rows, in the inbox's order (row_cmp). */
 static void
 model_put(struct web *w, json_t *row)
 {
 	const char *rid = json_string_value(json_object_get(row, "referralId"));
-	uint64_t c = num(json_object_get(row, "createdMs")),
-	         s = num(json_object_get(row, "lastSeq"));
 	json_t *it;
 	size_t i, at;
 
@@ -235,9 +403,7 @@ model_put(struct web *w, json_t *row)
 	at = json_array_size(w->rows);
 	json_array_foreach(w->rows, i, it)
 	{
-		uint64_t ic = num(json_object_get(it, "createdMs"));
-
-		if (ic < c || (ic == c && num(json_object_get(it, "lastSeq")) < s)) {
+		if (row_cmp(row, it) < 0) {
 			at = i;
 			break;
 		}
@@ -286,8 +452,8 @@ static int
 refresh_one(struct web *w, struct cli *cli, const char *rid, int ask)
 {
 	Ihala__V2__ReferralState *st = NULL;
-	struct found f = {NULL, NULL};
-	json_t *row, *j = NULL, *h, *surv;
+	struct found f = {NULL, NULL, json_array()};
+	json_t *row, *j = NULL, *h, *surv, *tl;
 	int err;
 
 	if ((row = json_object()) == NULL) {
@@ -302,6 +468,9 @@ refresh_one(struct web *w, struct cli *cli, const char *rid, int ask)
 		set_str(row, "priority", json_object_get(f.referral, "priority"));
 		set_str(row, "referrer", json_object_get(f.line, "sender"));
 		set_str(row, "recipient", json_object_get(f.line, "recipient"));
+		set_str(row, "parent", json_object_get(f.referral, "parentReferralId"));
+		/* the survivor's record as this node opened it, for the referral's page */
+		json_object_set(row, "referral", f.referral);
 		json_object_set_new(
 		    row, "createdMs",
 		    json_integer((json_int_t)num(json_object_get(f.line, "brokerTimeMs"))));
@@ -327,11 +496,18 @@ refresh_one(struct web *w, struct cli *cli, const char *rid, int ask)
 		json_object_set_new(row, "lastSeq",
 		                    json_integer((json_int_t)num(json_object_get(
 		                        json_array_get(h, json_array_size(h) - 1), "seq"))));
+		set_str(row, "parent", json_object_get(j, "parentReferralId"));
+		if ((tl = timeline(h, f.lines)) != NULL) {
+			json_object_set_new(row, "timeline", tl);
+		}
 		json_decref(j);
 		model_put(w, row);
 	} else if (err != 0 && cli_is_transport(err)) {
 		set_broker_down(w, 1);
 		if (!model_has(w, rid)) {
+			if ((tl = timeline(NULL, f.lines)) != NULL) {
+				json_object_set_new(row, "timeline", tl);
+			}
 			model_put(w, row);
 		} else {
 			json_decref(row);
@@ -342,6 +518,7 @@ refresh_one(struct web *w, struct cli *cli, const char *rid, int ask)
 	ihala_state_free(st);
 	json_decref(f.referral);
 	json_decref(f.line);
+	json_decref(f.lines);
 	return err != 0 && cli_is_transport(err);
 }
 
@@ -389,83 +566,228 @@ refresh_all(struct web *w, struct cli *cli, int all)
 	ihala_journal_referrals_free(ids, n);
 }
 
-/* ---- accepting and declining, for a page ---- */
+/* ---- what a page asks: a job ---- */
 
-static void
-run_job(struct web *w, struct cli *cli)
+/* Submit the page's envelope (JSON, borrowed) as `ihala accept`, `decline`, `progress`,
+ * `outcome`, `note` or `refer` would: libihala checks and seals it, the journal keeps it.
+ * Fills text (the referral id, or why not) and returns 0 or a code from error.h. */
+static int
+job_submit(struct web *w, struct cli *cli, json_t *ej, const char *rid, const char *clerk,
+           char *text, size_t tl)
 {
-	Ihala__V2__Envelope env;
-	Ihala__V2__StatusUpdate su = IHALA__V2__STATUS_UPDATE__INIT;
+	ProtobufCMessage *m = NULL;
+	Ihala__V2__Envelope *env;
 	struct ihala_receipt rcpt;
-	char rid[ID_MAX + 1], id[ID_MAX + 1], text[WEB_FLASH_MAX], why[WEB_REASON_TEXT_MAX],
-	    clerk[ID_CLERK_MAX + 1];
-	const char *verb;
+	char id[ID_MAX + 1], why[256];
 	json_t *line, *e = NULL;
-	int err, decline, reason;
+	int err;
 
-	pthread_mutex_lock(&w->mu);
-	if (w->job != WEB_JOB_PENDING) {
-		pthread_mutex_unlock(&w->mu);
-		return;
+	if ((err = pbjson_from_json(&ihala__v2__envelope__descriptor, ej, &m, why, sizeof(why))) !=
+	    0) {
+		snprintf(text, tl, "%s", why);
+		return err;
 	}
-	snprintf(rid, sizeof(rid), "%s", w->job_rid);
-	decline = w->job_decline;
-	reason = w->job_reason;
-	snprintf(why, sizeof(why), "%s", w->job_reason_text);
-	snprintf(clerk, sizeof(clerk), "%s", w->job_clerk);
-	pthread_mutex_unlock(&w->mu);
-	verb = decline ? "decline" : "accept";
-
-	/* what `ihala accept RID` or `ihala decline RID --reason CODE [--text TEXT]` sends */
-	ihala__v2__envelope__init(&env);
+	env = (Ihala__V2__Envelope *)m;
 	ihala_new_message_id(id, sizeof(id));
-	env.message_id = id;
-	env.client_time_ms = clock_wall_ms();
-	if (id_clerk_valid(clerk)) {
-		env.clerk_id = clerk; /* who did it, by pseudonym */
+	if (env->message_id != NULL && env->message_id != protobuf_c_empty_string) {
+		free(env->message_id);
 	}
-	env.kind_case = IHALA__V2__ENVELOPE__KIND_STATUS_UPDATE;
-	env.status_update = &su;
-	su.referral_id = rid;
-	su.status = IHALA__V2__TASK_STATUS__TASK_STATUS_ACCEPTED;
-	if (decline) {
-		su.status = IHALA__V2__TASK_STATUS__TASK_STATUS_DECLINED;
-		su.reason_code = (Ihala__V2__ReasonCode)reason;
-		if (why[0] != '\0') {
-			su.reason = why;
-		}
+	if ((env->message_id = strdup(id)) == NULL) {
+		env->message_id = (char *)protobuf_c_empty_string;
+		protobuf_c_message_free_unpacked(m, NULL);
+		return IHALA_ENOMEM;
+	}
+	env->client_time_ms = clock_wall_ms();
+	/* who did it, by pseudonym: the page's clerk, never what the form said */
+	if (env->clerk_id != NULL && env->clerk_id != protobuf_c_empty_string) {
+		free(env->clerk_id);
+	}
+	env->clerk_id = (char *)protobuf_c_empty_string;
+	if (id_clerk_valid(clerk) && (env->clerk_id = strdup(clerk)) == NULL) {
+		env->clerk_id = (char *)protobuf_c_empty_string;
+		protobuf_c_message_free_unpacked(m, NULL);
+		return IHALA_ENOMEM;
 	}
 	memset(&rcpt, 0, sizeof(rcpt));
-	err = ihala_submit(cli->client, &env, cli_timeout(cli), &rcpt);
+	err = ihala_submit(cli->client, env, cli_timeout(cli), &rcpt);
 	if (err == 0) {
-		snprintf(text, sizeof(text), "%s", rid);
-		if ((line = json_object()) != NULL && pbjson_to_json(&env.base, 0, &e) == 0) {
+		snprintf(text, tl, "%s", rid);
+		/* the journal line `ihala` keeps of what it sent (submit.c's journal_sent) */
+		if ((line = json_object()) != NULL && pbjson_to_json(&env->base, 0, &e) == 0) {
 			json_object_set_new(line, "seq", json_integer((json_int_t)rcpt.seq));
 			json_object_set_new(line, "kind", json_string("submission"));
 			json_object_set_new(line, "sender", json_string(cli->cfg->agency));
-			json_object_set_new(line, "recipient", json_string(""));
+			json_object_set_new(line, "recipient",
+			                    json_string(env->to != NULL ? env->to : ""));
 			json_object_set_new(line, "envelope", e);
 			cli_journal(cli, rcpt.seq, line);
 		}
 		json_decref(line);
-		cli_info(cli, "web: %sd %s (seq %llu)", verb, rid, (unsigned long long)rcpt.seq);
+		cli_info(cli, "web: sent %s on %s (seq %llu)",
+		         env->kind_case == IHALA__V2__ENVELOPE__KIND_NOTE       ? "a note"
+		         : env->kind_case == IHALA__V2__ENVELOPE__KIND_REFERRAL ? "a referral"
+		                                                                : "a status update",
+		         rid, (unsigned long long)rcpt.seq);
 		(void)refresh_one(w, cli, rid, 1);
 	} else if (rcpt.status == IHALA__V2__RECEIPT_STATUS__RECEIPT_STATUS_REFUSED) {
-		snprintf(text, sizeof(text), "%s: %s", ihala_errname(err),
+		snprintf(text, tl, "%s: %s", ihala_errname(err),
 		         rcpt.text[0] != '\0' ? rcpt.text : ihala_strerror(err));
-		cli_warnx("web: %s %s: refused: %s", verb, rid, text);
+		cli_warnx("web: on %s: refused: %s", rid, text);
 	} else if (cli_is_transport(err)) {
-		snprintf(text, sizeof(text), "%s", rid);
+		snprintf(text, tl, "%s", rid);
 		set_broker_down(w, 1);
 	} else {
-		snprintf(text, sizeof(text), "%s", ihala_errmsg(cli->client));
-		cli_warnx("web: %s %s: %s", verb, rid, text);
+		snprintf(text, tl, "%s", ihala_errmsg(cli->client));
+		if (text[0] == '\0') {
+			snprintf(text, tl, "%s: %s", ihala_errname(err), ihala_strerror(err));
+		}
+		cli_warnx("web: on %s: %s", rid, text);
+	}
+	protobuf_c_message_free_unpacked(m, NULL);
+	return err;
+}
+
+/* The newest log entries' clear parts, for the auditor's page (a ring of the last ones). */
+struct tail {
+	json_t *entries;
+	uint64_t size;
+};
+
+static int
+tail_cb(void *arg, uint64_t seq, const uint8_t *entry, size_t len)
+{
+	struct tail *t = arg;
+	json_t *j = NULL, *e;
+
+	t->size = seq;
+	if (render_entry_bytes(entry, len, &j) != 0) {
+		return cli_stop ? 1 : 0;
+	}
+	/* the clear part only: what the sealed part commits to is its hash */
+	if ((e = json_object_get(j, "envelope")) != NULL) {
+		json_object_del(e, "sealed");
+	}
+	json_array_append_new(t->entries, j);
+	if (json_array_size(t->entries) > WEB_AUDIT_ENTRIES) {
+		json_array_remove(t->entries, 0);
+	}
+	return cli_stop ? 1 : 0;
+}
+
+/* The auditor's Verify: `ihala audit verify` as it runs online, then the log's newest
+ * entries. The result goes to w->audit. */
+static int
+job_verify(struct web *w, struct cli *cli, char *text, size_t tl)
+{
+	struct audit_verify_result res;
+	struct tail t = {json_array(), 0};
+	char root[2 * MERKLE_HASH_LEN + 1];
+	json_t *a;
+	int rc, err;
+
+	if (cli->cfg->checkpoint_key == NULL) {
+		snprintf(text, tl,
+		         "no checkpoint_key in the node's config: the checkpoints' "
+		         "signatures cannot be checked");
+		json_decref(t.entries);
+		return IHALA_ECONFIG;
+	}
+	if ((err = ihala_connect(cli->client, cli_timeout(cli))) != 0) {
+		snprintf(text, tl, "%s", ihala_errmsg(cli->client));
+		json_decref(t.entries);
+		return err;
+	}
+	rc = cli_audit_verify_online(cli, cli->cfg->checkpoint_key, NULL, &res);
+	err = rc < 0 ? rc : rc == CLI_OK ? 0 : IHALA_ETAMPER;
+	snprintf(text, tl, "%s", res.problem);
+	hex_encode(res.root, MERKLE_HASH_LEN, root);
+	if (rc >= 0 && rc != CLI_OK && rc != CLI_VERIFY) {
+		err = IHALA_EINTERNAL;
+	}
+	(void)ihala_replay(
+	    cli->client, res.entries > WEB_AUDIT_ENTRIES ? res.entries - WEB_AUDIT_ENTRIES + 1 : 1,
+	    0, 0, tail_cb, &t, cli_timeout(cli));
+	if ((a = json_object()) != NULL) {
+		json_object_set_new(a, "ok", json_boolean(rc == CLI_OK));
+		json_object_set_new(a, "entries", json_integer((json_int_t)res.entries));
+		json_object_set_new(
+		    a, "size",
+		    json_integer((json_int_t)(t.size > res.entries ? t.size : res.entries)));
+		json_object_set_new(a, "checkpointSize",
+		                    json_integer((json_int_t)res.last_checkpoint));
+		json_object_set_new(a, "origin", json_string(res.origin));
+		json_object_set_new(a, "root", json_string(rc == CLI_OK ? root : ""));
+		json_object_set_new(a, "problem", json_string(res.problem));
+		json_object_set_new(a, "timeMs", json_integer((json_int_t)clock_wall_ms()));
+		json_object_set_new(a, "log", t.entries);
+		t.entries = NULL;
+		pthread_mutex_lock(&w->mu);
+		json_decref(w->audit);
+		w->audit = a;
+		w->gen++;
+		pthread_cond_broadcast(&w->changed);
+		pthread_mutex_unlock(&w->mu);
+	}
+	json_decref(t.entries);
+	if (rc == CLI_OK) {
+		cli_info(cli, "web: verified %llu entries, checkpoint of size %llu",
+		         (unsigned long long)res.entries, (unsigned long long)res.last_checkpoint);
+	} else {
+		cli_warnx("web: audit verify: %s", res.problem);
+	}
+	return err;
+}
+
+static void
+run_job(struct web *w, struct cli *cli)
+{
+	char rid[ID_MAX + 1], clerk[ID_CLERK_MAX + 1], text[WEB_FLASH_MAX];
+	enum web_job_kind kind;
+	json_t *env;
+	int err;
+
+	pthread_mutex_lock(&w->mu);
+	if (w->job.state != WEB_JOB_PENDING) {
+		pthread_mutex_unlock(&w->mu);
+		return;
+	}
+	kind = w->job.kind;
+	env = w->job.envelope;
+	w->job.envelope = NULL;
+	snprintf(rid, sizeof(rid), "%s", w->job.rid);
+	snprintf(clerk, sizeof(clerk), "%s", w->job.clerk);
+	pthread_mutex_unlock(&w->mu);
+
+	text[0] = '\0';
+	if (kind == WEB_JOB_SUBMIT && env != NULL) {
+		err = job_submit(w, cli, env, rid, clerk, text, sizeof(text));
+	} else if (kind == WEB_JOB_VERIFY) {
+		err = job_verify(w, cli, text, sizeof(text));
+	} else {
+		err = IHALA_EINTERNAL;
+	}
+	json_decref(env);
+	pthread_mutex_lock(&w->mu);
+	w->job.state = WEB_JOB_DONE;
+	w->job.err = err;
+	snprintf(w->job.text, sizeof(w->job.text), "%s", text);
+	pthread_cond_broadcast(&w->job_cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* The agency's role, once the broker said it. */
+static void
+note_role(struct web *w, struct cli *cli)
+{
+	const Ihala__V2__Welcome *wel;
+
+	if (w->role != 0 || cli->client == NULL || (wel = ihala_welcome(cli->client)) == NULL) {
+		return;
 	}
 	pthread_mutex_lock(&w->mu);
-	w->job = WEB_JOB_DONE;
-	w->job_err = err;
-	snprintf(w->job_text, sizeof(w->job_text), "%s", text);
-	pthread_cond_broadcast(&w->job_cv);
+	w->role = (int)wel->role;
+	w->gen++;
+	pthread_cond_broadcast(&w->changed);
 	pthread_mutex_unlock(&w->mu);
 }
 
@@ -548,7 +870,7 @@ cmd_web(struct cli *cli, int argc, char **argv)
 	char users[4096], why[512], *cert = NULL, *key = NULL;
 	size_t certlen = 0, keylen = 0, naccounts;
 	uint64_t last_refresh, refresh_ms = REFRESH_MS;
-	int ch, rc, fd, loopback = 0, reported = 0;
+	int ch, rc, fd, loopback = 0, reported = 0, audited = 0;
 
 	optind = 0;
 	opterr = 0;
@@ -690,6 +1012,14 @@ cmd_web(struct cli *cli, int argc, char **argv)
 	}
 	while (!cli_stop && rc == CLI_OK) {
 		rc = take_delivery(&w, cli, &reported);
+		note_role(&w, cli);
+		if (w.role == IHALA__V2__ROLE__ROLE_AUDITOR && !audited) {
+			/* the auditor's page shows the log's size and checkpoint from the start */
+			char text[WEB_FLASH_MAX];
+
+			audited = 1;
+			(void)job_verify(&w, cli, text, sizeof(text));
+		}
 		run_job(&w, cli);
 		if (clock_wall_ms() - last_refresh >= refresh_ms) {
 			refresh_all(&w, cli, 0);
@@ -708,6 +1038,8 @@ out:
 	}
 	json_decref(w.rows);
 	sessions_free(w.sessions);
+	json_decref(w.audit);
+	json_decref(w.job.envelope);
 	catalog_free();
 	pthread_cond_destroy(&w.job_cv);
 	pthread_cond_destroy(&w.changed);

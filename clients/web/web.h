@@ -15,22 +15,42 @@
 /* The broker's sentence of a refusal, or what else the accept came to, for the clerk. */
 #define WEB_FLASH_MAX 512
 
-/* The decline's reason in words, as the form may send it (bytes, with its NUL). */
+/* A free text a form may send (reason, note, business status), bytes with its NUL. */
 #define WEB_REASON_TEXT_MAX 1024
+/* Log entries the auditor's page shows (the newest). */
+#define WEB_AUDIT_ENTRIES 200
 
-/* An answer (accept, decline) asked by a page, done by the node loop (the only thread using
- * the client). */
+/* What a page asks of the node loop (the only thread using the client): a job. One at a
+ * time; the page waits for it (WEB_JOB_DONE) or gives up after job_timeout_ms. */
 enum web_job_state {
 	WEB_JOB_NONE = 0,
 	WEB_JOB_PENDING,
 	WEB_JOB_DONE,
 };
 
+enum web_job_kind {
+	WEB_JOB_SUBMIT =
+	    1,          /* submit `envelope` (accept, decline, progress, outcome, note, refer) */
+	WEB_JOB_VERIFY, /* the auditor's verify of the whole log, as `ihala audit verify` */
+};
+
+struct web_job {
+	enum web_job_state state;
+	enum web_job_kind kind;
+	/* SUBMIT: the envelope as pbjson writes it, without messageId (the node loop gives it
+	 * one); set by the page, taken (json_decref) by the node loop */
+	json_t *envelope;
+	char rid[ID_MAX + 1];         /* the referral it is about, "" when none */
+	char clerk[ID_CLERK_MAX + 1]; /* who asked: the envelope's clerk_id */
+	int err;                      /* what it came to: 0, or a code from error.h */
+	char text[WEB_FLASH_MAX];
+};
+
 /*
  * One `ihala web` run. Everything below `mu` is guarded by it. `rows` (a JSON array of
- * referral objects, newest first) is changed only by the node loop and read by the server's
- * threads, both under `mu`. `gen` grows with every change and `changed` is
- * broadcast; the server's event streams wait on it.
+ * referral objects, in the inbox's order: web.c row_cmp) is changed only by the node loop
+ * and read by the server's threads, both under `mu`. `gen` grows with every change and
+ * `changed` is broadcast; the server's event streams wait on it.
  */
 struct web {
 	/* set before the server starts, read-only after */
@@ -62,14 +82,13 @@ struct web {
 	char flash[WEB_FLASH_MAX];
 	int flash_ok;
 
-	enum web_job_state job;
-	char job_rid[ID_MAX + 1];
-	int job_decline; /* 0: accept; 1: decline with job_reason and job_reason_text */
-	int job_reason;  /* an Ihala__V2__ReasonCode, not 0 */
-	char job_reason_text[WEB_REASON_TEXT_MAX];
-	char job_clerk[ID_CLERK_MAX + 1]; /* who asked: the envelope's clerk_id */
-	int job_err;
-	char job_text[WEB_FLASH_MAX];
+	struct web_job job;
+
+	int role; /* an Ihala__V2__Role, from the broker's Welcome; 0 until it came */
+	/* the auditor's page: the last verify's result ({"ok", "entries", "checkpointSize",
+	 * "origin", "root", "problem", "timeMs"}) and the newest log entries' clear parts, or
+	 * NULL before the first verify; set by the node loop */
+	json_t *audit;
 };
 
 /* A fresh random token of WEB_TOKEN_LEN hex digits into buf (> WEB_TOKEN_LEN bytes).
@@ -97,6 +116,9 @@ const char *catalog_lang(const char *lang);
 /* The text of `key` in `lang`, else in English, else the key itself (never NULL; owned by
  * the catalog, valid until catalog_free). */
 const char *catalog_text(const char *lang, const char *key);
+
+/* The text of `key` in `lang`, else in English, else NULL. */
+const char *catalog_find(const char *lang, const char *key);
 
 /* 1 for a right-to-left language (ar, ckb). */
 int catalog_rtl(const char *lang);

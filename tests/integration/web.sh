@@ -8,10 +8,17 @@
 # <script>alert(1)</script> and Arabic, the referral appears live, its name as text; the clerk
 # accepts and DMA's node sees it accepted; a third is declined with a reason code and the
 # reason in words, and DMA's node sees it declined with them; a decline being filled in is not
-# wiped by a live update; Arabic and Kurdish pages are dir=rtl; an emergency referral turns
-# overdue. With curl: the link works once, a page without the session and a POST (accept,
+# wiped by a live update; the inbox lists new referrals first, by priority; a referral's page
+# (reached by the keyboard) shows its timeline and the survivor's record, its forms labelled;
+# a note and progress posted there reach DMA's node as typed; DMA's clerk creates a referral
+# with its consent record in DMA's own ihala web and MoH's inbox shows it live; an outcome
+# from DMA is refused in the broker's words; the auditor's page verifies the log and shows
+# the entries' clear parts only; Arabic and Kurdish pages are dir=rtl; an emergency referral
+# turns overdue. With curl: the link works once, a page without the session and a POST (accept,
 # decline) without the session's CSRF token (or from another origin or Host) get 403, a decline
-# without a valid reason code 400, and a refusal of the broker is shown in words. With the
+# without a valid reason code 400, and a refusal of the broker is shown in words; an onward
+# referral from the referral's page reaches MoLSA with only the data categories chosen, and
+# one to an agency the consent does not name is refused in words. With the
 # broker down it still starts and shows the node's journal. The broker's shortest deadline is
 # 1m, so the test takes a little over a minute.
 : "${IHALA_ROOT:?run through tests/run}"
@@ -20,9 +27,9 @@
 
 IHALA=$IHALA_BUILD/ihala
 PY=/usr/bin/python3
-BROWSER_STEPS=16
+BROWSER_STEPS=26
 
-plan $((26 + BROWSER_STEPS))
+plan $((35 + BROWSER_STEPS))
 
 # The browser and its driver are stopped whatever happens: web_browser.py quits them, and
 # the process group it leads (setsid) is killed here, then any process still using this
@@ -52,7 +59,7 @@ mkref() {
  "survivor":{"caseId":"IQ-NIN-$2","name":"$4","sex":"female","birthYear":1996,
              "governorate":"Ninewa","district":"Sinjar"},
  "consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","recordedBy":"DMA-VA-0231",
-            "agencies":["moh"],"dataCovered":["identity","demographics","location","needs"]}}
+            "agencies":["moh","molsa"],"dataCovered":["identity","demographics","location","needs"]}}
 JSON
 }
 
@@ -75,6 +82,10 @@ write_broker_conf "$T/b" "$port" "
 emergency = 1m"
 DMA=$(write_client_conf "$T" dma "$port")
 MOH=$(write_client_conf "$T" moh "$port")
+MOLSA=$(write_client_conf "$T" molsa "$port")
+# the auditor's node checks the broker's checkpoints with its key (its page's Verify)
+AUD=$(write_client_conf "$T" auditor "$port")
+echo "checkpoint_key = $IHALA_PKI/checkpoint.pub" >>"$AUD"
 unset IHALA_CONFIG
 start_broker "$T/b" || { not_ok "broker starts"; exit 1; }
 ok "broker starts ([deadlines] emergency = 1m)"
@@ -102,6 +113,7 @@ OVD=ovd-$$
 RID=web-$$
 DEC=dec-$$
 DRF=drf-$$
+NEW=new-$$
 NAME='<script>alert(1)</script> & نور الهدى خلف'
 mkref "$T/ovd.json" "$OVD" emergency 'هێمن جەلال'
 mkref "$T/ref.json" "$RID" urgent "$NAME"
@@ -132,6 +144,7 @@ check "an asset with the strict CSP, nosniff" \
 
 # --- the browser ------------------------------------------------------------------------------
 WEB_T=$T WEB_URL=$URL WEB_IHALA=$IHALA WEB_DMA_CONF=$DMA WEB_RID=$RID WEB_OVD=$OVD WEB_DEC=$DEC WEB_DRF=$DRF \
+	WEB_NEW=$NEW WEB_AUD_CONF=$AUD \
 	WEB_NAME=$NAME WEB_SCREENSHOTS=${WEB_SCREENSHOTS:-} setsid "$PY" "$IHALA_ROOT/tests/integration/web_browser.py" \
 	>"$T/browser.out" 2>"$T/browser.err" </dev/null &
 BROWSER_PID=$!
@@ -173,6 +186,11 @@ check "POST /decline with the token but from another Origin: 403" \
 	is "$(code_of "$BASE/decline" "${C[@]}" -H "Origin: http://evil.example" \
 		--data-urlencode "rid=$OVD" --data-urlencode "reason=no-capacity" \
 		--data-urlencode "csrf=$CSRF")" 403
+for a in progress outcome note onward refer verify; do
+	check "POST /$a without the CSRF token: 403, nothing done" \
+		is "$(code_of "$BASE/$a" "${C[@]}" --data-urlencode "rid=$RID" \
+			--data-urlencode "status=in-progress" --data-urlencode "text=x")" 403
+done
 check "POST /decline with a reason code that is none: 400" \
 	is "$(code_of "$BASE/decline" "${C[@]}" --data-urlencode "rid=$OVD" \
 		--data-urlencode "reason=bored" --data-urlencode "csrf=$CSRF")" 400
@@ -193,6 +211,39 @@ code_of "$BASE/" "${C[@]}" >/dev/null
 check "declining it again: the broker's refusal is shown in words" \
 	eval 'is "$code" 303 && grep -q "id=\"flash\"" "$T/curl.body" &&
 	grep -qF "The broker refused it: INVALID_TRANSITION" "$T/curl.body"'
+
+# --- an onward referral from the referral's page, with curl and the browser's session --------
+code=$(code_of "$BASE/onward" "${C[@]}" --data-urlencode "rid=$RID" --data-urlencode "csrf=$CSRF" \
+	--data-urlencode "to=molsa" --data-urlencode "priority=normal" \
+	--data-urlencode "service=social-protection" --data-urlencode "data=identity" \
+	--data-urlencode "data=needs" --data-urlencode "reason=disability allowance")
+code_of "$BASE/r/$RID" "${C[@]}" >/dev/null
+check "onward referral to MoLSA from the referral's page: sent, the page says so" \
+	eval 'is "$code" 303 && grep -q "id=\"flash\" role=\"status\"" "$T/curl.body" &&
+	grep -qF "Referral sent: R-" "$T/curl.body"'
+run molsa_inbox "$MOLSA" inbox
+check "MoLSA's node receives it: parent $RID, the survivor's name opened, only the data categories chosen" \
+	eval 'expect 0 && "$PY" - "$OUT" "$RID" "$NAME" <<'"'"'PYEOF'"'"'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+refs = [l["envelope"]["referral"] for l in lines if "referral" in l.get("envelope", {})]
+ok = [r for r in refs if r.get("parentReferralId") == sys.argv[2]]
+if not ok:
+    sys.exit("no onward referral of %s in %r" % (sys.argv[2], refs))
+r = ok[0]
+s = r.get("survivor", {})
+if s.get("name") != sys.argv[3] or "birthYear" in s or "sex" in s or "district" in s:
+    sys.exit("survivor %r" % s)
+if r["consent"].get("agencies") != ["molsa"] or sorted(r["consent"].get("dataCovered")) != ["identity", "needs"]:
+    sys.exit("consent %r" % r["consent"])
+PYEOF'
+code=$(code_of "$BASE/onward" "${C[@]}" --data-urlencode "rid=$RID" --data-urlencode "csrf=$CSRF" \
+	--data-urlencode "to=hi" --data-urlencode "priority=normal" \
+	--data-urlencode "service=psychosocial-support" --data-urlencode "data=needs")
+code_of "$BASE/r/$RID" "${C[@]}" >/dev/null
+check "onward referral to an agency the survivor's consent does not name: refused in words" \
+	eval 'is "$code" 303 && grep -q "id=\"flash\" role=\"alert\"" "$T/curl.body" &&
+	grep -qE "(The broker refused it|The answer could not be sent): [A-Z_]+: " "$T/curl.body"'
 
 kill -TERM "$WEB_PID"
 wait "$WEB_PID"

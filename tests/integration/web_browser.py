@@ -6,20 +6,31 @@
 # 2-core machine), never a sleep.
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 import traceback
 
 from selenium import webdriver
-from selenium.common.exceptions import (NoAlertPresentException,
-                                        StaleElementReferenceException, TimeoutException)
+from selenium.common.exceptions import (ElementClickInterceptedException,
+                                        NoAlertPresentException,
+                                        StaleElementReferenceException, TimeoutException,
+                                        WebDriverException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 E = os.environ
 T, URL, IHALA, DMA = E["WEB_T"], E["WEB_URL"], E["WEB_IHALA"], E["WEB_DMA_CONF"]
 RID, OVD, NAME, DEC = E["WEB_RID"], E["WEB_OVD"], E["WEB_NAME"], E["WEB_DEC"]
+NEW, AUD = E["WEB_NEW"], E["WEB_AUD_CONF"]
+# what the clerk writes on a referral's page, with Arabic: it must reach DMA as typed
+NOTE = "called the survivor - اتصلنا بالناجية"
+BUSINESS = "appointment on 5 May - موعد في ٥ أيار"
+# the name DMA's clerk types in the new-referral form: never in the auditor's clear parts
+NEWNAME = "Hêmin Celal هێمن جەلال"
 # the reason in words a decline gives, with Arabic: it must reach DMA as typed
 WHY = "waiting list full until June - قائمة الانتظار ممتلئة"
 WAIT = int(E.get("WEB_WAIT", "60"))
@@ -36,6 +47,38 @@ def ihala(*args):
     p = subprocess.run([IHALA, "--config", DMA] + list(args), capture_output=True, text=True,
                        timeout=120)
     return p.returncode, p.stdout, p.stderr
+
+
+WEBS = []  # the other nodes' `ihala web` this script started (DMA's, the auditor's)
+
+
+def start_web(conf, name):
+    # another node's `ihala web`: its one-time link, on "localhost" (MoH's page is on
+    # 127.0.0.1: a browser keeps the cookies of the two apart)
+    out = open(T + "/" + name + ".out", "w+")
+    err = open(T + "/" + name + ".err", "w")
+    p = subprocess.Popen([IHALA, "--config", conf, "web"], stdout=out, stderr=err,
+                         stdin=subprocess.DEVNULL)
+    WEBS.append(p)
+    for attempt in range(WAIT * 5):
+        out.seek(0)
+        line = out.readline().strip()
+        if line.startswith("http://127.0.0.1:") and "/login?token=" in line:
+            return line.replace("http://127.0.0.1:", "http://localhost:", 1)
+        if p.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise RuntimeError("%s: no link; stderr: %s" % (name, open(T + "/" + name + ".err").read()))
+
+
+def flash(d):
+    f = d.find_elements(By.ID, "flash")
+    return (f[0].text, f[0].get_attribute("class")) if f else ("", "")
+
+
+def timeline(d):
+    return [(li.get_attribute("data-what"), li.get_attribute("data-status"), li.text)
+            for li in d.find_elements(By.CSS_SELECTOR, "#timeline li.event")]
 
 
 def row(d, rid):
@@ -76,7 +119,9 @@ def step(what, fn, retry=True):
         except StaleElementReferenceException:
             ok, detail = False, "elements kept going stale"
         except Exception as e:
-            ok, detail = False, "".join(traceback.format_exception_only(type(e), e))
+            # the exception's name and first lines, not chromedriver's stack
+            text = "".join(traceback.format_exception_only(type(e), e)).splitlines()
+            ok, detail = False, "\n".join(l for l in text if not l.lstrip().startswith("#"))[:800]
             break
     report(ok, what, detail)
     return ok
@@ -162,21 +207,23 @@ try:
     step("the survivor's name with <script> and Arabic is shown as text (no element, "
          "no alert)", escaped)
 
-    def newest_first():
+    def order_new():
+        # new referrals first, then by priority: the emergency one (older) above the urgent
         ids = [r.get_attribute("data-referral")
                for r in d.find_elements(By.CSS_SELECTOR, "tr.referral")]
-        if ids.index(RID) < ids.index(OVD):
+        if ids.index(OVD) < ids.index(RID):
             return True, ""
         return False, "order %r" % ids
 
-    step("newest first: the new referral is above the older one", newest_first)
+    step("inbox order: new referrals by priority (the older emergency above the new urgent "
+         "one)", order_new)
 
     def accept():
         for attempt in range(5):
             try:
                 row(d, RID).find_element(By.CSS_SELECTOR, "button.accept").click()
                 break
-            except StaleElementReferenceException:
+            except (StaleElementReferenceException, ElementClickInterceptedException):
                 continue  # not clicked: the table was replaced under it
         ok, why = wait_until(d, "row accepted",
                              lambda: row(d, RID) is not None and
@@ -192,6 +239,17 @@ try:
 
     step("accept: the row turns accepted, the page says so, no button left", accept,
          retry=False)
+
+    def order_answered():
+        # an answered referral goes below those still waiting, however urgent or new
+        ids = [r.get_attribute("data-referral")
+               for r in d.find_elements(By.CSS_SELECTOR, "tr.referral")]
+        if ids.index(DEC) < ids.index(RID):
+            return True, ""
+        return False, "order %r" % ids
+
+    step("inbox order: the accepted referral below the normal one still waiting",
+         order_answered)
 
     def dma_sees():
         rc, out, err = ihala("status", RID)
@@ -272,6 +330,117 @@ try:
     step("DMA's node sees it declined with reason no-capacity and the words (ihala status)",
          dma_sees_declined)
 
+    en = json.load(open(E["IHALA_ROOT"] + "/clients/web/i18n/en.json"))
+
+    def referral_page():
+        # by the keyboard: the referral's link, then Enter
+        link = row(d, RID).find_element(By.CSS_SELECTOR, "td.rid a")
+        link.send_keys(Keys.ENTER)
+        ok, why = wait_until(d, "the referral's page",
+                             lambda: d.find_elements(By.ID, "timeline"))
+        if not ok:
+            return ok, why + "\n" + d.page_source[:1500]
+        s = d.find_element(By.ID, "summary")
+        if s.get_attribute("data-referral") != RID or s.get_attribute("data-status") != "accepted":
+            return False, "summary %r %r" % (s.get_attribute("data-referral"),
+                                            s.get_attribute("data-status"))
+        tl = timeline(d)
+        whats = [(w, st) for w, st, _ in tl]
+        if ("referral", "requested") not in whats or ("status", "accepted") not in whats:
+            return False, "timeline %r" % tl
+        name = d.find_element(By.CSS_SELECTOR, "#record dd[data-field=name]").text
+        if name != NAME:
+            return False, "the record's name %r, wanted %r" % (name, NAME)
+        if d.find_elements(By.CSS_SELECTOR, "main script"):
+            return False, "a script element in the page"
+        return no_alert(d)
+
+    step("the referral's page (opened by the keyboard): its timeline, the survivor's record "
+         "opened locally, the name as text", referral_page, retry=False)
+
+    def labelled():
+        # every field of every form has its <label for>
+        bad = []
+        for el in d.find_elements(By.CSS_SELECTOR, "main form input:not([type=hidden]), "
+                                  "main form select, main form textarea"):
+            i = el.get_attribute("id")
+            if not i or not d.find_elements(By.CSS_SELECTOR, "label[for='%s']" % i):
+                bad.append(el.get_attribute("name"))
+        forms = [f.get_attribute("action").rsplit("/", 1)[1]
+                 for f in d.find_elements(By.CSS_SELECTOR, "main form")]
+        want = ["progress", "outcome", "onward", "note"]
+        if bad or any(w not in forms for w in want):
+            return False, "unlabelled %r; forms %r" % (bad, forms)
+        return True, ""
+
+    step("the accepted referral's actions (progress, outcome, onward, note), every field "
+         "labelled", labelled)
+
+    def note():
+        t = d.find_element(By.ID, "note-text")
+        t.send_keys(NOTE)
+        t.find_element(By.XPATH, "ancestor::form").find_element(
+            By.CSS_SELECTOR, "button[type=submit]").click()
+        ok, why = wait_until(d, "a note in the timeline",
+                             lambda: any(w == "note" and NOTE in text
+                                         for w, _, text in timeline(d)))
+        if not ok:
+            return ok, why + "\n%r %r" % (flash(d), timeline(d))
+        text, cls = flash(d)
+        if not text.startswith(en["noted"]) or "ok" not in cls:
+            return False, "flash %r %r" % (text, cls)
+        return True, ""
+
+    step("a note posted on the referral's page shows in its timeline", note, retry=False)
+
+    def progress():
+        Select(d.find_element(By.ID, "progress-status")).select_by_value("in-progress")
+        d.find_element(By.ID, "progress-business").send_keys(BUSINESS)
+        d.find_element(By.ID, "progress-business").find_element(
+            By.XPATH, "ancestor::form").find_element(
+            By.CSS_SELECTOR, "button[type=submit]").click()
+        ok, why = wait_until(d, "the referral in progress",
+                             lambda: d.find_element(By.ID, "summary")
+                             .get_attribute("data-status") == "in-progress")
+        if not ok:
+            return ok, why + "\n%r" % (flash(d),)
+        text, cls = flash(d)
+        if not text.startswith(en["progressed"]) or "ok" not in cls:
+            return False, "flash %r %r" % (text, cls)
+        if not any(w == "status" and st == "in-progress" and BUSINESS in text
+                   for w, st, text in timeline(d)):
+            return False, "timeline %r" % timeline(d)
+        return True, ""
+
+    step("progress (in progress, with its detail) from the referral's page: the status "
+         "changes, the timeline says it", progress, retry=False)
+
+    def dma_sees_note_progress():
+        last = ""
+        for attempt in range(max(1, WAIT // 2)):
+            rc, out, err = ihala("inbox")
+            if rc != 0:
+                return False, "dma inbox: exit %d: %s" % (rc, err)
+            rc, out, err = ihala("status", RID)
+            if rc != 0:
+                return False, "dma status: exit %d: %s" % (rc, err)
+            st = json.loads(out.splitlines()[0])
+            last = out
+            notes = [h["envelope"]["note"].get("text") for h in st.get("history", [])
+                     if "note" in h.get("envelope", {})]
+            bs = [h["envelope"]["statusUpdate"].get("businessStatus")
+                  for h in st.get("history", [])
+                  if h.get("envelope", {}).get("statusUpdate", {}).get("status") ==
+                  "in-progress"]
+            if st.get("status") == "in-progress" and NOTE in notes and BUSINESS in bs:
+                return True, ""
+        return False, "not seen:\n" + last
+
+    step("DMA's node receives the note and the progress as typed (ihala inbox, status)",
+         dma_sees_note_progress)
+
+    d.get(URL.split("/login")[0] + "/")
+
     def draft_kept():
         # the clerk starts declining OVD; a new referral arrives meanwhile: what was typed
         # stays (the table waits), and the new row shows once the form is emptied
@@ -340,6 +509,141 @@ try:
     step("Kurdish (ckb): dir=rtl", lang("ckb", "rtl", cat["ckb"]["title"]))
     step("back to English: dir=ltr", lang("en", "ltr", cat["en"]["title"]))
 
+    moh_tab = d.current_window_handle
+
+    def dma_new():
+        dma_url = start_web(DMA, "dma-web")
+        d.execute_script("window.__same_page = 43;")
+        d.switch_to.new_window("tab")
+        d.get(dma_url)
+        # the links of DMA's role show once the broker's Welcome came
+        ok, why = wait_until(d, "the New referral link",
+                             lambda: d.find_elements(By.ID, "nav-new") or d.refresh())
+        if not ok:
+            return ok, why
+        d.find_element(By.ID, "nav-new").click()
+        ok, why = wait_until(d, "the new-referral form", lambda: d.find_elements(By.ID, "new-to"))
+        if not ok:
+            return ok, why
+        f = d.find_element(By.ID, "new-to").find_element(By.XPATH, "ancestor::form")
+        d.find_element(By.ID, "new-rid").send_keys(NEW)
+        d.find_element(By.ID, "new-to").send_keys("moh")
+        Select(d.find_element(By.ID, "new-priority")).select_by_value("urgent")
+        d.find_element(By.ID, "new-service-prosthetics-orthotics").click()
+        d.find_element(By.ID, "new-reason").send_keys("below-knee amputation, needs a prosthesis")
+        d.find_element(By.ID, "new-case").send_keys("IQ-NIN-" + NEW)
+        d.find_element(By.ID, "new-name").send_keys(NEWNAME)
+        Select(d.find_element(By.ID, "new-sex")).select_by_value("male")
+        d.find_element(By.ID, "new-birthyear").send_keys("1988")
+        d.find_element(By.ID, "new-governorate").send_keys("Ninewa")
+        d.find_element(By.ID, "new-given").click()
+        Select(d.find_element(By.ID, "new-givenby")).select_by_value("survivor")
+        d.execute_script("arguments[0].value = '2024-05-01';", d.find_element(By.ID, "new-date"))
+        d.find_element(By.ID, "new-recordedby").send_keys("DMA-VA-0231")
+        for c in ("identity", "demographics", "location", "needs"):
+            d.find_element(By.ID, "new-data-" + c).click()
+        f.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        # the page may be loaded again meanwhile (DMA's node hears of the referral): what
+        # the send came to is still said
+        ok, why = wait_until(d, "the new referral's page saying it was sent",
+                             lambda: d.find_elements(By.ID, "summary") and
+                             d.find_element(By.ID, "summary").get_attribute("data-referral")
+                             == NEW and flash(d)[0].startswith(en["referred"]) and
+                             "ok" in flash(d)[1])
+        if not ok:
+            return False, "%s; flash %r" % (why, flash(d))
+        return True, ""
+
+    step("DMA's clerk creates a referral with the consent record through the new-referral "
+         "form (DMA's own ihala web)", dma_new, retry=False)
+
+    def moh_live():
+        d.switch_to.window(moh_tab)
+        ok, why = wait_until(d, "row " + NEW, lambda: row(d, NEW) is not None)
+        if not ok:
+            return ok, why
+        if d.execute_script("return window.__same_page;") != 43:
+            return False, "the page was reloaded"
+        if row(d, NEW).find_element(By.CSS_SELECTOR, "td.name").text != NEWNAME:
+            return False, "name %r" % row(d, NEW).find_element(By.CSS_SELECTOR, "td.name").text
+        return True, ""
+
+    step("MoH's inbox shows DMA's new referral live, the survivor's name opened", moh_live)
+
+    def refused():
+        # DMA may not close a referral with an outcome: the broker says so, the page too
+        d.switch_to.window(d.window_handles[-1])
+        # the page is loaded again when DMA's node hears MoH's node took the referral: the
+        # click waits for that, and is tried again if the page went away under it
+        wait_until(d, "the referral received", lambda: d.find_element(By.ID, "summary")
+                   .get_attribute("data-status") == "received")
+        for attempt in range(5):
+            try:
+                f = d.find_element(By.CSS_SELECTOR, "main form.outcome")
+                f.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+                break
+            except WebDriverException:
+                time.sleep(0.5)
+        ok, why = wait_until(d, "the refusal said", lambda: "err" in flash(d)[1])
+        if not ok:
+            return ok, why + "; flash %r" % (flash(d),)
+        text, cls = flash(d)
+        if not text.startswith(en["refused"]) or not re.search(r": [A-Z_]+: \S", text):
+            return False, "flash %r %r" % (text, cls)
+        st = d.find_element(By.ID, "summary").get_attribute("data-status")
+        if st not in ("requested", "received"):
+            return False, "status %r after a refusal" % st
+        print("# " + text, flush=True)
+        return True, ""
+
+    step("an outcome from DMA (a role that may not) is refused: the broker's sentence shown "
+         "as an error, nothing changed", refused, retry=False)
+
+    def auditor():
+        aud_url = start_web(AUD, "aud-web")
+        d.get(aud_url)
+        ok, why = wait_until(d, "the Audit link",
+                             lambda: d.find_elements(By.ID, "nav-audit") or d.refresh())
+        if not ok:
+            return ok, why
+        d.find_element(By.ID, "nav-audit").click()
+        ok, why = wait_until(d, "the audit page", lambda: d.find_elements(By.ID, "log"))
+        if not ok:
+            return ok, why
+        # verified once when the node started: the log's size is there before any click
+        ok, why = wait_until(d, "the log's size at start",
+                             lambda: d.find_elements(By.ID, "audit-size") or d.refresh())
+        if not ok:
+            return ok, why
+        d.find_element(By.CSS_SELECTOR, "form.verify button").click()
+        ok, why = wait_until(d, "the verify's result",
+                             lambda: d.find_elements(By.ID, "audit-result") and
+                             flash(d)[0].startswith(en["verified"]))
+        if not ok:
+            return ok, why + "\n%r" % (flash(d),)
+        r = d.find_element(By.ID, "audit-result")
+        size = int(d.find_element(By.ID, "audit-size").text)
+        ck = int(d.find_element(By.ID, "audit-checkpoint").text.split()[0])
+        text, cls = flash(d)
+        if r.get_attribute("data-ok") != "1" or not text.startswith(en["verified"]):
+            return False, "result %r; flash %r" % (r.text, text)
+        if size < 20 or ck < 1 or ck > size:
+            return False, "size %d, checkpoint %d" % (size, ck)
+        entries = d.find_elements(By.CSS_SELECTOR, "#log tr.entry")
+        src = d.page_source
+        if not entries or NEW not in src:
+            return False, "%d entries; %s not among them" % (len(entries), NEW)
+        if NEWNAME in src or "Hêmin" in src or "DMA-VA" not in src:
+            return False, "a sealed part shows (the name), or the consent record does not"
+        print("# log size %d, checkpoint %d" % (size, ck), flush=True)
+        return True, ""
+
+    step("the auditor's page: log size, Verify passes against the broker's signed "
+         "checkpoint, the entries' clear parts (never the survivor's name)", auditor,
+         retry=False)
+
+    d.switch_to.window(moh_tab)
+
     def overdue():
         ok, why = wait_until(d, "overdue mark on " + OVD,
                              lambda: row(d, OVD) is not None and
@@ -360,3 +664,9 @@ try:
 finally:
     if driver is not None:
         driver.quit()
+    for p in WEBS:
+        p.terminate()
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()

@@ -117,6 +117,21 @@ test_status_priority(void **state)
 	enum_keys(&ihala__v2__reason_code__descriptor, "reason", 0);
 }
 
+/* the referral, new-referral and audit pages name every code their forms offer or their
+ * entries carry: services, data categories, sex, displacement, who gave consent, log
+ * entry kinds */
+static void
+test_form_codes(void **state)
+{
+	(void)state;
+	enum_keys(&ihala__v2__service_code__descriptor, "service", 0);
+	enum_keys(&ihala__v2__data_category__descriptor, "data", 0);
+	enum_keys(&ihala__v2__sex__descriptor, "sex", 0);
+	enum_keys(&ihala__v2__displacement__descriptor, "displacement", 0);
+	enum_keys(&ihala__v2__consent_giver__descriptor, "giver", 0);
+	enum_keys(&ihala__v2__entry_kind__descriptor, "kind", 0);
+}
+
 /* the page's own language switch names each language in itself */
 static void
 test_language_names(void **state)
@@ -136,6 +151,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_same_keys),
 	    cmocka_unit_test(test_status_priority),
+	    cmocka_unit_test(test_form_codes),
 	    cmocka_unit_test(test_language_names),
 	};
 
