@@ -458,7 +458,7 @@ int
 audit_sealed_push(struct audit_sealed *s, uint64_t seq, const uint8_t *entry, size_t len,
                   const uint8_t *sealed, size_t sealed_len, int known)
 {
-	const uint8_t *p = entry, *end = entry + len, *env = NULL, *sha = NULL;
+	const uint8_t *p, *end, *env = NULL, *sha = NULL;
 	size_t envlen = 0, shalen = 0;
 	uint64_t kind = 0;
 	struct wfield f;
@@ -468,7 +468,13 @@ audit_sealed_push(struct audit_sealed *s, uint64_t seq, const uint8_t *entry, si
 	if (!known) {
 		s->known = 0;
 	}
-	while (p < end) {
+	if (entry == NULL) {
+		if (len != 0) {
+			return IHALA_EINVAL;
+		}
+		entry = (const uint8_t *)"";
+	}
+	for (p = entry, end = entry + len; p < end;) {
 		if (wire_next(&p, end, &f) != 0) {
 			return IHALA_EBADFRAME;
 		}
@@ -486,8 +492,11 @@ audit_sealed_push(struct audit_sealed *s, uint64_t seq, const uint8_t *entry, si
 		}
 	}
 	/* Envelope.sealed_sha256 (field 5); an envelope that does not parse commits to none */
-	for (p = env, end = env + envlen;
-	     kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION && p != NULL && p < end;) {
+	if (kind != IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION || env == NULL) {
+		envlen = 0;
+		env = (const uint8_t *)"";
+	}
+	for (p = env, end = env + envlen; p < end;) {
 		if (wire_next(&p, end, &f) != 0) {
 			sha = NULL;
 			shalen = 0;

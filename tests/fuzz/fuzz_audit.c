@@ -12,7 +12,9 @@
  * Input: one encoded LogEntry, as an auditor reads it from a store it does not trust.
  * audit_sealed_push reads the entry's kind, its envelope's sealed_sha256 and its events'
  * erased_seqs in place (a wire scan, no decoding). It must not crash or read outside the
- * input, and wherever protobuf-c decodes the entry it must agree with it: an ERASURE counts
+ * input, and wherever protobuf-c decodes the entry without unknown fields (as the broker's
+ * strict decoding requires; protobuf-c keeps even a field numbered 0, which the scan refuses as
+ * the encoding rules do) it must agree with it: an ERASURE counts
  * once and names exactly the seqs protobuf-c gives, in order; a SUBMISSION whose envelope
  * protobuf-c decodes commits to a sealed part exactly when that envelope's sealed_sha256 is
  * not empty; nothing else counts. A sealed part is pushed beside it (the input's last 8 bytes,
@@ -34,6 +36,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	            err == IHALA_ENOMEM);
 	FUZZ_ASSERT(err != IHALA_ETAMPER || s.problem[0] != '\0');
 	e = ihala__v2__log_entry__unpack(NULL, size, data);
+	if (e != NULL && (e->base.n_unknown_fields > 0 ||
+	                  (e->event != NULL && e->event->base.n_unknown_fields > 0))) {
+		ihala__v2__log_entry__free_unpacked(e, NULL);
+		e = NULL;
+	}
 	if (e != NULL) {
 		/* what protobuf-c reads, the scan reads (a tamper finding is not a parse error) */
 		FUZZ_ASSERT(err != IHALA_EBADFRAME);
@@ -51,11 +58,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (e->kind == IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION) {
 			env = ihala__v2__envelope__unpack(NULL, e->envelope.len, e->envelope.data);
 		}
-		if (env != NULL) {
+		if (env != NULL && env->base.n_unknown_fields == 0) {
 			FUZZ_ASSERT(s.sealed == (env->sealed_sha256.len > 0));
-			ihala__v2__envelope__free_unpacked(env, NULL);
 		} else if (e->kind != IHALA__V2__ENTRY_KIND__ENTRY_KIND_SUBMISSION) {
 			FUZZ_ASSERT(s.sealed == 0);
+		}
+		if (env != NULL) {
+			ihala__v2__envelope__free_unpacked(env, NULL);
 		}
 		ihala__v2__log_entry__free_unpacked(e, NULL);
 	}
