@@ -47,11 +47,6 @@
  * bytes of one session's queued input processed in one turn at most. */
 #define DRAIN_MAX 65536
 #define INPUT_TURN_BYTES (256 * 1024)
-/* Unauthenticated sessions whose input one turn serves: a handshake signs (ECDSA) and
- * derives keys, 0.2 to 0.5 ms each, and 300 ClientHellos arriving at once made one turn of
- * 60 to 150 ms that every authenticated agency waited behind. The rest wait for the next
- * turns (which come at once); the newest sessions come first (the list's head). */
-#define HANDSHAKES_PER_TURN 8
 
 /* ---- input from clients ---- */
 
@@ -221,15 +216,10 @@ sessions_input(struct server *sv)
 	struct session *s;
 	const uint8_t *p;
 	size_t len, done;
-	int more = 0, handshakes = 0;
+	int more = 0;
 
 	for (s = sv->sessions; s != NULL; s = s->next) {
 		done = 0;
-		if (!s->authed && !s->dead && inq_bytes(s->inq) > 0 &&
-		    handshakes++ >= HANDSHAKES_PER_TURN) {
-			more = 1;
-			continue;
-		}
 		if (s->backlog && !s->dead) {
 			session_pump(sv, s);
 		}
