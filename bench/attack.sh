@@ -156,8 +156,10 @@ for c in $CASES; do
 	say "under attack: $c ($N referrals from dma at $RATE/s while it runs)"
 	broker_start "$c"
 	rm -f "$T/$c.ready"
+	# bounded like the sender: a case whose honest sender fails must not leave its recipient
+	# waiting for the default 600 s (it hung bench_smoke past the suite's limit)
 	"$LOAD" recv -b "$EP" -P "$PKI" -a molsa -n "$N" -I 10000 -R "$T/$c.ready" \
-		>"$T/$c.recv.out" 2>"$T/$c.recv.err" &
+		-T $((SECS + 90)) >"$T/$c.recv.out" 2>"$T/$c.recv.err" &
 	rpid=$!
 	PIDS+=("$rpid")
 	for _ in $(seq 1 200); do
