@@ -245,6 +245,21 @@ by_seq(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* What a journal line tells of a timeline item: its kind, the envelope or event (as the node
+ * opened it) and why it could not be opened, if so. */
+static void
+item_details(json_t *item, json_t *l)
+{
+	set_str(item, "kind", json_object_get(l, "kind"));
+	if (json_object_get(l, "envelope") != NULL) {
+		json_object_set(item, "envelope", json_object_get(l, "envelope"));
+	}
+	if (json_object_get(l, "event") != NULL) {
+		json_object_set(item, "event", json_object_get(l, "event"));
+	}
+	set_str(item, "openError", json_object_get(l, "openError"));
+}
+
 /*
  * The referral's timeline: the broker's history (`hist`, may be NULL when it could not be
  * asked), each item with what the node's journal says of it (its envelope, opened, or the
@@ -274,14 +289,7 @@ timeline(json_t *hist, json_t *lines)
 		set_str(item, "what", json_object_get(it, "what"));
 		set_str(item, "status", json_object_get(it, "status"));
 		if ((l = line_of(lines, num(json_object_get(it, "seq")))) != NULL) {
-			set_str(item, "kind", json_object_get(l, "kind"));
-			if (json_object_get(l, "envelope") != NULL) {
-				json_object_set(item, "envelope", json_object_get(l, "envelope"));
-			}
-			if (json_object_get(l, "event") != NULL) {
-				json_object_set(item, "event", json_object_get(l, "event"));
-			}
-			set_str(item, "openError", json_object_get(l, "openError"));
+			item_details(item, l);
 		}
 		json_array_append_new(out, item);
 	}
@@ -306,14 +314,7 @@ timeline(json_t *hist, json_t *lines)
 		    item, "timeMs",
 		    json_integer((json_int_t)num(json_object_get(l, "brokerTimeMs"))));
 		set_str(item, "from", json_object_get(l, "sender"));
-		set_str(item, "kind", json_object_get(l, "kind"));
-		if (json_object_get(l, "envelope") != NULL) {
-			json_object_set(item, "envelope", json_object_get(l, "envelope"));
-		}
-		if (json_object_get(l, "event") != NULL) {
-			json_object_set(item, "event", json_object_get(l, "event"));
-		}
-		set_str(item, "openError", json_object_get(l, "openError"));
+		item_details(item, l);
 		json_array_append_new(out, item);
 	}
 	/* seq order (jansson has no sort) */
