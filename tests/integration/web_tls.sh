@@ -10,7 +10,7 @@
 # form's token; a clerk added while it runs logs in too (two sessions at once); a POST
 # without the session's CSRF token is refused; the clerk's accept reaches DMA and carries the
 # clerk's pseudonymous id (not the name) in `ihala audit replay` and the CSV export; `ihala --clerk ID` sets it
-# from the command line and a bad one is refused. A clerk removed is out at once. Five failed
+# from the command line and a bad one is refused. A clerk removed, or given a new password, is out at once. Five failed
 # logins make the address wait. On loopback with HTTPS the one-time link is https and its
 # clerk id is "local". In a real headless Chromium (web_tls_browser.py, trusting the server's
 # key): a wrong password refused in words, the right one opens the inbox, the clerk accepts,
@@ -22,7 +22,7 @@
 IHALA=$IHALA_BUILD/ihala
 PY=/usr/bin/python3
 BROWSER_STEPS=4
-plan $((52 + BROWSER_STEPS))
+plan $((56 + BROWSER_STEPS))
 
 # The browser and its driver are stopped whatever happens (as in web.sh): the process group
 # web_tls_browser.py leads, its chromedriver, any process using this test's Chromium profile.
@@ -278,7 +278,22 @@ BSID=$(cat "$T/browser-session.txt" 2>/dev/null)
 check "the browser's session, signed out, no longer opens the inbox (curl)" \
 	eval '[ -n "$BSID" ] && is "$(code_of "$BASE/" -H "Cookie: ihala_session=$BSID")" 303'
 
-# --- a clerk removed is out at once ----------------------------------------------------------
+# --- a clerk given a new password is out at once ---------------------------------------------
+printf 'sara password 1\n' | "$IHALA" --config "$MOHT" web-user add sara --password-stdin 2>/dev/null
+code=$(login sara 'sara password 1')
+SID3=$(sed -n 's/^[Ss]et-[Cc]ookie: ihala_session=\([0-9a-f]*\);.*/\1/p' "$T/curl.head")
+check "sara logs in; her session opens the inbox" \
+	eval 'is "$code" 303 && [ -n "$SID3" ] && is "$(code_of "$BASE/" -H "Cookie: ihala_session=$SID3")" 200'
+printf 'sara password 2\n' | "$IHALA" --config "$MOHT" web-user passwd sara --password-stdin \
+	>/dev/null 2>"$T/passwd.err"
+RC=$? ERR=$T/passwd.err
+check "web-user passwd sara: exit 0" expect 0
+check "web-user passwd sara: her open session no longer opens the inbox; layla's does" \
+	eval 'is "$(code_of "$BASE/" -H "Cookie: ihala_session=$SID3")" 303 &&
+	is "$(code_of "$BASE/" "${C[@]}")" 200'
+check "sara logs in with the new password" is "$(login sara 'sara password 2')" 303
+
+ ----------------------------------------------------------
 "$IHALA" --config "$MOHT" web-user remove omar 2>/dev/null
 check "web-user remove omar: his open session no longer opens the inbox; layla's does" \
 	eval 'is "$(code_of "$BASE/" -H "Cookie: ihala_session=$SID2")" 303 &&
