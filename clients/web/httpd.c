@@ -840,7 +840,7 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 			return send_referral(w, c, url + 3);
 		}
 		if (strcmp(url, "/new") == 0) {
-			return send_new(w, c);
+			return send_new(w, c, NULL);
 		}
 		if (strcmp(url, "/audit") == 0) {
 			return send_audit(w, c);

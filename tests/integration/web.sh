@@ -27,7 +27,7 @@
 
 IHALA=$IHALA_BUILD/ihala
 PY=/usr/bin/python3
-BROWSER_STEPS=26
+BROWSER_STEPS=27
 
 plan $((35 + BROWSER_STEPS))
 
