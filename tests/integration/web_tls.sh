@@ -21,7 +21,7 @@
 
 IHALA=$IHALA_BUILD/ihala
 PY=/usr/bin/python3
-BROWSER_STEPS=4
+BROWSER_STEPS=5
 plan $((56 + BROWSER_STEPS))
 
 # The browser and its driver are stopped whatever happens (as in web.sh): the process group

@@ -143,6 +143,24 @@ try:
 
     step("the clerk accepts the referral in the browser: the row turns accepted", accept)
 
+    def logout_style():
+        # the stylesheet's, not the browser's default button: outlined, at the header's end
+        b = d.find_element(By.ID, "logout")
+        css = {k: b.value_of_css_property(k) for k in
+               ("border-top-style", "border-top-color", "background-color", "color")}
+        want = {"border-top-style": "solid", "border-top-color": "rgba(138, 20, 20, 1)",
+                "background-color": "rgba(255, 255, 255, 1)", "color": "rgba(138, 20, 20, 1)"}
+        if css != want:
+            return False, "%r, wanted %r" % (css, want)
+        h = d.find_element(By.TAG_NAME, "header").rect
+        r = b.rect
+        if abs((h["x"] + h["width"]) - (r["x"] + r["width"])) > 2:
+            return False, "not at the header's end: header %r, button %r" % (h, r)
+        return True, ""
+
+    step("the Sign out button has the page's style (outlined, at the header's end)",
+         logout_style)
+
     def sign_out():
         old = d.get_cookie("ihala_session")["value"]
         d.find_element(By.ID, "logout").click()
