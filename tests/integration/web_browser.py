@@ -3,7 +3,8 @@
 # (Selenium + chromedriver) as MoH's clerk in `ihala web`. Prints "PASS what" / "FAIL what"
 # per step (web.sh turns them into TAP) and "# ..." diagnostics; web.sh gives the scene in
 # the environment. Every wait is an explicit WebDriverWait with a generous limit (a loaded
-# 2-core machine), never a sleep.
+# 2-core machine), never a sleep. With WEB_SCREENSHOTS=DIR it saves the pictures in docs/
+# there: the inbox and a referral's page, in English and in Arabic (1280x800 window).
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import traceback
+import urllib.parse
 
 from selenium import webdriver
 from selenium.common.exceptions import (ElementClickInterceptedException,
@@ -141,7 +143,7 @@ try:
     with open(T + "/chromedriver.pid", "w") as f:
         f.write(str(service.process.pid))
     driver.set_page_load_timeout(WAIT)
-    driver.set_window_size(1280, 720)
+    driver.set_window_size(1280, 800)
     d = driver
     shots = E.get("WEB_SCREENSHOTS")  # a directory: screenshots for docs/ (not in the suite)
 
@@ -439,6 +441,15 @@ try:
     step("DMA's node receives the note and the progress as typed (ihala inbox, status)",
          dma_sees_note_progress)
 
+    def shot_referral(name):
+        # the referral's page as it is now (the timeline, the record, the actions), for docs/
+        d.get(URL.split("/login")[0] + "/r/" + urllib.parse.quote(RID, safe=""))
+        WebDriverWait(d, WAIT).until(lambda _: d.find_elements(By.ID, "timeline"))
+        d.save_screenshot(shots + "/" + name)
+
+    if shots:
+        shot_referral("web-referral-en.png")
+
     d.get(URL.split("/login")[0] + "/")
 
     def draft_kept():
@@ -498,6 +509,7 @@ try:
          lang("ar", "rtl", cat["ar"]["title"]))
     if shots:
         d.save_screenshot(shots + "/web-inbox-ar.png")
+        shot_referral("web-referral-ar.png")
 
     def kept():
         d.get(URL.split("/login")[0] + "/")
