@@ -14,7 +14,8 @@
 # logins make the address wait. On loopback with HTTPS the one-time link is https and its
 # clerk id is "local". In a real headless Chromium (web_tls_browser.py, trusting the server's
 # key): a wrong password refused in words, the right one opens the inbox, the clerk accepts,
-# the accept carries her clerk id, Sign out ends the session.
+# the accept carries her clerk id, the Sign out button has the page's style, Sign out ends
+# the session.
 : "${IHALA_ROOT:?run through tests/run}"
 # shellcheck source=tests/integration/lib.sh
 . "$IHALA_ROOT/tests/integration/lib.sh"
