@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <argon2.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "hex.h"
@@ -81,6 +82,23 @@ accounts_find_clerk(const struct accounts *a, const char *clerk_id)
 		}
 	}
 	return NULL;
+}
+
+void
+accounts_stamp(const struct account *acc, char *stamp)
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	size_t i;
+
+	if (EVP_Digest(acc->hash, strlen(acc->hash), md, &n, EVP_sha256(), NULL) != 1 ||
+	    n != sizeof(md)) {
+		/* no digest: a stamp no session has, so none survives by mistake */
+		memset(md, 0, sizeof(md));
+	}
+	for (i = 0; i < sizeof(md); i++) {
+		snprintf(stamp + 2 * i, 3, "%02x", md[i]);
+	}
 }
 
 static int

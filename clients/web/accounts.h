@@ -70,6 +70,11 @@ struct account *accounts_find_clerk(const struct accounts *a, const char *clerk_
 int accounts_set(struct accounts *a, const char *name, const char *pw, size_t pwlen, int create,
                  char *why, size_t whylen);
 
+/* A stamp of acc's password: 64 hex digits (SHA-256 of its hash) into stamp
+ * (ACCOUNTS_STAMP_LEN + 1 bytes); a new password (web-user passwd) has another one. */
+#define ACCOUNTS_STAMP_LEN 64
+void accounts_stamp(const struct account *acc, char *stamp);
+
 /* Remove `name`. 0, or -1 when there is no such account. */
 int accounts_remove(struct accounts *a, const char *name);
 

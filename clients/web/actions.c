@@ -30,20 +30,17 @@ set_flash(struct web *w, int ok, const char *key, const char *lang, const char *
 /*
  * Ask the node loop for a job (it is the only thread with the client) and wait for it; then
  * say what it came to on the next page (flash: `okkey` and the referral id, or the broker's
- * refusal in words) and send the browser to `back` (`back_fail` when it was not done, NULL:
- * `back` too). `env` (the envelope as JSON, SUBMIT) is taken.
+ * refusal in words). `env` (the envelope as JSON, SUBMIT, not NULL) is taken. 0 when it was
+ * done, else an error code (refused, unreachable, busy, timed out).
  */
-static enum MHD_Result
-job_run(struct web *w, struct MHD_Connection *c, enum web_job_kind kind, json_t *env,
-        const char *rid, const char *okkey, const char *back, const char *back_fail)
+static int
+job_wait(struct web *w, struct MHD_Connection *c, enum web_job_kind kind, json_t *env,
+         const char *rid, const char *okkey)
 {
 	const char *lang = request_lang(c);
 	struct timespec until;
 	int err;
 
-	if (kind == WEB_JOB_SUBMIT && env == NULL) {
-		return send_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-	}
 	pthread_mutex_lock(&w->mu);
 	if (w->job.state == WEB_JOB_DONE) {
 		w->job.state = WEB_JOB_NONE; /* the answer of a page that stopped waiting */
@@ -52,7 +49,7 @@ job_run(struct web *w, struct MHD_Connection *c, enum web_job_kind kind, json_t 
 		set_flash(w, 0, "busy", lang, "");
 		pthread_mutex_unlock(&w->mu);
 		json_decref(env);
-		return send_redirect(c, back, NULL);
+		return IHALA_ETIMEDOUT;
 	}
 	w->job.state = WEB_JOB_PENDING;
 	w->job.kind = kind;
@@ -89,7 +86,19 @@ job_run(struct web *w, struct MHD_Connection *c, enum web_job_kind kind, json_t 
 		set_flash(w, 0, "busy", lang, "");
 	}
 	pthread_mutex_unlock(&w->mu);
-	return send_redirect(c, err != 0 && back_fail != NULL ? back_fail : back, NULL);
+	return err;
+}
+
+/* job_wait, then the browser to `back`. */
+static enum MHD_Result
+job_run(struct web *w, struct MHD_Connection *c, enum web_job_kind kind, json_t *env,
+        const char *rid, const char *okkey, const char *back)
+{
+	if (kind == WEB_JOB_SUBMIT && env == NULL) {
+		return send_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+	}
+	(void)job_wait(w, c, kind, env, rid, okkey);
+	return send_redirect(c, back, NULL);
 }
 
 /* ---- the actions' forms: each makes the envelope `ihala` would send ---- */
@@ -206,7 +215,7 @@ do_accept(struct web *w, struct MHD_Connection *c, const char *body, const char 
 	if ((env = status_update(rid, "accepted", &su)) != NULL) {
 		set_text(su, "note", note);
 	}
-	return job_run(w, c, WEB_JOB_SUBMIT, env, rid, "accepted", back, NULL);
+	return job_run(w, c, WEB_JOB_SUBMIT, env, rid, "accepted", back);
 }
 
 /* POST /decline: `ihala decline RID --reason CODE [--text TEXT]`. */
@@ -228,7 +237,7 @@ do_decline(struct web *w, struct MHD_Connection *c, const char *body, const char
 		json_object_set_new(su, "reasonCode", json_string(code));
 		set_text(su, "reason", text);
 	}
-	return job_run(w, c, WEB_JOB_SUBMIT, env, rid, "declined", back, NULL);
+	return job_run(w, c, WEB_JOB_SUBMIT, env, rid, "declined", back);
 }
 
 /* POST /progress: `ihala progress RID [--status in-progress|on-hold] [--business-status
@@ -263,7 +272,7 @@ do_progress(struct web *w, struct MHD_Connection *c, const char *body, const cha
 			json_object_set_new(su, "reasonCode", json_string(code));
 		}
 	}
-	return job_run(w, c, WEB_JOB_SUBMIT, env, rid, "progressed", back, NULL);
+	return job_run(w, c, WEB_JOB_SUBMIT, env, rid, "progressed", back);
 }
 
 /* POST /outcome: `ihala outcome RID --file OUTCOME.json [--status completed|failed]
@@ -308,7 +317,7 @@ do_outcome(struct web *w, struct MHD_Connection *c, const char *body, const char
 		set_text(su, "note", note);
 	}
 	json_decref(svc);
-	return job_run(w, c, WEB_JOB_SUBMIT, env, rid, "outcome.sent", back, NULL);
+	return job_run(w, c, WEB_JOB_SUBMIT, env, rid, "outcome.sent", back);
 }
 
 /* POST /note: `ihala note RID --text TEXT`. */
@@ -323,7 +332,7 @@ do_note(struct web *w, struct MHD_Connection *c, const char *body, const char *r
 	}
 	form_back(body, rid, back, sizeof(back));
 	env = json_pack("{s:{s:s,s:s}}", "note", "referralId", rid, "text", text);
-	return job_run(w, c, WEB_JOB_SUBMIT, env, rid, "noted", back, NULL);
+	return job_run(w, c, WEB_JOB_SUBMIT, env, rid, "noted", back);
 }
 
 /* A fresh referral id: "R-" and 16 hex digits. */
@@ -446,7 +455,7 @@ do_onward(struct web *w, struct MHD_Connection *c, const char *body, const char 
 		set_flash(w, 0, "onward.norecord", request_lang(c), rid);
 		return send_redirect(c, back, NULL);
 	}
-	return job_run(w, c, WEB_JOB_SUBMIT, env, nrid, "referred", back, NULL);
+	return job_run(w, c, WEB_JOB_SUBMIT, env, nrid, "referred", back);
 }
 
 /* POST /refer (DMA's new-referral form): `ihala refer --to AGENCY --file REFERRAL.json`. */
@@ -548,9 +557,16 @@ do_refer(struct web *w, struct MHD_Connection *c, const char *body, const char *
 		set_text(ref, "reason", reason);
 	}
 	env = json_pack("{s:s,s:o}", "to", to, "referral", ref);
+	if (env == NULL) {
+		return send_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+	}
+	if (job_wait(w, c, WEB_JOB_SUBMIT, env, rid, "referred") != 0) {
+		/* not done: the form again, with what was typed in it and the broker's sentence
+		 * (there is no referral to show) */
+		return send_new(w, c, body);
+	}
 	referral_path(rid, back, sizeof(back));
-	/* refused: the form again, with the broker's sentence (there is no referral to show) */
-	return job_run(w, c, WEB_JOB_SUBMIT, env, rid, "referred", back, "/new");
+	return send_redirect(c, back, NULL);
 }
 
 /* POST /verify: the auditor's `ihala audit verify`. */
@@ -559,5 +575,5 @@ do_verify(struct web *w, struct MHD_Connection *c, const char *body, const char 
 {
 	(void)body;
 	(void)unused;
-	return job_run(w, c, WEB_JOB_VERIFY, NULL, "", "verified", "/audit", NULL);
+	return job_run(w, c, WEB_JOB_VERIFY, NULL, "", "verified", "/audit");
 }

@@ -49,6 +49,7 @@ struct httpd {
 static __thread struct {
 	char csrf[WEB_TOKEN_LEN + 1];
 	char clerk[ID_CLERK_MAX + 1];
+	char stamp[SESSIONS_STAMP_LEN + 1];
 } cur;
 
 const char *
@@ -256,23 +257,28 @@ static int
 has_session(struct web *w, struct MHD_Connection *c)
 {
 	const char *v = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "ihala_session");
+	struct account *acc;
 	struct accounts a;
-	char why[512];
+	char why[512], stamp[ACCOUNTS_STAMP_LEN + 1];
 	int ok;
 
 	memset(&cur, 0, sizeof(cur));
-	if (!sessions_find(w->sessions, v, clock_mono_ms(), cur.csrf, cur.clerk)) {
+	if (!sessions_find(w->sessions, v, clock_mono_ms(), cur.csrf, cur.clerk, cur.stamp)) {
 		return 0;
 	}
 	if (strcmp(cur.clerk, ACCOUNTS_LOCAL_CLERK) == 0) {
 		return 1;
 	}
-	/* a clerk removed (web-user remove) is out at once, with every session */
+	/* a clerk removed (web-user remove), or given a new password (web-user passwd), is out at
+	 * once, with every session */
 	if (accounts_load(w->users_path, &a, why, sizeof(why)) != 0) {
 		cli_warnx("web: %s", why);
 		ok = 0;
 	} else {
-		ok = accounts_find_clerk(&a, cur.clerk) != NULL;
+		if ((ok = (acc = accounts_find_clerk(&a, cur.clerk)) != NULL)) {
+			accounts_stamp(acc, stamp);
+			ok = strcmp(stamp, cur.stamp) == 0;
+		}
 		accounts_release(&a);
 	}
 	if (!ok) {
@@ -438,11 +444,11 @@ send_events(struct web *w, struct MHD_Connection *c)
 
 /* A new session of `clerk` (its cookie, Secure under TLS), and to the inbox. */
 static enum MHD_Result
-start_session(struct web *w, struct MHD_Connection *c, const char *clerk)
+start_session(struct web *w, struct MHD_Connection *c, const char *clerk, const char *stamp)
 {
 	char cookie[160], tok[WEB_TOKEN_LEN + 1], csrf[WEB_TOKEN_LEN + 1];
 
-	if (sessions_open(w->sessions, clerk, clock_mono_ms(), tok, csrf) != 0) {
+	if (sessions_open(w->sessions, clerk, stamp, clock_mono_ms(), tok, csrf) != 0) {
 		return send_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "no randomness for a session");
 	}
 	snprintf(cookie, sizeof(cookie), "ihala_session=%s; Path=/; HttpOnly; SameSite=Strict%s",
@@ -504,7 +510,7 @@ do_login(struct web *w, struct MHD_Connection *c)
 		          "refused");
 		return send_message(c, MHD_HTTP_FORBIDDEN, "login.bad");
 	}
-	return start_session(w, c, ACCOUNTS_LOCAL_CLERK);
+	return start_session(w, c, ACCOUNTS_LOCAL_CLERK, "");
 }
 
 /* POST /logout: the session ends, its cookie is dropped, and back to the login form. */
@@ -550,7 +556,8 @@ static enum MHD_Result
 do_password(struct web *w, struct MHD_Connection *c, const char *body)
 {
 	char name[ACCOUNTS_NAME_MAX + 2], pw[ACCOUNTS_PASSWORD_MAX + 2], tok[WEB_TOKEN_LEN + 2],
-	    addr[INET6_ADDRSTRLEN + 1], clerk[ID_CLERK_MAX + 1], why[512];
+	    addr[INET6_ADDRSTRLEN + 1], clerk[ID_CLERK_MAX + 1], why[512],
+	    stamp[ACCOUNTS_STAMP_LEN + 1];
 	struct accounts a;
 	uint64_t wait;
 	int ok = 0;
@@ -581,6 +588,9 @@ do_password(struct web *w, struct MHD_Connection *c, const char *body)
 		cli_warnx("web: %s", why);
 	} else {
 		ok = name[0] != '\0' && accounts_verify(&a, name, pw, strlen(pw), clerk);
+		if (ok) {
+			accounts_stamp(accounts_find(&a, name), stamp);
+		}
 		accounts_release(&a);
 	}
 	pthread_mutex_unlock(&w->hash_mu);
@@ -593,7 +603,7 @@ do_password(struct web *w, struct MHD_Connection *c, const char *body)
 	}
 	sessions_login_ok(w->sessions, addr);
 	cli_warnx("web: clerk %s logged in from %s", clerk, addr);
-	return start_session(w, c, clerk);
+	return start_session(w, c, clerk, stamp);
 }
 
 /* POST /lang: the clerk's language, then back to the page it was chosen on ("back": a path
@@ -830,7 +840,7 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 			return send_referral(w, c, url + 3);
 		}
 		if (strcmp(url, "/new") == 0) {
-			return send_new(w, c);
+			return send_new(w, c, NULL);
 		}
 		if (strcmp(url, "/audit") == 0) {
 			return send_audit(w, c);

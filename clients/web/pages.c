@@ -145,6 +145,25 @@ label_for(struct buf *b, const char *lang, const char *id, const char *key)
 
 /* A labelled <select> of an enum's values (0 left out), the catalog's PREFIX.VALUE for each;
  * with a first empty option "choose" when `choose` is not NULL. */
+/* The form a refused POST sent (its body, borrowed for one page), whose values the fields below
+ * show again; NULL: empty fields. Each connection has its own thread. */
+static __thread const char *refill;
+
+/* Whether `refill` gives `name` the value `v` (one of its values, for checkboxes). */
+static int
+refilled(const char *name, const char *v)
+{
+	char got[64];
+	size_t n;
+
+	for (n = 0; refill != NULL && form_nth(refill, name, n, got, sizeof(got)) == 0; n++) {
+		if (strcmp(got, v) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static void
 enum_select(struct buf *b, const char *lang, const ProtobufCEnumDescriptor *ed, const char *name,
             const char *id, const char *key, const char *prefix, const char *choose, int required,
@@ -179,14 +198,15 @@ enum_select(struct buf *b, const char *lang, const ProtobufCEnumDescriptor *ed, 
 		}
 		buf_puts(b, "<option value=\"");
 		buf_esc(b, v);
-		buf_puts(b, "\">");
+		buf_puts(b, refilled(name, v) ? "\" selected>" : "\">");
 		esc_value(b, lang, prefix, v);
 		buf_puts(b, "</option>");
 	}
 	buf_puts(b, "</select></div>");
 }
 
-/* A fieldset of labelled checkboxes, one per enum value (0 left out). */
+/* A fieldset of labelled checkboxes, one per enum value (0 left out); those in `refill`
+ * checked. */
 static void
 enum_checks(struct buf *b, const char *lang, const ProtobufCEnumDescriptor *ed, const char *name,
             const char *idp, const char *key, const char *prefix)
@@ -209,7 +229,7 @@ enum_checks(struct buf *b, const char *lang, const ProtobufCEnumDescriptor *ed, 
 		buf_esc(b, v);
 		buf_puts(b, "\" id=\"");
 		buf_esc(b, id);
-		buf_puts(b, "\"> <label for=\"");
+		buf_puts(b, refilled(name, v) ? "\" checked> <label for=\"" : "\"> <label for=\"");
 		buf_esc(b, id);
 		buf_puts(b, "\">");
 		esc_value(b, lang, prefix, v);
@@ -223,8 +243,13 @@ static void
 text_input(struct buf *b, const char *lang, const char *type, const char *name, const char *id,
            const char *key, int required, int maxlen)
 {
-	char n[32];
+	char n[32], *v = NULL;
+	size_t vlen = 4096;
 
+	if (refill != NULL && form_has(refill, name) && (v = malloc(vlen)) != NULL &&
+	    form_value(refill, name, v, vlen) != 0) {
+		v[0] = '\0';
+	}
 	buf_puts(b, "<div class=\"field\">");
 	label_for(b, lang, id, key);
 	if (strcmp(type, "textarea") == 0) {
@@ -243,7 +268,19 @@ text_input(struct buf *b, const char *lang, const char *type, const char *name, 
 		buf_puts(b, n);
 	}
 	buf_puts(b, required ? " required" : "");
-	buf_puts(b, strcmp(type, "textarea") == 0 ? " rows=\"3\"></textarea></div>" : "></div>");
+	if (strcmp(type, "textarea") == 0) {
+		buf_puts(b, " rows=\"3\">");
+		buf_esc(b, v != NULL ? v : "");
+		buf_puts(b, "</textarea></div>");
+	} else {
+		if (v != NULL) {
+			buf_puts(b, " value=\"");
+			buf_esc(b, v);
+			buf_puts(b, "\"");
+		}
+		buf_puts(b, "></div>");
+	}
+	free(v);
 }
 
 static void
@@ -254,7 +291,8 @@ check_input(struct buf *b, const char *lang, const char *name, const char *id, c
 	buf_puts(b, name);
 	buf_puts(b, "\" value=\"1\" id=\"");
 	buf_esc(b, id);
-	buf_puts(b, checked ? "\" checked> " : "\"> ");
+	buf_puts(b,
+	         checked || (refill != NULL && form_has(refill, name)) ? "\" checked> " : "\"> ");
 	label_for(b, lang, id, key);
 	buf_puts(b, "</div>");
 }
@@ -908,14 +946,16 @@ out:
 
 /* ---- DMA's new referral ---- */
 
-/* GET /new: the new-referral form, with the survivor's consent record. */
+/* GET /new: the new-referral form, with the survivor's consent record; after a refused POST
+ * /refer, with what it sent (`body`, else NULL) in its fields, escaped. */
 enum MHD_Result
-send_new(struct web *w, struct MHD_Connection *c)
+send_new(struct web *w, struct MHD_Connection *c, const char *body)
 {
 	const char *lang = request_lang(c);
 	struct buf b = {NULL, 0, 0, 0};
 
 	pthread_mutex_lock(&w->mu);
+	refill = body;
 	page_top(&b, w, lang, catalog_text(lang, "new.title"), "/new", "new");
 	if (w->role != IHALA__V2__ROLE__ROLE_DMA) {
 		buf_puts(&b, "<p class=\"message err\">");
@@ -959,6 +999,7 @@ send_new(struct web *w, struct MHD_Connection *c)
 	            "data");
 	buf_puts(&b, "</fieldset>");
 	submit_button(&b, lang, "refer", "new.send");
+	refill = NULL;
 	pthread_mutex_unlock(&w->mu);
 	return page_end(c, &b, MHD_HTTP_OK);
 }

@@ -15,6 +15,7 @@ struct session {
 	char token[SESSIONS_TOKEN_LEN + 1]; /* "" when the slot is free */
 	char csrf[SESSIONS_TOKEN_LEN + 1];
 	char clerk_id[ID_CLERK_MAX + 1];
+	char stamp[SESSIONS_STAMP_LEN + 1]; /* the password's at login (web-user passwd ends it) */
 	uint64_t last_ms;
 };
 
@@ -73,7 +74,8 @@ expired(const struct sessions *s, const struct session *e, uint64_t now_ms)
 }
 
 int
-sessions_open(struct sessions *s, const char *clerk_id, uint64_t now_ms, char *tok, char *csrf)
+sessions_open(struct sessions *s, const char *clerk_id, const char *stamp, uint64_t now_ms,
+              char *tok, char *csrf)
 {
 	struct session *e = NULL;
 	size_t i;
@@ -92,6 +94,7 @@ sessions_open(struct sessions *s, const char *clerk_id, uint64_t now_ms, char *t
 	memset(e, 0, sizeof(*e));
 	if (token(e->token) == 0 && token(e->csrf) == 0) {
 		snprintf(e->clerk_id, sizeof(e->clerk_id), "%s", clerk_id);
+		snprintf(e->stamp, sizeof(e->stamp), "%s", stamp);
 		e->last_ms = now_ms;
 		memcpy(tok, e->token, sizeof(e->token));
 		memcpy(csrf, e->csrf, sizeof(e->csrf));
@@ -127,7 +130,8 @@ lookup(struct sessions *s, const char *tok, uint64_t now_ms)
 }
 
 int
-sessions_find(struct sessions *s, const char *tok, uint64_t now_ms, char *csrf, char *clerk_id)
+sessions_find(struct sessions *s, const char *tok, uint64_t now_ms, char *csrf, char *clerk_id,
+              char *stamp)
 {
 	struct session *e;
 
@@ -136,6 +140,7 @@ sessions_find(struct sessions *s, const char *tok, uint64_t now_ms, char *csrf, 
 		e->last_ms = now_ms;
 		memcpy(csrf, e->csrf, sizeof(e->csrf));
 		memcpy(clerk_id, e->clerk_id, sizeof(e->clerk_id));
+		memcpy(stamp, e->stamp, sizeof(e->stamp));
 	}
 	pthread_mutex_unlock(&s->mu);
 	return e != NULL;

@@ -11,6 +11,8 @@
 #define SESSIONS_MAX 64
 /* Tokens: 64 hex digits (as WEB_TOKEN_LEN). */
 #define SESSIONS_TOKEN_LEN 64
+/* A session's stamp of its account's password (ACCOUNTS_STAMP_LEN): at most this long. */
+#define SESSIONS_STAMP_LEN 64
 /* Failed logins from one address before it must wait SESSIONS_LOCK_MS. */
 #define SESSIONS_FAILS_MAX 5
 #define SESSIONS_LOCK_MS 60000
@@ -25,19 +27,22 @@ struct sessions *sessions_new(uint64_t idle_ms);
 void sessions_free(struct sessions *s);
 
 /*
- * A new session of clerk_id (an id_clerk_valid one): its cookie token and its CSRF token into
- * token and csrf (SESSIONS_TOKEN_LEN + 1 bytes each). 0, or -1 (no randomness).
+ * A new session of clerk_id (an id_clerk_valid one), logged in with the password whose stamp
+ * is `stamp` (at most SESSIONS_STAMP_LEN characters, copied; "" for none): its cookie token
+ * and its CSRF token into token and csrf (SESSIONS_TOKEN_LEN + 1 bytes each). 0, or -1 (no
+ * randomness).
  */
-int sessions_open(struct sessions *s, const char *clerk_id, uint64_t now_ms, char *token,
-                  char *csrf);
+int sessions_open(struct sessions *s, const char *clerk_id, const char *stamp, uint64_t now_ms,
+                  char *token, char *csrf);
 
 /*
- * The session of cookie `token` (may be NULL): 1, its CSRF token and clerk id copied into csrf
- * (SESSIONS_TOKEN_LEN + 1) and clerk_id (ID_CLERK_MAX + 1), and its idle time restarted; 0 when
- * there is none or it was idle too long (then it is ended). Constant-time on the token.
+ * The session of cookie `token` (may be NULL): 1, its CSRF token, clerk id and stamp copied into
+ * csrf (SESSIONS_TOKEN_LEN + 1), clerk_id (ID_CLERK_MAX + 1) and stamp (SESSIONS_STAMP_LEN + 1),
+ * and its idle time restarted; 0 when there is none or it was idle too long (then it is ended).
+ * Constant-time on the token.
  */
 int sessions_find(struct sessions *s, const char *token, uint64_t now_ms, char *csrf,
-                  char *clerk_id);
+                  char *clerk_id, char *stamp);
 
 /* End the session of `token`, if any (logout). */
 void sessions_close(struct sessions *s, const char *token);

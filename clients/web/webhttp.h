@@ -54,7 +54,7 @@ enum MHD_Result send_inbox(struct web *w, struct MHD_Connection *c);
 /* The inbox's table body alone, for its live updates. */
 enum MHD_Result send_rows(struct web *w, struct MHD_Connection *c);
 enum MHD_Result send_referral(struct web *w, struct MHD_Connection *c, const char *rid);
-enum MHD_Result send_new(struct web *w, struct MHD_Connection *c);
+enum MHD_Result send_new(struct web *w, struct MHD_Connection *c, const char *body);
 enum MHD_Result send_audit(struct web *w, struct MHD_Connection *c);
 /* The referral's page, "/r/ID" with ID percent-encoded, into buf. */
 void referral_path(const char *rid, char *buf, size_t len);

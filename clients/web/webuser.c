@@ -28,7 +28,7 @@ static const char webuser_usage[] =
     "the name. A running 'ihala web' reads the file at each login.\n"
     "\n"
     "  add NAME        a new clerk; NAME is " ACCOUNTS_NAME_RULE "\n"
-    "  passwd NAME     a new password for NAME (the clerk id stays)\n"
+    "  passwd NAME     a new password for NAME (the clerk id stays); NAME's open sessions end\n"
     "  list            one JSON line per clerk: {\"name\":..,\"clerkId\":..}\n"
     "  remove NAME     NAME may no longer log in; NAME's open sessions end too\n"
     "  --password-stdin  read the password from the first line of standard input; else it is\n"

@@ -10,8 +10,9 @@
 # reason in words, and DMA's node sees it declined with them; a decline being filled in is not
 # wiped by a live update; the inbox lists new referrals first, by priority; a referral's page
 # (reached by the keyboard) shows its timeline and the survivor's record, its forms labelled;
-# a note and progress posted there reach DMA's node as typed; DMA's clerk creates a referral
-# with its consent record in DMA's own ihala web and MoH's inbox shows it live; an outcome
+# a note and progress posted there reach DMA's node as typed; DMA's new-referral form refused
+# by the broker (no consent given) comes back with what was typed; DMA's clerk then creates
+# the referral with its consent record in DMA's own ihala web and MoH's inbox shows it live; an outcome
 # from DMA is refused in the broker's words; the auditor's page verifies the log and shows
 # the entries' clear parts only; Arabic and Kurdish pages are dir=rtl; an emergency referral
 # turns overdue. With curl: the link works once, a page without the session and a POST (accept,
@@ -27,7 +28,7 @@
 
 IHALA=$IHALA_BUILD/ihala
 PY=/usr/bin/python3
-BROWSER_STEPS=26
+BROWSER_STEPS=27
 
 plan $((35 + BROWSER_STEPS))
 

@@ -3,7 +3,8 @@
 # (Selenium + chromedriver) as MoH's clerk in `ihala web`. Prints "PASS what" / "FAIL what"
 # per step (web.sh turns them into TAP) and "# ..." diagnostics; web.sh gives the scene in
 # the environment. Every wait is an explicit WebDriverWait with a generous limit (a loaded
-# 2-core machine), never a sleep.
+# 2-core machine), never a sleep. With WEB_SCREENSHOTS=DIR it saves the pictures in docs/
+# there: the inbox and a referral's page, in English and in Arabic (1280x800 window).
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import traceback
+import urllib.parse
 
 from selenium import webdriver
 from selenium.common.exceptions import (ElementClickInterceptedException,
@@ -141,7 +143,7 @@ try:
     with open(T + "/chromedriver.pid", "w") as f:
         f.write(str(service.process.pid))
     driver.set_page_load_timeout(WAIT)
-    driver.set_window_size(1280, 720)
+    driver.set_window_size(1280, 800)
     d = driver
     shots = E.get("WEB_SCREENSHOTS")  # a directory: screenshots for docs/ (not in the suite)
 
@@ -439,6 +441,15 @@ try:
     step("DMA's node receives the note and the progress as typed (ihala inbox, status)",
          dma_sees_note_progress)
 
+    def shot_referral(name):
+        # the referral's page as it is now (the timeline, the record, the actions), for docs/
+        d.get(URL.split("/login")[0] + "/r/" + urllib.parse.quote(RID, safe=""))
+        WebDriverWait(d, WAIT).until(lambda _: d.find_elements(By.ID, "timeline"))
+        d.save_screenshot(shots + "/" + name)
+
+    if shots:
+        shot_referral("web-referral-en.png")
+
     d.get(URL.split("/login")[0] + "/")
 
     def draft_kept():
@@ -498,6 +509,7 @@ try:
          lang("ar", "rtl", cat["ar"]["title"]))
     if shots:
         d.save_screenshot(shots + "/web-inbox-ar.png")
+        shot_referral("web-referral-ar.png")
 
     def kept():
         d.get(URL.split("/login")[0] + "/")
@@ -511,7 +523,12 @@ try:
 
     moh_tab = d.current_window_handle
 
-    def dma_new():
+    REASON = "below-knee amputation, needs a prosthesis"
+    DISTRICT = "\"><i id=x>Sinjar</i>"  # kept as text, never markup
+
+    def dma_refused():
+        # the whole form filled in but for "consent given": the broker refuses it, and the
+        # form comes back with what was typed (escaped), never in the address
         dma_url = start_web(DMA, "dma-web")
         d.execute_script("window.__same_page = 43;")
         d.switch_to.new_window("tab")
@@ -530,18 +547,57 @@ try:
         d.find_element(By.ID, "new-to").send_keys("moh")
         Select(d.find_element(By.ID, "new-priority")).select_by_value("urgent")
         d.find_element(By.ID, "new-service-prosthetics-orthotics").click()
-        d.find_element(By.ID, "new-reason").send_keys("below-knee amputation, needs a prosthesis")
+        d.find_element(By.ID, "new-reason").send_keys(REASON)
         d.find_element(By.ID, "new-case").send_keys("IQ-NIN-" + NEW)
         d.find_element(By.ID, "new-name").send_keys(NEWNAME)
         Select(d.find_element(By.ID, "new-sex")).select_by_value("male")
         d.find_element(By.ID, "new-birthyear").send_keys("1988")
         d.find_element(By.ID, "new-governorate").send_keys("Ninewa")
-        d.find_element(By.ID, "new-given").click()
+        d.find_element(By.ID, "new-district").send_keys(DISTRICT)
         Select(d.find_element(By.ID, "new-givenby")).select_by_value("survivor")
         d.execute_script("arguments[0].value = '2024-05-01';", d.find_element(By.ID, "new-date"))
         d.find_element(By.ID, "new-recordedby").send_keys("DMA-VA-0231")
         for c in ("identity", "demographics", "location", "needs"):
             d.find_element(By.ID, "new-data-" + c).click()
+        f.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        ok, why = wait_until(d, "the refusal, on the form", lambda: "err" in flash(d)[1] and
+                             d.find_elements(By.ID, "new-name"))
+        if not ok:
+            return False, "%s; flash %r" % (why, flash(d))
+        text, cls = flash(d)
+        if not text.startswith(en["refused"]) and not text.startswith(en["failed"]):
+            return False, "flash %r" % text
+        v = lambda i: d.find_element(By.ID, i).get_attribute("value")
+        got = {"name": v("new-name"), "reason": v("new-reason"), "rid": v("new-rid"),
+               "to": v("new-to"), "district": v("new-district"), "date": v("new-date"), "year": v("new-birthyear"),
+               "priority": Select(d.find_element(By.ID, "new-priority"))
+               .first_selected_option.get_attribute("value"),
+               "service": d.find_element(By.ID, "new-service-prosthetics-orthotics")
+               .is_selected(),
+               "data": all(d.find_element(By.ID, "new-data-" + c).is_selected()
+                           for c in ("identity", "demographics", "location", "needs")),
+               "given": d.find_element(By.ID, "new-given").is_selected()}
+        want = {"name": NEWNAME, "reason": REASON, "rid": NEW, "to": "moh", "district": DISTRICT, "date": "2024-05-01",
+                "year": "1988", "priority": "urgent", "service": True, "data": True,
+                "given": False}
+        if got != want:
+            return False, "kept %r, wanted %r" % (got, want)
+        if d.find_elements(By.CSS_SELECTOR, "main i"):
+            return False, "the typed markup became an element"
+        if "Hêmin" in d.current_url or "name=" in d.current_url:
+            return False, "the survivor's data in the address: " + d.current_url
+        if "Hêmin" in open(T + "/dma-web.err").read():
+            return False, "the survivor's name in DMA's web log"
+        print("# " + text, flush=True)
+        return True, ""
+
+    step("DMA's new-referral form refused by the broker (no consent given): the form comes "
+         "back with what was typed, the refusal said", dma_refused, retry=False)
+
+    def dma_new():
+        # the form as it came back, consent now given: sent as it is
+        d.find_element(By.ID, "new-given").click()
+        f = d.find_element(By.ID, "new-to").find_element(By.XPATH, "ancestor::form")
         f.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         # the page may be loaded again meanwhile (DMA's node hears of the referral): what
         # the send came to is still said

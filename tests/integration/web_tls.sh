@@ -10,15 +10,39 @@
 # form's token; a clerk added while it runs logs in too (two sessions at once); a POST
 # without the session's CSRF token is refused; the clerk's accept reaches DMA and carries the
 # clerk's pseudonymous id (not the name) in `ihala audit replay` and the CSV export; `ihala --clerk ID` sets it
-# from the command line and a bad one is refused. A clerk removed is out at once. Five failed
+# from the command line and a bad one is refused. A clerk removed, or given a new password, is out at once. Five failed
 # logins make the address wait. On loopback with HTTPS the one-time link is https and its
-# clerk id is "local".
+# clerk id is "local". In a real headless Chromium (web_tls_browser.py, trusting the server's
+# key): a wrong password refused in words, the right one opens the inbox, the clerk accepts,
+# the accept carries her clerk id, the Sign out button has the page's style, Sign out ends
+# the session.
 : "${IHALA_ROOT:?run through tests/run}"
 # shellcheck source=tests/integration/lib.sh
 . "$IHALA_ROOT/tests/integration/lib.sh"
 
 IHALA=$IHALA_BUILD/ihala
-plan 48
+PY=/usr/bin/python3
+BROWSER_STEPS=5
+plan $((56 + BROWSER_STEPS))
+
+# The browser and its driver are stopped whatever happens (as in web.sh): the process group
+# web_tls_browser.py leads, its chromedriver, any process using this test's Chromium profile.
+BROWSER_PID=""
+stop_browser() {
+	local p cmd
+	if [ -n "$BROWSER_PID" ]; then
+		kill -TERM -- -"$BROWSER_PID" 2>/dev/null
+		kill -KILL -- -"$BROWSER_PID" 2>/dev/null
+	fi
+	[ -s "$T/chromedriver.pid" ] && kill -KILL "$(cat "$T/chromedriver.pid")" 2>/dev/null
+	for p in /proc/[0-9]*; do
+		cmd=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
+		case $cmd in
+		*"$T/chrome-profile"*) kill -KILL "${p#/proc/}" 2>/dev/null ;;
+		esac
+	done
+}
+trap 'stop_browser; cleanup' EXIT
 
 # mkref FILE ID: a valid referral from DMA to MoH.
 mkref() {
@@ -214,7 +238,63 @@ run replay2 "$AUD" audit replay
 check "audit replay: the referral carries clerkId dma-va-7" \
 	eval 'grep "\"referralId\":\"$RID2\"" "$OUT" | grep -qF "\"clerkId\":\"dma-va-7\""'
 
-# --- a clerk removed is out at once ----------------------------------------------------------
+# --- in the browser: login, accept, Sign out -------------------------------------------------
+RID4=brw-$$
+mkref "$T/ref4.json" "$RID4"
+run refer4 "$DMA" refer --to moh --file "$T/ref4.json"
+check "DMA refers $RID4 to MoH (for the browser)" expect 0
+# the server's own key is what Chromium trusts (its SPKI's SHA-256), not any certificate
+SPKI=$(openssl x509 -in "$IHALA_PKI/broker.pem" -noout -pubkey | openssl pkey -pubin -outform der |
+	openssl dgst -sha256 -binary | base64)
+WEB_T=$T WEB_BASE=$BASE WEB_USER=layla WEB_PW=$PW WEB_RID=$RID4 WEB_SPKI=$SPKI \
+	setsid "$PY" "$IHALA_ROOT/tests/integration/web_tls_browser.py" \
+	>"$T/browser.out" 2>"$T/browser.err" </dev/null &
+BROWSER_PID=$!
+wait "$BROWSER_PID"
+brc=$?
+n=0
+while IFS= read -r line; do
+	case $line in
+	"PASS "*) ok "browser: ${line#PASS }" ; n=$((n + 1)) ;;
+	"FAIL "*) not_ok "browser: ${line#FAIL }" ; n=$((n + 1)) ;;
+	"#"*) echo "$line" ;;
+	esac
+done <"$T/browser.out"
+if [ "$n" -ne "$BROWSER_STEPS" ] || [ "$brc" -ne 0 ]; then
+	diag "web_tls_browser.py: exit $brc, $n of $BROWSER_STEPS steps"
+	show "$T/browser.err"
+	for i in $(seq $((n + 1)) "$BROWSER_STEPS"); do
+		not_ok "browser: step $i not run"
+	done
+fi
+stop_browser
+BROWSER_PID=""
+check "DMA's node sees $RID4 accepted" \
+	wait_for 30 eval '"$IHALA" --config "$DMA" status "$RID4" 2>/dev/null | head -n 1 | grep -q "\"status\":\"accepted\""'
+run replay4 "$AUD" audit replay
+check "audit replay: the browser's accept carries layla's clerk id, not 'local' nor her name" \
+	eval 'expect 0 && grep "\"referralId\":\"$RID4\"" "$OUT" | grep "\"status\":\"accepted\"" |
+	grep -qF "\"clerkId\":\"$CLERK\"" && ! grep -q "layla" "$OUT"'
+BSID=$(cat "$T/browser-session.txt" 2>/dev/null)
+check "the browser's session, signed out, no longer opens the inbox (curl)" \
+	eval '[ -n "$BSID" ] && is "$(code_of "$BASE/" -H "Cookie: ihala_session=$BSID")" 303'
+
+# --- a clerk given a new password is out at once ---------------------------------------------
+printf 'sara password 1\n' | "$IHALA" --config "$MOHT" web-user add sara --password-stdin 2>/dev/null
+code=$(login sara 'sara password 1')
+SID3=$(sed -n 's/^[Ss]et-[Cc]ookie: ihala_session=\([0-9a-f]*\);.*/\1/p' "$T/curl.head")
+check "sara logs in; her session opens the inbox" \
+	eval 'is "$code" 303 && [ -n "$SID3" ] && is "$(code_of "$BASE/" -H "Cookie: ihala_session=$SID3")" 200'
+printf 'sara password 2\n' | "$IHALA" --config "$MOHT" web-user passwd sara --password-stdin \
+	>/dev/null 2>"$T/passwd.err"
+RC=$? ERR=$T/passwd.err
+check "web-user passwd sara: exit 0" expect 0
+check "web-user passwd sara: her open session no longer opens the inbox; layla's does" \
+	eval 'is "$(code_of "$BASE/" -H "Cookie: ihala_session=$SID3")" 303 &&
+	is "$(code_of "$BASE/" "${C[@]}")" 200'
+check "sara logs in with the new password" is "$(login sara 'sara password 2')" 303
+
+ ----------------------------------------------------------
 "$IHALA" --config "$MOHT" web-user remove omar 2>/dev/null
 check "web-user remove omar: his open session no longer opens the inbox; layla's does" \
 	eval 'is "$(code_of "$BASE/" -H "Cookie: ihala_session=$SID2")" 303 &&

@@ -82,7 +82,8 @@ test_add_verify_save_load(void **state)
 {
 	struct accounts a, b;
 	struct stat st;
-	char why[256], clerk[ID_CLERK_MAX + 1], clerk2[ID_CLERK_MAX + 1], buf[4096];
+	char why[256], clerk[ID_CLERK_MAX + 1], clerk2[ID_CLERK_MAX + 1], buf[4096],
+	    st1[ACCOUNTS_STAMP_LEN + 1], st2[ACCOUNTS_STAMP_LEN + 1];
 	const char *pw = "correct horse battery";
 	FILE *fp;
 	size_t n;
@@ -125,8 +126,15 @@ test_add_verify_save_load(void **state)
 	assert_true(accounts_verify(&b, "layla", pw, strlen(pw), clerk2));
 	assert_string_equal(clerk2, clerk);
 
-	/* passwd: a new hash, the same clerk id; the old password no longer opens */
+	/* passwd: a new hash (a new stamp: the sessions opened with the old one end), the same
+	 * clerk id; the old password no longer opens */
+	accounts_stamp(accounts_find(&b, "layla"), st1);
+	assert_int_equal(strlen(st1), ACCOUNTS_STAMP_LEN);
+	accounts_stamp(accounts_find(&b, "layla"), st2);
+	assert_string_equal(st1, st2);
 	assert_int_equal(accounts_set(&b, "layla", "new password 2", 14, 0, why, sizeof(why)), 0);
+	accounts_stamp(accounts_find(&b, "layla"), st2);
+	assert_string_not_equal(st1, st2);
 	assert_false(accounts_verify(&b, "layla", pw, strlen(pw), clerk2));
 	assert_true(accounts_verify(&b, "layla", "new password 2", 14, clerk2));
 	assert_string_equal(clerk2, clerk);
@@ -215,48 +223,49 @@ test_sessions(void **state)
 	struct sessions *s;
 	char t1[SESSIONS_TOKEN_LEN + 1], c1[SESSIONS_TOKEN_LEN + 1], t2[SESSIONS_TOKEN_LEN + 1],
 	    c2[SESSIONS_TOKEN_LEN + 1], csrf[SESSIONS_TOKEN_LEN + 1], clerk[ID_CLERK_MAX + 1],
-	    forged[SESSIONS_TOKEN_LEN + 1];
+	    forged[SESSIONS_TOKEN_LEN + 1], stamp[SESSIONS_STAMP_LEN + 1];
 	int i;
 
 	(void)state;
 	assert_non_null(s = sessions_new(1000));
-	assert_int_equal(sessions_open(s, "c-1", 0, t1, c1), 0);
-	assert_int_equal(sessions_open(s, "c-2", 10, t2, c2), 0);
+	assert_int_equal(sessions_open(s, "c-1", "stamp-1", 0, t1, c1), 0);
+	assert_int_equal(sessions_open(s, "c-2", "", 10, t2, c2), 0);
 	assert_string_not_equal(t1, t2);
 	assert_string_not_equal(c1, c2);
 	assert_string_not_equal(t1, c1);
 	assert_int_equal(strlen(t1), SESSIONS_TOKEN_LEN);
-	assert_true(sessions_find(s, t1, 500, csrf, clerk));
+	assert_true(sessions_find(s, t1, 500, csrf, clerk, stamp));
 	assert_string_equal(clerk, "c-1");
 	assert_string_equal(csrf, c1);
-	assert_true(sessions_find(s, t2, 500, csrf, clerk));
+	assert_string_equal(stamp, "stamp-1");
+	assert_true(sessions_find(s, t2, 500, csrf, clerk, stamp));
 	assert_string_equal(clerk, "c-2");
 	assert_string_equal(csrf, c2);
-	assert_false(sessions_find(s, NULL, 500, csrf, clerk));
-	assert_false(sessions_find(s, "", 500, csrf, clerk));
+	assert_false(sessions_find(s, NULL, 500, csrf, clerk, stamp));
+	assert_false(sessions_find(s, "", 500, csrf, clerk, stamp));
 	memcpy(forged, t1, sizeof(forged));
 	forged[0] = forged[0] == 'a' ? 'b' : 'a';
-	assert_false(sessions_find(s, forged, 500, csrf, clerk));
+	assert_false(sessions_find(s, forged, 500, csrf, clerk, stamp));
 	/* the CSRF token is not a session */
-	assert_false(sessions_find(s, c1, 500, csrf, clerk));
+	assert_false(sessions_find(s, c1, 500, csrf, clerk, stamp));
 	/* t1 used at 1400 (idle 900 ms) lives on; t2 last used at 500 is idle 1000 ms: ended */
-	assert_true(sessions_find(s, t1, 1400, csrf, clerk));
-	assert_false(sessions_find(s, t2, 1500, csrf, clerk));
-	assert_false(sessions_find(s, t2, 1501, csrf, clerk));
+	assert_true(sessions_find(s, t1, 1400, csrf, clerk, stamp));
+	assert_false(sessions_find(s, t2, 1500, csrf, clerk, stamp));
+	assert_false(sessions_find(s, t2, 1501, csrf, clerk, stamp));
 	assert_int_equal(sessions_count(s, 1500), 1);
 	sessions_close(s, t1);
-	assert_false(sessions_find(s, t1, 1500, csrf, clerk));
+	assert_false(sessions_find(s, t1, 1500, csrf, clerk, stamp));
 	/* full: the least recently used goes */
 	for (i = 0; i < SESSIONS_MAX; i++) {
-		assert_int_equal(sessions_open(s, "c-3", 2000 + (uint64_t)i, t1, c1), 0);
+		assert_int_equal(sessions_open(s, "c-3", "", 2000 + (uint64_t)i, t1, c1), 0);
 		if (i == 0) {
 			memcpy(t2, t1, sizeof(t2));
 		}
 	}
 	assert_int_equal(sessions_count(s, 2100), SESSIONS_MAX);
-	assert_int_equal(sessions_open(s, "c-4", 2100, t1, c1), 0);
-	assert_false(sessions_find(s, t2, 2100, csrf, clerk));
-	assert_true(sessions_find(s, t1, 2100, csrf, clerk));
+	assert_int_equal(sessions_open(s, "c-4", "", 2100, t1, c1), 0);
+	assert_false(sessions_find(s, t2, 2100, csrf, clerk, stamp));
+	assert_true(sessions_find(s, t1, 2100, csrf, clerk, stamp));
 	sessions_free(s);
 }
 
