@@ -209,3 +209,21 @@ wait_for() {
 	done
 	return 1
 }
+
+# stop_browser: the headless browser of web.sh and web_tls.sh, whatever happened: the process
+# group $BROWSER_PID leads, its chromedriver ($T/chromedriver.pid), any process using this
+# test's Chromium profile ($T/chrome-profile).
+stop_browser() {
+	local p cmd
+	if [ -n "$BROWSER_PID" ]; then
+		kill -TERM -- -"$BROWSER_PID" 2>/dev/null
+		kill -KILL -- -"$BROWSER_PID" 2>/dev/null
+	fi
+	[ -s "$T/chromedriver.pid" ] && kill -KILL "$(cat "$T/chromedriver.pid")" 2>/dev/null
+	for p in /proc/[0-9]*; do
+		cmd=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
+		case $cmd in
+		*"$T/chrome-profile"*) kill -KILL "${p#/proc/}" 2>/dev/null ;;
+		esac
+	done
+}

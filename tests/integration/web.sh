@@ -36,20 +36,6 @@ plan $((35 + BROWSER_STEPS))
 # the process group it leads (setsid) is killed here, then any process still using this
 # test's own Chromium profile (by pid, from /proc).
 BROWSER_PID=""
-stop_browser() {
-	local p cmd
-	if [ -n "$BROWSER_PID" ]; then
-		kill -TERM -- -"$BROWSER_PID" 2>/dev/null
-		kill -KILL -- -"$BROWSER_PID" 2>/dev/null
-	fi
-	[ -s "$T/chromedriver.pid" ] && kill -KILL "$(cat "$T/chromedriver.pid")" 2>/dev/null
-	for p in /proc/[0-9]*; do
-		cmd=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
-		case $cmd in
-		*"$T/chrome-profile"*) kill -KILL "${p#/proc/}" 2>/dev/null ;;
-		esac
-	done
-}
 trap 'stop_browser; cleanup' EXIT
 
 # mkref FILE ID PRIORITY NAME: a valid referral from DMA to MoH.

@@ -28,20 +28,6 @@ plan $((56 + BROWSER_STEPS))
 # The browser and its driver are stopped whatever happens (as in web.sh): the process group
 # web_tls_browser.py leads, its chromedriver, any process using this test's Chromium profile.
 BROWSER_PID=""
-stop_browser() {
-	local p cmd
-	if [ -n "$BROWSER_PID" ]; then
-		kill -TERM -- -"$BROWSER_PID" 2>/dev/null
-		kill -KILL -- -"$BROWSER_PID" 2>/dev/null
-	fi
-	[ -s "$T/chromedriver.pid" ] && kill -KILL "$(cat "$T/chromedriver.pid")" 2>/dev/null
-	for p in /proc/[0-9]*; do
-		cmd=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
-		case $cmd in
-		*"$T/chrome-profile"*) kill -KILL "${p#/proc/}" 2>/dev/null ;;
-		esac
-	done
-}
 trap 'stop_browser; cleanup' EXIT
 
 # mkref FILE ID: a valid referral from DMA to MoH.
