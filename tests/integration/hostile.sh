@@ -238,15 +238,20 @@ check "slow loris: the broker logs 'no complete handshake within 2000 ms'" \
 well_behaved "slow loris"
 
 # --- handshake floods ----------------------------------------------------------------------------
-# 300 full handshakes at once; the flooders vanish without close_notify.
-out=$(probe_as molsa --timeout 15000 flood 300 2>&1)
+# 300 full handshakes, 50 unfinished at a time; the flooders vanish without close_notify. Not
+# all 300 at once: on a loaded machine (a sanitizer build beside CPU hogs) the later ones of an
+# all-at-once flood pass the 2 s handshake_timeout, in the probe's own TLS as much as in the
+# broker's. What is tested here is sessions held and reclaimed, not handshake throughput
+# (bench/attack.sh's handshake flood measures that).
+out=$(probe_as molsa --timeout 60000 flood 300 50 2>&1)
 check "flood of 300 handshakes: all 300 served (within max_sessions 400)" \
 	out_is "$out" 'flood 300: 300 welcome, 0 refused, 0 no answer'
 well_behaved "flood"
 
 # A second flood fills max_sessions with peers that are gone too. The broker must reclaim the
-# sessions of vanished peers (ZeroMQ heartbeats, DESIGN §5) or moh is locked out for good.
-out=$(probe_as molsa --timeout 15000 flood 300 2>&1)
+# sessions of vanished peers (the PROBE of quiet sessions, DESIGN §5) or moh is locked out for
+# good (seen failing with the PROBE timer and the sweep at max_sessions both taken out).
+out=$(probe_as molsa --timeout 60000 flood 300 50 2>&1)
 check "second flood: the sessions of the vanished first flood were reclaimed (all 300 served)" \
 	out_is "$out" 'flood 300: 300 welcome, 0 refused, 0 no answer'
 check "after two floods of vanished peers: moh gets a Welcome within 10 s" within 10 alive

@@ -1144,36 +1144,43 @@ mode_bigmsg(long size)
 	return EXIT_OK;
 }
 
-/* N complete handshakes at once; count Welcomes. Connections end without close_notify. */
+/*
+ * N complete handshakes, at most WINDOW of them unfinished at a time (WINDOW = N: all at once);
+ * count Welcomes. Finished sessions stay open; connections end without close_notify.
+ */
 static int
-mode_flood(long n)
+mode_flood(long n, long window)
 {
 	struct conn *cs = calloc((size_t)n, sizeof(*cs));
 	zmq_pollitem_t *it = calloc((size_t)n, sizeof(*it));
 	uint8_t *done = calloc((size_t)n, 1);
-	size_t i, welcomed = 0, refused = 0;
+	size_t i, started = 0, welcomed = 0, refused = 0;
 	uint64_t deadline;
 	int rc = EXIT_LOCAL;
 
 	if (cs == NULL || it == NULL || done == NULL) {
 		goto out;
 	}
-	for (i = 0; i < (size_t)n; i++) {
-		if (conn_open(&cs[i], 0) != 0 || conn_start_tls(&cs[i], 0) != 0) {
-			fprintf(stderr, "probe: flood connection %zu failed\n", i);
-			goto out;
-		}
-	}
 	deadline = now_ms() + (uint64_t)opt.timeout_ms;
 	while (welcomed + refused < (size_t)n && left_ms(deadline) > 0) {
-		for (i = 0; i < (size_t)n; i++) {
+		/* Connect only when the ClientHello follows: the broker closes a connection that
+		 * sends none within handshake_timeout. */
+		while (started < (size_t)n && started - welcomed - refused < (size_t)window) {
+			if (conn_open(&cs[started], 0) != 0 ||
+			    conn_start_tls(&cs[started], 0) != 0) {
+				fprintf(stderr, "probe: flood connection %zu failed\n", started);
+				goto out;
+			}
+			started++;
+		}
+		for (i = 0; i < started; i++) {
 			it[i].socket = wire_socket(cs[i].w);
 			it[i].events = done[i] ? 0 : ZMQ_POLLIN;
 		}
-		if (zmq_poll(it, (int)n, left_ms(deadline)) <= 0) {
+		if (zmq_poll(it, (int)started, left_ms(deadline)) <= 0) {
 			continue;
 		}
-		for (i = 0; i < (size_t)n; i++) {
+		for (i = 0; i < started; i++) {
 			struct wire_event ev;
 
 			while (!done[i] && (it[i].revents & ZMQ_POLLIN) &&
@@ -1901,7 +1908,9 @@ usage(FILE *fp)
 	    "  slowloris                a ClientHello byte by byte: 'dropped after S s'\n"
 	    "  bigmsg SIZE              one ZeroMQ message of SIZE bytes: 'disconnected', 'reset', "
 	    "'timeout'\n"
-	    "  flood N                  N handshakes at once: 'flood N: W welcome, R refused, T no "
+	    "  flood N [W]              N handshakes, W unfinished at a time (default N: all at "
+	    "once):\n"
+	    "                           'flood N: W welcome, R refused, T no "
 	    "answer'\n"
 	    "  silent N SECS            N connections that send nothing, held SECS s: 'silent N: D "
 	    "disconnected'\n"
@@ -1997,11 +2006,12 @@ run_mode(int argc, char **argv)
 	if (strcmp(m, "slowloris") == 0 && argc == 1) {
 		return mode_slowloris();
 	}
-	if (strcmp(m, "flood") == 0 && argc == 2) {
-		if (parse_long(argv[1], 1, 5000, &a) != 0) {
+	if (strcmp(m, "flood") == 0 && (argc == 2 || argc == 3)) {
+		if (parse_long(argv[1], 1, 5000, &a) != 0 ||
+		    (argc == 3 && parse_long(argv[2], 1, 5000, &b) != 0)) {
 			return EXIT_USAGE;
 		}
-		return mode_flood(a);
+		return mode_flood(a, argc == 3 ? b : a);
 	}
 	if (strcmp(m, "query-flood") == 0 && argc == 3) {
 		if (parse_long(argv[1], 0, 3600, &a) != 0 ||
