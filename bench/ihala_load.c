@@ -57,6 +57,7 @@ struct conn {
 	uint64_t t_open_us;
 	uint64_t t_hello_us; /* when the current handshake started */
 	unsigned restarts;   /* handshakes started again (conn_restart) */
+	int reset;           /* the broker answered the handshake with RESET: start again now */
 };
 
 /* A handshake unanswered this long is started again (conn_restart). */
@@ -173,14 +174,17 @@ conn_open(void *zctx, SSL_CTX *ctx, const char *ep, const char *agency, struct c
  * The broker forgets a half-open handshake when newer ones from the same address need its
  * place (a flood from one address: bench/attack.sh's "sessions" runs on the honest agency's
  * own loopback address), and never answers it: a node starts again, and so does this tool,
- * HELLO_RETRY_US after the last start. 0, or IHALA_ETLS.
+ * HELLO_RETRY_US after the last start; at once when the rest of the handshake drew a RESET
+ * (the broker had forgotten it: evicted, or past handshake_timeout on a loaded machine).
+ * 0, or IHALA_ETLS.
  */
 static int
 conn_restart(struct conn *c, uint64_t now)
 {
-	if (c->welcomed || now - c->t_hello_us < HELLO_RETRY_US) {
+	if (c->welcomed || (!c->reset && now - c->t_hello_us < HELLO_RETRY_US)) {
 		return 0;
 	}
+	c->reset = 0;
 	c->restarts++;
 	c->t_hello_us = now;
 	wire_drop(c->w);
@@ -233,6 +237,10 @@ conn_input(struct conn *c, frame_fn fn, void *arg)
 		case WIRE_FRAME:
 			break;
 		case WIRE_RESET:
+			if (!c->welcomed) {
+				c->reset = 1; /* conn_restart starts the handshake again */
+				return 0;
+			}
 			fprintf(stderr, "ihala_load: %s: the broker reset the session\n",
 			        c->agency);
 			return IHALA_ERESET;
