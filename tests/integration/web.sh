@@ -28,7 +28,7 @@
 
 IHALA=$IHALA_BUILD/ihala
 PY=/usr/bin/python3
-BROWSER_STEPS=27
+BROWSER_STEPS=28
 
 plan $((35 + BROWSER_STEPS))
 

@@ -521,6 +521,56 @@ try:
     step("Kurdish (ckb): dir=rtl", lang("ckb", "rtl", cat["ckb"]["title"]))
     step("back to English: dir=ltr", lang("en", "ltr", cat["en"]["title"]))
 
+    def small_screen():
+        # a small laptop (1024x640): the inbox and a referral's page, in Arabic and in
+        # English, need no sideways scrolling; every control is inside the window; the text
+        # is not shrunk below 14px to fit
+        base = URL.split("/login")[0]
+        bad = []
+        d.set_window_size(1024, 640)
+        try:
+            for code in ("ar", "en"):
+                d.get(base + "/")
+                d.find_element(By.ID, "lang-" + code).click()
+                ok, why = wait_until(d, "html lang=" + code, lambda: d.find_element(
+                    By.TAG_NAME, "html").get_attribute("lang") == code)
+                if not ok:
+                    return ok, why
+                for path, ready in (("/", "inbox"),
+                                    ("/r/" + urllib.parse.quote(RID, safe=""), "timeline")):
+                    d.get(base + path)
+                    ok, why = wait_until(d, ready, lambda: d.find_elements(By.ID, ready))
+                    if not ok:
+                        return ok, why
+                    sw, cw, fs, out = d.execute_script(
+                        "var e = document.documentElement, w = e.clientWidth, o = [];"
+                        "document.querySelectorAll('main button, main input:not([type=hidden]),"
+                        " main select, main textarea, main a').forEach(function (x) {"
+                        "  var r = x.getBoundingClientRect();"
+                        "  if (r.width > 0 && (r.left < 0 || r.right > w + 1))"
+                        "    o.push((x.name || x.id || x.textContent).trim().slice(0, 30) +"
+                        "           ' [' + Math.round(r.left) + ',' + Math.round(r.right) + ']');"
+                        "});"
+                        "return [e.scrollWidth, w,"
+                        " parseFloat(getComputedStyle(document.body).fontSize), o];")
+                    where = "%s %s" % (code, path if path == "/" else "/r/")
+                    if sw > cw + 1:
+                        bad.append("%s: %dpx wide in a %dpx window" % (where, sw, cw))
+                    if out:
+                        bad.append("%s: outside the window: %s" % (where, ", ".join(out[:5])))
+                    if fs < 14:
+                        bad.append("%s: body text %.1fpx" % (where, fs))
+                    if shots and path == "/":
+                        d.save_screenshot(shots + "/web-inbox-%s-1024.png" % code)
+        finally:
+            d.set_window_size(1280, 800)
+            d.get(base + "/")
+        return not bad, "\n".join(bad)
+
+    step("a small laptop screen (1024x640): inbox and referral page, Arabic and English, "
+         "without sideways scrolling, every control in the window, text >= 14px", small_screen,
+         retry=False)
+
     moh_tab = d.current_window_handle
 
     REASON = "below-knee amputation, needs a prosthesis"
