@@ -238,7 +238,13 @@ conn_input(struct conn *c, frame_fn fn, void *arg)
 			break;
 		case WIRE_RESET:
 			if (!c->welcomed) {
-				c->reset = 1; /* conn_restart starts the handshake again */
+				/* As a node does (clients/client.c): a RESET before this
+				 * handshake heard the broker answers the last one's bytes
+				 * (stale); after, the broker forgot this one: start again. */
+				if (!wire_heard(c->w)) {
+					continue;
+				}
+				c->reset = 1;
 				return 0;
 			}
 			fprintf(stderr, "ihala_load: %s: the broker reset the session\n",
