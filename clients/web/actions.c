@@ -458,6 +458,18 @@ do_onward(struct web *w, struct MHD_Connection *c, const char *body, const char 
 	return job_run(w, c, WEB_JOB_SUBMIT, env, nrid, "referred", back);
 }
 
+/* A field of the new-referral form that the node cannot take: the form again, with what was
+ * typed in it and what is wrong in the clerk's language (`key`, `detail`), not a bare 400. */
+static enum MHD_Result
+refer_invalid(struct web *w, struct MHD_Connection *c, const char *body, const char *key,
+              const char *detail)
+{
+	pthread_mutex_lock(&w->mu);
+	set_flash(w, 0, key, request_lang(c), detail);
+	pthread_mutex_unlock(&w->mu);
+	return send_new(w, c, body);
+}
+
 /* POST /refer (DMA's new-referral form): `ihala refer --to AGENCY --file REFERRAL.json`. */
 enum MHD_Result
 do_refer(struct web *w, struct MHD_Connection *c, const char *body, const char *unused)
@@ -474,18 +486,18 @@ do_refer(struct web *w, struct MHD_Connection *c, const char *body, const char *
 	if (form_value(body, "rid", rid, sizeof(rid)) != 0 || rid[0] == '\0') {
 		new_referral_id(rid, sizeof(rid));
 	} else if (!id_valid(rid)) {
-		return bad_request(c, "the referral id must be 1 to 64 printable ASCII characters");
+		return refer_invalid(w, c, body, "new.bad.rid", "");
 	}
 	if (form_value(body, "to", to, sizeof(to)) != 0 || !id_agency_valid(to, strlen(to))) {
-		return bad_request(c, "no valid agency to refer to");
+		return refer_invalid(w, c, body, "new.bad.to", "");
 	}
 	if (form_enum(body, "priority", &ihala__v2__priority__descriptor, prio, sizeof(prio)) !=
 	    1) {
-		return bad_request(c, "no valid priority");
+		return refer_invalid(w, c, body, "new.bad.priority", "");
 	}
 	if (form_text(body, "reason", reason, sizeof(reason)) != 0 ||
 	    form_text(body, "agencies", agencies, sizeof(agencies)) != 0) {
-		return bad_request(c, "a text is too long or not UTF-8");
+		return refer_invalid(w, c, body, "new.bad.text", "");
 	}
 	if ((surv = json_object()) == NULL || (ag = json_array()) == NULL) {
 		json_decref(surv);
@@ -495,7 +507,7 @@ do_refer(struct web *w, struct MHD_Connection *c, const char *body, const char *
 		if (form_text(body, surv_text[i], text, sizeof(text)) != 0) {
 			json_decref(surv);
 			json_decref(ag);
-			return bad_request(c, "a text is too long or not UTF-8");
+			return refer_invalid(w, c, body, "new.bad.text", "");
 		}
 		set_text(surv, surv_text[i], text);
 	}
@@ -510,7 +522,7 @@ do_refer(struct web *w, struct MHD_Connection *c, const char *body, const char *
 		if (cli_parse_u64(v, &year) != 0 || year < 1900 || year > 2100) {
 			json_decref(surv);
 			json_decref(ag);
-			return bad_request(c, "the birth year is not a year");
+			return refer_invalid(w, c, body, "new.bad.year", "");
 		}
 		json_object_set_new(surv, "birthYear", json_integer((json_int_t)year));
 	}
@@ -522,7 +534,7 @@ do_refer(struct web *w, struct MHD_Connection *c, const char *body, const char *
 		if (!id_agency_valid(tok, strlen(tok))) {
 			json_decref(surv);
 			json_decref(ag);
-			return bad_request(c, "the consent names an agency id that is none");
+			return refer_invalid(w, c, body, "new.bad.agencies", tok);
 		}
 		if (!has_string(ag, tok)) {
 			json_array_append_new(ag, json_string(tok));
@@ -535,7 +547,7 @@ do_refer(struct web *w, struct MHD_Connection *c, const char *body, const char *
 		json_decref(cats);
 		json_decref(surv);
 		json_decref(ag);
-		return bad_request(c, "not a service code or data category");
+		return refer_invalid(w, c, body, "new.bad.codes", "");
 	}
 	cons = json_pack("{s:b,s:o,s:o}", "given", form_has(body, "given"), "agencies", ag,
 	                 "dataCovered", cats);

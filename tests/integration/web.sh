@@ -30,7 +30,7 @@ IHALA=$IHALA_BUILD/ihala
 PY=/usr/bin/python3
 BROWSER_STEPS=28
 
-plan $((35 + BROWSER_STEPS))
+plan $((38 + BROWSER_STEPS))
 
 # The browser and its driver are stopped whatever happens: web_browser.py quits them, and
 # the process group it leads (setsid) is killed here, then any process still using this
@@ -198,6 +198,25 @@ code_of "$BASE/" "${C[@]}" >/dev/null
 check "declining it again: the broker's refusal is shown in words" \
 	eval 'is "$code" 303 && grep -q "id=\"flash\"" "$T/curl.body" &&
 	grep -qF "The broker refused it: INVALID_TRANSITION" "$T/curl.body"'
+# A new-referral form the node cannot take: the form again with what was typed (the clerk
+# types nothing twice) and what is wrong in words, not a bare 400; nothing is sent.
+refer_form() {
+	code_of "$BASE/refer" "${C[@]}" --data-urlencode "csrf=$CSRF" --data-urlencode "to=molsa" \
+		--data-urlencode "priority=urgent" --data-urlencode "name=هێمن جەلال" \
+		--data-urlencode "reason=needs a wheelchair" "$@"
+}
+code=$(refer_form --data-urlencode "rid=bad-year-$$" --data-urlencode "birthYear=1850")
+check "new-referral form with a birth year of 1850: the form again, the typed values kept, what is wrong in words" \
+	eval 'is "$code" 200 && grep -qF "The birth year is not a year" "$T/curl.body" &&
+	grep -qF "value=\"هێمن جەلال\"" "$T/curl.body" && grep -qF "value=\"1850\"" "$T/curl.body" &&
+	grep -qF ">needs a wheelchair</textarea>" "$T/curl.body"'
+code=$(refer_form --data-urlencode "rid=bad-ag-$$" --data-urlencode "agencies=hi, h<i>")
+check "new-referral form naming an agency id that is none in the consent: the form again, naming it" \
+	eval 'is "$code" 200 && grep -qF "names an agency id that is not valid: h&lt;i&gt;" "$T/curl.body" &&
+	grep -qF "value=\"hi, h&lt;i&gt;\"" "$T/curl.body"'
+check "neither was sent: the broker knows no referral bad-year-$$ nor bad-ag-$$" \
+	eval '! "$IHALA" --config "$DMA" status "bad-year-$$" >/dev/null 2>&1 &&
+	! "$IHALA" --config "$DMA" status "bad-ag-$$" >/dev/null 2>&1'
 
 # --- an onward referral from the referral's page, with curl and the browser's session --------
 code=$(code_of "$BASE/onward" "${C[@]}" --data-urlencode "rid=$RID" --data-urlencode "csrf=$CSRF" \
