@@ -120,11 +120,15 @@ dma_hears() {
 }
 DMA_HEARD=""
 
+# A port below the kernel's ephemeral range (no client connection on this machine can hold it
+# as its source port) that no socket uses in any state.
 free_port() {
-	local p
+	local lo p
+	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+	[ "${lo:-0}" -gt 12000 ] || lo=32768
 	while :; do
-		p=$((20000 + RANDOM % 40000))
-		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+		p=$((10000 + RANDOM % (lo - 10000)))
+		if ! ss -Hatn "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
 			echo "$p"
 			return
 		fi

@@ -16,21 +16,6 @@ for b in "$IHALA_BUILD/ihala-broker" "$PROBE" "$TAPPROXY"; do
 	fi
 done
 
-# quiet_port: like free_port, but below the kernel's ephemeral range, so that none of the many
-# client connections these tests open can hold it, and free in every TCP state.
-quiet_port() {
-	local lo p
-	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
-	[ "${lo:-0}" -gt 12000 ] || lo=32768
-	while :; do
-		p=$((10000 + RANDOM % (lo - 10000)))
-		if ! ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
-			echo "$p"
-			return
-		fi
-	done
-}
-
 # The broker the probes talk to: EP is its endpoint, D its directory (log in $D/broker.log).
 EP='' D=''
 
@@ -96,7 +81,7 @@ refused() {
 
 # --- the main broker -------------------------------------------------------------------------
 D=$T/main
-PORT=$(quiet_port)
+PORT=$(free_port)
 EP=tcp://127.0.0.1:$PORT
 write_broker_conf "$D" "$PORT" "
 [limits]
@@ -141,7 +126,7 @@ refused "CN and SAN naming different agencies" \
 
 # --- pinned fingerprint: a broker that pins moh to moh-alt's certificate ------------------------
 FD=$T/pinned
-FPORT=$(quiet_port)
+FPORT=$(free_port)
 write_broker_conf "$FD" "$FPORT"
 fp=$(openssl x509 -in "$IHALA_PKI/moh-alt.pem" -outform DER | sha256sum | cut -d' ' -f1)
 sed -i "/^\[agency\.moh\]\$/a fingerprint = $fp" "$FD/broker.conf"
@@ -187,7 +172,7 @@ check "after the half-open sessions: the broker still serves moh" welcome_ok moh
 
 # --- the pre-authentication session limit ------------------------------------------------------
 LD=$T/limit
-LPORT=$(quiet_port)
+LPORT=$(free_port)
 write_broker_conf "$LD" "$LPORT" "
 [limits]
 handshake_timeout = 3s
@@ -324,7 +309,7 @@ check "straddle: no session of hi was authenticated" \
 	bash -c "! tail -n +$((mark + 1)) '$D/broker.log' | grep -q \"agency 'hi' (ngo) authenticated\""
 
 # --- nothing in clear on the wire ---------------------------------------------------------------
-PPORT=$(quiet_port)
+PPORT=$(free_port)
 CAP=$T/wire.cap
 : >"$CAP"
 bg "$TAPPROXY" "$PPORT" "$PORT" "$CAP" >"$T/tap.out" 2>&1

@@ -22,23 +22,8 @@ if ! command -v mdb_stat >/dev/null; then
 	exit 1
 fi
 
-# quiet_port: like free_port, but below the kernel's ephemeral range, so that none of the many
-# client connections these tests open can hold it, and free in every TCP state.
-quiet_port() {
-	local lo p
-	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
-	[ "${lo:-0}" -gt 12000 ] || lo=32768
-	while :; do
-		p=$((10000 + RANDOM % (lo - 10000)))
-		if ! ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
-			echo "$p"
-			return
-		fi
-	done
-}
-
 D=$T/broker
-PORT=$(quiet_port)
+PORT=$(free_port)
 EP=tcp://127.0.0.1:$PORT
 write_broker_conf "$D" "$PORT" "
 [limits]

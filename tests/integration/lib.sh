@@ -69,11 +69,14 @@ exit_and_err() { expect "$1" && err_has "$2"; }
 exit_and_out() { expect "$1" && out_has "$2"; }
 
 # A TCP port on 127.0.0.1 that nothing uses now, in any state, taken below the kernel's range
-# of ephemeral ports (32768-60999) so that no outgoing connection can grab it meanwhile.
+# of ephemeral ports (ip_local_port_range, 32768-60999 by default) so that none of the many
+# client connections the tests open can grab it meanwhile.
 free_port() {
-	local p
+	local lo p
+	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+	[ "${lo:-0}" -gt 12000 ] || lo=32768
 	while :; do
-		p=$((10000 + RANDOM % 22000))
+		p=$((10000 + RANDOM % (lo - 10000)))
 		if ! ss -Hatn "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
 			echo "$p"
 			return
