@@ -45,13 +45,29 @@ check() {
 # Print a file's contents as TAP comments (for failures).
 show() { sed 's/^/#   /' "$@" 2>/dev/null | tail -n 30; }
 
-# run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files).
+# run NAME CONF ARGS...: ihala --config CONF ARGS; sets RC, and OUT, ERR (files). With
+# RUN_TIMEOUT (seconds) set, killed past it (web.sh: a web that wrongly starts serves until
+# killed).
 run() {
-	local name=$1 conf=$2
+	local name=$1 conf=$2 limit=()
 	shift 2
 	OUT=$T/$name.out ERR=$T/$name.err
-	"$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
+	[ -z "${RUN_TIMEOUT:-}" ] || limit=(timeout -k 5 "$RUN_TIMEOUT")
+	"${limit[@]}" "$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
 	RC=$?
+}
+# mkref FILE ID PRIORITY NAME [AGENCIES]: a valid referral from DMA to MoH, its consent
+# covering AGENCIES (a JSON list; ["moh","molsa"] when not given).
+mkref() {
+	local agencies=${5:-'["moh","molsa"]'}
+	cat >"$1" <<JSON
+{"referralId":"$2","priority":"$3","services":["physical-rehabilitation"],
+ "reason":"landmine survivor, below-knee amputation",
+ "survivor":{"caseId":"IQ-NIN-$2","name":"$4","sex":"female","birthYear":1996,
+             "governorate":"Ninewa","district":"Sinjar"},
+ "consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","recordedBy":"DMA-VA-0231",
+            "agencies":$agencies,"dataCovered":["identity","demographics","location","needs"]}}
+JSON
 }
 # expect CODE: the last run exited CODE (else its stderr and stdout are shown).
 expect() {

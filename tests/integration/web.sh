@@ -38,18 +38,6 @@ plan $((38 + BROWSER_STEPS))
 BROWSER_PID=""
 trap 'stop_browser; cleanup' EXIT
 
-# mkref FILE ID PRIORITY NAME: a valid referral from DMA to MoH.
-mkref() {
-	cat >"$1" <<JSON
-{"referralId":"$2","priority":"$3","services":["physical-rehabilitation"],
- "reason":"landmine survivor, below-knee amputation",
- "survivor":{"caseId":"IQ-NIN-$2","name":"$4","sex":"female","birthYear":1996,
-             "governorate":"Ninewa","district":"Sinjar"},
- "consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","recordedBy":"DMA-VA-0231",
-            "agencies":["moh","molsa"],"dataCovered":["identity","demographics","location","needs"]}}
-JSON
-}
-
 # code_of URL [CURL ARGS...]: the HTTP status curl gets.
 code_of() {
 	local url=$1
@@ -78,15 +66,7 @@ start_broker "$T/b" || { not_ok "broker starts"; exit 1; }
 ok "broker starts ([deadlines] emergency = 1m)"
 
 # --- refused at start -------------------------------------------------------------------------
-# run NAME CONF ARGS...: ihala --config CONF ARGS (at most 60 s: a web that wrongly starts
-# would serve until killed); sets RC, and OUT, ERR (files).
-run() {
-	local name=$1 conf=$2
-	shift 2
-	OUT=$T/$name.out ERR=$T/$name.err
-	timeout -k 5 60 "$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
-	RC=$?
-}
+RUN_TIMEOUT=60 # a web that wrongly starts would serve until killed
 run nl "$MOH" web --listen 0.0.0.0:0
 check "--listen 0.0.0.0 without TLS: refused, exit 2, says why" \
 	eval 'expect 2 && err_has "refusing to listen on '"'"'0.0.0.0:0'"'"' without TLS"'

@@ -30,26 +30,7 @@ plan $((56 + BROWSER_STEPS))
 BROWSER_PID=""
 trap 'stop_browser; cleanup' EXIT
 
-# mkref FILE ID: a valid referral from DMA to MoH.
-mkref() {
-	cat >"$1" <<JSON
-{"referralId":"$2","priority":"urgent","services":["physical-rehabilitation"],
- "reason":"landmine survivor, below-knee amputation",
- "survivor":{"caseId":"IQ-NIN-$2","name":"Layla Saeed","sex":"female","birthYear":1996,
-             "governorate":"Ninewa","district":"Sinjar"},
- "consent":{"given":true,"givenBy":"survivor","date":"2024-04-02","recordedBy":"DMA-VA-0231",
-            "agencies":["moh"],"dataCovered":["identity","demographics","location","needs"]}}
-JSON
-}
-
-# run NAME CONF ARGS...: ihala --config CONF ARGS (at most 60 s); sets RC, OUT, ERR.
-run() {
-	local name=$1 conf=$2
-	shift 2
-	OUT=$T/$name.out ERR=$T/$name.err
-	timeout -k 5 60 "$IHALA" --config "$conf" "$@" >"$OUT" 2>"$ERR" </dev/null
-	RC=$?
-}
+RUN_TIMEOUT=60 # a web that wrongly starts would serve until killed
 # code_of URL [CURL ARGS...]: the HTTP status curl gets over HTTPS (the test CA).
 code_of() {
 	local url=$1
@@ -189,7 +170,7 @@ check "omar's CSRF token is not layla's" \
 
 # --- a clerk's accept carries her clerk id ----------------------------------------------------
 RID=tls-$$
-mkref "$T/ref.json" "$RID"
+mkref "$T/ref.json" "$RID" urgent "Layla Saeed" '["moh"]'
 run refer "$DMA" refer --to moh --file "$T/ref.json"
 check "DMA refers $RID to MoH" expect 0
 check "the referral shows in layla's inbox" \
@@ -215,7 +196,7 @@ check "audit export csv: the accept's row ends with layla's clerk id" \
 
 # --- the command line's --clerk ---------------------------------------------------------------
 RID2=cli-$$
-mkref "$T/ref2.json" "$RID2"
+mkref "$T/ref2.json" "$RID2" urgent "Layla Saeed" '["moh"]'
 run badclerk "$DMA" --clerk 'Layla Saeed' refer --to moh --file "$T/ref2.json"
 check "ihala --clerk with a name: refused, exit 2" eval 'expect 2 && err_has "invalid --clerk"'
 run clerk "$DMA" --clerk dma-va-7 refer --to moh --file "$T/ref2.json"
@@ -226,7 +207,7 @@ check "audit replay: the referral carries clerkId dma-va-7" \
 
 # --- in the browser: login, accept, Sign out -------------------------------------------------
 RID4=brw-$$
-mkref "$T/ref4.json" "$RID4"
+mkref "$T/ref4.json" "$RID4" urgent "Layla Saeed" '["moh"]'
 run refer4 "$DMA" refer --to moh --file "$T/ref4.json"
 check "DMA refers $RID4 to MoH (for the browser)" expect 0
 # the server's own key is what Chromium trusts (its SPKI's SHA-256), not any certificate
@@ -323,7 +304,7 @@ check "the link opens a session, its cookie Secure" \
 SID=$(sed -n 's/^[Ss]et-[Cc]ookie: ihala_session=\([0-9a-f]*\);.*/\1/p' "$T/curl.head")
 C=(-H "Cookie: ihala_session=$SID")
 RID3=loc-$$
-mkref "$T/ref3.json" "$RID3"
+mkref "$T/ref3.json" "$RID3" urgent "Layla Saeed" '["moh"]'
 run refer3 "$DMA" refer --to moh --file "$T/ref3.json"
 wait_for 30 eval 'code_of "$BASE/" "${C[@]}" >/dev/null && grep -q "data-referral=\"$RID3\"" "$T/curl.body"'
 CSRF=$(field csrf)
