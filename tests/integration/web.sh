@@ -194,9 +194,9 @@ code=$(refer_form --data-urlencode "rid=bad-ag-$$" --data-urlencode "agencies=hi
 check "new-referral form naming an agency id that is none in the consent: the form again, naming it" \
 	eval 'is "$code" 200 && grep -qF "names an agency id that is not valid: h&lt;i&gt;" "$T/curl.body" &&
 	grep -qF "value=\"hi, h&lt;i&gt;\"" "$T/curl.body"'
+unsent() { run unsent "$DMA" status "$1" && [ "$RC" -ne 0 ] && err_has "UNKNOWN_REFERRAL"; }
 check "neither was sent: the broker knows no referral bad-year-$$ nor bad-ag-$$" \
-	eval '! "$IHALA" --config "$DMA" status "bad-year-$$" >/dev/null 2>&1 &&
-	! "$IHALA" --config "$DMA" status "bad-ag-$$" >/dev/null 2>&1'
+	eval 'unsent "bad-year-$$" && unsent "bad-ag-$$"'
 
 # --- an onward referral from the referral's page, with curl and the browser's session --------
 code=$(code_of "$BASE/onward" "${C[@]}" --data-urlencode "rid=$RID" --data-urlencode "csrf=$CSRF" \

@@ -529,11 +529,9 @@ try:
         bad = []
         d.set_window_size(1024, 640)
         try:
-            for code in ("ar", "en"):
+            for code, want_dir in (("ar", "rtl"), ("en", "ltr")):
                 d.get(base + "/")
-                d.find_element(By.ID, "lang-" + code).click()
-                ok, why = wait_until(d, "html lang=" + code, lambda: d.find_element(
-                    By.TAG_NAME, "html").get_attribute("lang") == code)
+                ok, why = lang(code, want_dir, cat[code]["title"])()
                 if not ok:
                     return ok, why
                 for path, ready in (("/", "inbox"),
