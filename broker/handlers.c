@@ -269,8 +269,20 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V2__Submit *sub
 	int err;
 
 	metrics_inc_submissions();
+	/* The request first, in one block, so that the envelope decodes into it: no malloc per
+	 * field, and none per request beyond this one. */
+	r = wreq_new_submit(sub->envelope.len, sub->sealed.len);
+	if (r == NULL) {
+		if (envelope_decode(sub->envelope.data, sub->envelope.len, &env) != 0) {
+			env = NULL;
+		}
+		submit_refuse(sv, s, env, IHALA_EOVERLOAD,
+		              "the broker is short of memory; retry later");
+		envelope_free(env);
+		return;
+	}
 	/* Decode first, so that every refusal names the message it refuses. */
-	err = envelope_decode(sub->envelope.data, sub->envelope.len, &env);
+	err = envelope_decode_in(sub->envelope.data, sub->envelope.len, &r->arena, &env);
 	snprintf(text, sizeof(text), "envelope: %s", ihala_strerror(err));
 	if (err == 0 && total + ENTRY_OVERHEAD > sv->cfg->limits.max_frame) {
 		/* Logged entries travel in Deliver frames, with their sealed part: leave room for
@@ -299,29 +311,12 @@ handle_submit(struct server *sv, struct session *s, const Ihala__V2__Submit *sub
 	}
 	if (err != 0) {
 		submit_refuse(sv, s, env, err, text);
-		envelope_free(env);
-		return;
-	}
-	r = wreq_new(WREQ_SUBMIT);
-	if (r == NULL || (r->env_bytes = malloc(sub->envelope.len + 1)) == NULL) {
-		wreq_free(r);
-		submit_refuse(sv, s, env, IHALA_EOVERLOAD,
-		              "the broker is short of memory; retry later");
-		envelope_free(env);
-		return;
-	}
-	if (sub->sealed.len > 0 && (r->sealed = malloc(sub->sealed.len)) == NULL) {
-		wreq_free(r);
-		submit_refuse(sv, s, env, IHALA_EOVERLOAD,
-		              "the broker is short of memory; retry later");
-		envelope_free(env);
+		wreq_free(r); /* and env with it */
 		return;
 	}
 	memcpy(r->env_bytes, sub->envelope.data, sub->envelope.len);
-	r->env_len = sub->envelope.len;
 	if (sub->sealed.len > 0) {
 		memcpy(r->sealed, sub->sealed.data, sub->sealed.len);
-		r->sealed_len = sub->sealed.len;
 	}
 	r->env = env;
 	r->session_id = s->id;
@@ -691,10 +686,15 @@ static void
 session_frame(struct server *sv, struct session *s, const uint8_t *body, size_t len)
 {
 	Ihala__V2__Frame *f = NULL;
+	/* the server's arena, unless a frame is already in it (a handler that handles another) */
+	struct pb_arena *a = sv->frame_arena_busy ? NULL : &sv->frame_arena;
 	int err;
 
-	err = frame_decode(body, len, sv->cfg->limits.max_frame, &f);
+	err = frame_decode_in(body, len, sv->cfg->limits.max_frame, a, &f);
 	if (err != 0) {
+		if (a != NULL) {
+			pb_arena_reset(a);
+		}
 		char text[128];
 
 		snprintf(text, sizeof(text), "frame of %zu bytes: %s", len, ihala_strerror(err));
@@ -703,6 +703,7 @@ session_frame(struct server *sv, struct session *s, const uint8_t *body, size_t 
 		session_end(sv, s, err, text);
 		return;
 	}
+	sv->frame_arena_busy = a != NULL;
 	switch (f->kind_case) {
 	case IHALA__V2__FRAME__KIND_SUBMIT:
 		handle_submit(sv, s, f->submit);
@@ -731,7 +732,12 @@ session_frame(struct server *sv, struct session *s, const uint8_t *body, size_t 
 		session_end(sv, s, IHALA_EPROTOCOL, "a client may not send this frame type");
 		break;
 	}
-	frame_free(f);
+	if (a != NULL) {
+		sv->frame_arena_busy = 0;
+		pb_arena_reset(a);
+	} else {
+		frame_free(f);
+	}
 }
 
 /* TLS bytes arrived for a session. */

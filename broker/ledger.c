@@ -139,10 +139,53 @@ wreq_new(enum wreq_type type)
 	return r;
 }
 
+/*
+ * Room for a decoded envelope in a submission's block: protobuf-c takes a struct per message
+ * and a copy of each string (frame_test checks that a referral with every field fits, and
+ * ledger_test that each envelope it submits does). One that does not goes on in blocks of
+ * the arena's own.
+ */
+#define WREQ_ARENA_ROOM(env_len) (2 * (env_len) + 1024)
+
+struct wreq *
+wreq_new_submit(size_t env_len, size_t sealed_len)
+{
+	size_t head = (sizeof(struct wreq) + 15) & ~(size_t)15;
+	size_t room = WREQ_ARENA_ROOM(env_len);
+	struct wreq *r;
+	uint8_t *p;
+
+	if (env_len > SIZE_MAX / 4 || sealed_len > SIZE_MAX / 4) {
+		return NULL;
+	}
+	/* malloc, not calloc: only the request's own fields need zeroing, not the room */
+	if ((p = malloc(head + room + env_len + 1 + sealed_len)) == NULL) {
+		return NULL;
+	}
+	r = (struct wreq *)p;
+	memset(r, 0, sizeof(*r));
+	r->type = WREQ_SUBMIT;
+	r->own_block = 1;
+	pb_arena_init(&r->arena, p + head, room);
+	r->env_bytes = p + head + room;
+	r->env_len = env_len;
+	r->env_bytes[env_len] = 0;
+	if (sealed_len > 0) {
+		r->sealed = r->env_bytes + env_len + 1;
+		r->sealed_len = sealed_len;
+	}
+	return r;
+}
+
 void
 wreq_free(struct wreq *r)
 {
 	if (r == NULL) {
+		return;
+	}
+	if (r->own_block) {
+		pb_arena_release(&r->arena);
+		free(r);
 		return;
 	}
 	free(r->env_bytes);

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "frame.h"
 #include "id.h"
 #include "ihala.pb-c.h"
 #include "merkle.h"
@@ -48,6 +49,10 @@ struct wreq {
 	Ihala__V2__Envelope *env;
 	uint8_t *sealed;
 	size_t sealed_len;
+	/* Made by wreq_new_submit: env_bytes and sealed are in the request's own block and env
+	 * in `arena` (whose first bytes are in that block too), all freed with the request. */
+	int own_block;
+	struct pb_arena arena;
 
 	/* WREQ_ACK: the seqs acked, in the order they came */
 	uint64_t acks[WREQ_MAX_ACKS];
@@ -136,6 +141,13 @@ int ledger_state_check(struct ledger *lg, size_t *n_checked);
 /* Allocate a zeroed request / free one with what it owns. */
 struct wreq *wreq_new(enum wreq_type type);
 void wreq_free(struct wreq *r);
+/*
+ * A WREQ_SUBMIT request in one allocation: room for env_len + 1 envelope bytes (env_bytes),
+ * sealed_len bytes of sealed part (sealed; NULL when 0) and the decoded envelope's first
+ * bytes (arena: decode into it with envelope_decode_in). The lengths are set; the bytes and
+ * env are the caller's to fill. NULL when out of memory.
+ */
+struct wreq *wreq_new_submit(size_t env_len, size_t sealed_len);
 
 /* merkle_store_ops over a store read view (ctx = struct store_rtxn *). */
 extern const struct merkle_store_ops ledger_tree_rops;

@@ -796,6 +796,7 @@ server_run(struct broker_config *cfg)
 
 	memset(&sv, 0, sizeof(sv));
 	sv.cfg = cfg;
+	pb_arena_init(&sv.frame_arena, sv.frame_arena_buf, sizeof(sv.frame_arena_buf));
 	sv.sigfd = -1;
 	log_setlevel((enum log_level)cfg->broker.log_level);
 

@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 
 #include "clock.h"
+#include "frame.h"
 #include "tlsctx.h"
 
 /*
@@ -78,8 +79,14 @@ struct session {
 	struct session *next;
 };
 
+/* Frames decode into the server's arena (frame_decode_in), emptied after each one. */
+#define FRAME_ARENA_BYTES 16384
+
 struct server {
 	struct broker_config *cfg;
+	struct pb_arena frame_arena;
+	int frame_arena_busy; /* a frame is being handled in it */
+	_Alignas(16) uint8_t frame_arena_buf[FRAME_ARENA_BYTES];
 	SSL_CTX *ssl;
 	struct store *store;
 	struct signer *signer; /* the checkpoint key's process (signer.h) */

@@ -232,23 +232,131 @@ pb_dealloc(void *data, void *p)
 
 static ProtobufCAllocator pb_free_allocator = {pb_alloc, pb_dealloc, NULL};
 
+/* ---- the decoding arena ---- */
+
+struct pb_arena_block {
+	struct pb_arena_block *next;
+	size_t cap, used;
+	_Alignas(16) uint8_t data[];
+};
+
+#define ARENA_ALIGN 16u
+#define ARENA_BLOCK_MIN 4096u
+
+void
+pb_arena_init(struct pb_arena *a, void *buf, size_t cap)
+{
+	uintptr_t p = (uintptr_t)buf, q = (p + (ARENA_ALIGN - 1)) & ~(uintptr_t)(ARENA_ALIGN - 1);
+
+	memset(a, 0, sizeof(*a));
+	if (buf != NULL && cap > q - p) {
+		a->buf = (uint8_t *)q;
+		a->cap = cap - (q - p);
+	}
+}
+
+void
+pb_arena_reset(struct pb_arena *a)
+{
+	struct pb_arena_block *b, *next;
+
+	for (b = a->more; b != NULL; b = next) {
+		next = b->next;
+		free(b);
+	}
+	a->more = NULL;
+	a->used = 0;
+	a->oom = 0;
+}
+
+size_t
+pb_arena_used(const struct pb_arena *a)
+{
+	const struct pb_arena_block *b;
+	size_t n = a->used;
+
+	for (b = a->more; b != NULL; b = b->next) {
+		n += b->used;
+	}
+	return n;
+}
+
+static void *
+arena_alloc(void *data, size_t size)
+{
+	struct pb_arena *a = data;
+	struct pb_arena_block *b = a->more;
+	size_t n = (size + (ARENA_ALIGN - 1)) & ~(size_t)(ARENA_ALIGN - 1);
+	void *p;
+
+	if (n == 0) {
+		n = ARENA_ALIGN;
+	}
+	if (n < size) {
+		a->oom = 1;
+		return NULL;
+	}
+	if (b == NULL && a->cap - a->used >= n) {
+		p = a->buf + a->used;
+		a->used += n;
+		return p;
+	}
+	if (b == NULL || b->cap - b->used < n) {
+		size_t cap = n > ARENA_BLOCK_MIN ? n : ARENA_BLOCK_MIN;
+
+		if ((b = malloc(sizeof(*b) + cap)) == NULL) {
+			a->oom = 1;
+			return NULL;
+		}
+		b->next = a->more;
+		b->cap = cap;
+		b->used = 0;
+		a->more = b;
+	}
+	p = b->data + b->used;
+	b->used += n;
+	return p;
+}
+
+static void
+arena_dealloc(void *data, void *p)
+{
+	/* Everything goes at pb_arena_reset. */
+	(void)data;
+	(void)p;
+}
+
 static int
 unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
-       ProtobufCMessage **out)
+       struct pb_arena *arena, ProtobufCMessage **out)
 {
 	int oom = 0;
 	ProtobufCAllocator a = {pb_alloc, pb_dealloc, &oom};
+	ProtobufCAllocator aa = {arena_alloc, arena_dealloc, arena};
 	ProtobufCMessage *m;
 
 	if (desc == NULL || out == NULL || (buf == NULL && len != 0)) {
 		return IHALA_EINVAL;
 	}
-	m = protobuf_c_message_unpack(desc, &a, len, buf != NULL ? buf : (const uint8_t *)"");
+	if (arena != NULL) {
+		arena->oom = 0;
+	}
+	m = protobuf_c_message_unpack(desc, arena != NULL ? &aa : &a, len,
+	                              buf != NULL ? buf : (const uint8_t *)"");
 	if (m == NULL) {
-		return oom ? IHALA_ENOMEM : IHALA_EBADFRAME;
+		return (arena != NULL ? arena->oom : oom) ? IHALA_ENOMEM : IHALA_EBADFRAME;
 	}
 	*out = m;
 	return 0;
+}
+
+/* A message of unpack's that failed a later check: freed now, or with its arena. */
+static void
+unpacked_drop(ProtobufCMessage *m, struct pb_arena *arena)
+{
+	if (arena == NULL) {
+		pb_free(m);
+	}
 }
 
 /* Everything but the parse itself: no unknown fields, canonical size, UTF-8. */
@@ -281,7 +389,7 @@ pb_decode_strict(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, siz
 	ProtobufCMessage *m = NULL;
 	int rc;
 
-	if ((rc = unpack(desc, buf, len, &m)) != 0) {
+	if ((rc = unpack(desc, buf, len, NULL, &m)) != 0) {
 		return rc;
 	}
 	if ((rc = check_strict(m, len)) != 0) {
@@ -335,7 +443,8 @@ frame_encode(const Ihala__V2__Frame *f, uint8_t **out, size_t *outlen)
 }
 
 int
-frame_decode(const uint8_t *buf, size_t len, size_t max_frame, Ihala__V2__Frame **out)
+frame_decode_in(const uint8_t *buf, size_t len, size_t max_frame, struct pb_arena *a,
+                Ihala__V2__Frame **out)
 {
 	ProtobufCMessage *m = NULL;
 	Ihala__V2__Frame *f;
@@ -347,7 +456,7 @@ frame_decode(const uint8_t *buf, size_t len, size_t max_frame, Ihala__V2__Frame 
 	if (len > max_frame) {
 		return IHALA_EFRAMESIZE;
 	}
-	if ((rc = unpack(&ihala__v2__frame__descriptor, buf, len, &m)) != 0) {
+	if ((rc = unpack(&ihala__v2__frame__descriptor, buf, len, a, &m)) != 0) {
 		return rc;
 	}
 	f = (Ihala__V2__Frame *)m;
@@ -363,8 +472,14 @@ frame_decode(const uint8_t *buf, size_t len, size_t max_frame, Ihala__V2__Frame 
 	*out = f;
 	return 0;
 fail:
-	pb_free(m);
+	unpacked_drop(m, a);
 	return rc;
+}
+
+int
+frame_decode(const uint8_t *buf, size_t len, size_t max_frame, Ihala__V2__Frame **out)
+{
+	return frame_decode_in(buf, len, max_frame, NULL, out);
 }
 
 void
@@ -374,7 +489,7 @@ frame_free(Ihala__V2__Frame *f)
 }
 
 int
-envelope_decode(const uint8_t *buf, size_t len, Ihala__V2__Envelope **out)
+envelope_decode_in(const uint8_t *buf, size_t len, struct pb_arena *a, Ihala__V2__Envelope **out)
 {
 	ProtobufCMessage *m = NULL;
 	Ihala__V2__Envelope *e;
@@ -383,8 +498,11 @@ envelope_decode(const uint8_t *buf, size_t len, Ihala__V2__Envelope **out)
 	if (out == NULL) {
 		return IHALA_EINVAL;
 	}
-	if ((rc = pb_decode_strict(&ihala__v2__envelope__descriptor, buf, len, &m)) != 0) {
+	if ((rc = unpack(&ihala__v2__envelope__descriptor, buf, len, a, &m)) != 0) {
 		return rc;
+	}
+	if ((rc = check_strict(m, len)) != 0) {
+		goto fail;
 	}
 	e = (Ihala__V2__Envelope *)m;
 	if (e->kind_case == IHALA__V2__ENVELOPE__KIND__NOT_SET) {
@@ -397,8 +515,14 @@ envelope_decode(const uint8_t *buf, size_t len, Ihala__V2__Envelope **out)
 	*out = e;
 	return 0;
 fail:
-	pb_free(m);
+	unpacked_drop(m, a);
 	return rc;
+}
+
+int
+envelope_decode(const uint8_t *buf, size_t len, Ihala__V2__Envelope **out)
+{
+	return envelope_decode_in(buf, len, NULL, out);
 }
 
 void

@@ -81,6 +81,35 @@ int logentry_decode(const uint8_t *buf, size_t len, Ihala__V2__LogEntry **out);
 void logentry_free(Ihala__V2__LogEntry *e);
 
 /*
+ * A decoding arena: messages decoded into it (frame_decode_in, envelope_decode_in) take their
+ * memory from `buf` (the caller's) and, when that is used up, from blocks of their own; they
+ * are never freed one by one. pb_arena_reset() ends every message decoded into the arena and
+ * makes it ready for the next; call it (or pb_arena_release) before `buf` goes away. This is
+ * the hot path's decoding: a submission and its envelope cost no malloc of their own, and
+ * ending them costs no walk of the message.
+ */
+struct pb_arena_block;
+struct pb_arena {
+	uint8_t *buf;
+	size_t cap, used;
+	struct pb_arena_block *more; /* blocks beyond buf, newest first */
+	int oom;                     /* an allocation failed (set during a decode) */
+};
+
+void pb_arena_init(struct pb_arena *a, void *buf, size_t cap);
+void pb_arena_reset(struct pb_arena *a);
+#define pb_arena_release pb_arena_reset
+/* Bytes taken from buf and blocks since the last reset (for tests and sizing). */
+size_t pb_arena_used(const struct pb_arena *a);
+
+/* frame_decode and envelope_decode into `a` (NULL: as those, freed with frame_free and
+ * envelope_free). With an arena the message lives until pb_arena_reset(a). */
+int frame_decode_in(const uint8_t *buf, size_t len, size_t max_frame, struct pb_arena *a,
+                    Ihala__V2__Frame **out);
+int envelope_decode_in(const uint8_t *buf, size_t len, struct pb_arena *a,
+                       Ihala__V2__Envelope **out);
+
+/*
  * The generic strict decoder behind the three above, for any message type:
  * returns 0 and a new message in *out (pb_free() it) or IHALA_EBADFRAME,
  * IHALA_EUTF8, IHALA_ENOMEM, IHALA_EINVAL. No size limit is applied: the

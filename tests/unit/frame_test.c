@@ -900,6 +900,116 @@ test_truncated(void **state)
 	free(env);
 }
 
+/* ---------------------------------------------------------------------------
+ * The decoding arena
+ */
+
+/* Decoding into an arena gives the message a malloc'd decode gives, whether it fits the
+ * caller's buffer or spills into blocks of the arena's own; reset lets the next reuse it. */
+static void
+test_arena_decode(void **state)
+{
+	static const size_t caps[] = {8192, 600, 64, 0};
+	struct referral_fixture r;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d = NULL, *da = NULL;
+	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
+	Ihala__V2__Envelope *e = NULL, *ea = NULL;
+	_Alignas(16) uint8_t room[8192 + 15];
+	uint8_t *body, *env, *b1, *b2;
+	size_t len, envlen, n1, n2, i, k;
+
+	(void)state;
+	referral_fixture_init(&r);
+	env = pack(&r.env.base, &envlen);
+	s.envelope.data = env;
+	s.envelope.len = envlen;
+	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
+	f.submit = &s;
+	body = frame_body(&f, &len);
+	assert_int_equal(frame_decode(body, len, FRAME_MAX_DEFAULT, &d), 0);
+	assert_int_equal(envelope_decode(env, envlen, &e), 0);
+	b1 = pack(&e->base, &n1);
+	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		struct pb_arena a;
+
+		/* an odd start: the arena aligns what it hands out */
+		pb_arena_init(&a, caps[i] > 0 ? room + 1 : NULL, caps[i]);
+		for (k = 0; k < 2; k++) { /* the second time after a reset */
+			assert_int_equal(envelope_decode_in(env, envlen, &a, &ea), 0);
+			assert_int_equal((uintptr_t)ea % 16, 0);
+			assert_int_equal((uintptr_t)ea->referral % 16, 0);
+			b2 = pack(&ea->base, &n2);
+			assert_int_equal(n1, n2);
+			assert_memory_equal(b1, b2, n1);
+			free(b2);
+			assert_string_equal(ea->referral->survivor->name, NAME_AR);
+			assert_true(pb_arena_used(&a) > envlen);
+			if (caps[i] == 8192) {
+				/* a referral with every field fits the room a submission gives it */
+				assert_true(pb_arena_used(&a) <= 2 * envlen + 1024);
+				assert_null(a.more);
+			} else {
+				assert_non_null(a.more);
+			}
+			assert_int_equal(frame_decode_in(body, len, FRAME_MAX_DEFAULT, &a, &da), 0);
+			assert_int_equal(da->kind_case, IHALA__V2__FRAME__KIND_SUBMIT);
+			assert_int_equal(da->submit->envelope.len, envlen);
+			assert_memory_equal(da->submit->envelope.data, env, envlen);
+			pb_arena_reset(&a);
+			assert_int_equal(pb_arena_used(&a), 0);
+			assert_null(a.more);
+		}
+	}
+	free(b1);
+	envelope_free(e);
+	frame_free(d);
+	free(body);
+	free(env);
+}
+
+/* Refusals are the same into an arena, and leave nothing behind but the arena's (the
+ * sanitizer build sees a leak). */
+static void
+test_arena_refusals(void **state)
+{
+	struct referral_fixture r;
+	Ihala__V2__Envelope *e = NULL;
+	Ihala__V2__Frame *d = NULL;
+	_Alignas(16) uint8_t room[512];
+	struct pb_arena a;
+	uint8_t *env, *bad;
+	size_t envlen, cut;
+
+	(void)state;
+	referral_fixture_init(&r);
+	env = pack(&r.env.base, &envlen);
+	pb_arena_init(&a, room, sizeof(room));
+	for (cut = 0; cut < envlen; cut++) {
+		int rc = envelope_decode(env, cut, &e), rca = envelope_decode_in(env, cut, &a, &e);
+
+		assert_int_equal(rc, rca);
+		assert_true(rca == IHALA_EBADFRAME || rca == IHALA_ESCHEMA);
+		assert_null(e);
+		pb_arena_reset(&a);
+	}
+	/* a non-canonical copy: the same field twice */
+	bad = malloc(envlen * 2);
+	assert_non_null(bad);
+	memcpy(bad, env, envlen);
+	memcpy(bad + envlen, env, envlen);
+	assert_int_equal(envelope_decode_in(bad, envlen * 2, &a, &e), IHALA_EBADFRAME);
+	assert_null(e);
+	/* an envelope is no frame */
+	cut = (size_t)frame_decode(bad, envlen, FRAME_MAX_DEFAULT, &d);
+	assert_true((int)cut < 0);
+	assert_int_equal(frame_decode_in(bad, envlen, FRAME_MAX_DEFAULT, &a, &d), (int)cut);
+	assert_int_equal(frame_decode_in(bad, envlen, 4, &a, &d), IHALA_EFRAMESIZE);
+	assert_null(d);
+	pb_arena_release(&a);
+	free(bad);
+	free(env);
+}
+
 static void
 test_garbage(void **state)
 {
@@ -1258,6 +1368,8 @@ main(void)
 	    cmocka_unit_test(test_no_kind),
 	    cmocka_unit_test(test_trailing_and_noncanonical),
 	    cmocka_unit_test(test_envelope_refusals),
+	    cmocka_unit_test(test_arena_decode),
+	    cmocka_unit_test(test_arena_refusals),
 	    cmocka_unit_test(test_frame_enums_and_utf8),
 	    cmocka_unit_test(test_utf8_valid),
 	    cmocka_unit_test(test_utf8_invalid),

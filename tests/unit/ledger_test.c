@@ -248,23 +248,36 @@ msg_unreadable(struct msg *m, const char *mid, const char *rid, uint64_t seq)
 	m->unr.detail = "the GCM tag does not verify";
 }
 
-/* A submission of `m` by `agency` at time `t`, bytes and decoded envelope as the server
- * makes them. */
+/* A submission of `m` by `agency` at time `t` with a sealed part of len bytes (0: none),
+ * bytes and decoded envelope as the server makes them: in one block (wreq_new_submit), the
+ * envelope decoded into the request's arena. */
 static struct wreq *
-submit_req(const char *agency, const struct msg *m, uint64_t t)
+submit_req_n(const char *agency, const struct msg *m, uint64_t t, const void *sealed, size_t slen)
 {
-	struct wreq *r = wreq_new(WREQ_SUBMIT);
 	size_t len = ihala__v2__envelope__get_packed_size(&m->env);
+	struct wreq *r = wreq_new_submit(len, slen);
 
 	assert_non_null(r);
-	r->env_bytes = malloc(len + 1);
-	assert_non_null(r->env_bytes);
+	assert_int_equal(r->type, WREQ_SUBMIT);
+	assert_int_equal(r->env_len, len);
+	assert_int_equal(r->sealed_len, slen);
+	assert_true(slen > 0 ? r->sealed != NULL : r->sealed == NULL);
 	ihala__v2__envelope__pack(&m->env, r->env_bytes);
-	r->env_len = len;
-	assert_int_equal(envelope_decode(r->env_bytes, len, &r->env), 0);
+	if (slen > 0) {
+		memcpy(r->sealed, sealed, slen);
+	}
+	assert_int_equal(envelope_decode_in(r->env_bytes, len, &r->arena, &r->env), 0);
+	/* an envelope a node makes fits the room the request has for it */
+	assert_null(r->arena.more);
 	snprintf(r->agency, sizeof(r->agency), "%s", agency);
 	r->now_ms = t;
 	return r;
+}
+
+static struct wreq *
+submit_req(const char *agency, const struct msg *m, uint64_t t)
+{
+	return submit_req_n(agency, m, t, NULL, 0);
 }
 
 /* The same with a sealed part `sealed` (len bytes), its SHA-256 in the envelope as a node
@@ -273,17 +286,11 @@ static struct wreq *
 submit_req_sealed(const char *agency, struct msg *m, uint64_t t, const void *sealed, size_t len)
 {
 	static uint8_t md[32];
-	struct wreq *r;
 
 	assert_int_equal(EVP_Digest(sealed, len, md, NULL, EVP_sha256(), NULL), 1);
 	m->env.sealed_sha256.data = md;
 	m->env.sealed_sha256.len = sizeof(md);
-	r = submit_req(agency, m, t);
-	r->sealed = malloc(len);
-	assert_non_null(r->sealed);
-	memcpy(r->sealed, sealed, len);
-	r->sealed_len = len;
-	return r;
+	return submit_req_n(agency, m, t, sealed, len);
 }
 
 /* The sealed part stored for `seq` as a string compare: 1 when it is `want` (len bytes), 0
