@@ -55,10 +55,32 @@ reader_leave(struct store *s)
 	pthread_mutex_unlock(&s->mu);
 }
 
+/*
+ * fork() children counted by an atfork handler: a store remembers the count at open and
+ * refuses use when it has moved. Not getpid() on each use: it is a system call, and the main
+ * thread begins a read transaction for every delivery.
+ */
+static _Atomic unsigned fork_gen;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void
+fork_child(void)
+{
+	atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
+}
+
+static void
+fork_watch(void)
+{
+	if (pthread_atfork(NULL, NULL, fork_child) != 0) {
+		fatalx("store: cannot register a fork handler");
+	}
+}
+
 static int
 forked(struct store *s)
 {
-	if (getpid() != s->pid) {
+	if (atomic_load_explicit(&fork_gen, memory_order_relaxed) != s->fork_gen) {
 		log_warnx("store %s: used after fork() (LMDB forbids it; open it in the child)",
 		          s->db.dir);
 		return 1;
@@ -122,7 +144,8 @@ store_open(const char *dir, size_t mapsize, unsigned flags, struct store **out)
 		return IHALA_ENOMEM;
 	}
 	s->flags = flags;
-	s->pid = getpid();
+	pthread_once(&fork_once, fork_watch);
+	s->fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
 	pg = sysconf(_SC_PAGESIZE);
 	s->page_size = pg > 0 ? (size_t)pg : 4096;
 	pthread_mutex_init(&s->mu, NULL);

@@ -34,7 +34,7 @@ struct store {
 	int old_tree;
 	size_t max_mapsize;
 	size_t page_size;
-	pid_t pid;
+	unsigned fork_gen; /* fork_gen (store.c) at open: another means a child of a fork */
 	/* Key and value bytes handed to LMDB by puts since open (store_put; read by store_stat
 	 * on any thread). */
 	_Atomic uint64_t put_bytes;

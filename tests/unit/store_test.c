@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -99,6 +100,36 @@ assert_entry(struct store_rtxn *r, uint64_t seq)
 	assert_int_equal(store_log_get(r, seq, &data, &len), 0);
 	assert_int_equal(len, strlen(want));
 	assert_memory_equal(data, want, len);
+}
+
+/* LMDB forbids using an environment across fork(): in the child every use is refused, in
+ * the parent the store goes on. */
+static void
+test_refused_after_fork(void **state)
+{
+	struct store *s = open_ok(tpath("fork"), 0, 0);
+	struct store_rtxn *r = NULL;
+	int status = -1;
+	pid_t pid;
+
+	(void)state;
+	append_n(s, 1, 1);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store_wtxn *w = NULL;
+		int ok = store_rbegin(s, &r) == IHALA_EINVAL && r == NULL &&
+		         store_wbegin(s, &w) == IHALA_EINVAL && w == NULL;
+
+		_exit(ok ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(store_rbegin(s, &r), 0);
+	assert_entry(r, 1);
+	store_rend(r);
+	store_close(s);
 }
 
 /* ---- log ---- */
@@ -1389,6 +1420,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_append_get_order),
+	    cmocka_unit_test(test_refused_after_fork),
 	    cmocka_unit_test(test_seqs_survive_reopen),
 	    cmocka_unit_test(test_sealed),
 	    cmocka_unit_test(test_children),
