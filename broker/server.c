@@ -209,30 +209,73 @@ router_input(struct server *sv)
 	zmq_msg_close(&m);
 }
 
-/* Each session's queued input, a bounded share per turn so that none starves the others. */
+/* Handshake work (sessions not yet authenticated) a turn may do before it serves the
+ * agencies' sessions again: a handshake costs the broker a signature and a key exchange, and
+ * a burst of them must not stand between an agency and its receipts. */
+#define HANDSHAKE_TURN_NS (2u * 1000u * 1000u)
+
+/* One session's queued input, up to INPUT_TURN_BYTES; 1 when some is left for a later turn. */
+static int
+session_turn(struct server *sv, struct session *s)
+{
+	const uint8_t *p;
+	size_t len, done = 0;
+
+	if (s->backlog && !s->dead) {
+		session_pump(sv, s);
+	}
+	while (!s->dead && !s->backlog && done < INPUT_TURN_BYTES && inq_peek(s->inq, &p, &len)) {
+		session_input(sv, s, p + 1, len - 1);
+		inq_pop(s->inq);
+		done += len;
+	}
+	if (s->dead) {
+		inq_clear(s->inq);
+	}
+	return (s->backlog && !s->dead) || inq_bytes(s->inq) > 0;
+}
+
+/*
+ * Each session's queued input, a bounded share per turn so that none starves the others:
+ * first the authenticated sessions', then handshakes, oldest first, until HANDSHAKE_TURN_NS
+ * is spent (the rest wait for the next turn, which comes at once). Sessions are listed
+ * newest first, so without this a flood of new connections was served before every agency.
+ */
 static int
 sessions_input(struct server *sv)
 {
 	struct session *s;
-	const uint8_t *p;
-	size_t len, done;
+	size_t n = 0, i;
+	uint64_t t0;
 	int more = 0;
 
 	for (s = sv->sessions; s != NULL; s = s->next) {
-		done = 0;
-		if (s->backlog && !s->dead) {
-			session_pump(sv, s);
+		if (!s->authed && !s->dead && (s->backlog || inq_bytes(s->inq) > 0)) {
+			if (n == sv->hs_cap) {
+				size_t cap = sv->hs_cap > 0 ? 2 * sv->hs_cap : 64;
+				struct session **l = realloc(sv->hs_list, cap * sizeof(*l));
+
+				if (l == NULL) {
+					more |= session_turn(sv, s); /* at once, as before the budget */
+					continue;
+				}
+				sv->hs_list = l;
+				sv->hs_cap = cap;
+			}
+			sv->hs_list[n++] = s;
+		} else {
+			more |= session_turn(sv, s);
 		}
-		while (!s->dead && !s->backlog && done < INPUT_TURN_BYTES &&
-		       inq_peek(s->inq, &p, &len)) {
-			session_input(sv, s, p + 1, len - 1);
-			inq_pop(s->inq);
-			done += len;
+	}
+	t0 = clock_mono_ns();
+	for (i = n; i > 0; i--) {
+		s = sv->hs_list[i - 1];
+		if (clock_mono_ns() - t0 >= HANDSHAKE_TURN_NS) {
+			more = 1;
+			break;
 		}
-		if (s->dead) {
-			inq_clear(s->inq);
-		}
-		more |= (s->backlog && !s->dead) || inq_bytes(s->inq) > 0;
+		/* authed already (an earlier one's input cannot do that) or not: served alike */
+		more |= session_turn(sv, s);
 	}
 	return more;
 }
@@ -900,6 +943,7 @@ out:
 		sv.agencies = a->next;
 		free(a);
 	}
+	free(sv.hs_list);
 	conns_free(sv.conns);
 	ratelog_free(sv.refusals);
 	if (sv.router != NULL) {

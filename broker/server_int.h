@@ -86,6 +86,9 @@ struct server {
 	struct broker_config *cfg;
 	struct pb_arena frame_arena;
 	int frame_arena_busy; /* a frame is being handled in it */
+	/* sessions_input's list of handshakes to serve this turn (hs_cap slots, grown) */
+	struct session **hs_list;
+	size_t hs_cap;
 	_Alignas(16) uint8_t frame_arena_buf[FRAME_ARENA_BYTES];
 	SSL_CTX *ssl;
 	struct store *store;
