@@ -860,24 +860,34 @@ test_envelope_kinds(void **state)
  * Refusals
  */
 
+/* The fixture's envelope (*env, *envlen bytes; free it) and, returned, a Submit frame body
+ * carrying it (*len bytes; free it). */
+static uint8_t *
+submit_body(uint8_t **env, size_t *envlen, size_t *len)
+{
+	struct referral_fixture r;
+	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT;
+	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
+
+	referral_fixture_init(&r);
+	*env = pack(&r.env.base, envlen);
+	s.envelope.data = *env;
+	s.envelope.len = *envlen;
+	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
+	f.submit = &s;
+	return frame_body(&f, len);
+}
+
 static void
 test_truncated(void **state)
 {
-	struct referral_fixture r;
-	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d = NULL;
-	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
+	Ihala__V2__Frame *d = NULL;
 	Ihala__V2__Envelope *e = NULL;
 	uint8_t *body, *env;
 	size_t len, envlen, cut;
 
 	(void)state;
-	referral_fixture_init(&r);
-	env = pack(&r.env.base, &envlen);
-	s.envelope.data = env;
-	s.envelope.len = envlen;
-	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
-	f.submit = &s;
-	body = frame_body(&f, &len);
+	body = submit_body(&env, &envlen, &len);
 	assert_int_equal(frame_decode(body, len, FRAME_MAX_DEFAULT, &d), 0);
 	frame_free(d);
 	d = NULL;
@@ -910,22 +920,14 @@ static void
 test_arena_decode(void **state)
 {
 	static const size_t caps[] = {8192, 600, 64, 0};
-	struct referral_fixture r;
-	Ihala__V2__Frame f = IHALA__V2__FRAME__INIT, *d = NULL, *da = NULL;
-	Ihala__V2__Submit s = IHALA__V2__SUBMIT__INIT;
+	Ihala__V2__Frame *d = NULL, *da = NULL;
 	Ihala__V2__Envelope *e = NULL, *ea = NULL;
 	_Alignas(16) uint8_t room[8192 + 15];
 	uint8_t *body, *env, *b1, *b2;
 	size_t len, envlen, n1, n2, i, k;
 
 	(void)state;
-	referral_fixture_init(&r);
-	env = pack(&r.env.base, &envlen);
-	s.envelope.data = env;
-	s.envelope.len = envlen;
-	f.kind_case = IHALA__V2__FRAME__KIND_SUBMIT;
-	f.submit = &s;
-	body = frame_body(&f, &len);
+	body = submit_body(&env, &envlen, &len);
 	assert_int_equal(frame_decode(body, len, FRAME_MAX_DEFAULT, &d), 0);
 	assert_int_equal(envelope_decode(env, envlen, &e), 0);
 	b1 = pack(&e->base, &n1);
