@@ -256,7 +256,8 @@ sessions_input(struct server *sv)
 				struct session **l = realloc(sv->hs_list, cap * sizeof(*l));
 
 				if (l == NULL) {
-					more |= session_turn(sv, s); /* at once, as before the budget */
+					/* no room to defer it: served at once, as before */
+					more |= session_turn(sv, s);
 					continue;
 				}
 				sv->hs_list = l;

@@ -947,7 +947,7 @@ test_arena_decode(void **state)
 			assert_string_equal(ea->referral->survivor->name, NAME_AR);
 			assert_true(pb_arena_used(&a) > envlen);
 			if (caps[i] == 8192) {
-				/* a referral with every field fits the room a submission gives it */
+				/* a full referral fits a submission's room for it */
 				assert_true(pb_arena_used(&a) <= 2 * envlen + 1024);
 				assert_null(a.more);
 			} else {
