@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <zmq.h>
 
@@ -25,12 +26,16 @@
  * session, each message one type byte and TLS bytes; inside TLS a 4-byte length and a Frame.
  *
  *   ihala_load send -b EP -P PKI -a AGENCY -t TO[,TO...] -n COUNT [-r RATE] [-s BYTES]
- *                   [-p PREFIX] [-L LATFILE] [-T SECONDS] [-W WINDOW]
- *	Submit COUNT referrals round-robin to the TO agencies, up to Welcome.limits.max_inflight
- *	(or WINDOW, to test the broker's OVERLOADED refusal) without a receipt, at RATE per second
- *(0: as fast as receipts allow). Every Deliver the sender gets (the broker's "received" statuses)
- *is acked. LATFILE gets one submit->receipt latency in microseconds per line. ihala_load recv -b EP
- *-P PKI -a AGENCY [-a AGENCY...] -n COUNT [-L LATFILE] [-R READYFILE]
+ *                   [-p PREFIX] [-L LATFILE] [-T SECONDS] [-W WINDOW] [-R READYFILE]
+ *                   [-G GOFILE]
+ *	Submit COUNT referrals round-robin to the TO agencies, up to
+ *	Welcome.limits.max_inflight (or WINDOW, to test the broker's OVERLOADED refusal)
+ *	without a receipt, at RATE per second (0: as fast as receipts allow). Every Deliver
+ *	the sender gets (the broker's "received" statuses) is acked. LATFILE gets one
+ *	submit->receipt latency in microseconds per line. READYFILE is created once the
+ *	session has its Welcome; with GOFILE nothing is submitted until that file exists (so
+ *	a test can act between the two).
+ *   ihala_load recv -b EP -P PKI -a AGENCY [-a AGENCY...] -n COUNT [-L LATFILE] [-R READYFILE]
  *                   [-I IDLE_MS] [-T SECONDS]
  *	One session per agency; ack every Deliver at once (no local store: the bench measures the
  *	broker). Stops after COUNT deliveries in all, or IDLE_MS without one after the first.
@@ -487,7 +492,7 @@ msgid_time(const char *id)
 /* ---- common options ---- */
 
 struct opts {
-	const char *ep, *pki, *prefix, *latfile, *readyfile;
+	const char *ep, *pki, *prefix, *latfile, *readyfile, *gofile;
 	char *agency[MAX_CONNS];
 	size_t n_agency;
 	char *to[MAX_TO];
@@ -510,7 +515,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 	o->size = 1024;
 	o->idle_ms = 5000;
 	o->timeout_s = 600;
-	while ((ch = getopt(argc, argv, "b:P:a:t:n:r:s:p:L:R:I:T:W:")) != -1) {
+	while ((ch = getopt(argc, argv, "b:P:a:t:n:r:s:p:L:R:I:T:W:G:")) != -1) {
 		switch (ch) {
 		case 'b':
 			o->ep = optarg;
@@ -560,6 +565,9 @@ parse_opts(int argc, char **argv, struct opts *o)
 		case 'W':
 			o->window = (uint32_t)strtoul(optarg, NULL, 10);
 			break;
+		case 'G':
+			o->gofile = optarg;
+			break;
 		default:
 			return -1;
 		}
@@ -568,6 +576,17 @@ parse_opts(int argc, char **argv, struct opts *o)
 		return -1;
 	}
 	return 0;
+}
+
+/* Create `path` (empty): a signal to the script that runs us. */
+static void
+touch(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f != NULL) {
+		fclose(f);
+	}
 }
 
 /* ---- send ---- */
@@ -623,7 +642,7 @@ cmd_send(struct opts *o)
 	uint8_t *env = NULL;
 	size_t envcap = 0, envlen = 0, sublen = 0;
 	uint64_t next = 0, t0 = 0, t_end, last_us = 0;
-	int err = 0;
+	int err = 0, ready = 0;
 
 	if (o->n_to == 0) {
 		fprintf(stderr, "ihala_load: send needs -t TO\n");
@@ -664,6 +683,15 @@ cmd_send(struct opts *o)
 		}
 		if ((err = conn_restart(&c, now)) != 0) {
 			break;
+		}
+		if (c.welcomed && o->readyfile != NULL && !ready) {
+			touch(o->readyfile);
+			ready = 1;
+		}
+		if (c.welcomed && o->gofile != NULL && access(o->gofile, F_OK) != 0) {
+			/* -G: the session is up; the first submission waits for GOFILE */
+			timeout = 10;
+			goto poll;
 		}
 		if (c.welcomed && t0 == 0) {
 			t0 = now;
@@ -711,6 +739,7 @@ cmd_send(struct opts *o)
 			next++;
 			s.inflight++;
 		}
+	poll:
 		wire_flush(c.w);
 		if (wire_wait(c.w, timeout) < 0) {
 			err = IHALA_EZMQ;
@@ -848,11 +877,7 @@ cmd_recv(struct opts *o)
 			ready = 1;
 			t_open = now;
 			if (o->readyfile != NULL) {
-				FILE *f = fopen(o->readyfile, "w");
-
-				if (f != NULL) {
-					fclose(f);
-				}
+				touch(o->readyfile);
 			}
 		}
 		if (zmq_poll(it, (int)n, timeout) < 0 && zmq_errno() != EINTR) {
@@ -936,7 +961,8 @@ usage(void)
 {
 	fprintf(stderr,
 	        "usage: ihala_load send -b EP -P PKI -a AGENCY -t TO[,TO..] -n COUNT [-r RATE] "
-	        "[-s BYTES] [-p PREFIX] [-L LATFILE] [-T SECONDS]\n"
+	        "[-s BYTES] [-p PREFIX] [-L LATFILE] [-T SECONDS] [-W WINDOW] [-R READYFILE] "
+	        "[-G GOFILE]\n"
 	        "       ihala_load recv -b EP -P PKI -a AGENCY [-a AGENCY..] -n COUNT [-L LATFILE] "
 	        "[-R READYFILE] [-I IDLE_MS] [-T SECONDS]\n"
 	        "       ihala_load stats LATFILE...\n");

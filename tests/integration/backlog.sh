@@ -47,9 +47,20 @@ check "the broker is alive" kill -0 "$BROKER_PID"
 
 # The broker side alone: a client that ignores the window (bench/ihala_load pipelining 400
 # submissions of ~2 KB at once, ~4.5 times in_cap) is ended, with a security line, and the
-# broker goes on serving.
+# broker goes on serving. The burst is written while the broker is stopped (SIGSTOP once the
+# session is up), so that it all waits for the broker at once: a broker quick enough to take
+# each submission as it arrives would otherwise never hold more than in_cap, and the case
+# would be tested only on a slow machine.
 "$IHALA_BUILD/bench/ihala_load" send -b "tcp://127.0.0.1:$port" -P "$IHALA_PKI" -a dma -t moh \
-	-n 400 -s 2000 -W 400 -p PIPE -T 10 >"$T/pipe.out" 2>"$T/pipe.err"
+	-n 400 -s 2000 -W 400 -p PIPE -T 20 -R "$T/pipe.ready" -G "$T/pipe.go" \
+	>"$T/pipe.out" 2>"$T/pipe.err" &
+pipe_pid=$!
+for _ in $(seq 1 200); do [ -e "$T/pipe.ready" ] && break; sleep 0.05; done
+kill -STOP "$BROKER_PID"
+touch "$T/pipe.go"
+sleep 1 # the client writes its burst meanwhile (socket buffers and its own queue)
+kill -CONT "$BROKER_PID"
+wait "$pipe_pid"
 diag "pipelined: $(tr '\n' ' ' <"$T/pipe.out")"
 check "a client pipelining past in_cap, ignoring its window: its session is ended, said in the log" \
 	grep -qE "security: session [0-9]+ \(dma\): more than [0-9]+ bytes of input waiting; closing" "$T/broker.log"
