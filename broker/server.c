@@ -275,7 +275,6 @@ sessions_input(struct server *sv)
 			more = 1;
 			break;
 		}
-		/* authed already (an earlier one's input cannot do that) or not: served alike */
 		more |= session_turn(sv, s);
 	}
 	return more;
